@@ -1,0 +1,156 @@
+# Roost build.
+#
+#   make            build build/roost
+#   make run        install what is missing, build, run `roost serve` in the foreground
+#   make test       install what is missing, build, run unit and integration tests
+#   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
+#   make tsan       the test suite under ThreadSanitizer (build-tsan/)
+#   make bench      benchmarks (not part of make test)
+#   make fuzz       libFuzzer targets (clang; not part of make test)
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Sanitizer objects never mix with normal ones: each flavour has its own
+# build directory.
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+SAN ?=
+WERROR ?=
+
+ifeq ($(SAN),address)
+BUILD ?= build-asan
+else ifeq ($(SAN),thread)
+BUILD ?= build-tsan
+else
+BUILD ?= build
+endif
+
+PKGS := lmdb openssl libcrypt
+TEST_PKGS := check
+
+WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wshadow \
+	-Wno-unused-parameter
+ifneq ($(WERROR),)
+WARN += -Werror
+endif
+
+HARDEN := -fstack-protector-strong -fPIE
+LDHARDEN := -pie -Wl,-z,relro -Wl,-z,now
+
+OPT := -O2 -g
+ifeq ($(SAN),address)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+else ifeq ($(SAN),thread)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDSAN := -fsanitize=thread
+else
+HARDEN += -D_FORTIFY_SOURCE=2
+endif
+
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
+
+CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -Iinclude -MMD -MP $(CFLAGS)
+LDFLAGS_ALL := $(LDHARDEN) $(LDSAN) $(LDFLAGS)
+LIBS := $(PKG_LIBS) -pthread -lm
+
+SRC := $(wildcard core/*.c backends/*.c backends/*/*.c protocols/*.c protocols/*/*.c)
+MAIN_SRC := core/main.c
+LIB_SRC := $(filter-out $(MAIN_SRC),$(SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB := $(BUILD)/libroost.a
+
+UNIT_SRC := $(wildcard tests/unit/check_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+# Test-only protocol handlers linked into a second server binary.
+TESTD_SRC := $(wildcard tests/runtime/*.c)
+TESTD_OBJ := $(TESTD_SRC:%.c=$(BUILD)/%.o)
+TESTD := $(if $(TESTD_SRC),$(BUILD)/roost-testd)
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all run test unit integration asan tsan bench fuzz install clean deps deps-test \
+	check-build
+
+all: $(BUILD)/roost $(TESTD) $(BENCH_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/roost: $(BUILD)/core/main.o $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/roost-testd: $(TESTD_OBJ) $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/check_%: tests/unit/check_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $(TEST_CFLAGS) -Itests/unit $< -o $@ \
+		$(LDFLAGS_ALL) $(LIB) $(TEST_LIBS) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(LIB) $(LIBS)
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/roost
+	./$(BUILD)/roost serve
+
+# The whole suite: unit tests, then integration tests against real servers.
+test: deps-test
+	@$(MAKE) --no-print-directory all $(UNIT_BIN)
+	@$(MAKE) --no-print-directory unit integration
+
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+integration: $(BUILD)/roost $(TESTD)
+	@ROOST_BIN=$(abspath $(BUILD)/roost) ROOST_TESTD=$(if $(TESTD),$(abspath $(TESTD))) \
+		python3 tests/integration/run.py
+
+asan: deps-test
+	@$(MAKE) --no-print-directory SAN=address all $(UNIT_SRC:tests/unit/%.c=build-asan/tests/%)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		$(MAKE) --no-print-directory SAN=address unit integration
+
+tsan: deps-test
+	@$(MAKE) --no-print-directory SAN=thread all $(UNIT_SRC:tests/unit/%.c=build-tsan/tests/%)
+	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		$(MAKE) --no-print-directory SAN=thread unit integration
+
+bench: deps-test
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/run-bench.sh $(if $(FULL),full,short)
+
+fuzz:
+	@$(MAKE) --no-print-directory -f tests/fuzz/Makefile
+
+install: $(BUILD)/roost
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/roost \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 755 $(BUILD)/roost $(DESTDIR)$(PREFIX)/bin/roost
+	install -m 644 etc/roost.conf.sample $(DESTDIR)$(PREFIX)/etc/roost/roost.conf.sample
+	sed 's|@PREFIX@|$(PREFIX)|g' etc/roost.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/roost.service
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,65 @@
+#ifndef ROOST_AUTH_H
+#define ROOST_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "roost/buf.h"
+
+/*
+ * Users and authentication.
+ *
+ * The user database is a passwd-file in Dovecot's format, one user a line:
+ *   alice@example.org:{SHA512-CRYPT}$6$...:::::: (extra fields ignored)
+ * User names are full addresses, compared case-insensitively and returned in
+ * the file's spelling (the canonical name storage uses).
+ *
+ * Password schemes verified: {PLAIN}, {CLEAR}, {CRYPT}, {MD5-CRYPT},
+ * {SHA256-CRYPT}, {SHA512-CRYPT}, {BLF-CRYPT}, {YESCRYPT} (via libcrypt).
+ * New passwords use the configured scheme.
+ *
+ * struct auth is thread-safe: any worker may call any function.
+ */
+
+struct auth;
+struct roost_config;
+
+int auth_open(const struct roost_config *cfg, struct auth **auth_r);
+void auth_free(struct auth **auth);
+/* Re-read the passwd file (SIGHUP); on error the old table stays. */
+int auth_reload(struct auth *auth);
+
+/* Does this user exist? On success copies the canonical name into
+ * name_r (size namelen). ROOST_ENOTFOUND otherwise. */
+int auth_lookup(struct auth *auth, const char *user, char *name_r, size_t namelen);
+
+/*
+ * Check a password. 0 and the canonical name on success; ROOST_EAUTH for a
+ * wrong password or unknown user (the same answer and similar time for both).
+ * Successful checks are cached for auth_cache_ttl seconds, keyed by user and
+ * a salted digest of the password; a password change invalidates the entry.
+ */
+int auth_verify(struct auth *auth, const char *user, const char *password, size_t password_len,
+    char *name_r, size_t namelen);
+
+/*
+ * Failed-login slow-down per client IP: the delay to apply before answering
+ * a failure (2 s, doubling up to 15 s by default), and the bookkeeping.
+ * The caller applies the delay with conn_delay(), never by sleeping.
+ */
+unsigned auth_failure(struct auth *auth, const char *peer_ip);	/* returns delay in ms */
+void auth_success(struct auth *auth, const char *peer_ip);
+
+/* Hash password with the configured scheme into out ("{SCHEME}..."). */
+int auth_hash_password(const char *scheme, const char *password, struct buf *out);
+/* Verify password against a stored "{SCHEME}hash" (or bare crypt hash).
+ * 0 match, ROOST_EAUTH mismatch, ROOST_ENOTSUP unknown scheme. */
+int auth_check_hash(const char *stored, const char *password, size_t password_len);
+
+/* passwd-file editing for `roost user`: atomic rewrite (temp file, fsync,
+ * rename). ROOST_EEXISTS / ROOST_ENOTFOUND as appropriate. */
+int auth_file_add(const char *path, const char *user, const char *hash);
+int auth_file_set_password(const char *path, const char *user, const char *hash);
+int auth_file_delete(const char *path, const char *user);
+
+#endif

@@ -1,0 +1,127 @@
+#ifndef ROOST_CONFIG_H
+#define ROOST_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/*
+ * The effective configuration: one INI-like file (`[section]`, `key = value`,
+ * `#` comments) laid over built-in defaults. Every key has a default, so an
+ * absent file is a complete configuration. Values by type:
+ *   string     the rest of the line, trimmed
+ *   bool       yes/no/true/false/on/off/1/0
+ *   count      decimal integer within the key's range
+ *   size       integer with optional K, M, G suffix (powers of 1024)
+ *   duration   integer with optional s, m, h suffix (seconds by default)
+ *   listen     "off" or a comma-separated list of addresses:
+ *              127.0.0.1:2143, [::1]:2143, *:2143, or unix:/path (lmtp only)
+ *
+ * A configuration is immutable once loaded and may be read from any thread.
+ * Adding a key: add the field here and its row in core/config.c's table.
+ */
+
+struct config_listen {
+	char **addrs;	/* NULL-terminated; empty (addrs[0] == NULL) = disabled */
+};
+
+struct roost_config {
+	char *path;	/* file it came from, NULL when only defaults */
+
+	/* [server] */
+	char *hostname;	/* default: gethostname() */
+	char *data_dir;	/* default: ./var */
+	unsigned workers;	/* worker threads; default 4 x cores (blocking disk I/O) */
+	unsigned loops;		/* event loop threads; default: one per core */
+	char *log_level;	/* error|warn|info|debug; default info */
+	bool log_syslog;	/* default no */
+
+	/* [storage] */
+	char *storage_backend;		/* lmdb (default) | maildir */
+	uint64_t lmdb_map_size;		/* initial map size; grows on demand; default 1G */
+	unsigned lmdb_shards;		/* environments, users hashed over them; default 1 */
+	bool storage_fsync;		/* default yes; no = benchmarks only, loses mail on crash */
+	uint64_t expunge_log_retention;	/* seconds expunged UIDs are kept for QRESYNC; default 30d */
+
+	/* [listen] */
+	struct config_listen listen_smtp;	/* default 127.0.0.1:2525 */
+	struct config_listen listen_submission;	/* default 127.0.0.1:2587 */
+	struct config_listen listen_smtps;	/* default 127.0.0.1:2465 */
+	struct config_listen listen_lmtp;	/* default 127.0.0.1:2024 */
+	struct config_listen listen_imap;	/* default 127.0.0.1:2143 */
+	struct config_listen listen_imaps;	/* default 127.0.0.1:2993 */
+	struct config_listen listen_pop3;	/* default 127.0.0.1:2110 */
+	struct config_listen listen_pop3s;	/* default 127.0.0.1:2995 */
+
+	/* [tls] */
+	char *tls_cert;		/* PEM; default: <data_dir>/tls/cert.pem, self-signed on first start */
+	char *tls_key;		/* PEM; default: <data_dir>/tls/key.pem */
+	char *tls_min_protocol;	/* TLSv1.2 (default) | TLSv1.3 */
+	char *tls_ciphers;	/* TLS 1.2 cipher list; default OpenSSL's HIGH:!aNULL:!MD5 */
+	char *tls_ciphersuites;	/* TLS 1.3 suites; default OpenSSL's */
+
+	/* [auth] */
+	char *passwd_file;		/* default <data_dir>/passwd */
+	char *password_scheme;		/* scheme for new passwords; default SHA512-CRYPT */
+	bool plaintext_insecure;	/* allow PLAIN/LOGIN without TLS off loopback; default no */
+	unsigned fail_delay_initial;	/* seconds after the first failure; default 2 */
+	unsigned fail_delay_max;	/* cap of the doubling delay; default 15 */
+	unsigned auth_cache_ttl;	/* seconds a verified credential is cached; default 300 */
+
+	/* [limits] */
+	unsigned max_connections;		/* default 20000 */
+	unsigned max_connections_per_ip;	/* default 200 */
+	unsigned preauth_idle_timeout;		/* seconds; default 60 */
+	unsigned idle_timeout;			/* seconds, after login; default 1800 */
+	unsigned command_timeout;		/* seconds to receive a whole command / flush; default 300 */
+	unsigned tls_handshake_timeout;		/* seconds; default 30 */
+	unsigned shutdown_grace;		/* seconds running commands get at shutdown; default 10 */
+	uint64_t max_line;			/* command line bytes after login; default 64K */
+	uint64_t max_line_preauth;		/* before login; default 8K */
+	uint64_t max_message_size;		/* default 50M */
+	unsigned max_recipients;		/* default 1000 */
+	unsigned mime_max_depth;		/* default 100 */
+	unsigned mime_max_parts;		/* default 10000 */
+	uint64_t max_header_size;		/* bytes of one message header block; default 1M */
+	unsigned max_header_fields;		/* default 10000 */
+
+	/* [smtp] */
+	char **smtp_domains;		/* NULL-terminated local domains; default: hostname, localhost */
+	unsigned smtp_max_errors;	/* 421 and close after this many; default 20 */
+	char *smtp_bare_lf;		/* reject (default) | normalize */
+	char *recipient_delimiter;	/* default "+"; "" disables */
+
+	/* [imap] */
+	unsigned imap_max_connections_per_user_ip;	/* default 10 */
+	unsigned imap_max_bad_commands;			/* default 20 */
+	unsigned imap_idle_keepalive;			/* seconds between "* OK Still here"; default 120 */
+	uint64_t imap_max_literal;			/* default: max_message_size */
+
+	/* [pop3] */
+	unsigned pop3_max_bad_commands;			/* default 20 */
+};
+
+/*
+ * Load path (NULL: ./roost.conf when it exists, else defaults only) into a
+ * new configuration. On error returns ROOST_ECONFIG and writes a message
+ * naming file, line and key into err (at most errlen bytes); nothing is
+ * allocated then.
+ */
+int config_load(const char *path, struct roost_config **cfg_r, char *err, size_t errlen);
+/* Defaults only (tests). */
+struct roost_config *config_defaults(void);
+/* Print the effective configuration, every key, in the file format. */
+void config_print(const struct roost_config *cfg, FILE *out);
+void config_free(struct roost_config **cfg);
+
+/* Parse one listen address ("127.0.0.1:2143", "[::1]:143", "*:25", "unix:/p"). */
+struct config_addr {
+	bool is_unix;
+	char host[256];		/* "" for any address */
+	char path[108];		/* unix socket path */
+	uint16_t port;
+};
+int config_parse_addr(const char *spec, struct config_addr *addr_r);
+
+#endif

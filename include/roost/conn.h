@@ -1,0 +1,150 @@
+#ifndef ROOST_CONN_H
+#define ROOST_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "roost/buf.h"
+
+/*
+ * Connections and the protocol interface of the runtime (half-sync/half-async,
+ * shared/DESIGN.md).
+ *
+ * A connection is owned by exactly one thread at a time: its event loop while
+ * it waits for input or flushes output, or the one worker running a hook for
+ * it. Hooks marked [loop] run on the event loop thread and must not block;
+ * hooks marked [worker] run on a worker thread and may block on storage. All
+ * conn_* functions below may be called only by the current owner, except
+ * conn_wake(), conn_ref() and conn_unref(), which any thread may call.
+ *
+ * Input path: the loop reads bytes into the connection's input buffer, then
+ * calls the protocol's frame hook with everything buffered. The hook says
+ * how many bytes form one complete command (line, line plus literals, DATA
+ * body...). The loop then hands the connection to a worker, which runs
+ * on_command with a pointer into the input buffer; after on_command returns
+ * those bytes are consumed and the loop frames the next command.
+ *
+ * Output path: conn_write() appends to the output buffer. Past the high-water
+ * mark, a worker flushes to the socket itself (blocking, bounded by the
+ * command timeout), so large replies stream. Whatever is left when the hook
+ * returns is flushed by the loop; the next command is not framed until the
+ * output buffer has drained below the high-water mark.
+ */
+
+struct conn;
+struct roost_services;
+
+enum frame_result {
+	FRAME_COMMAND,	/* *used_r bytes are one command: run on_command on a worker */
+	FRAME_AGAIN,	/* need more input (the hook checked its bounds) */
+	FRAME_DISCARD,	/* drop *used_r bytes, run nothing (e.g. a refused literal) */
+	FRAME_CLOSE,	/* flush what was written and close */
+};
+
+enum wake_reason {
+	WAKE_NOTIFY,	/* conn_wake() was called (e.g. the selected mailbox changed) */
+	WAKE_TIMER,	/* the timer set by conn_set_timer() fired */
+};
+
+struct proto_ops {
+	const char *name;	/* "imap", "smtp", ... for logs */
+
+	/* [worker] Create the session and write the greeting. Return NULL to
+	 * refuse (after writing a reason); the connection is then closed. */
+	void *(*session_new)(struct conn *c);
+	/* [worker or loop] Release the session. Called exactly once, when the
+	 * connection is gone; the socket may already be closed. */
+	void (*session_free)(void *session);
+
+	/* [loop] Find one complete command at the start of in[0..len). May
+	 * write directly (continuation requests, errors for refused input)
+	 * with conn_write(); the loop flushes it. Must enforce its own size
+	 * bounds and never block. */
+	enum frame_result (*frame)(struct conn *c, void *session, const uint8_t *in, size_t len,
+	    size_t *used_r);
+
+	/* [worker] Run one command. cmd is valid only during the call. */
+	void (*on_command)(struct conn *c, void *session, const uint8_t *cmd, size_t len);
+
+	/* [worker] Optional: a wake-up (see enum wake_reason) while the
+	 * connection had no command running. */
+	void (*on_wake)(struct conn *c, void *session, enum wake_reason why);
+
+	/* [worker] Optional: the idle timeout passed; write the protocol's
+	 * goodbye. The connection is closed afterwards. */
+	void (*on_timeout)(struct conn *c, void *session);
+
+	/* [worker] Optional: the server is shutting down; write the goodbye
+	 * ("* BYE", "421"). The connection is closed afterwards. */
+	void (*on_shutdown)(struct conn *c, void *session);
+};
+
+/* Shared services (config, storage, auth) given to the server at start. */
+const struct roost_services *conn_services(const struct conn *c);
+
+/* The listener's name: "smtp", "submission", "smtps", "lmtp", "imap", ... */
+const char *conn_listener(const struct conn *c);
+/* Unique id for logs, also usable as a queue id seed. */
+uint64_t conn_id(const struct conn *c);
+/* Peer address as text ("192.0.2.1", "::1", "unix"). */
+const char *conn_peer(const struct conn *c);
+/* Local address as text. */
+const char *conn_local(const struct conn *c);
+bool conn_is_tls(const struct conn *c);
+/* Peer is on a loopback address or a unix socket. */
+bool conn_is_loopback(const struct conn *c);
+/* TLS or loopback: plaintext passwords are acceptable. */
+bool conn_is_secure(const struct conn *c);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" without TLS (for Received:). */
+const char *conn_tls_info(const struct conn *c);
+
+/* Append to the output buffer, flushing if past the high-water mark.
+ * Returns 0, or ROOST_ECLOSED/ROOST_ETIMEOUT once the peer is gone (later
+ * writes are dropped; the hook should return soon). */
+int conn_write(struct conn *c, const void *data, size_t len);
+int conn_write_str(struct conn *c, const char *s);
+int conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* [worker] Flush everything now (e.g. before a slow operation). */
+int conn_flush(struct conn *c);
+
+/* Close after the output is flushed. No more commands are framed. */
+void conn_close(struct conn *c);
+bool conn_is_closing(const struct conn *c);
+
+/* [worker] Start TLS once the current output (the "go ahead" reply) is
+ * flushed. Input already buffered is discarded (CVE-2011-0411), so a
+ * command pipelined after STARTTLS is never run. ROOST_ENOTSUP without a
+ * TLS context, ROOST_EINVAL if TLS is already on. */
+int conn_starttls(struct conn *c);
+
+/* Mark the session as authenticated: switches to the post-login idle
+ * timeout and line bounds, and adds user= to the connection's log lines.
+ * user is copied. */
+void conn_set_user(struct conn *c, const char *user);
+const char *conn_user(const struct conn *c);	/* NULL before login */
+/* Override the idle timeout in seconds (0 = the configured default). */
+void conn_set_idle_timeout(struct conn *c, unsigned seconds);
+/* Hold output and input for ms milliseconds after the current hook returns,
+ * without holding a worker (failed-login delay). */
+void conn_delay(struct conn *c, unsigned ms);
+/* Arm (ms > 0) or disarm (ms == 0) a one-shot timer delivering WAKE_TIMER. */
+void conn_set_timer(struct conn *c, unsigned ms);
+
+/* Any thread: ask for on_wake(WAKE_NOTIFY) to run once the connection is
+ * idle (no command running). Several calls before it runs coalesce. Safe to
+ * call until the last reference is dropped. */
+void conn_wake(struct conn *c);
+/* Any thread: keep the struct alive (not the connection) while a
+ * notification source holds the pointer. */
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+
+/* Bounds: the protocol's frame hook reads them; the runtime enforces the
+ * input buffer maximum as a backstop (closing the connection). */
+size_t conn_max_line(const struct conn *c);	/* pre- or post-login value */
+/* Raise the input buffer backstop for a large framed unit (APPEND literal,
+ * DATA body); reset to the line bound after the command. */
+void conn_set_input_max(struct conn *c, size_t max);
+
+#endif

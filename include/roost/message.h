@@ -1,0 +1,102 @@
+#ifndef ROOST_MESSAGE_H
+#define ROOST_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "roost/buf.h"
+
+/*
+ * The message (RFC 5322 + MIME) parser. One pass over a message held in
+ * memory or mapped from storage; the parse result refers to the caller's
+ * bytes by offset, so the bytes must outlive the struct message. Hostile
+ * input never crashes or takes more than linear time: past the limits
+ * (nesting depth, part count, header size/count) the rest is treated as
+ * opaque text. Parse results are immutable and may be read by any thread.
+ */
+
+struct message;
+
+struct message_limits {
+	unsigned max_depth;		/* default 100 */
+	unsigned max_parts;		/* default 10000 */
+	size_t max_header_size;		/* default 1 MiB per header block */
+	unsigned max_header_fields;	/* default 10000 */
+};
+#define MESSAGE_LIMITS_DEFAULT { 100, 10000, 1024 * 1024, 10000 }
+
+/* One MIME part. Offsets are into the whole message. */
+struct message_part {
+	size_t header_off, header_len;	/* header block incl. the blank line */
+	size_t body_off, body_len;
+	uint64_t body_lines;		/* lines of the body (for BODYSTRUCTURE) */
+	const struct message_part *parent;
+	const struct message_part *children;	/* first child (multipart or message/rfc822) */
+	const struct message_part *next;	/* next sibling */
+	bool is_multipart;
+	bool is_message_rfc822;	/* children is the embedded message's top part */
+};
+
+/* Parse data[0..len). limits NULL = defaults. Always succeeds on any bytes
+ * (malformed input degrades); returns ROOST_ETOOBIG only if len itself is
+ * unreasonable (> SIZE_MAX/2). */
+int message_parse(const uint8_t *data, size_t len, const struct message_limits *limits,
+    struct message **msg_r);
+void message_free(struct message **msg);
+const struct message_part *message_root(const struct message *msg);
+
+/*
+ * IMAP section lookup: path is the part numbers of BODY[1.2.3] (depth 0 =
+ * the whole message). As RFC 3501 says, a non-multipart message has part 1 =
+ * its body; a message/rfc822 part's numbers continue into the embedded
+ * message. ROOST_ENOTFOUND for a part that does not exist.
+ */
+int message_find_part(const struct message *msg, const uint32_t *path, size_t depth,
+    const struct message_part **part_r);
+
+/* IMAP renderers (RFC 3501 / 9051 syntax, quoting and literals included),
+ * appended to out: ENVELOPE of the message (or of an embedded
+ * message/rfc822 part), BODY (extended = false) or BODYSTRUCTURE. */
+int message_envelope(const struct message *msg, const struct message_part *part, struct buf *out);
+int message_bodystructure(const struct message *msg, const struct message_part *part,
+    bool extended, struct buf *out);
+
+/*
+ * Header fields of the block hdr[0..len): copy the fields named (or, with
+ * not = true, all others) in order, folded lines intact, followed by the
+ * blank line, as HEADER.FIELDS and HEADER.FIELDS.NOT return them.
+ */
+int message_header_fields(const uint8_t *hdr, size_t len, const char *const *names, size_t n,
+    bool not, struct buf *out);
+
+/*
+ * The value of the first field named name (case-insensitive) in the header
+ * block of part (NULL = top level): unfolded, with RFC 2047 encoded words
+ * decoded to UTF-8 when decode is true. ROOST_ENOTFOUND if absent.
+ */
+int message_header_get(const struct message *msg, const struct message_part *part,
+    const char *name, bool decode, struct buf *out);
+/* Every value of name, each decoded, separated by "\n" (SEARCH HEADER). */
+int message_header_get_all(const struct message *msg, const struct message_part *part,
+    const char *name, bool decode, struct buf *out);
+
+/* Decoded text of every text/ part (transfer encoding undone, charset
+ * converted to UTF-8), parts separated by "\n" (SEARCH BODY/TEXT). */
+int message_body_text(const struct message *msg, struct buf *out);
+/* The content of one part with its Content-Transfer-Encoding undone
+ * (BINARY[]); ROOST_EINVAL for an unknown encoding. */
+int message_part_decode(const struct message *msg, const struct message_part *part,
+    struct buf *out);
+
+/* RFC 5322 date (obsolete forms too) to seconds since the epoch, UTC.
+ * ROOST_EINVAL when unparseable. */
+int message_parse_date(const char *text, size_t len, int64_t *time_r);
+/* RFC 2047 encoded words in text to UTF-8 (also used for SEARCH keys). */
+int message_decode_words(const char *text, size_t len, struct buf *out);
+
+/* Case-insensitive UTF-8 substring match as IMAP SEARCH uses it (ASCII and
+ * Latin letters folded; a simple fold is acceptable per RFC 3501). */
+bool message_text_contains(const char *haystack, size_t hlen, const char *needle, size_t nlen);
+
+#endif

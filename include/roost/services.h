@@ -1,0 +1,19 @@
+#ifndef ROOST_SERVICES_H
+#define ROOST_SERVICES_H
+
+/*
+ * What every protocol handler may use, created once by `roost serve` (or a
+ * test server) and shared read-only by all threads. Each service documents
+ * its own thread safety; all three are safe to call from any worker.
+ */
+struct roost_config;
+struct storage;
+struct auth;
+
+struct roost_services {
+	const struct roost_config *cfg;
+	struct storage *storage;
+	struct auth *auth;
+};
+
+#endif

@@ -1,0 +1,259 @@
+#ifndef ROOST_STORAGE_H
+#define ROOST_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "roost/buf.h"
+
+/*
+ * The one storage interface every protocol uses. Backends (backends/lmdb,
+ * backends/maildir) implement storage_impl.h; backends/storage.c validates
+ * everything (user and mailbox names, INBOX rules, rename into own child,
+ * flag sets) before any backend runs, and wakes watchers after commits.
+ *
+ * Users are identified by their canonical name from auth (full address).
+ * Mailbox names are UTF-8, hierarchy separator '/', "INBOX" matched
+ * case-insensitively and always spelt "INBOX" in results. Names with empty
+ * components, leading/trailing '/', ".", "..", control characters, NUL or
+ * invalid UTF-8, or longer than STORAGE_MAX_NAME are refused with
+ * ROOST_EINVAL by every backend alike.
+ *
+ * Errors (roost/error.h): ROOST_ENOTFOUND, ROOST_EEXISTS, ROOST_EINUSE,
+ * ROOST_EOVERQUOTA, ROOST_ETOOBIG, ROOST_ETEMP, ROOST_EIO, ROOST_EPERM,
+ * ROOST_EINVAL, ROOST_EMODIFIED.
+ *
+ * Threads: a struct storage is shared by all threads. A struct mailbox is
+ * used by one thread at a time (the worker running its session's command)
+ * and may move between threads between calls.
+ *
+ * Durability: when a call that changes state returns 0, the change is on
+ * stable storage (unless [storage] fsync = no).
+ */
+
+#define STORAGE_MAX_NAME 512	/* bytes of a mailbox name */
+#define STORAGE_MAX_KEYWORDS 26	/* per mailbox (Maildir maps them to a-z) */
+#define STORAGE_MAX_KEYWORD_LEN 128
+
+struct storage;
+struct mailbox;
+struct roost_config;
+
+/* System flags, a bitmask. \Recent is per session, not stored (see
+ * mailbox_claim_recent()). */
+enum msg_flag {
+	MSG_SEEN = 1 << 0,
+	MSG_ANSWERED = 1 << 1,
+	MSG_FLAGGED = 1 << 2,
+	MSG_DELETED = 1 << 3,
+	MSG_DRAFT = 1 << 4,
+};
+#define MSG_FLAGS_ALL 0x1fu
+
+/* Mailbox attributes in listings. */
+enum mailbox_attr {
+	MBOX_NOSELECT = 1 << 0,		/* exists only as a parent of others */
+	MBOX_HASCHILDREN = 1 << 1,
+	MBOX_HASNOCHILDREN = 1 << 2,
+	MBOX_SUBSCRIBED = 1 << 3,
+	MBOX_DRAFTS = 1 << 4,		/* special-use (RFC 6154) */
+	MBOX_SENT = 1 << 5,
+	MBOX_TRASH = 1 << 6,
+	MBOX_JUNK = 1 << 7,
+	MBOX_ARCHIVE = 1 << 8,
+	MBOX_NONEXISTENT = 1 << 9,	/* subscribed but absent */
+};
+#define MBOX_SPECIAL_USE_MASK (MBOX_DRAFTS | MBOX_SENT | MBOX_TRASH | MBOX_JUNK | MBOX_ARCHIVE)
+
+struct mailbox_info {
+	char *name;
+	unsigned attrs;
+};
+
+struct mailbox_status {
+	uint32_t messages;
+	uint32_t unseen;		/* messages without \Seen */
+	uint32_t recent;		/* UIDs not yet claimed by any session */
+	uint32_t uidnext;
+	uint32_t uidvalidity;
+	uint64_t highestmodseq;
+	uint64_t size;			/* sum of message sizes in octets */
+	uint32_t first_unseen_uid;	/* 0 when all are seen */
+};
+
+/* One message as a mailbox lists it. keywords is a bitmask over the
+ * mailbox's keyword table (mailbox_keywords()). */
+struct msg_record {
+	uint32_t uid;
+	uint32_t flags;		/* enum msg_flag */
+	uint64_t keywords;
+	uint64_t modseq;
+	int64_t internal_date;	/* seconds since the epoch, UTC */
+	uint64_t size;		/* octets as stored */
+};
+
+/* A message to store: in memory (data/len) or spooled in a file (fd >= 0,
+ * len bytes from offset 0; the callee reads it, the caller closes it). */
+struct msg_input {
+	const uint8_t *data;
+	size_t len;
+	int fd;
+	uint32_t flags;
+	const char *const *keywords;	/* names; unknown ones are added */
+	size_t n_keywords;
+	int64_t internal_date;		/* 0 = now */
+};
+
+/* A zero-copy view of a stored message; valid until msg_view_release().
+ * Release it soon: with LMDB it pins a read transaction. */
+struct msg_view {
+	const uint8_t *data;
+	size_t len;
+	void *priv[3];		/* backend's */
+	void (*release)(struct msg_view *view);	/* backend's; NULL once released */
+};
+
+/* What changed in a mailbox since a MODSEQ. */
+struct mailbox_changes {
+	uint64_t highestmodseq;
+	uint32_t uidnext;
+	struct msg_record *changed;	/* new or modified, modseq > since, by UID */
+	size_t n_changed;
+	uint32_t *expunged;		/* UIDs expunged after since, ascending */
+	size_t n_expunged;
+	/* false when since predates the expunge log's retention: the caller
+	 * must compare its UID list with a fresh mailbox_records(). */
+	bool expunged_complete;
+};
+
+enum store_mode { STORE_ADD, STORE_REMOVE, STORE_REPLACE };
+
+struct store_req {
+	enum store_mode mode;
+	uint32_t flags;
+	const char *const *keywords;
+	size_t n_keywords;
+	uint64_t unchanged_since;	/* 0 = unconditional (CONDSTORE) */
+};
+
+/* One recipient of a multi-recipient delivery. */
+struct delivery_target {
+	const char *user;
+	const char *mailbox;	/* usually "INBOX" */
+	/* results */
+	int result;
+	uint32_t uidvalidity;
+	uint32_t uid;
+};
+
+/* ---- the store ---- */
+
+/* Open the backend named in cfg ([storage] backend) under data_dir. */
+int storage_open(const struct roost_config *cfg, struct storage **st_r);
+void storage_close(struct storage **st);
+const char *storage_backend_name(const struct storage *st);
+
+/* Create the user's INBOX and special-use folders (Drafts, Sent, Trash,
+ * Junk, Archive) if absent. Idempotent; called at first login/delivery. */
+int storage_user_init(struct storage *st, const char *user);
+
+/* ---- mailboxes ---- */
+
+/* Every mailbox of the user, sorted by name, with attributes (subscribed
+ * but absent names included with MBOX_NONEXISTENT). Free with
+ * storage_list_free(). */
+int storage_list(struct storage *st, const char *user, struct mailbox_info **list_r,
+    size_t *n_r);
+void storage_list_free(struct mailbox_info *list, size_t n);
+/* Creates missing parents too. special_use: MBOX_* special-use bits or 0. */
+int storage_create(struct storage *st, const char *user, const char *name, unsigned special_use);
+/* ROOST_EPERM for INBOX; a mailbox with children becomes \Noselect. */
+int storage_delete(struct storage *st, const char *user, const char *name);
+/* Children move too. Renaming INBOX moves its messages into a new mailbox
+ * and leaves INBOX empty (RFC 3501 6.3.5). */
+int storage_rename(struct storage *st, const char *user, const char *from, const char *to);
+int storage_subscribe(struct storage *st, const char *user, const char *name, bool subscribe);
+int storage_status(struct storage *st, const char *user, const char *name,
+    struct mailbox_status *status_r);
+
+/* Append one message; returns its UID and the mailbox's UIDVALIDITY. */
+int storage_append(struct storage *st, const char *user, const char *mailbox,
+    const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r);
+/* Deliver one message to many recipients, storing the body once where the
+ * backend can. Returns 0 when every target succeeded; otherwise the first
+ * error, with each target's own result in targets[i].result. */
+int storage_deliver(struct storage *st, const struct msg_input *msg,
+    struct delivery_target *targets, size_t n);
+
+/* ---- an open mailbox ---- */
+
+enum { MAILBOX_READONLY = 1 << 0 };
+
+int mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
+    struct mailbox **mb_r);
+void mailbox_close(struct mailbox **mb);
+const char *mailbox_name(const struct mailbox *mb);
+int mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
+
+/* All records, ascending UID, and the HIGHESTMODSEQ they reflect (one
+ * consistent snapshot). Caller frees *recs_r with free(). */
+int mailbox_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
+    uint64_t *modseq_r);
+/* Keyword table: index i is bit i of msg_record.keywords. Valid until the
+ * next call on mb. */
+int mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
+
+/* Claim \Recent: atomically moves the mailbox's recent boundary to UIDNEXT
+ * and returns the old boundary; messages with old <= uid < uidnext are
+ * \Recent for the caller's session only. Read-only mailboxes return the
+ * boundary without moving it. */
+int mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r);
+
+int mailbox_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
+void msg_view_release(struct msg_view *view);
+
+/* Parsed-data cache (envelope, body structure...), opaque bytes filled by
+ * the MIME parser. ROOST_ENOTFOUND when nothing is cached. */
+int mailbox_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
+int mailbox_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
+
+int mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
+/* Change flags of uids (ascending). UIDs that no longer exist are skipped.
+ * With unchanged_since, messages whose modseq is higher are left alone and
+ * listed in *modified_r (caller frees; may be NULL when none). */
+int mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
+    uint32_t **modified_r, size_t *n_modified_r);
+/* Remove uids (ascending) for good; absent ones are skipped. */
+int mailbox_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
+/* Copy (or move) uids to dest; dest_uids_r gets one new UID per copied
+ * source UID, in order (caller frees), *n_r how many were copied. */
+int mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
+    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r);
+int mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
+void mailbox_changes_free(struct mailbox_changes *changes);
+
+/* ---- notification ---- */
+
+/* cb(arg) runs on some storage thread whenever the mailbox changes, also
+ * when another process changed it. It must not block: typically it calls
+ * conn_wake(). */
+typedef void storage_watch_fn(void *arg);
+struct storage_watch;
+int storage_watch(struct storage *st, const char *user, const char *mailbox,
+    storage_watch_fn *cb, void *arg, struct storage_watch **watch_r);
+/* After return, cb is not running and will not run again. */
+void storage_unwatch(struct storage_watch **watch);
+
+/* ---- maintenance ---- */
+
+/* Verify invariants without changing anything; problems are written to
+ * report as lines. 0 when clean, ROOST_EIO when problems were found. */
+int storage_check(struct storage *st, struct buf *report);
+
+/* Validation helpers shared by backends and protocols. */
+bool storage_name_valid(const char *name);
+bool storage_user_valid(const char *user);
+bool storage_keyword_valid(const char *kw);
+
+#endif

@@ -1,0 +1,105 @@
+#ifndef ROOST_STORAGE_IMPL_H
+#define ROOST_STORAGE_IMPL_H
+
+/*
+ * What only storage backends see. A backend is a `const struct storage_ops`
+ * registered by name in backends/storage.c. It embeds struct storage and
+ * struct mailbox first in its own structs and gets back to them with
+ * container_of().
+ *
+ * The wrapper (backends/storage.c) has already checked, before any op runs:
+ * user and mailbox names valid (storage_name_valid/storage_user_valid),
+ * INBOX spelt "INBOX", keywords valid and flags within MSG_FLAGS_ALL, UID
+ * arrays ascending, rename not into itself or its own child, delete of INBOX
+ * refused, read-only mailboxes not written. After every successful change
+ * it wakes the watchers (storage_notify()), so backends need not.
+ *
+ * Every op returns 0 or a roost_err code, like the public functions it
+ * backs; out-parameters have the same meaning and ownership as there.
+ */
+
+#include <stddef.h>
+
+#include "roost/storage.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
+struct watch_registry;
+
+struct storage {
+	const struct storage_ops *ops;
+	const struct roost_config *cfg;
+	struct watch_registry *watches;	/* the wrapper's */
+};
+
+struct mailbox {
+	struct storage *st;
+	char *user;
+	char *name;
+	unsigned flags;		/* MAILBOX_READONLY */
+};
+
+struct storage_ops {
+	const char *name;
+
+	/* Allocate the backend's struct (embedding struct storage, whose
+	 * ops/cfg the wrapper fills in) and open the store under
+	 * cfg->data_dir. */
+	int (*open)(const struct roost_config *cfg, struct storage **st_r);
+	void (*close)(struct storage *st);
+
+	int (*user_init)(struct storage *st, const char *user);
+	int (*list)(struct storage *st, const char *user, struct mailbox_info **list_r,
+	    size_t *n_r);
+	int (*create)(struct storage *st, const char *user, const char *name,
+	    unsigned special_use);
+	int (*delete)(struct storage *st, const char *user, const char *name);
+	int (*rename)(struct storage *st, const char *user, const char *from, const char *to);
+	int (*subscribe)(struct storage *st, const char *user, const char *name, bool on);
+	int (*status)(struct storage *st, const char *user, const char *name,
+	    struct mailbox_status *status_r);
+	/* storage_append() is deliver() with one target. */
+	int (*deliver)(struct storage *st, const struct msg_input *msg,
+	    struct delivery_target *targets, size_t n);
+
+	/* Allocate the backend's mailbox struct; the wrapper fills in the
+	 * embedded struct mailbox fields after this returns. */
+	int (*mailbox_open)(struct storage *st, const char *user, const char *name,
+	    unsigned flags, struct mailbox **mb_r);
+	void (*mailbox_close)(struct mailbox *mb);
+	int (*mailbox_status)(struct mailbox *mb, struct mailbox_status *status_r);
+	int (*records)(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
+	    uint64_t *modseq_r);
+	int (*keywords)(struct mailbox *mb, const char *const **names_r, size_t *n_r);
+	int (*claim_recent)(struct mailbox *mb, uint32_t *first_recent_uid_r);
+	int (*read)(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
+	int (*cache_get)(struct mailbox *mb, uint32_t uid, struct buf *out);
+	int (*cache_set)(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
+	int (*append)(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
+	int (*store)(struct mailbox *mb, const uint32_t *uids, size_t n,
+	    const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
+	int (*expunge)(struct mailbox *mb, const uint32_t *uids, size_t n);
+	int (*copy)(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest,
+	    bool move, uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r,
+	    uint32_t **dest_uids_r, size_t *n_r);
+	int (*changes_since)(struct mailbox *mb, uint64_t modseq,
+	    struct mailbox_changes *changes_r);
+
+	int (*check)(struct storage *st, struct buf *report);
+};
+
+/* Backends in this build (backends/lmdb, backends/maildir). */
+extern const struct storage_ops storage_lmdb_ops;
+extern const struct storage_ops storage_maildir_ops;
+
+/*
+ * Wake every watcher of (user, mailbox) in this process, and signal other
+ * processes on the same data directory. Backends call it only for changes
+ * they discover themselves (e.g. a file another program dropped into a
+ * Maildir); the wrapper calls it after every change made through it.
+ */
+void storage_notify(struct storage *st, const char *user, const char *mailbox);
+
+#endif

@@ -1,0 +1,186 @@
+"""A real `roost serve` on loopback ports of its own, for integration tests.
+
+    with RoostServer(backend="lmdb", users={"alice@example.org": "secret"}) as srv:
+        imap = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+
+Every server gets a fresh temporary directory (config, data, log), free
+ports on 127.0.0.1, and is stopped (SIGTERM, then SIGKILL after a bound) by
+stop() or the context manager. stop() fails the test if the server did not
+exit cleanly or its log holds a sanitizer report.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOST_BIN = os.environ.get("ROOST_BIN") or os.path.join(ROOT, "build", "roost")
+ROOST_TESTD = os.environ.get("ROOST_TESTD") or os.path.join(ROOT, "build", "roost-testd")
+
+LISTENERS = ("smtp", "submission", "smtps", "lmtp", "imap", "imaps", "pop3", "pop3s")
+BACKENDS = tuple(b for b in os.environ.get("ROOST_BACKENDS", "lmdb,maildir").split(",") if b)
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
+
+DEFAULT_USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret"}
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class RoostServer:
+    def __init__(self, backend="lmdb", users=None, conf=None, listeners=LISTENERS,
+                 binary=None, args=()):
+        """conf: {"section": {"key": "value"}} laid over the test defaults.
+        listeners: which listeners to open (others are "off")."""
+        self.backend = backend
+        self.users = DEFAULT_USERS if users is None else users
+        self.extra_conf = conf or {}
+        self.listeners = tuple(listeners)
+        self.binary = binary or ROOST_BIN
+        self.args = tuple(args)
+        self.dir = None
+        self.proc = None
+        self.ports = {}
+        self.returncode = None
+
+    # -- paths --
+    @property
+    def conf_path(self):
+        return os.path.join(self.dir, "roost.conf")
+
+    @property
+    def data_dir(self):
+        return os.path.join(self.dir, "var")
+
+    @property
+    def log_path(self):
+        return os.path.join(self.dir, "server.log")
+
+    def port(self, name):
+        return self.ports[name]
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    # -- set-up --
+    def write_config(self):
+        conf = {
+            "server": {"data_dir": self.data_dir, "hostname": "roost.test", "workers": "4",
+                       "loops": "2", "log_level": "debug"},
+            "storage": {"backend": self.backend},
+            "listen": {},
+            "smtp": {"domains": "example.org, roost.test"},
+        }
+        for name in LISTENERS:
+            if name in self.listeners:
+                self.ports[name] = free_port()
+                conf["listen"][name] = "127.0.0.1:%d" % self.ports[name]
+            else:
+                conf["listen"][name] = "off"
+        for section, keys in self.extra_conf.items():
+            conf.setdefault(section, {}).update(keys)
+        with open(self.conf_path, "w") as f:
+            for section, keys in conf.items():
+                f.write("[%s]\n" % section)
+                for k, v in keys.items():
+                    f.write("%s = %s\n" % (k, v))
+                f.write("\n")
+
+    def cli(self, *args, input=None, check=True, timeout=60):
+        """Run `roost <args> --config <this server's config>`."""
+        cmd = [self.binary] + list(args) + ["--config", self.conf_path]
+        res = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
+                             text=isinstance(input, str) or input is None)
+        if check and res.returncode != 0:
+            raise AssertionError("%s failed (%d): %s" % (" ".join(cmd), res.returncode,
+                                                         res.stderr))
+        return res
+
+    def add_user(self, name, password):
+        self.cli("user", "add", name, input=password + "\n")
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix="roost-test-")
+        os.makedirs(self.data_dir)
+        self.write_config()
+        for name, password in self.users.items():
+            self.add_user(name, password)
+        self.logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([self.binary, "serve", "--config", self.conf_path]
+                                     + list(self.args),
+                                     stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        for name in self.listeners:
+            if not wait_port(self.ports[name]):
+                self.kill()
+                raise AssertionError("server did not listen on %s:\n%s" % (name, self.log()))
+        return self
+
+    # -- tear-down --
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.returncode = None if self.proc is None else self.proc.returncode
+
+    def stop(self, timeout=30):
+        """SIGTERM, wait, and check the server exited cleanly."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError("server did not stop within %ds:\n%s"
+                                     % (timeout, self.log()[-4000:]))
+        self.returncode = self.proc.returncode
+        self.logf.close()
+        self.proc = None
+        log = self.log()
+        for mark in SANITIZER_MARKS:
+            if mark in log:
+                raise AssertionError("sanitizer report in server log:\n" + log[-8000:])
+        if self.returncode != 0:
+            raise AssertionError("server exited with %s:\n%s" % (self.returncode, log[-4000:]))
+
+    def cleanup(self):
+        if self.dir and os.environ.get("ROOST_KEEP") is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.stop()
+            else:
+                self.kill()
+        finally:
+            self.cleanup()
+        return False

@@ -1,0 +1,80 @@
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/buf.h"
+#include "roost/error.h"
+
+START_TEST(append_and_consume)
+{
+	struct buf b = BUF_INIT(0);
+
+	ck_assert_int_eq(buf_append_str(&b, "hello "), 0);
+	ck_assert_int_eq(buf_printf(&b, "%s %d", "world", 42), 0);
+	ck_assert_str_eq(buf_cstr(&b), "hello world 42");
+	buf_consume(&b, 6);
+	ck_assert_str_eq(buf_cstr(&b), "world 42");
+	ck_assert_uint_eq(b.len, 8);
+	buf_consume(&b, 100);
+	ck_assert_uint_eq(b.len, 0);
+	ck_assert_str_eq(buf_cstr(&b), "");
+	buf_free(&b);
+}
+END_TEST
+
+START_TEST(maximum_is_hard)
+{
+	struct buf b = BUF_INIT(10);
+
+	ck_assert_int_eq(buf_append(&b, "0123456789", 10), 0);
+	ck_assert_int_eq(buf_append(&b, "x", 1), ROOST_ETOOBIG);
+	ck_assert_uint_eq(b.len, 10);
+	ck_assert_int_eq(buf_printf(&b, "%d", 1), ROOST_ETOOBIG);
+	ck_assert_int_eq(memcmp(b.data, "0123456789", 10), 0);
+	ck_assert_int_eq(buf_reserve(&b, (size_t)-1), ROOST_ETOOBIG);
+	buf_free(&b);
+}
+END_TEST
+
+START_TEST(steal_leaves_empty)
+{
+	struct buf b = BUF_INIT(0);
+	size_t len;
+	uint8_t *p;
+
+	p = buf_steal(&b, &len);
+	ck_assert_uint_eq(len, 0);
+	free(p);
+	buf_append(&b, "abc", 3);
+	p = buf_steal(&b, &len);
+	ck_assert_uint_eq(len, 3);
+	ck_assert_int_eq(memcmp(p, "abc", 3), 0);
+	ck_assert_ptr_null(b.data);
+	free(p);
+}
+END_TEST
+
+static Suite *
+buf_suite(void)
+{
+	Suite *s = suite_create("buf");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, append_and_consume);
+	tcase_add_test(tc, maximum_is_hard);
+	tcase_add_test(tc, steal_leaves_empty);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(buf_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

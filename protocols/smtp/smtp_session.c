@@ -9,6 +9,7 @@
  * Replies carry RFC 3463 enhanced codes everywhere except where RFC 2034
  * has none: the greeting, the EHLO keyword lines, 354 and 334.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,12 +458,11 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 	conn_write_str(s->c, "250-8BITMIME\r\n");
 	conn_write_str(s->c, "250-ENHANCEDSTATUSCODES\r\n");
 	if (s->role != ROLE_LMTP) {
-		bool secure = conn_is_secure(s->c) || s->cfg->plaintext_insecure;
-		const char *mechs = sasl_mechanisms(s->sv->auth, secure);
+		const char *mechs = sasl_mechanisms(s->sv->auth, conn_is_secure(s->c));
 
 		if (!conn_is_tls(s->c))
 			conn_write_str(s->c, "250-STARTTLS\r\n");
-		if (!s->authenticated && secure && mechs != NULL && mechs[0] != '\0')
+		if (!s->authenticated && mechs != NULL && mechs[0] != '\0')
 			conn_printf(s->c, "250-AUTH %s\r\n", mechs);
 	}
 	conn_write_str(s->c, "250-CHUNKING\r\n");
@@ -661,7 +661,6 @@ cmd_auth(struct smtp_session *s, const char *args)
 	char mech[32];
 	const char *initial = NULL;
 	size_t n = strcspn(args, " ");
-	bool secure = conn_is_secure(s->c) || s->cfg->plaintext_insecure;
 	int err;
 
 	if (s->role == ROLE_LMTP) {
@@ -688,11 +687,8 @@ cmd_auth(struct smtp_session *s, const char *args)
 	mech[n] = '\0';
 	if (args[n] == ' ')
 		initial = args + n + 1;
-	if (!secure) {
-		reply(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
-		return;
-	}
-	err = sasl_start(s->sv->auth, mech, secure, initial, &challenge, &s->sasl);
+	/* sasl refuses plaintext mechanisms off TLS/loopback (ROOST_EPERM). */
+	err = sasl_start(s->sv->auth, mech, conn_is_secure(s->c), initial, &challenge, &s->sasl);
 	auth_result(s, err, &challenge);
 	buf_free(&challenge);
 }

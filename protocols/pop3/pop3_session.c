@@ -186,7 +186,7 @@ login(struct pop3_session *s, const char *canonical)
 		log_error("conn=%llu proto=pop3 event=login-failed user=%s error=\"%s\"",
 		    (unsigned long long)conn_id(s->c), s->user, roost_strerror(r));
 		maildrop_close(s);
-		reply_storage_error(s, r == ROOST_EINUSE ? ROOST_ETEMP : r);
+		reply_storage_error(s, r);
 		return CMD_OK;
 	}
 	s->uidvalidity = status.uidvalidity;

@@ -304,6 +304,17 @@ replace_file(const char *path, int dirfd, const struct buf *contents)
 		free(tmp);
 		return ROOST_EIO;
 	}
+	/* Run as root (`sudo roost user add`), keep the file readable by the
+	 * server's own user: the old file's owner, or the directory's. */
+	if (geteuid() == 0) {
+		struct stat st;
+
+		if (stat(path, &st) == 0 || fstat(dirfd, &st) == 0) {
+			if (fchown(fd, st.st_uid, st.st_gid) < 0)
+				log_warn("event=passwd_chown path=%s error=\"%s\"", tmp,
+				    strerror(errno));
+		}
+	}
 	if (fchmod(fd, 0600) < 0 || write_all(fd, contents->data, contents->len) < 0 ||
 	    fsync(fd) < 0) {
 		log_error("event=passwd_write path=%s error=\"%s\"", tmp, strerror(errno));

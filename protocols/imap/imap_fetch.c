@@ -622,7 +622,11 @@ cmd_fetch(struct imap_cmd *cmd)
 		}
 		if (k > 0) {
 			struct store_req sr = { .mode = STORE_ADD, .flags = MSG_SEEN };
-			if (mailbox_store(v->mb, uids, k, &sr, NULL, NULL) == 0) {
+			uint32_t *mod = NULL;
+			size_t n_mod = 0;
+			int src = mailbox_store(v->mb, uids, k, &sr, &mod, &n_mod);
+			free(mod);
+			if (src == 0) {
 				for (size_t i = 0; i < n; i++)
 					if (seen_now[i])
 						v->msgs[idx[i]].rec.flags |= MSG_SEEN;
@@ -719,7 +723,10 @@ cmd_store(struct imap_cmd *cmd)
 	sr.keywords = kw;
 	sr.n_keywords = n_kw;
 	if (k > 0) {
-		rc = mailbox_store(v->mb, uids, k, &sr, NULL, NULL);
+		uint32_t *mod = NULL;
+		size_t n_mod = 0;
+		rc = mailbox_store(v->mb, uids, k, &sr, &mod, &n_mod);
+		free(mod);
 		if (rc < 0) {
 			imap_reply_error(cmd, rc, NULL);
 			return;

@@ -780,8 +780,6 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 	d->run(&cmd);
 	if (!cmd.done && !s->idling && s->sasl == NULL)
 		imap_tagged(&cmd, "OK", "%s completed", cmd.p.name);
-	if (strcmp(cmd.p.name, "APPEND") == 0)
-		conn_set_input_max(c, conn_max_line(c));
 out:
 	arena_free(&cmd.arena);
 }

@@ -40,21 +40,18 @@ async function main() {
     lock.release();
   }
   // IDLE notification: a second client (implicit TLS) appends
-  lock = await c.getMailboxLock('FlowDest');
-  try {
-    const got = new Promise((resolve) => c.on('exists', (d) => resolve(d.count)));
-    const c2 = new ImapFlow({ host: '127.0.0.1', port: tlsPort, secure: true, auth, tls,
-      logger: false });
-    await c2.connect();
-    out.implicitTls = true;
-    await new Promise((r) => setTimeout(r, 300));
-    await c2.append('FlowDest', msg);
-    out.idleExists = await Promise.race([got,
-      new Promise((r) => setTimeout(() => r('timeout'), 15000))]);
-    await c2.logout();
-  } finally {
-    lock.release();
-  }
+  await c.mailboxOpen('FlowDest');
+  const got = new Promise((resolve) => c.on('exists', (d) => resolve(d.count)));
+  c.idle().catch(() => {});
+  const c2 = new ImapFlow({ host: '127.0.0.1', port: tlsPort, secure: true, auth, tls,
+    logger: false });
+  await c2.connect();
+  out.implicitTls = true;
+  await new Promise((r) => setTimeout(r, 300));
+  await c2.append('FlowDest', msg);
+  out.idleExists = await Promise.race([got,
+    new Promise((r) => setTimeout(() => r('timeout'), 15000))]);
+  await c2.logout();
   await c.logout();
   console.log(JSON.stringify(out));
 }

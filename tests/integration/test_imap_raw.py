@@ -139,7 +139,7 @@ class TestImapHostile(unittest.TestCase):
         r.send(b"a1 LOGIN {100000}\r\n")
         self.assertRegex(r.line(), rb"^a1 NO \[TOOBIG\]")
         # non-synchronizing literal too big: BAD, and its bytes are skipped
-        r.send(b"a2 LOGIN {20000+}\r\n" + b"a3 NOOP\r\n" * 2000 + b" x\r\n")
+        r.send(b"a2 LOGIN {20000+}\r\n" + b"a3 NOOP\r\n" * 2222 + b"xx" + b" x\r\n")
         self.assertRegex(r.line(), rb"^a2 BAD \[TOOBIG\]")
         _, t = r.cmd(b"NOOP")
         self.assertIn(b"OK", t)

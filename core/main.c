@@ -27,6 +27,7 @@ static const struct command commands[] = {
 	{ "user", cli_user, "user add|passwd|del NAME | user list",
 	  "manage users in the passwd file (password read from the terminal or stdin)" },
 	{ "config", cli_config, "config", "print the effective configuration" },
+	{ "check", cli_check, "check", "verify the mail store's invariants without changing it" },
 	{ "help", cmd_help, "help [COMMAND]", "show this help" },
 	{ "--version", cmd_version, "--version", "print the version" },
 	{ NULL, NULL, NULL, NULL },

@@ -77,6 +77,7 @@ struct smtp_session {
 	struct buf msg;			/* trace headers, then the body */
 	size_t hdr_len;
 	uint64_t body_len;		/* BDAT: bytes received */
+	uint64_t body_max;		/* what max_message_size leaves after the headers */
 	bool too_big;
 	char id[DELIVERY_ID_LEN];
 
@@ -225,8 +226,11 @@ start_message(struct smtp_session *s)
 	buf_init(&s->msg, 0);
 	delivery_trace_headers(s->cfg, &t, &s->msg);
 	s->hdr_len = s->msg.len;
-	/* One byte over the limit is enough to tell "too big". */
-	s->msg.max = s->hdr_len + s->cfg->max_message_size + 1;
+	/* Storage bounds the stored message, trace headers included, by
+	 * max_message_size: the body gets what the headers leave. One byte
+	 * over is enough to tell "too big". */
+	s->body_max = s->cfg->max_message_size > s->hdr_len ? s->cfg->max_message_size - s->hdr_len : 0;
+	s->msg.max = s->hdr_len + s->body_max + 1;
 	s->body_len = 0;
 	s->too_big = false;
 }
@@ -321,7 +325,7 @@ data_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 {
 	size_t used = smtp_data_decode(&s->dec, in, len, &s->msg);
 
-	if (s->dec.overflow || s->dec.out_len > s->cfg->max_message_size)
+	if (s->dec.overflow || s->dec.out_len > s->body_max)
 		s->too_big = true;
 	if (s->dec.state != SMTP_DEC_DONE)
 		return;
@@ -360,7 +364,7 @@ bdat_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 	s->bdat_left -= len;
 	if (!s->bdat_discard && !s->too_big) {
 		s->body_len += len;
-		if (s->body_len > s->cfg->max_message_size || buf_append(&s->msg, in, len) != 0)
+		if (s->body_len > s->body_max || buf_append(&s->msg, in, len) != 0)
 			s->too_big = true;
 	}
 	if (s->bdat_left == 0)

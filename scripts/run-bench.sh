@@ -7,7 +7,7 @@ profile=${1:-short}
 export BENCH_PROFILE="$profile"
 export ROOST_BIN="$(pwd)/$BUILD/roost"
 status=0
-for b in "$BUILD"/bench/*; do
+for b in "$BUILD"/bench/bench_*; do
 	[ -x "$b" ] || continue
 	echo "== $(basename "$b") ($profile)"
 	"$b" || status=1

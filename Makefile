@@ -7,7 +7,7 @@
 #   make tsan       the test suite under ThreadSanitizer (build-tsan/)
 #   make bench      benchmarks (not part of make test)
 #   make fuzz       libFuzzer targets (clang; not part of make test)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= SYSCONFDIR=
 #
 # Sanitizer objects never mix with normal ones: each flavour has its own
 # build directory.
@@ -15,6 +15,8 @@
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
+# /etc for a system install (PREFIX=/usr), PREFIX/etc otherwise.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 SAN ?=
 WERROR ?=
 
@@ -72,13 +74,17 @@ TESTD_SRC := $(wildcard tests/runtime/*.c)
 TESTD_OBJ := $(TESTD_SRC:%.c=$(BUILD)/%.o)
 TESTD := $(if $(TESTD_SRC),$(BUILD)/roost-testd)
 
+# Helpers the integration tests run (e.g. roost-fill, filling a mailbox).
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all run test unit integration asan tsan bench fuzz install clean deps deps-test \
 	check-build
 
-all: $(BUILD)/roost $(TESTD) $(BENCH_BIN)
+all: $(BUILD)/roost $(TESTD) $(BENCH_BIN) $(TOOL_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -99,6 +105,10 @@ $(BUILD)/tests/check_%: tests/unit/check_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $(TEST_CFLAGS) -Itests/unit $< -o $@ \
 		$(LDFLAGS_ALL) $(LIB) $(TEST_LIBS) $(LIBS)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(LIB) $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -122,7 +132,7 @@ test: deps-test
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
-integration: $(BUILD)/roost $(TESTD)
+integration: $(BUILD)/roost $(TESTD) $(TOOL_BIN)
 	@ROOST_BIN=$(abspath $(BUILD)/roost) ROOST_TESTD=$(if $(TESTD),$(abspath $(TESTD))) \
 		python3 tests/integration/run.py
 
@@ -144,11 +154,13 @@ fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/Makefile
 
 install: $(BUILD)/roost
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/roost \
-		$(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/roost \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/roost
 	install -m 755 $(BUILD)/roost $(DESTDIR)$(PREFIX)/bin/roost
-	install -m 644 etc/roost.conf.sample $(DESTDIR)$(PREFIX)/etc/roost/roost.conf.sample
-	sed 's|@PREFIX@|$(PREFIX)|g' etc/roost.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/roost.service
+	install -m 644 etc/roost.conf.sample $(DESTDIR)$(SYSCONFDIR)/roost/roost.conf.sample
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/roost/README.md
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/roost.service.in \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/roost.service
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -7,7 +7,7 @@
 #   make tsan       the test suite under ThreadSanitizer (build-tsan/)
 #   make bench      benchmarks (not part of make test)
 #   make fuzz       libFuzzer targets (clang; not part of make test)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= SYSCONFDIR=
 #
 # Sanitizer objects never mix with normal ones: each flavour has its own
 # build directory.
@@ -15,6 +15,8 @@
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
+# /etc for a system install (PREFIX=/usr), PREFIX/etc otherwise.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 SAN ?=
 WERROR ?=
 
@@ -144,11 +146,13 @@ fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/Makefile
 
 install: $(BUILD)/roost
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/roost \
-		$(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/roost \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/roost
 	install -m 755 $(BUILD)/roost $(DESTDIR)$(PREFIX)/bin/roost
-	install -m 644 etc/roost.conf.sample $(DESTDIR)$(PREFIX)/etc/roost/roost.conf.sample
-	sed 's|@PREFIX@|$(PREFIX)|g' etc/roost.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/roost.service
+	install -m 644 etc/roost.conf.sample $(DESTDIR)$(SYSCONFDIR)/roost/roost.conf.sample
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/roost/README.md
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/roost.service.in \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/roost.service
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -1,15 +1,145 @@
+/*
+ * `roost`: one binary, subcommands from a table. Each row names the command,
+ * the function running it (declared in roost/cli.h), its usage line and a
+ * one-line summary for `roost help`. Add a subcommand by adding a row.
+ */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* Placeholder dispatcher; the CLI (serve, user, config, deliver, check,
- * bench) replaces it. */
+#include "roost/cli.h"
+
+#define ROOST_VERSION "0.1"
+
+struct command {
+	const char *name;
+	cli_cmd_fn *run;
+	const char *usage;	/* after "roost " */
+	const char *summary;
+};
+
+static int cmd_help(struct cli *cli);
+static int cmd_version(struct cli *cli);
+
+static const struct command commands[] = {
+	{ "serve", cli_serve, "serve", "run the mail server in the foreground" },
+	{ "user", cli_user, "user add|passwd|del NAME | user list",
+	  "manage users in the passwd file (password read from the terminal or stdin)" },
+	{ "config", cli_config, "config", "print the effective configuration" },
+	{ "deliver", cli_deliver, "deliver [-f SENDER] -a RECIPIENT [-a RECIPIENT...] < MESSAGE",
+	  "deliver a message from stdin to local users (an MDA; sysexits.h exit codes)" },
+	{ "mailbox", cli_mailbox, "mailbox list USER | create USER NAME | uids USER NAME | "
+	  "fetch USER NAME UID", "look into a user's mailboxes through the storage interface" },
+	{ "help", cmd_help, "help [COMMAND]", "show this help" },
+	{ "--version", cmd_version, "--version", "print the version" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static const struct command *
+find_command(const char *name)
+{
+	for (const struct command *c = commands; c->name != NULL; c++) {
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	if (strcmp(name, "version") == 0 || strcmp(name, "-V") == 0)
+		return find_command("--version");
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+		return find_command("help");
+	return NULL;
+}
+
+static void
+print_help(FILE *out)
+{
+	fprintf(out, "usage: roost COMMAND [ARGS] [--config FILE]\n\ncommands:\n");
+	for (const struct command *c = commands; c->name != NULL; c++)
+		fprintf(out, "  %-40s %s\n", c->usage, c->summary);
+	fprintf(out, "\n--config FILE may appear anywhere; without it ./roost.conf is read "
+	    "when it exists,\notherwise the built-in defaults apply.\n");
+}
+
+static int
+cmd_help(struct cli *cli)
+{
+	if (cli->argc > 1) {
+		const struct command *c = find_command(cli->argv[1]);
+
+		if (c == NULL) {
+			fprintf(stderr, "roost: unknown command \"%s\"\n", cli->argv[1]);
+			return CLI_USAGE;
+		}
+		printf("usage: roost %s [--config FILE]\n  %s\n", c->usage, c->summary);
+		return CLI_OK;
+	}
+	print_help(stdout);
+	return CLI_OK;
+}
+
+static int
+cmd_version(struct cli *cli)
+{
+	printf("roost %s\n", ROOST_VERSION);
+	return CLI_OK;
+}
+
+int
+cli_usage(const struct cli *cli)
+{
+	fprintf(stderr, "usage: roost %s [--config FILE]\n", cli->usage);
+	return CLI_USAGE;
+}
+
 int
 main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-		puts("roost 0.1");
-		return 0;
+	struct cli cli = { 0 };
+	const struct command *c;
+	char **args = calloc((size_t)argc + 1, sizeof(char *));
+	bool options = true;
+	int n = 0, ret;
+
+	if (args == NULL)
+		return CLI_FAIL;
+	/* Take the global options out wherever they are; the rest keeps its order. */
+	for (int i = 1; i < argc; i++) {
+		if (options && strcmp(argv[i], "--") == 0) {
+			options = false;
+		} else if (options && strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "roost: --config needs a file name\n");
+				free(args);
+				return CLI_USAGE;
+			}
+			cli.config_path = argv[++i];
+		} else if (options && strncmp(argv[i], "--config=", 9) == 0) {
+			cli.config_path = argv[i] + 9;
+		} else {
+			args[n++] = argv[i];
+		}
 	}
-	fprintf(stderr, "usage: roost serve|user|config|deliver|check|bench [--config FILE]\n");
-	return 2;
+	args[n] = NULL;
+	if (cli.config_path != NULL && cli.config_path[0] == '\0') {
+		fprintf(stderr, "roost: --config needs a file name\n");
+		free(args);
+		return CLI_USAGE;
+	}
+	if (n == 0) {
+		print_help(stderr);
+		free(args);
+		return CLI_USAGE;
+	}
+	c = find_command(args[0]);
+	if (c == NULL) {
+		fprintf(stderr, "roost: unknown command \"%s\" (roost help lists them)\n", args[0]);
+		free(args);
+		return CLI_USAGE;
+	}
+	cli.argc = n;
+	cli.argv = args;
+	cli.usage = c->usage;
+	ret = c->run(&cli);
+	free(args);
+	return ret;
 }

@@ -3,9 +3,14 @@
 
 #include "roost/conn.h"
 #include "roost/protocols.h"
+#include "roost/smtp.h"
 
 /* Each protocol adds its listeners here. */
 static const struct protocol_binding bindings[] = {
+	{ "smtp", &smtp_proto_ops, false },
+	{ "submission", &smtp_proto_ops, false },
+	{ "smtps", &smtp_proto_ops, true },
+	{ "lmtp", &smtp_proto_ops, false },
 	{ NULL, NULL, false },
 };
 

@@ -24,6 +24,8 @@
 struct auth;
 struct roost_config;
 
+#define AUTH_MAX_NAME 255	/* bytes of a user name */
+
 int auth_open(const struct roost_config *cfg, struct auth **auth_r);
 void auth_free(struct auth **auth);
 /* Re-read the passwd file (SIGHUP); on error the old table stays. */
@@ -50,8 +52,17 @@ int auth_verify(struct auth *auth, const char *user, const char *password, size_
 unsigned auth_failure(struct auth *auth, const char *peer_ip);	/* returns delay in ms */
 void auth_success(struct auth *auth, const char *peer_ip);
 
+/*
+ * May plaintext mechanisms (SASL PLAIN/LOGIN, IMAP LOGIN, POP3 USER/PASS) be
+ * used on this connection? secure: TLS is active or the peer is on loopback
+ * (the caller decides). True when secure or [auth] plaintext_insecure = yes.
+ */
+bool auth_plaintext_allowed(const struct auth *auth, bool secure);
+
 /* Hash password with the configured scheme into out ("{SCHEME}..."). */
 int auth_hash_password(const char *scheme, const char *password, struct buf *out);
+/* Can new passwords be hashed with this scheme here (libcrypt support)? */
+bool auth_scheme_supported(const char *scheme);
 /* Verify password against a stored "{SCHEME}hash" (or bare crypt hash).
  * 0 match, ROOST_EAUTH mismatch, ROOST_ENOTSUP unknown scheme. */
 int auth_check_hash(const char *stored, const char *password, size_t password_len);
@@ -61,5 +72,15 @@ int auth_check_hash(const char *stored, const char *password, size_t password_le
 int auth_file_add(const char *path, const char *user, const char *hash);
 int auth_file_set_password(const char *path, const char *user, const char *hash);
 int auth_file_delete(const char *path, const char *user);
+/* Call fn for every user of the file, in name order (a missing file has
+ * none). ROOST_EINVAL / ROOST_EIO for a bad file (logged). */
+typedef void auth_list_fn(const char *user, void *arg);
+int auth_file_list(const char *path, auth_list_fn *fn, void *arg);
+/*
+ * Is this acceptable as a user name? "local@domain" (one '@', both sides
+ * non-empty) or a plain local name; at most AUTH_MAX_NAME bytes; no ':',
+ * '/', '\', blanks or control characters; not starting with '#' or '.'.
+ */
+bool auth_user_name_valid(const char *name);
 
 #endif

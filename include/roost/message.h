@@ -30,7 +30,11 @@ struct message_limits {
 struct message_part {
 	size_t header_off, header_len;	/* header block incl. the blank line */
 	size_t body_off, body_len;
-	uint64_t body_lines;		/* lines of the body (for BODYSTRUCTURE) */
+	uint64_t body_lines;		/* lines (LFs) of the body (for BODYSTRUCTURE) */
+	/* Sizes as IMAP sends them, every bare LF counted as CRLF (what
+	 * BODYSTRUCTURE reports and Dovecot reports for LF-only Maildir files);
+	 * equal to header_len/body_len for a CRLF message. */
+	uint64_t header_vsize, body_vsize;
 	const struct message_part *parent;
 	const struct message_part *children;	/* first child (multipart or message/rfc822) */
 	const struct message_part *next;	/* next sibling */
@@ -45,6 +49,8 @@ int message_parse(const uint8_t *data, size_t len, const struct message_limits *
     struct message **msg_r);
 void message_free(struct message **msg);
 const struct message_part *message_root(const struct message *msg);
+/* The bytes given to message_parse (borrowed, as the caller owns them). */
+const uint8_t *message_data(const struct message *msg, size_t *len_r);
 
 /*
  * IMAP section lookup: path is the part numbers of BODY[1.2.3] (depth 0 =

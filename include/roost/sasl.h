@@ -22,18 +22,29 @@
  *   ROOST_EPERM    -> plaintext mechanism on an insecure connection
  *
  * One struct sasl per exchange, owned by the session; not shared.
+ *
+ * secure: TLS is active or the peer is on loopback (the caller decides; see
+ * auth_plaintext_allowed()). challenge_out is replaced (reset, then the
+ * base64 challenge; empty for an empty challenge) by sasl_start() and
+ * sasl_step(). Lines are passed without CRLF (a trailing CRLF is ignored).
+ * *sasl_r is set whenever the mechanism was accepted (any result other than
+ * ROOST_ENOTSUP / ROOST_EPERM); always sasl_free() it. Once a call returned
+ * something other than ROOST_EAGAIN the exchange is over and sasl_step()
+ * returns ROOST_EINVAL. Client responses are bounded (8 KB decoded).
  */
 
 struct auth;
 struct sasl;
 
-/* Space-separated mechanisms to advertise for this connection. */
+/* Space-separated mechanisms to advertise for this connection ("PLAIN LOGIN";
+ * "" when plaintext mechanisms are not allowed and no other exists). Static. */
 const char *sasl_mechanisms(const struct auth *auth, bool secure);
 
 /* initial may be NULL (no initial response) or "=" (empty one). */
 int sasl_start(struct auth *auth, const char *mech, bool secure, const char *initial,
     struct buf *challenge_out, struct sasl **sasl_r);
 int sasl_step(struct sasl *sasl, const char *line, struct buf *challenge_out);
+/* The canonical user name after a 0 result, NULL before. Valid until sasl_free(). */
 const char *sasl_user(const struct sasl *sasl);
 void sasl_free(struct sasl **sasl);
 

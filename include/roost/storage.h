@@ -18,7 +18,8 @@
  * case-insensitively and always spelt "INBOX" in results. Names with empty
  * components, leading/trailing '/', ".", "..", control characters, NUL or
  * invalid UTF-8, or longer than STORAGE_MAX_NAME are refused with
- * ROOST_EINVAL by every backend alike.
+ * ROOST_EINVAL by every backend alike. So are names containing '.' anywhere
+ * (Maildir++ uses it as its on-disk separator: "a.b" would be "a/b").
  *
  * Errors (roost/error.h): ROOST_ENOTFOUND, ROOST_EEXISTS, ROOST_EINUSE,
  * ROOST_EOVERQUOTA, ROOST_ETOOBIG, ROOST_ETEMP, ROOST_EIO, ROOST_EPERM,
@@ -250,6 +251,9 @@ void storage_unwatch(struct storage_watch **watch);
 /* Verify invariants without changing anything; problems are written to
  * report as lines. 0 when clean, ROOST_EIO when problems were found. */
 int storage_check(struct storage *st, struct buf *report);
+
+/* True when a backend of that name is in this build ("lmdb", "maildir"). */
+bool storage_backend_available(const char *name);
 
 /* Validation helpers shared by backends and protocols. */
 bool storage_name_valid(const char *name);

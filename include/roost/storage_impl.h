@@ -65,7 +65,9 @@ struct storage_ops {
 	    struct delivery_target *targets, size_t n);
 
 	/* Allocate the backend's mailbox struct; the wrapper fills in the
-	 * embedded struct mailbox fields after this returns. */
+	 * embedded struct mailbox fields after this returns (st, a copy of
+	 * user and of the canonical name, flags) and frees user and name
+	 * after mailbox_close(), which frees only the backend's struct. */
 	int (*mailbox_open)(struct storage *st, const char *user, const char *name,
 	    unsigned flags, struct mailbox **mb_r);
 	void (*mailbox_close)(struct mailbox *mb);
@@ -96,7 +98,10 @@ extern const struct storage_ops storage_maildir_ops;
 
 /*
  * Wake every watcher of (user, mailbox) in this process, and signal other
- * processes on the same data directory. Backends call it only for changes
+ * processes on the same data directory. mailbox NULL wakes every watcher
+ * of the user. Other processes learn only the user (a per-user file under
+ * <data_dir>/notify is rewritten; their inotify thread wakes all that
+ * user's watchers). Backends call it only for changes
  * they discover themselves (e.g. a file another program dropped into a
  * Maildir); the wrapper calls it after every change made through it.
  */

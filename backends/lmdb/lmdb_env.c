@@ -1,0 +1,676 @@
+/*
+ * LMDB environments: opening the shards, read transactions, map growth and
+ * the writer thread that funnels every change into group commits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lmdb_impl.h"
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+#define LMDB_DEFAULT_MAP (1ULL << 30)
+#define LMDB_MAX_READERS 2048
+#define RESIZE_WAIT_SEC 10		/* how long a resize waits for open views */
+#define READER_CHECK_SEC 30		/* periodic mdb_reader_check */
+#define ASYNC_MAX_BYTES (64u << 20)	/* queued cache fills beyond this are dropped */
+#define ASYNC_LINGER_NS (20 * 1000 * 1000)	/* cache-only batches wait for company */
+
+struct lmdb_wreq {
+	lmdb_write_fn *fn;
+	void *arg;
+	void (*free_arg)(void *);
+	size_t bytes;
+	int result;
+	bool done;
+	bool async;
+	struct lmdb_wreq *next;
+};
+
+int
+lmdb_err(const char *what, int rc)
+{
+	switch (rc) {
+	case 0:
+		return 0;
+	case MDB_NOTFOUND:
+		return ROOST_ENOTFOUND;
+	case MDB_KEYEXIST:
+		return ROOST_EEXISTS;
+	case MDB_READERS_FULL:
+	case MDB_MAP_RESIZED:
+	case MDB_MAP_FULL:
+		log_warn("storage: lmdb %s: %s", what, mdb_strerror(rc));
+		return ROOST_ETEMP;
+	default:
+		log_error("storage: lmdb %s: %s", what, mdb_strerror(rc));
+		return ROOST_EIO;
+	}
+}
+
+int
+lmdb_wput(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key, MDB_val *val, unsigned flags)
+{
+	int rc = mdb_put(w->txn, dbi, key, val, flags);
+
+	if (rc != 0 && rc != MDB_KEYEXIST && w->mdb_err == 0)
+		w->mdb_err = rc;
+	return rc == MDB_MAP_FULL ? ROOST_ETEMP : lmdb_err("put", rc);
+}
+
+int
+lmdb_wdel(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key)
+{
+	int rc = mdb_del(w->txn, dbi, key, NULL);
+
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0 && w->mdb_err == 0)
+		w->mdb_err = rc;
+	return lmdb_err("del", rc);
+}
+
+static void
+deadline(struct timespec *ts, long sec, long nsec)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += sec;
+	ts->tv_nsec += nsec;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Read transactions and the map size                                  */
+/* ------------------------------------------------------------------ */
+
+/* Caller holds maplock exclusively (no transaction is open here). */
+static void
+pool_drop(struct lmdb_shard *sh)
+{
+	pthread_mutex_lock(&sh->pool_lock);
+	while (sh->n_pool > 0)
+		mdb_txn_abort(sh->pool[--sh->n_pool]);
+	pthread_mutex_unlock(&sh->pool_lock);
+}
+
+/* Grow the map (grow) or adopt a size another process set (!grow). Waits a
+ * bounded time for open read transactions (views) to finish. */
+static int
+map_resize(struct lmdb_shard *sh, bool grow)
+{
+	struct timespec ts;
+	MDB_envinfo info;
+	size_t size = 0;
+	int rc;
+
+	deadline(&ts, RESIZE_WAIT_SEC, 0);
+	if (pthread_rwlock_timedwrlock(&sh->maplock, &ts) != 0) {
+		log_warn("storage: lmdb %s: map resize waited too long for readers", sh->path);
+		return ROOST_ETEMP;
+	}
+	pool_drop(sh);
+	if (grow) {
+		mdb_env_info(sh->env, &info);
+		size = info.me_mapsize * 2;
+		if (size < info.me_mapsize + (64u << 20))
+			size = info.me_mapsize + (64u << 20);
+	}
+	rc = mdb_env_set_mapsize(sh->env, size);
+	pthread_rwlock_unlock(&sh->maplock);
+	if (rc != 0)
+		return lmdb_err("set_mapsize", rc);
+	if (grow)
+		log_info("storage: lmdb %s: map size grown to %zu MiB", sh->path, size >> 20);
+	return 0;
+}
+
+int
+lmdb_rtxn_begin(struct lmdb_shard *sh, MDB_txn **txn_r)
+{
+	MDB_txn *txn = NULL;
+	int rc = 0;
+
+	for (int attempt = 0; attempt < 5; attempt++) {
+		pthread_rwlock_rdlock(&sh->maplock);
+		pthread_mutex_lock(&sh->pool_lock);
+		txn = sh->n_pool > 0 ? sh->pool[--sh->n_pool] : NULL;
+		pthread_mutex_unlock(&sh->pool_lock);
+		if (txn != NULL) {
+			rc = mdb_txn_renew(txn);
+			if (rc != 0) {
+				mdb_txn_abort(txn);
+				txn = NULL;
+			}
+		} else {
+			rc = mdb_txn_begin(sh->env, NULL, MDB_RDONLY, &txn);
+		}
+		if (rc == 0) {
+			*txn_r = txn;
+			return 0;
+		}
+		pthread_rwlock_unlock(&sh->maplock);
+		if (rc == MDB_MAP_RESIZED) {
+			if (map_resize(sh, false) != 0)
+				break;
+		} else if (rc == MDB_READERS_FULL) {
+			int dead = 0;
+
+			mdb_reader_check(sh->env, &dead);
+			if (dead == 0)
+				break;
+		} else {
+			break;
+		}
+	}
+	return lmdb_err("read txn", rc);
+}
+
+void
+lmdb_rtxn_end(struct lmdb_shard *sh, MDB_txn *txn)
+{
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&sh->pool_lock);
+	if (sh->n_pool < sizeof(sh->pool) / sizeof(sh->pool[0])) {
+		sh->pool[sh->n_pool++] = txn;
+		txn = NULL;
+	}
+	pthread_mutex_unlock(&sh->pool_lock);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&sh->maplock);
+}
+
+/* ------------------------------------------------------------------ */
+/* The writer: group commit                                            */
+/* ------------------------------------------------------------------ */
+
+static void
+batch_fail(struct lmdb_wreq *batch, int err)
+{
+	for (struct lmdb_wreq *r = batch; r != NULL; r = r->next) {
+		if (r->result == 0)
+			r->result = err;
+	}
+}
+
+/*
+ * One write transaction for the whole batch, one nested transaction per
+ * request so a failing request leaves no trace while the others commit.
+ * MDB_MAP_FULL anywhere aborts the batch, grows the map and runs it again.
+ */
+static void
+run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
+{
+	for (int attempt = 0; attempt < 12; attempt++) {
+		MDB_txn *txn;
+		bool full = false;
+		int rc;
+
+		pthread_rwlock_rdlock(&sh->maplock);
+		rc = mdb_txn_begin(sh->env, NULL, 0, &txn);
+		if (rc != 0) {
+			pthread_rwlock_unlock(&sh->maplock);
+			if (rc == MDB_MAP_RESIZED && map_resize(sh, false) == 0)
+				continue;
+			batch_fail(batch, lmdb_err("write txn", rc));
+			return;
+		}
+		for (struct lmdb_wreq *r = batch; r != NULL; r = r->next) {
+			struct lmdb_w w = { .sh = sh };
+			int res;
+
+			r->result = 0;
+			rc = mdb_txn_begin(sh->env, txn, 0, &w.txn);
+			if (rc != 0) {
+				if (rc == MDB_MAP_FULL) {
+					full = true;
+					break;
+				}
+				r->result = lmdb_err("nested txn", rc);
+				continue;
+			}
+			res = r->fn(&w, r->arg);
+			if (w.mdb_err == MDB_MAP_FULL) {
+				mdb_txn_abort(w.txn);
+				full = true;
+				break;
+			}
+			if (res == 0) {
+				rc = mdb_txn_commit(w.txn);
+				if (rc == MDB_MAP_FULL) {
+					full = true;
+					break;
+				}
+				res = lmdb_err("nested commit", rc);
+			} else {
+				mdb_txn_abort(w.txn);
+			}
+			r->result = res;
+		}
+		if (full) {
+			mdb_txn_abort(txn);
+			pthread_rwlock_unlock(&sh->maplock);
+			if (map_resize(sh, true) != 0)
+				break;
+			continue;
+		}
+		rc = mdb_txn_commit(txn);
+		pthread_rwlock_unlock(&sh->maplock);
+		if (rc == MDB_MAP_FULL) {
+			if (map_resize(sh, true) != 0)
+				break;
+			continue;
+		}
+		if (rc != 0)
+			batch_fail(batch, lmdb_err("commit", rc));
+		return;
+	}
+	for (struct lmdb_wreq *r = batch; r != NULL; r = r->next)
+		r->result = ROOST_ETEMP;
+}
+
+static bool
+queue_all_async(const struct lmdb_shard *sh)
+{
+	for (const struct lmdb_wreq *r = sh->wq_head; r != NULL; r = r->next) {
+		if (!r->async)
+			return false;
+	}
+	return true;
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct lmdb_shard *sh = arg;
+
+	pthread_mutex_lock(&sh->wq_lock);
+	for (;;) {
+		struct lmdb_wreq *batch, *next;
+		struct timespec ts;
+
+		while (!sh->stop && sh->wq_head == NULL) {
+			deadline(&ts, READER_CHECK_SEC, 0);
+			if (pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts) == ETIMEDOUT) {
+				int dead = 0;
+
+				pthread_mutex_unlock(&sh->wq_lock);
+				mdb_reader_check(sh->env, &dead);
+				if (dead > 0)
+					log_info("storage: lmdb %s: cleared %d stale readers",
+					    sh->path, dead);
+				pthread_mutex_lock(&sh->wq_lock);
+			}
+		}
+		if (sh->wq_head == NULL)
+			break;	/* stopping and drained */
+		/* Cache fills alone are not urgent: let them gather. */
+		if (!sh->stop && queue_all_async(sh)) {
+			deadline(&ts, 0, ASYNC_LINGER_NS);
+			pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts);
+		}
+		batch = sh->wq_head;
+		sh->wq_head = sh->wq_tail = NULL;
+		sh->wq_async_bytes = 0;
+		pthread_mutex_unlock(&sh->wq_lock);
+
+		run_batch(sh, batch);
+
+		pthread_mutex_lock(&sh->wq_lock);
+		sh->n_commits++;
+		for (struct lmdb_wreq *r = batch; r != NULL; r = next) {
+			next = r->next;
+			sh->n_requests++;
+			if (r->async) {
+				if (r->free_arg != NULL)
+					r->free_arg(r->arg);
+				free(r);
+			} else {
+				r->done = true;
+			}
+		}
+		pthread_cond_broadcast(&sh->done_cond);
+	}
+	pthread_mutex_unlock(&sh->wq_lock);
+	return NULL;
+}
+
+static void
+enqueue_locked(struct lmdb_shard *sh, struct lmdb_wreq *r)
+{
+	r->next = NULL;
+	if (sh->wq_tail != NULL)
+		sh->wq_tail->next = r;
+	else
+		sh->wq_head = r;
+	sh->wq_tail = r;
+	pthread_cond_signal(&sh->wq_cond);
+}
+
+int
+lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg)
+{
+	struct lmdb_wreq r = { .fn = fn, .arg = arg };
+
+	pthread_mutex_lock(&sh->wq_lock);
+	if (sh->stop) {
+		pthread_mutex_unlock(&sh->wq_lock);
+		return ROOST_ETEMP;
+	}
+	enqueue_locked(sh, &r);
+	while (!r.done)
+		pthread_cond_wait(&sh->done_cond, &sh->wq_lock);
+	pthread_mutex_unlock(&sh->wq_lock);
+	return r.result;
+}
+
+void
+lmdb_write_async(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg, size_t bytes,
+    void (*free_arg)(void *))
+{
+	struct lmdb_wreq *r;
+
+	pthread_mutex_lock(&sh->wq_lock);
+	if (sh->stop || sh->wq_async_bytes + bytes > ASYNC_MAX_BYTES) {
+		pthread_mutex_unlock(&sh->wq_lock);
+		if (free_arg != NULL)
+			free_arg(arg);
+		return;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->fn = fn;
+	r->arg = arg;
+	r->free_arg = free_arg;
+	r->bytes = bytes;
+	r->async = true;
+	sh->wq_async_bytes += bytes;
+	enqueue_locked(sh, r);
+	pthread_mutex_unlock(&sh->wq_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Opening                                                             */
+/* ------------------------------------------------------------------ */
+
+static int
+mkdir_p(const char *path)
+{
+	char tmp[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return ROOST_EINVAL;
+	memcpy(tmp, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (tmp[i] != '/' && tmp[i] != '\0')
+			continue;
+		tmp[i] = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+			log_error("storage: mkdir %s: %s", tmp, strerror(errno));
+			return ROOST_EIO;
+		}
+		tmp[i] = path[i];
+	}
+	return 0;
+}
+
+/* The shard count decides where users live; changing it would hide mail. */
+static int
+shards_file(const char *dir, unsigned n)
+{
+	char path[4096], buf[32];
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/shards", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0) {
+			log_error("storage: %s: unreadable", path);
+			return ROOST_EIO;
+		}
+		buf[len] = '\0';
+		if (strtoul(buf, NULL, 10) != n) {
+			log_error("storage: %s says %lu shards but lmdb_shards is %u; refusing",
+			    path, strtoul(buf, NULL, 10), n);
+			return ROOST_ECONFIG;
+		}
+		return 0;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno == EEXIST ? shards_file(dir, n) : ROOST_EIO;
+	len = snprintf(buf, sizeof(buf), "%u\n", n);
+	if (write(fd, buf, (size_t)len) != len || fsync(fd) < 0) {
+		close(fd);
+		return ROOST_EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *path)
+{
+	uint64_t map = cfg != NULL && cfg->lmdb_map_size != 0 ? cfg->lmdb_map_size :
+	    LMDB_DEFAULT_MAP;
+	unsigned flags = MDB_NOTLS;
+	MDB_txn *txn;
+	int rc, dead = 0;
+	struct {
+		const char *name;
+		MDB_dbi *dbi;
+	} dbs[] = {
+		{ "meta", &sh->meta }, { "names", &sh->names }, { "mboxes", &sh->mboxes },
+		{ "msgs", &sh->msgs }, { "modseq", &sh->modseq }, { "expunged", &sh->expunged },
+		{ "bodies", &sh->bodies }, { "refs", &sh->refs }, { "cache", &sh->cache },
+		{ "subs", &sh->subs },
+	};
+
+	sh->path = xstrdup(path);
+	sh->fsync = cfg == NULL || cfg->storage_fsync;
+	sh->retention = cfg != NULL ? cfg->expunge_log_retention : 0;
+	pthread_rwlock_init(&sh->maplock, NULL);
+	pthread_mutex_init(&sh->pool_lock, NULL);
+	pthread_mutex_init(&sh->wq_lock, NULL);
+	pthread_cond_init(&sh->wq_cond, NULL);
+	pthread_cond_init(&sh->done_cond, NULL);
+
+	if ((rc = mkdir_p(path)) != 0)
+		return rc;
+	if (!sh->fsync)
+		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	if ((rc = mdb_env_create(&sh->env)) != 0)
+		return lmdb_err("env_create", rc);
+	mdb_env_set_maxdbs(sh->env, 16);
+	mdb_env_set_maxreaders(sh->env, LMDB_MAX_READERS);
+	mdb_env_set_mapsize(sh->env, (size_t)map);
+	if ((rc = mdb_env_open(sh->env, path, flags, 0600)) != 0) {
+		log_error("storage: lmdb open %s: %s", path, mdb_strerror(rc));
+		mdb_env_close(sh->env);
+		sh->env = NULL;
+		return ROOST_EIO;
+	}
+	mdb_reader_check(sh->env, &dead);
+	if (dead > 0)
+		log_info("storage: lmdb %s: cleared %d stale readers", path, dead);
+	for (int attempt = 0;; attempt++) {
+		rc = mdb_txn_begin(sh->env, NULL, 0, &txn);
+		if (rc == MDB_MAP_RESIZED && attempt < 3) {
+			mdb_env_set_mapsize(sh->env, 0);
+			continue;
+		}
+		break;
+	}
+	if (rc != 0)
+		return lmdb_err("open txn", rc);
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0) {
+			mdb_txn_abort(txn);
+			return lmdb_err("dbi_open", rc);
+		}
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return lmdb_err("open commit", rc);
+	if (pthread_create(&sh->writer, NULL, writer_main, sh) != 0) {
+		log_error("storage: cannot start the lmdb writer");
+		return ROOST_EIO;
+	}
+	sh->writer_running = true;
+	return 0;
+}
+
+static void
+shard_close(struct lmdb_shard *sh)
+{
+	if (sh->writer_running) {
+		pthread_mutex_lock(&sh->wq_lock);
+		sh->stop = true;
+		pthread_cond_signal(&sh->wq_cond);
+		pthread_mutex_unlock(&sh->wq_lock);
+		pthread_join(sh->writer, NULL);
+	}
+	if (sh->env != NULL) {
+		pool_drop(sh);
+		mdb_env_close(sh->env);
+	}
+	pthread_cond_destroy(&sh->done_cond);
+	pthread_cond_destroy(&sh->wq_cond);
+	pthread_mutex_destroy(&sh->wq_lock);
+	pthread_mutex_destroy(&sh->pool_lock);
+	pthread_rwlock_destroy(&sh->maplock);
+	free(sh->path);
+}
+
+int
+lmdb_shards_open(const struct roost_config *cfg, struct lmdb_storage *ls)
+{
+	const char *data = cfg != NULL && cfg->data_dir != NULL ? cfg->data_dir : "./var";
+	unsigned n = cfg != NULL && cfg->lmdb_shards > 0 ? cfg->lmdb_shards : 1;
+	char dir[4096], path[4200];
+	int rc;
+
+	if (n > LMDB_MAX_SHARDS)
+		return ROOST_ECONFIG;
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/lmdb", data) >= sizeof(dir))
+		return ROOST_EINVAL;
+	if ((rc = mkdir_p(dir)) != 0 || (rc = shards_file(dir, n)) != 0)
+		return rc;
+	ls->shards = xcalloc(n, sizeof(*ls->shards));
+	ls->n_shards = n;
+	for (unsigned i = 0; i < n; i++) {
+		if (n == 1)
+			snprintf(path, sizeof(path), "%s", dir);
+		else
+			snprintf(path, sizeof(path), "%s/shard-%u", dir, i);
+		ls->shards[i].index = i;
+		if ((rc = shard_open(cfg, &ls->shards[i], path)) != 0) {
+			lmdb_shards_close(ls);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+void
+lmdb_shards_close(struct lmdb_storage *ls)
+{
+	for (unsigned i = 0; i < ls->n_shards; i++)
+		shard_close(&ls->shards[i]);
+	free(ls->shards);
+	ls->shards = NULL;
+	ls->n_shards = 0;
+}
+
+struct lmdb_shard *
+lmdb_shard_of(struct lmdb_storage *ls, const char *user)
+{
+	uint32_t h = 2166136261u;
+
+	if (ls->n_shards == 1)
+		return &ls->shards[0];
+	for (const unsigned char *p = (const unsigned char *)user; *p != '\0'; p++) {
+		h ^= *p;
+		h *= 16777619u;
+	}
+	return &ls->shards[h % ls->n_shards];
+}
+
+static int
+lmdb_open(const struct roost_config *cfg, struct storage **st_r)
+{
+	struct lmdb_storage *ls = xcalloc(1, sizeof(*ls));
+	int rc;
+
+	if ((rc = lmdb_shards_open(cfg, ls)) != 0) {
+		free(ls);
+		return rc;
+	}
+	*st_r = &ls->base;
+	return 0;
+}
+
+static void
+lmdb_close(struct storage *st)
+{
+	struct lmdb_storage *ls = container_of(st, struct lmdb_storage, base);
+
+	lmdb_shards_close(ls);
+	free(ls);
+}
+
+void
+storage_lmdb_stats(struct storage *st, uint64_t *commits_r, uint64_t *requests_r)
+{
+	struct lmdb_storage *ls = container_of(st, struct lmdb_storage, base);
+
+	*commits_r = *requests_r = 0;
+	for (unsigned i = 0; i < ls->n_shards; i++) {
+		pthread_mutex_lock(&ls->shards[i].wq_lock);
+		*commits_r += ls->shards[i].n_commits;
+		*requests_r += ls->shards[i].n_requests;
+		pthread_mutex_unlock(&ls->shards[i].wq_lock);
+	}
+}
+
+const struct storage_ops storage_lmdb_ops = {
+	.name = "lmdb",
+	.open = lmdb_open,
+	.close = lmdb_close,
+	.user_init = lmdb_op_user_init,
+	.list = lmdb_op_list,
+	.create = lmdb_op_create,
+	.delete = lmdb_op_delete,
+	.rename = lmdb_op_rename,
+	.subscribe = lmdb_op_subscribe,
+	.status = lmdb_op_status,
+	.deliver = lmdb_op_deliver,
+	.mailbox_open = lmdb_op_mailbox_open,
+	.mailbox_close = lmdb_op_mailbox_close,
+	.mailbox_status = lmdb_op_mailbox_status,
+	.records = lmdb_op_records,
+	.keywords = lmdb_op_keywords,
+	.claim_recent = lmdb_op_claim_recent,
+	.read = lmdb_op_read,
+	.cache_get = lmdb_op_cache_get,
+	.cache_set = lmdb_op_cache_set,
+	.append = lmdb_op_append,
+	.store = lmdb_op_store,
+	.expunge = lmdb_op_expunge,
+	.copy = lmdb_op_copy,
+	.changes_since = lmdb_op_changes_since,
+	.check = lmdb_op_check,
+};

@@ -1,0 +1,235 @@
+#ifndef ROOST_LMDB_IMPL_H
+#define ROOST_LMDB_IMPL_H
+
+/*
+ * The LMDB backend's private shapes (backends/lmdb only).
+ *
+ * Layout: one environment per shard under <data_dir>/lmdb (one shard) or
+ * <data_dir>/lmdb/shard-N (cfg->lmdb_shards > 1; users hashed over them;
+ * the count is recorded in <data_dir>/lmdb/shards and must not change).
+ * Named databases, keys big-endian so they sort numerically:
+ *
+ *   meta      "next_id" -> u64, "uidvalidity" -> u32 (last one handed out)
+ *   names     user \0 name -> u64 mailbox id (ids are never reused)
+ *   mboxes    id(8) -> struct lmdb_mbox + keyword names (NUL-terminated)
+ *   msgs      id(8) uid(4) -> struct lmdb_msg
+ *   modseq    id(8) modseq(8) uid(4) -> "" (index for changes-since)
+ *   expunged  id(8) modseq(8) uid(4) -> i64 expunge time (the expunge log;
+ *             entries older than cfg->expunge_log_retention are pruned on
+ *             later expunges, and the mailbox's expunge_floor remembers the
+ *             highest pruned MODSEQ so changes-since can say the log is
+ *             incomplete; retention 0 keeps them forever)
+ *   bodies    sha256(32) -> raw message (content-addressed, stored once)
+ *   refs      sha256(32) -> u64 number of message records using the body
+ *   cache     id(8) uid(4) -> opaque parse cache bytes
+ *   subs      user \0 name -> ""
+ *
+ * Writes: every change is a request run by the shard's writer thread; the
+ * writer takes all queued requests, runs each in a nested transaction of
+ * one write transaction and commits once (group commit), then wakes the
+ * callers, so each caller returns after its change is durable. Another
+ * process (`roost deliver`) may write the same environment; LMDB's
+ * inter-process write lock serialises us with it, and every request reads
+ * what it needs inside its own transaction.
+ *
+ * Reads: short read transactions (MDB_NOTLS, recycled with reset/renew).
+ * maplock is held shared by every open transaction and exclusively while
+ * the map is resized (MDB_MAP_FULL here, MDB_MAP_RESIZED from another
+ * process), because a resize remaps the file under any open pointer.
+ */
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "roost/storage.h"
+#include "roost/storage_impl.h"
+
+#define LMDB_SHA_LEN 32
+#define LMDB_MAX_SHARDS 64
+
+struct lmdb_wreq;
+
+struct lmdb_shard {
+	MDB_env *env;
+	MDB_dbi meta, names, mboxes, msgs, modseq, expunged, bodies, refs, cache, subs;
+	unsigned index;
+	char *path;
+	bool fsync;
+	uint64_t retention;
+
+	pthread_rwlock_t maplock;
+
+	/* Recycled read transactions (reset, not aborted). */
+	pthread_mutex_t pool_lock;
+	MDB_txn *pool[64];
+	size_t n_pool;
+
+	/* The write queue and its writer thread. */
+	pthread_mutex_t wq_lock;
+	pthread_cond_t wq_cond;		/* writer: work queued / stop */
+	pthread_cond_t done_cond;	/* callers: a batch finished */
+	struct lmdb_wreq *wq_head, *wq_tail;
+	size_t wq_async_bytes;		/* queued fire-and-forget bytes */
+	bool stop;
+	pthread_t writer;
+	bool writer_running;
+
+	/* Statistics (wq_lock). */
+	uint64_t n_commits, n_requests;
+};
+
+struct lmdb_storage {
+	struct storage base;
+	struct lmdb_shard *shards;
+	unsigned n_shards;
+};
+
+struct lmdb_mailbox {
+	struct mailbox base;
+	struct lmdb_shard *sh;
+	uint64_t id;
+	uint32_t uidvalidity;
+	/* mailbox_keywords() result, valid until the next call on mb */
+	char *kw_blob;
+	const char *kw_names[STORAGE_MAX_KEYWORDS];
+	size_t n_kw;
+};
+
+/* A mailbox's record (value in mboxes, followed by keyword names). */
+struct lmdb_mbox {
+	uint32_t version;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint32_t recent_first;	/* UIDs >= this are not yet claimed */
+	uint32_t messages;
+	uint32_t unseen;
+	uint32_t special_use;
+	uint32_t noselect;
+	uint64_t highestmodseq;
+	uint64_t size;
+	uint64_t expunge_floor;	/* expunge log complete only above this */
+	uint32_t n_kw;
+	uint32_t pad;
+};
+
+struct lmdb_msg {
+	uint32_t flags;
+	uint32_t pad;
+	uint64_t keywords;
+	uint64_t modseq;
+	int64_t internal_date;
+	uint64_t size;
+	uint8_t sha[LMDB_SHA_LEN];
+};
+
+/* Keyword table of a mailbox, decoded. */
+struct lmdb_kwtab {
+	size_t n;
+	char names[STORAGE_MAX_KEYWORDS][STORAGE_MAX_KEYWORD_LEN + 1];
+};
+
+/* The write context a request runs in. */
+struct lmdb_w {
+	struct lmdb_shard *sh;
+	MDB_txn *txn;
+	int mdb_err;	/* first LMDB error; MDB_MAP_FULL makes the batch retry */
+};
+
+/*
+ * A write request. fn runs in the writer thread inside a nested
+ * transaction; it may run more than once (the batch is retried after the
+ * map grew), so it must reset its outputs when it starts. async requests
+ * are not waited for: the writer frees them (free_arg(arg)).
+ */
+typedef int lmdb_write_fn(struct lmdb_w *w, void *arg);
+
+/* ---- lmdb_env.c ---- */
+int lmdb_shards_open(const struct roost_config *cfg, struct lmdb_storage *ls);
+void lmdb_shards_close(struct lmdb_storage *ls);
+struct lmdb_shard *lmdb_shard_of(struct lmdb_storage *ls, const char *user);
+/* Group-commit statistics over all shards: commits and requests so far. */
+void storage_lmdb_stats(struct storage *st, uint64_t *commits_r, uint64_t *requests_r);
+/* Run fn(w, arg) in the next group commit; returns its result once the
+ * commit is durable (ROOST_EIO/ROOST_ETEMP when the commit failed). */
+int lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg);
+/* Queue fn without waiting (cache fills); arg is freed with free_arg. */
+void lmdb_write_async(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg, size_t bytes,
+    void (*free_arg)(void *));
+/* Read transactions: begin returns 0 or ROOST_EIO/ROOST_ETEMP. */
+int lmdb_rtxn_begin(struct lmdb_shard *sh, MDB_txn **txn_r);
+void lmdb_rtxn_end(struct lmdb_shard *sh, MDB_txn *txn);
+/* Map an LMDB error to a roost code, logging what happened. */
+int lmdb_err(const char *what, int rc);
+int lmdb_wput(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key, MDB_val *val, unsigned flags);
+int lmdb_wdel(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key);
+
+/* ---- keys and records (lmdb_mailbox.c) ---- */
+/* names/subs key: sha256(user)[0..16) sha256(name)[0..16). */
+#define LMDB_NAME_KEY 32
+void lmdb_name_key(uint8_t key[LMDB_NAME_KEY], const char *user, const char *name);
+void lmdb_sha256(const void *data, size_t len, uint8_t out[LMDB_SHA_LEN]);
+void lmdb_be64(uint8_t *p, uint64_t v);
+void lmdb_be32(uint8_t *p, uint32_t v);
+uint64_t lmdb_get_be64(const uint8_t *p);
+uint32_t lmdb_get_be32(const uint8_t *p);
+/* Look up a mailbox by name: ROOST_ENOTFOUND when absent. */
+int lmdb_mbox_id(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const char *name,
+    uint64_t *id_r);
+int lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox *rec_r,
+    struct lmdb_kwtab *kw_r);
+int lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
+    const struct lmdb_kwtab *kw);
+/* Keyword bit of name, adding it when add is set: -1 when absent (or the
+ * table is full and add was set: *full_r). */
+int lmdb_kw_index(struct lmdb_kwtab *kw, const char *name, bool add, bool *full_r);
+int lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha);
+int lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
+    bool data_known);
+/* Remove a mailbox's messages and logs (delete, or before dropping it). */
+int lmdb_mbox_purge(struct lmdb_w *w, uint64_t id);
+uint32_t lmdb_next_uidvalidity(struct lmdb_w *w);
+/* Create user/name with fresh id and UIDVALIDITY (parents not handled). */
+int lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name,
+    unsigned special_use, uint64_t *id_r);
+
+/* ---- ops ---- */
+int lmdb_op_user_init(struct storage *st, const char *user);
+int lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r,
+    size_t *n_r);
+int lmdb_op_create(struct storage *st, const char *user, const char *name,
+    unsigned special_use);
+int lmdb_op_delete(struct storage *st, const char *user, const char *name);
+int lmdb_op_rename(struct storage *st, const char *user, const char *from, const char *to);
+int lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bool on);
+int lmdb_op_status(struct storage *st, const char *user, const char *name,
+    struct mailbox_status *status_r);
+int lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id,
+    const struct lmdb_mbox *rec, struct mailbox_status *status_r);
+
+int lmdb_op_deliver(struct storage *st, const struct msg_input *msg,
+    struct delivery_target *targets, size_t n);
+int lmdb_op_mailbox_open(struct storage *st, const char *user, const char *name,
+    unsigned flags, struct mailbox **mb_r);
+void lmdb_op_mailbox_close(struct mailbox *mb);
+int lmdb_op_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
+int lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
+    uint64_t *modseq_r);
+int lmdb_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
+int lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r);
+int lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
+int lmdb_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
+int lmdb_op_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
+int lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
+int lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n,
+    const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
+int lmdb_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
+int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest,
+    bool move, uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+    size_t *n_r);
+int lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq,
+    struct mailbox_changes *changes_r);
+int lmdb_op_check(struct storage *st, struct buf *report);
+
+#endif

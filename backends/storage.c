@@ -1,0 +1,1050 @@
+/*
+ * The storage wrapper: backend registry, all validation shared by the
+ * backends (names, INBOX rules, flags, keywords, UID sets, read-only),
+ * default folders, and change notification (in-process watchers plus a
+ * per-user notify file under <data_dir>/notify watched with inotify, so a
+ * change made by another process on the same data directory wakes the
+ * watchers here).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/storage.h"
+#include "roost/storage_impl.h"
+#include "roost/xalloc.h"
+
+/*
+ * The Maildir backend is built by another part of the tree. Until it is in
+ * the build, the reference is weak and the registry skips it; a weak
+ * reference does not pull an archive member in, so once
+ * backends/maildir defines storage_maildir_ops this must become a plain
+ * reference (drop the pragma).
+ */
+#pragma weak storage_maildir_ops
+
+static const struct storage_ops *
+backend_find(const char *name)
+{
+	const struct storage_ops *all[] = { &storage_lmdb_ops, &storage_maildir_ops };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (all[i] != NULL && all[i]->name != NULL && strcmp(all[i]->name, name) == 0)
+			return all[i];
+	}
+	return NULL;
+}
+
+/* Every slot is required: a backend that cannot do something returns
+ * ROOST_ENOTSUP from its op instead of leaving it NULL. */
+static bool
+backend_complete(const struct storage_ops *o)
+{
+	return o->open != NULL && o->close != NULL && o->user_init != NULL && o->list != NULL &&
+	    o->create != NULL && o->delete != NULL && o->rename != NULL &&
+	    o->subscribe != NULL && o->status != NULL && o->deliver != NULL &&
+	    o->mailbox_open != NULL && o->mailbox_close != NULL && o->mailbox_status != NULL &&
+	    o->records != NULL && o->keywords != NULL && o->claim_recent != NULL &&
+	    o->read != NULL && o->cache_get != NULL && o->cache_set != NULL &&
+	    o->append != NULL && o->store != NULL && o->expunge != NULL && o->copy != NULL &&
+	    o->changes_since != NULL && o->check != NULL;
+}
+
+bool
+storage_backend_available(const char *name)
+{
+	return name != NULL && backend_find(name) != NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Validation                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Decode one UTF-8 sequence at s (at most n bytes); returns its length and
+ * the code point, or 0 when it is invalid (overlong, surrogate, > U+10FFFF,
+ * truncated). */
+static size_t
+utf8_decode(const unsigned char *s, size_t n, uint32_t *cp_r)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
+		return 1;
+	}
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*cp_r = cp;
+	return len;
+}
+
+/* Valid UTF-8 without C0/C1 controls or DEL. */
+static bool
+text_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		uint32_t cp;
+		size_t n = utf8_decode(p + i, len - i, &cp);
+
+		if (n == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/*
+ * Besides what storage.h lists, '.' is refused anywhere in a name: Maildir++
+ * uses it as its on-disk hierarchy separator, so "a.b" and "a/b" would be
+ * the same folder there, and both backends must refuse the same names.
+ */
+bool
+storage_name_valid(const char *name)
+{
+	size_t len, comp = 0;
+
+	if (name == NULL)
+		return false;
+	len = strnlen(name, STORAGE_MAX_NAME + 1);
+	if (len == 0 || len > STORAGE_MAX_NAME || !text_valid(name, len))
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || name[i] == '/') {
+			if (comp == 0)
+				return false;	/* empty component, leading or trailing '/' */
+			comp = 0;
+			continue;
+		}
+		if (name[i] == '.')
+			return false;
+		comp++;
+	}
+	return true;
+}
+
+bool
+storage_user_valid(const char *user)
+{
+	size_t len;
+
+	if (user == NULL)
+		return false;
+	len = strnlen(user, 256);
+	if (len == 0 || len > 255 || user[0] == '.' || !text_valid(user, len))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (user[i] == '/' || user[i] == '\\' || user[i] == ' ')
+			return false;
+	}
+	return true;
+}
+
+/* An IMAP atom (RFC 3501 flag-keyword): no atom-specials, no '\'. */
+bool
+storage_keyword_valid(const char *kw)
+{
+	size_t len;
+
+	if (kw == NULL)
+		return false;
+	len = strnlen(kw, STORAGE_MAX_KEYWORD_LEN + 1);
+	if (len == 0 || len > STORAGE_MAX_KEYWORD_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)kw[i];
+
+		if (c <= 0x20 || c >= 0x7f || strchr("(){%*\"\\]", c) != NULL)
+			return false;
+	}
+	return true;
+}
+
+/* Validate name and write its canonical spelling (INBOX in capitals,
+ * also as the first component of a child) into out. */
+static int
+name_canon(const char *name, char out[STORAGE_MAX_NAME + 1])
+{
+	size_t len;
+
+	if (!storage_name_valid(name))
+		return ROOST_EINVAL;
+	len = strlen(name);
+	memcpy(out, name, len + 1);
+	if (len >= 5 && strncasecmp(name, "INBOX", 5) == 0 && (len == 5 || name[5] == '/'))
+		memcpy(out, "INBOX", 5);
+	return 0;
+}
+
+static bool
+is_inbox(const char *canon)
+{
+	return strcmp(canon, "INBOX") == 0;
+}
+
+static int
+keywords_check(const char *const *kw, size_t n)
+{
+	if (n > 0 && kw == NULL)
+		return ROOST_EINVAL;
+	if (n > STORAGE_MAX_KEYWORDS)
+		return ROOST_ETOOBIG;
+	for (size_t i = 0; i < n; i++) {
+		if (!storage_keyword_valid(kw[i]))
+			return ROOST_EINVAL;
+	}
+	return 0;
+}
+
+static int
+msg_input_check(const struct storage *st, const struct msg_input *msg)
+{
+	uint64_t max = st->cfg != NULL ? st->cfg->max_message_size : 0;
+
+	if (msg == NULL || (msg->flags & ~MSG_FLAGS_ALL) != 0)
+		return ROOST_EINVAL;
+	if (msg->fd < 0 && msg->data == NULL && msg->len > 0)
+		return ROOST_EINVAL;
+	if (max != 0 && msg->len > max)
+		return ROOST_ETOOBIG;
+	return keywords_check(msg->keywords, msg->n_keywords);
+}
+
+static int
+uids_check(const uint32_t *uids, size_t n)
+{
+	if (n > 0 && uids == NULL)
+		return ROOST_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (uids[i] == 0 || (i > 0 && uids[i] <= uids[i - 1]))
+			return ROOST_EINVAL;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Watches                                                             */
+/* ------------------------------------------------------------------ */
+
+#define WATCH_BUCKETS 256
+
+struct storage_watch {
+	struct watch_registry *reg;
+	struct storage_watch *next;
+	uint64_t uhash;
+	char *user;
+	char *mailbox;
+	storage_watch_fn *cb;
+	void *arg;
+};
+
+/*
+ * Lock rule: reg->lock protects the buckets. Callbacks run with it held,
+ * which is what makes storage_unwatch() safe (once it has taken the lock
+ * and unlinked the watch, no callback of it runs or will run); callbacks
+ * therefore must not call storage_watch()/storage_unwatch().
+ */
+struct watch_registry {
+	pthread_mutex_t lock;
+	struct storage_watch *buckets[WATCH_BUCKETS];
+	char *notify_dir;
+	int ifd;		/* inotify, -1 when unavailable */
+	int stop_pipe[2];
+	pthread_t thread;
+	bool thread_running;
+};
+
+static uint64_t
+user_hash(const char *user)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *p = (const unsigned char *)user; *p != '\0'; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static void
+wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const char *mailbox)
+{
+	for (struct storage_watch *w = reg->buckets[uhash % WATCH_BUCKETS]; w != NULL;
+	    w = w->next) {
+		if (w->uhash != uhash)
+			continue;
+		if (user != NULL && strcmp(w->user, user) != 0)
+			continue;
+		if (mailbox != NULL && strcmp(w->mailbox, mailbox) != 0)
+			continue;
+		w->cb(w->arg);
+	}
+}
+
+static void
+wake_all_locked(struct watch_registry *reg)
+{
+	for (size_t b = 0; b < WATCH_BUCKETS; b++) {
+		for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next)
+			w->cb(w->arg);
+	}
+}
+
+/* The notify files are named by the user's hash; an event on one wakes every
+ * watcher of users with that hash (a rare collision only costs a spurious
+ * wake-up). */
+static void *
+notify_thread(void *arg)
+{
+	struct watch_registry *reg = arg;
+	union {
+		struct inotify_event ev;
+		char raw[16 * (sizeof(struct inotify_event) + NAME_MAX + 1)];
+	} u;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = reg->ifd, .events = POLLIN },
+			{ .fd = reg->stop_pipe[0], .events = POLLIN },
+		};
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("storage: notify poll failed: %s", strerror(errno));
+			break;
+		}
+		if (pfd[1].revents != 0)
+			break;
+		n = read(reg->ifd, u.raw, sizeof(u.raw));
+		if (n <= 0) {
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			break;
+		}
+		pthread_mutex_lock(&reg->lock);
+		for (char *p = u.raw; p < u.raw + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			char *end;
+			uint64_t h;
+
+			if ((ev->mask & IN_Q_OVERFLOW) != 0) {
+				wake_all_locked(reg);
+			} else if (ev->len > 0) {
+				errno = 0;
+				h = strtoull(ev->name, &end, 16);
+				if (errno == 0 && *end == '\0' && end != ev->name)
+					wake_locked(reg, h, NULL, NULL);
+			}
+			p += sizeof(*ev) + ev->len;
+		}
+		pthread_mutex_unlock(&reg->lock);
+	}
+	return NULL;
+}
+
+static struct watch_registry *
+registry_new(const struct roost_config *cfg)
+{
+	struct watch_registry *reg = xcalloc(1, sizeof(*reg));
+	const char *dir = cfg != NULL && cfg->data_dir != NULL ? cfg->data_dir : ".";
+	size_t len = strlen(dir) + sizeof("/notify");
+
+	pthread_mutex_init(&reg->lock, NULL);
+	reg->ifd = -1;
+	reg->stop_pipe[0] = reg->stop_pipe[1] = -1;
+	reg->notify_dir = xmalloc(len);
+	snprintf(reg->notify_dir, len, "%s/notify", dir);
+	if (mkdir(reg->notify_dir, 0700) < 0 && errno != EEXIST) {
+		log_warn("storage: mkdir %s: %s; no cross-process notification",
+		    reg->notify_dir, strerror(errno));
+		return reg;
+	}
+	reg->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (reg->ifd < 0 ||
+	    inotify_add_watch(reg->ifd, reg->notify_dir, IN_CLOSE_WRITE | IN_ATTRIB) < 0 ||
+	    pipe2(reg->stop_pipe, O_CLOEXEC) < 0) {
+		log_warn("storage: inotify on %s: %s; no cross-process notification",
+		    reg->notify_dir, strerror(errno));
+		goto fail;
+	}
+	if (pthread_create(&reg->thread, NULL, notify_thread, reg) != 0) {
+		log_warn("storage: cannot start the notify thread");
+		goto fail;
+	}
+	reg->thread_running = true;
+	return reg;
+fail:
+	if (reg->stop_pipe[0] >= 0) {
+		close(reg->stop_pipe[0]);
+		close(reg->stop_pipe[1]);
+		reg->stop_pipe[0] = reg->stop_pipe[1] = -1;
+	}
+	if (reg->ifd >= 0)
+		close(reg->ifd);
+	reg->ifd = -1;
+	return reg;
+}
+
+static void
+registry_free(struct watch_registry **regp)
+{
+	struct watch_registry *reg = *regp;
+
+	if (reg == NULL)
+		return;
+	*regp = NULL;
+	if (reg->thread_running) {
+		char c = 0;
+
+		if (write(reg->stop_pipe[1], &c, 1) < 0)
+			log_warn("storage: cannot stop the notify thread: %s", strerror(errno));
+		pthread_join(reg->thread, NULL);
+	}
+	if (reg->stop_pipe[0] >= 0) {
+		close(reg->stop_pipe[0]);
+		close(reg->stop_pipe[1]);
+	}
+	if (reg->ifd >= 0)
+		close(reg->ifd);
+	for (size_t b = 0; b < WATCH_BUCKETS; b++) {
+		struct storage_watch *w = reg->buckets[b], *next;
+
+		for (; w != NULL; w = next) {
+			next = w->next;
+			log_warn("storage: watch on %s/%s still registered at close", w->user,
+			    w->mailbox);
+			free(w->user);
+			free(w->mailbox);
+			free(w);
+		}
+	}
+	pthread_mutex_destroy(&reg->lock);
+	free(reg->notify_dir);
+	free(reg);
+}
+
+/*
+ * mailbox NULL wakes every watcher of the user (used for renames, where
+ * children move too). The notify file is rewritten so other processes'
+ * inotify threads see IN_CLOSE_WRITE.
+ */
+void
+storage_notify(struct storage *st, const char *user, const char *mailbox)
+{
+	struct watch_registry *reg = st->watches;
+	uint64_t h = user_hash(user);
+	char path[PATH_MAX];
+	int fd;
+
+	if (reg == NULL)
+		return;
+	pthread_mutex_lock(&reg->lock);
+	wake_locked(reg, h, user, mailbox);
+	pthread_mutex_unlock(&reg->lock);
+
+	if (snprintf(path, sizeof(path), "%s/%016llx", reg->notify_dir, (unsigned long long)h) >=
+	    (int)sizeof(path))
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		log_debug("storage: notify %s: %s", path, strerror(errno));
+		return;
+	}
+	if (pwrite(fd, "!", 1, 0) < 0)
+		log_debug("storage: notify %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+int
+storage_watch(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
+    void *arg, struct storage_watch **watch_r)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	struct storage_watch *w;
+	int rc;
+
+	if (!storage_user_valid(user) || cb == NULL)
+		return ROOST_EINVAL;
+	if ((rc = name_canon(mailbox, canon)) != 0)
+		return rc;
+	w = xcalloc(1, sizeof(*w));
+	w->reg = st->watches;
+	w->uhash = user_hash(user);
+	w->user = xstrdup(user);
+	w->mailbox = xstrdup(canon);
+	w->cb = cb;
+	w->arg = arg;
+	pthread_mutex_lock(&w->reg->lock);
+	w->next = w->reg->buckets[w->uhash % WATCH_BUCKETS];
+	w->reg->buckets[w->uhash % WATCH_BUCKETS] = w;
+	pthread_mutex_unlock(&w->reg->lock);
+	*watch_r = w;
+	return 0;
+}
+
+void
+storage_unwatch(struct storage_watch **watchp)
+{
+	struct storage_watch *w = *watchp, **pp;
+
+	if (w == NULL)
+		return;
+	*watchp = NULL;
+	pthread_mutex_lock(&w->reg->lock);
+	for (pp = &w->reg->buckets[w->uhash % WATCH_BUCKETS]; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->reg->lock);
+	free(w->user);
+	free(w->mailbox);
+	free(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* The store                                                           */
+/* ------------------------------------------------------------------ */
+
+int
+storage_open(const struct roost_config *cfg, struct storage **st_r)
+{
+	const char *name = cfg != NULL && cfg->storage_backend != NULL ? cfg->storage_backend :
+	    "lmdb";
+	const struct storage_ops *ops = backend_find(name);
+	struct storage *st = NULL;
+	int rc;
+
+	*st_r = NULL;
+	if (ops == NULL) {
+		log_error("storage: unknown backend \"%s\"", name);
+		return ROOST_ENOTSUP;
+	}
+	if (!backend_complete(ops))
+		fatal("storage: backend %s lacks required operations", ops->name);
+	if ((rc = ops->open(cfg, &st)) != 0)
+		return rc;
+	st->ops = ops;
+	st->cfg = cfg;
+	st->watches = registry_new(cfg);
+	*st_r = st;
+	return 0;
+}
+
+void
+storage_close(struct storage **stp)
+{
+	struct storage *st = *stp;
+	struct watch_registry *reg;
+
+	if (st == NULL)
+		return;
+	*stp = NULL;
+	reg = st->watches;
+	st->watches = NULL;
+	st->ops->close(st);
+	registry_free(&reg);
+}
+
+const char *
+storage_backend_name(const struct storage *st)
+{
+	return st->ops->name;
+}
+
+static const struct {
+	const char *name;
+	unsigned special_use;
+} default_folders[] = {
+	{ "Drafts", MBOX_DRAFTS },
+	{ "Sent", MBOX_SENT },
+	{ "Trash", MBOX_TRASH },
+	{ "Junk", MBOX_JUNK },
+	{ "Archive", MBOX_ARCHIVE },
+};
+
+/*
+ * A user whose INBOX exists is initialised: folders the user deleted later
+ * are not created again. Concurrent first logins both create; EEXISTS from
+ * the loser is success.
+ */
+int
+storage_user_init(struct storage *st, const char *user)
+{
+	struct mailbox_status status;
+	int rc;
+
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	rc = st->ops->status(st, user, "INBOX", &status);
+	if (rc == 0)
+		return 0;
+	if (rc != ROOST_ENOTFOUND)
+		return rc;
+	if ((rc = st->ops->user_init(st, user)) != 0 && rc != ROOST_EEXISTS)
+		return rc;
+	for (size_t i = 0; i < sizeof(default_folders) / sizeof(default_folders[0]); i++) {
+		rc = st->ops->create(st, user, default_folders[i].name,
+		    default_folders[i].special_use);
+		if (rc != 0 && rc != ROOST_EEXISTS)
+			return rc;
+		if (rc == 0)
+			(void)st->ops->subscribe(st, user, default_folders[i].name, true);
+	}
+	(void)st->ops->subscribe(st, user, "INBOX", true);
+	return 0;
+}
+
+int
+storage_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r)
+{
+	*list_r = NULL;
+	*n_r = 0;
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	return st->ops->list(st, user, list_r, n_r);
+}
+
+void
+storage_list_free(struct mailbox_info *list, size_t n)
+{
+	if (list == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(list[i].name);
+	free(list);
+}
+
+int
+storage_create(struct storage *st, const char *user, const char *name, unsigned special_use)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	int rc;
+
+	if (!storage_user_valid(user) || (special_use & ~MBOX_SPECIAL_USE_MASK) != 0)
+		return ROOST_EINVAL;
+	if ((rc = name_canon(name, canon)) != 0)
+		return rc;
+	if (is_inbox(canon))
+		return ROOST_EEXISTS;
+	if ((rc = st->ops->create(st, user, canon, special_use)) == 0)
+		storage_notify(st, user, canon);
+	return rc;
+}
+
+int
+storage_delete(struct storage *st, const char *user, const char *name)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	int rc;
+
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	if ((rc = name_canon(name, canon)) != 0)
+		return rc;
+	if (is_inbox(canon))
+		return ROOST_EPERM;
+	if ((rc = st->ops->delete(st, user, canon)) == 0)
+		storage_notify(st, user, canon);
+	return rc;
+}
+
+int
+storage_rename(struct storage *st, const char *user, const char *from, const char *to)
+{
+	char cfrom[STORAGE_MAX_NAME + 1], cto[STORAGE_MAX_NAME + 1];
+	size_t flen;
+	int rc;
+
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	if ((rc = name_canon(from, cfrom)) != 0 || (rc = name_canon(to, cto)) != 0)
+		return rc;
+	if (strcmp(cfrom, cto) == 0 || is_inbox(cto))
+		return ROOST_EEXISTS;
+	/* Into its own child: "a" -> "a/b". INBOX is exempt, its children
+	 * stay where they are (only its messages move). */
+	flen = strlen(cfrom);
+	if (!is_inbox(cfrom) && strncmp(cto, cfrom, flen) == 0 && cto[flen] == '/')
+		return ROOST_EINVAL;
+	if ((rc = st->ops->rename(st, user, cfrom, cto)) == 0)
+		storage_notify(st, user, NULL);
+	return rc;
+}
+
+int
+storage_subscribe(struct storage *st, const char *user, const char *name, bool subscribe)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	int rc;
+
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	if ((rc = name_canon(name, canon)) != 0)
+		return rc;
+	return st->ops->subscribe(st, user, canon, subscribe);
+}
+
+int
+storage_status(struct storage *st, const char *user, const char *name,
+    struct mailbox_status *status_r)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	int rc;
+
+	memset(status_r, 0, sizeof(*status_r));
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	if ((rc = name_canon(name, canon)) != 0)
+		return rc;
+	rc = st->ops->status(st, user, canon, status_r);
+	if (rc == ROOST_ENOTFOUND && is_inbox(canon) && storage_user_init(st, user) == 0)
+		rc = st->ops->status(st, user, canon, status_r);
+	return rc;
+}
+
+int
+storage_append(struct storage *st, const char *user, const char *mailbox,
+    const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r)
+{
+	struct delivery_target t = { .user = user, .mailbox = mailbox };
+	int rc = storage_deliver(st, msg, &t, 1);
+
+	if (rc == 0) {
+		if (uidvalidity_r != NULL)
+			*uidvalidity_r = t.uidvalidity;
+		if (uid_r != NULL)
+			*uid_r = t.uid;
+	}
+	return rc;
+}
+
+#define DELIVER_MAX 100000
+
+/*
+ * Targets that fail validation get their own result and are not passed on;
+ * targets whose INBOX does not exist yet get the user initialised and are
+ * retried once.
+ */
+int
+storage_deliver(struct storage *st, const struct msg_input *msg,
+    struct delivery_target *targets, size_t n)
+{
+	struct delivery_target *sub;
+	char (*canon)[STORAGE_MAX_NAME + 1];
+	size_t *map, m = 0;
+	int rc, first = 0;
+
+	if (n == 0 || n > DELIVER_MAX || targets == NULL)
+		return ROOST_EINVAL;
+	if ((rc = msg_input_check(st, msg)) != 0) {
+		for (size_t i = 0; i < n; i++)
+			targets[i].result = rc;
+		return rc;
+	}
+	sub = xcalloc(n, sizeof(*sub));
+	canon = xcalloc(n, sizeof(*canon));
+	map = xcalloc(n, sizeof(*map));
+	for (size_t i = 0; i < n; i++) {
+		targets[i].uid = targets[i].uidvalidity = 0;
+		targets[i].result = ROOST_EINVAL;
+		if (!storage_user_valid(targets[i].user) ||
+		    name_canon(targets[i].mailbox, canon[i]) != 0)
+			continue;
+		sub[m].user = targets[i].user;
+		sub[m].mailbox = canon[i];
+		map[m++] = i;
+	}
+	for (int pass = 0; pass < 2 && m > 0; pass++) {
+		size_t retry = 0;
+
+		(void)st->ops->deliver(st, msg, sub, m);
+		for (size_t j = 0; j < m; j++) {
+			struct delivery_target *t = &targets[map[j]];
+
+			t->result = sub[j].result;
+			t->uid = sub[j].uid;
+			t->uidvalidity = sub[j].uidvalidity;
+			if (t->result == 0) {
+				storage_notify(st, t->user, sub[j].mailbox);
+			} else if (pass == 0 && t->result == ROOST_ENOTFOUND &&
+			    is_inbox(sub[j].mailbox) && storage_user_init(st, t->user) == 0) {
+				sub[retry] = sub[j];
+				map[retry++] = map[j];
+			}
+		}
+		m = retry;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (targets[i].result != 0) {
+			first = targets[i].result;
+			break;
+		}
+	}
+	free(map);
+	free(canon);
+	free(sub);
+	return first;
+}
+
+/* ------------------------------------------------------------------ */
+/* An open mailbox                                                     */
+/* ------------------------------------------------------------------ */
+
+int
+mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
+    struct mailbox **mb_r)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	struct mailbox *mb = NULL;
+	int rc;
+
+	*mb_r = NULL;
+	if (!storage_user_valid(user) || (flags & ~(unsigned)MAILBOX_READONLY) != 0)
+		return ROOST_EINVAL;
+	if ((rc = name_canon(name, canon)) != 0)
+		return rc;
+	rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
+	if (rc == ROOST_ENOTFOUND && is_inbox(canon) && storage_user_init(st, user) == 0)
+		rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
+	if (rc != 0)
+		return rc;
+	mb->st = st;
+	mb->user = xstrdup(user);
+	mb->name = xstrdup(canon);
+	mb->flags = flags;
+	*mb_r = mb;
+	return 0;
+}
+
+void
+mailbox_close(struct mailbox **mbp)
+{
+	struct mailbox *mb = *mbp;
+	char *user, *name;
+
+	if (mb == NULL)
+		return;
+	*mbp = NULL;
+	user = mb->user;
+	name = mb->name;
+	mb->st->ops->mailbox_close(mb);
+	free(user);
+	free(name);
+}
+
+const char *
+mailbox_name(const struct mailbox *mb)
+{
+	return mb->name;
+}
+
+int
+mailbox_status(struct mailbox *mb, struct mailbox_status *status_r)
+{
+	memset(status_r, 0, sizeof(*status_r));
+	return mb->st->ops->mailbox_status(mb, status_r);
+}
+
+int
+mailbox_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r)
+{
+	*recs_r = NULL;
+	*n_r = 0;
+	return mb->st->ops->records(mb, recs_r, n_r, modseq_r);
+}
+
+int
+mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
+{
+	return mb->st->ops->keywords(mb, names_r, n_r);
+}
+
+int
+mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r)
+{
+	return mb->st->ops->claim_recent(mb, first_recent_uid_r);
+}
+
+int
+mailbox_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
+{
+	memset(view_r, 0, sizeof(*view_r));
+	if (uid == 0)
+		return ROOST_ENOTFOUND;
+	return mb->st->ops->read(mb, uid, view_r);
+}
+
+void
+msg_view_release(struct msg_view *view)
+{
+	if (view == NULL || view->release == NULL)
+		return;
+	view->release(view);
+	view->release = NULL;
+	view->data = NULL;
+	view->len = 0;
+}
+
+int
+mailbox_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out)
+{
+	if (uid == 0)
+		return ROOST_ENOTFOUND;
+	return mb->st->ops->cache_get(mb, uid, out);
+}
+
+#define CACHE_MAX (16u << 20)
+
+/* Allowed on read-only mailboxes: the cache is derived data, not state. */
+int
+mailbox_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len)
+{
+	if (uid == 0 || (len > 0 && data == NULL))
+		return ROOST_EINVAL;
+	if (len > CACHE_MAX)
+		return ROOST_ETOOBIG;
+	return mb->st->ops->cache_set(mb, uid, data, len);
+}
+
+static int
+writable(const struct mailbox *mb)
+{
+	return (mb->flags & MAILBOX_READONLY) != 0 ? ROOST_EPERM : 0;
+}
+
+int
+mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
+{
+	int rc;
+
+	if ((rc = writable(mb)) != 0 || (rc = msg_input_check(mb->st, msg)) != 0)
+		return rc;
+	if ((rc = mb->st->ops->append(mb, msg, uid_r)) == 0)
+		storage_notify(mb->st, mb->user, mb->name);
+	return rc;
+}
+
+int
+mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
+    uint32_t **modified_r, size_t *n_modified_r)
+{
+	int rc;
+
+	*modified_r = NULL;
+	*n_modified_r = 0;
+	if ((rc = writable(mb)) != 0)
+		return rc;
+	if (req == NULL || (req->flags & ~MSG_FLAGS_ALL) != 0 ||
+	    (req->mode != STORE_ADD && req->mode != STORE_REMOVE && req->mode != STORE_REPLACE))
+		return ROOST_EINVAL;
+	if ((rc = keywords_check(req->keywords, req->n_keywords)) != 0 ||
+	    (rc = uids_check(uids, n)) != 0)
+		return rc;
+	if (n == 0)
+		return 0;
+	if ((rc = mb->st->ops->store(mb, uids, n, req, modified_r, n_modified_r)) == 0)
+		storage_notify(mb->st, mb->user, mb->name);
+	return rc;
+}
+
+int
+mailbox_expunge(struct mailbox *mb, const uint32_t *uids, size_t n)
+{
+	int rc;
+
+	if ((rc = writable(mb)) != 0 || (rc = uids_check(uids, n)) != 0)
+		return rc;
+	if (n == 0)
+		return 0;
+	if ((rc = mb->st->ops->expunge(mb, uids, n)) == 0)
+		storage_notify(mb->st, mb->user, mb->name);
+	return rc;
+}
+
+int
+mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
+    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	int rc;
+
+	*src_uids_r = NULL;
+	*dest_uids_r = NULL;
+	*n_r = 0;
+	if (move && (rc = writable(mb)) != 0)
+		return rc;
+	if ((rc = name_canon(dest, canon)) != 0 || (rc = uids_check(uids, n)) != 0)
+		return rc;
+	rc = mb->st->ops->copy(mb, uids, n, canon, move, dest_uidvalidity_r, src_uids_r,
+	    dest_uids_r, n_r);
+	if (rc == 0) {
+		storage_notify(mb->st, mb->user, canon);
+		if (move)
+			storage_notify(mb->st, mb->user, mb->name);
+	}
+	return rc;
+}
+
+int
+mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r)
+{
+	memset(changes_r, 0, sizeof(*changes_r));
+	return mb->st->ops->changes_since(mb, modseq, changes_r);
+}
+
+void
+mailbox_changes_free(struct mailbox_changes *changes)
+{
+	if (changes == NULL)
+		return;
+	free(changes->changed);
+	free(changes->expunged);
+	changes->changed = NULL;
+	changes->expunged = NULL;
+	changes->n_changed = changes->n_expunged = 0;
+}
+
+int
+storage_check(struct storage *st, struct buf *report)
+{
+	return st->ops->check(st, report);
+}

@@ -1,0 +1,353 @@
+/*
+ * struct auth: the user table from the passwd file, password verification
+ * with the credential cache, and the failed-login throttle. Shared by every
+ * worker.
+ *
+ * Locking: `lock` (rwlock) guards `db`; lookups hold it shared just long
+ * enough to copy a name and a hash, never across a slow hash computation.
+ * `reload_lock` serialises reloads and guards `seen`. The cache and the
+ * throttle lock themselves. Lock order: reload_lock, then lock.
+ *
+ * The file is re-read on SIGHUP (auth_reload) and also when a lookup notices
+ * that it changed (a stat per lookup, as Dovecot's passwd-file does), so
+ * `roost user add` takes effect on a running server without a signal. A file
+ * that fails to parse is logged once per change and the old table stays.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "roost/auth.h"
+#include "roost/buf.h"
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+#include "auth_impl.h"
+
+#define CACHE_SLOTS 16384
+#define THROTTLE_ENTRIES 65536
+#define DEFAULT_SCHEME "SHA512-CRYPT"
+
+/* Identity of the file as last read (or attempted), to notice changes. */
+struct file_id {
+	bool present;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	struct timespec ctime;
+};
+
+struct auth {
+	/* Immutable after auth_open(). */
+	const struct roost_config *cfg;
+	char *path;
+	char *dummy_hash;	/* verified for unknown users, so they cost the same time */
+
+	pthread_mutex_t reload_lock;
+	struct file_id seen;		/* guarded by reload_lock */
+
+	pthread_rwlock_t lock;
+	struct userdb *db;		/* guarded by lock */
+
+	struct auth_cache *cache;	/* self-locking */
+	struct auth_throttle *throttle;	/* self-locking */
+};
+
+static time_t
+mono_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+file_id_get(const char *path, struct file_id *id)
+{
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (stat(path, &st) < 0)
+		return;
+	id->present = true;
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	id->size = st.st_size;
+	id->mtime = st.st_mtim;
+	id->ctime = st.st_ctim;
+}
+
+static bool
+file_id_equal(const struct file_id *a, const struct file_id *b)
+{
+	if (a->present != b->present)
+		return false;
+	if (!a->present)
+		return true;
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	    a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	    a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* Read the file into a new table; a missing file is an empty table. */
+static int
+load_table(const char *path, struct userdb **db_r)
+{
+	int ret = userdb_load(path, db_r);
+
+	if (ret == ROOST_ENOTFOUND) {
+		*db_r = userdb_new_empty();
+		return ROOST_ENOTFOUND;
+	}
+	return ret;
+}
+
+/* Caller holds reload_lock. */
+static int
+reload_locked(struct auth *auth, const struct file_id *id)
+{
+	struct userdb *db = NULL, *old;
+	int ret;
+
+	auth->seen = *id;
+	ret = load_table(auth->path, &db);
+	if (ret < 0 && ret != ROOST_ENOTFOUND) {
+		log_error("event=userdb_reload path=%s status=failed keeping=old", auth->path);
+		return ret;
+	}
+	pthread_rwlock_wrlock(&auth->lock);
+	old = auth->db;
+	auth->db = db;
+	pthread_rwlock_unlock(&auth->lock);
+	log_info("event=userdb_reload path=%s users=%zu%s", auth->path, db->n,
+	    ret == ROOST_ENOTFOUND ? " note=\"file absent\"" : "");
+	userdb_free(&old);
+	return 0;
+}
+
+int
+auth_reload(struct auth *auth)
+{
+	struct file_id id;
+	int ret;
+
+	pthread_mutex_lock(&auth->reload_lock);
+	file_id_get(auth->path, &id);
+	ret = reload_locked(auth, &id);
+	pthread_mutex_unlock(&auth->reload_lock);
+	return ret;
+}
+
+/* Re-read the file if it changed since it was last read (or tried). */
+static void
+maybe_reload(struct auth *auth)
+{
+	struct file_id id;
+
+	file_id_get(auth->path, &id);
+	pthread_mutex_lock(&auth->reload_lock);
+	if (!file_id_equal(&id, &auth->seen))
+		(void)reload_locked(auth, &id);
+	pthread_mutex_unlock(&auth->reload_lock);
+}
+
+int
+auth_open(const struct roost_config *cfg, struct auth **auth_r)
+{
+	const char *scheme = cfg->password_scheme != NULL ? cfg->password_scheme : DEFAULT_SCHEME;
+	struct buf dummy = BUF_INIT(0);
+	struct auth *auth;
+	uint8_t rnd[18];
+	char pw[sizeof(rnd) * 2 + 1];
+	int ret;
+
+	if (!auth_scheme_supported(scheme)) {
+		log_error("event=auth_open password_scheme=%s error=\"scheme not supported by "
+		    "this libcrypt\"", scheme);
+		return ROOST_ECONFIG;
+	}
+	auth = xcalloc(1, sizeof(*auth));
+	auth->cfg = cfg;
+	if (cfg->passwd_file != NULL && cfg->passwd_file[0] != '\0') {
+		auth->path = xstrdup(cfg->passwd_file);
+	} else {
+		const char *dir = cfg->data_dir != NULL ? cfg->data_dir : "./var";
+		size_t n = strlen(dir) + sizeof("/passwd");
+
+		auth->path = xmalloc(n);
+		snprintf(auth->path, n, "%s/passwd", dir);
+	}
+	pthread_mutex_init(&auth->reload_lock, NULL);
+	pthread_rwlock_init(&auth->lock, NULL);
+
+	/* A hash of a random password nobody knows, in the configured scheme. */
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		fatal("auth: no random bytes");
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
+	ret = auth_hash_password(scheme, pw, &dummy);
+	explicit_bzero(pw, sizeof(pw));
+	if (ret < 0) {
+		log_error("event=auth_open password_scheme=%s error=\"%s\"", scheme,
+		    roost_strerror(ret));
+		buf_free(&dummy);
+		ret = ROOST_ECONFIG;
+		goto fail;
+	}
+	auth->dummy_hash = (char *)buf_steal(&dummy, NULL);
+
+	file_id_get(auth->path, &auth->seen);
+	ret = load_table(auth->path, &auth->db);
+	if (ret == ROOST_ENOTFOUND) {
+		log_info("event=userdb_load path=%s users=0 note=\"file absent; add users with "
+		    "roost user add\"", auth->path);
+	} else if (ret < 0) {
+		goto fail;
+	} else {
+		log_info("event=userdb_load path=%s users=%zu", auth->path, auth->db->n);
+	}
+	auth->cache = auth_cache_new(CACHE_SLOTS);
+	auth->throttle = auth_throttle_new(THROTTLE_ENTRIES, cfg->fail_delay_initial,
+	    cfg->fail_delay_max);
+	*auth_r = auth;
+	return 0;
+fail:
+	auth_free(&auth);
+	return ret;
+}
+
+void
+auth_free(struct auth **authp)
+{
+	struct auth *auth = *authp;
+
+	if (auth == NULL)
+		return;
+	auth_throttle_free(&auth->throttle);
+	auth_cache_free(&auth->cache);
+	userdb_free(&auth->db);
+	pthread_rwlock_destroy(&auth->lock);
+	pthread_mutex_destroy(&auth->reload_lock);
+	free(auth->dummy_hash);
+	free(auth->path);
+	free(auth);
+	*authp = NULL;
+}
+
+/*
+ * Copy the canonical name (and a copy of the stored hash when hash_r is
+ * not NULL) of user. ROOST_ENOTFOUND, or ROOST_ETOOBIG when namelen is short.
+ */
+static int
+find_user(struct auth *auth, const char *user, char *name_r, size_t namelen, char **hash_r)
+{
+	const struct userdb_entry *e;
+	int ret = 0;
+
+	if (user == NULL || strlen(user) > AUTH_MAX_NAME)
+		return ROOST_ENOTFOUND;
+	maybe_reload(auth);
+	pthread_rwlock_rdlock(&auth->lock);
+	e = userdb_find(auth->db, user);
+	if (e == NULL) {
+		ret = ROOST_ENOTFOUND;
+	} else if (strlen(e->name) >= namelen) {
+		ret = ROOST_ETOOBIG;
+	} else {
+		memcpy(name_r, e->name, strlen(e->name) + 1);
+		if (hash_r != NULL)
+			*hash_r = xstrdup(e->hash);
+	}
+	pthread_rwlock_unlock(&auth->lock);
+	return ret;
+}
+
+int
+auth_lookup(struct auth *auth, const char *user, char *name_r, size_t namelen)
+{
+	return find_user(auth, user, name_r, namelen, NULL);
+}
+
+int
+auth_verify(struct auth *auth, const char *user, const char *password, size_t password_len,
+    char *name_r, size_t namelen)
+{
+	char name[AUTH_MAX_NAME + 1];
+	char *stored = NULL;
+	size_t check_len = password_len > AUTH_MAX_PASSWORD ? AUTH_MAX_PASSWORD : password_len;
+	int ret;
+
+	ret = find_user(auth, user, name, sizeof(name), &stored);
+	if (ret < 0 || password_len == 0 || password_len > AUTH_MAX_PASSWORD) {
+		/* Unknown user or unusable password: spend the time a real
+		 * check would, then give the same answer as a wrong password. */
+		(void)auth_check_hash(auth->dummy_hash, password, check_len);
+		ret = ROOST_EAUTH;
+		goto out;
+	}
+	if (strlen(name) >= namelen) {
+		ret = ROOST_ETOOBIG;
+		goto out;
+	}
+	if (auth->cfg->auth_cache_ttl > 0 &&
+	    auth_cache_check(auth->cache, name, stored, password, password_len, mono_seconds())) {
+		log_debug("event=auth_verify user=%s cache=hit", name);
+		ret = 0;
+	} else {
+		ret = auth_check_hash(stored, password, password_len);
+		if (ret == ROOST_ENOTSUP) {
+			log_warn("event=auth_verify user=%s error=\"unknown password scheme\"", name);
+			ret = ROOST_EAUTH;
+		} else if (ret != 0) {
+			ret = ROOST_EAUTH;
+		} else if (auth->cfg->auth_cache_ttl > 0) {
+			auth_cache_put(auth->cache, name, stored, password, password_len,
+			    mono_seconds() + (time_t)auth->cfg->auth_cache_ttl);
+		}
+	}
+	if (ret == 0)
+		memcpy(name_r, name, strlen(name) + 1);
+out:
+	if (stored != NULL) {
+		explicit_bzero(stored, strlen(stored));
+		free(stored);
+	}
+	return ret;
+}
+
+unsigned
+auth_failure(struct auth *auth, const char *peer_ip)
+{
+	return auth_throttle_failure(auth->throttle, peer_ip != NULL ? peer_ip : "", mono_ms());
+}
+
+void
+auth_success(struct auth *auth, const char *peer_ip)
+{
+	auth_throttle_success(auth->throttle, peer_ip != NULL ? peer_ip : "");
+}
+
+bool
+auth_plaintext_allowed(const struct auth *auth, bool secure)
+{
+	return secure || auth->cfg->plaintext_insecure;
+}

@@ -1,0 +1,82 @@
+#ifndef ROOST_AUTH_IMPL_H
+#define ROOST_AUTH_IMPL_H
+
+/*
+ * Pieces of core/auth*.c shared between those files only: the parsed
+ * passwd-file table (auth_userdb.c), the verified-credential cache
+ * (auth_cache.c) and the failed-login throttle (auth_throttle.c). struct auth
+ * (auth.c) ties them together and owns the locking of the table; the cache
+ * and the throttle lock themselves.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Bounds of the passwd file. */
+#define AUTH_MAX_LINE 4096		/* bytes of one line */
+#define AUTH_MAX_PASSWORD 1024		/* longer passwords never verify */
+
+/* ---- auth_userdb.c: the passwd-file table ---- */
+
+struct userdb_entry {
+	char *name;	/* file's spelling */
+	char *hash;	/* "{SCHEME}..." or a bare crypt string */
+};
+
+struct userdb {
+	struct userdb_entry *v;		/* sorted by strcasecmp(name) */
+	size_t n;
+};
+
+/*
+ * Parse a passwd file. 0 and a new table; ROOST_ENOTFOUND when the file
+ * does not exist; ROOST_EINVAL for a malformed line or a duplicate user, and
+ * ROOST_EIO when it cannot be read (both logged with the path and the line).
+ */
+int userdb_load(const char *path, struct userdb **db_r);
+/* An empty table (no file yet). */
+struct userdb *userdb_new_empty(void);
+void userdb_free(struct userdb **db);
+/* The entry for user (ASCII case-insensitive), or NULL. */
+const struct userdb_entry *userdb_find(const struct userdb *db, const char *user);
+
+/* ---- auth_cache.c: verified credentials ---- */
+
+struct auth_cache;
+
+/* slots: capacity (entries past it replace older ones). */
+struct auth_cache *auth_cache_new(size_t slots);
+void auth_cache_free(struct auth_cache **cache);
+/*
+ * Was (name, stored hash, password) verified less than the TTL ago? The
+ * stored hash is part of the key, so a changed password never hits an old
+ * entry. Thread-safe.
+ */
+bool auth_cache_check(struct auth_cache *cache, const char *name, const char *stored,
+    const char *password, size_t password_len, time_t now);
+void auth_cache_put(struct auth_cache *cache, const char *name, const char *stored,
+    const char *password, size_t password_len, time_t expires);
+/* Forget everything. */
+void auth_cache_clear(struct auth_cache *cache);
+
+/* ---- auth_throttle.c: failed logins per client IP ---- */
+
+struct auth_throttle;
+
+/* max_entries bounds the table (the least recently failed IP is evicted);
+ * delays in seconds. */
+struct auth_throttle *auth_throttle_new(size_t max_entries, unsigned initial_s, unsigned max_s);
+void auth_throttle_free(struct auth_throttle **t);
+/* Record a failure at now_ms (monotonic); returns the delay in ms. */
+unsigned auth_throttle_failure(struct auth_throttle *t, const char *ip, uint64_t now_ms);
+void auth_throttle_success(struct auth_throttle *t, const char *ip);
+/* Entries held (tests). */
+size_t auth_throttle_count(struct auth_throttle *t);
+
+/* ---- auth_scheme.c ---- */
+
+/* Constant-time equality of two byte strings (time depends on the lengths only). */
+bool auth_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif

@@ -1,0 +1,290 @@
+/*
+ * Password schemes: verifying a stored "{SCHEME}hash" the way Dovecot writes
+ * it, and hashing new passwords.
+ *
+ * The crypt family ({CRYPT}, {MD5-CRYPT}, {SHA256-CRYPT}, {SHA512-CRYPT},
+ * {BLF-CRYPT}, {YESCRYPT}) all go through libcrypt: the stored string carries
+ * its own algorithm ($1$, $5$, $6$, $2y$, $y$...) and salt, so the scheme name
+ * only says "this is a crypt string". Dovecot's salted digests ({SSHA},
+ * {SSHA256}, {SSHA512} and the unsalted ones) are verified with OpenSSL so
+ * LDAP-era users migrate too. Every comparison is constant-time.
+ */
+#include <crypt.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "roost/auth.h"
+#include "roost/buf.h"
+#include "roost/error.h"
+#include "roost/sasl.h"
+#include "roost/xalloc.h"
+
+#include "auth_impl.h"
+
+enum scheme_kind {
+	KIND_PLAIN,	/* the password itself */
+	KIND_CRYPT,	/* a crypt(3) string */
+	KIND_DIGEST,	/* base64 (or hex) of H(password || salt) || salt */
+};
+
+struct scheme {
+	const char *name;
+	enum scheme_kind kind;
+	const char *gensalt_prefix;	/* crypt prefix for new hashes; NULL: verify only */
+	const char *digest;		/* OpenSSL digest name for KIND_DIGEST */
+	bool salted;
+};
+
+static const struct scheme schemes[] = {
+	{ "PLAIN", KIND_PLAIN, NULL, NULL, false },
+	{ "CLEAR", KIND_PLAIN, NULL, NULL, false },
+	{ "CLEARTEXT", KIND_PLAIN, NULL, NULL, false },
+	{ "CRYPT", KIND_CRYPT, NULL, NULL, false },
+	{ "DES-CRYPT", KIND_CRYPT, NULL, NULL, false },
+	{ "MD5-CRYPT", KIND_CRYPT, "$1$", NULL, false },
+	{ "SHA256-CRYPT", KIND_CRYPT, "$5$", NULL, false },
+	{ "SHA512-CRYPT", KIND_CRYPT, "$6$", NULL, false },
+	{ "BLF-CRYPT", KIND_CRYPT, "$2y$", NULL, false },
+	{ "YESCRYPT", KIND_CRYPT, "$y$", NULL, false },
+	{ "SHA", KIND_DIGEST, NULL, "SHA1", false },
+	{ "SHA1", KIND_DIGEST, NULL, "SHA1", false },
+	{ "SSHA", KIND_DIGEST, NULL, "SHA1", true },
+	{ "SHA256", KIND_DIGEST, NULL, "SHA256", false },
+	{ "SSHA256", KIND_DIGEST, NULL, "SHA256", true },
+	{ "SHA512", KIND_DIGEST, NULL, "SHA512", false },
+	{ "SSHA512", KIND_DIGEST, NULL, "SHA512", true },
+};
+
+enum encoding { ENC_DEFAULT, ENC_BASE64, ENC_HEX };
+
+bool
+auth_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	if (alen != blen) {
+		/* Spend the same time as a comparison would; lengths are not secret. */
+		(void)CRYPTO_memcmp(a, a, alen);
+		return false;
+	}
+	return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* Find the scheme of "NAME" or "NAME.ENCODING" (namelen bytes). */
+static const struct scheme *
+scheme_find(const char *name, size_t namelen, enum encoding *enc_r)
+{
+	const char *dot = memchr(name, '.', namelen);
+	size_t baselen = dot != NULL ? (size_t)(dot - name) : namelen;
+
+	*enc_r = ENC_DEFAULT;
+	if (dot != NULL) {
+		const char *enc = dot + 1;
+		size_t enclen = namelen - baselen - 1;
+
+		if ((enclen == 3 && strncasecmp(enc, "B64", 3) == 0) ||
+		    (enclen == 6 && strncasecmp(enc, "BASE64", 6) == 0))
+			*enc_r = ENC_BASE64;
+		else if (enclen == 3 && strncasecmp(enc, "HEX", 3) == 0)
+			*enc_r = ENC_HEX;
+		else
+			return NULL;
+	}
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		if (strlen(schemes[i].name) == baselen &&
+		    strncasecmp(schemes[i].name, name, baselen) == 0)
+			return &schemes[i];
+	}
+	return NULL;
+}
+
+static int
+hex_decode(const char *s, size_t len, struct buf *out)
+{
+	if (len % 2 != 0)
+		return ROOST_EINVAL;
+	for (size_t i = 0; i < len; i += 2) {
+		int hi, lo;
+
+		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]))
+			return ROOST_EINVAL;
+		hi = isdigit((unsigned char)s[i]) ? s[i] - '0' : tolower((unsigned char)s[i]) - 'a' + 10;
+		lo = isdigit((unsigned char)s[i + 1]) ? s[i + 1] - '0' :
+		    tolower((unsigned char)s[i + 1]) - 'a' + 10;
+		if (buf_append_byte(out, (uint8_t)(hi << 4 | lo)) < 0)
+			return ROOST_ETOOBIG;
+	}
+	return 0;
+}
+
+static int
+check_crypt(const char *stored, const char *password, size_t password_len)
+{
+	struct crypt_data *cd;
+	const char *out;
+	int ret;
+
+	/* crypt() takes C strings: a password with a NUL in it cannot match. */
+	if (memchr(password, '\0', password_len) != NULL || stored[0] == '\0')
+		return ROOST_EAUTH;
+	/* Large (tens of KB): on the heap, not on a worker's stack. */
+	cd = xcalloc(1, sizeof(*cd));
+	{
+		char *pw = xstrndup(password, password_len);
+
+		out = crypt_rn(pw, stored, cd, (int)sizeof(*cd));
+		explicit_bzero(pw, password_len);
+		free(pw);
+	}
+	/* libcrypt fails with NULL or a string starting with '*'. */
+	if (out == NULL || out[0] == '*')
+		ret = ROOST_EAUTH;
+	else
+		ret = auth_equal(out, strlen(out), stored, strlen(stored)) ? 0 : ROOST_EAUTH;
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	return ret;
+}
+
+static int
+check_digest(const struct scheme *sc, enum encoding enc, const char *value,
+    const char *password, size_t password_len)
+{
+	struct buf raw = BUF_INIT(4096);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	const EVP_MD *type;
+	EVP_MD_CTX *ctx = NULL;
+	size_t dlen;
+	int ret = ROOST_EAUTH;
+
+	type = EVP_get_digestbyname(sc->digest);
+	if (type == NULL)
+		return ROOST_ENOTSUP;
+	dlen = (size_t)EVP_MD_get_size(type);
+	if (enc == ENC_HEX)
+		ret = hex_decode(value, strlen(value), &raw);
+	else
+		ret = base64_decode(value, strlen(value), &raw);
+	if (ret < 0) {
+		ret = ROOST_EAUTH;
+		goto out;
+	}
+	ret = ROOST_EAUTH;
+	if (sc->salted ? raw.len <= dlen : raw.len != dlen)
+		goto out;
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, type, NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, password, password_len) != 1 ||
+	    EVP_DigestUpdate(ctx, raw.data + dlen, raw.len - dlen) != 1 ||
+	    EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
+		goto out;
+	if (auth_equal(md, mdlen, raw.data, dlen))
+		ret = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	buf_free(&raw);
+	return ret;
+}
+
+int
+auth_check_hash(const char *stored, const char *password, size_t password_len)
+{
+	const struct scheme *sc;
+	enum encoding enc;
+	const char *value;
+
+	if (stored[0] != '{')
+		return check_crypt(stored, password, password_len);	/* bare crypt string */
+	value = strchr(stored, '}');
+	if (value == NULL)
+		return ROOST_ENOTSUP;
+	sc = scheme_find(stored + 1, (size_t)(value - stored - 1), &enc);
+	value++;
+	if (sc == NULL)
+		return ROOST_ENOTSUP;
+	switch (sc->kind) {
+	case KIND_PLAIN:
+		if (enc == ENC_BASE64 || enc == ENC_HEX) {
+			struct buf raw = BUF_INIT(4096);
+			int ret = enc == ENC_HEX ? hex_decode(value, strlen(value), &raw) :
+			    base64_decode(value, strlen(value), &raw);
+
+			if (ret == 0)
+				ret = auth_equal(password, password_len, raw.data, raw.len) ? 0 :
+				    ROOST_EAUTH;
+			else
+				ret = ROOST_EAUTH;
+			if (raw.data != NULL)
+				explicit_bzero(raw.data, raw.cap);
+			buf_free(&raw);
+			return ret;
+		}
+		return auth_equal(password, password_len, value, strlen(value)) ? 0 : ROOST_EAUTH;
+	case KIND_CRYPT:
+		if (enc != ENC_DEFAULT)
+			return ROOST_ENOTSUP;
+		return check_crypt(value, password, password_len);
+	case KIND_DIGEST:
+		return check_digest(sc, enc, value, password, password_len);
+	}
+	return ROOST_ENOTSUP;
+}
+
+bool
+auth_scheme_supported(const char *scheme)
+{
+	enum encoding enc;
+	const struct scheme *sc = scheme_find(scheme, strlen(scheme), &enc);
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+
+	if (sc == NULL || enc != ENC_DEFAULT)
+		return false;
+	if (sc->kind == KIND_PLAIN)
+		return true;
+	if (sc->gensalt_prefix == NULL)
+		return false;
+	return crypt_gensalt_rn(sc->gensalt_prefix, 0, NULL, 0, salt, sizeof(salt)) != NULL;
+}
+
+int
+auth_hash_password(const char *scheme, const char *password, struct buf *out)
+{
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *cd;
+	const struct scheme *sc;
+	enum encoding enc;
+	const char *hash;
+	int ret;
+
+	sc = scheme_find(scheme, strlen(scheme), &enc);
+	if (sc == NULL || enc != ENC_DEFAULT)
+		return ROOST_ENOTSUP;
+	/* Whatever goes into the passwd file must keep it one line of fields. */
+	if (strlen(password) > AUTH_MAX_PASSWORD)
+		return ROOST_ETOOBIG;
+	if (sc->kind == KIND_PLAIN) {
+		for (const char *p = password; *p != '\0'; p++) {
+			if (*p == ':' || *p == '\n' || *p == '\r')
+				return ROOST_EINVAL;
+		}
+		return buf_printf(out, "{%s}%s", sc->name, password);
+	}
+	if (sc->kind != KIND_CRYPT || sc->gensalt_prefix == NULL)
+		return ROOST_ENOTSUP;
+	/* NULL random bytes: libcrypt takes them from the kernel. */
+	if (crypt_gensalt_rn(sc->gensalt_prefix, 0, NULL, 0, salt, sizeof(salt)) == NULL)
+		return ROOST_ENOTSUP;
+	cd = xcalloc(1, sizeof(*cd));
+	hash = crypt_rn(password, salt, cd, (int)sizeof(*cd));
+	if (hash == NULL || hash[0] == '*')
+		ret = ROOST_ENOTSUP;
+	else
+		ret = buf_printf(out, "{%s}%s", sc->name, hash);
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	return ret;
+}

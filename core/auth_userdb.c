@@ -1,0 +1,472 @@
+/*
+ * The passwd file: parsing it into a sorted table, and the atomic edits
+ * behind `roost user add|passwd|del`.
+ *
+ * Format (Dovecot's passwd-file): one user a line,
+ *   user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
+ * of which only the first two fields are used; blank lines and lines whose
+ * first non-blank character is '#' are comments. Edits keep every other line
+ * byte for byte, including comments and the extra fields of the edited user.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "roost/auth.h"
+#include "roost/buf.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+#include "auth_impl.h"
+
+#define AUTH_MAX_FILE (256u << 20)	/* bytes of a passwd file we are willing to edit */
+
+bool
+auth_user_name_valid(const char *name)
+{
+	const char *at = NULL;
+	size_t len = strlen(name);
+
+	if (len == 0 || len > AUTH_MAX_NAME || name[0] == '#' || name[0] == '.')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+		/* ':' splits fields; '/' and '\\' could escape a per-user directory;
+		 * blanks and control characters have no place in an address. */
+		if (*p < 0x21 || *p == 0x7f || *p == ':' || *p == '/' || *p == '\\')
+			return false;
+		if (*p == '@') {
+			if (at != NULL)
+				return false;
+			at = (const char *)p;
+		}
+	}
+	if (at != NULL && (at == name || at[1] == '\0' || at[1] == '.'))
+		return false;
+	return name[len - 1] != '.';
+}
+
+/* ---- parsing ---- */
+
+struct userdb *
+userdb_new_empty(void)
+{
+	return xcalloc(1, sizeof(struct userdb));
+}
+
+void
+userdb_free(struct userdb **db)
+{
+	if (*db == NULL)
+		return;
+	for (size_t i = 0; i < (*db)->n; i++) {
+		free((*db)->v[i].name);
+		if ((*db)->v[i].hash != NULL) {
+			explicit_bzero((*db)->v[i].hash, strlen((*db)->v[i].hash));
+			free((*db)->v[i].hash);
+		}
+	}
+	free((*db)->v);
+	free(*db);
+	*db = NULL;
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	return strcasecmp(((const struct userdb_entry *)a)->name,
+	    ((const struct userdb_entry *)b)->name);
+}
+
+/* Is this line (without its newline) a comment or blank? */
+static bool
+line_is_comment(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	return i == len || s[i] == '#';
+}
+
+int
+userdb_load(const char *path, struct userdb **db_r)
+{
+	struct userdb *db;
+	char *line = NULL;
+	size_t cap = 0, alloc = 0;
+	unsigned lineno = 0;
+	ssize_t n;
+	FILE *f;
+	int ret = 0;
+
+	f = fopen(path, "re");
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return ROOST_ENOTFOUND;
+		log_error("event=userdb_load path=%s error=\"%s\"", path, strerror(errno));
+		return ROOST_EIO;
+	}
+	db = userdb_new_empty();
+	while ((n = getline(&line, &cap, f)) > 0) {
+		size_t len = (size_t)n;
+		char *colon, *hash, *end;
+
+		lineno++;
+		if (len > AUTH_MAX_LINE) {
+			log_error("event=userdb_load path=%s line=%u error=\"line too long\"", path,
+			    lineno);
+			ret = ROOST_EINVAL;
+			goto fail;
+		}
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (memchr(line, '\0', len) != NULL) {
+			log_error("event=userdb_load path=%s line=%u error=\"NUL byte\"", path, lineno);
+			ret = ROOST_EINVAL;
+			goto fail;
+		}
+		if (line_is_comment(line, len))
+			continue;
+		colon = strchr(line, ':');
+		if (colon == NULL) {
+			log_error("event=userdb_load path=%s line=%u error=\"no ':' after the user "
+			    "name\"", path, lineno);
+			ret = ROOST_EINVAL;
+			goto fail;
+		}
+		*colon = '\0';
+		if (!auth_user_name_valid(line)) {
+			log_error("event=userdb_load path=%s line=%u error=\"invalid user name\"",
+			    path, lineno);
+			ret = ROOST_EINVAL;
+			goto fail;
+		}
+		hash = colon + 1;
+		end = strchr(hash, ':');
+		if (end != NULL)
+			*end = '\0';
+		if (db->n == alloc) {
+			alloc = alloc == 0 ? 64 : alloc * 2;
+			db->v = xreallocarray(db->v, alloc, sizeof(db->v[0]));
+		}
+		db->v[db->n].name = xstrdup(line);
+		db->v[db->n].hash = xstrdup(hash);
+		db->n++;
+	}
+	if (ferror(f)) {
+		log_error("event=userdb_load path=%s error=\"%s\"", path, strerror(errno));
+		ret = ROOST_EIO;
+		goto fail;
+	}
+	if (db->n > 0)
+		qsort(db->v, db->n, sizeof(db->v[0]), entry_cmp);
+	for (size_t i = 1; i < db->n; i++) {
+		if (strcasecmp(db->v[i - 1].name, db->v[i].name) == 0) {
+			log_error("event=userdb_load path=%s user=%s error=\"duplicate user\"", path,
+			    db->v[i].name);
+			ret = ROOST_EINVAL;
+			goto fail;
+		}
+	}
+	if (line != NULL)
+		explicit_bzero(line, cap);
+	free(line);
+	fclose(f);
+	*db_r = db;
+	return 0;
+fail:
+	if (line != NULL)
+		explicit_bzero(line, cap);
+	free(line);
+	fclose(f);
+	userdb_free(&db);
+	return ret;
+}
+
+const struct userdb_entry *
+userdb_find(const struct userdb *db, const char *user)
+{
+	struct userdb_entry key = { .name = (char *)user };
+
+	if (db->n == 0)
+		return NULL;
+	return bsearch(&key, db->v, db->n, sizeof(db->v[0]), entry_cmp);
+}
+
+int
+auth_file_list(const char *path, auth_list_fn *fn, void *arg)
+{
+	struct userdb *db;
+	int ret;
+
+	ret = userdb_load(path, &db);
+	if (ret == ROOST_ENOTFOUND)
+		return 0;
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < db->n; i++)
+		fn(db->v[i].name, arg);
+	userdb_free(&db);
+	return 0;
+}
+
+/* ---- editing ---- */
+
+enum edit_op { EDIT_ADD, EDIT_SET, EDIT_DEL };
+
+/* mkdir -p for the directory of the passwd file (0700: it holds hashes). */
+static int
+make_dirs(const char *dir)
+{
+	char *p = xstrdup(dir);
+	int ret = 0;
+
+	for (char *s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+
+			*s = '\0';
+			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+				log_error("event=mkdir path=%s error=\"%s\"", p, strerror(errno));
+				ret = ROOST_EIO;
+				break;
+			}
+			*s = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	free(p);
+	return ret;
+}
+
+static int
+read_all(int fd, struct buf *out)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (buf_reserve(out, 65536) < 0)
+			return ROOST_ETOOBIG;
+		n = read(fd, out->data + out->len, 65536);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ROOST_EIO;
+		}
+		if (n == 0)
+			break;
+		out->len += (size_t)n;
+		out->data[out->len] = '\0';
+	}
+	return 0;
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ROOST_EIO;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Rewrite path with new contents: temp file, fsync, rename, fsync the directory. */
+static int
+replace_file(const char *path, int dirfd, const struct buf *contents)
+{
+	size_t plen = strlen(path);
+	char *tmp = xmalloc(plen + 16);
+	int fd, ret = ROOST_EIO;
+
+	memcpy(tmp, path, plen);
+	memcpy(tmp + plen, ".tmp.XXXXXX", sizeof(".tmp.XXXXXX"));
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		log_error("event=passwd_write path=%s error=\"%s\"", tmp, strerror(errno));
+		free(tmp);
+		return ROOST_EIO;
+	}
+	/* Run as root (`sudo roost user add`), keep the file readable by the
+	 * server's own user: the old file's owner, or the directory's. */
+	if (geteuid() == 0) {
+		struct stat st;
+
+		if (stat(path, &st) == 0 || fstat(dirfd, &st) == 0) {
+			if (fchown(fd, st.st_uid, st.st_gid) < 0)
+				log_warn("event=passwd_chown path=%s error=\"%s\"", tmp,
+				    strerror(errno));
+		}
+	}
+	if (fchmod(fd, 0600) < 0 || write_all(fd, contents->data, contents->len) < 0 ||
+	    fsync(fd) < 0) {
+		log_error("event=passwd_write path=%s error=\"%s\"", tmp, strerror(errno));
+		close(fd);
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		log_error("event=passwd_write path=%s error=\"%s\"", tmp, strerror(errno));
+		goto fail;
+	}
+	if (rename(tmp, path) < 0) {
+		log_error("event=passwd_rename path=%s error=\"%s\"", path, strerror(errno));
+		goto fail;
+	}
+	if (fsync(dirfd) < 0)
+		log_warn("event=passwd_dirsync path=%s error=\"%s\"", path, strerror(errno));
+	free(tmp);
+	return 0;
+fail:
+	unlink(tmp);
+	free(tmp);
+	return ret;
+}
+
+static bool
+field_ok(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == ':' || *s == '\n' || *s == '\r')
+			return false;
+	}
+	return true;
+}
+
+static int
+file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
+{
+	struct buf old = BUF_INIT(AUTH_MAX_FILE), out = BUF_INIT(AUTH_MAX_FILE + AUTH_MAX_LINE);
+	char *pathcopy, *dir;
+	bool found = false;
+	int dirfd = -1, fd, ret;
+
+	if (!auth_user_name_valid(user))
+		return ROOST_EINVAL;
+	if (hash != NULL && (!field_ok(hash) || strlen(hash) > AUTH_MAX_LINE / 2))
+		return ROOST_EINVAL;
+	pathcopy = xstrdup(path);
+	dir = dirname(pathcopy);
+	if (op == EDIT_ADD && (ret = make_dirs(dir)) < 0)
+		goto out;
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		log_error("event=passwd_open path=%s error=\"%s\"", dir, strerror(errno));
+		ret = errno == ENOENT ? ROOST_ENOTFOUND : ROOST_EIO;
+		goto out;
+	}
+	/* Serialise concurrent `roost user` runs on the directory: no lock file
+	 * is left behind, and the rename below never races another edit. */
+	if (flock(dirfd, LOCK_EX) < 0) {
+		ret = ROOST_EIO;
+		goto out;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT) {
+		log_error("event=passwd_open path=%s error=\"%s\"", path, strerror(errno));
+		ret = ROOST_EIO;
+		goto out;
+	}
+	if (fd >= 0) {
+		ret = read_all(fd, &old);
+		close(fd);
+		if (ret < 0) {
+			log_error("event=passwd_read path=%s error=\"%s\"", path,
+			    ret == ROOST_ETOOBIG ? "file too large" : strerror(errno));
+			goto out;
+		}
+	}
+
+	for (size_t pos = 0; pos < old.len; ) {
+		const char *line = (const char *)old.data + pos;
+		const char *nl = memchr(line, '\n', old.len - pos);
+		size_t len = nl != NULL ? (size_t)(nl - line) : old.len - pos;
+		size_t next = pos + len + (nl != NULL);
+		const char *colon = memchr(line, ':', len);
+
+		if (!line_is_comment(line, len) && colon != NULL &&
+		    (size_t)(colon - line) == strlen(user) &&
+		    strncasecmp(line, user, strlen(user)) == 0) {
+			found = true;
+			if (op == EDIT_ADD) {
+				ret = ROOST_EEXISTS;
+				goto out;
+			}
+			if (op == EDIT_SET) {
+				const char *rest = memchr(colon + 1, ':', len - (size_t)(colon + 1 - line));
+
+				/* Keep the file's spelling of the name and the other fields. */
+				buf_append(&out, line, (size_t)(colon - line) + 1);
+				buf_append_str(&out, hash);
+				if (rest != NULL)
+					buf_append(&out, rest, len - (size_t)(rest - line));
+				buf_append_byte(&out, '\n');
+			}
+			pos = next;
+			continue;
+		}
+		if (buf_append(&out, line, next - pos) < 0) {
+			ret = ROOST_ETOOBIG;
+			goto out;
+		}
+		pos = next;
+	}
+	if (op != EDIT_ADD && !found) {
+		ret = ROOST_ENOTFOUND;
+		goto out;
+	}
+	if (op == EDIT_ADD) {
+		if (out.len > 0 && out.data[out.len - 1] != '\n')
+			buf_append_byte(&out, '\n');
+		if (buf_printf(&out, "%s:%s::::::\n", user, hash) < 0) {
+			ret = ROOST_ETOOBIG;
+			goto out;
+		}
+	}
+	ret = replace_file(path, dirfd, &out);
+out:
+	if (dirfd >= 0)
+		close(dirfd);	/* releases the lock */
+	if (old.data != NULL)
+		explicit_bzero(old.data, old.cap);
+	if (out.data != NULL)
+		explicit_bzero(out.data, out.cap);
+	buf_free(&old);
+	buf_free(&out);
+	free(pathcopy);
+	return ret;
+}
+
+int
+auth_file_add(const char *path, const char *user, const char *hash)
+{
+	return file_edit(path, user, EDIT_ADD, hash);
+}
+
+int
+auth_file_set_password(const char *path, const char *user, const char *hash)
+{
+	return file_edit(path, user, EDIT_SET, hash);
+}
+
+int
+auth_file_delete(const char *path, const char *user)
+{
+	return file_edit(path, user, EDIT_DEL, NULL);
+}

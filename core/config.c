@@ -1,0 +1,713 @@
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/xalloc.h"
+
+/*
+ * The configuration is a table of keys, each with a type, a default and the
+ * offset of its field in struct roost_config. Loading fills every field from
+ * the defaults first, then lays the file over them, so a missing file or
+ * key is never a special case. The printer walks the same table, so
+ * `roost config` cannot forget a key.
+ */
+
+enum key_type { T_STRING, T_BOOL, T_COUNT, T_SIZE, T_DURATION, T_LISTEN, T_STRLIST };
+
+struct key_def {
+	const char *section;
+	const char *key;
+	enum key_type type;
+	const char *def;	/* default in file syntax; NULL = computed */
+	size_t offset;
+	uint64_t min, max;	/* for counts, sizes and durations */
+};
+
+#define F(field) offsetof(struct roost_config, field)
+#define U32 UINT32_MAX
+
+static const struct key_def keys[] = {
+	{ "server", "hostname", T_STRING, NULL, F(hostname), 0, 0 },
+	{ "server", "data_dir", T_STRING, "./var", F(data_dir), 0, 0 },
+	{ "server", "workers", T_COUNT, NULL, F(workers), 1, 1024 },
+	{ "server", "loops", T_COUNT, NULL, F(loops), 1, 256 },
+	{ "server", "log_level", T_STRING, "info", F(log_level), 0, 0 },
+	{ "server", "log_syslog", T_BOOL, "no", F(log_syslog), 0, 0 },
+
+	{ "storage", "backend", T_STRING, "lmdb", F(storage_backend), 0, 0 },
+	{ "storage", "lmdb_map_size", T_SIZE, "1G", F(lmdb_map_size), 1 << 20, UINT64_MAX },
+	{ "storage", "lmdb_shards", T_COUNT, "1", F(lmdb_shards), 1, 64 },
+	{ "storage", "fsync", T_BOOL, "yes", F(storage_fsync), 0, 0 },
+	{ "storage", "expunge_log_retention", T_DURATION, "30d", F(expunge_log_retention), 0,
+	    UINT64_MAX },
+
+	{ "listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0 },
+	{ "listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0 },
+	{ "listen", "smtps", T_LISTEN, "127.0.0.1:2465", F(listen_smtps), 0, 0 },
+	{ "listen", "lmtp", T_LISTEN, "127.0.0.1:2024", F(listen_lmtp), 0, 0 },
+	{ "listen", "imap", T_LISTEN, "127.0.0.1:2143", F(listen_imap), 0, 0 },
+	{ "listen", "imaps", T_LISTEN, "127.0.0.1:2993", F(listen_imaps), 0, 0 },
+	{ "listen", "pop3", T_LISTEN, "127.0.0.1:2110", F(listen_pop3), 0, 0 },
+	{ "listen", "pop3s", T_LISTEN, "127.0.0.1:2995", F(listen_pop3s), 0, 0 },
+
+	{ "tls", "cert", T_STRING, NULL, F(tls_cert), 0, 0 },
+	{ "tls", "key", T_STRING, NULL, F(tls_key), 0, 0 },
+	{ "tls", "min_protocol", T_STRING, "TLSv1.2", F(tls_min_protocol), 0, 0 },
+	{ "tls", "ciphers", T_STRING, "HIGH:!aNULL:!MD5", F(tls_ciphers), 0, 0 },
+	{ "tls", "ciphersuites", T_STRING,
+	    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+	    F(tls_ciphersuites), 0, 0 },
+
+	{ "auth", "passwd_file", T_STRING, NULL, F(passwd_file), 0, 0 },
+	{ "auth", "password_scheme", T_STRING, "SHA512-CRYPT", F(password_scheme), 0, 0 },
+	{ "auth", "plaintext_insecure", T_BOOL, "no", F(plaintext_insecure), 0, 0 },
+	{ "auth", "fail_delay_initial", T_DURATION, "2", F(fail_delay_initial), 0, 3600 },
+	{ "auth", "fail_delay_max", T_DURATION, "15", F(fail_delay_max), 0, 3600 },
+	{ "auth", "cache_ttl", T_DURATION, "300", F(auth_cache_ttl), 0, 86400 },
+
+	{ "limits", "max_connections", T_COUNT, "20000", F(max_connections), 1, 10000000 },
+	{ "limits", "max_connections_per_ip", T_COUNT, "200", F(max_connections_per_ip), 1,
+	    10000000 },
+	{ "limits", "preauth_idle_timeout", T_DURATION, "60", F(preauth_idle_timeout), 1, U32 },
+	{ "limits", "idle_timeout", T_DURATION, "1800", F(idle_timeout), 1, U32 },
+	{ "limits", "command_timeout", T_DURATION, "300", F(command_timeout), 1, U32 },
+	{ "limits", "tls_handshake_timeout", T_DURATION, "30", F(tls_handshake_timeout), 1, U32 },
+	{ "limits", "shutdown_grace", T_DURATION, "10", F(shutdown_grace), 0, U32 },
+	{ "limits", "max_line", T_SIZE, "64K", F(max_line), 512, 1 << 30 },
+	{ "limits", "max_line_preauth", T_SIZE, "8K", F(max_line_preauth), 512, 1 << 30 },
+	{ "limits", "max_message_size", T_SIZE, "50M", F(max_message_size), 1024,
+	    (uint64_t)1 << 40 },
+	{ "limits", "max_recipients", T_COUNT, "1000", F(max_recipients), 1, 1000000 },
+	{ "limits", "mime_max_depth", T_COUNT, "100", F(mime_max_depth), 1, 10000 },
+	{ "limits", "mime_max_parts", T_COUNT, "10000", F(mime_max_parts), 1, 10000000 },
+	{ "limits", "max_header_size", T_SIZE, "1M", F(max_header_size), 1024, 1 << 30 },
+	{ "limits", "max_header_fields", T_COUNT, "10000", F(max_header_fields), 1, 10000000 },
+
+	{ "smtp", "domains", T_STRLIST, NULL, F(smtp_domains), 0, 0 },
+	{ "smtp", "max_errors", T_COUNT, "20", F(smtp_max_errors), 1, 100000 },
+	{ "smtp", "bare_lf", T_STRING, "reject", F(smtp_bare_lf), 0, 0 },
+	{ "smtp", "recipient_delimiter", T_STRING, "+", F(recipient_delimiter), 0, 0 },
+
+	{ "imap", "max_connections_per_user_ip", T_COUNT, "10",
+	    F(imap_max_connections_per_user_ip), 1, 1000000 },
+	{ "imap", "max_bad_commands", T_COUNT, "20", F(imap_max_bad_commands), 1, 100000 },
+	{ "imap", "idle_keepalive", T_DURATION, "120", F(imap_idle_keepalive), 1, U32 },
+	{ "imap", "max_literal", T_SIZE, NULL, F(imap_max_literal), 1024, (uint64_t)1 << 40 },
+
+	{ "pop3", "max_bad_commands", T_COUNT, "20", F(pop3_max_bad_commands), 1, 100000 },
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const char *const sections[] = {
+	"server", "storage", "listen", "tls", "auth", "limits", "smtp", "imap", "pop3",
+};
+
+/* ---- value parsing ---- */
+
+static char *
+trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
+	    end[-1] == '\n'))
+		*--end = '\0';
+	return s;
+}
+
+static int
+parse_u64(const char *s, uint64_t *v_r, const char **rest_r)
+{
+	uint64_t v = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return ROOST_EINVAL;
+	for (; isdigit((unsigned char)*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return ROOST_EINVAL;
+		v = v * 10 + d;
+	}
+	*v_r = v;
+	*rest_r = s;
+	return 0;
+}
+
+static int
+parse_scaled(const char *s, enum key_type type, uint64_t *v_r)
+{
+	const char *rest;
+	uint64_t v, mult = 1;
+
+	if (parse_u64(s, &v, &rest) != 0)
+		return ROOST_EINVAL;
+	if (type == T_SIZE) {
+		switch (*rest) {
+		case '\0': break;
+		case 'k': case 'K': mult = 1024; rest++; break;
+		case 'm': case 'M': mult = 1024 * 1024; rest++; break;
+		case 'g': case 'G': mult = 1024 * 1024 * 1024; rest++; break;
+		default: return ROOST_EINVAL;
+		}
+		if (*rest == 'B' || *rest == 'b')
+			rest++;
+	} else if (type == T_DURATION) {
+		switch (*rest) {
+		case '\0': break;
+		case 's': rest++; break;
+		case 'm': mult = 60; rest++; break;
+		case 'h': mult = 3600; rest++; break;
+		case 'd': mult = 86400; rest++; break;
+		default: return ROOST_EINVAL;
+		}
+	}
+	if (*rest != '\0')
+		return ROOST_EINVAL;
+	if (mult != 1 && v > UINT64_MAX / mult)
+		return ROOST_EINVAL;
+	*v_r = v * mult;
+	return 0;
+}
+
+static int
+parse_bool(const char *s, bool *v_r)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*v_r = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*v_r = false;
+			return 0;
+		}
+	}
+	return ROOST_EINVAL;
+}
+
+static void
+strv_free(char **v)
+{
+	if (v == NULL)
+		return;
+	for (char **p = v; *p != NULL; p++)
+		free(*p);
+	free(v);
+}
+
+/* Split a comma-separated list; empty items are an error. */
+static int
+parse_list(const char *s, char ***v_r)
+{
+	char *copy = xstrdup(s), *save = NULL, *tok;
+	char **v = xcalloc(1, sizeof(*v));
+	size_t n = 0;
+
+	if (*trim(copy) == '\0') {
+		free(copy);
+		*v_r = v;
+		return 0;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		char *item = trim(tok);
+
+		if (*item == '\0' || strchr(item, ' ') != NULL) {
+			free(copy);
+			strv_free(v);
+			return ROOST_EINVAL;
+		}
+		v = xreallocarray(v, n + 2, sizeof(*v));
+		v[n++] = xstrdup(item);
+		v[n] = NULL;
+	}
+	/* "a,,b" and "a," leave empty tokens strtok_r skips: catch them. */
+	for (const char *p = s; *p != '\0'; p++) {
+		if (*p == ',') {
+			const char *q = p + 1;
+
+			while (*q == ' ' || *q == '\t')
+				q++;
+			if (*q == ',' || *q == '\0') {
+				free(copy);
+				strv_free(v);
+				return ROOST_EINVAL;
+			}
+		}
+	}
+	free(copy);
+	*v_r = v;
+	return 0;
+}
+
+int
+config_parse_addr(const char *spec, struct config_addr *addr_r)
+{
+	const char *colon, *host_start, *host_end;
+	uint64_t port;
+	const char *rest;
+
+	memset(addr_r, 0, sizeof(*addr_r));
+	if (strncmp(spec, "unix:", 5) == 0) {
+		size_t len = strlen(spec + 5);
+
+		if (len == 0 || len >= sizeof(addr_r->path) || spec[5] != '/')
+			return ROOST_EINVAL;
+		addr_r->is_unix = true;
+		memcpy(addr_r->path, spec + 5, len + 1);
+		return 0;
+	}
+	if (spec[0] == '[') {
+		host_start = spec + 1;
+		host_end = strchr(spec, ']');
+		if (host_end == NULL || host_end[1] != ':')
+			return ROOST_EINVAL;
+		colon = host_end + 1;
+	} else {
+		colon = strrchr(spec, ':');
+		if (colon == NULL)
+			return ROOST_EINVAL;
+		host_start = spec;
+		host_end = colon;
+		if (memchr(spec, ':', (size_t)(colon - spec)) != NULL)
+			return ROOST_EINVAL;	/* bare IPv6 needs brackets */
+	}
+	if ((size_t)(host_end - host_start) >= sizeof(addr_r->host))
+		return ROOST_EINVAL;
+	if (parse_u64(colon + 1, &port, &rest) != 0 || *rest != '\0' || port == 0 ||
+	    port > 65535)
+		return ROOST_EINVAL;
+	memcpy(addr_r->host, host_start, (size_t)(host_end - host_start));
+	if (strcmp(addr_r->host, "*") == 0)
+		addr_r->host[0] = '\0';
+	addr_r->port = (uint16_t)port;
+	return 0;
+}
+
+static int
+parse_listen(const char *s, struct config_listen *l)
+{
+	char **v;
+	struct config_addr addr;
+
+	if (strcasecmp(s, "off") == 0 || strcasecmp(s, "no") == 0) {
+		strv_free(l->addrs);
+		l->addrs = xcalloc(1, sizeof(char *));
+		return 0;
+	}
+	if (parse_list(s, &v) != 0 || v[0] == NULL) {
+		if (v != NULL)
+			strv_free(v);
+		return ROOST_EINVAL;
+	}
+	for (char **p = v; *p != NULL; p++) {
+		if (config_parse_addr(*p, &addr) != 0) {
+			strv_free(v);
+			return ROOST_EINVAL;
+		}
+	}
+	strv_free(l->addrs);
+	l->addrs = v;
+	return 0;
+}
+
+/* Set one key from text; ROOST_EINVAL when the value is bad. */
+static int
+set_value(struct roost_config *cfg, const struct key_def *k, const char *value)
+{
+	void *field = (char *)cfg + k->offset;
+	uint64_t v;
+	bool b;
+	char **list;
+
+	switch (k->type) {
+	case T_STRING:
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return 0;
+	case T_BOOL:
+		if (parse_bool(value, &b) != 0)
+			return ROOST_EINVAL;
+		*(bool *)field = b;
+		return 0;
+	case T_COUNT:
+	case T_SIZE:
+	case T_DURATION:
+		if (parse_scaled(value, k->type == T_COUNT ? T_COUNT : k->type, &v) != 0)
+			return ROOST_EINVAL;
+		if (v < k->min || v > k->max)
+			return ROOST_EINVAL;
+		/* Counts and durations live in unsigned fields, sizes in uint64_t;
+		 * expunge_log_retention is the one 64-bit duration. */
+		if (k->type == T_SIZE || k->offset == F(expunge_log_retention))
+			*(uint64_t *)field = v;
+		else
+			*(unsigned *)field = (unsigned)v;
+		return 0;
+	case T_LISTEN:
+		return parse_listen(value, (struct config_listen *)field);
+	case T_STRLIST:
+		if (parse_list(value, &list) != 0)
+			return ROOST_EINVAL;
+		strv_free(*(char ***)field);
+		*(char ***)field = list;
+		return 0;
+	}
+	return ROOST_EINVAL;
+}
+
+static long
+cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n;
+}
+
+static void
+apply_defaults(struct roost_config *cfg)
+{
+	char host[256];
+
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (keys[i].def != NULL && set_value(cfg, &keys[i], keys[i].def) != 0)
+			abort();	/* a bad built-in default is a programming error */
+	}
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	cfg->hostname = xstrdup(host);
+	cfg->workers = (unsigned)(cpu_count() * 4 < 8 ? 8 : cpu_count() * 4);
+	cfg->loops = (unsigned)cpu_count();
+}
+
+/* Values that depend on others, filled after the file is read. */
+static void
+derive(struct roost_config *cfg)
+{
+	char path[PATH_MAX];
+
+	if (cfg->tls_cert == NULL) {
+		snprintf(path, sizeof(path), "%s/tls/cert.pem", cfg->data_dir);
+		cfg->tls_cert = xstrdup(path);
+	}
+	if (cfg->tls_key == NULL) {
+		snprintf(path, sizeof(path), "%s/tls/key.pem", cfg->data_dir);
+		cfg->tls_key = xstrdup(path);
+	}
+	if (cfg->passwd_file == NULL) {
+		snprintf(path, sizeof(path), "%s/passwd", cfg->data_dir);
+		cfg->passwd_file = xstrdup(path);
+	}
+	if (cfg->smtp_domains == NULL) {
+		cfg->smtp_domains = xcalloc(3, sizeof(char *));
+		cfg->smtp_domains[0] = xstrdup(cfg->hostname);
+		cfg->smtp_domains[1] = xstrdup("localhost");
+	}
+	if (cfg->imap_max_literal == 0)
+		cfg->imap_max_literal = cfg->max_message_size;
+}
+
+/* Checks that involve more than one value or a value's meaning. */
+static int
+validate(const struct roost_config *cfg, char *err, size_t errlen, const char *file)
+{
+	if (strcmp(cfg->storage_backend, "lmdb") != 0 &&
+	    strcmp(cfg->storage_backend, "maildir") != 0) {
+		snprintf(err, errlen, "%s: [storage] backend: unknown backend \"%s\" (lmdb, maildir)",
+		    file, cfg->storage_backend);
+		return ROOST_ECONFIG;
+	}
+	if (strcmp(cfg->log_level, "error") != 0 && strcmp(cfg->log_level, "warn") != 0 &&
+	    strcmp(cfg->log_level, "info") != 0 && strcmp(cfg->log_level, "debug") != 0) {
+		snprintf(err, errlen, "%s: [server] log_level: \"%s\" is not error, warn, info or debug",
+		    file, cfg->log_level);
+		return ROOST_ECONFIG;
+	}
+	if (strcmp(cfg->tls_min_protocol, "TLSv1.2") != 0 &&
+	    strcmp(cfg->tls_min_protocol, "TLSv1.3") != 0) {
+		snprintf(err, errlen, "%s: [tls] min_protocol: \"%s\" is not TLSv1.2 or TLSv1.3",
+		    file, cfg->tls_min_protocol);
+		return ROOST_ECONFIG;
+	}
+	if (strcmp(cfg->smtp_bare_lf, "reject") != 0 &&
+	    strcmp(cfg->smtp_bare_lf, "normalize") != 0) {
+		snprintf(err, errlen, "%s: [smtp] bare_lf: \"%s\" is not reject or normalize", file,
+		    cfg->smtp_bare_lf);
+		return ROOST_ECONFIG;
+	}
+	if (cfg->data_dir[0] == '\0') {
+		snprintf(err, errlen, "%s: [server] data_dir: must not be empty", file);
+		return ROOST_ECONFIG;
+	}
+	/* unix: sockets make sense for LMTP only (behind a local MTA). */
+	{
+		const struct config_listen *tcp_only[] = {
+			&cfg->listen_smtp, &cfg->listen_submission, &cfg->listen_smtps,
+			&cfg->listen_imap, &cfg->listen_imaps, &cfg->listen_pop3,
+			&cfg->listen_pop3s,
+		};
+
+		for (size_t i = 0; i < sizeof(tcp_only) / sizeof(tcp_only[0]); i++) {
+			for (char **a = tcp_only[i]->addrs; a != NULL && *a != NULL; a++) {
+				if (strncmp(*a, "unix:", 5) == 0) {
+					snprintf(err, errlen,
+					    "%s: [listen]: unix sockets are for lmtp only (%s)",
+					    file, *a);
+					return ROOST_ECONFIG;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+static const struct key_def *
+find_key(const char *section, const char *key)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0)
+			return &keys[i];
+	}
+	return NULL;
+}
+
+static bool
+known_section(const char *name)
+{
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+		if (strcmp(sections[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int
+load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t errlen)
+{
+	char line[8192], section[64] = "";
+	bool seen_section[sizeof(sections) / sizeof(sections[0])] = { false };
+	bool seen_key[N_KEYS] = { false };
+	unsigned lineno = 0;
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *s, *eq, *key, *value;
+		const struct key_def *k;
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+			return ROOST_ECONFIG;
+		}
+		s = trim(line);
+		if (*s == '\0' || *s == '#' || *s == ';')
+			continue;
+		if (*s == '[') {
+			char *end = strchr(s, ']');
+			size_t idx;
+
+			if (end == NULL || *trim(end + 1) != '\0' || end - s - 1 <= 0 ||
+			    (size_t)(end - s - 1) >= sizeof(section)) {
+				snprintf(err, errlen, "%s:%u: malformed section header", path, lineno);
+				return ROOST_ECONFIG;
+			}
+			*end = '\0';
+			snprintf(section, sizeof(section), "%s", trim(s + 1));
+			if (!known_section(section)) {
+				snprintf(err, errlen, "%s:%u: unknown section [%s]", path, lineno,
+				    section);
+				return ROOST_ECONFIG;
+			}
+			for (idx = 0; strcmp(sections[idx], section) != 0; idx++)
+				;
+			if (seen_section[idx]) {
+				snprintf(err, errlen, "%s:%u: duplicate section [%s]", path, lineno,
+				    section);
+				return ROOST_ECONFIG;
+			}
+			seen_section[idx] = true;
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s:%u: expected key = value", path, lineno);
+			return ROOST_ECONFIG;
+		}
+		*eq = '\0';
+		key = trim(s);
+		value = trim(eq + 1);
+		if (section[0] == '\0') {
+			snprintf(err, errlen, "%s:%u: key %s outside any section", path, lineno, key);
+			return ROOST_ECONFIG;
+		}
+		k = find_key(section, key);
+		if (k == NULL) {
+			snprintf(err, errlen, "%s:%u: unknown key %s in [%s]", path, lineno, key,
+			    section);
+			return ROOST_ECONFIG;
+		}
+		if (seen_key[k - keys]) {
+			snprintf(err, errlen, "%s:%u: duplicate key %s in [%s]", path, lineno, key,
+			    section);
+			return ROOST_ECONFIG;
+		}
+		seen_key[k - keys] = true;
+		if (set_value(cfg, k, value) != 0) {
+			snprintf(err, errlen, "%s:%u: [%s] %s: bad value \"%s\"", path, lineno,
+			    section, key, value);
+			return ROOST_ECONFIG;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+		return ROOST_ECONFIG;
+	}
+	return 0;
+}
+
+struct roost_config *
+config_defaults(void)
+{
+	struct roost_config *cfg = xcalloc(1, sizeof(*cfg));
+
+	apply_defaults(cfg);
+	derive(cfg);
+	return cfg;
+}
+
+int
+config_load(const char *path, struct roost_config **cfg_r, char *err, size_t errlen)
+{
+	struct roost_config *cfg = xcalloc(1, sizeof(*cfg));
+	const char *label = "(defaults)";
+	FILE *f = NULL;
+	int ret;
+
+	apply_defaults(cfg);
+	if (path == NULL && access("roost.conf", F_OK) == 0)
+		path = "roost.conf";
+	if (path != NULL) {
+		f = fopen(path, "r");
+		if (f == NULL) {
+			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+			ret = ROOST_ECONFIG;
+			goto fail;
+		}
+		label = path;
+		cfg->path = xstrdup(path);
+		if ((ret = load_file(cfg, path, f, err, errlen)) != 0)
+			goto fail;
+		fclose(f);
+		f = NULL;
+	}
+	derive(cfg);
+	if ((ret = validate(cfg, err, errlen, label)) != 0)
+		goto fail;
+	*cfg_r = cfg;
+	return 0;
+fail:
+	if (f != NULL)
+		fclose(f);
+	config_free(&cfg);
+	return ret;
+}
+
+static void
+print_value(const struct roost_config *cfg, const struct key_def *k, FILE *out)
+{
+	const void *field = (const char *)cfg + k->offset;
+	char *const *list;
+
+	switch (k->type) {
+	case T_STRING:
+		fputs(*(char *const *)field != NULL ? *(char *const *)field : "", out);
+		break;
+	case T_BOOL:
+		fputs(*(const bool *)field ? "yes" : "no", out);
+		break;
+	case T_COUNT:
+		fprintf(out, "%u", *(const unsigned *)field);
+		break;
+	case T_DURATION:
+		if (k->offset == F(expunge_log_retention))
+			fprintf(out, "%llus", (unsigned long long)*(const uint64_t *)field);
+		else
+			fprintf(out, "%us", *(const unsigned *)field);
+		break;
+	case T_SIZE:
+		fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field);
+		break;
+	case T_LISTEN:
+	case T_STRLIST:
+		list = k->type == T_LISTEN ? ((const struct config_listen *)field)->addrs
+					   : *(char **const *)field;
+		if (list == NULL || list[0] == NULL) {
+			fputs(k->type == T_LISTEN ? "off" : "", out);
+			break;
+		}
+		for (size_t i = 0; list[i] != NULL; i++)
+			fprintf(out, "%s%s", i > 0 ? ", " : "", list[i]);
+		break;
+	}
+}
+
+void
+config_print(const struct roost_config *cfg, FILE *out)
+{
+	const char *section = NULL;
+
+	fprintf(out, "# effective configuration%s%s\n", cfg->path ? " from " : " (defaults only)",
+	    cfg->path ? cfg->path : "");
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (section == NULL || strcmp(section, keys[i].section) != 0) {
+			section = keys[i].section;
+			fprintf(out, "%s[%s]\n", i > 0 ? "\n" : "", section);
+		}
+		fprintf(out, "%s = ", keys[i].key);
+		print_value(cfg, &keys[i], out);
+		fputc('\n', out);
+	}
+}
+
+void
+config_free(struct roost_config **cfgp)
+{
+	struct roost_config *cfg = *cfgp;
+
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		void *field = (char *)cfg + keys[i].offset;
+
+		switch (keys[i].type) {
+		case T_STRING:
+			free(*(char **)field);
+			break;
+		case T_LISTEN:
+			strv_free(((struct config_listen *)field)->addrs);
+			break;
+		case T_STRLIST:
+			strv_free(*(char ***)field);
+			break;
+		default:
+			break;
+		}
+	}
+	free(cfg->path);
+	free(cfg);
+	*cfgp = NULL;
+}

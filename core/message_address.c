@@ -1,0 +1,427 @@
+/*
+ * Address lists (RFC 5322 3.4 with the obsolete forms of 4.4) rendered as
+ * IMAP address structures: ("name" "adl" "mailbox" "host"), groups as
+ * (NIL NIL "group" NIL) ... (NIL NIL NIL NIL).
+ *
+ * Broken input degrades the way Dovecot degrades it, so clients see the
+ * same thing from both: a missing local part becomes "MISSING_MAILBOX", a
+ * missing domain "MISSING_DOMAIN", an angle address without its '>' gets
+ * the host "SYNTAX_ERROR". Every step consumes input, so the parse is
+ * linear.
+ */
+#include <string.h>
+
+#include "roost/message.h"
+
+#include "message_impl.h"
+
+struct addr {
+	struct buf name, route, mailbox, host;
+	bool has_name, has_mailbox, has_host;
+};
+
+static void
+addr_reset(struct addr *a)
+{
+	buf_reset(&a->name);
+	buf_reset(&a->route);
+	buf_reset(&a->mailbox);
+	buf_reset(&a->host);
+	a->has_name = a->has_mailbox = a->has_host = false;
+}
+
+static void
+addr_free(struct addr *a)
+{
+	buf_free(&a->name);
+	buf_free(&a->route);
+	buf_free(&a->mailbox);
+	buf_free(&a->host);
+}
+
+static bool
+atext(uint8_t c)
+{
+	return c > ' ' && c != 0x7f && strchr("()<>[]:;@\\,.\"", c) == NULL;
+}
+
+static void
+skip_ws(struct lex *lx)
+{
+	while (lx->p < lx->end && (*lx->p == ' ' || *lx->p == '\t' || *lx->p == '\r' ||
+	    *lx->p == '\n'))
+		lx->p++;
+}
+
+/* A comment at lx->p ('('): append its text (unescaped) to out if not NULL. */
+static void
+read_comment(struct lex *lx, struct buf *out)
+{
+	unsigned depth = 0;
+	const uint8_t *run;
+
+	run = lx->p + 1;
+	while (lx->p < lx->end) {
+		uint8_t c = *lx->p++;
+
+		if (c == '\\' && lx->p < lx->end) {
+			if (out != NULL && depth == 1) {
+				buf_append(out, run, (size_t)(lx->p - 1 - run));
+				run = lx->p;
+			}
+			lx->p++;
+		} else if (c == '(') {
+			depth++;
+		} else if (c == ')') {
+			if (--depth == 0) {
+				if (out != NULL)
+					buf_append(out, run, (size_t)(lx->p - 1 - run));
+				return;
+			}
+		} else if ((c == '\r' || c == '\n') && out != NULL && depth == 1) {
+			buf_append(out, run, (size_t)(lx->p - 1 - run));
+			run = lx->p;
+		}
+	}
+	if (out != NULL && depth == 1)
+		buf_append(out, run, (size_t)(lx->p - run));
+}
+
+/* Whitespace and comments; the last comment's text goes to last if set. */
+static void
+skip_cfws_keep(struct lex *lx, struct buf *last, bool *got)
+{
+	for (;;) {
+		skip_ws(lx);
+		if (lx->p >= lx->end || *lx->p != '(')
+			return;
+		if (last != NULL) {
+			buf_reset(last);
+			*got = true;
+		}
+		read_comment(lx, last);
+	}
+}
+
+/*
+ * A quoted string; false if it is not terminated (the rest of the input
+ * was consumed).
+ */
+static bool
+read_quoted(struct lex *lx, struct buf *out)
+{
+	return lex_quoted(lx, out);
+}
+
+/*
+ * Words: atoms (with dots, as obs-phrase allows) and quoted strings.
+ * phrase gets them joined with single spaces, local the way a local part
+ * writes them (no white space). Returns the number of words, -1 on an
+ * unterminated quoted string.
+ */
+static int
+read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r)
+{
+	int n = 0;
+
+	*quoted_r = false;
+	for (;;) {
+		const uint8_t *s;
+
+		skip_cfws_keep(lx, NULL, NULL);
+		if (lx->p >= lx->end)
+			break;
+		if (*lx->p == '"') {
+			size_t before = phrase->len;
+
+			if (n > 0 && phrase->len > 0)
+				buf_append_byte(phrase, ' ');
+			before = phrase->len;
+			if (!read_quoted(lx, phrase))
+				return -1;
+			buf_append(local, phrase->data + before, phrase->len - before);
+			*quoted_r = true;
+			n++;
+			continue;
+		}
+		if (*lx->p == '.') {
+			/* a dot between words of a local part or an obs-phrase */
+			buf_append_byte(local, '.');
+			if (phrase->len > 0 && phrase->data[phrase->len - 1] != ' ')
+				buf_append_byte(phrase, '.');
+			else
+				buf_append_byte(phrase, '.');
+			lx->p++;
+			continue;
+		}
+		if (!atext(*lx->p))
+			break;
+		s = lx->p;
+		while (lx->p < lx->end && atext(*lx->p))
+			lx->p++;
+		if (n > 0 && phrase->len > 0 && phrase->data[phrase->len - 1] != '.')
+			buf_append_byte(phrase, ' ');
+		buf_append(phrase, s, (size_t)(lx->p - s));
+		buf_append(local, s, (size_t)(lx->p - s));
+		n++;
+	}
+	return n;
+}
+
+/* domain after '@': dot-atoms or a domain literal */
+static void
+read_domain(struct lex *lx, struct buf *host)
+{
+	for (;;) {
+		const uint8_t *s;
+
+		skip_cfws_keep(lx, NULL, NULL);
+		if (lx->p >= lx->end)
+			return;
+		if (*lx->p == '[') {
+			s = lx->p;
+			while (lx->p < lx->end && *lx->p != ']')
+				lx->p++;
+			if (lx->p < lx->end)
+				lx->p++;
+			buf_append(host, s, (size_t)(lx->p - s));
+			continue;
+		}
+		if (*lx->p == '.') {
+			buf_append_byte(host, '.');
+			lx->p++;
+			continue;
+		}
+		if (!atext(*lx->p))
+			return;
+		s = lx->p;
+		while (lx->p < lx->end && atext(*lx->p))
+			lx->p++;
+		buf_append(host, s, (size_t)(lx->p - s));
+		/* go on only for a dot: a comment after the domain is the name */
+		s = lx->p;
+		skip_cfws_keep(lx, NULL, NULL);
+		if (lx->p >= lx->end || *lx->p != '.') {
+			lx->p = s;
+			return;
+		}
+	}
+}
+
+/* "<" [route ":"] addr-spec ">" with lx->p after the '<' */
+static void
+read_angle(struct lex *lx, struct addr *a)
+{
+	struct buf phrase = BUF_INIT(0);
+	bool quoted;
+
+	skip_cfws_keep(lx, NULL, NULL);
+	/* obs-route: @a,@b: */
+	if (lx->p < lx->end && *lx->p == '@') {
+		const uint8_t *save = lx->p;
+		struct buf route = BUF_INIT(0);
+
+		while (lx->p < lx->end && (*lx->p == '@' || *lx->p == ',')) {
+			if (*lx->p == ',') {
+				lx->p++;
+				skip_cfws_keep(lx, NULL, NULL);
+				continue;
+			}
+			lx->p++;
+			if (route.len > 0)
+				buf_append_byte(&route, ',');
+			buf_append_byte(&route, '@');
+			read_domain(lx, &route);
+			skip_cfws_keep(lx, NULL, NULL);
+		}
+		if (lx->p < lx->end && *lx->p == ':') {
+			lx->p++;
+			buf_append(&a->route, route.data, route.len);
+		} else {
+			lx->p = save;
+		}
+		buf_free(&route);
+	}
+	if (read_words(lx, &phrase, &a->mailbox, &quoted) > 0)
+		a->has_mailbox = true;
+	skip_cfws_keep(lx, NULL, NULL);
+	if (lx->p < lx->end && *lx->p == '@') {
+		lx->p++;
+		read_domain(lx, &a->host);
+		if (a->host.len > 0)
+			a->has_host = true;
+		skip_cfws_keep(lx, NULL, NULL);
+	}
+	if (lx->p < lx->end && *lx->p == '>') {
+		lx->p++;
+	} else {
+		buf_reset(&a->host);
+		buf_append_str(&a->host, "SYNTAX_ERROR");
+		a->has_host = true;
+	}
+	buf_free(&phrase);
+}
+
+static void
+emit(struct buf *out, const struct addr *a)
+{
+	buf_append_byte(out, '(');
+	if (a->has_name && a->name.len > 0)
+		imap_append_human(out, a->name.data, a->name.len);
+	else
+		buf_append_str(out, "NIL");
+	buf_append_byte(out, ' ');
+	imap_append_nstring(out, a->route.data, a->route.len, a->route.len == 0);
+	buf_append_byte(out, ' ');
+	if (a->has_mailbox)
+		imap_append_nstring(out, a->mailbox.data, a->mailbox.len, false);
+	else
+		buf_append_str(out, "\"MISSING_MAILBOX\"");
+	buf_append_byte(out, ' ');
+	if (a->has_host)
+		imap_append_nstring(out, a->host.data, a->host.len, false);
+	else
+		buf_append_str(out, "\"MISSING_DOMAIN\"");
+	buf_append_byte(out, ')');
+}
+
+/*
+ * One mailbox (or the start of a group) at lx->p. Returns 1 for a mailbox
+ * in a, 2 for a group start (its name in a->name), 0 for nothing.
+ */
+static int
+read_mailbox(struct lex *lx, struct addr *a)
+{
+	struct buf phrase = BUF_INIT(0), local = BUF_INIT(0), comment = BUF_INIT(0);
+	bool quoted, got_comment = false;
+	int n, ret = 1;
+
+	n = read_words(lx, &phrase, &local, &quoted);
+	if (n < 0) {
+		/* unterminated quoted string: nothing usable */
+		buf_free(&phrase);
+		buf_free(&local);
+		return 1;
+	}
+	skip_cfws_keep(lx, NULL, NULL);
+	if (lx->p < lx->end && *lx->p == '<') {
+		lx->p++;
+		if (phrase.len > 0) {
+			buf_append(&a->name, phrase.data, phrase.len);
+			a->has_name = true;
+		}
+		read_angle(lx, a);
+	} else if (lx->p < lx->end && *lx->p == ':' && n > 0) {
+		lx->p++;
+		buf_append(&a->name, phrase.data, phrase.len);
+		ret = 2;
+	} else if (lx->p < lx->end && *lx->p == '@') {
+		lx->p++;
+		if (local.len > 0 || quoted) {
+			buf_append(&a->mailbox, local.data, local.len);
+			a->has_mailbox = true;
+		}
+		read_domain(lx, &a->host);
+		if (a->host.len > 0)
+			a->has_host = true;
+		/* a comment after the address is the name */
+		skip_cfws_keep(lx, &comment, &got_comment);
+		if (got_comment && comment.len > 0) {
+			buf_append(&a->name, comment.data, comment.len);
+			a->has_name = true;
+		}
+	} else if (n == 1 && !quoted) {
+		buf_append(&a->mailbox, local.data, local.len);
+		a->has_mailbox = true;
+	} else if (n > 0) {
+		buf_append(&a->name, phrase.data, phrase.len);
+		a->has_name = true;
+	}
+	buf_free(&phrase);
+	buf_free(&local);
+	buf_free(&comment);
+	return ret;
+}
+
+/* Skip to the next ',' or ';' (or the end) after garbage. */
+static void
+skip_garbage(struct lex *lx)
+{
+	while (lx->p < lx->end && *lx->p != ',' && *lx->p != ';') {
+		if (*lx->p == '"') {
+			struct buf tmp = BUF_INIT(0);
+			read_quoted(lx, &tmp);
+			buf_free(&tmp);
+		} else if (*lx->p == '(') {
+			read_comment(lx, NULL);
+		} else {
+			lx->p++;
+		}
+	}
+}
+
+void
+address_list_imap(const uint8_t *v, size_t len, struct buf *out)
+{
+	struct lex lx = { v, v + len };
+	struct addr a;
+	bool any = false, in_group = false;
+	size_t start = out->len;
+
+	memset(&a, 0, sizeof(a));
+	skip_cfws_keep(&lx, NULL, NULL);
+	if (lx.p >= lx.end) {
+		buf_append_str(out, "NIL");
+		return;
+	}
+	buf_append_byte(out, '(');
+	for (;;) {
+		int r;
+
+		addr_reset(&a);
+		skip_cfws_keep(&lx, NULL, NULL);
+		if (in_group && lx.p < lx.end && *lx.p == ';') {
+			lx.p++;
+			buf_append_str(out, "(NIL NIL NIL NIL)");
+			in_group = false;
+			skip_cfws_keep(&lx, NULL, NULL);
+			if (lx.p < lx.end && *lx.p == ',')
+				lx.p++;
+			skip_cfws_keep(&lx, NULL, NULL);
+			if (lx.p >= lx.end)
+				break;
+			continue;
+		}
+		r = read_mailbox(&lx, &a);
+		if (r == 2 && !in_group) {
+			buf_append_str(out, "(NIL NIL ");
+			imap_append_nstring(out, a.name.data, a.name.len, false);
+			buf_append_str(out, " NIL)");
+			in_group = true;
+			any = true;
+			continue;
+		}
+		emit(out, &a);
+		any = true;
+		skip_cfws_keep(&lx, NULL, NULL);
+		if (lx.p < lx.end && *lx.p != ',' && *lx.p != ';')
+			skip_garbage(&lx);
+		if (lx.p >= lx.end)
+			break;
+		if (*lx.p == ';' && in_group)
+			continue;
+		lx.p++;	/* ',' (or a stray ';') */
+		skip_cfws_keep(&lx, NULL, NULL);
+		if (lx.p >= lx.end)
+			break;
+	}
+	if (in_group)
+		buf_append_str(out, "(NIL NIL NIL NIL)");
+	if (!any) {
+		buf_truncate(out, start);
+		buf_append_str(out, "NIL");
+	} else {
+		buf_append_byte(out, ')');
+	}
+	addr_free(&a);
+}

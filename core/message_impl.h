@@ -1,0 +1,131 @@
+#ifndef ROOST_MESSAGE_IMPL_H
+#define ROOST_MESSAGE_IMPL_H
+
+/*
+ * Internals shared by the message_*.c files (not part of the contract in
+ * include/roost/message.h). Tokens are (pointer, length) into the message.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "roost/buf.h"
+#include "roost/message.h"
+
+/* ---- the part tree (message.c) ---- */
+
+struct mpart {
+	struct message_part pub;	/* first: a message_part * is an mpart * */
+	struct mpart *last_child;
+	uint8_t *boundary;		/* "--" + boundary of a multipart, owned */
+	size_t boundary_len;
+	unsigned depth;
+	uint64_t blf_hdr;		/* bare LFs before the header (while parsing) */
+	uint64_t blf_body;		/* bare LFs before the body (while parsing) */
+	bool closed;			/* close delimiter seen */
+	bool digest;			/* multipart/digest: children default to message/rfc822 */
+};
+
+struct part_chunk;
+
+struct message {
+	const uint8_t *data;
+	size_t len;
+	struct message_limits limits;
+	struct mpart *root;
+	struct part_chunk *chunks;
+	unsigned nparts;
+};
+
+static inline const struct mpart *
+mpart_c(const struct message_part *p)
+{
+	return (const struct mpart *)p;
+}
+
+/* ---- header blocks (message_header.c) ---- */
+
+struct hdr_field {
+	const uint8_t *name;
+	size_t name_len;
+	const uint8_t *value;	/* after the colon, leading WSP skipped; folds kept */
+	size_t value_len;	/* up to, not including, the field's final line end */
+	const uint8_t *full;	/* the whole field incl. its final line end */
+	size_t full_len;
+	bool has_colon;
+};
+
+struct hdr_iter {
+	const uint8_t *p, *end;
+};
+
+void hdr_iter_init(struct hdr_iter *it, const uint8_t *hdr, size_t len);
+/* Next field; false at the blank line or the end of the block. */
+bool hdr_iter_next(struct hdr_iter *it, struct hdr_field *f);
+bool hdr_name_eq(const struct hdr_field *f, const char *name);
+/* Append value with CR and LF removed (RFC 5322 unfolding). */
+int hdr_unfold(const uint8_t *v, size_t len, struct buf *out);
+/* First field named name in the block; false if none. */
+bool hdr_find(const uint8_t *hdr, size_t len, const char *name, struct hdr_field *f);
+
+/* ---- RFC 2045 structured fields (message_mime.c) ---- */
+
+struct mime_param {
+	char *name;		/* as written, NUL-terminated */
+	char *value;		/* unquoted, NUL-terminated (may hold NULs: see len) */
+	size_t value_len;
+};
+
+struct mime_params {
+	struct mime_param *v;
+	size_t n, cap;
+};
+
+#define MIME_MAX_PARAMS 256
+
+struct content_type {
+	const uint8_t *type, *sub;	/* raw tokens, NULL when absent */
+	size_t type_len, sub_len;
+	struct mime_params params;
+};
+
+void mime_params_free(struct mime_params *ps);
+const struct mime_param *mime_params_get(const struct mime_params *ps, const char *name);
+/* "type/subtype; params" (type may be empty for Content-Disposition: value;
+ * params, where only type is set). Returns false when there is no token. */
+bool mime_parse_content_type(const uint8_t *v, size_t len, struct content_type *ct);
+bool mime_parse_disposition(const uint8_t *v, size_t len, struct content_type *ct);
+void content_type_free(struct content_type *ct);
+bool mime_token_eq(const uint8_t *t, size_t tlen, const char *s);
+
+/* lexer */
+struct lex {
+	const uint8_t *p, *end;
+};
+void lex_skip_cfws(struct lex *lx);
+/* A quoted string at lx->p (which must be '"'): append its content
+ * unquoted; false when it is not terminated (the input is used up). */
+bool lex_quoted(struct lex *lx, struct buf *out);
+
+/* ---- encodings and charsets (message_encoded.c, message_charset.c) ---- */
+
+bool utf8_valid(const uint8_t *p, size_t len);
+/* Append data in charset converted to UTF-8 (invalid bytes become U+FFFD). */
+int charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out);
+int qp_decode(const uint8_t *data, size_t len, bool header, struct buf *out);
+int base64_decode(const uint8_t *data, size_t len, struct buf *out);
+
+/* ---- IMAP strings (message_imap.c) ---- */
+void imap_append_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil);
+/* Without its CR and LF characters. */
+void imap_append_nolf(struct buf *out, const uint8_t *s, size_t len);
+/* Subjects and display names, as Dovecot writes them "for humans": white
+ * space runs collapsed to one space, trimmed, NUL as 0x80. */
+void imap_append_human(struct buf *out, const uint8_t *s, size_t len);
+
+/* ---- addresses (message_address.c) ---- */
+/* Append an IMAP address list ("(" 1*address ")" or NIL) for a header value. */
+void address_list_imap(const uint8_t *v, size_t len, struct buf *out);
+
+#endif

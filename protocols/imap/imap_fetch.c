@@ -1,0 +1,824 @@
+/*
+ * FETCH (every data item, BODY[section]<partial>, PEEK), STORE, COPY and
+ * MOVE, with their UID forms (UIDPLUS COPYUID).
+ *
+ * ENVELOPE, BODY and BODYSTRUCTURE come from the storage cache when it
+ * holds them (filled here on the first miss), so a client listing a
+ * mailbox does not make us re-parse every message.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/message.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+enum fetch_kind {
+	F_FLAGS, F_UID, F_INTERNALDATE, F_SIZE, F_ENVELOPE, F_BODY, F_BODYSTRUCTURE,
+	F_SECTION,	/* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+};
+
+enum sec_kind { SEC_ALL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME };
+
+struct fetch_item {
+	enum fetch_kind kind;
+	/* F_SECTION */
+	enum sec_kind sec;
+	uint32_t path[32];
+	size_t depth;
+	const char **fields;
+	size_t n_fields;
+	bool partial;
+	uint64_t p_off, p_len;
+	bool peek;
+	const char *resp;	/* name echoed in the response, e.g. "BODY[HEADER]" */
+};
+
+struct fetch_req {
+	struct fetch_item *items;
+	size_t n;
+	bool need_cache;	/* envelope/body/bodystructure */
+	bool need_data;		/* message bytes */
+	bool need_parse;	/* parsed sections */
+	bool sets_seen;
+	bool has_flags, has_uid;
+};
+
+/* ------------------------------------------------------------------ */
+/* Parsing the item list                                               */
+
+static int
+parse_fields(struct imap_cmd *cmd, const char *p, const char **end_r, struct fetch_item *it)
+{
+	/* p at '(' ; names separated by spaces up to ')' */
+	const char **f = arena_alloc(&cmd->arena, 256 * sizeof(char *));
+	size_t n = 0;
+
+	if (*p != '(')
+		return -1;
+	p++;
+	while (*p != ')') {
+		const char *s = p;
+		if (*p == '"') {
+			s = ++p;
+			while (*p && *p != '"')
+				p++;
+			if (*p != '"')
+				return -1;
+			f[n] = arena_strndup(&cmd->arena, s, (size_t)(p - s));
+			p++;
+		} else {
+			while (*p && *p != ' ' && *p != ')' && *p != ']')
+				p++;
+			if (p == s)
+				return -1;
+			f[n] = arena_strndup(&cmd->arena, s, (size_t)(p - s));
+		}
+		if (f[n][0] == '\0' || ++n >= 256)
+			return -1;
+		if (*p == ' ')
+			p++;
+		else if (*p != ')')
+			return -1;
+	}
+	if (n == 0)
+		return -1;
+	it->fields = f;
+	it->n_fields = n;
+	*end_r = p + 1;
+	return 0;
+}
+
+static int
+parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
+{
+	const char *end;
+
+	it->kind = F_SECTION;
+	/* part numbers */
+	while (*p >= '1' && *p <= '9') {
+		uint64_t v = 0;
+		while (*p >= '0' && *p <= '9') {
+			v = v * 10 + (uint64_t)(*p++ - '0');
+			if (v > UINT32_MAX)
+				return -1;
+		}
+		if (it->depth >= 32)
+			return -1;
+		it->path[it->depth++] = (uint32_t)v;
+		if (*p == '.') {
+			p++;
+			if (!(*p >= '1' && *p <= '9'))
+				break;
+		} else if (*p != ']') {
+			return -1;
+		}
+	}
+	if (*p == ']') {
+		it->sec = SEC_ALL;
+		end = p + 1;
+	} else if (strncasecmp(p, "HEADER.FIELDS.NOT ", 18) == 0) {
+		it->sec = SEC_FIELDS_NOT;
+		if (parse_fields(cmd, p + 18, &end, it) < 0 || *end != ']')
+			return -1;
+		end++;
+	} else if (strncasecmp(p, "HEADER.FIELDS ", 14) == 0) {
+		it->sec = SEC_FIELDS;
+		if (parse_fields(cmd, p + 14, &end, it) < 0 || *end != ']')
+			return -1;
+		end++;
+	} else if (strncasecmp(p, "HEADER]", 7) == 0) {
+		it->sec = SEC_HEADER;
+		end = p + 7;
+	} else if (strncasecmp(p, "TEXT]", 5) == 0) {
+		it->sec = SEC_TEXT;
+		end = p + 5;
+	} else if (strncasecmp(p, "MIME]", 5) == 0 && it->depth > 0) {
+		it->sec = SEC_MIME;
+		end = p + 5;
+	} else {
+		return -1;
+	}
+	if (*end == '<') {
+		uint64_t o = 0, l = 0;
+		const char *q = end + 1;
+		int nd = 0;
+		while (*q >= '0' && *q <= '9' && nd < 19) {
+			o = o * 10 + (uint64_t)(*q++ - '0');
+			nd++;
+		}
+		if (nd == 0 || *q++ != '.')
+			return -1;
+		nd = 0;
+		while (*q >= '0' && *q <= '9' && nd < 19) {
+			l = l * 10 + (uint64_t)(*q++ - '0');
+			nd++;
+		}
+		if (nd == 0 || l == 0 || *q++ != '>')
+			return -1;
+		it->partial = true;
+		it->p_off = o;
+		it->p_len = l;
+		end = q;
+	}
+	return *end == '\0' ? 0 : -1;
+}
+
+static int
+parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req)
+{
+	struct fetch_item *it = &req->items[req->n];
+	const char *s;
+
+	if (a->type != ARG_ATOM)
+		return -1;
+	s = a->str;
+	memset(it, 0, sizeof(*it));
+	if (strcasecmp(s, "FLAGS") == 0) {
+		it->kind = F_FLAGS;
+		req->has_flags = true;
+	} else if (strcasecmp(s, "UID") == 0) {
+		it->kind = F_UID;
+		req->has_uid = true;
+	} else if (strcasecmp(s, "INTERNALDATE") == 0) {
+		it->kind = F_INTERNALDATE;
+	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
+		it->kind = F_SIZE;
+	} else if (strcasecmp(s, "ENVELOPE") == 0) {
+		it->kind = F_ENVELOPE;
+		req->need_cache = true;
+	} else if (strcasecmp(s, "BODY") == 0) {
+		it->kind = F_BODY;
+		req->need_cache = true;
+	} else if (strcasecmp(s, "BODYSTRUCTURE") == 0) {
+		it->kind = F_BODYSTRUCTURE;
+		req->need_cache = true;
+	} else if (strcasecmp(s, "RFC822") == 0) {
+		it->kind = F_SECTION;
+		it->sec = SEC_ALL;
+		it->resp = "RFC822";
+		req->sets_seen = true;
+	} else if (strcasecmp(s, "RFC822.HEADER") == 0) {
+		it->kind = F_SECTION;
+		it->sec = SEC_HEADER;
+		it->peek = true;
+		it->resp = "RFC822.HEADER";
+	} else if (strcasecmp(s, "RFC822.TEXT") == 0) {
+		it->kind = F_SECTION;
+		it->sec = SEC_TEXT;
+		it->resp = "RFC822.TEXT";
+		req->sets_seen = true;
+	} else if (strncasecmp(s, "BODY[", 5) == 0 || strncasecmp(s, "BODY.PEEK[", 10) == 0) {
+		bool peek = s[4] == '.';
+		const char *sec = s + (peek ? 10 : 5);
+		if (parse_section(cmd, sec, it) < 0)
+			return -1;
+		it->peek = peek;
+		if (!peek)
+			req->sets_seen = true;
+		/* Echo: BODY[<section>] without the partial length. */
+		struct buf b = BUF_INIT(0);
+		buf_append_str(&b, "BODY[");
+		const char *close = strchr(sec, ']');
+		while (close != NULL && strchr(close + 1, ']') != NULL)
+			close = strchr(close + 1, ']');
+		for (const char *q = sec; q < close; q++)
+			buf_append_byte(&b, (uint8_t)toupper((unsigned char)*q));
+		buf_append_byte(&b, ']');
+		if (it->partial)
+			buf_printf(&b, "<%llu>", (unsigned long long)it->p_off);
+		it->resp = arena_strndup(&cmd->arena, b.data, b.len);
+		buf_free(&b);
+	} else {
+		return -1;
+	}
+	if (it->kind == F_SECTION) {
+		req->need_data = true;
+		if (it->depth > 0 || it->sec != SEC_ALL)
+			req->need_parse = true;
+	}
+	req->n++;
+	return 0;
+}
+
+static void
+add_macro(struct fetch_req *req, const enum fetch_kind *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		memset(&req->items[req->n], 0, sizeof(req->items[0]));
+		req->items[req->n++].kind = k[i];
+		if (k[i] == F_ENVELOPE || k[i] == F_BODY)
+			req->need_cache = true;
+		if (k[i] == F_FLAGS)
+			req->has_flags = true;
+	}
+}
+
+static int
+parse_fetch_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req)
+{
+	size_t max = (a->type == ARG_LIST ? a->n : 1) + 6;
+
+	req->items = arena_alloc(&cmd->arena, max * sizeof(*req->items));
+	if (a->type == ARG_ATOM && strcasecmp(a->str, "ALL") == 0) {
+		static const enum fetch_kind k[] = { F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE };
+		add_macro(req, k, 4);
+	} else if (a->type == ARG_ATOM && strcasecmp(a->str, "FAST") == 0) {
+		static const enum fetch_kind k[] = { F_FLAGS, F_INTERNALDATE, F_SIZE };
+		add_macro(req, k, 3);
+	} else if (a->type == ARG_ATOM && strcasecmp(a->str, "FULL") == 0) {
+		static const enum fetch_kind k[] = { F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE,
+			F_BODY };
+		add_macro(req, k, 5);
+	} else if (a->type == ARG_LIST) {
+		if (a->n == 0)
+			return -1;
+		for (size_t i = 0; i < a->n; i++)
+			if (parse_item(cmd, &a->list[i], req) < 0)
+				return -1;
+	} else {
+		if (parse_item(cmd, a, req) < 0)
+			return -1;
+	}
+	if (cmd->uid && !req->has_uid) {
+		memset(&req->items[req->n], 0, sizeof(req->items[0]));
+		req->items[req->n++].kind = F_UID;
+		req->has_uid = true;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The parse cache                                                     */
+
+/* Our cache record: "R1 <env> <body> <bs>\n" and the three texts. */
+struct parsed_cache {
+	struct buf raw;
+	const char *env, *body, *bs;
+	size_t env_len, body_len, bs_len;
+};
+
+static bool
+cache_decode(struct parsed_cache *pc)
+{
+	unsigned long long e, b, s;
+	int off = 0;
+	const char *t = buf_cstr(&pc->raw);
+
+	if (sscanf(t, "R1 %llu %llu %llu\n%n", &e, &b, &s, &off) != 3 || off <= 0)
+		return false;
+	if (e + b + s + (size_t)off != pc->raw.len)
+		return false;
+	pc->env = t + off;
+	pc->env_len = e;
+	pc->body = pc->env + e;
+	pc->body_len = b;
+	pc->bs = pc->body + b;
+	pc->bs_len = s;
+	return true;
+}
+
+static bool
+cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct parsed_cache *pc)
+{
+	struct buf e = BUF_INIT(0), b = BUF_INIT(0), s = BUF_INIT(0);
+	bool ok = message_envelope(msg, NULL, &e) == 0
+	    && message_bodystructure(msg, message_root(msg), false, &b) == 0
+	    && message_bodystructure(msg, message_root(msg), true, &s) == 0;
+
+	if (ok) {
+		buf_reset(&pc->raw);
+		buf_printf(&pc->raw, "R1 %zu %zu %zu\n", e.len, b.len, s.len);
+		buf_append(&pc->raw, e.data, e.len);
+		buf_append(&pc->raw, b.data, b.len);
+		buf_append(&pc->raw, s.data, s.len);
+		(void)mailbox_cache_set(mb, uid, pc->raw.data, pc->raw.len);
+		ok = cache_decode(pc);
+	}
+	buf_free(&e);
+	buf_free(&b);
+	buf_free(&s);
+	return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* One message                                                         */
+
+static void
+write_literal(struct conn *c, const uint8_t *p, size_t len)
+{
+	conn_printf(c, "{%zu}\r\n", len);
+	conn_write(c, p, len);
+}
+
+static void
+write_section(struct conn *c, const struct fetch_item *it, const uint8_t *data, size_t len,
+    const struct message *msg)
+{
+	const uint8_t *p = NULL;
+	size_t n = 0;
+	struct buf tmp = BUF_INIT(0);
+	const struct message_part *part = NULL;
+
+	if (it->depth == 0) {
+		const struct message_part *root = message_root(msg != NULL ? msg : NULL);
+		switch (it->sec) {
+		case SEC_ALL:
+			p = data;
+			n = len;
+			break;
+		case SEC_HEADER:
+			p = data + root->header_off;
+			n = root->header_len;
+			break;
+		case SEC_TEXT:
+			p = data + root->body_off;
+			n = root->body_len;
+			break;
+		case SEC_FIELDS:
+		case SEC_FIELDS_NOT:
+			message_header_fields(data + root->header_off, root->header_len, it->fields,
+			    it->n_fields, it->sec == SEC_FIELDS_NOT, &tmp);
+			p = tmp.data;
+			n = tmp.len;
+			break;
+		case SEC_MIME:
+			break;
+		}
+	} else if (message_find_part(msg, it->path, it->depth, &part) == 0) {
+		const struct message_part *inner =
+		    part->is_message_rfc822 ? part->children : NULL;
+		switch (it->sec) {
+		case SEC_ALL:
+			p = data + part->body_off;
+			n = part->body_len;
+			break;
+		case SEC_MIME:
+			p = data + part->header_off;
+			n = part->header_len;
+			break;
+		case SEC_HEADER:
+			if (inner != NULL) {
+				p = data + inner->header_off;
+				n = inner->header_len;
+			}
+			break;
+		case SEC_TEXT:
+			if (inner != NULL) {
+				p = data + inner->body_off;
+				n = inner->body_len;
+			}
+			break;
+		case SEC_FIELDS:
+		case SEC_FIELDS_NOT:
+			if (inner != NULL) {
+				message_header_fields(data + inner->header_off, inner->header_len,
+				    it->fields, it->n_fields, it->sec == SEC_FIELDS_NOT, &tmp);
+				p = tmp.data;
+				n = tmp.len;
+			}
+			break;
+		}
+	}
+	if (it->partial) {
+		if (it->p_off >= n) {
+			n = 0;
+		} else {
+			p += it->p_off;
+			n -= (size_t)it->p_off;
+			if (it->p_len < n)
+				n = (size_t)it->p_len;
+		}
+	}
+	conn_printf(c, "%s ", it->resp);
+	if (p == NULL)
+		n = 0;
+	write_literal(c, p != NULL ? p : (const uint8_t *)"", n);
+	buf_free(&tmp);
+}
+
+/* 0 written, ROOST_ENOTFOUND when the message is gone (nothing written). */
+static int
+fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool add_flags)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+	struct view_msg *m = &v->msgs[idx];
+	struct msg_view mv = { 0 };
+	struct message *msg = NULL;
+	struct parsed_cache pc = { .raw = BUF_INIT(0) };
+	bool have_view = false, have_cache = false;
+	int rc = 0;
+
+	if (req->need_cache) {
+		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0)
+			have_cache = cache_decode(&pc);
+	}
+	if (req->need_data || (req->need_cache && !have_cache)) {
+		rc = mailbox_read(v->mb, m->rec.uid, &mv);
+		if (rc < 0)
+			goto out;
+		have_view = true;
+		if (req->need_parse || (req->need_cache && !have_cache)
+		    || req->need_data) {
+			const struct roost_config *cfg = s->sv->cfg;
+			struct message_limits lim = { cfg->mime_max_depth, cfg->mime_max_parts,
+				cfg->max_header_size, cfg->max_header_fields };
+			rc = message_parse(mv.data, mv.len, &lim, &msg);
+			if (rc < 0)
+				goto out;
+		}
+		if (req->need_cache && !have_cache) {
+			have_cache = cache_build(v->mb, m->rec.uid, msg, &pc);
+			if (!have_cache) {
+				rc = ROOST_EIO;
+				goto out;
+			}
+		}
+	}
+
+	struct buf b = BUF_INIT(0);
+	conn_printf(cmd->c, "* %zu FETCH (", idx + 1);
+	bool first = true;
+	for (size_t i = 0; i < req->n; i++) {
+		const struct fetch_item *it = &req->items[i];
+		if (!first)
+			conn_write_str(cmd->c, " ");
+		first = false;
+		switch (it->kind) {
+		case F_FLAGS:
+			buf_reset(&b);
+			view_format_flags(v, m, &b);
+			conn_printf(cmd->c, "FLAGS %s", buf_cstr(&b));
+			break;
+		case F_UID:
+			conn_printf(cmd->c, "UID %u", m->rec.uid);
+			break;
+		case F_INTERNALDATE: {
+			char d[32];
+			imap_format_datetime(m->rec.internal_date, d);
+			conn_printf(cmd->c, "INTERNALDATE \"%s\"", d);
+			break;
+		}
+		case F_SIZE:
+			conn_printf(cmd->c, "RFC822.SIZE %llu", (unsigned long long)m->rec.size);
+			break;
+		case F_ENVELOPE:
+			conn_write_str(cmd->c, "ENVELOPE ");
+			conn_write(cmd->c, pc.env, pc.env_len);
+			break;
+		case F_BODY:
+			conn_write_str(cmd->c, "BODY ");
+			conn_write(cmd->c, pc.body, pc.body_len);
+			break;
+		case F_BODYSTRUCTURE:
+			conn_write_str(cmd->c, "BODYSTRUCTURE ");
+			conn_write(cmd->c, pc.bs, pc.bs_len);
+			break;
+		case F_SECTION:
+			write_section(cmd->c, it, mv.data, mv.len, msg);
+			break;
+		}
+	}
+	if (add_flags && !req->has_flags) {
+		buf_reset(&b);
+		view_format_flags(v, m, &b);
+		conn_printf(cmd->c, " FLAGS %s", buf_cstr(&b));
+	}
+	conn_write_str(cmd->c, ")\r\n");
+	buf_free(&b);
+out:
+	message_free(&msg);
+	if (have_view)
+		msg_view_release(&mv);
+	buf_free(&pc.raw);
+	return rc;
+}
+
+void
+cmd_fetch(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+	struct fetch_req req = { 0 };
+	uint32_t *idx;
+	size_t n;
+	int rc;
+
+	if (cmd->p.n != 2 || cmd->p.args[0].type != ARG_ATOM) {
+		imap_bad(cmd, "Usage: FETCH sequence-set items");
+		return;
+	}
+	if (parse_fetch_items(cmd, &cmd->p.args[1], &req) < 0) {
+		imap_bad(cmd, "Invalid FETCH items");
+		return;
+	}
+	rc = view_resolve_set(cmd, cmd->p.args[0].str, cmd->uid, &idx, &n);
+	if (rc < 0) {
+		imap_bad(cmd, "Invalid message sequence set");
+		return;
+	}
+	/* \Seen first, so the responses carry the new flags. */
+	bool *seen_now = NULL;
+	if (req.sets_seen && !v->readonly && n > 0) {
+		uint32_t *uids = arena_alloc(&cmd->arena, n * sizeof(*uids));
+		size_t k = 0;
+		seen_now = arena_alloc(&cmd->arena, n * sizeof(bool));
+		for (size_t i = 0; i < n; i++) {
+			struct view_msg *m = &v->msgs[idx[i]];
+			if (!(m->rec.flags & MSG_SEEN) && !m->expunged) {
+				uids[k++] = m->rec.uid;
+				seen_now[i] = true;
+			}
+		}
+		if (k > 0) {
+			struct store_req sr = { .mode = STORE_ADD, .flags = MSG_SEEN };
+			if (mailbox_store(v->mb, uids, k, &sr, NULL, NULL) == 0) {
+				for (size_t i = 0; i < n; i++)
+					if (seen_now[i])
+						v->msgs[idx[i]].rec.flags |= MSG_SEEN;
+			} else {
+				memset(seen_now, 0, n * sizeof(bool));
+			}
+		}
+	}
+	bool gone = false;
+	for (size_t i = 0; i < n && !conn_is_closing(cmd->c); i++) {
+		rc = fetch_one(cmd, &req, idx[i], seen_now != NULL && seen_now[i]);
+		if (rc == ROOST_ENOTFOUND)
+			gone = true;
+		else if (rc < 0)
+			log_warn("conn=%llu proto=imap event=fetch-failed uid=%u err=%s",
+			    (unsigned long long)conn_id(cmd->c), v->msgs[idx[i]].rec.uid,
+			    roost_strerror(rc));
+	}
+	if (gone)
+		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
+	else
+		imap_tagged(cmd, "OK", "FETCH completed");
+}
+
+/* ------------------------------------------------------------------ */
+/* STORE                                                               */
+
+void
+cmd_store(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+	const struct imap_arg *a = cmd->p.args;
+	struct store_req sr = { 0 };
+	const char **kw;
+	size_t n_kw;
+	uint32_t flags;
+	uint32_t *idx;
+	size_t n;
+	bool silent = false;
+	int rc;
+
+	if (cmd->p.n < 3 || a[0].type != ARG_ATOM || a[1].type != ARG_ATOM) {
+		imap_bad(cmd, "Usage: STORE sequence-set [+-]FLAGS[.SILENT] (flags)");
+		return;
+	}
+	const char *op = a[1].str;
+	if (*op == '+') {
+		sr.mode = STORE_ADD;
+		op++;
+	} else if (*op == '-') {
+		sr.mode = STORE_REMOVE;
+		op++;
+	} else {
+		sr.mode = STORE_REPLACE;
+	}
+	if (strcasecmp(op, "FLAGS.SILENT") == 0)
+		silent = true;
+	else if (strcasecmp(op, "FLAGS") != 0) {
+		imap_bad(cmd, "Invalid STORE item");
+		return;
+	}
+	if (cmd->p.n == 3 && a[2].type == ARG_LIST)
+		rc = imap_parse_flags(cmd, a[2].list, a[2].n, &flags, &kw, &n_kw);
+	else
+		rc = imap_parse_flags(cmd, &a[2], cmd->p.n - 2, &flags, &kw, &n_kw);
+	if (rc == ROOST_EPERM) {
+		imap_bad(cmd, "\\Recent cannot be stored");
+		return;
+	}
+	if (rc < 0) {
+		imap_bad(cmd, "Invalid flags");
+		return;
+	}
+	rc = view_resolve_set(cmd, a[0].str, cmd->uid, &idx, &n);
+	if (rc < 0) {
+		imap_bad(cmd, "Invalid message sequence set");
+		return;
+	}
+	if (v->readonly) {
+		imap_tagged(cmd, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	uint32_t *uids = arena_alloc(&cmd->arena, (n ? n : 1) * sizeof(*uids));
+	size_t k = 0;
+	bool gone = false;
+	for (size_t i = 0; i < n; i++) {
+		if (v->msgs[idx[i]].expunged)
+			gone = true;
+		else
+			uids[k++] = v->msgs[idx[i]].rec.uid;
+	}
+	sr.flags = flags;
+	sr.keywords = kw;
+	sr.n_keywords = n_kw;
+	if (k > 0) {
+		rc = mailbox_store(v->mb, uids, k, &sr, NULL, NULL);
+		if (rc < 0) {
+			imap_reply_error(cmd, rc, NULL);
+			return;
+		}
+	}
+	/* Apply the change to the view the way storage did, so the sync
+	 * that follows reports only what others changed. */
+	view_refresh_keywords(s, true);
+	uint64_t kwbits = 0;
+	for (size_t i = 0; i < n_kw; i++)
+		for (size_t j = 0; j < v->n_keywords && j < 64; j++)
+			if (strcasecmp(v->keywords[j], kw[i]) == 0)
+				kwbits |= (uint64_t)1 << j;
+	struct buf b = BUF_INIT(0);
+	for (size_t i = 0; i < n; i++) {
+		struct view_msg *m = &v->msgs[idx[i]];
+		if (m->expunged)
+			continue;
+		switch (sr.mode) {
+		case STORE_ADD:
+			m->rec.flags |= flags;
+			m->rec.keywords |= kwbits;
+			break;
+		case STORE_REMOVE:
+			m->rec.flags &= ~flags;
+			m->rec.keywords &= ~kwbits;
+			break;
+		case STORE_REPLACE:
+			m->rec.flags = flags;
+			m->rec.keywords = kwbits;
+			break;
+		}
+		if (!silent) {
+			buf_reset(&b);
+			view_format_flags(v, m, &b);
+			if (cmd->uid)
+				imap_untagged(s, "%u FETCH (UID %u FLAGS %s)", idx[i] + 1, m->rec.uid,
+				    buf_cstr(&b));
+			else
+				imap_untagged(s, "%u FETCH (FLAGS %s)", idx[i] + 1, buf_cstr(&b));
+		}
+	}
+	buf_free(&b);
+	if (gone)
+		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
+	else
+		imap_tagged(cmd, "OK", "STORE completed");
+}
+
+/* ------------------------------------------------------------------ */
+/* COPY / MOVE                                                         */
+
+static void
+do_copy(struct imap_cmd *cmd, bool move)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+	char *dest;
+	uint32_t *idx, *src = NULL, *dst = NULL;
+	size_t n, n_copied = 0;
+	uint32_t uv = 0;
+	int rc;
+
+	if (cmd->p.n != 2 || cmd->p.args[0].type != ARG_ATOM) {
+		imap_bad(cmd, "Usage: %s sequence-set mailbox", cmd->p.name);
+		return;
+	}
+	if (imap_mailbox_arg(cmd, &cmd->p.args[1], &dest) < 0)
+		return;
+	rc = view_resolve_set(cmd, cmd->p.args[0].str, cmd->uid, &idx, &n);
+	if (rc < 0) {
+		imap_bad(cmd, "Invalid message sequence set");
+		return;
+	}
+	if (move && v->readonly) {
+		imap_tagged(cmd, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	uint32_t *uids = arena_alloc(&cmd->arena, (n ? n : 1) * sizeof(*uids));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!v->msgs[idx[i]].expunged)
+			uids[k++] = v->msgs[idx[i]].rec.uid;
+	if (k == 0) {
+		if (n > 0)
+			imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Messages were expunged");
+		else
+			imap_tagged(cmd, "OK", "No messages");
+		return;
+	}
+	rc = mailbox_copy(v->mb, uids, k, dest, move, &uv, &src, &dst, &n_copied);
+	if (rc == ROOST_ENOTFOUND) {
+		imap_tagged(cmd, "NO", "[TRYCREATE] Mailbox does not exist");
+		goto out;
+	}
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, NULL);
+		goto out;
+	}
+	struct buf sb = BUF_INIT(0), db = BUF_INIT(0);
+	seqset_format(src, n_copied, &sb);
+	seqset_format(dst, n_copied, &db);
+	if (move) {
+		if (n_copied > 0)
+			imap_untagged(s, "OK [COPYUID %u %s %s] Moved", uv, buf_cstr(&sb),
+			    buf_cstr(&db));
+		/* The moved messages go now (RFC 6851 allows the EXPUNGEs
+		 * even for MOVE by sequence number). */
+		for (size_t i = 0; i < n_copied; i++) {
+			uint32_t seq = view_seq_of_uid(v, src[i]);
+			if (seq > 0 && !v->msgs[seq - 1].expunged) {
+				v->msgs[seq - 1].expunged = true;
+				v->n_pending_expunge++;
+			}
+		}
+		view_sync(s, true);
+		imap_tagged(cmd, "OK", "MOVE completed");
+	} else if (n_copied > 0) {
+		imap_tagged(cmd, "OK", "[COPYUID %u %s %s] COPY completed", uv, buf_cstr(&sb),
+		    buf_cstr(&db));
+	} else {
+		imap_tagged(cmd, "OK", "COPY completed");
+	}
+	buf_free(&sb);
+	buf_free(&db);
+out:
+	free(src);
+	free(dst);
+}
+
+void
+cmd_copy(struct imap_cmd *cmd)
+{
+	do_copy(cmd, false);
+}
+
+void
+cmd_move(struct imap_cmd *cmd)
+{
+	do_copy(cmd, true);
+}

@@ -1,0 +1,101 @@
+/*
+ * IDLE (RFC 2177). The IDLE command writes "+ idling" and returns: the
+ * connection goes back to its event loop holding no worker. The framer then
+ * delivers bare lines ("DONE") to imap_idle_line(). A storage watch on the
+ * selected mailbox calls conn_wake(), whose on_wake(WAKE_NOTIFY) runs here
+ * on a worker and sends what changed; a timer sends "* OK Still here".
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+
+#include "imap_impl.h"
+
+static void
+watch_cb(void *arg)
+{
+	conn_wake(arg);
+}
+
+static unsigned
+keepalive_ms(const struct imap_session *s)
+{
+	unsigned sec = s->sv->cfg->imap_idle_keepalive;
+
+	return (sec ? sec : 120) * 1000u;
+}
+
+void
+cmd_idle(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "IDLE takes no arguments");
+		return;
+	}
+	if (s->state == IMAP_STATE_SELECTED && s->watch == NULL) {
+		/* Watch first, then catch up: a change in between wakes us. */
+		int rc = storage_watch(s->sv->storage, s->user, s->view.name, watch_cb, s->c,
+		    &s->watch);
+		if (rc == 0)
+			conn_ref(s->c);
+		else
+			log_warn("conn=%llu proto=imap event=watch-failed err=%s",
+			    (unsigned long long)conn_id(s->c), roost_strerror(rc));
+		view_sync(s, true);
+	}
+	snprintf(s->idle_tag, sizeof(s->idle_tag), "%s", cmd->p.tag);
+	s->idling = true;
+	cmd->done = true;
+	conn_write_str(s->c, "+ idling\r\n");
+	conn_set_timer(s->c, keepalive_ms(s));
+}
+
+void
+imap_idle_stop(struct imap_session *s)
+{
+	if (s->watch != NULL) {
+		storage_unwatch(&s->watch);
+		conn_unref(s->c);
+	}
+	s->idling = false;
+}
+
+void
+imap_idle_line(struct imap_session *s, const uint8_t *line, size_t len)
+{
+	struct imap_cmd cmd = { .s = s, .c = s->c };
+
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	conn_set_timer(s->c, 0);
+	imap_idle_stop(s);
+	cmd.p.tag = s->idle_tag;
+	cmd.p.name = "IDLE";
+	if (len == 4 && strncasecmp((const char *)line, "DONE", 4) == 0)
+		imap_tagged(&cmd, "OK", "IDLE terminated");
+	else
+		imap_bad(&cmd, "Expected DONE");
+}
+
+void
+imap_idle_wake(struct imap_session *s, bool timer)
+{
+	if (!s->idling)
+		return;
+	if (timer) {
+		conn_write_str(s->c, "* OK Still here\r\n");
+		conn_set_timer(s->c, keepalive_ms(s));
+		return;
+	}
+	if (s->state == IMAP_STATE_SELECTED)
+		view_sync(s, true);
+}

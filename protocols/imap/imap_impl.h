@@ -1,0 +1,292 @@
+#ifndef ROOST_IMAP_IMPL_H
+#define ROOST_IMAP_IMPL_H
+
+/*
+ * Private to protocols/imap: the parser (framer, arguments, sequence sets,
+ * modified UTF-7), the session, the command table and the shared helpers
+ * of the command files. Nothing here is thread-safe by itself: a session
+ * belongs to whichever thread owns its connection (conn.h).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "roost/buf.h"
+#include "roost/storage.h"
+
+struct conn;
+struct sasl;
+
+/* ------------------------------------------------------------------ */
+/* Limits (the configurable ones come from roost_config).              */
+
+#define IMAP_MAX_TAG 64		/* bytes of a tag */
+#define IMAP_MAX_DEPTH 32	/* parenthesis nesting */
+#define IMAP_MAX_ARGS 32768	/* tokens in one command */
+#define IMAP_MAX_LITERAL_DIGITS 19
+
+/* ------------------------------------------------------------------ */
+/* Per-command arena: everything a command allocates dies with it.     */
+
+struct arena_chunk;
+struct arena {
+	struct arena_chunk *head;
+};
+
+void arena_init(struct arena *a);
+void *arena_alloc(struct arena *a, size_t n);	/* zeroed, 16-aligned */
+char *arena_strndup(struct arena *a, const void *p, size_t n);
+void arena_free(struct arena *a);
+
+/* ------------------------------------------------------------------ */
+/* Framer: finds one complete command (line plus literals) on the loop. */
+
+enum imap_frame_mode {
+	FRAMER_COMMAND,	/* tagged commands with literals */
+	FRAMER_LINE,	/* bare lines: SASL responses, IDLE's DONE */
+};
+
+struct imap_framer {
+	size_t pos;		/* next byte to look at for LF */
+	size_t line_start;	/* start of the current line segment */
+	size_t lit_end;		/* end of the current literal (in_literal) */
+	uint64_t skip_lit;	/* literal bytes still to drop (skipping) */
+	bool in_literal;
+	bool skipping;		/* refused command: discard through its end */
+	bool kind_known;
+	bool is_append;
+	char tag[IMAP_MAX_TAG + 1];
+};
+
+/* What the framer needs from the session, so it can be tested alone. */
+struct imap_frame_env {
+	size_t max_line;	/* bytes of a line and of a non-APPEND command */
+	uint64_t max_literal;	/* bytes of one APPEND literal */
+	bool authenticated;	/* APPEND literals allowed past max_line */
+	enum imap_frame_mode mode;
+	/* outputs */
+	void (*write)(void *arg, const char *text);	/* continuation / errors */
+	void (*raise_input)(void *arg, size_t max);	/* conn_set_input_max */
+	void *arg;
+	unsigned bad;		/* incremented per refused command */
+};
+
+enum imap_frame_res { IMAP_FRAME_COMMAND, IMAP_FRAME_AGAIN, IMAP_FRAME_DISCARD };
+
+void imap_framer_reset(struct imap_framer *fr);
+enum imap_frame_res imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env,
+    const uint8_t *in, size_t len, size_t *used_r);
+
+/* ------------------------------------------------------------------ */
+/* Arguments                                                           */
+
+enum imap_arg_type { ARG_ATOM, ARG_QUOTED, ARG_LITERAL, ARG_LIST, ARG_NIL };
+
+struct imap_arg {
+	enum imap_arg_type type;
+	const char *str;	/* NUL-terminated copy (strings; NUL refused) */
+	size_t len;
+	const uint8_t *raw;	/* literal bytes (may hold NUL; APPEND) */
+	struct imap_arg *list;	/* ARG_LIST children */
+	size_t n;
+};
+
+/* A parsed command line. */
+struct imap_parsed {
+	const char *tag;
+	const char *name;	/* upper-cased */
+	bool uid;		/* "UID <name>" */
+	struct imap_arg *args;
+	size_t n;
+};
+
+/*
+ * Parse a complete framed command. 0 on success; ROOST_EINVAL with *err_r a
+ * static reason (tag_r set when the tag was readable, else NULL);
+ * ROOST_ETOOBIG past IMAP_MAX_DEPTH / IMAP_MAX_ARGS.
+ */
+int imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap_parsed *p,
+    const char **err_r);
+
+bool imap_arg_is_string(const struct imap_arg *a);	/* atom, quoted, literal */
+bool imap_arg_is_astring(const struct imap_arg *a);
+bool imap_arg_atom_eq(const struct imap_arg *a, const char *word);	/* case-insensitive */
+
+/* ------------------------------------------------------------------ */
+/* Sequence sets                                                       */
+
+#define SEQ_STAR UINT32_MAX
+
+struct seq_range {
+	uint32_t lo, hi;
+};
+
+struct seqset {
+	struct seq_range *r;
+	size_t n;
+};
+
+/* Parse "1:3,5,*:7" (arena-allocated). ROOST_EINVAL when malformed or 0. */
+int seqset_parse(struct arena *a, const char *text, struct seqset *set_r);
+/* Replace '*' by star, order each range, sort and merge. */
+void seqset_resolve(struct seqset *set, uint32_t star);
+/* On a resolved set. */
+bool seqset_contains(const struct seqset *set, uint32_t v);
+/* Append "1:3,5" for the ascending values vals[0..n) to out. */
+void seqset_format(const uint32_t *vals, size_t n, struct buf *out);
+
+/* ------------------------------------------------------------------ */
+/* Modified UTF-7 (RFC 3501 5.1.3)                                    */
+
+/* mUTF-7 (or plain UTF-8, accepted as is) to UTF-8. ROOST_EINVAL if bad. */
+int mutf7_decode(const char *in, size_t len, struct buf *out);
+/* UTF-8 to mUTF-7. ROOST_EINVAL for invalid UTF-8. */
+int mutf7_encode(const char *in, size_t len, struct buf *out);
+
+/* Date formats. "17-Jul-1996 02:44:25 -0700" -> epoch; "1-Feb-1994" ->
+ * (y,m,d). */
+int imap_parse_datetime(const char *s, int64_t *t_r);
+int imap_parse_date(const char *s, int *y_r, int *m_r, int *d_r);
+void imap_format_datetime(int64_t t, char out[32]);
+
+/* ------------------------------------------------------------------ */
+/* Session                                                            */
+
+enum imap_state {
+	IMAP_STATE_NOT_AUTH,
+	IMAP_STATE_AUTH,
+	IMAP_STATE_SELECTED,
+	IMAP_STATE_LOGOUT,
+};
+
+/* One message in the session's view, index = sequence number - 1. */
+struct view_msg {
+	struct msg_record rec;
+	bool recent;
+	bool expunged;		/* gone in storage, EXPUNGE not sent yet */
+};
+
+struct imap_view {
+	struct mailbox *mb;
+	char *name;		/* storage (UTF-8) name */
+	bool readonly;
+	struct view_msg *msgs;
+	size_t n, cap;
+	uint64_t modseq;	/* view reflects storage up to here */
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	char **keywords;	/* keyword table last announced in FLAGS */
+	size_t n_keywords;
+	size_t n_pending_expunge;
+};
+
+struct imap_session {
+	struct conn *c;
+	const struct roost_services *sv;
+	enum imap_state state;
+	char *user;
+	char peer[64];
+	unsigned bad;
+	bool counted;		/* holds a per-user+IP slot */
+	bool tls;
+
+	/* loop side */
+	struct imap_framer fr;
+
+	/* multi-step commands */
+	struct sasl *sasl;
+	char sasl_tag[IMAP_MAX_TAG + 1];
+	bool idling;
+	char idle_tag[IMAP_MAX_TAG + 1];
+	struct storage_watch *watch;
+
+	/* selected state */
+	struct imap_view view;
+};
+
+struct imap_cmd;
+typedef void imap_cmd_fn(struct imap_cmd *cmd);
+
+enum imap_cmd_flag {
+	CMD_USES_SEQS = 1 << 0,	/* sequence numbers in use: no EXPUNGE after it */
+	CMD_UID_OK = 1 << 1,	/* allowed after "UID" */
+	CMD_NO_UID = 1 << 2,	/* only allowed after "UID" */
+};
+
+struct imap_cmd_def {
+	const char *name;
+	enum imap_state min_state;	/* NOT_AUTH: any; AUTH: AUTH or SELECTED... */
+	bool only_not_auth;		/* LOGIN, AUTHENTICATE, STARTTLS */
+	unsigned flags;
+	imap_cmd_fn *run;
+};
+
+struct imap_cmd {
+	struct imap_session *s;
+	struct conn *c;
+	const struct imap_cmd_def *def;
+	struct imap_parsed p;
+	struct arena arena;
+	bool uid;
+	bool done;	/* tagged reply written */
+};
+
+/* Shared by the command files (imap_session.c). */
+void imap_enter_state(struct imap_session *s, enum imap_state st);
+void imap_tagged(struct imap_cmd *cmd, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void imap_bad(struct imap_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void imap_reply_error(struct imap_cmd *cmd, int err, const char *what);
+void imap_untagged(struct imap_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Write a string as quoted or literal, whichever is legal. */
+void imap_write_string(struct conn *c, const char *s, size_t len);
+void imap_write_nstring(struct conn *c, const char *s, size_t len);
+/* Mailbox name: storage (UTF-8) to wire (mUTF-7) and back. */
+void imap_write_mailbox(struct conn *c, const char *name);
+int imap_mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *a, char **name_r);
+void imap_capability_string(struct imap_session *s, struct buf *out);
+
+/* Commands, by file. */
+imap_cmd_fn cmd_capability, cmd_noop, cmd_logout, cmd_starttls, cmd_login, cmd_authenticate,
+    cmd_id, cmd_enable, cmd_namespace;
+imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_subscribe,
+    cmd_unsubscribe, cmd_list, cmd_lsub, cmd_status, cmd_append, cmd_check, cmd_close,
+    cmd_unselect, cmd_expunge;
+imap_cmd_fn cmd_fetch, cmd_store, cmd_copy, cmd_move;
+imap_cmd_fn cmd_search;
+imap_cmd_fn cmd_idle;
+
+void imap_sasl_continue(struct imap_session *s, const uint8_t *line, size_t len);
+void imap_idle_line(struct imap_session *s, const uint8_t *line, size_t len);
+void imap_idle_wake(struct imap_session *s, bool timer);
+void imap_idle_stop(struct imap_session *s);
+
+/* ------------------------------------------------------------------ */
+/* The view (imap_sync.c)                                             */
+
+int view_open(struct imap_session *s, const char *name, bool readonly);
+void view_close(struct imap_session *s);
+/*
+ * Catch up with storage and announce: new messages (EXISTS, RECENT), flag
+ * changes (FETCH FLAGS), expunges (EXPUNGE, only when allow_expunge; else
+ * they stay in the view marked expunged until a command that may). With
+ * quiet_uids, FETCH for those UIDs is left to the caller (STORE).
+ */
+void view_sync(struct imap_session *s, bool allow_expunge);
+/* Flags of msg as "(\Seen $Label)" appended to out. */
+void view_format_flags(const struct imap_view *v, const struct view_msg *m, struct buf *out);
+/* Sequence number (1-based) of uid or 0. */
+uint32_t view_seq_of_uid(const struct imap_view *v, uint32_t uid);
+/* Resolve a set argument into sequence indexes (0-based, ascending) of the
+ * view. uid: the set holds UIDs. */
+int view_resolve_set(struct imap_cmd *cmd, const char *text, bool uid, uint32_t **idx_r,
+    size_t *n_r);
+/* Parse flag list args into flags + keyword names (arena). */
+int imap_parse_flags(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint32_t *flags_r,
+    const char ***kw_r, size_t *n_kw_r);
+/* Update the view's keyword table (and announce FLAGS when it grew). */
+void view_refresh_keywords(struct imap_session *s, bool announce);
+
+#endif

@@ -1,0 +1,761 @@
+/*
+ * Mailbox-level commands: SELECT, EXAMINE, CREATE, DELETE, RENAME,
+ * SUBSCRIBE, UNSUBSCRIBE, LIST (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE,
+ * CHILDREN), LSUB, STATUS (STATUS=SIZE), APPEND (MULTIAPPEND, UIDPLUS),
+ * CHECK, CLOSE, UNSELECT, EXPUNGE / UID EXPUNGE.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+/* ------------------------------------------------------------------ */
+/* SELECT / EXAMINE                                                   */
+
+static void
+do_select(struct imap_cmd *cmd, bool readonly)
+{
+	struct imap_session *s = cmd->s;
+	char *name;
+
+	if (cmd->p.n < 1 || cmd->p.n > 2
+	    || (cmd->p.n == 2 && (cmd->p.args[1].type != ARG_LIST || cmd->p.args[1].n != 0))) {
+		imap_bad(cmd, "Usage: %s mailbox", cmd->p.name);
+		return;
+	}
+	if (imap_mailbox_arg(cmd, &cmd->p.args[0], &name) < 0)
+		return;
+	if (s->state == IMAP_STATE_SELECTED) {
+		view_close(s);
+		imap_enter_state(s, IMAP_STATE_AUTH);
+		imap_untagged(s, "OK [CLOSED] Previous mailbox closed");
+	}
+	int rc = view_open(s, name, readonly);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, "Mailbox does not exist");
+		return;
+	}
+	struct imap_view *v = &s->view;
+	struct buf b = BUF_INIT(0);
+	size_t recent = 0;
+	uint32_t first_unseen = 0;
+
+	buf_append_str(&b, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	for (size_t i = 0; i < v->n_keywords; i++)
+		buf_printf(&b, " %s", v->keywords[i]);
+	imap_untagged(s, "FLAGS (%s)", buf_cstr(&b));
+	if (readonly)
+		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox");
+	else if (v->n_keywords < STORAGE_MAX_KEYWORDS)
+		imap_untagged(s, "OK [PERMANENTFLAGS (%s \\*)] Flags permitted", buf_cstr(&b));
+	else
+		imap_untagged(s, "OK [PERMANENTFLAGS (%s)] Flags permitted", buf_cstr(&b));
+	buf_free(&b);
+	for (size_t i = 0; i < v->n; i++) {
+		recent += v->msgs[i].recent;
+		if (first_unseen == 0 && !(v->msgs[i].rec.flags & MSG_SEEN))
+			first_unseen = (uint32_t)i + 1;
+	}
+	imap_untagged(s, "%zu EXISTS", v->n);
+	imap_untagged(s, "%zu RECENT", recent);
+	if (first_unseen != 0)
+		imap_untagged(s, "OK [UNSEEN %u] First unseen", first_unseen);
+	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
+	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
+	imap_enter_state(s, IMAP_STATE_SELECTED);
+	imap_tagged(cmd, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+	    cmd->p.name);
+}
+
+void
+cmd_select(struct imap_cmd *cmd)
+{
+	do_select(cmd, false);
+}
+
+void
+cmd_examine(struct imap_cmd *cmd)
+{
+	do_select(cmd, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* CREATE / DELETE / RENAME / SUBSCRIBE                               */
+
+static bool
+one_mailbox(struct imap_cmd *cmd, char **name_r)
+{
+	if (cmd->p.n != 1) {
+		imap_bad(cmd, "Usage: %s mailbox", cmd->p.name);
+		return false;
+	}
+	return imap_mailbox_arg(cmd, &cmd->p.args[0], name_r) == 0;
+}
+
+void
+cmd_create(struct imap_cmd *cmd)
+{
+	char *name;
+
+	if (!one_mailbox(cmd, &name))
+		return;
+	size_t len = strlen(name);
+	while (len > 1 && name[len - 1] == '/')
+		name[--len] = '\0';
+	if (strcmp(name, "INBOX") == 0) {
+		imap_tagged(cmd, "NO", "[ALREADYEXISTS] INBOX always exists");
+		return;
+	}
+	int rc = storage_create(cmd->s->sv->storage, cmd->s->user, name, 0);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, rc == ROOST_EEXISTS ? "Mailbox already exists"
+		    : "Invalid mailbox name");
+		return;
+	}
+	imap_tagged(cmd, "OK", "CREATE completed");
+}
+
+void
+cmd_delete(struct imap_cmd *cmd)
+{
+	char *name;
+	struct imap_session *s = cmd->s;
+
+	if (!one_mailbox(cmd, &name))
+		return;
+	if (strcmp(name, "INBOX") == 0) {
+		imap_tagged(cmd, "NO", "[CANNOT] INBOX cannot be deleted");
+		return;
+	}
+	if (s->state == IMAP_STATE_SELECTED && strcmp(s->view.name, name) == 0) {
+		/* Deleting the selected mailbox: leave it first (Dovecot
+		 * does the same) so the session never reads a dead one. */
+		view_close(s);
+		imap_enter_state(s, IMAP_STATE_AUTH);
+		imap_untagged(s, "BYE Selected mailbox was deleted, have to disconnect");
+		int rc = storage_delete(s->sv->storage, s->user, name);
+		if (rc < 0)
+			imap_reply_error(cmd, rc, NULL);
+		else
+			imap_tagged(cmd, "OK", "DELETE completed");
+		conn_close(cmd->c);
+		return;
+	}
+	int rc = storage_delete(s->sv->storage, s->user, name);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, "Mailbox does not exist");
+		return;
+	}
+	imap_tagged(cmd, "OK", "DELETE completed");
+}
+
+void
+cmd_rename(struct imap_cmd *cmd)
+{
+	char *from, *to;
+
+	if (cmd->p.n != 2) {
+		imap_bad(cmd, "Usage: RENAME from to");
+		return;
+	}
+	if (imap_mailbox_arg(cmd, &cmd->p.args[0], &from) < 0
+	    || imap_mailbox_arg(cmd, &cmd->p.args[1], &to) < 0)
+		return;
+	size_t len = strlen(to);
+	while (len > 1 && to[len - 1] == '/')
+		to[--len] = '\0';
+	if (strcmp(to, "INBOX") == 0) {
+		imap_tagged(cmd, "NO", "[ALREADYEXISTS] INBOX always exists");
+		return;
+	}
+	int rc = storage_rename(cmd->s->sv->storage, cmd->s->user, from, to);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, rc == ROOST_EEXISTS ? "Target mailbox already exists"
+		    : "Mailbox does not exist");
+		return;
+	}
+	imap_tagged(cmd, "OK", "RENAME completed");
+}
+
+static void
+do_subscribe(struct imap_cmd *cmd, bool on)
+{
+	char *name;
+
+	if (!one_mailbox(cmd, &name))
+		return;
+	int rc = storage_subscribe(cmd->s->sv->storage, cmd->s->user, name, on);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, NULL);
+		return;
+	}
+	imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
+}
+
+void
+cmd_subscribe(struct imap_cmd *cmd)
+{
+	do_subscribe(cmd, true);
+}
+
+void
+cmd_unsubscribe(struct imap_cmd *cmd)
+{
+	do_subscribe(cmd, false);
+}
+
+/* ------------------------------------------------------------------ */
+/* STATUS                                                              */
+
+enum {
+	ST_MESSAGES = 1 << 0, ST_RECENT = 1 << 1, ST_UIDNEXT = 1 << 2, ST_UIDVALIDITY = 1 << 3,
+	ST_UNSEEN = 1 << 4, ST_SIZE = 1 << 5,
+};
+
+static int
+parse_status_items(const struct imap_arg *l, unsigned *items_r)
+{
+	static const char *const names[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
+		"UNSEEN", "SIZE" };
+	unsigned items = 0;
+
+	if (l->type != ARG_LIST || l->n == 0)
+		return ROOST_EINVAL;
+	for (size_t i = 0; i < l->n; i++) {
+		unsigned k;
+		for (k = 0; k < 6; k++)
+			if (imap_arg_atom_eq(&l->list[i], names[k]))
+				break;
+		if (k == 6)
+			return ROOST_EINVAL;
+		items |= 1u << k;
+	}
+	*items_r = items;
+	return 0;
+}
+
+static int
+write_status(struct imap_session *s, const char *name, unsigned items)
+{
+	struct mailbox_status st;
+	struct buf b = BUF_INIT(0);
+	int rc = storage_status(s->sv->storage, s->user, name, &st);
+
+	if (rc < 0)
+		return rc;
+	if (items & ST_MESSAGES)
+		buf_printf(&b, " MESSAGES %u", st.messages);
+	if (items & ST_RECENT)
+		buf_printf(&b, " RECENT %u", st.recent);
+	if (items & ST_UIDNEXT)
+		buf_printf(&b, " UIDNEXT %u", st.uidnext);
+	if (items & ST_UIDVALIDITY)
+		buf_printf(&b, " UIDVALIDITY %u", st.uidvalidity);
+	if (items & ST_UNSEEN)
+		buf_printf(&b, " UNSEEN %u", st.unseen);
+	if (items & ST_SIZE)
+		buf_printf(&b, " SIZE %llu", (unsigned long long)st.size);
+	conn_write_str(s->c, "* STATUS ");
+	imap_write_mailbox(s->c, name);
+	conn_printf(s->c, " (%s)\r\n", b.len > 0 ? buf_cstr(&b) + 1 : "");
+	buf_free(&b);
+	return 0;
+}
+
+void
+cmd_status(struct imap_cmd *cmd)
+{
+	char *name;
+	unsigned items;
+
+	if (cmd->p.n != 2 || parse_status_items(&cmd->p.args[1], &items) < 0) {
+		imap_bad(cmd, "Usage: STATUS mailbox (items)");
+		return;
+	}
+	if (imap_mailbox_arg(cmd, &cmd->p.args[0], &name) < 0)
+		return;
+	int rc = write_status(cmd->s, name, items);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, "Mailbox does not exist");
+		return;
+	}
+	imap_tagged(cmd, "OK", "STATUS completed");
+}
+
+/* ------------------------------------------------------------------ */
+/* LIST / LSUB                                                         */
+
+/* IMAP wildcard match: '*' anything, '%' anything but the separator. */
+static bool
+wild_match(const char *pat, const char *name)
+{
+	while (*pat) {
+		if (*pat == '*' || *pat == '%') {
+			bool star = *pat == '*';
+			while (*pat == '*' || *pat == '%') {
+				star |= *pat == '*';
+				pat++;
+			}
+			if (*pat == '\0')
+				return star || strchr(name, '/') == NULL;
+			for (const char *n = name; *n; n++) {
+				if (wild_match(pat, n))
+					return true;
+				if (!star && *n == '/')
+					return false;
+			}
+			return false;
+		}
+		if (*name == '\0' || *pat != *name)
+			return false;
+		pat++;
+		name++;
+	}
+	return *name == '\0';
+}
+
+/* Could some child of name match pat (for RECURSIVEMATCH / LSUB '%')? */
+static bool
+pattern_matches(const char *pat, const char *name)
+{
+	/* INBOX is case-insensitive, in the pattern as in names. */
+	if (strncasecmp(pat, "INBOX", 5) == 0 && (pat[5] == '\0' || pat[5] == '/')
+	    && strncmp(name, "INBOX", 5) == 0) {
+		return wild_match(pat + 5, name + 5);
+	}
+	return wild_match(pat, name);
+}
+
+enum {
+	SEL_SUBSCRIBED = 1 << 0, SEL_RECURSIVE = 1 << 1, SEL_SPECIAL = 1 << 2,
+	RET_SUBSCRIBED = 1 << 3, RET_CHILDREN = 1 << 4, RET_SPECIAL = 1 << 5, RET_STATUS = 1 << 6,
+};
+
+static void
+attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} map[] = {
+		{ MBOX_NOSELECT, "\\Noselect" }, { MBOX_NONEXISTENT, "\\NonExistent" },
+		{ MBOX_HASCHILDREN, "\\HasChildren" }, { MBOX_HASNOCHILDREN, "\\HasNoChildren" },
+		{ MBOX_SUBSCRIBED, "\\Subscribed" }, { MBOX_DRAFTS, "\\Drafts" },
+		{ MBOX_SENT, "\\Sent" }, { MBOX_TRASH, "\\Trash" }, { MBOX_JUNK, "\\Junk" },
+		{ MBOX_ARCHIVE, "\\Archive" },
+	};
+	bool first = true;
+
+	if (attrs & MBOX_NONEXISTENT)
+		attrs |= MBOX_NOSELECT;
+	if (!(opts & (SEL_SUBSCRIBED | RET_SUBSCRIBED)) || lsub)
+		attrs &= ~MBOX_SUBSCRIBED;
+	if (lsub)
+		attrs &= ~(MBOX_NONEXISTENT | MBOX_SPECIAL_USE_MASK);
+	buf_append_byte(b, '(');
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (!(attrs & map[i].bit))
+			continue;
+		/* \NonExistent implies \Noselect; RFC 5258 says send only the
+		 * former */
+		if (map[i].bit == MBOX_NOSELECT && (attrs & MBOX_NONEXISTENT) && !lsub)
+			continue;
+		if (!first)
+			buf_append_byte(b, ' ');
+		buf_append_str(b, map[i].name);
+		first = false;
+	}
+	buf_append_byte(b, ')');
+}
+
+static void
+do_list(struct imap_cmd *cmd, bool lsub)
+{
+	struct imap_session *s = cmd->s;
+	const struct imap_arg *a = cmd->p.args;
+	size_t n = cmd->p.n, i = 0;
+	unsigned opts = 0, status_items = 0;
+	const char *ref;
+	const struct imap_arg *pats;
+	size_t n_pats;
+
+	if (!lsub && i < n && a[i].type == ARG_LIST) {
+		for (size_t k = 0; k < a[i].n; k++) {
+			const struct imap_arg *o = &a[i].list[k];
+			if (imap_arg_atom_eq(o, "SUBSCRIBED"))
+				opts |= SEL_SUBSCRIBED;
+			else if (imap_arg_atom_eq(o, "RECURSIVEMATCH"))
+				opts |= SEL_RECURSIVE;
+			else if (imap_arg_atom_eq(o, "SPECIAL-USE"))
+				opts |= SEL_SPECIAL;
+			else if (imap_arg_atom_eq(o, "REMOTE"))
+				;
+			else {
+				imap_bad(cmd, "Unknown LIST selection option");
+				return;
+			}
+		}
+		if ((opts & SEL_RECURSIVE) && !(opts & (SEL_SUBSCRIBED))) {
+			imap_bad(cmd, "RECURSIVEMATCH needs another selection option");
+			return;
+		}
+		i++;
+	}
+	if (n - i < 2 || !imap_arg_is_string(&a[i])) {
+		imap_bad(cmd, "Usage: %s reference pattern", cmd->p.name);
+		return;
+	}
+	ref = a[i].str;
+	if (a[i + 1].type == ARG_LIST && !lsub) {
+		pats = a[i + 1].list;
+		n_pats = a[i + 1].n;
+		if (n_pats == 0) {
+			imap_bad(cmd, "Empty pattern list");
+			return;
+		}
+	} else {
+		pats = &a[i + 1];
+		n_pats = 1;
+	}
+	for (size_t k = 0; k < n_pats; k++) {
+		if (!imap_arg_is_string(&pats[k])) {
+			imap_bad(cmd, "Invalid pattern");
+			return;
+		}
+	}
+	i += 2;
+	if (i < n) {
+		if (lsub || n - i != 2 || !imap_arg_atom_eq(&a[i], "RETURN")
+		    || a[i + 1].type != ARG_LIST) {
+			imap_bad(cmd, "Invalid LIST arguments");
+			return;
+		}
+		const struct imap_arg *r = &a[i + 1];
+		for (size_t k = 0; k < r->n; k++) {
+			const struct imap_arg *o = &r->list[k];
+			if (imap_arg_atom_eq(o, "SUBSCRIBED"))
+				opts |= RET_SUBSCRIBED;
+			else if (imap_arg_atom_eq(o, "CHILDREN"))
+				opts |= RET_CHILDREN;
+			else if (imap_arg_atom_eq(o, "SPECIAL-USE"))
+				opts |= RET_SPECIAL;
+			else if (imap_arg_atom_eq(o, "STATUS") && k + 1 < r->n
+			    && parse_status_items(&r->list[k + 1], &status_items) == 0) {
+				opts |= RET_STATUS;
+				k++;
+			} else {
+				imap_bad(cmd, "Unknown LIST return option");
+				return;
+			}
+		}
+	}
+
+	/* LIST "" "": the hierarchy delimiter. */
+	if (n_pats == 1 && pats[0].len == 0 && !lsub) {
+		imap_untagged(s, "LIST (\\Noselect) \"/\" \"\"");
+		imap_tagged(cmd, "OK", "LIST completed");
+		return;
+	}
+
+	struct mailbox_info *list = NULL;
+	size_t n_list = 0;
+	int rc = storage_list(s->sv->storage, s->user, &list, &n_list);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, NULL);
+		return;
+	}
+	char **dpats = arena_alloc(&cmd->arena, n_pats * sizeof(char *));
+	for (size_t k = 0; k < n_pats; k++) {
+		struct buf pb = BUF_INIT(0), db = BUF_INIT(0);
+		buf_append_str(&pb, ref);
+		if (pats[k].len > 0 && pats[k].str[0] == '/' && pb.len > 0
+		    && pb.data[pb.len - 1] == '/')
+			buf_truncate(&pb, pb.len - 1);
+		buf_append(&pb, pats[k].str, pats[k].len);
+		if (mutf7_decode(buf_cstr(&pb), pb.len, &db) < 0) {
+			buf_reset(&db);
+			buf_append(&db, pb.data, pb.len);
+		}
+		dpats[k] = arena_strndup(&cmd->arena, buf_cstr(&db), db.len);
+		buf_free(&pb);
+		buf_free(&db);
+	}
+
+	bool *done = xcalloc(n_list ? n_list : 1, sizeof(bool));
+	for (size_t m = 0; m < n_list; m++) {
+		const struct mailbox_info *mi = &list[m];
+		unsigned attrs = mi->attrs;
+		bool match = false, child_info = false;
+
+		for (size_t k = 0; k < n_pats && !match; k++)
+			match = pattern_matches(dpats[k], mi->name);
+		bool subscribed_sel = lsub || (opts & SEL_SUBSCRIBED);
+		if (subscribed_sel && !(attrs & MBOX_SUBSCRIBED)) {
+			/* A parent of subscribed children: LSUB "%" lists it
+			 * \Noselect; RECURSIVEMATCH gives CHILDINFO. */
+			if (!match)
+				continue;
+			size_t nl = strlen(mi->name);
+			bool has_sub_child = false;
+			for (size_t q = 0; q < n_list; q++)
+				if ((list[q].attrs & MBOX_SUBSCRIBED)
+				    && strncmp(list[q].name, mi->name, nl) == 0
+				    && list[q].name[nl] == '/')
+					has_sub_child = true;
+			if (!has_sub_child)
+				continue;
+			if (lsub) {
+				bool pct = false;
+				for (size_t k = 0; k < n_pats; k++)
+					pct |= strchr(dpats[k], '%') != NULL;
+				if (!pct)
+					continue;
+				attrs |= MBOX_NOSELECT;
+			} else if (opts & SEL_RECURSIVE) {
+				child_info = true;
+				attrs &= ~MBOX_SUBSCRIBED;
+			} else {
+				continue;
+			}
+		}
+		if (!match)
+			continue;
+		if (!subscribed_sel && (attrs & MBOX_NONEXISTENT))
+			continue;
+		if ((opts & SEL_SPECIAL) && !(attrs & MBOX_SPECIAL_USE_MASK))
+			continue;
+		struct buf b = BUF_INIT(0);
+		attr_string(attrs, opts, lsub, &b);
+		conn_printf(s->c, "* %s %s \"/\" ", lsub ? "LSUB" : "LIST", buf_cstr(&b));
+		buf_free(&b);
+		imap_write_mailbox(s->c, mi->name);
+		if (child_info)
+			conn_write_str(s->c, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+		conn_write_str(s->c, "\r\n");
+		done[m] = true;
+		if ((opts & RET_STATUS) && !(attrs & (MBOX_NOSELECT | MBOX_NONEXISTENT)))
+			write_status(s, mi->name, status_items);
+	}
+	free(done);
+	storage_list_free(list, n_list);
+	imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
+}
+
+void
+cmd_list(struct imap_cmd *cmd)
+{
+	do_list(cmd, false);
+}
+
+void
+cmd_lsub(struct imap_cmd *cmd)
+{
+	do_list(cmd, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* APPEND                                                              */
+
+void
+cmd_append(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	const struct imap_arg *a = cmd->p.args;
+	size_t n = cmd->p.n, i = 1;
+	char *name;
+	uint32_t *uids = NULL;
+	size_t n_uids = 0;
+	uint32_t uidvalidity = 0;
+
+	if (n < 2) {
+		imap_bad(cmd, "Usage: APPEND mailbox [(flags)] [date-time] literal");
+		return;
+	}
+	if (imap_mailbox_arg(cmd, &a[0], &name) < 0)
+		return;
+	/* Check every message's syntax before storing any. */
+	size_t n_msgs = 0;
+	for (size_t k = 1; k < n;) {
+		if (a[k].type == ARG_LIST)
+			k++;
+		if (k < n && a[k].type == ARG_QUOTED)
+			k++;
+		if (k >= n || a[k].type != ARG_LITERAL) {
+			imap_bad(cmd, "Usage: APPEND mailbox [(flags)] [date-time] literal");
+			return;
+		}
+		k++;
+		n_msgs++;
+	}
+	uids = arena_alloc(&cmd->arena, n_msgs * sizeof(*uids));
+	while (i < n) {
+		struct msg_input in;
+		memset(&in, 0, sizeof(in));
+		in.fd = -1;
+		if (a[i].type == ARG_LIST) {
+			int rc = imap_parse_flags(cmd, a[i].list, a[i].n, &in.flags,
+			    (const char ***)&in.keywords, &in.n_keywords);
+			if (rc < 0) {
+				imap_bad(cmd, "Invalid flags");
+				return;
+			}
+			i++;
+		}
+		if (a[i].type == ARG_QUOTED) {
+			if (imap_parse_datetime(a[i].str, &in.internal_date) < 0) {
+				imap_bad(cmd, "Invalid date-time");
+				return;
+			}
+			i++;
+		}
+		in.data = a[i].raw;
+		in.len = a[i].len;
+		i++;
+		if (in.len == 0) {
+			imap_tagged(cmd, "NO", "Cannot append an empty message");
+			return;
+		}
+		if (in.len > s->sv->cfg->imap_max_literal) {
+			imap_tagged(cmd, "NO", "[TOOBIG] Message too big");
+			return;
+		}
+		uint32_t uv, uid;
+		int rc = storage_append(s->sv->storage, s->user, name, &in, &uv, &uid);
+		if (rc == ROOST_ENOTFOUND) {
+			imap_tagged(cmd, "NO", "[TRYCREATE] Mailbox does not exist");
+			return;
+		}
+		if (rc < 0) {
+			imap_reply_error(cmd, rc, NULL);
+			return;
+		}
+		if (n_uids > 0 && uv != uidvalidity)
+			n_uids = 0;	/* UIDVALIDITY changed midway: report the last */
+		uidvalidity = uv;
+		uids[n_uids++] = uid;
+	}
+	struct buf b = BUF_INIT(0);
+	seqset_format(uids, n_uids, &b);
+	imap_tagged(cmd, "OK", "[APPENDUID %u %s] APPEND completed", uidvalidity, buf_cstr(&b));
+	buf_free(&b);
+}
+
+/* ------------------------------------------------------------------ */
+/* CHECK / CLOSE / UNSELECT / EXPUNGE                                 */
+
+void
+cmd_check(struct imap_cmd *cmd)
+{
+	cmd_noop(cmd);
+}
+
+static int
+expunge_deleted(struct imap_session *s, const uint32_t *only_idx, size_t n_only)
+{
+	struct imap_view *v = &s->view;
+	uint32_t *uids = xcalloc(v->n ? v->n : 1, sizeof(*uids));
+	size_t n = 0;
+	int rc = 0;
+
+	if (only_idx != NULL) {
+		for (size_t i = 0; i < n_only; i++) {
+			const struct view_msg *m = &v->msgs[only_idx[i]];
+			if ((m->rec.flags & MSG_DELETED) && !m->expunged)
+				uids[n++] = m->rec.uid;
+		}
+	} else {
+		for (size_t i = 0; i < v->n; i++)
+			if ((v->msgs[i].rec.flags & MSG_DELETED) && !v->msgs[i].expunged)
+				uids[n++] = v->msgs[i].rec.uid;
+	}
+	if (n > 0)
+		rc = mailbox_expunge(v->mb, uids, n);
+	free(uids);
+	return rc;
+}
+
+void
+cmd_close(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "CLOSE takes no arguments");
+		return;
+	}
+	if (!s->view.readonly) {
+		/* Fresh flags first: another session may have set \Deleted. */
+		struct msg_record *recs = NULL;
+		size_t n = 0;
+		uint64_t ms;
+		if (mailbox_records(s->view.mb, &recs, &n, &ms) == 0) {
+			uint32_t *uids = xcalloc(n ? n : 1, sizeof(*uids));
+			size_t k = 0;
+			for (size_t i = 0; i < n; i++)
+				if (recs[i].flags & MSG_DELETED)
+					uids[k++] = recs[i].uid;
+			if (k > 0)
+				(void)mailbox_expunge(s->view.mb, uids, k);
+			free(uids);
+			free(recs);
+		}
+	}
+	view_close(s);
+	imap_enter_state(s, IMAP_STATE_AUTH);
+	imap_tagged(cmd, "OK", "CLOSE completed");
+}
+
+void
+cmd_unselect(struct imap_cmd *cmd)
+{
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "UNSELECT takes no arguments");
+		return;
+	}
+	view_close(cmd->s);
+	imap_enter_state(cmd->s, IMAP_STATE_AUTH);
+	imap_tagged(cmd, "OK", "UNSELECT completed");
+}
+
+void
+cmd_expunge(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	uint32_t *idx = NULL;
+	size_t n_idx = 0;
+	int rc;
+
+	if (cmd->uid ? cmd->p.n != 1 || cmd->p.args[0].type != ARG_ATOM : cmd->p.n != 0) {
+		imap_bad(cmd, cmd->uid ? "Usage: UID EXPUNGE uid-set" : "EXPUNGE takes no arguments");
+		return;
+	}
+	if (s->view.readonly) {
+		imap_tagged(cmd, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	view_sync(s, true);
+	if (cmd->uid) {
+		rc = view_resolve_set(cmd, cmd->p.args[0].str, true, &idx, &n_idx);
+		if (rc < 0) {
+			imap_bad(cmd, "Invalid UID set");
+			return;
+		}
+		rc = expunge_deleted(s, idx, n_idx);
+	} else {
+		rc = expunge_deleted(s, NULL, 0);
+	}
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, NULL);
+		return;
+	}
+	imap_tagged(cmd, "OK", "EXPUNGE completed");
+}

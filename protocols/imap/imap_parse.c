@@ -1,0 +1,1046 @@
+/*
+ * IMAP syntax: the framer (loop side: one complete command = line plus its
+ * literals), the argument parser (worker side, over a framed command),
+ * sequence sets, modified UTF-7 and the date formats.
+ *
+ * Bounds: a line segment and a non-APPEND command are bounded by the
+ * connection's line limit (8 KiB before login, 64 KiB after); an APPEND
+ * literal by imap_max_literal and the whole APPEND by that plus a line.
+ * A refused command is still consumed to its end (its non-synchronizing
+ * literals included), so the stream never loses sync.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "roost/error.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+/* ------------------------------------------------------------------ */
+/* Arena                                                               */
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, size;
+	_Alignas(16) uint8_t data[];
+};
+
+#define ARENA_CHUNK 8192
+
+void
+arena_init(struct arena *a)
+{
+	a->head = NULL;
+}
+
+void *
+arena_alloc(struct arena *a, size_t n)
+{
+	struct arena_chunk *ch = a->head;
+	size_t need = (n + 15) & ~(size_t)15;
+
+	if (need < n)
+		abort();
+	if (ch == NULL || ch->size - ch->used < need) {
+		size_t size = need > ARENA_CHUNK ? need : ARENA_CHUNK;
+
+		ch = xmalloc(sizeof(*ch) + size);
+		ch->used = 0;
+		ch->size = size;
+		ch->next = a->head;
+		a->head = ch;
+	}
+	void *p = ch->data + ch->used;
+	ch->used += need;
+	memset(p, 0, n);
+	return p;
+}
+
+char *
+arena_strndup(struct arena *a, const void *p, size_t n)
+{
+	char *s = arena_alloc(a, n + 1);
+
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+void
+arena_free(struct arena *a)
+{
+	struct arena_chunk *ch = a->head;
+
+	while (ch != NULL) {
+		struct arena_chunk *next = ch->next;
+		free(ch);
+		ch = next;
+	}
+	a->head = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Framer                                                              */
+
+void
+imap_framer_reset(struct imap_framer *fr)
+{
+	memset(fr, 0, sizeof(*fr));
+}
+
+/* If the line in[start..lf] (lf at '\n') ends with {n} or {n+}, return true
+ * with the size and whether it is synchronizing. */
+static bool
+literal_marker(const uint8_t *in, size_t start, size_t lf, uint64_t *n_r, bool *sync_r,
+    bool *overflow_r)
+{
+	size_t e = lf;
+
+	*overflow_r = false;
+	if (e > start && in[e - 1] == '\r')
+		e--;
+	if (e <= start || in[e - 1] != '}')
+		return false;
+	e--;
+	*sync_r = true;
+	if (e > start && in[e - 1] == '+') {
+		*sync_r = false;
+		e--;
+	}
+	size_t d = e;
+	while (d > start && in[d - 1] >= '0' && in[d - 1] <= '9')
+		d--;
+	if (d == e || d == start || in[d - 1] != '{')
+		return false;
+	if (e - d > IMAP_MAX_LITERAL_DIGITS) {
+		*overflow_r = true;
+		*n_r = UINT64_MAX;
+		return true;
+	}
+	uint64_t v = 0;
+	for (size_t i = d; i < e; i++)
+		v = v * 10 + (uint64_t)(in[i] - '0');
+	*n_r = v;
+	return true;
+}
+
+/* Tag and command name of the first line, for replies and the APPEND
+ * bound. */
+static void
+learn_kind(struct imap_framer *fr, const uint8_t *in, size_t lf)
+{
+	size_t i = 0, t = 0;
+
+	while (i < lf && in[i] != ' ' && in[i] != '\r' && t < IMAP_MAX_TAG)
+		fr->tag[t++] = (char)in[i++];
+	fr->tag[t] = '\0';
+	if (i < lf && in[i] != ' ') {	/* tag too long */
+		strcpy(fr->tag, "*");
+		while (i < lf && in[i] != ' ')
+			i++;
+	}
+	if (t == 0)
+		strcpy(fr->tag, "*");
+	if (i < lf)
+		i++;
+	size_t ns = i;
+	while (i < lf && in[i] != ' ' && in[i] != '\r')
+		i++;
+	if (i - ns == 3 && strncasecmp((const char *)in + ns, "UID", 3) == 0 && i < lf) {
+		ns = ++i;
+		while (i < lf && in[i] != ' ' && in[i] != '\r')
+			i++;
+	}
+	fr->is_append = i - ns == 6 && strncasecmp((const char *)in + ns, "APPEND", 6) == 0;
+	fr->kind_known = true;
+}
+
+static void
+refuse(struct imap_framer *fr, struct imap_frame_env *env, const char *status, const char *text)
+{
+	char line[IMAP_MAX_TAG + 128];
+
+	snprintf(line, sizeof(line), "%s %s %s\r\n", fr->tag[0] ? fr->tag : "*", status, text);
+	env->write(env->arg, line);
+	env->bad++;
+	fr->skipping = true;
+	fr->skip_lit = 0;
+}
+
+enum imap_frame_res
+imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in, size_t len,
+    size_t *used_r)
+{
+	for (;;) {
+		if (fr->skipping) {
+			if (fr->skip_lit > 0) {
+				size_t have = len - fr->pos;
+				size_t take = fr->skip_lit < have ? (size_t)fr->skip_lit : have;
+
+				fr->pos += take;
+				fr->skip_lit -= take;
+				if (fr->skip_lit > 0) {
+					if (fr->pos == 0)
+						return IMAP_FRAME_AGAIN;
+					*used_r = fr->pos;
+					fr->pos = fr->line_start = 0;
+					return IMAP_FRAME_DISCARD;
+				}
+				fr->line_start = fr->pos;
+			}
+			const uint8_t *lf = memchr(in + fr->pos, '\n', len - fr->pos);
+			if (lf == NULL) {
+				if (len == 0)
+					return IMAP_FRAME_AGAIN;
+				*used_r = len;
+				fr->pos = fr->line_start = 0;
+				return IMAP_FRAME_DISCARD;
+			}
+			size_t i = (size_t)(lf - in);
+			uint64_t n;
+			bool sync, ovf;
+			if (env->mode == FRAMER_COMMAND
+			    && literal_marker(in, fr->line_start, i, &n, &sync, &ovf) && !sync
+			    && !ovf) {
+				/* A non-synchronizing literal follows: drop it too. */
+				fr->skip_lit = n;
+				fr->pos = fr->line_start = i + 1;
+				continue;
+			}
+			/* End of the refused command (a synchronizing literal
+			 * is never sent: the client got our tagged reply). */
+			*used_r = i + 1;
+			imap_framer_reset(fr);
+			return IMAP_FRAME_DISCARD;
+		}
+
+		if (fr->in_literal) {
+			if (len < fr->lit_end)
+				return IMAP_FRAME_AGAIN;
+			fr->in_literal = false;
+			fr->pos = fr->line_start = fr->lit_end;
+		}
+
+		const uint8_t *lf = memchr(in + fr->pos, '\n', len - fr->pos);
+		if (lf == NULL) {
+			if (len - fr->line_start > env->max_line) {
+				if (!fr->kind_known)
+					learn_kind(fr, in, len);
+				refuse(fr, env, "BAD", "[TOOBIG] Command line too long");
+				fr->pos = fr->line_start;
+				continue;
+			}
+			fr->pos = len;
+			return IMAP_FRAME_AGAIN;
+		}
+		size_t i = (size_t)(lf - in);
+		if (!fr->kind_known)
+			learn_kind(fr, in, i);
+		if (i - fr->line_start > env->max_line) {
+			refuse(fr, env, "BAD", "[TOOBIG] Command line too long");
+			fr->pos = fr->line_start;
+			continue;
+		}
+		if (env->mode == FRAMER_LINE) {
+			*used_r = i + 1;
+			imap_framer_reset(fr);
+			return IMAP_FRAME_COMMAND;
+		}
+		uint64_t n;
+		bool sync, ovf;
+		if (!literal_marker(in, fr->line_start, i, &n, &sync, &ovf)) {
+			*used_r = i + 1;
+			imap_framer_reset(fr);
+			return IMAP_FRAME_COMMAND;
+		}
+		bool append = fr->is_append && env->authenticated;
+		uint64_t total_max = append ? env->max_literal + env->max_line : env->max_line;
+		uint64_t lit_max = append ? env->max_literal : env->max_line;
+		if (ovf || n > lit_max || n > total_max - (i + 1) || i + 1 > total_max) {
+			if (sync)
+				refuse(fr, env, "NO", "[TOOBIG] Literal too big");
+			else
+				refuse(fr, env, "BAD", "[TOOBIG] Literal too big");
+			if (ovf) {
+				/* Cannot tell where it ends: drop the line only. */
+				*used_r = i + 1;
+				imap_framer_reset(fr);
+				return IMAP_FRAME_DISCARD;
+			}
+			fr->pos = fr->line_start;
+			continue;
+		}
+		fr->in_literal = true;
+		fr->lit_end = i + 1 + (size_t)n;
+		fr->pos = fr->line_start = i + 1;
+		if (fr->lit_end + env->max_line > env->max_line * 2 && env->raise_input != NULL)
+			env->raise_input(env->arg, fr->lit_end + env->max_line);
+		if (sync)
+			env->write(env->arg, "+ Ready for literal data\r\n");
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Arguments                                                           */
+
+struct pstate {
+	struct arena *a;
+	const uint8_t *p, *end;
+	size_t count;
+	const char *err;
+	int rc;
+};
+
+static bool
+is_atom_char(uint8_t c)
+{
+	if (c <= 0x20 || c >= 0x7f)
+		return false;
+	switch (c) {
+	case '(': case ')': case '{': case '"': case '\\': case '%': case '*': case ']':
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* Atom as the command arguments use it: astring chars plus list wildcards
+ * and ']' (resp-specials), with "[...]" sections (FETCH BODY[HEADER.FIELDS
+ * (A B)]) kept whole. */
+static bool
+is_arg_atom_char(uint8_t c)
+{
+	return is_atom_char(c) || c == '%' || c == '*' || c == ']' || c == '\\';
+}
+
+static int
+perr(struct pstate *ps, const char *why)
+{
+	if (ps->err == NULL) {
+		ps->err = why;
+		ps->rc = ROOST_EINVAL;
+	}
+	return -1;
+}
+
+static bool
+at_eol(const struct pstate *ps)
+{
+	return ps->p >= ps->end || *ps->p == '\r' || *ps->p == '\n';
+}
+
+static int parse_list_items(struct pstate *ps, struct imap_arg **items_r, size_t *n_r,
+    unsigned depth, bool top);
+
+static int
+parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
+{
+	const uint8_t *p = ps->p;
+
+	if (++ps->count > IMAP_MAX_ARGS) {
+		ps->rc = ROOST_ETOOBIG;
+		ps->err = "[TOOBIG] Too many arguments";
+		return -1;
+	}
+	if (*p == '(') {
+		if (depth >= IMAP_MAX_DEPTH) {
+			ps->rc = ROOST_ETOOBIG;
+			ps->err = "[TOOBIG] Nesting too deep";
+			return -1;
+		}
+		ps->p++;
+		arg->type = ARG_LIST;
+		if (parse_list_items(ps, &arg->list, &arg->n, depth + 1, false) < 0)
+			return -1;
+		if (ps->p >= ps->end || *ps->p != ')')
+			return perr(ps, "Missing ')'");
+		ps->p++;
+		return 0;
+	}
+	if (*p == '"') {
+		char *out = arena_alloc(ps->a, (size_t)(ps->end - p));
+		size_t o = 0;
+
+		p++;
+		for (;;) {
+			if (p >= ps->end || *p == '\r' || *p == '\n')
+				return perr(ps, "Unterminated quoted string");
+			if (*p == '"')
+				break;
+			if (*p == '\\') {
+				p++;
+				if (p >= ps->end || (*p != '"' && *p != '\\'))
+					return perr(ps, "Invalid escape in quoted string");
+			}
+			if (*p == '\0')
+				return perr(ps, "NUL in quoted string");
+			out[o++] = (char)*p++;
+		}
+		out[o] = '\0';
+		ps->p = p + 1;
+		arg->type = ARG_QUOTED;
+		arg->str = out;
+		arg->len = o;
+		arg->raw = (const uint8_t *)out;
+		return 0;
+	}
+	if (*p == '{' || (*p == '~' && p + 1 < ps->end && p[1] == '{')) {
+		uint64_t n = 0;
+		size_t digits = 0;
+
+		if (*p == '~')
+			p++;
+		p++;
+		while (p < ps->end && *p >= '0' && *p <= '9') {
+			if (++digits > IMAP_MAX_LITERAL_DIGITS)
+				return perr(ps, "Literal size too long");
+			n = n * 10 + (uint64_t)(*p++ - '0');
+		}
+		if (digits == 0)
+			return perr(ps, "Invalid literal");
+		if (p < ps->end && *p == '+')
+			p++;
+		if (p >= ps->end || *p != '}')
+			return perr(ps, "Invalid literal");
+		p++;
+		if (p < ps->end && *p == '\r')
+			p++;
+		if (p >= ps->end || *p != '\n')
+			return perr(ps, "Literal must end the line");
+		p++;
+		if ((uint64_t)(ps->end - p) < n)
+			return perr(ps, "Literal truncated");
+		arg->type = ARG_LITERAL;
+		arg->raw = p;
+		arg->len = (size_t)n;
+		if (memchr(p, '\0', (size_t)n) == NULL)
+			arg->str = arena_strndup(ps->a, p, (size_t)n);
+		ps->p = p + n;
+		return 0;
+	}
+	/* atom */
+	const uint8_t *s = p;
+	while (p < ps->end) {
+		if (*p == '[') {
+			const uint8_t *q = p + 1;
+			while (q < ps->end && *q != ']' && *q != '\r' && *q != '\n')
+				q++;
+			if (q < ps->end && *q == ']') {
+				p = q + 1;
+				continue;
+			}
+			p++;
+			continue;
+		}
+		if (!is_arg_atom_char(*p))
+			break;
+		p++;
+	}
+	if (p == s) {
+		if (*p >= 0x80)
+			return perr(ps, "8-bit characters need a quoted string or literal");
+		return perr(ps, "Unexpected character");
+	}
+	arg->type = ARG_ATOM;
+	arg->len = (size_t)(p - s);
+	arg->str = arena_strndup(ps->a, s, arg->len);
+	arg->raw = (const uint8_t *)arg->str;
+	if (arg->len == 3 && strcasecmp(arg->str, "NIL") == 0)
+		arg->type = ARG_NIL;
+	ps->p = p;
+	return 0;
+}
+
+static int
+parse_list_items(struct pstate *ps, struct imap_arg **items_r, size_t *n_r, unsigned depth,
+    bool top)
+{
+	size_t n = 0, cap = 0;
+	struct imap_arg *items = NULL;
+
+	for (;;) {
+		if (top) {
+			if (at_eol(ps))
+				break;
+		} else {
+			if (ps->p >= ps->end || *ps->p == '\r' || *ps->p == '\n')
+				return perr(ps, "Missing ')'");
+			if (*ps->p == ')')
+				break;
+		}
+		if (n > 0) {
+			if (*ps->p != ' ')
+				return perr(ps, "Missing space between arguments");
+			ps->p++;
+			if (!top && ps->p < ps->end && *ps->p == ')')
+				return perr(ps, "Space before ')'");
+			if (at_eol(ps))
+				return perr(ps, "Trailing space");
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			struct imap_arg *ni = arena_alloc(ps->a, ncap * sizeof(*ni));
+			if (n > 0)
+				memcpy(ni, items, n * sizeof(*ni));
+			items = ni;
+			cap = ncap;
+		}
+		if (parse_one(ps, &items[n], depth) < 0)
+			return -1;
+		n++;
+	}
+	*items_r = items;
+	*n_r = n;
+	return 0;
+}
+
+static bool
+is_tag_char(uint8_t c)
+{
+	return is_atom_char(c) && c != '+';
+}
+
+int
+imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap_parsed *p,
+    const char **err_r)
+{
+	struct pstate ps = { .a = a, .p = data, .end = data + len };
+	const uint8_t *q = data;
+
+	memset(p, 0, sizeof(*p));
+	*err_r = NULL;
+	while (q < ps.end && is_tag_char(*q))
+		q++;
+	if (q == data || q - data > IMAP_MAX_TAG || q >= ps.end || *q != ' ') {
+		*err_r = "Invalid tag";
+		if (q > data && q - data <= IMAP_MAX_TAG && (q >= ps.end || *q == '\r' || *q == '\n'))
+			p->tag = arena_strndup(a, data, (size_t)(q - data));
+		if (p->tag != NULL)
+			*err_r = "Missing command";
+		return ROOST_EINVAL;
+	}
+	p->tag = arena_strndup(a, data, (size_t)(q - data));
+	ps.p = ++q;
+	while (q < ps.end && is_atom_char(*q))
+		q++;
+	if (q == ps.p) {
+		*err_r = "Missing command";
+		return ROOST_EINVAL;
+	}
+	char *name = arena_strndup(a, ps.p, (size_t)(q - ps.p));
+	for (char *c = name; *c; c++)
+		*c = (char)toupper((unsigned char)*c);
+	ps.p = q;
+	if (strcmp(name, "UID") == 0) {
+		if (ps.p >= ps.end || *ps.p != ' ') {
+			*err_r = "Missing command after UID";
+			return ROOST_EINVAL;
+		}
+		q = ++ps.p;
+		while (q < ps.end && is_atom_char(*q))
+			q++;
+		if (q == ps.p) {
+			*err_r = "Missing command after UID";
+			return ROOST_EINVAL;
+		}
+		name = arena_strndup(a, ps.p, (size_t)(q - ps.p));
+		for (char *c = name; *c; c++)
+			*c = (char)toupper((unsigned char)*c);
+		ps.p = q;
+		p->uid = true;
+	}
+	p->name = name;
+	if (!at_eol(&ps)) {
+		if (*ps.p != ' ') {
+			*err_r = "Unexpected character after command";
+			return ROOST_EINVAL;
+		}
+		ps.p++;
+		if (at_eol(&ps)) {
+			*err_r = "Trailing space";
+			return ROOST_EINVAL;
+		}
+	}
+	if (parse_list_items(&ps, &p->args, &p->n, 0, true) < 0) {
+		*err_r = ps.err;
+		return ps.rc;
+	}
+	/* the line end: CRLF (or a bare LF) and nothing after */
+	if (ps.p < ps.end && *ps.p == '\r')
+		ps.p++;
+	if (ps.p < ps.end && *ps.p == '\n')
+		ps.p++;
+	if (ps.p != ps.end) {
+		*err_r = "Garbage after command";
+		return ROOST_EINVAL;
+	}
+	return 0;
+}
+
+bool
+imap_arg_is_string(const struct imap_arg *a)
+{
+	return (a->type == ARG_ATOM || a->type == ARG_QUOTED || a->type == ARG_LITERAL)
+	    && a->str != NULL;
+}
+
+bool
+imap_arg_is_astring(const struct imap_arg *a)
+{
+	return imap_arg_is_string(a) || (a->type == ARG_NIL);
+}
+
+bool
+imap_arg_atom_eq(const struct imap_arg *a, const char *word)
+{
+	return (a->type == ARG_ATOM || a->type == ARG_NIL) && strcasecmp(a->str, word) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sequence sets                                                       */
+
+static int
+seq_number(const char **pp, uint32_t *v_r)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+
+	if (*p == '*') {
+		*v_r = SEQ_STAR;
+		*pp = p + 1;
+		return 0;
+	}
+	if (*p < '1' || *p > '9')
+		return ROOST_EINVAL;
+	while (*p >= '0' && *p <= '9') {
+		v = v * 10 + (uint64_t)(*p - '0');
+		if (v >= UINT32_MAX)
+			return ROOST_EINVAL;
+		p++;
+	}
+	*v_r = (uint32_t)v;
+	*pp = p;
+	return 0;
+}
+
+int
+seqset_parse(struct arena *a, const char *text, struct seqset *set_r)
+{
+	size_t n = 1;
+
+	for (const char *p = text; *p; p++)
+		if (*p == ',')
+			n++;
+	set_r->r = arena_alloc(a, n * sizeof(*set_r->r));
+	set_r->n = 0;
+	const char *p = text;
+	for (;;) {
+		uint32_t lo, hi;
+
+		if (seq_number(&p, &lo) < 0)
+			return ROOST_EINVAL;
+		hi = lo;
+		if (*p == ':') {
+			p++;
+			if (seq_number(&p, &hi) < 0)
+				return ROOST_EINVAL;
+		}
+		set_r->r[set_r->n].lo = lo;
+		set_r->r[set_r->n].hi = hi;
+		set_r->n++;
+		if (*p == '\0')
+			return 0;
+		if (*p != ',')
+			return ROOST_EINVAL;
+		p++;
+	}
+}
+
+static int
+range_cmp(const void *a, const void *b)
+{
+	const struct seq_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void
+seqset_resolve(struct seqset *set, uint32_t star)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct seq_range *r = &set->r[i];
+		if (r->lo == SEQ_STAR)
+			r->lo = star;
+		if (r->hi == SEQ_STAR)
+			r->hi = star;
+		if (r->lo > r->hi) {
+			uint32_t t = r->lo;
+			r->lo = r->hi;
+			r->hi = t;
+		}
+	}
+	qsort(set->r, set->n, sizeof(*set->r), range_cmp);
+	size_t o = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		if (o > 0 && (uint64_t)set->r[i].lo <= (uint64_t)set->r[o - 1].hi + 1) {
+			if (set->r[i].hi > set->r[o - 1].hi)
+				set->r[o - 1].hi = set->r[i].hi;
+		} else {
+			set->r[o++] = set->r[i];
+		}
+	}
+	set->n = o;
+}
+
+bool
+seqset_contains(const struct seqset *set, uint32_t v)
+{
+	size_t lo = 0, hi = set->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v < set->r[mid].lo)
+			hi = mid;
+		else if (v > set->r[mid].hi)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+void
+seqset_format(const uint32_t *vals, size_t n, struct buf *out)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t j = i;
+		while (j + 1 < n && vals[j + 1] == vals[j] + 1)
+			j++;
+		if (i > 0)
+			buf_append_byte(out, ',');
+		if (j == i)
+			buf_printf(out, "%u", vals[i]);
+		else
+			buf_printf(out, "%u:%u", vals[i], vals[j]);
+		i = j + 1;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Modified UTF-7                                                      */
+
+static const char b64chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+static int
+b64val(char c)
+{
+	const char *p = c ? strchr(b64chars, c) : NULL;
+
+	return p == NULL ? -1 : (int)(p - b64chars);
+}
+
+static int
+utf8_put(struct buf *out, uint32_t cp)
+{
+	uint8_t b[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		b[0] = (uint8_t)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (uint8_t)(0xc0 | (cp >> 6));
+		b[1] = (uint8_t)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (uint8_t)(0xe0 | (cp >> 12));
+		b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (uint8_t)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		b[0] = (uint8_t)(0xf0 | (cp >> 18));
+		b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (uint8_t)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	return buf_append(out, b, n);
+}
+
+/* One UTF-8 sequence at s[0..len); 0 on error. */
+static size_t
+utf8_get(const uint8_t *s, size_t len, uint32_t *cp_r)
+{
+	uint32_t cp;
+	size_t n;
+
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
+		return 1;
+	} else if ((s[0] & 0xe0) == 0xc0) {
+		cp = s[0] & 0x1f;
+		n = 2;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		cp = s[0] & 0x0f;
+		n = 3;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		cp = s[0] & 0x07;
+		n = 4;
+	} else {
+		return 0;
+	}
+	if (len < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000)
+	    || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*cp_r = cp;
+	return n;
+}
+
+int
+mutf7_decode(const char *in, size_t len, struct buf *out)
+{
+	const uint8_t *s = (const uint8_t *)in;
+	size_t i = 0;
+
+	while (i < len) {
+		if (s[i] >= 0x80) {
+			uint32_t cp;
+			size_t n = utf8_get(s + i, len - i, &cp);
+			if (n == 0)
+				return ROOST_EINVAL;
+			buf_append(out, s + i, n);
+			i += n;
+			continue;
+		}
+		if (s[i] != '&') {
+			if (s[i] < 0x20 || s[i] == 0x7f)
+				return ROOST_EINVAL;
+			buf_append_byte(out, s[i++]);
+			continue;
+		}
+		i++;
+		if (i < len && s[i] == '-') {
+			buf_append_byte(out, '&');
+			i++;
+			continue;
+		}
+		uint32_t bits = 0, nbits = 0, hi_sur = 0;
+		size_t start = i;
+		while (i < len && s[i] != '-') {
+			int v = b64val((char)s[i]);
+			if (v < 0)
+				return ROOST_EINVAL;
+			bits = (bits << 6) | (uint32_t)v;
+			nbits += 6;
+			if (nbits >= 16) {
+				uint32_t u = (bits >> (nbits - 16)) & 0xffff;
+				nbits -= 16;
+				if (u >= 0xd800 && u <= 0xdbff) {
+					if (hi_sur)
+						return ROOST_EINVAL;
+					hi_sur = u;
+				} else if (u >= 0xdc00 && u <= 0xdfff) {
+					if (!hi_sur)
+						return ROOST_EINVAL;
+					utf8_put(out, 0x10000 + ((hi_sur - 0xd800) << 10) + (u - 0xdc00));
+					hi_sur = 0;
+				} else {
+					/* printable ASCII must not be encoded */
+					if (hi_sur || (u >= 0x20 && u < 0x7f))
+						return ROOST_EINVAL;
+					utf8_put(out, u);
+				}
+			}
+			i++;
+		}
+		if (i >= len || i == start || hi_sur || nbits >= 6
+		    || (bits & ((1u << nbits) - 1)) != 0)
+			return ROOST_EINVAL;
+		i++;	/* '-' */
+	}
+	return 0;
+}
+
+static void
+b64_flush(struct buf *out, const uint16_t *u, size_t n)
+{
+	uint32_t bits = 0;
+	unsigned nbits = 0;
+
+	buf_append_byte(out, '&');
+	for (size_t i = 0; i < n; i++) {
+		bits = (bits << 16) | u[i];
+		nbits += 16;
+		while (nbits >= 6) {
+			buf_append_byte(out, (uint8_t)b64chars[(bits >> (nbits - 6)) & 0x3f]);
+			nbits -= 6;
+		}
+	}
+	if (nbits > 0)
+		buf_append_byte(out, (uint8_t)b64chars[(bits << (6 - nbits)) & 0x3f]);
+	buf_append_byte(out, '-');
+}
+
+int
+mutf7_encode(const char *in, size_t len, struct buf *out)
+{
+	const uint8_t *s = (const uint8_t *)in;
+	size_t i = 0;
+	uint16_t *u = NULL;
+	size_t nu = 0, cap = 0;
+	int rc = 0;
+
+	while (i < len) {
+		uint32_t cp;
+		size_t n = utf8_get(s + i, len - i, &cp);
+		if (n == 0) {
+			rc = ROOST_EINVAL;
+			goto done;
+		}
+		i += n;
+		if (cp >= 0x20 && cp < 0x7f) {
+			if (nu > 0) {
+				b64_flush(out, u, nu);
+				nu = 0;
+			}
+			if (cp == '&')
+				buf_append_str(out, "&-");
+			else
+				buf_append_byte(out, (uint8_t)cp);
+			continue;
+		}
+		if (nu + 2 > cap) {
+			cap = cap ? cap * 2 : 16;
+			u = xreallocarray(u, cap, sizeof(*u));
+		}
+		if (cp >= 0x10000) {
+			cp -= 0x10000;
+			u[nu++] = (uint16_t)(0xd800 + (cp >> 10));
+			u[nu++] = (uint16_t)(0xdc00 + (cp & 0x3ff));
+		} else {
+			u[nu++] = (uint16_t)cp;
+		}
+	}
+	if (nu > 0)
+		b64_flush(out, u, nu);
+done:
+	free(u);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dates                                                               */
+
+static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+static int
+parse_dmy(const char **pp, int *y_r, int *m_r, int *d_r)
+{
+	const char *p = *pp;
+	int d = 0, y = 0, m = -1, nd = 0;
+
+	while (*p >= '0' && *p <= '9' && nd < 2) {
+		d = d * 10 + (*p++ - '0');
+		nd++;
+	}
+	if (nd == 0 || *p++ != '-')
+		return ROOST_EINVAL;
+	for (int i = 0; i < 12; i++) {
+		if (strncasecmp(p, months[i], 3) == 0) {
+			m = i + 1;
+			break;
+		}
+	}
+	if (m < 0)
+		return ROOST_EINVAL;
+	p += 3;
+	if (*p++ != '-')
+		return ROOST_EINVAL;
+	for (int i = 0; i < 4; i++) {
+		if (*p < '0' || *p > '9')
+			return ROOST_EINVAL;
+		y = y * 10 + (*p++ - '0');
+	}
+	if (d < 1 || d > 31)
+		return ROOST_EINVAL;
+	*y_r = y;
+	*m_r = m;
+	*d_r = d;
+	*pp = p;
+	return 0;
+}
+
+int
+imap_parse_date(const char *s, int *y_r, int *m_r, int *d_r)
+{
+	const char *p = s;
+
+	if (parse_dmy(&p, y_r, m_r, d_r) < 0 || *p != '\0')
+		return ROOST_EINVAL;
+	return 0;
+}
+
+static int64_t
+days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int
+imap_parse_datetime(const char *s, int64_t *t_r)
+{
+	const char *p = s;
+	int y, m, d, hh, mm, ss, zs, zh;
+
+	if (*p == ' ')
+		p++;
+	if (parse_dmy(&p, &y, &m, &d) < 0 || *p++ != ' ')
+		return ROOST_EINVAL;
+	if (sscanf(p, "%2d:%2d:%2d", &hh, &mm, &ss) != 3 || strlen(p) != 14)
+		return ROOST_EINVAL;
+	if (p[2] != ':' || p[5] != ':' || p[8] != ' ' || (p[9] != '+' && p[9] != '-'))
+		return ROOST_EINVAL;
+	for (int i = 10; i < 14; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return ROOST_EINVAL;
+	if (hh > 23 || mm > 59 || ss > 60)
+		return ROOST_EINVAL;
+	zs = p[9] == '-' ? -1 : 1;
+	zh = (p[10] - '0') * 10 + (p[11] - '0');
+	int zm = (p[12] - '0') * 10 + (p[13] - '0');
+	int64_t t = days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss;
+	t -= zs * (zh * 3600 + zm * 60);
+	*t_r = t;
+	return 0;
+}
+
+void
+imap_format_datetime(int64_t t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	snprintf(out, 32, "%02d-%s-%04d %02d:%02d:%02d +0000", tm.tm_mday, months[tm.tm_mon],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}

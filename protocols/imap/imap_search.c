@@ -1,0 +1,515 @@
+/*
+ * SEARCH and UID SEARCH with every RFC 3501 key, CHARSET UTF-8/US-ASCII,
+ * and ESEARCH (RFC 4731) result options MIN MAX COUNT ALL.
+ *
+ * Keys become a tree; each message is tested against it, cheap record keys
+ * first, and the message is read and parsed only when a header or body key
+ * is reached (at most once per message).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/message.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+enum skind {
+	K_ALL, K_AND, K_OR, K_NOT, K_FLAG, K_UNFLAG, K_KEYWORD, K_UNKEYWORD, K_NEW, K_OLD,
+	K_RECENT, K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_LARGER,
+	K_SMALLER, K_HEADER, K_BODY, K_TEXT, K_UID, K_SEQ,
+};
+
+struct skey {
+	enum skind kind;
+	struct skey **sub;	/* AND: n children; OR: 2; NOT: 1 */
+	size_t n;
+	uint32_t flag;
+	const char *str;	/* keyword, header name */
+	const char *val;	/* search text (UTF-8) */
+	size_t val_len;
+	int64_t day;		/* days since the epoch */
+	uint64_t size;
+	struct seqset set;
+};
+
+struct sparse {
+	struct imap_cmd *cmd;
+	const struct imap_arg *a;
+	size_t n, i;
+	unsigned depth;
+};
+
+static int64_t
+day_of(int64_t t)
+{
+	return t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+}
+
+static int64_t
+day_from_ymd(int y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static const char *
+next_string(struct sparse *sp)
+{
+	if (sp->i >= sp->n || !imap_arg_is_string(&sp->a[sp->i]))
+		return NULL;
+	return sp->a[sp->i++].str;
+}
+
+static struct skey *parse_key(struct sparse *sp);
+
+static struct skey *
+new_key(struct sparse *sp, enum skind k)
+{
+	struct skey *key = arena_alloc(&sp->cmd->arena, sizeof(*key));
+
+	key->kind = k;
+	return key;
+}
+
+static struct skey *
+parse_and(struct sparse *sp, const struct imap_arg *a, size_t n)
+{
+	struct sparse sub = { sp->cmd, a, n, 0, sp->depth + 1 };
+	struct skey *and = new_key(sp, K_AND);
+
+	if (sub.depth > IMAP_MAX_DEPTH || n == 0)
+		return NULL;
+	and->sub = arena_alloc(&sp->cmd->arena, n * sizeof(struct skey *));
+	while (sub.i < sub.n) {
+		struct skey *k = parse_key(&sub);
+		if (k == NULL)
+			return NULL;
+		and->sub[and->n++] = k;
+	}
+	return and;
+}
+
+static struct skey *
+parse_key(struct sparse *sp)
+{
+	static const struct {
+		const char *name;
+		enum skind kind;
+		uint32_t flag;
+	} simple[] = {
+		{ "ALL", K_ALL, 0 }, { "ANSWERED", K_FLAG, MSG_ANSWERED },
+		{ "DELETED", K_FLAG, MSG_DELETED }, { "DRAFT", K_FLAG, MSG_DRAFT },
+		{ "FLAGGED", K_FLAG, MSG_FLAGGED }, { "SEEN", K_FLAG, MSG_SEEN },
+		{ "UNANSWERED", K_UNFLAG, MSG_ANSWERED }, { "UNDELETED", K_UNFLAG, MSG_DELETED },
+		{ "UNDRAFT", K_UNFLAG, MSG_DRAFT }, { "UNFLAGGED", K_UNFLAG, MSG_FLAGGED },
+		{ "UNSEEN", K_UNFLAG, MSG_SEEN }, { "NEW", K_NEW, 0 }, { "OLD", K_OLD, 0 },
+		{ "RECENT", K_RECENT, 0 },
+	};
+	static const struct {
+		const char *name;
+		enum skind kind;
+	} dates[] = {
+		{ "BEFORE", K_BEFORE }, { "ON", K_ON }, { "SINCE", K_SINCE },
+		{ "SENTBEFORE", K_SENTBEFORE }, { "SENTON", K_SENTON }, { "SENTSINCE", K_SENTSINCE },
+	};
+	static const char *const hdrs[] = { "FROM", "TO", "CC", "BCC", "SUBJECT" };
+
+	if (sp->i >= sp->n)
+		return NULL;
+	const struct imap_arg *a = &sp->a[sp->i++];
+	if (a->type == ARG_LIST)
+		return parse_and(sp, a->list, a->n);
+	if (a->type != ARG_ATOM)
+		return NULL;
+	const char *w = a->str;
+	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+		if (strcasecmp(w, simple[i].name) == 0) {
+			struct skey *k = new_key(sp, simple[i].kind);
+			k->flag = simple[i].flag;
+			return k;
+		}
+	}
+	for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
+		if (strcasecmp(w, dates[i].name) == 0) {
+			const char *d = next_string(sp);
+			int y, m, dd;
+			if (d == NULL || imap_parse_date(d, &y, &m, &dd) < 0)
+				return NULL;
+			struct skey *k = new_key(sp, dates[i].kind);
+			k->day = day_from_ymd(y, m, dd);
+			return k;
+		}
+	}
+	for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
+		if (strcasecmp(w, hdrs[i]) == 0) {
+			const char *v = next_string(sp);
+			if (v == NULL)
+				return NULL;
+			struct skey *k = new_key(sp, K_HEADER);
+			k->str = hdrs[i];
+			k->val = v;
+			k->val_len = strlen(v);
+			return k;
+		}
+	}
+	if (strcasecmp(w, "HEADER") == 0) {
+		const char *f = next_string(sp), *v = next_string(sp);
+		if (f == NULL || v == NULL || *f == '\0')
+			return NULL;
+		struct skey *k = new_key(sp, K_HEADER);
+		k->str = f;
+		k->val = v;
+		k->val_len = strlen(v);
+		return k;
+	}
+	if (strcasecmp(w, "BODY") == 0 || strcasecmp(w, "TEXT") == 0) {
+		const char *v = next_string(sp);
+		if (v == NULL)
+			return NULL;
+		struct skey *k = new_key(sp, strcasecmp(w, "BODY") == 0 ? K_BODY : K_TEXT);
+		k->val = v;
+		k->val_len = strlen(v);
+		return k;
+	}
+	if (strcasecmp(w, "KEYWORD") == 0 || strcasecmp(w, "UNKEYWORD") == 0) {
+		const char *v = next_string(sp);
+		if (v == NULL)
+			return NULL;
+		struct skey *k = new_key(sp, strcasecmp(w, "KEYWORD") == 0 ? K_KEYWORD : K_UNKEYWORD);
+		k->str = v;
+		return k;
+	}
+	if (strcasecmp(w, "LARGER") == 0 || strcasecmp(w, "SMALLER") == 0) {
+		const char *v = next_string(sp);
+		char *end;
+		if (v == NULL || *v < '0' || *v > '9')
+			return NULL;
+		unsigned long long n = strtoull(v, &end, 10);
+		if (*end != '\0')
+			return NULL;
+		struct skey *k = new_key(sp, strcasecmp(w, "LARGER") == 0 ? K_LARGER : K_SMALLER);
+		k->size = n;
+		return k;
+	}
+	if (strcasecmp(w, "NOT") == 0) {
+		struct skey *sub = parse_key(sp);
+		if (sub == NULL)
+			return NULL;
+		struct skey *k = new_key(sp, K_NOT);
+		k->sub = arena_alloc(&sp->cmd->arena, sizeof(struct skey *));
+		k->sub[0] = sub;
+		k->n = 1;
+		return k;
+	}
+	if (strcasecmp(w, "OR") == 0) {
+		struct skey *x, *y;
+		if (++sp->depth > IMAP_MAX_DEPTH * 4)
+			return NULL;
+		x = parse_key(sp);
+		y = x != NULL ? parse_key(sp) : NULL;
+		sp->depth--;
+		if (y == NULL)
+			return NULL;
+		struct skey *k = new_key(sp, K_OR);
+		k->sub = arena_alloc(&sp->cmd->arena, 2 * sizeof(struct skey *));
+		k->sub[0] = x;
+		k->sub[1] = y;
+		k->n = 2;
+		return k;
+	}
+	if (strcasecmp(w, "UID") == 0) {
+		const char *v = next_string(sp);
+		struct skey *k = new_key(sp, K_UID);
+		if (v == NULL || seqset_parse(&sp->cmd->arena, v, &k->set) < 0)
+			return NULL;
+		return k;
+	}
+	struct skey *k = new_key(sp, K_SEQ);
+	if (seqset_parse(&sp->cmd->arena, w, &k->set) < 0)
+		return NULL;
+	return k;
+}
+
+/* Resolve '*' in every set of the tree. */
+static void
+resolve_sets(struct skey *k, const struct imap_view *v)
+{
+	if (k->kind == K_UID)
+		seqset_resolve(&k->set, v->n > 0 ? v->msgs[v->n - 1].rec.uid : 0);
+	else if (k->kind == K_SEQ)
+		seqset_resolve(&k->set, (uint32_t)v->n);
+	for (size_t i = 0; i < k->n; i++)
+		resolve_sets(k->sub[i], v);
+}
+
+/* Per-message lazily loaded content. */
+struct sctx {
+	struct imap_session *s;
+	struct imap_view *v;
+	size_t idx;
+	bool loaded, failed;
+	struct msg_view mv;
+	struct message *msg;
+};
+
+static bool
+load(struct sctx *x)
+{
+	if (x->loaded)
+		return !x->failed;
+	x->loaded = true;
+	if (mailbox_read(x->v->mb, x->v->msgs[x->idx].rec.uid, &x->mv) < 0) {
+		x->failed = true;
+		return false;
+	}
+	const struct roost_config *cfg = x->s->sv->cfg;
+	struct message_limits lim = { cfg->mime_max_depth, cfg->mime_max_parts, cfg->max_header_size,
+		cfg->max_header_fields };
+	if (message_parse(x->mv.data, x->mv.len, &lim, &x->msg) < 0) {
+		msg_view_release(&x->mv);
+		x->failed = true;
+		return false;
+	}
+	return true;
+}
+
+static void
+unload(struct sctx *x)
+{
+	if (x->loaded && !x->failed) {
+		message_free(&x->msg);
+		msg_view_release(&x->mv);
+	}
+	x->loaded = x->failed = false;
+}
+
+static int
+keyword_index(const struct imap_view *v, const char *kw)
+{
+	for (size_t i = 0; i < v->n_keywords && i < 64; i++)
+		if (strcasecmp(v->keywords[i], kw) == 0)
+			return (int)i;
+	return -1;
+}
+
+static bool
+sent_day(struct sctx *x, int64_t *day_r)
+{
+	struct buf b = BUF_INIT(0);
+	int64_t t;
+	bool ok = false;
+
+	if (!load(x))
+		return false;
+	if (message_header_get(x->msg, NULL, "Date", false, &b) == 0
+	    && message_parse_date(buf_cstr(&b), b.len, &t) == 0) {
+		*day_r = day_of(t);
+		ok = true;
+	} else {
+		/* RFC 3501: no usable Date: use the internal date. */
+		*day_r = day_of(x->v->msgs[x->idx].rec.internal_date);
+		ok = true;
+	}
+	buf_free(&b);
+	return ok;
+}
+
+static bool
+match(struct sctx *x, const struct skey *k)
+{
+	const struct view_msg *m = &x->v->msgs[x->idx];
+	int64_t d;
+
+	switch (k->kind) {
+	case K_ALL:
+		return true;
+	case K_AND:
+		for (size_t i = 0; i < k->n; i++)
+			if (!match(x, k->sub[i]))
+				return false;
+		return true;
+	case K_OR:
+		return match(x, k->sub[0]) || match(x, k->sub[1]);
+	case K_NOT:
+		return !match(x, k->sub[0]);
+	case K_FLAG:
+		return (m->rec.flags & k->flag) != 0;
+	case K_UNFLAG:
+		return (m->rec.flags & k->flag) == 0;
+	case K_KEYWORD:
+	case K_UNKEYWORD: {
+		int i = keyword_index(x->v, k->str);
+		bool has = i >= 0 && (m->rec.keywords & ((uint64_t)1 << i));
+		return k->kind == K_KEYWORD ? has : !has;
+	}
+	case K_NEW:
+		return m->recent && !(m->rec.flags & MSG_SEEN);
+	case K_OLD:
+		return !m->recent;
+	case K_RECENT:
+		return m->recent;
+	case K_BEFORE:
+		return day_of(m->rec.internal_date) < k->day;
+	case K_ON:
+		return day_of(m->rec.internal_date) == k->day;
+	case K_SINCE:
+		return day_of(m->rec.internal_date) >= k->day;
+	case K_SENTBEFORE:
+		return sent_day(x, &d) && d < k->day;
+	case K_SENTON:
+		return sent_day(x, &d) && d == k->day;
+	case K_SENTSINCE:
+		return sent_day(x, &d) && d >= k->day;
+	case K_LARGER:
+		return m->rec.size > k->size;
+	case K_SMALLER:
+		return m->rec.size < k->size;
+	case K_UID:
+		return seqset_contains(&k->set, m->rec.uid);
+	case K_SEQ:
+		return seqset_contains(&k->set, (uint32_t)x->idx + 1);
+	case K_HEADER: {
+		struct buf b = BUF_INIT(0);
+		bool r = false;
+		if (!load(x))
+			return false;
+		if (message_header_get_all(x->msg, NULL, k->str, true, &b) == 0)
+			r = k->val_len == 0
+			    || message_text_contains(buf_cstr(&b), b.len, k->val, k->val_len);
+		buf_free(&b);
+		return r;
+	}
+	case K_BODY:
+	case K_TEXT: {
+		struct buf b = BUF_INIT(0);
+		bool r = false;
+		if (!load(x))
+			return false;
+		if (k->val_len == 0)
+			return true;
+		if (k->kind == K_TEXT) {
+			const struct message_part *root = message_root(x->msg);
+			message_decode_words((const char *)x->mv.data + root->header_off,
+			    root->header_len, &b);
+			r = message_text_contains(buf_cstr(&b), b.len, k->val, k->val_len);
+			buf_reset(&b);
+		}
+		if (!r && message_body_text(x->msg, &b) == 0)
+			r = message_text_contains(buf_cstr(&b), b.len, k->val, k->val_len);
+		buf_free(&b);
+		return r;
+	}
+	}
+	return false;
+}
+
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
+
+void
+cmd_search(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+	const struct imap_arg *a = cmd->p.args;
+	size_t n = cmd->p.n, i = 0;
+	unsigned ret = 0;
+	bool esearch = false;
+
+	if (i < n && imap_arg_atom_eq(&a[i], "RETURN")) {
+		if (i + 1 >= n || a[i + 1].type != ARG_LIST) {
+			imap_bad(cmd, "Invalid RETURN options");
+			return;
+		}
+		esearch = true;
+		for (size_t k = 0; k < a[i + 1].n; k++) {
+			const struct imap_arg *o = &a[i + 1].list[k];
+			if (imap_arg_atom_eq(o, "MIN"))
+				ret |= RET_MIN;
+			else if (imap_arg_atom_eq(o, "MAX"))
+				ret |= RET_MAX;
+			else if (imap_arg_atom_eq(o, "ALL"))
+				ret |= RET_ALL;
+			else if (imap_arg_atom_eq(o, "COUNT"))
+				ret |= RET_COUNT;
+			else {
+				imap_bad(cmd, "Unknown RETURN option");
+				return;
+			}
+		}
+		if (ret == 0)
+			ret = RET_ALL;
+		i += 2;
+	}
+	if (i < n && imap_arg_atom_eq(&a[i], "CHARSET")) {
+		if (i + 1 >= n || !imap_arg_is_string(&a[i + 1])) {
+			imap_bad(cmd, "Missing charset");
+			return;
+		}
+		const char *cs = a[i + 1].str;
+		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+			imap_tagged(cmd, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+			return;
+		}
+		i += 2;
+	}
+	if (i >= n) {
+		imap_bad(cmd, "Missing search keys");
+		return;
+	}
+	struct sparse sp = { cmd, a + i, n - i, 0, 0 };
+	struct skey *root = new_key(&sp, K_AND);
+	root->sub = arena_alloc(&cmd->arena, (n - i) * sizeof(struct skey *));
+	while (sp.i < sp.n) {
+		struct skey *k = parse_key(&sp);
+		if (k == NULL) {
+			imap_bad(cmd, "Invalid search key");
+			return;
+		}
+		root->sub[root->n++] = k;
+	}
+	resolve_sets(root, v);
+
+	uint32_t *hits = xcalloc(v->n ? v->n : 1, sizeof(*hits));
+	size_t nh = 0;
+	for (size_t m = 0; m < v->n; m++) {
+		if (v->msgs[m].expunged)
+			continue;
+		struct sctx x = { .s = s, .v = v, .idx = m };
+		if (match(&x, root))
+			hits[nh++] = cmd->uid ? v->msgs[m].rec.uid : (uint32_t)m + 1;
+		unload(&x);
+	}
+	struct buf b = BUF_INIT(0);
+	if (esearch) {
+		buf_printf(&b, "ESEARCH (TAG \"%s\")%s", cmd->p.tag, cmd->uid ? " UID" : "");
+		if (nh > 0 && (ret & RET_MIN))
+			buf_printf(&b, " MIN %u", hits[0]);
+		if (nh > 0 && (ret & RET_MAX))
+			buf_printf(&b, " MAX %u", hits[nh - 1]);
+		if (ret & RET_COUNT)
+			buf_printf(&b, " COUNT %zu", nh);
+		if (nh > 0 && (ret & RET_ALL)) {
+			buf_append_str(&b, " ALL ");
+			seqset_format(hits, nh, &b);
+		}
+	} else {
+		buf_append_str(&b, "SEARCH");
+		for (size_t k = 0; k < nh; k++)
+			buf_printf(&b, " %u", hits[k]);
+	}
+	imap_untagged(s, "%s", buf_cstr(&b));
+	buf_free(&b);
+	free(hits);
+	imap_tagged(cmd, "OK", "SEARCH completed");
+}

@@ -1,0 +1,818 @@
+/*
+ * The IMAP session: proto_ops hooks, the command table and state machine,
+ * response writers, and the commands valid in any state or before login
+ * (CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE, ID, ENABLE,
+ * NAMESPACE).
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/auth.h"
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/imap.h"
+#include "roost/log.h"
+#include "roost/sasl.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+#define IMAP_VERSION "0.1"
+
+/* ------------------------------------------------------------------ */
+/* Connections per user and IP                                         */
+
+/*
+ * A small process-wide table of (user, ip) -> sessions. The lock guards
+ * the table only; it is taken at login and at session end, never while
+ * holding anything else.
+ */
+struct ucount {
+	struct ucount *next;
+	char *key;
+	unsigned n;
+};
+static pthread_mutex_t ucount_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ucount *ucounts[256];
+
+static unsigned
+key_hash(const char *k)
+{
+	unsigned h = 5381;
+
+	while (*k)
+		h = h * 33 + (unsigned char)*k++;
+	return h & 255;
+}
+
+static bool
+ucount_take(const char *user, const char *ip, unsigned max)
+{
+	char key[600];
+	bool ok = true;
+
+	snprintf(key, sizeof(key), "%s\n%s", user, ip);
+	pthread_mutex_lock(&ucount_lock);
+	unsigned h = key_hash(key);
+	struct ucount *u = ucounts[h];
+	while (u != NULL && strcmp(u->key, key) != 0)
+		u = u->next;
+	if (u == NULL) {
+		u = xcalloc(1, sizeof(*u));
+		u->key = xstrdup(key);
+		u->next = ucounts[h];
+		ucounts[h] = u;
+	}
+	if (max > 0 && u->n >= max)
+		ok = false;
+	else
+		u->n++;
+	pthread_mutex_unlock(&ucount_lock);
+	return ok;
+}
+
+static void
+ucount_release(const char *user, const char *ip)
+{
+	char key[600];
+
+	snprintf(key, sizeof(key), "%s\n%s", user, ip);
+	pthread_mutex_lock(&ucount_lock);
+	unsigned h = key_hash(key);
+	struct ucount **pp = &ucounts[h];
+	while (*pp != NULL && strcmp((*pp)->key, key) != 0)
+		pp = &(*pp)->next;
+	if (*pp != NULL && --(*pp)->n == 0) {
+		struct ucount *u = *pp;
+		*pp = u->next;
+		free(u->key);
+		free(u);
+	}
+	pthread_mutex_unlock(&ucount_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* State and responses                                                 */
+
+static const char *const state_names[] = { "not-authenticated", "authenticated", "selected",
+	"logout" };
+
+void
+imap_enter_state(struct imap_session *s, enum imap_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("conn=%llu proto=imap state %s -> %s", (unsigned long long)conn_id(s->c),
+	    state_names[s->state], state_names[st]);
+	s->state = st;
+}
+
+static const struct roost_config *
+cfg_of(const struct imap_session *s)
+{
+	return s->sv->cfg;
+}
+
+static void
+count_bad(struct imap_session *s)
+{
+	unsigned max = cfg_of(s)->imap_max_bad_commands;
+
+	s->bad++;
+	if (max > 0 && s->bad >= max && !conn_is_closing(s->c)) {
+		conn_write_str(s->c, "* BYE Too many invalid commands\r\n");
+		conn_close(s->c);
+	}
+}
+
+static void
+tagged_v(struct imap_cmd *cmd, const char *status, const char *fmt, va_list ap)
+{
+	struct imap_session *s = cmd->s;
+	struct buf b = BUF_INIT(0);
+
+	if (cmd->done)
+		return;
+	/* Catch up before the tagged reply: RFC 3501 7.4.1 lets EXPUNGE out
+	 * except after commands that use sequence numbers. */
+	if (strcmp(status, "BAD") != 0 && s->state == IMAP_STATE_SELECTED
+	    && s->view.mb != NULL) {
+		bool allow = cmd->def == NULL || !(cmd->def->flags & CMD_USES_SEQS) || cmd->uid;
+		view_sync(s, allow);
+	}
+	buf_printf(&b, "%s %s ", cmd->p.tag != NULL ? cmd->p.tag : "*", status);
+	buf_vprintf(&b, fmt, ap);
+	buf_append_str(&b, "\r\n");
+	conn_write(cmd->c, b.data, b.len);
+	buf_free(&b);
+	cmd->done = true;
+	if (strcmp(status, "BAD") == 0)
+		count_bad(s);
+}
+
+void
+imap_tagged(struct imap_cmd *cmd, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	tagged_v(cmd, status, fmt, ap);
+	va_end(ap);
+}
+
+void
+imap_bad(struct imap_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	tagged_v(cmd, "BAD", fmt, ap);
+	va_end(ap);
+}
+
+void
+imap_untagged(struct imap_session *s, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT(0);
+	va_list ap;
+
+	buf_append_str(&b, "* ");
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	buf_append_str(&b, "\r\n");
+	conn_write(s->c, b.data, b.len);
+	buf_free(&b);
+}
+
+void
+imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
+{
+	switch (err) {
+	case ROOST_ENOTFOUND:
+		imap_tagged(cmd, "NO", "[NONEXISTENT] %s", what ? what : "No such mailbox");
+		break;
+	case ROOST_EEXISTS:
+		imap_tagged(cmd, "NO", "[ALREADYEXISTS] %s", what ? what : "Mailbox already exists");
+		break;
+	case ROOST_EINUSE:
+		imap_tagged(cmd, "NO", "[INUSE] Mailbox is in use, try again");
+		break;
+	case ROOST_EOVERQUOTA:
+		imap_tagged(cmd, "NO", "[OVERQUOTA] Quota exceeded");
+		break;
+	case ROOST_ETOOBIG:
+		imap_tagged(cmd, "NO", "[TOOBIG] Too big");
+		break;
+	case ROOST_ETEMP:
+		imap_tagged(cmd, "NO", "[UNAVAILABLE] Temporary failure, try again later");
+		break;
+	case ROOST_EPERM:
+		imap_tagged(cmd, "NO", "[CANNOT] %s", what ? what : "Not permitted");
+		break;
+	case ROOST_EINVAL:
+		imap_tagged(cmd, "NO", "[CANNOT] %s", what ? what : "Invalid name");
+		break;
+	default:
+		log_warn("conn=%llu proto=imap event=error cmd=%s err=%s",
+		    (unsigned long long)conn_id(cmd->c), cmd->p.name ? cmd->p.name : "?",
+		    roost_strerror(err));
+		imap_tagged(cmd, "NO", "[SERVERBUG] Internal error");
+		break;
+	}
+}
+
+static bool
+quotable(const char *s, size_t len)
+{
+	if (len > 1024)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '\0' || ch == '\r' || ch == '\n' || ch >= 0x80)
+			return false;
+	}
+	return true;
+}
+
+void
+imap_write_string(struct conn *c, const char *s, size_t len)
+{
+	if (quotable(s, len)) {
+		struct buf b = BUF_INIT(0);
+
+		buf_append_byte(&b, '"');
+		for (size_t i = 0; i < len; i++) {
+			if (s[i] == '"' || s[i] == '\\')
+				buf_append_byte(&b, '\\');
+			buf_append_byte(&b, (uint8_t)s[i]);
+		}
+		buf_append_byte(&b, '"');
+		conn_write(c, b.data, b.len);
+		buf_free(&b);
+	} else {
+		conn_printf(c, "{%zu}\r\n", len);
+		conn_write(c, s, len);
+	}
+}
+
+void
+imap_write_nstring(struct conn *c, const char *s, size_t len)
+{
+	if (s == NULL)
+		conn_write_str(c, "NIL");
+	else
+		imap_write_string(c, s, len);
+}
+
+void
+imap_write_mailbox(struct conn *c, const char *name)
+{
+	struct buf b = BUF_INIT(0);
+
+	if (mutf7_encode(name, strlen(name), &b) < 0) {
+		buf_reset(&b);
+		buf_append_str(&b, name);
+	}
+	imap_write_string(c, (const char *)buf_cstr(&b), b.len);
+	buf_free(&b);
+}
+
+int
+imap_mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *a, char **name_r)
+{
+	struct buf b = BUF_INIT(STORAGE_MAX_NAME * 4);
+
+	if (!imap_arg_is_string(a)) {
+		imap_bad(cmd, "Invalid mailbox name argument");
+		return ROOST_EINVAL;
+	}
+	if (mutf7_decode(a->str, a->len, &b) < 0) {
+		buf_free(&b);
+		imap_tagged(cmd, "NO", "[CANNOT] Invalid mailbox name encoding");
+		return ROOST_EINVAL;
+	}
+	if (strcasecmp(buf_cstr(&b), "INBOX") == 0) {
+		*name_r = arena_strndup(&cmd->arena, "INBOX", 5);
+	} else if (b.len > 6 && strncasecmp(buf_cstr(&b), "INBOX/", 6) == 0) {
+		memcpy(b.data, "INBOX", 5);
+		*name_r = arena_strndup(&cmd->arena, b.data, b.len);
+	} else {
+		*name_r = arena_strndup(&cmd->arena, b.data, b.len);
+	}
+	buf_free(&b);
+	return 0;
+}
+
+void
+imap_capability_string(struct imap_session *s, struct buf *out)
+{
+	const struct roost_config *cfg = cfg_of(s);
+	bool secure = conn_is_secure(s->c) || cfg->plaintext_insecure;
+
+	buf_append_str(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
+	    "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
+	    "MULTIAPPEND");
+	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
+	if (s->state == IMAP_STATE_NOT_AUTH) {
+		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
+			buf_append_str(out, " STARTTLS");
+		if (!secure)
+			buf_append_str(out, " LOGINDISABLED");
+		const char *mechs = sasl_mechanisms(s->sv->auth, secure);
+		while (mechs != NULL && *mechs) {
+			const char *e = strchr(mechs, ' ');
+			size_t n = e ? (size_t)(e - mechs) : strlen(mechs);
+			if (n > 0)
+				buf_printf(out, " AUTH=%.*s", (int)n, mechs);
+			mechs = e ? e + 1 : NULL;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Commands valid in any state or before login                        */
+
+void
+cmd_capability(struct imap_cmd *cmd)
+{
+	struct buf b = BUF_INIT(0);
+
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "CAPABILITY takes no arguments");
+		return;
+	}
+	imap_capability_string(cmd->s, &b);
+	imap_untagged(cmd->s, "CAPABILITY %s", buf_cstr(&b));
+	buf_free(&b);
+	imap_tagged(cmd, "OK", "Capability completed");
+}
+
+void
+cmd_noop(struct imap_cmd *cmd)
+{
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "%s takes no arguments", cmd->p.name);
+		return;
+	}
+	imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
+}
+
+void
+cmd_logout(struct imap_cmd *cmd)
+{
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "LOGOUT takes no arguments");
+		return;
+	}
+	imap_untagged(cmd->s, "BYE Logging out");
+	if (cmd->s->state == IMAP_STATE_SELECTED)
+		view_close(cmd->s);
+	imap_enter_state(cmd->s, IMAP_STATE_LOGOUT);
+	imap_tagged(cmd, "OK", "Logout completed");
+	conn_close(cmd->c);
+}
+
+void
+cmd_starttls(struct imap_cmd *cmd)
+{
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "STARTTLS takes no arguments");
+		return;
+	}
+	if (conn_is_tls(cmd->c)) {
+		imap_bad(cmd, "TLS is already active");
+		return;
+	}
+	int rc = conn_starttls(cmd->c);
+	if (rc < 0) {
+		imap_tagged(cmd, "NO", "TLS not available");
+		return;
+	}
+	imap_tagged(cmd, "OK", "Begin TLS negotiation now");
+	/* The framer starts afresh: pipelined plaintext is discarded. */
+	imap_framer_reset(&cmd->s->fr);
+}
+
+static void
+login_done(struct imap_cmd *cmd, const char *tag, const char *user)
+{
+	struct imap_session *s = cmd != NULL ? cmd->s : NULL;
+	struct conn *c = s->c;
+	const struct roost_config *cfg = cfg_of(s);
+	int rc;
+
+	if (!ucount_take(user, s->peer, cfg->imap_max_connections_per_user_ip)) {
+		log_info("conn=%llu proto=imap event=login-refused reason=per-user-ip-limit user=%s",
+		    (unsigned long long)conn_id(c), user);
+		conn_printf(c, "%s NO [LIMIT] Too many connections for this user from this address\r\n",
+		    tag);
+		return;
+	}
+	s->counted = true;
+	s->user = xstrdup(user);
+	rc = storage_user_init(s->sv->storage, user);
+	if (rc < 0)
+		log_warn("conn=%llu proto=imap event=user-init user=%s err=%s",
+		    (unsigned long long)conn_id(c), user, roost_strerror(rc));
+	auth_success(s->sv->auth, s->peer);
+	conn_set_user(c, user);
+	imap_enter_state(s, IMAP_STATE_AUTH);
+	log_info("conn=%llu proto=imap event=login user=%s", (unsigned long long)conn_id(c), user);
+
+	struct buf b = BUF_INIT(0);
+	imap_capability_string(s, &b);
+	conn_printf(c, "%s OK [CAPABILITY %s] Logged in\r\n", tag, buf_cstr(&b));
+	buf_free(&b);
+}
+
+static void
+login_failed(struct imap_session *s, const char *tag)
+{
+	unsigned delay = auth_failure(s->sv->auth, s->peer);
+
+	log_info("conn=%llu proto=imap event=auth-failed", (unsigned long long)conn_id(s->c));
+	conn_printf(s->c, "%s NO [AUTHENTICATIONFAILED] Authentication failed\r\n", tag);
+	if (delay > 0)
+		conn_delay(s->c, delay);
+}
+
+void
+cmd_login(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	char name[512];
+
+	if (cmd->p.n != 2 || !imap_arg_is_string(&cmd->p.args[0])
+	    || !imap_arg_is_string(&cmd->p.args[1])) {
+		imap_bad(cmd, "Usage: LOGIN user password");
+		return;
+	}
+	if (!conn_is_secure(cmd->c) && !cfg_of(s)->plaintext_insecure) {
+		imap_tagged(cmd, "NO", "[PRIVACYREQUIRED] Plaintext LOGIN is disabled without TLS");
+		return;
+	}
+	const struct imap_arg *pw = &cmd->p.args[1];
+	int rc = auth_verify(s->sv->auth, cmd->p.args[0].str, pw->str, pw->len, name, sizeof(name));
+	cmd->done = true;
+	if (rc < 0) {
+		login_failed(s, cmd->p.tag);
+		return;
+	}
+	login_done(cmd, cmd->p.tag, name);
+}
+
+static void
+sasl_result(struct imap_cmd *cmd, struct imap_session *s, const char *tag, int rc,
+    struct buf *challenge)
+{
+	switch (rc) {
+	case ROOST_EAGAIN:
+		conn_printf(s->c, "+ %s\r\n", buf_cstr(challenge));
+		return;
+	case 0: {
+		char user[512];
+		snprintf(user, sizeof(user), "%s", sasl_user(s->sasl));
+		sasl_free(&s->sasl);
+		login_done(cmd, tag, user);
+		return;
+	}
+	case ROOST_EAUTH:
+		sasl_free(&s->sasl);
+		login_failed(s, tag);
+		return;
+	case ROOST_ECANCELED:
+		sasl_free(&s->sasl);
+		conn_printf(s->c, "%s BAD Authentication cancelled\r\n", tag);
+		count_bad(s);
+		return;
+	case ROOST_ENOTSUP:
+		sasl_free(&s->sasl);
+		conn_printf(s->c, "%s NO Unsupported authentication mechanism\r\n", tag);
+		return;
+	case ROOST_EPERM:
+		sasl_free(&s->sasl);
+		conn_printf(s->c, "%s NO [PRIVACYREQUIRED] Plaintext authentication needs TLS\r\n",
+		    tag);
+		return;
+	default:
+		sasl_free(&s->sasl);
+		conn_printf(s->c, "%s BAD Invalid SASL response\r\n", tag);
+		count_bad(s);
+		return;
+	}
+}
+
+void
+cmd_authenticate(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct buf ch = BUF_INIT(0);
+	const char *initial = NULL;
+	bool secure = conn_is_secure(cmd->c) || cfg_of(s)->plaintext_insecure;
+
+	if (cmd->p.n < 1 || cmd->p.n > 2 || cmd->p.args[0].type != ARG_ATOM
+	    || (cmd->p.n == 2 && cmd->p.args[1].type != ARG_ATOM)) {
+		imap_bad(cmd, "Usage: AUTHENTICATE mechanism [initial-response]");
+		return;
+	}
+	if (cmd->p.n == 2)
+		initial = cmd->p.args[1].str;
+	cmd->done = true;
+	int rc = sasl_start(s->sv->auth, cmd->p.args[0].str, secure, initial, &ch, &s->sasl);
+	snprintf(s->sasl_tag, sizeof(s->sasl_tag), "%s", cmd->p.tag);
+	sasl_result(cmd, s, s->sasl_tag, rc, &ch);
+	buf_free(&ch);
+}
+
+void
+imap_sasl_continue(struct imap_session *s, const uint8_t *line, size_t len)
+{
+	struct buf ch = BUF_INIT(0);
+	struct imap_cmd cmd = { .s = s, .c = s->c };
+
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	char *text = xstrndup((const char *)line, len);
+	int rc;
+	if (len == 1 && text[0] == '*')
+		rc = ROOST_ECANCELED;
+	else if (memchr(line, '\0', len) != NULL)
+		rc = ROOST_EINVAL;
+	else
+		rc = sasl_step(s->sasl, text, &ch);
+	explicit_bzero(text, len);
+	free(text);
+	cmd.p.tag = s->sasl_tag;
+	sasl_result(&cmd, s, s->sasl_tag, rc, &ch);
+	buf_free(&ch);
+}
+
+void
+cmd_id(struct imap_cmd *cmd)
+{
+	if (cmd->p.n != 1 || (cmd->p.args[0].type != ARG_LIST && cmd->p.args[0].type != ARG_NIL)) {
+		imap_bad(cmd, "Usage: ID (fields) or ID NIL");
+		return;
+	}
+	const struct imap_arg *l = &cmd->p.args[0];
+	if (l->type == ARG_LIST && (l->n % 2 != 0 || l->n > 60)) {
+		imap_bad(cmd, "Invalid ID field list");
+		return;
+	}
+	imap_untagged(cmd->s, "ID (\"name\" \"Roost\" \"version\" \"%s\")", IMAP_VERSION);
+	imap_tagged(cmd, "OK", "ID completed");
+}
+
+void
+cmd_enable(struct imap_cmd *cmd)
+{
+	if (cmd->p.n == 0) {
+		imap_bad(cmd, "Usage: ENABLE capability...");
+		return;
+	}
+	for (size_t i = 0; i < cmd->p.n; i++) {
+		if (cmd->p.args[i].type != ARG_ATOM) {
+			imap_bad(cmd, "Invalid capability");
+			return;
+		}
+	}
+	/* No ENABLE-able extension is implemented yet. */
+	imap_untagged(cmd->s, "ENABLED");
+	imap_tagged(cmd, "OK", "ENABLE completed");
+}
+
+void
+cmd_namespace(struct imap_cmd *cmd)
+{
+	if (cmd->p.n != 0) {
+		imap_bad(cmd, "NAMESPACE takes no arguments");
+		return;
+	}
+	imap_untagged(cmd->s, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+	imap_tagged(cmd, "OK", "NAMESPACE completed");
+}
+
+/* ------------------------------------------------------------------ */
+/* The command table                                                   */
+
+static const struct imap_cmd_def commands[] = {
+	{ "CAPABILITY", IMAP_STATE_NOT_AUTH, false, 0, cmd_capability },
+	{ "NOOP", IMAP_STATE_NOT_AUTH, false, 0, cmd_noop },
+	{ "LOGOUT", IMAP_STATE_NOT_AUTH, false, 0, cmd_logout },
+	{ "ID", IMAP_STATE_NOT_AUTH, false, 0, cmd_id },
+	{ "STARTTLS", IMAP_STATE_NOT_AUTH, true, 0, cmd_starttls },
+	{ "LOGIN", IMAP_STATE_NOT_AUTH, true, 0, cmd_login },
+	{ "AUTHENTICATE", IMAP_STATE_NOT_AUTH, true, 0, cmd_authenticate },
+	{ "ENABLE", IMAP_STATE_AUTH, false, 0, cmd_enable },
+	{ "NAMESPACE", IMAP_STATE_AUTH, false, 0, cmd_namespace },
+	{ "SELECT", IMAP_STATE_AUTH, false, 0, cmd_select },
+	{ "EXAMINE", IMAP_STATE_AUTH, false, 0, cmd_examine },
+	{ "CREATE", IMAP_STATE_AUTH, false, 0, cmd_create },
+	{ "DELETE", IMAP_STATE_AUTH, false, 0, cmd_delete },
+	{ "RENAME", IMAP_STATE_AUTH, false, 0, cmd_rename },
+	{ "SUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_subscribe },
+	{ "UNSUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_unsubscribe },
+	{ "LIST", IMAP_STATE_AUTH, false, 0, cmd_list },
+	{ "LSUB", IMAP_STATE_AUTH, false, 0, cmd_lsub },
+	{ "STATUS", IMAP_STATE_AUTH, false, 0, cmd_status },
+	{ "APPEND", IMAP_STATE_AUTH, false, 0, cmd_append },
+	{ "IDLE", IMAP_STATE_AUTH, false, 0, cmd_idle },
+	{ "CHECK", IMAP_STATE_SELECTED, false, 0, cmd_check },
+	{ "CLOSE", IMAP_STATE_SELECTED, false, 0, cmd_close },
+	{ "UNSELECT", IMAP_STATE_SELECTED, false, 0, cmd_unselect },
+	{ "EXPUNGE", IMAP_STATE_SELECTED, false, CMD_UID_OK, cmd_expunge },
+	{ "SEARCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_search },
+	{ "FETCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_fetch },
+	{ "STORE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_store },
+	{ "COPY", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_copy },
+	{ "MOVE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_move },
+	{ NULL, 0, false, 0, NULL },
+};
+
+static const struct imap_cmd_def *
+find_command(const char *name)
+{
+	for (const struct imap_cmd_def *d = commands; d->name != NULL; d++)
+		if (strcmp(d->name, name) == 0)
+			return d;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* proto_ops                                                           */
+
+static void *
+imap_session_new(struct conn *c)
+{
+	struct imap_session *s = xcalloc(1, sizeof(*s));
+	struct buf b = BUF_INIT(0);
+
+	s->c = c;
+	s->sv = conn_services(c);
+	s->state = IMAP_STATE_NOT_AUTH;
+	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(c));
+	imap_framer_reset(&s->fr);
+	imap_capability_string(s, &b);
+	conn_printf(c, "* OK [CAPABILITY %s] Roost IMAP ready\r\n", buf_cstr(&b));
+	buf_free(&b);
+	return s;
+}
+
+static void
+imap_session_free(void *session)
+{
+	struct imap_session *s = session;
+
+	if (s == NULL)
+		return;
+	imap_idle_stop(s);
+	if (s->view.mb != NULL)
+		view_close(s);
+	sasl_free(&s->sasl);
+	if (s->counted)
+		ucount_release(s->user, s->peer);
+	free(s->user);
+	free(s);
+}
+
+static void
+frame_write(void *arg, const char *text)
+{
+	conn_write_str(arg, text);
+}
+
+static void
+frame_raise(void *arg, size_t max)
+{
+	conn_set_input_max(arg, max);
+}
+
+static enum frame_result
+imap_frame(struct conn *c, void *session, const uint8_t *in, size_t len, size_t *used_r)
+{
+	struct imap_session *s = session;
+	const struct roost_config *cfg = cfg_of(s);
+	struct imap_frame_env env = {
+		.max_line = conn_max_line(c),
+		.max_literal = cfg->imap_max_literal,
+		.authenticated = s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED,
+		.mode = (s->sasl != NULL || s->idling) ? FRAMER_LINE : FRAMER_COMMAND,
+		.write = frame_write,
+		.raise_input = frame_raise,
+		.arg = c,
+	};
+
+	if (s->state == IMAP_STATE_LOGOUT)
+		return FRAME_CLOSE;
+	enum imap_frame_res r = imap_framer_run(&s->fr, &env, in, len, used_r);
+	if (env.bad > 0) {
+		s->bad += env.bad;
+		if (cfg->imap_max_bad_commands > 0 && s->bad >= cfg->imap_max_bad_commands) {
+			conn_write_str(c, "* BYE Too many invalid commands\r\n");
+			return FRAME_CLOSE;
+		}
+	}
+	switch (r) {
+	case IMAP_FRAME_COMMAND:
+		return FRAME_COMMAND;
+	case IMAP_FRAME_DISCARD:
+		return FRAME_DISCARD;
+	default:
+		return FRAME_AGAIN;
+	}
+}
+
+static void
+imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
+{
+	struct imap_session *s = session;
+	struct imap_cmd cmd = { .s = s, .c = c };
+	const char *err;
+
+	if (s->sasl != NULL) {
+		imap_sasl_continue(s, data, len);
+		return;
+	}
+	if (s->idling) {
+		imap_idle_line(s, data, len);
+		return;
+	}
+	arena_init(&cmd.arena);
+	int rc = imap_parse_command(&cmd.arena, data, len, &cmd.p, &err);
+	if (rc < 0) {
+		if (cmd.p.tag == NULL) {
+			conn_printf(c, "* BAD %s\r\n", err ? err : "Invalid command");
+			count_bad(s);
+		} else {
+			imap_bad(&cmd, "%s", err ? err : "Invalid command");
+		}
+		goto out;
+	}
+	cmd.uid = cmd.p.uid;
+	cmd.def = find_command(cmd.p.name);
+	const struct imap_cmd_def *d = cmd.def;
+	if (d == NULL || (cmd.uid && !(d->flags & CMD_UID_OK))) {
+		cmd.def = NULL;
+		imap_bad(&cmd, "Unknown command %s%s", cmd.uid ? "UID " : "", cmd.p.name);
+		goto out;
+	}
+	if (d->only_not_auth && s->state != IMAP_STATE_NOT_AUTH) {
+		imap_bad(&cmd, "Already authenticated");
+		goto out;
+	}
+	if (d->min_state == IMAP_STATE_AUTH && s->state == IMAP_STATE_NOT_AUTH) {
+		imap_bad(&cmd, "Log in first");
+		goto out;
+	}
+	if (d->min_state == IMAP_STATE_SELECTED && s->state != IMAP_STATE_SELECTED) {
+		imap_bad(&cmd, "No mailbox selected");
+		goto out;
+	}
+	d->run(&cmd);
+	if (!cmd.done && !s->idling && s->sasl == NULL)
+		imap_tagged(&cmd, "OK", "%s completed", cmd.p.name);
+	if (strcmp(cmd.p.name, "APPEND") == 0)
+		conn_set_input_max(c, conn_max_line(c));
+out:
+	arena_free(&cmd.arena);
+}
+
+static void
+imap_on_wake(struct conn *c, void *session, enum wake_reason why)
+{
+	struct imap_session *s = session;
+
+	if (s->idling)
+		imap_idle_wake(s, why == WAKE_TIMER);
+}
+
+static void
+imap_on_timeout(struct conn *c, void *session)
+{
+	conn_write_str(c, "* BYE Autologout; idle for too long\r\n");
+}
+
+static void
+imap_on_shutdown(struct conn *c, void *session)
+{
+	conn_write_str(c, "* BYE Server shutting down\r\n");
+}
+
+const struct proto_ops imap_proto_ops = {
+	.name = "imap",
+	.session_new = imap_session_new,
+	.session_free = imap_session_free,
+	.frame = imap_frame,
+	.on_command = imap_on_command,
+	.on_wake = imap_on_wake,
+	.on_timeout = imap_on_timeout,
+	.on_shutdown = imap_on_shutdown,
+};

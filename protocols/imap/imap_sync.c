@@ -1,0 +1,436 @@
+/*
+ * The session's view of its selected mailbox and how it catches up.
+ *
+ * The view is a snapshot of the mailbox's records (sequence number =
+ * index + 1) plus the MODSEQ it reflects. view_sync() asks storage what
+ * changed since then and announces it: new messages as EXISTS (+ RECENT),
+ * flag changes as FETCH FLAGS, and expunges as EXPUNGE, but only where RFC
+ * 3501 7.4.1 allows; otherwise expunged messages stay in the view, marked,
+ * so sequence numbers the client knows keep their meaning.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+static const char *const sys_flags[] = { "\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
+	"\\Draft" };
+
+void
+view_format_flags(const struct imap_view *v, const struct view_msg *m, struct buf *out)
+{
+	bool first = true;
+
+	buf_append_byte(out, '(');
+	for (unsigned i = 0; i < 5; i++) {
+		if (m->rec.flags & (1u << i)) {
+			if (!first)
+				buf_append_byte(out, ' ');
+			buf_append_str(out, sys_flags[i]);
+			first = false;
+		}
+	}
+	for (size_t i = 0; i < v->n_keywords && i < 64; i++) {
+		if (m->rec.keywords & ((uint64_t)1 << i)) {
+			if (!first)
+				buf_append_byte(out, ' ');
+			buf_append_str(out, v->keywords[i]);
+			first = false;
+		}
+	}
+	if (m->recent) {
+		if (!first)
+			buf_append_byte(out, ' ');
+		buf_append_str(out, "\\Recent");
+	}
+	buf_append_byte(out, ')');
+}
+
+static void
+free_keywords(struct imap_view *v)
+{
+	for (size_t i = 0; i < v->n_keywords; i++)
+		free(v->keywords[i]);
+	free(v->keywords);
+	v->keywords = NULL;
+	v->n_keywords = 0;
+}
+
+static void
+announce_flags(struct imap_session *s)
+{
+	struct imap_view *v = &s->view;
+	struct buf b = BUF_INIT(0);
+
+	buf_append_str(&b, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	for (size_t i = 0; i < v->n_keywords; i++)
+		buf_printf(&b, " %s", v->keywords[i]);
+	imap_untagged(s, "FLAGS (%s)", buf_cstr(&b));
+	if (v->readonly)
+		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox");
+	else if (v->n_keywords < STORAGE_MAX_KEYWORDS)
+		imap_untagged(s, "OK [PERMANENTFLAGS (%s \\*)] Flags permitted", buf_cstr(&b));
+	else
+		imap_untagged(s, "OK [PERMANENTFLAGS (%s)] Flags permitted", buf_cstr(&b));
+	buf_free(&b);
+}
+
+void
+view_refresh_keywords(struct imap_session *s, bool announce)
+{
+	struct imap_view *v = &s->view;
+	const char *const *names;
+	size_t n;
+
+	if (mailbox_keywords(v->mb, &names, &n) < 0)
+		return;
+	bool same = n == v->n_keywords;
+	for (size_t i = 0; same && i < n; i++)
+		same = strcmp(names[i], v->keywords[i]) == 0;
+	if (same)
+		return;
+	free_keywords(v);
+	v->keywords = xcalloc(n ? n : 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		v->keywords[i] = xstrdup(names[i]);
+	v->n_keywords = n;
+	if (announce)
+		announce_flags(s);
+}
+
+static void
+view_push(struct imap_view *v, const struct msg_record *r, bool recent)
+{
+	if (v->n == v->cap) {
+		v->cap = v->cap ? v->cap * 2 : 64;
+		v->msgs = xreallocarray(v->msgs, v->cap, sizeof(*v->msgs));
+	}
+	v->msgs[v->n].rec = *r;
+	v->msgs[v->n].recent = recent;
+	v->msgs[v->n].expunged = false;
+	v->n++;
+}
+
+int
+view_open(struct imap_session *s, const char *name, bool readonly)
+{
+	struct imap_view *v = &s->view;
+	struct msg_record *recs = NULL;
+	struct mailbox_status st;
+	size_t n = 0;
+	uint64_t modseq = 0;
+	uint32_t first_recent = 0;
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	rc = mailbox_open(s->sv->storage, s->user, name, readonly ? MAILBOX_READONLY : 0, &v->mb);
+	if (rc < 0)
+		return rc;
+	v->readonly = readonly;
+	v->name = xstrdup(name);
+	rc = mailbox_records(v->mb, &recs, &n, &modseq);
+	if (rc < 0)
+		goto fail;
+	rc = mailbox_status(v->mb, &st);
+	if (rc < 0)
+		goto fail;
+	rc = mailbox_claim_recent(v->mb, &first_recent);
+	if (rc < 0)
+		goto fail;
+	v->modseq = modseq;
+	v->uidvalidity = st.uidvalidity;
+	v->uidnext = st.uidnext;
+	for (size_t i = 0; i < n; i++)
+		view_push(v, &recs[i], first_recent != 0 && recs[i].uid >= first_recent);
+	if (n > 0 && recs[n - 1].uid >= v->uidnext)
+		v->uidnext = recs[n - 1].uid + 1;
+	free(recs);
+	view_refresh_keywords(s, false);
+	return 0;
+fail:
+	free(recs);
+	mailbox_close(&v->mb);
+	free(v->name);
+	memset(v, 0, sizeof(*v));
+	return rc;
+}
+
+void
+view_close(struct imap_session *s)
+{
+	struct imap_view *v = &s->view;
+
+	imap_idle_stop(s);
+	if (v->mb != NULL)
+		mailbox_close(&v->mb);
+	free(v->name);
+	free(v->msgs);
+	free_keywords(v);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Index of uid in the view, or -1 (binary search: UIDs ascend). */
+static ssize_t
+view_find(const struct imap_view *v, uint32_t uid)
+{
+	size_t lo = 0, hi = v->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint32_t u = v->msgs[mid].rec.uid;
+		if (uid < u)
+			hi = mid;
+		else if (uid > u)
+			lo = mid + 1;
+		else
+			return (ssize_t)mid;
+	}
+	return -1;
+}
+
+uint32_t
+view_seq_of_uid(const struct imap_view *v, uint32_t uid)
+{
+	ssize_t i = view_find(v, uid);
+
+	return i < 0 ? 0 : (uint32_t)i + 1;
+}
+
+static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Send the EXPUNGEs held back so far. */
+static void
+flush_expunges(struct imap_session *s)
+{
+	struct imap_view *v = &s->view;
+
+	if (v->n_pending_expunge == 0)
+		return;
+	/* Highest first, so each number is valid when the client reads it
+	 * and the view compacts in one pass afterwards. */
+	for (size_t i = v->n; i-- > 0;) {
+		if (v->msgs[i].expunged)
+			imap_untagged(s, "%zu EXPUNGE", i + 1);
+	}
+	size_t o = 0;
+	for (size_t i = 0; i < v->n; i++)
+		if (!v->msgs[i].expunged)
+			v->msgs[o++] = v->msgs[i];
+	v->n = o;
+	v->n_pending_expunge = 0;
+}
+
+static void
+mark_expunged(struct imap_view *v, uint32_t uid)
+{
+	ssize_t i = view_find(v, uid);
+
+	if (i >= 0 && !v->msgs[i].expunged) {
+		v->msgs[i].expunged = true;
+		v->n_pending_expunge++;
+	}
+}
+
+void
+view_sync(struct imap_session *s, bool allow_expunge)
+{
+	struct imap_view *v = &s->view;
+	struct mailbox_changes ch;
+	size_t old_n = v->n;
+	int rc;
+
+	if (v->mb == NULL)
+		return;
+	memset(&ch, 0, sizeof(ch));
+	rc = mailbox_changes_since(v->mb, v->modseq, &ch);
+	if (rc < 0) {
+		log_warn("conn=%llu proto=imap event=sync-failed err=%s",
+		    (unsigned long long)conn_id(s->c), roost_strerror(rc));
+		return;
+	}
+	view_refresh_keywords(s, true);
+
+	for (size_t i = 0; i < ch.n_expunged; i++)
+		mark_expunged(v, ch.expunged[i]);
+	if (!ch.expunged_complete) {
+		/* The expunge log does not reach back far enough: compare
+		 * with the full list. */
+		struct msg_record *recs = NULL;
+		size_t n = 0;
+		uint64_t ms;
+		if (mailbox_records(v->mb, &recs, &n, &ms) == 0) {
+			uint32_t *uids = xcalloc(n ? n : 1, sizeof(*uids));
+			for (size_t i = 0; i < n; i++)
+				uids[i] = recs[i].uid;
+			for (size_t i = 0; i < v->n; i++) {
+				uint32_t u = v->msgs[i].rec.uid;
+				if (bsearch(&u, uids, n, sizeof(*uids), u32_cmp) == NULL)
+					mark_expunged(v, u);
+			}
+			free(uids);
+			free(recs);
+		}
+	}
+
+	uint32_t last_uid = v->n > 0 ? v->msgs[v->n - 1].rec.uid : 0;
+	bool have_new = false;
+	struct buf b = BUF_INIT(0);
+	for (size_t i = 0; i < ch.n_changed; i++) {
+		const struct msg_record *r = &ch.changed[i];
+		if (r->uid > last_uid) {
+			have_new = true;
+			continue;
+		}
+		ssize_t k = view_find(v, r->uid);
+		if (k < 0 || v->msgs[k].expunged)
+			continue;
+		struct view_msg *m = &v->msgs[k];
+		bool differ = m->rec.flags != r->flags || m->rec.keywords != r->keywords;
+		m->rec.flags = r->flags;
+		m->rec.keywords = r->keywords;
+		m->rec.modseq = r->modseq;
+		if (differ) {
+			buf_reset(&b);
+			view_format_flags(v, m, &b);
+			imap_untagged(s, "%zd FETCH (FLAGS %s)", k + 1, buf_cstr(&b));
+		}
+	}
+	buf_free(&b);
+
+	if (have_new) {
+		uint32_t first_recent = 0;
+		if (mailbox_claim_recent(v->mb, &first_recent) < 0)
+			first_recent = 0;
+		for (size_t i = 0; i < ch.n_changed; i++) {
+			const struct msg_record *r = &ch.changed[i];
+			if (r->uid > last_uid) {
+				bool recent = !v->readonly && first_recent != 0 && r->uid >= first_recent;
+				view_push(v, r, recent);
+				last_uid = r->uid;
+			}
+		}
+	}
+	if (ch.uidnext > v->uidnext)
+		v->uidnext = ch.uidnext;
+	if (v->n > 0 && v->msgs[v->n - 1].rec.uid >= v->uidnext)
+		v->uidnext = v->msgs[v->n - 1].rec.uid + 1;
+	if (ch.highestmodseq > v->modseq)
+		v->modseq = ch.highestmodseq;
+	mailbox_changes_free(&ch);
+
+	if (allow_expunge)
+		flush_expunges(s);
+	(void)old_n;
+	if (have_new) {
+		size_t recent = 0;
+		for (size_t i = 0; i < v->n; i++)
+			recent += v->msgs[i].recent;
+		imap_untagged(s, "%zu EXISTS", v->n);
+		imap_untagged(s, "%zu RECENT", recent);
+	}
+}
+
+int
+view_resolve_set(struct imap_cmd *cmd, const char *text, bool uid, uint32_t **idx_r, size_t *n_r)
+{
+	struct imap_view *v = &cmd->s->view;
+	struct seqset set;
+
+	if (seqset_parse(&cmd->arena, text, &set) < 0)
+		return ROOST_EINVAL;
+	if (uid) {
+		uint32_t star = v->n > 0 ? v->msgs[v->n - 1].rec.uid : 0;
+		seqset_resolve(&set, star);
+	} else {
+		if (v->n == 0) {
+			/* "1:*" on an empty mailbox selects nothing. */
+			if (strchr(text, '*') == NULL)
+				return ROOST_ENOTFOUND;
+			*idx_r = NULL;
+			*n_r = 0;
+			return 0;
+		}
+		seqset_resolve(&set, (uint32_t)v->n);
+		if (set.n > 0 && set.r[set.n - 1].hi > v->n)
+			return ROOST_ENOTFOUND;
+	}
+	uint32_t *idx = arena_alloc(&cmd->arena, (v->n ? v->n : 1) * sizeof(*idx));
+	size_t n = 0;
+	if (uid) {
+		for (size_t r = 0; r < set.n; r++) {
+			/* walk only the view's part inside the range */
+			size_t lo = 0, hi = v->n;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (v->msgs[mid].rec.uid < set.r[r].lo)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			for (size_t i = lo; i < v->n && v->msgs[i].rec.uid <= set.r[r].hi; i++)
+				idx[n++] = (uint32_t)i;
+		}
+	} else {
+		for (size_t r = 0; r < set.n; r++)
+			for (uint32_t q = set.r[r].lo; q <= set.r[r].hi && q >= 1; q++) {
+				idx[n++] = q - 1;
+				if (q == UINT32_MAX)
+					break;
+			}
+	}
+	*idx_r = idx;
+	*n_r = n;
+	return 0;
+}
+
+int
+imap_parse_flags(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint32_t *flags_r,
+    const char ***kw_r, size_t *n_kw_r)
+{
+	const char **kw = arena_alloc(&cmd->arena, (n ? n : 1) * sizeof(*kw));
+	size_t nk = 0;
+	uint32_t flags = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (a[i].type != ARG_ATOM)
+			return ROOST_EINVAL;
+		const char *f = a[i].str;
+		if (f[0] == '\\') {
+			unsigned k;
+			for (k = 0; k < 5; k++)
+				if (strcasecmp(f, sys_flags[k]) == 0)
+					break;
+			if (k == 5) {
+				if (strcasecmp(f, "\\Recent") == 0)
+					return ROOST_EPERM;
+				return ROOST_EINVAL;
+			}
+			flags |= 1u << k;
+			continue;
+		}
+		if (!storage_keyword_valid(f))
+			return ROOST_EINVAL;
+		bool dup = false;
+		for (size_t j = 0; j < nk; j++)
+			dup |= strcasecmp(kw[j], f) == 0;
+		if (!dup)
+			kw[nk++] = f;
+	}
+	*flags_r = flags;
+	*kw_r = kw;
+	*n_kw_r = nk;
+	return 0;
+}

@@ -1,0 +1,613 @@
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "roost/auth.h"
+#include "roost/buf.h"
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/log.h"
+
+#include "../../core/auth_impl.h"
+
+/*
+ * Known vectors, generated once with independent tools and committed:
+ * `openssl passwd -1/-5/-6 -salt ...`, python's crypt (libcrypt) for bcrypt
+ * and yescrypt (the $2a$ one is the crypt_blowfish reference vector), and
+ * python's hashlib for the salted digests.
+ */
+static const struct {
+	const char *stored, *password;
+} vectors[] = {
+	{ "{PLAIN}secret", "secret" },
+	{ "{CLEAR}secret", "secret" },
+	{ "{PLAIN.b64}c2VjcmV0", "secret" },
+	{ "{CRYPT}abNANd1rDfiNc", "secret" },
+	{ "{MD5-CRYPT}$1$saltsalt$ERNpRN/8OUFOCXVDM0pqE0", "p\xc3\xa4ssword1" },
+	{ "{SHA256-CRYPT}$5$abcdefgh$gruCpC7VkOTspMQTTSAR8mtlO9Upms.fwqE5y16JVM.", "secret" },
+	{ "{SHA512-CRYPT}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
+	  "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0", "correct horse" },
+	{ "$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
+	  "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0", "correct horse" },	/* bare crypt */
+	{ "{BLF-CRYPT}$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U" },
+	{ "{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a", "secret" },
+	{ "{YESCRYPT}$y$j9T$abcdefghijklmnopqrstu.$fj.94QZtvyLn4Ge.McFyNwqmgzqMgq2hKLhz12GCphB",
+	  "yes please" },
+	{ "{SSHA}uJDd0BIdJ9Z7yDCZNWdgYeb33+cBAgME", "secret" },
+	{ "{SSHA256}93hQOe1g+XhLWV/CjlHmD3ffCK71caCmR16WhsxTVvpzYWx0c2FsdHNhbHQ=", "secret" },
+	{ "{SSHA512}3aiBbchfIZo+1WYrkPzJjQxZ79F/NmwLQ+wF073kTd+6ANhaic8G/jWF/X4sqSFUKpLNdm1FZjBc"
+	  "k6HQ8knM3HNhbHRzYWx0c2FsdA==", "secret" },
+	{ "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "secret" },
+	{ "{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b", "secret" },
+	{ "{sha512-crypt}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
+	  "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0", "correct horse" },	/* case of the name */
+};
+
+static char tmpdir[256];
+static struct roost_config cfg;
+
+static void
+setup(void)
+{
+	strcpy(tmpdir, "/tmp/roost-check-auth-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.data_dir = tmpdir;
+	cfg.password_scheme = "SHA512-CRYPT";
+	cfg.fail_delay_initial = 2;
+	cfg.fail_delay_max = 15;
+	cfg.auth_cache_ttl = 300;
+	log_setup(LOG_LEVEL_ERROR, false, false);	/* expected errors stay quiet */
+}
+
+static void
+teardown(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static char *
+passwd_path(void)
+{
+	static char p[300];
+
+	snprintf(p, sizeof(p), "%s/passwd", tmpdir);
+	return p;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	char tmp[320];
+	FILE *f;
+
+	/* Replace atomically, as an editor or `roost user` would. */
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	f = fopen(tmp, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	ck_assert_int_eq(rename(tmp, path), 0);
+}
+
+static char *
+read_file(const char *path)
+{
+	static char text[8192];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	ck_assert_ptr_nonnull(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	return text;
+}
+
+/* ---- schemes ---- */
+
+START_TEST(scheme_vectors)
+{
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+		const char *pw = vectors[i].password;
+
+		ck_assert_msg(auth_check_hash(vectors[i].stored, pw, strlen(pw)) == 0,
+		    "vector %zu (%s) does not verify", i, vectors[i].stored);
+		ck_assert_msg(auth_check_hash(vectors[i].stored, "wrong", 5) == ROOST_EAUTH,
+		    "vector %zu accepts a wrong password", i);
+		/* A prefix or an extension of the password is wrong too. */
+		ck_assert_int_eq(auth_check_hash(vectors[i].stored, pw, strlen(pw) - 1),
+		    ROOST_EAUTH);
+	}
+}
+END_TEST
+
+START_TEST(scheme_errors)
+{
+	ck_assert_int_eq(auth_check_hash("{NOPE}abc", "abc", 3), ROOST_ENOTSUP);
+	ck_assert_int_eq(auth_check_hash("{PLAIN.rot13}abc", "abc", 3), ROOST_ENOTSUP);
+	ck_assert_int_eq(auth_check_hash("{PLAIN", "abc", 3), ROOST_ENOTSUP);
+	ck_assert_int_eq(auth_check_hash("{SHA512-CRYPT}", "", 0), ROOST_EAUTH);
+	ck_assert_int_eq(auth_check_hash("{SHA512-CRYPT}garbage", "garbage", 7), ROOST_EAUTH);
+	ck_assert_int_eq(auth_check_hash("{SSHA}!!!!", "x", 1), ROOST_EAUTH);
+	ck_assert_int_eq(auth_check_hash("{SHA}c2VjcmV0", "secret", 6), ROOST_EAUTH);
+	ck_assert_int_eq(auth_check_hash("", "", 0), ROOST_EAUTH);
+	/* A NUL inside the password never matches a crypt hash of its prefix. */
+	ck_assert_int_eq(auth_check_hash(vectors[5].stored, "secret\0x", 8), ROOST_EAUTH);
+	ck_assert_int_eq(auth_check_hash("{PLAIN}secret", "secret\0", 7), ROOST_EAUTH);
+}
+END_TEST
+
+START_TEST(hash_new_passwords)
+{
+	static const char *const schemes[] = {
+		"SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "YESCRYPT", "MD5-CRYPT", "PLAIN",
+	};
+	static const char *const prefixes[] = {
+		"{SHA512-CRYPT}$6$", "{SHA256-CRYPT}$5$", "{BLF-CRYPT}$2y$", "{YESCRYPT}$y$",
+		"{MD5-CRYPT}$1$", "{PLAIN}",
+	};
+
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		struct buf a = BUF_INIT(0), b = BUF_INIT(0);
+
+		if (!auth_scheme_supported(schemes[i])) {
+			/* Only these two may be missing from a libcrypt build. */
+			ck_assert(strcmp(schemes[i], "YESCRYPT") == 0 ||
+			    strcmp(schemes[i], "BLF-CRYPT") == 0);
+			continue;
+		}
+		ck_assert_int_eq(auth_hash_password(schemes[i], "n3w pässword", &a), 0);
+		ck_assert_msg(strncmp(buf_cstr(&a), prefixes[i], strlen(prefixes[i])) == 0,
+		    "%s gave %s", schemes[i], buf_cstr(&a));
+		ck_assert_ptr_null(strchr(buf_cstr(&a), ':'));
+		ck_assert_int_eq(auth_check_hash(buf_cstr(&a), "n3w pässword",
+		    strlen("n3w pässword")), 0);
+		ck_assert_int_eq(auth_check_hash(buf_cstr(&a), "n3w passwort", 12), ROOST_EAUTH);
+		if (strcmp(schemes[i], "PLAIN") != 0) {
+			/* Fresh salt each time. */
+			ck_assert_int_eq(auth_hash_password(schemes[i], "n3w pässword", &b), 0);
+			ck_assert_str_ne(buf_cstr(&a), buf_cstr(&b));
+		}
+		buf_free(&a);
+		buf_free(&b);
+	}
+	{
+		struct buf a = BUF_INIT(0);
+
+		ck_assert_int_eq(auth_hash_password("NOPE", "x", &a), ROOST_ENOTSUP);
+		ck_assert_int_eq(auth_hash_password("SSHA", "x", &a), ROOST_ENOTSUP);
+		ck_assert_int_eq(auth_hash_password("PLAIN", "a:b", &a), ROOST_EINVAL);
+		ck_assert_uint_eq(a.len, 0);
+		buf_free(&a);
+	}
+	ck_assert(auth_scheme_supported("sha512-crypt"));
+	ck_assert(!auth_scheme_supported("CRYPT"));
+}
+END_TEST
+
+START_TEST(user_names)
+{
+	static const char *const good[] = {
+		"alice@example.org", "alice", "a.b+c@x.example", "ALICE@Example.ORG", "j\xc3\xb6rg@x",
+	};
+	static const char *const bad[] = {
+		"", "a:b@x", "@example.org", "alice@", "a@b@c", "al ice@x", "alice@x\n", "#alice",
+		".alice", "alice.", "a/b@x", "a\\b", "alice@.x", "a\tb", "a\x7f",
+	};
+	char longname[300];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(auth_user_name_valid(good[i]), "refused %s", good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!auth_user_name_valid(bad[i]), "accepted %s", bad[i]);
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	ck_assert(!auth_user_name_valid(longname));
+	longname[AUTH_MAX_NAME] = '\0';
+	ck_assert(auth_user_name_valid(longname));
+}
+END_TEST
+
+/* ---- the user table ---- */
+
+static const char sample_file[] =
+    "# users\n"
+    "\n"
+    "Alice@Example.org:{SHA512-CRYPT}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ."
+    "taq2zlNFqBnKQ0/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0:1000:1000::/home/alice::\n"
+    "  # indented comment\n"
+    "bob@example.org:{PLAIN}bob-secret\n"
+    "carol@example.org:{MD5-CRYPT}$1$saltsalt$ERNpRN/8OUFOCXVDM0pqE0::::::userdb_quota=1G\r\n"
+    "dave@example.org:{NOPE}xyz\n"
+    "erin@example.org:\n";
+
+START_TEST(lookup_and_verify)
+{
+	struct auth *auth = NULL;
+	char name[AUTH_MAX_NAME + 1];
+
+	write_file(passwd_path(), sample_file);
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+
+	ck_assert_int_eq(auth_lookup(auth, "alice@example.org", name, sizeof(name)), 0);
+	ck_assert_str_eq(name, "Alice@Example.org");
+	ck_assert_int_eq(auth_lookup(auth, "ALICE@EXAMPLE.ORG", name, sizeof(name)), 0);
+	ck_assert_str_eq(name, "Alice@Example.org");
+	ck_assert_int_eq(auth_lookup(auth, "nobody@example.org", name, sizeof(name)),
+	    ROOST_ENOTFOUND);
+	ck_assert_int_eq(auth_lookup(auth, "alice", name, sizeof(name)), ROOST_ENOTFOUND);
+	ck_assert_int_eq(auth_lookup(auth, "alice@example.org", name, 5), ROOST_ETOOBIG);
+
+	memset(name, 0, sizeof(name));
+	ck_assert_int_eq(auth_verify(auth, "alice@EXAMPLE.org", "correct horse", 13, name,
+	    sizeof(name)), 0);
+	ck_assert_str_eq(name, "Alice@Example.org");
+	/* Second time from the cache: same answer. */
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "correct horse", 13, name,
+	    sizeof(name)), 0);
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "correct horsE", 13, name,
+	    sizeof(name)), ROOST_EAUTH);
+	ck_assert_int_eq(auth_verify(auth, "bob@example.org", "bob-secret", 10, name,
+	    sizeof(name)), 0);
+	ck_assert_str_eq(name, "bob@example.org");
+	ck_assert_int_eq(auth_verify(auth, "carol@example.org", "p\xc3\xa4ssword1", 10, name,
+	    sizeof(name)), 0);
+	/* Unknown user, unknown scheme, empty hash, empty password: all EAUTH. */
+	ck_assert_int_eq(auth_verify(auth, "nobody@example.org", "x", 1, name, sizeof(name)),
+	    ROOST_EAUTH);
+	ck_assert_int_eq(auth_verify(auth, "dave@example.org", "xyz", 3, name, sizeof(name)),
+	    ROOST_EAUTH);
+	ck_assert_int_eq(auth_verify(auth, "erin@example.org", "", 0, name, sizeof(name)),
+	    ROOST_EAUTH);
+	ck_assert_int_eq(auth_verify(auth, "bob@example.org", "", 0, name, sizeof(name)),
+	    ROOST_EAUTH);
+	auth_free(&auth);
+	ck_assert_ptr_null(auth);
+	auth_free(&auth);
+}
+END_TEST
+
+START_TEST(missing_file_is_empty)
+{
+	struct auth *auth = NULL;
+	char name[64];
+
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	ck_assert_int_eq(auth_lookup(auth, "alice@example.org", name, sizeof(name)),
+	    ROOST_ENOTFOUND);
+	/* Created later (roost user add on a running server): picked up. */
+	write_file(passwd_path(), "alice@example.org:{PLAIN}pw\n");
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "pw", 2, name, sizeof(name)), 0);
+	auth_free(&auth);
+}
+END_TEST
+
+START_TEST(bad_files_refused)
+{
+	static const char *const bad[] = {
+		"alice@example.org {PLAIN}x\n",			/* no ':' */
+		"alice@example.org:{PLAIN}x\nALICE@example.org:{PLAIN}y\n",	/* duplicate */
+		"al ice@example.org:{PLAIN}x\n",		/* invalid name */
+		":{PLAIN}x\n",
+	};
+	struct auth *auth = NULL;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_file(passwd_path(), bad[i]);
+		ck_assert_msg(auth_open(&cfg, &auth) == ROOST_EINVAL, "accepted file %zu", i);
+		ck_assert_ptr_null(auth);
+	}
+	cfg.password_scheme = "NOPE";
+	write_file(passwd_path(), "alice@example.org:{PLAIN}x\n");
+	ck_assert_int_eq(auth_open(&cfg, &auth), ROOST_ECONFIG);
+}
+END_TEST
+
+START_TEST(reload_keeps_old_on_error)
+{
+	struct auth *auth = NULL;
+	char name[64];
+
+	write_file(passwd_path(), "alice@example.org:{PLAIN}one\n");
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	write_file(passwd_path(), "alice@example.org {PLAIN}two\n");
+	ck_assert_int_eq(auth_reload(auth), ROOST_EINVAL);
+	/* Also on the implicit reload of a lookup. */
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "one", 3, name, sizeof(name)), 0);
+	write_file(passwd_path(), "alice@example.org:{PLAIN}two\nbob@example.org:{PLAIN}b\n");
+	ck_assert_int_eq(auth_reload(auth), 0);
+	ck_assert_int_eq(auth_lookup(auth, "bob@example.org", name, sizeof(name)), 0);
+	auth_free(&auth);
+}
+END_TEST
+
+START_TEST(password_change_invalidates_cache)
+{
+	struct auth *auth = NULL;
+	struct buf h = BUF_INIT(0);
+	char name[64];
+
+	ck_assert_int_eq(auth_hash_password("SHA256-CRYPT", "old-pw", &h), 0);
+	ck_assert_int_eq(auth_file_add(passwd_path(), "alice@example.org", buf_cstr(&h)), 0);
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "old-pw", 6, name, sizeof(name)),
+	    0);
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "old-pw", 6, name, sizeof(name)),
+	    0);	/* cached now */
+	buf_reset(&h);
+	ck_assert_int_eq(auth_hash_password("SHA256-CRYPT", "new-pw", &h), 0);
+	ck_assert_int_eq(auth_file_set_password(passwd_path(), "alice@example.org",
+	    buf_cstr(&h)), 0);
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "old-pw", 6, name, sizeof(name)),
+	    ROOST_EAUTH);
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "new-pw", 6, name, sizeof(name)),
+	    0);
+	/* Deleted users are gone at once, cache or not. */
+	ck_assert_int_eq(auth_file_delete(passwd_path(), "alice@example.org"), 0);
+	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "new-pw", 6, name, sizeof(name)),
+	    ROOST_EAUTH);
+	buf_free(&h);
+	auth_free(&auth);
+}
+END_TEST
+
+START_TEST(cache_entries)
+{
+	struct auth_cache *c = auth_cache_new(4);
+
+	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}p", "p", 1, 100));
+	auth_cache_put(c, "a@x", "{PLAIN}p", "p", 1, 200);
+	ck_assert(auth_cache_check(c, "a@x", "{PLAIN}p", "p", 1, 100));
+	ck_assert(auth_cache_check(c, "A@X", "{PLAIN}p", "p", 1, 199));
+	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}p", "p", 1, 200));	/* expired */
+	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}p", "q", 1, 100));
+	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}q", "p", 1, 100));
+	ck_assert(!auth_cache_check(c, "b@x", "{PLAIN}p", "p", 1, 100));
+	auth_cache_clear(c);
+	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}p", "p", 1, 100));
+	auth_cache_free(&c);
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* ---- file editing ---- */
+
+START_TEST(file_edits)
+{
+	const char *p = passwd_path();
+	char *text;
+	struct stat st;
+
+	write_file(p, "# keep me\nbob@example.org:{PLAIN}b:1:2:gecos:/home/bob::x=y\n");
+	ck_assert_int_eq(auth_file_add(p, "alice@example.org", "{PLAIN}a"), 0);
+	ck_assert_int_eq(auth_file_add(p, "ALICE@example.org", "{PLAIN}a"), ROOST_EEXISTS);
+	ck_assert_int_eq(auth_file_add(p, "bad name", "{PLAIN}a"), ROOST_EINVAL);
+	ck_assert_int_eq(auth_file_add(p, "carol@example.org", "{PLAIN}a:b"), ROOST_EINVAL);
+	text = read_file(p);
+	ck_assert_str_eq(text, "# keep me\nbob@example.org:{PLAIN}b:1:2:gecos:/home/bob::x=y\n"
+	    "alice@example.org:{PLAIN}a::::::\n");
+	ck_assert_int_eq(stat(p, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+
+	ck_assert_int_eq(auth_file_set_password(p, "BOB@example.org", "{PLAIN}new"), 0);
+	text = read_file(p);
+	ck_assert_str_eq(text, "# keep me\nbob@example.org:{PLAIN}new:1:2:gecos:/home/bob::x=y\n"
+	    "alice@example.org:{PLAIN}a::::::\n");
+	ck_assert_int_eq(auth_file_set_password(p, "nobody@example.org", "{PLAIN}x"),
+	    ROOST_ENOTFOUND);
+	ck_assert_int_eq(auth_file_delete(p, "bob@example.org"), 0);
+	ck_assert_int_eq(auth_file_delete(p, "bob@example.org"), ROOST_ENOTFOUND);
+	text = read_file(p);
+	ck_assert_str_eq(text, "# keep me\nalice@example.org:{PLAIN}a::::::\n");
+}
+END_TEST
+
+START_TEST(file_add_creates_dirs_and_no_trailing_newline)
+{
+	char p[400];
+	char *text;
+
+	snprintf(p, sizeof(p), "%s/a/b/passwd", tmpdir);
+	ck_assert_int_eq(auth_file_delete(p, "x@y"), ROOST_ENOTFOUND);
+	ck_assert_int_eq(auth_file_add(p, "x@y", "{PLAIN}1"), 0);
+	ck_assert_str_eq(read_file(p), "x@y:{PLAIN}1::::::\n");
+	write_file(p, "x@y:{PLAIN}1");
+	ck_assert_int_eq(auth_file_add(p, "z@y", "{PLAIN}2"), 0);
+	text = read_file(p);
+	ck_assert_str_eq(text, "x@y:{PLAIN}1\nz@y:{PLAIN}2::::::\n");
+}
+END_TEST
+
+static void
+collect(const char *user, void *arg)
+{
+	struct buf *b = arg;
+
+	buf_printf(b, "%s,", user);
+}
+
+START_TEST(file_list)
+{
+	struct buf b = BUF_INIT(0);
+
+	ck_assert_int_eq(auth_file_list(passwd_path(), collect, &b), 0);
+	ck_assert_str_eq(buf_cstr(&b), "");
+	write_file(passwd_path(), sample_file);
+	ck_assert_int_eq(auth_file_list(passwd_path(), collect, &b), 0);
+	ck_assert_str_eq(buf_cstr(&b), "Alice@Example.org,bob@example.org,carol@example.org,"
+	    "dave@example.org,erin@example.org,");
+	write_file(passwd_path(), "oops\n");
+	ck_assert_int_eq(auth_file_list(passwd_path(), collect, &b), ROOST_EINVAL);
+	buf_free(&b);
+}
+END_TEST
+
+/* ---- throttle ---- */
+
+START_TEST(throttle_doubles_and_resets)
+{
+	struct auth *auth = NULL;
+
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 2000);
+	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 4000);
+	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 8000);
+	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 15000);
+	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 15000);
+	ck_assert_uint_eq(auth_failure(auth, "2001:db8::1"), 2000);
+	auth_success(auth, "192.0.2.1");
+	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 2000);
+	ck_assert_uint_eq(auth_failure(auth, "2001:db8::1"), 4000);
+	auth_success(auth, "198.51.100.7");	/* unknown: nothing happens */
+	auth_free(&auth);
+}
+END_TEST
+
+START_TEST(throttle_bounded)
+{
+	struct auth_throttle *t = auth_throttle_new(3, 1, 8);
+	uint64_t now = 1000000;
+
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now++), 1000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now++), 2000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now++), 1000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "c", now++), 1000);
+	ck_assert_uint_eq(auth_throttle_count(t), 3);
+	/* Full: "a" failed longest ago and is evicted for "d". */
+	ck_assert_uint_eq(auth_throttle_failure(t, "d", now++), 1000);
+	ck_assert_uint_eq(auth_throttle_count(t), 3);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now++), 2000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now++), 1000);	/* evicts "c" */
+	ck_assert_uint_eq(auth_throttle_failure(t, "d", now++), 2000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "c", now++), 1000);
+	ck_assert_uint_eq(auth_throttle_count(t), 3);
+	auth_throttle_success(t, "c");
+	ck_assert_uint_eq(auth_throttle_count(t), 2);
+	/* Old failures are forgotten. */
+	ck_assert_uint_eq(auth_throttle_failure(t, "d", now + 3600 * 1000), 1000);
+	for (int i = 0; i < 40; i++)
+		auth_throttle_failure(t, "d", now);
+	ck_assert_uint_eq(auth_throttle_failure(t, "d", now), 8000);
+	auth_throttle_free(&t);
+	ck_assert_ptr_null(t);
+}
+END_TEST
+
+START_TEST(throttle_many_addresses)
+{
+	struct auth_throttle *t = auth_throttle_new(100, 2, 15);
+	char ip[64];
+
+	for (unsigned i = 0; i < 5000; i++) {
+		snprintf(ip, sizeof(ip), "10.%u.%u.%u", i >> 16, (i >> 8) & 255, i & 255);
+		ck_assert_uint_eq(auth_throttle_failure(t, ip, 1000 + i), 2000);
+		if (i % 3 == 0)
+			auth_throttle_success(t, ip);
+	}
+	ck_assert_uint_le(auth_throttle_count(t), 100);
+	auth_throttle_free(&t);
+}
+END_TEST
+
+/* ---- threads ---- */
+
+struct race {
+	struct auth *auth;
+	int ok;
+};
+
+static void *
+verifier(void *arg)
+{
+	struct race *r = arg;
+	char name[64];
+
+	for (int i = 0; i < 200; i++) {
+		if (auth_verify(r->auth, "bob@example.org", "bob-secret", 10, name,
+		    sizeof(name)) == 0)
+			r->ok++;
+		auth_failure(r->auth, "192.0.2.9");
+	}
+	return NULL;
+}
+
+START_TEST(concurrent_verify_and_reload)
+{
+	struct race r[4];
+	pthread_t th[4];
+	struct auth *auth = NULL;
+
+	write_file(passwd_path(), sample_file);
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	for (int i = 0; i < 4; i++) {
+		r[i].auth = auth;
+		r[i].ok = 0;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, verifier, &r[i]), 0);
+	}
+	for (int i = 0; i < 20; i++) {
+		write_file(passwd_path(), sample_file);
+		ck_assert_int_eq(auth_reload(auth), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(r[i].ok, 200);
+	}
+	auth_free(&auth);
+}
+END_TEST
+
+static Suite *
+auth_suite(void)
+{
+	Suite *s = suite_create("auth");
+	TCase *tc = tcase_create("schemes");
+	TCase *db = tcase_create("userdb");
+	TCase *th = tcase_create("throttle");
+
+	tcase_add_test(tc, scheme_vectors);
+	tcase_add_test(tc, scheme_errors);
+	tcase_add_test(tc, hash_new_passwords);
+	tcase_add_test(tc, user_names);
+	tcase_add_test(tc, cache_entries);
+	suite_add_tcase(s, tc);
+
+	tcase_add_checked_fixture(db, setup, teardown);
+	tcase_set_timeout(db, 60);
+	tcase_add_test(db, lookup_and_verify);
+	tcase_add_test(db, missing_file_is_empty);
+	tcase_add_test(db, bad_files_refused);
+	tcase_add_test(db, reload_keeps_old_on_error);
+	tcase_add_test(db, password_change_invalidates_cache);
+	tcase_add_test(db, file_edits);
+	tcase_add_test(db, file_add_creates_dirs_and_no_trailing_newline);
+	tcase_add_test(db, file_list);
+	tcase_add_test(db, concurrent_verify_and_reload);
+	suite_add_tcase(s, db);
+
+	tcase_add_checked_fixture(th, setup, teardown);
+	tcase_add_test(th, throttle_doubles_and_resets);
+	tcase_add_test(th, throttle_bounded);
+	tcase_add_test(th, throttle_many_addresses);
+	suite_add_tcase(s, th);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(auth_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

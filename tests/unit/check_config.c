@@ -1,0 +1,206 @@
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+
+static char conf_path[64];
+
+static const char *
+write_conf(const char *text)
+{
+	int fd;
+	FILE *f;
+
+	snprintf(conf_path, sizeof(conf_path), "/tmp/roost-config-XXXXXX");
+	fd = mkstemp(conf_path);
+	ck_assert_int_ge(fd, 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	return conf_path;
+}
+
+static int
+load(const char *text, struct roost_config **cfg_r, char *err, size_t errlen)
+{
+	int ret = config_load(write_conf(text), cfg_r, err, errlen);
+
+	unlink(conf_path);
+	return ret;
+}
+
+START_TEST(defaults_are_complete)
+{
+	struct roost_config *cfg = config_defaults();
+
+	ck_assert_str_eq(cfg->data_dir, "./var");
+	ck_assert_str_eq(cfg->storage_backend, "lmdb");
+	ck_assert_str_eq(cfg->listen_imap.addrs[0], "127.0.0.1:2143");
+	ck_assert_str_eq(cfg->listen_smtp.addrs[0], "127.0.0.1:2525");
+	ck_assert_str_eq(cfg->listen_lmtp.addrs[0], "127.0.0.1:2024");
+	ck_assert_str_eq(cfg->listen_pop3s.addrs[0], "127.0.0.1:2995");
+	ck_assert_str_eq(cfg->tls_cert, "./var/tls/cert.pem");
+	ck_assert_str_eq(cfg->passwd_file, "./var/passwd");
+	ck_assert_uint_eq(cfg->max_line, 64 * 1024);
+	ck_assert_uint_eq(cfg->max_message_size, 50 * 1024 * 1024);
+	ck_assert_uint_eq(cfg->imap_max_literal, cfg->max_message_size);
+	ck_assert_uint_eq(cfg->expunge_log_retention, 30 * 86400);
+	ck_assert(cfg->storage_fsync);
+	ck_assert(!cfg->plaintext_insecure);
+	ck_assert_ptr_nonnull(cfg->smtp_domains[0]);
+	ck_assert_uint_ge(cfg->workers, 8);
+	config_free(&cfg);
+	ck_assert_ptr_null(cfg);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(file_overrides_defaults)
+{
+	struct roost_config *cfg = NULL;
+	char err[256] = "";
+
+	ck_assert_int_eq(load("# comment\n[server]\ndata_dir = /tmp/x \nworkers=3\n"
+	    "[storage]\nbackend = maildir\nfsync = off\n"
+	    "[listen]\nimap = [::1]:143, 127.0.0.1:143\npop3 = off\nlmtp = unix:/run/lmtp\n"
+	    "[limits]\nmax_message_size = 10M\nidle_timeout = 30m\n"
+	    "[smtp]\ndomains = example.org, example.net\n",
+	    &cfg, err, sizeof(err)), 0);
+	ck_assert_str_eq(cfg->data_dir, "/tmp/x");
+	ck_assert_uint_eq(cfg->workers, 3);
+	ck_assert_str_eq(cfg->storage_backend, "maildir");
+	ck_assert(!cfg->storage_fsync);
+	ck_assert_str_eq(cfg->listen_imap.addrs[0], "[::1]:143");
+	ck_assert_str_eq(cfg->listen_imap.addrs[1], "127.0.0.1:143");
+	ck_assert_ptr_null(cfg->listen_imap.addrs[2]);
+	ck_assert_ptr_null(cfg->listen_pop3.addrs[0]);
+	ck_assert_str_eq(cfg->listen_lmtp.addrs[0], "unix:/run/lmtp");
+	ck_assert_uint_eq(cfg->max_message_size, 10 * 1024 * 1024);
+	ck_assert_uint_eq(cfg->idle_timeout, 1800);
+	ck_assert_str_eq(cfg->smtp_domains[1], "example.net");
+	ck_assert_str_eq(cfg->tls_cert, "/tmp/x/tls/cert.pem");
+	config_free(&cfg);
+}
+END_TEST
+
+struct bad_case {
+	const char *text;
+	const char *must_mention;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "[server]\nbogus = 1\n", ":2: unknown key bogus" },
+	{ "[server]\nworkers = many\n", ":2: [server] workers: bad value" },
+	{ "[server]\nworkers = 0\n", "workers" },
+	{ "[server]\nworkers = 99999999999999999999999\n", "workers" },
+	{ "[server]\n[server]\n", ":2: duplicate section [server]" },
+	{ "[server]\nworkers = 2\nworkers = 3\n", ":3: duplicate key workers" },
+	{ "[nosuch]\n", "unknown section [nosuch]" },
+	{ "workers = 2\n", "outside any section" },
+	{ "[server\n", "malformed section" },
+	{ "[server]\njust words\n", "expected key = value" },
+	{ "[storage]\nbackend = sqlite\n", "unknown backend" },
+	{ "[listen]\nimap = 127.0.0.1\n", "[listen] imap: bad value" },
+	{ "[listen]\nimap = 127.0.0.1:70000\n", "imap" },
+	{ "[listen]\nimap = ::1:143\n", "imap" },
+	{ "[listen]\nimap = unix:/tmp/x\n", "lmtp only" },
+	{ "[listen]\nimap = 127.0.0.1:1,,127.0.0.1:2\n", "imap" },
+	{ "[limits]\nmax_message_size = 5Q\n", "max_message_size" },
+	{ "[limits]\nidle_timeout = -5\n", "idle_timeout" },
+	{ "[server]\nlog_syslog = maybe\n", "log_syslog" },
+	{ "[smtp]\nbare_lf = sometimes\n", "bare_lf" },
+};
+
+START_TEST(bad_files_are_refused)
+{
+	const struct bad_case *c = &bad_cases[_i];
+	struct roost_config *cfg = NULL;
+	char err[256] = "";
+
+	ck_assert_int_eq(load(c->text, &cfg, err, sizeof(err)), ROOST_ECONFIG);
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(err, c->must_mention) != NULL, "case %d: \"%s\" lacks \"%s\"", _i,
+	    err, c->must_mention);
+}
+END_TEST
+
+START_TEST(missing_file_is_an_error)
+{
+	struct roost_config *cfg = NULL;
+	char err[256] = "";
+
+	ck_assert_int_eq(config_load("/nonexistent/roost.conf", &cfg, err, sizeof(err)),
+	    ROOST_ECONFIG);
+	ck_assert(strstr(err, "/nonexistent/roost.conf") != NULL);
+}
+END_TEST
+
+START_TEST(addresses)
+{
+	struct config_addr a;
+
+	ck_assert_int_eq(config_parse_addr("127.0.0.1:25", &a), 0);
+	ck_assert_str_eq(a.host, "127.0.0.1");
+	ck_assert_uint_eq(a.port, 25);
+	ck_assert_int_eq(config_parse_addr("*:25", &a), 0);
+	ck_assert_str_eq(a.host, "");
+	ck_assert_int_eq(config_parse_addr("[::1]:993", &a), 0);
+	ck_assert_str_eq(a.host, "::1");
+	ck_assert_uint_eq(a.port, 993);
+	ck_assert_int_eq(config_parse_addr("unix:/run/roost/lmtp", &a), 0);
+	ck_assert(a.is_unix);
+	ck_assert_str_eq(a.path, "/run/roost/lmtp");
+	ck_assert_int_eq(config_parse_addr("unix:relative", &a), ROOST_EINVAL);
+	ck_assert_int_eq(config_parse_addr("host:0", &a), ROOST_EINVAL);
+	ck_assert_int_eq(config_parse_addr("host:", &a), ROOST_EINVAL);
+	ck_assert_int_eq(config_parse_addr("host:12x", &a), ROOST_EINVAL);
+	ck_assert_int_eq(config_parse_addr("[::1:25", &a), ROOST_EINVAL);
+}
+END_TEST
+
+START_TEST(print_round_trips)
+{
+	struct roost_config *cfg = config_defaults(), *again = NULL;
+	char path[] = "/tmp/roost-print-XXXXXX", err[256] = "";
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+
+	config_print(cfg, f);
+	fclose(f);
+	ck_assert_int_eq(config_load(path, &again, err, sizeof(err)), 0);
+	ck_assert_str_eq(again->hostname, cfg->hostname);
+	ck_assert_uint_eq(again->max_line, cfg->max_line);
+	ck_assert_uint_eq(again->expunge_log_retention, cfg->expunge_log_retention);
+	ck_assert_str_eq(again->listen_imaps.addrs[0], cfg->listen_imaps.addrs[0]);
+	unlink(path);
+	config_free(&cfg);
+	config_free(&again);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, defaults_are_complete);
+	tcase_add_test(tc, file_overrides_defaults);
+	tcase_add_loop_test(tc, bad_files_are_refused, 0,
+	    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
+	tcase_add_test(tc, missing_file_is_an_error);
+	tcase_add_test(tc, addresses);
+	tcase_add_test(tc, print_round_trips);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,1018 @@
+/*
+ * The storage conformance suite: every test runs once per backend in the
+ * build (storage_backend_available()), each in its own forked process
+ * with its own data directory. ROOST_STORAGE_BACKENDS="lmdb" (a comma
+ * list) narrows the set.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roost/buf.h"
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/storage.h"
+
+static const char *all_backends[] = { "lmdb", "maildir" };
+static const char *backends[8];
+static int n_backends;
+
+/* Per test (each runs in its own process). */
+static char dir[256];
+static struct roost_config cfg;
+static struct storage *st;
+static const char *backend;
+
+#define USER "alice@example.com"
+
+static void
+make_cfg(const char *name)
+{
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.data_dir = dir;
+	cfg.storage_backend = (char *)name;
+	cfg.lmdb_map_size = 8u << 20;	/* small on purpose: the map must grow */
+	cfg.lmdb_shards = 1;
+	cfg.storage_fsync = true;
+	cfg.expunge_log_retention = 30 * 86400;
+	cfg.max_message_size = 50u << 20;
+}
+
+static void
+open_store(void)
+{
+	ck_assert_int_eq(storage_open(&cfg, &st), 0);
+	ck_assert_str_eq(storage_backend_name(st), backend);
+}
+
+static void
+reopen(void)
+{
+	storage_close(&st);
+	open_store();
+}
+
+static void
+setup_backend(int i)
+{
+	char tmpl[] = "/tmp/roost-storage-XXXXXX";
+
+	backend = backends[i];
+	ck_assert_ptr_nonnull(mkdtemp(tmpl));
+	snprintf(dir, sizeof(dir), "%s", tmpl);
+	make_cfg(backend);
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+}
+
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+teardown_backend(void)
+{
+	storage_close(&st);
+	if (dir[0] != '\0')
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int
+append_bytes(const char *mbox, const void *data, size_t len, uint32_t flags, uint32_t *uid_r)
+{
+	struct msg_input in = { .data = data, .len = len, .fd = -1, .flags = flags };
+	uint32_t uidv;
+
+	return storage_append(st, USER, mbox, &in, &uidv, uid_r);
+}
+
+static uint32_t
+append_simple(const char *mbox, int n)
+{
+	char msg[128];
+	uint32_t uid = 0;
+	int len = snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody %d\r\n", n, n);
+
+	ck_assert_int_eq(append_bytes(mbox, msg, (size_t)len, 0, &uid), 0);
+	return uid;
+}
+
+static void
+assert_read(struct mailbox *mb, uint32_t uid, const void *data, size_t len)
+{
+	struct msg_view v;
+
+	ck_assert_int_eq(mailbox_read(mb, uid, &v), 0);
+	ck_assert_uint_eq(v.len, len);
+	ck_assert(len == 0 || memcmp(v.data, data, len) == 0);
+	msg_view_release(&v);
+}
+
+static void
+assert_clean(void)
+{
+	struct buf report = BUF_INIT(1 << 20);
+	int rc = storage_check(st, &report);
+
+	if (rc != 0)
+		fprintf(stderr, "check report (%s):\n%s", backend, buf_cstr(&report));
+	ck_assert_int_eq(rc, 0);
+	buf_free(&report);
+}
+
+static bool
+has_attr(struct mailbox_info *list, size_t n, const char *name, unsigned attr)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].name, name) == 0)
+			return (list[i].attrs & attr) == attr;
+	}
+	return false;
+}
+
+static bool
+listed(struct mailbox_info *list, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+
+START_TEST(hostile_names)
+{
+	static const char *bad[] = {
+		"", "/", "/a", "a/", "a//b", ".", "..", "a/../b", "../x", "a/./b", "a.b", ".hidden",
+		"a\nb", "a\rb", "tab\there", "del\x7f", "c1\xc2\x80", "bad\xff", "over\xc0\xaf",
+		"sur\xed\xa0\x80", "trunc\xe2\x82", "Maildir.sub", "x/.y", "..\\..",
+	};
+	char longname[STORAGE_MAX_NAME + 2];
+	struct mailbox *mb;
+	struct mailbox_status s;
+	uint32_t uid;
+
+	setup_backend(_i);
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(!storage_name_valid(bad[i]), "accepted %s", bad[i]);
+		ck_assert_int_eq(storage_create(st, USER, bad[i], 0), ROOST_EINVAL);
+		ck_assert_int_eq(storage_delete(st, USER, bad[i]), ROOST_EINVAL);
+		ck_assert_int_eq(storage_rename(st, USER, "INBOX", bad[i]), ROOST_EINVAL);
+		ck_assert_int_eq(storage_status(st, USER, bad[i], &s), ROOST_EINVAL);
+		ck_assert_int_eq(mailbox_open(st, USER, bad[i], 0, &mb), ROOST_EINVAL);
+		ck_assert_int_eq(append_bytes(bad[i], "x", 1, 0, &uid), ROOST_EINVAL);
+		ck_assert_int_eq(storage_subscribe(st, USER, bad[i], true), ROOST_EINVAL);
+	}
+	ck_assert_int_eq(storage_create(st, USER, longname, 0), ROOST_EINVAL);
+	ck_assert(!storage_name_valid(NULL));
+	ck_assert(storage_name_valid("Työ/Ärger 2024"));
+	ck_assert(storage_name_valid("a b/c-d_e"));
+	/* users */
+	ck_assert_int_eq(storage_user_init(st, "../etc"), ROOST_EINVAL);
+	ck_assert_int_eq(storage_user_init(st, "a/b"), ROOST_EINVAL);
+	ck_assert_int_eq(storage_user_init(st, ""), ROOST_EINVAL);
+	ck_assert_int_eq(storage_create(st, "x\ny", "Box", 0), ROOST_EINVAL);
+	/* keywords */
+	ck_assert(storage_keyword_valid("$Forwarded"));
+	ck_assert(!storage_keyword_valid("\\Seen"));
+	ck_assert(!storage_keyword_valid("a b"));
+	ck_assert(!storage_keyword_valid("x(y"));
+	ck_assert(!storage_keyword_valid(""));
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+START_TEST(round_trip)
+{
+	static const uint8_t binary[] = { 'S', ':', ' ', 'b', '\r', '\n', '\r', '\n', 0, 1, 2, 0xff,
+		0xfe, '\n', '\n', 0x80, 0, '\r', 'x' };
+	static const char bare_lf[] = "Subject: lf\n\nline one\nline two\n";
+	static const char eight[] = "Subject: =?utf-8?q?x?=\r\n\r\nGr\xc3\xbc\xc3\x9f""e\r\n";
+	const char *kws[] = { "$Forwarded", "Work" };
+	struct msg_input in = { .fd = -1 };
+	struct mailbox *mb;
+	struct msg_record *recs;
+	const char *const *names;
+	size_t n, nk;
+	uint64_t hms;
+	uint32_t uid[4], uidv;
+
+	setup_backend(_i);
+	ck_assert_int_eq(append_bytes("INBOX", binary, sizeof(binary), MSG_SEEN, &uid[0]), 0);
+	ck_assert_int_eq(append_bytes("INBOX", bare_lf, strlen(bare_lf), 0, &uid[1]), 0);
+	in.data = (const uint8_t *)eight;
+	in.len = strlen(eight);
+	in.flags = MSG_FLAGGED | MSG_ANSWERED | MSG_DRAFT;
+	in.keywords = kws;
+	in.n_keywords = 2;
+	in.internal_date = 1000000000;
+	ck_assert_int_eq(storage_append(st, USER, "inbox", &in, &uidv, &uid[2]), 0);
+	ck_assert_uint_ne(uidv, 0);
+	ck_assert_int_eq(append_bytes("INBOX", "", 0, 0, &uid[3]), 0);
+	ck_assert_uint_lt(uid[0], uid[1]);
+	ck_assert_uint_lt(uid[1], uid[2]);
+	ck_assert_uint_lt(uid[2], uid[3]);
+
+	for (int pass = 0; pass < 2; pass++) {
+		ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+		ck_assert_str_eq(mailbox_name(mb), "INBOX");
+		assert_read(mb, uid[0], binary, sizeof(binary));
+		assert_read(mb, uid[1], bare_lf, strlen(bare_lf));
+		assert_read(mb, uid[2], eight, strlen(eight));
+		assert_read(mb, uid[3], "", 0);
+		ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+		ck_assert_uint_eq(n, 4);
+		ck_assert_uint_eq(recs[0].uid, uid[0]);
+		ck_assert_uint_eq(recs[0].flags, MSG_SEEN);
+		ck_assert_uint_eq(recs[0].size, sizeof(binary));
+		ck_assert_uint_eq(recs[1].flags, 0);
+		ck_assert_uint_eq(recs[2].flags, MSG_FLAGGED | MSG_ANSWERED | MSG_DRAFT);
+		ck_assert_int_eq(recs[2].internal_date, 1000000000);
+		ck_assert(recs[0].internal_date > 1600000000);
+		ck_assert_int_eq(mailbox_keywords(mb, &names, &nk), 0);
+		ck_assert_uint_eq(nk, 2);
+		for (size_t k = 0; k < nk; k++)
+			ck_assert(recs[2].keywords & (1ULL << k));
+		ck_assert(strcmp(names[0], "$Forwarded") == 0 || strcmp(names[1], "$Forwarded") == 0);
+		ck_assert(strcmp(names[0], "Work") == 0 || strcmp(names[1], "Work") == 0);
+		ck_assert_uint_eq(recs[0].keywords, 0);
+		for (size_t r = 1; r < n; r++) {
+			ck_assert_uint_lt(recs[r - 1].uid, recs[r].uid);
+			ck_assert_uint_le(recs[r].modseq, hms);
+		}
+		free(recs);
+		ck_assert_int_eq(mailbox_read(mb, 9999, &(struct msg_view){ 0 }), ROOST_ENOTFOUND);
+		mailbox_close(&mb);
+		reopen();
+	}
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+START_TEST(big_message)
+{
+	size_t len = 30u << 20;
+	uint8_t *big = malloc(len);
+	char path[300];
+	struct msg_input in = { .fd = -1 };
+	struct mailbox *mb;
+	uint32_t uid1, uid2, uidv;
+	int fd;
+
+	setup_backend(_i);
+	ck_assert_ptr_nonnull(big);
+	for (size_t i = 0; i < len; i++)
+		big[i] = (uint8_t)((i * 2654435761u) >> 13);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	ck_assert_int_eq(append_bytes("INBOX", big, len, 0, &uid1), 0);
+	/* spooled in a file */
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	big[100] ^= 1;
+	ck_assert_int_eq(write(fd, big, len), (ssize_t)len);
+	in.fd = fd;
+	in.len = len;
+	ck_assert_int_eq(storage_append(st, USER, "INBOX", &in, &uidv, &uid2), 0);
+	close(fd);
+	unlink(path);
+	reopen();
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	assert_read(mb, uid2, big, len);
+	big[100] ^= 1;
+	assert_read(mb, uid1, big, len);
+	mailbox_close(&mb);
+	/* too big */
+	in.fd = -1;
+	in.data = big;
+	in.len = (50u << 20) + 1;
+	ck_assert_int_eq(storage_append(st, USER, "INBOX", &in, &uidv, &uid2), ROOST_ETOOBIG);
+	free(big);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+START_TEST(uids_never_reused)
+{
+	struct mailbox *mb;
+	struct mailbox_status s;
+	uint32_t uids[5], last, uidv1, uidv2;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	for (int i = 0; i < 5; i++)
+		uids[i] = append_simple("Box", i);
+	for (int i = 1; i < 5; i++)
+		ck_assert_uint_gt(uids[i], uids[i - 1]);
+	ck_assert_int_eq(mailbox_open(st, USER, "Box", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_expunge(mb, &uids[3], 2), 0);
+	mailbox_close(&mb);
+	last = append_simple("Box", 5);
+	ck_assert_uint_gt(last, uids[4]);
+	reopen();
+	ck_assert_int_eq(mailbox_open(st, USER, "Box", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_expunge(mb, &last, 1), 0);
+	mailbox_close(&mb);
+	reopen();
+	ck_assert_uint_gt(append_simple("Box", 6), last);
+	ck_assert_int_eq(storage_status(st, USER, "Box", &s), 0);
+	uidv1 = s.uidvalidity;
+	ck_assert_uint_eq(s.messages, 4);
+	/* delete and re-create: new UIDVALIDITY */
+	ck_assert_int_eq(storage_delete(st, USER, "Box"), 0);
+	ck_assert_int_eq(storage_status(st, USER, "Box", &s), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	ck_assert_int_eq(storage_status(st, USER, "Box", &s), 0);
+	uidv2 = s.uidvalidity;
+	ck_assert_uint_ne(uidv1, uidv2);
+	ck_assert_uint_eq(s.messages, 0);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), ROOST_EEXISTS);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+static bool
+has_uid(const struct msg_record *r, size_t n, uint32_t uid)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].uid == uid)
+			return true;
+	}
+	return false;
+}
+
+START_TEST(changes_since)
+{
+	struct mailbox *mb;
+	struct mailbox_changes ch;
+	struct mailbox_status s;
+	struct store_req seen = { .mode = STORE_ADD, .flags = MSG_SEEN };
+	uint32_t u[6], *mod;
+	size_t nmod;
+	uint64_t m0, m1;
+
+	setup_backend(_i);
+	for (int i = 0; i < 4; i++)
+		u[i] = append_simple("INBOX", i);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	m0 = s.highestmodseq;
+	/* after m0: flag u1, expunge u2, append u4 u5, flag u4, expunge u5 */
+	ck_assert_int_eq(mailbox_store(mb, &u[1], 1, &seen, &mod, &nmod), 0);
+	ck_assert_int_eq(mailbox_expunge(mb, &u[2], 1), 0);
+	u[4] = append_simple("INBOX", 4);
+	u[5] = append_simple("INBOX", 5);
+	ck_assert_int_eq(mailbox_store(mb, &u[4], 1, &seen, &mod, &nmod), 0);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	m1 = s.highestmodseq;
+	ck_assert_int_eq(mailbox_expunge(mb, &u[5], 1), 0);
+
+	ck_assert_int_eq(mailbox_changes_since(mb, m0, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 2);
+	ck_assert_uint_eq(ch.changed[0].uid, u[1]);
+	ck_assert_uint_eq(ch.changed[0].flags, MSG_SEEN);
+	ck_assert_uint_eq(ch.changed[1].uid, u[4]);
+	ck_assert_uint_eq(ch.n_expunged, 2);
+	ck_assert_uint_eq(ch.expunged[0], u[2]);
+	ck_assert_uint_eq(ch.expunged[1], u[5]);
+	ck_assert(ch.expunged_complete);
+	ck_assert_uint_gt(ch.highestmodseq, m1);
+	ck_assert_uint_eq(ch.uidnext, u[5] + 1);
+	mailbox_changes_free(&ch);
+
+	ck_assert_int_eq(mailbox_changes_since(mb, m1, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 0);
+	ck_assert_uint_eq(ch.n_expunged, 1);
+	ck_assert_uint_eq(ch.expunged[0], u[5]);
+	mailbox_changes_free(&ch);
+
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_int_eq(mailbox_changes_since(mb, s.highestmodseq, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed + ch.n_expunged, 0);
+	mailbox_changes_free(&ch);
+
+	ck_assert_int_eq(mailbox_changes_since(mb, 0, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 4);
+	ck_assert(has_uid(ch.changed, ch.n_changed, u[0]));
+	ck_assert(!has_uid(ch.changed, ch.n_changed, u[2]));
+	ck_assert(has_uid(ch.changed, ch.n_changed, u[3]));
+	mailbox_changes_free(&ch);
+	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+START_TEST(mailbox_tree)
+{
+	struct mailbox_info *list;
+	struct mailbox_status s;
+	size_t n;
+	uint32_t uid;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(has_attr(list, n, "INBOX", MBOX_HASNOCHILDREN));
+	ck_assert(has_attr(list, n, "Drafts", MBOX_DRAFTS));
+	ck_assert(has_attr(list, n, "Sent", MBOX_SENT));
+	ck_assert(has_attr(list, n, "Trash", MBOX_TRASH));
+	ck_assert(has_attr(list, n, "Junk", MBOX_JUNK));
+	ck_assert(has_attr(list, n, "Archive", MBOX_ARCHIVE));
+	for (size_t i = 1; i < n; i++)
+		ck_assert_int_lt(strcmp(list[i - 1].name, list[i].name), 0);
+	storage_list_free(list, n);
+	ck_assert_int_eq(storage_user_init(st, USER), 0);	/* idempotent */
+
+	ck_assert_int_eq(storage_create(st, USER, "a/b/c", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "a-b", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "INBOX", 0), ROOST_EEXISTS);
+	ck_assert_int_eq(storage_create(st, USER, "a/b", 0), ROOST_EEXISTS);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(has_attr(list, n, "a", MBOX_HASCHILDREN));
+	ck_assert(has_attr(list, n, "a/b", MBOX_HASCHILDREN));
+	ck_assert(has_attr(list, n, "a/b/c", MBOX_HASNOCHILDREN));
+	ck_assert(has_attr(list, n, "a-b", MBOX_HASNOCHILDREN));
+	ck_assert(!has_attr(list, n, "a", MBOX_NOSELECT));
+	storage_list_free(list, n);
+
+	/* delete with children: \Noselect, messages gone */
+	append_simple("a/b", 1);
+	ck_assert_int_eq(storage_delete(st, USER, "a/b"), 0);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(has_attr(list, n, "a/b", MBOX_NOSELECT | MBOX_HASCHILDREN));
+	storage_list_free(list, n);
+	ck_assert_int_eq(storage_status(st, USER, "a/b", &s), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_delete(st, USER, "a/b"), ROOST_EPERM);
+	ck_assert_int_eq(storage_delete(st, USER, "INBOX"), ROOST_EPERM);
+	ck_assert_int_eq(storage_delete(st, USER, "inbox"), ROOST_EPERM);
+	ck_assert_int_eq(storage_delete(st, USER, "nope"), ROOST_ENOTFOUND);
+
+	/* rename with children */
+	append_simple("a/b/c", 2);
+	ck_assert_int_eq(storage_rename(st, USER, "a", "a/x"), ROOST_EINVAL);
+	ck_assert_int_eq(storage_rename(st, USER, "a", "a"), ROOST_EEXISTS);
+	ck_assert_int_eq(storage_rename(st, USER, "a", "a-b"), ROOST_EEXISTS);
+	ck_assert_int_eq(storage_rename(st, USER, "nope", "z"), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_rename(st, USER, "a", "z/y"), 0);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(!listed(list, n, "a"));
+	ck_assert(!listed(list, n, "a/b/c"));
+	ck_assert(listed(list, n, "z"));
+	ck_assert(listed(list, n, "z/y"));
+	ck_assert(has_attr(list, n, "z/y/b", MBOX_NOSELECT));
+	ck_assert(listed(list, n, "z/y/b/c"));
+	storage_list_free(list, n);
+	ck_assert_int_eq(storage_status(st, USER, "z/y/b/c", &s), 0);
+	ck_assert_uint_eq(s.messages, 1);
+
+	/* INBOX rename: messages move, INBOX stays, empty */
+	append_simple("INBOX", 3);
+	append_simple("INBOX", 4);
+	ck_assert_int_eq(storage_create(st, USER, "INBOX/child", 0), 0);
+	ck_assert_int_eq(storage_rename(st, USER, "INBOX", "Old"), 0);
+	ck_assert_int_eq(storage_status(st, USER, "Old", &s), 0);
+	ck_assert_uint_eq(s.messages, 2);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.messages, 0);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX/child", &s), 0);
+	ck_assert_int_eq(append_bytes("INBOX", "x", 1, 0, &uid), 0);
+	ck_assert_int_eq(storage_rename(st, USER, "Old", "INBOX"), ROOST_EEXISTS);
+
+	/* subscriptions */
+	ck_assert_int_eq(storage_subscribe(st, USER, "z/y", true), 0);
+	ck_assert_int_eq(storage_subscribe(st, USER, "Gone", true), 0);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(has_attr(list, n, "z/y", MBOX_SUBSCRIBED));
+	ck_assert(has_attr(list, n, "Gone", MBOX_SUBSCRIBED | MBOX_NONEXISTENT));
+	ck_assert(!has_attr(list, n, "z", MBOX_SUBSCRIBED));
+	storage_list_free(list, n);
+	ck_assert_int_eq(storage_subscribe(st, USER, "Gone", false), 0);
+	reopen();
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(!listed(list, n, "Gone"));
+	ck_assert(has_attr(list, n, "z/y", MBOX_SUBSCRIBED));
+	storage_list_free(list, n);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+START_TEST(status_store_copy)
+{
+	struct mailbox *mb, *ro;
+	struct mailbox_status s;
+	struct msg_record *recs;
+	struct store_req req = { .mode = STORE_ADD, .flags = MSG_SEEN };
+	const char *kw[] = { "Work" };
+	uint32_t u[4], *mod, *src, *dst, uidv, first;
+	size_t n, nmod;
+	uint64_t hms;
+	struct buf b = BUF_INIT(0);
+
+	setup_backend(_i);
+	for (int i = 0; i < 4; i++)
+		u[i] = append_simple("INBOX", i);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.messages, 4);
+	ck_assert_uint_eq(s.unseen, 4);
+	ck_assert_uint_eq(s.recent, 4);
+	ck_assert_uint_eq(s.uidnext, u[3] + 1);
+	ck_assert_uint_eq(s.first_unseen_uid, u[0]);
+	ck_assert_uint_gt(s.size, 0);
+
+	/* \Recent claimed once */
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", MAILBOX_READONLY, &ro), 0);
+	ck_assert_int_eq(mailbox_claim_recent(ro, &first), 0);
+	ck_assert_uint_eq(first, u[0]);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_claim_recent(mb, &first), 0);
+	ck_assert_uint_eq(first, u[0]);
+	ck_assert_int_eq(mailbox_claim_recent(mb, &first), 0);
+	ck_assert_uint_eq(first, u[3] + 1);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_uint_eq(s.recent, 0);
+
+	/* read-only refuses writes */
+	ck_assert_int_eq(mailbox_store(ro, u, 1, &req, &mod, &nmod), ROOST_EPERM);
+	ck_assert_int_eq(mailbox_expunge(ro, u, 1), ROOST_EPERM);
+	ck_assert_int_eq(mailbox_append(ro, &(struct msg_input){ .data = (const uint8_t *)"x",
+	    .len = 1, .fd = -1 }, &first), ROOST_EPERM);
+	ck_assert_int_eq(mailbox_copy(ro, u, 1, "Trash", true, &uidv, &src, &dst, &n),
+	    ROOST_EPERM);
+
+	/* store, validation */
+	ck_assert_int_eq(mailbox_store(mb, (uint32_t[]){ 3, 2 }, 2, &req, &mod, &nmod), ROOST_EINVAL);
+	req.flags = 1u << 7;
+	ck_assert_int_eq(mailbox_store(mb, u, 1, &req, &mod, &nmod), ROOST_EINVAL);
+	req.flags = MSG_SEEN | MSG_FLAGGED;
+	req.keywords = kw;
+	req.n_keywords = 1;
+	ck_assert_int_eq(mailbox_store(mb, u, 2, &req, &mod, &nmod), 0);
+	ck_assert_uint_eq(nmod, 0);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_uint_eq(s.unseen, 2);
+	ck_assert_uint_eq(s.first_unseen_uid, u[2]);
+	hms = s.highestmodseq;
+	/* UNCHANGEDSINCE: u0 changed again after hms-1 */
+	req.mode = STORE_REMOVE;
+	req.flags = MSG_FLAGGED;
+	req.n_keywords = 0;
+	ck_assert_int_eq(mailbox_store(mb, u, 1, &req, &mod, &nmod), 0);
+	req.mode = STORE_REPLACE;
+	req.flags = MSG_ANSWERED;
+	req.unchanged_since = hms;
+	ck_assert_int_eq(mailbox_store(mb, u, 3, &req, &mod, &nmod), 0);
+	ck_assert_uint_eq(nmod, 1);
+	ck_assert_uint_eq(mod[0], u[0]);
+	free(mod);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN);
+	ck_assert_uint_eq(recs[0].keywords, 1);
+	ck_assert_uint_eq(recs[1].flags, MSG_ANSWERED);
+	ck_assert_uint_eq(recs[1].keywords, 0);
+	ck_assert_uint_eq(recs[2].flags, MSG_ANSWERED);
+	ck_assert_uint_eq(recs[3].flags, 0);
+	free(recs);
+
+	/* cache */
+	ck_assert_int_eq(mailbox_cache_get(mb, u[1], &b), ROOST_ENOTFOUND);
+	ck_assert_int_eq(mailbox_cache_set(mb, u[1], "envelope", 8), 0);
+	ck_assert_int_eq(mailbox_cache_set(mb, u[2], "other", 5), 0);
+	mailbox_close(&mb);
+	mailbox_close(&ro);
+	reopen();	/* cache fills are flushed by close */
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_cache_get(mb, u[1], &b), 0);
+	ck_assert_uint_eq(b.len, 8);
+	ck_assert_int_eq(memcmp(b.data, "envelope", 8), 0);
+
+	/* copy and move */
+	ck_assert_int_eq(mailbox_copy(mb, (uint32_t[]){ u[0], u[1], 999 }, 3, "Trash", false, &uidv,
+	    &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(src[0], u[0]);
+	ck_assert_uint_eq(src[1], u[1]);
+	ck_assert_uint_lt(dst[0], dst[1]);
+	ck_assert_int_eq(storage_status(st, USER, "Trash", &s), 0);
+	ck_assert_uint_eq(s.uidvalidity, uidv);
+	ck_assert_uint_eq(s.messages, 2);
+	free(src);
+	free(dst);
+	ck_assert_int_eq(mailbox_copy(mb, &u[2], 2, "Archive", true, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	free(src);
+	free(dst);
+	ck_assert_int_eq(mailbox_copy(mb, u, 1, "Nope", false, &uidv, &src, &dst, &n),
+	    ROOST_ENOTFOUND);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_uint_eq(s.messages, 2);
+	mailbox_close(&mb);
+	ck_assert_int_eq(mailbox_open(st, USER, "Trash", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN);
+	ck_assert_uint_eq(recs[0].keywords != 0, 1);	/* "Work" came along */
+	free(recs);
+	buf_reset(&b);
+	mailbox_close(&mb);
+	ck_assert_int_eq(mailbox_open(st, USER, "Archive", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_uint_eq(s.messages, 2);
+	mailbox_close(&mb);
+	buf_free(&b);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+START_TEST(multi_recipient)
+{
+	struct delivery_target t[4] = {
+		{ .user = "u1@x", .mailbox = "INBOX" },
+		{ .user = "u2@x", .mailbox = "INBOX" },
+		{ .user = "u3@x", .mailbox = "NoSuch" },
+		{ .user = "u4@x", .mailbox = "../bad" },
+	};
+	struct msg_input in = { .data = (const uint8_t *)"Subject: hi\r\n\r\nx\r\n", .len = 18,
+		.fd = -1 };
+	struct mailbox *mb;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 4), ROOST_ENOTFOUND);
+	ck_assert_int_eq(t[0].result, 0);
+	ck_assert_int_eq(t[1].result, 0);
+	ck_assert_int_eq(t[2].result, ROOST_ENOTFOUND);
+	ck_assert_int_eq(t[3].result, ROOST_EINVAL);
+	ck_assert_uint_ne(t[0].uid, 0);
+	ck_assert_int_eq(mailbox_open(st, "u2@x", "INBOX", 0, &mb), 0);
+	assert_read(mb, t[1].uid, in.data, in.len);
+	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+struct worker {
+	int id;
+	int appended;
+};
+
+static void *
+thread_main(void *arg)
+{
+	struct worker *w = arg;
+	struct mailbox *mb;
+	struct store_req req = { .mode = STORE_ADD, .flags = MSG_FLAGGED };
+
+	if (mailbox_open(st, USER, "INBOX", 0, &mb) != 0)
+		return NULL;
+	for (int i = 0; i < 40; i++) {
+		char msg[64];
+		uint32_t uid, *mod;
+		size_t nmod;
+		struct msg_input in = { .data = (const uint8_t *)msg, .fd = -1 };
+
+		in.len = (size_t)snprintf(msg, sizeof(msg), "Subject: t%d m%d\r\n\r\n.\r\n", w->id, i);
+		if (mailbox_append(mb, &in, &uid) != 0)
+			break;
+		w->appended++;
+		if (i % 3 == 0 && mailbox_store(mb, &uid, 1, &req, &mod, &nmod) != 0)
+			break;
+		if (i % 5 == 0) {
+			if (mailbox_expunge(mb, &uid, 1) != 0)
+				break;
+			w->appended--;
+		}
+	}
+	mailbox_close(&mb);
+	return NULL;
+}
+
+START_TEST(threads)
+{
+	pthread_t th[8];
+	struct worker w[8];
+	struct mailbox_status s;
+	struct mailbox *mb;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t hms;
+	int total = 0;
+
+	setup_backend(_i);
+	for (int i = 0; i < 8; i++) {
+		w[i].id = i;
+		w[i].appended = 0;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, thread_main, &w[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		total += w[i].appended;
+	}
+	ck_assert_int_eq(total, 8 * 32);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.messages, (uint32_t)total);
+	ck_assert_uint_eq(s.uidnext, 8 * 40 + 1);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, (size_t)total);
+	for (size_t i = 1; i < n; i++)
+		ck_assert_uint_lt(recs[i - 1].uid, recs[i].uid);
+	free(recs);
+	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* Child processes open their own store and never touch the parent's. */
+static void
+child_deliver(int id, int count)
+{
+	struct storage *cst;
+
+	if (storage_open(&cfg, &cst) != 0)
+		_exit(2);
+	for (int i = 0; i < count; i++) {
+		char msg[64];
+		struct msg_input in = { .data = (const uint8_t *)msg, .fd = -1 };
+		uint32_t uidv, uid;
+
+		in.len = (size_t)snprintf(msg, sizeof(msg), "Subject: p%d m%d\r\n\r\n.\r\n", id, i);
+		if (storage_append(cst, USER, "INBOX", &in, &uidv, &uid) != 0)
+			_exit(3);
+	}
+	storage_close(&cst);
+	_exit(0);
+}
+
+START_TEST(two_processes)
+{
+	struct mailbox_status s;
+	pid_t pid[2];
+
+	setup_backend(_i);
+	storage_close(&st);
+	for (int p = 0; p < 2; p++) {
+		pid[p] = fork();
+		ck_assert_int_ge(pid[p], 0);
+		if (pid[p] == 0)
+			child_deliver(p, 60);
+	}
+	for (int p = 0; p < 2; p++) {
+		int status;
+
+		ck_assert_int_eq(waitpid(pid[p], &status, 0), pid[p]);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	open_store();
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.messages, 120);
+	ck_assert_uint_eq(s.uidnext, 121);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/*
+ * Crash: a child appends in a loop and writes each acknowledged UID to a
+ * pipe; the parent kills it with SIGKILL after a random delay, reopens
+ * the store and checks every acknowledged message is there and readable.
+ */
+START_TEST(crash)
+{
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+	uint32_t *acked = NULL;
+	size_t n_acked = 0, cap = 0;
+
+	setup_backend(_i);
+	storage_close(&st);
+	for (int iter = 0; iter < 25; iter++) {
+		int fds[2];
+		pid_t pid;
+		uint32_t uid;
+		ssize_t r;
+
+		ck_assert_int_eq(pipe(fds), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			struct storage *cst;
+
+			close(fds[0]);
+			if (storage_open(&cfg, &cst) != 0)
+				_exit(2);
+			for (int i = 0;; i++) {
+				char msg[200];
+				struct msg_input in = { .data = (const uint8_t *)msg, .fd = -1 };
+				uint32_t uidv;
+
+				in.len = (size_t)snprintf(msg, sizeof(msg),
+				    "Subject: crash %d/%d\r\n\r\n%0*d\r\n", iter, i, 1 + i % 150, i);
+				if (storage_append(cst, USER, "INBOX", &in, &uidv, &uid) != 0)
+					_exit(3);
+				if (write(fds[1], &uid, sizeof(uid)) != sizeof(uid))
+					_exit(4);
+			}
+		}
+		close(fds[1]);
+		usleep(2000 + (unsigned)(rand_r(&seed) % 60000));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		while ((r = read(fds[0], &uid, sizeof(uid))) == sizeof(uid)) {
+			if (n_acked == cap) {
+				cap = cap == 0 ? 1024 : cap * 2;
+				acked = realloc(acked, cap * sizeof(*acked));
+			}
+			acked[n_acked++] = uid;
+		}
+		close(fds[0]);
+	}
+	ck_assert_uint_gt(n_acked, 25);
+	open_store();
+	{
+		struct mailbox *mb;
+		struct msg_record *recs;
+		size_t n, j = 0;
+		uint64_t hms;
+
+		ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+		ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+		ck_assert_uint_ge(n, n_acked);
+		for (size_t i = 1; i < n_acked; i++)
+			ck_assert_uint_lt(acked[i - 1], acked[i]);
+		for (size_t i = 0; i < n_acked; i++) {
+			struct msg_view v;
+
+			while (j < n && recs[j].uid < acked[i])
+				j++;
+			ck_assert_msg(j < n && recs[j].uid == acked[i], "acknowledged uid %u lost",
+			    acked[i]);
+			ck_assert_int_eq(mailbox_read(mb, acked[i], &v), 0);
+			ck_assert(v.len > 20 && memcmp(v.data, "Subject: crash ", 15) == 0);
+			msg_view_release(&v);
+		}
+		free(recs);
+		mailbox_close(&mb);
+	}
+	free(acked);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* ---- notification ---- */
+
+static pthread_mutex_t wlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wcond = PTHREAD_COND_INITIALIZER;
+static int woken;
+
+static void
+on_change(void *arg)
+{
+	pthread_mutex_lock(&wlock);
+	woken++;
+	pthread_cond_broadcast(&wcond);
+	pthread_mutex_unlock(&wlock);
+}
+
+static bool
+wait_woken(int want, int ms)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&wlock);
+	while (woken < want) {
+		if (pthread_cond_timedwait(&wcond, &wlock, &ts) != 0)
+			break;
+	}
+	ok = woken >= want;
+	pthread_mutex_unlock(&wlock);
+	return ok;
+}
+
+START_TEST(watch)
+{
+	struct storage_watch *w, *other;
+	pid_t pid;
+	int status;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_watch(st, USER, "inbox", on_change, NULL, &w), 0);
+	ck_assert_int_eq(storage_watch(st, USER, "Trash", on_change, NULL, &other), 0);
+	storage_unwatch(&other);
+	ck_assert_ptr_null(other);
+	append_simple("INBOX", 1);
+	ck_assert(wait_woken(1, 5000));
+	/* from another process */
+	pthread_mutex_lock(&wlock);
+	woken = 0;
+	pthread_mutex_unlock(&wlock);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		child_deliver(9, 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(wait_woken(1, 5000));
+	storage_unwatch(&w);
+	pthread_mutex_lock(&wlock);
+	woken = 0;
+	pthread_mutex_unlock(&wlock);
+	append_simple("INBOX", 2);
+	usleep(100000);
+	pthread_mutex_lock(&wlock);
+	ck_assert_int_eq(woken, 0);
+	pthread_mutex_unlock(&wlock);
+	teardown_backend();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static void
+pick_backends(void)
+{
+	const char *only = getenv("ROOST_STORAGE_BACKENDS");
+
+	for (size_t i = 0; i < sizeof(all_backends) / sizeof(all_backends[0]); i++) {
+		if (!storage_backend_available(all_backends[i]))
+			continue;
+		if (only != NULL && strstr(only, all_backends[i]) == NULL)
+			continue;
+		backends[n_backends++] = all_backends[i];
+		fprintf(stderr, "check_storage: backend %s\n", all_backends[i]);
+	}
+}
+
+static Suite *
+storage_suite(void)
+{
+	Suite *s = suite_create("storage");
+	TCase *tc = tcase_create("conformance");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, hostile_names, 0, n_backends);
+	tcase_add_loop_test(tc, round_trip, 0, n_backends);
+	tcase_add_loop_test(tc, big_message, 0, n_backends);
+	tcase_add_loop_test(tc, uids_never_reused, 0, n_backends);
+	tcase_add_loop_test(tc, changes_since, 0, n_backends);
+	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
+	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
+	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
+	tcase_add_loop_test(tc, threads, 0, n_backends);
+	tcase_add_loop_test(tc, two_processes, 0, n_backends);
+	tcase_add_loop_test(tc, crash, 0, n_backends);
+	tcase_add_loop_test(tc, watch, 0, n_backends);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	pick_backends();
+	if (n_backends == 0) {
+		fprintf(stderr, "check_storage: no backend selected\n");
+		return 1;
+	}
+	sr = srunner_create(storage_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

@@ -133,6 +133,7 @@ struct md_folder {
 	uint32_t uidlist_append_from;	/* first UID to append; 0 = none */
 	bool index_rewrite;
 	struct buf index_pending;	/* entries to append to roost-index */
+	bool index_pending_sync;	/* they include expunges: fsync them */
 	bool kw_dirty;
 	bool changed;		/* something another program did was found */
 
@@ -230,7 +231,7 @@ void md_rec_free_fields(struct md_rec *r);
 void md_folder_reset(struct md_folder *f);
 char *md_rec_path(struct md_folder *f, const struct md_rec *r);
 /* Open the folder of (user, name); ROOST_ENOTFOUND if it does not exist. */
-int md_folder_open(struct md_storage *ms, const char *user, const char *name,
+int md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,
     struct md_folder **f_r);
 
 /* ---- maildir_store.c ---- */

@@ -130,6 +130,7 @@ md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq)
 	f->exp[f->n_exp].when = e.idate;
 	f->n_exp++;
 	log_ent(f, &e);
+	f->index_pending_sync = true;
 }
 
 static void
@@ -337,6 +338,7 @@ index_rewrite(struct md_folder *f)
 		free(path);
 		f->index_rewrite = false;
 		buf_reset(&f->index_pending);
+		f->index_pending_sync = false;
 	}
 	buf_free(&b);
 	return err;
@@ -362,7 +364,8 @@ md_index_write(struct md_folder *f)
 		return index_rewrite(f);
 	}
 	if (write(fd, f->index_pending.data, f->index_pending.len) !=
-	    (ssize_t)f->index_pending.len || (f->ms->fsync && fdatasync(fd) < 0)) {
+	    (ssize_t)f->index_pending.len ||
+	    (f->ms->fsync && f->index_pending_sync && fdatasync(fd) < 0)) {
 		log_error("maildir: append %s: %s", path, strerror(errno));
 		close(fd);
 		free(path);
@@ -371,6 +374,7 @@ md_index_write(struct md_folder *f)
 	close(fd);
 	f->index_off += (off_t)f->index_pending.len;
 	buf_reset(&f->index_pending);
+	f->index_pending_sync = false;
 	md_file_id_get(path, &f->index_id);
 	free(path);
 	return err;

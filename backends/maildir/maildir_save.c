@@ -301,10 +301,11 @@ md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_targ
 
 	/* open every target and give each a name for the body */
 	for (i = 0; i < n; i++) {
-		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, &fs[i]);
+		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT, &fs[i]);
 		if (t[i].result == ROOST_ENOTFOUND && strcmp(t[i].mailbox, "INBOX") == 0 &&
 		    storage_maildir_ops.user_init(st, t[i].user) == 0)
-			t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, &fs[i]);
+			t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT,
+			    &fs[i]);
 		if (t[i].result < 0)
 			continue;
 		if (first == NULL) {
@@ -696,7 +697,7 @@ md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bo
 	*src_uids_r = NULL;
 	*dest_uids_r = NULL;
 	*n_r = 0;
-	if ((err = md_folder_open(ms, m->user, dest, &dst)) < 0)
+	if ((err = md_folder_open(ms, m->user, dest, MD_SYNC_LIGHT, &dst)) < 0)
 		return err;
 	err = copy_between(ms, m->f, dst, uids, n, move, dest_uidvalidity_r, src_uids_r,
 	    dest_uids_r, n_r);

@@ -543,6 +543,25 @@ md_create(struct storage *st, const char *user, const char *name, unsigned speci
 	return err;
 }
 
+static bool
+has_children(struct md_storage *ms, const char *user, const char *name)
+{
+	char *udir = md_user_dir(ms, user);
+	char *enc = md_name_encode(name);
+	size_t len = strlen(enc);
+	struct dirent *de;
+	bool found = false;
+	DIR *d = opendir(udir);
+
+	while (d != NULL && !found && (de = readdir(d)) != NULL)
+		found = strncmp(de->d_name, enc, len) == 0 && de->d_name[len] == '.';
+	if (d != NULL)
+		closedir(d);
+	free(enc);
+	free(udir);
+	return found;
+}
+
 static int
 md_delete(struct storage *st, const char *user, const char *name)
 {
@@ -561,7 +580,8 @@ md_delete(struct storage *st, const char *user, const char *name)
 	snprintf(tname, sizeof(tname), "roost-trash.%s", base);
 	trash = md_path(udir, tname);
 	if (!folder_exists(path)) {
-		err = ROOST_ENOTFOUND;
+		/* only a parent of others (\Noselect): nothing to delete */
+		err = has_children(ms, user, name) ? ROOST_EPERM : ROOST_ENOTFOUND;
 	} else if (rename(path, trash) < 0) {
 		err = md_errno_to_err(errno);
 		log_error("maildir: rename %s: %s", path, strerror(errno));
@@ -614,9 +634,9 @@ md_rename(struct storage *st, const char *user, const char *from, const char *to
 
 		if ((err = create_with_parents(ms, user, to, 0, fd)) < 0)
 			goto out;
-		err = md_folder_open(ms, user, "INBOX", &src);
+		err = md_folder_open(ms, user, "INBOX", MD_SYNC_NORMAL, &src);
 		if (err == 0)
-			err = md_folder_open(ms, user, to, &dst);
+			err = md_folder_open(ms, user, to, MD_SYNC_LIGHT, &dst);
 		if (err == 0)
 			err = md_move_all(ms, src, dst);
 		md_folder_put(ms, src);
@@ -770,7 +790,7 @@ md_status(struct storage *st, const char *user, const char *name, struct mailbox
 	struct md_folder *f;
 	int err;
 
-	if ((err = md_folder_open(ms, user, name, &f)) < 0)
+	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
 		return err;
 	pthread_mutex_lock(&f->mutex);
 	folder_status(f, status_r);
@@ -790,14 +810,8 @@ md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned
 	struct md_folder *f;
 	int err;
 
-	if ((err = md_folder_open(ms, user, name, &f)) < 0)
+	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
 		return err;
-	pthread_mutex_lock(&f->mutex);
-	if (f->user == NULL) {
-		f->user = xstrdup(user);
-		f->name = xstrdup(name);
-	}
-	pthread_mutex_unlock(&f->mutex);
 	m = xcalloc(1, sizeof(*m));
 	m->f = f;
 	m->user = xstrdup(user);

@@ -36,8 +36,6 @@
 #define MAX_CACHED_FOLDERS 128
 #define TMP_MAX_AGE (36 * 3600)
 
-#pragma weak storage_notify
-
 void
 md_rec_free_fields(struct md_rec *r)
 {
@@ -686,12 +684,13 @@ md_commit(struct md_folder *f)
 void
 md_notify(struct md_folder *f, const char *user, const char *name)
 {
-	if (storage_notify != NULL && user != NULL && name != NULL)
+	if (user != NULL)
 		storage_notify(&f->ms->st, user, name);
 }
 
 int
-md_folder_open(struct md_storage *ms, const char *user, const char *name, struct md_folder **f_r)
+md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,
+    struct md_folder **f_r)
 {
 	char *path = md_folder_path(ms, user, name);
 	char *cur = md_path(path, "cur");
@@ -709,11 +708,11 @@ md_folder_open(struct md_storage *ms, const char *user, const char *name, struct
 	f = md_folder_get(ms, path);
 	free(path);
 	pthread_mutex_lock(&f->mutex);
-	err = md_sync(f, MD_SYNC_NORMAL);
-	if (f->locked)
-		err = md_commit(f) < 0 && err == 0 ? ROOST_EIO : err;
-	changed = f->changed;
-	f->changed = false;
+	if (f->user == NULL) {
+		f->user = xstrdup(user);
+		f->name = xstrdup(name);
+	}
+	err = md_refresh(f, mode, &changed);
 	pthread_mutex_unlock(&f->mutex);
 	if (err < 0) {
 		md_folder_put(ms, f);

@@ -75,7 +75,7 @@ int
 md_uidlist_lock(struct md_folder *f)
 {
 	char *path = md_path(f->path, UIDLIST_LOCK);
-	char content[300];
+	char content[300], base[200], tmpname[256], *tmp;
 	struct timespec delay = { 0, 500000 };
 	time_t deadline = time(NULL) + LOCK_WAIT_SECS;
 	int fd, len;
@@ -85,12 +85,32 @@ md_uidlist_lock(struct md_folder *f)
 		return 0;
 	}
 	len = snprintf(content, sizeof(content), "%ld:%s\n", (long)getpid(), f->ms->hostname);
-	for (;;) {
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* The lock appears with its content already in it (a temp file in
+	 * tmp/ hard-linked to the lock name, as Dovecot's dotlocks do), so a
+	 * process killed while taking it never leaves an empty lock whose
+	 * owner nobody can tell. A temp file left by such a process is
+	 * removed by the 36-hour tmp/ cleaning. */
+	md_unique_base(f->ms, 0, base, sizeof(base));
+	snprintf(tmpname, sizeof(tmpname), "tmp/lock.%s", base);
+	tmp = md_path(f->path, tmpname);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, content, (size_t)len) != len) {
+		int err = md_errno_to_err(errno);
+
+		log_error("maildir: create %s: %s", tmp, strerror(errno));
 		if (fd >= 0) {
-			if (write(fd, content, (size_t)len) != len)
-				log_warn("maildir: write %s: %s", path, strerror(errno));
 			close(fd);
+			unlink(tmp);
+		}
+		free(tmp);
+		free(path);
+		return err;
+	}
+	close(fd);
+	for (;;) {
+		if (link(tmp, path) == 0) {
+			unlink(tmp);
+			free(tmp);
 			f->locked = true;
 			free(path);
 			return 0;
@@ -98,9 +118,11 @@ md_uidlist_lock(struct md_folder *f)
 		if (errno != EEXIST) {
 			int err = md_errno_to_err(errno);
 
-			log_error("maildir: create %s: %s", path, strerror(errno));
+			log_error("maildir: link %s: %s", path, strerror(errno));
+			unlink(tmp);
+			free(tmp);
 			free(path);
-			return err == ROOST_ENOTFOUND ? ROOST_ENOTFOUND : err;
+			return err;
 		}
 		if (lock_is_stale(f, path)) {
 			log_warn("maildir: breaking stale lock %s", path);
@@ -109,6 +131,8 @@ md_uidlist_lock(struct md_folder *f)
 		}
 		if (time(NULL) > deadline) {
 			log_error("maildir: timed out waiting for %s", path);
+			unlink(tmp);
+			free(tmp);
 			free(path);
 			return ROOST_ETEMP;
 		}

@@ -124,11 +124,18 @@ md_write_file(struct md_storage *ms, const char *dir, const char *name, const vo
 	char *tmp, *dst;
 	int fd, err = 0;
 
+	/* in tmp/ when there is one, so a leftover of a crash is cleaned */
 	md_unique_base(ms, len, base, sizeof(base));
-	snprintf(tmpname, sizeof(tmpname), "%s.tmp.%s", name, base);
+	snprintf(tmpname, sizeof(tmpname), "tmp/%s.%s", name, base);
 	tmp = md_path(dir, tmpname);
 	dst = md_path(dir, name);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		free(tmp);
+		snprintf(tmpname, sizeof(tmpname), "%s.tmp.%s", name, base);
+		tmp = md_path(dir, tmpname);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
 	if (fd < 0) {
 		err = md_errno_to_err(errno);
 		log_error("maildir: create %s: %s", tmp, strerror(errno));

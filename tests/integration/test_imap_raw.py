@@ -327,6 +327,25 @@ def wait_port_on(host, port, timeout=15):
     return False
 
 
+class TestImapTimeouts(unittest.TestCase):
+    def test_autologout_bye(self):
+        # (the real defaults are 60 s before login, 30 min after; the test
+        # shortens both)
+        with RoostServer(listeners=("imap",), conf={"limits": {"preauth_idle_timeout": "1",
+                                                               "idle_timeout": "2"}}) as srv:
+            r = Raw(srv.port("imap"))
+            t0 = time.time()
+            l = r.line()
+            self.assertTrue(l.startswith(b"* BYE"), l)
+            self.assertTrue(r.closed())
+            r.close()
+            r = Raw(srv.port("imap")).login()
+            l = r.line()
+            self.assertTrue(l.startswith(b"* BYE"), l)
+            self.assertGreaterEqual(time.time() - t0, 2)
+            r.close()
+
+
 class View:
     """A client's model of the selected mailbox, fed by untagged responses;
     every response is checked against it."""

@@ -74,13 +74,17 @@ TESTD_SRC := $(wildcard tests/runtime/*.c)
 TESTD_OBJ := $(TESTD_SRC:%.c=$(BUILD)/%.o)
 TESTD := $(if $(TESTD_SRC),$(BUILD)/roost-testd)
 
+# Helpers the integration tests run (e.g. roost-fill, filling a mailbox).
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all run test unit integration asan tsan bench fuzz install clean deps deps-test \
 	check-build
 
-all: $(BUILD)/roost $(TESTD) $(BENCH_BIN)
+all: $(BUILD)/roost $(TESTD) $(BENCH_BIN) $(TOOL_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -101,6 +105,10 @@ $(BUILD)/tests/check_%: tests/unit/check_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $(TEST_CFLAGS) -Itests/unit $< -o $@ \
 		$(LDFLAGS_ALL) $(LIB) $(TEST_LIBS) $(LIBS)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(LIB) $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -124,7 +132,7 @@ test: deps-test
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
-integration: $(BUILD)/roost $(TESTD)
+integration: $(BUILD)/roost $(TESTD) $(TOOL_BIN)
 	@ROOST_BIN=$(abspath $(BUILD)/roost) ROOST_TESTD=$(if $(TESTD),$(abspath $(TESTD))) \
 		python3 tests/integration/run.py
 

@@ -343,6 +343,7 @@ delivery_command(const struct roost_services *sv, int argc, char **argv)
 	char id[DELIVERY_ID_LEN];
 	struct delivery_trace t = { 0 };
 	size_t n = 0, hdr_len;
+	uint64_t max;
 	int err, rc = EX_OK;
 
 	buf_init(&msg, 0);
@@ -387,8 +388,10 @@ delivery_command(const struct roost_services *sv, int argc, char **argv)
 	t.for_rcpt = n == 1 ? addrs[0] : NULL;
 	delivery_trace_headers(sv->cfg, &t, &msg);
 	hdr_len = msg.len;
-	msg.max = hdr_len + sv->cfg->max_message_size + 2;
-	err = read_message(&msg, sv->cfg->max_message_size + (uint64_t)0);
+	/* Storage bounds the whole message, trace headers included. */
+	max = sv->cfg->max_message_size > hdr_len ? sv->cfg->max_message_size - hdr_len : 0;
+	msg.max = hdr_len + max + 2;
+	err = read_message(&msg, max);
 	if (err != 0) {
 		fprintf(stderr, "roost deliver: %s\n",
 		    err == ROOST_ETOOBIG ? "message too big" : "cannot read the message");

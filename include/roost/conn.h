@@ -60,7 +60,11 @@ struct proto_ops {
 	/* [loop] Find one complete command at the start of in[0..len). May
 	 * write directly (continuation requests, errors for refused input)
 	 * with conn_write(); the loop flushes it. Must enforce its own size
-	 * bounds and never block. */
+	 * bounds and never block. After FRAME_AGAIN it is called again only
+	 * when more input arrived or another hook ran, so a continuation
+	 * request written here is not repeated for the same bytes. len is at
+	 * most conn_input_limit() + 1: len > the bound with no complete
+	 * command means the bound was passed (past that the runtime closes). */
 	enum frame_result (*frame)(struct conn *c, void *session, const uint8_t *in, size_t len,
 	    size_t *used_r);
 
@@ -146,5 +150,8 @@ size_t conn_max_line(const struct conn *c);	/* pre- or post-login value */
 /* Raise the input buffer backstop for a large framed unit (APPEND literal,
  * DATA body); reset to the line bound after the command. */
 void conn_set_input_max(struct conn *c, size_t max);
+/* The input buffer backstop in force: max(conn_max_line(), the raised
+ * bound). The buffer holds at most this + 1 bytes. */
+size_t conn_input_limit(const struct conn *c);
 
 #endif

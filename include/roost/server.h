@@ -7,7 +7,9 @@
  * The server runtime: listeners, event loops, the worker pool and TLS.
  * Used by `roost serve` and by tests/runtime's test server.
  *
- *   server_create()        threads not started yet
+ *   server_create()        threads not started yet; blocks SIGTERM, SIGINT
+ *                          and SIGHUP in the calling thread, so call it
+ *                          before starting other threads (they inherit it)
  *   server_listen() x N    bind every listener (fails without side effects
  *                          on the ones already bound: the caller gives up)
  *   server_run()           start threads, serve until SIGTERM/SIGINT, then

@@ -118,7 +118,7 @@ cfg_of(const struct pop3_session *s)
 static bool
 plaintext_ok(const struct pop3_session *s)
 {
-	return conn_is_secure(s->c) || cfg_of(s)->plaintext_insecure;
+	return auth_plaintext_allowed(s->svc->auth, conn_is_secure(s->c));
 }
 
 /* ================================================================
@@ -186,7 +186,7 @@ login(struct pop3_session *s, const char *canonical)
 		log_error("conn=%llu proto=pop3 event=login-failed user=%s error=\"%s\"",
 		    (unsigned long long)conn_id(s->c), s->user, roost_strerror(r));
 		maildrop_close(s);
-		reply_storage_error(s, r == ROOST_EINUSE ? ROOST_ETEMP : r);
+		reply_storage_error(s, r);
 		return CMD_OK;
 	}
 	s->uidvalidity = status.uidvalidity;
@@ -288,7 +288,7 @@ cmd_capa(struct pop3_session *s, const struct pop3_line *line)
 	    "EXPIRE NEVER\r\n"
 	    "LOGIN-DELAY 0\r\n");
 	if (s->state == POP3_AUTHORIZATION) {
-		const char *mechs = sasl_mechanisms(s->svc->auth, plaintext_ok(s));
+		const char *mechs = sasl_mechanisms(s->svc->auth, conn_is_secure(s->c));
 
 		if (plaintext_ok(s))
 			buf_append_str(&b, "USER\r\n");
@@ -459,7 +459,7 @@ cmd_auth(struct pop3_session *s, const struct pop3_line *line)
 
 	if (line->nargs == 0) {
 		/* The pre-RFC 5034 listing Outlook and others still ask for. */
-		const char *mechs = sasl_mechanisms(s->svc->auth, plaintext_ok(s));
+		const char *mechs = sasl_mechanisms(s->svc->auth, conn_is_secure(s->c));
 
 		conn_write_str(s->c, "+OK\r\n");
 		for (const char *p = mechs; p != NULL && *p != '\0';) {
@@ -485,7 +485,7 @@ cmd_auth(struct pop3_session *s, const struct pop3_line *line)
 	mech[line->args[0].len] = '\0';
 	if (line->nargs == 2)
 		initial = xstrndup((const char *)line->args[1].p, line->args[1].len);
-	r = sasl_start(s->svc->auth, mech, plaintext_ok(s), initial, &challenge, &s->sasl);
+	r = sasl_start(s->svc->auth, mech, conn_is_secure(s->c), initial, &challenge, &s->sasl);
 	if (initial != NULL) {
 		explicit_bzero(initial, line->args[1].len);
 		free(initial);

@@ -77,6 +77,7 @@ struct smtp_session {
 	struct buf msg;			/* trace headers, then the body */
 	size_t hdr_len;
 	uint64_t body_len;		/* BDAT: bytes received */
+	uint64_t body_max;		/* what max_message_size leaves after the headers */
 	bool too_big;
 	char id[DELIVERY_ID_LEN];
 
@@ -225,8 +226,11 @@ start_message(struct smtp_session *s)
 	buf_init(&s->msg, 0);
 	delivery_trace_headers(s->cfg, &t, &s->msg);
 	s->hdr_len = s->msg.len;
-	/* One byte over the limit is enough to tell "too big". */
-	s->msg.max = s->hdr_len + s->cfg->max_message_size + 1;
+	/* Storage bounds the stored message, trace headers included, by
+	 * max_message_size: the body gets what the headers leave. One byte
+	 * over is enough to tell "too big". */
+	s->body_max = s->cfg->max_message_size > s->hdr_len ? s->cfg->max_message_size - s->hdr_len : 0;
+	s->msg.max = s->hdr_len + s->body_max + 1;
 	s->body_len = 0;
 	s->too_big = false;
 }
@@ -321,7 +325,7 @@ data_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 {
 	size_t used = smtp_data_decode(&s->dec, in, len, &s->msg);
 
-	if (s->dec.overflow || s->dec.out_len > s->cfg->max_message_size)
+	if (s->dec.overflow || s->dec.out_len > s->body_max)
 		s->too_big = true;
 	if (s->dec.state != SMTP_DEC_DONE)
 		return;
@@ -360,7 +364,7 @@ bdat_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 	s->bdat_left -= len;
 	if (!s->bdat_discard && !s->too_big) {
 		s->body_len += len;
-		if (s->body_len > s->cfg->max_message_size || buf_append(&s->msg, in, len) != 0)
+		if (s->body_len > s->body_max || buf_append(&s->msg, in, len) != 0)
 			s->too_big = true;
 	}
 	if (s->bdat_left == 0)
@@ -867,12 +871,23 @@ smtp_session_free(void *session)
 	free(s);
 }
 
-/* How much DATA/BDAT to gather before handing it to a worker. */
+/*
+ * A DATA body or BDAT chunk is handed to the worker in pieces of at least
+ * SMTP_DATA_PIECE bytes (or what is left of it), so a large message costs
+ * a few worker hand-offs, not one per read. The frame hook raises the
+ * runtime's input bound to SMTP_DATA_WINDOW while a body is arriving (the
+ * raise lasts one framed unit, so it is renewed on every call).
+ */
+#define SMTP_DATA_PIECE (256 * 1024)
+#define SMTP_DATA_WINDOW (2 * SMTP_DATA_PIECE)
+
 static size_t
-data_chunk(struct conn *c)
+data_chunk(struct conn *c, bool raised)
 {
 	size_t max = conn_max_line(c);
 
+	if (raised)
+		return SMTP_DATA_PIECE;
 	return max / 2 > 512 ? max / 2 : 512;
 }
 
@@ -881,9 +896,12 @@ smtp_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 {
 	struct smtp_session *s = session;
 	bool line_mode = s->fr.mode == SMTP_FRAME_LINE;
+	bool body = s->fr.mode == SMTP_FRAME_DATA || s->fr.mode == SMTP_FRAME_BDAT;
 	enum smtp_frame_result r;
 
-	r = smtp_frame(&s->fr, in, len, conn_max_line(c), data_chunk(c), used_r);
+	if (body)
+		conn_set_input_max(c, SMTP_DATA_WINDOW);
+	r = smtp_frame(&s->fr, in, len, conn_max_line(c), data_chunk(c, body), used_r);
 	switch (r) {
 	case SMTP_FR_COMMAND:
 		/* RFC 2920: no pipelining before the EHLO reply announced it.

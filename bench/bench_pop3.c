@@ -1,0 +1,484 @@
+/*
+ * POP3 session throughput: how many complete "download and delete" sessions
+ * per second `roost serve` completes, per storage backend.
+ *
+ * For each backend: a fresh data directory with U users, each with a
+ * 100-message maildrop (filled directly through the storage API before the
+ * server starts), then `roost serve` with only the pop3 listener, then C
+ * client threads each taking the next user and running
+ *   USER/PASS, STAT, RETR 1..100, DELE 1..100, QUIT
+ * one command at a time (as fetchmail and most clients do), checking every
+ * reply. Only the sessions are timed. The server keeps [storage] fsync on,
+ * so QUIT pays for a durable expunge.
+ *
+ *   build/bench/bench_pop3 [-b lmdb,maildir] [-u users] [-c clients] [-m msgs]
+ *                          [-s msg_size] [-r roost_binary]
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/storage.h"
+
+struct bench {
+	const char *backend;
+	const char *roost;
+	char dir[256];
+	char conf[300];
+	int port;
+	unsigned users, clients, msgs;
+	size_t msg_size;
+	atomic_uint next_user;
+	atomic_uint failures;
+	atomic_ulong bytes;
+};
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+		perror("bench_pop3: port");
+		exit(1);
+	}
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static int
+connect_port(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+static void
+write_config(struct bench *b, bool fsync)
+{
+	FILE *f = fopen(b->conf, "w");
+
+	if (f == NULL) {
+		perror(b->conf);
+		exit(1);
+	}
+	fprintf(f, "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
+		   "[storage]\nbackend = %s\nfsync = %s\n"
+		   "[auth]\nfail_delay_initial = 0\n"
+		   "[listen]\nsmtp = off\nsubmission = off\nsmtps = off\nlmtp = off\n"
+		   "imap = off\nimaps = off\npop3s = off\npop3 = 127.0.0.1:%d\n"
+		   "[limits]\nmax_connections_per_ip = 10000\n",
+	    b->dir, b->backend, fsync ? "yes" : "no", b->port);
+	fclose(f);
+}
+
+static void
+user_name(unsigned i, char *out, size_t len)
+{
+	snprintf(out, len, "user%u@bench.test", i);
+}
+
+/* Users with {PLAIN} passwords (cheap to verify: the bench measures POP3
+ * and storage, not password hashing), and their maildrops. */
+static void
+prepare(struct bench *b)
+{
+	struct roost_config *cfg;
+	struct storage *st;
+	char path[400], err[256], user[64];
+	uint8_t *msg = malloc(b->msg_size);
+	FILE *pw;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/var", b->dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/var/passwd", b->dir);
+	pw = fopen(path, "w");
+	if (pw == NULL) {
+		perror(path);
+		exit(1);
+	}
+	for (unsigned u = 0; u < b->users; u++) {
+		user_name(u, user, sizeof(user));
+		fprintf(pw, "%s:{PLAIN}pw%u::::::\n", user, u);
+	}
+	fclose(pw);
+
+	write_config(b, false);
+	if (config_load(b->conf, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "bench_pop3: %s\n", err);
+		exit(1);
+	}
+	r = storage_open(cfg, &st);
+	if (r != 0) {
+		fprintf(stderr, "bench_pop3: storage_open: %s\n", roost_strerror(r));
+		exit(1);
+	}
+	for (unsigned u = 0; u < b->users; u++) {
+		user_name(u, user, sizeof(user));
+		r = storage_user_init(st, user);
+		for (unsigned m = 0; r == 0 && m < b->msgs; m++) {
+			struct msg_input in = { .fd = -1 };
+			uint32_t uidv, uid;
+			int n = snprintf((char *)msg, b->msg_size,
+			    "From: sender@example.org\r\nTo: %s\r\nSubject: message %u\r\n"
+			    "Message-ID: <%u.%u@bench.test>\r\n\r\n",
+			    user, m, u, m);
+
+			for (size_t i = (size_t)n; i < b->msg_size; i++)
+				msg[i] = (i % 72 == 70) ? '\r' : (i % 72 == 71) ? '\n'
+				    : (i % 720 == 0) ? '.' : (uint8_t)('a' + i % 26);
+			in.data = msg;
+			in.len = b->msg_size;
+			r = storage_append(st, user, "INBOX", &in, &uidv, &uid);
+		}
+		if (r != 0) {
+			fprintf(stderr, "bench_pop3: fill %s: %s\n", user, roost_strerror(r));
+			exit(1);
+		}
+	}
+	storage_close(&st);
+	config_free(&cfg);
+	free(msg);
+	write_config(b, true);
+}
+
+/* ---- a minimal POP3 client ---- */
+
+struct client {
+	int fd;
+	char buf[65536];
+	size_t have;
+};
+
+static int
+fill(struct client *c)
+{
+	ssize_t n;
+
+	if (c->have == sizeof(c->buf))
+		return -1;
+	do {
+		n = read(c->fd, c->buf + c->have, sizeof(c->buf) - c->have);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return -1;
+	c->have += (size_t)n;
+	return 0;
+}
+
+/* One reply line; returns 0 for +OK. */
+static int
+status_line(struct client *c)
+{
+	for (;;) {
+		char *lf = memchr(c->buf, '\n', c->have);
+
+		if (lf != NULL) {
+			size_t len = (size_t)(lf - c->buf) + 1;
+			int ok = c->have >= 3 && memcmp(c->buf, "+OK", 3) == 0;
+
+			memmove(c->buf, c->buf + len, c->have - len);
+			c->have -= len;
+			return ok ? 0 : -1;
+		}
+		if (fill(c) < 0)
+			return -1;
+	}
+}
+
+/* Skip a multi-line body up to "\r\n.\r\n" (the status line is read);
+ * returns the bytes skipped. */
+static long
+skip_body(struct client *c)
+{
+	long total = 0;
+
+	for (;;) {
+		size_t i = 0;
+
+		while (i < c->have) {
+			char *lf = memchr(c->buf + i, '\n', c->have - i);
+			size_t len;
+
+			if (lf == NULL)
+				break;
+			len = (size_t)(lf - (c->buf + i)) + 1;
+			if (len == 3 && memcmp(c->buf + i, ".\r\n", 3) == 0) {
+				i += len;
+				memmove(c->buf, c->buf + i, c->have - i);
+				c->have -= i;
+				return total;
+			}
+			total += (long)len;
+			i += len;
+		}
+		/* Keep a partial line, drop the complete ones. */
+		memmove(c->buf, c->buf + i, c->have - i);
+		c->have -= i;
+		if (fill(c) < 0)
+			return -1;
+	}
+}
+
+static int
+send_line(struct client *c, const char *line)
+{
+	size_t len = strlen(line), off = 0;
+
+	while (off < len) {
+		ssize_t n = write(c->fd, line + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int
+session(struct bench *b, unsigned u)
+{
+	struct client *c = malloc(sizeof(*c));
+	char line[256], user[64];
+	long bytes = 0;
+	int ok = -1;
+
+	c->have = 0;
+	c->fd = connect_port(b->port);
+	if (c->fd < 0)
+		goto out;
+	user_name(u, user, sizeof(user));
+	if (status_line(c) != 0)
+		goto out;
+	snprintf(line, sizeof(line), "USER %s\r\n", user);
+	if (send_line(c, line) != 0 || status_line(c) != 0)
+		goto out;
+	snprintf(line, sizeof(line), "PASS pw%u\r\n", u);
+	if (send_line(c, line) != 0 || status_line(c) != 0)
+		goto out;
+	if (send_line(c, "STAT\r\n") != 0 || status_line(c) != 0)
+		goto out;
+	for (unsigned m = 1; m <= b->msgs; m++) {
+		long n;
+
+		snprintf(line, sizeof(line), "RETR %u\r\n", m);
+		if (send_line(c, line) != 0 || status_line(c) != 0)
+			goto out;
+		n = skip_body(c);
+		if (n < 0)
+			goto out;
+		bytes += n;
+	}
+	for (unsigned m = 1; m <= b->msgs; m++) {
+		snprintf(line, sizeof(line), "DELE %u\r\n", m);
+		if (send_line(c, line) != 0 || status_line(c) != 0)
+			goto out;
+	}
+	if (send_line(c, "QUIT\r\n") != 0 || status_line(c) != 0)
+		goto out;
+	atomic_fetch_add(&b->bytes, (unsigned long)bytes);
+	ok = 0;
+out:
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+	return ok;
+}
+
+static void *
+client_thread(void *arg)
+{
+	struct bench *b = arg;
+
+	for (;;) {
+		unsigned u = atomic_fetch_add(&b->next_user, 1);
+
+		if (u >= b->users)
+			break;
+		if (session(b, u) != 0)
+			atomic_fetch_add(&b->failures, 1);
+	}
+	return NULL;
+}
+
+static pid_t
+start_server(struct bench *b)
+{
+	char log[320];
+	pid_t pid;
+
+	snprintf(log, sizeof(log), "%s/server.log", b->dir);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		exit(1);
+	}
+	if (pid == 0) {
+		FILE *f = freopen(log, "w", stderr);
+
+		(void)f;
+		dup2(2, 1);
+		execl(b->roost, b->roost, "serve", "--config", b->conf, (char *)NULL);
+		perror(b->roost);
+		_exit(127);
+	}
+	for (int i = 0; i < 300; i++) {
+		int fd = connect_port(b->port);
+
+		if (fd >= 0) {
+			close(fd);
+			return pid;
+		}
+		usleep(20000);
+	}
+	fprintf(stderr, "bench_pop3: server did not start; see %s\n", log);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	exit(1);
+}
+
+static void
+run_backend(struct bench *b, const char *backend)
+{
+	pthread_t *threads;
+	double t0, t1, fill0;
+	pid_t pid;
+	char cmd[300];
+	int status;
+
+	b->backend = backend;
+	snprintf(b->dir, sizeof(b->dir), "/tmp/roost-bench-pop3-XXXXXX");
+	if (mkdtemp(b->dir) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	snprintf(b->conf, sizeof(b->conf), "%s/roost.conf", b->dir);
+	b->port = free_port();
+	atomic_store(&b->next_user, 0);
+	atomic_store(&b->failures, 0);
+	atomic_store(&b->bytes, 0);
+
+	fill0 = now();
+	prepare(b);
+	fprintf(stderr, "bench_pop3: %s: filled %u maildrops x %u messages in %.1f s\n", backend,
+	    b->users, b->msgs, now() - fill0);
+	pid = start_server(b);
+
+	threads = calloc(b->clients, sizeof(*threads));
+	t0 = now();
+	for (unsigned i = 0; i < b->clients; i++)
+		pthread_create(&threads[i], NULL, client_thread, b);
+	for (unsigned i = 0; i < b->clients; i++)
+		pthread_join(threads[i], NULL);
+	t1 = now();
+	free(threads);
+
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	printf("%-8s %8u %8u %8u %9.2f %11.1f %11.0f %9.1f %8u\n", backend, b->users, b->clients,
+	    b->msgs, t1 - t0, (double)b->users / (t1 - t0),
+	    (double)b->users * b->msgs / (t1 - t0),
+	    (double)atomic_load(&b->bytes) / (t1 - t0) / (1024 * 1024),
+	    atomic_load(&b->failures));
+	fflush(stdout);
+	if (getenv("ROOST_KEEP") == NULL) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "bench_pop3: could not remove %s\n", b->dir);
+	} else {
+		fprintf(stderr, "bench_pop3: kept %s\n", b->dir);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct bench b = { .users = 200, .clients = 8, .msgs = 100, .msg_size = 4096 };
+	char backends[128] = "lmdb,maildir";
+	const char *env = getenv("ROOST_BIN");
+	int opt;
+
+	b.roost = env != NULL ? env : "build/roost";
+	while ((opt = getopt(argc, argv, "b:u:c:m:s:r:h")) != -1) {
+		switch (opt) {
+		case 'b':
+			snprintf(backends, sizeof(backends), "%s", optarg);
+			break;
+		case 'u':
+			b.users = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'c':
+			b.clients = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'm':
+			b.msgs = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 's':
+			b.msg_size = (size_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			b.roost = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: %s [-b lmdb,maildir] [-u users] [-c clients] "
+					"[-m msgs] [-s msg_size] [-r roost]\n", argv[0]);
+			return opt == 'h' ? 0 : 2;
+		}
+	}
+	if (b.users == 0 || b.clients == 0 || b.msgs == 0 || b.msg_size < 256) {
+		fprintf(stderr, "bench_pop3: users, clients, msgs > 0 and msg_size >= 256\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	log_setup(LOG_LEVEL_WARN, true, false);
+	printf("POP3 sessions: login, STAT, RETR x%u, DELE x%u, QUIT; %zu-byte messages; "
+	       "fsync on\n", b.msgs, b.msgs, b.msg_size);
+	printf("%-8s %8s %8s %8s %9s %11s %11s %9s %8s\n", "backend", "sessions", "clients",
+	    "msgs", "seconds", "sessions/s", "msgs/s", "MB/s", "failed");
+	for (char *save = NULL, *name = strtok_r(backends, ",", &save); name != NULL;
+	    name = strtok_r(NULL, ",", &save))
+		run_backend(&b, name);
+	return 0;
+}

@@ -1,0 +1,335 @@
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/loop.h"
+#include "roost/xalloc.h"
+
+#define LOOP_MAX_EVENTS 128
+
+struct loop {
+	int epfd;
+	int evfd;
+	struct loop_io ev_io;	/* the eventfd's registration */
+	bool quit;
+	uint64_t now;
+
+	/* Timer min-heap, ordered by at. Loop thread only. */
+	struct loop_timer **heap;
+	size_t nheap, capheap;
+
+	/* Messages to run after the current batch. Loop thread only. */
+	struct loop_msg *deferred;
+
+	/* Mailbox from other threads. mu protects head/tail only. armed is
+	 * set by the first poster after the loop last drained the box, so a
+	 * burst of posts costs one eventfd write. */
+	pthread_mutex_t mu;
+	struct loop_msg *head, *tail;
+	_Atomic bool armed;
+};
+
+uint64_t
+clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void run_deferred(struct loop *l);
+
+static void
+loop_mailbox(struct loop_io *io, uint32_t events)
+{
+	struct loop *l = (struct loop *)((char *)io - offsetof(struct loop, ev_io));
+	struct loop_msg *m, *next;
+	uint64_t v;
+
+	if (read(l->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("event=loop_eventfd_read error=\"%s\"", strerror(errno));
+	/* Disarm before draining: a post racing with the drain re-arms and
+	 * writes the eventfd again, so nothing is left behind. */
+	atomic_store(&l->armed, false);
+	pthread_mutex_lock(&l->mu);
+	m = l->head;
+	l->head = l->tail = NULL;
+	pthread_mutex_unlock(&l->mu);
+	for (; m != NULL; m = next) {
+		next = m->next;
+		m->next = NULL;
+		m->fn(m);
+	}
+}
+
+int
+loop_create(struct loop **l_r)
+{
+	struct loop *l = xcalloc(1, sizeof(*l));
+	struct epoll_event ev;
+
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->epfd < 0 || l->evfd < 0) {
+		log_error("event=loop_create error=\"%s\"", strerror(errno));
+		goto fail;
+	}
+	l->ev_io.fn = loop_mailbox;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.ptr = &l->ev_io;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0) {
+		log_error("event=loop_create error=\"%s\"", strerror(errno));
+		goto fail;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	l->now = clock_ms();
+	*l_r = l;
+	return 0;
+fail:
+	if (l->evfd >= 0)
+		close(l->evfd);
+	if (l->epfd >= 0)
+		close(l->epfd);
+	free(l);
+	return ROOST_EIO;
+}
+
+void
+loop_free(struct loop **lp)
+{
+	struct loop *l = *lp;
+
+	if (l == NULL)
+		return;
+	/* Messages still queued (wake-ups that arrived after their connection
+	 * closed) hold references their handlers release. */
+	while (l->head != NULL) {
+		struct loop_msg *m = l->head;
+
+		l->head = m->next;
+		m->next = NULL;
+		m->fn(m);
+	}
+	run_deferred(l);
+	close(l->evfd);
+	close(l->epfd);
+	pthread_mutex_destroy(&l->mu);
+	free(l->heap);
+	free(l);
+	*lp = NULL;
+}
+
+int
+loop_add(struct loop *l, int fd, uint32_t events, struct loop_io *io)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.ptr = io;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		log_error("event=loop_add fd=%d error=\"%s\"", fd, strerror(errno));
+		return ROOST_EIO;
+	}
+	return 0;
+}
+
+void
+loop_del(struct loop *l, int fd)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	(void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+/* ---- timer heap ---- */
+
+static void
+heap_place(struct loop *l, size_t i, struct loop_timer *t)
+{
+	l->heap[i] = t;
+	t->idx = i;
+}
+
+static void
+heap_up(struct loop *l, size_t i)
+{
+	struct loop_timer *t = l->heap[i];
+
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+
+		if (l->heap[p]->at <= t->at)
+			break;
+		heap_place(l, i, l->heap[p]);
+		i = p;
+	}
+	heap_place(l, i, t);
+}
+
+static void
+heap_down(struct loop *l, size_t i)
+{
+	struct loop_timer *t = l->heap[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= l->nheap)
+			break;
+		if (c + 1 < l->nheap && l->heap[c + 1]->at < l->heap[c]->at)
+			c++;
+		if (t->at <= l->heap[c]->at)
+			break;
+		heap_place(l, i, l->heap[c]);
+		i = c;
+	}
+	heap_place(l, i, t);
+}
+
+static void
+heap_remove(struct loop *l, struct loop_timer *t)
+{
+	size_t i = t->idx;
+	struct loop_timer *last = l->heap[--l->nheap];
+
+	t->at = 0;
+	if (i == l->nheap)
+		return;
+	heap_place(l, i, last);
+	heap_up(l, i);
+	heap_down(l, last->idx);
+}
+
+void
+loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t at)
+{
+	if (t->at != 0) {
+		if (at != 0) {
+			uint64_t old = t->at;
+
+			t->at = at;
+			if (at < old)
+				heap_up(l, t->idx);
+			else
+				heap_down(l, t->idx);
+			return;
+		}
+		heap_remove(l, t);
+		return;
+	}
+	if (at == 0)
+		return;
+	if (l->nheap == l->capheap) {
+		l->capheap = l->capheap == 0 ? 64 : l->capheap * 2;
+		l->heap = xreallocarray(l->heap, l->capheap, sizeof(*l->heap));
+	}
+	t->at = at;
+	heap_place(l, l->nheap++, t);
+	heap_up(l, t->idx);
+}
+
+uint64_t
+loop_now(const struct loop *l)
+{
+	return l->now;
+}
+
+/* ---- messages ---- */
+
+void
+loop_post(struct loop *l, struct loop_msg *m)
+{
+	m->next = NULL;
+	pthread_mutex_lock(&l->mu);
+	if (l->tail != NULL)
+		l->tail->next = m;
+	else
+		l->head = m;
+	l->tail = m;
+	pthread_mutex_unlock(&l->mu);
+	if (!atomic_exchange(&l->armed, true)) {
+		uint64_t one = 1;
+
+		if (write(l->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_warn("event=loop_eventfd_write error=\"%s\"", strerror(errno));
+	}
+}
+
+void
+loop_defer(struct loop *l, struct loop_msg *m)
+{
+	m->next = l->deferred;
+	l->deferred = m;
+}
+
+static void
+run_deferred(struct loop *l)
+{
+	while (l->deferred != NULL) {
+		struct loop_msg *m = l->deferred;
+
+		l->deferred = m->next;
+		m->next = NULL;
+		m->fn(m);
+	}
+}
+
+static void
+run_timers(struct loop *l)
+{
+	while (l->nheap > 0 && l->heap[0]->at <= l->now) {
+		struct loop_timer *t = l->heap[0];
+
+		heap_remove(l, t);
+		t->fn(t);
+	}
+}
+
+void
+loop_run(struct loop *l)
+{
+	struct epoll_event evs[LOOP_MAX_EVENTS];
+
+	l->quit = false;
+	while (!l->quit) {
+		int timeout = -1, n;
+
+		if (l->nheap > 0) {
+			uint64_t at = l->heap[0]->at;
+
+			l->now = clock_ms();
+			timeout = at <= l->now ? 0 : (at - l->now > 60000 ? 60000 : (int)(at - l->now));
+		}
+		n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, timeout);
+		if (n < 0 && errno != EINTR)
+			fatal("event=epoll_wait error=\"%s\"", strerror(errno));
+		l->now = clock_ms();
+		for (int i = 0; i < n; i++) {
+			struct loop_io *io = evs[i].data.ptr;
+
+			io->fn(io, evs[i].events);
+		}
+		run_deferred(l);
+		run_timers(l);
+		run_deferred(l);
+	}
+	run_deferred(l);
+}
+
+void
+loop_quit(struct loop *l)
+{
+	l->quit = true;
+}

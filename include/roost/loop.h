@@ -1,0 +1,69 @@
+#ifndef ROOST_LOOP_H
+#define ROOST_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * One event loop: an epoll instance, an eventfd for wake-ups from other
+ * threads, a min-heap of timers and a mailbox. It knows nothing about
+ * connections; core/conn.c builds the connection state machine on it.
+ *
+ * Thread safety: loop_post() may be called from any thread. Everything else
+ * is for the loop's own thread (the one in loop_run()), except loop_create()
+ * and loop_free() which run before the thread starts and after it ended.
+ */
+
+struct loop;
+
+/* A file descriptor registered with loop_add(); fn runs on the loop thread
+ * with the epoll event bits. Embed it in the owning structure. */
+struct loop_io {
+	void (*fn)(struct loop_io *io, uint32_t events);
+};
+
+/* A one-shot timer; embed it, zero it, then loop_timer_set() it. */
+struct loop_timer {
+	uint64_t at;		/* CLOCK_MONOTONIC ms; 0 = not armed */
+	size_t idx;		/* position in the heap (private) */
+	void (*fn)(struct loop_timer *t);
+};
+
+/* A message to run on the loop thread (loop_post) or after the current batch
+ * of events (loop_defer). Embed it; one message can be queued once at a time. */
+struct loop_msg {
+	struct loop_msg *next;
+	void (*fn)(struct loop_msg *m);
+};
+
+/* Monotonic clock in milliseconds. Any thread. */
+uint64_t clock_ms(void);
+
+/* ROOST_EIO (logged) when epoll or eventfd cannot be created. */
+int loop_create(struct loop **l_r);
+/* After loop_run() returned. Messages still queued are run first (so their
+ * owners release what they hold), then everything is freed. */
+void loop_free(struct loop **l);
+
+/* Register fd (edge- or level-triggered as events say). ROOST_EIO on error. */
+int loop_add(struct loop *l, int fd, uint32_t events, struct loop_io *io);
+void loop_del(struct loop *l, int fd);
+
+/* Arm (at > 0, absolute clock_ms() time) or disarm (at == 0) a timer;
+ * re-arming moves it. The timer fires once, on the loop thread. */
+void loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t at);
+/* The time cached at the start of the current iteration. */
+uint64_t loop_now(const struct loop *l);
+
+/* Any thread: run m->fn on the loop thread soon. */
+void loop_post(struct loop *l, struct loop_msg *m);
+/* Loop thread: run m->fn after the current batch of events (used to free
+ * objects an event later in the same batch may still point to). */
+void loop_defer(struct loop *l, struct loop_msg *m);
+
+/* Run until loop_quit() is called on this loop's thread. */
+void loop_run(struct loop *l);
+void loop_quit(struct loop *l);
+
+#endif

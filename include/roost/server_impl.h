@@ -1,0 +1,118 @@
+#ifndef ROOST_SERVER_IMPL_H
+#define ROOST_SERVER_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "roost/loop.h"
+#include "roost/server.h"
+
+/*
+ * Runtime internals shared by core/server.c, core/listen.c and core/conn.c.
+ * Nothing outside the runtime includes this.
+ */
+
+struct conn;
+struct tls;
+struct worker_pool;
+
+/* One event loop thread and the connections it owns. Fields other than
+ * loop and srv belong to the loop thread. */
+struct srv_loop {
+	struct server *srv;
+	struct loop *loop;
+	pthread_t thread;
+	bool started;
+
+	struct conn *conns;	/* every live connection of this loop */
+	unsigned nconns;
+	bool stopping;		/* no accepting; idle sessions get on_shutdown */
+	bool forced;		/* grace is over: close everything */
+	bool quit_sent;
+	uint8_t *scratch;	/* read buffer, SRV_SCRATCH bytes */
+
+	struct loop_msg stop_msg, force_msg;
+};
+
+#define SRV_SCRATCH (64 * 1024)
+
+/* One listener address registered in one loop (a listening socket is in
+ * every loop's epoll with EPOLLEXCLUSIVE; the loop that accepts owns the
+ * connection). */
+struct listen_reg {
+	struct loop_io io;
+	struct loop_timer retry;	/* re-add after EMFILE */
+	struct listen_sock *ls;
+	struct srv_loop *sl;
+};
+
+struct listen_sock {
+	struct listen_sock *next;
+	struct listener *lst;
+	int fd;
+	char *unix_path;		/* unlinked at free */
+	char *addr;			/* as configured, for logs */
+	struct listen_reg *regs;	/* one per loop, after server_run starts */
+};
+
+struct listener {
+	struct listener *next;
+	char *name;
+	const struct proto_ops *ops;
+	bool implicit_tls;
+};
+
+/* Connection admission: total and per-IP counts. */
+struct ip_count;
+#define LIMITS_BUCKETS 1024
+
+struct server {
+	const struct roost_config *cfg;
+	const struct roost_services *services;
+	struct tls *tls;
+	struct worker_pool *pool;
+
+	unsigned nloops;
+	struct srv_loop *loops;
+	struct listener *listeners;
+	struct listen_sock *socks;
+
+	server_reload_fn *reload;
+	void *reload_arg;
+
+	int stop_fd;		/* eventfd: server_stop() */
+	int done_fd;		/* eventfd: a loop thread ended */
+	_Atomic uint64_t next_id;
+	_Atomic unsigned unlistened;	/* loops that stopped accepting */
+
+	pthread_mutex_t lim_mu;	/* guards nconns and ips */
+	unsigned nconns;
+	struct ip_count *ips[LIMITS_BUCKETS];
+};
+
+/* core/listen.c */
+int listen_bind(struct server *s, struct listener *lst, char *const *addrs);
+int listen_start(struct server *s);	/* register every socket in every loop */
+void listen_stop(struct srv_loop *sl);	/* loop thread: stop accepting */
+/* Close the listening sockets once no loop accepts on them any more. */
+void listen_close_all(struct server *s);
+void listen_free_all(struct server *s);
+/* 0, or ROOST_ETOOBIG over max_connections, ROOST_EINUSE over the per-IP
+ * limit. Any thread. */
+int limits_acquire(struct server *s, const char *ip, bool is_unix);
+void limits_release(struct server *s, const char *ip, bool is_unix);
+void limits_free(struct server *s);
+
+/* core/conn.c */
+/* Loop thread: take over an accepted, non-blocking socket. */
+void conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
+    const char *local, bool loopback, bool is_unix);
+/* Loop thread: begin the graceful shutdown of this loop's connections. */
+void conn_loop_stop(struct srv_loop *sl);
+/* Loop thread: the grace period is over. */
+void conn_loop_force(struct srv_loop *sl);
+
+#endif

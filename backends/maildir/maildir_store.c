@@ -521,7 +521,8 @@ md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size
 	}
 	free_strv(subs, n_subs);
 	free(udir);
-	qsort(l.v, l.n, sizeof(*l.v), cmp_info);
+	if (l.n > 0)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_info);
 	*list_r = l.v;
 	*n_r = l.n;
 	return 0;

@@ -18,9 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "roost/auth.h"
@@ -51,6 +54,8 @@ struct auth {
 	const struct roost_config *cfg;
 	char *path;
 	char *dummy_hash;	/* verified for unknown users, so they cost the same time */
+	uint8_t fake_key[32];	/* makes SCRAM salts for users without SCRAM keys */
+	bool scram;		/* advertise SCRAM-SHA-256 */
 
 	pthread_mutex_t reload_lock;
 	struct file_id seen;		/* guarded by reload_lock */
@@ -214,6 +219,9 @@ auth_open(const struct roost_config *cfg, struct auth **auth_r)
 		goto fail;
 	}
 	auth->dummy_hash = (char *)buf_steal(&dummy, NULL);
+	if (RAND_bytes(auth->fake_key, sizeof(auth->fake_key)) != 1)
+		fatal("auth: no random bytes");
+	auth->scram = strcasecmp(scheme, "SCRAM-SHA-256") == 0;
 
 	file_id_get(auth->path, &auth->seen);
 	ret = load_table(auth->path, &auth->db);
@@ -248,6 +256,7 @@ auth_free(struct auth **authp)
 	pthread_rwlock_destroy(&auth->lock);
 	pthread_mutex_destroy(&auth->reload_lock);
 	free(auth->dummy_hash);
+	explicit_bzero(auth->fake_key, sizeof(auth->fake_key));
 	free(auth->path);
 	free(auth);
 	*authp = NULL;
@@ -350,4 +359,87 @@ bool
 auth_plaintext_allowed(const struct auth *auth, bool secure)
 {
 	return secure || auth->cfg->plaintext_insecure;
+}
+
+bool
+auth_scram_advertised(const struct auth *auth)
+{
+	return auth->scram;
+}
+
+/* Salt and keys nobody can match, stable for a name within this process. */
+static void
+fake_scram(const struct auth *auth, const char *user, struct auth_scram_cred *c)
+{
+	uint8_t mac[32];
+	unsigned len = 0;
+
+	(void)HMAC(EVP_sha256(), auth->fake_key, sizeof(auth->fake_key), (const uint8_t *)user,
+	    strlen(user), mac, &len);
+	c->iter = SCRAM_DEFAULT_ITER;
+	memcpy(c->salt, mac, 16);
+	c->salt_len = 16;
+	if (RAND_bytes(c->stored_key, SCRAM_KEY_LEN) != 1 ||
+	    RAND_bytes(c->server_key, SCRAM_KEY_LEN) != 1)
+		memset(c->stored_key, 0xa5, SCRAM_KEY_LEN);	/* still matches nothing */
+}
+
+int
+auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t namelen,
+    struct auth_scram_cred *c)
+{
+	char name[AUTH_MAX_NAME + 1];
+	char *stored = NULL;
+	int ret;
+
+	ret = find_user(auth, user, name, sizeof(name), &stored);
+	if (ret == 0 && strlen(name) >= namelen)
+		ret = ROOST_ETOOBIG;
+	if (ret == 0) {
+		static const char scram[] = "{SCRAM-SHA-256}";
+		static const char *const plain[] = { "{PLAIN}", "{CLEAR}", "{CLEARTEXT}" };
+
+		ret = ROOST_EAUTH;
+		if (strncasecmp(stored, scram, sizeof(scram) - 1) == 0) {
+			if (auth_scram_parse(stored + sizeof(scram) - 1, c) == 0)
+				ret = 0;
+		} else {
+			for (size_t i = 0; i < 3; i++) {
+				size_t n = strlen(plain[i]);
+				char lower[AUTH_MAX_NAME + 1];
+
+				if (strncasecmp(stored, plain[i], n) != 0)
+					continue;
+				/* Keys derived on the fly, with a salt stable per name. */
+				for (size_t j = 0; j <= strlen(name); j++)
+					lower[j] = (char)(name[j] >= 'A' && name[j] <= 'Z' ?
+					    name[j] + 32 : name[j]);
+				fake_scram(auth, lower, c);
+				if (auth_scram_derive(stored + n, strlen(stored + n), c->salt,
+				    c->salt_len, c->iter, c) == 0)
+					ret = 0;
+				break;
+			}
+		}
+		if (ret == 0)
+			memcpy(name_r, name, strlen(name) + 1);
+		else
+			log_debug("event=auth_scram user=%s error=\"no SCRAM keys for this "
+			    "user's password scheme\"", name);
+	}
+	if (ret != 0) {
+		char lower[AUTH_MAX_NAME + 1];
+		size_t n = user != NULL ? strnlen(user, AUTH_MAX_NAME) : 0;
+
+		for (size_t j = 0; j < n; j++)
+			lower[j] = (char)(user[j] >= 'A' && user[j] <= 'Z' ? user[j] + 32 : user[j]);
+		lower[n] = '\0';
+		fake_scram(auth, lower, c);
+		ret = ROOST_EAUTH;
+	}
+	if (stored != NULL) {
+		explicit_bzero(stored, strlen(stored));
+		free(stored);
+	}
+	return ret;
 }

@@ -76,7 +76,44 @@ size_t auth_throttle_count(struct auth_throttle *t);
 
 /* ---- auth_scheme.c ---- */
 
+/* SCRAM-SHA-256 keys (RFC 5802 section 3), stored or derived. */
+#define SCRAM_KEY_LEN 32
+#define SCRAM_MIN_ITER 4096		/* RFC 7677's minimum */
+#define SCRAM_MAX_ITER 10000000
+#define SCRAM_DEFAULT_ITER 4096		/* Dovecot's default: same cost as its hashes */
+
+struct auth_scram_cred {
+	unsigned iter;
+	uint8_t salt[64];
+	size_t salt_len;
+	uint8_t stored_key[SCRAM_KEY_LEN];	/* H(HMAC(SaltedPassword, "Client Key")) */
+	uint8_t server_key[SCRAM_KEY_LEN];	/* HMAC(SaltedPassword, "Server Key") */
+};
+
+/* Parse "iter,salt,StoredKey,ServerKey" (after "{SCRAM-SHA-256}"). ROOST_EINVAL. */
+int auth_scram_parse(const char *value, struct auth_scram_cred *c);
+/* Keys of a password for salt and iter (PBKDF2-HMAC-SHA256). */
+int auth_scram_derive(const char *password, size_t password_len, const uint8_t *salt,
+    size_t salt_len, unsigned iter, struct auth_scram_cred *c);
+
 /* Constant-time equality of two byte strings (time depends on the lengths only). */
 bool auth_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* ---- auth.c: what sasl.c needs of struct auth ---- */
+
+struct auth;
+
+/*
+ * SCRAM credentials of user: 0 with the stored keys (a {SCRAM-SHA-256}
+ * hash, or keys derived from a {PLAIN} password) and the canonical name.
+ * ROOST_EAUTH for an unknown user or a hash SCRAM cannot use; c is then
+ * filled with plausible fake values (a salt that is stable per name), so the
+ * exchange runs on and fails only at the proof, and does not tell
+ * which users exist.
+ */
+int auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t namelen,
+    struct auth_scram_cred *c);
+/* Is SCRAM-SHA-256 advertised ([auth] password_scheme = SCRAM-SHA-256)? */
+bool auth_scram_advertised(const struct auth *auth);
 
 #endif

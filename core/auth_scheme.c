@@ -17,6 +17,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include "roost/auth.h"
 #include "roost/buf.h"
@@ -30,6 +32,7 @@ enum scheme_kind {
 	KIND_PLAIN,	/* the password itself */
 	KIND_CRYPT,	/* a crypt(3) string */
 	KIND_DIGEST,	/* base64 (or hex) of H(password || salt) || salt */
+	KIND_SCRAM,	/* RFC 5802 keys: iterations,salt,StoredKey,ServerKey (base64) */
 };
 
 struct scheme {
@@ -58,6 +61,7 @@ static const struct scheme schemes[] = {
 	{ "SSHA256", KIND_DIGEST, NULL, "SHA256", true },
 	{ "SHA512", KIND_DIGEST, NULL, "SHA512", false },
 	{ "SSHA512", KIND_DIGEST, NULL, "SHA512", true },
+	{ "SCRAM-SHA-256", KIND_SCRAM, NULL, NULL, false },
 };
 
 enum encoding { ENC_DEFAULT, ENC_BASE64, ENC_HEX };
@@ -190,6 +194,132 @@ out:
 	return ret;
 }
 
+/* ---- SCRAM-SHA-256 (RFC 5802, RFC 7677) keys, stored as Dovecot does:
+ * {SCRAM-SHA-256}<iterations>,<salt>,<StoredKey>,<ServerKey> ---- */
+
+int
+auth_scram_derive(const char *password, size_t password_len, const uint8_t *salt,
+    size_t salt_len, unsigned iter, struct auth_scram_cred *c)
+{
+	uint8_t salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
+	unsigned len = 0;
+	int ret = ROOST_EINVAL;
+
+	if (salt_len > sizeof(c->salt) || iter < SCRAM_MIN_ITER || iter > SCRAM_MAX_ITER ||
+	    password_len > INT32_MAX)
+		return ROOST_EINVAL;
+	memmove(c->salt, salt, salt_len);	/* salt may be c->salt */
+	c->salt_len = salt_len;
+	c->iter = iter;
+	if (PKCS5_PBKDF2_HMAC(password, (int)password_len, c->salt, (int)salt_len, (int)iter,
+	    EVP_sha256(), sizeof(salted), salted) != 1)
+		goto out;
+	if (HMAC(EVP_sha256(), salted, sizeof(salted), (const uint8_t *)"Client Key", 10,
+	    client_key, &len) == NULL || len != SCRAM_KEY_LEN)
+		goto out;
+	if (EVP_Digest(client_key, sizeof(client_key), c->stored_key, NULL, EVP_sha256(),
+	    NULL) != 1)
+		goto out;
+	if (HMAC(EVP_sha256(), salted, sizeof(salted), (const uint8_t *)"Server Key", 10,
+	    c->server_key, &len) == NULL || len != SCRAM_KEY_LEN)
+		goto out;
+	ret = 0;
+out:
+	explicit_bzero(salted, sizeof(salted));
+	explicit_bzero(client_key, sizeof(client_key));
+	return ret;
+}
+
+/* Decode one base64 field of exactly want bytes (0: 1..max) into out. */
+static int
+decode_field(const char *s, size_t len, uint8_t *out, size_t want, size_t max, size_t *len_r)
+{
+	struct buf b = BUF_INIT(256);
+	int ret = ROOST_EINVAL;
+
+	if (base64_decode(s, len, &b) == 0 && (want != 0 ? b.len == want :
+	    b.len > 0 && b.len <= max)) {
+		memcpy(out, b.data, b.len);
+		if (len_r != NULL)
+			*len_r = b.len;
+		ret = 0;
+	}
+	buf_free(&b);
+	return ret;
+}
+
+int
+auth_scram_parse(const char *value, struct auth_scram_cred *c)
+{
+	const char *f[4];
+	size_t flen[4];
+	const char *p = value;
+	unsigned long iter;
+	char *end;
+
+	for (int i = 0; i < 4; i++) {
+		const char *comma = strchr(p, ',');
+
+		f[i] = p;
+		flen[i] = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if ((comma == NULL) != (i == 3))
+			return ROOST_EINVAL;
+		p = comma != NULL ? comma + 1 : p + flen[i];
+	}
+	if (flen[0] == 0 || flen[0] > 8 || f[0][0] < '1' || f[0][0] > '9')
+		return ROOST_EINVAL;
+	iter = strtoul(f[0], &end, 10);
+	if (end != f[0] + flen[0] || iter < SCRAM_MIN_ITER || iter > SCRAM_MAX_ITER)
+		return ROOST_EINVAL;
+	c->iter = (unsigned)iter;
+	if (decode_field(f[1], flen[1], c->salt, 0, sizeof(c->salt), &c->salt_len) < 0 ||
+	    decode_field(f[2], flen[2], c->stored_key, SCRAM_KEY_LEN, 0, NULL) < 0 ||
+	    decode_field(f[3], flen[3], c->server_key, SCRAM_KEY_LEN, 0, NULL) < 0)
+		return ROOST_EINVAL;
+	return 0;
+}
+
+static int
+check_scram(const char *value, const char *password, size_t password_len)
+{
+	struct auth_scram_cred stored, mine;
+	int ret;
+
+	if (auth_scram_parse(value, &stored) < 0)
+		return ROOST_EAUTH;
+	ret = auth_scram_derive(password, password_len, stored.salt, stored.salt_len,
+	    stored.iter, &mine);
+	if (ret == 0)
+		ret = auth_equal(mine.stored_key, SCRAM_KEY_LEN, stored.stored_key,
+		    SCRAM_KEY_LEN) ? 0 : ROOST_EAUTH;
+	else
+		ret = ROOST_EAUTH;
+	explicit_bzero(&mine, sizeof(mine));
+	return ret;
+}
+
+static int
+hash_scram(const char *password, struct buf *out)
+{
+	struct auth_scram_cred c;
+	uint8_t salt[16];
+	int ret;
+
+	if (RAND_bytes(salt, sizeof(salt)) != 1)
+		return ROOST_EIO;
+	if ((ret = auth_scram_derive(password, strlen(password), salt, sizeof(salt),
+	    SCRAM_DEFAULT_ITER, &c)) < 0)
+		return ret;
+	if ((ret = buf_printf(out, "{SCRAM-SHA-256}%u,", c.iter)) == 0 &&
+	    (ret = base64_encode(c.salt, c.salt_len, out)) == 0 &&
+	    (ret = buf_append_byte(out, ',')) == 0 &&
+	    (ret = base64_encode(c.stored_key, SCRAM_KEY_LEN, out)) == 0 &&
+	    (ret = buf_append_byte(out, ',')) == 0)
+		ret = base64_encode(c.server_key, SCRAM_KEY_LEN, out);
+	explicit_bzero(&c, sizeof(c));
+	return ret;
+}
+
 int
 auth_check_hash(const char *stored, const char *password, size_t password_len)
 {
@@ -230,6 +360,10 @@ auth_check_hash(const char *stored, const char *password, size_t password_len)
 		return check_crypt(value, password, password_len);
 	case KIND_DIGEST:
 		return check_digest(sc, enc, value, password, password_len);
+	case KIND_SCRAM:
+		if (enc != ENC_DEFAULT)
+			return ROOST_ENOTSUP;
+		return check_scram(value, password, password_len);
 	}
 	return ROOST_ENOTSUP;
 }
@@ -243,7 +377,7 @@ auth_scheme_supported(const char *scheme)
 
 	if (sc == NULL || enc != ENC_DEFAULT)
 		return false;
-	if (sc->kind == KIND_PLAIN)
+	if (sc->kind == KIND_PLAIN || sc->kind == KIND_SCRAM)
 		return true;
 	if (sc->gensalt_prefix == NULL)
 		return false;
@@ -273,6 +407,8 @@ auth_hash_password(const char *scheme, const char *password, struct buf *out)
 		}
 		return buf_printf(out, "{%s}%s", sc->name, password);
 	}
+	if (sc->kind == KIND_SCRAM)
+		return hash_scram(password, out);
 	if (sc->kind != KIND_CRYPT || sc->gensalt_prefix == NULL)
 		return ROOST_ENOTSUP;
 	/* NULL random bytes: libcrypt takes them from the kernel. */

@@ -1,23 +1,140 @@
 /*
- * `roost serve`. Until the runtime (core/server.c) and the storage layer land
- * this only validates the configuration and says so; the full start-up
- * sequence replaces it then.
+ * `roost serve`: the start-up sequence. Everything that can fail on a bad
+ * configuration or environment (config, storage, users, binding every
+ * listener) happens before the first thread starts, so a bad setup never
+ * leaves a half-running server: it exits 2 (configuration) or 1 (anything
+ * else) with the reason on stderr.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "roost/auth.h"
 #include "roost/cli.h"
 #include "roost/config.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/protocols.h"
+#include "roost/server.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+
+static void
+reload_users(void *arg)
+{
+	(void)auth_reload(arg);
+}
+
+/* Bind every enabled listener whose protocol is in this build. */
+static int
+open_listeners(const struct roost_config *cfg, struct server *srv)
+{
+	const struct {
+		const char *name;
+		const struct config_listen *listen;
+	} listeners[] = {
+		{ "smtp", &cfg->listen_smtp },
+		{ "submission", &cfg->listen_submission },
+		{ "smtps", &cfg->listen_smtps },
+		{ "lmtp", &cfg->listen_lmtp },
+		{ "imap", &cfg->listen_imap },
+		{ "imaps", &cfg->listen_imaps },
+		{ "pop3", &cfg->listen_pop3 },
+		{ "pop3s", &cfg->listen_pop3s },
+	};
+	unsigned opened = 0;
+	int ret;
+
+	for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
+		const struct protocol_binding *b;
+		char *const *addrs = listeners[i].listen->addrs;
+
+		if (addrs == NULL || addrs[0] == NULL)
+			continue;	/* "off" */
+		b = protocol_for_listener(listeners[i].name);
+		if (b == NULL) {
+			log_warn("event=listen listener=%s status=skipped reason=\"protocol not in "
+			    "this build\"", listeners[i].name);
+			continue;
+		}
+		ret = server_listen(srv, listeners[i].name, addrs, b->ops, b->implicit_tls);
+		if (ret < 0) {
+			log_error("event=listen listener=%s status=failed error=\"%s\"",
+			    listeners[i].name, roost_strerror(ret));
+			return ret;
+		}
+		opened++;
+	}
+	if (opened == 0)
+		log_warn("event=listen status=none reason=\"no listener enabled\"");
+	return 0;
+}
 
 int
 cli_serve(struct cli *cli)
 {
-	struct roost_config *cfg;
+	struct roost_config *cfg = NULL;
+	struct storage *storage = NULL;
+	struct auth *auth = NULL;
+	struct server *srv = NULL;
+	struct roost_services services;
+	enum log_level level;
+	int ret, status = CLI_FAIL;
 
 	if (cli->argc != 1)
 		return cli_usage(cli);
 	if (cli_load_config(cli, &cfg) < 0)
 		return CLI_USAGE;
+	/* Block the shutdown and reload signals before storage_open() may start
+	 * threads: every thread inherits the mask, so these signals reach only
+	 * server_run()'s signalfd (one arriving during start-up waits there). */
+	{
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+	}
+	if (log_level_parse(cfg->log_level, &level) < 0)
+		level = LOG_LEVEL_INFO;	/* config_load validated it */
+	log_setup(level, true, cfg->log_syslog);
+	log_info("event=start version=0.1 config=%s data_dir=%s backend=%s",
+	    cfg->path != NULL ? cfg->path : "(defaults)", cfg->data_dir, cfg->storage_backend);
+
+	if ((ret = storage_open(cfg, &storage)) < 0) {
+		log_error("event=start status=failed stage=storage backend=%s error=\"%s\"",
+		    cfg->storage_backend, roost_strerror(ret));
+		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
+		goto out;
+	}
+	if ((ret = auth_open(cfg, &auth)) < 0) {
+		log_error("event=start status=failed stage=auth passwd_file=%s error=\"%s\"",
+		    cfg->passwd_file, roost_strerror(ret));
+		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
+		goto out;
+	}
+	services.cfg = cfg;
+	services.storage = storage;
+	services.auth = auth;
+	if ((ret = server_create(cfg, &services, &srv)) < 0) {
+		log_error("event=start status=failed stage=server error=\"%s\"",
+		    roost_strerror(ret));
+		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
+		goto out;
+	}
+	if ((ret = open_listeners(cfg, srv)) < 0)
+		goto out;
+	server_set_reload(srv, reload_users, auth);
+	ret = server_run(srv);
+	status = ret == 0 ? CLI_OK : CLI_FAIL;
+	log_info("event=stop status=%s", ret == 0 ? "clean" : roost_strerror(ret));
+out:
+	server_free(&srv);
+	auth_free(&auth);
+	storage_close(&storage);
 	config_free(&cfg);
-	fprintf(stderr, "roost: serve: the runtime is not in this build yet\n");
-	return CLI_FAIL;
+	return status;
 }

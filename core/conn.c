@@ -84,6 +84,7 @@ struct conn {
 	bool dead;
 	bool ready_in;			/* the socket may have input */
 	bool ready_out;			/* the socket may take output */
+	bool out_blocked;		/* waiting for the socket to take output */
 	uint64_t idle_since;		/* last command finished */
 	uint64_t partial_since;		/* first byte of the partial command */
 	uint64_t out_progress;		/* last successful write (or start of waiting) */
@@ -663,6 +664,7 @@ conn_back(struct loop_msg *m)
 	c->frame_seen = 0;
 	c->idle_since = now;
 	c->out_progress = now;
+	c->out_blocked = false;
 	c->ready_out = true;
 	if (c->ssl != NULL && SSL_has_pending(c->ssl))
 		c->ready_in = true;
@@ -915,9 +917,15 @@ flush_nb(struct conn *c)
 		if (r > 0) {
 			out_consumed(c, (size_t)r);
 			c->out_progress = loop_now(c->sl->loop);
+			c->out_blocked = false;
 			continue;
 		}
 		if (r == ROOST_EAGAIN) {
+			/* The write deadline runs from the start of waiting,
+			 * not from some old write. */
+			if (!c->out_blocked)
+				c->out_progress = loop_now(c->sl->loop);
+			c->out_blocked = true;
 			if (events == POLLIN)
 				c->ready_in = false;
 			else

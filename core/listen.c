@@ -387,6 +387,17 @@ listen_stop(struct srv_loop *sl)
 }
 
 void
+listen_close_all(struct server *s)
+{
+	for (struct listen_sock *ls = s->socks; ls != NULL; ls = ls->next) {
+		if (ls->fd >= 0) {
+			close(ls->fd);
+			ls->fd = -1;
+		}
+	}
+}
+
+void
 listen_free_all(struct server *s)
 {
 	while (s->socks != NULL) {

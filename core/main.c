@@ -27,6 +27,7 @@ static const struct command commands[] = {
 	{ "user", cli_user, "user add|passwd|del NAME | user list",
 	  "manage users in the passwd file (password read from the terminal or stdin)" },
 	{ "config", cli_config, "config", "print the effective configuration" },
+	{ "check", cli_check, "check", "verify the mail store's invariants without changing it" },
 	{ "deliver", cli_deliver, "deliver [-f SENDER] -a RECIPIENT [-a RECIPIENT...] < MESSAGE",
 	  "deliver a message from stdin to local users (an MDA; sysexits.h exit codes)" },
 	{ "mailbox", cli_mailbox, "mailbox list USER | create USER NAME | uids USER NAME | "

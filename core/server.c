@@ -120,7 +120,13 @@ loop_stop_msg(struct loop_msg *m)
 {
 	struct srv_loop *sl = (struct srv_loop *)((char *)m - offsetof(struct srv_loop, stop_msg));
 
+	struct server *s = sl->srv;
+
 	listen_stop(sl);
+	/* The last loop to let go of the listening sockets closes them, so
+	 * new clients are refused at once instead of waiting in the backlog. */
+	if (atomic_fetch_add(&s->unlistened, 1) + 1 == s->nloops)
+		listen_close_all(s);
 	conn_loop_stop(sl);
 }
 

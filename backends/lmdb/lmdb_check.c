@@ -229,7 +229,8 @@ check_shard(struct checker *c, MDB_txn *txn)
 		mdb_cursor_close(cur);
 	}
 	/* Body reference counts equal the records using them. */
-	qsort(shas, n_sha, sizeof(*shas), sha_cmp);
+	if (n_sha > 1)
+		qsort(shas, n_sha, sizeof(*shas), sha_cmp);
 	if (mdb_cursor_open(txn, sh->refs, &cur) == 0) {
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {

@@ -771,8 +771,10 @@ lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r,
 		n++;
 	}
 	lmdb_rtxn_end(sh, txn);
-	qsort(list, n, sizeof(*list), info_cmp);
-	qsort(subs.names, subs.n, sizeof(*subs.names), str_cmp);
+	if (n > 1)
+		qsort(list, n, sizeof(*list), info_cmp);
+	if (subs.n > 1)
+		qsort(subs.names, subs.n, sizeof(*subs.names), str_cmp);
 
 	/* Children: names below "x/" sort right after "x/" itself. */
 	for (size_t i = 0; i < n; i++) {

@@ -1062,7 +1062,8 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 		free(uids);
 		return lmdb_err("scan", rc);
 	}
-	qsort(uids, n, sizeof(*uids), u32_cmp);
+	if (n > 1)
+		qsort(uids, n, sizeof(*uids), u32_cmp);
 	*uids_r = uids;
 	*n_r = n;
 	return 0;

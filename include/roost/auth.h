@@ -15,7 +15,8 @@
  * the file's spelling (the canonical name storage uses).
  *
  * Password schemes verified: {PLAIN}, {CLEAR}, {CRYPT}, {MD5-CRYPT},
- * {SHA256-CRYPT}, {SHA512-CRYPT}, {BLF-CRYPT}, {YESCRYPT} (via libcrypt).
+ * {SHA256-CRYPT}, {SHA512-CRYPT}, {BLF-CRYPT}, {YESCRYPT} (via libcrypt),
+ * Dovecot's {SSHA}, {SSHA256}, {SSHA512}, {SHA*} and {SCRAM-SHA-256}.
  * New passwords use the configured scheme.
  *
  * struct auth is thread-safe: any worker may call any function.

@@ -44,6 +44,8 @@ int cli_usage(const struct cli *cli);
 int cli_serve(struct cli *cli);
 int cli_user(struct cli *cli);
 int cli_config(struct cli *cli);
+/* `roost check`: verify the store (storage_check); exit 1 when problems are found. */
+int cli_check(struct cli *cli);
 /* core/cli_deliver.c: exits with sysexits.h codes (an MDA's contract). */
 int cli_deliver(struct cli *cli);
 int cli_mailbox(struct cli *cli);

@@ -7,8 +7,12 @@
 #include "roost/buf.h"
 
 /*
- * SASL server side shared by IMAP, POP3 and SMTP. Mechanisms: PLAIN, LOGIN
- * (room for SCRAM-SHA-256). The protocol handles its own framing ("+ ",
+ * SASL server side shared by IMAP, POP3 and SMTP. Mechanisms: PLAIN, LOGIN,
+ * and SCRAM-SHA-256 when [auth] password_scheme = SCRAM-SHA-256 (users need
+ * SCRAM keys or {PLAIN} passwords for it; it is not a plaintext mechanism,
+ * so it is offered without TLS too). SCRAM ends with a challenge carrying
+ * the server signature ("v=..."); the client answers with an empty line and
+ * only then does sasl_step() return 0. The protocol handles its own framing ("+ ",
  * "334 ") and passes the client's base64 lines in; sasl deals with base64.
  *
  *   sasl_start(mech, secure, initial_response or NULL)

@@ -86,6 +86,7 @@ struct server {
 	int stop_fd;		/* eventfd: server_stop() */
 	int done_fd;		/* eventfd: a loop thread ended */
 	_Atomic uint64_t next_id;
+	_Atomic unsigned unlistened;	/* loops that stopped accepting */
 
 	pthread_mutex_t lim_mu;	/* guards nconns and ips */
 	unsigned nconns;
@@ -96,6 +97,8 @@ struct server {
 int listen_bind(struct server *s, struct listener *lst, char *const *addrs);
 int listen_start(struct server *s);	/* register every socket in every loop */
 void listen_stop(struct srv_loop *sl);	/* loop thread: stop accepting */
+/* Close the listening sockets once no loop accepts on them any more. */
+void listen_close_all(struct server *s);
 void listen_free_all(struct server *s);
 /* 0, or ROOST_ETOOBIG over max_connections, ROOST_EINUSE over the per-IP
  * limit. Any thread. */

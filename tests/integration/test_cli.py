@@ -2,9 +2,12 @@
 and serve starting and stopping (through roosttest.RoostServer)."""
 import os
 import shutil
+import signal
+import smtplib
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 import roosttest
@@ -181,6 +184,88 @@ class TestConfig(CliCase):
         self.assertEqual(res.returncode, 0)
         for cmd in ("serve", "user", "config"):
             self.assertIn(cmd, res.stdout)
+
+
+def wait_for(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class TestServe(unittest.TestCase):
+    # Failed logins are slowed per address; keep the test fast.
+    CONF = {"auth": {"fail_delay_initial": "1", "fail_delay_max": "1"}}
+
+    def smtp_login(self, srv, user, password):
+        """True/False for SMTP AUTH PLAIN through the real server."""
+        with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=30) as c:
+            c.ehlo()
+            if not c.has_extn("auth"):
+                self.skipTest("smtp listener offers no AUTH in this build")
+            try:
+                c.login(user, password, initial_response_ok=True)
+                return True
+            except smtplib.SMTPAuthenticationError:
+                return False
+
+    def test_starts_and_stops_cleanly(self):
+        with roosttest.RoostServer(listeners=("smtp",), conf=self.CONF) as srv:
+            self.assertTrue(wait_for(lambda: "event=serving" in srv.log()), srv.log())
+            self.assertIn("users=2", srv.log())
+        # stop() checked exit status 0 and the log for sanitizer reports.
+        self.assertEqual(srv.returncode, 0)
+
+    def test_users_change_while_running(self):
+        with roosttest.RoostServer(listeners=("smtp",), conf=self.CONF) as srv:
+            self.assertTrue(self.smtp_login(srv, "alice@example.org", "alice-secret"))
+            self.assertTrue(self.smtp_login(srv, "ALICE@example.org", "alice-secret"))
+            self.assertFalse(self.smtp_login(srv, "alice@example.org", "wrong"))
+            self.assertFalse(self.smtp_login(srv, "carol@example.org", "carol-pw"))
+            # Added, changed and deleted while the server runs: no signal needed.
+            srv.add_user("carol@example.org", "carol-pw")
+            self.assertTrue(self.smtp_login(srv, "carol@example.org", "carol-pw"))
+            srv.cli("user", "passwd", "carol@example.org", input="carol-new\n")
+            self.assertFalse(self.smtp_login(srv, "carol@example.org", "carol-pw"))
+            self.assertTrue(self.smtp_login(srv, "carol@example.org", "carol-new"))
+            srv.cli("user", "del", "carol@example.org")
+            self.assertFalse(self.smtp_login(srv, "carol@example.org", "carol-new"))
+
+    def test_sighup_with_bad_passwd_keeps_users(self):
+        with roosttest.RoostServer(listeners=("smtp",), conf=self.CONF) as srv:
+            self.assertTrue(self.smtp_login(srv, "bob@example.org", "bob-secret"))
+            passwd = os.path.join(srv.data_dir, "passwd")
+            with open(passwd + ".new", "w") as f:
+                f.write("this line has no colon\n")
+            os.rename(passwd + ".new", passwd)
+            srv.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: "keeping=old" in srv.log()), srv.log())
+            self.assertTrue(self.smtp_login(srv, "bob@example.org", "bob-secret"))
+            self.assertIn("line=1", srv.log())
+
+    def test_bind_failure_exits(self):
+        """A listener that cannot be bound stops the start-up: exit 1, nothing served."""
+        with roosttest.RoostServer(listeners=("smtp",), conf=self.CONF) as first:
+            srv = roosttest.RoostServer(
+                listeners=("smtp",),
+                conf={"listen": {"submission": "127.0.0.1:%d" % first.port("smtp")}})
+            srv.dir = tempfile.mkdtemp(prefix="roost-test-")
+            try:
+                srv.write_config()
+                res = subprocess.run([roosttest.ROOST_BIN, "serve", "--config", srv.conf_path],
+                                     capture_output=True, text=True, timeout=60)
+                self.assertEqual(res.returncode, 1, res.stderr)
+                self.assertIn("Address already in use", res.stderr)
+                self.assertNotIn("event=serving", res.stderr)
+            finally:
+                srv.cleanup()
+
+    def test_serve_usage(self):
+        res = subprocess.run([roosttest.ROOST_BIN, "serve", "now"], capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(res.returncode, 2)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/sasl.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "../../core/auth_impl.h"
 
@@ -43,6 +47,9 @@ static const struct {
 	  "k6HQ8knM3HNhbHRzYWx0c2FsdA==", "secret" },
 	{ "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "secret" },
 	{ "{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b", "secret" },
+	/* RFC 7677's example user: password "pencil", keys computed with hashlib */
+	{ "{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+	  "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", "pencil" },
 	{ "{sha512-crypt}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
 	  "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0", "correct horse" },	/* case of the name */
 };
@@ -149,10 +156,11 @@ START_TEST(hash_new_passwords)
 {
 	static const char *const schemes[] = {
 		"SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "YESCRYPT", "MD5-CRYPT", "PLAIN",
+		"SCRAM-SHA-256",
 	};
 	static const char *const prefixes[] = {
 		"{SHA512-CRYPT}$6$", "{SHA256-CRYPT}$5$", "{BLF-CRYPT}$2y$", "{YESCRYPT}$y$",
-		"{MD5-CRYPT}$1$", "{PLAIN}",
+		"{MD5-CRYPT}$1$", "{PLAIN}", "{SCRAM-SHA-256}4096,",
 	};
 
 	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -190,6 +198,43 @@ START_TEST(hash_new_passwords)
 	}
 	ck_assert(auth_scheme_supported("sha512-crypt"));
 	ck_assert(!auth_scheme_supported("CRYPT"));
+}
+END_TEST
+
+START_TEST(scram_rfc7677)
+{
+	static const char authmsg[] = "n=user,r=rOprNGfwEbeRWgbNEkqO,"
+	    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
+	    "i=4096,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+	struct auth_scram_cred stored, derived;
+	struct buf b = BUF_INIT(0);
+	uint8_t sig[32];
+	unsigned len = 0;
+
+	ck_assert_int_eq(auth_scram_parse("4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
+	    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", &stored), 0);
+	ck_assert_uint_eq(stored.iter, 4096);
+	ck_assert_uint_eq(stored.salt_len, 16);
+	ck_assert_int_eq(auth_scram_derive("pencil", 6, stored.salt, stored.salt_len, 4096,
+	    &derived), 0);
+	ck_assert_int_eq(memcmp(derived.stored_key, stored.stored_key, 32), 0);
+	ck_assert_int_eq(memcmp(derived.server_key, stored.server_key, 32), 0);
+	/* The server signature of RFC 7677's exchange. */
+	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), derived.server_key, 32,
+	    (const uint8_t *)authmsg, strlen(authmsg), sig, &len));
+	ck_assert_int_eq(base64_encode(sig, 32, &b), 0);
+	ck_assert_str_eq(buf_cstr(&b), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+	buf_free(&b);
+	/* Malformed stored values. */
+	ck_assert_int_eq(auth_scram_parse("4096,W22ZaJ0SNY7soEsUEjb6gQ==,AAAA,AAAA", &stored),
+	    ROOST_EINVAL);
+	ck_assert_int_eq(auth_scram_parse("100,W22ZaJ0SNY7soEsUEjb6gQ==,"
+	    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", &stored), ROOST_EINVAL);
+	ck_assert_int_eq(auth_scram_parse("4096,W22ZaJ0SNY7soEsUEjb6gQ==", &stored),
+	    ROOST_EINVAL);
+	ck_assert_int_eq(auth_scram_parse("", &stored), ROOST_EINVAL);
 }
 END_TEST
 
@@ -575,6 +620,7 @@ auth_suite(void)
 	tcase_add_test(tc, scheme_vectors);
 	tcase_add_test(tc, scheme_errors);
 	tcase_add_test(tc, hash_new_passwords);
+	tcase_add_test(tc, scram_rfc7677);
 	tcase_add_test(tc, user_names);
 	tcase_add_test(tc, cache_entries);
 	suite_add_tcase(s, tc);

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/error.h"
@@ -63,7 +65,7 @@ reopen(void)
 }
 
 static void
-setup_backend(int i)
+setup_dir(int i)
 {
 	char tmpl[] = "/tmp/roost-storage-XXXXXX";
 
@@ -71,6 +73,12 @@ setup_backend(int i)
 	ck_assert_ptr_nonnull(mkdtemp(tmpl));
 	snprintf(dir, sizeof(dir), "%s", tmpl);
 	make_cfg(backend);
+}
+
+static void
+setup_backend(int i)
+{
+	setup_dir(i);
 	open_store();
 	ck_assert_int_eq(storage_user_init(st, USER), 0);
 }
@@ -775,7 +783,7 @@ START_TEST(two_processes)
 	pid_t pid[2];
 
 	setup_backend(_i);
-	storage_close(&st);
+	storage_close(&st);	/* its threads are joined: fork is safe */
 	for (int p = 0; p < 2; p++) {
 		pid[p] = fork();
 		ck_assert_int_ge(pid[p], 0);
@@ -925,10 +933,25 @@ wait_woken(int want, int ms)
 START_TEST(watch)
 {
 	struct storage_watch *w, *other;
+	int go[2], status;
 	pid_t pid;
-	int status;
+	char c;
 
-	setup_backend(_i);
+	/* The child is forked before this process has threads (the store's),
+	 * and delivers when told to. */
+	setup_dir(_i);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(5);
+		child_deliver(9, 1);
+	}
+	close(go[0]);
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
 	ck_assert_int_eq(storage_watch(st, USER, "inbox", on_change, NULL, &w), 0);
 	ck_assert_int_eq(storage_watch(st, USER, "Trash", on_change, NULL, &other), 0);
 	storage_unwatch(&other);
@@ -939,10 +962,7 @@ START_TEST(watch)
 	pthread_mutex_lock(&wlock);
 	woken = 0;
 	pthread_mutex_unlock(&wlock);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		child_deliver(9, 1);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert(wait_woken(1, 5000));
@@ -955,6 +975,50 @@ START_TEST(watch)
 	pthread_mutex_lock(&wlock);
 	ck_assert_int_eq(woken, 0);
 	pthread_mutex_unlock(&wlock);
+	close(go[1]);
+	teardown_backend();
+}
+END_TEST
+
+/* LMDB only: damage a reference count and a counter behind the store's
+ * back; `roost check` must report both and change nothing. */
+START_TEST(lmdb_check_detects_damage)
+{
+	char path[300];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi refs, mboxes;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t seven = 7;
+	struct buf report = BUF_INIT(1 << 20);
+
+	setup_backend(0);
+	append_simple("INBOX", 1);
+	append_simple("INBOX", 2);
+	storage_close(&st);
+	snprintf(path, sizeof(path), "%s/lmdb", dir);
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	mdb_env_set_mapsize(env, 1u << 30);
+	ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "refs", 0, &refs), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "mboxes", 0, &mboxes), 0);
+	ck_assert_int_eq(mdb_cursor_open(txn, refs, &cur), 0);
+	ck_assert_int_eq(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+	v.mv_size = sizeof(seven);
+	v.mv_data = &seven;
+	ck_assert_int_eq(mdb_cursor_put(cur, &k, &v, MDB_CURRENT), 0);
+	mdb_cursor_close(cur);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	open_store();
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "reference count 7"));
+	buf_reset(&report);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);	/* unchanged */
+	buf_free(&report);
 	teardown_backend();
 }
 END_TEST
@@ -996,6 +1060,12 @@ storage_suite(void)
 	tcase_add_loop_test(tc, crash, 0, n_backends);
 	tcase_add_loop_test(tc, watch, 0, n_backends);
 	suite_add_tcase(s, tc);
+	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
+		TCase *lm = tcase_create("lmdb");
+
+		tcase_add_test(lm, lmdb_check_detects_damage);
+		suite_add_tcase(s, lm);
+	}
 	return s;
 }
 

@@ -1,0 +1,51 @@
+/* `roost check`: verify the store's invariants without changing it. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "roost/buf.h"
+#include "roost/cli.h"
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/storage.h"
+
+int
+cli_check(struct cli *cli)
+{
+	struct roost_config *cfg;
+	struct storage *st;
+	struct buf report = BUF_INIT(16u << 20);
+	struct stat sb;
+	int rc;
+
+	if (cli->argc != 1)
+		return cli_usage(cli);
+	if (cli_load_config(cli, &cfg) < 0)
+		return CLI_USAGE;
+	/* Opening a store creates it; a check must not. */
+	if (stat(cfg->data_dir, &sb) < 0) {
+		fprintf(stderr, "roost: check: data directory %s: %s\n", cfg->data_dir,
+		    strerror(errno));
+		config_free(&cfg);
+		return CLI_FAIL;
+	}
+	if ((rc = storage_open(cfg, &st)) != 0) {
+		fprintf(stderr, "roost: check: cannot open the %s store under %s: %s\n",
+		    cfg->storage_backend, cfg->data_dir, roost_strerror(rc));
+		config_free(&cfg);
+		return CLI_FAIL;
+	}
+	rc = storage_check(st, &report);
+	storage_close(&st);
+	if (report.len > 0)
+		fwrite(report.data, 1, report.len, stdout);
+	if (rc == 0)
+		printf("roost: check: %s store under %s is consistent\n", cfg->storage_backend,
+		    cfg->data_dir);
+	else
+		printf("roost: check: problems found (%s)\n", roost_strerror(rc));
+	buf_free(&report);
+	config_free(&cfg);
+	return rc == 0 ? CLI_OK : CLI_FAIL;
+}

@@ -1,0 +1,298 @@
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "roost/loop.h"
+#include "roost/worker.h"
+
+/* The event loop (timers, mailbox, deferred messages, fd events) and the
+ * worker pool, without sockets of a server. */
+
+struct rec_timer {
+	struct loop_timer t;
+	struct loop *l;
+	int id;
+	int *order;
+	int *n;
+	bool quit;
+};
+
+static void
+rec_fire(struct loop_timer *t)
+{
+	struct rec_timer *r = (struct rec_timer *)t;
+
+	r->order[(*r->n)++] = r->id;
+	if (r->quit)
+		loop_quit(r->l);
+}
+
+START_TEST(timers_fire_in_order)
+{
+	struct loop *l;
+	struct rec_timer r[64];
+	int order[64], n = 0;
+	uint64_t base = clock_ms();
+
+	ck_assert_int_eq(loop_create(&l), 0);
+	memset(r, 0, sizeof(r));
+	/* Arm out of order; re-arm some; disarm one. */
+	for (int i = 0; i < 64; i++) {
+		r[i].t.fn = rec_fire;
+		r[i].l = l;
+		r[i].id = i;
+		r[i].order = order;
+		r[i].n = &n;
+		loop_timer_set(l, &r[i].t, base + 10 + (uint64_t)((i * 37) % 64));
+	}
+	for (int i = 0; i < 64; i++)
+		loop_timer_set(l, &r[i].t, base + 10 + (uint64_t)i);	/* move */
+	loop_timer_set(l, &r[5].t, 0);				/* disarm */
+	loop_timer_set(l, &r[5].t, 0);				/* twice is fine */
+	r[63].quit = true;
+	loop_run(l);
+	ck_assert_int_eq(n, 63);
+	for (int i = 0, want = 0; i < n; i++, want++) {
+		if (want == 5)
+			want++;
+		ck_assert_int_eq(order[i], want);
+	}
+	ck_assert_uint_ge(clock_ms(), base + 10 + 63);
+	loop_free(&l);
+	ck_assert_ptr_null(l);
+}
+END_TEST
+
+struct counter_msg {
+	struct loop_msg m;
+	struct loop *l;
+	_Atomic int *count;
+	int quit_at;
+};
+
+static void
+count_fn(struct loop_msg *m)
+{
+	struct counter_msg *c = (struct counter_msg *)m;
+
+	if (atomic_fetch_add(c->count, 1) + 1 == c->quit_at)
+		loop_quit(c->l);
+}
+
+struct poster {
+	struct loop *l;
+	struct counter_msg msgs[1000];
+};
+
+static void *
+post_many(void *arg)
+{
+	struct poster *p = arg;
+
+	for (int i = 0; i < 1000; i++)
+		loop_post(p->l, &p->msgs[i].m);
+	return NULL;
+}
+
+START_TEST(posts_from_threads_all_arrive)
+{
+	struct loop *l;
+	struct poster *p = calloc(4, sizeof(*p));
+	pthread_t th[4];
+	_Atomic int count = 0;
+
+	ck_assert_int_eq(loop_create(&l), 0);
+	for (int t = 0; t < 4; t++) {
+		p[t].l = l;
+		for (int i = 0; i < 1000; i++) {
+			p[t].msgs[i].m.fn = count_fn;
+			p[t].msgs[i].l = l;
+			p[t].msgs[i].count = &count;
+			p[t].msgs[i].quit_at = 4000;
+		}
+	}
+	for (int t = 0; t < 4; t++)
+		pthread_create(&th[t], NULL, post_many, &p[t]);
+	loop_run(l);
+	for (int t = 0; t < 4; t++)
+		pthread_join(th[t], NULL);
+	ck_assert_int_eq(atomic_load(&count), 4000);
+	loop_free(&l);
+	free(p);
+}
+END_TEST
+
+START_TEST(free_runs_queued_messages)
+{
+	struct loop *l;
+	struct counter_msg m[3];
+	_Atomic int count = 0;
+
+	ck_assert_int_eq(loop_create(&l), 0);
+	for (int i = 0; i < 3; i++) {
+		memset(&m[i], 0, sizeof(m[i]));
+		m[i].m.fn = count_fn;
+		m[i].l = l;
+		m[i].count = &count;
+		m[i].quit_at = -1;
+		loop_post(l, &m[i].m);
+	}
+	loop_free(&l);
+	ck_assert_int_eq(atomic_load(&count), 3);
+}
+END_TEST
+
+struct fd_watch {
+	struct loop_io io;
+	struct loop *l;
+	int fd;
+	char got[64];
+	size_t len;
+	struct counter_msg deferred;
+	_Atomic int deferred_count;
+};
+
+static void
+fd_ready(struct loop_io *io, uint32_t events)
+{
+	struct fd_watch *w = (struct fd_watch *)io;
+	ssize_t n = read(w->fd, w->got + w->len, sizeof(w->got) - 1 - w->len);
+
+	if (n > 0)
+		w->len += (size_t)n;
+	if (w->len >= 5) {
+		/* The deferred message runs after this batch, then quits. */
+		loop_defer(w->l, &w->deferred.m);
+	}
+}
+
+START_TEST(fd_events_and_defer)
+{
+	struct loop *l;
+	struct fd_watch w;
+	int sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	ck_assert_int_eq(loop_create(&l), 0);
+	memset(&w, 0, sizeof(w));
+	w.io.fn = fd_ready;
+	w.l = l;
+	w.fd = sv[0];
+	w.deferred.m.fn = count_fn;
+	w.deferred.l = l;
+	w.deferred.count = &w.deferred_count;
+	w.deferred.quit_at = 1;
+	ck_assert_int_eq(loop_add(l, sv[0], EPOLLIN, &w.io), 0);
+	ck_assert_int_eq(write(sv[1], "hello", 5), 5);
+	loop_run(l);
+	ck_assert_int_eq(w.len, 5);
+	ck_assert_int_eq(memcmp(w.got, "hello", 5), 0);
+	ck_assert_int_eq(atomic_load(&w.deferred_count), 1);
+	loop_del(l, sv[0]);
+	loop_free(&l);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+/* ---- worker pool ---- */
+
+struct job {
+	struct work w;
+	_Atomic int *done;
+	int *seq;		/* order for the single-thread test */
+	int *nseq;
+	pthread_mutex_t *mu;
+	int id;
+};
+
+static void
+job_fn(struct work *w)
+{
+	struct job *j = (struct job *)w;
+
+	if (j->seq != NULL) {
+		pthread_mutex_lock(j->mu);
+		j->seq[(*j->nseq)++] = j->id;
+		pthread_mutex_unlock(j->mu);
+	}
+	atomic_fetch_add(j->done, 1);
+}
+
+START_TEST(pool_runs_everything_and_drains_on_free)
+{
+	struct worker_pool *pool;
+	struct job *jobs = calloc(5000, sizeof(*jobs));
+	_Atomic int done = 0;
+
+	ck_assert_int_eq(worker_pool_create(8, &pool), 0);
+	for (int i = 0; i < 5000; i++) {
+		jobs[i].w.fn = job_fn;
+		jobs[i].done = &done;
+		worker_pool_push(pool, &jobs[i].w);
+	}
+	worker_pool_free(&pool);
+	ck_assert_ptr_null(pool);
+	ck_assert_int_eq(atomic_load(&done), 5000);
+	free(jobs);
+}
+END_TEST
+
+START_TEST(pool_single_thread_is_fifo)
+{
+	struct worker_pool *pool;
+	struct job jobs[100];
+	int seq[100], nseq = 0;
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	_Atomic int done = 0;
+
+	memset(jobs, 0, sizeof(jobs));
+	ck_assert_int_eq(worker_pool_create(1, &pool), 0);
+	for (int i = 0; i < 100; i++) {
+		jobs[i].w.fn = job_fn;
+		jobs[i].done = &done;
+		jobs[i].seq = seq;
+		jobs[i].nseq = &nseq;
+		jobs[i].mu = &mu;
+		jobs[i].id = i;
+		worker_pool_push(pool, &jobs[i].w);
+	}
+	worker_pool_free(&pool);
+	ck_assert_int_eq(nseq, 100);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(seq[i], i);
+}
+END_TEST
+
+static Suite *
+loop_suite(void)
+{
+	Suite *s = suite_create("loop");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, timers_fire_in_order);
+	tcase_add_test(tc, posts_from_threads_all_arrive);
+	tcase_add_test(tc, free_runs_queued_messages);
+	tcase_add_test(tc, fd_events_and_defer);
+	tcase_add_test(tc, pool_runs_everything_and_drains_on_free);
+	tcase_add_test(tc, pool_single_thread_is_fifo);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(loop_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -26,14 +26,6 @@
 #include "roost/storage_impl.h"
 #include "roost/xalloc.h"
 
-/*
- * The Maildir backend is built by another part of the tree. Until it is in
- * the build, the reference is weak and the registry skips it; a weak
- * reference does not pull an archive member in, so once
- * backends/maildir defines storage_maildir_ops this must become a plain
- * reference (drop the pragma).
- */
-#pragma weak storage_maildir_ops
 
 static const struct storage_ops *
 backend_find(const char *name)

@@ -105,7 +105,7 @@ b64val(uint8_t c)
 }
 
 int
-base64_decode(const uint8_t *d, size_t len, struct buf *out)
+message_b64_decode(const uint8_t *d, size_t len, struct buf *out)
 {
 	uint32_t acc = 0;
 	unsigned bits = 0;
@@ -239,7 +239,7 @@ message_decode_words(const char *text, size_t len, struct buf *out)
 			memcpy(charset, this_cs, sizeof(charset));
 		}
 		if (enc == 'B')
-			ret = base64_decode(txt, txt_len, &pend);
+			ret = message_b64_decode(txt, txt_len, &pend);
 		else
 			ret = qp_decode(txt, txt_len, true, &pend);
 		i += n;
@@ -294,7 +294,7 @@ message_part_decode(const struct message *msg, const struct message_part *part,
 		return buf_append(out, b, part->body_len);
 	}
 	if (strcmp(enc, "base64") == 0)
-		return base64_decode(b, part->body_len, out);
+		return message_b64_decode(b, part->body_len, out);
 	if (strcmp(enc, "quoted-printable") == 0)
 		return qp_decode(b, part->body_len, false, out);
 	return ROOST_EINVAL;

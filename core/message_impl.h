@@ -114,7 +114,7 @@ bool utf8_valid(const uint8_t *p, size_t len);
 /* Append data in charset converted to UTF-8 (invalid bytes become U+FFFD). */
 int charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out);
 int qp_decode(const uint8_t *data, size_t len, bool header, struct buf *out);
-int base64_decode(const uint8_t *data, size_t len, struct buf *out);
+int message_b64_decode(const uint8_t *data, size_t len, struct buf *out);
 
 /* ---- IMAP strings (message_imap.c) ---- */
 void imap_append_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil);

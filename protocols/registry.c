@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "roost/conn.h"
+#include "roost/imap.h"
 #include "roost/pop3.h"
 #include "roost/protocols.h"
 #include "roost/smtp.h"
@@ -12,6 +13,8 @@ static const struct protocol_binding bindings[] = {
 	{ "submission", &smtp_proto_ops, false },
 	{ "smtps", &smtp_proto_ops, true },
 	{ "lmtp", &smtp_proto_ops, false },
+	{ "imap", &imap_proto_ops, false },
+	{ "imaps", &imap_proto_ops, true },
 	{ "pop3", &pop3_proto_ops, false },
 	{ "pop3s", &pop3_proto_ops, true },
 	{ NULL, NULL, false },

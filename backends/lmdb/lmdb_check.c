@@ -61,7 +61,7 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 	uint8_t key[20];
 	MDB_cursor *cur;
 	MDB_val k = { 12, key }, v;
-	uint32_t messages = 0, unseen = 0, last = 0;
+	uint32_t messages = 0, unseen = 0, recent = 0, last = 0;
 	uint64_t size = 0;
 	int rc;
 
@@ -123,7 +123,18 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 			*shas = xreallocarray(*shas, *cap_sha, sizeof(**shas));
 		}
 		memcpy((*shas)[(*n_sha)++].sha, m.sha, LMDB_SHA_LEN);
+		{
+			uint8_t uk[12];
+
+			lmdb_be64(uk, id);
+			lmdb_be32(uk + 8, uid);
+			if (key_in(txn, c->sh->unseen, uk, 12, NULL) != ((m.flags & MSG_SEEN) == 0))
+				problem(c, "mailbox %" PRIu64 " uid %u: unseen index disagrees", id,
+				    uid);
+		}
 		messages++;
+		if (uid >= rec->recent_first)
+			recent++;
 		if ((m.flags & MSG_SEEN) == 0)
 			unseen++;
 		size += m.size;
@@ -133,6 +144,9 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		problem(c, "mailbox %" PRIu64 ": counters say %u messages, %u unseen, %" PRIu64
 		    " octets; records say %u, %u, %" PRIu64, id, rec->messages, rec->unseen,
 		    rec->size, messages, unseen, size);
+	if (recent != rec->recent)
+		problem(c, "mailbox %" PRIu64 ": recent counter %u, records say %u", id,
+		    rec->recent, recent);
 
 	/* Index entries point at records with that MODSEQ; the expunge log
 	 * names only UIDs that are gone. */

@@ -130,8 +130,13 @@ map_resize(struct lmdb_shard *sh, bool grow)
 	pthread_rwlock_unlock(&sh->maplock);
 	if (rc != 0)
 		return lmdb_err("set_mapsize", rc);
-	if (grow)
+	if (grow) {
 		log_info("storage: lmdb %s: map size grown to %zu MiB", sh->path, size >> 20);
+	} else {
+		mdb_env_info(sh->env, &info);
+		log_info("storage: lmdb %s: map size %zu MiB set by another process adopted",
+		    sh->path, info.me_mapsize >> 20);
+	}
 	return 0;
 }
 
@@ -321,8 +326,21 @@ writer_main(void *arg)
 			pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts);
 		}
 		batch = sh->wq_head;
-		sh->wq_head = sh->wq_tail = NULL;
-		sh->wq_async_bytes = 0;
+		{
+			struct lmdb_wreq *last = batch;
+			size_t n = 1;
+
+			while (last->next != NULL && n < sh->max_batch) {
+				last = last->next;
+				n++;
+			}
+			sh->wq_head = last->next;
+			if (sh->wq_head == NULL)
+				sh->wq_tail = NULL;
+			last->next = NULL;
+			for (struct lmdb_wreq *r = batch; r != NULL; r = r->next)
+				sh->wq_async_bytes -= r->async ? r->bytes : 0;
+		}
 		pthread_mutex_unlock(&sh->wq_lock);
 
 		run_batch(sh, batch);
@@ -477,12 +495,15 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 		{ "meta", &sh->meta }, { "names", &sh->names }, { "mboxes", &sh->mboxes },
 		{ "msgs", &sh->msgs }, { "modseq", &sh->modseq }, { "expunged", &sh->expunged },
 		{ "bodies", &sh->bodies }, { "refs", &sh->refs }, { "cache", &sh->cache },
-		{ "subs", &sh->subs },
+		{ "subs", &sh->subs }, { "unseen", &sh->unseen },
 	};
 
 	sh->path = xstrdup(path);
 	sh->fsync = cfg == NULL || cfg->storage_fsync;
 	sh->retention = cfg != NULL ? cfg->expunge_log_retention : 0;
+	sh->max_batch = 4096;
+	if (getenv("ROOST_LMDB_MAX_BATCH") != NULL && atoi(getenv("ROOST_LMDB_MAX_BATCH")) > 0)
+		sh->max_batch = (size_t)atoi(getenv("ROOST_LMDB_MAX_BATCH"));
 	pthread_rwlock_init(&sh->maplock, NULL);
 	pthread_mutex_init(&sh->pool_lock, NULL);
 	pthread_mutex_init(&sh->wq_lock, NULL);

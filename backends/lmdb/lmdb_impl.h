@@ -23,6 +23,8 @@
  *   refs      sha256(32) -> u64 number of message records using the body
  *   cache     id(8) uid(4) -> opaque parse cache bytes
  *   subs      user \0 name -> ""
+ *   unseen    id(8) uid(4) -> "" for messages without \Seen (first unseen
+ *             without a scan)
  *
  * Writes: every change is a request run by the shard's writer thread; the
  * writer takes all queued requests, runs each in a nested transaction of
@@ -53,7 +55,7 @@ struct lmdb_wreq;
 
 struct lmdb_shard {
 	MDB_env *env;
-	MDB_dbi meta, names, mboxes, msgs, modseq, expunged, bodies, refs, cache, subs;
+	MDB_dbi meta, names, mboxes, msgs, modseq, expunged, bodies, refs, cache, subs, unseen;
 	unsigned index;
 	char *path;
 	bool fsync;
@@ -72,6 +74,8 @@ struct lmdb_shard {
 	pthread_cond_t done_cond;	/* callers: a batch finished */
 	struct lmdb_wreq *wq_head, *wq_tail;
 	size_t wq_async_bytes;		/* queued fire-and-forget bytes */
+	size_t max_batch;		/* requests per commit; 1 = no group commit
+					 * (ROOST_LMDB_MAX_BATCH, for the benchmark) */
 	bool stop;
 	pthread_t writer;
 	bool writer_running;
@@ -111,7 +115,7 @@ struct lmdb_mbox {
 	uint64_t size;
 	uint64_t expunge_floor;	/* expunge log complete only above this */
 	uint32_t n_kw;
-	uint32_t pad;
+	uint32_t recent;	/* messages with uid >= recent_first */
 };
 
 struct lmdb_msg {

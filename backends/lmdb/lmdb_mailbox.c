@@ -352,7 +352,8 @@ lmdb_mbox_purge(struct lmdb_w *w, uint64_t id)
 	if ((rc = del_prefix(w, w->sh->msgs, id, true)) != 0 ||
 	    (rc = del_prefix(w, w->sh->modseq, id, false)) != 0 ||
 	    (rc = del_prefix(w, w->sh->expunged, id, false)) != 0 ||
-	    (rc = del_prefix(w, w->sh->cache, id, false)) != 0)
+	    (rc = del_prefix(w, w->sh->cache, id, false)) != 0 ||
+	    (rc = del_prefix(w, w->sh->unseen, id, false)) != 0)
 		return rc;
 	return 0;
 }
@@ -605,7 +606,7 @@ w_delete(struct lmdb_w *w, void *arg)
 	if (children) {
 		/* Stays as a \Noselect parent; UIDNEXT kept. */
 		rec.noselect = 1;
-		rec.messages = rec.unseen = 0;
+		rec.messages = rec.unseen = rec.recent = 0;
 		rec.size = 0;
 		rec.highestmodseq++;
 		rec.recent_first = rec.uidnext;
@@ -832,38 +833,16 @@ lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct 
 	s->uidvalidity = rec->uidvalidity;
 	s->highestmodseq = rec->highestmodseq;
 	s->size = rec->size;
-	if (rec->messages == 0)
+	s->recent = rec->recent;
+	if (rec->unseen == 0)
 		return 0;
-	if ((rc = mdb_cursor_open(txn, sh->msgs, &cur)) != 0)
+	if ((rc = mdb_cursor_open(txn, sh->unseen, &cur)) != 0)
 		return lmdb_err("cursor", rc);
-	/* \Recent: UIDs at or above the boundary. */
 	lmdb_be64(key, id);
-	lmdb_be32(key + 8, rec->recent_first);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != id)
-			break;
-		s->recent++;
-	}
-	if (rec->unseen > 0) {
-		k.mv_size = 12;
-		k.mv_data = key;
-		lmdb_be32(key + 8, 0);
-		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			struct lmdb_msg m;
-
-			if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != id)
-				break;
-			if (v.mv_size != sizeof(m))
-				continue;
-			memcpy(&m, v.mv_data, sizeof(m));
-			if ((m.flags & MSG_SEEN) == 0) {
-				s->first_unseen_uid = lmdb_get_be32((const uint8_t *)k.mv_data + 8);
-				break;
-			}
-		}
-	}
+	lmdb_be32(key + 8, 0);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0 && k.mv_size == 12 && lmdb_get_be64(k.mv_data) == id)
+		s->first_unseen_uid = lmdb_get_be32((const uint8_t *)k.mv_data + 8);
 	mdb_cursor_close(cur);
 	return 0;
 }

@@ -88,6 +88,16 @@ seq_del(struct lmdb_w *w, uint64_t id, uint64_t modseq, uint32_t uid)
 	return lmdb_wdel(w, w->sh->modseq, &k);
 }
 
+static int
+unseen_set(struct lmdb_w *w, uint64_t id, uint32_t uid, bool unseen)
+{
+	uint8_t key[12];
+	MDB_val k = { 12, key }, v = { 0, "" };
+
+	msg_key(key, id, uid);
+	return unseen ? lmdb_wput(w, w->sh->unseen, &k, &v, 0) : lmdb_wdel(w, w->sh->unseen, &k);
+}
+
 /* ------------------------------------------------------------------ */
 /* Delivery and append                                                 */
 /* ------------------------------------------------------------------ */
@@ -200,7 +210,10 @@ append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t 
 	if ((rc = seq_put(w, w->sh->modseq, id, m.modseq, *uid_r, "", 0)) != 0 ||
 	    (rc = lmdb_body_ref(w, a->b->sha, a->b->data, a->b->len, true)) != 0)
 		return rc;
+	if ((m.flags & MSG_SEEN) == 0 && (rc = unseen_set(w, id, *uid_r, true)) != 0)
+		return rc;
 	rec.messages++;
+	rec.recent++;
 	if ((m.flags & MSG_SEEN) == 0)
 		rec.unseen++;
 	rec.size += m.size;
@@ -516,6 +529,7 @@ w_claim(struct lmdb_w *w, void *arg)
 	if (rec.recent_first == rec.uidnext)
 		return 0;
 	rec.recent_first = rec.uidnext;
+	rec.recent = 0;
 	return lmdb_mbox_put(w, a->id, &rec, NULL);
 }
 
@@ -728,10 +742,16 @@ w_store(struct lmdb_w *w, void *arg)
 			continue;
 		if ((rc = seq_del(w, a->id, m.modseq, a->uids[i])) != 0)
 			return rc;
-		if ((m.flags & MSG_SEEN) != 0 && (nf & MSG_SEEN) == 0)
-			rec.unseen++;
-		else if ((m.flags & MSG_SEEN) == 0 && (nf & MSG_SEEN) != 0 && rec.unseen > 0)
-			rec.unseen--;
+		if ((m.flags & MSG_SEEN) != (nf & MSG_SEEN)) {
+			bool unseen = (nf & MSG_SEEN) == 0;
+
+			if (unseen)
+				rec.unseen++;
+			else if (rec.unseen > 0)
+				rec.unseen--;
+			if ((rc = unseen_set(w, a->id, a->uids[i], unseen)) != 0)
+				return rc;
+		}
 		m.flags = nf;
 		m.keywords = nk;
 		m.modseq = newseq;
@@ -775,12 +795,15 @@ remove_msg(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m
 
 	msg_key(key, id, uid);
 	if ((rc = lmdb_wdel(w, w->sh->msgs, &k)) != 0 || (rc = lmdb_wdel(w, w->sh->cache, &k)) != 0 ||
+	    (rc = lmdb_wdel(w, w->sh->unseen, &k)) != 0 ||
 	    (rc = seq_del(w, id, m->modseq, uid)) != 0 ||
 	    (rc = seq_put(w, w->sh->expunged, id, seq, uid, &now, sizeof(now))) != 0 ||
 	    (rc = lmdb_body_unref(w, m->sha)) != 0)
 		return rc;
 	if (rec->messages > 0)
 		rec->messages--;
+	if (uid >= rec->recent_first && rec->recent > 0)
+		rec->recent--;
 	if ((m->flags & MSG_SEEN) == 0 && rec->unseen > 0)
 		rec->unseen--;
 	rec->size = rec->size >= m->size ? rec->size - m->size : 0;
@@ -969,8 +992,12 @@ w_copy(struct lmdb_w *w, void *arg)
 				return rc;
 		}
 		dp->messages++;
-		if ((nm.flags & MSG_SEEN) == 0)
+		dp->recent++;
+		if ((nm.flags & MSG_SEEN) == 0) {
 			dp->unseen++;
+			if ((rc = unseen_set(w, did, nuid, true)) != 0)
+				return rc;
+		}
 		dp->size += nm.size;
 		if (a->move && (rc = remove_msg(w, a->id, a->uids[i], &m, sseq, now, sp)) != 0)
 			return rc;

@@ -124,7 +124,10 @@ struct mailbox_changes {
 	uint32_t *expunged;		/* UIDs expunged after since, ascending */
 	size_t n_expunged;
 	/* false when since predates the expunge log's retention: the caller
-	 * must compare its UID list with a fresh mailbox_records(). */
+	 * must compare its UID list with a fresh mailbox_records(). Expunged
+	 * UIDs are kept [storage] expunge_log_retention (default 30 days;
+	 * 0 = forever) after their expunge, so QRESYNC clients that were away
+	 * for less than that get an exact VANISHED list. */
 	bool expunged_complete;
 };
 

@@ -370,12 +370,15 @@ write_section(struct conn *c, const struct fetch_item *it, const uint8_t *data, 
 	struct buf tmp = BUF_INIT(0);
 	const struct message_part *part = NULL;
 
-	if (it->depth == 0) {
-		const struct message_part *root = message_root(msg != NULL ? msg : NULL);
+	if (it->depth == 0 && it->sec == SEC_ALL) {
+		p = data;
+		n = len;
+	} else if (msg == NULL) {
+		/* not parsed: cannot happen, need_parse covers it */
+	} else if (it->depth == 0) {
+		const struct message_part *root = message_root(msg);
 		switch (it->sec) {
 		case SEC_ALL:
-			p = data;
-			n = len;
 			break;
 		case SEC_HEADER:
 			p = data + root->header_off;
@@ -447,6 +450,30 @@ write_section(struct conn *c, const struct fetch_item *it, const uint8_t *data, 
 	buf_free(&tmp);
 }
 
+static bool
+has_bare_lf(const uint8_t *p, size_t len)
+{
+	const uint8_t *q = p, *end = p + len;
+
+	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		if (q == p || q[-1] != '\r')
+			return true;
+		q++;
+	}
+	return false;
+}
+
+static void
+crlf_copy(const uint8_t *p, size_t len, struct buf *out)
+{
+	buf_reserve(out, len + len / 16 + 16);
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			buf_append_byte(out, '\r');
+		buf_append_byte(out, p[i]);
+	}
+}
+
 /* 0 written, ROOST_ENOTFOUND when the message is gone (nothing written). */
 static int
 fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool add_flags)
@@ -457,6 +484,9 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 	struct msg_view mv = { 0 };
 	struct message *msg = NULL;
 	struct parsed_cache pc = { .raw = BUF_INIT(0) };
+	struct buf conv = BUF_INIT(0);
+	const uint8_t *data = NULL;
+	size_t len = 0;
 	bool have_view = false, have_cache = false;
 	int rc = 0;
 
@@ -469,12 +499,20 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 		if (rc < 0)
 			goto out;
 		have_view = true;
-		if (req->need_parse || (req->need_cache && !have_cache)
-		    || req->need_data) {
+		data = mv.data;
+		len = mv.len;
+		if (has_bare_lf(data, len)) {
+			/* IMAP speaks CRLF; a file written by another Maildir
+			 * tool may hold bare LFs. */
+			crlf_copy(data, len, &conv);
+			data = conv.data;
+			len = conv.len;
+		}
+		if (req->need_parse || (req->need_cache && !have_cache)) {
 			const struct roost_config *cfg = s->sv->cfg;
 			struct message_limits lim = { cfg->mime_max_depth, cfg->mime_max_parts,
 				cfg->max_header_size, cfg->max_header_fields };
-			rc = message_parse(mv.data, mv.len, &lim, &msg);
+			rc = message_parse(data, len, &lim, &msg);
 			if (rc < 0)
 				goto out;
 		}
@@ -526,7 +564,7 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 			conn_write(cmd->c, pc.bs, pc.bs_len);
 			break;
 		case F_SECTION:
-			write_section(cmd->c, it, mv.data, mv.len, msg);
+			write_section(cmd->c, it, data, len, msg);
 			break;
 		}
 	}
@@ -542,6 +580,7 @@ out:
 	if (have_view)
 		msg_view_release(&mv);
 	buf_free(&pc.raw);
+	buf_free(&conv);
 	return rc;
 }
 
@@ -583,7 +622,11 @@ cmd_fetch(struct imap_cmd *cmd)
 		}
 		if (k > 0) {
 			struct store_req sr = { .mode = STORE_ADD, .flags = MSG_SEEN };
-			if (mailbox_store(v->mb, uids, k, &sr, NULL, NULL) == 0) {
+			uint32_t *mod = NULL;
+			size_t n_mod = 0;
+			int src = mailbox_store(v->mb, uids, k, &sr, &mod, &n_mod);
+			free(mod);
+			if (src == 0) {
 				for (size_t i = 0; i < n; i++)
 					if (seen_now[i])
 						v->msgs[idx[i]].rec.flags |= MSG_SEEN;
@@ -680,7 +723,10 @@ cmd_store(struct imap_cmd *cmd)
 	sr.keywords = kw;
 	sr.n_keywords = n_kw;
 	if (k > 0) {
-		rc = mailbox_store(v->mb, uids, k, &sr, NULL, NULL);
+		uint32_t *mod = NULL;
+		size_t n_mod = 0;
+		rc = mailbox_store(v->mb, uids, k, &sr, &mod, &n_mod);
+		free(mod);
 		if (rc < 0) {
 			imap_reply_error(cmd, rc, NULL);
 			return;

@@ -179,6 +179,9 @@ struct imap_view {
 	char **keywords;	/* keyword table last announced in FLAGS */
 	size_t n_keywords;
 	size_t n_pending_expunge;
+	/* UIDs [recent_lo, recent_hi) were claimed as \Recent by this
+	 * session but may not be in the view yet. */
+	uint32_t recent_lo, recent_hi;
 };
 
 struct imap_session {

@@ -315,7 +315,8 @@ void
 imap_capability_string(struct imap_session *s, struct buf *out)
 {
 	const struct roost_config *cfg = cfg_of(s);
-	bool secure = conn_is_secure(s->c) || cfg->plaintext_insecure;
+	bool secure = conn_is_secure(s->c);
+	bool plain_ok = auth_plaintext_allowed(s->sv->auth, secure);
 
 	buf_append_str(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	    "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
@@ -324,7 +325,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
 			buf_append_str(out, " STARTTLS");
-		if (!secure)
+		if (!plain_ok)
 			buf_append_str(out, " LOGINDISABLED");
 		const char *mechs = sasl_mechanisms(s->sv->auth, secure);
 		while (mechs != NULL && *mechs) {
@@ -455,7 +456,7 @@ cmd_login(struct imap_cmd *cmd)
 		imap_bad(cmd, "Usage: LOGIN user password");
 		return;
 	}
-	if (!conn_is_secure(cmd->c) && !cfg_of(s)->plaintext_insecure) {
+	if (!auth_plaintext_allowed(s->sv->auth, conn_is_secure(cmd->c))) {
 		imap_tagged(cmd, "NO", "[PRIVACYREQUIRED] Plaintext LOGIN is disabled without TLS");
 		return;
 	}
@@ -516,7 +517,7 @@ cmd_authenticate(struct imap_cmd *cmd)
 	struct imap_session *s = cmd->s;
 	struct buf ch = BUF_INIT(0);
 	const char *initial = NULL;
-	bool secure = conn_is_secure(cmd->c) || cfg_of(s)->plaintext_insecure;
+	bool secure = conn_is_secure(cmd->c);
 
 	if (cmd->p.n < 1 || cmd->p.n > 2 || cmd->p.args[0].type != ARG_ATOM
 	    || (cmd->p.n == 2 && cmd->p.args[1].type != ARG_ATOM)) {
@@ -779,8 +780,6 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 	d->run(&cmd);
 	if (!cmd.done && !s->idling && s->sasl == NULL)
 		imap_tagged(&cmd, "OK", "%s completed", cmd.p.name);
-	if (strcmp(cmd.p.name, "APPEND") == 0)
-		conn_set_input_max(c, conn_max_line(c));
 out:
 	arena_free(&cmd.arena);
 }

@@ -118,6 +118,23 @@ view_push(struct imap_view *v, const struct msg_record *r, bool recent)
 	v->n++;
 }
 
+/* Claim \Recent; remember the claimed range (up to the UIDNEXT seen just
+ * after) for messages not in the view yet. */
+static int
+claim_recent(struct imap_view *v, uint32_t *first_r)
+{
+	struct mailbox_status st;
+	int rc = mailbox_claim_recent(v->mb, first_r);
+
+	if (rc < 0 || v->readonly)
+		return rc;
+	if (mailbox_status(v->mb, &st) == 0 && *first_r != 0 && st.uidnext > *first_r) {
+		v->recent_lo = *first_r;
+		v->recent_hi = st.uidnext;
+	}
+	return 0;
+}
+
 int
 view_open(struct imap_session *s, const char *name, bool readonly)
 {
@@ -141,7 +158,7 @@ view_open(struct imap_session *s, const char *name, bool readonly)
 	rc = mailbox_status(v->mb, &st);
 	if (rc < 0)
 		goto fail;
-	rc = mailbox_claim_recent(v->mb, &first_recent);
+	rc = claim_recent(v, &first_recent);
 	if (rc < 0)
 		goto fail;
 	v->modseq = modseq;
@@ -311,13 +328,14 @@ view_sync(struct imap_session *s, bool allow_expunge)
 	buf_free(&b);
 
 	if (have_new) {
-		uint32_t first_recent = 0;
-		if (mailbox_claim_recent(v->mb, &first_recent) < 0)
+		uint32_t first_recent = 0, lo = v->recent_lo, hi = v->recent_hi;
+		if (claim_recent(v, &first_recent) < 0)
 			first_recent = 0;
 		for (size_t i = 0; i < ch.n_changed; i++) {
 			const struct msg_record *r = &ch.changed[i];
 			if (r->uid > last_uid) {
-				bool recent = !v->readonly && first_recent != 0 && r->uid >= first_recent;
+				bool recent = !v->readonly && ((first_recent != 0
+				    && r->uid >= first_recent) || (r->uid >= lo && r->uid < hi));
 				view_push(v, r, recent);
 				last_uid = r->uid;
 			}

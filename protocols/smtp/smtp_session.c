@@ -871,12 +871,23 @@ smtp_session_free(void *session)
 	free(s);
 }
 
-/* How much DATA/BDAT to gather before handing it to a worker. */
+/*
+ * A DATA body or BDAT chunk is handed to the worker in pieces of at least
+ * SMTP_DATA_PIECE bytes (or what is left of it), so a large message costs
+ * a few worker hand-offs, not one per read. The frame hook raises the
+ * runtime's input bound to SMTP_DATA_WINDOW while a body is arriving (the
+ * raise lasts one framed unit, so it is renewed on every call).
+ */
+#define SMTP_DATA_PIECE (256 * 1024)
+#define SMTP_DATA_WINDOW (2 * SMTP_DATA_PIECE)
+
 static size_t
-data_chunk(struct conn *c)
+data_chunk(struct conn *c, bool raised)
 {
 	size_t max = conn_max_line(c);
 
+	if (raised)
+		return SMTP_DATA_PIECE;
 	return max / 2 > 512 ? max / 2 : 512;
 }
 
@@ -885,9 +896,12 @@ smtp_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 {
 	struct smtp_session *s = session;
 	bool line_mode = s->fr.mode == SMTP_FRAME_LINE;
+	bool body = s->fr.mode == SMTP_FRAME_DATA || s->fr.mode == SMTP_FRAME_BDAT;
 	enum smtp_frame_result r;
 
-	r = smtp_frame(&s->fr, in, len, conn_max_line(c), data_chunk(c), used_r);
+	if (body)
+		conn_set_input_max(c, SMTP_DATA_WINDOW);
+	r = smtp_frame(&s->fr, in, len, conn_max_line(c), data_chunk(c, body), used_r);
 	switch (r) {
 	case SMTP_FR_COMMAND:
 		/* RFC 2920: no pipelining before the EHLO reply announced it.

@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -339,7 +340,26 @@ class RuntimeShared(unittest.TestCase):
         self.assertEqual(c.rest(), b"+OK one\r\n+OK two\r\n")
         c.close()
 
+    def test_self_signed_certificate(self):
+        tls_dir = os.path.join(self.srv.data_dir, "tls")
+        self.assertEqual(os.stat(os.path.join(tls_dir, "key.pem")).st_mode & 0o777, 0o600)
+        out = subprocess.run(["openssl", "x509", "-noout", "-subject", "-ext", "subjectAltName",
+                              "-in", os.path.join(tls_dir, "cert.pem")],
+                             capture_output=True, timeout=10).stdout
+        self.assertIn(b"CN = roost.test", out)
+        self.assertIn(b"DNS:localhost", out)
+        self.assertIn(b"IP Address:127.0.0.1", out)
+
     def test_sighup_reloads(self):
+        # New certificate files, then SIGHUP: new connections get them.
+        tls_dir = os.path.join(self.srv.data_dir, "tls")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=reloaded.test",
+                        "-days", "2", "-keyout", os.path.join(tls_dir, "key.new"),
+                        "-out", os.path.join(tls_dir, "cert.new")],
+                       check=True, capture_output=True, timeout=20)
+        os.rename(os.path.join(tls_dir, "key.new"), os.path.join(tls_dir, "key.pem"))
+        os.rename(os.path.join(tls_dir, "cert.new"), os.path.join(tls_dir, "cert.pem"))
         self.srv.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while "event=tls_reload status=ok" not in self.srv.log():
@@ -348,6 +368,31 @@ class RuntimeShared(unittest.TestCase):
         self.assertIn("event=testd_reload", self.srv.log())
         out = openssl_client(["-connect", "127.0.0.1:%d" % self.tls_port], b"QUIT\r\n")
         self.assertIn(b"+OK bye", out)
+        self.assertIn(b"CN = reloaded.test", out)
+
+
+class RuntimeUnixSocket(unittest.TestCase):
+    def test_unix_listener(self):
+        sockdir = tempfile.mkdtemp(prefix="roost-unix-")
+        path = os.path.join(sockdir, "test.sock")
+        with testd({"listen": {"lmtp": "unix:" + path}}):
+            deadline = time.monotonic() + 10
+            while not os.path.exists(path):
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(path)
+            c = Client.__new__(Client)
+            c.sock, c.buf = s, b""
+            self.assertEqual(c.line(), GREETING)
+            info = c.cmd("INFO")
+            self.assertIn(b"peer=unix", info)
+            self.assertIn(b"secure=1", info)
+            self.assertIn(b"listener=testu", info)
+            c.close()
+        self.assertFalse(os.path.exists(path))      # unlinked at exit
+        os.rmdir(sockdir)
 
 
 class RuntimeTimeouts(unittest.TestCase):

@@ -15,8 +15,8 @@
  *   roost-testd [serve] [--config FILE]
  *
  * The [listen] keys "imap" and "imaps" of the config become the test
- * protocol's plaintext (STARTTLS-capable) and implicit-TLS listeners; the
- * other listeners are ignored. SIGTERM/SIGINT: graceful shutdown, exit 0.
+ * protocol's plaintext (STARTTLS-capable) and implicit-TLS listeners, "lmtp"
+ * a second plaintext one (for unix sockets); the others are ignored. SIGTERM/SIGINT: graceful shutdown, exit 0.
  */
 
 static void
@@ -55,7 +55,8 @@ main(int argc, char **argv)
 	if (server_create(cfg, &services, &srv) != 0)
 		goto out;
 	if (server_listen(srv, "test", cfg->listen_imap.addrs, &testd_ops, false) != 0 ||
-	    server_listen(srv, "tests", cfg->listen_imaps.addrs, &testd_ops, true) != 0)
+	    server_listen(srv, "tests", cfg->listen_imaps.addrs, &testd_ops, true) != 0 ||
+	    server_listen(srv, "testu", cfg->listen_lmtp.addrs, &testd_ops, false) != 0)
 		goto out;
 	server_set_reload(srv, on_reload, NULL);
 	testd_notifier_start();

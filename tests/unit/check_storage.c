@@ -980,6 +980,64 @@ START_TEST(watch)
 }
 END_TEST
 
+/*
+ * Another process grows the store (with LMDB: the map, past this
+ * process's map size) while this one has it open; this one then reads
+ * what the other wrote and keeps writing.
+ */
+START_TEST(grown_by_other_process)
+{
+	size_t len = 12u << 20;
+	int go[2], status;
+	pid_t pid;
+	char c;
+
+	setup_dir(_i);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct storage *cst;
+		uint8_t *big = malloc(len);
+		struct msg_input in = { .data = big, .len = len, .fd = -1 };
+		uint32_t uidv, uid;
+
+		close(go[1]);
+		if (big == NULL || read(go[0], &c, 1) != 1 || storage_open(&cfg, &cst) != 0)
+			_exit(2);
+		for (size_t i = 0; i < len; i++)
+			big[i] = (uint8_t)(i * 31 + (i >> 12));
+		if (storage_append(cst, USER, "INBOX", &in, &uidv, &uid) != 0)
+			_exit(3);
+		storage_close(&cst);
+		_exit(uid == 2 ? 0 : 4);
+	}
+	close(go[0]);
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	append_simple("INBOX", 1);
+	{
+		struct mailbox *mb;
+		struct msg_view v;
+
+		ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+		ck_assert_int_eq(write(go[1], "g", 1), 1);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		ck_assert_int_eq(mailbox_read(mb, 2, &v), 0);
+		ck_assert_uint_eq(v.len, len);
+		for (size_t i = 0; i < len; i += 4099)
+			ck_assert_uint_eq(v.data[i], (uint8_t)(i * 31 + (i >> 12)));
+		msg_view_release(&v);
+		mailbox_close(&mb);
+	}
+	ck_assert_uint_eq(append_simple("INBOX", 3), 3);
+	close(go[1]);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /* LMDB only: damage a reference count and a counter behind the store's
  * back; `roost check` must report both and change nothing. */
 START_TEST(lmdb_check_detects_damage)
@@ -1059,6 +1117,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, two_processes, 0, n_backends);
 	tcase_add_loop_test(tc, crash, 0, n_backends);
 	tcase_add_loop_test(tc, watch, 0, n_backends);
+	tcase_add_loop_test(tc, grown_by_other_process, 0, n_backends);
 	suite_add_tcase(s, tc);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");

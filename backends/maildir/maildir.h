@@ -1,0 +1,255 @@
+#ifndef ROOST_MAILDIR_H
+#define ROOST_MAILDIR_H
+
+/*
+ * Private to backends/maildir. The Maildir backend keeps every user's mail
+ * in a Maildir++ tree that Dovecot, mutt and other Maildir tools read and
+ * write too:
+ *
+ *   <data_dir>/maildir/<user>/            INBOX (cur/ new/ tmp/)
+ *   <data_dir>/maildir/<user>/.a.b/       mailbox "a/b"
+ *   <folder>/dovecot-uidlist              UIDs (Dovecot's version 3 format)
+ *   <folder>/dovecot-uidlist.lock         cross-process lock (O_EXCL dotlock)
+ *   <folder>/dovecot-keywords             keyword names for letters a-z
+ *   <folder>/roost-index                  ours: MODSEQs, expunge log, \Recent
+ *   <folder>/roost-cache                  ours: parsed-data cache slots
+ *   <folder>/roost-specialuse             ours: special-use attribute
+ *   <user>/roost-subscriptions            ours: subscribed names, UTF-8
+ *   <user>/roost-uidvalidity              ours: last UIDVALIDITY handed out
+ *
+ * Folder names (maildir_name.c): each '/'-separated component of the
+ * UTF-8 name is converted to modified UTF-7 (RFC 3501 5.1.3, as Dovecot
+ * stores names), then '%' and '.' are written as "%25" and "%2E" (Dovecot's
+ * storage escape with mailbox_list_storage_escape_char=%). Components are
+ * joined with '.' and prefixed with '.'. The mapping is injective and its
+ * output never contains '/', so no two names share a directory and no name
+ * leaves the user's directory.
+ *
+ * Locking: per folder an in-process mutex (struct md_folder.mutex) held for
+ * the whole operation, then, for changes, the dovecot-uidlist.lock dotlock
+ * for other processes. Lock order: storage->lock is never held while taking
+ * a folder mutex; no thread holds two folder mutexes at once (copy works in
+ * phases); the user flock (roost-lock) is taken before a folder mutex only.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "roost/storage.h"
+#include "roost/storage_impl.h"
+
+#define MD_MAX_KEYWORDS 26
+
+struct md_storage {
+	struct storage st;
+
+	/* fixed after open */
+	char *root;		/* <data_dir>/maildir */
+	char *hostname;		/* for unique names, '/' and ':' escaped */
+	bool fsync;
+	uint64_t retention;	/* seconds of expunge log */
+
+	pthread_mutex_t lock;	/* protects folders */
+	struct md_folder *folders;
+};
+
+/* One message. */
+struct md_rec {
+	uint32_t uid;
+	uint32_t flags;		/* enum msg_flag */
+	uint64_t keywords;	/* bit i = letter 'a' + i */
+	uint64_t modseq;
+	int64_t idate;
+	uint64_t size;
+	char *fname;		/* current file name (base + info) */
+	char *ext;		/* uidlist extension fields, verbatim, or NULL */
+	uint16_t baselen;	/* fname[0..baselen) is the base (before ':') */
+	bool in_new;		/* lives in new/ rather than cur/ */
+	bool indexed;		/* has an entry in roost-index */
+	bool mark;		/* scan scratch */
+};
+
+struct md_expunge {
+	uint32_t uid;
+	uint64_t modseq;
+	int64_t when;
+};
+
+struct md_file_id {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	bool exists;
+};
+
+struct md_cache_ent {
+	uint32_t uid;
+	uint32_t len;
+	off_t off;		/* of the data */
+};
+
+/* The shared state of one Maildir folder in this process, refcounted by
+ * open mailboxes. Everything below mutex is protected by it. */
+struct md_folder {
+	struct md_folder *next;	/* storage->folders, under storage->lock */
+	unsigned refs;		/* under storage->lock */
+	char *path;		/* the folder's directory */
+	struct md_storage *ms;
+	char *user, *name;	/* for storage_notify; set by the first opener */
+
+	pthread_mutex_t mutex;
+	bool loaded;
+	bool locked;		/* we hold dovecot-uidlist.lock */
+	bool tmp_cleaned;
+	uint32_t uidvalidity;
+	uint32_t nextuid;
+	char guid[33];
+	struct md_rec *recs;	/* ascending uid */
+	size_t n, cap;
+	char *kw[MD_MAX_KEYWORDS];
+	size_t n_kw;
+	uint64_t highestmodseq;
+	uint64_t expunge_floor;	/* changes_since(m < floor) is incomplete */
+	uint32_t recent_uid;	/* first UID not yet claimed as \Recent */
+	struct md_expunge *exp;
+	size_t n_exp, cap_exp;
+
+	struct md_file_id uidlist_id, kw_id, index_id;
+	struct timespec new_mtime, cur_mtime;
+	bool dirs_clean;	/* mtimes above are safe to trust */
+	bool scanned;		/* file locations known */
+
+	off_t uidlist_off;	/* bytes of dovecot-uidlist parsed */
+	int uidlist_version;
+	off_t index_off;	/* bytes of roost-index replayed */
+	bool index_loaded;
+
+	/* what to write at commit */
+	bool uidlist_rewrite;
+	uint32_t uidlist_append_from;	/* first UID to append; 0 = none */
+	bool index_rewrite;
+	struct buf index_pending;	/* entries to append to roost-index */
+	bool index_pending_sync;	/* they include expunges: fsync them */
+	bool kw_dirty;
+	bool changed;		/* something another program did was found */
+
+	/* cache file */
+	int cache_fd;
+	off_t cache_scanned;
+	struct md_cache_ent *cache;
+	size_t n_cache, cap_cache;
+};
+
+struct md_mailbox {
+	struct mailbox mb;
+	struct md_folder *f;
+	char *user, *name;	/* ours; the wrapper's copies are in mb */
+	const char *kw_view[MD_MAX_KEYWORDS];
+};
+
+/* ---- maildir_name.c ---- */
+/* Folder directory name (".a.b" or "" for INBOX) of a validated name. */
+char *md_name_encode(const char *name);
+/* Back from a directory entry name (with its leading '.'); NULL when the
+ * entry is not a name we could have written. */
+char *md_name_decode(const char *dirname);
+
+/* ---- maildir_util.c ---- */
+int md_errno_to_err(int e);
+int md_fsync_dir(const char *path);
+int md_mkdir(const char *path);
+int md_write_file(struct md_storage *ms, const char *dir, const char *name, const void *data,
+    size_t len, bool do_fsync);
+int md_read_file(const char *path, size_t max, char **data_r, size_t *len_r);
+int md_file_id_get(const char *path, struct md_file_id *id_r);
+bool md_file_id_eq(const struct md_file_id *a, const struct md_file_id *b);
+int md_rm_rf(const char *path);
+void md_unique_base(struct md_storage *ms, uint64_t size, char *out, size_t outlen);
+void md_random_hex(char *out, size_t nbytes);
+char *md_path(const char *a, const char *b);
+char *md_path3(const char *a, const char *b, const char *c);
+
+/* ---- maildir_uidlist.c ---- */
+int md_uidlist_lock(struct md_folder *f);
+void md_uidlist_unlock(struct md_folder *f);
+/* Read dovecot-uidlist into f (replaces recs' uid/base/ext). */
+int md_uidlist_read(struct md_folder *f);
+int md_uidlist_write(struct md_folder *f);
+int md_uidlist_create(struct md_storage *ms, const char *dir, uint32_t uidvalidity);
+
+/* ---- maildir_keywords.c ---- */
+int md_keywords_read(struct md_folder *f);
+int md_keywords_write(struct md_folder *f);
+/* Letter index of name, adding it when add; -1 when absent (or full). */
+int md_keyword_index(struct md_folder *f, const char *name, bool add);
+/* Parse the info part (after ":2,") into flags and keyword bits. */
+void md_info_parse(struct md_folder *f, const char *info, uint32_t *flags_r, uint64_t *kw_r);
+/* Build the file name for base with flags/keywords, keeping letters we do
+ * not know from old_info. */
+char *md_fname_build(const char *base, size_t baselen, uint32_t flags, uint64_t kw,
+    const char *old_info);
+
+/* ---- maildir_index.c ---- */
+int md_index_read(struct md_folder *f);
+int md_index_write(struct md_folder *f);
+void md_index_log_rec(struct md_folder *f, const struct md_rec *r);
+void md_index_log_recent(struct md_folder *f);
+void md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq);
+int md_cache_get(struct md_folder *f, uint32_t uid, struct buf *out);
+int md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len);
+void md_cache_reset(struct md_folder *f);
+
+/* ---- maildir_sync.c ---- */
+struct md_folder *md_folder_get(struct md_storage *ms, const char *path);
+void md_folder_put(struct md_storage *ms, struct md_folder *f);
+void md_folders_free(struct md_storage *ms);
+/* A folder outside the cache (roost check). */
+struct md_folder *md_folder_alloc(struct md_storage *ms, const char *path);
+void md_folder_destroy(struct md_folder *f);
+enum {
+	MD_SYNC_LIGHT,	/* uidlist and index only (appends) */
+	MD_SYNC_NORMAL,	/* and the directories when their mtimes moved */
+	MD_SYNC_FORCE,	/* and the directories regardless */
+};
+/* With f->mutex held: bring f up to date with the disk. May leave the
+ * uidlist lock taken (f->locked) with changes to md_commit(). */
+int md_sync(struct md_folder *f, int mode);
+/* Take the uidlist lock (f->mutex held) and sync under it. */
+int md_lock_and_sync(struct md_folder *f, int mode);
+/* md_sync + md_commit when the sync took the lock; *changed_r says that
+ * another program changed the folder (call md_notify after the mutex). */
+int md_refresh(struct md_folder *f, int mode, bool *changed_r);
+void md_notify(struct md_folder *f, const char *user, const char *name);
+/* Write what is dirty and drop the uidlist lock. */
+int md_commit(struct md_folder *f);
+struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
+void md_rec_free_fields(struct md_rec *r);
+void md_folder_reset(struct md_folder *f);
+char *md_rec_path(struct md_folder *f, const struct md_rec *r);
+/* Open the folder of (user, name); ROOST_ENOTFOUND if it does not exist. */
+int md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,
+    struct md_folder **f_r);
+
+/* ---- maildir_store.c ---- */
+char *md_user_dir(struct md_storage *ms, const char *user);
+char *md_folder_path(struct md_storage *ms, const char *user, const char *name);
+int md_check(struct storage *st, struct buf *report);
+
+/* ---- maildir_save.c ---- */
+int md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
+    size_t n);
+int md_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
+int md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
+    uint32_t **modified_r, size_t *n_modified_r);
+int md_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
+int md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
+    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r);
+int md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
+/* Move every message of INBOX into the (new, empty) folder to. */
+int md_move_all(struct md_storage *ms, struct md_folder *from, struct md_folder *to);
+
+#endif

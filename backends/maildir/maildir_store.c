@@ -1,0 +1,1065 @@
+/*
+ * The Maildir backend: the ops table, the store, users and mailboxes
+ * (list, create, delete, rename, subscriptions, status) and the read side
+ * of an open mailbox. Layout and locking: maildir.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+#include "maildir.h"
+
+#define SUBSCRIPTIONS "roost-subscriptions"
+#define SPECIALUSE "roost-specialuse"
+#define UIDVALIDITY_FILE "roost-uidvalidity"
+
+static const struct {
+	const char *name;
+	unsigned attr;
+} default_folders[] = {
+	{ "Drafts", MBOX_DRAFTS },
+	{ "Sent", MBOX_SENT },
+	{ "Trash", MBOX_TRASH },
+	{ "Junk", MBOX_JUNK },
+	{ "Archive", MBOX_ARCHIVE },
+};
+
+/* ---- store ---- */
+
+static int
+md_open(const struct roost_config *cfg, struct storage **st_r)
+{
+	struct md_storage *ms;
+	char host[256];
+	const char *h = cfg != NULL && cfg->hostname != NULL ? cfg->hostname : NULL;
+	const char *data_dir = cfg != NULL && cfg->data_dir != NULL ? cfg->data_dir : "./var";
+	struct buf b = BUF_INIT(0);
+	size_t len;
+	int err;
+
+	if (h == NULL) {
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		h = host;
+	}
+	ms = xcalloc(1, sizeof(*ms));
+	/* '/' and ':' cannot appear in a Maildir name (the spec's escapes) */
+	for (; *h != '\0'; h++) {
+		if (*h == '/')
+			buf_append_str(&b, "\\057");
+		else if (*h == ':')
+			buf_append_str(&b, "\\072");
+		else if ((unsigned char)*h > ' ' && (unsigned char)*h < 127)
+			buf_append_byte(&b, (uint8_t)*h);
+	}
+	if (b.len == 0)
+		buf_append_str(&b, "localhost");
+	ms->hostname = (char *)buf_steal(&b, &len);
+	ms->root = md_path(data_dir, "maildir");
+	ms->fsync = cfg != NULL ? cfg->storage_fsync : true;
+	ms->retention = cfg != NULL && cfg->expunge_log_retention > 0 ?
+	    cfg->expunge_log_retention : 30 * 24 * 3600;
+	pthread_mutex_init(&ms->lock, NULL);
+	if ((err = md_mkdir(data_dir)) < 0 || (err = md_mkdir(ms->root)) < 0) {
+		free(ms->hostname);
+		free(ms->root);
+		pthread_mutex_destroy(&ms->lock);
+		free(ms);
+		return err;
+	}
+	*st_r = &ms->st;
+	return 0;
+}
+
+static void
+md_close(struct storage *st)
+{
+	struct md_storage *ms;
+
+	if (st == NULL)
+		return;
+	ms = container_of(st, struct md_storage, st);
+	md_folders_free(ms);
+	pthread_mutex_destroy(&ms->lock);
+	free(ms->root);
+	free(ms->hostname);
+	free(ms);
+}
+
+/* ---- paths ---- */
+
+char *
+md_user_dir(struct md_storage *ms, const char *user)
+{
+	return md_path(ms->root, user);
+}
+
+char *
+md_folder_path(struct md_storage *ms, const char *user, const char *name)
+{
+	char *udir = md_user_dir(ms, user);
+	char *enc, *p;
+
+	if (strcmp(name, "INBOX") == 0)
+		return udir;
+	enc = md_name_encode(name);
+	p = md_path(udir, enc);
+	free(enc);
+	free(udir);
+	return p;
+}
+
+static bool
+dir_exists(const char *path)
+{
+	struct stat stb;
+
+	return stat(path, &stb) == 0 && S_ISDIR(stb.st_mode);
+}
+
+static bool
+folder_exists(const char *path)
+{
+	char *cur = md_path(path, "cur");
+	bool ok = dir_exists(cur);
+
+	free(cur);
+	return ok;
+}
+
+/* The user-wide lock (flock on roost-uidvalidity): held around mailbox
+ * creation, deletion, renames and subscription changes. */
+static int
+user_lock(struct md_storage *ms, const char *user, int *fd_r)
+{
+	char *udir = md_user_dir(ms, user);
+	char *path = md_path(udir, UIDVALIDITY_FILE);
+	int fd, err = 0;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = md_errno_to_err(errno);
+		if (errno != ENOENT)
+			log_error("maildir: open %s: %s", path, strerror(errno));
+	} else if (flock(fd, LOCK_EX) < 0) {
+		log_error("maildir: flock %s: %s", path, strerror(errno));
+		close(fd);
+		err = ROOST_EIO;
+	} else {
+		*fd_r = fd;
+	}
+	free(path);
+	free(udir);
+	return err;
+}
+
+static void
+user_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Next UIDVALIDITY for a new mailbox of the user: the current time, but
+ * always above the last one handed out, so a mailbox deleted and created
+ * again within a second still gets a new one. Caller holds the user lock
+ * (fd is the locked file). */
+static int
+next_uidvalidity(int fd, uint32_t *uidvalidity_r)
+{
+	char buf[32];
+	ssize_t r;
+	unsigned long last = 0;
+	uint32_t v = (uint32_t)time(NULL);
+	int len;
+
+	r = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (r > 0) {
+		buf[r] = '\0';
+		last = strtoul(buf, NULL, 10);
+	}
+	if (last >= v)
+		v = (uint32_t)last + 1;
+	len = snprintf(buf, sizeof(buf), "%" PRIu32 "\n", v);
+	if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) < 0)
+		return ROOST_EIO;
+	*uidvalidity_r = v;
+	return 0;
+}
+
+static int
+write_specialuse(struct md_storage *ms, const char *dir, unsigned special_use)
+{
+	char line[32];
+	int len;
+
+	special_use &= MBOX_SPECIAL_USE_MASK;
+	if (special_use == 0)
+		return 0;
+	len = snprintf(line, sizeof(line), "%u\n", special_use);
+	return md_write_file(ms, dir, SPECIALUSE, line, (size_t)len, false);
+}
+
+static unsigned
+read_specialuse(const char *dir)
+{
+	char *path = md_path(dir, SPECIALUSE);
+	char *data = NULL;
+	size_t len;
+	unsigned v = 0;
+
+	if (md_read_file(path, 64, &data, &len) == 0)
+		v = (unsigned)strtoul(data, NULL, 10) & MBOX_SPECIAL_USE_MASK;
+	free(data);
+	free(path);
+	return v;
+}
+
+/* Make dir a Maildir (cur/ new/ tmp/ and a fresh uidlist), in place. */
+static int
+make_maildir(struct md_storage *ms, const char *dir, uint32_t uidvalidity)
+{
+	static const char *const subs[] = { "cur", "new", "tmp" };
+	size_t i;
+	int err;
+
+	for (i = 0; i < 3; i++) {
+		char *p = md_path(dir, subs[i]);
+
+		err = md_mkdir(p);
+		free(p);
+		if (err < 0)
+			return err;
+	}
+	return md_uidlist_create(ms, dir, uidvalidity);
+}
+
+/* Create INBOX (the user's root) when missing; user lock held. */
+static int
+ensure_inbox(struct md_storage *ms, const char *udir, int lockfd)
+{
+	char *uidlist;
+	struct stat stb;
+	uint32_t v;
+	int err;
+
+	uidlist = md_path(udir, "dovecot-uidlist");
+	if (stat(uidlist, &stb) == 0 || folder_exists(udir)) {
+		/* a Maildir without uidlist gets one at its first sync */
+		free(uidlist);
+		return 0;
+	}
+	free(uidlist);
+	if ((err = next_uidvalidity(lockfd, &v)) < 0)
+		return err;
+	if ((err = make_maildir(ms, udir, v)) < 0)
+		return err;
+	return ms->fsync ? md_fsync_dir(udir) : 0;
+}
+
+static int
+ensure_user_dir(struct md_storage *ms, const char *user)
+{
+	char *udir = md_user_dir(ms, user);
+	int err = md_mkdir(udir);
+
+	free(udir);
+	return err;
+}
+
+/* Create one folder (not INBOX) atomically: built under a temporary name,
+ * then renamed into place. User lock held. ROOST_EEXISTS when present. */
+static int
+create_one(struct md_storage *ms, const char *user, const char *name, unsigned special_use,
+    int lockfd)
+{
+	char *udir = md_user_dir(ms, user);
+	char *path = md_folder_path(ms, user, name);
+	char tmpname[256], base[200], *tmp;
+	uint32_t v;
+	int err;
+
+	if (folder_exists(path)) {
+		err = ROOST_EEXISTS;
+		goto out_notmp;
+	}
+	md_unique_base(ms, 0, base, sizeof(base));
+	snprintf(tmpname, sizeof(tmpname), "roost-tmp.%s", base);
+	tmp = md_path(udir, tmpname);
+	if ((err = md_mkdir(tmp)) < 0)
+		goto out;
+	if ((err = next_uidvalidity(lockfd, &v)) < 0 || (err = make_maildir(ms, tmp, v)) < 0 ||
+	    (err = write_specialuse(ms, tmp, special_use)) < 0)
+		goto out;
+	if (dir_exists(path)) {
+		/* a leftover without cur/ (half-deleted by another tool) */
+		md_rm_rf(path);
+	}
+	if (rename(tmp, path) < 0) {
+		err = errno == EEXIST || errno == ENOTEMPTY ? ROOST_EEXISTS : md_errno_to_err(errno);
+		if (err != ROOST_EEXISTS)
+			log_error("maildir: rename %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (ms->fsync)
+		err = md_fsync_dir(udir);
+out:
+	if (err < 0)
+		md_rm_rf(tmp);
+	free(tmp);
+out_notmp:
+	free(path);
+	free(udir);
+	return err;
+}
+
+/* Create name and its missing parents. User lock held. */
+static int
+create_with_parents(struct md_storage *ms, const char *user, const char *name,
+    unsigned special_use, int lockfd)
+{
+	char *copy = xstrdup(name), *p;
+	int err;
+
+	for (p = strchr(copy, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (strcmp(copy, "INBOX") != 0) {
+			err = create_one(ms, user, copy, 0, lockfd);
+			if (err < 0 && err != ROOST_EEXISTS) {
+				free(copy);
+				return err;
+			}
+		}
+		*p = '/';
+	}
+	free(copy);
+	return create_one(ms, user, name, special_use, lockfd);
+}
+
+static int
+md_user_init(struct storage *st, const char *user)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	char *udir;
+	size_t i;
+	int fd = -1, err;
+
+	if ((err = ensure_user_dir(ms, user)) < 0)
+		return err;
+	if ((err = user_lock(ms, user, &fd)) < 0)
+		return err;
+	udir = md_user_dir(ms, user);
+	err = ensure_inbox(ms, udir, fd);
+	for (i = 0; err == 0 && i < sizeof(default_folders) / sizeof(default_folders[0]); i++) {
+		err = create_one(ms, user, default_folders[i].name, default_folders[i].attr, fd);
+		if (err == ROOST_EEXISTS)
+			err = 0;
+	}
+	user_unlock(fd);
+	free(udir);
+	return err;
+}
+
+/* ---- listing ---- */
+
+struct name_list {
+	struct mailbox_info *v;
+	size_t n, cap;
+};
+
+static struct mailbox_info *
+nl_find(struct name_list *l, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		if (strcmp(l->v[i].name, name) == 0)
+			return &l->v[i];
+	}
+	return NULL;
+}
+
+static struct mailbox_info *
+nl_add(struct name_list *l, const char *name, unsigned attrs)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap == 0 ? 16 : l->cap * 2;
+		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+	}
+	l->v[l->n].name = xstrdup(name);
+	l->v[l->n].attrs = attrs;
+	return &l->v[l->n++];
+}
+
+static int
+cmp_info(const void *a, const void *b)
+{
+	return strcmp(((const struct mailbox_info *)a)->name, ((const struct mailbox_info *)b)->name);
+}
+
+static char **
+read_subscriptions(struct md_storage *ms, const char *user, size_t *n_r)
+{
+	char *udir = md_user_dir(ms, user);
+	char *path = md_path(udir, SUBSCRIPTIONS);
+	char *data = NULL, *line, *save = NULL;
+	char **v = NULL;
+	size_t len, n = 0;
+
+	if (md_read_file(path, 16 * 1024 * 1024, &data, &len) == 0) {
+		for (line = strtok_r(data, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save)) {
+			if (*line == '\0')
+				continue;
+			v = xreallocarray(v, n + 1, sizeof(*v));
+			v[n++] = xstrdup(line);
+		}
+	}
+	free(data);
+	free(path);
+	free(udir);
+	*n_r = n;
+	return v;
+}
+
+static void
+free_strv(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int
+md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	struct name_list l = { NULL, 0, 0 };
+	char *udir = md_user_dir(ms, user);
+	char **subs;
+	size_t n_subs, i, count;
+	struct dirent *de;
+	DIR *d;
+
+	d = opendir(udir);
+	if (d != NULL) {
+		if (folder_exists(udir))
+			nl_add(&l, "INBOX", read_specialuse(udir));
+		while ((de = readdir(d)) != NULL) {
+			char *name, *path;
+
+			if (de->d_name[0] != '.' || strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			name = md_name_decode(de->d_name);
+			if (name == NULL)
+				continue;
+			path = md_path(udir, de->d_name);
+			if (folder_exists(path))
+				nl_add(&l, name, read_specialuse(path));
+			free(path);
+			free(name);
+		}
+		closedir(d);
+	}
+	/* parents that exist only through their children */
+	count = l.n;
+	for (i = 0; i < count; i++) {
+		char *copy = xstrdup(l.v[i].name), *p;
+
+		for (p = strchr(copy, '/'); p != NULL; p = strchr(p + 1, '/')) {
+			*p = '\0';
+			if (nl_find(&l, copy) == NULL)
+				nl_add(&l, copy, MBOX_NOSELECT);
+			*p = '/';
+		}
+		free(copy);
+	}
+	count = l.n;
+	for (i = 0; i < count; i++) {
+		size_t j, len = strlen(l.v[i].name);
+		bool children = false;
+
+		for (j = 0; j < count && !children; j++) {
+			children = strncmp(l.v[j].name, l.v[i].name, len) == 0 &&
+			    l.v[j].name[len] == '/';
+		}
+		l.v[i].attrs |= children ? MBOX_HASCHILDREN : MBOX_HASNOCHILDREN;
+	}
+	subs = read_subscriptions(ms, user, &n_subs);
+	for (i = 0; i < n_subs; i++) {
+		struct mailbox_info *mi = nl_find(&l, subs[i]);
+
+		if (mi != NULL)
+			mi->attrs |= MBOX_SUBSCRIBED;
+		else
+			nl_add(&l, subs[i], MBOX_SUBSCRIBED | MBOX_NONEXISTENT);
+	}
+	free_strv(subs, n_subs);
+	free(udir);
+	qsort(l.v, l.n, sizeof(*l.v), cmp_info);
+	*list_r = l.v;
+	*n_r = l.n;
+	return 0;
+}
+
+/* ---- create, delete, rename, subscribe ---- */
+
+static int
+md_create(struct storage *st, const char *user, const char *name, unsigned special_use)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	char *udir;
+	int fd = -1, err;
+
+	if (strcmp(name, "INBOX") == 0)
+		return ROOST_EEXISTS;
+	if ((err = ensure_user_dir(ms, user)) < 0)
+		return err;
+	if ((err = user_lock(ms, user, &fd)) < 0)
+		return err;
+	udir = md_user_dir(ms, user);
+	err = ensure_inbox(ms, udir, fd);
+	if (err == 0)
+		err = create_with_parents(ms, user, name, special_use, fd);
+	user_unlock(fd);
+	free(udir);
+	return err;
+}
+
+static bool
+has_children(struct md_storage *ms, const char *user, const char *name)
+{
+	char *udir = md_user_dir(ms, user);
+	char *enc = md_name_encode(name);
+	size_t len = strlen(enc);
+	struct dirent *de;
+	bool found = false;
+	DIR *d = opendir(udir);
+
+	while (d != NULL && !found && (de = readdir(d)) != NULL)
+		found = strncmp(de->d_name, enc, len) == 0 && de->d_name[len] == '.';
+	if (d != NULL)
+		closedir(d);
+	free(enc);
+	free(udir);
+	return found;
+}
+
+static int
+md_delete(struct storage *st, const char *user, const char *name)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	char *udir, *path, *trash;
+	char tname[256], base[200];
+	int fd = -1, err;
+
+	if (strcmp(name, "INBOX") == 0)
+		return ROOST_EPERM;
+	if ((err = user_lock(ms, user, &fd)) < 0)
+		return err;
+	udir = md_user_dir(ms, user);
+	path = md_folder_path(ms, user, name);
+	md_unique_base(ms, 0, base, sizeof(base));
+	snprintf(tname, sizeof(tname), "roost-trash.%s", base);
+	trash = md_path(udir, tname);
+	if (!folder_exists(path)) {
+		/* only a parent of others (\Noselect): nothing to delete */
+		err = has_children(ms, user, name) ? ROOST_EPERM : ROOST_ENOTFOUND;
+	} else if (rename(path, trash) < 0) {
+		err = md_errno_to_err(errno);
+		log_error("maildir: rename %s: %s", path, strerror(errno));
+	} else {
+		if (ms->fsync)
+			md_fsync_dir(udir);
+		md_rm_rf(trash);
+	}
+	user_unlock(fd);
+	free(trash);
+	free(path);
+	free(udir);
+	return err;
+}
+
+static char *
+str_concat(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = xmalloc(la + lb + 1);
+
+	memcpy(p, a, la);
+	memcpy(p + la, b, lb + 1);
+	return p;
+}
+
+static int
+md_rename(struct storage *st, const char *user, const char *from, const char *to)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	char *udir = md_user_dir(ms, user);
+	char *efrom = NULL, *eto = NULL, *tpath = NULL;
+	char **srcs = NULL;
+	size_t n_srcs = 0, i, lfrom;
+	struct dirent *de;
+	DIR *d = NULL;
+	int fd = -1, err;
+
+	if ((err = user_lock(ms, user, &fd)) < 0) {
+		free(udir);
+		return err;
+	}
+	tpath = md_folder_path(ms, user, to);
+	if (strcmp(to, "INBOX") == 0 || folder_exists(tpath)) {
+		err = ROOST_EEXISTS;
+		goto out;
+	}
+	if (strcmp(from, "INBOX") == 0) {
+		struct md_folder *src = NULL, *dst = NULL;
+
+		if ((err = create_with_parents(ms, user, to, 0, fd)) < 0)
+			goto out;
+		err = md_folder_open(ms, user, "INBOX", MD_SYNC_NORMAL, &src);
+		if (err == 0)
+			err = md_folder_open(ms, user, to, MD_SYNC_LIGHT, &dst);
+		if (err == 0)
+			err = md_move_all(ms, src, dst);
+		md_folder_put(ms, src);
+		md_folder_put(ms, dst);
+		goto out;
+	}
+	efrom = md_name_encode(from);
+	eto = md_name_encode(to);
+	lfrom = strlen(efrom);
+	d = opendir(udir);
+	if (d == NULL) {
+		err = ROOST_ENOTFOUND;
+		goto out;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, efrom, lfrom) == 0 &&
+		    (de->d_name[lfrom] == '\0' || de->d_name[lfrom] == '.')) {
+			srcs = xreallocarray(srcs, n_srcs + 1, sizeof(*srcs));
+			srcs[n_srcs++] = xstrdup(de->d_name);
+		}
+	}
+	if (n_srcs == 0) {
+		err = ROOST_ENOTFOUND;
+		goto out;
+	}
+	/* every target must be free before anything moves */
+	for (i = 0; i < n_srcs; i++) {
+		char *tname, *tp;
+
+		tname = str_concat(eto, srcs[i] + lfrom);
+		tp = md_path(udir, tname);
+		if (dir_exists(tp))
+			err = ROOST_EEXISTS;
+		free(tp);
+		free(tname);
+		if (err < 0)
+			goto out;
+	}
+	/* parents of the new name */
+	if (strchr(to, '/') != NULL) {
+		char *parent = xstrdup(to);
+
+		*strrchr(parent, '/') = '\0';
+		if (strcmp(parent, "INBOX") != 0) {
+			char *pp = md_folder_path(ms, user, parent);
+
+			if (!folder_exists(pp))
+				err = create_with_parents(ms, user, parent, 0, fd);
+			free(pp);
+		}
+		free(parent);
+		if (err < 0)
+			goto out;
+	}
+	for (i = 0; i < n_srcs; i++) {
+		char *tname, *sp, *tp;
+
+		tname = str_concat(eto, srcs[i] + lfrom);
+		sp = md_path(udir, srcs[i]);
+		tp = md_path(udir, tname);
+		if (rename(sp, tp) < 0) {
+			log_error("maildir: rename %s: %s", sp, strerror(errno));
+			if (err == 0)
+				err = md_errno_to_err(errno);
+		}
+		free(sp);
+		free(tp);
+		free(tname);
+	}
+	if (ms->fsync)
+		md_fsync_dir(udir);
+out:
+	if (d != NULL)
+		closedir(d);
+	user_unlock(fd);
+	free_strv(srcs, n_srcs);
+	free(efrom);
+	free(eto);
+	free(tpath);
+	free(udir);
+	return err;
+}
+
+static int
+md_subscribe(struct storage *st, const char *user, const char *name, bool on)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	struct buf b = BUF_INIT(0);
+	char **subs, *udir;
+	size_t n, i;
+	bool found = false;
+	int fd = -1, err;
+
+	if ((err = ensure_user_dir(ms, user)) < 0)
+		return err;
+	if ((err = user_lock(ms, user, &fd)) < 0)
+		return err;
+	subs = read_subscriptions(ms, user, &n);
+	for (i = 0; i < n; i++) {
+		if (strcmp(subs[i], name) == 0) {
+			found = true;
+			if (on)
+				buf_printf(&b, "%s\n", subs[i]);
+		} else {
+			buf_printf(&b, "%s\n", subs[i]);
+		}
+	}
+	if (on && !found)
+		buf_printf(&b, "%s\n", name);
+	udir = md_user_dir(ms, user);
+	if (on != found)
+		err = md_write_file(ms, udir, SUBSCRIPTIONS, b.data != NULL ? b.data : (uint8_t *)"",
+		    b.len, ms->fsync);
+	free(udir);
+	free_strv(subs, n);
+	buf_free(&b);
+	user_unlock(fd);
+	return err;
+}
+
+/* ---- status ---- */
+
+static void
+folder_status(struct md_folder *f, struct mailbox_status *s)
+{
+	size_t i;
+
+	memset(s, 0, sizeof(*s));
+	s->messages = (uint32_t)f->n;
+	s->uidnext = f->nextuid;
+	s->uidvalidity = f->uidvalidity;
+	s->highestmodseq = f->highestmodseq;
+	for (i = 0; i < f->n; i++) {
+		const struct md_rec *r = &f->recs[i];
+
+		if (!(r->flags & MSG_SEEN)) {
+			s->unseen++;
+			if (s->first_unseen_uid == 0)
+				s->first_unseen_uid = r->uid;
+		}
+		if (r->uid >= f->recent_uid)
+			s->recent++;
+		s->size += r->size;
+	}
+}
+
+static int
+md_status(struct storage *st, const char *user, const char *name, struct mailbox_status *status_r)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	struct md_folder *f;
+	int err;
+
+	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
+		return err;
+	pthread_mutex_lock(&f->mutex);
+	folder_status(f, status_r);
+	pthread_mutex_unlock(&f->mutex);
+	md_folder_put(ms, f);
+	return 0;
+}
+
+/* ---- an open mailbox ---- */
+
+static int
+md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
+    struct mailbox **mb_r)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	struct md_mailbox *m;
+	struct md_folder *f;
+	int err;
+
+	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
+		return err;
+	m = xcalloc(1, sizeof(*m));
+	m->f = f;
+	m->user = xstrdup(user);
+	m->name = xstrdup(name);
+	m->mb.st = st;
+	m->mb.flags = flags;
+	*mb_r = &m->mb;
+	return 0;
+}
+
+static void
+kw_view_free(struct md_mailbox *m)
+{
+	size_t i;
+
+	for (i = 0; i < MD_MAX_KEYWORDS; i++) {
+		free((char *)m->kw_view[i]);
+		m->kw_view[i] = NULL;
+	}
+}
+
+static void
+md_mailbox_close(struct mailbox *mb)
+{
+	struct md_mailbox *m;
+
+	if (mb == NULL)
+		return;
+	m = container_of(mb, struct md_mailbox, mb);
+	md_folder_put(container_of(mb->st, struct md_storage, st), m->f);
+	kw_view_free(m);
+	free(m->user);
+	free(m->name);
+	free(m);
+}
+
+/* Lock the folder and bring it up to date. */
+static int
+mb_begin(struct mailbox *mb, int mode, struct md_folder **f_r)
+{
+	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
+	struct md_folder *f = m->f;
+	bool changed;
+	int err;
+
+	pthread_mutex_lock(&f->mutex);
+	err = md_refresh(f, mode, &changed);
+	if (err < 0) {
+		pthread_mutex_unlock(&f->mutex);
+		return err;
+	}
+	if (changed) {
+		/* wake the others; we are already up to date ourselves */
+		pthread_mutex_unlock(&f->mutex);
+		md_notify(f, m->user, m->name);
+		pthread_mutex_lock(&f->mutex);
+	}
+	*f_r = f;
+	return 0;
+}
+
+static int
+md_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r)
+{
+	struct md_folder *f;
+	int err;
+
+	if ((err = mb_begin(mb, MD_SYNC_NORMAL, &f)) < 0)
+		return err;
+	folder_status(f, status_r);
+	pthread_mutex_unlock(&f->mutex);
+	return 0;
+}
+
+static void
+rec_out(const struct md_rec *r, struct msg_record *o)
+{
+	o->uid = r->uid;
+	o->flags = r->flags;
+	o->keywords = r->keywords;
+	o->modseq = r->modseq;
+	o->internal_date = r->idate;
+	o->size = r->size;
+}
+
+static int
+md_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r)
+{
+	struct md_folder *f;
+	struct msg_record *v;
+	size_t i;
+	int err;
+
+	if ((err = mb_begin(mb, MD_SYNC_NORMAL, &f)) < 0)
+		return err;
+	v = xreallocarray(NULL, f->n + 1, sizeof(*v));
+	for (i = 0; i < f->n; i++)
+		rec_out(&f->recs[i], &v[i]);
+	*recs_r = v;
+	*n_r = f->n;
+	*modseq_r = f->highestmodseq;
+	pthread_mutex_unlock(&f->mutex);
+	return 0;
+}
+
+static int
+md_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
+{
+	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
+	struct md_folder *f;
+	size_t i;
+	int err;
+
+	if ((err = mb_begin(mb, MD_SYNC_LIGHT, &f)) < 0)
+		return err;
+	kw_view_free(m);
+	for (i = 0; i < f->n_kw; i++) {
+		char unnamed[32];
+
+		if (f->kw[i] != NULL) {
+			m->kw_view[i] = xstrdup(f->kw[i]);
+		} else {
+			snprintf(unnamed, sizeof(unnamed), "$MaildirLetter%c", (char)('a' + i));
+			m->kw_view[i] = xstrdup(unnamed);
+		}
+	}
+	*names_r = m->kw_view;
+	*n_r = f->n_kw;
+	pthread_mutex_unlock(&f->mutex);
+	return 0;
+}
+
+static int
+md_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r)
+{
+	struct md_folder *f;
+	int err;
+
+	if ((err = mb_begin(mb, MD_SYNC_LIGHT, &f)) < 0)
+		return err;
+	*first_recent_uid_r = f->recent_uid;
+	if (!(mb->flags & MAILBOX_READONLY) && f->recent_uid != f->nextuid) {
+		if ((err = md_lock_and_sync(f, MD_SYNC_LIGHT)) == 0) {
+			*first_recent_uid_r = f->recent_uid;
+			f->recent_uid = f->nextuid;
+			md_index_log_recent(f);
+			err = md_commit(f);
+		}
+	}
+	pthread_mutex_unlock(&f->mutex);
+	return err;
+}
+
+static int
+md_cache_get_op(struct mailbox *mb, uint32_t uid, struct buf *out)
+{
+	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
+	int err;
+
+	pthread_mutex_lock(&m->f->mutex);
+	err = md_cache_get(m->f, uid, out);
+	pthread_mutex_unlock(&m->f->mutex);
+	return err;
+}
+
+static int
+md_cache_set_op(struct mailbox *mb, uint32_t uid, const void *data, size_t len)
+{
+	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
+	int err;
+
+	pthread_mutex_lock(&m->f->mutex);
+	err = md_cache_set(m->f, uid, data, len);
+	pthread_mutex_unlock(&m->f->mutex);
+	return err;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
+{
+	struct md_folder *f;
+	size_t i, n;
+	int err;
+
+	if ((err = mb_begin(mb, MD_SYNC_NORMAL, &f)) < 0)
+		return err;
+	memset(c, 0, sizeof(*c));
+	c->highestmodseq = f->highestmodseq;
+	c->uidnext = f->nextuid;
+	c->expunged_complete = modseq >= f->expunge_floor;
+	for (i = n = 0; i < f->n; i++) {
+		if (f->recs[i].modseq > modseq)
+			n++;
+	}
+	c->changed = xreallocarray(NULL, n + 1, sizeof(*c->changed));
+	for (i = 0; i < f->n; i++) {
+		if (f->recs[i].modseq > modseq)
+			rec_out(&f->recs[i], &c->changed[c->n_changed++]);
+	}
+	c->expunged = xreallocarray(NULL, f->n_exp + 1, sizeof(*c->expunged));
+	for (i = 0; i < f->n_exp; i++) {
+		if (f->exp[i].modseq > modseq)
+			c->expunged[c->n_expunged++] = f->exp[i].uid;
+	}
+	pthread_mutex_unlock(&f->mutex);
+	qsort(c->expunged, c->n_expunged, sizeof(*c->expunged), cmp_u32);
+	for (i = n = 0; i < c->n_expunged; i++) {
+		if (n == 0 || c->expunged[n - 1] != c->expunged[i])
+			c->expunged[n++] = c->expunged[i];
+	}
+	c->n_expunged = n;
+	return 0;
+}
+
+
+const struct storage_ops storage_maildir_ops = {
+	.name = "maildir",
+	.open = md_open,
+	.close = md_close,
+	.user_init = md_user_init,
+	.list = md_list,
+	.create = md_create,
+	.delete = md_delete,
+	.rename = md_rename,
+	.subscribe = md_subscribe,
+	.status = md_status,
+	.deliver = md_deliver,
+	.mailbox_open = md_mailbox_open,
+	.mailbox_close = md_mailbox_close,
+	.mailbox_status = md_mailbox_status,
+	.records = md_records,
+	.keywords = md_keywords,
+	.claim_recent = md_claim_recent,
+	.read = md_read,
+	.cache_get = md_cache_get_op,
+	.cache_set = md_cache_set_op,
+	.append = md_append,
+	.store = md_store,
+	.expunge = md_expunge,
+	.copy = md_copy,
+	.changes_since = md_changes_since,
+	.check = md_check,
+};

@@ -1,0 +1,740 @@
+/*
+ * Keeping a folder's in-memory state in step with the disk.
+ *
+ * The state is dovecot-uidlist (UIDs), roost-index (MODSEQs etc.) and the
+ * file names in new/ and cur/ (flags). The two files are reread only when
+ * their inode, size or mtime changed, and only their new tail when they
+ * merely grew. The directories are rescanned when their mtime changed, or
+ * when the last scan happened within 2 seconds of their mtime (a change in
+ * the same clock tick would not move the mtime again: Dovecot's "dirty"
+ * rule).
+ *
+ * A scan first compares without the lock; only when it finds something to
+ * record (a new file, a file gone, flag letters changed, a file without an
+ * index entry) does it take the uidlist lock and scan again, so the second
+ * readdir confirms that a file that seemed gone was not merely being
+ * renamed while we read. Then, with one new MODSEQ: new files get UIDs,
+ * changed flags are recorded, gone files are expunged (logged) and the
+ * mailbox's watchers are woken (storage_notify) after the commit.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+#include "maildir.h"
+
+#define MAX_CACHED_FOLDERS 128
+#define TMP_MAX_AGE (36 * 3600)
+
+void
+md_rec_free_fields(struct md_rec *r)
+{
+	free(r->fname);
+	free(r->ext);
+	r->fname = NULL;
+	r->ext = NULL;
+}
+
+void
+md_folder_reset(struct md_folder *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++)
+		md_rec_free_fields(&f->recs[i]);
+	f->n = 0;
+	f->n_exp = 0;
+	f->uidvalidity = 0;
+	f->nextuid = 1;
+	f->uidlist_off = 0;
+	f->index_off = 0;
+	f->index_loaded = false;
+	memset(&f->uidlist_id, 0, sizeof(f->uidlist_id));
+	memset(&f->index_id, 0, sizeof(f->index_id));
+	f->highestmodseq = 0;
+	f->expunge_floor = 0;
+	f->recent_uid = 1;
+	f->dirs_clean = false;
+	f->scanned = false;
+	f->uidlist_rewrite = false;
+	f->uidlist_append_from = 0;
+	f->index_rewrite = false;
+	buf_reset(&f->index_pending);
+	md_cache_reset(f);
+	f->loaded = false;
+}
+
+struct md_folder *
+md_folder_alloc(struct md_storage *ms, const char *path)
+{
+	struct md_folder *f = xcalloc(1, sizeof(*f));
+
+	f->ms = ms;
+	f->path = xstrdup(path);
+	f->cache_fd = -1;
+	f->nextuid = 1;
+	f->recent_uid = 1;
+	f->tmp_cleaned = false;
+	buf_init(&f->index_pending, 0);
+	pthread_mutex_init(&f->mutex, NULL);
+	return f;
+}
+
+void
+md_folder_destroy(struct md_folder *f)
+{
+	size_t i;
+
+	md_folder_reset(f);
+	for (i = 0; i < MD_MAX_KEYWORDS; i++)
+		free(f->kw[i]);
+	free(f->recs);
+	free(f->exp);
+	free(f->cache);
+	buf_free(&f->index_pending);
+	pthread_mutex_destroy(&f->mutex);
+	free(f->path);
+	free(f->user);
+	free(f->name);
+	free(f);
+}
+
+struct md_folder *
+md_folder_get(struct md_storage *ms, const char *path)
+{
+	struct md_folder *f;
+
+	pthread_mutex_lock(&ms->lock);
+	for (f = ms->folders; f != NULL; f = f->next) {
+		if (strcmp(f->path, path) == 0) {
+			f->refs++;
+			pthread_mutex_unlock(&ms->lock);
+			return f;
+		}
+	}
+	f = md_folder_alloc(ms, path);
+	f->refs = 1;
+	f->next = ms->folders;
+	ms->folders = f;
+	pthread_mutex_unlock(&ms->lock);
+	return f;
+}
+
+/* Unused folders stay cached (a delivery to a mailbox nobody has open
+ * should not reread its uidlist every time), up to a limit. */
+void
+md_folder_put(struct md_storage *ms, struct md_folder *f)
+{
+	struct md_folder **pp, *victims = NULL;
+	size_t count = 0;
+
+	if (f == NULL)
+		return;
+	pthread_mutex_lock(&ms->lock);
+	f->refs--;
+	for (pp = &ms->folders; *pp != NULL; pp = &(*pp)->next)
+		count++;
+	if (count > MAX_CACHED_FOLDERS) {
+		pp = &ms->folders;
+		while (*pp != NULL) {
+			struct md_folder *g = *pp;
+
+			if (g->refs == 0) {
+				*pp = g->next;
+				g->next = victims;
+				victims = g;
+			} else {
+				pp = &g->next;
+			}
+		}
+	}
+	pthread_mutex_unlock(&ms->lock);
+	while (victims != NULL) {
+		struct md_folder *g = victims;
+
+		victims = g->next;
+		md_folder_destroy(g);
+	}
+}
+
+void
+md_folders_free(struct md_storage *ms)
+{
+	while (ms->folders != NULL) {
+		struct md_folder *f = ms->folders;
+
+		ms->folders = f->next;
+		md_folder_destroy(f);
+	}
+}
+
+struct md_rec *
+md_rec_find(struct md_folder *f, uint32_t uid)
+{
+	size_t lo = 0, hi = f->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (f->recs[mid].uid < uid)
+			lo = mid + 1;
+		else if (f->recs[mid].uid > uid)
+			hi = mid;
+		else
+			return &f->recs[mid];
+	}
+	return NULL;
+}
+
+char *
+md_rec_path(struct md_folder *f, const struct md_rec *r)
+{
+	return md_path3(f->path, r->in_new ? "new" : "cur", r->fname);
+}
+
+/* ---- directory scan ---- */
+
+struct scan_ent {
+	char *name;
+	size_t baselen;
+	bool in_new;
+};
+
+struct scan {
+	struct scan_ent *ents;
+	size_t n, cap;
+	struct timespec new_mtime, cur_mtime;
+	time_t started;
+};
+
+static void
+scan_free(struct scan *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		free(s->ents[i].name);
+	free(s->ents);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+scan_dir(struct md_folder *f, struct scan *s, const char *sub)
+{
+	char *path = md_path(f->path, sub);
+	struct dirent *de;
+	DIR *d;
+
+	d = opendir(path);
+	if (d == NULL) {
+		int err = md_errno_to_err(errno);
+
+		if (errno != ENOENT)
+			log_error("maildir: opendir %s: %s", path, strerror(errno));
+		free(path);
+		return err;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct scan_ent *e;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (s->n == s->cap) {
+			s->cap = s->cap == 0 ? 256 : s->cap * 2;
+			s->ents = xreallocarray(s->ents, s->cap, sizeof(*s->ents));
+		}
+		e = &s->ents[s->n++];
+		e->name = xstrdup(de->d_name);
+		e->baselen = strcspn(e->name, ":");
+		e->in_new = sub[0] == 'n';
+	}
+	closedir(d);
+	free(path);
+	return 0;
+}
+
+static int
+dir_mtime(struct md_folder *f, const char *sub, struct timespec *ts_r)
+{
+	char *path = md_path(f->path, sub);
+	struct stat stb;
+
+	if (stat(path, &stb) < 0) {
+		int err = md_errno_to_err(errno);
+
+		free(path);
+		return err;
+	}
+	free(path);
+	*ts_r = stb.st_mtim;
+	return 0;
+}
+
+static bool
+ts_eq(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static uint64_t
+hash_base(const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (n-- > 0) {
+		h ^= (unsigned char)*s++;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+/* base -> record index, open addressing. */
+struct base_map {
+	uint32_t *slots;	/* index + 1; 0 = empty */
+	size_t mask;
+};
+
+static void
+map_build(struct base_map *m, struct md_folder *f)
+{
+	size_t size = 16, i;
+
+	while (size < f->n * 2)
+		size *= 2;
+	m->slots = xcalloc(size, sizeof(*m->slots));
+	m->mask = size - 1;
+	for (i = 0; i < f->n; i++) {
+		size_t h = (size_t)hash_base(f->recs[i].fname, f->recs[i].baselen) & m->mask;
+
+		while (m->slots[h] != 0)
+			h = (h + 1) & m->mask;
+		m->slots[h] = (uint32_t)i + 1;
+	}
+}
+
+static struct md_rec *
+map_find(struct base_map *m, struct md_folder *f, const char *name, size_t baselen)
+{
+	size_t h = (size_t)hash_base(name, baselen) & m->mask;
+
+	while (m->slots[h] != 0) {
+		struct md_rec *r = &f->recs[m->slots[h] - 1];
+
+		if (r->baselen == baselen && memcmp(r->fname, name, baselen) == 0)
+			return r;
+		h = (h + 1) & m->mask;
+	}
+	return NULL;
+}
+
+static int
+cmp_ent_name(const void *a, const void *b)
+{
+	const struct scan_ent *x = *(struct scan_ent *const *)a, *y = *(struct scan_ent *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+static void
+tmp_clean(struct md_folder *f)
+{
+	char *path = md_path(f->path, "tmp");
+	time_t cutoff = time(NULL) - TMP_MAX_AGE;
+	struct dirent *de;
+	DIR *d;
+
+	f->tmp_cleaned = true;
+	d = opendir(path);
+	if (d == NULL) {
+		free(path);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat stb;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &stb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(stb.st_mode) && stb.st_mtime < cutoff && stb.st_atime < cutoff) {
+			if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+				log_info("maildir: removed stale %s/%s", path, de->d_name);
+		}
+	}
+	closedir(d);
+	free(path);
+}
+
+/* Fill in size and internal date of a file we have not indexed. */
+static void
+rec_stat(struct md_folder *f, struct md_rec *r)
+{
+	char *path = md_rec_path(f, r);
+	const char *s;
+	struct stat stb;
+
+	if (stat(path, &stb) == 0) {
+		r->idate = (int64_t)stb.st_mtime;
+		r->size = (uint64_t)stb.st_size;
+	}
+	s = strstr(r->fname, ",S=");
+	if (s != NULL && s < r->fname + r->baselen) {
+		char *e;
+		unsigned long long v = strtoull(s + 3, &e, 10);
+
+		if (e != s + 3 && (*e == ',' || *e == ':' || *e == '\0'))
+			r->size = v;
+	}
+	free(path);
+}
+
+/*
+ * Compare the directories with the records. Unlocked, it only updates file
+ * locations and says (*work_r) whether something must be recorded; locked,
+ * it records it.
+ */
+static int
+scan_apply(struct md_folder *f, bool *work_r)
+{
+	struct scan s;
+	struct base_map map = { NULL, 0 };
+	struct scan_ent **fresh = NULL;
+	size_t n_fresh = 0, i, j;
+	uint64_t modseq = f->highestmodseq + 1;
+	bool locked = f->locked, work = false, expunged = false;
+	int err;
+
+	memset(&s, 0, sizeof(s));
+	s.started = time(NULL);
+	if ((err = dir_mtime(f, "new", &s.new_mtime)) < 0 ||
+	    (err = dir_mtime(f, "cur", &s.cur_mtime)) < 0)
+		return err;
+	/* new/ before cur/: a file moving from new/ to cur/ meanwhile is
+	 * seen at least once. */
+	if ((err = scan_dir(f, &s, "new")) < 0 || (err = scan_dir(f, &s, "cur")) < 0)
+		goto out;
+	map_build(&map, f);
+	for (i = 0; i < f->n; i++)
+		f->recs[i].mark = false;
+	fresh = xreallocarray(NULL, s.n + 1, sizeof(*fresh));
+	for (i = 0; i < s.n; i++) {
+		struct scan_ent *e = &s.ents[i];
+		struct md_rec *r = map_find(&map, f, e->name, e->baselen);
+
+		if (r == NULL) {
+			/* the same base twice (in new/ and cur/ during a move):
+			 * the later, in cur/, wins */
+			for (j = 0; j < n_fresh; j++) {
+				if (fresh[j]->baselen == e->baselen &&
+				    memcmp(fresh[j]->name, e->name, e->baselen) == 0)
+					break;
+			}
+			if (j < n_fresh)
+				fresh[j] = e;
+			else
+				fresh[n_fresh++] = e;
+			work = true;
+			continue;
+		}
+		if (r->mark && !e->in_new && r->in_new) {
+			/* seen in new/ already; cur/ wins */
+		} else if (r->mark) {
+			continue;
+		}
+		r->mark = true;
+		if (strcmp(r->fname, e->name) != 0 || r->in_new != e->in_new) {
+			free(r->fname);
+			r->fname = xstrdup(e->name);
+			r->in_new = e->in_new;
+		}
+	}
+	for (i = 0; i < f->n; i++) {
+		struct md_rec *r = &f->recs[i];
+		uint32_t flags;
+		uint64_t kw;
+		const char *info;
+
+		if (!r->mark) {
+			work = true;
+			continue;
+		}
+		info = r->fname[r->baselen] == ':' ? strchr(r->fname + r->baselen, ',') : NULL;
+		md_info_parse(f, info != NULL ? info + 1 : NULL, &flags, &kw);
+		if (!r->indexed) {
+			work = true;
+			if (locked) {
+				r->flags = flags;
+				r->keywords = kw;
+				rec_stat(f, r);
+				r->modseq = modseq;
+				r->indexed = true;
+				md_index_log_rec(f, r);
+			}
+		} else if (flags != r->flags || kw != r->keywords) {
+			work = true;
+			if (locked) {
+				r->flags = flags;
+				r->keywords = kw;
+				r->modseq = modseq;
+				md_index_log_rec(f, r);
+			}
+		}
+	}
+	if (!locked)
+		goto done;
+
+	/* files gone */
+	for (i = j = 0; i < f->n; i++) {
+		struct md_rec *r = &f->recs[i];
+
+		if (!r->mark) {
+			md_expunge_log_add(f, r->uid, modseq);
+			md_rec_free_fields(r);
+			expunged = true;
+			continue;
+		}
+		f->recs[j++] = *r;
+	}
+	f->n = j;
+	if (expunged)
+		f->uidlist_rewrite = true;
+
+	/* new files, in name order (names start with the delivery time) */
+	qsort(fresh, n_fresh, sizeof(*fresh), cmp_ent_name);
+	for (i = 0; i < n_fresh; i++) {
+		struct md_rec *r;
+		const char *info;
+
+		if (f->nextuid == UINT32_MAX) {
+			log_error("maildir: %s: UIDs exhausted", f->path);
+			err = ROOST_ETOOBIG;
+			break;
+		}
+		if (f->n == f->cap) {
+			f->cap = f->cap == 0 ? 64 : f->cap * 2;
+			f->recs = xreallocarray(f->recs, f->cap, sizeof(*f->recs));
+		}
+		r = &f->recs[f->n++];
+		memset(r, 0, sizeof(*r));
+		r->uid = f->nextuid++;
+		r->fname = xstrdup(fresh[i]->name);
+		r->baselen = (uint16_t)fresh[i]->baselen;
+		r->in_new = fresh[i]->in_new;
+		info = r->fname[r->baselen] == ':' ? strchr(r->fname + r->baselen, ',') : NULL;
+		md_info_parse(f, info != NULL ? info + 1 : NULL, &r->flags, &r->keywords);
+		rec_stat(f, r);
+		r->modseq = modseq;
+		r->indexed = true;
+		md_index_log_rec(f, r);
+		if (f->uidlist_append_from == 0)
+			f->uidlist_append_from = r->uid;
+	}
+	if (work) {
+		f->highestmodseq = modseq;
+		f->changed = true;
+	}
+done:
+	f->scanned = true;
+	f->new_mtime = s.new_mtime;
+	f->cur_mtime = s.cur_mtime;
+	f->dirs_clean = s.started - 2 >= s.new_mtime.tv_sec && s.started - 2 >= s.cur_mtime.tv_sec;
+	if (locked && work)
+		f->dirs_clean = false;
+	*work_r = work;
+out:
+	free(fresh);
+	free(map.slots);
+	scan_free(&s);
+	return err;
+}
+
+static bool
+dirs_unchanged(struct md_folder *f)
+{
+	struct timespec n, c;
+
+	if (!f->dirs_clean || !f->scanned)
+		return false;
+	if (dir_mtime(f, "new", &n) < 0 || dir_mtime(f, "cur", &c) < 0)
+		return false;
+	return ts_eq(&n, &f->new_mtime) && ts_eq(&c, &f->cur_mtime);
+}
+
+static int
+uidlist_missing(struct md_folder *f)
+{
+	char *cur = md_path(f->path, "cur");
+	struct stat stb;
+	int err;
+
+	err = stat(cur, &stb) < 0 ? ROOST_ENOTFOUND : 0;
+	free(cur);
+	if (err < 0)
+		return err;
+	/* A Maildir no uidlist was ever written for (mutt, procmail...):
+	 * start one. */
+	md_folder_reset(f);
+	f->uidvalidity = (uint32_t)time(NULL);
+	f->nextuid = 1;
+	f->uidlist_version = 3;
+	md_random_hex(f->guid, 16);
+	f->uidlist_rewrite = true;
+	return 0;
+}
+
+int
+md_sync(struct md_folder *f, int mode)
+{
+	bool work, force = mode == MD_SYNC_FORCE;
+	struct md_file_id kw_before;
+	int err;
+
+	if (!f->tmp_cleaned)
+		tmp_clean(f);
+again:
+	kw_before = f->kw_id;
+	if ((err = md_keywords_read(f)) < 0)
+		return err;
+	if (!md_file_id_eq(&kw_before, &f->kw_id))
+		force = true;
+	err = md_uidlist_read(f);
+	if (err == ROOST_ENOTFOUND) {
+		if (!f->locked) {
+			if ((err = md_uidlist_lock(f)) < 0)
+				return err;
+			goto again;
+		}
+		if ((err = uidlist_missing(f)) < 0)
+			return err;
+		force = true;
+	} else if (err < 0) {
+		return err;
+	} else if (err == 1) {
+		force = true;
+	}
+	if ((err = md_index_read(f)) < 0)
+		return err;
+	f->loaded = true;
+	if (mode == MD_SYNC_LIGHT && f->scanned && !force)
+		return 0;
+	if (!force && dirs_unchanged(f))
+		return 0;
+	if ((err = scan_apply(f, &work)) < 0)
+		return err;
+	if (work && !f->locked) {
+		if ((err = md_uidlist_lock(f)) < 0)
+			return err;
+		force = true;
+		goto again;
+	}
+	return 0;
+}
+
+int
+md_lock_and_sync(struct md_folder *f, int mode)
+{
+	int err = md_uidlist_lock(f);
+
+	if (err < 0)
+		return err;
+	err = md_sync(f, mode);
+	if (err < 0)
+		md_uidlist_unlock(f);
+	return err;
+}
+
+/*
+ * Write what the operation changed and release the lock. The uidlist last:
+ * a crash before it leaves index entries for UIDs that do not exist yet,
+ * which are ignored (the files then get new UIDs).
+ */
+int
+md_commit(struct md_folder *f)
+{
+	int err = 0, e;
+	bool need_dirsync = f->uidlist_rewrite || f->index_rewrite || !f->uidlist_id.exists ||
+	    !f->index_id.exists;
+
+	if (f->kw_dirty && (e = md_keywords_write(f)) < 0)
+		err = e;
+	if ((e = md_index_write(f)) < 0 && err == 0)
+		err = e;
+	if ((e = md_uidlist_write(f)) < 0 && err == 0)
+		err = e;
+	if (need_dirsync && f->ms->fsync && err == 0)
+		err = md_fsync_dir(f->path);
+	md_uidlist_unlock(f);
+	if (err < 0) {
+		/* what is on disk is the truth: forget our view */
+		md_folder_reset(f);
+	}
+	return err;
+}
+
+/* Call after dropping f->mutex when f->changed was set by a sync. */
+void
+md_notify(struct md_folder *f, const char *user, const char *name)
+{
+	if (user != NULL)
+		storage_notify(&f->ms->st, user, name);
+}
+
+int
+md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,
+    struct md_folder **f_r)
+{
+	char *path = md_folder_path(ms, user, name);
+	char *cur = md_path(path, "cur");
+	struct md_folder *f;
+	struct stat stb;
+	bool changed;
+	int err;
+
+	if (stat(cur, &stb) < 0 || !S_ISDIR(stb.st_mode)) {
+		free(cur);
+		free(path);
+		return ROOST_ENOTFOUND;
+	}
+	free(cur);
+	f = md_folder_get(ms, path);
+	free(path);
+	pthread_mutex_lock(&f->mutex);
+	if (f->user == NULL) {
+		f->user = xstrdup(user);
+		f->name = xstrdup(name);
+	}
+	err = md_refresh(f, mode, &changed);
+	pthread_mutex_unlock(&f->mutex);
+	if (err < 0) {
+		md_folder_put(ms, f);
+		return err;
+	}
+	if (changed)
+		md_notify(f, user, name);
+	*f_r = f;
+	return 0;
+}
+
+int
+md_refresh(struct md_folder *f, int mode, bool *changed_r)
+{
+	int err = md_sync(f, mode), e;
+
+	if (f->locked) {
+		e = md_commit(f);
+		if (err == 0)
+			err = e;
+	}
+	*changed_r = f->changed;
+	f->changed = false;
+	return err;
+}

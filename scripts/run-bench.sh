@@ -1,0 +1,20 @@
+#!/bin/sh
+# Run every benchmark binary under $BUILD/bench (make bench; FULL=1 for the
+# long profile). Each prints its own table; nothing here asserts timings.
+set -u
+BUILD=${BUILD:-build}
+profile=${1:-short}
+export BENCH_PROFILE="$profile"
+export ROOST_BIN="$(pwd)/$BUILD/roost"
+status=0
+for b in "$BUILD"/bench/bench_*; do
+	[ -x "$b" ] || continue
+	echo "== $(basename "$b") ($profile)"
+	"$b" || status=1
+	echo
+done
+if [ -x bench/compare ] && [ "${BENCH_COMPARE:-1}" = 1 ]; then
+	echo "== compare ($profile)"
+	bench/compare "--$profile" || status=1
+fi
+exit $status

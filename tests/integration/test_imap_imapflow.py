@@ -1,0 +1,56 @@
+"""imapflow (Node.js) as a modern client: STARTTLS and implicit TLS, list,
+status, fetch envelope/bodystructure/source, search, move, append and an
+IDLE notification. imapflow is installed into tests/integration/node_modules
+with npm when missing; the test skips when node/npm are unavailable."""
+import json
+import os
+import shutil
+import subprocess
+import unittest
+
+from roosttest import RoostServer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def ensure_imapflow():
+    if os.path.isdir(os.path.join(HERE, "node_modules", "imapflow")):
+        return True
+    if shutil.which("npm") is None:
+        return False
+    r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save", "--prefix",
+                        HERE, "imapflow@2"], capture_output=True, timeout=180)
+    return r.returncode == 0
+
+
+@unittest.skipIf(shutil.which("node") is None, "node not installed")
+class TestImapflow(unittest.TestCase):
+    def test_imapflow(self):
+        if not ensure_imapflow():
+            self.skipTest("imapflow could not be installed with npm")
+        with RoostServer(listeners=("imap", "imaps")) as srv:
+            env = dict(os.environ, IMAP_PORT=str(srv.port("imap")),
+                       IMAPS_PORT=str(srv.port("imaps")), NODE_PATH=os.path.join(HERE, "node_modules"))
+            r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow.js")], env=env,
+                               capture_output=True, timeout=90, cwd=HERE)
+            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
+            out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+            self.assertTrue(out["starttls"])
+            uses = dict((p, u) for p, u in out["list"])
+            self.assertEqual(uses.get("Sent"), "\\Sent")
+            self.assertEqual(uses.get("Trash"), "\\Trash")
+            self.assertIn("INBOX", uses)
+            self.assertEqual(out["status"]["messages"], 1)
+            self.assertEqual(out["envelopeSubject"], "imapflow test")
+            self.assertEqual(out["from"], "ann@example.org")
+            self.assertEqual(out["bodyType"], "text/plain")
+            self.assertIn("\\Flagged", out["flags"])
+            self.assertEqual(out["search"], [1])
+            self.assertEqual(out["searchNone"], [])
+            self.assertEqual(out["moved"], 1)
+            self.assertTrue(out["implicitTls"])
+            self.assertEqual(out["idleExists"], 2)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,914 @@
+/*
+ * Maildir-specific tests, through the backend's ops table: file names,
+ * dovecot-uidlist and dovecot-keywords formats, changes made by other
+ * programs, the Dovecot fixture (tests/data/maildir-dovecot), and Dovecot
+ * reading what we wrote (when /usr/sbin/dovecot exists). What every
+ * backend must do is in the shared conformance suite (check_storage.c).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/storage.h"
+#include "roost/storage_impl.h"
+#include "roost/xalloc.h"
+
+#include "../../backends/maildir/maildir.h"
+
+static const struct storage_ops *ops = &storage_maildir_ops;
+static char datadir[256];
+static struct roost_config cfg;
+static struct storage *st;
+
+#define USER "alice@example.com"
+
+static void
+rm_rf(const char *path)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "rm -rf %s failed\n", path);
+}
+
+static void
+store_open(void)
+{
+	ck_assert_int_eq(ops->open(&cfg, &st), 0);
+	st->ops = ops;
+	st->cfg = &cfg;
+}
+
+static void
+store_close(void)
+{
+	ops->close(st);
+	st = NULL;
+}
+
+static void
+setup(void)
+{
+	snprintf(datadir, sizeof(datadir), "/tmp/roost-check-maildir.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(datadir));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.data_dir = datadir;
+	cfg.hostname = (char *)"test.host";
+	cfg.storage_fsync = true;
+	cfg.expunge_log_retention = 30 * 24 * 3600;
+	store_open();
+	ck_assert_int_eq(ops->user_init(st, USER), 0);
+}
+
+static void
+teardown(void)
+{
+	if (st != NULL)
+		store_close();
+	rm_rf(datadir);
+}
+
+static char *
+upath(const char *rel)
+{
+	char *p = xmalloc(strlen(datadir) + strlen(rel) + 64);
+
+	sprintf(p, "%s/maildir/" USER "/%s", datadir, rel);
+	return p;
+}
+
+static struct mailbox *
+mbox(const char *name)
+{
+	struct mailbox *mb = NULL;
+
+	ck_assert_int_eq(ops->mailbox_open(st, USER, name, 0, &mb), 0);
+	mb->st = st;
+	return mb;
+}
+
+static uint32_t
+append(struct mailbox *mb, const char *text, uint32_t flags, const char *const *kws, size_t nkw)
+{
+	struct msg_input in = { .data = (const uint8_t *)text, .len = strlen(text), .fd = -1,
+		.flags = flags, .keywords = kws, .n_keywords = nkw };
+	uint32_t uid = 0;
+
+	ck_assert_int_eq(ops->append(mb, &in, &uid), 0);
+	return uid;
+}
+
+/* Names of the files in dir, one per call slot; returns how many. */
+static size_t
+list_files(const char *dir, char names[][256], size_t max)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n < max)
+			snprintf(names[n], 256, "%s", de->d_name);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf = xcalloc(1, 1 << 20);
+
+	ck_assert_ptr_nonnull(fp);
+	if (fread(buf, 1, (1 << 20) - 1, fp) == 0)
+		buf[0] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+/* ---- names ---- */
+
+START_TEST(name_encoding)
+{
+	static const char *const names[] = {
+		"a", "a/b", "a.b", "a%b", "100%/x.y", "Entw\xc3\xbcrfe", "\xe6\x97\xa5\xe6\x9c\xac/x",
+		"&", "A&B", "\xf0\x9f\x98\x80 smile", "..x", "x..", "%2E", "-&-",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char *enc = md_name_encode(names[i]);
+		char *dec = md_name_decode(enc);
+
+		ck_assert_msg(strchr(enc, '/') == NULL, "%s -> %s", names[i], enc);
+		ck_assert_msg(dec != NULL && strcmp(dec, names[i]) == 0, "%s -> %s -> %s", names[i],
+		    enc, dec != NULL ? dec : "(null)");
+		free(enc);
+		free(dec);
+	}
+	{
+		char *a = md_name_encode("a.b"), *b = md_name_encode("a/b");
+
+		ck_assert_str_eq(a, ".a%2Eb");
+		ck_assert_str_eq(b, ".a.b");
+		free(a);
+		free(b);
+	}
+	{
+		char *e = md_name_encode("Entw\xc3\xbcrfe");
+
+		ck_assert_str_eq(e, ".Entw&APw-rfe");	/* Dovecot's spelling */
+		free(e);
+	}
+	/* not ours: non-canonical or broken spellings are not listed */
+	ck_assert_ptr_null(md_name_decode(".a%2eb"));
+	ck_assert_ptr_null(md_name_decode(".&AGE-"));
+	ck_assert_ptr_null(md_name_decode(".a..b"));
+	ck_assert_ptr_null(md_name_decode(".INBOX"));
+	ck_assert_ptr_null(md_name_decode(".x&Jjo"));
+}
+END_TEST
+
+START_TEST(layout_and_listing)
+{
+	struct mailbox_info *list;
+	size_t n, i;
+	struct stat stb;
+	char *p;
+
+	ck_assert_int_eq(ops->create(st, USER, "a.b", 0), 0);
+	ck_assert_int_eq(ops->create(st, USER, "a/b", 0), 0);
+	ck_assert_int_eq(ops->create(st, USER, "x/y/z", 0), 0);
+	ck_assert_int_eq(ops->create(st, USER, "a/b", 0), ROOST_EEXISTS);
+	p = upath(".a%2Eb/cur");
+	ck_assert_int_eq(stat(p, &stb), 0);
+	free(p);
+	p = upath(".a.b/dovecot-uidlist");
+	ck_assert_int_eq(stat(p, &stb), 0);
+	free(p);
+	p = upath(".Sent/roost-specialuse");
+	ck_assert_int_eq(stat(p, &stb), 0);
+	free(p);
+	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
+	{
+		static const char *const want[] = { "Archive", "Drafts", "INBOX", "Junk", "Sent",
+			"Trash", "a", "a.b", "a/b", "x", "x/y", "x/y/z" };
+
+		ck_assert_uint_eq(n, sizeof(want) / sizeof(want[0]));
+		for (i = 0; i < n; i++)
+			ck_assert_str_eq(list[i].name, want[i]);
+	}
+	for (i = 0; i < n; i++) {
+		if (strcmp(list[i].name, "Sent") == 0)
+			ck_assert(list[i].attrs & MBOX_SENT);
+		if (strcmp(list[i].name, "a") == 0)
+			ck_assert(list[i].attrs & MBOX_HASCHILDREN);
+		if (strcmp(list[i].name, "a.b") == 0)
+			ck_assert(list[i].attrs & MBOX_HASNOCHILDREN);
+	}
+	for (i = 0; i < n; i++)
+		free(list[i].name);
+	free(list);
+
+	/* delete a parent: children stay, it becomes \Noselect */
+	ck_assert_int_eq(ops->delete(st, USER, "x"), 0);
+	ck_assert_int_eq(ops->delete(st, USER, "x"), ROOST_EPERM);	/* \Noselect parent */
+	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
+	for (i = 0; i < n; i++) {
+		if (strcmp(list[i].name, "x") == 0)
+			ck_assert(list[i].attrs & MBOX_NOSELECT);
+		free(list[i].name);
+	}
+	free(list);
+
+	/* rename moves children */
+	ck_assert_int_eq(ops->rename(st, USER, "x/y", "q"), 0);
+	p = upath(".q.z/cur");
+	ck_assert_int_eq(stat(p, &stb), 0);
+	free(p);
+	ck_assert_int_eq(ops->rename(st, USER, "q", "a.b"), ROOST_EEXISTS);
+	ck_assert_int_eq(ops->rename(st, USER, "nope", "zz"), ROOST_ENOTFOUND);
+}
+END_TEST
+
+/* ---- files ---- */
+
+START_TEST(file_names_and_formats)
+{
+	static const char *const kws[] = { "$Label1", "Work" };
+	struct mailbox *mb = mbox("INBOX");
+	char names[8][256], *dir, *text, *p;
+	const char *const *kwnames;
+	size_t n, nk;
+	uint32_t u1, u2, u3;
+	struct stat stb;
+
+	u1 = append(mb, "Subject: one\r\n\r\nbody\r\n", 0, NULL, 0);
+	u2 = append(mb, "Subject: two\r\n\r\nbody\r\n", MSG_SEEN | MSG_FLAGGED, kws, 2);
+	u3 = append(mb, "Subject: three\r\n\r\nbody\r\n", MSG_DELETED | MSG_ANSWERED | MSG_DRAFT,
+	    kws + 1, 1);
+	ck_assert_uint_eq(u1, 1);
+	ck_assert_uint_eq(u2, 2);
+	ck_assert_uint_eq(u3, 3);
+
+	/* unflagged in new/, flagged in cur/ with sorted letters */
+	dir = upath("new");
+	n = list_files(dir, names, 8);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_msg(fnmatch("*.M*P*Q*.test.host,S=22", names[0], 0) == 0, "%s", names[0]);
+	free(dir);
+	dir = upath("cur");
+	n = list_files(dir, names, 8);
+	ck_assert_uint_eq(n, 2);
+	ck_assert(fnmatch("*,S=22:2,FSab", names[0], 0) == 0 || fnmatch("*,S=22:2,FSab", names[1], 0) == 0);
+	ck_assert(fnmatch("*,S=24:2,DRTb", names[0], 0) == 0 || fnmatch("*,S=24:2,DRTb", names[1], 0) == 0);
+	free(dir);
+
+	/* dovecot-keywords */
+	p = upath("dovecot-keywords");
+	text = slurp(p);
+	ck_assert_str_eq(text, "0 $Label1\n1 Work\n");
+	free(text);
+	free(p);
+	ck_assert_int_eq(ops->keywords(mb, &kwnames, &nk), 0);
+	ck_assert_uint_eq(nk, 2);
+	ck_assert_str_eq(kwnames[1], "Work");
+
+	/* dovecot-uidlist: version 3 header, records with the base name */
+	p = upath("dovecot-uidlist");
+	text = slurp(p);
+	ck_assert_msg(fnmatch("3 V[0-9]* N[0-9]* G[0-9a-f]*\n1 :*.test.host,S=22\n2 :*.test.host,S=22\n"
+	    "3 :*.test.host,S=24\n", text, 0) == 0, "%s", text);
+	ck_assert_ptr_null(strstr(text, ":2,"));
+	free(text);
+
+	/* expunge rewrites the uidlist without the record */
+	{
+		uint32_t e[] = { 2 };
+
+		ck_assert_int_eq(ops->expunge(mb, e, 1), 0);
+	}
+	text = slurp(p);
+	ck_assert_msg(fnmatch("3 V[0-9]* N4 G[0-9a-f]*\n1 :*\n3 :*\n", text, 0) == 0, "%s", text);
+	free(text);
+	free(p);
+	/* our index beside it */
+	p = upath("roost-index");
+	ck_assert_int_eq(stat(p, &stb), 0);
+	free(p);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+START_TEST(read_zero_copy_roundtrip)
+{
+	struct mailbox *mb = mbox("INBOX");
+	struct msg_view v;
+	uint8_t bin[4096];
+	struct msg_input in = { .data = bin, .len = sizeof(bin), .fd = -1,
+		.internal_date = 1700000000 };
+	struct msg_record *recs;
+	size_t i, n;
+	uint64_t ms;
+	uint32_t uid;
+
+	for (i = 0; i < sizeof(bin); i++)
+		bin[i] = (uint8_t)(i * 7 + (i >> 8));
+	ck_assert_int_eq(ops->append(mb, &in, &uid), 0);
+	ck_assert_int_eq(ops->read(mb, uid, &v), 0);
+	ck_assert_uint_eq(v.len, sizeof(bin));
+	ck_assert_int_eq(memcmp(v.data, bin, sizeof(bin)), 0);
+	v.release(&v);
+	ck_assert_ptr_null(v.release);
+	ck_assert_int_eq(ops->read(mb, 999, &v), ROOST_ENOTFOUND);
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(recs[0].internal_date, 1700000000);
+	ck_assert_uint_eq(recs[0].size, sizeof(bin));
+	free(recs);
+
+	/* from a spooled file */
+	{
+		char tmpl[] = "/tmp/roost-spool.XXXXXX";
+		int fd = mkstemp(tmpl);
+		struct msg_input fin = { .fd = fd, .len = 1000 };
+
+		ck_assert_int_ge(fd, 0);
+		unlink(tmpl);
+		ck_assert_int_eq(write(fd, bin, 1000), 1000);
+		ck_assert_int_eq(ops->append(mb, &fin, &uid), 0);
+		close(fd);
+		ck_assert_int_eq(ops->read(mb, uid, &v), 0);
+		ck_assert_uint_eq(v.len, 1000);
+		ck_assert_int_eq(memcmp(v.data, bin, 1000), 0);
+		v.release(&v);
+	}
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+/* ---- other programs ---- */
+
+static void
+put_file(const char *rel, const char *text)
+{
+	char *p = upath(rel);
+	FILE *fp = fopen(p, "w");
+
+	ck_assert_ptr_nonnull(fp);
+	fputs(text, fp);
+	fclose(fp);
+	free(p);
+}
+
+/* Directory mtimes are trusted once 2 s old; make ours look old so the
+ * test proves the mtime check rather than the dirty window. */
+static void
+age_dirs(void)
+{
+	struct timeval tv[2];
+	const char *subs[] = { "new", "cur" };
+	size_t i;
+
+	gettimeofday(&tv[0], NULL);
+	tv[0].tv_sec -= 10;
+	tv[1] = tv[0];
+	for (i = 0; i < 2; i++) {
+		char *p = upath(subs[i]);
+
+		ck_assert_int_eq(utimes(p, tv), 0);
+		free(p);
+	}
+}
+
+START_TEST(external_changes)
+{
+	struct mailbox *mb = mbox("INBOX");
+	struct msg_record *recs;
+	struct mailbox_changes ch;
+	size_t n;
+	uint64_t m0, m1;
+	char names[4][256], *dir, *from, *to;
+
+	append(mb, "Subject: one\r\n\r\n", 0, NULL, 0);
+	append(mb, "Subject: two\r\n\r\n", MSG_SEEN, NULL, 0);
+	age_dirs();
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &m0), 0);
+	ck_assert_uint_eq(n, 2);
+	free(recs);
+
+	/* an MDA drops a file into new/ */
+	put_file("new/1700000000.P1Q1.other", "Subject: dropped\r\n\r\nhi\r\n");
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &m1), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(recs[2].uid, 3);
+	ck_assert_uint_gt(recs[2].modseq, m0);
+	ck_assert_uint_eq(recs[2].size, 24);
+	ck_assert_uint_gt(m1, m0);
+	free(recs);
+
+	/* mutt marks message 2 flagged and 1 seen (moving it to cur/) */
+	dir = upath("cur");
+	ck_assert_uint_eq(list_files(dir, names, 4), 1);
+	from = xmalloc(2000);
+	to = xmalloc(2000);
+	snprintf(from, 2000, "%s/%s", dir, names[0]);
+	snprintf(to, 2000, "%s/%.*sFS", dir, (int)(strlen(names[0]) - 1), names[0]);
+	ck_assert_int_eq(rename(from, to), 0);
+	free(dir);
+	dir = upath("new");
+	ck_assert_uint_eq(list_files(dir, names, 4), 2);
+	{
+		size_t i;
+
+		for (i = 0; i < 2; i++) {
+			if (strstr(names[i], "other") != NULL)
+				continue;
+			snprintf(from, 2000, "%s/%s", dir, names[i]);
+			snprintf(to, 2000, "%s/../cur/%s:2,S", dir, names[i]);
+			ck_assert_int_eq(rename(from, to), 0);
+		}
+	}
+	free(dir);
+	ck_assert_int_eq(ops->changes_since(mb, m1, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 2);
+	ck_assert_uint_eq(ch.changed[0].uid, 1);
+	ck_assert_uint_eq(ch.changed[0].flags, MSG_SEEN);
+	ck_assert_uint_eq(ch.changed[1].uid, 2);
+	ck_assert_uint_eq(ch.changed[1].flags, MSG_SEEN | MSG_FLAGGED);
+	ck_assert_uint_eq(ch.n_expunged, 0);
+	m0 = ch.highestmodseq;
+	free(ch.changed);
+	free(ch.expunged);
+
+	/* and deletes the dropped one */
+	dir = upath("new");
+	ck_assert_uint_eq(list_files(dir, names, 4), 1);
+	snprintf(from, 2000, "%s/%s", dir, names[0]);
+	ck_assert_int_eq(unlink(from), 0);
+	free(dir);
+	ck_assert_int_eq(ops->changes_since(mb, m0, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 0);
+	ck_assert_uint_eq(ch.n_expunged, 1);
+	ck_assert_uint_eq(ch.expunged[0], 3);
+	ck_assert(ch.expunged_complete);
+	ck_assert_uint_gt(ch.highestmodseq, m0);
+	free(ch.changed);
+	free(ch.expunged);
+	free(from);
+	free(to);
+
+	/* UIDs are never reused */
+	ck_assert_uint_eq(append(mb, "x\r\n", 0, NULL, 0), 4);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+START_TEST(tmp_cleanup)
+{
+	struct timeval tv[2];
+	struct stat stb;
+	struct mailbox *mb;
+	char *old, *fresh;
+
+	put_file("tmp/old-file", "x");
+	put_file("tmp/fresh-file", "x");
+	old = upath("tmp/old-file");
+	fresh = upath("tmp/fresh-file");
+	gettimeofday(&tv[0], NULL);
+	tv[0].tv_sec -= 37 * 3600;
+	tv[1] = tv[0];
+	ck_assert_int_eq(utimes(old, tv), 0);
+	/* a fresh process sees the folder for the first time */
+	store_close();
+	store_open();
+	mb = mbox("INBOX");
+	ck_assert_int_eq(stat(old, &stb), -1);
+	ck_assert_int_eq(stat(fresh, &stb), 0);
+	ops->mailbox_close(mb);
+	free(old);
+	free(fresh);
+}
+END_TEST
+
+START_TEST(stale_lock_broken)
+{
+	struct mailbox *mb = mbox("INBOX");
+	char *p = upath("dovecot-uidlist.lock");
+	char content[64];
+	pid_t pid = fork();
+	struct stat stb;
+
+	if (pid == 0)
+		_exit(0);
+	waitpid(pid, NULL, 0);
+	/* a lock left by a process that died */
+	snprintf(content, sizeof(content), "%d:test.host\n", (int)pid);
+	put_file("dovecot-uidlist.lock", content);
+	ck_assert_uint_eq(append(mb, "x\r\n", 0, NULL, 0), 1);
+	ck_assert_int_eq(stat(p, &stb), -1);
+	free(p);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+START_TEST(index_rebuilt_keeps_uids)
+{
+	struct mailbox *mb = mbox("INBOX");
+	struct mailbox_status s0, s1;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t ms;
+	char *p;
+	FILE *fp;
+
+	append(mb, "a\r\n", 0, NULL, 0);
+	append(mb, "b\r\n", MSG_SEEN, NULL, 0);
+	append(mb, "c\r\n", 0, NULL, 0);
+	{
+		uint32_t e[] = { 2 };
+
+		ck_assert_int_eq(ops->expunge(mb, e, 1), 0);
+	}
+	ck_assert_int_eq(ops->mailbox_status(mb, &s0), 0);
+	ops->mailbox_close(mb);
+	store_close();
+
+	/* corrupt the index */
+	p = upath("roost-index");
+	fp = fopen(p, "r+");
+	ck_assert_ptr_nonnull(fp);
+	fputs("garbage garbage garbage", fp);
+	fclose(fp);
+	free(p);
+	store_open();
+	mb = mbox("INBOX");
+	ck_assert_int_eq(ops->mailbox_status(mb, &s1), 0);
+	ck_assert_uint_eq(s1.uidvalidity, s0.uidvalidity);
+	ck_assert_uint_eq(s1.uidnext, s0.uidnext);
+	ck_assert_uint_eq(s1.messages, 2);
+	ck_assert_uint_ge(s1.highestmodseq, s0.highestmodseq);
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(recs[0].uid, 1);
+	ck_assert_uint_eq(recs[1].uid, 3);
+	free(recs);
+	ops->mailbox_close(mb);
+	store_close();
+
+	/* and without one */
+	p = upath("roost-index");
+	ck_assert_int_eq(unlink(p), 0);
+	free(p);
+	store_open();
+	mb = mbox("INBOX");
+	ck_assert_int_eq(ops->mailbox_status(mb, &s1), 0);
+	ck_assert_uint_eq(s1.uidnext, s0.uidnext);
+	ck_assert_uint_eq(s1.messages, 2);
+	ck_assert_uint_eq(append(mb, "d\r\n", 0, NULL, 0), 4);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+/* ---- body once ---- */
+
+START_TEST(deliver_links_body_once)
+{
+	struct delivery_target t[3] = {
+		{ .user = USER, .mailbox = "INBOX" },
+		{ .user = "bob@example.com", .mailbox = "INBOX" },
+		{ .user = "carol@example.com", .mailbox = "INBOX" },
+	};
+	const char *text = "Subject: hi all\r\n\r\nbody\r\n";
+	struct msg_input in = { .data = (const uint8_t *)text, .len = strlen(text), .fd = -1 };
+	char names[4][256], *dir, path[700];
+	struct stat stb;
+	struct mailbox *mb;
+	uint32_t *su, *du, v;
+	size_t n;
+
+	ck_assert_int_eq(ops->deliver(st, &in, t, 3), 0);
+	ck_assert_int_eq(t[0].uid, 1);
+	ck_assert_int_eq(t[1].uid, 1);
+	ck_assert_int_eq(t[2].result, 0);
+	dir = upath("new");
+	ck_assert_uint_eq(list_files(dir, names, 4), 1);
+	snprintf(path, sizeof(path), "%s/%s", dir, names[0]);
+	ck_assert_int_eq(stat(path, &stb), 0);
+	ck_assert_uint_eq(stb.st_nlink, 3);
+	free(dir);
+
+	/* copy is a hard link too */
+	mb = mbox("INBOX");
+	{
+		uint32_t u[] = { 1 };
+
+		ck_assert_int_eq(ops->copy(mb, u, 1, "Archive", false, &v, &su, &du, &n), 0);
+	}
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(du[0], 1);
+	free(su);
+	free(du);
+	ck_assert_int_eq(stat(path, &stb), 0);
+	ck_assert_uint_eq(stb.st_nlink, 4);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+struct thr {
+	struct mailbox *mb;
+	uint32_t uids[40];
+};
+
+static void *
+appender(void *arg)
+{
+	struct thr *t = arg;
+	size_t i;
+
+	for (i = 0; i < 40; i++) {
+		char text[64];
+		struct msg_input in = { .data = (const uint8_t *)text, .fd = -1 };
+
+		snprintf(text, sizeof(text), "Subject: %zu\r\n\r\n", i);
+		in.len = strlen(text);
+		if (ops->append(t->mb, &in, &t->uids[i]) != 0)
+			t->uids[i] = 0;
+		if (i % 5 == 4) {
+			struct store_req req = { .mode = STORE_ADD, .flags = MSG_SEEN };
+			uint32_t *mod;
+			size_t nm;
+
+			ops->store(t->mb, &t->uids[i], 1, &req, &mod, &nm);
+			free(mod);
+		}
+	}
+	return NULL;
+}
+
+START_TEST(threads_and_processes)
+{
+	struct thr t[8];
+	pthread_t th[8];
+	struct msg_record *recs;
+	size_t i, j, n;
+	uint64_t ms;
+	pid_t kids[2];
+	struct mailbox *mb;
+
+	/* two processes with their own store on the same directory */
+	for (i = 0; i < 2; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			struct storage *cst;
+			struct mailbox *cmb;
+			struct thr ct;
+
+			if (storage_maildir_ops.open(&cfg, &cst) != 0)
+				_exit(1);
+			cst->ops = ops;
+			if (ops->mailbox_open(cst, USER, "INBOX", 0, &cmb) != 0)
+				_exit(1);
+			cmb->st = cst;
+			ct.mb = cmb;
+			appender(&ct);
+			for (j = 0; j < 40; j++) {
+				if (ct.uids[j] == 0)
+					_exit(2);
+			}
+			ops->mailbox_close(cmb);
+			ops->close(cst);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 8; i++) {
+		t[i].mb = mbox("INBOX");
+		pthread_create(&th[i], NULL, appender, &t[i]);
+	}
+	for (i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < 2; i++) {
+		int status;
+
+		waitpid(kids[i], &status, 0);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	mb = mbox("INBOX");
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 400);
+	for (i = 0; i < n; i++)
+		ck_assert_uint_eq(recs[i].uid, i + 1);
+	for (i = 0; i < 8; i++) {
+		for (j = 0; j < 40; j++)
+			ck_assert_uint_ne(t[i].uids[j], 0);
+		ops->mailbox_close(t[i].mb);
+	}
+	free(recs);
+	ops->mailbox_close(mb);
+	{
+		struct buf report = BUF_INIT(0);
+
+		ck_assert_msg(ops->check(st, &report) == 0, "%s", buf_cstr(&report));
+		buf_free(&report);
+	}
+}
+END_TEST
+
+/* ---- Dovecot ---- */
+
+static void
+install_fixture(void)
+{
+	char cmd[1200], *udir = upath("");
+	const char *src = getenv("ROOST_DOVECOT_FIXTURE");
+
+	if (src == NULL)
+		src = "tests/data/maildir-dovecot";
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", udir, src, udir);
+	ck_assert_int_eq(system(cmd), 0);
+	free(udir);
+}
+
+START_TEST(dovecot_fixture)
+{
+	struct mailbox *mb;
+	struct mailbox_status s;
+	struct msg_record *recs;
+	const char *const *kw;
+	size_t n, nk;
+	uint64_t ms;
+	char *text, *p;
+	struct msg_view v;
+	struct mailbox_info *list;
+	size_t i;
+	bool work = false;
+
+	store_close();
+	install_fixture();
+	store_open();
+	p = upath("dovecot-uidlist");
+	text = slurp(p);
+	free(p);
+
+	mb = mbox("INBOX");
+	ck_assert_int_eq(ops->mailbox_status(mb, &s), 0);
+	/* Dovecot's UIDVALIDITY and UIDs, UID 4 expunged by Dovecot */
+	ck_assert_msg(strncmp(text, "3 V", 3) == 0, "%s", text);
+	ck_assert_uint_eq(s.uidvalidity, strtoul(text + 3, NULL, 10));
+	ck_assert_uint_eq(s.uidnext, 7);
+	ck_assert_uint_eq(s.messages, 5);
+	ck_assert_int_eq(ops->keywords(mb, &kw, &nk), 0);
+	ck_assert_uint_eq(nk, 2);
+	ck_assert_str_eq(kw[0], "$Label1");
+	ck_assert_str_eq(kw[1], "Work");
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_uint_eq(recs[0].uid, 1);
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN);
+	ck_assert_uint_eq(recs[1].uid, 2);
+	ck_assert_uint_eq(recs[1].flags, MSG_SEEN | MSG_FLAGGED);
+	ck_assert_uint_eq(recs[1].keywords, 1);
+	ck_assert_uint_eq(recs[2].uid, 3);
+	ck_assert_uint_eq(recs[2].flags, MSG_ANSWERED);
+	ck_assert_uint_eq(recs[2].keywords, 2);
+	ck_assert_uint_eq(recs[3].uid, 5);
+	ck_assert_uint_eq(recs[3].flags, MSG_DRAFT);
+	ck_assert_uint_eq(recs[3].keywords, 3);
+	ck_assert_uint_eq(recs[4].uid, 6);
+	ck_assert_uint_eq(recs[4].flags, 0);
+	ck_assert_uint_eq(recs[4].size, 64);
+	free(recs);
+	ck_assert_int_eq(ops->read(mb, 3, &v), 0);
+	ck_assert_ptr_nonnull(memmem(v.data, v.len, "Subject: three", 14));
+	v.release(&v);
+
+	/* and we keep numbering where Dovecot stopped */
+	ck_assert_uint_eq(append(mb, "Subject: ours\r\n\r\n", MSG_SEEN, NULL, 0), 7);
+	ops->mailbox_close(mb);
+	free(text);
+
+	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
+	for (i = 0; i < n; i++) {
+		if (strcmp(list[i].name, "Work") == 0)
+			work = true;
+		free(list[i].name);
+	}
+	free(list);
+	ck_assert(work);
+	mb = mbox("Work");
+	ck_assert_int_eq(ops->mailbox_status(mb, &s), 0);
+	/* Dovecot appended record 1 without moving N in the header */
+	ck_assert_uint_eq(s.messages, 1);
+	ck_assert_uint_eq(s.uidnext, 2);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+START_TEST(dovecot_reads_ours)
+{
+	static const char *const kws[] = { "Work" };
+	struct mailbox *mb;
+	char cmd[1200], line[512], *udir;
+	struct mailbox_status s;
+	FILE *fp;
+	struct buf out = BUF_INIT(0);
+
+	if (access("/usr/sbin/dovecot", X_OK) != 0) {
+		fprintf(stderr, "dovecot_reads_ours: SKIPPED (no /usr/sbin/dovecot; "
+		    "apt-get install dovecot-imapd to run it)\n");
+		return;
+	}
+	mb = mbox("INBOX");
+	append(mb, "Subject: one\r\n\r\n1\r\n", 0, NULL, 0);
+	append(mb, "Subject: two\r\n\r\n22\r\n", MSG_SEEN | MSG_FLAGGED, kws, 1);
+	append(mb, "Subject: three\r\n\r\n333\r\n", MSG_ANSWERED, NULL, 0);
+	{
+		uint32_t e[] = { 1 };
+
+		ck_assert_int_eq(ops->expunge(mb, e, 1), 0);
+	}
+	append(mb, "Subject: four\r\n\r\n4444\r\n", MSG_DRAFT | MSG_DELETED, NULL, 0);
+	ck_assert_int_eq(ops->mailbox_status(mb, &s), 0);
+	ops->mailbox_close(mb);
+	mb = mbox("Sent");
+	append(mb, "Subject: sent\r\n\r\n", MSG_SEEN, NULL, 0);
+	ops->mailbox_close(mb);
+	ck_assert_int_eq(ops->create(st, USER, "a.b/c", 0), 0);
+
+	udir = upath("");
+	snprintf(cmd, sizeof(cmd), "python3 tests/data/dovecot_imap.py dump '%s'", udir);
+	free(udir);
+	fp = popen(cmd, "r");
+	ck_assert_ptr_nonnull(fp);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		buf_append_str(&out, line);
+	ck_assert_int_eq(pclose(fp), 0);
+	/* Dovecot lists keywords by name: ours is "Work" */
+	snprintf(line, sizeof(line), "mailbox INBOX uidvalidity %u uidnext 5\n"
+	    "2 20 Work \\Flagged \\Seen\n"
+	    "3 23 \\Answered\n"
+	    "4 23 \\Deleted \\Draft\n", s.uidvalidity);
+	ck_assert_msg(strstr(buf_cstr(&out), line) != NULL, "dovecot saw:\n%s\nwanted:\n%s",
+	    buf_cstr(&out), line);
+	ck_assert_msg(strstr(buf_cstr(&out), "mailbox Sent uidvalidity") != NULL, "%s",
+	    buf_cstr(&out));
+	buf_free(&out);
+}
+END_TEST
+
+static Suite *
+maildir_suite(void)
+{
+	Suite *s = suite_create("maildir");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, name_encoding);
+	tcase_add_test(tc, layout_and_listing);
+	tcase_add_test(tc, file_names_and_formats);
+	tcase_add_test(tc, read_zero_copy_roundtrip);
+	tcase_add_test(tc, external_changes);
+	tcase_add_test(tc, tmp_cleanup);
+	tcase_add_test(tc, stale_lock_broken);
+	tcase_add_test(tc, index_rebuilt_keeps_uids);
+	tcase_add_test(tc, deliver_links_body_once);
+	tcase_add_test(tc, threads_and_processes);
+	tcase_add_test(tc, dovecot_fixture);
+	tcase_add_test(tc, dovecot_reads_ours);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(maildir_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

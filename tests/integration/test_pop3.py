@@ -658,7 +658,6 @@ class Pop3Base:
         user, pw = self.user()
         uidv, _ = fill(self.srv, user, SAMPLE, count=3, numbered=True)
         imap = self.imap_or_skip()
-        self.addCleanup(imap.shutdown)
         imap.login(user, pw)
         typ, data = imap.select("INBOX")
         self.assertEqual(int(data[0]), 3)
@@ -676,8 +675,8 @@ class Pop3Base:
             imap.noop()
             expunged = imap.untagged_responses.pop("EXPUNGE", [])
             time.sleep(0.05)
-        self.assertEqual(expunged, [b"2"])
         imap.logout()
+        self.assertEqual(expunged, [b"2"])
 
     # ---- size ----
 

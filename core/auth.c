@@ -13,7 +13,9 @@
  * `roost user add` takes effect on a running server without a signal. A file
  * that fails to parse is logged once per change and the old table stays.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,16 +345,46 @@ out:
 	return ret;
 }
 
+/*
+ * The throttle key of a peer: an IPv4 address as is (also when written as
+ * ::ffff:a.b.c.d), an IPv6 address by its /64, since one host or customer
+ * usually holds a whole /64 and could otherwise walk through it.
+ */
+static const char *
+throttle_key(const char *ip, char *out, size_t outlen)
+{
+	struct in6_addr a6;
+	size_t n;
+
+	if (ip == NULL)
+		return "";
+	if (strchr(ip, ':') == NULL || inet_pton(AF_INET6, ip, &a6) != 1)
+		return ip;
+	if (IN6_IS_ADDR_V4MAPPED(&a6))
+		return inet_ntop(AF_INET, &a6.s6_addr[12], out, (socklen_t)outlen) != NULL ? out : ip;
+	memset(&a6.s6_addr[8], 0, 8);
+	if (inet_ntop(AF_INET6, &a6, out, (socklen_t)outlen) == NULL)
+		return ip;
+	n = strlen(out);
+	snprintf(out + n, outlen - n, "/64");
+	return out;
+}
+
 unsigned
 auth_failure(struct auth *auth, const char *peer_ip)
 {
-	return auth_throttle_failure(auth->throttle, peer_ip != NULL ? peer_ip : "", mono_ms());
+	char key[INET6_ADDRSTRLEN + 4];
+
+	return auth_throttle_failure(auth->throttle, throttle_key(peer_ip, key, sizeof(key)),
+	    mono_ms());
 }
 
 void
 auth_success(struct auth *auth, const char *peer_ip)
 {
-	auth_throttle_success(auth->throttle, peer_ip != NULL ? peer_ip : "");
+	char key[INET6_ADDRSTRLEN + 4];
+
+	auth_throttle_success(auth->throttle, throttle_key(peer_ip, key, sizeof(key)));
 }
 
 bool

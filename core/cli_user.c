@@ -208,7 +208,8 @@ cli_user(struct cli *cli)
 	if (strcmp(op, "list") == 0) {
 		err = auth_file_list(cfg->passwd_file, print_cb, NULL);
 		if (err < 0) {
-			fprintf(stderr, "roost: %s: %s\n", cfg->passwd_file, err_text(err));
+			fprintf(stderr, "roost: %s: %s\n", cfg->passwd_file,
+			    err == ROOST_EINVAL ? "malformed file (see above)" : roost_strerror(err));
 			ret = CLI_FAIL;
 		}
 	} else if (strcmp(op, "del") == 0) {

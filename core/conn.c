@@ -660,9 +660,12 @@ conn_back(struct loop_msg *m)
 	default:
 		break;
 	}
+	/* The idle clock measures the client's silence: a command restarts
+	 * it, a wake-up or a keepalive timer does not. */
+	if (c->job == JOB_COMMAND || c->job == JOB_SESSION_NEW)
+		c->idle_since = now;
 	c->job = JOB_NONE;
 	c->frame_seen = 0;
-	c->idle_since = now;
 	c->out_progress = now;
 	c->out_blocked = false;
 	c->ready_out = true;

@@ -54,7 +54,7 @@ part_new(struct message *msg, struct mpart *parent)
 	}
 	p = &c->parts[c->used++];
 	msg->nparts++;
-	p->pub.parent = &parent->pub;
+	p->pub.parent = parent != NULL ? &parent->pub : NULL;
 	if (parent != NULL) {
 		p->depth = parent->depth + 1;
 		if (parent->last_child == NULL)

@@ -105,7 +105,8 @@ check_folder(struct md_storage *ms, const char *user, const char *dir, const cha
 	n_cur = list_dir(sub, &names);
 	free(sub);
 	all = xreallocarray(all, n_all + n_cur + 1, sizeof(*all));
-	memcpy(all + n_all, names, n_cur * sizeof(*names));
+	if (n_cur > 0)
+		memcpy(all + n_all, names, n_cur * sizeof(*names));
 	free(names);
 	n_all += n_cur;
 	for (i = 0; i < n_all; i++)

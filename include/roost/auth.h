@@ -49,6 +49,8 @@ int auth_verify(struct auth *auth, const char *user, const char *password, size_
  * Failed-login slow-down per client IP: the delay to apply before answering
  * a failure (2 s, doubling up to 15 s by default), and the bookkeeping.
  * The caller applies the delay with conn_delay(), never by sleeping.
+ * IPv6 peers count per /64. The table is bounded (the address that failed
+ * longest ago is forgotten first); failures older than 5 minutes are forgotten.
  */
 unsigned auth_failure(struct auth *auth, const char *peer_ip);	/* returns delay in ms */
 void auth_success(struct auth *auth, const char *peer_ip);

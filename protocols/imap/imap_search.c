@@ -88,7 +88,7 @@ parse_and(struct sparse *sp, const struct imap_arg *a, size_t n)
 	struct sparse sub = { sp->cmd, a, n, 0, sp->depth + 1 };
 	struct skey *and = new_key(sp, K_AND);
 
-	if (sub.depth > IMAP_MAX_DEPTH || n == 0)
+	if (sub.depth > IMAP_MAX_DEPTH * 4 || n == 0)
 		return NULL;
 	and->sub = arena_alloc(&sp->cmd->arena, n * sizeof(struct skey *));
 	while (sub.i < sub.n) {
@@ -203,7 +203,12 @@ parse_key(struct sparse *sp)
 		return k;
 	}
 	if (strcasecmp(w, "NOT") == 0) {
+		/* NOT and OR nest without parentheses: bound them too, so
+		 * neither parsing nor matching can recurse deeply. */
+		if (++sp->depth > IMAP_MAX_DEPTH * 4)
+			return NULL;
 		struct skey *sub = parse_key(sp);
+		sp->depth--;
 		if (sub == NULL)
 			return NULL;
 		struct skey *k = new_key(sp, K_NOT);

@@ -167,7 +167,8 @@ class TestImapHostile(unittest.TestCase):
         r = self.raw()
         for bad in (b"a NOOP \r\n", b"\r\n", b"+x NOOP\r\n", b"a LOGIN \"a\x00b\" c\r\n",
                     b"a LOGIN \"unterminated\r\n", b"a SEARCH " + b"(" * 50 + b"ALL"
-                    + b")" * 50 + b"\r\n"):
+                    + b")" * 50 + b"\r\n", b"a SEARCH " + b"NOT " * 5000 + b"ALL\r\n",
+                    b"a SEARCH " + b"OR ALL " * 5000 + b"ALL\r\n"):
             r.send(bad)
             self.assertRegex(r.line(), rb"^\S+ BAD")
         _, t = r.cmd(b"NOOP")
@@ -181,6 +182,24 @@ class TestImapHostile(unittest.TestCase):
         except (EOFError, ConnectionError, socket.timeout):
             pass
         self.assertTrue(any(l.startswith(b"* BYE") for l in lines), lines[-3:])
+        r.close()
+
+    def test_deep_search_and_fetch_bounds(self):
+        r = self.raw().login()
+        r.cmd(b"SELECT INBOX")
+        r.cmd(b"APPEND INBOX {%d+}\r\n" % len(MSG) + MSG)
+        for bad in (b"SEARCH " + b"NOT " * 5000 + b"ALL", b"SEARCH " + b"OR ALL " * 5000 + b"ALL",
+                    b"SEARCH " + b"(" * 40 + b"ALL" + b")" * 40,
+                    b"FETCH 1 (BODY[HEADER.FIELDS (" + b"X " * 300 + b"Y)])",
+                    b"FETCH 1 BODY[" + b"1." * 40 + b"1]",
+                    b"FETCH 1 BODY[]<99999999999999999999.1>",
+                    b"FETCH 1:99999999999 FLAGS", b"STORE 1 +FLAGS (" + b" ".join(b"$k%d" % i for i in range(40)) + b")"):
+            _, t = r.cmd(bad)
+            self.assertRegex(t, rb"^t\d+ (BAD|NO)", bad[:40])
+        _, t = r.cmd(b"SEARCH " + b"NOT " * 100 + b"ALL")
+        self.assertIn(b"OK", t)
+        _, t = r.cmd(b"NOOP")
+        self.assertIn(b"OK", t)
         r.close()
 
     def test_starttls_rules(self):

@@ -409,6 +409,12 @@ class RuntimeTimeouts(unittest.TestCase):
                 time.sleep(0.4)
                 self.assertEqual(b.cmd("ECHO x"), b"+OK x\r\n")
             b.close()
+            # Server-side wake-ups do not count as client activity.
+            d = Client(port)
+            self.assertEqual(d.cmd("TIMER 300"), b"+OK timer\r\n")
+            self.assertEqual(d.line(), b"* timer\r\n")
+            self.assertEqual(d.line(), b"-ERR idle timeout\r\n")
+            d.close()
             # The per-connection override (IMAP IDLE style).
             c = Client(port)
             self.assertEqual(c.cmd("IDLE 3"), b"+OK\r\n")

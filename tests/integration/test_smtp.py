@@ -78,7 +78,8 @@ class Raw:
     """A line-level SMTP client that does exactly what it is told."""
 
     def __init__(self, port, greet=True, tls=False):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        where = port if isinstance(port, tuple) else ("127.0.0.1", port)
+        self.sock = socket.create_connection(where, timeout=15)
         if tls:
             self.sock = tls_context().wrap_socket(self.sock)
         self.buf = b""
@@ -556,6 +557,103 @@ class SmtpTest(unittest.TestCase):
         res = self.srv.cli("deliver", "-a", ALICE, input=b"x" * 30000, check=False)
         self.assertEqual(res.returncode, 65)   # EX_DATAERR: over max_message_size
         self.assertEqual(self.count(), before + 1)
+
+
+class SmtpStorageFailureTest(unittest.TestCase):
+    """Storage trouble answers 451 and leaves nothing half-stored: a copy
+    made for one recipient is taken back when another's failed (SMTP), while
+    LMTP answers per recipient. Maildir lets the test break one user's store
+    (tmp/ replaced by a file)."""
+
+    def test_storage_failure(self):
+        srv = start_server("maildir")
+        if srv is None:
+            self.skipTest("maildir backend not in this build")
+        with srv:
+            with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=15) as s:
+                s.sendmail("s@remote.example", [ALICE, BOB], message("setup"))
+            tmp = os.path.join(srv.data_dir, "maildir", BOB, "tmp")
+            self.assertTrue(os.path.isdir(tmp), tmp)
+            os.rename(tmp, tmp + ".away")
+            with open(tmp, "w") as f:
+                f.write("not a directory\n")
+            try:
+                with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=15) as s:
+                    s.ehlo("x")
+                    s.mail("s@remote.example")
+                    s.rcpt(ALICE)
+                    s.rcpt(BOB)
+                    code, resp = s.data(message("fails for bob"))
+                    self.assertEqual(code, 451, resp)
+                    self.assertIn(b"4.3.0", resp)
+                self.assertEqual(len(uids(srv, ALICE)), 1)   # taken back
+                self.assertEqual(len(uids(srv, BOB)), 1)
+                r = Raw(srv.port("lmtp"))
+                r.cmd("LHLO x")
+                r.cmd("MAIL FROM:<s@remote.example>")
+                r.cmd("RCPT TO:<%s>" % ALICE)
+                r.cmd("RCPT TO:<%s>" % BOB)
+                r.cmd("DATA")
+                r.send(b"Subject: lmtp\r\n\r\nx\r\n.\r\n")
+                self.assertEqual(r.reply()[0], 250)
+                rep = r.reply()
+                self.assertEqual((rep[0], enh(rep)), (451, "4.3.0"))
+                r.close()
+                self.assertEqual(len(uids(srv, ALICE)), 2)
+                res = srv.cli("deliver", "-a", BOB, input=b"Subject: x\n\nx\n", check=False)
+                self.assertEqual(res.returncode, 75, res.stderr)   # EX_TEMPFAIL
+            finally:
+                os.unlink(tmp)
+                os.rename(tmp + ".away", tmp)
+            with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=15) as s:
+                s.sendmail("s@remote.example", [ALICE, BOB], message("retry"))
+            self.assertEqual(len(uids(srv, ALICE)), 3)
+            self.assertEqual(len(uids(srv, BOB)), 2)
+            res = srv.cli("deliver", "-a", BOB, input=b"Subject: x\n\nx\n", check=False)
+            self.assertEqual(res.returncode, 0, res.stderr)
+
+
+def host_address():
+    """A non-loopback address of this host, or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))     # no packet is sent
+            addr = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if addr.startswith("127.") else addr
+
+
+class SmtpNonLoopbackTest(unittest.TestCase):
+    """Off loopback, plaintext AUTH waits for TLS and submission needs it."""
+
+    def test_auth_needs_tls(self):
+        addr = host_address()
+        if addr is None:
+            self.skipTest("no non-loopback address")
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        srv = RoostServer(backend=BACKENDS[0], listeners=("smtp",),
+                          conf={"listen": {"submission": "*:%d" % port}})
+        with srv:
+            r = Raw((addr, port))
+            code, lines = r.cmd("EHLO x")
+            self.assertEqual(code, 250)
+            self.assertIn("STARTTLS", lines)
+            self.assertFalse(any(line.startswith("AUTH") for line in lines), lines)
+            rep = r.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAGFsaWNlLXNlY3JldA==")
+            self.assertEqual((rep[0], enh(rep)), (538, "5.7.11"))
+            rep = r.cmd("MAIL FROM:<%s>" % ALICE)
+            self.assertEqual((rep[0], enh(rep)), (530, "5.7.0"))
+            self.assertEqual(r.cmd("STARTTLS")[0], 220)
+            r.starttls()
+            code, lines = r.cmd("EHLO x")
+            self.assertIn("AUTH PLAIN LOGIN", lines)
+            rep = r.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAGFsaWNlLXNlY3JldA==")
+            self.assertEqual((rep[0], enh(rep)), (235, "2.7.0"))
+            self.assertEqual(r.cmd("MAIL FROM:<%s>" % ALICE)[0], 250)
+            r.close()
 
 
 class SmtpNormalizeTest(unittest.TestCase):

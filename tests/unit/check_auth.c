@@ -512,6 +512,15 @@ START_TEST(throttle_doubles_and_resets)
 	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 2000);
 	ck_assert_uint_eq(auth_failure(auth, "2001:db8::1"), 4000);
 	auth_success(auth, "198.51.100.7");	/* unknown: nothing happens */
+	/* IPv6 addresses count per /64; v4-mapped ones as their IPv4 address. */
+	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:2::10"), 2000);
+	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:2:ffff::99"), 4000);
+	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:3::10"), 2000);
+	ck_assert_uint_eq(auth_failure(auth, "::ffff:192.0.2.1"), 4000);
+	auth_success(auth, "2001:db8:1:2::1");
+	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:2::10"), 2000);
+	ck_assert_uint_eq(auth_failure(auth, "not an address"), 2000);
+	ck_assert_uint_eq(auth_failure(auth, NULL), 2000);
 	auth_free(&auth);
 }
 END_TEST

@@ -172,6 +172,10 @@ class Pop3Base:
         if cls.srv is not None:
             try:
                 cls.srv.stop()
+                log = cls.srv.log()
+                for pw in USERS.values():
+                    if pw in log:
+                        raise AssertionError("a password reached the server log")
             finally:
                 cls.srv.cleanup()
 
@@ -231,6 +235,9 @@ class Pop3Base:
         self.assertFalse(any(c.startswith("APOP") for c in capa))
         self.assertTrue(r.cmd("APOP x 0123456789abcdef0123456789abcdef").startswith(b"-ERR"))
         self.assertTrue(r.cmd("STAT").startswith(b"-ERR"), "STAT before login")
+        self.assertIn("UTF8 USER", capa)
+        self.assertTrue(r.cmd("UTF8").startswith(b"+OK"))
+        self.assertTrue(r.cmd("UTF8 x").startswith(b"-ERR"))
         self.assertEqual(r.cmd("QUIT")[:3], b"+OK")
         self.assertTrue(r.closed())
 

@@ -104,6 +104,8 @@ struct md_folder {
 	pthread_mutex_t mutex;
 	bool loaded;
 	bool locked;		/* we hold dovecot-uidlist.lock */
+	char *lock_tmpl;	/* tmp/ file linked to take the lock */
+	pid_t lock_tmpl_pid;
 	bool tmp_cleaned;
 	uint32_t uidvalidity;
 	uint32_t nextuid;
@@ -175,10 +177,13 @@ char *md_path3(const char *a, const char *b, const char *c);
 
 /* ---- maildir_uidlist.c ---- */
 int md_uidlist_lock(struct md_folder *f);
+/* Remove the lock template (folder going away). */
+void md_uidlist_lock_forget(struct md_folder *f);
 void md_uidlist_unlock(struct md_folder *f);
 /* Read dovecot-uidlist into f (replaces recs' uid/base/ext). */
 int md_uidlist_read(struct md_folder *f);
-int md_uidlist_write(struct md_folder *f);
+/* sync false: the caller fdatasyncs the file later (md_durable). */
+int md_uidlist_write(struct md_folder *f, bool sync);
 int md_uidlist_create(struct md_storage *ms, const char *dir, uint32_t uidvalidity);
 
 /* ---- maildir_keywords.c ---- */
@@ -226,6 +231,22 @@ int md_refresh(struct md_folder *f, int mode, bool *changed_r);
 void md_notify(struct md_folder *f, const char *user, const char *name);
 /* Write what is dirty and drop the uidlist lock. */
 int md_commit(struct md_folder *f);
+
+/*
+ * Deliveries make their changes durable after dropping the locks, so the
+ * fsyncs of concurrent deliveries overlap (the file system commits them
+ * together) instead of queueing behind the folder lock. Nothing is
+ * acknowledged before md_durable_sync() returns, and whoever reads the
+ * state meanwhile sees a consistent (if not yet durable) folder.
+ */
+struct md_durable {
+	bool newdir, curdir;	/* a file was renamed into it */
+	bool uidlist;		/* records were appended */
+	bool folderdir;		/* a file of the folder was replaced */
+};
+/* md_commit, leaving the fsyncs to md_durable_sync(). */
+int md_commit_deferred(struct md_folder *f, struct md_durable *d);
+int md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable *d);
 struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
 void md_rec_free_fields(struct md_rec *r);
 void md_folder_reset(struct md_folder *f);

@@ -195,7 +195,7 @@ keyword_bits(struct md_folder *f, const char *const *names, size_t n, bool add, 
  */
 static int
 finish_save(struct md_folder *f, struct pending *p, uint32_t flags, const char *const *kws,
-    size_t n_kws, int64_t idate, uint32_t *uid_r)
+    size_t n_kws, int64_t idate, struct md_durable *d, uint32_t *uid_r)
 {
 	uint64_t kw = 0;
 	struct md_rec *r;
@@ -221,8 +221,10 @@ finish_save(struct md_folder *f, struct pending *p, uint32_t flags, const char *
 	}
 	free(p->tmppath);
 	p->tmppath = NULL;
-	if (f->ms->fsync && (err = md_fsync_dir(dstdir)) < 0)
-		goto fail;
+	if (in_new)
+		d->newdir = true;
+	else
+		d->curdir = true;
 	if (f->n == f->cap) {
 		f->cap = f->cap == 0 ? 64 : f->cap * 2;
 		f->recs = xreallocarray(f->recs, f->cap, sizeof(*f->recs));
@@ -258,17 +260,21 @@ folder_finish_one(struct md_folder *f, struct pending *p, const struct msg_input
 {
 	int err, e;
 
+	struct md_durable d = { false, false, false, false };
+
 	pthread_mutex_lock(&f->mutex);
 	err = md_lock_and_sync(f, MD_SYNC_LIGHT);
 	if (err == 0) {
 		err = finish_save(f, p, msg->flags & MSG_FLAGS_ALL, msg->keywords, msg->n_keywords,
-		    msg->internal_date, uid_r);
+		    msg->internal_date, &d, uid_r);
 		*uidvalidity_r = f->uidvalidity;
-		e = md_commit(f);
+		e = md_commit_deferred(f, &d);
 		if (err == 0)
 			err = e;
 	}
 	pthread_mutex_unlock(&f->mutex);
+	if (err == 0)
+		err = md_durable_sync(f->ms, f->path, &d);
 	return err;
 }
 
@@ -396,8 +402,9 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 
 	*modified_r = NULL;
 	*n_modified_r = 0;
+	/* Light: a file renamed behind our back shows up as ENOENT below. */
 	pthread_mutex_lock(&f->mutex);
-	if ((err = md_lock_and_sync(f, MD_SYNC_NORMAL)) < 0) {
+	if ((err = md_lock_and_sync(f, MD_SYNC_LIGHT)) < 0) {
 		pthread_mutex_unlock(&f->mutex);
 		return err;
 	}
@@ -406,12 +413,13 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 		err = md_keywords_write(f);
 	modseq = f->highestmodseq + 1;
 	for (i = 0; err == 0 && i < n; i++) {
-		struct md_rec *r = md_rec_find(f, uids[i]);
+		struct md_rec *r;
 		uint32_t nf;
 		uint64_t nk;
-		int tries;
+		bool retried = false;
 
-		if (r == NULL)
+again:
+		if ((r = md_rec_find(f, uids[i])) == NULL)
 			continue;
 		if (req->unchanged_since != 0 && r->modseq > req->unchanged_since) {
 			mod = xreallocarray(mod, n_mod + 1, sizeof(*mod));
@@ -435,18 +443,17 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 		nf &= MSG_FLAGS_ALL;
 		if (nf == r->flags && nk == r->keywords)
 			continue;
-		for (tries = 0; tries < 2; tries++) {
-			e = rename_flags(f, r, nf, nk, &from_new);
-			if (e != ROOST_ENOTFOUND || tries > 0)
-				break;
-			/* renamed or removed behind our back: look again */
-			if ((e = md_sync(f, MD_SYNC_FORCE)) < 0)
+		e = rename_flags(f, r, nf, nk, &from_new);
+		if (e == ROOST_ENOTFOUND && !retried) {
+			/* renamed (flags changed) or removed by another program:
+			 * see what it did, then decide again */
+			retried = true;
+			if (any)
+				f->highestmodseq = modseq;
+			if ((err = md_sync(f, MD_SYNC_FORCE)) < 0)
 				break;
 			modseq = f->highestmodseq + 1;
-			if ((r = md_rec_find(f, uids[i])) == NULL) {
-				e = ROOST_ENOTFOUND;
-				break;
-			}
+			goto again;
 		}
 		if (e == ROOST_ENOTFOUND)
 			continue;
@@ -598,6 +605,7 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 	struct copy_src *v;
 	size_t nv = 0, i, k, nok = 0;
 	uint32_t *su, *du, *done;
+	struct md_durable d = { false, false, false, false };
 	bool changed;
 	int err, e;
 
@@ -639,7 +647,7 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 		if (!v[i].ok)
 			continue;
 		e = finish_save(dst, &v[i].p, v[i].flags, (const char *const *)v[i].kws, v[i].n_kws,
-		    v[i].idate, &v[i].new_uid);
+		    v[i].idate, &d, &v[i].new_uid);
 		if (e < 0) {
 			v[i].ok = false;
 			err = e;
@@ -648,12 +656,14 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 		}
 	}
 	if (dst->locked) {
-		e = md_commit(dst);
+		e = md_commit_deferred(dst, &d);
 		if (err == 0)
 			err = e;
 	}
 	*dest_uidvalidity_r = dst->uidvalidity;
 	pthread_mutex_unlock(&dst->mutex);
+	if (err == 0)
+		err = md_durable_sync(ms, dst->path, &d);
 	if (err < 0) {
 		copy_srcs_free(v, nv);
 		return err;

@@ -248,6 +248,14 @@ make_maildir(struct md_storage *ms, const char *dir, uint32_t uidvalidity)
 	return md_uidlist_create(ms, dir, uidvalidity);
 }
 
+/* Maildir++ marks a folder (as opposed to the root) with this empty file;
+ * MDAs such as maildrop and Dovecot's quota code look for it. */
+static int
+mark_folder(struct md_storage *ms, const char *dir)
+{
+	return md_write_file(ms, dir, "maildirfolder", "", 0, false);
+}
+
 /* Create INBOX (the user's root) when missing; user lock held. */
 static int
 ensure_inbox(struct md_storage *ms, const char *udir, int lockfd)
@@ -303,7 +311,7 @@ create_one(struct md_storage *ms, const char *user, const char *name, unsigned s
 	if ((err = md_mkdir(tmp)) < 0)
 		goto out;
 	if ((err = next_uidvalidity(lockfd, &v)) < 0 || (err = make_maildir(ms, tmp, v)) < 0 ||
-	    (err = write_specialuse(ms, tmp, special_use)) < 0)
+	    (err = mark_folder(ms, tmp)) < 0 || (err = write_specialuse(ms, tmp, special_use)) < 0)
 		goto out;
 	if (dir_exists(path)) {
 		/* a leftover without cur/ (half-deleted by another tool) */
@@ -513,7 +521,8 @@ md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size
 	}
 	free_strv(subs, n_subs);
 	free(udir);
-	qsort(l.v, l.n, sizeof(*l.v), cmp_info);
+	if (l.n > 0)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_info);
 	*list_r = l.v;
 	*n_r = l.n;
 	return 0;

@@ -5,9 +5,9 @@
  * file names in new/ and cur/ (flags). The two files are reread only when
  * their inode, size or mtime changed, and only their new tail when they
  * merely grew. The directories are rescanned when their mtime changed, or
- * when the last scan happened within 2 seconds of their mtime (a change in
- * the same clock tick would not move the mtime again: Dovecot's "dirty"
- * rule).
+ * when the last scan started too soon after their mtime (a change in the
+ * same clock tick would not move the mtime again; see mtime_settled()).
+ * Deliveries (MD_SYNC_LIGHT) never scan: they need only the next UID.
  *
  * A scan first compares without the lock; only when it finds something to
  * record (a new file, a file gone, flag letters changed, a file without an
@@ -96,6 +96,7 @@ md_folder_destroy(struct md_folder *f)
 	size_t i;
 
 	md_folder_reset(f);
+	md_uidlist_lock_forget(f);
 	for (i = 0; i < MD_MAX_KEYWORDS; i++)
 		free(f->kw[i]);
 	free(f->recs);
@@ -214,7 +215,7 @@ struct scan {
 	struct scan_ent *ents;
 	size_t n, cap;
 	struct timespec new_mtime, cur_mtime;
-	time_t started;
+	struct timespec started;
 };
 
 static void
@@ -374,6 +375,22 @@ tmp_clean(struct md_folder *f)
 	free(path);
 }
 
+/*
+ * Can a later change of the directory be told by its mtime? Only when the
+ * clock had moved on past the mtime before we read the directory: a change
+ * in the same clock tick as the last one leaves the mtime as it was. The
+ * kernel stamps with its coarse clock (a few ms), so 50 ms is plenty;
+ * a file system without sub-second stamps (tv_nsec 0) needs 2 s.
+ */
+static bool
+mtime_settled(const struct timespec *mtime, const struct timespec *scan_start)
+{
+	int64_t gap_ms = ((int64_t)scan_start->tv_sec - (int64_t)mtime->tv_sec) * 1000 +
+	    (scan_start->tv_nsec - mtime->tv_nsec) / 1000000;
+
+	return gap_ms >= (mtime->tv_nsec == 0 ? 2000 : 50);
+}
+
 /* Fill in size and internal date of a file we have not indexed. */
 static void
 rec_stat(struct md_folder *f, struct md_rec *r)
@@ -414,7 +431,7 @@ scan_apply(struct md_folder *f, bool *work_r)
 	int err;
 
 	memset(&s, 0, sizeof(s));
-	s.started = time(NULL);
+	clock_gettime(CLOCK_REALTIME, &s.started);
 	if ((err = dir_mtime(f, "new", &s.new_mtime)) < 0 ||
 	    (err = dir_mtime(f, "cur", &s.cur_mtime)) < 0)
 		return err;
@@ -546,7 +563,8 @@ done:
 	f->scanned = true;
 	f->new_mtime = s.new_mtime;
 	f->cur_mtime = s.cur_mtime;
-	f->dirs_clean = s.started - 2 >= s.new_mtime.tv_sec && s.started - 2 >= s.cur_mtime.tv_sec;
+	f->dirs_clean = mtime_settled(&s.new_mtime, &s.started) &&
+	    mtime_settled(&s.cur_mtime, &s.started);
 	if (locked && work)
 		f->dirs_clean = false;
 	*work_r = work;
@@ -657,26 +675,87 @@ md_lock_and_sync(struct md_folder *f, int mode)
  * a crash before it leaves index entries for UIDs that do not exist yet,
  * which are ignored (the files then get new UIDs).
  */
-int
-md_commit(struct md_folder *f)
+static int
+commit(struct md_folder *f, struct md_durable *d)
 {
 	int err = 0, e;
+	bool appends = !f->uidlist_rewrite && f->uidlist_append_from != 0 && f->uidlist_id.exists &&
+	    f->uidlist_version == 3;
 	bool need_dirsync = f->uidlist_rewrite || f->index_rewrite || !f->uidlist_id.exists ||
-	    !f->index_id.exists;
+	    !f->index_id.exists || f->kw_dirty;
 
 	if (f->kw_dirty && (e = md_keywords_write(f)) < 0)
 		err = e;
 	if ((e = md_index_write(f)) < 0 && err == 0)
 		err = e;
-	if ((e = md_uidlist_write(f)) < 0 && err == 0)
+	if ((e = md_uidlist_write(f, d == NULL)) < 0 && err == 0)
 		err = e;
-	if (need_dirsync && f->ms->fsync && err == 0)
+	if (d != NULL) {
+		d->uidlist |= appends;
+		d->folderdir |= need_dirsync;
+	} else if (need_dirsync && f->ms->fsync && err == 0) {
 		err = md_fsync_dir(f->path);
+	}
 	md_uidlist_unlock(f);
 	if (err < 0) {
 		/* what is on disk is the truth: forget our view */
 		md_folder_reset(f);
 	}
+	return err;
+}
+
+/*
+ * Write what the operation changed and release the lock. The uidlist last:
+ * a crash before it leaves index entries for UIDs that do not exist yet,
+ * which are ignored (the files then get new UIDs).
+ */
+int
+md_commit(struct md_folder *f)
+{
+	return commit(f, NULL);
+}
+
+int
+md_commit_deferred(struct md_folder *f, struct md_durable *d)
+{
+	return commit(f, d);
+}
+
+int
+md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable *d)
+{
+	int err = 0, e;
+
+	if (!ms->fsync)
+		return 0;
+	if (d->newdir || d->curdir) {
+		char *p = md_path(path, d->newdir ? "new" : "cur");
+
+		err = md_fsync_dir(p);
+		free(p);
+		if (d->newdir && d->curdir) {
+			p = md_path(path, "cur");
+			if ((e = md_fsync_dir(p)) < 0 && err == 0)
+				err = e;
+			free(p);
+		}
+	}
+	if (d->uidlist) {
+		char *p = md_path(path, "dovecot-uidlist");
+		int fd = open(p, O_RDONLY | O_CLOEXEC);
+
+		/* if it was replaced meanwhile, whoever replaced it synced it */
+		if (fd >= 0) {
+			if (fdatasync(fd) < 0 && err == 0) {
+				log_error("maildir: fdatasync %s: %s", p, strerror(errno));
+				err = ROOST_EIO;
+			}
+			close(fd);
+		}
+		free(p);
+	}
+	if (d->folderdir && (e = md_fsync_dir(path)) < 0 && err == 0)
+		err = e;
 	return err;
 }
 

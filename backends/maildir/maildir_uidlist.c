@@ -71,58 +71,96 @@ lock_is_stale(struct md_folder *f, const char *path)
 	return stb.st_mtime + LOCK_STALE_SECS < time(NULL);
 }
 
-int
-md_uidlist_lock(struct md_folder *f)
+/*
+ * The lock appears with its content already in it: a file in tmp/ holding
+ * "<pid>:<host>" is hard-linked to the lock name (as Dovecot's dotlocks
+ * do), so a process killed while taking the lock never leaves an empty
+ * lock whose owner nobody can tell. The file is kept for the next lock
+ * (creating files is the slow part) and touched before each use, so the
+ * lock's mtime is fresh; one left by a killed process is removed by the
+ * 36-hour tmp/ cleaning.
+ */
+static int
+lock_template(struct md_folder *f, const char **path_r)
 {
-	char *path = md_path(f->path, UIDLIST_LOCK);
-	char content[300], base[200], tmpname[256], *tmp;
-	struct timespec delay = { 0, 500000 };
-	time_t deadline = time(NULL) + LOCK_WAIT_SECS;
+	char content[300], base[200], tmpname[256];
 	int fd, len;
 
-	if (f->locked) {
-		free(path);
-		return 0;
+	if (f->lock_tmpl != NULL && f->lock_tmpl_pid == getpid()) {
+		if (utimensat(AT_FDCWD, f->lock_tmpl, NULL, 0) == 0) {
+			*path_r = f->lock_tmpl;
+			return 0;
+		}
 	}
+	if (f->lock_tmpl != NULL && f->lock_tmpl_pid == getpid())
+		unlink(f->lock_tmpl);
+	free(f->lock_tmpl);
+	f->lock_tmpl = NULL;
 	len = snprintf(content, sizeof(content), "%ld:%s\n", (long)getpid(), f->ms->hostname);
-	/* The lock appears with its content already in it (a temp file in
-	 * tmp/ hard-linked to the lock name, as Dovecot's dotlocks do), so a
-	 * process killed while taking it never leaves an empty lock whose
-	 * owner nobody can tell. A temp file left by such a process is
-	 * removed by the 36-hour tmp/ cleaning. */
 	md_unique_base(f->ms, 0, base, sizeof(base));
 	snprintf(tmpname, sizeof(tmpname), "tmp/lock.%s", base);
-	tmp = md_path(f->path, tmpname);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	f->lock_tmpl = md_path(f->path, tmpname);
+	f->lock_tmpl_pid = getpid();
+	fd = open(f->lock_tmpl, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, content, (size_t)len) != len) {
 		int err = md_errno_to_err(errno);
 
-		log_error("maildir: create %s: %s", tmp, strerror(errno));
+		log_error("maildir: create %s: %s", f->lock_tmpl, strerror(errno));
 		if (fd >= 0) {
 			close(fd);
-			unlink(tmp);
+			unlink(f->lock_tmpl);
 		}
-		free(tmp);
-		free(path);
+		free(f->lock_tmpl);
+		f->lock_tmpl = NULL;
 		return err;
 	}
 	close(fd);
+	*path_r = f->lock_tmpl;
+	return 0;
+}
+
+void
+md_uidlist_lock_forget(struct md_folder *f)
+{
+	if (f->lock_tmpl != NULL && f->lock_tmpl_pid == getpid())
+		unlink(f->lock_tmpl);
+	free(f->lock_tmpl);
+	f->lock_tmpl = NULL;
+}
+
+int
+md_uidlist_lock(struct md_folder *f)
+{
+	char *path;
+	const char *tmpl;
+	struct timespec delay = { 0, 500000 };
+	time_t deadline = time(NULL) + LOCK_WAIT_SECS;
+	bool retried = false;
+	int err;
+
+	if (f->locked)
+		return 0;
+	if ((err = lock_template(f, &tmpl)) < 0)
+		return err;
+	path = md_path(f->path, UIDLIST_LOCK);
 	for (;;) {
-		if (link(tmp, path) == 0) {
-			unlink(tmp);
-			free(tmp);
+		if (link(tmpl, path) == 0) {
 			f->locked = true;
 			free(path);
 			return 0;
 		}
+		if (errno == ENOENT && !retried) {
+			/* the template went away (tmp/ cleaned by someone) */
+			retried = true;
+			md_uidlist_lock_forget(f);
+			if ((err = lock_template(f, &tmpl)) < 0)
+				break;
+			continue;
+		}
 		if (errno != EEXIST) {
-			int err = md_errno_to_err(errno);
-
+			err = md_errno_to_err(errno);
 			log_error("maildir: link %s: %s", path, strerror(errno));
-			unlink(tmp);
-			free(tmp);
-			free(path);
-			return err;
+			break;
 		}
 		if (lock_is_stale(f, path)) {
 			log_warn("maildir: breaking stale lock %s", path);
@@ -131,15 +169,15 @@ md_uidlist_lock(struct md_folder *f)
 		}
 		if (time(NULL) > deadline) {
 			log_error("maildir: timed out waiting for %s", path);
-			unlink(tmp);
-			free(tmp);
-			free(path);
-			return ROOST_ETEMP;
+			err = ROOST_ETEMP;
+			break;
 		}
 		nanosleep(&delay, NULL);
 		if (delay.tv_nsec < 16000000)
 			delay.tv_nsec *= 2;
 	}
+	free(path);
+	return err;
 }
 
 void
@@ -349,7 +387,7 @@ append_record(struct buf *b, const struct md_rec *r)
 
 /* Write what is pending: the whole file, or the new records appended. */
 int
-md_uidlist_write(struct md_folder *f)
+md_uidlist_write(struct md_folder *f, bool sync)
 {
 	struct buf b = BUF_INIT(0);
 	char *path = md_path(f->path, UIDLIST);
@@ -380,7 +418,7 @@ md_uidlist_write(struct md_folder *f)
 		} else {
 			ssize_t w = write(fd, b.data, b.len);
 
-			if (w != (ssize_t)b.len || (f->ms->fsync && fdatasync(fd) < 0)) {
+			if (w != (ssize_t)b.len || (sync && f->ms->fsync && fdatasync(fd) < 0)) {
 				log_error("maildir: append %s: %s", path,
 				    w < 0 ? strerror(errno) : "short write");
 				err = ROOST_EIO;

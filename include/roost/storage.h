@@ -218,7 +218,10 @@ int mailbox_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 void msg_view_release(struct msg_view *view);
 
 /* Parsed-data cache (envelope, body structure...), opaque bytes filled by
- * the MIME parser. ROOST_ENOTFOUND when nothing is cached. */
+ * the MIME parser. ROOST_ENOTFOUND when nothing is cached. The cache is
+ * derived data: cache_set is allowed on read-only mailboxes, may be
+ * written asynchronously (LMDB batches fills into later commits, so a get
+ * right after a set may still miss) and a crash may lose entries. */
 int mailbox_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
 int mailbox_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 
@@ -240,8 +243,10 @@ void mailbox_changes_free(struct mailbox_changes *changes);
 /* ---- notification ---- */
 
 /* cb(arg) runs on some storage thread whenever the mailbox changes, also
- * when another process changed it. It must not block: typically it calls
- * conn_wake(). */
+ * when another process changed it (then possibly spuriously: another
+ * process's change is known per user, not per mailbox). It must not block:
+ * typically it calls conn_wake(). It runs under the watch registry's lock,
+ * so it must not call storage_watch()/storage_unwatch(). */
 typedef void storage_watch_fn(void *arg);
 struct storage_watch;
 int storage_watch(struct storage *st, const char *user, const char *mailbox,

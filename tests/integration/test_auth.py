@@ -5,6 +5,7 @@ plaintext refusal on unencrypted non-loopback connections."""
 import base64
 import hashlib
 import hmac
+import imaplib
 import os
 import smtplib
 import socket
@@ -203,6 +204,56 @@ def smtp_login_at(host, port, user, password):
             return True
         except smtplib.SMTPAuthenticationError:
             return False
+
+
+class ScramClient:
+    """RFC 5802 client as an imaplib.authenticate() callback."""
+
+    def __init__(self, user, password, nonce="imapClientNonce42"):
+        self.user, self.password, self.nonce = user, password, nonce
+        self.step = 0
+        self.verified = False
+
+    def __call__(self, challenge):
+        self.step += 1
+        if self.step == 1:
+            self.bare = "n=%s,r=%s" % (self.user, self.nonce)
+            return ("n,," + self.bare).encode()
+        if self.step == 2:
+            server_first = challenge.decode()
+            f = dict(kv.split("=", 1) for kv in server_first.split(","))
+            self.salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(),
+                                              base64.b64decode(f["s"]), int(f["i"]))
+            client_key = hmac.new(self.salted, b"Client Key", "sha256").digest()
+            final_wo_proof = "c=biws,r=" + f["r"]
+            self.auth_message = ",".join((self.bare, server_first, final_wo_proof)).encode()
+            sig = hmac.new(hashlib.sha256(client_key).digest(), self.auth_message,
+                           "sha256").digest()
+            return (final_wo_proof + ",p=" +
+                    b64(bytes(a ^ b for a, b in zip(client_key, sig)))).encode()
+        server_key = hmac.new(self.salted, b"Server Key", "sha256").digest()
+        expect = "v=" + b64(hmac.new(server_key, self.auth_message, "sha256").digest())
+        self.verified = challenge.decode() == expect
+        return b""
+
+
+class TestImap(unittest.TestCase):
+    def test_imap_mechanisms(self):
+        conf = {"auth": dict(FAST, password_scheme="SCRAM-SHA-256")}
+        with roosttest.RoostServer(listeners=("imap",), conf=conf) as srv:
+            m = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+            self.assertIn("AUTH=SCRAM-SHA-256", m.capabilities)
+            client = ScramClient("alice@example.org", "alice-secret")
+            typ, _ = m.authenticate("SCRAM-SHA-256", client)
+            self.assertEqual(typ, "OK")
+            self.assertTrue(client.verified)
+            m.logout()
+
+            m = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+            with self.assertRaises(imaplib.IMAP4.error):
+                m.authenticate("SCRAM-SHA-256", ScramClient("alice@example.org", "nope"))
+            self.assertEqual(m.login("bob@example.org", "bob-secret")[0], "OK")
+            m.logout()
 
 
 class TestSchemes(unittest.TestCase):

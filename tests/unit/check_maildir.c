@@ -380,8 +380,9 @@ put_file(const char *rel, const char *text)
 	free(p);
 }
 
-/* Directory mtimes are trusted once 2 s old; make ours look old so the
- * test proves the mtime check rather than the dirty window. */
+/* Directory mtimes are trusted once they are older than the clock's
+ * granularity; make ours look old so the test proves the mtime check
+ * rather than the dirty window. */
 static void
 age_dirs(void)
 {

@@ -818,7 +818,7 @@ START_TEST(crash)
 
 	setup_backend(_i);
 	storage_close(&st);
-	for (int iter = 0; iter < 25; iter++) {
+	for (int iter = 0; iter < 60; iter++) {
 		int fds[2];
 		pid_t pid;
 		uint32_t uid;
@@ -847,7 +847,7 @@ START_TEST(crash)
 			}
 		}
 		close(fds[1]);
-		usleep(2000 + (unsigned)(rand_r(&seed) % 60000));
+		usleep(1000 + (unsigned)(rand_r(&seed) % 40000));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		while ((r = read(fds[0], &uid, sizeof(uid))) == sizeof(uid)) {
@@ -1038,6 +1038,41 @@ START_TEST(grown_by_other_process)
 }
 END_TEST
 
+/* LMDB only: users spread over shards; the shard count is fixed. */
+START_TEST(lmdb_shards)
+{
+	char user[32];
+	struct mailbox_status s;
+
+	setup_dir(0);
+	cfg.lmdb_shards = 4;
+	open_store();
+	for (int u = 0; u < 12; u++) {
+		struct delivery_target t[2];
+		struct msg_input in = { .data = (const uint8_t *)"S: x\r\n\r\n.\r\n", .len = 12,
+			.fd = -1 };
+		char u2[32];
+
+		snprintf(user, sizeof(user), "user%d@x", u);
+		snprintf(u2, sizeof(u2), "other%d@x", u);
+		t[0] = (struct delivery_target){ .user = user, .mailbox = "INBOX" };
+		t[1] = (struct delivery_target){ .user = u2, .mailbox = "INBOX" };
+		ck_assert_int_eq(storage_deliver(st, &in, t, 2), 0);
+	}
+	reopen();
+	for (int u = 0; u < 12; u++) {
+		snprintf(user, sizeof(user), "user%d@x", u);
+		ck_assert_int_eq(storage_status(st, user, "INBOX", &s), 0);
+		ck_assert_uint_eq(s.messages, 1);
+	}
+	assert_clean();
+	storage_close(&st);
+	cfg.lmdb_shards = 2;
+	ck_assert_int_eq(storage_open(&cfg, &st), ROOST_ECONFIG);
+	teardown_backend();
+}
+END_TEST
+
 /* LMDB only: damage a reference count and a counter behind the store's
  * back; `roost check` must report both and change nothing. */
 START_TEST(lmdb_check_detects_damage)
@@ -1123,6 +1158,7 @@ storage_suite(void)
 		TCase *lm = tcase_create("lmdb");
 
 		tcase_add_test(lm, lmdb_check_detects_damage);
+		tcase_add_test(lm, lmdb_shards);
 		suite_add_tcase(s, lm);
 	}
 	return s;

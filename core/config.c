@@ -301,7 +301,7 @@ config_parse_addr(const char *spec, struct config_addr *addr_r)
 static int
 parse_listen(const char *s, struct config_listen *l)
 {
-	char **v;
+	char **v = NULL;
 	struct config_addr addr;
 
 	if (strcasecmp(s, "off") == 0 || strcasecmp(s, "no") == 0) {

@@ -54,16 +54,14 @@ part_new(struct message *msg, struct mpart *parent)
 	}
 	p = &c->parts[c->used++];
 	msg->nparts++;
-	p->pub.parent = parent != NULL ? &parent->pub : NULL;
 	if (parent != NULL) {
+		p->pub.parent = &parent->pub;
 		p->depth = parent->depth + 1;
 		if (parent->last_child == NULL)
 			parent->pub.children = &p->pub;
 		else
 			parent->last_child->pub.next = &p->pub;
 		parent->last_child = p;
-	} else {
-		p->pub.parent = NULL;
 	}
 	return p;
 }
@@ -187,31 +185,27 @@ header_done(struct parser *ps, const uint8_t *ct, size_t ct_len, bool have_ct, b
 	p->blf_body = ps->blf;
 	p->pub.header_vsize = p->pub.header_len + (ps->blf - p->blf_hdr);
 	ps->in_header = false;
-	if (have_ct && mime_parse_content_type(ct, ct_len, &t)) {
-		if (mime_token_eq(t.type, t.type_len, "multipart")) {
-			const struct mime_param *b = mime_params_get(&t.params, "boundary");
+	if (have_ct && message_parse_content_type(ct, ct_len, &t) && !t.broken) {
+		if (message_token_eq(t.type, t.type_len, "multipart")) {
+			const struct message_param *b = message_params_get(&t.params, "boundary");
 			p->pub.is_multipart = true;
-			if (b != NULL && b->value_len > 0 && p->depth + 1 <= lim->max_depth) {
+			/* an empty boundary is a boundary ("--"), as in Dovecot */
+			if (b != NULL && p->depth + 1 <= lim->max_depth) {
 				p->boundary = xmalloc(b->value_len + 2);
 				p->boundary[0] = '-';
 				p->boundary[1] = '-';
 				memcpy(p->boundary + 2, b->value, b->value_len);
 				p->boundary_len = b->value_len + 2;
 			}
-			p->digest = mime_token_eq(t.sub, t.sub_len, "digest");
-		} else if (mime_token_eq(t.type, t.type_len, "message") &&
-		    mime_token_eq(t.sub, t.sub_len, "rfc822")) {
+			p->digest = message_token_eq(t.sub, t.sub_len, "digest");
+		} else if (message_token_eq(t.type, t.type_len, "message") &&
+		    message_token_eq(t.sub, t.sub_len, "rfc822")) {
 			rfc822 = true;
 		}
-		if (t.sub == NULL) {
-			/* "type" without "/subtype" is no Content-Type at all */
-			p->pub.is_multipart = false;
-			free(p->boundary);
-			p->boundary = NULL;
-			p->boundary_len = 0;
-		}
-		content_type_free(&t);
-	} else if (!have_ct && parent != NULL && parent->digest) {
+		message_content_type_free(&t);
+	} else if (have_ct) {
+		message_content_type_free(&t);
+	} else if (parent != NULL && parent->digest) {
 		rfc822 = true;
 	}
 	if (rfc822) {

@@ -42,7 +42,13 @@ addr_free(struct addr *a)
 static bool
 atext(uint8_t c)
 {
-	return c > ' ' && c != 0x7f && strchr("()<>[]:;@\\,.\"", c) == NULL;
+	switch (c) {
+	case '(': case ')': case '<': case '>': case '[': case ']': case ':': case ';':
+	case '@': case '\\': case ',': case '.': case '"':
+		return false;
+	default:
+		return c > ' ' && c != 0x7f;
+	}
 }
 
 static void
@@ -110,21 +116,25 @@ skip_cfws_keep(struct lex *lx, struct buf *last, bool *got)
 static bool
 read_quoted(struct lex *lx, struct buf *out)
 {
-	return lex_quoted(lx, out);
+	return message_lex_quoted(lx, out);
 }
 
 /*
  * Words: atoms (with dots, as obs-phrase allows) and quoted strings.
  * phrase gets them joined with single spaces, local the way a local part
- * writes them (no white space). Returns the number of words, -1 on an
- * unterminated quoted string.
+ * writes them (no white space). *spaced_r tells whether two words followed
+ * each other without a dot (a phrase, not a local part). Returns the
+ * number of words, -1 on an unterminated quoted string.
  */
 static int
-read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r)
+read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r,
+    bool *spaced_r)
 {
 	int n = 0;
+	bool after_word = false;
 
 	*quoted_r = false;
+	*spaced_r = false;
 	for (;;) {
 		const uint8_t *s;
 
@@ -132,26 +142,27 @@ read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r
 		if (lx->p >= lx->end)
 			break;
 		if (*lx->p == '"') {
-			size_t before = phrase->len;
+			size_t before;
 
 			if (n > 0 && phrase->len > 0)
 				buf_append_byte(phrase, ' ');
 			before = phrase->len;
-			if (!read_quoted(lx, phrase))
+			if (!message_lex_quoted(lx, phrase))
 				return -1;
 			buf_append(local, phrase->data + before, phrase->len - before);
 			*quoted_r = true;
+			if (after_word)
+				*spaced_r = true;
+			after_word = true;
 			n++;
 			continue;
 		}
 		if (*lx->p == '.') {
 			/* a dot between words of a local part or an obs-phrase */
 			buf_append_byte(local, '.');
-			if (phrase->len > 0 && phrase->data[phrase->len - 1] != ' ')
-				buf_append_byte(phrase, '.');
-			else
-				buf_append_byte(phrase, '.');
+			buf_append_byte(phrase, '.');
 			lx->p++;
+			after_word = false;
 			continue;
 		}
 		if (!atext(*lx->p))
@@ -163,49 +174,65 @@ read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r
 			buf_append_byte(phrase, ' ');
 		buf_append(phrase, s, (size_t)(lx->p - s));
 		buf_append(local, s, (size_t)(lx->p - s));
+		if (after_word)
+			*spaced_r = true;
+		after_word = true;
 		n++;
 	}
 	return n;
 }
 
-/* domain after '@': dot-atoms or a domain literal */
-static void
+/*
+ * The domain after '@': a dot-atom or a domain literal. false when it is
+ * not one (empty, a dot too many, an unterminated literal): the host is
+ * then missing, as Dovecot reports it.
+ */
+static bool
 read_domain(struct lex *lx, struct buf *host)
 {
+	bool want_label = true, any = false;
+
 	for (;;) {
 		const uint8_t *s;
 
 		skip_cfws_keep(lx, NULL, NULL);
 		if (lx->p >= lx->end)
-			return;
-		if (*lx->p == '[') {
+			break;
+		if (*lx->p == '[' && !any) {
 			s = lx->p;
 			while (lx->p < lx->end && *lx->p != ']')
 				lx->p++;
-			if (lx->p < lx->end)
-				lx->p++;
+			if (lx->p >= lx->end)
+				return false;
+			lx->p++;
 			buf_append(host, s, (size_t)(lx->p - s));
-			continue;
+			return true;
 		}
 		if (*lx->p == '.') {
+			if (want_label)
+				return false;
 			buf_append_byte(host, '.');
 			lx->p++;
+			want_label = true;
 			continue;
 		}
-		if (!atext(*lx->p))
-			return;
+		if (!atext(*lx->p) || !want_label)
+			break;
 		s = lx->p;
 		while (lx->p < lx->end && atext(*lx->p))
 			lx->p++;
 		buf_append(host, s, (size_t)(lx->p - s));
+		want_label = false;
+		any = true;
 		/* go on only for a dot: a comment after the domain is the name */
 		s = lx->p;
 		skip_cfws_keep(lx, NULL, NULL);
 		if (lx->p >= lx->end || *lx->p != '.') {
 			lx->p = s;
-			return;
+			return true;
 		}
 	}
+	return any && !want_label;
 }
 
 /* "<" [route ":"] addr-spec ">" with lx->p after the '<' */
@@ -213,7 +240,7 @@ static void
 read_angle(struct lex *lx, struct addr *a)
 {
 	struct buf phrase = BUF_INIT(0);
-	bool quoted;
+	bool quoted, spaced;
 
 	skip_cfws_keep(lx, NULL, NULL);
 	/* obs-route: @a,@b: */
@@ -231,7 +258,7 @@ read_angle(struct lex *lx, struct addr *a)
 			if (route.len > 0)
 				buf_append_byte(&route, ',');
 			buf_append_byte(&route, '@');
-			read_domain(lx, &route);
+			(void)read_domain(lx, &route);
 			skip_cfws_keep(lx, NULL, NULL);
 		}
 		if (lx->p < lx->end && *lx->p == ':') {
@@ -242,14 +269,15 @@ read_angle(struct lex *lx, struct addr *a)
 		}
 		buf_free(&route);
 	}
-	if (read_words(lx, &phrase, &a->mailbox, &quoted) > 0)
+	if (read_words(lx, &phrase, &a->mailbox, &quoted, &spaced) > 0)
 		a->has_mailbox = true;
 	skip_cfws_keep(lx, NULL, NULL);
 	if (lx->p < lx->end && *lx->p == '@') {
 		lx->p++;
-		read_domain(lx, &a->host);
-		if (a->host.len > 0)
+		if (read_domain(lx, &a->host))
 			a->has_host = true;
+		else
+			buf_reset(&a->host);
 		skip_cfws_keep(lx, NULL, NULL);
 	}
 	if (lx->p < lx->end && *lx->p == '>') {
@@ -267,19 +295,19 @@ emit(struct buf *out, const struct addr *a)
 {
 	buf_append_byte(out, '(');
 	if (a->has_name && a->name.len > 0)
-		imap_append_human(out, a->name.data, a->name.len);
+		message_imap_human(out, a->name.data, a->name.len);
 	else
 		buf_append_str(out, "NIL");
 	buf_append_byte(out, ' ');
-	imap_append_nstring(out, a->route.data, a->route.len, a->route.len == 0);
+	message_imap_nstring(out, a->route.data, a->route.len, a->route.len == 0);
 	buf_append_byte(out, ' ');
 	if (a->has_mailbox)
-		imap_append_nstring(out, a->mailbox.data, a->mailbox.len, false);
+		message_imap_nstring(out, a->mailbox.data, a->mailbox.len, false);
 	else
 		buf_append_str(out, "\"MISSING_MAILBOX\"");
 	buf_append_byte(out, ' ');
 	if (a->has_host)
-		imap_append_nstring(out, a->host.data, a->host.len, false);
+		message_imap_nstring(out, a->host.data, a->host.len, false);
 	else
 		buf_append_str(out, "\"MISSING_DOMAIN\"");
 	buf_append_byte(out, ')');
@@ -293,10 +321,10 @@ static int
 read_mailbox(struct lex *lx, struct addr *a)
 {
 	struct buf phrase = BUF_INIT(0), local = BUF_INIT(0), comment = BUF_INIT(0);
-	bool quoted, got_comment = false;
+	bool quoted, spaced, got_comment = false;
 	int n, ret = 1;
 
-	n = read_words(lx, &phrase, &local, &quoted);
+	n = read_words(lx, &phrase, &local, &quoted, &spaced);
 	if (n < 0) {
 		/* unterminated quoted string: nothing usable */
 		buf_free(&phrase);
@@ -321,16 +349,18 @@ read_mailbox(struct lex *lx, struct addr *a)
 			buf_append(&a->mailbox, local.data, local.len);
 			a->has_mailbox = true;
 		}
-		read_domain(lx, &a->host);
-		if (a->host.len > 0)
+		if (read_domain(lx, &a->host))
 			a->has_host = true;
+		else
+			buf_reset(&a->host);
 		/* a comment after the address is the name */
 		skip_cfws_keep(lx, &comment, &got_comment);
 		if (got_comment && comment.len > 0) {
 			buf_append(&a->name, comment.data, comment.len);
 			a->has_name = true;
 		}
-	} else if (n == 1 && !quoted) {
+	} else if (n > 0 && !quoted && !spaced) {
+		/* a local part without its domain ("alice", "first.last") */
 		buf_append(&a->mailbox, local.data, local.len);
 		a->has_mailbox = true;
 	} else if (n > 0) {
@@ -360,21 +390,18 @@ skip_garbage(struct lex *lx)
 	}
 }
 
-void
-address_list_imap(const uint8_t *v, size_t len, struct buf *out)
+size_t
+message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 {
 	struct lex lx = { v, v + len };
 	struct addr a;
-	bool any = false, in_group = false;
-	size_t start = out->len;
+	bool in_group = false;
+	size_t n = 0;
 
 	memset(&a, 0, sizeof(a));
 	skip_cfws_keep(&lx, NULL, NULL);
-	if (lx.p >= lx.end) {
-		buf_append_str(out, "NIL");
-		return;
-	}
-	buf_append_byte(out, '(');
+	if (lx.p >= lx.end)
+		return 0;
 	for (;;) {
 		int r;
 
@@ -383,6 +410,7 @@ address_list_imap(const uint8_t *v, size_t len, struct buf *out)
 		if (in_group && lx.p < lx.end && *lx.p == ';') {
 			lx.p++;
 			buf_append_str(out, "(NIL NIL NIL NIL)");
+			n++;
 			in_group = false;
 			skip_cfws_keep(&lx, NULL, NULL);
 			if (lx.p < lx.end && *lx.p == ',')
@@ -395,14 +423,14 @@ address_list_imap(const uint8_t *v, size_t len, struct buf *out)
 		r = read_mailbox(&lx, &a);
 		if (r == 2 && !in_group) {
 			buf_append_str(out, "(NIL NIL ");
-			imap_append_nstring(out, a.name.data, a.name.len, false);
+			message_imap_nstring(out, a.name.data, a.name.len, false);
 			buf_append_str(out, " NIL)");
+			n++;
 			in_group = true;
-			any = true;
 			continue;
 		}
 		emit(out, &a);
-		any = true;
+		n++;
 		skip_cfws_keep(&lx, NULL, NULL);
 		if (lx.p < lx.end && *lx.p != ',' && *lx.p != ';')
 			skip_garbage(&lx);
@@ -415,13 +443,10 @@ address_list_imap(const uint8_t *v, size_t len, struct buf *out)
 		if (lx.p >= lx.end)
 			break;
 	}
-	if (in_group)
+	if (in_group) {
 		buf_append_str(out, "(NIL NIL NIL NIL)");
-	if (!any) {
-		buf_truncate(out, start);
-		buf_append_str(out, "NIL");
-	} else {
-		buf_append_byte(out, ')');
+		n++;
 	}
 	addr_free(&a);
+	return n;
 }

@@ -54,7 +54,7 @@ utf8_seq(const uint8_t *p, size_t len)
 }
 
 bool
-utf8_valid(const uint8_t *p, size_t len)
+message_utf8_valid(const uint8_t *p, size_t len)
 {
 	size_t i = 0, n;
 
@@ -122,7 +122,7 @@ charset_alias(const char *cs)
 }
 
 int
-charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out)
+message_charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out)
 {
 	iconv_t cd;
 	char obuf[4096];

@@ -20,7 +20,7 @@ dskip(struct dlex *d)
 {
 	struct lex lx = { d->p, d->end };
 
-	lex_skip_cfws(&lx);
+	message_lex_skip_cfws(&lx);
 	d->p = lx.p;
 }
 

@@ -25,7 +25,7 @@ hexval(uint8_t c)
 }
 
 int
-qp_decode(const uint8_t *d, size_t len, bool header, struct buf *out)
+message_qp_decode(const uint8_t *d, size_t len, bool header, struct buf *out)
 {
 	size_t i = 0;
 	int ret = 0;
@@ -174,7 +174,7 @@ flush_words(char *charset, struct buf *pend, struct buf *out)
 	int ret = 0;
 
 	if (pend->len > 0)
-		ret = charset_to_utf8(charset, pend->data, pend->len, out);
+		ret = message_charset_to_utf8(charset, pend->data, pend->len, out);
 	buf_reset(pend);
 	return ret;
 }
@@ -183,9 +183,9 @@ flush_words(char *charset, struct buf *pend, struct buf *out)
 static int
 append_raw(const uint8_t *p, size_t len, struct buf *out)
 {
-	if (utf8_valid(p, len))
+	if (message_utf8_valid(p, len))
 		return buf_append(out, p, len);
-	return charset_to_utf8("ISO-8859-1", p, len, out);
+	return message_charset_to_utf8("ISO-8859-1", p, len, out);
 }
 
 int
@@ -241,7 +241,7 @@ message_decode_words(const char *text, size_t len, struct buf *out)
 		if (enc == 'B')
 			ret = message_b64_decode(txt, txt_len, &pend);
 		else
-			ret = qp_decode(txt, txt_len, true, &pend);
+			ret = message_qp_decode(txt, txt_len, true, &pend);
 		i += n;
 		raw = i;
 	}
@@ -266,12 +266,12 @@ part_cte(const struct message *msg, const struct message_part *part, char *enc, 
 	size_t i = 0;
 
 	enc[0] = '\0';
-	if (!hdr_find(msg->data + part->header_off, part->header_len, "content-transfer-encoding",
+	if (!message_hdr_find(msg->data + part->header_off, part->header_len, "content-transfer-encoding",
 	    &f))
 		return;
 	lx.p = f.value;
 	lx.end = f.value + f.value_len;
-	lex_skip_cfws(&lx);
+	message_lex_skip_cfws(&lx);
 	while (lx.p < lx.end && *lx.p > ' ' && *lx.p != '(' && *lx.p != ';' && i + 1 < size) {
 		uint8_t c = *lx.p++;
 		enc[i++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
@@ -296,7 +296,7 @@ message_part_decode(const struct message *msg, const struct message_part *part,
 	if (strcmp(enc, "base64") == 0)
 		return message_b64_decode(b, part->body_len, out);
 	if (strcmp(enc, "quoted-printable") == 0)
-		return qp_decode(b, part->body_len, false, out);
+		return message_qp_decode(b, part->body_len, false, out);
 	return ROOST_EINVAL;
 }
 
@@ -310,22 +310,22 @@ part_is_text(const struct message *msg, const struct message_part *part, char *c
 	bool text = false;
 
 	cs[0] = '\0';
-	if (!hdr_find(msg->data + part->header_off, part->header_len, "content-type", &f)) {
+	if (!message_hdr_find(msg->data + part->header_off, part->header_len, "content-type", &f)) {
 		const struct mpart *parent = mpart_c(part)->pub.parent != NULL ?
 		    mpart_c(part->parent) : NULL;
 		return parent == NULL || !parent->digest;
 	}
-	if (!mime_parse_content_type(f.value, f.value_len, &ct))
+	if (!message_parse_content_type(f.value, f.value_len, &ct))
 		return true;
-	if (mime_token_eq(ct.type, ct.type_len, "text")) {
-		const struct mime_param *c = mime_params_get(&ct.params, "charset");
+	if (message_token_eq(ct.type, ct.type_len, "text")) {
+		const struct message_param *c = message_params_get(&ct.params, "charset");
 		text = true;
 		if (c != NULL && c->value_len < size) {
 			memcpy(cs, c->value, c->value_len);
 			cs[c->value_len] = '\0';
 		}
 	}
-	content_type_free(&ct);
+	message_content_type_free(&ct);
 	return text;
 }
 
@@ -350,7 +350,7 @@ message_body_text(const struct message *msg, struct buf *out)
 			if (!first)
 				ret = buf_append_byte(out, '\n');
 			if (ret == 0)
-				ret = charset_to_utf8(cs, dec.data, dec.len, out);
+				ret = message_charset_to_utf8(cs, dec.data, dec.len, out);
 			first = false;
 		}
 		/* depth-first, iterative */

@@ -12,7 +12,7 @@
 #include "message_impl.h"
 
 void
-hdr_iter_init(struct hdr_iter *it, const uint8_t *hdr, size_t len)
+message_hdr_iter_init(struct hdr_iter *it, const uint8_t *hdr, size_t len)
 {
 	it->p = hdr;
 	it->end = hdr + len;
@@ -41,7 +41,7 @@ strip_eol(const uint8_t *s, const uint8_t *e)
 }
 
 bool
-hdr_iter_next(struct hdr_iter *it, struct hdr_field *f)
+message_hdr_iter_next(struct hdr_iter *it, struct hdr_field *f)
 {
 	const uint8_t *s = it->p, *e, *colon;
 	size_t l, i;
@@ -84,15 +84,30 @@ hdr_iter_next(struct hdr_iter *it, struct hdr_field *f)
 }
 
 bool
-hdr_name_eq(const struct hdr_field *f, const char *name)
+message_hdr_name_eq(const struct hdr_field *f, const char *name)
 {
-	size_t n = strlen(name);
+	size_t i;
 
-	return f->has_colon && f->name_len == n && strncasecmp((const char *)f->name, name, n) == 0;
+	if (!f->has_colon)
+		return false;
+	/* strcasecmp bounded by the field name, without a strlen per call */
+	for (i = 0; i < f->name_len; i++) {
+		uint8_t a = f->name[i], b = (uint8_t)name[i];
+
+		if (b == '\0')
+			return false;
+		if (a >= 'A' && a <= 'Z')
+			a += 32;
+		if (b >= 'A' && b <= 'Z')
+			b += 32;
+		if (a != b)
+			return false;
+	}
+	return name[i] == '\0';
 }
 
 int
-hdr_unfold(const uint8_t *v, size_t len, struct buf *out)
+message_hdr_unfold(const uint8_t *v, size_t len, struct buf *out)
 {
 	size_t i, run = 0;
 	int ret;
@@ -114,13 +129,13 @@ hdr_unfold(const uint8_t *v, size_t len, struct buf *out)
 }
 
 bool
-hdr_find(const uint8_t *hdr, size_t len, const char *name, struct hdr_field *f)
+message_hdr_find(const uint8_t *hdr, size_t len, const char *name, struct hdr_field *f)
 {
 	struct hdr_iter it;
 
-	hdr_iter_init(&it, hdr, len);
-	while (hdr_iter_next(&it, f))
-		if (hdr_name_eq(f, name))
+	message_hdr_iter_init(&it, hdr, len);
+	while (message_hdr_iter_next(&it, f))
+		if (message_hdr_name_eq(f, name))
 			return true;
 	return false;
 }
@@ -133,7 +148,7 @@ name_listed(const struct hdr_field *f, const char *const *names, size_t n)
 	if (!f->has_colon)
 		return false;
 	for (i = 0; i < n; i++)
-		if (hdr_name_eq(f, names[i]))
+		if (message_hdr_name_eq(f, names[i]))
 			return true;
 	return false;
 }
@@ -147,8 +162,8 @@ message_header_fields(const uint8_t *hdr, size_t len, const char *const *names, 
 	size_t start = out->len;
 	int ret;
 
-	hdr_iter_init(&it, hdr, len);
-	while (hdr_iter_next(&it, &f)) {
+	message_hdr_iter_init(&it, hdr, len);
+	while (message_hdr_iter_next(&it, &f)) {
 		if (name_listed(&f, names, n) == not)
 			continue;
 		ret = buf_append(out, f.full, f.full_len);
@@ -185,7 +200,7 @@ append_value(const struct hdr_field *f, bool decode, struct buf *out)
 
 	size_t a = 0, b;
 
-	ret = hdr_unfold(f->value, f->value_len, &tmp);
+	ret = message_hdr_unfold(f->value, f->value_len, &tmp);
 	/* trimmed: what a reader (or SEARCH) means by the value */
 	b = tmp.len;
 	while (a < b && (tmp.data[a] == ' ' || tmp.data[a] == '\t'))
@@ -209,7 +224,7 @@ message_header_get(const struct message *msg, const struct message_part *part,
 	struct hdr_field f;
 
 	part_header(msg, part, &h, &len);
-	if (!hdr_find(h, len, name, &f))
+	if (!message_hdr_find(h, len, name, &f))
 		return ROOST_ENOTFOUND;
 	return append_value(&f, decode, out);
 }
@@ -226,9 +241,9 @@ message_header_get_all(const struct message *msg, const struct message_part *par
 	int ret;
 
 	part_header(msg, part, &h, &len);
-	hdr_iter_init(&it, h, len);
-	while (hdr_iter_next(&it, &f)) {
-		if (!hdr_name_eq(&f, name))
+	message_hdr_iter_init(&it, h, len);
+	while (message_hdr_iter_next(&it, &f)) {
+		if (!message_hdr_name_eq(&f, name))
 			continue;
 		if (found && (ret = buf_append_byte(out, '\n')) < 0)
 			return ret;

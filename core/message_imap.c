@@ -24,7 +24,7 @@ append_literal(struct buf *out, const uint8_t *s, size_t len)
 }
 
 void
-imap_append_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil)
+message_imap_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil)
 {
 	unsigned specials = 0;
 	size_t i;
@@ -48,31 +48,56 @@ imap_append_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil)
 			return;
 		}
 	}
+	buf_reserve(out, len + specials + 2);
 	buf_append_byte(out, '"');
-	for (i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			buf_append_byte(out, '\\');
-		buf_append_byte(out, s[i]);
+	if (specials == 0) {
+		buf_append(out, s, len);
+	} else {
+		size_t run = 0;
+
+		for (i = 0; i < len; i++) {
+			if (s[i] == '"' || s[i] == '\\') {
+				buf_append(out, s + run, i - run);
+				buf_append_byte(out, '\\');
+				run = i;
+			}
+		}
+		buf_append(out, s + run, len - run);
 	}
 	buf_append_byte(out, '"');
 }
 
+/* " %llu" without printf's machinery: BODYSTRUCTURE writes many numbers */
+static void
+append_num(struct buf *out, uint64_t v)
+{
+	char t[24];
+	size_t i = sizeof(t);
+
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	t[--i] = ' ';
+	buf_append(out, t + i, sizeof(t) - i);
+}
+
 void
-imap_append_nolf(struct buf *out, const uint8_t *s, size_t len)
+message_imap_nolf(struct buf *out, const uint8_t *s, size_t len)
 {
 	struct buf tmp = BUF_INIT(0);
 
 	if (memchr(s, '\n', len) == NULL && memchr(s, '\r', len) == NULL) {
-		imap_append_nstring(out, s, len, false);
+		message_imap_nstring(out, s, len, false);
 		return;
 	}
-	hdr_unfold(s, len, &tmp);
-	imap_append_nstring(out, tmp.data, tmp.len, false);
+	message_hdr_unfold(s, len, &tmp);
+	message_imap_nstring(out, tmp.data, tmp.len, false);
 	buf_free(&tmp);
 }
 
 void
-imap_append_human(struct buf *out, const uint8_t *s, size_t len)
+message_imap_human(struct buf *out, const uint8_t *s, size_t len)
 {
 	bool modify = false, last_ws = true;
 	size_t i;
@@ -133,6 +158,7 @@ imap_append_human(struct buf *out, const uint8_t *s, size_t len)
 struct part_fields {
 	struct hdr_field f[8];
 	bool have[8];
+	bool mime_version;
 };
 
 enum { F_TYPE, F_CTE, F_ID, F_DESC, F_MD5, F_DISP, F_LANG, F_LOC };
@@ -142,6 +168,12 @@ static const char *const field_names[8] = {
 	"content-md5", "content-disposition", "content-language", "content-location",
 };
 
+/*
+ * The Content-* fields of part (the first of each). A message's own header
+ * (the top one or an embedded message's) with neither MIME-Version nor
+ * Content-Type is not MIME (RFC 2045 4): its other Content-* fields are
+ * ignored, as Dovecot ignores them.
+ */
 static void
 part_fields_read(const struct message *msg, const struct message_part *part,
     struct part_fields *pf)
@@ -151,26 +183,36 @@ part_fields_read(const struct message *msg, const struct message_part *part,
 	unsigned i;
 
 	memset(pf, 0, sizeof(*pf));
-	hdr_iter_init(&it, msg->data + part->header_off, part->header_len);
-	while (hdr_iter_next(&it, &f)) {
-		if (!f.has_colon || f.name_len < 10 ||
-		    strncasecmp((const char *)f.name, "content-", 8) != 0)
+	message_hdr_iter_init(&it, msg->data + part->header_off, part->header_len);
+	while (message_hdr_iter_next(&it, &f)) {
+		if (!f.has_colon)
+			continue;
+		if (f.name_len == 12 && message_hdr_name_eq(&f, "mime-version")) {
+			pf->mime_version = true;
+			continue;
+		}
+		if (f.name_len < 10 || strncasecmp((const char *)f.name, "content-", 8) != 0)
 			continue;
 		for (i = 0; i < 8; i++) {
-			if (!pf->have[i] && hdr_name_eq(&f, field_names[i])) {
+			if (!pf->have[i] && message_hdr_name_eq(&f, field_names[i])) {
 				pf->f[i] = f;
 				pf->have[i] = true;
 				break;
 			}
 		}
 	}
+	if (!pf->mime_version && !pf->have[F_TYPE] &&
+	    (part->parent == NULL || part->parent->is_message_rfc822))
+		for (i = 0; i < 8; i++)
+			if (i != F_TYPE)
+				pf->have[i] = false;
 }
 
 static void
-append_params(struct buf *out, const struct mime_params *ps, bool text_default)
+append_params(struct buf *out, const struct message_params *ps, bool text_default)
 {
 	size_t i;
-	bool have_charset = mime_params_get(ps, "charset") != NULL;
+	bool have_charset = message_params_get(ps, "charset") != NULL;
 
 	if (ps->n == 0 && !text_default) {
 		buf_append_str(out, "NIL");
@@ -180,9 +222,9 @@ append_params(struct buf *out, const struct mime_params *ps, bool text_default)
 	for (i = 0; i < ps->n; i++) {
 		if (i > 0)
 			buf_append_byte(out, ' ');
-		imap_append_nstring(out, (const uint8_t *)ps->v[i].name, strlen(ps->v[i].name), false);
+		message_imap_nstring(out, (const uint8_t *)ps->v[i].name, strlen(ps->v[i].name), false);
 		buf_append_byte(out, ' ');
-		imap_append_nstring(out, (const uint8_t *)ps->v[i].value, ps->v[i].value_len, false);
+		message_imap_nstring(out, (const uint8_t *)ps->v[i].value, ps->v[i].value_len, false);
 	}
 	if (text_default && !have_charset) {
 		if (ps->n > 0)
@@ -199,7 +241,7 @@ append_field_nstring(struct buf *out, const struct part_fields *pf, int which)
 		buf_append_str(out, "NIL");
 		return;
 	}
-	imap_append_nolf(out, pf->f[which].value, pf->f[which].value_len);
+	message_imap_nolf(out, pf->f[which].value, pf->f[which].value_len);
 }
 
 static void
@@ -207,25 +249,34 @@ append_disposition(struct buf *out, const struct part_fields *pf)
 {
 	struct content_type d;
 
-	if (!pf->have[F_DISP] || !mime_parse_disposition(pf->f[F_DISP].value,
-	    pf->f[F_DISP].value_len, &d)) {
+	if (!pf->have[F_DISP]) {
 		buf_append_str(out, "NIL");
 		return;
 	}
+	message_parse_disposition(pf->f[F_DISP].value, pf->f[F_DISP].value_len, &d);
 	buf_append_byte(out, '(');
-	imap_append_nstring(out, d.type, d.type_len, false);
+	message_imap_nstring(out, d.type, d.type_len, false);
 	buf_append_byte(out, ' ');
 	append_params(out, &d.params, false);
 	buf_append_byte(out, ')');
-	content_type_free(&d);
+	message_content_type_free(&d);
 }
 
-/* Content-Language: a list of language tags */
+static bool
+lang_char(uint8_t c)
+{
+	/* atext (RFC 5322 3.2.3) */
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80)
+		return true;
+	return c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/* Content-Language: language tags separated by commas, up to the first
+ * thing that is not one */
 static void
 append_language(struct buf *out, const struct part_fields *pf)
 {
 	struct lex lx;
-	size_t start = out->len;
 	unsigned n = 0;
 
 	if (!pf->have[F_LANG]) {
@@ -234,34 +285,23 @@ append_language(struct buf *out, const struct part_fields *pf)
 	}
 	lx.p = pf->f[F_LANG].value;
 	lx.end = lx.p + pf->f[F_LANG].value_len;
-	buf_append_byte(out, '(');
 	for (;;) {
 		const uint8_t *s;
 
-		lex_skip_cfws(&lx);
-		if (lx.p >= lx.end)
-			break;
-		if (*lx.p == ',') {
-			lx.p++;
-			continue;
-		}
+		message_lex_skip_cfws(&lx);
 		s = lx.p;
-		while (lx.p < lx.end && *lx.p > ' ' && *lx.p != ',' && *lx.p != '(' && *lx.p < 0x7f)
+		while (lx.p < lx.end && lang_char(*lx.p))
 			lx.p++;
-		if (lx.p == s) {
-			lx.p++;
-			continue;
-		}
-		if (n++ > 0)
-			buf_append_byte(out, ' ');
-		imap_append_nstring(out, s, (size_t)(lx.p - s), false);
+		if (lx.p == s)
+			break;
+		buf_append_str(out, n++ == 0 ? "(" : " ");
+		message_imap_nstring(out, s, (size_t)(lx.p - s), false);
+		message_lex_skip_cfws(&lx);
+		if (lx.p >= lx.end || *lx.p != ',')
+			break;
+		lx.p++;
 	}
-	if (n == 0) {
-		buf_truncate(out, start);
-		buf_append_str(out, "NIL");
-		return;
-	}
-	buf_append_byte(out, ')');
+	buf_append_str(out, n == 0 ? "NIL" : ")");
 }
 
 static void
@@ -285,34 +325,47 @@ static const char *const env_names[E_COUNT] = {
 	"message-id",
 };
 
+/*
+ * As Dovecot builds it: the last Date, Subject, In-Reply-To and Message-ID
+ * count, the address fields of every occurrence are put together, and an
+ * empty Sender or Reply-To is the From.
+ */
 static void
 envelope_of_header(const uint8_t *hdr, size_t len, struct buf *out)
 {
-	struct hdr_field fs[E_COUNT];
+	struct hdr_field last[E_COUNT];
 	bool have[E_COUNT] = { false };
+	struct buf addrs[E_COUNT];
+	size_t naddr[E_COUNT] = { 0 };
 	struct hdr_iter it;
 	struct hdr_field f;
-	struct buf from = BUF_INIT(0);
 	unsigned i;
 
-	hdr_iter_init(&it, hdr, len);
-	while (hdr_iter_next(&it, &f)) {
+	for (i = 0; i < E_COUNT; i++)
+		buf_init(&addrs[i], 0);
+	message_hdr_iter_init(&it, hdr, len);
+	while (message_hdr_iter_next(&it, &f)) {
 		for (i = 0; i < E_COUNT; i++) {
-			if (!have[i] && hdr_name_eq(&f, env_names[i])) {
-				fs[i] = f;
-				have[i] = true;
-				break;
-			}
+			if (!message_hdr_name_eq(&f, env_names[i]))
+				continue;
+			last[i] = f;
+			have[i] = true;
+			if (i >= E_FROM && i <= E_BCC)
+				naddr[i] += message_address_list_entries(f.value, f.value_len,
+				    &addrs[i]);
+			break;
 		}
 	}
 	buf_append_byte(out, '(');
 	for (i = 0; i < E_COUNT; i++) {
+		unsigned src = i;
+
 		if (i > 0)
 			buf_append_byte(out, ' ');
 		switch (i) {
 		case E_SUBJECT:
 			if (have[i])
-				imap_append_human(out, fs[i].value, fs[i].value_len);
+				message_imap_human(out, last[i].value, last[i].value_len);
 			else
 				buf_append_str(out, "NIL");
 			break;
@@ -320,39 +373,26 @@ envelope_of_header(const uint8_t *hdr, size_t len, struct buf *out)
 		case E_IN_REPLY_TO:
 		case E_MESSAGE_ID:
 			if (have[i])
-				imap_append_nolf(out, fs[i].value, fs[i].value_len);
+				message_imap_nolf(out, last[i].value, last[i].value_len);
 			else
 				buf_append_str(out, "NIL");
 			break;
-		case E_FROM:
-			if (have[i])
-				address_list_imap(fs[i].value, fs[i].value_len, &from);
-			else
-				buf_append_str(&from, "NIL");
-			buf_append(out, from.data, from.len);
-			break;
-		case E_SENDER:
-		case E_REPLY_TO: {
-			size_t at = out->len;
-
-			if (have[i])
-				address_list_imap(fs[i].value, fs[i].value_len, out);
-			if (!have[i] || strcmp((const char *)out->data + at, "NIL") == 0) {
-				buf_truncate(out, at);
-				buf_append(out, from.data, from.len);
-			}
-			break;
-		}
 		default:
-			if (have[i])
-				address_list_imap(fs[i].value, fs[i].value_len, out);
-			else
+			if ((i == E_SENDER || i == E_REPLY_TO) && naddr[i] == 0)
+				src = E_FROM;
+			if (naddr[src] == 0) {
 				buf_append_str(out, "NIL");
+				break;
+			}
+			buf_append_byte(out, '(');
+			buf_append(out, addrs[src].data, addrs[src].len);
+			buf_append_byte(out, ')');
 			break;
 		}
 	}
 	buf_append_byte(out, ')');
-	buf_free(&from);
+	for (i = 0; i < E_COUNT; i++)
+		buf_free(&addrs[i]);
 }
 
 int
@@ -393,7 +433,12 @@ body_write_multipart(const struct message *msg, const struct message_part *p,
 	const struct message_part *c;
 	struct content_type ct;
 	bool have_ct = pf->have[F_TYPE] &&
-	    mime_parse_content_type(pf->f[F_TYPE].value, pf->f[F_TYPE].value_len, &ct);
+	    message_parse_content_type(pf->f[F_TYPE].value, pf->f[F_TYPE].value_len, &ct);
+
+	if (have_ct && ct.broken) {
+		message_content_type_free(&ct);
+		have_ct = false;
+	}
 
 	buf_append_byte(out, '(');
 	if (p->children == NULL) {
@@ -406,8 +451,8 @@ body_write_multipart(const struct message *msg, const struct message_part *p,
 	for (c = p->children; c != NULL; c = c->next)
 		body_write(msg, c, ext, out);
 	buf_append_byte(out, ' ');
-	if (have_ct && ct.sub != NULL)
-		imap_append_nstring(out, ct.sub, ct.sub_len, false);
+	if (have_ct)
+		message_imap_nstring(out, ct.sub, ct.sub_len, false);
 	else
 		buf_append_str(out, "\"mixed\"");
 	if (ext) {
@@ -420,7 +465,7 @@ body_write_multipart(const struct message *msg, const struct message_part *p,
 	}
 	buf_append_byte(out, ')');
 	if (have_ct)
-		content_type_free(&ct);
+		message_content_type_free(&ct);
 }
 
 static void
@@ -436,20 +481,21 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 		return;
 	}
 	have_ct = pf.have[F_TYPE] &&
-	    mime_parse_content_type(pf.f[F_TYPE].value, pf.f[F_TYPE].value_len, &ct);
-	if (have_ct && ct.sub == NULL) {
-		content_type_free(&ct);
-		have_ct = false;
-	}
+	    message_parse_content_type(pf.f[F_TYPE].value, pf.f[F_TYPE].value_len, &ct);
 	buf_append_byte(out, '(');
-	if (have_ct) {
-		text = mime_token_eq(ct.type, ct.type_len, "text");
-		imap_append_nstring(out, ct.type, ct.type_len, false);
+	if (have_ct && ct.broken) {
+		/* present but malformed: neither text nor the default */
+		text = false;
+		buf_append_str(out, "\"\" \"\" NIL");
+		message_content_type_free(&ct);
+	} else if (have_ct) {
+		text = message_token_eq(ct.type, ct.type_len, "text");
+		message_imap_nstring(out, ct.type, ct.type_len, false);
 		buf_append_byte(out, ' ');
-		imap_append_nstring(out, ct.sub, ct.sub_len, false);
+		message_imap_nstring(out, ct.sub, ct.sub_len, false);
 		buf_append_byte(out, ' ');
 		append_params(out, &ct.params, text);
-		content_type_free(&ct);
+		message_content_type_free(&ct);
 	} else if (rfc822) {
 		text = false;
 		buf_append_str(out, "\"message\" \"rfc822\" NIL");
@@ -462,13 +508,19 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 	buf_append_byte(out, ' ');
 	append_field_nstring(out, &pf, F_DESC);
 	buf_append_byte(out, ' ');
-	if (pf.have[F_CTE])
-		imap_append_nolf(out, pf.f[F_CTE].value, pf.f[F_CTE].value_len);
-	else
-		buf_append_str(out, "\"7bit\"");
-	buf_printf(out, " %llu", (unsigned long long)p->body_vsize);
+	{
+		const uint8_t *cte;
+		size_t cte_len;
+
+		if (pf.have[F_CTE] && message_parse_cte(pf.f[F_CTE].value, pf.f[F_CTE].value_len,
+		    &cte, &cte_len))
+			message_imap_nstring(out, cte, cte_len, false);
+		else
+			buf_append_str(out, "\"7bit\"");
+	}
+	append_num(out, p->body_vsize);
 	if (text)
-		buf_printf(out, " %llu", (unsigned long long)p->body_lines);
+		append_num(out, p->body_lines);
 	if (rfc822) {
 		buf_append_byte(out, ' ');
 		if (p->children != NULL) {
@@ -483,7 +535,7 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 				buf_append_str(out, " NIL NIL NIL NIL");
 			buf_append_byte(out, ')');
 		}
-		buf_printf(out, " %llu", (unsigned long long)p->body_lines);
+		append_num(out, p->body_lines);
 	}
 	if (ext) {
 		buf_append_byte(out, ' ');

@@ -60,72 +60,78 @@ struct hdr_iter {
 	const uint8_t *p, *end;
 };
 
-void hdr_iter_init(struct hdr_iter *it, const uint8_t *hdr, size_t len);
+void message_hdr_iter_init(struct hdr_iter *it, const uint8_t *hdr, size_t len);
 /* Next field; false at the blank line or the end of the block. */
-bool hdr_iter_next(struct hdr_iter *it, struct hdr_field *f);
-bool hdr_name_eq(const struct hdr_field *f, const char *name);
+bool message_hdr_iter_next(struct hdr_iter *it, struct hdr_field *f);
+bool message_hdr_name_eq(const struct hdr_field *f, const char *name);
 /* Append value with CR and LF removed (RFC 5322 unfolding). */
-int hdr_unfold(const uint8_t *v, size_t len, struct buf *out);
+int message_hdr_unfold(const uint8_t *v, size_t len, struct buf *out);
 /* First field named name in the block; false if none. */
-bool hdr_find(const uint8_t *hdr, size_t len, const char *name, struct hdr_field *f);
+bool message_hdr_find(const uint8_t *hdr, size_t len, const char *name, struct hdr_field *f);
 
 /* ---- RFC 2045 structured fields (message_mime.c) ---- */
 
-struct mime_param {
+struct message_param {
 	char *name;		/* as written, NUL-terminated */
 	char *value;		/* unquoted, NUL-terminated (may hold NULs: see len) */
 	size_t value_len;
 };
 
-struct mime_params {
-	struct mime_param *v;
+struct message_params {
+	struct message_param *v;
 	size_t n, cap;
 };
 
 #define MIME_MAX_PARAMS 256
 
 struct content_type {
-	const uint8_t *type, *sub;	/* raw tokens, NULL when absent */
+	const uint8_t *type, *sub;	/* raw tokens ("" when broken) */
 	size_t type_len, sub_len;
-	struct mime_params params;
+	struct message_params params;
+	bool broken;			/* not "type/subtype" [";" params] */
 };
 
-void mime_params_free(struct mime_params *ps);
-const struct mime_param *mime_params_get(const struct mime_params *ps, const char *name);
-/* "type/subtype; params" (type may be empty for Content-Disposition: value;
- * params, where only type is set). Returns false when there is no token. */
-bool mime_parse_content_type(const uint8_t *v, size_t len, struct content_type *ct);
-bool mime_parse_disposition(const uint8_t *v, size_t len, struct content_type *ct);
-void content_type_free(struct content_type *ct);
-bool mime_token_eq(const uint8_t *t, size_t tlen, const char *s);
+void message_params_free(struct message_params *ps);
+const struct message_param *message_params_get(const struct message_params *ps, const char *name);
+/* "type/subtype; params"; always true (ct->broken for a malformed value).
+ * Free with message_content_type_free(). */
+bool message_parse_content_type(const uint8_t *v, size_t len, struct content_type *ct);
+/* "value; params" of Content-Disposition (value may be empty). */
+bool message_parse_disposition(const uint8_t *v, size_t len, struct content_type *ct);
+/* A Content-Transfer-Encoding value: its token; false unless it is one
+ * token and nothing else (then "7bit" applies). */
+bool message_parse_cte(const uint8_t *v, size_t len, const uint8_t **tok_r, size_t *len_r);
+void message_content_type_free(struct content_type *ct);
+bool message_token_eq(const uint8_t *t, size_t tlen, const char *s);
 
 /* lexer */
 struct lex {
 	const uint8_t *p, *end;
 };
-void lex_skip_cfws(struct lex *lx);
+void message_lex_skip_cfws(struct lex *lx);
 /* A quoted string at lx->p (which must be '"'): append its content
  * unquoted; false when it is not terminated (the input is used up). */
-bool lex_quoted(struct lex *lx, struct buf *out);
+bool message_lex_quoted(struct lex *lx, struct buf *out);
 
 /* ---- encodings and charsets (message_encoded.c, message_charset.c) ---- */
 
-bool utf8_valid(const uint8_t *p, size_t len);
+bool message_utf8_valid(const uint8_t *p, size_t len);
 /* Append data in charset converted to UTF-8 (invalid bytes become U+FFFD). */
-int charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out);
-int qp_decode(const uint8_t *data, size_t len, bool header, struct buf *out);
+int message_charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out);
+int message_qp_decode(const uint8_t *data, size_t len, bool header, struct buf *out);
 int message_b64_decode(const uint8_t *data, size_t len, struct buf *out);
 
 /* ---- IMAP strings (message_imap.c) ---- */
-void imap_append_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil);
+void message_imap_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil);
 /* Without its CR and LF characters. */
-void imap_append_nolf(struct buf *out, const uint8_t *s, size_t len);
+void message_imap_nolf(struct buf *out, const uint8_t *s, size_t len);
 /* Subjects and display names, as Dovecot writes them "for humans": white
  * space runs collapsed to one space, trimmed, NUL as 0x80. */
-void imap_append_human(struct buf *out, const uint8_t *s, size_t len);
+void message_imap_human(struct buf *out, const uint8_t *s, size_t len);
 
 /* ---- addresses (message_address.c) ---- */
-/* Append an IMAP address list ("(" 1*address ")" or NIL) for a header value. */
-void address_list_imap(const uint8_t *v, size_t len, struct buf *out);
+/* Append the IMAP address structures of a header value (without the
+ * enclosing parentheses of the list); returns how many. */
+size_t message_address_list_entries(const uint8_t *v, size_t len, struct buf *out);
 
 #endif

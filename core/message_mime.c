@@ -3,9 +3,13 @@
  * Content-Type and Content-Disposition with parameters, and RFC 2231
  * parameter continuations.
  *
- * Unquoted parameter values are read leniently (up to ';' or white space)
- * because real mail carries unquoted boundaries such as ----=_Part_1 whose
- * '=' is a tspecial; a strict reading would cut them short.
+ * The syntax errors are handled the way Dovecot handles them (its answers
+ * are our test oracle, and clients see the same structure from both): a
+ * Content-Type that is not "type/subtype" followed by ';' or the end is
+ * reported as "" "", a broken parameter is skipped by moving one byte on
+ * and resynchronising at the next ';', an unquoted value is a MIME token
+ * (so boundary=----=_x is "----"), and RFC 2231 sections that are not
+ * exactly 0..n-1 are left unmerged.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +20,8 @@
 
 #include "message_impl.h"
 
-#define MAX_COMMENT_DEPTH 64
-
 void
-lex_skip_cfws(struct lex *lx)
+message_lex_skip_cfws(struct lex *lx)
 {
 	while (lx->p < lx->end) {
 		uint8_t c = *lx->p;
@@ -47,7 +49,7 @@ lex_skip_cfws(struct lex *lx)
 }
 
 bool
-lex_quoted(struct lex *lx, struct buf *out)
+message_lex_quoted(struct lex *lx, struct buf *out)
 {
 	const uint8_t *run;
 
@@ -80,7 +82,13 @@ lex_quoted(struct lex *lx, struct buf *out)
 static bool
 is_tspecial(uint8_t c)
 {
-	return strchr("()<>@,;:\\\"/[]?=", c) != NULL && c != '\0';
+	switch (c) {
+	case '(': case ')': case '<': case '>': case '@': case ',': case ';': case ':':
+	case '\\': case '"': case '/': case '[': case ']': case '?': case '=':
+		return true;
+	default:
+		return false;
+	}
 }
 
 static size_t
@@ -95,13 +103,13 @@ lex_token(struct lex *lx, const uint8_t **tok_r)
 }
 
 bool
-mime_token_eq(const uint8_t *t, size_t tlen, const char *s)
+message_token_eq(const uint8_t *t, size_t tlen, const char *s)
 {
 	return t != NULL && strlen(s) == tlen && strncasecmp((const char *)t, s, tlen) == 0;
 }
 
 void
-mime_params_free(struct mime_params *ps)
+message_params_free(struct message_params *ps)
 {
 	size_t i;
 
@@ -113,8 +121,8 @@ mime_params_free(struct mime_params *ps)
 	memset(ps, 0, sizeof(*ps));
 }
 
-const struct mime_param *
-mime_params_get(const struct mime_params *ps, const char *name)
+const struct message_param *
+message_params_get(const struct message_params *ps, const char *name)
 {
 	size_t i;
 
@@ -125,7 +133,7 @@ mime_params_get(const struct mime_params *ps, const char *name)
 }
 
 static void
-params_add(struct mime_params *ps, char *name, char *value, size_t value_len)
+params_add(struct message_params *ps, char *name, char *value, size_t value_len)
 {
 	if (ps->n == ps->cap) {
 		ps->cap = ps->cap == 0 ? 4 : ps->cap * 2;
@@ -148,6 +156,56 @@ struct raw_param {
 	size_t value_len;
 };
 
+/* CFWS; false at the end of the input (Dovecot's "<= 0"). */
+static bool
+skip_more(struct lex *lx)
+{
+	message_lex_skip_cfws(lx);
+	return lx->p < lx->end;
+}
+
+/*
+ * One ";" attribute "=" value at lx->p. Returns 1 with name/value set, 0
+ * at the end of the input, -1 on a syntax error (lx->p where it stopped).
+ */
+static int
+parse_one_param(struct lex *lx, const uint8_t **name_r, size_t *name_len_r, struct buf *v)
+{
+	if (lx->p >= lx->end)
+		return 0;
+	if (*lx->p != ';')
+		return -1;
+	lx->p++;
+	if (!skip_more(lx))
+		return -1;
+	*name_len_r = lex_token(lx, name_r);
+	if (*name_len_r == 0 || !skip_more(lx))
+		return -1;
+	if (*lx->p != '=')
+		return -1;
+	lx->p++;
+	buf_reset(v);
+	if (!skip_more(lx))
+		return 1;	/* no value: "" */
+	if (*lx->p == '"') {
+		if (!message_lex_quoted(lx, v))
+			return -1;
+	} else if (*lx->p == '=') {
+		/* broken but common: name==?utf-8?b?...?= */
+		const uint8_t *s = lx->p;
+		while (lx->p < lx->end && *lx->p != ';' && *lx->p != ' ' && *lx->p != '\t' &&
+		    *lx->p != '\r' && *lx->p != '\n')
+			lx->p++;
+		buf_append(v, s, (size_t)(lx->p - s));
+	} else {
+		const uint8_t *t;
+		size_t n = lex_token(lx, &t);
+		buf_append(v, t, n);
+	}
+	message_lex_skip_cfws(lx);
+	return 1;
+}
+
 static void
 parse_raw_params(struct lex *lx, struct raw_param **rawp, size_t *n_r)
 {
@@ -156,46 +214,19 @@ parse_raw_params(struct lex *lx, struct raw_param **rawp, size_t *n_r)
 	size_t n = 0, cap = 0;
 
 	for (;;) {
-		const uint8_t *name;
-		size_t name_len;
+		const uint8_t *name = NULL;
+		size_t name_len = 0, i;
 		struct raw_param *r;
+		int ret = parse_one_param(lx, &name, &name_len, &v);
 
-		lex_skip_cfws(lx);
-		if (lx->p >= lx->end)
+		if (ret == 0)
 			break;
-		if (*lx->p != ';') {
-			/* garbage: skip to the next ';' */
-			while (lx->p < lx->end && *lx->p != ';')
-				lx->p++;
-			continue;
-		}
-		lx->p++;
-		lex_skip_cfws(lx);
-		name_len = lex_token(lx, &name);
-		if (name_len == 0)
-			continue;
-		lex_skip_cfws(lx);
-		if (lx->p >= lx->end)
-			break;
-		if (*lx->p != '=') {
-			/* a parameter without a value: like Dovecot, resync at the
-			 * ';' after the next one (which drops that one too) */
+		if (ret < 0) {
+			/* try to go on: one byte further, then the next ';' */
+			if (lx->p >= lx->end)
+				break;
 			lx->p++;
-			while (lx->p < lx->end && *lx->p != ';')
-				lx->p++;
 			continue;
-		}
-		lx->p++;
-		lex_skip_cfws(lx);
-		buf_reset(&v);
-		if (lx->p < lx->end && *lx->p == '"') {
-			lex_quoted(lx, &v);
-		} else {
-			const uint8_t *s = lx->p;
-			while (lx->p < lx->end && *lx->p != ';' && *lx->p != ' ' && *lx->p != '\t' &&
-			    *lx->p != '\r' && *lx->p != '\n' && *lx->p != '"' && *lx->p != '(')
-				lx->p++;
-			buf_append(&v, s, (size_t)(lx->p - s));
 		}
 		if (n == MIME_MAX_PARAMS)
 			continue;
@@ -210,37 +241,36 @@ parse_raw_params(struct lex *lx, struct raw_param **rawp, size_t *n_r)
 		r->base_len = name_len;
 		r->section = -1;
 		r->value_len = v.len;
-		r->value = xmemdup(v.len > 0 ? v.data : (const uint8_t *)"", v.len + 1);
+		r->value = xmalloc(v.len + 1);
+		if (v.len > 0)
+			memcpy(r->value, v.data, v.len);
 		r->value[v.len] = '\0';
 		/* name*, name*N, name*N* (RFC 2231 3 and 4) */
-		{
-			const uint8_t *star = memchr(name, '*', name_len);
-			if (star != NULL) {
-				size_t i = (size_t)(star - name) + 1;
-				long sec = -1;
+		for (i = 0; i < name_len && name[i] != '*'; i++)
+			;
+		if (i < name_len && i > 0) {
+			size_t j = i + 1;
+			long sec = -1;
 
-				r->base_len = (size_t)(star - name);
-				if (i < name_len && name[i] >= '0' && name[i] <= '9') {
-					sec = 0;
-					while (i < name_len && name[i] >= '0' && name[i] <= '9') {
-						if (sec < 100000)
-							sec = sec * 10 + (name[i] - '0');
-						i++;
-					}
-					r->section = sec;
-					if (i < name_len && name[i] == '*') {
-						r->extended = true;
-						i++;
-					}
-				} else {
+			if (j < name_len && name[j] >= '0' && name[j] <= '9') {
+				sec = 0;
+				while (j < name_len && name[j] >= '0' && name[j] <= '9') {
+					if (sec < 100000)
+						sec = sec * 10 + (name[j] - '0');
+					j++;
+				}
+				if (j < name_len && name[j] == '*') {
 					r->extended = true;
+					j++;
 				}
-				if (i != name_len || r->base_len == 0) {
-					/* not RFC 2231 after all: keep as is */
-					r->base_len = name_len;
-					r->section = -1;
-					r->extended = false;
-				}
+			} else {
+				r->extended = true;
+			}
+			if (j == name_len) {
+				r->base_len = i;
+				r->section = sec;
+			} else {
+				r->extended = false;
 			}
 		}
 	}
@@ -260,12 +290,6 @@ name_dup(const uint8_t *s, size_t len, bool star)
 		n[len++] = '*';
 	n[len] = '\0';
 	return n;
-}
-
-static bool
-attr_char(uint8_t c)
-{
-	return c > ' ' && c < 0x7f && strchr("*'%()<>@,;:\\\"/[]?=", c) == NULL;
 }
 
 static int
@@ -293,19 +317,21 @@ same_base(const struct raw_param *x, const struct raw_param *y)
 }
 
 /*
- * Merge the sections of each continued parameter in section order (stopping
- * at a gap or a repeated section). When any section is extended the result
- * is named "name*" and stays in the charset'lang'%XX form, plain sections
- * %-encoded, as Dovecot presents it. Sorting keeps this O(n log n).
+ * Parameters in order, RFC 2231 continuations (and name*= values) after
+ * them. Sections 0..n-1, each once, are merged into "name" (or "name*",
+ * still in charset'lang'%XX form, when a section is extended: plain
+ * sections are then %-escaped, and "''" is put in front when section 0 is
+ * plain). Anything else is passed on unmerged, sorted by section. Sorting
+ * keeps this O(n log n).
  */
 static void
-merge_params(struct raw_param *raw, size_t n, struct mime_params *out)
+merge_params(struct raw_param *raw, size_t n, struct message_params *out)
 {
 	struct raw_param **cont = xcalloc(n + 1, sizeof(*cont));
 	size_t i, j, k, nc = 0;
 
 	for (i = 0; i < n; i++) {
-		if (raw[i].section < 0) {
+		if (raw[i].section < 0 && !raw[i].extended) {
 			params_add(out, name_dup(raw[i].name, raw[i].name_len, false), raw[i].value,
 			    raw[i].value_len);
 			raw[i].value = NULL;
@@ -316,15 +342,28 @@ merge_params(struct raw_param *raw, size_t n, struct mime_params *out)
 	qsort(cont, nc, sizeof(*cont), raw_cmp);
 	for (i = 0; i < nc; i = j) {
 		struct buf v = BUF_INIT(0);
-		bool extended = false;
-		long want = 0;
+		bool extended = false, good = true;
 		char *val;
 		size_t vlen;
 
-		for (j = i; j < nc && same_base(cont[i], cont[j]); j++)
+		for (j = i; j < nc && same_base(cont[i], cont[j]); j++) {
 			if (cont[j]->extended)
 				extended = true;
-		for (k = i; k < j && cont[k]->section == want; k++, want++) {
+			if (cont[j]->section != (long)(j - i))
+				good = false;
+		}
+		if (!good || cont[i]->section < 0) {
+			/* name*= alone, or broken sections: as they are */
+			for (k = i; k < j; k++) {
+				params_add(out, name_dup(cont[k]->name, cont[k]->name_len, false),
+				    cont[k]->value, cont[k]->value_len);
+				cont[k]->value = NULL;
+			}
+			continue;
+		}
+		if (extended && !cont[i]->extended)
+			buf_append_str(&v, "''");
+		for (k = i; k < j; k++) {
 			struct raw_param *r = cont[k];
 			size_t m;
 
@@ -334,10 +373,10 @@ merge_params(struct raw_param *raw, size_t n, struct mime_params *out)
 			}
 			for (m = 0; m < r->value_len; m++) {
 				uint8_t c = (uint8_t)r->value[m];
-				if (attr_char(c))
-					buf_append_byte(&v, c);
-				else
+				if (c == '%' || c <= ' ' || c >= 0x7f)
 					buf_printf(&v, "%%%02X", c);
+				else
+					buf_append_byte(&v, c);
 			}
 		}
 		if (v.data == NULL)
@@ -349,7 +388,7 @@ merge_params(struct raw_param *raw, size_t n, struct mime_params *out)
 }
 
 static void
-parse_params(struct lex *lx, struct mime_params *out)
+parse_params(struct lex *lx, struct message_params *out)
 {
 	struct raw_param *raw = NULL;
 	size_t n, i;
@@ -362,47 +401,58 @@ parse_params(struct lex *lx, struct mime_params *out)
 }
 
 bool
-mime_parse_content_type(const uint8_t *v, size_t len, struct content_type *ct)
+message_parse_content_type(const uint8_t *v, size_t len, struct content_type *ct)
 {
 	struct lex lx = { v, v + len };
 
 	memset(ct, 0, sizeof(*ct));
-	lex_skip_cfws(&lx);
+	message_lex_skip_cfws(&lx);
 	ct->type_len = lex_token(&lx, &ct->type);
-	if (ct->type_len == 0) {
-		ct->type = NULL;
-		return false;
-	}
-	lex_skip_cfws(&lx);
-	if (lx.p < lx.end && *lx.p == '/') {
-		lx.p++;
-		lex_skip_cfws(&lx);
-		ct->sub_len = lex_token(&lx, &ct->sub);
-		if (ct->sub_len == 0)
-			ct->sub = NULL;
-	}
+	message_lex_skip_cfws(&lx);
+	if (ct->type_len == 0 || lx.p >= lx.end || *lx.p != '/')
+		goto broken;
+	lx.p++;
+	message_lex_skip_cfws(&lx);
+	ct->sub_len = lex_token(&lx, &ct->sub);
+	message_lex_skip_cfws(&lx);
+	if (ct->sub_len == 0 || (lx.p < lx.end && *lx.p != ';'))
+		goto broken;
+	parse_params(&lx, &ct->params);
+	return true;
+broken:
+	/* present but not "type/subtype": Dovecot shows it as "" "" */
+	ct->type = ct->sub = (const uint8_t *)"";
+	ct->type_len = ct->sub_len = 0;
+	ct->broken = true;
+	return true;
+}
+
+bool
+message_parse_disposition(const uint8_t *v, size_t len, struct content_type *ct)
+{
+	struct lex lx = { v, v + len };
+
+	memset(ct, 0, sizeof(*ct));
+	message_lex_skip_cfws(&lx);
+	ct->type_len = lex_token(&lx, &ct->type);
+	message_lex_skip_cfws(&lx);
 	parse_params(&lx, &ct->params);
 	return true;
 }
 
 bool
-mime_parse_disposition(const uint8_t *v, size_t len, struct content_type *ct)
+message_parse_cte(const uint8_t *v, size_t len, const uint8_t **tok_r, size_t *len_r)
 {
 	struct lex lx = { v, v + len };
 
-	memset(ct, 0, sizeof(*ct));
-	lex_skip_cfws(&lx);
-	ct->type_len = lex_token(&lx, &ct->type);
-	if (ct->type_len == 0) {
-		ct->type = NULL;
-		return false;
-	}
-	parse_params(&lx, &ct->params);
-	return true;
+	message_lex_skip_cfws(&lx);
+	*len_r = lex_token(&lx, tok_r);
+	message_lex_skip_cfws(&lx);
+	return *len_r > 0 && lx.p == lx.end;
 }
 
 void
-content_type_free(struct content_type *ct)
+message_content_type_free(struct content_type *ct)
 {
-	mime_params_free(&ct->params);
+	message_params_free(&ct->params);
 }

@@ -3,6 +3,7 @@
 
 #include "roost/conn.h"
 #include "roost/imap.h"
+#include "roost/pop3.h"
 #include "roost/protocols.h"
 #include "roost/smtp.h"
 
@@ -14,6 +15,8 @@ static const struct protocol_binding bindings[] = {
 	{ "lmtp", &smtp_proto_ops, false },
 	{ "imap", &imap_proto_ops, false },
 	{ "imaps", &imap_proto_ops, true },
+	{ "pop3", &pop3_proto_ops, false },
+	{ "pop3s", &pop3_proto_ops, true },
 	{ NULL, NULL, false },
 };
 

@@ -765,6 +765,7 @@ cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 		if (r != 0) {
 			log_error("conn=%llu proto=pop3 event=expunge user=%s error=\"%s\"",
 			    (unsigned long long)conn_id(s->c), s->user, roost_strerror(r));
+			maildrop_close(s);
 			reply(s, "-ERR [SYS/TEMP] Deleting messages failed; nothing was deleted.");
 			conn_close(s->c);
 			return CMD_OK;
@@ -772,6 +773,9 @@ cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 	}
 	log_info("conn=%llu proto=pop3 event=logout user=%s deleted=%zu",
 	    (unsigned long long)conn_id(s->c), s->user, n);
+	/* Unlock before the reply leaves: a client that reconnects as soon as
+	 * it reads +OK must not find its maildrop still in use. */
+	maildrop_close(s);
 	conn_printf(s->c, "+OK Logging out, %zu messages deleted.\r\n", n);
 	conn_close(s->c);
 	return CMD_OK;
@@ -806,6 +810,7 @@ bad_command(struct pop3_session *s)
 	if (++s->bad_commands >= s->max_bad) {
 		log_info("conn=%llu proto=pop3 event=too-many-errors",
 		    (unsigned long long)conn_id(s->c));
+		maildrop_close(s);
 		reply(s, "-ERR Too many bad commands, closing the connection.");
 		conn_close(s->c);
 	}
@@ -917,6 +922,7 @@ pop3_on_timeout(struct conn *c, void *session)
 {
 	struct pop3_session *s = session;
 
+	maildrop_close(s);	/* nothing deleted; unlocked before the goodbye */
 	reply(s, "-ERR Disconnected for inactivity.");
 }
 
@@ -925,6 +931,7 @@ pop3_on_shutdown(struct conn *c, void *session)
 {
 	struct pop3_session *s = session;
 
+	maildrop_close(s);
 	reply(s, "-ERR [SYS/TEMP] Server shutting down.");
 }
 

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from roosttest import RoostServer, free_port, wait_port
+from roosttest import BACKENDS, RoostServer, free_port, wait_port
 
 USER = b"alice@example.org"
 PASS = b"alice-secret"
@@ -327,6 +327,25 @@ def wait_port_on(host, port, timeout=15):
     return False
 
 
+class TestImapTimeouts(unittest.TestCase):
+    def test_autologout_bye(self):
+        # (the real defaults are 60 s before login, 30 min after; the test
+        # shortens both)
+        with RoostServer(listeners=("imap",), conf={"limits": {"preauth_idle_timeout": "1",
+                                                               "idle_timeout": "2"}}) as srv:
+            r = Raw(srv.port("imap"))
+            t0 = time.time()
+            l = r.line()
+            self.assertTrue(l.startswith(b"* BYE"), l)
+            self.assertTrue(r.closed())
+            r.close()
+            r = Raw(srv.port("imap")).login()
+            l = r.line()
+            self.assertTrue(l.startswith(b"* BYE"), l)
+            self.assertGreaterEqual(time.time() - t0, 2)
+            r.close()
+
+
 class View:
     """A client's model of the selected mailbox, fed by untagged responses;
     every response is checked against it."""
@@ -351,9 +370,19 @@ class View:
                 self.t.assertTrue(1 <= n <= self.count, (l, self.count))
 
 
-class TestImapRace(unittest.TestCase):
+class RaceBase:
+    backend = "lmdb"
+
     def test_two_clients_race_and_converge(self):
-        with RoostServer(listeners=("imap",)) as srv:
+        srv = RoostServer(listeners=("imap",), backend=self.backend)
+        try:
+            srv.start()
+        except AssertionError as e:
+            srv.cleanup()
+            if "unknown backend" in str(e):
+                self.skipTest("backend %s not in this build" % self.backend)
+            raise
+        try:
             port = srv.port("imap")
             setup = Raw(port).login()
             setup.cmd(b"CREATE Race")
@@ -436,6 +465,14 @@ class TestImapRace(unittest.TestCase):
                 c.cmd(b"LOGOUT")
                 c.close()
             self.assertEqual(states[0], states[1])
+        finally:
+            srv.stop()
+            srv.cleanup()
+
+
+for _backend in BACKENDS:
+    _name = "TestImapRace_" + _backend
+    globals()[_name] = type(_name, (RaceBase, unittest.TestCase), {"backend": _backend})
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -654,6 +655,26 @@ class SmtpNonLoopbackTest(unittest.TestCase):
             self.assertEqual((rep[0], enh(rep)), (235, "2.7.0"))
             self.assertEqual(r.cmd("MAIL FROM:<%s>" % ALICE)[0], 250)
             r.close()
+
+
+class LmtpUnixSocketTest(unittest.TestCase):
+    def test_lmtp_over_unix_socket(self):
+        sockdir = tempfile.mkdtemp(prefix="roost-lmtp-")
+        path = os.path.join(sockdir, "lmtp.sock")
+        try:
+            srv = RoostServer(backend=BACKENDS[0], listeners=("smtp",),
+                              conf={"listen": {"lmtp": "unix:" + path}})
+            with srv:
+                deadline = time.monotonic() + 10
+                while not os.path.exists(path) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                with smtplib.LMTP(path, timeout=15) as s:
+                    s.sendmail("s@remote.example", [ALICE], message("over a unix socket"))
+                got = uids(srv, ALICE)
+                self.assertEqual(len(got), 1)
+                self.assertIn(b"with LMTP", fetch(srv, ALICE, got[0][0]))
+        finally:
+            shutil.rmtree(sockdir, ignore_errors=True)
 
 
 class SmtpNormalizeTest(unittest.TestCase):

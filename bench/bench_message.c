@@ -1,0 +1,169 @@
+/*
+ * Message parser speed. Not part of `make test`.
+ *
+ *   build/bench/bench_message [corpus-dir] [seconds-per-figure]
+ *
+ * Prints MB/s for parse alone and parse + BODYSTRUCTURE + ENVELOPE over the
+ * test corpus (default tests/data/messages), then the time for generated
+ * messages with 1,000 / 10,000 / 100,000 header fields and parts: the
+ * ns-per-byte column staying flat as they grow is what linear means.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "roost/buf.h"
+#include "roost/message.h"
+
+struct blob {
+	uint8_t *data;
+	size_t len;
+};
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static size_t
+load_corpus(const char *dir, struct blob **out)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	struct blob *v = NULL;
+	size_t n = 0;
+
+	if (d == NULL) {
+		perror(dir);
+		exit(1);
+	}
+	while ((de = readdir(d)) != NULL) {
+		char path[4096];
+		FILE *f;
+		long len;
+
+		if (strstr(de->d_name, ".eml") == NULL)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if ((f = fopen(path, "rb")) == NULL)
+			continue;
+		fseek(f, 0, SEEK_END);
+		len = ftell(f);
+		fseek(f, 0, SEEK_SET);
+		v = realloc(v, (n + 1) * sizeof(*v));
+		v[n].data = malloc((size_t)len + 1);
+		v[n].len = fread(v[n].data, 1, (size_t)len, f);
+		fclose(f);
+		n++;
+	}
+	closedir(d);
+	*out = v;
+	return n;
+}
+
+/* Run parse (and render if asked) over the blobs for at least secs. */
+static double
+rate(const struct blob *v, size_t n, bool render, double secs, double *ns_per_msg)
+{
+	struct buf out = BUF_INIT(0);
+	double start = now(), el;
+	unsigned long long bytes = 0, msgs = 0;
+
+	do {
+		size_t i;
+
+		for (i = 0; i < n; i++) {
+			struct message *msg;
+
+			if (message_parse(v[i].data, v[i].len, NULL, &msg) != 0)
+				abort();
+			if (render) {
+				buf_reset(&out);
+				message_bodystructure(msg, NULL, true, &out);
+				message_envelope(msg, NULL, &out);
+			}
+			message_free(&msg);
+			bytes += v[i].len;
+			msgs++;
+		}
+		el = now() - start;
+	} while (el < secs);
+	buf_free(&out);
+	if (ns_per_msg != NULL)
+		*ns_per_msg = el * 1e9 / (double)msgs;
+	return (double)bytes / el / 1e6;
+}
+
+static void
+gen_headers(struct buf *b, unsigned n)
+{
+	unsigned i;
+
+	buf_reset(b);
+	for (i = 0; i < n; i++)
+		buf_printf(b, "X-Header-%u: value number %u\r\n folded part\r\n", i, i);
+	buf_append_str(b, "Subject: many headers\r\n\r\nbody\r\n");
+}
+
+static void
+gen_parts(struct buf *b, unsigned n)
+{
+	unsigned i;
+
+	buf_reset(b);
+	buf_append_str(b, "Subject: many parts\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n");
+	for (i = 0; i < n; i++)
+		buf_printf(b, "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\npart %u\r\n", i);
+	buf_append_str(b, "--b--\r\n");
+}
+
+static void
+scaling(const char *what, void (*gen)(struct buf *, unsigned), double secs)
+{
+	static const unsigned sizes[] = { 1000, 10000, 100000 };
+	struct buf b = BUF_INIT(0);
+	size_t i;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct blob one;
+		double mbs, ns;
+
+		gen(&b, sizes[i]);
+		one.data = b.data;
+		one.len = b.len;
+		mbs = rate(&one, 1, true, secs, &ns);
+		printf("  %-8s %7u: %9zu bytes  %9.3f ms  %6.2f ns/byte  %7.1f MB/s\n", what,
+		    sizes[i], b.len, ns / 1e6, ns / (double)b.len, mbs);
+	}
+	buf_free(&b);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *dir = argc > 1 ? argv[1] : "tests/data/messages";
+	double secs = argc > 2 ? atof(argv[2]) : 1.0;
+	struct blob *v;
+	size_t n = load_corpus(dir, &v), i, total = 0;
+	double ns;
+
+	for (i = 0; i < n; i++)
+		total += v[i].len;
+	printf("bench_message: %zu messages, %zu bytes (%s)\n", n, total, dir);
+	printf("  parse only:                      %8.1f MB/s\n", rate(v, n, false, secs, &ns));
+	printf("  parse + BODYSTRUCTURE + ENVELOPE: %8.1f MB/s  (%.1f us/message)\n",
+	    rate(v, n, true, secs, &ns), ns / 1e3);
+	printf("linear time (parse + BODYSTRUCTURE + ENVELOPE):\n");
+	scaling("headers", gen_headers, secs / 2);
+	scaling("parts", gen_parts, secs / 2);
+	for (i = 0; i < n; i++)
+		free(v[i].data);
+	free(v);
+	return 0;
+}

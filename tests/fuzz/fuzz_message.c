@@ -1,0 +1,68 @@
+/*
+ * libFuzzer target: the message parser and every renderer over the part
+ * tree it builds. Any crash, sanitizer report, leak or time-out is a bug:
+ * message_parse accepts all bytes.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "roost/buf.h"
+#include "roost/message.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+walk(struct message *msg, const struct message_part *p, uint32_t *path, size_t depth,
+    struct buf *out)
+{
+	static const char *const names[] = { "subject", "from", "content-type" };
+	const struct message_part *c, *found;
+	uint32_t n = 1;
+	size_t len;
+	const uint8_t *d = message_data(msg, &len);
+
+	buf_reset(out);
+	message_header_fields(d + p->header_off, p->header_len, names, 3, false, out);
+	message_header_fields(d + p->header_off, p->header_len, names, 3, true, out);
+	message_header_get(msg, p, "subject", true, out);
+	message_header_get_all(msg, p, "received", false, out);
+	message_part_decode(msg, p, out);
+	if (p->is_message_rfc822)
+		message_envelope(msg, p, out);
+	if (depth < 16 && message_find_part(msg, path, depth, &found) < 0)
+		__builtin_trap();
+	for (c = p->children; c != NULL && depth < 16; c = c->next, n++) {
+		if (p->is_multipart)
+			path[depth] = n;
+		else
+			break;
+		walk(msg, c, path, depth + 1, out);
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct message *msg;
+	struct buf out = BUF_INIT(0);
+	uint32_t path[17];
+	int64_t t;
+
+	if (message_parse(data, size, NULL, &msg) != 0)
+		return 0;
+	message_envelope(msg, NULL, &out);
+	message_bodystructure(msg, NULL, true, &out);
+	message_bodystructure(msg, NULL, false, &out);
+	message_body_text(msg, &out);
+	if (message_root(msg)->is_multipart)
+		walk(msg, message_root(msg), path, 0, &out);
+	message_free(&msg);
+
+	buf_reset(&out);
+	message_decode_words((const char *)data, size, &out);
+	message_text_contains((const char *)data, size, "caf\xc3\xa9", 5);
+	message_parse_date((const char *)data, size > 200 ? 200 : size, &t);
+	buf_free(&out);
+	return 0;
+}

@@ -173,6 +173,10 @@ class RoostServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
+        # `with srv:` on a server start() already started must not start a
+        # second one (the first would be left running, unreachable).
+        if self.proc is not None:
+            return self
         return self.start()
 
     def __exit__(self, exc_type, exc, tb):

@@ -176,6 +176,7 @@ struct lconn {
 	int user;
 	int step;		/* position in the scenario's script */
 	int iter;		/* sessions done */
+	unsigned generation;	/* bumped for every new socket (fd numbers are reused) */
 	long sent_msgs;
 	bool busy;		/* a request is outstanding */
 	bool connecting;
@@ -558,6 +559,7 @@ imap_next(struct lconn *c)
 		watch(c, 0, EPOLL_CTL_DEL);
 		close(c->fd);
 		c->fd = connect_to(opt.port);
+		c->generation++;
 		c->step = 0;
 		c->in_len = c->scan = c->lit_left = 0;
 		c->connecting = true;
@@ -629,6 +631,7 @@ pop3_next(struct lconn *c)
 		watch(c, 0, EPOLL_CTL_DEL);
 		close(c->fd);
 		c->fd = connect_to(opt.port);
+		c->generation++;
 		c->step = 0;
 		c->in_len = 0;
 		c->scan = 0;
@@ -687,7 +690,7 @@ static void (*on_idle_exists)(struct lconn *c);
 static void
 handle_input(struct lconn *c)
 {
-	int fd = c->fd;
+	unsigned generation = c->generation;
 	bool eof = false;
 
 	for (;;) {
@@ -734,7 +737,7 @@ handle_input(struct lconn *c)
 	}
 	/* The peer closed: fine after a goodbye (the session moved on to a new
 	 * socket or finished), an error in the middle of an exchange. */
-	if (eof && !c->done && c->fd == fd) {
+	if (eof && !c->done && c->generation == generation) {
 		if (c->busy)
 			stat_add(c->cmd, 0, false);
 		conn_finish(c);
@@ -1060,7 +1063,7 @@ main(int argc, char **argv)
 			errors += stats[i].errors;
 		}
 		for (int i = 0; i < opt.conc; i++) {
-			if (!conns[i].done || conns[i].iter < opt.iterations - 1) {
+			if (!conns[i].done || conns[i].iter < opt.iterations) {
 				fprintf(stderr, "loadgen: connection %d stopped at step %d of session %d\n",
 				    i, conns[i].step, conns[i].iter + 1);
 				errors++;

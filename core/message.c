@@ -241,11 +241,22 @@ on_boundary(struct parser *ps, struct mpart *m, bool is_close, size_t s, size_t 
 		else
 			blf_end--;
 	}
+	/* but never into the header of the part it ends: when the body is
+	 * empty, the blank line stays with the header (and with the sizes of
+	 * the enclosing parts), as Dovecot counts it */
+	if (end < ps->cur->pub.body_off && ps->cur->pub.body_off <= s) {
+		end = ps->cur->pub.body_off;
+		nl_end = ps->cur->pub.body_lines;
+		blf_end = ps->cur->blf_body;
+	}
 	close_up_to(ps, m, end, nl_end, blf_end);
 	ps->pos = e;
 	ps->in_header = false;
 	if (is_close) {
 		m->closed = true;
+	} else if (e == ps->len && (e == s || ps->d[e - 1] != '\n')) {
+		/* "--boundary" as the unterminated last line ends the part but
+		 * starts none: nothing follows it */
 	} else {
 		struct mpart *c = part_new(ps->msg, m);
 		c->pub.header_off = e;

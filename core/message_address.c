@@ -6,7 +6,8 @@
  * Broken input degrades the way Dovecot degrades it, so clients see the
  * same thing from both: a missing local part becomes "MISSING_MAILBOX", a
  * missing domain "MISSING_DOMAIN", an angle address without its '>' gets
- * the host "SYNTAX_ERROR". Every step consumes input, so the parse is
+ * the host "SYNTAX_ERROR", and whatever follows an address other than a
+ * separator ends the list. Every step consumes input, so the parse is
  * linear.
  */
 #include <string.h>
@@ -113,12 +114,6 @@ skip_cfws_keep(struct lex *lx, struct buf *last, bool *got)
  * A quoted string; false if it is not terminated (the rest of the input
  * was consumed).
  */
-static bool
-read_quoted(struct lex *lx, struct buf *out)
-{
-	return message_lex_quoted(lx, out);
-}
-
 /*
  * Words: atoms (with dots, as obs-phrase allows) and quoted strings.
  * phrase gets them joined with single spaces, local the way a local part
@@ -318,7 +313,7 @@ emit(struct buf *out, const struct addr *a)
  * in a, 2 for a group start (its name in a->name), 0 for nothing.
  */
 static int
-read_mailbox(struct lex *lx, struct addr *a)
+read_mailbox(struct lex *lx, struct addr *a, bool in_group)
 {
 	struct buf phrase = BUF_INIT(0), local = BUF_INIT(0), comment = BUF_INIT(0);
 	bool quoted, spaced, got_comment = false;
@@ -339,11 +334,11 @@ read_mailbox(struct lex *lx, struct addr *a)
 			a->has_name = true;
 		}
 		read_angle(lx, a);
-	} else if (lx->p < lx->end && *lx->p == ':' && n > 0) {
+	} else if (lx->p < lx->end && *lx->p == ':' && n > 0 && !in_group) {
 		lx->p++;
 		buf_append(&a->name, phrase.data, phrase.len);
 		ret = 2;
-	} else if (lx->p < lx->end && *lx->p == '@') {
+	} else if (lx->p < lx->end && *lx->p == '@' && !spaced) {
 		lx->p++;
 		if (local.len > 0 || quoted) {
 			buf_append(&a->mailbox, local.data, local.len);
@@ -371,23 +366,6 @@ read_mailbox(struct lex *lx, struct addr *a)
 	buf_free(&local);
 	buf_free(&comment);
 	return ret;
-}
-
-/* Skip to the next ',' or ';' (or the end) after garbage. */
-static void
-skip_garbage(struct lex *lx)
-{
-	while (lx->p < lx->end && *lx->p != ',' && *lx->p != ';') {
-		if (*lx->p == '"') {
-			struct buf tmp = BUF_INIT(0);
-			read_quoted(lx, &tmp);
-			buf_free(&tmp);
-		} else if (*lx->p == '(') {
-			read_comment(lx, NULL);
-		} else {
-			lx->p++;
-		}
-	}
 }
 
 size_t
@@ -420,7 +398,7 @@ message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 				break;
 			continue;
 		}
-		r = read_mailbox(&lx, &a);
+		r = read_mailbox(&lx, &a, in_group);
 		if (r == 2 && !in_group) {
 			buf_append_str(out, "(NIL NIL ");
 			message_imap_nstring(out, a.name.data, a.name.len, false);
@@ -432,9 +410,9 @@ message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 		emit(out, &a);
 		n++;
 		skip_cfws_keep(&lx, NULL, NULL);
-		if (lx.p < lx.end && *lx.p != ',' && *lx.p != ';')
-			skip_garbage(&lx);
-		if (lx.p >= lx.end)
+		/* anything but a separator ends the list (the rest is not
+		 * guessed at, as in Dovecot) */
+		if (lx.p >= lx.end || (*lx.p != ',' && !(*lx.p == ';' && in_group)))
 			break;
 		if (*lx.p == ';' && in_group)
 			continue;

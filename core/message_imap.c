@@ -6,6 +6,7 @@
  * defaults, sizes counted with every bare LF as CRLF (the way the message
  * goes over the wire), display names and subjects "for humans".
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -23,14 +24,41 @@ append_literal(struct buf *out, const uint8_t *s, size_t len)
 	buf_append(out, s, len);
 }
 
+/* A copy with every NUL as U+FFFD (Dovecot's header values have them so);
+ * NULL when there is no NUL. */
+static uint8_t *
+nul_free(const uint8_t *s, size_t len, size_t *len_r)
+{
+	struct buf b = BUF_INIT(0);
+	size_t i, run = 0;
+
+	if (len == 0 || memchr(s, 0, len) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		if (s[i] != 0)
+			continue;
+		buf_append(&b, s + run, i - run);
+		buf_append(&b, "\xef\xbf\xbd", 3);
+		run = i + 1;
+	}
+	buf_append(&b, s + run, len - run);
+	return buf_steal(&b, len_r);
+}
+
 void
 message_imap_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil)
 {
 	unsigned specials = 0;
 	size_t i;
+	uint8_t *fixed;
 
 	if (nil) {
 		buf_append_str(out, "NIL");
+		return;
+	}
+	if ((fixed = nul_free(s, len, &len)) != NULL) {
+		append_literal(out, fixed, len);
+		free(fixed);
 		return;
 	}
 	for (i = 0; i < len; i++) {
@@ -101,6 +129,13 @@ message_imap_human(struct buf *out, const uint8_t *s, size_t len)
 {
 	bool modify = false, last_ws = true;
 	size_t i;
+	uint8_t *fixed = nul_free(s, len, &len);
+
+	if (fixed != NULL) {
+		message_imap_human(out, fixed, len);
+		free(fixed);
+		return;
+	}
 
 	for (i = 0; i < len; i++) {
 		uint8_t c = s[i];
@@ -486,7 +521,14 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 	if (have_ct && ct.broken) {
 		/* present but malformed: neither text nor the default */
 		text = false;
-		buf_append_str(out, "\"\" \"\" NIL");
+		message_imap_nstring(out, ct.type, ct.type_len, false);
+		buf_append_str(out, " \"\" NIL");
+		message_content_type_free(&ct);
+	} else if (have_ct && rfc822) {
+		/* Dovecot spells the type of a message it parsed its own way */
+		text = false;
+		buf_append_str(out, "\"message\" \"rfc822\" ");
+		append_params(out, &ct.params, false);
 		message_content_type_free(&ct);
 	} else if (have_ct) {
 		text = message_token_eq(ct.type, ct.type_len, "text");

@@ -108,7 +108,8 @@ bool message_token_eq(const uint8_t *t, size_t tlen, const char *s);
 struct lex {
 	const uint8_t *p, *end;
 };
-void message_lex_skip_cfws(struct lex *lx);
+/* false when it ran into an unterminated comment (consumed to the end) */
+bool message_lex_skip_cfws(struct lex *lx);
 /* A quoted string at lx->p (which must be '"'): append its content
  * unquoted; false when it is not terminated (the input is used up). */
 bool message_lex_quoted(struct lex *lx, struct buf *out);

@@ -20,7 +20,7 @@
 
 #include "message_impl.h"
 
-void
+bool
 message_lex_skip_cfws(struct lex *lx)
 {
 	while (lx->p < lx->end) {
@@ -42,10 +42,13 @@ message_lex_skip_cfws(struct lex *lx)
 						break;
 				}
 			}
+			if (depth > 0)
+				return false;	/* unterminated comment */
 		} else {
 			break;
 		}
 	}
+	return true;
 }
 
 bool
@@ -156,12 +159,12 @@ struct raw_param {
 	size_t value_len;
 };
 
-/* CFWS; false at the end of the input (Dovecot's "<= 0"). */
+/* CFWS; false at the end of the input or an unterminated comment
+ * (Dovecot's "<= 0"). */
 static bool
 skip_more(struct lex *lx)
 {
-	message_lex_skip_cfws(lx);
-	return lx->p < lx->end;
+	return message_lex_skip_cfws(lx) && lx->p < lx->end;
 }
 
 /*
@@ -202,8 +205,7 @@ parse_one_param(struct lex *lx, const uint8_t **name_r, size_t *name_len_r, stru
 		size_t n = lex_token(lx, &t);
 		buf_append(v, t, n);
 	}
-	message_lex_skip_cfws(lx);
-	return 1;
+	return message_lex_skip_cfws(lx) ? 1 : -1;
 }
 
 static void
@@ -320,7 +322,8 @@ same_base(const struct raw_param *x, const struct raw_param *y)
  * Parameters in order, RFC 2231 continuations (and name*= values) after
  * them. Sections 0..n-1, each once, are merged into "name" (or "name*",
  * still in charset'lang'%XX form, when a section is extended: plain
- * sections are then %-escaped, and "''" is put in front when section 0 is
+ * sections then have their '%' escaped (nothing else, as in
+ * Dovecot), and "''" is put in front when section 0 is
  * plain). Anything else is passed on unmerged, sorted by section. Sorting
  * keeps this O(n log n).
  */
@@ -373,7 +376,7 @@ merge_params(struct raw_param *raw, size_t n, struct message_params *out)
 			}
 			for (m = 0; m < r->value_len; m++) {
 				uint8_t c = (uint8_t)r->value[m];
-				if (c == '%' || c <= ' ' || c >= 0x7f)
+				if (c == '%')
 					buf_printf(&v, "%%%02X", c);
 				else
 					buf_append_byte(&v, c);
@@ -408,14 +411,19 @@ message_parse_content_type(const uint8_t *v, size_t len, struct content_type *ct
 	memset(ct, 0, sizeof(*ct));
 	message_lex_skip_cfws(&lx);
 	ct->type_len = lex_token(&lx, &ct->type);
-	message_lex_skip_cfws(&lx);
+	if (message_lex_skip_cfws(&lx) && ct->type_len > 0 && lx.p >= lx.end) {
+		/* a lone "type": kept, with an empty subtype, as Dovecot does */
+		ct->sub = (const uint8_t *)"";
+		ct->sub_len = 0;
+		ct->broken = true;
+		return true;
+	}
 	if (ct->type_len == 0 || lx.p >= lx.end || *lx.p != '/')
 		goto broken;
 	lx.p++;
 	message_lex_skip_cfws(&lx);
 	ct->sub_len = lex_token(&lx, &ct->sub);
-	message_lex_skip_cfws(&lx);
-	if (ct->sub_len == 0 || (lx.p < lx.end && *lx.p != ';'))
+	if (!message_lex_skip_cfws(&lx) || ct->sub_len == 0 || (lx.p < lx.end && *lx.p != ';'))
 		goto broken;
 	parse_params(&lx, &ct->params);
 	return true;

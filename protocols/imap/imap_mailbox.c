@@ -565,6 +565,17 @@ cmd_lsub(struct imap_cmd *cmd)
 /* ------------------------------------------------------------------ */
 /* APPEND                                                              */
 
+static void
+append_rollback(struct imap_session *s, const char *name, const uint32_t *uids, size_t n)
+{
+	struct mailbox *mb;
+
+	if (n == 0 || mailbox_open(s->sv->storage, s->user, name, 0, &mb) < 0)
+		return;
+	(void)mailbox_expunge(mb, uids, n);
+	mailbox_close(&mb);
+}
+
 void
 cmd_append(struct imap_cmd *cmd)
 {
@@ -596,6 +607,21 @@ cmd_append(struct imap_cmd *cmd)
 		k++;
 		n_msgs++;
 	}
+	for (size_t k = 1; k < n; k++) {
+		uint32_t f;
+		const char **kw;
+		size_t nkw;
+		int64_t t;
+		if (a[k].type == ARG_LIST
+		    && imap_parse_flags(cmd, a[k].list, a[k].n, &f, &kw, &nkw) < 0) {
+			imap_bad(cmd, "Invalid flags");
+			return;
+		}
+		if (a[k].type == ARG_QUOTED && imap_parse_datetime(a[k].str, &t) < 0) {
+			imap_bad(cmd, "Invalid date-time");
+			return;
+		}
+	}
 	uids = arena_alloc(&cmd->arena, n_msgs * sizeof(*uids));
 	while (i < n) {
 		struct msg_input in;
@@ -621,21 +647,24 @@ cmd_append(struct imap_cmd *cmd)
 		in.len = a[i].len;
 		i++;
 		if (in.len == 0) {
+			append_rollback(s, name, uids, n_uids);
 			imap_tagged(cmd, "NO", "Cannot append an empty message");
 			return;
 		}
 		if (in.len > s->sv->cfg->imap_max_literal) {
+			append_rollback(s, name, uids, n_uids);
 			imap_tagged(cmd, "NO", "[TOOBIG] Message too big");
 			return;
 		}
 		uint32_t uv, uid;
 		int rc = storage_append(s->sv->storage, s->user, name, &in, &uv, &uid);
-		if (rc == ROOST_ENOTFOUND) {
-			imap_tagged(cmd, "NO", "[TRYCREATE] Mailbox does not exist");
-			return;
-		}
 		if (rc < 0) {
-			imap_reply_error(cmd, rc, NULL);
+			/* MULTIAPPEND is all or nothing (RFC 3502). */
+			append_rollback(s, name, uids, n_uids);
+			if (rc == ROOST_ENOTFOUND)
+				imap_tagged(cmd, "NO", "[TRYCREATE] Mailbox does not exist");
+			else
+				imap_reply_error(cmd, rc, NULL);
 			return;
 		}
 		if (n_uids > 0 && uv != uidvalidity)

@@ -173,8 +173,8 @@ class RoostServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
-        # `with srv:` on a server start() already started must not start a
-        # second one (the first would be left running, unreachable).
+        # `srv = start_server(); with srv:` must not start a second server
+        # (the first one would be orphaned, still listening, after the test).
         if self.proc is not None:
             return self
         return self.start()

@@ -290,6 +290,10 @@ class ImapBase:
             f.flush()
             line = f.readline()
         self.assertTrue(line.startswith(b"c NO"), line)
+        # MULTIAPPEND is atomic: the empty second message fails them all
+        f.write(b"d APPEND AppBox {%d+}\r\n%s {0+}\r\n\r\n" % (len(MSG1), MSG1))
+        f.flush()
+        self.assertTrue(f.readline().startswith(b"d NO"))
         s.close()
         c.select("AppBox")
         typ, data = c.uid("FETCH", uid, "(FLAGS INTERNALDATE)")

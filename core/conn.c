@@ -883,7 +883,7 @@ handshake_step(struct conn *c)
 	snprintf(fields, sizeof(fields), "conn=%" PRIu64 " peer=%s proto=%s", c->id, c->peer,
 	    c->lst->name);
 	if (e == SSL_ERROR_SSL)
-		tls_log_errors(fields, "handshake");
+		tls_log_errors(LOG_LEVEL_INFO, fields, "handshake");
 	else
 		log_info("%s event=tls_error reason=handshake detail=%s", fields,
 		    e == SSL_ERROR_SYSCALL ? "peer_closed" : "other");

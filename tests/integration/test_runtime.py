@@ -467,6 +467,42 @@ class RuntimeLimits(unittest.TestCase):
             for c in held[1:]:
                 c.close()
 
+    def test_out_of_descriptors(self):
+        # The server runs with few descriptors: accept fails with EMFILE,
+        # the server backs off (no spinning), and serves the waiting clients
+        # once descriptors are free again.
+        wrapdir = tempfile.mkdtemp(prefix="roost-wrap-")
+        wrapper = os.path.join(wrapdir, "testd")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nulimit -n 48\nexec %s \"$@\"\n" % ROOST_TESTD)
+        os.chmod(wrapper, 0o755)
+        srv = testd()
+        srv.binary = wrapper
+        try:
+            with srv:
+                port = srv.port("imap")
+                socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
+                         for _ in range(60)]
+                greeted, waiting = [], []
+                time.sleep(0.5)
+                for s in socks:
+                    s.setblocking(False)
+                    try:
+                        (greeted if s.recv(100) == GREETING else waiting).append(s)
+                    except BlockingIOError:
+                        waiting.append(s)
+                self.assertTrue(waiting, "every client got a descriptor")
+                self.assertIn("event=accept_error", srv.log())
+                for s in greeted:
+                    s.close()
+                for s in waiting:
+                    s.settimeout(10)
+                    self.assertEqual(s.recv(100), GREETING)
+                    s.close()
+        finally:
+            os.unlink(wrapper)
+            os.rmdir(wrapdir)
+
     def test_total_limit(self):
         with testd({"limits": {"max_connections": "3"}}) as srv:
             port = srv.port("imap")

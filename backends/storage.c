@@ -258,6 +258,7 @@ uids_check(const uint32_t *uids, size_t n)
 struct storage_watch {
 	struct watch_registry *reg;
 	struct storage_watch *next;
+	struct timespec seen;	/* notify file's mtime last seen (polling mode) */
 	uint64_t uhash;
 	char *user;
 	char *mailbox;
@@ -275,7 +276,7 @@ struct watch_registry {
 	pthread_mutex_t lock;
 	struct storage_watch *buckets[WATCH_BUCKETS];
 	char *notify_dir;
-	int ifd;		/* inotify, -1 when unavailable */
+	int ifd;		/* inotify, -1 when unavailable: then polling */
 	int stop_pipe[2];
 	pthread_t thread;
 	bool thread_running;
@@ -371,6 +372,67 @@ notify_thread(void *arg)
 	return NULL;
 }
 
+static void
+notify_path(const struct watch_registry *reg, uint64_t h, char *path, size_t size)
+{
+	snprintf(path, size, "%s/%016llx", reg->notify_dir, (unsigned long long)h);
+}
+
+static struct timespec
+notify_mtime(const struct watch_registry *reg, uint64_t h)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	notify_path(reg, h, path, sizeof(path));
+	if (stat(path, &sb) < 0)
+		return (struct timespec){ 0, 0 };
+	return sb.st_mtim;
+}
+
+#define POLL_MS 250
+
+/*
+ * Without inotify (the per-user instance limit is easily exhausted on a
+ * shared host) the notify files are polled: each watch remembers the
+ * mtime it last saw. One stat per distinct user per round.
+ */
+static void *
+poll_thread(void *arg)
+{
+	struct watch_registry *reg = arg;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = reg->stop_pipe[0], .events = POLLIN };
+		int r = poll(&pfd, 1, POLL_MS);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r != 0)
+			break;
+		pthread_mutex_lock(&reg->lock);
+		for (size_t b = 0; b < WATCH_BUCKETS; b++) {
+			uint64_t last_h = 0;
+			struct timespec last_t = { 0, 0 };
+			bool have = false;
+
+			for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next) {
+				if (!have || w->uhash != last_h) {
+					last_h = w->uhash;
+					last_t = notify_mtime(reg, w->uhash);
+					have = true;
+				}
+				if (last_t.tv_sec != w->seen.tv_sec || last_t.tv_nsec != w->seen.tv_nsec) {
+					w->seen = last_t;
+					w->cb(w->arg);
+				}
+			}
+		}
+		pthread_mutex_unlock(&reg->lock);
+	}
+	return NULL;
+}
+
 static struct watch_registry *
 registry_new(const struct roost_config *cfg)
 {
@@ -388,29 +450,25 @@ registry_new(const struct roost_config *cfg)
 		    reg->notify_dir, strerror(errno));
 		return reg;
 	}
-	reg->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-	if (reg->ifd < 0 ||
-	    inotify_add_watch(reg->ifd, reg->notify_dir, IN_CLOSE_WRITE | IN_ATTRIB) < 0 ||
-	    pipe2(reg->stop_pipe, O_CLOEXEC) < 0) {
-		log_warn("storage: inotify on %s: %s; no cross-process notification",
-		    reg->notify_dir, strerror(errno));
-		goto fail;
+	if (pipe2(reg->stop_pipe, O_CLOEXEC) < 0) {
+		log_warn("storage: pipe: %s; no cross-process notification", strerror(errno));
+		return reg;
 	}
-	if (pthread_create(&reg->thread, NULL, notify_thread, reg) != 0) {
-		log_warn("storage: cannot start the notify thread");
-		goto fail;
+	reg->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (reg->ifd >= 0 &&
+	    inotify_add_watch(reg->ifd, reg->notify_dir, IN_CLOSE_WRITE | IN_ATTRIB) < 0) {
+		close(reg->ifd);
+		reg->ifd = -1;
+	}
+	if (reg->ifd < 0)
+		log_info("storage: inotify on %s: %s; polling every %d ms instead",
+		    reg->notify_dir, strerror(errno), POLL_MS);
+	if (pthread_create(&reg->thread, NULL, reg->ifd >= 0 ? notify_thread : poll_thread,
+	    reg) != 0) {
+		log_warn("storage: cannot start the notify thread; no cross-process notification");
+		return reg;
 	}
 	reg->thread_running = true;
-	return reg;
-fail:
-	if (reg->stop_pipe[0] >= 0) {
-		close(reg->stop_pipe[0]);
-		close(reg->stop_pipe[1]);
-		reg->stop_pipe[0] = reg->stop_pipe[1] = -1;
-	}
-	if (reg->ifd >= 0)
-		close(reg->ifd);
-	reg->ifd = -1;
 	return reg;
 }
 
@@ -471,9 +529,7 @@ storage_notify(struct storage *st, const char *user, const char *mailbox)
 	wake_locked(reg, h, user, mailbox);
 	pthread_mutex_unlock(&reg->lock);
 
-	if (snprintf(path, sizeof(path), "%s/%016llx", reg->notify_dir, (unsigned long long)h) >=
-	    (int)sizeof(path))
-		return;
+	notify_path(reg, h, path, sizeof(path));
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		log_debug("storage: notify %s: %s", path, strerror(errno));
@@ -503,6 +559,8 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
 	w->mailbox = xstrdup(canon);
 	w->cb = cb;
 	w->arg = arg;
+	if (w->reg->ifd < 0)
+		w->seen = notify_mtime(w->reg, w->uhash);
 	pthread_mutex_lock(&w->reg->lock);
 	w->next = w->reg->buckets[w->uhash % WATCH_BUCKETS];
 	w->reg->buckets[w->uhash % WATCH_BUCKETS] = w;

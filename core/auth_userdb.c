@@ -353,7 +353,7 @@ static int
 file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
 {
 	struct buf old = BUF_INIT(AUTH_MAX_FILE), out = BUF_INIT(AUTH_MAX_FILE + AUTH_MAX_LINE);
-	char *pathcopy, *dir;
+	char *pathcopy, *dir, *real = NULL;
 	bool found = false;
 	int dirfd = -1, fd, ret;
 
@@ -361,6 +361,11 @@ file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
 		return ROOST_EINVAL;
 	if (hash != NULL && (!field_ok(hash) || strlen(hash) > AUTH_MAX_LINE / 2))
 		return ROOST_EINVAL;
+	/* A symlinked passwd file (shared with Dovecot, say) is edited where
+	 * it really lives; the link stays. */
+	pathcopy = realpath(path, NULL);
+	if (pathcopy != NULL)
+		path = real = pathcopy;
 	pathcopy = xstrdup(path);
 	dir = dirname(pathcopy);
 	if (op == EDIT_ADD && (ret = make_dirs(dir)) < 0)
@@ -450,6 +455,7 @@ out:
 	buf_free(&old);
 	buf_free(&out);
 	free(pathcopy);
+	free(real);
 	return ret;
 }
 

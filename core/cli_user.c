@@ -54,34 +54,46 @@ read_line(FILE *f, char *buf, size_t size)
 	return 0;
 }
 
+/*
+ * Echo off before the first prompt and on again after the last answer:
+ * typeahead is neither echoed nor discarded (TCSADRAIN, not TCSAFLUSH).
+ */
 static int
-prompt_tty(const char *prompt, char *buf, size_t size)
+tty_echo(bool on)
 {
+	static struct sigaction old_int, old_term, old_quit;
 	struct termios t;
-	struct sigaction sa = { 0 }, old_int, old_term, old_quit;
-	int ret;
 
-	if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
-		return -1;
-	sa.sa_handler = restore_tty_and_die;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-	sigaction(SIGQUIT, &sa, &old_quit);
-	t = saved_tty;
-	t.c_lflag &= ~(tcflag_t)ECHO;
-	t.c_lflag |= ECHONL;
-	fputs(prompt, stderr);
-	fflush(stderr);
-	tty_changed = 1;
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
-	ret = read_line(stdin, buf, size);
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+	if (!on) {
+		struct sigaction sa = { 0 };
+
+		if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+			return -1;
+		sa.sa_handler = restore_tty_and_die;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+		sigaction(SIGQUIT, &sa, &old_quit);
+		t = saved_tty;
+		t.c_lflag &= ~(tcflag_t)ECHO;
+		t.c_lflag |= ECHONL;
+		tty_changed = 1;
+		return tcsetattr(STDIN_FILENO, TCSADRAIN, &t);
+	}
+	tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_tty);
 	tty_changed = 0;
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGQUIT, &old_quit, NULL);
-	return ret;
+	return 0;
+}
+
+static int
+prompt_tty(const char *prompt, char *buf, size_t size)
+{
+	fputs(prompt, stderr);
+	fflush(stderr);
+	return read_line(stdin, buf, size);
 }
 
 /* The new password into pw (size bytes); CLI_OK or an exit code. */
@@ -92,8 +104,16 @@ read_password(char *pw, size_t size)
 		char again[PASSWORD_MAX + 2];
 		int same;
 
-		if (prompt_tty("New password: ", pw, size) < 0 ||
-		    prompt_tty("Retype new password: ", again, sizeof(again)) < 0) {
+		int r;
+
+		if (tty_echo(false) < 0) {
+			fprintf(stderr, "roost: cannot turn off echo on the terminal\n");
+			return CLI_FAIL;
+		}
+		r = prompt_tty("New password: ", pw, size) < 0 ||
+		    prompt_tty("Retype new password: ", again, sizeof(again)) < 0;
+		tty_echo(true);
+		if (r) {
 			fprintf(stderr, "roost: could not read the password\n");
 			return CLI_FAIL;
 		}

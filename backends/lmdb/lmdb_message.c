@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,7 +119,14 @@ body_load(const struct msg_input *msg, struct body *b)
 	if (msg->fd < 0 || msg->len == 0) {
 		b->data = msg->len > 0 ? msg->data : (const uint8_t *)"";
 	} else {
-		b->map = mmap(NULL, msg->len, PROT_READ, MAP_PRIVATE, msg->fd, 0);
+		struct stat sb;
+
+		/* Mapping past the end of the file would fault on access. */
+		if (fstat(msg->fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+		    (uint64_t)sb.st_size < msg->len)
+			b->map = MAP_FAILED;
+		else
+			b->map = mmap(NULL, msg->len, PROT_READ, MAP_PRIVATE, msg->fd, 0);
 		if (b->map != MAP_FAILED) {
 			b->data = b->map;
 		} else {

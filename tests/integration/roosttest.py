@@ -173,6 +173,10 @@ class RoostServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
+        # `srv = start_server(); with srv:` must not start a second server
+        # (the first one would be orphaned, still listening, after the test).
+        if self.proc is not None:
+            return self
         return self.start()
 
     def __exit__(self, exc_type, exc, tb):

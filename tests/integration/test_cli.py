@@ -1,6 +1,8 @@
 """The roost command line: user management, config printing, config errors,
 and serve starting and stopping (through roosttest.RoostServer)."""
 import os
+import pty
+import select
 import shutil
 import signal
 import smtplib
@@ -119,6 +121,52 @@ class TestUser(CliCase):
             lines = f.read().splitlines()
         self.assertEqual(lines[:2], ["# staff", "old@example.org:{PLAIN}x:1000:1000::/home/old::"])
         self.assertTrue(lines[2].startswith("new@example.org:{SHA512-CRYPT}"))
+
+
+class TestTerminal(CliCase):
+    """On a terminal the password is asked twice with echo off."""
+
+    def run_on_tty(self, args, answers):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([roosttest.ROOST_BIN] + args + ["--config", self.conf],
+                                stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        out = b""
+        pending = list(answers)
+        try:
+            while True:
+                r, _, _ = select.select([master], [], [], 30)
+                if not r:
+                    raise AssertionError("no output; so far: %r" % out)
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if pending and out.rstrip().endswith(b"password:"):
+                    os.write(master, pending.pop(0).encode() + b"\n")
+        finally:
+            os.close(master)
+            proc.wait(30)
+        return proc.returncode, out.decode(errors="replace")
+
+    def test_prompt_twice_without_echo(self):
+        rc, out = self.run_on_tty(["user", "add", "tty@example.org"],
+                                  ["s3cret-typed", "s3cret-typed"])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("New password:", out)
+        self.assertIn("Retype new password:", out)
+        self.assertNotIn("s3cret-typed", out)
+        with open(self.passwd) as f:
+            self.assertIn("tty@example.org:{SHA512-CRYPT}", f.read())
+
+    def test_mismatch_changes_nothing(self):
+        rc, out = self.run_on_tty(["user", "add", "tty@example.org"], ["one", "two"])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("do not match", out)
+        self.assertFalse(os.path.exists(self.passwd))
 
 
 class TestConfig(CliCase):

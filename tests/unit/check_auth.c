@@ -471,6 +471,22 @@ START_TEST(file_add_creates_dirs_and_no_trailing_newline)
 }
 END_TEST
 
+START_TEST(file_edit_through_symlink)
+{
+	char target[400], link[400];
+	struct stat st;
+
+	snprintf(target, sizeof(target), "%s/real-passwd", tmpdir);
+	snprintf(link, sizeof(link), "%s/passwd", tmpdir);
+	write_file(target, "a@b:{PLAIN}1\n");
+	ck_assert_int_eq(symlink("real-passwd", link), 0);
+	ck_assert_int_eq(auth_file_add(link, "c@d", "{PLAIN}2"), 0);
+	ck_assert_int_eq(lstat(link, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	ck_assert_str_eq(read_file(target), "a@b:{PLAIN}1\nc@d:{PLAIN}2::::::\n");
+}
+END_TEST
+
 static void
 collect(const char *user, void *arg)
 {
@@ -644,6 +660,7 @@ auth_suite(void)
 	tcase_add_test(db, file_edits);
 	tcase_add_test(db, file_add_creates_dirs_and_no_trailing_newline);
 	tcase_add_test(db, file_list);
+	tcase_add_test(db, file_edit_through_symlink);
 	tcase_add_test(db, concurrent_verify_and_reload);
 	suite_add_tcase(s, db);
 

@@ -308,6 +308,15 @@ START_TEST(big_message)
 	big[100] ^= 1;
 	assert_read(mb, uid1, big, len);
 	mailbox_close(&mb);
+	/* a spool file shorter than it claims: an error, not a crash */
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, big, 1000), 1000);
+	in.fd = fd;
+	in.len = 5000;
+	ck_assert_int_ne(storage_append(st, USER, "INBOX", &in, &uidv, &uid2), 0);
+	close(fd);
+	unlink(path);
 	/* too big */
 	in.fd = -1;
 	in.data = big;

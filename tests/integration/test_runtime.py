@@ -69,7 +69,7 @@ class Client:
         try:
             while True:
                 self._fill()
-        except (EOFError, ConnectionResetError):
+        except EOFError:
             pass
         out, self.buf = self.buf, b""
         return out
@@ -332,6 +332,32 @@ class RuntimeShared(unittest.TestCase):
         d = Client(self.port)
         self.assertEqual(d.cmd("ECHO fine"), b"+OK fine\r\n")
         d.close()
+
+    def test_reply_survives_close_with_unread_input(self):
+        # The server closes while the client still sends: the last reply
+        # must arrive intact, followed by a clean end of stream (lingering
+        # close), not a reset that destroys it.
+        for tls in (False, True):
+            if tls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                c = Client.__new__(Client)
+                c.sock = ctx.wrap_socket(
+                    socket.create_connection(("127.0.0.1", self.tls_port), timeout=10),
+                    server_hostname="roost.test")
+                c.buf = b""
+                self.assertEqual(c.line(), GREETING)
+            else:
+                c = Client(self.port)
+            c.send(b"QUIT\r\n" + b"ECHO ignored\r\n" * 20000)
+            self.assertEqual(c.line(), b"+OK bye\r\n")
+            self.assertEqual(c.rest(), b"")
+            c.close()
+        c = Client(self.port)
+        c.send(b"ECHO " + b"x" * 300000)
+        self.assertEqual(c.line(), b"-ERR line too long\r\n")
+        c.close()
 
     def test_half_close_still_answers(self):
         c = Client(self.port)

@@ -172,6 +172,10 @@ class Pop3Base:
         if cls.srv is not None:
             try:
                 cls.srv.stop()
+                log = cls.srv.log()
+                for pw in USERS.values():
+                    if pw in log:
+                        raise AssertionError("a password reached the server log")
             finally:
                 cls.srv.cleanup()
 
@@ -231,6 +235,9 @@ class Pop3Base:
         self.assertFalse(any(c.startswith("APOP") for c in capa))
         self.assertTrue(r.cmd("APOP x 0123456789abcdef0123456789abcdef").startswith(b"-ERR"))
         self.assertTrue(r.cmd("STAT").startswith(b"-ERR"), "STAT before login")
+        self.assertIn("UTF8 USER", capa)
+        self.assertTrue(r.cmd("UTF8").startswith(b"+OK"))
+        self.assertTrue(r.cmd("UTF8 x").startswith(b"-ERR"))
         self.assertEqual(r.cmd("QUIT")[:3], b"+OK")
         self.assertTrue(r.closed())
 
@@ -509,6 +516,30 @@ class Pop3Base:
         self.assertTrue(r.cmd("STAT 1").startswith(b"-ERR"))
         self.assertTrue(r.cmd("QUIT").startswith(b"+OK"))
 
+    def test_hostile_authorization_input(self):
+        user, pw = self.user()
+        r = self.raw()
+        r.line()
+        for line in (b"USER", b"USER a b", b"USER " + b"u" * 600, b"USER a\x00b", b"PASS",
+                     b"PASS nouser", b"AUTH " + b"X" * 100, b"AUTH PLAIN ====",
+                     b"AUTH PLAIN " + b"A" * 7000, b"AUTH PLAIN a b", b"TOP 1 1", b"RETR 1",
+                     b"DELE 1", b"UIDL", b"\xff\xfe", b"AUTH\x00PLAIN"):
+            resp = r.cmd(line)
+            self.assertTrue(resp.startswith(b"-ERR"), "%r -> %r" % (line[:40], resp))
+        self.assertTrue(r.cmd("CAPA").startswith(b"+OK"))
+        r.multi()
+        # (16 bad commands so far: a fresh session for the rest.)
+        r = self.raw()
+        r.line()
+        # A SASL exchange fed garbage ends with -ERR, and the session goes on.
+        for reply in (b"", b"\x00\x00", b"not base64 at all", b"=" * 5000):
+            self.assertTrue(r.cmd("AUTH PLAIN").startswith(b"+"))
+            resp = r.cmd(reply)
+            self.assertTrue(resp.startswith(b"-ERR"), "%r -> %r" % (reply[:20], resp))
+        self.assertTrue(r.cmd("USER " + user).startswith(b"+OK"))
+        self.assertTrue(r.cmd("PASS " + pw).startswith(b"+OK"))
+        self.assertTrue(r.cmd("QUIT").startswith(b"+OK"))
+
     def test_overlong_lines_and_pipelined_garbage(self):
         user, pw = self.user()
         fill(self.srv, user, SAMPLE)
@@ -729,6 +760,44 @@ for _backend in BACKENDS:
     globals()[_name] = type(_name, (Pop3LargeMaildrop, Pop3Base, unittest.TestCase),
                             {"backend": _backend})
 del _backend, _name
+
+
+class TestPop3Restart(unittest.TestCase):
+    """Shutdown with marked messages deletes nothing; UIDLs survive a restart."""
+
+    def test_shutdown_deletes_nothing_and_uidl_survives(self):
+        if not os.path.exists(FILL):
+            self.skipTest("%s not built" % FILL)
+        user, pw = "u0@example.org", USERS["u0@example.org"]
+        for backend in BACKENDS:
+            with self.subTest(backend=backend):
+                first = RoostServer(backend=backend, users={user: pw}, listeners=("pop3",))
+                first.start()
+                try:
+                    fill(first, user, SAMPLE, count=3, numbered=True)
+                    r = Raw(first.port("pop3")).login(user, pw)
+                    self.assertTrue(r.cmd("UIDL").startswith(b"+OK"))
+                    before = r.multi()
+                    r.cmd("DELE 1")
+                    r.cmd("DELE 3")
+                    first.stop()
+                    resp = r.line()
+                    self.assertTrue(resp.startswith(b"-ERR [SYS/TEMP]"), resp)
+                    r.close()
+                    second = RoostServer(backend=backend, users={}, listeners=("pop3",),
+                                         conf={"server": {"data_dir": first.data_dir},
+                                               "auth": {"passwd_file":
+                                                        os.path.join(first.data_dir, "passwd")}})
+                    with second:
+                        r = Raw(second.port("pop3")).login(user, pw)
+                        self.assertEqual(r.cmd("STAT").split()[1], b"3")
+                        self.assertTrue(r.cmd("UIDL").startswith(b"+OK"))
+                        self.assertEqual(r.multi(), before)
+                        r.cmd("QUIT")
+                        r.close()
+                finally:
+                    first.kill()
+                    first.cleanup()
 
 
 def non_loopback_ipv4():

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "roost/config.h"
 #include "roost/conn.h"
@@ -24,12 +25,38 @@ watch_cb(void *arg)
 	conn_wake(arg);
 }
 
+/* Seconds between "* OK Still here". */
 static unsigned
-keepalive_ms(const struct imap_session *s)
+keepalive_s(const struct imap_session *s)
 {
 	unsigned sec = s->sv->cfg->imap_idle_keepalive;
 
-	return (sec ? sec : 120) * 1000u;
+	return sec ? sec : 120;
+}
+
+/*
+ * The timer also re-checks the mailbox at least every IDLE_POLL_S seconds:
+ * storage notifies changes made through roost at once, but a message
+ * another program drops into a Maildir is only seen by a sync (Dovecot's
+ * mailbox_idle_check_interval does the same).
+ */
+#define IDLE_POLL_S 30u
+
+static unsigned
+tick_ms(const struct imap_session *s)
+{
+	unsigned k = keepalive_s(s);
+
+	return (k < IDLE_POLL_S ? k : IDLE_POLL_S) * 1000u;
+}
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 void
@@ -56,7 +83,8 @@ cmd_idle(struct imap_cmd *cmd)
 	s->idling = true;
 	cmd->done = true;
 	conn_write_str(s->c, "+ idling\r\n");
-	conn_set_timer(s->c, keepalive_ms(s));
+	s->idle_keepalive_at = mono_now() + keepalive_s(s);
+	conn_set_timer(s->c, tick_ms(s));
 }
 
 void
@@ -91,11 +119,14 @@ imap_idle_wake(struct imap_session *s, bool timer)
 {
 	if (!s->idling)
 		return;
-	if (timer) {
-		conn_write_str(s->c, "* OK Still here\r\n");
-		conn_set_timer(s->c, keepalive_ms(s));
-		return;
-	}
 	if (s->state == IMAP_STATE_SELECTED)
 		view_sync(s, true);
+	if (timer) {
+		double t = mono_now();
+		if (t + 0.05 >= s->idle_keepalive_at) {
+			conn_write_str(s->c, "* OK Still here\r\n");
+			s->idle_keepalive_at = t + keepalive_s(s);
+		}
+		conn_set_timer(s->c, tick_ms(s));
+	}
 }

@@ -202,6 +202,7 @@ struct imap_session {
 	char sasl_tag[IMAP_MAX_TAG + 1];
 	bool idling;
 	char idle_tag[IMAP_MAX_TAG + 1];
+	double idle_keepalive_at;	/* monotonic seconds of the next keepalive */
 	struct storage_watch *watch;
 
 	/* selected state */

@@ -61,6 +61,7 @@ struct smtp_session {
 	enum helo_kind helo;
 	char helo_name[256];
 	unsigned errors;
+	bool no_count;			/* the next reply is no client error */
 	bool authenticated;
 	struct sasl *sasl;		/* an AUTH exchange is in progress */
 	struct buf line;		/* the current command line, NUL-terminated */
@@ -84,6 +85,7 @@ struct smtp_session {
 	/* BDAT chunk being received */
 	uint64_t bdat_left;
 	bool bdat_last;
+	bool bdat_taken;		/* cmd_bdat ran for the current line */
 	bool bdat_discard;		/* the chunk is read and dropped... */
 	int bdat_code;			/* ...and then answered with this */
 	const char *bdat_enh, *bdat_text;
@@ -119,7 +121,7 @@ reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
 		conn_printf(s->c, "%d %s %s\r\n", code, enh, text);
 	else
 		conn_printf(s->c, "%d %s\r\n", code, text);
-	if (code >= 500) {
+	if (code >= 500 && !s->no_count) {
 		s->errors++;
 		too_many_errors(s);
 	}
@@ -402,8 +404,7 @@ cmd_bdat(struct smtp_session *s, const char *args)
 	} else {
 		s->bdat_text = s->helo == HELO_NONE ? "Send EHLO first" : "Need MAIL and RCPT first";
 	}
-	if (s->bdat_discard && s->state == ST_MAIL)
-		s->bdat_enh = "5.5.1";
+	s->bdat_taken = true;
 	if (size == 0)
 		bdat_chunk_done(s);
 }
@@ -580,7 +581,11 @@ cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (err != 0) {
+		/* An MTA handing over a batch over LMTP is not probing for
+		 * users: its unknown recipients do not count towards 421. */
+		s->no_count = s->role == ROLE_LMTP;
 		reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown", r.addr);
+		s->no_count = false;
 		return;
 	}
 	if (s->n_rcpts == s->cap_rcpts) {
@@ -954,7 +959,20 @@ smtp_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 	}
 	buf_reset(&s->line);
 	buf_append(&s->line, cmd, len);
+	s->bdat_taken = false;
 	run_line(s, buf_cstr(&s->line));
+	if (s->fr.line_bdat && !s->bdat_taken) {
+		/* The framer takes a chunk after every well-formed BDAT line,
+		 * also one sent as an AUTH response: read it, drop it, answer. */
+		s->bdat_left = s->fr.bdat_size;
+		s->bdat_last = s->fr.bdat_last;
+		s->bdat_discard = true;
+		s->bdat_code = 503;
+		s->bdat_enh = "5.5.1";
+		s->bdat_text = "BDAT not allowed here";
+		if (s->bdat_left == 0)
+			bdat_chunk_done(s);
+	}
 }
 
 static void

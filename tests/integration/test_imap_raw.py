@@ -482,3 +482,50 @@ for _backend in BACKENDS:
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestImapMaildirForeign(unittest.TestCase):
+    """A message another tool drops into the Maildir (bare LF line ends) wakes
+    an IDLE session and is served with CRLF."""
+
+    def test_foreign_delivery(self):
+        import os
+        # storage notifies roost's own changes; a foreign drop is found by
+        # IDLE's periodic re-check (min(30 s, keepalive))
+        srv = RoostServer(listeners=("imap",), backend="maildir",
+                          conf={"imap": {"idle_keepalive": "1"}})
+        try:
+            srv.start()
+        except AssertionError as e:
+            srv.cleanup()
+            if "unknown backend" in str(e):
+                self.skipTest("maildir backend not in this build")
+            raise
+        try:
+            a = Raw(srv.port("imap")).login()
+            a.cmd(b"SELECT INBOX")
+            a.send(b"i IDLE\r\n")
+            self.assertTrue(a.line().startswith(b"+"))
+            new = os.path.join(srv.data_dir, "maildir", "alice@example.org", "new")
+            self.assertTrue(os.path.isdir(new), new)
+            tmp = os.path.join(srv.data_dir, "maildir", "alice@example.org", "tmp", "x1")
+            with open(tmp, "wb") as f:
+                f.write(b"From: tool@example.org\nSubject: dropped\n\nline one\nline two\n")
+            os.rename(tmp, os.path.join(new, "1700000000.x1.host"))
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                l = a.line()
+                if re.match(rb"^\* 1 EXISTS", l):
+                    break
+            a.send(b"DONE\r\n")
+            a.until(b"i")
+            lines, t = a.cmd(b"FETCH 1 (BODY.PEEK[] BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            self.assertIn(b"OK", t)
+            joined = b"".join(lines)
+            self.assertIn(b"From: tool@example.org\r\nSubject: dropped\r\n\r\nline one\r\n"
+                          b"line two\r\n", joined)
+            self.assertIn(b"Subject: dropped\r\n\r\n", joined)
+            a.close()
+        finally:
+            srv.stop()
+            srv.cleanup()

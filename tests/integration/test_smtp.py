@@ -416,6 +416,23 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(self.count(ALICE), a0 + 2)
         self.assertEqual(self.count(BOB), b0 + 1)
 
+    def test_lmtp_unknown_recipients_are_not_errors(self):
+        r = self.session("lmtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        for i in range(12):     # more than max_errors
+            self.assertEqual(r.cmd("RCPT TO:<gone%d@example.org>" % i)[0], 550)
+        self.assertEqual(r.cmd("NOOP")[0], 250)
+        r.close()
+
+    def test_bdat_as_auth_response_stays_in_sync(self):
+        r = self.session("submission")
+        self.assertEqual(r.cmd("AUTH PLAIN")[0], 334)
+        r.send(b"BDAT 5\r\nMAIL NOOP\r\n")
+        self.assertEqual(r.reply()[0], 501)    # not base64: the exchange ends
+        self.assertEqual(r.reply()[0], 503)    # the chunk was read and dropped
+        self.assertEqual(r.reply()[0], 250)
+        r.close()
+
     # -- TLS and AUTH --
     def test_starttls_received_and_pipelined_input_discarded(self):
         r = self.session()

@@ -13,6 +13,9 @@
  *
  *   build/bench/bench_pop3 [-b lmdb,maildir] [-u users] [-c clients] [-m msgs]
  *                          [-s msg_size] [-r roost_binary]
+ *
+ * Defaults: 200 sessions, 8 clients, 100 messages of 4 KiB; with
+ * BENCH_PROFILE=full (make bench FULL=1) 1000 sessions and 32 clients.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -379,7 +382,8 @@ start_server(struct bench *b)
 	exit(1);
 }
 
-static void
+/* Returns the number of failed sessions. */
+static unsigned
 run_backend(struct bench *b, const char *backend)
 {
 	pthread_t *threads;
@@ -430,6 +434,7 @@ run_backend(struct bench *b, const char *backend)
 	} else {
 		fprintf(stderr, "bench_pop3: kept %s\n", b->dir);
 	}
+	return atomic_load(&b->failures);
 }
 
 int
@@ -438,9 +443,16 @@ main(int argc, char **argv)
 	struct bench b = { .users = 200, .clients = 8, .msgs = 100, .msg_size = 4096 };
 	char backends[128] = "lmdb,maildir";
 	const char *env = getenv("ROOST_BIN");
+	unsigned failed = 0;
 	int opt;
 
 	b.roost = env != NULL ? env : "build/roost";
+	/* make bench FULL=1: more sessions, more concurrency. */
+	env = getenv("BENCH_PROFILE");
+	if (env != NULL && strcmp(env, "full") == 0) {
+		b.users = 1000;
+		b.clients = 32;
+	}
 	while ((opt = getopt(argc, argv, "b:u:c:m:s:r:h")) != -1) {
 		switch (opt) {
 		case 'b':
@@ -479,6 +491,6 @@ main(int argc, char **argv)
 	    "msgs", "seconds", "sessions/s", "msgs/s", "MB/s", "failed");
 	for (char *save = NULL, *name = strtok_r(backends, ",", &save); name != NULL;
 	    name = strtok_r(NULL, ",", &save))
-		run_backend(&b, name);
-	return 0;
+		failed += run_backend(&b, name);
+	return failed == 0 ? 0 : 1;
 }

@@ -32,57 +32,76 @@ delivery_domain_is_local(const struct roost_config *cfg, const char *domain)
 	return false;
 }
 
+/* Look up local@domain; for a local domain also the bare local part, for
+ * users named without a domain ("alice"). */
+static int
+lookup_user(const struct roost_services *sv, const char *local, size_t local_len,
+    const char *domain, bool is_local, char *name_r, size_t namelen)
+{
+	char tmp[DELIVERY_MAX_USER];
+	int n = snprintf(tmp, sizeof(tmp), "%.*s@%s", (int)local_len, local, domain);
+
+	if (n > 0 && (size_t)n < sizeof(tmp) && auth_lookup(sv->auth, tmp, name_r, namelen) == 0)
+		return 0;
+	if (is_local && local_len < sizeof(tmp)) {
+		memcpy(tmp, local, local_len);
+		tmp[local_len] = '\0';
+		if (auth_lookup(sv->auth, tmp, name_r, namelen) == 0)
+			return 0;
+	}
+	return ROOST_ENOTFOUND;
+}
+
 int
 delivery_resolve(const struct roost_services *sv, const char *address, struct delivery_rcpt *r)
 {
 	const struct roost_config *cfg = sv->cfg;
-	char addr[DELIVERY_MAX_USER], base[DELIVERY_MAX_USER];
-	const char *at, *delim = cfg->recipient_delimiter;
+	const char *at = strrchr(address, '@'), *domain, *delim = cfg->recipient_delimiter;
 	size_t local_len, cut;
+	bool is_local;
 
 	strcpy(r->mailbox, "INBOX");
 	r->user[0] = '\0';
-	if (strchr(address, '@') == NULL) {
-		if (strcasecmp(address, "postmaster") != 0 || cfg->smtp_domains == NULL ||
-		    cfg->smtp_domains[0] == NULL)
+	if (strlen(address) >= DELIVERY_MAX_USER)
+		return ROOST_EINVAL;
+	if (at == NULL) {
+		/* A bare name (RCPT TO:<postmaster>, roost deliver -a alice):
+		 * a user of that name, or the name at the first local domain. */
+		if (auth_lookup(sv->auth, address, r->user, sizeof(r->user)) == 0)
+			return 0;
+		if (cfg->smtp_domains == NULL || cfg->smtp_domains[0] == NULL)
 			return ROOST_ENOTFOUND;
-		if ((size_t)snprintf(addr, sizeof(addr), "postmaster@%s", cfg->smtp_domains[0]) >=
-		    sizeof(addr))
-			return ROOST_ENOTFOUND;
+		domain = cfg->smtp_domains[0];
+		local_len = strlen(address);
+		is_local = true;
 	} else {
-		if (strlen(address) >= sizeof(addr))
-			return ROOST_EINVAL;
-		strcpy(addr, address);
+		domain = at + 1;
+		local_len = (size_t)(at - address);
+		is_local = delivery_domain_is_local(cfg, domain);
 	}
-	if (auth_lookup(sv->auth, addr, r->user, sizeof(r->user)) == 0)
+	if (lookup_user(sv, address, local_len, domain, is_local, r->user, sizeof(r->user)) == 0)
 		return 0;
-
-	at = strrchr(addr, '@');
-	local_len = (size_t)(at - addr);
 	if (delim != NULL && *delim != '\0') {
-		cut = strcspn(addr, delim);
-		if (cut > 0 && cut < local_len) {
-			const char *detail = addr + cut + 1;
+		cut = strcspn(address, delim);
+		if (cut > 0 && cut < local_len &&
+		    lookup_user(sv, address, cut, domain, is_local, r->user, sizeof(r->user)) == 0) {
+			const char *detail = address + cut + 1;
 			size_t detail_len = local_len - cut - 1;
+			char folder[DELIVERY_MAX_FOLDER];
+			struct mailbox_status st;
 
-			snprintf(base, sizeof(base), "%.*s%s", (int)cut, addr, at);
-			if (auth_lookup(sv->auth, base, r->user, sizeof(r->user)) == 0) {
-				struct mailbox_status st;
-				char folder[DELIVERY_MAX_FOLDER];
-
-				if (detail_len > 0 && detail_len < sizeof(folder)) {
-					memcpy(folder, detail, detail_len);
-					folder[detail_len] = '\0';
-					if (storage_name_valid(folder) &&
-					    storage_status(sv->storage, r->user, folder, &st) == 0)
-						strcpy(r->mailbox, folder);
-				}
-				return 0;
+			if (detail_len > 0 && detail_len < sizeof(folder)) {
+				memcpy(folder, detail, detail_len);
+				folder[detail_len] = '\0';
+				if (storage_name_valid(folder) &&
+				    storage_status(sv->storage, r->user, folder, &st) == 0)
+					strcpy(r->mailbox, folder);
 			}
+			return 0;
 		}
 	}
 	r->user[0] = '\0';
-	return delivery_domain_is_local(cfg, at + 1) ? ROOST_ENOTFOUND : ROOST_EPERM;
+	return is_local ? ROOST_ENOTFOUND : ROOST_EPERM;
 }
 
 void

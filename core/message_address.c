@@ -230,17 +230,56 @@ read_domain(struct lex *lx, struct buf *host)
 	return any && !want_label;
 }
 
-/* "<" [route ":"] addr-spec ">" with lx->p after the '<' */
+/*
+ * A local part: words (atoms or quoted strings) joined by dots only, as
+ * in an addr-spec. Returns false when there is none.
+ */
+static bool
+read_local(struct lex *lx, struct buf *local)
+{
+	bool any = false;
+
+	for (;;) {
+		const uint8_t *s;
+
+		skip_cfws_keep(lx, NULL, NULL);
+		if (lx->p >= lx->end)
+			break;
+		if (*lx->p == '"') {
+			if (!message_lex_quoted(lx, local))
+				return any;
+		} else if (atext(*lx->p)) {
+			s = lx->p;
+			while (lx->p < lx->end && atext(*lx->p))
+				lx->p++;
+			buf_append(local, s, (size_t)(lx->p - s));
+		} else {
+			break;
+		}
+		any = true;
+		s = lx->p;
+		skip_cfws_keep(lx, NULL, NULL);
+		if (lx->p >= lx->end || *lx->p != '.') {
+			lx->p = s;
+			break;
+		}
+		buf_append_byte(local, '.');
+		lx->p++;
+	}
+	return any;
+}
+
+/*
+ * "<" [route ":"] addr-spec ">" with lx->p after the '<'. A route that
+ * does not end in ':' is "INVALID_ROUTE", a missing '>' makes the host
+ * "SYNTAX_ERROR" (Dovecot's words).
+ */
 static void
 read_angle(struct lex *lx, struct addr *a)
 {
-	struct buf phrase = BUF_INIT(0);
-	bool quoted, spaced;
-
 	skip_cfws_keep(lx, NULL, NULL);
 	/* obs-route: @a,@b: */
 	if (lx->p < lx->end && *lx->p == '@') {
-		const uint8_t *save = lx->p;
 		struct buf route = BUF_INIT(0);
 
 		while (lx->p < lx->end && (*lx->p == '@' || *lx->p == ',')) {
@@ -260,11 +299,11 @@ read_angle(struct lex *lx, struct addr *a)
 			lx->p++;
 			buf_append(&a->route, route.data, route.len);
 		} else {
-			lx->p = save;
+			buf_append_str(&a->route, "INVALID_ROUTE");
 		}
 		buf_free(&route);
 	}
-	if (read_words(lx, &phrase, &a->mailbox, &quoted, &spaced) > 0)
+	if (read_local(lx, &a->mailbox))
 		a->has_mailbox = true;
 	skip_cfws_keep(lx, NULL, NULL);
 	if (lx->p < lx->end && *lx->p == '@') {
@@ -282,14 +321,13 @@ read_angle(struct lex *lx, struct addr *a)
 		buf_append_str(&a->host, "SYNTAX_ERROR");
 		a->has_host = true;
 	}
-	buf_free(&phrase);
 }
 
 static void
 emit(struct buf *out, const struct addr *a)
 {
 	buf_append_byte(out, '(');
-	if (a->has_name && a->name.len > 0)
+	if (a->has_name)
 		message_imap_human(out, a->name.data, a->name.len);
 	else
 		buf_append_str(out, "NIL");
@@ -329,12 +367,13 @@ read_mailbox(struct lex *lx, struct addr *a, bool in_group)
 	skip_cfws_keep(lx, NULL, NULL);
 	if (lx->p < lx->end && *lx->p == '<') {
 		lx->p++;
-		if (phrase.len > 0) {
+		if (n > 0) {
+			/* a quoted "" is an empty name, not none */
 			buf_append(&a->name, phrase.data, phrase.len);
 			a->has_name = true;
 		}
 		read_angle(lx, a);
-	} else if (lx->p < lx->end && *lx->p == ':' && n > 0 && !in_group) {
+	} else if (lx->p < lx->end && *lx->p == ':' && !in_group) {
 		lx->p++;
 		buf_append(&a->name, phrase.data, phrase.len);
 		ret = 2;

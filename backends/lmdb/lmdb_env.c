@@ -295,10 +295,21 @@ queue_all_async(const struct lmdb_shard *sh)
 	return true;
 }
 
+static void
+reader_check(struct lmdb_shard *sh)
+{
+	int dead = 0;
+
+	mdb_reader_check(sh->env, &dead);
+	if (dead > 0)
+		log_info("storage: lmdb %s: cleared %d stale readers", sh->path, dead);
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct lmdb_shard *sh = arg;
+	time_t last_check = time(NULL);
 
 	pthread_mutex_lock(&sh->wq_lock);
 	for (;;) {
@@ -307,17 +318,19 @@ writer_main(void *arg)
 
 		while (!sh->stop && sh->wq_head == NULL) {
 			deadline(&ts, READER_CHECK_SEC, 0);
-			if (pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts) == ETIMEDOUT) {
-				int dead = 0;
-
-				pthread_mutex_unlock(&sh->wq_lock);
-				mdb_reader_check(sh->env, &dead);
-				if (dead > 0)
-					log_info("storage: lmdb %s: cleared %d stale readers",
-					    sh->path, dead);
-				pthread_mutex_lock(&sh->wq_lock);
-			}
+			if (pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts) == ETIMEDOUT)
+				break;
 		}
+		/* Stale reader slots (a killed `roost deliver`) are reclaimed
+		 * every READER_CHECK_SEC whether idle or busy. */
+		if (time(NULL) - last_check >= READER_CHECK_SEC) {
+			pthread_mutex_unlock(&sh->wq_lock);
+			reader_check(sh);
+			last_check = time(NULL);
+			pthread_mutex_lock(&sh->wq_lock);
+		}
+		if (sh->wq_head == NULL && !sh->stop)
+			continue;
 		if (sh->wq_head == NULL)
 			break;	/* stopping and drained */
 		/* Cache fills alone are not urgent: let them gather. */
@@ -487,7 +500,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	    LMDB_DEFAULT_MAP;
 	unsigned flags = MDB_NOTLS;
 	MDB_txn *txn;
-	int rc, dead = 0;
+	int rc;
 	struct {
 		const char *name;
 		MDB_dbi *dbi;
@@ -525,9 +538,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 		sh->env = NULL;
 		return ROOST_EIO;
 	}
-	mdb_reader_check(sh->env, &dead);
-	if (dead > 0)
-		log_info("storage: lmdb %s: cleared %d stale readers", path, dead);
+	reader_check(sh);
 	for (int attempt = 0;; attempt++) {
 		rc = mdb_txn_begin(sh->env, NULL, 0, &txn);
 		if (rc == MDB_MAP_RESIZED && attempt < 3) {

@@ -19,8 +19,9 @@
  * or its domain is one of [smtp] domains. With a recipient delimiter ("+"),
  * "alice+lists@example.org" that is not itself a user resolves to
  * alice@example.org, delivered into her folder "lists" when that exists
- * (else INBOX). "postmaster" without a domain means postmaster@ the first
- * local domain.
+ * (else INBOX). In a local domain, users named without a domain ("alice")
+ * receive alice@<domain>. A bare name (no '@') is a user of that name, or
+ * the name at the first local domain ("postmaster").
  */
 struct roost_services;
 struct roost_config;

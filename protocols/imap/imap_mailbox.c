@@ -490,7 +490,6 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		buf_free(&db);
 	}
 
-	bool *done = xcalloc(n_list ? n_list : 1, sizeof(bool));
 	for (size_t m = 0; m < n_list; m++) {
 		const struct mailbox_info *mi = &list[m];
 		unsigned attrs = mi->attrs;
@@ -541,11 +540,9 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		if (child_info)
 			conn_write_str(s->c, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 		conn_write_str(s->c, "\r\n");
-		done[m] = true;
 		if ((opts & RET_STATUS) && !(attrs & (MBOX_NOSELECT | MBOX_NONEXISTENT)))
 			write_status(s, mi->name, status_items);
 	}
-	free(done);
 	storage_list_free(list, n_list);
 	imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
 }

@@ -273,6 +273,15 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		return;
 	memset(&ch, 0, sizeof(ch));
 	rc = mailbox_changes_since(v->mb, v->modseq, &ch);
+	if (rc == ROOST_ENOTFOUND) {
+		/* Deleted (or renamed away) under us: nothing sensible is
+		 * left to show, so leave as Dovecot does. */
+		if (!conn_is_closing(s->c)) {
+			imap_untagged(s, "BYE Selected mailbox was deleted, have to disconnect");
+			conn_close(s->c);
+		}
+		return;
+	}
 	if (rc < 0) {
 		log_warn("conn=%llu proto=imap event=sync-failed err=%s",
 		    (unsigned long long)conn_id(s->c), roost_strerror(rc));

@@ -202,6 +202,24 @@ class TestImapHostile(unittest.TestCase):
         self.assertIn(b"OK", t)
         r.close()
 
+    def test_selected_mailbox_deleted_elsewhere(self):
+        a = self.raw().login()
+        b = self.raw().login()
+        a.cmd(b"CREATE Gone")
+        a.cmd(b"SELECT Gone")
+        _, t = b.cmd(b"DELETE Gone")
+        self.assertIn(b"OK", t)
+        a.send(b"n NOOP\r\n")
+        lines = []
+        try:
+            while True:
+                lines.append(a.line())
+        except (EOFError, ConnectionError, socket.timeout, OSError):
+            pass
+        self.assertTrue(any(l.startswith(b"* BYE") for l in lines), lines)
+        a.close()
+        b.close()
+
     def test_starttls_rules(self):
         r = self.raw()
         self.assertIn(b"STARTTLS", r.greeting)

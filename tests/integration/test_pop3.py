@@ -762,6 +762,44 @@ for _backend in BACKENDS:
 del _backend, _name
 
 
+class TestPop3Restart(unittest.TestCase):
+    """Shutdown with marked messages deletes nothing; UIDLs survive a restart."""
+
+    def test_shutdown_deletes_nothing_and_uidl_survives(self):
+        if not os.path.exists(FILL):
+            self.skipTest("%s not built" % FILL)
+        user, pw = "u0@example.org", USERS["u0@example.org"]
+        for backend in BACKENDS:
+            with self.subTest(backend=backend):
+                first = RoostServer(backend=backend, users={user: pw}, listeners=("pop3",))
+                first.start()
+                try:
+                    fill(first, user, SAMPLE, count=3, numbered=True)
+                    r = Raw(first.port("pop3")).login(user, pw)
+                    self.assertTrue(r.cmd("UIDL").startswith(b"+OK"))
+                    before = r.multi()
+                    r.cmd("DELE 1")
+                    r.cmd("DELE 3")
+                    first.stop()
+                    resp = r.line()
+                    self.assertTrue(resp.startswith(b"-ERR [SYS/TEMP]"), resp)
+                    r.close()
+                    second = RoostServer(backend=backend, users={}, listeners=("pop3",),
+                                         conf={"server": {"data_dir": first.data_dir},
+                                               "auth": {"passwd_file":
+                                                        os.path.join(first.data_dir, "passwd")}})
+                    with second:
+                        r = Raw(second.port("pop3")).login(user, pw)
+                        self.assertEqual(r.cmd("STAT").split()[1], b"3")
+                        self.assertTrue(r.cmd("UIDL").startswith(b"+OK"))
+                        self.assertEqual(r.multi(), before)
+                        r.cmd("QUIT")
+                        r.close()
+                finally:
+                    first.kill()
+                    first.cleanup()
+
+
 def non_loopback_ipv4():
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

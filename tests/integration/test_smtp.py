@@ -504,6 +504,15 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(self.count(ALICE, "lists"), lists0 + 1)
         self.assertEqual(self.count(ALICE), inbox0 + 1)
 
+    def test_user_named_without_domain(self):
+        self.srv.add_user("carol", "carol-secret")
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            s.sendmail("s@remote.example", ["carol@example.org", "carol+x@roost.test"],
+                       message("to carol"))
+        res = self.srv.cli("deliver", "-a", "carol", input=b"Subject: x\n\nx\n", check=False)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(len(uids(self.srv, "carol")), 2)
+
     def test_dsn_and_utf8_kept(self):
         before = self.count()
         r = self.session()

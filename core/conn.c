@@ -39,6 +39,12 @@
 /* Output past this is flushed by the writing worker itself. */
 #define OUT_HWM (64 * 1024)
 
+/* How long a closing connection keeps reading (and discarding) the
+ * client's input after its last reply, so the reply is not destroyed by a
+ * TCP reset (closing a socket with unread input sends RST, and the peer's
+ * kernel then drops what it had not yet delivered). */
+#define LINGER_MS 2000
+
 enum conn_job {
 	JOB_NONE,
 	JOB_SESSION_NEW,
@@ -85,6 +91,8 @@ struct conn {
 	bool ready_in;			/* the socket may have input */
 	bool ready_out;			/* the socket may take output */
 	bool out_blocked;		/* waiting for the socket to take output */
+	bool lingering;			/* closed for writing, discarding input */
+	uint64_t linger_until;
 	uint64_t idle_since;		/* last command finished */
 	uint64_t partial_since;		/* first byte of the partial command */
 	uint64_t out_progress;		/* last successful write (or start of waiting) */
@@ -117,6 +125,7 @@ struct conn {
 	bool eof;
 	bool session_started;
 	bool shutdown_done;
+	bool ssl_closed;		/* close_notify already sent */
 	const char *close_reason;
 };
 
@@ -716,7 +725,9 @@ conn_arm(struct conn *c)
 
 	if (c->in_worker || c->dead)
 		return;
-	if (c->handshaking) {
+	if (c->lingering) {
+		at = c->linger_until;
+	} else if (c->handshaking) {
 		at = c->hs_deadline;
 	} else if (c->delay_until != 0) {
 		at = c->delay_until;
@@ -748,7 +759,12 @@ conn_deadline(struct loop_timer *t)
 
 	if (c->in_worker || c->dead)
 		return;
-	if (c->handshaking) {
+	if (c->lingering) {
+		if (now >= c->linger_until) {
+			close_now(c, c->close_reason != NULL ? c->close_reason : "closed");
+			return;
+		}
+	} else if (c->handshaking) {
 		if (now >= c->hs_deadline) {
 			log_timeout(c, "tls_handshake_timeout");
 			close_now(c, "tls_handshake_timeout");
@@ -816,7 +832,7 @@ close_now(struct conn *c, const char *reason)
 	log_info(CONN_FMT " event=disconnect reason=%s duration_ms=%" PRIu64, CONN_ARGS(c, uf),
 	    reason, loop_now(sl->loop) - c->started);
 	if (c->ssl != NULL) {
-		if (c->io_err == 0 && !c->handshaking) {
+		if (c->io_err == 0 && !c->handshaking && !c->ssl_closed) {
 			ERR_clear_error();
 			(void)SSL_shutdown(c->ssl);
 		}
@@ -883,7 +899,7 @@ handshake_step(struct conn *c)
 	snprintf(fields, sizeof(fields), "conn=%" PRIu64 " peer=%s proto=%s", c->id, c->peer,
 	    c->lst->name);
 	if (e == SSL_ERROR_SSL)
-		tls_log_errors(fields, "handshake");
+		tls_log_errors(LOG_LEVEL_INFO, fields, "handshake");
 	else
 		log_info("%s event=tls_error reason=handshake detail=%s", fields,
 		    e == SSL_ERROR_SYSCALL ? "peer_closed" : "other");
@@ -987,6 +1003,69 @@ conn_shrink(struct conn *c)
 	}
 }
 
+/* Discard input of a lingering connection. Returns false once it is
+ * closed (end of input or an error). */
+static bool
+linger_drain(struct conn *c)
+{
+	for (;;) {
+		ssize_t r = recv(c->fd, c->sl->scratch, SRV_SCRATCH, MSG_DONTWAIT);
+
+		if (r > 0)
+			continue;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->ready_in = false;
+			return true;
+		}
+		close_now(c, c->close_reason != NULL ? c->close_reason : "closed");
+		return false;
+	}
+}
+
+/* The output is flushed and the connection should close. If the client
+ * has sent input we did not read, half-close and linger instead of
+ * resetting the connection under the reply. */
+static void
+close_gracefully(struct conn *c)
+{
+	const char *reason = c->close_reason != NULL ? c->close_reason : "closed";
+	bool unread = in_len(c) > 0 || (c->ssl != NULL && SSL_has_pending(c->ssl));
+
+	if (c->io_err != 0 || c->eof || c->handshaking || c->sl->forced) {
+		close_now(c, reason);
+		return;
+	}
+	if (!unread) {
+		ssize_t r = recv(c->fd, c->sl->scratch, SRV_SCRATCH, MSG_DONTWAIT);
+
+		unread = r > 0;
+		if (r == 0) {
+			close_now(c, reason);
+			return;
+		}
+	}
+	if (!unread) {
+		close_now(c, reason);
+		return;
+	}
+	if (c->ssl != NULL) {
+		ERR_clear_error();
+		(void)SSL_shutdown(c->ssl);
+		ERR_clear_error();
+		c->ssl_closed = true;
+	}
+	(void)shutdown(c->fd, SHUT_WR);
+	c->close_reason = reason;
+	c->lingering = true;
+	c->linger_until = loop_now(c->sl->loop) + LINGER_MS;
+	c->ready_in = true;
+	in_consume(c, in_len(c));
+	conn_shrink(c);
+	(void)linger_drain(c);
+}
+
 static void
 step_inner(struct conn *c)
 {
@@ -1016,6 +1095,11 @@ step_inner(struct conn *c)
 			close_now(c, "shutdown");
 			return;
 		}
+		if (c->lingering) {
+			if (c->ready_in)
+				(void)linger_drain(c);
+			return;
+		}
 		if (out_len(c) > 0 && c->ready_out && !flush_nb(c)) {
 			close_now(c, "write_error");
 			return;
@@ -1027,7 +1111,7 @@ step_inner(struct conn *c)
 		if (out_len(c) > 0 && (c->closing || c->starttls || out_len(c) >= OUT_HWM))
 			return;	/* wait until writable */
 		if (c->closing) {
-			close_now(c, c->close_reason != NULL ? c->close_reason : "closed");
+			close_gracefully(c);
 			return;
 		}
 		if (c->starttls) {

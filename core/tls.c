@@ -30,7 +30,7 @@ struct tls {
 };
 
 void
-tls_log_errors(const char *fields, const char *reason)
+tls_log_errors(enum log_level level, const char *fields, const char *reason)
 {
 	unsigned long e;
 	char msg[256];
@@ -38,11 +38,11 @@ tls_log_errors(const char *fields, const char *reason)
 
 	while ((e = ERR_get_error()) != 0) {
 		ERR_error_string_n(e, msg, sizeof(msg));
-		log_warn("%s event=tls_error reason=%s ssl=\"%s\"", fields, reason, msg);
+		log_msg(level, "%s event=tls_error reason=%s ssl=\"%s\"", fields, reason, msg);
 		n++;
 	}
 	if (n == 0)
-		log_warn("%s event=tls_error reason=%s", fields, reason);
+		log_msg(level, "%s event=tls_error reason=%s", fields, reason);
 }
 
 static bool
@@ -162,7 +162,7 @@ generate_self_signed(const struct roost_config *cfg)
 	err = 0;
 fail:
 	if (err != 0)
-		tls_log_errors("", "generate_certificate");
+		tls_log_errors(LOG_LEVEL_ERROR, "", "generate_certificate");
 	X509_free(x);
 	EVP_PKEY_free(key);
 	return err;
@@ -176,7 +176,7 @@ ctx_build(const struct roost_config *cfg)
 	int version = TLS1_2_VERSION;
 
 	if (ctx == NULL) {
-		tls_log_errors("", "ctx_new");
+		tls_log_errors(LOG_LEVEL_ERROR, "", "ctx_new");
 		return NULL;
 	}
 	if (minp != NULL && strcmp(minp, "TLSv1.3") == 0)
@@ -197,24 +197,24 @@ ctx_build(const struct roost_config *cfg)
 	    SSL_MODE_RELEASE_BUFFERS);
 	if (cfg->tls_ciphers != NULL && cfg->tls_ciphers[0] != '\0' &&
 	    !SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers)) {
-		tls_log_errors("key=ciphers", "config");
+		tls_log_errors(LOG_LEVEL_ERROR, "key=ciphers", "config");
 		goto fail;
 	}
 	if (cfg->tls_ciphersuites != NULL && cfg->tls_ciphersuites[0] != '\0' &&
 	    !SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites)) {
-		tls_log_errors("key=ciphersuites", "config");
+		tls_log_errors(LOG_LEVEL_ERROR, "key=ciphersuites", "config");
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
 		log_error("event=tls_config cert=%s error=\"cannot load certificate\"", cfg->tls_cert);
-		tls_log_errors("", "load_cert");
+		tls_log_errors(LOG_LEVEL_ERROR, "", "load_cert");
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		log_error("event=tls_config key=%s error=\"cannot load key or it does not match\"",
 		    cfg->tls_key);
-		tls_log_errors("", "load_key");
+		tls_log_errors(LOG_LEVEL_ERROR, "", "load_key");
 		goto fail;
 	}
 	return ctx;
@@ -286,11 +286,11 @@ tls_ssl_new(struct tls *t, int fd)
 	ssl = SSL_new(t->ctx);
 	pthread_mutex_unlock(&t->mu);
 	if (ssl == NULL) {
-		tls_log_errors("", "ssl_new");
+		tls_log_errors(LOG_LEVEL_ERROR, "", "ssl_new");
 		return NULL;
 	}
 	if (SSL_set_fd(ssl, fd) != 1) {
-		tls_log_errors("", "ssl_set_fd");
+		tls_log_errors(LOG_LEVEL_ERROR, "", "ssl_set_fd");
 		SSL_free(ssl);
 		return NULL;
 	}

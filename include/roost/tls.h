@@ -5,6 +5,8 @@
 
 #include <openssl/ssl.h>
 
+#include "roost/log.h"
+
 /*
  * The server's TLS context (OpenSSL 3). Built from [tls] in the config:
  * certificate chain and key (PEM), minimum protocol, TLS 1.2 cipher list and
@@ -33,8 +35,9 @@ SSL *tls_ssl_new(struct tls *tls, int fd);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for a finished handshake into buf. */
 void tls_describe(SSL *ssl, char *buf, size_t size);
 
-/* Log OpenSSL's error queue (and clear it) at warn level with a prefix of
- * key=value fields; reason is a short word for what failed. */
-void tls_log_errors(const char *fields, const char *reason);
+/* Log OpenSSL's error queue (and clear it) with a prefix of key=value
+ * fields; reason is a short word for what failed. Client-caused failures
+ * (handshakes) go at info level, so a scanner cannot flood the warnings. */
+void tls_log_errors(enum log_level level, const char *fields, const char *reason);
 
 #endif

@@ -69,7 +69,7 @@ class Client:
         try:
             while True:
                 self._fill()
-        except (EOFError, ConnectionResetError):
+        except EOFError:
             pass
         out, self.buf = self.buf, b""
         return out
@@ -333,6 +333,32 @@ class RuntimeShared(unittest.TestCase):
         self.assertEqual(d.cmd("ECHO fine"), b"+OK fine\r\n")
         d.close()
 
+    def test_reply_survives_close_with_unread_input(self):
+        # The server closes while the client still sends: the last reply
+        # must arrive intact, followed by a clean end of stream (lingering
+        # close), not a reset that destroys it.
+        for tls in (False, True):
+            if tls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                c = Client.__new__(Client)
+                c.sock = ctx.wrap_socket(
+                    socket.create_connection(("127.0.0.1", self.tls_port), timeout=10),
+                    server_hostname="roost.test")
+                c.buf = b""
+                self.assertEqual(c.line(), GREETING)
+            else:
+                c = Client(self.port)
+            c.send(b"QUIT\r\n" + b"ECHO ignored\r\n" * 20000)
+            self.assertEqual(c.line(), b"+OK bye\r\n")
+            self.assertEqual(c.rest(), b"")
+            c.close()
+        c = Client(self.port)
+        c.send(b"ECHO " + b"x" * 300000)
+        self.assertEqual(c.line(), b"-ERR line too long\r\n")
+        c.close()
+
     def test_half_close_still_answers(self):
         c = Client(self.port)
         c.send(b"ECHO one\r\nECHO two\r\n")
@@ -466,6 +492,42 @@ class RuntimeLimits(unittest.TestCase):
             again.close()
             for c in held[1:]:
                 c.close()
+
+    def test_out_of_descriptors(self):
+        # The server runs with few descriptors: accept fails with EMFILE,
+        # the server backs off (no spinning), and serves the waiting clients
+        # once descriptors are free again.
+        wrapdir = tempfile.mkdtemp(prefix="roost-wrap-")
+        wrapper = os.path.join(wrapdir, "testd")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nulimit -n 48\nexec %s \"$@\"\n" % ROOST_TESTD)
+        os.chmod(wrapper, 0o755)
+        srv = testd()
+        srv.binary = wrapper
+        try:
+            with srv:
+                port = srv.port("imap")
+                socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
+                         for _ in range(60)]
+                greeted, waiting = [], []
+                time.sleep(0.5)
+                for s in socks:
+                    s.setblocking(False)
+                    try:
+                        (greeted if s.recv(100) == GREETING else waiting).append(s)
+                    except BlockingIOError:
+                        waiting.append(s)
+                self.assertTrue(waiting, "every client got a descriptor")
+                self.assertIn("event=accept_error", srv.log())
+                for s in greeted:
+                    s.close()
+                for s in waiting:
+                    s.settimeout(10)
+                    self.assertEqual(s.recv(100), GREETING)
+                    s.close()
+        finally:
+            os.unlink(wrapper)
+            os.rmdir(wrapdir)
 
     def test_total_limit(self):
         with testd({"limits": {"max_connections": "3"}}) as srv:

@@ -52,8 +52,10 @@ struct md_storage {
 	bool fsync;
 	uint64_t retention;	/* seconds of expunge log */
 
-	pthread_mutex_t lock;	/* protects folders */
+	pthread_mutex_t lock;	/* protects folders, watcher */
 	struct md_folder *folders;
+	struct md_watcher *watcher;	/* maildir_watch.c; NULL until needed */
+	bool watcher_failed;
 };
 
 /* One message. */
@@ -124,6 +126,7 @@ struct md_folder {
 	struct timespec new_mtime, cur_mtime;
 	bool dirs_clean;	/* mtimes above are safe to trust */
 	bool scanned;		/* file locations known */
+	bool watched;		/* inotify watches on new/ cur/ (w->lock) */
 
 	off_t uidlist_off;	/* bytes of dovecot-uidlist parsed */
 	int uidlist_version;
@@ -259,6 +262,14 @@ int md_folder_open(struct md_storage *ms, const char *user, const char *name, in
 char *md_user_dir(struct md_storage *ms, const char *user);
 char *md_folder_path(struct md_storage *ms, const char *user, const char *name);
 int md_check(struct storage *st, struct buf *report);
+
+/* ---- maildir_watch.c ---- */
+/* Watch f's new/ and cur/ for other programs' changes (an open mailbox). */
+void md_watch_add(struct md_storage *ms, struct md_folder *f);
+/* Stop watching f; ms->lock held. */
+void md_watch_remove_locked(struct md_storage *ms, struct md_folder *f);
+/* Stop the thread (store closing). */
+void md_watch_stop(struct md_storage *ms);
 
 /* ---- maildir_save.c ---- */
 int md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,

@@ -93,6 +93,7 @@ md_close(struct storage *st)
 	if (st == NULL)
 		return;
 	ms = container_of(st, struct md_storage, st);
+	md_watch_stop(ms);
 	md_folders_free(ms);
 	pthread_mutex_destroy(&ms->lock);
 	free(ms->root);
@@ -821,6 +822,7 @@ md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned
 
 	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
 		return err;
+	md_watch_add(ms, f);
 	m = xcalloc(1, sizeof(*m));
 	m->f = f;
 	m->user = xstrdup(user);

@@ -143,6 +143,8 @@ md_folder_put(struct md_storage *ms, struct md_folder *f)
 		return;
 	pthread_mutex_lock(&ms->lock);
 	f->refs--;
+	if (f->refs == 0)
+		md_watch_remove_locked(ms, f);
 	for (pp = &ms->folders; *pp != NULL; pp = &(*pp)->next)
 		count++;
 	if (count > MAX_CACHED_FOLDERS) {

@@ -736,6 +736,97 @@ START_TEST(threads_and_processes)
 }
 END_TEST
 
+/* ---- inotify: other programs wake IDLE ---- */
+
+static pthread_mutex_t wlock = PTHREAD_MUTEX_INITIALIZER;
+static int woken;
+
+static void
+on_change(void *arg)
+{
+	pthread_mutex_lock(&wlock);
+	woken++;
+	pthread_mutex_unlock(&wlock);
+}
+
+static void
+reset_woken(void)
+{
+	pthread_mutex_lock(&wlock);
+	woken = 0;
+	pthread_mutex_unlock(&wlock);
+}
+
+static bool
+wait_woken(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < 500 && n == 0; i++) {
+		usleep(10000);
+		pthread_mutex_lock(&wlock);
+		n = woken;
+		pthread_mutex_unlock(&wlock);
+	}
+	return n > 0;
+}
+
+START_TEST(external_change_wakes_watchers)
+{
+	struct roost_config *c = config_defaults();
+	struct storage *pst;
+	struct mailbox *mb;
+	struct storage_watch *w;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t ms;
+	char names[4][256], *dir, from[1200], to[1200];
+
+	store_close();
+	free(c->data_dir);
+	c->data_dir = xstrdup(datadir);
+	free(c->storage_backend);
+	c->storage_backend = xstrdup("maildir");
+	ck_assert_int_eq(storage_open(c, &pst), 0);
+	ck_assert_int_eq(mailbox_open(pst, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(storage_watch(pst, USER, "INBOX", on_change, NULL, &w), 0);
+
+	/* procmail drops a message */
+	reset_woken();
+	put_file("new/1700000000.P7Q7.procmail", "Subject: dropped\r\n\r\n");
+	ck_assert_msg(wait_woken(), "not woken by a file dropped into new/");
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 1);
+	free(recs);
+
+	/* mutt flags it */
+	reset_woken();
+	dir = upath("new");
+	ck_assert_uint_eq(list_files(dir, names, 4), 1);
+	snprintf(from, sizeof(from), "%s/%s", dir, names[0]);
+	snprintf(to, sizeof(to), "%s/../cur/%s:2,FS", dir, names[0]);
+	free(dir);
+	ck_assert_int_eq(rename(from, to), 0);
+	ck_assert_msg(wait_woken(), "not woken by a flag rename");
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN | MSG_FLAGGED);
+	free(recs);
+
+	/* and deletes it */
+	reset_woken();
+	ck_assert_int_eq(unlink(to), 0);
+	ck_assert_msg(wait_woken(), "not woken by a deletion");
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 0);
+	free(recs);
+
+	storage_unwatch(&w);
+	mailbox_close(&mb);
+	storage_close(&pst);
+	config_free(&c);
+}
+END_TEST
+
 /* ---- Dovecot ---- */
 
 static void
@@ -896,6 +987,7 @@ maildir_suite(void)
 	tcase_add_test(tc, index_rebuilt_keeps_uids);
 	tcase_add_test(tc, deliver_links_body_once);
 	tcase_add_test(tc, threads_and_processes);
+	tcase_add_test(tc, external_change_wakes_watchers);
 	tcase_add_test(tc, dovecot_fixture);
 	tcase_add_test(tc, dovecot_reads_ours);
 	suite_add_tcase(s, tc);

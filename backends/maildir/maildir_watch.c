@@ -1,0 +1,326 @@
+/*
+ * Noticing what other programs do to an open mailbox, so IDLE sessions
+ * learn of it without waiting for their next command: one inotify thread
+ * per store watches new/ and cur/ of every folder that has a mailbox open.
+ *
+ * Most events are our own doing (a delivery renamed into new/, a flag
+ * rename in cur/). The thread tells them apart under the folder mutex: a
+ * name that appeared and is one of our records, or a name that went away
+ * and is none of them, is already known. Anything else (mutt renaming a
+ * file, procmail dropping one, Dovecot expunging) makes the thread sync
+ * the folder, which records it with a new MODSEQ, and wake the mailbox's
+ * watchers through storage_notify(). Events are gathered for 20 ms before
+ * they are looked at, so a burst costs one sync.
+ *
+ * Without inotify (or past the kernel's watch limit) nothing breaks: the
+ * directory mtimes still reveal the changes at the session's next command.
+ *
+ * Locks: ms->lock before w->lock; the thread takes a folder reference
+ * under both, so a folder cannot be freed while the thread looks at it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+#include "maildir.h"
+
+#define WATCH_MASK (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR)
+#define BATCH_NS 20000000L
+
+struct wd_ent {
+	int wd;
+	bool is_new;
+	struct md_folder *f;
+};
+
+struct md_watcher {
+	int ifd;
+	int pipe[2];
+	pthread_t thread;
+	pthread_mutex_t lock;	/* protects v */
+	struct wd_ent *v;
+	size_t n, cap;
+};
+
+/* One event, copied out of the kernel's buffer. */
+struct ev {
+	struct md_folder *f;
+	bool is_new;
+	bool appeared;		/* created or moved in */
+	bool overflow;
+	char *name;
+};
+
+struct evlist {
+	struct ev *v;
+	size_t n, cap;
+};
+
+static void
+ev_add(struct evlist *l, struct md_folder *f, bool is_new, bool appeared, const char *name)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap == 0 ? 64 : l->cap * 2;
+		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+	}
+	l->v[l->n].f = f;
+	l->v[l->n].is_new = is_new;
+	l->v[l->n].appeared = appeared;
+	l->v[l->n].overflow = name == NULL;
+	l->v[l->n].name = name != NULL ? xstrdup(name) : NULL;
+	l->n++;
+}
+
+/* Read what the kernel has; folders get a reference per event. */
+static void
+drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
+{
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t r;
+
+	while ((r = read(w->ifd, buf, sizeof(buf))) > 0) {
+		char *p = buf;
+
+		while (p + sizeof(struct inotify_event) <= buf + r) {
+			const struct inotify_event *e = (const struct inotify_event *)p;
+			size_t i;
+
+			p += sizeof(*e) + e->len;
+			pthread_mutex_lock(&ms->lock);
+			pthread_mutex_lock(&w->lock);
+			if (e->mask & IN_Q_OVERFLOW) {
+				for (i = 0; i < w->n; i++) {
+					if (!w->v[i].is_new)
+						continue;
+					w->v[i].f->refs++;
+					ev_add(l, w->v[i].f, true, true, NULL);
+				}
+			}
+			for (i = 0; i < w->n; i++) {
+				if (w->v[i].wd != e->wd)
+					continue;
+				if (e->mask & IN_IGNORED) {
+					w->v[i] = w->v[--w->n];
+				} else if (e->len > 0 && e->name[0] != '.') {
+					w->v[i].f->refs++;
+					ev_add(l, w->v[i].f, w->v[i].is_new,
+					    (e->mask & (IN_CREATE | IN_MOVED_TO)) != 0, e->name);
+				}
+				break;
+			}
+			pthread_mutex_unlock(&w->lock);
+			pthread_mutex_unlock(&ms->lock);
+		}
+	}
+}
+
+/* With f->mutex held: do we already know what ev says? */
+static bool
+known(struct md_folder *f, const struct ev *e)
+{
+	size_t i;
+
+	if (e->overflow)
+		return false;
+	/* newest first: our own deliveries are at the end */
+	for (i = f->n; i-- > 0;) {
+		if (f->recs[i].in_new == e->is_new && strcmp(f->recs[i].fname, e->name) == 0)
+			return e->appeared;
+	}
+	return !e->appeared;
+}
+
+static void
+process(struct md_storage *ms, struct evlist *l)
+{
+	size_t i, j;
+
+	for (i = 0; i < l->n; i++) {
+		struct md_folder *f = l->v[i].f;
+		bool unknown = false, changed = false;
+		char *user = NULL, *name = NULL;
+
+		if (f == NULL)
+			continue;
+		pthread_mutex_lock(&f->mutex);
+		/* every event of this folder in the batch at once */
+		for (j = i; j < l->n; j++) {
+			if (l->v[j].f != f)
+				continue;
+			if (!unknown && !known(f, &l->v[j]))
+				unknown = true;
+		}
+		if (unknown && md_refresh(f, MD_SYNC_FORCE, &changed) < 0)
+			changed = false;
+		if (changed && f->user != NULL) {
+			user = xstrdup(f->user);
+			name = xstrdup(f->name);
+		}
+		pthread_mutex_unlock(&f->mutex);
+		if (user != NULL)
+			md_notify(f, user, name);
+		free(user);
+		free(name);
+		for (j = i; j < l->n; j++) {
+			if (l->v[j].f != f)
+				continue;
+			l->v[j].f = NULL;
+			md_folder_put(ms, f);
+		}
+	}
+	for (i = 0; i < l->n; i++)
+		free(l->v[i].name);
+	l->n = 0;
+}
+
+static void *
+watch_thread(void *arg)
+{
+	struct md_storage *ms = arg;
+	struct md_watcher *w = ms->watcher;
+	struct evlist l = { NULL, 0, 0 };
+
+	for (;;) {
+		struct pollfd pfd[2] = { { w->ifd, POLLIN, 0 }, { w->pipe[0], POLLIN, 0 } };
+		struct timespec batch = { 0, BATCH_NS };
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents != 0)
+			break;
+		nanosleep(&batch, NULL);
+		drain(ms, w, &l);
+		process(ms, &l);
+	}
+	/* drop references still held */
+	process(ms, &l);
+	free(l.v);
+	return NULL;
+}
+
+static struct md_watcher *
+watcher_get(struct md_storage *ms)
+{
+	struct md_watcher *w;
+
+	pthread_mutex_lock(&ms->lock);
+	if (ms->watcher != NULL || ms->watcher_failed) {
+		w = ms->watcher;
+		pthread_mutex_unlock(&ms->lock);
+		return w;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->ifd < 0 || pipe2(w->pipe, O_CLOEXEC) < 0) {
+		log_info("maildir: no inotify (%s): changes by other programs are seen at "
+		    "the next command", strerror(errno));
+		if (w->ifd >= 0)
+			close(w->ifd);
+		free(w);
+		ms->watcher_failed = true;
+		pthread_mutex_unlock(&ms->lock);
+		return NULL;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	ms->watcher = w;
+	if (pthread_create(&w->thread, NULL, watch_thread, ms) != 0) {
+		log_warn("maildir: cannot start the inotify thread");
+		close(w->ifd);
+		close(w->pipe[0]);
+		close(w->pipe[1]);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+		ms->watcher = NULL;
+		ms->watcher_failed = true;
+		w = NULL;
+	}
+	pthread_mutex_unlock(&ms->lock);
+	return w;
+}
+
+void
+md_watch_add(struct md_storage *ms, struct md_folder *f)
+{
+	struct md_watcher *w = watcher_get(ms);
+	static const char *const subs[] = { "new", "cur" };
+	size_t i;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&ms->lock);
+	pthread_mutex_lock(&w->lock);
+	if (!f->watched) {
+		f->watched = true;
+		for (i = 0; i < 2; i++) {
+			char *p = md_path(f->path, subs[i]);
+			int wd = inotify_add_watch(w->ifd, p, WATCH_MASK);
+
+			if (wd < 0) {
+				log_debug("maildir: inotify_add_watch %s: %s", p, strerror(errno));
+			} else {
+				if (w->n == w->cap) {
+					w->cap = w->cap == 0 ? 16 : w->cap * 2;
+					w->v = xreallocarray(w->v, w->cap, sizeof(*w->v));
+				}
+				w->v[w->n].wd = wd;
+				w->v[w->n].is_new = i == 0;
+				w->v[w->n].f = f;
+				w->n++;
+			}
+			free(p);
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&ms->lock);
+}
+
+void
+md_watch_remove_locked(struct md_storage *ms, struct md_folder *f)
+{
+	struct md_watcher *w = ms->watcher;
+	size_t i;
+
+	if (w == NULL || !f->watched)
+		return;
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < w->n;) {
+		if (w->v[i].f == f) {
+			inotify_rm_watch(w->ifd, w->v[i].wd);
+			w->v[i] = w->v[--w->n];
+		} else {
+			i++;
+		}
+	}
+	f->watched = false;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void
+md_watch_stop(struct md_storage *ms)
+{
+	struct md_watcher *w = ms->watcher;
+
+	if (w == NULL)
+		return;
+	if (write(w->pipe[1], "x", 1) < 0)
+		log_warn("maildir: cannot wake the inotify thread: %s", strerror(errno));
+	pthread_join(w->thread, NULL);
+	close(w->ifd);
+	close(w->pipe[0]);
+	close(w->pipe[1]);
+	pthread_mutex_destroy(&w->lock);
+	free(w->v);
+	free(w);
+	ms->watcher = NULL;
+}

@@ -204,6 +204,15 @@ delivery_store(struct storage *st, const uint8_t *msg, size_t len, struct delive
     size_t n, bool all_or_nothing)
 {
 	struct msg_input in = { .data = msg, .len = len, .fd = -1 };
+
+	return delivery_store_input(st, &in, rcpts, n, all_or_nothing);
+}
+
+int
+delivery_store_input(struct storage *st, const struct msg_input *inp, struct delivery_rcpt *rcpts,
+    size_t n, bool all_or_nothing)
+{
+	struct msg_input in = *inp;
 	struct delivery_target *t;
 	size_t *map, nt = 0;
 	int err = 0;

@@ -90,6 +90,10 @@ int delivery_trace_headers(const struct roost_config *cfg, const struct delivery
  */
 int delivery_store(struct storage *st, const uint8_t *msg, size_t len,
     struct delivery_rcpt *rcpts, size_t n, bool all_or_nothing);
+/* The same for a message in memory or spooled in a file (in->fd). */
+struct msg_input;
+int delivery_store_input(struct storage *st, const struct msg_input *in,
+    struct delivery_rcpt *rcpts, size_t n, bool all_or_nothing);
 
 /*
  * `roost deliver -f sender -a rcpt [-a rcpt...] [-m folder] < message`:

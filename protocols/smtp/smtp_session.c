@@ -9,11 +9,14 @@
  * Replies carry RFC 3463 enhanced codes everywhere except where RFC 2034
  * has none: the greeting, the EHLO keyword lines, 354 and 334.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "roost/auth.h"
 #include "roost/config.h"
@@ -81,6 +84,11 @@ struct smtp_session {
 	uint64_t body_max;		/* what max_message_size leaves after the headers */
 	bool too_big;
 	char id[DELIVERY_ID_LEN];
+	/* Past SMTP_SPOOL_AT the message moves from s->msg to an unlinked
+	 * file in data_dir, so a big message does not sit in memory. */
+	int spool_fd;
+	uint64_t spooled;
+	bool spool_failed;
 
 	/* BDAT chunk being received */
 	uint64_t bdat_left;
@@ -103,6 +111,64 @@ enter_state(struct smtp_session *s, enum smtp_state st)
 }
 
 static void too_many_errors(struct smtp_session *s);
+
+#define SMTP_SPOOL_AT (1024 * 1024)
+
+static int
+spool_open(const char *dir)
+{
+	char path[4096];
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		return fd;
+	/* No O_TMPFILE on this file system: a named file, unlinked at once. */
+	if ((size_t)snprintf(path, sizeof(path), "%s/.smtp-spool-XXXXXX", dir) >= sizeof(path))
+		return -1;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* Move what s->msg holds to the spool file (when force, or when it has
+ * grown past SMTP_SPOOL_AT). A failure is remembered and answered with 451
+ * at the end of the data; the bytes are dropped meanwhile. */
+static void
+spill(struct smtp_session *s, bool force)
+{
+	const uint8_t *p = s->msg.data;
+	size_t n = s->msg.len;
+
+	if (n == 0 || (!force && n < SMTP_SPOOL_AT && s->spool_fd < 0))
+		return;
+	if (s->spool_fd < 0 && !s->spool_failed) {
+		s->spool_fd = spool_open(s->cfg->data_dir);
+		log_debug("conn=%llu proto=smtp event=spool id=%s fd=%d",
+		    (unsigned long long)conn_id(s->c), s->id, s->spool_fd);
+		if (s->spool_fd < 0) {
+			log_error("conn=%llu proto=smtp event=spool-failed dir=%s error=\"%s\"",
+			    (unsigned long long)conn_id(s->c), s->cfg->data_dir, strerror(errno));
+			s->spool_failed = true;
+		}
+	}
+	while (n > 0 && !s->spool_failed) {
+		ssize_t w = write(s->spool_fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			log_error("conn=%llu proto=smtp event=spool-failed error=\"%s\"",
+			    (unsigned long long)conn_id(s->c), w < 0 ? strerror(errno) : "short write");
+			s->spool_failed = true;
+			break;
+		}
+		p += w;
+		n -= (size_t)w;
+		s->spooled += (uint64_t)w;
+	}
+	buf_reset(&s->msg);
+}
 
 /* One reply line "code enh text". Replies >= 500 count as client errors. */
 static void reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
@@ -161,6 +227,11 @@ reset_transaction(struct smtp_session *s)
 	s->body_len = 0;
 	s->too_big = false;
 	s->id[0] = '\0';
+	if (s->spool_fd >= 0)
+		close(s->spool_fd);
+	s->spool_fd = -1;
+	s->spooled = 0;
+	s->spool_failed = false;
 	enter_state(s, s->helo == HELO_NONE ? ST_INIT : ST_READY);
 }
 
@@ -232,7 +303,6 @@ start_message(struct smtp_session *s)
 	 * max_message_size: the body gets what the headers leave. One byte
 	 * over is enough to tell "too big". */
 	s->body_max = s->cfg->max_message_size > s->hdr_len ? s->cfg->max_message_size - s->hdr_len : 0;
-	s->msg.max = s->hdr_len + s->body_max + 1;
 	s->body_len = 0;
 	s->too_big = false;
 }
@@ -263,7 +333,8 @@ static void
 finish_message(struct smtp_session *s, bool bare_eol)
 {
 	struct delivery_rcpt *dr;
-	size_t body = s->msg.len - s->hdr_len;
+	struct msg_input in = { .fd = -1 };
+	uint64_t body;
 	bool lmtp = s->role == ROLE_LMTP;
 	int err;
 
@@ -283,18 +354,33 @@ finish_message(struct smtp_session *s, bool bare_eol)
 		return;
 	}
 
+	if (s->spool_fd >= 0)
+		spill(s, true);
+	if (s->spool_failed) {
+		reply(s, 451, "4.3.0", "Temporary local problem, try again later (id %s)", s->id);
+		reset_transaction(s);
+		return;
+	}
+	if (s->spool_fd >= 0) {
+		in.fd = s->spool_fd;
+		in.len = s->spooled;
+	} else {
+		in.data = s->msg.data;
+		in.len = s->msg.len;
+	}
+	body = in.len - s->hdr_len;
 	dr = xcalloc(s->n_rcpts, sizeof(*dr));
 	for (size_t i = 0; i < s->n_rcpts; i++)
 		dr[i] = s->rcpts[i].d;
-	err = delivery_store(s->sv->storage, s->msg.data, s->msg.len, dr, s->n_rcpts, !lmtp);
+	err = delivery_store_input(s->sv->storage, &in, dr, s->n_rcpts, !lmtp);
 	for (size_t i = 0; i < s->n_rcpts; i++) {
 		const struct smtp_rcpt *r = &s->rcpts[i];
 
 		if (dr[i].result == 0)
 			log_info("conn=%llu proto=%s event=delivered id=%s from=<%s> to=<%s> "
-			    "user=%s mailbox=%s uid=%u size=%zu notify=%s orcpt=%s",
+			    "user=%s mailbox=%s uid=%u size=%llu notify=%s orcpt=%s",
 			    (unsigned long long)conn_id(s->c), proto_name(s), s->id, s->sender,
-			    r->addr, dr[i].user, dr[i].mailbox, dr[i].uid, body,
+			    r->addr, dr[i].user, dr[i].mailbox, dr[i].uid, (unsigned long long)body,
 			    r->params.notify[0] ? r->params.notify : "-",
 			    r->params.orcpt[0] ? r->params.orcpt : "-");
 		else
@@ -325,10 +411,14 @@ finish_message(struct smtp_session *s, bool bare_eol)
 static void
 data_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 {
-	size_t used = smtp_data_decode(&s->dec, in, len, &s->msg);
+	size_t used = smtp_data_decode(&s->dec, in, len, s->too_big ? NULL : &s->msg);
 
-	if (s->dec.overflow || s->dec.out_len > s->body_max)
+	if (s->dec.overflow || s->dec.out_len > s->body_max) {
 		s->too_big = true;
+		buf_reset(&s->msg);
+	}
+	if (!s->too_big)
+		spill(s, false);
 	if (s->dec.state != SMTP_DEC_DONE)
 		return;
 	if (used != len)
@@ -366,8 +456,12 @@ bdat_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 	s->bdat_left -= len;
 	if (!s->bdat_discard && !s->too_big) {
 		s->body_len += len;
-		if (s->body_len > s->body_max || buf_append(&s->msg, in, len) != 0)
+		if (s->body_len > s->body_max || buf_append(&s->msg, in, len) != 0) {
 			s->too_big = true;
+			buf_reset(&s->msg);
+		} else {
+			spill(s, false);
+		}
 	}
 	if (s->bdat_left == 0)
 		bdat_chunk_done(s);
@@ -854,6 +948,7 @@ smtp_session_new(struct conn *c)
 	else
 		s->role = ROLE_MX;
 	smtp_framer_init(&s->fr);
+	s->spool_fd = -1;
 	buf_init(&s->line, 0);
 	buf_init(&s->msg, 0);
 	s->state = ST_INIT;
@@ -870,6 +965,8 @@ smtp_session_free(void *session)
 	if (s == NULL)
 		return;
 	sasl_free(&s->sasl);
+	if (s->spool_fd >= 0)
+		close(s->spool_fd);
 	buf_free(&s->line);
 	buf_free(&s->msg);
 	free(s->rcpts);

@@ -148,6 +148,7 @@ class SmtpBackendTest(unittest.TestCase):
                     continue    # backend not in this build
                 with srv:
                     self.check_basic(srv)
+                    self.check_big(srv)
                     self.check_concurrent(srv)
 
     def check_basic(self, srv):
@@ -178,6 +179,29 @@ class SmtpBackendTest(unittest.TestCase):
         # smtplib dot-stuffs, the server undoes it: the text arrives as written
         self.assertIn(b"\r\n.leading dot\r\n..two dots\r\n.\r\nnot the end\r\n", raw)
         self.assertIn(qid, srv.log())
+
+    def check_big(self, srv):
+        """Messages past the in-memory threshold (1 MiB) are spooled to a
+        file and stored intact, over DATA and over BDAT."""
+        line = b"".join(b"%c" % (33 + i % 90) for i in range(998)) + b"\r\n"
+        body = b"Subject: big\r\n\r\n" + b"".join(b"%06d" % i + line for i in range(3000))
+        with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=60) as s:
+            s.sendmail("big@remote.example", [ALICE], body)
+        r = Raw(srv.port("smtp"))
+        r.cmd("EHLO x")
+        r.cmd("MAIL FROM:<big@remote.example>")
+        r.cmd("RCPT TO:<%s>" % ALICE)
+        half = len(body) // 2
+        r.send(b"BDAT %d\r\n" % half + body[:half])
+        self.assertEqual(r.reply()[0], 250)
+        r.send(b"BDAT %d LAST\r\n" % (len(body) - half) + body[half:])
+        self.assertEqual(r.reply()[0], 250)
+        r.close()
+        self.assertGreaterEqual(srv.log().count("event=spool "), 2)
+        got = uids(srv, ALICE)[-2:]
+        for uid, _ in got:
+            raw = fetch(srv, ALICE, uid)
+            self.assertTrue(raw.endswith(body), (len(raw), len(body)))
 
     def check_concurrent(self, srv):
         """20 senders x 100 messages, pipelined: each arrives exactly once.

@@ -412,6 +412,64 @@ START_TEST(dates)
 }
 END_TEST
 
+/* Random streams built from IMAP-ish pieces: the framer always makes
+ * progress and every framed command parses or fails cleanly. */
+START_TEST(random_streams)
+{
+	static const char *const pieces[] = { "a1 ", "UID ", "FETCH ", "1:* ", "(", ")", "\"",
+		"\\", "{3}\r\n", "{5+}\r\n", "{99999999999}\r\n", "\r\n", "\n", "BODY[",
+		"]", "<0.5>", " ", "x", "\x80", "&Jjo-", "*", "%", "{", "}", "+", "NIL", "\0" };
+	unsigned seed = 12345;
+
+	for (int round = 0; round < 300; round++) {
+		struct buf in = BUF_INIT(0);
+		int n = 1 + rand_r(&seed) % 40;
+		for (int i = 0; i < n; i++) {
+			const char *p = pieces[rand_r(&seed) % (sizeof(pieces) / sizeof(pieces[0]))];
+			buf_append(&in, p, strcmp(p, "\0") == 0 ? 1 : strlen(p));
+		}
+		for (int bw = 0; bw < 2; bw++) {
+			struct imap_framer fr;
+			struct fout o = { .written = BUF_INIT(0) };
+			struct buf q = BUF_INIT(0);
+			size_t fed = 0;
+			imap_framer_reset(&fr);
+			while (fed < in.len) {
+				size_t k = bw ? 1 : in.len - fed;
+				buf_append(&q, in.data + fed, k);
+				fed += k;
+				for (;;) {
+					struct imap_frame_env env = { .max_line = 64, .max_literal = 100,
+						.authenticated = true, .mode = FRAMER_COMMAND, .write = fw,
+						.raise_input = fr_raise, .arg = &o };
+					size_t used = 0;
+					enum imap_frame_res r = imap_framer_run(&fr, &env, q.data, q.len,
+					    &used);
+					if (r == IMAP_FRAME_AGAIN)
+						break;
+					ck_assert_uint_gt(used, 0);
+					ck_assert_uint_le(used, q.len);
+					if (r == IMAP_FRAME_COMMAND) {
+						struct arena a;
+						struct imap_parsed ip;
+						const char *err;
+						arena_init(&a);
+						(void)imap_parse_command(&a, q.data, used, &ip, &err);
+						arena_free(&a);
+					}
+					buf_consume(&q, used);
+				}
+			}
+			/* whatever is left is bounded by the line limit */
+			ck_assert_uint_le(q.len, 64 + 200);
+			buf_free(&q);
+			buf_free(&o.written);
+		}
+		buf_free(&in);
+	}
+}
+END_TEST
+
 static Suite *
 imap_suite(void)
 {
@@ -430,6 +488,7 @@ imap_suite(void)
 	tcase_add_test(tc, seqsets);
 	tcase_add_test(tc, mutf7);
 	tcase_add_test(tc, dates);
+	tcase_add_test(tc, random_streams);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -493,7 +493,7 @@ cmd_bdat(struct smtp_session *s, const char *args)
 	} else if (s->state == ST_BDAT) {
 		s->bdat_discard = false;
 	} else if (s->state == ST_MAIL) {
-		s->bdat_code = 554;
+		s->bdat_code = s->role == ROLE_LMTP ? 503 : 554;	/* as DATA */
 		s->bdat_text = "No valid recipients";
 	} else {
 		s->bdat_text = s->helo == HELO_NONE ? "Send EHLO first" : "Need MAIL and RCPT first";
@@ -515,7 +515,8 @@ cmd_data(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (s->state == ST_MAIL) {
-		reply(s, 554, "5.5.1", "No valid recipients");
+		/* RFC 2033 4.2: over LMTP this MUST be 503; SMTP may say 554. */
+		reply(s, s->role == ROLE_LMTP ? 503 : 554, "5.5.1", "No valid recipients");
 		return;
 	}
 	if (s->state != ST_RCPT) {

@@ -448,6 +448,22 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(r.cmd("NOOP")[0], 250)
         r.close()
 
+    def test_lmtp_data_without_recipients_is_503(self):
+        # RFC 2033 4.2: with no successful RCPT, DATA MUST fail with 503
+        # over LMTP (SMTP may answer 554 instead, and does).
+        r = self.session("lmtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        self.assertEqual(r.cmd("RCPT TO:<nobody@example.org>")[0], 550)
+        self.assertEqual(r.cmd("DATA")[0], 503)
+        r.send(b"BDAT 3 LAST\r\nabc")
+        self.assertEqual(r.reply()[0], 503)
+        self.assertEqual(r.cmd("NOOP")[0], 250)
+        r.close()
+        r = self.session("smtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        self.assertEqual(r.cmd("DATA")[0], 554)
+        r.close()
+
     def test_bdat_as_auth_response_stays_in_sync(self):
         r = self.session("submission")
         self.assertEqual(r.cmd("AUTH PLAIN")[0], 334)

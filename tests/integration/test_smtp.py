@@ -553,6 +553,21 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertEqual(len(uids(self.srv, "carol")), 2)
 
+    def test_deliver_refuses_control_bytes_in_recipient(self):
+        # The detail after the delimiter is only a folder hint, so an
+        # address with CR LF in it used to resolve to alice's INBOX and its
+        # text went into "Received: ... for <...>": a header injection by
+        # whoever picks the envelope recipient of `roost deliver`.
+        n0 = self.count(ALICE)
+        for bad in ("alice+\r\nX-Injected: yes@example.org", "alice+a\tb@example.org",
+                    "alice\x7f@example.org"):
+            res = self.srv.cli("deliver", "-a", bad, input=b"Subject: x\n\nx\n", check=False)
+            self.assertNotEqual(res.returncode, 0, bad)
+        self.assertEqual(self.count(ALICE), n0)
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            s.sendmail("s@remote.example", ["alice+x@example.org"], message("still fine"))
+        self.assertEqual(self.count(ALICE), n0 + 1)
+
     def test_dsn_and_utf8_kept(self):
         before = self.count()
         r = self.session()

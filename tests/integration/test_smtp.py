@@ -440,6 +440,34 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(self.count(ALICE), a0 + 2)
         self.assertEqual(self.count(BOB), b0 + 1)
 
+    def test_lmtp_rejected_message_gets_a_reply_per_recipient(self):
+        # RFC 2033 4.2: after the data, one reply per accepted recipient,
+        # refusals included; a single 552 left the client waiting for the
+        # second and taking our reply to its next command for it.
+        a0, b0 = self.count(ALICE), self.count(BOB)
+        big = b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n"
+        big *= 300                                  # > max_message_size 20K
+        for bare in (False, True):
+            r = self.session("lmtp")
+            self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+            self.assertEqual(r.cmd("RCPT TO:<%s>" % ALICE)[0], 250)
+            self.assertEqual(r.cmd("RCPT TO:<%s>" % BOB)[0], 250)
+            self.assertEqual(r.cmd("DATA")[0], 354)
+            r.send(b"Subject: bare\n\nx\r\n.\r\n" if bare else big + b".\r\n")
+            want = 550 if bare else 552
+            self.assertEqual((r.reply()[0], r.reply()[0]), (want, want))
+            self.assertEqual(r.cmd("NOOP")[0], 250)
+            r.close()
+        r = self.session("lmtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        self.assertEqual(r.cmd("RCPT TO:<%s>" % ALICE)[0], 250)
+        self.assertEqual(r.cmd("RCPT TO:<%s>" % BOB)[0], 250)
+        r.send(b"BDAT %d LAST\r\n" % len(big) + big)
+        self.assertEqual((r.reply()[0], r.reply()[0]), (552, 552))
+        self.assertEqual(r.cmd("NOOP")[0], 250)
+        r.close()
+        self.assertEqual((self.count(ALICE), self.count(BOB)), (a0, b0))
+
     def test_lmtp_unknown_recipients_are_not_errors(self):
         r = self.session("lmtp")
         self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)

@@ -434,9 +434,6 @@ imap_cmd(struct lconn *c, const char *name, const char *fmt, ...)
 static void
 smtp_next(struct lconn *c)
 {
-	char rcpt[128];
-
-	snprintf(rcpt, sizeof(rcpt), "user%d@%s", c->user, opt.domain);
 	switch (c->step++) {
 	case 0:
 		request(c, "greeting");
@@ -453,12 +450,13 @@ smtp_next(struct lconn *c)
 			c->step = 100;
 			break;
 		}
-		msgs_started++;
+		/* Spread messages over all users, whatever the connection count. */
+		c->user = (int)(msgs_started++ % opt.users);
 		out_printf(c, "MAIL FROM:<loadgen@%s>\r\n", opt.domain);
 		request(c, "mail");
 		break;
 	case 3:
-		out_printf(c, "RCPT TO:<%s>\r\n", rcpt);
+		out_printf(c, "RCPT TO:<user%d@%s>\r\n", c->user, opt.domain);
 		request(c, "rcpt");
 		break;
 	case 4:
@@ -504,7 +502,10 @@ imap_next(struct lconn *c)
 			c->step = 50;
 			break;
 		}
-		imap_cmd(c, "fetch-flags", "FETCH 1:* (UID FLAGS)");
+		if (c->exists == 0)
+			imap_cmd(c, "noop", "NOOP");	/* "1:*" of nothing is an error to some */
+		else
+			imap_cmd(c, "fetch-flags", "FETCH 1:* (UID FLAGS)");
 		break;
 	case 4:
 		lo = c->exists > 10 ? c->exists - 9 : 1;

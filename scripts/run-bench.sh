@@ -13,6 +13,16 @@ for b in "$BUILD"/bench/bench_*; do
 	"$b" || status=1
 	echo
 done
+if [ -x "$BUILD/roost-testd" ] && [ -f bench/runtime_bench.py ]; then
+	echo "== runtime ($profile)"
+	if [ "$profile" = full ]; then
+		args="--idle 10000 --tls 2000 --wakes 5000 --clients 16"
+	else
+		args="--idle 2000 --tls 300 --wakes 500 --clients 4"
+	fi
+	ROOST_TESTD="$(pwd)/$BUILD/roost-testd" python3 bench/runtime_bench.py $args || status=1
+	echo
+fi
 if [ -x bench/compare ] && [ "${BENCH_COMPARE:-1}" = 1 ]; then
 	echo "== compare ($profile)"
 	bench/compare "--$profile" || status=1

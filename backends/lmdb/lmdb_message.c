@@ -1124,16 +1124,45 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 	if ((rc = seq_scan(txn, lm->sh->modseq, lm->id, modseq, &uids, &n)) != 0)
 		goto out;
 	ch->changed = xreallocarray(NULL, n + 1, sizeof(*ch->changed));
-	for (size_t i = 0; i < n; i++) {
-		struct lmdb_msg m;
+	if (n > 64 && n > rec.messages / 8) {
+		/* Much changed: one sequential pass beats a lookup per UID. */
+		uint8_t key[12];
+		MDB_cursor *cur;
+		MDB_val k = { 12, key }, v;
 
-		if (i > 0 && uids[i] == uids[i - 1])
-			continue;
-		if (msg_get(txn, lm->sh, lm->id, uids[i], &m) != 0)
-			continue;
-		rec_out(&ch->changed[ch->n_changed++], uids[i], &m);
+		if ((rc = mdb_cursor_open(txn, lm->sh->msgs, &cur)) != 0) {
+			rc = lmdb_err("cursor", rc);
+			goto out;
+		}
+		msg_key(key, lm->id, 0);
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			struct lmdb_msg m;
+
+			if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
+				break;
+			if (v.mv_size != sizeof(m))
+				continue;
+			memcpy(&m, v.mv_data, sizeof(m));
+			if (m.modseq <= modseq || ch->n_changed == n)
+				continue;
+			rec_out(&ch->changed[ch->n_changed++],
+			    lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m);
+		}
+		mdb_cursor_close(cur);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			struct lmdb_msg m;
+
+			if (i > 0 && uids[i] == uids[i - 1])
+				continue;
+			if (msg_get(txn, lm->sh, lm->id, uids[i], &m) != 0)
+				continue;
+			rec_out(&ch->changed[ch->n_changed++], uids[i], &m);
+		}
+		if (ch->n_changed > 1)
+			qsort(ch->changed, ch->n_changed, sizeof(*ch->changed), rec_cmp);
 	}
-	qsort(ch->changed, ch->n_changed, sizeof(*ch->changed), rec_cmp);
 	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, &ch->expunged, &ch->n_expunged);
 out:
 	lmdb_rtxn_end(lm->sh, txn);

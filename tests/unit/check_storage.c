@@ -434,6 +434,42 @@ START_TEST(changes_since)
 	ck_assert(!has_uid(ch.changed, ch.n_changed, u[2]));
 	ck_assert(has_uid(ch.changed, ch.n_changed, u[3]));
 	mailbox_changes_free(&ch);
+
+	/* Many changes: the result equals the records with modseq > since. */
+	{
+		uint32_t many[200];
+		size_t nm = 0, nr, j = 0;
+		struct msg_record *recs;
+		uint64_t hms;
+
+		for (int i = 0; i < 200; i++) {
+			uint32_t uid = append_simple("INBOX", 100 + i);
+
+			if (i % 5 != 0)
+				many[nm++] = uid;
+		}
+		ck_assert_int_eq(mailbox_status(mb, &s), 0);
+		m1 = s.highestmodseq;
+		ck_assert_int_eq(mailbox_store(mb, many, nm, &seen, &mod, &nmod), 0);
+		ck_assert_int_eq(mailbox_expunge(mb, &many[7], 1), 0);
+		ck_assert_int_eq(mailbox_changes_since(mb, m1, &ch), 0);
+		ck_assert_int_eq(mailbox_records(mb, &recs, &nr, &hms), 0);
+		for (size_t i = 0; i < nr; i++) {
+			if (recs[i].modseq <= m1)
+				continue;
+			ck_assert_uint_lt(j, ch.n_changed);
+			ck_assert_uint_eq(ch.changed[j].uid, recs[i].uid);
+			ck_assert_uint_eq(ch.changed[j].modseq, recs[i].modseq);
+			ck_assert_uint_eq(ch.changed[j].flags, recs[i].flags);
+			j++;
+		}
+		ck_assert_uint_eq(j, ch.n_changed);
+		ck_assert_uint_eq(ch.n_changed, nm - 1);
+		ck_assert_uint_eq(ch.n_expunged, 1);
+		ck_assert_uint_eq(ch.expunged[0], many[7]);
+		free(recs);
+		mailbox_changes_free(&ch);
+	}
 	mailbox_close(&mb);
 	assert_clean();
 	teardown_backend();

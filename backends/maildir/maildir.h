@@ -136,6 +136,8 @@ struct md_folder {
 	/* what to write at commit */
 	bool uidlist_rewrite;
 	uint32_t uidlist_append_from;	/* first UID to append; 0 = none */
+	size_t uidlist_dead;	/* records of expunged UIDs still in the file */
+	size_t exp_applied;	/* exp[0..exp_applied) dropped from recs */
 	bool index_rewrite;
 	struct buf index_pending;	/* entries to append to roost-index */
 	bool index_pending_sync;	/* they include expunges: fsync them */
@@ -251,8 +253,20 @@ struct md_durable {
 int md_commit_deferred(struct md_folder *f, struct md_durable *d);
 int md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable *d);
 struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
+/* base name -> record, open addressing; valid until f->recs changes. */
+struct base_map {
+	uint32_t *slots;	/* index + 1; 0 = empty */
+	size_t mask;
+};
+void md_map_build(struct base_map *m, struct md_folder *f);
+struct md_rec *md_map_find(struct base_map *m, struct md_folder *f, const char *name,
+    size_t baselen);
 void md_rec_free_fields(struct md_rec *r);
 void md_folder_reset(struct md_folder *f);
+/* Drop records whose UID is in the expunge log (see maildir_sync.c). */
+void md_drop_expunged(struct md_folder *f);
+/* Ask for a uidlist rewrite when dead records pile up. */
+void md_uidlist_maybe_rewrite(struct md_folder *f);
 char *md_rec_path(struct md_folder *f, const struct md_rec *r);
 /* Open the folder of (user, name); ROOST_ENOTFOUND if it does not exist. */
 int md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,

@@ -77,6 +77,7 @@ check_folder(struct md_storage *ms, const char *user, const char *dir, const cha
 	}
 	f->loaded = true;
 	md_index_read(f);
+	md_drop_expunged(f);
 	if (f->index_rewrite && f->index_id.exists) {
 		buf_printf(report, "%s %s: roost-index damaged or stale (will be rebuilt)\n", user,
 		    label);

@@ -143,6 +143,7 @@ index_forget(struct md_folder *f)
 		f->recs[i].modseq = 0;
 	}
 	f->n_exp = 0;
+	f->exp_applied = 0;
 	f->highestmodseq = 0;
 	f->expunge_floor = 0;
 	f->recent_uid = 1;
@@ -289,6 +290,8 @@ index_rewrite(struct md_folder *f)
 		f->exp[j++] = f->exp[i];
 	}
 	f->n_exp = j;
+	/* every entry left was applied (we sync before we write) */
+	f->exp_applied = j;
 
 	memset(&e, 0, sizeof(e));
 	e.type = ENT_HDR;

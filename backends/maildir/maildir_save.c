@@ -491,25 +491,36 @@ static int
 expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 {
 	uint64_t modseq = f->highestmodseq + 1;
-	bool any = false, in_new = false, in_cur = false, resynced = false;
-	size_t i, j;
+	bool in_new = false, in_cur = false, resynced = false;
+	uint32_t *gone = xreallocarray(NULL, n + 1, sizeof(*gone));
+	size_t n_gone = 0, i, j, k;
 	int err = 0;
 
 	for (i = 0; i < n; i++) {
 		struct md_rec *r = md_rec_find(f, uids[i]);
 		char *path;
+		int rc;
 
 		if (r == NULL)
 			continue;
 		path = md_rec_path(f, r);
-		if (unlink(path) < 0 && errno == ENOENT && !resynced) {
-			/* maybe renamed by another program: find it */
+		rc = unlink(path);
+		if (rc < 0 && errno == ENOENT && !resynced) {
+			/* maybe renamed by another program: find it, then
+			 * this UID again */
 			free(path);
 			resynced = true;
 			if ((err = md_sync(f, MD_SYNC_FORCE)) < 0)
-				return err;
+				break;
 			modseq = f->highestmodseq + 1;
 			i--;
+			continue;
+		}
+		if (rc < 0 && errno != ENOENT) {
+			/* still there: not expunged */
+			log_error("maildir: unlink %s: %s", path, strerror(errno));
+			free(path);
+			err = ROOST_EIO;
 			continue;
 		}
 		free(path);
@@ -518,29 +529,32 @@ expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 		else
 			in_cur = true;
 		md_expunge_log_add(f, r->uid, modseq);
-		r->mark = true;	/* drop below */
-		any = true;
+		f->uidlist_dead++;
+		gone[n_gone++] = r->uid;
 	}
-	if (!any)
-		return 0;
-	for (i = j = 0; i < f->n; i++) {
-		if (f->recs[i].mark) {
-			md_rec_free_fields(&f->recs[i]);
-			continue;
+	if (n_gone > 0) {
+		/* uids (hence gone) ascend */
+		for (i = j = k = 0; i < f->n; i++) {
+			while (k < n_gone && gone[k] < f->recs[i].uid)
+				k++;
+			if (k < n_gone && gone[k] == f->recs[i].uid) {
+				md_rec_free_fields(&f->recs[i]);
+				continue;
+			}
+			f->recs[j++] = f->recs[i];
 		}
-		f->recs[j++] = f->recs[i];
+		f->n = j;
+		f->highestmodseq = modseq;
+		md_uidlist_maybe_rewrite(f);
+		fsync_dirs(f, in_new, in_cur);
 	}
-	f->n = j;
-	f->highestmodseq = modseq;
-	f->uidlist_rewrite = true;
-	fsync_dirs(f, in_new, in_cur);
-	return 0;
+	free(gone);
+	return err;
 }
 
 static int
 expunge_folder(struct md_folder *f, const uint32_t *uids, size_t n)
 {
-	size_t i;
 	int err, e;
 
 	pthread_mutex_lock(&f->mutex);
@@ -548,8 +562,6 @@ expunge_folder(struct md_folder *f, const uint32_t *uids, size_t n)
 		pthread_mutex_unlock(&f->mutex);
 		return err;
 	}
-	for (i = 0; i < f->n; i++)
-		f->recs[i].mark = false;
 	err = expunge_locked(f, uids, n);
 	e = md_commit(f);
 	pthread_mutex_unlock(&f->mutex);

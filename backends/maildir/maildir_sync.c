@@ -68,6 +68,8 @@ md_folder_reset(struct md_folder *f)
 	f->scanned = false;
 	f->uidlist_rewrite = false;
 	f->uidlist_append_from = 0;
+	f->uidlist_dead = 0;
+	f->exp_applied = 0;
 	f->index_rewrite = false;
 	buf_reset(&f->index_pending);
 	md_cache_reset(f);
@@ -301,14 +303,8 @@ hash_base(const char *s, size_t n)
 	return h;
 }
 
-/* base -> record index, open addressing. */
-struct base_map {
-	uint32_t *slots;	/* index + 1; 0 = empty */
-	size_t mask;
-};
-
-static void
-map_build(struct base_map *m, struct md_folder *f)
+void
+md_map_build(struct base_map *m, struct md_folder *f)
 {
 	size_t size = 16, i;
 
@@ -325,8 +321,8 @@ map_build(struct base_map *m, struct md_folder *f)
 	}
 }
 
-static struct md_rec *
-map_find(struct base_map *m, struct md_folder *f, const char *name, size_t baselen)
+struct md_rec *
+md_map_find(struct base_map *m, struct md_folder *f, const char *name, size_t baselen)
 {
 	size_t h = (size_t)hash_base(name, baselen) & m->mask;
 
@@ -338,6 +334,55 @@ map_find(struct base_map *m, struct md_folder *f, const char *name, size_t basel
 		h = (h + 1) & m->mask;
 	}
 	return NULL;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Expunges leave their dovecot-uidlist record behind (Dovecot does the
+ * same): rewriting a 100k-line file per expunge is what made them slow.
+ * A record whose UID is in the expunge log is dropped on reading; the file
+ * is rewritten once such dead records are a quarter of it. Also drops
+ * records another process expunged (its EXP entries replayed from the
+ * index) before our scan would count them as gone a second time.
+ */
+void
+md_drop_expunged(struct md_folder *f)
+{
+	uint32_t *dead;
+	size_t i, j, n;
+
+	if (f->exp_applied >= f->n_exp)
+		return;
+	n = f->n_exp - f->exp_applied;
+	dead = xreallocarray(NULL, n, sizeof(*dead));
+	for (i = 0; i < n; i++)
+		dead[i] = f->exp[f->exp_applied + i].uid;
+	f->exp_applied = f->n_exp;
+	qsort(dead, n, sizeof(*dead), cmp_u32);
+	for (i = j = 0; i < f->n; i++) {
+		if (bsearch(&f->recs[i].uid, dead, n, sizeof(*dead), cmp_u32) != NULL) {
+			md_rec_free_fields(&f->recs[i]);
+			f->uidlist_dead++;
+			continue;
+		}
+		f->recs[j++] = f->recs[i];
+	}
+	f->n = j;
+	free(dead);
+}
+
+void
+md_uidlist_maybe_rewrite(struct md_folder *f)
+{
+	if (f->uidlist_dead > f->n / 4 + 256)
+		f->uidlist_rewrite = true;
 }
 
 static int
@@ -429,7 +474,7 @@ scan_apply(struct md_folder *f, bool *work_r)
 	struct scan_ent **fresh = NULL;
 	size_t n_fresh = 0, i, j;
 	uint64_t modseq = f->highestmodseq + 1;
-	bool locked = f->locked, work = false, expunged = false;
+	bool locked = f->locked, work = false;
 	int err;
 
 	memset(&s, 0, sizeof(s));
@@ -441,13 +486,13 @@ scan_apply(struct md_folder *f, bool *work_r)
 	 * seen at least once. */
 	if ((err = scan_dir(f, &s, "new")) < 0 || (err = scan_dir(f, &s, "cur")) < 0)
 		goto out;
-	map_build(&map, f);
+	md_map_build(&map, f);
 	for (i = 0; i < f->n; i++)
 		f->recs[i].mark = false;
 	fresh = xreallocarray(NULL, s.n + 1, sizeof(*fresh));
 	for (i = 0; i < s.n; i++) {
 		struct scan_ent *e = &s.ents[i];
-		struct md_rec *r = map_find(&map, f, e->name, e->baselen);
+		struct md_rec *r = md_map_find(&map, f, e->name, e->baselen);
 
 		if (r == NULL) {
 			/* the same base twice (in new/ and cur/ during a move):
@@ -518,14 +563,13 @@ scan_apply(struct md_folder *f, bool *work_r)
 		if (!r->mark) {
 			md_expunge_log_add(f, r->uid, modseq);
 			md_rec_free_fields(r);
-			expunged = true;
+			f->uidlist_dead++;
 			continue;
 		}
 		f->recs[j++] = *r;
 	}
 	f->n = j;
-	if (expunged)
-		f->uidlist_rewrite = true;
+	md_uidlist_maybe_rewrite(f);
 
 	/* new files, in name order (names start with the delivery time) */
 	qsort(fresh, n_fresh, sizeof(*fresh), cmp_ent_name);
@@ -643,6 +687,7 @@ again:
 	}
 	if ((err = md_index_read(f)) < 0)
 		return err;
+	md_drop_expunged(f);
 	f->loaded = true;
 	if (mode == MD_SYNC_LIGHT && f->scanned && !force)
 		return 0;

@@ -392,9 +392,11 @@ md_uidlist_write(struct md_folder *f, bool sync)
 	struct buf b = BUF_INIT(0);
 	char *path = md_path(f->path, UIDLIST);
 	size_t i;
+	bool full;
 	int err = 0;
 
-	if (f->uidlist_rewrite || !f->uidlist_id.exists || f->uidlist_version != 3) {
+	full = f->uidlist_rewrite || !f->uidlist_id.exists || f->uidlist_version != 3;
+	if (full) {
 		buf_printf(&b, "3 V%" PRIu32 " N%" PRIu32 " G%s\n", f->uidvalidity, f->nextuid,
 		    f->guid);
 		for (i = 0; i < f->n; i++)
@@ -434,6 +436,8 @@ md_uidlist_write(struct md_folder *f, bool sync)
 		goto out;
 	}
 	if (err == 0) {
+		if (full)
+			f->uidlist_dead = 0;
 		f->uidlist_rewrite = false;
 		f->uidlist_append_from = 0;
 		md_file_id_get(path, &f->uidlist_id);

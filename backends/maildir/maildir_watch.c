@@ -124,17 +124,15 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 
 /* With f->mutex held: do we already know what ev says? */
 static bool
-known(struct md_folder *f, const struct ev *e)
+known(struct md_folder *f, struct base_map *map, const struct ev *e)
 {
-	size_t i;
+	struct md_rec *r;
 
 	if (e->overflow)
 		return false;
-	/* newest first: our own deliveries are at the end */
-	for (i = f->n; i-- > 0;) {
-		if (f->recs[i].in_new == e->is_new && strcmp(f->recs[i].fname, e->name) == 0)
-			return e->appeared;
-	}
+	r = md_map_find(map, f, e->name, strcspn(e->name, ":"));
+	if (r != NULL && r->in_new == e->is_new && strcmp(r->fname, e->name) == 0)
+		return e->appeared;
 	return !e->appeared;
 }
 
@@ -145,6 +143,7 @@ process(struct md_storage *ms, struct evlist *l)
 
 	for (i = 0; i < l->n; i++) {
 		struct md_folder *f = l->v[i].f;
+		struct base_map map;
 		bool unknown = false, changed = false;
 		char *user = NULL, *name = NULL;
 
@@ -152,12 +151,14 @@ process(struct md_storage *ms, struct evlist *l)
 			continue;
 		pthread_mutex_lock(&f->mutex);
 		/* every event of this folder in the batch at once */
+		md_map_build(&map, f);
 		for (j = i; j < l->n; j++) {
 			if (l->v[j].f != f)
 				continue;
-			if (!unknown && !known(f, &l->v[j]))
+			if (!unknown && !known(f, &map, &l->v[j]))
 				unknown = true;
 		}
+		free(map.slots);
 		if (unknown && md_refresh(f, MD_SYNC_FORCE, &changed) < 0)
 			changed = false;
 		if (changed && f->user != NULL) {

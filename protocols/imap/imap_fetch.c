@@ -48,6 +48,7 @@ struct fetch_req {
 	struct fetch_item *items;
 	size_t n;
 	bool need_cache;	/* envelope/body/bodystructure */
+	bool need_vsize;	/* RFC822.SIZE: octets BODY[] sends */
 	bool need_data;		/* message bytes */
 	bool need_parse;	/* parsed sections */
 	bool sets_seen;
@@ -194,6 +195,7 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 		it->kind = F_INTERNALDATE;
 	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
 		it->kind = F_SIZE;
+		req->need_vsize = true;
 	} else if (strcasecmp(s, "ENVELOPE") == 0) {
 		it->kind = F_ENVELOPE;
 		req->need_cache = true;
@@ -259,6 +261,8 @@ add_macro(struct fetch_req *req, const enum fetch_kind *k, size_t n)
 		req->items[req->n++].kind = k[i];
 		if (k[i] == F_ENVELOPE || k[i] == F_BODY)
 			req->need_cache = true;
+		if (k[i] == F_SIZE)
+			req->need_vsize = true;
 		if (k[i] == F_FLAGS)
 			req->has_flags = true;
 	}
@@ -301,23 +305,37 @@ parse_fetch_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_r
 /* ------------------------------------------------------------------ */
 /* The parse cache                                                     */
 
-/* Our cache record: "R1 <env> <body> <bs>\n" and the three texts. */
+/*
+ * Our cache record: "R2 <vsize> <env> <body> <bs>\n" and the three texts.
+ * vsize is RFC822.SIZE: the octets BODY[] sends (a bare LF counts as CRLF).
+ * A record with env = 0 holds the size only (nothing parsed yet: an
+ * envelope is never empty). "R1 <env> <body> <bs>\n" (no size) is still
+ * read.
+ */
 struct parsed_cache {
 	struct buf raw;
 	const char *env, *body, *bs;
 	size_t env_len, body_len, bs_len;
+	uint64_t vsize;
+	bool have_vsize, have_parts;
 };
 
 static bool
 cache_decode(struct parsed_cache *pc)
 {
-	unsigned long long e, b, s;
+	unsigned long long v = 0, e, b, s;
 	int off = 0;
 	const char *t = buf_cstr(&pc->raw);
 
-	if (sscanf(t, "R1 %llu %llu %llu\n%n", &e, &b, &s, &off) != 3 || off <= 0)
+	pc->have_vsize = pc->have_parts = false;
+	if (strncmp(t, "R2 ", 3) == 0) {
+		if (sscanf(t, "R2 %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4 || off <= 0)
+			return false;
+	} else if (sscanf(t, "R1 %llu %llu %llu\n%n", &e, &b, &s, &off) != 3 || off <= 0) {
 		return false;
-	if (e + b + s + (size_t)off != pc->raw.len)
+	}
+	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len
+	    || e + b + s + (size_t)off != pc->raw.len)
 		return false;
 	pc->env = t + off;
 	pc->env_len = e;
@@ -325,7 +343,29 @@ cache_decode(struct parsed_cache *pc)
 	pc->body_len = b;
 	pc->bs = pc->body + b;
 	pc->bs_len = s;
+	pc->have_vsize = t[1] == '2';
+	pc->vsize = v;
+	pc->have_parts = e > 0;
 	return true;
+}
+
+/* Store pc's parts (when have_parts) and vsize (when have_vsize). */
+static void
+cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
+    size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len)
+{
+	struct buf r = BUF_INIT(0);
+
+	buf_printf(&r, "R2 %llu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len,
+	    body_len, bs_len);
+	buf_append(&r, env, env_len);
+	buf_append(&r, body, body_len);
+	buf_append(&r, bs, bs_len);
+	(void)mailbox_cache_set(mb, uid, r.data, r.len);
+	buf_free(&pc->raw);
+	pc->raw = r;
+	if (!cache_decode(pc))
+		pc->have_parts = false;
 }
 
 static bool
@@ -334,16 +374,12 @@ cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct 
 	struct buf e = BUF_INIT(0), b = BUF_INIT(0), s = BUF_INIT(0);
 	bool ok = message_envelope(msg, NULL, &e) == 0
 	    && message_bodystructure(msg, message_root(msg), false, &b) == 0
-	    && message_bodystructure(msg, message_root(msg), true, &s) == 0;
+	    && message_bodystructure(msg, message_root(msg), true, &s) == 0 && e.len > 0;
 
 	if (ok) {
-		buf_reset(&pc->raw);
-		buf_printf(&pc->raw, "R1 %zu %zu %zu\n", e.len, b.len, s.len);
-		buf_append(&pc->raw, e.data, e.len);
-		buf_append(&pc->raw, b.data, b.len);
-		buf_append(&pc->raw, s.data, s.len);
-		(void)mailbox_cache_set(mb, uid, pc->raw.data, pc->raw.len);
-		ok = cache_decode(pc);
+		cache_store(mb, uid, pc, (const char *)e.data, e.len, (const char *)b.data, b.len,
+		    (const char *)s.data, s.len);
+		ok = pc->have_parts;
 	}
 	buf_free(&e);
 	buf_free(&b);
@@ -490,11 +526,14 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 	bool have_view = false, have_cache = false;
 	int rc = 0;
 
-	if (req->need_cache) {
-		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0)
-			have_cache = cache_decode(&pc);
+	if (req->need_cache || req->need_vsize) {
+		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0 && cache_decode(&pc))
+			have_cache = pc.have_parts;
+		else
+			pc.have_vsize = pc.have_parts = false;
 	}
-	if (req->need_data || (req->need_cache && !have_cache)) {
+	bool need_vsize = req->need_vsize && !pc.have_vsize;
+	if (req->need_data || (req->need_cache && !have_cache) || need_vsize) {
 		rc = mailbox_read(v->mb, m->rec.uid, &mv);
 		if (rc < 0)
 			goto out;
@@ -516,12 +555,24 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 			if (rc < 0)
 				goto out;
 		}
+		if (need_vsize || (req->need_cache && !have_cache)) {
+			/* What BODY[] sends: the converted length. */
+			pc.vsize = len;
+			pc.have_vsize = true;
+		}
 		if (req->need_cache && !have_cache) {
 			have_cache = cache_build(v->mb, m->rec.uid, msg, &pc);
 			if (!have_cache) {
 				rc = ROOST_EIO;
 				goto out;
 			}
+		} else if (need_vsize) {
+			/* Keep what the cache held, add the size. */
+			if (pc.have_parts)
+				cache_store(v->mb, m->rec.uid, &pc, pc.env, pc.env_len, pc.body,
+				    pc.body_len, pc.bs, pc.bs_len);
+			else
+				cache_store(v->mb, m->rec.uid, &pc, "", 0, "", 0, "", 0);
 		}
 	}
 
@@ -549,7 +600,7 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 			break;
 		}
 		case F_SIZE:
-			conn_printf(cmd->c, "RFC822.SIZE %llu", (unsigned long long)m->rec.size);
+			conn_printf(cmd->c, "RFC822.SIZE %llu", (unsigned long long)pc.vsize);
 			break;
 		case F_ENVELOPE:
 			conn_write_str(cmd->c, "ENVELOPE ");

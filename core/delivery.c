@@ -64,6 +64,12 @@ delivery_resolve(const struct roost_services *sv, const char *address, struct de
 	r->user[0] = '\0';
 	if (strlen(address) >= DELIVERY_MAX_USER)
 		return ROOST_EINVAL;
+	/* SMTP's path parser lets no control byte through, but `roost deliver`
+	 * takes the address as given, and it ends up in the Received header. */
+	for (const unsigned char *p = (const unsigned char *)address; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return ROOST_EINVAL;
+	}
 	if (at == NULL) {
 		/* A bare name (RCPT TO:<postmaster>, roost deliver -a alice):
 		 * a user of that name, or the name at the first local domain. */

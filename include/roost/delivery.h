@@ -44,7 +44,8 @@ struct delivery_rcpt {
  * Resolve address (an SMTP path without brackets) into r->user and
  * r->mailbox. Returns 0 for a local user; ROOST_ENOTFOUND when the domain
  * is local but no such user exists; ROOST_EPERM when the address is not
- * local at all (relaying); ROOST_ETEMP when storage could not say whether
+ * local at all (relaying); ROOST_EINVAL for an address too long or with a
+ * control byte (CR, LF, ...) in it; ROOST_ETEMP when storage could not say whether
  * the detail folder exists (treated as INBOX, never fatal: never returned
  * today, reserved).
  */

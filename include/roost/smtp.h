@@ -157,6 +157,9 @@ int smtp_parse_path(const char *args, bool allow_null, char *addr, const char **
 int smtp_parse_mail_params(const char *params, uint64_t max_size, struct smtp_mail_params *p,
     const char **bad_r);
 int smtp_parse_rcpt_params(const char *params, struct smtp_rcpt_params *p, const char **bad_r);
+/* The decimal number p[0..len) (digits only, as BDAT and SIZE= carry):
+ * 0 and *r, or ROOST_EINVAL when empty, not all digits or over UINT64_MAX. */
+int smtp_parse_u64(const char *p, size_t len, uint64_t *r);
 /* The address has bytes >= 0x80 (needs SMTPUTF8). */
 bool smtp_addr_is_utf8(const char *addr);
 /* RFC 3461 xtext: printable ASCII except '+' and '=', and "+XX" hex. */

@@ -6,7 +6,6 @@
  * same decoder over exactly the same bytes to produce the message, so both
  * agree on where the data ends without sharing state.
  */
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -142,19 +141,12 @@ smtp_framer_start_data(struct smtp_framer *f, bool normalize)
 int
 smtp_parse_bdat(const char *args, uint64_t *size_r, bool *last_r)
 {
-	uint64_t n = 0;
-	const char *p = args;
+	size_t digits = strspn(args, "0123456789");
+	const char *p = args + digits;
+	uint64_t n;
 
-	if (!isdigit((unsigned char)*p))
+	if (smtp_parse_u64(args, digits, &n) != 0)
 		return ROOST_EINVAL;
-	while (isdigit((unsigned char)*p)) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (n > (UINT64_MAX - d) / 10)
-			return ROOST_EINVAL;
-		n = n * 10 + d;
-		p++;
-	}
 	*last_r = false;
 	if (*p == ' ') {
 		p++;

@@ -36,6 +36,24 @@ smtp_parse_verb(const char *line, char *verb, size_t verblen, const char **args_
 	return 0;
 }
 
+int
+smtp_parse_u64(const char *p, size_t len, uint64_t *r)
+{
+	uint64_t n = 0;
+
+	if (len == 0)
+		return ROOST_EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned d = (unsigned)(p[i] - '0');
+
+		if (!isdigit((unsigned char)p[i]) || n > (UINT64_MAX - d) / 10)
+			return ROOST_EINVAL;
+		n = n * 10 + d;
+	}
+	*r = n;
+	return 0;
+}
+
 bool
 smtp_addr_is_utf8(const char *addr)
 {
@@ -280,18 +298,11 @@ smtp_parse_mail_params(const char *params, uint64_t max_size, struct smtp_mail_p
 		}
 		*bad_r = pr.start;
 		if (strcmp(pr.key, "SIZE") == 0) {
-			uint64_t n = 0;
+			uint64_t n;
 
 			bit = 1;
-			if (!pr.has_val || pr.val_len == 0 || pr.val_len > 20)
+			if (!pr.has_val || pr.val_len > 20 || smtp_parse_u64(pr.val, pr.val_len, &n) != 0)
 				return ROOST_EINVAL;
-			for (size_t i = 0; i < pr.val_len; i++) {
-				unsigned d = (unsigned)(pr.val[i] - '0');
-
-				if (!isdigit((unsigned char)pr.val[i]) || n > (UINT64_MAX - d) / 10)
-					return ROOST_EINVAL;
-				n = n * 10 + d;
-			}
 			if (seen & bit)
 				return ROOST_EINVAL;
 			mp->size = n;

@@ -328,6 +328,24 @@ storage_error_reply(struct smtp_session *s, int err, const char *addr)
 	}
 }
 
+/*
+ * Refuse the message as a whole. LMTP answers the end of the data once per
+ * accepted recipient (RFC 2033 4.2), refusals included, or the client waits
+ * for the missing replies; the repeats are not more client errors.
+ */
+static void
+reject_message(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+	size_t n = s->role == ROLE_LMTP && s->n_rcpts > 0 ? s->n_rcpts : 1;
+
+	for (size_t i = 0; i < n; i++) {
+		s->no_count = i > 0;
+		reply(s, code, enh, "%s", text);
+	}
+	s->no_count = false;
+	reset_transaction(s);
+}
+
 /* The whole message is in s->msg: store it and answer. */
 static void
 finish_message(struct smtp_session *s, bool bare_eol)
@@ -341,24 +359,25 @@ finish_message(struct smtp_session *s, bool bare_eol)
 	if (s->too_big) {
 		log_info("conn=%llu proto=%s event=rejected id=%s reason=too-big",
 		    (unsigned long long)conn_id(s->c), proto_name(s), s->id);
-		reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
-		reset_transaction(s);
+		reject_message(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		return;
 	}
 	if (bare_eol) {
 		log_info("conn=%llu proto=%s event=rejected id=%s reason=bare-cr-lf",
 		    (unsigned long long)conn_id(s->c), proto_name(s), s->id);
-		reply(s, 550, "5.6.0",
+		reject_message(s, 550, "5.6.0",
 		    "Message contains a bare CR or LF; lines must end with CRLF");
-		reset_transaction(s);
 		return;
 	}
 
 	if (s->spool_fd >= 0)
 		spill(s, true);
 	if (s->spool_failed) {
-		reply(s, 451, "4.3.0", "Temporary local problem, try again later (id %s)", s->id);
-		reset_transaction(s);
+		char text[128];
+
+		snprintf(text, sizeof(text), "Temporary local problem, try again later (id %s)",
+		    s->id);
+		reject_message(s, 451, "4.3.0", text);
 		return;
 	}
 	if (s->spool_fd >= 0) {
@@ -436,7 +455,7 @@ bdat_chunk_done(struct smtp_session *s)
 		s->bdat_discard = false;
 		return;
 	}
-	if (s->too_big) {
+	if (s->too_big && !s->bdat_last) {
 		reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		reset_transaction(s);
 		return;
@@ -493,7 +512,7 @@ cmd_bdat(struct smtp_session *s, const char *args)
 	} else if (s->state == ST_BDAT) {
 		s->bdat_discard = false;
 	} else if (s->state == ST_MAIL) {
-		s->bdat_code = 554;
+		s->bdat_code = s->role == ROLE_LMTP ? 503 : 554;	/* as DATA */
 		s->bdat_text = "No valid recipients";
 	} else {
 		s->bdat_text = s->helo == HELO_NONE ? "Send EHLO first" : "Need MAIL and RCPT first";
@@ -515,7 +534,8 @@ cmd_data(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (s->state == ST_MAIL) {
-		reply(s, 554, "5.5.1", "No valid recipients");
+		/* RFC 2033 4.2: over LMTP this MUST be 503; SMTP may say 554. */
+		reply(s, s->role == ROLE_LMTP ? 503 : 554, "5.5.1", "No valid recipients");
 		return;
 	}
 	if (s->state != ST_RCPT) {

@@ -440,12 +440,56 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(self.count(ALICE), a0 + 2)
         self.assertEqual(self.count(BOB), b0 + 1)
 
+    def test_lmtp_rejected_message_gets_a_reply_per_recipient(self):
+        # RFC 2033 4.2: after the data, one reply per accepted recipient,
+        # refusals included; a single 552 left the client waiting for the
+        # second and taking our reply to its next command for it.
+        a0, b0 = self.count(ALICE), self.count(BOB)
+        big = b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n"
+        big *= 300                                  # > max_message_size 20K
+        for bare in (False, True):
+            r = self.session("lmtp")
+            self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+            self.assertEqual(r.cmd("RCPT TO:<%s>" % ALICE)[0], 250)
+            self.assertEqual(r.cmd("RCPT TO:<%s>" % BOB)[0], 250)
+            self.assertEqual(r.cmd("DATA")[0], 354)
+            r.send(b"Subject: bare\n\nx\r\n.\r\n" if bare else big + b".\r\n")
+            want = 550 if bare else 552
+            self.assertEqual((r.reply()[0], r.reply()[0]), (want, want))
+            self.assertEqual(r.cmd("NOOP")[0], 250)
+            r.close()
+        r = self.session("lmtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        self.assertEqual(r.cmd("RCPT TO:<%s>" % ALICE)[0], 250)
+        self.assertEqual(r.cmd("RCPT TO:<%s>" % BOB)[0], 250)
+        r.send(b"BDAT %d LAST\r\n" % len(big) + big)
+        self.assertEqual((r.reply()[0], r.reply()[0]), (552, 552))
+        self.assertEqual(r.cmd("NOOP")[0], 250)
+        r.close()
+        self.assertEqual((self.count(ALICE), self.count(BOB)), (a0, b0))
+
     def test_lmtp_unknown_recipients_are_not_errors(self):
         r = self.session("lmtp")
         self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
         for i in range(12):     # more than max_errors
             self.assertEqual(r.cmd("RCPT TO:<gone%d@example.org>" % i)[0], 550)
         self.assertEqual(r.cmd("NOOP")[0], 250)
+        r.close()
+
+    def test_lmtp_data_without_recipients_is_503(self):
+        # RFC 2033 4.2: with no successful RCPT, DATA MUST fail with 503
+        # over LMTP (SMTP may answer 554 instead, and does).
+        r = self.session("lmtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        self.assertEqual(r.cmd("RCPT TO:<nobody@example.org>")[0], 550)
+        self.assertEqual(r.cmd("DATA")[0], 503)
+        r.send(b"BDAT 3 LAST\r\nabc")
+        self.assertEqual(r.reply()[0], 503)
+        self.assertEqual(r.cmd("NOOP")[0], 250)
+        r.close()
+        r = self.session("smtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        self.assertEqual(r.cmd("DATA")[0], 554)
         r.close()
 
     def test_bdat_as_auth_response_stays_in_sync(self):
@@ -536,6 +580,21 @@ class SmtpTest(unittest.TestCase):
         res = self.srv.cli("deliver", "-a", "carol", input=b"Subject: x\n\nx\n", check=False)
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertEqual(len(uids(self.srv, "carol")), 2)
+
+    def test_deliver_refuses_control_bytes_in_recipient(self):
+        # The detail after the delimiter is only a folder hint, so an
+        # address with CR LF in it used to resolve to alice's INBOX and its
+        # text went into "Received: ... for <...>": a header injection by
+        # whoever picks the envelope recipient of `roost deliver`.
+        n0 = self.count(ALICE)
+        for bad in ("alice+\r\nX-Injected: yes@example.org", "alice+a\tb@example.org",
+                    "alice\x7f@example.org"):
+            res = self.srv.cli("deliver", "-a", bad, input=b"Subject: x\n\nx\n", check=False)
+            self.assertNotEqual(res.returncode, 0, bad)
+        self.assertEqual(self.count(ALICE), n0)
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            s.sendmail("s@remote.example", ["alice+x@example.org"], message("still fine"))
+        self.assertEqual(self.count(ALICE), n0 + 1)
 
     def test_dsn_and_utf8_kept(self):
         before = self.count()

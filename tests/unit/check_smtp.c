@@ -375,6 +375,23 @@ END_TEST
 
 /* ---- parsers ---- */
 
+START_TEST(parse_u64)
+{
+	uint64_t n = 7;
+
+	ck_assert_int_eq(smtp_parse_u64("0", 1, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(smtp_parse_u64("123x", 3, &n), 0);
+	ck_assert_uint_eq(n, 123);
+	ck_assert_int_eq(smtp_parse_u64("18446744073709551615", 20, &n), 0);
+	ck_assert(n == UINT64_MAX);
+	ck_assert_int_eq(smtp_parse_u64("18446744073709551616", 20, &n), ROOST_EINVAL);
+	ck_assert_int_eq(smtp_parse_u64("", 0, &n), ROOST_EINVAL);
+	ck_assert_int_eq(smtp_parse_u64("1 2", 3, &n), ROOST_EINVAL);
+	ck_assert_int_eq(smtp_parse_u64("+1", 2, &n), ROOST_EINVAL);
+}
+END_TEST
+
 START_TEST(parse_verb)
 {
 	char verb[16];
@@ -498,6 +515,7 @@ smtp_suite(void)
 	tcase_add_test(fr, frame_data_smuggling);
 	tcase_add_test(fr, frame_bdat);
 	tcase_add_test(fr, frame_bdat_parse);
+	tcase_add_test(parse, parse_u64);
 	tcase_add_test(parse, parse_verb);
 	tcase_add_test(parse, parse_path);
 	tcase_add_test(parse, parse_mail_params);

@@ -24,7 +24,7 @@
 #include "imap_impl.h"
 
 enum fetch_kind {
-	F_FLAGS, F_UID, F_INTERNALDATE, F_SIZE, F_ENVELOPE, F_BODY, F_BODYSTRUCTURE,
+	F_FLAGS, F_UID, F_INTERNALDATE, F_SIZE, F_ENVELOPE, F_BODY, F_BODYSTRUCTURE, F_MODSEQ,
 	F_SECTION,	/* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
 };
 
@@ -52,7 +52,8 @@ struct fetch_req {
 	bool need_data;		/* message bytes */
 	bool need_parse;	/* parsed sections */
 	bool sets_seen;
-	bool has_flags, has_uid;
+	bool has_flags, has_uid, has_modseq;
+	uint64_t changedsince;	/* CHANGEDSINCE (0 = none) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -193,6 +194,10 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 		req->has_uid = true;
 	} else if (strcasecmp(s, "INTERNALDATE") == 0) {
 		it->kind = F_INTERNALDATE;
+	} else if (strcasecmp(s, "MODSEQ") == 0) {
+		it->kind = F_MODSEQ;
+		req->has_modseq = true;
+		cmd->s->condstore = true;	/* RFC 7162 3.1 */
 	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
 		it->kind = F_SIZE;
 		req->need_vsize = true;
@@ -271,7 +276,7 @@ add_macro(struct fetch_req *req, const enum fetch_kind *k, size_t n)
 static int
 parse_fetch_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req)
 {
-	size_t max = (a->type == ARG_LIST ? a->n : 1) + 6;
+	size_t max = (a->type == ARG_LIST ? a->n : 1) + 8;
 
 	req->items = arena_alloc(&cmd->arena, max * sizeof(*req->items));
 	if (a->type == ARG_ATOM && strcasecmp(a->str, "ALL") == 0) {
@@ -299,6 +304,25 @@ parse_fetch_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_r
 		req->items[req->n++].kind = F_UID;
 		req->has_uid = true;
 	}
+	return 0;
+}
+
+/* RFC 7162 mod-sequence-value: 1..2^63-1 (valzer: 0 allowed). */
+static int
+parse_modseq(const struct imap_arg *a, bool zero_ok, uint64_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (a->type != ARG_ATOM || a->len == 0 || a->len > 19)
+		return -1;
+	for (const char *p = a->str; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v > (uint64_t)INT64_MAX || (v == 0 && !zero_ok))
+		return -1;
+	*v_r = v;
 	return 0;
 }
 
@@ -593,6 +617,9 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 		case F_UID:
 			conn_printf(cmd->c, "UID %u", m->rec.uid);
 			break;
+		case F_MODSEQ:
+			conn_printf(cmd->c, "MODSEQ (%llu)", (unsigned long long)m->rec.modseq);
+			break;
 		case F_INTERNALDATE: {
 			char d[32];
 			imap_format_datetime(m->rec.internal_date, d);
@@ -645,13 +672,27 @@ cmd_fetch(struct imap_cmd *cmd)
 	size_t n;
 	int rc;
 
-	if (cmd->p.n != 2 || cmd->p.args[0].type != ARG_ATOM) {
-		imap_bad(cmd, "Usage: FETCH sequence-set items");
+	if (cmd->p.n < 2 || cmd->p.n > 3 || cmd->p.args[0].type != ARG_ATOM) {
+		imap_bad(cmd, "Usage: FETCH sequence-set items [(CHANGEDSINCE modseq)]");
 		return;
 	}
 	if (parse_fetch_items(cmd, &cmd->p.args[1], &req) < 0) {
 		imap_bad(cmd, "Invalid FETCH items");
 		return;
+	}
+	if (cmd->p.n == 3) {
+		const struct imap_arg *l = &cmd->p.args[2];
+		if (l->type != ARG_LIST || l->n != 2 || !imap_arg_atom_eq(&l->list[0], "CHANGEDSINCE")
+		    || parse_modseq(&l->list[1], false, &req.changedsince) < 0) {
+			imap_bad(cmd, "Invalid FETCH modifier");
+			return;
+		}
+		s->condstore = true;	/* RFC 7162 3.1 */
+		if (!req.has_modseq) {
+			memset(&req.items[req.n], 0, sizeof(req.items[0]));
+			req.items[req.n++].kind = F_MODSEQ;
+			req.has_modseq = true;
+		}
 	}
 	rc = view_resolve_set(cmd, cmd->p.args[0].str, cmd->uid, &idx, &n);
 	if (rc < 0) {
@@ -688,6 +729,9 @@ cmd_fetch(struct imap_cmd *cmd)
 	}
 	bool gone = false;
 	for (size_t i = 0; i < n && !conn_is_closing(cmd->c); i++) {
+		if (req.changedsince != 0 && v->msgs[idx[i]].rec.modseq <= req.changedsince
+		    && !(seen_now != NULL && seen_now[i]))
+			continue;
 		rc = fetch_one(cmd, &req, idx[i], seen_now != NULL && seen_now[i]);
 		if (rc == ROOST_ENOTFOUND)
 			gone = true;
@@ -705,6 +749,19 @@ cmd_fetch(struct imap_cmd *cmd)
 /* ------------------------------------------------------------------ */
 /* STORE                                                               */
 
+static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool
+bsearch_u32(const uint32_t *v, size_t n, uint32_t key)
+{
+	return bsearch(&key, v, n, sizeof(*v), u32_cmp) != NULL;
+}
+
 void
 cmd_store(struct imap_cmd *cmd)
 {
@@ -720,7 +777,22 @@ cmd_store(struct imap_cmd *cmd)
 	bool silent = false;
 	int rc;
 
-	if (cmd->p.n < 3 || a[0].type != ARG_ATOM || a[1].type != ARG_ATOM) {
+	bool conditional = false;
+	const char *set_text = cmd->p.n > 0 && a[0].type == ARG_ATOM ? a[0].str : NULL;
+	size_t nargs = cmd->p.n;
+	if (nargs >= 4 && a[1].type == ARG_LIST) {
+		/* RFC 7162 3.1.3: STORE set (UNCHANGEDSINCE modseq) ... */
+		if (a[1].n != 2 || !imap_arg_atom_eq(&a[1].list[0], "UNCHANGEDSINCE")
+		    || parse_modseq(&a[1].list[1], true, &sr.unchanged_since) < 0) {
+			imap_bad(cmd, "Invalid STORE modifier");
+			return;
+		}
+		conditional = true;
+		s->condstore = true;
+		a++;
+		nargs--;
+	}
+	if (nargs < 3 || set_text == NULL || a[1].type != ARG_ATOM) {
 		imap_bad(cmd, "Usage: STORE sequence-set [+-]FLAGS[.SILENT] (flags)");
 		return;
 	}
@@ -740,10 +812,10 @@ cmd_store(struct imap_cmd *cmd)
 		imap_bad(cmd, "Invalid STORE item");
 		return;
 	}
-	if (cmd->p.n == 3 && a[2].type == ARG_LIST)
+	if (nargs == 3 && a[2].type == ARG_LIST)
 		rc = imap_parse_flags(cmd, a[2].list, a[2].n, &flags, &kw, &n_kw);
 	else
-		rc = imap_parse_flags(cmd, &a[2], cmd->p.n - 2, &flags, &kw, &n_kw);
+		rc = imap_parse_flags(cmd, &a[2], nargs - 2, &flags, &kw, &n_kw);
 	if (rc == ROOST_EPERM) {
 		imap_bad(cmd, "\\Recent cannot be stored");
 		return;
@@ -752,7 +824,7 @@ cmd_store(struct imap_cmd *cmd)
 		imap_bad(cmd, "Invalid flags");
 		return;
 	}
-	rc = view_resolve_set(cmd, a[0].str, cmd->uid, &idx, &n);
+	rc = view_resolve_set(cmd, set_text, cmd->uid, &idx, &n);
 	if (rc < 0) {
 		imap_bad(cmd, "Invalid message sequence set");
 		return;
@@ -773,16 +845,26 @@ cmd_store(struct imap_cmd *cmd)
 	sr.flags = flags;
 	sr.keywords = kw;
 	sr.n_keywords = n_kw;
-	if (k > 0) {
-		uint32_t *mod = NULL;
-		size_t n_mod = 0;
+	uint32_t *mod = NULL;
+	size_t n_mod = 0;
+	uint64_t before = v->modseq;
+	if (k > 0 && conditional && sr.unchanged_since == 0) {
+		/* Every message has a MODSEQ above 0: all fail (RFC 7162). */
+		mod = xcalloc(k, sizeof(*mod));
+		memcpy(mod, uids, k * sizeof(*mod));
+		n_mod = k;
+	} else if (k > 0) {
 		rc = mailbox_store(v->mb, uids, k, &sr, &mod, &n_mod);
-		free(mod);
 		if (rc < 0) {
+			free(mod);
 			imap_reply_error(cmd, rc, NULL);
 			return;
 		}
 	}
+	/* New MODSEQs of what we changed (CONDSTORE). */
+	struct mailbox_changes ch = { 0 };
+	bool have_ch = s->condstore && k > n_mod
+	    && mailbox_changes_since(v->mb, before, &ch) == 0;
 	/* Apply the change to the view the way storage did, so the sync
 	 * that follows reports only what others changed. */
 	view_refresh_keywords(s, true);
@@ -792,10 +874,24 @@ cmd_store(struct imap_cmd *cmd)
 			if (strcasecmp(v->keywords[j], kw[i]) == 0)
 				kwbits |= (uint64_t)1 << j;
 	struct buf b = BUF_INIT(0);
+	struct buf modified = BUF_INIT(0);
+	uint32_t *mod_ids = arena_alloc(&cmd->arena, (n_mod ? n_mod : 1) * sizeof(*mod_ids));
+	size_t n_mod_ids = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct view_msg *m = &v->msgs[idx[i]];
 		if (m->expunged)
 			continue;
+		if (n_mod > 0 && bsearch_u32(mod, n_mod, m->rec.uid)) {
+			mod_ids[n_mod_ids++] = cmd->uid ? m->rec.uid : idx[i] + 1;
+			continue;
+		}
+		if (have_ch) {
+			for (size_t j = 0; j < ch.n_changed; j++)
+				if (ch.changed[j].uid == m->rec.uid) {
+					m->rec.modseq = ch.changed[j].modseq;
+					break;
+				}
+		}
 		switch (sr.mode) {
 		case STORE_ADD:
 			m->rec.flags |= flags;
@@ -810,7 +906,20 @@ cmd_store(struct imap_cmd *cmd)
 			m->rec.keywords = kwbits;
 			break;
 		}
-		if (!silent) {
+		if (s->condstore) {
+			buf_reset(&b);
+			if (!silent) {
+				buf_append_str(&b, " FLAGS ");
+				view_format_flags(v, m, &b);
+			}
+			if (cmd->uid)
+				imap_untagged(s, "%u FETCH (UID %u%s MODSEQ (%llu))", idx[i] + 1,
+				    m->rec.uid, buf_cstr(&b), (unsigned long long)m->rec.modseq);
+			else
+				imap_untagged(s, "%u FETCH (%s%sMODSEQ (%llu))", idx[i] + 1,
+				    b.len > 0 ? buf_cstr(&b) + 1 : "", b.len > 0 ? " " : "",
+				    (unsigned long long)m->rec.modseq);
+		} else if (!silent) {
 			buf_reset(&b);
 			view_format_flags(v, m, &b);
 			if (cmd->uid)
@@ -821,10 +930,21 @@ cmd_store(struct imap_cmd *cmd)
 		}
 	}
 	buf_free(&b);
+	if (have_ch)
+		mailbox_changes_free(&ch);
+	free(mod);
+	if (n_mod_ids > 0) {
+		qsort(mod_ids, n_mod_ids, sizeof(*mod_ids), u32_cmp);
+		seqset_format(mod_ids, n_mod_ids, &modified);
+	}
 	if (gone)
 		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
+	else if (modified.len > 0)
+		imap_tagged(cmd, "OK", "[MODIFIED %s] Conditional STORE failed for some",
+		    buf_cstr(&modified));
 	else
-		imap_tagged(cmd, "OK", "STORE completed");
+		imap_tagged(cmd, "OK", "%sSTORE completed", conditional ? "Conditional " : "");
+	buf_free(&modified);
 }
 
 /* ------------------------------------------------------------------ */

@@ -192,6 +192,7 @@ struct imap_session {
 	char peer[64];
 	unsigned bad;
 	bool counted;		/* holds a per-user+IP slot */
+	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
 	bool tls;
 
 	/* loop side */

@@ -27,10 +27,20 @@ do_select(struct imap_cmd *cmd, bool readonly)
 	struct imap_session *s = cmd->s;
 	char *name;
 
-	if (cmd->p.n < 1 || cmd->p.n > 2
-	    || (cmd->p.n == 2 && (cmd->p.args[1].type != ARG_LIST || cmd->p.args[1].n != 0))) {
-		imap_bad(cmd, "Usage: %s mailbox", cmd->p.name);
+	bool condstore = false;
+	if (cmd->p.n < 1 || cmd->p.n > 2 || (cmd->p.n == 2 && cmd->p.args[1].type != ARG_LIST)) {
+		imap_bad(cmd, "Usage: %s mailbox [(CONDSTORE)]", cmd->p.name);
 		return;
+	}
+	if (cmd->p.n == 2) {
+		const struct imap_arg *l = &cmd->p.args[1];
+		for (size_t i = 0; i < l->n; i++) {
+			if (!imap_arg_atom_eq(&l->list[i], "CONDSTORE")) {
+				imap_bad(cmd, "Unknown %s parameter", cmd->p.name);
+				return;
+			}
+			condstore = true;
+		}
 	}
 	if (imap_mailbox_arg(cmd, &cmd->p.args[0], &name) < 0)
 		return;
@@ -39,6 +49,8 @@ do_select(struct imap_cmd *cmd, bool readonly)
 		imap_enter_state(s, IMAP_STATE_AUTH);
 		imap_untagged(s, "OK [CLOSED] Previous mailbox closed");
 	}
+	if (condstore)
+		s->condstore = true;
 	int rc = view_open(s, name, readonly);
 	if (rc < 0) {
 		imap_reply_error(cmd, rc, "Mailbox does not exist");
@@ -71,6 +83,8 @@ do_select(struct imap_cmd *cmd, bool readonly)
 		imap_untagged(s, "OK [UNSEEN %u] First unseen", first_unseen);
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
+	if (s->condstore)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)v->modseq);
 	imap_enter_state(s, IMAP_STATE_SELECTED);
 	imap_tagged(cmd, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
 	    cmd->p.name);
@@ -218,24 +232,24 @@ cmd_unsubscribe(struct imap_cmd *cmd)
 
 enum {
 	ST_MESSAGES = 1 << 0, ST_RECENT = 1 << 1, ST_UIDNEXT = 1 << 2, ST_UIDVALIDITY = 1 << 3,
-	ST_UNSEEN = 1 << 4, ST_SIZE = 1 << 5,
+	ST_UNSEEN = 1 << 4, ST_SIZE = 1 << 5, ST_HIGHESTMODSEQ = 1 << 6,
 };
 
 static int
 parse_status_items(const struct imap_arg *l, unsigned *items_r)
 {
 	static const char *const names[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
-		"UNSEEN", "SIZE" };
+		"UNSEEN", "SIZE", "HIGHESTMODSEQ" };
 	unsigned items = 0;
 
 	if (l->type != ARG_LIST || l->n == 0)
 		return ROOST_EINVAL;
 	for (size_t i = 0; i < l->n; i++) {
 		unsigned k;
-		for (k = 0; k < 6; k++)
+		for (k = 0; k < 7; k++)
 			if (imap_arg_atom_eq(&l->list[i], names[k]))
 				break;
-		if (k == 6)
+		if (k == 7)
 			return ROOST_EINVAL;
 		items |= 1u << k;
 	}
@@ -264,6 +278,10 @@ write_status(struct imap_session *s, const char *name, unsigned items)
 		buf_printf(&b, " UNSEEN %u", st.unseen);
 	if (items & ST_SIZE)
 		buf_printf(&b, " SIZE %llu", (unsigned long long)st.size);
+	if (items & ST_HIGHESTMODSEQ) {
+		buf_printf(&b, " HIGHESTMODSEQ %llu", (unsigned long long)st.highestmodseq);
+		s->condstore = true;	/* RFC 7162 3.1: a CONDSTORE enabling command */
+	}
 	conn_write_str(s->c, "* STATUS ");
 	imap_write_mailbox(s->c, name);
 	conn_printf(s->c, " (%s)\r\n", b.len > 0 ? buf_cstr(&b) + 1 : "");

@@ -320,7 +320,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 
 	buf_append_str(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	    "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
-	    "MULTIAPPEND");
+	    "MULTIAPPEND CONDSTORE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -579,14 +579,22 @@ cmd_enable(struct imap_cmd *cmd)
 		imap_bad(cmd, "Usage: ENABLE capability...");
 		return;
 	}
+	bool condstore = false;
 	for (size_t i = 0; i < cmd->p.n; i++) {
 		if (cmd->p.args[i].type != ARG_ATOM) {
 			imap_bad(cmd, "Invalid capability");
 			return;
 		}
+		if (imap_arg_atom_eq(&cmd->p.args[i], "CONDSTORE"))
+			condstore = true;
 	}
-	/* No ENABLE-able extension is implemented yet. */
-	imap_untagged(cmd->s, "ENABLED");
+	/* RFC 5161: list what this command enabled (once per extension). */
+	if (condstore && !cmd->s->condstore) {
+		cmd->s->condstore = true;
+		imap_untagged(cmd->s, "ENABLED CONDSTORE");
+	} else {
+		imap_untagged(cmd->s, "ENABLED");
+	}
 	imap_tagged(cmd, "OK", "ENABLE completed");
 }
 

@@ -331,7 +331,11 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		if (differ) {
 			buf_reset(&b);
 			view_format_flags(v, m, &b);
-			imap_untagged(s, "%zd FETCH (FLAGS %s)", k + 1, buf_cstr(&b));
+			if (s->condstore)
+				imap_untagged(s, "%zd FETCH (UID %u FLAGS %s MODSEQ (%llu))", k + 1,
+				    m->rec.uid, buf_cstr(&b), (unsigned long long)m->rec.modseq);
+			else
+				imap_untagged(s, "%zd FETCH (FLAGS %s)", k + 1, buf_cstr(&b));
 		}
 	}
 	buf_free(&b);

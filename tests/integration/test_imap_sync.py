@@ -84,5 +84,114 @@ class TestImapVirtualSize(unittest.TestCase):
             srv.cleanup()
 
 
+class TestImapCondstore(unittest.TestCase):
+    """RFC 7162 CONDSTORE over the wire."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = RoostServer(listeners=("imap",))
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.srv.cleanup()
+
+    def client(self):
+        c = Raw(self.srv.port("imap")).login()
+        self.addCleanup(c.close)
+        return c
+
+    def fill(self, c, box, n):
+        c.cmd(b"CREATE " + box)
+        for i in range(n):
+            m = b"From: a@example.org\r\nSubject: m%d\r\n\r\nbody\r\n" % i
+            _, t = c.cmd(b"APPEND " + box + b" {%d}\r\n" % len(m) + m)
+            self.assertIn(b"OK", t)
+
+    def test_capability_and_enable(self):
+        c = self.client()
+        lines, t = c.cmd(b"CAPABILITY")
+        self.assertIn(b" CONDSTORE", lines[0])
+        lines, t = c.cmd(b"ENABLE CONDSTORE")
+        self.assertIn(b"* ENABLED CONDSTORE\r\n", lines)
+        lines, t = c.cmd(b"ENABLE CONDSTORE")
+        self.assertIn(b"* ENABLED\r\n", lines)
+        self.assertIn(b"OK", t)
+        lines, t = c.cmd(b"SELECT INBOX")
+        self.assertTrue(any(re.match(rb"\* OK \[HIGHESTMODSEQ \d+\]", l) for l in lines), lines)
+
+    def test_select_condstore_and_status(self):
+        c = self.client()
+        self.fill(c, b"cs1", 3)
+        lines, t = c.cmd(b"SELECT cs1")
+        self.assertFalse(any(b"HIGHESTMODSEQ" in l for l in lines))
+        lines, t = c.cmd(b"STATUS cs1 (MESSAGES HIGHESTMODSEQ)")
+        m = re.search(rb"\* STATUS \"?cs1\"? \(MESSAGES 3 HIGHESTMODSEQ (\d+)\)", b"".join(lines))
+        self.assertTrue(m, lines)
+        hms = int(m.group(1))
+        d = self.client()
+        lines, t = d.cmd(b"EXAMINE cs1 (CONDSTORE)")
+        self.assertIn(b"OK", t)
+        self.assertIn(b"* OK [HIGHESTMODSEQ %d] " % hms, b"".join(lines))
+        _, t = d.cmd(b"SELECT cs1 (BOGUS)")
+        self.assertIn(b"BAD", t)
+        _, t = d.cmd(b"STATUS cs1 (HIGHESTMODSEQ FOO)")
+        self.assertIn(b"BAD", t)
+
+    def test_fetch_store_modseq(self):
+        c = self.client()
+        self.fill(c, b"cs2", 3)
+        c.cmd(b"SELECT cs2")
+        lines, t = c.cmd(b"FETCH 1:* (UID MODSEQ)")
+        self.assertIn(b"OK", t)
+        ms = [int(x) for x in re.findall(rb"MODSEQ \((\d+)\)", b"".join(lines))]
+        self.assertEqual(len(ms), 3)
+        self.assertTrue(all(x > 0 for x in ms))
+        # a store bumps the modseq and reports it (FETCH MODSEQ enabled it)
+        lines, t = c.cmd(b"STORE 2 +FLAGS (\\Flagged)")
+        self.assertIn(b"OK", t)
+        m = re.search(rb"\* 2 FETCH \(FLAGS \(\\Flagged[^)]*\) MODSEQ \((\d+)\)\)", b"".join(lines))
+        self.assertTrue(m, lines)
+        m2 = int(m.group(1))
+        self.assertGreater(m2, max(ms))
+        # CHANGEDSINCE returns only message 2
+        lines, t = c.cmd(b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % max(ms))
+        self.assertIn(b"OK", t)
+        fetched = [l for l in lines if b" FETCH " in l]
+        self.assertEqual(len(fetched), 1, lines)
+        self.assertIn(b"* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%d))" % m2, fetched[0])
+        lines, t = c.cmd(b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % m2)
+        self.assertEqual([l for l in lines if b" FETCH " in l], [])
+        # UNCHANGEDSINCE: 2 was changed after max(ms), 1 and 3 were not
+        lines, t = c.cmd(b"STORE 1:3 (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Seen)" % max(ms))
+        self.assertIn(b"OK [MODIFIED 2]", t)
+        got = b"".join(lines)
+        self.assertRegex(got, rb"\* 1 FETCH \(MODSEQ \(\d+\)\)")
+        self.assertRegex(got, rb"\* 3 FETCH \(MODSEQ \(\d+\)\)")
+        self.assertNotIn(b"* 2 FETCH", got)
+        lines, t = c.cmd(b"FETCH 2 FLAGS")
+        self.assertNotIn(b"\\Seen", b"".join(lines))
+        lines, t = c.cmd(b"UID STORE 1:* (UNCHANGEDSINCE 0) FLAGS (x)")
+        uids = re.search(rb"MODIFIED ([0-9:,]+)", t)
+        self.assertTrue(uids, t)
+        # another session sees the change with MODSEQ once enabled
+        d = self.client()
+        d.cmd(b"ENABLE CONDSTORE")
+        d.cmd(b"SELECT cs2")
+        c.cmd(b"STORE 3 FLAGS (\\Answered)")
+        lines, t = d.cmd(b"NOOP")
+        self.assertRegex(b"".join(lines),
+                         rb"\* 3 FETCH \(UID \d+ FLAGS \(\\Answered[^)]*\) MODSEQ \(\d+\)\)")
+        # errors
+        for bad in (b"FETCH 1 FLAGS (CHANGEDSINCE)", b"FETCH 1 FLAGS (CHANGEDSINCE 0)",
+                    b"FETCH 1 FLAGS (CHANGEDSINCE x)", b"FETCH 1 FLAGS (FOO 1)",
+                    b"STORE 1 (UNCHANGEDSINCE -1) +FLAGS (a)",
+                    b"STORE 1 (UNCHANGEDSINCE 99999999999999999999) +FLAGS (a)",
+                    b"STORE 1 (FOO 1) +FLAGS (a)"):
+            _, t = c.cmd(bad)
+            self.assertIn(b"BAD", t, bad)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -572,6 +572,20 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(self.count(ALICE, "lists"), lists0 + 1)
         self.assertEqual(self.count(ALICE), inbox0 + 1)
 
+    def test_recipient_delimiter_cannot_leave_the_users_store(self):
+        # The detail names one of the recipient's own existing folders or
+        # nothing: paths that try to climb out of the user's storage (or
+        # into another user's) end in the recipient's INBOX.
+        self.srv.cli("mailbox", "create", BOB, "lists")
+        a0, b0, bl0 = self.count(ALICE), self.count(BOB), self.count(BOB, "lists")
+        for detail in ("../bob", "../../bob/lists", "/bob/lists", "..", "INBOX/..",
+                       "~bob/lists"):
+            res = self.srv.cli("deliver", "-a", "alice+%s@example.org" % detail,
+                               input=b"Subject: x\n\nx\n", check=False)
+            self.assertEqual(res.returncode, 0, (detail, res.stderr))
+        self.assertEqual(self.count(ALICE), a0 + 6)
+        self.assertEqual((self.count(BOB), self.count(BOB, "lists")), (b0, bl0))
+
     def test_user_named_without_domain(self):
         self.srv.add_user("carol", "carol-secret")
         with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:

@@ -668,6 +668,7 @@ cmd_fetch(struct imap_cmd *cmd)
 	struct imap_session *s = cmd->s;
 	struct imap_view *v = &s->view;
 	struct fetch_req req = { 0 };
+	bool vanished = false;
 	uint32_t *idx;
 	size_t n;
 	int rc;
@@ -682,11 +683,18 @@ cmd_fetch(struct imap_cmd *cmd)
 	}
 	if (cmd->p.n == 3) {
 		const struct imap_arg *l = &cmd->p.args[2];
-		if (l->type != ARG_LIST || l->n != 2 || !imap_arg_atom_eq(&l->list[0], "CHANGEDSINCE")
-		    || parse_modseq(&l->list[1], false, &req.changedsince) < 0) {
+		if (l->type != ARG_LIST || l->n < 2 || l->n > 3
+		    || !imap_arg_atom_eq(&l->list[0], "CHANGEDSINCE")
+		    || parse_modseq(&l->list[1], false, &req.changedsince) < 0
+		    || (l->n == 3 && !imap_arg_atom_eq(&l->list[2], "VANISHED"))) {
 			imap_bad(cmd, "Invalid FETCH modifier");
 			return;
 		}
+		if (l->n == 3 && (!cmd->uid || !s->qresync)) {
+			imap_bad(cmd, "VANISHED needs UID FETCH and QRESYNC enabled");
+			return;
+		}
+		vanished = l->n == 3;
 		s->condstore = true;	/* RFC 7162 3.1 */
 		if (!req.has_modseq) {
 			memset(&req.items[req.n], 0, sizeof(req.items[0]));
@@ -698,6 +706,14 @@ cmd_fetch(struct imap_cmd *cmd)
 	if (rc < 0) {
 		imap_bad(cmd, "Invalid message sequence set");
 		return;
+	}
+	if (vanished) {
+		/* RFC 7162 3.2.6: UIDs of the set expunged since CHANGEDSINCE. */
+		struct seqset set;
+		if (seqset_parse(&cmd->arena, cmd->p.args[0].str, &set) == 0) {
+			seqset_resolve(&set, v->uidnext > 1 ? v->uidnext - 1 : 1);
+			view_vanished_earlier(s, req.changedsince, &set);
+		}
 	}
 	/* \Seen first, so the responses carry the new flags. */
 	bool *seen_now = NULL;

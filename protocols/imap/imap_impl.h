@@ -193,6 +193,7 @@ struct imap_session {
 	unsigned bad;
 	bool counted;		/* holds a per-user+IP slot */
 	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
+	bool qresync;		/* QRESYNC enabled (RFC 7162 3.2; implies condstore) */
 	bool tls;
 
 	/* loop side */
@@ -291,6 +292,12 @@ int view_resolve_set(struct imap_cmd *cmd, const char *text, bool uid, uint32_t 
 /* Parse flag list args into flags + keyword names (arena). */
 int imap_parse_flags(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint32_t *flags_r,
     const char ***kw_r, size_t *n_kw_r);
+/*
+ * QRESYNC: "* VANISHED (EARLIER) uids" for the UIDs in known (resolved;
+ * NULL = every UID below UIDNEXT) expunged after modseq, per the expunge
+ * log or, when it does not reach back, every known UID not in the view.
+ */
+void view_vanished_earlier(struct imap_session *s, uint64_t modseq, const struct seqset *known);
 /* Update the view's keyword table (and announce FLAGS when it grew). */
 void view_refresh_keywords(struct imap_session *s, bool announce);
 

@@ -27,7 +27,11 @@ do_select(struct imap_cmd *cmd, bool readonly)
 	struct imap_session *s = cmd->s;
 	char *name;
 
-	bool condstore = false;
+	bool condstore = false, qresync = false;
+	uint32_t q_uidvalidity = 0;
+	uint64_t q_modseq = 0;
+	struct seqset q_known = { 0 };
+	bool have_known = false;
 	if (cmd->p.n < 1 || cmd->p.n > 2 || (cmd->p.n == 2 && cmd->p.args[1].type != ARG_LIST)) {
 		imap_bad(cmd, "Usage: %s mailbox [(CONDSTORE)]", cmd->p.name);
 		return;
@@ -35,11 +39,51 @@ do_select(struct imap_cmd *cmd, bool readonly)
 	if (cmd->p.n == 2) {
 		const struct imap_arg *l = &cmd->p.args[1];
 		for (size_t i = 0; i < l->n; i++) {
-			if (!imap_arg_atom_eq(&l->list[i], "CONDSTORE")) {
+			if (imap_arg_atom_eq(&l->list[i], "CONDSTORE")) {
+				condstore = true;
+				continue;
+			}
+			if (!imap_arg_atom_eq(&l->list[i], "QRESYNC") || i + 1 >= l->n
+			    || l->list[i + 1].type != ARG_LIST || qresync) {
 				imap_bad(cmd, "Unknown %s parameter", cmd->p.name);
 				return;
 			}
-			condstore = true;
+			if (!s->qresync) {
+				imap_bad(cmd, "QRESYNC is not enabled");
+				return;
+			}
+			/* (uidvalidity modseq [known-uids [(seqs uids)]]) */
+			const struct imap_arg *q = &l->list[++i];
+			unsigned long long uv = 0, ms = 0;
+			char *end = NULL;
+			bool ok = q->n >= 2 && q->n <= 4 && q->list[0].type == ARG_ATOM
+			    && q->list[1].type == ARG_ATOM;
+			if (ok) {
+				uv = strtoull(q->list[0].str, &end, 10);
+				ok = q->list[0].str[0] >= '1' && q->list[0].str[0] <= '9' && *end == '\0'
+				    && uv <= UINT32_MAX && q->list[0].len <= 10;
+			}
+			if (ok) {
+				ms = strtoull(q->list[1].str, &end, 10);
+				ok = q->list[1].str[0] >= '1' && q->list[1].str[0] <= '9' && *end == '\0'
+				    && q->list[1].len <= 19 && ms <= (unsigned long long)INT64_MAX;
+			}
+			if (ok && q->n >= 3) {
+				ok = q->list[2].type == ARG_ATOM
+				    && seqset_parse(&cmd->arena, q->list[2].str, &q_known) == 0;
+				have_known = ok;
+				for (size_t k = 0; ok && k < q_known.n; k++)
+					ok = q_known.r[k].lo != SEQ_STAR && q_known.r[k].hi != SEQ_STAR;
+			}
+			if (ok && q->n == 4)	/* seq-match: a hint we do not need */
+				ok = q->list[3].type == ARG_LIST && q->list[3].n == 2;
+			if (!ok) {
+				imap_bad(cmd, "Invalid QRESYNC parameter");
+				return;
+			}
+			qresync = true;
+			q_uidvalidity = (uint32_t)uv;
+			q_modseq = ms;
 		}
 	}
 	if (imap_mailbox_arg(cmd, &cmd->p.args[0], &name) < 0)
@@ -85,6 +129,25 @@ do_select(struct imap_cmd *cmd, bool readonly)
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
 	if (s->condstore)
 		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)v->modseq);
+	if (qresync && q_uidvalidity == v->uidvalidity) {
+		/* RFC 7162 3.2.5: what vanished and what changed since. */
+		if (have_known)
+			seqset_resolve(&q_known, v->uidnext);
+		view_vanished_earlier(s, q_modseq, have_known ? &q_known : NULL);
+		struct buf fb = BUF_INIT(0);
+		for (size_t i = 0; i < v->n; i++) {
+			const struct view_msg *m = &v->msgs[i];
+			if (m->rec.modseq <= q_modseq || m->expunged)
+				continue;
+			if (have_known && !seqset_contains(&q_known, m->rec.uid))
+				continue;
+			buf_reset(&fb);
+			view_format_flags(v, m, &fb);
+			imap_untagged(s, "%zu FETCH (UID %u FLAGS %s MODSEQ (%llu))", i + 1, m->rec.uid,
+			    buf_cstr(&fb), (unsigned long long)m->rec.modseq);
+		}
+		buf_free(&fb);
+	}
 	imap_enter_state(s, IMAP_STATE_SELECTED);
 	imap_tagged(cmd, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
 	    cmd->p.name);

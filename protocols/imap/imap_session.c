@@ -320,7 +320,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 
 	buf_append_str(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	    "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
-	    "MULTIAPPEND CONDSTORE");
+	    "MULTIAPPEND CONDSTORE QRESYNC");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -579,7 +579,7 @@ cmd_enable(struct imap_cmd *cmd)
 		imap_bad(cmd, "Usage: ENABLE capability...");
 		return;
 	}
-	bool condstore = false;
+	bool condstore = false, qresync = false;
 	for (size_t i = 0; i < cmd->p.n; i++) {
 		if (cmd->p.args[i].type != ARG_ATOM) {
 			imap_bad(cmd, "Invalid capability");
@@ -587,14 +587,24 @@ cmd_enable(struct imap_cmd *cmd)
 		}
 		if (imap_arg_atom_eq(&cmd->p.args[i], "CONDSTORE"))
 			condstore = true;
+		if (imap_arg_atom_eq(&cmd->p.args[i], "QRESYNC"))
+			qresync = true;
 	}
-	/* RFC 5161: list what this command enabled (once per extension). */
-	if (condstore && !cmd->s->condstore) {
+	/* RFC 5161: list what this command enabled (once per extension).
+	 * QRESYNC implies CONDSTORE (RFC 7162 3.2.3). */
+	struct buf b = BUF_INIT(0);
+	buf_append_str(&b, "ENABLED");
+	if ((condstore || qresync) && !cmd->s->condstore) {
 		cmd->s->condstore = true;
-		imap_untagged(cmd->s, "ENABLED CONDSTORE");
-	} else {
-		imap_untagged(cmd->s, "ENABLED");
+		if (condstore)
+			buf_append_str(&b, " CONDSTORE");
 	}
+	if (qresync && !cmd->s->qresync) {
+		cmd->s->qresync = true;
+		buf_append_str(&b, " QRESYNC");
+	}
+	imap_untagged(cmd->s, "%s", buf_cstr(&b));
+	buf_free(&b);
 	imap_tagged(cmd, "OK", "ENABLE completed");
 }
 

@@ -236,11 +236,26 @@ flush_expunges(struct imap_session *s)
 
 	if (v->n_pending_expunge == 0)
 		return;
-	/* Highest first, so each number is valid when the client reads it
-	 * and the view compacts in one pass afterwards. */
-	for (size_t i = v->n; i-- > 0;) {
-		if (v->msgs[i].expunged)
-			imap_untagged(s, "%zu EXPUNGE", i + 1);
+	if (s->qresync) {
+		/* RFC 7162 3.2.10: VANISHED replaces EXPUNGE. */
+		uint32_t *uids = xcalloc(v->n_pending_expunge, sizeof(*uids));
+		size_t k = 0;
+		struct buf b = BUF_INIT(0);
+		for (size_t i = 0; i < v->n && k < v->n_pending_expunge; i++)
+			if (v->msgs[i].expunged)
+				uids[k++] = v->msgs[i].rec.uid;
+		seqset_format(uids, k, &b);
+		if (k > 0)
+			imap_untagged(s, "VANISHED %s", buf_cstr(&b));
+		buf_free(&b);
+		free(uids);
+	} else {
+		/* Highest first, so each number is valid when the client
+		 * reads it and the view compacts in one pass afterwards. */
+		for (size_t i = v->n; i-- > 0;) {
+			if (v->msgs[i].expunged)
+				imap_untagged(s, "%zu EXPUNGE", i + 1);
+		}
 	}
 	size_t o = 0;
 	for (size_t i = 0; i < v->n; i++)
@@ -464,4 +479,71 @@ imap_parse_flags(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint3
 	*kw_r = kw;
 	*n_kw_r = nk;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* QRESYNC                                                            */
+
+static void
+vanished_add(struct buf *b, uint32_t lo, uint32_t hi)
+{
+	if (b->len > 0)
+		buf_append_byte(b, ',');
+	if (lo == hi)
+		buf_printf(b, "%u", lo);
+	else
+		buf_printf(b, "%u:%u", lo, hi);
+}
+
+void
+view_vanished_earlier(struct imap_session *s, uint64_t modseq, const struct seqset *known)
+{
+	struct imap_view *v = &s->view;
+	struct mailbox_changes ch = { 0 };
+	struct buf b = BUF_INIT(0);
+	struct seq_range all = { 1, v->uidnext > 1 ? v->uidnext - 1 : 0 };
+	const struct seq_range *r = known != NULL ? known->r : &all;
+	size_t nr = known != NULL ? known->n : (all.hi > 0 ? 1 : 0);
+
+	if (mailbox_changes_since(v->mb, modseq, &ch) < 0)
+		return;
+	if (ch.expunged_complete) {
+		for (size_t i = 0; i < ch.n_expunged; i++) {
+			uint32_t u = ch.expunged[i], lo = u;
+			if (known != NULL && !seqset_contains(known, u))
+				continue;
+			while (i + 1 < ch.n_expunged && ch.expunged[i + 1] == u + 1
+			    && (known == NULL || seqset_contains(known, u + 1)))
+				u = ch.expunged[++i];
+			vanished_add(&b, lo, u);
+		}
+	} else {
+		/* The log does not reach back: every known UID that is not
+		 * in the mailbox (RFC 7162 3.2.5.2 allows reporting more).
+		 * The view was just synchronised, so it is the mailbox. */
+		size_t j = 0;
+		for (size_t i = 0; i < nr; i++) {
+			uint64_t lo = r[i].lo, hi = r[i].hi;
+			while (j < v->n && v->msgs[j].rec.uid < lo)
+				j++;
+			uint64_t cur = lo;
+			while (cur <= hi) {
+				while (j < v->n && v->msgs[j].expunged)
+					j++;
+				uint64_t next = j < v->n ? v->msgs[j].rec.uid : (uint64_t)hi + 1;
+				if (next > cur) {
+					uint64_t end = next - 1 < hi ? next - 1 : hi;
+					vanished_add(&b, (uint32_t)cur, (uint32_t)end);
+					cur = end + 1;
+				} else {
+					cur = next + 1;
+					j++;
+				}
+			}
+		}
+	}
+	if (b.len > 0)
+		imap_untagged(s, "VANISHED (EARLIER) %s", buf_cstr(&b));
+	buf_free(&b);
+	mailbox_changes_free(&ch);
 }

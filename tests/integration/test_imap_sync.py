@@ -2,6 +2,7 @@
 messages, CONDSTORE and QRESYNC (RFC 7162), spoken raw on the wire."""
 import os
 import re
+import time
 import unittest
 
 from roosttest import RoostServer
@@ -213,6 +214,112 @@ class TestImapCondstore(unittest.TestCase):
                     b"SEARCH MODSEQ 99999999999999999999"):
             _, t = c.cmd(bad)
             self.assertIn(b"BAD", t, bad)
+
+
+class TestImapQresync(unittest.TestCase):
+    """RFC 7162 QRESYNC: VANISHED, SELECT (QRESYNC ...), UID FETCH VANISHED,
+    and the fallback when the expunge log no longer reaches back."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = RoostServer(listeners=("imap",),
+                              conf={"storage": {"expunge_log_retention": "1s"}})
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.srv.cleanup()
+
+    def client(self):
+        c = Raw(self.srv.port("imap")).login()
+        self.addCleanup(c.close)
+        return c
+
+    def fill(self, c, box, n):
+        c.cmd(b"CREATE " + box)
+        for i in range(n):
+            m = b"From: a@example.org\r\nSubject: m%d\r\n\r\nbody\r\n" % i
+            _, t = c.cmd(b"APPEND " + box + b" {%d}\r\n" % len(m) + m)
+            self.assertIn(b"OK", t)
+
+    def state(self, c, box):
+        lines, _ = c.cmd(b"STATUS " + box + b" (UIDVALIDITY HIGHESTMODSEQ)")
+        j = b"".join(lines)
+        return (int(re.search(rb"UIDVALIDITY (\d+)", j).group(1)),
+                int(re.search(rb"HIGHESTMODSEQ (\d+)", j).group(1)))
+
+    def test_qresync(self):
+        c = self.client()
+        self.fill(c, b"q1", 6)
+        uv, ms = self.state(c, b"q1")
+        _, t = c.cmd(b"SELECT q1 (QRESYNC (%d %d))" % (uv, ms))
+        self.assertIn(b"BAD", t)  # not enabled yet
+        lines, t = c.cmd(b"ENABLE QRESYNC")
+        self.assertIn(b"* ENABLED QRESYNC\r\n", lines)
+        lines, t = c.cmd(b"CAPABILITY")
+        self.assertIn(b" QRESYNC", lines[0])
+        c.cmd(b"SELECT q1")
+        # expunge 2 and 3 (UIDs 2, 3): VANISHED, not EXPUNGE
+        c.cmd(b"STORE 2:3 +FLAGS.SILENT (\\Deleted)")
+        lines, t = c.cmd(b"EXPUNGE")
+        self.assertIn(b"* VANISHED 2:3\r\n", lines)
+        self.assertFalse(any(b"EXPUNGE" in l for l in lines), lines)
+        c.cmd(b"STORE 1 +FLAGS (\\Flagged)")
+        # a second client resynchronises
+        d = self.client()
+        d.cmd(b"ENABLE QRESYNC")
+        lines, t = d.cmd(b"SELECT q1 (QRESYNC (%d %d))" % (uv, ms))
+        self.assertIn(b"OK", t)
+        j = b"".join(lines)
+        self.assertIn(b"* VANISHED (EARLIER) 2:3\r\n", j)
+        self.assertRegex(j, rb"\* 1 FETCH \(UID 1 FLAGS \(\\Flagged[^)]*\) MODSEQ \(\d+\)\)")
+        self.assertIn(b"HIGHESTMODSEQ", j)
+        # known-uids narrows the report; seq-match is accepted
+        lines, t = d.cmd(b"EXAMINE q1 (QRESYNC (%d %d 3:6 (1:2 1:3)))" % (uv, ms))
+        self.assertIn(b"OK", t)
+        j = b"".join(lines)
+        self.assertIn(b"* VANISHED (EARLIER) 3\r\n", j)
+        self.assertNotIn(b"UID 1 ", j)
+        # wrong UIDVALIDITY: a plain select
+        lines, t = d.cmd(b"EXAMINE q1 (QRESYNC (%d %d))" % (uv + 1, ms))
+        self.assertIn(b"OK", t)
+        self.assertNotIn(b"VANISHED", b"".join(lines))
+        # UID FETCH CHANGEDSINCE VANISHED
+        lines, t = d.cmd(b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % ms)
+        self.assertIn(b"OK", t)
+        j = b"".join(lines)
+        self.assertIn(b"* VANISHED (EARLIER) 2:3\r\n", j)
+        self.assertEqual(len(re.findall(rb"FETCH", j)), 1, j)
+        # errors
+        for bad in (b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % ms,
+                    b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d FOO)" % ms,
+                    b"SELECT q1 (QRESYNC (0 %d))" % ms,
+                    b"SELECT q1 (QRESYNC (%d))" % uv,
+                    b"SELECT q1 (QRESYNC (%d %d 1:* ))" % (uv, ms),
+                    b"SELECT q1 (QRESYNC (%d x))" % uv):
+            _, t = d.cmd(bad)
+            self.assertIn(b"BAD", t, bad)
+
+    def test_log_pruned_fallback(self):
+        c = self.client()
+        c.cmd(b"ENABLE QRESYNC")
+        self.fill(c, b"q2", 5)
+        uv, ms = self.state(c, b"q2")
+        c.cmd(b"SELECT q2")
+        c.cmd(b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+        c.cmd(b"EXPUNGE")
+        time.sleep(2.2)  # past the 1 s retention: the next expunge prunes it
+        c.cmd(b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+        lines, t = c.cmd(b"EXPUNGE")
+        self.assertIn(b"* VANISHED 2\r\n", lines)
+        d = self.client()
+        d.cmd(b"ENABLE QRESYNC")
+        lines, t = d.cmd(b"SELECT q2 (QRESYNC (%d %d 1:5))" % (uv, ms))
+        self.assertIn(b"OK", t)
+        self.assertIn(b"* VANISHED (EARLIER) 1:2\r\n", b"".join(lines))
+        lines, t = d.cmd(b"SELECT q2 (QRESYNC (%d %d))" % (uv, ms))
+        self.assertIn(b"* VANISHED (EARLIER) 1:2\r\n", b"".join(lines))
 
 
 if __name__ == "__main__":

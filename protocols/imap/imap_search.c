@@ -23,7 +23,7 @@
 enum skind {
 	K_ALL, K_AND, K_OR, K_NOT, K_FLAG, K_UNFLAG, K_KEYWORD, K_UNKEYWORD, K_NEW, K_OLD,
 	K_RECENT, K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_LARGER,
-	K_SMALLER, K_HEADER, K_BODY, K_TEXT, K_UID, K_SEQ,
+	K_SMALLER, K_HEADER, K_BODY, K_TEXT, K_UID, K_SEQ, K_MODSEQ,
 };
 
 struct skey {
@@ -44,6 +44,7 @@ struct sparse {
 	const struct imap_arg *a;
 	size_t n, i;
 	unsigned depth;
+	bool modseq;	/* a MODSEQ key was used (RFC 7162 3.1.5) */
 };
 
 static int64_t
@@ -85,7 +86,7 @@ new_key(struct sparse *sp, enum skind k)
 static struct skey *
 parse_and(struct sparse *sp, const struct imap_arg *a, size_t n)
 {
-	struct sparse sub = { sp->cmd, a, n, 0, sp->depth + 1 };
+	struct sparse sub = { sp->cmd, a, n, 0, sp->depth + 1, false };
 	struct skey *and = new_key(sp, K_AND);
 
 	if (sub.depth > IMAP_MAX_DEPTH * 4 || n == 0)
@@ -97,6 +98,7 @@ parse_and(struct sparse *sp, const struct imap_arg *a, size_t n)
 			return NULL;
 		and->sub[and->n++] = k;
 	}
+	sp->modseq |= sub.modseq;
 	return and;
 }
 
@@ -200,6 +202,30 @@ parse_key(struct sparse *sp)
 			return NULL;
 		struct skey *k = new_key(sp, strcasecmp(w, "LARGER") == 0 ? K_LARGER : K_SMALLER);
 		k->size = n;
+		return k;
+	}
+	if (strcasecmp(w, "MODSEQ") == 0) {
+		/* MODSEQ [entry-name entry-type-req] mod-sequence-valzer; we
+		 * keep one MODSEQ per message, so the entry only narrows
+		 * nothing. */
+		const char *v = next_string(sp);
+		if (v != NULL && *v == '/') {
+			const char *type = next_string(sp);
+			if (type == NULL || (strcasecmp(type, "priv") != 0
+			    && strcasecmp(type, "shared") != 0 && strcasecmp(type, "all") != 0))
+				return NULL;
+			v = next_string(sp);
+		}
+		char *end;
+		if (v == NULL || *v < '0' || *v > '9' || strlen(v) > 19)
+			return NULL;
+		unsigned long long n = strtoull(v, &end, 10);
+		if (*end != '\0' || n > (unsigned long long)INT64_MAX)
+			return NULL;
+		struct skey *k = new_key(sp, K_MODSEQ);
+		k->size = n;
+		sp->modseq = true;
+		sp->cmd->s->condstore = true;	/* RFC 7162 3.1 */
 		return k;
 	}
 	if (strcasecmp(w, "NOT") == 0) {
@@ -380,6 +406,8 @@ match(struct sctx *x, const struct skey *k)
 		return m->rec.size > k->size;
 	case K_SMALLER:
 		return m->rec.size < k->size;
+	case K_MODSEQ:
+		return m->rec.modseq >= k->size;
 	case K_UID:
 		return seqset_contains(&k->set, m->rec.uid);
 	case K_SEQ:
@@ -472,7 +500,7 @@ cmd_search(struct imap_cmd *cmd)
 		imap_bad(cmd, "Missing search keys");
 		return;
 	}
-	struct sparse sp = { cmd, a + i, n - i, 0, 0 };
+	struct sparse sp = { cmd, a + i, n - i, 0, 0, false };
 	struct skey *root = new_key(&sp, K_AND);
 	root->sub = arena_alloc(&cmd->arena, (n - i) * sizeof(struct skey *));
 	while (sp.i < sp.n) {
@@ -487,12 +515,16 @@ cmd_search(struct imap_cmd *cmd)
 
 	uint32_t *hits = xcalloc(v->n ? v->n : 1, sizeof(*hits));
 	size_t nh = 0;
+	uint64_t top = 0;
 	for (size_t m = 0; m < v->n; m++) {
 		if (v->msgs[m].expunged)
 			continue;
 		struct sctx x = { .s = s, .v = v, .idx = m };
-		if (match(&x, root))
+		if (match(&x, root)) {
 			hits[nh++] = cmd->uid ? v->msgs[m].rec.uid : (uint32_t)m + 1;
+			if (v->msgs[m].rec.modseq > top)
+				top = v->msgs[m].rec.modseq;
+		}
 		unload(&x);
 	}
 	struct buf b = BUF_INIT(0);
@@ -508,10 +540,14 @@ cmd_search(struct imap_cmd *cmd)
 			buf_append_str(&b, " ALL ");
 			seqset_format(hits, nh, &b);
 		}
+		if (nh > 0 && sp.modseq)
+			buf_printf(&b, " MODSEQ %llu", (unsigned long long)top);
 	} else {
 		buf_append_str(&b, "SEARCH");
 		for (size_t k = 0; k < nh; k++)
 			buf_printf(&b, " %u", hits[k]);
+		if (nh > 0 && sp.modseq)
+			buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)top);
 	}
 	imap_untagged(s, "%s", buf_cstr(&b));
 	buf_free(&b);

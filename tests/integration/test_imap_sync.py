@@ -192,6 +192,28 @@ class TestImapCondstore(unittest.TestCase):
             _, t = c.cmd(bad)
             self.assertIn(b"BAD", t, bad)
 
+    def test_search_modseq(self):
+        c = self.client()
+        self.fill(c, b"cs3", 3)
+        c.cmd(b"SELECT cs3")
+        lines, t = c.cmd(b"STATUS cs3 (HIGHESTMODSEQ)")
+        hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(lines)).group(1))
+        lines, t = c.cmd(b"STORE 2 +FLAGS.SILENT (\\Seen)")
+        m2 = int(re.search(rb"MODSEQ \((\d+)\)", b"".join(lines)).group(1))
+        lines, t = c.cmd(b"SEARCH MODSEQ %d" % (hms + 1))
+        self.assertIn(b"OK", t)
+        self.assertIn(b"* SEARCH 2 (MODSEQ %d)\r\n" % m2, lines)
+        lines, t = c.cmd(b'UID SEARCH (MODSEQ "/flags/\\\\seen" all %d) SEEN' % (hms + 1))
+        self.assertRegex(b"".join(lines), rb"\* SEARCH \d+ \(MODSEQ %d\)" % m2)
+        lines, t = c.cmd(b"SEARCH RETURN (COUNT) MODSEQ 1")
+        self.assertIn(b"COUNT 3 MODSEQ %d" % m2, b"".join(lines))
+        lines, t = c.cmd(b"SEARCH MODSEQ %d" % (m2 + 1))
+        self.assertIn(b"* SEARCH\r\n", lines)
+        for bad in (b"SEARCH MODSEQ", b"SEARCH MODSEQ x", b'SEARCH MODSEQ "/flags/x" bogus 1',
+                    b"SEARCH MODSEQ 99999999999999999999"):
+            _, t = c.cmd(bad)
+            self.assertIn(b"BAD", t, bad)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -734,9 +734,14 @@ cmd_starttls(struct smtp_session *s, const char *args)
 		return;
 	}
 	conn_write_str(s->c, "220 2.0.0 Ready to start TLS\r\n");
-	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	/* RFC 3207 4.2: forget everything learnt before TLS, a login included
+	 * (AUTH before TLS is possible on loopback). */
 	s->helo = HELO_NONE;
 	s->helo_name[0] = '\0';
+	if (s->authenticated) {
+		s->authenticated = false;
+		conn_set_user(s->c, NULL);
+	}
 	reset_transaction(s);
 }
 

@@ -524,6 +524,19 @@ class SmtpTest(unittest.TestCase):
         raw = fetch(self.srv, ALICE, got[-1][0])
         self.assertRegex(raw, rb"with ESMTPS\r\n\t\(version=TLSv1\.[23] cipher=\S+\)")
 
+    def test_starttls_forgets_an_earlier_login(self):
+        # RFC 3207 4.2: after STARTTLS the client starts over, AUTH included.
+        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
+            s.ehlo()
+            s.login(ALICE, PASSWORDS[ALICE])
+            s.starttls(context=tls_context())
+            s.ehlo()
+            code, _ = s.mail("sender@remote.example")
+            self.assertEqual(code, 530)
+            s.login(ALICE, PASSWORDS[ALICE])
+            code, _ = s.mail("sender@remote.example")
+            self.assertEqual(code, 250)
+
     def test_submission_requires_auth(self):
         with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
             s.ehlo("sub.example")

@@ -51,6 +51,26 @@ class TestImapflow(unittest.TestCase):
             self.assertTrue(out["implicitTls"])
             self.assertEqual(out["idleExists"], 2)
 
+    def test_imapflow_qresync(self):
+        """imapflow with qresync: ENABLE, HIGHESTMODSEQ, VANISHED as expunge
+        events, FETCH CHANGEDSINCE."""
+        if not ensure_imapflow():
+            self.skipTest("imapflow could not be installed with npm")
+        with RoostServer(listeners=("imap",)) as srv:
+            env = dict(os.environ, IMAP_PORT=str(srv.port("imap")),
+                       NODE_PATH=os.path.join(HERE, "node_modules"))
+            r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow_sync.js")], env=env,
+                               capture_output=True, timeout=60, cwd=HERE)
+            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
+            out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+            self.assertIn("QRESYNC", out["enabled"])
+            self.assertGreater(int(out["highestModseq"]), 0)
+            # the server sends "* VANISHED 3" once (test_imap_sync checks
+            # the wire); imapflow 2 may emit its expunge event twice
+            self.assertEqual(set(e["uid"] for e in out["expunged"]), {3})
+            self.assertTrue(all(e["vanished"] for e in out["expunged"]))
+            self.assertEqual([(m["uid"], m["seen"]) for m in out["changed"]], [(2, True)])
+
 
 if __name__ == "__main__":
     unittest.main()

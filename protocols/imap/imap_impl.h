@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "roost/mutf7.h"
 #include "roost/buf.h"
 #include "roost/storage.h"
 
@@ -135,14 +136,6 @@ void seqset_resolve(struct seqset *set, uint32_t star);
 bool seqset_contains(const struct seqset *set, uint32_t v);
 /* Append "1:3,5" for the ascending values vals[0..n) to out. */
 void seqset_format(const uint32_t *vals, size_t n, struct buf *out);
-
-/* ------------------------------------------------------------------ */
-/* Modified UTF-7 (RFC 3501 5.1.3)                                    */
-
-/* mUTF-7 (or plain UTF-8, accepted as is) to UTF-8. ROOST_EINVAL if bad. */
-int mutf7_decode(const char *in, size_t len, struct buf *out);
-/* UTF-8 to mUTF-7. ROOST_EINVAL for invalid UTF-8. */
-int mutf7_encode(const char *in, size_t len, struct buf *out);
 
 /* Date formats. "17-Jul-1996 02:44:25 -0700" -> epoch; "1-Feb-1994" ->
  * (y,m,d). */

@@ -352,45 +352,6 @@ START_TEST(seqsets)
 }
 END_TEST
 
-/* ---- modified UTF-7 ---- */
-
-static void
-roundtrip(const char *utf8, const char *mutf7)
-{
-	struct buf b = BUF_INIT(0);
-
-	ck_assert_int_eq(mutf7_encode(utf8, strlen(utf8), &b), 0);
-	ck_assert_str_eq(buf_cstr(&b), mutf7);
-	buf_reset(&b);
-	ck_assert_int_eq(mutf7_decode(mutf7, strlen(mutf7), &b), 0);
-	ck_assert_str_eq(buf_cstr(&b), utf8);
-	buf_free(&b);
-}
-
-START_TEST(mutf7)
-{
-	roundtrip("INBOX", "INBOX");
-	roundtrip("a&b", "a&-b");
-	roundtrip("Entw\xc3\xbc" "rfe", "Entw&APw-rfe");
-	roundtrip("\xe5\x8f\xb0\xe5\x8c\x97", "&U,BTFw-");
-	roundtrip("~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
-	    "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
-	roundtrip("\xf0\x9f\x98\x80", "&2D3eAA-");
-
-	struct buf b = BUF_INIT(0);
-	ck_assert_int_eq(mutf7_decode("&", 1, &b), ROOST_EINVAL);
-	ck_assert_int_eq(mutf7_decode("&AGE-", 5, &b), ROOST_EINVAL);	/* encoded 'a' */
-	ck_assert_int_eq(mutf7_decode("&2D0-", 5, &b), ROOST_EINVAL);	/* lone surrogate */
-	ck_assert_int_eq(mutf7_decode("&U,B", 4, &b), ROOST_EINVAL);
-	ck_assert_int_eq(mutf7_decode("\xff", 1, &b), ROOST_EINVAL);
-	buf_reset(&b);
-	/* raw UTF-8 is accepted as is */
-	ck_assert_int_eq(mutf7_decode("caf\xc3\xa9", 5, &b), 0);
-	ck_assert_str_eq(buf_cstr(&b), "caf\xc3\xa9");
-	buf_free(&b);
-}
-END_TEST
-
 START_TEST(dates)
 {
 	int64_t t;
@@ -486,7 +447,6 @@ imap_suite(void)
 	tcase_add_test(tc, parse_errors);
 	tcase_add_test(tc, parse_guard_page);
 	tcase_add_test(tc, seqsets);
-	tcase_add_test(tc, mutf7);
 	tcase_add_test(tc, dates);
 	tcase_add_test(tc, random_streams);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,219 @@
+/*
+ * Modified UTF-7 (RFC 3501 5.1.3), the 7-bit spelling of mailbox names that
+ * IMAP clients use and that Dovecot's Maildir++ layout uses on disk.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/buf.h"
+#include "roost/error.h"
+#include "roost/mutf7.h"
+#include "roost/xalloc.h"
+
+static const char b64chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+static int
+b64val(char c)
+{
+	const char *p = c ? strchr(b64chars, c) : NULL;
+
+	return p == NULL ? -1 : (int)(p - b64chars);
+}
+
+static int
+utf8_put(struct buf *out, uint32_t cp)
+{
+	uint8_t b[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		b[0] = (uint8_t)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (uint8_t)(0xc0 | (cp >> 6));
+		b[1] = (uint8_t)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (uint8_t)(0xe0 | (cp >> 12));
+		b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (uint8_t)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		b[0] = (uint8_t)(0xf0 | (cp >> 18));
+		b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (uint8_t)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	return buf_append(out, b, n);
+}
+
+/* One UTF-8 sequence at s[0..len); 0 on error. */
+static size_t
+utf8_get(const uint8_t *s, size_t len, uint32_t *cp_r)
+{
+	uint32_t cp;
+	size_t n;
+
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
+		return 1;
+	} else if ((s[0] & 0xe0) == 0xc0) {
+		cp = s[0] & 0x1f;
+		n = 2;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		cp = s[0] & 0x0f;
+		n = 3;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		cp = s[0] & 0x07;
+		n = 4;
+	} else {
+		return 0;
+	}
+	if (len < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000)
+	    || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*cp_r = cp;
+	return n;
+}
+
+int
+mutf7_decode(const char *in, size_t len, struct buf *out)
+{
+	const uint8_t *s = (const uint8_t *)in;
+	size_t i = 0;
+
+	while (i < len) {
+		if (s[i] >= 0x80) {
+			uint32_t cp;
+			size_t n = utf8_get(s + i, len - i, &cp);
+			if (n == 0)
+				return ROOST_EINVAL;
+			buf_append(out, s + i, n);
+			i += n;
+			continue;
+		}
+		if (s[i] != '&') {
+			if (s[i] < 0x20 || s[i] == 0x7f)
+				return ROOST_EINVAL;
+			buf_append_byte(out, s[i++]);
+			continue;
+		}
+		i++;
+		if (i < len && s[i] == '-') {
+			buf_append_byte(out, '&');
+			i++;
+			continue;
+		}
+		uint32_t bits = 0, nbits = 0, hi_sur = 0;
+		size_t start = i;
+		while (i < len && s[i] != '-') {
+			int v = b64val((char)s[i]);
+			if (v < 0)
+				return ROOST_EINVAL;
+			bits = (bits << 6) | (uint32_t)v;
+			nbits += 6;
+			if (nbits >= 16) {
+				uint32_t u = (bits >> (nbits - 16)) & 0xffff;
+				nbits -= 16;
+				if (u >= 0xd800 && u <= 0xdbff) {
+					if (hi_sur)
+						return ROOST_EINVAL;
+					hi_sur = u;
+				} else if (u >= 0xdc00 && u <= 0xdfff) {
+					if (!hi_sur)
+						return ROOST_EINVAL;
+					utf8_put(out, 0x10000 + ((hi_sur - 0xd800) << 10) + (u - 0xdc00));
+					hi_sur = 0;
+				} else {
+					/* printable ASCII must not be encoded */
+					if (hi_sur || (u >= 0x20 && u < 0x7f))
+						return ROOST_EINVAL;
+					utf8_put(out, u);
+				}
+			}
+			i++;
+		}
+		if (i >= len || i == start || hi_sur || nbits >= 6
+		    || (bits & ((1u << nbits) - 1)) != 0)
+			return ROOST_EINVAL;
+		i++;	/* '-' */
+	}
+	return 0;
+}
+
+static void
+b64_flush(struct buf *out, const uint16_t *u, size_t n)
+{
+	uint32_t bits = 0;
+	unsigned nbits = 0;
+
+	buf_append_byte(out, '&');
+	for (size_t i = 0; i < n; i++) {
+		bits = (bits << 16) | u[i];
+		nbits += 16;
+		while (nbits >= 6) {
+			buf_append_byte(out, (uint8_t)b64chars[(bits >> (nbits - 6)) & 0x3f]);
+			nbits -= 6;
+		}
+	}
+	if (nbits > 0)
+		buf_append_byte(out, (uint8_t)b64chars[(bits << (6 - nbits)) & 0x3f]);
+	buf_append_byte(out, '-');
+}
+
+int
+mutf7_encode(const char *in, size_t len, struct buf *out)
+{
+	const uint8_t *s = (const uint8_t *)in;
+	size_t i = 0;
+	uint16_t *u = NULL;
+	size_t nu = 0, cap = 0;
+	int rc = 0;
+
+	while (i < len) {
+		uint32_t cp;
+		size_t n = utf8_get(s + i, len - i, &cp);
+		if (n == 0) {
+			rc = ROOST_EINVAL;
+			goto done;
+		}
+		i += n;
+		if (cp >= 0x20 && cp < 0x7f) {
+			if (nu > 0) {
+				b64_flush(out, u, nu);
+				nu = 0;
+			}
+			if (cp == '&')
+				buf_append_str(out, "&-");
+			else
+				buf_append_byte(out, (uint8_t)cp);
+			continue;
+		}
+		if (nu + 2 > cap) {
+			cap = cap ? cap * 2 : 16;
+			u = xreallocarray(u, cap, sizeof(*u));
+		}
+		if (cp >= 0x10000) {
+			cp -= 0x10000;
+			u[nu++] = (uint16_t)(0xd800 + (cp >> 10));
+			u[nu++] = (uint16_t)(0xdc00 + (cp & 0x3ff));
+		} else {
+			u[nu++] = (uint16_t)cp;
+		}
+	}
+	if (nu > 0)
+		b64_flush(out, u, nu);
+done:
+	free(u);
+	return rc;
+}

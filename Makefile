@@ -80,6 +80,8 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# Shared support code for the benchmarks (bench/support/*.c), linked into each.
+BENCH_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/support/*.c))
 
 .PHONY: all run test unit integration asan tsan bench fuzz install clean deps deps-test \
 	check-build
@@ -110,9 +112,9 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(LIB) $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c $(LIB)
+$(BUILD)/bench/%: bench/%.c $(BENCH_SUPPORT_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(LIB) $(LIBS)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -Ibench $< -o $@ $(LDFLAGS_ALL) $(BENCH_SUPPORT_OBJ) $(LIB) $(LIBS)
 
 deps:
 	@scripts/deps.sh build

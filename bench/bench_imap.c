@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/bench_util.h"
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
@@ -54,50 +55,6 @@ struct bench {
 	unsigned conns[2];
 	pid_t pid;
 };
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-		perror("bench_imap: port");
-		exit(1);
-	}
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static int
-connect_port(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		close(fd);
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
 
 static void
 write_config(struct bench *b, bool fsync)
@@ -326,7 +283,7 @@ client_open(struct client *c, int port, const char *user)
 	char *line, login[128];
 
 	memset(c, 0, sizeof(*c));
-	c->fd = connect_port(port);
+	c->fd = bench_connect(port);
 	if (c->fd < 0 || read_line(c, &line) < 0)
 		return -1;
 	snprintf(login, sizeof(login), "LOGIN %s pw", user);
@@ -361,7 +318,7 @@ static void
 account(struct mix *m, int op, double t0)
 {
 	atomic_fetch_add(&m->count[op], 1);
-	atomic_fetch_add(&m->usec[op], (unsigned long)((now() - t0) * 1e6));
+	atomic_fetch_add(&m->usec[op], (unsigned long)((bench_now() - t0) * 1e6));
 }
 
 static void *
@@ -373,9 +330,9 @@ mix_thread(void *arg)
 	unsigned seed = id * 7919 + 1;
 
 	user_name(id % MIX_USERS, user, sizeof(user));
-	while (now() < m->end) {
+	while (bench_now() < m->end) {
 		struct client c;
-		double t0 = now();
+		double t0 = bench_now();
 		int ok = 0;
 
 		if (client_open(&c, m->b->port, user) < 0) {
@@ -385,36 +342,36 @@ mix_thread(void *arg)
 			continue;
 		}
 		account(m, OP_LOGIN, t0);
-		t0 = now();
+		t0 = bench_now();
 		ok |= cmd_str(&c, "SELECT INBOX");
 		account(m, OP_SELECT, t0);
 		for (int round = 0; round < 5 && ok == 0; round++) {
 			unsigned n = 1 + rand_r(&seed) % 150;
-			t0 = now();
+			t0 = bench_now();
 			ok |= cmd_str(&c, "FETCH 1:20 (UID FLAGS ENVELOPE)");
 			account(m, OP_FETCH_ENV, t0);
 			snprintf(text, sizeof(text), "FETCH %u BODY.PEEK[]", n);
-			t0 = now();
+			t0 = bench_now();
 			ok |= cmd_str(&c, text);
 			account(m, OP_FETCH_BODY, t0);
 			snprintf(text, sizeof(text), "STORE %u +FLAGS (\\Seen)", n);
-			t0 = now();
+			t0 = bench_now();
 			ok |= cmd_str(&c, text);
 			account(m, OP_STORE, t0);
-			t0 = now();
+			t0 = bench_now();
 			ok |= cmd_str(&c, round % 2 ? "SEARCH UNSEEN" : "SEARCH FROM \"sender3\"");
 			account(m, OP_SEARCH, t0);
 		}
 		size_t bl = make_msg(body, sizeof(body), user, 999);
 		int hl = snprintf(text, sizeof(text), "APPEND INBOX (\\Deleted) {%zu+}\r\n", bl);
 		memcpy(text + hl, body, bl);
-		t0 = now();
+		t0 = bench_now();
 		ok |= command(&c, text, (size_t)hl + bl, NULL, NULL);
 		account(m, OP_APPEND, t0);
-		t0 = now();
+		t0 = bench_now();
 		ok |= cmd_str(&c, "EXPUNGE");
 		account(m, OP_EXPUNGE, t0);
-		t0 = now();
+		t0 = bench_now();
 		ok |= cmd_str(&c, "LOGOUT");
 		account(m, OP_LOGOUT, t0);
 		client_close(&c);
@@ -429,14 +386,14 @@ run_mix(struct bench *b)
 {
 	struct mix m = { .b = b };
 	pthread_t *th = calloc(b->clients, sizeof(*th));
-	double t0 = now();
+	double t0 = bench_now();
 
 	m.end = t0 + b->seconds;
 	for (unsigned i = 0; i < b->clients; i++)
 		pthread_create(&th[i], NULL, mix_thread, &m);
 	for (unsigned i = 0; i < b->clients; i++)
 		pthread_join(th[i], NULL);
-	double el = now() - t0;
+	double el = bench_now() - t0;
 	free(th);
 	printf("  client mix: %u clients, %.1f s, %u failed sessions\n", b->clients, el,
 	    atomic_load(&m.failures));
@@ -493,7 +450,7 @@ run_idle(struct bench *b)
 	for (unsigned r = 0; r < b->rounds; r++) {
 		char want[32];
 		snprintf(want, sizeof(want), "* %u EXISTS", r + 1);
-		double t0 = now();
+		double t0 = bench_now();
 		if (command(&w, text, (size_t)hl + bl, NULL, NULL) < 0) {
 			printf("  idle: APPEND failed\n");
 			break;
@@ -534,7 +491,7 @@ run_idle(struct bench *b)
 						*s = '\0';
 						if (strstr(cl[i].buf + cl[i].off, want) != NULL && !got[i]) {
 							got[i] = true;
-							lat[nlat++] = now() - t0;
+							lat[nlat++] = bench_now() - t0;
 							pending--;
 						}
 						cl[i].off = (size_t)(s - cl[i].buf) + 1;
@@ -622,11 +579,11 @@ run_bigbox(struct bench *b)
 		return;
 	}
 	for (int pass = 0; pass < 2; pass++) {
-		double t0 = now();
+		double t0 = bench_now();
 		int r1 = command(&c, "SELECT INBOX", 12, "EXISTS", &exists);
-		double t1 = now();
+		double t1 = bench_now();
 		int r2 = command(&c, "FETCH 1:* (FLAGS)", 17, "FETCH", &fetched);
-		double t2 = now();
+		double t2 = bench_now();
 		printf("  big mailbox (%u msgs)%s: SELECT %.1f ms%s, FETCH 1:* FLAGS %.1f ms "
 		       "(%u responses)%s\n", b->bigbox, pass ? ", again" : "", (t1 - t0) * 1e3,
 		    r1 ? " FAILED" : "", (t2 - t1) * 1e3, fetched, r2 ? " FAILED" : "");
@@ -639,36 +596,7 @@ run_bigbox(struct bench *b)
 static void
 start_server(struct bench *b)
 {
-	char log[320];
-
-	snprintf(log, sizeof(log), "%s/server.log", b->dir);
-	b->pid = fork();
-	if (b->pid < 0) {
-		perror("fork");
-		exit(1);
-	}
-	if (b->pid == 0) {
-		FILE *f = freopen(log, "w", stderr);
-
-		(void)f;
-		dup2(2, 1);
-		execl(b->roost, b->roost, "serve", "--config", b->conf, (char *)NULL);
-		perror(b->roost);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) {
-		int fd = connect_port(b->port);
-
-		if (fd >= 0) {
-			close(fd);
-			return;
-		}
-		usleep(20000);
-	}
-	fprintf(stderr, "bench_imap: server did not start; see %s\n", log);
-	kill(b->pid, SIGKILL);
-	waitpid(b->pid, NULL, 0);
-	exit(1);
+	b->pid = bench_start_server(b->roost, b->conf, b->dir, b->port);
 }
 
 static void
@@ -684,11 +612,11 @@ run_backend(struct bench *b, const char *backend)
 		exit(1);
 	}
 	snprintf(b->conf, sizeof(b->conf), "%s/roost.conf", b->dir);
-	b->port = free_port();
-	t0 = now();
+	b->port = bench_free_port();
+	t0 = bench_now();
 	prepare(b);
 	printf("%s: filled %u x %u + %u messages in %.1f s\n", backend, MIX_USERS, MIX_MSGS,
-	    b->bigbox, now() - t0);
+	    b->bigbox, bench_now() - t0);
 	fflush(stdout);
 	start_server(b);
 	/* Memory first, on a fresh server: later phases leave freed heap

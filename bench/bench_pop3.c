@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/bench_util.h"
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
@@ -50,50 +51,6 @@ struct bench {
 	atomic_uint failures;
 	atomic_ulong bytes;
 };
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-		perror("bench_pop3: port");
-		exit(1);
-	}
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static int
-connect_port(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		close(fd);
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
 
 static void
 write_config(struct bench *b, bool fsync)
@@ -289,7 +246,7 @@ session(struct bench *b, unsigned u)
 	int ok = -1;
 
 	c->have = 0;
-	c->fd = connect_port(b->port);
+	c->fd = bench_connect(b->port);
 	if (c->fd < 0)
 		goto out;
 	user_name(u, user, sizeof(user));
@@ -349,37 +306,7 @@ client_thread(void *arg)
 static pid_t
 start_server(struct bench *b)
 {
-	char log[320];
-	pid_t pid;
-
-	snprintf(log, sizeof(log), "%s/server.log", b->dir);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		exit(1);
-	}
-	if (pid == 0) {
-		FILE *f = freopen(log, "w", stderr);
-
-		(void)f;
-		dup2(2, 1);
-		execl(b->roost, b->roost, "serve", "--config", b->conf, (char *)NULL);
-		perror(b->roost);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) {
-		int fd = connect_port(b->port);
-
-		if (fd >= 0) {
-			close(fd);
-			return pid;
-		}
-		usleep(20000);
-	}
-	fprintf(stderr, "bench_pop3: server did not start; see %s\n", log);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	exit(1);
+	return bench_start_server(b->roost, b->conf, b->dir, b->port);
 }
 
 /* Returns the number of failed sessions. */
@@ -399,24 +326,24 @@ run_backend(struct bench *b, const char *backend)
 		exit(1);
 	}
 	snprintf(b->conf, sizeof(b->conf), "%s/roost.conf", b->dir);
-	b->port = free_port();
+	b->port = bench_free_port();
 	atomic_store(&b->next_user, 0);
 	atomic_store(&b->failures, 0);
 	atomic_store(&b->bytes, 0);
 
-	fill0 = now();
+	fill0 = bench_now();
 	prepare(b);
 	fprintf(stderr, "bench_pop3: %s: filled %u maildrops x %u messages in %.1f s\n", backend,
-	    b->users, b->msgs, now() - fill0);
+	    b->users, b->msgs, bench_now() - fill0);
 	pid = start_server(b);
 
 	threads = calloc(b->clients, sizeof(*threads));
-	t0 = now();
+	t0 = bench_now();
 	for (unsigned i = 0; i < b->clients; i++)
 		pthread_create(&threads[i], NULL, client_thread, b);
 	for (unsigned i = 0; i < b->clients; i++)
 		pthread_join(threads[i], NULL);
-	t1 = now();
+	t1 = bench_now();
 	free(threads);
 
 	kill(pid, SIGTERM);

@@ -14,7 +14,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/bench_util.h"
+
 #define USERS 10
 
 static const char *roost_bin;
@@ -42,50 +43,6 @@ static atomic_long started;
 static atomic_long errors;
 static double *lat;		/* ms, one per message */
 static atomic_long nlat;
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int
-free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-		perror("bench_smtp: free port");
-		exit(1);
-	}
-	p = ntohs(a.sin_port);
-	close(fd);
-	return p;
-}
-
-static int
-connect_port(int p)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		close(fd);
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
 
 struct client {
 	int fd;
@@ -141,7 +98,7 @@ send_all(int fd, const void *p, size_t n)
 static void *
 session(void *arg)
 {
-	struct client c = { .fd = connect_port(port) };
+	struct client c = { .fd = bench_connect(port) };
 	long id = (long)(intptr_t)arg;
 	char cmd[256];
 
@@ -153,14 +110,14 @@ session(void *arg)
 	while (atomic_fetch_add(&started, 1) < total) {
 		int n = snprintf(cmd, sizeof(cmd), "MAIL FROM:<bench@remote.example>\r\n"
 		    "RCPT TO:<user%ld@example.org>\r\nDATA\r\n", id % USERS);
-		double t0 = now_ms();
+		double t0 = (bench_now() * 1e3);
 
 		if (send_all(c.fd, cmd, (size_t)n) < 0 || reply(&c) != 250 || reply(&c) != 250 ||
 		    reply(&c) != 354 || send_all(c.fd, body, body_len) < 0 || reply(&c) != 250) {
 			atomic_fetch_add(&errors, 1);
 			break;
 		}
-		lat[atomic_fetch_add(&nlat, 1)] = now_ms() - t0;
+		lat[atomic_fetch_add(&nlat, 1)] = (bench_now() * 1e3) - t0;
 	}
 	send_all(c.fd, "QUIT\r\n", 6);
 	reply(&c);
@@ -208,12 +165,12 @@ run_case(const char *backend, size_t size, int sessions, long messages)
 	atomic_store(&errors, 0);
 	atomic_store(&nlat, 0);
 	lat = calloc((size_t)messages + (size_t)sessions, sizeof(*lat));
-	t0 = now_ms();
+	t0 = (bench_now() * 1e3);
 	for (int i = 0; i < sessions; i++)
 		pthread_create(&th[i], NULL, session, (void *)(intptr_t)i);
 	for (int i = 0; i < sessions; i++)
 		pthread_join(th[i], NULL);
-	secs = (now_ms() - t0) / 1e3;
+	secs = ((bench_now() * 1e3) - t0) / 1e3;
 	n = atomic_load(&nlat);
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
 #define PCT(p) (n > 0 ? lat[(size_t)((double)(n - 1) * (p))] : 0.0)
@@ -239,13 +196,12 @@ bench_backend(const char *backend, bool full)
 	char dir[] = "/tmp/roost-bench-smtp-XXXXXX", path[512], cmd[1024];
 	FILE *f;
 	pid_t pid;
-	int fd;
 
 	if (mkdtemp(dir) == NULL) {
 		perror("bench_smtp: mkdtemp");
 		return;
 	}
-	port = free_port();
+	port = bench_free_port();
 	snprintf(path, sizeof(path), "%s/roost.conf", dir);
 	f = fopen(path, "w");
 	if (f == NULL)
@@ -266,28 +222,7 @@ bench_backend(const char *backend, bool full)
 			goto out;
 		}
 	}
-	pid = fork();
-	if (pid == 0) {
-		char logp[512];
-
-		snprintf(logp, sizeof(logp), "%s/server.log", dir);
-		fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(roost_bin, roost_bin, "serve", "--config", path, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		int c = connect_port(port);
-
-		if (c >= 0) {
-			close(c);
-			break;
-		}
-		usleep(50000);
-	}
+	pid = bench_start_server(roost_bin, path, dir, port);
 	{
 		static const size_t sizes[] = { 4096, 102400 };
 		static const int conc[] = { 1, 10, 50 };

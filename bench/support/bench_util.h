@@ -1,0 +1,22 @@
+#ifndef ROOST_BENCH_UTIL_H
+#define ROOST_BENCH_UTIL_H
+
+#include <sys/types.h>
+
+/*
+ * What every protocol benchmark needs around a real `roost serve`: a clock,
+ * a free loopback port, a client socket, and a server child started from a
+ * config file. Linked into every bench/ binary.
+ */
+
+/* Monotonic seconds. */
+double bench_now(void);
+/* A currently free TCP port on 127.0.0.1; exits on failure. */
+int bench_free_port(void);
+/* A blocking TCP_NODELAY connection to 127.0.0.1:port, or -1. */
+int bench_connect(int port);
+/* Fork `roost serve --config conf` with output in dir/server.log and wait
+ * (up to 6 s) until port accepts; exits with a message when it does not. */
+pid_t bench_start_server(const char *roost, const char *conf, const char *dir, int port);
+
+#endif

@@ -410,6 +410,20 @@ imap_response_len(struct lconn *c, bool until_untagged_exists)
 	return 0;
 }
 
+/* The session is over: start the next one on a new socket. */
+static void
+next_session(struct lconn *c)
+{
+	watch(c, 0, EPOLL_CTL_DEL);
+	close(c->fd);
+	c->fd = connect_to(opt.port);
+	c->generation++;
+	c->step = 0;
+	c->in_len = c->scan = c->lit_left = 0;
+	c->connecting = true;
+	watch(c, EPOLLOUT, EPOLL_CTL_ADD);
+}
+
 /* ---- scenarios: each writes the next request or finishes the connection ---- */
 
 static void smtp_next(struct lconn *c);
@@ -557,14 +571,7 @@ imap_next(struct lconn *c)
 			conn_finish(c);
 			break;
 		}
-		watch(c, 0, EPOLL_CTL_DEL);
-		close(c->fd);
-		c->fd = connect_to(opt.port);
-		c->generation++;
-		c->step = 0;
-		c->in_len = c->scan = c->lit_left = 0;
-		c->connecting = true;
-		watch(c, EPOLLOUT, EPOLL_CTL_ADD);
+		next_session(c);
 		break;
 	case 50:
 		/* In IDLE: wait for EXISTS pushed by the server. */
@@ -629,15 +636,7 @@ pop3_next(struct lconn *c)
 			conn_finish(c);
 			break;
 		}
-		watch(c, 0, EPOLL_CTL_DEL);
-		close(c->fd);
-		c->fd = connect_to(opt.port);
-		c->generation++;
-		c->step = 0;
-		c->in_len = 0;
-		c->scan = 0;
-		c->connecting = true;
-		watch(c, EPOLLOUT, EPOLL_CTL_ADD);
+		next_session(c);
 	}
 }
 

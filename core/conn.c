@@ -34,10 +34,21 @@
  * protocol it sets c->job and hands the connection to the worker pool; the
  * worker runs the hook and posts it back to the loop (c->back). While a
  * worker owns the connection the loop touches only the loop-only fields.
+ *
+ * A worker never writes to a blocking socket: conn_write() only appends, and
+ * the loop flushes as the client reads. A long reply is produced in steps
+ * (conn_continue()), each run once the output has drained below OUT_LWM.
  */
 
-/* Output past this is flushed by the writing worker itself. */
+/* At or past this much pending output a producer should yield
+ * (conn_output_full()) and the loop frames no further command. */
 #define OUT_HWM (64 * 1024)
+/* Below this the loop runs the next step of a long reply, or frames
+ * pipelined commands again after the output reached OUT_HWM. */
+#define OUT_LWM (16 * 1024)
+/* Backstop for a producer that never yields: past this much pending output
+ * the connection is closed rather than the buffer grown further. */
+#define OUT_MAX ((size_t)64 * 1024 * 1024)
 
 /* How long a closing connection keeps reading (and discarding) the
  * client's input after its last reply, so the reply is not destroyed by a
@@ -52,6 +63,7 @@ enum conn_job {
 	JOB_WAKE,
 	JOB_TIMEOUT,
 	JOB_SHUTDOWN,
+	JOB_CONTINUE,
 };
 
 #define WAKE_BIT_NOTIFY 1u
@@ -98,6 +110,8 @@ struct conn {
 	uint64_t out_progress;		/* last successful write (or start of waiting) */
 	uint64_t hs_deadline;
 	uint64_t delay_until;
+	bool throttled;			/* output reached OUT_HWM: frame nothing until OUT_LWM */
+	size_t out_peak;		/* largest pending output seen (logged at close) */
 
 	/* The owner: the loop, or the worker running a hook. */
 	void *session;
@@ -116,6 +130,8 @@ struct conn {
 	unsigned idle_override;
 	unsigned delay_ms;
 	enum conn_job job;
+	conn_continue_fn *cont_fn;	/* the next step of a long reply, or NULL */
+	void *cont_arg;
 	enum wake_reason wake_why;
 	int io_err;			/* ROOST_ECLOSED / ROOST_ETIMEOUT once output failed */
 	bool timer_fired;
@@ -128,10 +144,6 @@ struct conn {
 	bool ssl_closed;		/* close_notify already sent */
 	const char *close_reason;
 };
-
-/* The connection whose hook this worker thread is running (conn_write()
- * flushes synchronously only there; in the loop it never blocks). */
-static __thread struct conn *worker_conn;
 
 static void conn_step(struct conn *c);
 static void close_now(struct conn *c, const char *reason);
@@ -453,45 +465,23 @@ out_consumed(struct conn *c, size_t n)
 	}
 }
 
-/* Worker: write everything, waiting for the socket up to the command
- * timeout each time it is full. */
-static int
-flush_sync(struct conn *c)
+/* Write what the socket takes now, without waiting. Whoever owns the
+ * connection may call it; the loop's flush_nb() also tracks readiness. */
+static void
+send_some(struct conn *c)
 {
-	unsigned tmo = cfg_of(c)->command_timeout;
-
 	while (c->io_err == 0 && out_len(c) > 0) {
 		short events;
 		ssize_t r = sock_send(c, c->out.data + c->out_off, out_len(c), &events);
-		struct pollfd pfd;
-		int pr;
 
 		if (r > 0) {
 			out_consumed(c, (size_t)r);
 			continue;
 		}
-		if (r != ROOST_EAGAIN) {
+		if (r != ROOST_EAGAIN)
 			out_failed(c, ROOST_ECLOSED);
-			break;
-		}
-		pfd.fd = c->fd;
-		pfd.events = events;
-		pfd.revents = 0;
-		do {
-			pr = poll(&pfd, 1, tmo == 0 ? -1 : (int)(tmo > 2000000 ? 2000000000 : tmo * 1000));
-		} while (pr < 0 && errno == EINTR);
-		if (pr == 0) {
-			char uf[300];
-
-			user_field(c, uf, sizeof(uf));
-			log_info(CONN_FMT " event=write_timeout pending=%zu", CONN_ARGS(c, uf),
-			    out_len(c));
-			out_failed(c, ROOST_ETIMEOUT);
-		} else if (pr < 0) {
-			out_failed(c, ROOST_ECLOSED);
-		}
+		break;
 	}
-	return c->io_err;
 }
 
 static void
@@ -510,29 +500,42 @@ out_append(struct conn *c, const void *p, size_t n)
 int
 conn_write(struct conn *c, const void *data, size_t len)
 {
-	const uint8_t *p = data;
-
 	if (c->io_err != 0)
 		return c->io_err;
-	if (worker_conn != c) {
-		/* The loop (frame hook): never block; the loop flushes. */
-		out_append(c, p, len);
-		return 0;
-	}
-	while (len > 0) {
-		size_t pending = out_len(c);
-		size_t room = pending < OUT_HWM ? OUT_HWM - pending : 0;
-		size_t n = len < room ? len : room;
+	if (len > OUT_MAX - out_len(c)) {
+		char uf[300];
 
-		if (n > 0) {
-			out_append(c, p, n);
-			p += n;
-			len -= n;
-		}
-		if (out_len(c) >= OUT_HWM && flush_sync(c) != 0)
-			return c->io_err;
+		user_field(c, uf, sizeof(uf));
+		log_warn(CONN_FMT " event=output_overflow pending=%zu adding=%zu", CONN_ARGS(c, uf),
+		    out_len(c), len);
+		if (c->close_reason == NULL)
+			c->close_reason = "output_overflow";
+		out_failed(c, ROOST_ECLOSED);
+		return c->io_err;
 	}
+	out_append(c, data, len);
+	if (out_len(c) > c->out_peak)
+		c->out_peak = out_len(c);
 	return 0;
+}
+
+bool
+conn_output_full(const struct conn *c)
+{
+	return out_len(c) >= OUT_HWM;
+}
+
+size_t
+conn_output_pending(const struct conn *c)
+{
+	return out_len(c);
+}
+
+void
+conn_continue(struct conn *c, conn_continue_fn *fn, void *arg)
+{
+	c->cont_fn = fn;
+	c->cont_arg = arg;
 }
 
 int
@@ -570,9 +573,8 @@ conn_printf(struct conn *c, const char *fmt, ...)
 int
 conn_flush(struct conn *c)
 {
-	if (worker_conn != c)
-		return c->io_err;
-	return flush_sync(c);
+	send_some(c);
+	return c->io_err;
 }
 
 /* ---- the worker side ---- */
@@ -583,7 +585,6 @@ conn_work(struct work *w)
 	struct conn *c = container_of(w, struct conn, work);
 	const struct proto_ops *ops = c->lst->ops;
 
-	worker_conn = c;
 	switch (c->job) {
 	case JOB_SESSION_NEW:
 		c->session = ops->session_new(c);
@@ -603,21 +604,23 @@ conn_work(struct work *w)
 		if (ops->on_shutdown != NULL)
 			ops->on_shutdown(c, c->session);
 		break;
+	case JOB_CONTINUE: {
+		conn_continue_fn *fn = c->cont_fn;
+		void *arg = c->cont_arg;
+
+		/* The step calls conn_continue() again if it is not done. */
+		c->cont_fn = NULL;
+		c->cont_arg = NULL;
+		fn(c, c->session, arg);
+		break;
+	}
 	case JOB_NONE:
 		break;
 	}
 	/* Push what the hook wrote while we still own the socket; the loop
 	 * only has to wait for what the kernel would not take. */
-	if (c->io_err == 0 && out_len(c) > 0 && c->delay_ms == 0) {
-		short events;
-		ssize_t r = sock_send(c, c->out.data + c->out_off, out_len(c), &events);
-
-		if (r > 0)
-			out_consumed(c, (size_t)r);
-		else if (r == ROOST_ECLOSED)
-			out_failed(c, ROOST_ECLOSED);
-	}
-	worker_conn = NULL;
+	if (c->delay_ms == 0)
+		send_some(c);
 	loop_post(c->sl->loop, &c->back);
 }
 
@@ -671,7 +674,7 @@ conn_back(struct loop_msg *m)
 	}
 	/* The idle clock measures the client's silence: a command restarts
 	 * it, a wake-up or a keepalive timer does not. */
-	if (c->job == JOB_COMMAND || c->job == JOB_SESSION_NEW)
+	if (c->job == JOB_COMMAND || c->job == JOB_SESSION_NEW || c->job == JOB_CONTINUE)
 		c->idle_since = now;
 	c->job = JOB_NONE;
 	c->frame_seen = 0;
@@ -718,6 +721,14 @@ input_deadline(const struct conn *c)
 	return idle != 0 ? c->idle_since + idle : 0;
 }
 
+/* The connection waits for the client's input (so the idle and command
+ * timeouts run), rather than for its own output or a long reply. */
+static bool
+input_wanted(const struct conn *c)
+{
+	return !c->closing && !c->starttls && !c->throttled && c->cont_fn == NULL;
+}
+
 static void
 conn_arm(struct conn *c)
 {
@@ -734,7 +745,7 @@ conn_arm(struct conn *c)
 	} else {
 		if (out_len(c) > 0 && cmd != 0)
 			at = c->out_progress + cmd;
-		if (!c->closing && !c->starttls && out_len(c) < OUT_HWM)
+		if (input_wanted(c))
 			at = min_deadline(at, input_deadline(c));
 		if (c->timer_at != 0 && c->session_started && !c->closing)
 			at = min_deadline(at, c->timer_at);
@@ -783,7 +794,7 @@ conn_deadline(struct loop_timer *t)
 			close_now(c, "write_timeout");
 			return;
 		}
-		if (!c->closing && !c->starttls && out_len(c) < OUT_HWM) {
+		if (input_wanted(c)) {
 			uint64_t at = input_deadline(c);
 
 			if (at != 0 && now >= at) {
@@ -829,8 +840,8 @@ close_now(struct conn *c, const char *reason)
 	c->dead = true;
 	loop_timer_set(sl->loop, &c->timer, 0);
 	user_field(c, uf, sizeof(uf));
-	log_info(CONN_FMT " event=disconnect reason=%s duration_ms=%" PRIu64, CONN_ARGS(c, uf),
-	    reason, loop_now(sl->loop) - c->started);
+	log_info(CONN_FMT " event=disconnect reason=%s duration_ms=%" PRIu64 " out_peak=%zu",
+	    CONN_ARGS(c, uf), reason, loop_now(sl->loop) - c->started, c->out_peak);
 	if (c->ssl != NULL) {
 		if (c->io_err == 0 && !c->handshaking && !c->ssl_closed) {
 			ERR_clear_error();
@@ -846,6 +857,8 @@ close_now(struct conn *c, const char *reason)
 	if (c->session != NULL && c->lst->ops->session_free != NULL)
 		c->lst->ops->session_free(c->session);
 	c->session = NULL;
+	c->cont_fn = NULL;
+	c->cont_arg = NULL;
 	buf_free(&c->in);
 	buf_free(&c->out);
 	free(c->user);
@@ -1105,14 +1118,37 @@ step_inner(struct conn *c)
 			return;
 		}
 		if (c->io_err != 0) {
-			close_now(c, c->io_err == ROOST_ETIMEOUT ? "write_timeout" : "write_error");
+			close_now(c, c->close_reason != NULL ? c->close_reason : "write_error");
 			return;
 		}
-		if (out_len(c) > 0 && (c->closing || c->starttls || out_len(c) >= OUT_HWM))
+		if (out_len(c) > 0 && (c->closing || c->starttls))
 			return;	/* wait until writable */
 		if (c->closing) {
 			close_gracefully(c);
 			return;
+		}
+		/* A long reply in progress: its next step runs once the client
+		 * has read most of the last one. Nothing else (no command, no
+		 * wake-up, no timer) runs in between. */
+		if (c->cont_fn != NULL) {
+			if (out_len(c) >= OUT_LWM)
+				return;	/* wait until writable */
+			dispatch(c, JOB_CONTINUE);
+			return;
+		}
+		/* Backpressure: a client that does not read its replies gets no
+		 * further command run until it has read most of them. */
+		if (out_len(c) >= OUT_HWM) {
+			c->throttled = true;
+			return;
+		}
+		if (c->throttled) {
+			if (out_len(c) >= OUT_LWM)
+				return;
+			c->throttled = false;
+			c->idle_since = loop_now(sl->loop);
+			if (in_len(c) > 0)
+				c->partial_since = c->idle_since;
 		}
 		if (c->starttls) {
 			/* CVE-2011-0411: whatever the client sent after

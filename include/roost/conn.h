@@ -25,11 +25,17 @@
  * on_command with a pointer into the input buffer; after on_command returns
  * those bytes are consumed and the loop frames the next command.
  *
- * Output path: conn_write() appends to the output buffer. Past the high-water
- * mark, a worker flushes to the socket itself (blocking, bounded by the
- * command timeout), so large replies stream. Whatever is left when the hook
- * returns is flushed by the loop; the next command is not framed until the
- * output buffer has drained below the high-water mark.
+ * Output path: a worker never blocks on a socket. conn_write() only appends
+ * to the output buffer; when the hook returns, the loop flushes it as the
+ * client reads. A command whose reply may be long (FETCH, SEARCH, RETR,
+ * LIST...) produces it in resumable steps: it writes until
+ * conn_output_full(), leaves a continuation with conn_continue() and
+ * returns; the loop runs the next step on a worker once the client has read
+ * most of the output. Pipelined commands are not framed while the pending
+ * output is at or past the high-water mark (64 KiB), and again once it is
+ * below the low-water mark (16 KiB). A client that reads nothing for the
+ * command timeout is closed (event=write_timeout); a producer that never
+ * yields is stopped by a 64 MiB backstop (event=output_overflow).
  */
 
 struct conn;
@@ -103,14 +109,38 @@ bool conn_is_secure(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" without TLS (for Received:). */
 const char *conn_tls_info(const struct conn *c);
 
-/* Append to the output buffer, flushing if past the high-water mark.
- * Returns 0, or ROOST_ECLOSED/ROOST_ETIMEOUT once the peer is gone (later
- * writes are dropped; the hook should return soon). */
+/* [worker or loop (frame)] Append to the output buffer; never blocks. Returns
+ * 0, or ROOST_ECLOSED once the peer is gone or the output passed its 64 MiB
+ * backstop (later writes are dropped; the hook should return soon). */
 int conn_write(struct conn *c, const void *data, size_t len);
 int conn_write_str(struct conn *c, const char *s);
 int conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* [worker] Flush everything now (e.g. before a slow operation). */
+/* [worker] Start writing what is pending (e.g. before a slow operation)
+ * without waiting: what the socket does not take now the loop flushes
+ * later. Returns 0 or ROOST_ECLOSED. */
 int conn_flush(struct conn *c);
+
+/* [worker] True when the pending output is at or past the high-water mark
+ * (64 KiB): a command producing a long reply should stop at the next unit
+ * boundary and continue later with conn_continue(). */
+bool conn_output_full(const struct conn *c);
+
+/* [worker] Bytes of output written and not yet taken by the socket. */
+size_t conn_output_pending(const struct conn *c);
+
+typedef void conn_continue_fn(struct conn *c, void *session, void *arg);
+
+/* [worker] From on_command or from a continuation step: when the hook
+ * returns, the loop flushes the output and, once it has drained below the
+ * low-water mark, runs fn(c, session, arg) on a worker. Until a step
+ * returns without calling conn_continue() again, the connection frames no
+ * further command and delivers no wake-up or timer (they wait; they are not
+ * lost). If the connection closes meanwhile, fn never runs: whatever state
+ * the continuation needs is owned by the session, so session_free releases it.
+ * The command's input bytes (the cmd pointer given to on_command) are
+ * consumed when on_command returns: a continuation copies what it needs.
+ * A later call in the same hook replaces an earlier one. */
+void conn_continue(struct conn *c, conn_continue_fn *fn, void *arg);
 
 /* Close after the output is flushed. No more commands are framed. */
 void conn_close(struct conn *c);

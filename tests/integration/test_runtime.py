@@ -171,8 +171,8 @@ class RuntimeShared(unittest.TestCase):
         c.close()
 
     def test_slow_reader_big_output(self):
-        # The client reads slowly: the worker blocks on the full socket
-        # (bounded by command_timeout) and the stream stays intact.
+        # The client reads slowly: the loop flushes as it reads (no worker
+        # waits on the socket) and the stream stays intact.
         c = Client(self.port)
         n = 4 * 1024 * 1024
         c.send(b"BIG %d\r\n" % n)

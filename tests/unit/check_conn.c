@@ -1,0 +1,653 @@
+/*
+ * The connection runtime's output path, against a real server in this
+ * process (one loop, one worker) and real sockets: a worker never waits on
+ * a client, long replies run in steps (conn_continue), pipelined commands
+ * wait while the output is full (backpressure), wake-ups and timers wait for
+ * a reply in steps, a client that reads nothing is closed after the command
+ * timeout, and a producer that never yields meets the output backstop.
+ */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/loop.h"
+#include "roost/server.h"
+#include "roost/services.h"
+#include "roost/xalloc.h"
+
+#define HWM (64 * 1024)
+#define CHUNK 4096
+#define REPLY_LEN 1000
+
+/* ---- the protocol under test ----
+ *
+ *   STREAM n   "+OK n\r\n", n pattern bytes in steps, "\r\n"
+ *   BLAST n    the same without yielding
+ *   SW n       conn_wake() on itself, then STREAM n
+ *   ST n       a 1 ms timer, then STREAM n
+ *   P...       one REPLY_LEN-byte reply "+OK <seq>...\r\n"
+ *   ECHO x     "+OK x\r\n"
+ */
+
+static _Atomic unsigned steps_run;
+static _Atomic unsigned sessions_freed;
+static _Atomic unsigned commands_run;
+static _Atomic size_t pending_at_command;	/* largest pending output when a command began */
+static _Atomic size_t pending_after_step;	/* largest pending output when a step ended */
+static _Atomic int write_errors;
+
+struct tsession {
+	size_t left;		/* stream bytes still to produce */
+	size_t off;		/* position in the pattern */
+	unsigned seq;
+};
+
+static char
+pattern_at(size_t i)
+{
+	return (char)('a' + i % 23);
+}
+
+static void
+note_max(_Atomic size_t *m, size_t v)
+{
+	size_t cur = atomic_load(m);
+
+	while (v > cur && !atomic_compare_exchange_weak(m, &cur, v))
+		;
+}
+
+static void
+stream_step(struct conn *c, void *session, void *arg)
+{
+	struct tsession *s = session;
+	char chunk[CHUNK];
+
+	atomic_fetch_add(&steps_run, 1);
+	while (s->left > 0 && !conn_output_full(c)) {
+		size_t k = s->left < sizeof(chunk) ? s->left : sizeof(chunk);
+
+		for (size_t i = 0; i < k; i++)
+			chunk[i] = pattern_at(s->off + i);
+		if (conn_write(c, chunk, k) != 0)
+			return;
+		s->off += k;
+		s->left -= k;
+	}
+	note_max(&pending_after_step, conn_output_pending(c));
+	if (s->left > 0) {
+		conn_continue(c, stream_step, NULL);
+		return;
+	}
+	conn_write_str(c, "\r\n");
+}
+
+static void *
+t_session_new(struct conn *c)
+{
+	conn_write_str(c, "+OK ready\r\n");
+	return xcalloc(1, sizeof(struct tsession));
+}
+
+static void
+t_session_free(void *session)
+{
+	free(session);
+	atomic_fetch_add(&sessions_freed, 1);
+}
+
+static enum frame_result
+t_frame(struct conn *c, void *session, const uint8_t *in, size_t len, size_t *used_r)
+{
+	const uint8_t *lf = memchr(in, '\n', len);
+
+	if (lf == NULL)
+		return len > conn_input_limit(c) ? FRAME_CLOSE : FRAME_AGAIN;
+	*used_r = (size_t)(lf - in) + 1;
+	return FRAME_COMMAND;
+}
+
+static void
+t_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
+{
+	struct tsession *s = session;
+	char line[64];
+	size_t n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+	unsigned long arg;
+
+	atomic_fetch_add(&commands_run, 1);
+	note_max(&pending_at_command, conn_output_pending(c));
+	memcpy(line, cmd, n);
+	line[n] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+	arg = strtoul(strchr(line, ' ') != NULL ? strchr(line, ' ') + 1 : "0", NULL, 10);
+	if (line[0] == 'P') {
+		char reply[REPLY_LEN];
+		int k = snprintf(reply, sizeof(reply), "+OK %u ", s->seq++);
+
+		memset(reply + k, 'p', sizeof(reply) - (size_t)k - 2);
+		memcpy(reply + sizeof(reply) - 2, "\r\n", 2);
+		conn_write(c, reply, sizeof(reply));
+	} else if (strncmp(line, "ECHO ", 5) == 0) {
+		conn_printf(c, "+OK %s\r\n", line + 5);
+	} else if (strncmp(line, "BLAST ", 6) == 0) {
+		char chunk[CHUNK];
+
+		conn_printf(c, "+OK %lu\r\n", arg);
+		for (size_t off = 0; off < arg; off += sizeof(chunk)) {
+			size_t k = arg - off < sizeof(chunk) ? arg - off : sizeof(chunk);
+
+			for (size_t i = 0; i < k; i++)
+				chunk[i] = pattern_at(off + i);
+			if (conn_write(c, chunk, k) != 0) {
+				atomic_fetch_add(&write_errors, 1);
+				return;
+			}
+		}
+		conn_write_str(c, "\r\n");
+	} else if (line[0] == 'S') {
+		if (strncmp(line, "SW ", 3) == 0)
+			conn_wake(c);
+		else if (strncmp(line, "ST ", 3) == 0)
+			conn_set_timer(c, 1);
+		conn_printf(c, "+OK %lu\r\n", arg);
+		s->left = arg;
+		s->off = 0;
+		stream_step(c, s, NULL);
+	} else {
+		conn_write_str(c, "-ERR\r\n");
+	}
+}
+
+static void
+t_on_wake(struct conn *c, void *session, enum wake_reason why)
+{
+	conn_write_str(c, why == WAKE_TIMER ? "* timer\r\n" : "* wake\r\n");
+}
+
+static const struct proto_ops t_ops = {
+	.name = "t",
+	.session_new = t_session_new,
+	.session_free = t_session_free,
+	.frame = t_frame,
+	.on_command = t_on_command,
+	.on_wake = t_on_wake,
+};
+
+/* ---- the server in a thread ---- */
+
+struct tserver {
+	struct roost_config *cfg;
+	struct roost_services services;
+	struct server *srv;
+	pthread_t thread;
+	char dir[64];
+	int port;
+};
+
+static void *
+server_thread(void *arg)
+{
+	struct tserver *t = arg;
+
+	ck_assert_int_eq(server_run(t->srv), 0);
+	return NULL;
+}
+
+/* A port nothing listens on now (another process may still take it before
+ * the server binds it: tserver_start() then tries another). */
+static int
+free_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+static void
+tserver_start(struct tserver *t, unsigned command_timeout)
+{
+	char addr[32], path[128];
+	char *addrs[] = { addr, NULL };
+	int tries = 0;
+
+	atomic_store(&steps_run, 0);
+	atomic_store(&sessions_freed, 0);
+	atomic_store(&commands_run, 0);
+	atomic_store(&pending_at_command, 0);
+	atomic_store(&pending_after_step, 0);
+	atomic_store(&write_errors, 0);
+	log_setup(LOG_LEVEL_WARN, true, false);
+	memset(t, 0, sizeof(*t));
+	snprintf(t->dir, sizeof(t->dir), "/tmp/check_conn.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(t->dir));
+	t->cfg = config_defaults();
+	t->cfg->workers = 1;
+	t->cfg->loops = 1;
+	t->cfg->command_timeout = command_timeout;
+	t->cfg->shutdown_grace = 1;
+	snprintf(path, sizeof(path), "%s/cert.pem", t->dir);
+	free(t->cfg->tls_cert);
+	t->cfg->tls_cert = xstrdup(path);
+	snprintf(path, sizeof(path), "%s/key.pem", t->dir);
+	free(t->cfg->tls_key);
+	t->cfg->tls_key = xstrdup(path);
+	t->services.cfg = t->cfg;
+	ck_assert_int_eq(server_create(t->cfg, &t->services, &t->srv), 0);
+	do {
+		ck_assert_int_lt(tries++, 20);
+		t->port = free_port();
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->port);
+	} while (server_listen(t->srv, "t", addrs, &t_ops, false) != 0);
+	ck_assert_int_eq(pthread_create(&t->thread, NULL, server_thread, t), 0);
+}
+
+static void
+tserver_stop(struct tserver *t)
+{
+	char path[128];
+
+	server_stop(t->srv);
+	pthread_join(t->thread, NULL);
+	server_free(&t->srv);
+	config_free(&t->cfg);
+	snprintf(path, sizeof(path), "%s/cert.pem", t->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/key.pem", t->dir);
+	unlink(path);
+	rmdir(t->dir);
+}
+
+/* ---- a client ---- */
+
+struct client {
+	int fd;
+	char buf[65536];
+	size_t off, len;	/* buffered: buf[off..off+len) */
+};
+
+/* rcvbuf > 0 shrinks the receive buffer (a slow reader's small window). */
+static void
+client_open(struct client *cl, int port, int rcvbuf)
+{
+	struct sockaddr_in sin;
+
+	memset(cl, 0, sizeof(*cl));
+	cl->fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(cl->fd, 0);
+	if (rcvbuf > 0)
+		setsockopt(cl->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(cl->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+}
+
+/* Up to want bytes into buf, waiting at most ms for the first. */
+static ssize_t
+client_recv(struct client *cl, void *buf, size_t want, int ms)
+{
+	struct pollfd p = { .fd = cl->fd, .events = POLLIN };
+
+	if (poll(&p, 1, ms) != 1)
+		return -2;
+	return recv(cl->fd, buf, want, 0);
+}
+
+/* Exactly n bytes (from what is buffered, then the socket), within 20 s. */
+static void
+client_exact(struct client *cl, char *out, size_t n)
+{
+	size_t got = 0;
+	uint64_t deadline = clock_ms() + 20000;
+
+	while (got < n) {
+		ssize_t r;
+
+		if (cl->len > 0) {
+			size_t k = cl->len < n - got ? cl->len : n - got;
+
+			memcpy(out + got, cl->buf + cl->off, k);
+			cl->off += k;
+			cl->len -= k;
+			got += k;
+			continue;
+		}
+		ck_assert_msg(clock_ms() < deadline, "no reply within 20 s (%zu of %zu bytes)", got, n);
+		r = client_recv(cl, cl->buf, sizeof(cl->buf), 20000);
+		ck_assert_msg(r > 0, "connection closed or silent after %zu of %zu bytes", got, n);
+		cl->off = 0;
+		cl->len = (size_t)r;
+	}
+}
+
+/* One line (without CRLF) into out. The loop asserts only per refill:
+ * every Check assertion costs a message to the parent process. */
+static void
+client_line(struct client *cl, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (;;) {
+		char *lf = memchr(cl->buf + cl->off, '\n', cl->len);
+		size_t k = lf != NULL ? (size_t)(lf - (cl->buf + cl->off)) + 1 : cl->len;
+		char ch;
+
+		if (n + k >= size)
+			ck_abort_msg("line longer than %zu", size);
+		memcpy(out + n, cl->buf + cl->off, k);
+		n += k;
+		cl->off += k;
+		cl->len -= k;
+		if (lf != NULL)
+			break;
+		client_exact(cl, &ch, 1);
+		out[n++] = ch;
+		if (ch == '\n')
+			break;
+	}
+	n--;
+	if (n > 0 && out[n - 1] == '\r')
+		n--;
+	out[n] = '\0';
+}
+
+static void
+client_send(struct client *cl, const char *s)
+{
+	size_t len = strlen(s);
+
+	ck_assert_int_eq(send(cl->fd, s, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void
+expect_line(struct client *cl, const char *want)
+{
+	char line[256];
+
+	client_line(cl, line, sizeof(line));
+	ck_assert_str_eq(line, want);
+}
+
+/* Read a stream of n pattern bytes plus CRLF and check every byte. */
+static void
+expect_stream(struct client *cl, size_t n)
+{
+	char *got = xmalloc(n + 2);
+
+	client_exact(cl, got, n + 2);
+	for (size_t i = 0; i < n; i++)
+		if (got[i] != pattern_at(i))
+			ck_abort_msg("stream byte %zu differs", i);
+	ck_assert(got[n] == '\r' && got[n + 1] == '\n');
+	free(got);
+}
+
+/* The connection is closed by the server within 20 s (reads and discards
+ * what is still in flight). */
+static void
+expect_closed(struct client *cl)
+{
+	uint64_t deadline = clock_ms() + 20000;
+	char sink[65536];
+
+	for (;;) {
+		ssize_t r = client_recv(cl, sink, sizeof(sink), 20000);
+
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			return;
+		ck_assert_msg(r > 0, "not closed within 20 s");
+		ck_assert(clock_ms() < deadline);
+	}
+}
+
+static void
+wait_until_freed(unsigned n)
+{
+	uint64_t deadline = clock_ms() + 20000;
+	struct pollfd none = { .fd = -1 };
+
+	while (atomic_load(&sessions_freed) < n) {
+		ck_assert_msg(clock_ms() < deadline, "session not released within 20 s");
+		poll(&none, 1, 10);
+	}
+}
+
+/* ---- tests ---- */
+
+START_TEST(long_reply_runs_in_steps)
+{
+	struct tserver t;
+	struct client a;
+	size_t n = 3 * 1024 * 1024 + 17;
+	char cmd[64];
+
+	tserver_start(&t, 20);
+	client_open(&a, t.port, 16384);
+	expect_line(&a, "+OK ready");
+	snprintf(cmd, sizeof(cmd), "STREAM %zu\r\nECHO after\r\n", n);
+	client_send(&a, cmd);
+	snprintf(cmd, sizeof(cmd), "+OK %zu", n);
+	expect_line(&a, cmd);
+	expect_stream(&a, n);
+	expect_line(&a, "+OK after");
+	ck_assert_uint_gt(atomic_load(&steps_run), 2);
+	/* Each step stops at the high-water mark, give or take one chunk. */
+	ck_assert_uint_lt(atomic_load(&pending_after_step), HWM + CHUNK);
+	close(a.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+START_TEST(worker_is_not_held_by_a_client_that_does_not_read)
+{
+	/* One worker; two clients ask for long replies and read nothing (one
+	 * in steps, one all at once). A third is greeted and served. */
+	struct tserver t;
+	struct client a, b, c;
+
+	tserver_start(&t, 60);
+	client_open(&a, t.port, 4096);
+	client_open(&b, t.port, 4096);
+	expect_line(&a, "+OK ready");
+	expect_line(&b, "+OK ready");
+	client_send(&a, "STREAM 40000000\r\n");
+	client_send(&b, "BLAST 20000000\r\n");
+	client_open(&c, t.port, 0);
+	expect_line(&c, "+OK ready");
+	client_send(&c, "ECHO served\r\n");
+	expect_line(&c, "+OK served");
+	close(a.fd);
+	close(b.fd);
+	close(c.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+START_TEST(pipelined_commands_wait_while_output_is_full)
+{
+	/* The client pipelines commands and reads nothing: the server stops
+	 * running them (and reading them) once the output is full, and the
+	 * one worker stays free for others. Then the client reads every reply,
+	 * in order. */
+	struct tserver t;
+	struct client a, b;
+	char cmd[REPLY_LEN], line[REPLY_LEN + 8];
+	unsigned sent = 0;
+	int small = 16384;
+
+	tserver_start(&t, 60);
+	client_open(&a, t.port, small);
+	setsockopt(a.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	expect_line(&a, "+OK ready");
+	memset(cmd, 'x', sizeof(cmd));
+	cmd[0] = 'P';
+	cmd[sizeof(cmd) - 1] = '\n';
+	for (;;) {
+		struct pollfd p = { .fd = a.fd, .events = POLLOUT };
+
+		/* The server stopped reading when no byte goes out for 2 s. */
+		if (poll(&p, 1, 2000) == 0)
+			break;
+		ck_assert_int_eq(send(a.fd, cmd, sizeof(cmd), MSG_NOSIGNAL | MSG_DONTWAIT),
+		    (ssize_t)sizeof(cmd));
+		sent++;
+		ck_assert_msg(sent < 200000, "the server keeps reading commands it cannot answer");
+	}
+	client_open(&b, t.port, 0);
+	expect_line(&b, "+OK ready");
+	client_send(&b, "ECHO free\r\n");
+	expect_line(&b, "+OK free");
+	ck_assert_uint_lt(atomic_load(&commands_run), sent + 3);
+	ck_assert_uint_lt(atomic_load(&pending_at_command), HWM);
+	for (unsigned i = 0; i < sent; i++) {
+		char want[32];
+
+		client_line(&a, line, sizeof(line));
+		snprintf(want, sizeof(want), "+OK %u ", i);
+		if (strncmp(line, want, strlen(want)) != 0 || strlen(line) != REPLY_LEN - 2)
+			ck_abort_msg("reply %u: %.20s (%zu bytes)", i, line, strlen(line));
+	}
+	close(a.fd);
+	close(b.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+START_TEST(wakeups_wait_for_the_last_step)
+{
+	struct tserver t;
+	struct client a;
+	size_t n = 2 * 1024 * 1024;
+	char cmd[64];
+
+	tserver_start(&t, 20);
+	client_open(&a, t.port, 16384);
+	expect_line(&a, "+OK ready");
+	snprintf(cmd, sizeof(cmd), "SW %zu\r\n", n);
+	client_send(&a, cmd);
+	snprintf(cmd, sizeof(cmd), "+OK %zu", n);
+	expect_line(&a, cmd);
+	expect_stream(&a, n);
+	expect_line(&a, "* wake");
+	snprintf(cmd, sizeof(cmd), "ST %zu\r\n", n);
+	client_send(&a, cmd);
+	snprintf(cmd, sizeof(cmd), "+OK %zu", n);
+	expect_line(&a, cmd);
+	expect_stream(&a, n);
+	expect_line(&a, "* timer");
+	close(a.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+START_TEST(close_during_a_reply_in_steps)
+{
+	struct tserver t;
+	struct client a, b;
+	char part[100000];
+
+	tserver_start(&t, 20);
+	client_open(&a, t.port, 16384);
+	expect_line(&a, "+OK ready");
+	client_send(&a, "STREAM 50000000\r\n");
+	expect_line(&a, "+OK 50000000");
+	client_exact(&a, part, sizeof(part));
+	close(a.fd);
+	wait_until_freed(1);
+	client_open(&b, t.port, 0);
+	expect_line(&b, "+OK ready");
+	client_send(&b, "ECHO still\r\n");
+	expect_line(&b, "+OK still");
+	close(b.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+START_TEST(client_that_never_reads_is_closed_after_command_timeout)
+{
+	struct tserver t;
+	struct client a;
+	uint64_t start;
+
+	tserver_start(&t, 1);
+	client_open(&a, t.port, 4096);
+	expect_line(&a, "+OK ready");
+	start = clock_ms();
+	client_send(&a, "STREAM 50000000\r\n");
+	wait_until_freed(1);
+	ck_assert_uint_ge(clock_ms() - start, 900);
+	expect_closed(&a);
+	close(a.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+START_TEST(output_backstop_closes_a_producer_that_never_yields)
+{
+	struct tserver t;
+	struct client a;
+
+	tserver_start(&t, 60);
+	client_open(&a, t.port, 4096);
+	expect_line(&a, "+OK ready");
+	client_send(&a, "BLAST 80000000\r\n");
+	wait_until_freed(1);
+	ck_assert_int_eq(atomic_load(&write_errors), 1);
+	expect_closed(&a);
+	close(a.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+static Suite *
+conn_suite(void)
+{
+	Suite *s = suite_create("conn");
+	TCase *tc = tcase_create("output");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, long_reply_runs_in_steps);
+	tcase_add_test(tc, worker_is_not_held_by_a_client_that_does_not_read);
+	tcase_add_test(tc, pipelined_commands_wait_while_output_is_full);
+	tcase_add_test(tc, wakeups_wait_for_the_last_step);
+	tcase_add_test(tc, close_during_a_reply_in_steps);
+	tcase_add_test(tc, client_that_never_reads_is_closed_after_command_timeout);
+	tcase_add_test(tc, output_backstop_closes_a_producer_that_never_yields);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(conn_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

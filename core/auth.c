@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ struct auth {
 	/* Immutable after auth_open(). */
 	const struct roost_config *cfg;
 	char *path;
-	char *dummy_hash;	/* verified for unknown users, so they cost the same time */
+	char *dummy_hash;	/* checked so that every failure costs one slow hash */
 	uint8_t fake_key[32];	/* makes SCRAM salts for users without SCRAM keys */
 	bool scram;		/* advertise SCRAM-SHA-256 */
 
@@ -67,6 +68,7 @@ struct auth {
 
 	struct auth_cache *cache;	/* self-locking */
 	struct auth_throttle *throttle;	/* self-locking */
+	atomic_ulong dummy_checks;	/* statistics for tests */
 };
 
 static time_t
@@ -298,20 +300,42 @@ auth_lookup(struct auth *auth, const char *user, char *name_r, size_t namelen)
 	return find_user(auth, user, name_r, namelen, NULL);
 }
 
+/* The check of a hash nobody knows the password of: it takes the time of a
+ * real check with the configured scheme. */
+static void
+check_dummy(struct auth *auth, const char *password, size_t password_len)
+{
+	if (password_len > AUTH_MAX_PASSWORD)
+		password_len = AUTH_MAX_PASSWORD;
+	(void)auth_check_hash(auth->dummy_hash, password, password_len);
+	atomic_fetch_add(&auth->dummy_checks, 1);
+}
+
+unsigned long
+auth_dummy_checks(struct auth *auth)
+{
+	return atomic_load(&auth->dummy_checks);
+}
+
+/*
+ * Every check that does not hit the cache costs at least one slow hash: an
+ * unknown user, an unusable password, and a user whose stored password is
+ * cheap to check ({PLAIN}, digests, MD5-crypt: accounts migrated from older
+ * systems) all pay for the dummy hash too. Otherwise the time of a failed
+ * login would tell which users exist and which have a weak stored password.
+ */
 int
 auth_verify(struct auth *auth, const char *user, const char *password, size_t password_len,
     char *name_r, size_t namelen)
 {
 	char name[AUTH_MAX_NAME + 1];
 	char *stored = NULL;
-	size_t check_len = password_len > AUTH_MAX_PASSWORD ? AUTH_MAX_PASSWORD : password_len;
 	int ret;
 
 	ret = find_user(auth, user, name, sizeof(name), &stored);
 	if (ret < 0 || password_len == 0 || password_len > AUTH_MAX_PASSWORD) {
-		/* Unknown user or unusable password: spend the time a real
-		 * check would, then give the same answer as a wrong password. */
-		(void)auth_check_hash(auth->dummy_hash, password, check_len);
+		/* The same answer as a wrong password. */
+		check_dummy(auth, password, password_len);
 		ret = ROOST_EAUTH;
 		goto out;
 	}
@@ -325,6 +349,8 @@ auth_verify(struct auth *auth, const char *user, const char *password, size_t pa
 		ret = 0;
 	} else {
 		ret = auth_check_hash(stored, password, password_len);
+		if (!auth_hash_is_slow(stored))
+			check_dummy(auth, password, password_len);
 		if (ret == ROOST_ENOTSUP) {
 			log_warn("event=auth_verify user=%s error=\"unknown password scheme\"", name);
 			ret = ROOST_EAUTH;
@@ -379,12 +405,13 @@ auth_failure(struct auth *auth, const char *peer_ip)
 	    mono_ms());
 }
 
-void
+unsigned
 auth_success(struct auth *auth, const char *peer_ip)
 {
 	char key[INET6_ADDRSTRLEN + 4];
 
-	auth_throttle_success(auth->throttle, throttle_key(peer_ip, key, sizeof(key)));
+	return auth_throttle_success(auth->throttle, throttle_key(peer_ip, key, sizeof(key)),
+	    mono_ms());
 }
 
 bool

@@ -68,9 +68,19 @@ struct auth_throttle;
  * delays in seconds. */
 struct auth_throttle *auth_throttle_new(size_t max_entries, unsigned initial_s, unsigned max_s);
 void auth_throttle_free(struct auth_throttle **t);
-/* Record a failure at now_ms (monotonic); returns the delay in ms. */
+/*
+ * Record a failure at now_ms (monotonic): the attempt's turn is the address's
+ * next turn (now when it has none pending), and the next turn moves one
+ * delay past it. Returns how long to hold the answer, in ms: until that next
+ * turn (at most an hour).
+ */
 unsigned auth_throttle_failure(struct auth_throttle *t, const char *ip, uint64_t now_ms);
-void auth_throttle_success(struct auth_throttle *t, const char *ip);
+/*
+ * Record a success at now_ms. Returns how long to hold the answer: 0 when the
+ * address has no turn pending (it is forgotten at once), else until its next
+ * turn, when it is forgotten.
+ */
+unsigned auth_throttle_success(struct auth_throttle *t, const char *ip, uint64_t now_ms);
 /* Entries held (tests). */
 size_t auth_throttle_count(struct auth_throttle *t);
 
@@ -96,6 +106,15 @@ int auth_scram_parse(const char *value, struct auth_scram_cred *c);
 int auth_scram_derive(const char *password, size_t password_len, const uint8_t *salt,
     size_t salt_len, unsigned iter, struct auth_scram_cred *c);
 
+/*
+ * Does checking this stored "{SCHEME}hash" (or bare crypt string) cost
+ * about what a hash of the default scheme does? True for key-stretching
+ * schemes (SHA256/SHA512-CRYPT, bcrypt, yescrypt, SCRAM); false for
+ * plaintext, the plain and salted digests, DES and MD5-crypt, and anything
+ * unknown or malformed, whose check takes next to no time.
+ */
+bool auth_hash_is_slow(const char *stored);
+
 /* Constant-time equality of two byte strings (time depends on the lengths only). */
 bool auth_equal(const void *a, size_t alen, const void *b, size_t blen);
 
@@ -115,5 +134,7 @@ int auth_scram_credentials(struct auth *auth, const char *user, char *name_r, si
     struct auth_scram_cred *c);
 /* Is SCRAM-SHA-256 advertised ([auth] password_scheme = SCRAM-SHA-256)? */
 bool auth_scram_advertised(const struct auth *auth);
+/* How many times auth_verify() checked the dummy hash so far (tests). */
+unsigned long auth_dummy_checks(struct auth *auth);
 
 #endif

@@ -368,6 +368,38 @@ auth_check_hash(const char *stored, const char *password, size_t password_len)
 	return ROOST_ENOTSUP;
 }
 
+/* crypt(3) prefixes of key-stretching algorithms (thousands of rounds or a
+ * cost parameter): what a default hash costs. DES and MD5-crypt are not. */
+static const char *const slow_crypt[] = { "$5$", "$6$", "$2a$", "$2b$", "$2x$", "$2y$", "$y$",
+	"$gy$", "$7$" };
+
+bool
+auth_hash_is_slow(const char *stored)
+{
+	const struct scheme *sc = NULL;
+	const char *value = stored;
+	enum encoding enc;
+
+	if (stored[0] == '{') {
+		value = strchr(stored, '}');
+		if (value == NULL)
+			return false;
+		sc = scheme_find(stored + 1, (size_t)(value - stored - 1), &enc);
+		if (sc == NULL || enc != ENC_DEFAULT)
+			return false;
+		value++;
+		if (sc->kind == KIND_SCRAM)
+			return true;
+		if (sc->kind != KIND_CRYPT)
+			return false;
+	}
+	for (size_t i = 0; i < sizeof(slow_crypt) / sizeof(slow_crypt[0]); i++) {
+		if (strncmp(value, slow_crypt[i], strlen(slow_crypt[i])) == 0)
+			return true;
+	}
+	return false;
+}
+
 bool
 auth_scheme_supported(const char *scheme)
 {

@@ -1,8 +1,19 @@
 /*
  * Failed-login slow-down per client IP. Each failure from an address doubles
- * the delay the protocol applies before answering (fail_delay_initial up to
- * fail_delay_max seconds); a success or FORGET_MS without failures resets it.
- * The protocol applies the delay with conn_delay(), so no worker sleeps.
+ * the delay (fail_delay_initial up to fail_delay_max seconds); a success or
+ * FORGET_MS without failures resets it. The protocol holds its answer with
+ * conn_delay(), so no worker sleeps.
+ *
+ * The delay is a queue per address, not a sleep per connection. Attempts
+ * from an address take turns: each one is answered at its turn, and a
+ * failure moves the next turn one delay further. An answer, right or wrong,
+ * is never released before the turn of the attempt, so a client that failed
+ * once learns nothing sooner by opening new connections: a right password
+ * is answered at the same moment a wrong one would be, and parallel guesses
+ * are answered one delay apart. Checking the password before the turn (and
+ * holding the answer) tells the client no more than checking it at the turn
+ * would, as long as nothing the client can see changes before the turn: a
+ * success therefore takes effect (forgets the address) only at its turn.
  *
  * The table has a fixed number of entries (a flood of addresses cannot grow
  * memory): a hash over a preallocated pool, plus a list in order of the last
@@ -21,12 +32,14 @@
 #define NONE UINT32_MAX
 #define IP_MAX 64		/* longer keys are cut: textual IPv6 is at most 45 */
 #define FORGET_MS (300u * 1000u)	/* failures older than this no longer count */
+#define QUEUE_MAX_MS (3600u * 1000u)	/* no answer is held longer than this */
 #define MAX_POOL ((size_t)1 << 20)
 
 struct throttle_entry {
 	char ip[IP_MAX];
 	unsigned failures;
-	uint64_t last_ms;
+	uint64_t next_ms;	/* the next attempt's turn: not answered before it */
+	uint64_t reset_ms;	/* 0, or when a success forgets the address */
 	uint32_t hnext;		/* next in the hash chain or the free list */
 	uint32_t prev, next;	/* LRU list: head = most recent failure */
 };
@@ -164,11 +177,22 @@ remove_entry(struct auth_throttle *t, uint32_t i)
 	t->count--;
 }
 
+/* Has entry e nothing left to say at now (a success took effect, or its
+ * failures are old)? */
+static bool
+expired(const struct throttle_entry *e, uint64_t now_ms)
+{
+	if (e->reset_ms != 0 && now_ms >= e->reset_ms)
+		return true;
+	return now_ms >= e->next_ms && now_ms - e->next_ms > FORGET_MS;
+}
+
 unsigned
 auth_throttle_failure(struct auth_throttle *t, const char *ip, uint64_t now_ms)
 {
 	struct throttle_entry *e;
 	uint32_t i, b;
+	uint64_t turn;
 	unsigned delay;
 
 	pthread_mutex_lock(&t->lock);
@@ -191,32 +215,57 @@ auth_throttle_failure(struct auth_throttle *t, const char *ip, uint64_t now_ms)
 	} else {
 		e = &t->e[i];
 		lru_unlink(t, i);
-		if (now_ms - e->last_ms > FORGET_MS)
+		if (expired(e, now_ms)) {
 			e->failures = 0;
+			e->next_ms = 0;
+			e->reset_ms = 0;
+		} else if (e->reset_ms != 0) {
+			/* A success whose turn is still to come: in turn
+			 * order this failure follows it, so it is the first. */
+			e->failures = 0;
+			e->reset_ms = 0;
+		}
 	}
 	lru_push_head(t, i);
 	if (e->failures < 32)
 		e->failures++;
-	e->last_ms = now_ms;
 	delay = t->initial_ms;
 	for (unsigned n = 1; n < e->failures && delay < t->max_ms; n++)
 		delay *= 2;
 	if (delay > t->max_ms)
 		delay = t->max_ms;
+	turn = e->next_ms > now_ms ? e->next_ms : now_ms;
+	if (turn - now_ms + delay > QUEUE_MAX_MS)
+		e->next_ms = now_ms + QUEUE_MAX_MS;
+	else
+		e->next_ms = turn + delay;
+	delay = (unsigned)(e->next_ms - now_ms);
 	pthread_mutex_unlock(&t->lock);
 	return delay;
 }
 
-void
-auth_throttle_success(struct auth_throttle *t, const char *ip)
+unsigned
+auth_throttle_success(struct auth_throttle *t, const char *ip, uint64_t now_ms)
 {
+	struct throttle_entry *e;
 	uint32_t i, b;
+	unsigned hold = 0;
 
 	pthread_mutex_lock(&t->lock);
 	i = find(t, ip, &b);
-	if (i != NONE)
-		remove_entry(t, i);
+	if (i != NONE) {
+		e = &t->e[i];
+		if (expired(e, now_ms) || e->next_ms <= now_ms) {
+			remove_entry(t, i);
+		} else {
+			/* Answer at the turn, and only then forget the address:
+			 * a parallel attempt must not see the success earlier. */
+			hold = (unsigned)(e->next_ms - now_ms);
+			e->reset_ms = e->next_ms;
+		}
+	}
 	pthread_mutex_unlock(&t->lock);
+	return hold;
 }
 
 size_t

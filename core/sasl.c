@@ -51,6 +51,7 @@ struct sasl {
 	const struct sasl_mech *mech;
 	bool finished;			/* an outcome was returned; no more steps */
 	bool authenticated;
+	bool verified;			/* the credentials proved right */
 	unsigned step_no;		/* responses consumed so far */
 	char user[AUTH_MAX_NAME + 1];	/* canonical name once authenticated */
 	char *login_user;		/* LOGIN: the name given at the first step */
@@ -325,6 +326,7 @@ scram_client_final(struct sasl *s, struct scram_state *st, const char *msg, size
 	/* The client checks v= and answers with an empty response (IMAP and
 	 * SMTP cannot carry data in their success reply). */
 	st->stage = 2;
+	s->verified = true;
 	ret = ROOST_EAGAIN;
 out:
 	explicit_bzero(client_key, sizeof(client_key));
@@ -487,6 +489,7 @@ finish(struct sasl *s, int ret)
 	if (ret != ROOST_EAGAIN) {
 		s->finished = true;
 		s->authenticated = ret == 0;
+		s->verified = s->verified && ret == 0;
 		if (s->mech->free_state != NULL)
 			s->mech->free_state(s);
 	}
@@ -541,6 +544,12 @@ sasl_step(struct sasl *s, const char *line, struct buf *challenge_out)
 	if (len == 1 && line[0] == '*')
 		return finish(s, ROOST_ECANCELED);
 	return finish(s, run_step(s, line, len, challenge_out));
+}
+
+bool
+sasl_verified(const struct sasl *s)
+{
+	return s != NULL && s->verified;
 }
 
 const char *

@@ -46,14 +46,23 @@ int auth_verify(struct auth *auth, const char *user, const char *password, size_
     char *name_r, size_t namelen);
 
 /*
- * Failed-login slow-down per client IP: the delay to apply before answering
- * a failure (2 s, doubling up to 15 s by default), and the bookkeeping.
- * The caller applies the delay with conn_delay(), never by sleeping.
+ * Failed-login slow-down per client IP. After a failure, the address's
+ * attempts are answered in turns one delay apart (2 s, doubling up to 15 s
+ * by default), whatever the outcome: the right password is not answered
+ * sooner than a wrong one, on any connection. Call exactly one of these when
+ * the outcome of a check is known, before writing anything that depends on
+ * it, and hold the answer (and everything after it) for the returned time
+ * with conn_delay(), never by sleeping.
+ *
+ * auth_failure: the delay in ms before the failure answer (> 0 unless the
+ * delay is configured off). auth_success: 0 for an address in good standing;
+ * while turns of earlier failures are pending, the time to the next turn.
  * IPv6 peers count per /64. The table is bounded (the address that failed
- * longest ago is forgotten first); failures older than 5 minutes are forgotten.
+ * longest ago is forgotten first); failures older than 5 minutes are
+ * forgotten. Thread-safe.
  */
-unsigned auth_failure(struct auth *auth, const char *peer_ip);	/* returns delay in ms */
-void auth_success(struct auth *auth, const char *peer_ip);
+unsigned auth_failure(struct auth *auth, const char *peer_ip);
+unsigned auth_success(struct auth *auth, const char *peer_ip);
 
 /*
  * May plaintext mechanisms (SASL PLAIN/LOGIN, IMAP LOGIN, POP3 USER/PASS) be

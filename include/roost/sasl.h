@@ -48,6 +48,13 @@ const char *sasl_mechanisms(const struct auth *auth, bool secure);
 int sasl_start(struct auth *auth, const char *mech, bool secure, const char *initial,
     struct buf *challenge_out, struct sasl **sasl_r);
 int sasl_step(struct sasl *sasl, const char *line, struct buf *challenge_out);
+/*
+ * Were the credentials checked and found right while the exchange goes on?
+ * True from the challenge that carries SCRAM's server signature: that
+ * challenge tells the client its password was right, so the protocol holds
+ * it as it would a success reply (auth_success(), conn_delay()).
+ */
+bool sasl_verified(const struct sasl *sasl);
 /* The canonical user name after a 0 result, NULL before. Valid until sasl_free(). */
 const char *sasl_user(const struct sasl *sasl);
 void sasl_free(struct sasl **sasl);

@@ -410,6 +410,7 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 	const struct roost_config *cfg = cfg_of(s);
 	int rc;
 
+	conn_delay(c, auth_success(s->sv->auth, s->peer));
 	if (!ucount_take(user, s->peer, cfg->imap_max_connections_per_user_ip)) {
 		log_info("conn=%llu proto=imap event=login-refused reason=per-user-ip-limit user=%s",
 		    (unsigned long long)conn_id(c), user);
@@ -423,7 +424,6 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 	if (rc < 0)
 		log_warn("conn=%llu proto=imap event=user-init user=%s err=%s",
 		    (unsigned long long)conn_id(c), user, roost_strerror(rc));
-	auth_success(s->sv->auth, s->peer);
 	conn_set_user(c, user);
 	imap_enter_state(s, IMAP_STATE_AUTH);
 	log_info("conn=%llu proto=imap event=login user=%s", (unsigned long long)conn_id(c), user);
@@ -476,6 +476,8 @@ sasl_result(struct imap_cmd *cmd, struct imap_session *s, const char *tag, int r
 {
 	switch (rc) {
 	case ROOST_EAGAIN:
+		if (sasl_verified(s->sasl))
+			conn_delay(s->c, auth_success(s->sv->auth, s->peer));
 		conn_printf(s->c, "+ %s\r\n", buf_cstr(challenge));
 		return;
 	case 0: {

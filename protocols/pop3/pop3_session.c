@@ -158,6 +158,7 @@ login(struct pop3_session *s, const char *canonical)
 	uint64_t modseq;
 	int r;
 
+	conn_delay(s->c, auth_success(s->svc->auth, conn_peer(s->c)));
 	if (strlen(canonical) >= sizeof(s->user)) {
 		reply(s, "-ERR [SYS/PERM] User name too long.");
 		return CMD_OK;
@@ -199,7 +200,6 @@ login(struct pop3_session *s, const char *canonical)
 	free(recs);
 
 	conn_set_user(s->c, s->user);
-	auth_success(s->svc->auth, conn_peer(s->c));
 	log_info("conn=%llu proto=pop3 event=login user=%s messages=%u",
 	    (unsigned long long)conn_id(s->c), s->user, s->n_msgs);
 	pop3_enter_state(s, POP3_TRANSACTION);
@@ -413,6 +413,8 @@ auth_result(struct pop3_session *s, int r, struct buf *challenge)
 
 	switch (r) {
 	case ROOST_EAGAIN:
+		if (sasl_verified(s->sasl))
+			conn_delay(s->c, auth_success(s->svc->auth, conn_peer(s->c)));
 		conn_write(s->c, "+ ", 2);
 		conn_write(s->c, challenge->data, challenge->len);
 		conn_write(s->c, "\r\n", 2);

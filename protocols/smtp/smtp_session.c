@@ -750,20 +750,22 @@ auth_result(struct smtp_session *s, int err, struct buf *challenge)
 {
 	switch (err) {
 	case ROOST_EAGAIN:
+		if (sasl_verified(s->sasl))
+			conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
 		conn_printf(s->c, "334 %s\r\n", buf_cstr(challenge));
 		return;
 	case 0:
 		s->authenticated = true;
 		conn_set_user(s->c, sasl_user(s->sasl));
-		auth_success(s->sv->auth, conn_peer(s->c));
+		conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
 		log_info("conn=%llu proto=smtp event=login user=%s", (unsigned long long)conn_id(s->c),
 		    sasl_user(s->sasl));
 		reply(s, 235, "2.7.0", "Authentication successful");
 		break;
 	case ROOST_EAUTH:
+		conn_delay(s->c, auth_failure(s->sv->auth, conn_peer(s->c)));
 		log_info("conn=%llu proto=smtp event=auth-failed peer=%s",
 		    (unsigned long long)conn_id(s->c), conn_peer(s->c));
-		conn_delay(s->c, auth_failure(s->sv->auth, conn_peer(s->c)));
 		reply(s, 535, "5.7.8", "Authentication credentials invalid");
 		break;
 	case ROOST_ECANCELED:

@@ -320,6 +320,76 @@ START_TEST(lookup_and_verify)
 }
 END_TEST
 
+/*
+ * Failed checks cost one slow hash whatever the user: the dummy hash is
+ * checked for an unknown user and for a user whose stored password is cheap
+ * to check, never for a user with a slow hash of their own.
+ */
+START_TEST(cheap_hashes_pay_the_dummy)
+{
+	struct auth *auth = NULL;
+	char name[AUTH_MAX_NAME + 1];
+	static const struct {
+		const char *user, *password;
+		int ret;
+		unsigned long dummies;
+	} cases[] = {
+		{ "nobody@example.org", "x", ROOST_EAUTH, 1 },		/* unknown */
+		{ "alice@example.org", "wrong", ROOST_EAUTH, 0 },	/* SHA512-CRYPT */
+		{ "alice@example.org", "correct horse", 0, 0 },
+		{ "bob@example.org", "wrong", ROOST_EAUTH, 1 },	/* {PLAIN} */
+		{ "bob@example.org", "bob-secret", 0, 1 },
+		{ "carol@example.org", "wrong", ROOST_EAUTH, 1 },	/* MD5-CRYPT */
+		{ "dave@example.org", "xyz", ROOST_EAUTH, 1 },	/* unknown scheme */
+		{ "erin@example.org", "x", ROOST_EAUTH, 1 },		/* empty hash */
+		{ "bob@example.org", "", ROOST_EAUTH, 1 },		/* empty password */
+		{ "frank@example.org", "wrong", ROOST_EAUTH, 1 },	/* {SSHA} */
+		{ "gina@example.org", "wrong", ROOST_EAUTH, 0 },	/* bare $6$ */
+		{ "hank@example.org", "wrong", ROOST_EAUTH, 1 },	/* bare DES */
+	};
+	char file[4096];
+
+	cfg.auth_cache_ttl = 0;
+	snprintf(file, sizeof(file), "%s"
+	    "frank@example.org:{SSHA}uJDd0BIdJ9Z7yDCZNWdgYeb33+cBAgME\n"
+	    "gina@example.org:$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ."
+	    "taq2zlNFqBnKQ0/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0\n"
+	    "hank@example.org:abNANd1rDfiNc\n", sample_file);
+	write_file(passwd_path(), file);
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned long before = auth_dummy_checks(auth);
+
+		ck_assert_int_eq(auth_verify(auth, cases[i].user, cases[i].password,
+		    strlen(cases[i].password), name, sizeof(name)), cases[i].ret);
+		ck_assert_msg(auth_dummy_checks(auth) - before == cases[i].dummies,
+		    "%s/%s: %lu dummy checks", cases[i].user, cases[i].password,
+		    auth_dummy_checks(auth) - before);
+	}
+	auth_free(&auth);
+}
+END_TEST
+
+START_TEST(hash_cost_classes)
+{
+	static const char *const slow[] = {
+		"{SHA512-CRYPT}$6$salt$x", "{SHA256-CRYPT}$5$salt$x", "{BLF-CRYPT}$2y$05$x",
+		"{YESCRYPT}$y$j9T$x", "$6$salt$x", "$2b$10$x", "{CRYPT}$6$salt$x",
+		"{SCRAM-SHA-256}4096,c2FsdA==,a,b", "{sha512-crypt}$6$x",
+	};
+	static const char *const fast[] = {
+		"{PLAIN}x", "{CLEAR}x", "{PLAIN.b64}eA==", "{SSHA}x", "{SHA256.HEX}00",
+		"{MD5-CRYPT}$1$salt$x", "{CRYPT}abNANd1rDfiNc", "abNANd1rDfiNc", "$1$salt$x",
+		"{NOPE}x", "{SHA512-CRYPT", "", "{SHA512-CRYPT.HEX}$6$x", "{SHA512-CRYPT}x",
+	};
+
+	for (size_t i = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
+		ck_assert_msg(auth_hash_is_slow(slow[i]), "%s", slow[i]);
+	for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++)
+		ck_assert_msg(!auth_hash_is_slow(fast[i]), "%s", fast[i]);
+}
+END_TEST
+
 START_TEST(missing_file_is_empty)
 {
 	struct auth *auth = NULL;
@@ -515,28 +585,88 @@ END_TEST
 
 START_TEST(throttle_doubles_and_resets)
 {
+	struct auth_throttle *t = auth_throttle_new(16, 2, 15);
+	uint64_t now = 1000000;
+	unsigned ms;
+
+	/* Each failure arriving at its turn: the delay doubles up to the cap. */
+	static const unsigned expect[] = { 2000, 4000, 8000, 15000, 15000 };
+	for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+		ms = auth_throttle_failure(t, "192.0.2.1", now);
+		ck_assert_uint_eq(ms, expect[i]);
+		now += ms;
+	}
+	/* A success at the turn forgets the address at once. */
+	ck_assert_uint_eq(auth_throttle_success(t, "192.0.2.1", now), 0);
+	ck_assert_uint_eq(auth_throttle_count(t), 0);
+	ck_assert_uint_eq(auth_throttle_failure(t, "192.0.2.1", now), 2000);
+	/* Unknown address: nothing happens. */
+	ck_assert_uint_eq(auth_throttle_success(t, "198.51.100.7", now), 0);
+	ck_assert_uint_eq(auth_throttle_count(t), 1);
+	/* Old failures are forgotten. */
+	ck_assert_uint_eq(auth_throttle_failure(t, "192.0.2.1", now + 3600 * 1000), 2000);
+	auth_throttle_free(&t);
+	ck_assert_ptr_null(t);
+}
+END_TEST
+
+/*
+ * Attempts that arrive before their turn: every answer, right or wrong, is
+ * held until the attempt's turn, and parallel failures queue one delay apart.
+ */
+START_TEST(throttle_turns)
+{
+	struct auth_throttle *t = auth_throttle_new(16, 2, 15);
+	uint64_t now = 1000000;
+
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now), 2000);	/* turn at +2000 */
+	/* The right password 10 ms later waits for the turn, as a wrong one would. */
+	ck_assert_uint_eq(auth_throttle_success(t, "a", now + 10), 1990);
+	/* The success does not show before its turn: a parallel failure is
+	 * queued behind it, as the first failure after a success. */
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now + 20), 1980 + 2000);
+	ck_assert_uint_eq(auth_throttle_count(t), 1);
+	/* Parallel guesses: one delay apart, the delay still doubling. */
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now), 2000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now), 2000 + 4000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now), 6000 + 8000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now), 14000 + 15000);
+	ck_assert_uint_eq(auth_throttle_success(t, "b", now + 1), 28999);
+	ck_assert_uint_eq(auth_throttle_success(t, "b", now + 2), 28998);
+	/* At its turn the success takes effect: the address is forgotten. */
+	ck_assert_uint_eq(auth_throttle_success(t, "b", now + 29000), 0);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now + 29000), 2000);
+	/* A success whose turn passed counts even without another call. */
+	ck_assert_uint_eq(auth_throttle_success(t, "b", now + 29500), 1500);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now + 32000), 2000);
+	/* The queue is bounded: no answer is held longer than an hour. */
+	for (int i = 0; i < 1000; i++)
+		ck_assert_uint_le(auth_throttle_failure(t, "c", now), 3600 * 1000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "c", now), 3600 * 1000);
+	ck_assert_uint_eq(auth_throttle_success(t, "c", now), 3600 * 1000);
+	auth_throttle_free(&t);
+}
+END_TEST
+
+START_TEST(throttle_keys)
+{
 	struct auth *auth = NULL;
 
+	/* A first failure is answered after the initial delay; another from
+	 * the same key is queued behind it (more), from another key not. */
 	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
 	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 2000);
-	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 4000);
-	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 8000);
-	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 15000);
-	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 15000);
+	ck_assert_uint_gt(auth_failure(auth, "192.0.2.1"), 2000);
 	ck_assert_uint_eq(auth_failure(auth, "2001:db8::1"), 2000);
-	auth_success(auth, "192.0.2.1");
-	ck_assert_uint_eq(auth_failure(auth, "192.0.2.1"), 2000);
-	ck_assert_uint_eq(auth_failure(auth, "2001:db8::1"), 4000);
-	auth_success(auth, "198.51.100.7");	/* unknown: nothing happens */
+	ck_assert_uint_gt(auth_success(auth, "192.0.2.1"), 0);
+	ck_assert_uint_eq(auth_success(auth, "198.51.100.7"), 0);	/* unknown */
 	/* IPv6 addresses count per /64; v4-mapped ones as their IPv4 address. */
 	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:2::10"), 2000);
-	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:2:ffff::99"), 4000);
+	ck_assert_uint_gt(auth_failure(auth, "2001:db8:1:2:ffff::99"), 2000);
 	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:3::10"), 2000);
-	ck_assert_uint_eq(auth_failure(auth, "::ffff:192.0.2.1"), 4000);
-	auth_success(auth, "2001:db8:1:2::1");
-	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:2::10"), 2000);
+	ck_assert_uint_gt(auth_failure(auth, "::ffff:192.0.2.1"), 2000);
 	ck_assert_uint_eq(auth_failure(auth, "not an address"), 2000);
-	ck_assert_uint_eq(auth_failure(auth, NULL), 2000);
+	ck_assert_uint_gt(auth_failure(auth, NULL), 0);
 	auth_free(&auth);
 }
 END_TEST
@@ -546,25 +676,24 @@ START_TEST(throttle_bounded)
 	struct auth_throttle *t = auth_throttle_new(3, 1, 8);
 	uint64_t now = 1000000;
 
-	ck_assert_uint_eq(auth_throttle_failure(t, "a", now++), 1000);
-	ck_assert_uint_eq(auth_throttle_failure(t, "a", now++), 2000);
-	ck_assert_uint_eq(auth_throttle_failure(t, "b", now++), 1000);
-	ck_assert_uint_eq(auth_throttle_failure(t, "c", now++), 1000);
+	/* Failures 10 s apart: each at its turn. */
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now += 10000), 1000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now += 10000), 2000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now += 10000), 1000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "c", now += 10000), 1000);
 	ck_assert_uint_eq(auth_throttle_count(t), 3);
 	/* Full: "a" failed longest ago and is evicted for "d". */
-	ck_assert_uint_eq(auth_throttle_failure(t, "d", now++), 1000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "d", now += 10000), 1000);
 	ck_assert_uint_eq(auth_throttle_count(t), 3);
-	ck_assert_uint_eq(auth_throttle_failure(t, "b", now++), 2000);
-	ck_assert_uint_eq(auth_throttle_failure(t, "a", now++), 1000);	/* evicts "c" */
-	ck_assert_uint_eq(auth_throttle_failure(t, "d", now++), 2000);
-	ck_assert_uint_eq(auth_throttle_failure(t, "c", now++), 1000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "b", now += 10000), 2000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now += 10000), 1000);	/* evicts "c" */
+	ck_assert_uint_eq(auth_throttle_failure(t, "d", now += 10000), 2000);
+	ck_assert_uint_eq(auth_throttle_failure(t, "c", now += 10000), 1000);
 	ck_assert_uint_eq(auth_throttle_count(t), 3);
-	auth_throttle_success(t, "c");
+	ck_assert_uint_eq(auth_throttle_success(t, "c", now += 10000), 0);
 	ck_assert_uint_eq(auth_throttle_count(t), 2);
-	/* Old failures are forgotten. */
-	ck_assert_uint_eq(auth_throttle_failure(t, "d", now + 3600 * 1000), 1000);
 	for (int i = 0; i < 40; i++)
-		auth_throttle_failure(t, "d", now);
+		now += auth_throttle_failure(t, "d", now);
 	ck_assert_uint_eq(auth_throttle_failure(t, "d", now), 8000);
 	auth_throttle_free(&t);
 	ck_assert_ptr_null(t);
@@ -580,7 +709,7 @@ START_TEST(throttle_many_addresses)
 		snprintf(ip, sizeof(ip), "10.%u.%u.%u", i >> 16, (i >> 8) & 255, i & 255);
 		ck_assert_uint_eq(auth_throttle_failure(t, ip, 1000 + i), 2000);
 		if (i % 3 == 0)
-			auth_throttle_success(t, ip);
+			ck_assert_uint_eq(auth_throttle_success(t, ip, 1000 + i), 2000);
 	}
 	ck_assert_uint_le(auth_throttle_count(t), 100);
 	auth_throttle_free(&t);
@@ -648,12 +777,14 @@ auth_suite(void)
 	tcase_add_test(tc, scram_rfc7677);
 	tcase_add_test(tc, user_names);
 	tcase_add_test(tc, cache_entries);
+	tcase_add_test(tc, hash_cost_classes);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(db, setup, teardown);
 	tcase_set_timeout(db, 60);
 	tcase_add_test(db, lookup_and_verify);
 	tcase_add_test(db, missing_file_is_empty);
+	tcase_add_test(db, cheap_hashes_pay_the_dummy);
 	tcase_add_test(db, bad_files_refused);
 	tcase_add_test(db, reload_keeps_old_on_error);
 	tcase_add_test(db, password_change_invalidates_cache);
@@ -666,6 +797,8 @@ auth_suite(void)
 
 	tcase_add_checked_fixture(th, setup, teardown);
 	tcase_add_test(th, throttle_doubles_and_resets);
+	tcase_add_test(th, throttle_turns);
+	tcase_add_test(th, throttle_keys);
 	tcase_add_test(th, throttle_bounded);
 	tcase_add_test(th, throttle_many_addresses);
 	suite_add_tcase(s, th);

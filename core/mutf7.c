@@ -2,6 +2,7 @@
  * Modified UTF-7 (RFC 3501 5.1.3), the 7-bit spelling of mailbox names that
  * IMAP clients use and that Dovecot's Maildir++ layout uses on disk.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,13 @@ utf8_put(struct buf *out, uint32_t cp)
 	return buf_append(out, b, n);
 }
 
+/* C0 and C1 controls and DEL: never part of a name, however spelt. */
+static bool
+is_control(uint32_t cp)
+{
+	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f);
+}
+
 /* One UTF-8 sequence at s[0..len); 0 on error. */
 static size_t
 utf8_get(const uint8_t *s, size_t len, uint32_t *cp_r)
@@ -96,14 +104,14 @@ mutf7_decode(const char *in, size_t len, struct buf *out)
 		if (s[i] >= 0x80) {
 			uint32_t cp;
 			size_t n = utf8_get(s + i, len - i, &cp);
-			if (n == 0)
+			if (n == 0 || is_control(cp))
 				return ROOST_EINVAL;
 			buf_append(out, s + i, n);
 			i += n;
 			continue;
 		}
 		if (s[i] != '&') {
-			if (s[i] < 0x20 || s[i] == 0x7f)
+			if (is_control(s[i]))
 				return ROOST_EINVAL;
 			buf_append_byte(out, s[i++]);
 			continue;
@@ -135,8 +143,11 @@ mutf7_decode(const char *in, size_t len, struct buf *out)
 					utf8_put(out, 0x10000 + ((hi_sur - 0xd800) << 10) + (u - 0xdc00));
 					hi_sur = 0;
 				} else {
-					/* printable ASCII must not be encoded */
-					if (hi_sur || (u >= 0x20 && u < 0x7f))
+					/* printable ASCII must not be encoded; NUL
+					 * and other controls must not be at all (a
+					 * NUL would cut the name short: "a&AAA-b"
+					 * would name "a") */
+					if (hi_sur || (u >= 0x20 && u < 0x7f) || is_control(u))
 						return ROOST_EINVAL;
 					utf8_put(out, u);
 				}
@@ -216,4 +227,39 @@ mutf7_encode(const char *in, size_t len, struct buf *out)
 done:
 	free(u);
 	return rc;
+}
+
+/* Bytes of one base64 run of n UTF-16 units, with its '&' and '-'. */
+static size_t
+run_len(size_t n)
+{
+	return 2 + (n * 16 + 5) / 6;
+}
+
+int
+mutf7_encoded_len(const char *in, size_t len, size_t *len_r)
+{
+	const uint8_t *s = (const uint8_t *)in;
+	size_t i = 0, total = 0, units = 0;
+
+	while (i < len) {
+		uint32_t cp;
+		size_t n = utf8_get(s + i, len - i, &cp);
+
+		if (n == 0)
+			return ROOST_EINVAL;
+		i += n;
+		if (cp >= 0x20 && cp < 0x7f) {
+			if (units > 0)
+				total += run_len(units);
+			units = 0;
+			total += cp == '&' ? 2 : 1;
+		} else {
+			units += cp >= 0x10000 ? 2 : 1;
+		}
+	}
+	if (units > 0)
+		total += run_len(units);
+	*len_r = total;
+	return 0;
 }

@@ -22,6 +22,7 @@
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/mutf7.h"
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 #include "roost/xalloc.h"
@@ -122,19 +123,24 @@ text_valid(const char *s, size_t len)
 }
 
 /*
- * Besides what storage.h lists, '.' is refused anywhere in a name: Maildir++
- * uses it as its on-disk hierarchy separator, so "a.b" and "a/b" would be
- * the same folder there, and both backends must refuse the same names.
+ * '.' is refused anywhere in a name: Maildir++ uses it as its on-disk
+ * hierarchy separator, so "a.b" and "a/b" would be the same folder there,
+ * and both backends must refuse the same names. For the same reason the
+ * stored length is measured as Maildir++ spells the name (storage.h), on
+ * every backend: a name one backend takes, the other takes too, and a
+ * hierarchy too long to store is refused before any parent is created.
  */
 bool
 storage_name_valid(const char *name)
 {
-	size_t len, comp = 0;
+	size_t len, comp = 0, stored;
 
 	if (name == NULL)
 		return false;
 	len = strnlen(name, STORAGE_MAX_NAME + 1);
 	if (len == 0 || len > STORAGE_MAX_NAME || !text_valid(name, len))
+		return false;
+	if (mutf7_encoded_len(name, len, &stored) < 0)
 		return false;
 	for (size_t i = 0; i <= len; i++) {
 		if (i == len || name[i] == '/') {
@@ -145,9 +151,11 @@ storage_name_valid(const char *name)
 		}
 		if (name[i] == '.')
 			return false;
+		if (name[i] == '%')
+			stored += 2;
 		comp++;
 	}
-	return true;
+	return stored <= STORAGE_MAX_NAME_STORED;
 }
 
 bool
@@ -737,6 +745,40 @@ storage_delete(struct storage *st, const char *user, const char *name)
 	return rc;
 }
 
+/*
+ * A rename moves the children along ("a/x" becomes "b/x"): each new name
+ * must be valid too, which only the longer spelling of to can break. Checked
+ * here so that no backend finds out half-way through.
+ */
+static int
+children_renamable(struct storage *st, const char *user, const char *from, const char *to)
+{
+	struct mailbox_info *list = NULL;
+	struct buf nn = BUF_INIT(0);
+	size_t n = 0, flen = strlen(from);
+	int rc;
+
+	if (strlen(to) <= flen)
+		return 0;
+	if ((rc = st->ops->list(st, user, &list, &n)) != 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const char *name = list[i].name;
+
+		if ((list[i].attrs & MBOX_NONEXISTENT) != 0 || strncmp(name, from, flen) != 0 ||
+		    name[flen] != '/')
+			continue;
+		buf_reset(&nn);
+		buf_append_str(&nn, to);
+		buf_append_str(&nn, name + flen);
+		if (!storage_name_valid(buf_cstr(&nn)))
+			rc = ROOST_EINVAL;
+	}
+	buf_free(&nn);
+	storage_list_free(list, n);
+	return rc;
+}
+
 int
 storage_rename(struct storage *st, const char *user, const char *from, const char *to)
 {
@@ -755,6 +797,8 @@ storage_rename(struct storage *st, const char *user, const char *from, const cha
 	flen = strlen(cfrom);
 	if (!is_inbox(cfrom) && strncmp(cto, cfrom, flen) == 0 && cto[flen] == '/')
 		return ROOST_EINVAL;
+	if (!is_inbox(cfrom) && (rc = children_renamable(st, user, cfrom, cto)) != 0)
+		return rc;
 	if ((rc = st->ops->rename(st, user, cfrom, cto)) == 0)
 		storage_notify(st, user, NULL);
 	return rc;

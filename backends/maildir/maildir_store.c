@@ -336,27 +336,81 @@ out_notmp:
 	return err;
 }
 
-/* Create name and its missing parents. User lock held. */
+/* Does the folder at path hold no message (cur/ and new/ empty)? */
+static bool
+folder_empty(const char *path)
+{
+	static const char *const subs[] = { "cur", "new" };
+
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		char *p = md_path(path, subs[i]);
+		DIR *d = opendir(p);
+		struct dirent *de;
+		bool empty = d != NULL;
+
+		free(p);
+		while (empty && (de = readdir(d)) != NULL)
+			empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+		if (d != NULL)
+			closedir(d);
+		if (!empty)
+			return false;
+	}
+	return true;
+}
+
+/* Take back a parent made for a child that could not be made: moved aside
+ * and removed as md_delete does, unless a message reached it meanwhile.
+ * User lock held. */
+static void
+remove_parent(struct md_storage *ms, const char *user, const char *name)
+{
+	char *udir = md_user_dir(ms, user), *path = md_folder_path(ms, user, name), *trash;
+	char tname[256], base[200];
+
+	md_unique_base(ms, 0, base, sizeof(base));
+	snprintf(tname, sizeof(tname), "roost-trash.%s", base);
+	trash = md_path(udir, tname);
+	if (folder_empty(path) && rename(path, trash) == 0)
+		md_rm_rf(trash);
+	free(trash);
+	free(path);
+	free(udir);
+}
+
+/* Create name and its missing parents; when name cannot be made, the
+ * parents made for it are taken back. User lock held. */
 static int
 create_with_parents(struct md_storage *ms, const char *user, const char *name,
     unsigned special_use, int lockfd)
 {
-	char *copy = xstrdup(name), *p;
-	int err;
+	char *copy = xstrdup(name), *p, **made = NULL;
+	size_t n_made = 0;
+	int err = 0;
 
-	for (p = strchr(copy, '/'); p != NULL; p = strchr(p + 1, '/')) {
+	for (p = strchr(copy, '/'); p != NULL && err == 0; p = strchr(p + 1, '/')) {
 		*p = '\0';
 		if (strcmp(copy, "INBOX") != 0) {
 			err = create_one(ms, user, copy, 0, lockfd);
-			if (err < 0 && err != ROOST_EEXISTS) {
-				free(copy);
-				return err;
+			if (err == 0) {
+				made = xreallocarray(made, n_made + 1, sizeof(*made));
+				made[n_made++] = xstrdup(copy);
+			} else if (err == ROOST_EEXISTS) {
+				err = 0;
 			}
 		}
 		*p = '/';
 	}
 	free(copy);
-	return create_one(ms, user, name, special_use, lockfd);
+	if (err == 0)
+		err = create_one(ms, user, name, special_use, lockfd);
+	for (size_t i = n_made; i > 0; i--) {
+		if (err < 0)
+			remove_parent(ms, user, made[i - 1]);
+		free(made[i - 1]);
+	}
+	free(made);
+	return err;
 }
 
 static int

@@ -16,10 +16,19 @@
  * Users are identified by their canonical name from auth (full address).
  * Mailbox names are UTF-8, hierarchy separator '/', "INBOX" matched
  * case-insensitively and always spelt "INBOX" in results. Names with empty
- * components, leading/trailing '/', ".", "..", control characters, NUL or
- * invalid UTF-8, or longer than STORAGE_MAX_NAME are refused with
- * ROOST_EINVAL by every backend alike. So are names containing '.' anywhere
- * (Maildir++ uses it as its on-disk separator: "a.b" would be "a/b").
+ * components, leading/trailing '/', ".", "..", control characters (C0, DEL,
+ * C1), NUL or invalid UTF-8 are refused with ROOST_EINVAL by every backend
+ * alike. So are names containing '.' anywhere (Maildir++ uses it as its
+ * on-disk separator: "a.b" would be "a/b").
+ *
+ * Length, the same for every backend: at most STORAGE_MAX_NAME bytes of
+ * UTF-8, and at most STORAGE_MAX_NAME_STORED bytes spelt as Maildir++ keeps
+ * the name, less its leading '.': modified UTF-7 (what IMAP clients send,
+ * RFC 3501 5.1.3) with each '%' counted three times (stored as "%25").
+ * Maildir++ keeps a whole hierarchy in one directory name (".a.b"), which
+ * the file system bounds at 255 bytes, so that total bounds every
+ * component too and there is no separate per-component limit. A rename is
+ * refused the same way when a child's new name would be too long.
  *
  * Errors (roost/error.h): ROOST_ENOTFOUND, ROOST_EEXISTS, ROOST_EINUSE,
  * ROOST_EOVERQUOTA, ROOST_ETOOBIG, ROOST_ETEMP, ROOST_EIO, ROOST_EPERM,
@@ -33,7 +42,8 @@
  * stable storage (unless [storage] fsync = no).
  */
 
-#define STORAGE_MAX_NAME 512	/* bytes of a mailbox name */
+#define STORAGE_MAX_NAME 512		/* bytes of a mailbox name in UTF-8 */
+#define STORAGE_MAX_NAME_STORED 254	/* bytes as stored (see above) */
 #define STORAGE_MAX_KEYWORDS 26	/* per mailbox (Maildir maps them to a-z) */
 #define STORAGE_MAX_KEYWORD_LEN 128
 
@@ -263,7 +273,8 @@ int storage_check(struct storage *st, struct buf *report);
 /* True when a backend of that name is in this build ("lmdb", "maildir"). */
 bool storage_backend_available(const char *name);
 
-/* Validation helpers shared by backends and protocols. */
+/* Validation helpers shared by backends and protocols. storage_name_valid()
+ * applies every rule above, the lengths included. */
 bool storage_name_valid(const char *name);
 bool storage_user_valid(const char *user);
 bool storage_keyword_valid(const char *kw);

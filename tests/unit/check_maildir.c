@@ -995,6 +995,44 @@ START_TEST(dovecot_reads_ours)
 }
 END_TEST
 
+/* A CREATE that fails half-way (here: a stray file where the folder's
+ * directory must go) takes back the parents it made for it, and only
+ * those. */
+START_TEST(failed_create_leaves_no_parents)
+{
+	static const char *const strays[] = { ".p.q.r", ".k.q.r" };
+	struct mailbox_info *list;
+	struct stat sb;
+	size_t n;
+	char *p = upath(".p"), *pq = upath(".p.q"), *k = upath(".k"), *kq = upath(".k.q");
+
+	for (size_t i = 0; i < 2; i++) {
+		char *stray = upath(strays[i]);
+		int fd = open(stray, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+		free(stray);
+	}
+	ck_assert_int_eq(ops->create(st, USER, "k", 0), 0);
+	ck_assert_int_lt(ops->create(st, USER, "p/q/r", 0), 0);
+	ck_assert_int_lt(ops->create(st, USER, "k/q/r", 0), 0);
+	ck_assert_int_ne(stat(p, &sb), 0);
+	ck_assert_int_ne(stat(pq, &sb), 0);
+	ck_assert_int_ne(stat(kq, &sb), 0);
+	ck_assert_int_eq(stat(k, &sb), 0);	/* there before: kept */
+	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(strncmp(list[i].name, "p", 1) != 0 && strncmp(list[i].name, "k/", 2) != 0,
+		    "left %s", list[i].name);
+	storage_list_free(list, n);
+	free(kq);
+	free(k);
+	free(pq);
+	free(p);
+}
+END_TEST
+
 static Suite *
 maildir_suite(void)
 {
@@ -1016,6 +1054,7 @@ maildir_suite(void)
 	tcase_add_test(tc, external_change_wakes_watchers);
 	tcase_add_test(tc, dovecot_fixture);
 	tcase_add_test(tc, dovecot_reads_ours);
+	tcase_add_test(tc, failed_create_leaves_no_parents);
 	suite_add_tcase(s, tc);
 	return s;
 }

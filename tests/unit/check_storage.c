@@ -168,6 +168,7 @@ START_TEST(hostile_names)
 		"", "/", "/a", "a/", "a//b", ".", "..", "a/../b", "../x", "a/./b", "a.b", ".hidden",
 		"a\nb", "a\rb", "tab\there", "del\x7f", "c1\xc2\x80", "bad\xff", "over\xc0\xaf",
 		"sur\xed\xa0\x80", "trunc\xe2\x82", "Maildir.sub", "x/.y", "..\\..",
+		"\x01", "a\x1f" "b", "x/\x1b[2J", "c1/\xc2\x9f", "a/b\x7f",
 	};
 	char longname[STORAGE_MAX_NAME + 2];
 	struct mailbox *mb;
@@ -202,6 +203,103 @@ START_TEST(hostile_names)
 	ck_assert(!storage_keyword_valid("a b"));
 	ck_assert(!storage_keyword_valid("x(y"));
 	ck_assert(!storage_keyword_valid(""));
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* name of n copies of unit (plus an optional prefix) in out[size] */
+static const char *
+repeat(char *out, size_t size, const char *prefix, const char *unit, size_t n)
+{
+	size_t len = strlen(prefix), ul = strlen(unit);
+
+	ck_assert_uint_lt(len + n * ul, size);
+	memcpy(out, prefix, len);
+	for (size_t i = 0; i < n; i++, len += ul)
+		memcpy(out + len, unit, ul);
+	out[len] = '\0';
+	return out;
+}
+
+/* Every operation refuses a name too long to store with ROOST_EINVAL (never
+ * an I/O error from the file system), and a refused hierarchy leaves no
+ * parent behind: the same rule on every backend. */
+static void
+assert_refused(const char *name)
+{
+	struct mailbox_info *list;
+	struct mailbox_status s;
+	struct mailbox *mb;
+	size_t n, before;
+	uint32_t uid;
+
+	ck_assert_int_eq(storage_list(st, USER, &list, &before), 0);
+	storage_list_free(list, before);
+	ck_assert_msg(!storage_name_valid(name), "accepted %s", name);
+	ck_assert_int_eq(storage_create(st, USER, name, 0), ROOST_EINVAL);
+	ck_assert_int_eq(storage_status(st, USER, name, &s), ROOST_EINVAL);
+	ck_assert_int_eq(mailbox_open(st, USER, name, 0, &mb), ROOST_EINVAL);
+	ck_assert_int_eq(append_bytes(name, "x", 1, 0, &uid), ROOST_EINVAL);
+	ck_assert_int_eq(storage_rename(st, USER, "INBOX", name), ROOST_EINVAL);
+	ck_assert_int_eq(storage_subscribe(st, USER, name, true), ROOST_EINVAL);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert_uint_eq(n, before);
+	storage_list_free(list, n);
+}
+
+static void
+assert_made(const char *name)
+{
+	struct mailbox_status s;
+
+	ck_assert_msg(storage_name_valid(name), "refused %s", name);
+	ck_assert_int_eq(storage_create(st, USER, name, 0), 0);
+	ck_assert_int_eq(storage_status(st, USER, name, &s), 0);
+	append_simple(name, 1);
+	ck_assert_int_eq(storage_status(st, USER, name, &s), 0);
+	ck_assert_uint_eq(s.messages, 1);
+}
+
+START_TEST(name_lengths)
+{
+	char name[STORAGE_MAX_NAME * 2];
+	struct mailbox_info *list;
+	size_t n;
+
+	setup_backend(_i);
+	/* ASCII: one byte each, '/' included */
+	assert_made(repeat(name, sizeof(name), "", "a", STORAGE_MAX_NAME_STORED));
+	assert_refused(repeat(name, sizeof(name), "", "b", STORAGE_MAX_NAME_STORED + 1));
+	assert_refused(repeat(name, sizeof(name), "p/", "c", 300));
+	assert_made(repeat(name, sizeof(name), "h", "/h", (STORAGE_MAX_NAME_STORED - 1) / 2));
+	assert_refused(repeat(name, sizeof(name), "k", "/k", STORAGE_MAX_NAME_STORED / 2));
+	/* counted as stored: "\xc3\xa9" x 94 is "&AOkA6Q...-", 253 bytes; x 95 is 256 */
+	assert_made(repeat(name, sizeof(name), "", "\xc3\xa9", 94));
+	assert_refused(repeat(name, sizeof(name), "", "\xc3\xa8", 95));
+	/* "a\xc3\xa9" alternating: 6 bytes stored per 3 of UTF-8 ("a&AOk-") */
+	assert_made(repeat(name, sizeof(name), "", "a\xc3\xa9", 42));
+	assert_refused(repeat(name, sizeof(name), "", "e\xc3\xa9", 43));
+	/* '&' is "&-" and '%' is "%25" on disk */
+	assert_made(repeat(name, sizeof(name), "", "&", STORAGE_MAX_NAME_STORED / 2));
+	assert_refused(repeat(name, sizeof(name), "&", "&", STORAGE_MAX_NAME_STORED / 2));
+	assert_made(repeat(name, sizeof(name), "", "%", STORAGE_MAX_NAME_STORED / 3));
+	assert_refused(repeat(name, sizeof(name), "%", "%", STORAGE_MAX_NAME_STORED / 3));
+
+	/* A rename that would make a child's name too long moves nothing. */
+	repeat(name, sizeof(name), "r/", "c", STORAGE_MAX_NAME_STORED - 2);
+	ck_assert_int_eq(storage_create(st, USER, name, 0), 0);
+	ck_assert_int_eq(storage_rename(st, USER, "r", "rr"), ROOST_EINVAL);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(listed(list, n, "r"));
+	ck_assert(listed(list, n, name));
+	ck_assert(!listed(list, n, "rr"));
+	storage_list_free(list, n);
+	ck_assert_int_eq(storage_rename(st, USER, "r", "q"), 0);
+	name[0] = 'q';
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(listed(list, n, name));
+	storage_list_free(list, n);
 	assert_clean();
 	teardown_backend();
 }
@@ -1186,6 +1284,7 @@ storage_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, hostile_names, 0, n_backends);
+	tcase_add_loop_test(tc, name_lengths, 0, n_backends);
 	tcase_add_loop_test(tc, round_trip, 0, n_backends);
 	tcase_add_loop_test(tc, big_message, 0, n_backends);
 	tcase_add_loop_test(tc, uids_never_reused, 0, n_backends);

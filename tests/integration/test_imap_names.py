@@ -1,0 +1,104 @@
+"""Mailbox names at the edges, over IMAP, on both backends: the length rule
+(the same for LMDB and Maildir, NO [CANNOT] past it, no parent left behind)
+and control characters hidden in modified UTF-7 ("a&AAA-b" is not "a")."""
+import base64
+import imaplib
+import unittest
+
+from roosttest import BACKENDS, RoostServer
+
+ALICE = ("alice@example.org", "alice-secret")
+MAX_STORED = 254    # STORAGE_MAX_NAME_STORED
+
+
+def mutf7(text):
+    """Modified UTF-7 of text made only of non-ASCII characters."""
+    b64 = base64.b64encode(text.encode("utf-16-be")).decode().rstrip("=")
+    return "&" + b64.replace("/", ",") + "-"
+
+
+class NamesBase:
+    backend = "lmdb"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",))
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.srv.stop()
+        finally:
+            cls.srv.cleanup()
+
+    def setUp(self):
+        self.c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=30)
+        self.c.login(*ALICE)
+
+    def tearDown(self):
+        self.c.logout()
+
+    def names(self):
+        typ, data = self.c.list('""', "*")
+        self.assertEqual(typ, "OK")
+        out = []
+        for line in data:
+            # (attrs) "/" name: the name is the last token, quoted or not
+            name = line.decode().split(' "/" ', 1)[1]
+            out.append(name.strip('"'))
+        return out
+
+    def refused(self, cmd, *args):
+        """Run cmd; return its tagged text, asserting NO [CANNOT]."""
+        typ, data = self.c._simple_command(cmd, *args)
+        self.assertEqual(typ, "NO", (cmd, args, data))
+        self.assertIn(b"[CANNOT]", data[0])
+        return data[0]
+
+    def test_length_rule(self):
+        before = self.names()
+        self.refused("CREATE", "a" * 300)
+        self.refused("CREATE", "p/" + "c" * 300)         # no "p" left behind
+        self.refused("CREATE", "b" * (MAX_STORED + 1))
+        self.assertEqual(self.names(), before)
+        self.assertNotIn("p", self.names())
+
+        longest = "a" * MAX_STORED
+        self.assertEqual(self.c.create(longest)[0], "OK")
+        self.assertEqual(self.c.append(longest, None, None, b"Subject: x\r\n\r\nx\r\n")[0], "OK")
+        typ, data = self.c.select(longest)
+        self.assertEqual((typ, data[0]), ("OK", b"1"))
+        self.c.close()
+        # Counted as stored: each "\u00e9" alone costs its base64 run.
+        self.assertEqual(self.c.create(mutf7("\u00e9" * 94))[0], "OK")   # 253 stored
+        self.refused("CREATE", mutf7("\u00e8" * 95))     # 190 bytes of UTF-8, 256 stored
+        self.refused("SELECT", "z" * 300)
+        self.refused("STATUS", "z" * 300, "(MESSAGES)")
+
+        # A rename that would make a child too long moves nothing.
+        child = "r/" + "c" * (MAX_STORED - 2)
+        self.assertEqual(self.c.create(child)[0], "OK")
+        self.refused("RENAME", "r", "rr")
+        self.assertIn(child, self.names())
+        self.assertNotIn("rr", self.names())
+
+    def test_control_characters_in_mutf7(self):
+        before = self.names()
+        for name in ("a&AAA-b", "&AAA-", "x&AB8-", "y&AH8-", "c1&AJ8-"):
+            self.refused("CREATE", name)
+            self.refused("SELECT", name)
+        self.assertEqual(self.names(), before)
+        self.assertNotIn("a", self.names())
+        # The first character past C1 is a name like any other.
+        self.assertEqual(self.c.create("nbsp&AKA-")[0], "OK")
+        self.assertIn("nbsp&AKA-", self.names())
+
+
+for _backend in BACKENDS:
+    _name = "TestImapNames_" + _backend
+    globals()[_name] = type(_name, (NamesBase, unittest.TestCase), {"backend": _backend})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -231,9 +231,10 @@ put_cp(struct buf *b, uint32_t c)
 	buf_append(b, t, n);
 }
 
-static void
-fold_into(const uint8_t *p, size_t len, struct buf *out)
+void
+message_text_fold(const char *text, size_t len, struct buf *out)
 {
+	const uint8_t *p = (const uint8_t *)text;
 	size_t i = 0, n;
 
 	buf_reserve(out, len + 1);
@@ -273,8 +274,8 @@ message_text_contains(const char *haystack, size_t hlen, const char *needle, siz
 		return true;
 	if (hlen == 0)
 		return false;
-	fold_into((const uint8_t *)haystack, hlen, &h);
-	fold_into((const uint8_t *)needle, nlen, &n);
+	message_text_fold(haystack, hlen, &h);
+	message_text_fold(needle, nlen, &n);
 	found = memmem(h.data, h.len, n.data, n.len) != NULL;
 	buf_free(&h);
 	buf_free(&n);

@@ -97,6 +97,7 @@ struct roost_config {
 	unsigned imap_max_bad_commands;			/* default 20 */
 	unsigned imap_idle_keepalive;			/* seconds between "* OK Still here"; default 120 */
 	uint64_t imap_max_literal;			/* default: max_message_size */
+	uint64_t imap_search_budget;			/* bytes one SEARCH may scan; default 1G */
 
 	/* [pop3] */
 	unsigned pop3_max_bad_commands;			/* default 20 */

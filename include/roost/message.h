@@ -104,5 +104,11 @@ int message_decode_words(const char *text, size_t len, struct buf *out);
 /* Case-insensitive UTF-8 substring match as IMAP SEARCH uses it (ASCII and
  * Latin letters folded; a simple fold is acceptable per RFC 3501). */
 bool message_text_contains(const char *haystack, size_t hlen, const char *needle, size_t nlen);
+/*
+ * The fold message_text_contains() applies, appended to out: text folded
+ * once can then be searched for many folded needles with memmem() (SEARCH
+ * with several keys over one message). Invalid UTF-8 is copied as it is.
+ */
+void message_text_fold(const char *text, size_t len, struct buf *out);
 
 #endif

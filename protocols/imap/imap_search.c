@@ -2,9 +2,18 @@
  * SEARCH and UID SEARCH with every RFC 3501 key, CHARSET UTF-8/US-ASCII,
  * and ESEARCH (RFC 4731) result options MIN MAX COUNT ALL.
  *
- * Keys become a tree; each message is tested against it, cheap record keys
- * first, and the message is read and parsed only when a header or body key
- * is reached (at most once per message).
+ * Keys become a tree; each message is tested against it, and the message
+ * is read and parsed only when a header or body key is reached (at most
+ * once per message). Its text is decoded and case-folded at most once per
+ * message too, when the first TEXT/BODY key needs it, and every key then
+ * runs memmem() (linear in glibc) over that one copy: the needles are folded
+ * once per command.
+ *
+ * The work is bounded per command: at most SEARCH_MAX_KEYS keys, and at
+ * most [imap] search_budget bytes scanned by the matcher in all (a key over
+ * a message costs the bytes it scans), past which the command answers
+ * NO [LIMIT]. Decoding each message once is not charged: it costs what any
+ * single-key search costs, and no more keys make it bigger.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +22,17 @@
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
+#include "roost/log.h"
 #include "roost/message.h"
 #include "roost/services.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
+
+/* Keys in one command, every node of the tree counted (NOT, OR and
+ * parenthesised lists too). Real clients send tens. */
+#define SEARCH_MAX_KEYS 1000
 
 enum skind {
 	K_ALL, K_AND, K_OR, K_NOT, K_FLAG, K_UNFLAG, K_KEYWORD, K_UNKEYWORD, K_NEW, K_OLD,
@@ -32,7 +46,7 @@ struct skey {
 	size_t n;
 	uint32_t flag;
 	const char *str;	/* keyword, header name */
-	const char *val;	/* search text (UTF-8) */
+	const char *val;	/* search text (UTF-8), case-folded */
 	size_t val_len;
 	int64_t day;		/* days since the epoch */
 	uint64_t size;
@@ -44,6 +58,7 @@ struct sparse {
 	const struct imap_arg *a;
 	size_t n, i;
 	unsigned depth;
+	size_t *n_keys;	/* nodes made so far, shared by nested lists */
 	bool modseq;	/* a MODSEQ key was used (RFC 7162 3.1.5) */
 };
 
@@ -80,13 +95,26 @@ new_key(struct sparse *sp, enum skind k)
 	struct skey *key = arena_alloc(&sp->cmd->arena, sizeof(*key));
 
 	key->kind = k;
+	(*sp->n_keys)++;
 	return key;
+}
+
+/* Fold the search text v once, for every message it is matched against. */
+static void
+set_text(struct sparse *sp, struct skey *k, const char *v)
+{
+	struct buf b = BUF_INIT(0);
+
+	message_text_fold(v, strlen(v), &b);
+	k->val = arena_strndup(&sp->cmd->arena, buf_cstr(&b), b.len);
+	k->val_len = b.len;
+	buf_free(&b);
 }
 
 static struct skey *
 parse_and(struct sparse *sp, const struct imap_arg *a, size_t n)
 {
-	struct sparse sub = { sp->cmd, a, n, 0, sp->depth + 1, false };
+	struct sparse sub = { sp->cmd, a, n, 0, sp->depth + 1, sp->n_keys, false };
 	struct skey *and = new_key(sp, K_AND);
 
 	if (sub.depth > IMAP_MAX_DEPTH * 4 || n == 0)
@@ -127,7 +155,7 @@ parse_key(struct sparse *sp)
 	};
 	static const char *const hdrs[] = { "FROM", "TO", "CC", "BCC", "SUBJECT" };
 
-	if (sp->i >= sp->n)
+	if (sp->i >= sp->n || *sp->n_keys >= SEARCH_MAX_KEYS)
 		return NULL;
 	const struct imap_arg *a = &sp->a[sp->i++];
 	if (a->type == ARG_LIST)
@@ -160,8 +188,7 @@ parse_key(struct sparse *sp)
 				return NULL;
 			struct skey *k = new_key(sp, K_HEADER);
 			k->str = hdrs[i];
-			k->val = v;
-			k->val_len = strlen(v);
+			set_text(sp, k, v);
 			return k;
 		}
 	}
@@ -171,8 +198,7 @@ parse_key(struct sparse *sp)
 			return NULL;
 		struct skey *k = new_key(sp, K_HEADER);
 		k->str = f;
-		k->val = v;
-		k->val_len = strlen(v);
+		set_text(sp, k, v);
 		return k;
 	}
 	if (strcasecmp(w, "BODY") == 0 || strcasecmp(w, "TEXT") == 0) {
@@ -180,8 +206,7 @@ parse_key(struct sparse *sp)
 		if (v == NULL)
 			return NULL;
 		struct skey *k = new_key(sp, strcasecmp(w, "BODY") == 0 ? K_BODY : K_TEXT);
-		k->val = v;
-		k->val_len = strlen(v);
+		set_text(sp, k, v);
 		return k;
 	}
 	if (strcasecmp(w, "KEYWORD") == 0 || strcasecmp(w, "UNKEYWORD") == 0) {
@@ -284,14 +309,25 @@ resolve_sets(struct skey *k, const struct imap_view *v)
 		resolve_sets(k->sub[i], v);
 }
 
-/* Per-message lazily loaded content. */
+/* The matcher's allowance for one command, in bytes scanned. */
+struct sbudget {
+	uint64_t left;
+	bool exceeded;
+};
+
+/* Per-message lazily loaded content, each part made at most once. */
 struct sctx {
 	struct imap_session *s;
 	struct imap_view *v;
 	size_t idx;
+	struct sbudget *budget;
 	bool loaded, failed;
 	struct msg_view mv;
 	struct message *msg;
+	bool have_day, have_head, have_body;
+	int64_t sent_day;
+	struct buf head;	/* top-level header, encoded words decoded, folded (TEXT) */
+	struct buf body;	/* every text part decoded, folded (BODY, TEXT) */
 };
 
 static bool
@@ -323,6 +359,63 @@ unload(struct sctx *x)
 		msg_view_release(&x->mv);
 	}
 	x->loaded = x->failed = false;
+	x->have_day = x->have_head = x->have_body = false;
+	buf_free(&x->head);
+	buf_free(&x->body);
+}
+
+/* Take n bytes of scanning from the command's allowance; false (and the
+ * command answers NO [LIMIT]) when it does not have them. */
+static bool
+charge(struct sctx *x, uint64_t n)
+{
+	if (x->budget->exceeded || n > x->budget->left) {
+		x->budget->exceeded = true;
+		return false;
+	}
+	x->budget->left -= n;
+	return true;
+}
+
+/* Does the folded text hold the folded needle of k? */
+static bool
+scan(struct sctx *x, const struct buf *text, const struct skey *k)
+{
+	if (k->val_len == 0)
+		return true;
+	if (!charge(x, text->len))
+		return false;
+	return text->len > 0 && memmem(text->data, text->len, k->val, k->val_len) != NULL;
+}
+
+static const struct buf *
+head_text(struct sctx *x)
+{
+	if (!x->have_head) {
+		const struct message_part *root = message_root(x->msg);
+		struct buf b = BUF_INIT(0);
+
+		message_decode_words((const char *)x->mv.data + root->header_off, root->header_len,
+		    &b);
+		message_text_fold(buf_cstr(&b), b.len, &x->head);
+		buf_free(&b);
+		x->have_head = true;
+	}
+	return &x->head;
+}
+
+static const struct buf *
+body_text(struct sctx *x)
+{
+	if (!x->have_body) {
+		struct buf b = BUF_INIT(0);
+
+		if (message_body_text(x->msg, &b) == 0)
+			message_text_fold(buf_cstr(&b), b.len, &x->body);
+		buf_free(&b);
+		x->have_body = true;
+	}
+	return &x->body;
 }
 
 static int
@@ -339,21 +432,20 @@ sent_day(struct sctx *x, int64_t *day_r)
 {
 	struct buf b = BUF_INIT(0);
 	int64_t t;
-	bool ok = false;
 
 	if (!load(x))
 		return false;
-	if (message_header_get(x->msg, NULL, "Date", false, &b) == 0
-	    && message_parse_date(buf_cstr(&b), b.len, &t) == 0) {
-		*day_r = day_of(t);
-		ok = true;
-	} else {
-		/* RFC 3501: no usable Date: use the internal date. */
-		*day_r = day_of(x->v->msgs[x->idx].rec.internal_date);
-		ok = true;
+	if (!x->have_day) {
+		if (message_header_get(x->msg, NULL, "Date", false, &b) == 0
+		    && message_parse_date(buf_cstr(&b), b.len, &t) == 0)
+			x->sent_day = day_of(t);
+		else	/* RFC 3501: no usable Date: use the internal date. */
+			x->sent_day = day_of(x->v->msgs[x->idx].rec.internal_date);
+		buf_free(&b);
+		x->have_day = true;
 	}
-	buf_free(&b);
-	return ok;
+	*day_r = x->sent_day;
+	return true;
 }
 
 static bool
@@ -413,36 +505,25 @@ match(struct sctx *x, const struct skey *k)
 	case K_SEQ:
 		return seqset_contains(&k->set, (uint32_t)x->idx + 1);
 	case K_HEADER: {
-		struct buf b = BUF_INIT(0);
+		struct buf b = BUF_INIT(0), f = BUF_INIT(0);
 		bool r = false;
-		if (!load(x))
+		/* Finding the field walks the header block: that is the cost. */
+		if (!load(x) || !charge(x, message_root(x->msg)->header_len))
 			return false;
-		if (message_header_get_all(x->msg, NULL, k->str, true, &b) == 0)
-			r = k->val_len == 0
-			    || message_text_contains(buf_cstr(&b), b.len, k->val, k->val_len);
+		if (message_header_get_all(x->msg, NULL, k->str, true, &b) == 0) {
+			message_text_fold(buf_cstr(&b), b.len, &f);
+			r = scan(x, &f, k);
+		}
+		buf_free(&f);
 		buf_free(&b);
 		return r;
 	}
 	case K_BODY:
-	case K_TEXT: {
-		struct buf b = BUF_INIT(0);
-		bool r = false;
+		return load(x) && scan(x, body_text(x), k);
+	case K_TEXT:
 		if (!load(x))
 			return false;
-		if (k->val_len == 0)
-			return true;
-		if (k->kind == K_TEXT) {
-			const struct message_part *root = message_root(x->msg);
-			message_decode_words((const char *)x->mv.data + root->header_off,
-			    root->header_len, &b);
-			r = message_text_contains(buf_cstr(&b), b.len, k->val, k->val_len);
-			buf_reset(&b);
-		}
-		if (!r && message_body_text(x->msg, &b) == 0)
-			r = message_text_contains(buf_cstr(&b), b.len, k->val, k->val_len);
-		buf_free(&b);
-		return r;
-	}
+		return scan(x, head_text(x), k) || scan(x, body_text(x), k);
 	}
 	return false;
 }
@@ -500,32 +581,54 @@ cmd_search(struct imap_cmd *cmd)
 		imap_bad(cmd, "Missing search keys");
 		return;
 	}
-	struct sparse sp = { cmd, a + i, n - i, 0, 0, false };
+	size_t n_keys = 0;
+	struct sparse sp = { cmd, a + i, n - i, 0, 0, &n_keys, false };
 	struct skey *root = new_key(&sp, K_AND);
+	n_keys = 0;	/* the implicit AND of the top level is not the client's */
 	root->sub = arena_alloc(&cmd->arena, (n - i) * sizeof(struct skey *));
 	while (sp.i < sp.n) {
 		struct skey *k = parse_key(&sp);
+		if (k == NULL && n_keys >= SEARCH_MAX_KEYS) {
+			imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)",
+			    SEARCH_MAX_KEYS);
+			return;
+		}
 		if (k == NULL) {
 			imap_bad(cmd, "Invalid search key");
 			return;
 		}
 		root->sub[root->n++] = k;
 	}
+	if (n_keys > SEARCH_MAX_KEYS) {	/* NOT and OR are counted after their operands */
+		imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)", SEARCH_MAX_KEYS);
+		return;
+	}
 	resolve_sets(root, v);
 
+	struct sbudget budget = { s->sv->cfg->imap_search_budget, false };
 	uint32_t *hits = xcalloc(v->n ? v->n : 1, sizeof(*hits));
 	size_t nh = 0;
 	uint64_t top = 0;
-	for (size_t m = 0; m < v->n; m++) {
+	for (size_t m = 0; m < v->n && !budget.exceeded; m++) {
 		if (v->msgs[m].expunged)
 			continue;
-		struct sctx x = { .s = s, .v = v, .idx = m };
+		struct sctx x = { .s = s, .v = v, .idx = m, .budget = &budget,
+			.head = BUF_INIT(0), .body = BUF_INIT(0) };
 		if (match(&x, root)) {
 			hits[nh++] = cmd->uid ? v->msgs[m].rec.uid : (uint32_t)m + 1;
 			if (v->msgs[m].rec.modseq > top)
 				top = v->msgs[m].rec.modseq;
 		}
 		unload(&x);
+	}
+	if (budget.exceeded) {
+		log_info("conn=%llu proto=imap event=search-limit keys=%zu budget=%llu",
+		    (unsigned long long)conn_id(s->c), n_keys,
+		    (unsigned long long)s->sv->cfg->imap_search_budget);
+		free(hits);
+		imap_tagged(cmd, "NO", "[LIMIT] Search needs more work than allowed "
+		    "(search_budget); narrow it");
+		return;
 	}
 	struct buf b = BUF_INIT(0);
 	if (esearch) {

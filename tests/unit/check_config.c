@@ -48,6 +48,7 @@ START_TEST(defaults_are_complete)
 	ck_assert_uint_eq(cfg->max_line, 64 * 1024);
 	ck_assert_uint_eq(cfg->max_message_size, 50 * 1024 * 1024);
 	ck_assert_uint_eq(cfg->imap_max_literal, cfg->max_message_size);
+	ck_assert_uint_eq(cfg->imap_search_budget, 1024 * 1024 * 1024);
 	ck_assert_uint_eq(cfg->expunge_log_retention, 30 * 86400);
 	ck_assert(cfg->storage_fsync);
 	ck_assert(!cfg->plaintext_insecure);

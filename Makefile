@@ -28,7 +28,7 @@ else
 BUILD ?= build
 endif
 
-PKGS := lmdb openssl libcrypt
+PKGS := lmdb openssl libcrypt libcares
 TEST_PKGS := check
 
 WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wshadow \
@@ -60,7 +60,7 @@ CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -Iinclude -MMD -
 LDFLAGS_ALL := $(LDHARDEN) $(LDSAN) $(LDFLAGS)
 LIBS := $(PKG_LIBS) -pthread -lm
 
-SRC := $(wildcard core/*.c backends/*.c backends/*/*.c protocols/*.c protocols/*/*.c)
+SRC := $(wildcard core/*.c backends/*.c backends/*/*.c services/*.c protocols/*.c protocols/*/*.c)
 MAIN_SRC := core/main.c
 LIB_SRC := $(filter-out $(MAIN_SRC),$(SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

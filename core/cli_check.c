@@ -8,6 +8,7 @@
 #include "roost/cli.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/queue.h"
 #include "roost/storage.h"
 
 int
@@ -38,11 +39,20 @@ cli_check(struct cli *cli)
 	}
 	rc = storage_check(st, &report);
 	storage_close(&st);
+	{
+		char qdir[4096];
+		int qrc;
+
+		queue_dir_of(cfg, qdir, sizeof(qdir));
+		qrc = queue_check(qdir, &report);
+		if (rc == 0)
+			rc = qrc;
+	}
 	if (report.len > 0)
 		fwrite(report.data, 1, report.len, stdout);
 	if (rc == 0)
-		printf("roost: check: %s store under %s is consistent\n", cfg->storage_backend,
-		    cfg->data_dir);
+		printf("roost: check: %s store and queue under %s are consistent\n",
+		    cfg->storage_backend, cfg->data_dir);
 	else
 		printf("roost: check: problems found (%s)\n", roost_strerror(rc));
 	buf_free(&report);

@@ -15,7 +15,10 @@
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/outbound.h"
 #include "roost/protocols.h"
+#include "roost/queue.h"
+#include "roost/relay.h"
 #include "roost/server.h"
 #include "roost/services.h"
 #include "roost/storage.h"
@@ -77,8 +80,11 @@ cli_serve(struct cli *cli)
 	struct roost_config *cfg = NULL;
 	struct storage *storage = NULL;
 	struct auth *auth = NULL;
+	struct queue *queue = NULL;
+	struct outbound *outbound = NULL;
 	struct server *srv = NULL;
-	struct roost_services services;
+	const char *bad;
+	struct roost_services services = { 0 };
 	enum log_level level;
 	int ret, status = CLI_FAIL;
 
@@ -116,9 +122,20 @@ cli_serve(struct cli *cli)
 		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
 		goto out;
 	}
+	if (relay_check_config(cfg, &bad) != 0) {
+		log_error("event=start status=failed stage=config error=\"[smtp] trusted_networks: "
+		    "bad network %s\"", bad);
+		status = CLI_USAGE;
+		goto out;
+	}
+	if ((ret = queue_open(cfg, true, &queue)) < 0) {
+		log_error("event=start status=failed stage=queue error=\"%s\"", roost_strerror(ret));
+		goto out;
+	}
 	services.cfg = cfg;
 	services.storage = storage;
 	services.auth = auth;
+	services.queue = queue;
 	if ((ret = server_create(cfg, &services, &srv)) < 0) {
 		log_error("event=start status=failed stage=server error=\"%s\"",
 		    roost_strerror(ret));
@@ -128,11 +145,18 @@ cli_serve(struct cli *cli)
 	if ((ret = open_listeners(cfg, srv)) < 0)
 		goto out;
 	server_set_reload(srv, reload_users, auth);
+	if ((ret = outbound_start(&services, &outbound)) < 0) {
+		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
+		goto out;
+	}
 	ret = server_run(srv);
+	/* The listeners are closed: no new mail reaches the queue. */
+	outbound_stop(&outbound);
 	status = ret == 0 ? CLI_OK : CLI_FAIL;
 	log_info("event=stop status=%s", ret == 0 ? "clean" : roost_strerror(ret));
 out:
 	server_free(&srv);
+	queue_close(&queue);
 	auth_free(&auth);
 	storage_close(&storage);
 	config_free(&cfg);

@@ -94,6 +94,29 @@ static const struct key_def keys[] = {
 	{ "smtp", "max_errors", T_COUNT, "20", F(smtp_max_errors), 1, 100000 },
 	{ "smtp", "bare_lf", T_STRING, "reject", F(smtp_bare_lf), 0, 0 },
 	{ "smtp", "recipient_delimiter", T_STRING, "+", F(recipient_delimiter), 0, 0 },
+	{ "smtp", "trusted_networks", T_STRLIST, NULL, F(smtp_trusted_networks), 0, 0 },
+
+	{ "relay", "smarthost", T_STRING, "", F(relay_smarthost), 0, 0 },
+	{ "relay", "smarthost_user", T_STRING, "", F(relay_smarthost_user), 0, 0 },
+	{ "relay", "smarthost_password", T_STRING, "", F(relay_smarthost_password), 0, 0 },
+	{ "relay", "smarthost_tls_verify", T_BOOL, "yes", F(relay_smarthost_tls_verify), 0, 0 },
+	{ "relay", "mx_port", T_COUNT, "25", F(relay_mx_port), 1, 65535 },
+	{ "relay", "tls_required", T_STRLIST, "", F(relay_tls_required), 0, 0 },
+	{ "relay", "queue_lifetime", T_DURATION, "5d", F(relay_queue_lifetime), 1, U32 },
+	{ "relay", "delay_warning", T_DURATION, "4h", F(relay_delay_warning), 0, U32 },
+	{ "relay", "retry_min", T_DURATION, "5m", F(relay_retry_min), 1, U32 },
+	{ "relay", "retry_max", T_DURATION, "1h", F(relay_retry_max), 1, U32 },
+	{ "relay", "max_connections", T_COUNT, "20", F(relay_max_connections), 1, 10000 },
+	{ "relay", "max_per_domain", T_COUNT, "4", F(relay_max_per_domain), 1, 10000 },
+	{ "relay", "connect_timeout", T_DURATION, "30", F(relay_connect_timeout), 1, 3600 },
+	{ "relay", "command_timeout", T_DURATION, "300", F(relay_command_timeout), 1, 3600 },
+	{ "relay", "max_per_connection", T_COUNT, "100", F(relay_max_per_connection), 1,
+	    1000000 },
+	{ "relay", "dkim_selector", T_STRING, "roost", F(dkim_selector), 0, 0 },
+	{ "relay", "dkim_dir", T_STRING, NULL, F(dkim_dir), 0, 0 },
+
+	{ "dns", "servers", T_STRLIST, "", F(dns_servers), 0, 0 },
+	{ "dns", "timeout", T_DURATION, "10", F(dns_timeout), 1, 3600 },
 
 	{ "imap", "max_connections_per_user_ip", T_COUNT, "10",
 	    F(imap_max_connections_per_user_ip), 1, 1000000 },
@@ -109,7 +132,8 @@ static const struct key_def keys[] = {
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {
-	"server", "storage", "listen", "tls", "auth", "limits", "smtp", "imap", "pop3",
+	"server", "storage", "listen", "tls", "auth", "limits", "smtp", "relay", "dns", "imap",
+	"pop3",
 };
 
 /* ---- value parsing ---- */
@@ -419,6 +443,15 @@ derive(struct roost_config *cfg)
 		cfg->smtp_domains = xcalloc(3, sizeof(char *));
 		cfg->smtp_domains[0] = xstrdup(cfg->hostname);
 		cfg->smtp_domains[1] = xstrdup("localhost");
+	}
+	if (cfg->smtp_trusted_networks == NULL) {
+		cfg->smtp_trusted_networks = xcalloc(3, sizeof(char *));
+		cfg->smtp_trusted_networks[0] = xstrdup("127.0.0.0/8");
+		cfg->smtp_trusted_networks[1] = xstrdup("::1/128");
+	}
+	if (cfg->dkim_dir == NULL) {
+		snprintf(path, sizeof(path), "%s/dkim", cfg->data_dir);
+		cfg->dkim_dir = xstrdup(path);
 	}
 	if (cfg->imap_max_literal == 0)
 		cfg->imap_max_literal = cfg->max_message_size;

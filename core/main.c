@@ -32,6 +32,8 @@ static const struct command commands[] = {
 	  "deliver a message from stdin to local users (an MDA; sysexits.h exit codes)" },
 	{ "mailbox", cli_mailbox, "mailbox list USER | create USER NAME | uids USER NAME | "
 	  "fetch USER NAME UID", "look into a user's mailboxes through the storage interface" },
+	{ "queue", cli_queue, "queue list | show ID | flush [ID] | delete ID | hold ID | release ID",
+	  "look at and steer the outbound queue (through the running server when there is one)" },
 	{ "help", cmd_help, "help [COMMAND]", "show this help" },
 	{ "--version", cmd_version, "--version", "print the version" },
 	{ NULL, NULL, NULL, NULL },

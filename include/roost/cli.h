@@ -49,5 +49,7 @@ int cli_check(struct cli *cli);
 /* core/cli_deliver.c: exits with sysexits.h codes (an MDA's contract). */
 int cli_deliver(struct cli *cli);
 int cli_mailbox(struct cli *cli);
+/* core/cli_queue.c: the outbound queue. */
+int cli_queue(struct cli *cli);
 
 #endif

@@ -91,6 +91,31 @@ struct roost_config {
 	unsigned smtp_max_errors;	/* 421 and close after this many; default 20 */
 	char *smtp_bare_lf;		/* reject (default) | normalize */
 	char *recipient_delimiter;	/* default "+"; "" disables */
+	char **smtp_trusted_networks;	/* CIDRs that may relay unauthenticated; default
+					 * loopback (127.0.0.0/8, ::1); empty = none */
+
+	/* [relay] outbound delivery */
+	char *relay_smarthost;		/* "host:port": send everything there; "" = MX */
+	char *relay_smarthost_user;	/* AUTH PLAIN at the smarthost; "" = none */
+	char *relay_smarthost_password;
+	bool relay_smarthost_tls_verify;	/* verify its certificate; default yes */
+	unsigned relay_mx_port;		/* port of MX hosts; default 25 (tests change it) */
+	char **relay_tls_required;	/* domains delivered only over TLS */
+	unsigned relay_queue_lifetime;	/* seconds before a bounce; default 5d */
+	unsigned relay_delay_warning;	/* seconds before a delay DSN; default 4h, 0 = never */
+	unsigned relay_retry_min;	/* first retry interval; default 5m, doubling */
+	unsigned relay_retry_max;	/* cap of the interval; default 1h */
+	unsigned relay_max_connections;	/* outbound connections in total; default 20 */
+	unsigned relay_max_per_domain;	/* per destination domain; default 4 */
+	unsigned relay_connect_timeout;	/* seconds; default 30 */
+	unsigned relay_command_timeout;	/* seconds per reply; default 300 */
+	unsigned relay_max_per_connection;	/* messages over one connection; default 100 */
+	char *dkim_selector;		/* default "roost" */
+	char *dkim_dir;			/* keys <dkim_dir>/<domain>.key; default <data_dir>/dkim */
+
+	/* [dns] */
+	char **dns_servers;		/* "ip[:port]" list; default: the system's resolv.conf */
+	unsigned dns_timeout;		/* seconds per lookup; default 10 */
 
 	/* [imap] */
 	unsigned imap_max_connections_per_user_ip;	/* default 10 */

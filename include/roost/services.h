@@ -4,16 +4,18 @@
 /*
  * What every protocol handler may use, created once by `roost serve` (or a
  * test server) and shared read-only by all threads. Each service documents
- * its own thread safety; all three are safe to call from any worker.
+ * its own thread safety; all are safe to call from any worker.
  */
 struct roost_config;
 struct storage;
 struct auth;
+struct queue;
 
 struct roost_services {
 	const struct roost_config *cfg;
 	struct storage *storage;
 	struct auth *auth;
+	struct queue *queue;	/* outbound queue; NULL: relaying answers 451 */
 };
 
 #endif

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@
 #include "roost/delivery.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/queue.h"
+#include "roost/relay.h"
 #include "roost/sasl.h"
 #include "roost/services.h"
 #include "roost/smtp.h"
@@ -48,6 +51,7 @@ struct smtp_rcpt {
 	char addr[SMTP_MAX_PATH + 1];
 	struct smtp_rcpt_params params;
 	struct delivery_rcpt d;
+	bool remote;			/* another domain's: queued for relay */
 };
 
 struct smtp_session {
@@ -66,6 +70,7 @@ struct smtp_session {
 	unsigned errors;
 	bool no_count;			/* the next reply is no client error */
 	bool authenticated;
+	bool trusted;			/* peer in [smtp] trusted_networks */
 	struct sasl *sasl;		/* an AUTH exchange is in progress */
 	struct buf line;		/* the current command line, NUL-terminated */
 
@@ -346,6 +351,105 @@ reject_message(struct smtp_session *s, int code, const char *enh, const char *te
 	reset_transaction(s);
 }
 
+/* The message's own header block (after our trace headers), at most
+ * max_header_size bytes: a view into s->msg or a copy from the spool. */
+static void
+message_head(struct smtp_session *s, const struct msg_input *in, struct buf *out)
+{
+	uint64_t avail = in->len - s->hdr_len;
+	size_t want = avail < s->cfg->max_header_size ? (size_t)avail : s->cfg->max_header_size;
+
+	buf_init(out, 0);
+	if (in->fd < 0) {
+		buf_append(out, in->data + s->hdr_len, want);
+		return;
+	}
+	if (buf_reserve(out, want) == 0) {
+		ssize_t r = pread(in->fd, out->data, want, (off_t)s->hdr_len);
+
+		out->len = r > 0 ? (size_t)r : 0;
+	}
+}
+
+/* Submission: the From: field must name the authenticated user (553). */
+static bool
+from_header_ok(struct smtp_session *s, const struct msg_input *in)
+{
+	struct buf head;
+	char bad[300], text[400];
+	const char *user = conn_user(s->c);
+	int err;
+
+	message_head(s, in, &head);
+	err = relay_from_header_check(s->cfg, user != NULL ? user : "", head.data, head.len, bad,
+	    sizeof(bad));
+	buf_free(&head);
+	if (err == 0)
+		return true;
+	log_info("conn=%llu proto=smtp event=rejected id=%s reason=from-mismatch user=%s from=\"%s\"",
+	    (unsigned long long)conn_id(s->c), s->id, user != NULL ? user : "", bad);
+	snprintf(text, sizeof(text), "From: header must be your own address (%s)",
+	    user != NULL ? user : "");
+	reject_message(s, 553, "5.7.1", text);
+	return false;
+}
+
+/* Queue the remote recipients' copy: our Received line (no Return-Path, no
+ * X-Roost-DSN: those belong to final delivery) and the message. */
+static int
+queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_ID_LEN])
+{
+	struct delivery_trace t = { 0 };
+	struct buf trace = BUF_INIT(0);
+	struct queue_submission sub = { 0 };
+	struct queue_rcpt_in *rin = xcalloc(s->n_rcpts, sizeof(*rin));
+	const char *received;
+	size_t n = 0;
+	int err;
+
+	t.sender = s->sender;
+	t.helo = s->helo_name;
+	t.peer = conn_peer(s->c);
+	t.protocol = with_protocol(s);
+	t.tls_info = conn_tls_info(s->c);
+	t.id = s->id;
+	delivery_trace_headers(s->cfg, &t, &trace);
+	received = strstr(buf_cstr(&trace), "Received:");
+	for (size_t i = 0; i < s->n_rcpts; i++) {
+		if (!s->rcpts[i].remote)
+			continue;
+		rin[n].addr = s->rcpts[i].addr;
+		rin[n].notify = s->rcpts[i].params.notify;
+		rin[n].orcpt = s->rcpts[i].params.orcpt;
+		n++;
+	}
+	sub.id = s->id;
+	sub.sender = s->sender;
+	sub.user = s->authenticated ? conn_user(s->c) : NULL;
+	sub.envid = s->mp.envid;
+	sub.ret = s->mp.ret;
+	sub.smtputf8 = s->mp.smtputf8;
+	sub.body_8bit = s->mp.body_8bit;
+	sub.rcpts = rin;
+	sub.n_rcpts = n;
+	sub.prefix = (const uint8_t *)(received != NULL ? received : "");
+	sub.prefix_len = received != NULL ? strlen(received) : 0;
+	sub.fd = in->fd;
+	if (in->fd >= 0) {
+		sub.offset = s->hdr_len;
+	} else {
+		sub.data = in->data + s->hdr_len;
+	}
+	sub.len = in->len - s->hdr_len;
+	err = queue_submit(s->sv->queue, &sub, qid);
+	if (err != 0)
+		log_error("conn=%llu proto=smtp event=queue-failed id=%s error=\"%s\"",
+		    (unsigned long long)conn_id(s->c), s->id, roost_strerror(err));
+	free(rin);
+	buf_free(&trace);
+	return err;
+}
+
 /* The whole message is in s->msg: store it and answer. */
 static void
 finish_message(struct smtp_session *s, bool bare_eol)
@@ -354,6 +458,8 @@ finish_message(struct smtp_session *s, bool bare_eol)
 	struct msg_input in = { .fd = -1 };
 	uint64_t body;
 	bool lmtp = s->role == ROLE_LMTP;
+	size_t n_remote = 0, n_local = 0, *map;
+	char qid[QUEUE_ID_LEN];
 	int err;
 
 	if (s->too_big) {
@@ -388,12 +494,33 @@ finish_message(struct smtp_session *s, bool bare_eol)
 		in.len = s->msg.len;
 	}
 	body = in.len - s->hdr_len;
-	dr = xcalloc(s->n_rcpts, sizeof(*dr));
+	if (s->authenticated && !from_header_ok(s, &in))
+		return;
 	for (size_t i = 0; i < s->n_rcpts; i++)
-		dr[i] = s->rcpts[i].d;
-	err = delivery_store_input(s->sv->storage, &in, dr, s->n_rcpts, !lmtp);
+		n_remote += s->rcpts[i].remote;
+	/* Remote recipients are queued first: when that fails, nothing is
+	 * stored and the client's retry makes no duplicate. */
+	if (n_remote > 0 && (err = queue_remote(s, &in, qid)) != 0) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "Temporary queue failure, try again later (id %s)", s->id);
+		reject_message(s, 451, "4.3.0", text);
+		return;
+	}
+	dr = xcalloc(s->n_rcpts, sizeof(*dr));
+	map = xcalloc(s->n_rcpts, sizeof(*map));
 	for (size_t i = 0; i < s->n_rcpts; i++) {
-		const struct smtp_rcpt *r = &s->rcpts[i];
+		if (!s->rcpts[i].remote) {
+			map[n_local] = i;
+			dr[n_local++] = s->rcpts[i].d;
+		}
+	}
+	err = n_local > 0 ? delivery_store_input(s->sv->storage, &in, dr, n_local, !lmtp) : 0;
+	if (n_remote > 0)
+		queue_commit(s->sv->queue, qid, err == 0);
+	for (size_t k = 0; k < n_local; k++) {
+		const struct smtp_rcpt *r = &s->rcpts[map[k]];
+		size_t i = k;
 
 		if (dr[i].result == 0)
 			log_info("conn=%llu proto=%s event=delivered id=%s from=<%s> to=<%s> "
@@ -408,19 +535,29 @@ finish_message(struct smtp_session *s, bool bare_eol)
 			    proto_name(s), s->id, s->sender, r->addr, dr[i].user,
 			    roost_strerror(dr[i].result));
 	}
+	for (size_t i = 0; i < s->n_rcpts && err == 0; i++) {
+		if (s->rcpts[i].remote)
+			log_info("conn=%llu proto=%s event=queued id=%s queue_id=%s from=<%s> to=<%s> "
+			    "size=%llu", (unsigned long long)conn_id(s->c), proto_name(s), s->id, qid,
+			    s->sender, s->rcpts[i].addr, (unsigned long long)body);
+	}
 	if (lmtp) {
-		for (size_t i = 0; i < s->n_rcpts; i++) {
-			if (dr[i].result == 0)
-				reply(s, 250, "2.0.0", "<%s> Delivered, id=%s", s->rcpts[i].addr,
+		for (size_t k = 0; k < n_local; k++) {
+			if (dr[k].result == 0)
+				reply(s, 250, "2.0.0", "<%s> Delivered, id=%s", s->rcpts[map[k]].addr,
 				    s->id);
 			else
-				storage_error_reply(s, dr[i].result, s->rcpts[i].addr);
+				storage_error_reply(s, dr[k].result, s->rcpts[map[k]].addr);
 		}
 	} else if (err == 0) {
-		reply(s, 250, "2.0.0", "Ok: delivered as %s", s->id);
+		if (n_remote > 0)
+			reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+		else
+			reply(s, 250, "2.0.0", "Ok: delivered as %s", s->id);
 	} else {
 		storage_error_reply(s, err, NULL);
 	}
+	free(map);
 	free(dr);
 	reset_transaction(s);
 }
@@ -589,6 +726,39 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 	conn_write_str(s->c, "250 DSN\r\n");
 }
 
+/* Who may use this envelope sender (roost/relay.h): an authenticated
+ * client only its own address (553), an untrusted unauthenticated client
+ * on port smtp no local domain (550). */
+static bool
+sender_ok(struct smtp_session *s)
+{
+	const char *user = conn_user(s->c);
+
+	if (s->role == ROLE_LMTP)
+		return true;
+	if (s->authenticated) {
+		if (relay_sender_allowed(s->cfg, user != NULL ? user : "", s->sender))
+			return true;
+		log_info("conn=%llu proto=smtp event=rejected reason=sender-mismatch user=%s "
+		    "from=<%s>", (unsigned long long)conn_id(s->c), user != NULL ? user : "",
+		    s->sender);
+		reply(s, 553, "5.7.1", "<%s>: Sender address not owned by user %s", s->sender,
+		    user != NULL ? user : "");
+		s->sender[0] = '\0';
+		return false;
+	}
+	if (s->role == ROLE_MX && !s->trusted && s->sender[0] != '\0' &&
+	    delivery_domain_is_local(s->cfg, relay_domain(s->sender))) {
+		log_info("conn=%llu proto=smtp event=rejected reason=local-sender-unauthenticated "
+		    "from=<%s>", (unsigned long long)conn_id(s->c), s->sender);
+		reply(s, 550, "5.7.1", "<%s>: Local sender from outside needs authentication",
+		    s->sender);
+		s->sender[0] = '\0';
+		return false;
+	}
+	return true;
+}
+
 static void
 cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -638,6 +808,8 @@ cmd_mail(struct smtp_session *s, const char *args)
 		reply(s, 553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
 		return;
 	}
+	if (!sender_ok(s))
+		return;
 	enter_state(s, ST_MAIL);
 	reply(s, 250, "2.1.0", "Ok");
 }
@@ -684,7 +856,11 @@ cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	err = delivery_resolve(s->sv, r.addr, &r.d);
-	if (err == ROOST_EPERM) {
+	if (err == ROOST_EPERM && s->sv->queue != NULL && s->role != ROLE_LMTP &&
+	    (s->authenticated || s->trusted)) {
+		r.remote = true;
+		err = 0;
+	} else if (err == ROOST_EPERM) {
 		if (s->authenticated)
 			reply(s, 451, "4.4.0", "<%s>: Relaying to other domains is not available yet "
 			    "(no outbound queue), try again later", r.addr);
@@ -974,6 +1150,7 @@ smtp_session_new(struct conn *c)
 		s->role = ROLE_SUBMISSION;
 	else
 		s->role = ROLE_MX;
+	s->trusted = relay_peer_trusted(s->cfg, conn_peer(c));
 	smtp_framer_init(&s->fr);
 	s->spool_fd = -1;
 	buf_init(&s->line, 0);

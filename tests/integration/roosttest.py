@@ -93,6 +93,9 @@ class RoostServer:
             "storage": {"backend": self.backend},
             "listen": {},
             "smtp": {"domains": "example.org, roost.test"},
+            # Outbound mail never reaches the machine's resolver: a test
+            # that relays points [dns] servers at its own responder.
+            "dns": {"servers": "127.0.0.1:9"},
         }
         for name in LISTENERS:
             if name in self.listeners:
@@ -102,6 +105,10 @@ class RoostServer:
                 conf["listen"][name] = "off"
         for section, keys in self.extra_conf.items():
             conf.setdefault(section, {}).update(keys)
+        # A test that gives a listener its own address waits on that port.
+        for name, addrs in conf["listen"].items():
+            if name in self.listeners and addrs != "off":
+                self.ports[name] = int(addrs.split(",")[0].strip().rsplit(":", 1)[1])
         with open(self.conf_path, "w") as f:
             for section, keys in conf.items():
                 f.write("[%s]\n" % section)
@@ -128,7 +135,11 @@ class RoostServer:
         self.write_config()
         for name, password in self.users.items():
             self.add_user(name, password)
-        self.logf = open(self.log_path, "wb")
+        return self.launch()
+
+    def launch(self):
+        """Start the process on the existing directory (again, after kill())."""
+        self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "serve", "--config", self.conf_path]
                                      + list(self.args),
                                      stdin=subprocess.DEVNULL, stdout=self.logf,

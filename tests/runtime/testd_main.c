@@ -30,7 +30,7 @@ main(int argc, char **argv)
 {
 	const char *path = NULL;
 	struct roost_config *cfg = NULL;
-	struct roost_services services;
+	struct roost_services services = { 0 };
 	struct server *srv = NULL;
 	enum log_level level;
 	char err[512];

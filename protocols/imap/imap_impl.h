@@ -26,22 +26,46 @@ struct sasl;
 #define IMAP_MAX_DEPTH 32	/* parenthesis nesting */
 #define IMAP_MAX_ARGS 32768	/* tokens in one command */
 #define IMAP_MAX_LITERAL_DIGITS 19
+#define IMAP_MAX_PATTERN 1024	/* bytes of one LIST/LSUB pattern (with the reference) */
+#define IMAP_MAX_PATTERNS_TOTAL 8192	/* bytes of all patterns of one LIST */
 
 /* ------------------------------------------------------------------ */
 /* Per-command arena: everything a command allocates dies with it.     */
 
+/* The parser may allocate this many bytes per byte of the line bound
+ * (so 128 KiB for an 8 KiB line before login, 1 MiB for 64 KiB after). */
+#define IMAP_ARENA_PER_LINE 16
+
 struct arena_chunk;
 struct arena {
 	struct arena_chunk *head;
+	size_t used;	/* bytes handed out */
+	size_t max;	/* arena_try_alloc() bound; 0 = none */
 };
 
 void arena_init(struct arena *a);
 void *arena_alloc(struct arena *a, size_t n);	/* zeroed, 16-aligned */
+/* As arena_alloc(), or NULL when used + n would pass max: for sizes a
+ * client chooses (the parser). */
+void *arena_try_alloc(struct arena *a, size_t n);
 char *arena_strndup(struct arena *a, const void *p, size_t n);
 void arena_free(struct arena *a);
 
 /* ------------------------------------------------------------------ */
 /* Framer: finds one complete command (line plus literals) on the loop. */
+
+/*
+ * An APPEND whose literals would take the command past spool_at bytes is
+ * not kept in the connection's input buffer: the framer moves the command
+ * text it has seen into a spool and writes each large literal, as its bytes
+ * arrive, to an unlinked file of its own under spool_dir, telling the loop
+ * to discard what it wrote (FRAME_DISCARD). The command then runs from the
+ * spool: imap_framer_take_spool() and imap_parse_spooled().
+ */
+#define IMAP_SPOOL_AT (256 * 1024)	/* default spool_at */
+#define IMAP_MAX_SPOOL_FILES 64		/* literal files of one command */
+
+struct imap_spool;
 
 enum imap_frame_mode {
 	FRAMER_COMMAND,	/* tagged commands with literals */
@@ -57,6 +81,11 @@ struct imap_framer {
 	bool skipping;		/* refused command: discard through its end */
 	bool kind_known;
 	bool is_append;
+	/* Spooling: in[0] is a byte already written to the spool, left in
+	 * the input so the loop keeps timing a partial command. */
+	bool held;
+	struct imap_spool *sp;		/* the command being spooled */
+	struct imap_spool *ready;	/* the framed command's, until taken */
 	char tag[IMAP_MAX_TAG + 1];
 };
 
@@ -66,6 +95,8 @@ struct imap_frame_env {
 	uint64_t max_literal;	/* bytes of one APPEND literal */
 	bool authenticated;	/* APPEND literals allowed past max_line */
 	enum imap_frame_mode mode;
+	const char *spool_dir;	/* NULL: never spool (everything in memory) */
+	uint64_t spool_at;	/* 0: IMAP_SPOOL_AT */
 	/* outputs */
 	void (*write)(void *arg, const char *text);	/* continuation / errors */
 	void (*raise_input)(void *arg, size_t max);	/* conn_set_input_max */
@@ -75,9 +106,20 @@ struct imap_frame_env {
 
 enum imap_frame_res { IMAP_FRAME_COMMAND, IMAP_FRAME_AGAIN, IMAP_FRAME_DISCARD };
 
+/* A zeroed framer (memory not yet initialised). */
+void imap_framer_init(struct imap_framer *fr);
+/* Forget any partial command and its spool files. */
 void imap_framer_reset(struct imap_framer *fr);
 enum imap_frame_res imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env,
     const uint8_t *in, size_t len, size_t *used_r);
+/*
+ * After IMAP_FRAME_COMMAND: the spool of that command, or NULL when it is
+ * wholly in the *used_r input bytes. With a spool, the command is the
+ * spool's text (those input bytes are already in it). The caller owns it
+ * and frees it with imap_spool_free() when the command is done.
+ */
+struct imap_spool *imap_framer_take_spool(struct imap_framer *fr);
+void imap_spool_free(struct imap_spool **sp);
 
 /* ------------------------------------------------------------------ */
 /* Arguments                                                           */
@@ -86,9 +128,13 @@ enum imap_arg_type { ARG_ATOM, ARG_QUOTED, ARG_LITERAL, ARG_LIST, ARG_NIL };
 
 struct imap_arg {
 	enum imap_arg_type type;
-	const char *str;	/* NUL-terminated copy (strings; NUL refused) */
+	/* NUL-terminated copy (strings; NUL refused). NULL for a literal
+	 * holding NUL, and for APPEND's literals after the mailbox name,
+	 * which are used as bytes only. */
+	const char *str;
 	size_t len;
-	const uint8_t *raw;	/* literal bytes (may hold NUL; APPEND) */
+	const uint8_t *raw;	/* literal bytes (may hold NUL; APPEND); NULL if spooled */
+	int fd;			/* spooled literal: bytes [0, len) of this file; else -1 */
 	struct imap_arg *list;	/* ARG_LIST children */
 	size_t n;
 };
@@ -104,10 +150,16 @@ struct imap_parsed {
 
 /*
  * Parse a complete framed command. 0 on success; ROOST_EINVAL with *err_r a
- * static reason (tag_r set when the tag was readable, else NULL);
- * ROOST_ETOOBIG past IMAP_MAX_DEPTH / IMAP_MAX_ARGS.
+ * static reason (p->tag set when the tag was readable, else NULL);
+ * ROOST_ETOOBIG past IMAP_MAX_DEPTH / IMAP_MAX_ARGS, or when the parse
+ * would take the arena past its max. Strings point into the arena, literal
+ * bytes (raw) into data.
  */
 int imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap_parsed *p,
+    const char **err_r);
+/* The same for a spooled command; its spooled literals get fd >= 0. Valid
+ * while sp lives. */
+int imap_parse_spooled(struct arena *a, const struct imap_spool *sp, struct imap_parsed *p,
     const char **err_r);
 
 bool imap_arg_is_string(const struct imap_arg *a);	/* atom, quoted, literal */
@@ -142,6 +194,21 @@ void seqset_format(const uint32_t *vals, size_t n, struct buf *out);
 int imap_parse_datetime(const char *s, int64_t *t_r);
 int imap_parse_date(const char *s, int *y_r, int *m_r, int *d_r);
 void imap_format_datetime(int64_t t, char out[32]);
+
+/* ------------------------------------------------------------------ */
+/* LIST patterns (imap_match.c)                                        */
+
+struct imap_match;
+
+/*
+ * Compile a mailbox pattern (storage form, UTF-8; '*' and '%' wildcards,
+ * '/' the separator) into the arena. ROOST_ETOOBIG past IMAP_MAX_PATTERN
+ * bytes. Matching then costs O(strlen(name) * len / 64), never more.
+ */
+int imap_match_compile(struct arena *a, const char *pat, size_t len, struct imap_match **m_r);
+/* Does name (storage form) match? "INBOX" and the "INBOX" of "INBOX/..."
+ * match case-insensitively. Thread-safe on a compiled pattern. */
+bool imap_match(const struct imap_match *m, const char *name);
 
 /* ------------------------------------------------------------------ */
 /* Session                                                            */

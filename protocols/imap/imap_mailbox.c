@@ -375,47 +375,6 @@ cmd_status(struct imap_cmd *cmd)
 /* ------------------------------------------------------------------ */
 /* LIST / LSUB                                                         */
 
-/* IMAP wildcard match: '*' anything, '%' anything but the separator. */
-static bool
-wild_match(const char *pat, const char *name)
-{
-	while (*pat) {
-		if (*pat == '*' || *pat == '%') {
-			bool star = *pat == '*';
-			while (*pat == '*' || *pat == '%') {
-				star |= *pat == '*';
-				pat++;
-			}
-			if (*pat == '\0')
-				return star || strchr(name, '/') == NULL;
-			for (const char *n = name; *n; n++) {
-				if (wild_match(pat, n))
-					return true;
-				if (!star && *n == '/')
-					return false;
-			}
-			return false;
-		}
-		if (*name == '\0' || *pat != *name)
-			return false;
-		pat++;
-		name++;
-	}
-	return *name == '\0';
-}
-
-/* Could some child of name match pat (for RECURSIVEMATCH / LSUB '%')? */
-static bool
-pattern_matches(const char *pat, const char *name)
-{
-	/* INBOX is case-insensitive, in the pattern as in names. */
-	if (strncasecmp(pat, "INBOX", 5) == 0 && (pat[5] == '\0' || pat[5] == '/')
-	    && strncmp(name, "INBOX", 5) == 0) {
-		return wild_match(pat + 5, name + 5);
-	}
-	return wild_match(pat, name);
-}
-
 enum {
 	SEL_SUBSCRIBED = 1 << 0, SEL_RECURSIVE = 1 << 1, SEL_SPECIAL = 1 << 2,
 	RET_SUBSCRIBED = 1 << 3, RET_CHILDREN = 1 << 4, RET_SPECIAL = 1 << 5, RET_STATUS = 1 << 6,
@@ -547,14 +506,11 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		return;
 	}
 
-	struct mailbox_info *list = NULL;
-	size_t n_list = 0;
-	int rc = storage_list(s->sv->storage, s->user, &list, &n_list);
-	if (rc < 0) {
-		imap_reply_error(cmd, rc, NULL);
-		return;
-	}
+	/* Patterns are bounded (each and in all) so that matching every
+	 * mailbox stays cheap: see imap_match.c. */
 	char **dpats = arena_alloc(&cmd->arena, n_pats * sizeof(char *));
+	struct imap_match **mpats = arena_alloc(&cmd->arena, n_pats * sizeof(*mpats));
+	size_t pat_total = 0;
 	for (size_t k = 0; k < n_pats; k++) {
 		struct buf pb = BUF_INIT(0), db = BUF_INIT(0);
 		buf_append_str(&pb, ref);
@@ -566,9 +522,25 @@ do_list(struct imap_cmd *cmd, bool lsub)
 			buf_reset(&db);
 			buf_append(&db, pb.data, pb.len);
 		}
-		dpats[k] = arena_strndup(&cmd->arena, buf_cstr(&db), db.len);
+		pat_total += db.len;
+		int crc = pat_total > IMAP_MAX_PATTERNS_TOTAL ? ROOST_ETOOBIG
+		    : imap_match_compile(&cmd->arena, buf_cstr(&db), db.len, &mpats[k]);
+		dpats[k] = crc < 0 ? NULL : arena_strndup(&cmd->arena, buf_cstr(&db), db.len);
 		buf_free(&pb);
 		buf_free(&db);
+		if (crc < 0) {
+			imap_tagged(cmd, "NO", "[LIMIT] Pattern too long (at most %d bytes, "
+			    "%d for all patterns)", IMAP_MAX_PATTERN, IMAP_MAX_PATTERNS_TOTAL);
+			return;
+		}
+	}
+
+	struct mailbox_info *list = NULL;
+	size_t n_list = 0;
+	int rc = storage_list(s->sv->storage, s->user, &list, &n_list);
+	if (rc < 0) {
+		imap_reply_error(cmd, rc, NULL);
+		return;
 	}
 
 	for (size_t m = 0; m < n_list; m++) {
@@ -577,7 +549,7 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		bool match = false, child_info = false;
 
 		for (size_t k = 0; k < n_pats && !match; k++)
-			match = pattern_matches(dpats[k], mi->name);
+			match = imap_match(mpats[k], mi->name);
 		bool subscribed_sel = lsub || (opts & SEL_SUBSCRIBED);
 		if (subscribed_sel && !(attrs & MBOX_SUBSCRIBED)) {
 			/* A parent of subscribed children: LSUB "%" lists it
@@ -722,6 +694,7 @@ cmd_append(struct imap_cmd *cmd)
 			i++;
 		}
 		in.data = a[i].raw;
+		in.fd = a[i].fd;
 		in.len = a[i].len;
 		i++;
 		if (in.len == 0) {

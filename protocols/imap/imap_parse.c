@@ -10,12 +10,16 @@
  * literals included), so the stream never loses sync.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/log.h"
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
@@ -35,6 +39,8 @@ void
 arena_init(struct arena *a)
 {
 	a->head = NULL;
+	a->used = 0;
+	a->max = 0;
 }
 
 void *
@@ -56,8 +62,17 @@ arena_alloc(struct arena *a, size_t n)
 	}
 	void *p = ch->data + ch->used;
 	ch->used += need;
+	a->used += need;
 	memset(p, 0, n);
 	return p;
+}
+
+void *
+arena_try_alloc(struct arena *a, size_t n)
+{
+	if (a->max != 0 && (n > a->max || a->used > a->max - n))
+		return NULL;
+	return arena_alloc(a, n);
 }
 
 char *
@@ -81,16 +96,78 @@ arena_free(struct arena *a)
 		ch = next;
 	}
 	a->head = NULL;
+	a->used = 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Framer                                                              */
 
+struct imap_spool_lit {
+	size_t at;	/* offset in text where the literal's bytes would be */
+	uint64_t len;
+	int fd;
+};
+
+struct imap_spool {
+	struct buf text;	/* the command, its spooled literals left out */
+	struct imap_spool_lit lits[IMAP_MAX_SPOOL_FILES];
+	size_t n_lits;
+	uint64_t total;		/* bytes of the command so far, literals included */
+	uint64_t lit_left;	/* bytes of the current literal still to come */
+	int lit_fd;		/* where they go: a file, or -1 for text */
+};
+
 void
-imap_framer_reset(struct imap_framer *fr)
+imap_spool_free(struct imap_spool **spp)
+{
+	struct imap_spool *sp = *spp;
+
+	if (sp == NULL)
+		return;
+	for (size_t i = 0; i < sp->n_lits; i++)
+		close(sp->lits[i].fd);
+	buf_free(&sp->text);
+	free(sp);
+	*spp = NULL;
+}
+
+void
+imap_framer_init(struct imap_framer *fr)
 {
 	memset(fr, 0, sizeof(*fr));
 }
+
+void
+imap_framer_reset(struct imap_framer *fr)
+{
+	imap_spool_free(&fr->sp);
+	imap_spool_free(&fr->ready);
+	memset(fr, 0, sizeof(*fr));
+}
+
+struct imap_spool *
+imap_framer_take_spool(struct imap_framer *fr)
+{
+	struct imap_spool *sp = fr->ready;
+
+	fr->ready = NULL;
+	return sp;
+}
+
+/* Between two commands: forget the last one, keep the spool handed over
+ * with it until it is taken. */
+static void
+framer_clear(struct imap_framer *fr)
+{
+	struct imap_spool *ready = fr->ready;
+
+	imap_spool_free(&fr->sp);
+	memset(fr, 0, sizeof(*fr));
+	fr->ready = ready;
+}
+
+/* The longest literal marker worth reading: "{" digits "+}\r". */
+#define MARKER_MAX (IMAP_MAX_LITERAL_DIGITS + 4)
 
 /* If the line in[start..lf] (lf at '\n') ends with {n} or {n+}, return true
  * with the size and whether it is synchronizing. */
@@ -171,6 +248,225 @@ refuse(struct imap_framer *fr, struct imap_frame_env *env, const char *status, c
 	fr->skip_lit = 0;
 }
 
+/* ---- spooling (see imap_impl.h) ---- */
+
+static uint64_t
+spool_at(const struct imap_frame_env *env)
+{
+	return env->spool_at != 0 ? env->spool_at : IMAP_SPOOL_AT;
+}
+
+/* An unlinked file under dir, or -1. */
+static int
+spool_open(const char *dir)
+{
+	char path[4096];
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		return fd;
+	/* file systems without O_TMPFILE */
+	if ((size_t)snprintf(path, sizeof(path), "%s/.imap-spool-XXXXXX", dir) >= sizeof(path))
+		return -1;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* Refuse the command being spooled. at: where the skipping resumes in the
+ * input; skip: literal bytes to drop from there first. */
+static void
+spool_refuse(struct imap_framer *fr, struct imap_frame_env *env, const char *status,
+    const char *text, size_t at, uint64_t skip)
+{
+	imap_spool_free(&fr->sp);
+	fr->held = false;
+	refuse(fr, env, status, text);
+	fr->skip_lit = skip;
+	fr->pos = fr->line_start = at;
+}
+
+/*
+ * The bytes in[0..upto) are in the spool now. Let the loop drop all but
+ * the last one: a partial command stays in the input buffer, so the loop
+ * goes on timing it as one (command timeout, not idle timeout).
+ */
+static enum imap_frame_res
+hold(struct imap_framer *fr, size_t upto, size_t *used_r)
+{
+	if (upto == 0 || (upto == 1 && fr->held))
+		return IMAP_FRAME_AGAIN;
+	fr->held = true;
+	if (upto == 1)
+		return IMAP_FRAME_AGAIN;
+	*used_r = upto - 1;
+	fr->pos = fr->pos > upto - 1 ? fr->pos - (upto - 1) : 1;
+	return IMAP_FRAME_DISCARD;
+}
+
+/* A literal of n bytes follows the spool's text: in the text while that
+ * stays within spool_at, else in a file of its own. false once refused (seg: where
+ * its line began in the input). */
+static bool
+spool_literal(struct imap_framer *fr, struct imap_frame_env *env, uint64_t n, size_t seg)
+{
+	struct imap_spool *sp = fr->sp;
+
+	if (n == 0 || sp->text.len + n <= spool_at(env)) {
+		sp->lit_fd = -1;
+	} else if (sp->n_lits == IMAP_MAX_SPOOL_FILES) {
+		spool_refuse(fr, env, "NO", "[LIMIT] Too many large messages in one APPEND", seg, 0);
+		return false;
+	} else {
+		int fd = spool_open(env->spool_dir);
+
+		if (fd < 0) {
+			log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"", env->spool_dir,
+			    strerror(errno));
+			spool_refuse(fr, env, "NO", "[UNAVAILABLE] Cannot take the message now, "
+			    "try again later", seg, 0);
+			return false;
+		}
+		sp->lits[sp->n_lits].at = sp->text.len;
+		sp->lits[sp->n_lits].len = n;
+		sp->lits[sp->n_lits].fd = fd;
+		sp->n_lits++;
+		sp->lit_fd = fd;
+	}
+	sp->lit_left = n;
+	sp->total += n;
+	return true;
+}
+
+/* Start spooling an APPEND: in[0..upto) is its text so far, ending with
+ * the marker of an n-byte literal. */
+static bool
+spool_begin(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in, size_t upto,
+    uint64_t n)
+{
+	struct imap_spool *sp = xcalloc(1, sizeof(*sp));
+
+	buf_init(&sp->text, 0);
+	buf_append(&sp->text, in, upto);
+	sp->total = upto;
+	sp->lit_fd = -1;
+	fr->sp = sp;
+	return spool_literal(fr, env, n, fr->line_start);
+}
+
+static int
+spool_write(struct imap_spool *sp, const uint8_t *p, size_t n)
+{
+	if (sp->lit_fd < 0)
+		return buf_append(&sp->text, p, n);
+	while (n > 0) {
+		ssize_t w = write(sp->lit_fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return ROOST_EIO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * One step of a spooled command: literal bytes go to their file (or the
+ * text), line segments to the text. in[0] is already spooled when
+ * fr->held. true with *res set; false after refusing the command (the
+ * caller skips the rest of it).
+ */
+static bool
+spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in, size_t len,
+    size_t *used_r, enum imap_frame_res *res)
+{
+	size_t off = fr->held ? 1 : 0;
+
+	for (;;) {
+		struct imap_spool *sp = fr->sp;
+
+		if (sp->lit_left > 0) {
+			size_t take = len - off;
+
+			if (take > sp->lit_left)
+				take = (size_t)sp->lit_left;
+			if (take > 0 && spool_write(sp, in + off, take) < 0) {
+				log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"",
+				    env->spool_dir, strerror(errno));
+				spool_refuse(fr, env, "NO", "[UNAVAILABLE] Cannot take the message "
+				    "now, try again later", off + take, sp->lit_left - take);
+				return false;
+			}
+			off += take;
+			sp->lit_left -= take;
+			if (sp->lit_left > 0) {
+				*res = hold(fr, off, used_r);
+				return true;
+			}
+			fr->pos = off;
+		}
+
+		/* a line segment from off: the rest of the APPEND line */
+		size_t seg = off;
+		if (fr->pos < seg)
+			fr->pos = seg;
+		const uint8_t *lf = memchr(in + fr->pos, '\n', len - fr->pos);
+		if (lf == NULL) {
+			/* leave room for the held byte in the input bound */
+			if (len - seg >= env->max_line) {
+				spool_refuse(fr, env, "BAD", "[TOOBIG] Command line too long", seg, 0);
+				return false;
+			}
+			fr->pos = len;
+			*res = hold(fr, seg, used_r);
+			return true;
+		}
+		size_t i = (size_t)(lf - in);
+		size_t seglen = i + 1 - seg;
+		uint64_t n;
+		bool sync, ovf;
+		bool lit = literal_marker(in, seg, i, &n, &sync, &ovf);
+		if (i - seg > env->max_line
+		    || sp->text.len + seglen > spool_at(env) + 2 * env->max_line) {
+			spool_refuse(fr, env, "BAD", "[TOOBIG] Command line too long", seg, 0);
+			return false;
+		}
+		if (lit && (ovf || n > env->max_literal
+		    || sp->total + seglen + n > env->max_literal + env->max_line)) {
+			if (ovf) {
+				imap_spool_free(&fr->sp);
+				refuse(fr, env, sync ? "NO" : "BAD", "[TOOBIG] Literal too big");
+				*used_r = i + 1;
+				framer_clear(fr);
+				*res = IMAP_FRAME_DISCARD;
+				return true;
+			}
+			spool_refuse(fr, env, sync ? "NO" : "BAD", "[TOOBIG] Literal too big", seg, 0);
+			return false;
+		}
+		buf_append(&sp->text, in + seg, seglen);
+		sp->total += seglen;
+		if (!lit) {
+			/* complete: the command runs from the spool */
+			imap_spool_free(&fr->ready);
+			fr->ready = sp;
+			fr->sp = NULL;
+			*used_r = i + 1;
+			framer_clear(fr);
+			*res = IMAP_FRAME_COMMAND;
+			return true;
+		}
+		if (!spool_literal(fr, env, n, seg))
+			return false;
+		if (sync)
+			env->write(env->arg, "+ Ready for literal data\r\n");
+		off = i + 1;
+	}
+}
+
 enum imap_frame_res
 imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in, size_t len,
     size_t *used_r)
@@ -194,10 +490,20 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 			}
 			const uint8_t *lf = memchr(in + fr->pos, '\n', len - fr->pos);
 			if (lf == NULL) {
-				if (len == 0)
+				/* Keep what could be the start of a literal marker
+				 * ("{n+}\r") ending this line: dropped, the literal
+				 * would be taken for the next command. */
+				size_t keep = len - fr->line_start;
+
+				if (keep > MARKER_MAX)
+					keep = MARKER_MAX;
+				if (len - keep == 0) {
+					fr->pos = len;
 					return IMAP_FRAME_AGAIN;
-				*used_r = len;
-				fr->pos = fr->line_start = 0;
+				}
+				*used_r = len - keep;
+				fr->line_start = 0;
+				fr->pos = keep;
 				return IMAP_FRAME_DISCARD;
 			}
 			size_t i = (size_t)(lf - in);
@@ -214,8 +520,16 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 			/* End of the refused command (a synchronizing literal
 			 * is never sent: the client got our tagged reply). */
 			*used_r = i + 1;
-			imap_framer_reset(fr);
+			framer_clear(fr);
 			return IMAP_FRAME_DISCARD;
+		}
+
+		if (fr->sp != NULL) {
+			enum imap_frame_res res;
+
+			if (spool_step(fr, env, in, len, used_r, &res))
+				return res;
+			continue;	/* refused: skip the rest of it */
 		}
 
 		if (fr->in_literal) {
@@ -247,14 +561,14 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 		}
 		if (env->mode == FRAMER_LINE) {
 			*used_r = i + 1;
-			imap_framer_reset(fr);
+			framer_clear(fr);
 			return IMAP_FRAME_COMMAND;
 		}
 		uint64_t n;
 		bool sync, ovf;
 		if (!literal_marker(in, fr->line_start, i, &n, &sync, &ovf)) {
 			*used_r = i + 1;
-			imap_framer_reset(fr);
+			framer_clear(fr);
 			return IMAP_FRAME_COMMAND;
 		}
 		bool append = fr->is_append && env->authenticated;
@@ -268,11 +582,20 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 			if (ovf) {
 				/* Cannot tell where it ends: drop the line only. */
 				*used_r = i + 1;
-				imap_framer_reset(fr);
+				framer_clear(fr);
 				return IMAP_FRAME_DISCARD;
 			}
 			fr->pos = fr->line_start;
 			continue;
+		}
+		if (append && env->spool_dir != NULL && (uint64_t)(i + 1) + n > spool_at(env)) {
+			if (!spool_begin(fr, env, in, i + 1, n)) {
+				fr->pos = fr->line_start;
+				continue;
+			}
+			if (sync)
+				env->write(env->arg, "+ Ready for literal data\r\n");
+			return hold(fr, i + 1, used_r);
 		}
 		fr->in_literal = true;
 		fr->lit_end = i + 1 + (size_t)n;
@@ -289,11 +612,44 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 
 struct pstate {
 	struct arena *a;
-	const uint8_t *p, *end;
+	const uint8_t *base, *p, *end;
 	size_t count;
 	const char *err;
 	int rc;
+	const struct imap_spool *sp;	/* spooled literals, by offset from base */
+	size_t next_lit;
+	bool raw_literals;	/* APPEND: message literals are not copied */
+	size_t top_idx;		/* index of the top-level argument being parsed */
 };
+
+static const char empty_string[] = "";
+
+/* Arena memory for what the client sized, within the command's budget. */
+static void *
+palloc(struct pstate *ps, size_t n)
+{
+	void *p = arena_try_alloc(ps->a, n);
+
+	if (p == NULL && ps->err == NULL) {
+		ps->rc = ROOST_ETOOBIG;
+		ps->err = "[TOOBIG] Command too large to process";
+	}
+	return p;
+}
+
+static char *
+pstrndup(struct pstate *ps, const void *src, size_t n)
+{
+	char *s;
+
+	if (n == 0)
+		return (char *)empty_string;
+	if (n == SIZE_MAX || (s = palloc(ps, n + 1)) == NULL)
+		return NULL;
+	memcpy(s, src, n);
+	s[n] = '\0';
+	return s;
+}
 
 static bool
 is_atom_char(uint8_t c)
@@ -341,6 +697,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 {
 	const uint8_t *p = ps->p;
 
+	arg->fd = -1;
 	if (++ps->count > IMAP_MAX_ARGS) {
 		ps->rc = ROOST_ETOOBIG;
 		ps->err = "[TOOBIG] Too many arguments";
@@ -362,29 +719,42 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 		return 0;
 	}
 	if (*p == '"') {
-		char *out = arena_alloc(ps->a, (size_t)(ps->end - p));
-		size_t o = 0;
+		const uint8_t *q = p + 1;
+		size_t n = 0;
 
-		p++;
+		/* Measure first: the copy takes the string's own length. */
 		for (;;) {
-			if (p >= ps->end || *p == '\r' || *p == '\n')
+			if (q >= ps->end || *q == '\r' || *q == '\n')
 				return perr(ps, "Unterminated quoted string");
-			if (*p == '"')
+			if (*q == '"')
 				break;
-			if (*p == '\\') {
-				p++;
-				if (p >= ps->end || (*p != '"' && *p != '\\'))
+			if (*q == '\\') {
+				q++;
+				if (q >= ps->end || (*q != '"' && *q != '\\'))
 					return perr(ps, "Invalid escape in quoted string");
 			}
-			if (*p == '\0')
+			if (*q == '\0')
 				return perr(ps, "NUL in quoted string");
-			out[o++] = (char)*p++;
+			q++;
+			n++;
 		}
-		out[o] = '\0';
-		ps->p = p + 1;
+		char *out = n == 0 ? (char *)empty_string : palloc(ps, n + 1);
+		if (out == NULL)
+			return -1;
+		if (n > 0) {
+			size_t o = 0;
+
+			for (p++; *p != '"'; p++) {
+				if (*p == '\\')
+					p++;
+				out[o++] = (char)*p;
+			}
+			out[o] = '\0';
+		}
+		ps->p = q + 1;
 		arg->type = ARG_QUOTED;
 		arg->str = out;
-		arg->len = o;
+		arg->len = n;
 		arg->raw = (const uint8_t *)out;
 		return 0;
 	}
@@ -412,13 +782,29 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 		if (p >= ps->end || *p != '\n')
 			return perr(ps, "Literal must end the line");
 		p++;
+		arg->type = ARG_LITERAL;
+		if (ps->sp != NULL && ps->next_lit < ps->sp->n_lits
+		    && ps->sp->lits[ps->next_lit].at == (size_t)(p - ps->base)) {
+			/* its bytes are in a file, not in the text */
+			const struct imap_spool_lit *l = &ps->sp->lits[ps->next_lit++];
+
+			if (l->len != n)
+				return perr(ps, "Literal truncated");
+			arg->len = (size_t)n;
+			arg->fd = l->fd;
+			ps->p = p;
+			return 0;
+		}
 		if ((uint64_t)(ps->end - p) < n)
 			return perr(ps, "Literal truncated");
-		arg->type = ARG_LITERAL;
 		arg->raw = p;
 		arg->len = (size_t)n;
-		if (memchr(p, '\0', (size_t)n) == NULL)
-			arg->str = arena_strndup(ps->a, p, (size_t)n);
+		if (!(ps->raw_literals && depth == 0 && ps->top_idx > 0)
+		    && memchr(p, '\0', (size_t)n) == NULL) {
+			arg->str = pstrndup(ps, p, (size_t)n);
+			if (arg->str == NULL)
+				return -1;
+		}
 		ps->p = p + n;
 		return 0;
 	}
@@ -447,7 +833,9 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 	}
 	arg->type = ARG_ATOM;
 	arg->len = (size_t)(p - s);
-	arg->str = arena_strndup(ps->a, s, arg->len);
+	arg->str = pstrndup(ps, s, arg->len);
+	if (arg->str == NULL)
+		return -1;
 	arg->raw = (const uint8_t *)arg->str;
 	if (arg->len == 3 && strcasecmp(arg->str, "NIL") == 0)
 		arg->type = ARG_NIL;
@@ -455,47 +843,74 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 	return 0;
 }
 
+/* The items grow in a heap array of their own and are copied to the
+ * arena once complete, so the arena holds each list once, at its size. */
 static int
 parse_list_items(struct pstate *ps, struct imap_arg **items_r, size_t *n_r, unsigned depth,
     bool top)
 {
 	size_t n = 0, cap = 0;
 	struct imap_arg *items = NULL;
+	int rc = -1;
 
 	for (;;) {
 		if (top) {
 			if (at_eol(ps))
 				break;
 		} else {
-			if (ps->p >= ps->end || *ps->p == '\r' || *ps->p == '\n')
-				return perr(ps, "Missing ')'");
+			if (ps->p >= ps->end || *ps->p == '\r' || *ps->p == '\n') {
+				perr(ps, "Missing ')'");
+				goto out;
+			}
 			if (*ps->p == ')')
 				break;
 		}
 		if (n > 0) {
-			if (*ps->p != ' ')
-				return perr(ps, "Missing space between arguments");
+			if (*ps->p != ' ') {
+				perr(ps, "Missing space between arguments");
+				goto out;
+			}
 			ps->p++;
-			if (!top && ps->p < ps->end && *ps->p == ')')
-				return perr(ps, "Space before ')'");
-			if (at_eol(ps))
-				return perr(ps, "Trailing space");
+			if (!top && ps->p < ps->end && *ps->p == ')') {
+				perr(ps, "Space before ')'");
+				goto out;
+			}
+			if (at_eol(ps)) {
+				perr(ps, "Trailing space");
+				goto out;
+			}
 		}
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 8;
-			struct imap_arg *ni = arena_alloc(ps->a, ncap * sizeof(*ni));
-			if (n > 0)
-				memcpy(ni, items, n * sizeof(*ni));
-			items = ni;
+
+			/* the growing array counts against the budget too */
+			if (ps->a->max != 0 && (ps->a->used > ps->a->max
+			    || ncap * sizeof(*items) > ps->a->max - ps->a->used)) {
+				palloc(ps, ncap * sizeof(*items));
+				goto out;
+			}
+			items = xreallocarray(items, ncap, sizeof(*items));
 			cap = ncap;
 		}
+		memset(&items[n], 0, sizeof(items[n]));
+		if (top)
+			ps->top_idx = n;
 		if (parse_one(ps, &items[n], depth) < 0)
-			return -1;
+			goto out;
 		n++;
 	}
-	*items_r = items;
+	*items_r = NULL;
+	if (n > 0) {
+		*items_r = palloc(ps, n * sizeof(*items));
+		if (*items_r == NULL)
+			goto out;
+		memcpy(*items_r, items, n * sizeof(*items));
+	}
 	*n_r = n;
-	return 0;
+	rc = 0;
+out:
+	free(items);
+	return rc;
 }
 
 static bool
@@ -504,11 +919,11 @@ is_tag_char(uint8_t c)
 	return is_atom_char(c) && c != '+';
 }
 
-int
-imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap_parsed *p,
-    const char **err_r)
+static int
+parse_text(struct arena *a, const uint8_t *data, size_t len, const struct imap_spool *sp,
+    struct imap_parsed *p, const char **err_r)
 {
-	struct pstate ps = { .a = a, .p = data, .end = data + len };
+	struct pstate ps = { .a = a, .base = data, .p = data, .end = data + len, .sp = sp };
 	const uint8_t *q = data;
 
 	memset(p, 0, sizeof(*p));
@@ -518,12 +933,12 @@ imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap
 	if (q == data || q - data > IMAP_MAX_TAG || q >= ps.end || *q != ' ') {
 		*err_r = "Invalid tag";
 		if (q > data && q - data <= IMAP_MAX_TAG && (q >= ps.end || *q == '\r' || *q == '\n'))
-			p->tag = arena_strndup(a, data, (size_t)(q - data));
+			p->tag = pstrndup(&ps, data, (size_t)(q - data));
 		if (p->tag != NULL)
 			*err_r = "Missing command";
 		return ROOST_EINVAL;
 	}
-	p->tag = arena_strndup(a, data, (size_t)(q - data));
+	p->tag = pstrndup(&ps, data, (size_t)(q - data));
 	ps.p = ++q;
 	while (q < ps.end && is_atom_char(*q))
 		q++;
@@ -531,7 +946,11 @@ imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap
 		*err_r = "Missing command";
 		return ROOST_EINVAL;
 	}
-	char *name = arena_strndup(a, ps.p, (size_t)(q - ps.p));
+	char *name = pstrndup(&ps, ps.p, (size_t)(q - ps.p));
+	if (p->tag == NULL || name == NULL) {
+		*err_r = ps.err;
+		return ps.rc;
+	}
 	for (char *c = name; *c; c++)
 		*c = (char)toupper((unsigned char)*c);
 	ps.p = q;
@@ -547,13 +966,18 @@ imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap
 			*err_r = "Missing command after UID";
 			return ROOST_EINVAL;
 		}
-		name = arena_strndup(a, ps.p, (size_t)(q - ps.p));
+		name = pstrndup(&ps, ps.p, (size_t)(q - ps.p));
+		if (name == NULL) {
+			*err_r = ps.err;
+			return ps.rc;
+		}
 		for (char *c = name; *c; c++)
 			*c = (char)toupper((unsigned char)*c);
 		ps.p = q;
 		p->uid = true;
 	}
 	p->name = name;
+	ps.raw_literals = strcmp(name, "APPEND") == 0;
 	if (!at_eol(&ps)) {
 		if (*ps.p != ' ') {
 			*err_r = "Unexpected character after command";
@@ -579,6 +1003,20 @@ imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap
 		return ROOST_EINVAL;
 	}
 	return 0;
+}
+
+int
+imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap_parsed *p,
+    const char **err_r)
+{
+	return parse_text(a, data, len, NULL, p, err_r);
+}
+
+int
+imap_parse_spooled(struct arena *a, const struct imap_spool *sp, struct imap_parsed *p,
+    const char **err_r)
+{
+	return parse_text(a, sp->text.data, sp->text.len, sp, p, err_r);
 }
 
 bool

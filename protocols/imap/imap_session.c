@@ -697,6 +697,7 @@ imap_session_free(void *session)
 	imap_idle_stop(s);
 	if (s->view.mb != NULL)
 		view_close(s);
+	imap_framer_reset(&s->fr);
 	sasl_free(&s->sasl);
 	if (s->counted)
 		ucount_release(s->user, s->peer);
@@ -726,6 +727,7 @@ imap_frame(struct conn *c, void *session, const uint8_t *in, size_t len, size_t 
 		.max_literal = cfg->imap_max_literal,
 		.authenticated = s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED,
 		.mode = (s->sasl != NULL || s->idling) ? FRAMER_LINE : FRAMER_COMMAND,
+		.spool_dir = cfg->data_dir,
 		.write = frame_write,
 		.raise_input = frame_raise,
 		.arg = c,
@@ -766,8 +768,13 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 		imap_idle_line(s, data, len);
 		return;
 	}
+	/* A spooled APPEND: its text is in the spool (data included). */
+	struct imap_spool *sp = imap_framer_take_spool(&s->fr);
 	arena_init(&cmd.arena);
-	int rc = imap_parse_command(&cmd.arena, data, len, &cmd.p, &err);
+	cmd.arena.max = IMAP_ARENA_PER_LINE * conn_max_line(c);
+	int rc = sp != NULL ? imap_parse_spooled(&cmd.arena, sp, &cmd.p, &err)
+	    : imap_parse_command(&cmd.arena, data, len, &cmd.p, &err);
+	cmd.arena.max = 0;	/* the bound is for what the client sized */
 	if (rc < 0) {
 		if (cmd.p.tag == NULL) {
 			conn_printf(c, "* BAD %s\r\n", err ? err : "Invalid command");
@@ -802,6 +809,7 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 		imap_tagged(&cmd, "OK", "%s completed", cmd.p.name);
 out:
 	arena_free(&cmd.arena);
+	imap_spool_free(&sp);
 }
 
 static void

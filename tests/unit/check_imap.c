@@ -1,4 +1,5 @@
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,6 +31,9 @@ fr_raise(void *arg, size_t max)
 	o->raised = max;
 }
 
+static void spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
+    uint64_t spool_at, const char *dir, struct buf *out, struct fout *o);
+
 /*
  * Run the framer over stream as a loop would: deliver it whole or a byte
  * at a time, consuming what each result says. Returns the commands found,
@@ -43,7 +47,7 @@ frame_stream(const char *stream, size_t len, bool bytewise, size_t max_line, boo
 	struct buf in = BUF_INIT(0);
 	size_t fed = 0;
 
-	imap_framer_reset(&fr);
+	imap_framer_init(&fr);
 	buf_init(&o->written, 0);
 	o->raised = 0;
 	while (fed < len || in.len > 0) {
@@ -159,6 +163,27 @@ START_TEST(frame_line_too_long)
 	ck_assert_str_eq(buf_cstr(&o.written), "t1 BAD [TOOBIG] Command line too long\r\n");
 	buf_free(&cmds);
 	buf_free(&o.written);
+}
+END_TEST
+
+/* A refused line read in pieces: its literal marker may be cut between two
+ * reads, and must still be seen, or the literal is run as a command. */
+START_TEST(frame_refused_line_split_marker)
+{
+	char line[400];
+
+	memset(line, 'x', sizeof(line));
+	memcpy(line, "t1 NOOP ", 8);
+	strcpy(line + 200, " {11+}\r\nt3 LOGOUT\r\n\r\nt2 NOOP\r\n");
+	for (size_t step = 1; step < 40; step++) {
+		struct buf out = BUF_INIT(0);
+		struct fout o;
+		spool_stream((const uint8_t *)line, strlen(line), step, 50, 0, NULL, &out, &o);
+		ck_assert_str_eq(buf_cstr(&out), "t2 NOOP|");
+		ck_assert_str_eq(buf_cstr(&o.written), "t1 BAD [TOOBIG] Command line too long\r\n");
+		buf_free(&out);
+		buf_free(&o.written);
+	}
 }
 END_TEST
 
@@ -308,7 +333,7 @@ START_TEST(parse_guard_page)
 		struct imap_frame_env env = { .max_line = 1000, .max_literal = 1000, .mode =
 			FRAMER_COMMAND, .write = fw, .raise_input = fr_raise, .arg = &o };
 		size_t used;
-		imap_framer_reset(&fr);
+		imap_framer_init(&fr);
 		(void)imap_framer_run(&fr, &env, p, n, &used);
 		buf_free(&o.written);
 	}
@@ -394,7 +419,7 @@ START_TEST(random_streams)
 			struct fout o = { .written = BUF_INIT(0) };
 			struct buf q = BUF_INIT(0);
 			size_t fed = 0;
-			imap_framer_reset(&fr);
+			imap_framer_init(&fr);
 			while (fed < in.len) {
 				size_t k = bw ? 1 : in.len - fed;
 				buf_append(&q, in.data + fed, k);
@@ -431,6 +456,351 @@ START_TEST(random_streams)
 }
 END_TEST
 
+/* ---- LIST patterns ---- */
+
+static bool
+match1(const char *pat, const char *name)
+{
+	struct arena a;
+	struct imap_match *m;
+
+	arena_init(&a);
+	ck_assert_int_eq(imap_match_compile(&a, pat, strlen(pat), &m), 0);
+	bool r = imap_match(m, name);
+	arena_free(&a);
+	return r;
+}
+
+/* The definition, by backtracking: exponential, for short inputs only. */
+static bool
+ref_match(const char *p, const char *n)
+{
+	if (*p == '\0')
+		return *n == '\0';
+	if (*p == '*')
+		return ref_match(p + 1, n) || (*n != '\0' && ref_match(p, n + 1));
+	if (*p == '%')
+		return ref_match(p + 1, n) || (*n != '\0' && *n != '/' && ref_match(p, n + 1));
+	return *n == *p && ref_match(p + 1, n + 1);
+}
+
+START_TEST(match_semantics)
+{
+	ck_assert(match1("*", "a/b/c"));
+	ck_assert(match1("%", "abc"));
+	ck_assert(!match1("%", "a/b"));
+	ck_assert(match1("a/%", "a/b"));
+	ck_assert(!match1("a/%", "a/b/c"));
+	ck_assert(match1("a/*", "a/b/c"));
+	ck_assert(match1("a%c", "abbc"));
+	ck_assert(!match1("a%c", "ab/c"));
+	ck_assert(match1("a*c", "ab/c"));
+	ck_assert(match1("%/%", "x/y"));
+	ck_assert(!match1("%/%", "x/y/z"));
+	ck_assert(match1("*%", "x/y"));	/* a run with '*' is '*' */
+	ck_assert(match1("%*", "x/y"));
+	ck_assert(!match1("%%", "x/y"));
+	ck_assert(match1("", ""));
+	ck_assert(!match1("", "a"));
+	ck_assert(!match1("abc", "ab"));
+	ck_assert(!match1("ab", "abc"));
+	ck_assert(match1("Sent", "Sent"));
+	ck_assert(!match1("sent", "Sent"));	/* only INBOX folds case */
+	/* INBOX, and the INBOX of its children, in any case */
+	ck_assert(match1("inbox", "INBOX"));
+	ck_assert(match1("InBoX", "INBOX"));
+	ck_assert(match1("inb*", "INBOX"));
+	ck_assert(match1("inbox/%", "INBOX/Sub"));
+	ck_assert(!match1("inbox/sub", "INBOX/Sub"));
+	ck_assert(match1("%", "INBOX"));
+	ck_assert(!match1("inbox*", "INBOXES"));
+	ck_assert(match1("INBOX*", "INBOXES"));
+	/* 8-bit names are bytes */
+	ck_assert(match1("caf\xc3\xa9/%", "caf\xc3\xa9/x"));
+	ck_assert(!match1("caf\xc3\xa9", "caf\xc3\xa8"));
+}
+END_TEST
+
+START_TEST(match_against_definition)
+{
+	static const char palpha[] = "ab/*%";
+	static const char nalpha[] = "ab/";
+	unsigned seed = 4242;
+
+	for (int round = 0; round < 20000; round++) {
+		char pat[10], name[12];
+		size_t pl = (size_t)(rand_r(&seed) % 9), nl = (size_t)(rand_r(&seed) % 12);
+
+		for (size_t i = 0; i < pl; i++)
+			pat[i] = palpha[rand_r(&seed) % 5];
+		pat[pl] = '\0';
+		for (size_t i = 0; i < nl; i++)
+			name[i] = nalpha[rand_r(&seed) % 3];
+		name[nl] = '\0';
+		if (match1(pat, name) != ref_match(pat, name))
+			ck_abort_msg("pattern \"%s\" name \"%s\": want %d", pat, name,
+			    ref_match(pat, name));
+	}
+}
+END_TEST
+
+START_TEST(match_pathological_and_bounds)
+{
+	struct arena a;
+	struct imap_match *m;
+	char name[513], pat[IMAP_MAX_PATTERN + 2];
+
+	memset(name, 'a', 512);
+	name[512] = '\0';
+	/* backtracking takes exponential time on these */
+	ck_assert(!match1("*a*a*a*a*a*a*a*a*a*a*a*a*b", name));
+	ck_assert(!match1("%a%a%a%a%a%a%a%a%a%a%a%a%b", name));
+	ck_assert(match1("*a*a*a*a*a*a*a*a*a*a*a*a*", name));
+	/* a long pattern: state sets wider than the stack ones */
+	for (size_t i = 0; i < 1000; i += 2) {
+		pat[i] = '*';
+		pat[i + 1] = 'a';
+	}
+	pat[1000] = 'b';
+	pat[1001] = '\0';
+	ck_assert(!match1(pat, name));
+	pat[1000] = '\0';
+	ck_assert(match1(pat, name));	/* 500 a's wanted, 512 there... */
+	name[400] = '\0';
+	ck_assert(!match1(pat, name));	/* ...but not 400 */
+	name[400] = 'a';
+	pat[1000] = '*';
+	pat[1001] = '\0';
+	ck_assert(match1(pat, name));
+	/* the bound */
+	arena_init(&a);
+	memset(pat, '*', sizeof(pat));
+	ck_assert_int_eq(imap_match_compile(&a, pat, IMAP_MAX_PATTERN + 1, &m), ROOST_ETOOBIG);
+	ck_assert_int_eq(imap_match_compile(&a, pat, IMAP_MAX_PATTERN, &m), 0);
+	ck_assert(imap_match(m, name));
+	arena_free(&a);
+}
+END_TEST
+
+/* ---- spooled APPEND literals ---- */
+
+/*
+ * Run the framer as the loop does, reading at most up to the input bound
+ * (the line bound, or what raise_input asked for), with spooling to /tmp
+ * past spool_at. Each framed command is parsed; the output lists them as
+ * "tag NAME arg...", a literal as m[bytes] (in memory) or f[bytes] (from
+ * its file), refused input as <d:N>. The input buffer never passes its
+ * bound (the loop would close the connection).
+ */
+static void
+spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
+    uint64_t spool_at, const char *dir, struct buf *out, struct fout *o)
+{
+	struct imap_framer fr;
+	struct buf q = BUF_INIT(0);
+	size_t fed = 0;
+
+	imap_framer_init(&fr);
+	buf_init(&o->written, 0);
+	o->raised = 0;
+	while (fed < len) {
+		size_t cap = (o->raised > max_line ? o->raised : max_line) + 1;
+		size_t n = len - fed;
+
+		ck_assert_uint_lt(q.len, cap);
+		if (n > step)
+			n = step;
+		if (n > cap - q.len)
+			n = cap - q.len;
+		buf_append(&q, stream + fed, n);
+		fed += n;
+		for (;;) {
+			struct imap_frame_env env = { .max_line = max_line, .max_literal = 1 << 20,
+				.authenticated = true, .mode = FRAMER_COMMAND, .spool_dir = dir,
+				.spool_at = spool_at, .write = fw, .raise_input = fr_raise,
+				.arg = o };
+			size_t used = 0;
+			enum imap_frame_res r = imap_framer_run(&fr, &env, q.data, q.len, &used);
+
+			if (r == IMAP_FRAME_AGAIN)
+				break;
+			ck_assert_uint_gt(used, 0);
+			ck_assert_uint_le(used, q.len);
+			if (r == IMAP_FRAME_DISCARD) {
+				buf_consume(&q, used);
+				continue;
+			}
+			struct imap_spool *sp = imap_framer_take_spool(&fr);
+			struct arena a;
+			struct imap_parsed ip;
+			const char *err;
+			arena_init(&a);
+			int rc = sp != NULL ? imap_parse_spooled(&a, sp, &ip, &err)
+			    : imap_parse_command(&a, q.data, used, &ip, &err);
+			if (rc < 0) {
+				buf_printf(out, "ERR(%s)|", err);
+			} else {
+				buf_printf(out, "%s %s", ip.tag, ip.name);
+				for (size_t i = 0; i < ip.n; i++) {
+					const struct imap_arg *g = &ip.args[i];
+					if (g->type == ARG_LITERAL && g->fd >= 0) {
+						uint8_t *b = malloc(g->len + 1);
+						ck_assert_int_eq(pread(g->fd, b, g->len, 0),
+						    (ssize_t)g->len);
+						buf_append_str(out, " f[");
+						buf_append(out, b, g->len);
+						buf_append_str(out, "]");
+						free(b);
+					} else if (g->type == ARG_LITERAL) {
+						buf_append_str(out, " m[");
+						buf_append(out, g->raw, g->len);
+						buf_append_str(out, "]");
+					} else if (g->type == ARG_LIST) {
+						buf_printf(out, " (%zu)", g->n);
+					} else {
+						buf_printf(out, " %s", g->str);
+					}
+				}
+				buf_append_str(out, "|");
+			}
+			arena_free(&a);
+			imap_spool_free(&sp);
+			buf_consume(&q, used);
+		}
+	}
+	imap_framer_reset(&fr);
+	buf_free(&q);
+}
+
+/* The same stream whole, in pieces of 7 and byte by byte gives the same
+ * commands and replies. */
+static void
+check_spool(const char *stream, size_t max_line, uint64_t spool_at, const char *dir,
+    const char *want, const char *want_written)
+{
+	static const size_t steps[] = { SIZE_MAX, 7, 1 };
+
+	for (size_t k = 0; k < 3; k++) {
+		struct buf out = BUF_INIT(0);
+		struct fout o;
+
+		spool_stream((const uint8_t *)stream, strlen(stream), steps[k], max_line, spool_at,
+		    dir, &out, &o);
+		if (strcmp(buf_cstr(&out), want) != 0)
+			ck_abort_msg("step %zu: got \"%s\" want \"%s\"", steps[k], buf_cstr(&out),
+			    want);
+		ck_assert_str_eq(buf_cstr(&o.written), want_written);
+		buf_free(&out);
+		buf_free(&o.written);
+	}
+}
+
+START_TEST(spool_append)
+{
+	/* under the threshold: in memory, as before */
+	check_spool("a APPEND x {5+}\r\nhello\r\n", 64, 64, "/tmp", "a APPEND x m[hello]|", "");
+	/* past it: a file, and the input never holds more than a line */
+	check_spool("a APPEND x (\\Seen) {40+}\r\n0123456789012345678901234567890123456789\r\n"
+	    "b NOOP\r\n", 32, 16, "/tmp",
+	    "a APPEND x (1) f[0123456789012345678901234567890123456789]|b NOOP|", "");
+	/* synchronizing: one continuation */
+	check_spool("a APPEND x {40}\r\n0123456789012345678901234567890123456789\r\n", 32, 16,
+	    "/tmp", "a APPEND x f[0123456789012345678901234567890123456789]|",
+	    "+ Ready for literal data\r\n");
+	/* MULTIAPPEND: small ones stay in the text, before and after the
+	 * first spooled one; a literal holding CRLF and a fake marker */
+	check_spool("a APPEND x {3+}\r\nabc {32+}\r\n{5}\r\n\r\n{3+}\r\nxyz0123456789012345 "
+	    "{2+}\r\nde (\\Flagged) {20+}\r\nABCDEFGHIJKLMNOPQRST {0+}\r\n\r\n", 40, 40, "/tmp",
+	    "a APPEND x m[abc] f[{5}\r\n\r\n{3+}\r\nxyz0123456789012345] m[de] (1) "
+	    "f[ABCDEFGHIJKLMNOPQRST] m[]|", "");
+}
+END_TEST
+
+START_TEST(spool_refusals)
+{
+	char big[4096];
+
+	/* the spool directory is gone: NO, and the stream stays in sync */
+	check_spool("a APPEND x {40+}\r\n0123456789012345678901234567890123456789\r\nb NOOP\r\n",
+	    32, 16, "/nonexistent/dir", "b NOOP|",
+	    "a NO [UNAVAILABLE] Cannot take the message now, try again later\r\n");
+	check_spool("a APPEND x {40}\r\nb NOOP\r\n", 32, 16, "/nonexistent/dir", "b NOOP|",
+	    "a NO [UNAVAILABLE] Cannot take the message now, try again later\r\n");
+	/* a later literal past the bound while spooling */
+	check_spool("a APPEND x {20+}\r\n01234567890123456789 {2000000+}\r\nb NOOP\r\n", 32, 16,
+	    "/tmp", "", "a BAD [TOOBIG] Literal too big\r\n");
+	check_spool("a APPEND x {20+}\r\n01234567890123456789 {2000000}\r\nb NOOP\r\n", 32, 16,
+	    "/tmp", "b NOOP|", "a NO [TOOBIG] Literal too big\r\n");
+	/* a line after the literal past the line bound */
+	snprintf(big, sizeof(big), "a APPEND x {20+}\r\n01234567890123456789 %s\r\nb NOOP\r\n",
+	    "(\\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen)");
+	check_spool(big, 32, 16, "/tmp", "b NOOP|", "a BAD [TOOBIG] Command line too long\r\n");
+	/* too many spooled literals in one command */
+	struct buf b = BUF_INIT(0);
+	buf_append_str(&b, "a APPEND x");
+	for (int i = 0; i <= IMAP_MAX_SPOOL_FILES; i++)
+		buf_append_str(&b, " {20+}\r\n01234567890123456789");
+	buf_append_str(&b, "\r\nb NOOP\r\n");
+	check_spool(buf_cstr(&b), 512, 16, "/tmp", "b NOOP|",
+	    "a NO [LIMIT] Too many large messages in one APPEND\r\n");
+	buf_free(&b);
+}
+END_TEST
+
+/* Quoted strings cost their own length, and the parse stays within the
+ * arena's budget. */
+START_TEST(parse_budget)
+{
+	struct arena a;
+	struct imap_parsed p;
+	const char *err;
+	struct buf b = BUF_INIT(0);
+
+	buf_append_str(&b, "a NOOP");
+	for (int i = 0; i < 21000; i++)
+		buf_append_str(&b, " \"\"");
+	buf_append_str(&b, " \"x\\\"y\"\r\n");
+	arena_init(&a);
+	ck_assert_int_eq(parse(&a, buf_cstr(&b), &p, &err), 0);
+	ck_assert_uint_eq(p.n, 21001);
+	ck_assert_str_eq(p.args[21000].str, "x\"y");
+	ck_assert_uint_eq(p.args[21000].len, 3);
+	/* the arguments, once, and nothing for the empty strings */
+	ck_assert_uint_le(a.used, 21001 * sizeof(struct imap_arg) + 4096);
+	arena_free(&a);
+
+	/* a budget: refused with [TOOBIG], and nothing past it is taken */
+	arena_init(&a);
+	a.max = 64 * 1024;
+	ck_assert_int_eq(parse(&a, buf_cstr(&b), &p, &err), ROOST_ETOOBIG);
+	ck_assert_ptr_nonnull(strstr(err, "[TOOBIG]"));
+	ck_assert_uint_le(a.used, a.max);
+	ck_assert_str_eq(p.tag, "a");
+	arena_free(&a);
+	buf_reset(&b);
+	buf_append_str(&b, "a LOGIN");
+	for (int i = 0; i < 2000; i++)
+		buf_append_str(&b, " \"0123456789012345678901234567890123456789\"");
+	buf_append_str(&b, "\r\n");
+	arena_init(&a);
+	a.max = 64 * 1024;
+	ck_assert_int_eq(parse(&a, buf_cstr(&b), &p, &err), ROOST_ETOOBIG);
+	ck_assert_uint_le(a.used, a.max);
+	arena_free(&a);
+	buf_free(&b);
+
+	/* APPEND's message literal is not copied; its mailbox name is */
+	const char app[] = "x APPEND {5}\r\nINBOX {3}\r\nabc\r\n";
+	arena_init(&a);
+	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)app, sizeof(app) - 1, &p, &err), 0);
+	ck_assert_str_eq(p.args[0].str, "INBOX");
+	ck_assert_ptr_null(p.args[1].str);
+	ck_assert_int_eq(memcmp(p.args[1].raw, "abc", 3), 0);
+	ck_assert_int_eq(p.args[1].fd, -1);
+	arena_free(&a);
+}
+END_TEST
+
 static Suite *
 imap_suite(void)
 {
@@ -443,12 +813,19 @@ imap_suite(void)
 	tcase_add_test(tc, frame_literal_with_crlf_inside);
 	tcase_add_test(tc, frame_line_too_long);
 	tcase_add_test(tc, frame_literal_too_big);
+	tcase_add_test(tc, frame_refused_line_split_marker);
 	tcase_add_test(tc, parse_basic);
 	tcase_add_test(tc, parse_errors);
 	tcase_add_test(tc, parse_guard_page);
 	tcase_add_test(tc, seqsets);
 	tcase_add_test(tc, dates);
 	tcase_add_test(tc, random_streams);
+	tcase_add_test(tc, spool_append);
+	tcase_add_test(tc, spool_refusals);
+	tcase_add_test(tc, parse_budget);
+	tcase_add_test(tc, match_semantics);
+	tcase_add_test(tc, match_against_definition);
+	tcase_add_test(tc, match_pathological_and_bounds);
 	suite_add_tcase(s, tc);
 	return s;
 }

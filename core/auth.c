@@ -345,14 +345,15 @@ auth_verify(struct auth *auth, const char *user, const char *password, size_t pa
 	}
 	if (auth->cfg->auth_cache_ttl > 0 &&
 	    auth_cache_check(auth->cache, name, stored, password, password_len, mono_seconds())) {
-		log_debug("event=auth_verify user=%s cache=hit", name);
+		log_debug("event=auth_verify user=%s cache=hit", LOG_QUOTE(name));
 		ret = 0;
 	} else {
 		ret = auth_check_hash(stored, password, password_len);
 		if (!auth_hash_is_slow(stored))
 			check_dummy(auth, password, password_len);
 		if (ret == ROOST_ENOTSUP) {
-			log_warn("event=auth_verify user=%s error=\"unknown password scheme\"", name);
+			log_warn("event=auth_verify user=%s error=\"unknown password scheme\"",
+			    LOG_QUOTE(name));
 			ret = ROOST_EAUTH;
 		} else if (ret != 0) {
 			ret = ROOST_EAUTH;
@@ -484,7 +485,7 @@ auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t
 			memcpy(name_r, name, strlen(name) + 1);
 		else
 			log_debug("event=auth_scram user=%s error=\"no SCRAM keys for this "
-			    "user's password scheme\"", name);
+			    "user's password scheme\"", LOG_QUOTE(name));
 	}
 	if (ret != 0) {
 		char lower[AUTH_MAX_NAME + 1];

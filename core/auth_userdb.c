@@ -172,7 +172,7 @@ userdb_load(const char *path, struct userdb **db_r)
 	for (size_t i = 1; i < db->n; i++) {
 		if (strcasecmp(db->v[i - 1].name, db->v[i].name) == 0) {
 			log_error("event=userdb_load path=%s user=%s error=\"duplicate user\"", path,
-			    db->v[i].name);
+			    LOG_QUOTE(db->v[i].name));
 			ret = ROOST_EINVAL;
 			goto fail;
 		}

@@ -189,7 +189,7 @@ static void
 user_field(const struct conn *c, char *buf, size_t size)
 {
 	if (c->user != NULL)
-		snprintf(buf, size, " user=%s", c->user);
+		snprintf(buf, size, " user=%s", LOG_QUOTE(c->user));
 	else
 		buf[0] = '\0';
 }

@@ -201,7 +201,8 @@ roll_back(struct storage *st, struct delivery_target *t, size_t n)
 		mailbox_close(&mb);
 		if (err != 0)
 			log_error("event=rollback-failed user=%s mailbox=%s uid=%u error=\"%s\"",
-			    t[i].user, t[i].mailbox, t[i].uid, roost_strerror(err));
+			    LOG_QUOTE(t[i].user), LOG_QUOTE(t[i].mailbox), t[i].uid,
+			    roost_strerror(err));
 	}
 }
 
@@ -434,16 +435,17 @@ delivery_command(const struct roost_services *sv, int argc, char **argv)
 	}
 	err = delivery_store(sv->storage, msg.data, msg.len, rcpts, n, true);
 	if (err != 0) {
-		log_error("proto=deliver event=failed id=%s from=<%s> error=\"%s\"", id, sender,
-		    roost_strerror(err));
+		log_error("proto=deliver event=failed id=%s from=%s error=\"%s\"", id,
+		    LOG_QUOTE(sender), roost_strerror(err));
 		fprintf(stderr, "roost deliver: storage: %s\n", roost_strerror(err));
 		rc = exit_for(err == ROOST_ENOTFOUND ? ROOST_ETEMP : err);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
-		log_info("proto=deliver event=delivered id=%s from=<%s> to=<%s> user=%s mailbox=%s "
-		    "uid=%u size=%zu", id, sender, addrs[i], rcpts[i].user, rcpts[i].mailbox,
-		    rcpts[i].uid, msg.len - hdr_len);
+		log_info("proto=deliver event=delivered id=%s from=%s to=%s user=%s mailbox=%s "
+		    "uid=%u size=%zu", id, LOG_QUOTE(sender), LOG_QUOTE(addrs[i]),
+		    LOG_QUOTE(rcpts[i].user), LOG_QUOTE(rcpts[i].mailbox), rcpts[i].uid,
+		    msg.len - hdr_len);
 out:
 	buf_free(&msg);
 	free(rcpts);

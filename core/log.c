@@ -9,6 +9,7 @@
 
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/utf8.h"
 
 static _Atomic int log_threshold = LOG_LEVEL_INFO;
 static _Atomic bool log_to_stderr = true;
@@ -85,6 +86,97 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
 		/* Nowhere left to report it. */
 	}
+}
+
+/* A byte that may stand unquoted. */
+static bool
+bare_byte(unsigned char c)
+{
+	return c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
+}
+
+/* UTF-8 that a reader could mistake for layout: C1 controls, U+2028 and
+ * U+2029 (line and paragraph separators), U+202A-U+202E and U+2066-U+2069
+ * (bidirectional overrides that reorder the rest of the line on screen). */
+static bool
+hidden_code_point(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x2028 && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069);
+}
+
+const char *
+log_quote_n(char *buf, size_t size, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0, i = 0;
+	bool bare;
+
+	if (s == NULL) {
+		snprintf(buf, size, "-");
+		return buf;
+	}
+	bare = len > 0 && len < size;
+	for (size_t k = 0; bare && k < len; k++)
+		bare = bare_byte(p[k]);
+	if (bare) {
+		memcpy(buf, s, len);
+		buf[len] = '\0';
+		return buf;
+	}
+	/* Quoted: keep room for "...", the closing quote and the NUL. */
+	buf[o++] = '"';
+	while (i < len) {
+		char piece[16];
+		size_t n = 0, used;
+		uint32_t cp;
+
+		if (p[i] == '"' || p[i] == '\\') {
+			piece[n++] = '\\';
+			piece[n++] = (char)p[i];
+			used = 1;
+		} else if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '=') {
+			piece[n++] = (char)p[i];
+			used = 1;
+		} else if (p[i] >= 0x80 && (used = utf8_decode(p + i, len - i, &cp)) > 0 &&
+		    !hidden_code_point(cp)) {
+			memcpy(piece, p + i, used);
+			n = used;
+		} else {
+			/* Escape the whole sequence when it is valid but hidden,
+			 * else the one byte. */
+			used = p[i] >= 0x80 ? utf8_decode(p + i, len - i, &cp) : 0;
+			if (used == 0)
+				used = 1;
+			for (size_t k = 0; k < used; k++) {
+				piece[n++] = '\\';
+				piece[n++] = 'x';
+				piece[n++] = hex[p[i + k] >> 4];
+				piece[n++] = hex[p[i + k] & 15];
+			}
+		}
+		/* Room for this piece and a later "...", or this is the last
+		 * piece and it fits with the closing quote. */
+		if (o + n + 5 > size && !(i + used == len && o + n + 2 <= size))
+			break;
+		memcpy(buf + o, piece, n);
+		o += n;
+		i += used;
+	}
+	if (i < len) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+
+const char *
+log_quote(char *buf, size_t size, const char *s)
+{
+	return log_quote_n(buf, size, s, s != NULL ? strlen(s) : 0);
 }
 
 void

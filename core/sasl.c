@@ -54,9 +54,17 @@ struct sasl {
 	bool verified;			/* the credentials proved right */
 	unsigned step_no;		/* responses consumed so far */
 	char user[AUTH_MAX_NAME + 1];	/* canonical name once authenticated */
+	char *tried;			/* the name the client gave, for the log */
 	char *login_user;		/* LOGIN: the name given at the first step */
 	void *mech_state;		/* for mechanisms with more state (SCRAM) */
 };
+
+static void
+set_tried(struct sasl *s, const char *name)
+{
+	free(s->tried);
+	s->tried = xstrndup(name, strnlen(name, AUTH_MAX_NAME + 1));
+}
 
 /* ---- PLAIN (RFC 4616) ---- */
 
@@ -88,6 +96,7 @@ plain_step(struct sasl *s, const uint8_t *resp, size_t len, struct buf *chal)
 		return ROOST_EINVAL;
 	authzid = xstrndup((const char *)resp, (size_t)(nul1 - resp));
 	authcid = xstrndup((const char *)nul1 + 1, (size_t)(nul2 - nul1 - 1));
+	set_tried(s, authcid);
 	/* Acting as another user is not offered: authzid empty or the same. */
 	ret = auth_verify(s->auth, authcid, pass, pass_len, s->user, sizeof(s->user));
 	if (ret == 0 && authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0)
@@ -114,6 +123,7 @@ login_step(struct sasl *s, const uint8_t *resp, size_t len, struct buf *chal)
 		return ROOST_EINVAL;
 	if (s->login_user == NULL) {
 		s->login_user = xstrndup((const char *)resp, len);
+		set_tried(s, s->login_user);
 		return buf_append_str(chal, "Password:") < 0 ? ROOST_EINVAL : ROOST_EAGAIN;
 	}
 	ret = auth_verify(s->auth, s->login_user, (const char *)resp, len, s->user,
@@ -244,6 +254,7 @@ scram_client_first(struct sasl *s, struct scram_state *st, const char *msg, size
 	if (buf_append(&st->client_first_bare, bare, (size_t)(end - bare)) < 0)
 		return ROOST_EINVAL;
 
+	set_tried(s, user);
 	st->user_ok = auth_scram_credentials(s->auth, user, st->name, sizeof(st->name),
 	    &st->cred) == 0;
 	/* Acting as another user is not offered. */
@@ -546,6 +557,12 @@ sasl_step(struct sasl *s, const char *line, struct buf *challenge_out)
 	return finish(s, run_step(s, line, len, challenge_out));
 }
 
+const char *
+sasl_user_tried(const struct sasl *s)
+{
+	return s != NULL ? s->tried : NULL;
+}
+
 bool
 sasl_verified(const struct sasl *s)
 {
@@ -567,6 +584,7 @@ sasl_free(struct sasl **sp)
 		return;
 	if (s->mech->free_state != NULL)
 		s->mech->free_state(s);
+	free(s->tried);
 	free(s);
 	*sp = NULL;
 }

@@ -222,7 +222,7 @@ imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
 		break;
 	default:
 		log_warn("conn=%llu proto=imap event=error cmd=%s err=%s",
-		    (unsigned long long)conn_id(cmd->c), cmd->p.name ? cmd->p.name : "?",
+		    (unsigned long long)conn_id(cmd->c), LOG_QUOTE(cmd->p.name),
 		    roost_strerror(err));
 		imap_tagged(cmd, "NO", "[SERVERBUG] Internal error");
 		break;
@@ -413,7 +413,7 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 	conn_delay(c, auth_success(s->sv->auth, s->peer));
 	if (!ucount_take(user, s->peer, cfg->imap_max_connections_per_user_ip)) {
 		log_info("conn=%llu proto=imap event=login-refused reason=per-user-ip-limit user=%s",
-		    (unsigned long long)conn_id(c), user);
+		    (unsigned long long)conn_id(c), LOG_QUOTE(user));
 		conn_printf(c, "%s NO [LIMIT] Too many connections for this user from this address\r\n",
 		    tag);
 		return;
@@ -423,10 +423,11 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 	rc = storage_user_init(s->sv->storage, user);
 	if (rc < 0)
 		log_warn("conn=%llu proto=imap event=user-init user=%s err=%s",
-		    (unsigned long long)conn_id(c), user, roost_strerror(rc));
+		    (unsigned long long)conn_id(c), LOG_QUOTE(user), roost_strerror(rc));
 	conn_set_user(c, user);
 	imap_enter_state(s, IMAP_STATE_AUTH);
-	log_info("conn=%llu proto=imap event=login user=%s", (unsigned long long)conn_id(c), user);
+	log_info("conn=%llu proto=imap event=login user=%s", (unsigned long long)conn_id(c),
+	    LOG_QUOTE(user));
 
 	struct buf b = BUF_INIT(0);
 	imap_capability_string(s, &b);
@@ -435,11 +436,12 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 }
 
 static void
-login_failed(struct imap_session *s, const char *tag)
+login_failed(struct imap_session *s, const char *tag, const char *user_tried)
 {
 	unsigned delay = auth_failure(s->sv->auth, s->peer);
 
-	log_info("conn=%llu proto=imap event=auth-failed", (unsigned long long)conn_id(s->c));
+	log_info("conn=%llu proto=imap event=auth-failed peer=%s user=%s",
+	    (unsigned long long)conn_id(s->c), s->peer, LOG_QUOTE(user_tried));
 	conn_printf(s->c, "%s NO [AUTHENTICATIONFAILED] Authentication failed\r\n", tag);
 	if (delay > 0)
 		conn_delay(s->c, delay);
@@ -464,7 +466,7 @@ cmd_login(struct imap_cmd *cmd)
 	int rc = auth_verify(s->sv->auth, cmd->p.args[0].str, pw->str, pw->len, name, sizeof(name));
 	cmd->done = true;
 	if (rc < 0) {
-		login_failed(s, cmd->p.tag);
+		login_failed(s, cmd->p.tag, cmd->p.args[0].str);
 		return;
 	}
 	login_done(cmd, cmd->p.tag, name);
@@ -488,8 +490,8 @@ sasl_result(struct imap_cmd *cmd, struct imap_session *s, const char *tag, int r
 		return;
 	}
 	case ROOST_EAUTH:
+		login_failed(s, tag, sasl_user_tried(s->sasl));
 		sasl_free(&s->sasl);
-		login_failed(s, tag);
 		return;
 	case ROOST_ECANCELED:
 		sasl_free(&s->sasl);

@@ -167,7 +167,7 @@ login(struct pop3_session *s, const char *canonical)
 	r = pop3_lock_acquire(cfg_of(s)->data_dir, s->user, &s->lock_fd);
 	if (r != 0) {
 		log_info("conn=%llu proto=pop3 event=login-refused user=%s reason=%s",
-		    (unsigned long long)conn_id(s->c), s->user,
+		    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),
 		    r == ROOST_EINUSE ? "in-use" : "lock-error");
 		reply_storage_error(s, r);
 		return CMD_OK;
@@ -185,7 +185,7 @@ login(struct pop3_session *s, const char *canonical)
 	}
 	if (r != 0) {
 		log_error("conn=%llu proto=pop3 event=login-failed user=%s error=\"%s\"",
-		    (unsigned long long)conn_id(s->c), s->user, roost_strerror(r));
+		    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), roost_strerror(r));
 		maildrop_close(s);
 		reply_storage_error(s, r);
 		return CMD_OK;
@@ -201,19 +201,19 @@ login(struct pop3_session *s, const char *canonical)
 
 	conn_set_user(s->c, s->user);
 	log_info("conn=%llu proto=pop3 event=login user=%s messages=%u",
-	    (unsigned long long)conn_id(s->c), s->user, s->n_msgs);
+	    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), s->n_msgs);
 	pop3_enter_state(s, POP3_TRANSACTION);
 	reply(s, "+OK Logged in.");
 	return CMD_OK;
 }
 
 static void
-auth_failed(struct pop3_session *s)
+auth_failed(struct pop3_session *s, const char *user_tried)
 {
 	unsigned ms = auth_failure(s->svc->auth, conn_peer(s->c));
 
-	log_info("conn=%llu proto=pop3 event=auth-failed peer=%s delay_ms=%u",
-	    (unsigned long long)conn_id(s->c), conn_peer(s->c), ms);
+	log_info("conn=%llu proto=pop3 event=auth-failed peer=%s user=%s delay_ms=%u",
+	    (unsigned long long)conn_id(s->c), conn_peer(s->c), LOG_QUOTE(user_tried), ms);
 	conn_delay(s->c, ms);
 	reply(s, "-ERR [AUTH] Authentication failed.");
 }
@@ -393,11 +393,11 @@ cmd_pass(struct pop3_session *s, const struct pop3_line *line)
 	s->user_arg = NULL;
 	r = auth_verify(s->svc->auth, user, (const char *)line->rest.p, line->rest.len, name,
 	    sizeof(name));
+	if (r == ROOST_EAUTH || r == ROOST_ENOTFOUND)
+		auth_failed(s, user);
 	free(user);
-	if (r == ROOST_EAUTH || r == ROOST_ENOTFOUND) {
-		auth_failed(s);
+	if (r == ROOST_EAUTH || r == ROOST_ENOTFOUND)
 		return CMD_OK;
-	}
 	if (r != 0) {
 		reply(s, "-ERR [SYS/TEMP] Authentication is unavailable, try again later.");
 		return CMD_OK;
@@ -423,14 +423,15 @@ auth_result(struct pop3_session *s, int r, struct buf *challenge)
 		snprintf(name, sizeof(name), "%s", sasl_user(s->sasl));
 		sasl_free(&s->sasl);
 		return login(s, name);
+	case ROOST_EAUTH:
+		auth_failed(s, sasl_user_tried(s->sasl));
+		sasl_free(&s->sasl);
+		return CMD_OK;
 	default:
 		break;
 	}
 	sasl_free(&s->sasl);
 	switch (r) {
-	case ROOST_EAUTH:
-		auth_failed(s);
-		return CMD_OK;
 	case ROOST_ECANCELED:
 		reply(s, "-ERR Authentication cancelled.");
 		return CMD_OK;
@@ -766,7 +767,7 @@ cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 		free(uids);
 		if (r != 0) {
 			log_error("conn=%llu proto=pop3 event=expunge user=%s error=\"%s\"",
-			    (unsigned long long)conn_id(s->c), s->user, roost_strerror(r));
+			    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), roost_strerror(r));
 			maildrop_close(s);
 			reply(s, "-ERR [SYS/TEMP] Deleting messages failed; nothing was deleted.");
 			conn_close(s->c);
@@ -774,7 +775,7 @@ cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 		}
 	}
 	log_info("conn=%llu proto=pop3 event=logout user=%s deleted=%zu",
-	    (unsigned long long)conn_id(s->c), s->user, n);
+	    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), n);
 	/* Unlock before the reply leaves: a client that reconnects as soon as
 	 * it reads +OK must not find its maildrop still in use. */
 	maildrop_close(s);

@@ -523,17 +523,18 @@ finish_message(struct smtp_session *s, bool bare_eol)
 		size_t i = k;
 
 		if (dr[i].result == 0)
-			log_info("conn=%llu proto=%s event=delivered id=%s from=<%s> to=<%s> "
+			log_info("conn=%llu proto=%s event=delivered id=%s from=%s to=%s "
 			    "user=%s mailbox=%s uid=%u size=%llu notify=%s orcpt=%s",
-			    (unsigned long long)conn_id(s->c), proto_name(s), s->id, s->sender,
-			    r->addr, dr[i].user, dr[i].mailbox, dr[i].uid, (unsigned long long)body,
-			    r->params.notify[0] ? r->params.notify : "-",
-			    r->params.orcpt[0] ? r->params.orcpt : "-");
+			    (unsigned long long)conn_id(s->c), proto_name(s), s->id,
+			    LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(dr[i].user),
+			    LOG_QUOTE(dr[i].mailbox), dr[i].uid, (unsigned long long)body,
+			    r->params.notify[0] ? LOG_QUOTE(r->params.notify) : "-",
+			    r->params.orcpt[0] ? LOG_QUOTE(r->params.orcpt) : "-");
 		else
-			log_warn("conn=%llu proto=%s event=deferred id=%s from=<%s> to=<%s> "
+			log_warn("conn=%llu proto=%s event=deferred id=%s from=%s to=%s "
 			    "user=%s error=\"%s\"", (unsigned long long)conn_id(s->c),
-			    proto_name(s), s->id, s->sender, r->addr, dr[i].user,
-			    roost_strerror(dr[i].result));
+			    proto_name(s), s->id, LOG_QUOTE(s->sender), LOG_QUOTE(r->addr),
+			    LOG_QUOTE(dr[i].user), roost_strerror(dr[i].result));
 	}
 	for (size_t i = 0; i < s->n_rcpts && err == 0; i++) {
 		if (s->rcpts[i].remote)
@@ -935,13 +936,14 @@ auth_result(struct smtp_session *s, int err, struct buf *challenge)
 		conn_set_user(s->c, sasl_user(s->sasl));
 		conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
 		log_info("conn=%llu proto=smtp event=login user=%s", (unsigned long long)conn_id(s->c),
-		    sasl_user(s->sasl));
+		    LOG_QUOTE(sasl_user(s->sasl)));
 		reply(s, 235, "2.7.0", "Authentication successful");
 		break;
 	case ROOST_EAUTH:
 		conn_delay(s->c, auth_failure(s->sv->auth, conn_peer(s->c)));
-		log_info("conn=%llu proto=smtp event=auth-failed peer=%s",
-		    (unsigned long long)conn_id(s->c), conn_peer(s->c));
+		log_info("conn=%llu proto=smtp event=auth-failed peer=%s user=%s",
+		    (unsigned long long)conn_id(s->c), conn_peer(s->c),
+		    LOG_QUOTE(sasl_user_tried(s->sasl)));
 		reply(s, 535, "5.7.8", "Authentication credentials invalid");
 		break;
 	case ROOST_ECANCELED:

@@ -37,6 +37,24 @@ enum pop3_state {
 	POP3_UPDATE = 1 << 2,
 };
 
+/* A multi-line reply produced in steps (conn_continue): each step writes
+ * until the connection's output is full. Nothing of the store is held
+ * between steps: a message is read again at each one. */
+enum pop3_xfer_kind {
+	XFER_NONE,
+	XFER_MESSAGE,	/* RETR, TOP */
+	XFER_SCAN,	/* LIST */
+	XFER_UIDL,	/* UIDL */
+};
+
+struct pop3_xfer {
+	enum pop3_xfer_kind kind;
+	uint32_t idx;			/* the message; for a listing the next entry */
+	size_t off;			/* message bytes already encoded */
+	size_t len;			/* message length at the first read */
+	struct pop3_encoder enc;
+};
+
 /* One message of the maildrop snapshot taken at login. */
 struct pop3_msg {
 	uint32_t uid;
@@ -65,6 +83,7 @@ struct pop3_session {
 	struct pop3_msg *msgs;
 	uint32_t n_msgs;
 	uint32_t n_deleted;
+	struct pop3_xfer xfer;		/* a reply in steps, between steps */
 };
 
 /* What a command's run function reports back to the dispatcher. */
@@ -545,27 +564,31 @@ cmd_stat(struct pop3_session *s, const struct pop3_line *line)
 
 /*
  * LIST and UIDL without an argument: one line per message, written in
- * batches; conn_write() flushes past the high-water mark, so a 20,000
- * message maildrop never needs the whole listing in memory.
+ * batches until the output is full, then continued in the next step, so
+ * a 20,000 message maildrop neither holds a worker while the client reads
+ * nor needs the whole listing in memory.
  */
 static void
-scan_listing(struct pop3_session *s, bool uidl)
+listing_step(struct conn *c, void *session, void *arg)
 {
+	struct pop3_session *s = session;
+	bool uidl = s->xfer.kind == XFER_UIDL;
 	char batch[LIST_BATCH];
 	size_t o = 0;
+	uint32_t i;
 
-	conn_write_str(s->c, uidl ? "+OK Unique-ID listing follows\r\n"
-				  : "+OK Scan listing follows\r\n");
-	for (uint32_t i = 0; i < s->n_msgs; i++) {
+	for (i = s->xfer.idx; i < s->n_msgs; i++) {
 		char uid[POP3_UIDL_LEN + 1];
 		int n;
 
 		if (s->msgs[i].deleted)
 			continue;
 		if (o > sizeof(batch) - 64) {
-			if (conn_write(s->c, batch, o) != 0)
+			if (conn_write(c, batch, o) != 0)
 				return;
 			o = 0;
+			if (conn_output_full(c))
+				break;
 		}
 		if (uidl) {
 			pop3_uidl(s->uidvalidity, s->msgs[i].uid, uid);
@@ -576,9 +599,25 @@ scan_listing(struct pop3_session *s, bool uidl)
 		}
 		o += (size_t)n;
 	}
+	if (i < s->n_msgs) {
+		s->xfer.idx = i;
+		conn_continue(c, listing_step, NULL);
+		return;
+	}
 	memcpy(batch + o, ".\r\n", 3);
 	o += 3;
-	conn_write(s->c, batch, o);
+	conn_write(c, batch, o);
+	s->xfer.kind = XFER_NONE;
+}
+
+static void
+scan_listing(struct pop3_session *s, bool uidl)
+{
+	conn_write_str(s->c, uidl ? "+OK Unique-ID listing follows\r\n"
+				  : "+OK Scan listing follows\r\n");
+	memset(&s->xfer, 0, sizeof(s->xfer));
+	s->xfer.kind = uidl ? XFER_UIDL : XFER_SCAN;
+	listing_step(s->c, s, NULL);
 }
 
 static enum cmd_result
@@ -623,14 +662,70 @@ cmd_uidl(struct pop3_session *s, const struct pop3_line *line)
 	return CMD_OK;
 }
 
-/* RETR and TOP: stream message i through the encoder. */
+/*
+ * Encode the message in view from where the last step stopped until the
+ * output is full. True when the reply is complete (or the peer is gone).
+ */
+static bool
+message_feed(struct pop3_session *s, const struct msg_view *view)
+{
+	uint8_t out[2 * ENC_IN_CHUNK + POP3_ENC_FINISH_MAX];
+	struct pop3_xfer *x = &s->xfer;
+
+	while (x->off < view->len && !x->enc.done) {
+		size_t chunk = view->len - x->off < ENC_IN_CHUNK ? view->len - x->off : ENC_IN_CHUNK;
+		size_t used, n;
+
+		if (conn_output_full(s->c))
+			return false;
+		n = pop3_enc_feed(&x->enc, view->data + x->off, chunk, out, sizeof(out), &used);
+		x->off += used;
+		if (n > 0 && conn_write(s->c, out, n) != 0)
+			return true;	/* peer gone: stop reading */
+	}
+	conn_write(s->c, out, pop3_enc_finish(&x->enc, out));
+	return true;
+}
+
+/* The next step of RETR or TOP: read the message again (no view is held
+ * while the client reads) and go on encoding it. */
+static void
+message_step(struct conn *c, void *session, void *arg)
+{
+	struct pop3_session *s = session;
+	struct pop3_xfer *x = &s->xfer;
+	uint32_t uid = s->msgs[x->idx].uid;
+	struct msg_view view;
+	int r;
+
+	r = mailbox_read(s->mb, uid, &view);
+	if (r == 0 && view.len != x->len) {
+		msg_view_release(&view);
+		r = ROOST_EIO;
+	}
+	if (r != 0) {
+		/* Part of the message is out: there is no way to answer -ERR
+		 * now, and a terminated short message would be taken for the
+		 * whole one. Closing makes the client retry later. */
+		log_error("conn=%llu proto=pop3 event=read uid=%u offset=%zu error=\"%s\"",
+		    (unsigned long long)conn_id(c), uid, x->off, roost_strerror(r));
+		x->kind = XFER_NONE;
+		conn_close(c);
+		return;
+	}
+	if (message_feed(s, &view))
+		x->kind = XFER_NONE;
+	else
+		conn_continue(c, message_step, NULL);
+	msg_view_release(&view);
+}
+
+/* RETR and TOP: stream message i through the encoder, in steps. */
 static void
 send_message(struct pop3_session *s, uint32_t i, uint64_t body_lines)
 {
-	uint8_t out[2 * ENC_IN_CHUNK + POP3_ENC_FINISH_MAX];
-	struct pop3_encoder enc;
+	struct pop3_xfer *x = &s->xfer;
 	struct msg_view view;
-	size_t off = 0;
 	int r;
 
 	r = mailbox_read(s->mb, s->msgs[i].uid, &view);
@@ -649,18 +744,16 @@ send_message(struct pop3_session *s, uint32_t i, uint64_t body_lines)
 		conn_printf(s->c, "+OK %llu octets\r\n", (unsigned long long)s->msgs[i].octets);
 	else
 		conn_write_str(s->c, "+OK\r\n");
-	pop3_enc_init(&enc, body_lines);
-	while (off < view.len && !enc.done) {
-		size_t chunk = view.len - off < ENC_IN_CHUNK ? view.len - off : ENC_IN_CHUNK;
-		size_t used, n;
-
-		n = pop3_enc_feed(&enc, view.data + off, chunk, out, sizeof(out), &used);
-		off += used;
-		if (n > 0 && conn_write(s->c, out, n) != 0)
-			break;	/* peer gone: stop reading */
-	}
+	memset(x, 0, sizeof(*x));
+	x->kind = XFER_MESSAGE;
+	x->idx = i;
+	x->len = view.len;
+	pop3_enc_init(&x->enc, body_lines);
+	if (message_feed(s, &view))
+		x->kind = XFER_NONE;
+	else
+		conn_continue(s->c, message_step, NULL);
 	msg_view_release(&view);
-	conn_write(s->c, out, pop3_enc_finish(&enc, out));
 }
 
 static enum cmd_result

@@ -9,6 +9,7 @@ stop() or the context manager. stop() fails the test if the server did not
 exit cleanly or its log holds a sanitizer report.
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,6 +44,32 @@ def wait_port(port, timeout=15.0):
                 return True
         except OSError:
             time.sleep(0.05)
+    return False
+
+
+def wait_unix(path, timeout=15.0):
+    """Wait until a unix socket accepts a connection: the file exists from
+    bind() on, but connecting is refused until listen()."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            try:
+                s.connect(path)
+                return True
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return False
+
+
+def wait_log(srv, pattern, count=1, timeout=15.0):
+    """Wait until the server log holds count lines matching the regex."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(re.findall(pattern, srv.log())) >= count:
+            return True
+        time.sleep(0.05)
     return False
 
 

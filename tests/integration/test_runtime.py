@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from roosttest import ROOST_TESTD, RoostServer
+from roosttest import ROOST_TESTD, RoostServer, wait_log, wait_unix
 
 GREETING = b"+OK roost-testd ready\r\n"
 
@@ -402,10 +402,7 @@ class RuntimeUnixSocket(unittest.TestCase):
         sockdir = tempfile.mkdtemp(prefix="roost-unix-")
         path = os.path.join(sockdir, "test.sock")
         with testd({"listen": {"lmtp": "unix:" + path}}):
-            deadline = time.monotonic() + 10
-            while not os.path.exists(path):
-                self.assertLess(time.monotonic(), deadline)
-                time.sleep(0.05)
+            self.assertTrue(wait_unix(path), "the unix listener never accepted")
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(10)
             s.connect(path)
@@ -470,7 +467,8 @@ class RuntimeLimits(unittest.TestCase):
     def test_per_ip_limit(self):
         with testd({"limits": {"max_connections_per_ip": "5"}}) as srv:
             port = srv.port("imap")
-            time.sleep(0.2)     # the port probe's connection is gone
+            # The start-up probes (one per listener) are gone.
+            self.assertTrue(wait_log(srv, r"event=disconnect", 2))
             held = [Client(port) for _ in range(5)]
             extra = Client(port, greet=False)
             self.assertTrue(extra.closed_by_peer())
@@ -532,7 +530,7 @@ class RuntimeLimits(unittest.TestCase):
     def test_total_limit(self):
         with testd({"limits": {"max_connections": "3"}}) as srv:
             port = srv.port("imap")
-            time.sleep(0.2)
+            self.assertTrue(wait_log(srv, r"event=disconnect", 2))
             held = [Client(port) for _ in range(3)]
             extra = Client(port, greet=False)
             self.assertTrue(extra.closed_by_peer())

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, RoostServer, wait_unix
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -802,9 +802,7 @@ class LmtpUnixSocketTest(unittest.TestCase):
             srv = RoostServer(backend=BACKENDS[0], listeners=("smtp",),
                               conf={"listen": {"lmtp": "unix:" + path}})
             with srv:
-                deadline = time.monotonic() + 10
-                while not os.path.exists(path) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                self.assertTrue(wait_unix(path), "the LMTP socket never accepted")
                 with smtplib.LMTP(path, timeout=15) as s:
                     s.sendmail("s@remote.example", [ALICE], message("over a unix socket"))
                 got = uids(srv, ALICE)

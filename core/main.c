@@ -34,6 +34,8 @@ static const struct command commands[] = {
 	  "fetch USER NAME UID", "look into a user's mailboxes through the storage interface" },
 	{ "queue", cli_queue, "queue list | show ID | flush [ID] | delete ID | hold ID | release ID",
 	  "look at and steer the outbound queue (through the running server when there is one)" },
+	{ "dkim", cli_dkim, "dkim keygen DOMAIN [rsa|ed25519]",
+	  "create a DKIM signing key for DOMAIN and print the DNS TXT record to publish" },
 	{ "help", cmd_help, "help [COMMAND]", "show this help" },
 	{ "--version", cmd_version, "--version", "print the version" },
 	{ NULL, NULL, NULL, NULL },

@@ -233,55 +233,101 @@ mailbox_addr(const char *s, size_t len, char *addr, size_t addrlen)
 	addr[o] = '\0';
 }
 
+/* Call fn for each address of the one From: field; false when there is
+ * not exactly one From: field. fn returns false to stop. */
+static bool
+each_from_address(const uint8_t *hdr, size_t len, bool (*fn)(const char *addr, void *arg),
+    void *arg)
+{
+	char fields[4096], addr[512];
+	const char *v = fields;
+
+	if (from_fields(hdr, len, fields, sizeof(fields)) != 1)
+		return false;
+	/* Split at commas outside quotes, comments and angle brackets. */
+	for (const char *p = v;; p++) {
+		bool end = *p == '\0';
+		int d = 0;
+		bool q = false, a = false;
+
+		if (!end && *p != ',')
+			continue;
+		for (const char *k = v; k < p; k++) {
+			if (*k == '"' && d == 0)
+				q = !q;
+			else if (!q && *k == '(')
+				d++;
+			else if (!q && *k == ')' && d > 0)
+				d--;
+			else if (!q && d == 0 && *k == '<')
+				a = true;
+			else if (!q && d == 0 && *k == '>')
+				a = false;
+		}
+		if (!end && (q || d > 0 || a))
+			continue;	/* the comma is inside something */
+		mailbox_addr(v, (size_t)(p - v), addr, sizeof(addr));
+		if (addr[0] != '\0' && !fn(addr, arg))
+			return true;
+		if (end)
+			return true;
+		v = p + 1;
+	}
+}
+
+struct from_check {
+	const struct roost_config *cfg;
+	const char *user;
+	char *bad;
+	size_t badlen;
+	bool any, ok;
+};
+
+static bool
+check_one(const char *addr, void *arg)
+{
+	struct from_check *fc = arg;
+
+	fc->any = true;
+	if (relay_sender_allowed(fc->cfg, fc->user, addr))
+		return true;
+	snprintf(fc->bad, fc->badlen, "%s", addr);
+	fc->ok = false;
+	return false;
+}
+
 int
 relay_from_header_check(const struct roost_config *cfg, const char *user, const uint8_t *hdr,
     size_t len, char *bad, size_t badlen)
 {
-	char fields[4096], addr[512];
-	const char *v;
-	unsigned n = from_fields(hdr, len, fields, sizeof(fields));
-	bool any = false;
+	struct from_check fc = { cfg, user, bad, badlen, false, true };
 
 	snprintf(bad, badlen, "%s", "");
-	if (n != 1)
+	if (!each_from_address(hdr, len, check_one, &fc))
 		return ROOST_EPERM;
-	v = fields;
-	/* Split at commas outside quotes, comments and angle brackets. */
-	for (const char *p = v;; p++) {
-		bool end = *p == '\0';
+	return fc.any && fc.ok ? 0 : ROOST_EPERM;
+}
 
-		if (!end && *p != ',')
-			continue;
-		{
-			int d = 0;
-			bool q = false, a = false;
+struct first_addr {
+	char *out;
+	size_t len;
+};
 
-			for (const char *k = v; k < p; k++) {
-				if (*k == '"' && d == 0)
-					q = !q;
-				else if (!q && *k == '(')
-					d++;
-				else if (!q && *k == ')' && d > 0)
-					d--;
-				else if (!q && d == 0 && *k == '<')
-					a = true;
-				else if (!q && d == 0 && *k == '>')
-					a = false;
-			}
-			if (!end && (q || d > 0 || a))
-				continue;	/* the comma is inside something */
-		}
-		mailbox_addr(v, (size_t)(p - v), addr, sizeof(addr));
-		if (addr[0] != '\0') {
-			any = true;
-			if (!relay_sender_allowed(cfg, user, addr)) {
-				snprintf(bad, badlen, "%s", addr);
-				return ROOST_EPERM;
-			}
-		}
-		if (end)
-			break;
-		v = p + 1;
-	}
-	return any ? 0 : ROOST_EPERM;
+static bool
+take_first(const char *addr, void *arg)
+{
+	struct first_addr *fa = arg;
+
+	snprintf(fa->out, fa->len, "%s", addr);
+	return false;
+}
+
+int
+relay_from_address(const uint8_t *hdr, size_t len, char *addr, size_t addrlen)
+{
+	struct first_addr fa = { addr, addrlen };
+
+	addr[0] = '\0';
+	each_from_address(hdr, len, take_first, &fa);
+	return addr[0] != '\0' ? 0 : ROOST_ENOTFOUND;
 }

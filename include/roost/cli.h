@@ -51,5 +51,7 @@ int cli_deliver(struct cli *cli);
 int cli_mailbox(struct cli *cli);
 /* core/cli_queue.c: the outbound queue. */
 int cli_queue(struct cli *cli);
+/* core/cli_dkim.c: DKIM signing keys. */
+int cli_dkim(struct cli *cli);
 
 #endif

@@ -45,6 +45,10 @@ bool relay_sender_allowed(const struct roost_config *cfg, const char *user,
 int relay_from_header_check(const struct roost_config *cfg, const char *user,
     const uint8_t *hdr, size_t len, char *bad, size_t badlen);
 
+/* The first address of the (one) From: field of hdr[0..len) into addr;
+ * ROOST_ENOTFOUND when there is none. */
+int relay_from_address(const uint8_t *hdr, size_t len, char *addr, size_t addrlen);
+
 /* The domain part of an address ("" when it has none). */
 const char *relay_domain(const char *address);
 

@@ -23,6 +23,7 @@
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/delivery.h"
+#include "roost/dkim.h"
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/queue.h"
@@ -394,6 +395,36 @@ from_header_ok(struct smtp_session *s, const struct msg_input *in)
 	return false;
 }
 
+/* The DKIM-Signature for a message leaving for other domains, signed for
+ * its From: domain when that has a key (roost/dkim.h), into out. */
+static void
+dkim_for_relay(struct smtp_session *s, const struct msg_input *in, struct buf *out)
+{
+	struct buf head;
+	char from[SMTP_MAX_PATH + 1];
+	const uint8_t *view = in->data + s->hdr_len;
+	void *map = NULL;
+	size_t len = in->len - s->hdr_len;
+
+	message_head(s, in, &head);
+	if (relay_from_address(head.data, head.len, from, sizeof(from)) != 0) {
+		buf_free(&head);
+		return;
+	}
+	buf_free(&head);
+	if (in->fd >= 0) {
+		map = mmap(NULL, in->len, PROT_READ, MAP_PRIVATE, in->fd, 0);
+		if (map == MAP_FAILED)
+			return;
+		view = (const uint8_t *)map + s->hdr_len;
+	}
+	if (dkim_sign(s->cfg, relay_domain(from), view, len, out) == 0)
+		log_debug("conn=%llu proto=smtp event=dkim-signed id=%s domain=%s",
+		    (unsigned long long)conn_id(s->c), s->id, relay_domain(from));
+	if (map != NULL)
+		munmap(map, in->len);
+}
+
 /* Queue the remote recipients' copy: our Received line (no Return-Path, no
  * X-Roost-DSN: those belong to final delivery) and the message. */
 static int
@@ -403,6 +434,7 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 	struct buf trace = BUF_INIT(0);
 	struct queue_submission sub = { 0 };
 	struct queue_rcpt_in *rin = xcalloc(s->n_rcpts, sizeof(*rin));
+	struct buf dkim = BUF_INIT(0);
 	const char *received;
 	size_t n = 0;
 	int err;
@@ -415,6 +447,9 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 	t.id = s->id;
 	delivery_trace_headers(s->cfg, &t, &trace);
 	received = strstr(buf_cstr(&trace), "Received:");
+	dkim_for_relay(s, in, &dkim);
+	if (received != NULL)
+		buf_append_str(&dkim, received);
 	for (size_t i = 0; i < s->n_rcpts; i++) {
 		if (!s->rcpts[i].remote)
 			continue;
@@ -432,8 +467,8 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 	sub.body_8bit = s->mp.body_8bit;
 	sub.rcpts = rin;
 	sub.n_rcpts = n;
-	sub.prefix = (const uint8_t *)(received != NULL ? received : "");
-	sub.prefix_len = received != NULL ? strlen(received) : 0;
+	sub.prefix = dkim.data;
+	sub.prefix_len = dkim.len;
 	sub.fd = in->fd;
 	if (in->fd >= 0) {
 		sub.offset = s->hdr_len;
@@ -447,6 +482,7 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 		    (unsigned long long)conn_id(s->c), s->id, roost_strerror(err));
 	free(rin);
 	buf_free(&trace);
+	buf_free(&dkim);
 	return err;
 }
 

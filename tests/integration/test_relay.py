@@ -6,9 +6,10 @@ one port number (the sender's [relay] mx_port)."""
 import email
 import os
 import re
-import signal
+import shutil
 import smtplib
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -17,8 +18,8 @@ from dnsstub import DnsStub
 from roosttest import BACKENDS, RoostServer, free_port, wait_port
 from test_smtp import fetch, tls_context, uids
 
-ALICE, BOB = "alice@example.org", "bob@example.org"
-PASSWORDS = {ALICE: "alice-secret", BOB: "bob-secret"}
+ALICE, BOB, DAN = "alice@example.org", "bob@example.org", "dan@roost.test"
+PASSWORDS = {ALICE: "alice-secret", BOB: "bob-secret", DAN: "dan-secret"}
 RECEIVER_USERS = {"carol@remote-a.test": "c", "dave@remote-b.test": "d",
                   "erin@remote-c.test": "e", "crash@remote-b.test": "x"}
 TRUSTED_IP = "127.0.0.5"
@@ -176,9 +177,31 @@ def sender_conf(**relay):
     return conf
 
 
-def start_sender(**relay):
-    return RoostServer(backend=BACKENDS[0], listeners=("smtp", "submission"),
-                       conf=sender_conf(**relay)).start()
+def start_sender(conf=None, **relay):
+    c = sender_conf(**relay)
+    for section, keys in (conf or {}).items():
+        c.setdefault(section, {}).update(keys)
+    return RoostServer(backend=BACKENDS[0], users=PASSWORDS, listeners=("smtp", "submission"),
+                       conf=c).start()
+
+
+# dkimpy (Debian's python3-dkim) in the system interpreter, with the key
+# record handed in instead of looked up.
+DKIM_VERIFY = r"""
+import sys, dkim
+msg = sys.stdin.buffer.read()
+record, want = sys.argv[1].encode(), sys.argv[2]
+def dnsfunc(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    return record if name.rstrip(".") == want else None
+sys.exit(0 if dkim.verify(msg, dnsfunc=dnsfunc) else 1)
+"""
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def have_dkimpy():
+    return os.path.exists(SYSTEM_PYTHON) and subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import dkim, nacl"], capture_output=True).returncode == 0
 
 
 def wait_for(pred, timeout=30, what="condition"):
@@ -389,6 +412,55 @@ class RelayTest(unittest.TestCase):
             self.srv.cli("queue", "delete", qid)
         wait_for(lambda: all(i not in self.srv.cli("queue", "list").stdout for i in ids.values()))
         self.assertNotEqual(self.srv.cli("queue", "show", "NOSUCHID", check=False).returncode, 0)
+
+
+    @unittest.skipUnless(have_dkimpy(), "python3-dkim not installed")
+    def test_dkim_signatures_verify(self):
+        for domain, user, kind in (("example.org", ALICE, "rsa"), ("roost.test", DAN, "ed25519")):
+            res = self.srv.cli("dkim", "keygen", domain, kind)
+            self.assertTrue(res.stdout.startswith("roost._domainkey.%s. IN TXT" % domain))
+            record = "".join(re.findall(r'"([^"]*)"', res.stdout))
+            self.assertTrue(record.startswith("v=DKIM1; k=%s; p=" % kind), record)
+            again = self.srv.cli("dkim", "keygen", domain, kind, check=False)
+            self.assertNotEqual(again.returncode, 0, "an existing key is kept")
+            data, msgid = message("dkim %s" % kind, sender=user,
+                                  body="Line  one \t \r\n\r\n.dot line\r\n\r\n\r\n")
+            submit(self.srv, user, ["carol@remote-a.test"], data, user=user)
+            got = wait_for(lambda: with_msgid(RECEIVER, "carol@remote-a.test", msgid))[0]
+            self.assertIn(("a=%s-sha256; c=relaxed/relaxed; d=%s; s=roost;" % (kind, domain))
+                          .encode(), got)
+            res = subprocess.run([SYSTEM_PYTHON, "-c", DKIM_VERIFY, record,
+                                  "roost._domainkey." + domain], input=got, capture_output=True,
+                                 timeout=60)
+            self.assertEqual(res.returncode, 0, res.stderr.decode() + got.decode())
+            # A changed body fails: the verifier is really checking.
+            res = subprocess.run([SYSTEM_PYTHON, "-c", DKIM_VERIFY, record,
+                                  "roost._domainkey." + domain],
+                                 input=got.replace(b".dot line", b".dot lime"),
+                                 capture_output=True, timeout=60)
+            self.assertNotEqual(res.returncode, 0)
+
+
+class RelaySmarthostTest(unittest.TestCase):
+    """[relay] smarthost: everything through one host, with TLS and AUTH."""
+
+    def test_smarthost_with_tls_and_auth(self):
+        isp = RoostServer(backend=BACKENDS[0], listeners=("submission",),
+                          users={ALICE: "isp-password", "carol@remote-a.test": "c"},
+                          conf={"smtp": {"domains": "remote-a.test"},
+                                "server": {"hostname": "isp.test"}})
+        with isp:
+            srv = start_sender(smarthost="127.0.0.1:%d" % isp.port("submission"),
+                               smarthost_user=ALICE, smarthost_password="isp-password",
+                               smarthost_tls_verify="no")
+            with srv:
+                data, msgid = message("via the isp")
+                submit(srv, ALICE, ["carol@remote-a.test"], data)
+                wait_for(lambda: with_msgid(isp, "carol@remote-a.test", msgid))
+                line = wait_for(lambda: deliver_lines(srv, "carol@remote-a.test"))[-1]
+                self.assertRegex(line, r"relay=127\.0\.0\.1 ip=127\.0\.0\.1 tls=TLSv1\.[23] "
+                                       r"code=250 status=sent")
+                self.assertRegex(isp.log(), r"event=login user=alice@example\.org")
 
 
 class RelayLifetimeTest(unittest.TestCase):

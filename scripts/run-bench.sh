@@ -23,6 +23,11 @@ if [ -x "$BUILD/roost-testd" ] && [ -f bench/runtime_bench.py ]; then
 	ROOST_TESTD="$(pwd)/$BUILD/roost-testd" python3 bench/runtime_bench.py $args || status=1
 	echo
 fi
+if [ -f bench/relay_bench.py ]; then
+	echo "== relay ($profile)"
+	ROOST_BIN="$ROOST_BIN" python3 bench/relay_bench.py || status=1
+	echo
+fi
 if [ -x bench/compare ] && [ "${BENCH_COMPARE:-1}" = 1 ]; then
 	echo "== compare ($profile)"
 	bench/compare "--$profile" || status=1

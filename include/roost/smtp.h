@@ -12,8 +12,8 @@
  * 8314) and LMTP (RFC 2033), one state machine for all four listeners. The
  * listener's name (conn_listener()) picks the role:
  *
- *   smtp        MX: local recipients only, relaying refused unless
- *               authenticated (and then 451: no outbound queue yet)
+ *   smtp        MX: local recipients; other domains queued for relay
+ *               only after AUTH or from [smtp] trusted_networks
  *   submission  AUTH required before MAIL
  *   smtps       as submission, TLS from the first byte
  *   lmtp        LHLO, one reply per recipient after the data

@@ -41,6 +41,7 @@ ZONE = {
     "silent.test": {"A": ["127.0.0.11"]},
     "longline.test": {"A": ["127.0.0.12"]},
     "dropdata.test": {"A": ["127.0.0.13"]},
+    "gated.test": {"A": ["127.0.0.14"]},
     "example.org": {"TXT": ["v=spf1 -all"]},
 }
 
@@ -63,6 +64,7 @@ class FakePeer:
         self.sock.listen(16)
         self.stopped = False
         self.held = []
+        self.gate = threading.Event()  # "gated": the greeting waits for it
         self.thread = threading.Thread(target=self.accept_loop, daemon=True)
         self.thread.start()
 
@@ -98,6 +100,8 @@ class FakePeer:
                     conn.sendall(chunk)
                 return
             f = conn.makefile("rb")
+            if self.mode == "gated":
+                self.gate.wait(30)
             conn.sendall(b"220 fake ESMTP\r\n")
             while True:
                 line = f.readline()
@@ -150,7 +154,8 @@ def setUpModule():
     })
     RECEIVER.start()
     for ip, mode in (("127.0.0.10", "temp-once"), ("127.0.0.11", "silent"),
-                     ("127.0.0.12", "longline"), ("127.0.0.13", "drop-after-data")):
+                     ("127.0.0.12", "longline"), ("127.0.0.13", "drop-after-data"),
+                     ("127.0.0.14", "gated")):
         FAKES.append(FakePeer(ip, mode))
 
 
@@ -167,7 +172,7 @@ def tearDownModule():
 def sender_conf(**relay):
     conf = {
         "relay": {"mx_port": str(PORT), "retry_min": "1", "retry_max": "2",
-                  "connect_timeout": "3", "command_timeout": "3", "queue_lifetime": "1h",
+                  "connect_timeout": "5", "command_timeout": "10", "queue_lifetime": "1h",
                   "delay_warning": "0"},
         "dns": {"servers": DNS.server, "timeout": "3"},
         "smtp": {"trusted_networks": TRUSTED_IP + "/32"},
@@ -336,9 +341,10 @@ class RelayTest(unittest.TestCase):
             s.sendmail("someone@outside.test", ["u@temp.test"], data)
         line = wait_for(lambda: [l for l in deliver_lines(self.srv, "u@temp.test")
                                  if "status=sent" in l])[0]
-        self.assertIn("attempt=2", line)
         lines = deliver_lines(self.srv, "u@temp.test")
         self.assertIn("code=451 status=deferred", lines[0])
+        self.assertIn("attempt=1 ", lines[0])
+        self.assertRegex(line, r"attempt=[2-9] ")
         temp = FAKES[0]
         self.assertEqual(sum(msgid.encode() in m for m in temp.messages), 1)
 
@@ -364,6 +370,48 @@ class RelayTest(unittest.TestCase):
         self.assertIn("Status: 5.1.1", report)
         self.assertEqual(parts[2].get_content_type(), "message/rfc822")
         self.assertEqual(msg["To"], "<%s>" % ALICE)
+
+    def test_several_messages_over_one_connection(self):
+        gated = FAKES[4]
+        ids = []
+        with trusted_client(self.srv) as s:
+            for i in range(6):
+                data, msgid = message("batch %d" % i, sender="someone@outside.test",
+                                      to="u%d@gated.test" % i)
+                s.sendmail("someone@outside.test", ["u%d@gated.test" % i], data)
+                ids.append(msgid)
+        # All six wait in one session while the peer holds its greeting.
+        wait_for(lambda: self.srv.log().count("to=<u5@gated.test> size=") == 1)
+        gated.gate.set()
+        wait_for(lambda: len(gated.messages) == 6, what="six messages at the peer")
+        self.assertEqual(gated.connections, 1)
+        for msgid in ids:
+            self.assertEqual(sum(msgid.encode() in m for m in gated.messages), 1)
+
+    def test_dsn_options(self):
+        before = len(messages_of(self.srv, ALICE))
+        data, msgid = message("dsn options", to="nobody3@remote-a.test")
+        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
+            s.starttls(context=tls_context())
+            s.login(ALICE, PASSWORDS[ALICE])
+            s.sendmail(ALICE, ["nobody3@remote-a.test"], data,
+                       mail_options=["RET=HDRS", "ENVID=env+2Bid"],
+                       rcpt_options=["NOTIFY=FAILURE", "ORCPT=rfc822;Nobody3+40remote-a.test"])
+            data2, msgid2 = message("never tell", to="nobody4@remote-a.test")
+            s.sendmail(ALICE, ["nobody4@remote-a.test"], data2, rcpt_options=["NOTIFY=NEVER"])
+        got = wait_for(lambda: [m for m in messages_of(self.srv, ALICE)[before:]
+                                if msgid.encode() in m])
+        report = got[0].decode("utf-8", "replace")
+        self.assertIn("Original-Envelope-Id: env+2Bid", report)
+        self.assertIn("Original-Recipient: rfc822; Nobody3@remote-a.test", report)
+        self.assertIn("Content-Type: text/rfc822-headers", report)
+        self.assertNotIn("Hello.", report.split("text/rfc822-headers", 1)[1])
+        line = wait_for(lambda: [l for l in deliver_lines(self.srv, "nobody4@remote-a.test")
+                                 if "status=bounced" in l])[0]
+        qid = re.search(r"queue_id=(\S+)", line).group(1)
+        wait_for(lambda: "event=queue-done queue_id=%s " % qid in self.srv.log())
+        self.assertNotIn("event=dsn queue_id=%s " % qid, self.srv.log())
+        self.assertFalse([m for m in messages_of(self.srv, ALICE) if msgid2.encode() in m])
 
     def test_null_sender_gets_no_dsn(self):
         data, _ = message("bounce of a bounce", sender="MAILER-DAEMON@outside.test",

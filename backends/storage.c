@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "roost/auth.h"
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
@@ -158,21 +159,11 @@ storage_name_valid(const char *name)
 	return stored <= STORAGE_MAX_NAME_STORED;
 }
 
+/* The rule of the passwd file and `roost user`, so that both agree. */
 bool
 storage_user_valid(const char *user)
 {
-	size_t len;
-
-	if (user == NULL)
-		return false;
-	len = strnlen(user, 256);
-	if (len == 0 || len > 255 || user[0] == '.' || !text_valid(user, len))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (user[i] == '/' || user[i] == '\\' || user[i] == ' ')
-			return false;
-	}
-	return true;
+	return auth_user_name_valid(user);
 }
 
 /* An IMAP atom (RFC 3501 flag-keyword): no atom-specials, no '\'. */

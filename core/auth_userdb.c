@@ -24,6 +24,7 @@
 #include "roost/buf.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/utf8.h"
 #include "roost/xalloc.h"
 
 #include "auth_impl.h"
@@ -34,9 +35,13 @@ bool
 auth_user_name_valid(const char *name)
 {
 	const char *at = NULL;
-	size_t len = strlen(name);
+	size_t len;
 
-	if (len == 0 || len > AUTH_MAX_NAME || name[0] == '#' || name[0] == '.')
+	if (name == NULL)
+		return false;
+	len = strnlen(name, AUTH_MAX_NAME + 1);
+	if (len == 0 || len > AUTH_MAX_NAME || name[0] == '#' || name[0] == '.' ||
+	    !utf8_text_valid(name, len))
 		return false;
 	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
 		/* ':' splits fields; '/' and '\\' could escape a per-user directory;

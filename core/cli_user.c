@@ -213,8 +213,9 @@ cli_user(struct cli *cli)
 			return cli_usage(cli);
 		name = cli->argv[2];
 		if (!auth_user_name_valid(name)) {
-			fprintf(stderr, "roost: invalid user name \"%s\": use local@domain or a "
-			    "plain name, without ':', '/', blanks or control characters\n", name);
+			fprintf(stderr, "roost: invalid user name %s: use local@domain or a plain "
+			    "name, in UTF-8, without ':', '/', '\\', blanks or control "
+			    "characters\n", LOG_QUOTE(name));
 			return CLI_USAGE;
 		}
 	} else {

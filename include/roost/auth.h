@@ -90,8 +90,11 @@ typedef void auth_list_fn(const char *user, void *arg);
 int auth_file_list(const char *path, auth_list_fn *fn, void *arg);
 /*
  * Is this acceptable as a user name? "local@domain" (one '@', both sides
- * non-empty) or a plain local name; at most AUTH_MAX_NAME bytes; no ':',
- * '/', '\', blanks or control characters; not starting with '#' or '.'.
+ * non-empty) or a plain local name; valid UTF-8, at most AUTH_MAX_NAME
+ * bytes; no ':', '/', '\', blanks or control characters (C0, DEL, C1); not
+ * starting with '#' or '.'. The one rule for user names: the passwd file,
+ * `roost user` and storage (storage_user_valid()) all apply it, so every
+ * user that can be added can have a store. NULL is not valid.
  */
 bool auth_user_name_valid(const char *name);
 

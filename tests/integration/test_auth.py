@@ -7,8 +7,10 @@ import hashlib
 import hmac
 import imaplib
 import os
+import poplib
 import smtplib
 import socket
+import subprocess
 import unittest
 
 import roosttest
@@ -290,6 +292,45 @@ class TestSchemes(unittest.TestCase):
         finally:
             srv.kill()
             srv.cleanup()
+
+
+class TestUserNames(unittest.TestCase):
+    """`roost user` refuses the names storage would refuse (one rule for both),
+    and a UTF-8 name it accepts has a working store."""
+
+    def test_cli_applies_the_storage_rule(self):
+        conf = {"auth": FAST}
+        with roosttest.RoostServer(listeners=("pop3",), conf=conf, users={}) as srv:
+            passwd = os.path.join(srv.data_dir, "passwd")
+            for bad in (b"\xff\xfe", b"j\xf6rg@example.org", b"a\xc2\x85b@example.org",
+                        b"\xed\xa0\x80@example.org", b"a b@example.org", b"a:b@example.org"):
+                res = subprocess.run([srv.binary, "user", "add", bad, "--config", srv.conf_path],
+                                     input=b"pw\n", capture_output=True, timeout=60)
+                self.assertEqual(res.returncode, 2, bad)
+                self.assertIn(b"invalid user name", res.stderr)
+                self.assertFalse(os.path.exists(passwd) and bad in open(passwd, "rb").read())
+            res = subprocess.run([srv.binary, "user", "add", b"\xff\xfe", "--config",
+                                  srv.conf_path], input=b"pw\n", capture_output=True, timeout=60)
+            # The name is shown escaped, not as raw bytes on the terminal.
+            self.assertIn(b'"\\xff\\xfe"', res.stderr)
+            name = "j\u00f6rg@example.org"
+            srv.add_user(name, "utf8-secret")
+            self.assertIn(name, srv.cli("user", "list").stdout)
+            # POP3 opens the store at login: the name is one storage takes.
+            c = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=30)
+            c._putcmd("USER " + name)
+            self.assertTrue(c._getresp().startswith(b"+OK"))
+            self.assertTrue(c.pass_("utf8-secret").startswith(b"+OK"))
+            c.quit()
+
+    def test_passwd_file_with_a_name_storage_refuses(self):
+        conf = {"auth": FAST}
+        with roosttest.RoostServer(listeners=("pop3",), conf=conf, users={}) as srv:
+            with open(os.path.join(srv.data_dir, "passwd"), "wb") as f:
+                f.write(b"ok@example.org:{PLAIN}x\n\xff\xfe@example.org:{PLAIN}x\n")
+            res = srv.cli("user", "list", check=False)
+            self.assertEqual(res.returncode, 1)
+            self.assertIn("line=2", res.stderr)
 
 
 if __name__ == "__main__":

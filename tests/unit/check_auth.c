@@ -12,6 +12,7 @@
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/sasl.h"
+#include "roost/storage.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -246,13 +247,23 @@ START_TEST(user_names)
 	static const char *const bad[] = {
 		"", "a:b@x", "@example.org", "alice@", "a@b@c", "al ice@x", "alice@x\n", "#alice",
 		".alice", "alice.", "a/b@x", "a\\b", "alice@.x", "a\tb", "a\x7f",
+		/* not UTF-8 (a lone byte, truncated, overlong, a surrogate), C1 */
+		"\xff\xfe", "j\xf6rg@x", "j\xc3", "\xc0\xae\xc0\xae", "\xed\xa0\x80@x",
+		"a\xc2\x85" "b",
 	};
 	char longname[300];
 
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+	/* Storage applies the same rule: whatever `roost user add` takes has a
+	 * store, whatever it refuses has none. */
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		ck_assert_msg(auth_user_name_valid(good[i]), "refused %s", good[i]);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(storage_user_valid(good[i]), "storage refused %s", good[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_msg(!auth_user_name_valid(bad[i]), "accepted %s", bad[i]);
+		ck_assert_msg(!storage_user_valid(bad[i]), "storage accepted %s", bad[i]);
+	}
+	ck_assert(!auth_user_name_valid(NULL));
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	ck_assert(!auth_user_name_valid(longname));
@@ -412,6 +423,7 @@ START_TEST(bad_files_refused)
 		"alice@example.org:{PLAIN}x\nALICE@example.org:{PLAIN}y\n",	/* duplicate */
 		"al ice@example.org:{PLAIN}x\n",		/* invalid name */
 		":{PLAIN}x\n",
+		"\xff\xfe@example.org:{PLAIN}x\n",		/* not UTF-8 */
 	};
 	struct auth *auth = NULL;
 

@@ -11,7 +11,7 @@
 #include "roost/server.h"
 
 /*
- * Runtime internals shared by core/server.c, core/listen.c and core/conn.c.
+ * Runtime internals shared by core/server.c, core/listen.c and core/conn*.c.
  * Nothing outside the runtime includes this.
  */
 
@@ -106,7 +106,7 @@ int limits_acquire(struct server *s, const char *ip, bool is_unix);
 void limits_release(struct server *s, const char *ip, bool is_unix);
 void limits_free(struct server *s);
 
-/* core/conn.c */
+/* core/conn_accept.c */
 /* Loop thread: take over an accepted, non-blocking socket. */
 void conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
     const char *local, bool loopback, bool is_unix);

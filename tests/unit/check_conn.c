@@ -26,6 +26,7 @@
 #include "roost/server.h"
 #include "roost/services.h"
 #include "roost/xalloc.h"
+#include "../../core/conn_impl.h"
 
 #define HWM (64 * 1024)
 #define CHUNK 4096
@@ -622,6 +623,53 @@ START_TEST(output_backstop_closes_a_producer_that_never_yields)
 }
 END_TEST
 
+/* ---- the state table (conn_enter() exits on a transition it forbids) ---- */
+
+static void
+walk(const enum conn_state *path, size_t n)
+{
+	struct conn c;
+
+	memset(&c, 0, sizeof(c));
+	c.state = path[0];
+	for (size_t i = 1; i < n; i++) {
+		conn_enter(&c, path[i]);
+		ck_assert_int_eq(c.state, path[i]);
+	}
+}
+
+START_TEST(allowed_transitions)
+{
+	/* Implicit TLS, the greeting, commands, a reply in steps,
+	 * backpressure, STARTTLS, a delay, a close, lingering. */
+	static const enum conn_state life[] = {
+		CONN_NEW, CONN_HANDSHAKE, CONN_NEW, CONN_WORKER, CONN_READY, CONN_WORKER,
+		CONN_CONTINUE, CONN_WORKER, CONN_CONTINUE, CONN_WORKER, CONN_READY,
+		CONN_THROTTLED, CONN_READY, CONN_WORKER, CONN_STARTTLS, CONN_HANDSHAKE,
+		CONN_READY, CONN_WORKER, CONN_DELAYED, CONN_CLOSING, CONN_LINGER, CONN_DEAD,
+	};
+
+	walk(life, sizeof(life) / sizeof(life[0]));
+}
+END_TEST
+
+/* Each of these must stop the process (a broken invariant). */
+static const enum conn_state forbidden[][2] = {
+	{ CONN_WORKER, CONN_DEAD },	/* the loop never closes what a worker owns */
+	{ CONN_CONTINUE, CONN_READY },	/* no command between the steps of a reply */
+	{ CONN_THROTTLED, CONN_WORKER },	/* nothing runs while the output is full */
+	{ CONN_DEAD, CONN_READY },
+	{ CONN_LINGER, CONN_READY },
+	{ CONN_NEW, CONN_READY },	/* no command before the greeting */
+};
+
+START_TEST(forbidden_transitions_stop)
+{
+	log_setup(LOG_LEVEL_ERROR, false, false);
+	walk(forbidden[_i], 2);
+}
+END_TEST
+
 static Suite *
 conn_suite(void)
 {
@@ -636,6 +684,11 @@ conn_suite(void)
 	tcase_add_test(tc, close_during_a_reply_in_steps);
 	tcase_add_test(tc, client_that_never_reads_is_closed_after_command_timeout);
 	tcase_add_test(tc, output_backstop_closes_a_producer_that_never_yields);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("states");
+	tcase_add_test(tc, allowed_transitions);
+	tcase_add_loop_exit_test(tc, forbidden_transitions_stop, 1, 0,
+	    (int)(sizeof(forbidden) / sizeof(forbidden[0])));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,465 @@
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "conn_impl.h"
+#include "roost/error.h"
+#include "roost/server_impl.h"
+#include "roost/xalloc.h"
+
+/*
+ * Accept, the hand-off between the loop and the workers, and the step that
+ * drives a connection through its states (conn_impl.h, enum conn_state).
+ *
+ * conn_step() runs on the loop thread whenever something happened (the
+ * socket became readable or writable, a worker handed the connection back,
+ * a wake-up, a deadline) and pushes the connection as far as it can. When
+ * there is work for the protocol it hands the connection to the worker pool
+ * (CONN_WORKER); the worker runs the hook, writes what the socket takes
+ * without waiting, and posts the connection back (conn_back()), where the
+ * hook's requests (close, STARTTLS, delay, a continuation) pick the next
+ * state.
+ */
+
+/* ---- the worker side ---- */
+
+static void
+conn_work(struct work *w)
+{
+	struct conn *c = container_of(w, struct conn, work);
+	const struct proto_ops *ops = c->lst->ops;
+
+	switch (c->job) {
+	case JOB_SESSION_NEW:
+		c->session = ops->session_new(c);
+		break;
+	case JOB_COMMAND:
+		ops->on_command(c, c->session, c->in.data + c->in_off, c->cmd_len);
+		break;
+	case JOB_WAKE:
+		if (ops->on_wake != NULL)
+			ops->on_wake(c, c->session, c->wake_why);
+		break;
+	case JOB_TIMEOUT:
+		if (ops->on_timeout != NULL)
+			ops->on_timeout(c, c->session);
+		break;
+	case JOB_SHUTDOWN:
+		if (ops->on_shutdown != NULL)
+			ops->on_shutdown(c, c->session);
+		break;
+	case JOB_CONTINUE: {
+		conn_continue_fn *fn = c->cont_fn;
+		void *arg = c->cont_arg;
+
+		/* The step calls conn_continue() again if it is not done. */
+		c->cont_fn = NULL;
+		c->cont_arg = NULL;
+		fn(c, c->session, arg);
+		break;
+	}
+	case JOB_NONE:
+		break;
+	}
+	/* Push what the hook wrote while we own the socket; the loop only
+	 * has to wait for what the kernel would not take. A delay holds it. */
+	if (c->delay_ms == 0)
+		conn_send_some(c);
+	loop_post(c->sl->loop, &c->back);
+}
+
+void
+conn_dispatch(struct conn *c, enum conn_job job)
+{
+	c->job = job;
+	if (job == JOB_COMMAND)
+		c->input_max_seq_cmd = c->input_max_seq;
+	conn_enter(c, CONN_WORKER);
+	loop_timer_set(c->sl->loop, &c->timer, 0);
+	worker_pool_push(c->srv->pool, &c->work);
+}
+
+static void
+conn_back(struct loop_msg *m)
+{
+	struct conn *c = container_of(m, struct conn, back);
+	uint64_t now = loop_now(c->sl->loop);
+
+	switch (c->job) {
+	case JOB_COMMAND:
+		in_consume(c, c->cmd_len);
+		c->cmd_len = 0;
+		/* A raised input bound lasts for the one framed unit it was
+		 * raised for, unless the command raised it again. */
+		if (c->input_max_seq == c->input_max_seq_cmd)
+			c->input_max = 0;
+		if (in_len(c) > 0)
+			c->partial_since = now;
+		break;
+	case JOB_SESSION_NEW:
+		if (c->session == NULL) {
+			c->close_req = true;
+			if (c->close_reason == NULL)
+				c->close_reason = "refused";
+		}
+		break;
+	case JOB_TIMEOUT:
+		c->close_req = true;
+		break;
+	case JOB_SHUTDOWN:
+		c->close_req = true;
+		if (c->close_reason == NULL)
+			c->close_reason = "shutdown";
+		break;
+	default:
+		break;
+	}
+	/* The idle clock measures the client's silence: a command (or a step
+	 * of one) restarts it, a wake-up or a keepalive timer does not. */
+	if (c->job == JOB_COMMAND || c->job == JOB_SESSION_NEW || c->job == JOB_CONTINUE)
+		c->idle_since = now;
+	c->job = JOB_NONE;
+	c->frame_seen = 0;
+	c->out_progress = now;
+	c->out_blocked = false;
+	c->ready_out = true;
+	if (tp_pending(c))
+		c->ready_in = true;
+	if (c->delay_ms != 0 && c->io_err == 0) {
+		c->delay_until = now + c->delay_ms;
+		conn_enter(c, CONN_DELAYED);
+	} else {
+		conn_enter(c, conn_settle(c));
+	}
+	c->delay_ms = 0;
+	conn_step(c);
+}
+
+/* ---- the loop side ---- */
+
+/* CONN_READY: frame the next command, deliver a wake-up, read. True when
+ * the step should go on (the state may have changed), false when the
+ * connection waits (or was handed to a worker, or closed). */
+static bool
+ready_step(struct conn *c)
+{
+	struct srv_loop *sl = c->sl;
+	const struct proto_ops *ops = c->lst->ops;
+
+	if (c->close_req) {
+		conn_enter(c, CONN_CLOSING);
+		return true;
+	}
+	/* Backpressure: a client that does not read its replies gets no
+	 * further command run until it has read most of them. */
+	if (out_len(c) >= OUT_HWM) {
+		conn_enter(c, CONN_THROTTLED);
+		return false;
+	}
+	if (sl->stopping && !c->goodbye_sent) {
+		c->goodbye_sent = true;
+		if (ops->on_shutdown != NULL) {
+			conn_dispatch(c, JOB_SHUTDOWN);
+			return false;
+		}
+		c->close_req = true;
+		c->close_reason = "shutdown";
+		return true;
+	}
+	if (in_len(c) > 0 && in_len(c) != c->frame_seen) {
+		size_t avail = in_len(c), used = 0;
+		enum frame_result fr = ops->frame(c, c->session, c->in.data + c->in_off, avail,
+		    &used);
+
+		if (used > avail)
+			used = avail;
+		if (fr == FRAME_COMMAND && used == 0)
+			fr = FRAME_AGAIN;
+		switch (fr) {
+		case FRAME_COMMAND:
+			c->cmd_len = used;
+			conn_dispatch(c, JOB_COMMAND);
+			return false;
+		case FRAME_DISCARD:
+			in_consume(c, used);
+			c->frame_seen = 0;
+			if (in_len(c) > 0)
+				c->partial_since = loop_now(sl->loop);
+			return true;
+		case FRAME_CLOSE:
+			c->close_req = true;
+			if (c->close_reason == NULL)
+				c->close_reason = "protocol";
+			return true;
+		case FRAME_AGAIN:
+			c->frame_seen = avail;
+			break;
+		}
+	}
+	if (c->timer_fired || atomic_load(&c->wake_bits) != 0) {
+		if (ops->on_wake == NULL || c->session == NULL) {
+			c->timer_fired = false;
+			atomic_store(&c->wake_bits, 0);
+		} else {
+			if (c->timer_fired) {
+				c->timer_fired = false;
+				c->wake_why = WAKE_TIMER;
+			} else {
+				atomic_fetch_and(&c->wake_bits, ~WAKE_BIT_NOTIFY);
+				c->wake_why = WAKE_NOTIFY;
+			}
+			conn_dispatch(c, JOB_WAKE);
+			return false;
+		}
+	}
+	if (c->eof) {
+		c->close_req = true;
+		if (c->close_reason == NULL)
+			c->close_reason = "eof";
+		return true;
+	}
+	if (c->ready_in) {
+		size_t cap = conn_input_limit(c) + 1;
+		ssize_t r;
+
+		if (in_len(c) >= cap) {
+			conn_log(c, LOG_LEVEL_INFO, "event=input_overflow bytes=%zu", in_len(c));
+			conn_close_now(c, "input_overflow");
+			return false;
+		}
+		r = conn_read_some(c, cap - in_len(c));
+		if (r > 0)
+			return true;
+		if (r == 0) {
+			c->eof = true;
+			return true;
+		}
+		if (r != ROOST_EAGAIN) {
+			c->io_err = ROOST_ECLOSED;
+			conn_close_now(c, "read_error");
+			return false;
+		}
+		c->ready_in = false;
+	}
+	if (out_len(c) > 0 && c->ready_out)
+		return true;
+	conn_shrink(c);
+	return false;
+}
+
+static void
+step_inner(struct conn *c)
+{
+	struct srv_loop *sl = c->sl;
+
+	for (;;) {
+		if (c->state == CONN_WORKER || c->state == CONN_DEAD)
+			return;
+		if (sl->forced) {
+			conn_close_now(c, "shutdown");
+			return;
+		}
+		switch (c->state) {
+		case CONN_NEW:
+			if (sl->stopping) {
+				conn_close_now(c, "shutdown");
+				return;
+			}
+			conn_dispatch(c, JOB_SESSION_NEW);
+			return;
+		case CONN_HANDSHAKE:
+			if (!conn_tls_handshake(c))
+				return;
+			/* Implicit TLS greets now; STARTTLS goes on. */
+			conn_enter(c, c->session == NULL ? CONN_NEW : CONN_READY);
+			continue;
+		case CONN_DELAYED:
+			if (!sl->stopping && loop_now(sl->loop) < c->delay_until)
+				return;
+			c->delay_until = 0;
+			conn_enter(c, conn_settle(c));
+			continue;
+		case CONN_LINGER:
+			if (c->ready_in)
+				conn_linger_drain(c);
+			return;
+		default:
+			break;
+		}
+		/* The states below have output to flush first. */
+		if (out_len(c) > 0 && c->ready_out && !conn_flush_nb(c)) {
+			conn_close_now(c, "write_error");
+			return;
+		}
+		if (c->io_err != 0) {
+			conn_close_now(c, c->close_reason != NULL ? c->close_reason : "write_error");
+			return;
+		}
+		switch (c->state) {
+		case CONN_CLOSING:
+			if (out_len(c) == 0)
+				conn_close_gracefully(c);
+			return;
+		case CONN_STARTTLS:
+			if (out_len(c) > 0)
+				return;
+			/* CVE-2011-0411: whatever the client sent after
+			 * STARTTLS in plaintext is dropped, never framed. */
+			c->starttls_req = false;
+			in_consume(c, in_len(c));
+			c->frame_seen = 0;
+			if (!conn_tls_start(c))
+				return;
+			continue;
+		case CONN_CONTINUE:
+			/* A long reply in progress: its next step runs once the
+			 * client has read most of the last one. Nothing else (no
+			 * command, no wake-up, no timer) runs in between. */
+			if (out_len(c) < OUT_LWM)
+				conn_dispatch(c, JOB_CONTINUE);
+			return;
+		case CONN_THROTTLED:
+			if (out_len(c) >= OUT_LWM)
+				return;
+			conn_enter(c, CONN_READY);
+			c->idle_since = loop_now(sl->loop);
+			if (in_len(c) > 0)
+				c->partial_since = c->idle_since;
+			continue;
+		case CONN_READY:
+			if (ready_step(c))
+				continue;
+			return;
+		default:
+			return;
+		}
+	}
+}
+
+void
+conn_step(struct conn *c)
+{
+	step_inner(c);
+	conn_arm(c);
+}
+
+static void
+conn_event(struct loop_io *io, uint32_t events)
+{
+	struct conn *c = container_of(io, struct conn, io);
+
+	if (c->state == CONN_DEAD)
+		return;
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+		c->ready_in = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		c->ready_out = true;
+	if (c->tp->cross_ready)
+		c->ready_in = c->ready_out = true;
+	if (c->state == CONN_WORKER)
+		return;
+	if ((events & EPOLLOUT) && out_len(c) > 0)
+		c->out_progress = loop_now(c->sl->loop);
+	conn_step(c);
+}
+
+void
+conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
+    const char *local, bool loopback, bool is_unix)
+{
+	struct server *s = sl->srv;
+	struct conn *c = xcalloc(1, sizeof(*c));
+	uint64_t now = loop_now(sl->loop);
+
+	c->srv = s;
+	c->sl = sl;
+	c->lst = lst;
+	c->id = atomic_fetch_add(&s->next_id, 1) + 1;
+	c->fd = fd;
+	c->loopback = loopback;
+	c->is_unix = is_unix;
+	c->started = now;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	snprintf(c->local, sizeof(c->local), "%s", local);
+	c->state = CONN_NEW;
+	c->tp = &conn_plain_transport;
+	c->io.fn = conn_event;
+	c->timer.fn = conn_deadline;
+	c->work.fn = conn_work;
+	c->back.fn = conn_back;
+	conn_init_wake(c);
+	atomic_init(&c->refs, 1);
+	buf_init(&c->in, 0);
+	buf_init(&c->out, 0);
+	c->idle_since = now;
+	c->out_progress = now;
+	c->ready_out = true;
+
+	c->next = sl->conns;
+	if (sl->conns != NULL)
+		sl->conns->prev = c;
+	sl->conns = c;
+	sl->nconns++;
+
+	conn_log(c, LOG_LEVEL_INFO, "event=connect local=%s", c->local);
+	if (loop_add(sl->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io) != 0) {
+		conn_close_now(c, "epoll_error");
+		return;
+	}
+	if (lst->implicit_tls) {
+		if (s->tls == NULL) {
+			conn_close_now(c, "no_tls");
+			return;
+		}
+		if (!conn_tls_start(c))
+			return;
+	}
+	conn_step(c);
+}
+
+/* ---- shutdown ---- */
+
+void
+conn_loop_maybe_quit(struct srv_loop *sl)
+{
+	if (sl->stopping && sl->nconns == 0 && !sl->quit_sent) {
+		sl->quit_sent = true;
+		loop_quit(sl->loop);
+	}
+}
+
+void
+conn_loop_stop(struct srv_loop *sl)
+{
+	struct conn *c, *next;
+
+	sl->stopping = true;
+	for (c = sl->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state != CONN_WORKER)
+			conn_step(c);
+	}
+	conn_loop_maybe_quit(sl);
+}
+
+void
+conn_loop_force(struct srv_loop *sl)
+{
+	struct conn *c, *next;
+
+	sl->forced = true;
+	for (c = sl->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == CONN_WORKER) {
+			/* A worker still runs a hook: make its socket fail so
+			 * the connection closes when it comes back. */
+			(void)shutdown(c->fd, SHUT_RDWR);
+		} else {
+			conn_close_now(c, "shutdown");
+		}
+	}
+	conn_loop_maybe_quit(sl);
+}

@@ -593,8 +593,11 @@ lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 		rc = ROOST_EIO;
 		goto fail;
 	}
+	/* Zero-copy into the map, under a read transaction: the caller
+	 * releases it within its step and reads again by UID (storage.h). */
 	view_r->data = v.mv_data;
 	view_r->len = v.mv_size;
+	view_r->holdable = false;
 	view_r->priv[0] = lm->sh;
 	view_r->priv[1] = txn;
 	view_r->release = view_release;

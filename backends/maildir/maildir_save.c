@@ -811,6 +811,7 @@ md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 		close(fd);
 		view_r->data = (const uint8_t *)"";
 		view_r->len = 0;
+		view_r->holdable = true;
 		view_r->release = view_release;
 		return 0;
 	}
@@ -820,8 +821,13 @@ md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 		log_error("maildir: mmap: %s", strerror(errno));
 		return ROOST_EIO;
 	}
+	/* A private mapping outlives the descriptor and any later rename or
+	 * unlink of the file, and pins nothing other readers need: the view
+	 * may be held across steps (storage.h). Message files are never
+	 * rewritten in place (Maildir's rule), so the bytes stay put. */
 	view_r->data = addr;
 	view_r->len = (size_t)stb.st_size;
+	view_r->holdable = true;
 	view_r->priv[0] = addr;
 	view_r->priv[1] = (void *)(uintptr_t)stb.st_size;
 	view_r->release = view_release;

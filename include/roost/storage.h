@@ -116,11 +116,32 @@ struct msg_input {
 	int64_t internal_date;		/* 0 = now */
 };
 
-/* A zero-copy view of a stored message; valid until msg_view_release().
- * Release it soon: with LMDB it pins a read transaction. */
+/*
+ * A zero-copy view of a stored message: data[0..len) are its bytes as
+ * stored, valid until msg_view_release().
+ *
+ * How long a view (a reader) may live. A command runs in steps (conn.h:
+ * one run of a hook on a worker, then conn_continue() while the client
+ * reads): a view that pins a snapshot of the store must be released
+ * before the step that read it returns, never kept while the client is
+ * slow. With holdable false (LMDB: the view is a read transaction, and a
+ * pinned reader stops page reuse and map growth for every user), release
+ * it at the end of each step and read the message again by UID in the next
+ * one. A message's bytes never change under one UIDVALIDITY and UID, so
+ * the new view holds the same bytes, or the read fails with ROOST_ENOTFOUND
+ * when the message was expunged in between (a caller that already promised
+ * its size to a client must then drop the connection rather than send
+ * other bytes). With holdable true (Maildir: a private mapping of the
+ * message file, which stays valid after the file is renamed or unlinked)
+ * the view pins nothing shared and may be held across steps, until the
+ * command ends or the session is freed; it survives the message's expunge.
+ * Either way a view is used by one thread at a time and released on the
+ * mailbox it came from, before mailbox_close().
+ */
 struct msg_view {
 	const uint8_t *data;
 	size_t len;
+	bool holdable;		/* backend's: may outlive the step (see above) */
 	void *priv[3];		/* backend's */
 	void (*release)(struct msg_view *view);	/* backend's; NULL once released */
 };
@@ -224,7 +245,10 @@ int mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_
  * boundary without moving it. */
 int mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r);
 
+/* View of message uid (see struct msg_view for how long it may live).
+ * ROOST_ENOTFOUND when no such message exists (any more). */
 int mailbox_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
+/* Release a view; a released or zeroed view is ignored. */
 void msg_view_release(struct msg_view *view);
 
 /* Parsed-data cache (envelope, body structure...), opaque bytes filled by

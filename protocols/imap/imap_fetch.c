@@ -414,20 +414,132 @@ cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct 
 /* ------------------------------------------------------------------ */
 /* One message                                                         */
 
-static void
-write_literal(struct conn *c, const uint8_t *p, size_t len)
+/*
+ * A message's response is planned whole when FETCH reaches it: every item
+ * is formatted into the plan's text as it will be sent, except literals
+ * of the message's own bytes, which stay ranges of the message and are
+ * copied out a chunk at a time as the client reads. So a 50 MB BODY[]
+ * never sits in memory or in the output buffer, and FETCH yields (between
+ * chunks, between messages) whenever the output is full.
+ */
+#define FETCH_CHUNK 16384
+
+struct fetch_seg {
+	bool from_msg;	/* a range of the message, else of the plan's text */
+	uint64_t off;	/* text: offset in it; message: raw offset of the first byte */
+	uint64_t len;	/* octets to send (after CRLF conversion) */
+	bool half;	/* message: the first raw byte is a bare LF whose CR was sent */
+};
+
+/* FETCH between steps; in the command's arena, freed by fetch_state_free. */
+struct fetch_state {
+	/* The whole command. */
+	struct fetch_req req;
+	uint32_t *idx;		/* view indexes to answer, ascending */
+	size_t n, next;		/* how many, the next one to plan */
+	bool *seen_now;		/* per idx: \Seen set by this FETCH (NULL: none) */
+	bool gone;		/* a message had disappeared: tagged NO */
+
+	/* The message being sent. */
+	bool busy;
+	uint32_t uid;
+	struct msg_view mv;	/* kept across steps only when mv.holdable */
+	bool have_mv;
+	size_t raw_len;		/* mv.len when the plan was made */
+	bool crlf;		/* bare LFs in it go out as CRLF */
+	struct buf text;
+	struct fetch_seg *segs;
+	size_t n_segs, cap_segs;
+	size_t seg;		/* the segment being sent */
+	uint64_t seg_sent;	/* octets of it written */
+	size_t raw_pos;		/* message segment: the next raw byte */
+	bool half;		/* message segment: raw_pos is a bare LF, CR written */
+};
+
+static bool
+has_bare_lf(const uint8_t *p, size_t len)
 {
-	conn_printf(c, "{%zu}\r\n", len);
-	conn_write(c, p, len);
+	const uint8_t *q = p, *end = p + len;
+
+	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		if (q == p || q[-1] != '\r')
+			return true;
+		q++;
+	}
+	return false;
 }
 
 static void
-write_section(struct conn *c, const struct fetch_item *it, const uint8_t *data, size_t len,
-    const struct message *msg)
+crlf_copy(const uint8_t *p, size_t len, struct buf *out)
+{
+	buf_reserve(out, len + len / 16 + 16);
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			buf_append_byte(out, '\r');
+		buf_append_byte(out, p[i]);
+	}
+}
+
+/*
+ * Walk the CRLF form of raw[0..len) (what crlf_copy makes) from (*pos,
+ * *half) for at most max octets, copying them to out unless it is NULL.
+ * Returns how many octets were walked (fewer at the end of raw).
+ */
+static size_t
+crlf_walk(const uint8_t *raw, size_t len, size_t *pos, bool *half, uint8_t *out, size_t max)
+{
+	size_t n = 0, p = *pos;
+	bool h = *half;
+
+	while (n < max && p < len) {
+		uint8_t ch = raw[p];
+
+		if (ch == '\n' && !h && (p == 0 || raw[p - 1] != '\r')) {
+			if (out != NULL)
+				out[n] = '\r';
+			n++;
+			h = true;
+			continue;
+		}
+		if (out != NULL)
+			out[n] = ch;
+		n++;
+		p++;
+		h = false;
+	}
+	*pos = p;
+	*half = h;
+	return n;
+}
+
+static void
+seg_add(struct fetch_state *st, bool from_msg, uint64_t off, uint64_t len, bool half)
+{
+	if (len == 0)
+		return;
+	if (st->n_segs == st->cap_segs) {
+		st->cap_segs = st->cap_segs ? st->cap_segs * 2 : 8;
+		st->segs = xrealloc(st->segs, st->cap_segs * sizeof(*st->segs));
+	}
+	st->segs[st->n_segs++] = (struct fetch_seg){ from_msg, off, len, half };
+}
+
+/* The plan's text from *mark to its end becomes a segment. */
+static void
+seg_text(struct fetch_state *st, size_t *mark)
+{
+	seg_add(st, false, *mark, st->text.len - *mark, false);
+	*mark = st->text.len;
+}
+
+/* The octets of a section in data[0..len) (CRLF form): *p_r, *n_r; in
+ * tmp when they are not a range of data (HEADER.FIELDS). */
+static void
+section_bytes(const struct fetch_item *it, const uint8_t *data, size_t len,
+    const struct message *msg, struct buf *tmp, const uint8_t **p_r, size_t *n_r)
 {
 	const uint8_t *p = NULL;
 	size_t n = 0;
-	struct buf tmp = BUF_INIT(0);
 	const struct message_part *part = NULL;
 
 	if (it->depth == 0 && it->sec == SEC_ALL) {
@@ -451,9 +563,9 @@ write_section(struct conn *c, const struct fetch_item *it, const uint8_t *data, 
 		case SEC_FIELDS:
 		case SEC_FIELDS_NOT:
 			message_header_fields(data + root->header_off, root->header_len, it->fields,
-			    it->n_fields, it->sec == SEC_FIELDS_NOT, &tmp);
-			p = tmp.data;
-			n = tmp.len;
+			    it->n_fields, it->sec == SEC_FIELDS_NOT, tmp);
+			p = tmp->data;
+			n = tmp->len;
 			break;
 		case SEC_MIME:
 			break;
@@ -486,9 +598,9 @@ write_section(struct conn *c, const struct fetch_item *it, const uint8_t *data, 
 		case SEC_FIELDS_NOT:
 			if (inner != NULL) {
 				message_header_fields(data + inner->header_off, inner->header_len,
-				    it->fields, it->n_fields, it->sec == SEC_FIELDS_NOT, &tmp);
-				p = tmp.data;
-				n = tmp.len;
+				    it->fields, it->n_fields, it->sec == SEC_FIELDS_NOT, tmp);
+				p = tmp->data;
+				n = tmp->len;
 			}
 			break;
 		}
@@ -503,43 +615,56 @@ write_section(struct conn *c, const struct fetch_item *it, const uint8_t *data, 
 				n = (size_t)it->p_len;
 		}
 	}
-	conn_printf(c, "%s ", it->resp);
 	if (p == NULL)
 		n = 0;
-	write_literal(c, p != NULL ? p : (const uint8_t *)"", n);
+	*p_r = p;
+	*n_r = n;
+}
+
+/* "BODY[...] {n}\r\n" and its octets: copied into the plan's text, or a
+ * message segment when they are part of data (raw: the stored message,
+ * data its CRLF form when st->crlf). */
+static void
+plan_section(struct fetch_state *st, size_t *mark, const struct fetch_item *it,
+    const uint8_t *data, size_t len, const struct message *msg, const uint8_t *raw,
+    size_t raw_len)
+{
+	struct buf tmp = BUF_INIT(0);
+	const uint8_t *p;
+	size_t n;
+
+	section_bytes(it, data, len, msg, &tmp, &p, &n);
+	buf_printf(&st->text, "%s {%zu}\r\n", it->resp, n);
+	if (n > 0 && p >= data && p < data + len) {
+		size_t pos = (size_t)(p - data);
+		bool half = false;
+
+		if (st->crlf) {
+			/* Sections are found in the CRLF form; the literal is
+			 * read from the stored bytes, converted as it goes. */
+			size_t conv = pos;
+			pos = 0;
+			crlf_walk(raw, raw_len, &pos, &half, NULL, conv);
+		}
+		seg_text(st, mark);
+		seg_add(st, true, pos, n, half);
+	} else if (n > 0) {
+		buf_append(&st->text, p, n);
+	}
 	buf_free(&tmp);
 }
 
-static bool
-has_bare_lf(const uint8_t *p, size_t len)
-{
-	const uint8_t *q = p, *end = p + len;
-
-	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
-		if (q == p || q[-1] != '\r')
-			return true;
-		q++;
-	}
-	return false;
-}
-
-static void
-crlf_copy(const uint8_t *p, size_t len, struct buf *out)
-{
-	buf_reserve(out, len + len / 16 + 16);
-	for (size_t i = 0; i < len; i++) {
-		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
-			buf_append_byte(out, '\r');
-		buf_append_byte(out, p[i]);
-	}
-}
-
-/* 0 written, ROOST_ENOTFOUND when the message is gone (nothing written). */
+/*
+ * Plan the response for view index idx: 0 with st->busy set, or
+ * ROOST_ENOTFOUND when the message is gone, or another error (nothing to
+ * send either way).
+ */
 static int
-fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool add_flags)
+fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_flags)
 {
 	struct imap_session *s = cmd->s;
 	struct imap_view *v = &s->view;
+	const struct fetch_req *req = &st->req;
 	struct view_msg *m = &v->msgs[idx];
 	struct msg_view mv = { 0 };
 	struct message *msg = NULL;
@@ -550,6 +675,7 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 	bool have_view = false, have_cache = false;
 	int rc = 0;
 
+	st->crlf = false;
 	if (req->need_cache || req->need_vsize) {
 		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0 && cache_decode(&pc))
 			have_cache = pc.have_parts;
@@ -570,6 +696,7 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 			crlf_copy(data, len, &conv);
 			data = conv.data;
 			len = conv.len;
+			st->crlf = true;
 		}
 		if (req->need_parse || (req->need_cache && !have_cache)) {
 			const struct roost_config *cfg = s->sv->cfg;
@@ -600,59 +727,77 @@ fetch_one(struct imap_cmd *cmd, const struct fetch_req *req, size_t idx, bool ad
 		}
 	}
 
+	struct buf *t = &st->text;
 	struct buf b = BUF_INIT(0);
-	conn_printf(cmd->c, "* %zu FETCH (", idx + 1);
+	size_t mark = 0;
+	buf_reset(t);
+	st->n_segs = 0;
+	buf_printf(t, "* %zu FETCH (", idx + 1);
 	bool first = true;
 	for (size_t i = 0; i < req->n; i++) {
 		const struct fetch_item *it = &req->items[i];
 		if (!first)
-			conn_write_str(cmd->c, " ");
+			buf_append_str(t, " ");
 		first = false;
 		switch (it->kind) {
 		case F_FLAGS:
 			buf_reset(&b);
 			view_format_flags(v, m, &b);
-			conn_printf(cmd->c, "FLAGS %s", buf_cstr(&b));
+			buf_printf(t, "FLAGS %s", buf_cstr(&b));
 			break;
 		case F_UID:
-			conn_printf(cmd->c, "UID %u", m->rec.uid);
+			buf_printf(t, "UID %u", m->rec.uid);
 			break;
 		case F_MODSEQ:
-			conn_printf(cmd->c, "MODSEQ (%llu)", (unsigned long long)m->rec.modseq);
+			buf_printf(t, "MODSEQ (%llu)", (unsigned long long)m->rec.modseq);
 			break;
 		case F_INTERNALDATE: {
 			char d[32];
 			imap_format_datetime(m->rec.internal_date, d);
-			conn_printf(cmd->c, "INTERNALDATE \"%s\"", d);
+			buf_printf(t, "INTERNALDATE \"%s\"", d);
 			break;
 		}
 		case F_SIZE:
-			conn_printf(cmd->c, "RFC822.SIZE %llu", (unsigned long long)pc.vsize);
+			buf_printf(t, "RFC822.SIZE %llu", (unsigned long long)pc.vsize);
 			break;
 		case F_ENVELOPE:
-			conn_write_str(cmd->c, "ENVELOPE ");
-			conn_write(cmd->c, pc.env, pc.env_len);
+			buf_append_str(t, "ENVELOPE ");
+			buf_append(t, pc.env, pc.env_len);
 			break;
 		case F_BODY:
-			conn_write_str(cmd->c, "BODY ");
-			conn_write(cmd->c, pc.body, pc.body_len);
+			buf_append_str(t, "BODY ");
+			buf_append(t, pc.body, pc.body_len);
 			break;
 		case F_BODYSTRUCTURE:
-			conn_write_str(cmd->c, "BODYSTRUCTURE ");
-			conn_write(cmd->c, pc.bs, pc.bs_len);
+			buf_append_str(t, "BODYSTRUCTURE ");
+			buf_append(t, pc.bs, pc.bs_len);
 			break;
 		case F_SECTION:
-			write_section(cmd->c, it, data, len, msg);
+			plan_section(st, &mark, it, data, len, msg, mv.data, mv.len);
 			break;
 		}
 	}
 	if (add_flags && !req->has_flags) {
 		buf_reset(&b);
 		view_format_flags(v, m, &b);
-		conn_printf(cmd->c, " FLAGS %s", buf_cstr(&b));
+		buf_printf(t, " FLAGS %s", buf_cstr(&b));
 	}
-	conn_write_str(cmd->c, ")\r\n");
+	buf_append_str(t, ")\r\n");
 	buf_free(&b);
+	seg_text(st, &mark);
+	st->busy = true;
+	st->uid = m->rec.uid;
+	st->seg = 0;
+	st->seg_sent = 0;
+	for (size_t i = 0; i < st->n_segs && have_view; i++) {
+		if (st->segs[i].from_msg) {
+			/* The literals read from it: keep it for now. */
+			st->mv = mv;
+			st->have_mv = true;
+			st->raw_len = mv.len;
+			have_view = false;
+		}
+	}
 out:
 	message_free(&msg);
 	if (have_view)
@@ -662,22 +807,189 @@ out:
 	return rc;
 }
 
+/* Read the current message again in a later step (its view pinned a
+ * snapshot and was released when the last step ended). */
+static int
+fetch_reread(struct imap_cmd *cmd, struct fetch_state *st)
+{
+	int rc = mailbox_read(cmd->s->view.mb, st->uid, &st->mv);
+
+	if (rc == 0 && st->mv.len != st->raw_len) {
+		msg_view_release(&st->mv);
+		rc = ROOST_EIO;
+	}
+	if (rc < 0)
+		return rc;
+	st->have_mv = true;
+	return 0;
+}
+
+/*
+ * Write the planned response of the current message, a chunk at a time.
+ * 0 once all of it is written; ROOST_EAGAIN when the output is full (the
+ * caller yields); ROOST_ECLOSED when the peer is gone; another error when
+ * the message cannot be read any more to complete a literal whose size
+ * went out already.
+ */
+static int
+fetch_send(struct imap_cmd *cmd, struct fetch_state *st)
+{
+	struct conn *c = cmd->c;
+	uint8_t chunk[FETCH_CHUNK];
+	int rc;
+
+	while (st->seg < st->n_segs) {
+		const struct fetch_seg *sg = &st->segs[st->seg];
+
+		if (st->seg_sent == 0 && sg->from_msg) {
+			st->raw_pos = (size_t)sg->off;
+			st->half = sg->half;
+		}
+		while (st->seg_sent < sg->len) {
+			size_t want = sg->len - st->seg_sent > FETCH_CHUNK ? FETCH_CHUNK
+			    : (size_t)(sg->len - st->seg_sent);
+
+			if (conn_is_closing(c))
+				return ROOST_ECLOSED;
+			if (conn_output_full(c))
+				return ROOST_EAGAIN;
+			if (!sg->from_msg) {
+				rc = conn_write(c, st->text.data + sg->off + st->seg_sent, want);
+			} else {
+				if (!st->have_mv && (rc = fetch_reread(cmd, st)) < 0)
+					return rc;
+				if (!st->crlf) {
+					if (st->raw_pos + want > st->mv.len)
+						return ROOST_EIO;
+					rc = conn_write(c, st->mv.data + st->raw_pos, want);
+					st->raw_pos += want;
+				} else {
+					if (crlf_walk(st->mv.data, st->mv.len, &st->raw_pos, &st->half,
+					    chunk, want) != want)
+						return ROOST_EIO;
+					rc = conn_write(c, chunk, want);
+				}
+			}
+			if (rc < 0)
+				return ROOST_ECLOSED;
+			st->seg_sent += want;
+		}
+		st->seg++;
+		st->seg_sent = 0;
+	}
+	return 0;
+}
+
+/* The step is over: a view that pins a snapshot goes (storage.h). */
+static void
+fetch_pause(struct fetch_state *st)
+{
+	if (st->have_mv && !st->mv.holdable) {
+		msg_view_release(&st->mv);
+		st->have_mv = false;
+	}
+}
+
+static void
+fetch_msg_done(struct fetch_state *st)
+{
+	if (st->have_mv)
+		msg_view_release(&st->mv);
+	st->have_mv = false;
+	st->busy = false;
+}
+
+static void
+fetch_state_free(struct imap_cmd *cmd)
+{
+	struct fetch_state *st = cmd->state;
+
+	if (st == NULL)
+		return;
+	fetch_msg_done(st);
+	buf_free(&st->text);
+	free(st->segs);
+	cmd->state = NULL;
+}
+
+/* One step of FETCH: messages (and chunks of their literals) until the
+ * output is full, then yield; the tagged reply after the last one. */
+static void
+fetch_step(struct imap_cmd *cmd)
+{
+	struct fetch_state *st = cmd->state;
+	struct imap_view *v = &cmd->s->view;
+	int rc;
+
+	for (;;) {
+		if (st->busy) {
+			rc = fetch_send(cmd, st);
+			if (rc == ROOST_EAGAIN) {
+				fetch_pause(st);
+				imap_yield(cmd, fetch_step);
+				return;
+			}
+			if (rc < 0) {
+				/* The literal's size is out and its octets cannot
+				 * follow: only closing keeps the stream sound. The
+				 * client sees the message expunged when it is back. */
+				if (rc != ROOST_ECLOSED)
+					log_info("conn=%llu proto=imap event=fetch-aborted uid=%u "
+					    "literal_sent=%llu literal_size=%llu err=\"%s\"",
+					    (unsigned long long)conn_id(cmd->c), st->uid,
+					    (unsigned long long)st->seg_sent,
+					    (unsigned long long)st->segs[st->seg].len, roost_strerror(rc));
+				fetch_msg_done(st);
+				cmd->done = true;
+				conn_close(cmd->c);
+				return;
+			}
+			fetch_msg_done(st);
+		}
+		if (st->next >= st->n || conn_is_closing(cmd->c))
+			break;
+		if (conn_output_full(cmd->c)) {
+			imap_yield(cmd, fetch_step);
+			return;
+		}
+		size_t i = st->next++;
+		bool seen = st->seen_now != NULL && st->seen_now[i];
+		if (st->req.changedsince != 0 && v->msgs[st->idx[i]].rec.modseq <= st->req.changedsince
+		    && !seen)
+			continue;
+		rc = fetch_plan(cmd, st, st->idx[i], seen);
+		if (rc == ROOST_ENOTFOUND)
+			st->gone = true;
+		else if (rc < 0)
+			log_warn("conn=%llu proto=imap event=fetch-failed uid=%u err=%s",
+			    (unsigned long long)conn_id(cmd->c), v->msgs[st->idx[i]].rec.uid,
+			    roost_strerror(rc));
+	}
+	if (st->gone)
+		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
+	else
+		imap_tagged(cmd, "OK", "FETCH completed");
+}
+
 void
 cmd_fetch(struct imap_cmd *cmd)
 {
 	struct imap_session *s = cmd->s;
 	struct imap_view *v = &s->view;
-	struct fetch_req req = { 0 };
+	struct fetch_state *st = arena_alloc(&cmd->arena, sizeof(*st));
+	struct fetch_req *req = &st->req;
 	bool vanished = false;
 	uint32_t *idx;
 	size_t n;
 	int rc;
 
+	cmd->state = st;
+	cmd->state_free = fetch_state_free;
 	if (cmd->p.n < 2 || cmd->p.n > 3 || cmd->p.args[0].type != ARG_ATOM) {
 		imap_bad(cmd, "Usage: FETCH sequence-set items [(CHANGEDSINCE modseq)]");
 		return;
 	}
-	if (parse_fetch_items(cmd, &cmd->p.args[1], &req) < 0) {
+	if (parse_fetch_items(cmd, &cmd->p.args[1], req) < 0) {
 		imap_bad(cmd, "Invalid FETCH items");
 		return;
 	}
@@ -685,7 +997,7 @@ cmd_fetch(struct imap_cmd *cmd)
 		const struct imap_arg *l = &cmd->p.args[2];
 		if (l->type != ARG_LIST || l->n < 2 || l->n > 3
 		    || !imap_arg_atom_eq(&l->list[0], "CHANGEDSINCE")
-		    || parse_modseq(&l->list[1], false, &req.changedsince) < 0
+		    || parse_modseq(&l->list[1], false, &req->changedsince) < 0
 		    || (l->n == 3 && !imap_arg_atom_eq(&l->list[2], "VANISHED"))) {
 			imap_bad(cmd, "Invalid FETCH modifier");
 			return;
@@ -696,10 +1008,10 @@ cmd_fetch(struct imap_cmd *cmd)
 		}
 		vanished = l->n == 3;
 		s->condstore = true;	/* RFC 7162 3.1 */
-		if (!req.has_modseq) {
-			memset(&req.items[req.n], 0, sizeof(req.items[0]));
-			req.items[req.n++].kind = F_MODSEQ;
-			req.has_modseq = true;
+		if (!req->has_modseq) {
+			memset(&req->items[req->n], 0, sizeof(req->items[0]));
+			req->items[req->n++].kind = F_MODSEQ;
+			req->has_modseq = true;
 		}
 	}
 	rc = view_resolve_set(cmd, cmd->p.args[0].str, cmd->uid, &idx, &n);
@@ -712,12 +1024,12 @@ cmd_fetch(struct imap_cmd *cmd)
 		struct seqset set;
 		if (seqset_parse(&cmd->arena, cmd->p.args[0].str, &set) == 0) {
 			seqset_resolve(&set, v->uidnext > 1 ? v->uidnext - 1 : 1);
-			view_vanished_earlier(s, req.changedsince, &set);
+			view_vanished_earlier(s, req->changedsince, &set);
 		}
 	}
 	/* \Seen first, so the responses carry the new flags. */
 	bool *seen_now = NULL;
-	if (req.sets_seen && !v->readonly && n > 0) {
+	if (req->sets_seen && !v->readonly && n > 0) {
 		uint32_t *uids = arena_alloc(&cmd->arena, n * sizeof(*uids));
 		size_t k = 0;
 		seen_now = arena_alloc(&cmd->arena, n * sizeof(bool));
@@ -743,23 +1055,10 @@ cmd_fetch(struct imap_cmd *cmd)
 			}
 		}
 	}
-	bool gone = false;
-	for (size_t i = 0; i < n && !conn_is_closing(cmd->c); i++) {
-		if (req.changedsince != 0 && v->msgs[idx[i]].rec.modseq <= req.changedsince
-		    && !(seen_now != NULL && seen_now[i]))
-			continue;
-		rc = fetch_one(cmd, &req, idx[i], seen_now != NULL && seen_now[i]);
-		if (rc == ROOST_ENOTFOUND)
-			gone = true;
-		else if (rc < 0)
-			log_warn("conn=%llu proto=imap event=fetch-failed uid=%u err=%s",
-			    (unsigned long long)conn_id(cmd->c), v->msgs[idx[i]].rec.uid,
-			    roost_strerror(rc));
-	}
-	if (gone)
-		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
-	else
-		imap_tagged(cmd, "OK", "FETCH completed");
+	st->idx = idx;
+	st->n = n;
+	st->seen_now = seen_now;
+	fetch_step(cmd);
 }
 
 /* ------------------------------------------------------------------ */

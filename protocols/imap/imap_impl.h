@@ -269,6 +269,11 @@ struct imap_session {
 
 	/* selected state */
 	struct imap_view view;
+
+	/* A command that yielded (imap_yield()): it owns its parsed
+	 * arguments and state until a step returns without yielding, or
+	 * the session ends. Nothing else of the connection runs meanwhile. */
+	struct imap_cmd *cont;
 };
 
 struct imap_cmd;
@@ -288,6 +293,9 @@ struct imap_cmd_def {
 	imap_cmd_fn *run;
 };
 
+/* A later step of a command that yielded. */
+typedef void imap_step_fn(struct imap_cmd *cmd);
+
 struct imap_cmd {
 	struct imap_session *s;
 	struct conn *c;
@@ -296,9 +304,27 @@ struct imap_cmd {
 	struct arena arena;
 	bool uid;
 	bool done;	/* tagged reply written */
+	struct imap_spool *spool;	/* a spooled APPEND's text (p points into it) */
+
+	/* Resumable commands (FETCH, LIST): their state lives here, so it
+	 * survives between steps and dies with the command or the session. */
+	imap_step_fn *step;	/* set by imap_yield(), cleared before it runs */
+	void *state;
+	void (*state_free)(struct imap_cmd *cmd);	/* releases state; may be NULL */
 };
 
 /* Shared by the command files (imap_session.c). */
+/*
+ * A command whose reply may be long stops at a unit boundary once
+ * conn_output_full() says so, and calls imap_yield() before returning:
+ * step(cmd) runs on a worker once the client has read enough of the
+ * output. cmd (its arena, p's arguments, cmd->state) stays valid until
+ * a step returns without yielding; the tagged reply is written by the
+ * last step (or by the runner, "OK <name> completed", if none was). If
+ * the connection closes first, step never runs and state_free(cmd)
+ * releases the state with the session.
+ */
+void imap_yield(struct imap_cmd *cmd, imap_step_fn *step);
 void imap_enter_state(struct imap_session *s, enum imap_state st);
 void imap_tagged(struct imap_cmd *cmd, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

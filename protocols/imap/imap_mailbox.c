@@ -417,6 +417,29 @@ attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
 	buf_append_byte(b, ')');
 }
 
+/* LIST/LSUB between steps (in the command's arena). */
+struct list_state {
+	struct mailbox_info *list;	/* NULL once freed */
+	size_t n_list, next;		/* the next mailbox to look at */
+	char **dpats;
+	struct imap_match **mpats;
+	size_t n_pats;
+	unsigned opts, status_items;
+	bool lsub;
+};
+
+static imap_step_fn list_step;
+
+static void
+list_state_free(struct imap_cmd *cmd)
+{
+	struct list_state *st = cmd->state;
+
+	if (st != NULL && st->list != NULL)
+		storage_list_free(st->list, st->n_list);
+	cmd->state = NULL;
+}
+
 static void
 do_list(struct imap_cmd *cmd, bool lsub)
 {
@@ -543,8 +566,36 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		return;
 	}
 
-	for (size_t m = 0; m < n_list; m++) {
-		const struct mailbox_info *mi = &list[m];
+	struct list_state *st = arena_alloc(&cmd->arena, sizeof(*st));
+	st->list = list;
+	st->n_list = n_list;
+	st->dpats = dpats;
+	st->mpats = mpats;
+	st->n_pats = n_pats;
+	st->opts = opts;
+	st->status_items = status_items;
+	st->lsub = lsub;
+	cmd->state = st;
+	cmd->state_free = list_state_free;
+	list_step(cmd);
+}
+
+/* Write the matching mailboxes from st->next on, yielding when the output
+ * is full; the tagged reply after the last. */
+static void
+list_step(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct list_state *st = cmd->state;
+	const struct mailbox_info *list = st->list;
+	size_t n_list = st->n_list, n_pats = st->n_pats;
+	char **dpats = st->dpats;
+	struct imap_match **mpats = st->mpats;
+	unsigned opts = st->opts, status_items = st->status_items;
+	bool lsub = st->lsub;
+
+	for (; st->next < n_list; st->next++) {
+		const struct mailbox_info *mi = &list[st->next];
 		unsigned attrs = mi->attrs;
 		bool match = false, child_info = false;
 
@@ -585,6 +636,11 @@ do_list(struct imap_cmd *cmd, bool lsub)
 			continue;
 		if ((opts & SEL_SPECIAL) && !(attrs & MBOX_SPECIAL_USE_MASK))
 			continue;
+		if (conn_output_full(s->c)) {
+			/* Many mailboxes: go on once the client has read. */
+			imap_yield(cmd, list_step);
+			return;
+		}
 		struct buf b = BUF_INIT(0);
 		attr_string(attrs, opts, lsub, &b);
 		conn_printf(s->c, "* %s %s \"/\" ", lsub ? "LSUB" : "LIST", buf_cstr(&b));
@@ -596,7 +652,8 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		if ((opts & RET_STATUS) && !(attrs & (MBOX_NOSELECT | MBOX_NONEXISTENT)))
 			write_status(s, mi->name, status_items);
 	}
-	storage_list_free(list, n_list);
+	storage_list_free(st->list, st->n_list);
+	st->list = NULL;
 	imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
 }
 

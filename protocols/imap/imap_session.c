@@ -689,6 +689,8 @@ imap_session_new(struct conn *c)
 	return s;
 }
 
+static void cmd_free(struct imap_cmd **cmdp);
+
 static void
 imap_session_free(void *session)
 {
@@ -697,6 +699,7 @@ imap_session_free(void *session)
 	if (s == NULL)
 		return;
 	imap_idle_stop(s);
+	cmd_free(&s->cont);
 	if (s->view.mb != NULL)
 		view_close(s);
 	imap_framer_reset(&s->fr);
@@ -756,10 +759,67 @@ imap_frame(struct conn *c, void *session, const uint8_t *in, size_t len, size_t 
 }
 
 static void
+cmd_free(struct imap_cmd **cmdp)
+{
+	struct imap_cmd *cmd = *cmdp;
+
+	if (cmd == NULL)
+		return;
+	if (cmd->state_free != NULL)
+		cmd->state_free(cmd);
+	arena_free(&cmd->arena);
+	imap_spool_free(&cmd->spool);
+	free(cmd);
+	*cmdp = NULL;
+}
+
+static void cmd_resume(struct conn *c, void *session, void *arg);
+
+/* After run or a step returned: park a command that yielded, or finish it. */
+static void
+cmd_after_step(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->step != NULL) {
+		/* A closing connection runs no more steps: drop the rest. */
+		if (!conn_is_closing(cmd->c)) {
+			s->cont = cmd;
+			conn_continue(cmd->c, cmd_resume, NULL);
+			return;
+		}
+	} else if (!cmd->done && !s->idling && s->sasl == NULL) {
+		imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
+	}
+	cmd_free(&cmd);
+}
+
+static void
+cmd_resume(struct conn *c, void *session, void *arg)
+{
+	struct imap_session *s = session;
+	struct imap_cmd *cmd = s->cont;
+	imap_step_fn *step;
+
+	(void)arg;
+	if (cmd == NULL)
+		return;
+	s->cont = NULL;
+	step = cmd->step;
+	cmd->step = NULL;
+	step(cmd);
+	cmd_after_step(s, cmd);
+}
+
+void
+imap_yield(struct imap_cmd *cmd, imap_step_fn *step)
+{
+	cmd->step = step;
+}
+
+static void
 imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 {
 	struct imap_session *s = session;
-	struct imap_cmd cmd = { .s = s, .c = c };
+	struct imap_cmd *cmd;
 	const char *err;
 
 	if (s->sasl != NULL) {
@@ -770,48 +830,51 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 		imap_idle_line(s, data, len);
 		return;
 	}
+	/* On the heap: a command that yields outlives this call. */
+	cmd = xcalloc(1, sizeof(*cmd));
+	cmd->s = s;
+	cmd->c = c;
 	/* A spooled APPEND: its text is in the spool (data included). */
-	struct imap_spool *sp = imap_framer_take_spool(&s->fr);
-	arena_init(&cmd.arena);
-	cmd.arena.max = IMAP_ARENA_PER_LINE * conn_max_line(c);
-	int rc = sp != NULL ? imap_parse_spooled(&cmd.arena, sp, &cmd.p, &err)
-	    : imap_parse_command(&cmd.arena, data, len, &cmd.p, &err);
-	cmd.arena.max = 0;	/* the bound is for what the client sized */
+	cmd->spool = imap_framer_take_spool(&s->fr);
+	arena_init(&cmd->arena);
+	cmd->arena.max = IMAP_ARENA_PER_LINE * conn_max_line(c);
+	int rc = cmd->spool != NULL ? imap_parse_spooled(&cmd->arena, cmd->spool, &cmd->p, &err)
+	    : imap_parse_command(&cmd->arena, data, len, &cmd->p, &err);
+	cmd->arena.max = 0;	/* the bound is for what the client sized */
 	if (rc < 0) {
-		if (cmd.p.tag == NULL) {
+		if (cmd->p.tag == NULL) {
 			conn_printf(c, "* BAD %s\r\n", err ? err : "Invalid command");
 			count_bad(s);
 		} else {
-			imap_bad(&cmd, "%s", err ? err : "Invalid command");
+			imap_bad(cmd, "%s", err ? err : "Invalid command");
 		}
 		goto out;
 	}
-	cmd.uid = cmd.p.uid;
-	cmd.def = find_command(cmd.p.name);
-	const struct imap_cmd_def *d = cmd.def;
-	if (d == NULL || (cmd.uid && !(d->flags & CMD_UID_OK))) {
-		cmd.def = NULL;
-		imap_bad(&cmd, "Unknown command %s%s", cmd.uid ? "UID " : "", cmd.p.name);
+	cmd->uid = cmd->p.uid;
+	cmd->def = find_command(cmd->p.name);
+	const struct imap_cmd_def *d = cmd->def;
+	if (d == NULL || (cmd->uid && !(d->flags & CMD_UID_OK))) {
+		cmd->def = NULL;
+		imap_bad(cmd, "Unknown command %s%s", cmd->uid ? "UID " : "", cmd->p.name);
 		goto out;
 	}
 	if (d->only_not_auth && s->state != IMAP_STATE_NOT_AUTH) {
-		imap_bad(&cmd, "Already authenticated");
+		imap_bad(cmd, "Already authenticated");
 		goto out;
 	}
 	if (d->min_state == IMAP_STATE_AUTH && s->state == IMAP_STATE_NOT_AUTH) {
-		imap_bad(&cmd, "Log in first");
+		imap_bad(cmd, "Log in first");
 		goto out;
 	}
 	if (d->min_state == IMAP_STATE_SELECTED && s->state != IMAP_STATE_SELECTED) {
-		imap_bad(&cmd, "No mailbox selected");
+		imap_bad(cmd, "No mailbox selected");
 		goto out;
 	}
-	d->run(&cmd);
-	if (!cmd.done && !s->idling && s->sasl == NULL)
-		imap_tagged(&cmd, "OK", "%s completed", cmd.p.name);
+	d->run(cmd);
+	cmd_after_step(s, cmd);
+	return;
 out:
-	arena_free(&cmd.arena);
-	imap_spool_free(&sp);
+	cmd_free(&cmd);
 }
 
 static void

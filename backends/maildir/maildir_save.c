@@ -26,6 +26,16 @@
 
 #include "maildir.h"
 
+/*
+ * How often one message's file is looked for again when its name vanished
+ * under us. In this process every rename happens under the folder mutex,
+ * which these paths hold from finding a name to using it; only another
+ * program (a Maildir tool changing flags) renames behind it. Each try
+ * rescans the directories, so the file would have to be renamed this many
+ * times within one operation to defeat it.
+ */
+#define RESOLVE_TRIES 8
+
 /* A message file waiting in some folder's tmp/. */
 struct pending {
 	char *tmppath;
@@ -144,7 +154,9 @@ link_tmp(struct md_storage *ms, const char *dir, const char *src, uint64_t size,
 		return 0;
 	if (errno != EXDEV && errno != EMLINK && errno != EPERM) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: link %s %s: %s", src, p->tmppath, strerror(errno));
+		/* a vanished name is the caller's to look up again */
+		if (errno != ENOENT)
+			log_error("maildir: link %s %s: %s", src, p->tmppath, strerror(errno));
 		free(p->tmppath);
 		p->tmppath = NULL;
 		return err;
@@ -416,7 +428,7 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 		struct md_rec *r;
 		uint32_t nf;
 		uint64_t nk;
-		bool retried = false;
+		int tries = 0;
 
 again:
 		if ((r = md_rec_find(f, uids[i])) == NULL)
@@ -444,10 +456,10 @@ again:
 		if (nf == r->flags && nk == r->keywords)
 			continue;
 		e = rename_flags(f, r, nf, nk, &from_new);
-		if (e == ROOST_ENOTFOUND && !retried) {
+		if (e == ROOST_ENOTFOUND && tries++ < RESOLVE_TRIES) {
 			/* renamed (flags changed) or removed by another program:
-			 * see what it did, then decide again */
-			retried = true;
+			 * see what it did, then decide again (a removed one is
+			 * skipped above) */
 			if (any)
 				f->highestmodseq = modseq;
 			if ((err = md_sync(f, MD_SYNC_FORCE)) < 0)
@@ -455,8 +467,11 @@ again:
 			modseq = f->highestmodseq + 1;
 			goto again;
 		}
-		if (e == ROOST_ENOTFOUND)
-			continue;
+		if (e == ROOST_ENOTFOUND) {
+			log_error("maildir: %s: the file of UID %u keeps being renamed", f->path,
+			    r->uid);
+			e = ROOST_ETEMP;
+		}
 		if (e < 0) {
 			err = e;
 			break;
@@ -486,41 +501,79 @@ again:
 
 /* ---- expunge ---- */
 
-/* f->mutex and the lock held. */
+/* Drop the records of gone[0..n) (ascending UIDs) from f. */
+static void
+drop_recs(struct md_folder *f, const uint32_t *gone, size_t n)
+{
+	size_t i, j, k;
+
+	if (n == 0)
+		return;
+	for (i = j = k = 0; i < f->n; i++) {
+		while (k < n && gone[k] < f->recs[i].uid)
+			k++;
+		if (k < n && gone[k] == f->recs[i].uid) {
+			md_rec_free_fields(&f->recs[i]);
+			continue;
+		}
+		f->recs[j++] = f->recs[i];
+	}
+	f->n = j;
+}
+
+/*
+ * f->mutex and the lock held. A file whose name vanished was renamed by
+ * another program (or removed by it, and then the rescan expunges it
+ * itself): it is looked up again, never counted as gone unseen, so an
+ * expunge always removes the file it reports.
+ */
 static int
 expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 {
 	uint64_t modseq = f->highestmodseq + 1;
-	bool in_new = false, in_cur = false, resynced = false;
+	bool in_new = false, in_cur = false, any = false;
 	uint32_t *gone = xreallocarray(NULL, n + 1, sizeof(*gone));
-	size_t n_gone = 0, i, j, k;
-	int err = 0;
+	size_t n_gone = 0, i = 0;
+	int tries = 0, err = 0;
 
-	for (i = 0; i < n; i++) {
+	while (i < n) {
 		struct md_rec *r = md_rec_find(f, uids[i]);
 		char *path;
-		int rc;
 
-		if (r == NULL)
-			continue;
-		path = md_rec_path(f, r);
-		rc = unlink(path);
-		if (rc < 0 && errno == ENOENT && !resynced) {
-			/* maybe renamed by another program: find it, then
-			 * this UID again */
-			free(path);
-			resynced = true;
-			if ((err = md_sync(f, MD_SYNC_FORCE)) < 0)
-				break;
-			modseq = f->highestmodseq + 1;
-			i--;
+		if (r == NULL) {
+			i++;
+			tries = 0;
 			continue;
 		}
-		if (rc < 0 && errno != ENOENT) {
+		path = md_rec_path(f, r);
+		if (unlink(path) < 0) {
+			int e = errno;
+
+			if (e == ENOENT && tries++ < RESOLVE_TRIES) {
+				/* the rescan must not see our own unlinks as
+				 * another program's */
+				free(path);
+				drop_recs(f, gone, n_gone);
+				n_gone = 0;
+				if (any)
+					f->highestmodseq = modseq;
+				if ((err = md_sync(f, MD_SYNC_FORCE)) < 0)
+					break;
+				modseq = f->highestmodseq + 1;
+				continue;
+			}
 			/* still there: not expunged */
-			log_error("maildir: unlink %s: %s", path, strerror(errno));
+			if (e == ENOENT) {
+				log_error("maildir: %s: the file of UID %u keeps being renamed", f->path,
+				    r->uid);
+				err = ROOST_ETEMP;
+			} else {
+				log_error("maildir: unlink %s: %s", path, strerror(e));
+				err = ROOST_EIO;
+			}
 			free(path);
-			err = ROOST_EIO;
+			i++;
+			tries = 0;
 			continue;
 		}
 		free(path);
@@ -531,19 +584,12 @@ expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 		md_expunge_log_add(f, r->uid, modseq);
 		f->uidlist_dead++;
 		gone[n_gone++] = r->uid;
+		any = true;
+		i++;
+		tries = 0;
 	}
-	if (n_gone > 0) {
-		/* uids (hence gone) ascend */
-		for (i = j = k = 0; i < f->n; i++) {
-			while (k < n_gone && gone[k] < f->recs[i].uid)
-				k++;
-			if (k < n_gone && gone[k] == f->recs[i].uid) {
-				md_rec_free_fields(&f->recs[i]);
-				continue;
-			}
-			f->recs[j++] = f->recs[i];
-		}
-		f->n = j;
+	drop_recs(f, gone, n_gone);
+	if (any) {
 		f->highestmodseq = modseq;
 		md_uidlist_maybe_rewrite(f);
 		fsync_dirs(f, in_new, in_cur);
@@ -582,13 +628,10 @@ struct copy_src {
 	uint32_t uid;
 	uint32_t flags;
 	int64_t idate;
-	uint64_t size;
-	char *path;
 	char **kws;
 	size_t n_kws;
 	struct pending p;
 	uint32_t new_uid;
-	bool ok;
 };
 
 static void
@@ -597,7 +640,6 @@ copy_srcs_free(struct copy_src *v, size_t n)
 	size_t i, k;
 
 	for (i = 0; i < n; i++) {
-		free(v[i].path);
 		for (k = 0; k < v[i].n_kws; k++)
 			free(v[i].kws[k]);
 		free(v[i].kws);
@@ -606,67 +648,151 @@ copy_srcs_free(struct copy_src *v, size_t n)
 	free(v);
 }
 
-/* Copy uids of src into dst in three steps, never holding both folders'
- * mutexes: note the sources, link them into dst and number them there,
- * then (move) expunge them from src. */
+static bool
+dir_exists(const char *path)
+{
+	struct stat stb;
+
+	return stat(path, &stb) == 0 && S_ISDIR(stb.st_mode);
+}
+
+/*
+ * With src->mutex held: put another name for the file of message uid into
+ * dir/tmp/ and note what the copy needs to carry. A name that vanished is
+ * looked up again (another program renamed the file). ROOST_ETEMP when the
+ * message disappeared meanwhile (another program removed it) or its file
+ * cannot be pinned down; ROOST_ENOTFOUND when dir went away. *changed_r
+ * is set when a rescan found changes (md_notify after the mutex).
+ */
+static int
+link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_src *c,
+    bool *changed_r)
+{
+	struct md_rec *r;
+	char *path, *tmpdir;
+	size_t k;
+	int tries, err;
+	bool changed;
+
+	for (tries = 0;; tries++) {
+		struct msg_input in = { .fd = -1 };
+
+		if ((r = md_rec_find(src, uid)) == NULL) {
+			log_warn("maildir: %s: UID %u was removed during a copy", src->path, uid);
+			return ROOST_ETEMP;
+		}
+		in.internal_date = r->idate;
+		path = md_rec_path(src, r);
+		err = link_tmp(src->ms, dir, path, r->size, &in, &c->p);
+		free(path);
+		if (err != ROOST_ENOTFOUND)
+			break;
+		tmpdir = md_path(dir, "tmp");
+		if (!dir_exists(tmpdir)) {
+			free(tmpdir);
+			return ROOST_ENOTFOUND;
+		}
+		free(tmpdir);
+		if (tries == RESOLVE_TRIES) {
+			log_error("maildir: %s: the file of UID %u keeps being renamed", src->path, uid);
+			return ROOST_ETEMP;
+		}
+		if ((err = md_refresh(src, MD_SYNC_FORCE, &changed)) < 0)
+			return err;
+		*changed_r |= changed;
+	}
+	if (err < 0)
+		return err;
+	c->uid = r->uid;
+	c->flags = r->flags;
+	c->idate = r->idate;
+	c->kws = xcalloc(MD_MAX_KEYWORDS + 1, sizeof(char *));
+	for (k = 0; k < MD_MAX_KEYWORDS; k++) {
+		if ((r->keywords & (1ull << k)) && src->kw[k] != NULL)
+			c->kws[c->n_kws++] = xstrdup(src->kw[k]);
+	}
+	return 0;
+}
+
+/*
+ * With dst->mutex and its uidlist lock held: number every copy in dst, all
+ * or none. What could refuse one (no UID or keyword letter left) is checked
+ * before the first; a copy that fails after others were saved (an I/O
+ * error) takes them back.
+ */
+static int
+save_copies(struct md_folder *dst, struct copy_src *v, size_t nv, struct md_durable *d)
+{
+	uint32_t *saved;
+	uint64_t kw;
+	size_t i;
+	int err = 0;
+
+	if (nv > UINT32_MAX - dst->nextuid)
+		return ROOST_ETOOBIG;
+	for (i = 0; i < nv; i++) {
+		err = keyword_bits(dst, (const char *const *)v[i].kws, v[i].n_kws, true, &kw);
+		if (err < 0)
+			return err;
+	}
+	for (i = 0; i < nv; i++) {
+		err = finish_save(dst, &v[i].p, v[i].flags, (const char *const *)v[i].kws,
+		    v[i].n_kws, v[i].idate, d, &v[i].new_uid);
+		if (err < 0)
+			break;
+	}
+	if (err < 0 && i > 0) {
+		saved = xreallocarray(NULL, i, sizeof(*saved));
+		for (size_t k = 0; k < i; k++)
+			saved[k] = v[k].new_uid;
+		if (expunge_locked(dst, saved, i) < 0)
+			log_error("maildir: %s: a failed copy left messages behind", dst->path);
+		free(saved);
+	}
+	return err;
+}
+
+/*
+ * Copy uids of src into dst, all or nothing (RFC 3501 6.4.7, RFC 6851),
+ * in three steps, never holding both folders' mutexes: with src's mutex
+ * held throughout, so that no flag change of this process renames a file
+ * between finding its name and linking it, link every source into dst's
+ * tmp/; number them in dst; then (move) expunge them from src. UIDs src no
+ * longer has are skipped, as by every backend.
+ */
 static int
 copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst,
     const uint32_t *uids, size_t n, bool move, uint32_t *dest_uidvalidity_r,
     uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
 {
 	struct copy_src *v;
-	size_t nv = 0, i, k, nok = 0;
-	uint32_t *su, *du, *done;
+	size_t nv = 0, i;
+	uint32_t *su, *du;
 	struct md_durable d = { false, false, false, false };
-	bool changed;
+	bool changed = false;
 	int err, e;
 
-	pthread_mutex_lock(&src->mutex);
-	if ((err = md_refresh(src, MD_SYNC_NORMAL, &changed)) < 0) {
-		pthread_mutex_unlock(&src->mutex);
-		return err;
-	}
 	v = xcalloc(n + 1, sizeof(*v));
-	for (i = 0; i < n; i++) {
-		struct md_rec *r = md_rec_find(src, uids[i]);
-
-		if (r == NULL)
+	pthread_mutex_lock(&src->mutex);
+	err = md_refresh(src, MD_SYNC_NORMAL, &changed);
+	for (i = 0; err == 0 && i < n; i++) {
+		if (md_rec_find(src, uids[i]) == NULL)
 			continue;
-		v[nv].uid = r->uid;
-		v[nv].flags = r->flags;
-		v[nv].idate = r->idate;
-		v[nv].size = r->size;
-		v[nv].path = md_rec_path(src, r);
-		v[nv].kws = xcalloc(MD_MAX_KEYWORDS + 1, sizeof(char *));
-		for (k = 0; k < MD_MAX_KEYWORDS; k++) {
-			if ((r->keywords & (1ull << k)) && src->kw[k] != NULL)
-				v[nv].kws[v[nv].n_kws++] = xstrdup(src->kw[k]);
-		}
-		nv++;
+		if ((err = link_message(src, uids[i], dst->path, &v[nv], &changed)) == 0)
+			nv++;
 	}
 	pthread_mutex_unlock(&src->mutex);
-
-	for (i = 0; i < nv; i++) {
-		struct msg_input in = { .fd = -1, .internal_date = v[i].idate };
-
-		if (link_tmp(ms, dst->path, v[i].path, v[i].size, &in, &v[i].p) == 0)
-			v[i].ok = true;
+	if (changed)
+		md_notify(src, src->user, src->name);
+	if (err < 0) {
+		copy_srcs_free(v, nv);
+		return err;
 	}
 
 	pthread_mutex_lock(&dst->mutex);
 	err = md_lock_and_sync(dst, MD_SYNC_LIGHT);
-	for (i = 0; err == 0 && i < nv; i++) {
-		if (!v[i].ok)
-			continue;
-		e = finish_save(dst, &v[i].p, v[i].flags, (const char *const *)v[i].kws, v[i].n_kws,
-		    v[i].idate, &d, &v[i].new_uid);
-		if (e < 0) {
-			v[i].ok = false;
-			err = e;
-		} else {
-			nok++;
-		}
-	}
+	if (err == 0)
+		err = save_copies(dst, v, nv, &d);
 	if (dst->locked) {
 		e = md_commit_deferred(dst, &d);
 		if (err == 0)
@@ -681,29 +807,21 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 		return err;
 	}
 
-	su = xcalloc(nok + 1, sizeof(*su));
-	du = xcalloc(nok + 1, sizeof(*du));
-	done = xcalloc(nok + 1, sizeof(*done));
-	for (i = k = 0; i < nv; i++) {
-		if (v[i].ok) {
-			su[k] = v[i].uid;
-			du[k] = v[i].new_uid;
-			k++;
-		}
+	su = xcalloc(nv + 1, sizeof(*su));
+	du = xcalloc(nv + 1, sizeof(*du));
+	for (i = 0; i < nv; i++) {
+		su[i] = v[i].uid;
+		du[i] = v[i].new_uid;
 	}
-	memcpy(done, su, nok * sizeof(*su));
 	copy_srcs_free(v, nv);
-	if (move && nok > 0)
-		err = expunge_folder(src, done, nok);
-	free(done);
-	if (err < 0) {
+	if (move && nv > 0 && (err = expunge_folder(src, su, nv)) < 0) {
 		free(su);
 		free(du);
 		return err;
 	}
 	*src_uids_r = su;
 	*dest_uids_r = du;
-	*n_r = nok;
+	*n_r = nv;
 	return 0;
 }
 
@@ -774,7 +892,7 @@ md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 
 	memset(view_r, 0, sizeof(*view_r));
 	pthread_mutex_lock(&f->mutex);
-	for (tries = 0; tries < 3; tries++) {
+	for (tries = 0;; tries++) {
 		r = md_rec_find(f, uid);
 		if (r != NULL && f->scanned) {
 			char *path = md_rec_path(f, r);
@@ -786,6 +904,12 @@ md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 			if (fd >= 0 || err < 0)
 				break;
 		} else if (r == NULL && tries > 0) {
+			break;
+		}
+		if (tries == RESOLVE_TRIES) {
+			/* there, but renamed faster than we look: not expunged */
+			log_error("maildir: %s: the file of UID %u keeps being renamed", f->path, uid);
+			err = ROOST_ETEMP;
 			break;
 		}
 		/* not known yet, or renamed meanwhile: look again */

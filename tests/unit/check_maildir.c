@@ -394,15 +394,19 @@ END_TEST
 
 /* ---- other programs ---- */
 
+/* As an MDA delivers: written in tmp/, then renamed into place, so no
+ * scan sees it half written. */
 static void
 put_file(const char *rel, const char *text)
 {
-	char *p = upath(rel);
-	FILE *fp = fopen(p, "w");
+	char *p = upath(rel), *tmp = upath("tmp/put_file");
+	FILE *fp = fopen(tmp, "w");
 
 	ck_assert_ptr_nonnull(fp);
 	fputs(text, fp);
-	fclose(fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_int_eq(rename(tmp, p), 0);
+	free(tmp);
 	free(p);
 }
 
@@ -1033,6 +1037,271 @@ START_TEST(failed_create_leaves_no_parents)
 }
 END_TEST
 
+/* ---- names that went stale ---- */
+
+/*
+ * Another program renames message files (a flag change) within the clock
+ * tick of our last look, so the directories' mtimes do not tell, and before
+ * inotify reports it (the watcher is kept out): every operation meets file
+ * names that vanished and must find the files again, never skip them.
+ */
+static const struct timeval pinned[2] = { { 1700000000, 500000 }, { 1700000000, 500000 } };
+
+static void
+no_watcher(void)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+
+	pthread_mutex_lock(&ms->lock);
+	ms->watcher_failed = true;
+	pthread_mutex_unlock(&ms->lock);
+}
+
+static void
+pin_dirs(const char *folder)
+{
+	const char *subs[] = { "new", "cur" };
+	char rel[300];
+
+	for (size_t i = 0; i < 2; i++) {
+		char *p;
+
+		snprintf(rel, sizeof(rel), "%s%s", folder, subs[i]);
+		p = upath(rel);
+		ck_assert_int_eq(utimes(p, pinned), 0);
+		free(p);
+	}
+}
+
+/* Toggle \Flagged (letter F) on every file in folder's cur/, as mutt would,
+ * keeping the directories' mtimes. */
+static void
+rename_behind(const char *folder)
+{
+	char names[64][256], rel[300], *dir, *from, *to;
+	size_t n, i;
+
+	snprintf(rel, sizeof(rel), "%scur", folder);
+	dir = upath(rel);
+	n = list_files(dir, names, 64);
+	ck_assert_uint_le(n, 64);
+	for (i = 0; i < n; i++) {
+		char *info = strstr(names[i], ":2,"), letters[64], *o = letters;
+		const char *c;
+		bool had;
+
+		ck_assert_ptr_nonnull(info);
+		had = strchr(info + 3, 'F') != NULL;
+		/* the letters again, in order, with F toggled */
+		for (c = info + 3; *c != '\0' && *c < 'F'; c++)
+			*o++ = *c;
+		if (!had)
+			*o++ = 'F';
+		for (; *c != '\0'; c++) {
+			if (*c != 'F')
+				*o++ = *c;
+		}
+		*o = '\0';
+		ck_assert_int_ge(asprintf(&from, "%s/%s", dir, names[i]), 0);
+		ck_assert_int_ge(asprintf(&to, "%s/%.*s:2,%s", dir, (int)(info - names[i]), names[i],
+		    letters), 0);
+		ck_assert_int_eq(rename(from, to), 0);
+		free(from);
+		free(to);
+	}
+	free(dir);
+	pin_dirs(folder);
+}
+
+static void
+assert_body(struct mailbox *mb, uint32_t uid, const char *text)
+{
+	struct msg_view v;
+
+	ck_assert_int_eq(ops->read(mb, uid, &v), 0);
+	ck_assert_uint_eq(v.len, strlen(text));
+	ck_assert_int_eq(memcmp(v.data, text, v.len), 0);
+	v.release(&v);
+}
+
+/* Message files of folder: new/, cur/ and (but for the uidlist lock's
+ * template) tmp/, where a copy left behind would be. */
+static size_t
+count_files(const char *folder)
+{
+	const char *subs[] = { "new", "cur", "tmp" };
+	char rel[300];
+	size_t n = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		struct dirent *de;
+		char *p;
+		DIR *d;
+
+		snprintf(rel, sizeof(rel), "%s%s", folder, subs[i]);
+		p = upath(rel);
+		d = opendir(p);
+		ck_assert_ptr_nonnull(d);
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] != '.' && strncmp(de->d_name, "lock.", 5) != 0)
+				n++;
+		}
+		closedir(d);
+		free(p);
+	}
+	return n;
+}
+
+#define STALE_N 6
+
+START_TEST(stale_names)
+{
+	static const char *const texts[STALE_N] = {
+		"Subject: 0\r\n\r\nzero\r\n", "Subject: 1\r\n\r\none\r\n",
+		"Subject: 2\r\n\r\ntwo\r\n", "Subject: 3\r\n\r\nthree\r\n",
+		"Subject: 4\r\n\r\nfour\r\n", "Subject: 5\r\n\r\nfive\r\n",
+	};
+	struct store_req req = { .mode = STORE_ADD, .flags = MSG_ANSWERED };
+	struct mailbox *mb, *trash, *arch;
+	struct msg_record *recs;
+	uint32_t uids[STALE_N], *src, *dst, *mod, uidv;
+	size_t n, nmod;
+	uint64_t hms;
+
+	no_watcher();
+	mb = mbox("INBOX");
+	for (int i = 0; i < STALE_N; i++)
+		uids[i] = append(mb, texts[i], MSG_SEEN, NULL, 0);
+	pin_dirs("");
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &hms), 0);	/* notes the mtimes */
+	free(recs);
+
+	/* copy */
+	rename_behind("");
+	ck_assert_int_eq(ops->copy(mb, uids, STALE_N, "Trash", false, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, STALE_N);
+	ck_assert_int_eq(memcmp(src, uids, sizeof(uids)), 0);
+	trash = mbox("Trash");
+	for (size_t i = 0; i < n; i++)
+		assert_body(trash, dst[i], texts[i]);
+	ck_assert_int_eq(ops->records(trash, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, STALE_N);
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN | MSG_FLAGGED);	/* as renamed */
+	free(recs);
+	free(src);
+	free(dst);
+	ck_assert_uint_eq(count_files(".Trash/"), STALE_N);
+
+	/* read */
+	rename_behind("");
+	for (int i = 0; i < STALE_N; i++)
+		assert_body(mb, uids[i], texts[i]);
+
+	/* flags */
+	rename_behind("");
+	ck_assert_int_eq(ops->store(mb, uids, STALE_N, &req, &mod, &nmod), 0);
+	free(mod);
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, STALE_N);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_eq(recs[i].flags & MSG_ANSWERED, MSG_ANSWERED);
+	free(recs);
+
+	/* move half */
+	rename_behind("");
+	ck_assert_int_eq(ops->copy(mb, uids, STALE_N / 2, "Archive", true, &uidv, &src, &dst, &n),
+	    0);
+	ck_assert_uint_eq(n, STALE_N / 2);
+	arch = mbox("Archive");
+	for (size_t i = 0; i < n; i++)
+		assert_body(arch, dst[i], texts[i]);
+	free(src);
+	free(dst);
+	ck_assert_uint_eq(count_files(".Archive/"), STALE_N / 2);
+
+	/* expunge the rest */
+	rename_behind("");
+	ck_assert_int_eq(ops->expunge(mb, uids + STALE_N / 2, STALE_N - STALE_N / 2), 0);
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, 0);
+	free(recs);
+	ck_assert_uint_eq(count_files(""), 0);
+	ops->mailbox_close(arch);
+	ops->mailbox_close(trash);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
+/* A copy that cannot take every message takes none. */
+START_TEST(copy_all_or_nothing)
+{
+	const char *kws[MD_MAX_KEYWORDS], *extra[] = { "Extra" };
+	char names[MD_MAX_KEYWORDS][8], *p;
+	struct mailbox *mb, *trash;
+	struct mailbox_status s;
+	uint32_t uids[3], *src = NULL, *dst = NULL, uidv;
+	size_t n = 0;
+
+	no_watcher();
+	mb = mbox("INBOX");
+	trash = mbox("Trash");
+	for (int i = 0; i < MD_MAX_KEYWORDS; i++) {
+		snprintf(names[i], sizeof(names[i]), "k%d", i);
+		kws[i] = names[i];
+	}
+	append(trash, "Subject: full\r\n\r\n", 0, kws, MD_MAX_KEYWORDS);
+
+	/* the last one needs a keyword letter Trash does not have */
+	uids[0] = append(mb, "Subject: a\r\n\r\na\r\n", MSG_SEEN, NULL, 0);
+	uids[1] = append(mb, "Subject: b\r\n\r\nb\r\n", MSG_SEEN, NULL, 0);
+	uids[2] = append(mb, "Subject: c\r\n\r\nc\r\n", MSG_SEEN, extra, 1);
+	ck_assert_int_eq(ops->copy(mb, uids, 3, "Trash", false, &uidv, &src, &dst, &n),
+	    ROOST_ETOOBIG);
+	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);
+	ck_assert_uint_eq(s.messages, 1);
+	ck_assert_uint_eq(count_files(".Trash/"), 1);
+
+	/* a message another program removed after we last looked */
+	pin_dirs("");
+	ck_assert_int_eq(ops->mailbox_status(mb, &s), 0);
+	ck_assert_uint_eq(s.messages, 3);
+	{
+		char fnames[4][256], *text;
+		size_t i;
+
+		p = upath("cur");
+		ck_assert_uint_eq(list_files(p, fnames, 4), 3);
+		free(p);
+		for (i = 0; i < 3; i++) {
+			ck_assert_int_ge(asprintf(&text, "cur/%s", fnames[i]), 0);
+			p = upath(text);
+			free(text);
+			text = slurp(p);
+			if (strcmp(text, "Subject: b\r\n\r\nb\r\n") == 0)
+				ck_assert_int_eq(unlink(p), 0);
+			free(text);
+			free(p);
+		}
+		ck_assert_uint_eq(count_files(""), 2);
+	}
+	pin_dirs("");
+	ck_assert_int_eq(ops->copy(mb, uids, 2, "Trash", false, &uidv, &src, &dst, &n),
+	    ROOST_ETEMP);
+	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);
+	ck_assert_uint_eq(s.messages, 1);
+	ck_assert_uint_eq(count_files(".Trash/"), 1);
+	ck_assert_int_eq(ops->copy(mb, uids, 2, "Trash", true, &uidv, &src, &dst, &n),
+	    0);
+	ck_assert_uint_eq(n, 1);	/* the session now knows it is gone */
+	free(src);
+	free(dst);
+	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);
+	ck_assert_uint_eq(s.messages, 2);
+	ops->mailbox_close(trash);
+	ops->mailbox_close(mb);
+}
+END_TEST
+
 static Suite *
 maildir_suite(void)
 {
@@ -1052,6 +1321,8 @@ maildir_suite(void)
 	tcase_add_test(tc, deliver_links_body_once);
 	tcase_add_test(tc, threads_and_processes);
 	tcase_add_test(tc, external_change_wakes_watchers);
+	tcase_add_test(tc, stale_names);
+	tcase_add_test(tc, copy_all_or_nothing);
 	tcase_add_test(tc, dovecot_fixture);
 	tcase_add_test(tc, dovecot_reads_ours);
 	tcase_add_test(tc, failed_create_leaves_no_parents);

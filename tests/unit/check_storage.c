@@ -900,6 +900,193 @@ START_TEST(threads)
 }
 END_TEST
 
+/*
+ * Copy, move and read racing against flag changes: one thread keeps
+ * setting and clearing \Seen on every message of INBOX (on Maildir, every
+ * change renames every file) while this one copies, reads and finally
+ * moves all of them. Nothing may be skipped, lost or left behind.
+ */
+#define RACE_N 200
+
+struct flipper {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	int rounds;
+	int err;
+};
+
+static void *
+flip_main(void *arg)
+{
+	struct flipper *fl = arg;
+	struct mailbox *mb;
+	struct store_req req = { .flags = MSG_SEEN };
+	int err;
+
+	if ((err = mailbox_open(st, USER, "INBOX", 0, &mb)) != 0)
+		goto out;
+	for (;;) {
+		struct msg_record *recs;
+		uint32_t *uids, *mod;
+		size_t n, nmod;
+		uint64_t hms;
+		bool stop;
+
+		pthread_mutex_lock(&fl->lock);
+		stop = fl->stop;
+		pthread_mutex_unlock(&fl->lock);
+		if (stop)
+			break;
+		if ((err = mailbox_records(mb, &recs, &n, &hms)) != 0)
+			break;
+		uids = calloc(n + 1, sizeof(*uids));
+		for (size_t i = 0; i < n; i++)
+			uids[i] = recs[i].uid;
+		free(recs);
+		req.mode = STORE_ADD;
+		err = n == 0 ? 0 : mailbox_store(mb, uids, n, &req, &mod, &nmod);
+		if (err == 0) {
+			free(mod);
+			req.mode = STORE_REMOVE;
+			err = n == 0 ? 0 : mailbox_store(mb, uids, n, &req, &mod, &nmod);
+			if (err == 0)
+				free(mod);
+		}
+		free(uids);
+		if (err != 0)
+			break;
+		pthread_mutex_lock(&fl->lock);
+		fl->rounds++;
+		pthread_cond_signal(&fl->cond);
+		pthread_mutex_unlock(&fl->lock);
+	}
+	mailbox_close(&mb);
+out:
+	pthread_mutex_lock(&fl->lock);
+	fl->err = err;
+	fl->stop = true;
+	pthread_cond_signal(&fl->cond);
+	pthread_mutex_unlock(&fl->lock);
+	return NULL;
+}
+
+/* The message numbered by its body "race <i>", 0 when it is not one. */
+static int
+race_number(struct mailbox *mb, uint32_t uid)
+{
+	struct msg_view v;
+	int num = 0;
+
+	ck_assert_int_eq(mailbox_read(mb, uid, &v), 0);
+	ck_assert_uint_gt(v.len, 0);
+	if (v.len > 12 && memcmp(v.data, "Subject: r", 10) == 0)
+		num = atoi((const char *)v.data + 10);
+	msg_view_release(&v);
+	return num;
+}
+
+/* Every message of name is one of the RACE_N, each exactly once, and its
+ * UIDs are uids (when given). */
+static void
+assert_race_box(const char *name, const uint32_t *uids, size_t n_uids)
+{
+	struct mailbox *mb;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t hms;
+	bool seen[RACE_N + 1] = { false };
+
+	ck_assert_int_eq(mailbox_open(st, USER, name, MAILBOX_READONLY, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, RACE_N);
+	for (size_t i = 0; i < n; i++) {
+		int num = race_number(mb, recs[i].uid);
+
+		ck_assert_int_ge(num, 1);
+		ck_assert_int_le(num, RACE_N);
+		ck_assert(!seen[num]);
+		seen[num] = true;
+		if (uids != NULL) {
+			ck_assert_uint_eq(n_uids, n);
+			ck_assert_uint_eq(recs[i].uid, uids[i]);
+		}
+	}
+	free(recs);
+	mailbox_close(&mb);
+}
+
+START_TEST(copy_move_race)
+{
+	struct flipper fl = { .stop = false };
+	struct mailbox *mb;
+	struct mailbox_status s;
+	uint32_t uids[RACE_N], *src, *dst, uidv;
+	size_t n;
+	pthread_t th;
+
+	setup_dir(_i);
+	cfg.storage_fsync = false;	/* the race is the point, not the disk */
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	for (int i = 0; i < RACE_N; i++) {
+		char msg[64];
+		int len = snprintf(msg, sizeof(msg), "Subject: r%d\r\n\r\nbody %d\r\n", i + 1, i + 1);
+
+		ck_assert_int_eq(append_bytes("INBOX", msg, (size_t)len, 0, &uids[i]), 0);
+	}
+	ck_assert_int_eq(storage_create(st, USER, "copy1", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "copy2", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "moved", 0), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+
+	pthread_mutex_init(&fl.lock, NULL);
+	pthread_cond_init(&fl.cond, NULL);
+	ck_assert_int_eq(pthread_create(&th, NULL, flip_main, &fl), 0);
+	pthread_mutex_lock(&fl.lock);
+	while (fl.rounds == 0 && !fl.stop)
+		pthread_cond_wait(&fl.cond, &fl.lock);
+	pthread_mutex_unlock(&fl.lock);
+
+	for (int i = 0; i < RACE_N; i++)
+		ck_assert_int_eq(race_number(mb, uids[i]), i + 1);
+	for (int k = 1; k <= 2; k++) {
+		const char *dest = k == 1 ? "copy1" : "copy2";
+
+		ck_assert_int_eq(mailbox_copy(mb, uids, RACE_N, dest, false, &uidv, &src, &dst,
+		    &n), 0);
+		ck_assert_uint_eq(n, RACE_N);
+		ck_assert_int_eq(memcmp(src, uids, sizeof(uids)), 0);
+		assert_race_box(dest, dst, n);
+		free(src);
+		free(dst);
+	}
+	ck_assert_int_eq(mailbox_copy(mb, uids, RACE_N, "moved", true, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, RACE_N);
+	ck_assert_int_eq(memcmp(src, uids, sizeof(uids)), 0);
+
+	pthread_mutex_lock(&fl.lock);
+	fl.stop = true;
+	pthread_mutex_unlock(&fl.lock);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(fl.err, 0);
+	ck_assert_int_gt(fl.rounds, 0);
+
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_uint_eq(s.messages, 0);
+	mailbox_close(&mb);
+	assert_race_box("moved", dst, n);
+	free(src);
+	free(dst);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.messages, 0);
+	assert_clean();
+	pthread_cond_destroy(&fl.cond);
+	pthread_mutex_destroy(&fl.lock);
+	teardown_backend();
+}
+END_TEST
+
 /* Child processes open their own store and never touch the parent's. */
 static void
 child_deliver(int id, int count)
@@ -1309,6 +1496,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, threads, 0, n_backends);
+	tcase_add_loop_test(tc, copy_move_race, 0, n_backends);
 	tcase_add_loop_test(tc, two_processes, 0, n_backends);
 	tcase_add_loop_test(tc, crash, 0, n_backends);
 	tcase_add_loop_test(tc, watch, 0, n_backends);

@@ -6,9 +6,9 @@ moves, reads or expunges the same messages. Whatever the interleaving, no
 message may be lost, left behind, read as missing or empty, and the COPYUID
 a server answers must name exactly the messages that are really there.
 
-Both backends; each test has a user of its own on one server per backend.
-The messages are stored with build/tests/tools/roost-fill, numbered by an
-"X-Seq: <i>" first header line.
+Both backends, one server and one user each. The user's INBOX is filled
+once with build/tests/tools/roost-fill (numbered by an "X-Seq: <i>" first
+header line); each test races on a copy of it in a mailbox of its own.
 """
 import contextlib
 import imaplib
@@ -23,7 +23,7 @@ from roosttest import BACKENDS, ROOST_BIN, RoostServer
 
 FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 N = 300
-USERS = {"race%d@example.org" % i: "race-pw-%d" % i for i in range(8)}
+USER, PASSWORD = "race@example.org", "race-secret"
 BODY = (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: race\r\n\r\n"
         b"the body of a message that must not get lost\r\n")
 SEQ_RE = re.compile(rb"X-Seq: (\d+)")
@@ -92,25 +92,34 @@ class RaceBase:
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, users=USERS, listeners=("imap", "pop3"),
-                              conf={"auth": {"fail_delay_initial": "1",
-                                             "fail_delay_max": "1"}})
+        cls.srv = RoostServer(backend=cls.backend, users={USER: PASSWORD},
+                              listeners=("imap", "pop3"))
         cls.srv.start()
-        cls.free_users = sorted(USERS)
+        try:
+            res = subprocess.run([FILL, "-n", "-F", cls.srv.conf_path, USER, str(N)],
+                                 input=BODY, capture_output=True, timeout=TIMEOUT)
+            if res.returncode != 0:
+                raise AssertionError("roost-fill: %s" % res.stderr.decode(errors="replace"))
+        except BaseException:
+            cls.srv.kill()
+            cls.srv.cleanup()
+            raise
 
     @classmethod
     def tearDownClass(cls):
         cls.srv.stop()
         cls.srv.cleanup()
 
-    def user(self):
-        """A user of this test alone, with N numbered messages in INBOX."""
-        user = self.free_users.pop()
-        res = subprocess.run([FILL, "-n", "-F", self.srv.conf_path, user, str(N)], input=BODY,
-                             capture_output=True, timeout=TIMEOUT)
-        if res.returncode != 0:
-            raise AssertionError("roost-fill: %s" % res.stderr.decode(errors="replace"))
-        return user, USERS[user]
+    def source(self):
+        """A mailbox of this test alone holding the N messages (a copy of
+        INBOX made before any race)."""
+        box = "src-" + self._testMethodName
+        c = self.imap(USER, PASSWORD)
+        self.assertEqual(c.create(box)[0], "OK")
+        typ, data = c.copy("1:*", box)
+        self.assertEqual(typ, "OK", data)
+        self.logout(c)
+        return USER, PASSWORD, box
 
     def imap(self, user, password, box="INBOX"):
         c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=TIMEOUT)
@@ -192,40 +201,41 @@ class RaceBase:
     # -- the races --
 
     def test_copy_then_expunge(self):
-        user, pw = self.user()
-        b = self.imap(user, pw)
-        src_uids = sorted(self.contents(user, pw, "INBOX").values())
+        user, pw, src = self.source()
+        b = self.imap(user, pw, src)
+        src_uids = sorted(self.contents(user, pw, src).values())
         self.assertEqual(len(src_uids), N)
         copies = []
         for k in range(ROUNDS):
-            box = "arch%d" % k
+            box = "copy%d" % k
             self.assertEqual(b.create(box)[0], "OK")
-            with self.racing(user, pw):
+            with self.racing(user, pw, src):
                 typ, data = b.copy("1:*", box)
             self.assertEqual(typ, "OK", data)
             cu = copyuid(data)
             self.assertIsNotNone(cu, data)
-            self.assertEqual(len(cu[1]), len(cu[2]))
-            self.assertEqual(cu[1], src_uids, "COPYUID names %d of %d" % (len(cu[1]), N))
+            self.assertEqual(len(cu[1]), N, "COPYUID names %d of %d" % (len(cu[1]), N))
+            self.assertEqual(cu[1], src_uids)
+            self.assertEqual(len(cu[2]), N)
             self.assert_all_in(user, pw, box, cu[2])
             copies.append((box, cu[2]))
-        with self.racing(user, pw):
+        with self.racing(user, pw, src):
             typ, data = b.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
             self.assertEqual(typ, "OK", data)
             typ, data = b.expunge()
             self.assertEqual(typ, "OK", data)
-        self.assert_empty(user, pw, "INBOX")
+        self.assert_empty(user, pw, src)
         for box, uids in copies:
             self.assert_all_in(user, pw, box, uids)
 
     def test_move(self):
-        """Back and forth between INBOX and arch, the flags of the source
+        """Back and forth between two mailboxes, the flags of the source
         changing all the while."""
-        user, pw = self.user()
+        user, pw, src = self.source()
+        dst = "moved"
         c = self.imap(user, pw, box=None)
-        self.assertEqual(c.create("arch")[0], "OK")
+        self.assertEqual(c.create(dst)[0], "OK")
         self.logout(c)
-        src, dst = "INBOX", "arch"
         for _ in range(ROUNDS):
             src_uids = sorted(self.contents(user, pw, src).values())
             self.assertEqual(len(src_uids), N)
@@ -235,7 +245,8 @@ class RaceBase:
             self.assertEqual(typ, "OK", data)
             cu = copyuid(b.untagged_responses.get("OK", []))
             self.assertIsNotNone(cu, b.untagged_responses)
-            self.assertEqual(cu[1], src_uids, "COPYUID names %d of %d" % (len(cu[1]), N))
+            self.assertEqual(len(cu[1]), N, "COPYUID names %d of %d" % (len(cu[1]), N))
+            self.assertEqual(cu[1], src_uids)
             self.assertEqual(len(cu[2]), N)
             self.logout(b)
             self.assert_empty(user, pw, src)
@@ -243,9 +254,9 @@ class RaceBase:
             src, dst = dst, src
 
     def test_fetch(self):
-        user, pw = self.user()
-        b = self.imap(user, pw)
-        with self.racing(user, pw):
+        user, pw, src = self.source()
+        b = self.imap(user, pw, src)
+        with self.racing(user, pw, src):
             typ, data = b.fetch("1:*", "(UID BODY.PEEK[])")
         self.assertEqual(typ, "OK", data)
         seen = set()
@@ -257,22 +268,22 @@ class RaceBase:
         self.assertEqual(seen, set(range(1, N + 1)))
 
     def test_expunge(self):
-        user, pw = self.user()
-        b = self.imap(user, pw)
-        with self.racing(user, pw):
+        user, pw, src = self.source()
+        b = self.imap(user, pw, src)
+        with self.racing(user, pw, src):
             typ, data = b.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
             self.assertEqual(typ, "OK", data)
             typ, data = b.expunge()
             self.assertEqual(typ, "OK", data)
-        self.assert_empty(user, pw, "INBOX")
+        self.assert_empty(user, pw, src)
 
     def test_pop3_retr(self):
-        user, pw = self.user()
-        with self.racing(user, pw):
+        """POP3 reads INBOX (left as filled: the other tests work on copies)."""
+        with self.racing(USER, PASSWORD, "INBOX"):
             p = poplib.POP3("127.0.0.1", self.srv.port("pop3"), timeout=TIMEOUT)
             try:
-                p.user(user)
-                p.pass_(pw)
+                p.user(USER)
+                p.pass_(PASSWORD)
                 count, _ = p.stat()
                 self.assertEqual(count, N)
                 seen = set()

@@ -236,6 +236,17 @@ learn_kind(struct imap_framer *fr, const uint8_t *in, size_t lf)
 	fr->kind_known = true;
 }
 
+/* Bytes of the whole command, literals included: the line bound, but an
+ * APPEND after login may carry max_literal more. The input buffer is held
+ * to this, so past it the command is refused, never left to overflow. */
+static uint64_t
+command_max(const struct imap_framer *fr, const struct imap_frame_env *env)
+{
+	if (fr->is_append && env->authenticated && env->mode == FRAMER_COMMAND)
+		return env->max_literal + env->max_line;
+	return env->max_line;
+}
+
 static void
 refuse(struct imap_framer *fr, struct imap_frame_env *env, const char *status, const char *text)
 {
@@ -541,7 +552,8 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 
 		const uint8_t *lf = memchr(in + fr->pos, '\n', len - fr->pos);
 		if (lf == NULL) {
-			if (len - fr->line_start > env->max_line) {
+			if (len - fr->line_start > env->max_line
+			    || (fr->kind_known && len > command_max(fr, env))) {
 				if (!fr->kind_known)
 					learn_kind(fr, in, len);
 				refuse(fr, env, "BAD", "[TOOBIG] Command line too long");
@@ -554,7 +566,7 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 		size_t i = (size_t)(lf - in);
 		if (!fr->kind_known)
 			learn_kind(fr, in, i);
-		if (i - fr->line_start > env->max_line) {
+		if (i - fr->line_start > env->max_line || i + 1 > command_max(fr, env)) {
 			refuse(fr, env, "BAD", "[TOOBIG] Command line too long");
 			fr->pos = fr->line_start;
 			continue;
@@ -600,7 +612,8 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 		fr->in_literal = true;
 		fr->lit_end = i + 1 + (size_t)n;
 		fr->pos = fr->line_start = i + 1;
-		if (fr->lit_end + env->max_line > env->max_line * 2 && env->raise_input != NULL)
+		/* The input must hold the command so far and a line after it. */
+		if (append && env->raise_input != NULL)
 			env->raise_input(env->arg, fr->lit_end + env->max_line);
 		if (sync)
 			env->write(env->arg, "+ Ready for literal data\r\n");
@@ -813,7 +826,9 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 	while (p < ps->end) {
 		if (*p == '[') {
 			const uint8_t *q = p + 1;
-			while (q < ps->end && *q != ']' && *q != '\r' && *q != '\n')
+			/* printable ASCII only: a NUL here would cut the string
+			 * short of its length (and a mailbox name with it) */
+			while (q < ps->end && *q != ']' && *q >= 0x20 && *q < 0x7f)
 				q++;
 			if (q < ps->end && *q == ']') {
 				p = q + 1;

@@ -187,6 +187,35 @@ START_TEST(frame_refused_line_split_marker)
 }
 END_TEST
 
+/* A command whose literal fits but whose total does not: refused before the
+ * input passes its bound (the loop would drop the connection). */
+START_TEST(frame_total_past_line_bound)
+{
+	static const char *const streams[] = {
+		"a1 LOGIN {5}\r\nalice xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		"xxxxxxxxxxxxxxxxxxxxx\r\na2 NOOP\r\n",
+		"a1 APPEND x {50+}\r\n01234567890123456789012345678901234567890123456789 "
+		"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+		"yyyyyyy\r\na2 NOOP\r\n",
+	};
+
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t step = 1; step < 200; step += 37) {
+			struct buf out = BUF_INIT(0);
+			struct fout o;
+			spool_stream((const uint8_t *)streams[k], strlen(streams[k]), step, 64, 0,
+			    NULL, &out, &o);
+			ck_assert_str_eq(buf_cstr(&out), "a2 NOOP|");
+			ck_assert_str_eq(buf_cstr(&o.written),
+			    k == 0 ? "+ Ready for literal data\r\na1 BAD [TOOBIG] Command line too long\r\n"
+			    : "a1 BAD [TOOBIG] Command line too long\r\n");
+			buf_free(&out);
+			buf_free(&o.written);
+		}
+	}
+}
+END_TEST
+
 START_TEST(frame_literal_too_big)
 {
 	/* synchronizing: refused with NO, no continuation; the client sends
@@ -287,6 +316,19 @@ START_TEST(parse_errors)
 	const char nul[] = "a1 LOGIN \"a\0b\" c\r\n";
 	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)nul, sizeof(nul) - 1, &p, &err),
 	    ROOST_EINVAL);
+
+	/* a "[...]" section holds printable ASCII only: with a NUL the
+	 * string would be shorter than its length */
+	const char sect[] = "a1 FETCH 1 BODY[HEADER.FIELDS (A\0B)]\r\n";
+	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)sect, sizeof(sect) - 1, &p, &err),
+	    ROOST_EINVAL);
+	const char name[] = "a1 CREATE abc[\0def]\r\n";
+	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)name, sizeof(name) - 1, &p, &err),
+	    ROOST_EINVAL);
+	ck_assert_int_eq(parse(&a, "a1 CREATE abc[\x01]\r\n", &p, &err), ROOST_EINVAL);
+	ck_assert_int_eq(parse(&a, "a1 CREATE abc[\xc3\xa9]\r\n", &p, &err), ROOST_EINVAL);
+	ck_assert_int_eq(parse(&a, "a1 CREATE abc[def]\r\n", &p, &err), 0);
+	ck_assert_str_eq(p.args[0].str, "abc[def]");
 
 	/* nesting bound */
 	struct buf b = BUF_INIT(0);
@@ -814,6 +856,7 @@ imap_suite(void)
 	tcase_add_test(tc, frame_line_too_long);
 	tcase_add_test(tc, frame_literal_too_big);
 	tcase_add_test(tc, frame_refused_line_split_marker);
+	tcase_add_test(tc, frame_total_past_line_bound);
 	tcase_add_test(tc, parse_basic);
 	tcase_add_test(tc, parse_errors);
 	tcase_add_test(tc, parse_guard_page);

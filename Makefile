@@ -6,7 +6,7 @@
 #   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
 #   make tsan       the test suite under ThreadSanitizer (build-tsan/)
 #   make bench      benchmarks (not part of make test)
-#   make fuzz       libFuzzer targets (clang; not part of make test)
+#   make fuzz       run every libFuzzer target FUZZ_SECONDS each (clang; not in make test)
 #   make install    PREFIX=/usr/local DESTDIR= SYSCONFDIR=
 #
 # Sanitizer objects never mix with normal ones: each flavour has its own
@@ -152,8 +152,9 @@ bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) scripts/run-bench.sh $(if $(FULL),full,short)
 
+# Every libFuzzer target for FUZZ_SECONDS each (default 60).
 fuzz:
-	@$(MAKE) --no-print-directory -f tests/fuzz/Makefile
+	@$(MAKE) --no-print-directory -f tests/fuzz/Makefile run-all
 
 install: $(BUILD)/roost
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/roost \

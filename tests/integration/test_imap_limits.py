@@ -299,6 +299,21 @@ class TestParserMemory(ServerPerTest):
         self.assertIn(b"APPENDUID", t)
 
 
+    def test_command_past_line_bound_after_literal(self):
+        # the literal fits, the line after it takes the command past 8 KiB
+        c = self.client()
+        c.send(b"a1 LOGIN {5}\r\n")
+        self.assertTrue(c.line().startswith(b"+"))
+        c.send(b"alice " + b"x" * 9000 + b"\r\n")
+        self.assertRegex(c.line(), rb"^a1 BAD \[TOOBIG\]")
+        self.assertIn(b" OK ", c.cmd(b"NOOP")[1])
+        # the same after login, past 64 KiB after a small APPEND literal
+        c.login()
+        c.send(b"a2 APPEND INBOX {5+}\r\nhello " + b"(" * 70000 + b"\r\n")
+        self.assertRegex(c.line(), rb"^a2 BAD \[TOOBIG\]")
+        self.assertIn(b" OK ", c.cmd(b"NOOP")[1])
+
+
 # ---- large literals ----
 
 class SpoolBase:

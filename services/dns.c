@@ -241,15 +241,17 @@ size_t
 dns_pollfds(struct dns *d, struct pollfd *pfd, size_t max)
 {
 	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-	int bits = ares_getsock(d->ch, socks, ARES_GETSOCK_MAXNUM);
+	/* c-ares's ARES_GETSOCK_* macros shift a signed 1 into the sign bit
+	 * for the last socket: test the bits unsigned. */
+	unsigned bits = (unsigned)ares_getsock(d->ch, socks, ARES_GETSOCK_MAXNUM);
 	size_t n = 0;
 
-	for (int i = 0; i < ARES_GETSOCK_MAXNUM && n < max; i++) {
+	for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM && n < max; i++) {
 		short ev = 0;
 
-		if (ARES_GETSOCK_READABLE(bits, i))
+		if (bits & (1u << i))
 			ev |= POLLIN;
-		if (ARES_GETSOCK_WRITABLE(bits, i))
+		if (bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 			ev |= POLLOUT;
 		if (ev == 0)
 			continue;

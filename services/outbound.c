@@ -102,6 +102,10 @@ struct outbound {
 	uint16_t sh_port;
 	int64_t next_scan;
 	bool scan_now;
+	/* Finished entries whose files go at the end of this loop turn, with
+	 * one directory fsync for all of them. */
+	char (*doomed)[QUEUE_ID_LEN];
+	size_t n_doomed, cap_doomed;
 };
 
 static int64_t
@@ -163,7 +167,11 @@ entry_settle(struct outbound *ob, struct queue_entry *e)
 		return;
 	if (!e->dead && queue_entry_pending(e) > 0)
 		return;
-	queue_entry_remove(ob->q, e);
+	if (ob->n_doomed == ob->cap_doomed) {
+		ob->cap_doomed = ob->cap_doomed == 0 ? 64 : ob->cap_doomed * 2;
+		ob->doomed = xreallocarray(ob->doomed, ob->cap_doomed, sizeof(*ob->doomed));
+	}
+	memcpy(ob->doomed[ob->n_doomed++], e->id, QUEUE_ID_LEN);
 	log_info("event=queue-done queue_id=%s status=%s", e->id, e->dead ? "deleted" : "removed");
 	if ((pp = entry_link(ob, e)) != NULL)
 		*pp = e->next;
@@ -541,10 +549,17 @@ session_after_io(struct session *s)
 
 /* ---- scheduling ---- */
 
+/*
+ * Where new work for domain goes: a session of that domain with nothing
+ * waiting (it takes the work at once), else a new session while the limits
+ * allow, else the least loaded session that has room. NULL with *can_start
+ * telling whether a new session may be started.
+ */
 static struct session *
 session_for(struct outbound *ob, const char *domain, bool *can_start)
 {
-	unsigned count = 0;
+	struct session *best = NULL;
+	unsigned count = 0, best_queued = UINT_MAX;
 
 	for (struct session *s = ob->sessions; s != NULL; s = s->next) {
 		unsigned queued = 0;
@@ -554,11 +569,17 @@ session_for(struct outbound *ob, const char *domain, bool *can_start)
 		count++;
 		for (struct work *w = s->works; w != NULL; w = w->next)
 			queued++;
-		if (queued + s->sent_msgs < ob->cfg->relay_max_per_connection)
-			return s;
+		if (queued + s->sent_msgs >= ob->cfg->relay_max_per_connection)
+			continue;
+		if (queued < best_queued) {
+			best = s;
+			best_queued = queued;
+		}
 	}
 	*can_start = count < ob->cfg->relay_max_per_domain &&
 	    ob->n_sessions < ob->cfg->relay_max_connections;
+	if (best != NULL && (best_queued == 0 || !*can_start))
+		return best;
 	return NULL;
 }
 
@@ -933,7 +954,11 @@ engine_main(void *arg)
 				smtpc_handle(s->c, pfd[i].revents, now);
 			session_after_io(s);
 		}
+		queue_remove_batch(ob->q, ob->doomed, ob->n_doomed);
+		ob->n_doomed = 0;
 	}
+	queue_remove_batch(ob->q, ob->doomed, ob->n_doomed);
+	ob->n_doomed = 0;
 	free(pfd);
 	free(who);
 	return NULL;
@@ -1084,6 +1109,7 @@ outbound_stop(struct outbound **obp)
 	}
 	close(ob->wake_fd);
 	SSL_CTX_free(ob->tls);
+	free(ob->doomed);
 	free(ob);
 	*obp = NULL;
 }

@@ -524,6 +524,26 @@ queue_remove_in(const char *dir, bool sync, const char *id)
 	unlink(path);
 }
 
+void
+queue_remove_batch(struct queue *q, char (*ids)[QUEUE_ID_LEN], size_t n)
+{
+	char path[PATH_MAX];
+
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s.env", q->dir, ids[i]);
+		if (unlink(path) != 0 && errno != ENOENT)
+			log_error("event=queue-remove path=%s error=\"%s\"", path, strerror(errno));
+	}
+	if (q->sync)
+		fsync_dir(q->dir);	/* one for the whole batch */
+	for (size_t i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s.msg", q->dir, ids[i]);
+		unlink(path);
+	}
+}
+
 int
 queue_entry_save(struct queue *q, const struct queue_entry *e)
 {

@@ -117,6 +117,9 @@ struct queue_entry *queue_take_new(struct queue *q);
 int queue_entry_save(struct queue *q, const struct queue_entry *e);
 /* Engine: remove e's files (envelope first, then the message). */
 void queue_entry_remove(struct queue *q, const struct queue_entry *e);
+/* Engine: remove the entries ids[0..n) with one directory sync for all
+ * (group commit of finished entries). */
+void queue_remove_batch(struct queue *q, char (*ids)[QUEUE_ID_LEN], size_t n);
 /* The path of e's message file into buf (size PATH_MAX). */
 void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t size);
 

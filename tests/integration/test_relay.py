@@ -380,11 +380,12 @@ class RelayTest(unittest.TestCase):
                                       to="u%d@gated.test" % i)
                 s.sendmail("someone@outside.test", ["u%d@gated.test" % i], data)
                 ids.append(msgid)
-        # All six wait in one session while the peer holds its greeting.
+        # The six wait in at most max_per_domain (4) sessions while the
+        # peer holds its greeting: some connection carries several.
         wait_for(lambda: self.srv.log().count("to=<u5@gated.test> size=") == 1)
         gated.gate.set()
         wait_for(lambda: len(gated.messages) == 6, what="six messages at the peer")
-        self.assertEqual(gated.connections, 1)
+        self.assertLessEqual(gated.connections, 4)
         for msgid in ids:
             self.assertEqual(sum(msgid.encode() in m for m in gated.messages), 1)
 

@@ -10,6 +10,13 @@
  *   loadgen pop3-cycle   --port P -c 10 --iterations 3
  *   loadgen idle-latency --port IMAP --deliver-port SMTP [--lmtp] -c 1000 --rounds 5
  *   loadgen idle-memory  --port IMAP -c 1000 --pids "123 456"
+ *   loadgen slow-readers --port IMAP -c 20 --iterations 5 --slow 200 --slow-users 25
+ *
+ * slow-readers runs the IMAP mix twice: alone, then while --slow clients
+ * (users user<U>.. user<U+slow-users-1>, U = --users) each FETCH message 1
+ * of their INBOX (BODY.PEEK[]) through a 4 KiB receive window and read it at
+ * --slow-rate bytes per second. It prints the mix's throughput and p50/p99
+ * latency (over every command) both ways: what slow clients cost the others.
  *
  * Users are user%d@DOMAIN with password pass%d, %d in [0, --users).
  * Output: a header line, one row per command, and a final line of
@@ -35,7 +42,7 @@
 
 /* ---- options ---- */
 
-enum scenario { SC_SMTP, SC_IMAP_MIX, SC_POP3, SC_IDLE_LATENCY, SC_IDLE_MEMORY };
+enum scenario { SC_SMTP, SC_IMAP_MIX, SC_POP3, SC_IDLE_LATENCY, SC_IDLE_MEMORY, SC_SLOW_READERS };
 
 static struct {
 	enum scenario sc;
@@ -51,9 +58,13 @@ static struct {
 	int rounds;		/* idle-latency */
 	const char *pids;	/* idle-memory */
 	int timeout;		/* seconds for the whole run */
+	int slow;		/* slow-readers: how many */
+	int slow_users;		/* slow-readers: users they log in as */
+	int slow_rate;		/* slow-readers: bytes per second each */
 } opt = {
 	.host = "127.0.0.1", .conc = 10, .total = 1000, .iterations = 3, .users = 10,
 	.domain = "example.org", .size = 4096, .rounds = 5, .timeout = 600,
+	.slow = 200, .slow_users = 25, .slow_rate = 4096,
 };
 
 static double
@@ -776,13 +787,21 @@ handle_output(struct lconn *c)
 	watch(c, EPOLLIN, EPOLL_CTL_MOD);
 }
 
+static void (*on_tick)(void);	/* every 100 ms or so while run_loop() runs */
+
 static void
 run_loop(double deadline, bool (*stop)(void))
 {
 	struct epoll_event evs[256];
+	double last_tick = now_s();
 
 	while (active_conns > 0 && now_s() < deadline && (stop == NULL || !stop())) {
 		int n = epoll_wait(epfd, evs, 256, 100);
+
+		if (on_tick != NULL && now_s() - last_tick >= 0.1) {
+			last_tick = now_s();
+			on_tick();
+		}
 
 		for (int i = 0; i < n; i++) {
 			struct lconn *c = evs[i].data.ptr;
@@ -968,16 +987,188 @@ memory_of(const char *pids, long *rss_r, long *pss_r)
 	}
 }
 
+/* ---- slow readers ---- */
+
+struct slow_reader {
+	int fd;			/* -1 when it never got going or is done */
+	long got;		/* reply bytes read */
+};
+
+static struct slow_reader *slow;
+static int slow_fetching;
+
+/* Blocking: read until buf holds a line starting with tag (or, with tag
+ * NULL, one line). False on end of input or after the socket's timeout. */
+static bool
+read_reply(int fd, const char *tag)
+{
+	char buf[8192];
+	size_t len = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		char *line;
+
+		if (n <= 0)
+			return false;
+		len += (size_t)n;
+		buf[len] = '\0';
+		if (tag == NULL && strchr(buf, '\n') != NULL)
+			return true;
+		for (line = buf; tag != NULL && line != NULL;) {
+			if (strncmp(line, tag, strlen(tag)) == 0 && strchr(line, '\n') != NULL)
+				return strncmp(line + strlen(tag), "OK", 2) == 0;
+			line = strchr(line, '\n');
+			if (line != NULL)
+				line++;
+		}
+		if (len > sizeof(buf) / 2) {
+			/* Keep the unfinished last line only. */
+			char *last = strrchr(buf, '\n');
+
+			if (last != NULL) {
+				len = strlen(last + 1);
+				memmove(buf, last + 1, len + 1);
+			}
+		}
+	}
+}
+
+/*
+ * Log every slow reader in and select its INBOX, then send all the FETCHes:
+ * a server whose workers wait on slow clients stalls from here on, and the
+ * mix that follows shows it. Returns how many reached FETCH.
+ */
+static int
+slow_start(void)
+{
+	struct timeval tv = { .tv_sec = 30 };
+	int window = 4096, started = 0;
+
+	slow = calloc((size_t)opt.slow, sizeof(*slow));
+	if (slow == NULL)
+		die("out of memory");
+	for (int i = 0; i < opt.slow; i++) {
+		int user = opt.users + i % opt.slow_users;
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+			.sin_port = htons((uint16_t)opt.port) };
+		char cmd[256];
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		slow[i].fd = -1;
+		if (fd < 0)
+			die("socket: %s", strerror(errno));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &window, sizeof(window));
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		inet_pton(AF_INET, opt.host, &sa.sin_addr);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || !read_reply(fd, NULL))
+			goto fail;
+		snprintf(cmd, sizeof(cmd), "s1 LOGIN user%d@%s pass%d\r\n", user, opt.domain, user);
+		if (write(fd, cmd, strlen(cmd)) < 0 || !read_reply(fd, "s1 "))
+			goto fail;
+		if (write(fd, "s2 SELECT INBOX\r\n", 17) != 17 || !read_reply(fd, "s2 "))
+			goto fail;
+		slow[i].fd = fd;
+		continue;
+fail:
+		fprintf(stderr, "loadgen: slow reader %d could not log in\n", i);
+		close(fd);
+	}
+	for (int i = 0; i < opt.slow; i++) {
+		if (slow[i].fd < 0)
+			continue;
+		if (write(slow[i].fd, "s3 FETCH 1 BODY.PEEK[]\r\n", 24) != 24) {
+			close(slow[i].fd);
+			slow[i].fd = -1;
+			continue;
+		}
+		fcntl(slow[i].fd, F_SETFL, fcntl(slow[i].fd, F_GETFL) | O_NONBLOCK);
+		started++;
+	}
+	slow_fetching = started;
+	return started;
+}
+
+/* Each slow reader takes its share of the rate for this tick. */
+static void
+slow_tick(void)
+{
+	char buf[65536];
+	size_t share = (size_t)opt.slow_rate / 10;
+
+	if (share > sizeof(buf))
+		share = sizeof(buf);
+	if (share == 0)
+		share = 1;
+	for (int i = 0; i < opt.slow; i++) {
+		ssize_t n;
+
+		if (slow[i].fd < 0)
+			continue;
+		n = recv(slow[i].fd, buf, share, MSG_DONTWAIT);
+		if (n > 0) {
+			slow[i].got += n;
+		} else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+			close(slow[i].fd);
+			slow[i].fd = -1;
+			slow_fetching--;
+		}
+	}
+}
+
+/* The mix's figures over every command: ops, ops/s, p50, p99, errors. */
+struct mix_result {
+	long ops, errors;
+	double seconds, p50_ms, p99_ms;
+};
+
+static struct mix_result
+run_mix(void)
+{
+	struct mix_result m = { 0 };
+	struct stat_row all = { .name = "all" };
+	double t0 = now_s();
+
+	n_stats = 0;
+	memset(stats, 0, sizeof(stats));
+	active_conns = 0;
+	open_conns(P_IMAP, opt.port, opt.conc);
+	run_loop(t0 + opt.timeout, NULL);
+	m.seconds = now_s() - t0;
+	print_stats(m.seconds);
+	for (int i = 0; i < n_stats; i++) {
+		all.lat = xrealloc_or_die(all.lat, (all.n + stats[i].n + 1) * sizeof(double));
+		memcpy(all.lat + all.n, stats[i].lat, stats[i].n * sizeof(double));
+		all.n += stats[i].n;
+		m.errors += stats[i].errors;
+		free(stats[i].lat);
+	}
+	qsort(all.lat, all.n, sizeof(double), cmp_double);
+	m.ops = (long)all.n;
+	m.p50_ms = pct(&all, 0.5) * 1e3;
+	m.p99_ms = pct(&all, 0.99) * 1e3;
+	free(all.lat);
+	for (int i = 0; i < opt.conc; i++) {
+		if (!conns[i].done || conns[i].iter < opt.iterations) {
+			m.errors++;
+			conn_finish(&conns[i]);
+		}
+	}
+	free(conns);
+	conns = NULL;
+	return m;
+}
+
 /* ---- main ---- */
 
 static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: loadgen smtp-deliver|imap-mix|pop3-cycle|idle-latency|idle-memory\n"
+	    "usage: loadgen smtp-deliver|imap-mix|pop3-cycle|idle-latency|idle-memory|slow-readers\n"
 	    "  --host H --port P [--deliver-port P] [--lmtp] [-c conns] [-n messages]\n"
 	    "  [--iterations N] [--users N] [--domain D] [--size BYTES] [--rounds N]\n"
-	    "  [--pids \"PID ...\"] [--timeout S]\n");
+	    "  [--pids \"PID ...\"] [--timeout S] [--slow N] [--slow-users N] [--slow-rate B/s]\n");
 	exit(2);
 }
 
@@ -989,7 +1180,8 @@ main(int argc, char **argv)
 		{ "lmtp", 0, 0, 'l' }, { "conns", 1, 0, 'c' }, { "messages", 1, 0, 'n' },
 		{ "iterations", 1, 0, 'i' }, { "users", 1, 0, 'u' }, { "domain", 1, 0, 'D' },
 		{ "size", 1, 0, 's' }, { "rounds", 1, 0, 'r' }, { "pids", 1, 0, 'P' },
-		{ "timeout", 1, 0, 't' }, { 0, 0, 0, 0 },
+		{ "timeout", 1, 0, 't' }, { "slow", 1, 0, 'S' }, { "slow-users", 1, 0, 'U' },
+		{ "slow-rate", 1, 0, 'R' }, { 0, 0, 0, 0 },
 	};
 	struct rlimit rl;
 	double t0, elapsed;
@@ -1007,6 +1199,8 @@ main(int argc, char **argv)
 		opt.sc = SC_IDLE_LATENCY;
 	else if (strcmp(argv[1], "idle-memory") == 0)
 		opt.sc = SC_IDLE_MEMORY;
+	else if (strcmp(argv[1], "slow-readers") == 0)
+		opt.sc = SC_SLOW_READERS;
 	else
 		usage();
 	optind = 2;
@@ -1025,12 +1219,17 @@ main(int argc, char **argv)
 		case 'r': opt.rounds = atoi(optarg); break;
 		case 'P': opt.pids = optarg; break;
 		case 't': opt.timeout = atoi(optarg); break;
+		case 'S': opt.slow = atoi(optarg); break;
+		case 'U': opt.slow_users = atoi(optarg); break;
+		case 'R': opt.slow_rate = atoi(optarg); break;
 		default: usage();
 		}
 	}
-	if (opt.port <= 0 || opt.conc <= 0 || opt.users <= 0 || opt.size < 256)
+	if (opt.port <= 0 || opt.conc <= 0 || opt.users <= 0 || opt.size < 256 || opt.slow < 0 ||
+	    opt.slow_users <= 0 || opt.slow_rate <= 0)
 		usage();
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)opt.conc + 64) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur < (rlim_t)opt.conc + (rlim_t)opt.slow + 64) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
@@ -1104,6 +1303,33 @@ main(int argc, char **argv)
 		    pct(stat_for("idle-wakeup"), 0.5) * 1e3, pct(stat_for("idle-wakeup"), 0.9) * 1e3,
 		    pct(stat_for("idle-wakeup"), 0.99) * 1e3, pct(stat_for("idle-wakeup"), 1.0) * 1e3);
 		break;
+	case SC_SLOW_READERS: {
+		struct mix_result base, loaded;
+		int started;
+		long kb = 0;
+
+		printf("-- the IMAP mix alone\n");
+		base = run_mix();
+		started = slow_start();
+		on_tick = slow_tick;
+		printf("-- the IMAP mix with %d slow readers (%d fetching)\n", opt.slow, started);
+		loaded = run_mix();
+		on_tick = NULL;
+		for (int i = 0; i < opt.slow; i++) {
+			kb += slow[i].got / 1024;
+			if (slow[i].fd >= 0)
+				close(slow[i].fd);
+		}
+		printf("result scenario=slow-readers slow=%d slow_fetching=%d slow_still_reading=%d "
+		    "slow_kb_read=%ld base_ops_per_s=%.1f base_p50_ms=%.2f base_p99_ms=%.2f "
+		    "base_errors=%ld ops_per_s=%.1f p50_ms=%.2f p99_ms=%.2f errors=%ld "
+		    "throughput_loss_pct=%.1f\n", opt.slow, started, slow_fetching, kb,
+		    (double)base.ops / base.seconds, base.p50_ms, base.p99_ms, base.errors,
+		    (double)loaded.ops / loaded.seconds, loaded.p50_ms, loaded.p99_ms, loaded.errors,
+		    100.0 * (1.0 - ((double)loaded.ops / loaded.seconds) /
+		    ((double)base.ops / base.seconds)));
+		break;
+	}
 	case SC_IDLE_MEMORY: {
 		long rss0, pss0, rss1, pss1;
 

@@ -2,11 +2,18 @@
 """Runtime figures from build/roost-testd (not part of make test).
 
     python3 bench/runtime_bench.py [--idle N] [--tls N] [--wakes N] [--clients N]
+    python3 bench/runtime_bench.py --slow-readers N [--slow-size BYTES] [--roost PATH]
 
   - memory per idle connection (server RSS delta / connections), plain and TLS
   - wake-up latency: "NOTIFY 0" (another thread calls conn_wake()) until
     "* notify" arrives, next to an ECHO round trip for comparison
   - command round trips per second with N concurrent pipelining clients
+
+--slow-readers runs build/bench/loadgen's slow-readers scenario against a real
+`roost serve` (8 workers, 2 loops, LMDB): the IMAP mix alone, then again while
+N clients each FETCH a --slow-size message and read it at --slow-rate bytes
+per second through a 4 KiB window. --roost runs another build of the server
+(e.g. an older one, for a before/after comparison).
 """
 import argparse
 import os
@@ -14,13 +21,18 @@ import resource
 import socket
 import ssl
 import statistics
+import subprocess
 import sys
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from roosttest import ROOST_TESTD, RoostServer  # noqa: E402
+from roosttest import ROOST_BIN, ROOST_TESTD, RoostServer  # noqa: E402
+
+ROOT = os.path.dirname(HERE)
+LOADGEN = os.path.join(ROOT, "build", "bench", "loadgen")
+FILL = os.path.join(ROOT, "build", "tests", "tools", "roost-fill")
 
 
 def rss_kb(pid):
@@ -112,15 +124,69 @@ def throughput(srv, clients, seconds=3.0):
     print("echo_throughput clients=%d commands_per_s=%.0f" % (clients, sum(counts) / seconds))
 
 
+def small_message(i):
+    body = b"The quick brown fox jumps over the lazy dog 0123456789 abcdefghij\r\n" * 58
+    return (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: preload %d\r\n"
+            b"Message-ID: <p%d@example.org>\r\n\r\n" % (i, i)) + body
+
+
+def big_message(size):
+    line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod 0123\r\n"
+    head = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: big\r\n\r\n"
+    return head + line * ((size - len(head)) // len(line))
+
+
+def fill(srv, user, msg, count):
+    subprocess.run([FILL, "-F", srv.conf_path, user, str(count)], input=msg, check=True,
+                   capture_output=True, timeout=600)
+
+
+def slow_readers(a):
+    mix_users, slow_users = 40, 25
+    users = {"user%d@example.org" % i: "pass%d" % i for i in range(mix_users + slow_users)}
+    conf = {"limits": {"max_connections_per_ip": "100000", "max_connections": "100000",
+                       "command_timeout": "300"},
+            "server": {"log_level": "warn", "workers": "8", "loops": "2"},
+            "storage": {"backend": "lmdb"}}
+    srv = RoostServer(binary=a.roost or ROOST_BIN, users=users, listeners=("imap",), conf=conf)
+    with srv:
+        for i in range(mix_users):
+            fill(srv, "user%d@example.org" % i, small_message(i), 20)
+        big = big_message(a.slow_size)
+        for i in range(mix_users, mix_users + slow_users):
+            fill(srv, "user%d@example.org" % i, big, 1)
+        res = subprocess.run([LOADGEN, "slow-readers", "--port", str(srv.port("imap")),
+                              "-c", str(a.mix_conns), "--iterations", str(a.mix_iterations),
+                              "--users", str(mix_users), "--slow", str(a.slow_readers),
+                              "--slow-users", str(slow_users), "--slow-rate", str(a.slow_rate),
+                              "--timeout", str(a.timeout)],
+                             capture_output=True, text=True, timeout=4 * a.timeout + 120)
+        sys.stdout.write(res.stdout)
+        sys.stderr.write(res.stderr[-2000:])
+        with open("/proc/%d/status" % srv.proc.pid) as f:
+            hwm = [ln.split()[1] for ln in f if ln.startswith("VmHWM")]
+        print("server peak_rss_kb=%s" % (hwm[0] if hwm else "?"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--tls", type=int, default=1000)
     ap.add_argument("--wakes", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--slow-readers", type=int, default=0)
+    ap.add_argument("--slow-size", type=int, default=5 * 1024 * 1024)
+    ap.add_argument("--slow-rate", type=int, default=4096)
+    ap.add_argument("--mix-conns", type=int, default=20)
+    ap.add_argument("--mix-iterations", type=int, default=5)
+    ap.add_argument("--timeout", type=int, default=60)
+    ap.add_argument("--roost", help="the roost binary for --slow-readers")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if a.slow_readers > 0:
+        slow_readers(a)
+        return
     conf = {"limits": {"max_connections_per_ip": "100000", "max_connections": "100000"},
             "server": {"log_level": "warn"}}
     with RoostServer(binary=ROOST_TESTD, users={}, listeners=("imap", "imaps"),

@@ -38,8 +38,9 @@ enum pop3_state {
 };
 
 /* A multi-line reply produced in steps (conn_continue): each step writes
- * until the connection's output is full. Nothing of the store is held
- * between steps: a message is read again at each one. */
+ * until the connection's output is full. A message view is kept between
+ * steps only when the backend says it pins nothing shared (holdable, see
+ * storage.h); otherwise the message is read again at each step. */
 enum pop3_xfer_kind {
 	XFER_NONE,
 	XFER_MESSAGE,	/* RETR, TOP */
@@ -53,6 +54,8 @@ struct pop3_xfer {
 	size_t off;			/* message bytes already encoded */
 	size_t len;			/* message length at the first read */
 	struct pop3_encoder enc;
+	struct msg_view view;		/* kept between steps when holdable */
+	bool view_held;
 };
 
 /* One message of the maildrop snapshot taken at login. */
@@ -144,9 +147,21 @@ plaintext_ok(const struct pop3_session *s)
  * The maildrop: login, snapshot, sizes
  * ================================================================ */
 
+/* The end of a message reply, however it ended: a held view goes back to
+ * its mailbox. */
+static void
+xfer_end(struct pop3_session *s)
+{
+	if (s->xfer.view_held)
+		msg_view_release(&s->xfer.view);
+	s->xfer.view_held = false;
+	s->xfer.kind = XFER_NONE;
+}
+
 static void
 maildrop_close(struct pop3_session *s)
 {
+	xfer_end(s);
 	mailbox_close(&s->mb);
 	free(s->msgs);
 	s->msgs = NULL;
@@ -687,8 +702,9 @@ message_feed(struct pop3_session *s, const struct msg_view *view)
 	return true;
 }
 
-/* The next step of RETR or TOP: read the message again (no view is held
- * while the client reads) and go on encoding it. */
+/* The next step of RETR or TOP: go on encoding the message, from the held
+ * view or from a new read (no view that pins the store is kept while the
+ * client reads). */
 static void
 message_step(struct conn *c, void *session, void *arg)
 {
@@ -696,8 +712,15 @@ message_step(struct conn *c, void *session, void *arg)
 	struct pop3_xfer *x = &s->xfer;
 	uint32_t uid = s->msgs[x->idx].uid;
 	struct msg_view view;
-	int r;
+	int r = 0;
 
+	if (x->view_held) {
+		if (message_feed(s, &x->view))
+			xfer_end(s);
+		else
+			conn_continue(c, message_step, NULL);
+		return;
+	}
 	r = mailbox_read(s->mb, uid, &view);
 	if (r == 0 && view.len != x->len) {
 		msg_view_release(&view);
@@ -709,12 +732,12 @@ message_step(struct conn *c, void *session, void *arg)
 		 * whole one. Closing makes the client retry later. */
 		log_error("conn=%llu proto=pop3 event=read uid=%u offset=%zu error=\"%s\"",
 		    (unsigned long long)conn_id(c), uid, x->off, roost_strerror(r));
-		x->kind = XFER_NONE;
+		xfer_end(s);
 		conn_close(c);
 		return;
 	}
 	if (message_feed(s, &view))
-		x->kind = XFER_NONE;
+		xfer_end(s);
 	else
 		conn_continue(c, message_step, NULL);
 	msg_view_release(&view);
@@ -749,10 +772,16 @@ send_message(struct pop3_session *s, uint32_t i, uint64_t body_lines)
 	x->idx = i;
 	x->len = view.len;
 	pop3_enc_init(&x->enc, body_lines);
-	if (message_feed(s, &view))
+	if (message_feed(s, &view)) {
 		x->kind = XFER_NONE;
-	else
+	} else {
 		conn_continue(s->c, message_step, NULL);
+		if (view.holdable) {
+			x->view = view;
+			x->view_held = true;
+			return;
+		}
+	}
 	msg_view_release(&view);
 }
 

@@ -43,11 +43,20 @@ BOUND = 30              # seconds for a session that a free worker pool serves a
 TRICKLE = 1024          # bytes read per slow-reader tick
 TICK = 0.25             # seconds between ticks: ~4 KB/s
 
-# IMAP FETCH produces its reply in steps once it uses the runtime's
-# continuations; until then a FETCH buffers the whole message (the worker is
-# still free, which is what the rest of this module checks).
-with open(os.path.join(ROOT, "protocols", "imap", "imap_fetch.c")) as _f:
-    IMAP_FETCH_STREAMS = "conn_continue" in _f.read()
+# IMAP FETCH produces its reply in steps once the IMAP code uses the
+# runtime's continuations; until then a FETCH buffers the whole message (the
+# worker is still free, which is what the rest of this module checks).
+def _imap_uses_continuations():
+    imap = os.path.join(ROOT, "protocols", "imap")
+    for name in os.listdir(imap):
+        if name.endswith(".c"):
+            with open(os.path.join(imap, name)) as f:
+                if "conn_continue(" in f.read():
+                    return True
+    return False
+
+
+IMAP_FETCH_STREAMS = _imap_uses_continuations()
 
 ALICE = ("alice@example.org", "alice-secret")      # the IMAP slow readers' mailbox
 BOB = ("bob@example.org", "bob-secret")            # the second IMAP user

@@ -66,7 +66,8 @@ struct session {
 	size_t n_addrs, addr_i;
 	char host[DNS_MAX_NAME];	/* the host connected to */
 	struct smtpc *c;
-	bool c_closed, c_ready_seen;
+	bool c_closed, c_ready_seen, c_tls_failed;
+	bool plain;			/* retrying this address without STARTTLS */
 	int c_code;
 	char c_text[512];
 	struct work *works, *cur;	/* waiting; being sent */
@@ -354,7 +355,7 @@ session_connect_next(struct session *s)
 		len = sizeof(struct sockaddr_in);
 	}
 	set.helo = ob->cfg->hostname;
-	set.tls = ob->tls;
+	set.tls = s->plain ? NULL : ob->tls;
 	set.tls_required = tls_required(ob, s->domain);
 	set.tls_verify = ob->smarthost && ob->cfg->relay_smarthost_tls_verify;
 	set.sni = s->host;
@@ -510,6 +511,7 @@ smtp_closed(void *arg, bool ready_seen, int code, const char *text)
 	 * stack here): see session_after_io(). */
 	s->c_closed = true;
 	s->c_ready_seen = ready_seen;
+	s->c_tls_failed = smtpc_tls_failed(s->c);
 	s->c_code = code;
 	snprintf(s->c_text, sizeof(s->c_text), "%s", text);
 }
@@ -523,6 +525,17 @@ session_after_io(struct session *s)
 	log_debug("event=relay-closed domain=%s host=%s ip=%s code=%d text=\"%s\"", s->domain,
 	    s->host, smtpc_peer(s->c), s->c_code, s->c_text);
 	smtpc_free(&s->c);
+	if (!s->c_ready_seen && s->c_tls_failed && !s->plain && !tls_required(s->ob, s->domain)) {
+		/* Opportunistic TLS that fails is no reason not to deliver:
+		 * the same address once more, in plain text (as Postfix does). */
+		log_info("event=relay-tls-fallback domain=%s host=%s reason=\"%s\"", s->domain,
+		    s->host, s->c_text);
+		s->plain = true;
+		s->addr_i = s->addr_i > 0 ? s->addr_i - 1 : 0;
+		session_connect_next(s);
+		return;
+	}
+	s->plain = false;
 	if (!s->c_ready_seen) {
 		/* Never got to send: the next address or host. */
 		s->last_code = s->c_code;

@@ -67,6 +67,7 @@ struct smtpc {
 	bool esmtp, pipelining, starttls, bit8, utf8, dsn;
 	uint64_t max_size;
 	bool authed, ready_seen;
+	bool tls_failed;
 
 	/* the message in flight */
 	struct smtpc_msg *msg;
@@ -409,6 +410,7 @@ handshake(struct smtpc *c)
 		return;
 	default:
 		ERR_clear_error();
+		c->tls_failed = true;
 		fail(c, 421, "4.7.5 TLS handshake with %s failed", c->peer);
 	}
 }
@@ -788,6 +790,12 @@ smtpc_finished(const struct smtpc *c)
 	return c->st == S_DONE;
 }
 
+bool
+smtpc_tls_failed(const struct smtpc *c)
+{
+	return c->tls_failed;
+}
+
 const char *
 smtpc_tls_version(const struct smtpc *c)
 {
@@ -836,8 +844,10 @@ smtpc_handle(struct smtpc *c, short revents, int64_t now)
 	if (c->st == S_HANDSHAKE) {
 		if (revents != 0)
 			handshake(c);
-		if (c->st == S_HANDSHAKE && smtpc_now_ms() >= c->deadline)
+		if (c->st == S_HANDSHAKE && smtpc_now_ms() >= c->deadline) {
+			c->tls_failed = true;
 			fail(c, 421, "4.7.5 TLS handshake with %s timed out", c->peer);
+		}
 		if (c->st != S_EHLO)
 			return;
 	}

@@ -92,6 +92,8 @@ int64_t smtpc_deadline(const struct smtpc *c);
 void smtpc_handle(struct smtpc *c, short revents, int64_t now_ms);
 bool smtpc_finished(const struct smtpc *c);
 
+/* The STARTTLS handshake failed (the owner may retry without TLS). */
+bool smtpc_tls_failed(const struct smtpc *c);
 /* "TLSv1.3" or "none", and the peer's address text. */
 const char *smtpc_tls_version(const struct smtpc *c);
 const char *smtpc_peer(const struct smtpc *c);

@@ -42,6 +42,8 @@ ZONE = {
     "longline.test": {"A": ["127.0.0.12"]},
     "dropdata.test": {"A": ["127.0.0.13"]},
     "gated.test": {"A": ["127.0.0.14"]},
+    "notls.test": {"A": ["127.0.0.15"]},
+    "badtls.test": {"A": ["127.0.0.16"]},
     "example.org": {"TXT": ["v=spf1 -all"]},
 }
 
@@ -109,7 +111,12 @@ class FakePeer:
                     return
                 verb = line[:4].upper()
                 if verb in (b"EHLO", b"HELO"):
-                    conn.sendall(b"250 fake\r\n")
+                    conn.sendall(b"250-fake\r\n250 STARTTLS\r\n" if self.mode == "badtls"
+                                 else b"250 fake\r\n")
+                elif verb == b"STAR":
+                    conn.sendall(b"220 2.0.0 go ahead\r\n")
+                    conn.sendall(b"this is not a TLS server hello\r\n")
+                    return
                 elif verb == b"MAIL":
                     conn.sendall(b"250 2.1.0 ok\r\n")
                 elif verb == b"RCPT":
@@ -155,7 +162,7 @@ def setUpModule():
     RECEIVER.start()
     for ip, mode in (("127.0.0.10", "temp-once"), ("127.0.0.11", "silent"),
                      ("127.0.0.12", "longline"), ("127.0.0.13", "drop-after-data"),
-                     ("127.0.0.14", "gated")):
+                     ("127.0.0.14", "gated"), ("127.0.0.15", "ok"), ("127.0.0.16", "badtls")):
         FAKES.append(FakePeer(ip, mode))
 
 
@@ -173,7 +180,7 @@ def sender_conf(**relay):
     conf = {
         "relay": {"mx_port": str(PORT), "retry_min": "1", "retry_max": "2",
                   "connect_timeout": "5", "command_timeout": "10", "queue_lifetime": "1h",
-                  "delay_warning": "0"},
+                  "delay_warning": "0", "tls_required": "notls.test"},
         "dns": {"servers": DNS.server, "timeout": "3"},
         "smtp": {"trusted_networks": TRUSTED_IP + "/32"},
         "server": {"hostname": "sender.test"},
@@ -388,6 +395,24 @@ class RelayTest(unittest.TestCase):
         self.assertLessEqual(gated.connections, 4)
         for msgid in ids:
             self.assertEqual(sum(msgid.encode() in m for m in gated.messages), 1)
+
+    def test_tls_required_and_tls_fallback(self):
+        with trusted_client(self.srv) as s:
+            d1, _ = message("must be tls", sender="someone@outside.test", to="u@notls.test")
+            s.sendmail("someone@outside.test", ["u@notls.test"], d1)
+            d2, id2 = message("broken tls", sender="someone@outside.test", to="u@badtls.test")
+            s.sendmail("someone@outside.test", ["u@badtls.test"], d2)
+        # [relay] tls_required: a peer without STARTTLS gets nothing.
+        line = wait_for(lambda: deliver_lines(self.srv, "u@notls.test"))[0]
+        self.assertIn("status=deferred", line)
+        self.assertIn("4.7.5 TLS required", line)
+        self.assertEqual(FAKES[5].messages, [])
+        # Opportunistic TLS that breaks: delivered in plain text instead.
+        line = wait_for(lambda: [l for l in deliver_lines(self.srv, "u@badtls.test")
+                                 if "status=sent" in l])[0]
+        self.assertIn("tls=none", line)
+        self.assertIn("event=relay-tls-fallback domain=badtls.test", self.srv.log())
+        self.assertEqual(sum(id2.encode() in m for m in FAKES[6].messages), 1)
 
     def test_dsn_options(self):
         before = len(messages_of(self.srv, ALICE))

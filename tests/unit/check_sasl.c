@@ -119,6 +119,9 @@ START_TEST(plain_failures)
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0alice@example.org\0wrong"),
 	    &chal, &s), ROOST_EAUTH);
 	ck_assert_ptr_null(sasl_user(s));
+	/* The name tried, for the log of the failure. */
+	ck_assert_str_eq(sasl_user_tried(s), "alice@example.org");
+	ck_assert(!sasl_verified(s));
 	sasl_free(&s);
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0nobody@example.org\0x"),
 	    &chal, &s), ROOST_EAUTH);
@@ -201,7 +204,9 @@ START_TEST(login_exchange)
 
 	ck_assert_int_eq(sasl_start(auth, "LOGIN", true, NULL, &chal, &s), ROOST_EAGAIN);
 	ck_assert_str_eq(buf_cstr(&chal), "VXNlcm5hbWU6");	/* "Username:" */
+	ck_assert_ptr_null(sasl_user_tried(s));
 	ck_assert_int_eq(sasl_step(s, B64("alice@example.org"), &chal), ROOST_EAGAIN);
+	ck_assert_str_eq(sasl_user_tried(s), "alice@example.org");
 	ck_assert_str_eq(buf_cstr(&chal), "UGFzc3dvcmQ6");	/* "Password:" */
 	ck_assert_int_eq(sasl_step(s, B64("alice-secret"), &chal), 0);
 	ck_assert_str_eq(sasl_user(s), "Alice@Example.org");
@@ -213,6 +218,7 @@ START_TEST(login_exchange)
 	ck_assert_str_eq(buf_cstr(&chal), "UGFzc3dvcmQ6");
 	ck_assert_int_eq(sasl_step(s, B64("wrong"), &chal), ROOST_EAUTH);
 	ck_assert_ptr_null(sasl_user(s));
+	ck_assert_str_eq(sasl_user_tried(s), "bob@example.org");
 	sasl_free(&s);
 
 	ck_assert_int_eq(sasl_start(auth, "LOGIN", true, NULL, &chal, &s), ROOST_EAGAIN);
@@ -305,6 +311,7 @@ scram_login(struct auth *a, const char *saslname, const char *password, enum scr
 	    salt_b64, &iter), 3);
 	ck_assert_int_eq(strncmp(nonce, cnonce, strlen(cnonce)), 0);
 	ck_assert_uint_gt(strlen(nonce), strlen(cnonce));
+	ck_assert(!sasl_verified(*s_r));
 	buf_reset(&msg);
 	ck_assert_int_eq(base64_decode(salt_b64, strlen(salt_b64), &msg), 0);
 	ck_assert_int_eq(auth_scram_derive(password, strlen(password), msg.data, msg.len, iter,
@@ -334,6 +341,9 @@ scram_login(struct auth *a, const char *saslname, const char *password, enum scr
 	base64_encode(server_sig, 32, &msg);
 	ck_assert_str_eq(buf_cstr(&raw), buf_cstr(&msg));
 	ck_assert_ptr_null(sasl_user(*s_r));
+	/* The signature tells the client its password was right: the
+	 * protocol holds it as it would the success reply. */
+	ck_assert(sasl_verified(*s_r));
 	ret = sasl_step(*s_r, fault == FAULT_ACK ? B64("x") : "", &chal);
 out:
 	*user_r = sasl_user(*s_r);
@@ -397,6 +407,8 @@ START_TEST(scram_failures)
 	ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil!", FAULT_NONE,
 	    &user, &s), ROOST_EAUTH);
 	ck_assert_ptr_null(user);
+	ck_assert(!sasl_verified(s));
+	ck_assert_str_eq(sasl_user_tried(s), "carol,C=x@example.org");
 	sasl_free(&s);
 	/* Unknown users and crypt hashes get a salt and fail only at the proof. */
 	ck_assert_int_eq(scram_login(a, "nobody@example.org", "x", FAULT_NONE, &user, &s),

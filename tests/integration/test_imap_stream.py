@@ -10,6 +10,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import subprocess
 import time
 import unittest
@@ -67,13 +68,18 @@ def rss_anon_kb(pid):
 class Client:
     """A raw IMAP client that can read literals a piece at a time."""
 
-    def __init__(self, port, rcvbuf=None, timeout=120):
+    def __init__(self, port, rcvbuf=None, timeout=120, tls=False):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # Before connect, so the window stays small.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.sock = ctx.wrap_socket(self.sock)
         self.buf = b""
         self.n = 0
         self.line()
@@ -174,11 +180,11 @@ def fetch_literals(line):
 
 class StreamBase:
     backend = None
-    BIG = 12 * 1024 * 1024
+    BIG = (6 if ASAN else 12) * 1024 * 1024
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",),
+        cls.srv = RoostServer(backend=cls.backend, listeners=("imap", "imaps"),
                               conf={"limits": {"max_message_size": "60M"},
                                     "storage": {"fsync": "no"},
                                     "server": {"log_level": "info"}})
@@ -242,6 +248,45 @@ class StreamBase:
         finally:
             c.close()
 
+    def test_bare_lf_converted_while_streaming(self):
+        """A message stored with bare LFs (other Maildir tools write them)
+        goes out as CRLF, converted chunk by chunk: whole, in parts and
+        sections, with ranges starting on an inserted CR or its LF."""
+        rnd = random.Random(11)
+        lines = [b"From: lf@example.org", b"Subject: lf", b"MIME-Version: 1.0",
+                 b"Content-Type: multipart/mixed; boundary=\"b\"", b"", b"--b",
+                 b"Content-Type: text/plain", b"", b"first part", b"--b",
+                 b"Content-Type: text/plain", b""]
+        for i in range(60000):
+            lines.append(b"line %d %s" % (i, b"x" * rnd.randrange(0, 60)))
+        lines += [b"--b--", b""]
+        raw = b"".join(l + (b"\r\n" if rnd.random() < 0.3 else b"\n") for l in lines)
+        uid = fill(self.srv, raw)
+        conv = re.sub(rb"(?<!\r)\n", b"\r\n", raw)
+        c = self.client()
+        try:
+            lines, t = c.cmd(b"UID FETCH %d (RFC822.SIZE BODY.PEEK[])" % uid)
+            self.assertIn(b" OK ", t)
+            self.assertIn(b"RFC822.SIZE %d " % len(conv), lines[0])
+            self.assertEqual(fetch_literals(lines[0]), [conv])
+            # Inserted CRs and the LFs after them, as first octets.
+            crs = [m.start() for m in re.finditer(rb"\r\n", conv)][::997]
+            offs = [(o, 3) for o in crs] + [(o + 1, 2) for o in crs]
+            offs += [(rnd.randrange(len(conv)), rnd.randrange(1, 70000)) for _ in range(40)]
+            items = b" ".join(b"BODY.PEEK[]<%d.%d>" % p for p in offs)
+            lines, t = c.cmd(b"UID FETCH %d (%s)" % (uid, items))
+            self.assertIn(b" OK ", t)
+            self.assertEqual(fetch_literals(lines[0]), [conv[o:o + n] for o, n in offs])
+            lines, t = c.cmd(b"UID FETCH %d (BODY.PEEK[2] BODY.PEEK[2]<100.5000> "
+                             b"BODY.PEEK[1])" % uid)
+            self.assertIn(b" OK ", t)
+            start = conv.index(b"\r\n\r\n", conv.index(b"first part")) + 4
+            end = conv.rindex(b"\r\n--b--")
+            self.assertEqual(fetch_literals(lines[0]),
+                             [conv[start:end], conv[start + 100:start + 5100], b"first part"])
+        finally:
+            c.close()
+
     def test_seen_side_effect(self):
         """BODY[] (no PEEK) sets \\Seen and says so in the same response."""
         uid = fill(self.srv, make_message(300000, 7, b"seen"))
@@ -285,6 +330,17 @@ class StreamBase:
             slow.close()
             if other is not None:
                 other.close()
+
+    def test_slow_tls_reader(self):
+        """The same over TLS: records go out as the client reads."""
+        c = Client(self.srv.port("imaps"), rcvbuf=8192, tls=True).login()
+        try:
+            c.send(b"t1 UID FETCH %d (BODY.PEEK[]<1000.5000000> UID)\r\n" % self.big_uid)
+            lines, t = c.until(b"t1", piece=4096)
+            self.assertIn(b"t1 OK ", t)
+            self.assertEqual(fetch_literals(lines[0]), [self.big[1000:5001000]])
+        finally:
+            c.close()
 
     def test_pipelined_after_long_fetch(self):
         c = self.client()

@@ -1077,6 +1077,55 @@ bsearch_u32(const uint32_t *v, size_t n, uint32_t key)
 	return bsearch(&key, v, n, sizeof(*v), u32_cmp) != NULL;
 }
 
+/* STORE between steps (in the command's arena). */
+struct store_state {
+	uint32_t *idx;		/* view indexes of the set, ascending */
+	size_t n, next;		/* how many, the next to report */
+	uint32_t *mod;		/* UIDs UNCHANGEDSINCE refused (heap), ascending */
+	size_t n_mod;
+	struct mailbox_changes ch;	/* the new MODSEQs (have_ch) */
+	bool have_ch;
+	enum store_mode mode;
+	uint32_t flags;
+	uint64_t kwbits;
+	bool silent, gone, conditional;
+	uint32_t *mod_ids;	/* what [MODIFIED] lists */
+	size_t n_mod_ids;
+};
+
+static void
+store_state_free(struct imap_cmd *cmd)
+{
+	struct store_state *st = cmd->state;
+
+	if (st == NULL)
+		return;
+	if (st->have_ch)
+		mailbox_changes_free(&st->ch);
+	free(st->mod);
+	cmd->state = NULL;
+}
+
+/* The record of uid in recs[0..n) (ascending UIDs), or NULL. */
+static const struct msg_record *
+find_record(const struct msg_record *recs, size_t n, uint32_t uid)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (recs[mid].uid == uid)
+			return &recs[mid];
+		if (recs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static imap_step_fn store_step;
+
 void
 cmd_store(struct imap_cmd *cmd)
 {
@@ -1188,42 +1237,74 @@ cmd_store(struct imap_cmd *cmd)
 		for (size_t j = 0; j < v->n_keywords && j < 64; j++)
 			if (strcasecmp(v->keywords[j], kw[i]) == 0)
 				kwbits |= (uint64_t)1 << j;
+	struct store_state *st = arena_alloc(&cmd->arena, sizeof(*st));
+	st->idx = idx;
+	st->n = n;
+	st->mod = mod;
+	st->n_mod = n_mod;
+	st->ch = ch;
+	st->have_ch = have_ch;
+	st->mode = sr.mode;
+	st->flags = flags;
+	st->kwbits = kwbits;
+	st->silent = silent;
+	st->gone = gone;
+	st->conditional = conditional;
+	st->mod_ids = arena_alloc(&cmd->arena, (n_mod ? n_mod : 1) * sizeof(*st->mod_ids));
+	cmd->state = st;
+	cmd->state_free = store_state_free;
+	store_step(cmd);
+}
+
+/* The untagged FETCH of each stored message, yielding when the output is
+ * full (STORE 1:* on a large mailbox); the tagged reply after the last. */
+static void
+store_step(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+	struct store_state *st = cmd->state;
+	const uint32_t *idx = st->idx;
 	struct buf b = BUF_INIT(0);
 	struct buf modified = BUF_INIT(0);
-	uint32_t *mod_ids = arena_alloc(&cmd->arena, (n_mod ? n_mod : 1) * sizeof(*mod_ids));
-	size_t n_mod_ids = 0;
-	for (size_t i = 0; i < n; i++) {
+
+	for (; st->next < st->n; st->next++) {
+		size_t i = st->next;
 		struct view_msg *m = &v->msgs[idx[i]];
 		if (m->expunged)
 			continue;
-		if (n_mod > 0 && bsearch_u32(mod, n_mod, m->rec.uid)) {
-			mod_ids[n_mod_ids++] = cmd->uid ? m->rec.uid : idx[i] + 1;
+		if (st->n_mod > 0 && bsearch_u32(st->mod, st->n_mod, m->rec.uid)) {
+			st->mod_ids[st->n_mod_ids++] = cmd->uid ? m->rec.uid : idx[i] + 1;
 			continue;
 		}
-		if (have_ch) {
-			for (size_t j = 0; j < ch.n_changed; j++)
-				if (ch.changed[j].uid == m->rec.uid) {
-					m->rec.modseq = ch.changed[j].modseq;
-					break;
-				}
+		if (conn_output_full(cmd->c)) {
+			buf_free(&b);
+			imap_yield(cmd, store_step);
+			return;
 		}
-		switch (sr.mode) {
+		if (st->have_ch) {
+			const struct msg_record *r = find_record(st->ch.changed, st->ch.n_changed,
+			    m->rec.uid);
+			if (r != NULL)
+				m->rec.modseq = r->modseq;
+		}
+		switch (st->mode) {
 		case STORE_ADD:
-			m->rec.flags |= flags;
-			m->rec.keywords |= kwbits;
+			m->rec.flags |= st->flags;
+			m->rec.keywords |= st->kwbits;
 			break;
 		case STORE_REMOVE:
-			m->rec.flags &= ~flags;
-			m->rec.keywords &= ~kwbits;
+			m->rec.flags &= ~st->flags;
+			m->rec.keywords &= ~st->kwbits;
 			break;
 		case STORE_REPLACE:
-			m->rec.flags = flags;
-			m->rec.keywords = kwbits;
+			m->rec.flags = st->flags;
+			m->rec.keywords = st->kwbits;
 			break;
 		}
 		if (s->condstore) {
 			buf_reset(&b);
-			if (!silent) {
+			if (!st->silent) {
 				buf_append_str(&b, " FLAGS ");
 				view_format_flags(v, m, &b);
 			}
@@ -1234,7 +1315,7 @@ cmd_store(struct imap_cmd *cmd)
 				imap_untagged(s, "%u FETCH (%s%sMODSEQ (%llu))", idx[i] + 1,
 				    b.len > 0 ? buf_cstr(&b) + 1 : "", b.len > 0 ? " " : "",
 				    (unsigned long long)m->rec.modseq);
-		} else if (!silent) {
+		} else if (!st->silent) {
 			buf_reset(&b);
 			view_format_flags(v, m, &b);
 			if (cmd->uid)
@@ -1245,20 +1326,18 @@ cmd_store(struct imap_cmd *cmd)
 		}
 	}
 	buf_free(&b);
-	if (have_ch)
-		mailbox_changes_free(&ch);
-	free(mod);
-	if (n_mod_ids > 0) {
-		qsort(mod_ids, n_mod_ids, sizeof(*mod_ids), u32_cmp);
-		seqset_format(mod_ids, n_mod_ids, &modified);
+	if (st->n_mod_ids > 0) {
+		qsort(st->mod_ids, st->n_mod_ids, sizeof(*st->mod_ids), u32_cmp);
+		seqset_format(st->mod_ids, st->n_mod_ids, &modified);
 	}
-	if (gone)
+	if (st->gone)
 		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
 	else if (modified.len > 0)
 		imap_tagged(cmd, "OK", "[MODIFIED %s] Conditional STORE failed for some",
 		    buf_cstr(&modified));
 	else
-		imap_tagged(cmd, "OK", "%sSTORE completed", conditional ? "Conditional " : "");
+		imap_tagged(cmd, "OK", "%sSTORE completed",
+		    st->conditional ? "Conditional " : "");
 	buf_free(&modified);
 }
 

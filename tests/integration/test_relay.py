@@ -43,6 +43,7 @@ ZONE = {
     "dropdata.test": {"A": ["127.0.0.13"]},
     "gated.test": {"A": ["127.0.0.14"]},
     "notls.test": {"A": ["127.0.0.15"]},
+    "plain.test": {"A": ["127.0.0.15"]},
     "badtls.test": {"A": ["127.0.0.16"]},
     "example.org": {"TXT": ["v=spf1 -all"]},
 }
@@ -413,6 +414,20 @@ class RelayTest(unittest.TestCase):
         self.assertIn("tls=none", line)
         self.assertIn("event=relay-tls-fallback domain=badtls.test", self.srv.log())
         self.assertEqual(sum(id2.encode() in m for m in FAKES[6].messages), 1)
+
+    def test_smtputf8_message_to_a_peer_without_it_bounces(self):
+        before = len(messages_of(self.srv, ALICE))
+        data, msgid = message("utf8", to="jörg@plain.test")
+        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
+            s.starttls(context=tls_context())
+            s.login(ALICE, PASSWORDS[ALICE])
+            s.ehlo()
+            s.sendmail(ALICE, ["jörg@plain.test"], data, mail_options=["SMTPUTF8"])
+        got = wait_for(lambda: [m for m in messages_of(self.srv, ALICE)[before:]
+                                if msgid.encode() in m and b"multipart/report" in m])
+        self.assertIn(b"Status: 5.6.7", got[0])
+        self.assertFalse([m for m in FAKES[5].messages if msgid.encode() in m],
+                         "not sent mangled")
 
     def test_dsn_options(self):
         before = len(messages_of(self.srv, ALICE))

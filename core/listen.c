@@ -149,6 +149,15 @@ addr_text(const struct sockaddr *sa, char *buf, size_t size, bool *loopback_r)
 
 static void accept_ready(struct loop_io *io, uint32_t events);
 
+/*
+ * Unsent bytes the kernel queues on a connection before it reports the
+ * socket full. Without a bound the send buffer grows (tcp_wmem, 4 MiB) even
+ * for a client that reads a few KB per second: 200 such clients pin 800 MB
+ * of kernel memory, and filling it costs the CPU everyone else needs. Bytes
+ * in flight do not count, so a fast client on a long path is not slowed.
+ */
+#define NOTSENT_LOWAT (128 * 1024)
+
 static void
 accept_retry(struct loop_timer *t)
 {
@@ -186,8 +195,12 @@ accept_one(struct listen_reg *r, int fd, const struct sockaddr *sa)
 		close(fd);
 		return;
 	}
-	if (!is_unix)
+	if (!is_unix) {
+		int lowat = NOTSENT_LOWAT;
+
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+	}
 	conn_accept(sl, r->ls->lst, fd, peer, localtext, loopback, is_unix);
 }
 

@@ -841,12 +841,16 @@ static int idle_ready;
 static double round_start;
 static int round_seen;
 
+/* A client is idling once the server answered its IDLE with "+": before
+ * that, a delivery may still be picked up by the IDLE command's own catch-up
+ * and reported ahead of the "+", where it is not counted as a wake-up. */
 static bool
 all_idling(void)
 {
 	idle_ready = 0;
 	for (int i = 0; i < opt.conc; i++) {
-		if (conns[i].idling && conns[i].step == 50 && conns[i].busy)
+		if (conns[i].idling && conns[i].step == 50 && conns[i].busy &&
+		    conns[i].cmd != NULL && strcmp(conns[i].cmd, "idle-wait") == 0)
 			idle_ready++;
 	}
 	return idle_ready == opt.conc;

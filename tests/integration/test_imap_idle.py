@@ -1,0 +1,286 @@
+"""IDLE never misses a delivery: sessions enter and leave IDLE while
+messages arrive, and after every delivery each of them must report the new
+message count without sending another command. Run on every backend, with
+deliveries over LMTP (the server's own process) and through `roost deliver`
+(another process, reaching the server through the per-user notify file).
+
+One selector loop drives every session. Half of them stay in IDLE: each
+delivery must reach them as a wake-up. The other half cycle (IDLE, "+",
+DONE, tagged OK, IDLE again) for as long as the deliveries run, so IDLE
+commands are being set up (watch registration, catch-up of the view) while
+the mailbox changes. When the round's deliveries are acknowledged, every
+session ends in IDLE and the test waits until each has reported EXISTS for
+the new count. Every EXISTS is counted, whether it came from an IDLE
+command's catch-up (before its "+") or as a wake-up afterwards; a missed
+wake-up leaves a session at the old count, and the test names it.
+"""
+import re
+import selectors
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+from roosttest import BACKENDS, RoostServer
+
+USERS = ["idle%d@example.org" % i for i in range(4)]
+SESSIONS_PER_USER = 8
+ROUNDS = 5
+DELIVERIES = 3		# per round, one after the other
+# A round (its deliveries and every session reporting them) must end within
+# ROUND_S of its start. An idling session also looks at its mailbox by
+# itself every 30 s (the IDLE poll for changes made by other programs), which
+# would hide a missed wake-up, so rounds stay well inside that and each round
+# starts with every session's poll clock fresh.
+ROUND_S = 20
+MSG = b"From: a@example.org\r\nSubject: idle\r\n\r\nbody\r\n"
+
+EXISTS = re.compile(rb"^\* (\d+) EXISTS\r\n$")
+
+
+def lmtp_deliver(port, users, msg):
+    """One LMTP transaction to every user; each recipient's reply must be 250."""
+    with socket.create_connection(("127.0.0.1", port), timeout=ROUND_S) as sock:
+        f = sock.makefile("rb")
+
+        def reply():
+            while True:
+                line = f.readline()
+                if not line:
+                    raise AssertionError("LMTP: connection closed")
+                if line[3:4] != b"-":
+                    return line
+
+        def cmd(text, want):
+            sock.sendall(text + b"\r\n")
+            line = reply()
+            if not line.startswith(want):
+                raise AssertionError("LMTP %r: %r" % (text, line))
+
+        reply()
+        cmd(b"LHLO test", b"250")
+        cmd(b"MAIL FROM:<s@example.org>", b"250")
+        for u in users:
+            cmd(b"RCPT TO:<%s>" % u.encode(), b"250")
+        cmd(b"DATA", b"354")
+        sock.sendall(msg + b".\r\n")
+        for u in users:
+            line = reply()
+            if not line.startswith(b"250"):
+                raise AssertionError("LMTP delivery to %s: %r" % (u, line))
+        cmd(b"QUIT", b"221")
+
+
+class Session:
+    """One IMAP connection, non-blocking, fed by the test's selector loop."""
+
+    def __init__(self, port, user):
+        self.user = user
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.buf = b""
+        self.exists = 0
+        self.pushes = 0		# EXISTS seen while idling (after "+")
+        self.state = "greeting"
+        self.cycle = False	# leave and re-enter IDLE again and again
+        self.cycles = 0
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def lines(self):
+        while b"\r\n" in self.buf:
+            i = self.buf.index(b"\r\n") + 2
+            line, self.buf = self.buf[:i], self.buf[i:]
+            yield line
+
+    def feed(self, data):
+        if not data:
+            raise AssertionError("%s: server closed the connection in state %s"
+                                 % (self.user, self.state))
+        self.buf += data
+        for line in self.lines():
+            self.on_line(line)
+
+    def on_line(self, line):
+        m = EXISTS.match(line)
+        if m:
+            self.exists = int(m.group(1))
+            if self.state == "idling":
+                self.pushes += 1
+            return
+        if line.startswith(b"* ") and self.state != "greeting":
+            return
+        if self.state == "greeting":
+            assert line.startswith(b"* OK"), line
+            self.state = "login"
+            self.send(b"l LOGIN %s secret\r\n" % self.user.encode())
+        elif self.state == "login":
+            assert line.startswith(b"l OK"), line
+            self.state = "select"
+            self.send(b"s SELECT INBOX\r\n")
+        elif self.state == "select":
+            assert line.startswith(b"s OK"), line
+            self.enter_idle()
+        elif self.state == "idle-sent":
+            assert line.startswith(b"+"), line
+            self.state = "idling"
+            if self.cycle:
+                self.leave_idle()
+        elif self.state == "done-sent":
+            assert line.startswith(b"i OK"), line
+            self.cycles += 1
+            self.enter_idle()
+        else:
+            raise AssertionError("%s: unexpected %r in state %s" % (self.user, line, self.state))
+
+    def enter_idle(self):
+        self.state = "idle-sent"
+        self.send(b"i IDLE\r\n")
+
+    def leave_idle(self):
+        self.state = "done-sent"
+        self.send(b"DONE\r\n")
+
+    def set_cycle(self, on):
+        self.cycle = on
+        if on and self.state == "idling":
+            self.leave_idle()
+
+
+class IdleWakeups(unittest.TestCase):
+    def run_sessions(self, backend, deliver):
+        """deliver(srv) starts one delivery to every user and returns
+        something with .done() and .check()."""
+        srv = RoostServer(backend=backend, users={u: "secret" for u in USERS},
+                          listeners=("imap", "lmtp"),
+                          conf={"imap": {"max_connections_per_user_ip": "100"},
+                                "server": {"log_level": "info"}})
+        with srv:
+            # Something in every INBOX first, so the sessions' views are
+            # not empty (Maildir then has files to scan).
+            lmtp_deliver(srv.port("lmtp"), USERS, MSG)
+            sel = selectors.DefaultSelector()
+            sessions = []
+            try:
+                for u in USERS:
+                    for _ in range(SESSIONS_PER_USER):
+                        s = Session(srv.port("imap"), u)
+                        s.sock.setblocking(False)
+                        sel.register(s.sock, selectors.EVENT_READ, s)
+                        sessions.append(s)
+
+                def pump(until, what, deadline):
+                    while not until():
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            self.fail(what() + "\n" + srv.log()[-3000:])
+                        for key, _ in sel.select(min(left, 1.0)):
+                            try:
+                                key.data.feed(key.fileobj.recv(65536))
+                            except AssertionError as e:
+                                self.fail("%s\n%s" % (e, srv.log()[-3000:]))
+
+                def all_idling():
+                    return all(s.state == "idling" for s in sessions)
+
+                pump(all_idling, lambda: "sessions did not reach IDLE: %s"
+                     % sorted({s.state for s in sessions}), time.monotonic() + 60)
+                steady, cyclers = sessions[0::2], sessions[1::2]
+                expected = 1
+                for r in range(ROUNDS):
+                    deadline = time.monotonic() + ROUND_S
+                    pushes = [s.pushes for s in steady]
+                    for s in cyclers:
+                        s.set_cycle(True)
+                    for d in range(DELIVERIES):
+                        job = deliver(srv)
+                        pump(job.done, lambda: "round %d: delivery did not finish" % r,
+                             deadline)
+                        job.check()
+                    expected += DELIVERIES
+                    for s in cyclers:
+                        s.set_cycle(False)
+
+                    def behind():
+                        return [s for s in sessions
+                                if s.state != "idling" or s.exists != expected]
+                    pump(lambda: not behind(),
+                         lambda: "round %d: %d of %d sessions did not report EXISTS %d: %s"
+                         % (r, len(behind()), len(sessions), expected,
+                            ", ".join("%s in %s at %d" % (s.user, s.state, s.exists)
+                                      for s in behind()[:8])), deadline)
+                    # The steady sessions idled through the round: they can
+                    # only have learnt of it by wake-ups.
+                    for s, before in zip(steady, pushes):
+                        self.assertGreater(s.pushes, before, s.user)
+                    # A fresh IDLE for each, restarting its poll clock.
+                    for s in steady:
+                        s.leave_idle()
+                    pump(all_idling, lambda: "round %d: sessions did not return to IDLE" % r,
+                         time.monotonic() + 60)
+                # The window was exercised: IDLE was set up again and again
+                # while the deliveries ran.
+                self.assertGreaterEqual(sum(s.cycles for s in cyclers), 2 * len(cyclers))
+            finally:
+                for s in sessions:
+                    sel.unregister(s.sock)
+                    s.sock.close()
+                sel.close()
+
+    def test_lmtp(self):
+        class Lmtp:
+            def __init__(self, srv):
+                self.err = None
+                self.t = threading.Thread(target=self.run, args=(srv,))
+                self.t.start()
+
+            def run(self, srv):
+                try:
+                    lmtp_deliver(srv.port("lmtp"), USERS, MSG)
+                except Exception as e:	# reported by check()
+                    self.err = repr(e)
+
+            def done(self):
+                return not self.t.is_alive()
+
+            def check(self):
+                self.t.join()
+                if self.err:
+                    raise AssertionError(self.err)
+
+        for backend in BACKENDS:
+            with self.subTest(backend=backend):
+                self.run_sessions(backend, Lmtp)
+
+    def test_roost_deliver(self):
+        class Deliver:
+            def __init__(self, srv):
+                args = [srv.binary, "deliver"]
+                for u in USERS:
+                    args += ["-a", u]
+                args += ["--config", srv.conf_path]
+                self.p = subprocess.Popen(args, stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                self.out = None
+                self.t = threading.Thread(target=self.run)
+                self.t.start()
+
+            def run(self):
+                self.out = self.p.communicate(MSG, timeout=ROUND_S)
+
+            def done(self):
+                return not self.t.is_alive()
+
+            def check(self):
+                self.t.join()
+                if self.p.returncode != 0:
+                    raise AssertionError("roost deliver: %d %r" % (self.p.returncode, self.out))
+
+        for backend in BACKENDS:
+            with self.subTest(backend=backend):
+                self.run_sessions(backend, Deliver)
+
+
+if __name__ == "__main__":
+    unittest.main()

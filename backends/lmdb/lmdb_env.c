@@ -519,6 +519,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 		sh->max_batch = (size_t)atoi(getenv("ROOST_LMDB_MAX_BATCH"));
 	pthread_rwlock_init(&sh->maplock, NULL);
 	pthread_mutex_init(&sh->pool_lock, NULL);
+	pthread_mutex_init(&sh->claim_lock, NULL);
 	pthread_mutex_init(&sh->wq_lock, NULL);
 	pthread_cond_init(&sh->wq_cond, NULL);
 	pthread_cond_init(&sh->done_cond, NULL);
@@ -583,7 +584,9 @@ shard_close(struct lmdb_shard *sh)
 	pthread_cond_destroy(&sh->wq_cond);
 	pthread_mutex_destroy(&sh->wq_lock);
 	pthread_mutex_destroy(&sh->pool_lock);
+	pthread_mutex_destroy(&sh->claim_lock);
 	pthread_rwlock_destroy(&sh->maplock);
+	free(sh->claims);
 	free(sh->path);
 }
 

@@ -82,6 +82,22 @@ struct lmdb_shard {
 
 	/* Statistics (wq_lock). */
 	uint64_t n_commits, n_requests;
+
+	/* \Recent claims this process made that the database may not hold
+	 * yet (claim_lock; lmdb_message.c). A claim is decided here, at
+	 * once, and written by a later group commit without anyone waiting
+	 * for it: IDLE sessions claim as they are woken, and a worker
+	 * blocked on an fsync per woken mailbox held up the wake-ups queued
+	 * behind it. */
+	pthread_mutex_t claim_lock;
+	struct lmdb_claim *claims;
+	size_t n_claims, cap_claims;
+};
+
+/* The mailbox's \Recent boundary as this process moved it. */
+struct lmdb_claim {
+	uint64_t id;
+	uint32_t first;
 };
 
 struct lmdb_storage {
@@ -209,6 +225,9 @@ int lmdb_op_rename(struct storage *st, const char *user, const char *from, const
 int lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bool on);
 int lmdb_op_status(struct storage *st, const char *user, const char *name,
     struct mailbox_status *status_r);
+/* The \Recent boundary this process gave out for mailbox id, 0 when none
+ * is waiting to be written (lmdb_message.c). */
+uint32_t lmdb_claim_boundary(struct lmdb_shard *sh, uint64_t id);
 int lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id,
     const struct lmdb_mbox *rec, struct mailbox_status *status_r);
 

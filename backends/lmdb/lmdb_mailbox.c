@@ -817,6 +817,37 @@ lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r,
 	return 0;
 }
 
+/* A claim not yet in the database moved the boundary up: count what is
+ * above it. */
+static int
+recent_claimed(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
+    uint32_t *recent_r)
+{
+	uint32_t first = lmdb_claim_boundary(sh, id), n = 0;
+	uint8_t key[12];
+	MDB_cursor *cur;
+	MDB_val k = { 12, key }, v;
+	int rc;
+
+	if (first <= rec->recent_first)
+		return 0;
+	if ((rc = mdb_cursor_open(txn, sh->msgs, &cur)) != 0)
+		return lmdb_err("cursor", rc);
+	lmdb_be64(key, id);
+	lmdb_be32(key + 8, first);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != id)
+			break;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return lmdb_err("recent", rc);
+	*recent_r = n;
+	return 0;
+}
+
 int
 lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
     struct mailbox_status *s)
@@ -834,6 +865,8 @@ lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct 
 	s->highestmodseq = rec->highestmodseq;
 	s->size = rec->size;
 	s->recent = rec->recent;
+	if ((rc = recent_claimed(txn, sh, id, rec, &s->recent)) != 0)
+		return rc;
 	if (rec->unseen == 0)
 		return 0;
 	if ((rc = mdb_cursor_open(txn, sh->unseen, &cur)) != 0)

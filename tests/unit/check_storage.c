@@ -798,6 +798,53 @@ START_TEST(status_store_copy)
 }
 END_TEST
 
+/*
+ * \Recent is claimed once: of several sessions on a mailbox, one gets each
+ * new message, whichever claims first, and status counts only what nobody
+ * claimed. The claim survives a restart (LMDB writes it after the claim
+ * returned, in a later commit that closing the store waits for).
+ */
+START_TEST(recent_claims)
+{
+	struct mailbox *a, *b;
+	struct mailbox_status s;
+	uint32_t u[3], first;
+
+	setup_backend(_i);
+	u[0] = append_simple("INBOX", 0);
+	u[1] = append_simple("INBOX", 1);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &a), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &b), 0);
+	ck_assert_int_eq(mailbox_claim_recent(a, &first), 0);
+	ck_assert_uint_eq(first, u[0]);
+	ck_assert_int_eq(mailbox_claim_recent(b, &first), 0);
+	ck_assert_uint_eq(first, u[1] + 1);
+	ck_assert_int_eq(mailbox_status(b, &s), 0);
+	ck_assert_uint_eq(s.recent, 0);
+	u[2] = append_simple("INBOX", 2);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.recent, 1);
+	ck_assert_int_eq(mailbox_claim_recent(b, &first), 0);
+	ck_assert_uint_eq(first, u[2]);
+	ck_assert_int_eq(mailbox_claim_recent(a, &first), 0);
+	ck_assert_uint_eq(first, u[2] + 1);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.recent, 0);
+	mailbox_close(&a);
+	mailbox_close(&b);
+	reopen();
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.recent, 0);
+	ck_assert_uint_eq(s.messages, 3);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &a), 0);
+	ck_assert_int_eq(mailbox_claim_recent(a, &first), 0);
+	ck_assert_uint_eq(first, u[2] + 1);
+	mailbox_close(&a);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(multi_recipient)
 {
 	struct delivery_target t[4] = {
@@ -1494,6 +1541,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, changes_since, 0, n_backends);
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
+	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, threads, 0, n_backends);
 	tcase_add_loop_test(tc, copy_move_race, 0, n_backends);

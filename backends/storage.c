@@ -509,24 +509,22 @@ registry_free(struct watch_registry **regp)
 	free(reg);
 }
 
-/*
- * mailbox NULL wakes every watcher of the user (used for renames, where
- * children move too). The notify file is rewritten so other processes'
- * inotify threads see IN_CLOSE_WRITE.
- */
-void
-storage_notify(struct storage *st, const char *user, const char *mailbox)
+/* Wake the watchers of (user, mailbox) in this process. */
+static void
+notify_here(struct watch_registry *reg, uint64_t h, const char *user, const char *mailbox)
 {
-	struct watch_registry *reg = st->watches;
-	uint64_t h = user_hash(user);
-	char path[PATH_MAX];
-	int fd;
-
-	if (reg == NULL)
-		return;
 	pthread_mutex_lock(&reg->lock);
 	wake_locked(reg, h, user, mailbox);
 	pthread_mutex_unlock(&reg->lock);
+}
+
+/* Rewrite the user's notify file so other processes' inotify threads see
+ * IN_CLOSE_WRITE. */
+static void
+notify_others(struct watch_registry *reg, uint64_t h)
+{
+	char path[PATH_MAX];
+	int fd;
 
 	notify_path(reg, h, path, sizeof(path));
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -537,6 +535,20 @@ storage_notify(struct storage *st, const char *user, const char *mailbox)
 	if (pwrite(fd, "!", 1, 0) < 0)
 		log_debug("storage: notify %s: %s", path, strerror(errno));
 	close(fd);
+}
+
+/* mailbox NULL wakes every watcher of the user (used for renames, where
+ * children move too). */
+void
+storage_notify(struct storage *st, const char *user, const char *mailbox)
+{
+	struct watch_registry *reg = st->watches;
+	uint64_t h = user_hash(user);
+
+	if (reg == NULL)
+		return;
+	notify_here(reg, h, user, mailbox);
+	notify_others(reg, h);
 }
 
 int
@@ -882,16 +894,26 @@ storage_deliver(struct storage *st, const struct msg_input *msg,
 		size_t retry = 0;
 
 		(void)st->ops->deliver(st, msg, sub, m);
+		/* Every session here first, then the other processes: a
+		 * notify file costs an open and a write, and a message to
+		 * many users used to keep the later users' sessions waiting
+		 * for the earlier users' files. */
 		for (size_t j = 0; j < m; j++) {
 			struct delivery_target *t = &targets[map[j]];
 
 			t->result = sub[j].result;
 			t->uid = sub[j].uid;
 			t->uidvalidity = sub[j].uidvalidity;
-			if (t->result == 0) {
-				storage_notify(st, t->user, sub[j].mailbox);
-			} else if (pass == 0 && t->result == ROOST_ENOTFOUND &&
-			    is_inbox(sub[j].mailbox) && storage_user_init(st, t->user) == 0) {
+			if (t->result == 0 && st->watches != NULL)
+				notify_here(st->watches, user_hash(t->user), t->user, sub[j].mailbox);
+		}
+		for (size_t j = 0; j < m; j++) {
+			if (sub[j].result == 0 && st->watches != NULL)
+				notify_others(st->watches, user_hash(sub[j].user));
+		}
+		for (size_t j = 0; j < m; j++) {
+			if (pass == 0 && sub[j].result == ROOST_ENOTFOUND &&
+			    is_inbox(sub[j].mailbox) && storage_user_init(st, sub[j].user) == 0) {
 				sub[retry] = sub[j];
 				map[retry++] = map[j];
 			}

@@ -302,7 +302,16 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		    (unsigned long long)conn_id(s->c), roost_strerror(rc));
 		return;
 	}
-	view_refresh_keywords(s, true);
+	/* Keyword tables only grow: a name the view does not know yet shows
+	 * up as a bit past its table in a changed record. Asking storage for
+	 * the table every time was one more storage call per wake-up. */
+	uint64_t known_kw = v->n_keywords >= 64 ? UINT64_MAX : ((uint64_t)1 << v->n_keywords) - 1;
+	for (size_t i = 0; i < ch.n_changed; i++) {
+		if ((ch.changed[i].keywords & ~known_kw) != 0) {
+			view_refresh_keywords(s, true);
+			break;
+		}
+	}
 
 	for (size_t i = 0; i < ch.n_expunged; i++)
 		mark_expunged(v, ch.expunged[i]);

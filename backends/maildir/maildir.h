@@ -127,6 +127,11 @@ struct md_folder {
 	bool dirs_clean;	/* mtimes above are safe to trust */
 	bool scanned;		/* file locations known */
 	bool watched;		/* inotify watches on new/ cur/ (w->lock) */
+	/* Checks of the disk by mb_begin(), numbered as they start;
+	 * checked[0] is the newest that completed in at least MD_SYNC_LIGHT
+	 * mode, checked[1] in at least MD_SYNC_NORMAL (maildir_store.c). */
+	_Atomic uint64_t checks_begun;
+	uint64_t checked[2];
 
 	off_t uidlist_off;	/* bytes of dovecot-uidlist parsed */
 	int uidlist_version;

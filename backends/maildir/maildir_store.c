@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -913,21 +914,39 @@ md_mailbox_close(struct mailbox *mb)
 	free(m);
 }
 
-/* Lock the folder and bring it up to date. */
+/*
+ * Lock the folder and bring it up to date. When a check of the disk in
+ * this mode or a stronger one began after we arrived and completed while
+ * we waited for the mutex, it saw everything that was done before our
+ * call, and another would only cost the same stats again: sessions woken
+ * together by one delivery (IDLE) would each stat the same files, one
+ * after the other, behind the same mutex.
+ */
 static int
 mb_begin(struct mailbox *mb, int mode, struct md_folder **f_r)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_folder *f = m->f;
+	uint64_t arrived = atomic_load(&f->checks_begun), check;
+	int level = mode == MD_SYNC_LIGHT ? 0 : 1;
 	bool changed;
 	int err;
 
 	pthread_mutex_lock(&f->mutex);
+	if (mode != MD_SYNC_FORCE && f->loaded && f->checked[level] > arrived) {
+		*f_r = f;
+		return 0;
+	}
+	check = atomic_fetch_add(&f->checks_begun, 1) + 1;
 	err = md_refresh(f, mode, &changed);
 	if (err < 0) {
 		pthread_mutex_unlock(&f->mutex);
 		return err;
 	}
+	if (check > f->checked[0])
+		f->checked[0] = check;
+	if (level == 1 && check > f->checked[1])
+		f->checked[1] = check;
 	if (changed) {
 		/* wake the others; we are already up to date ourselves */
 		pthread_mutex_unlock(&f->mutex);

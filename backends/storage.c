@@ -1006,9 +1006,11 @@ mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
 }
 
 int
-mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r)
+mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r)
 {
-	return mb->st->ops->claim_recent(mb, first_recent_uid_r);
+	uint32_t next;
+
+	return mb->st->ops->claim_recent(mb, first_recent_uid_r, next_r != NULL ? next_r : &next);
 }
 
 int

@@ -240,7 +240,7 @@ int lmdb_op_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
 int lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
     uint64_t *modseq_r);
 int lmdb_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
-int lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r);
+int lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
 int lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 int lmdb_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
 int lmdb_op_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);

@@ -613,7 +613,7 @@ w_claim(struct lmdb_w *w, void *arg)
 }
 
 int
-lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r)
+lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r)
 {
 	struct lmdb_mailbox *lm = LM(mb);
 	struct lmdb_shard *sh = lm->sh;
@@ -640,6 +640,7 @@ lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r)
 			sh->claims[i] = sh->claims[--sh->n_claims];
 	}
 	*first_recent_uid_r = first;
+	*next_r = first;
 	if (first >= rec.uidnext || (mb->flags & MAILBOX_READONLY) != 0) {
 		pthread_mutex_unlock(&sh->claim_lock);
 		return 0;
@@ -658,6 +659,7 @@ lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r)
 	}
 	sh->claims[i].first = rec.uidnext;
 	pthread_mutex_unlock(&sh->claim_lock);
+	*next_r = rec.uidnext;
 	a = xmalloc(sizeof(*a));
 	a->id = lm->id;
 	a->first = rec.uidnext;

@@ -1028,19 +1028,30 @@ md_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
 	return 0;
 }
 
+/*
+ * Claims what the folder in memory knows without looking at the disk first:
+ * IMAP claims right after a sync (that looked), and a message another
+ * program added since is only left for a later claim. Moving the boundary
+ * takes the lock and rereads the files like any change.
+ */
 static int
-md_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r)
+md_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r)
 {
-	struct md_folder *f;
-	int err;
+	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
+	struct md_folder *f = m->f;
+	int err = 0;
 
-	if ((err = mb_begin(mb, MD_SYNC_LIGHT, &f)) < 0)
-		return err;
-	*first_recent_uid_r = f->recent_uid;
+	pthread_mutex_lock(&f->mutex);
+	if (!f->loaded) {
+		pthread_mutex_unlock(&f->mutex);
+		if ((err = mb_begin(mb, MD_SYNC_LIGHT, &f)) < 0)
+			return err;
+	}
+	*first_recent_uid_r = *next_r = f->recent_uid;
 	if (!(mb->flags & MAILBOX_READONLY) && f->recent_uid != f->nextuid) {
 		if ((err = md_lock_and_sync(f, MD_SYNC_LIGHT)) == 0) {
 			*first_recent_uid_r = f->recent_uid;
-			f->recent_uid = f->nextuid;
+			f->recent_uid = *next_r = f->nextuid;
 			md_index_log_recent(f);
 			err = md_commit(f);
 		}

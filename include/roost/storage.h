@@ -240,10 +240,13 @@ int mailbox_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
 int mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
 
 /* Claim \Recent: atomically moves the mailbox's recent boundary to UIDNEXT
- * and returns the old boundary; messages with old <= uid < uidnext are
- * \Recent for the caller's session only. Read-only mailboxes return the
- * boundary without moving it. */
-int mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r);
+ * and returns the old boundary in *first_recent_uid_r and the new one in
+ * *next_r (NULL when not wanted); messages with first <= uid < next are
+ * \Recent for the caller's session only. UIDNEXT is the one this process
+ * knows: a message another process added a moment ago may be left for a
+ * later claim. Read-only mailboxes return the boundary without moving it
+ * (next = first). */
+int mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
 
 /* View of message uid (see struct msg_view for how long it may live).
  * ROOST_ENOTFOUND when no such message exists (any more). */

@@ -118,19 +118,19 @@ view_push(struct imap_view *v, const struct msg_record *r, bool recent)
 	v->n++;
 }
 
-/* Claim \Recent; remember the claimed range (up to the UIDNEXT seen just
- * after) for messages not in the view yet. */
+/* Claim \Recent; remember the claimed range for messages not in the view
+ * yet. */
 static int
 claim_recent(struct imap_view *v, uint32_t *first_r)
 {
-	struct mailbox_status st;
-	int rc = mailbox_claim_recent(v->mb, first_r);
+	uint32_t next;
+	int rc = mailbox_claim_recent(v->mb, first_r, &next);
 
 	if (rc < 0 || v->readonly)
 		return rc;
-	if (mailbox_status(v->mb, &st) == 0 && *first_r != 0 && st.uidnext > *first_r) {
+	if (*first_r != 0 && next > *first_r) {
 		v->recent_lo = *first_r;
-		v->recent_hi = st.uidnext;
+		v->recent_hi = next;
 	}
 	return 0;
 }

@@ -694,12 +694,12 @@ START_TEST(status_store_copy)
 
 	/* \Recent claimed once */
 	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", MAILBOX_READONLY, &ro), 0);
-	ck_assert_int_eq(mailbox_claim_recent(ro, &first), 0);
+	ck_assert_int_eq(mailbox_claim_recent(ro, &first, NULL), 0);
 	ck_assert_uint_eq(first, u[0]);
 	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
-	ck_assert_int_eq(mailbox_claim_recent(mb, &first), 0);
+	ck_assert_int_eq(mailbox_claim_recent(mb, &first, NULL), 0);
 	ck_assert_uint_eq(first, u[0]);
-	ck_assert_int_eq(mailbox_claim_recent(mb, &first), 0);
+	ck_assert_int_eq(mailbox_claim_recent(mb, &first, NULL), 0);
 	ck_assert_uint_eq(first, u[3] + 1);
 	ck_assert_int_eq(mailbox_status(mb, &s), 0);
 	ck_assert_uint_eq(s.recent, 0);
@@ -808,25 +808,27 @@ START_TEST(recent_claims)
 {
 	struct mailbox *a, *b;
 	struct mailbox_status s;
-	uint32_t u[3], first;
+	uint32_t u[3], first, next;
 
 	setup_backend(_i);
 	u[0] = append_simple("INBOX", 0);
 	u[1] = append_simple("INBOX", 1);
 	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &a), 0);
 	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &b), 0);
-	ck_assert_int_eq(mailbox_claim_recent(a, &first), 0);
+	ck_assert_int_eq(mailbox_claim_recent(a, &first, &next), 0);
 	ck_assert_uint_eq(first, u[0]);
-	ck_assert_int_eq(mailbox_claim_recent(b, &first), 0);
+	ck_assert_uint_eq(next, u[1] + 1);
+	ck_assert_int_eq(mailbox_claim_recent(b, &first, &next), 0);
 	ck_assert_uint_eq(first, u[1] + 1);
+	ck_assert_uint_eq(next, first);
 	ck_assert_int_eq(mailbox_status(b, &s), 0);
 	ck_assert_uint_eq(s.recent, 0);
 	u[2] = append_simple("INBOX", 2);
 	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
 	ck_assert_uint_eq(s.recent, 1);
-	ck_assert_int_eq(mailbox_claim_recent(b, &first), 0);
+	ck_assert_int_eq(mailbox_claim_recent(b, &first, NULL), 0);
 	ck_assert_uint_eq(first, u[2]);
-	ck_assert_int_eq(mailbox_claim_recent(a, &first), 0);
+	ck_assert_int_eq(mailbox_claim_recent(a, &first, NULL), 0);
 	ck_assert_uint_eq(first, u[2] + 1);
 	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
 	ck_assert_uint_eq(s.recent, 0);
@@ -837,7 +839,7 @@ START_TEST(recent_claims)
 	ck_assert_uint_eq(s.recent, 0);
 	ck_assert_uint_eq(s.messages, 3);
 	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &a), 0);
-	ck_assert_int_eq(mailbox_claim_recent(a, &first), 0);
+	ck_assert_int_eq(mailbox_claim_recent(a, &first, NULL), 0);
 	ck_assert_uint_eq(first, u[2] + 1);
 	mailbox_close(&a);
 	assert_clean();

@@ -5,10 +5,12 @@
  * leaves a half-running server: it exits 2 (configuration) or 1 (anything
  * else) with the reason on stderr.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "roost/auth.h"
 #include "roost/cli.h"
@@ -74,6 +76,66 @@ open_listeners(const struct roost_config *cfg, struct server *srv)
 	return 0;
 }
 
+/*
+ * Descriptors the server keeps besides one per connection: listeners, event
+ * loops, storage (LMDB environments, Maildir and notify inotify), logs, the
+ * queue, and files the workers open for a moment.
+ */
+#define NOFILE_RESERVE 256
+
+/* The most RLIMIT_NOFILE may be raised to without privilege: the hard
+ * limit, which for "unlimited" is the kernel's fs.nr_open. */
+static rlim_t
+nofile_ceiling(rlim_t hard)
+{
+	unsigned long long v = 0;
+	FILE *f;
+
+	if (hard != RLIM_INFINITY)
+		return hard;
+	f = fopen("/proc/sys/fs/nr_open", "re");
+	if (f != NULL) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v > 0 ? (rlim_t)v : 1048576;
+}
+
+/*
+ * Every connection holds a descriptor, and the usual soft limit (1024)
+ * would refuse connections long before [limits] max_connections: raise it
+ * to the hard limit, and say once when even that is too low.
+ */
+static void
+raise_nofile(const struct roost_config *cfg)
+{
+	struct rlimit rl;
+	rlim_t want;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("event=nofile_limit error=\"%s\"", strerror(errno));
+		return;
+	}
+	want = nofile_ceiling(rl.rlim_max);
+	if (rl.rlim_cur < want) {
+		struct rlimit raised = { want, rl.rlim_max };
+
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl.rlim_cur = want;
+		else
+			log_warn("event=nofile_limit limit=%llu error=\"%s\"",
+			    (unsigned long long)rl.rlim_cur, strerror(errno));
+	}
+	if (rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)cfg->max_connections + NOFILE_RESERVE)
+		log_warn("event=nofile_limit limit=%llu max_connections=%u reachable=%llu "
+		    "hint=\"raise the hard limit on open files: LimitNOFILE= in the systemd "
+		    "unit, ulimit -Hn, or limits.conf\"", (unsigned long long)rl.rlim_cur,
+		    cfg->max_connections, rl.rlim_cur > NOFILE_RESERVE ?
+		    (unsigned long long)(rl.rlim_cur - NOFILE_RESERVE) : 0ULL);
+}
+
 int
 cli_serve(struct cli *cli)
 {
@@ -109,6 +171,7 @@ cli_serve(struct cli *cli)
 	log_setup(level, true, cfg->log_syslog);
 	log_info("event=start version=0.1 config=%s data_dir=%s backend=%s",
 	    cfg->path != NULL ? cfg->path : "(defaults)", cfg->data_dir, cfg->storage_backend);
+	raise_nofile(cfg);
 
 	if ((ret = storage_open(cfg, &storage)) < 0) {
 		log_error("event=start status=failed stage=storage backend=%s error=\"%s\"",

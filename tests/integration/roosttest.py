@@ -75,15 +75,17 @@ def wait_log(srv, pattern, count=1, timeout=15.0):
 
 class RoostServer:
     def __init__(self, backend="lmdb", users=None, conf=None, listeners=LISTENERS,
-                 binary=None, args=()):
+                 binary=None, args=(), preexec_fn=None):
         """conf: {"section": {"key": "value"}} laid over the test defaults.
-        listeners: which listeners to open (others are "off")."""
+        listeners: which listeners to open (others are "off").
+        preexec_fn: run in the server's process before it starts (limits)."""
         self.backend = backend
         self.users = DEFAULT_USERS if users is None else users
         self.extra_conf = conf or {}
         self.listeners = tuple(listeners)
         self.binary = binary or ROOST_BIN
         self.args = tuple(args)
+        self.preexec_fn = preexec_fn
         self.dir = None
         self.proc = None
         self.ports = {}
@@ -170,7 +172,7 @@ class RoostServer:
         self.proc = subprocess.Popen([self.binary, "serve", "--config", self.conf_path]
                                      + list(self.args),
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
         for name in self.listeners:
             if not wait_port(self.ports[name]):
                 self.kill()

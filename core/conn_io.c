@@ -159,8 +159,6 @@ conn_write(struct conn *c, const void *data, size_t len)
 		return c->io_err;
 	}
 	out_append(c, data, len);
-	/* out_peak is the loop's, but the loop does not touch it while
-	 * someone else owns the connection. */
 	if (out_len(c) > c->out_peak)
 		c->out_peak = out_len(c);
 	return 0;

@@ -142,7 +142,8 @@ typedef void conn_continue_fn(struct conn *c, void *session, void *arg);
  * A later call in the same hook replaces an earlier one. */
 void conn_continue(struct conn *c, conn_continue_fn *fn, void *arg);
 
-/* Close after the output is flushed. No more commands are framed. */
+/* [worker or loop (frame)] Close after the output is flushed. No more
+ * commands are framed and a pending continuation is dropped. */
 void conn_close(struct conn *c);
 bool conn_is_closing(const struct conn *c);
 
@@ -152,17 +153,18 @@ bool conn_is_closing(const struct conn *c);
  * TLS context, ROOST_EINVAL if TLS is already on. */
 int conn_starttls(struct conn *c);
 
-/* Mark the session as authenticated: switches to the post-login idle
+/* [worker] Mark the session as authenticated: switches to the post-login idle
  * timeout and line bounds, and adds user= to the connection's log lines.
  * user is copied. */
 void conn_set_user(struct conn *c, const char *user);
 const char *conn_user(const struct conn *c);	/* NULL before login */
-/* Override the idle timeout in seconds (0 = the configured default). */
+/* [worker] Override the idle timeout in seconds (0 = the configured default). */
 void conn_set_idle_timeout(struct conn *c, unsigned seconds);
-/* Hold output and input for ms milliseconds after the current hook returns,
+/* [worker] Hold output and input for ms milliseconds after the current hook returns,
  * without holding a worker (failed-login delay). */
 void conn_delay(struct conn *c, unsigned ms);
-/* Arm (ms > 0) or disarm (ms == 0) a one-shot timer delivering WAKE_TIMER. */
+/* [worker] Arm (ms > 0) or disarm (ms == 0) a one-shot timer delivering
+ * WAKE_TIMER (held back while a reply in steps runs). */
 void conn_set_timer(struct conn *c, unsigned ms);
 
 /* Any thread: ask for on_wake(WAKE_NOTIFY) to run once the connection is

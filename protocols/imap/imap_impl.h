@@ -306,7 +306,7 @@ struct imap_cmd {
 	bool done;	/* tagged reply written */
 	struct imap_spool *spool;	/* a spooled APPEND's text (p points into it) */
 
-	/* Resumable commands (FETCH, LIST): their state lives here, so it
+	/* Resumable commands (FETCH, LIST, SEARCH): their state lives here, so it
 	 * survives between steps and dies with the command or the session. */
 	imap_step_fn *step;	/* set by imap_yield(), cleared before it runs */
 	void *state;

@@ -15,6 +15,7 @@
  * NO [LIMIT]. Decoding each message once is not charged: it costs what any
  * single-key search costs, and no more keys make it bigger.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -530,6 +531,74 @@ match(struct sctx *x, const struct skey *k)
 
 enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
 
+/*
+ * The result line of a SEARCH, written after the search in pieces: a
+ * mailbox of many messages makes a line of hundreds of KiB, so the numbers
+ * go out as the client reads them (imap_yield()). The line stays one line:
+ * while the command is parked nothing else is written on the connection.
+ */
+struct search_out {
+	uint32_t *hits;	/* ascending sequence numbers or UIDs (heap) */
+	size_t nh;
+	size_t next;	/* first of hits not written yet */
+	bool ranges;	/* ESEARCH ALL "1:3,5" rather than SEARCH " 1 2 3 5" */
+	char tail[48];	/* written after the last number: the MODSEQ */
+};
+
+/* Bytes of numbers formatted before they are handed to the connection. */
+#define SEARCH_PIECE 4096
+
+static imap_step_fn search_out_step;
+
+static void
+search_out_free(struct imap_cmd *cmd)
+{
+	struct search_out *o = cmd->state;
+
+	if (o != NULL)
+		free(o->hits);
+	cmd->state = NULL;
+}
+
+static void
+search_out_step(struct imap_cmd *cmd)
+{
+	struct search_out *o = cmd->state;
+	struct buf b = BUF_INIT(0);
+
+	while (o->next < o->nh) {
+		if (conn_output_full(cmd->c)) {
+			imap_yield(cmd, search_out_step);
+			buf_free(&b);
+			return;
+		}
+		buf_reset(&b);
+		while (o->next < o->nh && b.len < SEARCH_PIECE) {
+			size_t i = o->next;
+			if (!o->ranges) {
+				buf_printf(&b, " %u", o->hits[i]);
+				o->next++;
+				continue;
+			}
+			size_t j = i;
+			while (j + 1 < o->nh && o->hits[j + 1] == o->hits[j] + 1)
+				j++;
+			if (i > 0)
+				buf_append_byte(&b, ',');
+			if (j == i)
+				buf_printf(&b, "%u", o->hits[i]);
+			else
+				buf_printf(&b, "%u:%u", o->hits[i], o->hits[j]);
+			o->next = j + 1;
+		}
+		conn_write(cmd->c, b.data, b.len);
+	}
+	buf_free(&b);
+	conn_printf(cmd->c, "%s\r\n", o->tail);
+	search_out_free(cmd);
+	imap_tagged(cmd, "OK", "SEARCH completed");
+}
+
 void
 cmd_search(struct imap_cmd *cmd)
 {
@@ -630,7 +699,13 @@ cmd_search(struct imap_cmd *cmd)
 		    "(search_budget); narrow it");
 		return;
 	}
+	struct search_out *o = arena_alloc(&cmd->arena, sizeof(*o));
+	o->hits = hits;
+	o->nh = nh;
+	cmd->state = o;
+	cmd->state_free = search_out_free;
 	struct buf b = BUF_INIT(0);
+	buf_append_str(&b, "* ");
 	if (esearch) {
 		buf_printf(&b, "ESEARCH (TAG \"%s\")%s", cmd->p.tag, cmd->uid ? " UID" : "");
 		if (nh > 0 && (ret & RET_MIN))
@@ -641,19 +716,18 @@ cmd_search(struct imap_cmd *cmd)
 			buf_printf(&b, " COUNT %zu", nh);
 		if (nh > 0 && (ret & RET_ALL)) {
 			buf_append_str(&b, " ALL ");
-			seqset_format(hits, nh, &b);
+			o->ranges = true;
+		} else {
+			o->next = nh;	/* no numbers: only the tail */
 		}
 		if (nh > 0 && sp.modseq)
-			buf_printf(&b, " MODSEQ %llu", (unsigned long long)top);
+			snprintf(o->tail, sizeof(o->tail), " MODSEQ %llu", (unsigned long long)top);
 	} else {
 		buf_append_str(&b, "SEARCH");
-		for (size_t k = 0; k < nh; k++)
-			buf_printf(&b, " %u", hits[k]);
 		if (nh > 0 && sp.modseq)
-			buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)top);
+			snprintf(o->tail, sizeof(o->tail), " (MODSEQ %llu)", (unsigned long long)top);
 	}
-	imap_untagged(s, "%s", buf_cstr(&b));
+	conn_write(s->c, b.data, b.len);
 	buf_free(&b);
-	free(hits);
-	imap_tagged(cmd, "OK", "SEARCH completed");
+	search_out_step(cmd);
 }

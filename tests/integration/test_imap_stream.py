@@ -4,7 +4,8 @@ stored, a slow reader getting every byte while the server keeps its
 pending output bounded, pipelined commands after a long FETCH answered in
 order, a client vanishing mid-literal, a message expunged mid-literal
 (LMDB closes the connection rather than send other bytes; Maildir's view
-outlives the unlink), and LIST over many mailboxes. On every backend."""
+outlives the unlink), LIST over many mailboxes and SEARCH over many
+messages. On every backend."""
 import base64
 import os
 import random
@@ -498,6 +499,57 @@ class StreamBase:
         finally:
             c.close()
         # The LIST is about 120 KB; the output never held much past 64 KiB.
+        self.assertLess(out_peak(self.srv, conn), 96 * 1024)
+
+    def test_search_many_messages(self):
+        """SEARCH over a mailbox whose result line is over 200 KB: one
+        line, every number in order, read slowly with a command pipelined
+        behind it; the ESEARCH ALL form of a scattered set likewise."""
+        count = 40000
+        res = subprocess.run([FILL, "-F", "-m", "Archive", self.srv.conf_path, USER.decode(),
+                              str(count)], input=self.small, capture_output=True, timeout=600)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        c = Client(self.port).login(select=b"Archive")
+        conn = login_conn(self.srv)
+        try:
+            c.send(b"s1 SEARCH ALL\r\ns2 NOOP\r\n")
+            lines, t = c.until(b"s1", piece=512)
+            self.assertIn(b"s1 OK ", t)
+            self.assertEqual(len(lines), 1)
+            self.assertGreater(len(lines[0]), 200 * 1024)
+            self.assertEqual(lines[0], b"* SEARCH " + b" ".join(
+                b"%d" % i for i in range(1, count + 1)) + b"\r\n")
+            _, t = c.until(b"s2")
+            self.assertIn(b"s2 OK ", t)
+
+            lines, t = c.cmd(b"UID SEARCH ALL")
+            self.assertIn(b" OK ", t)
+            self.assertEqual(len(lines), 1)
+            uids = [int(x) for x in lines[0].split()[2:]]
+            self.assertEqual(len(uids), count)
+            self.assertEqual(uids, sorted(set(uids)))
+
+            # Flag every odd message (sets bounded by the line length).
+            odd = list(range(1, count + 1, 2))
+            for k in range(0, len(odd), 5000):
+                part = b",".join(b"%d" % i for i in odd[k:k + 5000])
+                _, t = c.cmd(b"STORE " + part + b" +FLAGS.SILENT (\\Flagged)")
+                self.assertIn(b" OK ", t)
+            c.send(b"e1 SEARCH RETURN (MIN COUNT ALL) FLAGGED\r\ne2 NOOP\r\n")
+            lines, t = c.until(b"e1", piece=512)
+            self.assertIn(b"e1 OK ", t)
+            self.assertEqual(len(lines), 1)
+            self.assertEqual(lines[0], b"* ESEARCH (TAG \"e1\") MIN 1 COUNT %d ALL " % len(odd)
+                             + b",".join(b"%d" % i for i in odd) + b"\r\n")
+            _, t = c.until(b"e2")
+            self.assertIn(b"e2 OK ", t)
+            lines, t = c.cmd(b"UID SEARCH RETURN (ALL) UNFLAGGED")
+            self.assertIn(b" OK ", t)
+            self.assertEqual(lines, [b"* ESEARCH (TAG \"c%d\") UID ALL " % c.n + b",".join(
+                b"%d" % u for u in uids[1::2]) + b"\r\n"])
+        finally:
+            c.close()
+        # The output never held much past 64 KiB.
         self.assertLess(out_peak(self.srv, conn), 96 * 1024)
 
 

@@ -254,10 +254,24 @@ uids_check(const uint32_t *uids, size_t n)
 
 #define WATCH_BUCKETS 256
 
+/*
+ * What a poller compares of a notify file. Each notification appends a byte
+ * (the file is emptied again past NOTIFY_MAX), so the size moves even when
+ * two notifications fall in one tick of the file system's clock and leave
+ * the mtime as it was: with the mtime alone, a change made just after a
+ * session started watching could go unnoticed.
+ */
+struct notify_stamp {
+	struct timespec mtime;
+	off_t size;
+};
+
+#define NOTIFY_MAX 4096
+
 struct storage_watch {
 	struct watch_registry *reg;
 	struct storage_watch *next;
-	struct timespec seen;	/* notify file's mtime last seen (polling mode) */
+	struct notify_stamp seen;	/* the notify file as last seen (polling mode) */
 	uint64_t uhash;
 	char *user;
 	char *mailbox;
@@ -377,16 +391,23 @@ notify_path(const struct watch_registry *reg, uint64_t h, char *path, size_t siz
 	snprintf(path, size, "%s/%016llx", reg->notify_dir, (unsigned long long)h);
 }
 
-static struct timespec
-notify_mtime(const struct watch_registry *reg, uint64_t h)
+static struct notify_stamp
+notify_stat(const struct watch_registry *reg, uint64_t h)
 {
 	char path[PATH_MAX];
 	struct stat sb;
 
 	notify_path(reg, h, path, sizeof(path));
 	if (stat(path, &sb) < 0)
-		return (struct timespec){ 0, 0 };
-	return sb.st_mtim;
+		return (struct notify_stamp){ { 0, 0 }, 0 };
+	return (struct notify_stamp){ sb.st_mtim, sb.st_size };
+}
+
+static bool
+stamp_eq(const struct notify_stamp *a, const struct notify_stamp *b)
+{
+	return a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	    a->size == b->size;
 }
 
 #define POLL_MS 250
@@ -412,16 +433,16 @@ poll_thread(void *arg)
 		pthread_mutex_lock(&reg->lock);
 		for (size_t b = 0; b < WATCH_BUCKETS; b++) {
 			uint64_t last_h = 0;
-			struct timespec last_t = { 0, 0 };
+			struct notify_stamp last_t = { { 0, 0 }, 0 };
 			bool have = false;
 
 			for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next) {
 				if (!have || w->uhash != last_h) {
 					last_h = w->uhash;
-					last_t = notify_mtime(reg, w->uhash);
+					last_t = notify_stat(reg, w->uhash);
 					have = true;
 				}
-				if (last_t.tv_sec != w->seen.tv_sec || last_t.tv_nsec != w->seen.tv_nsec) {
+				if (!stamp_eq(&last_t, &w->seen)) {
 					w->seen = last_t;
 					w->cb(w->arg);
 				}
@@ -453,7 +474,11 @@ registry_new(const struct roost_config *cfg)
 		log_warn("storage: pipe: %s; no cross-process notification", strerror(errno));
 		return reg;
 	}
-	reg->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	/* ROOST_NOTIFY_POLL: poll as when inotify is unavailable (tests). */
+	if (getenv("ROOST_NOTIFY_POLL") == NULL)
+		reg->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	else
+		errno = ENOSYS;
 	if (reg->ifd >= 0 &&
 	    inotify_add_watch(reg->ifd, reg->notify_dir, IN_CLOSE_WRITE | IN_ATTRIB) < 0) {
 		close(reg->ifd);
@@ -518,21 +543,24 @@ notify_here(struct watch_registry *reg, uint64_t h, const char *user, const char
 	pthread_mutex_unlock(&reg->lock);
 }
 
-/* Rewrite the user's notify file so other processes' inotify threads see
- * IN_CLOSE_WRITE. */
+/* Write to the user's notify file: other processes' inotify threads see
+ * IN_CLOSE_WRITE, their pollers a new size (struct notify_stamp). */
 static void
 notify_others(struct watch_registry *reg, uint64_t h)
 {
 	char path[PATH_MAX];
+	struct stat sb;
 	int fd;
 
 	notify_path(reg, h, path, sizeof(path));
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		log_debug("storage: notify %s: %s", path, strerror(errno));
 		return;
 	}
-	if (pwrite(fd, "!", 1, 0) < 0)
+	if (write(fd, "!", 1) < 0)
+		log_debug("storage: notify %s: %s", path, strerror(errno));
+	else if (fstat(fd, &sb) == 0 && sb.st_size >= NOTIFY_MAX && ftruncate(fd, 0) < 0)
 		log_debug("storage: notify %s: %s", path, strerror(errno));
 	close(fd);
 }
@@ -571,7 +599,7 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
 	w->cb = cb;
 	w->arg = arg;
 	if (w->reg->ifd < 0)
-		w->seen = notify_mtime(w->reg, w->uhash);
+		w->seen = notify_stat(w->reg, w->uhash);
 	pthread_mutex_lock(&w->reg->lock);
 	w->next = w->reg->buckets[w->uhash % WATCH_BUCKETS];
 	w->reg->buckets[w->uhash % WATCH_BUCKETS] = w;

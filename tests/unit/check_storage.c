@@ -1376,6 +1376,44 @@ START_TEST(watch)
 END_TEST
 
 /*
+ * Where inotify is not to be had, other processes' changes are found by
+ * polling the per-user notify files. A change made right after a session
+ * started watching must wake it, even when it falls in the same tick of
+ * the file system's clock as the one before (which left the mtime as the
+ * watch had seen it). Two stores on one data directory stand for two
+ * processes.
+ */
+START_TEST(watch_polled)
+{
+	static const char text[] = "Subject: p\r\n\r\np\r\n";
+	struct storage *other;
+	struct storage_watch *w;
+	struct msg_input in = { .data = (const uint8_t *)text, .len = sizeof(text) - 1, .fd = -1 };
+	uint32_t uidv, uid;
+
+	ck_assert_int_eq(setenv("ROOST_NOTIFY_POLL", "1", 1), 0);
+	setup_dir(_i);
+	cfg.storage_fsync = false;	/* the two changes as close as can be */
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	ck_assert_int_eq(storage_open(&cfg, &other), 0);
+	for (int round = 0; round < 5; round++) {
+		pthread_mutex_lock(&wlock);
+		woken = 0;
+		pthread_mutex_unlock(&wlock);
+		ck_assert_int_eq(storage_append(other, USER, "INBOX", &in, &uidv, &uid), 0);
+		ck_assert_int_eq(storage_watch(st, USER, "INBOX", on_change, NULL, &w), 0);
+		ck_assert_int_eq(storage_append(other, USER, "INBOX", &in, &uidv, &uid), 0);
+		ck_assert_msg(wait_woken(1, 5000), "round %d: no wake-up", round);
+		storage_unwatch(&w);
+	}
+	storage_close(&other);
+	ck_assert_int_eq(unsetenv("ROOST_NOTIFY_POLL"), 0);
+	teardown_backend();
+}
+END_TEST
+
+/*
  * Another process grows the store (with LMDB: the map, past this
  * process's map size) while this one has it open; this one then reads
  * what the other wrote and keeps writing.
@@ -1550,6 +1588,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, two_processes, 0, n_backends);
 	tcase_add_loop_test(tc, crash, 0, n_backends);
 	tcase_add_loop_test(tc, watch, 0, n_backends);
+	tcase_add_loop_test(tc, watch_polled, 0, n_backends);
 	tcase_add_loop_test(tc, grown_by_other_process, 0, n_backends);
 	suite_add_tcase(s, tc);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {

@@ -125,8 +125,10 @@ struct md_folder {
 	struct md_file_id uidlist_id, kw_id, index_id;
 	struct timespec new_mtime, cur_mtime;
 	bool dirs_clean;	/* mtimes above are safe to trust */
+	bool dirs_by_watch;	/* ...only while watch_ok (md_own_rename_end) */
 	bool scanned;		/* file locations known */
 	bool watched;		/* inotify watches on new/ cur/ (w->lock) */
+	_Atomic bool watch_ok;	/* and both are in place (set under w->lock) */
 	/* Checks of the disk by mb_begin(), numbered as they start;
 	 * checked[0] is the newest that completed in at least MD_SYNC_LIGHT
 	 * mode, checked[1] in at least MD_SYNC_NORMAL (maildir_store.c). */
@@ -235,6 +237,16 @@ enum {
 int md_sync(struct md_folder *f, int mode);
 /* Take the uidlist lock (f->mutex held) and sync under it. */
 int md_lock_and_sync(struct md_folder *f, int mode);
+/*
+ * Around a rename of our own into new/ (in_new) or cur/, f->mutex held:
+ * md_own_rename_begin() says whether the directory is as the last scan
+ * left it; if so, md_own_rename_end() records its new mtime, so the next
+ * sync need not read the directory for a file we know. Only for folders
+ * inotify watches (f->watch_ok): there, what another program does to the
+ * directory meanwhile is reported and synced by maildir_watch.c.
+ */
+bool md_own_rename_begin(struct md_folder *f, bool in_new);
+void md_own_rename_end(struct md_folder *f, bool in_new);
 /* md_sync + md_commit when the sync took the lock; *changed_r says that
  * another program changed the folder (call md_notify after the mutex). */
 int md_refresh(struct md_folder *f, int mode, bool *changed_r);

@@ -214,7 +214,7 @@ finish_save(struct md_folder *f, struct pending *p, uint32_t flags, const char *
 	uint64_t kw = 0;
 	struct md_rec *r;
 	char *name, *dst, *dstdir;
-	bool in_new;
+	bool in_new, own;
 	int err;
 
 	if (f->nextuid == UINT32_MAX)
@@ -228,11 +228,14 @@ finish_save(struct md_folder *f, struct pending *p, uint32_t flags, const char *
 	name = in_new ? xstrdup(p->base) : md_fname_build(p->base, strlen(p->base), flags, kw, NULL);
 	dstdir = md_path(f->path, in_new ? "new" : "cur");
 	dst = md_path(dstdir, name);
+	own = md_own_rename_begin(f, in_new);
 	if (rename(p->tmppath, dst) < 0) {
 		err = md_errno_to_err(errno);
 		log_error("maildir: rename %s %s: %s", p->tmppath, dst, strerror(errno));
 		goto fail;
 	}
+	if (own)
+		md_own_rename_end(f, in_new);
 	free(p->tmppath);
 	p->tmppath = NULL;
 	if (in_new)

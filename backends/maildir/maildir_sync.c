@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -607,6 +608,7 @@ scan_apply(struct md_folder *f, bool *work_r)
 	}
 done:
 	f->scanned = true;
+	f->dirs_by_watch = false;
 	f->new_mtime = s.new_mtime;
 	f->cur_mtime = s.cur_mtime;
 	f->dirs_clean = mtime_settled(&s.new_mtime, &s.started) &&
@@ -628,9 +630,34 @@ dirs_unchanged(struct md_folder *f)
 
 	if (!f->dirs_clean || !f->scanned)
 		return false;
+	/* a stamp recorded after a rename of ours is only as good as the
+	 * watch that reports everyone else's */
+	if (f->dirs_by_watch && !atomic_load(&f->watch_ok))
+		return false;
 	if (dir_mtime(f, "new", &n) < 0 || dir_mtime(f, "cur", &c) < 0)
 		return false;
 	return ts_eq(&n, &f->new_mtime) && ts_eq(&c, &f->cur_mtime);
+}
+
+bool
+md_own_rename_begin(struct md_folder *f, bool in_new)
+{
+	struct timespec t;
+
+	if (!atomic_load(&f->watch_ok) || !f->dirs_clean || !f->scanned)
+		return false;
+	if (dir_mtime(f, in_new ? "new" : "cur", &t) < 0)
+		return false;
+	return ts_eq(&t, in_new ? &f->new_mtime : &f->cur_mtime);
+}
+
+void
+md_own_rename_end(struct md_folder *f, bool in_new)
+{
+	if (dir_mtime(f, in_new ? "new" : "cur", in_new ? &f->new_mtime : &f->cur_mtime) < 0)
+		f->dirs_clean = false;
+	else
+		f->dirs_by_watch = true;
 }
 
 static int

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -262,6 +263,8 @@ md_watch_add(struct md_storage *ms, struct md_folder *f)
 	pthread_mutex_lock(&ms->lock);
 	pthread_mutex_lock(&w->lock);
 	if (!f->watched) {
+		size_t ok = 0;
+
 		f->watched = true;
 		for (i = 0; i < 2; i++) {
 			char *p = md_path(f->path, subs[i]);
@@ -278,9 +281,11 @@ md_watch_add(struct md_storage *ms, struct md_folder *f)
 				w->v[w->n].is_new = i == 0;
 				w->v[w->n].f = f;
 				w->n++;
+				ok++;
 			}
 			free(p);
 		}
+		atomic_store(&f->watch_ok, ok == 2);
 	}
 	pthread_mutex_unlock(&w->lock);
 	pthread_mutex_unlock(&ms->lock);
@@ -304,6 +309,7 @@ md_watch_remove_locked(struct md_storage *ms, struct md_folder *f)
 		}
 	}
 	f->watched = false;
+	atomic_store(&f->watch_ok, false);
 	pthread_mutex_unlock(&w->lock);
 }
 

@@ -14,6 +14,7 @@ the new count. Every EXISTS is counted, whether it came from an IDLE
 command's catch-up (before its "+") or as a wake-up afterwards; a missed
 wake-up leaves a session at the old count, and the test names it.
 """
+import os
 import re
 import selectors
 import socket
@@ -281,6 +282,46 @@ class IdleWakeups(unittest.TestCase):
             with self.subTest(backend=backend):
                 self.run_sessions(backend, Deliver)
 
+
+    def test_maildir_foreign_file_after_delivery(self):
+        """A file another program drops into new/ just after a delivery of
+        ours wakes the session too: after its own rename the server trusts
+        the directory's new mtime without reading the directory again, and
+        the inotify watch of the open folder is what reports other programs.
+        The wait stays below the 30 s IDLE poll that would also find it."""
+        if "maildir" not in BACKENDS:
+            self.skipTest("maildir backend not tested")
+        user = USERS[0]
+        srv = RoostServer(backend="maildir", users={user: "secret"},
+                          listeners=("imap", "lmtp"))
+        with srv:
+            lmtp_deliver(srv.port("lmtp"), [user], MSG)
+            with socket.create_connection(("127.0.0.1", srv.port("imap")), timeout=ROUND_S) as c:
+                f = c.makefile("rb")
+
+                def until(pred):
+                    while True:
+                        line = f.readline()
+                        if not line:
+                            raise AssertionError("connection closed")
+                        if pred(line):
+                            return line
+
+                until(lambda l: l.startswith(b"* OK"))
+                c.sendall(b"l LOGIN %s secret\r\ns SELECT INBOX\r\ni IDLE\r\n" % user.encode())
+                until(lambda l: l.startswith(b"+"))
+                new = os.path.join(srv.data_dir, "maildir", user, "new")
+                for k in range(3):
+                    lmtp_deliver(srv.port("lmtp"), [user], MSG)
+                    tmp = os.path.join(srv.data_dir, "maildir", user, "tmp", "tool%d" % k)
+                    with open(tmp, "wb") as out:
+                        out.write(b"Subject: dropped\r\n\r\nby another program\r\n")
+                    os.rename(tmp, os.path.join(new, "1700000000.tool%d.host" % k))
+                    want = 3 + 2 * k
+                    until(lambda l: (EXISTS.match(l) is not None and
+                                     int(EXISTS.match(l).group(1)) >= want))
+                c.sendall(b"DONE\r\n")
+                until(lambda l: l.startswith(b"i OK"))
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""IDLE wake-up latency and the server's CPU per wake-up, on both backends.
+
+    python3 bench/idle_latency.py [--clients 1000] [--users 50] [--rounds 5]
+        [--preload 5] [--runs 3] [--backends lmdb,maildir] [--baseline OLD_ROOST]
+
+For each backend (and each binary: build/roost, and OLD_ROOST when given, so
+a change is measured against the code before it in the same sitting) a fresh
+`roost serve` gets --users users with --preload 4 KB messages each over LMTP;
+then `loadgen idle-latency` opens --clients IMAP sessions spread over the
+users, SELECTs INBOX and enters IDLE in each, and --rounds times delivers one
+LMTP message to every user, timing from the end of DATA to each client
+reading its `* n EXISTS`. Server CPU (user + system of the server process,
+from /proc) is measured over a second, longer idle-latency run against the
+same server and divided by the extra wake-ups, so connection set-up is not
+counted. Runs of the binaries and backends alternate; each figure is the
+median over --runs. Needs build/bench/loadgen (make).
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import roosttest  # noqa: E402
+
+LOADGEN = os.path.join(ROOT, "build", "bench", "loadgen")
+DOMAIN = "example.org"
+
+
+def loadgen(*args):
+    res = subprocess.run([LOADGEN] + [str(a) for a in args], capture_output=True, text=True,
+                         timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError("loadgen %s: %s" % (args[0], res.stderr.strip()))
+    for line in res.stdout.splitlines():
+        if line.startswith("result "):
+            out = dict(kv.split("=", 1) for kv in line.split()[1:])
+            out["stderr"] = res.stderr.strip()
+            return out
+    raise RuntimeError("loadgen printed no result: " + res.stdout + res.stderr)
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(binary, backend, a):
+    users = {"user%d@%s" % (i, DOMAIN): "pass%d" % i for i in range(a.users)}
+    srv = roosttest.RoostServer(
+        backend=backend, users=users, binary=binary, listeners=("imap", "lmtp"),
+        conf={"server": {"log_level": "info"},
+              "limits": {"max_connections": str(a.clients + 1000),
+                         "max_connections_per_ip": str(a.clients + 1000)},
+              "imap": {"max_connections_per_user_ip": str(a.clients)}})
+    srv.start()
+    try:
+        imap, lmtp = srv.port("imap"), srv.port("lmtp")
+        if a.preload:
+            loadgen("smtp-deliver", "--port", lmtp, "--lmtp", "-c", 10, "-n",
+                    a.users * a.preload, "--users", a.users, "--domain", DOMAIN,
+                    "--size", 4096)
+        idle = ("idle-latency", "--port", imap, "--deliver-port", lmtp, "--lmtp",
+                "-c", a.clients, "--users", a.users, "--domain", DOMAIN)
+        r = loadgen(*idle, "--rounds", a.rounds)
+        if r["stderr"]:
+            print("  %s %s: %s" % (backend, binary, r["stderr"]), file=sys.stderr)
+        c0 = cpu_s(srv.proc.pid)
+        loadgen(*idle, "--rounds", 1)
+        c1 = cpu_s(srv.proc.pid)
+        loadgen(*idle, "--rounds", 1 + a.rounds * 2)
+        c2 = cpu_s(srv.proc.pid)
+        per_wake = ((c2 - c1) - (c1 - c0)) / (a.rounds * 2 * a.clients)
+        return {"p50": float(r["p50_ms"]), "p99": float(r["p99_ms"]),
+                "max": float(r["max_ms"]), "wakeups": int(r["wakeups"]),
+                "cpu_us": per_wake * 1e6}
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--preload", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--backends", default="lmdb,maildir")
+    ap.add_argument("--baseline", help="an older roost binary to measure alongside")
+    a = ap.parse_args()
+    binaries = [("current", roosttest.ROOST_BIN)]
+    if a.baseline:
+        binaries.insert(0, ("baseline", os.path.abspath(a.baseline)))
+    results = {}
+    for _ in range(a.runs):
+        for backend in a.backends.split(","):
+            for name, binary in binaries:
+                r = one_run(binary, backend, a)
+                results.setdefault((backend, name), []).append(r)
+                print("  %-8s %-8s p50 %7.1f ms  p99 %7.1f ms  cpu %6.1f us/wake-up  (%d wake-ups)"
+                      % (backend, name, r["p50"], r["p99"], r["cpu_us"], r["wakeups"]),
+                      file=sys.stderr)
+    print("%d IDLE clients over %d users, %d rounds, %d messages preloaded per user; "
+          "median of %d runs" % (a.clients, a.users, a.rounds, a.preload, a.runs))
+    print("| backend | binary | p50 ms | p99 ms | max ms | server CPU per wake-up |")
+    print("|---|---|---|---|---|---|")
+    for (backend, name), rs in results.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "max", "cpu_us")}
+        print("| %s | %s | %.1f | %.1f | %.1f | %.0f us |"
+              % (backend, name, med["p50"], med["p99"], med["max"], med["cpu_us"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -92,6 +92,7 @@ struct lmdb_shard {
 	pthread_mutex_t claim_lock;
 	struct lmdb_claim *claims;
 	size_t n_claims, cap_claims;
+	size_t prune_at;		/* look for claims written when n_claims reaches it */
 };
 
 /* The mailbox's \Recent boundary as this process moved it. */

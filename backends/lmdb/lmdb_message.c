@@ -559,23 +559,54 @@ lmdb_claim_boundary(struct lmdb_shard *sh, uint64_t id)
 	return first;
 }
 
-/* Forget the claims the database already holds (claim_lock held). */
+static int
+claim_cmp(const void *a, const void *b)
+{
+	const struct lmdb_claim *x = a, *y = b;
+
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/*
+ * Forget the claims the database already holds (or whose mailbox is gone).
+ * Called without claim_lock: a read transaction takes the map lock, which
+ * lmdb_status_fill() holds when it takes claim_lock.
+ */
 static void
 claims_prune(struct lmdb_shard *sh)
 {
+	struct lmdb_claim *done;
 	struct lmdb_mbox rec;
 	MDB_txn *txn;
-	size_t i, j;
+	size_t n, i, j, k;
 
-	if (lmdb_rtxn_begin(sh, &txn) != 0)
+	pthread_mutex_lock(&sh->claim_lock);
+	n = sh->n_claims;
+	done = xreallocarray(NULL, n + 1, sizeof(*done));
+	memcpy(done, sh->claims, n * sizeof(*done));
+	pthread_mutex_unlock(&sh->claim_lock);
+	if (lmdb_rtxn_begin(sh, &txn) != 0) {
+		free(done);
 		return;
+	}
+	for (i = k = 0; i < n; i++) {
+		if (lmdb_mbox_get(txn, sh, done[i].id, &rec, NULL) != 0 ||
+		    rec.recent_first >= done[i].first)
+			done[k++] = done[i];
+	}
+	lmdb_rtxn_end(sh, txn);
+	qsort(done, k, sizeof(*done), claim_cmp);
+	pthread_mutex_lock(&sh->claim_lock);
 	for (i = j = 0; i < sh->n_claims; i++) {
-		if (lmdb_mbox_get(txn, sh, sh->claims[i].id, &rec, NULL) == 0 &&
-		    rec.recent_first < sh->claims[i].first)
+		if (bsearch(&sh->claims[i], done, k, sizeof(*done), claim_cmp) == NULL)
 			sh->claims[j++] = sh->claims[i];
 	}
 	sh->n_claims = j;
-	lmdb_rtxn_end(sh, txn);
+	sh->prune_at = j * 2 > 64 ? j * 2 : 64;
+	pthread_mutex_unlock(&sh->claim_lock);
+	free(done);
 }
 
 /* Move the stored boundary up to a->first, uncounting the messages below it. */
@@ -622,6 +653,7 @@ lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t 
 	MDB_txn *txn;
 	uint32_t first;
 	size_t i;
+	bool prune;
 	int rc;
 
 	if ((rc = lmdb_rtxn_begin(sh, &txn)) != 0)
@@ -647,8 +679,6 @@ lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t 
 	}
 	i = claim_find(sh, lm->id);
 	if (i == sh->n_claims) {
-		if (sh->n_claims == sh->cap_claims)
-			claims_prune(sh);
 		if (sh->n_claims == sh->cap_claims) {
 			sh->cap_claims = sh->cap_claims == 0 ? 64 : sh->cap_claims * 2;
 			sh->claims = xreallocarray(sh->claims, sh->cap_claims,
@@ -658,12 +688,15 @@ lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t 
 		sh->claims[i].id = lm->id;
 	}
 	sh->claims[i].first = rec.uidnext;
+	prune = sh->n_claims >= (sh->prune_at > 0 ? sh->prune_at : 64);
 	pthread_mutex_unlock(&sh->claim_lock);
 	*next_r = rec.uidnext;
 	a = xmalloc(sizeof(*a));
 	a->id = lm->id;
 	a->first = rec.uidnext;
 	lmdb_write_async(sh, w_claim, a, sizeof(*a), free);
+	if (prune)
+		claims_prune(sh);
 	return 0;
 }
 

@@ -842,6 +842,31 @@ START_TEST(recent_claims)
 	ck_assert_int_eq(mailbox_claim_recent(a, &first, NULL), 0);
 	ck_assert_uint_eq(first, u[2] + 1);
 	mailbox_close(&a);
+	/* many mailboxes claimed at once (LMDB forgets the claims its
+	 * database holds now and then, never one it does not) */
+	for (int k = 0; k < 80; k++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "C%d", k);
+		ck_assert_int_eq(storage_create(st, USER, name, 0), 0);
+		u[0] = append_simple(name, k);
+		ck_assert_int_eq(mailbox_open(st, USER, name, 0, &a), 0);
+		ck_assert_int_eq(mailbox_claim_recent(a, &first, &next), 0);
+		ck_assert_uint_eq(first, u[0]);
+		ck_assert_uint_eq(next, u[0] + 1);
+		mailbox_close(&a);
+	}
+	for (int k = 0; k < 80; k++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "C%d", k);
+		ck_assert_int_eq(mailbox_open(st, USER, name, 0, &a), 0);
+		ck_assert_int_eq(mailbox_claim_recent(a, &first, &next), 0);
+		ck_assert_uint_eq(first, next);
+		ck_assert_int_eq(mailbox_status(a, &s), 0);
+		ck_assert_uint_eq(s.recent, 0);
+		mailbox_close(&a);
+	}
 	assert_clean();
 	teardown_backend();
 }

@@ -60,7 +60,7 @@ def fill(srv, user, msg, count=1, numbered=False, fast=False):
     if fast:
         args.append("-F")
     args += [srv.conf_path, user, str(count)]
-    res = subprocess.run(args, input=msg, capture_output=True, timeout=120)
+    res = subprocess.run(args, input=msg, capture_output=True, timeout=600)  # a bound on a hang, not a timing check (20,000 under ASan on a loaded machine passed 120 s)
     if res.returncode != 0:
         raise AssertionError("roost-fill failed: %s" % res.stderr.decode(errors="replace"))
     uidv, uid = res.stdout.split()

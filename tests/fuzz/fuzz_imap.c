@@ -25,6 +25,8 @@
 
 #include "../../protocols/imap/imap_impl.h"
 
+#include "../common/imap_match_ref.h"
+
 static char spool_dir[64];
 
 struct out {
@@ -47,19 +49,6 @@ fz_raise(void *arg, size_t max)
 	o->raised = max;
 }
 
-/* The definition: exponential, so only for short inputs. */
-static bool
-ref_match(const char *p, const char *n)
-{
-	if (*p == '\0')
-		return *n == '\0';
-	if (*p == '*')
-		return ref_match(p + 1, n) || (*n != '\0' && ref_match(p, n + 1));
-	if (*p == '%')
-		return ref_match(p + 1, n) || (*n != '\0' && *n != '/' && ref_match(p, n + 1));
-	return *n == *p && ref_match(p + 1, n + 1);
-}
-
 static void
 check_pattern(const char *pat, size_t len, const char *const *names, size_t n_names)
 {
@@ -78,7 +67,7 @@ check_pattern(const char *pat, size_t len, const char *const *names, size_t n_na
 		/* INBOX folds case: the definition does not */
 		bool inbox = strncmp(names[i], "INBOX", 5) == 0;
 
-		if (len <= 12 && strlen(names[i]) <= 16 && !inbox && got != ref_match(pat, names[i]))
+		if (len <= 12 && strlen(names[i]) <= 16 && !inbox && got != imap_match_ref(pat, names[i]))
 			abort();
 	}
 	arena_free(&a);

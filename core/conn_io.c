@@ -64,14 +64,23 @@ const struct conn_transport conn_plain_transport = {
 
 /* ---- output ---- */
 
+/* Both buffers are read from *off onwards; once everything up to the end
+ * has been consumed the buffer starts over, so steady traffic reuses the
+ * same memory. */
+static void
+window_consume(struct buf *b, size_t *off, size_t n)
+{
+	*off += n;
+	if (*off >= b->len) {
+		*off = 0;
+		buf_reset(b);
+	}
+}
+
 static void
 out_consumed(struct conn *c, size_t n)
 {
-	c->out_off += n;
-	if (c->out_off >= c->out.len) {
-		c->out_off = 0;
-		buf_reset(&c->out);
-	}
+	window_consume(&c->out, &c->out_off, n);
 }
 
 void
@@ -227,11 +236,7 @@ conn_continue(struct conn *c, conn_continue_fn *fn, void *arg)
 void
 in_consume(struct conn *c, size_t n)
 {
-	c->in_off += n;
-	if (c->in_off >= c->in.len) {
-		c->in_off = 0;
-		buf_reset(&c->in);
-	}
+	window_consume(&c->in, &c->in_off, n);
 }
 
 ssize_t

@@ -84,7 +84,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/support/*.c))
 
 .PHONY: all run test unit integration asan tsan bench fuzz install clean deps deps-test \
-	check-build
+	check-build format format-check
 
 all: $(BUILD)/roost $(TESTD) $(BENCH_BIN) $(TOOL_BIN)
 
@@ -151,6 +151,16 @@ tsan: deps-test
 bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) scripts/run-bench.sh $(if $(FULL),full,short)
+
+# Style is clang-format's job: `make format` rewrites, `make format-check` (run by
+# .ci/run) fails on any file that differs from .clang-format.
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+format:
+	@clang-format -i $(FORMAT_SRC)
+
+format-check: deps-test
+	@clang-format --dry-run --Werror $(FORMAT_SRC)
 
 # Every libFuzzer target for FUZZ_SECONDS each (default 60).
 fuzz:

@@ -28,11 +28,10 @@
 #include "roost/storage_impl.h"
 #include "roost/xalloc.h"
 
-
 static const struct storage_ops *
 backend_find(const char *name)
 {
-	const struct storage_ops *all[] = { &storage_lmdb_ops, &storage_maildir_ops };
+	const struct storage_ops *all[] = {&storage_lmdb_ops, &storage_maildir_ops};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (all[i] != NULL && all[i]->name != NULL && strcmp(all[i]->name, name) == 0)
@@ -47,13 +46,13 @@ static bool
 backend_complete(const struct storage_ops *o)
 {
 	return o->open != NULL && o->close != NULL && o->user_init != NULL && o->list != NULL &&
-	    o->create != NULL && o->delete != NULL && o->rename != NULL &&
-	    o->subscribe != NULL && o->status != NULL && o->deliver != NULL &&
-	    o->mailbox_open != NULL && o->mailbox_close != NULL && o->mailbox_status != NULL &&
-	    o->records != NULL && o->keywords != NULL && o->claim_recent != NULL &&
-	    o->read != NULL && o->cache_get != NULL && o->cache_set != NULL &&
-	    o->append != NULL && o->store != NULL && o->expunge != NULL && o->copy != NULL &&
-	    o->changes_since != NULL && o->check != NULL;
+	       o->create != NULL && o->delete != NULL && o->rename != NULL &&
+	       o->subscribe != NULL && o->status != NULL && o->deliver != NULL &&
+	       o->mailbox_open != NULL && o->mailbox_close != NULL && o->mailbox_status != NULL &&
+	       o->records != NULL && o->keywords != NULL && o->claim_recent != NULL &&
+	       o->read != NULL && o->cache_get != NULL && o->cache_set != NULL &&
+	       o->append != NULL && o->store != NULL && o->expunge != NULL && o->copy != NULL &&
+	       o->changes_since != NULL && o->check != NULL;
 }
 
 bool
@@ -146,7 +145,7 @@ storage_name_valid(const char *name)
 	for (size_t i = 0; i <= len; i++) {
 		if (i == len || name[i] == '/') {
 			if (comp == 0)
-				return false;	/* empty component, leading or trailing '/' */
+				return false; /* empty component, leading or trailing '/' */
 			comp = 0;
 			continue;
 		}
@@ -271,7 +270,7 @@ struct notify_stamp {
 struct storage_watch {
 	struct watch_registry *reg;
 	struct storage_watch *next;
-	struct notify_stamp seen;	/* the notify file as last seen (polling mode) */
+	struct notify_stamp seen; /* the notify file as last seen (polling mode) */
 	uint64_t uhash;
 	char *user;
 	char *mailbox;
@@ -289,7 +288,7 @@ struct watch_registry {
 	pthread_mutex_t lock;
 	struct storage_watch *buckets[WATCH_BUCKETS];
 	char *notify_dir;
-	int ifd;		/* inotify, -1 when unavailable: then polling */
+	int ifd; /* inotify, -1 when unavailable: then polling */
 	int stop_pipe[2];
 	pthread_t thread;
 	bool thread_running;
@@ -311,7 +310,7 @@ static void
 wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const char *mailbox)
 {
 	for (struct storage_watch *w = reg->buckets[uhash % WATCH_BUCKETS]; w != NULL;
-	    w = w->next) {
+	     w = w->next) {
 		if (w->uhash != uhash)
 			continue;
 		if (user != NULL && strcmp(w->user, user) != 0)
@@ -345,8 +344,8 @@ notify_thread(void *arg)
 
 	for (;;) {
 		struct pollfd pfd[2] = {
-			{ .fd = reg->ifd, .events = POLLIN },
-			{ .fd = reg->stop_pipe[0], .events = POLLIN },
+		    {.fd = reg->ifd, .events = POLLIN},
+		    {.fd = reg->stop_pipe[0], .events = POLLIN},
 		};
 		ssize_t n;
 
@@ -399,15 +398,15 @@ notify_stat(const struct watch_registry *reg, uint64_t h)
 
 	notify_path(reg, h, path, sizeof(path));
 	if (stat(path, &sb) < 0)
-		return (struct notify_stamp){ { 0, 0 }, 0 };
-	return (struct notify_stamp){ sb.st_mtim, sb.st_size };
+		return (struct notify_stamp){{0, 0}, 0};
+	return (struct notify_stamp){sb.st_mtim, sb.st_size};
 }
 
 static bool
 stamp_eq(const struct notify_stamp *a, const struct notify_stamp *b)
 {
 	return a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
-	    a->size == b->size;
+	       a->size == b->size;
 }
 
 #define POLL_MS 250
@@ -423,7 +422,7 @@ poll_thread(void *arg)
 	struct watch_registry *reg = arg;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = reg->stop_pipe[0], .events = POLLIN };
+		struct pollfd pfd = {.fd = reg->stop_pipe[0], .events = POLLIN};
 		int r = poll(&pfd, 1, POLL_MS);
 
 		if (r < 0 && errno == EINTR)
@@ -433,7 +432,7 @@ poll_thread(void *arg)
 		pthread_mutex_lock(&reg->lock);
 		for (size_t b = 0; b < WATCH_BUCKETS; b++) {
 			uint64_t last_h = 0;
-			struct notify_stamp last_t = { { 0, 0 }, 0 };
+			struct notify_stamp last_t = {{0, 0}, 0};
 			bool have = false;
 
 			for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next) {
@@ -466,8 +465,8 @@ registry_new(const struct roost_config *cfg)
 	reg->notify_dir = xmalloc(len);
 	snprintf(reg->notify_dir, len, "%s/notify", dir);
 	if (mkdir(reg->notify_dir, 0700) < 0 && errno != EEXIST) {
-		log_warn("storage: mkdir %s: %s; no cross-process notification",
-		    reg->notify_dir, strerror(errno));
+		log_warn("storage: mkdir %s: %s; no cross-process notification", reg->notify_dir,
+		         strerror(errno));
 		return reg;
 	}
 	if (pipe2(reg->stop_pipe, O_CLOEXEC) < 0) {
@@ -485,10 +484,10 @@ registry_new(const struct roost_config *cfg)
 		reg->ifd = -1;
 	}
 	if (reg->ifd < 0)
-		log_info("storage: inotify on %s: %s; polling every %d ms instead",
-		    reg->notify_dir, strerror(errno), POLL_MS);
-	if (pthread_create(&reg->thread, NULL, reg->ifd >= 0 ? notify_thread : poll_thread,
-	    reg) != 0) {
+		log_info("storage: inotify on %s: %s; polling every %d ms instead", reg->notify_dir,
+		         strerror(errno), POLL_MS);
+	if (pthread_create(&reg->thread, NULL, reg->ifd >= 0 ? notify_thread : poll_thread, reg) !=
+	    0) {
 		log_warn("storage: cannot start the notify thread; no cross-process notification");
 		return reg;
 	}
@@ -523,7 +522,7 @@ registry_free(struct watch_registry **regp)
 		for (; w != NULL; w = next) {
 			next = w->next;
 			log_warn("storage: watch on %s/%s still registered at close", w->user,
-			    w->mailbox);
+			         w->mailbox);
 			free(w->user);
 			free(w->mailbox);
 			free(w);
@@ -581,7 +580,7 @@ storage_notify(struct storage *st, const char *user, const char *mailbox)
 
 int
 storage_watch(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
-    void *arg, struct storage_watch **watch_r)
+              void *arg, struct storage_watch **watch_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
 	struct storage_watch *w;
@@ -636,8 +635,8 @@ storage_unwatch(struct storage_watch **watchp)
 int
 storage_open(const struct roost_config *cfg, struct storage **st_r)
 {
-	const char *name = cfg != NULL && cfg->storage_backend != NULL ? cfg->storage_backend :
-	    "lmdb";
+	const char *name =
+	    cfg != NULL && cfg->storage_backend != NULL ? cfg->storage_backend : "lmdb";
 	const struct storage_ops *ops = backend_find(name);
 	struct storage *st = NULL;
 	int rc;
@@ -683,11 +682,8 @@ static const struct {
 	const char *name;
 	unsigned special_use;
 } default_folders[] = {
-	{ "Drafts", MBOX_DRAFTS },
-	{ "Sent", MBOX_SENT },
-	{ "Trash", MBOX_TRASH },
-	{ "Junk", MBOX_JUNK },
-	{ "Archive", MBOX_ARCHIVE },
+    {"Drafts", MBOX_DRAFTS}, {"Sent", MBOX_SENT},       {"Trash", MBOX_TRASH},
+    {"Junk", MBOX_JUNK},     {"Archive", MBOX_ARCHIVE},
 };
 
 /*
@@ -712,7 +708,7 @@ storage_user_init(struct storage *st, const char *user)
 		return rc;
 	for (size_t i = 0; i < sizeof(default_folders) / sizeof(default_folders[0]); i++) {
 		rc = st->ops->create(st, user, default_folders[i].name,
-		    default_folders[i].special_use);
+		                     default_folders[i].special_use);
 		if (rc != 0 && rc != ROOST_EEXISTS)
 			return rc;
 		if (rc == 0)
@@ -771,7 +767,7 @@ storage_delete(struct storage *st, const char *user, const char *name)
 		return rc;
 	if (is_inbox(canon))
 		return ROOST_EPERM;
-	if ((rc = st->ops->delete(st, user, canon)) == 0)
+	if ((rc = st->ops->delete (st, user, canon)) == 0)
 		storage_notify(st, user, canon);
 	return rc;
 }
@@ -850,7 +846,7 @@ storage_subscribe(struct storage *st, const char *user, const char *name, bool s
 
 int
 storage_status(struct storage *st, const char *user, const char *name,
-    struct mailbox_status *status_r)
+               struct mailbox_status *status_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
 	int rc;
@@ -868,9 +864,9 @@ storage_status(struct storage *st, const char *user, const char *name,
 
 int
 storage_append(struct storage *st, const char *user, const char *mailbox,
-    const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r)
+               const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r)
 {
-	struct delivery_target t = { .user = user, .mailbox = mailbox };
+	struct delivery_target t = {.user = user, .mailbox = mailbox};
 	int rc = storage_deliver(st, msg, &t, 1);
 
 	if (rc == 0) {
@@ -890,11 +886,11 @@ storage_append(struct storage *st, const char *user, const char *mailbox,
  * retried once.
  */
 int
-storage_deliver(struct storage *st, const struct msg_input *msg,
-    struct delivery_target *targets, size_t n)
+storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
+                size_t n)
 {
 	struct delivery_target *sub;
-	char (*canon)[STORAGE_MAX_NAME + 1];
+	char(*canon)[STORAGE_MAX_NAME + 1];
 	size_t *map, m = 0;
 	int rc, first = 0;
 
@@ -933,7 +929,8 @@ storage_deliver(struct storage *st, const struct msg_input *msg,
 			t->uid = sub[j].uid;
 			t->uidvalidity = sub[j].uidvalidity;
 			if (t->result == 0 && st->watches != NULL)
-				notify_here(st->watches, user_hash(t->user), t->user, sub[j].mailbox);
+				notify_here(st->watches, user_hash(t->user), t->user,
+				            sub[j].mailbox);
 		}
 		for (size_t j = 0; j < m; j++) {
 			if (sub[j].result == 0 && st->watches != NULL)
@@ -966,7 +963,7 @@ storage_deliver(struct storage *st, const struct msg_input *msg,
 
 int
 mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
-    struct mailbox **mb_r)
+             struct mailbox **mb_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
 	struct mailbox *mb = NULL;
@@ -1102,7 +1099,7 @@ mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 
 int
 mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-    uint32_t **modified_r, size_t *n_modified_r)
+              uint32_t **modified_r, size_t *n_modified_r)
 {
 	int rc;
 
@@ -1139,7 +1136,8 @@ mailbox_expunge(struct mailbox *mb, const uint32_t *uids, size_t n)
 
 int
 mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
+             uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+             size_t *n_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
 	int rc;
@@ -1152,7 +1150,7 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 	if ((rc = name_canon(dest, canon)) != 0 || (rc = uids_check(uids, n)) != 0)
 		return rc;
 	rc = mb->st->ops->copy(mb, uids, n, canon, move, dest_uidvalidity_r, src_uids_r,
-	    dest_uids_r, n_r);
+	                       dest_uids_r, n_r);
 	if (rc == 0) {
 		storage_notify(mb->st, mb->user, canon);
 		if (move)

@@ -65,7 +65,7 @@ measure(const char *label, const char *user, unsigned threads, unsigned seconds)
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 	printf("%-34s threads=%u verifications=%lu per_second=%.0f failed=%lu\n", label, threads,
-	    total, (double)total / secs, failed);
+	       total, (double)total / secs, failed);
 	free(w);
 	return (double)total / secs;
 }

@@ -65,14 +65,15 @@ write_config(struct bench *b, bool fsync)
 		perror(b->conf);
 		exit(1);
 	}
-	fprintf(f, "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
-		   "[storage]\nbackend = %s\nfsync = %s\n"
-		   "[auth]\nfail_delay_initial = 0\n"
-		   "[listen]\nsmtp = off\nsubmission = off\nsmtps = off\nlmtp = off\n"
-		   "pop3 = off\npop3s = off\nimaps = off\nimap = 127.0.0.1:%d\n"
-		   "[limits]\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
-		   "[imap]\nmax_connections_per_user_ip = 100000\n",
-	    b->dir, b->backend, fsync ? "yes" : "no", b->port);
+	fprintf(f,
+	        "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
+	        "[storage]\nbackend = %s\nfsync = %s\n"
+	        "[auth]\nfail_delay_initial = 0\n"
+	        "[listen]\nsmtp = off\nsubmission = off\nsmtps = off\nlmtp = off\n"
+	        "pop3 = off\npop3s = off\nimaps = off\nimap = 127.0.0.1:%d\n"
+	        "[limits]\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
+	        "[imap]\nmax_connections_per_user_ip = 100000\n",
+	        b->dir, b->backend, fsync ? "yes" : "no", b->port);
 	fclose(f);
 }
 
@@ -85,15 +86,17 @@ user_name(unsigned i, char *out, size_t len)
 static size_t
 make_msg(char *buf, size_t size, const char *user, unsigned m)
 {
-	int n = snprintf(buf, size,
-	    "From: Sender %u <sender%u@example.org>\r\nTo: %s\r\nSubject: message %u\r\n"
-	    "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <%u@bench.test>\r\n\r\n",
-	    m % 17, m % 17, user, m, m);
+	int n =
+	    snprintf(buf, size,
+	             "From: Sender %u <sender%u@example.org>\r\nTo: %s\r\nSubject: message %u\r\n"
+	             "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <%u@bench.test>\r\n\r\n",
+	             m % 17, m % 17, user, m, m);
 	size_t len = (size_t)n;
 
 	while (len + 74 < size && len < 2000) {
-		memcpy(buf + len, "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusm\r\n",
-		    72);
+		memcpy(buf + len,
+		       "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusm\r\n",
+		       72);
 		len += 72;
 	}
 	return len;
@@ -147,7 +150,7 @@ prepare(struct bench *b)
 		}
 		r = storage_user_init(st, user);
 		for (unsigned m = 0; r == 0 && m < n; m++) {
-			struct msg_input in = { .fd = -1 };
+			struct msg_input in = {.fd = -1};
 			uint32_t uidv, uid;
 
 			in.data = (const uint8_t *)msg;
@@ -300,10 +303,27 @@ client_close(struct client *c)
 
 /* ---- 1. client mix ---- */
 
-enum { OP_LOGIN, OP_SELECT, OP_FETCH_ENV, OP_FETCH_BODY, OP_STORE, OP_SEARCH, OP_APPEND,
-	OP_EXPUNGE, OP_LOGOUT, OP_N };
-static const char *const op_names[OP_N] = { "LOGIN", "SELECT", "FETCH 1:20 ENVELOPE",
-	"FETCH BODY.PEEK[]", "STORE +FLAGS", "SEARCH", "APPEND", "EXPUNGE", "LOGOUT" };
+enum {
+	OP_LOGIN,
+	OP_SELECT,
+	OP_FETCH_ENV,
+	OP_FETCH_BODY,
+	OP_STORE,
+	OP_SEARCH,
+	OP_APPEND,
+	OP_EXPUNGE,
+	OP_LOGOUT,
+	OP_N
+};
+static const char *const op_names[OP_N] = {"LOGIN",
+                                           "SELECT",
+                                           "FETCH 1:20 ENVELOPE",
+                                           "FETCH BODY.PEEK[]",
+                                           "STORE +FLAGS",
+                                           "SEARCH",
+                                           "APPEND",
+                                           "EXPUNGE",
+                                           "LOGOUT"};
 
 struct mix {
 	struct bench *b;
@@ -384,7 +404,7 @@ mix_thread(void *arg)
 static void
 run_mix(struct bench *b)
 {
-	struct mix m = { .b = b };
+	struct mix m = {.b = b};
 	pthread_t *th = calloc(b->clients, sizeof(*th));
 	double t0 = bench_now();
 
@@ -396,14 +416,14 @@ run_mix(struct bench *b)
 	double el = bench_now() - t0;
 	free(th);
 	printf("  client mix: %u clients, %.1f s, %u failed sessions\n", b->clients, el,
-	    atomic_load(&m.failures));
+	       atomic_load(&m.failures));
 	printf("    %-22s %10s %10s %12s\n", "command", "ops", "ops/s", "mean ms");
 	unsigned long total = 0;
 	for (int i = 0; i < OP_N; i++) {
 		unsigned long n = atomic_load(&m.count[i]);
 		total += n;
 		printf("    %-22s %10lu %10.0f %12.3f\n", op_names[i], n, (double)n / el,
-		    n ? (double)atomic_load(&m.usec[i]) / (double)n / 1000.0 : 0.0);
+		       n ? (double)atomic_load(&m.usec[i]) / (double)n / 1000.0 : 0.0);
 	}
 	printf("    %-22s %10lu %10.0f\n", "all", total, (double)total / el);
 }
@@ -487,9 +507,10 @@ run_idle(struct bench *b)
 					}
 					char *s;
 					while ((s = memchr(cl[i].buf + cl[i].off, '\n',
-					    cl[i].have - cl[i].off)) != NULL) {
+					                   cl[i].have - cl[i].off)) != NULL) {
 						*s = '\0';
-						if (strstr(cl[i].buf + cl[i].off, want) != NULL && !got[i]) {
+						if (strstr(cl[i].buf + cl[i].off, want) != NULL &&
+						    !got[i]) {
 							got[i] = true;
 							lat[nlat++] = bench_now() - t0;
 							pending--;
@@ -506,8 +527,8 @@ run_idle(struct bench *b)
 	if (nlat > 0)
 		printf("  IDLE wake-up: %u idlers, %u appends, %zu samples, %u missed: "
 		       "p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n",
-		    ready, b->rounds, nlat, missed, lat[nlat / 2] * 1e3, lat[nlat * 9 / 10] * 1e3,
-		    lat[nlat * 99 / 100] * 1e3, lat[nlat - 1] * 1e3);
+		       ready, b->rounds, nlat, missed, lat[nlat / 2] * 1e3,
+		       lat[nlat * 9 / 10] * 1e3, lat[nlat * 99 / 100] * 1e3, lat[nlat - 1] * 1e3);
 	else
 		printf("  IDLE wake-up: no samples (%u idlers ready)\n", ready);
 	client_close(&w);
@@ -558,7 +579,8 @@ run_memory(struct bench *b, unsigned n)
 	sleep(1);
 	long after = server_rss_kb(b->pid);
 	printf("  memory: %u authenticated idle connections: RSS %ld -> %ld kB, %.1f kB per "
-	       "connection\n", ok, before, after, ok ? (double)(after - before) / ok : 0.0);
+	       "connection\n",
+	       ok, before, after, ok ? (double)(after - before) / ok : 0.0);
 	for (unsigned i = 0; i < n; i++)
 		client_close(&cl[i]);
 	free(cl);
@@ -585,8 +607,9 @@ run_bigbox(struct bench *b)
 		int r2 = command(&c, "FETCH 1:* (FLAGS)", 17, "FETCH", &fetched);
 		double t2 = bench_now();
 		printf("  big mailbox (%u msgs)%s: SELECT %.1f ms%s, FETCH 1:* FLAGS %.1f ms "
-		       "(%u responses)%s\n", b->bigbox, pass ? ", again" : "", (t1 - t0) * 1e3,
-		    r1 ? " FAILED" : "", (t2 - t1) * 1e3, fetched, r2 ? " FAILED" : "");
+		       "(%u responses)%s\n",
+		       b->bigbox, pass ? ", again" : "", (t1 - t0) * 1e3, r1 ? " FAILED" : "",
+		       (t2 - t1) * 1e3, fetched, r2 ? " FAILED" : "");
 		fetched = 0;
 	}
 	cmd_str(&c, "LOGOUT");
@@ -616,7 +639,7 @@ run_backend(struct bench *b, const char *backend)
 	t0 = bench_now();
 	prepare(b);
 	printf("%s: filled %u x %u + %u messages in %.1f s\n", backend, MIX_USERS, MIX_MSGS,
-	    b->bigbox, bench_now() - t0);
+	       b->bigbox, bench_now() - t0);
 	fflush(stdout);
 	start_server(b);
 	/* Memory first, on a fresh server: later phases leave freed heap
@@ -646,9 +669,12 @@ int
 main(int argc, char **argv)
 {
 	bool full = getenv("BENCH_PROFILE") != NULL && strcmp(getenv("BENCH_PROFILE"), "full") == 0;
-	struct bench b = { .clients = 16, .seconds = full ? 20 : 5, .idlers = full ? 1000 : 200,
-		.rounds = full ? 20 : 10, .bigbox = full ? 100000 : 20000,
-		.conns = { 1000, full ? 10000 : 0 } };
+	struct bench b = {.clients = 16,
+	                  .seconds = full ? 20 : 5,
+	                  .idlers = full ? 1000 : 200,
+	                  .rounds = full ? 20 : 10,
+	                  .bigbox = full ? 100000 : 20000,
+	                  .conns = {1000, full ? 10000 : 0}};
 	char backends[128] = "lmdb,maildir";
 	const char *env = getenv("ROOST_BIN");
 	struct rlimit rl;
@@ -683,9 +709,10 @@ main(int argc, char **argv)
 			b.roost = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-b lmdb,maildir] [-c clients] [-d seconds] "
-					"[-i idlers] [-R rounds] [-n conns] [-M bigbox] [-r roost]\n",
-			    argv[0]);
+			fprintf(stderr,
+			        "usage: %s [-b lmdb,maildir] [-c clients] [-d seconds] "
+			        "[-i idlers] [-R rounds] [-n conns] [-M bigbox] [-r roost]\n",
+			        argv[0]);
 			return opt == 'h' ? 0 : 2;
 		}
 	}
@@ -702,7 +729,7 @@ main(int argc, char **argv)
 	log_setup(LOG_LEVEL_WARN, true, false);
 	printf("IMAP benchmarks (%s profile; fsync on while serving)\n", full ? "full" : "short");
 	for (char *save = NULL, *name = strtok_r(backends, ",", &save); name != NULL;
-	    name = strtok_r(NULL, ",", &save)) {
+	     name = strtok_r(NULL, ",", &save)) {
 		if (!storage_backend_available(name)) {
 			printf("%s: backend not in this build, skipped\n", name);
 			continue;

@@ -120,9 +120,11 @@ gen_parts(struct buf *b, unsigned n)
 	unsigned i;
 
 	buf_reset(b);
-	buf_append_str(b, "Subject: many parts\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n");
+	buf_append_str(
+	    b, "Subject: many parts\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n");
 	for (i = 0; i < n; i++)
-		buf_printf(b, "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\npart %u\r\n", i);
+		buf_printf(b, "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\npart %u\r\n",
+		           i);
 	buf_append_str(b, "--b--\r\n");
 }
 
@@ -135,10 +137,11 @@ gen_deep(struct buf *b, unsigned n)
 	unsigned i;
 
 	buf_reset(b);
-	buf_append_str(b, "Subject: deep\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n");
+	buf_append_str(b,
+	               "Subject: deep\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n");
 	for (i = 0; i < 100; i++)
 		buf_printf(b, "--b%u\r\nContent-Type: multipart/mixed; boundary=\"b%u\"\r\n\r\n", i,
-		    i + 1);
+		           i + 1);
 	buf_append_str(b, "--b100\r\n\r\n");
 	for (i = 0; i < n; i++)
 		buf_append_str(b, "--not-a-boundary-line\r\n");
@@ -147,7 +150,7 @@ gen_deep(struct buf *b, unsigned n)
 static void
 scaling(const char *what, void (*gen)(struct buf *, unsigned), double secs)
 {
-	static const unsigned sizes[] = { 1000, 10000, 100000 };
+	static const unsigned sizes[] = {1000, 10000, 100000};
 	struct buf b = BUF_INIT(0);
 	size_t i;
 
@@ -160,7 +163,7 @@ scaling(const char *what, void (*gen)(struct buf *, unsigned), double secs)
 		one.len = b.len;
 		mbs = rate(&one, 1, true, secs, &ns);
 		printf("  %-8s %7u: %9zu bytes  %9.3f ms  %6.2f ns/byte  %7.1f MB/s\n", what,
-		    sizes[i], b.len, ns / 1e6, ns / (double)b.len, mbs);
+		       sizes[i], b.len, ns / 1e6, ns / (double)b.len, mbs);
 	}
 	buf_free(&b);
 }
@@ -179,7 +182,7 @@ main(int argc, char **argv)
 	printf("bench_message: %zu messages, %zu bytes (%s)\n", n, total, dir);
 	printf("  parse only:                      %8.1f MB/s\n", rate(v, n, false, secs, &ns));
 	printf("  parse + BODYSTRUCTURE + ENVELOPE: %8.1f MB/s  (%.1f us/message)\n",
-	    rate(v, n, true, secs, &ns), ns / 1e3);
+	       rate(v, n, true, secs, &ns), ns / 1e3);
 	printf("linear time (parse + BODYSTRUCTURE + ENVELOPE):\n");
 	scaling("headers", gen_headers, secs / 2);
 	scaling("parts", gen_parts, secs / 2);

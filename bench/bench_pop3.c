@@ -61,13 +61,14 @@ write_config(struct bench *b, bool fsync)
 		perror(b->conf);
 		exit(1);
 	}
-	fprintf(f, "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
-		   "[storage]\nbackend = %s\nfsync = %s\n"
-		   "[auth]\nfail_delay_initial = 0\n"
-		   "[listen]\nsmtp = off\nsubmission = off\nsmtps = off\nlmtp = off\n"
-		   "imap = off\nimaps = off\npop3s = off\npop3 = 127.0.0.1:%d\n"
-		   "[limits]\nmax_connections_per_ip = 10000\n",
-	    b->dir, b->backend, fsync ? "yes" : "no", b->port);
+	fprintf(f,
+	        "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
+	        "[storage]\nbackend = %s\nfsync = %s\n"
+	        "[auth]\nfail_delay_initial = 0\n"
+	        "[listen]\nsmtp = off\nsubmission = off\nsmtps = off\nlmtp = off\n"
+	        "imap = off\nimaps = off\npop3s = off\npop3 = 127.0.0.1:%d\n"
+	        "[limits]\nmax_connections_per_ip = 10000\n",
+	        b->dir, b->backend, fsync ? "yes" : "no", b->port);
 	fclose(f);
 }
 
@@ -117,16 +118,19 @@ prepare(struct bench *b)
 		user_name(u, user, sizeof(user));
 		r = storage_user_init(st, user);
 		for (unsigned m = 0; r == 0 && m < b->msgs; m++) {
-			struct msg_input in = { .fd = -1 };
+			struct msg_input in = {.fd = -1};
 			uint32_t uidv, uid;
-			int n = snprintf((char *)msg, b->msg_size,
-			    "From: sender@example.org\r\nTo: %s\r\nSubject: message %u\r\n"
-			    "Message-ID: <%u.%u@bench.test>\r\n\r\n",
-			    user, m, u, m);
+			int n =
+			    snprintf((char *)msg, b->msg_size,
+			             "From: sender@example.org\r\nTo: %s\r\nSubject: message %u\r\n"
+			             "Message-ID: <%u.%u@bench.test>\r\n\r\n",
+			             user, m, u, m);
 
 			for (size_t i = (size_t)n; i < b->msg_size; i++)
-				msg[i] = (i % 72 == 70) ? '\r' : (i % 72 == 71) ? '\n'
-				    : (i % 720 == 0) ? '.' : (uint8_t)('a' + i % 26);
+				msg[i] = (i % 72 == 70)   ? '\r'
+				         : (i % 72 == 71) ? '\n'
+				         : (i % 720 == 0) ? '.'
+				                          : (uint8_t)('a' + i % 26);
 			in.data = msg;
 			in.len = b->msg_size;
 			r = storage_append(st, user, "INBOX", &in, &uidv, &uid);
@@ -334,7 +338,7 @@ run_backend(struct bench *b, const char *backend)
 	fill0 = bench_now();
 	prepare(b);
 	fprintf(stderr, "bench_pop3: %s: filled %u maildrops x %u messages in %.1f s\n", backend,
-	    b->users, b->msgs, bench_now() - fill0);
+	        b->users, b->msgs, bench_now() - fill0);
 	pid = start_server(b);
 
 	threads = calloc(b->clients, sizeof(*threads));
@@ -348,11 +352,10 @@ run_backend(struct bench *b, const char *backend)
 
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
-	printf("%-8s %8u %8u %8u %9.2f %11.1f %11.0f %9.1f %8u\n", backend, b->users, b->clients,
-	    b->msgs, t1 - t0, (double)b->users / (t1 - t0),
-	    (double)b->users * b->msgs / (t1 - t0),
-	    (double)atomic_load(&b->bytes) / (t1 - t0) / (1024 * 1024),
-	    atomic_load(&b->failures));
+	printf(
+	    "%-8s %8u %8u %8u %9.2f %11.1f %11.0f %9.1f %8u\n", backend, b->users, b->clients,
+	    b->msgs, t1 - t0, (double)b->users / (t1 - t0), (double)b->users * b->msgs / (t1 - t0),
+	    (double)atomic_load(&b->bytes) / (t1 - t0) / (1024 * 1024), atomic_load(&b->failures));
 	fflush(stdout);
 	if (getenv("ROOST_KEEP") == NULL) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
@@ -367,7 +370,7 @@ run_backend(struct bench *b, const char *backend)
 int
 main(int argc, char **argv)
 {
-	struct bench b = { .users = 200, .clients = 8, .msgs = 100, .msg_size = 4096 };
+	struct bench b = {.users = 200, .clients = 8, .msgs = 100, .msg_size = 4096};
 	char backends[128] = "lmdb,maildir";
 	const char *env = getenv("ROOST_BIN");
 	unsigned failed = 0;
@@ -401,8 +404,10 @@ main(int argc, char **argv)
 			b.roost = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-b lmdb,maildir] [-u users] [-c clients] "
-					"[-m msgs] [-s msg_size] [-r roost]\n", argv[0]);
+			fprintf(stderr,
+			        "usage: %s [-b lmdb,maildir] [-u users] [-c clients] "
+			        "[-m msgs] [-s msg_size] [-r roost]\n",
+			        argv[0]);
 			return opt == 'h' ? 0 : 2;
 		}
 	}
@@ -413,11 +418,12 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	log_setup(LOG_LEVEL_WARN, true, false);
 	printf("POP3 sessions: login, STAT, RETR x%u, DELE x%u, QUIT; %zu-byte messages; "
-	       "fsync on\n", b.msgs, b.msgs, b.msg_size);
-	printf("%-8s %8s %8s %8s %9s %11s %11s %9s %8s\n", "backend", "sessions", "clients",
-	    "msgs", "seconds", "sessions/s", "msgs/s", "MB/s", "failed");
+	       "fsync on\n",
+	       b.msgs, b.msgs, b.msg_size);
+	printf("%-8s %8s %8s %8s %9s %11s %11s %9s %8s\n", "backend", "sessions", "clients", "msgs",
+	       "seconds", "sessions/s", "msgs/s", "MB/s", "failed");
 	for (char *save = NULL, *name = strtok_r(backends, ",", &save); name != NULL;
-	    name = strtok_r(NULL, ",", &save))
+	     name = strtok_r(NULL, ",", &save))
 		failed += run_backend(&b, name);
 	return failed == 0 ? 0 : 1;
 }

@@ -41,7 +41,7 @@ static size_t body_len;
 static long total;
 static atomic_long started;
 static atomic_long errors;
-static double *lat;		/* ms, one per message */
+static double *lat; /* ms, one per message */
 static atomic_long nlat;
 
 struct client {
@@ -98,7 +98,7 @@ send_all(int fd, const void *p, size_t n)
 static void *
 session(void *arg)
 {
-	struct client c = { .fd = bench_connect(port) };
+	struct client c = {.fd = bench_connect(port)};
 	long id = (long)(intptr_t)arg;
 	char cmd[256];
 
@@ -108,8 +108,10 @@ session(void *arg)
 		goto out;
 	}
 	while (atomic_fetch_add(&started, 1) < total) {
-		int n = snprintf(cmd, sizeof(cmd), "MAIL FROM:<bench@remote.example>\r\n"
-		    "RCPT TO:<user%ld@example.org>\r\nDATA\r\n", id % USERS);
+		int n = snprintf(cmd, sizeof(cmd),
+		                 "MAIL FROM:<bench@remote.example>\r\n"
+		                 "RCPT TO:<user%ld@example.org>\r\nDATA\r\n",
+		                 id % USERS);
 		double t0 = (bench_now() * 1e3);
 
 		if (send_all(c.fd, cmd, (size_t)n) < 0 || reply(&c) != 250 || reply(&c) != 250 ||
@@ -175,8 +177,8 @@ run_case(const char *backend, size_t size, int sessions, long messages)
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
 #define PCT(p) (n > 0 ? lat[(size_t)((double)(n - 1) * (p))] : 0.0)
 	printf("%-8s %6zuK %8d %8ld %9.1f %8.2f %8.2f %8.2f %8.2f %6ld\n", backend, size / 1024,
-	    sessions, n, secs > 0 ? (double)n / secs : 0.0, PCT(0.50), PCT(0.90), PCT(0.99),
-	    n > 0 ? lat[n - 1] : 0.0, atomic_load(&errors));
+	       sessions, n, secs > 0 ? (double)n / secs : 0.0, PCT(0.50), PCT(0.90), PCT(0.99),
+	       n > 0 ? lat[n - 1] : 0.0, atomic_load(&errors));
 	fflush(stdout);
 	free(lat);
 	free(th);
@@ -206,17 +208,20 @@ bench_backend(const char *backend, bool full)
 	f = fopen(path, "w");
 	if (f == NULL)
 		return;
-	fprintf(f, "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
-	    "[storage]\nbackend = %s\n[listen]\nsmtp = 127.0.0.1:%d\nsubmission = off\n"
-	    "smtps = off\nlmtp = off\nimap = off\nimaps = off\npop3 = off\npop3s = off\n"
-	    "[smtp]\ndomains = example.org\n[limits]\nmax_connections_per_ip = 1000\n",
-	    dir, backend, port);
+	fprintf(f,
+	        "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
+	        "[storage]\nbackend = %s\n[listen]\nsmtp = 127.0.0.1:%d\nsubmission = off\n"
+	        "smtps = off\nlmtp = off\nimap = off\nimaps = off\npop3 = off\npop3s = off\n"
+	        "[smtp]\ndomains = example.org\n[limits]\nmax_connections_per_ip = 1000\n",
+	        dir, backend, port);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "mkdir -p %s/var", dir);
 	run(cmd);
 	for (int i = 0; i < USERS; i++) {
-		snprintf(cmd, sizeof(cmd), "echo pass%d | %s user add user%d@example.org --config %s "
-		    ">/dev/null 2>&1", i, roost_bin, i, path);
+		snprintf(cmd, sizeof(cmd),
+		         "echo pass%d | %s user add user%d@example.org --config %s "
+		         ">/dev/null 2>&1",
+		         i, roost_bin, i, path);
 		if (run(cmd) != 0) {
 			fprintf(stderr, "bench_smtp: %s: cannot add users\n", backend);
 			goto out;
@@ -224,12 +229,13 @@ bench_backend(const char *backend, bool full)
 	}
 	pid = bench_start_server(roost_bin, path, dir, port);
 	{
-		static const size_t sizes[] = { 4096, 102400 };
-		static const int conc[] = { 1, 10, 50 };
+		static const size_t sizes[] = {4096, 102400};
+		static const int conc[] = {1, 10, 50};
 
 		for (size_t s = 0; s < 2; s++) {
 			for (size_t k = 0; k < 3; k++) {
-				long m = sizes[s] == 4096 ? (full ? 5000 : 500) : (full ? 1000 : 150);
+				long m =
+				    sizes[s] == 4096 ? (full ? 5000 : 500) : (full ? 1000 : 150);
 
 				if (conc[k] == 1)
 					m /= 2;
@@ -253,7 +259,7 @@ main(int argc, char **argv)
 	roost_bin = getenv("ROOST_BIN") != NULL ? getenv("ROOST_BIN") : "build/roost";
 	signal(SIGPIPE, SIG_IGN);
 	printf("%-8s %7s %8s %8s %9s %8s %8s %8s %8s %6s\n", "backend", "size", "sessions",
-	    "messages", "msgs/s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors");
+	       "messages", "msgs/s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors");
 	for (int i = 1; i < argc || i == 1; i++) {
 		if (argc > 1) {
 			bench_backend(argv[i], full);

@@ -28,13 +28,13 @@
 #include "roost/storage.h"
 
 struct profile {
-	double seconds;		/* per timed workload */
-	unsigned big;		/* messages in the big mailbox */
-	unsigned lists;		/* open+list repetitions */
+	double seconds; /* per timed workload */
+	unsigned big;   /* messages in the big mailbox */
+	unsigned lists; /* open+list repetitions */
 };
 
-static const struct profile short_profile = { 1.5, 100000, 10 };
-static const struct profile full_profile = { 5.0, 100000, 30 };
+static const struct profile short_profile = {1.5, 100000, 10};
+static const struct profile full_profile = {5.0, 100000, 30};
 static const struct profile *prof = &short_profile;
 
 static char base[256];
@@ -87,14 +87,13 @@ pct(struct samples *s, double p)
 }
 
 static void
-report(const char *backend, const char *what, struct samples *s, double elapsed,
-    const char *extra)
+report(const char *backend, const char *what, struct samples *s, double elapsed, const char *extra)
 {
 	if (s->n > 1)
 		qsort(s->v, s->n, sizeof(*s->v), dbl_cmp);
 	printf("| %-8s | %-44s | %9.0f | %8.3f | %8.3f | %8.3f | %s\n", backend, what,
-	    elapsed > 0 ? (double)s->n / elapsed : 0, pct(s, 50), pct(s, 95), pct(s, 99),
-	    extra != NULL ? extra : "");
+	       elapsed > 0 ? (double)s->n / elapsed : 0, pct(s, 50), pct(s, 95), pct(s, 99),
+	       extra != NULL ? extra : "");
 	fflush(stdout);
 	free(s->v);
 	memset(s, 0, sizeof(*s));
@@ -110,7 +109,7 @@ rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 
 static void
 make_cfg(struct roost_config *cfg, const char *backend, char *dir, size_t dlen, const char *tag,
-    bool fsync)
+         bool fsync)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(dir, dlen, "%s/%s-%s", base, backend, tag);
@@ -132,7 +131,7 @@ open_store(const struct roost_config *cfg)
 
 	if (rc != 0) {
 		fprintf(stderr, "bench_storage: open %s: %s\n", cfg->storage_backend,
-		    roost_strerror(rc));
+		        roost_strerror(rc));
 		exit(1);
 	}
 	return st;
@@ -146,8 +145,10 @@ make_message(size_t len, unsigned seed)
 
 	if (m == NULL)
 		abort();
-	h = snprintf((char *)m, len, "From: bench@example.com\r\nTo: u@example.com\r\n"
-	    "Subject: bench %u\r\nMessage-ID: <%u@bench>\r\n\r\n", seed, seed);
+	h = snprintf((char *)m, len,
+	             "From: bench@example.com\r\nTo: u@example.com\r\n"
+	             "Subject: bench %u\r\nMessage-ID: <%u@bench>\r\n\r\n",
+	             seed, seed);
 	for (size_t i = (size_t)h; i < len; i++)
 		m[i] = (i % 78 == 77) ? '\n' : (uint8_t)('a' + (i * 7 + seed) % 26);
 	return m;
@@ -176,7 +177,7 @@ deliver_main(void *arg)
 	snprintf(user, sizeof(user), "writer%u@bench", t->id);
 	while (now_s() < t->stop_at) {
 		uint8_t *msg = make_message(t->size, t->id * 1000003u + i++);
-		struct msg_input in = { .data = msg, .len = t->size, .fd = -1 };
+		struct msg_input in = {.data = msg, .len = t->size, .fd = -1};
 		uint32_t uidv, uid;
 		double t0 = now_s();
 
@@ -197,7 +198,7 @@ bench_deliver(const char *backend, size_t size, unsigned writers, const char *ta
 	struct storage *st;
 	struct dthread th[16];
 	pthread_t tid[16];
-	struct samples all = { 0 };
+	struct samples all = {0};
 	double t0, elapsed;
 	uint64_t c0 = 0, r0 = 0, c1 = 0, r1 = 0;
 	int failures = 0;
@@ -236,19 +237,19 @@ bench_deliver(const char *backend, size_t size, unsigned writers, const char *ta
 		storage_lmdb_stats(st, &c1, &r1);
 		if (c1 > c0)
 			snprintf(extra, sizeof(extra), "%.1f deliveries/commit",
-			    (double)(r1 - r0) / (double)(c1 - c0));
+			         (double)(r1 - r0) / (double)(c1 - c0));
 	}
 	if (failures > 0)
 		snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), " %d FAILED",
-		    failures);
+		         failures);
 	storage_close(&st);
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	if (size >= 1 << 20)
 		snprintf(what, sizeof(what), "deliver %zu MB, %u writer%s", size >> 20, writers,
-		    writers > 1 ? "s" : "");
+		         writers > 1 ? "s" : "");
 	else
 		snprintf(what, sizeof(what), "deliver %zu KB, %u writer%s", size >> 10, writers,
-		    writers > 1 ? "s" : "");
+		         writers > 1 ? "s" : "");
 	if (no_group)
 		snprintf(what + strlen(what), sizeof(what) - strlen(what), " (no group commit)");
 	report(backend, what, &all, elapsed, extra);
@@ -268,8 +269,8 @@ fill_main(void *arg)
 
 	for (unsigned i = f->from; i < f->to; i++) {
 		uint8_t *msg = make_message(1024, i);
-		struct msg_input in = { .data = msg, .len = 1024, .fd = -1,
-			.flags = (i % 3 == 0) ? MSG_SEEN : 0 };
+		struct msg_input in = {
+		    .data = msg, .len = 1024, .fd = -1, .flags = (i % 3 == 0) ? MSG_SEEN : 0};
 		uint32_t uidv, uid;
 
 		if (storage_append(f->st, "big@bench", "INBOX", &in, &uidv, &uid) != 0) {
@@ -289,7 +290,7 @@ bench_big(const char *backend)
 	struct storage *st;
 	struct mailbox *mb;
 	struct msg_record *recs;
-	struct samples s = { 0 };
+	struct samples s = {0};
 	pthread_t tid[8];
 	struct fthread ft[8];
 	uint32_t *uids;
@@ -312,9 +313,9 @@ bench_big(const char *backend)
 	for (unsigned i = 0; i < 8; i++)
 		pthread_join(tid[i], NULL);
 	fprintf(stderr, "bench_storage: %s: filled %u messages in %.1f s\n", backend, prof->big,
-	    now_s() - t0);
+	        now_s() - t0);
 	storage_close(&st);
-	sync();		/* the fill's writeback is not part of what follows */
+	sync(); /* the fill's writeback is not part of what follows */
 	cfg.storage_fsync = true;
 	st = open_store(&cfg);
 
@@ -385,8 +386,8 @@ bench_big(const char *backend)
 	t0 = now_s();
 	stop = t0 + prof->seconds;
 	for (unsigned i = 0; now_s() < stop; i++) {
-		struct store_req req = { .mode = (i & 1) ? STORE_REMOVE : STORE_ADD,
-			.flags = MSG_FLAGGED };
+		struct store_req req = {.mode = (i & 1) ? STORE_REMOVE : STORE_ADD,
+		                        .flags = MSG_FLAGGED};
 		uint32_t uid = uids[rand_r(&seed) % n], *mod;
 		size_t nmod;
 		double a = now_s();
@@ -401,8 +402,8 @@ bench_big(const char *backend)
 	t0 = now_s();
 	stop = t0 + prof->seconds;
 	for (unsigned i = 0; now_s() < stop; i++) {
-		struct store_req req = { .mode = (i & 1) ? STORE_REMOVE : STORE_ADD,
-			.flags = MSG_SEEN };
+		struct store_req req = {.mode = (i & 1) ? STORE_REMOVE : STORE_ADD,
+		                        .flags = MSG_SEEN};
 		size_t from = (size_t)rand_r(&seed) % (n - 1000);
 		uint32_t *mod;
 		size_t nmod;
@@ -417,7 +418,7 @@ bench_big(const char *backend)
 
 	/* changes since the modseq before the flag updates */
 	{
-		struct mailbox_changes ch = { 0 };
+		struct mailbox_changes ch = {0};
 
 		t0 = now_s();
 		stop = t0 + prof->seconds / 3;
@@ -472,7 +473,7 @@ bench_fanout(const char *backend)
 	char dir[512], users[100][32];
 	struct delivery_target t[100];
 	struct storage *st;
-	struct samples s = { 0 };
+	struct samples s = {0};
 	double t0, stop;
 	unsigned i = 0;
 
@@ -486,11 +487,11 @@ bench_fanout(const char *backend)
 	stop = t0 + prof->seconds;
 	while (now_s() < stop) {
 		uint8_t *msg = make_message(50 * 1024, i++);
-		struct msg_input in = { .data = msg, .len = 50 * 1024, .fd = -1 };
+		struct msg_input in = {.data = msg, .len = 50 * 1024, .fd = -1};
 		double a = now_s();
 
 		for (int u = 0; u < 100; u++)
-			t[u] = (struct delivery_target){ .user = users[u], .mailbox = "INBOX" };
+			t[u] = (struct delivery_target){.user = users[u], .mailbox = "INBOX"};
 		if (storage_deliver(st, &in, t, 100) != 0)
 			exit(1);
 		sample_add(&s, now_s() - a);
@@ -504,7 +505,7 @@ bench_fanout(const char *backend)
 int
 main(int argc, char **argv)
 {
-	const char *only = NULL, *b[] = { "lmdb", "maildir" };
+	const char *only = NULL, *b[] = {"lmdb", "maildir"};
 	const char *p = getenv("BENCH_PROFILE");
 	bool own_dir = true;
 
@@ -520,7 +521,7 @@ main(int argc, char **argv)
 			only = argv[++i];
 		} else {
 			fprintf(stderr, "usage: bench_storage [--full] [--dir DIR] "
-			    "[--backends lmdb,maildir]\n");
+			                "[--backends lmdb,maildir]\n");
 			return 2;
 		}
 	}
@@ -536,14 +537,15 @@ main(int argc, char **argv)
 	mkdir(base, 0700);
 	log_setup(LOG_LEVEL_WARN, true, false);
 	printf("storage benchmark: %s profile, %.1f s per timed workload, data under %s\n",
-	    prof == &full_profile ? "full" : "short", prof->seconds, base);
+	       prof == &full_profile ? "full" : "short", prof->seconds, base);
 	printf("latencies in milliseconds; every change durable (fsync) before it returns\n\n");
 	printf("| backend  | workload                                     |     ops/s |  p50 ms  "
-	    "|  p95 ms  |  p99 ms  | notes\n");
+	       "|  p95 ms  |  p99 ms  | notes\n");
 	printf("|----------|----------------------------------------------|-----------|----------"
-	    "|----------|----------|------\n");
+	       "|----------|----------|------\n");
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
-		if (!storage_backend_available(b[i]) || (only != NULL && strstr(only, b[i]) == NULL))
+		if (!storage_backend_available(b[i]) ||
+		    (only != NULL && strstr(only, b[i]) == NULL))
 			continue;
 		bool lmdb = strcmp(b[i], "lmdb") == 0;
 

@@ -50,21 +50,30 @@ static struct {
 	int port, deliver_port;
 	bool lmtp;
 	int conc;
-	long total;		/* smtp: messages in all */
-	int iterations;		/* imap/pop3: sessions per connection */
+	long total;     /* smtp: messages in all */
+	int iterations; /* imap/pop3: sessions per connection */
 	int users;
 	const char *domain;
-	size_t size;		/* message size for smtp and append */
-	int rounds;		/* idle-latency */
-	const char *pids;	/* idle-memory */
-	int timeout;		/* seconds for the whole run */
-	int slow;		/* slow-readers: how many */
-	int slow_users;		/* slow-readers: users they log in as */
-	int slow_rate;		/* slow-readers: bytes per second each */
+	size_t size;      /* message size for smtp and append */
+	int rounds;       /* idle-latency */
+	const char *pids; /* idle-memory */
+	int timeout;      /* seconds for the whole run */
+	int slow;         /* slow-readers: how many */
+	int slow_users;   /* slow-readers: users they log in as */
+	int slow_rate;    /* slow-readers: bytes per second each */
 } opt = {
-	.host = "127.0.0.1", .conc = 10, .total = 1000, .iterations = 3, .users = 10,
-	.domain = "example.org", .size = 4096, .rounds = 5, .timeout = 600,
-	.slow = 200, .slow_users = 25, .slow_rate = 4096,
+    .host = "127.0.0.1",
+    .conc = 10,
+    .total = 1000,
+    .iterations = 3,
+    .users = 10,
+    .domain = "example.org",
+    .size = 4096,
+    .rounds = 5,
+    .timeout = 600,
+    .slow = 200,
+    .slow_users = 25,
+    .slow_rate = 4096,
 };
 
 static double
@@ -76,8 +85,7 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
+static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -165,14 +173,14 @@ static void
 print_stats(double elapsed)
 {
 	printf("%-14s %9s %9s %9s %9s %9s %7s\n", "command", "ops", "ops/s", "p50 ms", "p90 ms",
-	    "p99 ms", "errors");
+	       "p99 ms", "errors");
 	for (int i = 0; i < n_stats; i++) {
 		struct stat_row *r = &stats[i];
 
 		qsort(r->lat, r->n, sizeof(double), cmp_double);
 		printf("%-14s %9zu %9.1f %9.2f %9.2f %9.2f %7ld\n", r->name, r->n,
-		    (double)r->n / elapsed, pct(r, 0.5) * 1e3, pct(r, 0.9) * 1e3,
-		    pct(r, 0.99) * 1e3, r->errors);
+		       (double)r->n / elapsed, pct(r, 0.5) * 1e3, pct(r, 0.9) * 1e3,
+		       pct(r, 0.99) * 1e3, r->errors);
 	}
 }
 
@@ -185,21 +193,21 @@ struct lconn {
 	enum proto proto;
 	int id;
 	int user;
-	int step;		/* position in the scenario's script */
-	int iter;		/* sessions done */
-	unsigned generation;	/* bumped for every new socket (fd numbers are reused) */
+	int step;            /* position in the scenario's script */
+	int iter;            /* sessions done */
+	unsigned generation; /* bumped for every new socket (fd numbers are reused) */
 	long sent_msgs;
-	bool busy;		/* a request is outstanding */
+	bool busy; /* a request is outstanding */
 	bool connecting;
 	bool done;
-	const char *cmd;	/* name of the outstanding request, for stats */
+	const char *cmd; /* name of the outstanding request, for stats */
 	double t_sent;
 	int tag;
 	/* input */
 	char *in;
 	size_t in_len, in_cap;
-	size_t lit_left;	/* IMAP: literal bytes still to skip */
-	size_t scan;		/* bytes of in already scanned */
+	size_t lit_left; /* IMAP: literal bytes still to skip */
+	size_t scan;     /* bytes of in already scanned */
 	/* output */
 	char *out;
 	size_t out_len, out_off, out_cap;
@@ -214,7 +222,7 @@ struct lconn {
 static int epfd;
 static struct lconn *conns;
 static int active_conns;
-static char *message_body;	/* CRLF text of opt.size bytes, dot-safe */
+static char *message_body; /* CRLF text of opt.size bytes, dot-safe */
 static long msgs_started, msgs_done;
 
 static void
@@ -225,7 +233,8 @@ make_message(void)
 	size_t ll = strlen(line);
 
 	message_body = xrealloc_or_die(NULL, cap);
-	n = (size_t)snprintf(message_body, cap,
+	n = (size_t)snprintf(
+	    message_body, cap,
 	    "From: Load Generator <loadgen@%s>\r\nTo: user@%s\r\nSubject: loadgen message\r\n"
 	    "Date: Mon, 30 Nov 2026 01:00:00 +0000\r\nMessage-ID: <lg@loadgen>\r\n\r\n",
 	    opt.domain, opt.domain);
@@ -247,8 +256,7 @@ out_add(struct lconn *c, const char *data, size_t len)
 	c->out_len += len;
 }
 
-static void __attribute__((format(printf, 2, 3)))
-out_printf(struct lconn *c, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) out_printf(struct lconn *c, const char *fmt, ...)
 {
 	char tmp[1024];
 	va_list ap;
@@ -263,7 +271,7 @@ out_printf(struct lconn *c, const char *fmt, ...)
 static void
 watch(struct lconn *c, uint32_t events, int op)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = c };
+	struct epoll_event ev = {.events = events, .data.ptr = c};
 
 	if (epoll_ctl(epfd, op, c->fd, &ev) != 0 && op != EPOLL_CTL_DEL)
 		die("epoll_ctl: %s", strerror(errno));
@@ -272,7 +280,7 @@ watch(struct lconn *c, uint32_t events, int op)
 static int
 connect_to(int port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fd, one = 1;
 
 	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1)
@@ -327,7 +335,7 @@ smtp_response_len(struct lconn *c)
 		if ((size_t)(nl - (c->in + i)) >= 4 && c->in[i + 3] == ' ')
 			return (size_t)(nl - c->in) + 1;
 		if ((size_t)(nl - (c->in + i)) < 4)
-			return (size_t)(nl - c->in) + 1;	/* malformed: stop here */
+			return (size_t)(nl - c->in) + 1; /* malformed: stop here */
 		i = (size_t)(nl - c->in) + 1;
 	}
 	return 0;
@@ -392,7 +400,8 @@ imap_response_len(struct lconn *c, bool until_untagged_exists)
 			unsigned n;
 			char word[16];
 
-			if (sscanf(line, "* %u %15s", &n, word) == 2 && strcmp(word, "EXISTS") == 0) {
+			if (sscanf(line, "* %u %15s", &n, word) == 2 &&
+			    strcmp(word, "EXISTS") == 0) {
 				c->exists = n;
 				if (until_untagged_exists) {
 					c->scan = 0;
@@ -403,7 +412,8 @@ imap_response_len(struct lconn *c, bool until_untagged_exists)
 			const char *p;
 
 			c->resp_ok = strncmp(line + strlen(tagbuf), "OK", 2) == 0;
-			if ((p = strstr(line, "[APPENDUID ")) != NULL && (size_t)(p - line) < line_len) {
+			if ((p = strstr(line, "[APPENDUID ")) != NULL &&
+			    (size_t)(p - line) < line_len) {
 				unsigned v, u;
 
 				if (sscanf(p, "[APPENDUID %u %u]", &v, &u) == 2)
@@ -528,7 +538,7 @@ imap_next(struct lconn *c)
 			break;
 		}
 		if (c->exists == 0)
-			imap_cmd(c, "noop", "NOOP");	/* "1:*" of nothing is an error to some */
+			imap_cmd(c, "noop", "NOOP"); /* "1:*" of nothing is an error to some */
 		else
 			imap_cmd(c, "fetch-flags", "FETCH 1:* (UID FLAGS)");
 		break;
@@ -544,14 +554,14 @@ imap_next(struct lconn *c)
 			imap_cmd(c, "noop", "NOOP");
 		else
 			imap_cmd(c, "fetch-body", "FETCH %u BODY.PEEK[]",
-			    1 + (unsigned)(rand() % (int)c->exists));
+			         1 + (unsigned)(rand() % (int)c->exists));
 		break;
 	case 6:
 		if (c->exists == 0)
 			imap_cmd(c, "noop", "NOOP");
 		else
 			imap_cmd(c, "store-seen", "STORE %u +FLAGS (\\Seen)",
-			    1 + (unsigned)(rand() % (int)c->exists));
+			         1 + (unsigned)(rand() % (int)c->exists));
 		break;
 	case 7:
 		imap_cmd(c, "search", "SEARCH UNSEEN");
@@ -566,7 +576,8 @@ imap_next(struct lconn *c)
 		break;
 	case 9:
 		if (c->last_uid != 0)
-			imap_cmd(c, "store-del", "UID STORE %u +FLAGS.SILENT (\\Deleted)", c->last_uid);
+			imap_cmd(c, "store-del", "UID STORE %u +FLAGS.SILENT (\\Deleted)",
+			         c->last_uid);
 		else
 			imap_cmd(c, "store-del", "STORE %u +FLAGS.SILENT (\\Deleted)", c->exists);
 		break;
@@ -623,7 +634,7 @@ pop3_next(struct lconn *c)
 	case 4:
 		out_printf(c, "LIST\r\n");
 		request(c, "list");
-		c->last_uid = 0;	/* messages retrieved so far */
+		c->last_uid = 0; /* messages retrieved so far */
 		c->step = 5;
 		break;
 	case 5:
@@ -655,9 +666,15 @@ static void
 next_request(struct lconn *c)
 {
 	switch (c->proto) {
-	case P_SMTP: smtp_next(c); break;
-	case P_IMAP: imap_next(c); break;
-	case P_POP3: pop3_next(c); break;
+	case P_SMTP:
+		smtp_next(c);
+		break;
+	case P_IMAP:
+		imap_next(c);
+		break;
+	case P_POP3:
+		pop3_next(c);
+		break;
 	}
 }
 
@@ -671,8 +688,8 @@ response_len(struct lconn *c)
 		return smtp_response_len(c);
 	case P_POP3:
 		/* LIST/RETR are multi-line; the flag is per outstanding command. */
-		pop3_multiline = c->cmd != NULL &&
-		    (strcmp(c->cmd, "list") == 0 || strcmp(c->cmd, "retr") == 0);
+		pop3_multiline =
+		    c->cmd != NULL && (strcmp(c->cmd, "list") == 0 || strcmp(c->cmd, "retr") == 0);
 		return pop3_response_len(c);
 	case P_IMAP:
 		if (c->cmd != NULL && strcmp(c->cmd, "greeting") == 0) {
@@ -689,9 +706,12 @@ static bool
 response_ok(struct lconn *c)
 {
 	switch (c->proto) {
-	case P_SMTP: return c->in[0] == '2' || c->in[0] == '3';
-	case P_POP3: return c->in[0] == '+';
-	case P_IMAP: return c->resp_ok;
+	case P_SMTP:
+		return c->in[0] == '2' || c->in[0] == '3';
+	case P_POP3:
+		return c->in[0] == '+';
+	case P_IMAP:
+		return c->resp_ok;
 	}
 	return false;
 }
@@ -770,7 +790,7 @@ handle_output(struct lconn *c)
 		}
 		c->connecting = false;
 		c->out_len = c->out_off = 0;
-		next_request(c);	/* waits for the greeting */
+		next_request(c); /* waits for the greeting */
 		return;
 	}
 	while (c->out_off < c->out_len) {
@@ -787,7 +807,7 @@ handle_output(struct lconn *c)
 	watch(c, EPOLLIN, EPOLL_CTL_MOD);
 }
 
-static void (*on_tick)(void);	/* every 100 ms or so while run_loop() runs */
+static void (*on_tick)(void); /* every 100 ms or so while run_loop() runs */
 
 static void
 run_loop(double deadline, bool (*stop)(void))
@@ -884,7 +904,11 @@ deliver_to_all(void)
 	FD_ZERO(&w);
 	FD_SET(fd, &w);
 	select(fd + 1, NULL, &w, NULL, NULL);
-#define READ_REPLY() do { if (read(fd, buf, sizeof(buf)) <= 0) die("deliver: server closed"); } while (0)
+#define READ_REPLY()                                                                               \
+	do {                                                                                       \
+		if (read(fd, buf, sizeof(buf)) <= 0)                                               \
+			die("deliver: server closed");                                             \
+	} while (0)
 	READ_REPLY();
 	snprintf(cmd, sizeof(cmd), "%s loadgen\r\n", opt.lmtp ? "LHLO" : "EHLO");
 	if (write(fd, cmd, strlen(cmd)) < 0)
@@ -906,7 +930,7 @@ deliver_to_all(void)
 	round_start = now_s();
 	if (write(fd, message_body, strlen(message_body)) < 0 || write(fd, ".\r\n", 3) < 0)
 		die("deliver: write");
-	return fd;	/* replies are read after the round: the clock is on the IDLE side */
+	return fd; /* replies are read after the round: the clock is on the IDLE side */
 #undef READ_REPLY
 }
 
@@ -934,7 +958,7 @@ static void
 expand_tree(const char *spec, char *out, size_t outlen)
 {
 	long root = atol(spec + 5), pids[8192], ppids[8192];
-	bool in[8192] = { false };
+	bool in[8192] = {false};
 	size_t n = 0, len = 0;
 	char path[64], line[512];
 	FILE *f;
@@ -994,8 +1018,8 @@ memory_of(const char *pids, long *rss_r, long *pss_r)
 /* ---- slow readers ---- */
 
 struct slow_reader {
-	int fd;			/* -1 when it never got going or is done */
-	long got;		/* reply bytes read */
+	int fd;   /* -1 when it never got going or is done */
+	long got; /* reply bytes read */
 };
 
 static struct slow_reader *slow;
@@ -1048,7 +1072,7 @@ read_reply(int fd, const char *tag)
 static int
 slow_start(void)
 {
-	struct timeval tv = { .tv_sec = 30 };
+	struct timeval tv = {.tv_sec = 30};
 	int window = 4096, started = 0;
 
 	slow = calloc((size_t)opt.slow, sizeof(*slow));
@@ -1056,8 +1080,8 @@ slow_start(void)
 		die("out of memory");
 	for (int i = 0; i < opt.slow; i++) {
 		int user = opt.users + i % opt.slow_users;
-		struct sockaddr_in sa = { .sin_family = AF_INET,
-			.sin_port = htons((uint16_t)opt.port) };
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+		                         .sin_port = htons((uint16_t)opt.port)};
 		char cmd[256];
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -1076,7 +1100,7 @@ slow_start(void)
 			goto fail;
 		slow[i].fd = fd;
 		continue;
-fail:
+	fail:
 		fprintf(stderr, "loadgen: slow reader %d could not log in\n", i);
 		close(fd);
 	}
@@ -1092,7 +1116,7 @@ fail:
 		slow_fetching++;
 	}
 	for (double end = now_s() + 15; started < slow_fetching && now_s() < end;) {
-		struct timespec pause = { 0, 20 * 1000 * 1000 };
+		struct timespec pause = {0, 20 * 1000 * 1000};
 
 		started = 0;
 		for (int i = 0; i < opt.slow; i++) {
@@ -1144,8 +1168,8 @@ struct mix_result {
 static struct mix_result
 run_mix(void)
 {
-	struct mix_result m = { 0 };
-	struct stat_row all = { .name = "all" };
+	struct mix_result m = {0};
+	struct stat_row all = {.name = "all"};
 	double t0 = now_s();
 
 	n_stats = 0;
@@ -1183,8 +1207,10 @@ run_mix(void)
 static void
 usage(void)
 {
-	fprintf(stderr,
-	    "usage: loadgen smtp-deliver|imap-mix|pop3-cycle|idle-latency|idle-memory|slow-readers\n"
+	fprintf(
+	    stderr,
+	    "usage: loadgen "
+	    "smtp-deliver|imap-mix|pop3-cycle|idle-latency|idle-memory|slow-readers\n"
 	    "  --host H --port P [--deliver-port P] [--lmtp] [-c conns] [-n messages]\n"
 	    "  [--iterations N] [--users N] [--domain D] [--size BYTES] [--rounds N]\n"
 	    "  [--pids \"PID ...\"] [--timeout S] [--slow N] [--slow-users N] [--slow-rate B/s]\n");
@@ -1195,12 +1221,12 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "host", 1, 0, 'H' }, { "port", 1, 0, 'p' }, { "deliver-port", 1, 0, 'd' },
-		{ "lmtp", 0, 0, 'l' }, { "conns", 1, 0, 'c' }, { "messages", 1, 0, 'n' },
-		{ "iterations", 1, 0, 'i' }, { "users", 1, 0, 'u' }, { "domain", 1, 0, 'D' },
-		{ "size", 1, 0, 's' }, { "rounds", 1, 0, 'r' }, { "pids", 1, 0, 'P' },
-		{ "timeout", 1, 0, 't' }, { "slow", 1, 0, 'S' }, { "slow-users", 1, 0, 'U' },
-		{ "slow-rate", 1, 0, 'R' }, { 0, 0, 0, 0 },
+	    {"host", 1, 0, 'H'},       {"port", 1, 0, 'p'},   {"deliver-port", 1, 0, 'd'},
+	    {"lmtp", 0, 0, 'l'},       {"conns", 1, 0, 'c'},  {"messages", 1, 0, 'n'},
+	    {"iterations", 1, 0, 'i'}, {"users", 1, 0, 'u'},  {"domain", 1, 0, 'D'},
+	    {"size", 1, 0, 's'},       {"rounds", 1, 0, 'r'}, {"pids", 1, 0, 'P'},
+	    {"timeout", 1, 0, 't'},    {"slow", 1, 0, 'S'},   {"slow-users", 1, 0, 'U'},
+	    {"slow-rate", 1, 0, 'R'},  {0, 0, 0, 0},
 	};
 	struct rlimit rl;
 	double t0, elapsed;
@@ -1225,23 +1251,56 @@ main(int argc, char **argv)
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "c:n:i:u:s:r:p:", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'H': opt.host = optarg; break;
-		case 'p': opt.port = atoi(optarg); break;
-		case 'd': opt.deliver_port = atoi(optarg); break;
-		case 'l': opt.lmtp = true; break;
-		case 'c': opt.conc = atoi(optarg); break;
-		case 'n': opt.total = atol(optarg); break;
-		case 'i': opt.iterations = atoi(optarg); break;
-		case 'u': opt.users = atoi(optarg); break;
-		case 'D': opt.domain = optarg; break;
-		case 's': opt.size = (size_t)atol(optarg); break;
-		case 'r': opt.rounds = atoi(optarg); break;
-		case 'P': opt.pids = optarg; break;
-		case 't': opt.timeout = atoi(optarg); break;
-		case 'S': opt.slow = atoi(optarg); break;
-		case 'U': opt.slow_users = atoi(optarg); break;
-		case 'R': opt.slow_rate = atoi(optarg); break;
-		default: usage();
+		case 'H':
+			opt.host = optarg;
+			break;
+		case 'p':
+			opt.port = atoi(optarg);
+			break;
+		case 'd':
+			opt.deliver_port = atoi(optarg);
+			break;
+		case 'l':
+			opt.lmtp = true;
+			break;
+		case 'c':
+			opt.conc = atoi(optarg);
+			break;
+		case 'n':
+			opt.total = atol(optarg);
+			break;
+		case 'i':
+			opt.iterations = atoi(optarg);
+			break;
+		case 'u':
+			opt.users = atoi(optarg);
+			break;
+		case 'D':
+			opt.domain = optarg;
+			break;
+		case 's':
+			opt.size = (size_t)atol(optarg);
+			break;
+		case 'r':
+			opt.rounds = atoi(optarg);
+			break;
+		case 'P':
+			opt.pids = optarg;
+			break;
+		case 't':
+			opt.timeout = atoi(optarg);
+			break;
+		case 'S':
+			opt.slow = atoi(optarg);
+			break;
+		case 'U':
+			opt.slow_users = atoi(optarg);
+			break;
+		case 'R':
+			opt.slow_rate = atoi(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (opt.port <= 0 || opt.conc <= 0 || opt.users <= 0 || opt.size < 256 || opt.slow < 0 ||
@@ -1264,9 +1323,10 @@ main(int argc, char **argv)
 		elapsed = now_s() - t0;
 		print_stats(elapsed);
 		printf("result scenario=smtp-deliver messages=%ld seconds=%.3f msgs_per_s=%.1f "
-		    "p50_ms=%.2f p99_ms=%.2f errors=%ld\n", msgs_done, elapsed,
-		    (double)msgs_done / elapsed, pct(stat_for("deliver"), 0.5) * 1e3,
-		    pct(stat_for("deliver"), 0.99) * 1e3, stat_for("deliver")->errors);
+		       "p50_ms=%.2f p99_ms=%.2f errors=%ld\n",
+		       msgs_done, elapsed, (double)msgs_done / elapsed,
+		       pct(stat_for("deliver"), 0.5) * 1e3, pct(stat_for("deliver"), 0.99) * 1e3,
+		       stat_for("deliver")->errors);
 		break;
 	case SC_IMAP_MIX:
 	case SC_POP3: {
@@ -1282,13 +1342,14 @@ main(int argc, char **argv)
 		}
 		for (int i = 0; i < opt.conc; i++) {
 			if (!conns[i].done || conns[i].iter < opt.iterations) {
-				fprintf(stderr, "loadgen: connection %d stopped at step %d of session %d\n",
-				    i, conns[i].step, conns[i].iter + 1);
+				fprintf(stderr,
+				        "loadgen: connection %d stopped at step %d of session %d\n",
+				        i, conns[i].step, conns[i].iter + 1);
 				errors++;
 			}
 		}
 		printf("result scenario=%s ops=%ld seconds=%.3f ops_per_s=%.1f errors=%ld\n",
-		    argv[1], ops, elapsed, (double)ops / elapsed, errors);
+		       argv[1], ops, elapsed, (double)ops / elapsed, errors);
 		break;
 	}
 	case SC_IDLE_LATENCY:
@@ -1307,20 +1368,24 @@ main(int argc, char **argv)
 			dfd = deliver_to_all();
 			run_loop(now_s() + 30, round_complete);
 			if (read(dfd, reply, sizeof(reply)) <= 0 || (reply[0] != '2'))
-				fprintf(stderr, "loadgen: round %d: delivery not acknowledged\n", r);
+				fprintf(stderr, "loadgen: round %d: delivery not acknowledged\n",
+				        r);
 			close(dfd);
 			if (round_seen < opt.conc)
 				fprintf(stderr, "loadgen: round %d: %d of %d clients woke\n", r,
-				    round_seen, opt.conc);
+				        round_seen, opt.conc);
 			round_start = 0;
 		}
 		elapsed = now_s() - t0;
 		qsort(stat_for("idle-wakeup")->lat, stat_for("idle-wakeup")->n, sizeof(double),
-		    cmp_double);
-		printf("result scenario=idle-latency clients=%d wakeups=%zu p50_ms=%.2f p90_ms=%.2f "
-		    "p99_ms=%.2f max_ms=%.2f\n", opt.conc, stat_for("idle-wakeup")->n,
-		    pct(stat_for("idle-wakeup"), 0.5) * 1e3, pct(stat_for("idle-wakeup"), 0.9) * 1e3,
-		    pct(stat_for("idle-wakeup"), 0.99) * 1e3, pct(stat_for("idle-wakeup"), 1.0) * 1e3);
+		      cmp_double);
+		printf(
+		    "result scenario=idle-latency clients=%d wakeups=%zu p50_ms=%.2f p90_ms=%.2f "
+		    "p99_ms=%.2f max_ms=%.2f\n",
+		    opt.conc, stat_for("idle-wakeup")->n, pct(stat_for("idle-wakeup"), 0.5) * 1e3,
+		    pct(stat_for("idle-wakeup"), 0.9) * 1e3,
+		    pct(stat_for("idle-wakeup"), 0.99) * 1e3,
+		    pct(stat_for("idle-wakeup"), 1.0) * 1e3);
 		break;
 	case SC_SLOW_READERS: {
 		struct mix_result base, loaded;
@@ -1336,7 +1401,8 @@ main(int argc, char **argv)
 		base = run_mix();
 		started = slow_start();
 		on_tick = slow_tick;
-		printf("-- the IMAP mix with %d slow readers (%d replies begun)\n", opt.slow, started);
+		printf("-- the IMAP mix with %d slow readers (%d replies begun)\n", opt.slow,
+		       started);
 		loaded = run_mix();
 		on_tick = NULL;
 		for (int i = 0; i < opt.slow; i++) {
@@ -1345,13 +1411,14 @@ main(int argc, char **argv)
 				close(slow[i].fd);
 		}
 		printf("result scenario=slow-readers slow=%d slow_begun=%d slow_still_reading=%d "
-		    "slow_kb_read=%ld base_ops_per_s=%.1f base_p50_ms=%.2f base_p99_ms=%.2f "
-		    "base_errors=%ld ops_per_s=%.1f p50_ms=%.2f p99_ms=%.2f errors=%ld "
-		    "throughput_loss_pct=%.1f\n", opt.slow, started, slow_fetching, kb,
-		    (double)base.ops / base.seconds, base.p50_ms, base.p99_ms, base.errors,
-		    (double)loaded.ops / loaded.seconds, loaded.p50_ms, loaded.p99_ms, loaded.errors,
-		    100.0 * (1.0 - ((double)loaded.ops / loaded.seconds) /
-		    ((double)base.ops / base.seconds)));
+		       "slow_kb_read=%ld base_ops_per_s=%.1f base_p50_ms=%.2f base_p99_ms=%.2f "
+		       "base_errors=%ld ops_per_s=%.1f p50_ms=%.2f p99_ms=%.2f errors=%ld "
+		       "throughput_loss_pct=%.1f\n",
+		       opt.slow, started, slow_fetching, kb, (double)base.ops / base.seconds,
+		       base.p50_ms, base.p99_ms, base.errors, (double)loaded.ops / loaded.seconds,
+		       loaded.p50_ms, loaded.p99_ms, loaded.errors,
+		       100.0 * (1.0 - ((double)loaded.ops / loaded.seconds) /
+		                          ((double)base.ops / base.seconds)));
 		break;
 	}
 	case SC_IDLE_MEMORY: {
@@ -1367,8 +1434,9 @@ main(int argc, char **argv)
 		sleep(1);
 		memory_of(opt.pids, &rss1, &pss1);
 		printf("result scenario=idle-memory clients=%d rss_kb_before=%ld rss_kb_after=%ld "
-		    "rss_kb_per_conn=%.1f pss_kb_per_conn=%.1f\n", opt.conc, rss0, rss1,
-		    (double)(rss1 - rss0) / opt.conc, (double)(pss1 - pss0) / opt.conc);
+		       "rss_kb_per_conn=%.1f pss_kb_per_conn=%.1f\n",
+		       opt.conc, rss0, rss1, (double)(rss1 - rss0) / opt.conc,
+		       (double)(pss1 - pss0) / opt.conc);
 		break;
 	}
 	}

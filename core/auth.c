@@ -56,19 +56,19 @@ struct auth {
 	/* Immutable after auth_open(). */
 	const struct roost_config *cfg;
 	char *path;
-	char *dummy_hash;	/* checked so that every failure costs one slow hash */
-	uint8_t fake_key[32];	/* makes SCRAM salts for users without SCRAM keys */
-	bool scram;		/* advertise SCRAM-SHA-256 */
+	char *dummy_hash;     /* checked so that every failure costs one slow hash */
+	uint8_t fake_key[32]; /* makes SCRAM salts for users without SCRAM keys */
+	bool scram;           /* advertise SCRAM-SHA-256 */
 
 	pthread_mutex_t reload_lock;
-	struct file_id seen;		/* guarded by reload_lock */
+	struct file_id seen; /* guarded by reload_lock */
 
 	pthread_rwlock_t lock;
-	struct userdb *db;		/* guarded by lock */
+	struct userdb *db; /* guarded by lock */
 
-	struct auth_cache *cache;	/* self-locking */
-	struct auth_throttle *throttle;	/* self-locking */
-	atomic_ulong dummy_checks;	/* statistics for tests */
+	struct auth_cache *cache;       /* self-locking */
+	struct auth_throttle *throttle; /* self-locking */
+	atomic_ulong dummy_checks;      /* statistics for tests */
 };
 
 static time_t
@@ -113,8 +113,8 @@ file_id_equal(const struct file_id *a, const struct file_id *b)
 	if (!a->present)
 		return true;
 	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	    a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
-	    a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	       a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 /* Read the file into a new table; a missing file is an empty table. */
@@ -148,7 +148,7 @@ reload_locked(struct auth *auth, const struct file_id *id)
 	auth->db = db;
 	pthread_rwlock_unlock(&auth->lock);
 	log_info("event=userdb_reload path=%s users=%zu%s", auth->path, db->n,
-	    ret == ROOST_ENOTFOUND ? " note=\"file absent\"" : "");
+	         ret == ROOST_ENOTFOUND ? " note=\"file absent\"" : "");
 	userdb_free(&old);
 	return 0;
 }
@@ -191,7 +191,8 @@ auth_open(const struct roost_config *cfg, struct auth **auth_r)
 
 	if (!auth_scheme_supported(scheme)) {
 		log_error("event=auth_open password_scheme=%s error=\"scheme not supported by "
-		    "this libcrypt\"", scheme);
+		          "this libcrypt\"",
+		          scheme);
 		return ROOST_ECONFIG;
 	}
 	auth = xcalloc(1, sizeof(*auth));
@@ -217,7 +218,7 @@ auth_open(const struct roost_config *cfg, struct auth **auth_r)
 	explicit_bzero(pw, sizeof(pw));
 	if (ret < 0) {
 		log_error("event=auth_open password_scheme=%s error=\"%s\"", scheme,
-		    roost_strerror(ret));
+		          roost_strerror(ret));
 		buf_free(&dummy);
 		ret = ROOST_ECONFIG;
 		goto fail;
@@ -231,15 +232,16 @@ auth_open(const struct roost_config *cfg, struct auth **auth_r)
 	ret = load_table(auth->path, &auth->db);
 	if (ret == ROOST_ENOTFOUND) {
 		log_info("event=userdb_load path=%s users=0 note=\"file absent; add users with "
-		    "roost user add\"", auth->path);
+		         "roost user add\"",
+		         auth->path);
 	} else if (ret < 0) {
 		goto fail;
 	} else {
 		log_info("event=userdb_load path=%s users=%zu", auth->path, auth->db->n);
 	}
 	auth->cache = auth_cache_new(CACHE_SLOTS);
-	auth->throttle = auth_throttle_new(THROTTLE_ENTRIES, cfg->fail_delay_initial,
-	    cfg->fail_delay_max);
+	auth->throttle =
+	    auth_throttle_new(THROTTLE_ENTRIES, cfg->fail_delay_initial, cfg->fail_delay_max);
 	*auth_r = auth;
 	return 0;
 fail:
@@ -326,7 +328,7 @@ auth_dummy_checks(struct auth *auth)
  */
 int
 auth_verify(struct auth *auth, const char *user, const char *password, size_t password_len,
-    char *name_r, size_t namelen)
+            char *name_r, size_t namelen)
 {
 	char name[AUTH_MAX_NAME + 1];
 	char *stored = NULL;
@@ -353,13 +355,13 @@ auth_verify(struct auth *auth, const char *user, const char *password, size_t pa
 			check_dummy(auth, password, password_len);
 		if (ret == ROOST_ENOTSUP) {
 			log_warn("event=auth_verify user=%s error=\"unknown password scheme\"",
-			    LOG_QUOTE(name));
+			         LOG_QUOTE(name));
 			ret = ROOST_EAUTH;
 		} else if (ret != 0) {
 			ret = ROOST_EAUTH;
 		} else if (auth->cfg->auth_cache_ttl > 0) {
 			auth_cache_put(auth->cache, name, stored, password, password_len,
-			    mono_seconds() + (time_t)auth->cfg->auth_cache_ttl);
+			               mono_seconds() + (time_t)auth->cfg->auth_cache_ttl);
 		}
 	}
 	if (ret == 0)
@@ -388,7 +390,8 @@ throttle_key(const char *ip, char *out, size_t outlen)
 	if (strchr(ip, ':') == NULL || inet_pton(AF_INET6, ip, &a6) != 1)
 		return ip;
 	if (IN6_IS_ADDR_V4MAPPED(&a6))
-		return inet_ntop(AF_INET, &a6.s6_addr[12], out, (socklen_t)outlen) != NULL ? out : ip;
+		return inet_ntop(AF_INET, &a6.s6_addr[12], out, (socklen_t)outlen) != NULL ? out
+		                                                                           : ip;
 	memset(&a6.s6_addr[8], 0, 8);
 	if (inet_ntop(AF_INET6, &a6, out, (socklen_t)outlen) == NULL)
 		return ip;
@@ -403,7 +406,7 @@ auth_failure(struct auth *auth, const char *peer_ip)
 	char key[INET6_ADDRSTRLEN + 4];
 
 	return auth_throttle_failure(auth->throttle, throttle_key(peer_ip, key, sizeof(key)),
-	    mono_ms());
+	                             mono_ms());
 }
 
 unsigned
@@ -412,7 +415,7 @@ auth_success(struct auth *auth, const char *peer_ip)
 	char key[INET6_ADDRSTRLEN + 4];
 
 	return auth_throttle_success(auth->throttle, throttle_key(peer_ip, key, sizeof(key)),
-	    mono_ms());
+	                             mono_ms());
 }
 
 bool
@@ -435,18 +438,18 @@ fake_scram(const struct auth *auth, const char *user, struct auth_scram_cred *c)
 	unsigned len = 0;
 
 	(void)HMAC(EVP_sha256(), auth->fake_key, sizeof(auth->fake_key), (const uint8_t *)user,
-	    strlen(user), mac, &len);
+	           strlen(user), mac, &len);
 	c->iter = SCRAM_DEFAULT_ITER;
 	memcpy(c->salt, mac, 16);
 	c->salt_len = 16;
 	if (RAND_bytes(c->stored_key, SCRAM_KEY_LEN) != 1 ||
 	    RAND_bytes(c->server_key, SCRAM_KEY_LEN) != 1)
-		memset(c->stored_key, 0xa5, SCRAM_KEY_LEN);	/* still matches nothing */
+		memset(c->stored_key, 0xa5, SCRAM_KEY_LEN); /* still matches nothing */
 }
 
 int
 auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t namelen,
-    struct auth_scram_cred *c)
+                       struct auth_scram_cred *c)
 {
 	char name[AUTH_MAX_NAME + 1];
 	char *stored = NULL;
@@ -457,7 +460,7 @@ auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t
 		ret = ROOST_ETOOBIG;
 	if (ret == 0) {
 		static const char scram[] = "{SCRAM-SHA-256}";
-		static const char *const plain[] = { "{PLAIN}", "{CLEAR}", "{CLEARTEXT}" };
+		static const char *const plain[] = {"{PLAIN}", "{CLEAR}", "{CLEARTEXT}"};
 
 		ret = ROOST_EAUTH;
 		if (strncasecmp(stored, scram, sizeof(scram) - 1) == 0) {
@@ -472,11 +475,12 @@ auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t
 					continue;
 				/* Keys derived on the fly, with a salt stable per name. */
 				for (size_t j = 0; j <= strlen(name); j++)
-					lower[j] = (char)(name[j] >= 'A' && name[j] <= 'Z' ?
-					    name[j] + 32 : name[j]);
+					lower[j] =
+					    (char)(name[j] >= 'A' && name[j] <= 'Z' ? name[j] + 32
+					                                            : name[j]);
 				fake_scram(auth, lower, c);
 				if (auth_scram_derive(stored + n, strlen(stored + n), c->salt,
-				    c->salt_len, c->iter, c) == 0)
+				                      c->salt_len, c->iter, c) == 0)
 					ret = 0;
 				break;
 			}
@@ -485,14 +489,16 @@ auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t
 			memcpy(name_r, name, strlen(name) + 1);
 		else
 			log_debug("event=auth_scram user=%s error=\"no SCRAM keys for this "
-			    "user's password scheme\"", LOG_QUOTE(name));
+			          "user's password scheme\"",
+			          LOG_QUOTE(name));
 	}
 	if (ret != 0) {
 		char lower[AUTH_MAX_NAME + 1];
 		size_t n = user != NULL ? strnlen(user, AUTH_MAX_NAME) : 0;
 
 		for (size_t j = 0; j < n; j++)
-			lower[j] = (char)(user[j] >= 'A' && user[j] <= 'Z' ? user[j] + 32 : user[j]);
+			lower[j] =
+			    (char)(user[j] >= 'A' && user[j] <= 'Z' ? user[j] + 32 : user[j]);
 		lower[n] = '\0';
 		fake_scram(auth, lower, c);
 		ret = ROOST_EAUTH;

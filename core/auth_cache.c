@@ -31,13 +31,13 @@
 
 struct cache_slot {
 	uint8_t digest[DIGEST_LEN];
-	time_t expires;		/* 0: empty */
+	time_t expires; /* 0: empty */
 };
 
 struct auth_cache {
-	uint8_t key[32];	/* immutable after creation */
-	size_t mask;		/* slots - 1 */
-	pthread_mutex_t lock;	/* guards slots; held only to copy one slot */
+	uint8_t key[32];      /* immutable after creation */
+	size_t mask;          /* slots - 1 */
+	pthread_mutex_t lock; /* guards slots; held only to copy one slot */
 	struct cache_slot *slots;
 };
 
@@ -73,8 +73,8 @@ auth_cache_free(struct auth_cache **cache)
 
 /* The lowercase name, so "Alice" and "alice" share an entry. */
 static bool
-cache_digest(const struct auth_cache *c, const char *name, const char *stored,
-    const char *password, size_t password_len, uint8_t out[DIGEST_LEN])
+cache_digest(const struct auth_cache *c, const char *name, const char *stored, const char *password,
+             size_t password_len, uint8_t out[DIGEST_LEN])
 {
 	size_t nlen = strlen(name), slen = strlen(stored);
 	size_t total = nlen + 1 + slen + 1 + password_len;
@@ -90,7 +90,7 @@ cache_digest(const struct auth_cache *c, const char *name, const char *stored,
 	*p++ = '\0';
 	memcpy(p, password, password_len);
 	ok = HMAC(EVP_sha256(), c->key, sizeof(c->key), msg, total, out, &outlen) != NULL &&
-	    outlen == DIGEST_LEN;
+	     outlen == DIGEST_LEN;
 	explicit_bzero(msg, total);
 	free(msg);
 	return ok;
@@ -106,8 +106,8 @@ slot_of(const struct auth_cache *c, const uint8_t digest[DIGEST_LEN])
 }
 
 bool
-auth_cache_check(struct auth_cache *c, const char *name, const char *stored,
-    const char *password, size_t password_len, time_t now)
+auth_cache_check(struct auth_cache *c, const char *name, const char *stored, const char *password,
+                 size_t password_len, time_t now)
 {
 	uint8_t digest[DIGEST_LEN];
 	struct cache_slot slot;
@@ -121,8 +121,8 @@ auth_cache_check(struct auth_cache *c, const char *name, const char *stored,
 }
 
 void
-auth_cache_put(struct auth_cache *c, const char *name, const char *stored,
-    const char *password, size_t password_len, time_t expires)
+auth_cache_put(struct auth_cache *c, const char *name, const char *stored, const char *password,
+               size_t password_len, time_t expires)
 {
 	uint8_t digest[DIGEST_LEN];
 	struct cache_slot *slot;

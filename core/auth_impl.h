@@ -14,18 +14,18 @@
 #include <time.h>
 
 /* Bounds of the passwd file. */
-#define AUTH_MAX_LINE 4096		/* bytes of one line */
-#define AUTH_MAX_PASSWORD 1024		/* longer passwords never verify */
+#define AUTH_MAX_LINE 4096     /* bytes of one line */
+#define AUTH_MAX_PASSWORD 1024 /* longer passwords never verify */
 
 /* ---- auth_userdb.c: the passwd-file table ---- */
 
 struct userdb_entry {
-	char *name;	/* file's spelling */
-	char *hash;	/* "{SCHEME}..." or a bare crypt string */
+	char *name; /* file's spelling */
+	char *hash; /* "{SCHEME}..." or a bare crypt string */
 };
 
 struct userdb {
-	struct userdb_entry *v;		/* sorted by strcasecmp(name) */
+	struct userdb_entry *v; /* sorted by strcasecmp(name) */
 	size_t n;
 };
 
@@ -54,9 +54,9 @@ void auth_cache_free(struct auth_cache **cache);
  * entry. Thread-safe.
  */
 bool auth_cache_check(struct auth_cache *cache, const char *name, const char *stored,
-    const char *password, size_t password_len, time_t now);
+                      const char *password, size_t password_len, time_t now);
 void auth_cache_put(struct auth_cache *cache, const char *name, const char *stored,
-    const char *password, size_t password_len, time_t expires);
+                    const char *password, size_t password_len, time_t expires);
 /* Forget everything. */
 void auth_cache_clear(struct auth_cache *cache);
 
@@ -88,23 +88,23 @@ size_t auth_throttle_count(struct auth_throttle *t);
 
 /* SCRAM-SHA-256 keys (RFC 5802 section 3), stored or derived. */
 #define SCRAM_KEY_LEN 32
-#define SCRAM_MIN_ITER 4096		/* RFC 7677's minimum */
+#define SCRAM_MIN_ITER 4096 /* RFC 7677's minimum */
 #define SCRAM_MAX_ITER 10000000
-#define SCRAM_DEFAULT_ITER 4096		/* Dovecot's default: same cost as its hashes */
+#define SCRAM_DEFAULT_ITER 4096 /* Dovecot's default: same cost as its hashes */
 
 struct auth_scram_cred {
 	unsigned iter;
 	uint8_t salt[64];
 	size_t salt_len;
-	uint8_t stored_key[SCRAM_KEY_LEN];	/* H(HMAC(SaltedPassword, "Client Key")) */
-	uint8_t server_key[SCRAM_KEY_LEN];	/* HMAC(SaltedPassword, "Server Key") */
+	uint8_t stored_key[SCRAM_KEY_LEN]; /* H(HMAC(SaltedPassword, "Client Key")) */
+	uint8_t server_key[SCRAM_KEY_LEN]; /* HMAC(SaltedPassword, "Server Key") */
 };
 
 /* Parse "iter,salt,StoredKey,ServerKey" (after "{SCRAM-SHA-256}"). ROOST_EINVAL. */
 int auth_scram_parse(const char *value, struct auth_scram_cred *c);
 /* Keys of a password for salt and iter (PBKDF2-HMAC-SHA256). */
 int auth_scram_derive(const char *password, size_t password_len, const uint8_t *salt,
-    size_t salt_len, unsigned iter, struct auth_scram_cred *c);
+                      size_t salt_len, unsigned iter, struct auth_scram_cred *c);
 
 /*
  * Does checking this stored "{SCHEME}hash" (or bare crypt string) cost
@@ -131,7 +131,7 @@ struct auth;
  * which users exist.
  */
 int auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t namelen,
-    struct auth_scram_cred *c);
+                           struct auth_scram_cred *c);
 /* Is SCRAM-SHA-256 advertised ([auth] password_scheme = SCRAM-SHA-256)? */
 bool auth_scram_advertised(const struct auth *auth);
 /* How many times auth_verify() checked the dummy hash so far (tests). */

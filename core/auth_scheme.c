@@ -29,39 +29,39 @@
 #include "auth_impl.h"
 
 enum scheme_kind {
-	KIND_PLAIN,	/* the password itself */
-	KIND_CRYPT,	/* a crypt(3) string */
-	KIND_DIGEST,	/* base64 (or hex) of H(password || salt) || salt */
-	KIND_SCRAM,	/* RFC 5802 keys: iterations,salt,StoredKey,ServerKey (base64) */
+	KIND_PLAIN,  /* the password itself */
+	KIND_CRYPT,  /* a crypt(3) string */
+	KIND_DIGEST, /* base64 (or hex) of H(password || salt) || salt */
+	KIND_SCRAM,  /* RFC 5802 keys: iterations,salt,StoredKey,ServerKey (base64) */
 };
 
 struct scheme {
 	const char *name;
 	enum scheme_kind kind;
-	const char *gensalt_prefix;	/* crypt prefix for new hashes; NULL: verify only */
-	const char *digest;		/* OpenSSL digest name for KIND_DIGEST */
+	const char *gensalt_prefix; /* crypt prefix for new hashes; NULL: verify only */
+	const char *digest;         /* OpenSSL digest name for KIND_DIGEST */
 	bool salted;
 };
 
 static const struct scheme schemes[] = {
-	{ "PLAIN", KIND_PLAIN, NULL, NULL, false },
-	{ "CLEAR", KIND_PLAIN, NULL, NULL, false },
-	{ "CLEARTEXT", KIND_PLAIN, NULL, NULL, false },
-	{ "CRYPT", KIND_CRYPT, NULL, NULL, false },
-	{ "DES-CRYPT", KIND_CRYPT, NULL, NULL, false },
-	{ "MD5-CRYPT", KIND_CRYPT, "$1$", NULL, false },
-	{ "SHA256-CRYPT", KIND_CRYPT, "$5$", NULL, false },
-	{ "SHA512-CRYPT", KIND_CRYPT, "$6$", NULL, false },
-	{ "BLF-CRYPT", KIND_CRYPT, "$2y$", NULL, false },
-	{ "YESCRYPT", KIND_CRYPT, "$y$", NULL, false },
-	{ "SHA", KIND_DIGEST, NULL, "SHA1", false },
-	{ "SHA1", KIND_DIGEST, NULL, "SHA1", false },
-	{ "SSHA", KIND_DIGEST, NULL, "SHA1", true },
-	{ "SHA256", KIND_DIGEST, NULL, "SHA256", false },
-	{ "SSHA256", KIND_DIGEST, NULL, "SHA256", true },
-	{ "SHA512", KIND_DIGEST, NULL, "SHA512", false },
-	{ "SSHA512", KIND_DIGEST, NULL, "SHA512", true },
-	{ "SCRAM-SHA-256", KIND_SCRAM, NULL, NULL, false },
+    {"PLAIN", KIND_PLAIN, NULL, NULL, false},
+    {"CLEAR", KIND_PLAIN, NULL, NULL, false},
+    {"CLEARTEXT", KIND_PLAIN, NULL, NULL, false},
+    {"CRYPT", KIND_CRYPT, NULL, NULL, false},
+    {"DES-CRYPT", KIND_CRYPT, NULL, NULL, false},
+    {"MD5-CRYPT", KIND_CRYPT, "$1$", NULL, false},
+    {"SHA256-CRYPT", KIND_CRYPT, "$5$", NULL, false},
+    {"SHA512-CRYPT", KIND_CRYPT, "$6$", NULL, false},
+    {"BLF-CRYPT", KIND_CRYPT, "$2y$", NULL, false},
+    {"YESCRYPT", KIND_CRYPT, "$y$", NULL, false},
+    {"SHA", KIND_DIGEST, NULL, "SHA1", false},
+    {"SHA1", KIND_DIGEST, NULL, "SHA1", false},
+    {"SSHA", KIND_DIGEST, NULL, "SHA1", true},
+    {"SHA256", KIND_DIGEST, NULL, "SHA256", false},
+    {"SSHA256", KIND_DIGEST, NULL, "SHA256", true},
+    {"SHA512", KIND_DIGEST, NULL, "SHA512", false},
+    {"SSHA512", KIND_DIGEST, NULL, "SHA512", true},
+    {"SCRAM-SHA-256", KIND_SCRAM, NULL, NULL, false},
 };
 
 enum encoding { ENC_DEFAULT, ENC_BASE64, ENC_HEX };
@@ -115,9 +115,10 @@ hex_decode(const char *s, size_t len, struct buf *out)
 
 		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]))
 			return ROOST_EINVAL;
-		hi = isdigit((unsigned char)s[i]) ? s[i] - '0' : tolower((unsigned char)s[i]) - 'a' + 10;
-		lo = isdigit((unsigned char)s[i + 1]) ? s[i + 1] - '0' :
-		    tolower((unsigned char)s[i + 1]) - 'a' + 10;
+		hi = isdigit((unsigned char)s[i]) ? s[i] - '0'
+		                                  : tolower((unsigned char)s[i]) - 'a' + 10;
+		lo = isdigit((unsigned char)s[i + 1]) ? s[i + 1] - '0'
+		                                      : tolower((unsigned char)s[i + 1]) - 'a' + 10;
 		if (buf_append_byte(out, (uint8_t)(hi << 4 | lo)) < 0)
 			return ROOST_ETOOBIG;
 	}
@@ -154,8 +155,8 @@ check_crypt(const char *stored, const char *password, size_t password_len)
 }
 
 static int
-check_digest(const struct scheme *sc, enum encoding enc, const char *value,
-    const char *password, size_t password_len)
+check_digest(const struct scheme *sc, enum encoding enc, const char *value, const char *password,
+             size_t password_len)
 {
 	struct buf raw = BUF_INIT(4096);
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -198,8 +199,8 @@ out:
  * {SCRAM-SHA-256}<iterations>,<salt>,<StoredKey>,<ServerKey> ---- */
 
 int
-auth_scram_derive(const char *password, size_t password_len, const uint8_t *salt,
-    size_t salt_len, unsigned iter, struct auth_scram_cred *c)
+auth_scram_derive(const char *password, size_t password_len, const uint8_t *salt, size_t salt_len,
+                  unsigned iter, struct auth_scram_cred *c)
 {
 	uint8_t salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
 	unsigned len = 0;
@@ -208,20 +209,22 @@ auth_scram_derive(const char *password, size_t password_len, const uint8_t *salt
 	if (salt_len > sizeof(c->salt) || iter < SCRAM_MIN_ITER || iter > SCRAM_MAX_ITER ||
 	    password_len > INT32_MAX)
 		return ROOST_EINVAL;
-	memmove(c->salt, salt, salt_len);	/* salt may be c->salt */
+	memmove(c->salt, salt, salt_len); /* salt may be c->salt */
 	c->salt_len = salt_len;
 	c->iter = iter;
 	if (PKCS5_PBKDF2_HMAC(password, (int)password_len, c->salt, (int)salt_len, (int)iter,
-	    EVP_sha256(), sizeof(salted), salted) != 1)
+	                      EVP_sha256(), sizeof(salted), salted) != 1)
 		goto out;
 	if (HMAC(EVP_sha256(), salted, sizeof(salted), (const uint8_t *)"Client Key", 10,
-	    client_key, &len) == NULL || len != SCRAM_KEY_LEN)
+	         client_key, &len) == NULL ||
+	    len != SCRAM_KEY_LEN)
 		goto out;
-	if (EVP_Digest(client_key, sizeof(client_key), c->stored_key, NULL, EVP_sha256(),
-	    NULL) != 1)
+	if (EVP_Digest(client_key, sizeof(client_key), c->stored_key, NULL, EVP_sha256(), NULL) !=
+	    1)
 		goto out;
 	if (HMAC(EVP_sha256(), salted, sizeof(salted), (const uint8_t *)"Server Key", 10,
-	    c->server_key, &len) == NULL || len != SCRAM_KEY_LEN)
+	         c->server_key, &len) == NULL ||
+	    len != SCRAM_KEY_LEN)
 		goto out;
 	ret = 0;
 out:
@@ -237,8 +240,8 @@ decode_field(const char *s, size_t len, uint8_t *out, size_t want, size_t max, s
 	struct buf b = BUF_INIT(256);
 	int ret = ROOST_EINVAL;
 
-	if (base64_decode(s, len, &b) == 0 && (want != 0 ? b.len == want :
-	    b.len > 0 && b.len <= max)) {
+	if (base64_decode(s, len, &b) == 0 &&
+	    (want != 0 ? b.len == want : b.len > 0 && b.len <= max)) {
 		memcpy(out, b.data, b.len);
 		if (len_r != NULL)
 			*len_r = b.len;
@@ -287,11 +290,12 @@ check_scram(const char *value, const char *password, size_t password_len)
 
 	if (auth_scram_parse(value, &stored) < 0)
 		return ROOST_EAUTH;
-	ret = auth_scram_derive(password, password_len, stored.salt, stored.salt_len,
-	    stored.iter, &mine);
+	ret = auth_scram_derive(password, password_len, stored.salt, stored.salt_len, stored.iter,
+	                        &mine);
 	if (ret == 0)
-		ret = auth_equal(mine.stored_key, SCRAM_KEY_LEN, stored.stored_key,
-		    SCRAM_KEY_LEN) ? 0 : ROOST_EAUTH;
+		ret = auth_equal(mine.stored_key, SCRAM_KEY_LEN, stored.stored_key, SCRAM_KEY_LEN)
+		          ? 0
+		          : ROOST_EAUTH;
 	else
 		ret = ROOST_EAUTH;
 	explicit_bzero(&mine, sizeof(mine));
@@ -308,7 +312,7 @@ hash_scram(const char *password, struct buf *out)
 	if (RAND_bytes(salt, sizeof(salt)) != 1)
 		return ROOST_EIO;
 	if ((ret = auth_scram_derive(password, strlen(password), salt, sizeof(salt),
-	    SCRAM_DEFAULT_ITER, &c)) < 0)
+	                             SCRAM_DEFAULT_ITER, &c)) < 0)
 		return ret;
 	if ((ret = buf_printf(out, "{SCRAM-SHA-256}%u,", c.iter)) == 0 &&
 	    (ret = base64_encode(c.salt, c.salt_len, out)) == 0 &&
@@ -328,7 +332,7 @@ auth_check_hash(const char *stored, const char *password, size_t password_len)
 	const char *value;
 
 	if (stored[0] != '{')
-		return check_crypt(stored, password, password_len);	/* bare crypt string */
+		return check_crypt(stored, password, password_len); /* bare crypt string */
 	value = strchr(stored, '}');
 	if (value == NULL)
 		return ROOST_ENOTSUP;
@@ -340,12 +344,13 @@ auth_check_hash(const char *stored, const char *password, size_t password_len)
 	case KIND_PLAIN:
 		if (enc == ENC_BASE64 || enc == ENC_HEX) {
 			struct buf raw = BUF_INIT(4096);
-			int ret = enc == ENC_HEX ? hex_decode(value, strlen(value), &raw) :
-			    base64_decode(value, strlen(value), &raw);
+			int ret = enc == ENC_HEX ? hex_decode(value, strlen(value), &raw)
+			                         : base64_decode(value, strlen(value), &raw);
 
 			if (ret == 0)
-				ret = auth_equal(password, password_len, raw.data, raw.len) ? 0 :
-				    ROOST_EAUTH;
+				ret = auth_equal(password, password_len, raw.data, raw.len)
+				          ? 0
+				          : ROOST_EAUTH;
 			else
 				ret = ROOST_EAUTH;
 			if (raw.data != NULL)
@@ -370,8 +375,8 @@ auth_check_hash(const char *stored, const char *password, size_t password_len)
 
 /* crypt(3) prefixes of key-stretching algorithms (thousands of rounds or a
  * cost parameter): what a default hash costs. DES and MD5-crypt are not. */
-static const char *const slow_crypt[] = { "$5$", "$6$", "$2a$", "$2b$", "$2x$", "$2y$", "$y$",
-	"$gy$", "$7$" };
+static const char *const slow_crypt[] = {"$5$",  "$6$", "$2a$", "$2b$", "$2x$",
+                                         "$2y$", "$y$", "$gy$", "$7$"};
 
 bool
 auth_hash_is_slow(const char *stored)

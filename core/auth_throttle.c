@@ -30,18 +30,18 @@
 #include "auth_impl.h"
 
 #define NONE UINT32_MAX
-#define IP_MAX 64		/* longer keys are cut: textual IPv6 is at most 45 */
-#define FORGET_MS (300u * 1000u)	/* failures older than this no longer count */
-#define QUEUE_MAX_MS (3600u * 1000u)	/* no answer is held longer than this */
+#define IP_MAX 64                    /* longer keys are cut: textual IPv6 is at most 45 */
+#define FORGET_MS (300u * 1000u)     /* failures older than this no longer count */
+#define QUEUE_MAX_MS (3600u * 1000u) /* no answer is held longer than this */
 #define MAX_POOL ((size_t)1 << 20)
 
 struct throttle_entry {
 	char ip[IP_MAX];
 	unsigned failures;
-	uint64_t next_ms;	/* the next attempt's turn: not answered before it */
-	uint64_t reset_ms;	/* 0, or when a success forgets the address */
-	uint32_t hnext;		/* next in the hash chain or the free list */
-	uint32_t prev, next;	/* LRU list: head = most recent failure */
+	uint64_t next_ms;    /* the next attempt's turn: not answered before it */
+	uint64_t reset_ms;   /* 0, or when a success forgets the address */
+	uint32_t hnext;      /* next in the hash chain or the free list */
+	uint32_t prev, next; /* LRU list: head = most recent failure */
 };
 
 struct auth_throttle {
@@ -50,9 +50,9 @@ struct auth_throttle {
 	size_t nentries;
 	uint32_t hmask;
 
-	pthread_mutex_t lock;	/* guards everything below */
+	pthread_mutex_t lock; /* guards everything below */
 	struct throttle_entry *e;
-	uint32_t *heads;	/* hash buckets */
+	uint32_t *heads; /* hash buckets */
 	uint32_t free_head;
 	uint32_t lru_head, lru_tail;
 	size_t count;
@@ -105,7 +105,7 @@ auth_throttle_free(struct auth_throttle **tp)
 static uint32_t
 ip_hash(const char *ip)
 {
-	uint32_t h = 2166136261u;	/* FNV-1a */
+	uint32_t h = 2166136261u; /* FNV-1a */
 
 	for (size_t i = 0; ip[i] != '\0' && i < IP_MAX - 1; i++)
 		h = (h ^ (uint8_t)ip[i]) * 16777619u;

@@ -29,7 +29,7 @@
 
 #include "auth_impl.h"
 
-#define AUTH_MAX_FILE (256u << 20)	/* bytes of a passwd file we are willing to edit */
+#define AUTH_MAX_FILE (256u << 20) /* bytes of a passwd file we are willing to edit */
 
 bool
 auth_user_name_valid(const char *name)
@@ -88,7 +88,7 @@ static int
 entry_cmp(const void *a, const void *b)
 {
 	return strcasecmp(((const struct userdb_entry *)a)->name,
-	    ((const struct userdb_entry *)b)->name);
+	                  ((const struct userdb_entry *)b)->name);
 }
 
 /* Is this line (without its newline) a comment or blank? */
@@ -128,14 +128,15 @@ userdb_load(const char *path, struct userdb **db_r)
 		lineno++;
 		if (len > AUTH_MAX_LINE) {
 			log_error("event=userdb_load path=%s line=%u error=\"line too long\"", path,
-			    lineno);
+			          lineno);
 			ret = ROOST_EINVAL;
 			goto fail;
 		}
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = '\0';
 		if (memchr(line, '\0', len) != NULL) {
-			log_error("event=userdb_load path=%s line=%u error=\"NUL byte\"", path, lineno);
+			log_error("event=userdb_load path=%s line=%u error=\"NUL byte\"", path,
+			          lineno);
 			ret = ROOST_EINVAL;
 			goto fail;
 		}
@@ -144,14 +145,15 @@ userdb_load(const char *path, struct userdb **db_r)
 		colon = strchr(line, ':');
 		if (colon == NULL) {
 			log_error("event=userdb_load path=%s line=%u error=\"no ':' after the user "
-			    "name\"", path, lineno);
+			          "name\"",
+			          path, lineno);
 			ret = ROOST_EINVAL;
 			goto fail;
 		}
 		*colon = '\0';
 		if (!auth_user_name_valid(line)) {
 			log_error("event=userdb_load path=%s line=%u error=\"invalid user name\"",
-			    path, lineno);
+			          path, lineno);
 			ret = ROOST_EINVAL;
 			goto fail;
 		}
@@ -176,8 +178,8 @@ userdb_load(const char *path, struct userdb **db_r)
 		qsort(db->v, db->n, sizeof(db->v[0]), entry_cmp);
 	for (size_t i = 1; i < db->n; i++) {
 		if (strcasecmp(db->v[i - 1].name, db->v[i].name) == 0) {
-			log_error("event=userdb_load path=%s user=%s error=\"duplicate user\"", path,
-			    LOG_QUOTE(db->v[i].name));
+			log_error("event=userdb_load path=%s user=%s error=\"duplicate user\"",
+			          path, LOG_QUOTE(db->v[i].name));
 			ret = ROOST_EINVAL;
 			goto fail;
 		}
@@ -200,7 +202,7 @@ fail:
 const struct userdb_entry *
 userdb_find(const struct userdb *db, const char *user)
 {
-	struct userdb_entry key = { .name = (char *)user };
+	struct userdb_entry key = {.name = (char *)user};
 
 	if (db->n == 0)
 		return NULL;
@@ -235,7 +237,7 @@ make_dirs(const char *dir)
 	char *p = xstrdup(dir);
 	int ret = 0;
 
-	for (char *s = p + 1; ; s++) {
+	for (char *s = p + 1;; s++) {
 		if (*s == '/' || *s == '\0') {
 			char c = *s;
 
@@ -317,7 +319,7 @@ replace_file(const char *path, int dirfd, const struct buf *contents)
 		if (stat(path, &st) == 0 || fstat(dirfd, &st) == 0) {
 			if (fchown(fd, st.st_uid, st.st_gid) < 0)
 				log_warn("event=passwd_chown path=%s error=\"%s\"", tmp,
-				    strerror(errno));
+				         strerror(errno));
 		}
 	}
 	if (fchmod(fd, 0600) < 0 || write_all(fd, contents->data, contents->len) < 0 ||
@@ -398,12 +400,12 @@ file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
 		close(fd);
 		if (ret < 0) {
 			log_error("event=passwd_read path=%s error=\"%s\"", path,
-			    ret == ROOST_ETOOBIG ? "file too large" : strerror(errno));
+			          ret == ROOST_ETOOBIG ? "file too large" : strerror(errno));
 			goto out;
 		}
 	}
 
-	for (size_t pos = 0; pos < old.len; ) {
+	for (size_t pos = 0; pos < old.len;) {
 		const char *line = (const char *)old.data + pos;
 		const char *nl = memchr(line, '\n', old.len - pos);
 		size_t len = nl != NULL ? (size_t)(nl - line) : old.len - pos;
@@ -419,7 +421,8 @@ file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
 				goto out;
 			}
 			if (op == EDIT_SET) {
-				const char *rest = memchr(colon + 1, ':', len - (size_t)(colon + 1 - line));
+				const char *rest =
+				    memchr(colon + 1, ':', len - (size_t)(colon + 1 - line));
 
 				/* Keep the file's spelling of the name and the other fields. */
 				buf_append(&out, line, (size_t)(colon - line) + 1);
@@ -452,7 +455,7 @@ file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
 	ret = replace_file(path, dirfd, &out);
 out:
 	if (dirfd >= 0)
-		close(dirfd);	/* releases the lock */
+		close(dirfd); /* releases the lock */
 	if (old.data != NULL)
 		explicit_bzero(old.data, old.cap);
 	if (out.data != NULL)

@@ -12,8 +12,7 @@
 #include "roost/error.h"
 #include "roost/sasl.h"
 
-static const char alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* 0-63 for alphabet symbols, 64 for '=', 255 for everything else. */
 static int8_t

@@ -27,13 +27,13 @@ cli_check(struct cli *cli)
 	/* Opening a store creates it; a check must not. */
 	if (stat(cfg->data_dir, &sb) < 0) {
 		fprintf(stderr, "roost: check: data directory %s: %s\n", cfg->data_dir,
-		    strerror(errno));
+		        strerror(errno));
 		config_free(&cfg);
 		return CLI_FAIL;
 	}
 	if ((rc = storage_open(cfg, &st)) != 0) {
 		fprintf(stderr, "roost: check: cannot open the %s store under %s: %s\n",
-		    cfg->storage_backend, cfg->data_dir, roost_strerror(rc));
+		        cfg->storage_backend, cfg->data_dir, roost_strerror(rc));
 		config_free(&cfg);
 		return CLI_FAIL;
 	}
@@ -52,7 +52,7 @@ cli_check(struct cli *cli)
 		fwrite(report.data, 1, report.len, stdout);
 	if (rc == 0)
 		printf("roost: check: %s store and queue under %s are consistent\n",
-		    cfg->storage_backend, cfg->data_dir);
+		       cfg->storage_backend, cfg->data_dir);
 	else
 		printf("roost: check: problems found (%s)\n", roost_strerror(rc));
 	buf_free(&report);

@@ -20,7 +20,7 @@ int
 cli_deliver(struct cli *cli)
 {
 	struct roost_config *cfg = NULL;
-	struct roost_services sv = { 0 };
+	struct roost_services sv = {0};
 	struct storage *st = NULL;
 	struct auth *auth = NULL;
 	enum log_level level = LOG_LEVEL_INFO;
@@ -34,7 +34,7 @@ cli_deliver(struct cli *cli)
 	err = auth_open(cfg, &auth);
 	if (err != 0) {
 		fprintf(stderr, "roost deliver: cannot open the user database: %s\n",
-		    roost_strerror(err));
+		        roost_strerror(err));
 		rc = EX_TEMPFAIL;
 		goto out;
 	}

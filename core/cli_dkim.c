@@ -29,14 +29,14 @@ cli_dkim(struct cli *cli)
 	err = dkim_keygen(cfg, cli->argv[2], ed25519, &txt);
 	if (err == 0) {
 		fprintf(stderr, "roost: dkim: key written to %s/%s.key; publish this record:\n",
-		    cfg->dkim_dir, cli->argv[2]);
+		        cfg->dkim_dir, cli->argv[2]);
 		fputs(buf_cstr(&txt), stdout);
 	} else if (err == ROOST_EEXISTS) {
 		fprintf(stderr, "roost: dkim: %s/%s.key exists; remove it first to replace it\n",
-		    cfg->dkim_dir, cli->argv[2]);
+		        cfg->dkim_dir, cli->argv[2]);
 	} else {
 		fprintf(stderr, "roost: dkim: cannot create a key for %s: %s\n", cli->argv[2],
-		    roost_strerror(err));
+		        roost_strerror(err));
 	}
 	buf_free(&txt);
 	config_free(&cfg);

@@ -36,7 +36,7 @@ mb_list(struct storage *st, const char *user)
 			continue;
 		}
 		printf("%s messages=%u unseen=%u uidnext=%u uidvalidity=%u\n", list[i].name,
-		    s.messages, s.unseen, s.uidnext, s.uidvalidity);
+		       s.messages, s.unseen, s.uidnext, s.uidvalidity);
 	}
 	storage_list_free(list, n);
 	return 0;
@@ -64,7 +64,7 @@ static int
 mb_fetch(struct storage *st, const char *user, const char *name, const char *uidtext)
 {
 	struct mailbox *mb = NULL;
-	struct msg_view v = { 0 };
+	struct msg_view v = {0};
 	char *end;
 	unsigned long uid = strtoul(uidtext, &end, 10);
 	int err;
@@ -92,9 +92,9 @@ cli_mailbox(struct cli *cli)
 	int err;
 
 	if (!((strcmp(sub, "list") == 0 && cli->argc == 3) ||
-	    (strcmp(sub, "create") == 0 && cli->argc == 4) ||
-	    (strcmp(sub, "uids") == 0 && cli->argc == 4) ||
-	    (strcmp(sub, "fetch") == 0 && cli->argc == 5)))
+	      (strcmp(sub, "create") == 0 && cli->argc == 4) ||
+	      (strcmp(sub, "uids") == 0 && cli->argc == 4) ||
+	      (strcmp(sub, "fetch") == 0 && cli->argc == 5)))
 		return cli_usage(cli);
 	if (cli_load_config(cli, &cfg) < 0)
 		return CLI_USAGE;

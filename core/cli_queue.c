@@ -48,12 +48,13 @@ cmd_list(const char *dir)
 		struct queue_entry *e = v[i];
 
 		printf("%s %llu <%s> pending=%zu attempts=%u%s\n", e->id,
-		    (unsigned long long)e->size, e->sender, queue_entry_pending(e), e->attempts,
-		    e->held ? " held" : "");
+		       (unsigned long long)e->size, e->sender, queue_entry_pending(e), e->attempts,
+		       e->held ? " held" : "");
 		for (size_t k = 0; k < e->n_rcpts; k++) {
 			if (e->rcpts[k].state == QUEUE_RCPT_PENDING)
 				printf("    <%s>%s%s\n", e->rcpts[k].addr,
-				    e->rcpts[k].status[0] != '\0' ? " " : "", e->rcpts[k].status);
+				       e->rcpts[k].status[0] != '\0' ? " " : "",
+				       e->rcpts[k].status);
 		}
 		queue_entry_free(&v[i]);
 	}
@@ -76,7 +77,7 @@ cmd_show(const char *dir, const char *id)
 	if (e->user[0] != '\0')
 		printf("user: %s\n", e->user);
 	printf("size: %llu\nattempts: %u\nheld: %s\n", (unsigned long long)e->size, e->attempts,
-	    e->held ? "yes" : "no");
+	       e->held ? "yes" : "no");
 	print_time("created", e->created);
 	print_time("next-attempt", e->next_try);
 	for (size_t k = 0; k < e->n_rcpts; k++) {
@@ -84,8 +85,8 @@ cmd_show(const char *dir, const char *id)
 
 		printf("recipient: <%s> %s", r->addr, state_name(r->state));
 		if (r->code != 0)
-			printf(" %d %s%s%s", r->code, r->status, r->remote[0] != '\0' ? " from " : "",
-			    r->remote);
+			printf(" %d %s%s%s", r->code, r->status,
+			       r->remote[0] != '\0' ? " from " : "", r->remote);
 		printf("\n");
 	}
 	queue_entry_free(&e);
@@ -141,10 +142,13 @@ cli_queue(struct cli *cli)
 		return cli_usage(cli);
 	verb = cli->argv[1];
 	id = cli->argc == 3 ? cli->argv[2] : NULL;
-	if (strcmp(verb, "list") == 0 ? id != NULL : strcmp(verb, "flush") == 0 ? false : id == NULL)
+	if (strcmp(verb, "list") == 0    ? id != NULL
+	    : strcmp(verb, "flush") == 0 ? false
+	                                 : id == NULL)
 		return cli_usage(cli);
 	if (strcmp(verb, "list") != 0 && strcmp(verb, "show") != 0 && strcmp(verb, "flush") != 0 &&
-	    strcmp(verb, "delete") != 0 && strcmp(verb, "hold") != 0 && strcmp(verb, "release") != 0)
+	    strcmp(verb, "delete") != 0 && strcmp(verb, "hold") != 0 &&
+	    strcmp(verb, "release") != 0)
 		return cli_usage(cli);
 	if (id != NULL && !queue_id_valid(id)) {
 		fprintf(stderr, "roost: queue: \"%s\" is not a queue id\n", id);
@@ -158,7 +162,8 @@ cli_queue(struct cli *cli)
 	} else if (strcmp(verb, "show") == 0) {
 		rc = cmd_show(dir, id);
 	} else {
-		snprintf(line, sizeof(line), "%s%s%s", verb, id != NULL ? " " : "", id != NULL ? id : "");
+		snprintf(line, sizeof(line), "%s%s%s", verb, id != NULL ? " " : "",
+		         id != NULL ? id : "");
 		switch (outbound_control(dir, line, err, sizeof(err))) {
 		case 0:
 			rc = CLI_OK;

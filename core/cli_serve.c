@@ -39,14 +39,10 @@ open_listeners(const struct roost_config *cfg, struct server *srv)
 		const char *name;
 		const struct config_listen *listen;
 	} listeners[] = {
-		{ "smtp", &cfg->listen_smtp },
-		{ "submission", &cfg->listen_submission },
-		{ "smtps", &cfg->listen_smtps },
-		{ "lmtp", &cfg->listen_lmtp },
-		{ "imap", &cfg->listen_imap },
-		{ "imaps", &cfg->listen_imaps },
-		{ "pop3", &cfg->listen_pop3 },
-		{ "pop3s", &cfg->listen_pop3s },
+	    {"smtp", &cfg->listen_smtp},   {"submission", &cfg->listen_submission},
+	    {"smtps", &cfg->listen_smtps}, {"lmtp", &cfg->listen_lmtp},
+	    {"imap", &cfg->listen_imap},   {"imaps", &cfg->listen_imaps},
+	    {"pop3", &cfg->listen_pop3},   {"pop3s", &cfg->listen_pop3s},
 	};
 	unsigned opened = 0;
 	int ret;
@@ -56,17 +52,18 @@ open_listeners(const struct roost_config *cfg, struct server *srv)
 		char *const *addrs = listeners[i].listen->addrs;
 
 		if (addrs == NULL || addrs[0] == NULL)
-			continue;	/* "off" */
+			continue; /* "off" */
 		b = protocol_for_listener(listeners[i].name);
 		if (b == NULL) {
 			log_warn("event=listen listener=%s status=skipped reason=\"protocol not in "
-			    "this build\"", listeners[i].name);
+			         "this build\"",
+			         listeners[i].name);
 			continue;
 		}
 		ret = server_listen(srv, listeners[i].name, addrs, b->ops, b->implicit_tls);
 		if (ret < 0) {
 			log_error("event=listen listener=%s status=failed error=\"%s\"",
-			    listeners[i].name, roost_strerror(ret));
+			          listeners[i].name, roost_strerror(ret));
 			return ret;
 		}
 		opened++;
@@ -119,21 +116,23 @@ raise_nofile(const struct roost_config *cfg)
 	}
 	want = nofile_ceiling(rl.rlim_max);
 	if (rl.rlim_cur < want) {
-		struct rlimit raised = { want, rl.rlim_max };
+		struct rlimit raised = {want, rl.rlim_max};
 
 		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
 			rl.rlim_cur = want;
 		else
 			log_warn("event=nofile_limit limit=%llu error=\"%s\"",
-			    (unsigned long long)rl.rlim_cur, strerror(errno));
+			         (unsigned long long)rl.rlim_cur, strerror(errno));
 	}
 	if (rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur < (rlim_t)cfg->max_connections + NOFILE_RESERVE)
 		log_warn("event=nofile_limit limit=%llu max_connections=%u reachable=%llu "
-		    "hint=\"raise the hard limit on open files: LimitNOFILE= in the systemd "
-		    "unit, ulimit -Hn, or limits.conf\"", (unsigned long long)rl.rlim_cur,
-		    cfg->max_connections, rl.rlim_cur > NOFILE_RESERVE ?
-		    (unsigned long long)(rl.rlim_cur - NOFILE_RESERVE) : 0ULL);
+		         "hint=\"raise the hard limit on open files: LimitNOFILE= in the systemd "
+		         "unit, ulimit -Hn, or limits.conf\"",
+		         (unsigned long long)rl.rlim_cur, cfg->max_connections,
+		         rl.rlim_cur > NOFILE_RESERVE
+		             ? (unsigned long long)(rl.rlim_cur - NOFILE_RESERVE)
+		             : 0ULL);
 }
 
 int
@@ -146,7 +145,7 @@ cli_serve(struct cli *cli)
 	struct outbound *outbound = NULL;
 	struct server *srv = NULL;
 	const char *bad;
-	struct roost_services services = { 0 };
+	struct roost_services services = {0};
 	enum log_level level;
 	int ret, status = CLI_FAIL;
 
@@ -167,32 +166,34 @@ cli_serve(struct cli *cli)
 		pthread_sigmask(SIG_BLOCK, &set, NULL);
 	}
 	if (log_level_parse(cfg->log_level, &level) < 0)
-		level = LOG_LEVEL_INFO;	/* config_load validated it */
+		level = LOG_LEVEL_INFO; /* config_load validated it */
 	log_setup(level, true, cfg->log_syslog);
 	log_info("event=start version=0.1 config=%s data_dir=%s backend=%s",
-	    cfg->path != NULL ? cfg->path : "(defaults)", cfg->data_dir, cfg->storage_backend);
+	         cfg->path != NULL ? cfg->path : "(defaults)", cfg->data_dir, cfg->storage_backend);
 	raise_nofile(cfg);
 
 	if ((ret = storage_open(cfg, &storage)) < 0) {
 		log_error("event=start status=failed stage=storage backend=%s error=\"%s\"",
-		    cfg->storage_backend, roost_strerror(ret));
+		          cfg->storage_backend, roost_strerror(ret));
 		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
 		goto out;
 	}
 	if ((ret = auth_open(cfg, &auth)) < 0) {
 		log_error("event=start status=failed stage=auth passwd_file=%s error=\"%s\"",
-		    cfg->passwd_file, roost_strerror(ret));
+		          cfg->passwd_file, roost_strerror(ret));
 		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
 		goto out;
 	}
 	if (relay_check_config(cfg, &bad) != 0) {
 		log_error("event=start status=failed stage=config error=\"[smtp] trusted_networks: "
-		    "bad network %s\"", bad);
+		          "bad network %s\"",
+		          bad);
 		status = CLI_USAGE;
 		goto out;
 	}
 	if ((ret = queue_open(cfg, true, &queue)) < 0) {
-		log_error("event=start status=failed stage=queue error=\"%s\"", roost_strerror(ret));
+		log_error("event=start status=failed stage=queue error=\"%s\"",
+		          roost_strerror(ret));
 		goto out;
 	}
 	services.cfg = cfg;
@@ -201,7 +202,7 @@ cli_serve(struct cli *cli)
 	services.queue = queue;
 	if ((ret = server_create(cfg, &services, &srv)) < 0) {
 		log_error("event=start status=failed stage=server error=\"%s\"",
-		    roost_strerror(ret));
+		          roost_strerror(ret));
 		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
 		goto out;
 	}

@@ -48,7 +48,7 @@ read_line(FILE *f, char *buf, size_t size)
 	if (len > 0 && buf[len - 1] == '\n')
 		buf[--len] = '\0';
 	else if (!feof(f))
-		return -1;	/* too long */
+		return -1; /* too long */
 	if (len > 0 && buf[len - 1] == '\r')
 		buf[--len] = '\0';
 	return 0;
@@ -65,7 +65,7 @@ tty_echo(bool on)
 	struct termios t;
 
 	if (!on) {
-		struct sigaction sa = { 0 };
+		struct sigaction sa = {0};
 
 		if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
 			return -1;
@@ -124,8 +124,10 @@ read_password(char *pw, size_t size)
 			return CLI_FAIL;
 		}
 	} else if (read_line(stdin, pw, size) < 0) {
-		fprintf(stderr, "roost: expected the password as one line on stdin (at most %d "
-		    "bytes)\n", PASSWORD_MAX);
+		fprintf(stderr,
+		        "roost: expected the password as one line on stdin (at most %d "
+		        "bytes)\n",
+		        PASSWORD_MAX);
 		return CLI_FAIL;
 	}
 	if (pw[0] == '\0') {
@@ -183,7 +185,7 @@ new_hash(const struct roost_config *cfg, struct buf *hash)
 	explicit_bzero(pw, sizeof(pw));
 	if (ret == ROOST_ENOTSUP) {
 		fprintf(stderr, "roost: %s: [auth] password_scheme: \"%s\" is not supported here\n",
-		    cfg->path != NULL ? cfg->path : "(defaults)", cfg->password_scheme);
+		        cfg->path != NULL ? cfg->path : "(defaults)", cfg->password_scheme);
 		return CLI_USAGE;
 	}
 	if (ret < 0) {
@@ -207,15 +209,16 @@ cli_user(struct cli *cli)
 	if (strcmp(op, "list") == 0) {
 		if (cli->argc != 2)
 			return cli_usage(cli);
-	} else if (strcmp(op, "add") == 0 || strcmp(op, "passwd") == 0 ||
-	    strcmp(op, "del") == 0) {
+	} else if (strcmp(op, "add") == 0 || strcmp(op, "passwd") == 0 || strcmp(op, "del") == 0) {
 		if (cli->argc != 3)
 			return cli_usage(cli);
 		name = cli->argv[2];
 		if (!auth_user_name_valid(name)) {
-			fprintf(stderr, "roost: invalid user name %s: use local@domain or a plain "
-			    "name, in UTF-8, without ':', '/', '\\', blanks or control "
-			    "characters\n", LOG_QUOTE(name));
+			fprintf(stderr,
+			        "roost: invalid user name %s: use local@domain or a plain "
+			        "name, in UTF-8, without ':', '/', '\\', blanks or control "
+			        "characters\n",
+			        LOG_QUOTE(name));
 			return CLI_USAGE;
 		}
 	} else {
@@ -230,7 +233,8 @@ cli_user(struct cli *cli)
 		err = auth_file_list(cfg->passwd_file, print_cb, NULL);
 		if (err < 0) {
 			fprintf(stderr, "roost: %s: %s\n", cfg->passwd_file,
-			    err == ROOST_EINVAL ? "malformed file (see above)" : roost_strerror(err));
+			        err == ROOST_EINVAL ? "malformed file (see above)"
+			                            : roost_strerror(err));
 			ret = CLI_FAIL;
 		}
 	} else if (strcmp(op, "del") == 0) {
@@ -243,20 +247,20 @@ cli_user(struct cli *cli)
 		}
 	} else {
 		bool add = strcmp(op, "add") == 0;
-		struct find_ctx f = { name, false };
+		struct find_ctx f = {name, false};
 
 		/* Say "exists" / "no such user" before asking for a password. */
 		err = auth_file_list(cfg->passwd_file, find_cb, &f);
 		if (err == 0 && f.found == add) {
 			fprintf(stderr, "roost: %s: %s\n", name,
-			    err_text(add ? ROOST_EEXISTS : ROOST_ENOTFOUND));
+			        err_text(add ? ROOST_EEXISTS : ROOST_ENOTFOUND));
 			ret = CLI_FAIL;
 			goto out;
 		}
 		if ((ret = new_hash(cfg, &hash)) != CLI_OK)
 			goto out;
-		err = add ? auth_file_add(cfg->passwd_file, name, buf_cstr(&hash)) :
-		    auth_file_set_password(cfg->passwd_file, name, buf_cstr(&hash));
+		err = add ? auth_file_add(cfg->passwd_file, name, buf_cstr(&hash))
+		          : auth_file_set_password(cfg->passwd_file, name, buf_cstr(&hash));
 		if (err < 0) {
 			fprintf(stderr, "roost: %s: %s\n", name, err_text(err));
 			ret = CLI_FAIL;

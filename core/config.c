@@ -25,115 +25,110 @@ struct key_def {
 	const char *section;
 	const char *key;
 	enum key_type type;
-	const char *def;	/* default in file syntax; NULL = computed */
+	const char *def; /* default in file syntax; NULL = computed */
 	size_t offset;
-	uint64_t min, max;	/* for counts, sizes and durations */
+	uint64_t min, max; /* for counts, sizes and durations */
 };
 
 #define F(field) offsetof(struct roost_config, field)
 #define U32 UINT32_MAX
 
 static const struct key_def keys[] = {
-	{ "server", "hostname", T_STRING, NULL, F(hostname), 0, 0 },
-	{ "server", "data_dir", T_STRING, "./var", F(data_dir), 0, 0 },
-	{ "server", "workers", T_COUNT, NULL, F(workers), 1, 1024 },
-	{ "server", "loops", T_COUNT, NULL, F(loops), 1, 256 },
-	{ "server", "log_level", T_STRING, "info", F(log_level), 0, 0 },
-	{ "server", "log_syslog", T_BOOL, "no", F(log_syslog), 0, 0 },
+    {"server", "hostname", T_STRING, NULL, F(hostname), 0, 0},
+    {"server", "data_dir", T_STRING, "./var", F(data_dir), 0, 0},
+    {"server", "workers", T_COUNT, NULL, F(workers), 1, 1024},
+    {"server", "loops", T_COUNT, NULL, F(loops), 1, 256},
+    {"server", "log_level", T_STRING, "info", F(log_level), 0, 0},
+    {"server", "log_syslog", T_BOOL, "no", F(log_syslog), 0, 0},
 
-	{ "storage", "backend", T_STRING, "lmdb", F(storage_backend), 0, 0 },
-	{ "storage", "lmdb_map_size", T_SIZE, "1G", F(lmdb_map_size), 1 << 20, UINT64_MAX },
-	{ "storage", "lmdb_shards", T_COUNT, "1", F(lmdb_shards), 1, 64 },
-	{ "storage", "fsync", T_BOOL, "yes", F(storage_fsync), 0, 0 },
-	{ "storage", "expunge_log_retention", T_DURATION, "30d", F(expunge_log_retention), 0,
-	    UINT64_MAX },
+    {"storage", "backend", T_STRING, "lmdb", F(storage_backend), 0, 0},
+    {"storage", "lmdb_map_size", T_SIZE, "1G", F(lmdb_map_size), 1 << 20, UINT64_MAX},
+    {"storage", "lmdb_shards", T_COUNT, "1", F(lmdb_shards), 1, 64},
+    {"storage", "fsync", T_BOOL, "yes", F(storage_fsync), 0, 0},
+    {"storage", "expunge_log_retention", T_DURATION, "30d", F(expunge_log_retention), 0,
+     UINT64_MAX},
 
-	{ "listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0 },
-	{ "listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0 },
-	{ "listen", "smtps", T_LISTEN, "127.0.0.1:2465", F(listen_smtps), 0, 0 },
-	{ "listen", "lmtp", T_LISTEN, "127.0.0.1:2024", F(listen_lmtp), 0, 0 },
-	{ "listen", "imap", T_LISTEN, "127.0.0.1:2143", F(listen_imap), 0, 0 },
-	{ "listen", "imaps", T_LISTEN, "127.0.0.1:2993", F(listen_imaps), 0, 0 },
-	{ "listen", "pop3", T_LISTEN, "127.0.0.1:2110", F(listen_pop3), 0, 0 },
-	{ "listen", "pop3s", T_LISTEN, "127.0.0.1:2995", F(listen_pop3s), 0, 0 },
+    {"listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0},
+    {"listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0},
+    {"listen", "smtps", T_LISTEN, "127.0.0.1:2465", F(listen_smtps), 0, 0},
+    {"listen", "lmtp", T_LISTEN, "127.0.0.1:2024", F(listen_lmtp), 0, 0},
+    {"listen", "imap", T_LISTEN, "127.0.0.1:2143", F(listen_imap), 0, 0},
+    {"listen", "imaps", T_LISTEN, "127.0.0.1:2993", F(listen_imaps), 0, 0},
+    {"listen", "pop3", T_LISTEN, "127.0.0.1:2110", F(listen_pop3), 0, 0},
+    {"listen", "pop3s", T_LISTEN, "127.0.0.1:2995", F(listen_pop3s), 0, 0},
 
-	{ "tls", "cert", T_STRING, NULL, F(tls_cert), 0, 0 },
-	{ "tls", "key", T_STRING, NULL, F(tls_key), 0, 0 },
-	{ "tls", "min_protocol", T_STRING, "TLSv1.2", F(tls_min_protocol), 0, 0 },
-	{ "tls", "ciphers", T_STRING, "HIGH:!aNULL:!MD5", F(tls_ciphers), 0, 0 },
-	{ "tls", "ciphersuites", T_STRING,
-	    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
-	    F(tls_ciphersuites), 0, 0 },
+    {"tls", "cert", T_STRING, NULL, F(tls_cert), 0, 0},
+    {"tls", "key", T_STRING, NULL, F(tls_key), 0, 0},
+    {"tls", "min_protocol", T_STRING, "TLSv1.2", F(tls_min_protocol), 0, 0},
+    {"tls", "ciphers", T_STRING, "HIGH:!aNULL:!MD5", F(tls_ciphers), 0, 0},
+    {"tls", "ciphersuites", T_STRING,
+     "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+     F(tls_ciphersuites), 0, 0},
 
-	{ "auth", "passwd_file", T_STRING, NULL, F(passwd_file), 0, 0 },
-	{ "auth", "password_scheme", T_STRING, "SHA512-CRYPT", F(password_scheme), 0, 0 },
-	{ "auth", "plaintext_insecure", T_BOOL, "no", F(plaintext_insecure), 0, 0 },
-	{ "auth", "fail_delay_initial", T_DURATION, "2", F(fail_delay_initial), 0, 3600 },
-	{ "auth", "fail_delay_max", T_DURATION, "15", F(fail_delay_max), 0, 3600 },
-	{ "auth", "cache_ttl", T_DURATION, "300", F(auth_cache_ttl), 0, 86400 },
+    {"auth", "passwd_file", T_STRING, NULL, F(passwd_file), 0, 0},
+    {"auth", "password_scheme", T_STRING, "SHA512-CRYPT", F(password_scheme), 0, 0},
+    {"auth", "plaintext_insecure", T_BOOL, "no", F(plaintext_insecure), 0, 0},
+    {"auth", "fail_delay_initial", T_DURATION, "2", F(fail_delay_initial), 0, 3600},
+    {"auth", "fail_delay_max", T_DURATION, "15", F(fail_delay_max), 0, 3600},
+    {"auth", "cache_ttl", T_DURATION, "300", F(auth_cache_ttl), 0, 86400},
 
-	{ "limits", "max_connections", T_COUNT, "20000", F(max_connections), 1, 10000000 },
-	{ "limits", "max_connections_per_ip", T_COUNT, "200", F(max_connections_per_ip), 1,
-	    10000000 },
-	{ "limits", "preauth_idle_timeout", T_DURATION, "60", F(preauth_idle_timeout), 1, U32 },
-	{ "limits", "idle_timeout", T_DURATION, "1800", F(idle_timeout), 1, U32 },
-	{ "limits", "command_timeout", T_DURATION, "300", F(command_timeout), 1, U32 },
-	{ "limits", "tls_handshake_timeout", T_DURATION, "30", F(tls_handshake_timeout), 1, U32 },
-	{ "limits", "shutdown_grace", T_DURATION, "10", F(shutdown_grace), 0, U32 },
-	{ "limits", "max_line", T_SIZE, "64K", F(max_line), 512, 1 << 30 },
-	{ "limits", "max_line_preauth", T_SIZE, "8K", F(max_line_preauth), 512, 1 << 30 },
-	{ "limits", "max_message_size", T_SIZE, "50M", F(max_message_size), 1024,
-	    (uint64_t)1 << 40 },
-	{ "limits", "max_recipients", T_COUNT, "1000", F(max_recipients), 1, 1000000 },
-	{ "limits", "mime_max_depth", T_COUNT, "100", F(mime_max_depth), 1, 10000 },
-	{ "limits", "mime_max_parts", T_COUNT, "10000", F(mime_max_parts), 1, 10000000 },
-	{ "limits", "max_header_size", T_SIZE, "1M", F(max_header_size), 1024, 1 << 30 },
-	{ "limits", "max_header_fields", T_COUNT, "10000", F(max_header_fields), 1, 10000000 },
+    {"limits", "max_connections", T_COUNT, "20000", F(max_connections), 1, 10000000},
+    {"limits", "max_connections_per_ip", T_COUNT, "200", F(max_connections_per_ip), 1, 10000000},
+    {"limits", "preauth_idle_timeout", T_DURATION, "60", F(preauth_idle_timeout), 1, U32},
+    {"limits", "idle_timeout", T_DURATION, "1800", F(idle_timeout), 1, U32},
+    {"limits", "command_timeout", T_DURATION, "300", F(command_timeout), 1, U32},
+    {"limits", "tls_handshake_timeout", T_DURATION, "30", F(tls_handshake_timeout), 1, U32},
+    {"limits", "shutdown_grace", T_DURATION, "10", F(shutdown_grace), 0, U32},
+    {"limits", "max_line", T_SIZE, "64K", F(max_line), 512, 1 << 30},
+    {"limits", "max_line_preauth", T_SIZE, "8K", F(max_line_preauth), 512, 1 << 30},
+    {"limits", "max_message_size", T_SIZE, "50M", F(max_message_size), 1024, (uint64_t)1 << 40},
+    {"limits", "max_recipients", T_COUNT, "1000", F(max_recipients), 1, 1000000},
+    {"limits", "mime_max_depth", T_COUNT, "100", F(mime_max_depth), 1, 10000},
+    {"limits", "mime_max_parts", T_COUNT, "10000", F(mime_max_parts), 1, 10000000},
+    {"limits", "max_header_size", T_SIZE, "1M", F(max_header_size), 1024, 1 << 30},
+    {"limits", "max_header_fields", T_COUNT, "10000", F(max_header_fields), 1, 10000000},
 
-	{ "smtp", "domains", T_STRLIST, NULL, F(smtp_domains), 0, 0 },
-	{ "smtp", "max_errors", T_COUNT, "20", F(smtp_max_errors), 1, 100000 },
-	{ "smtp", "bare_lf", T_STRING, "reject", F(smtp_bare_lf), 0, 0 },
-	{ "smtp", "recipient_delimiter", T_STRING, "+", F(recipient_delimiter), 0, 0 },
-	{ "smtp", "trusted_networks", T_STRLIST, NULL, F(smtp_trusted_networks), 0, 0 },
+    {"smtp", "domains", T_STRLIST, NULL, F(smtp_domains), 0, 0},
+    {"smtp", "max_errors", T_COUNT, "20", F(smtp_max_errors), 1, 100000},
+    {"smtp", "bare_lf", T_STRING, "reject", F(smtp_bare_lf), 0, 0},
+    {"smtp", "recipient_delimiter", T_STRING, "+", F(recipient_delimiter), 0, 0},
+    {"smtp", "trusted_networks", T_STRLIST, NULL, F(smtp_trusted_networks), 0, 0},
 
-	{ "relay", "smarthost", T_STRING, "", F(relay_smarthost), 0, 0 },
-	{ "relay", "smarthost_user", T_STRING, "", F(relay_smarthost_user), 0, 0 },
-	{ "relay", "smarthost_password", T_STRING, "", F(relay_smarthost_password), 0, 0 },
-	{ "relay", "smarthost_tls_verify", T_BOOL, "yes", F(relay_smarthost_tls_verify), 0, 0 },
-	{ "relay", "mx_port", T_COUNT, "25", F(relay_mx_port), 1, 65535 },
-	{ "relay", "tls_required", T_STRLIST, "", F(relay_tls_required), 0, 0 },
-	{ "relay", "queue_lifetime", T_DURATION, "5d", F(relay_queue_lifetime), 1, U32 },
-	{ "relay", "delay_warning", T_DURATION, "4h", F(relay_delay_warning), 0, U32 },
-	{ "relay", "retry_min", T_DURATION, "5m", F(relay_retry_min), 1, U32 },
-	{ "relay", "retry_max", T_DURATION, "1h", F(relay_retry_max), 1, U32 },
-	{ "relay", "max_connections", T_COUNT, "20", F(relay_max_connections), 1, 10000 },
-	{ "relay", "max_per_domain", T_COUNT, "4", F(relay_max_per_domain), 1, 10000 },
-	{ "relay", "connect_timeout", T_DURATION, "30", F(relay_connect_timeout), 1, 3600 },
-	{ "relay", "command_timeout", T_DURATION, "300", F(relay_command_timeout), 1, 3600 },
-	{ "relay", "max_per_connection", T_COUNT, "100", F(relay_max_per_connection), 1,
-	    1000000 },
-	{ "relay", "dkim_selector", T_STRING, "roost", F(dkim_selector), 0, 0 },
-	{ "relay", "dkim_dir", T_STRING, NULL, F(dkim_dir), 0, 0 },
+    {"relay", "smarthost", T_STRING, "", F(relay_smarthost), 0, 0},
+    {"relay", "smarthost_user", T_STRING, "", F(relay_smarthost_user), 0, 0},
+    {"relay", "smarthost_password", T_STRING, "", F(relay_smarthost_password), 0, 0},
+    {"relay", "smarthost_tls_verify", T_BOOL, "yes", F(relay_smarthost_tls_verify), 0, 0},
+    {"relay", "mx_port", T_COUNT, "25", F(relay_mx_port), 1, 65535},
+    {"relay", "tls_required", T_STRLIST, "", F(relay_tls_required), 0, 0},
+    {"relay", "queue_lifetime", T_DURATION, "5d", F(relay_queue_lifetime), 1, U32},
+    {"relay", "delay_warning", T_DURATION, "4h", F(relay_delay_warning), 0, U32},
+    {"relay", "retry_min", T_DURATION, "5m", F(relay_retry_min), 1, U32},
+    {"relay", "retry_max", T_DURATION, "1h", F(relay_retry_max), 1, U32},
+    {"relay", "max_connections", T_COUNT, "20", F(relay_max_connections), 1, 10000},
+    {"relay", "max_per_domain", T_COUNT, "4", F(relay_max_per_domain), 1, 10000},
+    {"relay", "connect_timeout", T_DURATION, "30", F(relay_connect_timeout), 1, 3600},
+    {"relay", "command_timeout", T_DURATION, "300", F(relay_command_timeout), 1, 3600},
+    {"relay", "max_per_connection", T_COUNT, "100", F(relay_max_per_connection), 1, 1000000},
+    {"relay", "dkim_selector", T_STRING, "roost", F(dkim_selector), 0, 0},
+    {"relay", "dkim_dir", T_STRING, NULL, F(dkim_dir), 0, 0},
 
-	{ "dns", "servers", T_STRLIST, "", F(dns_servers), 0, 0 },
-	{ "dns", "timeout", T_DURATION, "10", F(dns_timeout), 1, 3600 },
+    {"dns", "servers", T_STRLIST, "", F(dns_servers), 0, 0},
+    {"dns", "timeout", T_DURATION, "10", F(dns_timeout), 1, 3600},
 
-	{ "imap", "max_connections_per_user_ip", T_COUNT, "10",
-	    F(imap_max_connections_per_user_ip), 1, 1000000 },
-	{ "imap", "max_bad_commands", T_COUNT, "20", F(imap_max_bad_commands), 1, 100000 },
-	{ "imap", "idle_keepalive", T_DURATION, "120", F(imap_idle_keepalive), 1, U32 },
-	{ "imap", "max_literal", T_SIZE, NULL, F(imap_max_literal), 1024, (uint64_t)1 << 40 },
-	{ "imap", "search_budget", T_SIZE, "1G", F(imap_search_budget), 1 << 20,
-	    (uint64_t)1 << 40 },
+    {"imap", "max_connections_per_user_ip", T_COUNT, "10", F(imap_max_connections_per_user_ip), 1,
+     1000000},
+    {"imap", "max_bad_commands", T_COUNT, "20", F(imap_max_bad_commands), 1, 100000},
+    {"imap", "idle_keepalive", T_DURATION, "120", F(imap_idle_keepalive), 1, U32},
+    {"imap", "max_literal", T_SIZE, NULL, F(imap_max_literal), 1024, (uint64_t)1 << 40},
+    {"imap", "search_budget", T_SIZE, "1G", F(imap_search_budget), 1 << 20, (uint64_t)1 << 40},
 
-	{ "pop3", "max_bad_commands", T_COUNT, "20", F(pop3_max_bad_commands), 1, 100000 },
+    {"pop3", "max_bad_commands", T_COUNT, "20", F(pop3_max_bad_commands), 1, 100000},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {
-	"server", "storage", "listen", "tls", "auth", "limits", "smtp", "relay", "dns", "imap",
-	"pop3",
+    "server", "storage", "listen", "tls", "auth", "limits", "smtp", "relay", "dns", "imap", "pop3",
 };
 
 /* ---- value parsing ---- */
@@ -146,8 +141,7 @@ trim(char *s)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	end = s + strlen(s);
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
-	    end[-1] == '\n'))
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
 		*--end = '\0';
 	return s;
 }
@@ -181,22 +175,49 @@ parse_scaled(const char *s, enum key_type type, uint64_t *v_r)
 		return ROOST_EINVAL;
 	if (type == T_SIZE) {
 		switch (*rest) {
-		case '\0': break;
-		case 'k': case 'K': mult = 1024; rest++; break;
-		case 'm': case 'M': mult = 1024 * 1024; rest++; break;
-		case 'g': case 'G': mult = 1024 * 1024 * 1024; rest++; break;
-		default: return ROOST_EINVAL;
+		case '\0':
+			break;
+		case 'k':
+		case 'K':
+			mult = 1024;
+			rest++;
+			break;
+		case 'm':
+		case 'M':
+			mult = 1024 * 1024;
+			rest++;
+			break;
+		case 'g':
+		case 'G':
+			mult = 1024 * 1024 * 1024;
+			rest++;
+			break;
+		default:
+			return ROOST_EINVAL;
 		}
 		if (*rest == 'B' || *rest == 'b')
 			rest++;
 	} else if (type == T_DURATION) {
 		switch (*rest) {
-		case '\0': break;
-		case 's': rest++; break;
-		case 'm': mult = 60; rest++; break;
-		case 'h': mult = 3600; rest++; break;
-		case 'd': mult = 86400; rest++; break;
-		default: return ROOST_EINVAL;
+		case '\0':
+			break;
+		case 's':
+			rest++;
+			break;
+		case 'm':
+			mult = 60;
+			rest++;
+			break;
+		case 'h':
+			mult = 3600;
+			rest++;
+			break;
+		case 'd':
+			mult = 86400;
+			rest++;
+			break;
+		default:
+			return ROOST_EINVAL;
 		}
 	}
 	if (*rest != '\0')
@@ -210,8 +231,8 @@ parse_scaled(const char *s, enum key_type type, uint64_t *v_r)
 static int
 parse_bool(const char *s, bool *v_r)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
 
 	for (size_t i = 0; i < 4; i++) {
 		if (strcasecmp(s, yes[i]) == 0) {
@@ -310,12 +331,11 @@ config_parse_addr(const char *spec, struct config_addr *addr_r)
 		host_start = spec;
 		host_end = colon;
 		if (memchr(spec, ':', (size_t)(colon - spec)) != NULL)
-			return ROOST_EINVAL;	/* bare IPv6 needs brackets */
+			return ROOST_EINVAL; /* bare IPv6 needs brackets */
 	}
 	if ((size_t)(host_end - host_start) >= sizeof(addr_r->host))
 		return ROOST_EINVAL;
-	if (parse_u64(colon + 1, &port, &rest) != 0 || *rest != '\0' || port == 0 ||
-	    port > 65535)
+	if (parse_u64(colon + 1, &port, &rest) != 0 || *rest != '\0' || port == 0 || port > 65535)
 		return ROOST_EINVAL;
 	memcpy(addr_r->host, host_start, (size_t)(host_end - host_start));
 	if (strcmp(addr_r->host, "*") == 0)
@@ -411,7 +431,7 @@ apply_defaults(struct roost_config *cfg)
 
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (keys[i].def != NULL && set_value(cfg, &keys[i], keys[i].def) != 0)
-			abort();	/* a bad built-in default is a programming error */
+			abort(); /* a bad built-in default is a programming error */
 	}
 	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "localhost");
@@ -463,26 +483,28 @@ validate(const struct roost_config *cfg, char *err, size_t errlen, const char *f
 {
 	if (strcmp(cfg->storage_backend, "lmdb") != 0 &&
 	    strcmp(cfg->storage_backend, "maildir") != 0) {
-		snprintf(err, errlen, "%s: [storage] backend: unknown backend \"%s\" (lmdb, maildir)",
-		    file, cfg->storage_backend);
+		snprintf(err, errlen,
+		         "%s: [storage] backend: unknown backend \"%s\" (lmdb, maildir)", file,
+		         cfg->storage_backend);
 		return ROOST_ECONFIG;
 	}
 	if (strcmp(cfg->log_level, "error") != 0 && strcmp(cfg->log_level, "warn") != 0 &&
 	    strcmp(cfg->log_level, "info") != 0 && strcmp(cfg->log_level, "debug") != 0) {
-		snprintf(err, errlen, "%s: [server] log_level: \"%s\" is not error, warn, info or debug",
-		    file, cfg->log_level);
+		snprintf(err, errlen,
+		         "%s: [server] log_level: \"%s\" is not error, warn, info or debug", file,
+		         cfg->log_level);
 		return ROOST_ECONFIG;
 	}
 	if (strcmp(cfg->tls_min_protocol, "TLSv1.2") != 0 &&
 	    strcmp(cfg->tls_min_protocol, "TLSv1.3") != 0) {
 		snprintf(err, errlen, "%s: [tls] min_protocol: \"%s\" is not TLSv1.2 or TLSv1.3",
-		    file, cfg->tls_min_protocol);
+		         file, cfg->tls_min_protocol);
 		return ROOST_ECONFIG;
 	}
 	if (strcmp(cfg->smtp_bare_lf, "reject") != 0 &&
 	    strcmp(cfg->smtp_bare_lf, "normalize") != 0) {
 		snprintf(err, errlen, "%s: [smtp] bare_lf: \"%s\" is not reject or normalize", file,
-		    cfg->smtp_bare_lf);
+		         cfg->smtp_bare_lf);
 		return ROOST_ECONFIG;
 	}
 	if (cfg->data_dir[0] == '\0') {
@@ -492,15 +514,16 @@ validate(const struct roost_config *cfg, char *err, size_t errlen, const char *f
 	/* unix: sockets make sense for LMTP only (behind a local MTA). */
 	{
 		const struct config_listen *tcp_only[] = {
-			&cfg->listen_smtp, &cfg->listen_submission, &cfg->listen_smtps,
-			&cfg->listen_imap, &cfg->listen_imaps, &cfg->listen_pop3,
-			&cfg->listen_pop3s,
+		    &cfg->listen_smtp,  &cfg->listen_submission, &cfg->listen_smtps,
+		    &cfg->listen_imap,  &cfg->listen_imaps,      &cfg->listen_pop3,
+		    &cfg->listen_pop3s,
 		};
 
 		for (size_t i = 0; i < sizeof(tcp_only) / sizeof(tcp_only[0]); i++) {
 			for (char **a = tcp_only[i]->addrs; a != NULL && *a != NULL; a++) {
 				if (strncmp(*a, "unix:", 5) == 0) {
-					snprintf(err, errlen,
+					snprintf(
+					    err, errlen,
 					    "%s: [listen]: unix sockets are for lmtp only (%s)",
 					    file, *a);
 					return ROOST_ECONFIG;
@@ -535,8 +558,8 @@ static int
 load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t errlen)
 {
 	char line[8192], section[64] = "";
-	bool seen_section[sizeof(sections) / sizeof(sections[0])] = { false };
-	bool seen_key[N_KEYS] = { false };
+	bool seen_section[sizeof(sections) / sizeof(sections[0])] = {false};
+	bool seen_key[N_KEYS] = {false};
 	unsigned lineno = 0;
 
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -557,21 +580,22 @@ load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t
 
 			if (end == NULL || *trim(end + 1) != '\0' || end - s - 1 <= 0 ||
 			    (size_t)(end - s - 1) >= sizeof(section)) {
-				snprintf(err, errlen, "%s:%u: malformed section header", path, lineno);
+				snprintf(err, errlen, "%s:%u: malformed section header", path,
+				         lineno);
 				return ROOST_ECONFIG;
 			}
 			*end = '\0';
 			snprintf(section, sizeof(section), "%s", trim(s + 1));
 			if (!known_section(section)) {
 				snprintf(err, errlen, "%s:%u: unknown section [%s]", path, lineno,
-				    section);
+				         section);
 				return ROOST_ECONFIG;
 			}
 			for (idx = 0; strcmp(sections[idx], section) != 0; idx++)
 				;
 			if (seen_section[idx]) {
 				snprintf(err, errlen, "%s:%u: duplicate section [%s]", path, lineno,
-				    section);
+				         section);
 				return ROOST_ECONFIG;
 			}
 			seen_section[idx] = true;
@@ -586,24 +610,25 @@ load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t
 		key = trim(s);
 		value = trim(eq + 1);
 		if (section[0] == '\0') {
-			snprintf(err, errlen, "%s:%u: key %s outside any section", path, lineno, key);
+			snprintf(err, errlen, "%s:%u: key %s outside any section", path, lineno,
+			         key);
 			return ROOST_ECONFIG;
 		}
 		k = find_key(section, key);
 		if (k == NULL) {
 			snprintf(err, errlen, "%s:%u: unknown key %s in [%s]", path, lineno, key,
-			    section);
+			         section);
 			return ROOST_ECONFIG;
 		}
 		if (seen_key[k - keys]) {
 			snprintf(err, errlen, "%s:%u: duplicate key %s in [%s]", path, lineno, key,
-			    section);
+			         section);
 			return ROOST_ECONFIG;
 		}
 		seen_key[k - keys] = true;
 		if (set_value(cfg, k, value) != 0) {
 			snprintf(err, errlen, "%s:%u: [%s] %s: bad value \"%s\"", path, lineno,
-			    section, key, value);
+			         section, key, value);
 			return ROOST_ECONFIG;
 		}
 	}
@@ -689,7 +714,7 @@ print_value(const struct roost_config *cfg, const struct key_def *k, FILE *out)
 	case T_LISTEN:
 	case T_STRLIST:
 		list = k->type == T_LISTEN ? ((const struct config_listen *)field)->addrs
-					   : *(char **const *)field;
+		                           : *(char **const *)field;
 		if (list == NULL || list[0] == NULL) {
 			fputs(k->type == T_LISTEN ? "off" : "", out);
 			break;
@@ -706,7 +731,7 @@ config_print(const struct roost_config *cfg, FILE *out)
 	const char *section = NULL;
 
 	fprintf(out, "# effective configuration%s%s\n", cfg->path ? " from " : " (defaults only)",
-	    cfg->path ? cfg->path : "");
+	        cfg->path ? cfg->path : "");
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (section == NULL || strcmp(section, keys[i].section) != 0) {
 			section = keys[i].section;

@@ -21,33 +21,26 @@
 /* allowed[from]: the states a connection may enter from `from`. Every
  * state but WORKER may be closed (DEAD). */
 static const unsigned allowed[CONN_STATE_COUNT] = {
-	[CONN_NEW] = BIT(CONN_HANDSHAKE) | BIT(CONN_WORKER) | BIT(CONN_DEAD),
-	[CONN_HANDSHAKE] = BIT(CONN_NEW) | BIT(CONN_READY) | BIT(CONN_DEAD),
-	[CONN_READY] = BIT(CONN_WORKER) | BIT(CONN_THROTTLED) | BIT(CONN_CLOSING) | BIT(CONN_DEAD),
-	[CONN_WORKER] = BIT(CONN_READY) | BIT(CONN_CONTINUE) | BIT(CONN_STARTTLS) |
-	    BIT(CONN_DELAYED) | BIT(CONN_CLOSING),
-	[CONN_DELAYED] = BIT(CONN_READY) | BIT(CONN_CONTINUE) | BIT(CONN_STARTTLS) |
-	    BIT(CONN_CLOSING) | BIT(CONN_DEAD),
-	[CONN_THROTTLED] = BIT(CONN_READY) | BIT(CONN_DEAD),
-	[CONN_CONTINUE] = BIT(CONN_WORKER) | BIT(CONN_DEAD),
-	[CONN_STARTTLS] = BIT(CONN_HANDSHAKE) | BIT(CONN_DEAD),
-	[CONN_CLOSING] = BIT(CONN_LINGER) | BIT(CONN_DEAD),
-	[CONN_LINGER] = BIT(CONN_DEAD),
-	[CONN_DEAD] = 0,
+    [CONN_NEW] = BIT(CONN_HANDSHAKE) | BIT(CONN_WORKER) | BIT(CONN_DEAD),
+    [CONN_HANDSHAKE] = BIT(CONN_NEW) | BIT(CONN_READY) | BIT(CONN_DEAD),
+    [CONN_READY] = BIT(CONN_WORKER) | BIT(CONN_THROTTLED) | BIT(CONN_CLOSING) | BIT(CONN_DEAD),
+    [CONN_WORKER] = BIT(CONN_READY) | BIT(CONN_CONTINUE) | BIT(CONN_STARTTLS) | BIT(CONN_DELAYED) |
+                    BIT(CONN_CLOSING),
+    [CONN_DELAYED] = BIT(CONN_READY) | BIT(CONN_CONTINUE) | BIT(CONN_STARTTLS) | BIT(CONN_CLOSING) |
+                     BIT(CONN_DEAD),
+    [CONN_THROTTLED] = BIT(CONN_READY) | BIT(CONN_DEAD),
+    [CONN_CONTINUE] = BIT(CONN_WORKER) | BIT(CONN_DEAD),
+    [CONN_STARTTLS] = BIT(CONN_HANDSHAKE) | BIT(CONN_DEAD),
+    [CONN_CLOSING] = BIT(CONN_LINGER) | BIT(CONN_DEAD),
+    [CONN_LINGER] = BIT(CONN_DEAD),
+    [CONN_DEAD] = 0,
 };
 
 static const char *const state_names[CONN_STATE_COUNT] = {
-	[CONN_NEW] = "new",
-	[CONN_HANDSHAKE] = "handshake",
-	[CONN_READY] = "ready",
-	[CONN_WORKER] = "worker",
-	[CONN_DELAYED] = "delayed",
-	[CONN_THROTTLED] = "throttled",
-	[CONN_CONTINUE] = "continue",
-	[CONN_STARTTLS] = "starttls",
-	[CONN_CLOSING] = "closing",
-	[CONN_LINGER] = "linger",
-	[CONN_DEAD] = "dead",
+    [CONN_NEW] = "new",           [CONN_HANDSHAKE] = "handshake", [CONN_READY] = "ready",
+    [CONN_WORKER] = "worker",     [CONN_DELAYED] = "delayed",     [CONN_THROTTLED] = "throttled",
+    [CONN_CONTINUE] = "continue", [CONN_STARTTLS] = "starttls",   [CONN_CLOSING] = "closing",
+    [CONN_LINGER] = "linger",     [CONN_DEAD] = "dead",
 };
 
 void
@@ -55,7 +48,7 @@ conn_enter(struct conn *c, enum conn_state to)
 {
 	if ((allowed[c->state] & BIT(to)) == 0)
 		fatal("event=conn_state_error conn=%" PRIu64 " from=%s to=%s", c->id,
-		    state_names[c->state], state_names[to]);
+		      state_names[c->state], state_names[to]);
 	c->state = to;
 }
 
@@ -84,10 +77,10 @@ conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)
 	va_end(ap);
 	if (c->user != NULL)
 		log_msg(level, "conn=%" PRIu64 " peer=%s proto=%s user=%s %s", c->id, c->peer,
-		    c->lst->name, LOG_QUOTE(c->user), text);
+		        c->lst->name, LOG_QUOTE(c->user), text);
 	else
-		log_msg(level, "conn=%" PRIu64 " peer=%s proto=%s %s", c->id, c->peer,
-		    c->lst->name, text);
+		log_msg(level, "conn=%" PRIu64 " peer=%s proto=%s %s", c->id, c->peer, c->lst->name,
+		        text);
 }
 
 const struct roost_services *

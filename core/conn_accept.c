@@ -171,8 +171,8 @@ ready_step(struct conn *c)
 	}
 	if (in_len(c) > 0 && in_len(c) != c->frame_seen) {
 		size_t avail = in_len(c), used = 0;
-		enum frame_result fr = ops->frame(c, c->session, c->in.data + c->in_off, avail,
-		    &used);
+		enum frame_result fr =
+		    ops->frame(c, c->session, c->in.data + c->in_off, avail, &used);
 
 		if (used > avail)
 			used = avail;
@@ -295,7 +295,8 @@ step_inner(struct conn *c)
 			return;
 		}
 		if (c->io_err != 0) {
-			conn_close_now(c, c->close_reason != NULL ? c->close_reason : "write_error");
+			conn_close_now(c,
+			               c->close_reason != NULL ? c->close_reason : "write_error");
 			return;
 		}
 		switch (c->state) {
@@ -367,8 +368,8 @@ conn_event(struct loop_io *io, uint32_t events)
 }
 
 void
-conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
-    const char *local, bool loopback, bool is_unix)
+conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer, const char *local,
+            bool loopback, bool is_unix)
 {
 	struct server *s = sl->srv;
 	struct conn *c = xcalloc(1, sizeof(*c));

@@ -79,17 +79,17 @@ struct srv_loop;
  * the worker's socket fail and closes the connection when it comes back.
  */
 enum conn_state {
-	CONN_NEW,	/* accepted, no session yet */
-	CONN_HANDSHAKE,	/* TLS handshake running */
-	CONN_READY,	/* framing and reading commands, delivering wake-ups */
-	CONN_WORKER,	/* a worker runs a hook (enum conn_job) */
-	CONN_DELAYED,	/* conn_delay(): output and input held until delay_until */
-	CONN_THROTTLED,	/* client not reading: no command framed until OUT_LWM */
-	CONN_CONTINUE,	/* a reply in steps: next step once below OUT_LWM */
-	CONN_STARTTLS,	/* flushing the go-ahead, then the handshake */
-	CONN_CLOSING,	/* flushing the last output, then close or linger */
-	CONN_LINGER,	/* write side shut, discarding input for LINGER_MS */
-	CONN_DEAD,	/* socket closed, session freed; struct kept until the last unref */
+	CONN_NEW,       /* accepted, no session yet */
+	CONN_HANDSHAKE, /* TLS handshake running */
+	CONN_READY,     /* framing and reading commands, delivering wake-ups */
+	CONN_WORKER,    /* a worker runs a hook (enum conn_job) */
+	CONN_DELAYED,   /* conn_delay(): output and input held until delay_until */
+	CONN_THROTTLED, /* client not reading: no command framed until OUT_LWM */
+	CONN_CONTINUE,  /* a reply in steps: next step once below OUT_LWM */
+	CONN_STARTTLS,  /* flushing the go-ahead, then the handshake */
+	CONN_CLOSING,   /* flushing the last output, then close or linger */
+	CONN_LINGER,    /* write side shut, discarding input for LINGER_MS */
+	CONN_DEAD,      /* socket closed, session freed; struct kept until the last unref */
 	CONN_STATE_COUNT
 };
 
@@ -117,7 +117,7 @@ struct conn {
 	struct srv_loop *sl;
 	const struct listener *lst;
 	uint64_t id;
-	int fd;			/* -1 once closed */
+	int fd; /* -1 once closed */
 	bool loopback;
 	bool is_unix;
 	uint64_t started;
@@ -137,46 +137,46 @@ struct conn {
 	_Atomic unsigned refs;
 	_Atomic unsigned wake_bits;
 	_Atomic bool wake_queued;
-	_Atomic bool gone;		/* closed: conn_wake() does nothing */
+	_Atomic bool gone; /* closed: conn_wake() does nothing */
 
 	/* Loop thread only, even while a worker owns the connection. */
 	enum conn_state state;
-	struct conn *prev, *next;	/* srv_loop list */
-	bool ready_in;			/* the socket may have input */
-	bool ready_out;			/* the socket may take output */
-	bool out_blocked;		/* waiting for the socket to take output */
-	bool eof;			/* the client ended its input */
-	bool goodbye_sent;		/* on_shutdown ran (or is not needed) */
+	struct conn *prev, *next; /* srv_loop list */
+	bool ready_in;            /* the socket may have input */
+	bool ready_out;           /* the socket may take output */
+	bool out_blocked;         /* waiting for the socket to take output */
+	bool eof;                 /* the client ended its input */
+	bool goodbye_sent;        /* on_shutdown ran (or is not needed) */
 	uint64_t linger_until;
-	uint64_t idle_since;		/* last command finished */
-	uint64_t partial_since;		/* first byte of the partial command */
-	uint64_t out_progress;		/* last successful write (or start of waiting) */
+	uint64_t idle_since;    /* last command finished */
+	uint64_t partial_since; /* first byte of the partial command */
+	uint64_t out_progress;  /* last successful write (or start of waiting) */
 	uint64_t hs_deadline;
 	uint64_t delay_until;
 	enum conn_job job;
-	size_t frame_seen;		/* in_len() the frame hook last said FRAME_AGAIN to */
+	size_t frame_seen; /* in_len() the frame hook last said FRAME_AGAIN to */
 
 	/* The owner: the loop, or the worker running a hook. */
 	const struct conn_transport *tp;
-	void *tp_ctx;			/* the transport's state (TLS: its SSL) */
+	void *tp_ctx; /* the transport's state (TLS: its SSL) */
 	void *session;
 	struct buf in;
 	size_t in_off;
 	struct buf out;
 	size_t out_off;
-	size_t out_peak;		/* largest pending output (logged at close) */
+	size_t out_peak; /* largest pending output (logged at close) */
 	char *user;
-	char *tls_info;			/* set once a TLS handshake finished */
+	char *tls_info; /* set once a TLS handshake finished */
 	uint64_t timer_at;
-	bool timer_fired;		/* WAKE_TIMER to deliver */
+	bool timer_fired; /* WAKE_TIMER to deliver */
 	size_t input_max;
 	unsigned input_max_seq, input_max_seq_cmd;
 	size_t cmd_len;
 	unsigned idle_override;
 	enum wake_reason wake_why;
-	conn_continue_fn *cont_fn;	/* the next step of a long reply, or NULL */
+	conn_continue_fn *cont_fn; /* the next step of a long reply, or NULL */
 	void *cont_arg;
-	int io_err;			/* ROOST_ECLOSED once output failed */
+	int io_err; /* ROOST_ECLOSED once output failed */
 	const char *close_reason;
 
 	/* Requests of the running hook, turned into a state when it returns
@@ -186,7 +186,7 @@ struct conn {
 	unsigned delay_ms;
 };
 
-#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 /*
  * A transport: how bytes reach the socket (plain, TLS). Chosen at accept and

@@ -57,9 +57,9 @@ plain_recv(struct conn *c, uint8_t *p, size_t n)
 }
 
 const struct conn_transport conn_plain_transport = {
-	.name = "plain",
-	.send = plain_send,
-	.recv = plain_recv,
+    .name = "plain",
+    .send = plain_send,
+    .recv = plain_recv,
 };
 
 /* ---- output ---- */
@@ -161,7 +161,7 @@ conn_write(struct conn *c, const void *data, size_t len)
 		return c->io_err;
 	if (len > OUT_MAX - out_len(c)) {
 		conn_log(c, LOG_LEVEL_WARN, "event=output_overflow pending=%zu adding=%zu",
-		    out_len(c), len);
+		         out_len(c), len);
 		if (c->close_reason == NULL)
 			c->close_reason = "output_overflow";
 		conn_out_failed(c, ROOST_ECLOSED);
@@ -354,8 +354,8 @@ conn_close_now(struct conn *c, const char *reason)
 	if (c->state == CONN_DEAD)
 		return;
 	conn_log(c, LOG_LEVEL_INFO,
-	    "event=disconnect reason=%s duration_ms=%" PRIu64 " out_peak=%zu", reason,
-	    loop_now(sl->loop) - c->started, c->out_peak);
+	         "event=disconnect reason=%s duration_ms=%" PRIu64 " out_peak=%zu", reason,
+	         loop_now(sl->loop) - c->started, c->out_peak);
 	/* A failed handshake or write leaves nothing to say goodbye on. */
 	if (c->io_err == 0 && c->state != CONN_HANDSHAKE)
 		tp_shutdown(c);

@@ -63,8 +63,8 @@ input_deadline(const struct conn *c)
 static bool
 protocol_timer_runs(const struct conn *c)
 {
-	return c->timer_at != 0 && (c->state == CONN_READY || c->state == CONN_THROTTLED ||
-	    c->state == CONN_CONTINUE);
+	return c->timer_at != 0 &&
+	       (c->state == CONN_READY || c->state == CONN_THROTTLED || c->state == CONN_CONTINUE);
 }
 
 static uint64_t
@@ -144,7 +144,7 @@ conn_deadline(struct loop_timer *t)
 		}
 		break;
 	case CONN_DELAYED:
-		break;	/* conn_step() sees the delay is over */
+		break; /* conn_step() sees the delay is over */
 	default:
 		if (protocol_timer_runs(c) && now >= c->timer_at) {
 			c->timer_at = 0;

@@ -24,7 +24,7 @@
 
 struct tls_ctx {
 	SSL *ssl;
-	bool notify_sent;	/* close_notify is out (or must never be) */
+	bool notify_sent; /* close_notify is out (or must never be) */
 };
 
 static SSL *
@@ -58,7 +58,7 @@ tlstp_send(struct conn *c, const uint8_t *p, size_t n, enum conn_want *want_r)
 		return ROOST_EAGAIN;
 	}
 	ERR_clear_error();
-	((struct tls_ctx *)c->tp_ctx)->notify_sent = true;	/* the session is broken */
+	((struct tls_ctx *)c->tp_ctx)->notify_sent = true; /* the session is broken */
 	return ROOST_ECLOSED;
 }
 
@@ -104,12 +104,12 @@ tlstp_handshake(struct conn *c, enum conn_want *want_r)
 		return ROOST_EAGAIN;
 	}
 	snprintf(fields, sizeof(fields), "conn=%" PRIu64 " peer=%s proto=%s", c->id, c->peer,
-	    c->lst->name);
+	         c->lst->name);
 	if (e == SSL_ERROR_SSL)
 		tls_log_errors(LOG_LEVEL_INFO, fields, "handshake");
 	else
 		log_info("%s event=tls_error reason=handshake detail=%s", fields,
-		    e == SSL_ERROR_SYSCALL ? "peer_closed" : "other");
+		         e == SSL_ERROR_SYSCALL ? "peer_closed" : "other");
 	ERR_clear_error();
 	t->notify_sent = true;
 	return ROOST_ECLOSED;
@@ -139,14 +139,14 @@ tlstp_free(struct conn *c)
 }
 
 const struct conn_transport conn_tls_transport = {
-	.name = "tls",
-	.cross_ready = true,
-	.send = tlstp_send,
-	.recv = tlstp_recv,
-	.pending = tlstp_pending,
-	.handshake = tlstp_handshake,
-	.shutdown = tlstp_shutdown,
-	.free = tlstp_free,
+    .name = "tls",
+    .cross_ready = true,
+    .send = tlstp_send,
+    .recv = tlstp_recv,
+    .pending = tlstp_pending,
+    .handshake = tlstp_handshake,
+    .shutdown = tlstp_shutdown,
+    .free = tlstp_free,
 };
 
 bool
@@ -194,6 +194,6 @@ conn_tls_handshake(struct conn *c)
 	c->ready_in = true;
 	c->ready_out = true;
 	log_debug("conn=%" PRIu64 " peer=%s proto=%s event=tls tls=\"%s\"", c->id, c->peer,
-	    c->lst->name, info);
+	          c->lst->name, info);
 	return true;
 }

@@ -36,7 +36,7 @@ delivery_domain_is_local(const struct roost_config *cfg, const char *domain)
  * users named without a domain ("alice"). */
 static int
 lookup_user(const struct roost_services *sv, const char *local, size_t local_len,
-    const char *domain, bool is_local, char *name_r, size_t namelen)
+            const char *domain, bool is_local, char *name_r, size_t namelen)
 {
 	char tmp[DELIVERY_MAX_USER];
 	int n = snprintf(tmp, sizeof(tmp), "%.*s@%s", (int)local_len, local, domain);
@@ -90,7 +90,8 @@ delivery_resolve(const struct roost_services *sv, const char *address, struct de
 	if (delim != NULL && *delim != '\0') {
 		cut = strcspn(address, delim);
 		if (cut > 0 && cut < local_len &&
-		    lookup_user(sv, address, cut, domain, is_local, r->user, sizeof(r->user)) == 0) {
+		    lookup_user(sv, address, cut, domain, is_local, r->user, sizeof(r->user)) ==
+		        0) {
 			const char *detail = address + cut + 1;
 			size_t detail_len = local_len - cut - 1;
 			char folder[DELIVERY_MAX_FOLDER];
@@ -116,8 +117,9 @@ delivery_new_id(char id[DELIVERY_ID_LEN])
 	static atomic_uint counter;
 	unsigned n = atomic_fetch_add(&counter, 1);
 
-	snprintf(id, DELIVERY_ID_LEN, "%08llX%06X%X", (unsigned long long)time(NULL) & 0xffffffffULL,
-	    n & 0xffffffu, (unsigned)getpid() & 0xfffffu);
+	snprintf(id, DELIVERY_ID_LEN, "%08llX%06X%X",
+	         (unsigned long long)time(NULL) & 0xffffffffULL, n & 0xffffffu,
+	         (unsigned)getpid() & 0xfffffu);
 }
 
 /* Copy client text into a header, keeping only what cannot break it. */
@@ -139,7 +141,7 @@ append_clean(struct buf *out, const char *s, size_t max, const char *allowed_pun
 
 int
 delivery_trace_headers(const struct roost_config *cfg, const struct delivery_trace *t,
-    struct buf *out)
+                       struct buf *out)
 {
 	char date[64];
 	time_t now = t->time != 0 ? (time_t)t->time : time(NULL);
@@ -157,14 +159,14 @@ delivery_trace_headers(const struct roost_config *cfg, const struct delivery_tra
 		append_clean(out, t->helo, 100, ".-_:[]");
 		buf_printf(out, " ([%s])\r\n\t", t->peer != NULL ? t->peer : "unknown");
 	}
-	buf_printf(out, "by %s (Roost) with %s", cfg->hostname != NULL ? cfg->hostname : "localhost",
-	    t->protocol);
+	buf_printf(out, "by %s (Roost) with %s",
+	           cfg->hostname != NULL ? cfg->hostname : "localhost", t->protocol);
 	if (t->tls_info != NULL && t->tls_info[0] != '\0') {
 		const char *sp = strchr(t->tls_info, ' ');
 
 		if (sp != NULL)
 			buf_printf(out, "\r\n\t(version=%.*s cipher=%s)", (int)(sp - t->tls_info),
-			    t->tls_info, sp + 1);
+			           t->tls_info, sp + 1);
 		else
 			buf_printf(out, "\r\n\t(version=%s)", t->tls_info);
 	}
@@ -201,23 +203,23 @@ roll_back(struct storage *st, struct delivery_target *t, size_t n)
 		mailbox_close(&mb);
 		if (err != 0)
 			log_error("event=rollback-failed user=%s mailbox=%s uid=%u error=\"%s\"",
-			    LOG_QUOTE(t[i].user), LOG_QUOTE(t[i].mailbox), t[i].uid,
-			    roost_strerror(err));
+			          LOG_QUOTE(t[i].user), LOG_QUOTE(t[i].mailbox), t[i].uid,
+			          roost_strerror(err));
 	}
 }
 
 int
 delivery_store(struct storage *st, const uint8_t *msg, size_t len, struct delivery_rcpt *rcpts,
-    size_t n, bool all_or_nothing)
+               size_t n, bool all_or_nothing)
 {
-	struct msg_input in = { .data = msg, .len = len, .fd = -1 };
+	struct msg_input in = {.data = msg, .len = len, .fd = -1};
 
 	return delivery_store_input(st, &in, rcpts, n, all_or_nothing);
 }
 
 int
 delivery_store_input(struct storage *st, const struct msg_input *inp, struct delivery_rcpt *rcpts,
-    size_t n, bool all_or_nothing)
+                     size_t n, bool all_or_nothing)
 {
 	struct msg_input in = *inp;
 	struct delivery_target *t;
@@ -365,7 +367,7 @@ static void
 deliver_usage(void)
 {
 	fprintf(stderr, "usage: roost deliver [-f sender] -a recipient [-a recipient...] "
-	    "[--config FILE] < message\n");
+	                "[--config FILE] < message\n");
 }
 
 int
@@ -376,7 +378,7 @@ delivery_command(const struct roost_services *sv, int argc, char **argv)
 	struct delivery_rcpt *rcpts = NULL;
 	struct buf msg;
 	char id[DELIVERY_ID_LEN];
-	struct delivery_trace t = { 0 };
+	struct delivery_trace t = {0};
 	size_t n = 0, hdr_len;
 	uint64_t max;
 	int err, rc = EX_OK;
@@ -410,7 +412,7 @@ delivery_command(const struct roost_services *sv, int argc, char **argv)
 		err = delivery_resolve(sv, addrs[i], &rcpts[i]);
 		if (err != 0) {
 			fprintf(stderr, "roost deliver: %s: %s\n", addrs[i],
-			    err == ROOST_EPERM ? "not a local address" : "no such user");
+			        err == ROOST_EPERM ? "not a local address" : "no such user");
 			rc = exit_for(err == ROOST_EINVAL ? ROOST_ENOTFOUND : err);
 			goto out;
 		}
@@ -429,23 +431,23 @@ delivery_command(const struct roost_services *sv, int argc, char **argv)
 	err = read_message(&msg, max);
 	if (err != 0) {
 		fprintf(stderr, "roost deliver: %s\n",
-		    err == ROOST_ETOOBIG ? "message too big" : "cannot read the message");
+		        err == ROOST_ETOOBIG ? "message too big" : "cannot read the message");
 		rc = err == ROOST_ETOOBIG ? EX_DATAERR : EX_IOERR;
 		goto out;
 	}
 	err = delivery_store(sv->storage, msg.data, msg.len, rcpts, n, true);
 	if (err != 0) {
 		log_error("proto=deliver event=failed id=%s from=%s error=\"%s\"", id,
-		    LOG_QUOTE(sender), roost_strerror(err));
+		          LOG_QUOTE(sender), roost_strerror(err));
 		fprintf(stderr, "roost deliver: storage: %s\n", roost_strerror(err));
 		rc = exit_for(err == ROOST_ENOTFOUND ? ROOST_ETEMP : err);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
 		log_info("proto=deliver event=delivered id=%s from=%s to=%s user=%s mailbox=%s "
-		    "uid=%u size=%zu", id, LOG_QUOTE(sender), LOG_QUOTE(addrs[i]),
-		    LOG_QUOTE(rcpts[i].user), LOG_QUOTE(rcpts[i].mailbox), rcpts[i].uid,
-		    msg.len - hdr_len);
+		         "uid=%u size=%zu",
+		         id, LOG_QUOTE(sender), LOG_QUOTE(addrs[i]), LOG_QUOTE(rcpts[i].user),
+		         LOG_QUOTE(rcpts[i].mailbox), rcpts[i].uid, msg.len - hdr_len);
 out:
 	buf_free(&msg);
 	free(rcpts);

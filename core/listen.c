@@ -161,7 +161,8 @@ static void accept_ready(struct loop_io *io, uint32_t events);
 static void
 accept_retry(struct loop_timer *t)
 {
-	struct listen_reg *r = (struct listen_reg *)((char *)t - offsetof(struct listen_reg, retry));
+	struct listen_reg *r =
+	    (struct listen_reg *)((char *)t - offsetof(struct listen_reg, retry));
 
 	if (!r->sl->stopping)
 		(void)loop_add(r->sl->loop, r->ls->fd, EPOLLIN | EPOLLEXCLUSIVE, &r->io);
@@ -191,7 +192,7 @@ accept_one(struct listen_reg *r, int fd, const struct sockaddr *sa)
 	err = limits_acquire(sl->srv, peer, is_unix);
 	if (err != 0) {
 		log_warn("peer=%s proto=%s event=refused reason=%s", peer, r->ls->lst->name,
-		    err == ROOST_ETOOBIG ? "max_connections" : "max_connections_per_ip");
+		         err == ROOST_ETOOBIG ? "max_connections" : "max_connections_per_ip");
 		close(fd);
 		return;
 	}
@@ -214,8 +215,8 @@ accept_ready(struct loop_io *io, uint32_t events)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd = accept4(r->ls->fd, (struct sockaddr *)&ss, &len,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd =
+		    accept4(r->ls->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -224,8 +225,8 @@ accept_ready(struct loop_io *io, uint32_t events)
 			    errno == ENOMEM) {
 				/* Out of descriptors: the listener stays readable,
 				 * so step back for a moment instead of spinning. */
-				log_warn("proto=%s event=accept_error error=\"%s\"", r->ls->lst->name,
-				    strerror(errno));
+				log_warn("proto=%s event=accept_error error=\"%s\"",
+				         r->ls->lst->name, strerror(errno));
 				loop_del(r->sl->loop, r->ls->fd);
 				loop_timer_set(r->sl->loop, &r->retry, loop_now(r->sl->loop) + 200);
 			}
@@ -333,7 +334,7 @@ listen_bind(struct server *s, struct listener *lst, char *const *addrs)
 
 		if (config_parse_addr(addrs[i], &a) != 0) {
 			log_error("event=listen proto=%s addr=%s error=\"bad address\"", lst->name,
-			    addrs[i]);
+			          addrs[i]);
 			goto fail;
 		}
 		fd = a.is_unix ? bind_unix(a.path, addrs[i]) : bind_inet(&a, addrs[i]);
@@ -347,7 +348,7 @@ listen_bind(struct server *s, struct listener *lst, char *const *addrs)
 		ls->next = mine;
 		mine = ls;
 		log_info("event=listen proto=%s addr=%s tls=%s", lst->name, addrs[i],
-		    lst->implicit_tls ? "implicit" : "starttls");
+		         lst->implicit_tls ? "implicit" : "starttls");
 	}
 	/* All bound: publish them. */
 	while (mine != NULL) {
@@ -378,7 +379,8 @@ listen_start(struct server *s)
 			r->retry.fn = accept_retry;
 			r->ls = ls;
 			r->sl = &s->loops[i];
-			if (loop_add(s->loops[i].loop, ls->fd, EPOLLIN | EPOLLEXCLUSIVE, &r->io) != 0)
+			if (loop_add(s->loops[i].loop, ls->fd, EPOLLIN | EPOLLEXCLUSIVE, &r->io) !=
+			    0)
 				return ROOST_EIO;
 		}
 	}

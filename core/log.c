@@ -15,7 +15,7 @@ static _Atomic int log_threshold = LOG_LEVEL_INFO;
 static _Atomic bool log_to_stderr = true;
 static _Atomic bool log_to_syslog = false;
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void
 log_setup(enum log_level level, bool to_stderr, bool to_syslog)
@@ -54,7 +54,7 @@ log_enabled(enum log_level level)
 static void
 log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
-	static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	static const int syslog_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
@@ -73,8 +73,8 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    ts.tv_nsec / 1000000, level_names[level]);
+	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	             ts.tv_nsec / 1000000, level_names[level]);
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		m = 0;
@@ -102,7 +102,7 @@ static bool
 hidden_code_point(uint32_t cp)
 {
 	return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x2028 && cp <= 0x202e) ||
-	    (cp >= 0x2066 && cp <= 0x2069);
+	       (cp >= 0x2066 && cp <= 0x2069);
 }
 
 const char *
@@ -140,7 +140,7 @@ log_quote_n(char *buf, size_t size, const char *s, size_t len)
 			piece[n++] = (char)p[i];
 			used = 1;
 		} else if (p[i] >= 0x80 && (used = utf8_decode(p + i, len - i, &cp)) > 0 &&
-		    !hidden_code_point(cp)) {
+		           !hidden_code_point(cp)) {
 			memcpy(piece, p + i, used);
 			n = used;
 		} else {

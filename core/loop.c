@@ -18,7 +18,7 @@
 struct loop {
 	int epfd;
 	int evfd;
-	struct loop_io ev_io;	/* the eventfd's registration */
+	struct loop_io ev_io; /* the eventfd's registration */
 	bool quit;
 	uint64_t now;
 
@@ -310,7 +310,8 @@ loop_run(struct loop *l)
 			uint64_t at = l->heap[0]->at;
 
 			l->now = clock_ms();
-			timeout = at <= l->now ? 0 : (at - l->now > 60000 ? 60000 : (int)(at - l->now));
+			timeout =
+			    at <= l->now ? 0 : (at - l->now > 60000 ? 60000 : (int)(at - l->now));
 		}
 		n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)

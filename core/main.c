@@ -15,7 +15,7 @@
 struct command {
 	const char *name;
 	cli_cmd_fn *run;
-	const char *usage;	/* after "roost " */
+	const char *usage; /* after "roost " */
 	const char *summary;
 };
 
@@ -23,22 +23,24 @@ static int cmd_help(struct cli *cli);
 static int cmd_version(struct cli *cli);
 
 static const struct command commands[] = {
-	{ "serve", cli_serve, "serve", "run the mail server in the foreground" },
-	{ "user", cli_user, "user add|passwd|del NAME | user list",
-	  "manage users in the passwd file (password read from the terminal or stdin)" },
-	{ "config", cli_config, "config", "print the effective configuration" },
-	{ "check", cli_check, "check", "verify the mail store's invariants without changing it" },
-	{ "deliver", cli_deliver, "deliver [-f SENDER] -a RECIPIENT [-a RECIPIENT...] < MESSAGE",
-	  "deliver a message from stdin to local users (an MDA; sysexits.h exit codes)" },
-	{ "mailbox", cli_mailbox, "mailbox list USER | create USER NAME | uids USER NAME | "
-	  "fetch USER NAME UID", "look into a user's mailboxes through the storage interface" },
-	{ "queue", cli_queue, "queue list | show ID | flush [ID] | delete ID | hold ID | release ID",
-	  "look at and steer the outbound queue (through the running server when there is one)" },
-	{ "dkim", cli_dkim, "dkim keygen DOMAIN [rsa|ed25519]",
-	  "create a DKIM signing key for DOMAIN and print the DNS TXT record to publish" },
-	{ "help", cmd_help, "help [COMMAND]", "show this help" },
-	{ "--version", cmd_version, "--version", "print the version" },
-	{ NULL, NULL, NULL, NULL },
+    {"serve", cli_serve, "serve", "run the mail server in the foreground"},
+    {"user", cli_user, "user add|passwd|del NAME | user list",
+     "manage users in the passwd file (password read from the terminal or stdin)"},
+    {"config", cli_config, "config", "print the effective configuration"},
+    {"check", cli_check, "check", "verify the mail store's invariants without changing it"},
+    {"deliver", cli_deliver, "deliver [-f SENDER] -a RECIPIENT [-a RECIPIENT...] < MESSAGE",
+     "deliver a message from stdin to local users (an MDA; sysexits.h exit codes)"},
+    {"mailbox", cli_mailbox,
+     "mailbox list USER | create USER NAME | uids USER NAME | "
+     "fetch USER NAME UID",
+     "look into a user's mailboxes through the storage interface"},
+    {"queue", cli_queue, "queue list | show ID | flush [ID] | delete ID | hold ID | release ID",
+     "look at and steer the outbound queue (through the running server when there is one)"},
+    {"dkim", cli_dkim, "dkim keygen DOMAIN [rsa|ed25519]",
+     "create a DKIM signing key for DOMAIN and print the DNS TXT record to publish"},
+    {"help", cmd_help, "help [COMMAND]", "show this help"},
+    {"--version", cmd_version, "--version", "print the version"},
+    {NULL, NULL, NULL, NULL},
 };
 
 static const struct command *
@@ -62,7 +64,7 @@ print_help(FILE *out)
 	for (const struct command *c = commands; c->name != NULL; c++)
 		fprintf(out, "  %-40s %s\n", c->usage, c->summary);
 	fprintf(out, "\n--config FILE may appear anywhere; without it ./roost.conf is read "
-	    "when it exists,\notherwise the built-in defaults apply.\n");
+	             "when it exists,\notherwise the built-in defaults apply.\n");
 }
 
 static int
@@ -99,7 +101,7 @@ cli_usage(const struct cli *cli)
 int
 main(int argc, char **argv)
 {
-	struct cli cli = { 0 };
+	struct cli cli = {0};
 	const struct command *c;
 	char **args = calloc((size_t)argc + 1, sizeof(char *));
 	bool options = true;

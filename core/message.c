@@ -34,11 +34,11 @@ struct parser {
 	struct message *msg;
 	const uint8_t *d;
 	size_t len;
-	size_t pos;		/* start of the next line */
-	uint64_t nl;		/* LFs in d[0..pos) */
-	uint64_t blf;		/* bare LFs (no CR before) in d[0..pos) */
+	size_t pos;   /* start of the next line */
+	uint64_t nl;  /* LFs in d[0..pos) */
+	uint64_t blf; /* bare LFs (no CR before) in d[0..pos) */
 	struct mpart *cur;
-	bool in_header;		/* next: cur's header (else cur's body) */
+	bool in_header; /* next: cur's header (else cur's body) */
 };
 
 static struct mpart *
@@ -70,7 +70,7 @@ static inline bool
 can_add_part(const struct parser *ps, const struct mpart *parent)
 {
 	return ps->msg->nparts < ps->msg->limits.max_parts &&
-	    parent->depth + 1 <= ps->msg->limits.max_depth;
+	       parent->depth + 1 <= ps->msg->limits.max_depth;
 }
 
 /* Length of the line at off without its line end; *next_r = the next line. */
@@ -114,7 +114,7 @@ boundary_match(const struct parser *ps, size_t s, size_t l, bool *close_r)
 	}
 	if (best != NULL)
 		*close_r = l >= best->boundary_len + 2 && line[best->boundary_len] == '-' &&
-		    line[best->boundary_len + 1] == '-';
+		           line[best->boundary_len + 1] == '-';
 	return best;
 }
 
@@ -199,7 +199,7 @@ header_done(struct parser *ps, const uint8_t *ct, size_t ct_len, bool have_ct, b
 			}
 			p->digest = message_token_eq(t.sub, t.sub_len, "digest");
 		} else if (message_token_eq(t.type, t.type_len, "message") &&
-		    message_token_eq(t.sub, t.sub_len, "rfc822")) {
+		           message_token_eq(t.sub, t.sub_len, "rfc822")) {
 			rfc822 = true;
 		}
 		message_content_type_free(&t);
@@ -226,7 +226,7 @@ header_done(struct parser *ps, const uint8_t *ct, size_t ct_len, bool have_ct, b
  */
 static void
 on_boundary(struct parser *ps, struct mpart *m, bool is_close, size_t s, size_t e, uint64_t nl_s,
-    uint64_t blf_s, bool in_body)
+            uint64_t blf_s, bool in_body)
 {
 	size_t end = s;
 	uint64_t nl_end = nl_s, blf_end = blf_s;
@@ -385,7 +385,7 @@ parse_body(struct parser *ps)
 
 int
 message_parse(const uint8_t *data, size_t len, const struct message_limits *limits,
-    struct message **msg_r)
+              struct message **msg_r)
 {
 	static const struct message_limits defaults = MESSAGE_LIMITS_DEFAULT;
 	struct message *msg;
@@ -469,10 +469,10 @@ nth_child(const struct message_part *p, uint32_t n)
 
 int
 message_find_part(const struct message *msg, const uint32_t *path, size_t depth,
-    const struct message_part **part_r)
+                  const struct message_part **part_r)
 {
 	const struct message_part *cur = &msg->root->pub;
-	bool message_ctx = true;	/* cur is a message: its parts are numbered */
+	bool message_ctx = true; /* cur is a message: its parts are numbered */
 	size_t i;
 
 	*part_r = NULL;

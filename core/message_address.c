@@ -44,8 +44,19 @@ static bool
 atext(uint8_t c)
 {
 	switch (c) {
-	case '(': case ')': case '<': case '>': case '[': case ']': case ':': case ';':
-	case '@': case '\\': case ',': case '.': case '"':
+	case '(':
+	case ')':
+	case '<':
+	case '>':
+	case '[':
+	case ']':
+	case ':':
+	case ';':
+	case '@':
+	case '\\':
+	case ',':
+	case '.':
+	case '"':
 		return false;
 	default:
 		return c > ' ' && c != 0x7f;
@@ -55,8 +66,8 @@ atext(uint8_t c)
 static void
 skip_ws(struct lex *lx)
 {
-	while (lx->p < lx->end && (*lx->p == ' ' || *lx->p == '\t' || *lx->p == '\r' ||
-	    *lx->p == '\n'))
+	while (lx->p < lx->end &&
+	       (*lx->p == ' ' || *lx->p == '\t' || *lx->p == '\r' || *lx->p == '\n'))
 		lx->p++;
 }
 
@@ -122,8 +133,7 @@ skip_cfws_keep(struct lex *lx, struct buf *last, bool *got)
  * number of words, -1 on an unterminated quoted string.
  */
 static int
-read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r,
-    bool *spaced_r)
+read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r, bool *spaced_r)
 {
 	int n = 0;
 	bool after_word = false;
@@ -410,7 +420,7 @@ read_mailbox(struct lex *lx, struct addr *a, bool in_group)
 size_t
 message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 {
-	struct lex lx = { v, v + len };
+	struct lex lx = {v, v + len};
 	struct addr a;
 	bool in_group = false;
 	size_t n = 0;
@@ -455,7 +465,7 @@ message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 			break;
 		if (*lx.p == ';' && in_group)
 			continue;
-		lx.p++;	/* ',' (or a stray ';') */
+		lx.p++; /* ',' (or a stray ';') */
 		skip_cfws_keep(&lx, NULL, NULL);
 		if (lx.p >= lx.end)
 			break;

@@ -101,17 +101,17 @@ charset_alias(const char *cs)
 	static const struct {
 		const char *name, *iconv;
 	} aliases[] = {
-		{ "gb2312", "GBK" },
-		{ "x-gbk", "GBK" },
-		{ "ks_c_5601-1987", "CP949" },
-		{ "iso-8859-8-i", "ISO-8859-8" },
-		{ "x-sjis", "SHIFT_JIS" },
-		{ "shift-jis", "SHIFT_JIS" },
-		{ "x-mac-roman", "MACINTOSH" },
-		{ "unicode-1-1-utf-7", "UTF-7" },
-		{ "x-unknown", "ISO-8859-1" },
-		{ "unknown-8bit", "ISO-8859-1" },
-		{ "default", "ISO-8859-1" },
+	    {"gb2312", "GBK"},
+	    {"x-gbk", "GBK"},
+	    {"ks_c_5601-1987", "CP949"},
+	    {"iso-8859-8-i", "ISO-8859-8"},
+	    {"x-sjis", "SHIFT_JIS"},
+	    {"shift-jis", "SHIFT_JIS"},
+	    {"x-mac-roman", "MACINTOSH"},
+	    {"unicode-1-1-utf-7", "UTF-7"},
+	    {"x-unknown", "ISO-8859-1"},
+	    {"unknown-8bit", "ISO-8859-1"},
+	    {"default", "ISO-8859-1"},
 	};
 	size_t i;
 

@@ -18,7 +18,7 @@ struct dlex {
 static void
 dskip(struct dlex *d)
 {
-	struct lex lx = { d->p, d->end };
+	struct lex lx = {d->p, d->end};
 
 	message_lex_skip_cfws(&lx);
 	d->p = lx.p;
@@ -46,7 +46,8 @@ dword(struct dlex *d, char *w, size_t size)
 {
 	size_t n = 0;
 
-	while (d->p < d->end && ((*d->p >= 'a' && *d->p <= 'z') || (*d->p >= 'A' && *d->p <= 'Z'))) {
+	while (d->p < d->end &&
+	       ((*d->p >= 'a' && *d->p <= 'z') || (*d->p >= 'A' && *d->p <= 'Z'))) {
 		if (n + 1 < size)
 			w[n++] = (char)*d->p;
 		d->p++;
@@ -77,9 +78,9 @@ zone_offset(const char *z, long *min_r)
 		const char *name;
 		int min;
 	} zones[] = {
-		{ "UT", 0 }, { "UTC", 0 }, { "GMT", 0 }, { "Z", 0 },
-		{ "EST", -300 }, { "EDT", -240 }, { "CST", -360 }, { "CDT", -300 },
-		{ "MST", -420 }, { "MDT", -360 }, { "PST", -480 }, { "PDT", -420 },
+	    {"UT", 0},     {"UTC", 0},    {"GMT", 0},    {"Z", 0},
+	    {"EST", -300}, {"EDT", -240}, {"CST", -360}, {"CDT", -300},
+	    {"MST", -420}, {"MDT", -360}, {"PST", -480}, {"PDT", -420},
 	};
 	size_t i;
 
@@ -98,9 +99,9 @@ int
 message_parse_date(const char *text, size_t len, int64_t *time_r)
 {
 	static const char *const months[12] = {
-		"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+	    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 	};
-	struct dlex d = { (const uint8_t *)text, (const uint8_t *)text + len };
+	struct dlex d = {(const uint8_t *)text, (const uint8_t *)text + len};
 	char w[16];
 	long day, year, hour, min, sec = 0, zone = 0;
 	unsigned mon = 0, i;
@@ -167,7 +168,7 @@ message_parse_date(const char *text, size_t len, int64_t *time_r)
 	}
 	if (day > 31 || (mon == 2 && day > 29))
 		return ROOST_EINVAL;
-	*time_r = days_from_civil(year, mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 +
-	    sec - zone * 60;
+	*time_r = days_from_civil(year, mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 + sec -
+	          zone * 60;
 	return 0;
 }

@@ -72,7 +72,8 @@ message_qp_decode(const uint8_t *d, size_t len, bool header, struct buf *out)
 			size_t j = i;
 			while (j < len && (d[j] == ' ' || d[j] == '\t'))
 				j++;
-			if (j == len || d[j] == '\n' || (d[j] == '\r' && j + 1 < len && d[j + 1] == '\n')) {
+			if (j == len || d[j] == '\n' ||
+			    (d[j] == '\r' && j + 1 < len && d[j + 1] == '\n')) {
 				i = j;
 				continue;
 			}
@@ -138,7 +139,7 @@ message_b64_decode(const uint8_t *d, size_t len, struct buf *out)
  */
 static size_t
 encoded_word(const uint8_t *p, size_t len, const uint8_t **cs, size_t *cs_len, uint8_t *enc,
-    const uint8_t **txt, size_t *txt_len)
+             const uint8_t **txt, size_t *txt_len)
 {
 	size_t i = 2, s;
 
@@ -204,8 +205,8 @@ message_decode_words(const char *text, size_t len, struct buf *out)
 		uint8_t enc;
 		char this_cs[64];
 
-		if (p[i] != '=' || (n = encoded_word(p + i, len - i, &cs, &cs_len, &enc, &txt,
-		    &txt_len)) == 0) {
+		if (p[i] != '=' ||
+		    (n = encoded_word(p + i, len - i, &cs, &cs_len, &enc, &txt, &txt_len)) == 0) {
 			i++;
 			continue;
 		}
@@ -266,13 +267,13 @@ part_cte(const struct message *msg, const struct message_part *part, char *enc, 
 	size_t i = 0;
 
 	enc[0] = '\0';
-	if (!message_hdr_find(msg->data + part->header_off, part->header_len, "content-transfer-encoding",
-	    &f))
+	if (!message_hdr_find(msg->data + part->header_off, part->header_len,
+	                      "content-transfer-encoding", &f))
 		return;
 	lx.p = f.value;
 	lx.end = f.value + f.value_len;
 	message_lex_skip_cfws(&lx);
-	while (lx.p < lx.end && *lx.p > ' ' && *lx.p != '(' && *lx.p != ';' && i + 1 < size) {
+	while (lx.p<lx.end && * lx.p> ' ' && *lx.p != '(' && *lx.p != ';' && i + 1 < size) {
 		uint8_t c = *lx.p++;
 		enc[i++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
 	}
@@ -280,8 +281,7 @@ part_cte(const struct message *msg, const struct message_part *part, char *enc, 
 }
 
 int
-message_part_decode(const struct message *msg, const struct message_part *part,
-    struct buf *out)
+message_part_decode(const struct message *msg, const struct message_part *part, struct buf *out)
 {
 	const uint8_t *b = msg->data + part->body_off;
 	char enc[32];
@@ -311,8 +311,8 @@ part_is_text(const struct message *msg, const struct message_part *part, char *c
 
 	cs[0] = '\0';
 	if (!message_hdr_find(msg->data + part->header_off, part->header_len, "content-type", &f)) {
-		const struct mpart *parent = mpart_c(part)->pub.parent != NULL ?
-		    mpart_c(part->parent) : NULL;
+		const struct mpart *parent =
+		    mpart_c(part)->pub.parent != NULL ? mpart_c(part->parent) : NULL;
 		return parent == NULL || !parent->digest;
 	}
 	if (!message_parse_content_type(f.value, f.value_len, &ct))

@@ -51,7 +51,7 @@ message_hdr_iter_next(struct hdr_iter *it, struct hdr_field *f)
 	e = line_end(s, it->end);
 	l = strip_eol(s, e);
 	if (l == 0 && e > s && e[-1] == '\n')
-		return false;	/* the blank line */
+		return false; /* the blank line */
 	/* continuation lines */
 	while (e < it->end && (*e == ' ' || *e == '\t'))
 		e = line_end(e, it->end);
@@ -154,8 +154,8 @@ name_listed(const struct hdr_field *f, const char *const *names, size_t n)
 }
 
 int
-message_header_fields(const uint8_t *hdr, size_t len, const char *const *names, size_t n,
-    bool not, struct buf *out)
+message_header_fields(const uint8_t *hdr, size_t len, const char *const *names, size_t n, bool not,
+                      struct buf *out)
 {
 	struct hdr_iter it;
 	struct hdr_field f;
@@ -164,7 +164,7 @@ message_header_fields(const uint8_t *hdr, size_t len, const char *const *names, 
 
 	message_hdr_iter_init(&it, hdr, len);
 	while (message_hdr_iter_next(&it, &f)) {
-		if (name_listed(&f, names, n) == not)
+		if (name_listed(&f, names, n) == not )
 			continue;
 		ret = buf_append(out, f.full, f.full_len);
 		/* a last field without a line end still gets one */
@@ -184,7 +184,7 @@ message_header_fields(const uint8_t *hdr, size_t len, const char *const *names, 
 
 static void
 part_header(const struct message *msg, const struct message_part *part, const uint8_t **h_r,
-    size_t *len_r)
+            size_t *len_r)
 {
 	if (part == NULL)
 		part = message_root(msg);
@@ -216,8 +216,8 @@ append_value(const struct hdr_field *f, bool decode, struct buf *out)
 }
 
 int
-message_header_get(const struct message *msg, const struct message_part *part,
-    const char *name, bool decode, struct buf *out)
+message_header_get(const struct message *msg, const struct message_part *part, const char *name,
+                   bool decode, struct buf *out)
 {
 	const uint8_t *h;
 	size_t len;
@@ -230,8 +230,8 @@ message_header_get(const struct message *msg, const struct message_part *part,
 }
 
 int
-message_header_get_all(const struct message *msg, const struct message_part *part,
-    const char *name, bool decode, struct buf *out)
+message_header_get_all(const struct message *msg, const struct message_part *part, const char *name,
+                       bool decode, struct buf *out)
 {
 	const uint8_t *h;
 	size_t len;

@@ -199,8 +199,8 @@ struct part_fields {
 enum { F_TYPE, F_CTE, F_ID, F_DESC, F_MD5, F_DISP, F_LANG, F_LOC };
 
 static const char *const field_names[8] = {
-	"content-type", "content-transfer-encoding", "content-id", "content-description",
-	"content-md5", "content-disposition", "content-language", "content-location",
+    "content-type", "content-transfer-encoding", "content-id",       "content-description",
+    "content-md5",  "content-disposition",       "content-language", "content-location",
 };
 
 /*
@@ -210,8 +210,7 @@ static const char *const field_names[8] = {
  * ignored, as Dovecot ignores them.
  */
 static void
-part_fields_read(const struct message *msg, const struct message_part *part,
-    struct part_fields *pf)
+part_fields_read(const struct message *msg, const struct message_part *part, struct part_fields *pf)
 {
 	struct hdr_iter it;
 	struct hdr_field f;
@@ -257,9 +256,11 @@ append_params(struct buf *out, const struct message_params *ps, bool text_defaul
 	for (i = 0; i < ps->n; i++) {
 		if (i > 0)
 			buf_append_byte(out, ' ');
-		message_imap_nstring(out, (const uint8_t *)ps->v[i].name, strlen(ps->v[i].name), false);
+		message_imap_nstring(out, (const uint8_t *)ps->v[i].name, strlen(ps->v[i].name),
+		                     false);
 		buf_append_byte(out, ' ');
-		message_imap_nstring(out, (const uint8_t *)ps->v[i].value, ps->v[i].value_len, false);
+		message_imap_nstring(out, (const uint8_t *)ps->v[i].value, ps->v[i].value_len,
+		                     false);
 	}
 	if (text_default && !have_charset) {
 		if (ps->n > 0)
@@ -352,12 +353,22 @@ append_extension(struct buf *out, const struct part_fields *pf)
 
 /* ---- ENVELOPE ---- */
 
-enum { E_DATE, E_SUBJECT, E_FROM, E_SENDER, E_REPLY_TO, E_TO, E_CC, E_BCC, E_IN_REPLY_TO,
-	E_MESSAGE_ID, E_COUNT };
+enum {
+	E_DATE,
+	E_SUBJECT,
+	E_FROM,
+	E_SENDER,
+	E_REPLY_TO,
+	E_TO,
+	E_CC,
+	E_BCC,
+	E_IN_REPLY_TO,
+	E_MESSAGE_ID,
+	E_COUNT
+};
 
 static const char *const env_names[E_COUNT] = {
-	"date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to",
-	"message-id",
+    "date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id",
 };
 
 /*
@@ -369,9 +380,9 @@ static void
 envelope_of_header(const uint8_t *hdr, size_t len, struct buf *out)
 {
 	struct hdr_field last[E_COUNT];
-	bool have[E_COUNT] = { false };
+	bool have[E_COUNT] = {false};
 	struct buf addrs[E_COUNT];
-	size_t naddr[E_COUNT] = { 0 };
+	size_t naddr[E_COUNT] = {0};
 	struct hdr_iter it;
 	struct hdr_field f;
 	unsigned i;
@@ -386,8 +397,8 @@ envelope_of_header(const uint8_t *hdr, size_t len, struct buf *out)
 			last[i] = f;
 			have[i] = true;
 			if (i >= E_FROM && i <= E_BCC)
-				naddr[i] += message_address_list_entries(f.value, f.value_len,
-				    &addrs[i]);
+				naddr[i] +=
+				    message_address_list_entries(f.value, f.value_len, &addrs[i]);
 			break;
 		}
 	}
@@ -456,19 +467,20 @@ message_envelope(const struct message *msg, const struct message_part *part, str
 
 /* ---- BODY / BODYSTRUCTURE ---- */
 
-static const char EMPTY_TEXT[] = "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0";
+static const char EMPTY_TEXT[] =
+    "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0";
 
 static void body_write(const struct message *msg, const struct message_part *p, bool ext,
-    struct buf *out);
+                       struct buf *out);
 
 static void
 body_write_multipart(const struct message *msg, const struct message_part *p,
-    const struct part_fields *pf, bool ext, struct buf *out)
+                     const struct part_fields *pf, bool ext, struct buf *out)
 {
 	const struct message_part *c;
 	struct content_type ct;
-	bool have_ct = pf->have[F_TYPE] &&
-	    message_parse_content_type(pf->f[F_TYPE].value, pf->f[F_TYPE].value_len, &ct);
+	bool have_ct = pf->have[F_TYPE] && message_parse_content_type(pf->f[F_TYPE].value,
+	                                                              pf->f[F_TYPE].value_len, &ct);
 
 	if (have_ct && ct.broken) {
 		message_content_type_free(&ct);
@@ -516,7 +528,7 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 		return;
 	}
 	have_ct = pf.have[F_TYPE] &&
-	    message_parse_content_type(pf.f[F_TYPE].value, pf.f[F_TYPE].value_len, &ct);
+	          message_parse_content_type(pf.f[F_TYPE].value, pf.f[F_TYPE].value_len, &ct);
 	buf_append_byte(out, '(');
 	if (have_ct && ct.broken) {
 		/* present but malformed: neither text nor the default */
@@ -554,8 +566,8 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 		const uint8_t *cte;
 		size_t cte_len;
 
-		if (pf.have[F_CTE] && message_parse_cte(pf.f[F_CTE].value, pf.f[F_CTE].value_len,
-		    &cte, &cte_len))
+		if (pf.have[F_CTE] &&
+		    message_parse_cte(pf.f[F_CTE].value, pf.f[F_CTE].value_len, &cte, &cte_len))
 			message_imap_nstring(out, cte, cte_len, false);
 		else
 			buf_append_str(out, "\"7bit\"");
@@ -567,7 +579,7 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 		buf_append_byte(out, ' ');
 		if (p->children != NULL) {
 			envelope_of_header(msg->data + p->children->header_off,
-			    p->children->header_len, out);
+			                   p->children->header_len, out);
 			buf_append_byte(out, ' ');
 			body_write(msg, p->children, ext, out);
 		} else {
@@ -588,8 +600,8 @@ body_write(const struct message *msg, const struct message_part *p, bool ext, st
 }
 
 int
-message_bodystructure(const struct message *msg, const struct message_part *part,
-    bool extended, struct buf *out)
+message_bodystructure(const struct message *msg, const struct message_part *part, bool extended,
+                      struct buf *out)
 {
 	struct buf tmp = BUF_INIT(0);
 	int ret;

@@ -16,15 +16,15 @@
 /* ---- the part tree (message.c) ---- */
 
 struct mpart {
-	struct message_part pub;	/* first: a message_part * is an mpart * */
+	struct message_part pub; /* first: a message_part * is an mpart * */
 	struct mpart *last_child;
-	uint8_t *boundary;		/* "--" + boundary of a multipart, owned */
+	uint8_t *boundary; /* "--" + boundary of a multipart, owned */
 	size_t boundary_len;
 	unsigned depth;
-	uint64_t blf_hdr;		/* bare LFs before the header (while parsing) */
-	uint64_t blf_body;		/* bare LFs before the body (while parsing) */
-	bool closed;			/* close delimiter seen */
-	bool digest;			/* multipart/digest: children default to message/rfc822 */
+	uint64_t blf_hdr;  /* bare LFs before the header (while parsing) */
+	uint64_t blf_body; /* bare LFs before the body (while parsing) */
+	bool closed;       /* close delimiter seen */
+	bool digest;       /* multipart/digest: children default to message/rfc822 */
 };
 
 struct part_chunk;
@@ -49,9 +49,9 @@ mpart_c(const struct message_part *p)
 struct hdr_field {
 	const uint8_t *name;
 	size_t name_len;
-	const uint8_t *value;	/* after the colon, leading WSP skipped; folds kept */
-	size_t value_len;	/* up to, not including, the field's final line end */
-	const uint8_t *full;	/* the whole field incl. its final line end */
+	const uint8_t *value; /* after the colon, leading WSP skipped; folds kept */
+	size_t value_len;     /* up to, not including, the field's final line end */
+	const uint8_t *full;  /* the whole field incl. its final line end */
 	size_t full_len;
 	bool has_colon;
 };
@@ -72,8 +72,8 @@ bool message_hdr_find(const uint8_t *hdr, size_t len, const char *name, struct h
 /* ---- RFC 2045 structured fields (message_mime.c) ---- */
 
 struct message_param {
-	char *name;		/* as written, NUL-terminated */
-	char *value;		/* unquoted, NUL-terminated (may hold NULs: see len) */
+	char *name;  /* as written, NUL-terminated */
+	char *value; /* unquoted, NUL-terminated (may hold NULs: see len) */
 	size_t value_len;
 };
 
@@ -85,10 +85,10 @@ struct message_params {
 #define MIME_MAX_PARAMS 256
 
 struct content_type {
-	const uint8_t *type, *sub;	/* raw tokens ("" when broken) */
+	const uint8_t *type, *sub; /* raw tokens ("" when broken) */
 	size_t type_len, sub_len;
 	struct message_params params;
-	bool broken;			/* not "type/subtype" [";" params] */
+	bool broken; /* not "type/subtype" [";" params] */
 };
 
 void message_params_free(struct message_params *ps);

@@ -43,7 +43,7 @@ message_lex_skip_cfws(struct lex *lx)
 				}
 			}
 			if (depth > 0)
-				return false;	/* unterminated comment */
+				return false; /* unterminated comment */
 		} else {
 			break;
 		}
@@ -56,7 +56,7 @@ message_lex_quoted(struct lex *lx, struct buf *out)
 {
 	const uint8_t *run;
 
-	lx->p++;	/* the opening quote */
+	lx->p++; /* the opening quote */
 	run = lx->p;
 	while (lx->p < lx->end && *lx->p != '"') {
 		if (*lx->p == '\\' && lx->p + 1 < lx->end) {
@@ -78,7 +78,7 @@ message_lex_quoted(struct lex *lx, struct buf *out)
 	buf_append(out, run, (size_t)(lx->p - run));
 	if (lx->p >= lx->end)
 		return false;
-	lx->p++;	/* the closing quote */
+	lx->p++; /* the closing quote */
 	return true;
 }
 
@@ -86,8 +86,21 @@ static bool
 is_tspecial(uint8_t c)
 {
 	switch (c) {
-	case '(': case ')': case '<': case '>': case '@': case ',': case ';': case ':':
-	case '\\': case '"': case '/': case '[': case ']': case '?': case '=':
+	case '(':
+	case ')':
+	case '<':
+	case '>':
+	case '@':
+	case ',':
+	case ';':
+	case ':':
+	case '\\':
+	case '"':
+	case '/':
+	case '[':
+	case ']':
+	case '?':
+	case '=':
 		return true;
 	default:
 		return false;
@@ -99,7 +112,7 @@ lex_token(struct lex *lx, const uint8_t **tok_r)
 {
 	const uint8_t *s = lx->p;
 
-	while (lx->p < lx->end && *lx->p > ' ' && *lx->p != 0x7f && !is_tspecial(*lx->p))
+	while (lx->p<lx->end && * lx->p> ' ' && *lx->p != 0x7f && !is_tspecial(*lx->p))
 		lx->p++;
 	*tok_r = s;
 	return (size_t)(lx->p - s);
@@ -152,9 +165,9 @@ params_add(struct message_params *ps, char *name, char *value, size_t value_len)
 struct raw_param {
 	const uint8_t *name;
 	size_t name_len;
-	size_t base_len;	/* name up to the '*' of a section, if any */
-	long section;		/* -1: not a continuation */
-	bool extended;		/* value is charset'lang'%XX */
+	size_t base_len; /* name up to the '*' of a section, if any */
+	long section;    /* -1: not a continuation */
+	bool extended;   /* value is charset'lang'%XX */
 	char *value;
 	size_t value_len;
 };
@@ -189,7 +202,7 @@ parse_one_param(struct lex *lx, const uint8_t **name_r, size_t *name_len_r, stru
 	lx->p++;
 	buf_reset(v);
 	if (!skip_more(lx))
-		return 1;	/* no value: "" */
+		return 1; /* no value: "" */
 	if (*lx->p == '"') {
 		if (!message_lex_quoted(lx, v))
 			return -1;
@@ -197,7 +210,7 @@ parse_one_param(struct lex *lx, const uint8_t **name_r, size_t *name_len_r, stru
 		/* broken but common: name==?utf-8?b?...?= */
 		const uint8_t *s = lx->p;
 		while (lx->p < lx->end && *lx->p != ';' && *lx->p != ' ' && *lx->p != '\t' &&
-		    *lx->p != '\r' && *lx->p != '\n')
+		       *lx->p != '\r' && *lx->p != '\n')
 			lx->p++;
 		buf_append(v, s, (size_t)(lx->p - s));
 	} else {
@@ -315,7 +328,7 @@ static bool
 same_base(const struct raw_param *x, const struct raw_param *y)
 {
 	return x->base_len == y->base_len &&
-	    strncasecmp((const char *)x->name, (const char *)y->name, x->base_len) == 0;
+	       strncasecmp((const char *)x->name, (const char *)y->name, x->base_len) == 0;
 }
 
 /*
@@ -336,7 +349,7 @@ merge_params(struct raw_param *raw, size_t n, struct message_params *out)
 	for (i = 0; i < n; i++) {
 		if (raw[i].section < 0 && !raw[i].extended) {
 			params_add(out, name_dup(raw[i].name, raw[i].name_len, false), raw[i].value,
-			    raw[i].value_len);
+			           raw[i].value_len);
 			raw[i].value = NULL;
 		} else {
 			cont[nc++] = &raw[i];
@@ -359,7 +372,7 @@ merge_params(struct raw_param *raw, size_t n, struct message_params *out)
 			/* name*= alone, or broken sections: as they are */
 			for (k = i; k < j; k++) {
 				params_add(out, name_dup(cont[k]->name, cont[k]->name_len, false),
-				    cont[k]->value, cont[k]->value_len);
+				           cont[k]->value, cont[k]->value_len);
 				cont[k]->value = NULL;
 			}
 			continue;
@@ -406,7 +419,7 @@ parse_params(struct lex *lx, struct message_params *out)
 bool
 message_parse_content_type(const uint8_t *v, size_t len, struct content_type *ct)
 {
-	struct lex lx = { v, v + len };
+	struct lex lx = {v, v + len};
 
 	memset(ct, 0, sizeof(*ct));
 	message_lex_skip_cfws(&lx);
@@ -438,7 +451,7 @@ broken:
 bool
 message_parse_disposition(const uint8_t *v, size_t len, struct content_type *ct)
 {
-	struct lex lx = { v, v + len };
+	struct lex lx = {v, v + len};
 
 	memset(ct, 0, sizeof(*ct));
 	message_lex_skip_cfws(&lx);
@@ -451,7 +464,7 @@ message_parse_disposition(const uint8_t *v, size_t len, struct content_type *ct)
 bool
 message_parse_cte(const uint8_t *v, size_t len, const uint8_t **tok_r, size_t *len_r)
 {
-	struct lex lx = { v, v + len };
+	struct lex lx = {v, v + len};
 
 	message_lex_skip_cfws(&lx);
 	*len_r = lex_token(&lx, tok_r);

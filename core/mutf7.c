@@ -12,8 +12,7 @@
 #include "roost/mutf7.h"
 #include "roost/xalloc.h"
 
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 static int
 b64val(char c)
@@ -87,8 +86,8 @@ utf8_get(const uint8_t *s, size_t len, uint32_t *cp_r)
 			return 0;
 		cp = (cp << 6) | (s[i] & 0x3f);
 	}
-	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000)
-	    || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	*cp_r = cp;
 	return n;
@@ -140,7 +139,8 @@ mutf7_decode(const char *in, size_t len, struct buf *out)
 				} else if (u >= 0xdc00 && u <= 0xdfff) {
 					if (!hi_sur)
 						return ROOST_EINVAL;
-					utf8_put(out, 0x10000 + ((hi_sur - 0xd800) << 10) + (u - 0xdc00));
+					utf8_put(out, 0x10000 + ((hi_sur - 0xd800) << 10) +
+					                  (u - 0xdc00));
 					hi_sur = 0;
 				} else {
 					/* printable ASCII must not be encoded; NUL
@@ -154,10 +154,10 @@ mutf7_decode(const char *in, size_t len, struct buf *out)
 			}
 			i++;
 		}
-		if (i >= len || i == start || hi_sur || nbits >= 6
-		    || (bits & ((1u << nbits) - 1)) != 0)
+		if (i >= len || i == start || hi_sur || nbits >= 6 ||
+		    (bits & ((1u << nbits) - 1)) != 0)
 			return ROOST_EINVAL;
-		i++;	/* '-' */
+		i++; /* '-' */
 	}
 	return 0;
 }

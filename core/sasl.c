@@ -28,7 +28,7 @@
 
 #include "auth_impl.h"
 
-#define SASL_MAX_RESPONSE 8192	/* decoded bytes of one client response */
+#define SASL_MAX_RESPONSE 8192 /* decoded bytes of one client response */
 
 struct sasl;
 
@@ -49,14 +49,14 @@ struct sasl_mech {
 struct sasl {
 	struct auth *auth;
 	const struct sasl_mech *mech;
-	bool finished;			/* an outcome was returned; no more steps */
+	bool finished; /* an outcome was returned; no more steps */
 	bool authenticated;
-	bool verified;			/* the credentials proved right */
-	unsigned step_no;		/* responses consumed so far */
-	char user[AUTH_MAX_NAME + 1];	/* canonical name once authenticated */
-	char *tried;			/* the name the client gave, for the log */
-	char *login_user;		/* LOGIN: the name given at the first step */
-	void *mech_state;		/* for mechanisms with more state (SCRAM) */
+	bool verified;                /* the credentials proved right */
+	unsigned step_no;             /* responses consumed so far */
+	char user[AUTH_MAX_NAME + 1]; /* canonical name once authenticated */
+	char *tried;                  /* the name the client gave, for the log */
+	char *login_user;             /* LOGIN: the name given at the first step */
+	void *mech_state;             /* for mechanisms with more state (SCRAM) */
 };
 
 static void
@@ -71,7 +71,7 @@ set_tried(struct sasl *s, const char *name)
 static int
 plain_begin(struct sasl *s, struct buf *chal)
 {
-	return ROOST_EAGAIN;	/* empty challenge: "+ " / "334 " */
+	return ROOST_EAGAIN; /* empty challenge: "+ " / "334 " */
 }
 
 static int
@@ -126,8 +126,8 @@ login_step(struct sasl *s, const uint8_t *resp, size_t len, struct buf *chal)
 		set_tried(s, s->login_user);
 		return buf_append_str(chal, "Password:") < 0 ? ROOST_EINVAL : ROOST_EAGAIN;
 	}
-	ret = auth_verify(s->auth, s->login_user, (const char *)resp, len, s->user,
-	    sizeof(s->user));
+	ret =
+	    auth_verify(s->auth, s->login_user, (const char *)resp, len, s->user, sizeof(s->user));
 	return ret == 0 ? 0 : ROOST_EAUTH;
 }
 
@@ -138,21 +138,20 @@ login_free(struct sasl *s)
 	s->login_user = NULL;
 }
 
-
 /* ---- SCRAM-SHA-256 (RFC 5802, RFC 7677), without channel binding ---- */
 
 #define SCRAM_NONCE_MAX 256
 
 struct scram_state {
-	unsigned stage;			/* 0 client-first, 1 client-final, 2 final ack */
-	bool user_ok;			/* credentials are real (else the proof fails) */
-	char name[AUTH_MAX_NAME + 1];	/* canonical name */
+	unsigned stage;               /* 0 client-first, 1 client-final, 2 final ack */
+	bool user_ok;                 /* credentials are real (else the proof fails) */
+	char name[AUTH_MAX_NAME + 1]; /* canonical name */
 	struct auth_scram_cred cred;
-	struct buf gs2_header;		/* "n,," or "y,,a=..." as sent */
+	struct buf gs2_header; /* "n,," or "y,,a=..." as sent */
 	struct buf client_first_bare;
 	struct buf server_first;
-	struct buf nonce;		/* client nonce + server nonce */
-	struct buf server_final;	/* "v=..." */
+	struct buf nonce;        /* client nonce + server nonce */
+	struct buf server_final; /* "v=..." */
 };
 
 static bool
@@ -164,7 +163,7 @@ scram_offered(const struct auth *auth)
 static int
 scram_begin(struct sasl *s, struct buf *chal)
 {
-	return ROOST_EAGAIN;	/* the client speaks first */
+	return ROOST_EAGAIN; /* the client speaks first */
 }
 
 /* saslname: "=2C" is ',', "=3D" is '=', any other '=' is malformed. */
@@ -212,7 +211,7 @@ scram_nonce_ok(const char *p, size_t len)
 
 static int
 scram_client_first(struct sasl *s, struct scram_state *st, const char *msg, size_t len,
-    struct buf *chal)
+                   struct buf *chal)
 {
 	char user[AUTH_MAX_NAME + 1], authzid[AUTH_MAX_NAME + 1] = "";
 	const char *p = msg, *end = msg + len, *comma, *bare, *nonce;
@@ -225,8 +224,8 @@ scram_client_first(struct sasl *s, struct scram_state *st, const char *msg, size
 	p += 2;
 	if (p < end && p[0] == 'a' && p + 1 < end && p[1] == '=') {
 		comma = memchr(p, ',', (size_t)(end - p));
-		if (comma == NULL || scram_decode_name(p + 2, (size_t)(comma - p - 2), authzid,
-		    sizeof(authzid)) < 0)
+		if (comma == NULL ||
+		    scram_decode_name(p + 2, (size_t)(comma - p - 2), authzid, sizeof(authzid)) < 0)
 			return ROOST_EINVAL;
 		p = comma;
 	}
@@ -240,8 +239,8 @@ scram_client_first(struct sasl *s, struct scram_state *st, const char *msg, size
 	if (end - p < 2 || p[0] != 'n' || p[1] != '=')
 		return ROOST_EINVAL;
 	comma = memchr(p, ',', (size_t)(end - p));
-	if (comma == NULL || scram_decode_name(p + 2, (size_t)(comma - p - 2), user,
-	    sizeof(user)) < 0)
+	if (comma == NULL ||
+	    scram_decode_name(p + 2, (size_t)(comma - p - 2), user, sizeof(user)) < 0)
 		return ROOST_EINVAL;
 	p = comma + 1;
 	if (end - p < 2 || p[0] != 'r' || p[1] != '=')
@@ -255,8 +254,8 @@ scram_client_first(struct sasl *s, struct scram_state *st, const char *msg, size
 		return ROOST_EINVAL;
 
 	set_tried(s, user);
-	st->user_ok = auth_scram_credentials(s->auth, user, st->name, sizeof(st->name),
-	    &st->cred) == 0;
+	st->user_ok =
+	    auth_scram_credentials(s->auth, user, st->name, sizeof(st->name), &st->cred) == 0;
 	/* Acting as another user is not offered. */
 	if (authzid[0] != '\0' && strcasecmp(authzid, user) != 0)
 		st->user_ok = false;
@@ -276,7 +275,7 @@ scram_client_first(struct sasl *s, struct scram_state *st, const char *msg, size
 
 static int
 scram_client_final(struct sasl *s, struct scram_state *st, const char *msg, size_t len,
-    struct buf *chal)
+                   struct buf *chal)
 {
 	struct buf cb = BUF_INIT(256), proof = BUF_INIT(64), authmsg = BUF_INIT(0);
 	const char *end = msg + len, *p, *proof_at;
@@ -297,8 +296,7 @@ scram_client_final(struct sasl *s, struct scram_state *st, const char *msg, size
 		goto out;
 	p = memchr(msg, ',', len);
 	if (base64_decode(msg + 2, (size_t)(p - msg - 2), &cb) < 0 ||
-	    cb.len != st->gs2_header.len ||
-	    memcmp(cb.data, st->gs2_header.data, cb.len) != 0)
+	    cb.len != st->gs2_header.len || memcmp(cb.data, st->gs2_header.data, cb.len) != 0)
 		goto out;
 	p++;
 	nlen = st->nonce.len;
@@ -319,7 +317,7 @@ scram_client_final(struct sasl *s, struct scram_state *st, const char *msg, size
 
 	ret = ROOST_EAUTH;
 	if (HMAC(EVP_sha256(), st->cred.stored_key, SCRAM_KEY_LEN, authmsg.data, authmsg.len,
-	    client_sig, &mlen) == NULL)
+	         client_sig, &mlen) == NULL)
 		goto out;
 	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
 		client_key[i] = proof.data[i] ^ client_sig[i];
@@ -328,7 +326,7 @@ scram_client_final(struct sasl *s, struct scram_state *st, const char *msg, size
 	if (CRYPTO_memcmp(check, st->cred.stored_key, SCRAM_KEY_LEN) != 0 || !st->user_ok)
 		goto out;
 	if (HMAC(EVP_sha256(), st->cred.server_key, SCRAM_KEY_LEN, authmsg.data, authmsg.len,
-	    server_sig, &mlen) == NULL)
+	         server_sig, &mlen) == NULL)
 		goto out;
 	buf_append_str(&st->server_final, "v=");
 	base64_encode(server_sig, SCRAM_KEY_LEN, &st->server_final);
@@ -392,11 +390,18 @@ scram_free(struct sasl *s)
 
 /* Listed in order of preference: advertised in this order. */
 static const struct sasl_mech mechs[] = {
-	{ .name = "SCRAM-SHA-256", .plaintext = false, .offered = scram_offered,
-	  .begin = scram_begin, .step = scram_step, .free_state = scram_free },
-	{ .name = "PLAIN", .plaintext = true, .begin = plain_begin, .step = plain_step },
-	{ .name = "LOGIN", .plaintext = true, .begin = login_begin, .step = login_step,
-	  .free_state = login_free },
+    {.name = "SCRAM-SHA-256",
+     .plaintext = false,
+     .offered = scram_offered,
+     .begin = scram_begin,
+     .step = scram_step,
+     .free_state = scram_free},
+    {.name = "PLAIN", .plaintext = true, .begin = plain_begin, .step = plain_step},
+    {.name = "LOGIN",
+     .plaintext = true,
+     .begin = login_begin,
+     .step = login_step,
+     .free_state = login_free},
 };
 #define NMECHS (sizeof(mechs) / sizeof(mechs[0]))
 _Static_assert(sizeof(mechs) / sizeof(mechs[0]) <= 6, "mechanism list table size");
@@ -484,8 +489,9 @@ run_step(struct sasl *s, const char *text, size_t len, struct buf *challenge_out
 	} else {
 		ret = ROOST_EINVAL;
 	}
-	if (ret == ROOST_EAGAIN && base64_encode(chal.data != NULL ? chal.data : (const uint8_t *)"",
-	    chal.len, challenge_out) < 0)
+	if (ret == ROOST_EAGAIN &&
+	    base64_encode(chal.data != NULL ? chal.data : (const uint8_t *)"", chal.len,
+	                  challenge_out) < 0)
 		ret = ROOST_EINVAL;
 	if (raw.data != NULL)
 		explicit_bzero(raw.data, raw.cap);
@@ -509,7 +515,7 @@ finish(struct sasl *s, int ret)
 
 int
 sasl_start(struct auth *auth, const char *mech, bool secure, const char *initial,
-    struct buf *challenge_out, struct sasl **sasl_r)
+           struct buf *challenge_out, struct sasl **sasl_r)
 {
 	const struct sasl_mech *m = NULL;
 	struct sasl *s;
@@ -533,8 +539,9 @@ sasl_start(struct auth *auth, const char *mech, bool secure, const char *initial
 		struct buf chal = BUF_INIT(SASL_MAX_RESPONSE);
 
 		ret = m->begin(s, &chal);
-		if (ret == ROOST_EAGAIN && base64_encode(chal.data != NULL ? chal.data :
-		    (const uint8_t *)"", chal.len, challenge_out) < 0)
+		if (ret == ROOST_EAGAIN &&
+		    base64_encode(chal.data != NULL ? chal.data : (const uint8_t *)"", chal.len,
+		                  challenge_out) < 0)
 			ret = ROOST_EINVAL;
 		buf_free(&chal);
 		return finish(s, ret);

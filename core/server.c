@@ -36,7 +36,7 @@ cpu_count(void)
 
 int
 server_create(const struct roost_config *cfg, const struct roost_services *services,
-    struct server **server_r)
+              struct server **server_r)
 {
 	struct server *s = xcalloc(1, sizeof(*s));
 	sigset_t set;
@@ -82,8 +82,8 @@ fail:
 }
 
 int
-server_listen(struct server *s, const char *name, char *const *addrs,
-    const struct proto_ops *ops, bool implicit_tls)
+server_listen(struct server *s, const char *name, char *const *addrs, const struct proto_ops *ops,
+              bool implicit_tls)
 {
 	struct listener *lst = xcalloc(1, sizeof(*lst));
 	int err;
@@ -189,7 +189,9 @@ serve(struct server *s, int sigfd, unsigned running)
 
 	while (done < running) {
 		struct pollfd pfd[3] = {
-			{ sigfd, POLLIN, 0 }, { s->stop_fd, POLLIN, 0 }, { s->done_fd, POLLIN, 0 },
+		    {sigfd, POLLIN, 0},
+		    {s->stop_fd, POLLIN, 0},
+		    {s->done_fd, POLLIN, 0},
 		};
 		int timeout = -1, r;
 
@@ -218,8 +220,10 @@ serve(struct server *s, int sigfd, unsigned running)
 						s->reload(s->reload_arg);
 				} else if (!stopping) {
 					stopping = true;
-					grace_end = clock_ms() + (uint64_t)s->cfg->shutdown_grace * 1000;
-					begin_shutdown(s, si.ssi_signo == SIGINT ? "sigint" : "sigterm");
+					grace_end =
+					    clock_ms() + (uint64_t)s->cfg->shutdown_grace * 1000;
+					begin_shutdown(s, si.ssi_signo == SIGINT ? "sigint"
+					                                         : "sigterm");
 				} else if (!forced) {
 					/* A second signal: do not wait for the grace. */
 					forced = true;
@@ -267,7 +271,7 @@ server_run(struct server *s)
 		return ROOST_EIO;
 	}
 	if ((err = worker_pool_create(s->cfg->workers != 0 ? s->cfg->workers : 4 * cpu_count(),
-	    &s->pool)) != 0)
+	                              &s->pool)) != 0)
 		goto out;
 	if ((err = listen_start(s)) != 0)
 		goto out;
@@ -288,7 +292,7 @@ server_run(struct server *s)
 		running++;
 	}
 	log_info("event=serving loops=%u workers=%u", s->nloops,
-	    s->cfg->workers != 0 ? s->cfg->workers : 4 * cpu_count());
+	         s->cfg->workers != 0 ? s->cfg->workers : 4 * cpu_count());
 	if (err != 0)
 		server_stop(s);
 	serve(s, sigfd, running);

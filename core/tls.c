@@ -115,7 +115,7 @@ write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert)
 		return ROOST_EIO;
 	}
 	ok = key != NULL ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
-	    : PEM_write_X509(f, cert);
+	                 : PEM_write_X509(f, cert);
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
 		ok = 0;
 	if (fclose(f) != 0)
@@ -149,8 +149,8 @@ generate_self_signed(const struct roost_config *cfg)
 	X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600);
 	X509_set_pubkey(x, key);
 	name = X509_get_subject_name(x);
-	if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-	    (const unsigned char *)host, -1, -1, 0))
+	if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)host, -1,
+	                                -1, 0))
 		goto fail;
 	X509_set_issuer_name(x, name);
 	if (add_san(x, host) != 0 || X509_sign(x, key, EVP_sha256()) == 0)
@@ -183,18 +183,17 @@ ctx_build(const struct roost_config *cfg)
 		version = TLS1_3_VERSION;
 	else if (minp != NULL && minp[0] != '\0' && strcmp(minp, "TLSv1.2") != 0) {
 		log_error("event=tls_config key=min_protocol value=%s error=\"TLSv1.2 or TLSv1.3\"",
-		    minp);
+		          minp);
 		goto fail;
 	}
 	SSL_CTX_set_min_proto_version(ctx, version);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-	    SSL_OP_IGNORE_UNEXPECTED_EOF |
-	    SSL_OP_NO_COMPRESSION);
+	                             SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
 	/* Partial writes and a moving buffer: the output buffer is compacted
 	 * between retries. Released buffers: an idle TLS connection should not
 	 * pin 2 x 16K of record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-	    SSL_MODE_RELEASE_BUFFERS);
+	                          SSL_MODE_RELEASE_BUFFERS);
 	if (cfg->tls_ciphers != NULL && cfg->tls_ciphers[0] != '\0' &&
 	    !SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers)) {
 		tls_log_errors(LOG_LEVEL_ERROR, "key=ciphers", "config");
@@ -206,14 +205,15 @@ ctx_build(const struct roost_config *cfg)
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		log_error("event=tls_config cert=%s error=\"cannot load certificate\"", cfg->tls_cert);
+		log_error("event=tls_config cert=%s error=\"cannot load certificate\"",
+		          cfg->tls_cert);
 		tls_log_errors(LOG_LEVEL_ERROR, "", "load_cert");
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		log_error("event=tls_config key=%s error=\"cannot load key or it does not match\"",
-		    cfg->tls_key);
+		          cfg->tls_key);
 		tls_log_errors(LOG_LEVEL_ERROR, "", "load_key");
 		goto fail;
 	}

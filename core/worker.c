@@ -16,8 +16,8 @@
 struct worker_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct work *head, *tail;	/* protected by mu */
-	bool stop;			/* protected by mu */
+	struct work *head, *tail; /* protected by mu */
+	bool stop;                /* protected by mu */
 	unsigned nthreads;
 	pthread_t *threads;
 };

@@ -27,8 +27,9 @@
 #include "roost/xalloc.h"
 
 static const char *const signed_fields[] = {
-	"from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to",
-	"references", "mime-version", "content-type", "content-transfer-encoding",
+    "from",       "to",           "cc",           "subject",
+    "date",       "message-id",   "reply-to",     "in-reply-to",
+    "references", "mime-version", "content-type", "content-transfer-encoding",
 };
 #define N_SIGNED (sizeof(signed_fields) / sizeof(signed_fields[0]))
 
@@ -59,7 +60,7 @@ dkim_canon_header(const char *f, size_t len, struct buf *out)
 		uint8_t c = (uint8_t)f[i];
 
 		if (c == '\r' || c == '\n')
-			continue;	/* unfold */
+			continue; /* unfold */
 		if (wsp(c)) {
 			pending_sp = started;
 			continue;
@@ -103,7 +104,7 @@ canon_body(const uint8_t *b, size_t len, struct body_sink *s)
 		if (end > start && b[end - 1] == '\r')
 			end--;
 		if (i < len)
-			i++;	/* the LF */
+			i++; /* the LF */
 		buf_reset(&line);
 		for (size_t k = start; k < end; k++) {
 			if (wsp(b[k])) {
@@ -117,7 +118,7 @@ canon_body(const uint8_t *b, size_t len, struct body_sink *s)
 		}
 		/* Trailing white space is gone (pending_sp dropped). */
 		if (line.len == 0) {
-			empty++;	/* kept back: trailing empty lines vanish */
+			empty++; /* kept back: trailing empty lines vanish */
 			continue;
 		}
 		for (; empty > 0; empty--)
@@ -131,7 +132,7 @@ canon_body(const uint8_t *b, size_t len, struct body_sink *s)
 void
 dkim_canon_body(const uint8_t *body, size_t len, struct buf *out)
 {
-	struct body_sink s = { out, NULL };
+	struct body_sink s = {out, NULL};
 
 	canon_body(body, len, &s);
 }
@@ -141,8 +142,8 @@ static size_t
 header_end(const uint8_t *m, size_t len, size_t *body_r)
 {
 	for (size_t i = 0; i + 1 < len; i++) {
-		if (m[i] == '\n' && (m[i + 1] == '\n' || (m[i + 1] == '\r' && i + 2 < len &&
-		    m[i + 2] == '\n'))) {
+		if (m[i] == '\n' &&
+		    (m[i + 1] == '\n' || (m[i + 1] == '\r' && i + 2 < len && m[i + 2] == '\n'))) {
 			*body_r = m[i + 1] == '\n' ? i + 2 : i + 3;
 			return i + 1;
 		}
@@ -153,7 +154,7 @@ header_end(const uint8_t *m, size_t len, size_t *body_r)
 
 struct field {
 	const char *p;
-	size_t len;	/* without the final CRLF */
+	size_t len; /* without the final CRLF */
 };
 
 /* Split the header block into fields (folded lines joined). */
@@ -226,7 +227,7 @@ load_key(const struct roost_config *cfg, const char *domain)
 
 int
 dkim_sign(const struct roost_config *cfg, const char *domain, const uint8_t *msg, size_t len,
-    struct buf *out)
+          struct buf *out)
 {
 	EVP_PKEY *key = load_key(cfg, domain);
 	EVP_MD_CTX *md = NULL;
@@ -236,7 +237,7 @@ dkim_sign(const struct roost_config *cfg, const char *domain, const uint8_t *msg
 	unsigned bhlen = 0;
 	size_t body_off, hlen = header_end(msg, len, &body_off), nf, siglen = sizeof(sig);
 	bool ed25519;
-	struct body_sink s = { NULL, NULL };
+	struct body_sink s = {NULL, NULL};
 	int err = ROOST_EIO;
 
 	if (key == NULL) {
@@ -264,16 +265,19 @@ dkim_sign(const struct roost_config *cfg, const char *domain, const uint8_t *msg
 			if (field_is(&fields[i], signed_fields[k])) {
 				dkim_canon_header(fields[i].p, fields[i].len, &data);
 				buf_append_str(&data, "\r\n");
-				buf_printf(&names, "%s%s", names.len > 0 ? ":" : "", signed_fields[k]);
+				buf_printf(&names, "%s%s", names.len > 0 ? ":" : "",
+				           signed_fields[k]);
 				break;
 			}
 		}
 	}
 	if (names.len == 0)
-		buf_append_str(&names, "from");	/* no From: at all: sign its absence */
-	buf_printf(&hdr, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n"
-	    "\tt=%lld; h=%s;\r\n\tbh=%s;\r\n\tb=", ed25519 ? "ed25519-sha256" : "rsa-sha256",
-	    domain, cfg->dkim_selector, (long long)time(NULL), buf_cstr(&names), buf_cstr(&b64));
+		buf_append_str(&names, "from"); /* no From: at all: sign its absence */
+	buf_printf(&hdr,
+	           "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n"
+	           "\tt=%lld; h=%s;\r\n\tbh=%s;\r\n\tb=",
+	           ed25519 ? "ed25519-sha256" : "rsa-sha256", domain, cfg->dkim_selector,
+	           (long long)time(NULL), buf_cstr(&names), buf_cstr(&b64));
 	dkim_canon_header((const char *)hdr.data, hdr.len, &data);
 
 	/* b= */
@@ -327,8 +331,8 @@ dkim_keygen(const struct roost_config *cfg, const char *domain, bool ed25519, st
 	if (mkdir(cfg->dkim_dir, 0700) != 0 && errno != EEXIST)
 		return ROOST_EIO;
 	snprintf(path, sizeof(path), "%s/%s.key", cfg->dkim_dir, domain);
-	key = ed25519 ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519") :
-	    EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	key = ed25519 ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
+	              : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
 	if (key == NULL)
 		return ROOST_EIO;
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -362,7 +366,7 @@ dkim_keygen(const struct roost_config *cfg, const char *domain, bool ed25519, st
 	buf_printf(txt, "%s._domainkey.%s. IN TXT", cfg->dkim_selector, domain);
 	for (size_t i = 0; i < rec.len; i += 255)
 		buf_printf(txt, " \"%.*s\"", (int)(rec.len - i > 255 ? 255 : rec.len - i),
-		    (const char *)rec.data + i);
+		           (const char *)rec.data + i);
 	buf_append_str(txt, "\n");
 	err = 0;
 out:

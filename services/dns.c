@@ -109,7 +109,7 @@ dns_free(struct dns **dp)
 	if (d == NULL)
 		return;
 	d->destroying = true;
-	ares_destroy(d->ch);	/* pending callbacks run with ARES_EDESTRUCTION */
+	ares_destroy(d->ch); /* pending callbacks run with ARES_EDESTRUCTION */
 	free(d);
 	*dp = NULL;
 }
@@ -193,9 +193,10 @@ addr_done(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 		return;
 	}
 	if (status != ARES_SUCCESS || res == NULL) {
-		log_debug("event=dns type=A/AAAA name=%s error=\"%s\"", q->name, ares_strerror(status));
+		log_debug("event=dns type=A/AAAA name=%s error=\"%s\"", q->name,
+		          ares_strerror(status));
 		q->addr_fn(q->arg, status == ARES_ENODATA ? ROOST_ENOTFOUND : status_of(status),
-		    NULL, 0);
+		           NULL, 0);
 		if (res != NULL)
 			ares_freeaddrinfo(res);
 		free(q);
@@ -270,16 +271,17 @@ dns_process(struct dns *d, const struct pollfd *pfd, size_t n)
 		if (pfd[i].revents == 0)
 			continue;
 		ares_process_fd(d->ch,
-		    (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd : ARES_SOCKET_BAD,
-		    (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD);
+		                (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd
+		                                                                : ARES_SOCKET_BAD,
+		                (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD);
 	}
-	ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);	/* timeouts */
+	ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
 }
 
 int
 dns_timeout_ms(struct dns *d, int max_ms)
 {
-	struct timeval maxtv = { max_ms / 1000, (max_ms % 1000) * 1000 }, tv, *t;
+	struct timeval maxtv = {max_ms / 1000, (max_ms % 1000) * 1000}, tv, *t;
 	long ms;
 
 	t = ares_timeout(d->ch, &maxtv, &tv);

@@ -18,7 +18,7 @@
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 
-#define DSN_FULL_MAX (1024 * 1024)	/* larger originals are returned as headers */
+#define DSN_FULL_MAX (1024 * 1024) /* larger originals are returned as headers */
 
 static bool
 notify_has(const char *notify, const char *word)
@@ -41,7 +41,7 @@ dsn_wanted(const struct queue_entry *e, size_t i, enum dsn_kind kind)
 	if (e->sender[0] == '\0')
 		return false;
 	if (notify == NULL || notify[0] == '\0')
-		return true;	/* RFC 3461 4.1: the default is FAILURE (and DELAY) */
+		return true; /* RFC 3461 4.1: the default is FAILURE (and DELAY) */
 	return notify_has(notify, kind == DSN_FAILED ? "FAILURE" : "DELAY");
 }
 
@@ -77,7 +77,7 @@ orcpt_text(const char *orcpt, struct buf *out)
 {
 	for (const char *p = orcpt; *p != '\0'; p++) {
 		if (p[0] == '+' && p[1] != '\0' && p[2] != '\0') {
-			char hex[3] = { p[1], p[2], 0 };
+			char hex[3] = {p[1], p[2], 0};
 
 			buf_append_byte(out, (uint8_t)strtol(hex, NULL, 16));
 			p += 2;
@@ -98,7 +98,8 @@ append_original(struct buf *out, int fd, bool headers_only)
 		if (headers_only) {
 			for (ssize_t i = 0; i < r; i++) {
 				buf_append_byte(out, tmp[i]);
-				if (out->len >= 4 && memcmp(out->data + out->len - 4, "\r\n\r\n", 4) == 0)
+				if (out->len >= 4 &&
+				    memcmp(out->data + out->len - 4, "\r\n\r\n", 4) == 0)
 					return;
 			}
 		} else {
@@ -112,7 +113,7 @@ append_original(struct buf *out, int fd, bool headers_only)
 
 void
 dsn_build(const char *hostname, const struct queue_entry *e, const size_t *idx, size_t n,
-    enum dsn_kind kind, int msg_fd, struct buf *out)
+          enum dsn_kind kind, int msg_fd, struct buf *out)
 {
 	char date[64], arrival[64], boundary[80], status[16];
 	time_t now = time(NULL);
@@ -127,38 +128,47 @@ dsn_build(const char *hostname, const struct queue_entry *e, const size_t *idx, 
 
 	buf_printf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", hostname);
 	buf_printf(out, "To: <%s>\r\n", e->sender);
-	buf_printf(out, "Subject: %s\r\n", kind == DSN_FAILED ?
-	    "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)");
+	buf_printf(out, "Subject: %s\r\n",
+	           kind == DSN_FAILED ? "Undelivered Mail Returned to Sender"
+	                              : "Delayed Mail (still being retried)");
 	buf_printf(out, "Date: %s\r\n", date);
 	buf_printf(out, "Message-ID: <%s.%s.%lld@%s>\r\n", e->id,
-	    kind == DSN_FAILED ? "failed" : "delayed", (long long)now, hostname);
+	           kind == DSN_FAILED ? "failed" : "delayed", (long long)now, hostname);
 	buf_append_str(out, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
-	buf_printf(out, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
-	    "\tboundary=\"%s\"\r\n\r\n", boundary);
+	buf_printf(out,
+	           "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	           "\tboundary=\"%s\"\r\n\r\n",
+	           boundary);
 	buf_append_str(out, "This is a MIME-encapsulated message.\r\n\r\n");
 
 	/* the human part */
-	buf_printf(out, "--%s\r\nContent-Description: Notification\r\n"
-	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n", boundary);
+	buf_printf(out,
+	           "--%s\r\nContent-Description: Notification\r\n"
+	           "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+	           boundary);
 	buf_printf(out, "This is the mail system at host %s.\r\n\r\n", hostname);
 	if (kind == DSN_FAILED)
 		buf_append_str(out, "Your message could not be delivered to one or more "
-		    "recipients. It is attached below.\r\n\r\n");
+		                    "recipients. It is attached below.\r\n\r\n");
 	else
-		buf_append_str(out, "Your message could not be delivered yet to one or more "
+		buf_append_str(
+		    out,
+		    "Your message could not be delivered yet to one or more "
 		    "recipients. Delivery will be retried; you need not send it again.\r\n\r\n");
 	for (size_t k = 0; k < n; k++) {
 		const struct queue_rcpt *r = &e->rcpts[idx[k]];
 
 		buf_printf(out, "<%s>: %s%s%s\r\n", r->addr, r->remote[0] != '\0' ? "host " : "",
-		    r->remote, r->remote[0] != '\0' ? " said: " : "");
+		           r->remote, r->remote[0] != '\0' ? " said: " : "");
 		buf_printf(out, "    %d %s\r\n", r->code, r->status);
 	}
 	buf_append_str(out, "\r\n");
 
 	/* the machine part */
-	buf_printf(out, "--%s\r\nContent-Description: Delivery report\r\n"
-	    "Content-Type: message/delivery-status\r\n\r\n", boundary);
+	buf_printf(out,
+	           "--%s\r\nContent-Description: Delivery report\r\n"
+	           "Content-Type: message/delivery-status\r\n\r\n",
+	           boundary);
 	buf_printf(out, "Reporting-MTA: dns; %s\r\n", hostname);
 	buf_printf(out, "X-Roost-Queue-ID: %s\r\n", e->id);
 	if (e->envid[0] != '\0')
@@ -181,8 +191,8 @@ dsn_build(const char *hostname, const struct queue_entry *e, const size_t *idx, 
 			buf_append_str(out, "\r\n");
 		}
 		status_of(r, kind, status, sizeof(status));
-		buf_printf(out, "Action: %s\r\nStatus: %s\r\n", kind == DSN_FAILED ? "failed" :
-		    "delayed", status);
+		buf_printf(out, "Action: %s\r\nStatus: %s\r\n",
+		           kind == DSN_FAILED ? "failed" : "delayed", status);
 		if (r->remote[0] != '\0')
 			buf_printf(out, "Remote-MTA: dns; %s\r\n", r->remote);
 		if (r->code != 0)
@@ -194,16 +204,16 @@ dsn_build(const char *hostname, const struct queue_entry *e, const size_t *idx, 
 	/* the original */
 	if (msg_fd >= 0) {
 		buf_printf(out, "--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n\r\n",
-		    boundary, hdrs ? "Undelivered Message Headers" : "Undelivered Message",
-		    hdrs ? "text/rfc822-headers" : "message/rfc822");
+		           boundary, hdrs ? "Undelivered Message Headers" : "Undelivered Message",
+		           hdrs ? "text/rfc822-headers" : "message/rfc822");
 		append_original(out, msg_fd, hdrs);
 	}
 	buf_printf(out, "--%s--\r\n", boundary);
 }
 
 int
-dsn_send(const struct roost_services *sv, const struct queue_entry *e, const size_t *idx,
-    size_t n, enum dsn_kind kind, int msg_fd)
+dsn_send(const struct roost_services *sv, const struct queue_entry *e, const size_t *idx, size_t n,
+         enum dsn_kind kind, int msg_fd)
 {
 	size_t *want = xcalloc(n + 1, sizeof(*want)), k = 0;
 	struct buf msg = BUF_INIT(0);
@@ -221,7 +231,7 @@ dsn_send(const struct roost_services *sv, const struct queue_entry *e, const siz
 	memset(&dr, 0, sizeof(dr));
 	if (delivery_resolve(sv, e->sender, &dr) == 0) {
 		/* A local sender: straight into the INBOX, no queue, no SMTP. */
-		struct delivery_trace t = { 0 };
+		struct delivery_trace t = {0};
 		char id[DELIVERY_ID_LEN];
 
 		delivery_new_id(id);
@@ -234,11 +244,11 @@ dsn_send(const struct roost_services *sv, const struct queue_entry *e, const siz
 		snprintf(dr.mailbox, sizeof(dr.mailbox), "INBOX");
 		err = delivery_store(sv->storage, msg.data, msg.len, &dr, 1, true);
 		log_info("event=dsn queue_id=%s kind=%s to=<%s> via=local user=%s status=%s", e->id,
-		    kind == DSN_FAILED ? "failed" : "delayed", e->sender, dr.user,
-		    err == 0 ? "stored" : roost_strerror(err));
+		         kind == DSN_FAILED ? "failed" : "delayed", e->sender, dr.user,
+		         err == 0 ? "stored" : roost_strerror(err));
 	} else if (sv->queue != NULL) {
-		struct queue_rcpt_in rin = { .addr = e->sender, .notify = "", .orcpt = "" };
-		struct queue_submission sub = { 0 };
+		struct queue_rcpt_in rin = {.addr = e->sender, .notify = "", .orcpt = ""};
+		struct queue_submission sub = {0};
 		char qid[QUEUE_ID_LEN];
 
 		dsn_build(sv->cfg->hostname, e, want, k, kind, msg_fd, &msg);
@@ -251,9 +261,9 @@ dsn_send(const struct roost_services *sv, const struct queue_entry *e, const siz
 		err = queue_submit(sv->queue, &sub, qid);
 		if (err == 0)
 			queue_commit(sv->queue, qid, true);
-		log_info("event=dsn queue_id=%s kind=%s to=<%s> via=queue dsn_id=%s status=%s", e->id,
-		    kind == DSN_FAILED ? "failed" : "delayed", e->sender, err == 0 ? qid : "-",
-		    err == 0 ? "queued" : roost_strerror(err));
+		log_info("event=dsn queue_id=%s kind=%s to=<%s> via=queue dsn_id=%s status=%s",
+		         e->id, kind == DSN_FAILED ? "failed" : "delayed", e->sender,
+		         err == 0 ? qid : "-", err == 0 ? "queued" : roost_strerror(err));
 	}
 	buf_free(&msg);
 	free(want);

@@ -46,11 +46,11 @@ struct session;
 /* Some recipients of one entry, for one domain, in one session. */
 struct work {
 	struct queue_entry *e;
-	size_t *idx;			/* indexes into e->rcpts */
+	size_t *idx; /* indexes into e->rcpts */
 	struct smtpc_rcpt *rcpts;
 	size_t n;
 	struct smtpc_msg msg;
-	int64_t started;		/* when the attempt began (for delay=) */
+	int64_t started; /* when the attempt began (for delay=) */
 	struct work *next;
 };
 
@@ -64,14 +64,14 @@ struct session {
 	size_t n_mx, mx_i;
 	struct sockaddr_storage *addrs;
 	size_t n_addrs, addr_i;
-	char host[DNS_MAX_NAME];	/* the host connected to */
+	char host[DNS_MAX_NAME]; /* the host connected to */
 	struct smtpc *c;
 	bool c_closed, c_ready_seen, c_tls_failed;
-	bool plain;			/* retrying this address without STARTTLS */
+	bool plain; /* retrying this address without STARTTLS */
 	int c_code;
 	char c_text[512];
-	struct work *works, *cur;	/* waiting; being sent */
-	unsigned sent_msgs;		/* over the current connection */
+	struct work *works, *cur; /* waiting; being sent */
+	unsigned sent_msgs;       /* over the current connection */
 	int last_code;
 	char last_text[512];
 	struct session *next;
@@ -190,8 +190,7 @@ open_msg(struct outbound *ob, const struct queue_entry *e)
 
 /* Apply one attempt's results to the entry, log, bounce, save. */
 static void
-work_finish(struct session *s, struct work *w, const char *relay, const char *ip,
-    const char *tls)
+work_finish(struct session *s, struct work *w, const char *relay, const char *ip, const char *tls)
 {
 	struct outbound *ob = s->ob;
 	struct queue_entry *e = w->e;
@@ -219,8 +218,10 @@ work_finish(struct session *s, struct work *w, const char *relay, const char *ip
 		} else if (expired) {
 			char why[600];
 
-			snprintf(why, sizeof(why), "4.4.7 Message expired after %us in the queue; "
-			    "last error: %s", ob->cfg->relay_queue_lifetime, text);
+			snprintf(why, sizeof(why),
+			         "4.4.7 Message expired after %us in the queue; "
+			         "last error: %s",
+			         ob->cfg->relay_queue_lifetime, text);
 			set_status(r, code, why, relay);
 			r->state = QUEUE_RCPT_FAILED;
 			failed[nf++] = w->idx[k];
@@ -229,11 +230,12 @@ work_finish(struct session *s, struct work *w, const char *relay, const char *ip
 			temp = true;
 			status = "deferred";
 		}
-		log_info("event=deliver queue_id=%s from=<%s> to=<%s> relay=%s ip=%s tls=%s code=%d "
-		    "status=%s text=\"%s\" attempt=%u delay=%llds", e->id, e->sender, r->addr,
-		    relay != NULL && relay[0] != '\0' ? relay : "-", ip != NULL && ip[0] != '\0' ? ip :
-		    "-", tls != NULL ? tls : "none", code, status, text, e->attempts + 1,
-		    (long long)(now - e->created));
+		log_info(
+		    "event=deliver queue_id=%s from=<%s> to=<%s> relay=%s ip=%s tls=%s code=%d "
+		    "status=%s text=\"%s\" attempt=%u delay=%llds",
+		    e->id, e->sender, r->addr, relay != NULL && relay[0] != '\0' ? relay : "-",
+		    ip != NULL && ip[0] != '\0' ? ip : "-", tls != NULL ? tls : "none", code,
+		    status, text, e->attempts + 1, (long long)(now - e->created));
 	}
 	e->attempts++;
 	if (temp) {
@@ -243,7 +245,7 @@ work_finish(struct session *s, struct work *w, const char *relay, const char *ip
 			e->next_try = next;
 	}
 	if (nf > 0 || (temp && ob->cfg->relay_delay_warning > 0 && !e->warned &&
-	    now - e->created >= (time_t)ob->cfg->relay_delay_warning)) {
+	               now - e->created >= (time_t)ob->cfg->relay_delay_warning)) {
 		int fd = open_msg(ob, e);
 
 		if (nf > 0)
@@ -315,9 +317,9 @@ static void smtp_done(void *arg, struct smtpc_msg *msg);
 static void smtp_closed(void *arg, bool ready_seen, int code, const char *text);
 
 static const struct smtpc_events smtp_events = {
-	.ready = smtp_ready,
-	.done = smtp_done,
-	.closed = smtp_closed,
+    .ready = smtp_ready,
+    .done = smtp_done,
+    .closed = smtp_closed,
 };
 
 static bool
@@ -336,7 +338,7 @@ static void
 session_connect_next(struct session *s)
 {
 	struct outbound *ob = s->ob;
-	struct smtpc_settings set = { 0 };
+	struct smtpc_settings set = {0};
 	struct sockaddr_storage *a;
 	socklen_t len;
 	uint16_t port = ob->smarthost ? ob->sh_port : (uint16_t)ob->cfg->relay_mx_port;
@@ -402,7 +404,8 @@ session_next_host(struct session *s)
 		s->mx_i++;
 	if (s->mx_i >= s->n_mx) {
 		session_fail_all(s, s->last_code != 0 ? s->last_code : 451,
-		    s->last_text[0] != '\0' ? s->last_text : "4.4.1 No host reachable");
+		                 s->last_text[0] != '\0' ? s->last_text
+		                                         : "4.4.1 No host reachable");
 		return;
 	}
 	snprintf(s->host, sizeof(s->host), "%s", s->mx[s->mx_i].host);
@@ -523,13 +526,13 @@ session_after_io(struct session *s)
 		return;
 	s->c_closed = false;
 	log_debug("event=relay-closed domain=%s host=%s ip=%s code=%d text=\"%s\"", s->domain,
-	    s->host, smtpc_peer(s->c), s->c_code, s->c_text);
+	          s->host, smtpc_peer(s->c), s->c_code, s->c_text);
 	smtpc_free(&s->c);
 	if (!s->c_ready_seen && s->c_tls_failed && !s->plain && !tls_required(s->ob, s->domain)) {
 		/* Opportunistic TLS that fails is no reason not to deliver:
 		 * the same address once more, in plain text (as Postfix does). */
 		log_info("event=relay-tls-fallback domain=%s host=%s reason=\"%s\"", s->domain,
-		    s->host, s->c_text);
+		         s->host, s->c_text);
 		s->plain = true;
 		s->addr_i = s->addr_i > 0 ? s->addr_i - 1 : 0;
 		session_connect_next(s);
@@ -590,7 +593,7 @@ session_for(struct outbound *ob, const char *domain, bool *can_start)
 		}
 	}
 	*can_start = count < ob->cfg->relay_max_per_domain &&
-	    ob->n_sessions < ob->cfg->relay_max_connections;
+	             ob->n_sessions < ob->cfg->relay_max_connections;
 	if (best != NULL && (best_queued == 0 || !*can_start))
 		return best;
 	return NULL;
@@ -613,9 +616,10 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		domain = ob->smarthost ? "[smarthost]" : relay_domain(e->rcpts[i].addr);
 		s = session_for(ob, domain, &can_start);
 		if (s == NULL && !can_start)
-			continue;	/* at a limit: the next scan */
+			continue; /* at a limit: the next scan */
 		if ((fd = open_msg(ob, e)) < 0) {
-			log_error("event=queue-read queue_id=%s error=\"%s\"", e->id, strerror(errno));
+			log_error("event=queue-read queue_id=%s error=\"%s\"", e->id,
+			          strerror(errno));
 			break;
 		}
 		w = xcalloc(1, sizeof(*w));
@@ -623,7 +627,8 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		w->idx = xcalloc(e->n_rcpts, sizeof(*w->idx));
 		w->rcpts = xcalloc(e->n_rcpts, sizeof(*w->rcpts));
 		for (size_t j = i; j < e->n_rcpts; j++) {
-			const char *d2 = ob->smarthost ? "[smarthost]" : relay_domain(e->rcpts[j].addr);
+			const char *d2 =
+			    ob->smarthost ? "[smarthost]" : relay_domain(e->rcpts[j].addr);
 
 			if (taken[j] || e->rcpts[j].state != QUEUE_RCPT_PENDING ||
 			    strcasecmp(d2, domain) != 0)
@@ -744,7 +749,7 @@ ctl_accept(struct outbound *ob)
 			return;
 		}
 	}
-	close(fd);	/* busy: the client sees the close and retries */
+	close(fd); /* busy: the client sees the close and retries */
 }
 
 static void
@@ -779,7 +784,7 @@ ctl_read(struct outbound *ob, struct ctl_client *cc)
 static int
 ctl_listen(struct outbound *ob)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
 	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", queue_dir(ob->q)) >=
@@ -802,7 +807,7 @@ ctl_listen(struct outbound *ob)
 int
 outbound_control(const char *dir, const char *line, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char reply[256];
 	size_t got = 0;
 	int fd;
@@ -819,7 +824,7 @@ outbound_control(const char *dir, const char *line, char *err, size_t errlen)
 		return ROOST_ENOTFOUND;
 	}
 	{
-		struct timeval tv = { 10, 0 };
+		struct timeval tv = {10, 0};
 
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
@@ -839,8 +844,8 @@ outbound_control(const char *dir, const char *line, char *err, size_t errlen)
 	reply[strcspn(reply, "\n")] = '\0';
 	if (strcmp(reply, "ok") == 0)
 		return 0;
-	snprintf(err, errlen, "%s", strncmp(reply, "error ", 6) == 0 ? reply + 6 :
-	    "no answer from the server");
+	snprintf(err, errlen, "%s",
+	         strncmp(reply, "error ", 6) == 0 ? reply + 6 : "no answer from the server");
 	return ROOST_EINVAL;
 }
 
@@ -877,7 +882,7 @@ reap_sessions(struct outbound *ob)
 		free(s->mx);
 		free(s->addrs);
 		free(s);
-		ob->scan_now = true;	/* a slot is free */
+		ob->scan_now = true; /* a slot is free */
 	}
 }
 
@@ -907,12 +912,12 @@ engine_main(void *arg)
 			pfd = xreallocarray(pfd, cap, sizeof(*pfd));
 			who = xreallocarray(who, cap, sizeof(*who));
 		}
-		pfd[n++] = (struct pollfd){ .fd = ob->wake_fd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = ob->ctl_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){.fd = ob->wake_fd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = ob->ctl_fd, .events = POLLIN};
 		ctl_at = n;
 		deadline = ob->scan_now ? now : ob->next_scan;
 		for (int i = 0; i < MAX_CTL; i++) {
-			pfd[n++] = (struct pollfd){ .fd = ob->ctl[i].fd, .events = POLLIN };
+			pfd[n++] = (struct pollfd){.fd = ob->ctl[i].fd, .events = POLLIN};
 			if (ob->ctl[i].fd >= 0 && ob->ctl[i].deadline < deadline)
 				deadline = ob->ctl[i].deadline;
 		}
@@ -929,7 +934,9 @@ engine_main(void *arg)
 				deadline = smtpc_deadline(s->c);
 			n++;
 		}
-		timeout = deadline <= now ? 0 : deadline - now > 60000 ? 60000 : (int)(deadline - now);
+		timeout = deadline <= now          ? 0
+		          : deadline - now > 60000 ? 60000
+		                                   : (int)(deadline - now);
 		timeout = dns_timeout_ms(ob->dns, timeout);
 		if (poll(pfd, n, timeout) < 0 && errno != EINTR) {
 			log_error("event=outbound-poll error=\"%s\"", strerror(errno));
@@ -1030,8 +1037,10 @@ outbound_start(const struct roost_services *sv, struct outbound **ob_r)
 		ob->ctl[i].fd = -1;
 	if (ob->cfg->relay_smarthost[0] != '\0') {
 		if (parse_smarthost(ob, ob->cfg->relay_smarthost) != 0) {
-			log_error("event=start status=failed stage=relay error=\"[relay] smarthost: "
-			    "bad host:port %s\"", ob->cfg->relay_smarthost);
+			log_error(
+			    "event=start status=failed stage=relay error=\"[relay] smarthost: "
+			    "bad host:port %s\"",
+			    ob->cfg->relay_smarthost);
 			err = ROOST_ECONFIG;
 			goto fail;
 		}
@@ -1060,7 +1069,7 @@ outbound_start(const struct roost_services *sv, struct outbound **ob_r)
 		goto fail;
 	}
 	log_info("event=outbound-start mode=%s%s%s", ob->smarthost ? "smarthost " : "mx",
-	    ob->smarthost ? "host=" : "", ob->smarthost ? ob->cfg->relay_smarthost : "");
+	         ob->smarthost ? "host=" : "", ob->smarthost ? ob->cfg->relay_smarthost : "");
 	*ob_r = ob;
 	return 0;
 fail:

@@ -70,7 +70,7 @@
 #include "roost/xalloc.h"
 
 struct queue {
-	char dir[3072];	/* short enough that every path built from it fits PATH_MAX */
+	char dir[3072]; /* short enough that every path built from it fits PATH_MAX */
 	bool sync;
 
 	/* Lock order: mu alone; held only for list changes, never for I/O.
@@ -220,7 +220,7 @@ get_field(const char *tok)
 	return out;
 }
 
-static const char *const rcpt_states[] = { "pending", "sent", "failed" };
+static const char *const rcpt_states[] = {"pending", "sent", "failed"};
 
 static void
 serialize(const struct queue_entry *e, struct buf *b)
@@ -234,10 +234,10 @@ serialize(const struct queue_entry *e, struct buf *b)
 	buf_append_str(b, "\nret ");
 	put_field(b, e->ret);
 	buf_printf(b, "\nflags%s%s%s\n", e->smtputf8 ? " smtputf8" : "",
-	    e->body_8bit ? " 8bitmime" : "", !e->smtputf8 && !e->body_8bit ? " -" : "");
+	           e->body_8bit ? " 8bitmime" : "", !e->smtputf8 && !e->body_8bit ? " -" : "");
 	buf_printf(b, "size %llu\nattempts %u\nnext %lld\nheld %d\nwarned %d\n",
-	    (unsigned long long)e->size, e->attempts, (long long)e->next_try, e->held ? 1 : 0,
-	    e->warned ? 1 : 0);
+	           (unsigned long long)e->size, e->attempts, (long long)e->next_try,
+	           e->held ? 1 : 0, e->warned ? 1 : 0);
 	for (size_t i = 0; i < e->n_rcpts; i++) {
 		const struct queue_rcpt *r = &e->rcpts[i];
 
@@ -282,19 +282,20 @@ parse_env(char *text)
 	size_t cap = 0;
 
 	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		char *tok[8] = { 0 }, *s2 = NULL;
+		char *tok[8] = {0}, *s2 = NULL;
 		size_t nt = 0;
 		int64_t v;
 
 		if (end)
 			goto bad;
 		for (char *t = strtok_r(line, " ", &s2); t != NULL && nt < 8;
-		    t = strtok_r(NULL, " ", &s2))
+		     t = strtok_r(NULL, " ", &s2))
 			tok[nt++] = t;
 		if (nt == 0)
 			goto bad;
 		if (!header) {
-			if (nt != 2 || strcmp(tok[0], "roost-queue") != 0 || strcmp(tok[1], "1") != 0)
+			if (nt != 2 || strcmp(tok[0], "roost-queue") != 0 ||
+			    strcmp(tok[1], "1") != 0)
 				goto bad;
 			header = true;
 		} else if (strcmp(tok[0], "end") == 0 && nt == 1) {
@@ -307,17 +308,19 @@ parse_env(char *text)
 			e->created = v;
 		} else if (strcmp(tok[0], "next") == 0 && nt == 2 && parse_i64(tok[1], &v)) {
 			e->next_try = v;
-		} else if (strcmp(tok[0], "size") == 0 && nt == 2 && parse_i64(tok[1], &v) && v >= 0) {
+		} else if (strcmp(tok[0], "size") == 0 && nt == 2 && parse_i64(tok[1], &v) &&
+		           v >= 0) {
 			e->size = (uint64_t)v;
 		} else if (strcmp(tok[0], "attempts") == 0 && nt == 2 && parse_i64(tok[1], &v) &&
-		    v >= 0 && v < 1000000) {
+		           v >= 0 && v < 1000000) {
 			e->attempts = (unsigned)v;
 		} else if (strcmp(tok[0], "held") == 0 && nt == 2 && parse_i64(tok[1], &v)) {
 			e->held = v != 0;
 		} else if (strcmp(tok[0], "warned") == 0 && nt == 2 && parse_i64(tok[1], &v)) {
 			e->warned = v != 0;
 		} else if ((strcmp(tok[0], "sender") == 0 || strcmp(tok[0], "user") == 0 ||
-		    strcmp(tok[0], "envid") == 0 || strcmp(tok[0], "ret") == 0) && nt == 2) {
+		            strcmp(tok[0], "envid") == 0 || strcmp(tok[0], "ret") == 0) &&
+		           nt == 2) {
 			char *f = get_field(tok[1]);
 
 			if (f == NULL)
@@ -345,7 +348,7 @@ parse_env(char *text)
 					goto bad;
 			}
 		} else if (strcmp(tok[0], "rcpt") == 0 && nt == 8) {
-			struct queue_rcpt r = { 0 };
+			struct queue_rcpt r = {0};
 			int st = -1;
 
 			for (int i = 0; i < 3; i++) {
@@ -366,8 +369,8 @@ parse_env(char *text)
 				e->rcpts = xreallocarray(e->rcpts, cap, sizeof(*e->rcpts));
 			}
 			e->rcpts[e->n_rcpts++] = r;
-			if (r.addr == NULL || r.notify == NULL || r.orcpt == NULL || r.remote == NULL ||
-			    r.status == NULL || r.addr[0] == '\0')
+			if (r.addr == NULL || r.notify == NULL || r.orcpt == NULL ||
+			    r.remote == NULL || r.status == NULL || r.addr[0] == '\0')
 				goto bad;
 		} else {
 			goto bad;
@@ -470,7 +473,7 @@ queue_load(const char *dir, const char *id, struct queue_entry **e_r)
 /* Write data to tmp/<name>, fsync, rename to <dir>/<final>, fsync dir. */
 static int
 write_atomic(const char *dir, bool sync, const char *name, const char *final, const void *data,
-    size_t len)
+             size_t len)
 {
 	char tmp[PATH_MAX], dst[PATH_MAX];
 	int fd, err;
@@ -537,7 +540,7 @@ queue_remove_batch(struct queue *q, char (*ids)[QUEUE_ID_LEN], size_t n)
 			log_error("event=queue-remove path=%s error=\"%s\"", path, strerror(errno));
 	}
 	if (q->sync)
-		fsync_dir(q->dir);	/* one for the whole batch */
+		fsync_dir(q->dir); /* one for the whole batch */
 	for (size_t i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s.msg", q->dir, ids[i]);
 		unlink(path);
@@ -640,7 +643,7 @@ queue_check(const char *dir, struct buf *report)
 	struct stat sb;
 
 	if (stat(dir, &sb) != 0)
-		return 0;	/* no queue yet: nothing to check */
+		return 0; /* no queue yet: nothing to check */
 	if ((err = list_ids(dir, ".env", &ids, &n)) != 0) {
 		buf_printf(report, "queue: cannot read %s\n", dir);
 		return ROOST_EINVAL;
@@ -660,7 +663,7 @@ queue_check(const char *dir, struct buf *report)
 			bad++;
 		} else if ((uint64_t)sb.st_size != e->size) {
 			buf_printf(report, "queue: %s: message is %lld bytes, envelope says %llu\n",
-			    ids[i], (long long)sb.st_size, (unsigned long long)e->size);
+			           ids[i], (long long)sb.st_size, (unsigned long long)e->size);
 			bad++;
 		}
 		if (queue_entry_pending(e) == 0) {
@@ -679,8 +682,10 @@ queue_check(const char *dir, struct buf *report)
 			 * leaves this; it was never acknowledged, and start-up
 			 * removes it. Worth a note, not a problem. */
 			if (!found)
-				buf_printf(report, "queue: %s: message without envelope (never "
-				    "acknowledged; removed at the next start)\n", msgs[i]);
+				buf_printf(report,
+				           "queue: %s: message without envelope (never "
+				           "acknowledged; removed at the next start)\n",
+				           msgs[i]);
 		}
 	}
 	free_ids(ids, n);
@@ -740,7 +745,8 @@ recover(struct queue *q)
 			if (!found) {
 				snprintf(path, sizeof(path), "%s/%s.msg", q->dir, msgs[i]);
 				unlink(path);
-				log_info("event=queue-recover id=%s status=orphan-removed", msgs[i]);
+				log_info("event=queue-recover id=%s status=orphan-removed",
+				         msgs[i]);
 			}
 		}
 	}
@@ -889,7 +895,8 @@ queue_submit(struct queue *q, const struct queue_submission *sub, char id_r[QUEU
 	if (err == 0 && q->sync)
 		err = fsync_dir(q->dir);
 	if (err != 0) {
-		log_error("event=queue-write id=%s path=%s error=\"%s\"", e->id, dst, strerror(errno));
+		log_error("event=queue-write id=%s path=%s error=\"%s\"", e->id, dst,
+		          strerror(errno));
 		unlink(tmp);
 		unlink(dst);
 		goto fail;

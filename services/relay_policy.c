@@ -67,7 +67,7 @@ parse_peer(const char *peer, uint8_t bytes[16], int *family_r)
 		return true;
 	}
 	if (inet_pton(AF_INET6, peer, bytes) == 1) {
-		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 		/* ::ffff:a.b.c.d is the IPv4 peer of a dual-stack socket. */
 		if (memcmp(bytes, mapped, 12) == 0) {
@@ -152,7 +152,7 @@ relay_sender_allowed(const struct roost_config *cfg, const char *user, const cha
 		return true;
 	/* alice+tag@ is alice's too. */
 	return delim != NULL && delim[0] != '\0' && local_len > ulocal_len &&
-	    strncasecmp(address, user, ulocal_len) == 0 && address[ulocal_len] == delim[0];
+	       strncasecmp(address, user, ulocal_len) == 0 && address[ulocal_len] == delim[0];
 }
 
 /* ---- From: ---- */
@@ -170,16 +170,17 @@ from_fields(const uint8_t *hdr, size_t len, char *out, size_t outlen)
 		bool is_from;
 
 		if (hdr[i] == '\r' || hdr[i] == '\n')
-			break;	/* the blank line ends the header */
+			break; /* the blank line ends the header */
 		/* The field runs to a line end not followed by white space. */
 		end = i;
 		while (end < len) {
-			if (hdr[end] == '\n' && (end + 1 >= len || (hdr[end + 1] != ' ' &&
-			    hdr[end + 1] != '\t')))
+			if (hdr[end] == '\n' &&
+			    (end + 1 >= len || (hdr[end + 1] != ' ' && hdr[end + 1] != '\t')))
 				break;
 			end++;
 		}
-		is_from = end - start >= 5 && strncasecmp((const char *)hdr + start, "from:", 5) == 0;
+		is_from =
+		    end - start >= 5 && strncasecmp((const char *)hdr + start, "from:", 5) == 0;
 		if (is_from) {
 			n++;
 			for (size_t k = start + 5; k < end && o + 2 < outlen; k++) {
@@ -237,7 +238,7 @@ mailbox_addr(const char *s, size_t len, char *addr, size_t addrlen)
  * not exactly one From: field. fn returns false to stop. */
 static bool
 each_from_address(const uint8_t *hdr, size_t len, bool (*fn)(const char *addr, void *arg),
-    void *arg)
+                  void *arg)
 {
 	char fields[4096], addr[512];
 	const char *v = fields;
@@ -265,7 +266,7 @@ each_from_address(const uint8_t *hdr, size_t len, bool (*fn)(const char *addr, v
 				a = false;
 		}
 		if (!end && (q || d > 0 || a))
-			continue;	/* the comma is inside something */
+			continue; /* the comma is inside something */
 		mailbox_addr(v, (size_t)(p - v), addr, sizeof(addr));
 		if (addr[0] != '\0' && !fn(addr, arg))
 			return true;
@@ -298,9 +299,9 @@ check_one(const char *addr, void *arg)
 
 int
 relay_from_header_check(const struct roost_config *cfg, const char *user, const uint8_t *hdr,
-    size_t len, char *bad, size_t badlen)
+                        size_t len, char *bad, size_t badlen)
 {
-	struct from_check fc = { cfg, user, bad, badlen, false, true };
+	struct from_check fc = {cfg, user, bad, badlen, false, true};
 
 	snprintf(bad, badlen, "%s", "");
 	if (!each_from_address(hdr, len, check_one, &fc))
@@ -325,7 +326,7 @@ take_first(const char *addr, void *arg)
 int
 relay_from_address(const uint8_t *hdr, size_t len, char *addr, size_t addrlen)
 {
-	struct first_addr fa = { addr, addrlen };
+	struct first_addr fa = {addr, addrlen};
 
 	addr[0] = '\0';
 	each_from_address(hdr, len, take_first, &fa);

@@ -32,13 +32,26 @@
 #include "roost/xalloc.h"
 
 enum smtpc_state {
-	S_CONNECT, S_GREET, S_EHLO, S_HELO, S_STARTTLS, S_HANDSHAKE, S_AUTH, S_READY,
-	S_TRANS, S_BODY, S_DOT, S_RSET, S_LOCAL_DONE, S_QUIT, S_DONE,
+	S_CONNECT,
+	S_GREET,
+	S_EHLO,
+	S_HELO,
+	S_STARTTLS,
+	S_HANDSHAKE,
+	S_AUTH,
+	S_READY,
+	S_TRANS,
+	S_BODY,
+	S_DOT,
+	S_RSET,
+	S_LOCAL_DONE,
+	S_QUIT,
+	S_DONE,
 };
 
 static const char *const state_names[] = {
-	"connect", "greeting", "ehlo", "helo", "starttls", "handshake", "auth", "ready",
-	"transaction", "body", "end-of-data", "rset", "local", "quit", "done",
+    "connect",     "greeting", "ehlo",        "helo", "starttls", "handshake", "auth", "ready",
+    "transaction", "body",     "end-of-data", "rset", "local",    "quit",      "done",
 };
 
 #define BODY_CHUNK (64 * 1024)
@@ -56,7 +69,7 @@ struct smtpc {
 
 	struct buf in, out;
 	int64_t deadline;
-	bool ssl_wants_write;		/* an SSL call needs POLLOUT to go on */
+	bool ssl_wants_write; /* an SSL call needs POLLOUT to go on */
 
 	/* the reply being read */
 	int rcode;
@@ -139,7 +152,7 @@ fail(struct smtpc *c, int code, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	log_debug("event=smtp-client peer=%s state=%s status=failed code=%d text=\"%s\"", c->peer,
-	    state_names[c->st], code, text);
+	          state_names[c->st], code, text);
 	c->st = S_DONE;
 	if (c->ssl != NULL) {
 		SSL_free(c->ssl);
@@ -156,8 +169,7 @@ fail(struct smtpc *c, int code, const char *fmt, ...)
 
 /* ---- output ---- */
 
-static void
-out_printf(struct smtpc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(struct smtpc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 out_printf(struct smtpc *c, const char *fmt, ...)
@@ -177,8 +189,8 @@ flush_out(struct smtpc *c)
 		ssize_t w;
 
 		if (c->ssl != NULL) {
-			int r = SSL_write(c->ssl, c->out.data, (int)(c->out.len > 1 << 20 ? 1 << 20 :
-			    c->out.len));
+			int r = SSL_write(c->ssl, c->out.data,
+			                  (int)(c->out.len > 1 << 20 ? 1 << 20 : c->out.len));
 
 			if (r <= 0) {
 				int e = SSL_get_error(c->ssl, r);
@@ -288,7 +300,7 @@ go_ready(struct smtpc *c)
 	c->deadline = 0;
 	c->ev.ready(c->arg);
 	if (c->st == S_READY)
-		smtpc_quit(c);	/* the owner had nothing: do not sit idle */
+		smtpc_quit(c); /* the owner had nothing: do not sit idle */
 }
 
 /* The transaction ended before the data: report, RSET, then ready. */
@@ -380,7 +392,7 @@ start_tls(struct smtpc *c)
 		}
 	}
 	SSL_set_connect_state(c->ssl);
-	buf_reset(&c->in);	/* nothing sent before TLS may be read after it */
+	buf_reset(&c->in); /* nothing sent before TLS may be read after it */
 	c->st = S_HANDSHAKE;
 	arm(c, c->set.connect_timeout);
 }
@@ -513,7 +525,7 @@ on_reply(struct smtpc *c, int code, const char *text)
 	case S_AUTH:
 		if (code != 235) {
 			fail(c, code / 100 == 5 ? 454 : code, "4.7.0 Authentication failed: %d %s",
-			    code, text);
+			     code, text);
 			return;
 		}
 		c->authed = true;
@@ -562,12 +574,13 @@ parse_lines(struct smtpc *c)
 		if (nl == NULL) {
 			if (c->in.len > SMTPC_MAX_LINE)
 				fail(c, 421, "4.5.0 Reply line from %s over %d bytes", c->peer,
-				    SMTPC_MAX_LINE);
+				     SMTPC_MAX_LINE);
 			return;
 		}
 		len = (size_t)(nl - c->in.data) + 1;
 		if (len > SMTPC_MAX_LINE) {
-			fail(c, 421, "4.5.0 Reply line from %s over %d bytes", c->peer, SMTPC_MAX_LINE);
+			fail(c, 421, "4.5.0 Reply line from %s over %d bytes", c->peer,
+			     SMTPC_MAX_LINE);
 			return;
 		}
 		memcpy(line, c->in.data, len);
@@ -576,7 +589,8 @@ parse_lines(struct smtpc *c)
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = '\0';
 		if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
-		    line[2] < '0' || line[2] > '9' || (len > 3 && line[3] != ' ' && line[3] != '-')) {
+		    line[2] < '0' || line[2] > '9' ||
+		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
 			fail(c, 421, "4.5.0 Malformed reply from %s", c->peer);
 			return;
 		}
@@ -620,7 +634,7 @@ read_in(struct smtpc *c)
 		ssize_t r;
 
 		if (c->in.len > SMTPC_MAX_LINE * 2)
-			return true;	/* parse_lines decides first */
+			return true; /* parse_lines decides first */
 		if (c->ssl != NULL) {
 			int n = SSL_read(c->ssl, tmp, sizeof(tmp));
 
@@ -635,7 +649,7 @@ read_in(struct smtpc *c)
 				}
 				ERR_clear_error();
 				fail(c, 421, "4.4.2 Connection to %s lost in state %s", c->peer,
-				    state_names[c->st]);
+				     state_names[c->st]);
 				return false;
 			}
 			r = n;
@@ -645,7 +659,7 @@ read_in(struct smtpc *c)
 				return true;
 			if (r <= 0) {
 				fail(c, 421, "4.4.2 Connection to %s lost in state %s", c->peer,
-				    state_names[c->st]);
+				     state_names[c->st]);
 				return false;
 			}
 		}
@@ -661,8 +675,8 @@ read_in(struct smtpc *c)
 /* ---- public ---- */
 
 struct smtpc *
-smtpc_connect(const struct sockaddr_storage *addr, socklen_t len,
-    const struct smtpc_settings *set, const struct smtpc_events *ev, void *arg)
+smtpc_connect(const struct sockaddr_storage *addr, socklen_t len, const struct smtpc_settings *set,
+              const struct smtpc_events *ev, void *arg)
 {
 	struct smtpc *c = xcalloc(1, sizeof(*c));
 	int one = 1;
@@ -686,7 +700,7 @@ smtpc_connect(const struct sockaddr_storage *addr, socklen_t len,
 	arm(c, c->set.connect_timeout);
 	c->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		c->deadline = 0;	/* reported on the first tick */
+		c->deadline = 0; /* reported on the first tick */
 		return c;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -730,7 +744,8 @@ smtpc_send(struct smtpc *c, struct smtpc_msg *m)
 		m->rcpts[i].text[0] = '\0';
 	}
 	if (m->smtputf8 && !c->utf8) {
-		settle_rest(c, 553, "5.6.7 The message needs SMTPUTF8, which the server does not offer");
+		settle_rest(c, 553,
+		            "5.6.7 The message needs SMTPUTF8, which the server does not offer");
 		c->st = S_LOCAL_DONE;
 		c->deadline = 0;
 		return;
@@ -868,5 +883,6 @@ smtpc_handle(struct smtpc *c, short revents, int64_t now)
 	if (c->st != S_DONE && c->out.len > 0 && !flush_out(c))
 		return;
 	if (c->st != S_DONE && smtpc_now_ms() >= c->deadline && c->deadline != 0)
-		fail(c, 421, "4.4.2 Timeout in state %s waiting for %s", state_names[c->st], c->peer);
+		fail(c, 421, "4.4.2 Timeout in state %s waiting for %s", state_names[c->st],
+		     c->peer);
 }

@@ -26,14 +26,13 @@ struct checker {
 	unsigned problems;
 };
 
-static void __attribute__((format(printf, 2, 3)))
-problem(struct checker *c, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) problem(struct checker *c, const char *fmt, ...)
 {
 	va_list ap;
 
 	c->problems++;
 	if (c->problems > 1000)
-		return;		/* the report stays bounded */
+		return; /* the report stays bounded */
 	buf_printf(c->report, "%s: ", c->sh->path);
 	va_start(ap, fmt);
 	buf_vprintf(c->report, fmt, ap);
@@ -44,7 +43,7 @@ problem(struct checker *c, const char *fmt, ...)
 static bool
 key_in(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, MDB_val *v_r)
 {
-	MDB_val k = { klen, (void *)key }, v;
+	MDB_val k = {klen, (void *)key}, v;
 
 	if (mdb_get(txn, dbi, &k, &v) != 0)
 		return false;
@@ -56,18 +55,18 @@ key_in(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, MDB_val *v_r)
 /* One mailbox: counters, UIDs, MODSEQs, index entries, keywords, bodies. */
 static void
 check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mbox *rec,
-    struct shaent **shas, size_t *n_sha, size_t *cap_sha)
+              struct shaent **shas, size_t *n_sha, size_t *cap_sha)
 {
 	uint8_t key[20];
 	MDB_cursor *cur;
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	uint32_t messages = 0, unseen = 0, recent = 0, last = 0;
 	uint64_t size = 0;
 	int rc;
 
 	if (rec->recent_first > rec->uidnext)
 		problem(c, "mailbox %" PRIu64 ": recent boundary %u above UIDNEXT %u", id,
-		    rec->recent_first, rec->uidnext);
+		        rec->recent_first, rec->uidnext);
 	if (rec->uidvalidity == 0)
 		problem(c, "mailbox %" PRIu64 ": UIDVALIDITY 0", id);
 	if (mdb_cursor_open(txn, c->sh->msgs, &cur) != 0)
@@ -75,7 +74,7 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 	lmdb_be64(key, id);
 	lmdb_be32(key + 8, 0);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct lmdb_msg m;
 		uint8_t sk[20];
 		uint32_t uid;
@@ -85,38 +84,41 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		uid = lmdb_get_be32((const uint8_t *)k.mv_data + 8);
 		if (v.mv_size != sizeof(m)) {
 			problem(c, "mailbox %" PRIu64 " uid %u: record of %zu bytes", id, uid,
-			    v.mv_size);
+			        v.mv_size);
 			continue;
 		}
 		memcpy(&m, v.mv_data, sizeof(m));
 		if (uid == 0 || uid >= rec->uidnext || uid <= last)
-			problem(c, "mailbox %" PRIu64 " uid %u: out of order or >= UIDNEXT %u",
-			    id, uid, rec->uidnext);
+			problem(c, "mailbox %" PRIu64 " uid %u: out of order or >= UIDNEXT %u", id,
+			        uid, rec->uidnext);
 		last = uid;
 		if (m.modseq == 0 || m.modseq > rec->highestmodseq)
-			problem(c, "mailbox %" PRIu64 " uid %u: modseq %" PRIu64
-			    " above HIGHESTMODSEQ %" PRIu64, id, uid, m.modseq,
-			    rec->highestmodseq);
+			problem(c,
+			        "mailbox %" PRIu64 " uid %u: modseq %" PRIu64
+			        " above HIGHESTMODSEQ %" PRIu64,
+			        id, uid, m.modseq, rec->highestmodseq);
 		if ((m.flags & ~MSG_FLAGS_ALL) != 0)
 			problem(c, "mailbox %" PRIu64 " uid %u: unknown flag bits %#x", id, uid,
-			    m.flags);
+			        m.flags);
 		if (rec->n_kw < 64 && (m.keywords >> rec->n_kw) != 0)
 			problem(c, "mailbox %" PRIu64 " uid %u: keyword bit past the table (%u)",
-			    id, uid, rec->n_kw);
+			        id, uid, rec->n_kw);
 		lmdb_be64(sk, id);
 		lmdb_be64(sk + 8, m.modseq);
 		lmdb_be32(sk + 16, uid);
 		if (!key_in(txn, c->sh->modseq, sk, 20, NULL))
 			problem(c, "mailbox %" PRIu64 " uid %u: missing from the modseq index", id,
-			    uid);
+			        uid);
 		{
 			MDB_val bv;
 
 			if (!key_in(txn, c->sh->bodies, m.sha, LMDB_SHA_LEN, &bv))
 				problem(c, "mailbox %" PRIu64 " uid %u: body missing", id, uid);
 			else if (bv.mv_size != m.size)
-				problem(c, "mailbox %" PRIu64 " uid %u: size %" PRIu64
-				    " but body has %zu bytes", id, uid, m.size, bv.mv_size);
+				problem(c,
+				        "mailbox %" PRIu64 " uid %u: size %" PRIu64
+				        " but body has %zu bytes",
+				        id, uid, m.size, bv.mv_size);
 		}
 		if (*n_sha == *cap_sha) {
 			*cap_sha = *cap_sha == 0 ? 1024 : *cap_sha * 2;
@@ -130,7 +132,7 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 			lmdb_be32(uk + 8, uid);
 			if (key_in(txn, c->sh->unseen, uk, 12, NULL) != ((m.flags & MSG_SEEN) == 0))
 				problem(c, "mailbox %" PRIu64 " uid %u: unseen index disagrees", id,
-				    uid);
+				        uid);
 		}
 		messages++;
 		if (uid >= rec->recent_first)
@@ -141,12 +143,13 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 	}
 	mdb_cursor_close(cur);
 	if (messages != rec->messages || unseen != rec->unseen || size != rec->size)
-		problem(c, "mailbox %" PRIu64 ": counters say %u messages, %u unseen, %" PRIu64
-		    " octets; records say %u, %u, %" PRIu64, id, rec->messages, rec->unseen,
-		    rec->size, messages, unseen, size);
+		problem(c,
+		        "mailbox %" PRIu64 ": counters say %u messages, %u unseen, %" PRIu64
+		        " octets; records say %u, %u, %" PRIu64,
+		        id, rec->messages, rec->unseen, rec->size, messages, unseen, size);
 	if (recent != rec->recent)
 		problem(c, "mailbox %" PRIu64 ": recent counter %u, records say %u", id,
-		    rec->recent, recent);
+		        rec->recent, recent);
 
 	/* Index entries point at records with that MODSEQ; the expunge log
 	 * names only UIDs that are gone. */
@@ -156,7 +159,7 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 	k.mv_data = key;
 	lmdb_be64(key, id);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint8_t mk[12];
 		MDB_val mv;
 		struct lmdb_msg m;
@@ -168,7 +171,8 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		lmdb_be64(mk, id);
 		lmdb_be32(mk + 8, uid);
 		if (!key_in(txn, c->sh->msgs, mk, 12, &mv) || mv.mv_size != sizeof(m)) {
-			problem(c, "mailbox %" PRIu64 ": modseq index names absent uid %u", id, uid);
+			problem(c, "mailbox %" PRIu64 ": modseq index names absent uid %u", id,
+			        uid);
 			continue;
 		}
 		memcpy(&m, mv.mv_data, sizeof(m));
@@ -181,7 +185,7 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 	k.mv_size = 8;
 	k.mv_data = key;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		uint8_t mk[12];
 		uint32_t uid;
 
@@ -193,7 +197,8 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		if (uid >= rec->uidnext)
 			problem(c, "mailbox %" PRIu64 ": expunged uid %u >= UIDNEXT", id, uid);
 		if (key_in(txn, c->sh->msgs, mk, 12, NULL))
-			problem(c, "mailbox %" PRIu64 ": uid %u both expunged and present", id, uid);
+			problem(c, "mailbox %" PRIu64 ": uid %u both expunged and present", id,
+			        uid);
 	}
 	mdb_cursor_close(cur);
 }
@@ -211,7 +216,7 @@ check_shard(struct checker *c, MDB_txn *txn)
 	/* Every name points at a mailbox record. */
 	if (mdb_cursor_open(txn, sh->names, &cur) == 0) {
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			uint8_t idk[8];
 			uint64_t id;
 
@@ -223,13 +228,13 @@ check_shard(struct checker *c, MDB_txn *txn)
 			lmdb_be64(idk, id);
 			if (!key_in(txn, sh->mboxes, idk, 8, NULL))
 				problem(c, "names: \"%.200s\" points at missing mailbox %" PRIu64,
-				    (const char *)v.mv_data + 8, id);
+				        (const char *)v.mv_data + 8, id);
 		}
 		mdb_cursor_close(cur);
 	}
 	if (mdb_cursor_open(txn, sh->mboxes, &cur) == 0) {
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			struct lmdb_mbox rec;
 
 			if (k.mv_size != 8 || v.mv_size < sizeof(rec)) {
@@ -238,7 +243,7 @@ check_shard(struct checker *c, MDB_txn *txn)
 			}
 			memcpy(&rec, v.mv_data, sizeof(rec));
 			check_mailbox(c, txn, lmdb_get_be64(k.mv_data), &rec, &shas, &n_sha,
-			    &cap_sha);
+			              &cap_sha);
 		}
 		mdb_cursor_close(cur);
 	}
@@ -247,7 +252,7 @@ check_shard(struct checker *c, MDB_txn *txn)
 		qsort(shas, n_sha, sizeof(*shas), sha_cmp);
 	if (mdb_cursor_open(txn, sh->refs, &cur) == 0) {
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			uint64_t want = 0, have;
 
 			if (k.mv_size != LMDB_SHA_LEN || v.mv_size != sizeof(have)) {
@@ -265,7 +270,7 @@ check_shard(struct checker *c, MDB_txn *txn)
 			}
 			if (want != have)
 				problem(c, "body reference count %" PRIu64 ", used by %" PRIu64,
-				    have, want);
+				        have, want);
 			if (!key_in(txn, sh->bodies, k.mv_data, LMDB_SHA_LEN, NULL))
 				problem(c, "refs: counted body missing");
 		}
@@ -277,7 +282,7 @@ check_shard(struct checker *c, MDB_txn *txn)
 	/* Every body is counted and matches its hash. */
 	if (mdb_cursor_open(txn, sh->bodies, &cur) == 0) {
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			uint8_t sha[LMDB_SHA_LEN];
 
 			if (k.mv_size != LMDB_SHA_LEN) {
@@ -301,7 +306,7 @@ lmdb_op_check(struct storage *st, struct buf *report)
 	unsigned total = 0;
 
 	for (unsigned i = 0; i < ls->n_shards; i++) {
-		struct checker c = { .report = report, .sh = &ls->shards[i] };
+		struct checker c = {.report = report, .sh = &ls->shards[i]};
 		MDB_txn *txn;
 		int rc;
 

@@ -19,10 +19,10 @@
 
 #define LMDB_DEFAULT_MAP (1ULL << 30)
 #define LMDB_MAX_READERS 2048
-#define RESIZE_WAIT_SEC 10		/* how long a resize waits for open views */
-#define READER_CHECK_SEC 30		/* periodic mdb_reader_check */
-#define ASYNC_MAX_BYTES (64u << 20)	/* queued cache fills beyond this are dropped */
-#define ASYNC_LINGER_NS (20 * 1000 * 1000)	/* cache-only batches wait for company */
+#define RESIZE_WAIT_SEC 10                 /* how long a resize waits for open views */
+#define READER_CHECK_SEC 30                /* periodic mdb_reader_check */
+#define ASYNC_MAX_BYTES (64u << 20)        /* queued cache fills beyond this are dropped */
+#define ASYNC_LINGER_NS (20 * 1000 * 1000) /* cache-only batches wait for company */
 
 struct lmdb_wreq {
 	lmdb_write_fn *fn;
@@ -135,7 +135,7 @@ map_resize(struct lmdb_shard *sh, bool grow)
 	} else {
 		mdb_env_info(sh->env, &info);
 		log_info("storage: lmdb %s: map size %zu MiB set by another process adopted",
-		    sh->path, info.me_mapsize >> 20);
+		         sh->path, info.me_mapsize >> 20);
 	}
 	return 0;
 }
@@ -232,7 +232,7 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 			return;
 		}
 		for (struct lmdb_wreq *r = batch; r != NULL; r = r->next) {
-			struct lmdb_w w = { .sh = sh };
+			struct lmdb_w w = {.sh = sh};
 			int res;
 
 			r->result = 0;
@@ -332,7 +332,7 @@ writer_main(void *arg)
 		if (sh->wq_head == NULL && !sh->stop)
 			continue;
 		if (sh->wq_head == NULL)
-			break;	/* stopping and drained */
+			break; /* stopping and drained */
 		/* Cache fills alone are not urgent: let them gather. */
 		if (!sh->stop && queue_all_async(sh)) {
 			deadline(&ts, 0, ASYNC_LINGER_NS);
@@ -392,7 +392,7 @@ enqueue_locked(struct lmdb_shard *sh, struct lmdb_wreq *r)
 int
 lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg)
 {
-	struct lmdb_wreq r = { .fn = fn, .arg = arg };
+	struct lmdb_wreq r = {.fn = fn, .arg = arg};
 
 	pthread_mutex_lock(&sh->wq_lock);
 	if (sh->stop) {
@@ -408,7 +408,7 @@ lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg)
 
 void
 lmdb_write_async(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg, size_t bytes,
-    void (*free_arg)(void *))
+                 void (*free_arg)(void *))
 {
 	struct lmdb_wreq *r;
 
@@ -476,7 +476,7 @@ shards_file(const char *dir, unsigned n)
 		buf[len] = '\0';
 		if (strtoul(buf, NULL, 10) != n) {
 			log_error("storage: %s says %lu shards but lmdb_shards is %u; refusing",
-			    path, strtoul(buf, NULL, 10), n);
+			          path, strtoul(buf, NULL, 10), n);
 			return ROOST_ECONFIG;
 		}
 		return 0;
@@ -496,8 +496,8 @@ shards_file(const char *dir, unsigned n)
 static int
 shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *path)
 {
-	uint64_t map = cfg != NULL && cfg->lmdb_map_size != 0 ? cfg->lmdb_map_size :
-	    LMDB_DEFAULT_MAP;
+	uint64_t map =
+	    cfg != NULL && cfg->lmdb_map_size != 0 ? cfg->lmdb_map_size : LMDB_DEFAULT_MAP;
 	unsigned flags = MDB_NOTLS;
 	MDB_txn *txn;
 	int rc;
@@ -505,10 +505,10 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 		const char *name;
 		MDB_dbi *dbi;
 	} dbs[] = {
-		{ "meta", &sh->meta }, { "names", &sh->names }, { "mboxes", &sh->mboxes },
-		{ "msgs", &sh->msgs }, { "modseq", &sh->modseq }, { "expunged", &sh->expunged },
-		{ "bodies", &sh->bodies }, { "refs", &sh->refs }, { "cache", &sh->cache },
-		{ "subs", &sh->subs }, { "unseen", &sh->unseen },
+	    {"meta", &sh->meta},     {"names", &sh->names},   {"mboxes", &sh->mboxes},
+	    {"msgs", &sh->msgs},     {"modseq", &sh->modseq}, {"expunged", &sh->expunged},
+	    {"bodies", &sh->bodies}, {"refs", &sh->refs},     {"cache", &sh->cache},
+	    {"subs", &sh->subs},     {"unseen", &sh->unseen},
 	};
 
 	sh->path = xstrdup(path);
@@ -682,30 +682,30 @@ storage_lmdb_stats(struct storage *st, uint64_t *commits_r, uint64_t *requests_r
 }
 
 const struct storage_ops storage_lmdb_ops = {
-	.name = "lmdb",
-	.open = lmdb_open,
-	.close = lmdb_close,
-	.user_init = lmdb_op_user_init,
-	.list = lmdb_op_list,
-	.create = lmdb_op_create,
-	.delete = lmdb_op_delete,
-	.rename = lmdb_op_rename,
-	.subscribe = lmdb_op_subscribe,
-	.status = lmdb_op_status,
-	.deliver = lmdb_op_deliver,
-	.mailbox_open = lmdb_op_mailbox_open,
-	.mailbox_close = lmdb_op_mailbox_close,
-	.mailbox_status = lmdb_op_mailbox_status,
-	.records = lmdb_op_records,
-	.keywords = lmdb_op_keywords,
-	.claim_recent = lmdb_op_claim_recent,
-	.read = lmdb_op_read,
-	.cache_get = lmdb_op_cache_get,
-	.cache_set = lmdb_op_cache_set,
-	.append = lmdb_op_append,
-	.store = lmdb_op_store,
-	.expunge = lmdb_op_expunge,
-	.copy = lmdb_op_copy,
-	.changes_since = lmdb_op_changes_since,
-	.check = lmdb_op_check,
+    .name = "lmdb",
+    .open = lmdb_open,
+    .close = lmdb_close,
+    .user_init = lmdb_op_user_init,
+    .list = lmdb_op_list,
+    .create = lmdb_op_create,
+    .delete = lmdb_op_delete,
+    .rename = lmdb_op_rename,
+    .subscribe = lmdb_op_subscribe,
+    .status = lmdb_op_status,
+    .deliver = lmdb_op_deliver,
+    .mailbox_open = lmdb_op_mailbox_open,
+    .mailbox_close = lmdb_op_mailbox_close,
+    .mailbox_status = lmdb_op_mailbox_status,
+    .records = lmdb_op_records,
+    .keywords = lmdb_op_keywords,
+    .claim_recent = lmdb_op_claim_recent,
+    .read = lmdb_op_read,
+    .cache_get = lmdb_op_cache_get,
+    .cache_set = lmdb_op_cache_set,
+    .append = lmdb_op_append,
+    .store = lmdb_op_store,
+    .expunge = lmdb_op_expunge,
+    .copy = lmdb_op_copy,
+    .changes_since = lmdb_op_changes_since,
+    .check = lmdb_op_check,
 };

@@ -70,12 +70,12 @@ struct lmdb_shard {
 
 	/* The write queue and its writer thread. */
 	pthread_mutex_t wq_lock;
-	pthread_cond_t wq_cond;		/* writer: work queued / stop */
-	pthread_cond_t done_cond;	/* callers: a batch finished */
+	pthread_cond_t wq_cond;   /* writer: work queued / stop */
+	pthread_cond_t done_cond; /* callers: a batch finished */
 	struct lmdb_wreq *wq_head, *wq_tail;
-	size_t wq_async_bytes;		/* queued fire-and-forget bytes */
-	size_t max_batch;		/* requests per commit; 1 = no group commit
-					 * (ROOST_LMDB_MAX_BATCH, for the benchmark) */
+	size_t wq_async_bytes; /* queued fire-and-forget bytes */
+	size_t max_batch;      /* requests per commit; 1 = no group commit
+	                        * (ROOST_LMDB_MAX_BATCH, for the benchmark) */
 	bool stop;
 	pthread_t writer;
 	bool writer_running;
@@ -92,7 +92,7 @@ struct lmdb_shard {
 	pthread_mutex_t claim_lock;
 	struct lmdb_claim *claims;
 	size_t n_claims, cap_claims;
-	size_t prune_at;		/* look for claims written when n_claims reaches it */
+	size_t prune_at; /* look for claims written when n_claims reaches it */
 };
 
 /* The mailbox's \Recent boundary as this process moved it. */
@@ -123,16 +123,16 @@ struct lmdb_mbox {
 	uint32_t version;
 	uint32_t uidvalidity;
 	uint32_t uidnext;
-	uint32_t recent_first;	/* UIDs >= this are not yet claimed */
+	uint32_t recent_first; /* UIDs >= this are not yet claimed */
 	uint32_t messages;
 	uint32_t unseen;
 	uint32_t special_use;
 	uint32_t noselect;
 	uint64_t highestmodseq;
 	uint64_t size;
-	uint64_t expunge_floor;	/* expunge log complete only above this */
+	uint64_t expunge_floor; /* expunge log complete only above this */
 	uint32_t n_kw;
-	uint32_t recent;	/* messages with uid >= recent_first */
+	uint32_t recent; /* messages with uid >= recent_first */
 };
 
 struct lmdb_msg {
@@ -155,7 +155,7 @@ struct lmdb_kwtab {
 struct lmdb_w {
 	struct lmdb_shard *sh;
 	MDB_txn *txn;
-	int mdb_err;	/* first LMDB error; MDB_MAP_FULL makes the batch retry */
+	int mdb_err; /* first LMDB error; MDB_MAP_FULL makes the batch retry */
 };
 
 /*
@@ -177,7 +177,7 @@ void storage_lmdb_stats(struct storage *st, uint64_t *commits_r, uint64_t *reque
 int lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg);
 /* Queue fn without waiting (cache fills); arg is freed with free_arg. */
 void lmdb_write_async(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg, size_t bytes,
-    void (*free_arg)(void *));
+                      void (*free_arg)(void *));
 /* Read transactions: begin returns 0 or ROOST_EIO/ROOST_ETEMP. */
 int lmdb_rtxn_begin(struct lmdb_shard *sh, MDB_txn **txn_r);
 void lmdb_rtxn_end(struct lmdb_shard *sh, MDB_txn *txn);
@@ -197,63 +197,60 @@ uint64_t lmdb_get_be64(const uint8_t *p);
 uint32_t lmdb_get_be32(const uint8_t *p);
 /* Look up a mailbox by name: ROOST_ENOTFOUND when absent. */
 int lmdb_mbox_id(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const char *name,
-    uint64_t *id_r);
+                 uint64_t *id_r);
 int lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox *rec_r,
-    struct lmdb_kwtab *kw_r);
+                  struct lmdb_kwtab *kw_r);
 int lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
-    const struct lmdb_kwtab *kw);
+                  const struct lmdb_kwtab *kw);
 /* Keyword bit of name, adding it when add is set: -1 when absent (or the
  * table is full and add was set: *full_r). */
 int lmdb_kw_index(struct lmdb_kwtab *kw, const char *name, bool add, bool *full_r);
 int lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha);
 int lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
-    bool data_known);
+                  bool data_known);
 /* Remove a mailbox's messages and logs (delete, or before dropping it). */
 int lmdb_mbox_purge(struct lmdb_w *w, uint64_t id);
 uint32_t lmdb_next_uidvalidity(struct lmdb_w *w);
 /* Create user/name with fresh id and UIDVALIDITY (parents not handled). */
-int lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name,
-    unsigned special_use, uint64_t *id_r);
+int lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name, unsigned special_use,
+                         uint64_t *id_r);
 
 /* ---- ops ---- */
 int lmdb_op_user_init(struct storage *st, const char *user);
-int lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r,
-    size_t *n_r);
-int lmdb_op_create(struct storage *st, const char *user, const char *name,
-    unsigned special_use);
+int lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
+int lmdb_op_create(struct storage *st, const char *user, const char *name, unsigned special_use);
 int lmdb_op_delete(struct storage *st, const char *user, const char *name);
 int lmdb_op_rename(struct storage *st, const char *user, const char *from, const char *to);
 int lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bool on);
 int lmdb_op_status(struct storage *st, const char *user, const char *name,
-    struct mailbox_status *status_r);
+                   struct mailbox_status *status_r);
 /* The \Recent boundary this process gave out for mailbox id, 0 when none
  * is waiting to be written (lmdb_message.c). */
 uint32_t lmdb_claim_boundary(struct lmdb_shard *sh, uint64_t id);
-int lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id,
-    const struct lmdb_mbox *rec, struct mailbox_status *status_r);
+int lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
+                     struct mailbox_status *status_r);
 
 int lmdb_op_deliver(struct storage *st, const struct msg_input *msg,
-    struct delivery_target *targets, size_t n);
-int lmdb_op_mailbox_open(struct storage *st, const char *user, const char *name,
-    unsigned flags, struct mailbox **mb_r);
+                    struct delivery_target *targets, size_t n);
+int lmdb_op_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
+                         struct mailbox **mb_r);
 void lmdb_op_mailbox_close(struct mailbox *mb);
 int lmdb_op_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
 int lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
-    uint64_t *modseq_r);
+                    uint64_t *modseq_r);
 int lmdb_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
 int lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
 int lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 int lmdb_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
 int lmdb_op_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 int lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
-int lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n,
-    const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
+int lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
+                  uint32_t **modified_r, size_t *n_modified_r);
 int lmdb_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
-int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest,
-    bool move, uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
-    size_t *n_r);
-int lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq,
-    struct mailbox_changes *changes_r);
+int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
+                 uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+                 size_t *n_r);
+int lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 int lmdb_op_check(struct storage *st, struct buf *report);
 
 #endif

@@ -76,7 +76,8 @@ lmdb_name_key(uint8_t key[LMDB_NAME_KEY], const char *user, const char *name)
 static bool
 value_names(const MDB_val *v, size_t skip, const char **user_r, const char **name_r)
 {
-	const char *p = (const char *)v->mv_data + skip, *end = (const char *)v->mv_data + v->mv_size;
+	const char *p = (const char *)v->mv_data + skip,
+	           *end = (const char *)v->mv_data + v->mv_size;
 	const char *nul;
 
 	if (v->mv_size < skip + 4 || end[-1] != '\0')
@@ -91,10 +92,10 @@ value_names(const MDB_val *v, size_t skip, const char **user_r, const char **nam
 
 int
 lmdb_mbox_id(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const char *name,
-    uint64_t *id_r)
+             uint64_t *id_r)
 {
 	uint8_t key[LMDB_NAME_KEY];
-	MDB_val k = { sizeof(key), key }, v;
+	MDB_val k = {sizeof(key), key}, v;
 	const char *vu, *vn;
 	int rc;
 
@@ -113,7 +114,7 @@ names_put(struct lmdb_w *w, const char *user, const char *name, uint64_t id)
 {
 	uint8_t key[LMDB_NAME_KEY];
 	size_t ul = strlen(user) + 1, nl = strlen(name) + 1;
-	MDB_val k = { sizeof(key), key }, v = { 8 + ul + nl, NULL };
+	MDB_val k = {sizeof(key), key}, v = {8 + ul + nl, NULL};
 	int rc;
 
 	lmdb_name_key(key, user, name);
@@ -129,7 +130,7 @@ static int
 names_del(struct lmdb_w *w, const char *user, const char *name)
 {
 	uint8_t key[LMDB_NAME_KEY];
-	MDB_val k = { sizeof(key), key };
+	MDB_val k = {sizeof(key), key};
 
 	lmdb_name_key(key, user, name);
 	return lmdb_wdel(w, w->sh->names, &k);
@@ -137,10 +138,10 @@ names_del(struct lmdb_w *w, const char *user, const char *name)
 
 int
 lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox *rec_r,
-    struct lmdb_kwtab *kw_r)
+              struct lmdb_kwtab *kw_r)
 {
 	uint8_t key[8];
-	MDB_val k = { 8, key }, v;
+	MDB_val k = {8, key}, v;
 	int rc;
 
 	lmdb_be64(key, id);
@@ -148,7 +149,7 @@ lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox
 		return lmdb_err("get mailbox", rc);
 	if (v.mv_size < sizeof(*rec_r)) {
 		log_error("storage: lmdb %s: mailbox %llu: short record", sh->path,
-		    (unsigned long long)id);
+		          (unsigned long long)id);
 		return ROOST_EIO;
 	}
 	memcpy(rec_r, v.mv_data, sizeof(*rec_r));
@@ -171,12 +172,12 @@ lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox
 
 int
 lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
-    const struct lmdb_kwtab *kw)
+              const struct lmdb_kwtab *kw)
 {
 	uint8_t key[8];
 	size_t kwlen = 0, off;
 	struct lmdb_mbox r = *rec;
-	MDB_val k = { 8, key }, v;
+	MDB_val k = {8, key}, v;
 	int rc;
 
 	lmdb_be64(key, id);
@@ -197,7 +198,8 @@ lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
 			r.n_kw = o.n_kw;
 			kwlen = old.mv_size - sizeof(r);
 			{
-				uint8_t *tmp = xmemdup((const uint8_t *)old.mv_data + sizeof(r), kwlen);
+				uint8_t *tmp =
+				    xmemdup((const uint8_t *)old.mv_data + sizeof(r), kwlen);
 
 				v.mv_size = sizeof(r) + kwlen;
 				if ((rc = lmdb_wput(w, w->sh->mboxes, &k, &v, MDB_RESERVE)) != 0) {
@@ -247,9 +249,9 @@ lmdb_kw_index(struct lmdb_kwtab *kw, const char *name, bool add, bool *full_r)
 
 int
 lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
-    bool data_known)
+              bool data_known)
 {
-	MDB_val k = { LMDB_SHA_LEN, (void *)sha }, v;
+	MDB_val k = {LMDB_SHA_LEN, (void *)sha}, v;
 	uint64_t count = 0;
 	int rc;
 
@@ -262,7 +264,7 @@ lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t 
 	if (count == 0) {
 		if (!data_known) {
 			log_error("storage: lmdb %s: body of a copied message is missing",
-			    w->sh->path);
+			          w->sh->path);
 			return ROOST_EIO;
 		}
 		v.mv_size = len;
@@ -281,13 +283,13 @@ lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t 
 int
 lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha)
 {
-	MDB_val k = { LMDB_SHA_LEN, (void *)sha }, v;
+	MDB_val k = {LMDB_SHA_LEN, (void *)sha}, v;
 	uint64_t count;
 	int rc;
 
 	rc = mdb_get(w->txn, w->sh->refs, &k, &v);
 	if (rc == MDB_NOTFOUND)
-		return 0;	/* already gone: `roost check` reports it */
+		return 0; /* already gone: `roost check` reports it */
 	if (rc != 0 || v.mv_size != sizeof(count))
 		return lmdb_err("get ref", rc == 0 ? MDB_CORRUPTED : rc);
 	memcpy(&count, v.mv_data, sizeof(count));
@@ -311,7 +313,7 @@ del_prefix(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, bool unref_bodies)
 {
 	uint8_t key[8];
 	MDB_cursor *cur;
-	MDB_val k = { 8, key }, v;
+	MDB_val k = {8, key}, v;
 	int rc, err = 0;
 
 	lmdb_be64(key, id);
@@ -363,7 +365,7 @@ lmdb_mbox_purge(struct lmdb_w *w, uint64_t id)
 uint32_t
 lmdb_next_uidvalidity(struct lmdb_w *w)
 {
-	MDB_val k = { 11, "uidvalidity" }, v;
+	MDB_val k = {11, "uidvalidity"}, v;
 	uint32_t last = 0, now = (uint32_t)time(NULL), next;
 
 	if (mdb_get(w->txn, w->sh->meta, &k, &v) == 0 && v.mv_size == 4)
@@ -380,7 +382,7 @@ lmdb_next_uidvalidity(struct lmdb_w *w)
 static int
 next_id(struct lmdb_w *w, uint64_t *id_r)
 {
-	MDB_val k = { 7, "next_id" }, v;
+	MDB_val k = {7, "next_id"}, v;
 	uint64_t id = 1, next;
 
 	if (mdb_get(w->txn, w->sh->meta, &k, &v) == 0 && v.mv_size == 8)
@@ -393,11 +395,11 @@ next_id(struct lmdb_w *w, uint64_t *id_r)
 }
 
 int
-lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name,
-    unsigned special_use, uint64_t *id_r)
+lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name, unsigned special_use,
+                     uint64_t *id_r)
 {
 	struct lmdb_mbox rec;
-	struct lmdb_kwtab kw = { .n = 0 };
+	struct lmdb_kwtab kw = {.n = 0};
 	uint64_t id;
 	int rc;
 
@@ -455,7 +457,7 @@ user_scan(MDB_txn *txn, MDB_dbi dbi, const char *user, size_t skip, struct namel
 	k.mv_size = USER_PREFIX;
 	k.mv_data = prefix;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		const char *vu, *vn;
 
 		if (k.mv_size < USER_PREFIX || memcmp(k.mv_data, prefix, USER_PREFIX) != 0)
@@ -538,7 +540,7 @@ w_user_init(struct lmdb_w *w, void *arg)
 int
 lmdb_op_user_init(struct storage *st, const char *user)
 {
-	struct mbox_arg a = { .user = user };
+	struct mbox_arg a = {.user = user};
 
 	return lmdb_write(shard(st, user), w_user_init, &a);
 }
@@ -574,7 +576,7 @@ w_create(struct lmdb_w *w, void *arg)
 int
 lmdb_op_create(struct storage *st, const char *user, const char *name, unsigned special_use)
 {
-	struct mbox_arg a = { .user = user, .name = name, .special_use = special_use };
+	struct mbox_arg a = {.user = user, .name = name, .special_use = special_use};
 
 	return lmdb_write(shard(st, user), w_create, &a);
 }
@@ -586,7 +588,7 @@ w_delete(struct lmdb_w *w, void *arg)
 	struct namelist nl;
 	struct lmdb_mbox rec;
 	uint8_t key[8];
-	MDB_val k = { 8, key };
+	MDB_val k = {8, key};
 	bool children = false;
 	uint64_t id;
 	int rc;
@@ -600,7 +602,7 @@ w_delete(struct lmdb_w *w, void *arg)
 		children = is_child(nl.names[i], a->name);
 	namelist_free(&nl);
 	if (children && rec.noselect)
-		return ROOST_EPERM;	/* RFC 3501 6.3.4 */
+		return ROOST_EPERM; /* RFC 3501 6.3.4 */
 	if ((rc = lmdb_mbox_purge(w, id)) != 0)
 		return rc;
 	if (children) {
@@ -621,7 +623,7 @@ w_delete(struct lmdb_w *w, void *arg)
 int
 lmdb_op_delete(struct storage *st, const char *user, const char *name)
 {
-	struct mbox_arg a = { .user = user, .name = name };
+	struct mbox_arg a = {.user = user, .name = name};
 
 	return lmdb_write(shard(st, user), w_delete, &a);
 }
@@ -630,7 +632,7 @@ static int
 w_rename(struct lmdb_w *w, void *arg)
 {
 	struct mbox_arg *a = arg;
-	struct namelist nl = { 0 };
+	struct namelist nl = {0};
 	size_t flen = strlen(a->name), tlen = strlen(a->to);
 	uint64_t id;
 	int rc;
@@ -692,7 +694,7 @@ out:
 int
 lmdb_op_rename(struct storage *st, const char *user, const char *from, const char *to)
 {
-	struct mbox_arg a = { .user = user, .name = from, .to = to };
+	struct mbox_arg a = {.user = user, .name = from, .to = to};
 
 	return lmdb_write(shard(st, user), w_rename, &a);
 }
@@ -703,7 +705,7 @@ w_subscribe(struct lmdb_w *w, void *arg)
 	struct mbox_arg *a = arg;
 	uint8_t key[LMDB_NAME_KEY];
 	size_t ul = strlen(a->user) + 1, nl = strlen(a->name) + 1;
-	MDB_val k = { sizeof(key), key }, v = { ul + nl, NULL };
+	MDB_val k = {sizeof(key), key}, v = {ul + nl, NULL};
 	int rc;
 
 	lmdb_name_key(key, a->user, a->name);
@@ -719,7 +721,7 @@ w_subscribe(struct lmdb_w *w, void *arg)
 int
 lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bool on)
 {
-	struct mbox_arg a = { .user = user, .name = name, .on = on };
+	struct mbox_arg a = {.user = user, .name = name, .on = on};
 
 	return lmdb_write(shard(st, user), w_subscribe, &a);
 }
@@ -728,7 +730,7 @@ static int
 info_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct mailbox_info *)a)->name,
-	    ((const struct mailbox_info *)b)->name);
+	              ((const struct mailbox_info *)b)->name);
 }
 
 static int
@@ -795,8 +797,9 @@ lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r,
 		size_t real = n;
 
 		for (size_t s = 0; s < subs.n; s++) {
-			struct mailbox_info key = { .name = subs.names[s] };
-			struct mailbox_info *hit = bsearch(&key, list, real, sizeof(*list), info_cmp);
+			struct mailbox_info key = {.name = subs.names[s]};
+			struct mailbox_info *hit =
+			    bsearch(&key, list, real, sizeof(*list), info_cmp);
 
 			if (hit != NULL) {
 				hit->attrs |= MBOX_SUBSCRIBED;
@@ -821,12 +824,12 @@ lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r,
  * above it. */
 static int
 recent_claimed(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
-    uint32_t *recent_r)
+               uint32_t *recent_r)
 {
 	uint32_t first = lmdb_claim_boundary(sh, id), n = 0;
 	uint8_t key[12];
 	MDB_cursor *cur;
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	int rc;
 
 	if (first <= rec->recent_first)
@@ -836,7 +839,7 @@ recent_claimed(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lm
 	lmdb_be64(key, id);
 	lmdb_be32(key + 8, first);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != id)
 			break;
 		n++;
@@ -850,11 +853,11 @@ recent_claimed(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lm
 
 int
 lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
-    struct mailbox_status *s)
+                 struct mailbox_status *s)
 {
 	uint8_t key[12];
 	MDB_cursor *cur;
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
@@ -882,7 +885,7 @@ lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct 
 
 int
 lmdb_op_status(struct storage *st, const char *user, const char *name,
-    struct mailbox_status *status_r)
+               struct mailbox_status *status_r)
 {
 	struct lmdb_shard *sh = shard(st, user);
 	struct lmdb_mbox rec;

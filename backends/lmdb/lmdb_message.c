@@ -46,7 +46,7 @@ static int
 msg_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, uint32_t uid, struct lmdb_msg *m)
 {
 	uint8_t key[12];
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	int rc;
 
 	msg_key(key, id, uid);
@@ -62,18 +62,18 @@ static int
 msg_put(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m)
 {
 	uint8_t key[12];
-	MDB_val k = { 12, key }, v = { sizeof(*m), (void *)m };
+	MDB_val k = {12, key}, v = {sizeof(*m), (void *)m};
 
 	msg_key(key, id, uid);
 	return lmdb_wput(w, w->sh->msgs, &k, &v, 0);
 }
 
 static int
-seq_put(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, uint64_t modseq, uint32_t uid,
-    const void *val, size_t vlen)
+seq_put(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, uint64_t modseq, uint32_t uid, const void *val,
+        size_t vlen)
 {
 	uint8_t key[20];
-	MDB_val k = { 20, key }, v = { vlen, (void *)val };
+	MDB_val k = {20, key}, v = {vlen, (void *)val};
 
 	seq_key(key, id, modseq, uid);
 	return lmdb_wput(w, dbi, &k, &v, 0);
@@ -83,7 +83,7 @@ static int
 seq_del(struct lmdb_w *w, uint64_t id, uint64_t modseq, uint32_t uid)
 {
 	uint8_t key[20];
-	MDB_val k = { 20, key };
+	MDB_val k = {20, key};
 
 	seq_key(key, id, modseq, uid);
 	return lmdb_wdel(w, w->sh->modseq, &k);
@@ -93,7 +93,7 @@ static int
 unseen_set(struct lmdb_w *w, uint64_t id, uint32_t uid, bool unseen)
 {
 	uint8_t key[12];
-	MDB_val k = { 12, key }, v = { 0, "" };
+	MDB_val k = {12, key}, v = {0, ""};
 
 	msg_key(key, id, uid);
 	return unseen ? lmdb_wput(w, w->sh->unseen, &k, &v, 0) : lmdb_wdel(w, w->sh->unseen, &k);
@@ -135,13 +135,14 @@ body_load(const struct msg_input *msg, struct body *b)
 			b->map = NULL;
 			b->owned = xmalloc(msg->len);
 			while (off < msg->len) {
-				ssize_t r = pread(msg->fd, b->owned + off, msg->len - off, (off_t)off);
+				ssize_t r =
+				    pread(msg->fd, b->owned + off, msg->len - off, (off_t)off);
 
 				if (r < 0 && errno == EINTR)
 					continue;
 				if (r <= 0) {
 					log_error("storage: reading spooled message: %s",
-					    r < 0 ? strerror(errno) : "short file");
+					          r < 0 ? strerror(errno) : "short file");
 					free(b->owned);
 					b->owned = NULL;
 					return ROOST_EIO;
@@ -178,14 +179,14 @@ struct deliver_arg {
 
 static int
 append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t *uid_r,
-    uint32_t *uidvalidity_r)
+           uint32_t *uidvalidity_r)
 {
 	struct lmdb_mbox rec;
 	struct lmdb_kwtab kw;
 	struct lmdb_msg m;
 	size_t nkw0;
 	uint8_t key[12];
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	int rc;
 
 	if ((rc = lmdb_mbox_get(w->txn, w->sh, id, &rec, &kw)) != 0)
@@ -240,7 +241,7 @@ w_deliver(struct lmdb_w *w, void *arg)
 
 	for (size_t i = 0; i < a->n; i++) {
 		struct delivery_target *t = &a->targets[a->idx[i]];
-		struct lmdb_w cw = { .sh = w->sh };
+		struct lmdb_w cw = {.sh = w->sh};
 		uint64_t id;
 		int rc;
 
@@ -288,8 +289,8 @@ idate_of(const struct msg_input *msg)
 }
 
 int
-lmdb_op_deliver(struct storage *st, const struct msg_input *msg,
-    struct delivery_target *targets, size_t n)
+lmdb_op_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
+                size_t n)
 {
 	struct lmdb_storage *ls = container_of(st, struct lmdb_storage, base);
 	struct body b;
@@ -304,8 +305,8 @@ lmdb_op_deliver(struct storage *st, const struct msg_input *msg,
 	idx = xcalloc(n, sizeof(*idx));
 	for (unsigned s = 0; s < ls->n_shards; s++) {
 		struct lmdb_shard *sh = &ls->shards[s];
-		struct deliver_arg a = { .b = &b, .msg = msg, .idate = idate_of(msg),
-			.targets = targets, .idx = idx };
+		struct deliver_arg a = {
+		    .b = &b, .msg = msg, .idate = idate_of(msg), .targets = targets, .idx = idx};
 
 		for (size_t i = 0; i < n; i++) {
 			if (lmdb_shard_of(ls, targets[i].user) == sh)
@@ -341,7 +342,7 @@ lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct lmdb_mailbox *lm = LM(mb);
 	struct body b;
-	struct deliver_arg a = { .b = &b, .msg = msg, .idate = idate_of(msg), .mbox_id = lm->id };
+	struct deliver_arg a = {.b = &b, .msg = msg, .idate = idate_of(msg), .mbox_id = lm->id};
 	int rc;
 
 	if ((rc = body_load(msg, &b)) != 0)
@@ -359,7 +360,7 @@ lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 
 int
 lmdb_op_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
-    struct mailbox **mb_r)
+                     struct mailbox **mb_r)
 {
 	struct lmdb_shard *sh = shard(st, user);
 	struct lmdb_mailbox *lm;
@@ -441,7 +442,7 @@ lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uin
 	uint8_t key[12];
 	MDB_cursor *cur;
 	MDB_txn *txn;
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	size_t n = 0, cap;
 	int rc;
 
@@ -457,7 +458,7 @@ lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uin
 	recs = xreallocarray(NULL, cap, sizeof(*recs));
 	msg_key(key, lm->id, 0);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct lmdb_msg m;
 
 		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
@@ -617,7 +618,7 @@ w_claim(struct lmdb_w *w, void *arg)
 	struct lmdb_mbox rec;
 	uint8_t key[12];
 	MDB_cursor *cur;
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	uint32_t n = 0;
 	int rc;
 
@@ -629,7 +630,7 @@ w_claim(struct lmdb_w *w, void *arg)
 		return lmdb_err("cursor", rc);
 	msg_key(key, a->id, rec.recent_first);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != a->id ||
 		    lmdb_get_be32((const uint8_t *)k.mv_data + 8) >= a->first)
 			break;
@@ -681,8 +682,7 @@ lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t 
 	if (i == sh->n_claims) {
 		if (sh->n_claims == sh->cap_claims) {
 			sh->cap_claims = sh->cap_claims == 0 ? 64 : sh->cap_claims * 2;
-			sh->claims = xreallocarray(sh->claims, sh->cap_claims,
-			    sizeof(*sh->claims));
+			sh->claims = xreallocarray(sh->claims, sh->cap_claims, sizeof(*sh->claims));
 		}
 		i = sh->n_claims++;
 		sh->claims[i].id = lm->id;
@@ -713,7 +713,7 @@ lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 	struct lmdb_mailbox *lm = LM(mb);
 	struct lmdb_msg m;
 	MDB_txn *txn;
-	MDB_val k = { LMDB_SHA_LEN, NULL }, v;
+	MDB_val k = {LMDB_SHA_LEN, NULL}, v;
 	int rc;
 
 	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
@@ -749,7 +749,7 @@ lmdb_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out)
 {
 	struct lmdb_mailbox *lm = LM(mb);
 	uint8_t key[12];
-	MDB_val k = { 12, key }, v;
+	MDB_val k = {12, key}, v;
 	MDB_txn *txn;
 	int rc;
 
@@ -777,11 +777,11 @@ w_cache(struct lmdb_w *w, void *arg)
 {
 	struct cache_arg *a = arg;
 	uint8_t key[12];
-	MDB_val k = { 12, key }, v = { a->len, a->data };
+	MDB_val k = {12, key}, v = {a->len, a->data};
 
 	msg_key(key, a->id, a->uid);
 	if (mdb_get(w->txn, w->sh->msgs, &k, &v) != 0)
-		return 0;	/* expunged meanwhile */
+		return 0; /* expunged meanwhile */
 	v.mv_size = a->len;
 	v.mv_data = a->data;
 	return lmdb_wput(w, w->sh->cache, &k, &v, 0);
@@ -913,10 +913,10 @@ w_store(struct lmdb_w *w, void *arg)
 
 int
 lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-    uint32_t **modified_r, size_t *n_modified_r)
+              uint32_t **modified_r, size_t *n_modified_r)
 {
 	struct lmdb_mailbox *lm = LM(mb);
-	struct store_arg a = { .id = lm->id, .uids = uids, .n = n, .req = req };
+	struct store_arg a = {.id = lm->id, .uids = uids, .n = n, .req = req};
 	int rc = lmdb_write(lm->sh, w_store, &a);
 
 	if (rc != 0) {
@@ -930,15 +930,16 @@ lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct s
 
 /* Remove one message record (expunge or the source side of a move). */
 static int
-remove_msg(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m,
-    uint64_t seq, int64_t now, struct lmdb_mbox *rec)
+remove_msg(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m, uint64_t seq,
+           int64_t now, struct lmdb_mbox *rec)
 {
 	uint8_t key[12];
-	MDB_val k = { 12, key };
+	MDB_val k = {12, key};
 	int rc;
 
 	msg_key(key, id, uid);
-	if ((rc = lmdb_wdel(w, w->sh->msgs, &k)) != 0 || (rc = lmdb_wdel(w, w->sh->cache, &k)) != 0 ||
+	if ((rc = lmdb_wdel(w, w->sh->msgs, &k)) != 0 ||
+	    (rc = lmdb_wdel(w, w->sh->cache, &k)) != 0 ||
 	    (rc = lmdb_wdel(w, w->sh->unseen, &k)) != 0 ||
 	    (rc = seq_del(w, id, m->modseq, uid)) != 0 ||
 	    (rc = seq_put(w, w->sh->expunged, id, seq, uid, &now, sizeof(now))) != 0 ||
@@ -962,7 +963,7 @@ prune_expunged(struct lmdb_w *w, uint64_t id, struct lmdb_mbox *rec, int64_t now
 {
 	uint8_t key[8];
 	MDB_cursor *cur;
-	MDB_val k = { 8, key }, v;
+	MDB_val k = {8, key}, v;
 	int rc, err = 0;
 
 	if (w->sh->retention == 0)
@@ -1037,7 +1038,7 @@ int
 lmdb_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n)
 {
 	struct lmdb_mailbox *lm = LM(mb);
-	struct expunge_arg a = { .id = lm->id, .uids = uids, .n = n };
+	struct expunge_arg a = {.id = lm->id, .uids = uids, .n = n};
 
 	return lmdb_write(lm->sh, w_expunge, &a);
 }
@@ -1094,7 +1095,7 @@ w_copy(struct lmdb_w *w, void *arg)
 	for (size_t i = 0; i < a->n; i++) {
 		struct lmdb_msg m, nm;
 		uint8_t key[12], nkey[12];
-		MDB_val k = { 12, key }, v;
+		MDB_val k = {12, key}, v;
 		uint32_t nuid;
 
 		rc = msg_get(w->txn, w->sh, a->id, a->uids[i], &m);
@@ -1127,7 +1128,7 @@ w_copy(struct lmdb_w *w, void *arg)
 		msg_key(key, a->id, a->uids[i]);
 		if (mdb_get(w->txn, w->sh->cache, &k, &v) == 0) {
 			uint8_t *copy = xmemdup(v.mv_data, v.mv_size);
-			MDB_val nk = { 12, nkey }, nv = { v.mv_size, copy };
+			MDB_val nk = {12, nkey}, nv = {v.mv_size, copy};
 
 			msg_key(nkey, did, nuid);
 			rc = lmdb_wput(w, w->sh->cache, &nk, &nv, 0);
@@ -1166,11 +1167,12 @@ w_copy(struct lmdb_w *w, void *arg)
 
 int
 lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
+             uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+             size_t *n_r)
 {
 	struct lmdb_mailbox *lm = LM(mb);
-	struct copy_arg a = { .id = lm->id, .user = mb->user, .dest = dest, .uids = uids,
-		.n = n, .move = move };
+	struct copy_arg a = {
+	    .id = lm->id, .user = mb->user, .dest = dest, .uids = uids, .n = n, .move = move};
 	int rc = lmdb_write(lm->sh, w_copy, &a);
 
 	if (rc != 0) {
@@ -1210,7 +1212,7 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 {
 	uint8_t key[20];
 	MDB_cursor *cur;
-	MDB_val k = { 20, key }, v;
+	MDB_val k = {20, key}, v;
 	uint32_t *uids = NULL;
 	size_t n = 0, cap = 0;
 	int rc;
@@ -1219,7 +1221,7 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
 		return lmdb_err("cursor", rc);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != 20 || lmdb_get_be64(k.mv_data) != id)
 			break;
 		if (n == cap) {
@@ -1264,7 +1266,7 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 		/* Much changed: one sequential pass beats a lookup per UID. */
 		uint8_t key[12];
 		MDB_cursor *cur;
-		MDB_val k = { 12, key }, v;
+		MDB_val k = {12, key}, v;
 
 		if ((rc = mdb_cursor_open(txn, lm->sh->msgs, &cur)) != 0) {
 			rc = lmdb_err("cursor", rc);
@@ -1272,7 +1274,7 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 		}
 		msg_key(key, lm->id, 0);
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			struct lmdb_msg m;
 
 			if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
@@ -1283,7 +1285,7 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 			if (m.modseq <= modseq || ch->n_changed == n)
 				continue;
 			rec_out(&ch->changed[ch->n_changed++],
-			    lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m);
+			        lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m);
 		}
 		mdb_cursor_close(cur);
 	} else {

@@ -47,31 +47,31 @@ struct md_storage {
 	struct storage st;
 
 	/* fixed after open */
-	char *root;		/* <data_dir>/maildir */
-	char *hostname;		/* for unique names, '/' and ':' escaped */
+	char *root;     /* <data_dir>/maildir */
+	char *hostname; /* for unique names, '/' and ':' escaped */
 	bool fsync;
-	uint64_t retention;	/* seconds of expunge log */
+	uint64_t retention; /* seconds of expunge log */
 
-	pthread_mutex_t lock;	/* protects folders, watcher */
+	pthread_mutex_t lock; /* protects folders, watcher */
 	struct md_folder *folders;
-	struct md_watcher *watcher;	/* maildir_watch.c; NULL until needed */
+	struct md_watcher *watcher; /* maildir_watch.c; NULL until needed */
 	bool watcher_failed;
 };
 
 /* One message. */
 struct md_rec {
 	uint32_t uid;
-	uint32_t flags;		/* enum msg_flag */
-	uint64_t keywords;	/* bit i = letter 'a' + i */
+	uint32_t flags;    /* enum msg_flag */
+	uint64_t keywords; /* bit i = letter 'a' + i */
 	uint64_t modseq;
 	int64_t idate;
 	uint64_t size;
-	char *fname;		/* current file name (base + info) */
-	char *ext;		/* uidlist extension fields, verbatim, or NULL */
-	uint16_t baselen;	/* fname[0..baselen) is the base (before ':') */
-	bool in_new;		/* lives in new/ rather than cur/ */
-	bool indexed;		/* has an entry in roost-index */
-	bool mark;		/* scan scratch */
+	char *fname;      /* current file name (base + info) */
+	char *ext;        /* uidlist extension fields, verbatim, or NULL */
+	uint16_t baselen; /* fname[0..baselen) is the base (before ':') */
+	bool in_new;      /* lives in new/ rather than cur/ */
+	bool indexed;     /* has an entry in roost-index */
+	bool mark;        /* scan scratch */
 };
 
 struct md_expunge {
@@ -91,65 +91,65 @@ struct md_file_id {
 struct md_cache_ent {
 	uint32_t uid;
 	uint32_t len;
-	off_t off;		/* of the data */
+	off_t off; /* of the data */
 };
 
 /* The shared state of one Maildir folder in this process, refcounted by
  * open mailboxes. Everything below mutex is protected by it. */
 struct md_folder {
-	struct md_folder *next;	/* storage->folders, under storage->lock */
-	unsigned refs;		/* under storage->lock */
-	char *path;		/* the folder's directory */
+	struct md_folder *next; /* storage->folders, under storage->lock */
+	unsigned refs;          /* under storage->lock */
+	char *path;             /* the folder's directory */
 	struct md_storage *ms;
-	char *user, *name;	/* for storage_notify; set by the first opener */
+	char *user, *name; /* for storage_notify; set by the first opener */
 
 	pthread_mutex_t mutex;
 	bool loaded;
-	bool locked;		/* we hold dovecot-uidlist.lock */
-	char *lock_tmpl;	/* tmp/ file linked to take the lock */
+	bool locked;     /* we hold dovecot-uidlist.lock */
+	char *lock_tmpl; /* tmp/ file linked to take the lock */
 	pid_t lock_tmpl_pid;
 	bool tmp_cleaned;
 	uint32_t uidvalidity;
 	uint32_t nextuid;
 	char guid[33];
-	struct md_rec *recs;	/* ascending uid */
+	struct md_rec *recs; /* ascending uid */
 	size_t n, cap;
 	char *kw[MD_MAX_KEYWORDS];
 	size_t n_kw;
 	uint64_t highestmodseq;
-	uint64_t expunge_floor;	/* changes_since(m < floor) is incomplete */
-	uint32_t recent_uid;	/* first UID not yet claimed as \Recent */
+	uint64_t expunge_floor; /* changes_since(m < floor) is incomplete */
+	uint32_t recent_uid;    /* first UID not yet claimed as \Recent */
 	struct md_expunge *exp;
 	size_t n_exp, cap_exp;
 
 	struct md_file_id uidlist_id, kw_id, index_id;
 	struct timespec new_mtime, cur_mtime;
-	bool dirs_clean;	/* mtimes above are safe to trust */
-	bool dirs_by_watch;	/* ...only while watch_ok (md_own_rename_end) */
-	bool scanned;		/* file locations known */
-	bool watched;		/* inotify watches on new/ cur/ (w->lock) */
-	_Atomic bool watch_ok;	/* and both are in place (set under w->lock) */
+	bool dirs_clean;       /* mtimes above are safe to trust */
+	bool dirs_by_watch;    /* ...only while watch_ok (md_own_rename_end) */
+	bool scanned;          /* file locations known */
+	bool watched;          /* inotify watches on new/ cur/ (w->lock) */
+	_Atomic bool watch_ok; /* and both are in place (set under w->lock) */
 	/* Checks of the disk by mb_begin(), numbered as they start;
 	 * checked[0] is the newest that completed in at least MD_SYNC_LIGHT
 	 * mode, checked[1] in at least MD_SYNC_NORMAL (maildir_store.c). */
 	_Atomic uint64_t checks_begun;
 	uint64_t checked[2];
 
-	off_t uidlist_off;	/* bytes of dovecot-uidlist parsed */
+	off_t uidlist_off; /* bytes of dovecot-uidlist parsed */
 	int uidlist_version;
-	off_t index_off;	/* bytes of roost-index replayed */
+	off_t index_off; /* bytes of roost-index replayed */
 	bool index_loaded;
 
 	/* what to write at commit */
 	bool uidlist_rewrite;
-	uint32_t uidlist_append_from;	/* first UID to append; 0 = none */
-	size_t uidlist_dead;	/* records of expunged UIDs still in the file */
-	size_t exp_applied;	/* exp[0..exp_applied) dropped from recs */
+	uint32_t uidlist_append_from; /* first UID to append; 0 = none */
+	size_t uidlist_dead;          /* records of expunged UIDs still in the file */
+	size_t exp_applied;           /* exp[0..exp_applied) dropped from recs */
 	bool index_rewrite;
-	struct buf index_pending;	/* entries to append to roost-index */
-	bool index_pending_sync;	/* they include expunges: fsync them */
+	struct buf index_pending; /* entries to append to roost-index */
+	bool index_pending_sync;  /* they include expunges: fsync them */
 	bool kw_dirty;
-	bool changed;		/* something another program did was found */
+	bool changed; /* something another program did was found */
 
 	/* cache file */
 	int cache_fd;
@@ -161,7 +161,7 @@ struct md_folder {
 struct md_mailbox {
 	struct mailbox mb;
 	struct md_folder *f;
-	char *user, *name;	/* ours; the wrapper's copies are in mb */
+	char *user, *name; /* ours; the wrapper's copies are in mb */
 	const char *kw_view[MD_MAX_KEYWORDS];
 };
 
@@ -177,7 +177,7 @@ int md_errno_to_err(int e);
 int md_fsync_dir(const char *path);
 int md_mkdir(const char *path);
 int md_write_file(struct md_storage *ms, const char *dir, const char *name, const void *data,
-    size_t len, bool do_fsync);
+                  size_t len, bool do_fsync);
 int md_read_file(const char *path, size_t max, char **data_r, size_t *len_r);
 int md_file_id_get(const char *path, struct md_file_id *id_r);
 bool md_file_id_eq(const struct md_file_id *a, const struct md_file_id *b);
@@ -208,7 +208,7 @@ void md_info_parse(struct md_folder *f, const char *info, uint32_t *flags_r, uin
 /* Build the file name for base with flags/keywords, keeping letters we do
  * not know from old_info. */
 char *md_fname_build(const char *base, size_t baselen, uint32_t flags, uint64_t kw,
-    const char *old_info);
+                     const char *old_info);
 
 /* ---- maildir_index.c ---- */
 int md_index_read(struct md_folder *f);
@@ -228,9 +228,9 @@ void md_folders_free(struct md_storage *ms);
 struct md_folder *md_folder_alloc(struct md_storage *ms, const char *path);
 void md_folder_destroy(struct md_folder *f);
 enum {
-	MD_SYNC_LIGHT,	/* uidlist and index only (appends) */
-	MD_SYNC_NORMAL,	/* and the directories when their mtimes moved */
-	MD_SYNC_FORCE,	/* and the directories regardless */
+	MD_SYNC_LIGHT,  /* uidlist and index only (appends) */
+	MD_SYNC_NORMAL, /* and the directories when their mtimes moved */
+	MD_SYNC_FORCE,  /* and the directories regardless */
 };
 /* With f->mutex held: bring f up to date with the disk. May leave the
  * uidlist lock taken (f->locked) with changes to md_commit(). */
@@ -262,9 +262,9 @@ int md_commit(struct md_folder *f);
  * state meanwhile sees a consistent (if not yet durable) folder.
  */
 struct md_durable {
-	bool newdir, curdir;	/* a file was renamed into it */
-	bool uidlist;		/* records were appended */
-	bool folderdir;		/* a file of the folder was replaced */
+	bool newdir, curdir; /* a file was renamed into it */
+	bool uidlist;        /* records were appended */
+	bool folderdir;      /* a file of the folder was replaced */
 };
 /* md_commit, leaving the fsyncs to md_durable_sync(). */
 int md_commit_deferred(struct md_folder *f, struct md_durable *d);
@@ -272,12 +272,12 @@ int md_durable_sync(struct md_storage *ms, const char *path, const struct md_dur
 struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
 /* base name -> record, open addressing; valid until f->recs changes. */
 struct base_map {
-	uint32_t *slots;	/* index + 1; 0 = empty */
+	uint32_t *slots; /* index + 1; 0 = empty */
 	size_t mask;
 };
 void md_map_build(struct base_map *m, struct md_folder *f);
 struct md_rec *md_map_find(struct base_map *m, struct md_folder *f, const char *name,
-    size_t baselen);
+                           size_t baselen);
 void md_rec_free_fields(struct md_rec *r);
 void md_folder_reset(struct md_folder *f);
 /* Drop records whose UID is in the expunge log (see maildir_sync.c). */
@@ -287,7 +287,7 @@ void md_uidlist_maybe_rewrite(struct md_folder *f);
 char *md_rec_path(struct md_folder *f, const struct md_rec *r);
 /* Open the folder of (user, name); ROOST_ENOTFOUND if it does not exist. */
 int md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,
-    struct md_folder **f_r);
+                   struct md_folder **f_r);
 
 /* ---- maildir_store.c ---- */
 char *md_user_dir(struct md_storage *ms, const char *user);
@@ -304,13 +304,14 @@ void md_watch_stop(struct md_storage *ms);
 
 /* ---- maildir_save.c ---- */
 int md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
-    size_t n);
+               size_t n);
 int md_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
 int md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-    uint32_t **modified_r, size_t *n_modified_r);
+             uint32_t **modified_r, size_t *n_modified_r);
 int md_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 int md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r);
+            uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+            size_t *n_r);
 int md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 /* Move every message of INBOX into the (new, empty) folder to. */
 int md_move_all(struct md_storage *ms, struct md_folder *from, struct md_folder *to);

@@ -60,7 +60,7 @@ free_v(char **v, size_t n)
 
 static int
 check_folder(struct md_storage *ms, const char *user, const char *dir, const char *label,
-    struct buf *report)
+             struct buf *report)
 {
 	struct md_folder *f = md_folder_alloc(ms, dir);
 	char *sub, **names = NULL, **all = NULL;
@@ -71,7 +71,7 @@ check_folder(struct md_storage *ms, const char *user, const char *dir, const cha
 	err = md_uidlist_read(f);
 	if (err < 0) {
 		buf_printf(report, "%s %s: dovecot-uidlist %s\n", user, label,
-		    err == ROOST_ENOTFOUND ? "missing" : "unreadable");
+		           err == ROOST_ENOTFOUND ? "missing" : "unreadable");
 		md_folder_destroy(f);
 		return 1;
 	}
@@ -80,20 +80,20 @@ check_folder(struct md_storage *ms, const char *user, const char *dir, const cha
 	md_drop_expunged(f);
 	if (f->index_rewrite && f->index_id.exists) {
 		buf_printf(report, "%s %s: roost-index damaged or stale (will be rebuilt)\n", user,
-		    label);
+		           label);
 		problems++;
 	}
 	for (i = 1; i < f->n; i++) {
 		if (f->recs[i].uid <= f->recs[i - 1].uid) {
 			buf_printf(report, "%s %s: UIDs not ascending at %u\n", user, label,
-			    f->recs[i].uid);
+			           f->recs[i].uid);
 			problems++;
 			break;
 		}
 	}
 	if (f->n > 0 && f->nextuid <= f->recs[f->n - 1].uid) {
 		buf_printf(report, "%s %s: next UID %u not above last UID %u\n", user, label,
-		    f->nextuid, f->recs[f->n - 1].uid);
+		           f->nextuid, f->recs[f->n - 1].uid);
 		problems++;
 	}
 	/* bases of every file in new/ and cur/ */
@@ -115,7 +115,8 @@ check_folder(struct md_storage *ms, const char *user, const char *dir, const cha
 	qsort(all, n_all, sizeof(*all), cmp_str);
 	for (i = 1; i < n_all; i++) {
 		if (strcmp(all[i], all[i - 1]) == 0) {
-			buf_printf(report, "%s %s: %s is in the folder twice\n", user, label, all[i]);
+			buf_printf(report, "%s %s: %s is in the folder twice\n", user, label,
+			           all[i]);
 			problems++;
 		}
 	}

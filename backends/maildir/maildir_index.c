@@ -43,7 +43,7 @@
 
 #define INDEX "roost-index"
 #define CACHE "roost-cache"
-#define INDEX_MAGIC 0x3158444954535200ll	/* "\0RSTIDX1" */
+#define INDEX_MAGIC 0x3158444954535200ll /* "\0RSTIDX1" */
 #define INDEX_VERSION 1
 #define INDEX_MAX_SIZE (1024ull * 1024 * 1024)
 #define CACHE_MAGIC 0x48434352u
@@ -101,8 +101,13 @@ log_ent(struct md_folder *f, const struct idx_ent *e)
 void
 md_index_log_rec(struct md_folder *f, const struct md_rec *r)
 {
-	struct idx_ent e = { .type = ENT_REC, .flags = (uint8_t)r->flags, .uid = r->uid,
-		.modseq = r->modseq, .kw = r->keywords, .idate = r->idate, .size = r->size };
+	struct idx_ent e = {.type = ENT_REC,
+	                    .flags = (uint8_t)r->flags,
+	                    .uid = r->uid,
+	                    .modseq = r->modseq,
+	                    .kw = r->keywords,
+	                    .idate = r->idate,
+	                    .size = r->size};
 
 	log_ent(f, &e);
 }
@@ -110,7 +115,7 @@ md_index_log_rec(struct md_folder *f, const struct md_rec *r)
 void
 md_index_log_recent(struct md_folder *f)
 {
-	struct idx_ent e = { .type = ENT_RECENT, .uid = f->recent_uid };
+	struct idx_ent e = {.type = ENT_RECENT, .uid = f->recent_uid};
 
 	log_ent(f, &e);
 }
@@ -118,8 +123,8 @@ md_index_log_recent(struct md_folder *f)
 void
 md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq)
 {
-	struct idx_ent e = { .type = ENT_EXP, .uid = uid, .modseq = modseq,
-		.idate = (int64_t)time(NULL) };
+	struct idx_ent e = {
+	    .type = ENT_EXP, .uid = uid, .modseq = modseq, .idate = (int64_t)time(NULL)};
 
 	if (f->n_exp == f->cap_exp) {
 		f->cap_exp = f->cap_exp == 0 ? 64 : f->cap_exp * 2;
@@ -236,7 +241,7 @@ md_index_read(struct md_folder *f)
 		goto out;
 	}
 	if (!(f->index_off > 0 && id.dev == f->index_id.dev && id.ino == f->index_id.ino &&
-	    (off_t)len >= f->index_off)) {
+	      (off_t)len >= f->index_off)) {
 		const struct idx_ent *h = (const struct idx_ent *)data;
 
 		index_forget(f);
@@ -252,7 +257,7 @@ md_index_read(struct md_folder *f)
 		f->index_off = sizeof(*h);
 	}
 	for (off = (size_t)f->index_off; off + sizeof(struct idx_ent) <= len;
-	    off += sizeof(struct idx_ent)) {
+	     off += sizeof(struct idx_ent)) {
 		struct idx_ent e;
 
 		memcpy(&e, data + off, sizeof(e));
@@ -367,7 +372,7 @@ md_index_write(struct md_folder *f)
 		return index_rewrite(f);
 	}
 	if (write(fd, f->index_pending.data, f->index_pending.len) !=
-	    (ssize_t)f->index_pending.len ||
+	        (ssize_t)f->index_pending.len ||
 	    (f->ms->fsync && f->index_pending_sync && fdatasync(fd) < 0)) {
 		log_error("maildir: append %s: %s", path, strerror(errno));
 		close(fd);
@@ -473,13 +478,13 @@ cache_scan(struct md_folder *f)
 		if (h.magic != CACHE_MAGIC || h.len > CACHE_MAX_ENTRY)
 			return false;
 		if (f->cache_scanned + (off_t)sizeof(h) + h.len > stb.st_size)
-			return true;	/* being written */
+			return true; /* being written */
 		data = xmalloc(h.len + 1);
 		ok = pread(f->cache_fd, data, h.len, f->cache_scanned + (off_t)sizeof(h)) ==
-		    (ssize_t)h.len;
+		     (ssize_t)h.len;
 		if (ok) {
-			uint64_t c = fnv64(&h, offsetof(struct cache_hdr, check),
-			    0xcbf29ce484222325ull);
+			uint64_t c =
+			    fnv64(&h, offsetof(struct cache_hdr, check), 0xcbf29ce484222325ull);
 
 			ok = fnv64(data, h.len, c) == h.check;
 		}
@@ -571,8 +576,8 @@ md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len)
 	h.uidvalidity = f->uidvalidity;
 	h.uid = uid;
 	h.len = (uint32_t)len;
-	h.check = fnv64(data, len, fnv64(&h, offsetof(struct cache_hdr, check),
-	    0xcbf29ce484222325ull));
+	h.check =
+	    fnv64(data, len, fnv64(&h, offsetof(struct cache_hdr, check), 0xcbf29ce484222325ull));
 	buf_append(&b, &h, sizeof(h));
 	buf_append(&b, data, len);
 	if (write(f->cache_fd, b.data, b.len) != (ssize_t)b.len) {

@@ -94,7 +94,7 @@ md_keywords_write(struct md_folder *f)
 	char *lock = md_path(f->path, KEYWORDS_LOCK);
 	char *path = md_path(f->path, KEYWORDS);
 	struct buf b = BUF_INIT(0);
-	struct timespec delay = { 0, 1000000 };
+	struct timespec delay = {0, 1000000};
 	size_t i;
 	int fd, tries = 0, err = 0;
 
@@ -124,8 +124,7 @@ md_keywords_write(struct md_folder *f)
 		log_error("maildir: create %s: %s", lock, strerror(errno));
 		goto out;
 	}
-	if (write(fd, b.data, b.len) != (ssize_t)b.len ||
-	    (f->ms->fsync && fdatasync(fd) < 0)) {
+	if (write(fd, b.data, b.len) != (ssize_t)b.len || (f->ms->fsync && fdatasync(fd) < 0)) {
 		log_error("maildir: write %s: %s", lock, strerror(errno));
 		close(fd);
 		unlink(lock);
@@ -175,11 +174,16 @@ static int
 flag_of(char c)
 {
 	switch (c) {
-	case 'D': return MSG_DRAFT;
-	case 'F': return MSG_FLAGGED;
-	case 'R': return MSG_ANSWERED;
-	case 'S': return MSG_SEEN;
-	case 'T': return MSG_DELETED;
+	case 'D':
+		return MSG_DRAFT;
+	case 'F':
+		return MSG_FLAGGED;
+	case 'R':
+		return MSG_ANSWERED;
+	case 'S':
+		return MSG_SEEN;
+	case 'T':
+		return MSG_DELETED;
 	}
 	return 0;
 }
@@ -205,10 +209,9 @@ md_info_parse(struct md_folder *f, const char *info, uint32_t *flags_r, uint64_t
 }
 
 char *
-md_fname_build(const char *base, size_t baselen, uint32_t flags, uint64_t kw,
-    const char *old_info)
+md_fname_build(const char *base, size_t baselen, uint32_t flags, uint64_t kw, const char *old_info)
 {
-	bool set[128] = { false };
+	bool set[128] = {false};
 	char *out;
 	size_t n = baselen;
 	int c;
@@ -230,8 +233,8 @@ md_fname_build(const char *base, size_t baselen, uint32_t flags, uint64_t kw,
 	/* letters we do not manage (P, other tools' flags) stay */
 	for (; old_info != NULL && *old_info != '\0'; old_info++) {
 		c = (unsigned char)*old_info;
-		if (c > ' ' && c < 127 && c != ',' && c != '/' && c != ':' && flag_of((char)c) == 0 &&
-		    !(c >= 'a' && c <= 'z'))
+		if (c > ' ' && c < 127 && c != ',' && c != '/' && c != ':' &&
+		    flag_of((char)c) == 0 && !(c >= 'a' && c <= 'z'))
 			set[c] = true;
 	}
 	out = xmalloc(baselen + 3 + 128 + 1);

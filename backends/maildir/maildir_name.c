@@ -56,7 +56,7 @@ md_name_encode(const char *name)
 		slash = strchr(p, '/');
 		buf_append_byte(&out, '.');
 		encode_component(&out, (const unsigned char *)p,
-		    (const unsigned char *)(slash != NULL ? slash : p + strlen(p)));
+		                 (const unsigned char *)(slash != NULL ? slash : p + strlen(p)));
 		if (slash == NULL)
 			break;
 		p = slash + 1;

@@ -71,7 +71,8 @@ copy_fd(int out, int in, uint64_t len)
 	off_t off = 0;
 
 	while ((uint64_t)off < len) {
-		size_t want = len - (uint64_t)off > sizeof(buf) ? sizeof(buf) : (size_t)(len - (uint64_t)off);
+		size_t want =
+		    len - (uint64_t)off > sizeof(buf) ? sizeof(buf) : (size_t)(len - (uint64_t)off);
 		ssize_t r = pread(in, buf, want, off);
 
 		if (r < 0 && errno == EINTR)
@@ -88,7 +89,7 @@ copy_fd(int out, int in, uint64_t len)
 /* Write msg (or the file src_fd) into dir/tmp/ under a fresh unique name. */
 static int
 save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, int src_fd,
-    uint64_t src_len, struct pending *p)
+         uint64_t src_len, struct pending *p)
 {
 	struct timespec times[2];
 	uint64_t size = src_fd >= 0 ? src_len : (uint64_t)msg->len;
@@ -142,7 +143,7 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
  * across file systems). */
 static int
 link_tmp(struct md_storage *ms, const char *dir, const char *src, uint64_t size,
-    const struct msg_input *msg, struct pending *p)
+         const struct msg_input *msg, struct pending *p)
 {
 	char *tmpdir;
 	int fd, err;
@@ -209,7 +210,7 @@ keyword_bits(struct md_folder *f, const char *const *names, size_t n, bool add, 
  */
 static int
 finish_save(struct md_folder *f, struct pending *p, uint32_t flags, const char *const *kws,
-    size_t n_kws, int64_t idate, struct md_durable *d, uint32_t *uid_r)
+            size_t n_kws, int64_t idate, struct md_durable *d, uint32_t *uid_r)
 {
 	uint64_t kw = 0;
 	struct md_rec *r;
@@ -225,7 +226,8 @@ finish_save(struct md_folder *f, struct pending *p, uint32_t flags, const char *
 	if (f->kw_dirty && (err = md_keywords_write(f)) < 0)
 		return err;
 	in_new = flags == 0 && kw == 0;
-	name = in_new ? xstrdup(p->base) : md_fname_build(p->base, strlen(p->base), flags, kw, NULL);
+	name =
+	    in_new ? xstrdup(p->base) : md_fname_build(p->base, strlen(p->base), flags, kw, NULL);
 	dstdir = md_path(f->path, in_new ? "new" : "cur");
 	dst = md_path(dstdir, name);
 	own = md_own_rename_begin(f, in_new);
@@ -275,7 +277,7 @@ fail:
  * durable to md_durable_sync() with *d. */
 static int
 folder_commit_one(struct md_folder *f, struct pending *p, const struct msg_input *msg,
-    uint32_t *uidvalidity_r, uint32_t *uid_r, struct md_durable *d)
+                  uint32_t *uidvalidity_r, uint32_t *uid_r, struct md_durable *d)
 {
 	int err, e;
 
@@ -284,7 +286,7 @@ folder_commit_one(struct md_folder *f, struct pending *p, const struct msg_input
 	err = md_lock_and_sync(f, MD_SYNC_LIGHT);
 	if (err == 0) {
 		err = finish_save(f, p, msg->flags & MSG_FLAGS_ALL, msg->keywords, msg->n_keywords,
-		    msg->internal_date, d, uid_r);
+		                  msg->internal_date, d, uid_r);
 		*uidvalidity_r = f->uidvalidity;
 		e = md_commit_deferred(f, d);
 		if (err == 0)
@@ -296,7 +298,7 @@ folder_commit_one(struct md_folder *f, struct pending *p, const struct msg_input
 
 static int
 folder_finish_one(struct md_folder *f, struct pending *p, const struct msg_input *msg,
-    uint32_t *uidvalidity_r, uint32_t *uid_r)
+                  uint32_t *uidvalidity_r, uint32_t *uid_r)
 {
 	struct md_durable d;
 	int err = folder_commit_one(f, p, msg, uidvalidity_r, uid_r, &d);
@@ -338,9 +340,9 @@ sync_some(void *arg)
 
 static void
 durable_sync_all(struct md_storage *ms, struct md_folder **fs, const struct md_durable *ds,
-    struct delivery_target *t, size_t n)
+                 struct delivery_target *t, size_t n)
 {
-	struct sync_all a = { ms, fs, ds, t, n, 0 };
+	struct sync_all a = {ms, fs, ds, t, n, 0};
 	pthread_t th[SYNC_THREADS - 1];
 	size_t k = 0;
 
@@ -360,7 +362,7 @@ md_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_folder *f = m->f;
-	struct pending p = { NULL, "", 0 };
+	struct pending p = {NULL, "", 0};
 	uint32_t v;
 	int err;
 
@@ -388,8 +390,8 @@ md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_targ
 		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT, &fs[i]);
 		if (t[i].result == ROOST_ENOTFOUND && strcmp(t[i].mailbox, "INBOX") == 0 &&
 		    storage_maildir_ops.user_init(st, t[i].user) == 0)
-			t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT,
-			    &fs[i]);
+			t[i].result =
+			    md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT, &fs[i]);
 		if (t[i].result < 0)
 			continue;
 		if (first == NULL) {
@@ -405,8 +407,8 @@ md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_targ
 	for (i = n; i-- > 0;) {
 		if (t[i].result < 0)
 			continue;
-		t[i].result = folder_commit_one(fs[i], &ps[i], msg, &t[i].uidvalidity, &t[i].uid,
-		    &ds[i]);
+		t[i].result =
+		    folder_commit_one(fs[i], &ps[i], msg, &t[i].uidvalidity, &t[i].uid, &ds[i]);
 	}
 	durable_sync_all(ms, fs, ds, t, n);
 	for (i = 0; i < n; i++) {
@@ -447,7 +449,8 @@ static int
 rename_flags(struct md_folder *f, struct md_rec *r, uint32_t flags, uint64_t kw, bool *from_new_r)
 {
 	const char *info = r->fname[r->baselen] == ':' ? strchr(r->fname + r->baselen, ',') : NULL;
-	char *name = md_fname_build(r->fname, r->baselen, flags, kw, info != NULL ? info + 1 : NULL);
+	char *name =
+	    md_fname_build(r->fname, r->baselen, flags, kw, info != NULL ? info + 1 : NULL);
 	char *src = md_rec_path(f, r);
 	char *dst = md_path3(f->path, "cur", name);
 	int err = 0;
@@ -471,7 +474,7 @@ rename_flags(struct md_folder *f, struct md_rec *r, uint32_t flags, uint64_t kw,
 
 int
 md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-    uint32_t **modified_r, size_t *n_modified_r)
+         uint32_t **modified_r, size_t *n_modified_r)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_folder *f = m->f;
@@ -499,7 +502,7 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 		uint64_t nk;
 		int tries = 0;
 
-again:
+	again:
 		if ((r = md_rec_find(f, uids[i])) == NULL)
 			continue;
 		if (req->unchanged_since != 0 && r->modseq > req->unchanged_since) {
@@ -538,7 +541,7 @@ again:
 		}
 		if (e == ROOST_ENOTFOUND) {
 			log_error("maildir: %s: the file of UID %u keeps being renamed", f->path,
-			    r->uid);
+			          r->uid);
 			e = ROOST_ETEMP;
 		}
 		if (e < 0) {
@@ -633,8 +636,8 @@ expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 			}
 			/* still there: not expunged */
 			if (e == ENOENT) {
-				log_error("maildir: %s: the file of UID %u keeps being renamed", f->path,
-				    r->uid);
+				log_error("maildir: %s: the file of UID %u keeps being renamed",
+				          f->path, r->uid);
 				err = ROOST_ETEMP;
 			} else {
 				log_error("maildir: unlink %s: %s", path, strerror(e));
@@ -735,7 +738,7 @@ dir_exists(const char *path)
  */
 static int
 link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_src *c,
-    bool *changed_r)
+             bool *changed_r)
 {
 	struct md_rec *r;
 	char *path, *tmpdir;
@@ -744,7 +747,7 @@ link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_s
 	bool changed;
 
 	for (tries = 0;; tries++) {
-		struct msg_input in = { .fd = -1 };
+		struct msg_input in = {.fd = -1};
 
 		if ((r = md_rec_find(src, uid)) == NULL) {
 			log_warn("maildir: %s: UID %u was removed during a copy", src->path, uid);
@@ -763,7 +766,8 @@ link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_s
 		}
 		free(tmpdir);
 		if (tries == RESOLVE_TRIES) {
-			log_error("maildir: %s: the file of UID %u keeps being renamed", src->path, uid);
+			log_error("maildir: %s: the file of UID %u keeps being renamed", src->path,
+			          uid);
 			return ROOST_ETEMP;
 		}
 		if ((err = md_refresh(src, MD_SYNC_FORCE, &changed)) < 0)
@@ -806,7 +810,7 @@ save_copies(struct md_folder *dst, struct copy_src *v, size_t nv, struct md_dura
 	}
 	for (i = 0; i < nv; i++) {
 		err = finish_save(dst, &v[i].p, v[i].flags, (const char *const *)v[i].kws,
-		    v[i].n_kws, v[i].idate, d, &v[i].new_uid);
+		                  v[i].n_kws, v[i].idate, d, &v[i].new_uid);
 		if (err < 0)
 			break;
 	}
@@ -831,13 +835,13 @@ save_copies(struct md_folder *dst, struct copy_src *v, size_t nv, struct md_dura
  */
 static int
 copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst,
-    const uint32_t *uids, size_t n, bool move, uint32_t *dest_uidvalidity_r,
-    uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
+             const uint32_t *uids, size_t n, bool move, uint32_t *dest_uidvalidity_r,
+             uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
 {
 	struct copy_src *v;
 	size_t nv = 0, i;
 	uint32_t *su, *du;
-	struct md_durable d = { false, false, false, false };
+	struct md_durable d = {false, false, false, false};
 	bool changed = false;
 	int err, e;
 
@@ -896,7 +900,7 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 
 int
 md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
+        uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_storage *ms = container_of(mb->st, struct md_storage, st);
@@ -909,7 +913,7 @@ md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bo
 	if ((err = md_folder_open(ms, m->user, dest, MD_SYNC_LIGHT, &dst)) < 0)
 		return err;
 	err = copy_between(ms, m->f, dst, uids, n, move, dest_uidvalidity_r, src_uids_r,
-	    dest_uids_r, n_r);
+	                   dest_uids_r, n_r);
 	md_folder_put(ms, dst);
 	return err;
 }
@@ -977,7 +981,8 @@ md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 		}
 		if (tries == RESOLVE_TRIES) {
 			/* there, but renamed faster than we look: not expunged */
-			log_error("maildir: %s: the file of UID %u keeps being renamed", f->path, uid);
+			log_error("maildir: %s: the file of UID %u keeps being renamed", f->path,
+			          uid);
 			err = ROOST_ETEMP;
 			break;
 		}

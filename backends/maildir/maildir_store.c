@@ -31,11 +31,8 @@ static const struct {
 	const char *name;
 	unsigned attr;
 } default_folders[] = {
-	{ "Drafts", MBOX_DRAFTS },
-	{ "Sent", MBOX_SENT },
-	{ "Trash", MBOX_TRASH },
-	{ "Junk", MBOX_JUNK },
-	{ "Archive", MBOX_ARCHIVE },
+    {"Drafts", MBOX_DRAFTS}, {"Sent", MBOX_SENT},       {"Trash", MBOX_TRASH},
+    {"Junk", MBOX_JUNK},     {"Archive", MBOX_ARCHIVE},
 };
 
 /* ---- store ---- */
@@ -72,8 +69,8 @@ md_open(const struct roost_config *cfg, struct storage **st_r)
 	ms->hostname = (char *)buf_steal(&b, &len);
 	ms->root = md_path(data_dir, "maildir");
 	ms->fsync = cfg != NULL ? cfg->storage_fsync : true;
-	ms->retention = cfg != NULL && cfg->expunge_log_retention > 0 ?
-	    cfg->expunge_log_retention : 30 * 24 * 3600;
+	ms->retention = cfg != NULL && cfg->expunge_log_retention > 0 ? cfg->expunge_log_retention
+	                                                              : 30 * 24 * 3600;
 	pthread_mutex_init(&ms->lock, NULL);
 	if ((err = md_mkdir(data_dir)) < 0 || (err = md_mkdir(ms->root)) < 0) {
 		free(ms->hostname);
@@ -235,7 +232,7 @@ read_specialuse(const char *dir)
 static int
 make_maildir(struct md_storage *ms, const char *dir, uint32_t uidvalidity)
 {
-	static const char *const subs[] = { "cur", "new", "tmp" };
+	static const char *const subs[] = {"cur", "new", "tmp"};
 	size_t i;
 	int err;
 
@@ -295,7 +292,7 @@ ensure_user_dir(struct md_storage *ms, const char *user)
  * then renamed into place. User lock held. ROOST_EEXISTS when present. */
 static int
 create_one(struct md_storage *ms, const char *user, const char *name, unsigned special_use,
-    int lockfd)
+           int lockfd)
 {
 	char *udir = md_user_dir(ms, user);
 	char *path = md_folder_path(ms, user, name);
@@ -320,7 +317,8 @@ create_one(struct md_storage *ms, const char *user, const char *name, unsigned s
 		md_rm_rf(path);
 	}
 	if (rename(tmp, path) < 0) {
-		err = errno == EEXIST || errno == ENOTEMPTY ? ROOST_EEXISTS : md_errno_to_err(errno);
+		err =
+		    errno == EEXIST || errno == ENOTEMPTY ? ROOST_EEXISTS : md_errno_to_err(errno);
 		if (err != ROOST_EEXISTS)
 			log_error("maildir: rename %s: %s", tmp, strerror(errno));
 		goto out;
@@ -341,7 +339,7 @@ out_notmp:
 static bool
 folder_empty(const char *path)
 {
-	static const char *const subs[] = { "cur", "new" };
+	static const char *const subs[] = {"cur", "new"};
 
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		char *p = md_path(path, subs[i]);
@@ -382,8 +380,8 @@ remove_parent(struct md_storage *ms, const char *user, const char *name)
 /* Create name and its missing parents; when name cannot be made, the
  * parents made for it are taken back. User lock held. */
 static int
-create_with_parents(struct md_storage *ms, const char *user, const char *name,
-    unsigned special_use, int lockfd)
+create_with_parents(struct md_storage *ms, const char *user, const char *name, unsigned special_use,
+                    int lockfd)
 {
 	char *copy = xstrdup(name), *p, **made = NULL;
 	size_t n_made = 0;
@@ -472,7 +470,8 @@ nl_add(struct name_list *l, const char *name, unsigned attrs)
 static int
 cmp_info(const void *a, const void *b)
 {
-	return strcmp(((const struct mailbox_info *)a)->name, ((const struct mailbox_info *)b)->name);
+	return strcmp(((const struct mailbox_info *)a)->name,
+	              ((const struct mailbox_info *)b)->name);
 }
 
 static char **
@@ -486,7 +485,7 @@ read_subscriptions(struct md_storage *ms, const char *user, size_t *n_r)
 
 	if (md_read_file(path, 16 * 1024 * 1024, &data, &len) == 0) {
 		for (line = strtok_r(data, "\n", &save); line != NULL;
-		    line = strtok_r(NULL, "\n", &save)) {
+		     line = strtok_r(NULL, "\n", &save)) {
 			if (*line == '\0')
 				continue;
 			v = xreallocarray(v, n + 1, sizeof(*v));
@@ -514,7 +513,7 @@ static int
 md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
-	struct name_list l = { NULL, 0, 0 };
+	struct name_list l = {NULL, 0, 0};
 	char *udir = md_user_dir(ms, user);
 	char **subs;
 	size_t n_subs, i, count;
@@ -561,8 +560,8 @@ md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size
 		bool children = false;
 
 		for (j = 0; j < count && !children; j++) {
-			children = strncmp(l.v[j].name, l.v[i].name, len) == 0 &&
-			    l.v[j].name[len] == '/';
+			children =
+			    strncmp(l.v[j].name, l.v[i].name, len) == 0 && l.v[j].name[len] == '/';
 		}
 		l.v[i].attrs |= children ? MBOX_HASCHILDREN : MBOX_HASNOCHILDREN;
 	}
@@ -813,8 +812,8 @@ md_subscribe(struct storage *st, const char *user, const char *name, bool on)
 		buf_printf(&b, "%s\n", name);
 	udir = md_user_dir(ms, user);
 	if (on != found)
-		err = md_write_file(ms, udir, SUBSCRIPTIONS, b.data != NULL ? b.data : (uint8_t *)"",
-		    b.len, ms->fsync);
+		err = md_write_file(ms, udir, SUBSCRIPTIONS,
+		                    b.data != NULL ? b.data : (uint8_t *)"", b.len, ms->fsync);
 	free(udir);
 	free_strv(subs, n);
 	buf_free(&b);
@@ -868,7 +867,7 @@ md_status(struct storage *st, const char *user, const char *name, struct mailbox
 
 static int
 md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
-    struct mailbox **mb_r)
+                struct mailbox **mb_r)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
 	struct md_mailbox *m;
@@ -1129,32 +1128,31 @@ md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
 	return 0;
 }
 
-
 const struct storage_ops storage_maildir_ops = {
-	.name = "maildir",
-	.open = md_open,
-	.close = md_close,
-	.user_init = md_user_init,
-	.list = md_list,
-	.create = md_create,
-	.delete = md_delete,
-	.rename = md_rename,
-	.subscribe = md_subscribe,
-	.status = md_status,
-	.deliver = md_deliver,
-	.mailbox_open = md_mailbox_open,
-	.mailbox_close = md_mailbox_close,
-	.mailbox_status = md_mailbox_status,
-	.records = md_records,
-	.keywords = md_keywords,
-	.claim_recent = md_claim_recent,
-	.read = md_read,
-	.cache_get = md_cache_get_op,
-	.cache_set = md_cache_set_op,
-	.append = md_append,
-	.store = md_store,
-	.expunge = md_expunge,
-	.copy = md_copy,
-	.changes_since = md_changes_since,
-	.check = md_check,
+    .name = "maildir",
+    .open = md_open,
+    .close = md_close,
+    .user_init = md_user_init,
+    .list = md_list,
+    .create = md_create,
+    .delete = md_delete,
+    .rename = md_rename,
+    .subscribe = md_subscribe,
+    .status = md_status,
+    .deliver = md_deliver,
+    .mailbox_open = md_mailbox_open,
+    .mailbox_close = md_mailbox_close,
+    .mailbox_status = md_mailbox_status,
+    .records = md_records,
+    .keywords = md_keywords,
+    .claim_recent = md_claim_recent,
+    .read = md_read,
+    .cache_get = md_cache_get_op,
+    .cache_set = md_cache_set_op,
+    .append = md_append,
+    .store = md_store,
+    .expunge = md_expunge,
+    .copy = md_copy,
+    .changes_since = md_changes_since,
+    .check = md_check,
 };

@@ -434,7 +434,7 @@ static bool
 mtime_settled(const struct timespec *mtime, const struct timespec *scan_start)
 {
 	int64_t gap_ms = ((int64_t)scan_start->tv_sec - (int64_t)mtime->tv_sec) * 1000 +
-	    (scan_start->tv_nsec - mtime->tv_nsec) / 1000000;
+	                 (scan_start->tv_nsec - mtime->tv_nsec) / 1000000;
 
 	return gap_ms >= (mtime->tv_nsec == 0 ? 2000 : 50);
 }
@@ -471,7 +471,7 @@ static int
 scan_apply(struct md_folder *f, bool *work_r)
 {
 	struct scan s;
-	struct base_map map = { NULL, 0 };
+	struct base_map map = {NULL, 0};
 	struct scan_ent **fresh = NULL;
 	size_t n_fresh = 0, i, j;
 	uint64_t modseq = f->highestmodseq + 1;
@@ -611,8 +611,8 @@ done:
 	f->dirs_by_watch = false;
 	f->new_mtime = s.new_mtime;
 	f->cur_mtime = s.cur_mtime;
-	f->dirs_clean = mtime_settled(&s.new_mtime, &s.started) &&
-	    mtime_settled(&s.cur_mtime, &s.started);
+	f->dirs_clean =
+	    mtime_settled(&s.new_mtime, &s.started) && mtime_settled(&s.cur_mtime, &s.started);
 	if (locked && work)
 		f->dirs_clean = false;
 	*work_r = work;
@@ -754,9 +754,9 @@ commit(struct md_folder *f, struct md_durable *d)
 {
 	int err = 0, e;
 	bool appends = !f->uidlist_rewrite && f->uidlist_append_from != 0 && f->uidlist_id.exists &&
-	    f->uidlist_version == 3;
+	               f->uidlist_version == 3;
 	bool need_dirsync = f->uidlist_rewrite || f->index_rewrite || !f->uidlist_id.exists ||
-	    !f->index_id.exists || f->kw_dirty;
+	                    !f->index_id.exists || f->kw_dirty;
 
 	if (f->kw_dirty && (e = md_keywords_write(f)) < 0)
 		err = e;
@@ -843,7 +843,7 @@ md_notify(struct md_folder *f, const char *user, const char *name)
 
 int
 md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,
-    struct md_folder **f_r)
+               struct md_folder **f_r)
 {
 	char *path = md_folder_path(ms, user, name);
 	char *cur = md_path(path, "cur");

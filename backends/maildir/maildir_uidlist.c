@@ -133,7 +133,7 @@ md_uidlist_lock(struct md_folder *f)
 {
 	char *path;
 	const char *tmpl;
-	struct timespec delay = { 0, 500000 };
+	struct timespec delay = {0, 500000};
 	time_t deadline = time(NULL) + LOCK_WAIT_SECS;
 	bool retried = false;
 	int err;
@@ -196,7 +196,7 @@ md_uidlist_unlock(struct md_folder *f)
 
 static void
 rec_append(struct md_folder *f, uint32_t uid, const char *name, size_t namelen, const char *ext,
-    size_t extlen)
+           size_t extlen)
 {
 	struct md_rec *r;
 
@@ -210,7 +210,7 @@ rec_append(struct md_folder *f, uint32_t uid, const char *name, size_t namelen, 
 	r->fname = xstrndup(name, namelen);
 	r->baselen = (uint16_t)strcspn(r->fname, ":");
 	r->ext = extlen > 0 ? xstrndup(ext, extlen) : NULL;
-	r->in_new = true;	/* until the scan finds it */
+	r->in_new = true; /* until the scan finds it */
 }
 
 /* Parse complete lines of [p, end). Returns the bytes consumed. */
@@ -252,8 +252,9 @@ parse_records(struct md_folder *f, const char *start, const char *end)
 				extlen--;
 		}
 		if (name >= nl || (f->n > 0 && uid <= f->recs[f->n - 1].uid)) {
-			log_warn("maildir: %s/" UIDLIST ": record for UID %lu out of order, skipped",
-			    f->path, uid);
+			log_warn("maildir: %s/" UIDLIST
+			         ": record for UID %lu out of order, skipped",
+			         f->path, uid);
 			p = nl + 1;
 			continue;
 		}
@@ -349,8 +350,8 @@ md_uidlist_read(struct md_folder *f)
 	if (err < 0)
 		goto out;
 	if (f->loaded && f->uidlist_id.exists && id.dev == f->uidlist_id.dev &&
-	    id.ino == f->uidlist_id.ino && (off_t)len >= f->uidlist_off &&
-	    f->uidlist_off > 0 && data[f->uidlist_off - 1] == '\n') {
+	    id.ino == f->uidlist_id.ino && (off_t)len >= f->uidlist_off && f->uidlist_off > 0 &&
+	    data[f->uidlist_off - 1] == '\n') {
 		/* appended to: the header is never changed in place */
 		f->uidlist_off += (off_t)parse_records(f, data + f->uidlist_off, data + len);
 		f->uidlist_id = id;
@@ -382,7 +383,7 @@ static void
 append_record(struct buf *b, const struct md_rec *r)
 {
 	buf_printf(b, "%" PRIu32 "%s%s :%.*s\n", r->uid, r->ext != NULL ? " " : "",
-	    r->ext != NULL ? r->ext : "", (int)r->baselen, r->fname);
+	           r->ext != NULL ? r->ext : "", (int)r->baselen, r->fname);
 }
 
 /* Write what is pending: the whole file, or the new records appended. */
@@ -398,7 +399,7 @@ md_uidlist_write(struct md_folder *f, bool sync)
 	full = f->uidlist_rewrite || !f->uidlist_id.exists || f->uidlist_version != 3;
 	if (full) {
 		buf_printf(&b, "3 V%" PRIu32 " N%" PRIu32 " G%s\n", f->uidvalidity, f->nextuid,
-		    f->guid);
+		           f->guid);
 		for (i = 0; i < f->n; i++)
 			append_record(&b, &f->recs[i]);
 		err = md_write_file(f->ms, f->path, UIDLIST, b.data, b.len, f->ms->fsync);
@@ -422,7 +423,7 @@ md_uidlist_write(struct md_folder *f, bool sync)
 
 			if (w != (ssize_t)b.len || (sync && f->ms->fsync && fdatasync(fd) < 0)) {
 				log_error("maildir: append %s: %s", path,
-				    w < 0 ? strerror(errno) : "short write");
+				          w < 0 ? strerror(errno) : "short write");
 				err = ROOST_EIO;
 				/* a torn tail would be misparsed: rewrite */
 				if (w > 0 && ftruncate(fd, f->uidlist_off) < 0)

@@ -118,7 +118,7 @@ write_all(int fd, const void *data, size_t len)
  * rename over. The directory itself is fsynced by the caller when needed. */
 int
 md_write_file(struct md_storage *ms, const char *dir, const char *name, const void *data,
-    size_t len, bool do_fsync)
+              size_t len, bool do_fsync)
 {
 	char tmpname[256], base[200];
 	char *tmp, *dst;
@@ -225,7 +225,7 @@ md_file_id_eq(const struct md_file_id *a, const struct md_file_id *b)
 	if (!a->exists)
 		return true;
 	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	    a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
 int
@@ -277,7 +277,7 @@ md_unique_base(struct md_storage *ms, uint64_t size, char *out, size_t outlen)
 
 	gettimeofday(&tv, NULL);
 	snprintf(out, outlen, "%lld.M%ldP%ldQ%" PRIu64 ".%s,S=%" PRIu64, (long long)tv.tv_sec,
-	    (long)tv.tv_usec, (long)getpid(), q, ms->hostname, size);
+	         (long)tv.tv_usec, (long)getpid(), q, ms->hostname, size);
 }
 
 void

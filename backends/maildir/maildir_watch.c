@@ -46,7 +46,7 @@ struct md_watcher {
 	int ifd;
 	int pipe[2];
 	pthread_t thread;
-	pthread_mutex_t lock;	/* protects v */
+	pthread_mutex_t lock; /* protects v */
 	struct wd_ent *v;
 	size_t n, cap;
 };
@@ -55,7 +55,7 @@ struct md_watcher {
 struct ev {
 	struct md_folder *f;
 	bool is_new;
-	bool appeared;		/* created or moved in */
+	bool appeared; /* created or moved in */
 	bool overflow;
 	char *name;
 };
@@ -113,7 +113,7 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 				} else if (e->len > 0 && e->name[0] != '.') {
 					w->v[i].f->refs++;
 					ev_add(l, w->v[i].f, w->v[i].is_new,
-					    (e->mask & (IN_CREATE | IN_MOVED_TO)) != 0, e->name);
+					       (e->mask & (IN_CREATE | IN_MOVED_TO)) != 0, e->name);
 				}
 				break;
 			}
@@ -188,11 +188,11 @@ watch_thread(void *arg)
 {
 	struct md_storage *ms = arg;
 	struct md_watcher *w = ms->watcher;
-	struct evlist l = { NULL, 0, 0 };
+	struct evlist l = {NULL, 0, 0};
 
 	for (;;) {
-		struct pollfd pfd[2] = { { w->ifd, POLLIN, 0 }, { w->pipe[0], POLLIN, 0 } };
-		struct timespec batch = { 0, BATCH_NS };
+		struct pollfd pfd[2] = {{w->ifd, POLLIN, 0}, {w->pipe[0], POLLIN, 0}};
+		struct timespec batch = {0, BATCH_NS};
 
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -226,7 +226,8 @@ watcher_get(struct md_storage *ms)
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->ifd < 0 || pipe2(w->pipe, O_CLOEXEC) < 0) {
 		log_info("maildir: no inotify (%s): changes by other programs are seen at "
-		    "the next command", strerror(errno));
+		         "the next command",
+		         strerror(errno));
 		if (w->ifd >= 0)
 			close(w->ifd);
 		free(w);
@@ -255,7 +256,7 @@ void
 md_watch_add(struct md_storage *ms, struct md_folder *f)
 {
 	struct md_watcher *w = watcher_get(ms);
-	static const char *const subs[] = { "new", "cur" };
+	static const char *const subs[] = {"new", "cur"};
 	size_t i;
 
 	if (w == NULL)

@@ -25,7 +25,7 @@
 struct auth;
 struct roost_config;
 
-#define AUTH_MAX_NAME 255	/* bytes of a user name */
+#define AUTH_MAX_NAME 255 /* bytes of a user name */
 
 int auth_open(const struct roost_config *cfg, struct auth **auth_r);
 void auth_free(struct auth **auth);
@@ -43,7 +43,7 @@ int auth_lookup(struct auth *auth, const char *user, char *name_r, size_t namele
  * a salted digest of the password; a password change invalidates the entry.
  */
 int auth_verify(struct auth *auth, const char *user, const char *password, size_t password_len,
-    char *name_r, size_t namelen);
+                char *name_r, size_t namelen);
 
 /*
  * Failed-login slow-down per client IP. After a failure, the address's

@@ -17,10 +17,13 @@ struct buf {
 	uint8_t *data;
 	size_t len;
 	size_t cap;
-	size_t max;	/* 0 = SIZE_MAX */
+	size_t max; /* 0 = SIZE_MAX */
 };
 
-#define BUF_INIT(max_) { NULL, 0, 0, (max_) }
+#define BUF_INIT(max_)                                                                             \
+	{                                                                                          \
+		NULL, 0, 0, (max_)                                                                 \
+	}
 
 void buf_init(struct buf *b, size_t max);
 /* Release the memory; the buffer may be reused after buf_init(). */

@@ -23,10 +23,10 @@ enum cli_exit {
 };
 
 struct cli {
-	const char *config_path;	/* --config, NULL for the default */
-	int argc;			/* argv[0] is the subcommand name */
-	char **argv;			/* global options removed; NULL-terminated */
-	const char *usage;		/* the command's row: "user add|passwd|del NAME ..." */
+	const char *config_path; /* --config, NULL for the default */
+	int argc;                /* argv[0] is the subcommand name */
+	char **argv;             /* global options removed; NULL-terminated */
+	const char *usage;       /* the command's row: "user add|passwd|del NAME ..." */
 };
 
 /* A subcommand: returns the process exit code (enum cli_exit). */

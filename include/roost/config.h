@@ -23,109 +23,110 @@
  */
 
 struct config_listen {
-	char **addrs;	/* NULL-terminated; empty (addrs[0] == NULL) = disabled */
+	char **addrs; /* NULL-terminated; empty (addrs[0] == NULL) = disabled */
 };
 
 struct roost_config {
-	char *path;	/* file it came from, NULL when only defaults */
+	char *path; /* file it came from, NULL when only defaults */
 
 	/* [server] */
-	char *hostname;	/* default: gethostname() */
-	char *data_dir;	/* default: ./var */
-	unsigned workers;	/* worker threads; default 4 x cores (blocking disk I/O) */
-	unsigned loops;		/* event loop threads; default: one per core */
-	char *log_level;	/* error|warn|info|debug; default info */
-	bool log_syslog;	/* default no */
+	char *hostname;   /* default: gethostname() */
+	char *data_dir;   /* default: ./var */
+	unsigned workers; /* worker threads; default 4 x cores (blocking disk I/O) */
+	unsigned loops;   /* event loop threads; default: one per core */
+	char *log_level;  /* error|warn|info|debug; default info */
+	bool log_syslog;  /* default no */
 
 	/* [storage] */
-	char *storage_backend;		/* lmdb (default) | maildir */
-	uint64_t lmdb_map_size;		/* initial map size; grows on demand; default 1G */
-	unsigned lmdb_shards;		/* environments, users hashed over them; default 1 */
-	bool storage_fsync;		/* default yes; no = benchmarks only, loses mail on crash */
-	uint64_t expunge_log_retention;	/* seconds expunged UIDs are kept for QRESYNC; default 30d */
+	char *storage_backend;  /* lmdb (default) | maildir */
+	uint64_t lmdb_map_size; /* initial map size; grows on demand; default 1G */
+	unsigned lmdb_shards;   /* environments, users hashed over them; default 1 */
+	bool storage_fsync;     /* default yes; no = benchmarks only, loses mail on crash */
+	uint64_t
+	    expunge_log_retention; /* seconds expunged UIDs are kept for QRESYNC; default 30d */
 
 	/* [listen] */
-	struct config_listen listen_smtp;	/* default 127.0.0.1:2525 */
-	struct config_listen listen_submission;	/* default 127.0.0.1:2587 */
-	struct config_listen listen_smtps;	/* default 127.0.0.1:2465 */
-	struct config_listen listen_lmtp;	/* default 127.0.0.1:2024 */
-	struct config_listen listen_imap;	/* default 127.0.0.1:2143 */
-	struct config_listen listen_imaps;	/* default 127.0.0.1:2993 */
-	struct config_listen listen_pop3;	/* default 127.0.0.1:2110 */
-	struct config_listen listen_pop3s;	/* default 127.0.0.1:2995 */
+	struct config_listen listen_smtp;       /* default 127.0.0.1:2525 */
+	struct config_listen listen_submission; /* default 127.0.0.1:2587 */
+	struct config_listen listen_smtps;      /* default 127.0.0.1:2465 */
+	struct config_listen listen_lmtp;       /* default 127.0.0.1:2024 */
+	struct config_listen listen_imap;       /* default 127.0.0.1:2143 */
+	struct config_listen listen_imaps;      /* default 127.0.0.1:2993 */
+	struct config_listen listen_pop3;       /* default 127.0.0.1:2110 */
+	struct config_listen listen_pop3s;      /* default 127.0.0.1:2995 */
 
 	/* [tls] */
-	char *tls_cert;		/* PEM; default: <data_dir>/tls/cert.pem, self-signed on first start */
-	char *tls_key;		/* PEM; default: <data_dir>/tls/key.pem */
-	char *tls_min_protocol;	/* TLSv1.2 (default) | TLSv1.3 */
-	char *tls_ciphers;	/* TLS 1.2 cipher list; default OpenSSL's HIGH:!aNULL:!MD5 */
-	char *tls_ciphersuites;	/* TLS 1.3 suites; default OpenSSL's */
+	char *tls_cert; /* PEM; default: <data_dir>/tls/cert.pem, self-signed on first start */
+	char *tls_key;  /* PEM; default: <data_dir>/tls/key.pem */
+	char *tls_min_protocol; /* TLSv1.2 (default) | TLSv1.3 */
+	char *tls_ciphers;      /* TLS 1.2 cipher list; default OpenSSL's HIGH:!aNULL:!MD5 */
+	char *tls_ciphersuites; /* TLS 1.3 suites; default OpenSSL's */
 
 	/* [auth] */
-	char *passwd_file;		/* default <data_dir>/passwd */
-	char *password_scheme;		/* scheme for new passwords; default SHA512-CRYPT */
-	bool plaintext_insecure;	/* allow PLAIN/LOGIN without TLS off loopback; default no */
-	unsigned fail_delay_initial;	/* seconds after the first failure; default 2 */
-	unsigned fail_delay_max;	/* cap of the doubling delay; default 15 */
-	unsigned auth_cache_ttl;	/* seconds a verified credential is cached; default 300 */
+	char *passwd_file;           /* default <data_dir>/passwd */
+	char *password_scheme;       /* scheme for new passwords; default SHA512-CRYPT */
+	bool plaintext_insecure;     /* allow PLAIN/LOGIN without TLS off loopback; default no */
+	unsigned fail_delay_initial; /* seconds after the first failure; default 2 */
+	unsigned fail_delay_max;     /* cap of the doubling delay; default 15 */
+	unsigned auth_cache_ttl;     /* seconds a verified credential is cached; default 300 */
 
 	/* [limits] */
-	unsigned max_connections;		/* default 20000 */
-	unsigned max_connections_per_ip;	/* default 200 */
-	unsigned preauth_idle_timeout;		/* seconds; default 60 */
-	unsigned idle_timeout;			/* seconds, after login; default 1800 */
-	unsigned command_timeout;		/* seconds to receive a whole command / flush; default 300 */
-	unsigned tls_handshake_timeout;		/* seconds; default 30 */
-	unsigned shutdown_grace;		/* seconds running commands get at shutdown; default 10 */
-	uint64_t max_line;			/* command line bytes after login; default 64K */
-	uint64_t max_line_preauth;		/* before login; default 8K */
-	uint64_t max_message_size;		/* default 50M */
-	unsigned max_recipients;		/* default 1000 */
-	unsigned mime_max_depth;		/* default 100 */
-	unsigned mime_max_parts;		/* default 10000 */
-	uint64_t max_header_size;		/* bytes of one message header block; default 1M */
-	unsigned max_header_fields;		/* default 10000 */
+	unsigned max_connections;        /* default 20000 */
+	unsigned max_connections_per_ip; /* default 200 */
+	unsigned preauth_idle_timeout;   /* seconds; default 60 */
+	unsigned idle_timeout;           /* seconds, after login; default 1800 */
+	unsigned command_timeout; /* seconds to receive a whole command / flush; default 300 */
+	unsigned tls_handshake_timeout; /* seconds; default 30 */
+	unsigned shutdown_grace;        /* seconds running commands get at shutdown; default 10 */
+	uint64_t max_line;              /* command line bytes after login; default 64K */
+	uint64_t max_line_preauth;      /* before login; default 8K */
+	uint64_t max_message_size;      /* default 50M */
+	unsigned max_recipients;        /* default 1000 */
+	unsigned mime_max_depth;        /* default 100 */
+	unsigned mime_max_parts;        /* default 10000 */
+	uint64_t max_header_size;       /* bytes of one message header block; default 1M */
+	unsigned max_header_fields;     /* default 10000 */
 
 	/* [smtp] */
-	char **smtp_domains;		/* NULL-terminated local domains; default: hostname, localhost */
-	unsigned smtp_max_errors;	/* 421 and close after this many; default 20 */
-	char *smtp_bare_lf;		/* reject (default) | normalize */
-	char *recipient_delimiter;	/* default "+"; "" disables */
-	char **smtp_trusted_networks;	/* CIDRs that may relay unauthenticated; default
-					 * loopback (127.0.0.0/8, ::1); empty = none */
+	char **smtp_domains;       /* NULL-terminated local domains; default: hostname, localhost */
+	unsigned smtp_max_errors;  /* 421 and close after this many; default 20 */
+	char *smtp_bare_lf;        /* reject (default) | normalize */
+	char *recipient_delimiter; /* default "+"; "" disables */
+	char **smtp_trusted_networks; /* CIDRs that may relay unauthenticated; default
+	                               * loopback (127.0.0.0/8, ::1); empty = none */
 
 	/* [relay] outbound delivery */
-	char *relay_smarthost;		/* "host:port": send everything there; "" = MX */
-	char *relay_smarthost_user;	/* AUTH PLAIN at the smarthost; "" = none */
+	char *relay_smarthost;      /* "host:port": send everything there; "" = MX */
+	char *relay_smarthost_user; /* AUTH PLAIN at the smarthost; "" = none */
 	char *relay_smarthost_password;
-	bool relay_smarthost_tls_verify;	/* verify its certificate; default yes */
-	unsigned relay_mx_port;		/* port of MX hosts; default 25 (tests change it) */
-	char **relay_tls_required;	/* domains delivered only over TLS */
-	unsigned relay_queue_lifetime;	/* seconds before a bounce; default 5d */
-	unsigned relay_delay_warning;	/* seconds before a delay DSN; default 4h, 0 = never */
-	unsigned relay_retry_min;	/* first retry interval; default 5m, doubling */
-	unsigned relay_retry_max;	/* cap of the interval; default 1h */
-	unsigned relay_max_connections;	/* outbound connections in total; default 20 */
-	unsigned relay_max_per_domain;	/* per destination domain; default 4 */
-	unsigned relay_connect_timeout;	/* seconds; default 30 */
-	unsigned relay_command_timeout;	/* seconds per reply; default 300 */
-	unsigned relay_max_per_connection;	/* messages over one connection; default 100 */
-	char *dkim_selector;		/* default "roost" */
-	char *dkim_dir;			/* keys <dkim_dir>/<domain>.key; default <data_dir>/dkim */
+	bool relay_smarthost_tls_verify;   /* verify its certificate; default yes */
+	unsigned relay_mx_port;            /* port of MX hosts; default 25 (tests change it) */
+	char **relay_tls_required;         /* domains delivered only over TLS */
+	unsigned relay_queue_lifetime;     /* seconds before a bounce; default 5d */
+	unsigned relay_delay_warning;      /* seconds before a delay DSN; default 4h, 0 = never */
+	unsigned relay_retry_min;          /* first retry interval; default 5m, doubling */
+	unsigned relay_retry_max;          /* cap of the interval; default 1h */
+	unsigned relay_max_connections;    /* outbound connections in total; default 20 */
+	unsigned relay_max_per_domain;     /* per destination domain; default 4 */
+	unsigned relay_connect_timeout;    /* seconds; default 30 */
+	unsigned relay_command_timeout;    /* seconds per reply; default 300 */
+	unsigned relay_max_per_connection; /* messages over one connection; default 100 */
+	char *dkim_selector;               /* default "roost" */
+	char *dkim_dir; /* keys <dkim_dir>/<domain>.key; default <data_dir>/dkim */
 
 	/* [dns] */
-	char **dns_servers;		/* "ip[:port]" list; default: the system's resolv.conf */
-	unsigned dns_timeout;		/* seconds per lookup; default 10 */
+	char **dns_servers;   /* "ip[:port]" list; default: the system's resolv.conf */
+	unsigned dns_timeout; /* seconds per lookup; default 10 */
 
 	/* [imap] */
-	unsigned imap_max_connections_per_user_ip;	/* default 10 */
-	unsigned imap_max_bad_commands;			/* default 20 */
-	unsigned imap_idle_keepalive;			/* seconds between "* OK Still here"; default 120 */
-	uint64_t imap_max_literal;			/* default: max_message_size */
-	uint64_t imap_search_budget;			/* bytes one SEARCH may scan; default 1G */
+	unsigned imap_max_connections_per_user_ip; /* default 10 */
+	unsigned imap_max_bad_commands;            /* default 20 */
+	unsigned imap_idle_keepalive; /* seconds between "* OK Still here"; default 120 */
+	uint64_t imap_max_literal;    /* default: max_message_size */
+	uint64_t imap_search_budget;  /* bytes one SEARCH may scan; default 1G */
 
 	/* [pop3] */
-	unsigned pop3_max_bad_commands;			/* default 20 */
+	unsigned pop3_max_bad_commands; /* default 20 */
 };
 
 /*
@@ -144,8 +145,8 @@ void config_free(struct roost_config **cfg);
 /* Parse one listen address ("127.0.0.1:2143", "[::1]:143", "*:25", "unix:/p"). */
 struct config_addr {
 	bool is_unix;
-	char host[256];		/* "" for any address */
-	char path[108];		/* unix socket path */
+	char host[256]; /* "" for any address */
+	char path[108]; /* unix socket path */
 	uint16_t port;
 };
 int config_parse_addr(const char *spec, struct config_addr *addr_r);

@@ -42,19 +42,19 @@ struct conn;
 struct roost_services;
 
 enum frame_result {
-	FRAME_COMMAND,	/* *used_r bytes are one command: run on_command on a worker */
-	FRAME_AGAIN,	/* need more input (the hook checked its bounds) */
-	FRAME_DISCARD,	/* drop *used_r bytes, run nothing (e.g. a refused literal) */
-	FRAME_CLOSE,	/* flush what was written and close */
+	FRAME_COMMAND, /* *used_r bytes are one command: run on_command on a worker */
+	FRAME_AGAIN,   /* need more input (the hook checked its bounds) */
+	FRAME_DISCARD, /* drop *used_r bytes, run nothing (e.g. a refused literal) */
+	FRAME_CLOSE,   /* flush what was written and close */
 };
 
 enum wake_reason {
-	WAKE_NOTIFY,	/* conn_wake() was called (e.g. the selected mailbox changed) */
-	WAKE_TIMER,	/* the timer set by conn_set_timer() fired */
+	WAKE_NOTIFY, /* conn_wake() was called (e.g. the selected mailbox changed) */
+	WAKE_TIMER,  /* the timer set by conn_set_timer() fired */
 };
 
 struct proto_ops {
-	const char *name;	/* "imap", "smtp", ... for logs */
+	const char *name; /* "imap", "smtp", ... for logs */
 
 	/* [worker] Create the session and write the greeting. Return NULL to
 	 * refuse (after writing a reason); the connection is then closed. */
@@ -72,7 +72,7 @@ struct proto_ops {
 	 * most conn_input_limit() + 1: len > the bound with no complete
 	 * command means the bound was passed (past that the runtime closes). */
 	enum frame_result (*frame)(struct conn *c, void *session, const uint8_t *in, size_t len,
-	    size_t *used_r);
+	                           size_t *used_r);
 
 	/* [worker] Run one command. cmd is valid only during the call. */
 	void (*on_command)(struct conn *c, void *session, const uint8_t *cmd, size_t len);
@@ -157,7 +157,7 @@ int conn_starttls(struct conn *c);
  * timeout and line bounds, and adds user= to the connection's log lines.
  * user is copied. */
 void conn_set_user(struct conn *c, const char *user);
-const char *conn_user(const struct conn *c);	/* NULL before login */
+const char *conn_user(const struct conn *c); /* NULL before login */
 /* [worker] Override the idle timeout in seconds (0 = the configured default). */
 void conn_set_idle_timeout(struct conn *c, unsigned seconds);
 /* [worker] Hold output and input for ms milliseconds after the current hook returns,
@@ -178,7 +178,7 @@ void conn_unref(struct conn *c);
 
 /* Bounds: the protocol's frame hook reads them; the runtime enforces the
  * input buffer maximum as a backstop (closing the connection). */
-size_t conn_max_line(const struct conn *c);	/* pre- or post-login value */
+size_t conn_max_line(const struct conn *c); /* pre- or post-login value */
 /* Raise the input buffer backstop for a large framed unit (APPEND literal,
  * DATA body); reset to the line bound after the command. */
 void conn_set_input_max(struct conn *c, size_t max);

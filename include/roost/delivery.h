@@ -29,11 +29,11 @@ struct storage;
 
 #define DELIVERY_MAX_USER 320
 #define DELIVERY_MAX_FOLDER 520
-#define DELIVERY_ID_LEN 24	/* buffer size for an id, NUL included */
+#define DELIVERY_ID_LEN 24 /* buffer size for an id, NUL included */
 
 struct delivery_rcpt {
-	char user[DELIVERY_MAX_USER];		/* canonical user name from auth */
-	char mailbox[DELIVERY_MAX_FOLDER];	/* "INBOX" or the delimiter's folder */
+	char user[DELIVERY_MAX_USER];      /* canonical user name from auth */
+	char mailbox[DELIVERY_MAX_FOLDER]; /* "INBOX" or the delimiter's folder */
 	/* results of delivery_store() */
 	int result;
 	uint32_t uidvalidity;
@@ -49,8 +49,7 @@ struct delivery_rcpt {
  * the detail folder exists (treated as INBOX, never fatal: never returned
  * today, reserved).
  */
-int delivery_resolve(const struct roost_services *sv, const char *address,
-    struct delivery_rcpt *r);
+int delivery_resolve(const struct roost_services *sv, const char *address, struct delivery_rcpt *r);
 
 /* Is domain (no '@') one of the configured local domains? Case-insensitive. */
 bool delivery_domain_is_local(const struct roost_config *cfg, const char *domain);
@@ -61,15 +60,15 @@ void delivery_new_id(char id[DELIVERY_ID_LEN]);
 
 /* What the Received header says. */
 struct delivery_trace {
-	const char *sender;	/* envelope sender, "" for the null path */
-	const char *helo;	/* client's HELO/EHLO/LHLO name, NULL for local */
-	const char *peer;	/* client address, NULL for local */
-	const char *protocol;	/* "ESMTPSA", "LMTP", ... (RFC 3848), or "local" */
-	const char *tls_info;	/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" / NULL */
-	const char *id;		/* delivery_new_id() */
-	const char *for_rcpt;	/* the one recipient (only given when there is one) */
-	const char *dsn;	/* "ENVID=..; RET=..; ..." for X-Roost-DSN, or NULL */
-	int64_t time;		/* when the message arrived; 0 = now */
+	const char *sender;   /* envelope sender, "" for the null path */
+	const char *helo;     /* client's HELO/EHLO/LHLO name, NULL for local */
+	const char *peer;     /* client address, NULL for local */
+	const char *protocol; /* "ESMTPSA", "LMTP", ... (RFC 3848), or "local" */
+	const char *tls_info; /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" / NULL */
+	const char *id;       /* delivery_new_id() */
+	const char *for_rcpt; /* the one recipient (only given when there is one) */
+	const char *dsn;      /* "ENVID=..; RET=..; ..." for X-Roost-DSN, or NULL */
+	int64_t time;         /* when the message arrived; 0 = now */
 };
 
 /*
@@ -79,7 +78,7 @@ struct delivery_trace {
  * out's maximum is reached.
  */
 int delivery_trace_headers(const struct roost_config *cfg, const struct delivery_trace *t,
-    struct buf *out);
+                           struct buf *out);
 
 /*
  * Store msg[0..len) (trace headers included) into every recipient's
@@ -89,12 +88,12 @@ int delivery_trace_headers(const struct roost_config *cfg, const struct delivery
  * by the client makes no duplicates; their result then becomes the first
  * error too. Returns 0 when every recipient succeeded, else the first error.
  */
-int delivery_store(struct storage *st, const uint8_t *msg, size_t len,
-    struct delivery_rcpt *rcpts, size_t n, bool all_or_nothing);
+int delivery_store(struct storage *st, const uint8_t *msg, size_t len, struct delivery_rcpt *rcpts,
+                   size_t n, bool all_or_nothing);
 /* The same for a message in memory or spooled in a file (in->fd). */
 struct msg_input;
 int delivery_store_input(struct storage *st, const struct msg_input *in,
-    struct delivery_rcpt *rcpts, size_t n, bool all_or_nothing);
+                         struct delivery_rcpt *rcpts, size_t n, bool all_or_nothing);
 
 /*
  * `roost deliver -f sender -a rcpt [-a rcpt...] [-m folder] < message`:

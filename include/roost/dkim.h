@@ -21,8 +21,8 @@ struct roost_config;
  * ROOST_ENOTFOUND when domain has no key (nothing appended), ROOST_EIO when
  * the key cannot be read or used (logged).
  */
-int dkim_sign(const struct roost_config *cfg, const char *domain, const uint8_t *msg,
-    size_t len, struct buf *out);
+int dkim_sign(const struct roost_config *cfg, const char *domain, const uint8_t *msg, size_t len,
+              struct buf *out);
 
 /*
  * Generate a key for domain (2048-bit RSA, or Ed25519) into cfg's dkim_dir
@@ -31,7 +31,7 @@ int dkim_sign(const struct roost_config *cfg, const char *domain, const uint8_t 
  * "v=DKIM1; k=...; p=..."`, split into strings of at most 255 bytes.
  */
 int dkim_keygen(const struct roost_config *cfg, const char *domain, bool ed25519,
-    struct buf *txt_r);
+                struct buf *txt_r);
 
 /* The relaxed canonical forms (RFC 6376 3.4.2, 3.4.4), exported for tests:
  * one header field (name and value, folded lines and all, without its final

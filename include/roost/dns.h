@@ -24,7 +24,7 @@ struct dns;
 
 struct dns_mx {
 	unsigned pref;
-	char host[DNS_MAX_NAME];	/* "" for a null MX (RFC 7505) */
+	char host[DNS_MAX_NAME]; /* "" for a null MX (RFC 7505) */
 };
 
 /* MX records sorted by preference; n == 0 with status 0: no MX (use the

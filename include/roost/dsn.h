@@ -27,7 +27,7 @@ bool dsn_wanted(const struct queue_entry *e, size_t i, enum dsn_kind kind);
  * msg_fd (-1: none).
  */
 void dsn_build(const char *hostname, const struct queue_entry *e, const size_t *idx, size_t n,
-    enum dsn_kind kind, int msg_fd, struct buf *out);
+               enum dsn_kind kind, int msg_fd, struct buf *out);
 
 /*
  * Build and send the report to e's sender: into the INBOX through storage
@@ -36,6 +36,6 @@ void dsn_build(const char *hostname, const struct queue_entry *e, const size_t *
  * left. 0, or the storage/queue error (logged).
  */
 int dsn_send(const struct roost_services *sv, const struct queue_entry *e, const size_t *idx,
-    size_t n, enum dsn_kind kind, int msg_fd);
+             size_t n, enum dsn_kind kind, int msg_fd);
 
 #endif

@@ -11,24 +11,24 @@
  */
 enum roost_err {
 	ROOST_OK = 0,
-	ROOST_EAGAIN = -1,	/* partial I/O or more input needed: call again */
-	ROOST_EINVAL = -2,	/* malformed input or a name that is not allowed */
-	ROOST_ENOTFOUND = -3,	/* no such user, mailbox or message */
-	ROOST_EEXISTS = -4,	/* already exists */
-	ROOST_EINUSE = -5,	/* locked or in use by another session */
-	ROOST_EOVERQUOTA = -6,	/* would exceed a quota */
-	ROOST_ETOOBIG = -7,	/* exceeds a size or count limit */
-	ROOST_ETEMP = -8,	/* temporary failure: try again later */
-	ROOST_EIO = -9,		/* I/O failure (errno is logged, not returned) */
-	ROOST_EPERM = -10,	/* operation not permitted (e.g. delete INBOX) */
-	ROOST_EAUTH = -11,	/* authentication failed */
-	ROOST_ENOTSUP = -12,	/* not supported (mechanism, backend, feature) */
-	ROOST_ECLOSED = -13,	/* peer closed the connection */
-	ROOST_ETIMEOUT = -14,	/* timed out */
-	ROOST_EMODIFIED = -15,	/* changed since the given MODSEQ (UNCHANGEDSINCE) */
-	ROOST_ECANCELED = -16,	/* the client cancelled (SASL "*") */
-	ROOST_ECONFIG = -17,	/* configuration error */
-	ROOST_EPROTO = -18,	/* protocol violation by the peer */
+	ROOST_EAGAIN = -1,     /* partial I/O or more input needed: call again */
+	ROOST_EINVAL = -2,     /* malformed input or a name that is not allowed */
+	ROOST_ENOTFOUND = -3,  /* no such user, mailbox or message */
+	ROOST_EEXISTS = -4,    /* already exists */
+	ROOST_EINUSE = -5,     /* locked or in use by another session */
+	ROOST_EOVERQUOTA = -6, /* would exceed a quota */
+	ROOST_ETOOBIG = -7,    /* exceeds a size or count limit */
+	ROOST_ETEMP = -8,      /* temporary failure: try again later */
+	ROOST_EIO = -9,        /* I/O failure (errno is logged, not returned) */
+	ROOST_EPERM = -10,     /* operation not permitted (e.g. delete INBOX) */
+	ROOST_EAUTH = -11,     /* authentication failed */
+	ROOST_ENOTSUP = -12,   /* not supported (mechanism, backend, feature) */
+	ROOST_ECLOSED = -13,   /* peer closed the connection */
+	ROOST_ETIMEOUT = -14,  /* timed out */
+	ROOST_EMODIFIED = -15, /* changed since the given MODSEQ (UNCHANGEDSINCE) */
+	ROOST_ECANCELED = -16, /* the client cancelled (SASL "*") */
+	ROOST_ECONFIG = -17,   /* configuration error */
+	ROOST_EPROTO = -18,    /* protocol violation by the peer */
 };
 
 /* A short static English description of err; never NULL. */

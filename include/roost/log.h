@@ -27,7 +27,11 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...) do { if (log_enabled(LOG_LEVEL_DEBUG)) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log_enabled(LOG_LEVEL_DEBUG))                                                  \
+			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                     \
+	} while (0)
 
 /*
  * A value as it may stand after "key=" in a log line. A non-empty run of
@@ -50,8 +54,8 @@ const char *log_quote_n(char *buf, size_t size, const char *s, size_t len);
 #define LOG_QUOTE_MAX 320
 /* log_quote() into a buffer that lives until the end of the enclosing
  * block: log_info("user=%s", LOG_QUOTE(name)). */
-#define LOG_QUOTE(s) log_quote((char[LOG_QUOTE_MAX]){ 0 }, LOG_QUOTE_MAX, (s))
-#define LOG_QUOTE_N(s, n) log_quote_n((char[LOG_QUOTE_MAX]){ 0 }, LOG_QUOTE_MAX, (s), (n))
+#define LOG_QUOTE(s) log_quote((char[LOG_QUOTE_MAX]){0}, LOG_QUOTE_MAX, (s))
+#define LOG_QUOTE_N(s, n) log_quote_n((char[LOG_QUOTE_MAX]){0}, LOG_QUOTE_MAX, (s), (n))
 
 /* Log at error level and exit(1). Start-up and broken invariants only. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -25,8 +25,8 @@ struct loop_io {
 
 /* A one-shot timer; embed it, zero it, then loop_timer_set() it. */
 struct loop_timer {
-	uint64_t at;		/* CLOCK_MONOTONIC ms; 0 = not armed */
-	size_t idx;		/* position in the heap (private) */
+	uint64_t at; /* CLOCK_MONOTONIC ms; 0 = not armed */
+	size_t idx;  /* position in the heap (private) */
 	void (*fn)(struct loop_timer *t);
 };
 

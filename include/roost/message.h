@@ -19,34 +19,37 @@
 struct message;
 
 struct message_limits {
-	unsigned max_depth;		/* default 100 */
-	unsigned max_parts;		/* default 10000 */
-	size_t max_header_size;		/* default 1 MiB per header block */
-	unsigned max_header_fields;	/* default 10000 */
+	unsigned max_depth;         /* default 100 */
+	unsigned max_parts;         /* default 10000 */
+	size_t max_header_size;     /* default 1 MiB per header block */
+	unsigned max_header_fields; /* default 10000 */
 };
-#define MESSAGE_LIMITS_DEFAULT { 100, 10000, 1024 * 1024, 10000 }
+#define MESSAGE_LIMITS_DEFAULT                                                                     \
+	{                                                                                          \
+		100, 10000, 1024 * 1024, 10000                                                     \
+	}
 
 /* One MIME part. Offsets are into the whole message. */
 struct message_part {
-	size_t header_off, header_len;	/* header block incl. the blank line */
+	size_t header_off, header_len; /* header block incl. the blank line */
 	size_t body_off, body_len;
-	uint64_t body_lines;		/* lines (LFs) of the body (for BODYSTRUCTURE) */
+	uint64_t body_lines; /* lines (LFs) of the body (for BODYSTRUCTURE) */
 	/* Sizes as IMAP sends them, every bare LF counted as CRLF (what
 	 * BODYSTRUCTURE reports and Dovecot reports for LF-only Maildir files);
 	 * equal to header_len/body_len for a CRLF message. */
 	uint64_t header_vsize, body_vsize;
 	const struct message_part *parent;
-	const struct message_part *children;	/* first child (multipart or message/rfc822) */
-	const struct message_part *next;	/* next sibling */
+	const struct message_part *children; /* first child (multipart or message/rfc822) */
+	const struct message_part *next;     /* next sibling */
 	bool is_multipart;
-	bool is_message_rfc822;	/* children is the embedded message's top part */
+	bool is_message_rfc822; /* children is the embedded message's top part */
 };
 
 /* Parse data[0..len). limits NULL = defaults. Always succeeds on any bytes
  * (malformed input degrades); returns ROOST_ETOOBIG only if len itself is
  * unreasonable (> SIZE_MAX/2). */
 int message_parse(const uint8_t *data, size_t len, const struct message_limits *limits,
-    struct message **msg_r);
+                  struct message **msg_r);
 void message_free(struct message **msg);
 const struct message_part *message_root(const struct message *msg);
 /* The bytes given to message_parse (borrowed, as the caller owns them). */
@@ -59,14 +62,14 @@ const uint8_t *message_data(const struct message *msg, size_t *len_r);
  * message. ROOST_ENOTFOUND for a part that does not exist.
  */
 int message_find_part(const struct message *msg, const uint32_t *path, size_t depth,
-    const struct message_part **part_r);
+                      const struct message_part **part_r);
 
 /* IMAP renderers (RFC 3501 / 9051 syntax, quoting and literals included),
  * appended to out: ENVELOPE of the message (or of an embedded
  * message/rfc822 part), BODY (extended = false) or BODYSTRUCTURE. */
 int message_envelope(const struct message *msg, const struct message_part *part, struct buf *out);
-int message_bodystructure(const struct message *msg, const struct message_part *part,
-    bool extended, struct buf *out);
+int message_bodystructure(const struct message *msg, const struct message_part *part, bool extended,
+                          struct buf *out);
 
 /*
  * Header fields of the block hdr[0..len): copy the fields named (or, with
@@ -74,18 +77,18 @@ int message_bodystructure(const struct message *msg, const struct message_part *
  * blank line, as HEADER.FIELDS and HEADER.FIELDS.NOT return them.
  */
 int message_header_fields(const uint8_t *hdr, size_t len, const char *const *names, size_t n,
-    bool not, struct buf *out);
+                          bool not, struct buf *out);
 
 /*
  * The value of the first field named name (case-insensitive) in the header
  * block of part (NULL = top level): unfolded, with RFC 2047 encoded words
  * decoded to UTF-8 when decode is true. ROOST_ENOTFOUND if absent.
  */
-int message_header_get(const struct message *msg, const struct message_part *part,
-    const char *name, bool decode, struct buf *out);
+int message_header_get(const struct message *msg, const struct message_part *part, const char *name,
+                       bool decode, struct buf *out);
 /* Every value of name, each decoded, separated by "\n" (SEARCH HEADER). */
 int message_header_get_all(const struct message *msg, const struct message_part *part,
-    const char *name, bool decode, struct buf *out);
+                           const char *name, bool decode, struct buf *out);
 
 /* Decoded text of every text/ part (transfer encoding undone, charset
  * converted to UTF-8), parts separated by "\n" (SEARCH BODY/TEXT). */
@@ -93,7 +96,7 @@ int message_body_text(const struct message *msg, struct buf *out);
 /* The content of one part with its Content-Transfer-Encoding undone
  * (BINARY[]); ROOST_EINVAL for an unknown encoding. */
 int message_part_decode(const struct message *msg, const struct message_part *part,
-    struct buf *out);
+                        struct buf *out);
 
 /* RFC 5322 date (obsolete forms too) to seconds since the epoch, UTC.
  * ROOST_EINVAL when unparseable. */

@@ -26,22 +26,22 @@ extern const struct proto_ops pop3_proto_ops;
  * looked, so only new bytes are searched for the line end.
  */
 struct pop3_framer {
-	size_t scanned;	/* bytes already known to hold no LF */
-	bool skipping;	/* inside an overlong line: drop bytes up to its LF */
+	size_t scanned; /* bytes already known to hold no LF */
+	bool skipping;  /* inside an overlong line: drop bytes up to its LF */
 };
 
 enum pop3_frame_res {
-	POP3_FRAME_LINE,	/* *used_r bytes are one line, LF included */
-	POP3_FRAME_AGAIN,	/* no LF yet and still within max */
-	POP3_FRAME_DISCARD,	/* drop *used_r bytes of an overlong line; nothing to answer yet */
-	POP3_FRAME_TOOLONG,	/* drop *used_r bytes: the end of an overlong line; answer -ERR */
+	POP3_FRAME_LINE,    /* *used_r bytes are one line, LF included */
+	POP3_FRAME_AGAIN,   /* no LF yet and still within max */
+	POP3_FRAME_DISCARD, /* drop *used_r bytes of an overlong line; nothing to answer yet */
+	POP3_FRAME_TOOLONG, /* drop *used_r bytes: the end of an overlong line; answer -ERR */
 };
 
 /* Find one line (ending in LF) at the start of in[0..len). Lines longer
  * than max bytes (terminator included) are dropped as they arrive and
  * reported once, as POP3_FRAME_TOOLONG, when their LF comes. */
 enum pop3_frame_res pop3_frame(struct pop3_framer *f, const uint8_t *in, size_t len, size_t max,
-    size_t *used_r);
+                               size_t *used_r);
 
 /* ---- parsing one command line ---- */
 
@@ -53,11 +53,11 @@ struct pop3_arg {
 };
 
 struct pop3_line {
-	char keyword[5];	/* upper-cased, NUL-terminated, 1-4 letters/digits */
-	size_t nargs;		/* arguments split on spaces, at most POP3_MAX_ARGS */
-	bool too_many;		/* more than POP3_MAX_ARGS arguments were present */
+	char keyword[5]; /* upper-cased, NUL-terminated, 1-4 letters/digits */
+	size_t nargs;    /* arguments split on spaces, at most POP3_MAX_ARGS */
+	bool too_many;   /* more than POP3_MAX_ARGS arguments were present */
 	struct pop3_arg args[POP3_MAX_ARGS];
-	struct pop3_arg rest;	/* everything after the keyword's space (PASS) */
+	struct pop3_arg rest; /* everything after the keyword's space (PASS) */
 };
 
 /*
@@ -87,11 +87,11 @@ int pop3_parse_number(const uint8_t *p, size_t len, uint32_t *r);
  * at most body_lines lines of the body.
  */
 struct pop3_encoder {
-	uint64_t body_lines;	/* body lines still to send */
-	bool line_start;	/* the next byte starts a line */
-	bool cr;		/* a CR was seen and not yet sent */
-	bool in_body;		/* the blank line after the header was sent */
-	bool done;		/* TOP limit reached: the rest is not sent */
+	uint64_t body_lines; /* body lines still to send */
+	bool line_start;     /* the next byte starts a line */
+	bool cr;             /* a CR was seen and not yet sent */
+	bool in_body;        /* the blank line after the header was sent */
+	bool done;           /* TOP limit reached: the rest is not sent */
 };
 
 void pop3_enc_init(struct pop3_encoder *e, uint64_t body_lines);
@@ -103,7 +103,7 @@ void pop3_enc_init(struct pop3_encoder *e, uint64_t body_lines);
  * everything and writes nothing.
  */
 size_t pop3_enc_feed(struct pop3_encoder *e, const uint8_t *in, size_t len, uint8_t *out,
-    size_t cap, size_t *used_r);
+                     size_t cap, size_t *used_r);
 #define POP3_ENC_FINISH_MAX 6
 /* Flush the state and write ".\r\n"; out must hold POP3_ENC_FINISH_MAX. */
 size_t pop3_enc_finish(struct pop3_encoder *e, uint8_t *out);

@@ -10,9 +10,9 @@
 struct proto_ops;
 
 struct protocol_binding {
-	const char *listener;		/* "imap", "imaps", "smtp", ... */
+	const char *listener; /* "imap", "imaps", "smtp", ... */
 	const struct proto_ops *ops;
-	bool implicit_tls;		/* TLS from the first byte (imaps, pop3s, smtps) */
+	bool implicit_tls; /* TLS from the first byte (imaps, pop3s, smtps) */
 };
 
 /* The binding for a listener name, or NULL when this build has none. */

@@ -25,54 +25,54 @@ struct queue;
 #define QUEUE_ID_LEN 32
 
 enum queue_rcpt_state {
-	QUEUE_RCPT_PENDING,	/* not delivered yet */
-	QUEUE_RCPT_SENT,	/* a remote 250: done */
-	QUEUE_RCPT_FAILED,	/* permanent failure (or lifetime over): bounced */
+	QUEUE_RCPT_PENDING, /* not delivered yet */
+	QUEUE_RCPT_SENT,    /* a remote 250: done */
+	QUEUE_RCPT_FAILED,  /* permanent failure (or lifetime over): bounced */
 };
 
 struct queue_rcpt {
 	char *addr;
-	char *notify;		/* DSN NOTIFY ("" = default: FAILURE,DELAY) */
-	char *orcpt;		/* DSN ORCPT as given ("" when absent) */
+	char *notify; /* DSN NOTIFY ("" = default: FAILURE,DELAY) */
+	char *orcpt;  /* DSN ORCPT as given ("" when absent) */
 	enum queue_rcpt_state state;
-	int code;		/* last reply code, 0 before any attempt */
-	char *status;		/* last reply ("5.1.1 No such user") or our reason */
-	char *remote;		/* the host that gave it ("" when none) */
+	int code;     /* last reply code, 0 before any attempt */
+	char *status; /* last reply ("5.1.1 No such user") or our reason */
+	char *remote; /* the host that gave it ("" when none) */
 };
 
 struct queue_entry {
 	char id[QUEUE_ID_LEN];
-	char *sender;		/* envelope sender, "" for the null sender */
-	char *user;		/* authenticated submitter, "" when none */
-	char *envid;		/* DSN ENVID xtext, "" when absent */
-	char ret[5];		/* "", "FULL" or "HDRS" */
+	char *sender; /* envelope sender, "" for the null sender */
+	char *user;   /* authenticated submitter, "" when none */
+	char *envid;  /* DSN ENVID xtext, "" when absent */
+	char ret[5];  /* "", "FULL" or "HDRS" */
 	bool smtputf8, body_8bit;
-	int64_t created;	/* time queued (seconds since the epoch) */
-	int64_t next_try;	/* not before this time */
+	int64_t created;  /* time queued (seconds since the epoch) */
+	int64_t next_try; /* not before this time */
 	unsigned attempts;
-	bool held;		/* `roost queue hold`: not delivered until released */
-	bool warned;		/* the delay warning went out */
-	uint64_t size;		/* bytes of the .msg file */
+	bool held;     /* `roost queue hold`: not delivered until released */
+	bool warned;   /* the delay warning went out */
+	uint64_t size; /* bytes of the .msg file */
 	size_t n_rcpts;
 	struct queue_rcpt *rcpts;
 
 	/* Engine-owned run-time state, never written to disk. */
-	unsigned busy;		/* sessions working on some of its recipients */
-	bool dead;		/* deleted while busy: drop when idle */
+	unsigned busy; /* sessions working on some of its recipients */
+	bool dead;     /* deleted while busy: drop when idle */
 	struct queue_entry *next;
 };
 
 /* What a worker queues. */
 struct queue_rcpt_in {
 	const char *addr;
-	const char *notify;	/* NULL or "" when absent */
+	const char *notify; /* NULL or "" when absent */
 	const char *orcpt;
 };
 
 struct queue_submission {
-	const char *id;		/* preferred id (the SMTP session's), or NULL */
+	const char *id; /* preferred id (the SMTP session's), or NULL */
 	const char *sender;
-	const char *user;	/* NULL when not authenticated */
+	const char *user; /* NULL when not authenticated */
 	const char *envid, *ret;
 	bool smtputf8, body_8bit;
 	const struct queue_rcpt_in *rcpts;

@@ -33,8 +33,7 @@ bool relay_peer_trusted(const struct roost_config *cfg, const char *peer);
 bool relay_cidr_match(const char *cidr, const char *peer);
 
 /* May user (an auth canonical name) send as address? Case-insensitive. */
-bool relay_sender_allowed(const struct roost_config *cfg, const char *user,
-    const char *address);
+bool relay_sender_allowed(const struct roost_config *cfg, const char *user, const char *address);
 
 /*
  * Check the addresses of the From: field in the header block hdr[0..len)
@@ -42,8 +41,8 @@ bool relay_sender_allowed(const struct roost_config *cfg, const char *user,
  * user; ROOST_EPERM otherwise, with the first offending address (or "")
  * copied into bad (size badlen).
  */
-int relay_from_header_check(const struct roost_config *cfg, const char *user,
-    const uint8_t *hdr, size_t len, char *bad, size_t badlen);
+int relay_from_header_check(const struct roost_config *cfg, const char *user, const uint8_t *hdr,
+                            size_t len, char *bad, size_t badlen);
 
 /* The first address of the (one) From: field of hdr[0..len) into addr;
  * ROOST_ENOTFOUND when there is none. */

@@ -46,7 +46,7 @@ const char *sasl_mechanisms(const struct auth *auth, bool secure);
 
 /* initial may be NULL (no initial response) or "=" (empty one). */
 int sasl_start(struct auth *auth, const char *mech, bool secure, const char *initial,
-    struct buf *challenge_out, struct sasl **sasl_r);
+               struct buf *challenge_out, struct sasl **sasl_r);
 int sasl_step(struct sasl *sasl, const char *line, struct buf *challenge_out);
 /*
  * Were the credentials checked and found right while the exchange goes on?

@@ -26,7 +26,7 @@ struct roost_services;
 typedef void server_reload_fn(void *arg);
 
 int server_create(const struct roost_config *cfg, const struct roost_services *services,
-    struct server **server_r);
+                  struct server **server_r);
 /*
  * Bind the addresses of one listener. name is the listener name ("imaps"),
  * addrs the NULL-terminated address list from the config, implicit_tls
@@ -34,7 +34,7 @@ int server_create(const struct roost_config *cfg, const struct roost_services *s
  * errno) when an address cannot be bound.
  */
 int server_listen(struct server *s, const char *name, char *const *addrs,
-    const struct proto_ops *ops, bool implicit_tls);
+                  const struct proto_ops *ops, bool implicit_tls);
 void server_set_reload(struct server *s, server_reload_fn *fn, void *arg);
 /* Serve until a shutdown signal; 0 after a clean shutdown. */
 int server_run(struct server *s);

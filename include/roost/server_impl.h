@@ -27,12 +27,12 @@ struct srv_loop {
 	pthread_t thread;
 	bool started;
 
-	struct conn *conns;	/* every live connection of this loop */
+	struct conn *conns; /* every live connection of this loop */
 	unsigned nconns;
-	bool stopping;		/* no accepting; idle sessions get on_shutdown */
-	bool forced;		/* grace is over: close everything */
+	bool stopping; /* no accepting; idle sessions get on_shutdown */
+	bool forced;   /* grace is over: close everything */
 	bool quit_sent;
-	uint8_t *scratch;	/* read buffer, SRV_SCRATCH bytes */
+	uint8_t *scratch; /* read buffer, SRV_SCRATCH bytes */
 
 	struct loop_msg stop_msg, force_msg;
 };
@@ -44,7 +44,7 @@ struct srv_loop {
  * connection). */
 struct listen_reg {
 	struct loop_io io;
-	struct loop_timer retry;	/* re-add after EMFILE */
+	struct loop_timer retry; /* re-add after EMFILE */
 	struct listen_sock *ls;
 	struct srv_loop *sl;
 };
@@ -53,9 +53,9 @@ struct listen_sock {
 	struct listen_sock *next;
 	struct listener *lst;
 	int fd;
-	char *unix_path;		/* unlinked at free */
-	char *addr;			/* as configured, for logs */
-	struct listen_reg *regs;	/* one per loop, after server_run starts */
+	char *unix_path;         /* unlinked at free */
+	char *addr;              /* as configured, for logs */
+	struct listen_reg *regs; /* one per loop, after server_run starts */
 };
 
 struct listener {
@@ -83,20 +83,20 @@ struct server {
 	server_reload_fn *reload;
 	void *reload_arg;
 
-	int stop_fd;		/* eventfd: server_stop() */
-	int done_fd;		/* eventfd: a loop thread ended */
+	int stop_fd; /* eventfd: server_stop() */
+	int done_fd; /* eventfd: a loop thread ended */
 	_Atomic uint64_t next_id;
-	_Atomic unsigned unlistened;	/* loops that stopped accepting */
+	_Atomic unsigned unlistened; /* loops that stopped accepting */
 
-	pthread_mutex_t lim_mu;	/* guards nconns and ips */
+	pthread_mutex_t lim_mu; /* guards nconns and ips */
 	unsigned nconns;
 	struct ip_count *ips[LIMITS_BUCKETS];
 };
 
 /* core/listen.c */
 int listen_bind(struct server *s, struct listener *lst, char *const *addrs);
-int listen_start(struct server *s);	/* register every socket in every loop */
-void listen_stop(struct srv_loop *sl);	/* loop thread: stop accepting */
+int listen_start(struct server *s);    /* register every socket in every loop */
+void listen_stop(struct srv_loop *sl); /* loop thread: stop accepting */
 /* Close the listening sockets once no loop accepts on them any more. */
 void listen_close_all(struct server *s);
 void listen_free_all(struct server *s);
@@ -109,7 +109,7 @@ void limits_free(struct server *s);
 /* core/conn_accept.c */
 /* Loop thread: take over an accepted, non-blocking socket. */
 void conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
-    const char *local, bool loopback, bool is_unix);
+                 const char *local, bool loopback, bool is_unix);
 /* Loop thread: begin the graceful shutdown of this loop's connections. */
 void conn_loop_stop(struct srv_loop *sl);
 /* Loop thread: the grace period is over. */

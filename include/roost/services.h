@@ -15,7 +15,7 @@ struct roost_services {
 	const struct roost_config *cfg;
 	struct storage *storage;
 	struct auth *auth;
-	struct queue *queue;	/* outbound queue; NULL: relaying answers 451 */
+	struct queue *queue; /* outbound queue; NULL: relaying answers 451 */
 };
 
 #endif

@@ -39,20 +39,20 @@ extern const struct proto_ops smtp_proto_ops;
  * (RFC 5321 4.5.2).
  */
 enum smtp_dec_state {
-	SMTP_DEC_LINE_START,	/* after a real CR LF, or at the beginning */
-	SMTP_DEC_DOT,		/* a dot at the start of a line, not yet written */
-	SMTP_DEC_DOT_CR,	/* line start, dot, CR */
-	SMTP_DEC_MID,		/* inside a line */
-	SMTP_DEC_CR,		/* CR inside a line, not yet written */
-	SMTP_DEC_DONE,		/* end of data seen */
+	SMTP_DEC_LINE_START, /* after a real CR LF, or at the beginning */
+	SMTP_DEC_DOT,        /* a dot at the start of a line, not yet written */
+	SMTP_DEC_DOT_CR,     /* line start, dot, CR */
+	SMTP_DEC_MID,        /* inside a line */
+	SMTP_DEC_CR,         /* CR inside a line, not yet written */
+	SMTP_DEC_DONE,       /* end of data seen */
 };
 
 struct smtp_data_dec {
 	enum smtp_dec_state state;
-	bool normalize;		/* bare CR / bare LF become CR LF */
-	uint64_t bare_eol;	/* bare CRs and LFs seen */
-	uint64_t out_len;	/* bytes of message produced (counted even without out) */
-	bool overflow;		/* out refused an append: stop writing, keep counting */
+	bool normalize;    /* bare CR / bare LF become CR LF */
+	uint64_t bare_eol; /* bare CRs and LFs seen */
+	uint64_t out_len;  /* bytes of message produced (counted even without out) */
+	bool overflow;     /* out refused an append: stop writing, keep counting */
 };
 
 void smtp_data_dec_init(struct smtp_data_dec *d, bool normalize);
@@ -68,10 +68,10 @@ size_t smtp_data_decode(struct smtp_data_dec *d, const uint8_t *in, size_t len, 
 /* ---- the framer ---- */
 
 enum smtp_frame_mode {
-	SMTP_FRAME_LINE,	/* command lines */
-	SMTP_FRAME_DATA,	/* DATA body up to CRLF.CRLF */
-	SMTP_FRAME_BDAT,	/* BDAT chunk: a byte count */
-	SMTP_FRAME_SKIP,	/* an over-long line being thrown away */
+	SMTP_FRAME_LINE, /* command lines */
+	SMTP_FRAME_DATA, /* DATA body up to CRLF.CRLF */
+	SMTP_FRAME_BDAT, /* BDAT chunk: a byte count */
+	SMTP_FRAME_SKIP, /* an over-long line being thrown away */
 };
 
 /*
@@ -82,9 +82,9 @@ enum smtp_frame_mode {
  */
 struct smtp_framer {
 	enum smtp_frame_mode mode;
-	struct smtp_data_dec dec;	/* DATA: the framer's own copy of the scan */
-	size_t scanned;			/* bytes of the current input already scanned */
-	uint64_t bdat_left;		/* BDAT: chunk bytes not yet framed */
+	struct smtp_data_dec dec; /* DATA: the framer's own copy of the scan */
+	size_t scanned;           /* bytes of the current input already scanned */
+	uint64_t bdat_left;       /* BDAT: chunk bytes not yet framed */
 	/* What the last SMTP_FR_COMMAND was, for the worker: a LINE, a piece
 	 * of DATA or a piece of a BDAT chunk. The worker dispatches on this,
 	 * never on its own idea of the state, so the two cannot disagree. */
@@ -96,10 +96,10 @@ struct smtp_framer {
 };
 
 enum smtp_frame_result {
-	SMTP_FR_COMMAND,	/* *used_r bytes: a line, or a piece of DATA/BDAT */
-	SMTP_FR_AGAIN,		/* need more input */
-	SMTP_FR_LONG_LINE,	/* a line over max_line ended: drop *used_r, answer 500 */
-	SMTP_FR_SKIP,		/* drop *used_r bytes of an over-long line, nothing else */
+	SMTP_FR_COMMAND,   /* *used_r bytes: a line, or a piece of DATA/BDAT */
+	SMTP_FR_AGAIN,     /* need more input */
+	SMTP_FR_LONG_LINE, /* a line over max_line ended: drop *used_r, answer 500 */
+	SMTP_FR_SKIP,      /* drop *used_r bytes of an over-long line, nothing else */
 };
 
 void smtp_framer_init(struct smtp_framer *f);
@@ -111,13 +111,13 @@ void smtp_framer_start_data(struct smtp_framer *f, bool normalize);
  * on without waiting for more (must be below the runtime's input bound).
  */
 enum smtp_frame_result smtp_frame(struct smtp_framer *f, const uint8_t *in, size_t len,
-    size_t max_line, size_t chunk, size_t *used_r);
+                                  size_t max_line, size_t chunk, size_t *used_r);
 /* "BDAT <size> [LAST]": 0 and the values, or ROOST_EINVAL. */
 int smtp_parse_bdat(const char *args, uint64_t *size_r, bool *last_r);
 
 /* ---- command parsing ---- */
 
-#define SMTP_MAX_PATH 256	/* RFC 5321 4.5.3.1.3, without the brackets */
+#define SMTP_MAX_PATH 256 /* RFC 5321 4.5.3.1.3, without the brackets */
 #define SMTP_MAX_LOCAL 64
 #define SMTP_MAX_DOMAIN 255
 
@@ -127,16 +127,16 @@ int smtp_parse_bdat(const char *args, uint64_t *size_r, bool *last_r);
 int smtp_parse_verb(const char *line, char *verb, size_t verblen, const char **args_r);
 
 struct smtp_mail_params {
-	uint64_t size;		/* SIZE=, 0 when absent */
-	bool body_8bit;		/* BODY=8BITMIME */
+	uint64_t size;  /* SIZE=, 0 when absent */
+	bool body_8bit; /* BODY=8BITMIME */
 	bool smtputf8;
-	char ret[5];		/* "", "FULL" or "HDRS" */
-	char envid[101];	/* xtext as given, "" when absent */
+	char ret[5];     /* "", "FULL" or "HDRS" */
+	char envid[101]; /* xtext as given, "" when absent */
 };
 
 struct smtp_rcpt_params {
-	char notify[40];	/* "", "NEVER" or a list of SUCCESS,FAILURE,DELAY */
-	char orcpt[520];	/* "rfc822;xtext" as given, "" when absent */
+	char notify[40]; /* "", "NEVER" or a list of SUCCESS,FAILURE,DELAY */
+	char orcpt[520]; /* "rfc822;xtext" as given, "" when absent */
 };
 
 /*
@@ -155,7 +155,7 @@ int smtp_parse_path(const char *args, bool allow_null, char *addr, const char **
  * ROOST_ENOTSUP for an unknown keyword, ROOST_ETOOBIG for SIZE over max_size.
  */
 int smtp_parse_mail_params(const char *params, uint64_t max_size, struct smtp_mail_params *p,
-    const char **bad_r);
+                           const char **bad_r);
 int smtp_parse_rcpt_params(const char *params, struct smtp_rcpt_params *p, const char **bad_r);
 /* The decimal number p[0..len) (digits only, as BDAT and SIZE= carry):
  * 0 and *r, or ROOST_EINVAL when empty, not all digits or over UINT64_MAX. */

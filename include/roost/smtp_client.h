@@ -29,35 +29,35 @@
  */
 struct smtpc;
 
-#define SMTPC_MAX_LINE 2048	/* a reply line, CR LF included */
-#define SMTPC_MAX_LINES 100	/* lines of one reply */
+#define SMTPC_MAX_LINE 2048 /* a reply line, CR LF included */
+#define SMTPC_MAX_LINES 100 /* lines of one reply */
 
 struct smtpc_settings {
-	const char *helo;		/* our name */
-	SSL_CTX *tls;			/* client context; NULL: no STARTTLS */
-	bool tls_required;		/* no TLS: fail (temporary) */
-	bool tls_verify;		/* check the certificate against sni */
-	const char *sni;		/* the server's name */
-	const char *auth_user;		/* AUTH PLAIN when set */
+	const char *helo;      /* our name */
+	SSL_CTX *tls;          /* client context; NULL: no STARTTLS */
+	bool tls_required;     /* no TLS: fail (temporary) */
+	bool tls_verify;       /* check the certificate against sni */
+	const char *sni;       /* the server's name */
+	const char *auth_user; /* AUTH PLAIN when set */
 	const char *auth_password;
-	unsigned connect_timeout;	/* seconds: connect, greeting, TLS */
-	unsigned command_timeout;	/* seconds: each reply, each write */
+	unsigned connect_timeout; /* seconds: connect, greeting, TLS */
+	unsigned command_timeout; /* seconds: each reply, each write */
 };
 
 struct smtpc_rcpt {
 	const char *addr;
-	const char *notify;	/* DSN parameters ("" when none) */
+	const char *notify; /* DSN parameters ("" when none) */
 	const char *orcpt;
 	/* results */
-	int code;		/* reply code (0: not tried) */
-	char text[512];		/* reply text ("5.1.1 No such user") */
+	int code;       /* reply code (0: not tried) */
+	char text[512]; /* reply text ("5.1.1 No such user") */
 };
 
 struct smtpc_msg {
 	const char *sender;
 	const char *envid, *ret;
 	bool smtputf8, body_8bit;
-	int fd;			/* the message (CRLF, not dot-stuffed), read from 0 */
+	int fd; /* the message (CRLF, not dot-stuffed), read from 0 */
 	uint64_t size;
 	struct smtpc_rcpt *rcpts;
 	size_t n_rcpts;
@@ -76,7 +76,8 @@ struct smtpc_events {
 /* Start connecting to addr (port set) without waiting. Always returns a
  * client; a failure to even start shows up as ev->closed later. */
 struct smtpc *smtpc_connect(const struct sockaddr_storage *addr, socklen_t len,
-    const struct smtpc_settings *set, const struct smtpc_events *ev, void *arg);
+                            const struct smtpc_settings *set, const struct smtpc_events *ev,
+                            void *arg);
 void smtpc_free(struct smtpc **c);
 
 /* Only in ev->ready: send one message (msg stays the caller's until done). */

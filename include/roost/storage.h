@@ -42,9 +42,9 @@
  * stable storage (unless [storage] fsync = no).
  */
 
-#define STORAGE_MAX_NAME 512		/* bytes of a mailbox name in UTF-8 */
-#define STORAGE_MAX_NAME_STORED 254	/* bytes as stored (see above) */
-#define STORAGE_MAX_KEYWORDS 26	/* per mailbox (Maildir maps them to a-z) */
+#define STORAGE_MAX_NAME 512        /* bytes of a mailbox name in UTF-8 */
+#define STORAGE_MAX_NAME_STORED 254 /* bytes as stored (see above) */
+#define STORAGE_MAX_KEYWORDS 26     /* per mailbox (Maildir maps them to a-z) */
 #define STORAGE_MAX_KEYWORD_LEN 128
 
 struct storage;
@@ -64,16 +64,16 @@ enum msg_flag {
 
 /* Mailbox attributes in listings. */
 enum mailbox_attr {
-	MBOX_NOSELECT = 1 << 0,		/* exists only as a parent of others */
+	MBOX_NOSELECT = 1 << 0, /* exists only as a parent of others */
 	MBOX_HASCHILDREN = 1 << 1,
 	MBOX_HASNOCHILDREN = 1 << 2,
 	MBOX_SUBSCRIBED = 1 << 3,
-	MBOX_DRAFTS = 1 << 4,		/* special-use (RFC 6154) */
+	MBOX_DRAFTS = 1 << 4, /* special-use (RFC 6154) */
 	MBOX_SENT = 1 << 5,
 	MBOX_TRASH = 1 << 6,
 	MBOX_JUNK = 1 << 7,
 	MBOX_ARCHIVE = 1 << 8,
-	MBOX_NONEXISTENT = 1 << 9,	/* subscribed but absent */
+	MBOX_NONEXISTENT = 1 << 9, /* subscribed but absent */
 };
 #define MBOX_SPECIAL_USE_MASK (MBOX_DRAFTS | MBOX_SENT | MBOX_TRASH | MBOX_JUNK | MBOX_ARCHIVE)
 
@@ -84,24 +84,24 @@ struct mailbox_info {
 
 struct mailbox_status {
 	uint32_t messages;
-	uint32_t unseen;		/* messages without \Seen */
-	uint32_t recent;		/* UIDs not yet claimed by any session */
+	uint32_t unseen; /* messages without \Seen */
+	uint32_t recent; /* UIDs not yet claimed by any session */
 	uint32_t uidnext;
 	uint32_t uidvalidity;
 	uint64_t highestmodseq;
-	uint64_t size;			/* sum of message sizes in octets */
-	uint32_t first_unseen_uid;	/* 0 when all are seen */
+	uint64_t size;             /* sum of message sizes in octets */
+	uint32_t first_unseen_uid; /* 0 when all are seen */
 };
 
 /* One message as a mailbox lists it. keywords is a bitmask over the
  * mailbox's keyword table (mailbox_keywords()). */
 struct msg_record {
 	uint32_t uid;
-	uint32_t flags;		/* enum msg_flag */
+	uint32_t flags; /* enum msg_flag */
 	uint64_t keywords;
 	uint64_t modseq;
-	int64_t internal_date;	/* seconds since the epoch, UTC */
-	uint64_t size;		/* octets as stored */
+	int64_t internal_date; /* seconds since the epoch, UTC */
+	uint64_t size;         /* octets as stored */
 };
 
 /* A message to store: in memory (data/len) or spooled in a file (fd >= 0,
@@ -111,9 +111,9 @@ struct msg_input {
 	size_t len;
 	int fd;
 	uint32_t flags;
-	const char *const *keywords;	/* names; unknown ones are added */
+	const char *const *keywords; /* names; unknown ones are added */
 	size_t n_keywords;
-	int64_t internal_date;		/* 0 = now */
+	int64_t internal_date; /* 0 = now */
 };
 
 /*
@@ -141,18 +141,18 @@ struct msg_input {
 struct msg_view {
 	const uint8_t *data;
 	size_t len;
-	bool holdable;		/* backend's: may outlive the step (see above) */
-	void *priv[3];		/* backend's */
-	void (*release)(struct msg_view *view);	/* backend's; NULL once released */
+	bool holdable;                          /* backend's: may outlive the step (see above) */
+	void *priv[3];                          /* backend's */
+	void (*release)(struct msg_view *view); /* backend's; NULL once released */
 };
 
 /* What changed in a mailbox since a MODSEQ. */
 struct mailbox_changes {
 	uint64_t highestmodseq;
 	uint32_t uidnext;
-	struct msg_record *changed;	/* new or modified, modseq > since, by UID */
+	struct msg_record *changed; /* new or modified, modseq > since, by UID */
 	size_t n_changed;
-	uint32_t *expunged;		/* UIDs expunged after since, ascending */
+	uint32_t *expunged; /* UIDs expunged after since, ascending */
 	size_t n_expunged;
 	/* false when since predates the expunge log's retention: the caller
 	 * must compare its UID list with a fresh mailbox_records(). Expunged
@@ -169,13 +169,13 @@ struct store_req {
 	uint32_t flags;
 	const char *const *keywords;
 	size_t n_keywords;
-	uint64_t unchanged_since;	/* 0 = unconditional (CONDSTORE) */
+	uint64_t unchanged_since; /* 0 = unconditional (CONDSTORE) */
 };
 
 /* One recipient of a multi-recipient delivery. */
 struct delivery_target {
 	const char *user;
-	const char *mailbox;	/* usually "INBOX" */
+	const char *mailbox; /* usually "INBOX" */
 	/* results */
 	int result;
 	uint32_t uidvalidity;
@@ -198,8 +198,7 @@ int storage_user_init(struct storage *st, const char *user);
 /* Every mailbox of the user, sorted by name, with attributes (subscribed
  * but absent names included with MBOX_NONEXISTENT). Free with
  * storage_list_free(). */
-int storage_list(struct storage *st, const char *user, struct mailbox_info **list_r,
-    size_t *n_r);
+int storage_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
 void storage_list_free(struct mailbox_info *list, size_t n);
 /* Creates missing parents too. special_use: MBOX_* special-use bits or 0. */
 int storage_create(struct storage *st, const char *user, const char *name, unsigned special_use);
@@ -210,23 +209,23 @@ int storage_delete(struct storage *st, const char *user, const char *name);
 int storage_rename(struct storage *st, const char *user, const char *from, const char *to);
 int storage_subscribe(struct storage *st, const char *user, const char *name, bool subscribe);
 int storage_status(struct storage *st, const char *user, const char *name,
-    struct mailbox_status *status_r);
+                   struct mailbox_status *status_r);
 
 /* Append one message; returns its UID and the mailbox's UIDVALIDITY. */
 int storage_append(struct storage *st, const char *user, const char *mailbox,
-    const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r);
+                   const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r);
 /* Deliver one message to many recipients, storing the body once where the
  * backend can. Returns 0 when every target succeeded; otherwise the first
  * error, with each target's own result in targets[i].result. */
 int storage_deliver(struct storage *st, const struct msg_input *msg,
-    struct delivery_target *targets, size_t n);
+                    struct delivery_target *targets, size_t n);
 
 /* ---- an open mailbox ---- */
 
 enum { MAILBOX_READONLY = 1 << 0 };
 
 int mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
-    struct mailbox **mb_r);
+                 struct mailbox **mb_r);
 void mailbox_close(struct mailbox **mb);
 const char *mailbox_name(const struct mailbox *mb);
 int mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
@@ -234,7 +233,7 @@ int mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
 /* All records, ascending UID, and the HIGHESTMODSEQ they reflect (one
  * consistent snapshot). Caller frees *recs_r with free(). */
 int mailbox_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
-    uint64_t *modseq_r);
+                    uint64_t *modseq_r);
 /* Keyword table: index i is bit i of msg_record.keywords. Valid until the
  * next call on mb. */
 int mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
@@ -267,13 +266,14 @@ int mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *ui
  * With unchanged_since, messages whose modseq is higher are left alone and
  * listed in *modified_r (caller frees; may be NULL when none). */
 int mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-    uint32_t **modified_r, size_t *n_modified_r);
+                  uint32_t **modified_r, size_t *n_modified_r);
 /* Remove uids (ascending) for good; absent ones are skipped. */
 int mailbox_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 /* Copy (or move) uids to dest; dest_uids_r gets one new UID per copied
  * source UID, in order (caller frees), *n_r how many were copied. */
 int mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-    uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r);
+                 uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+                 size_t *n_r);
 int mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 void mailbox_changes_free(struct mailbox_changes *changes);
 
@@ -286,8 +286,8 @@ void mailbox_changes_free(struct mailbox_changes *changes);
  * so it must not call storage_watch()/storage_unwatch(). */
 typedef void storage_watch_fn(void *arg);
 struct storage_watch;
-int storage_watch(struct storage *st, const char *user, const char *mailbox,
-    storage_watch_fn *cb, void *arg, struct storage_watch **watch_r);
+int storage_watch(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
+                  void *arg, struct storage_watch **watch_r);
 /* After return, cb is not running and will not run again. */
 void storage_unwatch(struct storage_watch **watch);
 

@@ -23,7 +23,7 @@
 #include "roost/storage.h"
 
 #ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 struct watch_registry;
@@ -31,14 +31,14 @@ struct watch_registry;
 struct storage {
 	const struct storage_ops *ops;
 	const struct roost_config *cfg;
-	struct watch_registry *watches;	/* the wrapper's */
+	struct watch_registry *watches; /* the wrapper's */
 };
 
 struct mailbox {
 	struct storage *st;
 	char *user;
 	char *name;
-	unsigned flags;		/* MAILBOX_READONLY */
+	unsigned flags; /* MAILBOX_READONLY */
 };
 
 struct storage_ops {
@@ -52,28 +52,27 @@ struct storage_ops {
 
 	int (*user_init)(struct storage *st, const char *user);
 	int (*list)(struct storage *st, const char *user, struct mailbox_info **list_r,
-	    size_t *n_r);
-	int (*create)(struct storage *st, const char *user, const char *name,
-	    unsigned special_use);
+	            size_t *n_r);
+	int (*create)(struct storage *st, const char *user, const char *name, unsigned special_use);
 	int (*delete)(struct storage *st, const char *user, const char *name);
 	int (*rename)(struct storage *st, const char *user, const char *from, const char *to);
 	int (*subscribe)(struct storage *st, const char *user, const char *name, bool on);
 	int (*status)(struct storage *st, const char *user, const char *name,
-	    struct mailbox_status *status_r);
+	              struct mailbox_status *status_r);
 	/* storage_append() is deliver() with one target. */
 	int (*deliver)(struct storage *st, const struct msg_input *msg,
-	    struct delivery_target *targets, size_t n);
+	               struct delivery_target *targets, size_t n);
 
 	/* Allocate the backend's mailbox struct; the wrapper fills in the
 	 * embedded struct mailbox fields after this returns (st, a copy of
 	 * user and of the canonical name, flags) and frees user and name
 	 * after mailbox_close(), which frees only the backend's struct. */
-	int (*mailbox_open)(struct storage *st, const char *user, const char *name,
-	    unsigned flags, struct mailbox **mb_r);
+	int (*mailbox_open)(struct storage *st, const char *user, const char *name, unsigned flags,
+	                    struct mailbox **mb_r);
 	void (*mailbox_close)(struct mailbox *mb);
 	int (*mailbox_status)(struct mailbox *mb, struct mailbox_status *status_r);
 	int (*records)(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
-	    uint64_t *modseq_r);
+	               uint64_t *modseq_r);
 	int (*keywords)(struct mailbox *mb, const char *const **names_r, size_t *n_r);
 	int (*claim_recent)(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
 	int (*read)(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
@@ -81,13 +80,13 @@ struct storage_ops {
 	int (*cache_set)(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 	int (*append)(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
 	int (*store)(struct mailbox *mb, const uint32_t *uids, size_t n,
-	    const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
+	             const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
 	int (*expunge)(struct mailbox *mb, const uint32_t *uids, size_t n);
-	int (*copy)(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest,
-	    bool move, uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r,
-	    uint32_t **dest_uids_r, size_t *n_r);
+	int (*copy)(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
+	            uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+	            size_t *n_r);
 	int (*changes_since)(struct mailbox *mb, uint64_t modseq,
-	    struct mailbox_changes *changes_r);
+	                     struct mailbox_changes *changes_r);
 
 	int (*check)(struct storage *st, struct buf *report);
 };

@@ -24,8 +24,15 @@
 #include "imap_impl.h"
 
 enum fetch_kind {
-	F_FLAGS, F_UID, F_INTERNALDATE, F_SIZE, F_ENVELOPE, F_BODY, F_BODYSTRUCTURE, F_MODSEQ,
-	F_SECTION,	/* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+	F_FLAGS,
+	F_UID,
+	F_INTERNALDATE,
+	F_SIZE,
+	F_ENVELOPE,
+	F_BODY,
+	F_BODYSTRUCTURE,
+	F_MODSEQ,
+	F_SECTION, /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
 };
 
 enum sec_kind { SEC_ALL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME };
@@ -41,19 +48,19 @@ struct fetch_item {
 	bool partial;
 	uint64_t p_off, p_len;
 	bool peek;
-	const char *resp;	/* name echoed in the response, e.g. "BODY[HEADER]" */
+	const char *resp; /* name echoed in the response, e.g. "BODY[HEADER]" */
 };
 
 struct fetch_req {
 	struct fetch_item *items;
 	size_t n;
-	bool need_cache;	/* envelope/body/bodystructure */
-	bool need_vsize;	/* RFC822.SIZE: octets BODY[] sends */
-	bool need_data;		/* message bytes */
-	bool need_parse;	/* parsed sections */
+	bool need_cache; /* envelope/body/bodystructure */
+	bool need_vsize; /* RFC822.SIZE: octets BODY[] sends */
+	bool need_data;  /* message bytes */
+	bool need_parse; /* parsed sections */
 	bool sets_seen;
 	bool has_flags, has_uid, has_modseq;
-	uint64_t changedsince;	/* CHANGEDSINCE (0 = none) */
+	uint64_t changedsince; /* CHANGEDSINCE (0 = none) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -197,7 +204,7 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 	} else if (strcasecmp(s, "MODSEQ") == 0) {
 		it->kind = F_MODSEQ;
 		req->has_modseq = true;
-		cmd->s->condstore = true;	/* RFC 7162 3.1 */
+		cmd->s->condstore = true; /* RFC 7162 3.1 */
 	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
 		it->kind = F_SIZE;
 		req->need_vsize = true;
@@ -280,14 +287,14 @@ parse_fetch_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_r
 
 	req->items = arena_alloc(&cmd->arena, max * sizeof(*req->items));
 	if (a->type == ARG_ATOM && strcasecmp(a->str, "ALL") == 0) {
-		static const enum fetch_kind k[] = { F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE };
+		static const enum fetch_kind k[] = {F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE};
 		add_macro(req, k, 4);
 	} else if (a->type == ARG_ATOM && strcasecmp(a->str, "FAST") == 0) {
-		static const enum fetch_kind k[] = { F_FLAGS, F_INTERNALDATE, F_SIZE };
+		static const enum fetch_kind k[] = {F_FLAGS, F_INTERNALDATE, F_SIZE};
 		add_macro(req, k, 3);
 	} else if (a->type == ARG_ATOM && strcasecmp(a->str, "FULL") == 0) {
-		static const enum fetch_kind k[] = { F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE,
-			F_BODY };
+		static const enum fetch_kind k[] = {F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE,
+		                                    F_BODY};
 		add_macro(req, k, 5);
 	} else if (a->type == ARG_LIST) {
 		if (a->n == 0)
@@ -358,8 +365,8 @@ cache_decode(struct parsed_cache *pc)
 	} else if (sscanf(t, "R1 %llu %llu %llu\n%n", &e, &b, &s, &off) != 3 || off <= 0) {
 		return false;
 	}
-	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len
-	    || e + b + s + (size_t)off != pc->raw.len)
+	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len ||
+	    e + b + s + (size_t)off != pc->raw.len)
 		return false;
 	pc->env = t + off;
 	pc->env_len = e;
@@ -376,12 +383,12 @@ cache_decode(struct parsed_cache *pc)
 /* Store pc's parts (when have_parts) and vsize (when have_vsize). */
 static void
 cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
-    size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len)
+            size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len)
 {
 	struct buf r = BUF_INIT(0);
 
-	buf_printf(&r, "R2 %llu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len,
-	    body_len, bs_len);
+	buf_printf(&r, "R2 %llu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len, body_len,
+	           bs_len);
 	buf_append(&r, env, env_len);
 	buf_append(&r, body, body_len);
 	buf_append(&r, bs, bs_len);
@@ -396,13 +403,13 @@ static bool
 cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct parsed_cache *pc)
 {
 	struct buf e = BUF_INIT(0), b = BUF_INIT(0), s = BUF_INIT(0);
-	bool ok = message_envelope(msg, NULL, &e) == 0
-	    && message_bodystructure(msg, message_root(msg), false, &b) == 0
-	    && message_bodystructure(msg, message_root(msg), true, &s) == 0 && e.len > 0;
+	bool ok = message_envelope(msg, NULL, &e) == 0 &&
+	          message_bodystructure(msg, message_root(msg), false, &b) == 0 &&
+	          message_bodystructure(msg, message_root(msg), true, &s) == 0 && e.len > 0;
 
 	if (ok) {
 		cache_store(mb, uid, pc, (const char *)e.data, e.len, (const char *)b.data, b.len,
-		    (const char *)s.data, s.len);
+		            (const char *)s.data, s.len);
 		ok = pc->have_parts;
 	}
 	buf_free(&e);
@@ -425,35 +432,35 @@ cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct 
 #define FETCH_CHUNK 16384
 
 struct fetch_seg {
-	bool from_msg;	/* a range of the message, else of the plan's text */
-	uint64_t off;	/* text: offset in it; message: raw offset of the first byte */
-	uint64_t len;	/* octets to send (after CRLF conversion) */
-	bool half;	/* message: the first raw byte is a bare LF whose CR was sent */
+	bool from_msg; /* a range of the message, else of the plan's text */
+	uint64_t off;  /* text: offset in it; message: raw offset of the first byte */
+	uint64_t len;  /* octets to send (after CRLF conversion) */
+	bool half;     /* message: the first raw byte is a bare LF whose CR was sent */
 };
 
 /* FETCH between steps; in the command's arena, freed by fetch_state_free. */
 struct fetch_state {
 	/* The whole command. */
 	struct fetch_req req;
-	uint32_t *idx;		/* view indexes to answer, ascending */
-	size_t n, next;		/* how many, the next one to plan */
-	bool *seen_now;		/* per idx: \Seen set by this FETCH (NULL: none) */
-	bool gone;		/* a message had disappeared: tagged NO */
+	uint32_t *idx;  /* view indexes to answer, ascending */
+	size_t n, next; /* how many, the next one to plan */
+	bool *seen_now; /* per idx: \Seen set by this FETCH (NULL: none) */
+	bool gone;      /* a message had disappeared: tagged NO */
 
 	/* The message being sent. */
 	bool busy;
 	uint32_t uid;
-	struct msg_view mv;	/* kept across steps only when mv.holdable */
+	struct msg_view mv; /* kept across steps only when mv.holdable */
 	bool have_mv;
-	size_t raw_len;		/* mv.len when the plan was made */
-	bool crlf;		/* bare LFs in it go out as CRLF */
+	size_t raw_len; /* mv.len when the plan was made */
+	bool crlf;      /* bare LFs in it go out as CRLF */
 	struct buf text;
 	struct fetch_seg *segs;
 	size_t n_segs, cap_segs;
-	size_t seg;		/* the segment being sent */
-	uint64_t seg_sent;	/* octets of it written */
-	size_t raw_pos;		/* message segment: the next raw byte */
-	bool half;		/* message segment: raw_pos is a bare LF, CR written */
+	size_t seg;        /* the segment being sent */
+	uint64_t seg_sent; /* octets of it written */
+	size_t raw_pos;    /* message segment: the next raw byte */
+	bool half;         /* message segment: raw_pos is a bare LF, CR written */
 };
 
 static bool
@@ -521,7 +528,7 @@ seg_add(struct fetch_state *st, bool from_msg, uint64_t off, uint64_t len, bool 
 		st->cap_segs = st->cap_segs ? st->cap_segs * 2 : 8;
 		st->segs = xrealloc(st->segs, st->cap_segs * sizeof(*st->segs));
 	}
-	st->segs[st->n_segs++] = (struct fetch_seg){ from_msg, off, len, half };
+	st->segs[st->n_segs++] = (struct fetch_seg){from_msg, off, len, half};
 }
 
 /* The plan's text from *mark to its end becomes a segment. */
@@ -536,7 +543,7 @@ seg_text(struct fetch_state *st, size_t *mark)
  * tmp when they are not a range of data (HEADER.FIELDS). */
 static void
 section_bytes(const struct fetch_item *it, const uint8_t *data, size_t len,
-    const struct message *msg, struct buf *tmp, const uint8_t **p_r, size_t *n_r)
+              const struct message *msg, struct buf *tmp, const uint8_t **p_r, size_t *n_r)
 {
 	const uint8_t *p = NULL;
 	size_t n = 0;
@@ -563,7 +570,7 @@ section_bytes(const struct fetch_item *it, const uint8_t *data, size_t len,
 		case SEC_FIELDS:
 		case SEC_FIELDS_NOT:
 			message_header_fields(data + root->header_off, root->header_len, it->fields,
-			    it->n_fields, it->sec == SEC_FIELDS_NOT, tmp);
+			                      it->n_fields, it->sec == SEC_FIELDS_NOT, tmp);
 			p = tmp->data;
 			n = tmp->len;
 			break;
@@ -571,8 +578,7 @@ section_bytes(const struct fetch_item *it, const uint8_t *data, size_t len,
 			break;
 		}
 	} else if (message_find_part(msg, it->path, it->depth, &part) == 0) {
-		const struct message_part *inner =
-		    part->is_message_rfc822 ? part->children : NULL;
+		const struct message_part *inner = part->is_message_rfc822 ? part->children : NULL;
 		switch (it->sec) {
 		case SEC_ALL:
 			p = data + part->body_off;
@@ -598,7 +604,8 @@ section_bytes(const struct fetch_item *it, const uint8_t *data, size_t len,
 		case SEC_FIELDS_NOT:
 			if (inner != NULL) {
 				message_header_fields(data + inner->header_off, inner->header_len,
-				    it->fields, it->n_fields, it->sec == SEC_FIELDS_NOT, tmp);
+				                      it->fields, it->n_fields,
+				                      it->sec == SEC_FIELDS_NOT, tmp);
 				p = tmp->data;
 				n = tmp->len;
 			}
@@ -625,9 +632,8 @@ section_bytes(const struct fetch_item *it, const uint8_t *data, size_t len,
  * message segment when they are part of data (raw: the stored message,
  * data its CRLF form when st->crlf). */
 static void
-plan_section(struct fetch_state *st, size_t *mark, const struct fetch_item *it,
-    const uint8_t *data, size_t len, const struct message *msg, const uint8_t *raw,
-    size_t raw_len)
+plan_section(struct fetch_state *st, size_t *mark, const struct fetch_item *it, const uint8_t *data,
+             size_t len, const struct message *msg, const uint8_t *raw, size_t raw_len)
 {
 	struct buf tmp = BUF_INIT(0);
 	const uint8_t *p;
@@ -666,9 +672,9 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 	struct imap_view *v = &s->view;
 	const struct fetch_req *req = &st->req;
 	struct view_msg *m = &v->msgs[idx];
-	struct msg_view mv = { 0 };
+	struct msg_view mv = {0};
 	struct message *msg = NULL;
-	struct parsed_cache pc = { .raw = BUF_INIT(0) };
+	struct parsed_cache pc = {.raw = BUF_INIT(0)};
 	struct buf conv = BUF_INIT(0);
 	const uint8_t *data = NULL;
 	size_t len = 0;
@@ -700,8 +706,8 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 		}
 		if (req->need_parse || (req->need_cache && !have_cache)) {
 			const struct roost_config *cfg = s->sv->cfg;
-			struct message_limits lim = { cfg->mime_max_depth, cfg->mime_max_parts,
-				cfg->max_header_size, cfg->max_header_fields };
+			struct message_limits lim = {cfg->mime_max_depth, cfg->mime_max_parts,
+			                             cfg->max_header_size, cfg->max_header_fields};
 			rc = message_parse(data, len, &lim, &msg);
 			if (rc < 0)
 				goto out;
@@ -721,7 +727,7 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 			/* Keep what the cache held, add the size. */
 			if (pc.have_parts)
 				cache_store(v->mb, m->rec.uid, &pc, pc.env, pc.env_len, pc.body,
-				    pc.body_len, pc.bs, pc.bs_len);
+				            pc.body_len, pc.bs, pc.bs_len);
 			else
 				cache_store(v->mb, m->rec.uid, &pc, "", 0, "", 0, "", 0);
 		}
@@ -846,8 +852,9 @@ fetch_send(struct imap_cmd *cmd, struct fetch_state *st)
 			st->half = sg->half;
 		}
 		while (st->seg_sent < sg->len) {
-			size_t want = sg->len - st->seg_sent > FETCH_CHUNK ? FETCH_CHUNK
-			    : (size_t)(sg->len - st->seg_sent);
+			size_t want = sg->len - st->seg_sent > FETCH_CHUNK
+			                  ? FETCH_CHUNK
+			                  : (size_t)(sg->len - st->seg_sent);
 
 			if (conn_is_closing(c))
 				return ROOST_ECLOSED;
@@ -864,8 +871,8 @@ fetch_send(struct imap_cmd *cmd, struct fetch_state *st)
 					rc = conn_write(c, st->mv.data + st->raw_pos, want);
 					st->raw_pos += want;
 				} else {
-					if (crlf_walk(st->mv.data, st->mv.len, &st->raw_pos, &st->half,
-					    chunk, want) != want)
+					if (crlf_walk(st->mv.data, st->mv.len, &st->raw_pos,
+					              &st->half, chunk, want) != want)
 						return ROOST_EIO;
 					rc = conn_write(c, chunk, want);
 				}
@@ -935,10 +942,11 @@ fetch_step(struct imap_cmd *cmd)
 				 * client sees the message expunged when it is back. */
 				if (rc != ROOST_ECLOSED)
 					log_info("conn=%llu proto=imap event=fetch-aborted uid=%u "
-					    "literal_sent=%llu literal_size=%llu err=\"%s\"",
-					    (unsigned long long)conn_id(cmd->c), st->uid,
-					    (unsigned long long)st->seg_sent,
-					    (unsigned long long)st->segs[st->seg].len, roost_strerror(rc));
+					         "literal_sent=%llu literal_size=%llu err=\"%s\"",
+					         (unsigned long long)conn_id(cmd->c), st->uid,
+					         (unsigned long long)st->seg_sent,
+					         (unsigned long long)st->segs[st->seg].len,
+					         roost_strerror(rc));
 				fetch_msg_done(st);
 				cmd->done = true;
 				conn_close(cmd->c);
@@ -954,16 +962,16 @@ fetch_step(struct imap_cmd *cmd)
 		}
 		size_t i = st->next++;
 		bool seen = st->seen_now != NULL && st->seen_now[i];
-		if (st->req.changedsince != 0 && v->msgs[st->idx[i]].rec.modseq <= st->req.changedsince
-		    && !seen)
+		if (st->req.changedsince != 0 &&
+		    v->msgs[st->idx[i]].rec.modseq <= st->req.changedsince && !seen)
 			continue;
 		rc = fetch_plan(cmd, st, st->idx[i], seen);
 		if (rc == ROOST_ENOTFOUND)
 			st->gone = true;
 		else if (rc < 0)
 			log_warn("conn=%llu proto=imap event=fetch-failed uid=%u err=%s",
-			    (unsigned long long)conn_id(cmd->c), v->msgs[st->idx[i]].rec.uid,
-			    roost_strerror(rc));
+			         (unsigned long long)conn_id(cmd->c), v->msgs[st->idx[i]].rec.uid,
+			         roost_strerror(rc));
 	}
 	if (st->gone)
 		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
@@ -995,10 +1003,10 @@ cmd_fetch(struct imap_cmd *cmd)
 	}
 	if (cmd->p.n == 3) {
 		const struct imap_arg *l = &cmd->p.args[2];
-		if (l->type != ARG_LIST || l->n < 2 || l->n > 3
-		    || !imap_arg_atom_eq(&l->list[0], "CHANGEDSINCE")
-		    || parse_modseq(&l->list[1], false, &req->changedsince) < 0
-		    || (l->n == 3 && !imap_arg_atom_eq(&l->list[2], "VANISHED"))) {
+		if (l->type != ARG_LIST || l->n < 2 || l->n > 3 ||
+		    !imap_arg_atom_eq(&l->list[0], "CHANGEDSINCE") ||
+		    parse_modseq(&l->list[1], false, &req->changedsince) < 0 ||
+		    (l->n == 3 && !imap_arg_atom_eq(&l->list[2], "VANISHED"))) {
 			imap_bad(cmd, "Invalid FETCH modifier");
 			return;
 		}
@@ -1007,7 +1015,7 @@ cmd_fetch(struct imap_cmd *cmd)
 			return;
 		}
 		vanished = l->n == 3;
-		s->condstore = true;	/* RFC 7162 3.1 */
+		s->condstore = true; /* RFC 7162 3.1 */
 		if (!req->has_modseq) {
 			memset(&req->items[req->n], 0, sizeof(req->items[0]));
 			req->items[req->n++].kind = F_MODSEQ;
@@ -1041,7 +1049,7 @@ cmd_fetch(struct imap_cmd *cmd)
 			}
 		}
 		if (k > 0) {
-			struct store_req sr = { .mode = STORE_ADD, .flags = MSG_SEEN };
+			struct store_req sr = {.mode = STORE_ADD, .flags = MSG_SEEN};
 			uint32_t *mod = NULL;
 			size_t n_mod = 0;
 			int src = mailbox_store(v->mb, uids, k, &sr, &mod, &n_mod);
@@ -1079,17 +1087,17 @@ bsearch_u32(const uint32_t *v, size_t n, uint32_t key)
 
 /* STORE between steps (in the command's arena). */
 struct store_state {
-	uint32_t *idx;		/* view indexes of the set, ascending */
-	size_t n, next;		/* how many, the next to report */
-	uint32_t *mod;		/* UIDs UNCHANGEDSINCE refused (heap), ascending */
+	uint32_t *idx;  /* view indexes of the set, ascending */
+	size_t n, next; /* how many, the next to report */
+	uint32_t *mod;  /* UIDs UNCHANGEDSINCE refused (heap), ascending */
 	size_t n_mod;
-	struct mailbox_changes ch;	/* the new MODSEQs (have_ch) */
+	struct mailbox_changes ch; /* the new MODSEQs (have_ch) */
 	bool have_ch;
 	enum store_mode mode;
 	uint32_t flags;
 	uint64_t kwbits;
 	bool silent, gone, conditional;
-	uint32_t *mod_ids;	/* what [MODIFIED] lists */
+	uint32_t *mod_ids; /* what [MODIFIED] lists */
 	size_t n_mod_ids;
 };
 
@@ -1132,7 +1140,7 @@ cmd_store(struct imap_cmd *cmd)
 	struct imap_session *s = cmd->s;
 	struct imap_view *v = &s->view;
 	const struct imap_arg *a = cmd->p.args;
-	struct store_req sr = { 0 };
+	struct store_req sr = {0};
 	const char **kw;
 	size_t n_kw;
 	uint32_t flags;
@@ -1146,8 +1154,8 @@ cmd_store(struct imap_cmd *cmd)
 	size_t nargs = cmd->p.n;
 	if (nargs >= 4 && a[1].type == ARG_LIST) {
 		/* RFC 7162 3.1.3: STORE set (UNCHANGEDSINCE modseq) ... */
-		if (a[1].n != 2 || !imap_arg_atom_eq(&a[1].list[0], "UNCHANGEDSINCE")
-		    || parse_modseq(&a[1].list[1], true, &sr.unchanged_since) < 0) {
+		if (a[1].n != 2 || !imap_arg_atom_eq(&a[1].list[0], "UNCHANGEDSINCE") ||
+		    parse_modseq(&a[1].list[1], true, &sr.unchanged_since) < 0) {
 			imap_bad(cmd, "Invalid STORE modifier");
 			return;
 		}
@@ -1226,9 +1234,8 @@ cmd_store(struct imap_cmd *cmd)
 		}
 	}
 	/* New MODSEQs of what we changed (CONDSTORE). */
-	struct mailbox_changes ch = { 0 };
-	bool have_ch = s->condstore && k > n_mod
-	    && mailbox_changes_since(v->mb, before, &ch) == 0;
+	struct mailbox_changes ch = {0};
+	bool have_ch = s->condstore && k > n_mod && mailbox_changes_since(v->mb, before, &ch) == 0;
 	/* Apply the change to the view the way storage did, so the sync
 	 * that follows reports only what others changed. */
 	view_refresh_keywords(s, true);
@@ -1283,8 +1290,8 @@ store_step(struct imap_cmd *cmd)
 			return;
 		}
 		if (st->have_ch) {
-			const struct msg_record *r = find_record(st->ch.changed, st->ch.n_changed,
-			    m->rec.uid);
+			const struct msg_record *r =
+			    find_record(st->ch.changed, st->ch.n_changed, m->rec.uid);
 			if (r != NULL)
 				m->rec.modseq = r->modseq;
 		}
@@ -1310,17 +1317,19 @@ store_step(struct imap_cmd *cmd)
 			}
 			if (cmd->uid)
 				imap_untagged(s, "%u FETCH (UID %u%s MODSEQ (%llu))", idx[i] + 1,
-				    m->rec.uid, buf_cstr(&b), (unsigned long long)m->rec.modseq);
+				              m->rec.uid, buf_cstr(&b),
+				              (unsigned long long)m->rec.modseq);
 			else
 				imap_untagged(s, "%u FETCH (%s%sMODSEQ (%llu))", idx[i] + 1,
-				    b.len > 0 ? buf_cstr(&b) + 1 : "", b.len > 0 ? " " : "",
-				    (unsigned long long)m->rec.modseq);
+				              b.len > 0 ? buf_cstr(&b) + 1 : "",
+				              b.len > 0 ? " " : "",
+				              (unsigned long long)m->rec.modseq);
 		} else if (!st->silent) {
 			buf_reset(&b);
 			view_format_flags(v, m, &b);
 			if (cmd->uid)
-				imap_untagged(s, "%u FETCH (UID %u FLAGS %s)", idx[i] + 1, m->rec.uid,
-				    buf_cstr(&b));
+				imap_untagged(s, "%u FETCH (UID %u FLAGS %s)", idx[i] + 1,
+				              m->rec.uid, buf_cstr(&b));
 			else
 				imap_untagged(s, "%u FETCH (FLAGS %s)", idx[i] + 1, buf_cstr(&b));
 		}
@@ -1334,10 +1343,9 @@ store_step(struct imap_cmd *cmd)
 		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
 	else if (modified.len > 0)
 		imap_tagged(cmd, "OK", "[MODIFIED %s] Conditional STORE failed for some",
-		    buf_cstr(&modified));
+		            buf_cstr(&modified));
 	else
-		imap_tagged(cmd, "OK", "%sSTORE completed",
-		    st->conditional ? "Conditional " : "");
+		imap_tagged(cmd, "OK", "%sSTORE completed", st->conditional ? "Conditional " : "");
 	buf_free(&modified);
 }
 
@@ -1397,7 +1405,7 @@ do_copy(struct imap_cmd *cmd, bool move)
 	if (move) {
 		if (n_copied > 0)
 			imap_untagged(s, "OK [COPYUID %u %s %s] Moved", uv, buf_cstr(&sb),
-			    buf_cstr(&db));
+			              buf_cstr(&db));
 		/* The moved messages go now (RFC 6851 allows the EXPUNGEs
 		 * even for MOVE by sequence number). */
 		for (size_t i = 0; i < n_copied; i++) {
@@ -1411,7 +1419,7 @@ do_copy(struct imap_cmd *cmd, bool move)
 		imap_tagged(cmd, "OK", "MOVE completed");
 	} else if (n_copied > 0) {
 		imap_tagged(cmd, "OK", "[COPYUID %u %s %s] COPY completed", uv, buf_cstr(&sb),
-		    buf_cstr(&db));
+		            buf_cstr(&db));
 	} else {
 		imap_tagged(cmd, "OK", "COPY completed");
 	}

@@ -70,13 +70,13 @@ cmd_idle(struct imap_cmd *cmd)
 	}
 	if (s->state == IMAP_STATE_SELECTED && s->watch == NULL) {
 		/* Watch first, then catch up: a change in between wakes us. */
-		int rc = storage_watch(s->sv->storage, s->user, s->view.name, watch_cb, s->c,
-		    &s->watch);
+		int rc =
+		    storage_watch(s->sv->storage, s->user, s->view.name, watch_cb, s->c, &s->watch);
 		if (rc == 0)
 			conn_ref(s->c);
 		else
 			log_warn("conn=%llu proto=imap event=watch-failed err=%s",
-			    (unsigned long long)conn_id(s->c), roost_strerror(rc));
+			         (unsigned long long)conn_id(s->c), roost_strerror(rc));
 		view_sync(s, true);
 	}
 	snprintf(s->idle_tag, sizeof(s->idle_tag), "%s", cmd->p.tag);
@@ -100,7 +100,7 @@ imap_idle_stop(struct imap_session *s)
 void
 imap_idle_line(struct imap_session *s, const uint8_t *line, size_t len)
 {
-	struct imap_cmd cmd = { .s = s, .c = s->c };
+	struct imap_cmd cmd = {.s = s, .c = s->c};
 
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 		len--;

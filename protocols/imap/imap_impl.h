@@ -22,12 +22,12 @@ struct sasl;
 /* ------------------------------------------------------------------ */
 /* Limits (the configurable ones come from roost_config).              */
 
-#define IMAP_MAX_TAG 64		/* bytes of a tag */
-#define IMAP_MAX_DEPTH 32	/* parenthesis nesting */
-#define IMAP_MAX_ARGS 32768	/* tokens in one command */
+#define IMAP_MAX_TAG 64     /* bytes of a tag */
+#define IMAP_MAX_DEPTH 32   /* parenthesis nesting */
+#define IMAP_MAX_ARGS 32768 /* tokens in one command */
 #define IMAP_MAX_LITERAL_DIGITS 19
-#define IMAP_MAX_PATTERN 1024	/* bytes of one LIST/LSUB pattern (with the reference) */
-#define IMAP_MAX_PATTERNS_TOTAL 8192	/* bytes of all patterns of one LIST */
+#define IMAP_MAX_PATTERN 1024        /* bytes of one LIST/LSUB pattern (with the reference) */
+#define IMAP_MAX_PATTERNS_TOTAL 8192 /* bytes of all patterns of one LIST */
 
 /* ------------------------------------------------------------------ */
 /* Per-command arena: everything a command allocates dies with it.     */
@@ -39,12 +39,12 @@ struct sasl;
 struct arena_chunk;
 struct arena {
 	struct arena_chunk *head;
-	size_t used;	/* bytes handed out */
-	size_t max;	/* arena_try_alloc() bound; 0 = none */
+	size_t used; /* bytes handed out */
+	size_t max;  /* arena_try_alloc() bound; 0 = none */
 };
 
 void arena_init(struct arena *a);
-void *arena_alloc(struct arena *a, size_t n);	/* zeroed, 16-aligned */
+void *arena_alloc(struct arena *a, size_t n); /* zeroed, 16-aligned */
 /* As arena_alloc(), or NULL when used + n would pass max: for sizes a
  * client chooses (the parser). */
 void *arena_try_alloc(struct arena *a, size_t n);
@@ -62,46 +62,46 @@ void arena_free(struct arena *a);
  * to discard what it wrote (FRAME_DISCARD). The command then runs from the
  * spool: imap_framer_take_spool() and imap_parse_spooled().
  */
-#define IMAP_SPOOL_AT (256 * 1024)	/* default spool_at */
-#define IMAP_MAX_SPOOL_FILES 64		/* literal files of one command */
+#define IMAP_SPOOL_AT (256 * 1024) /* default spool_at */
+#define IMAP_MAX_SPOOL_FILES 64    /* literal files of one command */
 
 struct imap_spool;
 
 enum imap_frame_mode {
-	FRAMER_COMMAND,	/* tagged commands with literals */
-	FRAMER_LINE,	/* bare lines: SASL responses, IDLE's DONE */
+	FRAMER_COMMAND, /* tagged commands with literals */
+	FRAMER_LINE,    /* bare lines: SASL responses, IDLE's DONE */
 };
 
 struct imap_framer {
-	size_t pos;		/* next byte to look at for LF */
-	size_t line_start;	/* start of the current line segment */
-	size_t lit_end;		/* end of the current literal (in_literal) */
-	uint64_t skip_lit;	/* literal bytes still to drop (skipping) */
+	size_t pos;        /* next byte to look at for LF */
+	size_t line_start; /* start of the current line segment */
+	size_t lit_end;    /* end of the current literal (in_literal) */
+	uint64_t skip_lit; /* literal bytes still to drop (skipping) */
 	bool in_literal;
-	bool skipping;		/* refused command: discard through its end */
+	bool skipping; /* refused command: discard through its end */
 	bool kind_known;
 	bool is_append;
 	/* Spooling: in[0] is a byte already written to the spool, left in
 	 * the input so the loop keeps timing a partial command. */
 	bool held;
-	struct imap_spool *sp;		/* the command being spooled */
-	struct imap_spool *ready;	/* the framed command's, until taken */
+	struct imap_spool *sp;    /* the command being spooled */
+	struct imap_spool *ready; /* the framed command's, until taken */
 	char tag[IMAP_MAX_TAG + 1];
 };
 
 /* What the framer needs from the session, so it can be tested alone. */
 struct imap_frame_env {
-	size_t max_line;	/* bytes of a line and of a non-APPEND command */
-	uint64_t max_literal;	/* bytes of one APPEND literal */
-	bool authenticated;	/* APPEND literals allowed past max_line */
+	size_t max_line;      /* bytes of a line and of a non-APPEND command */
+	uint64_t max_literal; /* bytes of one APPEND literal */
+	bool authenticated;   /* APPEND literals allowed past max_line */
 	enum imap_frame_mode mode;
-	const char *spool_dir;	/* NULL: never spool (everything in memory) */
-	uint64_t spool_at;	/* 0: IMAP_SPOOL_AT */
+	const char *spool_dir; /* NULL: never spool (everything in memory) */
+	uint64_t spool_at;     /* 0: IMAP_SPOOL_AT */
 	/* outputs */
-	void (*write)(void *arg, const char *text);	/* continuation / errors */
-	void (*raise_input)(void *arg, size_t max);	/* conn_set_input_max */
+	void (*write)(void *arg, const char *text); /* continuation / errors */
+	void (*raise_input)(void *arg, size_t max); /* conn_set_input_max */
 	void *arg;
-	unsigned bad;		/* incremented per refused command */
+	unsigned bad; /* incremented per refused command */
 };
 
 enum imap_frame_res { IMAP_FRAME_COMMAND, IMAP_FRAME_AGAIN, IMAP_FRAME_DISCARD };
@@ -111,7 +111,7 @@ void imap_framer_init(struct imap_framer *fr);
 /* Forget any partial command and its spool files. */
 void imap_framer_reset(struct imap_framer *fr);
 enum imap_frame_res imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env,
-    const uint8_t *in, size_t len, size_t *used_r);
+                                    const uint8_t *in, size_t len, size_t *used_r);
 /*
  * After IMAP_FRAME_COMMAND: the spool of that command, or NULL when it is
  * wholly in the *used_r input bytes. With a spool, the command is the
@@ -133,17 +133,17 @@ struct imap_arg {
 	 * which are used as bytes only. */
 	const char *str;
 	size_t len;
-	const uint8_t *raw;	/* literal bytes (may hold NUL; APPEND); NULL if spooled */
-	int fd;			/* spooled literal: bytes [0, len) of this file; else -1 */
-	struct imap_arg *list;	/* ARG_LIST children */
+	const uint8_t *raw;    /* literal bytes (may hold NUL; APPEND); NULL if spooled */
+	int fd;                /* spooled literal: bytes [0, len) of this file; else -1 */
+	struct imap_arg *list; /* ARG_LIST children */
 	size_t n;
 };
 
 /* A parsed command line. */
 struct imap_parsed {
 	const char *tag;
-	const char *name;	/* upper-cased */
-	bool uid;		/* "UID <name>" */
+	const char *name; /* upper-cased */
+	bool uid;         /* "UID <name>" */
 	struct imap_arg *args;
 	size_t n;
 };
@@ -156,15 +156,15 @@ struct imap_parsed {
  * bytes (raw) into data.
  */
 int imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap_parsed *p,
-    const char **err_r);
+                       const char **err_r);
 /* The same for a spooled command; its spooled literals get fd >= 0. Valid
  * while sp lives. */
 int imap_parse_spooled(struct arena *a, const struct imap_spool *sp, struct imap_parsed *p,
-    const char **err_r);
+                       const char **err_r);
 
-bool imap_arg_is_string(const struct imap_arg *a);	/* atom, quoted, literal */
+bool imap_arg_is_string(const struct imap_arg *a); /* atom, quoted, literal */
 bool imap_arg_is_astring(const struct imap_arg *a);
-bool imap_arg_atom_eq(const struct imap_arg *a, const char *word);	/* case-insensitive */
+bool imap_arg_atom_eq(const struct imap_arg *a, const char *word); /* case-insensitive */
 
 /* ------------------------------------------------------------------ */
 /* Sequence sets                                                       */
@@ -224,19 +224,19 @@ enum imap_state {
 struct view_msg {
 	struct msg_record rec;
 	bool recent;
-	bool expunged;		/* gone in storage, EXPUNGE not sent yet */
+	bool expunged; /* gone in storage, EXPUNGE not sent yet */
 };
 
 struct imap_view {
 	struct mailbox *mb;
-	char *name;		/* storage (UTF-8) name */
+	char *name; /* storage (UTF-8) name */
 	bool readonly;
 	struct view_msg *msgs;
 	size_t n, cap;
-	uint64_t modseq;	/* view reflects storage up to here */
+	uint64_t modseq; /* view reflects storage up to here */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
-	char **keywords;	/* keyword table last announced in FLAGS */
+	char **keywords; /* keyword table last announced in FLAGS */
 	size_t n_keywords;
 	size_t n_pending_expunge;
 	/* UIDs [recent_lo, recent_hi) were claimed as \Recent by this
@@ -251,9 +251,9 @@ struct imap_session {
 	char *user;
 	char peer[64];
 	unsigned bad;
-	bool counted;		/* holds a per-user+IP slot */
-	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
-	bool qresync;		/* QRESYNC enabled (RFC 7162 3.2; implies condstore) */
+	bool counted;   /* holds a per-user+IP slot */
+	bool condstore; /* CONDSTORE enabled (RFC 7162 3.1) */
+	bool qresync;   /* QRESYNC enabled (RFC 7162 3.2; implies condstore) */
 	bool tls;
 
 	/* loop side */
@@ -264,7 +264,7 @@ struct imap_session {
 	char sasl_tag[IMAP_MAX_TAG + 1];
 	bool idling;
 	char idle_tag[IMAP_MAX_TAG + 1];
-	double idle_keepalive_at;	/* monotonic seconds of the next keepalive */
+	double idle_keepalive_at; /* monotonic seconds of the next keepalive */
 	struct storage_watch *watch;
 
 	/* selected state */
@@ -280,15 +280,15 @@ struct imap_cmd;
 typedef void imap_cmd_fn(struct imap_cmd *cmd);
 
 enum imap_cmd_flag {
-	CMD_USES_SEQS = 1 << 0,	/* sequence numbers in use: no EXPUNGE after it */
-	CMD_UID_OK = 1 << 1,	/* allowed after "UID" */
-	CMD_NO_UID = 1 << 2,	/* only allowed after "UID" */
+	CMD_USES_SEQS = 1 << 0, /* sequence numbers in use: no EXPUNGE after it */
+	CMD_UID_OK = 1 << 1,    /* allowed after "UID" */
+	CMD_NO_UID = 1 << 2,    /* only allowed after "UID" */
 };
 
 struct imap_cmd_def {
 	const char *name;
-	enum imap_state min_state;	/* NOT_AUTH: any; AUTH: AUTH or SELECTED... */
-	bool only_not_auth;		/* LOGIN, AUTHENTICATE, STARTTLS */
+	enum imap_state min_state; /* NOT_AUTH: any; AUTH: AUTH or SELECTED... */
+	bool only_not_auth;        /* LOGIN, AUTHENTICATE, STARTTLS */
 	unsigned flags;
 	imap_cmd_fn *run;
 };
@@ -303,14 +303,14 @@ struct imap_cmd {
 	struct imap_parsed p;
 	struct arena arena;
 	bool uid;
-	bool done;	/* tagged reply written */
-	struct imap_spool *spool;	/* a spooled APPEND's text (p points into it) */
+	bool done;                /* tagged reply written */
+	struct imap_spool *spool; /* a spooled APPEND's text (p points into it) */
 
 	/* Resumable commands (FETCH, LIST, SEARCH): their state lives here, so it
 	 * survives between steps and dies with the command or the session. */
-	imap_step_fn *step;	/* set by imap_yield(), cleared before it runs */
+	imap_step_fn *step; /* set by imap_yield(), cleared before it runs */
 	void *state;
-	void (*state_free)(struct imap_cmd *cmd);	/* releases state; may be NULL */
+	void (*state_free)(struct imap_cmd *cmd); /* releases state; may be NULL */
 };
 
 /* Shared by the command files (imap_session.c). */
@@ -341,11 +341,11 @@ int imap_mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *a, char **name
 void imap_capability_string(struct imap_session *s, struct buf *out);
 
 /* Commands, by file. */
-imap_cmd_fn cmd_capability, cmd_noop, cmd_logout, cmd_starttls, cmd_login, cmd_authenticate,
-    cmd_id, cmd_enable, cmd_namespace;
+imap_cmd_fn cmd_capability, cmd_noop, cmd_logout, cmd_starttls, cmd_login, cmd_authenticate, cmd_id,
+    cmd_enable, cmd_namespace;
 imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_subscribe,
-    cmd_unsubscribe, cmd_list, cmd_lsub, cmd_status, cmd_append, cmd_check, cmd_close,
-    cmd_unselect, cmd_expunge;
+    cmd_unsubscribe, cmd_list, cmd_lsub, cmd_status, cmd_append, cmd_check, cmd_close, cmd_unselect,
+    cmd_expunge;
 imap_cmd_fn cmd_fetch, cmd_store, cmd_copy, cmd_move;
 imap_cmd_fn cmd_search;
 imap_cmd_fn cmd_idle;
@@ -374,10 +374,10 @@ uint32_t view_seq_of_uid(const struct imap_view *v, uint32_t uid);
 /* Resolve a set argument into sequence indexes (0-based, ascending) of the
  * view. uid: the set holds UIDs. */
 int view_resolve_set(struct imap_cmd *cmd, const char *text, bool uid, uint32_t **idx_r,
-    size_t *n_r);
+                     size_t *n_r);
 /* Parse flag list args into flags + keyword names (arena). */
 int imap_parse_flags(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint32_t *flags_r,
-    const char ***kw_r, size_t *n_kw_r);
+                     const char ***kw_r, size_t *n_kw_r);
 /*
  * QRESYNC: "* VANISHED (EARLIER) uids" for the UIDs in known (resolved;
  * NULL = every UID below UIDNEXT) expunged after modseq, per the expunge

@@ -30,7 +30,7 @@ do_select(struct imap_cmd *cmd, bool readonly)
 	bool condstore = false, qresync = false;
 	uint32_t q_uidvalidity = 0;
 	uint64_t q_modseq = 0;
-	struct seqset q_known = { 0 };
+	struct seqset q_known = {0};
 	bool have_known = false;
 	if (cmd->p.n < 1 || cmd->p.n > 2 || (cmd->p.n == 2 && cmd->p.args[1].type != ARG_LIST)) {
 		imap_bad(cmd, "Usage: %s mailbox [(CONDSTORE)]", cmd->p.name);
@@ -43,8 +43,8 @@ do_select(struct imap_cmd *cmd, bool readonly)
 				condstore = true;
 				continue;
 			}
-			if (!imap_arg_atom_eq(&l->list[i], "QRESYNC") || i + 1 >= l->n
-			    || l->list[i + 1].type != ARG_LIST || qresync) {
+			if (!imap_arg_atom_eq(&l->list[i], "QRESYNC") || i + 1 >= l->n ||
+			    l->list[i + 1].type != ARG_LIST || qresync) {
 				imap_bad(cmd, "Unknown %s parameter", cmd->p.name);
 				return;
 			}
@@ -56,26 +56,28 @@ do_select(struct imap_cmd *cmd, bool readonly)
 			const struct imap_arg *q = &l->list[++i];
 			unsigned long long uv = 0, ms = 0;
 			char *end = NULL;
-			bool ok = q->n >= 2 && q->n <= 4 && q->list[0].type == ARG_ATOM
-			    && q->list[1].type == ARG_ATOM;
+			bool ok = q->n >= 2 && q->n <= 4 && q->list[0].type == ARG_ATOM &&
+			          q->list[1].type == ARG_ATOM;
 			if (ok) {
 				uv = strtoull(q->list[0].str, &end, 10);
-				ok = q->list[0].str[0] >= '1' && q->list[0].str[0] <= '9' && *end == '\0'
-				    && uv <= UINT32_MAX && q->list[0].len <= 10;
+				ok = q->list[0].str[0] >= '1' && q->list[0].str[0] <= '9' &&
+				     *end == '\0' && uv <= UINT32_MAX && q->list[0].len <= 10;
 			}
 			if (ok) {
 				ms = strtoull(q->list[1].str, &end, 10);
-				ok = q->list[1].str[0] >= '1' && q->list[1].str[0] <= '9' && *end == '\0'
-				    && q->list[1].len <= 19 && ms <= (unsigned long long)INT64_MAX;
+				ok = q->list[1].str[0] >= '1' && q->list[1].str[0] <= '9' &&
+				     *end == '\0' && q->list[1].len <= 19 &&
+				     ms <= (unsigned long long)INT64_MAX;
 			}
 			if (ok && q->n >= 3) {
-				ok = q->list[2].type == ARG_ATOM
-				    && seqset_parse(&cmd->arena, q->list[2].str, &q_known) == 0;
+				ok = q->list[2].type == ARG_ATOM &&
+				     seqset_parse(&cmd->arena, q->list[2].str, &q_known) == 0;
 				have_known = ok;
 				for (size_t k = 0; ok && k < q_known.n; k++)
-					ok = q_known.r[k].lo != SEQ_STAR && q_known.r[k].hi != SEQ_STAR;
+					ok = q_known.r[k].lo != SEQ_STAR &&
+					     q_known.r[k].hi != SEQ_STAR;
 			}
-			if (ok && q->n == 4)	/* seq-match: a hint we do not need */
+			if (ok && q->n == 4) /* seq-match: a hint we do not need */
 				ok = q->list[3].type == ARG_LIST && q->list[3].n == 2;
 			if (!ok) {
 				imap_bad(cmd, "Invalid QRESYNC parameter");
@@ -143,14 +145,14 @@ do_select(struct imap_cmd *cmd, bool readonly)
 				continue;
 			buf_reset(&fb);
 			view_format_flags(v, m, &fb);
-			imap_untagged(s, "%zu FETCH (UID %u FLAGS %s MODSEQ (%llu))", i + 1, m->rec.uid,
-			    buf_cstr(&fb), (unsigned long long)m->rec.modseq);
+			imap_untagged(s, "%zu FETCH (UID %u FLAGS %s MODSEQ (%llu))", i + 1,
+			              m->rec.uid, buf_cstr(&fb), (unsigned long long)m->rec.modseq);
 		}
 		buf_free(&fb);
 	}
 	imap_enter_state(s, IMAP_STATE_SELECTED);
 	imap_tagged(cmd, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
-	    cmd->p.name);
+	            cmd->p.name);
 }
 
 void
@@ -194,8 +196,9 @@ cmd_create(struct imap_cmd *cmd)
 	}
 	int rc = storage_create(cmd->s->sv->storage, cmd->s->user, name, 0);
 	if (rc < 0) {
-		imap_reply_error(cmd, rc, rc == ROOST_EEXISTS ? "Mailbox already exists"
-		    : "Invalid mailbox name");
+		imap_reply_error(cmd, rc,
+		                 rc == ROOST_EEXISTS ? "Mailbox already exists"
+		                                     : "Invalid mailbox name");
 		return;
 	}
 	imap_tagged(cmd, "OK", "CREATE completed");
@@ -244,8 +247,8 @@ cmd_rename(struct imap_cmd *cmd)
 		imap_bad(cmd, "Usage: RENAME from to");
 		return;
 	}
-	if (imap_mailbox_arg(cmd, &cmd->p.args[0], &from) < 0
-	    || imap_mailbox_arg(cmd, &cmd->p.args[1], &to) < 0)
+	if (imap_mailbox_arg(cmd, &cmd->p.args[0], &from) < 0 ||
+	    imap_mailbox_arg(cmd, &cmd->p.args[1], &to) < 0)
 		return;
 	size_t len = strlen(to);
 	while (len > 1 && to[len - 1] == '/')
@@ -256,8 +259,9 @@ cmd_rename(struct imap_cmd *cmd)
 	}
 	int rc = storage_rename(cmd->s->sv->storage, cmd->s->user, from, to);
 	if (rc < 0) {
-		imap_reply_error(cmd, rc, rc == ROOST_EEXISTS ? "Target mailbox already exists"
-		    : "Mailbox does not exist");
+		imap_reply_error(cmd, rc,
+		                 rc == ROOST_EEXISTS ? "Target mailbox already exists"
+		                                     : "Mailbox does not exist");
 		return;
 	}
 	imap_tagged(cmd, "OK", "RENAME completed");
@@ -294,15 +298,20 @@ cmd_unsubscribe(struct imap_cmd *cmd)
 /* STATUS                                                              */
 
 enum {
-	ST_MESSAGES = 1 << 0, ST_RECENT = 1 << 1, ST_UIDNEXT = 1 << 2, ST_UIDVALIDITY = 1 << 3,
-	ST_UNSEEN = 1 << 4, ST_SIZE = 1 << 5, ST_HIGHESTMODSEQ = 1 << 6,
+	ST_MESSAGES = 1 << 0,
+	ST_RECENT = 1 << 1,
+	ST_UIDNEXT = 1 << 2,
+	ST_UIDVALIDITY = 1 << 3,
+	ST_UNSEEN = 1 << 4,
+	ST_SIZE = 1 << 5,
+	ST_HIGHESTMODSEQ = 1 << 6,
 };
 
 static int
 parse_status_items(const struct imap_arg *l, unsigned *items_r)
 {
-	static const char *const names[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
-		"UNSEEN", "SIZE", "HIGHESTMODSEQ" };
+	static const char *const names[] = {"MESSAGES", "RECENT", "UIDNEXT",      "UIDVALIDITY",
+	                                    "UNSEEN",   "SIZE",   "HIGHESTMODSEQ"};
 	unsigned items = 0;
 
 	if (l->type != ARG_LIST || l->n == 0)
@@ -343,7 +352,7 @@ write_status(struct imap_session *s, const char *name, unsigned items)
 		buf_printf(&b, " SIZE %llu", (unsigned long long)st.size);
 	if (items & ST_HIGHESTMODSEQ) {
 		buf_printf(&b, " HIGHESTMODSEQ %llu", (unsigned long long)st.highestmodseq);
-		s->condstore = true;	/* RFC 7162 3.1: a CONDSTORE enabling command */
+		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE enabling command */
 	}
 	conn_write_str(s->c, "* STATUS ");
 	imap_write_mailbox(s->c, name);
@@ -376,8 +385,13 @@ cmd_status(struct imap_cmd *cmd)
 /* LIST / LSUB                                                         */
 
 enum {
-	SEL_SUBSCRIBED = 1 << 0, SEL_RECURSIVE = 1 << 1, SEL_SPECIAL = 1 << 2,
-	RET_SUBSCRIBED = 1 << 3, RET_CHILDREN = 1 << 4, RET_SPECIAL = 1 << 5, RET_STATUS = 1 << 6,
+	SEL_SUBSCRIBED = 1 << 0,
+	SEL_RECURSIVE = 1 << 1,
+	SEL_SPECIAL = 1 << 2,
+	RET_SUBSCRIBED = 1 << 3,
+	RET_CHILDREN = 1 << 4,
+	RET_SPECIAL = 1 << 5,
+	RET_STATUS = 1 << 6,
 };
 
 static void
@@ -387,11 +401,16 @@ attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
 		unsigned bit;
 		const char *name;
 	} map[] = {
-		{ MBOX_NOSELECT, "\\Noselect" }, { MBOX_NONEXISTENT, "\\NonExistent" },
-		{ MBOX_HASCHILDREN, "\\HasChildren" }, { MBOX_HASNOCHILDREN, "\\HasNoChildren" },
-		{ MBOX_SUBSCRIBED, "\\Subscribed" }, { MBOX_DRAFTS, "\\Drafts" },
-		{ MBOX_SENT, "\\Sent" }, { MBOX_TRASH, "\\Trash" }, { MBOX_JUNK, "\\Junk" },
-		{ MBOX_ARCHIVE, "\\Archive" },
+	    {MBOX_NOSELECT, "\\Noselect"},
+	    {MBOX_NONEXISTENT, "\\NonExistent"},
+	    {MBOX_HASCHILDREN, "\\HasChildren"},
+	    {MBOX_HASNOCHILDREN, "\\HasNoChildren"},
+	    {MBOX_SUBSCRIBED, "\\Subscribed"},
+	    {MBOX_DRAFTS, "\\Drafts"},
+	    {MBOX_SENT, "\\Sent"},
+	    {MBOX_TRASH, "\\Trash"},
+	    {MBOX_JUNK, "\\Junk"},
+	    {MBOX_ARCHIVE, "\\Archive"},
 	};
 	bool first = true;
 
@@ -419,8 +438,8 @@ attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
 
 /* LIST/LSUB between steps (in the command's arena). */
 struct list_state {
-	struct mailbox_info *list;	/* NULL once freed */
-	size_t n_list, next;		/* the next mailbox to look at */
+	struct mailbox_info *list; /* NULL once freed */
+	size_t n_list, next;       /* the next mailbox to look at */
 	char **dpats;
 	struct imap_match **mpats;
 	size_t n_pats;
@@ -497,8 +516,8 @@ do_list(struct imap_cmd *cmd, bool lsub)
 	}
 	i += 2;
 	if (i < n) {
-		if (lsub || n - i != 2 || !imap_arg_atom_eq(&a[i], "RETURN")
-		    || a[i + 1].type != ARG_LIST) {
+		if (lsub || n - i != 2 || !imap_arg_atom_eq(&a[i], "RETURN") ||
+		    a[i + 1].type != ARG_LIST) {
 			imap_bad(cmd, "Invalid LIST arguments");
 			return;
 		}
@@ -511,8 +530,8 @@ do_list(struct imap_cmd *cmd, bool lsub)
 				opts |= RET_CHILDREN;
 			else if (imap_arg_atom_eq(o, "SPECIAL-USE"))
 				opts |= RET_SPECIAL;
-			else if (imap_arg_atom_eq(o, "STATUS") && k + 1 < r->n
-			    && parse_status_items(&r->list[k + 1], &status_items) == 0) {
+			else if (imap_arg_atom_eq(o, "STATUS") && k + 1 < r->n &&
+			         parse_status_items(&r->list[k + 1], &status_items) == 0) {
 				opts |= RET_STATUS;
 				k++;
 			} else {
@@ -537,8 +556,8 @@ do_list(struct imap_cmd *cmd, bool lsub)
 	for (size_t k = 0; k < n_pats; k++) {
 		struct buf pb = BUF_INIT(0), db = BUF_INIT(0);
 		buf_append_str(&pb, ref);
-		if (pats[k].len > 0 && pats[k].str[0] == '/' && pb.len > 0
-		    && pb.data[pb.len - 1] == '/')
+		if (pats[k].len > 0 && pats[k].str[0] == '/' && pb.len > 0 &&
+		    pb.data[pb.len - 1] == '/')
 			buf_truncate(&pb, pb.len - 1);
 		buf_append(&pb, pats[k].str, pats[k].len);
 		if (mutf7_decode(buf_cstr(&pb), pb.len, &db) < 0) {
@@ -546,14 +565,17 @@ do_list(struct imap_cmd *cmd, bool lsub)
 			buf_append(&db, pb.data, pb.len);
 		}
 		pat_total += db.len;
-		int crc = pat_total > IMAP_MAX_PATTERNS_TOTAL ? ROOST_ETOOBIG
-		    : imap_match_compile(&cmd->arena, buf_cstr(&db), db.len, &mpats[k]);
+		int crc = pat_total > IMAP_MAX_PATTERNS_TOTAL
+		              ? ROOST_ETOOBIG
+		              : imap_match_compile(&cmd->arena, buf_cstr(&db), db.len, &mpats[k]);
 		dpats[k] = crc < 0 ? NULL : arena_strndup(&cmd->arena, buf_cstr(&db), db.len);
 		buf_free(&pb);
 		buf_free(&db);
 		if (crc < 0) {
-			imap_tagged(cmd, "NO", "[LIMIT] Pattern too long (at most %d bytes, "
-			    "%d for all patterns)", IMAP_MAX_PATTERN, IMAP_MAX_PATTERNS_TOTAL);
+			imap_tagged(cmd, "NO",
+			            "[LIMIT] Pattern too long (at most %d bytes, "
+			            "%d for all patterns)",
+			            IMAP_MAX_PATTERN, IMAP_MAX_PATTERNS_TOTAL);
 			return;
 		}
 	}
@@ -610,9 +632,9 @@ list_step(struct imap_cmd *cmd)
 			size_t nl = strlen(mi->name);
 			bool has_sub_child = false;
 			for (size_t q = 0; q < n_list; q++)
-				if ((list[q].attrs & MBOX_SUBSCRIBED)
-				    && strncmp(list[q].name, mi->name, nl) == 0
-				    && list[q].name[nl] == '/')
+				if ((list[q].attrs & MBOX_SUBSCRIBED) &&
+				    strncmp(list[q].name, mi->name, nl) == 0 &&
+				    list[q].name[nl] == '/')
 					has_sub_child = true;
 			if (!has_sub_child)
 				continue;
@@ -719,8 +741,8 @@ cmd_append(struct imap_cmd *cmd)
 		const char **kw;
 		size_t nkw;
 		int64_t t;
-		if (a[k].type == ARG_LIST
-		    && imap_parse_flags(cmd, a[k].list, a[k].n, &f, &kw, &nkw) < 0) {
+		if (a[k].type == ARG_LIST &&
+		    imap_parse_flags(cmd, a[k].list, a[k].n, &f, &kw, &nkw) < 0) {
 			imap_bad(cmd, "Invalid flags");
 			return;
 		}
@@ -736,7 +758,7 @@ cmd_append(struct imap_cmd *cmd)
 		in.fd = -1;
 		if (a[i].type == ARG_LIST) {
 			int rc = imap_parse_flags(cmd, a[i].list, a[i].n, &in.flags,
-			    (const char ***)&in.keywords, &in.n_keywords);
+			                          (const char ***)&in.keywords, &in.n_keywords);
 			if (rc < 0) {
 				imap_bad(cmd, "Invalid flags");
 				return;
@@ -776,7 +798,7 @@ cmd_append(struct imap_cmd *cmd)
 			return;
 		}
 		if (n_uids > 0 && uv != uidvalidity)
-			n_uids = 0;	/* UIDVALIDITY changed midway: report the last */
+			n_uids = 0; /* UIDVALIDITY changed midway: report the last */
 		uidvalidity = uv;
 		uids[n_uids++] = uid;
 	}
@@ -872,7 +894,8 @@ cmd_expunge(struct imap_cmd *cmd)
 	int rc;
 
 	if (cmd->uid ? cmd->p.n != 1 || cmd->p.args[0].type != ARG_ATOM : cmd->p.n != 0) {
-		imap_bad(cmd, cmd->uid ? "Usage: UID EXPUNGE uid-set" : "EXPUNGE takes no arguments");
+		imap_bad(cmd,
+		         cmd->uid ? "Usage: UID EXPUNGE uid-set" : "EXPUNGE takes no arguments");
 		return;
 	}
 	if (s->view.readonly) {

@@ -23,12 +23,12 @@
 enum tok { T_LIT, T_STAR, T_PCT };
 
 struct imap_match {
-	size_t k;		/* tokens; state k accepts */
-	size_t words;		/* 64-bit words of a state set (k + 1 bits) */
-	uint64_t *star;		/* states whose token is '*' */
-	uint64_t *pct;		/* states whose token is '%' */
-	uint64_t *lits;		/* one set per distinct literal byte */
-	uint8_t lit_of[256];	/* byte -> 1 + index into lits, 0 = none */
+	size_t k;            /* tokens; state k accepts */
+	size_t words;        /* 64-bit words of a state set (k + 1 bits) */
+	uint64_t *star;      /* states whose token is '*' */
+	uint64_t *pct;       /* states whose token is '%' */
+	uint64_t *lits;      /* one set per distinct literal byte */
+	uint8_t lit_of[256]; /* byte -> 1 + index into lits, 0 = none */
 };
 
 static void

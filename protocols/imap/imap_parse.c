@@ -103,18 +103,18 @@ arena_free(struct arena *a)
 /* Framer                                                              */
 
 struct imap_spool_lit {
-	size_t at;	/* offset in text where the literal's bytes would be */
+	size_t at; /* offset in text where the literal's bytes would be */
 	uint64_t len;
 	int fd;
 };
 
 struct imap_spool {
-	struct buf text;	/* the command, its spooled literals left out */
+	struct buf text; /* the command, its spooled literals left out */
 	struct imap_spool_lit lits[IMAP_MAX_SPOOL_FILES];
 	size_t n_lits;
-	uint64_t total;		/* bytes of the command so far, literals included */
-	uint64_t lit_left;	/* bytes of the current literal still to come */
-	int lit_fd;		/* where they go: a file, or -1 for text */
+	uint64_t total;    /* bytes of the command so far, literals included */
+	uint64_t lit_left; /* bytes of the current literal still to come */
+	int lit_fd;        /* where they go: a file, or -1 for text */
 };
 
 void
@@ -173,7 +173,7 @@ framer_clear(struct imap_framer *fr)
  * with the size and whether it is synchronizing. */
 static bool
 literal_marker(const uint8_t *in, size_t start, size_t lf, uint64_t *n_r, bool *sync_r,
-    bool *overflow_r)
+               bool *overflow_r)
 {
 	size_t e = lf;
 
@@ -215,7 +215,7 @@ learn_kind(struct imap_framer *fr, const uint8_t *in, size_t lf)
 	while (i < lf && in[i] != ' ' && in[i] != '\r' && t < IMAP_MAX_TAG)
 		fr->tag[t++] = (char)in[i++];
 	fr->tag[t] = '\0';
-	if (i < lf && in[i] != ' ') {	/* tag too long */
+	if (i < lf && in[i] != ' ') { /* tag too long */
 		strcpy(fr->tag, "*");
 		while (i < lf && in[i] != ' ')
 			i++;
@@ -289,7 +289,7 @@ spool_open(const char *dir)
  * input; skip: literal bytes to drop from there first. */
 static void
 spool_refuse(struct imap_framer *fr, struct imap_frame_env *env, const char *status,
-    const char *text, size_t at, uint64_t skip)
+             const char *text, size_t at, uint64_t skip)
 {
 	imap_spool_free(&fr->sp);
 	fr->held = false;
@@ -327,16 +327,19 @@ spool_literal(struct imap_framer *fr, struct imap_frame_env *env, uint64_t n, si
 	if (n == 0 || sp->text.len + n <= spool_at(env)) {
 		sp->lit_fd = -1;
 	} else if (sp->n_lits == IMAP_MAX_SPOOL_FILES) {
-		spool_refuse(fr, env, "NO", "[LIMIT] Too many large messages in one APPEND", seg, 0);
+		spool_refuse(fr, env, "NO", "[LIMIT] Too many large messages in one APPEND", seg,
+		             0);
 		return false;
 	} else {
 		int fd = spool_open(env->spool_dir);
 
 		if (fd < 0) {
-			log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"", env->spool_dir,
-			    strerror(errno));
-			spool_refuse(fr, env, "NO", "[UNAVAILABLE] Cannot take the message now, "
-			    "try again later", seg, 0);
+			log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"",
+			          env->spool_dir, strerror(errno));
+			spool_refuse(fr, env, "NO",
+			             "[UNAVAILABLE] Cannot take the message now, "
+			             "try again later",
+			             seg, 0);
 			return false;
 		}
 		sp->lits[sp->n_lits].at = sp->text.len;
@@ -354,7 +357,7 @@ spool_literal(struct imap_framer *fr, struct imap_frame_env *env, uint64_t n, si
  * the marker of an n-byte literal. */
 static bool
 spool_begin(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in, size_t upto,
-    uint64_t n)
+            uint64_t n)
 {
 	struct imap_spool *sp = xcalloc(1, sizeof(*sp));
 
@@ -392,7 +395,7 @@ spool_write(struct imap_spool *sp, const uint8_t *p, size_t n)
  */
 static bool
 spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in, size_t len,
-    size_t *used_r, enum imap_frame_res *res)
+           size_t *used_r, enum imap_frame_res *res)
 {
 	size_t off = fr->held ? 1 : 0;
 
@@ -406,9 +409,11 @@ spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in
 				take = (size_t)sp->lit_left;
 			if (take > 0 && spool_write(sp, in + off, take) < 0) {
 				log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"",
-				    env->spool_dir, strerror(errno));
-				spool_refuse(fr, env, "NO", "[UNAVAILABLE] Cannot take the message "
-				    "now, try again later", off + take, sp->lit_left - take);
+				          env->spool_dir, strerror(errno));
+				spool_refuse(fr, env, "NO",
+				             "[UNAVAILABLE] Cannot take the message "
+				             "now, try again later",
+				             off + take, sp->lit_left - take);
 				return false;
 			}
 			off += take;
@@ -428,7 +433,8 @@ spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in
 		if (lf == NULL) {
 			/* leave room for the held byte in the input bound */
 			if (len - seg >= env->max_line) {
-				spool_refuse(fr, env, "BAD", "[TOOBIG] Command line too long", seg, 0);
+				spool_refuse(fr, env, "BAD", "[TOOBIG] Command line too long", seg,
+				             0);
 				return false;
 			}
 			fr->pos = len;
@@ -440,13 +446,13 @@ spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in
 		uint64_t n;
 		bool sync, ovf;
 		bool lit = literal_marker(in, seg, i, &n, &sync, &ovf);
-		if (i - seg > env->max_line
-		    || sp->text.len + seglen > spool_at(env) + 2 * env->max_line) {
+		if (i - seg > env->max_line ||
+		    sp->text.len + seglen > spool_at(env) + 2 * env->max_line) {
 			spool_refuse(fr, env, "BAD", "[TOOBIG] Command line too long", seg, 0);
 			return false;
 		}
-		if (lit && (ovf || n > env->max_literal
-		    || sp->total + seglen + n > env->max_literal + env->max_line)) {
+		if (lit && (ovf || n > env->max_literal ||
+		            sp->total + seglen + n > env->max_literal + env->max_line)) {
 			if (ovf) {
 				imap_spool_free(&fr->sp);
 				refuse(fr, env, sync ? "NO" : "BAD", "[TOOBIG] Literal too big");
@@ -455,7 +461,8 @@ spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in
 				*res = IMAP_FRAME_DISCARD;
 				return true;
 			}
-			spool_refuse(fr, env, sync ? "NO" : "BAD", "[TOOBIG] Literal too big", seg, 0);
+			spool_refuse(fr, env, sync ? "NO" : "BAD", "[TOOBIG] Literal too big", seg,
+			             0);
 			return false;
 		}
 		buf_append(&sp->text, in + seg, seglen);
@@ -480,7 +487,7 @@ spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in
 
 enum imap_frame_res
 imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in, size_t len,
-    size_t *used_r)
+                size_t *used_r)
 {
 	for (;;) {
 		if (fr->skipping) {
@@ -520,9 +527,9 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 			size_t i = (size_t)(lf - in);
 			uint64_t n;
 			bool sync, ovf;
-			if (env->mode == FRAMER_COMMAND
-			    && literal_marker(in, fr->line_start, i, &n, &sync, &ovf) && !sync
-			    && !ovf) {
+			if (env->mode == FRAMER_COMMAND &&
+			    literal_marker(in, fr->line_start, i, &n, &sync, &ovf) && !sync &&
+			    !ovf) {
 				/* A non-synchronizing literal follows: drop it too. */
 				fr->skip_lit = n;
 				fr->pos = fr->line_start = i + 1;
@@ -540,7 +547,7 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 
 			if (spool_step(fr, env, in, len, used_r, &res))
 				return res;
-			continue;	/* refused: skip the rest of it */
+			continue; /* refused: skip the rest of it */
 		}
 
 		if (fr->in_literal) {
@@ -552,8 +559,8 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 
 		const uint8_t *lf = memchr(in + fr->pos, '\n', len - fr->pos);
 		if (lf == NULL) {
-			if (len - fr->line_start > env->max_line
-			    || (fr->kind_known && len > command_max(fr, env))) {
+			if (len - fr->line_start > env->max_line ||
+			    (fr->kind_known && len > command_max(fr, env))) {
 				if (!fr->kind_known)
 					learn_kind(fr, in, len);
 				refuse(fr, env, "BAD", "[TOOBIG] Command line too long");
@@ -629,10 +636,10 @@ struct pstate {
 	size_t count;
 	const char *err;
 	int rc;
-	const struct imap_spool *sp;	/* spooled literals, by offset from base */
+	const struct imap_spool *sp; /* spooled literals, by offset from base */
 	size_t next_lit;
-	bool raw_literals;	/* APPEND: message literals are not copied */
-	size_t top_idx;		/* index of the top-level argument being parsed */
+	bool raw_literals; /* APPEND: message literals are not copied */
+	size_t top_idx;    /* index of the top-level argument being parsed */
 };
 
 static const char empty_string[] = "";
@@ -670,7 +677,14 @@ is_atom_char(uint8_t c)
 	if (c <= 0x20 || c >= 0x7f)
 		return false;
 	switch (c) {
-	case '(': case ')': case '{': case '"': case '\\': case '%': case '*': case ']':
+	case '(':
+	case ')':
+	case '{':
+	case '"':
+	case '\\':
+	case '%':
+	case '*':
+	case ']':
 		return false;
 	default:
 		return true;
@@ -703,7 +717,7 @@ at_eol(const struct pstate *ps)
 }
 
 static int parse_list_items(struct pstate *ps, struct imap_arg **items_r, size_t *n_r,
-    unsigned depth, bool top);
+                            unsigned depth, bool top);
 
 static int
 parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
@@ -796,8 +810,8 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 			return perr(ps, "Literal must end the line");
 		p++;
 		arg->type = ARG_LITERAL;
-		if (ps->sp != NULL && ps->next_lit < ps->sp->n_lits
-		    && ps->sp->lits[ps->next_lit].at == (size_t)(p - ps->base)) {
+		if (ps->sp != NULL && ps->next_lit < ps->sp->n_lits &&
+		    ps->sp->lits[ps->next_lit].at == (size_t)(p - ps->base)) {
 			/* its bytes are in a file, not in the text */
 			const struct imap_spool_lit *l = &ps->sp->lits[ps->next_lit++];
 
@@ -812,8 +826,8 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 			return perr(ps, "Literal truncated");
 		arg->raw = p;
 		arg->len = (size_t)n;
-		if (!(ps->raw_literals && depth == 0 && ps->top_idx > 0)
-		    && memchr(p, '\0', (size_t)n) == NULL) {
+		if (!(ps->raw_literals && depth == 0 && ps->top_idx > 0) &&
+		    memchr(p, '\0', (size_t)n) == NULL) {
 			arg->str = pstrndup(ps, p, (size_t)n);
 			if (arg->str == NULL)
 				return -1;
@@ -862,7 +876,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
  * arena once complete, so the arena holds each list once, at its size. */
 static int
 parse_list_items(struct pstate *ps, struct imap_arg **items_r, size_t *n_r, unsigned depth,
-    bool top)
+                 bool top)
 {
 	size_t n = 0, cap = 0;
 	struct imap_arg *items = NULL;
@@ -899,8 +913,8 @@ parse_list_items(struct pstate *ps, struct imap_arg **items_r, size_t *n_r, unsi
 			size_t ncap = cap ? cap * 2 : 8;
 
 			/* the growing array counts against the budget too */
-			if (ps->a->max != 0 && (ps->a->used > ps->a->max
-			    || ncap * sizeof(*items) > ps->a->max - ps->a->used)) {
+			if (ps->a->max != 0 && (ps->a->used > ps->a->max ||
+			                        ncap * sizeof(*items) > ps->a->max - ps->a->used)) {
 				palloc(ps, ncap * sizeof(*items));
 				goto out;
 			}
@@ -936,9 +950,9 @@ is_tag_char(uint8_t c)
 
 static int
 parse_text(struct arena *a, const uint8_t *data, size_t len, const struct imap_spool *sp,
-    struct imap_parsed *p, const char **err_r)
+           struct imap_parsed *p, const char **err_r)
 {
-	struct pstate ps = { .a = a, .base = data, .p = data, .end = data + len, .sp = sp };
+	struct pstate ps = {.a = a, .base = data, .p = data, .end = data + len, .sp = sp};
 	const uint8_t *q = data;
 
 	memset(p, 0, sizeof(*p));
@@ -947,7 +961,8 @@ parse_text(struct arena *a, const uint8_t *data, size_t len, const struct imap_s
 		q++;
 	if (q == data || q - data > IMAP_MAX_TAG || q >= ps.end || *q != ' ') {
 		*err_r = "Invalid tag";
-		if (q > data && q - data <= IMAP_MAX_TAG && (q >= ps.end || *q == '\r' || *q == '\n'))
+		if (q > data && q - data <= IMAP_MAX_TAG &&
+		    (q >= ps.end || *q == '\r' || *q == '\n'))
 			p->tag = pstrndup(&ps, data, (size_t)(q - data));
 		if (p->tag != NULL)
 			*err_r = "Missing command";
@@ -1022,14 +1037,14 @@ parse_text(struct arena *a, const uint8_t *data, size_t len, const struct imap_s
 
 int
 imap_parse_command(struct arena *a, const uint8_t *data, size_t len, struct imap_parsed *p,
-    const char **err_r)
+                   const char **err_r)
 {
 	return parse_text(a, data, len, NULL, p, err_r);
 }
 
 int
 imap_parse_spooled(struct arena *a, const struct imap_spool *sp, struct imap_parsed *p,
-    const char **err_r)
+                   const char **err_r)
 {
 	return parse_text(a, sp->text.data, sp->text.len, sp, p, err_r);
 }
@@ -1037,8 +1052,8 @@ imap_parse_spooled(struct arena *a, const struct imap_spool *sp, struct imap_par
 bool
 imap_arg_is_string(const struct imap_arg *a)
 {
-	return (a->type == ARG_ATOM || a->type == ARG_QUOTED || a->type == ARG_LITERAL)
-	    && a->str != NULL;
+	return (a->type == ARG_ATOM || a->type == ARG_QUOTED || a->type == ARG_LITERAL) &&
+	       a->str != NULL;
 }
 
 bool
@@ -1188,8 +1203,8 @@ seqset_format(const uint32_t *vals, size_t n, struct buf *out)
 /* ------------------------------------------------------------------ */
 /* Dates                                                               */
 
-static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 static int
 parse_dmy(const char **pp, int *y_r, int *m_r, int *d_r)
@@ -1285,5 +1300,5 @@ imap_format_datetime(int64_t t, char out[32])
 
 	gmtime_r(&tt, &tm);
 	snprintf(out, 32, "%02d-%s-%04d %02d:%02d:%02d +0000", tm.tm_mday, months[tm.tm_mon],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	         tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }

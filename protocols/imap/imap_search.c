@@ -36,20 +36,42 @@
 #define SEARCH_MAX_KEYS 1000
 
 enum skind {
-	K_ALL, K_AND, K_OR, K_NOT, K_FLAG, K_UNFLAG, K_KEYWORD, K_UNKEYWORD, K_NEW, K_OLD,
-	K_RECENT, K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_LARGER,
-	K_SMALLER, K_HEADER, K_BODY, K_TEXT, K_UID, K_SEQ, K_MODSEQ,
+	K_ALL,
+	K_AND,
+	K_OR,
+	K_NOT,
+	K_FLAG,
+	K_UNFLAG,
+	K_KEYWORD,
+	K_UNKEYWORD,
+	K_NEW,
+	K_OLD,
+	K_RECENT,
+	K_BEFORE,
+	K_ON,
+	K_SINCE,
+	K_SENTBEFORE,
+	K_SENTON,
+	K_SENTSINCE,
+	K_LARGER,
+	K_SMALLER,
+	K_HEADER,
+	K_BODY,
+	K_TEXT,
+	K_UID,
+	K_SEQ,
+	K_MODSEQ,
 };
 
 struct skey {
 	enum skind kind;
-	struct skey **sub;	/* AND: n children; OR: 2; NOT: 1 */
+	struct skey **sub; /* AND: n children; OR: 2; NOT: 1 */
 	size_t n;
 	uint32_t flag;
-	const char *str;	/* keyword, header name */
-	const char *val;	/* search text (UTF-8), case-folded */
+	const char *str; /* keyword, header name */
+	const char *val; /* search text (UTF-8), case-folded */
 	size_t val_len;
-	int64_t day;		/* days since the epoch */
+	int64_t day; /* days since the epoch */
 	uint64_t size;
 	struct seqset set;
 };
@@ -59,8 +81,8 @@ struct sparse {
 	const struct imap_arg *a;
 	size_t n, i;
 	unsigned depth;
-	size_t *n_keys;	/* nodes made so far, shared by nested lists */
-	bool modseq;	/* a MODSEQ key was used (RFC 7162 3.1.5) */
+	size_t *n_keys; /* nodes made so far, shared by nested lists */
+	bool modseq;    /* a MODSEQ key was used (RFC 7162 3.1.5) */
 };
 
 static int64_t
@@ -115,7 +137,7 @@ set_text(struct sparse *sp, struct skey *k, const char *v)
 static struct skey *
 parse_and(struct sparse *sp, const struct imap_arg *a, size_t n)
 {
-	struct sparse sub = { sp->cmd, a, n, 0, sp->depth + 1, sp->n_keys, false };
+	struct sparse sub = {sp->cmd, a, n, 0, sp->depth + 1, sp->n_keys, false};
 	struct skey *and = new_key(sp, K_AND);
 
 	if (sub.depth > IMAP_MAX_DEPTH * 4 || n == 0)
@@ -125,7 +147,7 @@ parse_and(struct sparse *sp, const struct imap_arg *a, size_t n)
 		struct skey *k = parse_key(&sub);
 		if (k == NULL)
 			return NULL;
-		and->sub[and->n++] = k;
+		and->sub[ and->n++] = k;
 	}
 	sp->modseq |= sub.modseq;
 	return and;
@@ -139,22 +161,29 @@ parse_key(struct sparse *sp)
 		enum skind kind;
 		uint32_t flag;
 	} simple[] = {
-		{ "ALL", K_ALL, 0 }, { "ANSWERED", K_FLAG, MSG_ANSWERED },
-		{ "DELETED", K_FLAG, MSG_DELETED }, { "DRAFT", K_FLAG, MSG_DRAFT },
-		{ "FLAGGED", K_FLAG, MSG_FLAGGED }, { "SEEN", K_FLAG, MSG_SEEN },
-		{ "UNANSWERED", K_UNFLAG, MSG_ANSWERED }, { "UNDELETED", K_UNFLAG, MSG_DELETED },
-		{ "UNDRAFT", K_UNFLAG, MSG_DRAFT }, { "UNFLAGGED", K_UNFLAG, MSG_FLAGGED },
-		{ "UNSEEN", K_UNFLAG, MSG_SEEN }, { "NEW", K_NEW, 0 }, { "OLD", K_OLD, 0 },
-		{ "RECENT", K_RECENT, 0 },
+	    {"ALL", K_ALL, 0},
+	    {"ANSWERED", K_FLAG, MSG_ANSWERED},
+	    {"DELETED", K_FLAG, MSG_DELETED},
+	    {"DRAFT", K_FLAG, MSG_DRAFT},
+	    {"FLAGGED", K_FLAG, MSG_FLAGGED},
+	    {"SEEN", K_FLAG, MSG_SEEN},
+	    {"UNANSWERED", K_UNFLAG, MSG_ANSWERED},
+	    {"UNDELETED", K_UNFLAG, MSG_DELETED},
+	    {"UNDRAFT", K_UNFLAG, MSG_DRAFT},
+	    {"UNFLAGGED", K_UNFLAG, MSG_FLAGGED},
+	    {"UNSEEN", K_UNFLAG, MSG_SEEN},
+	    {"NEW", K_NEW, 0},
+	    {"OLD", K_OLD, 0},
+	    {"RECENT", K_RECENT, 0},
 	};
 	static const struct {
 		const char *name;
 		enum skind kind;
 	} dates[] = {
-		{ "BEFORE", K_BEFORE }, { "ON", K_ON }, { "SINCE", K_SINCE },
-		{ "SENTBEFORE", K_SENTBEFORE }, { "SENTON", K_SENTON }, { "SENTSINCE", K_SENTSINCE },
+	    {"BEFORE", K_BEFORE},         {"ON", K_ON},         {"SINCE", K_SINCE},
+	    {"SENTBEFORE", K_SENTBEFORE}, {"SENTON", K_SENTON}, {"SENTSINCE", K_SENTSINCE},
 	};
-	static const char *const hdrs[] = { "FROM", "TO", "CC", "BCC", "SUBJECT" };
+	static const char *const hdrs[] = {"FROM", "TO", "CC", "BCC", "SUBJECT"};
 
 	if (sp->i >= sp->n || *sp->n_keys >= SEARCH_MAX_KEYS)
 		return NULL;
@@ -214,7 +243,8 @@ parse_key(struct sparse *sp)
 		const char *v = next_string(sp);
 		if (v == NULL)
 			return NULL;
-		struct skey *k = new_key(sp, strcasecmp(w, "KEYWORD") == 0 ? K_KEYWORD : K_UNKEYWORD);
+		struct skey *k =
+		    new_key(sp, strcasecmp(w, "KEYWORD") == 0 ? K_KEYWORD : K_UNKEYWORD);
 		k->str = v;
 		return k;
 	}
@@ -237,8 +267,9 @@ parse_key(struct sparse *sp)
 		const char *v = next_string(sp);
 		if (v != NULL && *v == '/') {
 			const char *type = next_string(sp);
-			if (type == NULL || (strcasecmp(type, "priv") != 0
-			    && strcasecmp(type, "shared") != 0 && strcasecmp(type, "all") != 0))
+			if (type == NULL ||
+			    (strcasecmp(type, "priv") != 0 && strcasecmp(type, "shared") != 0 &&
+			     strcasecmp(type, "all") != 0))
 				return NULL;
 			v = next_string(sp);
 		}
@@ -251,7 +282,7 @@ parse_key(struct sparse *sp)
 		struct skey *k = new_key(sp, K_MODSEQ);
 		k->size = n;
 		sp->modseq = true;
-		sp->cmd->s->condstore = true;	/* RFC 7162 3.1 */
+		sp->cmd->s->condstore = true; /* RFC 7162 3.1 */
 		return k;
 	}
 	if (strcasecmp(w, "NOT") == 0) {
@@ -327,8 +358,8 @@ struct sctx {
 	struct message *msg;
 	bool have_day, have_head, have_body;
 	int64_t sent_day;
-	struct buf head;	/* top-level header, encoded words decoded, folded (TEXT) */
-	struct buf body;	/* every text part decoded, folded (BODY, TEXT) */
+	struct buf head; /* top-level header, encoded words decoded, folded (TEXT) */
+	struct buf body; /* every text part decoded, folded (BODY, TEXT) */
 };
 
 static bool
@@ -342,8 +373,8 @@ load(struct sctx *x)
 		return false;
 	}
 	const struct roost_config *cfg = x->s->sv->cfg;
-	struct message_limits lim = { cfg->mime_max_depth, cfg->mime_max_parts, cfg->max_header_size,
-		cfg->max_header_fields };
+	struct message_limits lim = {cfg->mime_max_depth, cfg->mime_max_parts, cfg->max_header_size,
+	                             cfg->max_header_fields};
 	if (message_parse(x->mv.data, x->mv.len, &lim, &x->msg) < 0) {
 		msg_view_release(&x->mv);
 		x->failed = true;
@@ -397,7 +428,7 @@ head_text(struct sctx *x)
 		struct buf b = BUF_INIT(0);
 
 		message_decode_words((const char *)x->mv.data + root->header_off, root->header_len,
-		    &b);
+		                     &b);
 		message_text_fold(buf_cstr(&b), b.len, &x->head);
 		buf_free(&b);
 		x->have_head = true;
@@ -437,10 +468,10 @@ sent_day(struct sctx *x, int64_t *day_r)
 	if (!load(x))
 		return false;
 	if (!x->have_day) {
-		if (message_header_get(x->msg, NULL, "Date", false, &b) == 0
-		    && message_parse_date(buf_cstr(&b), b.len, &t) == 0)
+		if (message_header_get(x->msg, NULL, "Date", false, &b) == 0 &&
+		    message_parse_date(buf_cstr(&b), b.len, &t) == 0)
 			x->sent_day = day_of(t);
-		else	/* RFC 3501: no usable Date: use the internal date. */
+		else /* RFC 3501: no usable Date: use the internal date. */
 			x->sent_day = day_of(x->v->msgs[x->idx].rec.internal_date);
 		buf_free(&b);
 		x->have_day = true;
@@ -538,11 +569,11 @@ enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
  * while the command is parked nothing else is written on the connection.
  */
 struct search_out {
-	uint32_t *hits;	/* ascending sequence numbers or UIDs (heap) */
+	uint32_t *hits; /* ascending sequence numbers or UIDs (heap) */
 	size_t nh;
-	size_t next;	/* first of hits not written yet */
-	bool ranges;	/* ESEARCH ALL "1:3,5" rather than SEARCH " 1 2 3 5" */
-	char tail[48];	/* written after the last number: the MODSEQ */
+	size_t next;   /* first of hits not written yet */
+	bool ranges;   /* ESEARCH ALL "1:3,5" rather than SEARCH " 1 2 3 5" */
+	char tail[48]; /* written after the last number: the MODSEQ */
 };
 
 /* Bytes of numbers formatted before they are handed to the connection. */
@@ -651,15 +682,15 @@ cmd_search(struct imap_cmd *cmd)
 		return;
 	}
 	size_t n_keys = 0;
-	struct sparse sp = { cmd, a + i, n - i, 0, 0, &n_keys, false };
+	struct sparse sp = {cmd, a + i, n - i, 0, 0, &n_keys, false};
 	struct skey *root = new_key(&sp, K_AND);
-	n_keys = 0;	/* the implicit AND of the top level is not the client's */
+	n_keys = 0; /* the implicit AND of the top level is not the client's */
 	root->sub = arena_alloc(&cmd->arena, (n - i) * sizeof(struct skey *));
 	while (sp.i < sp.n) {
 		struct skey *k = parse_key(&sp);
 		if (k == NULL && n_keys >= SEARCH_MAX_KEYS) {
 			imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)",
-			    SEARCH_MAX_KEYS);
+			            SEARCH_MAX_KEYS);
 			return;
 		}
 		if (k == NULL) {
@@ -668,21 +699,26 @@ cmd_search(struct imap_cmd *cmd)
 		}
 		root->sub[root->n++] = k;
 	}
-	if (n_keys > SEARCH_MAX_KEYS) {	/* NOT and OR are counted after their operands */
-		imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)", SEARCH_MAX_KEYS);
+	if (n_keys > SEARCH_MAX_KEYS) { /* NOT and OR are counted after their operands */
+		imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)",
+		            SEARCH_MAX_KEYS);
 		return;
 	}
 	resolve_sets(root, v);
 
-	struct sbudget budget = { s->sv->cfg->imap_search_budget, false };
+	struct sbudget budget = {s->sv->cfg->imap_search_budget, false};
 	uint32_t *hits = xcalloc(v->n ? v->n : 1, sizeof(*hits));
 	size_t nh = 0;
 	uint64_t top = 0;
 	for (size_t m = 0; m < v->n && !budget.exceeded; m++) {
 		if (v->msgs[m].expunged)
 			continue;
-		struct sctx x = { .s = s, .v = v, .idx = m, .budget = &budget,
-			.head = BUF_INIT(0), .body = BUF_INIT(0) };
+		struct sctx x = {.s = s,
+		                 .v = v,
+		                 .idx = m,
+		                 .budget = &budget,
+		                 .head = BUF_INIT(0),
+		                 .body = BUF_INIT(0)};
 		if (match(&x, root)) {
 			hits[nh++] = cmd->uid ? v->msgs[m].rec.uid : (uint32_t)m + 1;
 			if (v->msgs[m].rec.modseq > top)
@@ -692,11 +728,12 @@ cmd_search(struct imap_cmd *cmd)
 	}
 	if (budget.exceeded) {
 		log_info("conn=%llu proto=imap event=search-limit keys=%zu budget=%llu",
-		    (unsigned long long)conn_id(s->c), n_keys,
-		    (unsigned long long)s->sv->cfg->imap_search_budget);
+		         (unsigned long long)conn_id(s->c), n_keys,
+		         (unsigned long long)s->sv->cfg->imap_search_budget);
 		free(hits);
-		imap_tagged(cmd, "NO", "[LIMIT] Search needs more work than allowed "
-		    "(search_budget); narrow it");
+		imap_tagged(cmd, "NO",
+		            "[LIMIT] Search needs more work than allowed "
+		            "(search_budget); narrow it");
 		return;
 	}
 	struct search_out *o = arena_alloc(&cmd->arena, sizeof(*o));
@@ -718,14 +755,15 @@ cmd_search(struct imap_cmd *cmd)
 			buf_append_str(&b, " ALL ");
 			o->ranges = true;
 		} else {
-			o->next = nh;	/* no numbers: only the tail */
+			o->next = nh; /* no numbers: only the tail */
 		}
 		if (nh > 0 && sp.modseq)
 			snprintf(o->tail, sizeof(o->tail), " MODSEQ %llu", (unsigned long long)top);
 	} else {
 		buf_append_str(&b, "SEARCH");
 		if (nh > 0 && sp.modseq)
-			snprintf(o->tail, sizeof(o->tail), " (MODSEQ %llu)", (unsigned long long)top);
+			snprintf(o->tail, sizeof(o->tail), " (MODSEQ %llu)",
+			         (unsigned long long)top);
 	}
 	conn_write(s->c, b.data, b.len);
 	buf_free(&b);

@@ -101,8 +101,8 @@ ucount_release(const char *user, const char *ip)
 /* ------------------------------------------------------------------ */
 /* State and responses                                                 */
 
-static const char *const state_names[] = { "not-authenticated", "authenticated", "selected",
-	"logout" };
+static const char *const state_names[] = {"not-authenticated", "authenticated", "selected",
+                                          "logout"};
 
 void
 imap_enter_state(struct imap_session *s, enum imap_state st)
@@ -110,7 +110,7 @@ imap_enter_state(struct imap_session *s, enum imap_state st)
 	if (s->state == st)
 		return;
 	log_debug("conn=%llu proto=imap state %s -> %s", (unsigned long long)conn_id(s->c),
-	    state_names[s->state], state_names[st]);
+	          state_names[s->state], state_names[st]);
 	s->state = st;
 }
 
@@ -142,8 +142,7 @@ tagged_v(struct imap_cmd *cmd, const char *status, const char *fmt, va_list ap)
 		return;
 	/* Catch up before the tagged reply: RFC 3501 7.4.1 lets EXPUNGE out
 	 * except after commands that use sequence numbers. */
-	if (strcmp(status, "BAD") != 0 && s->state == IMAP_STATE_SELECTED
-	    && s->view.mb != NULL) {
+	if (strcmp(status, "BAD") != 0 && s->state == IMAP_STATE_SELECTED && s->view.mb != NULL) {
 		bool allow = cmd->def == NULL || !(cmd->def->flags & CMD_USES_SEQS) || cmd->uid;
 		view_sync(s, allow);
 	}
@@ -200,7 +199,8 @@ imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
 		imap_tagged(cmd, "NO", "[NONEXISTENT] %s", what ? what : "No such mailbox");
 		break;
 	case ROOST_EEXISTS:
-		imap_tagged(cmd, "NO", "[ALREADYEXISTS] %s", what ? what : "Mailbox already exists");
+		imap_tagged(cmd, "NO", "[ALREADYEXISTS] %s",
+		            what ? what : "Mailbox already exists");
 		break;
 	case ROOST_EINUSE:
 		imap_tagged(cmd, "NO", "[INUSE] Mailbox is in use, try again");
@@ -222,8 +222,8 @@ imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
 		break;
 	default:
 		log_warn("conn=%llu proto=imap event=error cmd=%s err=%s",
-		    (unsigned long long)conn_id(cmd->c), LOG_QUOTE(cmd->p.name),
-		    roost_strerror(err));
+		         (unsigned long long)conn_id(cmd->c), LOG_QUOTE(cmd->p.name),
+		         roost_strerror(err));
 		imap_tagged(cmd, "NO", "[SERVERBUG] Internal error");
 		break;
 	}
@@ -318,9 +318,10 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	bool secure = conn_is_secure(s->c);
 	bool plain_ok = auth_plaintext_allowed(s->sv->auth, secure);
 
-	buf_append_str(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
-	    "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
-	    "MULTIAPPEND CONDSTORE QRESYNC");
+	buf_append_str(
+	    out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
+	         "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
+	         "MULTIAPPEND CONDSTORE QRESYNC");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -412,9 +413,11 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 
 	conn_delay(c, auth_success(s->sv->auth, s->peer));
 	if (!ucount_take(user, s->peer, cfg->imap_max_connections_per_user_ip)) {
-		log_info("conn=%llu proto=imap event=login-refused reason=per-user-ip-limit user=%s",
+		log_info(
+		    "conn=%llu proto=imap event=login-refused reason=per-user-ip-limit user=%s",
 		    (unsigned long long)conn_id(c), LOG_QUOTE(user));
-		conn_printf(c, "%s NO [LIMIT] Too many connections for this user from this address\r\n",
+		conn_printf(
+		    c, "%s NO [LIMIT] Too many connections for this user from this address\r\n",
 		    tag);
 		return;
 	}
@@ -423,11 +426,11 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 	rc = storage_user_init(s->sv->storage, user);
 	if (rc < 0)
 		log_warn("conn=%llu proto=imap event=user-init user=%s err=%s",
-		    (unsigned long long)conn_id(c), LOG_QUOTE(user), roost_strerror(rc));
+		         (unsigned long long)conn_id(c), LOG_QUOTE(user), roost_strerror(rc));
 	conn_set_user(c, user);
 	imap_enter_state(s, IMAP_STATE_AUTH);
 	log_info("conn=%llu proto=imap event=login user=%s", (unsigned long long)conn_id(c),
-	    LOG_QUOTE(user));
+	         LOG_QUOTE(user));
 
 	struct buf b = BUF_INIT(0);
 	imap_capability_string(s, &b);
@@ -441,7 +444,7 @@ login_failed(struct imap_session *s, const char *tag, const char *user_tried)
 	unsigned delay = auth_failure(s->sv->auth, s->peer);
 
 	log_info("conn=%llu proto=imap event=auth-failed peer=%s user=%s",
-	    (unsigned long long)conn_id(s->c), s->peer, LOG_QUOTE(user_tried));
+	         (unsigned long long)conn_id(s->c), s->peer, LOG_QUOTE(user_tried));
 	conn_printf(s->c, "%s NO [AUTHENTICATIONFAILED] Authentication failed\r\n", tag);
 	if (delay > 0)
 		conn_delay(s->c, delay);
@@ -453,8 +456,8 @@ cmd_login(struct imap_cmd *cmd)
 	struct imap_session *s = cmd->s;
 	char name[512];
 
-	if (cmd->p.n != 2 || !imap_arg_is_string(&cmd->p.args[0])
-	    || !imap_arg_is_string(&cmd->p.args[1])) {
+	if (cmd->p.n != 2 || !imap_arg_is_string(&cmd->p.args[0]) ||
+	    !imap_arg_is_string(&cmd->p.args[1])) {
 		imap_bad(cmd, "Usage: LOGIN user password");
 		return;
 	}
@@ -474,7 +477,7 @@ cmd_login(struct imap_cmd *cmd)
 
 static void
 sasl_result(struct imap_cmd *cmd, struct imap_session *s, const char *tag, int rc,
-    struct buf *challenge)
+            struct buf *challenge)
 {
 	switch (rc) {
 	case ROOST_EAGAIN:
@@ -505,7 +508,7 @@ sasl_result(struct imap_cmd *cmd, struct imap_session *s, const char *tag, int r
 	case ROOST_EPERM:
 		sasl_free(&s->sasl);
 		conn_printf(s->c, "%s NO [PRIVACYREQUIRED] Plaintext authentication needs TLS\r\n",
-		    tag);
+		            tag);
 		return;
 	default:
 		sasl_free(&s->sasl);
@@ -523,8 +526,8 @@ cmd_authenticate(struct imap_cmd *cmd)
 	const char *initial = NULL;
 	bool secure = conn_is_secure(cmd->c);
 
-	if (cmd->p.n < 1 || cmd->p.n > 2 || cmd->p.args[0].type != ARG_ATOM
-	    || (cmd->p.n == 2 && cmd->p.args[1].type != ARG_ATOM)) {
+	if (cmd->p.n < 1 || cmd->p.n > 2 || cmd->p.args[0].type != ARG_ATOM ||
+	    (cmd->p.n == 2 && cmd->p.args[1].type != ARG_ATOM)) {
 		imap_bad(cmd, "Usage: AUTHENTICATE mechanism [initial-response]");
 		return;
 	}
@@ -541,7 +544,7 @@ void
 imap_sasl_continue(struct imap_session *s, const uint8_t *line, size_t len)
 {
 	struct buf ch = BUF_INIT(0);
-	struct imap_cmd cmd = { .s = s, .c = s->c };
+	struct imap_cmd cmd = {.s = s, .c = s->c};
 
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 		len--;
@@ -627,37 +630,37 @@ cmd_namespace(struct imap_cmd *cmd)
 /* The command table                                                   */
 
 static const struct imap_cmd_def commands[] = {
-	{ "CAPABILITY", IMAP_STATE_NOT_AUTH, false, 0, cmd_capability },
-	{ "NOOP", IMAP_STATE_NOT_AUTH, false, 0, cmd_noop },
-	{ "LOGOUT", IMAP_STATE_NOT_AUTH, false, 0, cmd_logout },
-	{ "ID", IMAP_STATE_NOT_AUTH, false, 0, cmd_id },
-	{ "STARTTLS", IMAP_STATE_NOT_AUTH, true, 0, cmd_starttls },
-	{ "LOGIN", IMAP_STATE_NOT_AUTH, true, 0, cmd_login },
-	{ "AUTHENTICATE", IMAP_STATE_NOT_AUTH, true, 0, cmd_authenticate },
-	{ "ENABLE", IMAP_STATE_AUTH, false, 0, cmd_enable },
-	{ "NAMESPACE", IMAP_STATE_AUTH, false, 0, cmd_namespace },
-	{ "SELECT", IMAP_STATE_AUTH, false, 0, cmd_select },
-	{ "EXAMINE", IMAP_STATE_AUTH, false, 0, cmd_examine },
-	{ "CREATE", IMAP_STATE_AUTH, false, 0, cmd_create },
-	{ "DELETE", IMAP_STATE_AUTH, false, 0, cmd_delete },
-	{ "RENAME", IMAP_STATE_AUTH, false, 0, cmd_rename },
-	{ "SUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_subscribe },
-	{ "UNSUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_unsubscribe },
-	{ "LIST", IMAP_STATE_AUTH, false, 0, cmd_list },
-	{ "LSUB", IMAP_STATE_AUTH, false, 0, cmd_lsub },
-	{ "STATUS", IMAP_STATE_AUTH, false, 0, cmd_status },
-	{ "APPEND", IMAP_STATE_AUTH, false, 0, cmd_append },
-	{ "IDLE", IMAP_STATE_AUTH, false, 0, cmd_idle },
-	{ "CHECK", IMAP_STATE_SELECTED, false, 0, cmd_check },
-	{ "CLOSE", IMAP_STATE_SELECTED, false, 0, cmd_close },
-	{ "UNSELECT", IMAP_STATE_SELECTED, false, 0, cmd_unselect },
-	{ "EXPUNGE", IMAP_STATE_SELECTED, false, CMD_UID_OK, cmd_expunge },
-	{ "SEARCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_search },
-	{ "FETCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_fetch },
-	{ "STORE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_store },
-	{ "COPY", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_copy },
-	{ "MOVE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_move },
-	{ NULL, 0, false, 0, NULL },
+    {"CAPABILITY", IMAP_STATE_NOT_AUTH, false, 0, cmd_capability},
+    {"NOOP", IMAP_STATE_NOT_AUTH, false, 0, cmd_noop},
+    {"LOGOUT", IMAP_STATE_NOT_AUTH, false, 0, cmd_logout},
+    {"ID", IMAP_STATE_NOT_AUTH, false, 0, cmd_id},
+    {"STARTTLS", IMAP_STATE_NOT_AUTH, true, 0, cmd_starttls},
+    {"LOGIN", IMAP_STATE_NOT_AUTH, true, 0, cmd_login},
+    {"AUTHENTICATE", IMAP_STATE_NOT_AUTH, true, 0, cmd_authenticate},
+    {"ENABLE", IMAP_STATE_AUTH, false, 0, cmd_enable},
+    {"NAMESPACE", IMAP_STATE_AUTH, false, 0, cmd_namespace},
+    {"SELECT", IMAP_STATE_AUTH, false, 0, cmd_select},
+    {"EXAMINE", IMAP_STATE_AUTH, false, 0, cmd_examine},
+    {"CREATE", IMAP_STATE_AUTH, false, 0, cmd_create},
+    {"DELETE", IMAP_STATE_AUTH, false, 0, cmd_delete},
+    {"RENAME", IMAP_STATE_AUTH, false, 0, cmd_rename},
+    {"SUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_subscribe},
+    {"UNSUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_unsubscribe},
+    {"LIST", IMAP_STATE_AUTH, false, 0, cmd_list},
+    {"LSUB", IMAP_STATE_AUTH, false, 0, cmd_lsub},
+    {"STATUS", IMAP_STATE_AUTH, false, 0, cmd_status},
+    {"APPEND", IMAP_STATE_AUTH, false, 0, cmd_append},
+    {"IDLE", IMAP_STATE_AUTH, false, 0, cmd_idle},
+    {"CHECK", IMAP_STATE_SELECTED, false, 0, cmd_check},
+    {"CLOSE", IMAP_STATE_SELECTED, false, 0, cmd_close},
+    {"UNSELECT", IMAP_STATE_SELECTED, false, 0, cmd_unselect},
+    {"EXPUNGE", IMAP_STATE_SELECTED, false, CMD_UID_OK, cmd_expunge},
+    {"SEARCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_search},
+    {"FETCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_fetch},
+    {"STORE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_store},
+    {"COPY", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_copy},
+    {"MOVE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_move},
+    {NULL, 0, false, 0, NULL},
 };
 
 static const struct imap_cmd_def *
@@ -728,14 +731,14 @@ imap_frame(struct conn *c, void *session, const uint8_t *in, size_t len, size_t 
 	struct imap_session *s = session;
 	const struct roost_config *cfg = cfg_of(s);
 	struct imap_frame_env env = {
-		.max_line = conn_max_line(c),
-		.max_literal = cfg->imap_max_literal,
-		.authenticated = s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED,
-		.mode = (s->sasl != NULL || s->idling) ? FRAMER_LINE : FRAMER_COMMAND,
-		.spool_dir = cfg->data_dir,
-		.write = frame_write,
-		.raise_input = frame_raise,
-		.arg = c,
+	    .max_line = conn_max_line(c),
+	    .max_literal = cfg->imap_max_literal,
+	    .authenticated = s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED,
+	    .mode = (s->sasl != NULL || s->idling) ? FRAMER_LINE : FRAMER_COMMAND,
+	    .spool_dir = cfg->data_dir,
+	    .write = frame_write,
+	    .raise_input = frame_raise,
+	    .arg = c,
 	};
 
 	if (s->state == IMAP_STATE_LOGOUT)
@@ -839,8 +842,8 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 	arena_init(&cmd->arena);
 	cmd->arena.max = IMAP_ARENA_PER_LINE * conn_max_line(c);
 	int rc = cmd->spool != NULL ? imap_parse_spooled(&cmd->arena, cmd->spool, &cmd->p, &err)
-	    : imap_parse_command(&cmd->arena, data, len, &cmd->p, &err);
-	cmd->arena.max = 0;	/* the bound is for what the client sized */
+	                            : imap_parse_command(&cmd->arena, data, len, &cmd->p, &err);
+	cmd->arena.max = 0; /* the bound is for what the client sized */
 	if (rc < 0) {
 		if (cmd->p.tag == NULL) {
 			conn_printf(c, "* BAD %s\r\n", err ? err : "Invalid command");
@@ -899,12 +902,12 @@ imap_on_shutdown(struct conn *c, void *session)
 }
 
 const struct proto_ops imap_proto_ops = {
-	.name = "imap",
-	.session_new = imap_session_new,
-	.session_free = imap_session_free,
-	.frame = imap_frame,
-	.on_command = imap_on_command,
-	.on_wake = imap_on_wake,
-	.on_timeout = imap_on_timeout,
-	.on_shutdown = imap_on_shutdown,
+    .name = "imap",
+    .session_new = imap_session_new,
+    .session_free = imap_session_free,
+    .frame = imap_frame,
+    .on_command = imap_on_command,
+    .on_wake = imap_on_wake,
+    .on_timeout = imap_on_timeout,
+    .on_shutdown = imap_on_shutdown,
 };

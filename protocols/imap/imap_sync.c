@@ -20,8 +20,8 @@
 
 #include "imap_impl.h"
 
-static const char *const sys_flags[] = { "\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
-	"\\Draft" };
+static const char *const sys_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
+                                        "\\Draft"};
 
 void
 view_format_flags(const struct imap_view *v, const struct view_msg *m, struct buf *out)
@@ -299,7 +299,7 @@ view_sync(struct imap_session *s, bool allow_expunge)
 	}
 	if (rc < 0) {
 		log_warn("conn=%llu proto=imap event=sync-failed err=%s",
-		    (unsigned long long)conn_id(s->c), roost_strerror(rc));
+		         (unsigned long long)conn_id(s->c), roost_strerror(rc));
 		return;
 	}
 	/* Keyword tables only grow: a name the view does not know yet shows
@@ -357,7 +357,8 @@ view_sync(struct imap_session *s, bool allow_expunge)
 			view_format_flags(v, m, &b);
 			if (s->condstore)
 				imap_untagged(s, "%zd FETCH (UID %u FLAGS %s MODSEQ (%llu))", k + 1,
-				    m->rec.uid, buf_cstr(&b), (unsigned long long)m->rec.modseq);
+				              m->rec.uid, buf_cstr(&b),
+				              (unsigned long long)m->rec.modseq);
 			else
 				imap_untagged(s, "%zd FETCH (FLAGS %s)", k + 1, buf_cstr(&b));
 		}
@@ -371,8 +372,9 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		for (size_t i = 0; i < ch.n_changed; i++) {
 			const struct msg_record *r = &ch.changed[i];
 			if (r->uid > last_uid) {
-				bool recent = !v->readonly && ((first_recent != 0
-				    && r->uid >= first_recent) || (r->uid >= lo && r->uid < hi));
+				bool recent = !v->readonly &&
+				              ((first_recent != 0 && r->uid >= first_recent) ||
+				               (r->uid >= lo && r->uid < hi));
 				view_push(v, r, recent);
 				last_uid = r->uid;
 			}
@@ -453,7 +455,7 @@ view_resolve_set(struct imap_cmd *cmd, const char *text, bool uid, uint32_t **id
 
 int
 imap_parse_flags(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint32_t *flags_r,
-    const char ***kw_r, size_t *n_kw_r)
+                 const char ***kw_r, size_t *n_kw_r)
 {
 	const char **kw = arena_alloc(&cmd->arena, (n ? n : 1) * sizeof(*kw));
 	size_t nk = 0;
@@ -508,9 +510,9 @@ void
 view_vanished_earlier(struct imap_session *s, uint64_t modseq, const struct seqset *known)
 {
 	struct imap_view *v = &s->view;
-	struct mailbox_changes ch = { 0 };
+	struct mailbox_changes ch = {0};
 	struct buf b = BUF_INIT(0);
-	struct seq_range all = { 1, v->uidnext > 1 ? v->uidnext - 1 : 0 };
+	struct seq_range all = {1, v->uidnext > 1 ? v->uidnext - 1 : 0};
 	const struct seq_range *r = known != NULL ? known->r : &all;
 	size_t nr = known != NULL ? known->n : (all.hi > 0 ? 1 : 0);
 
@@ -521,8 +523,8 @@ view_vanished_earlier(struct imap_session *s, uint64_t modseq, const struct seqs
 			uint32_t u = ch.expunged[i], lo = u;
 			if (known != NULL && !seqset_contains(known, u))
 				continue;
-			while (i + 1 < ch.n_expunged && ch.expunged[i + 1] == u + 1
-			    && (known == NULL || seqset_contains(known, u + 1)))
+			while (i + 1 < ch.n_expunged && ch.expunged[i + 1] == u + 1 &&
+			       (known == NULL || seqset_contains(known, u + 1)))
 				u = ch.expunged[++i];
 			vanished_add(&b, lo, u);
 		}

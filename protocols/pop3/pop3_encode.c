@@ -31,7 +31,7 @@ line_ended(struct pop3_encoder *e, bool was_empty)
 
 size_t
 pop3_enc_feed(struct pop3_encoder *e, const uint8_t *in, size_t len, uint8_t *out, size_t cap,
-    size_t *used_r)
+              size_t *used_r)
 {
 	size_t i = 0, o = 0;
 
@@ -58,7 +58,7 @@ pop3_enc_feed(struct pop3_encoder *e, const uint8_t *in, size_t len, uint8_t *ou
 			}
 			out[o++] = '\r';
 			e->line_start = false;
-			continue;	/* ch is looked at again, with room checked */
+			continue; /* ch is looked at again, with room checked */
 		}
 		if (ch == '\r') {
 			e->cr = true;

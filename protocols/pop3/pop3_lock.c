@@ -21,7 +21,7 @@
  */
 
 #define LOCK_DIR "pop3-locks"
-#define MAX_NAME 200	/* bytes of the escaped user name in the file name */
+#define MAX_NAME 200 /* bytes of the escaped user name in the file name */
 
 /* Map a user name to a file name: safe characters as they are, others as
  * %XX; very long names as a hash (FNV-1a 64) so the name stays short. */
@@ -33,8 +33,8 @@ lock_file_name(const char *user, char *out, size_t outlen)
 
 	for (p = (const unsigned char *)user; *p != '\0'; p++) {
 		bool safe = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || *p == '@' || *p == '-' || *p == '_' ||
-		    *p == '+' || (*p == '.' && p != (const unsigned char *)user);
+		            (*p >= '0' && *p <= '9') || *p == '@' || *p == '-' || *p == '_' ||
+		            *p == '+' || (*p == '.' && p != (const unsigned char *)user);
 
 		if (o + 4 > MAX_NAME)
 			break;

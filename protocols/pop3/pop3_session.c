@@ -25,7 +25,7 @@
  * reaches UPDATE and deletes nothing.
  */
 
-#define POP3_MAX_USER 512	/* bytes of a USER argument */
+#define POP3_MAX_USER 512 /* bytes of a USER argument */
 #define POP3_DEFAULT_MAX_BAD 20
 #define OCTETS_UNKNOWN UINT64_MAX
 #define ENC_IN_CHUNK 16384
@@ -43,18 +43,18 @@ enum pop3_state {
  * storage.h); otherwise the message is read again at each step. */
 enum pop3_xfer_kind {
 	XFER_NONE,
-	XFER_MESSAGE,	/* RETR, TOP */
-	XFER_SCAN,	/* LIST */
-	XFER_UIDL,	/* UIDL */
+	XFER_MESSAGE, /* RETR, TOP */
+	XFER_SCAN,    /* LIST */
+	XFER_UIDL,    /* UIDL */
 };
 
 struct pop3_xfer {
 	enum pop3_xfer_kind kind;
-	uint32_t idx;			/* the message; for a listing the next entry */
-	size_t off;			/* message bytes already encoded */
-	size_t len;			/* message length at the first read */
+	uint32_t idx; /* the message; for a listing the next entry */
+	size_t off;   /* message bytes already encoded */
+	size_t len;   /* message length at the first read */
 	struct pop3_encoder enc;
-	struct msg_view view;		/* kept between steps when holdable */
+	struct msg_view view; /* kept between steps when holdable */
 	bool view_held;
 };
 
@@ -62,7 +62,7 @@ struct pop3_xfer {
 struct pop3_msg {
 	uint32_t uid;
 	bool deleted;
-	uint64_t octets;	/* as RETR sends it; OCTETS_UNKNOWN until read */
+	uint64_t octets; /* as RETR sends it; OCTETS_UNKNOWN until read */
 };
 
 struct pop3_session {
@@ -71,33 +71,33 @@ struct pop3_session {
 	enum pop3_state state;
 	unsigned bad_commands;
 	unsigned max_bad;
-	struct pop3_framer framer;	/* used by the frame hook (loop thread) */
+	struct pop3_framer framer; /* used by the frame hook (loop thread) */
 
 	/* AUTHORIZATION */
-	char *user_arg;		/* from USER, until PASS */
-	struct sasl *sasl;	/* AUTH exchange in progress */
+	char *user_arg;    /* from USER, until PASS */
+	struct sasl *sasl; /* AUTH exchange in progress */
 	bool utf8;
 
 	/* TRANSACTION: the maildrop */
-	char user[POP3_MAX_USER];	/* canonical name */
+	char user[POP3_MAX_USER]; /* canonical name */
 	int lock_fd;
 	struct mailbox *mb;
 	uint32_t uidvalidity;
 	struct pop3_msg *msgs;
 	uint32_t n_msgs;
 	uint32_t n_deleted;
-	struct pop3_xfer xfer;		/* a reply in steps, between steps */
+	struct pop3_xfer xfer; /* a reply in steps, between steps */
 };
 
 /* What a command's run function reports back to the dispatcher. */
 enum cmd_result {
-	CMD_OK,		/* a reply was sent (+OK or a plain -ERR) */
-	CMD_BAD,	/* a reply was sent and it counts as a bad command */
+	CMD_OK,  /* a reply was sent (+OK or a plain -ERR) */
+	CMD_BAD, /* a reply was sent and it counts as a bad command */
 };
 
 struct pop3_command {
 	const char *name;
-	unsigned states;	/* enum pop3_state bits where it is allowed */
+	unsigned states; /* enum pop3_state bits where it is allowed */
 	enum cmd_result (*run)(struct pop3_session *s, const struct pop3_line *line);
 };
 
@@ -119,7 +119,7 @@ static void
 pop3_enter_state(struct pop3_session *s, enum pop3_state st)
 {
 	log_debug("conn=%llu proto=pop3 state %s -> %s", (unsigned long long)conn_id(s->c),
-	    state_name(s->state), state_name(st));
+	          state_name(s->state), state_name(st));
 	s->state = st;
 }
 
@@ -201,8 +201,8 @@ login(struct pop3_session *s, const char *canonical)
 	r = pop3_lock_acquire(cfg_of(s)->data_dir, s->user, &s->lock_fd);
 	if (r != 0) {
 		log_info("conn=%llu proto=pop3 event=login-refused user=%s reason=%s",
-		    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),
-		    r == ROOST_EINUSE ? "in-use" : "lock-error");
+		         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),
+		         r == ROOST_EINUSE ? "in-use" : "lock-error");
 		reply_storage_error(s, r);
 		return CMD_OK;
 	}
@@ -219,7 +219,7 @@ login(struct pop3_session *s, const char *canonical)
 	}
 	if (r != 0) {
 		log_error("conn=%llu proto=pop3 event=login-failed user=%s error=\"%s\"",
-		    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), roost_strerror(r));
+		          (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), roost_strerror(r));
 		maildrop_close(s);
 		reply_storage_error(s, r);
 		return CMD_OK;
@@ -235,7 +235,7 @@ login(struct pop3_session *s, const char *canonical)
 
 	conn_set_user(s->c, s->user);
 	log_info("conn=%llu proto=pop3 event=login user=%s messages=%u",
-	    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), s->n_msgs);
+	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), s->n_msgs);
 	pop3_enter_state(s, POP3_TRANSACTION);
 	reply(s, "+OK Logged in.");
 	return CMD_OK;
@@ -247,7 +247,7 @@ auth_failed(struct pop3_session *s, const char *user_tried)
 	unsigned ms = auth_failure(s->svc->auth, conn_peer(s->c));
 
 	log_info("conn=%llu proto=pop3 event=auth-failed peer=%s user=%s delay_ms=%u",
-	    (unsigned long long)conn_id(s->c), conn_peer(s->c), LOG_QUOTE(user_tried), ms);
+	         (unsigned long long)conn_id(s->c), conn_peer(s->c), LOG_QUOTE(user_tried), ms);
 	conn_delay(s->c, ms);
 	reply(s, "-ERR [AUTH] Authentication failed.");
 }
@@ -265,7 +265,7 @@ msg_octets(struct pop3_session *s, uint32_t i)
 	if (s->msgs[i].octets != OCTETS_UNKNOWN)
 		return s->msgs[i].octets;
 	if (mailbox_read(s->mb, s->msgs[i].uid, &view) != 0)
-		return 0;	/* not cached: a later read may succeed */
+		return 0; /* not cached: a later read may succeed */
 	s->msgs[i].octets = pop3_octets(view.data, view.len);
 	msg_view_release(&view);
 	return s->msgs[i].octets;
@@ -314,13 +314,13 @@ cmd_capa(struct pop3_session *s, const struct pop3_line *line)
 		return CMD_BAD;
 	}
 	buf_append_str(&b, "+OK Capability list follows\r\n"
-	    "TOP\r\n"
-	    "UIDL\r\n"
-	    "RESP-CODES\r\n"
-	    "PIPELINING\r\n"
-	    "AUTH-RESP-CODE\r\n"
-	    "EXPIRE NEVER\r\n"
-	    "LOGIN-DELAY 0\r\n");
+	                   "TOP\r\n"
+	                   "UIDL\r\n"
+	                   "RESP-CODES\r\n"
+	                   "PIPELINING\r\n"
+	                   "AUTH-RESP-CODE\r\n"
+	                   "EXPIRE NEVER\r\n"
+	                   "LOGIN-DELAY 0\r\n");
 	if (s->state == POP3_AUTHORIZATION) {
 		const char *mechs = sasl_mechanisms(s->svc->auth, conn_is_secure(s->c));
 
@@ -388,7 +388,7 @@ cmd_user(struct pop3_session *s, const struct pop3_line *line)
 	}
 	if (!plaintext_ok(s)) {
 		reply(s, "-ERR [AUTH] Plaintext authentication disallowed on non-secure "
-			 "connections; use STLS first.");
+		         "connections; use STLS first.");
 		return CMD_OK;
 	}
 	if (line->args[0].len >= POP3_MAX_USER) {
@@ -410,7 +410,7 @@ cmd_pass(struct pop3_session *s, const struct pop3_line *line)
 
 	if (!plaintext_ok(s)) {
 		reply(s, "-ERR [AUTH] Plaintext authentication disallowed on non-secure "
-			 "connections; use STLS first.");
+		         "connections; use STLS first.");
 		return CMD_OK;
 	}
 	if (s->user_arg == NULL) {
@@ -426,7 +426,7 @@ cmd_pass(struct pop3_session *s, const struct pop3_line *line)
 	user = s->user_arg;
 	s->user_arg = NULL;
 	r = auth_verify(s->svc->auth, user, (const char *)line->rest.p, line->rest.len, name,
-	    sizeof(name));
+	                sizeof(name));
 	if (r == ROOST_EAUTH || r == ROOST_ENOTFOUND)
 		auth_failed(s, user);
 	free(user);
@@ -474,7 +474,7 @@ auth_result(struct pop3_session *s, int r, struct buf *challenge)
 		return CMD_BAD;
 	case ROOST_EPERM:
 		reply(s, "-ERR [AUTH] Plaintext authentication disallowed on non-secure "
-			 "connections; use STLS first.");
+		         "connections; use STLS first.");
 		return CMD_OK;
 	case ROOST_EINVAL:
 		reply(s, "-ERR Invalid authentication data.");
@@ -572,8 +572,7 @@ cmd_stat(struct pop3_session *s, const struct pop3_line *line)
 		if (!s->msgs[i].deleted)
 			total += msg_octets(s, i);
 	}
-	conn_printf(s->c, "+OK %u %llu\r\n", s->n_msgs - s->n_deleted,
-	    (unsigned long long)total);
+	conn_printf(s->c, "+OK %u %llu\r\n", s->n_msgs - s->n_deleted, (unsigned long long)total);
 	return CMD_OK;
 }
 
@@ -610,7 +609,7 @@ listing_step(struct conn *c, void *session, void *arg)
 			n = snprintf(batch + o, sizeof(batch) - o, "%u %s\r\n", i + 1, uid);
 		} else {
 			n = snprintf(batch + o, sizeof(batch) - o, "%u %llu\r\n", i + 1,
-			    (unsigned long long)msg_octets(s, i));
+			             (unsigned long long)msg_octets(s, i));
 		}
 		o += (size_t)n;
 	}
@@ -628,8 +627,8 @@ listing_step(struct conn *c, void *session, void *arg)
 static void
 scan_listing(struct pop3_session *s, bool uidl)
 {
-	conn_write_str(s->c, uidl ? "+OK Unique-ID listing follows\r\n"
-				  : "+OK Scan listing follows\r\n");
+	conn_write_str(s->c,
+	               uidl ? "+OK Unique-ID listing follows\r\n" : "+OK Scan listing follows\r\n");
 	memset(&s->xfer, 0, sizeof(s->xfer));
 	s->xfer.kind = uidl ? XFER_UIDL : XFER_SCAN;
 	listing_step(s->c, s, NULL);
@@ -688,7 +687,8 @@ message_feed(struct pop3_session *s, const struct msg_view *view)
 	struct pop3_xfer *x = &s->xfer;
 
 	while (x->off < view->len && !x->enc.done) {
-		size_t chunk = view->len - x->off < ENC_IN_CHUNK ? view->len - x->off : ENC_IN_CHUNK;
+		size_t chunk =
+		    view->len - x->off < ENC_IN_CHUNK ? view->len - x->off : ENC_IN_CHUNK;
 		size_t used, n;
 
 		if (conn_output_full(s->c))
@@ -696,7 +696,7 @@ message_feed(struct pop3_session *s, const struct msg_view *view)
 		n = pop3_enc_feed(&x->enc, view->data + x->off, chunk, out, sizeof(out), &used);
 		x->off += used;
 		if (n > 0 && conn_write(s->c, out, n) != 0)
-			return true;	/* peer gone: stop reading */
+			return true; /* peer gone: stop reading */
 	}
 	conn_write(s->c, out, pop3_enc_finish(&x->enc, out));
 	return true;
@@ -731,7 +731,7 @@ message_step(struct conn *c, void *session, void *arg)
 		 * now, and a terminated short message would be taken for the
 		 * whole one. Closing makes the client retry later. */
 		log_error("conn=%llu proto=pop3 event=read uid=%u offset=%zu error=\"%s\"",
-		    (unsigned long long)conn_id(c), uid, x->off, roost_strerror(r));
+		          (unsigned long long)conn_id(c), uid, x->off, roost_strerror(r));
 		xfer_end(s);
 		conn_close(c);
 		return;
@@ -758,7 +758,7 @@ send_message(struct pop3_session *s, uint32_t i, uint64_t body_lines)
 	}
 	if (r != 0) {
 		log_error("conn=%llu proto=pop3 event=read uid=%u error=\"%s\"",
-		    (unsigned long long)conn_id(s->c), s->msgs[i].uid, roost_strerror(r));
+		          (unsigned long long)conn_id(s->c), s->msgs[i].uid, roost_strerror(r));
 		reply(s, "-ERR [SYS/TEMP] Cannot read the message, try again later.");
 		return;
 	}
@@ -889,7 +889,8 @@ cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 		free(uids);
 		if (r != 0) {
 			log_error("conn=%llu proto=pop3 event=expunge user=%s error=\"%s\"",
-			    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), roost_strerror(r));
+			          (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),
+			          roost_strerror(r));
 			maildrop_close(s);
 			reply(s, "-ERR [SYS/TEMP] Deleting messages failed; nothing was deleted.");
 			conn_close(s->c);
@@ -897,7 +898,7 @@ cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 		}
 	}
 	log_info("conn=%llu proto=pop3 event=logout user=%s deleted=%zu",
-	    (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), n);
+	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), n);
 	/* Unlock before the reply leaves: a client that reconnects as soon as
 	 * it reads +OK must not find its maildrop still in use. */
 	maildrop_close(s);
@@ -911,21 +912,21 @@ cmd_quit(struct pop3_session *s, const struct pop3_line *line)
  * ================================================================ */
 
 static const struct pop3_command commands[] = {
-	{ "CAPA", POP3_AUTHORIZATION | POP3_TRANSACTION, cmd_capa },
-	{ "USER", POP3_AUTHORIZATION, cmd_user },
-	{ "PASS", POP3_AUTHORIZATION, cmd_pass },
-	{ "AUTH", POP3_AUTHORIZATION, cmd_auth },
-	{ "STLS", POP3_AUTHORIZATION, cmd_stls },
-	{ "UTF8", POP3_AUTHORIZATION, cmd_utf8 },
-	{ "STAT", POP3_TRANSACTION, cmd_stat },
-	{ "LIST", POP3_TRANSACTION, cmd_list },
-	{ "RETR", POP3_TRANSACTION, cmd_retr },
-	{ "DELE", POP3_TRANSACTION, cmd_dele },
-	{ "NOOP", POP3_TRANSACTION, cmd_noop },
-	{ "RSET", POP3_TRANSACTION, cmd_rset },
-	{ "TOP", POP3_TRANSACTION, cmd_top },
-	{ "UIDL", POP3_TRANSACTION, cmd_uidl },
-	{ "QUIT", POP3_AUTHORIZATION | POP3_TRANSACTION, cmd_quit },
+    {"CAPA", POP3_AUTHORIZATION | POP3_TRANSACTION, cmd_capa},
+    {"USER", POP3_AUTHORIZATION, cmd_user},
+    {"PASS", POP3_AUTHORIZATION, cmd_pass},
+    {"AUTH", POP3_AUTHORIZATION, cmd_auth},
+    {"STLS", POP3_AUTHORIZATION, cmd_stls},
+    {"UTF8", POP3_AUTHORIZATION, cmd_utf8},
+    {"STAT", POP3_TRANSACTION, cmd_stat},
+    {"LIST", POP3_TRANSACTION, cmd_list},
+    {"RETR", POP3_TRANSACTION, cmd_retr},
+    {"DELE", POP3_TRANSACTION, cmd_dele},
+    {"NOOP", POP3_TRANSACTION, cmd_noop},
+    {"RSET", POP3_TRANSACTION, cmd_rset},
+    {"TOP", POP3_TRANSACTION, cmd_top},
+    {"UIDL", POP3_TRANSACTION, cmd_uidl},
+    {"QUIT", POP3_AUTHORIZATION | POP3_TRANSACTION, cmd_quit},
 };
 
 /* Count a bad command; past the limit say why and end the session. */
@@ -934,7 +935,7 @@ bad_command(struct pop3_session *s)
 {
 	if (++s->bad_commands >= s->max_bad) {
 		log_info("conn=%llu proto=pop3 event=too-many-errors",
-		    (unsigned long long)conn_id(s->c));
+		         (unsigned long long)conn_id(s->c));
 		maildrop_close(s);
 		reply(s, "-ERR Too many bad commands, closing the connection.");
 		conn_close(s->c);
@@ -1034,7 +1035,7 @@ pop3_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 	}
 	if ((row->states & s->state) == 0) {
 		reply(s, s->state == POP3_AUTHORIZATION ? "-ERR Log in first."
-							: "-ERR Command not valid in this state.");
+		                                        : "-ERR Command not valid in this state.");
 		bad_command(s);
 		return;
 	}
@@ -1047,7 +1048,7 @@ pop3_on_timeout(struct conn *c, void *session)
 {
 	struct pop3_session *s = session;
 
-	maildrop_close(s);	/* nothing deleted; unlocked before the goodbye */
+	maildrop_close(s); /* nothing deleted; unlocked before the goodbye */
 	reply(s, "-ERR Disconnected for inactivity.");
 }
 
@@ -1061,11 +1062,11 @@ pop3_on_shutdown(struct conn *c, void *session)
 }
 
 const struct proto_ops pop3_proto_ops = {
-	.name = "pop3",
-	.session_new = pop3_session_new,
-	.session_free = pop3_session_free,
-	.frame = pop3_frame_hook,
-	.on_command = pop3_on_command,
-	.on_timeout = pop3_on_timeout,
-	.on_shutdown = pop3_on_shutdown,
+    .name = "pop3",
+    .session_new = pop3_session_new,
+    .session_free = pop3_session_free,
+    .frame = pop3_frame_hook,
+    .on_command = pop3_on_command,
+    .on_timeout = pop3_on_timeout,
+    .on_shutdown = pop3_on_shutdown,
 };

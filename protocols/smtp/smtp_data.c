@@ -193,7 +193,7 @@ check_bdat(struct smtp_framer *f, const uint8_t *line, size_t len)
 
 enum smtp_frame_result
 smtp_frame(struct smtp_framer *f, const uint8_t *in, size_t len, size_t max_line, size_t chunk,
-    size_t *used_r)
+           size_t *used_r)
 {
 	const uint8_t *nl;
 

@@ -73,7 +73,8 @@ smtp_xtext_valid(const char *s, size_t len)
 		if (c == '+') {
 			if (i + 2 >= len)
 				return false;
-			if (!isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]))
+			if (!isxdigit((unsigned char)s[i + 1]) ||
+			    !isxdigit((unsigned char)s[i + 2]))
 				return false;
 			if (islower((unsigned char)s[i + 1]) || islower((unsigned char)s[i + 2]))
 				return false;
@@ -126,7 +127,7 @@ scan_local(const char *p)
 		while (is_atext((unsigned char)p[i]))
 			i++;
 		if (i == start)
-			return 0;	/* empty atom */
+			return 0; /* empty atom */
 		if (p[i] != '.')
 			return i;
 		i++;
@@ -280,7 +281,7 @@ val_is(const struct param *pr, const char *s)
 
 int
 smtp_parse_mail_params(const char *params, uint64_t max_size, struct smtp_mail_params *mp,
-    const char **bad_r)
+                       const char **bad_r)
 {
 	struct param pr;
 	const char *p = params;
@@ -301,7 +302,8 @@ smtp_parse_mail_params(const char *params, uint64_t max_size, struct smtp_mail_p
 			uint64_t n;
 
 			bit = 1;
-			if (!pr.has_val || pr.val_len > 20 || smtp_parse_u64(pr.val, pr.val_len, &n) != 0)
+			if (!pr.has_val || pr.val_len > 20 ||
+			    smtp_parse_u64(pr.val, pr.val_len, &n) != 0)
 				return ROOST_EINVAL;
 			if (seen & bit)
 				return ROOST_EINVAL;
@@ -401,8 +403,8 @@ smtp_parse_rcpt_params(const char *params, struct smtp_rcpt_params *rp, const ch
 		if (err != 0)
 			return err;
 		if (strcmp(pr.key, "NOTIFY") == 0) {
-			if (rp->notify[0] != '\0' || !pr.has_val || pr.val_len >= sizeof(rp->notify) ||
-			    !notify_valid(&pr))
+			if (rp->notify[0] != '\0' || !pr.has_val ||
+			    pr.val_len >= sizeof(rp->notify) || !notify_valid(&pr))
 				return ROOST_EINVAL;
 			for (size_t i = 0; i < pr.val_len; i++)
 				rp->notify[i] = (char)toupper((unsigned char)pr.val[i]);
@@ -410,8 +412,9 @@ smtp_parse_rcpt_params(const char *params, struct smtp_rcpt_params *rp, const ch
 		} else if (strcmp(pr.key, "ORCPT") == 0) {
 			const char *semi = memchr(pr.val, ';', pr.val_len);
 
-			if (rp->orcpt[0] != '\0' || !pr.has_val || pr.val_len >= sizeof(rp->orcpt) ||
-			    semi == NULL || semi == pr.val || semi + 1 == pr.val + pr.val_len ||
+			if (rp->orcpt[0] != '\0' || !pr.has_val ||
+			    pr.val_len >= sizeof(rp->orcpt) || semi == NULL || semi == pr.val ||
+			    semi + 1 == pr.val + pr.val_len ||
 			    !smtp_xtext_valid(semi + 1, (size_t)(pr.val + pr.val_len - semi - 1)))
 				return ROOST_EINVAL;
 			for (const char *q = pr.val; q < semi; q++) {

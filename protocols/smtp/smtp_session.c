@@ -37,14 +37,14 @@
 enum smtp_role { ROLE_MX, ROLE_SUBMISSION, ROLE_LMTP };
 
 enum smtp_state {
-	ST_INIT,	/* greeted; needs HELO/EHLO/LHLO */
-	ST_READY,	/* may start a transaction */
-	ST_MAIL,	/* MAIL accepted, no recipient yet */
-	ST_RCPT,	/* at least one recipient */
-	ST_BDAT,	/* inside a BDAT transaction */
+	ST_INIT,  /* greeted; needs HELO/EHLO/LHLO */
+	ST_READY, /* may start a transaction */
+	ST_MAIL,  /* MAIL accepted, no recipient yet */
+	ST_RCPT,  /* at least one recipient */
+	ST_BDAT,  /* inside a BDAT transaction */
 };
 
-static const char *const state_names[] = { "init", "ready", "mail", "rcpt", "bdat" };
+static const char *const state_names[] = {"init", "ready", "mail", "rcpt", "bdat"};
 
 enum helo_kind { HELO_NONE, HELO_HELO, HELO_EHLO, HELO_LHLO };
 
@@ -52,7 +52,7 @@ struct smtp_rcpt {
 	char addr[SMTP_MAX_PATH + 1];
 	struct smtp_rcpt_params params;
 	struct delivery_rcpt d;
-	bool remote;			/* another domain's: queued for relay */
+	bool remote; /* another domain's: queued for relay */
 };
 
 struct smtp_session {
@@ -69,11 +69,11 @@ struct smtp_session {
 	enum helo_kind helo;
 	char helo_name[256];
 	unsigned errors;
-	bool no_count;			/* the next reply is no client error */
+	bool no_count; /* the next reply is no client error */
 	bool authenticated;
-	bool trusted;			/* peer in [smtp] trusted_networks */
-	struct sasl *sasl;		/* an AUTH exchange is in progress */
-	struct buf line;		/* the current command line, NUL-terminated */
+	bool trusted;      /* peer in [smtp] trusted_networks */
+	struct sasl *sasl; /* an AUTH exchange is in progress */
+	struct buf line;   /* the current command line, NUL-terminated */
 
 	/* transaction */
 	char sender[SMTP_MAX_PATH + 1];
@@ -82,12 +82,12 @@ struct smtp_session {
 	size_t n_rcpts, cap_rcpts;
 
 	/* message body (DATA or BDAT) */
-	bool in_data;			/* DATA pieces are arriving */
+	bool in_data; /* DATA pieces are arriving */
 	struct smtp_data_dec dec;
-	struct buf msg;			/* trace headers, then the body */
+	struct buf msg; /* trace headers, then the body */
 	size_t hdr_len;
-	uint64_t body_len;		/* BDAT: bytes received */
-	uint64_t body_max;		/* what max_message_size leaves after the headers */
+	uint64_t body_len; /* BDAT: bytes received */
+	uint64_t body_max; /* what max_message_size leaves after the headers */
 	bool too_big;
 	char id[DELIVERY_ID_LEN];
 	/* Past SMTP_SPOOL_AT the message moves from s->msg to an unlinked
@@ -99,9 +99,9 @@ struct smtp_session {
 	/* BDAT chunk being received */
 	uint64_t bdat_left;
 	bool bdat_last;
-	bool bdat_taken;		/* cmd_bdat ran for the current line */
-	bool bdat_discard;		/* the chunk is read and dropped... */
-	int bdat_code;			/* ...and then answered with this */
+	bool bdat_taken;   /* cmd_bdat ran for the current line */
+	bool bdat_discard; /* the chunk is read and dropped... */
+	int bdat_code;     /* ...and then answered with this */
 	const char *bdat_enh, *bdat_text;
 };
 
@@ -112,7 +112,7 @@ enter_state(struct smtp_session *s, enum smtp_state st)
 {
 	if (s->state != st)
 		log_debug("conn=%llu proto=smtp state=%s->%s", (unsigned long long)conn_id(s->c),
-		    state_names[s->state], state_names[st]);
+		          state_names[s->state], state_names[st]);
 	s->state = st;
 }
 
@@ -151,10 +151,11 @@ spill(struct smtp_session *s, bool force)
 	if (s->spool_fd < 0 && !s->spool_failed) {
 		s->spool_fd = spool_open(s->cfg->data_dir);
 		log_debug("conn=%llu proto=smtp event=spool id=%s fd=%d",
-		    (unsigned long long)conn_id(s->c), s->id, s->spool_fd);
+		          (unsigned long long)conn_id(s->c), s->id, s->spool_fd);
 		if (s->spool_fd < 0) {
 			log_error("conn=%llu proto=smtp event=spool-failed dir=%s error=\"%s\"",
-			    (unsigned long long)conn_id(s->c), s->cfg->data_dir, strerror(errno));
+			          (unsigned long long)conn_id(s->c), s->cfg->data_dir,
+			          strerror(errno));
 			s->spool_failed = true;
 		}
 	}
@@ -165,7 +166,8 @@ spill(struct smtp_session *s, bool force)
 			continue;
 		if (w <= 0) {
 			log_error("conn=%llu proto=smtp event=spool-failed error=\"%s\"",
-			    (unsigned long long)conn_id(s->c), w < 0 ? strerror(errno) : "short write");
+			          (unsigned long long)conn_id(s->c),
+			          w < 0 ? strerror(errno) : "short write");
 			s->spool_failed = true;
 			break;
 		}
@@ -206,10 +208,9 @@ too_many_errors(struct smtp_session *s)
 
 	if (max == 0 || s->errors < max || conn_is_closing(s->c))
 		return;
-	conn_printf(s->c, "421 4.7.0 %s Too many errors, closing connection\r\n",
-	    s->cfg->hostname);
+	conn_printf(s->c, "421 4.7.0 %s Too many errors, closing connection\r\n", s->cfg->hostname);
 	log_info("conn=%llu proto=smtp event=too-many-errors errors=%u",
-	    (unsigned long long)conn_id(s->c), s->errors);
+	         (unsigned long long)conn_id(s->c), s->errors);
 	conn_close(s->c);
 }
 
@@ -246,17 +247,17 @@ static const char *
 with_protocol(const struct smtp_session *s)
 {
 	static const char *const names[2][2][4] = {
-		/* [utf8][lmtp][tls*2 + auth] */
-		{ { "ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA" },
-		  { "LMTP", "LMTPA", "LMTPS", "LMTPSA" } },
-		{ { "UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA" },
-		  { "UTF8LMTP", "UTF8LMTPA", "UTF8LMTPS", "UTF8LMTPSA" } },
+	    /* [utf8][lmtp][tls*2 + auth] */
+	    {{"ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA"}, {"LMTP", "LMTPA", "LMTPS", "LMTPSA"}},
+	    {{"UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA"},
+	     {"UTF8LMTP", "UTF8LMTPA", "UTF8LMTPS", "UTF8LMTPSA"}},
 	};
 	bool lmtp = s->role == ROLE_LMTP;
 
 	if (s->helo == HELO_HELO && !s->mp.smtputf8)
 		return "SMTP";
-	return names[s->mp.smtputf8][lmtp][(conn_is_tls(s->c) ? 2 : 0) + (s->authenticated ? 1 : 0)];
+	return names[s->mp.smtputf8][lmtp]
+	            [(conn_is_tls(s->c) ? 2 : 0) + (s->authenticated ? 1 : 0)];
 }
 
 /* The DSN data kept with the message (X-Roost-DSN). Per-recipient NOTIFY
@@ -288,7 +289,7 @@ dsn_text(const struct smtp_session *s, char *out, size_t len)
 static void
 start_message(struct smtp_session *s)
 {
-	struct delivery_trace t = { 0 };
+	struct delivery_trace t = {0};
 	char dsn[1200];
 	const char *tls = conn_tls_info(s->c);
 
@@ -308,7 +309,8 @@ start_message(struct smtp_session *s)
 	/* Storage bounds the stored message, trace headers included, by
 	 * max_message_size: the body gets what the headers leave. One byte
 	 * over is enough to tell "too big". */
-	s->body_max = s->cfg->max_message_size > s->hdr_len ? s->cfg->max_message_size - s->hdr_len : 0;
+	s->body_max =
+	    s->cfg->max_message_size > s->hdr_len ? s->cfg->max_message_size - s->hdr_len : 0;
 	s->body_len = 0;
 	s->too_big = false;
 }
@@ -329,7 +331,7 @@ storage_error_reply(struct smtp_session *s, int err, const char *addr)
 		break;
 	default:
 		reply(s, 451, "4.3.0", "%s%s%sTemporary storage failure, try again later (id %s)",
-		    pre, addr, post, s->id);
+		      pre, addr, post, s->id);
 		break;
 	}
 }
@@ -383,14 +385,15 @@ from_header_ok(struct smtp_session *s, const struct msg_input *in)
 
 	message_head(s, in, &head);
 	err = relay_from_header_check(s->cfg, user != NULL ? user : "", head.data, head.len, bad,
-	    sizeof(bad));
+	                              sizeof(bad));
 	buf_free(&head);
 	if (err == 0)
 		return true;
-	log_info("conn=%llu proto=smtp event=rejected id=%s reason=from-mismatch user=%s from=\"%s\"",
+	log_info(
+	    "conn=%llu proto=smtp event=rejected id=%s reason=from-mismatch user=%s from=\"%s\"",
 	    (unsigned long long)conn_id(s->c), s->id, user != NULL ? user : "", bad);
 	snprintf(text, sizeof(text), "From: header must be your own address (%s)",
-	    user != NULL ? user : "");
+	         user != NULL ? user : "");
 	reject_message(s, 553, "5.7.1", text);
 	return false;
 }
@@ -420,7 +423,7 @@ dkim_for_relay(struct smtp_session *s, const struct msg_input *in, struct buf *o
 	}
 	if (dkim_sign(s->cfg, relay_domain(from), view, len, out) == 0)
 		log_debug("conn=%llu proto=smtp event=dkim-signed id=%s domain=%s",
-		    (unsigned long long)conn_id(s->c), s->id, relay_domain(from));
+		          (unsigned long long)conn_id(s->c), s->id, relay_domain(from));
 	if (map != NULL)
 		munmap(map, in->len);
 }
@@ -430,9 +433,9 @@ dkim_for_relay(struct smtp_session *s, const struct msg_input *in, struct buf *o
 static int
 queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_ID_LEN])
 {
-	struct delivery_trace t = { 0 };
+	struct delivery_trace t = {0};
 	struct buf trace = BUF_INIT(0);
-	struct queue_submission sub = { 0 };
+	struct queue_submission sub = {0};
 	struct queue_rcpt_in *rin = xcalloc(s->n_rcpts, sizeof(*rin));
 	struct buf dkim = BUF_INIT(0);
 	const char *received;
@@ -479,7 +482,7 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 	err = queue_submit(s->sv->queue, &sub, qid);
 	if (err != 0)
 		log_error("conn=%llu proto=smtp event=queue-failed id=%s error=\"%s\"",
-		    (unsigned long long)conn_id(s->c), s->id, roost_strerror(err));
+		          (unsigned long long)conn_id(s->c), s->id, roost_strerror(err));
 	free(rin);
 	buf_free(&trace);
 	buf_free(&dkim);
@@ -491,7 +494,7 @@ static void
 finish_message(struct smtp_session *s, bool bare_eol)
 {
 	struct delivery_rcpt *dr;
-	struct msg_input in = { .fd = -1 };
+	struct msg_input in = {.fd = -1};
 	uint64_t body;
 	bool lmtp = s->role == ROLE_LMTP;
 	size_t n_remote = 0, n_local = 0, *map;
@@ -500,15 +503,15 @@ finish_message(struct smtp_session *s, bool bare_eol)
 
 	if (s->too_big) {
 		log_info("conn=%llu proto=%s event=rejected id=%s reason=too-big",
-		    (unsigned long long)conn_id(s->c), proto_name(s), s->id);
+		         (unsigned long long)conn_id(s->c), proto_name(s), s->id);
 		reject_message(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		return;
 	}
 	if (bare_eol) {
 		log_info("conn=%llu proto=%s event=rejected id=%s reason=bare-cr-lf",
-		    (unsigned long long)conn_id(s->c), proto_name(s), s->id);
+		         (unsigned long long)conn_id(s->c), proto_name(s), s->id);
 		reject_message(s, 550, "5.6.0",
-		    "Message contains a bare CR or LF; lines must end with CRLF");
+		               "Message contains a bare CR or LF; lines must end with CRLF");
 		return;
 	}
 
@@ -518,7 +521,7 @@ finish_message(struct smtp_session *s, bool bare_eol)
 		char text[128];
 
 		snprintf(text, sizeof(text), "Temporary local problem, try again later (id %s)",
-		    s->id);
+		         s->id);
 		reject_message(s, 451, "4.3.0", text);
 		return;
 	}
@@ -539,7 +542,8 @@ finish_message(struct smtp_session *s, bool bare_eol)
 	if (n_remote > 0 && (err = queue_remote(s, &in, qid)) != 0) {
 		char text[128];
 
-		snprintf(text, sizeof(text), "Temporary queue failure, try again later (id %s)", s->id);
+		snprintf(text, sizeof(text), "Temporary queue failure, try again later (id %s)",
+		         s->id);
 		reject_message(s, 451, "4.3.0", text);
 		return;
 	}
@@ -560,29 +564,32 @@ finish_message(struct smtp_session *s, bool bare_eol)
 
 		if (dr[i].result == 0)
 			log_info("conn=%llu proto=%s event=delivered id=%s from=%s to=%s "
-			    "user=%s mailbox=%s uid=%u size=%llu notify=%s orcpt=%s",
-			    (unsigned long long)conn_id(s->c), proto_name(s), s->id,
-			    LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(dr[i].user),
-			    LOG_QUOTE(dr[i].mailbox), dr[i].uid, (unsigned long long)body,
-			    r->params.notify[0] ? LOG_QUOTE(r->params.notify) : "-",
-			    r->params.orcpt[0] ? LOG_QUOTE(r->params.orcpt) : "-");
+			         "user=%s mailbox=%s uid=%u size=%llu notify=%s orcpt=%s",
+			         (unsigned long long)conn_id(s->c), proto_name(s), s->id,
+			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(dr[i].user),
+			         LOG_QUOTE(dr[i].mailbox), dr[i].uid, (unsigned long long)body,
+			         r->params.notify[0] ? LOG_QUOTE(r->params.notify) : "-",
+			         r->params.orcpt[0] ? LOG_QUOTE(r->params.orcpt) : "-");
 		else
 			log_warn("conn=%llu proto=%s event=deferred id=%s from=%s to=%s "
-			    "user=%s error=\"%s\"", (unsigned long long)conn_id(s->c),
-			    proto_name(s), s->id, LOG_QUOTE(s->sender), LOG_QUOTE(r->addr),
-			    LOG_QUOTE(dr[i].user), roost_strerror(dr[i].result));
+			         "user=%s error=\"%s\"",
+			         (unsigned long long)conn_id(s->c), proto_name(s), s->id,
+			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(dr[i].user),
+			         roost_strerror(dr[i].result));
 	}
 	for (size_t i = 0; i < s->n_rcpts && err == 0; i++) {
 		if (s->rcpts[i].remote)
-			log_info("conn=%llu proto=%s event=queued id=%s queue_id=%s from=<%s> to=<%s> "
-			    "size=%llu", (unsigned long long)conn_id(s->c), proto_name(s), s->id, qid,
-			    s->sender, s->rcpts[i].addr, (unsigned long long)body);
+			log_info(
+			    "conn=%llu proto=%s event=queued id=%s queue_id=%s from=<%s> to=<%s> "
+			    "size=%llu",
+			    (unsigned long long)conn_id(s->c), proto_name(s), s->id, qid, s->sender,
+			    s->rcpts[i].addr, (unsigned long long)body);
 	}
 	if (lmtp) {
 		for (size_t k = 0; k < n_local; k++) {
 			if (dr[k].result == 0)
-				reply(s, 250, "2.0.0", "<%s> Delivered, id=%s", s->rcpts[map[k]].addr,
-				    s->id);
+				reply(s, 250, "2.0.0", "<%s> Delivered, id=%s",
+				      s->rcpts[map[k]].addr, s->id);
 			else
 				storage_error_reply(s, dr[k].result, s->rcpts[map[k]].addr);
 		}
@@ -616,7 +623,7 @@ data_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 		return;
 	if (used != len)
 		log_error("conn=%llu proto=smtp event=bug reason=\"framer and decoder disagree\"",
-		    (unsigned long long)conn_id(s->c));
+		          (unsigned long long)conn_id(s->c));
 	s->in_data = false;
 	finish_message(s, s->dec.bare_eol > 0 && !s->dec.normalize);
 }
@@ -645,7 +652,7 @@ static void
 bdat_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 {
 	if (len > s->bdat_left)
-		len = (size_t)s->bdat_left;	/* cannot happen: the framer counts too */
+		len = (size_t)s->bdat_left; /* cannot happen: the framer counts too */
 	s->bdat_left -= len;
 	if (!s->bdat_discard && !s->too_big) {
 		s->body_len += len;
@@ -686,10 +693,11 @@ cmd_bdat(struct smtp_session *s, const char *args)
 	} else if (s->state == ST_BDAT) {
 		s->bdat_discard = false;
 	} else if (s->state == ST_MAIL) {
-		s->bdat_code = s->role == ROLE_LMTP ? 503 : 554;	/* as DATA */
+		s->bdat_code = s->role == ROLE_LMTP ? 503 : 554; /* as DATA */
 		s->bdat_text = "No valid recipients";
 	} else {
-		s->bdat_text = s->helo == HELO_NONE ? "Send EHLO first" : "Need MAIL and RCPT first";
+		s->bdat_text =
+		    s->helo == HELO_NONE ? "Send EHLO first" : "Need MAIL and RCPT first";
 	}
 	s->bdat_taken = true;
 	if (size == 0)
@@ -719,7 +727,7 @@ cmd_data(struct smtp_session *s, const char *args)
 	start_message(s);
 	s->in_data = true;
 	smtp_data_dec_init(&s->dec, s->cfg->smtp_bare_lf != NULL &&
-	    strcmp(s->cfg->smtp_bare_lf, "normalize") == 0);
+	                                strcmp(s->cfg->smtp_bare_lf, "normalize") == 0);
 	smtp_framer_start_data(&s->fr, s->dec.normalize);
 	conn_write_str(s->c, "354 End data with <CR><LF>.<CR><LF>\r\n");
 }
@@ -733,7 +741,9 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 
 	if (n == 0 || n >= sizeof(s->helo_name)) {
 		reply(s, 501, "5.5.4", "Syntax: %s hostname",
-		    kind == HELO_HELO ? "HELO" : kind == HELO_EHLO ? "EHLO" : "LHLO");
+		      kind == HELO_HELO   ? "HELO"
+		      : kind == HELO_EHLO ? "EHLO"
+		                          : "LHLO");
 		return;
 	}
 	memcpy(s->helo_name, args, n);
@@ -745,7 +755,7 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 		return;
 	}
 	conn_printf(s->c, "250-%s Hello %s [%s]\r\n", s->cfg->hostname, s->helo_name,
-	    conn_peer(s->c));
+	            conn_peer(s->c));
 	conn_write_str(s->c, "250-PIPELINING\r\n");
 	conn_printf(s->c, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->max_message_size);
 	conn_write_str(s->c, "250-8BITMIME\r\n");
@@ -777,19 +787,20 @@ sender_ok(struct smtp_session *s)
 		if (relay_sender_allowed(s->cfg, user != NULL ? user : "", s->sender))
 			return true;
 		log_info("conn=%llu proto=smtp event=rejected reason=sender-mismatch user=%s "
-		    "from=<%s>", (unsigned long long)conn_id(s->c), user != NULL ? user : "",
-		    s->sender);
+		         "from=<%s>",
+		         (unsigned long long)conn_id(s->c), user != NULL ? user : "", s->sender);
 		reply(s, 553, "5.7.1", "<%s>: Sender address not owned by user %s", s->sender,
-		    user != NULL ? user : "");
+		      user != NULL ? user : "");
 		s->sender[0] = '\0';
 		return false;
 	}
 	if (s->role == ROLE_MX && !s->trusted && s->sender[0] != '\0' &&
 	    delivery_domain_is_local(s->cfg, relay_domain(s->sender))) {
 		log_info("conn=%llu proto=smtp event=rejected reason=local-sender-unauthenticated "
-		    "from=<%s>", (unsigned long long)conn_id(s->c), s->sender);
+		         "from=<%s>",
+		         (unsigned long long)conn_id(s->c), s->sender);
 		reply(s, 550, "5.7.1", "<%s>: Local sender from outside needs authentication",
-		    s->sender);
+		      s->sender);
 		s->sender[0] = '\0';
 		return false;
 	}
@@ -803,7 +814,8 @@ cmd_mail(struct smtp_session *s, const char *args)
 	int err;
 
 	if (s->helo == HELO_NONE) {
-		reply(s, 503, "5.5.1", "Send %s first", s->role == ROLE_LMTP ? "LHLO" : "EHLO/HELO");
+		reply(s, 503, "5.5.1", "Send %s first",
+		      s->role == ROLE_LMTP ? "LHLO" : "EHLO/HELO");
 		return;
 	}
 	if (s->role == ROLE_SUBMISSION && !s->authenticated) {
@@ -859,8 +871,8 @@ cmd_rcpt(struct smtp_session *s, const char *args)
 	int err;
 
 	if (s->state != ST_MAIL && s->state != ST_RCPT) {
-		reply(s, 503, "5.5.1", s->state == ST_BDAT ? "RCPT not allowed after BDAT"
-		    : "Need MAIL first");
+		reply(s, 503, "5.5.1",
+		      s->state == ST_BDAT ? "RCPT not allowed after BDAT" : "Need MAIL first");
 		return;
 	}
 	if (strncasecmp(args, "TO:", 3) != 0) {
@@ -899,8 +911,10 @@ cmd_rcpt(struct smtp_session *s, const char *args)
 		err = 0;
 	} else if (err == ROOST_EPERM) {
 		if (s->authenticated)
-			reply(s, 451, "4.4.0", "<%s>: Relaying to other domains is not available yet "
-			    "(no outbound queue), try again later", r.addr);
+			reply(s, 451, "4.4.0",
+			      "<%s>: Relaying to other domains is not available yet "
+			      "(no outbound queue), try again later",
+			      r.addr);
 		else if (s->role == ROLE_LMTP)
 			reply(s, 550, "5.1.2", "<%s>: Not a local domain", r.addr);
 		else
@@ -971,15 +985,15 @@ auth_result(struct smtp_session *s, int err, struct buf *challenge)
 		s->authenticated = true;
 		conn_set_user(s->c, sasl_user(s->sasl));
 		conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
-		log_info("conn=%llu proto=smtp event=login user=%s", (unsigned long long)conn_id(s->c),
-		    LOG_QUOTE(sasl_user(s->sasl)));
+		log_info("conn=%llu proto=smtp event=login user=%s",
+		         (unsigned long long)conn_id(s->c), LOG_QUOTE(sasl_user(s->sasl)));
 		reply(s, 235, "2.7.0", "Authentication successful");
 		break;
 	case ROOST_EAUTH:
 		conn_delay(s->c, auth_failure(s->sv->auth, conn_peer(s->c)));
 		log_info("conn=%llu proto=smtp event=auth-failed peer=%s user=%s",
-		    (unsigned long long)conn_id(s->c), conn_peer(s->c),
-		    LOG_QUOTE(sasl_user_tried(s->sasl)));
+		         (unsigned long long)conn_id(s->c), conn_peer(s->c),
+		         LOG_QUOTE(sasl_user_tried(s->sasl)));
 		reply(s, 535, "5.7.8", "Authentication credentials invalid");
 		break;
 	case ROOST_ECANCELED:
@@ -989,7 +1003,8 @@ auth_result(struct smtp_session *s, int err, struct buf *challenge)
 		reply(s, 504, "5.5.4", "Unrecognized authentication mechanism");
 		break;
 	case ROOST_EPERM:
-		reply(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+		reply(s, 538, "5.7.11",
+		      "Encryption required for requested authentication mechanism");
 		break;
 	default:
 		reply(s, 501, "5.5.2", "Malformed authentication data");
@@ -1075,7 +1090,8 @@ static void
 cmd_help(struct smtp_session *s, const char *args)
 {
 	reply(s, 214, "2.0.0", "Commands: %s MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s",
-	    s->role == ROLE_LMTP ? "LHLO" : "EHLO HELO", s->role == ROLE_LMTP ? "" : " STARTTLS AUTH");
+	      s->role == ROLE_LMTP ? "LHLO" : "EHLO HELO",
+	      s->role == ROLE_LMTP ? "" : " STARTTLS AUTH");
 }
 
 static void
@@ -1113,7 +1129,7 @@ cmd_lhlo(struct smtp_session *s, const char *args)
 }
 
 enum {
-	CMD_SMTP_ONLY = 1 << 0,	/* not on the lmtp listener */
+	CMD_SMTP_ONLY = 1 << 0, /* not on the lmtp listener */
 	CMD_LMTP_ONLY = 1 << 1,
 };
 
@@ -1124,22 +1140,22 @@ struct smtp_command {
 };
 
 static const struct smtp_command commands[] = {
-	{ "EHLO", CMD_SMTP_ONLY, cmd_ehlo },
-	{ "HELO", CMD_SMTP_ONLY, cmd_helo_plain },
-	{ "LHLO", CMD_LMTP_ONLY, cmd_lhlo },
-	{ "MAIL", 0, cmd_mail },
-	{ "RCPT", 0, cmd_rcpt },
-	{ "DATA", 0, cmd_data },
-	{ "BDAT", 0, cmd_bdat },
-	{ "RSET", 0, cmd_rset },
-	{ "NOOP", 0, cmd_noop },
-	{ "QUIT", 0, cmd_quit },
-	{ "HELP", 0, cmd_help },
-	{ "VRFY", 0, cmd_vrfy },
-	{ "EXPN", 0, cmd_expn },
-	{ "STARTTLS", CMD_SMTP_ONLY, cmd_starttls },
-	{ "AUTH", CMD_SMTP_ONLY, cmd_auth },
-	{ NULL, 0, NULL },
+    {"EHLO", CMD_SMTP_ONLY, cmd_ehlo},
+    {"HELO", CMD_SMTP_ONLY, cmd_helo_plain},
+    {"LHLO", CMD_LMTP_ONLY, cmd_lhlo},
+    {"MAIL", 0, cmd_mail},
+    {"RCPT", 0, cmd_rcpt},
+    {"DATA", 0, cmd_data},
+    {"BDAT", 0, cmd_bdat},
+    {"RSET", 0, cmd_rset},
+    {"NOOP", 0, cmd_noop},
+    {"QUIT", 0, cmd_quit},
+    {"HELP", 0, cmd_help},
+    {"VRFY", 0, cmd_vrfy},
+    {"EXPN", 0, cmd_expn},
+    {"STARTTLS", CMD_SMTP_ONLY, cmd_starttls},
+    {"AUTH", CMD_SMTP_ONLY, cmd_auth},
+    {NULL, 0, NULL},
 };
 
 static void
@@ -1166,8 +1182,8 @@ run_line(struct smtp_session *s, const char *line)
 		reply(s, 500, "5.5.1", "Command unrecognized: %s", verb);
 		return;
 	}
-	log_debug("conn=%llu proto=%s command=%s", (unsigned long long)conn_id(s->c),
-	    proto_name(s), cmd->name);
+	log_debug("conn=%llu proto=%s command=%s", (unsigned long long)conn_id(s->c), proto_name(s),
+	          cmd->name);
 	cmd->run(s, args);
 }
 
@@ -1195,7 +1211,7 @@ smtp_session_new(struct conn *c)
 	buf_init(&s->msg, 0);
 	s->state = ST_INIT;
 	conn_printf(c, "220 %s %s Roost ready\r\n", s->cfg->hostname,
-	    s->role == ROLE_LMTP ? "LMTP" : "ESMTP");
+	            s->role == ROLE_LMTP ? "LMTP" : "ESMTP");
 	return s;
 }
 
@@ -1254,9 +1270,9 @@ smtp_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 		 * injection attempt: refuse it. */
 		if (line_mode && s->helo == HELO_NONE && s->sasl == NULL && *used_r < len) {
 			log_info("conn=%llu proto=%s event=early-pipelining",
-			    (unsigned long long)conn_id(c), proto_name(s));
+			         (unsigned long long)conn_id(c), proto_name(s));
 			conn_write_str(c, "554 5.5.0 Pipelining before the greeting or the EHLO "
-			    "reply is not allowed\r\n");
+			                  "reply is not allowed\r\n");
 			return FRAME_CLOSE;
 		}
 		return FRAME_COMMAND;
@@ -1267,7 +1283,7 @@ smtp_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 		s->errors++;
 		if (s->cfg->smtp_max_errors != 0 && s->errors >= s->cfg->smtp_max_errors) {
 			conn_printf(c, "421 4.7.0 %s Too many errors, closing connection\r\n",
-			    s->cfg->hostname);
+			            s->cfg->hostname);
 			return FRAME_CLOSE;
 		}
 		return FRAME_DISCARD;
@@ -1328,15 +1344,15 @@ smtp_on_shutdown(struct conn *c, void *session)
 	struct smtp_session *s = session;
 
 	conn_printf(c, "421 4.3.2 %s Service shutting down, closing connection\r\n",
-	    s->cfg->hostname);
+	            s->cfg->hostname);
 }
 
 const struct proto_ops smtp_proto_ops = {
-	.name = "smtp",
-	.session_new = smtp_session_new,
-	.session_free = smtp_session_free,
-	.frame = smtp_frame_hook,
-	.on_command = smtp_on_command,
-	.on_timeout = smtp_on_timeout,
-	.on_shutdown = smtp_on_shutdown,
+    .name = "smtp",
+    .session_new = smtp_session_new,
+    .session_free = smtp_session_free,
+    .frame = smtp_frame_hook,
+    .on_command = smtp_on_command,
+    .on_timeout = smtp_on_timeout,
+    .on_shutdown = smtp_on_shutdown,
 };

@@ -17,7 +17,7 @@ imap_match_ref(const char *p, const char *n)
 		return imap_match_ref(p + 1, n) || (*n != '\0' && imap_match_ref(p, n + 1));
 	if (*p == '%')
 		return imap_match_ref(p + 1, n) ||
-		    (*n != '\0' && *n != '/' && imap_match_ref(p, n + 1));
+		       (*n != '\0' && *n != '/' && imap_match_ref(p, n + 1));
 	return *n == *p && imap_match_ref(p + 1, n + 1);
 }
 

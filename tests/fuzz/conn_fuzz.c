@@ -65,7 +65,7 @@ conn_fuzz_finish_command(struct conn *c, void *session)
 		conn_continue_fn *fn = c->cont_fn;
 
 		if (steps == MAX_STEPS)
-			abort();	/* a reply that never ends */
+			abort(); /* a reply that never ends */
 		c->cont_fn = NULL;
 		conn_fuzz_drain(c);
 		if (c->closing)
@@ -134,7 +134,7 @@ int
 conn_write(struct conn *c, const void *data, size_t len)
 {
 	if (buf_append(&c->out, data, len) != 0)
-		abort();	/* past the runtime's output backstop */
+		abort(); /* past the runtime's output backstop */
 	return 0;
 }
 

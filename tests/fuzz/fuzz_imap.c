@@ -67,7 +67,8 @@ check_pattern(const char *pat, size_t len, const char *const *names, size_t n_na
 		/* INBOX folds case: the definition does not */
 		bool inbox = strncmp(names[i], "INBOX", 5) == 0;
 
-		if (len <= 12 && strlen(names[i]) <= 16 && !inbox && got != imap_match_ref(pat, names[i]))
+		if (len <= 12 && strlen(names[i]) <= 16 && !inbox &&
+		    got != imap_match_ref(pat, names[i]))
 			abort();
 	}
 	arena_free(&a);
@@ -87,7 +88,8 @@ check_string(const char *s)
 		for (size_t i = 0; i < set.n; i++) {
 			if (set.r[i].lo > set.r[i].hi || (i > 0 && set.r[i].lo <= set.r[i - 1].hi))
 				abort();
-			if (!seqset_contains(&set, set.r[i].lo) || !seqset_contains(&set, set.r[i].hi))
+			if (!seqset_contains(&set, set.r[i].lo) ||
+			    !seqset_contains(&set, set.r[i].hi))
 				abort();
 		}
 	}
@@ -98,7 +100,7 @@ check_string(const char *s)
 
 static void
 check_args(const struct imap_arg *args, size_t n, const uint8_t *data, size_t len,
-    const char **names, size_t *n_names)
+           const char **names, size_t *n_names)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct imap_arg *g = &args[i];
@@ -110,13 +112,14 @@ check_args(const struct imap_arg *args, size_t n, const uint8_t *data, size_t le
 		if (g->type == ARG_LITERAL && g->fd >= 0) {
 			struct stat sb;
 
-			if (g->raw != NULL || fstat(g->fd, &sb) < 0 || (uint64_t)sb.st_size != g->len)
+			if (g->raw != NULL || fstat(g->fd, &sb) < 0 ||
+			    (uint64_t)sb.st_size != g->len)
 				abort();
 			continue;
 		}
 		/* (a spooled command's text is the spool's: data is NULL) */
-		if (g->type == ARG_LITERAL && data != NULL
-		    && (g->raw < data || g->len > len || g->raw > data + len - g->len))
+		if (g->type == ARG_LITERAL && data != NULL &&
+		    (g->raw < data || g->len > len || g->raw > data + len - g->len))
 			abort();
 		if (g->str == NULL) {
 			if (g->type != ARG_LITERAL)
@@ -137,13 +140,13 @@ check_command(const uint8_t *data, size_t len, struct imap_spool *sp, bool *line
 	struct arena a;
 	struct imap_parsed p;
 	const char *err;
-	const char *names[8] = { "INBOX", "a/b", "Sent" };
+	const char *names[8] = {"INBOX", "a/b", "Sent"};
 	size_t n_names = 3;
 
 	arena_init(&a);
 	a.max = 16 * 1024;
 	int rc = sp != NULL ? imap_parse_spooled(&a, sp, &p, &err)
-	    : imap_parse_command(&a, data, len, &p, &err);
+	                    : imap_parse_command(&a, data, len, &p, &err);
 	if (rc != 0) {
 		if (err == NULL || a.used > a.max)
 			abort();
@@ -177,7 +180,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct imap_framer fr;
-	struct out o = { 0 };
+	struct out o = {0};
 	struct buf q = BUF_INIT(0);
 	size_t fed = 0, step, max_line;
 	uint64_t spool_at;
@@ -204,10 +207,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fed += n;
 		for (;;) {
 			struct imap_frame_env env = {
-				.max_line = max_line, .max_literal = 4096, .authenticated = authed,
-				.mode = line_mode ? FRAMER_LINE : FRAMER_COMMAND,
-				.spool_dir = spool_at ? spool_dir : NULL, .spool_at = spool_at,
-				.write = fz_write, .raise_input = fz_raise, .arg = &o,
+			    .max_line = max_line,
+			    .max_literal = 4096,
+			    .authenticated = authed,
+			    .mode = line_mode ? FRAMER_LINE : FRAMER_COMMAND,
+			    .spool_dir = spool_at ? spool_dir : NULL,
+			    .spool_at = spool_at,
+			    .write = fz_write,
+			    .raise_input = fz_raise,
+			    .arg = &o,
 			};
 			size_t used = 0;
 			enum imap_frame_res r = imap_framer_run(&fr, &env, q.data, q.len, &used);
@@ -215,7 +223,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (r == IMAP_FRAME_AGAIN) {
 				cap = (o.raised > max_line ? o.raised : max_line) + 1;
 				if (q.len >= cap)
-					abort();	/* the loop would close: input_overflow */
+					abort(); /* the loop would close: input_overflow */
 				break;
 			}
 			if (used == 0 || used > q.len)

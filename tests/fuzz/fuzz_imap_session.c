@@ -51,9 +51,11 @@ setup(int i, const char *backend)
 	f = fopen(path, "w");
 	if (f == NULL)
 		abort();
-	fprintf(f, "[server]\ndata_dir = %s/var\n[storage]\nbackend = %s\nfsync = no\n"
-	    "[limits]\nmax_line = 2K\nmax_line_preauth = 1K\nmax_message_size = 64K\n"
-	    "[imap]\nmax_literal = 64K\n", dir, backend);
+	fprintf(f,
+	        "[server]\ndata_dir = %s/var\n[storage]\nbackend = %s\nfsync = no\n"
+	        "[limits]\nmax_line = 2K\nmax_line_preauth = 1K\nmax_message_size = 64K\n"
+	        "[imap]\nmax_literal = 64K\n",
+	        dir, backend);
 	fclose(f);
 	snprintf(path, sizeof(path), "%s/var", dir);
 	if (mkdir(path, 0700) != 0)
@@ -182,7 +184,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			if (r == FRAME_AGAIN) {
 				if (q.len >= conn_input_limit(c) + 1)
-					abort();	/* the loop would close: input_overflow */
+					abort(); /* the loop would close: input_overflow */
 				break;
 			}
 			if (r == FRAME_CLOSE)

@@ -14,9 +14,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
 walk(struct message *msg, const struct message_part *p, uint32_t *path, size_t depth,
-    struct buf *out)
+     struct buf *out)
 {
-	static const char *const names[] = { "subject", "from", "content-type" };
+	static const char *const names[] = {"subject", "from", "content-type"};
 	const struct message_part *c, *found;
 	uint32_t n = 1;
 	size_t len;

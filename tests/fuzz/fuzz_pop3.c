@@ -13,7 +13,7 @@
 static void
 check_lines(const uint8_t *data, size_t len, size_t step, size_t max)
 {
-	struct pop3_framer f = { 0, false };
+	struct pop3_framer f = {0, false};
 	size_t have = 0, fed = 0;
 
 	while (fed < len || have > 0) {
@@ -47,7 +47,8 @@ check_lines(const uint8_t *data, size_t len, size_t step, size_t max)
 				uint32_t v;
 
 				for (size_t i = 0; i < pl.nargs; i++) {
-					if (pl.args[i].p < line || pl.args[i].p + pl.args[i].len > line + l)
+					if (pl.args[i].p < line ||
+					    pl.args[i].p + pl.args[i].len > line + l)
 						abort();
 					(void)pop3_parse_number(pl.args[i].p, pl.args[i].len, &v);
 				}

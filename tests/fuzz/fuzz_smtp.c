@@ -38,8 +38,8 @@ check_decoded(const struct smtp_data_dec *d, const struct buf *msg)
 }
 
 static void
-check_line(struct smtp_framer *f, struct smtp_data_dec *dec, struct buf *msg,
-    const uint8_t *in, size_t len, bool normalize)
+check_line(struct smtp_framer *f, struct smtp_data_dec *dec, struct buf *msg, const uint8_t *in,
+           size_t len, bool normalize)
 {
 	char line[1024], verb[16], addr[SMTP_MAX_PATH + 1];
 	const char *args, *params, *bad;
@@ -77,7 +77,8 @@ check_line(struct smtp_framer *f, struct smtp_data_dec *dec, struct buf *msg,
 			if (smtp_parse_mail_params(params, 1000000, &mp, &bad) != 0 &&
 			    (bad == NULL || bad < line || bad > line + len))
 				abort();
-			if (strlen(mp.envid) >= sizeof(mp.envid) || strlen(mp.ret) >= sizeof(mp.ret))
+			if (strlen(mp.envid) >= sizeof(mp.envid) ||
+			    strlen(mp.ret) >= sizeof(mp.ret))
 				abort();
 		} else {
 			struct smtp_rcpt_params rp;

@@ -16,7 +16,8 @@
  *
  * The [listen] keys "imap" and "imaps" of the config become the test
  * protocol's plaintext (STARTTLS-capable) and implicit-TLS listeners, "lmtp"
- * a second plaintext one (for unix sockets); the others are ignored. SIGTERM/SIGINT: graceful shutdown, exit 0.
+ * a second plaintext one (for unix sockets); the others are ignored. SIGTERM/SIGINT: graceful
+ * shutdown, exit 0.
  */
 
 static void
@@ -30,7 +31,7 @@ main(int argc, char **argv)
 {
 	const char *path = NULL;
 	struct roost_config *cfg = NULL;
-	struct roost_services services = { 0 };
+	struct roost_services services = {0};
 	struct server *srv = NULL;
 	enum log_level level;
 	char err[512];

@@ -201,7 +201,7 @@ big_reply(struct conn *c, unsigned long n)
 		size_t k = n < sizeof(chunk) ? n : sizeof(chunk);
 
 		if (conn_write(c, chunk, k) != 0)
-			return;	/* the client left: stop producing */
+			return; /* the client left: stop producing */
 		n -= k;
 	}
 	conn_write_str(c, "\r\n");
@@ -232,7 +232,7 @@ t_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 		conn_printf(c, "+OK %s\r\n", arg);
 	} else if (strncmp(line, "SLEEP", 5) == 0) {
 		unsigned long ms = arg_num(arg);
-		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+		struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
 
 		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 			;
@@ -266,8 +266,9 @@ t_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 		conn_write_str(c, "+OK raised\r\n");
 	} else if (strcmp(line, "INFO") == 0) {
 		conn_printf(c, "+OK tls=%s secure=%d user=%s peer=%s listener=%s\r\n",
-		    conn_is_tls(c) ? conn_tls_info(c) : "none", conn_is_secure(c) ? 1 : 0,
-		    conn_user(c) != NULL ? conn_user(c) : "-", conn_peer(c), conn_listener(c));
+		            conn_is_tls(c) ? conn_tls_info(c) : "none", conn_is_secure(c) ? 1 : 0,
+		            conn_user(c) != NULL ? conn_user(c) : "-", conn_peer(c),
+		            conn_listener(c));
 	} else if (strcmp(line, "QUIT") == 0) {
 		conn_write_str(c, "+OK bye\r\n");
 		conn_close(c);
@@ -295,12 +296,12 @@ t_on_shutdown(struct conn *c, void *session)
 }
 
 const struct proto_ops testd_ops = {
-	.name = "test",
-	.session_new = t_session_new,
-	.session_free = t_session_free,
-	.frame = t_frame,
-	.on_command = t_on_command,
-	.on_wake = t_on_wake,
-	.on_timeout = t_on_timeout,
-	.on_shutdown = t_on_shutdown,
+    .name = "test",
+    .session_new = t_session_new,
+    .session_free = t_session_free,
+    .frame = t_frame,
+    .on_command = t_on_command,
+    .on_wake = t_on_wake,
+    .on_timeout = t_on_timeout,
+    .on_shutdown = t_on_shutdown,
 };

@@ -83,7 +83,7 @@ main(int argc, char **argv)
 	if (r == 0)
 		r = storage_user_init(st, argv[optind + 1]);
 	for (unsigned long i = 1; r == 0 && i <= count; i++) {
-		struct msg_input in = { .fd = -1 };
+		struct msg_input in = {.fd = -1};
 
 		if (number) {
 			int n = snprintf((char *)copy, 64, "X-Seq: %lu\r\n", i);

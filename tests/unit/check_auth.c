@@ -28,31 +28,36 @@
 static const struct {
 	const char *stored, *password;
 } vectors[] = {
-	{ "{PLAIN}secret", "secret" },
-	{ "{CLEAR}secret", "secret" },
-	{ "{PLAIN.b64}c2VjcmV0", "secret" },
-	{ "{CRYPT}abNANd1rDfiNc", "secret" },
-	{ "{MD5-CRYPT}$1$saltsalt$ERNpRN/8OUFOCXVDM0pqE0", "p\xc3\xa4ssword1" },
-	{ "{SHA256-CRYPT}$5$abcdefgh$gruCpC7VkOTspMQTTSAR8mtlO9Upms.fwqE5y16JVM.", "secret" },
-	{ "{SHA512-CRYPT}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
-	  "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0", "correct horse" },
-	{ "$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
-	  "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0", "correct horse" },	/* bare crypt */
-	{ "{BLF-CRYPT}$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U" },
-	{ "{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a", "secret" },
-	{ "{YESCRYPT}$y$j9T$abcdefghijklmnopqrstu.$fj.94QZtvyLn4Ge.McFyNwqmgzqMgq2hKLhz12GCphB",
-	  "yes please" },
-	{ "{SSHA}uJDd0BIdJ9Z7yDCZNWdgYeb33+cBAgME", "secret" },
-	{ "{SSHA256}93hQOe1g+XhLWV/CjlHmD3ffCK71caCmR16WhsxTVvpzYWx0c2FsdHNhbHQ=", "secret" },
-	{ "{SSHA512}3aiBbchfIZo+1WYrkPzJjQxZ79F/NmwLQ+wF073kTd+6ANhaic8G/jWF/X4sqSFUKpLNdm1FZjBc"
-	  "k6HQ8knM3HNhbHRzYWx0c2FsdA==", "secret" },
-	{ "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "secret" },
-	{ "{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b", "secret" },
-	/* RFC 7677's example user: password "pencil", keys computed with hashlib */
-	{ "{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
-	  "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", "pencil" },
-	{ "{sha512-crypt}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
-	  "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0", "correct horse" },	/* case of the name */
+    {"{PLAIN}secret", "secret"},
+    {"{CLEAR}secret", "secret"},
+    {"{PLAIN.b64}c2VjcmV0", "secret"},
+    {"{CRYPT}abNANd1rDfiNc", "secret"},
+    {"{MD5-CRYPT}$1$saltsalt$ERNpRN/8OUFOCXVDM0pqE0", "p\xc3\xa4ssword1"},
+    {"{SHA256-CRYPT}$5$abcdefgh$gruCpC7VkOTspMQTTSAR8mtlO9Upms.fwqE5y16JVM.", "secret"},
+    {"{SHA512-CRYPT}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
+     "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0",
+     "correct horse"},
+    {"$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
+     "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0",
+     "correct horse"}, /* bare crypt */
+    {"{BLF-CRYPT}$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U"},
+    {"{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a", "secret"},
+    {"{YESCRYPT}$y$j9T$abcdefghijklmnopqrstu.$fj.94QZtvyLn4Ge.McFyNwqmgzqMgq2hKLhz12GCphB",
+     "yes please"},
+    {"{SSHA}uJDd0BIdJ9Z7yDCZNWdgYeb33+cBAgME", "secret"},
+    {"{SSHA256}93hQOe1g+XhLWV/CjlHmD3ffCK71caCmR16WhsxTVvpzYWx0c2FsdHNhbHQ=", "secret"},
+    {"{SSHA512}3aiBbchfIZo+1WYrkPzJjQxZ79F/NmwLQ+wF073kTd+6ANhaic8G/jWF/X4sqSFUKpLNdm1FZjBc"
+     "k6HQ8knM3HNhbHRzYWx0c2FsdA==",
+     "secret"},
+    {"{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "secret"},
+    {"{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b", "secret"},
+    /* RFC 7677's example user: password "pencil", keys computed with hashlib */
+    {"{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+     "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+     "pencil"},
+    {"{sha512-crypt}$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ.taq2zlNFqBnKQ0"
+     "/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0",
+     "correct horse"}, /* case of the name */
 };
 
 static char tmpdir[256];
@@ -69,7 +74,7 @@ setup(void)
 	cfg.fail_delay_initial = 2;
 	cfg.fail_delay_max = 15;
 	cfg.auth_cache_ttl = 300;
-	log_setup(LOG_LEVEL_ERROR, false, false);	/* expected errors stay quiet */
+	log_setup(LOG_LEVEL_ERROR, false, false); /* expected errors stay quiet */
 }
 
 static void
@@ -127,12 +132,12 @@ START_TEST(scheme_vectors)
 		const char *pw = vectors[i].password;
 
 		ck_assert_msg(auth_check_hash(vectors[i].stored, pw, strlen(pw)) == 0,
-		    "vector %zu (%s) does not verify", i, vectors[i].stored);
+		              "vector %zu (%s) does not verify", i, vectors[i].stored);
 		ck_assert_msg(auth_check_hash(vectors[i].stored, "wrong", 5) == ROOST_EAUTH,
-		    "vector %zu accepts a wrong password", i);
+		              "vector %zu accepts a wrong password", i);
 		/* A prefix or an extension of the password is wrong too. */
 		ck_assert_int_eq(auth_check_hash(vectors[i].stored, pw, strlen(pw) - 1),
-		    ROOST_EAUTH);
+		                 ROOST_EAUTH);
 	}
 }
 END_TEST
@@ -156,12 +161,12 @@ END_TEST
 START_TEST(hash_new_passwords)
 {
 	static const char *const schemes[] = {
-		"SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "YESCRYPT", "MD5-CRYPT", "PLAIN",
-		"SCRAM-SHA-256",
+	    "SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT",     "YESCRYPT",
+	    "MD5-CRYPT",    "PLAIN",        "SCRAM-SHA-256",
 	};
 	static const char *const prefixes[] = {
-		"{SHA512-CRYPT}$6$", "{SHA256-CRYPT}$5$", "{BLF-CRYPT}$2y$", "{YESCRYPT}$y$",
-		"{MD5-CRYPT}$1$", "{PLAIN}", "{SCRAM-SHA-256}4096,",
+	    "{SHA512-CRYPT}$6$", "{SHA256-CRYPT}$5$", "{BLF-CRYPT}$2y$",      "{YESCRYPT}$y$",
+	    "{MD5-CRYPT}$1$",    "{PLAIN}",           "{SCRAM-SHA-256}4096,",
 	};
 
 	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -170,15 +175,15 @@ START_TEST(hash_new_passwords)
 		if (!auth_scheme_supported(schemes[i])) {
 			/* Only these two may be missing from a libcrypt build. */
 			ck_assert(strcmp(schemes[i], "YESCRYPT") == 0 ||
-			    strcmp(schemes[i], "BLF-CRYPT") == 0);
+			          strcmp(schemes[i], "BLF-CRYPT") == 0);
 			continue;
 		}
 		ck_assert_int_eq(auth_hash_password(schemes[i], "n3w pässword", &a), 0);
 		ck_assert_msg(strncmp(buf_cstr(&a), prefixes[i], strlen(prefixes[i])) == 0,
-		    "%s gave %s", schemes[i], buf_cstr(&a));
+		              "%s gave %s", schemes[i], buf_cstr(&a));
 		ck_assert_ptr_null(strchr(buf_cstr(&a), ':'));
-		ck_assert_int_eq(auth_check_hash(buf_cstr(&a), "n3w pässword",
-		    strlen("n3w pässword")), 0);
+		ck_assert_int_eq(
+		    auth_check_hash(buf_cstr(&a), "n3w pässword", strlen("n3w pässword")), 0);
 		ck_assert_int_eq(auth_check_hash(buf_cstr(&a), "n3w passwort", 12), ROOST_EAUTH);
 		if (strcmp(schemes[i], "PLAIN") != 0) {
 			/* Fresh salt each time. */
@@ -204,7 +209,8 @@ END_TEST
 
 START_TEST(scram_rfc7677)
 {
-	static const char authmsg[] = "n=user,r=rOprNGfwEbeRWgbNEkqO,"
+	static const char authmsg[] =
+	    "n=user,r=rOprNGfwEbeRWgbNEkqO,"
 	    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
 	    "i=4096,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
 	struct auth_scram_cred stored, derived;
@@ -213,28 +219,31 @@ START_TEST(scram_rfc7677)
 	unsigned len = 0;
 
 	ck_assert_int_eq(auth_scram_parse("4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
-	    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
-	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", &stored), 0);
+	                                  "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+	                                  "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+	                                  &stored),
+	                 0);
 	ck_assert_uint_eq(stored.iter, 4096);
 	ck_assert_uint_eq(stored.salt_len, 16);
-	ck_assert_int_eq(auth_scram_derive("pencil", 6, stored.salt, stored.salt_len, 4096,
-	    &derived), 0);
+	ck_assert_int_eq(
+	    auth_scram_derive("pencil", 6, stored.salt, stored.salt_len, 4096, &derived), 0);
 	ck_assert_int_eq(memcmp(derived.stored_key, stored.stored_key, 32), 0);
 	ck_assert_int_eq(memcmp(derived.server_key, stored.server_key, 32), 0);
 	/* The server signature of RFC 7677's exchange. */
-	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), derived.server_key, 32,
-	    (const uint8_t *)authmsg, strlen(authmsg), sig, &len));
+	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), derived.server_key, 32, (const uint8_t *)authmsg,
+	                           strlen(authmsg), sig, &len));
 	ck_assert_int_eq(base64_encode(sig, 32, &b), 0);
 	ck_assert_str_eq(buf_cstr(&b), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
 	buf_free(&b);
 	/* Malformed stored values. */
 	ck_assert_int_eq(auth_scram_parse("4096,W22ZaJ0SNY7soEsUEjb6gQ==,AAAA,AAAA", &stored),
-	    ROOST_EINVAL);
+	                 ROOST_EINVAL);
 	ck_assert_int_eq(auth_scram_parse("100,W22ZaJ0SNY7soEsUEjb6gQ==,"
-	    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
-	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=", &stored), ROOST_EINVAL);
-	ck_assert_int_eq(auth_scram_parse("4096,W22ZaJ0SNY7soEsUEjb6gQ==", &stored),
-	    ROOST_EINVAL);
+	                                  "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+	                                  "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+	                                  &stored),
+	                 ROOST_EINVAL);
+	ck_assert_int_eq(auth_scram_parse("4096,W22ZaJ0SNY7soEsUEjb6gQ==", &stored), ROOST_EINVAL);
 	ck_assert_int_eq(auth_scram_parse("", &stored), ROOST_EINVAL);
 }
 END_TEST
@@ -242,14 +251,32 @@ END_TEST
 START_TEST(user_names)
 {
 	static const char *const good[] = {
-		"alice@example.org", "alice", "a.b+c@x.example", "ALICE@Example.ORG", "j\xc3\xb6rg@x",
+	    "alice@example.org", "alice", "a.b+c@x.example", "ALICE@Example.ORG", "j\xc3\xb6rg@x",
 	};
 	static const char *const bad[] = {
-		"", "a:b@x", "@example.org", "alice@", "a@b@c", "al ice@x", "alice@x\n", "#alice",
-		".alice", "alice.", "a/b@x", "a\\b", "alice@.x", "a\tb", "a\x7f",
-		/* not UTF-8 (a lone byte, truncated, overlong, a surrogate), C1 */
-		"\xff\xfe", "j\xf6rg@x", "j\xc3", "\xc0\xae\xc0\xae", "\xed\xa0\x80@x",
-		"a\xc2\x85" "b",
+	    "",
+	    "a:b@x",
+	    "@example.org",
+	    "alice@",
+	    "a@b@c",
+	    "al ice@x",
+	    "alice@x\n",
+	    "#alice",
+	    ".alice",
+	    "alice.",
+	    "a/b@x",
+	    "a\\b",
+	    "alice@.x",
+	    "a\tb",
+	    "a\x7f",
+	    /* not UTF-8 (a lone byte, truncated, overlong, a surrogate), C1 */
+	    "\xff\xfe",
+	    "j\xf6rg@x",
+	    "j\xc3",
+	    "\xc0\xae\xc0\xae",
+	    "\xed\xa0\x80@x",
+	    "a\xc2\x85"
+	    "b",
 	};
 	char longname[300];
 
@@ -298,33 +325,34 @@ START_TEST(lookup_and_verify)
 	ck_assert_int_eq(auth_lookup(auth, "ALICE@EXAMPLE.ORG", name, sizeof(name)), 0);
 	ck_assert_str_eq(name, "Alice@Example.org");
 	ck_assert_int_eq(auth_lookup(auth, "nobody@example.org", name, sizeof(name)),
-	    ROOST_ENOTFOUND);
+	                 ROOST_ENOTFOUND);
 	ck_assert_int_eq(auth_lookup(auth, "alice", name, sizeof(name)), ROOST_ENOTFOUND);
 	ck_assert_int_eq(auth_lookup(auth, "alice@example.org", name, 5), ROOST_ETOOBIG);
 
 	memset(name, 0, sizeof(name));
-	ck_assert_int_eq(auth_verify(auth, "alice@EXAMPLE.org", "correct horse", 13, name,
-	    sizeof(name)), 0);
+	ck_assert_int_eq(
+	    auth_verify(auth, "alice@EXAMPLE.org", "correct horse", 13, name, sizeof(name)), 0);
 	ck_assert_str_eq(name, "Alice@Example.org");
 	/* Second time from the cache: same answer. */
-	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "correct horse", 13, name,
-	    sizeof(name)), 0);
-	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "correct horsE", 13, name,
-	    sizeof(name)), ROOST_EAUTH);
-	ck_assert_int_eq(auth_verify(auth, "bob@example.org", "bob-secret", 10, name,
-	    sizeof(name)), 0);
+	ck_assert_int_eq(
+	    auth_verify(auth, "alice@example.org", "correct horse", 13, name, sizeof(name)), 0);
+	ck_assert_int_eq(
+	    auth_verify(auth, "alice@example.org", "correct horsE", 13, name, sizeof(name)),
+	    ROOST_EAUTH);
+	ck_assert_int_eq(auth_verify(auth, "bob@example.org", "bob-secret", 10, name, sizeof(name)),
+	                 0);
 	ck_assert_str_eq(name, "bob@example.org");
-	ck_assert_int_eq(auth_verify(auth, "carol@example.org", "p\xc3\xa4ssword1", 10, name,
-	    sizeof(name)), 0);
+	ck_assert_int_eq(
+	    auth_verify(auth, "carol@example.org", "p\xc3\xa4ssword1", 10, name, sizeof(name)), 0);
 	/* Unknown user, unknown scheme, empty hash, empty password: all EAUTH. */
 	ck_assert_int_eq(auth_verify(auth, "nobody@example.org", "x", 1, name, sizeof(name)),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	ck_assert_int_eq(auth_verify(auth, "dave@example.org", "xyz", 3, name, sizeof(name)),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	ck_assert_int_eq(auth_verify(auth, "erin@example.org", "", 0, name, sizeof(name)),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	ck_assert_int_eq(auth_verify(auth, "bob@example.org", "", 0, name, sizeof(name)),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	auth_free(&auth);
 	ck_assert_ptr_null(auth);
 	auth_free(&auth);
@@ -345,37 +373,40 @@ START_TEST(cheap_hashes_pay_the_dummy)
 		int ret;
 		unsigned long dummies;
 	} cases[] = {
-		{ "nobody@example.org", "x", ROOST_EAUTH, 1 },		/* unknown */
-		{ "alice@example.org", "wrong", ROOST_EAUTH, 0 },	/* SHA512-CRYPT */
-		{ "alice@example.org", "correct horse", 0, 0 },
-		{ "bob@example.org", "wrong", ROOST_EAUTH, 1 },	/* {PLAIN} */
-		{ "bob@example.org", "bob-secret", 0, 1 },
-		{ "carol@example.org", "wrong", ROOST_EAUTH, 1 },	/* MD5-CRYPT */
-		{ "dave@example.org", "xyz", ROOST_EAUTH, 1 },	/* unknown scheme */
-		{ "erin@example.org", "x", ROOST_EAUTH, 1 },		/* empty hash */
-		{ "bob@example.org", "", ROOST_EAUTH, 1 },		/* empty password */
-		{ "frank@example.org", "wrong", ROOST_EAUTH, 1 },	/* {SSHA} */
-		{ "gina@example.org", "wrong", ROOST_EAUTH, 0 },	/* bare $6$ */
-		{ "hank@example.org", "wrong", ROOST_EAUTH, 1 },	/* bare DES */
+	    {"nobody@example.org", "x", ROOST_EAUTH, 1},    /* unknown */
+	    {"alice@example.org", "wrong", ROOST_EAUTH, 0}, /* SHA512-CRYPT */
+	    {"alice@example.org", "correct horse", 0, 0},
+	    {"bob@example.org", "wrong", ROOST_EAUTH, 1}, /* {PLAIN} */
+	    {"bob@example.org", "bob-secret", 0, 1},
+	    {"carol@example.org", "wrong", ROOST_EAUTH, 1}, /* MD5-CRYPT */
+	    {"dave@example.org", "xyz", ROOST_EAUTH, 1},    /* unknown scheme */
+	    {"erin@example.org", "x", ROOST_EAUTH, 1},      /* empty hash */
+	    {"bob@example.org", "", ROOST_EAUTH, 1},        /* empty password */
+	    {"frank@example.org", "wrong", ROOST_EAUTH, 1}, /* {SSHA} */
+	    {"gina@example.org", "wrong", ROOST_EAUTH, 0},  /* bare $6$ */
+	    {"hank@example.org", "wrong", ROOST_EAUTH, 1},  /* bare DES */
 	};
 	char file[4096];
 
 	cfg.auth_cache_ttl = 0;
-	snprintf(file, sizeof(file), "%s"
-	    "frank@example.org:{SSHA}uJDd0BIdJ9Z7yDCZNWdgYeb33+cBAgME\n"
-	    "gina@example.org:$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ."
-	    "taq2zlNFqBnKQ0/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0\n"
-	    "hank@example.org:abNANd1rDfiNc\n", sample_file);
+	snprintf(file, sizeof(file),
+	         "%s"
+	         "frank@example.org:{SSHA}uJDd0BIdJ9Z7yDCZNWdgYeb33+cBAgME\n"
+	         "gina@example.org:$6$0123456789abcdef$lDHzA5IdO41viXIs6llkDKq4Uh2VG9JXIYJ."
+	         "taq2zlNFqBnKQ0/fOUW0Zoz49ZnOpe2ACY.PoF6wosL.jL3Af0\n"
+	         "hank@example.org:abNANd1rDfiNc\n",
+	         sample_file);
 	write_file(passwd_path(), file);
 	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		unsigned long before = auth_dummy_checks(auth);
 
 		ck_assert_int_eq(auth_verify(auth, cases[i].user, cases[i].password,
-		    strlen(cases[i].password), name, sizeof(name)), cases[i].ret);
+		                             strlen(cases[i].password), name, sizeof(name)),
+		                 cases[i].ret);
 		ck_assert_msg(auth_dummy_checks(auth) - before == cases[i].dummies,
-		    "%s/%s: %lu dummy checks", cases[i].user, cases[i].password,
-		    auth_dummy_checks(auth) - before);
+		              "%s/%s: %lu dummy checks", cases[i].user, cases[i].password,
+		              auth_dummy_checks(auth) - before);
 	}
 	auth_free(&auth);
 }
@@ -384,14 +415,31 @@ END_TEST
 START_TEST(hash_cost_classes)
 {
 	static const char *const slow[] = {
-		"{SHA512-CRYPT}$6$salt$x", "{SHA256-CRYPT}$5$salt$x", "{BLF-CRYPT}$2y$05$x",
-		"{YESCRYPT}$y$j9T$x", "$6$salt$x", "$2b$10$x", "{CRYPT}$6$salt$x",
-		"{SCRAM-SHA-256}4096,c2FsdA==,a,b", "{sha512-crypt}$6$x",
+	    "{SHA512-CRYPT}$6$salt$x",
+	    "{SHA256-CRYPT}$5$salt$x",
+	    "{BLF-CRYPT}$2y$05$x",
+	    "{YESCRYPT}$y$j9T$x",
+	    "$6$salt$x",
+	    "$2b$10$x",
+	    "{CRYPT}$6$salt$x",
+	    "{SCRAM-SHA-256}4096,c2FsdA==,a,b",
+	    "{sha512-crypt}$6$x",
 	};
 	static const char *const fast[] = {
-		"{PLAIN}x", "{CLEAR}x", "{PLAIN.b64}eA==", "{SSHA}x", "{SHA256.HEX}00",
-		"{MD5-CRYPT}$1$salt$x", "{CRYPT}abNANd1rDfiNc", "abNANd1rDfiNc", "$1$salt$x",
-		"{NOPE}x", "{SHA512-CRYPT", "", "{SHA512-CRYPT.HEX}$6$x", "{SHA512-CRYPT}x",
+	    "{PLAIN}x",
+	    "{CLEAR}x",
+	    "{PLAIN.b64}eA==",
+	    "{SSHA}x",
+	    "{SHA256.HEX}00",
+	    "{MD5-CRYPT}$1$salt$x",
+	    "{CRYPT}abNANd1rDfiNc",
+	    "abNANd1rDfiNc",
+	    "$1$salt$x",
+	    "{NOPE}x",
+	    "{SHA512-CRYPT",
+	    "",
+	    "{SHA512-CRYPT.HEX}$6$x",
+	    "{SHA512-CRYPT}x",
 	};
 
 	for (size_t i = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
@@ -408,7 +456,7 @@ START_TEST(missing_file_is_empty)
 
 	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
 	ck_assert_int_eq(auth_lookup(auth, "alice@example.org", name, sizeof(name)),
-	    ROOST_ENOTFOUND);
+	                 ROOST_ENOTFOUND);
 	/* Created later (roost user add on a running server): picked up. */
 	write_file(passwd_path(), "alice@example.org:{PLAIN}pw\n");
 	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "pw", 2, name, sizeof(name)), 0);
@@ -419,11 +467,11 @@ END_TEST
 START_TEST(bad_files_refused)
 {
 	static const char *const bad[] = {
-		"alice@example.org {PLAIN}x\n",			/* no ':' */
-		"alice@example.org:{PLAIN}x\nALICE@example.org:{PLAIN}y\n",	/* duplicate */
-		"al ice@example.org:{PLAIN}x\n",		/* invalid name */
-		":{PLAIN}x\n",
-		"\xff\xfe@example.org:{PLAIN}x\n",		/* not UTF-8 */
+	    "alice@example.org {PLAIN}x\n",                             /* no ':' */
+	    "alice@example.org:{PLAIN}x\nALICE@example.org:{PLAIN}y\n", /* duplicate */
+	    "al ice@example.org:{PLAIN}x\n",                            /* invalid name */
+	    ":{PLAIN}x\n",
+	    "\xff\xfe@example.org:{PLAIN}x\n", /* not UTF-8 */
 	};
 	struct auth *auth = NULL;
 
@@ -466,21 +514,21 @@ START_TEST(password_change_invalidates_cache)
 	ck_assert_int_eq(auth_file_add(passwd_path(), "alice@example.org", buf_cstr(&h)), 0);
 	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
 	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "old-pw", 6, name, sizeof(name)),
-	    0);
+	                 0);
 	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "old-pw", 6, name, sizeof(name)),
-	    0);	/* cached now */
+	                 0); /* cached now */
 	buf_reset(&h);
 	ck_assert_int_eq(auth_hash_password("SHA256-CRYPT", "new-pw", &h), 0);
-	ck_assert_int_eq(auth_file_set_password(passwd_path(), "alice@example.org",
-	    buf_cstr(&h)), 0);
+	ck_assert_int_eq(auth_file_set_password(passwd_path(), "alice@example.org", buf_cstr(&h)),
+	                 0);
 	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "old-pw", 6, name, sizeof(name)),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "new-pw", 6, name, sizeof(name)),
-	    0);
+	                 0);
 	/* Deleted users are gone at once, cache or not. */
 	ck_assert_int_eq(auth_file_delete(passwd_path(), "alice@example.org"), 0);
 	ck_assert_int_eq(auth_verify(auth, "alice@example.org", "new-pw", 6, name, sizeof(name)),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	buf_free(&h);
 	auth_free(&auth);
 }
@@ -494,7 +542,7 @@ START_TEST(cache_entries)
 	auth_cache_put(c, "a@x", "{PLAIN}p", "p", 1, 200);
 	ck_assert(auth_cache_check(c, "a@x", "{PLAIN}p", "p", 1, 100));
 	ck_assert(auth_cache_check(c, "A@X", "{PLAIN}p", "p", 1, 199));
-	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}p", "p", 1, 200));	/* expired */
+	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}p", "p", 1, 200)); /* expired */
 	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}p", "q", 1, 100));
 	ck_assert(!auth_cache_check(c, "a@x", "{PLAIN}q", "p", 1, 100));
 	ck_assert(!auth_cache_check(c, "b@x", "{PLAIN}p", "p", 1, 100));
@@ -520,16 +568,16 @@ START_TEST(file_edits)
 	ck_assert_int_eq(auth_file_add(p, "carol@example.org", "{PLAIN}a:b"), ROOST_EINVAL);
 	text = read_file(p);
 	ck_assert_str_eq(text, "# keep me\nbob@example.org:{PLAIN}b:1:2:gecos:/home/bob::x=y\n"
-	    "alice@example.org:{PLAIN}a::::::\n");
+	                       "alice@example.org:{PLAIN}a::::::\n");
 	ck_assert_int_eq(stat(p, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 0777, 0600);
 
 	ck_assert_int_eq(auth_file_set_password(p, "BOB@example.org", "{PLAIN}new"), 0);
 	text = read_file(p);
 	ck_assert_str_eq(text, "# keep me\nbob@example.org:{PLAIN}new:1:2:gecos:/home/bob::x=y\n"
-	    "alice@example.org:{PLAIN}a::::::\n");
+	                       "alice@example.org:{PLAIN}a::::::\n");
 	ck_assert_int_eq(auth_file_set_password(p, "nobody@example.org", "{PLAIN}x"),
-	    ROOST_ENOTFOUND);
+	                 ROOST_ENOTFOUND);
 	ck_assert_int_eq(auth_file_delete(p, "bob@example.org"), 0);
 	ck_assert_int_eq(auth_file_delete(p, "bob@example.org"), ROOST_ENOTFOUND);
 	text = read_file(p);
@@ -586,7 +634,7 @@ START_TEST(file_list)
 	write_file(passwd_path(), sample_file);
 	ck_assert_int_eq(auth_file_list(passwd_path(), collect, &b), 0);
 	ck_assert_str_eq(buf_cstr(&b), "Alice@Example.org,bob@example.org,carol@example.org,"
-	    "dave@example.org,erin@example.org,");
+	                               "dave@example.org,erin@example.org,");
 	write_file(passwd_path(), "oops\n");
 	ck_assert_int_eq(auth_file_list(passwd_path(), collect, &b), ROOST_EINVAL);
 	buf_free(&b);
@@ -602,7 +650,7 @@ START_TEST(throttle_doubles_and_resets)
 	unsigned ms;
 
 	/* Each failure arriving at its turn: the delay doubles up to the cap. */
-	static const unsigned expect[] = { 2000, 4000, 8000, 15000, 15000 };
+	static const unsigned expect[] = {2000, 4000, 8000, 15000, 15000};
 	for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
 		ms = auth_throttle_failure(t, "192.0.2.1", now);
 		ck_assert_uint_eq(ms, expect[i]);
@@ -631,7 +679,7 @@ START_TEST(throttle_turns)
 	struct auth_throttle *t = auth_throttle_new(16, 2, 15);
 	uint64_t now = 1000000;
 
-	ck_assert_uint_eq(auth_throttle_failure(t, "a", now), 2000);	/* turn at +2000 */
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now), 2000); /* turn at +2000 */
 	/* The right password 10 ms later waits for the turn, as a wrong one would. */
 	ck_assert_uint_eq(auth_throttle_success(t, "a", now + 10), 1990);
 	/* The success does not show before its turn: a parallel failure is
@@ -671,7 +719,7 @@ START_TEST(throttle_keys)
 	ck_assert_uint_gt(auth_failure(auth, "192.0.2.1"), 2000);
 	ck_assert_uint_eq(auth_failure(auth, "2001:db8::1"), 2000);
 	ck_assert_uint_gt(auth_success(auth, "192.0.2.1"), 0);
-	ck_assert_uint_eq(auth_success(auth, "198.51.100.7"), 0);	/* unknown */
+	ck_assert_uint_eq(auth_success(auth, "198.51.100.7"), 0); /* unknown */
 	/* IPv6 addresses count per /64; v4-mapped ones as their IPv4 address. */
 	ck_assert_uint_eq(auth_failure(auth, "2001:db8:1:2::10"), 2000);
 	ck_assert_uint_gt(auth_failure(auth, "2001:db8:1:2:ffff::99"), 2000);
@@ -698,7 +746,7 @@ START_TEST(throttle_bounded)
 	ck_assert_uint_eq(auth_throttle_failure(t, "d", now += 10000), 1000);
 	ck_assert_uint_eq(auth_throttle_count(t), 3);
 	ck_assert_uint_eq(auth_throttle_failure(t, "b", now += 10000), 2000);
-	ck_assert_uint_eq(auth_throttle_failure(t, "a", now += 10000), 1000);	/* evicts "c" */
+	ck_assert_uint_eq(auth_throttle_failure(t, "a", now += 10000), 1000); /* evicts "c" */
 	ck_assert_uint_eq(auth_throttle_failure(t, "d", now += 10000), 2000);
 	ck_assert_uint_eq(auth_throttle_failure(t, "c", now += 10000), 1000);
 	ck_assert_uint_eq(auth_throttle_count(t), 3);
@@ -742,8 +790,8 @@ verifier(void *arg)
 	char name[64];
 
 	for (int i = 0; i < 200; i++) {
-		if (auth_verify(r->auth, "bob@example.org", "bob-secret", 10, name,
-		    sizeof(name)) == 0)
+		if (auth_verify(r->auth, "bob@example.org", "bob-secret", 10, name, sizeof(name)) ==
+		    0)
 			r->ok++;
 		auth_failure(r->auth, "192.0.2.9");
 	}

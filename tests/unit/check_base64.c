@@ -8,13 +8,13 @@
 
 /* RFC 4648 section 10 vectors. */
 static const char *const vectors[][2] = {
-	{ "", "" },
-	{ "f", "Zg==" },
-	{ "fo", "Zm8=" },
-	{ "foo", "Zm9v" },
-	{ "foob", "Zm9vYg==" },
-	{ "fooba", "Zm9vYmE=" },
-	{ "foobar", "Zm9vYmFy" },
+    {"", ""},
+    {"f", "Zg=="},
+    {"fo", "Zm8="},
+    {"foo", "Zm9v"},
+    {"foob", "Zm9vYg=="},
+    {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"},
 };
 
 START_TEST(rfc4648_vectors)
@@ -71,16 +71,17 @@ END_TEST
 START_TEST(rejects_malformed)
 {
 	static const char *const bad[] = {
-		"Zg", "Zg=", "Zm9", "Z===", "====", "Zg==Zg==", "Zm9v\n", " Zm9v", "Zm 9",
-		"Zm9v!A==", "Zh==",	/* nonzero unused bits */
-		"Zm9=", "Zm=v", "Zm9vYg=A", "\x80\x80\x80\x80",
+	    "Zg",   "Zg=",      "Zm9",      "Z===",
+	    "====", "Zg==Zg==", "Zm9v\n",   " Zm9v",
+	    "Zm 9", "Zm9v!A==", "Zh==", /* nonzero unused bits */
+	    "Zm9=", "Zm=v",     "Zm9vYg=A", "\x80\x80\x80\x80",
 	};
 	struct buf b = BUF_INIT(0);
 
 	buf_append_str(&b, "keep");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_msg(base64_decode(bad[i], strlen(bad[i]), &b) == ROOST_EINVAL,
-		    "accepted \"%s\"", bad[i]);
+		              "accepted \"%s\"", bad[i]);
 		/* A failed decode leaves the buffer as it was. */
 		ck_assert_str_eq(buf_cstr(&b), "keep");
 	}

@@ -65,12 +65,14 @@ START_TEST(file_overrides_defaults)
 	struct roost_config *cfg = NULL;
 	char err[256] = "";
 
-	ck_assert_int_eq(load("# comment\n[server]\ndata_dir = /tmp/x \nworkers=3\n"
-	    "[storage]\nbackend = maildir\nfsync = off\n"
-	    "[listen]\nimap = [::1]:143, 127.0.0.1:143\npop3 = off\nlmtp = unix:/run/lmtp\n"
-	    "[limits]\nmax_message_size = 10M\nidle_timeout = 30m\n"
-	    "[smtp]\ndomains = example.org, example.net\n",
-	    &cfg, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+	    load("# comment\n[server]\ndata_dir = /tmp/x \nworkers=3\n"
+	         "[storage]\nbackend = maildir\nfsync = off\n"
+	         "[listen]\nimap = [::1]:143, 127.0.0.1:143\npop3 = off\nlmtp = unix:/run/lmtp\n"
+	         "[limits]\nmax_message_size = 10M\nidle_timeout = 30m\n"
+	         "[smtp]\ndomains = example.org, example.net\n",
+	         &cfg, err, sizeof(err)),
+	    0);
 	ck_assert_str_eq(cfg->data_dir, "/tmp/x");
 	ck_assert_uint_eq(cfg->workers, 3);
 	ck_assert_str_eq(cfg->storage_backend, "maildir");
@@ -94,26 +96,26 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{ "[server]\nbogus = 1\n", ":2: unknown key bogus" },
-	{ "[server]\nworkers = many\n", ":2: [server] workers: bad value" },
-	{ "[server]\nworkers = 0\n", "workers" },
-	{ "[server]\nworkers = 99999999999999999999999\n", "workers" },
-	{ "[server]\n[server]\n", ":2: duplicate section [server]" },
-	{ "[server]\nworkers = 2\nworkers = 3\n", ":3: duplicate key workers" },
-	{ "[nosuch]\n", "unknown section [nosuch]" },
-	{ "workers = 2\n", "outside any section" },
-	{ "[server\n", "malformed section" },
-	{ "[server]\njust words\n", "expected key = value" },
-	{ "[storage]\nbackend = sqlite\n", "unknown backend" },
-	{ "[listen]\nimap = 127.0.0.1\n", "[listen] imap: bad value" },
-	{ "[listen]\nimap = 127.0.0.1:70000\n", "imap" },
-	{ "[listen]\nimap = ::1:143\n", "imap" },
-	{ "[listen]\nimap = unix:/tmp/x\n", "lmtp only" },
-	{ "[listen]\nimap = 127.0.0.1:1,,127.0.0.1:2\n", "imap" },
-	{ "[limits]\nmax_message_size = 5Q\n", "max_message_size" },
-	{ "[limits]\nidle_timeout = -5\n", "idle_timeout" },
-	{ "[server]\nlog_syslog = maybe\n", "log_syslog" },
-	{ "[smtp]\nbare_lf = sometimes\n", "bare_lf" },
+    {"[server]\nbogus = 1\n", ":2: unknown key bogus"},
+    {"[server]\nworkers = many\n", ":2: [server] workers: bad value"},
+    {"[server]\nworkers = 0\n", "workers"},
+    {"[server]\nworkers = 99999999999999999999999\n", "workers"},
+    {"[server]\n[server]\n", ":2: duplicate section [server]"},
+    {"[server]\nworkers = 2\nworkers = 3\n", ":3: duplicate key workers"},
+    {"[nosuch]\n", "unknown section [nosuch]"},
+    {"workers = 2\n", "outside any section"},
+    {"[server\n", "malformed section"},
+    {"[server]\njust words\n", "expected key = value"},
+    {"[storage]\nbackend = sqlite\n", "unknown backend"},
+    {"[listen]\nimap = 127.0.0.1\n", "[listen] imap: bad value"},
+    {"[listen]\nimap = 127.0.0.1:70000\n", "imap"},
+    {"[listen]\nimap = ::1:143\n", "imap"},
+    {"[listen]\nimap = unix:/tmp/x\n", "lmtp only"},
+    {"[listen]\nimap = 127.0.0.1:1,,127.0.0.1:2\n", "imap"},
+    {"[limits]\nmax_message_size = 5Q\n", "max_message_size"},
+    {"[limits]\nidle_timeout = -5\n", "idle_timeout"},
+    {"[server]\nlog_syslog = maybe\n", "log_syslog"},
+    {"[smtp]\nbare_lf = sometimes\n", "bare_lf"},
 };
 
 START_TEST(bad_files_are_refused)
@@ -124,8 +126,8 @@ START_TEST(bad_files_are_refused)
 
 	ck_assert_int_eq(load(c->text, &cfg, err, sizeof(err)), ROOST_ECONFIG);
 	ck_assert_ptr_null(cfg);
-	ck_assert_msg(strstr(err, c->must_mention) != NULL, "case %d: \"%s\" lacks \"%s\"", _i,
-	    err, c->must_mention);
+	ck_assert_msg(strstr(err, c->must_mention) != NULL, "case %d: \"%s\" lacks \"%s\"", _i, err,
+	              c->must_mention);
 }
 END_TEST
 
@@ -135,7 +137,7 @@ START_TEST(missing_file_is_an_error)
 	char err[256] = "";
 
 	ck_assert_int_eq(config_load("/nonexistent/roost.conf", &cfg, err, sizeof(err)),
-	    ROOST_ECONFIG);
+	                 ROOST_ECONFIG);
 	ck_assert(strstr(err, "/nonexistent/roost.conf") != NULL);
 }
 END_TEST
@@ -194,7 +196,7 @@ main(void)
 	tcase_add_test(tc, defaults_are_complete);
 	tcase_add_test(tc, file_overrides_defaults);
 	tcase_add_loop_test(tc, bad_files_are_refused, 0,
-	    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
+	                    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(tc, missing_file_is_an_error);
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, print_round_trips);

@@ -45,13 +45,13 @@
 static _Atomic unsigned steps_run;
 static _Atomic unsigned sessions_freed;
 static _Atomic unsigned commands_run;
-static _Atomic size_t pending_at_command;	/* largest pending output when a command began */
-static _Atomic size_t pending_after_step;	/* largest pending output when a step ended */
+static _Atomic size_t pending_at_command; /* largest pending output when a command began */
+static _Atomic size_t pending_after_step; /* largest pending output when a step ended */
 static _Atomic int write_errors;
 
 struct tsession {
-	size_t left;		/* stream bytes still to produce */
-	size_t off;		/* position in the pattern */
+	size_t left; /* stream bytes still to produce */
+	size_t off;  /* position in the pattern */
 	unsigned seq;
 };
 
@@ -179,12 +179,12 @@ t_on_wake(struct conn *c, void *session, enum wake_reason why)
 }
 
 static const struct proto_ops t_ops = {
-	.name = "t",
-	.session_new = t_session_new,
-	.session_free = t_session_free,
-	.frame = t_frame,
-	.on_command = t_on_command,
-	.on_wake = t_on_wake,
+    .name = "t",
+    .session_new = t_session_new,
+    .session_free = t_session_free,
+    .frame = t_frame,
+    .on_command = t_on_command,
+    .on_wake = t_on_wake,
 };
 
 /* ---- the server in a thread ---- */
@@ -230,7 +230,7 @@ static void
 tserver_start(struct tserver *t, unsigned command_timeout)
 {
 	char addr[32], path[128];
-	char *addrs[] = { addr, NULL };
+	char *addrs[] = {addr, NULL};
 	int tries = 0;
 
 	atomic_store(&steps_run, 0);
@@ -285,7 +285,7 @@ tserver_stop(struct tserver *t)
 struct client {
 	int fd;
 	char buf[65536];
-	size_t off, len;	/* buffered: buf[off..off+len) */
+	size_t off, len; /* buffered: buf[off..off+len) */
 };
 
 /* rcvbuf > 0 shrinks the receive buffer (a slow reader's small window). */
@@ -310,7 +310,7 @@ client_open(struct client *cl, int port, int rcvbuf)
 static ssize_t
 client_recv(struct client *cl, void *buf, size_t want, int ms)
 {
-	struct pollfd p = { .fd = cl->fd, .events = POLLIN };
+	struct pollfd p = {.fd = cl->fd, .events = POLLIN};
 
 	if (poll(&p, 1, ms) != 1)
 		return -2;
@@ -336,7 +336,8 @@ client_exact(struct client *cl, char *out, size_t n)
 			got += k;
 			continue;
 		}
-		ck_assert_msg(clock_ms() < deadline, "no reply within 20 s (%zu of %zu bytes)", got, n);
+		ck_assert_msg(clock_ms() < deadline, "no reply within 20 s (%zu of %zu bytes)", got,
+		              n);
 		r = client_recv(cl, cl->buf, sizeof(cl->buf), 20000);
 		ck_assert_msg(r > 0, "connection closed or silent after %zu of %zu bytes", got, n);
 		cl->off = 0;
@@ -428,7 +429,7 @@ static void
 wait_until_freed(unsigned n)
 {
 	uint64_t deadline = clock_ms() + 20000;
-	struct pollfd none = { .fd = -1 };
+	struct pollfd none = {.fd = -1};
 
 	while (atomic_load(&sessions_freed) < n) {
 		ck_assert_msg(clock_ms() < deadline, "session not released within 20 s");
@@ -507,13 +508,13 @@ START_TEST(pipelined_commands_wait_while_output_is_full)
 	cmd[0] = 'P';
 	cmd[sizeof(cmd) - 1] = '\n';
 	for (;;) {
-		struct pollfd p = { .fd = a.fd, .events = POLLOUT };
+		struct pollfd p = {.fd = a.fd, .events = POLLOUT};
 
 		/* The server stopped reading when no byte goes out for 2 s. */
 		if (poll(&p, 1, 2000) == 0)
 			break;
 		ck_assert_int_eq(send(a.fd, cmd, sizeof(cmd), MSG_NOSIGNAL | MSG_DONTWAIT),
-		    (ssize_t)sizeof(cmd));
+		                 (ssize_t)sizeof(cmd));
 		sent++;
 		ck_assert_msg(sent < 200000, "the server keeps reading commands it cannot answer");
 	}
@@ -643,10 +644,11 @@ START_TEST(allowed_transitions)
 	/* Implicit TLS, the greeting, commands, a reply in steps,
 	 * backpressure, STARTTLS, a delay, a close, lingering. */
 	static const enum conn_state life[] = {
-		CONN_NEW, CONN_HANDSHAKE, CONN_NEW, CONN_WORKER, CONN_READY, CONN_WORKER,
-		CONN_CONTINUE, CONN_WORKER, CONN_CONTINUE, CONN_WORKER, CONN_READY,
-		CONN_THROTTLED, CONN_READY, CONN_WORKER, CONN_STARTTLS, CONN_HANDSHAKE,
-		CONN_READY, CONN_WORKER, CONN_DELAYED, CONN_CLOSING, CONN_LINGER, CONN_DEAD,
+	    CONN_NEW,       CONN_HANDSHAKE, CONN_NEW,    CONN_WORKER,   CONN_READY,
+	    CONN_WORKER,    CONN_CONTINUE,  CONN_WORKER, CONN_CONTINUE, CONN_WORKER,
+	    CONN_READY,     CONN_THROTTLED, CONN_READY,  CONN_WORKER,   CONN_STARTTLS,
+	    CONN_HANDSHAKE, CONN_READY,     CONN_WORKER, CONN_DELAYED,  CONN_CLOSING,
+	    CONN_LINGER,    CONN_DEAD,
 	};
 
 	walk(life, sizeof(life) / sizeof(life[0]));
@@ -655,12 +657,11 @@ END_TEST
 
 /* Each of these must stop the process (a broken invariant). */
 static const enum conn_state forbidden[][2] = {
-	{ CONN_WORKER, CONN_DEAD },	/* the loop never closes what a worker owns */
-	{ CONN_CONTINUE, CONN_READY },	/* no command between the steps of a reply */
-	{ CONN_THROTTLED, CONN_WORKER },	/* nothing runs while the output is full */
-	{ CONN_DEAD, CONN_READY },
-	{ CONN_LINGER, CONN_READY },
-	{ CONN_NEW, CONN_READY },	/* no command before the greeting */
+    {CONN_WORKER, CONN_DEAD},      /* the loop never closes what a worker owns */
+    {CONN_CONTINUE, CONN_READY},   /* no command between the steps of a reply */
+    {CONN_THROTTLED, CONN_WORKER}, /* nothing runs while the output is full */
+    {CONN_DEAD, CONN_READY},       {CONN_LINGER, CONN_READY},
+    {CONN_NEW, CONN_READY}, /* no command before the greeting */
 };
 
 START_TEST(forbidden_transitions_stop)
@@ -688,7 +689,7 @@ conn_suite(void)
 	tc = tcase_create("states");
 	tcase_add_test(tc, allowed_transitions);
 	tcase_add_loop_exit_test(tc, forbidden_transitions_stop, 1, 0,
-	    (int)(sizeof(forbidden) / sizeof(forbidden[0])));
+	                         (int)(sizeof(forbidden) / sizeof(forbidden[0])));
 	suite_add_tcase(s, tc);
 	return s;
 }

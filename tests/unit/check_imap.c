@@ -34,7 +34,7 @@ fr_raise(void *arg, size_t max)
 }
 
 static void spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
-    uint64_t spool_at, const char *dir, struct buf *out, struct fout *o);
+                         uint64_t spool_at, const char *dir, struct buf *out, struct fout *o);
 
 /*
  * Run the framer over stream as a loop would: deliver it whole or a byte
@@ -43,7 +43,7 @@ static void spool_stream(const uint8_t *stream, size_t len, size_t step, size_t 
  */
 static void
 frame_stream(const char *stream, size_t len, bool bytewise, size_t max_line, bool authed,
-    struct buf *cmds, struct fout *o)
+             struct buf *cmds, struct fout *o)
 {
 	struct imap_framer fr;
 	struct buf in = BUF_INIT(0);
@@ -59,9 +59,13 @@ frame_stream(const char *stream, size_t len, bool bytewise, size_t max_line, boo
 			fed += n;
 		}
 		for (;;) {
-			struct imap_frame_env env = { .max_line = max_line, .max_literal = 1000,
-				.authenticated = authed, .mode = FRAMER_COMMAND, .write = fw,
-				.raise_input = fr_raise, .arg = o };
+			struct imap_frame_env env = {.max_line = max_line,
+			                             .max_literal = 1000,
+			                             .authenticated = authed,
+			                             .mode = FRAMER_COMMAND,
+			                             .write = fw,
+			                             .raise_input = fr_raise,
+			                             .arg = o};
 			size_t used = 0;
 			enum imap_frame_res r = imap_framer_run(&fr, &env, in.data, in.len, &used);
 			if (r == IMAP_FRAME_AGAIN)
@@ -83,7 +87,7 @@ frame_stream(const char *stream, size_t len, bool bytewise, size_t max_line, boo
 
 static void
 check_both(const char *stream, size_t max_line, bool authed, const char *want_cmds,
-    const char *want_written)
+           const char *want_written)
 {
 	for (int bw = 0; bw < 2; bw++) {
 		struct buf cmds = BUF_INIT(0);
@@ -123,7 +127,8 @@ check_both(const char *stream, size_t max_line, bool authed, const char *want_cm
 
 START_TEST(frame_simple_lines)
 {
-	check_both("a1 NOOP\r\nb2 CAPABILITY\r\n", 100, false, "a1 NOOP\r\n|b2 CAPABILITY\r\n|", "");
+	check_both("a1 NOOP\r\nb2 CAPABILITY\r\n", 100, false, "a1 NOOP\r\n|b2 CAPABILITY\r\n|",
+	           "");
 	check_both("a1 NOOP\n", 100, false, "a1 NOOP\n|", "");
 }
 END_TEST
@@ -131,15 +136,15 @@ END_TEST
 START_TEST(frame_sync_literal)
 {
 	check_both("a1 LOGIN {5}\r\nalice {6}\r\nsecret\r\n", 100, false,
-	    "a1 LOGIN {5}\r\nalice {6}\r\nsecret\r\n|",
-	    "+ Ready for literal data\r\n+ Ready for literal data\r\n");
+	           "a1 LOGIN {5}\r\nalice {6}\r\nsecret\r\n|",
+	           "+ Ready for literal data\r\n+ Ready for literal data\r\n");
 }
 END_TEST
 
 START_TEST(frame_nonsync_literal)
 {
 	check_both("a1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\na2 NOOP\r\n", 100, false,
-	    "a1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n|a2 NOOP\r\n|", "");
+	           "a1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n|a2 NOOP\r\n|", "");
 }
 END_TEST
 
@@ -147,7 +152,7 @@ START_TEST(frame_literal_with_crlf_inside)
 {
 	/* the literal holds CRLF and a fake literal marker */
 	check_both("a APPEND x {12+}\r\nab {3}\r\ncd\r\n\r\nb NOOP\r\n", 100, true,
-	    "a APPEND x {12+}\r\nab {3}\r\ncd\r\n\r\n|b NOOP\r\n|", "");
+	           "a APPEND x {12+}\r\nab {3}\r\ncd\r\n\r\n|b NOOP\r\n|", "");
 }
 END_TEST
 
@@ -194,11 +199,11 @@ END_TEST
 START_TEST(frame_total_past_line_bound)
 {
 	static const char *const streams[] = {
-		"a1 LOGIN {5}\r\nalice xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-		"xxxxxxxxxxxxxxxxxxxxx\r\na2 NOOP\r\n",
-		"a1 APPEND x {50+}\r\n01234567890123456789012345678901234567890123456789 "
-		"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
-		"yyyyyyy\r\na2 NOOP\r\n",
+	    "a1 LOGIN {5}\r\nalice xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxx\r\na2 NOOP\r\n",
+	    "a1 APPEND x {50+}\r\n01234567890123456789012345678901234567890123456789 "
+	    "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+	    "yyyyyyy\r\na2 NOOP\r\n",
 	};
 
 	for (size_t k = 0; k < 2; k++) {
@@ -206,11 +211,12 @@ START_TEST(frame_total_past_line_bound)
 			struct buf out = BUF_INIT(0);
 			struct fout o;
 			spool_stream((const uint8_t *)streams[k], strlen(streams[k]), step, 64, 0,
-			    NULL, &out, &o);
+			             NULL, &out, &o);
 			ck_assert_str_eq(buf_cstr(&out), "a2 NOOP|");
 			ck_assert_str_eq(buf_cstr(&o.written),
-			    k == 0 ? "+ Ready for literal data\r\na1 BAD [TOOBIG] Command line too long\r\n"
-			    : "a1 BAD [TOOBIG] Command line too long\r\n");
+			                 k == 0 ? "+ Ready for literal data\r\na1 BAD [TOOBIG] "
+			                          "Command line too long\r\n"
+			                        : "a1 BAD [TOOBIG] Command line too long\r\n");
 			buf_free(&out);
 			buf_free(&o.written);
 		}
@@ -223,12 +229,13 @@ START_TEST(frame_literal_too_big)
 	/* synchronizing: refused with NO, no continuation; the client sends
 	 * no literal, the next command follows */
 	check_both("a1 LOGIN {500}\r\na2 NOOP\r\n", 100, false, "<d:16>a2 NOOP\r\n|",
-	    "a1 NO [TOOBIG] Literal too big\r\n");
+	           "a1 NO [TOOBIG] Literal too big\r\n");
 	/* non-synchronizing: BAD, the literal is still consumed */
 	check_both("a1 LOGIN {150+}\r\n"
-	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	    " y\r\na2 NOOP\r\n", 100, false, NULL, "a1 BAD [TOOBIG] Literal too big\r\n");
+	           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	           " y\r\na2 NOOP\r\n",
+	           100, false, NULL, "a1 BAD [TOOBIG] Literal too big\r\n");
 	struct buf cmds = BUF_INIT(0);
 	struct fout o;
 	const char *s = "a1 X {20+}\r\n01234567890123456789 {5+}\r\nabcde\r\na2 NOOP\r\n";
@@ -238,12 +245,15 @@ START_TEST(frame_literal_too_big)
 	buf_free(&o.written);
 	/* APPEND after login may use bigger literals, and raises the bound */
 	check_both("a1 APPEND INBOX {200+}\r\n"
-	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	    "\r\n", 100, true, NULL, "");
+	           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	           "xxxxxxxxxxxxxxxxxxx"
+	           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	           "xxxxxxxxxxxxxxxxxxx"
+	           "\r\n",
+	           100, true, NULL, "");
 	/* huge digit counts never overflow */
 	check_both("a1 LOGIN {99999999999999999999999}\r\na2 NOOP\r\n", 100, false,
-	    "<d:36>a2 NOOP\r\n|", "a1 NO [TOOBIG] Literal too big\r\n");
+	           "<d:36>a2 NOOP\r\n|", "a1 NO [TOOBIG] Literal too big\r\n");
 }
 END_TEST
 
@@ -270,8 +280,10 @@ START_TEST(parse_basic)
 	ck_assert_int_eq(p.args[1].type, ARG_QUOTED);
 	ck_assert_str_eq(p.args[1].str, "se\"cret");
 
-	ck_assert_int_eq(parse(&a, "x UID fetch 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>)\r\n",
-	    &p, &err), 0);
+	ck_assert_int_eq(
+	    parse(&a, "x UID fetch 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>)\r\n", &p,
+	          &err),
+	    0);
 	ck_assert(p.uid);
 	ck_assert_str_eq(p.name, "FETCH");
 	ck_assert_uint_eq(p.n, 2);
@@ -280,12 +292,13 @@ START_TEST(parse_basic)
 	ck_assert_str_eq(p.args[1].list[1].str, "BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>");
 
 	ck_assert_int_eq(parse(&a, "x APPEND INBOX (\\Seen) {3+}\r\na\0b\r\n", &p, &err),
-	    ROOST_EINVAL); /* strlen stops at NUL: truncated literal */
+	                 ROOST_EINVAL); /* strlen stops at NUL: truncated literal */
 	const char lit[] = "x APPEND INBOX (\\Seen) {3+}\r\na\0b\r\n";
-	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)lit, sizeof(lit) - 1, &p, &err), 0);
+	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)lit, sizeof(lit) - 1, &p, &err),
+	                 0);
 	ck_assert_int_eq(p.args[2].type, ARG_LITERAL);
 	ck_assert_uint_eq(p.args[2].len, 3);
-	ck_assert_ptr_null(p.args[2].str);	/* NUL inside: not a string */
+	ck_assert_ptr_null(p.args[2].str); /* NUL inside: not a string */
 
 	ck_assert_int_eq(parse(&a, "x LIST \"\" [Gmail]/%\r\n", &p, &err), 0);
 	ck_assert_str_eq(p.args[1].str, "[Gmail]/%");
@@ -317,16 +330,16 @@ START_TEST(parse_errors)
 	ck_assert_int_eq(parse(&a, "a1 X caf\xc3\xa9\r\n", &p, &err), ROOST_EINVAL);
 	const char nul[] = "a1 LOGIN \"a\0b\" c\r\n";
 	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)nul, sizeof(nul) - 1, &p, &err),
-	    ROOST_EINVAL);
+	                 ROOST_EINVAL);
 
 	/* a "[...]" section holds printable ASCII only: with a NUL the
 	 * string would be shorter than its length */
 	const char sect[] = "a1 FETCH 1 BODY[HEADER.FIELDS (A\0B)]\r\n";
 	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)sect, sizeof(sect) - 1, &p, &err),
-	    ROOST_EINVAL);
+	                 ROOST_EINVAL);
 	const char name[] = "a1 CREATE abc[\0def]\r\n";
 	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)name, sizeof(name) - 1, &p, &err),
-	    ROOST_EINVAL);
+	                 ROOST_EINVAL);
 	ck_assert_int_eq(parse(&a, "a1 CREATE abc[\x01]\r\n", &p, &err), ROOST_EINVAL);
 	ck_assert_int_eq(parse(&a, "a1 CREATE abc[\xc3\xa9]\r\n", &p, &err), ROOST_EINVAL);
 	ck_assert_int_eq(parse(&a, "a1 CREATE abc[def]\r\n", &p, &err), 0);
@@ -352,13 +365,19 @@ END_TEST
 START_TEST(parse_guard_page)
 {
 	static const char *const cases[] = {
-		"a1 LOGIN alice \"secret\"\r\n", "a1 FETCH 1:* (BODY[HEADER.FIELDS (A B)]<1.2>)\r\n",
-		"a1 X {3}\r\nabc\r\n", "a1 X \"unterminated", "a1 X {99}\r\nab", "a1 X (((", "a1 X [",
-		"a1 UID", "a",
+	    "a1 LOGIN alice \"secret\"\r\n",
+	    "a1 FETCH 1:* (BODY[HEADER.FIELDS (A B)]<1.2>)\r\n",
+	    "a1 X {3}\r\nabc\r\n",
+	    "a1 X \"unterminated",
+	    "a1 X {99}\r\nab",
+	    "a1 X (((",
+	    "a1 X [",
+	    "a1 UID",
+	    "a",
 	};
 	long pg = sysconf(_SC_PAGESIZE);
-	uint8_t *mem = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-	    -1, 0);
+	uint8_t *mem =
+	    mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(mem, MAP_FAILED);
 	ck_assert_int_eq(mprotect(mem + pg, (size_t)pg, PROT_NONE), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -373,9 +392,13 @@ START_TEST(parse_guard_page)
 		arena_free(&a);
 		/* and the framer */
 		struct imap_framer fr;
-		struct fout o = { .written = BUF_INIT(0) };
-		struct imap_frame_env env = { .max_line = 1000, .max_literal = 1000, .mode =
-			FRAMER_COMMAND, .write = fw, .raise_input = fr_raise, .arg = &o };
+		struct fout o = {.written = BUF_INIT(0)};
+		struct imap_frame_env env = {.max_line = 1000,
+		                             .max_literal = 1000,
+		                             .mode = FRAMER_COMMAND,
+		                             .write = fw,
+		                             .raise_input = fr_raise,
+		                             .arg = &o};
 		size_t used;
 		imap_framer_init(&fr);
 		(void)imap_framer_run(&fr, &env, p, n, &used);
@@ -397,7 +420,7 @@ START_TEST(seqsets)
 	ck_assert_int_eq(seqset_parse(&a, "1:3,7,*:5", &s), 0);
 	ck_assert_uint_eq(s.n, 3);
 	seqset_resolve(&s, 10);
-	ck_assert_uint_eq(s.n, 2);	/* 1:3 and 5:10 */
+	ck_assert_uint_eq(s.n, 2); /* 1:3 and 5:10 */
 	ck_assert(seqset_contains(&s, 1));
 	ck_assert(seqset_contains(&s, 3));
 	ck_assert(!seqset_contains(&s, 4));
@@ -413,7 +436,7 @@ START_TEST(seqsets)
 	ck_assert_int_eq(seqset_parse(&a, "", &s), ROOST_EINVAL);
 	ck_assert_int_eq(seqset_parse(&a, "99999999999", &s), ROOST_EINVAL);
 	ck_assert_int_eq(seqset_parse(&a, "4294967295", &s), ROOST_EINVAL);
-	uint32_t v[] = { 1, 2, 3, 5, 7, 8 };
+	uint32_t v[] = {1, 2, 3, 5, 7, 8};
 	seqset_format(v, 6, &b);
 	ck_assert_str_eq(buf_cstr(&b), "1:3,5,7:8");
 	buf_free(&b);
@@ -446,21 +469,46 @@ END_TEST
  * progress and every framed command parses or fails cleanly. */
 START_TEST(random_streams)
 {
-	static const char *const pieces[] = { "a1 ", "UID ", "FETCH ", "1:* ", "(", ")", "\"",
-		"\\", "{3}\r\n", "{5+}\r\n", "{99999999999}\r\n", "\r\n", "\n", "BODY[",
-		"]", "<0.5>", " ", "x", "\x80", "&Jjo-", "*", "%", "{", "}", "+", "NIL", "\0" };
+	static const char *const pieces[] = {"a1 ",
+	                                     "UID ",
+	                                     "FETCH ",
+	                                     "1:* ",
+	                                     "(",
+	                                     ")",
+	                                     "\"",
+	                                     "\\",
+	                                     "{3}\r\n",
+	                                     "{5+}\r\n",
+	                                     "{99999999999}\r\n",
+	                                     "\r\n",
+	                                     "\n",
+	                                     "BODY[",
+	                                     "]",
+	                                     "<0.5>",
+	                                     " ",
+	                                     "x",
+	                                     "\x80",
+	                                     "&Jjo-",
+	                                     "*",
+	                                     "%",
+	                                     "{",
+	                                     "}",
+	                                     "+",
+	                                     "NIL",
+	                                     "\0"};
 	unsigned seed = 12345;
 
 	for (int round = 0; round < 300; round++) {
 		struct buf in = BUF_INIT(0);
 		int n = 1 + rand_r(&seed) % 40;
 		for (int i = 0; i < n; i++) {
-			const char *p = pieces[rand_r(&seed) % (sizeof(pieces) / sizeof(pieces[0]))];
+			const char *p =
+			    pieces[rand_r(&seed) % (sizeof(pieces) / sizeof(pieces[0]))];
 			buf_append(&in, p, strcmp(p, "\0") == 0 ? 1 : strlen(p));
 		}
 		for (int bw = 0; bw < 2; bw++) {
 			struct imap_framer fr;
-			struct fout o = { .written = BUF_INIT(0) };
+			struct fout o = {.written = BUF_INIT(0)};
 			struct buf q = BUF_INIT(0);
 			size_t fed = 0;
 			imap_framer_init(&fr);
@@ -469,12 +517,16 @@ START_TEST(random_streams)
 				buf_append(&q, in.data + fed, k);
 				fed += k;
 				for (;;) {
-					struct imap_frame_env env = { .max_line = 64, .max_literal = 100,
-						.authenticated = true, .mode = FRAMER_COMMAND, .write = fw,
-						.raise_input = fr_raise, .arg = &o };
+					struct imap_frame_env env = {.max_line = 64,
+					                             .max_literal = 100,
+					                             .authenticated = true,
+					                             .mode = FRAMER_COMMAND,
+					                             .write = fw,
+					                             .raise_input = fr_raise,
+					                             .arg = &o};
 					size_t used = 0;
-					enum imap_frame_res r = imap_framer_run(&fr, &env, q.data, q.len,
-					    &used);
+					enum imap_frame_res r =
+					    imap_framer_run(&fr, &env, q.data, q.len, &used);
 					if (r == IMAP_FRAME_AGAIN)
 						break;
 					ck_assert_uint_gt(used, 0);
@@ -484,7 +536,8 @@ START_TEST(random_streams)
 						struct imap_parsed ip;
 						const char *err;
 						arena_init(&a);
-						(void)imap_parse_command(&a, q.data, used, &ip, &err);
+						(void)imap_parse_command(&a, q.data, used, &ip,
+						                         &err);
 						arena_free(&a);
 					}
 					buf_consume(&q, used);
@@ -528,7 +581,7 @@ START_TEST(match_semantics)
 	ck_assert(match1("a*c", "ab/c"));
 	ck_assert(match1("%/%", "x/y"));
 	ck_assert(!match1("%/%", "x/y/z"));
-	ck_assert(match1("*%", "x/y"));	/* a run with '*' is '*' */
+	ck_assert(match1("*%", "x/y")); /* a run with '*' is '*' */
 	ck_assert(match1("%*", "x/y"));
 	ck_assert(!match1("%%", "x/y"));
 	ck_assert(match1("", ""));
@@ -536,7 +589,7 @@ START_TEST(match_semantics)
 	ck_assert(!match1("abc", "ab"));
 	ck_assert(!match1("ab", "abc"));
 	ck_assert(match1("Sent", "Sent"));
-	ck_assert(!match1("sent", "Sent"));	/* only INBOX folds case */
+	ck_assert(!match1("sent", "Sent")); /* only INBOX folds case */
 	/* INBOX, and the INBOX of its children, in any case */
 	ck_assert(match1("inbox", "INBOX"));
 	ck_assert(match1("InBoX", "INBOX"));
@@ -570,7 +623,7 @@ START_TEST(match_against_definition)
 		name[nl] = '\0';
 		if (match1(pat, name) != imap_match_ref(pat, name))
 			ck_abort_msg("pattern \"%s\" name \"%s\": want %d", pat, name,
-			    imap_match_ref(pat, name));
+			             imap_match_ref(pat, name));
 	}
 }
 END_TEST
@@ -596,9 +649,9 @@ START_TEST(match_pathological_and_bounds)
 	pat[1001] = '\0';
 	ck_assert(!match1(pat, name));
 	pat[1000] = '\0';
-	ck_assert(match1(pat, name));	/* 500 a's wanted, 512 there... */
+	ck_assert(match1(pat, name)); /* 500 a's wanted, 512 there... */
 	name[400] = '\0';
-	ck_assert(!match1(pat, name));	/* ...but not 400 */
+	ck_assert(!match1(pat, name)); /* ...but not 400 */
 	name[400] = 'a';
 	pat[1000] = '*';
 	pat[1001] = '\0';
@@ -624,8 +677,8 @@ END_TEST
  * bound (the loop would close the connection).
  */
 static void
-spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
-    uint64_t spool_at, const char *dir, struct buf *out, struct fout *o)
+spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line, uint64_t spool_at,
+             const char *dir, struct buf *out, struct fout *o)
 {
 	struct imap_framer fr;
 	struct buf q = BUF_INIT(0);
@@ -646,10 +699,15 @@ spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
 		buf_append(&q, stream + fed, n);
 		fed += n;
 		for (;;) {
-			struct imap_frame_env env = { .max_line = max_line, .max_literal = 1 << 20,
-				.authenticated = true, .mode = FRAMER_COMMAND, .spool_dir = dir,
-				.spool_at = spool_at, .write = fw, .raise_input = fr_raise,
-				.arg = o };
+			struct imap_frame_env env = {.max_line = max_line,
+			                             .max_literal = 1 << 20,
+			                             .authenticated = true,
+			                             .mode = FRAMER_COMMAND,
+			                             .spool_dir = dir,
+			                             .spool_at = spool_at,
+			                             .write = fw,
+			                             .raise_input = fr_raise,
+			                             .arg = o};
 			size_t used = 0;
 			enum imap_frame_res r = imap_framer_run(&fr, &env, q.data, q.len, &used);
 
@@ -667,7 +725,7 @@ spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
 			const char *err;
 			arena_init(&a);
 			int rc = sp != NULL ? imap_parse_spooled(&a, sp, &ip, &err)
-			    : imap_parse_command(&a, q.data, used, &ip, &err);
+			                    : imap_parse_command(&a, q.data, used, &ip, &err);
 			if (rc < 0) {
 				buf_printf(out, "ERR(%s)|", err);
 			} else {
@@ -677,7 +735,7 @@ spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
 					if (g->type == ARG_LITERAL && g->fd >= 0) {
 						uint8_t *b = malloc(g->len + 1);
 						ck_assert_int_eq(pread(g->fd, b, g->len, 0),
-						    (ssize_t)g->len);
+						                 (ssize_t)g->len);
 						buf_append_str(out, " f[");
 						buf_append(out, b, g->len);
 						buf_append_str(out, "]");
@@ -707,19 +765,19 @@ spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
  * commands and replies. */
 static void
 check_spool(const char *stream, size_t max_line, uint64_t spool_at, const char *dir,
-    const char *want, const char *want_written)
+            const char *want, const char *want_written)
 {
-	static const size_t steps[] = { SIZE_MAX, 7, 1 };
+	static const size_t steps[] = {SIZE_MAX, 7, 1};
 
 	for (size_t k = 0; k < 3; k++) {
 		struct buf out = BUF_INIT(0);
 		struct fout o;
 
 		spool_stream((const uint8_t *)stream, strlen(stream), steps[k], max_line, spool_at,
-		    dir, &out, &o);
+		             dir, &out, &o);
 		if (strcmp(buf_cstr(&out), want) != 0)
 			ck_abort_msg("step %zu: got \"%s\" want \"%s\"", steps[k], buf_cstr(&out),
-			    want);
+			             want);
 		ck_assert_str_eq(buf_cstr(&o.written), want_written);
 		buf_free(&out);
 		buf_free(&o.written);
@@ -732,18 +790,21 @@ START_TEST(spool_append)
 	check_spool("a APPEND x {5+}\r\nhello\r\n", 64, 64, "/tmp", "a APPEND x m[hello]|", "");
 	/* past it: a file, and the input never holds more than a line */
 	check_spool("a APPEND x (\\Seen) {40+}\r\n0123456789012345678901234567890123456789\r\n"
-	    "b NOOP\r\n", 32, 16, "/tmp",
-	    "a APPEND x (1) f[0123456789012345678901234567890123456789]|b NOOP|", "");
+	            "b NOOP\r\n",
+	            32, 16, "/tmp",
+	            "a APPEND x (1) f[0123456789012345678901234567890123456789]|b NOOP|", "");
 	/* synchronizing: one continuation */
 	check_spool("a APPEND x {40}\r\n0123456789012345678901234567890123456789\r\n", 32, 16,
-	    "/tmp", "a APPEND x f[0123456789012345678901234567890123456789]|",
-	    "+ Ready for literal data\r\n");
+	            "/tmp", "a APPEND x f[0123456789012345678901234567890123456789]|",
+	            "+ Ready for literal data\r\n");
 	/* MULTIAPPEND: small ones stay in the text, before and after the
 	 * first spooled one; a literal holding CRLF and a fake marker */
 	check_spool("a APPEND x {3+}\r\nabc {32+}\r\n{5}\r\n\r\n{3+}\r\nxyz0123456789012345 "
-	    "{2+}\r\nde (\\Flagged) {20+}\r\nABCDEFGHIJKLMNOPQRST {0+}\r\n\r\n", 40, 40, "/tmp",
-	    "a APPEND x m[abc] f[{5}\r\n\r\n{3+}\r\nxyz0123456789012345] m[de] (1) "
-	    "f[ABCDEFGHIJKLMNOPQRST] m[]|", "");
+	            "{2+}\r\nde (\\Flagged) {20+}\r\nABCDEFGHIJKLMNOPQRST {0+}\r\n\r\n",
+	            40, 40, "/tmp",
+	            "a APPEND x m[abc] f[{5}\r\n\r\n{3+}\r\nxyz0123456789012345] m[de] (1) "
+	            "f[ABCDEFGHIJKLMNOPQRST] m[]|",
+	            "");
 }
 END_TEST
 
@@ -753,18 +814,18 @@ START_TEST(spool_refusals)
 
 	/* the spool directory is gone: NO, and the stream stays in sync */
 	check_spool("a APPEND x {40+}\r\n0123456789012345678901234567890123456789\r\nb NOOP\r\n",
-	    32, 16, "/nonexistent/dir", "b NOOP|",
-	    "a NO [UNAVAILABLE] Cannot take the message now, try again later\r\n");
+	            32, 16, "/nonexistent/dir", "b NOOP|",
+	            "a NO [UNAVAILABLE] Cannot take the message now, try again later\r\n");
 	check_spool("a APPEND x {40}\r\nb NOOP\r\n", 32, 16, "/nonexistent/dir", "b NOOP|",
-	    "a NO [UNAVAILABLE] Cannot take the message now, try again later\r\n");
+	            "a NO [UNAVAILABLE] Cannot take the message now, try again later\r\n");
 	/* a later literal past the bound while spooling */
 	check_spool("a APPEND x {20+}\r\n01234567890123456789 {2000000+}\r\nb NOOP\r\n", 32, 16,
-	    "/tmp", "", "a BAD [TOOBIG] Literal too big\r\n");
+	            "/tmp", "", "a BAD [TOOBIG] Literal too big\r\n");
 	check_spool("a APPEND x {20+}\r\n01234567890123456789 {2000000}\r\nb NOOP\r\n", 32, 16,
-	    "/tmp", "b NOOP|", "a NO [TOOBIG] Literal too big\r\n");
+	            "/tmp", "b NOOP|", "a NO [TOOBIG] Literal too big\r\n");
 	/* a line after the literal past the line bound */
 	snprintf(big, sizeof(big), "a APPEND x {20+}\r\n01234567890123456789 %s\r\nb NOOP\r\n",
-	    "(\\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen)");
+	         "(\\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen \\Seen)");
 	check_spool(big, 32, 16, "/tmp", "b NOOP|", "a BAD [TOOBIG] Command line too long\r\n");
 	/* too many spooled literals in one command */
 	struct buf b = BUF_INIT(0);
@@ -773,7 +834,7 @@ START_TEST(spool_refusals)
 		buf_append_str(&b, " {20+}\r\n01234567890123456789");
 	buf_append_str(&b, "\r\nb NOOP\r\n");
 	check_spool(buf_cstr(&b), 512, 16, "/tmp", "b NOOP|",
-	    "a NO [LIMIT] Too many large messages in one APPEND\r\n");
+	            "a NO [LIMIT] Too many large messages in one APPEND\r\n");
 	buf_free(&b);
 }
 END_TEST
@@ -823,7 +884,8 @@ START_TEST(parse_budget)
 	/* APPEND's message literal is not copied; its mailbox name is */
 	const char app[] = "x APPEND {5}\r\nINBOX {3}\r\nabc\r\n";
 	arena_init(&a);
-	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)app, sizeof(app) - 1, &p, &err), 0);
+	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)app, sizeof(app) - 1, &p, &err),
+	                 0);
 	ck_assert_str_eq(p.args[0].str, "INBOX");
 	ck_assert_ptr_null(p.args[1].str);
 	ck_assert_int_eq(memcmp(p.args[1].raw, "abc", 3), 0);

@@ -46,13 +46,17 @@ START_TEST(escapes)
 	/* Not UTF-8: a lone byte, a stray continuation, truncated, overlong,
 	 * a surrogate. Each byte escaped. */
 	ck_assert_str_eq(q("\xff\xfe"), "\"\\xff\\xfe\"");
-	ck_assert_str_eq(q("a\x80" "b"), "\"a\\x80b\"");
+	ck_assert_str_eq(q("a\x80"
+	                   "b"),
+	                 "\"a\\x80b\"");
 	ck_assert_str_eq(q("\xc3"), "\"\\xc3\"");
 	ck_assert_str_eq(q("\xc0\xaf"), "\"\\xc0\\xaf\"");
 	ck_assert_str_eq(q("\xed\xa0\x80"), "\"\\xed\\xa0\\x80\"");
 	/* Valid but invisible or layout-changing: C1 NEL, LINE SEPARATOR,
 	 * RIGHT-TO-LEFT OVERRIDE. */
-	ck_assert_str_eq(q("a\xc2\x85" "b"), "\"a\\xc2\\x85b\"");
+	ck_assert_str_eq(q("a\xc2\x85"
+	                   "b"),
+	                 "\"a\\xc2\\x85b\"");
 	ck_assert_str_eq(q("\xe2\x80\xa8"), "\"\\xe2\\x80\\xa8\"");
 	ck_assert_str_eq(q("x\xe2\x80\xaey"), "\"x\\xe2\\x80\\xaey\"");
 }
@@ -63,7 +67,8 @@ START_TEST(forged_fields)
 {
 	const char *v = q("\"x> status=ok user=bob@example.org id=FAKE\"@evil.org");
 
-	ck_assert_str_eq(v, "\"\\\"x> status\\x3dok user\\x3dbob@example.org id\\x3dFAKE\\\"@evil.org\"");
+	ck_assert_str_eq(
+	    v, "\"\\\"x> status\\x3dok user\\x3dbob@example.org id\\x3dFAKE\\\"@evil.org\"");
 	ck_assert_ptr_null(strchr(v, '='));
 }
 END_TEST
@@ -157,8 +162,8 @@ START_TEST(utf8_rules)
 	ck_assert(!utf8_text_valid("a\tb", 3));
 	ck_assert(!utf8_text_valid("a\x7f", 2));
 	ck_assert(!utf8_text_valid("\xc2\x85", 2));
-	ck_assert(!utf8_text_valid("\xf4\x90\x80\x80", 4));	/* above U+10FFFF */
-	ck_assert(!utf8_text_valid("\xe0\x80\xaf", 3));	/* overlong */
+	ck_assert(!utf8_text_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+	ck_assert(!utf8_text_valid("\xe0\x80\xaf", 3));     /* overlong */
 	ck_assert(utf8_text_valid("", 0));
 	ck_assert_uint_eq(utf8_decode((const uint8_t *)"\xe2\x82\xac", 3, &cp), 3);
 	ck_assert_uint_eq(cp, 0x20ac);

@@ -51,9 +51,9 @@ START_TEST(timers_fire_in_order)
 		loop_timer_set(l, &r[i].t, base + 10 + (uint64_t)((i * 37) % 64));
 	}
 	for (int i = 0; i < 64; i++)
-		loop_timer_set(l, &r[i].t, base + 10 + (uint64_t)i);	/* move */
-	loop_timer_set(l, &r[5].t, 0);				/* disarm */
-	loop_timer_set(l, &r[5].t, 0);				/* twice is fine */
+		loop_timer_set(l, &r[i].t, base + 10 + (uint64_t)i); /* move */
+	loop_timer_set(l, &r[5].t, 0);                               /* disarm */
+	loop_timer_set(l, &r[5].t, 0);                               /* twice is fine */
 	r[63].quit = true;
 	loop_run(l);
 	ck_assert_int_eq(n, 63);
@@ -205,7 +205,7 @@ END_TEST
 struct job {
 	struct work w;
 	_Atomic int *done;
-	int *seq;		/* order for the single-thread test */
+	int *seq; /* order for the single-thread test */
 	int *nseq;
 	pthread_mutex_t *mu;
 	int id;

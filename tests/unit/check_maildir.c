@@ -104,8 +104,12 @@ mbox(const char *name)
 static uint32_t
 append(struct mailbox *mb, const char *text, uint32_t flags, const char *const *kws, size_t nkw)
 {
-	struct msg_input in = { .data = (const uint8_t *)text, .len = strlen(text), .fd = -1,
-		.flags = flags, .keywords = kws, .n_keywords = nkw };
+	struct msg_input in = {.data = (const uint8_t *)text,
+	                       .len = strlen(text),
+	                       .fd = -1,
+	                       .flags = flags,
+	                       .keywords = kws,
+	                       .n_keywords = nkw};
 	uint32_t uid = 0;
 
 	ck_assert_int_eq(ops->append(mb, &in, &uid), 0);
@@ -150,8 +154,20 @@ slurp(const char *path)
 START_TEST(name_encoding)
 {
 	static const char *const names[] = {
-		"a", "a/b", "a.b", "a%b", "100%/x.y", "Entw\xc3\xbcrfe", "\xe6\x97\xa5\xe6\x9c\xac/x",
-		"&", "A&B", "\xf0\x9f\x98\x80 smile", "..x", "x..", "%2E", "-&-",
+	    "a",
+	    "a/b",
+	    "a.b",
+	    "a%b",
+	    "100%/x.y",
+	    "Entw\xc3\xbcrfe",
+	    "\xe6\x97\xa5\xe6\x9c\xac/x",
+	    "&",
+	    "A&B",
+	    "\xf0\x9f\x98\x80 smile",
+	    "..x",
+	    "x..",
+	    "%2E",
+	    "-&-",
 	};
 	size_t i;
 
@@ -161,7 +177,7 @@ START_TEST(name_encoding)
 
 		ck_assert_msg(strchr(enc, '/') == NULL, "%s -> %s", names[i], enc);
 		ck_assert_msg(dec != NULL && strcmp(dec, names[i]) == 0, "%s -> %s -> %s", names[i],
-		    enc, dec != NULL ? dec : "(null)");
+		              enc, dec != NULL ? dec : "(null)");
 		free(enc);
 		free(dec);
 	}
@@ -176,7 +192,7 @@ START_TEST(name_encoding)
 	{
 		char *e = md_name_encode("Entw\xc3\xbcrfe");
 
-		ck_assert_str_eq(e, ".Entw&APw-rfe");	/* Dovecot's spelling */
+		ck_assert_str_eq(e, ".Entw&APw-rfe"); /* Dovecot's spelling */
 		free(e);
 	}
 	/* not ours: non-canonical or broken spellings are not listed */
@@ -210,8 +226,9 @@ START_TEST(layout_and_listing)
 	free(p);
 	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
 	{
-		static const char *const want[] = { "Archive", "Drafts", "INBOX", "Junk", "Sent",
-			"Trash", "a", "a.b", "a/b", "x", "x/y", "x/y/z" };
+		static const char *const want[] = {"Archive", "Drafts", "INBOX", "Junk",
+		                                   "Sent",    "Trash",  "a",     "a.b",
+		                                   "a/b",     "x",      "x/y",   "x/y/z"};
 
 		ck_assert_uint_eq(n, sizeof(want) / sizeof(want[0]));
 		for (i = 0; i < n; i++)
@@ -230,8 +247,8 @@ START_TEST(layout_and_listing)
 	free(list);
 
 	/* delete a parent: children stay, it becomes \Noselect */
-	ck_assert_int_eq(ops->delete(st, USER, "x"), 0);
-	ck_assert_int_eq(ops->delete(st, USER, "x"), ROOST_EPERM);	/* \Noselect parent */
+	ck_assert_int_eq(ops->delete (st, USER, "x"), 0);
+	ck_assert_int_eq(ops->delete (st, USER, "x"), ROOST_EPERM); /* \Noselect parent */
 	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
 	for (i = 0; i < n; i++) {
 		if (strcmp(list[i].name, "x") == 0)
@@ -254,7 +271,7 @@ END_TEST
 
 START_TEST(file_names_and_formats)
 {
-	static const char *const kws[] = { "$Label1", "Work" };
+	static const char *const kws[] = {"$Label1", "Work"};
 	struct mailbox *mb = mbox("INBOX");
 	char names[8][256], *dir, *text, *p;
 	const char *const *kwnames;
@@ -265,7 +282,7 @@ START_TEST(file_names_and_formats)
 	u1 = append(mb, "Subject: one\r\n\r\nbody\r\n", 0, NULL, 0);
 	u2 = append(mb, "Subject: two\r\n\r\nbody\r\n", MSG_SEEN | MSG_FLAGGED, kws, 2);
 	u3 = append(mb, "Subject: three\r\n\r\nbody\r\n", MSG_DELETED | MSG_ANSWERED | MSG_DRAFT,
-	    kws + 1, 1);
+	            kws + 1, 1);
 	ck_assert_uint_eq(u1, 1);
 	ck_assert_uint_eq(u2, 2);
 	ck_assert_uint_eq(u3, 3);
@@ -279,8 +296,10 @@ START_TEST(file_names_and_formats)
 	dir = upath("cur");
 	n = list_files(dir, names, 8);
 	ck_assert_uint_eq(n, 2);
-	ck_assert(fnmatch("*,S=22:2,FSab", names[0], 0) == 0 || fnmatch("*,S=22:2,FSab", names[1], 0) == 0);
-	ck_assert(fnmatch("*,S=24:2,DRTb", names[0], 0) == 0 || fnmatch("*,S=24:2,DRTb", names[1], 0) == 0);
+	ck_assert(fnmatch("*,S=22:2,FSab", names[0], 0) == 0 ||
+	          fnmatch("*,S=22:2,FSab", names[1], 0) == 0);
+	ck_assert(fnmatch("*,S=24:2,DRTb", names[0], 0) == 0 ||
+	          fnmatch("*,S=24:2,DRTb", names[1], 0) == 0);
 	free(dir);
 
 	/* dovecot-keywords */
@@ -296,15 +315,18 @@ START_TEST(file_names_and_formats)
 	/* dovecot-uidlist: version 3 header, records with the base name */
 	p = upath("dovecot-uidlist");
 	text = slurp(p);
-	ck_assert_msg(fnmatch("3 V[0-9]* N[0-9]* G[0-9a-f]*\n1 :*.test.host,S=22\n2 :*.test.host,S=22\n"
-	    "3 :*.test.host,S=24\n", text, 0) == 0, "%s", text);
+	ck_assert_msg(
+	    fnmatch("3 V[0-9]* N[0-9]* G[0-9a-f]*\n1 :*.test.host,S=22\n2 :*.test.host,S=22\n"
+	            "3 :*.test.host,S=24\n",
+	            text, 0) == 0,
+	    "%s", text);
 	ck_assert_ptr_null(strstr(text, ":2,"));
 	free(text);
 
 	/* an expunge leaves the record (as Dovecot does) until dead records
 	 * pile up; a fresh reader knows it from the expunge log */
 	{
-		uint32_t e[] = { 2 };
+		uint32_t e[] = {2};
 		struct msg_record *recs;
 		size_t nr;
 		uint64_t hm;
@@ -332,8 +354,7 @@ START_TEST(file_names_and_formats)
 	}
 	p = upath("dovecot-uidlist");
 	text = slurp(p);
-	ck_assert_msg(fnmatch("3 V[0-9]* N304 G[0-9a-f]*\n1 :*\n3 :*\n", text, 0) == 0, "%s",
-	    text);
+	ck_assert_msg(fnmatch("3 V[0-9]* N304 G[0-9a-f]*\n1 :*\n3 :*\n", text, 0) == 0, "%s", text);
 	free(text);
 	free(p);
 	ck_assert_uint_eq(append(mb, "y\r\n", 0, NULL, 0), 304);
@@ -350,8 +371,8 @@ START_TEST(read_zero_copy_roundtrip)
 	struct mailbox *mb = mbox("INBOX");
 	struct msg_view v;
 	uint8_t bin[4096];
-	struct msg_input in = { .data = bin, .len = sizeof(bin), .fd = -1,
-		.internal_date = 1700000000 };
+	struct msg_input in = {
+	    .data = bin, .len = sizeof(bin), .fd = -1, .internal_date = 1700000000};
 	struct msg_record *recs;
 	size_t i, n;
 	uint64_t ms;
@@ -376,7 +397,7 @@ START_TEST(read_zero_copy_roundtrip)
 	{
 		char tmpl[] = "/tmp/roost-spool.XXXXXX";
 		int fd = mkstemp(tmpl);
-		struct msg_input fin = { .fd = fd, .len = 1000 };
+		struct msg_input fin = {.fd = fd, .len = 1000};
 
 		ck_assert_int_ge(fd, 0);
 		unlink(tmpl);
@@ -417,7 +438,7 @@ static void
 age_dirs(void)
 {
 	struct timeval tv[2];
-	const char *subs[] = { "new", "cur" };
+	const char *subs[] = {"new", "cur"};
 	size_t i;
 
 	gettimeofday(&tv[0], NULL);
@@ -576,7 +597,7 @@ START_TEST(index_rebuilt_keeps_uids)
 	append(mb, "b\r\n", MSG_SEEN, NULL, 0);
 	append(mb, "c\r\n", 0, NULL, 0);
 	{
-		uint32_t e[] = { 2 };
+		uint32_t e[] = {2};
 
 		ck_assert_int_eq(ops->expunge(mb, e, 1), 0);
 	}
@@ -625,12 +646,12 @@ END_TEST
 START_TEST(deliver_links_body_once)
 {
 	struct delivery_target t[3] = {
-		{ .user = USER, .mailbox = "INBOX" },
-		{ .user = "bob@example.com", .mailbox = "INBOX" },
-		{ .user = "carol@example.com", .mailbox = "INBOX" },
+	    {.user = USER, .mailbox = "INBOX"},
+	    {.user = "bob@example.com", .mailbox = "INBOX"},
+	    {.user = "carol@example.com", .mailbox = "INBOX"},
 	};
 	const char *text = "Subject: hi all\r\n\r\nbody\r\n";
-	struct msg_input in = { .data = (const uint8_t *)text, .len = strlen(text), .fd = -1 };
+	struct msg_input in = {.data = (const uint8_t *)text, .len = strlen(text), .fd = -1};
 	char names[4][256], *dir, path[700];
 	struct stat stb;
 	struct mailbox *mb;
@@ -651,7 +672,7 @@ START_TEST(deliver_links_body_once)
 	/* copy is a hard link too */
 	mb = mbox("INBOX");
 	{
-		uint32_t u[] = { 1 };
+		uint32_t u[] = {1};
 
 		ck_assert_int_eq(ops->copy(mb, u, 1, "Archive", false, &v, &su, &du, &n), 0);
 	}
@@ -680,14 +701,14 @@ appender(void *arg)
 
 	for (i = 0; i < 40; i++) {
 		char text[64];
-		struct msg_input in = { .data = (const uint8_t *)text, .fd = -1 };
+		struct msg_input in = {.data = (const uint8_t *)text, .fd = -1};
 
 		snprintf(text, sizeof(text), "Subject: %zu\r\n\r\n", i);
 		in.len = strlen(text);
 		if (ops->append(t->mb, &in, &t->uids[i]) != 0)
 			t->uids[i] = 0;
 		if (i % 5 == 4) {
-			struct store_req req = { .mode = STORE_ADD, .flags = MSG_SEEN };
+			struct store_req req = {.mode = STORE_ADD, .flags = MSG_SEEN};
 			uint32_t *mod;
 			size_t nm;
 
@@ -949,7 +970,7 @@ END_TEST
 
 START_TEST(dovecot_reads_ours)
 {
-	static const char *const kws[] = { "Work" };
+	static const char *const kws[] = {"Work"};
 	struct mailbox *mb;
 	char cmd[1200], line[512], *udir;
 	struct mailbox_status s;
@@ -958,7 +979,7 @@ START_TEST(dovecot_reads_ours)
 
 	if (access("/usr/sbin/dovecot", X_OK) != 0) {
 		fprintf(stderr, "dovecot_reads_ours: SKIPPED (no /usr/sbin/dovecot; "
-		    "apt-get install dovecot-imapd to run it)\n");
+		                "apt-get install dovecot-imapd to run it)\n");
 		return;
 	}
 	mb = mbox("INBOX");
@@ -966,7 +987,7 @@ START_TEST(dovecot_reads_ours)
 	append(mb, "Subject: two\r\n\r\n22\r\n", MSG_SEEN | MSG_FLAGGED, kws, 1);
 	append(mb, "Subject: three\r\n\r\n333\r\n", MSG_ANSWERED, NULL, 0);
 	{
-		uint32_t e[] = { 1 };
+		uint32_t e[] = {1};
 
 		ck_assert_int_eq(ops->expunge(mb, e, 1), 0);
 	}
@@ -987,14 +1008,16 @@ START_TEST(dovecot_reads_ours)
 		buf_append_str(&out, line);
 	ck_assert_int_eq(pclose(fp), 0);
 	/* Dovecot lists keywords by name: ours is "Work" */
-	snprintf(line, sizeof(line), "mailbox INBOX uidvalidity %u uidnext 5\n"
-	    "2 20 Work \\Flagged \\Seen\n"
-	    "3 23 \\Answered\n"
-	    "4 23 \\Deleted \\Draft\n", s.uidvalidity);
+	snprintf(line, sizeof(line),
+	         "mailbox INBOX uidvalidity %u uidnext 5\n"
+	         "2 20 Work \\Flagged \\Seen\n"
+	         "3 23 \\Answered\n"
+	         "4 23 \\Deleted \\Draft\n",
+	         s.uidvalidity);
 	ck_assert_msg(strstr(buf_cstr(&out), line) != NULL, "dovecot saw:\n%s\nwanted:\n%s",
-	    buf_cstr(&out), line);
+	              buf_cstr(&out), line);
 	ck_assert_msg(strstr(buf_cstr(&out), "mailbox Sent uidvalidity") != NULL, "%s",
-	    buf_cstr(&out));
+	              buf_cstr(&out));
 	buf_free(&out);
 }
 END_TEST
@@ -1004,7 +1027,7 @@ END_TEST
  * those. */
 START_TEST(failed_create_leaves_no_parents)
 {
-	static const char *const strays[] = { ".p.q.r", ".k.q.r" };
+	static const char *const strays[] = {".p.q.r", ".k.q.r"};
 	struct mailbox_info *list;
 	struct stat sb;
 	size_t n;
@@ -1024,11 +1047,12 @@ START_TEST(failed_create_leaves_no_parents)
 	ck_assert_int_ne(stat(p, &sb), 0);
 	ck_assert_int_ne(stat(pq, &sb), 0);
 	ck_assert_int_ne(stat(kq, &sb), 0);
-	ck_assert_int_eq(stat(k, &sb), 0);	/* there before: kept */
+	ck_assert_int_eq(stat(k, &sb), 0); /* there before: kept */
 	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(strncmp(list[i].name, "p", 1) != 0 && strncmp(list[i].name, "k/", 2) != 0,
-		    "left %s", list[i].name);
+		ck_assert_msg(strncmp(list[i].name, "p", 1) != 0 &&
+		                  strncmp(list[i].name, "k/", 2) != 0,
+		              "left %s", list[i].name);
 	storage_list_free(list, n);
 	free(kq);
 	free(k);
@@ -1045,7 +1069,7 @@ END_TEST
  * inotify reports it (the watcher is kept out): every operation meets file
  * names that vanished and must find the files again, never skip them.
  */
-static const struct timeval pinned[2] = { { 1700000000, 500000 }, { 1700000000, 500000 } };
+static const struct timeval pinned[2] = {{1700000000, 500000}, {1700000000, 500000}};
 
 static void
 no_watcher(void)
@@ -1060,7 +1084,7 @@ no_watcher(void)
 static void
 pin_dirs(const char *folder)
 {
-	const char *subs[] = { "new", "cur" };
+	const char *subs[] = {"new", "cur"};
 	char rel[300];
 
 	for (size_t i = 0; i < 2; i++) {
@@ -1103,8 +1127,9 @@ rename_behind(const char *folder)
 		}
 		*o = '\0';
 		ck_assert_int_ge(asprintf(&from, "%s/%s", dir, names[i]), 0);
-		ck_assert_int_ge(asprintf(&to, "%s/%.*s:2,%s", dir, (int)(info - names[i]), names[i],
-		    letters), 0);
+		ck_assert_int_ge(
+		    asprintf(&to, "%s/%.*s:2,%s", dir, (int)(info - names[i]), names[i], letters),
+		    0);
 		ck_assert_int_eq(rename(from, to), 0);
 		free(from);
 		free(to);
@@ -1129,7 +1154,7 @@ assert_body(struct mailbox *mb, uint32_t uid, const char *text)
 static size_t
 count_files(const char *folder)
 {
-	const char *subs[] = { "new", "cur", "tmp" };
+	const char *subs[] = {"new", "cur", "tmp"};
 	char rel[300];
 	size_t n = 0;
 
@@ -1157,11 +1182,11 @@ count_files(const char *folder)
 START_TEST(stale_names)
 {
 	static const char *const texts[STALE_N] = {
-		"Subject: 0\r\n\r\nzero\r\n", "Subject: 1\r\n\r\none\r\n",
-		"Subject: 2\r\n\r\ntwo\r\n", "Subject: 3\r\n\r\nthree\r\n",
-		"Subject: 4\r\n\r\nfour\r\n", "Subject: 5\r\n\r\nfive\r\n",
+	    "Subject: 0\r\n\r\nzero\r\n", "Subject: 1\r\n\r\none\r\n",
+	    "Subject: 2\r\n\r\ntwo\r\n",  "Subject: 3\r\n\r\nthree\r\n",
+	    "Subject: 4\r\n\r\nfour\r\n", "Subject: 5\r\n\r\nfive\r\n",
 	};
-	struct store_req req = { .mode = STORE_ADD, .flags = MSG_ANSWERED };
+	struct store_req req = {.mode = STORE_ADD, .flags = MSG_ANSWERED};
 	struct mailbox *mb, *trash, *arch;
 	struct msg_record *recs;
 	uint32_t uids[STALE_N], *src, *dst, *mod, uidv;
@@ -1173,7 +1198,7 @@ START_TEST(stale_names)
 	for (int i = 0; i < STALE_N; i++)
 		uids[i] = append(mb, texts[i], MSG_SEEN, NULL, 0);
 	pin_dirs("");
-	ck_assert_int_eq(ops->records(mb, &recs, &n, &hms), 0);	/* notes the mtimes */
+	ck_assert_int_eq(ops->records(mb, &recs, &n, &hms), 0); /* notes the mtimes */
 	free(recs);
 
 	/* copy */
@@ -1186,7 +1211,7 @@ START_TEST(stale_names)
 		assert_body(trash, dst[i], texts[i]);
 	ck_assert_int_eq(ops->records(trash, &recs, &n, &hms), 0);
 	ck_assert_uint_eq(n, STALE_N);
-	ck_assert_uint_eq(recs[0].flags, MSG_SEEN | MSG_FLAGGED);	/* as renamed */
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN | MSG_FLAGGED); /* as renamed */
 	free(recs);
 	free(src);
 	free(dst);
@@ -1210,7 +1235,7 @@ START_TEST(stale_names)
 	/* move half */
 	rename_behind("");
 	ck_assert_int_eq(ops->copy(mb, uids, STALE_N / 2, "Archive", true, &uidv, &src, &dst, &n),
-	    0);
+	                 0);
 	ck_assert_uint_eq(n, STALE_N / 2);
 	arch = mbox("Archive");
 	for (size_t i = 0; i < n; i++)
@@ -1235,7 +1260,7 @@ END_TEST
 /* A copy that cannot take every message takes none. */
 START_TEST(copy_all_or_nothing)
 {
-	const char *kws[MD_MAX_KEYWORDS], *extra[] = { "Extra" };
+	const char *kws[MD_MAX_KEYWORDS], *extra[] = {"Extra"};
 	char names[MD_MAX_KEYWORDS][8], *p;
 	struct mailbox *mb, *trash;
 	struct mailbox_status s;
@@ -1256,7 +1281,7 @@ START_TEST(copy_all_or_nothing)
 	uids[1] = append(mb, "Subject: b\r\n\r\nb\r\n", MSG_SEEN, NULL, 0);
 	uids[2] = append(mb, "Subject: c\r\n\r\nc\r\n", MSG_SEEN, extra, 1);
 	ck_assert_int_eq(ops->copy(mb, uids, 3, "Trash", false, &uidv, &src, &dst, &n),
-	    ROOST_ETOOBIG);
+	                 ROOST_ETOOBIG);
 	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);
 	ck_assert_uint_eq(s.messages, 1);
 	ck_assert_uint_eq(count_files(".Trash/"), 1);
@@ -1286,13 +1311,12 @@ START_TEST(copy_all_or_nothing)
 	}
 	pin_dirs("");
 	ck_assert_int_eq(ops->copy(mb, uids, 2, "Trash", false, &uidv, &src, &dst, &n),
-	    ROOST_ETEMP);
+	                 ROOST_ETEMP);
 	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);
 	ck_assert_uint_eq(s.messages, 1);
 	ck_assert_uint_eq(count_files(".Trash/"), 1);
-	ck_assert_int_eq(ops->copy(mb, uids, 2, "Trash", true, &uidv, &src, &dst, &n),
-	    0);
-	ck_assert_uint_eq(n, 1);	/* the session now knows it is gone */
+	ck_assert_int_eq(ops->copy(mb, uids, 2, "Trash", true, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 1); /* the session now knows it is gone */
 	free(src);
 	free(dst);
 	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);

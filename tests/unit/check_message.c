@@ -68,7 +68,6 @@ parse_str(const char *s)
 	return msg;
 }
 
-
 /* ---- goldens ---- */
 
 /*
@@ -78,13 +77,13 @@ parse_str(const char *s)
 static const struct {
 	const char *message, *item, *reason;
 } known_differences[] = {
-	/* Dovecot rewrites a lone CR as CRLF when it stores a message, so its
-	 * sizes and line counts describe that rewritten copy. We describe the
-	 * bytes as stored and served (RFC 5322 leaves a lone CR undefined, and
-	 * a size that disagrees with BODY[] would break partial fetches). */
-	{ "70-lone-cr", "BODYSTRUCTURE", "sizes of the stored bytes, not of a CRLF-rewritten copy" },
-	{ "70-lone-cr", "BODY", "sizes of the stored bytes, not of a CRLF-rewritten copy" },
-	{ NULL, NULL, NULL },
+    /* Dovecot rewrites a lone CR as CRLF when it stores a message, so its
+     * sizes and line counts describe that rewritten copy. We describe the
+     * bytes as stored and served (RFC 5322 leaves a lone CR undefined, and
+     * a size that disagrees with BODY[] would break partial fetches). */
+    {"70-lone-cr", "BODYSTRUCTURE", "sizes of the stored bytes, not of a CRLF-rewritten copy"},
+    {"70-lone-cr", "BODY", "sizes of the stored bytes, not of a CRLF-rewritten copy"},
+    {NULL, NULL, NULL},
 };
 
 static const char *
@@ -153,7 +152,7 @@ render(struct message *msg, const char *item, struct buf *out)
 
 START_TEST(goldens_match_dovecot)
 {
-	static const char *const items[] = { "ENVELOPE", "BODYSTRUCTURE", "BODY" };
+	static const char *const items[] = {"ENVELOPE", "BODYSTRUCTURE", "BODY"};
 	char path[1024];
 	struct dirent *de;
 	DIR *dir;
@@ -168,7 +167,8 @@ START_TEST(goldens_match_dovecot)
 		char name[256];
 		struct guarded gc;
 
-		if (nlen < 5 || strcmp(de->d_name + nlen - 4, ".eml") != 0 || nlen - 4 >= sizeof(name))
+		if (nlen < 5 || strcmp(de->d_name + nlen - 4, ".eml") != 0 ||
+		    nlen - 4 >= sizeof(name))
 			continue;
 		memcpy(name, de->d_name, nlen - 4);
 		name[nlen - 4] = '\0';
@@ -200,8 +200,9 @@ START_TEST(goldens_match_dovecot)
 					excused++;
 				} else {
 					failed++;
-					fprintf(stderr, "%s %s\n  dovecot: %.*s\n  roost:   %.*s\n", name,
-					    items[i], (int)want_len, want, (int)got.len, got.data);
+					fprintf(stderr, "%s %s\n  dovecot: %.*s\n  roost:   %.*s\n",
+					        name, items[i], (int)want_len, want, (int)got.len,
+					        got.data);
 				}
 			}
 			message_free(&msg);
@@ -216,42 +217,40 @@ START_TEST(goldens_match_dovecot)
 	closedir(dir);
 	ck_assert_uint_ge(compared, 40 * 3);
 	ck_assert_msg(failed == 0, "%u of %u renderings differ from Dovecot (%u excused)", failed,
-	    compared, excused);
+	              compared, excused);
 }
 END_TEST
 
-
 /* ---- unit cases ---- */
 
-static const char NESTED[] =
-    "From: a@example.com\r\n"
-    "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and =?ISO-8859-1?Q?caf=E9?=\r\n"
-    "X-Long: one\r\n two\r\n"
-    "Content-Type: multipart/mixed; boundary=\"o\"\r\n"
-    "\r\n"
-    "preamble\r\n"
-    "--o\r\n"
-    "Content-Type: text/plain; charset=iso-8859-1\r\n"
-    "Content-Transfer-Encoding: quoted-printable\r\n"
-    "\r\n"
-    "caf=E9 CR=C8ME\r\n"
-    "--o\r\n"
-    "Content-Type: message/rfc822\r\n"
-    "\r\n"
-    "Subject: inner\r\n"
-    "Content-Type: multipart/alternative; boundary=i\r\n"
-    "\r\n"
-    "--i\r\n"
-    "\r\n"
-    "inner one\r\n"
-    "--i\r\n"
-    "Content-Type: text/html\r\n"
-    "Content-Transfer-Encoding: base64\r\n"
-    "\r\n"
-    "PGI+aGk8L2I+\r\n"
-    "--i--\r\n"
-    "--o--\r\n"
-    "epilogue\r\n";
+static const char NESTED[] = "From: a@example.com\r\n"
+                             "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and =?ISO-8859-1?Q?caf=E9?=\r\n"
+                             "X-Long: one\r\n two\r\n"
+                             "Content-Type: multipart/mixed; boundary=\"o\"\r\n"
+                             "\r\n"
+                             "preamble\r\n"
+                             "--o\r\n"
+                             "Content-Type: text/plain; charset=iso-8859-1\r\n"
+                             "Content-Transfer-Encoding: quoted-printable\r\n"
+                             "\r\n"
+                             "caf=E9 CR=C8ME\r\n"
+                             "--o\r\n"
+                             "Content-Type: message/rfc822\r\n"
+                             "\r\n"
+                             "Subject: inner\r\n"
+                             "Content-Type: multipart/alternative; boundary=i\r\n"
+                             "\r\n"
+                             "--i\r\n"
+                             "\r\n"
+                             "inner one\r\n"
+                             "--i\r\n"
+                             "Content-Type: text/html\r\n"
+                             "Content-Transfer-Encoding: base64\r\n"
+                             "\r\n"
+                             "PGI+aGk8L2I+\r\n"
+                             "--i--\r\n"
+                             "--o--\r\n"
+                             "epilogue\r\n";
 
 static const struct message_part *
 find(struct message *msg, const uint32_t *path, size_t n)
@@ -270,7 +269,7 @@ body_is(struct message *msg, const struct message_part *p, const char *want)
 	const uint8_t *d = message_data(msg, &len);
 
 	return p != NULL && p->body_len == strlen(want) &&
-	    memcmp(d + p->body_off, want, p->body_len) == 0;
+	       memcmp(d + p->body_off, want, p->body_len) == 0;
 }
 
 START_TEST(find_part_sections)
@@ -278,8 +277,8 @@ START_TEST(find_part_sections)
 	struct guarded g;
 	struct message *msg;
 	const struct message_part *p;
-	static const uint32_t p1[] = { 1 }, p2[] = { 2 }, p21[] = { 2, 1 }, p22[] = { 2, 2 },
-	    p3[] = { 3 }, p11[] = { 1, 1 }, p221[] = { 2, 2, 1 }, p0[] = { 0 };
+	static const uint32_t p1[] = {1}, p2[] = {2}, p21[] = {2, 1}, p22[] = {2, 2}, p3[] = {3},
+	                      p11[] = {1, 1}, p221[] = {2, 2, 1}, p0[] = {0};
 
 	guarded_copy(&g, NESTED, strlen(NESTED));
 	ck_assert_int_eq(message_parse(g.data, strlen(NESTED), NULL, &msg), 0);
@@ -304,7 +303,7 @@ END_TEST
 START_TEST(single_part_numbering)
 {
 	struct message *msg = parse_str("Subject: x\r\n\r\nbody\r\n");
-	static const uint32_t p1[] = { 1 }, p2[] = { 2 };
+	static const uint32_t p1[] = {1}, p2[] = {2};
 
 	ck_assert(find(msg, p1, 1) == message_root(msg));
 	ck_assert_ptr_null(find(msg, p2, 1));
@@ -319,18 +318,18 @@ START_TEST(header_fields_and_values)
 	size_t len;
 	const uint8_t *d = message_data(msg, &len);
 	struct buf b = BUF_INIT(0);
-	static const char *const names[] = { "subject", "X-LONG" };
+	static const char *const names[] = {"subject", "X-LONG"};
 
-	ck_assert_int_eq(message_header_fields(d + root->header_off, root->header_len, names, 2,
-	    false, &b), 0);
+	ck_assert_int_eq(
+	    message_header_fields(d + root->header_off, root->header_len, names, 2, false, &b), 0);
 	ck_assert_str_eq(buf_cstr(&b),
-	    "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and =?ISO-8859-1?Q?caf=E9?=\r\n"
-	    "X-Long: one\r\n two\r\n\r\n");
+	                 "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and =?ISO-8859-1?Q?caf=E9?=\r\n"
+	                 "X-Long: one\r\n two\r\n\r\n");
 	buf_reset(&b);
-	ck_assert_int_eq(message_header_fields(d + root->header_off, root->header_len, names, 2,
-	    true, &b), 0);
+	ck_assert_int_eq(
+	    message_header_fields(d + root->header_off, root->header_len, names, 2, true, &b), 0);
 	ck_assert_str_eq(buf_cstr(&b), "From: a@example.com\r\n"
-	    "Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n");
+	                               "Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n");
 	buf_reset(&b);
 	ck_assert_int_eq(message_header_get(msg, NULL, "x-long", false, &b), 0);
 	ck_assert_str_eq(buf_cstr(&b), "one two");
@@ -349,7 +348,7 @@ END_TEST
 START_TEST(decoding)
 {
 	struct message *msg = parse_str(NESTED);
-	static const uint32_t p1[] = { 1 }, p22[] = { 2, 2 };
+	static const uint32_t p1[] = {1}, p22[] = {2, 2};
 	struct buf b = BUF_INIT(0);
 
 	ck_assert_int_eq(message_part_decode(msg, find(msg, p1, 1), &b), 0);
@@ -373,20 +372,20 @@ START_TEST(encoded_words)
 	static const struct {
 		const char *in, *out;
 	} cases[] = {
-		{ "=?UTF-8?B?w4RwZmVs?=", "Äpfel" },
-		{ "=?ISO-8859-1?Q?Caf=E9_cr=E8me?= =?ISO-8859-1?Q?_br=FBl=E9e?=", "Café crème brûlée" },
-		{ "=?KOI8-R?B?8NLJ18XU?=", "Привет" },
-		{ "=?GB2312?B?xOO6ww==?=", "你好" },
-		{ "=?Shift_JIS?B?g2WDWINn?=", "テスト" },
-		{ "=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "日本語" },
-		{ "=?windows-1252?Q?=93q=94?=", "“q”" },
-		/* a multi-byte character split over two words */
-		{ "=?UTF-8?B?w4Q=?= =?UTF-8?B?w4Q=?=", "ÄÄ" },
-		{ "a =?utf-8?q?b?= c", "a b c" },
-		{ "=?bogus?Q?x?=", "x" },
-		{ "=?utf-8?x?y?=", "=?utf-8?x?y?=" },
-		{ "no words", "no words" },
-		{ "=?utf-8?q?unterminated", "=?utf-8?q?unterminated" },
+	    {"=?UTF-8?B?w4RwZmVs?=", "Äpfel"},
+	    {"=?ISO-8859-1?Q?Caf=E9_cr=E8me?= =?ISO-8859-1?Q?_br=FBl=E9e?=", "Café crème brûlée"},
+	    {"=?KOI8-R?B?8NLJ18XU?=", "Привет"},
+	    {"=?GB2312?B?xOO6ww==?=", "你好"},
+	    {"=?Shift_JIS?B?g2WDWINn?=", "テスト"},
+	    {"=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "日本語"},
+	    {"=?windows-1252?Q?=93q=94?=", "“q”"},
+	    /* a multi-byte character split over two words */
+	    {"=?UTF-8?B?w4Q=?= =?UTF-8?B?w4Q=?=", "ÄÄ"},
+	    {"a =?utf-8?q?b?= c", "a b c"},
+	    {"=?bogus?Q?x?=", "x"},
+	    {"=?utf-8?x?y?=", "=?utf-8?x?y?="},
+	    {"no words", "no words"},
+	    {"=?utf-8?q?unterminated", "=?utf-8?q?unterminated"},
 	};
 	size_t i;
 
@@ -395,7 +394,7 @@ START_TEST(encoded_words)
 
 		ck_assert_int_eq(message_decode_words(cases[i].in, strlen(cases[i].in), &b), 0);
 		ck_assert_msg(strcmp(buf_cstr(&b), cases[i].out) == 0, "%s -> %s", cases[i].in,
-		    buf_cstr(&b));
+		              buf_cstr(&b));
 		buf_free(&b);
 	}
 }
@@ -407,15 +406,16 @@ START_TEST(dates)
 		const char *in;
 		int64_t t;
 	} cases[] = {
-		{ "Mon, 02 Mar 2026 10:15:00 +0100", 1772442900 },
-		{ "2 Mar 2026 09:15 +0000", 1772442900 },
-		{ "Mon,  2 Mar 26 04:15:00 EST", 1772442900 },
-		{ "1 Jan 98 12:00 EST", 883674000 },
-		{ "Thu, 1 Jan 1970 00:00:00 GMT (comment)", 0 },
-		{ "Sat, 29 Feb 2020 23:59:60 -0000", 1583020800 },
+	    {"Mon, 02 Mar 2026 10:15:00 +0100", 1772442900},
+	    {"2 Mar 2026 09:15 +0000", 1772442900},
+	    {"Mon,  2 Mar 26 04:15:00 EST", 1772442900},
+	    {"1 Jan 98 12:00 EST", 883674000},
+	    {"Thu, 1 Jan 1970 00:00:00 GMT (comment)", 0},
+	    {"Sat, 29 Feb 2020 23:59:60 -0000", 1583020800},
 	};
-	static const char *const bad[] = { "", "garbage", "32 Jan 2020 00:00", "1 Foo 2020 00:00",
-		"1 Jan 2020", "1 Jan 2020 25:00" };
+	static const char *const bad[] = {
+	    "",           "garbage",         "32 Jan 2020 00:00", "1 Foo 2020 00:00",
+	    "1 Jan 2020", "1 Jan 2020 25:00"};
 	size_t i;
 	int64_t t;
 
@@ -439,7 +439,7 @@ START_TEST(limits_depth_and_parts)
 	buf_append_str(&m, "Content-Type: multipart/mixed; boundary=b0\r\n\r\n");
 	for (i = 0; i < 150; i++)
 		buf_printf(&m, "--b%u\r\nContent-Type: multipart/mixed; boundary=b%u\r\n\r\n", i,
-		    i + 1);
+		           i + 1);
 	ck_assert_int_eq(message_parse(m.data, m.len, NULL, &msg), 0);
 	for (p = message_root(msg); p->children != NULL; p = p->children)
 		depth++;
@@ -534,17 +534,18 @@ END_TEST
 START_TEST(embedded_header_and_mime_sections)
 {
 	struct message *msg = parse_str(NESTED);
-	static const uint32_t p2[] = { 2 }, p21[] = { 2, 1 };
+	static const uint32_t p2[] = {2}, p21[] = {2, 1};
 	const struct message_part *rfc = find(msg, p2, 1), *inner = find(msg, p21, 2);
 	size_t len;
 	const uint8_t *d = message_data(msg, &len);
-	static const char *const names[] = { "Subject" };
+	static const char *const names[] = {"Subject"};
 	struct buf b = BUF_INIT(0);
 
 	/* BODY[2.HEADER.FIELDS (Subject)]: the embedded message's header */
 	ck_assert_ptr_nonnull(rfc);
 	ck_assert_int_eq(message_header_fields(d + rfc->children->header_off,
-	    rfc->children->header_len, names, 1, false, &b), 0);
+	                                       rfc->children->header_len, names, 1, false, &b),
+	                 0);
 	ck_assert_str_eq(buf_cstr(&b), "Subject: inner\r\n\r\n");
 	/* BODY[2.1.MIME]: the part's own header */
 	buf_reset(&b);
@@ -586,11 +587,10 @@ END_TEST
 START_TEST(unknown_encoding_and_folding)
 {
 	struct message *msg = parse_str("Content-Transfer-Encoding: x-uuencode\r\n"
-	    "Content-Type: text/plain\r\n\r\nbody\r\n");
+	                                "Content-Type: text/plain\r\n\r\nbody\r\n");
 	struct buf b = BUF_INIT(0);
 
-	ck_assert_int_eq(message_part_decode(msg, message_root(msg), &b),
-	    ROOST_EINVAL);
+	ck_assert_int_eq(message_part_decode(msg, message_root(msg), &b), ROOST_EINVAL);
 	buf_free(&b);
 	message_free(&msg);
 	ck_assert(message_text_contains("ПРИВЕТ мир", strlen("ПРИВЕТ мир"), "привет", 12));
@@ -607,15 +607,15 @@ START_TEST(addresses_degrade)
 	static const struct {
 		const char *hdr, *want;
 	} cases[] = {
-		{ "From: alice\r\n\r\n", "((NIL NIL \"alice\" \"MISSING_DOMAIN\"))" },
-		{ "From: @example.net\r\n\r\n", "((NIL NIL \"MISSING_MAILBOX\" \"example.net\"))" },
-		{ "From: <a@b\r\n\r\n", "((NIL NIL \"a\" \"SYNTAX_ERROR\"))" },
-		{ "From: x@y (Name Here)\r\n\r\n", "((\"Name Here\" NIL \"x\" \"y\"))" },
-		{ "From: \"q\\\"t\" <\"a b\"@c>\r\n\r\n", "(({3}\r\nq\"t NIL \"a b\" \"c\"))" },
-		{ "From: G: a@b;\r\n\r\n",
-		  "((NIL NIL \"G\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL))" },
-		{ "From: <@r1,@r2:u@h>\r\n\r\n", "((NIL \"@r1,@r2\" \"u\" \"h\"))" },
-		{ "From:\r\n\r\n", "NIL" },
+	    {"From: alice\r\n\r\n", "((NIL NIL \"alice\" \"MISSING_DOMAIN\"))"},
+	    {"From: @example.net\r\n\r\n", "((NIL NIL \"MISSING_MAILBOX\" \"example.net\"))"},
+	    {"From: <a@b\r\n\r\n", "((NIL NIL \"a\" \"SYNTAX_ERROR\"))"},
+	    {"From: x@y (Name Here)\r\n\r\n", "((\"Name Here\" NIL \"x\" \"y\"))"},
+	    {"From: \"q\\\"t\" <\"a b\"@c>\r\n\r\n", "(({3}\r\nq\"t NIL \"a b\" \"c\"))"},
+	    {"From: G: a@b;\r\n\r\n",
+	     "((NIL NIL \"G\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL))"},
+	    {"From: <@r1,@r2:u@h>\r\n\r\n", "((NIL \"@r1,@r2\" \"u\" \"h\"))"},
+	    {"From:\r\n\r\n", "NIL"},
 	};
 	size_t i;
 
@@ -628,7 +628,7 @@ START_TEST(addresses_degrade)
 		/* the From field is the third item */
 		e = strstr(buf_cstr(&b), "NIL NIL ") + 8;
 		ck_assert_msg(strncmp(e, cases[i].want, strlen(cases[i].want)) == 0, "%s -> %s",
-		    cases[i].hdr, buf_cstr(&b));
+		              cases[i].hdr, buf_cstr(&b));
 		buf_free(&b);
 		message_free(&msg);
 	}

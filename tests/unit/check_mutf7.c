@@ -22,16 +22,18 @@ START_TEST(mutf7)
 {
 	roundtrip("INBOX", "INBOX");
 	roundtrip("a&b", "a&-b");
-	roundtrip("Entw\xc3\xbc" "rfe", "Entw&APw-rfe");
+	roundtrip("Entw\xc3\xbc"
+	          "rfe",
+	          "Entw&APw-rfe");
 	roundtrip("\xe5\x8f\xb0\xe5\x8c\x97", "&U,BTFw-");
 	roundtrip("~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
-	    "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+	          "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
 	roundtrip("\xf0\x9f\x98\x80", "&2D3eAA-");
 
 	struct buf b = BUF_INIT(0);
 	ck_assert_int_eq(mutf7_decode("&", 1, &b), ROOST_EINVAL);
-	ck_assert_int_eq(mutf7_decode("&AGE-", 5, &b), ROOST_EINVAL);	/* encoded 'a' */
-	ck_assert_int_eq(mutf7_decode("&2D0-", 5, &b), ROOST_EINVAL);	/* lone surrogate */
+	ck_assert_int_eq(mutf7_decode("&AGE-", 5, &b), ROOST_EINVAL); /* encoded 'a' */
+	ck_assert_int_eq(mutf7_decode("&2D0-", 5, &b), ROOST_EINVAL); /* lone surrogate */
 	ck_assert_int_eq(mutf7_decode("&U,B", 4, &b), ROOST_EINVAL);
 	ck_assert_int_eq(mutf7_decode("\xff", 1, &b), ROOST_EINVAL);
 	buf_reset(&b);
@@ -47,8 +49,8 @@ START_TEST(invalid_utf8_is_not_encoded)
 	struct buf b = BUF_INIT(0);
 
 	ck_assert_int_eq(mutf7_encode("a\xc3", 2, &b), ROOST_EINVAL);
-	ck_assert_int_eq(mutf7_encode("\xed\xa0\x80", 3, &b), ROOST_EINVAL);	/* surrogate */
-	ck_assert_int_eq(mutf7_encode("\xc0\xaf", 2, &b), ROOST_EINVAL);	/* overlong '/' */
+	ck_assert_int_eq(mutf7_encode("\xed\xa0\x80", 3, &b), ROOST_EINVAL); /* surrogate */
+	ck_assert_int_eq(mutf7_encode("\xc0\xaf", 2, &b), ROOST_EINVAL);     /* overlong '/' */
 	buf_free(&b);
 }
 END_TEST
@@ -58,15 +60,15 @@ END_TEST
 START_TEST(controls_refused_after_decoding)
 {
 	static const char *const bad[] = {
-		"a&AAA-b", "&AAA-", "&AAE-", "&AB8-", "&AH8-", "&AIA-", "&AJ8-",
-		"x&AGEAAA-", "\xc2\x80", "\xc2\x9f", "a\x01", "a\x7f",
+	    "a&AAA-b", "&AAA-",     "&AAE-",    "&AB8-",    "&AH8-", "&AIA-",
+	    "&AJ8-",   "x&AGEAAA-", "\xc2\x80", "\xc2\x9f", "a\x01", "a\x7f",
 	};
 	struct buf b = BUF_INIT(0);
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		buf_reset(&b);
 		ck_assert_msg(mutf7_decode(bad[i], strlen(bad[i]), &b) == ROOST_EINVAL,
-		    "accepted %s", bad[i]);
+		              "accepted %s", bad[i]);
 	}
 	/* the first printable character past C1 is fine */
 	buf_reset(&b);
@@ -79,9 +81,19 @@ END_TEST
 START_TEST(encoded_len_matches_encode)
 {
 	static const char *const names[] = {
-		"", "INBOX", "a&b", "&", "&&", "Entw\xc3\xbcrfe", "\xc3\xa9", "a\xc3\xa9" "a\xc3\xa9",
-		"\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5", "\xf0\x9f\x98\x80x\xf0\x9f\x98\x80",
-		"\xc3\xa9\xc3\xa9\xc3\xa9", "100%/x",
+	    "",
+	    "INBOX",
+	    "a&b",
+	    "&",
+	    "&&",
+	    "Entw\xc3\xbcrfe",
+	    "\xc3\xa9",
+	    "a\xc3\xa9"
+	    "a\xc3\xa9",
+	    "\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5",
+	    "\xf0\x9f\x98\x80x\xf0\x9f\x98\x80",
+	    "\xc3\xa9\xc3\xa9\xc3\xa9",
+	    "100%/x",
 	};
 	struct buf b = BUF_INIT(0);
 	size_t n;

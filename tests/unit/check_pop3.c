@@ -46,7 +46,7 @@ guard_free(struct guarded *g)
 static void
 frame_stream_exact(const char *stream, size_t step, size_t max, char *out, size_t outlen)
 {
-	struct pop3_framer f = { 0, false };
+	struct pop3_framer f = {0, false};
 	uint8_t buf[65536];
 	size_t have = 0, fed = 0, total = strlen(stream), o = 0;
 
@@ -149,7 +149,7 @@ START_TEST(frame_lines_whole_and_bytewise)
 	const char *in = "USER a\r\nPASS b c\nSTAT\r\n\r\nQUIT\r\n";
 	const char *want = "LUSER a|LPASS b c|LSTAT|L|LQUIT|";
 	char out[512];
-	size_t steps[] = { 1, 2, 3, 7, 100 };
+	size_t steps[] = {1, 2, 3, 7, 100};
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		frame_stream_exact(in, steps[i], 64, out, sizeof(out));
@@ -162,12 +162,12 @@ START_TEST(frame_overlong_lines)
 {
 	char in[2048];
 	char out[512];
-	size_t steps[] = { 1, 5, 16, 17, 64, 1000 };
+	size_t steps[] = {1, 5, 16, 17, 64, 1000};
 
 	/* 100-byte line, limit 32 (including the terminator). */
 	snprintf(in, sizeof(in), "NOOP\r\n%.*s\r\nSTAT\r\n", 100,
-	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+	         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		frame_stream_exact(in, steps[i], 32, out, sizeof(out));
 		ck_assert_str_eq(out, "LNOOP|T|LSTAT|");
@@ -186,7 +186,7 @@ END_TEST
 
 START_TEST(frame_guard_page)
 {
-	struct pop3_framer f = { 0, false };
+	struct pop3_framer f = {0, false};
 	struct guarded g;
 	size_t used;
 
@@ -244,7 +244,7 @@ END_TEST
 START_TEST(parse_rejects)
 {
 	struct pop3_line l;
-	const char *bad[] = { "", " STAT", "STATS", "ST-T", "\x80\x81", "RETR\t1", "LIST\x01" };
+	const char *bad[] = {"", " STAT", "STATS", "ST-T", "\x80\x81", "RETR\t1", "LIST\x01"};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(parse(bad[i], &l) == ROOST_EINVAL, "accepted '%s'", bad[i]);
@@ -255,7 +255,7 @@ END_TEST
 
 START_TEST(parse_guard_page)
 {
-	const char *lines[] = { "STAT", "TOP 1 2", "PASS x", "LIST ", "X", "ABCDE" };
+	const char *lines[] = {"STAT", "TOP 1 2", "PASS x", "LIST ", "X", "ABCDE"};
 
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		struct pop3_line l;
@@ -275,21 +275,21 @@ START_TEST(parse_numbers)
 		int r;
 		uint32_t v;
 	} cases[] = {
-		{ "0", 0, 0 },
-		{ "1", 0, 1 },
-		{ "0001", 0, 1 },
-		{ "4294967295", 0, UINT32_MAX },
-		{ "4294967296", ROOST_EINVAL, 0 },
-		{ "9999999999", ROOST_EINVAL, 0 },
-		{ "42949672950", ROOST_EINVAL, 0 },
-		{ "99999999999999999999999", ROOST_EINVAL, 0 },
-		{ "-1", ROOST_EINVAL, 0 },
-		{ "+1", ROOST_EINVAL, 0 },
-		{ "1a", ROOST_EINVAL, 0 },
-		{ "0x10", ROOST_EINVAL, 0 },
-		{ "", ROOST_EINVAL, 0 },
-		{ " 1", ROOST_EINVAL, 0 },
-		{ "1.5", ROOST_EINVAL, 0 },
+	    {"0", 0, 0},
+	    {"1", 0, 1},
+	    {"0001", 0, 1},
+	    {"4294967295", 0, UINT32_MAX},
+	    {"4294967296", ROOST_EINVAL, 0},
+	    {"9999999999", ROOST_EINVAL, 0},
+	    {"42949672950", ROOST_EINVAL, 0},
+	    {"99999999999999999999999", ROOST_EINVAL, 0},
+	    {"-1", ROOST_EINVAL, 0},
+	    {"+1", ROOST_EINVAL, 0},
+	    {"1a", ROOST_EINVAL, 0},
+	    {"0x10", ROOST_EINVAL, 0},
+	    {"", ROOST_EINVAL, 0},
+	    {" 1", ROOST_EINVAL, 0},
+	    {"1.5", ROOST_EINVAL, 0},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -298,14 +298,13 @@ START_TEST(parse_numbers)
 		size_t len = strlen(cases[i].s);
 
 		guard_init(&g, cases[i].s, len);
-		ck_assert_msg(pop3_parse_number(g.data, len, &v) == cases[i].r, "'%s'",
-		    cases[i].s);
+		ck_assert_msg(pop3_parse_number(g.data, len, &v) == cases[i].r, "'%s'", cases[i].s);
 		if (cases[i].r == 0)
 			ck_assert_uint_eq(v, cases[i].v);
 		guard_free(&g);
 	}
-	ck_assert_int_eq(pop3_parse_number((const uint8_t *)"1\0", 2, &(uint32_t){ 0 }),
-	    ROOST_EINVAL);
+	ck_assert_int_eq(pop3_parse_number((const uint8_t *)"1\0", 2, &(uint32_t){0}),
+	                 ROOST_EINVAL);
 }
 END_TEST
 
@@ -314,18 +313,19 @@ END_TEST
 static void
 check_encode(const char *in, uint64_t lines, const char *want)
 {
-	size_t steps[] = { 1, 2, 3, 1000 };
-	size_t caps[] = { 2, 3, 5, 4096 };
+	size_t steps[] = {1, 2, 3, 1000};
+	size_t caps[] = {2, 3, 5, 4096};
 	size_t len = strlen(in);
 
 	for (size_t i = 0; i < 4; i++) {
 		for (size_t j = 0; j < 4; j++) {
 			size_t n;
-			uint8_t *out = encode((const uint8_t *)in, len, lines, steps[i], caps[j], &n);
+			uint8_t *out =
+			    encode((const uint8_t *)in, len, lines, steps[i], caps[j], &n);
 
 			ck_assert_msg(n == strlen(want) && memcmp(out, want, n) == 0,
-			    "step %zu cap %zu: '%.*s' want '%s'", steps[i], caps[j], (int)n, out,
-			    want);
+			              "step %zu cap %zu: '%.*s' want '%s'", steps[i], caps[j],
+			              (int)n, out, want);
 			free(out);
 		}
 	}
@@ -335,7 +335,8 @@ check_encode(const char *in, uint64_t lines, const char *want)
 		uint8_t *out = encode((const uint8_t *)in, len, lines, 1000, 4096, &n);
 		uint8_t *plain = malloc(n + 1);
 
-		ck_assert_uint_eq(pop3_octets((const uint8_t *)in, len), client_unstuff(out, n, plain));
+		ck_assert_uint_eq(pop3_octets((const uint8_t *)in, len),
+		                  client_unstuff(out, n, plain));
 		free(plain);
 		free(out);
 	}
@@ -392,7 +393,7 @@ START_TEST(encode_random_octets)
 			in[i] = (uint8_t)alphabet[rand_r(&seed) % 5];
 		a = encode(in, len, POP3_ALL_LINES, 1000, 4096, &n1);
 		b = encode(in, len, POP3_ALL_LINES, 1 + (size_t)(rand_r(&seed) % 4),
-		    2 + (size_t)(rand_r(&seed) % 5), &n2);
+		           2 + (size_t)(rand_r(&seed) % 5), &n2);
 		ck_assert_uint_eq(n1, n2);
 		ck_assert_int_eq(memcmp(a, b, n1), 0);
 		ck_assert_uint_eq(pop3_octets(in, len), client_unstuff(a, n1, plain));
@@ -477,7 +478,7 @@ START_TEST(lock_excludes_and_dies_with_fd)
 	if (pid == 0) {
 		int fd = -1;
 
-		close(fd1);	/* the child's copy shares the description; drop it */
+		close(fd1); /* the child's copy shares the description; drop it */
 		_exit(pop3_lock_acquire(dir, "alice@example.org", &fd) == ROOST_EINUSE ? 0 : 1);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);

@@ -39,10 +39,10 @@ submit(struct queue *q, const char *sender, char id[QUEUE_ID_LEN])
 {
 	static const char msg[] = "From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n";
 	struct queue_rcpt_in r[2] = {
-		{ "x y\"@remote.example", "FAILURE,DELAY", "rfc822;x+20y@remote.example" },
-		{ "z@remote.example", NULL, NULL },
+	    {"x y\"@remote.example", "FAILURE,DELAY", "rfc822;x+20y@remote.example"},
+	    {"z@remote.example", NULL, NULL},
 	};
-	struct queue_submission sub = { 0 };
+	struct queue_submission sub = {0};
 
 	sub.sender = sender;
 	sub.user = "a@example.org";
@@ -132,13 +132,13 @@ START_TEST(abort_and_recover)
 	ck_assert_int_eq(queue_open(cfg, true, &q), 0);
 	queue_dir_of(cfg, dir, sizeof(dir));
 	submit(q, "", id);
-	queue_commit(q, id, false);	/* the transaction failed elsewhere */
+	queue_commit(q, id, false); /* the transaction failed elsewhere */
 	snprintf(path, sizeof(path), "%s/%s.env", dir, id);
 	ck_assert_int_ne(access(path, F_OK), 0);
 	snprintf(path, sizeof(path), "%s/%s.msg", dir, id);
 	ck_assert_int_ne(access(path, F_OK), 0);
 
-	submit(q, "", id2);	/* written; then the process dies */
+	submit(q, "", id2); /* written; then the process dies */
 	queue_close(&q);
 	/* A crash before the envelope: a lone message and a tmp file. */
 	snprintf(path, sizeof(path), "%s/ORPHAN.msg", dir);
@@ -149,7 +149,7 @@ START_TEST(abort_and_recover)
 	fd = open(path, O_WRONLY | O_CREAT, 0600);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	ck_assert_int_eq(queue_check(dir, &report), 0);	/* a note, not a problem */
+	ck_assert_int_eq(queue_check(dir, &report), 0); /* a note, not a problem */
 	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "ORPHAN"));
 
 	ck_assert_int_eq(queue_open(cfg, true, &q), 0);

@@ -83,7 +83,7 @@ static int
 from_check(struct roost_config *cfg, const char *hdr, char *bad)
 {
 	return relay_from_header_check(cfg, "alice@example.org", (const uint8_t *)hdr, strlen(hdr),
-	    bad, 300);
+	                               bad, 300);
 }
 
 START_TEST(from_header)
@@ -92,25 +92,29 @@ START_TEST(from_header)
 	char bad[300];
 
 	ck_assert_int_eq(from_check(cfg, "From: alice@example.org\r\nTo: x@y\r\n\r\nbody", bad), 0);
-	ck_assert_int_eq(from_check(cfg, "Subject: s\r\nFrom: \"Smith, Alice\" (work)\r\n"
-	    " <alice@example.org>\r\n\r\n", bad), 0);
+	ck_assert_int_eq(from_check(cfg,
+	                            "Subject: s\r\nFrom: \"Smith, Alice\" (work)\r\n"
+	                            " <alice@example.org>\r\n\r\n",
+	                            bad),
+	                 0);
 	ck_assert_int_eq(from_check(cfg, "FROM: Alice <alice+x@example.org>\r\n\r\n", bad), 0);
 	ck_assert_int_eq(from_check(cfg, "From: Bob <bob@example.org>\r\n\r\n", bad), ROOST_EPERM);
 	ck_assert_str_eq(bad, "bob@example.org");
 	ck_assert_int_eq(from_check(cfg, "From: alice@example.org, bob@example.org\r\n\r\n", bad),
-	    ROOST_EPERM);
+	                 ROOST_EPERM);
 	ck_assert_str_eq(bad, "bob@example.org");
 	/* "Bob <bob@..." in a display name's quotes is not an address. */
-	ck_assert_int_eq(from_check(cfg, "From: \"bob@example.org, x\" <alice@example.org>\r\n\r\n",
-	    bad), 0);
+	ck_assert_int_eq(
+	    from_check(cfg, "From: \"bob@example.org, x\" <alice@example.org>\r\n\r\n", bad), 0);
 	/* No From:, two From: fields, an empty one: refused. */
 	ck_assert_int_eq(from_check(cfg, "To: x@y\r\n\r\n", bad), ROOST_EPERM);
-	ck_assert_int_eq(from_check(cfg, "From: alice@example.org\r\nFrom: bob@example.org\r\n\r\n",
-	    bad), ROOST_EPERM);
+	ck_assert_int_eq(
+	    from_check(cfg, "From: alice@example.org\r\nFrom: bob@example.org\r\n\r\n", bad),
+	    ROOST_EPERM);
 	ck_assert_int_eq(from_check(cfg, "From: \r\n\r\n", bad), ROOST_EPERM);
 	/* A From: in the body is not the header's. */
 	ck_assert_int_eq(from_check(cfg, "To: x@y\r\n\r\nFrom: alice@example.org\r\n", bad),
-	    ROOST_EPERM);
+	                 ROOST_EPERM);
 	config_free(&cfg);
 }
 END_TEST

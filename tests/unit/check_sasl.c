@@ -38,11 +38,12 @@ setup(void)
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs("Alice@Example.org:{PLAIN}alice-secret\n"
-	    "bob@example.org:{SHA256-CRYPT}$5$abcdefgh$gruCpC7VkOTspMQTTSAR8mtlO9Upms."
-	    "fwqE5y16JVM.\n"
-	    "Carol,C=x@example.org:{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
-	    "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
-	    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\n", f);
+	      "bob@example.org:{SHA256-CRYPT}$5$abcdefgh$gruCpC7VkOTspMQTTSAR8mtlO9Upms."
+	      "fwqE5y16JVM.\n"
+	      "Carol,C=x@example.org:{SCRAM-SHA-256}4096,W22ZaJ0SNY7soEsUEjb6gQ==,"
+	      "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+	      "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\n",
+	      f);
 	fclose(f);
 	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
 }
@@ -91,8 +92,9 @@ START_TEST(plain_initial_response)
 	struct buf chal = BUF_INIT(0);
 	struct sasl *s = NULL;
 
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0alice@example.org\0alice-secret"),
-	    &chal, &s), 0);
+	ck_assert_int_eq(
+	    sasl_start(auth, "PLAIN", true, B64("\0alice@example.org\0alice-secret"), &chal, &s),
+	    0);
 	ck_assert_str_eq(sasl_user(s), "Alice@Example.org");
 	/* The exchange is over. */
 	ck_assert_int_eq(sasl_step(s, "", &chal), ROOST_EINVAL);
@@ -101,10 +103,12 @@ START_TEST(plain_initial_response)
 
 	/* authzid equal to authcid (any case) is fine. */
 	ck_assert_int_eq(sasl_start(auth, "plain", true,
-	    B64("ALICE@example.org\0alice@example.org\0alice-secret"), &chal, &s), 0);
+	                            B64("ALICE@example.org\0alice@example.org\0alice-secret"),
+	                            &chal, &s),
+	                 0);
 	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true,
-	    B64("\0bob@example.org\0secret"), &chal, &s), 0);
+	ck_assert_int_eq(
+	    sasl_start(auth, "PLAIN", true, B64("\0bob@example.org\0secret"), &chal, &s), 0);
 	ck_assert_str_eq(sasl_user(s), "bob@example.org");
 	sasl_free(&s);
 	buf_free(&chal);
@@ -116,33 +120,35 @@ START_TEST(plain_failures)
 	struct buf chal = BUF_INIT(0);
 	struct sasl *s = NULL;
 
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0alice@example.org\0wrong"),
-	    &chal, &s), ROOST_EAUTH);
+	ck_assert_int_eq(
+	    sasl_start(auth, "PLAIN", true, B64("\0alice@example.org\0wrong"), &chal, &s),
+	    ROOST_EAUTH);
 	ck_assert_ptr_null(sasl_user(s));
 	/* The name tried, for the log of the failure. */
 	ck_assert_str_eq(sasl_user_tried(s), "alice@example.org");
 	ck_assert(!sasl_verified(s));
 	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0nobody@example.org\0x"),
-	    &chal, &s), ROOST_EAUTH);
+	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0nobody@example.org\0x"), &chal, &s),
+	                 ROOST_EAUTH);
 	sasl_free(&s);
 	/* Acting as someone else is refused even with the right password. */
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true,
-	    B64("bob@example.org\0alice@example.org\0alice-secret"), &chal, &s), ROOST_EAUTH);
+	                            B64("bob@example.org\0alice@example.org\0alice-secret"), &chal,
+	                            &s),
+	                 ROOST_EAUTH);
 	ck_assert_ptr_null(sasl_user(s));
 	sasl_free(&s);
 	/* Malformed. */
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("alice@example.org"), &chal, &s),
+	                 ROOST_EINVAL);
+	sasl_free(&s);
+	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0\0pw"), &chal, &s), ROOST_EINVAL);
+	sasl_free(&s);
+	ck_assert_int_eq(
+	    sasl_start(auth, "PLAIN", true, B64("\0alice@example.org\0alice-secret\0"), &chal, &s),
 	    ROOST_EINVAL);
 	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0\0pw"), &chal, &s),
-	    ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true,
-	    B64("\0alice@example.org\0alice-secret\0"), &chal, &s), ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, "not base64!", &chal, &s),
-	    ROOST_EINVAL);
+	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, "not base64!", &chal, &s), ROOST_EINVAL);
 	sasl_free(&s);
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, "=", &chal, &s), ROOST_EINVAL);
 	sasl_free(&s);
@@ -157,7 +163,7 @@ START_TEST(plain_with_challenge)
 
 	buf_append_str(&chal, "leftover");
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, NULL, &chal, &s), ROOST_EAGAIN);
-	ck_assert_str_eq(buf_cstr(&chal), "");	/* empty challenge */
+	ck_assert_str_eq(buf_cstr(&chal), ""); /* empty challenge */
 	ck_assert_ptr_null(sasl_user(s));
 	ck_assert_int_eq(sasl_step(s, B64("\0alice@example.org\0alice-secret"), &chal), 0);
 	ck_assert_str_eq(sasl_user(s), "Alice@Example.org");
@@ -184,7 +190,7 @@ START_TEST(cancel)
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, NULL, &chal, &s), ROOST_EAGAIN);
 	ck_assert_int_eq(sasl_step(s, "*", &chal), ROOST_ECANCELED);
 	ck_assert_int_eq(sasl_step(s, B64("\0alice@example.org\0alice-secret"), &chal),
-	    ROOST_EINVAL);
+	                 ROOST_EINVAL);
 	ck_assert_ptr_null(sasl_user(s));
 	sasl_free(&s);
 	ck_assert_int_eq(sasl_start(auth, "LOGIN", true, NULL, &chal, &s), ROOST_EAGAIN);
@@ -203,18 +209,18 @@ START_TEST(login_exchange)
 	struct sasl *s = NULL;
 
 	ck_assert_int_eq(sasl_start(auth, "LOGIN", true, NULL, &chal, &s), ROOST_EAGAIN);
-	ck_assert_str_eq(buf_cstr(&chal), "VXNlcm5hbWU6");	/* "Username:" */
+	ck_assert_str_eq(buf_cstr(&chal), "VXNlcm5hbWU6"); /* "Username:" */
 	ck_assert_ptr_null(sasl_user_tried(s));
 	ck_assert_int_eq(sasl_step(s, B64("alice@example.org"), &chal), ROOST_EAGAIN);
 	ck_assert_str_eq(sasl_user_tried(s), "alice@example.org");
-	ck_assert_str_eq(buf_cstr(&chal), "UGFzc3dvcmQ6");	/* "Password:" */
+	ck_assert_str_eq(buf_cstr(&chal), "UGFzc3dvcmQ6"); /* "Password:" */
 	ck_assert_int_eq(sasl_step(s, B64("alice-secret"), &chal), 0);
 	ck_assert_str_eq(sasl_user(s), "Alice@Example.org");
 	sasl_free(&s);
 
 	/* Initial response carries the user name (SMTP "AUTH LOGIN <b64>"). */
 	ck_assert_int_eq(sasl_start(auth, "LOGIN", true, B64("bob@example.org"), &chal, &s),
-	    ROOST_EAGAIN);
+	                 ROOST_EAGAIN);
 	ck_assert_str_eq(buf_cstr(&chal), "UGFzc3dvcmQ6");
 	ck_assert_int_eq(sasl_step(s, B64("wrong"), &chal), ROOST_EAUTH);
 	ck_assert_ptr_null(sasl_user(s));
@@ -238,8 +244,9 @@ START_TEST(insecure_and_unknown)
 	struct buf chal = BUF_INIT(0);
 	struct sasl *s = NULL;
 
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", false, B64("\0alice@example.org\0alice-secret"),
-	    &chal, &s), ROOST_EPERM);
+	ck_assert_int_eq(
+	    sasl_start(auth, "PLAIN", false, B64("\0alice@example.org\0alice-secret"), &chal, &s),
+	    ROOST_EPERM);
 	ck_assert_ptr_null(s);
 	ck_assert_int_eq(sasl_start(auth, "LOGIN", false, NULL, &chal, &s), ROOST_EPERM);
 	ck_assert_ptr_null(s);
@@ -247,8 +254,9 @@ START_TEST(insecure_and_unknown)
 	ck_assert_ptr_null(s);
 	ck_assert_int_eq(sasl_start(auth, "", true, NULL, &chal, &s), ROOST_ENOTSUP);
 	cfg.plaintext_insecure = true;
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", false, B64("\0alice@example.org\0alice-secret"),
-	    &chal, &s), 0);
+	ck_assert_int_eq(
+	    sasl_start(auth, "PLAIN", false, B64("\0alice@example.org\0alice-secret"), &chal, &s),
+	    0);
 	sasl_free(&s);
 	cfg.plaintext_insecure = false;
 	buf_free(&chal);
@@ -270,7 +278,6 @@ START_TEST(oversized_response)
 }
 END_TEST
 
-
 /* ---- SCRAM-SHA-256: a client written here against RFC 5802 ---- */
 
 enum scram_fault { FAULT_NONE, FAULT_NONCE, FAULT_CBIND, FAULT_PROOF_SHORT, FAULT_ACK };
@@ -289,7 +296,7 @@ open_scram_auth(struct roost_config *c)
 /* Run one exchange as user/password; the result of the last call. */
 static int
 scram_login(struct auth *a, const char *saslname, const char *password, enum scram_fault fault,
-    const char **user_r, struct sasl **s_r)
+            const char **user_r, struct sasl **s_r)
 {
 	struct buf chal = BUF_INIT(0), raw = BUF_INIT(0), msg = BUF_INIT(0), am = BUF_INIT(0);
 	struct auth_scram_cred keys;
@@ -301,27 +308,29 @@ scram_login(struct auth *a, const char *saslname, const char *password, enum scr
 
 	snprintf(first_bare, sizeof(first_bare), "n=%s,r=%s", saslname, cnonce);
 	buf_printf(&msg, "%s%s", fault == FAULT_CBIND ? "p=tls-unique,," : "n,,", first_bare);
-	ret = sasl_start(a, "SCRAM-SHA-256", false, b64((const char *)msg.data, msg.len), &chal,
-	    s_r);
+	ret =
+	    sasl_start(a, "SCRAM-SHA-256", false, b64((const char *)msg.data, msg.len), &chal, s_r);
 	if (ret != ROOST_EAGAIN)
 		goto out;
 	/* server-first: r=<nonce>,s=<salt>,i=<iter> */
 	ck_assert_int_eq(base64_decode((const char *)chal.data, chal.len, &raw), 0);
-	ck_assert_int_eq(sscanf((const char *)raw.data, "r=%511[^,],s=%255[^,],i=%u", nonce,
-	    salt_b64, &iter), 3);
+	ck_assert_int_eq(
+	    sscanf((const char *)raw.data, "r=%511[^,],s=%255[^,],i=%u", nonce, salt_b64, &iter),
+	    3);
 	ck_assert_int_eq(strncmp(nonce, cnonce, strlen(cnonce)), 0);
 	ck_assert_uint_gt(strlen(nonce), strlen(cnonce));
 	ck_assert(!sasl_verified(*s_r));
 	buf_reset(&msg);
 	ck_assert_int_eq(base64_decode(salt_b64, strlen(salt_b64), &msg), 0);
-	ck_assert_int_eq(auth_scram_derive(password, strlen(password), msg.data, msg.len, iter,
-	    &keys), 0);
-	ck_assert_int_eq(PKCS5_PBKDF2_HMAC(password, (int)strlen(password), msg.data,
-	    (int)msg.len, (int)iter, EVP_sha256(), 32, salted), 1);
+	ck_assert_int_eq(
+	    auth_scram_derive(password, strlen(password), msg.data, msg.len, iter, &keys), 0);
+	ck_assert_int_eq(PKCS5_PBKDF2_HMAC(password, (int)strlen(password), msg.data, (int)msg.len,
+	                                   (int)iter, EVP_sha256(), 32, salted),
+	                 1);
 	HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10, client_key, &len);
 
 	snprintf(final_wo_proof, sizeof(final_wo_proof), "c=biws,r=%s%s", nonce,
-	    fault == FAULT_NONCE ? "x" : "");
+	         fault == FAULT_NONCE ? "x" : "");
 	buf_printf(&am, "%s,%s,%s", first_bare, (const char *)raw.data, final_wo_proof);
 	HMAC(EVP_sha256(), keys.stored_key, 32, am.data, am.len, client_sig, &len);
 	for (int i = 0; i < 32; i++)
@@ -361,8 +370,7 @@ START_TEST(scram_offered_only_when_configured)
 	struct buf chal = BUF_INIT(0);
 	struct sasl *s = NULL;
 
-	ck_assert_int_eq(sasl_start(auth, "SCRAM-SHA-256", true, NULL, &chal, &s),
-	    ROOST_ENOTSUP);
+	ck_assert_int_eq(sasl_start(auth, "SCRAM-SHA-256", true, NULL, &chal, &s), ROOST_ENOTSUP);
 	a = open_scram_auth(&c);
 	ck_assert_str_eq(sasl_mechanisms(a, true), "SCRAM-SHA-256 PLAIN LOGIN");
 	/* Not a plaintext mechanism: offered without TLS too. */
@@ -383,13 +391,13 @@ START_TEST(scram_exchange)
 	const char *user;
 
 	/* Stored SCRAM keys; the name has a ',' and a '=' to escape. */
-	ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_NONE, &user,
-	    &s), 0);
+	ck_assert_int_eq(
+	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_NONE, &user, &s), 0);
 	ck_assert_str_eq(user, "Carol,C=x@example.org");
 	sasl_free(&s);
 	/* Keys derived from a {PLAIN} password. */
-	ck_assert_int_eq(scram_login(a, "alice@example.org", "alice-secret", FAULT_NONE, &user,
-	    &s), 0);
+	ck_assert_int_eq(scram_login(a, "alice@example.org", "alice-secret", FAULT_NONE, &user, &s),
+	                 0);
 	ck_assert_str_eq(user, "Alice@Example.org");
 	sasl_free(&s);
 	auth_free(&a);
@@ -404,49 +412,59 @@ START_TEST(scram_failures)
 	struct buf chal = BUF_INIT(0);
 	const char *user;
 
-	ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil!", FAULT_NONE,
-	    &user, &s), ROOST_EAUTH);
+	ck_assert_int_eq(
+	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil!", FAULT_NONE, &user, &s),
+	    ROOST_EAUTH);
 	ck_assert_ptr_null(user);
 	ck_assert(!sasl_verified(s));
 	ck_assert_str_eq(sasl_user_tried(s), "carol,C=x@example.org");
 	sasl_free(&s);
 	/* Unknown users and crypt hashes get a salt and fail only at the proof. */
 	ck_assert_int_eq(scram_login(a, "nobody@example.org", "x", FAULT_NONE, &user, &s),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	sasl_free(&s);
 	ck_assert_int_eq(scram_login(a, "bob@example.org", "secret", FAULT_NONE, &user, &s),
-	    ROOST_EAUTH);
+	                 ROOST_EAUTH);
 	sasl_free(&s);
-	ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_NONCE,
-	    &user, &s), ROOST_EINVAL);
+	ck_assert_int_eq(
+	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_NONCE, &user, &s),
+	    ROOST_EINVAL);
 	sasl_free(&s);
-	ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_CBIND,
-	    &user, &s), ROOST_EINVAL);
+	ck_assert_int_eq(
+	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_CBIND, &user, &s),
+	    ROOST_EINVAL);
 	sasl_free(&s);
-	ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil",
-	    FAULT_PROOF_SHORT, &user, &s), ROOST_EINVAL);
+	ck_assert_int_eq(
+	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_PROOF_SHORT, &user, &s),
+	    ROOST_EINVAL);
 	sasl_free(&s);
-	ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_ACK,
-	    &user, &s), ROOST_EINVAL);
+	ck_assert_int_eq(
+	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_ACK, &user, &s),
+	    ROOST_EINVAL);
 	ck_assert_ptr_null(user);
 	sasl_free(&s);
 	/* Malformed client-first messages. */
 	{
 		static const char *const bad[] = {
-			"n,,r=abc", "n,,n=,r=abc", "n,,n=a=2Xb,r=abc", "x,,n=a,r=abc",
-			"n,,n=a,r=", "n,,n=a,r=a b", "n,n=a,r=abc", "n,,m=ext,n=a,r=abc", "",
+		    "n,,r=abc",     "n,,n=,r=abc",        "n,,n=a=2Xb,r=abc",
+		    "x,,n=a,r=abc", "n,,n=a,r=",          "n,,n=a,r=a b",
+		    "n,n=a,r=abc",  "n,,m=ext,n=a,r=abc", "",
 		};
 
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-			ck_assert_msg(sasl_start(a, "SCRAM-SHA-256", true, bad[i][0] != '\0' ?
-			    b64(bad[i], strlen(bad[i])) : "=", &chal, &s) == ROOST_EINVAL,
+			ck_assert_msg(
+			    sasl_start(a, "SCRAM-SHA-256", true,
+			               bad[i][0] != '\0' ? b64(bad[i], strlen(bad[i])) : "=", &chal,
+			               &s) == ROOST_EINVAL,
 			    "accepted %s", bad[i]);
 			sasl_free(&s);
 		}
 	}
 	/* Acting as someone else is refused. */
 	ck_assert_int_eq(sasl_start(a, "SCRAM-SHA-256", true,
-	    B64("n,a=bob@example.org,n=alice@example.org,r=abcdef"), &chal, &s), ROOST_EAGAIN);
+	                            B64("n,a=bob@example.org,n=alice@example.org,r=abcdef"), &chal,
+	                            &s),
+	                 ROOST_EAGAIN);
 	sasl_free(&s);
 	buf_free(&chal);
 	auth_free(&a);

@@ -46,7 +46,7 @@ unguard(struct guarded *g)
 /* Decode stream in pieces of step bytes; returns consumed total. */
 static size_t
 decode_steps(const char *in, size_t len, size_t step, bool normalize, struct buf *out,
-    struct smtp_data_dec *d)
+             struct smtp_data_dec *d)
 {
 	size_t off = 0;
 
@@ -66,7 +66,7 @@ decode_steps(const char *in, size_t len, size_t step, bool normalize, struct buf
 	return off;
 }
 
-static const size_t steps[] = { 100000, 1, 2, 3, 7, 64 };
+static const size_t steps[] = {100000, 1, 2, 3, 7, 64};
 
 /*
  * Run a client byte stream through the framer as the runtime would, with
@@ -75,8 +75,8 @@ static const size_t steps[] = { 100000, 1, 2, 3, 7, 64 };
  * (long line) so runs with different feeding can be compared.
  */
 static void
-simulate(const char *stream, size_t len, size_t step, size_t max_line, size_t chunk,
-    bool normalize, struct buf *log)
+simulate(const char *stream, size_t len, size_t step, size_t max_line, size_t chunk, bool normalize,
+         struct buf *log)
 {
 	struct smtp_framer f;
 	struct smtp_data_dec dec;
@@ -153,15 +153,14 @@ simulate(const char *stream, size_t len, size_t step, size_t max_line, size_t ch
 }
 
 static void
-check_stream(const char *stream, size_t max_line, size_t chunk, bool normalize,
-    const char *expect)
+check_stream(const char *stream, size_t max_line, size_t chunk, bool normalize, const char *expect)
 {
 	struct buf log = BUF_INIT(0);
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		simulate(stream, strlen(stream), steps[i], max_line, chunk, normalize, &log);
-		ck_assert_msg(strcmp(buf_cstr(&log), expect) == 0,
-		    "step %zu:\n got  %s\n want %s", steps[i], buf_cstr(&log), expect);
+		ck_assert_msg(strcmp(buf_cstr(&log), expect) == 0, "step %zu:\n got  %s\n want %s",
+		              steps[i], buf_cstr(&log), expect);
 	}
 	buf_free(&log);
 }
@@ -203,8 +202,8 @@ END_TEST
 /* Each sequence is one an outbound server may not read as end-of-data
  * while a lenient inbound would: none of them may end the data here. */
 static const char *const smuggling[] = {
-	"\n.\n", "\n.\r\n", "\r.\r", "\r\n.\r", "\r.\r\n", "\r\n.\n", "\r\n.\r\r\n",
-	"\r\n.\n\r\n", "\n.\r", "\r\n\r.\r\n", "\r\n.\r.\r\n",
+    "\n.\n",       "\n.\r\n",     "\r.\r", "\r\n.\r",     "\r.\r\n",      "\r\n.\n",
+    "\r\n.\r\r\n", "\r\n.\n\r\n", "\n.\r", "\r\n\r.\r\n", "\r\n.\r.\r\n",
 };
 
 START_TEST(decode_smuggling_never_ends)
@@ -212,18 +211,22 @@ START_TEST(decode_smuggling_never_ends)
 	for (size_t s = 0; s < sizeof(smuggling) / sizeof(smuggling[0]); s++) {
 		struct buf in = BUF_INIT(0);
 
-		buf_printf(&in, "Subject: hi\r\n\r\nbody%sMAIL FROM:<evil@x>\r\nRCPT TO:<a@b>\r\n"
-		    "DATA\r\nsmuggled\r\n.\r\n", smuggling[s]);
+		buf_printf(&in,
+		           "Subject: hi\r\n\r\nbody%sMAIL FROM:<evil@x>\r\nRCPT TO:<a@b>\r\n"
+		           "DATA\r\nsmuggled\r\n.\r\n",
+		           smuggling[s]);
 		for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 			for (int norm = 0; norm < 2; norm++) {
 				struct buf out = BUF_INIT(0);
 				struct smtp_data_dec d;
 				size_t used = decode_steps((const char *)in.data, in.len, steps[i],
-				    norm, &out, &d);
+				                           norm, &out, &d);
 
 				ck_assert_msg(used == in.len && d.state == SMTP_DEC_DONE,
-				    "sequence %zu ended early at %zu of %zu", s, used, in.len);
-				ck_assert_msg(d.bare_eol > 0, "sequence %zu: bare CR/LF not seen", s);
+				              "sequence %zu ended early at %zu of %zu", s, used,
+				              in.len);
+				ck_assert_msg(d.bare_eol > 0, "sequence %zu: bare CR/LF not seen",
+				              s);
 				if (norm) {
 					/* Normalised output has only CR LF pairs. */
 					for (size_t k = 0; k < out.len; k++) {
@@ -231,7 +234,7 @@ START_TEST(decode_smuggling_never_ends)
 							ck_assert(k > 0 && out.data[k - 1] == '\r');
 						if (out.data[k] == '\r')
 							ck_assert(k + 1 < out.len &&
-							    out.data[k + 1] == '\n');
+							          out.data[k + 1] == '\n');
 					}
 				}
 				buf_free(&out);
@@ -281,7 +284,7 @@ END_TEST
 START_TEST(frame_lines)
 {
 	check_stream("EHLO x\r\nMAIL FROM:<a@b>\r\nNOOP\n", 512, 64, false,
-	    "[L:EHLO x\r\n][L:MAIL FROM:<a@b>\r\n][L:NOOP\n]");
+	             "[L:EHLO x\r\n][L:MAIL FROM:<a@b>\r\n][L:NOOP\n]");
 	check_stream("NOOP\r\nQUI", 512, 64, false, "[L:NOOP\r\n][...]");
 }
 END_TEST
@@ -289,22 +292,22 @@ END_TEST
 START_TEST(frame_long_line)
 {
 	check_stream("NOOP 0123456789012345678901234567890123456789\r\nNOOP\r\n", 16, 8, false,
-	    "[E][L:NOOP\r\n]");
+	             "[E][L:NOOP\r\n]");
 	/* Exactly at the bound is fine, one over is not. */
 	check_stream("NOOP 123456789\r\nNOOP 1234567890\r\nQUIT\r\n", 16, 8, false,
-	    "[L:NOOP 123456789\r\n][E][L:QUIT\r\n]");
+	             "[L:NOOP 123456789\r\n][E][L:QUIT\r\n]");
 }
 END_TEST
 
 START_TEST(frame_data)
 {
 	check_stream("MAIL FROM:<a@b>\r\nDATA\r\nSubject: x\r\n\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n",
-	    512, 4, false,
-	    "[L:MAIL FROM:<a@b>\r\n][L:DATA\r\n][D:Subject: x\r\n\r\n.dot\r\nbody\r\n]"
-	    "[L:QUIT\r\n]");
+	             512, 4, false,
+	             "[L:MAIL FROM:<a@b>\r\n][L:DATA\r\n][D:Subject: x\r\n\r\n.dot\r\nbody\r\n]"
+	             "[L:QUIT\r\n]");
 	/* Pipelined transactions after the data stay separate. */
 	check_stream("DATA\r\none\r\n.\r\nRSET\r\nDATA\r\ntwo\r\n.\r\n", 512, 3, false,
-	    "[L:DATA\r\n][D:one\r\n][L:RSET\r\n][L:DATA\r\n][D:two\r\n]");
+	             "[L:DATA\r\n][D:one\r\n][L:RSET\r\n][L:DATA\r\n][D:two\r\n]");
 }
 END_TEST
 
@@ -313,8 +316,9 @@ START_TEST(frame_data_smuggling)
 	for (size_t s = 0; s < sizeof(smuggling) / sizeof(smuggling[0]); s++) {
 		struct buf stream = BUF_INIT(0), want = BUF_INIT(0);
 
-		buf_printf(&stream, "DATA\r\nbody%sMAIL FROM:<e@x>\r\nDATA\r\nevil\r\n.\r\nQUIT\r\n",
-		    smuggling[s]);
+		buf_printf(&stream,
+		           "DATA\r\nbody%sMAIL FROM:<e@x>\r\nDATA\r\nevil\r\n.\r\nQUIT\r\n",
+		           smuggling[s]);
 		/* With reject (no normalisation) the decoded text is the
 		 * input as it came: one message, the smuggled part inside. */
 		buf_printf(&want, "[L:DATA\r\n][D:body%s", smuggling[s]);
@@ -335,11 +339,12 @@ END_TEST
 
 START_TEST(frame_bdat)
 {
-	check_stream("BDAT 5\r\nhelloBDAT 13 LAST\r\n\r\n.\r\nMAIL x\r\nQUIT\r\n", 512, 4, false,
+	check_stream(
+	    "BDAT 5\r\nhelloBDAT 13 LAST\r\n\r\n.\r\nMAIL x\r\nQUIT\r\n", 512, 4, false,
 	    "[L:BDAT 5\r\n][B:hello][L:BDAT 13 LAST\r\n][B:\r\n.\r\nMAIL x\r\n][L:QUIT\r\n]");
 	/* BDAT 0 LAST has no chunk; a bad size frames no chunk either. */
 	check_stream("bdat 0 last\r\nBDAT x\r\nNOOP\r\n", 512, 4, false,
-	    "[L:bdat 0 last\r\n][L:BDAT x\r\n][L:NOOP\r\n]");
+	             "[L:bdat 0 last\r\n][L:BDAT x\r\n][L:NOOP\r\n]");
 	/* A NUL in the line makes it no BDAT for the framer (and the worker). */
 	{
 		static const char nul[] = "BDAT 3\0\r\nabc\r\n";
@@ -405,7 +410,7 @@ START_TEST(parse_verb)
 	ck_assert_int_eq(smtp_parse_verb("", verb, sizeof(verb), &args), ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_verb("MAIL:FROM", verb, sizeof(verb), &args), ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_verb("ABCDEFGHIJKLMNOPQRSTUVWXYZ", verb, sizeof(verb), &args),
-	    ROOST_EINVAL);
+	                 ROOST_EINVAL);
 }
 END_TEST
 
@@ -423,7 +428,7 @@ START_TEST(parse_path)
 	ck_assert_str_eq(addr, "");
 	ck_assert_int_eq(smtp_parse_path("<>", false, addr, &params), ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_path("<@relay.example:bob@example.org>", false, addr, &params),
-	    0);
+	                 0);
 	ck_assert_str_eq(addr, "bob@example.org");
 	ck_assert_int_eq(smtp_parse_path("<\"john doe\"@example.org>", false, addr, &params), 0);
 	ck_assert_str_eq(addr, "\"john doe\"@example.org");
@@ -435,14 +440,24 @@ START_TEST(parse_path)
 	ck_assert(smtp_addr_is_utf8(addr));
 
 	static const char *const bad[] = {
-		"<alice@example.org", "<alice>", "<@example.org>", "<a..b@example.org>",
-		"<.a@example.org>", "<a@-example.org>", "<a@example..org>", "<a b@example.org>",
-		"<a@example.org>x", "<a@[]>", "<\"a\r\"@example.org>", "<a@b@c>", "",
-		"<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.org>",
+	    "<alice@example.org",
+	    "<alice>",
+	    "<@example.org>",
+	    "<a..b@example.org>",
+	    "<.a@example.org>",
+	    "<a@-example.org>",
+	    "<a@example..org>",
+	    "<a b@example.org>",
+	    "<a@example.org>x",
+	    "<a@[]>",
+	    "<\"a\r\"@example.org>",
+	    "<a@b@c>",
+	    "",
+	    "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.org>",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(smtp_parse_path(bad[i], false, addr, &params) == ROOST_EINVAL,
-		    "accepted %s", bad[i]);
+		              "accepted %s", bad[i]);
 }
 END_TEST
 
@@ -452,7 +467,9 @@ START_TEST(parse_mail_params)
 	const char *bad;
 
 	ck_assert_int_eq(smtp_parse_mail_params("SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS "
-	    "ENVID=QQ314159 AUTH=<>", 5000, &p, &bad), 0);
+	                                        "ENVID=QQ314159 AUTH=<>",
+	                                        5000, &p, &bad),
+	                 0);
 	ck_assert_uint_eq(p.size, 1000);
 	ck_assert(p.body_8bit);
 	ck_assert(p.smtputf8);
@@ -461,11 +478,10 @@ START_TEST(parse_mail_params)
 	ck_assert_int_eq(smtp_parse_mail_params("", 5000, &p, &bad), 0);
 	ck_assert_int_eq(smtp_parse_mail_params("size=5001", 5000, &p, &bad), ROOST_ETOOBIG);
 	ck_assert_int_eq(smtp_parse_mail_params("SIZE=99999999999999999999999", 5000, &p, &bad),
-	    ROOST_EINVAL);
+	                 ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_mail_params("SIZE=1 SIZE=2", 5000, &p, &bad), ROOST_EINVAL);
 	ck_assert_str_eq(bad, "SIZE=2");
-	ck_assert_int_eq(smtp_parse_mail_params("BODY=BINARYMIME", 5000, &p, &bad),
-	    ROOST_ENOTSUP);
+	ck_assert_int_eq(smtp_parse_mail_params("BODY=BINARYMIME", 5000, &p, &bad), ROOST_ENOTSUP);
 	ck_assert_int_eq(smtp_parse_mail_params("BODY=9BIT", 5000, &p, &bad), ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_mail_params("XFOO=1", 5000, &p, &bad), ROOST_ENOTSUP);
 	ck_assert_int_eq(smtp_parse_mail_params("RET=ALL", 5000, &p, &bad), ROOST_EINVAL);
@@ -481,8 +497,8 @@ START_TEST(parse_rcpt_params)
 	struct smtp_rcpt_params p;
 	const char *bad;
 
-	ck_assert_int_eq(smtp_parse_rcpt_params("NOTIFY=success,Failure ORCPT=rfc822;bob+40x.org",
-	    &p, &bad), 0);
+	ck_assert_int_eq(
+	    smtp_parse_rcpt_params("NOTIFY=success,Failure ORCPT=rfc822;bob+40x.org", &p, &bad), 0);
 	ck_assert_str_eq(p.notify, "SUCCESS,FAILURE");
 	ck_assert_str_eq(p.orcpt, "rfc822;bob+40x.org");
 	ck_assert_int_eq(smtp_parse_rcpt_params("NOTIFY=NEVER", &p, &bad), 0);

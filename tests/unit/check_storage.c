@@ -26,7 +26,7 @@
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 
-static const char *all_backends[] = { "lmdb", "maildir" };
+static const char *all_backends[] = {"lmdb", "maildir"};
 static const char *backends[8];
 static int n_backends;
 
@@ -44,7 +44,7 @@ make_cfg(const char *name)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.data_dir = dir;
 	cfg.storage_backend = (char *)name;
-	cfg.lmdb_map_size = 8u << 20;	/* small on purpose: the map must grow */
+	cfg.lmdb_map_size = 8u << 20; /* small on purpose: the map must grow */
 	cfg.lmdb_shards = 1;
 	cfg.storage_fsync = true;
 	cfg.expunge_log_retention = 30 * 86400;
@@ -101,7 +101,7 @@ teardown_backend(void)
 static int
 append_bytes(const char *mbox, const void *data, size_t len, uint32_t flags, uint32_t *uid_r)
 {
-	struct msg_input in = { .data = data, .len = len, .fd = -1, .flags = flags };
+	struct msg_input in = {.data = data, .len = len, .fd = -1, .flags = flags};
 	uint32_t uidv;
 
 	return storage_append(st, USER, mbox, &in, &uidv, uid_r);
@@ -166,10 +166,36 @@ listed(struct mailbox_info *list, size_t n, const char *name)
 START_TEST(hostile_names)
 {
 	static const char *bad[] = {
-		"", "/", "/a", "a/", "a//b", ".", "..", "a/../b", "../x", "a/./b", "a.b", ".hidden",
-		"a\nb", "a\rb", "tab\there", "del\x7f", "c1\xc2\x80", "bad\xff", "over\xc0\xaf",
-		"sur\xed\xa0\x80", "trunc\xe2\x82", "Maildir.sub", "x/.y", "..\\..",
-		"\x01", "a\x1f" "b", "x/\x1b[2J", "c1/\xc2\x9f", "a/b\x7f",
+	    "",
+	    "/",
+	    "/a",
+	    "a/",
+	    "a//b",
+	    ".",
+	    "..",
+	    "a/../b",
+	    "../x",
+	    "a/./b",
+	    "a.b",
+	    ".hidden",
+	    "a\nb",
+	    "a\rb",
+	    "tab\there",
+	    "del\x7f",
+	    "c1\xc2\x80",
+	    "bad\xff",
+	    "over\xc0\xaf",
+	    "sur\xed\xa0\x80",
+	    "trunc\xe2\x82",
+	    "Maildir.sub",
+	    "x/.y",
+	    "..\\..",
+	    "\x01",
+	    "a\x1f"
+	    "b",
+	    "x/\x1b[2J",
+	    "c1/\xc2\x9f",
+	    "a/b\x7f",
 	};
 	char longname[STORAGE_MAX_NAME + 2];
 	struct mailbox *mb;
@@ -308,12 +334,13 @@ END_TEST
 
 START_TEST(round_trip)
 {
-	static const uint8_t binary[] = { 'S', ':', ' ', 'b', '\r', '\n', '\r', '\n', 0, 1, 2, 0xff,
-		0xfe, '\n', '\n', 0x80, 0, '\r', 'x' };
+	static const uint8_t binary[] = {'S', ':',  ' ',  'b',  '\r', '\n', '\r', '\n', 0,  1,
+	                                 2,   0xff, 0xfe, '\n', '\n', 0x80, 0,    '\r', 'x'};
 	static const char bare_lf[] = "Subject: lf\n\nline one\nline two\n";
-	static const char eight[] = "Subject: =?utf-8?q?x?=\r\n\r\nGr\xc3\xbc\xc3\x9f""e\r\n";
-	const char *kws[] = { "$Forwarded", "Work" };
-	struct msg_input in = { .fd = -1 };
+	static const char eight[] = "Subject: =?utf-8?q?x?=\r\n\r\nGr\xc3\xbc\xc3\x9f"
+	                            "e\r\n";
+	const char *kws[] = {"$Forwarded", "Work"};
+	struct msg_input in = {.fd = -1};
 	struct mailbox *mb;
 	struct msg_record *recs;
 	const char *const *names;
@@ -357,7 +384,8 @@ START_TEST(round_trip)
 		ck_assert_uint_eq(nk, 2);
 		for (size_t k = 0; k < nk; k++)
 			ck_assert(recs[2].keywords & (1ULL << k));
-		ck_assert(strcmp(names[0], "$Forwarded") == 0 || strcmp(names[1], "$Forwarded") == 0);
+		ck_assert(strcmp(names[0], "$Forwarded") == 0 ||
+		          strcmp(names[1], "$Forwarded") == 0);
 		ck_assert(strcmp(names[0], "Work") == 0 || strcmp(names[1], "Work") == 0);
 		ck_assert_uint_eq(recs[0].keywords, 0);
 		for (size_t r = 1; r < n; r++) {
@@ -365,7 +393,7 @@ START_TEST(round_trip)
 			ck_assert_uint_le(recs[r].modseq, hms);
 		}
 		free(recs);
-		ck_assert_int_eq(mailbox_read(mb, 9999, &(struct msg_view){ 0 }), ROOST_ENOTFOUND);
+		ck_assert_int_eq(mailbox_read(mb, 9999, &(struct msg_view){0}), ROOST_ENOTFOUND);
 		mailbox_close(&mb);
 		reopen();
 	}
@@ -379,7 +407,7 @@ START_TEST(big_message)
 	size_t len = 30u << 20;
 	uint8_t *big = malloc(len);
 	char path[300];
-	struct msg_input in = { .fd = -1 };
+	struct msg_input in = {.fd = -1};
 	struct mailbox *mb;
 	uint32_t uid1, uid2, uidv;
 	int fd;
@@ -482,7 +510,7 @@ START_TEST(changes_since)
 	struct mailbox *mb;
 	struct mailbox_changes ch;
 	struct mailbox_status s;
-	struct store_req seen = { .mode = STORE_ADD, .flags = MSG_SEEN };
+	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
 	uint32_t u[6], *mod;
 	size_t nmod;
 	uint64_t m0, m1;
@@ -593,7 +621,7 @@ START_TEST(mailbox_tree)
 	for (size_t i = 1; i < n; i++)
 		ck_assert_int_lt(strcmp(list[i - 1].name, list[i].name), 0);
 	storage_list_free(list, n);
-	ck_assert_int_eq(storage_user_init(st, USER), 0);	/* idempotent */
+	ck_assert_int_eq(storage_user_init(st, USER), 0); /* idempotent */
 
 	ck_assert_int_eq(storage_create(st, USER, "a/b/c", 0), 0);
 	ck_assert_int_eq(storage_create(st, USER, "a-b", 0), 0);
@@ -674,8 +702,8 @@ START_TEST(status_store_copy)
 	struct mailbox *mb, *ro;
 	struct mailbox_status s;
 	struct msg_record *recs;
-	struct store_req req = { .mode = STORE_ADD, .flags = MSG_SEEN };
-	const char *kw[] = { "Work" };
+	struct store_req req = {.mode = STORE_ADD, .flags = MSG_SEEN};
+	const char *kw[] = {"Work"};
 	uint32_t u[4], *mod, *src, *dst, uidv, first;
 	size_t n, nmod;
 	uint64_t hms;
@@ -707,13 +735,14 @@ START_TEST(status_store_copy)
 	/* read-only refuses writes */
 	ck_assert_int_eq(mailbox_store(ro, u, 1, &req, &mod, &nmod), ROOST_EPERM);
 	ck_assert_int_eq(mailbox_expunge(ro, u, 1), ROOST_EPERM);
-	ck_assert_int_eq(mailbox_append(ro, &(struct msg_input){ .data = (const uint8_t *)"x",
-	    .len = 1, .fd = -1 }, &first), ROOST_EPERM);
-	ck_assert_int_eq(mailbox_copy(ro, u, 1, "Trash", true, &uidv, &src, &dst, &n),
+	ck_assert_int_eq(
+	    mailbox_append(
+	        ro, &(struct msg_input){.data = (const uint8_t *)"x", .len = 1, .fd = -1}, &first),
 	    ROOST_EPERM);
+	ck_assert_int_eq(mailbox_copy(ro, u, 1, "Trash", true, &uidv, &src, &dst, &n), ROOST_EPERM);
 
 	/* store, validation */
-	ck_assert_int_eq(mailbox_store(mb, (uint32_t[]){ 3, 2 }, 2, &req, &mod, &nmod), ROOST_EINVAL);
+	ck_assert_int_eq(mailbox_store(mb, (uint32_t[]){3, 2}, 2, &req, &mod, &nmod), ROOST_EINVAL);
 	req.flags = 1u << 7;
 	ck_assert_int_eq(mailbox_store(mb, u, 1, &req, &mod, &nmod), ROOST_EINVAL);
 	req.flags = MSG_SEEN | MSG_FLAGGED;
@@ -753,15 +782,16 @@ START_TEST(status_store_copy)
 	ck_assert_int_eq(mailbox_cache_set(mb, u[2], "other", 5), 0);
 	mailbox_close(&mb);
 	mailbox_close(&ro);
-	reopen();	/* cache fills are flushed by close */
+	reopen(); /* cache fills are flushed by close */
 	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
 	ck_assert_int_eq(mailbox_cache_get(mb, u[1], &b), 0);
 	ck_assert_uint_eq(b.len, 8);
 	ck_assert_int_eq(memcmp(b.data, "envelope", 8), 0);
 
 	/* copy and move */
-	ck_assert_int_eq(mailbox_copy(mb, (uint32_t[]){ u[0], u[1], 999 }, 3, "Trash", false, &uidv,
-	    &src, &dst, &n), 0);
+	ck_assert_int_eq(mailbox_copy(mb, (uint32_t[]){u[0], u[1], 999}, 3, "Trash", false, &uidv,
+	                              &src, &dst, &n),
+	                 0);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_uint_eq(src[0], u[0]);
 	ck_assert_uint_eq(src[1], u[1]);
@@ -776,7 +806,7 @@ START_TEST(status_store_copy)
 	free(src);
 	free(dst);
 	ck_assert_int_eq(mailbox_copy(mb, u, 1, "Nope", false, &uidv, &src, &dst, &n),
-	    ROOST_ENOTFOUND);
+	                 ROOST_ENOTFOUND);
 	ck_assert_int_eq(mailbox_status(mb, &s), 0);
 	ck_assert_uint_eq(s.messages, 2);
 	mailbox_close(&mb);
@@ -784,7 +814,7 @@ START_TEST(status_store_copy)
 	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_uint_eq(recs[0].flags, MSG_SEEN);
-	ck_assert_uint_eq(recs[0].keywords != 0, 1);	/* "Work" came along */
+	ck_assert_uint_eq(recs[0].keywords != 0, 1); /* "Work" came along */
 	free(recs);
 	buf_reset(&b);
 	mailbox_close(&mb);
@@ -875,13 +905,13 @@ END_TEST
 START_TEST(multi_recipient)
 {
 	struct delivery_target t[4] = {
-		{ .user = "u1@x", .mailbox = "INBOX" },
-		{ .user = "u2@x", .mailbox = "INBOX" },
-		{ .user = "u3@x", .mailbox = "NoSuch" },
-		{ .user = "u4@x", .mailbox = "../bad" },
+	    {.user = "u1@x", .mailbox = "INBOX"},
+	    {.user = "u2@x", .mailbox = "INBOX"},
+	    {.user = "u3@x", .mailbox = "NoSuch"},
+	    {.user = "u4@x", .mailbox = "../bad"},
 	};
-	struct msg_input in = { .data = (const uint8_t *)"Subject: hi\r\n\r\nx\r\n", .len = 18,
-		.fd = -1 };
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: hi\r\n\r\nx\r\n", .len = 18, .fd = -1};
 	struct mailbox *mb;
 
 	setup_backend(_i);
@@ -911,7 +941,7 @@ thread_main(void *arg)
 {
 	struct worker *w = arg;
 	struct mailbox *mb;
-	struct store_req req = { .mode = STORE_ADD, .flags = MSG_FLAGGED };
+	struct store_req req = {.mode = STORE_ADD, .flags = MSG_FLAGGED};
 
 	if (mailbox_open(st, USER, "INBOX", 0, &mb) != 0)
 		return NULL;
@@ -919,9 +949,10 @@ thread_main(void *arg)
 		char msg[64];
 		uint32_t uid, *mod;
 		size_t nmod;
-		struct msg_input in = { .data = (const uint8_t *)msg, .fd = -1 };
+		struct msg_input in = {.data = (const uint8_t *)msg, .fd = -1};
 
-		in.len = (size_t)snprintf(msg, sizeof(msg), "Subject: t%d m%d\r\n\r\n.\r\n", w->id, i);
+		in.len =
+		    (size_t)snprintf(msg, sizeof(msg), "Subject: t%d m%d\r\n\r\n.\r\n", w->id, i);
 		if (mailbox_append(mb, &in, &uid) != 0)
 			break;
 		w->appended++;
@@ -995,7 +1026,7 @@ flip_main(void *arg)
 {
 	struct flipper *fl = arg;
 	struct mailbox *mb;
-	struct store_req req = { .flags = MSG_SEEN };
+	struct store_req req = {.flags = MSG_SEEN};
 	int err;
 
 	if ((err = mailbox_open(st, USER, "INBOX", 0, &mb)) != 0)
@@ -1069,7 +1100,7 @@ assert_race_box(const char *name, const uint32_t *uids, size_t n_uids)
 	struct msg_record *recs;
 	size_t n;
 	uint64_t hms;
-	bool seen[RACE_N + 1] = { false };
+	bool seen[RACE_N + 1] = {false};
 
 	ck_assert_int_eq(mailbox_open(st, USER, name, MAILBOX_READONLY, &mb), 0);
 	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
@@ -1092,7 +1123,7 @@ assert_race_box(const char *name, const uint32_t *uids, size_t n_uids)
 
 START_TEST(copy_move_race)
 {
-	struct flipper fl = { .stop = false };
+	struct flipper fl = {.stop = false};
 	struct mailbox *mb;
 	struct mailbox_status s;
 	uint32_t uids[RACE_N], *src, *dst, uidv;
@@ -1100,12 +1131,13 @@ START_TEST(copy_move_race)
 	pthread_t th;
 
 	setup_dir(_i);
-	cfg.storage_fsync = false;	/* the race is the point, not the disk */
+	cfg.storage_fsync = false; /* the race is the point, not the disk */
 	open_store();
 	ck_assert_int_eq(storage_user_init(st, USER), 0);
 	for (int i = 0; i < RACE_N; i++) {
 		char msg[64];
-		int len = snprintf(msg, sizeof(msg), "Subject: r%d\r\n\r\nbody %d\r\n", i + 1, i + 1);
+		int len =
+		    snprintf(msg, sizeof(msg), "Subject: r%d\r\n\r\nbody %d\r\n", i + 1, i + 1);
 
 		ck_assert_int_eq(append_bytes("INBOX", msg, (size_t)len, 0, &uids[i]), 0);
 	}
@@ -1127,8 +1159,8 @@ START_TEST(copy_move_race)
 	for (int k = 1; k <= 2; k++) {
 		const char *dest = k == 1 ? "copy1" : "copy2";
 
-		ck_assert_int_eq(mailbox_copy(mb, uids, RACE_N, dest, false, &uidv, &src, &dst,
-		    &n), 0);
+		ck_assert_int_eq(mailbox_copy(mb, uids, RACE_N, dest, false, &uidv, &src, &dst, &n),
+		                 0);
 		ck_assert_uint_eq(n, RACE_N);
 		ck_assert_int_eq(memcmp(src, uids, sizeof(uids)), 0);
 		assert_race_box(dest, dst, n);
@@ -1171,7 +1203,7 @@ child_deliver(int id, int count)
 		_exit(2);
 	for (int i = 0; i < count; i++) {
 		char msg[64];
-		struct msg_input in = { .data = (const uint8_t *)msg, .fd = -1 };
+		struct msg_input in = {.data = (const uint8_t *)msg, .fd = -1};
 		uint32_t uidv, uid;
 
 		in.len = (size_t)snprintf(msg, sizeof(msg), "Subject: p%d m%d\r\n\r\n.\r\n", id, i);
@@ -1188,7 +1220,7 @@ START_TEST(two_processes)
 	pid_t pid[2];
 
 	setup_backend(_i);
-	storage_close(&st);	/* its threads are joined: fork is safe */
+	storage_close(&st); /* its threads are joined: fork is safe */
 	for (int p = 0; p < 2; p++) {
 		pid[p] = fork();
 		ck_assert_int_ge(pid[p], 0);
@@ -1250,11 +1282,12 @@ START_TEST(crash)
 				_exit(2);
 			for (int i = 0;; i++) {
 				char msg[200];
-				struct msg_input in = { .data = (const uint8_t *)msg, .fd = -1 };
+				struct msg_input in = {.data = (const uint8_t *)msg, .fd = -1};
 				uint32_t uidv;
 
 				in.len = (size_t)snprintf(msg, sizeof(msg),
-				    "Subject: crash %d/%d\r\n\r\n%0*d\r\n", iter, i, 1 + i % 150, i);
+				                          "Subject: crash %d/%d\r\n\r\n%0*d\r\n",
+				                          iter, i, 1 + i % 150, i);
 				if (storage_append(cst, USER, "INBOX", &in, &uidv, &uid) != 0)
 					_exit(3);
 				if (write(fds[1], &uid, sizeof(uid)) != sizeof(uid))
@@ -1298,7 +1331,7 @@ START_TEST(crash)
 			while (j < n && recs[j].uid < acked[i])
 				j++;
 			ck_assert_msg(j < n && recs[j].uid == acked[i], "acknowledged uid %u lost",
-			    acked[i]);
+			              acked[i]);
 			ck_assert_int_eq(mailbox_read(mb, acked[i], &v), 0);
 			ck_assert(v.len > 20 && memcmp(v.data, "Subject: crash ", 15) == 0);
 			msg_view_release(&v);
@@ -1413,12 +1446,12 @@ START_TEST(watch_polled)
 	static const char text[] = "Subject: p\r\n\r\np\r\n";
 	struct storage *other;
 	struct storage_watch *w;
-	struct msg_input in = { .data = (const uint8_t *)text, .len = sizeof(text) - 1, .fd = -1 };
+	struct msg_input in = {.data = (const uint8_t *)text, .len = sizeof(text) - 1, .fd = -1};
 	uint32_t uidv, uid;
 
 	ck_assert_int_eq(setenv("ROOST_NOTIFY_POLL", "1", 1), 0);
 	setup_dir(_i);
-	cfg.storage_fsync = false;	/* the two changes as close as can be */
+	cfg.storage_fsync = false; /* the two changes as close as can be */
 	open_store();
 	ck_assert_int_eq(storage_user_init(st, USER), 0);
 	ck_assert_int_eq(storage_open(&cfg, &other), 0);
@@ -1457,7 +1490,7 @@ START_TEST(grown_by_other_process)
 	if (pid == 0) {
 		struct storage *cst;
 		uint8_t *big = malloc(len);
-		struct msg_input in = { .data = big, .len = len, .fd = -1 };
+		struct msg_input in = {.data = big, .len = len, .fd = -1};
 		uint32_t uidv, uid;
 
 		close(go[1]);
@@ -1507,14 +1540,14 @@ START_TEST(lmdb_shards)
 	open_store();
 	for (int u = 0; u < 12; u++) {
 		struct delivery_target t[2];
-		struct msg_input in = { .data = (const uint8_t *)"S: x\r\n\r\n.\r\n", .len = 12,
-			.fd = -1 };
+		struct msg_input in = {
+		    .data = (const uint8_t *)"S: x\r\n\r\n.\r\n", .len = 12, .fd = -1};
 		char u2[32];
 
 		snprintf(user, sizeof(user), "user%d@x", u);
 		snprintf(u2, sizeof(u2), "other%d@x", u);
-		t[0] = (struct delivery_target){ .user = user, .mailbox = "INBOX" };
-		t[1] = (struct delivery_target){ .user = u2, .mailbox = "INBOX" };
+		t[0] = (struct delivery_target){.user = user, .mailbox = "INBOX"};
+		t[1] = (struct delivery_target){.user = u2, .mailbox = "INBOX"};
 		ck_assert_int_eq(storage_deliver(st, &in, t, 2), 0);
 	}
 	reopen();
@@ -1568,7 +1601,7 @@ START_TEST(lmdb_check_detects_damage)
 	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
 	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "reference count 7"));
 	buf_reset(&report);
-	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);	/* unchanged */
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO); /* unchanged */
 	buf_free(&report);
 	teardown_backend();
 }

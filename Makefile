@@ -7,6 +7,7 @@
 #   make tsan       the test suite under ThreadSanitizer (build-tsan/)
 #   make bench      benchmarks (not part of make test)
 #   make fuzz       run every libFuzzer target FUZZ_SECONDS each (clang; not in make test)
+#   make check-layers   fail on an #include that points up the layers (part of make unit)
 #   make install    PREFIX=/usr/local DESTDIR= SYSCONFDIR=
 #
 # Sanitizer objects never mix with normal ones: each flavour has its own
@@ -60,8 +61,9 @@ CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -Iinclude -MMD -
 LDFLAGS_ALL := $(LDHARDEN) $(LDSAN) $(LDFLAGS)
 LIBS := $(PKG_LIBS) -pthread -lm
 
-SRC := $(wildcard core/*.c backends/*.c backends/*/*.c services/*.c protocols/*.c protocols/*/*.c)
-MAIN_SRC := core/main.c
+SRC := $(wildcard core/*.c backends/*.c backends/*/*.c services/*.c protocols/*.c protocols/*/*.c \
+	cli/*.c)
+MAIN_SRC := cli/main.c
 LIB_SRC := $(filter-out $(MAIN_SRC),$(SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libroost.a
@@ -84,7 +86,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/support/*.c))
 
 .PHONY: all run test unit integration asan tsan bench fuzz install clean deps deps-test \
-	check-build format format-check
+	check-build check-layers format format-check
 
 all: $(BUILD)/roost $(TESTD) $(BENCH_BIN) $(TOOL_BIN)
 
@@ -97,7 +99,7 @@ $(LIB): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/roost: $(BUILD)/core/main.o $(LIB)
+$(BUILD)/roost: $(BUILD)/cli/main.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/roost-testd: $(TESTD_OBJ) $(LIB)
@@ -131,8 +133,14 @@ test: deps-test
 	@$(MAKE) --no-print-directory all $(UNIT_BIN)
 	@$(MAKE) --no-print-directory unit integration
 
+# The layer rule (core <- backends <- services <- protocols <- cli) is checked
+# with the unit tests: an upward #include fails them.
 unit: $(UNIT_BIN)
+	@python3 scripts/check-layers.py
 	@scripts/run-unit.sh $(UNIT_BIN)
+
+check-layers:
+	@python3 scripts/check-layers.py
 
 integration: $(BUILD)/roost $(TESTD) $(TOOL_BIN)
 	@ROOST_BIN=$(abspath $(BUILD)/roost) ROOST_TESTD=$(if $(TESTD),$(abspath $(TESTD))) \

@@ -1183,3 +1183,13 @@ storage_check(struct storage *st, struct buf *report)
 {
 	return st->ops->check(st, report);
 }
+
+int
+storage_stats(struct storage *st, struct storage_stats *stats_r)
+{
+	memset(stats_r, 0, sizeof(*stats_r));
+	if (st->ops->stats == NULL)
+		return ROOST_ENOTSUP;
+	st->ops->stats(st, stats_r);
+	return 0;
+}

@@ -667,16 +667,15 @@ lmdb_close(struct storage *st)
 	free(ls);
 }
 
-void
-storage_lmdb_stats(struct storage *st, uint64_t *commits_r, uint64_t *requests_r)
+static void
+lmdb_stats(struct storage *st, struct storage_stats *stats_r)
 {
 	struct lmdb_storage *ls = container_of(st, struct lmdb_storage, base);
 
-	*commits_r = *requests_r = 0;
 	for (unsigned i = 0; i < ls->n_shards; i++) {
 		pthread_mutex_lock(&ls->shards[i].wq_lock);
-		*commits_r += ls->shards[i].n_commits;
-		*requests_r += ls->shards[i].n_requests;
+		stats_r->commits += ls->shards[i].n_commits;
+		stats_r->writes += ls->shards[i].n_requests;
 		pthread_mutex_unlock(&ls->shards[i].wq_lock);
 	}
 }
@@ -708,4 +707,5 @@ const struct storage_ops storage_lmdb_ops = {
     .copy = lmdb_op_copy,
     .changes_since = lmdb_op_changes_since,
     .check = lmdb_op_check,
+    .stats = lmdb_stats,
 };

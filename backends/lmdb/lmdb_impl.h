@@ -170,8 +170,6 @@ typedef int lmdb_write_fn(struct lmdb_w *w, void *arg);
 int lmdb_shards_open(const struct roost_config *cfg, struct lmdb_storage *ls);
 void lmdb_shards_close(struct lmdb_storage *ls);
 struct lmdb_shard *lmdb_shard_of(struct lmdb_storage *ls, const char *user);
-/* Group-commit statistics over all shards: commits and requests so far. */
-void storage_lmdb_stats(struct storage *st, uint64_t *commits_r, uint64_t *requests_r);
 /* Run fn(w, arg) in the next group commit; returns its result once the
  * commit is durable (ROOST_EIO/ROOST_ETEMP when the commit failed). */
 int lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg);

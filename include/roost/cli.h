@@ -2,9 +2,9 @@
 #define ROOST_CLI_H
 
 /*
- * The `roost` command line. core/main.c holds the command table (one row per
+ * The `roost` command line. cli/main.c holds the command table (one row per
  * subcommand: name, function, usage, summary) and the global options; each
- * subcommand lives in core/cli_<name>.c (or its module) and is declared here.
+ * subcommand lives in cli/cli_<name>.c (or its module) and is declared here.
  *
  * Global options, accepted anywhere in argv (before or after the
  * subcommand) up to a lone "--":
@@ -46,12 +46,12 @@ int cli_user(struct cli *cli);
 int cli_config(struct cli *cli);
 /* `roost check`: verify the store (storage_check); exit 1 when problems are found. */
 int cli_check(struct cli *cli);
-/* core/cli_deliver.c: exits with sysexits.h codes (an MDA's contract). */
+/* cli/cli_deliver.c: exits with sysexits.h codes (an MDA's contract). */
 int cli_deliver(struct cli *cli);
 int cli_mailbox(struct cli *cli);
-/* core/cli_queue.c: the outbound queue. */
+/* cli/cli_queue.c: the outbound queue. */
 int cli_queue(struct cli *cli);
-/* core/cli_dkim.c: DKIM signing keys. */
+/* cli/cli_dkim.c: DKIM signing keys. */
 int cli_dkim(struct cli *cli);
 
 #endif

@@ -297,6 +297,16 @@ void storage_unwatch(struct storage_watch **watch);
  * report as lines. 0 when clean, ROOST_EIO when problems were found. */
 int storage_check(struct storage *st, struct buf *report);
 
+/* Write-path counters since storage_open(), for benchmarks and metrics. */
+struct storage_stats {
+	uint64_t commits; /* durable commits (each one sync) */
+	uint64_t writes;  /* write requests they carried (group commit: writes >= commits) */
+};
+
+/* Fill *stats_r. ROOST_ENOTSUP when the backend keeps no counters (then
+ * *stats_r is zeroed). Thread-safe. */
+int storage_stats(struct storage *st, struct storage_stats *stats_r);
+
 /* True when a backend of that name is in this build ("lmdb", "maildir"). */
 bool storage_backend_available(const char *name);
 

@@ -89,6 +89,8 @@ struct storage_ops {
 	                     struct mailbox_changes *changes_r);
 
 	int (*check)(struct storage *st, struct buf *report);
+	/* Optional: write-path counters (storage_stats()). */
+	void (*stats)(struct storage *st, struct storage_stats *stats_r);
 };
 
 /* Backends in this build (backends/lmdb, backends/maildir). */

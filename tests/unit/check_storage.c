@@ -929,6 +929,34 @@ START_TEST(multi_recipient)
 }
 END_TEST
 
+/* Write counters: a backend that keeps them counts every durable write,
+ * never fewer writes than commits; one that does not says so and reports
+ * zeros. */
+START_TEST(stats)
+{
+	struct storage_stats s0, s1;
+	int rc;
+
+	setup_backend(_i);
+	rc = storage_stats(st, &s0);
+	append_simple("INBOX", 1);
+	append_simple("INBOX", 2);
+	ck_assert_int_eq(storage_stats(st, &s1), rc);
+	if (rc == ROOST_ENOTSUP) {
+		ck_assert_uint_eq(s1.commits, 0);
+		ck_assert_uint_eq(s1.writes, 0);
+	} else {
+		ck_assert_int_eq(rc, 0);
+		ck_assert_uint_ge(s1.commits, s0.commits + 1);
+		ck_assert_uint_ge(s1.writes, s0.writes + 2);
+		ck_assert_uint_ge(s1.writes, s1.commits);
+	}
+	if (strcmp(backend, "lmdb") == 0)
+		ck_assert_int_eq(rc, 0);
+	teardown_backend();
+}
+END_TEST
+
 /* ---- concurrency ---- */
 
 struct worker {
@@ -1641,6 +1669,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
 	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
+	tcase_add_loop_test(tc, stats, 0, n_backends);
 	tcase_add_loop_test(tc, threads, 0, n_backends);
 	tcase_add_loop_test(tc, copy_move_race, 0, n_backends);
 	tcase_add_loop_test(tc, two_processes, 0, n_backends);

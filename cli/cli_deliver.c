@@ -1,6 +1,6 @@
 /*
  * `roost deliver`: the MDA entry point (Postfix/Exim pipe transports). The
- * work is delivery_command() in core/delivery.c, the same path SMTP and
+ * work is delivery_command() in services/delivery.c, the same path SMTP and
  * LMTP use; this opens the services it needs. Exit codes are sysexits.h,
  * as MTAs expect from an MDA, not enum cli_exit.
  */

@@ -15,65 +15,18 @@
 
 #include "roost/error.h"
 #include "roost/message.h"
+#include "roost/utf8.h"
 #include "roost/xalloc.h"
 
 #include "message_impl.h"
 
 static const char REPLACEMENT[] = "\xef\xbf\xbd";
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid. */
-static size_t
-utf8_seq(const uint8_t *p, size_t len)
-{
-	uint8_t c = p[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return len >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if (len < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-			return 0;
-		if (c == 0xe0 && p[1] < 0xa0)
-			return 0;
-		if (c == 0xed && p[1] >= 0xa0)
-			return 0;
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (len < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-		    (p[3] & 0xc0) != 0x80)
-			return 0;
-		if (c == 0xf0 && p[1] < 0x90)
-			return 0;
-		if (c == 0xf4 && p[1] >= 0x90)
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
-bool
-message_utf8_valid(const uint8_t *p, size_t len)
-{
-	size_t i = 0, n;
-
-	while (i < len) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((n = utf8_seq(p + i, len - i)) == 0)
-			return false;
-		i += n;
-	}
-	return true;
-}
-
 static int
 append_utf8_fixed(const uint8_t *p, size_t len, struct buf *out)
 {
 	size_t i = 0, run = 0, n;
+	uint32_t cp;
 	int ret;
 
 	while (i + run < len) {
@@ -81,7 +34,7 @@ append_utf8_fixed(const uint8_t *p, size_t len, struct buf *out)
 			run++;
 			continue;
 		}
-		if ((n = utf8_seq(p + i + run, len - i - run)) != 0) {
+		if ((n = utf8_decode(p + i + run, len - i - run, &cp)) != 0) {
 			run += n;
 			continue;
 		}
@@ -206,29 +159,9 @@ fold_cp(uint32_t c)
 static void
 put_cp(struct buf *b, uint32_t c)
 {
-	uint8_t t[4];
-	size_t n;
+	uint8_t t[UTF8_SEQ_MAX];
 
-	if (c < 0x80) {
-		t[0] = (uint8_t)c;
-		n = 1;
-	} else if (c < 0x800) {
-		t[0] = (uint8_t)(0xc0 | (c >> 6));
-		t[1] = (uint8_t)(0x80 | (c & 0x3f));
-		n = 2;
-	} else if (c < 0x10000) {
-		t[0] = (uint8_t)(0xe0 | (c >> 12));
-		t[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
-		t[2] = (uint8_t)(0x80 | (c & 0x3f));
-		n = 3;
-	} else {
-		t[0] = (uint8_t)(0xf0 | (c >> 18));
-		t[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3f));
-		t[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
-		t[3] = (uint8_t)(0x80 | (c & 0x3f));
-		n = 4;
-	}
-	buf_append(b, t, n);
+	buf_append(b, t, utf8_encode(c, t));
 }
 
 void
@@ -246,19 +179,11 @@ message_text_fold(const char *text, size_t len, struct buf *out)
 			buf_append_byte(out, b >= 'A' && b <= 'Z' ? b + 32 : b);
 			continue;
 		}
-		n = utf8_seq(p + i, len - i);
+		n = utf8_decode(p + i, len - i, &c);
 		if (n == 0) {
 			buf_append_byte(out, p[i++]);
 			continue;
 		}
-		if (n == 2)
-			c = ((uint32_t)(p[i] & 0x1f) << 6) | (p[i + 1] & 0x3f);
-		else if (n == 3)
-			c = ((uint32_t)(p[i] & 0x0f) << 12) | ((uint32_t)(p[i + 1] & 0x3f) << 6) |
-			    (p[i + 2] & 0x3f);
-		else
-			c = ((uint32_t)(p[i] & 0x07) << 18) | ((uint32_t)(p[i + 1] & 0x3f) << 12) |
-			    ((uint32_t)(p[i + 2] & 0x3f) << 6) | (p[i + 3] & 0x3f);
 		put_cp(out, fold_cp(c));
 		i += n;
 	}

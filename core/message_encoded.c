@@ -9,6 +9,7 @@
 
 #include "roost/error.h"
 #include "roost/message.h"
+#include "roost/utf8.h"
 
 #include "message_impl.h"
 
@@ -184,7 +185,7 @@ flush_words(char *charset, struct buf *pend, struct buf *out)
 static int
 append_raw(const uint8_t *p, size_t len, struct buf *out)
 {
-	if (message_utf8_valid(p, len))
+	if (utf8_valid(p, len))
 		return buf_append(out, p, len);
 	return message_charset_to_utf8("ISO-8859-1", p, len, out);
 }

@@ -116,7 +116,6 @@ bool message_lex_quoted(struct lex *lx, struct buf *out);
 
 /* ---- encodings and charsets (message_encoded.c, message_charset.c) ---- */
 
-bool message_utf8_valid(const uint8_t *p, size_t len);
 /* Append data in charset converted to UTF-8 (invalid bytes become U+FFFD). */
 int message_charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out);
 int message_qp_decode(const uint8_t *data, size_t len, bool header, struct buf *out);

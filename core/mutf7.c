@@ -10,6 +10,7 @@
 #include "roost/buf.h"
 #include "roost/error.h"
 #include "roost/mutf7.h"
+#include "roost/utf8.h"
 #include "roost/xalloc.h"
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
@@ -22,75 +23,13 @@ b64val(char c)
 	return p == NULL ? -1 : (int)(p - b64chars);
 }
 
+/* Append cp (checked by the caller) as UTF-8. */
 static int
-utf8_put(struct buf *out, uint32_t cp)
+put_cp(struct buf *out, uint32_t cp)
 {
-	uint8_t b[4];
-	size_t n;
+	uint8_t b[UTF8_SEQ_MAX];
 
-	if (cp < 0x80) {
-		b[0] = (uint8_t)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (uint8_t)(0xc0 | (cp >> 6));
-		b[1] = (uint8_t)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (uint8_t)(0xe0 | (cp >> 12));
-		b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-		b[2] = (uint8_t)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		b[0] = (uint8_t)(0xf0 | (cp >> 18));
-		b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (uint8_t)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	return buf_append(out, b, n);
-}
-
-/* C0 and C1 controls and DEL: never part of a name, however spelt. */
-static bool
-is_control(uint32_t cp)
-{
-	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f);
-}
-
-/* One UTF-8 sequence at s[0..len); 0 on error. */
-static size_t
-utf8_get(const uint8_t *s, size_t len, uint32_t *cp_r)
-{
-	uint32_t cp;
-	size_t n;
-
-	if (s[0] < 0x80) {
-		*cp_r = s[0];
-		return 1;
-	} else if ((s[0] & 0xe0) == 0xc0) {
-		cp = s[0] & 0x1f;
-		n = 2;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		cp = s[0] & 0x0f;
-		n = 3;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		cp = s[0] & 0x07;
-		n = 4;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	*cp_r = cp;
-	return n;
+	return buf_append(out, b, utf8_encode(cp, b));
 }
 
 int
@@ -102,15 +41,15 @@ mutf7_decode(const char *in, size_t len, struct buf *out)
 	while (i < len) {
 		if (s[i] >= 0x80) {
 			uint32_t cp;
-			size_t n = utf8_get(s + i, len - i, &cp);
-			if (n == 0 || is_control(cp))
+			size_t n = utf8_decode(s + i, len - i, &cp);
+			if (n == 0 || utf8_is_control(cp))
 				return ROOST_EINVAL;
 			buf_append(out, s + i, n);
 			i += n;
 			continue;
 		}
 		if (s[i] != '&') {
-			if (is_control(s[i]))
+			if (utf8_is_control(s[i]))
 				return ROOST_EINVAL;
 			buf_append_byte(out, s[i++]);
 			continue;
@@ -139,17 +78,17 @@ mutf7_decode(const char *in, size_t len, struct buf *out)
 				} else if (u >= 0xdc00 && u <= 0xdfff) {
 					if (!hi_sur)
 						return ROOST_EINVAL;
-					utf8_put(out, 0x10000 + ((hi_sur - 0xd800) << 10) +
-					                  (u - 0xdc00));
+					put_cp(out,
+					       0x10000 + ((hi_sur - 0xd800) << 10) + (u - 0xdc00));
 					hi_sur = 0;
 				} else {
 					/* printable ASCII must not be encoded; NUL
 					 * and other controls must not be at all (a
 					 * NUL would cut the name short: "a&AAA-b"
 					 * would name "a") */
-					if (hi_sur || (u >= 0x20 && u < 0x7f) || is_control(u))
+					if (hi_sur || (u >= 0x20 && u < 0x7f) || utf8_is_control(u))
 						return ROOST_EINVAL;
-					utf8_put(out, u);
+					put_cp(out, u);
 				}
 			}
 			i++;
@@ -193,7 +132,7 @@ mutf7_encode(const char *in, size_t len, struct buf *out)
 
 	while (i < len) {
 		uint32_t cp;
-		size_t n = utf8_get(s + i, len - i, &cp);
+		size_t n = utf8_decode(s + i, len - i, &cp);
 		if (n == 0) {
 			rc = ROOST_EINVAL;
 			goto done;
@@ -244,7 +183,7 @@ mutf7_encoded_len(const char *in, size_t len, size_t *len_r)
 
 	while (i < len) {
 		uint32_t cp;
-		size_t n = utf8_get(s + i, len - i, &cp);
+		size_t n = utf8_decode(s + i, len - i, &cp);
 
 		if (n == 0)
 			return ROOST_EINVAL;

@@ -36,6 +36,55 @@ utf8_decode(const uint8_t *s, size_t n, uint32_t *cp_r)
 	return len;
 }
 
+size_t
+utf8_encode(uint32_t cp, uint8_t out[UTF8_SEQ_MAX])
+{
+	if (cp < 0x80) {
+		out[0] = (uint8_t)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (uint8_t)(0xc0 | (cp >> 6));
+		out[1] = (uint8_t)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (uint8_t)(0xe0 | (cp >> 12));
+		out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+		out[2] = (uint8_t)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	out[0] = (uint8_t)(0xf0 | (cp >> 18));
+	out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+	out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+	out[3] = (uint8_t)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+bool
+utf8_is_control(uint32_t cp)
+{
+	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f);
+}
+
+bool
+utf8_valid(const uint8_t *s, size_t len)
+{
+	size_t i = 0, n;
+	uint32_t cp;
+
+	while (i < len) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((n = utf8_decode(s + i, len - i, &cp)) == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 bool
 utf8_text_valid(const char *s, size_t len)
 {
@@ -46,7 +95,7 @@ utf8_text_valid(const char *s, size_t len)
 		uint32_t cp;
 		size_t n = utf8_decode(p + i, len - i, &cp);
 
-		if (n == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f))
+		if (n == 0 || utf8_is_control(cp))
 			return false;
 		i += n;
 	}

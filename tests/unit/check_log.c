@@ -153,24 +153,6 @@ START_TEST(random_bytes)
 }
 END_TEST
 
-START_TEST(utf8_rules)
-{
-	uint32_t cp;
-
-	ck_assert(utf8_text_valid("J\xc3\xb6rg \xf0\x9f\x98\x80", 10));
-	ck_assert(!utf8_text_valid("\xff\xfe", 2));
-	ck_assert(!utf8_text_valid("a\tb", 3));
-	ck_assert(!utf8_text_valid("a\x7f", 2));
-	ck_assert(!utf8_text_valid("\xc2\x85", 2));
-	ck_assert(!utf8_text_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
-	ck_assert(!utf8_text_valid("\xe0\x80\xaf", 3));     /* overlong */
-	ck_assert(utf8_text_valid("", 0));
-	ck_assert_uint_eq(utf8_decode((const uint8_t *)"\xe2\x82\xac", 3, &cp), 3);
-	ck_assert_uint_eq(cp, 0x20ac);
-	ck_assert_uint_eq(utf8_decode((const uint8_t *)"\xe2\x82\xac", 2, &cp), 0);
-}
-END_TEST
-
 static Suite *
 log_suite(void)
 {
@@ -182,7 +164,6 @@ log_suite(void)
 	tcase_add_test(tc, forged_fields);
 	tcase_add_test(tc, long_values_are_cut);
 	tcase_add_test(tc, random_bytes);
-	tcase_add_test(tc, utf8_rules);
 	suite_add_tcase(s, tc);
 	return s;
 }

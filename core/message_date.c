@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "roost/date.h"
 #include "roost/error.h"
 #include "roost/message.h"
 
@@ -54,21 +55,6 @@ dword(struct dlex *d, char *w, size_t size)
 	}
 	w[n] = '\0';
 	return n;
-}
-
-/* days since 1970-01-01 of a proleptic Gregorian date */
-static int64_t
-days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	int64_t era;
-	unsigned yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = (unsigned)(y - era * 400);
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
 }
 
 static int
@@ -168,7 +154,7 @@ message_parse_date(const char *text, size_t len, int64_t *time_r)
 	}
 	if (day > 31 || (mon == 2 && day > 29))
 		return ROOST_EINVAL;
-	*time_r = days_from_civil(year, mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 + sec -
-	          zone * 60;
+	*time_r = date_days_from_civil(year, mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 +
+	          sec - zone * 60;
 	return 0;
 }

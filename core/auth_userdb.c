@@ -23,6 +23,7 @@
 #include "roost/auth.h"
 #include "roost/buf.h"
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/utf8.h"
 #include "roost/xalloc.h"
@@ -256,45 +257,6 @@ make_dirs(const char *dir)
 	return ret;
 }
 
-static int
-read_all(int fd, struct buf *out)
-{
-	for (;;) {
-		ssize_t n;
-
-		if (buf_reserve(out, 65536) < 0)
-			return ROOST_ETOOBIG;
-		n = read(fd, out->data + out->len, 65536);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return ROOST_EIO;
-		}
-		if (n == 0)
-			break;
-		out->len += (size_t)n;
-		out->data[out->len] = '\0';
-	}
-	return 0;
-}
-
-static int
-write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return ROOST_EIO;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Rewrite path with new contents: temp file, fsync, rename, fsync the directory. */
 static int
 replace_file(const char *path, int dirfd, const struct buf *contents)
@@ -322,7 +284,7 @@ replace_file(const char *path, int dirfd, const struct buf *contents)
 				         strerror(errno));
 		}
 	}
-	if (fchmod(fd, 0600) < 0 || write_all(fd, contents->data, contents->len) < 0 ||
+	if (fchmod(fd, 0600) < 0 || fdio_write_all(fd, contents->data, contents->len) < 0 ||
 	    fsync(fd) < 0) {
 		log_error("event=passwd_write path=%s error=\"%s\"", tmp, strerror(errno));
 		close(fd);
@@ -396,7 +358,7 @@ file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
 		goto out;
 	}
 	if (fd >= 0) {
-		ret = read_all(fd, &old);
+		ret = fdio_read_all(fd, &old);
 		close(fd);
 		if (ret < 0) {
 			log_error("event=passwd_read path=%s error=\"%s\"", path,

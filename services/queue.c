@@ -65,6 +65,7 @@
 #include "roost/config.h"
 #include "roost/delivery.h"
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/queue.h"
 #include "roost/xalloc.h"
@@ -115,38 +116,6 @@ void
 queue_msg_path(const struct queue *q, const char *id, char *buf, size_t size)
 {
 	snprintf(buf, size, "%s/%s.msg", q->dir, id);
-}
-
-static int
-fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int ret = 0;
-
-	if (fd < 0)
-		return ROOST_EIO;
-	if (fsync(fd) != 0)
-		ret = ROOST_EIO;
-	close(fd);
-	return ret;
-}
-
-static int
-write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return ROOST_EIO;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 static void
@@ -420,29 +389,6 @@ queue_entry_pending(const struct queue_entry *e)
 	return n;
 }
 
-static int
-read_file(const char *path, struct buf *out, size_t max)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	uint8_t tmp[8192];
-	ssize_t r;
-
-	if (fd < 0)
-		return errno == ENOENT ? ROOST_ENOTFOUND : ROOST_EIO;
-	buf_init(out, max);
-	while ((r = read(fd, tmp, sizeof(tmp))) != 0) {
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 || buf_append(out, tmp, (size_t)r) != 0) {
-			close(fd);
-			buf_free(out);
-			return ROOST_EIO;
-		}
-	}
-	close(fd);
-	return 0;
-}
-
 int
 queue_load(const char *dir, const char *id, struct queue_entry **e_r)
 {
@@ -454,7 +400,7 @@ queue_load(const char *dir, const char *id, struct queue_entry **e_r)
 	if (!queue_id_valid(id))
 		return ROOST_EINVAL;
 	snprintf(path, sizeof(path), "%s/%s.env", dir, id);
-	if ((err = read_file(path, &b, 16u << 20)) != 0)
+	if ((err = fdio_read_file(path, 16u << 20, &b)) != 0)
 		return err;
 	if (memchr(b.data, '\0', b.len) != NULL) {
 		buf_free(&b);
@@ -483,7 +429,7 @@ write_atomic(const char *dir, bool sync, const char *name, const char *final, co
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return ROOST_EIO;
-	err = write_all(fd, data, len);
+	err = fdio_write_all(fd, data, len);
 	if (err == 0 && sync && fsync(fd) != 0)
 		err = ROOST_EIO;
 	if (close(fd) != 0)
@@ -491,7 +437,7 @@ write_atomic(const char *dir, bool sync, const char *name, const char *final, co
 	if (err == 0 && rename(tmp, dst) != 0)
 		err = ROOST_EIO;
 	if (err == 0 && sync)
-		err = fsync_dir(dir);
+		err = fdio_fsync_dir(dir);
 	if (err != 0) {
 		log_error("event=queue-write path=%s error=\"%s\"", dst, strerror(errno));
 		unlink(tmp);
@@ -522,7 +468,7 @@ queue_remove_in(const char *dir, bool sync, const char *id)
 	if (unlink(path) != 0 && errno != ENOENT)
 		log_error("event=queue-remove path=%s error=\"%s\"", path, strerror(errno));
 	if (sync)
-		fsync_dir(dir);
+		fdio_fsync_dir(dir);
 	snprintf(path, sizeof(path), "%s/%s.msg", dir, id);
 	unlink(path);
 }
@@ -540,7 +486,7 @@ queue_remove_batch(struct queue *q, char (*ids)[QUEUE_ID_LEN], size_t n)
 			log_error("event=queue-remove path=%s error=\"%s\"", path, strerror(errno));
 	}
 	if (q->sync)
-		fsync_dir(q->dir); /* one for the whole batch */
+		fdio_fsync_dir(q->dir); /* one for the whole batch */
 	for (size_t i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s.msg", q->dir, ids[i]);
 		unlink(path);
@@ -809,10 +755,10 @@ copy_message(int out, const struct queue_submission *sub)
 	uint64_t off = sub->offset, left = sub->len;
 	int err;
 
-	if ((err = write_all(out, sub->prefix, sub->prefix_len)) != 0)
+	if ((err = fdio_write_all(out, sub->prefix, sub->prefix_len)) != 0)
 		return err;
 	if (sub->fd < 0)
-		return write_all(out, sub->data, sub->len);
+		return fdio_write_all(out, sub->data, sub->len);
 	while (left > 0) {
 		size_t want = left < sizeof(tmp) ? (size_t)left : sizeof(tmp);
 		ssize_t r = pread(sub->fd, tmp, want, (off_t)off);
@@ -821,7 +767,7 @@ copy_message(int out, const struct queue_submission *sub)
 			continue;
 		if (r <= 0)
 			return ROOST_EIO;
-		if ((err = write_all(out, tmp, (size_t)r)) != 0)
+		if ((err = fdio_write_all(out, tmp, (size_t)r)) != 0)
 			return err;
 		off += (uint64_t)r;
 		left -= (uint64_t)r;
@@ -893,7 +839,7 @@ queue_submit(struct queue *q, const struct queue_submission *sub, char id_r[QUEU
 	if (err == 0 && rename(tmp, dst) != 0)
 		err = ROOST_EIO;
 	if (err == 0 && q->sync)
-		err = fsync_dir(q->dir);
+		err = fdio_fsync_dir(q->dir);
 	if (err != 0) {
 		log_error("event=queue-write id=%s path=%s error=\"%s\"", e->id, dst,
 		          strerror(errno));

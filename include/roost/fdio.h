@@ -1,0 +1,44 @@
+#ifndef ROOST_FDIO_H
+#define ROOST_FDIO_H
+
+#include <stddef.h>
+
+#include "roost/buf.h"
+
+/*
+ * Blocking file-descriptor I/O for files and spools: whole writes and reads
+ * that retry on EINTR and on short counts. Not for sockets: those are
+ * non-blocking and owned by the event loop (conn.h). Thread-safe; each
+ * call uses only the descriptor and the buffer it is given.
+ *
+ * On failure errno says why, for the caller's log line.
+ */
+
+/*
+ * Write all of data[0..len) to fd: 0, or ROOST_EIO (a write that wrote
+ * nothing sets errno to EIO). On error some prefix of the data may have
+ * been written.
+ */
+int fdio_write_all(int fd, const void *data, size_t len);
+
+/*
+ * Read fd to its end, appending to out: 0; ROOST_ETOOBIG when the data
+ * pass out's maximum (out then holds what fit); ROOST_EIO on a read error.
+ */
+int fdio_read_all(int fd, struct buf *out);
+
+/*
+ * The whole file at path into out, which this initialises with the
+ * maximum max (0: none): 0; ROOST_ENOTFOUND when there is no such file;
+ * ROOST_ETOOBIG; ROOST_EIO. On error out is left empty and freed.
+ */
+int fdio_read_file(const char *path, size_t max, struct buf *out);
+
+/*
+ * fsync the directory at path, so that the entries last created, renamed
+ * or removed in it are on stable storage: 0, or ROOST_EIO. A file system
+ * that cannot sync a directory (EINVAL) counts as success.
+ */
+int fdio_fsync_dir(const char *path);
+
+#endif

@@ -19,6 +19,8 @@
 
 #include "../../core/auth_impl.h"
 
+#include "check_run.h"
+
 /*
  * Known vectors, generated once with independent tools and committed:
  * `openssl passwd -1/-5/-6 -salt ...`, python's crypt (libcrypt) for bcrypt
@@ -868,11 +870,5 @@ auth_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(auth_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(auth_suite());
 }

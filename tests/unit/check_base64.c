@@ -6,6 +6,8 @@
 #include "roost/error.h"
 #include "roost/sasl.h"
 
+#include "check_run.h"
+
 /* RFC 4648 section 10 vectors. */
 static const char *const vectors[][2] = {
     {"", ""},
@@ -121,11 +123,5 @@ base64_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(base64_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(base64_suite());
 }

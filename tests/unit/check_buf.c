@@ -5,6 +5,8 @@
 #include "roost/buf.h"
 #include "roost/error.h"
 
+#include "check_run.h"
+
 START_TEST(append_and_consume)
 {
 	struct buf b = BUF_INIT(0);
@@ -70,11 +72,5 @@ buf_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(buf_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(buf_suite());
 }

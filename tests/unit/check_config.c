@@ -7,6 +7,8 @@
 #include "roost/config.h"
 #include "roost/error.h"
 
+#include "check_run.h"
+
 static char conf_path[64];
 
 static const char *
@@ -190,8 +192,6 @@ main(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, defaults_are_complete);
 	tcase_add_test(tc, file_overrides_defaults);
@@ -201,9 +201,5 @@ main(void)
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, print_round_trips);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(s);
 }

@@ -28,6 +28,8 @@
 #include "roost/xalloc.h"
 #include "../../core/conn_impl.h"
 
+#include "check_run.h"
+
 #define HWM (64 * 1024)
 #define CHUNK 4096
 #define REPLY_LEN 1000
@@ -697,11 +699,5 @@ conn_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(conn_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(conn_suite());
 }

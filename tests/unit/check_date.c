@@ -3,6 +3,8 @@
 
 #include "roost/date.h"
 
+#include "check_run.h"
+
 START_TEST(known_days)
 {
 	ck_assert_int_eq(date_days_from_civil(1970, 1, 1), 0);
@@ -41,15 +43,9 @@ main(void)
 {
 	Suite *s = suite_create("date");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, known_days);
 	tcase_add_test(tc, agrees_with_timegm);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(s);
 }

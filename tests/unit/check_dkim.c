@@ -5,6 +5,8 @@
 #include "roost/buf.h"
 #include "roost/dkim.h"
 
+#include "check_run.h"
+
 static void
 header_is(const char *field, const char *want)
 {
@@ -63,11 +65,5 @@ dkim_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(dkim_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(dkim_suite());
 }

@@ -11,6 +11,8 @@
 #include "roost/error.h"
 #include "roost/fdio.h"
 
+#include "check_run.h"
+
 /* More than a pipe holds, so writes and reads come back short. */
 #define BIG (1u << 20)
 
@@ -146,17 +148,11 @@ main(void)
 {
 	Suite *s = suite_create("fdio");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, pipe_round_trip);
 	tcase_add_test(tc, read_file_bounds);
 	tcase_add_test(tc, read_all_appends);
 	tcase_add_test(tc, errors);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(s);
 }

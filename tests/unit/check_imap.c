@@ -12,6 +12,8 @@
 
 #include "../common/imap_match_ref.h"
 
+#include "check_run.h"
+
 /* ---- framer harness ---- */
 
 struct fout {
@@ -927,11 +929,5 @@ imap_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(imap_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(imap_suite());
 }

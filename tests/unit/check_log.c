@@ -6,6 +6,8 @@
 #include "roost/log.h"
 #include "roost/utf8.h"
 
+#include "check_run.h"
+
 static const char *
 q(const char *s)
 {
@@ -171,11 +173,5 @@ log_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(log_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(log_suite());
 }

@@ -10,6 +10,8 @@
 #include "roost/loop.h"
 #include "roost/worker.h"
 
+#include "check_run.h"
+
 /* The event loop (timers, mailbox, deferred messages, fd events) and the
  * worker pool, without sockets of a server. */
 
@@ -288,11 +290,5 @@ loop_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(loop_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(loop_suite());
 }

@@ -28,6 +28,8 @@
 
 #include "../../backends/maildir/maildir.h"
 
+#include "check_run.h"
+
 static const struct storage_ops *ops = &storage_maildir_ops;
 static char datadir[256];
 static struct roost_config cfg;
@@ -1357,11 +1359,5 @@ maildir_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(maildir_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(maildir_suite());
 }

@@ -17,6 +17,8 @@
 #include "roost/error.h"
 #include "roost/message.h"
 
+#include "check_run.h"
+
 static const char *
 data_dir(void)
 {
@@ -640,8 +642,6 @@ main(void)
 {
 	Suite *s = suite_create("message");
 	TCase *tc = tcase_create("goldens");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, goldens_match_dovecot);
@@ -661,9 +661,5 @@ main(void)
 	tcase_add_test(tc, unknown_encoding_and_folding);
 	tcase_add_test(tc, addresses_degrade);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(s);
 }

@@ -5,6 +5,8 @@
 #include "roost/error.h"
 #include "roost/mutf7.h"
 
+#include "check_run.h"
+
 static void
 roundtrip(const char *utf8, const char *mutf7)
 {
@@ -114,17 +116,11 @@ main(void)
 {
 	Suite *s = suite_create("mutf7");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, mutf7);
 	tcase_add_test(tc, invalid_utf8_is_not_encoded);
 	tcase_add_test(tc, controls_refused_after_decoding);
 	tcase_add_test(tc, encoded_len_matches_encode);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(s);
 }

@@ -9,6 +9,8 @@
 #include "roost/error.h"
 #include "roost/pop3.h"
 
+#include "check_run.h"
+
 /* ---- helpers ---- */
 
 /* Copy data so that its last byte is the last byte before a PROT_NONE page:
@@ -524,11 +526,5 @@ pop3_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(pop3_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(pop3_suite());
 }

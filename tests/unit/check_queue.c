@@ -13,6 +13,8 @@
 #include "roost/queue.h"
 #include "roost/xalloc.h"
 
+#include "check_run.h"
+
 static struct roost_config *
 temp_config(void)
 {
@@ -196,11 +198,5 @@ queue_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(queue_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(queue_suite());
 }

@@ -7,6 +7,8 @@
 #include "roost/relay.h"
 #include "roost/xalloc.h"
 
+#include "check_run.h"
+
 static struct roost_config *
 config(void)
 {
@@ -136,11 +138,5 @@ relay_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(relay_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(relay_suite());
 }

@@ -15,6 +15,8 @@
 
 #include "../../core/auth_impl.h"
 
+#include "check_run.h"
+
 static char tmpdir[256];
 static struct roost_config cfg;
 static struct auth *auth;
@@ -496,11 +498,5 @@ sasl_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(sasl_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(sasl_suite());
 }

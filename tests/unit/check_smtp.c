@@ -13,6 +13,8 @@
 #include "roost/error.h"
 #include "roost/smtp.h"
 
+#include "check_run.h"
+
 /* ---- helpers ---- */
 
 /* Input placed so that its last byte is the last of a page, followed by an
@@ -545,11 +547,5 @@ smtp_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(smtp_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(smtp_suite());
 }

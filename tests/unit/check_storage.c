@@ -26,6 +26,8 @@
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 
+#include "check_run.h"
+
 static const char *all_backends[] = {"lmdb", "maildir"};
 static const char *backends[8];
 static int n_backends;
@@ -1694,17 +1696,10 @@ storage_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	pick_backends();
 	if (n_backends == 0) {
 		fprintf(stderr, "check_storage: no backend selected\n");
 		return 1;
 	}
-	sr = srunner_create(storage_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(storage_suite());
 }

@@ -3,6 +3,8 @@
 
 #include "roost/utf8.h"
 
+#include "check_run.h"
+
 /*
  * The well-formed sequences of RFC 3629 section 4, written from its ABNF
  * rather than from the decoder: the length of the one at s[0..n), or 0.
@@ -152,17 +154,11 @@ main(void)
 {
 	Suite *s = suite_create("utf8");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, decode_matches_rfc3629);
 	tcase_add_test(tc, encode_decode_every_code_point);
 	tcase_add_test(tc, controls);
 	tcase_add_test(tc, text_rules);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(s);
 }

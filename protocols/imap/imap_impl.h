@@ -2,9 +2,10 @@
 #define ROOST_IMAP_IMPL_H
 
 /*
- * Private to protocols/imap: the parser (framer, arguments, sequence sets,
- * modified UTF-7), the session, the command table and the shared helpers
- * of the command files. Nothing here is thread-safe by itself: a session
+ * Private to protocols/imap: the arena, the framer, the argument parser,
+ * sequence sets and dates, the session, the command table and the shared
+ * helpers of the command files (mailbox names in modified UTF-7 are
+ * core/mutf7.c's). Nothing here is thread-safe by itself: a session
  * belongs to whichever thread owns its connection (conn.h).
  */
 
@@ -65,7 +66,22 @@ void arena_free(struct arena *a);
 #define IMAP_SPOOL_AT (256 * 1024) /* default spool_at */
 #define IMAP_MAX_SPOOL_FILES 64    /* literal files of one command */
 
-struct imap_spool;
+/* A spooled command: its text in memory, its large literals in files
+ * (the argument parser reads lits[] to find them). */
+struct imap_spool_lit {
+	size_t at; /* offset in text where the literal's bytes would be */
+	uint64_t len;
+	int fd;
+};
+
+struct imap_spool {
+	struct buf text; /* the command, its spooled literals left out */
+	struct imap_spool_lit lits[IMAP_MAX_SPOOL_FILES];
+	size_t n_lits;
+	uint64_t total;    /* bytes of the command so far, literals included */
+	uint64_t lit_left; /* bytes of the current literal still to come */
+	int lit_fd;        /* where they go: a file, or -1 for text */
+};
 
 enum imap_frame_mode {
 	FRAMER_COMMAND, /* tagged commands with literals */
@@ -349,6 +365,55 @@ imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_sub
 imap_cmd_fn cmd_fetch, cmd_store, cmd_copy, cmd_move;
 imap_cmd_fn cmd_search;
 imap_cmd_fn cmd_idle;
+
+/* ------------------------------------------------------------------ */
+/* FETCH items (imap_fetch_items.c, used by imap_fetch.c)              */
+
+enum fetch_kind {
+	F_FLAGS,
+	F_UID,
+	F_INTERNALDATE,
+	F_SIZE,
+	F_ENVELOPE,
+	F_BODY,
+	F_BODYSTRUCTURE,
+	F_MODSEQ,
+	F_SECTION, /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+};
+
+enum sec_kind { SEC_ALL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME };
+
+struct fetch_item {
+	enum fetch_kind kind;
+	/* F_SECTION */
+	enum sec_kind sec;
+	uint32_t path[32];
+	size_t depth;
+	const char **fields;
+	size_t n_fields;
+	bool partial;
+	uint64_t p_off, p_len;
+	bool peek;
+	const char *resp; /* name echoed in the response, e.g. "BODY[HEADER]" */
+};
+
+struct fetch_req {
+	struct fetch_item *items;
+	size_t n;
+	bool need_cache; /* envelope/body/bodystructure */
+	bool need_vsize; /* RFC822.SIZE: octets BODY[] sends */
+	bool need_data;  /* message bytes */
+	bool need_parse; /* parsed sections */
+	bool sets_seen;
+	bool has_flags, has_uid, has_modseq;
+	uint64_t changedsince; /* CHANGEDSINCE (0 = none) */
+};
+
+/* Parse FETCH's item argument (an atom, a macro or a list) into req. 0 or
+ * ROOST_EINVAL. */
+int imap_fetch_parse_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req);
+/* RFC 7162 mod-sequence-value: 1..2^63-1 (zero_ok: 0 allowed too). */
+int imap_parse_modseq(const struct imap_arg *a, bool zero_ok, uint64_t *v_r);
 
 void imap_sasl_continue(struct imap_session *s, const uint8_t *line, size_t len);
 void imap_idle_line(struct imap_session *s, const uint8_t *line, size_t len);

@@ -1,0 +1,288 @@
+/*
+ * FETCH's item list: data items, macros, BODY[section]<partial> and
+ * PEEK, parsed into a fetch_req; and the mod-sequence values of CONDSTORE
+ * modifiers.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/message.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+static int
+parse_fields(struct imap_cmd *cmd, const char *p, const char **end_r, struct fetch_item *it)
+{
+	/* p at '(' ; names separated by spaces up to ')' */
+	const char **f = arena_alloc(&cmd->arena, 256 * sizeof(char *));
+	size_t n = 0;
+
+	if (*p != '(')
+		return -1;
+	p++;
+	while (*p != ')') {
+		const char *s = p;
+		if (*p == '"') {
+			s = ++p;
+			while (*p && *p != '"')
+				p++;
+			if (*p != '"')
+				return -1;
+			f[n] = arena_strndup(&cmd->arena, s, (size_t)(p - s));
+			p++;
+		} else {
+			while (*p && *p != ' ' && *p != ')' && *p != ']')
+				p++;
+			if (p == s)
+				return -1;
+			f[n] = arena_strndup(&cmd->arena, s, (size_t)(p - s));
+		}
+		if (f[n][0] == '\0' || ++n >= 256)
+			return -1;
+		if (*p == ' ')
+			p++;
+		else if (*p != ')')
+			return -1;
+	}
+	if (n == 0)
+		return -1;
+	it->fields = f;
+	it->n_fields = n;
+	*end_r = p + 1;
+	return 0;
+}
+
+static int
+parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
+{
+	const char *end;
+
+	it->kind = F_SECTION;
+	/* part numbers */
+	while (*p >= '1' && *p <= '9') {
+		uint64_t v = 0;
+		while (*p >= '0' && *p <= '9') {
+			v = v * 10 + (uint64_t)(*p++ - '0');
+			if (v > UINT32_MAX)
+				return -1;
+		}
+		if (it->depth >= 32)
+			return -1;
+		it->path[it->depth++] = (uint32_t)v;
+		if (*p == '.') {
+			p++;
+			if (!(*p >= '1' && *p <= '9'))
+				break;
+		} else if (*p != ']') {
+			return -1;
+		}
+	}
+	if (*p == ']') {
+		it->sec = SEC_ALL;
+		end = p + 1;
+	} else if (strncasecmp(p, "HEADER.FIELDS.NOT ", 18) == 0) {
+		it->sec = SEC_FIELDS_NOT;
+		if (parse_fields(cmd, p + 18, &end, it) < 0 || *end != ']')
+			return -1;
+		end++;
+	} else if (strncasecmp(p, "HEADER.FIELDS ", 14) == 0) {
+		it->sec = SEC_FIELDS;
+		if (parse_fields(cmd, p + 14, &end, it) < 0 || *end != ']')
+			return -1;
+		end++;
+	} else if (strncasecmp(p, "HEADER]", 7) == 0) {
+		it->sec = SEC_HEADER;
+		end = p + 7;
+	} else if (strncasecmp(p, "TEXT]", 5) == 0) {
+		it->sec = SEC_TEXT;
+		end = p + 5;
+	} else if (strncasecmp(p, "MIME]", 5) == 0 && it->depth > 0) {
+		it->sec = SEC_MIME;
+		end = p + 5;
+	} else {
+		return -1;
+	}
+	if (*end == '<') {
+		uint64_t o = 0, l = 0;
+		const char *q = end + 1;
+		int nd = 0;
+		while (*q >= '0' && *q <= '9' && nd < 19) {
+			o = o * 10 + (uint64_t)(*q++ - '0');
+			nd++;
+		}
+		if (nd == 0 || *q++ != '.')
+			return -1;
+		nd = 0;
+		while (*q >= '0' && *q <= '9' && nd < 19) {
+			l = l * 10 + (uint64_t)(*q++ - '0');
+			nd++;
+		}
+		if (nd == 0 || l == 0 || *q++ != '>')
+			return -1;
+		it->partial = true;
+		it->p_off = o;
+		it->p_len = l;
+		end = q;
+	}
+	return *end == '\0' ? 0 : -1;
+}
+
+static int
+parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req)
+{
+	struct fetch_item *it = &req->items[req->n];
+	const char *s;
+
+	if (a->type != ARG_ATOM)
+		return -1;
+	s = a->str;
+	memset(it, 0, sizeof(*it));
+	if (strcasecmp(s, "FLAGS") == 0) {
+		it->kind = F_FLAGS;
+		req->has_flags = true;
+	} else if (strcasecmp(s, "UID") == 0) {
+		it->kind = F_UID;
+		req->has_uid = true;
+	} else if (strcasecmp(s, "INTERNALDATE") == 0) {
+		it->kind = F_INTERNALDATE;
+	} else if (strcasecmp(s, "MODSEQ") == 0) {
+		it->kind = F_MODSEQ;
+		req->has_modseq = true;
+		cmd->s->condstore = true; /* RFC 7162 3.1 */
+	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
+		it->kind = F_SIZE;
+		req->need_vsize = true;
+	} else if (strcasecmp(s, "ENVELOPE") == 0) {
+		it->kind = F_ENVELOPE;
+		req->need_cache = true;
+	} else if (strcasecmp(s, "BODY") == 0) {
+		it->kind = F_BODY;
+		req->need_cache = true;
+	} else if (strcasecmp(s, "BODYSTRUCTURE") == 0) {
+		it->kind = F_BODYSTRUCTURE;
+		req->need_cache = true;
+	} else if (strcasecmp(s, "RFC822") == 0) {
+		it->kind = F_SECTION;
+		it->sec = SEC_ALL;
+		it->resp = "RFC822";
+		req->sets_seen = true;
+	} else if (strcasecmp(s, "RFC822.HEADER") == 0) {
+		it->kind = F_SECTION;
+		it->sec = SEC_HEADER;
+		it->peek = true;
+		it->resp = "RFC822.HEADER";
+	} else if (strcasecmp(s, "RFC822.TEXT") == 0) {
+		it->kind = F_SECTION;
+		it->sec = SEC_TEXT;
+		it->resp = "RFC822.TEXT";
+		req->sets_seen = true;
+	} else if (strncasecmp(s, "BODY[", 5) == 0 || strncasecmp(s, "BODY.PEEK[", 10) == 0) {
+		bool peek = s[4] == '.';
+		const char *sec = s + (peek ? 10 : 5);
+		if (parse_section(cmd, sec, it) < 0)
+			return -1;
+		it->peek = peek;
+		if (!peek)
+			req->sets_seen = true;
+		/* Echo: BODY[<section>] without the partial length. */
+		struct buf b = BUF_INIT(0);
+		buf_append_str(&b, "BODY[");
+		const char *close = strchr(sec, ']');
+		while (close != NULL && strchr(close + 1, ']') != NULL)
+			close = strchr(close + 1, ']');
+		for (const char *q = sec; q < close; q++)
+			buf_append_byte(&b, (uint8_t)toupper((unsigned char)*q));
+		buf_append_byte(&b, ']');
+		if (it->partial)
+			buf_printf(&b, "<%llu>", (unsigned long long)it->p_off);
+		it->resp = arena_strndup(&cmd->arena, b.data, b.len);
+		buf_free(&b);
+	} else {
+		return -1;
+	}
+	if (it->kind == F_SECTION) {
+		req->need_data = true;
+		if (it->depth > 0 || it->sec != SEC_ALL)
+			req->need_parse = true;
+	}
+	req->n++;
+	return 0;
+}
+
+static void
+add_macro(struct fetch_req *req, const enum fetch_kind *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		memset(&req->items[req->n], 0, sizeof(req->items[0]));
+		req->items[req->n++].kind = k[i];
+		if (k[i] == F_ENVELOPE || k[i] == F_BODY)
+			req->need_cache = true;
+		if (k[i] == F_SIZE)
+			req->need_vsize = true;
+		if (k[i] == F_FLAGS)
+			req->has_flags = true;
+	}
+}
+
+int
+imap_fetch_parse_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req)
+{
+	size_t max = (a->type == ARG_LIST ? a->n : 1) + 8;
+
+	req->items = arena_alloc(&cmd->arena, max * sizeof(*req->items));
+	if (a->type == ARG_ATOM && strcasecmp(a->str, "ALL") == 0) {
+		static const enum fetch_kind k[] = {F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE};
+		add_macro(req, k, 4);
+	} else if (a->type == ARG_ATOM && strcasecmp(a->str, "FAST") == 0) {
+		static const enum fetch_kind k[] = {F_FLAGS, F_INTERNALDATE, F_SIZE};
+		add_macro(req, k, 3);
+	} else if (a->type == ARG_ATOM && strcasecmp(a->str, "FULL") == 0) {
+		static const enum fetch_kind k[] = {F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE,
+		                                    F_BODY};
+		add_macro(req, k, 5);
+	} else if (a->type == ARG_LIST) {
+		if (a->n == 0)
+			return -1;
+		for (size_t i = 0; i < a->n; i++)
+			if (parse_item(cmd, &a->list[i], req) < 0)
+				return -1;
+	} else {
+		if (parse_item(cmd, a, req) < 0)
+			return -1;
+	}
+	if (cmd->uid && !req->has_uid) {
+		memset(&req->items[req->n], 0, sizeof(req->items[0]));
+		req->items[req->n++].kind = F_UID;
+		req->has_uid = true;
+	}
+	return 0;
+}
+
+/* RFC 7162 mod-sequence-value: 1..2^63-1 (valzer: 0 allowed). */
+int
+imap_parse_modseq(const struct imap_arg *a, bool zero_ok, uint64_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (a->type != ARG_ATOM || a->len == 0 || a->len > 19)
+		return -1;
+	for (const char *p = a->str; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v > (uint64_t)INT64_MAX || (v == 0 && !zero_ok))
+		return -1;
+	*v_r = v;
+	return 0;
+}

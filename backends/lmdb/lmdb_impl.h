@@ -84,7 +84,7 @@ struct lmdb_shard {
 	uint64_t n_commits, n_requests;
 
 	/* \Recent claims this process made that the database may not hold
-	 * yet (claim_lock; lmdb_message.c). A claim is decided here, at
+	 * yet (claim_lock; lmdb_recent.c). A claim is decided here, at
 	 * once, and written by a later group commit without anyone waiting
 	 * for it: IDLE sessions claim as they are woken, and a worker
 	 * blocked on an fsync per woken mailbox held up the wake-ups queued
@@ -184,15 +184,34 @@ int lmdb_err(const char *what, int rc);
 int lmdb_wput(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key, MDB_val *val, unsigned flags);
 int lmdb_wdel(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key);
 
-/* ---- keys and records (lmdb_mailbox.c) ---- */
+/* The backend behind a storage handle and a mailbox handle. */
+static inline struct lmdb_shard *
+lmdb_st_shard(struct storage *st, const char *user)
+{
+	return lmdb_shard_of(container_of(st, struct lmdb_storage, base), user);
+}
+
+static inline struct lmdb_mailbox *
+lmdb_mb(struct mailbox *mb)
+{
+	return container_of(mb, struct lmdb_mailbox, base);
+}
+
+/* ---- keys and records (lmdb_record.c) ---- */
 /* names/subs key: sha256(user)[0..16) sha256(name)[0..16). */
 #define LMDB_NAME_KEY 32
+#define LMDB_USER_PREFIX 16
 void lmdb_name_key(uint8_t key[LMDB_NAME_KEY], const char *user, const char *name);
 void lmdb_sha256(const void *data, size_t len, uint8_t out[LMDB_SHA_LEN]);
 void lmdb_be64(uint8_t *p, uint64_t v);
 void lmdb_be32(uint8_t *p, uint32_t v);
 uint64_t lmdb_get_be64(const uint8_t *p);
 uint32_t lmdb_get_be32(const uint8_t *p);
+/* names value: id(8) user \0 name \0; subs value: user \0 name \0; false
+ * when v is not shaped so. The strings point into v. */
+bool lmdb_value_names(const MDB_val *v, size_t skip, const char **user_r, const char **name_r);
+int lmdb_names_put(struct lmdb_w *w, const char *user, const char *name, uint64_t id);
+int lmdb_names_del(struct lmdb_w *w, const char *user, const char *name);
 /* Look up a mailbox by name: ROOST_ENOTFOUND when absent. */
 int lmdb_mbox_id(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const char *name,
                  uint64_t *id_r);
@@ -203,15 +222,42 @@ int lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
 /* Keyword bit of name, adding it when add is set: -1 when absent (or the
  * table is full and add was set: *full_r). */
 int lmdb_kw_index(struct lmdb_kwtab *kw, const char *name, bool add, bool *full_r);
-int lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha);
-int lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
-                  bool data_known);
+/* Message records: msgs key id(8) uid(4); modseq and expunged keys
+ * id(8) modseq(8) uid(4). */
+void lmdb_msg_key(uint8_t key[12], uint64_t id, uint32_t uid);
+void lmdb_seq_key(uint8_t key[20], uint64_t id, uint64_t modseq, uint32_t uid);
+int lmdb_msg_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, uint32_t uid,
+                 struct lmdb_msg *m);
+int lmdb_msg_put(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m);
+int lmdb_seq_put(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, uint64_t modseq, uint32_t uid,
+                 const void *val, size_t vlen);
+int lmdb_seq_del(struct lmdb_w *w, uint64_t id, uint64_t modseq, uint32_t uid);
+int lmdb_unseen_set(struct lmdb_w *w, uint64_t id, uint32_t uid, bool unseen);
 /* Remove a mailbox's messages and logs (delete, or before dropping it). */
 int lmdb_mbox_purge(struct lmdb_w *w, uint64_t id);
 uint32_t lmdb_next_uidvalidity(struct lmdb_w *w);
 /* Create user/name with fresh id and UIDVALIDITY (parents not handled). */
 int lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name, unsigned special_use,
                          uint64_t *id_r);
+
+/* ---- lmdb_read.c ---- */
+/* The mailbox record, or ROOST_ENOTFOUND once it was deleted (or renamed
+ * over and re-created: ids are never reused). */
+int lmdb_cur_rec(MDB_txn *txn, struct lmdb_mailbox *lm, struct lmdb_mbox *rec,
+                 struct lmdb_kwtab *kw);
+void lmdb_rec_out(struct msg_record *r, uint32_t uid, const struct lmdb_msg *m);
+
+/* ---- lmdb_body.c ---- */
+int lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha);
+int lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
+                  bool data_known);
+
+/* ---- lmdb_expunge.c ---- */
+/* Remove one message record (expunge or the source side of a move). */
+int lmdb_msg_remove(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m,
+                    uint64_t seq, int64_t now, struct lmdb_mbox *rec);
+/* Drop expunge-log entries past the retention (bounded work per call). */
+int lmdb_prune_expunged(struct lmdb_w *w, uint64_t id, struct lmdb_mbox *rec, int64_t now);
 
 /* ---- ops ---- */
 int lmdb_op_user_init(struct storage *st, const char *user);
@@ -223,7 +269,7 @@ int lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bo
 int lmdb_op_status(struct storage *st, const char *user, const char *name,
                    struct mailbox_status *status_r);
 /* The \Recent boundary this process gave out for mailbox id, 0 when none
- * is waiting to be written (lmdb_message.c). */
+ * is waiting to be written (lmdb_recent.c). */
 uint32_t lmdb_claim_boundary(struct lmdb_shard *sh, uint64_t id);
 int lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
                      struct mailbox_status *status_r);

@@ -1,428 +1,13 @@
 /*
- * LMDB mailboxes: keys and records, the mailbox table (create, delete,
- * rename, list, subscriptions, status) and body reference counts.
+ * LMDB mailboxes: create, delete, rename, list, subscriptions and status.
  */
+
 #include <openssl/evp.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
 #include "lmdb_impl.h"
 #include "roost/error.h"
-#include "roost/log.h"
 #include "roost/xalloc.h"
-
-#define MBOX_VERSION 1
-#define USER_PREFIX 16
-
-void
-lmdb_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-void
-lmdb_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-uint64_t
-lmdb_get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-uint32_t
-lmdb_get_be32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-void
-lmdb_sha256(const void *data, size_t len, uint8_t out[LMDB_SHA_LEN])
-{
-	unsigned int olen = LMDB_SHA_LEN;
-
-	if (EVP_Digest(data, len, out, &olen, EVP_sha256(), NULL) != 1)
-		fatal("storage: SHA-256 unavailable");
-}
-
-/* Names can be longer than LMDB's 511-byte key limit, so the key is a hash
- * and the value carries the real user and name (checked on lookup). */
-void
-lmdb_name_key(uint8_t key[LMDB_NAME_KEY], const char *user, const char *name)
-{
-	uint8_t h[LMDB_SHA_LEN];
-
-	lmdb_sha256(user, strlen(user), h);
-	memcpy(key, h, USER_PREFIX);
-	lmdb_sha256(name, strlen(name), h);
-	memcpy(key + USER_PREFIX, h, LMDB_NAME_KEY - USER_PREFIX);
-}
-
-/* names value: id(8) user \0 name \0; subs value: user \0 name \0. */
-static bool
-value_names(const MDB_val *v, size_t skip, const char **user_r, const char **name_r)
-{
-	const char *p = (const char *)v->mv_data + skip,
-	           *end = (const char *)v->mv_data + v->mv_size;
-	const char *nul;
-
-	if (v->mv_size < skip + 4 || end[-1] != '\0')
-		return false;
-	nul = memchr(p, '\0', (size_t)(end - p));
-	if (nul == NULL || nul + 1 >= end)
-		return false;
-	*user_r = p;
-	*name_r = nul + 1;
-	return true;
-}
-
-int
-lmdb_mbox_id(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const char *name,
-             uint64_t *id_r)
-{
-	uint8_t key[LMDB_NAME_KEY];
-	MDB_val k = {sizeof(key), key}, v;
-	const char *vu, *vn;
-	int rc;
-
-	lmdb_name_key(key, user, name);
-	rc = mdb_get(txn, sh->names, &k, &v);
-	if (rc != 0)
-		return lmdb_err("get name", rc);
-	if (!value_names(&v, 8, &vu, &vn) || strcmp(vu, user) != 0 || strcmp(vn, name) != 0)
-		return ROOST_ENOTFOUND;
-	memcpy(id_r, v.mv_data, 8);
-	return 0;
-}
-
-static int
-names_put(struct lmdb_w *w, const char *user, const char *name, uint64_t id)
-{
-	uint8_t key[LMDB_NAME_KEY];
-	size_t ul = strlen(user) + 1, nl = strlen(name) + 1;
-	MDB_val k = {sizeof(key), key}, v = {8 + ul + nl, NULL};
-	int rc;
-
-	lmdb_name_key(key, user, name);
-	if ((rc = lmdb_wput(w, w->sh->names, &k, &v, MDB_RESERVE)) != 0)
-		return rc;
-	memcpy(v.mv_data, &id, 8);
-	memcpy((char *)v.mv_data + 8, user, ul);
-	memcpy((char *)v.mv_data + 8 + ul, name, nl);
-	return 0;
-}
-
-static int
-names_del(struct lmdb_w *w, const char *user, const char *name)
-{
-	uint8_t key[LMDB_NAME_KEY];
-	MDB_val k = {sizeof(key), key};
-
-	lmdb_name_key(key, user, name);
-	return lmdb_wdel(w, w->sh->names, &k);
-}
-
-int
-lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox *rec_r,
-              struct lmdb_kwtab *kw_r)
-{
-	uint8_t key[8];
-	MDB_val k = {8, key}, v;
-	int rc;
-
-	lmdb_be64(key, id);
-	if ((rc = mdb_get(txn, sh->mboxes, &k, &v)) != 0)
-		return lmdb_err("get mailbox", rc);
-	if (v.mv_size < sizeof(*rec_r)) {
-		log_error("storage: lmdb %s: mailbox %llu: short record", sh->path,
-		          (unsigned long long)id);
-		return ROOST_EIO;
-	}
-	memcpy(rec_r, v.mv_data, sizeof(*rec_r));
-	if (kw_r != NULL) {
-		const char *p = (const char *)v.mv_data + sizeof(*rec_r);
-		const char *end = (const char *)v.mv_data + v.mv_size;
-
-		kw_r->n = 0;
-		while (p < end && kw_r->n < rec_r->n_kw && kw_r->n < STORAGE_MAX_KEYWORDS) {
-			size_t len = strnlen(p, (size_t)(end - p));
-
-			if (len > STORAGE_MAX_KEYWORD_LEN || p + len >= end)
-				break;
-			memcpy(kw_r->names[kw_r->n++], p, len + 1);
-			p += len + 1;
-		}
-	}
-	return 0;
-}
-
-int
-lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
-              const struct lmdb_kwtab *kw)
-{
-	uint8_t key[8];
-	size_t kwlen = 0, off;
-	struct lmdb_mbox r = *rec;
-	MDB_val k = {8, key}, v;
-	int rc;
-
-	lmdb_be64(key, id);
-	r.version = MBOX_VERSION;
-	r.n_kw = kw != NULL ? (uint32_t)kw->n : 0;
-	for (size_t i = 0; i < r.n_kw; i++)
-		kwlen += strlen(kw->names[i]) + 1;
-	v.mv_size = sizeof(r) + kwlen;
-	v.mv_data = NULL;
-	if (kw == NULL) {
-		/* keep the stored table */
-		MDB_val old;
-
-		if (mdb_get(w->txn, w->sh->mboxes, &k, &old) == 0 && old.mv_size > sizeof(r)) {
-			struct lmdb_mbox o;
-
-			memcpy(&o, old.mv_data, sizeof(o));
-			r.n_kw = o.n_kw;
-			kwlen = old.mv_size - sizeof(r);
-			{
-				uint8_t *tmp =
-				    xmemdup((const uint8_t *)old.mv_data + sizeof(r), kwlen);
-
-				v.mv_size = sizeof(r) + kwlen;
-				if ((rc = lmdb_wput(w, w->sh->mboxes, &k, &v, MDB_RESERVE)) != 0) {
-					free(tmp);
-					return rc;
-				}
-				memcpy(v.mv_data, &r, sizeof(r));
-				memcpy((uint8_t *)v.mv_data + sizeof(r), tmp, kwlen);
-				free(tmp);
-				return 0;
-			}
-		}
-	}
-	if ((rc = lmdb_wput(w, w->sh->mboxes, &k, &v, MDB_RESERVE)) != 0)
-		return rc;
-	memcpy(v.mv_data, &r, sizeof(r));
-	off = sizeof(r);
-	for (size_t i = 0; i < r.n_kw; i++) {
-		size_t len = strlen(kw->names[i]) + 1;
-
-		memcpy((char *)v.mv_data + off, kw->names[i], len);
-		off += len;
-	}
-	return 0;
-}
-
-int
-lmdb_kw_index(struct lmdb_kwtab *kw, const char *name, bool add, bool *full_r)
-{
-	for (size_t i = 0; i < kw->n; i++) {
-		if (strcasecmp(kw->names[i], name) == 0)
-			return (int)i;
-	}
-	if (!add)
-		return -1;
-	if (kw->n >= STORAGE_MAX_KEYWORDS) {
-		*full_r = true;
-		return -1;
-	}
-	snprintf(kw->names[kw->n], sizeof(kw->names[kw->n]), "%s", name);
-	return (int)kw->n++;
-}
-
-/* ------------------------------------------------------------------ */
-/* Bodies                                                              */
-/* ------------------------------------------------------------------ */
-
-int
-lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
-              bool data_known)
-{
-	MDB_val k = {LMDB_SHA_LEN, (void *)sha}, v;
-	uint64_t count = 0;
-	int rc;
-
-	rc = mdb_get(w->txn, w->sh->refs, &k, &v);
-	if (rc == 0 && v.mv_size == sizeof(count)) {
-		memcpy(&count, v.mv_data, sizeof(count));
-	} else if (rc != MDB_NOTFOUND) {
-		return lmdb_err("get ref", rc == 0 ? MDB_CORRUPTED : rc);
-	}
-	if (count == 0) {
-		if (!data_known) {
-			log_error("storage: lmdb %s: body of a copied message is missing",
-			          w->sh->path);
-			return ROOST_EIO;
-		}
-		v.mv_size = len;
-		v.mv_data = NULL;
-		if ((rc = lmdb_wput(w, w->sh->bodies, &k, &v, MDB_RESERVE)) != 0)
-			return rc;
-		if (len > 0)
-			memcpy(v.mv_data, data, len);
-	}
-	count++;
-	v.mv_size = sizeof(count);
-	v.mv_data = &count;
-	return lmdb_wput(w, w->sh->refs, &k, &v, 0);
-}
-
-int
-lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha)
-{
-	MDB_val k = {LMDB_SHA_LEN, (void *)sha}, v;
-	uint64_t count;
-	int rc;
-
-	rc = mdb_get(w->txn, w->sh->refs, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0; /* already gone: `roost check` reports it */
-	if (rc != 0 || v.mv_size != sizeof(count))
-		return lmdb_err("get ref", rc == 0 ? MDB_CORRUPTED : rc);
-	memcpy(&count, v.mv_data, sizeof(count));
-	if (count <= 1) {
-		if ((rc = lmdb_wdel(w, w->sh->refs, &k)) != 0)
-			return rc;
-		return lmdb_wdel(w, w->sh->bodies, &k);
-	}
-	count--;
-	v.mv_size = sizeof(count);
-	v.mv_data = &count;
-	return lmdb_wput(w, w->sh->refs, &k, &v, 0);
-}
-
-/* ------------------------------------------------------------------ */
-/* Mailbox table                                                       */
-/* ------------------------------------------------------------------ */
-
-static int
-del_prefix(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, bool unref_bodies)
-{
-	uint8_t key[8];
-	MDB_cursor *cur;
-	MDB_val k = {8, key}, v;
-	int rc, err = 0;
-
-	lmdb_be64(key, id);
-	if ((rc = mdb_cursor_open(w->txn, dbi, &cur)) != 0)
-		return lmdb_err("cursor", rc);
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (rc == 0 && k.mv_size >= 8 && memcmp(k.mv_data, key, 8) == 0) {
-		if (unref_bodies && v.mv_size == sizeof(struct lmdb_msg)) {
-			struct lmdb_msg m;
-
-			memcpy(&m, v.mv_data, sizeof(m));
-			if ((err = lmdb_body_unref(w, m.sha)) != 0)
-				break;
-		}
-		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
-			if (w->mdb_err == 0)
-				w->mdb_err = rc;
-			err = lmdb_err("purge", rc);
-			break;
-		}
-		/* Seek again rather than trust the cursor position after a
-		 * delete across page boundaries. */
-		k.mv_size = 8;
-		k.mv_data = key;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	}
-	mdb_cursor_close(cur);
-	if (err == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		err = lmdb_err("purge", rc);
-	return err;
-}
-
-int
-lmdb_mbox_purge(struct lmdb_w *w, uint64_t id)
-{
-	int rc;
-
-	if ((rc = del_prefix(w, w->sh->msgs, id, true)) != 0 ||
-	    (rc = del_prefix(w, w->sh->modseq, id, false)) != 0 ||
-	    (rc = del_prefix(w, w->sh->expunged, id, false)) != 0 ||
-	    (rc = del_prefix(w, w->sh->cache, id, false)) != 0 ||
-	    (rc = del_prefix(w, w->sh->unseen, id, false)) != 0)
-		return rc;
-	return 0;
-}
-
-/* UIDVALIDITY: the time, but always above the last one handed out in this
- * environment, so a mailbox re-created in the same second still changes. */
-uint32_t
-lmdb_next_uidvalidity(struct lmdb_w *w)
-{
-	MDB_val k = {11, "uidvalidity"}, v;
-	uint32_t last = 0, now = (uint32_t)time(NULL), next;
-
-	if (mdb_get(w->txn, w->sh->meta, &k, &v) == 0 && v.mv_size == 4)
-		memcpy(&last, v.mv_data, 4);
-	next = now > last ? now : last + 1;
-	if (next == 0)
-		next = 1;
-	v.mv_size = 4;
-	v.mv_data = &next;
-	(void)lmdb_wput(w, w->sh->meta, &k, &v, 0);
-	return next;
-}
-
-static int
-next_id(struct lmdb_w *w, uint64_t *id_r)
-{
-	MDB_val k = {7, "next_id"}, v;
-	uint64_t id = 1, next;
-
-	if (mdb_get(w->txn, w->sh->meta, &k, &v) == 0 && v.mv_size == 8)
-		memcpy(&id, v.mv_data, 8);
-	next = id + 1;
-	v.mv_size = 8;
-	v.mv_data = &next;
-	*id_r = id;
-	return lmdb_wput(w, w->sh->meta, &k, &v, 0);
-}
-
-int
-lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name, unsigned special_use,
-                     uint64_t *id_r)
-{
-	struct lmdb_mbox rec;
-	struct lmdb_kwtab kw = {.n = 0};
-	uint64_t id;
-	int rc;
-
-	if ((rc = next_id(w, &id)) != 0)
-		return rc;
-	memset(&rec, 0, sizeof(rec));
-	rec.uidvalidity = lmdb_next_uidvalidity(w);
-	rec.uidnext = 1;
-	rec.recent_first = 1;
-	rec.highestmodseq = 1;
-	rec.special_use = special_use;
-	if ((rc = lmdb_mbox_put(w, id, &rec, &kw)) != 0 || (rc = names_put(w, user, name, id)) != 0)
-		return rc;
-	if (id_r != NULL)
-		*id_r = id;
-	return 0;
-}
-
-static struct lmdb_shard *
-shard(struct storage *st, const char *user)
-{
-	return lmdb_shard_of(container_of(st, struct lmdb_storage, base), user);
-}
 
 /* Every mailbox of a user: names (owned) and ids. */
 struct namelist {
@@ -454,15 +39,16 @@ user_scan(MDB_txn *txn, MDB_dbi dbi, const char *user, size_t skip, struct namel
 	lmdb_sha256(user, strlen(user), prefix);
 	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
 		return lmdb_err("cursor", rc);
-	k.mv_size = USER_PREFIX;
+	k.mv_size = LMDB_USER_PREFIX;
 	k.mv_data = prefix;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		const char *vu, *vn;
 
-		if (k.mv_size < USER_PREFIX || memcmp(k.mv_data, prefix, USER_PREFIX) != 0)
+		if (k.mv_size < LMDB_USER_PREFIX ||
+		    memcmp(k.mv_data, prefix, LMDB_USER_PREFIX) != 0)
 			break;
-		if (!value_names(&v, skip, &vu, &vn) || strcmp(vu, user) != 0)
+		if (!lmdb_value_names(&v, skip, &vu, &vn) || strcmp(vu, user) != 0)
 			continue;
 		if (nl->n == cap) {
 			cap = cap == 0 ? 16 : cap * 2;
@@ -542,7 +128,7 @@ lmdb_op_user_init(struct storage *st, const char *user)
 {
 	struct mbox_arg a = {.user = user};
 
-	return lmdb_write(shard(st, user), w_user_init, &a);
+	return lmdb_write(lmdb_st_shard(st, user), w_user_init, &a);
 }
 
 static int
@@ -578,7 +164,7 @@ lmdb_op_create(struct storage *st, const char *user, const char *name, unsigned 
 {
 	struct mbox_arg a = {.user = user, .name = name, .special_use = special_use};
 
-	return lmdb_write(shard(st, user), w_create, &a);
+	return lmdb_write(lmdb_st_shard(st, user), w_create, &a);
 }
 
 static int
@@ -617,7 +203,7 @@ w_delete(struct lmdb_w *w, void *arg)
 	lmdb_be64(key, id);
 	if ((rc = lmdb_wdel(w, w->sh->mboxes, &k)) != 0)
 		return rc;
-	return names_del(w, a->user, a->name);
+	return lmdb_names_del(w, a->user, a->name);
 }
 
 int
@@ -625,7 +211,7 @@ lmdb_op_delete(struct storage *st, const char *user, const char *name)
 {
 	struct mbox_arg a = {.user = user, .name = name};
 
-	return lmdb_write(shard(st, user), w_delete, &a);
+	return lmdb_write(lmdb_st_shard(st, user), w_delete, &a);
 }
 
 static int
@@ -648,8 +234,8 @@ w_rename(struct lmdb_w *w, void *arg)
 		 * keeps its children. */
 		if ((rc = lmdb_mbox_id(w->txn, w->sh, a->user, "INBOX", &id)) != 0 ||
 		    (rc = create_parents(w, a->user, a->to)) != 0 ||
-		    (rc = names_del(w, a->user, "INBOX")) != 0 ||
-		    (rc = names_put(w, a->user, a->to, id)) != 0)
+		    (rc = lmdb_names_del(w, a->user, "INBOX")) != 0 ||
+		    (rc = lmdb_names_put(w, a->user, a->to, id)) != 0)
 			return rc;
 		return lmdb_mbox_create_one(w, a->user, "INBOX", 0, NULL);
 	}
@@ -681,8 +267,8 @@ w_rename(struct lmdb_w *w, void *arg)
 		if (strcmp(nl.names[i], a->name) != 0 && !is_child(nl.names[i], a->name))
 			continue;
 		snprintf(nn, sizeof(nn), "%s%s", a->to, nl.names[i] + flen);
-		if ((rc = names_del(w, a->user, nl.names[i])) != 0 ||
-		    (rc = names_put(w, a->user, nn, nl.ids[i])) != 0)
+		if ((rc = lmdb_names_del(w, a->user, nl.names[i])) != 0 ||
+		    (rc = lmdb_names_put(w, a->user, nn, nl.ids[i])) != 0)
 			goto out;
 	}
 	rc = 0;
@@ -696,7 +282,7 @@ lmdb_op_rename(struct storage *st, const char *user, const char *from, const cha
 {
 	struct mbox_arg a = {.user = user, .name = from, .to = to};
 
-	return lmdb_write(shard(st, user), w_rename, &a);
+	return lmdb_write(lmdb_st_shard(st, user), w_rename, &a);
 }
 
 static int
@@ -723,7 +309,7 @@ lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bool o
 {
 	struct mbox_arg a = {.user = user, .name = name, .on = on};
 
-	return lmdb_write(shard(st, user), w_subscribe, &a);
+	return lmdb_write(lmdb_st_shard(st, user), w_subscribe, &a);
 }
 
 static int
@@ -742,7 +328,7 @@ str_cmp(const void *a, const void *b)
 int
 lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r)
 {
-	struct lmdb_shard *sh = shard(st, user);
+	struct lmdb_shard *sh = lmdb_st_shard(st, user);
 	struct namelist boxes, subs;
 	struct mailbox_info *list;
 	MDB_txn *txn;
@@ -887,7 +473,7 @@ int
 lmdb_op_status(struct storage *st, const char *user, const char *name,
                struct mailbox_status *status_r)
 {
-	struct lmdb_shard *sh = shard(st, user);
+	struct lmdb_shard *sh = lmdb_st_shard(st, user);
 	struct lmdb_mbox rec;
 	MDB_txn *txn;
 	uint64_t id;

@@ -220,7 +220,7 @@ int md_cache_get(struct md_folder *f, uint32_t uid, struct buf *out);
 int md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len);
 void md_cache_reset(struct md_folder *f);
 
-/* ---- maildir_sync.c ---- */
+/* ---- maildir_folder.c, maildir_sync.c ---- */
 struct md_folder *md_folder_get(struct md_storage *ms, const char *path);
 void md_folder_put(struct md_storage *ms, struct md_folder *f);
 void md_folders_free(struct md_storage *ms);
@@ -289,10 +289,37 @@ char *md_rec_path(struct md_folder *f, const struct md_rec *r);
 int md_folder_open(struct md_storage *ms, const char *user, const char *name, int mode,
                    struct md_folder **f_r);
 
-/* ---- maildir_store.c ---- */
+/* ---- maildir_storage.c ---- */
 char *md_user_dir(struct md_storage *ms, const char *user);
 char *md_folder_path(struct md_storage *ms, const char *user, const char *name);
+
+/* ---- maildir_check.c ---- */
 int md_check(struct storage *st, struct buf *report);
+
+/* ---- maildir_list.c ---- */
+int md_user_init(struct storage *st, const char *user);
+int md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
+int md_create(struct storage *st, const char *user, const char *name, unsigned special_use);
+int md_delete(struct storage *st, const char *user, const char *name);
+int md_rename(struct storage *st, const char *user, const char *from, const char *to);
+int md_subscribe(struct storage *st, const char *user, const char *name, bool on);
+int md_status(struct storage *st, const char *user, const char *name,
+              struct mailbox_status *status_r);
+/* Counts of f into s; f->mutex held. */
+void md_folder_status(struct md_folder *f, struct mailbox_status *s);
+
+/* ---- maildir_mail.c ---- */
+int md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
+                    struct mailbox **mb_r);
+void md_mailbox_close(struct mailbox *mb);
+int md_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
+int md_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r);
+int md_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
+int md_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
+int md_cache_get_op(struct mailbox *mb, uint32_t uid, struct buf *out);
+int md_cache_set_op(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
+int md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c);
+int md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 
 /* ---- maildir_watch.c ---- */
 /* Watch f's new/ and cur/ for other programs' changes (an open mailbox). */
@@ -302,17 +329,60 @@ void md_watch_remove_locked(struct md_storage *ms, struct md_folder *f);
 /* Stop the thread (store closing). */
 void md_watch_stop(struct md_storage *ms);
 
+/*
+ * How often one message's file is looked for again when its name vanished
+ * under us. In this process every rename happens under the folder mutex,
+ * which these paths hold from finding a name to using it; only another
+ * program (a Maildir tool changing flags) renames behind it. Each try
+ * rescans the directories, so the file would have to be renamed this many
+ * times within one operation to defeat it.
+ */
+#define MD_RESOLVE_TRIES 8
+
+/* A message file waiting in some folder's tmp/. */
+struct md_pending {
+	char *tmppath;
+	char base[200];
+	uint64_t size;
+};
+
 /* ---- maildir_save.c ---- */
 int md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
                size_t n);
 int md_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
+/* Put another name for the file src into dir/tmp/ (a hard link, or a copy
+ * across file systems). */
+int md_link_tmp(struct md_storage *ms, const char *dir, const char *src, uint64_t size,
+                const struct msg_input *msg, struct md_pending *p);
+/* Remove the pending file and free its path (NULL path: nothing). */
+void md_pending_drop(struct md_pending *p);
+/* Letters for keyword names in f, adding unknown ones; ROOST_ETOOBIG when
+ * the folder has no letter left. */
+int md_keyword_bits(struct md_folder *f, const char *const *names, size_t n, bool add,
+                    uint64_t *bits_r);
+/* With f->mutex and the uidlist lock held: move the pending file into
+ * new/ (no flags) or cur/ (with flags), durably, and give it the next UID. */
+int md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags,
+                   const char *const *kws, size_t n_kws, int64_t idate, struct md_durable *d,
+                   uint32_t *uid_r);
+
+/* ---- maildir_flags.c ---- */
 int md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
              uint32_t **modified_r, size_t *n_modified_r);
+/* fsync f's new/ and/or cur/ (when the store fsyncs at all). */
+void md_fsync_subdirs(struct md_folder *f, bool newdir, bool curdir);
+
+/* ---- maildir_expunge.c ---- */
 int md_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
+/* Expunge uids from f; f->mutex and the uidlist lock held. */
+int md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n);
+/* Expunge uids from f, taking the mutex and the lock. */
+int md_expunge_folder(struct md_folder *f, const uint32_t *uids, size_t n);
+
+/* ---- maildir_copy.c ---- */
 int md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
             uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
             size_t *n_r);
-int md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 /* Move every message of INBOX into the (new, empty) folder to. */
 int md_move_all(struct md_storage *ms, struct md_folder *from, struct md_folder *to);
 

@@ -1,19 +1,16 @@
 /*
- * The Maildir backend: the ops table, the store, users and mailboxes
- * (list, create, delete, rename, subscriptions, status) and the read side
- * of an open mailbox. Layout and locking: maildir.h.
+ * The Maildir mailbox list: users and folders (Maildir++ .Sub.Folder
+ * directories), listed, created with their parents, deleted, renamed with
+ * their children, subscriptions, special-use marks and status by name.
  */
+
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "roost/config.h"
@@ -34,93 +31,6 @@ static const struct {
     {"Drafts", MBOX_DRAFTS}, {"Sent", MBOX_SENT},       {"Trash", MBOX_TRASH},
     {"Junk", MBOX_JUNK},     {"Archive", MBOX_ARCHIVE},
 };
-
-/* ---- store ---- */
-
-static int
-md_open(const struct roost_config *cfg, struct storage **st_r)
-{
-	struct md_storage *ms;
-	char host[256];
-	const char *h = cfg != NULL && cfg->hostname != NULL ? cfg->hostname : NULL;
-	const char *data_dir = cfg != NULL && cfg->data_dir != NULL ? cfg->data_dir : "./var";
-	struct buf b = BUF_INIT(0);
-	size_t len;
-	int err;
-
-	if (h == NULL) {
-		if (gethostname(host, sizeof(host)) < 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		h = host;
-	}
-	ms = xcalloc(1, sizeof(*ms));
-	/* '/' and ':' cannot appear in a Maildir name (the spec's escapes) */
-	for (; *h != '\0'; h++) {
-		if (*h == '/')
-			buf_append_str(&b, "\\057");
-		else if (*h == ':')
-			buf_append_str(&b, "\\072");
-		else if ((unsigned char)*h > ' ' && (unsigned char)*h < 127)
-			buf_append_byte(&b, (uint8_t)*h);
-	}
-	if (b.len == 0)
-		buf_append_str(&b, "localhost");
-	ms->hostname = (char *)buf_steal(&b, &len);
-	ms->root = md_path(data_dir, "maildir");
-	ms->fsync = cfg != NULL ? cfg->storage_fsync : true;
-	ms->retention = cfg != NULL && cfg->expunge_log_retention > 0 ? cfg->expunge_log_retention
-	                                                              : 30 * 24 * 3600;
-	pthread_mutex_init(&ms->lock, NULL);
-	if ((err = md_mkdir(data_dir)) < 0 || (err = md_mkdir(ms->root)) < 0) {
-		free(ms->hostname);
-		free(ms->root);
-		pthread_mutex_destroy(&ms->lock);
-		free(ms);
-		return err;
-	}
-	*st_r = &ms->st;
-	return 0;
-}
-
-static void
-md_close(struct storage *st)
-{
-	struct md_storage *ms;
-
-	if (st == NULL)
-		return;
-	ms = container_of(st, struct md_storage, st);
-	md_watch_stop(ms);
-	md_folders_free(ms);
-	pthread_mutex_destroy(&ms->lock);
-	free(ms->root);
-	free(ms->hostname);
-	free(ms);
-}
-
-/* ---- paths ---- */
-
-char *
-md_user_dir(struct md_storage *ms, const char *user)
-{
-	return md_path(ms->root, user);
-}
-
-char *
-md_folder_path(struct md_storage *ms, const char *user, const char *name)
-{
-	char *udir = md_user_dir(ms, user);
-	char *enc, *p;
-
-	if (strcmp(name, "INBOX") == 0)
-		return udir;
-	enc = md_name_encode(name);
-	p = md_path(udir, enc);
-	free(enc);
-	free(udir);
-	return p;
-}
 
 static bool
 dir_exists(const char *path)
@@ -412,7 +322,7 @@ create_with_parents(struct md_storage *ms, const char *user, const char *name, u
 	return err;
 }
 
-static int
+int
 md_user_init(struct storage *st, const char *user)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
@@ -435,8 +345,6 @@ md_user_init(struct storage *st, const char *user)
 	free(udir);
 	return err;
 }
-
-/* ---- listing ---- */
 
 struct name_list {
 	struct mailbox_info *v;
@@ -509,7 +417,7 @@ free_strv(char **v, size_t n)
 	free(v);
 }
 
-static int
+int
 md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
@@ -583,9 +491,7 @@ md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size
 	return 0;
 }
 
-/* ---- create, delete, rename, subscribe ---- */
-
-static int
+int
 md_create(struct storage *st, const char *user, const char *name, unsigned special_use)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
@@ -626,7 +532,7 @@ has_children(struct md_storage *ms, const char *user, const char *name)
 	return found;
 }
 
-static int
+int
 md_delete(struct storage *st, const char *user, const char *name)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
@@ -672,7 +578,7 @@ str_concat(const char *a, const char *b)
 	return p;
 }
 
-static int
+int
 md_rename(struct storage *st, const char *user, const char *from, const char *to)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
@@ -784,7 +690,7 @@ out:
 	return err;
 }
 
-static int
+int
 md_subscribe(struct storage *st, const char *user, const char *name, bool on)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
@@ -821,10 +727,8 @@ md_subscribe(struct storage *st, const char *user, const char *name, bool on)
 	return err;
 }
 
-/* ---- status ---- */
-
-static void
-folder_status(struct md_folder *f, struct mailbox_status *s)
+void
+md_folder_status(struct md_folder *f, struct mailbox_status *s)
 {
 	size_t i;
 
@@ -847,7 +751,7 @@ folder_status(struct md_folder *f, struct mailbox_status *s)
 	}
 }
 
-static int
+int
 md_status(struct storage *st, const char *user, const char *name, struct mailbox_status *status_r)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
@@ -857,302 +761,8 @@ md_status(struct storage *st, const char *user, const char *name, struct mailbox
 	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
 		return err;
 	pthread_mutex_lock(&f->mutex);
-	folder_status(f, status_r);
+	md_folder_status(f, status_r);
 	pthread_mutex_unlock(&f->mutex);
 	md_folder_put(ms, f);
 	return 0;
 }
-
-/* ---- an open mailbox ---- */
-
-static int
-md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
-                struct mailbox **mb_r)
-{
-	struct md_storage *ms = container_of(st, struct md_storage, st);
-	struct md_mailbox *m;
-	struct md_folder *f;
-	int err;
-
-	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
-		return err;
-	md_watch_add(ms, f);
-	m = xcalloc(1, sizeof(*m));
-	m->f = f;
-	m->user = xstrdup(user);
-	m->name = xstrdup(name);
-	m->mb.st = st;
-	m->mb.flags = flags;
-	*mb_r = &m->mb;
-	return 0;
-}
-
-static void
-kw_view_free(struct md_mailbox *m)
-{
-	size_t i;
-
-	for (i = 0; i < MD_MAX_KEYWORDS; i++) {
-		free((char *)m->kw_view[i]);
-		m->kw_view[i] = NULL;
-	}
-}
-
-static void
-md_mailbox_close(struct mailbox *mb)
-{
-	struct md_mailbox *m;
-
-	if (mb == NULL)
-		return;
-	m = container_of(mb, struct md_mailbox, mb);
-	md_folder_put(container_of(mb->st, struct md_storage, st), m->f);
-	kw_view_free(m);
-	free(m->user);
-	free(m->name);
-	free(m);
-}
-
-/*
- * Lock the folder and bring it up to date. When a check of the disk in
- * this mode or a stronger one began after we arrived and completed while
- * we waited for the mutex, it saw everything that was done before our
- * call, and another would only cost the same stats again: sessions woken
- * together by one delivery (IDLE) would each stat the same files, one
- * after the other, behind the same mutex.
- */
-static int
-mb_begin(struct mailbox *mb, int mode, struct md_folder **f_r)
-{
-	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
-	struct md_folder *f = m->f;
-	uint64_t arrived = atomic_load(&f->checks_begun), check;
-	int level = mode == MD_SYNC_LIGHT ? 0 : 1;
-	bool changed;
-	int err;
-
-	pthread_mutex_lock(&f->mutex);
-	if (mode != MD_SYNC_FORCE && f->loaded && f->checked[level] > arrived) {
-		*f_r = f;
-		return 0;
-	}
-	check = atomic_fetch_add(&f->checks_begun, 1) + 1;
-	err = md_refresh(f, mode, &changed);
-	if (err < 0) {
-		pthread_mutex_unlock(&f->mutex);
-		return err;
-	}
-	if (check > f->checked[0])
-		f->checked[0] = check;
-	if (level == 1 && check > f->checked[1])
-		f->checked[1] = check;
-	if (changed) {
-		/* wake the others; we are already up to date ourselves */
-		pthread_mutex_unlock(&f->mutex);
-		md_notify(f, m->user, m->name);
-		pthread_mutex_lock(&f->mutex);
-	}
-	*f_r = f;
-	return 0;
-}
-
-static int
-md_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r)
-{
-	struct md_folder *f;
-	int err;
-
-	if ((err = mb_begin(mb, MD_SYNC_NORMAL, &f)) < 0)
-		return err;
-	folder_status(f, status_r);
-	pthread_mutex_unlock(&f->mutex);
-	return 0;
-}
-
-static void
-rec_out(const struct md_rec *r, struct msg_record *o)
-{
-	o->uid = r->uid;
-	o->flags = r->flags;
-	o->keywords = r->keywords;
-	o->modseq = r->modseq;
-	o->internal_date = r->idate;
-	o->size = r->size;
-}
-
-static int
-md_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r)
-{
-	struct md_folder *f;
-	struct msg_record *v;
-	size_t i;
-	int err;
-
-	if ((err = mb_begin(mb, MD_SYNC_NORMAL, &f)) < 0)
-		return err;
-	v = xreallocarray(NULL, f->n + 1, sizeof(*v));
-	for (i = 0; i < f->n; i++)
-		rec_out(&f->recs[i], &v[i]);
-	*recs_r = v;
-	*n_r = f->n;
-	*modseq_r = f->highestmodseq;
-	pthread_mutex_unlock(&f->mutex);
-	return 0;
-}
-
-static int
-md_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
-{
-	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
-	struct md_folder *f;
-	size_t i;
-	int err;
-
-	if ((err = mb_begin(mb, MD_SYNC_LIGHT, &f)) < 0)
-		return err;
-	kw_view_free(m);
-	for (i = 0; i < f->n_kw; i++) {
-		char unnamed[32];
-
-		if (f->kw[i] != NULL) {
-			m->kw_view[i] = xstrdup(f->kw[i]);
-		} else {
-			snprintf(unnamed, sizeof(unnamed), "$MaildirLetter%c", (char)('a' + i));
-			m->kw_view[i] = xstrdup(unnamed);
-		}
-	}
-	*names_r = m->kw_view;
-	*n_r = f->n_kw;
-	pthread_mutex_unlock(&f->mutex);
-	return 0;
-}
-
-/*
- * Claims what the folder in memory knows without looking at the disk first:
- * IMAP claims right after a sync (that looked), and a message another
- * program added since is only left for a later claim. Moving the boundary
- * takes the lock and rereads the files like any change.
- */
-static int
-md_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r)
-{
-	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
-	struct md_folder *f = m->f;
-	int err = 0;
-
-	pthread_mutex_lock(&f->mutex);
-	if (!f->loaded) {
-		pthread_mutex_unlock(&f->mutex);
-		if ((err = mb_begin(mb, MD_SYNC_LIGHT, &f)) < 0)
-			return err;
-	}
-	*first_recent_uid_r = *next_r = f->recent_uid;
-	if (!(mb->flags & MAILBOX_READONLY) && f->recent_uid != f->nextuid) {
-		if ((err = md_lock_and_sync(f, MD_SYNC_LIGHT)) == 0) {
-			*first_recent_uid_r = f->recent_uid;
-			f->recent_uid = *next_r = f->nextuid;
-			md_index_log_recent(f);
-			err = md_commit(f);
-		}
-	}
-	pthread_mutex_unlock(&f->mutex);
-	return err;
-}
-
-static int
-md_cache_get_op(struct mailbox *mb, uint32_t uid, struct buf *out)
-{
-	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
-	int err;
-
-	pthread_mutex_lock(&m->f->mutex);
-	err = md_cache_get(m->f, uid, out);
-	pthread_mutex_unlock(&m->f->mutex);
-	return err;
-}
-
-static int
-md_cache_set_op(struct mailbox *mb, uint32_t uid, const void *data, size_t len)
-{
-	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
-	int err;
-
-	pthread_mutex_lock(&m->f->mutex);
-	err = md_cache_set(m->f, uid, data, len);
-	pthread_mutex_unlock(&m->f->mutex);
-	return err;
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int
-md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
-{
-	struct md_folder *f;
-	size_t i, n;
-	int err;
-
-	if ((err = mb_begin(mb, MD_SYNC_NORMAL, &f)) < 0)
-		return err;
-	memset(c, 0, sizeof(*c));
-	c->highestmodseq = f->highestmodseq;
-	c->uidnext = f->nextuid;
-	c->expunged_complete = modseq >= f->expunge_floor;
-	for (i = n = 0; i < f->n; i++) {
-		if (f->recs[i].modseq > modseq)
-			n++;
-	}
-	c->changed = xreallocarray(NULL, n + 1, sizeof(*c->changed));
-	for (i = 0; i < f->n; i++) {
-		if (f->recs[i].modseq > modseq)
-			rec_out(&f->recs[i], &c->changed[c->n_changed++]);
-	}
-	c->expunged = xreallocarray(NULL, f->n_exp + 1, sizeof(*c->expunged));
-	for (i = 0; i < f->n_exp; i++) {
-		if (f->exp[i].modseq > modseq)
-			c->expunged[c->n_expunged++] = f->exp[i].uid;
-	}
-	pthread_mutex_unlock(&f->mutex);
-	qsort(c->expunged, c->n_expunged, sizeof(*c->expunged), cmp_u32);
-	for (i = n = 0; i < c->n_expunged; i++) {
-		if (n == 0 || c->expunged[n - 1] != c->expunged[i])
-			c->expunged[n++] = c->expunged[i];
-	}
-	c->n_expunged = n;
-	return 0;
-}
-
-const struct storage_ops storage_maildir_ops = {
-    .name = "maildir",
-    .open = md_open,
-    .close = md_close,
-    .user_init = md_user_init,
-    .list = md_list,
-    .create = md_create,
-    .delete = md_delete,
-    .rename = md_rename,
-    .subscribe = md_subscribe,
-    .status = md_status,
-    .deliver = md_deliver,
-    .mailbox_open = md_mailbox_open,
-    .mailbox_close = md_mailbox_close,
-    .mailbox_status = md_mailbox_status,
-    .records = md_records,
-    .keywords = md_keywords,
-    .claim_recent = md_claim_recent,
-    .read = md_read,
-    .cache_get = md_cache_get_op,
-    .cache_set = md_cache_set_op,
-    .append = md_append,
-    .store = md_store,
-    .expunge = md_expunge,
-    .copy = md_copy,
-    .changes_since = md_changes_since,
-    .check = md_check,
-};

@@ -1,0 +1,67 @@
+/*
+ * LMDB message bodies: content-addressed (sha256) and reference-counted,
+ * so a copy or a multi-recipient delivery stores the body once.
+ */
+
+#include <string.h>
+
+#include "lmdb_impl.h"
+#include "roost/error.h"
+#include "roost/log.h"
+
+int
+lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
+              bool data_known)
+{
+	MDB_val k = {LMDB_SHA_LEN, (void *)sha}, v;
+	uint64_t count = 0;
+	int rc;
+
+	rc = mdb_get(w->txn, w->sh->refs, &k, &v);
+	if (rc == 0 && v.mv_size == sizeof(count)) {
+		memcpy(&count, v.mv_data, sizeof(count));
+	} else if (rc != MDB_NOTFOUND) {
+		return lmdb_err("get ref", rc == 0 ? MDB_CORRUPTED : rc);
+	}
+	if (count == 0) {
+		if (!data_known) {
+			log_error("storage: lmdb %s: body of a copied message is missing",
+			          w->sh->path);
+			return ROOST_EIO;
+		}
+		v.mv_size = len;
+		v.mv_data = NULL;
+		if ((rc = lmdb_wput(w, w->sh->bodies, &k, &v, MDB_RESERVE)) != 0)
+			return rc;
+		if (len > 0)
+			memcpy(v.mv_data, data, len);
+	}
+	count++;
+	v.mv_size = sizeof(count);
+	v.mv_data = &count;
+	return lmdb_wput(w, w->sh->refs, &k, &v, 0);
+}
+
+int
+lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha)
+{
+	MDB_val k = {LMDB_SHA_LEN, (void *)sha}, v;
+	uint64_t count;
+	int rc;
+
+	rc = mdb_get(w->txn, w->sh->refs, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0; /* already gone: `roost check` reports it */
+	if (rc != 0 || v.mv_size != sizeof(count))
+		return lmdb_err("get ref", rc == 0 ? MDB_CORRUPTED : rc);
+	memcpy(&count, v.mv_data, sizeof(count));
+	if (count <= 1) {
+		if ((rc = lmdb_wdel(w, w->sh->refs, &k)) != 0)
+			return rc;
+		return lmdb_wdel(w, w->sh->bodies, &k);
+	}
+	count--;
+	v.mv_size = sizeof(count);
+	v.mv_data = &count;
+	return lmdb_wput(w, w->sh->refs, &k, &v, 0);
+}

@@ -1,0 +1,128 @@
+/*
+ * LMDB changes-since: new and changed UIDs from the modseq index,
+ * expunged ones from the expunge log.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmdb_impl.h"
+#include "roost/xalloc.h"
+
+static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+rec_cmp(const void *a, const void *b)
+{
+	return u32_cmp(&((const struct msg_record *)a)->uid, &((const struct msg_record *)b)->uid);
+}
+
+/* UIDs of dbi entries (id, modseq > since, uid). */
+static int
+seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids_r, size_t *n_r)
+{
+	uint8_t key[20];
+	MDB_cursor *cur;
+	MDB_val k = {20, key}, v;
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	lmdb_seq_key(key, id, since == UINT64_MAX ? since : since + 1, 0);
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+		return lmdb_err("cursor", rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 20 || lmdb_get_be64(k.mv_data) != id)
+			break;
+		if (n == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			uids = xreallocarray(uids, cap, sizeof(*uids));
+		}
+		uids[n++] = lmdb_get_be32((const uint8_t *)k.mv_data + 16);
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		free(uids);
+		return lmdb_err("scan", rc);
+	}
+	if (n > 1)
+		qsort(uids, n, sizeof(*uids), u32_cmp);
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}
+
+int
+lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *ch)
+{
+	struct lmdb_mailbox *lm = lmdb_mb(mb);
+	struct lmdb_mbox rec;
+	uint32_t *uids = NULL;
+	size_t n = 0;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
+		return rc;
+	if ((rc = lmdb_cur_rec(txn, lm, &rec, NULL)) != 0)
+		goto out;
+	ch->highestmodseq = rec.highestmodseq;
+	ch->uidnext = rec.uidnext;
+	ch->expunged_complete = modseq >= rec.expunge_floor;
+	if ((rc = seq_scan(txn, lm->sh->modseq, lm->id, modseq, &uids, &n)) != 0)
+		goto out;
+	ch->changed = xreallocarray(NULL, n + 1, sizeof(*ch->changed));
+	if (n > 64 && n > rec.messages / 8) {
+		/* Much changed: one sequential pass beats a lookup per UID. */
+		uint8_t key[12];
+		MDB_cursor *cur;
+		MDB_val k = {12, key}, v;
+
+		if ((rc = mdb_cursor_open(txn, lm->sh->msgs, &cur)) != 0) {
+			rc = lmdb_err("cursor", rc);
+			goto out;
+		}
+		lmdb_msg_key(key, lm->id, 0);
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			struct lmdb_msg m;
+
+			if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
+				break;
+			if (v.mv_size != sizeof(m))
+				continue;
+			memcpy(&m, v.mv_data, sizeof(m));
+			if (m.modseq <= modseq || ch->n_changed == n)
+				continue;
+			lmdb_rec_out(&ch->changed[ch->n_changed++],
+			             lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m);
+		}
+		mdb_cursor_close(cur);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			struct lmdb_msg m;
+
+			if (i > 0 && uids[i] == uids[i - 1])
+				continue;
+			if (lmdb_msg_get(txn, lm->sh, lm->id, uids[i], &m) != 0)
+				continue;
+			lmdb_rec_out(&ch->changed[ch->n_changed++], uids[i], &m);
+		}
+		if (ch->n_changed > 1)
+			qsort(ch->changed, ch->n_changed, sizeof(*ch->changed), rec_cmp);
+	}
+	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, &ch->expunged, &ch->n_expunged);
+out:
+	lmdb_rtxn_end(lm->sh, txn);
+	free(uids);
+	if (rc != 0)
+		mailbox_changes_free(ch);
+	return rc;
+}

@@ -1,0 +1,214 @@
+/*
+ * The read side of an open LMDB mailbox: open and close, status, the
+ * message records, the keyword table and zero-copy reads of a body.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmdb_impl.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+int
+lmdb_op_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
+                     struct mailbox **mb_r)
+{
+	struct lmdb_shard *sh = lmdb_st_shard(st, user);
+	struct lmdb_mailbox *lm;
+	struct lmdb_mbox rec;
+	MDB_txn *txn;
+	uint64_t id;
+	int rc;
+
+	if ((rc = lmdb_rtxn_begin(sh, &txn)) != 0)
+		return rc;
+	if ((rc = lmdb_mbox_id(txn, sh, user, name, &id)) == 0 &&
+	    (rc = lmdb_mbox_get(txn, sh, id, &rec, NULL)) == 0 && rec.noselect)
+		rc = ROOST_ENOTFOUND;
+	lmdb_rtxn_end(sh, txn);
+	if (rc != 0)
+		return rc;
+	lm = xcalloc(1, sizeof(*lm));
+	lm->sh = sh;
+	lm->id = id;
+	lm->uidvalidity = rec.uidvalidity;
+	*mb_r = &lm->base;
+	return 0;
+}
+
+void
+lmdb_op_mailbox_close(struct mailbox *mb)
+{
+	struct lmdb_mailbox *lm = lmdb_mb(mb);
+
+	free(lm->kw_blob);
+	free(lm);
+}
+
+/* The mailbox record, or ROOST_ENOTFOUND once it was deleted (or renamed
+ * over and re-created: ids are never reused). */
+int
+lmdb_cur_rec(MDB_txn *txn, struct lmdb_mailbox *lm, struct lmdb_mbox *rec, struct lmdb_kwtab *kw)
+{
+	int rc = lmdb_mbox_get(txn, lm->sh, lm->id, rec, kw);
+
+	if (rc == 0 && rec->noselect)
+		rc = ROOST_ENOTFOUND;
+	return rc;
+}
+
+int
+lmdb_op_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r)
+{
+	struct lmdb_mailbox *lm = lmdb_mb(mb);
+	struct lmdb_mbox rec;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
+		return rc;
+	if ((rc = lmdb_cur_rec(txn, lm, &rec, NULL)) == 0)
+		rc = lmdb_status_fill(txn, lm->sh, lm->id, &rec, status_r);
+	lmdb_rtxn_end(lm->sh, txn);
+	return rc;
+}
+
+void
+lmdb_rec_out(struct msg_record *r, uint32_t uid, const struct lmdb_msg *m)
+{
+	r->uid = uid;
+	r->flags = m->flags;
+	r->keywords = m->keywords;
+	r->modseq = m->modseq;
+	r->internal_date = m->internal_date;
+	r->size = m->size;
+}
+
+int
+lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r)
+{
+	struct lmdb_mailbox *lm = lmdb_mb(mb);
+	struct msg_record *recs = NULL;
+	struct lmdb_mbox rec;
+	uint8_t key[12];
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_val k = {12, key}, v;
+	size_t n = 0, cap;
+	int rc;
+
+	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
+		return rc;
+	if ((rc = lmdb_cur_rec(txn, lm, &rec, NULL)) != 0)
+		goto out;
+	if ((rc = mdb_cursor_open(txn, lm->sh->msgs, &cur)) != 0) {
+		rc = lmdb_err("cursor", rc);
+		goto out;
+	}
+	cap = rec.messages + 16;
+	recs = xreallocarray(NULL, cap, sizeof(*recs));
+	lmdb_msg_key(key, lm->id, 0);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct lmdb_msg m;
+
+		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
+			break;
+		if (v.mv_size != sizeof(m))
+			continue;
+		memcpy(&m, v.mv_data, sizeof(m));
+		if (n == cap) {
+			cap *= 2;
+			recs = xreallocarray(recs, cap, sizeof(*recs));
+		}
+		lmdb_rec_out(&recs[n++], lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m);
+	}
+	mdb_cursor_close(cur);
+	rc = rc == MDB_NOTFOUND || rc == 0 ? 0 : lmdb_err("records", rc);
+	if (modseq_r != NULL)
+		*modseq_r = rec.highestmodseq;
+out:
+	lmdb_rtxn_end(lm->sh, txn);
+	if (rc != 0) {
+		free(recs);
+		return rc;
+	}
+	*recs_r = recs;
+	*n_r = n;
+	return 0;
+}
+
+int
+lmdb_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
+{
+	struct lmdb_mailbox *lm = lmdb_mb(mb);
+	struct lmdb_mbox rec;
+	struct lmdb_kwtab kw;
+	MDB_txn *txn;
+	size_t total = 0, off = 0;
+	int rc;
+
+	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
+		return rc;
+	rc = lmdb_cur_rec(txn, lm, &rec, &kw);
+	lmdb_rtxn_end(lm->sh, txn);
+	if (rc != 0)
+		return rc;
+	free(lm->kw_blob);
+	for (size_t i = 0; i < kw.n; i++)
+		total += strlen(kw.names[i]) + 1;
+	lm->kw_blob = xmalloc(total + 1);
+	for (size_t i = 0; i < kw.n; i++) {
+		size_t len = strlen(kw.names[i]) + 1;
+
+		memcpy(lm->kw_blob + off, kw.names[i], len);
+		lm->kw_names[i] = lm->kw_blob + off;
+		off += len;
+	}
+	lm->n_kw = kw.n;
+	*names_r = lm->kw_names;
+	*n_r = lm->n_kw;
+	return 0;
+}
+
+static void
+view_release(struct msg_view *view)
+{
+	lmdb_rtxn_end(view->priv[0], view->priv[1]);
+	view->priv[0] = view->priv[1] = NULL;
+}
+
+int
+lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
+{
+	struct lmdb_mailbox *lm = lmdb_mb(mb);
+	struct lmdb_msg m;
+	MDB_txn *txn;
+	MDB_val k = {LMDB_SHA_LEN, NULL}, v;
+	int rc;
+
+	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
+		return rc;
+	if ((rc = lmdb_msg_get(txn, lm->sh, lm->id, uid, &m)) != 0)
+		goto fail;
+	k.mv_data = m.sha;
+	if ((rc = mdb_get(txn, lm->sh->bodies, &k, &v)) != 0) {
+		log_error("storage: lmdb %s: body of uid %u missing", lm->sh->path, uid);
+		rc = ROOST_EIO;
+		goto fail;
+	}
+	/* Zero-copy into the map, under a read transaction: the caller
+	 * releases it within its step and reads again by UID (storage.h). */
+	view_r->data = v.mv_data;
+	view_r->len = v.mv_size;
+	view_r->holdable = false;
+	view_r->priv[0] = lm->sh;
+	view_r->priv[1] = txn;
+	view_r->release = view_release;
+	return 0;
+fail:
+	lmdb_rtxn_end(lm->sh, txn);
+	return rc;
+}

@@ -1,0 +1,267 @@
+/*
+ * LMDB delivery and append: the body is loaded (or mapped from the spool
+ * file), then one write request adds a record per target mailbox.
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lmdb_impl.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/xalloc.h"
+
+struct body {
+	const uint8_t *data;
+	size_t len;
+	void *map;
+	uint8_t *owned;
+	uint8_t sha[LMDB_SHA_LEN];
+};
+
+static int
+body_load(const struct msg_input *msg, struct body *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->len = msg->len;
+	if (msg->fd < 0 || msg->len == 0) {
+		b->data = msg->len > 0 ? msg->data : (const uint8_t *)"";
+	} else {
+		struct stat sb;
+
+		/* Mapping past the end of the file would fault on access. */
+		if (fstat(msg->fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+		    (uint64_t)sb.st_size < msg->len)
+			b->map = MAP_FAILED;
+		else
+			b->map = mmap(NULL, msg->len, PROT_READ, MAP_PRIVATE, msg->fd, 0);
+		if (b->map != MAP_FAILED) {
+			b->data = b->map;
+		} else {
+			size_t off = 0;
+
+			b->map = NULL;
+			b->owned = xmalloc(msg->len);
+			while (off < msg->len) {
+				ssize_t r =
+				    pread(msg->fd, b->owned + off, msg->len - off, (off_t)off);
+
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0) {
+					log_error("storage: reading spooled message: %s",
+					          r < 0 ? strerror(errno) : "short file");
+					free(b->owned);
+					b->owned = NULL;
+					return ROOST_EIO;
+				}
+				off += (size_t)r;
+			}
+			b->data = b->owned;
+		}
+	}
+	lmdb_sha256(b->data, b->len, b->sha);
+	return 0;
+}
+
+static void
+body_free(struct body *b)
+{
+	if (b->map != NULL)
+		munmap(b->map, b->len);
+	free(b->owned);
+	memset(b, 0, sizeof(*b));
+}
+
+struct deliver_arg {
+	const struct body *b;
+	const struct msg_input *msg;
+	int64_t idate;
+	/* deliver: targets[idx[i]] for i < n; append: mbox_id */
+	struct delivery_target *targets;
+	const size_t *idx;
+	size_t n;
+	uint64_t mbox_id;
+	uint32_t uid;
+};
+
+static int
+append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t *uid_r,
+           uint32_t *uidvalidity_r)
+{
+	struct lmdb_mbox rec;
+	struct lmdb_kwtab kw;
+	struct lmdb_msg m;
+	size_t nkw0;
+	uint8_t key[12];
+	MDB_val k = {12, key}, v;
+	int rc;
+
+	if ((rc = lmdb_mbox_get(w->txn, w->sh, id, &rec, &kw)) != 0)
+		return rc;
+	if (rec.noselect)
+		return ROOST_ENOTFOUND;
+	if (rec.uidnext == UINT32_MAX)
+		return ROOST_ETOOBIG;
+	memset(&m, 0, sizeof(m));
+	nkw0 = kw.n;
+	for (size_t i = 0; i < a->msg->n_keywords; i++) {
+		bool full = false;
+		int bit = lmdb_kw_index(&kw, a->msg->keywords[i], true, &full);
+
+		if (bit < 0)
+			return ROOST_ETOOBIG;
+		m.keywords |= 1ULL << bit;
+	}
+	m.flags = a->msg->flags;
+	m.modseq = ++rec.highestmodseq;
+	m.internal_date = a->idate;
+	m.size = a->b->len;
+	memcpy(m.sha, a->b->sha, LMDB_SHA_LEN);
+	*uid_r = rec.uidnext++;
+	lmdb_msg_key(key, id, *uid_r);
+	v.mv_size = sizeof(m);
+	v.mv_data = &m;
+	if ((rc = lmdb_wput(w, w->sh->msgs, &k, &v, MDB_NOOVERWRITE)) != 0)
+		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
+	if ((rc = lmdb_seq_put(w, w->sh->modseq, id, m.modseq, *uid_r, "", 0)) != 0 ||
+	    (rc = lmdb_body_ref(w, a->b->sha, a->b->data, a->b->len, true)) != 0)
+		return rc;
+	if ((m.flags & MSG_SEEN) == 0 && (rc = lmdb_unseen_set(w, id, *uid_r, true)) != 0)
+		return rc;
+	rec.messages++;
+	rec.recent++;
+	if ((m.flags & MSG_SEEN) == 0)
+		rec.unseen++;
+	rec.size += m.size;
+	if ((rc = lmdb_mbox_put(w, id, &rec, kw.n != nkw0 ? &kw : NULL)) != 0)
+		return rc;
+	*uidvalidity_r = rec.uidvalidity;
+	return 0;
+}
+
+static int
+w_deliver(struct lmdb_w *w, void *arg)
+{
+	struct deliver_arg *a = arg;
+	int first = 0;
+	bool any = false;
+
+	for (size_t i = 0; i < a->n; i++) {
+		struct delivery_target *t = &a->targets[a->idx[i]];
+		struct lmdb_w cw = {.sh = w->sh};
+		uint64_t id;
+		int rc;
+
+		t->uid = t->uidvalidity = 0;
+		if ((rc = mdb_txn_begin(mdb_txn_env(w->txn), w->txn, 0, &cw.txn)) != 0) {
+			if (rc == MDB_MAP_FULL)
+				w->mdb_err = rc;
+			t->result = lmdb_err("nested txn", rc);
+			if (w->mdb_err != 0)
+				return t->result;
+			continue;
+		}
+		rc = lmdb_mbox_id(cw.txn, w->sh, t->user, t->mailbox, &id);
+		if (rc == 0)
+			rc = append_one(&cw, id, a, &t->uid, &t->uidvalidity);
+		if (cw.mdb_err != 0) {
+			mdb_txn_abort(cw.txn);
+			w->mdb_err = cw.mdb_err;
+			t->result = rc != 0 ? rc : ROOST_EIO;
+			return t->result;
+		}
+		if (rc == 0 && (rc = mdb_txn_commit(cw.txn)) != 0) {
+			w->mdb_err = rc;
+			t->result = lmdb_err("commit", rc);
+			return t->result;
+		} else if (rc != 0) {
+			mdb_txn_abort(cw.txn);
+		}
+		t->result = rc;
+		if (rc == 0) {
+			any = true;
+		} else {
+			t->uid = t->uidvalidity = 0;
+			if (first == 0)
+				first = rc;
+		}
+	}
+	return any ? 0 : first;
+}
+
+static int64_t
+idate_of(const struct msg_input *msg)
+{
+	return msg->internal_date != 0 ? msg->internal_date : (int64_t)time(NULL);
+}
+
+int
+lmdb_op_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
+                size_t n)
+{
+	struct lmdb_storage *ls = container_of(st, struct lmdb_storage, base);
+	struct body b;
+	size_t *idx;
+	int rc, first = 0;
+
+	if ((rc = body_load(msg, &b)) != 0) {
+		for (size_t i = 0; i < n; i++)
+			targets[i].result = rc;
+		return rc;
+	}
+	idx = xcalloc(n, sizeof(*idx));
+	for (unsigned s = 0; s < ls->n_shards; s++) {
+		struct lmdb_shard *sh = &ls->shards[s];
+		struct deliver_arg a = {
+		    .b = &b, .msg = msg, .idate = idate_of(msg), .targets = targets, .idx = idx};
+
+		for (size_t i = 0; i < n; i++) {
+			if (lmdb_shard_of(ls, targets[i].user) == sh)
+				idx[a.n++] = i;
+		}
+		if (a.n == 0)
+			continue;
+		rc = lmdb_write(sh, w_deliver, &a);
+		for (size_t i = 0; rc != 0 && i < a.n; i++) {
+			/* The commit failed: nothing of this shard is stored. */
+			if (targets[idx[i]].result == 0)
+				targets[idx[i]].result = rc;
+		}
+	}
+	for (size_t i = 0; i < n && first == 0; i++)
+		first = targets[i].result;
+	free(idx);
+	body_free(&b);
+	return first;
+}
+
+static int
+w_append(struct lmdb_w *w, void *arg)
+{
+	struct deliver_arg *a = arg;
+	uint32_t uidvalidity;
+
+	return append_one(w, a->mbox_id, a, &a->uid, &uidvalidity);
+}
+
+int
+lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
+{
+	struct lmdb_mailbox *lm = lmdb_mb(mb);
+	struct body b;
+	struct deliver_arg a = {.b = &b, .msg = msg, .idate = idate_of(msg), .mbox_id = lm->id};
+	int rc;
+
+	if ((rc = body_load(msg, &b)) != 0)
+		return rc;
+	rc = lmdb_write(lm->sh, w_append, &a);
+	body_free(&b);
+	if (rc == 0 && uid_r != NULL)
+		*uid_r = a.uid;
+	return rc;
+}

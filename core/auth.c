@@ -33,6 +33,7 @@
 #include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
@@ -212,8 +213,7 @@ auth_open(const struct roost_config *cfg, struct auth **auth_r)
 	/* A hash of a random password nobody knows, in the configured scheme. */
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		fatal("auth: no random bytes");
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
+	hex_encode(rnd, sizeof(rnd), pw);
 	ret = auth_hash_password(scheme, pw, &dummy);
 	explicit_bzero(pw, sizeof(pw));
 	if (ret < 0) {

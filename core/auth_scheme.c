@@ -10,7 +10,6 @@
  * LDAP-era users migrate too. Every comparison is constant-time.
  */
 #include <crypt.h>
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -23,6 +22,7 @@
 #include "roost/auth.h"
 #include "roost/buf.h"
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/sasl.h"
 #include "roost/xalloc.h"
 
@@ -103,26 +103,6 @@ scheme_find(const char *name, size_t namelen, enum encoding *enc_r)
 			return &schemes[i];
 	}
 	return NULL;
-}
-
-static int
-hex_decode(const char *s, size_t len, struct buf *out)
-{
-	if (len % 2 != 0)
-		return ROOST_EINVAL;
-	for (size_t i = 0; i < len; i += 2) {
-		int hi, lo;
-
-		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]))
-			return ROOST_EINVAL;
-		hi = isdigit((unsigned char)s[i]) ? s[i] - '0'
-		                                  : tolower((unsigned char)s[i]) - 'a' + 10;
-		lo = isdigit((unsigned char)s[i + 1]) ? s[i + 1] - '0'
-		                                      : tolower((unsigned char)s[i + 1]) - 'a' + 10;
-		if (buf_append_byte(out, (uint8_t)(hi << 4 | lo)) < 0)
-			return ROOST_ETOOBIG;
-	}
-	return 0;
 }
 
 static int

@@ -8,22 +8,11 @@
 #include <strings.h>
 
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/message.h"
 #include "roost/utf8.h"
 
 #include "message_impl.h"
-
-static int
-hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 int
 message_qp_decode(const uint8_t *d, size_t len, bool header, struct buf *out)
@@ -35,12 +24,11 @@ message_qp_decode(const uint8_t *d, size_t len, bool header, struct buf *out)
 		uint8_t c = d[i];
 
 		if (c == '=') {
-			int h, l;
+			int b;
 			size_t j;
 
-			if (i + 2 < len + 0 && (h = hexval(d[i + 1])) >= 0 &&
-			    (l = hexval(d[i + 2])) >= 0) {
-				ret = buf_append_byte(out, (uint8_t)(h << 4 | l));
+			if (i + 2 < len + 0 && (b = hex_byte((const char *)d + i + 1)) >= 0) {
+				ret = buf_append_byte(out, (uint8_t)b);
 				i += 3;
 				continue;
 			}

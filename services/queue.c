@@ -66,6 +66,7 @@
 #include "roost/delivery.h"
 #include "roost/error.h"
 #include "roost/fdio.h"
+#include "roost/hex.h"
 #include "roost/log.h"
 #include "roost/queue.h"
 #include "roost/xalloc.h"
@@ -138,18 +139,6 @@ put_field(struct buf *b, const char *s)
 	}
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Decode one field (a token without spaces); NULL when malformed. */
 static char *
 get_field(const char *tok)
@@ -164,19 +153,14 @@ get_field(const char *tok)
 	out = xmalloc(n + 1);
 	for (size_t i = 0; i < n; i++) {
 		if (tok[i] == '%') {
-			int h, l;
+			int b;
 
-			if (i + 2 >= n) {
+			/* a NUL would cut the field short */
+			if (i + 2 >= n || (b = hex_byte(tok + i + 1)) <= 0) {
 				free(out);
 				return NULL;
 			}
-			h = hexval(tok[i + 1]);
-			l = h < 0 ? -1 : hexval(tok[i + 2]);
-			if (l < 0 || (h == 0 && l == 0)) {
-				free(out);
-				return NULL;
-			}
-			out[o++] = (char)(h * 16 + l);
+			out[o++] = (char)b;
 			i += 2;
 		} else if (tok[i] == '~') {
 			free(out);

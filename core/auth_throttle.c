@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "roost/hash.h"
 #include "roost/xalloc.h"
 
 #include "auth_impl.h"
@@ -105,11 +106,7 @@ auth_throttle_free(struct auth_throttle **tp)
 static uint32_t
 ip_hash(const char *ip)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	for (size_t i = 0; ip[i] != '\0' && i < IP_MAX - 1; i++)
-		h = (h ^ (uint8_t)ip[i]) * 16777619u;
-	return h;
+	return hash_fnv1a32(ip, strnlen(ip, IP_MAX - 1), HASH_FNV1A32_INIT);
 }
 
 static bool

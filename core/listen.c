@@ -15,6 +15,7 @@
 
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/loop.h"
 #include "roost/server_impl.h"
@@ -41,11 +42,7 @@ struct ip_count {
 static unsigned
 ip_hash(const char *ip)
 {
-	unsigned h = 2166136261u;
-
-	for (; *ip != '\0'; ip++)
-		h = (h ^ (unsigned char)*ip) * 16777619u;
-	return h % LIMITS_BUCKETS;
+	return hash_str(ip) % LIMITS_BUCKETS;
 }
 
 int

@@ -39,6 +39,7 @@
 #include "support/bench_util.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/storage.h"
 
@@ -238,21 +239,6 @@ read_line(struct client *c, char **line_r)
 	}
 }
 
-static int
-send_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Send "tag <text>" (text may hold a literal+), wait for the tagged reply.
  * 0 on OK; count_r (may be NULL) counts untagged lines containing what. */
 static int
@@ -261,8 +247,8 @@ command(struct client *c, const char *text, size_t len, const char *what, unsign
 	char tag[16], *line;
 	int tl = snprintf(tag, sizeof(tag), "a%u ", ++c->tag);
 
-	if (send_all(c->fd, tag, (size_t)tl) < 0 || send_all(c->fd, text, len) < 0 ||
-	    send_all(c->fd, "\r\n", 2) < 0)
+	if (fdio_write_all(c->fd, tag, (size_t)tl) < 0 || fdio_write_all(c->fd, text, len) < 0 ||
+	    fdio_write_all(c->fd, "\r\n", 2) < 0)
 		return -1;
 	for (;;) {
 		if (read_line(c, &line) < 0)
@@ -430,14 +416,6 @@ run_mix(struct bench *b)
 
 /* ---- 2. IDLE wake-up latency ---- */
 
-static int
-dbl_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void
 run_idle(struct bench *b)
 {
@@ -451,7 +429,7 @@ run_idle(struct bench *b)
 	for (unsigned i = 0; i < b->idlers; i++) {
 		if (client_open(&cl[i], b->port, "idle@bench.test") < 0 ||
 		    cmd_str(&cl[i], "SELECT INBOX") < 0 ||
-		    send_all(cl[i].fd, "i IDLE\r\n", 8) < 0 || read_line(&cl[i], &line) < 0 ||
+		    fdio_write_all(cl[i].fd, "i IDLE\r\n", 8) < 0 || read_line(&cl[i], &line) < 0 ||
 		    line[0] != '+') {
 			client_close(&cl[i]);
 			continue;
@@ -523,7 +501,7 @@ run_idle(struct bench *b)
 		}
 		free(got);
 	}
-	qsort(lat, nlat, sizeof(double), dbl_cmp);
+	bench_sort(lat, nlat);
 	if (nlat > 0)
 		printf("  IDLE wake-up: %u idlers, %u appends, %zu samples, %u missed: "
 		       "p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n",

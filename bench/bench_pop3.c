@@ -36,6 +36,7 @@
 #include "support/bench_util.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/storage.h"
 
@@ -227,18 +228,7 @@ skip_body(struct client *c)
 static int
 send_line(struct client *c, const char *line)
 {
-	size_t len = strlen(line), off = 0;
-
-	while (off < len) {
-		ssize_t n = write(c->fd, line + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
+	return fdio_write_all(c->fd, line, strlen(line));
 }
 
 static int

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "support/bench_util.h"
+#include "roost/fdio.h"
 
 #define USERS 10
 
@@ -77,24 +78,6 @@ reply(struct client *c)
 	}
 }
 
-static int
-send_all(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, s, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void *
 session(void *arg)
 {
@@ -102,8 +85,8 @@ session(void *arg)
 	long id = (long)(intptr_t)arg;
 	char cmd[256];
 
-	if (c.fd < 0 || reply(&c) != 220 || send_all(c.fd, "EHLO bench.example\r\n", 20) < 0 ||
-	    reply(&c) != 250) {
+	if (c.fd < 0 || reply(&c) != 220 ||
+	    fdio_write_all(c.fd, "EHLO bench.example\r\n", 20) < 0 || reply(&c) != 250) {
 		atomic_fetch_add(&errors, 1);
 		goto out;
 	}
@@ -114,27 +97,20 @@ session(void *arg)
 		                 id % USERS);
 		double t0 = (bench_now() * 1e3);
 
-		if (send_all(c.fd, cmd, (size_t)n) < 0 || reply(&c) != 250 || reply(&c) != 250 ||
-		    reply(&c) != 354 || send_all(c.fd, body, body_len) < 0 || reply(&c) != 250) {
+		if (fdio_write_all(c.fd, cmd, (size_t)n) < 0 || reply(&c) != 250 ||
+		    reply(&c) != 250 || reply(&c) != 354 ||
+		    fdio_write_all(c.fd, body, body_len) < 0 || reply(&c) != 250) {
 			atomic_fetch_add(&errors, 1);
 			break;
 		}
 		lat[atomic_fetch_add(&nlat, 1)] = (bench_now() * 1e3) - t0;
 	}
-	send_all(c.fd, "QUIT\r\n", 6);
+	fdio_write_all(c.fd, "QUIT\r\n", 6);
 	reply(&c);
 out:
 	if (c.fd >= 0)
 		close(c.fd);
 	return NULL;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 static void
@@ -174,7 +150,7 @@ run_case(const char *backend, size_t size, int sessions, long messages)
 		pthread_join(th[i], NULL);
 	secs = ((bench_now() * 1e3) - t0) / 1e3;
 	n = atomic_load(&nlat);
-	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
+	bench_sort(lat, (size_t)n);
 #define PCT(p) (n > 0 ? lat[(size_t)((double)(n - 1) * (p))] : 0.0)
 	printf("%-8s %6zuK %8d %8ld %9.1f %8.2f %8.2f %8.2f %8.2f %6ld\n", backend, size / 1024,
 	       sessions, n, secs > 0 ? (double)n / secs : 0.0, PCT(0.50), PCT(0.90), PCT(0.99),

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/bench_util.h"
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
@@ -66,14 +67,6 @@ sample_add(struct samples *s, double x)
 	s->v[s->n++] = x;
 }
 
-static int
-dbl_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static double
 pct(struct samples *s, double p)
 {
@@ -88,8 +81,7 @@ pct(struct samples *s, double p)
 static void
 report(const char *backend, const char *what, struct samples *s, double elapsed, const char *extra)
 {
-	if (s->n > 1)
-		qsort(s->v, s->n, sizeof(*s->v), dbl_cmp);
+	bench_sort(s->v, s->n);
 	printf("| %-8s | %-44s | %9.0f | %8.3f | %8.3f | %8.3f | %s\n", backend, what,
 	       elapsed > 0 ? (double)s->n / elapsed : 0, pct(s, 50), pct(s, 95), pct(s, 99),
 	       extra != NULL ? extra : "");

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/bench_util.h"
+
 /* ---- options ---- */
 
 enum scenario { SC_SMTP, SC_IMAP_MIX, SC_POP3, SC_IDLE_LATENCY, SC_IDLE_MEMORY, SC_SLOW_READERS };
@@ -150,14 +152,6 @@ stat_add(const char *name, double seconds, bool ok)
 	r->lat[r->n++] = seconds;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static double
 pct(const struct stat_row *r, double p)
 {
@@ -177,7 +171,7 @@ print_stats(double elapsed)
 	for (int i = 0; i < n_stats; i++) {
 		struct stat_row *r = &stats[i];
 
-		qsort(r->lat, r->n, sizeof(double), cmp_double);
+		bench_sort(r->lat, r->n);
 		printf("%-14s %9zu %9.1f %9.2f %9.2f %9.2f %7ld\n", r->name, r->n,
 		       (double)r->n / elapsed, pct(r, 0.5) * 1e3, pct(r, 0.9) * 1e3,
 		       pct(r, 0.99) * 1e3, r->errors);
@@ -1186,7 +1180,7 @@ run_mix(void)
 		m.errors += stats[i].errors;
 		free(stats[i].lat);
 	}
-	qsort(all.lat, all.n, sizeof(double), cmp_double);
+	bench_sort(all.lat, all.n);
 	m.ops = (long)all.n;
 	m.p50_ms = pct(&all, 0.5) * 1e3;
 	m.p99_ms = pct(&all, 0.99) * 1e3;
@@ -1377,8 +1371,7 @@ main(int argc, char **argv)
 			round_start = 0;
 		}
 		elapsed = now_s() - t0;
-		qsort(stat_for("idle-wakeup")->lat, stat_for("idle-wakeup")->n, sizeof(double),
-		      cmp_double);
+		bench_sort(stat_for("idle-wakeup")->lat, stat_for("idle-wakeup")->n);
 		printf(
 		    "result scenario=idle-latency clients=%d wakeups=%zu p50_ms=%.2f p90_ms=%.2f "
 		    "p99_ms=%.2f max_ms=%.2f\n",

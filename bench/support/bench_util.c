@@ -91,3 +91,18 @@ bench_start_server(const char *roost, const char *conf, const char *dir, int por
 	waitpid(pid, NULL, 0);
 	exit(1);
 }
+
+static int
+double_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void
+bench_sort(double *v, size_t n)
+{
+	if (n > 1)
+		qsort(v, n, sizeof(*v), double_cmp);
+}

@@ -1,12 +1,13 @@
 #ifndef ROOST_BENCH_UTIL_H
 #define ROOST_BENCH_UTIL_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /*
  * What every protocol benchmark needs around a real `roost serve`: a clock,
- * a free loopback port, a client socket, and a server child started from a
- * config file. Linked into every bench/ binary.
+ * a free loopback port, a client socket, a server child started from a
+ * config file, and sorted samples for percentiles. Linked into every bench/ binary.
  */
 
 /* Monotonic seconds. */
@@ -18,5 +19,7 @@ int bench_connect(int port);
 /* Fork `roost serve --config conf` with output in dir/server.log and wait
  * (up to 6 s) until port accepts; exits with a message when it does not. */
 pid_t bench_start_server(const char *roost, const char *conf, const char *dir, int port);
+/* Sort the samples v[0..n) (latencies) in ascending order. */
+void bench_sort(double *v, size_t n);
 
 #endif

@@ -7,9 +7,10 @@
 
 /*
  * Blocking file-descriptor I/O for files and spools: whole writes and reads
- * that retry on EINTR and on short counts. Not for sockets: those are
- * non-blocking and owned by the event loop (conn.h). Thread-safe; each
- * call uses only the descriptor and the buffer it is given.
+ * that retry on EINTR and on short counts, on files, pipes and blocking
+ * sockets. Not for the server's connections: those are non-blocking and
+ * owned by the event loop (conn.h). Thread-safe; each call uses only the
+ * descriptor and the buffer it is given.
  *
  * On failure errno says why, for the caller's log line.
  */

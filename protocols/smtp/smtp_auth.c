@@ -1,0 +1,124 @@
+/*
+ * SMTP AUTH (RFC 4954) over the SASL exchange of core/sasl.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "roost/auth.h"
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/delivery.h"
+#include "roost/dkim.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/queue.h"
+#include "roost/relay.h"
+#include "roost/sasl.h"
+#include "roost/services.h"
+#include "roost/smtp.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "smtp_impl.h"
+
+static void
+auth_result(struct smtp_session *s, int err, struct buf *challenge)
+{
+	switch (err) {
+	case ROOST_EAGAIN:
+		if (sasl_verified(s->sasl))
+			conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
+		conn_printf(s->c, "334 %s\r\n", buf_cstr(challenge));
+		return;
+	case 0:
+		s->authenticated = true;
+		conn_set_user(s->c, sasl_user(s->sasl));
+		conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
+		log_info("conn=%llu proto=smtp event=login user=%s",
+		         (unsigned long long)conn_id(s->c), LOG_QUOTE(sasl_user(s->sasl)));
+		smtp_reply(s, 235, "2.7.0", "Authentication successful");
+		break;
+	case ROOST_EAUTH:
+		conn_delay(s->c, auth_failure(s->sv->auth, conn_peer(s->c)));
+		log_info("conn=%llu proto=smtp event=auth-failed peer=%s user=%s",
+		         (unsigned long long)conn_id(s->c), conn_peer(s->c),
+		         LOG_QUOTE(sasl_user_tried(s->sasl)));
+		smtp_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+		break;
+	case ROOST_ECANCELED:
+		smtp_reply(s, 501, "5.0.0", "Authentication cancelled");
+		break;
+	case ROOST_ENOTSUP:
+		smtp_reply(s, 504, "5.5.4", "Unrecognized authentication mechanism");
+		break;
+	case ROOST_EPERM:
+		smtp_reply(s, 538, "5.7.11",
+		      "Encryption required for requested authentication mechanism");
+		break;
+	default:
+		smtp_reply(s, 501, "5.5.2", "Malformed authentication data");
+		break;
+	}
+	sasl_free(&s->sasl);
+}
+
+void
+smtp_cmd_auth(struct smtp_session *s, const char *args)
+{
+	struct buf challenge = BUF_INIT(4096);
+	char mech[32];
+	const char *initial = NULL;
+	size_t n = strcspn(args, " ");
+	int err;
+
+	if (s->role == ROLE_LMTP) {
+		smtp_reply(s, 502, "5.5.1", "AUTH not supported here");
+		return;
+	}
+	if (s->helo != HELO_EHLO) {
+		smtp_reply(s, 503, "5.5.1", "Send EHLO first");
+		return;
+	}
+	if (s->authenticated) {
+		smtp_reply(s, 503, "5.5.1", "Already authenticated");
+		return;
+	}
+	if (s->state != ST_READY) {
+		smtp_reply(s, 503, "5.5.1", "AUTH not allowed during a mail transaction");
+		return;
+	}
+	if (n == 0 || n >= sizeof(mech)) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+		return;
+	}
+	memcpy(mech, args, n);
+	mech[n] = '\0';
+	if (args[n] == ' ')
+		initial = args + n + 1;
+	/* sasl refuses plaintext mechanisms off TLS/loopback (ROOST_EPERM). */
+	err = sasl_start(s->sv->auth, mech, conn_is_secure(s->c), initial, &challenge, &s->sasl);
+	auth_result(s, err, &challenge);
+	buf_free(&challenge);
+}
+
+void
+smtp_auth_continue(struct smtp_session *s, const char *line)
+{
+	struct buf challenge = BUF_INIT(4096);
+	int err;
+
+	if (strcmp(line, "*") == 0)
+		err = ROOST_ECANCELED;
+	else
+		err = sasl_step(s->sasl, line, &challenge);
+	auth_result(s, err, &challenge);
+	buf_free(&challenge);
+}
+

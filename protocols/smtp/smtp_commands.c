@@ -1,0 +1,332 @@
+/*
+ * SMTP/LMTP commands other than the message's own (DATA and BDAT live in
+ * smtp_message.c) and AUTH (smtp_auth.c): the greetings, the envelope,
+ * STARTTLS and the small ones.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "roost/auth.h"
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/delivery.h"
+#include "roost/dkim.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/queue.h"
+#include "roost/relay.h"
+#include "roost/sasl.h"
+#include "roost/services.h"
+#include "roost/smtp.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "smtp_impl.h"
+
+static void
+cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
+{
+	size_t n = strcspn(args, " ");
+
+	if (n == 0 || n >= sizeof(s->helo_name)) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: %s hostname",
+		      kind == HELO_HELO   ? "HELO"
+		      : kind == HELO_EHLO ? "EHLO"
+		                          : "LHLO");
+		return;
+	}
+	memcpy(s->helo_name, args, n);
+	s->helo_name[n] = '\0';
+	s->helo = kind;
+	smtp_reset_transaction(s);
+	if (kind == HELO_HELO) {
+		smtp_reply(s, 250, NULL, "%s", s->cfg->hostname);
+		return;
+	}
+	conn_printf(s->c, "250-%s Hello %s [%s]\r\n", s->cfg->hostname, s->helo_name,
+	            conn_peer(s->c));
+	conn_write_str(s->c, "250-PIPELINING\r\n");
+	conn_printf(s->c, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->max_message_size);
+	conn_write_str(s->c, "250-8BITMIME\r\n");
+	conn_write_str(s->c, "250-ENHANCEDSTATUSCODES\r\n");
+	if (s->role != ROLE_LMTP) {
+		const char *mechs = sasl_mechanisms(s->sv->auth, conn_is_secure(s->c));
+
+		if (!conn_is_tls(s->c))
+			conn_write_str(s->c, "250-STARTTLS\r\n");
+		if (!s->authenticated && mechs != NULL && mechs[0] != '\0')
+			conn_printf(s->c, "250-AUTH %s\r\n", mechs);
+	}
+	conn_write_str(s->c, "250-CHUNKING\r\n");
+	conn_write_str(s->c, "250-SMTPUTF8\r\n");
+	conn_write_str(s->c, "250 DSN\r\n");
+}
+
+/* Who may use this envelope sender (roost/relay.h): an authenticated
+ * client only its own address (553), an untrusted unauthenticated client
+ * on port smtp no local domain (550). */
+static bool
+sender_ok(struct smtp_session *s)
+{
+	const char *user = conn_user(s->c);
+
+	if (s->role == ROLE_LMTP)
+		return true;
+	if (s->authenticated) {
+		if (relay_sender_allowed(s->cfg, user != NULL ? user : "", s->sender))
+			return true;
+		log_info("conn=%llu proto=smtp event=rejected reason=sender-mismatch user=%s "
+		         "from=<%s>",
+		         (unsigned long long)conn_id(s->c), user != NULL ? user : "", s->sender);
+		smtp_reply(s, 553, "5.7.1", "<%s>: Sender address not owned by user %s", s->sender,
+		      user != NULL ? user : "");
+		s->sender[0] = '\0';
+		return false;
+	}
+	if (s->role == ROLE_MX && !s->trusted && s->sender[0] != '\0' &&
+	    delivery_domain_is_local(s->cfg, relay_domain(s->sender))) {
+		log_info("conn=%llu proto=smtp event=rejected reason=local-sender-unauthenticated "
+		         "from=<%s>",
+		         (unsigned long long)conn_id(s->c), s->sender);
+		smtp_reply(s, 550, "5.7.1", "<%s>: Local sender from outside needs authentication",
+		      s->sender);
+		s->sender[0] = '\0';
+		return false;
+	}
+	return true;
+}
+
+void
+smtp_cmd_mail(struct smtp_session *s, const char *args)
+{
+	const char *params, *bad;
+	int err;
+
+	if (s->helo == HELO_NONE) {
+		smtp_reply(s, 503, "5.5.1", "Send %s first",
+		      s->role == ROLE_LMTP ? "LHLO" : "EHLO/HELO");
+		return;
+	}
+	if (s->role == ROLE_SUBMISSION && !s->authenticated) {
+		smtp_reply(s, 530, "5.7.0", "Authentication required");
+		return;
+	}
+	if (s->state != ST_READY) {
+		smtp_reply(s, 503, "5.5.1", "Nested MAIL command");
+		return;
+	}
+	if (strncasecmp(args, "FROM:", 5) != 0) {
+		smtp_reply(s, 501, "5.5.2", "Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (smtp_parse_path(args + 5, true, s->sender, &params) != 0) {
+		s->sender[0] = '\0';
+		smtp_reply(s, 501, "5.1.7", "Bad sender address syntax");
+		return;
+	}
+	if (params[0] != '\0' && s->helo == HELO_HELO) {
+		smtp_reply(s, 555, "5.5.4", "MAIL parameters need EHLO");
+		s->sender[0] = '\0';
+		return;
+	}
+	err = smtp_parse_mail_params(params, s->cfg->max_message_size, &s->mp, &bad);
+	if (err != 0) {
+		s->sender[0] = '\0';
+		if (err == ROOST_ETOOBIG)
+			smtp_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		else if (err == ROOST_ENOTSUP)
+			smtp_reply(s, 555, "5.5.4", "Unsupported MAIL parameter");
+		else
+			smtp_reply(s, 501, "5.5.4", "Invalid MAIL parameter");
+		memset(&s->mp, 0, sizeof(s->mp));
+		return;
+	}
+	if (smtp_addr_is_utf8(s->sender) && !s->mp.smtputf8) {
+		s->sender[0] = '\0';
+		smtp_reply(s, 553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
+		return;
+	}
+	if (!sender_ok(s))
+		return;
+	smtp_enter_state(s, ST_MAIL);
+	smtp_reply(s, 250, "2.1.0", "Ok");
+}
+
+void
+smtp_cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	struct smtp_rcpt r;
+	const char *params, *bad;
+	int err;
+
+	if (s->state != ST_MAIL && s->state != ST_RCPT) {
+		smtp_reply(s, 503, "5.5.1",
+		      s->state == ST_BDAT ? "RCPT not allowed after BDAT" : "Need MAIL first");
+		return;
+	}
+	if (strncasecmp(args, "TO:", 3) != 0) {
+		smtp_reply(s, 501, "5.5.2", "Syntax: RCPT TO:<address>");
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	if (smtp_parse_path(args + 3, false, r.addr, &params) != 0) {
+		smtp_reply(s, 501, "5.1.3", "Bad recipient address syntax");
+		return;
+	}
+	if (params[0] != '\0' && s->helo == HELO_HELO) {
+		smtp_reply(s, 555, "5.5.4", "RCPT parameters need EHLO");
+		return;
+	}
+	err = smtp_parse_rcpt_params(params, &r.params, &bad);
+	if (err != 0) {
+		if (err == ROOST_ENOTSUP)
+			smtp_reply(s, 555, "5.5.4", "Unsupported RCPT parameter");
+		else
+			smtp_reply(s, 501, "5.5.4", "Invalid RCPT parameter");
+		return;
+	}
+	if (smtp_addr_is_utf8(r.addr) && !s->mp.smtputf8) {
+		smtp_reply(s, 553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8");
+		return;
+	}
+	if (s->n_rcpts >= s->cfg->max_recipients) {
+		smtp_reply(s, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	err = delivery_resolve(s->sv, r.addr, &r.d);
+	if (err == ROOST_EPERM && s->sv->queue != NULL && s->role != ROLE_LMTP &&
+	    (s->authenticated || s->trusted)) {
+		r.remote = true;
+		err = 0;
+	} else if (err == ROOST_EPERM) {
+		if (s->authenticated)
+			smtp_reply(s, 451, "4.4.0",
+			      "<%s>: Relaying to other domains is not available yet "
+			      "(no outbound queue), try again later",
+			      r.addr);
+		else if (s->role == ROLE_LMTP)
+			smtp_reply(s, 550, "5.1.2", "<%s>: Not a local domain", r.addr);
+		else
+			smtp_reply(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
+		return;
+	}
+	if (err != 0) {
+		/* An MTA handing over a batch over LMTP is not probing for
+		 * users: its unknown recipients do not count towards 421. */
+		s->no_count = s->role == ROLE_LMTP;
+		smtp_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown", r.addr);
+		s->no_count = false;
+		return;
+	}
+	if (s->n_rcpts == s->cap_rcpts) {
+		s->cap_rcpts = s->cap_rcpts == 0 ? 4 : s->cap_rcpts * 2;
+		s->rcpts = xreallocarray(s->rcpts, s->cap_rcpts, sizeof(*s->rcpts));
+	}
+	s->rcpts[s->n_rcpts++] = r;
+	smtp_enter_state(s, ST_RCPT);
+	smtp_reply(s, 250, "2.1.5", "Ok");
+}
+
+void
+smtp_cmd_starttls(struct smtp_session *s, const char *args)
+{
+	int err;
+
+	if (s->role == ROLE_LMTP) {
+		smtp_reply(s, 502, "5.5.1", "STARTTLS not supported here");
+		return;
+	}
+	if (args[0] != '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: STARTTLS");
+		return;
+	}
+	if (conn_is_tls(s->c)) {
+		smtp_reply(s, 503, "5.5.1", "TLS already active");
+		return;
+	}
+	err = conn_starttls(s->c);
+	if (err != 0) {
+		smtp_reply(s, 454, "4.7.0", "TLS not available");
+		return;
+	}
+	conn_write_str(s->c, "220 2.0.0 Ready to start TLS\r\n");
+	/* RFC 3207 4.2: forget everything learnt before TLS, a login included
+	 * (AUTH before TLS is possible on loopback). */
+	s->helo = HELO_NONE;
+	s->helo_name[0] = '\0';
+	if (s->authenticated) {
+		s->authenticated = false;
+		conn_set_user(s->c, NULL);
+	}
+	smtp_reset_transaction(s);
+}
+
+void
+smtp_cmd_rset(struct smtp_session *s, const char *args)
+{
+	smtp_reset_transaction(s);
+	smtp_reply(s, 250, "2.0.0", "Ok");
+}
+
+void
+smtp_cmd_noop(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 250, "2.0.0", "Ok");
+}
+
+void
+smtp_cmd_quit(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 221, "2.0.0", "%s Bye", s->cfg->hostname);
+	conn_close(s->c);
+}
+
+void
+smtp_cmd_help(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 214, "2.0.0", "Commands: %s MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s",
+	      s->role == ROLE_LMTP ? "LHLO" : "EHLO HELO",
+	      s->role == ROLE_LMTP ? "" : " STARTTLS AUTH");
+}
+
+void
+smtp_cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	if (args[0] == '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: VRFY address");
+		return;
+	}
+	smtp_reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+void
+smtp_cmd_expn(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 502, "5.5.1", "EXPN not implemented");
+}
+
+void
+smtp_cmd_ehlo(struct smtp_session *s, const char *args)
+{
+	cmd_helo(s, args, HELO_EHLO);
+}
+
+void
+smtp_cmd_helo_plain(struct smtp_session *s, const char *args)
+{
+	cmd_helo(s, args, HELO_HELO);
+}
+
+void
+smtp_cmd_lhlo(struct smtp_session *s, const char *args)
+{
+	cmd_helo(s, args, HELO_LHLO);
+}
+

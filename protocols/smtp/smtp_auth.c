@@ -60,7 +60,7 @@ auth_result(struct smtp_session *s, int err, struct buf *challenge)
 		break;
 	case ROOST_EPERM:
 		smtp_reply(s, 538, "5.7.11",
-		      "Encryption required for requested authentication mechanism");
+		           "Encryption required for requested authentication mechanism");
 		break;
 	default:
 		smtp_reply(s, 501, "5.5.2", "Malformed authentication data");
@@ -121,4 +121,3 @@ smtp_auth_continue(struct smtp_session *s, const char *line)
 	auth_result(s, err, &challenge);
 	buf_free(&challenge);
 }
-

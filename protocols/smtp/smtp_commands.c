@@ -37,9 +37,9 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 
 	if (n == 0 || n >= sizeof(s->helo_name)) {
 		smtp_reply(s, 501, "5.5.4", "Syntax: %s hostname",
-		      kind == HELO_HELO   ? "HELO"
-		      : kind == HELO_EHLO ? "EHLO"
-		                          : "LHLO");
+		           kind == HELO_HELO   ? "HELO"
+		           : kind == HELO_EHLO ? "EHLO"
+		                               : "LHLO");
 		return;
 	}
 	memcpy(s->helo_name, args, n);
@@ -86,7 +86,7 @@ sender_ok(struct smtp_session *s)
 		         "from=<%s>",
 		         (unsigned long long)conn_id(s->c), user != NULL ? user : "", s->sender);
 		smtp_reply(s, 553, "5.7.1", "<%s>: Sender address not owned by user %s", s->sender,
-		      user != NULL ? user : "");
+		           user != NULL ? user : "");
 		s->sender[0] = '\0';
 		return false;
 	}
@@ -96,7 +96,7 @@ sender_ok(struct smtp_session *s)
 		         "from=<%s>",
 		         (unsigned long long)conn_id(s->c), s->sender);
 		smtp_reply(s, 550, "5.7.1", "<%s>: Local sender from outside needs authentication",
-		      s->sender);
+		           s->sender);
 		s->sender[0] = '\0';
 		return false;
 	}
@@ -111,7 +111,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 
 	if (s->helo == HELO_NONE) {
 		smtp_reply(s, 503, "5.5.1", "Send %s first",
-		      s->role == ROLE_LMTP ? "LHLO" : "EHLO/HELO");
+		           s->role == ROLE_LMTP ? "LHLO" : "EHLO/HELO");
 		return;
 	}
 	if (s->role == ROLE_SUBMISSION && !s->authenticated) {
@@ -140,7 +140,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	if (err != 0) {
 		s->sender[0] = '\0';
 		if (err == ROOST_ETOOBIG)
-			smtp_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+			smtp_reply(s, 552, "5.3.4",
+			           "Message size exceeds fixed maximum message size");
 		else if (err == ROOST_ENOTSUP)
 			smtp_reply(s, 555, "5.5.4", "Unsupported MAIL parameter");
 		else
@@ -168,7 +169,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 
 	if (s->state != ST_MAIL && s->state != ST_RCPT) {
 		smtp_reply(s, 503, "5.5.1",
-		      s->state == ST_BDAT ? "RCPT not allowed after BDAT" : "Need MAIL first");
+		           s->state == ST_BDAT ? "RCPT not allowed after BDAT" : "Need MAIL first");
 		return;
 	}
 	if (strncasecmp(args, "TO:", 3) != 0) {
@@ -208,9 +209,9 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	} else if (err == ROOST_EPERM) {
 		if (s->authenticated)
 			smtp_reply(s, 451, "4.4.0",
-			      "<%s>: Relaying to other domains is not available yet "
-			      "(no outbound queue), try again later",
-			      r.addr);
+			           "<%s>: Relaying to other domains is not available yet "
+			           "(no outbound queue), try again later",
+			           r.addr);
 		else if (s->role == ROLE_LMTP)
 			smtp_reply(s, 550, "5.1.2", "<%s>: Not a local domain", r.addr);
 		else
@@ -221,7 +222,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		/* An MTA handing over a batch over LMTP is not probing for
 		 * users: its unknown recipients do not count towards 421. */
 		s->no_count = s->role == ROLE_LMTP;
-		smtp_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown", r.addr);
+		smtp_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown",
+		           r.addr);
 		s->no_count = false;
 		return;
 	}
@@ -292,8 +294,8 @@ void
 smtp_cmd_help(struct smtp_session *s, const char *args)
 {
 	smtp_reply(s, 214, "2.0.0", "Commands: %s MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s",
-	      s->role == ROLE_LMTP ? "LHLO" : "EHLO HELO",
-	      s->role == ROLE_LMTP ? "" : " STARTTLS AUTH");
+	           s->role == ROLE_LMTP ? "LHLO" : "EHLO HELO",
+	           s->role == ROLE_LMTP ? "" : " STARTTLS AUTH");
 }
 
 void
@@ -303,7 +305,8 @@ smtp_cmd_vrfy(struct smtp_session *s, const char *args)
 		smtp_reply(s, 501, "5.5.4", "Syntax: VRFY address");
 		return;
 	}
-	smtp_reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+	smtp_reply(s, 252, "2.5.0",
+	           "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 void
@@ -329,4 +332,3 @@ smtp_cmd_lhlo(struct smtp_session *s, const char *args)
 {
 	cmd_helo(s, args, HELO_LHLO);
 }
-

@@ -30,7 +30,6 @@ enum smtp_state {
 	ST_BDAT,  /* inside a BDAT transaction */
 };
 
-
 enum helo_kind { HELO_NONE, HELO_HELO, HELO_EHLO, HELO_LHLO };
 
 struct smtp_rcpt {
@@ -89,7 +88,6 @@ struct smtp_session {
 	int bdat_code;     /* ...and then answered with this */
 	const char *bdat_enh, *bdat_text;
 };
-
 
 /* smtp_session.c */
 void smtp_enter_state(struct smtp_session *s, enum smtp_state st);

@@ -196,11 +196,13 @@ storage_error_reply(struct smtp_session *s, int err, const char *addr)
 		smtp_reply(s, 452, "4.2.2", "%s%s%sMailbox full, try again later", pre, addr, post);
 		break;
 	case ROOST_ETOOBIG:
-		smtp_reply(s, 552, "5.3.4", "%s%s%sMessage too big for the mailbox", pre, addr, post);
+		smtp_reply(s, 552, "5.3.4", "%s%s%sMessage too big for the mailbox", pre, addr,
+		           post);
 		break;
 	default:
-		smtp_reply(s, 451, "4.3.0", "%s%s%sTemporary storage failure, try again later (id %s)",
-		      pre, addr, post, s->id);
+		smtp_reply(s, 451, "4.3.0",
+		           "%s%s%sTemporary storage failure, try again later (id %s)", pre, addr,
+		           post, s->id);
 		break;
 	}
 }
@@ -451,14 +453,14 @@ finish_message(struct smtp_session *s, bool bare_eol)
 			log_info(
 			    "conn=%llu proto=%s event=queued id=%s queue_id=%s from=<%s> to=<%s> "
 			    "size=%llu",
-			    (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id, qid, s->sender,
-			    s->rcpts[i].addr, (unsigned long long)body);
+			    (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id, qid,
+			    s->sender, s->rcpts[i].addr, (unsigned long long)body);
 	}
 	if (lmtp) {
 		for (size_t k = 0; k < n_local; k++) {
 			if (dr[k].result == 0)
 				smtp_reply(s, 250, "2.0.0", "<%s> Delivered, id=%s",
-				      s->rcpts[map[k]].addr, s->id);
+				           s->rcpts[map[k]].addr, s->id);
 			else
 				storage_error_reply(s, dr[k].result, s->rcpts[map[k]].addr);
 		}
@@ -509,7 +511,8 @@ smtp_bdat_chunk_done(struct smtp_session *s)
 		return;
 	}
 	if (!s->bdat_last) {
-		smtp_reply(s, 250, "2.0.0", "%llu octets received", (unsigned long long)s->body_len);
+		smtp_reply(s, 250, "2.0.0", "%llu octets received",
+		           (unsigned long long)s->body_len);
 		return;
 	}
 	finish_message(s, false);
@@ -598,4 +601,3 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 	smtp_framer_start_data(&s->fr, s->dec.normalize);
 	conn_write_str(s->c, "354 End data with <CR><LF>.<CR><LF>\r\n");
 }
-

@@ -18,6 +18,7 @@
 #include "roost/storage.h"
 
 struct conn;
+struct roost_config;
 struct sasl;
 
 /* ------------------------------------------------------------------ */
@@ -341,6 +342,9 @@ struct imap_cmd {
  * releases the state with the session.
  */
 void imap_yield(struct imap_cmd *cmd, imap_step_fn *step);
+const struct roost_config *imap_cfg(const struct imap_session *s);
+/* Count a client error; past imap_max_bad_commands say BYE and close. */
+void imap_count_bad(struct imap_session *s);
 void imap_enter_state(struct imap_session *s, enum imap_state st);
 void imap_tagged(struct imap_cmd *cmd, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -414,6 +418,17 @@ struct fetch_req {
 int imap_fetch_parse_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req);
 /* RFC 7162 mod-sequence-value: 1..2^63-1 (zero_ok: 0 allowed too). */
 int imap_parse_modseq(const struct imap_arg *a, bool zero_ok, uint64_t *v_r);
+
+/* Sessions of user from ip (imap_login.c): false when max (0: no limit)
+ * are open already; else counted until imap_ucount_release(). The lock
+ * inside is taken only here, never while holding anything else. */
+bool imap_ucount_take(const char *user, const char *ip, unsigned max);
+void imap_ucount_release(const char *user, const char *ip);
+/* STATUS items (imap_mailbox.c), also for LIST-STATUS: parse the list into
+ * item bits (0 or ROOST_EINVAL); write "* STATUS name (...)" (0 or a
+ * storage error, nothing written). */
+int imap_status_parse_items(const struct imap_arg *l, unsigned *items_r);
+int imap_status_write(struct imap_session *s, const char *name, unsigned items);
 
 void imap_sasl_continue(struct imap_session *s, const uint8_t *line, size_t len);
 void imap_idle_line(struct imap_session *s, const uint8_t *line, size_t len);

@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include "roost/error.h"
 #include "roost/message.h"
 
 #include "message_impl.h"
@@ -476,4 +477,44 @@ message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 	}
 	addr_free(&a);
 	return n;
+}
+
+int
+message_address_first(const char *v, size_t len, struct buf *name, struct buf *mailbox,
+                      struct buf *host)
+{
+	struct lex lx = {(const uint8_t *)v, (const uint8_t *)v + len};
+	struct addr a;
+	bool in_group = false;
+	int ret = ROOST_ENOTFOUND;
+
+	memset(&a, 0, sizeof(a));
+	/* Each round consumes input or stops, as in the list above. */
+	for (;;) {
+		const uint8_t *at;
+		addr_reset(&a);
+		skip_cfws_keep(&lx, NULL, NULL);
+		if (lx.p >= lx.end)
+			break;
+		at = lx.p;
+		int r = read_mailbox(&lx, &a, in_group);
+		if (r == 2) {
+			in_group = true;
+			continue;
+		}
+		if (a.has_mailbox || a.has_name) {
+			buf_append(name, a.name.data, a.name.len);
+			buf_append(mailbox, a.mailbox.data, a.mailbox.len);
+			buf_append(host, a.host.data, a.host.len);
+			ret = 0;
+			break;
+		}
+		skip_cfws_keep(&lx, NULL, NULL);
+		if (lx.p < lx.end && (*lx.p == ',' || *lx.p == ';'))
+			lx.p++;
+		else if (lx.p == at)
+			break;
+	}
+	addr_free(&a);
+	return ret;
 }

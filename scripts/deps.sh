@@ -6,7 +6,7 @@
 # script names them and fails, so nothing half-builds.
 set -eu
 
-BUILD_PKGS="gcc make pkg-config liblmdb-dev libssl-dev openssl libcrypt-dev libc-ares-dev"
+BUILD_PKGS="gcc make pkg-config liblmdb-dev libssl-dev openssl libcrypt-dev libc-ares-dev libutf8proc-dev"
 TEST_PKGS="check libsubunit-dev python3 curl lmdb-utils swaks libnet-ssleay-perl fetchmail isync python3-dkim clang-format"
 
 case "${1:-build}" in

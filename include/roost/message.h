@@ -86,6 +86,14 @@ int message_header_fields(const uint8_t *hdr, size_t len, const char *const *nam
  */
 int message_header_get(const struct message *msg, const struct message_part *part, const char *name,
                        bool decode, struct buf *out);
+/*
+ * The first address of an address list header value v[0..len) (groups
+ * entered, empty entries skipped): its display name (raw, encoded words
+ * not decoded), local part and domain appended to name, mailbox and host.
+ * 0, or ROOST_ENOTFOUND when the list holds no address. SORT keys.
+ */
+int message_address_first(const char *v, size_t len, struct buf *name, struct buf *mailbox,
+                          struct buf *host);
 /* Every value of name, each decoded, separated by "\n" (SEARCH HEADER). */
 int message_header_get_all(const struct message *msg, const struct message_part *part,
                            const char *name, bool decode, struct buf *out);

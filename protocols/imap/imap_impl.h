@@ -20,6 +20,7 @@
 struct conn;
 struct roost_config;
 struct sasl;
+struct sort_cache;
 
 /* ------------------------------------------------------------------ */
 /* Limits (the configurable ones come from roost_config).              */
@@ -259,6 +260,7 @@ struct imap_view {
 	/* UIDs [recent_lo, recent_hi) were claimed as \Recent by this
 	 * session but may not be in the view yet. */
 	uint32_t recent_lo, recent_hi;
+	struct sort_cache *sort_cache; /* SORT/THREAD keys (imap_sort.h) */
 };
 
 struct imap_session {
@@ -367,7 +369,23 @@ imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_sub
     cmd_unsubscribe, cmd_list, cmd_lsub, cmd_status, cmd_append, cmd_check, cmd_close, cmd_unselect,
     cmd_expunge;
 imap_cmd_fn cmd_fetch, cmd_store, cmd_copy, cmd_move;
-imap_cmd_fn cmd_search;
+imap_cmd_fn cmd_search, cmd_sort, cmd_thread;
+
+/* SEARCH as SORT and THREAD use it (imap_search.c). */
+struct imap_search;
+/* Parse the keys a[0..n) (after any CHARSET) into the command's arena. On
+ * failure the reply (BAD, NO [LIMIT]) is sent and < 0 returned. */
+int imap_search_parse(struct imap_cmd *cmd, const struct imap_arg *a, size_t n,
+                      struct imap_search **sr_r);
+/* Test every message of the view: the view indexes of the hits, ascending
+ * (heap, the caller frees), and their highest MODSEQ (top_r may be NULL).
+ * *budget is the bytes left to scan, lowered by what this used. Past it,
+ * NO [LIMIT] is sent and ROOST_ETOOBIG returned. */
+int imap_search_run(struct imap_cmd *cmd, struct imap_search *sr, uint64_t *budget,
+                    uint32_t **idx_r, size_t *n_r, uint64_t *top_r);
+bool imap_search_modseq(const struct imap_search *sr);
+/* Log and answer NO [LIMIT] for a command that ran out of search_budget. */
+void imap_search_limit(struct imap_cmd *cmd, size_t n_keys);
 imap_cmd_fn cmd_idle;
 
 /* ------------------------------------------------------------------ */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "roost/config.h"
 #include "roost/conn.h"
@@ -61,6 +62,8 @@ enum skind {
 	K_UID,
 	K_SEQ,
 	K_MODSEQ,
+	K_OLDER,   /* WITHIN (RFC 5032): internal date at most now - n */
+	K_YOUNGER, /* internal date after now - n */
 };
 
 struct skey {
@@ -71,7 +74,8 @@ struct skey {
 	const char *str; /* keyword, header name */
 	const char *val; /* search text (UTF-8), case-folded */
 	size_t val_len;
-	int64_t day; /* days since the epoch */
+	int64_t day;  /* days since the epoch */
+	int64_t time; /* OLDER, YOUNGER: seconds since the epoch */
 	uint64_t size;
 	struct seqset set;
 };
@@ -258,6 +262,18 @@ parse_key(struct sparse *sp)
 			return NULL;
 		struct skey *k = new_key(sp, strcasecmp(w, "LARGER") == 0 ? K_LARGER : K_SMALLER);
 		k->size = n;
+		return k;
+	}
+	if (strcasecmp(w, "OLDER") == 0 || strcasecmp(w, "YOUNGER") == 0) {
+		const char *v = next_string(sp);
+		char *end;
+		if (v == NULL || *v < '1' || *v > '9' || strlen(v) > 10)
+			return NULL;
+		unsigned long long n = strtoull(v, &end, 10);
+		if (*end != '\0' || n > UINT32_MAX)
+			return NULL;
+		struct skey *k = new_key(sp, strcasecmp(w, "OLDER") == 0 ? K_OLDER : K_YOUNGER);
+		k->time = (int64_t)time(NULL) - (int64_t)n;
 		return k;
 	}
 	if (strcasecmp(w, "MODSEQ") == 0) {
@@ -532,6 +548,10 @@ match(struct sctx *x, const struct skey *k)
 		return m->rec.size < k->size;
 	case K_MODSEQ:
 		return m->rec.modseq >= k->size;
+	case K_OLDER:
+		return m->rec.internal_date <= k->time;
+	case K_YOUNGER:
+		return m->rec.internal_date > k->time;
 	case K_UID:
 		return seqset_contains(&k->set, m->rec.uid);
 	case K_SEQ:
@@ -630,6 +650,111 @@ search_out_step(struct imap_cmd *cmd)
 	imap_tagged(cmd, "OK", "SEARCH completed");
 }
 
+struct imap_search {
+	struct skey *root;
+	size_t n_keys;
+	bool modseq;
+};
+
+int
+imap_search_parse(struct imap_cmd *cmd, const struct imap_arg *a, size_t n,
+                  struct imap_search **sr_r)
+{
+	size_t n_keys = 0;
+	struct sparse sp = {cmd, a, n, 0, 0, &n_keys, false};
+
+	if (n == 0) {
+		imap_bad(cmd, "Missing search keys");
+		return ROOST_EINVAL;
+	}
+	struct skey *root = new_key(&sp, K_AND);
+	n_keys = 0; /* the implicit AND of the top level is not the client's */
+	root->sub = arena_alloc(&cmd->arena, n * sizeof(struct skey *));
+	while (sp.i < sp.n) {
+		struct skey *k = parse_key(&sp);
+		if (k == NULL && n_keys >= SEARCH_MAX_KEYS) {
+			imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)",
+			            SEARCH_MAX_KEYS);
+			return ROOST_ETOOBIG;
+		}
+		if (k == NULL) {
+			imap_bad(cmd, "Invalid search key");
+			return ROOST_EINVAL;
+		}
+		root->sub[root->n++] = k;
+	}
+	if (n_keys > SEARCH_MAX_KEYS) { /* NOT and OR are counted after their operands */
+		imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)",
+		            SEARCH_MAX_KEYS);
+		return ROOST_ETOOBIG;
+	}
+	struct imap_search *sr = arena_alloc(&cmd->arena, sizeof(*sr));
+	sr->root = root;
+	sr->n_keys = n_keys;
+	sr->modseq = sp.modseq;
+	*sr_r = sr;
+	return 0;
+}
+
+bool
+imap_search_modseq(const struct imap_search *sr)
+{
+	return sr->modseq;
+}
+
+void
+imap_search_limit(struct imap_cmd *cmd, size_t n_keys)
+{
+	log_info("conn=%llu proto=imap event=search-limit keys=%zu budget=%llu",
+	         (unsigned long long)conn_id(cmd->s->c), n_keys,
+	         (unsigned long long)cmd->s->sv->cfg->imap_search_budget);
+	imap_tagged(cmd, "NO",
+	            "[LIMIT] Search needs more work than allowed "
+	            "(search_budget); narrow it");
+}
+
+int
+imap_search_run(struct imap_cmd *cmd, struct imap_search *sr, uint64_t *budget, uint32_t **idx_r,
+                size_t *n_r, uint64_t *top_r)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+
+	resolve_sets(sr->root, v);
+
+	struct sbudget bg = {*budget, false};
+	uint32_t *hits = xcalloc(v->n ? v->n : 1, sizeof(*hits));
+	size_t nh = 0;
+	uint64_t top = 0;
+	for (size_t m = 0; m < v->n && !bg.exceeded; m++) {
+		if (v->msgs[m].expunged)
+			continue;
+		struct sctx x = {.s = s,
+		                 .v = v,
+		                 .idx = m,
+		                 .budget = &bg,
+		                 .head = BUF_INIT(0),
+		                 .body = BUF_INIT(0)};
+		if (match(&x, sr->root)) {
+			hits[nh++] = (uint32_t)m;
+			if (v->msgs[m].rec.modseq > top)
+				top = v->msgs[m].rec.modseq;
+		}
+		unload(&x);
+	}
+	if (bg.exceeded) {
+		free(hits);
+		imap_search_limit(cmd, sr->n_keys);
+		return ROOST_ETOOBIG;
+	}
+	*budget = bg.left;
+	*idx_r = hits;
+	*n_r = nh;
+	if (top_r != NULL)
+		*top_r = top;
+	return 0;
+}
+
 void
 cmd_search(struct imap_cmd *cmd)
 {
@@ -677,65 +802,18 @@ cmd_search(struct imap_cmd *cmd)
 		}
 		i += 2;
 	}
-	if (i >= n) {
-		imap_bad(cmd, "Missing search keys");
+	struct imap_search *sr;
+	if (imap_search_parse(cmd, a + i, n - i, &sr) < 0)
 		return;
-	}
-	size_t n_keys = 0;
-	struct sparse sp = {cmd, a + i, n - i, 0, 0, &n_keys, false};
-	struct skey *root = new_key(&sp, K_AND);
-	n_keys = 0; /* the implicit AND of the top level is not the client's */
-	root->sub = arena_alloc(&cmd->arena, (n - i) * sizeof(struct skey *));
-	while (sp.i < sp.n) {
-		struct skey *k = parse_key(&sp);
-		if (k == NULL && n_keys >= SEARCH_MAX_KEYS) {
-			imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)",
-			            SEARCH_MAX_KEYS);
-			return;
-		}
-		if (k == NULL) {
-			imap_bad(cmd, "Invalid search key");
-			return;
-		}
-		root->sub[root->n++] = k;
-	}
-	if (n_keys > SEARCH_MAX_KEYS) { /* NOT and OR are counted after their operands */
-		imap_tagged(cmd, "NO", "[LIMIT] Too many search keys (at most %d)",
-		            SEARCH_MAX_KEYS);
+	uint64_t budget = s->sv->cfg->imap_search_budget;
+	uint32_t *hits;
+	size_t nh;
+	uint64_t top;
+	if (imap_search_run(cmd, sr, &budget, &hits, &nh, &top) < 0)
 		return;
-	}
-	resolve_sets(root, v);
-
-	struct sbudget budget = {s->sv->cfg->imap_search_budget, false};
-	uint32_t *hits = xcalloc(v->n ? v->n : 1, sizeof(*hits));
-	size_t nh = 0;
-	uint64_t top = 0;
-	for (size_t m = 0; m < v->n && !budget.exceeded; m++) {
-		if (v->msgs[m].expunged)
-			continue;
-		struct sctx x = {.s = s,
-		                 .v = v,
-		                 .idx = m,
-		                 .budget = &budget,
-		                 .head = BUF_INIT(0),
-		                 .body = BUF_INIT(0)};
-		if (match(&x, root)) {
-			hits[nh++] = cmd->uid ? v->msgs[m].rec.uid : (uint32_t)m + 1;
-			if (v->msgs[m].rec.modseq > top)
-				top = v->msgs[m].rec.modseq;
-		}
-		unload(&x);
-	}
-	if (budget.exceeded) {
-		log_info("conn=%llu proto=imap event=search-limit keys=%zu budget=%llu",
-		         (unsigned long long)conn_id(s->c), n_keys,
-		         (unsigned long long)s->sv->cfg->imap_search_budget);
-		free(hits);
-		imap_tagged(cmd, "NO",
-		            "[LIMIT] Search needs more work than allowed "
-		            "(search_budget); narrow it");
-		return;
-	}
+	for (size_t k = 0; k < nh; k++)
+		hits[k] = cmd->uid ? v->msgs[hits[k]].rec.uid : hits[k] + 1;
+	bool modseq = imap_search_modseq(sr);
 	struct search_out *o = arena_alloc(&cmd->arena, sizeof(*o));
 	o->hits = hits;
 	o->nh = nh;
@@ -757,11 +835,11 @@ cmd_search(struct imap_cmd *cmd)
 		} else {
 			o->next = nh; /* no numbers: only the tail */
 		}
-		if (nh > 0 && sp.modseq)
+		if (nh > 0 && modseq)
 			snprintf(o->tail, sizeof(o->tail), " MODSEQ %llu", (unsigned long long)top);
 	} else {
 		buf_append_str(&b, "SEARCH");
-		if (nh > 0 && sp.modseq)
+		if (nh > 0 && modseq)
 			snprintf(o->tail, sizeof(o->tail), " (MODSEQ %llu)",
 			         (unsigned long long)top);
 	}

@@ -248,7 +248,8 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	buf_append_str(
 	    out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	         "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
-	         "MULTIAPPEND CONDSTORE QRESYNC");
+	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
+	         "THREAD=REFERENCES WITHIN");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -402,6 +403,8 @@ static const struct imap_cmd_def commands[] = {
     {"UNSELECT", IMAP_STATE_SELECTED, false, 0, cmd_unselect},
     {"EXPUNGE", IMAP_STATE_SELECTED, false, CMD_UID_OK, cmd_expunge},
     {"SEARCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_search},
+    {"SORT", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_sort},
+    {"THREAD", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_thread},
     {"FETCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_fetch},
     {"STORE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_store},
     {"COPY", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_copy},

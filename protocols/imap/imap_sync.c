@@ -19,6 +19,7 @@
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
+#include "imap_sort.h"
 
 static const char *const sys_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
                                         "\\Draft"};
@@ -190,6 +191,7 @@ view_close(struct imap_session *s)
 	free(v->name);
 	free(v->msgs);
 	free_keywords(v);
+	sort_cache_free(&v->sort_cache);
 	memset(v, 0, sizeof(*v));
 }
 

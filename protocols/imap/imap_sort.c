@@ -1,0 +1,525 @@
+/*
+ * SORT and UID SORT (RFC 5256) with the DISPLAYFROM and DISPLAYTO keys
+ * (RFC 5957), compared under i;unicode-casemap (RFC 5051, core/collate.c),
+ * and the sort key cache that THREAD shares (imap_sort.h says where the
+ * keys live and what invalidates them).
+ *
+ * The messages are chosen by the SEARCH engine (imap_search.c) under the
+ * same key cap and [imap] search_budget; reading the headers of messages
+ * whose keys are not cached yet is charged to that budget too, so one
+ * command's work is bounded however large the mailbox. A cached SORT is
+ * a qsort() over keys already in memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/collate.h"
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/message.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_sort.h"
+
+static void
+sort_msg_clear(struct sort_msg *m)
+{
+	free(m->blob);
+	memset(m, 0, sizeof(*m));
+}
+
+struct sort_cache *
+sort_cache_sync(struct imap_view *v)
+{
+	struct sort_cache *sc = v->sort_cache;
+
+	if (sc == NULL) {
+		sc = xcalloc(1, sizeof(*sc));
+		v->sort_cache = sc;
+	}
+	if (sc->n == v->n) {
+		size_t i = 0;
+		while (i < v->n && sc->m[i].uid == v->msgs[i].rec.uid)
+			i++;
+		if (i == v->n)
+			return sc;
+	}
+	/* Both ascend by UID: one merge keeps what is still in the view. */
+	struct sort_msg *m = xcalloc(v->n ? v->n : 1, sizeof(*m));
+	size_t j = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		uint32_t uid = v->msgs[i].rec.uid;
+		while (j < sc->n && sc->m[j].uid < uid)
+			sort_msg_clear(&sc->m[j++]);
+		if (j < sc->n && sc->m[j].uid == uid)
+			m[i] = sc->m[j++];
+		else
+			m[i].uid = uid;
+	}
+	while (j < sc->n)
+		sort_msg_clear(&sc->m[j++]);
+	free(sc->m);
+	sc->m = m;
+	sc->n = v->n;
+	return sc;
+}
+
+void
+sort_cache_free(struct sort_cache **scp)
+{
+	struct sort_cache *sc = *scp;
+
+	if (sc == NULL)
+		return;
+	for (size_t i = 0; i < sc->n; i++)
+		free(sc->m[i].blob);
+	free(sc->m);
+	free(sc);
+	*scp = NULL;
+}
+
+/* Bytes of the header block of data[0..len), its blank line included. */
+static size_t
+header_len(const uint8_t *data, size_t len)
+{
+	if (len > 0 && data[0] == '\n')
+		return 1;
+	if (len > 1 && data[0] == '\r' && data[1] == '\n')
+		return 2;
+	for (size_t i = 1; i < len; i++) {
+		const uint8_t *p = memchr(data + i, '\n', len - i);
+		if (p == NULL)
+			break;
+		i = (size_t)(p - data);
+		if (i + 1 < len && data[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < len && data[i + 1] == '\r' && data[i + 2] == '\n')
+			return i + 3;
+	}
+	return len;
+}
+
+/*
+ * Message ids "<...>" in v[0..len), each appended NUL-terminated to out;
+ * with max 1 only the first. Only the last SORT_MAX_REFS are kept (the
+ * closest ancestors). Returns how many.
+ */
+static unsigned
+msg_ids(const char *v, size_t len, unsigned max, struct buf *out)
+{
+	size_t start = out->len;
+	unsigned n = 0;
+
+	for (size_t i = 0; i < len;) {
+		const char *lt = memchr(v + i, '<', len - i);
+		if (lt == NULL)
+			break;
+		size_t a = (size_t)(lt - v) + 1, b = a;
+		while (b < len && v[b] != '>' && v[b] != '<' && v[b] != ' ' && v[b] != '\t' &&
+		       v[b] != '\r' && v[b] != '\n' && v[b] != '\0')
+			b++;
+		if (b < len && v[b] == '>' && b > a && b - a <= SORT_MAX_ID) {
+			if (n == max) {
+				/* drop the oldest id kept */
+				const uint8_t *z = memchr(out->data + start, '\0', out->len - start);
+				size_t cut = (size_t)(z - (out->data + start)) + 1;
+				memmove(out->data + start, out->data + start + cut,
+				        out->len - start - cut);
+				buf_truncate(out, out->len - cut);
+				n--;
+			}
+			buf_append(out, v + a, b - a);
+			buf_append_byte(out, '\0');
+			n++;
+			if (max == 1)
+				break;
+		}
+		i = b > a ? b : a;
+	}
+	return n;
+}
+
+struct keys {
+	struct buf blob;
+	struct sort_msg *m;
+};
+
+static void
+key_begin(struct keys *k, enum sort_field f)
+{
+	k->m->off[f] = (uint32_t)k->blob.len;
+}
+
+static void
+key_end(struct keys *k, enum sort_field f)
+{
+	k->m->len[f] = (uint32_t)(k->blob.len - k->m->off[f]);
+	buf_append_byte(&k->blob, '\0');
+}
+
+static void
+address_keys(struct keys *k, const struct message *msg, const char *field, enum sort_field f,
+             enum sort_field df)
+{
+	struct buf raw = BUF_INIT(0), name = BUF_INIT(0), mbox = BUF_INIT(0), host = BUF_INIT(0);
+	struct buf t = BUF_INIT(0);
+	bool have = message_header_get(msg, NULL, field, false, &raw) == 0 &&
+	            message_address_first(buf_cstr(&raw), raw.len, &name, &mbox, &host) == 0;
+
+	key_begin(k, f);
+	if (have)
+		collate_key((const char *)mbox.data, mbox.len, &k->blob);
+	key_end(k, f);
+	if (df == SF_N)
+		goto done;
+	key_begin(k, df);
+	if (have && name.len > 0)
+		message_decode_words(buf_cstr(&name), name.len, &t);
+	if (have && t.len == 0) {
+		buf_append(&t, mbox.data, mbox.len);
+		buf_append_byte(&t, '@');
+		buf_append(&t, host.data, host.len);
+	}
+	collate_key((const char *)t.data, t.len, &k->blob);
+	key_end(k, df);
+done:
+	buf_free(&t);
+	buf_free(&host);
+	buf_free(&mbox);
+	buf_free(&name);
+	buf_free(&raw);
+}
+
+static void
+fill_keys(struct sort_msg *sm, const struct message *msg)
+{
+	struct keys k = {BUF_INIT(0), sm};
+	struct buf b = BUF_INIT(0), base = BUF_INIT(0);
+	int64_t t;
+
+	if (msg != NULL && message_header_get(msg, NULL, "Date", false, &b) == 0 &&
+	    message_parse_date(buf_cstr(&b), b.len, &t) == 0)
+		sm->date = t;
+	buf_reset(&b);
+	key_begin(&k, SF_SUBJECT);
+	if (msg != NULL && message_header_get(msg, NULL, "Subject", true, &b) == 0) {
+		collate_base_subject(buf_cstr(&b), b.len, &base, &sm->reply);
+		collate_key((const char *)base.data, base.len, &k.blob);
+	}
+	key_end(&k, SF_SUBJECT);
+	if (msg != NULL) {
+		address_keys(&k, msg, "From", SF_FROM, SF_DFROM);
+		address_keys(&k, msg, "To", SF_TO, SF_DTO);
+		address_keys(&k, msg, "Cc", SF_CC, SF_N);
+	} else {
+		for (enum sort_field f = SF_FROM; f <= SF_DTO; f++) {
+			key_begin(&k, f);
+			key_end(&k, f);
+		}
+	}
+	buf_reset(&b);
+	key_begin(&k, SF_MSGID);
+	if (msg != NULL && message_header_get(msg, NULL, "Message-ID", false, &b) == 0) {
+		msg_ids(buf_cstr(&b), b.len, 1, &k.blob);
+		if (k.blob.len > k.m->off[SF_MSGID])
+			buf_truncate(&k.blob, k.blob.len - 1); /* key_end() adds the NUL */
+	}
+	key_end(&k, SF_MSGID);
+	buf_reset(&b);
+	key_begin(&k, SF_REFS);
+	if (msg != NULL && message_header_get(msg, NULL, "References", false, &b) == 0)
+		sm->n_refs = (uint16_t)msg_ids(buf_cstr(&b), b.len, SORT_MAX_REFS, &k.blob);
+	buf_reset(&b);
+	/* RFC 5256: without usable References, the first id of In-Reply-To. */
+	if (msg != NULL && sm->n_refs == 0 &&
+	    message_header_get(msg, NULL, "In-Reply-To", false, &b) == 0)
+		sm->n_refs = (uint16_t)msg_ids(buf_cstr(&b), b.len, 1, &k.blob);
+	sm->len[SF_REFS] = (uint32_t)(k.blob.len - sm->off[SF_REFS]);
+	buf_append_byte(&k.blob, '\0');
+	sm->blob = (char *)buf_steal(&k.blob, NULL);
+	sm->loaded = true;
+	buf_free(&base);
+	buf_free(&b);
+}
+
+int
+sort_cache_load(struct imap_cmd *cmd, struct sort_cache *sc, const uint32_t *idx, size_t n,
+                uint64_t *budget)
+{
+	struct imap_view *v = &cmd->s->view;
+	const struct roost_config *cfg = cmd->s->sv->cfg;
+	struct message_limits lim = {cfg->mime_max_depth, cfg->mime_max_parts, cfg->max_header_size,
+	                             cfg->max_header_fields};
+
+	for (size_t i = 0; i < n; i++) {
+		struct sort_msg *sm = &sc->m[idx[i]];
+		struct msg_view mv;
+		struct message *msg = NULL;
+
+		if (sm->loaded)
+			continue;
+		sm->date = v->msgs[idx[i]].rec.internal_date;
+		if (mailbox_read(v->mb, sm->uid, &mv) < 0) {
+			fill_keys(sm, NULL);
+			continue;
+		}
+		size_t hl = header_len(mv.data, mv.len);
+		if (hl > *budget) {
+			msg_view_release(&mv);
+			return ROOST_ETOOBIG;
+		}
+		*budget -= hl;
+		if (message_parse(mv.data, hl, &lim, &msg) < 0)
+			msg = NULL;
+		fill_keys(sm, msg);
+		message_free(&msg);
+		msg_view_release(&mv);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+struct sort_ctx {
+	const struct imap_view *v;
+	const struct sort_cache *sc;
+	const struct sort_crit *crit;
+	size_t n_crit;
+};
+
+static int
+cmp_field(const struct sort_msg *a, const struct sort_msg *b, enum sort_field f)
+{
+	size_t la, lb;
+	const char *sa = sort_str(a, f, &la), *sb = sort_str(b, f, &lb);
+
+	return collate_cmp(sa, la, sb, lb);
+}
+
+static int
+cmp_i64(int64_t a, int64_t b)
+{
+	return a < b ? -1 : a > b;
+}
+
+static int
+sort_cmp(const void *pa, const void *pb, void *arg)
+{
+	const struct sort_ctx *x = arg;
+	uint32_t ia = *(const uint32_t *)pa, ib = *(const uint32_t *)pb;
+	const struct sort_msg *a = &x->sc->m[ia], *b = &x->sc->m[ib];
+
+	for (size_t i = 0; i < x->n_crit; i++) {
+		int r = 0;
+		switch (x->crit[i].key) {
+		case SK_ARRIVAL:
+			r = cmp_i64(x->v->msgs[ia].rec.internal_date, x->v->msgs[ib].rec.internal_date);
+			break;
+		case SK_DATE:
+			r = cmp_i64(a->date, b->date);
+			break;
+		case SK_SIZE:
+			r = cmp_i64((int64_t)x->v->msgs[ia].rec.size, (int64_t)x->v->msgs[ib].rec.size);
+			break;
+		case SK_CC:
+			r = cmp_field(a, b, SF_CC);
+			break;
+		case SK_FROM:
+			r = cmp_field(a, b, SF_FROM);
+			break;
+		case SK_TO:
+			r = cmp_field(a, b, SF_TO);
+			break;
+		case SK_SUBJECT:
+			r = cmp_field(a, b, SF_SUBJECT);
+			break;
+		case SK_DFROM:
+			r = cmp_field(a, b, SF_DFROM);
+			break;
+		case SK_DTO:
+			r = cmp_field(a, b, SF_DTO);
+			break;
+		}
+		if (r != 0)
+			return x->crit[i].reverse ? -r : r;
+	}
+	/* RFC 5256: exact ties go in sequence number order. */
+	return ia < ib ? -1 : ia > ib;
+}
+
+void
+sort_indexes(struct imap_view *v, struct sort_cache *sc, uint32_t *idx, size_t n,
+             const struct sort_crit *crit, size_t n_crit)
+{
+	struct sort_ctx x = {v, sc, crit, n_crit};
+
+	qsort_r(idx, n, sizeof(*idx), sort_cmp, &x);
+}
+
+static int
+parse_criteria(const struct imap_arg *a, struct sort_crit *crit, size_t *n_r)
+{
+	static const struct {
+		const char *name;
+		enum sort_key key;
+	} keys[] = {
+	    {"ARRIVAL", SK_ARRIVAL}, {"CC", SK_CC},
+	    {"DATE", SK_DATE},       {"FROM", SK_FROM},
+	    {"SIZE", SK_SIZE},       {"SUBJECT", SK_SUBJECT},
+	    {"TO", SK_TO},           {"DISPLAYFROM", SK_DFROM},
+	    {"DISPLAYTO", SK_DTO},
+	};
+	size_t n = 0;
+	bool reverse = false;
+
+	if (a->type != ARG_LIST || a->n == 0 || a->n > 2 * SORT_MAX_CRITERIA)
+		return ROOST_EINVAL;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct imap_arg *w = &a->list[i];
+		if (imap_arg_atom_eq(w, "REVERSE")) {
+			if (reverse)
+				return ROOST_EINVAL;
+			reverse = true;
+			continue;
+		}
+		size_t k = 0;
+		while (k < sizeof(keys) / sizeof(keys[0]) && !imap_arg_atom_eq(w, keys[k].name))
+			k++;
+		if (k == sizeof(keys) / sizeof(keys[0]) || n == SORT_MAX_CRITERIA)
+			return ROOST_EINVAL;
+		crit[n].key = keys[k].key;
+		crit[n].reverse = reverse;
+		n++;
+		reverse = false;
+	}
+	if (reverse || n == 0)
+		return ROOST_EINVAL;
+	*n_r = n;
+	return 0;
+}
+
+int
+imap_sort_charset(struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	if (!imap_arg_is_string(a)) {
+		imap_bad(cmd, "Missing charset");
+		return ROOST_EINVAL;
+	}
+	if (strcasecmp(a->str, "UTF-8") != 0 && strcasecmp(a->str, "US-ASCII") != 0) {
+		imap_tagged(cmd, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+		return ROOST_ENOTSUP;
+	}
+	return 0;
+}
+
+/* A reply already formatted, handed to the connection as it drains. */
+struct sort_out {
+	uint8_t *text;
+	size_t len, off;
+};
+
+#define SORT_PIECE 16384
+
+static void
+sort_out_free(struct imap_cmd *cmd)
+{
+	struct sort_out *o = cmd->state;
+
+	if (o != NULL)
+		free(o->text);
+	cmd->state = NULL;
+}
+
+static void
+sort_out_step(struct imap_cmd *cmd)
+{
+	struct sort_out *o = cmd->state;
+
+	while (o->off < o->len) {
+		if (conn_output_full(cmd->c)) {
+			imap_yield(cmd, sort_out_step);
+			return;
+		}
+		size_t k = o->len - o->off < SORT_PIECE ? o->len - o->off : SORT_PIECE;
+		conn_write(cmd->c, o->text + o->off, k);
+		o->off += k;
+	}
+	sort_out_free(cmd);
+	imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
+}
+
+void
+imap_sort_reply(struct imap_cmd *cmd, struct buf *text)
+{
+	struct sort_out *o = arena_alloc(&cmd->arena, sizeof(*o));
+
+	o->text = buf_steal(text, &o->len);
+	cmd->state = o;
+	cmd->state_free = sort_out_free;
+	sort_out_step(cmd);
+}
+
+/*
+ * Run the search keys a[0..n) and load the sort keys of the hits: the
+ * view indexes of the hits (heap) in *idx_r. Replies itself and returns
+ * < 0 on any failure.
+ */
+int
+imap_sort_select(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint32_t **idx_r,
+                 size_t *n_r, struct sort_cache **sc_r)
+{
+	struct imap_search *sr;
+	uint64_t budget = cmd->s->sv->cfg->imap_search_budget;
+	uint32_t *idx;
+	size_t nh;
+
+	if (imap_search_parse(cmd, a, n, &sr) < 0)
+		return ROOST_EINVAL;
+	if (imap_search_run(cmd, sr, &budget, &idx, &nh, NULL) < 0)
+		return ROOST_ETOOBIG;
+	struct sort_cache *sc = sort_cache_sync(&cmd->s->view);
+	if (sort_cache_load(cmd, sc, idx, nh, &budget) < 0) {
+		free(idx);
+		imap_search_limit(cmd, 0);
+		return ROOST_ETOOBIG;
+	}
+	*idx_r = idx;
+	*n_r = nh;
+	*sc_r = sc;
+	return 0;
+}
+
+void
+cmd_sort(struct imap_cmd *cmd)
+{
+	struct imap_view *v = &cmd->s->view;
+	const struct imap_arg *a = cmd->p.args;
+	size_t n = cmd->p.n, n_crit;
+	struct sort_crit crit[SORT_MAX_CRITERIA];
+
+	if (n < 3 || parse_criteria(&a[0], crit, &n_crit) < 0) {
+		imap_bad(cmd, "Invalid sort criteria");
+		return;
+	}
+	if (imap_sort_charset(cmd, &a[1]) < 0)
+		return;
+	uint32_t *idx;
+	size_t nh;
+	struct sort_cache *sc;
+	if (imap_sort_select(cmd, a + 2, n - 2, &idx, &nh, &sc) < 0)
+		return;
+	sort_indexes(v, sc, idx, nh, crit, n_crit);
+
+	struct buf b = BUF_INIT(0);
+	buf_reserve(&b, 8 + nh * 7);
+	buf_append_str(&b, "* SORT");
+	for (size_t i = 0; i < nh; i++)
+		buf_printf(&b, " %u", cmd->uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1);
+	buf_append_str(&b, "\r\n");
+	free(idx);
+	imap_sort_reply(cmd, &b);
+}

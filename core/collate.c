@@ -51,8 +51,8 @@ collate_key(const char *s, size_t len, struct buf *out)
 		}
 		i += (size_t)n;
 		int bc = 0;
-		utf8proc_ssize_t nd = utf8proc_decompose_char(utf8proc_totitle(cp), d, DECOMP_MAX,
-		                                              UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, &bc);
+		utf8proc_ssize_t nd = utf8proc_decompose_char(
+		    utf8proc_totitle(cp), d, DECOMP_MAX, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, &bc);
 		if (nd <= 0 || nd > DECOMP_MAX) {
 			put_cp(out, utf8proc_totitle(cp));
 			continue;

@@ -125,7 +125,8 @@ msg_ids(const char *v, size_t len, unsigned max, struct buf *out)
 		if (b < len && v[b] == '>' && b > a && b - a <= SORT_MAX_ID) {
 			if (n == max) {
 				/* drop the oldest id kept */
-				const uint8_t *z = memchr(out->data + start, '\0', out->len - start);
+				const uint8_t *z =
+				    memchr(out->data + start, '\0', out->len - start);
 				size_t cut = (size_t)(z - (out->data + start)) + 1;
 				memmove(out->data + start, out->data + start + cut,
 				        out->len - start - cut);
@@ -317,13 +318,15 @@ sort_cmp(const void *pa, const void *pb, void *arg)
 		int r = 0;
 		switch (x->crit[i].key) {
 		case SK_ARRIVAL:
-			r = cmp_i64(x->v->msgs[ia].rec.internal_date, x->v->msgs[ib].rec.internal_date);
+			r = cmp_i64(x->v->msgs[ia].rec.internal_date,
+			            x->v->msgs[ib].rec.internal_date);
 			break;
 		case SK_DATE:
 			r = cmp_i64(a->date, b->date);
 			break;
 		case SK_SIZE:
-			r = cmp_i64((int64_t)x->v->msgs[ia].rec.size, (int64_t)x->v->msgs[ib].rec.size);
+			r = cmp_i64((int64_t)x->v->msgs[ia].rec.size,
+			            (int64_t)x->v->msgs[ib].rec.size);
 			break;
 		case SK_CC:
 			r = cmp_field(a, b, SF_CC);

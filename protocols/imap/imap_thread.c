@@ -85,8 +85,7 @@ id_slot(struct thr *t, const char *s, size_t len)
 {
 	size_t mask = t->tcap - 1, i = id_hash(t, s, len) & mask;
 
-	while (t->tab[i] != NONE &&
-	       !(t->tlen[i] == len && memcmp(t->tkey[i], s, len) == 0))
+	while (t->tab[i] != NONE && !(t->tlen[i] == len && memcmp(t->tkey[i], s, len) == 0))
 		i = (i + 1) & mask;
 	if (t->tab[i] == NONE) {
 		t->tkey[i] = s;
@@ -261,7 +260,6 @@ rep(const struct thr *t, int32_t x)
 	return t->n[x].hit != NONE ? x : t->n[x].child;
 }
 
-
 static int
 date_cmp(const void *pa, const void *pb, void *arg)
 {
@@ -339,7 +337,7 @@ group_subjects(struct thr *t, int32_t root)
 	int32_t *tab = xmalloc(cap * sizeof(*tab));
 	for (size_t i = 0; i < cap; i++)
 		tab[i] = NONE;
-	/* the table holds root positions; subjects are read through them */
+		/* the table holds root positions; subjects are read through them */
 #define SLOT(s, l)                                                                                 \
 	({                                                                                         \
 		size_t i_ = id_hash(t, s, l) & (cap - 1);                                          \

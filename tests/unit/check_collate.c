@@ -7,6 +7,8 @@
 #include "roost/error.h"
 #include "roost/message.h"
 
+#include "check_run.h"
+
 static int
 cmp(const char *a, const char *b)
 {
@@ -23,14 +25,21 @@ cmp(const char *a, const char *b)
 START_TEST(casemap_equal_and_order)
 {
 	ck_assert_int_eq(cmp("hello", "HELLO"), 0);
-	ck_assert_int_eq(cmp("Stra\xc3\x9f" "e", "STRA\xc3\x9f" "E"), 0);
+	ck_assert_int_eq(cmp("Stra\xc3\x9f"
+	                     "e",
+	                     "STRA\xc3\x9f"
+	                     "E"),
+	                 0);
 	/* titlecase, then the decomposition: e-acute is E + U+0301 */
 	ck_assert_int_eq(cmp("\xc3\xa9lan", "\xc3\x89LAN"), 0);
 	ck_assert_int_eq(cmp("e\xcc\x81lan", "\xc3\x89lan"), 0);
 	ck_assert_int_eq(cmp("elan", "\xc3\xa9lan"), -1);
 	/* compatibility forms: the "ff" ligature, full-width letters */
 	ck_assert_int_eq(cmp("\xef\xac\x80", "FF"), 0);
-	ck_assert_int_eq(cmp("\xef\xbd\x81" "bc", "ABC"), 0);
+	ck_assert_int_eq(cmp("\xef\xbd\x81"
+	                     "bc",
+	                     "ABC"),
+	                 0);
 	/* Greek final sigma and sigma are the same letter's cases */
 	ck_assert_int_eq(cmp("\xce\xa3", "\xcf\x83"), 0);
 	ck_assert_int_eq(cmp("abc", "abd"), -1);
@@ -173,11 +182,5 @@ collate_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(collate_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(collate_suite());
 }

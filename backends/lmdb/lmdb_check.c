@@ -2,9 +2,14 @@
  * `roost check` for LMDB: walk every database of every shard in one read
  * transaction and report what breaks an invariant. Changes nothing.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lmdb_impl.h"
 #include "roost/error.h"
@@ -50,6 +55,63 @@ key_in(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, MDB_val *v_r)
 	if (v_r != NULL)
 		*v_r = v;
 	return true;
+}
+
+/* A body file holds as many bytes as the record says. */
+static void
+check_file_size(struct checker *c, uint64_t id, uint32_t uid, const MDB_val *name, uint64_t size)
+{
+	char file[LMDB_BLOB_NAME_LEN + 1];
+	struct stat sb;
+
+	if (name->mv_size != LMDB_BLOB_NAME_LEN)
+		return; /* reported with the files database */
+	memcpy(file, name->mv_data, LMDB_BLOB_NAME_LEN);
+	file[LMDB_BLOB_NAME_LEN] = '\0';
+	if (fstatat(c->sh->blob_dirfd, file, &sb, 0) < 0)
+		problem(c, "mailbox %" PRIu64 " uid %u: body file blobs/%s missing", id, uid, file);
+	else if ((uint64_t)sb.st_size != size)
+		problem(c,
+		        "mailbox %" PRIu64 " uid %u: size %" PRIu64
+		        " but body file blobs/%s has %jd bytes",
+		        id, uid, size, file, (intmax_t)sb.st_size);
+}
+
+/* A body file's content matches the digest that names it. */
+static void
+check_file(struct checker *c, const uint8_t *sha, const MDB_val *name)
+{
+	char file[LMDB_BLOB_NAME_LEN + 1];
+	uint8_t got[LMDB_SHA_LEN];
+	struct stat sb;
+	void *map;
+	int fd;
+
+	if (!lmdb_blob_name_valid(name, sha)) {
+		problem(c, "files: malformed name for its body");
+		return;
+	}
+	memcpy(file, name->mv_data, LMDB_BLOB_NAME_LEN);
+	file[LMDB_BLOB_NAME_LEN] = '\0';
+	if ((fd = openat(c->sh->blob_dirfd, file, O_RDONLY | O_CLOEXEC)) < 0) {
+		problem(c, "files: blobs/%s: %s", file, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &sb) < 0 || sb.st_size == 0) {
+		problem(c, "files: blobs/%s: empty or unreadable", file);
+		close(fd);
+		return;
+	}
+	map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED) {
+		problem(c, "files: blobs/%s: %s", file, strerror(errno));
+		return;
+	}
+	lmdb_sha256(map, (size_t)sb.st_size, got);
+	munmap(map, (size_t)sb.st_size);
+	if (memcmp(got, sha, LMDB_SHA_LEN) != 0)
+		problem(c, "files: blobs/%s: content does not match its SHA-256", file);
 }
 
 /* One mailbox: counters, UIDs, MODSEQs, index entries, keywords, bodies. */
@@ -112,7 +174,9 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		{
 			MDB_val bv;
 
-			if (!key_in(txn, c->sh->bodies, m.sha, LMDB_SHA_LEN, &bv))
+			if (key_in(txn, c->sh->files, m.sha, LMDB_SHA_LEN, &bv))
+				check_file_size(c, id, uid, &bv, m.size);
+			else if (!key_in(txn, c->sh->bodies, m.sha, LMDB_SHA_LEN, &bv))
 				problem(c, "mailbox %" PRIu64 " uid %u: body missing", id, uid);
 			else if (bv.mv_size != m.size)
 				problem(c,
@@ -271,7 +335,8 @@ check_shard(struct checker *c, MDB_txn *txn)
 			if (want != have)
 				problem(c, "body reference count %" PRIu64 ", used by %" PRIu64,
 				        have, want);
-			if (!key_in(txn, sh->bodies, k.mv_data, LMDB_SHA_LEN, NULL))
+			if (!key_in(txn, sh->bodies, k.mv_data, LMDB_SHA_LEN, NULL) &&
+			    !key_in(txn, sh->files, k.mv_data, LMDB_SHA_LEN, NULL))
 				problem(c, "refs: counted body missing");
 		}
 		mdb_cursor_close(cur);
@@ -297,6 +362,22 @@ check_shard(struct checker *c, MDB_txn *txn)
 		}
 		mdb_cursor_close(cur);
 	}
+	/* Every body file is counted, present and matches its hash. */
+	if (mdb_cursor_open(txn, sh->files, &cur) == 0) {
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (k.mv_size != LMDB_SHA_LEN) {
+				problem(c, "files: malformed key");
+				continue;
+			}
+			check_file(c, k.mv_data, &v);
+			if (key_in(txn, sh->bodies, k.mv_data, LMDB_SHA_LEN, NULL))
+				problem(c, "files: body also kept in the bodies database");
+			if (!key_in(txn, sh->refs, k.mv_data, LMDB_SHA_LEN, NULL))
+				problem(c, "files: unreferenced body file (leaked space)");
+		}
+		mdb_cursor_close(cur);
+	}
 }
 
 int
@@ -317,6 +398,20 @@ lmdb_op_check(struct storage *st, struct buf *report)
 		}
 		check_shard(&c, txn);
 		lmdb_rtxn_end(c.sh, txn);
+		/* Files no record names: left by a crash (open removes them
+		 * after one) or put there by hand. Not while a delivery is in
+		 * flight: its file is not committed yet. */
+		{
+			unsigned orphans = 0;
+
+			rc = lmdb_blobs_sweep(c.sh, false, report, &orphans);
+			if (rc != 0 && rc != ROOST_EINUSE) {
+				buf_printf(report, "%s: cannot list blobs/: %s\n", c.sh->path,
+				           roost_strerror(rc));
+				c.problems++;
+			}
+			c.problems += orphans;
+		}
 		total += c.problems;
 	}
 	return total == 0 ? 0 : ROOST_EIO;

@@ -87,7 +87,7 @@ w_copy(struct lmdb_w *w, void *arg)
 		nuid = dp->uidnext++;
 		if ((rc = lmdb_msg_put(w, did, nuid, &nm)) != 0 ||
 		    (rc = lmdb_seq_put(w, w->sh->modseq, did, dseq, nuid, "", 0)) != 0 ||
-		    (rc = lmdb_body_ref(w, m.sha, NULL, 0, false)) != 0)
+		    (rc = lmdb_body_ref(w, m.sha, NULL, 0, false, NULL, NULL)) != 0)
 			return rc;
 		/* The parse cache is the same for the same bytes. */
 		lmdb_msg_key(key, a->id, a->uids[i]);

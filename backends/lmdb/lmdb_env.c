@@ -217,11 +217,16 @@ batch_fail(struct lmdb_wreq *batch, int err)
 static void
 run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 {
+	/* Body files the batch's requests dropped: removed after the
+	 * commit, never before (lmdb_blob.c). */
+	struct lmdb_names doomed = {0};
+
 	for (int attempt = 0; attempt < 12; attempt++) {
 		MDB_txn *txn;
 		bool full = false;
 		int rc;
 
+		lmdb_names_free(&doomed);
 		pthread_rwlock_rdlock(&sh->maplock);
 		rc = mdb_txn_begin(sh->env, NULL, 0, &txn);
 		if (rc != 0) {
@@ -248,12 +253,14 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 			res = r->fn(&w, r->arg);
 			if (w.mdb_err == MDB_MAP_FULL) {
 				mdb_txn_abort(w.txn);
+				lmdb_names_free(&w.doomed);
 				full = true;
 				break;
 			}
 			if (res == 0) {
 				rc = mdb_txn_commit(w.txn);
 				if (rc == MDB_MAP_FULL) {
+					lmdb_names_free(&w.doomed);
 					full = true;
 					break;
 				}
@@ -261,6 +268,9 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 			} else {
 				mdb_txn_abort(w.txn);
 			}
+			for (size_t i = 0; res == 0 && i < w.doomed.n; i++)
+				lmdb_names_add(&doomed, w.doomed.v[i]);
+			lmdb_names_free(&w.doomed);
 			r->result = res;
 		}
 		if (full) {
@@ -279,8 +289,12 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 		}
 		if (rc != 0)
 			batch_fail(batch, lmdb_err("commit", rc));
+		for (size_t i = 0; rc == 0 && i < doomed.n; i++)
+			lmdb_blob_unlink(sh, doomed.v[i]);
+		lmdb_names_free(&doomed);
 		return;
 	}
+	lmdb_names_free(&doomed);
 	for (struct lmdb_wreq *r = batch; r != NULL; r = r->next)
 		r->result = ROOST_ETEMP;
 }
@@ -508,7 +522,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	    {"meta", &sh->meta},     {"names", &sh->names},   {"mboxes", &sh->mboxes},
 	    {"msgs", &sh->msgs},     {"modseq", &sh->modseq}, {"expunged", &sh->expunged},
 	    {"bodies", &sh->bodies}, {"refs", &sh->refs},     {"cache", &sh->cache},
-	    {"subs", &sh->subs},     {"unseen", &sh->unseen},
+	    {"subs", &sh->subs},     {"unseen", &sh->unseen}, {"files", &sh->files},
 	};
 
 	sh->path = xstrdup(path);
@@ -558,6 +572,8 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		return lmdb_err("open commit", rc);
+	if ((rc = lmdb_blobs_open(sh)) != 0)
+		return rc;
 	if (pthread_create(&sh->writer, NULL, writer_main, sh) != 0) {
 		log_error("storage: cannot start the lmdb writer");
 		return ROOST_EIO;
@@ -576,6 +592,7 @@ shard_close(struct lmdb_shard *sh)
 		pthread_mutex_unlock(&sh->wq_lock);
 		pthread_join(sh->writer, NULL);
 	}
+	lmdb_blobs_close(sh);
 	if (sh->env != NULL) {
 		pool_drop(sh);
 		mdb_env_close(sh->env);

@@ -20,6 +20,9 @@
  *             highest pruned MODSEQ so changes-since can say the log is
  *             incomplete; retention 0 keeps them forever)
  *   bodies    sha256(32) -> raw message (content-addressed, stored once)
+ *   files     sha256(32) -> name of the file in <env>/blobs holding the
+ *             body, for bodies of LMDB_BLOB_MIN bytes or more (a body is
+ *             in bodies or in files, never both; see lmdb_blob.c)
  *   refs      sha256(32) -> u64 number of message records using the body
  *   cache     id(8) uid(4) -> opaque parse cache bytes
  *   subs      user \0 name -> ""
@@ -50,16 +53,32 @@
 
 #define LMDB_SHA_LEN 32
 #define LMDB_MAX_SHARDS 64
+/* Bodies of this many bytes or more are kept in files (lmdb_blob.c). */
+#define LMDB_BLOB_MIN (128u << 10)
+/* A body file's name: hex sha256, '-', 16 random hex digits. */
+#define LMDB_BLOB_NAME_LEN (LMDB_SHA_LEN * 2 + 1 + 16)
 
 struct lmdb_wreq;
 
 struct lmdb_shard {
 	MDB_env *env;
-	MDB_dbi meta, names, mboxes, msgs, modseq, expunged, bodies, refs, cache, subs, unseen;
+	MDB_dbi meta, names, mboxes, msgs, modseq, expunged, bodies, files, refs, cache, subs,
+	    unseen;
 	unsigned index;
 	char *path;
 	bool fsync;
 	uint64_t retention;
+
+	/* Body files (lmdb_blob.c). blob_lockfd is held shared while this
+	 * process has body files written but not yet committed
+	 * (blob_inflight of them, blob_lock), exclusively by a sweep;
+	 * blob_runfd is held exclusively while the store is open, so a
+	 * run file nobody holds tells of a crash. */
+	bool blob_open;
+	int blob_dirfd, blob_lockfd, blob_runfd;
+	char *blob_runpath;
+	pthread_mutex_t blob_lock;
+	unsigned blob_inflight;
 
 	pthread_rwlock_t maplock;
 
@@ -151,11 +170,20 @@ struct lmdb_kwtab {
 	char names[STORAGE_MAX_KEYWORDS][STORAGE_MAX_KEYWORD_LEN + 1];
 };
 
+/* Names of body files, owned. */
+struct lmdb_names {
+	char **v;
+	size_t n, cap;
+};
+
 /* The write context a request runs in. */
 struct lmdb_w {
 	struct lmdb_shard *sh;
 	MDB_txn *txn;
 	int mdb_err; /* first LMDB error; MDB_MAP_FULL makes the batch retry */
+	/* body files whose last reference the request dropped: removed by
+	 * the writer once the commit is durable, forgotten if it fails */
+	struct lmdb_names doomed;
 };
 
 /*
@@ -248,9 +276,50 @@ int lmdb_cur_rec(MDB_txn *txn, struct lmdb_mailbox *lm, struct lmdb_mbox *rec,
 void lmdb_rec_out(struct msg_record *r, uint32_t uid, const struct lmdb_msg *m);
 
 /* ---- lmdb_body.c ---- */
+/* Drop one reference to body sha; the last one removes it (a body file
+ * is then doomed in w, and removed after the commit). */
 int lmdb_body_unref(struct lmdb_w *w, const uint8_t *sha);
+/* Add one reference to body sha. When it has none yet the body is stored:
+ * from file (a body file already written and synced, see lmdb_blob_write)
+ * when not NULL, *file_used_r then true; else data/len when data_known;
+ * else ROOST_EIO (a copy whose source body vanished). */
 int lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t len,
-                  bool data_known);
+                  bool data_known, const char *file, bool *file_used_r);
+
+/* ---- lmdb_blob.c ---- */
+/* Open <env>/blobs (after the databases): register this store and, when a
+ * store that used the directory before crashed, remove the body files that
+ * no record refers to (written, then never committed). */
+int lmdb_blobs_open(struct lmdb_shard *sh);
+void lmdb_blobs_close(struct lmdb_shard *sh);
+/* Hold the directory for a delivery: no sweep runs (in any process) until
+ * the matching lmdb_blob_release(), so a file written for a commit not yet
+ * made is never taken for an orphan. May wait for a running sweep. */
+void lmdb_blob_hold(struct lmdb_shard *sh);
+void lmdb_blob_release(struct lmdb_shard *sh);
+/* Write data as a new body file, synced with its directory (when the store
+ * fsyncs) before it returns; name_r gets its name. Directory held. */
+int lmdb_blob_write(struct lmdb_shard *sh, const uint8_t *sha, const uint8_t *data, size_t len,
+                    char name_r[LMDB_BLOB_NAME_LEN + 1]);
+/* Give the file name of shard from the same name in shard to (a hard link,
+ * else a copy), synced. Both directories held. */
+int lmdb_blob_link(struct lmdb_shard *from, struct lmdb_shard *to, const char *name,
+                   const uint8_t *data, size_t len);
+/* Remove a body file (no record refers to it any more). */
+void lmdb_blob_unlink(struct lmdb_shard *sh, const char *name);
+/* Map body file name (len bytes expected) into view_r: holdable, read by
+ * the page cache, no transaction pinned. ROOST_ENOTFOUND when the file is
+ * gone (its message was expunged meanwhile), ROOST_EIO when damaged. */
+int lmdb_blob_view(struct lmdb_shard *sh, const char *name, uint64_t len,
+                   struct msg_view *view_r);
+/* Body files no record refers to: removed when collect, else each written
+ * to report (when not NULL) and counted in *n_r. ROOST_EINUSE when a
+ * delivery holds the directory (in flight files are not orphans). */
+int lmdb_blobs_sweep(struct lmdb_shard *sh, bool collect, struct buf *report, unsigned *n_r);
+/* A files value: true when it is a well-formed name for body sha. */
+bool lmdb_blob_name_valid(const MDB_val *v, const uint8_t *sha);
+void lmdb_names_add(struct lmdb_names *l, const char *name);
+void lmdb_names_free(struct lmdb_names *l);
 
 /* ---- lmdb_expunge.c ---- */
 /* Remove one message record (expunge or the source side of a move). */

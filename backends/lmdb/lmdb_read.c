@@ -184,20 +184,35 @@ int
 lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 {
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
+	char name[LMDB_BLOB_NAME_LEN + 1];
 	struct lmdb_msg m;
 	MDB_txn *txn;
 	MDB_val k = {LMDB_SHA_LEN, NULL}, v;
 	int rc;
 
-	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
-		return rc;
-	if ((rc = lmdb_msg_get(txn, lm->sh, lm->id, uid, &m)) != 0)
-		goto fail;
-	k.mv_data = m.sha;
-	if ((rc = mdb_get(txn, lm->sh->bodies, &k, &v)) != 0) {
-		log_error("storage: lmdb %s: body of uid %u missing", lm->sh->path, uid);
-		rc = ROOST_EIO;
-		goto fail;
+	for (int tries = 0;; tries++) {
+		if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
+			return rc;
+		if ((rc = lmdb_msg_get(txn, lm->sh, lm->id, uid, &m)) != 0)
+			goto fail;
+		k.mv_data = m.sha;
+		if ((rc = mdb_get(txn, lm->sh->bodies, &k, &v)) == 0)
+			break;
+		if (rc != MDB_NOTFOUND || mdb_get(txn, lm->sh->files, &k, &v) != 0 ||
+		    !lmdb_blob_name_valid(&v, m.sha)) {
+			log_error("storage: lmdb %s: body of uid %u missing", lm->sh->path, uid);
+			rc = ROOST_EIO;
+			goto fail;
+		}
+		/* A body file: mapped without a transaction held. */
+		memcpy(name, v.mv_data, LMDB_BLOB_NAME_LEN);
+		name[LMDB_BLOB_NAME_LEN] = '\0';
+		lmdb_rtxn_end(lm->sh, txn);
+		rc = lmdb_blob_view(lm->sh, name, m.size, view_r);
+		/* Gone: expunged since the snapshot (the next one says so), or
+		 * lost (then an error). */
+		if (rc != ROOST_ENOTFOUND || tries > 0)
+			return rc == ROOST_ENOTFOUND ? ROOST_EIO : rc;
 	}
 	/* Zero-copy into the map, under a read transaction: the caller
 	 * releases it within its step and reads again by UID (storage.h). */

@@ -1,6 +1,7 @@
 /*
  * LMDB delivery and append: the body is loaded (or mapped from the spool
- * file), then one write request adds a record per target mailbox.
+ * file), a large one written to a body file (lmdb_blob.c) by the calling
+ * thread, then one write request adds a record per target mailbox.
  */
 
 #include <errno.h>
@@ -21,6 +22,8 @@ struct body {
 	void *map;
 	uint8_t *owned;
 	uint8_t sha[LMDB_SHA_LEN];
+	bool in_file; /* len >= LMDB_BLOB_MIN */
+	char file[LMDB_BLOB_NAME_LEN + 1];
 };
 
 static int
@@ -65,7 +68,42 @@ body_load(const struct msg_input *msg, struct body *b)
 		}
 	}
 	lmdb_sha256(b->data, b->len, b->sha);
+	b->in_file = b->len >= LMDB_BLOB_MIN;
 	return 0;
+}
+
+/*
+ * A large body gets its file in sh before sh's transaction is queued: the
+ * first shard writes it, the others link the first one's (from). The
+ * directory stays held until body_file_done().
+ */
+static int
+body_file(struct body *b, struct lmdb_shard *from, struct lmdb_shard *sh)
+{
+	int rc;
+
+	if (!b->in_file)
+		return 0;
+	lmdb_blob_hold(sh);
+	if (from == NULL)
+		rc = lmdb_blob_write(sh, b->sha, b->data, b->len, b->file);
+	else
+		rc = lmdb_blob_link(from, sh, b->file, b->data, b->len);
+	if (rc != 0)
+		lmdb_blob_release(sh);
+	return rc;
+}
+
+/* After sh's commit: a file no record took (the body was there already,
+ * or the commit failed) is removed. */
+static void
+body_file_done(struct body *b, struct lmdb_shard *sh, bool used)
+{
+	if (!b->in_file)
+		return;
+	if (!used)
+		lmdb_blob_unlink(sh, b->file);
+	lmdb_blob_release(sh);
 }
 
 static void
@@ -81,6 +119,8 @@ struct deliver_arg {
 	const struct body *b;
 	const struct msg_input *msg;
 	int64_t idate;
+	const char *file; /* the body's file in this shard, NULL: inline */
+	bool file_used;   /* a committed record refers to file */
 	/* deliver: targets[idx[i]] for i < n; append: mbox_id */
 	struct delivery_target *targets;
 	const size_t *idx;
@@ -91,7 +131,7 @@ struct deliver_arg {
 
 static int
 append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t *uid_r,
-           uint32_t *uidvalidity_r)
+           uint32_t *uidvalidity_r, bool *file_used_r)
 {
 	struct lmdb_mbox rec;
 	struct lmdb_kwtab kw;
@@ -129,7 +169,8 @@ append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t 
 	if ((rc = lmdb_wput(w, w->sh->msgs, &k, &v, MDB_NOOVERWRITE)) != 0)
 		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
 	if ((rc = lmdb_seq_put(w, w->sh->modseq, id, m.modseq, *uid_r, "", 0)) != 0 ||
-	    (rc = lmdb_body_ref(w, a->b->sha, a->b->data, a->b->len, true)) != 0)
+	    (rc = lmdb_body_ref(w, a->b->sha, a->b->data, a->b->len, true, a->file,
+	                        file_used_r)) != 0)
 		return rc;
 	if ((m.flags & MSG_SEEN) == 0 && (rc = lmdb_unseen_set(w, id, *uid_r, true)) != 0)
 		return rc;
@@ -151,9 +192,11 @@ w_deliver(struct lmdb_w *w, void *arg)
 	int first = 0;
 	bool any = false;
 
+	a->file_used = false;
 	for (size_t i = 0; i < a->n; i++) {
 		struct delivery_target *t = &a->targets[a->idx[i]];
 		struct lmdb_w cw = {.sh = w->sh};
+		bool used = false;
 		uint64_t id;
 		int rc;
 
@@ -168,7 +211,7 @@ w_deliver(struct lmdb_w *w, void *arg)
 		}
 		rc = lmdb_mbox_id(cw.txn, w->sh, t->user, t->mailbox, &id);
 		if (rc == 0)
-			rc = append_one(&cw, id, a, &t->uid, &t->uidvalidity);
+			rc = append_one(&cw, id, a, &t->uid, &t->uidvalidity, &used);
 		if (cw.mdb_err != 0) {
 			mdb_txn_abort(cw.txn);
 			w->mdb_err = cw.mdb_err;
@@ -185,6 +228,7 @@ w_deliver(struct lmdb_w *w, void *arg)
 		t->result = rc;
 		if (rc == 0) {
 			any = true;
+			a->file_used |= used;
 		} else {
 			t->uid = t->uidvalidity = 0;
 			if (first == 0)
@@ -205,6 +249,7 @@ lmdb_op_deliver(struct storage *st, const struct msg_input *msg, struct delivery
                 size_t n)
 {
 	struct lmdb_storage *ls = container_of(st, struct lmdb_storage, base);
+	struct lmdb_shard *first_sh = NULL; /* the first holder of the body file */
 	struct body b;
 	size_t *idx;
 	int rc, first = 0;
@@ -226,7 +271,13 @@ lmdb_op_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 		}
 		if (a.n == 0)
 			continue;
-		rc = lmdb_write(sh, w_deliver, &a);
+		if ((rc = body_file(&b, first_sh, sh)) == 0) {
+			if (b.in_file && first_sh == NULL)
+				first_sh = sh;
+			a.file = b.in_file ? b.file : NULL;
+			rc = lmdb_write(sh, w_deliver, &a);
+			body_file_done(&b, sh, rc == 0 && a.file_used);
+		}
 		for (size_t i = 0; rc != 0 && i < a.n; i++) {
 			/* The commit failed: nothing of this shard is stored. */
 			if (targets[idx[i]].result == 0)
@@ -246,7 +297,7 @@ w_append(struct lmdb_w *w, void *arg)
 	struct deliver_arg *a = arg;
 	uint32_t uidvalidity;
 
-	return append_one(w, a->mbox_id, a, &a->uid, &uidvalidity);
+	return append_one(w, a->mbox_id, a, &a->uid, &uidvalidity, &a->file_used);
 }
 
 int
@@ -259,7 +310,11 @@ lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 
 	if ((rc = body_load(msg, &b)) != 0)
 		return rc;
-	rc = lmdb_write(lm->sh, w_append, &a);
+	if ((rc = body_file(&b, NULL, lm->sh)) == 0) {
+		a.file = b.in_file ? b.file : NULL;
+		rc = lmdb_write(lm->sh, w_append, &a);
+		body_file_done(&b, lm->sh, rc == 0 && a.file_used);
+	}
 	body_free(&b);
 	if (rc == 0 && uid_r != NULL)
 		*uid_r = a.uid;

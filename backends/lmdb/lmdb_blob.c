@@ -155,7 +155,8 @@ write_file(struct lmdb_shard *sh, const char *name, const uint8_t *data, size_t 
 		if (r <= 0) {
 			log_error("storage: lmdb %s/blobs/%s: write: %s", sh->path, name,
 			          r < 0 ? strerror(errno) : "no progress");
-			err = r < 0 && (errno == ENOSPC || errno == EDQUOT) ? ROOST_ETEMP : ROOST_EIO;
+			err =
+			    r < 0 && (errno == ENOSPC || errno == EDQUOT) ? ROOST_ETEMP : ROOST_EIO;
 			break;
 		}
 		off += (size_t)r;
@@ -304,8 +305,8 @@ lmdb_blobs_sweep(struct lmdb_shard *sh, bool collect, struct buf *report, unsign
 		if (collect) {
 			lmdb_blob_unlink(sh, de->d_name);
 		} else if (report != NULL && *n_r <= 100) {
-			buf_printf(report, "%s: blobs/%s: body file no record refers to\n", sh->path,
-			           de->d_name);
+			buf_printf(report, "%s: blobs/%s: body file no record refers to\n",
+			           sh->path, de->d_name);
 		}
 	}
 	lmdb_rtxn_end(sh, txn);
@@ -372,7 +373,8 @@ lmdb_blobs_open(struct lmdb_shard *sh)
 	}
 	stale_runs(rundir, &stale);
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		memcpy(rnd, &(uint64_t){(uint64_t)getpid() * 2654435761u ^ (uint64_t)time(NULL)}, 8);
+		memcpy(rnd, &(uint64_t){(uint64_t)getpid() * 2654435761u ^ (uint64_t)time(NULL)},
+		       8);
 	hex(id, rnd, sizeof(rnd));
 	id[16] = '\0';
 	snprintf(path, sizeof(path), "%s/run/%ld-%s", dir, (long)getpid(), id);

@@ -310,8 +310,7 @@ void lmdb_blob_unlink(struct lmdb_shard *sh, const char *name);
 /* Map body file name (len bytes expected) into view_r: holdable, read by
  * the page cache, no transaction pinned. ROOST_ENOTFOUND when the file is
  * gone (its message was expunged meanwhile), ROOST_EIO when damaged. */
-int lmdb_blob_view(struct lmdb_shard *sh, const char *name, uint64_t len,
-                   struct msg_view *view_r);
+int lmdb_blob_view(struct lmdb_shard *sh, const char *name, uint64_t len, struct msg_view *view_r);
 /* Body files no record refers to: removed when collect, else each written
  * to report (when not NULL) and counted in *n_r. ROOST_EINUSE when a
  * delivery holds the directory (in flight files are not orphans). */

@@ -169,8 +169,8 @@ append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t 
 	if ((rc = lmdb_wput(w, w->sh->msgs, &k, &v, MDB_NOOVERWRITE)) != 0)
 		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
 	if ((rc = lmdb_seq_put(w, w->sh->modseq, id, m.modseq, *uid_r, "", 0)) != 0 ||
-	    (rc = lmdb_body_ref(w, a->b->sha, a->b->data, a->b->len, true, a->file,
-	                        file_used_r)) != 0)
+	    (rc = lmdb_body_ref(w, a->b->sha, a->b->data, a->b->len, true, a->file, file_used_r)) !=
+	        0)
 		return rc;
 	if ((m.flags & MSG_SEEN) == 0 && (rc = lmdb_unseen_set(w, id, *uid_r, true)) != 0)
 		return rc;

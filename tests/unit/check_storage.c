@@ -5,6 +5,7 @@
  * list) narrows the set.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1560,6 +1561,244 @@ START_TEST(grown_by_other_process)
 END_TEST
 
 /* LMDB only: users spread over shards; the shard count is fixed. */
+/* ------------------------------------------------------------------ */
+/* Large bodies (LMDB keeps them in files beside the environment) */
+
+#define LARGE_LEN (3u << 20)
+
+static uint8_t *
+large_body(unsigned seed)
+{
+	uint8_t *b = malloc(LARGE_LEN);
+
+	ck_assert_ptr_nonnull(b);
+	for (size_t i = 0; i < LARGE_LEN; i++)
+		b[i] = (uint8_t)(((i + seed * 7919u) * 2654435761u) >> 13);
+	memcpy(b, "Subject: large\r\n\r\n", 18);
+	return b;
+}
+
+/* The body files an LMDB store keeps; -1 on other backends. */
+static int
+body_files(void)
+{
+	char path[400];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	if (strcmp(backend, "lmdb") != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/lmdb/blobs", dir);
+	d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) == 64 + 1 + 16)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+#define ASSERT_BODY_FILES(n)                                                                       \
+	do {                                                                                       \
+		if (body_files() >= 0)                                                             \
+			ck_assert_int_eq(body_files(), (n));                                       \
+	} while (0)
+
+START_TEST(large_bodies)
+{
+	uint8_t *a = large_body(1), *b = large_body(2);
+	struct delivery_target t[2] = {{.user = USER, .mailbox = "INBOX"},
+	                               {.user = "bob@example.com", .mailbox = "INBOX"}};
+	struct msg_input in = {.data = b, .len = LARGE_LEN, .fd = -1};
+	uint32_t uid1, uid2, uidv, *src = NULL, *dst = NULL, *msrc = NULL, *mdst = NULL;
+	uint32_t both[2];
+	struct mailbox *mb;
+	struct msg_view v;
+	size_t n = 0, mn = 0;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, "bob@example.com"), 0);
+	ck_assert_int_eq(append_bytes("INBOX", a, LARGE_LEN, 0, &uid1), 0);
+	ASSERT_BODY_FILES(1);
+	/* the same body again is stored once */
+	ck_assert_int_eq(append_bytes("INBOX", a, LARGE_LEN, MSG_SEEN, &uid2), 0);
+	ASSERT_BODY_FILES(1);
+	/* two recipients, one body */
+	ck_assert_int_eq(storage_deliver(st, &in, t, 2), 0);
+	ASSERT_BODY_FILES(2);
+
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	assert_read(mb, uid1, a, LARGE_LEN);
+	assert_read(mb, uid2, a, LARGE_LEN);
+	assert_read(mb, t[0].uid, b, LARGE_LEN);
+	/* copy and move share the body */
+	ck_assert_int_eq(mailbox_copy(mb, &uid1, 1, "Archive", false, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(mailbox_copy(mb, &t[0].uid, 1, "Trash", true, &uidv, &msrc, &mdst, &mn),
+	                 0);
+	ck_assert_uint_eq(mn, 1);
+	ASSERT_BODY_FILES(2);
+	/* the source's references go, the copy's keeps the file */
+	both[0] = uid1;
+	both[1] = uid2;
+	ck_assert_int_eq(mailbox_expunge(mb, both, 2), 0);
+	ck_assert_int_eq(mailbox_read(mb, uid1, &v), ROOST_ENOTFOUND);
+	ASSERT_BODY_FILES(2);
+	mailbox_close(&mb);
+	reopen();
+
+	ck_assert_int_eq(mailbox_open(st, USER, "Archive", 0, &mb), 0);
+	/* a view of a large body may be held and outlives the message */
+	ck_assert_int_eq(mailbox_read(mb, dst[0], &v), 0);
+	ck_assert_uint_eq(v.len, LARGE_LEN);
+	ck_assert_int_eq(mailbox_expunge(mb, dst, 1), 0);
+	ASSERT_BODY_FILES(1); /* the last reference dropped the file */
+	ck_assert(memcmp(v.data, a, LARGE_LEN) == 0);
+	msg_view_release(&v);
+	mailbox_close(&mb);
+	ck_assert_int_eq(mailbox_open(st, USER, "Trash", 0, &mb), 0);
+	assert_read(mb, mdst[0], b, LARGE_LEN);
+	mailbox_close(&mb);
+	ck_assert_int_eq(mailbox_open(st, "bob@example.com", "INBOX", 0, &mb), 0);
+	assert_read(mb, t[1].uid, b, LARGE_LEN);
+	mailbox_close(&mb);
+	/* deleting the mailboxes drops the rest */
+	ck_assert_int_eq(storage_delete(st, USER, "Trash"), 0);
+	ASSERT_BODY_FILES(1);
+	ck_assert_int_eq(storage_delete(st, "bob@example.com", "Trash"), 0);
+	ck_assert_int_eq(mailbox_open(st, "bob@example.com", "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_expunge(mb, &t[1].uid, 1), 0);
+	mailbox_close(&mb);
+	ASSERT_BODY_FILES(0);
+	assert_clean();
+	free(src);
+	free(dst);
+	free(msrc);
+	free(mdst);
+	free(a);
+	free(b);
+	teardown_backend();
+}
+END_TEST
+
+/*
+ * A store that wrote a large body and died before the commit that would
+ * have referred to it: the next open (LMDB) or the folder's next sync
+ * (Maildir, once the file is older than another program's delivery could
+ * be) removes the file; the committed messages are intact.
+ */
+START_TEST(large_body_crash)
+{
+	uint8_t *a = large_body(3);
+	char orphan[600];
+	struct mailbox *mb;
+	struct stat sb;
+	uint32_t uid;
+	int status;
+	pid_t pid;
+
+	setup_backend(_i);
+	ck_assert_int_eq(append_bytes("INBOX", a, LARGE_LEN, 0, &uid), 0);
+	storage_close(&st);
+	if (strcmp(backend, "lmdb") == 0)
+		snprintf(orphan, sizeof(orphan), "%s/lmdb/blobs/%064d-%016d", dir, 0, 7);
+	else
+		snprintf(orphan, sizeof(orphan), "%s/maildir/%s/tmp/1.M1P1.crash", dir, USER);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct storage *cst;
+		int fd;
+
+		if (storage_open(&cfg, &cst) != 0)
+			_exit(1);
+		fd = open(orphan, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 || write(fd, a, LARGE_LEN) != (ssize_t)LARGE_LEN || fsync(fd) != 0)
+			_exit(2);
+		_exit(0); /* no storage_close: a crash */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(stat(orphan, &sb), 0);
+	if (strcmp(backend, "maildir") == 0) {
+		struct timespec old[2] = {{.tv_sec = time(NULL) - 3 * 86400},
+		                          {.tv_sec = time(NULL) - 3 * 86400}};
+
+		ck_assert_int_eq(utimensat(AT_FDCWD, orphan, old, 0), 0);
+	}
+	open_store();
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	assert_read(mb, uid, a, LARGE_LEN);
+	mailbox_close(&mb);
+	ck_assert_int_eq(stat(orphan, &sb), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ASSERT_BODY_FILES(1);
+	assert_clean();
+	free(a);
+	teardown_backend();
+}
+END_TEST
+
+/* `roost check` on body files: one nobody refers to, one gone, one changed. */
+START_TEST(lmdb_check_body_files)
+{
+	uint8_t *a = large_body(4);
+	struct buf report = BUF_INIT(1 << 20);
+	char blobs[300], path[600], name[100] = "";
+	struct mailbox *mb;
+	struct msg_view v;
+	struct dirent *de;
+	uint32_t uid;
+	DIR *d;
+	int fd;
+
+	setup_backend(0);
+	ck_assert_int_eq(append_bytes("INBOX", a, LARGE_LEN, 0, &uid), 0);
+	assert_clean();
+	snprintf(blobs, sizeof(blobs), "%s/lmdb/blobs", dir);
+	ck_assert_ptr_nonnull(d = opendir(blobs));
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) == 81)
+			snprintf(name, sizeof(name), "%s", de->d_name);
+	}
+	closedir(d);
+	ck_assert_str_ne(name, "");
+
+	/* a file nobody refers to */
+	snprintf(path, sizeof(path), "%s/%064d-%016d", blobs, 0, 1);
+	ck_assert_int_ge(fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600), 0);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	close(fd);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "no record refers to"));
+	unlink(path);
+	assert_clean();
+
+	/* a changed file */
+	snprintf(path, sizeof(path), "%s/%s", blobs, name);
+	ck_assert_int_ge(fd = open(path, O_WRONLY), 0);
+	ck_assert_int_eq(pwrite(fd, "X", 1, 1000), 1);
+	close(fd);
+	buf_reset(&report);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "does not match its SHA-256"));
+
+	/* a lost file: an error, not a crash */
+	unlink(path);
+	buf_reset(&report);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "missing"));
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_read(mb, uid, &v), ROOST_EIO);
+	mailbox_close(&mb);
+	buf_free(&report);
+	free(a);
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(lmdb_shards)
 {
 	char user[32];
@@ -1665,6 +1904,8 @@ storage_suite(void)
 	tcase_add_loop_test(tc, name_lengths, 0, n_backends);
 	tcase_add_loop_test(tc, round_trip, 0, n_backends);
 	tcase_add_loop_test(tc, big_message, 0, n_backends);
+	tcase_add_loop_test(tc, large_bodies, 0, n_backends);
+	tcase_add_loop_test(tc, large_body_crash, 0, n_backends);
 	tcase_add_loop_test(tc, uids_never_reused, 0, n_backends);
 	tcase_add_loop_test(tc, changes_since, 0, n_backends);
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
@@ -1688,6 +1929,7 @@ storage_suite(void)
 
 		tcase_add_test(lm, lmdb_check_detects_damage);
 		tcase_add_test(lm, lmdb_shards);
+		tcase_add_test(lm, lmdb_check_body_files);
 		suite_add_tcase(s, lm);
 	}
 	return s;

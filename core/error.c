@@ -34,8 +34,6 @@ roost_strerror(int err)
 		return "connection closed";
 	case ROOST_ETIMEOUT:
 		return "timed out";
-	case ROOST_EMODIFIED:
-		return "modified since";
 	case ROOST_ECANCELED:
 		return "cancelled";
 	case ROOST_ECONFIG:

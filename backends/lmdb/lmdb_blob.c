@@ -7,7 +7,9 @@
  * small transaction that refers to them.
  *
  * The order that makes it safe: the file and the directory are synced
- * before the commit that names the file; the file is removed only after
+ * before the commit that names the file (the file by the thread that
+ * wrote it, the directory once per group commit by the writer, which
+ * saves a journal flush per message); the file is removed only after
  * the commit that drops its last reference is durable. A crash in between
  * leaves a file no record names (an orphan), never a record without its
  * file. File names are unique per delivery (sha256 and a random suffix):
@@ -104,8 +106,8 @@ lmdb_names_free(struct lmdb_names *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static int
-sync_dir(struct lmdb_shard *sh)
+int
+lmdb_blobs_sync(struct lmdb_shard *sh)
 {
 	if (sh->fsync && fsync(sh->blob_dirfd) < 0) {
 		log_error("storage: lmdb %s/blobs: fsync: %s", sh->path, strerror(errno));
@@ -166,8 +168,6 @@ write_file(struct lmdb_shard *sh, const char *name, const uint8_t *data, size_t 
 		err = ROOST_EIO;
 	}
 	close(fd);
-	if (err == 0)
-		err = sync_dir(sh);
 	if (err != 0)
 		unlinkat(sh->blob_dirfd, name, 0);
 	return err;
@@ -200,7 +200,7 @@ lmdb_blob_link(struct lmdb_shard *from, struct lmdb_shard *to, const char *name,
 {
 	if (linkat(from->blob_dirfd, name, to->blob_dirfd, name, 0) < 0)
 		return write_file(to, name, data, len);
-	return sync_dir(to);
+	return 0;
 }
 
 void

@@ -34,6 +34,7 @@ lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t 
 			return rc;
 		if (file_used_r != NULL)
 			*file_used_r = true;
+		w->dirsync = true;
 	} else if (count == 0) {
 		if (!data_known) {
 			log_error("storage: lmdb %s: body of a copied message is missing",

@@ -223,7 +223,7 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 
 	for (int attempt = 0; attempt < 12; attempt++) {
 		MDB_txn *txn;
-		bool full = false;
+		bool full = false, dirsync = false;
 		int rc;
 
 		lmdb_names_free(&doomed);
@@ -270,6 +270,7 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 			}
 			for (size_t i = 0; res == 0 && i < w.doomed.n; i++)
 				lmdb_names_add(&doomed, w.doomed.v[i]);
+			dirsync |= res == 0 && w.dirsync;
 			lmdb_names_free(&w.doomed);
 			r->result = res;
 		}
@@ -279,6 +280,14 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 			if (map_resize(sh, true) != 0)
 				break;
 			continue;
+		}
+		/* Body files the batch refers to are named durably first. */
+		if (dirsync && lmdb_blobs_sync(sh) != 0) {
+			mdb_txn_abort(txn);
+			pthread_rwlock_unlock(&sh->maplock);
+			batch_fail(batch, ROOST_EIO);
+			lmdb_names_free(&doomed);
+			return;
 		}
 		rc = mdb_txn_commit(txn);
 		pthread_rwlock_unlock(&sh->maplock);

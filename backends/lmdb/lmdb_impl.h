@@ -184,6 +184,9 @@ struct lmdb_w {
 	/* body files whose last reference the request dropped: removed by
 	 * the writer once the commit is durable, forgotten if it fails */
 	struct lmdb_names doomed;
+	/* the request refers to a new body file: the writer syncs the
+	 * blobs directory before the commit */
+	bool dirsync;
 };
 
 /*
@@ -297,14 +300,17 @@ void lmdb_blobs_close(struct lmdb_shard *sh);
  * made is never taken for an orphan. May wait for a running sweep. */
 void lmdb_blob_hold(struct lmdb_shard *sh);
 void lmdb_blob_release(struct lmdb_shard *sh);
-/* Write data as a new body file, synced with its directory (when the store
- * fsyncs) before it returns; name_r gets its name. Directory held. */
+/* Write data as a new body file, synced (when the store fsyncs) before it
+ * returns; name_r gets its name. The directory entry is synced by the
+ * commit that refers to it (lmdb_blobs_sync()). Directory held. */
 int lmdb_blob_write(struct lmdb_shard *sh, const uint8_t *sha, const uint8_t *data, size_t len,
                     char name_r[LMDB_BLOB_NAME_LEN + 1]);
 /* Give the file name of shard from the same name in shard to (a hard link,
- * else a copy), synced. Both directories held. */
+ * else a copy), as lmdb_blob_write(). Both directories held. */
 int lmdb_blob_link(struct lmdb_shard *from, struct lmdb_shard *to, const char *name,
                    const uint8_t *data, size_t len);
+/* fsync the blobs directory (when the store fsyncs): new names durable. */
+int lmdb_blobs_sync(struct lmdb_shard *sh);
 /* Remove a body file (no record refers to it any more). */
 void lmdb_blob_unlink(struct lmdb_shard *sh, const char *name);
 /* Map body file name (len bytes expected) into view_r: holdable, read by

@@ -225,6 +225,8 @@ w_deliver(struct lmdb_w *w, void *arg)
 		} else if (rc != 0) {
 			mdb_txn_abort(cw.txn);
 		}
+		if (rc == 0 && cw.dirsync)
+			w->dirsync = true;
 		t->result = rc;
 		if (rc == 0) {
 			any = true;

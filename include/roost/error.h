@@ -25,7 +25,8 @@ enum roost_err {
 	ROOST_ENOTSUP = -12,   /* not supported (mechanism, backend, feature) */
 	ROOST_ECLOSED = -13,   /* peer closed the connection */
 	ROOST_ETIMEOUT = -14,  /* timed out */
-	ROOST_EMODIFIED = -15, /* changed since the given MODSEQ (UNCHANGEDSINCE) */
+	/* -15 was "modified since": UNCHANGEDSINCE lists such messages
+	 * instead (mailbox_store()'s *modified_r). */
 	ROOST_ECANCELED = -16, /* the client cancelled (SASL "*") */
 	ROOST_ECONFIG = -17,   /* configuration error */
 	ROOST_EPROTO = -18,    /* protocol violation by the peer */

@@ -30,16 +30,26 @@
  * component too and there is no separate per-component limit. A rename is
  * refused the same way when a child's new name would be too long.
  *
- * Errors (roost/error.h): ROOST_ENOTFOUND, ROOST_EEXISTS, ROOST_EINUSE,
- * ROOST_EOVERQUOTA, ROOST_ETOOBIG, ROOST_ETEMP, ROOST_EIO, ROOST_EPERM,
- * ROOST_EINVAL, ROOST_EMODIFIED.
+ * Errors (roost/error.h), the same for every function below unless it
+ * says otherwise: ROOST_EINVAL for a name, user, flag or keyword the rules
+ * above refuse (checked before any backend runs, nothing changed);
+ * ROOST_ENOTFOUND for a user, mailbox or message that does not exist (a
+ * \Noselect mailbox counts as absent where messages are concerned);
+ * ROOST_ETEMP when the store is busy or out of room for now (map growth
+ * timed out, disk full: try again); ROOST_EIO when the disk or database
+ * failed (logged with the path and errno, never returned as text). A
+ * failed change leaves nothing half done.
  *
- * Threads: a struct storage is shared by all threads. A struct mailbox is
- * used by one thread at a time (the worker running its session's command)
- * and may move between threads between calls.
+ * Threads: a struct storage is shared by all threads; every storage_*()
+ * call is safe from any thread at any time between storage_open() and
+ * storage_close(). A struct mailbox is used by one thread at a time (the
+ * worker running its session's command) and may move between threads
+ * between calls. Calls block on disk and database I/O, never on a client;
+ * none waits for another session's command.
  *
  * Durability: when a call that changes state returns 0, the change is on
- * stable storage (unless [storage] fsync = no).
+ * stable storage (unless [storage] fsync = no). Calls that read see every
+ * change whose call has returned, in this process or another.
  */
 
 #define STORAGE_MAX_NAME 512        /* bytes of a mailbox name in UTF-8 */
@@ -184,39 +194,63 @@ struct delivery_target {
 
 /* ---- the store ---- */
 
-/* Open the backend named in cfg ([storage] backend) under data_dir. */
+/* Open the backend named in cfg ([storage] backend) under data_dir,
+ * creating what is missing. cfg is borrowed and must outlive the store.
+ * ROOST_ENOTSUP for a backend not in this build, ROOST_ECONFIG when the
+ * data on disk contradicts cfg (LMDB shard count), ROOST_EIO. Another
+ * process may open the same data at the same time (`roost deliver`). Call
+ * from one thread, before the store is shared. */
 int storage_open(const struct roost_config *cfg, struct storage **st_r);
+/* Finish queued writes and free the store; *st becomes NULL, NULL is
+ * ignored. Every mailbox must be closed and every watch removed first, and
+ * no other thread may use the store any more. */
 void storage_close(struct storage **st);
+/* "lmdb" or "maildir": static, never freed. */
 const char *storage_backend_name(const struct storage *st);
 
 /* Create the user's INBOX and special-use folders (Drafts, Sent, Trash,
- * Junk, Archive) if absent. Idempotent; called at first login/delivery. */
+ * Junk, Archive) if absent. Idempotent and safe when two first logins race
+ * (a folder the user deleted later is not created again); called at first
+ * login/delivery. */
 int storage_user_init(struct storage *st, const char *user);
 
 /* ---- mailboxes ---- */
 
 /* Every mailbox of the user, sorted by name, with attributes (subscribed
- * but absent names included with MBOX_NONEXISTENT). Free with
- * storage_list_free(). */
+ * but absent names included with MBOX_NONEXISTENT); an unknown user has
+ * none (0, *n_r = 0). The array and names belong to the caller: free with
+ * storage_list_free() (NULL, 0 is fine). */
 int storage_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
 void storage_list_free(struct mailbox_info *list, size_t n);
-/* Creates missing parents too. special_use: MBOX_* special-use bits or 0. */
+/* Creates missing parents too. special_use: MBOX_* special-use bits or 0.
+ * ROOST_EEXISTS when name exists (a \Noselect parent becomes selectable
+ * instead); ROOST_ETOOBIG when a hierarchy limit is reached. */
 int storage_create(struct storage *st, const char *user, const char *name, unsigned special_use);
-/* ROOST_EPERM for INBOX; a mailbox with children becomes \Noselect. */
+/* Delete name and its messages. ROOST_EPERM for INBOX; a mailbox with
+ * children becomes \Noselect instead. Sessions that have it open get
+ * ROOST_ENOTFOUND from their next call on it. */
 int storage_delete(struct storage *st, const char *user, const char *name);
 /* Children move too. Renaming INBOX moves its messages into a new mailbox
- * and leaves INBOX empty (RFC 3501 6.3.5). */
+ * and leaves INBOX empty (RFC 3501 6.3.5). ROOST_EEXISTS when to exists,
+ * ROOST_EINVAL for a rename into itself or its own child. */
 int storage_rename(struct storage *st, const char *user, const char *from, const char *to);
+/* Subscribe or unsubscribe name; it need not exist (RFC 3501 6.3.6). */
 int storage_subscribe(struct storage *st, const char *user, const char *name, bool subscribe);
+/* Counters of a mailbox that need not be open (STATUS, LIST-STATUS), as of
+ * the call. ROOST_ENOTFOUND when absent or \Noselect. */
 int storage_status(struct storage *st, const char *user, const char *name,
                    struct mailbox_status *status_r);
 
-/* Append one message; returns its UID and the mailbox's UIDVALIDITY. */
+/* Append one message; returns its UID and the mailbox's UIDVALIDITY.
+ * msg is borrowed for the call. ROOST_ETOOBIG above [limits]
+ * max_message_size, or when the mailbox cannot take another keyword or
+ * UID; ROOST_EIO also when a spooled file is shorter than msg->len. */
 int storage_append(struct storage *st, const char *user, const char *mailbox,
                    const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r);
 /* Deliver one message to many recipients, storing the body once where the
  * backend can. Returns 0 when every target succeeded; otherwise the first
- * error, with each target's own result in targets[i].result. */
+ * error, with each target's own result (and on success its uid and
+ * uidvalidity) in targets[i]. targets' strings are borrowed. */
 int storage_deliver(struct storage *st, const struct msg_input *msg,
                     struct delivery_target *targets, size_t n);
 
@@ -224,10 +258,27 @@ int storage_deliver(struct storage *st, const struct msg_input *msg,
 
 enum { MAILBOX_READONLY = 1 << 0 };
 
+/*
+ * Open user's mailbox name for a session (SELECT/EXAMINE, POP3). INBOX is
+ * created on first use. *mb_r belongs to the caller until mailbox_close()
+ * and is used by one thread at a time (see Threads above); it pins no
+ * snapshot and holds no lock, so it may stay open while the client is
+ * idle: other sessions and processes change the mailbox meanwhile and each
+ * call sees their changes. With MAILBOX_READONLY, calls that change
+ * messages fail with ROOST_EPERM (cache_set excepted). ROOST_ENOTFOUND when
+ * absent or \Noselect; ROOST_EINVAL for unknown flags.
+ */
 int mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
                  struct mailbox **mb_r);
+/* Close and free; *mb becomes NULL, NULL is ignored. Release every view
+ * read from it first. */
 void mailbox_close(struct mailbox **mb);
+/* The canonical name it was opened as ("INBOX" spelt so); valid until
+ * mailbox_close(). */
 const char *mailbox_name(const struct mailbox *mb);
+/* Counters as of the call (not as of the open). ROOST_ENOTFOUND once the
+ * mailbox was deleted, or renamed and another created under its name
+ * (the handle follows the mailbox, not the name). */
 int mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
 
 /* All records, ascending UID, and the HIGHESTMODSEQ they reflect (one
@@ -247,8 +298,16 @@ int mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_
  * (next = first). */
 int mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
 
-/* View of message uid (see struct msg_view for how long it may live).
- * ROOST_ENOTFOUND when no such message exists (any more). */
+/*
+ * View of message uid: its bytes as stored, zero-copy (a mapping of a
+ * file, or of the database), never a copy of the whole body on the heap,
+ * so a protocol that streams pays a page cache's worth, not the message
+ * size. How long it may live: see struct msg_view (holdable). *view_r is
+ * zeroed on failure, so msg_view_release() on it is always safe.
+ * ROOST_ENOTFOUND when no such message exists (any more, uid 0 included);
+ * ROOST_EIO when the message exists but its body is damaged or lost
+ * (logged; `roost check` reports it).
+ */
 int mailbox_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 /* Release a view; a released or zeroed view is ignored. */
 void msg_view_release(struct msg_view *view);
@@ -261,6 +320,7 @@ void msg_view_release(struct msg_view *view);
 int mailbox_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
 int mailbox_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 
+/* storage_append() into an open mailbox; *uid_r (may be NULL) its UID. */
 int mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
 /* Change flags of uids (ascending). UIDs that no longer exist are skipped.
  * With unchanged_since, messages whose modseq is higher are left alone and
@@ -269,11 +329,18 @@ int mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const stru
                   uint32_t **modified_r, size_t *n_modified_r);
 /* Remove uids (ascending) for good; absent ones are skipped. */
 int mailbox_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
-/* Copy (or move) uids to dest; dest_uids_r gets one new UID per copied
- * source UID, in order (caller frees), *n_r how many were copied. */
+/* Copy (or move) uids to dest (a mailbox name of the same user); absent
+ * source UIDs are skipped. *src_uids_r and *dest_uids_r get the copied
+ * source UIDs and their new UIDs, pairwise in order, *n_r how many (caller
+ * frees both; NULL when none). The copies share the source's body where
+ * the backend can. ROOST_ENOTFOUND when dest does not exist (nothing
+ * copied). */
 int mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
                  uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
                  size_t *n_r);
+/* What changed after modseq (see struct mailbox_changes), one consistent
+ * snapshot. Free with mailbox_changes_free(), which accepts a zeroed
+ * struct. */
 int mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 void mailbox_changes_free(struct mailbox_changes *changes);
 
@@ -294,7 +361,8 @@ void storage_unwatch(struct storage_watch **watch);
 /* ---- maintenance ---- */
 
 /* Verify invariants without changing anything; problems are written to
- * report as lines. 0 when clean, ROOST_EIO when problems were found. */
+ * report as lines (bounded). 0 when clean, ROOST_EIO when problems were
+ * found. May run while a server uses the store; it reads one snapshot. */
 int storage_check(struct storage *st, struct buf *report);
 
 /* Write-path counters since storage_open(), for benchmarks and metrics. */

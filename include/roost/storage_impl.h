@@ -16,6 +16,14 @@
  *
  * Every op returns 0 or a roost_err code, like the public functions it
  * backs; out-parameters have the same meaning and ownership as there.
+ *
+ * Threads and lifetime, as storage.h promises them to callers: storage
+ * ops run concurrently from any thread, mailbox ops from one thread at a
+ * time per mailbox (so a backend locks what mailboxes share, never the
+ * mailbox struct itself); an op returns only once its change is durable;
+ * no op keeps a snapshot, lock or transaction past its return except what
+ * a msg_view pins until its release (a view that pins anything shared is
+ * not holdable). close runs after every mailbox was closed.
  */
 
 #include <stddef.h>

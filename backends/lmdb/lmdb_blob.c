@@ -38,25 +38,15 @@
 
 #include "lmdb_impl.h"
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
-
-static const char hexdig[] = "0123456789abcdef";
-
-static void
-hex(char *out, const uint8_t *in, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hexdig[in[i] >> 4];
-		out[2 * i + 1] = hexdig[in[i] & 15];
-	}
-}
 
 static bool
 is_hex(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (strchr(hexdig, s[i]) == NULL || s[i] == '\0')
+		if (hex_digit((unsigned char)s[i]) < 0)
 			return false;
 	}
 	return true;
@@ -70,12 +60,8 @@ name_parse(const char *name, size_t len, uint8_t *sha_r)
 	if (len != LMDB_BLOB_NAME_LEN || name[LMDB_SHA_LEN * 2] != '-' ||
 	    !is_hex(name, LMDB_SHA_LEN * 2) || !is_hex(name + LMDB_SHA_LEN * 2 + 1, 16))
 		return false;
-	for (size_t i = 0; sha_r != NULL && i < LMDB_SHA_LEN; i++) {
-		const char *p = name + 2 * i;
-
-		sha_r[i] = (uint8_t)(((strchr(hexdig, p[0]) - hexdig) << 4) |
-		                     (strchr(hexdig, p[1]) - hexdig));
-	}
+	for (size_t i = 0; sha_r != NULL && i < LMDB_SHA_LEN; i++)
+		sha_r[i] = (uint8_t)hex_byte(name + 2 * i);
 	return true;
 }
 
@@ -187,10 +173,9 @@ lmdb_blob_write(struct lmdb_shard *sh, const uint8_t *sha, const uint8_t *data, 
 		memcpy(rnd, &ts.tv_nsec, 4);
 		memcpy(rnd + 4, &(uint32_t){(uint32_t)getpid() ^ (uint32_t)(uintptr_t)&ts}, 4);
 	}
-	hex(name_r, sha, LMDB_SHA_LEN);
+	hex_encode(sha, LMDB_SHA_LEN, name_r);
 	name_r[LMDB_SHA_LEN * 2] = '-';
-	hex(name_r + LMDB_SHA_LEN * 2 + 1, rnd, sizeof(rnd));
-	name_r[LMDB_BLOB_NAME_LEN] = '\0';
+	hex_encode(rnd, sizeof(rnd), name_r + LMDB_SHA_LEN * 2 + 1);
 	return write_file(sh, name_r, data, len);
 }
 
@@ -375,8 +360,7 @@ lmdb_blobs_open(struct lmdb_shard *sh)
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		memcpy(rnd, &(uint64_t){(uint64_t)getpid() * 2654435761u ^ (uint64_t)time(NULL)},
 		       8);
-	hex(id, rnd, sizeof(rnd));
-	id[16] = '\0';
+	hex_encode(rnd, sizeof(rnd), id);
 	snprintf(path, sizeof(path), "%s/run/%ld-%s", dir, (long)getpid(), id);
 	sh->blob_runpath = xstrdup(path);
 	sh->blob_runfd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

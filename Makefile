@@ -29,7 +29,7 @@ else
 BUILD ?= build
 endif
 
-PKGS := lmdb openssl libcrypt libcares libutf8proc
+PKGS := lmdb openssl libcrypt libcares libutf8proc jansson zlib
 TEST_PKGS := check
 
 WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wshadow \
@@ -57,7 +57,12 @@ PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 
-CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -Iinclude -MMD -MP $(CFLAGS)
+# Where the web page's files are installed (a binary run from the source
+# tree finds www/ beside build/ instead).
+WWW_DIR := $(PREFIX)/share/roost/www
+
+CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -Iinclude -MMD -MP \
+	-DROOST_WWW_DIR='"$(WWW_DIR)"' $(CFLAGS)
 LDFLAGS_ALL := $(LDHARDEN) $(LDSAN) $(LDFLAGS)
 LIBS := $(PKG_LIBS) -pthread -lm
 
@@ -180,6 +185,8 @@ install: $(BUILD)/roost
 	install -m 755 $(BUILD)/roost $(DESTDIR)$(PREFIX)/bin/roost
 	install -m 644 etc/roost.conf.sample $(DESTDIR)$(SYSCONFDIR)/roost/roost.conf.sample
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/roost/README.md
+	install -d $(DESTDIR)$(WWW_DIR)
+	install -m 644 www/* $(DESTDIR)$(WWW_DIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/roost.service.in \
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/roost.service
 

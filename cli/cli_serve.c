@@ -43,6 +43,7 @@ open_listeners(const struct roost_config *cfg, struct server *srv)
 	    {"smtps", &cfg->listen_smtps}, {"lmtp", &cfg->listen_lmtp},
 	    {"imap", &cfg->listen_imap},   {"imaps", &cfg->listen_imaps},
 	    {"pop3", &cfg->listen_pop3},   {"pop3s", &cfg->listen_pop3s},
+	    {"http", &cfg->listen_http},   {"https", &cfg->listen_https},
 	};
 	unsigned opened = 0;
 	int ret;

@@ -38,6 +38,8 @@ static const struct command commands[] = {
      "look at and steer the outbound queue (through the running server when there is one)"},
     {"dkim", cli_dkim, "dkim keygen DOMAIN [rsa|ed25519]",
      "create a DKIM signing key for DOMAIN and print the DNS TXT record to publish"},
+    {"token", cli_token, "token add USER | token revoke USER",
+     "make a bearer token for scripts using JMAP (printed once), or revoke a user's tokens"},
     {"help", cmd_help, "help [COMMAND]", "show this help"},
     {"--version", cmd_version, "--version", "print the version"},
     {NULL, NULL, NULL, NULL},

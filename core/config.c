@@ -56,6 +56,14 @@ static const struct key_def keys[] = {
     {"listen", "imaps", T_LISTEN, "127.0.0.1:2993", F(listen_imaps), 0, 0},
     {"listen", "pop3", T_LISTEN, "127.0.0.1:2110", F(listen_pop3), 0, 0},
     {"listen", "pop3s", T_LISTEN, "127.0.0.1:2995", F(listen_pop3s), 0, 0},
+    {"listen", "http", T_LISTEN, "127.0.0.1:2080", F(listen_http), 0, 0},
+    {"listen", "https", T_LISTEN, "127.0.0.1:2443", F(listen_https), 0, 0},
+
+    {"http", "www_dir", T_STRING, "", F(http_www_dir), 0, 0},
+    {"http", "max_head", T_SIZE, "32K", F(http_max_head), 1024, 1 << 20},
+    {"http", "max_fields", T_COUNT, "100", F(http_max_fields), 8, 256},
+    {"http", "max_request", T_SIZE, "10M", F(http_max_request), 1024, 1 << 30},
+    {"http", "push_ping", T_DURATION, "60", F(http_push_ping), 1, 3600},
 
     {"tls", "cert", T_STRING, NULL, F(tls_cert), 0, 0},
     {"tls", "key", T_STRING, NULL, F(tls_key), 0, 0},
@@ -128,7 +136,8 @@ static const struct key_def keys[] = {
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {
-    "server", "storage", "listen", "tls", "auth", "limits", "smtp", "relay", "dns", "imap", "pop3",
+    "server", "storage", "listen", "tls",  "auth", "limits",
+    "smtp",   "relay",   "dns",    "imap", "pop3", "http",
 };
 
 /* ---- value parsing ---- */
@@ -516,7 +525,7 @@ validate(const struct roost_config *cfg, char *err, size_t errlen, const char *f
 		const struct config_listen *tcp_only[] = {
 		    &cfg->listen_smtp,  &cfg->listen_submission, &cfg->listen_smtps,
 		    &cfg->listen_imap,  &cfg->listen_imaps,      &cfg->listen_pop3,
-		    &cfg->listen_pop3s,
+		    &cfg->listen_pop3s, &cfg->listen_http,       &cfg->listen_https,
 		};
 
 		for (size_t i = 0; i < sizeof(tcp_only) / sizeof(tcp_only[0]); i++) {

@@ -518,3 +518,69 @@ message_address_first(const char *v, size_t len, struct buf *name, struct buf *m
 	addr_free(&a);
 	return ret;
 }
+
+/* Text of b (NUL-terminated), or NULL when the field is absent. */
+static const char *
+part_or_null(struct buf *b, bool has)
+{
+	if (!has)
+		return NULL;
+	if (b->data == NULL)
+		buf_append(b, "", 0);
+	return (const char *)b->data;
+}
+
+void
+message_address_walk(const uint8_t *v, size_t len, message_address_fn *fn, void *arg)
+{
+	struct lex lx = {v, v + len};
+	struct message_address m;
+	struct addr a;
+	bool in_group = false;
+
+	memset(&a, 0, sizeof(a));
+	skip_cfws_keep(&lx, NULL, NULL);
+	while (lx.p < lx.end) {
+		const uint8_t *before = lx.p;
+		int r;
+
+		addr_reset(&a);
+		memset(&m, 0, sizeof(m));
+		if (in_group && *lx.p == ';') {
+			lx.p++;
+			m.kind = MESSAGE_ADDR_GROUP_END;
+			fn(&m, arg);
+			in_group = false;
+		} else {
+			r = read_mailbox(&lx, &a, in_group);
+			if (r == 2) {
+				m.kind = MESSAGE_ADDR_GROUP;
+				m.name = part_or_null(&a.name, true);
+				fn(&m, arg);
+				in_group = true;
+				continue;
+			}
+			if (a.has_mailbox || a.has_host || a.has_name) {
+				m.kind = MESSAGE_ADDR_MAILBOX;
+				m.name = part_or_null(&a.name, a.has_name);
+				m.mailbox = part_or_null(&a.mailbox, a.has_mailbox);
+				m.host = part_or_null(&a.host, a.has_host);
+				fn(&m, arg);
+			}
+		}
+		skip_cfws_keep(&lx, NULL, NULL);
+		if (lx.p < lx.end && (*lx.p == ',' || (*lx.p == ';' && !in_group)))
+			lx.p++;
+		else if (lx.p < lx.end && !(*lx.p == ';' && in_group))
+			break; /* what follows is not guessed at */
+		skip_cfws_keep(&lx, NULL, NULL);
+		if (lx.p == before)
+			break;
+	}
+	if (in_group) {
+		memset(&m, 0, sizeof(m));
+		m.kind = MESSAGE_ADDR_GROUP_END;
+		fn(&m, arg);
+	}
+	addr_free(&a);
+}

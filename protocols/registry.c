@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "roost/conn.h"
+#include "roost/http.h"
 #include "roost/imap.h"
 #include "roost/pop3.h"
 #include "roost/protocols.h"
@@ -17,6 +18,8 @@ static const struct protocol_binding bindings[] = {
     {"imaps", &imap_proto_ops, true},
     {"pop3", &pop3_proto_ops, false},
     {"pop3s", &pop3_proto_ops, true},
+    {"http", &http_proto_ops, false},
+    {"https", &http_proto_ops, true},
     {NULL, NULL, false},
 };
 

@@ -53,5 +53,7 @@ int cli_mailbox(struct cli *cli);
 int cli_queue(struct cli *cli);
 /* cli/cli_dkim.c: DKIM signing keys. */
 int cli_dkim(struct cli *cli);
+/* cli/cli_token.c: bearer tokens for the HTTP service. */
+int cli_token(struct cli *cli);
 
 #endif

@@ -54,6 +54,15 @@ struct roost_config {
 	struct config_listen listen_imaps;      /* default 127.0.0.1:2993 */
 	struct config_listen listen_pop3;       /* default 127.0.0.1:2110 */
 	struct config_listen listen_pop3s;      /* default 127.0.0.1:2995 */
+	struct config_listen listen_http;       /* default 127.0.0.1:2080 */
+	struct config_listen listen_https;      /* default 127.0.0.1:2443 */
+
+	/* [http] */
+	char *http_www_dir;        /* the web page's files; default: installed share dir */
+	uint64_t http_max_head;    /* request line and header fields; default 32K */
+	unsigned http_max_fields;  /* header fields; default 100 */
+	uint64_t http_max_request; /* body of an API request (JMAP maxSizeRequest); 10M */
+	unsigned http_push_ping;   /* seconds between EventSource pings at most; default 60 */
 
 	/* [tls] */
 	char *tls_cert; /* PEM; default: <data_dir>/tls/cert.pem, self-signed on first start */

@@ -106,6 +106,42 @@ int message_body_text(const struct message *msg, struct buf *out);
 int message_part_decode(const struct message *msg, const struct message_part *part,
                         struct buf *out);
 
+/*
+ * The addresses of an address-list header value v[0..len) (unfolded, not
+ * decoded), in order: each mailbox, and each group as a GROUP entry (its
+ * display name) before its members and a GROUP_END after them. Names are
+ * as written (RFC 2047 words still encoded), NULL when absent; the strings
+ * are valid during the call only. Broken input degrades as for ENVELOPE.
+ */
+enum message_addr_kind { MESSAGE_ADDR_MAILBOX, MESSAGE_ADDR_GROUP, MESSAGE_ADDR_GROUP_END };
+struct message_address {
+	enum message_addr_kind kind;
+	const char *name, *mailbox, *host;
+};
+typedef void message_address_fn(const struct message_address *a, void *arg);
+void message_address_walk(const uint8_t *v, size_t len, message_address_fn *fn, void *arg);
+
+/*
+ * What a part's header says about its content: type and subtype (lower
+ * case; "text"/"plain" by default, "message"/"rfc822" in a digest), the
+ * charset, name (Content-Disposition filename or Content-Type name,
+ * RFC 2231 and 2047 decoded), disposition ("inline", "attachment" or
+ * ""), Content-ID without its brackets, Content-Language, Content-Location
+ * and the transfer encoding (lower case). Free with
+ * message_part_info_free().
+ */
+struct message_part_info {
+	char *type, *subtype, *charset, *name, *disposition, *cid, *language, *location, *cte;
+};
+void message_part_info(const struct message *msg, const struct message_part *part,
+                       struct message_part_info *info_r);
+void message_part_info_free(struct message_part_info *info);
+/* The text of a part as UTF-8: transfer encoding undone, charset
+ * converted. When either fails the bytes are kept as they were (invalid
+ * UTF-8 replaced by U+FFFD) and *problem_r is set. */
+void message_part_text(const struct message *msg, const struct message_part *part, struct buf *out,
+                       bool *problem_r);
+
 /* RFC 5322 date (obsolete forms too) to seconds since the epoch, UTC.
  * ROOST_EINVAL when unparseable. */
 int message_parse_date(const char *text, size_t len, int64_t *time_r);

@@ -1,0 +1,365 @@
+/*
+ * Blobs (RFC 8620 6): uploads are spooled to a file as their pieces
+ * arrive (the body is never held in memory) and named by their SHA-256,
+ * under <data_dir>/blobs/<accountId>/. Downloads of a message stream it
+ * from storage in steps; a part is decoded (bounded by the message size)
+ * and an upload is read back (bounded by the upload limit).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/message.h"
+#include "roost/services.h"
+#include "roost/xalloc.h"
+
+#include "jmap_impl.h"
+
+static void
+account_dir(struct http_session *s, char *out, size_t size)
+{
+	snprintf(out, size, "%s/blobs/%s", s->svc->cfg->data_dir, s->account);
+}
+
+static int
+ensure_dir(struct http_session *s)
+{
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "%s/blobs", s->svc->cfg->data_dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return ROOST_EIO;
+	account_dir(s, dir, sizeof(dir));
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return ROOST_EIO;
+	return 0;
+}
+
+/* The account id in "/jmap/upload/<account>/" or a download path. */
+static bool
+path_account(struct http_session *s, const char *rest, const char **after_r)
+{
+	size_t n = strlen(s->account);
+
+	if (strncmp(rest, s->account, n) != 0 || (rest[n] != '/' && rest[n] != '\0'))
+		return false;
+	*after_r = rest + n + (rest[n] == '/');
+	return true;
+}
+
+int
+jmap_upload_begin(struct http_session *s)
+{
+	const char *after;
+	char path[4096];
+
+	if (!path_account(s, s->req.path + strlen("/jmap/upload/"), &after) || *after != '\0') {
+		http_respond_problem(s, 404, "about:blank", "No such account.");
+		return ROOST_ENOTFOUND;
+	}
+	if (ensure_dir(s) != 0) {
+		http_respond_problem(s, 500, "about:blank", "The upload cannot be stored.");
+		return ROOST_EIO;
+	}
+	account_dir(s, path, sizeof(path));
+	strncat(path, "/tmp.XXXXXX", sizeof(path) - strlen(path) - 1);
+	s->upload_fd = mkostemp(path, O_CLOEXEC);
+	if (s->upload_fd < 0) {
+		http_respond_problem(s, 500, "about:blank", "The upload cannot be stored.");
+		return ROOST_EIO;
+	}
+	s->upload_path = xstrdup(path);
+	s->upload_hash = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(s->upload_hash, EVP_sha256(), NULL);
+	s->upload_len = 0;
+	return 0;
+}
+
+int
+jmap_upload_piece(struct http_session *s, const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = write(s->upload_fd, p + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("conn=%llu proto=http event=upload_write error=\"%s\"",
+			          (unsigned long long)conn_id(s->c), strerror(errno));
+			return ROOST_EIO;
+		}
+		off += (size_t)n;
+	}
+	EVP_DigestUpdate(s->upload_hash, p, len);
+	s->upload_len += len;
+	return 0;
+}
+
+void
+jmap_upload_abort(struct http_session *s)
+{
+	if (s->upload_fd >= 0)
+		close(s->upload_fd);
+	s->upload_fd = -1;
+	if (s->upload_path != NULL)
+		unlink(s->upload_path);
+	free(s->upload_path);
+	s->upload_path = NULL;
+	EVP_MD_CTX_free(s->upload_hash);
+	s->upload_hash = NULL;
+}
+
+void
+jmap_upload_finish(struct http_session *s)
+{
+	const char *ctype = http_request_field(&s->req, "Content-Type");
+	uint8_t md[32];
+	unsigned mdlen = 0;
+	char id[48], dir[4096], final[4200];
+	json_t *o;
+	char *text;
+
+	EVP_DigestFinal_ex(s->upload_hash, md, &mdlen);
+	id[0] = 'U';
+	for (int i = 0; i < 20; i++)
+		snprintf(id + 1 + 2 * i, 3, "%02x", md[i]);
+	account_dir(s, dir, sizeof(dir));
+	snprintf(final, sizeof(final), "%s/%s", dir, id);
+	if (close(s->upload_fd) != 0 || rename(s->upload_path, final) != 0) {
+		s->upload_fd = -1;
+		jmap_upload_abort(s);
+		http_respond_problem(s, 500, "about:blank", "The upload cannot be stored.");
+		return;
+	}
+	s->upload_fd = -1;
+	free(s->upload_path);
+	s->upload_path = NULL;
+	EVP_MD_CTX_free(s->upload_hash);
+	s->upload_hash = NULL;
+	s->upload = false;
+	o = json_pack("{sssssssI}", "accountId", s->account, "blobId", id, "type",
+	              ctype != NULL ? ctype : "application/octet-stream", "size",
+	              (json_int_t)s->upload_len);
+	if (o == NULL)
+		o = json_pack("{sssssssI}", "accountId", s->account, "blobId", id, "type",
+		              "application/octet-stream", "size", (json_int_t)s->upload_len);
+	text = json_dumps(o, JSON_COMPACT);
+	http_respond(s, 201, "application/json", text, strlen(text), NULL);
+	free(text);
+	json_decref(o);
+}
+
+/* ---- reading blobs back ---- */
+
+static bool
+valid_upload_id(const char *id)
+{
+	if (strlen(id) != 41 || id[0] != 'U')
+		return false;
+	for (int i = 1; i < 41; i++) {
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+static int
+read_upload(struct http_session *s, const char *id, struct buf *out)
+{
+	char dir[4096], path[4200], chunk[16384];
+	ssize_t n;
+	int fd;
+
+	if (!valid_upload_id(id))
+		return ROOST_ENOTFOUND;
+	account_dir(s, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s", dir, id);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ROOST_ENOTFOUND;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
+		if (buf_append(out, chunk, (size_t)n) != 0) {
+			close(fd);
+			return ROOST_ETOOBIG;
+		}
+	}
+	close(fd);
+	return n < 0 ? ROOST_EIO : 0;
+}
+
+/* "P" + 32 hex + "_" + part path with "_" for "." */
+static bool
+split_part_id(const char *id, char email_id[JMAP_ID_LEN + 1], char part[64])
+{
+	size_t n = strlen(id);
+
+	if (n < JMAP_ID_LEN + 2 || n - JMAP_ID_LEN - 1 >= 64 || id[0] != 'P' ||
+	    id[JMAP_ID_LEN] != '_')
+		return false;
+	memcpy(email_id, id, JMAP_ID_LEN);
+	email_id[0] = 'E';
+	email_id[JMAP_ID_LEN] = '\0';
+	snprintf(part, 64, "%s", id + JMAP_ID_LEN + 1);
+	for (char *p = part; *p != '\0'; p++) {
+		if (*p == '_')
+			*p = '.';
+		else if (*p < '0' || *p > '9')
+			return false;
+	}
+	return true;
+}
+
+int
+jmap_blob_fetch(struct jmap_req *r, const char *id, struct buf *out)
+{
+	char eid[JMAP_ID_LEN + 1], part[64];
+	const struct jmap_mbox *m;
+	struct mailbox *mb = NULL;
+	struct msg_view v = {0};
+	uint32_t uid;
+	int rc;
+
+	if (id[0] == 'U')
+		return read_upload(r->s, id, out);
+	if (id[0] == 'B') {
+		if (strlen(id) != JMAP_ID_LEN)
+			return ROOST_ENOTFOUND;
+		memcpy(eid, id, sizeof(eid));
+		eid[0] = 'E';
+		part[0] = '\0';
+	} else if (!split_part_id(id, eid, part)) {
+		return ROOST_ENOTFOUND;
+	}
+	if (!jmap_email_parse(r, 'E', eid, &m, &uid))
+		return ROOST_ENOTFOUND;
+	if ((rc = mailbox_open(r->store, r->user, m->name, MAILBOX_READONLY, &mb)) != 0)
+		return rc;
+	rc = mailbox_read(mb, uid, &v);
+	if (rc == 0 && part[0] == '\0') {
+		rc = buf_append(out, v.data, v.len);
+	} else if (rc == 0) {
+		struct message *msg;
+		const struct message_part *p;
+
+		rc = message_parse(v.data, v.len, NULL, &msg);
+		if (rc == 0) {
+			p = jmap_msg_find_part(msg, part);
+			rc = p != NULL ? message_part_decode(msg, p, out) : ROOST_ENOTFOUND;
+			message_free(&msg);
+		}
+	}
+	msg_view_release(&v);
+	mailbox_close(&mb);
+	return rc;
+}
+
+/* A media type safe to echo: "type/subtype" of token characters. */
+static bool
+safe_type(const char *t)
+{
+	const char *slash = strchr(t, '/');
+
+	if (slash == NULL || slash == t || slash[1] == '\0' || strlen(t) > 100)
+		return false;
+	for (const char *p = t; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || strchr("/+-.!#$&^_", *p) != NULL))
+			return false;
+	}
+	return true;
+}
+
+static void
+download_headers(const char *type, const char *name, struct buf *h)
+{
+	buf_append_str(h, "Content-Disposition: attachment");
+	if (name[0] != '\0') {
+		buf_append_str(h, "; filename*=UTF-8''");
+		for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL)
+				buf_append_byte(h, *p);
+			else
+				buf_printf(h, "%%%02X", *p);
+		}
+	}
+	/* A blob is the sender's content: never run as this site's page. */
+	buf_append_str(h, "\r\nContent-Security-Policy: sandbox; default-src 'none'\r\n"
+	                  "X-Content-Type-Options: nosniff\r\n"
+	                  "Cache-Control: private, max-age=604800, immutable\r\n");
+	(void)type;
+}
+
+void
+jmap_download(struct http_session *s)
+{
+	const char *rest = s->req.path + strlen("/jmap/download/"), *after, *slash;
+	struct buf accept = BUF_INIT(256), name = BUF_INIT(1024), h = BUF_INIT(0);
+	struct buf data = BUF_INIT(s->svc->cfg->max_message_size);
+	char blob[128];
+	const char *type = "application/octet-stream";
+	struct jmap_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.s = s;
+	r.store = s->svc->storage;
+	r.user = s->user;
+	r.account = s->account;
+	if (!path_account(s, rest, &after) || (slash = strchr(after, '/')) == NULL ||
+	    (size_t)(slash - after) >= sizeof(blob) ||
+	    http_url_decode(slash + 1, strlen(slash + 1), &name) != 0) {
+		http_respond_problem(s, 404, "about:blank", "No such blob.");
+		goto out;
+	}
+	memcpy(blob, after, (size_t)(slash - after));
+	blob[slash - after] = '\0';
+	if (http_query_param(s->req.query, "accept", &accept) == 0 && accept.len > 0 &&
+	    safe_type((const char *)accept.data))
+		type = (const char *)accept.data;
+	download_headers(type, name.data ? (const char *)name.data : "", &h);
+	if (blob[0] == 'B' && strlen(blob) == JMAP_ID_LEN) {
+		/* the raw message: streamed from storage in steps */
+		const struct jmap_mbox *m;
+		struct mailbox *mb = NULL;
+		struct msg_view v;
+		uint32_t uid;
+		size_t len;
+
+		blob[0] = 'E';
+		if (!jmap_email_parse(&r, 'E', blob, &m, &uid) ||
+		    mailbox_open(r.store, r.user, m->name, MAILBOX_READONLY, &mb) != 0 ||
+		    mailbox_read(mb, uid, &v) != 0) {
+			mailbox_close(&mb);
+			http_respond_problem(s, 404, "about:blank", "No such blob.");
+			goto out;
+		}
+		len = v.len;
+		msg_view_release(&v);
+		http_respond_head(s, 200, type, (int64_t)len, (const char *)h.data);
+		http_stream_message(s, mb, uid, 0, len);
+		goto out;
+	}
+	if (jmap_blob_fetch(&r, blob, &data) != 0) {
+		http_respond_problem(s, 404, "about:blank", "No such blob.");
+		goto out;
+	}
+	http_respond(s, 200, type, data.data, data.len, (const char *)h.data);
+out:
+	jmap_mailboxes_reset(&r);
+	buf_free(&accept);
+	buf_free(&name);
+	buf_free(&h);
+	buf_free(&data);
+}

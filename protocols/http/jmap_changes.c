@@ -1,0 +1,349 @@
+/*
+ * /changes of Mailbox, Email and Thread, from the state strings
+ * (jmap_impl.h): storage says what changed in each mailbox since the MODSEQ
+ * the state recorded, and whether its expunge log still reaches back that
+ * far. /queryChanges is answered cannotCalculateChanges (RFC 8620 5.6
+ * allows it): clients then run the query again.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/error.h"
+#include "roost/xalloc.h"
+
+#include "jmap_impl.h"
+
+struct state_entry {
+	uint64_t digest;
+	uint32_t uidvalidity, uidnext;
+	uint64_t modseq;
+	bool seen; /* the mailbox still exists */
+};
+
+#define STATE_MAX_ENTRIES 100000
+
+/* Parse "s" + entries "digest.uv.modseq.uidnext" joined by "_". */
+static int
+state_parse(const char *s, struct state_entry **e_r, size_t *n_r)
+{
+	struct state_entry *e = NULL;
+	size_t n = 0, cap = 0;
+
+	*e_r = NULL;
+	*n_r = 0;
+	if (s == NULL || s[0] != 's')
+		return ROOST_EINVAL;
+	s++;
+	while (*s != '\0') {
+		unsigned long long d, ms;
+		unsigned uv, un;
+		int used = 0;
+
+		if (sscanf(s, "%16llx.%x.%llx.%x%n", &d, &uv, &ms, &un, &used) != 4 || used == 0 ||
+		    n == STATE_MAX_ENTRIES) {
+			free(e);
+			return ROOST_EINVAL;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			e = xreallocarray(e, cap, sizeof(*e));
+		}
+		e[n].digest = d;
+		e[n].uidvalidity = uv;
+		e[n].modseq = ms;
+		e[n].uidnext = un;
+		e[n].seen = false;
+		n++;
+		s += used;
+		if (*s == '_')
+			s++;
+		else if (*s != '\0') {
+			free(e);
+			return ROOST_EINVAL;
+		}
+	}
+	*e_r = e;
+	*n_r = n;
+	return 0;
+}
+
+static struct state_entry *
+entry_for(struct state_entry *e, size_t n, uint64_t digest)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].digest == digest)
+			return &e[i];
+	}
+	return NULL;
+}
+
+static bool
+changes_args(struct jmap_req *r, json_t *args, const char *tag, const char **since_r, size_t *max_r)
+{
+	json_t *max = json_object_get(args, "maxChanges");
+
+	if (!jmap_check_account(r, args, tag))
+		return false;
+	*since_r = json_string_value(json_object_get(args, "sinceState"));
+	if (*since_r == NULL || (max != NULL && !json_is_null(max) &&
+	                         (!json_is_integer(max) || json_integer_value(max) <= 0))) {
+		jmap_error(r, "invalidArguments", "sinceState or maxChanges", tag);
+		return false;
+	}
+	*max_r = json_is_integer(max) ? (size_t)json_integer_value(max) : SIZE_MAX;
+	return true;
+}
+
+/* The /changes response; the arrays are stolen. */
+static void
+changes_reply(struct jmap_req *r, const char *name, const char *tag, const char *since,
+              const char *new_state, bool more, json_t *created, json_t *updated, json_t *destroyed)
+{
+	json_t *a = json_object();
+
+	json_object_set_new(a, "accountId", json_string(r->account));
+	json_object_set_new(a, "oldState", json_string(since));
+	json_object_set_new(a, "newState", json_string(new_state));
+	json_object_set_new(a, "hasMoreChanges", json_boolean(more));
+	json_object_set_new(a, "created", created);
+	json_object_set_new(a, "updated", updated);
+	json_object_set_new(a, "destroyed", destroyed);
+	json_object_set_new(a, "updatedProperties", json_null());
+	jmap_reply(r, name, a, tag);
+}
+
+void
+jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	struct state_entry *old;
+	size_t n_old, max;
+	const char *since;
+	json_t *created, *updated, *destroyed;
+	struct buf st = BUF_INIT(0);
+
+	if (!changes_args(r, args, tag, &since, &max))
+		return;
+	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0) {
+		jmap_error(r, "cannotCalculateChanges", NULL, tag);
+		return;
+	}
+	created = json_array();
+	updated = json_array();
+	destroyed = json_array();
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		const struct jmap_mbox *m = &r->mboxes[i];
+		struct state_entry *e = entry_for(old, n_old, m->digest);
+
+		if (e == NULL || e->uidvalidity != m->st.uidvalidity) {
+			json_array_append_new(created, json_string(m->id));
+		} else {
+			e->seen = true;
+			if (e->modseq != m->st.highestmodseq || e->uidnext != m->st.uidnext)
+				json_array_append_new(updated, json_string(m->id));
+		}
+	}
+	for (size_t i = 0; i < n_old; i++) {
+		char id[18];
+
+		if (old[i].seen)
+			continue;
+		snprintf(id, sizeof(id), "M%016llx", (unsigned long long)old[i].digest);
+		json_array_append_new(destroyed, json_string(id));
+	}
+	free(old);
+	if (json_array_size(created) + json_array_size(updated) + json_array_size(destroyed) >
+	    max) {
+		/* Mailboxes are few: no intermediate state is worth it. */
+		json_decref(created);
+		json_decref(updated);
+		json_decref(destroyed);
+		jmap_error(r, "cannotCalculateChanges", "more changes than maxChanges", tag);
+		return;
+	}
+	jmap_state(r, &st);
+	changes_reply(r, "Mailbox/changes", tag, since, (char *)st.data, false, created, updated,
+	              destroyed);
+	buf_free(&st);
+}
+
+/* One mailbox's share of Email/changes; false when it cannot be told. */
+static bool
+mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_entry *e, char kind,
+              json_t *created, json_t *updated, json_t *destroyed)
+{
+	struct mailbox *mb = NULL;
+	struct mailbox_changes ch;
+	char id[JMAP_ID_LEN + 1];
+	bool ok = true;
+
+	if (mailbox_open(r->store, r->user, m->name, MAILBOX_READONLY, &mb) != 0)
+		return false;
+	if (e == NULL) {
+		struct msg_record *recs = NULL;
+		size_t n = 0;
+		uint64_t ms;
+
+		if (mailbox_records(mb, &recs, &n, &ms) != 0) {
+			mailbox_close(&mb);
+			return false;
+		}
+		for (size_t i = 0; i < n; i++) {
+			jmap_email_id(kind, m->digest, m->st.uidvalidity, recs[i].uid, id);
+			json_array_append_new(created, json_string(id));
+		}
+		free(recs);
+		mailbox_close(&mb);
+		return true;
+	}
+	if (mailbox_changes_since(mb, e->modseq, &ch) != 0) {
+		mailbox_close(&mb);
+		return false;
+	}
+	if (!ch.expunged_complete) {
+		ok = false;
+		goto done;
+	}
+	for (size_t i = 0; i < ch.n_changed; i++) {
+		uint32_t uid = ch.changed[i].uid;
+
+		jmap_email_id(kind, m->digest, m->st.uidvalidity, uid, id);
+		if (uid >= e->uidnext)
+			json_array_append_new(created, json_string(id));
+		else if (kind == 'E')
+			json_array_append_new(updated, json_string(id));
+	}
+	for (size_t i = 0; i < ch.n_expunged; i++) {
+		if (ch.expunged[i] >= e->uidnext)
+			continue; /* created and gone since: never seen */
+		jmap_email_id(kind, m->digest, m->st.uidvalidity, ch.expunged[i], id);
+		json_array_append_new(destroyed, json_string(id));
+	}
+done:
+	mailbox_changes_free(&ch);
+	mailbox_close(&mb);
+	return ok;
+}
+
+/* Email/changes and Thread/changes (kind 'E' or 'T'): whole mailboxes are
+ * taken until maxChanges would be passed; the state then says which were. */
+static void
+email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, const char *name)
+{
+	struct state_entry *old;
+	size_t n_old, max, total = 0;
+	const char *since;
+	json_t *created, *updated, *destroyed;
+	struct buf st = BUF_INIT(0);
+	bool more = false;
+
+	if (!changes_args(r, args, tag, &since, &max))
+		return;
+	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0) {
+		jmap_error(r, "cannotCalculateChanges", NULL, tag);
+		return;
+	}
+	for (size_t i = 0; i < n_old; i++) {
+		const struct jmap_mbox *m = jmap_mbox_by_digest(r, old[i].digest);
+
+		/* A mailbox gone (or renamed, or renumbered) took messages
+		 * whose UIDs nobody recorded. */
+		if (m == NULL || m->st.uidvalidity != old[i].uidvalidity) {
+			free(old);
+			jmap_error(r, "cannotCalculateChanges", "a mailbox was removed", tag);
+			return;
+		}
+	}
+	created = json_array();
+	updated = json_array();
+	destroyed = json_array();
+	st.len = 0;
+	buf_append_str(&st, "s");
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		const struct jmap_mbox *m = &r->mboxes[i];
+		struct state_entry *e = entry_for(old, n_old, m->digest);
+		json_t *c = json_array(), *u = json_array(), *d = json_array();
+		size_t n;
+
+		if (!more && !mailbox_share(r, m, e, kind, c, u, d)) {
+			json_decref(c);
+			json_decref(u);
+			json_decref(d);
+			json_decref(created);
+			json_decref(updated);
+			json_decref(destroyed);
+			free(old);
+			buf_free(&st);
+			jmap_error(r, "cannotCalculateChanges", NULL, tag);
+			return;
+		}
+		n = json_array_size(c) + json_array_size(u) + json_array_size(d);
+		if (!more && total + n > max && total > 0)
+			more = true;
+		if (!more) {
+			if (n > max) {
+				json_decref(c);
+				json_decref(u);
+				json_decref(d);
+				json_decref(created);
+				json_decref(updated);
+				json_decref(destroyed);
+				free(old);
+				buf_free(&st);
+				jmap_error(r, "cannotCalculateChanges",
+				           "one mailbox changed more than maxChanges", tag);
+				return;
+			}
+			total += n;
+			json_array_extend(created, c);
+			json_array_extend(updated, u);
+			json_array_extend(destroyed, d);
+			buf_printf(&st, "%s%016llx.%x.%llx.%x", st.len > 1 ? "_" : "",
+			           (unsigned long long)m->digest, m->st.uidvalidity,
+			           (unsigned long long)m->st.highestmodseq, m->st.uidnext);
+		} else if (e != NULL) {
+			/* Not taken yet: the old position stays in the state. */
+			buf_printf(&st, "%s%016llx.%x.%llx.%x", st.len > 1 ? "_" : "",
+			           (unsigned long long)e->digest, e->uidvalidity,
+			           (unsigned long long)e->modseq, e->uidnext);
+		}
+		json_decref(c);
+		json_decref(u);
+		json_decref(d);
+	}
+	free(old);
+	changes_reply(r, name, tag, since, (char *)st.data, more, created, updated, destroyed);
+	buf_free(&st);
+}
+
+void
+jmap_email_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	email_changes(r, args, tag, 'E', "Email/changes");
+}
+
+void
+jmap_thread_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	email_changes(r, args, tag, 'T', "Thread/changes");
+}
+
+static void
+query_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	if (!jmap_check_account(r, args, tag))
+		return;
+	jmap_error(r, "cannotCalculateChanges", "run the query again", tag);
+}
+
+void
+jmap_mailbox_query_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	query_changes(r, args, tag);
+}
+
+void
+jmap_email_query_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	query_changes(r, args, tag);
+}

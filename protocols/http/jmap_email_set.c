@@ -1,0 +1,826 @@
+/*
+ * Email/set, Email/import, Email/copy and Email/parse (RFC 8621 4.6-4.9).
+ * A message is in exactly one mailbox here (maxMailboxesPerEmail 1):
+ * changing mailboxIds moves it, and the moved message has a new id (see
+ * jmap_impl.h), which /changes reports as destroyed and created.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/message.h"
+#include "roost/sasl.h"
+#include "roost/services.h"
+#include "roost/xalloc.h"
+
+#include "jmap_impl.h"
+
+#define MAX_KEYWORDS 64
+
+static json_t *
+set_error(const char *type, const char *desc)
+{
+	json_t *e = json_pack("{ss}", "type", type);
+
+	if (desc != NULL)
+		json_object_set_new(e, "description", json_string(desc));
+	return e;
+}
+
+static json_t *
+storage_error(int rc)
+{
+	switch (rc) {
+	case ROOST_ENOTFOUND:
+		return set_error("notFound", NULL);
+	case ROOST_EOVERQUOTA:
+		return set_error("overQuota", NULL);
+	case ROOST_ETOOBIG:
+		return set_error("tooLarge", NULL);
+	case ROOST_EINVAL:
+		return set_error("invalidProperties", NULL);
+	default:
+		return set_error("serverFail", NULL);
+	}
+}
+
+/* Keywords object -> system flags and other keyword names. */
+struct kwset {
+	uint32_t flags;
+	const char *names[MAX_KEYWORDS];
+	size_t n;
+};
+
+static bool
+keywords_parse(json_t *kw, struct kwset *k)
+{
+	const char *key;
+	json_t *v;
+
+	memset(k, 0, sizeof(*k));
+	if (kw == NULL || json_is_null(kw))
+		return true;
+	if (!json_is_object(kw))
+		return false;
+	json_object_foreach(kw, key, v)
+	{
+		uint32_t f = jmap_keyword_flag(key);
+
+		if (!json_is_true(v))
+			return false;
+		if (f != 0)
+			k->flags |= f;
+		else if (k->n < MAX_KEYWORDS && storage_keyword_valid(key) && key[0] != '\\')
+			k->names[k->n++] = key;
+		else
+			return false;
+	}
+	return true;
+}
+
+/* The one mailbox of a mailboxIds object; NULL (and *why) otherwise. */
+static const struct jmap_mbox *
+single_mailbox(struct jmap_req *r, json_t *ids, const char **why)
+{
+	const struct jmap_mbox *m = NULL;
+	const char *key;
+	json_t *v;
+
+	*why = "mailboxIds";
+	json_object_foreach(ids, key, v)
+	{
+		if (!json_is_true(v))
+			continue;
+		if (m != NULL) {
+			*why = "mailboxIds: one mailbox per email on this server";
+			return NULL;
+		}
+		m = jmap_mbox_by_id(r, key);
+		if (m == NULL)
+			return NULL;
+	}
+	return m;
+}
+
+static json_t *
+created_json(const struct jmap_mbox *m, uint32_t uidvalidity, uint32_t uid, size_t size)
+{
+	char id[JMAP_ID_LEN + 1], blob[JMAP_ID_LEN + 1], thread[JMAP_ID_LEN + 1];
+
+	jmap_email_id('E', m->digest, uidvalidity, uid, id);
+	jmap_email_id('B', m->digest, uidvalidity, uid, blob);
+	jmap_email_id('T', m->digest, uidvalidity, uid, thread);
+	return json_pack("{sssssssI}", "id", id, "blobId", blob, "threadId", thread, "size",
+	                 (json_int_t)size);
+}
+
+/* Append msg[0..len) to m with keywords and date; the created object. */
+static json_t *
+store_new(struct jmap_req *r, const struct jmap_mbox *m, const uint8_t *msg, size_t len,
+          const struct kwset *k, int64_t when, json_t **err_r)
+{
+	struct msg_input in = {.data = msg, .len = len, .fd = -1};
+	uint32_t uv, uid;
+	int rc;
+
+	in.flags = k->flags;
+	in.keywords = k->names;
+	in.n_keywords = k->n;
+	in.internal_date = when;
+	rc = storage_append(r->store, r->user, m->name, &in, &uv, &uid);
+	if (rc != 0) {
+		*err_r = storage_error(rc);
+		return NULL;
+	}
+	{
+		/* The list is read again (the mailbox's status changed); m
+		 * points into the old one. */
+		char *name = xstrdup(m->name);
+
+		jmap_mailboxes_reset(r);
+		m = jmap_mbox_by_name(r, name);
+		free(name);
+	}
+	if (m == NULL) {
+		*err_r = set_error("serverFail", NULL);
+		return NULL;
+	}
+	return created_json(m, uv, uid, len);
+}
+
+/* ---- building a message from an Email object ---- */
+
+static bool
+is_ascii(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	}
+	return true;
+}
+
+/* A header text value, RFC 2047 B-encoded when not ASCII. */
+static void
+header_text(struct buf *out, const char *v)
+{
+	struct buf b = BUF_INIT(0);
+
+	if (is_ascii(v)) {
+		for (; *v != '\0'; v++)
+			buf_append_byte(out, *v == '\r' || *v == '\n' ? ' ' : (uint8_t)*v);
+		return;
+	}
+	base64_encode(v, strlen(v), &b);
+	buf_printf(out, "=?UTF-8?B?%s?=", (const char *)b.data);
+	buf_free(&b);
+}
+
+static void
+header_addresses(struct buf *out, const char *field, json_t *list)
+{
+	json_t *a;
+	size_t i;
+
+	if (!json_is_array(list) || json_array_size(list) == 0)
+		return;
+	buf_printf(out, "%s: ", field);
+	json_array_foreach(list, i, a)
+	{
+		const char *name = json_string_value(json_object_get(a, "name"));
+		const char *email = json_string_value(json_object_get(a, "email"));
+
+		if (email == NULL || strpbrk(email, "\r\n<>,\" ") != NULL)
+			continue;
+		if (i > 0)
+			buf_append_str(out, ",\r\n ");
+		if (name != NULL && name[0] != '\0') {
+			if (is_ascii(name) && strpbrk(name, "\"\\\r\n") == NULL) {
+				buf_printf(out, "\"%s\" ", name);
+			} else {
+				header_text(out, name);
+				buf_append_byte(out, ' ');
+			}
+		}
+		buf_printf(out, "<%s>", email);
+	}
+	buf_append_str(out, "\r\n");
+}
+
+static void
+header_ids(struct buf *out, const char *field, json_t *list)
+{
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(list) || json_array_size(list) == 0)
+		return;
+	buf_printf(out, "%s:", field);
+	json_array_foreach(list, i, v)
+	{
+		const char *id = json_string_value(v);
+
+		if (id != NULL && strpbrk(id, "\r\n<> ") == NULL)
+			buf_printf(out, " <%s>", id);
+	}
+	buf_append_str(out, "\r\n");
+}
+
+static void
+base64_lines(const uint8_t *p, size_t len, struct buf *out)
+{
+	struct buf b = BUF_INIT(0);
+
+	base64_encode(p, len, &b);
+	for (size_t i = 0; i < b.len; i += 76) {
+		buf_append(out, b.data + i, b.len - i < 76 ? b.len - i : 76);
+		buf_append_str(out, "\r\n");
+	}
+	buf_free(&b);
+}
+
+/* A text part: 7bit when it is short-lined ASCII, base64 otherwise. */
+static void
+text_part(struct buf *out, const char *subtype, const char *text)
+{
+	bool plain = is_ascii(text);
+	size_t line = 0;
+
+	for (const char *p = text; plain && *p != '\0'; p++) {
+		line = *p == '\n' ? 0 : line + 1;
+		if (line > 900 || (*p == '\r' && p[1] != '\n'))
+			plain = false;
+	}
+	buf_printf(out, "Content-Type: text/%s; charset=utf-8\r\n", subtype);
+	if (plain) {
+		buf_append_str(out, "Content-Transfer-Encoding: 7bit\r\n\r\n");
+		for (const char *p = text; *p != '\0'; p++) {
+			if (*p == '\n' && (p == text || p[-1] != '\r'))
+				buf_append_byte(out, '\r');
+			buf_append_byte(out, (uint8_t)*p);
+		}
+		buf_append_str(out, "\r\n");
+	} else {
+		buf_append_str(out, "Content-Transfer-Encoding: base64\r\n\r\n");
+		base64_lines((const uint8_t *)text, strlen(text), out);
+	}
+}
+
+static void
+boundary(char out[40])
+{
+	uint8_t rnd[12];
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0x5a, sizeof(rnd));
+	snprintf(out, 40, "=_roost_");
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(out + 8 + 2 * i, 3, "%02x", rnd[i]);
+}
+
+/* The text of the first part of a textBody/htmlBody list. */
+static const char *
+part_value(json_t *list, json_t *values)
+{
+	const char *pid = json_string_value(json_object_get(json_array_get(list, 0), "partId"));
+
+	if (pid == NULL)
+		return NULL;
+	return json_string_value(json_object_get(json_object_get(values, pid), "value"));
+}
+
+static const char *
+identity_email(struct jmap_req *r, char *buf, size_t size)
+{
+	if (strchr(r->user, '@') != NULL)
+		snprintf(buf, size, "%s", r->user);
+	else
+		snprintf(buf, size, "%s@%s", r->user, r->s->svc->cfg->hostname);
+	return buf;
+}
+
+/* RFC 5322 text of an Email object to create; NULL and *why on error. */
+static bool
+build_message(struct jmap_req *r, json_t *e, struct buf *out, const char **why)
+{
+	json_t *values = json_object_get(e, "bodyValues");
+	json_t *atts = json_object_get(e, "attachments");
+	const char *text = part_value(json_object_get(e, "textBody"), values);
+	const char *html = part_value(json_object_get(e, "htmlBody"), values);
+	const char *subject = json_string_value(json_object_get(e, "subject"));
+	const char *sent = json_string_value(json_object_get(e, "sentAt"));
+	char date[64], mid[128], me[AUTH_MAX_NAME + 64], outer[40], alt[40];
+	uint8_t rnd[12];
+	time_t now = time(NULL);
+	struct tm tm;
+	int64_t t;
+	bool mixed = json_is_array(atts) && json_array_size(atts) > 0;
+
+	if (json_object_get(e, "bodyStructure") != NULL) {
+		*why = "bodyStructure: give textBody/htmlBody/attachments";
+		return false;
+	}
+	if (sent != NULL && jmap_parse_date(sent, &t) == 0)
+		now = (time_t)t;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	buf_printf(out, "Date: %s\r\n", date);
+	if (json_object_get(e, "from") != NULL)
+		header_addresses(out, "From", json_object_get(e, "from"));
+	else
+		buf_printf(out, "From: <%s>\r\n", identity_email(r, me, sizeof(me)));
+	header_addresses(out, "Sender", json_object_get(e, "sender"));
+	header_addresses(out, "To", json_object_get(e, "to"));
+	header_addresses(out, "Cc", json_object_get(e, "cc"));
+	header_addresses(out, "Bcc", json_object_get(e, "bcc"));
+	header_addresses(out, "Reply-To", json_object_get(e, "replyTo"));
+	if (subject != NULL) {
+		buf_append_str(out, "Subject: ");
+		header_text(out, subject);
+		buf_append_str(out, "\r\n");
+	}
+	if (json_object_get(e, "messageId") != NULL) {
+		header_ids(out, "Message-ID", json_object_get(e, "messageId"));
+	} else {
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+			memset(rnd, 0, sizeof(rnd));
+		snprintf(mid, sizeof(mid), "%lld.", (long long)now);
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(mid + strlen(mid), 3, "%02x", rnd[i]);
+		buf_printf(out, "Message-ID: <%s@%s>\r\n", mid, r->s->svc->cfg->hostname);
+	}
+	header_ids(out, "In-Reply-To", json_object_get(e, "inReplyTo"));
+	header_ids(out, "References", json_object_get(e, "references"));
+	buf_append_str(out, "MIME-Version: 1.0\r\n");
+	if (text == NULL && html == NULL)
+		text = "";
+	boundary(outer);
+	boundary(alt);
+	if (mixed)
+		buf_printf(out, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n--%s\r\n",
+		           outer, outer);
+	if (text != NULL && html != NULL) {
+		buf_printf(out, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n",
+		           alt);
+		buf_printf(out, "--%s\r\n", alt);
+		text_part(out, "plain", text);
+		buf_printf(out, "--%s\r\n", alt);
+		text_part(out, "html", html);
+		buf_printf(out, "--%s--\r\n", alt);
+	} else {
+		text_part(out, text != NULL ? "plain" : "html", text != NULL ? text : html);
+	}
+	if (mixed) {
+		json_t *a;
+		size_t i;
+
+		json_array_foreach(atts, i, a)
+		{
+			const char *blob = json_string_value(json_object_get(a, "blobId"));
+			const char *type = json_string_value(json_object_get(a, "type"));
+			const char *name = json_string_value(json_object_get(a, "name"));
+			const char *disp = json_string_value(json_object_get(a, "disposition"));
+			const char *cid = json_string_value(json_object_get(a, "cid"));
+			struct buf data = BUF_INIT(r->s->svc->cfg->max_message_size);
+
+			if (blob == NULL || jmap_blob_fetch(r, blob, &data) != 0) {
+				buf_free(&data);
+				*why = "attachments: blobId";
+				return false;
+			}
+			if (type == NULL || strpbrk(type, "\r\n;\"") != NULL ||
+			    strchr(type, '/') == NULL)
+				type = "application/octet-stream";
+			buf_printf(out, "--%s\r\nContent-Type: %s\r\n", outer, type);
+			buf_printf(out, "Content-Disposition: %s",
+			           disp != NULL && strcmp(disp, "inline") == 0 ? "inline"
+			                                                       : "attachment");
+			if (name != NULL) {
+				struct buf enc = BUF_INIT(0);
+
+				for (const unsigned char *p = (const unsigned char *)name; *p;
+				     p++) {
+					if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+					    (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL)
+						buf_append_byte(&enc, *p);
+					else
+						buf_printf(&enc, "%%%02X", *p);
+				}
+				buf_printf(out, ";\r\n filename*=UTF-8''%s",
+				           (const char *)enc.data ?: "");
+				buf_free(&enc);
+			}
+			buf_append_str(out, "\r\n");
+			if (cid != NULL && strpbrk(cid, "\r\n<>") == NULL)
+				buf_printf(out, "Content-ID: <%s>\r\n", cid);
+			buf_append_str(out, "Content-Transfer-Encoding: base64\r\n\r\n");
+			base64_lines(data.data, data.len, out);
+			buf_free(&data);
+		}
+		buf_printf(out, "--%s--\r\n", outer);
+	}
+	return true;
+}
+
+static json_t *
+create_one(struct jmap_req *r, json_t *e, json_t **err_r)
+{
+	struct buf msg = BUF_INIT(r->s->svc->cfg->max_message_size);
+	const struct jmap_mbox *m;
+	const char *why = NULL, *recv = json_string_value(json_object_get(e, "receivedAt"));
+	struct kwset k;
+	int64_t when = 0;
+	json_t *o = NULL;
+
+	m = single_mailbox(r, json_object_get(e, "mailboxIds"), &why);
+	if (m == NULL) {
+		*err_r = set_error("invalidProperties", why);
+		return NULL;
+	}
+	if (!keywords_parse(json_object_get(e, "keywords"), &k)) {
+		*err_r = set_error("invalidProperties", "keywords");
+		return NULL;
+	}
+	if (recv != NULL && jmap_parse_date(recv, &when) != 0) {
+		*err_r = set_error("invalidProperties", "receivedAt");
+		return NULL;
+	}
+	if (!build_message(r, e, &msg, &why)) {
+		*err_r = set_error(strncmp(why, "attachments", 11) == 0 ? "blobNotFound"
+		                                                        : "invalidProperties",
+		                   why);
+	} else {
+		o = store_new(r, m, msg.data, msg.len, &k, when, err_r);
+	}
+	buf_free(&msg);
+	return o;
+}
+
+static int
+store(struct jmap_mbc *c, uint32_t uid, const struct store_req *req)
+{
+	uint32_t *modified = NULL;
+	size_t n_modified = 0;
+	int rc = mailbox_store(c->mb, &uid, 1, req, &modified, &n_modified);
+
+	free(modified);
+	return rc;
+}
+
+/* One keyword change of a patch ("keywords/$seen": true or null). */
+static int
+store_keyword(struct jmap_mbc *c, uint32_t uid, const char *kw, bool on)
+{
+	struct store_req req = {.mode = on ? STORE_ADD : STORE_REMOVE};
+	const char *names[1] = {kw};
+	uint32_t f = jmap_keyword_flag(kw);
+
+	if (f != 0) {
+		req.flags = f;
+	} else {
+		if (!storage_keyword_valid(kw))
+			return ROOST_EINVAL;
+		req.keywords = names;
+		req.n_keywords = 1;
+	}
+	return store(c, uid, &req);
+}
+
+static json_t *
+update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t *patch)
+{
+	const struct jmap_mbox *m, *dest = NULL;
+	struct jmap_mbc *c;
+	uint32_t uid;
+	const char *key;
+	json_t *v, *boxes = NULL;
+	int rc = 0;
+
+	if (!jmap_email_parse(r, 'E', id, &m, &uid) || (c = jmap_mbc_get(r, set, m)) == NULL ||
+	    jmap_mbc_find(c, uid) == NULL)
+		return set_error("notFound", NULL);
+	json_object_foreach(patch, key, v)
+	{
+		if (strcmp(key, "keywords") == 0) {
+			struct kwset k;
+			struct store_req req = {.mode = STORE_REPLACE};
+
+			if (!keywords_parse(v, &k))
+				return set_error("invalidProperties", "keywords");
+			req.flags = k.flags;
+			req.keywords = k.names;
+			req.n_keywords = k.n;
+			rc = store(c, uid, &req);
+		} else if (strncmp(key, "keywords/", 9) == 0) {
+			if (!json_is_true(v) && !json_is_null(v))
+				return set_error("invalidProperties", key);
+			rc = store_keyword(c, uid, key + 9, json_is_true(v));
+			if (rc == ROOST_EINVAL)
+				return set_error("invalidProperties", key);
+		} else if (strcmp(key, "mailboxIds") == 0) {
+			boxes = json_deep_copy(v);
+		} else if (strncmp(key, "mailboxIds/", 11) == 0) {
+			if (boxes == NULL)
+				boxes = json_pack("{sb}", m->id, 1);
+			if (json_is_true(v))
+				json_object_set_new(boxes, key + 11, json_true());
+			else
+				json_object_del(boxes, key + 11);
+		} else {
+			json_decref(boxes);
+			return set_error("invalidProperties", key);
+		}
+		if (rc != 0) {
+			json_decref(boxes);
+			return storage_error(rc);
+		}
+	}
+	if (boxes != NULL) {
+		const char *why;
+
+		dest = single_mailbox(r, boxes, &why);
+		json_decref(boxes);
+		if (dest == NULL)
+			return set_error("invalidProperties", why);
+		if (dest != m) {
+			uint32_t dv, *src_uids = NULL, *dst_uids = NULL;
+			size_t n = 0;
+
+			rc = mailbox_copy(c->mb, &uid, 1, dest->name, true, &dv, &src_uids,
+			                  &dst_uids, &n);
+			free(src_uids);
+			free(dst_uids);
+			if (rc != 0)
+				return storage_error(rc);
+		}
+	}
+	return NULL;
+}
+
+void
+jmap_email_set(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *create = json_object_get(args, "create"), *update = json_object_get(args, "update");
+	json_t *destroy = json_object_get(args, "destroy");
+	const char *if_in = json_string_value(json_object_get(args, "ifInState"));
+	json_t *created = json_object(), *not_created = json_object(), *updated = json_object();
+	json_t *not_updated = json_object(), *destroyed = json_array(),
+	       *not_destroyed = json_object();
+	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
+	struct jmap_mbc_set set = {0};
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (!jmap_check_account(r, args, tag))
+		goto out;
+	if (json_object_size(create) + json_object_size(update) + json_array_size(destroy) >
+	    JMAP_MAX_OBJECTS_SET) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
+		goto out;
+	}
+	jmap_state(r, &old);
+	if (if_in != NULL && strcmp(if_in, (char *)old.data) != 0) {
+		jmap_error(r, "stateMismatch", NULL, tag);
+		goto out;
+	}
+	json_object_foreach(create, key, v)
+	{
+		json_t *err = NULL, *o = create_one(r, v, &err);
+
+		if (o != NULL) {
+			json_object_set_new(r->created_ids, key,
+			                    json_incref(json_object_get(o, "id")));
+			json_object_set_new(created, key, o);
+		} else {
+			json_object_set_new(not_created, key, err);
+		}
+	}
+	json_object_foreach(update, key, v)
+	{
+		const char *id = jmap_resolve_id(r, key);
+		json_t *err = id != NULL ? update_one(r, &set, id, v) : set_error("notFound", NULL);
+
+		if (err != NULL)
+			json_object_set_new(not_updated, key, err);
+		else
+			json_object_set_new(updated, id, json_null());
+	}
+	json_array_foreach(destroy, i, v)
+	{
+		const char *id = jmap_resolve_id(r, json_string_value(v));
+		const struct jmap_mbox *m;
+		struct jmap_mbc *c;
+		uint32_t uid;
+
+		if (id != NULL && jmap_email_parse(r, 'E', id, &m, &uid) &&
+		    (c = jmap_mbc_get(r, &set, m)) != NULL && jmap_mbc_find(c, uid) != NULL) {
+			int rc = mailbox_expunge(c->mb, &uid, 1);
+
+			if (rc == 0)
+				json_array_append_new(destroyed, json_string(id));
+			else
+				json_object_set_new(not_destroyed, id, storage_error(rc));
+		} else {
+			json_object_set_new(not_destroyed, json_string_value(v) ?: "",
+			                    set_error("notFound", NULL));
+		}
+	}
+	jmap_mbc_free(&set);
+	jmap_mailboxes_reset(r);
+	jmap_state(r, &st);
+	jmap_reply(r, "Email/set",
+	           json_pack("{sssssssOsOsOsOsOsO}", "accountId", r->account, "oldState",
+	                     (char *)old.data, "newState", (char *)st.data, "created", created,
+	                     "notCreated", not_created, "updated", updated, "notUpdated",
+	                     not_updated, "destroyed", destroyed, "notDestroyed", not_destroyed),
+	           tag);
+out:
+	jmap_mbc_free(&set);
+	json_decref(created);
+	json_decref(not_created);
+	json_decref(updated);
+	json_decref(not_updated);
+	json_decref(destroyed);
+	json_decref(not_destroyed);
+	buf_free(&old);
+	buf_free(&st);
+}
+
+void
+jmap_email_import(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *emails = json_object_get(args, "emails"), *created = json_object();
+	json_t *not_created = json_object(), *v;
+	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
+	const char *key;
+
+	if (!jmap_check_account(r, args, tag))
+		goto out;
+	if (!json_is_object(emails)) {
+		jmap_error(r, "invalidArguments", "emails", tag);
+		goto out;
+	}
+	jmap_state(r, &old);
+	json_object_foreach(emails, key, v)
+	{
+		struct buf data = BUF_INIT(r->s->svc->cfg->max_message_size);
+		const char *blob = json_string_value(json_object_get(v, "blobId"));
+		const char *recv = json_string_value(json_object_get(v, "receivedAt"));
+		const struct jmap_mbox *m;
+		const char *why;
+		struct kwset k;
+		int64_t when = 0;
+		json_t *err = NULL, *o = NULL;
+
+		if ((m = single_mailbox(r, json_object_get(v, "mailboxIds"), &why)) == NULL)
+			err = set_error("invalidProperties", why);
+		else if (!keywords_parse(json_object_get(v, "keywords"), &k))
+			err = set_error("invalidProperties", "keywords");
+		else if (recv != NULL && jmap_parse_date(recv, &when) != 0)
+			err = set_error("invalidProperties", "receivedAt");
+		else if (blob == NULL || jmap_blob_fetch(r, blob, &data) != 0)
+			err = set_error("blobNotFound", NULL);
+		else
+			o = store_new(r, m, data.data, data.len, &k, when, &err);
+		if (o != NULL) {
+			json_object_set_new(r->created_ids, key,
+			                    json_incref(json_object_get(o, "id")));
+			json_object_set_new(created, key, o);
+		} else {
+			json_object_set_new(not_created, key, err);
+		}
+		buf_free(&data);
+	}
+	jmap_state(r, &st);
+	jmap_reply(r, "Email/import",
+	           json_pack("{sssssssOsO}", "accountId", r->account, "oldState", (char *)old.data,
+	                     "newState", (char *)st.data, "created", created, "notCreated",
+	                     not_created),
+	           tag);
+out:
+	json_decref(created);
+	json_decref(not_created);
+	buf_free(&old);
+	buf_free(&st);
+}
+
+void
+jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag)
+{
+	const char *from = json_string_value(json_object_get(args, "fromAccountId"));
+	json_t *create = json_object_get(args, "create"), *created = json_object();
+	json_t *not_created = json_object(), *v;
+	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
+	struct jmap_mbc_set set = {0};
+	const char *key;
+
+	if (!jmap_check_account(r, args, tag))
+		goto out;
+	if (from == NULL || strcmp(from, r->account) != 0) {
+		jmap_error(r, "fromAccountNotFound", NULL, tag);
+		goto out;
+	}
+	jmap_state(r, &old);
+	json_object_foreach(create, key, v)
+	{
+		const char *id = json_string_value(json_object_get(v, "id")), *why;
+		const struct jmap_mbox *m, *dest;
+		struct jmap_mbc *c;
+		uint32_t uid, dv, *su = NULL, *du = NULL;
+		size_t n = 0;
+		json_t *err = NULL;
+
+		if (!jmap_email_parse(r, 'E', id, &m, &uid) ||
+		    (c = jmap_mbc_get(r, &set, m)) == NULL) {
+			err = set_error("notFound", NULL);
+		} else if ((dest = single_mailbox(r, json_object_get(v, "mailboxIds"), &why)) ==
+		           NULL) {
+			err = set_error("invalidProperties", why);
+		} else {
+			int rc = mailbox_copy(c->mb, &uid, 1, dest->name, false, &dv, &su, &du, &n);
+
+			if (rc != 0 || n != 1) {
+				err = rc != 0 ? storage_error(rc) : set_error("notFound", NULL);
+			} else {
+				const struct msg_record *rec = jmap_mbc_find(c, uid);
+				json_t *o =
+				    created_json(dest, dv, du[0], rec ? (size_t)rec->size : 0);
+
+				json_object_set_new(r->created_ids, key,
+				                    json_incref(json_object_get(o, "id")));
+				json_object_set_new(created, key, o);
+			}
+			free(su);
+			free(du);
+		}
+		if (err != NULL)
+			json_object_set_new(not_created, key, err);
+	}
+	jmap_mbc_free(&set);
+	jmap_mailboxes_reset(r);
+	jmap_state(r, &st);
+	jmap_reply(r, "Email/copy",
+	           json_pack("{sssssssssOsO}", "fromAccountId", from, "accountId", r->account,
+	                     "oldState", (char *)old.data, "newState", (char *)st.data, "created",
+	                     created, "notCreated", not_created),
+	           tag);
+out:
+	jmap_mbc_free(&set);
+	json_decref(created);
+	json_decref(not_created);
+	buf_free(&old);
+	buf_free(&st);
+}
+
+void
+jmap_email_parse_method(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *ids = json_object_get(args, "blobIds"), *parsed = json_object();
+	json_t *not_parsable = json_array(), *not_found = json_array(), *v;
+	json_t *props = json_object_get(args, "properties");
+	size_t i;
+
+	if (!jmap_check_account(r, args, tag))
+		goto out;
+	if (!json_is_array(ids)) {
+		jmap_error(r, "invalidArguments", "blobIds", tag);
+		goto out;
+	}
+	json_array_foreach(ids, i, v)
+	{
+		struct buf data = BUF_INIT(r->s->svc->cfg->max_message_size);
+		const char *blob = json_string_value(v);
+		struct message *msg;
+
+		if (blob == NULL || jmap_blob_fetch(r, blob, &data) != 0) {
+			json_array_append(not_found, v);
+		} else if (message_parse(data.data, data.len, NULL, &msg) != 0) {
+			json_array_append(not_parsable, v);
+		} else {
+			json_t *o = jmap_msg_email(msg, json_is_array(props) ? props : NULL,
+			                           json_object_get(args, "bodyProperties"), args,
+			                           "0000000000000000000000000000000");
+
+			json_object_set_new(o, "blobId", json_string(blob));
+			json_object_set_new(o, "size", json_integer((json_int_t)data.len));
+			json_object_set_new(parsed, blob, o);
+			message_free(&msg);
+		}
+		buf_free(&data);
+	}
+	jmap_reply(r, "Email/parse",
+	           json_pack("{sssOsOsO}", "accountId", r->account, "parsed", parsed, "notParsable",
+	                     not_parsable, "notFound", not_found),
+	           tag);
+out:
+	json_decref(parsed);
+	json_decref(not_parsable);
+	json_decref(not_found);
+}

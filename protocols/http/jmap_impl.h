@@ -1,0 +1,190 @@
+#ifndef ROOST_JMAP_IMPL_H
+#define ROOST_JMAP_IMPL_H
+
+/*
+ * Shared by the JMAP files (jmap_*.c): one API request's context, the
+ * method table's shape, ids and states.
+ *
+ * Ids. Storage names mailboxes by path and messages by (UIDVALIDITY, UID)
+ * within one, so JMAP ids are derived from those, with fixed widths:
+ *   Mailbox  "M" + 16 hex digits of a 64-bit FNV-1a digest of the name
+ *   Email    "E" + mailbox digest + UIDVALIDITY (8 hex) + UID (8 hex)
+ *   Thread   "T" + the same 32 digits (every message is its own thread)
+ *   Blob     "B" + the same (the raw message), "P" + the same + "_" + the
+ *            part path with "_" for "." (one body part, decoded), or "U" +
+ *            40 hex digits of the SHA-256 of an uploaded blob
+ * A mailbox renamed (over IMAP) therefore gets a new id, and so do the
+ * messages moved between mailboxes: /changes reports them destroyed and
+ * created.
+ *
+ * States. A state string lists, for every mailbox, its digest,
+ * UIDVALIDITY, HIGHESTMODSEQ and UIDNEXT; /changes asks storage what
+ * changed since each mailbox's MODSEQ (the same change log IMAP's
+ * CONDSTORE/QRESYNC read), so a change made over IMAP shows in JMAP and
+ * the reverse.
+ */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "roost/storage.h"
+
+#include "http_impl.h"
+
+#define JMAP_CORE "urn:ietf:params:jmap:core"
+#define JMAP_MAIL "urn:ietf:params:jmap:mail"
+#define JMAP_SUBMISSION "urn:ietf:params:jmap:submission"
+
+#define JMAP_MAX_CALLS 32
+#define JMAP_MAX_OBJECTS_GET 1000
+#define JMAP_MAX_OBJECTS_SET 500
+#define JMAP_ID_LEN 33 /* E/T/B ids: letter + 32 hex digits */
+
+enum jmap_cap {
+	JMAP_CAP_CORE = 1 << 0,
+	JMAP_CAP_MAIL = 1 << 1,
+	JMAP_CAP_SUBMISSION = 1 << 2,
+};
+
+struct jmap_mbox {
+	char *name;
+	char id[18]; /* "M" + 16 hex */
+	uint64_t digest;
+	unsigned attrs;
+	struct mailbox_status st;
+};
+
+struct jmap_req {
+	struct http_session *s;
+	struct storage *store;
+	const char *user;
+	const char *account;
+	unsigned using;
+	json_t *responses;   /* [[name, args, tag], ...] */
+	json_t *created_ids; /* creation id -> id */
+	/* the mailbox list, loaded on first use, dropped after changes */
+	struct jmap_mbox *mboxes;
+	size_t n_mboxes;
+	bool loaded;
+};
+
+struct jmap_method {
+	const char *name;
+	unsigned cap;
+	void (*run)(struct jmap_req *r, json_t *args, const char *tag);
+};
+
+/* ---- jmap_core.c ---- */
+
+/* Append a method response; args is stolen. */
+void jmap_reply(struct jmap_req *r, const char *name, json_t *args, const char *tag);
+/* Append an "error" response; desc may be NULL. */
+void jmap_error(struct jmap_req *r, const char *type, const char *desc, const char *tag);
+/* accountId is ours, or an accountNotFound error was written (false). */
+bool jmap_check_account(struct jmap_req *r, json_t *args, const char *tag);
+/* An id that may be "#creationId": the id it was created as, or NULL. */
+const char *jmap_resolve_id(struct jmap_req *r, const char *id);
+/* The mailboxes with their status, (re)loaded as needed. 0 or an error. */
+int jmap_mailboxes(struct jmap_req *r);
+/* Forget the loaded list (after a change). */
+void jmap_mailboxes_reset(struct jmap_req *r);
+const struct jmap_mbox *jmap_mbox_by_id(struct jmap_req *r, const char *id);
+const struct jmap_mbox *jmap_mbox_by_digest(struct jmap_req *r, uint64_t digest);
+const struct jmap_mbox *jmap_mbox_by_name(struct jmap_req *r, const char *name);
+uint64_t jmap_name_digest(const char *name);
+/* The account's state string (see above) into out. */
+void jmap_state(struct jmap_req *r, struct buf *out);
+/* RFC 3339 UTC ("2024-01-31T10:00:00Z") of t into out (21 bytes). */
+void jmap_utc_date(int64_t t, char out[21]);
+int jmap_parse_date(const char *s, int64_t *t_r);
+
+/* Email ids. */
+void jmap_email_id(char kind, uint64_t digest, uint32_t uidvalidity, uint32_t uid,
+                   char out[JMAP_ID_LEN + 1]);
+/* Parse an "E"/"T"/"B" id (letter given): the mailbox it is in (NULL when
+ * gone or renamed) and its UID; false when malformed or stale. */
+bool jmap_email_parse(struct jmap_req *r, char kind, const char *id, const struct jmap_mbox **mb_r,
+                      uint32_t *uid_r);
+/* A keyword of JMAP to a system flag (0 when it is none) and back. */
+uint32_t jmap_keyword_flag(const char *kw);
+
+/* Where uploaded blobs of the account live: <data_dir>/blobs/<account>. */
+void jmap_blob_dir(struct jmap_req *r, char *out, size_t size);
+/* The bytes of any blob of the account (uploaded, a message, a decoded
+ * part) into out, whose maximum bounds it. 0 or ROOST_ENOTFOUND. */
+int jmap_blob_fetch(struct jmap_req *r, const char *id, struct buf *out);
+
+/* ---- methods ---- */
+
+void jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_mailbox_query_changes(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_mailbox_set(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_thread_changes(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_changes(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_query(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_query_changes(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_set(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_import(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_parse_method(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_snippet_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_identity_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_identity_changes(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_submission_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_submission_changes(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_submission_query(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_submission_set(struct jmap_req *r, json_t *args, const char *tag);
+
+/* ---- jmap_msg.c: a stored message as JMAP sees it ---- */
+
+struct message;
+
+/* The Email object of a parsed message with the properties asked for
+ * (props NULL = the default list; bodyProps NULL = default). opts holds
+ * fetchTextBodyValues etc. from the request. */
+json_t *jmap_msg_email(const struct message *msg, json_t *props, json_t *body_props, json_t *opts,
+                       const char *blob_prefix);
+/* The preview: up to 256 characters of the first text part. */
+void jmap_msg_preview(const struct message *msg, struct buf *out);
+/* Any attachment (RFC 8621 hasAttachment)? */
+bool jmap_msg_has_attachment(const struct message *msg);
+/* The decoded first value of header name as text ("" when absent). */
+void jmap_msg_header_text(const struct message *msg, const char *name, struct buf *out);
+/* The addresses of header name as "name <email>, ..." text, lower-cased
+ * emails, for matching and sorting. */
+void jmap_msg_addresses_text(const struct message *msg, const char *name, struct buf *out);
+
+/* A leaf by its partId ("1.2"); NULL when absent (downloads). */
+const struct message_part *jmap_msg_find_part(const struct message *msg, const char *part_id);
+
+/* ---- jmap_email.c: mailboxes opened for one method call ---- */
+
+struct jmap_mbc {
+	const struct jmap_mbox *m;
+	struct mailbox *mb;
+	struct msg_record *recs; /* ascending UID */
+	size_t n;
+	json_t *kw; /* the keyword table's names */
+};
+
+struct jmap_mbc_set {
+	struct jmap_mbc **v; /* each allocated alone: pointers stay valid */
+	size_t n;
+};
+
+/* The open mailbox m with its records, opened on first use (NULL on error). */
+struct jmap_mbc *jmap_mbc_get(struct jmap_req *r, struct jmap_mbc_set *set,
+                              const struct jmap_mbox *m);
+const struct msg_record *jmap_mbc_find(const struct jmap_mbc *c, uint32_t uid);
+json_t *jmap_mbc_keywords(const struct jmap_mbc *c, const struct msg_record *rec);
+void jmap_mbc_free(struct jmap_mbc_set *set);
+/* Read and parse a message (view kept in *view until message_free and
+ * msg_view_release). */
+int jmap_read_message(struct jmap_mbc *c, uint32_t uid, struct msg_view *view,
+                      struct message **msg_r);
+
+#endif

@@ -1,0 +1,459 @@
+/*
+ * Mailbox/get, /query and /set (RFC 8621 2). A JMAP mailbox is a storage
+ * mailbox; its name here is the last component of the path and parentId
+ * the mailbox of the rest.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/error.h"
+#include "roost/xalloc.h"
+
+#include "jmap_impl.h"
+
+static const char *
+role_of(const struct jmap_mbox *m)
+{
+	if (strcmp(m->name, "INBOX") == 0)
+		return "inbox";
+	if (m->attrs & MBOX_DRAFTS)
+		return "drafts";
+	if (m->attrs & MBOX_SENT)
+		return "sent";
+	if (m->attrs & MBOX_TRASH)
+		return "trash";
+	if (m->attrs & MBOX_JUNK)
+		return "junk";
+	if (m->attrs & MBOX_ARCHIVE)
+		return "archive";
+	return NULL;
+}
+
+static unsigned
+role_attr(const char *role)
+{
+	static const struct {
+		const char *role;
+		unsigned attr;
+	} roles[] = {{"drafts", MBOX_DRAFTS},
+	             {"sent", MBOX_SENT},
+	             {"trash", MBOX_TRASH},
+	             {"junk", MBOX_JUNK},
+	             {"archive", MBOX_ARCHIVE}};
+
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+		if (strcmp(roles[i].role, role) == 0)
+			return roles[i].attr;
+	}
+	return 0;
+}
+
+static int
+sort_order(const struct jmap_mbox *m)
+{
+	static const char *const order[] = {"inbox", "drafts", "sent", "archive", "junk", "trash"};
+	const char *role = role_of(m);
+
+	for (size_t i = 0; role != NULL && i < sizeof(order) / sizeof(order[0]); i++) {
+		if (strcmp(order[i], role) == 0)
+			return (int)i + 1;
+	}
+	return 10;
+}
+
+static const struct jmap_mbox *
+parent_of(struct jmap_req *r, const struct jmap_mbox *m)
+{
+	const char *slash = strrchr(m->name, '/');
+	char *pname;
+	const struct jmap_mbox *p;
+
+	if (slash == NULL)
+		return NULL;
+	pname = xstrndup(m->name, (size_t)(slash - m->name));
+	p = jmap_mbox_by_name(r, pname);
+	free(pname);
+	return p;
+}
+
+static json_t *
+mailbox_json(struct jmap_req *r, const struct jmap_mbox *m)
+{
+	const struct jmap_mbox *parent = parent_of(r, m);
+	const char *slash = strrchr(m->name, '/');
+	const char *role = role_of(m);
+	bool inbox = strcmp(m->name, "INBOX") == 0;
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", json_string(m->id));
+	json_object_set_new(o, "name", json_string(inbox ? "Inbox" : slash ? slash + 1 : m->name));
+	json_object_set_new(o, "parentId", parent ? json_string(parent->id) : json_null());
+	json_object_set_new(o, "role", role ? json_string(role) : json_null());
+	json_object_set_new(o, "sortOrder", json_integer(sort_order(m)));
+	json_object_set_new(o, "totalEmails", json_integer(m->st.messages));
+	json_object_set_new(o, "unreadEmails", json_integer(m->st.unseen));
+	json_object_set_new(o, "totalThreads", json_integer(m->st.messages));
+	json_object_set_new(o, "unreadThreads", json_integer(m->st.unseen));
+	json_object_set_new(o, "myRights",
+	                    json_pack("{sbsbsbsbsbsbsbsbsb}", "mayReadItems", 1, "mayAddItems", 1,
+	                              "mayRemoveItems", 1, "maySetSeen", 1, "maySetKeywords", 1,
+	                              "mayCreateChild", 1, "mayRename", 0, "mayDelete", !inbox,
+	                              "maySubmit", 1));
+	json_object_set_new(o, "isSubscribed", json_boolean(m->attrs & MBOX_SUBSCRIBED));
+	return o;
+}
+
+/* Keep only the properties asked for (id always). */
+static void
+filter_props(json_t *o, json_t *props)
+{
+	const char *key;
+	json_t *v, *tmp;
+
+	if (!json_is_array(props))
+		return;
+	json_object_foreach_safe(o, tmp, key, v)
+	{
+		bool keep = strcmp(key, "id") == 0;
+		json_t *p;
+		size_t i;
+
+		json_array_foreach(props, i, p)
+		{
+			if (json_is_string(p) && strcmp(json_string_value(p), key) == 0)
+				keep = true;
+		}
+		if (!keep)
+			json_object_del(o, key);
+	}
+}
+
+void
+jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
+	json_t *list, *not_found, *a;
+	struct buf st = BUF_INIT(0);
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (jmap_mailboxes(r) != 0) {
+		jmap_error(r, "serverFail", NULL, tag);
+		return;
+	}
+	if (ids != NULL && !json_is_null(ids) &&
+	    (!json_is_array(ids) || json_array_size(ids) > JMAP_MAX_OBJECTS_GET)) {
+		jmap_error(r, json_is_array(ids) ? "requestTooLarge" : "invalidArguments", NULL,
+		           tag);
+		return;
+	}
+	list = json_array();
+	not_found = json_array();
+	if (json_is_array(ids)) {
+		json_t *v;
+		size_t i;
+
+		json_array_foreach(ids, i, v)
+		{
+			const struct jmap_mbox *m = jmap_mbox_by_id(r, json_string_value(v));
+
+			if (m != NULL)
+				json_array_append_new(list, mailbox_json(r, m));
+			else
+				json_array_append(not_found, v);
+		}
+	} else {
+		for (size_t i = 0; i < r->n_mboxes; i++)
+			json_array_append_new(list, mailbox_json(r, &r->mboxes[i]));
+	}
+	{
+		json_t *o;
+		size_t i;
+
+		json_array_foreach(list, i, o)
+		{
+			filter_props(o, props);
+		}
+	}
+	jmap_state(r, &st);
+	a = json_pack("{sssssoso}", "accountId", r->account, "state", (char *)st.data, "list", list,
+	              "notFound", not_found);
+	jmap_reply(r, "Mailbox/get", a, tag);
+	buf_free(&st);
+}
+
+static bool
+mailbox_matches(struct jmap_req *r, const struct jmap_mbox *m, json_t *filter)
+{
+	json_t *v;
+
+	if (!json_is_object(filter))
+		return true;
+	if ((v = json_object_get(filter, "role")) != NULL) {
+		const char *role = role_of(m);
+
+		if (json_is_null(v) ? role != NULL
+		                    : role == NULL || strcmp(role, json_string_value(v) ?: "") != 0)
+			return false;
+	}
+	if ((v = json_object_get(filter, "hasAnyRole")) != NULL &&
+	    json_is_true(v) != (role_of(m) != NULL))
+		return false;
+	if ((v = json_object_get(filter, "isSubscribed")) != NULL &&
+	    json_is_true(v) != ((m->attrs & MBOX_SUBSCRIBED) != 0))
+		return false;
+	if ((v = json_object_get(filter, "parentId")) != NULL) {
+		const struct jmap_mbox *p = parent_of(r, m);
+
+		if (json_is_null(v) ? p != NULL
+		                    : p == NULL || strcmp(p->id, json_string_value(v) ?: "") != 0)
+			return false;
+	}
+	if ((v = json_object_get(filter, "name")) != NULL && json_is_string(v)) {
+		const char *slash = strrchr(m->name, '/');
+
+		if (strstr(slash ? slash + 1 : m->name, json_string_value(v)) == NULL)
+			return false;
+	}
+	return true;
+}
+
+static int
+cmp_mbox(const void *a, const void *b)
+{
+	const struct jmap_mbox *x = *(const struct jmap_mbox *const *)a;
+	const struct jmap_mbox *y = *(const struct jmap_mbox *const *)b;
+	int d = sort_order(x) - sort_order(y);
+
+	return d != 0 ? d : strcmp(x->name, y->name);
+}
+
+void
+jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *filter = json_object_get(args, "filter"), *ids;
+	const struct jmap_mbox **sel;
+	struct buf st = BUF_INIT(0);
+	json_int_t pos = json_integer_value(json_object_get(args, "position"));
+	json_t *limit = json_object_get(args, "limit");
+	size_t n = 0;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (jmap_mailboxes(r) != 0) {
+		jmap_error(r, "serverFail", NULL, tag);
+		return;
+	}
+	if (filter != NULL && !json_is_null(filter) && !json_is_object(filter)) {
+		jmap_error(r, "invalidArguments", "filter", tag);
+		return;
+	}
+	sel = xcalloc(r->n_mboxes + 1, sizeof(*sel));
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		if (mailbox_matches(r, &r->mboxes[i], filter))
+			sel[n++] = &r->mboxes[i];
+	}
+	qsort(sel, n, sizeof(*sel), cmp_mbox);
+	if (pos < 0)
+		pos = (json_int_t)n + pos < 0 ? 0 : (json_int_t)n + pos;
+	ids = json_array();
+	for (size_t i = (size_t)pos; i < n; i++) {
+		if (json_is_integer(limit) &&
+		    json_array_size(ids) >= (size_t)json_integer_value(limit))
+			break;
+		json_array_append_new(ids, json_string(sel[i]->id));
+	}
+	jmap_state(r, &st);
+	jmap_reply(r, "Mailbox/query",
+	           json_pack("{sssssbsosIsI}", "accountId", r->account, "queryState",
+	                     (char *)st.data, "canCalculateChanges", 0, "ids", ids, "position",
+	                     (json_int_t)pos, "total", (json_int_t)n),
+	           tag);
+	free(sel);
+	buf_free(&st);
+}
+
+static json_t *
+set_error(const char *type, const char *desc)
+{
+	json_t *e = json_pack("{ss}", "type", type);
+
+	if (desc != NULL)
+		json_object_set_new(e, "description", json_string(desc));
+	return e;
+}
+
+static json_t *
+storage_set_error(int rc)
+{
+	switch (rc) {
+	case ROOST_EEXISTS:
+		return set_error("alreadyExists", NULL);
+	case ROOST_EINVAL:
+		return set_error("invalidProperties", "the name is not allowed");
+	case ROOST_ENOTFOUND:
+		return set_error("notFound", NULL);
+	case ROOST_EPERM:
+		return set_error("forbidden", NULL);
+	case ROOST_EOVERQUOTA:
+		return set_error("overQuota", NULL);
+	default:
+		return set_error("serverFail", NULL);
+	}
+}
+
+static json_t *
+create_one(struct jmap_req *r, const char *cid, json_t *obj, json_t *created)
+{
+	const char *name = json_string_value(json_object_get(obj, "name"));
+	const char *parent = json_string_value(json_object_get(obj, "parentId"));
+	const char *role = json_string_value(json_object_get(obj, "role"));
+	const struct jmap_mbox *p = NULL, *m;
+	struct buf full = BUF_INIT(0);
+	int rc;
+
+	if (name == NULL || name[0] == '\0' || strchr(name, '/') != NULL)
+		return set_error("invalidProperties", "name");
+	if (parent != NULL && (p = jmap_mbox_by_id(r, parent)) == NULL)
+		return set_error("invalidProperties", "parentId");
+	if (role != NULL && role_attr(role) == 0)
+		return set_error("invalidProperties", "role");
+	if (p != NULL)
+		buf_printf(&full, "%s/", p->name);
+	buf_append_str(&full, name);
+	rc = storage_create(r->store, r->user, (char *)full.data, role ? role_attr(role) : 0);
+	if (rc == 0 && json_is_false(json_object_get(obj, "isSubscribed")) == false)
+		(void)storage_subscribe(r->store, r->user, (char *)full.data, true);
+	jmap_mailboxes_reset(r);
+	if (rc != 0) {
+		buf_free(&full);
+		return storage_set_error(rc);
+	}
+	m = jmap_mbox_by_name(r, (char *)full.data);
+	buf_free(&full);
+	if (m == NULL)
+		return set_error("serverFail", NULL);
+	json_object_set_new(created, cid, mailbox_json(r, m));
+	json_object_set_new(r->created_ids, cid, json_string(m->id));
+	return NULL;
+}
+
+static json_t *
+update_one(struct jmap_req *r, const char *id, json_t *patch)
+{
+	const struct jmap_mbox *m = jmap_mbox_by_id(r, id);
+	const char *key;
+	json_t *v;
+	char *name;
+	int rc = 0;
+
+	if (m == NULL)
+		return set_error("notFound", NULL);
+	name = xstrdup(m->name);
+	json_object_foreach(patch, key, v)
+	{
+		if (strcmp(key, "isSubscribed") == 0 && json_is_boolean(v)) {
+			rc = storage_subscribe(r->store, r->user, name, json_is_true(v));
+		} else if (strcmp(key, "sortOrder") == 0) {
+			continue; /* fixed by role here */
+		} else {
+			free(name);
+			/* A rename would change the id (ids come from names). */
+			return set_error("invalidProperties", key);
+		}
+		if (rc != 0)
+			break;
+	}
+	free(name);
+	jmap_mailboxes_reset(r);
+	return rc != 0 ? storage_set_error(rc) : NULL;
+}
+
+static json_t *
+destroy_one(struct jmap_req *r, const char *id, bool remove_emails)
+{
+	const struct jmap_mbox *m = jmap_mbox_by_id(r, id);
+	int rc;
+
+	if (m == NULL)
+		return set_error("notFound", NULL);
+	if (m->st.messages > 0 && !remove_emails)
+		return set_error("mailboxHasEmail", NULL);
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		const char *n = r->mboxes[i].name;
+
+		if (strncmp(n, m->name, strlen(m->name)) == 0 && n[strlen(m->name)] == '/')
+			return set_error("mailboxHasChild", NULL);
+	}
+	rc = storage_delete(r->store, r->user, m->name);
+	jmap_mailboxes_reset(r);
+	return rc != 0 ? storage_set_error(rc) : NULL;
+}
+
+void
+jmap_mailbox_set(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *create = json_object_get(args, "create"), *update = json_object_get(args, "update");
+	json_t *destroy = json_object_get(args, "destroy");
+	const char *if_in = json_string_value(json_object_get(args, "ifInState"));
+	json_t *created = json_object(), *not_created = json_object(), *updated = json_object();
+	json_t *not_updated = json_object(), *destroyed = json_array();
+	json_t *not_destroyed = json_object(), *a, *v;
+	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
+	const char *key;
+	size_t i;
+
+	if (!jmap_check_account(r, args, tag))
+		goto out;
+	jmap_state(r, &old);
+	if (if_in != NULL && strcmp(if_in, (char *)old.data) != 0) {
+		jmap_error(r, "stateMismatch", NULL, tag);
+		goto out;
+	}
+	json_object_foreach(create, key, v)
+	{
+		json_t *e = create_one(r, key, v, created);
+
+		if (e != NULL)
+			json_object_set_new(not_created, key, e);
+	}
+	json_object_foreach(update, key, v)
+	{
+		const char *id = jmap_resolve_id(r, key);
+		json_t *e = id ? update_one(r, id, v) : set_error("notFound", NULL);
+
+		if (e != NULL)
+			json_object_set_new(not_updated, key, e);
+		else
+			json_object_set_new(updated, id, json_null());
+	}
+	json_array_foreach(destroy, i, v)
+	{
+		const char *id = jmap_resolve_id(r, json_string_value(v));
+		json_t *e =
+		    id ? destroy_one(r, id,
+		                     json_is_true(json_object_get(args, "onDestroyRemoveEmails")))
+		       : set_error("notFound", NULL);
+
+		if (e != NULL)
+			json_object_set_new(not_destroyed, json_string_value(v) ?: "", e);
+		else
+			json_array_append_new(destroyed, json_string(id));
+	}
+	jmap_state(r, &st);
+	a = json_pack("{sssssssOsOsOsOsOsO}", "accountId", r->account, "oldState", (char *)old.data,
+	              "newState", (char *)st.data, "created", created, "notCreated", not_created,
+	              "updated", updated, "notUpdated", not_updated, "destroyed", destroyed,
+	              "notDestroyed", not_destroyed);
+	jmap_reply(r, "Mailbox/set", a, tag);
+out:
+	json_decref(created);
+	json_decref(not_created);
+	json_decref(updated);
+	json_decref(not_updated);
+	json_decref(destroyed);
+	json_decref(not_destroyed);
+	buf_free(&old);
+	buf_free(&st);
+}

@@ -1,0 +1,223 @@
+/*
+ * Push over EventSource (RFC 8620 7.3). The stream takes over the
+ * connection: after the response head it only sends events, without a
+ * length, and ends with the connection. Every mailbox of the user is
+ * watched through storage_watch(), the notification IMAP IDLE uses, so a
+ * change made over IMAP, SMTP or another JMAP client wakes the stream; the
+ * state is then compared with the last one sent. The ping timer also
+ * re-reads the state, which catches what a watch cannot see (a Maildir
+ * changed by another program).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/config.h"
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/services.h"
+#include "roost/xalloc.h"
+
+#include "jmap_impl.h"
+
+enum push_type {
+	PT_MAILBOX = 1 << 0,
+	PT_EMAIL = 1 << 1,
+	PT_THREAD = 1 << 2,
+	PT_DELIVERY = 1 << 3,
+	PT_ALL = 0xf,
+};
+
+struct push_watch {
+	char *name;
+	struct storage_watch *w;
+};
+
+struct jmap_push {
+	struct http_session *s;
+	unsigned types;
+	bool close_after_state;
+	unsigned ping_s;
+	char *state; /* last state sent (or the starting one) */
+	struct push_watch *watches;
+	size_t n_watches;
+};
+
+static void
+watch_cb(void *arg)
+{
+	conn_wake(arg);
+}
+
+static void
+req_init(struct jmap_req *r, struct http_session *s)
+{
+	memset(r, 0, sizeof(*r));
+	r->s = s;
+	r->store = s->svc->storage;
+	r->user = s->user;
+	r->account = s->account;
+}
+
+/* Watch every mailbox not watched yet (new ones appear over time). */
+static void
+watch_all(struct jmap_push *p, struct jmap_req *r)
+{
+	if (jmap_mailboxes(r) != 0)
+		return;
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		bool have = false;
+
+		for (size_t k = 0; k < p->n_watches && !have; k++)
+			have = strcmp(p->watches[k].name, r->mboxes[i].name) == 0;
+		if (have)
+			continue;
+		p->watches = xreallocarray(p->watches, p->n_watches + 1, sizeof(*p->watches));
+		if (storage_watch(r->store, r->user, r->mboxes[i].name, watch_cb, p->s->c,
+		                  &p->watches[p->n_watches].w) != 0)
+			continue;
+		conn_ref(p->s->c);
+		p->watches[p->n_watches].name = xstrdup(r->mboxes[i].name);
+		p->n_watches++;
+	}
+}
+
+static void
+send_state(struct jmap_push *p, const char *state)
+{
+	json_t *ch = json_object(), *ev;
+	char *text;
+
+	if (p->types & PT_EMAIL)
+		json_object_set_new(ch, "Email", json_string(state));
+	if (p->types & PT_MAILBOX)
+		json_object_set_new(ch, "Mailbox", json_string(state));
+	if (p->types & PT_THREAD)
+		json_object_set_new(ch, "Thread", json_string(state));
+	if (p->types & PT_DELIVERY)
+		json_object_set_new(ch, "EmailDelivery", json_string(state));
+	ev = json_pack("{sss{so}}", "@type", "StateChange", "changed", p->s->account, ch);
+	text = json_dumps(ev, JSON_COMPACT);
+	conn_printf(p->s->c, "event: state\ndata: %s\n\n", text);
+	free(text);
+	json_decref(ev);
+	if (p->close_after_state)
+		conn_close(p->s->c);
+}
+
+static unsigned
+parse_types(const char *t)
+{
+	unsigned m = 0;
+
+	if (strcmp(t, "*") == 0 || t[0] == '\0')
+		return PT_ALL;
+	while (*t != '\0') {
+		size_t n = strcspn(t, ",");
+
+		if (n == 5 && strncmp(t, "Email", 5) == 0)
+			m |= PT_EMAIL;
+		else if (n == 7 && strncmp(t, "Mailbox", 7) == 0)
+			m |= PT_MAILBOX;
+		else if (n == 6 && strncmp(t, "Thread", 6) == 0)
+			m |= PT_THREAD;
+		else if (n == 13 && strncmp(t, "EmailDelivery", 13) == 0)
+			m |= PT_DELIVERY;
+		t += n;
+		if (*t == ',')
+			t++;
+	}
+	return m;
+}
+
+void
+jmap_push_start(struct http_session *s)
+{
+	struct buf types = BUF_INIT(256), close = BUF_INIT(32), ping = BUF_INIT(32);
+	struct buf st = BUF_INIT(0);
+	struct jmap_push *p = xcalloc(1, sizeof(*p));
+	unsigned max_ping = s->svc->cfg->http_push_ping;
+	struct jmap_req r;
+
+	p->s = s;
+	p->types = PT_ALL;
+	if (http_query_param(s->req.query, "types", &types) == 0)
+		p->types = parse_types((const char *)types.data ?: "");
+	if (http_query_param(s->req.query, "closeafter", &close) == 0)
+		p->close_after_state =
+		    close.data != NULL && strcmp((char *)close.data, "state") == 0;
+	if (http_query_param(s->req.query, "ping", &ping) == 0 && ping.data != NULL)
+		p->ping_s = (unsigned)strtoul((char *)ping.data, NULL, 10);
+	if (p->ping_s > max_ping)
+		p->ping_s = max_ping;
+	buf_free(&types);
+	buf_free(&close);
+	buf_free(&ping);
+
+	/* The stream ends with the connection: no length, no keep-alive. */
+	s->req.keep_alive = false;
+	http_respond_head(s, 200, "text/event-stream", -1,
+	                  "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+	s->push = p;
+	conn_set_idle_timeout(s->c, 7 * 24 * 3600);
+	req_init(&r, s);
+	/* Watch first, then read the state: a change in between wakes us. */
+	watch_all(p, &r);
+	jmap_mailboxes_reset(&r);
+	jmap_state(&r, &st);
+	p->state = xstrdup((const char *)st.data);
+	if (p->ping_s > 0)
+		conn_printf(s->c, "event: ping\ndata: {\"interval\":%u}\n\n", p->ping_s);
+	if (!p->close_after_state)
+		send_state(p, p->state);
+	conn_set_timer(s->c, (p->ping_s > 0 ? p->ping_s : max_ping) * 1000u);
+	log_info("conn=%llu proto=http event=push_start user=%s mailboxes=%zu",
+	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), p->n_watches);
+	jmap_mailboxes_reset(&r);
+	buf_free(&st);
+}
+
+void
+jmap_push_wake(struct http_session *s, bool timer)
+{
+	struct jmap_push *p = s->push;
+	struct buf st = BUF_INIT(0);
+	struct jmap_req r;
+
+	req_init(&r, s);
+	watch_all(p, &r);
+	jmap_mailboxes_reset(&r);
+	jmap_state(&r, &st);
+	if (strcmp((const char *)st.data, p->state) != 0) {
+		free(p->state);
+		p->state = xstrdup((const char *)st.data);
+		send_state(p, p->state);
+	}
+	if (timer) {
+		if (p->ping_s > 0)
+			conn_printf(s->c, "event: ping\ndata: {\"interval\":%u}\n\n", p->ping_s);
+		conn_set_timer(s->c,
+		               (p->ping_s > 0 ? p->ping_s : s->svc->cfg->http_push_ping) * 1000u);
+	}
+	jmap_mailboxes_reset(&r);
+	buf_free(&st);
+}
+
+void
+jmap_push_free(struct jmap_push **pp)
+{
+	struct jmap_push *p = *pp;
+
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->n_watches; i++) {
+		storage_unwatch(&p->watches[i].w);
+		conn_unref(p->s->c);
+		free(p->watches[i].name);
+	}
+	free(p->watches);
+	free(p->state);
+	free(p);
+	*pp = NULL;
+}

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "roost/mutf7.h"
+#include "roost/proto_cmd.h"
 #include "roost/buf.h"
 #include "roost/storage.h"
 
@@ -304,13 +305,30 @@ enum imap_cmd_flag {
 	CMD_NO_UID = 1 << 2,    /* only allowed after "UID" */
 };
 
+/* Where a row may run (proto_cmd.h). LOGOUT is included wherever the
+ * session was authenticated or not: the connection is closing anyway. */
+#define IMAP_ANY                                                                                   \
+	(PROTO_STATE(IMAP_STATE_NOT_AUTH) | PROTO_STATE(IMAP_STATE_AUTH) |                         \
+	 PROTO_STATE(IMAP_STATE_SELECTED) | PROTO_STATE(IMAP_STATE_LOGOUT))
+#define IMAP_NOT_AUTH PROTO_STATE(IMAP_STATE_NOT_AUTH)
+#define IMAP_AUTHED                                                                                \
+	(PROTO_STATE(IMAP_STATE_AUTH) | PROTO_STATE(IMAP_STATE_SELECTED) |                         \
+	 PROTO_STATE(IMAP_STATE_LOGOUT))
+#define IMAP_SELECTED PROTO_STATE(IMAP_STATE_SELECTED)
+
+/* A check step: false once it has refused the command (and replied). */
+typedef bool imap_check_fn(struct imap_cmd *cmd);
+
 struct imap_cmd_def {
-	const char *name;
-	enum imap_state min_state; /* NOT_AUTH: any; AUTH: AUTH or SELECTED... */
-	bool only_not_auth;        /* LOGIN, AUTHENTICATE, STARTTLS */
-	unsigned flags;
-	imap_cmd_fn *run;
+	PROTO_CMD_ROW(imap_check_fn, imap_cmd_fn);
 };
+
+/* The command table (imap_session.c): UNKNOWN, NOT_NOW (*def_r set) or
+ * FOUND (*def_r set) for name in state st, uid: after "UID". */
+enum proto_cmd_match imap_find_command(const char *name, bool uid, enum imap_state st,
+                                       const struct imap_cmd_def **def_r);
+/* The BAD text for a command its row does not allow in state st. */
+const char *imap_state_error(const struct imap_cmd_def *def, enum imap_state st);
 
 /* A later step of a command that yielded. */
 typedef void imap_step_fn(struct imap_cmd *cmd);
@@ -434,7 +452,8 @@ struct fetch_req {
 /* Parse FETCH's item argument (an atom, a macro or a list) into req. 0 or
  * ROOST_EINVAL. */
 int imap_fetch_parse_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req);
-/* RFC 7162 mod-sequence-value: 1..2^63-1 (zero_ok: 0 allowed too). */
+/* RFC 7162 mod-sequence-value: 1..2^63-1 (zero_ok: 0 allowed too). 0 or
+ * ROOST_EINVAL. */
 int imap_parse_modseq(const struct imap_arg *a, bool zero_ok, uint64_t *v_r);
 
 /* Sessions of user from ip (imap_login.c): false when max (0: no limit)

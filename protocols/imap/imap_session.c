@@ -70,7 +70,7 @@ tagged_v(struct imap_cmd *cmd, const char *status, const char *fmt, va_list ap)
 	/* Catch up before the tagged reply: RFC 3501 7.4.1 lets EXPUNGE out
 	 * except after commands that use sequence numbers. */
 	if (strcmp(status, "BAD") != 0 && s->state == IMAP_STATE_SELECTED && s->view.mb != NULL) {
-		bool allow = cmd->def == NULL || !(cmd->def->flags & CMD_USES_SEQS) || cmd->uid;
+		bool allow = cmd->def == NULL || !(cmd->def->cmd.flags & CMD_USES_SEQS) || cmd->uid;
 		view_sync(s, allow);
 	}
 	buf_printf(&b, "%s %s ", cmd->p.tag != NULL ? cmd->p.tag : "*", status);
@@ -377,48 +377,58 @@ cmd_namespace(struct imap_cmd *cmd)
 /* The command table                                                   */
 
 static const struct imap_cmd_def commands[] = {
-    {"CAPABILITY", IMAP_STATE_NOT_AUTH, false, 0, cmd_capability},
-    {"NOOP", IMAP_STATE_NOT_AUTH, false, 0, cmd_noop},
-    {"LOGOUT", IMAP_STATE_NOT_AUTH, false, 0, cmd_logout},
-    {"ID", IMAP_STATE_NOT_AUTH, false, 0, cmd_id},
-    {"STARTTLS", IMAP_STATE_NOT_AUTH, true, 0, cmd_starttls},
-    {"LOGIN", IMAP_STATE_NOT_AUTH, true, 0, cmd_login},
-    {"AUTHENTICATE", IMAP_STATE_NOT_AUTH, true, 0, cmd_authenticate},
-    {"ENABLE", IMAP_STATE_AUTH, false, 0, cmd_enable},
-    {"NAMESPACE", IMAP_STATE_AUTH, false, 0, cmd_namespace},
-    {"SELECT", IMAP_STATE_AUTH, false, 0, cmd_select},
-    {"EXAMINE", IMAP_STATE_AUTH, false, 0, cmd_examine},
-    {"CREATE", IMAP_STATE_AUTH, false, 0, cmd_create},
-    {"DELETE", IMAP_STATE_AUTH, false, 0, cmd_delete},
-    {"RENAME", IMAP_STATE_AUTH, false, 0, cmd_rename},
-    {"SUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_subscribe},
-    {"UNSUBSCRIBE", IMAP_STATE_AUTH, false, 0, cmd_unsubscribe},
-    {"LIST", IMAP_STATE_AUTH, false, 0, cmd_list},
-    {"LSUB", IMAP_STATE_AUTH, false, 0, cmd_lsub},
-    {"STATUS", IMAP_STATE_AUTH, false, 0, cmd_status},
-    {"APPEND", IMAP_STATE_AUTH, false, 0, cmd_append},
-    {"IDLE", IMAP_STATE_AUTH, false, 0, cmd_idle},
-    {"CHECK", IMAP_STATE_SELECTED, false, 0, cmd_check},
-    {"CLOSE", IMAP_STATE_SELECTED, false, 0, cmd_close},
-    {"UNSELECT", IMAP_STATE_SELECTED, false, 0, cmd_unselect},
-    {"EXPUNGE", IMAP_STATE_SELECTED, false, CMD_UID_OK, cmd_expunge},
-    {"SEARCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_search},
-    {"SORT", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_sort},
-    {"THREAD", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_thread},
-    {"FETCH", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_fetch},
-    {"STORE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_store},
-    {"COPY", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_copy},
-    {"MOVE", IMAP_STATE_SELECTED, false, CMD_USES_SEQS | CMD_UID_OK, cmd_move},
-    {NULL, 0, false, 0, NULL},
+    {{"CAPABILITY", IMAP_ANY, 0}, NULL, cmd_capability},
+    {{"NOOP", IMAP_ANY, 0}, NULL, cmd_noop},
+    {{"LOGOUT", IMAP_ANY, 0}, NULL, cmd_logout},
+    {{"ID", IMAP_ANY, 0}, NULL, cmd_id},
+    {{"STARTTLS", IMAP_NOT_AUTH, 0}, NULL, cmd_starttls},
+    {{"LOGIN", IMAP_NOT_AUTH, 0}, NULL, cmd_login},
+    {{"AUTHENTICATE", IMAP_NOT_AUTH, 0}, NULL, cmd_authenticate},
+    {{"ENABLE", IMAP_AUTHED, 0}, NULL, cmd_enable},
+    {{"NAMESPACE", IMAP_AUTHED, 0}, NULL, cmd_namespace},
+    {{"SELECT", IMAP_AUTHED, 0}, NULL, cmd_select},
+    {{"EXAMINE", IMAP_AUTHED, 0}, NULL, cmd_examine},
+    {{"CREATE", IMAP_AUTHED, 0}, NULL, cmd_create},
+    {{"DELETE", IMAP_AUTHED, 0}, NULL, cmd_delete},
+    {{"RENAME", IMAP_AUTHED, 0}, NULL, cmd_rename},
+    {{"SUBSCRIBE", IMAP_AUTHED, 0}, NULL, cmd_subscribe},
+    {{"UNSUBSCRIBE", IMAP_AUTHED, 0}, NULL, cmd_unsubscribe},
+    {{"LIST", IMAP_AUTHED, 0}, NULL, cmd_list},
+    {{"LSUB", IMAP_AUTHED, 0}, NULL, cmd_lsub},
+    {{"STATUS", IMAP_AUTHED, 0}, NULL, cmd_status},
+    {{"APPEND", IMAP_AUTHED, 0}, NULL, cmd_append},
+    {{"IDLE", IMAP_AUTHED, 0}, NULL, cmd_idle},
+    {{"CHECK", IMAP_SELECTED, 0}, NULL, cmd_check},
+    {{"CLOSE", IMAP_SELECTED, 0}, NULL, cmd_close},
+    {{"UNSELECT", IMAP_SELECTED, 0}, NULL, cmd_unselect},
+    {{"EXPUNGE", IMAP_SELECTED, CMD_UID_OK}, NULL, cmd_expunge},
+    {{"SEARCH", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_search},
+    {{"SORT", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_sort},
+    {{"THREAD", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_thread},
+    {{"FETCH", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_fetch},
+    {{"STORE", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_store},
+    {{"COPY", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_copy},
+    {{"MOVE", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_move},
 };
 
-static const struct imap_cmd_def *
-find_command(const char *name)
+enum proto_cmd_match
+imap_find_command(const char *name, bool uid, enum imap_state st, const struct imap_cmd_def **def_r)
 {
-	for (const struct imap_cmd_def *d = commands; d->name != NULL; d++)
-		if (strcmp(d->name, name) == 0)
-			return d;
-	return NULL;
+	const void *row;
+	enum proto_cmd_match m = PROTO_CMD_FIND(commands, name, st, uid ? CMD_UID_OK : 0, 0, &row);
+
+	*def_r = row;
+	return m;
+}
+
+const char *
+imap_state_error(const struct imap_cmd_def *def, enum imap_state st)
+{
+	if (def->cmd.states & IMAP_NOT_AUTH)
+		return "Already authenticated"; /* LOGIN, AUTHENTICATE, STARTTLS */
+	if (st == IMAP_STATE_NOT_AUTH && (def->cmd.states & PROTO_STATE(IMAP_STATE_AUTH)))
+		return "Log in first";
+	return "No mailbox selected";
 }
 
 /* ------------------------------------------------------------------ */
@@ -603,26 +613,19 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 		goto out;
 	}
 	cmd->uid = cmd->p.uid;
-	cmd->def = find_command(cmd->p.name);
-	const struct imap_cmd_def *d = cmd->def;
-	if (d == NULL || (cmd->uid && !(d->flags & CMD_UID_OK))) {
-		cmd->def = NULL;
+	switch (imap_find_command(cmd->p.name, cmd->uid, s->state, &cmd->def)) {
+	case PROTO_CMD_UNKNOWN:
 		imap_bad(cmd, "Unknown command %s%s", cmd->uid ? "UID " : "", cmd->p.name);
 		goto out;
-	}
-	if (d->only_not_auth && s->state != IMAP_STATE_NOT_AUTH) {
-		imap_bad(cmd, "Already authenticated");
+	case PROTO_CMD_NOT_NOW:
+		imap_bad(cmd, "%s", imap_state_error(cmd->def, s->state));
 		goto out;
+	case PROTO_CMD_FOUND:
+		break;
 	}
-	if (d->min_state == IMAP_STATE_AUTH && s->state == IMAP_STATE_NOT_AUTH) {
-		imap_bad(cmd, "Log in first");
+	if (cmd->def->check != NULL && !cmd->def->check(cmd))
 		goto out;
-	}
-	if (d->min_state == IMAP_STATE_SELECTED && s->state != IMAP_STATE_SELECTED) {
-		imap_bad(cmd, "No mailbox selected");
-		goto out;
-	}
-	d->run(cmd);
+	cmd->def->run(cmd);
 	cmd_after_step(s, cmd);
 	return;
 out:

@@ -24,21 +24,21 @@
 static bool
 plaintext_ok(const struct pop3_session *s)
 {
-	return auth_plaintext_allowed(s->svc->auth, conn_is_secure(s->c));
+	return auth_plaintext_allowed(s->sv->auth, conn_is_secure(s->c));
 }
 
 /* Lock the maildrop and take the snapshot; replies either way. */
 static enum cmd_result
 login(struct pop3_session *s, const char *canonical)
 {
-	struct storage *st = s->svc->storage;
+	struct storage *st = s->sv->storage;
 	struct mailbox_status status;
 	struct msg_record *recs = NULL;
 	size_t n = 0;
 	uint64_t modseq;
 	int r;
 
-	conn_delay(s->c, auth_success(s->svc->auth, conn_peer(s->c)));
+	conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
 	if (strlen(canonical) >= sizeof(s->user)) {
 		pop3_reply(s, "-ERR [SYS/PERM] User name too long.");
 		return CMD_OK;
@@ -49,7 +49,7 @@ login(struct pop3_session *s, const char *canonical)
 		log_info("conn=%llu proto=pop3 event=login-refused user=%s reason=%s",
 		         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),
 		         r == ROOST_EINUSE ? "in-use" : "lock-error");
-		pop3_storage_error(s, r);
+		pop3_reply_error(s, r);
 		return CMD_OK;
 	}
 	r = storage_user_init(st, s->user);
@@ -67,7 +67,7 @@ login(struct pop3_session *s, const char *canonical)
 		log_error("conn=%llu proto=pop3 event=login-failed user=%s error=\"%s\"",
 		          (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), roost_strerror(r));
 		pop3_maildrop_close(s);
-		pop3_storage_error(s, r);
+		pop3_reply_error(s, r);
 		return CMD_OK;
 	}
 	s->uidvalidity = status.uidvalidity;
@@ -90,7 +90,7 @@ login(struct pop3_session *s, const char *canonical)
 static void
 auth_failed(struct pop3_session *s, const char *user_tried)
 {
-	unsigned ms = auth_failure(s->svc->auth, conn_peer(s->c));
+	unsigned ms = auth_failure(s->sv->auth, conn_peer(s->c));
 
 	log_info("conn=%llu proto=pop3 event=auth-failed peer=%s user=%s delay_ms=%u",
 	         (unsigned long long)conn_id(s->c), conn_peer(s->c), LOG_QUOTE(user_tried), ms);
@@ -116,7 +116,7 @@ pop3_cmd_capa(struct pop3_session *s, const struct pop3_line *line)
 	                   "EXPIRE NEVER\r\n"
 	                   "LOGIN-DELAY 0\r\n");
 	if (s->state == POP3_AUTHORIZATION) {
-		const char *mechs = sasl_mechanisms(s->svc->auth, conn_is_secure(s->c));
+		const char *mechs = sasl_mechanisms(s->sv->auth, conn_is_secure(s->c));
 
 		if (plaintext_ok(s))
 			buf_append_str(&b, "USER\r\n");
@@ -219,7 +219,7 @@ pop3_cmd_pass(struct pop3_session *s, const struct pop3_line *line)
 	 * spaces in it. USER must be given again after PASS, right or wrong. */
 	user = s->user_arg;
 	s->user_arg = NULL;
-	r = auth_verify(s->svc->auth, user, (const char *)line->rest.p, line->rest.len, name,
+	r = auth_verify(s->sv->auth, user, (const char *)line->rest.p, line->rest.len, name,
 	                sizeof(name));
 	if (r == ROOST_EAUTH || r == ROOST_ENOTFOUND)
 		auth_failed(s, user);
@@ -242,7 +242,7 @@ auth_result(struct pop3_session *s, int r, struct buf *challenge)
 	switch (r) {
 	case ROOST_EAGAIN:
 		if (sasl_verified(s->sasl))
-			conn_delay(s->c, auth_success(s->svc->auth, conn_peer(s->c)));
+			conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
 		conn_write(s->c, "+ ", 2);
 		conn_write(s->c, challenge->data, challenge->len);
 		conn_write(s->c, "\r\n", 2);
@@ -290,7 +290,7 @@ pop3_cmd_auth(struct pop3_session *s, const struct pop3_line *line)
 
 	if (line->nargs == 0) {
 		/* The pre-RFC 5034 listing Outlook and others still ask for. */
-		const char *mechs = sasl_mechanisms(s->svc->auth, conn_is_secure(s->c));
+		const char *mechs = sasl_mechanisms(s->sv->auth, conn_is_secure(s->c));
 
 		conn_write_str(s->c, "+OK\r\n");
 		for (const char *p = mechs; p != NULL && *p != '\0';) {
@@ -316,7 +316,7 @@ pop3_cmd_auth(struct pop3_session *s, const struct pop3_line *line)
 	mech[line->args[0].len] = '\0';
 	if (line->nargs == 2)
 		initial = xstrndup((const char *)line->args[1].p, line->args[1].len);
-	r = sasl_start(s->svc->auth, mech, conn_is_secure(s->c), initial, &challenge, &s->sasl);
+	r = sasl_start(s->sv->auth, mech, conn_is_secure(s->c), initial, &challenge, &s->sasl);
 	if (initial != NULL) {
 		explicit_bzero(initial, line->args[1].len);
 		free(initial);

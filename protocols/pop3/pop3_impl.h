@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "roost/pop3.h"
+#include "roost/proto_cmd.h"
 #include "roost/storage.h"
 
 struct conn;
@@ -25,9 +26,9 @@ struct sasl;
 #define LIST_BATCH 8192
 
 enum pop3_state {
-	POP3_AUTHORIZATION = 1 << 0,
-	POP3_TRANSACTION = 1 << 1,
-	POP3_UPDATE = 1 << 2,
+	POP3_AUTHORIZATION,
+	POP3_TRANSACTION,
+	POP3_UPDATE,
 };
 
 /* A multi-line reply produced in steps (conn_continue): each step writes
@@ -60,7 +61,7 @@ struct pop3_msg {
 
 struct pop3_session {
 	struct conn *c;
-	const struct roost_services *svc;
+	const struct roost_services *sv;
 	enum pop3_state state;
 	unsigned bad_commands;
 	unsigned max_bad;
@@ -88,12 +89,6 @@ enum cmd_result {
 	CMD_BAD, /* a reply was sent and it counts as a bad command */
 };
 
-struct pop3_command {
-	const char *name;
-	unsigned states; /* enum pop3_state bits where it is allowed */
-	enum cmd_result (*run)(struct pop3_session *s, const struct pop3_line *line);
-};
-
 /* pop3_session.c */
 void pop3_enter_state(struct pop3_session *s, enum pop3_state st);
 void pop3_reply(struct pop3_session *s, const char *text);
@@ -101,13 +96,27 @@ const struct roost_config *pop3_cfg(const struct pop3_session *s);
 void pop3_xfer_end(struct pop3_session *s);
 void pop3_maildrop_close(struct pop3_session *s);
 /* A storage error as the -ERR reply with its RFC 3206 code. */
-void pop3_storage_error(struct pop3_session *s, int err);
+void pop3_reply_error(struct pop3_session *s, int err);
 
 /* pop3_auth.c */
 enum cmd_result pop3_auth_continue(struct pop3_session *s, const uint8_t *line, size_t len);
 
 /* The commands: pop3_auth.c (AUTHORIZATION) and pop3_transaction.c. */
 typedef enum cmd_result pop3_cmd_fn(struct pop3_session *s, const struct pop3_line *line);
+/* A check step: false once it has refused the command (and replied). */
+typedef bool pop3_check_fn(struct pop3_session *s, const struct pop3_line *line);
+
+/* A row of the command table (roost/proto_cmd.h). */
+struct pop3_cmd_def {
+	PROTO_CMD_ROW(pop3_check_fn, pop3_cmd_fn);
+};
+
+/* The command table (pop3_session.c): UNKNOWN, NOT_NOW or FOUND (*def_r
+ * set for the last two) for keyword in state st. */
+enum proto_cmd_match pop3_find_command(const char *keyword, enum pop3_state st,
+                                       const struct pop3_cmd_def **def_r);
+/* The -ERR line for a command not allowed in state st. */
+const char *pop3_state_error(enum pop3_state st);
 pop3_cmd_fn pop3_cmd_capa, pop3_cmd_stls, pop3_cmd_utf8, pop3_cmd_user, pop3_cmd_pass,
     pop3_cmd_auth, pop3_cmd_stat, pop3_cmd_list, pop3_cmd_uidl, pop3_cmd_retr, pop3_cmd_top,
     pop3_cmd_dele, pop3_cmd_noop, pop3_cmd_rset, pop3_cmd_quit;

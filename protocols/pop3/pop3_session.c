@@ -59,10 +59,10 @@ pop3_reply(struct pop3_session *s, const char *text)
 const struct roost_config *
 pop3_cfg(const struct pop3_session *s)
 {
-	return s->svc->cfg;
+	return s->sv->cfg;
 }
 
-/* The end of a message pop3_reply, however it ended: a held view goes back to
+/* The end of a message reply, however it ended: a held view goes back to
  * its mailbox. */
 void
 pop3_xfer_end(struct pop3_session *s)
@@ -86,7 +86,7 @@ pop3_maildrop_close(struct pop3_session *s)
 }
 
 void
-pop3_storage_error(struct pop3_session *s, int err)
+pop3_reply_error(struct pop3_session *s, int err)
 {
 	if (err == ROOST_EINUSE)
 		pop3_reply(s, "-ERR [IN-USE] Mailbox is in use by another session.");
@@ -96,23 +96,45 @@ pop3_storage_error(struct pop3_session *s, int err)
 		pop3_reply(s, "-ERR [SYS/TEMP] Temporary failure, try again later.");
 }
 
-static const struct pop3_command commands[] = {
-    {"CAPA", POP3_AUTHORIZATION | POP3_TRANSACTION, pop3_cmd_capa},
-    {"USER", POP3_AUTHORIZATION, pop3_cmd_user},
-    {"PASS", POP3_AUTHORIZATION, pop3_cmd_pass},
-    {"AUTH", POP3_AUTHORIZATION, pop3_cmd_auth},
-    {"STLS", POP3_AUTHORIZATION, pop3_cmd_stls},
-    {"UTF8", POP3_AUTHORIZATION, pop3_cmd_utf8},
-    {"STAT", POP3_TRANSACTION, pop3_cmd_stat},
-    {"LIST", POP3_TRANSACTION, pop3_cmd_list},
-    {"RETR", POP3_TRANSACTION, pop3_cmd_retr},
-    {"DELE", POP3_TRANSACTION, pop3_cmd_dele},
-    {"NOOP", POP3_TRANSACTION, pop3_cmd_noop},
-    {"RSET", POP3_TRANSACTION, pop3_cmd_rset},
-    {"TOP", POP3_TRANSACTION, pop3_cmd_top},
-    {"UIDL", POP3_TRANSACTION, pop3_cmd_uidl},
-    {"QUIT", POP3_AUTHORIZATION | POP3_TRANSACTION, pop3_cmd_quit},
+#define AUTHZ PROTO_STATE(POP3_AUTHORIZATION)
+#define TRANS PROTO_STATE(POP3_TRANSACTION)
+
+/* clang-format off */
+static const struct pop3_cmd_def commands[] = {
+    {{"CAPA", AUTHZ | TRANS, 0}, NULL, pop3_cmd_capa},
+    {{"USER", AUTHZ, 0}, NULL, pop3_cmd_user},
+    {{"PASS", AUTHZ, 0}, NULL, pop3_cmd_pass},
+    {{"AUTH", AUTHZ, 0}, NULL, pop3_cmd_auth},
+    {{"STLS", AUTHZ, 0}, NULL, pop3_cmd_stls},
+    {{"UTF8", AUTHZ, 0}, NULL, pop3_cmd_utf8},
+    {{"STAT", TRANS, 0}, NULL, pop3_cmd_stat},
+    {{"LIST", TRANS, 0}, NULL, pop3_cmd_list},
+    {{"RETR", TRANS, 0}, NULL, pop3_cmd_retr},
+    {{"DELE", TRANS, 0}, NULL, pop3_cmd_dele},
+    {{"NOOP", TRANS, 0}, NULL, pop3_cmd_noop},
+    {{"RSET", TRANS, 0}, NULL, pop3_cmd_rset},
+    {{"TOP", TRANS, 0}, NULL, pop3_cmd_top},
+    {{"UIDL", TRANS, 0}, NULL, pop3_cmd_uidl},
+    {{"QUIT", AUTHZ | TRANS, 0}, NULL, pop3_cmd_quit},
 };
+/* clang-format on */
+
+enum proto_cmd_match
+pop3_find_command(const char *keyword, enum pop3_state st, const struct pop3_cmd_def **def_r)
+{
+	const void *row;
+	enum proto_cmd_match m = PROTO_CMD_FIND(commands, keyword, st, 0, 0, &row);
+
+	*def_r = row;
+	return m;
+}
+
+const char *
+pop3_state_error(enum pop3_state st)
+{
+	return st == POP3_AUTHORIZATION ? "-ERR Log in first."
+	                                : "-ERR Command not valid in this state.";
+}
 
 /* Count a bad command; past the limit say why and end the session. */
 static void
@@ -133,10 +155,10 @@ pop3_session_new(struct conn *c)
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 
 	s->c = c;
-	s->svc = conn_services(c);
+	s->sv = conn_services(c);
 	s->state = POP3_AUTHORIZATION;
 	s->lock_fd = -1;
-	s->max_bad = s->svc->cfg->pop3_max_bad_commands;
+	s->max_bad = s->sv->cfg->pop3_max_bad_commands;
 	if (s->max_bad == 0)
 		s->max_bad = POP3_DEFAULT_MAX_BAD;
 	pop3_reply(s, "+OK Roost POP3 server ready.");
@@ -191,7 +213,7 @@ static void
 pop3_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 {
 	struct pop3_session *s = session;
-	const struct pop3_command *row = NULL;
+	const struct pop3_cmd_def *row;
 	struct pop3_line line;
 
 	if (conn_is_closing(c))
@@ -207,24 +229,20 @@ pop3_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 		bad_command(s);
 		return;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcmp(commands[i].name, line.keyword) == 0) {
-			row = &commands[i];
-			break;
-		}
-	}
-	if (row == NULL) {
+	switch (pop3_find_command(line.keyword, s->state, &row)) {
+	case PROTO_CMD_UNKNOWN:
 		pop3_reply(s, "-ERR Unknown command.");
 		bad_command(s);
 		return;
-	}
-	if ((row->states & s->state) == 0) {
-		pop3_reply(s, s->state == POP3_AUTHORIZATION
-		                  ? "-ERR Log in first."
-		                  : "-ERR Command not valid in this state.");
+	case PROTO_CMD_NOT_NOW:
+		pop3_reply(s, pop3_state_error(s->state));
 		bad_command(s);
 		return;
+	case PROTO_CMD_FOUND:
+		break;
 	}
+	if (row->check != NULL && !row->check(s, &line))
+		return;
 	if (row->run(s, &line) == CMD_BAD)
 		bad_command(s);
 }

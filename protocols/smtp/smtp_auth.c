@@ -78,10 +78,6 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 	size_t n = strcspn(args, " ");
 	int err;
 
-	if (s->role == ROLE_LMTP) {
-		smtp_reply(s, 502, "5.5.1", "AUTH not supported here");
-		return;
-	}
 	if (s->helo != HELO_EHLO) {
 		smtp_reply(s, 503, "5.5.1", "Send EHLO first");
 		return;

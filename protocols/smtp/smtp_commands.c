@@ -56,7 +56,7 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 	conn_printf(s->c, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->max_message_size);
 	conn_write_str(s->c, "250-8BITMIME\r\n");
 	conn_write_str(s->c, "250-ENHANCEDSTATUSCODES\r\n");
-	if (s->role != ROLE_LMTP) {
+	if (s->d->offers_tls_auth) {
 		const char *mechs = sasl_mechanisms(s->sv->auth, conn_is_secure(s->c));
 
 		if (!conn_is_tls(s->c))
@@ -77,7 +77,7 @@ sender_ok(struct smtp_session *s)
 {
 	const char *user = conn_user(s->c);
 
-	if (s->role == ROLE_LMTP)
+	if (!s->d->checks_sender)
 		return true;
 	if (s->authenticated) {
 		if (relay_sender_allowed(s->cfg, user != NULL ? user : "", s->sender))
@@ -103,25 +103,23 @@ sender_ok(struct smtp_session *s)
 	return true;
 }
 
+/* MAIL's state (a greeting, no transaction) is the table's. */
+bool
+smtp_check_mail(struct smtp_session *s, const char *args)
+{
+	if (s->role == ROLE_SUBMISSION && !s->authenticated) {
+		smtp_reply(s, 530, "5.7.0", "Authentication required");
+		return false;
+	}
+	return true;
+}
+
 void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
 	const char *params, *bad;
 	int err;
 
-	if (s->helo == HELO_NONE) {
-		smtp_reply(s, 503, "5.5.1", "Send %s first",
-		           s->role == ROLE_LMTP ? "LHLO" : "EHLO/HELO");
-		return;
-	}
-	if (s->role == ROLE_SUBMISSION && !s->authenticated) {
-		smtp_reply(s, 530, "5.7.0", "Authentication required");
-		return;
-	}
-	if (s->state != ST_READY) {
-		smtp_reply(s, 503, "5.5.1", "Nested MAIL command");
-		return;
-	}
 	if (strncasecmp(args, "FROM:", 5) != 0) {
 		smtp_reply(s, 501, "5.5.2", "Syntax: MAIL FROM:<address>");
 		return;
@@ -167,11 +165,6 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	const char *params, *bad;
 	int err;
 
-	if (s->state != ST_MAIL && s->state != ST_RCPT) {
-		smtp_reply(s, 503, "5.5.1",
-		           s->state == ST_BDAT ? "RCPT not allowed after BDAT" : "Need MAIL first");
-		return;
-	}
 	if (strncasecmp(args, "TO:", 3) != 0) {
 		smtp_reply(s, 501, "5.5.2", "Syntax: RCPT TO:<address>");
 		return;
@@ -202,7 +195,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	err = delivery_resolve(s->sv, r.addr, &r.d);
-	if (err == ROOST_EPERM && s->sv->queue != NULL && s->role != ROLE_LMTP &&
+	if (err == ROOST_EPERM && s->sv->queue != NULL && s->d->may_relay &&
 	    (s->authenticated || s->trusted)) {
 		r.remote = true;
 		err = 0;
@@ -212,7 +205,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			           "<%s>: Relaying to other domains is not available yet "
 			           "(no outbound queue), try again later",
 			           r.addr);
-		else if (s->role == ROLE_LMTP)
+		else if (!s->d->may_relay)
 			smtp_reply(s, 550, "5.1.2", "<%s>: Not a local domain", r.addr);
 		else
 			smtp_reply(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
@@ -221,7 +214,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	if (err != 0) {
 		/* An MTA handing over a batch over LMTP is not probing for
 		 * users: its unknown recipients do not count towards 421. */
-		s->no_count = s->role == ROLE_LMTP;
+		s->no_count = s->d->unknown_rcpt_free;
 		smtp_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown",
 		           r.addr);
 		s->no_count = false;
@@ -241,10 +234,6 @@ smtp_cmd_starttls(struct smtp_session *s, const char *args)
 {
 	int err;
 
-	if (s->role == ROLE_LMTP) {
-		smtp_reply(s, 502, "5.5.1", "STARTTLS not supported here");
-		return;
-	}
 	if (args[0] != '\0') {
 		smtp_reply(s, 501, "5.5.4", "Syntax: STARTTLS");
 		return;
@@ -293,9 +282,7 @@ smtp_cmd_quit(struct smtp_session *s, const char *args)
 void
 smtp_cmd_help(struct smtp_session *s, const char *args)
 {
-	smtp_reply(s, 214, "2.0.0", "Commands: %s MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s",
-	           s->role == ROLE_LMTP ? "LHLO" : "EHLO HELO",
-	           s->role == ROLE_LMTP ? "" : " STARTTLS AUTH");
+	smtp_reply(s, 214, "2.0.0", "Commands: %s", s->d->help);
 }
 
 void

@@ -121,11 +121,9 @@ with_protocol(const struct smtp_session *s)
 	    {{"UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA"},
 	     {"UTF8LMTP", "UTF8LMTPA", "UTF8LMTPS", "UTF8LMTPSA"}},
 	};
-	bool lmtp = s->role == ROLE_LMTP;
-
 	if (s->helo == HELO_HELO && !s->mp.smtputf8)
 		return "SMTP";
-	return names[s->mp.smtputf8][lmtp]
+	return names[s->mp.smtputf8][s->d->with_row]
 	            [(conn_is_tls(s->c) ? 2 : 0) + (s->authenticated ? 1 : 0)];
 }
 
@@ -184,8 +182,8 @@ start_message(struct smtp_session *s)
 	s->too_big = false;
 }
 
-static void
-storage_error_reply(struct smtp_session *s, int err, const char *addr)
+void
+smtp_reply_error(struct smtp_session *s, int err, const char *addr)
 {
 	const char *pre = addr != NULL ? "<" : "", *post = addr != NULL ? ">: " : "";
 
@@ -215,7 +213,7 @@ storage_error_reply(struct smtp_session *s, int err, const char *addr)
 static void
 reject_message(struct smtp_session *s, int code, const char *enh, const char *text)
 {
-	size_t n = s->role == ROLE_LMTP && s->n_rcpts > 0 ? s->n_rcpts : 1;
+	size_t n = s->d->reply_per_rcpt && s->n_rcpts > 0 ? s->n_rcpts : 1;
 
 	for (size_t i = 0; i < n; i++) {
 		s->no_count = i > 0;
@@ -367,7 +365,7 @@ finish_message(struct smtp_session *s, bool bare_eol)
 	struct delivery_rcpt *dr;
 	struct msg_input in = {.fd = -1};
 	uint64_t body;
-	bool lmtp = s->role == ROLE_LMTP;
+	bool lmtp = s->d->reply_per_rcpt;
 	size_t n_remote = 0, n_local = 0, *map;
 	char qid[QUEUE_ID_LEN];
 	int err;
@@ -462,7 +460,7 @@ finish_message(struct smtp_session *s, bool bare_eol)
 				smtp_reply(s, 250, "2.0.0", "<%s> Delivered, id=%s",
 				           s->rcpts[map[k]].addr, s->id);
 			else
-				storage_error_reply(s, dr[k].result, s->rcpts[map[k]].addr);
+				smtp_reply_error(s, dr[k].result, s->rcpts[map[k]].addr);
 		}
 	} else if (err == 0) {
 		if (n_remote > 0)
@@ -470,7 +468,7 @@ finish_message(struct smtp_session *s, bool bare_eol)
 		else
 			smtp_reply(s, 250, "2.0.0", "Ok: delivered as %s", s->id);
 	} else {
-		storage_error_reply(s, err, NULL);
+		smtp_reply_error(s, err, NULL);
 	}
 	free(map);
 	free(dr);
@@ -563,7 +561,7 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 	} else if (s->state == ST_BDAT) {
 		s->bdat_discard = false;
 	} else if (s->state == ST_MAIL) {
-		s->bdat_code = s->role == ROLE_LMTP ? 503 : 554; /* as DATA */
+		s->bdat_code = s->d->no_rcpt_code; /* as DATA */
 		s->bdat_text = "No valid recipients";
 	} else {
 		s->bdat_text =
@@ -587,7 +585,7 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 	}
 	if (s->state == ST_MAIL) {
 		/* RFC 2033 4.2: over LMTP this MUST be 503; SMTP may say 554. */
-		smtp_reply(s, s->role == ROLE_LMTP ? 503 : 554, "5.5.1", "No valid recipients");
+		smtp_reply(s, s->d->no_rcpt_code, "5.5.1", "No valid recipients");
 		return;
 	}
 	if (s->state != ST_RCPT) {

@@ -84,45 +84,86 @@ too_many_errors(struct smtp_session *s)
 const char *
 smtp_proto_name(const struct smtp_session *s)
 {
-	return s->role == ROLE_LMTP ? "lmtp" : "smtp";
+	return s->d->proto;
 }
 
-enum {
-	CMD_SMTP_ONLY = 1 << 0, /* not on the lmtp listener */
-	CMD_LMTP_ONLY = 1 << 1,
+const struct smtp_dialect smtp_dialect_smtp = {
+    .proto = "smtp",
+    .banner = "ESMTP",
+    .send_hello = "Send EHLO/HELO first",
+    .help = "EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH",
+    .hide = CMD_LMTP_ONLY,
+    .with_row = 0,
+    .no_rcpt_code = 554,
+    .may_relay = true,
+    .checks_sender = true,
+    .offers_tls_auth = true,
 };
 
-struct smtp_command {
-	const char *name;
-	unsigned flags;
-	void (*run)(struct smtp_session *s, const char *args);
+const struct smtp_dialect smtp_dialect_lmtp = {
+    .proto = "lmtp",
+    .banner = "LMTP",
+    .send_hello = "Send LHLO first",
+    .help = "LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY",
+    .hide = CMD_SMTP_ONLY,
+    .with_row = 1,
+    .no_rcpt_code = 503,
+    .reply_per_rcpt = true,
+    .unknown_rcpt_free = true,
 };
 
-static const struct smtp_command commands[] = {
-    {"EHLO", CMD_SMTP_ONLY, smtp_cmd_ehlo},
-    {"HELO", CMD_SMTP_ONLY, smtp_cmd_helo_plain},
-    {"LHLO", CMD_LMTP_ONLY, smtp_cmd_lhlo},
-    {"MAIL", 0, smtp_cmd_mail},
-    {"RCPT", 0, smtp_cmd_rcpt},
-    {"DATA", 0, smtp_cmd_data},
-    {"BDAT", 0, smtp_cmd_bdat},
-    {"RSET", 0, smtp_cmd_rset},
-    {"NOOP", 0, smtp_cmd_noop},
-    {"QUIT", 0, smtp_cmd_quit},
-    {"HELP", 0, smtp_cmd_help},
-    {"VRFY", 0, smtp_cmd_vrfy},
-    {"EXPN", 0, smtp_cmd_expn},
-    {"STARTTLS", CMD_SMTP_ONLY, smtp_cmd_starttls},
-    {"AUTH", CMD_SMTP_ONLY, smtp_cmd_auth},
-    {NULL, 0, NULL},
+/* Where a row may run. DATA, BDAT and AUTH run everywhere and check the
+ * state themselves: their answers depend on more than the state (DATA's
+ * syntax first, BDAT's chunk is read whatever the answer). */
+#define ANY                                                                                        \
+	(PROTO_STATE(ST_INIT) | PROTO_STATE(ST_READY) | PROTO_STATE(ST_MAIL) |                     \
+	 PROTO_STATE(ST_RCPT) | PROTO_STATE(ST_BDAT))
+
+static const struct smtp_cmd_def commands[] = {
+    {{"EHLO", ANY, CMD_SMTP_ONLY}, NULL, smtp_cmd_ehlo},
+    {{"HELO", ANY, CMD_SMTP_ONLY}, NULL, smtp_cmd_helo_plain},
+    {{"LHLO", ANY, CMD_LMTP_ONLY}, NULL, smtp_cmd_lhlo},
+    {{"MAIL", PROTO_STATE(ST_READY), 0}, smtp_check_mail, smtp_cmd_mail},
+    {{"RCPT", PROTO_STATE(ST_MAIL) | PROTO_STATE(ST_RCPT), 0}, NULL, smtp_cmd_rcpt},
+    {{"DATA", ANY, 0}, NULL, smtp_cmd_data},
+    {{"BDAT", ANY, 0}, NULL, smtp_cmd_bdat},
+    {{"RSET", ANY, 0}, NULL, smtp_cmd_rset},
+    {{"NOOP", ANY, 0}, NULL, smtp_cmd_noop},
+    {{"QUIT", ANY, 0}, NULL, smtp_cmd_quit},
+    {{"HELP", ANY, 0}, NULL, smtp_cmd_help},
+    {{"VRFY", ANY, 0}, NULL, smtp_cmd_vrfy},
+    {{"EXPN", ANY, 0}, NULL, smtp_cmd_expn},
+    {{"STARTTLS", ANY, CMD_SMTP_ONLY}, NULL, smtp_cmd_starttls},
+    {{"AUTH", ANY, CMD_SMTP_ONLY}, NULL, smtp_cmd_auth},
 };
+
+enum proto_cmd_match
+smtp_find_command(const struct smtp_session *s, const char *verb, const struct smtp_cmd_def **def_r)
+{
+	const void *row;
+	enum proto_cmd_match m = PROTO_CMD_FIND(commands, verb, s->state, 0, s->d->hide, &row);
+
+	*def_r = row;
+	return m;
+}
+
+const char *
+smtp_state_error(const struct smtp_session *s, const struct smtp_cmd_def *def)
+{
+	if (strcmp(def->cmd.name, "MAIL") == 0)
+		return s->state == ST_INIT ? s->d->send_hello : "Nested MAIL command";
+	if (strcmp(def->cmd.name, "RCPT") == 0)
+		return s->state == ST_BDAT ? "RCPT not allowed after BDAT" : "Need MAIL first";
+	return "Bad sequence of commands";
+}
 
 static void
 run_line(struct smtp_session *s, const char *line)
 {
 	char verb[16];
 	const char *args;
-	const struct smtp_command *cmd;
+	const struct smtp_cmd_def *cmd;
+	enum proto_cmd_match m;
 
 	if (s->sasl != NULL) {
 		smtp_auth_continue(s, line);
@@ -132,17 +173,19 @@ run_line(struct smtp_session *s, const char *line)
 		smtp_reply(s, 500, "5.5.2", "Syntax error, command unrecognized");
 		return;
 	}
-	for (cmd = commands; cmd->name != NULL; cmd++) {
-		if (strcmp(cmd->name, verb) == 0)
-			break;
-	}
-	if (cmd->name == NULL || ((cmd->flags & CMD_SMTP_ONLY) && s->role == ROLE_LMTP) ||
-	    ((cmd->flags & CMD_LMTP_ONLY) && s->role != ROLE_LMTP)) {
+	m = smtp_find_command(s, verb, &cmd);
+	if (m == PROTO_CMD_UNKNOWN) {
 		smtp_reply(s, 500, "5.5.1", "Command unrecognized: %s", verb);
 		return;
 	}
 	log_debug("conn=%llu proto=%s command=%s", (unsigned long long)conn_id(s->c),
-	          smtp_proto_name(s), cmd->name);
+	          smtp_proto_name(s), cmd->cmd.name);
+	if (m == PROTO_CMD_NOT_NOW) {
+		smtp_reply(s, 503, "5.5.1", "%s", smtp_state_error(s, cmd));
+		return;
+	}
+	if (cmd->check != NULL && !cmd->check(s, args))
+		return;
 	cmd->run(s, args);
 }
 
@@ -161,14 +204,14 @@ smtp_session_new(struct conn *c)
 		s->role = ROLE_SUBMISSION;
 	else
 		s->role = ROLE_MX;
+	s->d = s->role == ROLE_LMTP ? &smtp_dialect_lmtp : &smtp_dialect_smtp;
 	s->trusted = relay_peer_trusted(s->cfg, conn_peer(c));
 	smtp_framer_init(&s->fr);
 	s->spool_fd = -1;
 	buf_init(&s->line, 0);
 	buf_init(&s->msg, 0);
 	s->state = ST_INIT;
-	conn_printf(c, "220 %s %s Roost ready\r\n", s->cfg->hostname,
-	            s->role == ROLE_LMTP ? "LMTP" : "ESMTP");
+	conn_printf(c, "220 %s %s Roost ready\r\n", s->cfg->hostname, s->d->banner);
 	return s;
 }
 

@@ -28,7 +28,7 @@ parse_fields(struct imap_cmd *cmd, const char *p, const char **end_r, struct fet
 	size_t n = 0;
 
 	if (*p != '(')
-		return -1;
+		return ROOST_EINVAL;
 	p++;
 	while (*p != ')') {
 		const char *s = p;
@@ -37,25 +37,25 @@ parse_fields(struct imap_cmd *cmd, const char *p, const char **end_r, struct fet
 			while (*p && *p != '"')
 				p++;
 			if (*p != '"')
-				return -1;
+				return ROOST_EINVAL;
 			f[n] = arena_strndup(&cmd->arena, s, (size_t)(p - s));
 			p++;
 		} else {
 			while (*p && *p != ' ' && *p != ')' && *p != ']')
 				p++;
 			if (p == s)
-				return -1;
+				return ROOST_EINVAL;
 			f[n] = arena_strndup(&cmd->arena, s, (size_t)(p - s));
 		}
 		if (f[n][0] == '\0' || ++n >= 256)
-			return -1;
+			return ROOST_EINVAL;
 		if (*p == ' ')
 			p++;
 		else if (*p != ')')
-			return -1;
+			return ROOST_EINVAL;
 	}
 	if (n == 0)
-		return -1;
+		return ROOST_EINVAL;
 	it->fields = f;
 	it->n_fields = n;
 	*end_r = p + 1;
@@ -74,17 +74,17 @@ parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
 		while (*p >= '0' && *p <= '9') {
 			v = v * 10 + (uint64_t)(*p++ - '0');
 			if (v > UINT32_MAX)
-				return -1;
+				return ROOST_EINVAL;
 		}
 		if (it->depth >= 32)
-			return -1;
+			return ROOST_EINVAL;
 		it->path[it->depth++] = (uint32_t)v;
 		if (*p == '.') {
 			p++;
 			if (!(*p >= '1' && *p <= '9'))
 				break;
 		} else if (*p != ']') {
-			return -1;
+			return ROOST_EINVAL;
 		}
 	}
 	if (*p == ']') {
@@ -93,12 +93,12 @@ parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
 	} else if (strncasecmp(p, "HEADER.FIELDS.NOT ", 18) == 0) {
 		it->sec = SEC_FIELDS_NOT;
 		if (parse_fields(cmd, p + 18, &end, it) < 0 || *end != ']')
-			return -1;
+			return ROOST_EINVAL;
 		end++;
 	} else if (strncasecmp(p, "HEADER.FIELDS ", 14) == 0) {
 		it->sec = SEC_FIELDS;
 		if (parse_fields(cmd, p + 14, &end, it) < 0 || *end != ']')
-			return -1;
+			return ROOST_EINVAL;
 		end++;
 	} else if (strncasecmp(p, "HEADER]", 7) == 0) {
 		it->sec = SEC_HEADER;
@@ -110,7 +110,7 @@ parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
 		it->sec = SEC_MIME;
 		end = p + 5;
 	} else {
-		return -1;
+		return ROOST_EINVAL;
 	}
 	if (*end == '<') {
 		uint64_t o = 0, l = 0;
@@ -121,14 +121,14 @@ parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
 			nd++;
 		}
 		if (nd == 0 || *q++ != '.')
-			return -1;
+			return ROOST_EINVAL;
 		nd = 0;
 		while (*q >= '0' && *q <= '9' && nd < 19) {
 			l = l * 10 + (uint64_t)(*q++ - '0');
 			nd++;
 		}
 		if (nd == 0 || l == 0 || *q++ != '>')
-			return -1;
+			return ROOST_EINVAL;
 		it->partial = true;
 		it->p_off = o;
 		it->p_len = l;
@@ -144,7 +144,7 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 	const char *s;
 
 	if (a->type != ARG_ATOM)
-		return -1;
+		return ROOST_EINVAL;
 	s = a->str;
 	memset(it, 0, sizeof(*it));
 	if (strcasecmp(s, "FLAGS") == 0) {
@@ -190,7 +190,7 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 		bool peek = s[4] == '.';
 		const char *sec = s + (peek ? 10 : 5);
 		if (parse_section(cmd, sec, it) < 0)
-			return -1;
+			return ROOST_EINVAL;
 		it->peek = peek;
 		if (!peek)
 			req->sets_seen = true;
@@ -208,7 +208,7 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 		it->resp = arena_strndup(&cmd->arena, b.data, b.len);
 		buf_free(&b);
 	} else {
-		return -1;
+		return ROOST_EINVAL;
 	}
 	if (it->kind == F_SECTION) {
 		req->need_data = true;
@@ -252,13 +252,13 @@ imap_fetch_parse_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fe
 		add_macro(req, k, 5);
 	} else if (a->type == ARG_LIST) {
 		if (a->n == 0)
-			return -1;
+			return ROOST_EINVAL;
 		for (size_t i = 0; i < a->n; i++)
 			if (parse_item(cmd, &a->list[i], req) < 0)
-				return -1;
+				return ROOST_EINVAL;
 	} else {
 		if (parse_item(cmd, a, req) < 0)
-			return -1;
+			return ROOST_EINVAL;
 	}
 	if (cmd->uid && !req->has_uid) {
 		memset(&req->items[req->n], 0, sizeof(req->items[0]));
@@ -275,14 +275,14 @@ imap_parse_modseq(const struct imap_arg *a, bool zero_ok, uint64_t *v_r)
 	uint64_t v = 0;
 
 	if (a->type != ARG_ATOM || a->len == 0 || a->len > 19)
-		return -1;
+		return ROOST_EINVAL;
 	for (const char *p = a->str; *p; p++) {
 		if (*p < '0' || *p > '9')
-			return -1;
+			return ROOST_EINVAL;
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
 	if (v > (uint64_t)INT64_MAX || (v == 0 && !zero_ok))
-		return -1;
+		return ROOST_EINVAL;
 	*v_r = v;
 	return 0;
 }

@@ -89,7 +89,7 @@ perr(struct pstate *ps, const char *why)
 		ps->err = why;
 		ps->rc = ROOST_EINVAL;
 	}
-	return -1;
+	return ps->rc;
 }
 
 static bool
@@ -110,18 +110,18 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 	if (++ps->count > IMAP_MAX_ARGS) {
 		ps->rc = ROOST_ETOOBIG;
 		ps->err = "[TOOBIG] Too many arguments";
-		return -1;
+		return ps->rc;
 	}
 	if (*p == '(') {
 		if (depth >= IMAP_MAX_DEPTH) {
 			ps->rc = ROOST_ETOOBIG;
 			ps->err = "[TOOBIG] Nesting too deep";
-			return -1;
+			return ps->rc;
 		}
 		ps->p++;
 		arg->type = ARG_LIST;
 		if (parse_list_items(ps, &arg->list, &arg->n, depth + 1, false) < 0)
-			return -1;
+			return ps->rc;
 		if (ps->p >= ps->end || *ps->p != ')')
 			return perr(ps, "Missing ')'");
 		ps->p++;
@@ -149,7 +149,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 		}
 		char *out = n == 0 ? (char *)empty_string : palloc(ps, n + 1);
 		if (out == NULL)
-			return -1;
+			return ps->rc;
 		if (n > 0) {
 			size_t o = 0;
 
@@ -212,7 +212,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 		    memchr(p, '\0', (size_t)n) == NULL) {
 			arg->str = pstrndup(ps, p, (size_t)n);
 			if (arg->str == NULL)
-				return -1;
+				return ps->rc;
 		}
 		ps->p = p + n;
 		return 0;
@@ -246,7 +246,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 	arg->len = (size_t)(p - s);
 	arg->str = pstrndup(ps, s, arg->len);
 	if (arg->str == NULL)
-		return -1;
+		return ps->rc;
 	arg->raw = (const uint8_t *)arg->str;
 	if (arg->len == 3 && strcasecmp(arg->str, "NIL") == 0)
 		arg->type = ARG_NIL;

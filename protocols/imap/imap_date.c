@@ -2,7 +2,6 @@
  * IMAP date formats: date-time ("17-Jul-1996 02:44:25 -0700") and date
  * ("1-Feb-1994"), parsed and formatted.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

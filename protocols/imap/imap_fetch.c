@@ -5,11 +5,8 @@
  * holds them (filled here on the first miss), so a client listing a
  * mailbox does not make us re-parse every message.
  */
-#include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "roost/config.h"
 #include "roost/conn.h"

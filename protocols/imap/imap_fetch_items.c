@@ -4,19 +4,10 @@
  * modifiers.
  */
 #include <ctype.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "roost/config.h"
-#include "roost/conn.h"
 #include "roost/error.h"
-#include "roost/log.h"
-#include "roost/message.h"
-#include "roost/services.h"
-#include "roost/storage.h"
-#include "roost/xalloc.h"
 
 #include "imap_impl.h"
 

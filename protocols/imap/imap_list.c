@@ -1,17 +1,12 @@
 /*
  * LIST (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE, CHILDREN) and LSUB.
  */
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
-#include "roost/log.h"
 #include "roost/services.h"
 #include "roost/storage.h"
-#include "roost/xalloc.h"
 
 #include "imap_impl.h"
 

@@ -3,11 +3,9 @@
  * per-user-and-IP connection count taken at login.
  */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "roost/auth.h"
 #include "roost/config.h"

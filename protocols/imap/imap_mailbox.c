@@ -6,12 +6,10 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
-#include "roost/log.h"
 #include "roost/services.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"

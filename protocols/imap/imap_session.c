@@ -3,7 +3,6 @@
  * response writers, and the commands valid in any state (CAPABILITY, NOOP,
  * LOGOUT, ID, ENABLE, NAMESPACE). Logging in is imap_login.c's.
  */
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +17,6 @@
 #include "roost/log.h"
 #include "roost/sasl.h"
 #include "roost/services.h"
-#include "roost/storage.h"
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"

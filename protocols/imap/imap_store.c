@@ -2,18 +2,12 @@
  * STORE and UID STORE: flags and keywords, with CONDSTORE's
  * UNCHANGEDSINCE.
  */
-#include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
-#include "roost/log.h"
-#include "roost/message.h"
-#include "roost/services.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 

@@ -1,9 +1,5 @@
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "roost/auth.h"
-#include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"

@@ -6,15 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "roost/auth.h"
-#include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/pop3.h"
-#include "roost/sasl.h"
-#include "roost/services.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 

@@ -1,30 +1,14 @@
 /*
  * SMTP AUTH (RFC 4954) over the SASL exchange of core/sasl.c.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
 #include "roost/auth.h"
-#include "roost/config.h"
 #include "roost/conn.h"
-#include "roost/delivery.h"
-#include "roost/dkim.h"
 #include "roost/error.h"
 #include "roost/log.h"
-#include "roost/queue.h"
-#include "roost/relay.h"
 #include "roost/sasl.h"
 #include "roost/services.h"
-#include "roost/smtp.h"
-#include "roost/storage.h"
-#include "roost/xalloc.h"
 
 #include "smtp_impl.h"
 

@@ -3,29 +3,18 @@
  * smtp_message.c) and AUTH (smtp_auth.c): the greetings, the envelope,
  * STARTTLS and the small ones.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
-#include "roost/auth.h"
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/delivery.h"
-#include "roost/dkim.h"
 #include "roost/error.h"
 #include "roost/log.h"
-#include "roost/queue.h"
 #include "roost/relay.h"
 #include "roost/sasl.h"
 #include "roost/services.h"
 #include "roost/smtp.h"
-#include "roost/storage.h"
 #include "roost/xalloc.h"
 
 #include "smtp_impl.h"

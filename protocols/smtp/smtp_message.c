@@ -7,14 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
-#include "roost/auth.h"
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/delivery.h"
@@ -23,7 +20,6 @@
 #include "roost/log.h"
 #include "roost/queue.h"
 #include "roost/relay.h"
-#include "roost/sasl.h"
 #include "roost/services.h"
 #include "roost/smtp.h"
 #include "roost/storage.h"

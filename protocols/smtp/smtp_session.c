@@ -9,29 +9,19 @@
  * Replies carry RFC 3463 enhanced codes everywhere except where RFC 2034
  * has none: the greeting, the EHLO keyword lines, 354 and 334.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
-#include "roost/auth.h"
 #include "roost/config.h"
 #include "roost/conn.h"
-#include "roost/delivery.h"
-#include "roost/dkim.h"
-#include "roost/error.h"
 #include "roost/log.h"
-#include "roost/queue.h"
 #include "roost/relay.h"
 #include "roost/sasl.h"
 #include "roost/services.h"
 #include "roost/smtp.h"
-#include "roost/storage.h"
 #include "roost/xalloc.h"
 
 #include "smtp_impl.h"

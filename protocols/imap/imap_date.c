@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "roost/date.h"
 #include "roost/error.h"
 
 #include "imap_impl.h"
@@ -60,17 +61,6 @@ imap_parse_date(const char *s, int *y_r, int *m_r, int *d_r)
 	return 0;
 }
 
-static int64_t
-days_from_civil(int y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
 int
 imap_parse_datetime(const char *s, int64_t *t_r)
 {
@@ -93,7 +83,8 @@ imap_parse_datetime(const char *s, int64_t *t_r)
 	zs = p[9] == '-' ? -1 : 1;
 	zh = (p[10] - '0') * 10 + (p[11] - '0');
 	int zm = (p[12] - '0') * 10 + (p[13] - '0');
-	int64_t t = days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss;
+	int64_t t =
+	    date_days_from_civil(y, (unsigned)m, (unsigned)d) * 86400 + hh * 3600 + mm * 60 + ss;
 	t -= zs * (zh * 3600 + zm * 60);
 	*t_r = t;
 	return 0;

@@ -23,6 +23,7 @@
 
 #include "roost/config.h"
 #include "roost/conn.h"
+#include "roost/date.h"
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/message.h"
@@ -93,17 +94,6 @@ static int64_t
 day_of(int64_t t)
 {
 	return t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
-}
-
-static int64_t
-day_from_ymd(int y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
 }
 
 static const char *
@@ -211,7 +201,7 @@ parse_key(struct sparse *sp)
 			if (d == NULL || imap_parse_date(d, &y, &m, &dd) < 0)
 				return NULL;
 			struct skey *k = new_key(sp, dates[i].kind);
-			k->day = day_from_ymd(y, m, dd);
+			k->day = date_days_from_civil(y, (unsigned)m, (unsigned)dd);
 			return k;
 		}
 	}

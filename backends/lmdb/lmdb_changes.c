@@ -7,20 +7,13 @@
 #include <string.h>
 
 #include "lmdb_impl.h"
+#include "roost/uid.h"
 #include "roost/xalloc.h"
-
-static int
-u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static int
 rec_cmp(const void *a, const void *b)
 {
-	return u32_cmp(&((const struct msg_record *)a)->uid, &((const struct msg_record *)b)->uid);
+	return uid_cmp(&((const struct msg_record *)a)->uid, &((const struct msg_record *)b)->uid);
 }
 
 /* UIDs of dbi entries (id, modseq > since, uid). */
@@ -52,8 +45,7 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 		free(uids);
 		return lmdb_err("scan", rc);
 	}
-	if (n > 1)
-		qsort(uids, n, sizeof(*uids), u32_cmp);
+	uid_sort(uids, n);
 	*uids_r = uids;
 	*n_r = n;
 	return 0;

@@ -16,6 +16,7 @@
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/uid.h"
 #include "roost/xalloc.h"
 
 #include "maildir.h"
@@ -238,14 +239,6 @@ md_cache_set_op(struct mailbox *mb, uint32_t uid, const void *data, size_t len)
 	return err;
 }
 
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 int
 md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
 {
@@ -274,7 +267,7 @@ md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
 			c->expunged[c->n_expunged++] = f->exp[i].uid;
 	}
 	pthread_mutex_unlock(&f->mutex);
-	qsort(c->expunged, c->n_expunged, sizeof(*c->expunged), cmp_u32);
+	uid_sort(c->expunged, c->n_expunged);
 	for (i = n = 0; i < c->n_expunged; i++) {
 		if (n == 0 || c->expunged[n - 1] != c->expunged[i])
 			c->expunged[n++] = c->expunged[i];

@@ -28,6 +28,7 @@
 
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/uid.h"
 #include "roost/xalloc.h"
 
 #include "maildir.h"
@@ -161,14 +162,6 @@ md_map_find(struct base_map *m, struct md_folder *f, const char *name, size_t ba
 	return NULL;
 }
 
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
  * Expunges leave their dovecot-uidlist record behind (Dovecot does the
  * same): rewriting a 100k-line file per expunge is what made them slow.
@@ -190,9 +183,9 @@ md_drop_expunged(struct md_folder *f)
 	for (i = 0; i < n; i++)
 		dead[i] = f->exp[f->exp_applied + i].uid;
 	f->exp_applied = f->n_exp;
-	qsort(dead, n, sizeof(*dead), cmp_u32);
+	uid_sort(dead, n);
 	for (i = j = 0; i < f->n; i++) {
-		if (bsearch(&f->recs[i].uid, dead, n, sizeof(*dead), cmp_u32) != NULL) {
+		if (uid_find(dead, n, f->recs[i].uid)) {
 			md_rec_free_fields(&f->recs[i]);
 			f->uidlist_dead++;
 			continue;

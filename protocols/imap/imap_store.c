@@ -9,22 +9,10 @@
 #include "roost/conn.h"
 #include "roost/error.h"
 #include "roost/storage.h"
+#include "roost/uid.h"
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
-
-static int
-u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static bool
-bsearch_u32(const uint32_t *v, size_t n, uint32_t key)
-{
-	return bsearch(&key, v, n, sizeof(*v), u32_cmp) != NULL;
-}
 
 /* STORE between steps (in the command's arena). */
 struct store_state {
@@ -221,7 +209,7 @@ store_step(struct imap_cmd *cmd)
 		struct view_msg *m = &v->msgs[idx[i]];
 		if (m->expunged)
 			continue;
-		if (st->n_mod > 0 && bsearch_u32(st->mod, st->n_mod, m->rec.uid)) {
+		if (st->n_mod > 0 && uid_find(st->mod, st->n_mod, m->rec.uid)) {
 			st->mod_ids[st->n_mod_ids++] = cmd->uid ? m->rec.uid : idx[i] + 1;
 			continue;
 		}
@@ -277,7 +265,7 @@ store_step(struct imap_cmd *cmd)
 	}
 	buf_free(&b);
 	if (st->n_mod_ids > 0) {
-		qsort(st->mod_ids, st->n_mod_ids, sizeof(*st->mod_ids), u32_cmp);
+		uid_sort(st->mod_ids, st->n_mod_ids);
 		seqset_format(st->mod_ids, st->n_mod_ids, &modified);
 	}
 	if (st->gone)

@@ -16,6 +16,7 @@
 #include "roost/log.h"
 #include "roost/services.h"
 #include "roost/storage.h"
+#include "roost/uid.h"
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
@@ -222,14 +223,6 @@ view_seq_of_uid(const struct imap_view *v, uint32_t uid)
 	return i < 0 ? 0 : (uint32_t)i + 1;
 }
 
-static int
-u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Send the EXPUNGEs held back so far. */
 static void
 flush_expunges(struct imap_session *s)
@@ -329,7 +322,7 @@ view_sync(struct imap_session *s, bool allow_expunge)
 				uids[i] = recs[i].uid;
 			for (size_t i = 0; i < v->n; i++) {
 				uint32_t u = v->msgs[i].rec.uid;
-				if (bsearch(&u, uids, n, sizeof(*uids), u32_cmp) == NULL)
+				if (!uid_find(uids, n, u))
 					mark_expunged(v, u);
 			}
 			free(uids);

@@ -14,6 +14,7 @@
 #include "lmdb_impl.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
@@ -659,15 +660,9 @@ lmdb_shards_close(struct lmdb_storage *ls)
 struct lmdb_shard *
 lmdb_shard_of(struct lmdb_storage *ls, const char *user)
 {
-	uint32_t h = 2166136261u;
-
 	if (ls->n_shards == 1)
 		return &ls->shards[0];
-	for (const unsigned char *p = (const unsigned char *)user; *p != '\0'; p++) {
-		h ^= *p;
-		h *= 16777619u;
-	}
-	return &ls->shards[h % ls->n_shards];
+	return &ls->shards[hash_str(user) % ls->n_shards];
 }
 
 static int

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
@@ -65,28 +66,16 @@ struct idx_ent {
 
 _Static_assert(sizeof(struct idx_ent) == 48, "index entry size");
 
-static uint64_t
-fnv64(const void *p, size_t n, uint64_t h)
-{
-	const uint8_t *b = p;
-
-	while (n-- > 0) {
-		h ^= *b++;
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 static void
 ent_seal(struct idx_ent *e)
 {
-	e->check = fnv64(e, offsetof(struct idx_ent, check), 0xcbf29ce484222325ull);
+	e->check = hash_fnv1a64(e, offsetof(struct idx_ent, check), HASH_FNV1A64_INIT);
 }
 
 static bool
 ent_ok(const struct idx_ent *e)
 {
-	return e->check == fnv64(e, offsetof(struct idx_ent, check), 0xcbf29ce484222325ull);
+	return e->check == hash_fnv1a64(e, offsetof(struct idx_ent, check), HASH_FNV1A64_INIT);
 }
 
 static void
@@ -484,9 +473,9 @@ cache_scan(struct md_folder *f)
 		     (ssize_t)h.len;
 		if (ok) {
 			uint64_t c =
-			    fnv64(&h, offsetof(struct cache_hdr, check), 0xcbf29ce484222325ull);
+			    hash_fnv1a64(&h, offsetof(struct cache_hdr, check), HASH_FNV1A64_INIT);
 
-			ok = fnv64(data, h.len, c) == h.check;
+			ok = hash_fnv1a64(data, h.len, c) == h.check;
 		}
 		free(data);
 		if (!ok)
@@ -576,8 +565,8 @@ md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len)
 	h.uidvalidity = f->uidvalidity;
 	h.uid = uid;
 	h.len = (uint32_t)len;
-	h.check =
-	    fnv64(data, len, fnv64(&h, offsetof(struct cache_hdr, check), 0xcbf29ce484222325ull));
+	h.check = hash_fnv1a64(
+	    data, len, hash_fnv1a64(&h, offsetof(struct cache_hdr, check), HASH_FNV1A64_INIT));
 	buf_append(&b, &h, sizeof(h));
 	buf_append(&b, data, len);
 	if (write(f->cache_fd, b.data, b.len) != (ssize_t)b.len) {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/uid.h"
 #include "roost/xalloc.h"
@@ -117,18 +118,6 @@ ts_eq(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-static uint64_t
-hash_base(const char *s, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	while (n-- > 0) {
-		h ^= (unsigned char)*s++;
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 void
 md_map_build(struct base_map *m, struct md_folder *f)
 {
@@ -139,7 +128,9 @@ md_map_build(struct base_map *m, struct md_folder *f)
 	m->slots = xcalloc(size, sizeof(*m->slots));
 	m->mask = size - 1;
 	for (i = 0; i < f->n; i++) {
-		size_t h = (size_t)hash_base(f->recs[i].fname, f->recs[i].baselen) & m->mask;
+		size_t h =
+		    (size_t)hash_fnv1a64(f->recs[i].fname, f->recs[i].baselen, HASH_FNV1A64_INIT) &
+		    m->mask;
 
 		while (m->slots[h] != 0)
 			h = (h + 1) & m->mask;
@@ -150,7 +141,7 @@ md_map_build(struct base_map *m, struct md_folder *f)
 struct md_rec *
 md_map_find(struct base_map *m, struct md_folder *f, const char *name, size_t baselen)
 {
-	size_t h = (size_t)hash_base(name, baselen) & m->mask;
+	size_t h = (size_t)hash_fnv1a64(name, baselen, HASH_FNV1A64_INIT) & m->mask;
 
 	while (m->slots[h] != 0) {
 		struct md_rec *r = &f->recs[m->slots[h] - 1];

@@ -11,6 +11,7 @@
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/sasl.h"
 #include "roost/services.h"
@@ -35,11 +36,7 @@ static struct ucount *ucounts[256];
 static unsigned
 key_hash(const char *k)
 {
-	unsigned h = 5381;
-
-	while (*k)
-		h = h * 33 + (unsigned char)*k++;
-	return h & 255;
+	return hash_str(k) & 255;
 }
 
 bool

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "roost/buf.h"
+#include "roost/hex.h"
 #include "roost/mutf7.h"
 #include "roost/xalloc.h"
 
@@ -64,18 +65,6 @@ md_name_encode(const char *name)
 	return (char *)buf_steal(&out, &len);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Decode one component [s, end); false when it is not our encoding. On
  * disk a name is 7-bit only: raw 8-bit bytes, which mutf7_decode would
  * pass through, are refused here. */
@@ -87,14 +76,13 @@ decode_component(struct buf *out, const char *s, const char *end)
 
 	for (; ok && s < end; s++) {
 		if (*s == '%') {
-			int h, l;
+			int b;
 
-			if (end - s < 3 || (h = hexval(s[1])) < 0 || (l = hexval(s[2])) < 0 ||
-			    (h * 16 + l != '.' && h * 16 + l != '%')) {
+			if (end - s < 3 || ((b = hex_byte(s + 1)) != '.' && b != '%')) {
 				ok = false;
 				break;
 			}
-			buf_append_byte(&unescaped, (uint8_t)(h * 16 + l));
+			buf_append_byte(&unescaped, (uint8_t)b);
 			s += 2;
 		} else if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f) {
 			ok = false;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
@@ -295,7 +296,5 @@ md_random_hex(char *out, size_t nbytes)
 		for (i = 0; i < nbytes; i++)
 			raw[i] = (uint8_t)((tv.tv_usec >> (i % 3)) ^ (getpid() >> (i % 5)) ^ i);
 	}
-	for (i = 0; i < nbytes; i++)
-		sprintf(out + 2 * i, "%02x", raw[i]);
-	out[2 * nbytes] = '\0';
+	hex_encode(raw, nbytes, out);
 }

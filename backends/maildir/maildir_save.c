@@ -19,29 +19,11 @@
 #include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
 #include "maildir.h"
-
-static int
-write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 static int
 copy_fd(int out, int in, uint64_t len)
@@ -58,7 +40,7 @@ copy_fd(int out, int in, uint64_t len)
 			continue;
 		if (r <= 0)
 			return -1;
-		if (write_all(out, buf, (size_t)r) < 0)
+		if (fdio_write_all(out, buf, (size_t)r) < 0)
 			return -1;
 		off += r;
 	}
@@ -93,7 +75,7 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
 	else if (msg->fd >= 0)
 		rc = copy_fd(fd, msg->fd, msg->len);
 	else
-		rc = write_all(fd, msg->data, msg->len);
+		rc = fdio_write_all(fd, msg->data, msg->len);
 	if (rc == 0 && ms->fsync)
 		rc = fdatasync(fd);
 	if (rc == 0) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/hex.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
@@ -71,18 +72,10 @@ md_path3(const char *a, const char *b, const char *c)
 int
 md_fsync_dir(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0) {
-		log_error("maildir: open %s: %s", path, strerror(errno));
+	if (fdio_fsync_dir(path) < 0) {
+		log_error("maildir: fsync %s: %s", path, strerror(errno));
 		return md_errno_to_err(errno);
 	}
-	if (fsync(fd) < 0 && errno != EINVAL) {
-		log_error("maildir: fsync %s: %s", path, strerror(errno));
-		close(fd);
-		return ROOST_EIO;
-	}
-	close(fd);
 	return 0;
 }
 
@@ -92,25 +85,6 @@ md_mkdir(const char *path)
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		log_error("maildir: mkdir %s: %s", path, strerror(errno));
 		return md_errno_to_err(errno);
-	}
-	return 0;
-}
-
-static int
-write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
 	}
 	return 0;
 }
@@ -142,7 +116,7 @@ md_write_file(struct md_storage *ms, const char *dir, const char *name, const vo
 		log_error("maildir: create %s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	if (write_all(fd, data, len) < 0 || (do_fsync && fdatasync(fd) < 0)) {
+	if (fdio_write_all(fd, data, len) < 0 || (do_fsync && fdatasync(fd) < 0)) {
 		err = md_errno_to_err(errno);
 		log_error("maildir: write %s: %s", tmp, strerror(errno));
 		close(fd);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
@@ -278,17 +279,7 @@ spool_write(struct imap_spool *sp, const uint8_t *p, size_t n)
 {
 	if (sp->lit_fd < 0)
 		return buf_append(&sp->text, p, n);
-	while (n > 0) {
-		ssize_t w = write(sp->lit_fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return ROOST_EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	return fdio_write_all(sp->lit_fd, p, n);
 }
 
 /*

@@ -17,6 +17,7 @@
 #include "roost/delivery.h"
 #include "roost/dkim.h"
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/queue.h"
 #include "roost/relay.h"
@@ -52,7 +53,6 @@ spool_open(const char *dir)
 static void
 spill(struct smtp_session *s, bool force)
 {
-	const uint8_t *p = s->msg.data;
 	size_t n = s->msg.len;
 
 	if (n == 0 || (!force && n < SMTP_SPOOL_AT && s->spool_fd < 0))
@@ -68,21 +68,14 @@ spill(struct smtp_session *s, bool force)
 			s->spool_failed = true;
 		}
 	}
-	while (n > 0 && !s->spool_failed) {
-		ssize_t w = write(s->spool_fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
+	if (!s->spool_failed) {
+		if (fdio_write_all(s->spool_fd, s->msg.data, n) < 0) {
 			log_error("conn=%llu proto=smtp event=spool-failed error=\"%s\"",
-			          (unsigned long long)conn_id(s->c),
-			          w < 0 ? strerror(errno) : "short write");
+			          (unsigned long long)conn_id(s->c), strerror(errno));
 			s->spool_failed = true;
-			break;
+		} else {
+			s->spooled += n;
 		}
-		p += w;
-		n -= (size_t)w;
-		s->spooled += (uint64_t)w;
 	}
 	buf_reset(&s->msg);
 }

@@ -1,6 +1,9 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "roost/error.h"
@@ -77,6 +80,24 @@ fdio_read_file(const char *path, size_t max, struct buf *out)
 	if (err != 0)
 		buf_free(out);
 	return err;
+}
+
+int
+fdio_open_spool(const char *dir, const char *prefix)
+{
+	char path[PATH_MAX];
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		return fd;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%sXXXXXX", dir, prefix) >= sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
 }
 
 int

@@ -36,6 +36,15 @@ int fdio_read_all(int fd, struct buf *out);
 int fdio_read_file(const char *path, size_t max, struct buf *out);
 
 /*
+ * A new empty file in the directory dir, open for reading and writing, that
+ * has no name (O_TMPFILE; on file systems without it, a file named
+ * dir/<prefix>XXXXXX unlinked at once), so nothing is left behind when
+ * the descriptor is closed or the process dies: the descriptor, or -1 with
+ * errno set.
+ */
+int fdio_open_spool(const char *dir, const char *prefix);
+
+/*
  * fsync the directory at path, so that the entries last created, renamed
  * or removed in it are on stable storage: 0, or ROOST_EIO. A file system
  * that cannot sync a directory (EINVAL) counts as success.

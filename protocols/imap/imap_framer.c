@@ -172,24 +172,6 @@ spool_at(const struct imap_frame_env *env)
 	return env->spool_at != 0 ? env->spool_at : IMAP_SPOOL_AT;
 }
 
-/* An unlinked file under dir, or -1. */
-static int
-spool_open(const char *dir)
-{
-	char path[4096];
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-
-	if (fd >= 0)
-		return fd;
-	/* file systems without O_TMPFILE */
-	if ((size_t)snprintf(path, sizeof(path), "%s/.imap-spool-XXXXXX", dir) >= sizeof(path))
-		return -1;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	return fd;
-}
-
 /* Refuse the command being spooled. at: where the skipping resumes in the
  * input; skip: literal bytes to drop from there first. */
 static void
@@ -236,7 +218,7 @@ spool_literal(struct imap_framer *fr, struct imap_frame_env *env, uint64_t n, si
 		             0);
 		return false;
 	} else {
-		int fd = spool_open(env->spool_dir);
+		int fd = fdio_open_spool(env->spool_dir, ".imap-spool-");
 
 		if (fd < 0) {
 			log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"",

@@ -30,23 +30,6 @@
 
 #define SMTP_SPOOL_AT (1024 * 1024)
 
-static int
-spool_open(const char *dir)
-{
-	char path[4096];
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-
-	if (fd >= 0)
-		return fd;
-	/* No O_TMPFILE on this file system: a named file, unlinked at once. */
-	if ((size_t)snprintf(path, sizeof(path), "%s/.smtp-spool-XXXXXX", dir) >= sizeof(path))
-		return -1;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	return fd;
-}
-
 /* Move what s->msg holds to the spool file (when force, or when it has
  * grown past SMTP_SPOOL_AT). A failure is remembered and answered with 451
  * at the end of the data; the bytes are dropped meanwhile. */
@@ -58,7 +41,7 @@ spill(struct smtp_session *s, bool force)
 	if (n == 0 || (!force && n < SMTP_SPOOL_AT && s->spool_fd < 0))
 		return;
 	if (s->spool_fd < 0 && !s->spool_failed) {
-		s->spool_fd = spool_open(s->cfg->data_dir);
+		s->spool_fd = fdio_open_spool(s->cfg->data_dir, ".smtp-spool-");
 		log_debug("conn=%llu proto=smtp event=spool id=%s fd=%d",
 		          (unsigned long long)conn_id(s->c), s->id, s->spool_fd);
 		if (s->spool_fd < 0) {

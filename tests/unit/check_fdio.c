@@ -120,6 +120,29 @@ START_TEST(read_all_appends)
 }
 END_TEST
 
+START_TEST(spool_has_no_name)
+{
+	char dir[] = "/tmp/roost-check-fdio-XXXXXX";
+	char missing[64];
+	struct buf b = BUF_INIT(0);
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	fd = fdio_open_spool(dir, ".spool-");
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fdio_write_all(fd, "spooled", 7), 0);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+	ck_assert_int_eq(fdio_read_all(fd, &b), 0);
+	ck_assert_str_eq(buf_cstr(&b), "spooled");
+	/* nothing named is left in the directory: it can be removed at once */
+	ck_assert_int_eq(rmdir(dir), 0);
+	close(fd);
+	snprintf(missing, sizeof(missing), "%s/none", dir);
+	ck_assert_int_eq(fdio_open_spool(missing, ".spool-"), -1);
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(errors)
 {
 	char dir[] = "/tmp/roost-check-fdio-XXXXXX";
@@ -152,6 +175,7 @@ main(void)
 	tcase_add_test(tc, pipe_round_trip);
 	tcase_add_test(tc, read_file_bounds);
 	tcase_add_test(tc, read_all_appends);
+	tcase_add_test(tc, spool_has_no_name);
 	tcase_add_test(tc, errors);
 	suite_add_tcase(s, tc);
 	return check_run(s);

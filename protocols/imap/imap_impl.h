@@ -476,6 +476,8 @@ void imap_idle_stop(struct imap_session *s);
 /* The view (imap_sync.c)                                             */
 
 int view_open(struct imap_session *s, const char *name, bool readonly);
+/* Untagged FLAGS and PERMANENTFLAGS for the open view (SELECT, new keywords). */
+void view_announce_flags(struct imap_session *s);
 void view_close(struct imap_session *s);
 /*
  * Catch up with storage and announce: new messages (EXISTS, RECENT), flag

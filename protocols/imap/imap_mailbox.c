@@ -101,21 +101,10 @@ do_select(struct imap_cmd *cmd, bool readonly)
 		return;
 	}
 	struct imap_view *v = &s->view;
-	struct buf b = BUF_INIT(0);
 	size_t recent = 0;
 	uint32_t first_unseen = 0;
 
-	buf_append_str(&b, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-	for (size_t i = 0; i < v->n_keywords; i++)
-		buf_printf(&b, " %s", v->keywords[i]);
-	imap_untagged(s, "FLAGS (%s)", buf_cstr(&b));
-	if (readonly)
-		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox");
-	else if (v->n_keywords < STORAGE_MAX_KEYWORDS)
-		imap_untagged(s, "OK [PERMANENTFLAGS (%s \\*)] Flags permitted", buf_cstr(&b));
-	else
-		imap_untagged(s, "OK [PERMANENTFLAGS (%s)] Flags permitted", buf_cstr(&b));
-	buf_free(&b);
+	view_announce_flags(s);
 	for (size_t i = 0; i < v->n; i++) {
 		recent += v->msgs[i].recent;
 		if (first_unseen == 0 && !(v->msgs[i].rec.flags & MSG_SEEN))

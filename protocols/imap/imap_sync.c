@@ -65,8 +65,8 @@ free_keywords(struct imap_view *v)
 	v->n_keywords = 0;
 }
 
-static void
-announce_flags(struct imap_session *s)
+void
+view_announce_flags(struct imap_session *s)
 {
 	struct imap_view *v = &s->view;
 	struct buf b = BUF_INIT(0);
@@ -104,7 +104,7 @@ view_refresh_keywords(struct imap_session *s, bool announce)
 		v->keywords[i] = xstrdup(names[i]);
 	v->n_keywords = n;
 	if (announce)
-		announce_flags(s);
+		view_announce_flags(s);
 }
 
 static void

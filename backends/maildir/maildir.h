@@ -270,6 +270,9 @@ struct md_durable {
 int md_commit_deferred(struct md_folder *f, struct md_durable *d);
 int md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable *d);
 struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
+/* A new zeroed record for uid at the end of f->recs (the caller keeps the
+ * order ascending); valid until the next append. */
+struct md_rec *md_rec_append(struct md_folder *f, uint32_t uid);
 /* base name -> record, open addressing; valid until f->recs changes. */
 struct base_map {
 	uint32_t *slots; /* index + 1; 0 = empty */

@@ -205,13 +205,7 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 		d->newdir = true;
 	else
 		d->curdir = true;
-	if (f->n == f->cap) {
-		f->cap = f->cap == 0 ? 64 : f->cap * 2;
-		f->recs = xreallocarray(f->recs, f->cap, sizeof(*f->recs));
-	}
-	r = &f->recs[f->n++];
-	memset(r, 0, sizeof(*r));
-	r->uid = f->nextuid++;
+	r = md_rec_append(f, f->nextuid++);
 	r->fname = name;
 	name = NULL;
 	r->baselen = (uint16_t)strlen(p->base);

@@ -391,13 +391,7 @@ scan_apply(struct md_folder *f, bool *work_r)
 			err = ROOST_ETOOBIG;
 			break;
 		}
-		if (f->n == f->cap) {
-			f->cap = f->cap == 0 ? 64 : f->cap * 2;
-			f->recs = xreallocarray(f->recs, f->cap, sizeof(*f->recs));
-		}
-		r = &f->recs[f->n++];
-		memset(r, 0, sizeof(*r));
-		r->uid = f->nextuid++;
+		r = md_rec_append(f, f->nextuid++);
 		r->fname = xstrdup(fresh[i]->name);
 		r->baselen = (uint16_t)fresh[i]->baselen;
 		r->in_new = fresh[i]->in_new;

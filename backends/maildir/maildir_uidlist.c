@@ -194,9 +194,8 @@ md_uidlist_unlock(struct md_folder *f)
 	f->locked = false;
 }
 
-static void
-rec_append(struct md_folder *f, uint32_t uid, const char *name, size_t namelen, const char *ext,
-           size_t extlen)
+struct md_rec *
+md_rec_append(struct md_folder *f, uint32_t uid)
 {
 	struct md_rec *r;
 
@@ -207,6 +206,15 @@ rec_append(struct md_folder *f, uint32_t uid, const char *name, size_t namelen, 
 	r = &f->recs[f->n++];
 	memset(r, 0, sizeof(*r));
 	r->uid = uid;
+	return r;
+}
+
+static void
+rec_append(struct md_folder *f, uint32_t uid, const char *name, size_t namelen, const char *ext,
+           size_t extlen)
+{
+	struct md_rec *r = md_rec_append(f, uid);
+
 	r->fname = xstrndup(name, namelen);
 	r->baselen = (uint16_t)strcspn(r->fname, ":");
 	r->ext = extlen > 0 ? xstrndup(ext, extlen) : NULL;

@@ -22,10 +22,12 @@
 #include "roost/auth.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/mutf7.h"
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
+#include "roost/utf8.h"
 #include "roost/xalloc.h"
 
 static const struct storage_ops *
@@ -65,63 +67,6 @@ storage_backend_available(const char *name)
 /* Validation                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Decode one UTF-8 sequence at s (at most n bytes); returns its length and
- * the code point, or 0 when it is invalid (overlong, surrogate, > U+10FFFF,
- * truncated). */
-static size_t
-utf8_decode(const unsigned char *s, size_t n, uint32_t *cp_r)
-{
-	uint32_t cp;
-	size_t len;
-
-	if (s[0] < 0x80) {
-		*cp_r = s[0];
-		return 1;
-	}
-	if ((s[0] & 0xe0) == 0xc0) {
-		len = 2;
-		cp = s[0] & 0x1f;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3;
-		cp = s[0] & 0x0f;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	*cp_r = cp;
-	return len;
-}
-
-/* Valid UTF-8 without C0/C1 controls or DEL. */
-static bool
-text_valid(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < len) {
-		uint32_t cp;
-		size_t n = utf8_decode(p + i, len - i, &cp);
-
-		if (n == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f))
-			return false;
-		i += n;
-	}
-	return true;
-}
-
 /*
  * '.' is refused anywhere in a name: Maildir++ uses it as its on-disk
  * hierarchy separator, so "a.b" and "a/b" would be the same folder there,
@@ -138,7 +83,7 @@ storage_name_valid(const char *name)
 	if (name == NULL)
 		return false;
 	len = strnlen(name, STORAGE_MAX_NAME + 1);
-	if (len == 0 || len > STORAGE_MAX_NAME || !text_valid(name, len))
+	if (len == 0 || len > STORAGE_MAX_NAME || !utf8_text_valid(name, len))
 		return false;
 	if (mutf7_encoded_len(name, len, &stored) < 0)
 		return false;
@@ -297,13 +242,7 @@ struct watch_registry {
 static uint64_t
 user_hash(const char *user)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (const unsigned char *p = (const unsigned char *)user; *p != '\0'; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return hash_str64(user);
 }
 
 static void

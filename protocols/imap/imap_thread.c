@@ -20,6 +20,7 @@
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/services.h"
 #include "roost/xalloc.h"
 
@@ -69,10 +70,8 @@ new_node(struct thr *t, int32_t hit)
 static uint64_t
 id_hash(const struct thr *t, const char *s, size_t len)
 {
-	uint64_t h = t->seed;
+	uint64_t h = hash_fnv1a64(s, len, t->seed);
 
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;

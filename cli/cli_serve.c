@@ -39,11 +39,12 @@ open_listeners(const struct roost_config *cfg, struct server *srv)
 		const char *name;
 		const struct config_listen *listen;
 	} listeners[] = {
-	    {"smtp", &cfg->listen_smtp},   {"submission", &cfg->listen_submission},
-	    {"smtps", &cfg->listen_smtps}, {"lmtp", &cfg->listen_lmtp},
-	    {"imap", &cfg->listen_imap},   {"imaps", &cfg->listen_imaps},
-	    {"pop3", &cfg->listen_pop3},   {"pop3s", &cfg->listen_pop3s},
-	    {"http", &cfg->listen_http},   {"https", &cfg->listen_https},
+	    {"smtp", &cfg->listen_smtp},       {"submission", &cfg->listen_submission},
+	    {"smtps", &cfg->listen_smtps},     {"lmtp", &cfg->listen_lmtp},
+	    {"imap", &cfg->listen_imap},       {"imaps", &cfg->listen_imaps},
+	    {"pop3", &cfg->listen_pop3},       {"pop3s", &cfg->listen_pop3s},
+	    {"http", &cfg->listen_http},       {"https", &cfg->listen_https},
+	    {"metrics", &cfg->listen_metrics},
 	};
 	unsigned opened = 0;
 	int ret;

@@ -36,6 +36,7 @@
 #include "roost/hex.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
+#include "roost/metrics.h"
 
 #include "auth_impl.h"
 
@@ -405,6 +406,7 @@ auth_failure(struct auth *auth, const char *peer_ip)
 {
 	char key[INET6_ADDRSTRLEN + 4];
 
+	metrics_auth_failure();
 	return auth_throttle_failure(auth->throttle, throttle_key(peer_ip, key, sizeof(key)),
 	                             mono_ms());
 }

@@ -58,6 +58,7 @@ static const struct key_def keys[] = {
     {"listen", "pop3s", T_LISTEN, "127.0.0.1:2995", F(listen_pop3s), 0, 0},
     {"listen", "http", T_LISTEN, "127.0.0.1:2080", F(listen_http), 0, 0},
     {"listen", "https", T_LISTEN, "127.0.0.1:2443", F(listen_https), 0, 0},
+    {"listen", "metrics", T_LISTEN, "off", F(listen_metrics), 0, 0},
 
     {"http", "www_dir", T_STRING, "", F(http_www_dir), 0, 0},
     {"http", "max_head", T_SIZE, "32K", F(http_max_head), 1024, 1 << 20},
@@ -523,9 +524,10 @@ validate(const struct roost_config *cfg, char *err, size_t errlen, const char *f
 	/* unix: sockets make sense for LMTP only (behind a local MTA). */
 	{
 		const struct config_listen *tcp_only[] = {
-		    &cfg->listen_smtp,  &cfg->listen_submission, &cfg->listen_smtps,
-		    &cfg->listen_imap,  &cfg->listen_imaps,      &cfg->listen_pop3,
-		    &cfg->listen_pop3s, &cfg->listen_http,       &cfg->listen_https,
+		    &cfg->listen_smtp,    &cfg->listen_submission, &cfg->listen_smtps,
+		    &cfg->listen_imap,    &cfg->listen_imaps,      &cfg->listen_pop3,
+		    &cfg->listen_pop3s,   &cfg->listen_http,       &cfg->listen_https,
+		    &cfg->listen_metrics,
 		};
 
 		for (size_t i = 0; i < sizeof(tcp_only) / sizeof(tcp_only[0]); i++) {

@@ -9,6 +9,7 @@
 #include "roost/error.h"
 #include "roost/server_impl.h"
 #include "roost/xalloc.h"
+#include "roost/metrics.h"
 
 /*
  * Accept, the hand-off between the loop and the workers, and the step that
@@ -75,8 +76,10 @@ void
 conn_dispatch(struct conn *c, enum conn_job job)
 {
 	c->job = job;
-	if (job == JOB_COMMAND)
+	if (job == JOB_COMMAND) {
 		c->input_max_seq_cmd = c->input_max_seq;
+		metrics_command(conn_listener(c));
+	}
 	conn_enter(c, CONN_WORKER);
 	loop_timer_set(c->sl->loop, &c->timer, 0);
 	worker_pool_push(c->srv->pool, &c->work);
@@ -406,6 +409,7 @@ conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 	sl->nconns++;
 
 	conn_log(c, LOG_LEVEL_INFO, "event=connect local=%s", c->local);
+	metrics_conn_open(conn_listener(c));
 	if (loop_add(sl->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io) != 0) {
 		conn_close_now(c, "epoll_error");
 		return;

@@ -11,6 +11,7 @@
 #include "roost/error.h"
 #include "roost/server_impl.h"
 #include "roost/xalloc.h"
+#include "roost/metrics.h"
 
 /*
  * Buffered output and input, flushing, closing and the lingering close,
@@ -356,6 +357,7 @@ conn_close_now(struct conn *c, const char *reason)
 	conn_log(c, LOG_LEVEL_INFO,
 	         "event=disconnect reason=%s duration_ms=%" PRIu64 " out_peak=%zu", reason,
 	         loop_now(sl->loop) - c->started, c->out_peak);
+	metrics_conn_close(conn_listener(c));
 	/* A failed handshake or write leaves nothing to say goodbye on. */
 	if (c->io_err == 0 && c->state != CONN_HANDSHAKE)
 		tp_shutdown(c);

@@ -7,6 +7,7 @@
 #include "roost/log.h"
 #include "roost/worker.h"
 #include "roost/xalloc.h"
+#include "roost/metrics.h"
 
 /*
  * One mutex and one condition variable guard the queue and the stop flag.
@@ -41,7 +42,9 @@ worker_main(void *arg)
 			pool->tail = NULL;
 		pthread_mutex_unlock(&pool->mu);
 		w->next = NULL;
+		metrics_job_started();
 		w->fn(w);
+		metrics_job_done();
 		pthread_mutex_lock(&pool->mu);
 	}
 	pthread_mutex_unlock(&pool->mu);
@@ -55,6 +58,7 @@ worker_pool_create(unsigned n, struct worker_pool **pool_r)
 
 	if (n == 0)
 		n = 1;
+	metrics_workers(n);
 	pthread_mutex_init(&pool->mu, NULL);
 	pthread_cond_init(&pool->cv, NULL);
 	pool->threads = xcalloc(n, sizeof(*pool->threads));
@@ -76,6 +80,7 @@ void
 worker_pool_push(struct worker_pool *pool, struct work *w)
 {
 	w->next = NULL;
+	metrics_job_queued();
 	pthread_mutex_lock(&pool->mu);
 	if (pool->tail != NULL)
 		pool->tail->next = w;

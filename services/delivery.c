@@ -16,6 +16,7 @@
 #include "roost/delivery.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/metrics.h"
 #include "roost/services.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"
@@ -290,6 +291,8 @@ delivery_store_input(struct storage *st, const struct msg_input *inp, struct del
 	for (size_t i = 0; i < n; i++) {
 		const struct delivery_target *d = &t[map[i]];
 
+		if (d->result == 0)
+			metrics_deliveries(1);
 		rcpts[i].result = d->result;
 		rcpts[i].uid = d->result == 0 ? d->uid : 0;
 		rcpts[i].uidvalidity = d->uidvalidity;

@@ -56,6 +56,7 @@ struct roost_config {
 	struct config_listen listen_pop3s;      /* default 127.0.0.1:2995 */
 	struct config_listen listen_http;       /* default 127.0.0.1:2080 */
 	struct config_listen listen_https;      /* default 127.0.0.1:2443 */
+	struct config_listen listen_metrics;    /* /metrics; default off */
 
 	/* [http] */
 	char *http_www_dir;        /* the web page's files; default: installed share dir */

@@ -91,6 +91,10 @@ int http_authenticate(struct http_session *s);
 /* The JMAP account id of a user: "a" and 16 hex digits of a digest. */
 void http_account_id(const char *user, char out[24]);
 
+/* ---- /metrics on the metrics listener (http_metrics.c) ---- */
+
+void http_metrics(struct http_session *s);
+
 /* ---- static files (http_static.c) ---- */
 
 void http_static_serve(struct http_session *s);

@@ -316,6 +316,18 @@ dispatch(struct http_session *s)
 	unsigned m = method_bit(s->req.method);
 	const struct route *r = NULL;
 
+	/* The metrics listener serves /metrics and nothing else; the others
+	 * never serve it. */
+	if (strcmp(conn_listener(s->c), "metrics") == 0) {
+		if (strcmp(s->req.path, "/metrics") != 0)
+			http_respond_text(s, 404, NULL, NULL);
+		else if ((m & (M_GET | M_HEAD)) == 0)
+			http_respond_text(s, 405, NULL, "Allow: GET, HEAD\r\n");
+		else
+			http_metrics(s);
+		return;
+	}
+
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *t = &routes[i];
 

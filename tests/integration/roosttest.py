@@ -23,7 +23,7 @@ ROOST_BIN = os.environ.get("ROOST_BIN") or os.path.join(ROOT, "build", "roost")
 ROOST_TESTD = os.environ.get("ROOST_TESTD") or os.path.join(ROOT, "build", "roost-testd")
 
 LISTENERS = ("smtp", "submission", "smtps", "lmtp", "imap", "imaps", "pop3", "pop3s", "http",
-             "https")
+             "https", "metrics")
 BACKENDS = tuple(b for b in os.environ.get("ROOST_BACKENDS", "lmdb,maildir").split(",") if b)
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")

@@ -251,6 +251,45 @@ class TestAuth(HttpBase):
                 self.assertIn(b'"apiUrl":"https://t/jmap/api/"', body)
 
 
+class TestMetrics(unittest.TestCase):
+    def test_metrics_listener(self):
+        with RoostServer(listeners=("http", "metrics", "smtp")) as srv:
+            import smtplib
+            with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=20) as s:
+                s.sendmail("bob@example.org", ["alice@example.org"], b"Subject: m\r\n\r\nx\r\n")
+            r = Raw(srv.port("http"))
+            self.addCleanup(r.close)
+            r.send(b"GET /jmap/session HTTP/1.1\r\nHost: t\r\nAuthorization: " +
+                   basic("alice@example.org", "nope").encode() + b"\r\n\r\n")
+            self.assertEqual(r.response()[0], 401)
+            r.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(r.response()[0], 404)  # not on the page's listener
+            m = Raw(srv.port("metrics"))
+            self.addCleanup(m.close)
+            m.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(m.response()[0], 404)
+            m.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            st, h, body = m.response()
+            self.assertEqual(st, 200)
+            self.assertTrue(h["content-type"].startswith("application/openmetrics-text"))
+            text = body.decode()
+            self.assertTrue(text.endswith("# EOF\n"))
+            values = {}
+            for line in text.splitlines():
+                if line and not line.startswith("#"):
+                    k, v = line.rsplit(" ", 1)
+                    values[k] = float(v)
+            self.assertGreaterEqual(values['roost_connections_total{listener="http"}'], 1)
+            self.assertGreaterEqual(values['roost_connections_total{listener="smtp"}'], 1)
+            self.assertGreaterEqual(values['roost_connections_open{listener="metrics"}'], 1)
+            self.assertGreaterEqual(values['roost_commands_total{listener="smtp"}'], 4)
+            self.assertGreaterEqual(values["roost_auth_failures_total"], 1)
+            self.assertEqual(values["roost_deliveries_total"], 1)
+            self.assertEqual(values["roost_workers"], 4)
+            self.assertGreaterEqual(values["roost_workers_busy"], 1)  # the one answering
+            self.assertEqual(values["roost_queue_messages"], 0)
+
+
 class TestPlaintextRefused(unittest.TestCase):
     """Off loopback, Basic over plain http is refused (the address the test
     client connects from is not loopback when the machine has another

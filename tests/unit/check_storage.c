@@ -1746,7 +1746,7 @@ START_TEST(lmdb_check_body_files)
 {
 	uint8_t *a = large_body(4);
 	struct buf report = BUF_INIT(1 << 20);
-	char blobs[300], path[600], name[100] = "";
+	char blobs[300], path[600], name[256] = "";
 	struct mailbox *mb;
 	struct msg_view v;
 	struct dirent *de;

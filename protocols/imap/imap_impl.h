@@ -262,6 +262,8 @@ struct imap_view {
 	 * session but may not be in the view yet. */
 	uint32_t recent_lo, recent_hi;
 	struct sort_cache *sort_cache; /* SORT/THREAD keys (imap_sort.h) */
+	uint32_t *searchres;           /* "$" (RFC 5182): UIDs, ascending */
+	size_t n_searchres;
 };
 
 struct imap_session {
@@ -404,6 +406,27 @@ int imap_search_run(struct imap_cmd *cmd, struct imap_search *sr, uint64_t *budg
 bool imap_search_modseq(const struct imap_search *sr);
 /* Log and answer NO [LIMIT] for a command that ran out of search_budget. */
 void imap_search_limit(struct imap_cmd *cmd, size_t n_keys);
+/* RETURN options (RFC 4731, 5182, 5267). */
+enum {
+	IMAP_RET_MIN = 1,
+	IMAP_RET_MAX = 2,
+	IMAP_RET_ALL = 4,
+	IMAP_RET_COUNT = 8,
+	IMAP_RET_SAVE = 16,
+};
+/* Parse the RETURN option list into IMAP_RET_* bits (an empty list means
+ * ALL). < 0 with BAD sent. */
+int imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r);
+/* RETURN (SAVE): keep the hits idx[0..n) (view indexes in result order;
+ * MIN/MAX are the first and last) as "$", as RFC 5182 says for ret. */
+void imap_search_save(struct imap_view *v, unsigned ret, const uint32_t *idx, size_t n);
+
+/* "$" (imap_searchres.c). */
+void searchres_save(struct imap_view *v, const uint32_t *uids, size_t n);
+void searchres_clear(struct imap_view *v);
+bool searchres_contains(const struct imap_view *v, uint32_t uid);
+/* The view indexes of "$", ascending, in the command's arena. */
+int searchres_resolve(struct imap_cmd *cmd, uint32_t **idx_r, size_t *n_r);
 imap_cmd_fn cmd_idle;
 
 /* ------------------------------------------------------------------ */

@@ -63,6 +63,7 @@ enum skind {
 	K_UID,
 	K_SEQ,
 	K_MODSEQ,
+	K_SAVED,   /* "$" (RFC 5182) */
 	K_OLDER,   /* WITHIN (RFC 5032): internal date at most now - n */
 	K_YOUNGER, /* internal date after now - n */
 };
@@ -322,6 +323,12 @@ parse_key(struct sparse *sp)
 		k->n = 2;
 		return k;
 	}
+	if (strcmp(w, "$") == 0 ||
+	    (strcasecmp(w, "UID") == 0 && sp->i < sp->n && sp->a[sp->i].type == ARG_ATOM &&
+	     strcmp(sp->a[sp->i].str, "$") == 0)) {
+		sp->i += w[0] != '$';
+		return new_key(sp, K_SAVED);
+	}
 	if (strcasecmp(w, "UID") == 0) {
 		const char *v = next_string(sp);
 		struct skey *k = new_key(sp, K_UID);
@@ -538,6 +545,8 @@ match(struct sctx *x, const struct skey *k)
 		return m->rec.size < k->size;
 	case K_MODSEQ:
 		return m->rec.modseq >= k->size;
+	case K_SAVED:
+		return searchres_contains(x->v, m->rec.uid);
 	case K_OLDER:
 		return m->rec.internal_date <= k->time;
 	case K_YOUNGER:
@@ -570,7 +579,62 @@ match(struct sctx *x, const struct skey *k)
 	return false;
 }
 
-enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
+#define RET_MIN IMAP_RET_MIN
+#define RET_MAX IMAP_RET_MAX
+#define RET_ALL IMAP_RET_ALL
+#define RET_COUNT IMAP_RET_COUNT
+
+int
+imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} opts[] = {{"MIN", IMAP_RET_MIN},
+	            {"MAX", IMAP_RET_MAX},
+	            {"ALL", IMAP_RET_ALL},
+	            {"COUNT", IMAP_RET_COUNT},
+	            {"SAVE", IMAP_RET_SAVE}};
+	unsigned ret = 0;
+
+	if (list->type != ARG_LIST) {
+		imap_bad(cmd, "Invalid RETURN options");
+		return ROOST_EINVAL;
+	}
+	for (size_t k = 0; k < list->n; k++) {
+		size_t j = 0;
+		while (j < sizeof(opts) / sizeof(opts[0]) &&
+		       !imap_arg_atom_eq(&list->list[k], opts[j].name))
+			j++;
+		if (j == sizeof(opts) / sizeof(opts[0])) {
+			imap_bad(cmd, "Unknown RETURN option");
+			return ROOST_EINVAL;
+		}
+		ret |= opts[j].bit;
+	}
+	*ret_r = ret == 0 ? IMAP_RET_ALL : ret;
+	return 0;
+}
+
+void
+imap_search_save(struct imap_view *v, unsigned ret, const uint32_t *idx, size_t n)
+{
+	uint32_t *uids = xmalloc((n ? n : 1) * sizeof(*uids));
+	size_t k = 0;
+
+	if ((ret & (IMAP_RET_ALL | IMAP_RET_COUNT)) == 0 && (ret & (IMAP_RET_MIN | IMAP_RET_MAX))) {
+		/* RFC 5182: with MIN and/or MAX alone, only those are saved */
+		if (n > 0 && (ret & IMAP_RET_MIN))
+			uids[k++] = v->msgs[idx[0]].rec.uid;
+		if (n > 0 && (ret & IMAP_RET_MAX) && !(k == 1 && n == 1))
+			uids[k++] = v->msgs[idx[n - 1]].rec.uid;
+	} else {
+		for (; k < n; k++)
+			uids[k] = v->msgs[idx[k]].rec.uid;
+	}
+	searchres_save(v, uids, k);
+	free(uids);
+}
 
 /*
  * The result line of a SEARCH, written after the search in pieces: a
@@ -756,28 +820,9 @@ cmd_search(struct imap_cmd *cmd)
 	bool esearch = false;
 
 	if (i < n && imap_arg_atom_eq(&a[i], "RETURN")) {
-		if (i + 1 >= n || a[i + 1].type != ARG_LIST) {
-			imap_bad(cmd, "Invalid RETURN options");
+		if (i + 1 >= n || imap_search_return(cmd, &a[i + 1], &ret) < 0)
 			return;
-		}
 		esearch = true;
-		for (size_t k = 0; k < a[i + 1].n; k++) {
-			const struct imap_arg *o = &a[i + 1].list[k];
-			if (imap_arg_atom_eq(o, "MIN"))
-				ret |= RET_MIN;
-			else if (imap_arg_atom_eq(o, "MAX"))
-				ret |= RET_MAX;
-			else if (imap_arg_atom_eq(o, "ALL"))
-				ret |= RET_ALL;
-			else if (imap_arg_atom_eq(o, "COUNT"))
-				ret |= RET_COUNT;
-			else {
-				imap_bad(cmd, "Unknown RETURN option");
-				return;
-			}
-		}
-		if (ret == 0)
-			ret = RET_ALL;
 		i += 2;
 	}
 	if (i < n && imap_arg_atom_eq(&a[i], "CHARSET")) {
@@ -793,14 +838,25 @@ cmd_search(struct imap_cmd *cmd)
 		i += 2;
 	}
 	struct imap_search *sr;
-	if (imap_search_parse(cmd, a + i, n - i, &sr) < 0)
-		return;
 	uint64_t budget = s->sv->cfg->imap_search_budget;
 	uint32_t *hits;
 	size_t nh;
 	uint64_t top;
-	if (imap_search_run(cmd, sr, &budget, &hits, &nh, &top) < 0)
+	if (imap_search_parse(cmd, a + i, n - i, &sr) < 0 ||
+	    imap_search_run(cmd, sr, &budget, &hits, &nh, &top) < 0) {
+		if (ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
+			searchres_clear(v);
 		return;
+	}
+	if (ret & IMAP_RET_SAVE) {
+		imap_search_save(v, ret, hits, nh);
+		ret &= ~(unsigned)IMAP_RET_SAVE;
+		if (ret == 0) { /* SAVE alone: no ESEARCH response */
+			free(hits);
+			imap_tagged(cmd, "OK", "SEARCH completed, result saved");
+			return;
+		}
+	}
 	for (size_t k = 0; k < nh; k++)
 		hits[k] = cmd->uid ? v->msgs[hits[k]].rec.uid : hits[k] + 1;
 	bool modseq = imap_search_modseq(sr);

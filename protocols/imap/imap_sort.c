@@ -496,6 +496,42 @@ imap_sort_select(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint3
 	return 0;
 }
 
+/* ESORT (RFC 5267): MIN and MAX are the first and last in sort order, ALL
+ * the sorted numbers as a sequence set (a run "4:6" only where they
+ * ascend by one). */
+static void
+esort_reply(struct imap_cmd *cmd, unsigned ret, const uint32_t *idx, size_t nh, struct buf *b)
+{
+	struct imap_view *v = &cmd->s->view;
+	bool uid = cmd->uid;
+#define NUM(i) (uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1)
+
+	buf_printf(b, "* ESEARCH (TAG \"%s\")%s", cmd->p.tag, uid ? " UID" : "");
+	if (nh > 0 && (ret & IMAP_RET_MIN))
+		buf_printf(b, " MIN %u", NUM(0));
+	if (nh > 0 && (ret & IMAP_RET_MAX))
+		buf_printf(b, " MAX %u", NUM(nh - 1));
+	if (ret & IMAP_RET_COUNT)
+		buf_printf(b, " COUNT %zu", nh);
+	if (nh > 0 && (ret & IMAP_RET_ALL)) {
+		buf_append_str(b, " ALL ");
+		for (size_t i = 0; i < nh;) {
+			size_t j = i;
+			while (j + 1 < nh && NUM(j + 1) == NUM(j) + 1)
+				j++;
+			if (i > 0)
+				buf_append_byte(b, ',');
+			if (j == i)
+				buf_printf(b, "%u", NUM(i));
+			else
+				buf_printf(b, "%u:%u", NUM(i), NUM(j));
+			i = j + 1;
+		}
+	}
+#undef NUM
+	buf_append_str(b, "\r\n");
+}
+
 void
 cmd_sort(struct imap_cmd *cmd)
 {
@@ -503,26 +539,50 @@ cmd_sort(struct imap_cmd *cmd)
 	const struct imap_arg *a = cmd->p.args;
 	size_t n = cmd->p.n, n_crit;
 	struct sort_crit crit[SORT_MAX_CRITERIA];
+	unsigned ret = 0;
+	bool esort = false;
 
+	if (n > 0 && imap_arg_atom_eq(&a[0], "RETURN")) {
+		if (n < 2 || imap_search_return(cmd, &a[1], &ret) < 0) {
+			if (n < 2)
+				imap_bad(cmd, "Invalid RETURN options");
+			return;
+		}
+		esort = true;
+		a += 2;
+		n -= 2;
+	}
 	if (n < 3 || parse_criteria(&a[0], crit, &n_crit) < 0) {
 		imap_bad(cmd, "Invalid sort criteria");
-		return;
+		goto fail;
 	}
 	if (imap_sort_charset(cmd, &a[1]) < 0)
-		return;
+		goto fail;
 	uint32_t *idx;
 	size_t nh;
 	struct sort_cache *sc;
 	if (imap_sort_select(cmd, a + 2, n - 2, &idx, &nh, &sc) < 0)
-		return;
+		goto fail;
 	sort_indexes(v, sc, idx, nh, crit, n_crit);
 
 	struct buf b = BUF_INIT(0);
-	buf_reserve(&b, 8 + nh * 7);
-	buf_append_str(&b, "* SORT");
-	for (size_t i = 0; i < nh; i++)
-		buf_printf(&b, " %u", cmd->uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1);
-	buf_append_str(&b, "\r\n");
+	if (ret & IMAP_RET_SAVE) {
+		imap_search_save(v, ret, idx, nh);
+		ret &= ~(unsigned)IMAP_RET_SAVE;
+	}
+	if (esort && ret != 0) {
+		esort_reply(cmd, ret, idx, nh, &b);
+	} else if (!esort) {
+		buf_reserve(&b, 8 + nh * 7);
+		buf_append_str(&b, "* SORT");
+		for (size_t i = 0; i < nh; i++)
+			buf_printf(&b, " %u", cmd->uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1);
+		buf_append_str(&b, "\r\n");
+	}
 	free(idx);
 	imap_sort_reply(cmd, &b);
+	return;
+fail:
+	if (ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
+		searchres_clear(v);
 }

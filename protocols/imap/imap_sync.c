@@ -193,6 +193,7 @@ view_close(struct imap_session *s)
 	free(v->msgs);
 	free_keywords(v);
 	sort_cache_free(&v->sort_cache);
+	searchres_clear(v);
 	memset(v, 0, sizeof(*v));
 }
 
@@ -401,6 +402,8 @@ view_resolve_set(struct imap_cmd *cmd, const char *text, bool uid, uint32_t **id
 	struct imap_view *v = &cmd->s->view;
 	struct seqset set;
 
+	if (strcmp(text, "$") == 0)
+		return searchres_resolve(cmd, idx_r, n_r);
 	if (seqset_parse(&cmd->arena, text, &set) < 0)
 		return ROOST_EINVAL;
 	if (uid) {

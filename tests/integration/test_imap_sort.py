@@ -106,7 +106,7 @@ class SortBase:
         c = self.connect()
         caps = c.capabilities
         for cap in ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-                    "WITHIN"):
+                    "WITHIN", "ESORT", "SEARCHRES"):
             self.assertIn(cap, caps)
         c.logout()
 
@@ -268,6 +268,74 @@ class SortBase:
         for bad in ("OLDER 0", "YOUNGER -1", "OLDER 4294967296", "OLDER x", "YOUNGER"):
             typ, text, _ = self.raw(c, "SEARCH", bad)
             self.assertEqual((bad, typ), (bad, "ERR"), text)
+        c.logout()
+
+    def esort(self, c, *args):
+        typ, text, un = self.raw(c, *args)
+        self.assertEqual(typ, "OK", (args, text))
+        got = un.get("ESEARCH", [None])[0]
+        return re.sub(rb'^\(TAG "[^"]*"\) ?', b"", got) if got is not None else None
+
+    def test_esort(self):
+        """ESORT (RFC 5267): RETURN options on SORT, MIN/MAX first and last in
+        sort order, ALL as a sequence set in sort order."""
+        c = self.connect()
+        self.fill(c, "Esort", SORT_MSGS)
+        for args, want in [
+            (("SORT", "RETURN", "(MIN MAX COUNT ALL)", "(SUBJECT)", "UTF-8", "ALL"),
+             b"MIN 1 MAX 4 COUNT 5 ALL 1,3,2,5,4"),
+            (("SORT", "RETURN", "()", "(REVERSE ARRIVAL)", "UTF-8", "ALL"), b"ALL 1:3,5,4"),
+            (("SORT", "RETURN", "(ALL)", "(ARRIVAL)", "UTF-8", "ALL"), b"ALL 4:5,3,2,1"),
+            (("UID", "SORT", "RETURN", "(COUNT MAX)", "(SUBJECT)", "UTF-8", "ALL"),
+             b"UID MAX 4 COUNT 5"),
+            (("SORT", "RETURN", "(MIN MAX COUNT ALL)", "(SUBJECT)", "UTF-8", "SUBJECT", "zzz"),
+             b"COUNT 0"),
+        ]:
+            self.assertEqual((args, self.esort(c, *args)), (args, want))
+        typ, _, _ = self.raw(c, "SORT", "RETURN", "(FOO)", "(SUBJECT)", "UTF-8", "ALL")
+        self.assertEqual(typ, "ERR")
+        typ, _, _ = self.raw(c, "SORT", "RETURN", "(ALL)")
+        self.assertEqual(typ, "ERR")
+        c.logout()
+
+    def test_searchres(self):
+        """SEARCHRES (RFC 5182): RETURN (SAVE) keeps the result as "$" for
+        SEARCH, FETCH, STORE, COPY and the UID forms; a failed SAVE empties
+        it, and so does selecting a mailbox."""
+        c = self.connect()
+        self.fill(c, "Res", SORT_MSGS)
+        self.assertEqual(c.create("ResCopy")[0], "OK")
+        typ, text, un = self.raw(c, "SEARCH", "RETURN", "(SAVE)", "FROM", "bob")
+        self.assertEqual((typ, "ESEARCH" in un, "SEARCH" in un), ("OK", False, False))
+        self.assertEqual(c.search(None, "$")[1][0], b"4")
+        self.assertEqual(c.search(None, "UID", "$")[1][0], b"4")
+        self.assertEqual(c.search(None, "OR", "$", "FROM", "zed")[1][0], b"1 4")
+        typ, data = c.fetch("$", "(UID)")
+        self.assertEqual((typ, data), ("OK", [b"4 (UID 4)"]))
+        # SORT saves too; MIN with SAVE saves only the minimum
+        self.assertIsNone(self.esort(c, "SORT", "RETURN", "(SAVE)", "(SUBJECT)", "UTF-8",
+                                     "SUBJECT", "apple"))
+        self.assertEqual(c.search(None, "$")[1][0], b"1 3")
+        self.assertEqual(c.store("$", "+FLAGS", "(\\Flagged)")[0], "OK")
+        self.assertEqual(c.search(None, "FLAGGED")[1][0], b"1 3")
+        self.assertEqual(c.copy("$", "ResCopy")[0], "OK")
+        self.assertEqual(self.esort(c, "SEARCH", "RETURN", "(SAVE MIN)", "NOT", "DELETED"),
+                         b"MIN 1")
+        self.assertEqual(c.search(None, "$")[1][0], b"1")
+        # expunged messages drop out of $; the others keep their new numbers
+        self.esort(c, "SEARCH", "RETURN", "(SAVE)", "2:3")
+        c.store("2", "+FLAGS", "\\Deleted")
+        c.expunge()
+        self.assertEqual(c.search(None, "$")[1][0], b"2")
+        self.assertEqual(c.uid("FETCH", "$", "(UID)")[1], [b"2 (UID 3)"])
+        # a failed SAVE leaves $ empty
+        typ, _, _ = self.raw(c, "SEARCH", "RETURN", "(SAVE)", "BOGUS")
+        self.assertEqual(typ, "ERR")
+        self.assertEqual(c.search(None, "$")[1][0], b"")
+        self.esort(c, "SEARCH", "RETURN", "(SAVE)", "ALL")
+        c.select("ResCopy")
+        self.assertEqual(c.search(None, "$")[1][0], b"")
+        self.assertEqual(c.search(None, "ALL")[1][0], b"1 2")
         c.logout()
 
 

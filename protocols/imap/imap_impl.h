@@ -22,6 +22,7 @@ struct conn;
 struct roost_config;
 struct sasl;
 struct sort_cache;
+struct imap_context;
 
 /* ------------------------------------------------------------------ */
 /* Limits (the configurable ones come from roost_config).              */
@@ -264,6 +265,7 @@ struct imap_view {
 	struct sort_cache *sort_cache; /* SORT/THREAD keys (imap_sort.h) */
 	uint32_t *searchres;           /* "$" (RFC 5182): UIDs, ascending */
 	size_t n_searchres;
+	struct imap_context *contexts; /* RETURN (UPDATE) searches (imap_context.c) */
 };
 
 struct imap_session {
@@ -389,7 +391,7 @@ imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_sub
     cmd_unsubscribe, cmd_list, cmd_lsub, cmd_status, cmd_append, cmd_check, cmd_close, cmd_unselect,
     cmd_expunge;
 imap_cmd_fn cmd_fetch, cmd_store, cmd_copy, cmd_move;
-imap_cmd_fn cmd_search, cmd_sort, cmd_thread;
+imap_cmd_fn cmd_search, cmd_sort, cmd_thread, cmd_cancelupdate;
 
 /* SEARCH as SORT and THREAD use it (imap_search.c). */
 struct imap_search;
@@ -413,10 +415,17 @@ enum {
 	IMAP_RET_ALL = 4,
 	IMAP_RET_COUNT = 8,
 	IMAP_RET_SAVE = 16,
+	IMAP_RET_UPDATE = 32,  /* RFC 5267 */
+	IMAP_RET_CONTEXT = 64, /* a hint, accepted */
+	IMAP_RET_PARTIAL = 128,
 };
 /* Parse the RETURN option list into IMAP_RET_* bits (an empty list means
- * ALL). < 0 with BAD sent. */
-int imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r);
+ * ALL) and PARTIAL's range (lo <= hi, 1-based) into partial_r. < 0 with
+ * BAD sent. */
+int imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r,
+                       uint32_t partial_r[2]);
+/* Append " PARTIAL (lo:hi set)" of the result nums[0..n) to b. */
+void imap_partial_format(struct buf *b, const uint32_t partial[2], const uint32_t *nums, size_t n);
 /* RETURN (SAVE): keep the hits idx[0..n) (view indexes in result order;
  * MIN/MAX are the first and last) as "$", as RFC 5182 says for ret. */
 void imap_search_save(struct imap_view *v, unsigned ret, const uint32_t *idx, size_t n);

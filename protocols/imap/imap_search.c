@@ -32,6 +32,7 @@
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
+#include "imap_sort.h"
 
 /* Keys in one command, every node of the tree counted (NOT, OR and
  * parenthesised lists too). Real clients send tens. */
@@ -585,16 +586,16 @@ match(struct sctx *x, const struct skey *k)
 #define RET_COUNT IMAP_RET_COUNT
 
 int
-imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r)
+imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r,
+                   uint32_t partial_r[2])
 {
 	static const struct {
 		const char *name;
 		unsigned bit;
-	} opts[] = {{"MIN", IMAP_RET_MIN},
-	            {"MAX", IMAP_RET_MAX},
-	            {"ALL", IMAP_RET_ALL},
-	            {"COUNT", IMAP_RET_COUNT},
-	            {"SAVE", IMAP_RET_SAVE}};
+	} opts[] = {{"MIN", IMAP_RET_MIN},         {"MAX", IMAP_RET_MAX},
+	            {"ALL", IMAP_RET_ALL},         {"COUNT", IMAP_RET_COUNT},
+	            {"SAVE", IMAP_RET_SAVE},       {"UPDATE", IMAP_RET_UPDATE},
+	            {"CONTEXT", IMAP_RET_CONTEXT}, {"PARTIAL", IMAP_RET_PARTIAL}};
 	unsigned ret = 0;
 
 	if (list->type != ARG_LIST) {
@@ -611,9 +612,51 @@ imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *
 			return ROOST_EINVAL;
 		}
 		ret |= opts[j].bit;
+		if (opts[j].bit == IMAP_RET_PARTIAL) {
+			/* PARTIAL lo:hi, 1-based positions in the result */
+			const struct imap_arg *r = k + 1 < list->n ? &list->list[++k] : NULL;
+			unsigned long lo, hi;
+			char end;
+			if (r == NULL || r->type != ARG_ATOM ||
+			    sscanf(r->str, "%lu:%lu%c", &lo, &hi, &end) != 2 || lo == 0 ||
+			    hi == 0 || lo > UINT32_MAX || hi > UINT32_MAX || r->str[0] < '1' ||
+			    r->str[0] > '9') {
+				imap_bad(cmd, "Invalid PARTIAL range");
+				return ROOST_EINVAL;
+			}
+			partial_r[0] = (uint32_t)(lo < hi ? lo : hi);
+			partial_r[1] = (uint32_t)(lo < hi ? hi : lo);
+		}
 	}
-	*ret_r = ret == 0 ? IMAP_RET_ALL : ret;
+	/* CONTEXT is a hint; alone (or with UPDATE alone) it implies nothing */
+	if ((ret & ~(unsigned)IMAP_RET_CONTEXT) == 0)
+		ret |= IMAP_RET_ALL;
+	*ret_r = ret;
 	return 0;
+}
+
+void
+imap_partial_format(struct buf *b, const uint32_t partial[2], const uint32_t *nums, size_t n)
+{
+	buf_printf(b, " PARTIAL (%u:%u ", partial[0], partial[1]);
+	if (partial[0] > n) {
+		buf_append_str(b, "NIL)");
+		return;
+	}
+	size_t lo = partial[0] - 1, hi = partial[1] < n ? partial[1] : n;
+	for (size_t i = lo; i < hi;) {
+		size_t j = i;
+		while (j + 1 < hi && nums[j + 1] == nums[j] + 1)
+			j++;
+		if (i > lo)
+			buf_append_byte(b, ',');
+		if (j == i)
+			buf_printf(b, "%u", nums[i]);
+		else
+			buf_printf(b, "%u:%u", nums[i], nums[j]);
+		i = j + 1;
+	}
+	buf_append_byte(b, ')');
 }
 
 void
@@ -819,11 +862,20 @@ cmd_search(struct imap_cmd *cmd)
 	unsigned ret = 0;
 	bool esearch = false;
 
+	uint32_t partial[2] = {0, 0};
 	if (i < n && imap_arg_atom_eq(&a[i], "RETURN")) {
-		if (i + 1 >= n || imap_search_return(cmd, &a[i + 1], &ret) < 0)
+		if (i + 1 >= n) {
+			imap_bad(cmd, "Invalid RETURN options");
+			return;
+		}
+		if (imap_search_return(cmd, &a[i + 1], &ret, partial) < 0)
 			return;
 		esearch = true;
 		i += 2;
+	}
+	if ((ret & IMAP_RET_UPDATE) && !cmd->uid) {
+		imap_bad(cmd, "UPDATE needs UID SEARCH");
+		return;
 	}
 	if (i < n && imap_arg_atom_eq(&a[i], "CHARSET")) {
 		if (i + 1 >= n || !imap_arg_is_string(&a[i + 1])) {
@@ -848,6 +900,8 @@ cmd_search(struct imap_cmd *cmd)
 			searchres_clear(v);
 		return;
 	}
+	if ((ret & IMAP_RET_UPDATE) && context_add(cmd, a + i, n - i, NULL, 0, hits, nh) < 0)
+		imap_untagged(s, "OK [NOUPDATE \"%s\"] No more search contexts", cmd->p.tag);
 	if (ret & IMAP_RET_SAVE) {
 		imap_search_save(v, ret, hits, nh);
 		ret &= ~(unsigned)IMAP_RET_SAVE;
@@ -875,6 +929,8 @@ cmd_search(struct imap_cmd *cmd)
 			buf_printf(&b, " MAX %u", hits[nh - 1]);
 		if (ret & RET_COUNT)
 			buf_printf(&b, " COUNT %zu", nh);
+		if (ret & IMAP_RET_PARTIAL)
+			imap_partial_format(&b, partial, hits, nh);
 		if (nh > 0 && (ret & RET_ALL)) {
 			buf_append_str(&b, " ALL ");
 			o->ranges = true;

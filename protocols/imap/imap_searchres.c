@@ -50,7 +50,8 @@ int
 searchres_resolve(struct imap_cmd *cmd, uint32_t **idx_r, size_t *n_r)
 {
 	struct imap_view *v = &cmd->s->view;
-	uint32_t *idx = arena_alloc(&cmd->arena, (v->n_searchres ? v->n_searchres : 1) * sizeof(*idx));
+	uint32_t *idx =
+	    arena_alloc(&cmd->arena, (v->n_searchres ? v->n_searchres : 1) * sizeof(*idx));
 	size_t n = 0;
 
 	/* Both ascend by UID: one merge. */

@@ -247,7 +247,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	    out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	         "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
-	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES");
+	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -403,6 +403,7 @@ static const struct imap_cmd_def commands[] = {
     {{"SEARCH", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_search},
     {{"SORT", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_sort},
     {{"THREAD", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_thread},
+    {{"CANCELUPDATE", IMAP_SELECTED, 0}, NULL, cmd_cancelupdate},
     {{"FETCH", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_fetch},
     {{"STORE", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_store},
     {{"COPY", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_copy},

@@ -101,4 +101,20 @@ int imap_sort_select(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, u
  * client reads, then "OK <name> completed". */
 void imap_sort_reply(struct imap_cmd *cmd, struct buf *text);
 
+/* Search contexts (RFC 5267, imap_context.c). */
+#define IMAP_MAX_CONTEXTS 8
+/*
+ * Keep the search keys[0..n) of a UID SEARCH/SORT with RETURN (UPDATE)
+ * (crit NULL for SEARCH) and its result, view indexes idx[0..nh) in
+ * result order, under the command's tag. ROOST_ETOOBIG past
+ * IMAP_MAX_CONTEXTS, ROOST_EEXISTS for a tag in use.
+ */
+int context_add(struct imap_cmd *cmd, const struct imap_arg *keys, size_t n,
+                const struct sort_crit *crit, size_t n_crit, const uint32_t *idx, size_t nh);
+/* CANCELUPDATE: 0, or ROOST_ENOTFOUND. */
+int context_cancel(struct imap_view *v, const char *tag);
+/* After the view caught up with changes: tell each context's changes. */
+void context_update(struct imap_session *s);
+void context_free_all(struct imap_view *v);
+
 #endif

@@ -194,6 +194,7 @@ view_close(struct imap_session *s)
 	free_keywords(v);
 	sort_cache_free(&v->sort_cache);
 	searchres_clear(v);
+	context_free_all(v);
 	memset(v, 0, sizeof(*v));
 }
 
@@ -382,6 +383,7 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		v->uidnext = v->msgs[v->n - 1].rec.uid + 1;
 	if (ch.highestmodseq > v->modseq)
 		v->modseq = ch.highestmodseq;
+	bool changed = ch.n_changed > 0 || ch.n_expunged > 0 || !ch.expunged_complete;
 	mailbox_changes_free(&ch);
 
 	if (allow_expunge)
@@ -394,6 +396,8 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		imap_untagged(s, "%zu EXISTS", v->n);
 		imap_untagged(s, "%zu RECENT", recent);
 	}
+	if (changed && v->contexts != NULL)
+		context_update(s);
 }
 
 int

@@ -11,6 +11,7 @@ import unittest
 from roosttest import BACKENDS, RoostServer
 
 ALICE = ("alice@example.org", "alice-secret")
+imaplib.Commands.setdefault("CANCELUPDATE", ("SELECTED",))
 
 
 def msg(subject, frm, date=None, extra=b"", to=b"x@example.org"):
@@ -106,7 +107,7 @@ class SortBase:
         c = self.connect()
         caps = c.capabilities
         for cap in ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-                    "WITHIN", "ESORT", "SEARCHRES"):
+                    "WITHIN", "ESORT", "SEARCHRES", "CONTEXT=SEARCH", "CONTEXT=SORT"):
             self.assertIn(cap, caps)
         c.logout()
 
@@ -336,6 +337,84 @@ class SortBase:
         c.select("ResCopy")
         self.assertEqual(c.search(None, "$")[1][0], b"")
         self.assertEqual(c.search(None, "ALL")[1][0], b"1 2")
+        c.logout()
+
+    def updates(self, c):
+        """The ESEARCH lines a NOOP brings, tags stripped."""
+        typ, _, un = self.raw(c, "NOOP")
+        self.assertEqual(typ, "OK")
+        return [re.sub(rb'^\(TAG "[^"]*"\) ', b"", x) for x in un.get("ESEARCH", [])]
+
+    def test_context_search(self):
+        """CONTEXT=SEARCH (RFC 5267): RETURN (UPDATE) reports later changes to
+        the session that asked, as ADDTO and REMOVEFROM; PARTIAL; CANCELUPDATE."""
+        c = self.connect()
+        self.fill(c, "Ctx", SORT_MSGS)
+        other = self.connect()
+        other.select("Ctx")
+        self.assertEqual(self.esort(c, "UID", "SEARCH", "RETURN", "(UPDATE)", "FLAGGED"), b"UID")
+        self.assertEqual(self.updates(c), [])
+        other.store("2,4", "+FLAGS", "(\\Flagged)")
+        self.assertEqual(self.updates(c), [b"UID ADDTO (0 2 0 4)"])
+        other.store("2", "-FLAGS", "(\\Flagged)")
+        self.assertEqual(self.updates(c), [b"UID REMOVEFROM (0 2)"])
+        other.append("Ctx", "(\\Flagged)", None, msg(b"new", b"n@x.org"))
+        self.assertEqual(self.updates(c), [b"UID ADDTO (0 6)"])
+        other.store("4", "+FLAGS", "(\\Deleted)")
+        other.expunge()
+        self.assertEqual(self.updates(c), [b"UID REMOVEFROM (0 4)"])
+        # changes that leave the result alone say nothing
+        other.store("1", "+FLAGS", "(\\Seen)")
+        self.assertEqual(self.updates(c), [])
+        typ, _, _ = self.raw(c, "CANCELUPDATE", "\"nope\"")
+        self.assertEqual(typ, "ERR")
+        tag = c._new_tag().decode()  # the next tag is the one UPDATE keeps
+        c.tagnum -= 1
+        self.esort(c, "UID", "SEARCH", "RETURN", "(UPDATE COUNT)", "UNSEEN")
+        other.store("2", "+FLAGS", "(\\Seen)")
+        self.assertEqual(self.updates(c), [b"UID REMOVEFROM (0 2)"])
+        typ, _, _ = self.raw(c, "CANCELUPDATE", '"%s"' % tag)
+        self.assertEqual(typ, "OK")
+        other.store("3", "+FLAGS", "(\\Seen)")
+        other.append("Ctx", "(\\Flagged)", None, msg(b"new2", b"n@x.org"))
+        # the first context (FLAGGED) still runs; the cancelled one is gone
+        self.assertEqual(self.updates(c), [b"UID ADDTO (0 7)"])
+        typ, _, _ = self.raw(c, "SEARCH", "RETURN", "(UPDATE)", "ALL")
+        self.assertEqual(typ, "ERR")                # UPDATE needs UID SEARCH
+        # PARTIAL: 1-based positions in the result
+        self.assertEqual(self.esort(c, "SEARCH", "RETURN", "(PARTIAL 2:3 COUNT)", "ALL"),
+                         b"COUNT 6 PARTIAL (2:3 2:3)")
+        self.assertEqual(self.esort(c, "SEARCH", "RETURN", "(PARTIAL 10:20)", "ALL"),
+                         b"PARTIAL (10:20 NIL)")
+        self.assertEqual(self.esort(c, "SORT", "RETURN", "(PARTIAL 1:3)", "(REVERSE SUBJECT)",
+                                    "UTF-8", "ALL"), b"PARTIAL (1:3 6,5,4)")
+        for bad in ("(PARTIAL)", "(PARTIAL 0:3)", "(PARTIAL x)", "(PARTIAL 1:2:3)"):
+            typ, _, _ = self.raw(c, "SEARCH", "RETURN", bad, "ALL")
+            self.assertEqual((bad, typ), (bad, "ERR"))
+        other.logout()
+        c.logout()
+
+    def test_context_sort(self):
+        """CONTEXT=SORT: positions in the sorted result, old list for
+        removals, new list for additions."""
+        c = self.connect()
+        self.fill(c, "CtxSort", SORT_MSGS)
+        other = self.connect()
+        other.select("CtxSort")
+        self.assertEqual(self.esort(c, "UID", "SORT", "RETURN", "(UPDATE ALL)", "(SUBJECT)",
+                                    "UTF-8", "ALL"), b"UID ALL 1,3,2,5,4")
+        other.append("CtxSort", None, None, msg(b"Aardvark", b"z@x.org"))
+        self.assertEqual(self.updates(c), [b"UID ADDTO (1 6)"])
+        other.store("2", "+FLAGS", "(\\Deleted)")
+        other.expunge()                                  # UID 2, banana: 4th of 6 1 3 2 5 4
+        self.assertEqual(self.updates(c), [b"UID REMOVEFROM (4 2)"])
+        typ, _, _ = self.raw(c, "SORT", "RETURN", "(UPDATE)", "(SUBJECT)", "UTF-8", "ALL")
+        self.assertEqual(typ, "ERR")
+        # closing the mailbox ends the contexts
+        c.select("INBOX")
+        other.append("CtxSort", None, None, msg(b"Aaa", b"z@x.org"))
+        self.assertEqual(self.updates(c), [])
+        other.logout()
         c.logout()
 
 

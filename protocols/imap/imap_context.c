@@ -255,7 +255,8 @@ cmd_cancelupdate(struct imap_cmd *cmd)
 		return;
 	}
 	for (size_t i = 0; i < cmd->p.n; i++) {
-		if (!imap_arg_is_string(&cmd->p.args[i]) || context_cancel(v, cmd->p.args[i].str) < 0) {
+		if (!imap_arg_is_string(&cmd->p.args[i]) ||
+		    context_cancel(v, cmd->p.args[i].str) < 0) {
 			imap_bad(cmd, "No such search context");
 			return;
 		}

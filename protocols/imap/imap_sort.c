@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "roost/collate.h"
 #include "roost/config.h"
@@ -29,7 +30,71 @@ static void
 sort_msg_clear(struct sort_msg *m)
 {
 	free(m->blob);
+	free(m->refs);
 	memset(m, 0, sizeof(*m));
+}
+
+static void
+ranks_drop(struct sort_cache *sc)
+{
+	for (int f = 0; f < SF_N; f++) {
+		free(sc->rank[f]);
+		sc->rank[f] = NULL;
+	}
+}
+
+struct field_ctx {
+	const struct sort_cache *sc;
+	enum sort_field f;
+};
+
+static int
+field_cmp(const void *pa, const void *pb, void *arg)
+{
+	const struct field_ctx *x = arg;
+	size_t la, lb;
+	const char *a = sort_str(&x->sc->m[*(const uint32_t *)pa], x->f, &la);
+	const char *b = sort_str(&x->sc->m[*(const uint32_t *)pb], x->f, &lb);
+
+	return collate_cmp(a, la, b, lb);
+}
+
+const uint32_t *
+sort_cache_rank(struct sort_cache *sc, enum sort_field f)
+{
+	if (sc->rank[f] != NULL)
+		return sc->rank[f];
+	uint32_t *ord = xmalloc((sc->n ? sc->n : 1) * sizeof(*ord));
+	uint32_t *rank = xcalloc(sc->n ? sc->n : 1, sizeof(*rank));
+	struct field_ctx x = {sc, f};
+	size_t k = 0;
+
+	for (size_t i = 0; i < sc->n; i++)
+		if (sc->m[i].loaded)
+			ord[k++] = (uint32_t)i;
+	qsort_r(ord, k, sizeof(*ord), field_cmp, &x);
+	uint32_t r = 0;
+	for (size_t j = 0; j < k; j++) {
+		if (j > 0 && field_cmp(&ord[j - 1], &ord[j], &x) != 0)
+			r++;
+		rank[ord[j]] = r;
+	}
+	free(ord);
+	sc->rank[f] = rank;
+	return rank;
+}
+
+void
+sort_put_num(struct buf *b, uint32_t v)
+{
+	char tmp[12];
+	size_t k = sizeof(tmp);
+
+	do {
+		tmp[--k] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	buf_append(b, tmp + k, sizeof(tmp) - k);
 }
 
 struct sort_cache *
@@ -39,6 +104,9 @@ sort_cache_sync(struct imap_view *v)
 
 	if (sc == NULL) {
 		sc = xcalloc(1, sizeof(*sc));
+		arena_init(&sc->id_arena);
+		sc->id_seed =
+		    0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)sc ^ (uint64_t)time(NULL);
 		v->sort_cache = sc;
 	}
 	if (sc->n == v->n) {
@@ -48,6 +116,7 @@ sort_cache_sync(struct imap_view *v)
 		if (i == v->n)
 			return sc;
 	}
+	ranks_drop(sc);
 	/* Both ascend by UID: one merge keeps what is still in the view. */
 	struct sort_msg *m = xcalloc(v->n ? v->n : 1, sizeof(*m));
 	size_t j = 0;
@@ -76,10 +145,66 @@ sort_cache_free(struct sort_cache **scp)
 	if (sc == NULL)
 		return;
 	for (size_t i = 0; i < sc->n; i++)
-		free(sc->m[i].blob);
+		sort_msg_clear(&sc->m[i]);
+	ranks_drop(sc);
+	arena_free(&sc->id_arena);
+	free(sc->id_str);
+	free(sc->id_len);
+	free(sc->id_tab);
 	free(sc->m);
 	free(sc);
 	*scp = NULL;
+}
+
+static uint64_t
+id_hash(uint64_t seed, const char *s, size_t len)
+{
+	uint64_t h = seed;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/* The number of message id s (made now if new), 1-based. */
+static uint32_t
+intern(struct sort_cache *sc, const char *s, size_t len)
+{
+	if ((sc->n_ids + 1) * 2 > sc->id_cap) {
+		size_t cap = sc->id_cap ? sc->id_cap * 2 : 1024;
+		uint32_t *tab = xcalloc(cap, sizeof(*tab));
+		for (size_t i = 0; i < sc->id_cap; i++) {
+			uint32_t id = sc->id_tab[i];
+			if (id == 0)
+				continue;
+			size_t j = id_hash(sc->id_seed, sc->id_str[id - 1], sc->id_len[id - 1]) &
+			           (cap - 1);
+			while (tab[j] != 0)
+				j = (j + 1) & (cap - 1);
+			tab[j] = id;
+		}
+		free(sc->id_tab);
+		sc->id_tab = tab;
+		sc->id_cap = cap;
+		sc->id_str = xrealloc(sc->id_str, cap / 2 * sizeof(*sc->id_str));
+		sc->id_len = xrealloc(sc->id_len, cap / 2 * sizeof(*sc->id_len));
+	}
+	size_t j = id_hash(sc->id_seed, s, len) & (sc->id_cap - 1);
+	for (;;) {
+		uint32_t id = sc->id_tab[j];
+		if (id == 0)
+			break;
+		if (sc->id_len[id - 1] == len && memcmp(sc->id_str[id - 1], s, len) == 0)
+			return id;
+		j = (j + 1) & (sc->id_cap - 1);
+	}
+	sc->id_str[sc->n_ids] = arena_strndup(&sc->id_arena, s, len);
+	sc->id_len[sc->n_ids] = (uint32_t)len;
+	sc->id_tab[j] = (uint32_t)++sc->n_ids;
+	return (uint32_t)sc->n_ids;
 }
 
 /* Bytes of the header block of data[0..len), its blank line included. */
@@ -196,7 +321,7 @@ done:
 }
 
 static void
-fill_keys(struct sort_msg *sm, const struct message *msg)
+fill_keys(struct sort_cache *sc, struct sort_msg *sm, const struct message *msg)
 {
 	struct keys k = {BUF_INIT(0), sm};
 	struct buf b = BUF_INIT(0), base = BUF_INIT(0);
@@ -243,6 +368,17 @@ fill_keys(struct sort_msg *sm, const struct message *msg)
 	buf_append_byte(&k.blob, '\0');
 	sm->blob = (char *)buf_steal(&k.blob, NULL);
 	sm->loaded = true;
+	size_t len;
+	const char *id = sort_str(sm, SF_MSGID, &len);
+	if (len > 0)
+		sm->mid = intern(sc, id, len);
+	const char *r = sort_str(sm, SF_REFS, &len);
+	sm->refs = xmalloc((sm->n_refs ? sm->n_refs : 1) * sizeof(*sm->refs));
+	for (unsigned i = 0; i < sm->n_refs; i++) {
+		size_t rl = strlen(r);
+		sm->refs[i] = intern(sc, r, rl);
+		r += rl + 1;
+	}
 	buf_free(&base);
 	buf_free(&b);
 }
@@ -263,9 +399,10 @@ sort_cache_load(struct imap_cmd *cmd, struct sort_cache *sc, const uint32_t *idx
 
 		if (sm->loaded)
 			continue;
+		ranks_drop(sc);
 		sm->date = v->msgs[idx[i]].rec.internal_date;
 		if (mailbox_read(v->mb, sm->uid, &mv) < 0) {
-			fill_keys(sm, NULL);
+			fill_keys(sc, sm, NULL);
 			continue;
 		}
 		size_t hl = header_len(mv.data, mv.len);
@@ -276,7 +413,7 @@ sort_cache_load(struct imap_cmd *cmd, struct sort_cache *sc, const uint32_t *idx
 		*budget -= hl;
 		if (message_parse(mv.data, hl, &lim, &msg) < 0)
 			msg = NULL;
-		fill_keys(sm, msg);
+		fill_keys(sc, sm, msg);
 		message_free(&msg);
 		msg_view_release(&mv);
 	}
@@ -285,82 +422,69 @@ sort_cache_load(struct imap_cmd *cmd, struct sort_cache *sc, const uint32_t *idx
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * Each hit becomes one row of int64s: its key for each criterion (a time,
+ * a size, or a collation rank from the cache) and last its view index.
+ * Sorting the rows touches contiguous memory only, where comparing through
+ * the cache entries would jump across the heap on every comparison.
+ */
 struct sort_ctx {
-	const struct imap_view *v;
-	const struct sort_cache *sc;
 	const struct sort_crit *crit;
 	size_t n_crit;
 };
 
 static int
-cmp_field(const struct sort_msg *a, const struct sort_msg *b, enum sort_field f)
-{
-	size_t la, lb;
-	const char *sa = sort_str(a, f, &la), *sb = sort_str(b, f, &lb);
-
-	return collate_cmp(sa, la, sb, lb);
-}
-
-static int
-cmp_i64(int64_t a, int64_t b)
-{
-	return a < b ? -1 : a > b;
-}
-
-static int
-sort_cmp(const void *pa, const void *pb, void *arg)
+row_cmp(const void *pa, const void *pb, void *arg)
 {
 	const struct sort_ctx *x = arg;
-	uint32_t ia = *(const uint32_t *)pa, ib = *(const uint32_t *)pb;
-	const struct sort_msg *a = &x->sc->m[ia], *b = &x->sc->m[ib];
+	const int64_t *a = pa, *b = pb;
 
 	for (size_t i = 0; i < x->n_crit; i++) {
-		int r = 0;
-		switch (x->crit[i].key) {
-		case SK_ARRIVAL:
-			r = cmp_i64(x->v->msgs[ia].rec.internal_date,
-			            x->v->msgs[ib].rec.internal_date);
-			break;
-		case SK_DATE:
-			r = cmp_i64(a->date, b->date);
-			break;
-		case SK_SIZE:
-			r = cmp_i64((int64_t)x->v->msgs[ia].rec.size,
-			            (int64_t)x->v->msgs[ib].rec.size);
-			break;
-		case SK_CC:
-			r = cmp_field(a, b, SF_CC);
-			break;
-		case SK_FROM:
-			r = cmp_field(a, b, SF_FROM);
-			break;
-		case SK_TO:
-			r = cmp_field(a, b, SF_TO);
-			break;
-		case SK_SUBJECT:
-			r = cmp_field(a, b, SF_SUBJECT);
-			break;
-		case SK_DFROM:
-			r = cmp_field(a, b, SF_DFROM);
-			break;
-		case SK_DTO:
-			r = cmp_field(a, b, SF_DTO);
-			break;
-		}
-		if (r != 0)
+		if (a[i] != b[i]) {
+			int r = a[i] < b[i] ? -1 : 1;
 			return x->crit[i].reverse ? -r : r;
+		}
 	}
 	/* RFC 5256: exact ties go in sequence number order. */
-	return ia < ib ? -1 : ia > ib;
+	return a[x->n_crit] < b[x->n_crit] ? -1 : a[x->n_crit] > b[x->n_crit];
 }
 
 void
 sort_indexes(struct imap_view *v, struct sort_cache *sc, uint32_t *idx, size_t n,
              const struct sort_crit *crit, size_t n_crit)
 {
-	struct sort_ctx x = {v, sc, crit, n_crit};
+	static const enum sort_field field[] = {
+	    [SK_CC] = SF_CC,           [SK_FROM] = SF_FROM,   [SK_TO] = SF_TO,
+	    [SK_SUBJECT] = SF_SUBJECT, [SK_DFROM] = SF_DFROM, [SK_DTO] = SF_DTO,
+	};
+	struct sort_ctx x = {crit, n_crit};
+	size_t w = n_crit + 1;
+	int64_t *rows = xmalloc((n ? n : 1) * w * sizeof(*rows));
 
-	qsort_r(idx, n, sizeof(*idx), sort_cmp, &x);
+	for (size_t c = 0; c < n_crit; c++) {
+		enum sort_key k = crit[c].key;
+		const uint32_t *rank = NULL;
+		if (k != SK_ARRIVAL && k != SK_DATE && k != SK_SIZE)
+			rank = sort_cache_rank(sc, field[k]);
+		for (size_t i = 0; i < n; i++) {
+			int64_t *row = rows + i * w;
+			uint32_t ix = idx[i];
+			if (k == SK_ARRIVAL)
+				row[c] = v->msgs[ix].rec.internal_date;
+			else if (k == SK_DATE)
+				row[c] = sc->m[ix].date;
+			else if (k == SK_SIZE)
+				row[c] = (int64_t)v->msgs[ix].rec.size;
+			else
+				row[c] = rank[ix];
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		rows[i * w + n_crit] = idx[i];
+	qsort_r(rows, n, w * sizeof(*rows), row_cmp, &x);
+	for (size_t i = 0; i < n; i++)
+		idx[i] = (uint32_t)rows[i * w + n_crit];
+	free(rows);
 }
 
 static int
@@ -590,8 +714,10 @@ cmd_sort(struct imap_cmd *cmd)
 	} else if (!esort) {
 		buf_reserve(&b, 8 + nh * 7);
 		buf_append_str(&b, "* SORT");
-		for (size_t i = 0; i < nh; i++)
-			buf_printf(&b, " %u", cmd->uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1);
+		for (size_t i = 0; i < nh; i++) {
+			buf_append_byte(&b, ' ');
+			sort_put_num(&b, cmd->uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1);
+		}
 		buf_append_str(&b, "\r\n");
 	}
 	free(idx);

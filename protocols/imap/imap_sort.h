@@ -45,7 +45,9 @@ struct sort_msg {
 	bool loaded;
 	bool reply; /* the base subject lost a Re:/Fwd: marker */
 	uint16_t n_refs;
-	int64_t date; /* sent date: Date:, else the internal date */
+	uint32_t mid;   /* interned Message-ID (sort_cache), 0 = none */
+	uint32_t *refs; /* interned SF_REFS, n_refs of them (heap) */
+	int64_t date;   /* sent date: Date:, else the internal date */
 	uint32_t off[SF_N], len[SF_N];
 	char *blob; /* the strings, one allocation */
 };
@@ -53,6 +55,20 @@ struct sort_msg {
 struct sort_cache {
 	struct sort_msg *m; /* parallel to the view's msgs after sort_cache_sync() */
 	size_t n;
+	/* Per string field, each loaded entry's rank in collation order (equal
+	 * keys share one), made when a SORT first needs it and dropped when
+	 * an entry is added, loaded or dropped: a cached SORT then compares
+	 * integers, not strings. NULL = not made. */
+	uint32_t *rank[SF_N];
+	/* Every message id of the loaded headers interned as 1..n_ids, so
+	 * THREAD links integers instead of hashing strings on each run. Ids
+	 * stay until the view closes (their bytes in id_arena). */
+	struct arena id_arena;
+	const char **id_str;
+	uint32_t *id_len;
+	uint32_t *id_tab; /* open addressing: id or 0 */
+	size_t id_cap, n_ids;
+	uint64_t id_seed;
 };
 
 /* Line the view's cache up with its messages (creating the cache). */
@@ -83,6 +99,11 @@ struct sort_crit {
 	enum sort_key key;
 	bool reverse;
 };
+
+/* The rank array of field f (made now if needed). */
+const uint32_t *sort_cache_rank(struct sort_cache *sc, enum sort_field f);
+/* Append the decimal v to b. */
+void sort_put_num(struct buf *b, uint32_t v);
 
 /* Order the view indexes idx[0..n) (keys loaded) by crit, ties by
  * sequence number. */

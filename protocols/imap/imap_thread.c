@@ -7,9 +7,9 @@
  * at most SORT_MAX_REFS ancestors, a cyclic References chain is cut where
  * a link would close the loop (each loop test walks up the tree and every
  * step is charged to the command's search_budget, so a deep chain ends in
- * NO [LIMIT] rather than a long walk), message ids live in a hash table
- * seeded per command, and the tree is pruned, sorted and written with
- * explicit stacks: a chain of 100,000 replies is no deeper on the C stack
+ * NO [LIMIT] rather than a long walk), message ids are interned once per
+ * view (imap_sort.h) and subjects grouped in a table seeded per command, and the tree is pruned,
+ * sorted and written with explicit stacks: a chain of 100,000 replies is no deeper on the C stack
  * than a single message.
  */
 #include <stdlib.h>
@@ -29,8 +29,8 @@
 #define NONE (-1)
 
 struct node {
-	int32_t parent, child, next; /* first child, next sibling */
-	int32_t hit;                 /* index into the hits, NONE for a dummy */
+	int32_t parent, child, next, prev; /* first child, next and previous sibling */
+	int32_t hit;                       /* index into the hits, NONE for a dummy */
 };
 
 struct thr {
@@ -42,12 +42,8 @@ struct thr {
 	size_t nn, cap;
 	uint64_t *budget;
 	bool over;
-	/* message id table: node numbers, open addressing */
-	int32_t *tab;
-	const char **tkey;
-	uint32_t *tlen;
-	size_t tcap;
-	uint64_t seed;
+	uint64_t seed;             /* of the subject table */
+	const uint32_t *subj_rank; /* ORDEREDSUBJECT */
 };
 
 static const struct sort_msg *
@@ -63,7 +59,7 @@ new_node(struct thr *t, int32_t hit)
 		t->cap = t->cap ? t->cap * 2 : 64;
 		t->n = xrealloc(t->n, t->cap * sizeof(*t->n));
 	}
-	t->n[t->nn] = (struct node){NONE, NONE, NONE, hit};
+	t->n[t->nn] = (struct node){NONE, NONE, NONE, NONE, hit};
 	return (int32_t)t->nn++;
 }
 
@@ -76,31 +72,6 @@ id_hash(const struct thr *t, const char *s, size_t len)
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
 	return h;
-}
-
-/* The node of message id s, made as a dummy when create and absent. */
-static int32_t *
-id_slot(struct thr *t, const char *s, size_t len)
-{
-	size_t mask = t->tcap - 1, i = id_hash(t, s, len) & mask;
-
-	while (t->tab[i] != NONE && !(t->tlen[i] == len && memcmp(t->tkey[i], s, len) == 0))
-		i = (i + 1) & mask;
-	if (t->tab[i] == NONE) {
-		t->tkey[i] = s;
-		t->tlen[i] = (uint32_t)len;
-	}
-	return &t->tab[i];
-}
-
-static int32_t
-id_node(struct thr *t, const char *s, size_t len)
-{
-	int32_t *slot = id_slot(t, s, len);
-
-	if (*slot == NONE)
-		*slot = new_node(t, NONE);
-	return *slot;
 }
 
 /* Is a an ancestor of b (or b itself)? Each step costs a unit of budget. */
@@ -119,85 +90,64 @@ ancestor(struct thr *t, int32_t a, int32_t b)
 	return false;
 }
 
+/* Sibling lists are doubly linked, so taking a node out costs O(1) however
+ * many siblings it has (a popular parent, the root set). */
 static void
 unlink_node(struct thr *t, int32_t c)
 {
-	int32_t p = t->n[c].parent;
+	struct node *x = &t->n[c];
 
-	if (p == NONE)
+	if (x->parent == NONE)
 		return;
-	int32_t *pp = &t->n[p].child;
-	while (*pp != c)
-		pp = &t->n[*pp].next;
-	*pp = t->n[c].next;
-	t->n[c].parent = t->n[c].next = NONE;
+	if (x->prev != NONE)
+		t->n[x->prev].next = x->next;
+	else
+		t->n[x->parent].child = x->next;
+	if (x->next != NONE)
+		t->n[x->next].prev = x->prev;
+	x->parent = x->next = x->prev = NONE;
 }
 
 static void
 link_node(struct thr *t, int32_t p, int32_t c)
 {
 	t->n[c].parent = p;
+	t->n[c].prev = NONE;
 	t->n[c].next = t->n[p].child;
+	if (t->n[p].child != NONE)
+		t->n[t->n[p].child].prev = c;
 	t->n[p].child = c;
 }
 
-/* (1) Link messages by Message-ID, References and In-Reply-To. */
+/* (1) Link messages by Message-ID, References and In-Reply-To. Nodes
+ * 0..n_ids-1 are the interned message ids of the cache (imap_sort.h). */
 static void
 build_links(struct thr *t)
 {
-	size_t ids = t->nh;
-	for (size_t i = 0; i < t->nh; i++)
-		ids += t->sc->m[t->idx[i]].n_refs;
-	t->tcap = 16;
-	while (t->tcap < ids * 2)
-		t->tcap *= 2;
-	t->tab = xmalloc(t->tcap * sizeof(*t->tab));
-	t->tkey = xcalloc(t->tcap, sizeof(*t->tkey));
-	t->tlen = xcalloc(t->tcap, sizeof(*t->tlen));
-	for (size_t i = 0; i < t->tcap; i++)
-		t->tab[i] = NONE;
-
+	for (size_t i = 0; i < t->sc->n_ids; i++)
+		new_node(t, NONE);
 	for (size_t i = 0; i < t->nh && !t->over; i++) {
 		const struct sort_msg *m = &t->sc->m[t->idx[i]];
-		size_t len;
-		const char *id = sort_str(m, SF_MSGID, &len);
 		int32_t me;
 
-		if (len == 0) {
+		if (m->mid != 0 && t->n[m->mid - 1].hit == NONE) {
+			me = (int32_t)m->mid - 1;
+			t->n[me].hit = (int32_t)i;
+		} else { /* no id, or a second message with it: a node of its own */
 			me = new_node(t, (int32_t)i);
-		} else {
-			int32_t *slot = id_slot(t, id, len);
-			if (*slot == NONE) {
-				me = new_node(t, (int32_t)i);
-				*id_slot(t, id, len) = me;
-			} else if (t->n[*slot].hit == NONE) {
-				me = *slot;
-				t->n[me].hit = (int32_t)i;
-			} else { /* a second message with this id: an id of its own */
-				me = new_node(t, (int32_t)i);
-			}
 		}
-		const char *r = sort_str(m, SF_REFS, &len);
 		int32_t prev = NONE;
 		for (unsigned k = 0; k < m->n_refs; k++) {
-			size_t rl = strlen(r);
-			int32_t c = id_node(t, r, rl);
+			int32_t c = (int32_t)m->refs[k] - 1;
 			if (prev != NONE && t->n[c].parent == NONE && !ancestor(t, c, prev))
 				link_node(t, prev, c);
 			prev = c;
-			r += rl + 1;
 		}
 		if (t->n[me].parent != NONE)
 			unlink_node(t, me);
 		if (prev != NONE && !ancestor(t, me, prev))
 			link_node(t, prev, me);
 	}
-	free(t->tab);
-	free(t->tkey);
-	free(t->tlen);
-	t->tab = NULL;
-	t->tkey = NULL;
-	t->tlen = NULL;
 }
 
 static size_t
@@ -240,6 +190,7 @@ prune(struct thr *t, int32_t root)
 				continue;
 			}
 			t->n[c].next = NONE;
+			t->n[c].prev = tail;
 			if (tail == NONE)
 				head = c;
 			else
@@ -288,9 +239,10 @@ sort_children(struct thr *t, int32_t p, int32_t **buf, size_t *cap)
 		return;
 	qsort_r(*buf, k, sizeof(**buf), date_cmp, t);
 	t->n[p].child = (*buf)[0];
-	for (size_t i = 0; i + 1 < k; i++)
-		t->n[(*buf)[i]].next = (*buf)[i + 1];
-	t->n[(*buf)[k - 1]].next = NONE;
+	for (size_t i = 0; i < k; i++) {
+		t->n[(*buf)[i]].next = i + 1 < k ? (*buf)[i + 1] : NONE;
+		t->n[(*buf)[i]].prev = i > 0 ? (*buf)[i - 1] : NONE;
+	}
 }
 
 /* (7) Every set of siblings by date, the deepest first. */
@@ -404,19 +356,6 @@ group_subjects(struct thr *t, int32_t root)
 	free(roots);
 }
 
-static void
-put_num(struct buf *b, uint32_t v)
-{
-	char tmp[12];
-	size_t k = sizeof(tmp);
-
-	do {
-		tmp[--k] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	buf_append(b, tmp + k, sizeof(tmp) - k);
-}
-
 static uint32_t
 number(const struct thr *t, int32_t x, bool uid)
 {
@@ -455,7 +394,7 @@ write_threads(const struct thr *t, int32_t root, bool uid, struct buf *b)
 			if (t->n[x].hit != NONE) {
 				if (b->data[b->len - 1] != '(')
 					buf_append_byte(b, ' ');
-				put_num(b, number(t, x, uid));
+				sort_put_num(b, number(t, x, uid));
 				if (c != NONE && t->n[c].next == NONE) {
 					st[sp++] = (struct op){c, OP_NODE};
 					continue;
@@ -515,12 +454,9 @@ subj_date_cmp(const void *pa, const void *pb, void *arg)
 	const struct thr *t = arg;
 	uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
 	const struct sort_msg *ma = &t->sc->m[a], *mb = &t->sc->m[b];
-	size_t la, lb;
-	const char *sa = sort_str(ma, SF_SUBJECT, &la), *sb = sort_str(mb, SF_SUBJECT, &lb);
-	int r = collate_cmp(sa, la, sb, lb);
 
-	if (r != 0)
-		return r;
+	if (t->subj_rank[a] != t->subj_rank[b])
+		return t->subj_rank[a] < t->subj_rank[b] ? -1 : 1;
 	if (ma->date != mb->date)
 		return ma->date < mb->date ? -1 : 1;
 	return a < b ? -1 : a > b;
@@ -534,19 +470,14 @@ thread_orderedsubject(struct thr *t, bool uid, struct buf *out)
 	uint32_t *ord = xmalloc((t->nh ? t->nh : 1) * sizeof(*ord));
 
 	memcpy(ord, t->idx, t->nh * sizeof(*ord));
+	t->subj_rank = sort_cache_rank(t->sc, SF_SUBJECT);
 	qsort_r(ord, t->nh, sizeof(*ord), subj_date_cmp, t);
 	/* one node per thread, ordered by its first message's date */
 	int32_t root = new_node(t, NONE);
 	for (size_t i = 0; i < t->nh;) {
 		size_t j = i + 1;
-		size_t la, lb;
-		const char *sa = sort_str(&t->sc->m[ord[i]], SF_SUBJECT, &la);
-		while (j < t->nh) {
-			const char *sb = sort_str(&t->sc->m[ord[j]], SF_SUBJECT, &lb);
-			if (collate_cmp(sa, la, sb, lb) != 0)
-				break;
+		while (j < t->nh && t->subj_rank[ord[j]] == t->subj_rank[ord[i]])
 			j++;
-		}
 		/* hits are view indexes here: find each one's hit number */
 		int32_t top = NONE, prev = NONE;
 		for (size_t k = i; k < j; k++) {
@@ -565,6 +496,7 @@ thread_orderedsubject(struct thr *t, bool uid, struct buf *out)
 			} else {
 				/* children in date order: append */
 				t->n[x].parent = top;
+				t->n[x].prev = prev == top ? NONE : prev;
 				if (prev == top)
 					t->n[top].child = x;
 				else

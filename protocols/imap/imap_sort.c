@@ -19,6 +19,7 @@
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/message.h"
 #include "roost/services.h"
 #include "roost/storage.h"
@@ -159,10 +160,8 @@ sort_cache_free(struct sort_cache **scp)
 static uint64_t
 id_hash(uint64_t seed, const char *s, size_t len)
 {
-	uint64_t h = seed;
+	uint64_t h = hash_fnv1a64(s, len, seed);
 
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;

@@ -29,7 +29,7 @@ else
 BUILD ?= build
 endif
 
-PKGS := lmdb openssl libcrypt libcares libutf8proc jansson zlib
+PKGS := lmdb openssl libcrypt libcares libutf8proc jansson zlib libpq
 TEST_PKGS := check
 
 WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wshadow \

@@ -33,7 +33,8 @@
 static const struct storage_ops *
 backend_find(const char *name)
 {
-	const struct storage_ops *all[] = {&storage_lmdb_ops, &storage_maildir_ops};
+	const struct storage_ops *all[] = {&storage_lmdb_ops, &storage_maildir_ops,
+	                                   &storage_pgsql_ops};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (all[i] != NULL && all[i]->name != NULL && strcmp(all[i]->name, name) == 0)
@@ -515,6 +516,22 @@ storage_notify(struct storage *st, const char *user, const char *mailbox)
 		return;
 	notify_here(reg, h, user, mailbox);
 	notify_others(reg, h);
+}
+
+void
+storage_wake(struct storage *st, const char *user, const char *mailbox)
+{
+	struct watch_registry *reg = st->watches;
+
+	if (reg == NULL)
+		return;
+	if (user == NULL) {
+		pthread_mutex_lock(&reg->lock);
+		wake_all_locked(reg);
+		pthread_mutex_unlock(&reg->lock);
+		return;
+	}
+	notify_here(reg, user_hash(user), user, mailbox);
 }
 
 int

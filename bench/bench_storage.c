@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,56 @@ rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+/*
+ * pgsql: each workload gets a database of its own on the server named by
+ * ROOST_PGSQL_BENCH_DSN (scripts/run-bench.sh starts one), dropped at exit.
+ */
+static char pg_dbs[32][64];
+static int n_pg_dbs;
+static char pg_dsns[32][1024];
+
+static void
+pg_admin(const char *sql)
+{
+	PGconn *conn = PQconnectdb(getenv("ROOST_PGSQL_BENCH_DSN"));
+	PGresult *res = PQexec(conn, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		fprintf(stderr, "bench_storage: %s: %s", sql, PQerrorMessage(conn));
+		exit(1);
+	}
+	PQclear(res);
+	PQfinish(conn);
+}
+
+static const char *
+pg_bench_db(const char *tag)
+{
+	char sql[128];
+	int i = n_pg_dbs++;
+
+	if (i >= 32)
+		abort();
+	snprintf(pg_dbs[i], sizeof(pg_dbs[i]), "roost_bench_%d_%s", (int)getpid(), tag);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %.63s", pg_dbs[i]);
+	pg_admin(sql);
+	snprintf(pg_dsns[i], sizeof(pg_dsns[i]), "%s dbname=%s", getenv("ROOST_PGSQL_BENCH_DSN"),
+	         pg_dbs[i]);
+	return pg_dsns[i];
+}
+
+static void
+pg_bench_drop_all(void)
+{
+	for (int i = 0; i < n_pg_dbs; i++) {
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %.63s WITH (FORCE)", pg_dbs[i]);
+		pg_admin(sql);
+	}
+	n_pg_dbs = 0;
+}
+
 static void
 make_cfg(struct roost_config *cfg, const char *backend, char *dir, size_t dlen, const char *tag,
          bool fsync)
@@ -112,6 +163,9 @@ make_cfg(struct roost_config *cfg, const char *backend, char *dir, size_t dlen, 
 	cfg->storage_fsync = fsync;
 	cfg->expunge_log_retention = 30 * 86400;
 	cfg->max_message_size = 64u << 20;
+	cfg->workers = 16;
+	if (strcmp(backend, "pgsql") == 0)
+		cfg->pgsql_dsn = (char *)pg_bench_db(tag);
 }
 
 static struct storage *
@@ -494,7 +548,7 @@ bench_fanout(const char *backend)
 int
 main(int argc, char **argv)
 {
-	const char *only = NULL, *b[] = {"lmdb", "maildir"};
+	const char *only = NULL, *b[] = {"lmdb", "maildir", "pgsql"};
 	const char *p = getenv("BENCH_PROFILE");
 	bool own_dir = true;
 
@@ -510,7 +564,7 @@ main(int argc, char **argv)
 			only = argv[++i];
 		} else {
 			fprintf(stderr, "usage: bench_storage [--full] [--dir DIR] "
-			                "[--backends lmdb,maildir]\n");
+			                "[--backends lmdb,maildir,pgsql]\n");
 			return 2;
 		}
 	}
@@ -536,6 +590,12 @@ main(int argc, char **argv)
 		if (!storage_backend_available(b[i]) ||
 		    (only != NULL && strstr(only, b[i]) == NULL))
 			continue;
+		if (strcmp(b[i], "pgsql") == 0 && getenv("ROOST_PGSQL_BENCH_DSN") == NULL) {
+			printf(
+			    "| pgsql    | (skipped: no ROOST_PGSQL_BENCH_DSN; scripts/run-bench.sh "
+			    "starts a PostgreSQL where it is installed)\n");
+			continue;
+		}
 		bool lmdb = strcmp(b[i], "lmdb") == 0;
 
 		bench_deliver(b[i], 1024, 1, "d1k1", false);
@@ -550,6 +610,7 @@ main(int argc, char **argv)
 		bench_deliver(b[i], 1 << 20, 16, "d1m16", false);
 		bench_fanout(b[i]);
 		bench_big(b[i]);
+		pg_bench_drop_all();
 	}
 	if (own_dir)
 		nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);

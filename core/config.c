@@ -45,6 +45,7 @@ static const struct key_def keys[] = {
     {"storage", "lmdb_map_size", T_SIZE, "1G", F(lmdb_map_size), 1 << 20, UINT64_MAX},
     {"storage", "lmdb_shards", T_COUNT, "1", F(lmdb_shards), 1, 64},
     {"storage", "fsync", T_BOOL, "yes", F(storage_fsync), 0, 0},
+    {"storage", "pgsql_dsn", T_STRING, NULL, F(pgsql_dsn), 0, 0},
     {"storage", "expunge_log_retention", T_DURATION, "30d", F(expunge_log_retention), 0,
      UINT64_MAX},
 
@@ -492,10 +493,15 @@ static int
 validate(const struct roost_config *cfg, char *err, size_t errlen, const char *file)
 {
 	if (strcmp(cfg->storage_backend, "lmdb") != 0 &&
-	    strcmp(cfg->storage_backend, "maildir") != 0) {
+	    strcmp(cfg->storage_backend, "maildir") != 0 &&
+	    strcmp(cfg->storage_backend, "pgsql") != 0) {
 		snprintf(err, errlen,
-		         "%s: [storage] backend: unknown backend \"%s\" (lmdb, maildir)", file,
-		         cfg->storage_backend);
+		         "%s: [storage] backend: unknown backend \"%s\" (lmdb, maildir, pgsql)",
+		         file, cfg->storage_backend);
+		return ROOST_ECONFIG;
+	}
+	if (strcmp(cfg->storage_backend, "pgsql") == 0 && cfg->pgsql_dsn == NULL) {
+		snprintf(err, errlen, "%s: [storage] backend = pgsql needs pgsql_dsn", file);
 		return ROOST_ECONFIG;
 	}
 	if (strcmp(cfg->log_level, "error") != 0 && strcmp(cfg->log_level, "warn") != 0 &&

@@ -6,8 +6,8 @@
 # script names them and fails, so nothing half-builds.
 set -eu
 
-BUILD_PKGS="gcc make pkg-config liblmdb-dev libssl-dev openssl libcrypt-dev libc-ares-dev libutf8proc-dev libjansson-dev zlib1g-dev"
-TEST_PKGS="check libsubunit-dev python3 curl lmdb-utils swaks libnet-ssleay-perl fetchmail isync python3-dkim clang-format chromium chromium-driver python3-selenium"
+BUILD_PKGS="gcc make pkg-config liblmdb-dev libssl-dev openssl libcrypt-dev libc-ares-dev libutf8proc-dev libjansson-dev zlib1g-dev libpq-dev"
+TEST_PKGS="check libsubunit-dev python3 curl lmdb-utils swaks libnet-ssleay-perl fetchmail isync python3-dkim clang-format chromium chromium-driver python3-selenium postgresql"
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS" ;;

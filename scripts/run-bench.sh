@@ -6,6 +6,15 @@ BUILD=${BUILD:-build}
 profile=${1:-short}
 export BENCH_PROFILE="$profile"
 export ROOST_BIN="$(pwd)/$BUILD/roost"
+# A PostgreSQL for the pgsql column of bench_storage, with fsync on like the
+# other backends, when the package is installed and none was given.
+if [ -z "${ROOST_PGSQL_BENCH_DSN:-}" ] && out=$(PG_TEST_FSYNC=on scripts/pg-test.sh start); then
+	pgdir=${out%% *}
+	ROOST_PGSQL_BENCH_DSN=${out#* }
+	export ROOST_PGSQL_BENCH_DSN
+	trap 'scripts/pg-test.sh stop "$pgdir"' EXIT
+	trap 'exit 1' INT TERM
+fi
 status=0
 for b in "$BUILD"/bench/bench_*; do
 	[ -x "$b" ] || continue

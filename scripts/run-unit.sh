@@ -7,6 +7,20 @@ set -u
 # below still catches a real hang.
 CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60}
 export CK_DEFAULT_TIMEOUT
+# One PostgreSQL for the whole run (the storage suite makes a database per
+# test in it), when the package is installed and none was given.
+pgdir=""
+if [ -z "${ROOST_PGSQL_TEST_DSN:-}" ]; then
+	if out=$("$(dirname "$0")/pg-test.sh" start); then
+		pgdir=${out%% *}
+		ROOST_PGSQL_TEST_DSN=${out#* }
+		export ROOST_PGSQL_TEST_DSN
+		trap '"$(dirname "$0")/pg-test.sh" stop "$pgdir"' EXIT
+		trap 'exit 1' INT TERM
+	else
+		echo "run-unit: no PostgreSQL: the pgsql backend is not tested" >&2
+	fi
+fi
 status=0
 for t in "$@"; do
 	if ! timeout 300 "$t"; then

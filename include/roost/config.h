@@ -42,6 +42,7 @@ struct roost_config {
 	uint64_t lmdb_map_size; /* initial map size; grows on demand; default 1G */
 	unsigned lmdb_shards;   /* environments, users hashed over them; default 1 */
 	bool storage_fsync;     /* default yes; no = benchmarks only, loses mail on crash */
+	char *pgsql_dsn;        /* libpq connection string for backend = pgsql */
 	uint64_t
 	    expunge_log_retention; /* seconds expunged UIDs are kept for QRESYNC; default 30d */
 

@@ -101,9 +101,10 @@ struct storage_ops {
 	void (*stats)(struct storage *st, struct storage_stats *stats_r);
 };
 
-/* Backends in this build (backends/lmdb, backends/maildir). */
+/* Backends in this build (backends/lmdb, backends/maildir, backends/pgsql). */
 extern const struct storage_ops storage_lmdb_ops;
 extern const struct storage_ops storage_maildir_ops;
+extern const struct storage_ops storage_pgsql_ops;
 
 /*
  * Wake every watcher of (user, mailbox) in this process, and signal other
@@ -115,5 +116,14 @@ extern const struct storage_ops storage_maildir_ops;
  * Maildir); the wrapper calls it after every change made through it.
  */
 void storage_notify(struct storage *st, const char *user, const char *mailbox);
+
+/*
+ * Wake the watchers of (user, mailbox) in this process only: for a backend
+ * that learns of another node's change by its own means (PostgreSQL's
+ * LISTEN). mailbox NULL wakes every watcher of the user, user NULL every
+ * watcher (after a gap in which changes may have been missed). Must not be
+ * called from a watch callback.
+ */
+void storage_wake(struct storage *st, const char *user, const char *mailbox);
 
 #endif

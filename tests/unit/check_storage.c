@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <lmdb.h>
 
 #include "roost/buf.h"
@@ -29,12 +30,14 @@
 
 #include "check_run.h"
 
-static const char *all_backends[] = {"lmdb", "maildir"};
+static const char *all_backends[] = {"lmdb", "maildir", "pgsql"};
 static const char *backends[8];
 static int n_backends;
 
 /* Per test (each runs in its own process). */
 static char dir[256];
+static char pg_db[64];    /* the test's own database (pgsql) */
+static char pg_dsn[1024]; /* and how to reach it */
 static struct roost_config cfg;
 static struct storage *st;
 static const char *backend;
@@ -68,6 +71,35 @@ reopen(void)
 	open_store();
 }
 
+/* Run sql on the suite's PostgreSQL (scripts/run-unit.sh starts it). */
+static void
+pg_admin(const char *sql)
+{
+	PGconn *conn = PQconnectdb(getenv("ROOST_PGSQL_TEST_DSN"));
+	PGresult *res;
+
+	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+	res = PQexec(conn, sql);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+	              PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(conn);
+}
+
+/* A fresh database per test, as the other backends get a fresh directory. */
+static void
+pg_setup(void)
+{
+	static int seq;
+	char sql[128];
+
+	snprintf(pg_db, sizeof(pg_db), "roost_t%d_%d", (int)getpid(), seq++);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", pg_db);
+	pg_admin(sql);
+	snprintf(pg_dsn, sizeof(pg_dsn), "%s dbname=%s", getenv("ROOST_PGSQL_TEST_DSN"), pg_db);
+	cfg.pgsql_dsn = pg_dsn;
+}
+
 static void
 setup_dir(int i)
 {
@@ -77,6 +109,8 @@ setup_dir(int i)
 	ck_assert_ptr_nonnull(mkdtemp(tmpl));
 	snprintf(dir, sizeof(dir), "%s", tmpl);
 	make_cfg(backend);
+	if (strcmp(backend, "pgsql") == 0)
+		pg_setup();
 }
 
 static void
@@ -99,6 +133,13 @@ teardown_backend(void)
 	storage_close(&st);
 	if (dir[0] != '\0')
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (pg_db[0] != '\0') {
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", pg_db);
+		pg_admin(sql);
+		pg_db[0] = '\0';
+	}
 }
 
 static int
@@ -1876,6 +1917,99 @@ START_TEST(lmdb_check_detects_damage)
 }
 END_TEST
 
+/* pgsql only: the test's database, for damaging it behind the store. */
+static void
+pg_test_exec(const char *sql)
+{
+	PGconn *conn = PQconnectdb(pg_dsn);
+	PGresult *res;
+
+	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+	res = PQexec(conn, sql);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+	              PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(conn);
+}
+
+/*
+ * pgsql only: two nodes, each with its own data directory (so no notify
+ * file links them), on one database. A change on one wakes a watcher on
+ * the other through LISTEN/NOTIFY, and the UIDs both hand out interleave
+ * without a gap.
+ */
+START_TEST(pgsql_two_nodes)
+{
+	char dir2[] = "/tmp/roost-storage-XXXXXX";
+	struct roost_config cfg2;
+	struct storage *other;
+	struct storage_watch *w;
+	struct mailbox_status s;
+	uint32_t uid;
+
+	setup_backend(_i);
+	ck_assert_ptr_nonnull(mkdtemp(dir2));
+	cfg2 = cfg;
+	cfg2.data_dir = dir2;
+	ck_assert_int_eq(storage_open(&cfg2, &other), 0);
+	pthread_mutex_lock(&wlock);
+	woken = 0;
+	pthread_mutex_unlock(&wlock);
+	/* the listener starts with the first transaction after the open */
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_int_eq(storage_watch(st, USER, "INBOX", on_change, NULL, &w), 0);
+	for (int round = 1; round <= 5; round++) {
+		struct msg_input in = {
+		    .data = (const uint8_t *)"S: n\r\n\r\nx\r\n", .len = 11, .fd = -1};
+		uint32_t uidv;
+
+		ck_assert_int_eq(storage_append(other, USER, "INBOX", &in, &uidv, &uid), 0);
+		ck_assert_uint_eq(uid, (uint32_t)(2 * round - 1));
+		ck_assert_msg(wait_woken(round, 5000), "round %d: no wake-up from the other node",
+		              round);
+		ck_assert_uint_eq(append_simple("INBOX", round), (uint32_t)(2 * round));
+	}
+	storage_unwatch(&w);
+	storage_close(&other);
+	nftw(dir2, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
+	ck_assert_uint_eq(s.messages, 10);
+	ck_assert_uint_eq(s.uidnext, 11);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* pgsql only: `roost check` finds a wrong reference count and a schema
+ * version this build did not make; a newer schema is refused at open. */
+START_TEST(pgsql_check_detects_damage)
+{
+	struct buf report = BUF_INIT(1 << 20);
+
+	setup_backend(_i);
+	append_simple("INBOX", 1);
+	append_simple("INBOX", 2);
+	assert_clean();
+	pg_test_exec("UPDATE bodies SET refs = 7 WHERE sha = (SELECT sha FROM bodies LIMIT 1)");
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "reference count 7"));
+	buf_reset(&report);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO); /* unchanged */
+	pg_test_exec("UPDATE bodies SET refs = 1");
+	pg_test_exec("UPDATE roost_schema SET version = 99");
+	buf_reset(&report);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "schema version 99"));
+	storage_close(&st);
+	ck_assert_int_eq(storage_open(&cfg, &st), ROOST_ECONFIG);
+	pg_test_exec("UPDATE roost_schema SET version = 1");
+	open_store();
+	assert_clean();
+	buf_free(&report);
+	teardown_backend();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -1888,6 +2022,14 @@ pick_backends(void)
 			continue;
 		if (only != NULL && strstr(only, all_backends[i]) == NULL)
 			continue;
+		if (strcmp(all_backends[i], "pgsql") == 0 &&
+		    getenv("ROOST_PGSQL_TEST_DSN") == NULL) {
+			fprintf(stderr,
+			        "check_storage: pgsql skipped: no PostgreSQL to test on "
+			        "(scripts/run-unit.sh starts one where the postgresql package "
+			        "is installed; or set ROOST_PGSQL_TEST_DSN)\n");
+			continue;
+		}
 		backends[n_backends++] = all_backends[i];
 		fprintf(stderr, "check_storage: backend %s\n", all_backends[i]);
 	}
@@ -1931,6 +2073,17 @@ storage_suite(void)
 		tcase_add_test(lm, lmdb_shards);
 		tcase_add_test(lm, lmdb_check_body_files);
 		suite_add_tcase(s, lm);
+	}
+	for (int i = 0; i < n_backends; i++) {
+		TCase *pg;
+
+		if (strcmp(backends[i], "pgsql") != 0)
+			continue;
+		pg = tcase_create("pgsql");
+		tcase_set_timeout(pg, 120);
+		tcase_add_loop_test(pg, pgsql_two_nodes, i, i + 1);
+		tcase_add_loop_test(pg, pgsql_check_detects_damage, i, i + 1);
+		suite_add_tcase(s, pg);
 	}
 	return s;
 }

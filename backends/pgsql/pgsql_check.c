@@ -1,0 +1,91 @@
+/*
+ * `roost check` for the PostgreSQL backend: read-only queries, in one
+ * snapshot, for every invariant the schema does not enforce by itself.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "pgsql_impl.h"
+#include "roost/buf.h"
+#include "roost/error.h"
+
+#define CHECK_ROWS 100 /* problems reported per query: the report stays bounded */
+
+static const struct {
+	const char *sql;
+	const char *what; /* printf format over the row's text columns */
+} checks[] = {
+    {"SELECT encode(b.sha, 'hex'), b.refs, count(g.sha) FROM bodies b LEFT JOIN messages g ON "
+     "g.sha = b.sha GROUP BY b.sha, b.refs HAVING b.refs <> count(g.sha) LIMIT 100",
+     "body %s: reference count %s, but %s messages use it"},
+    {"SELECT u.name, m.name, max(g.uid), m.uidnext FROM mailboxes m JOIN users u ON u.id = "
+     "m.user_id JOIN messages g ON g.mailbox_id = m.id GROUP BY u.name, m.name, m.uidnext "
+     "HAVING max(g.uid) >= m.uidnext LIMIT 100",
+     "%s/%s: UID %s at or above UIDNEXT %s"},
+    {"SELECT u.name, m.name, max(g.modseq), m.highestmodseq FROM mailboxes m JOIN users u ON "
+     "u.id = m.user_id JOIN messages g ON g.mailbox_id = m.id GROUP BY u.name, m.name, "
+     "m.highestmodseq HAVING max(g.modseq) > m.highestmodseq LIMIT 100",
+     "%s/%s: MODSEQ %s above HIGHESTMODSEQ %s"},
+    {"SELECT u.name, m.name, max(e.uid), m.uidnext FROM mailboxes m JOIN users u ON u.id = "
+     "m.user_id JOIN expunged e ON e.mailbox_id = m.id GROUP BY u.name, m.name, m.uidnext "
+     "HAVING max(e.uid) >= m.uidnext LIMIT 100",
+     "%s/%s: expunged UID %s at or above UIDNEXT %s"},
+    {"SELECT u.name, m.name, count(*) FROM mailboxes m JOIN users u ON u.id = m.user_id JOIN "
+     "messages g ON g.mailbox_id = m.id WHERE m.noselect GROUP BY u.name, m.name LIMIT 100",
+     "%s/%s: \\Noselect but holds %s messages"},
+    {"SELECT u.name, m.name, m.recent_first, m.uidnext FROM mailboxes m JOIN users u ON u.id = "
+     "m.user_id WHERE m.recent_first > m.uidnext OR m.uidnext < 1 OR m.uidvalidity < 1 LIMIT "
+     "100",
+     "%s/%s: \\Recent boundary %s or UIDNEXT %s out of range"},
+    {"SELECT mailbox_id, count(*), max(idx) FROM keywords GROUP BY mailbox_id HAVING max(idx) "
+     "<> count(*) - 1 LIMIT 100",
+     "mailbox %s: %s keywords but indexes up to %s"},
+    {"SELECT g.mailbox_id, g.uid, g.size FROM messages g JOIN bodies b ON b.sha = g.sha WHERE "
+     "g.size <> octet_length(b.data) LIMIT 100",
+     "mailbox %s UID %s: size %s differs from its body"},
+};
+
+static int
+t_check(struct pg_txn *t, void *arg)
+{
+	struct buf *report = arg;
+	size_t start = report->len;
+	int rc;
+
+	if ((rc = pg_schema_check(t, report)) != 0)
+		return rc;
+	for (size_t c = 0; c < sizeof(checks) / sizeof(checks[0]); c++) {
+		PGresult *res;
+
+		if ((rc = pg_exec(t, checks[c].sql, NULL, false, &res)) != 0)
+			return rc;
+		for (int i = 0; i < PQntuples(res) && i < CHECK_ROWS; i++) {
+			const char *v[4] = {"", "", "", ""};
+
+			for (int f = 0; f < PQnfields(res) && f < 4; f++)
+				v[f] = PQgetvalue(res, i, f);
+			buf_append_str(report, "pgsql: ");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+			buf_printf(report, checks[c].what, v[0], v[1], v[2], v[3]);
+#pragma GCC diagnostic pop
+			buf_append_byte(report, '\n');
+		}
+		PQclear(res);
+	}
+	return report->len > start ? ROOST_EIO : 0;
+}
+
+int
+pg_op_check(struct storage *st, struct buf *report)
+{
+	size_t start = report->len;
+	int rc = pg_run(PS(st), PG_READ, t_check, report);
+
+	/* t_check's ROOST_EIO rolled back a read-only snapshot: nothing lost */
+	if (rc == ROOST_EIO && report->len > start)
+		return ROOST_EIO;
+	if (rc != 0)
+		buf_printf(report, "pgsql: cannot read: %s\n", roost_strerror(rc));
+	return rc;
+}

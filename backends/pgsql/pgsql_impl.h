@@ -1,0 +1,179 @@
+#ifndef ROOST_PGSQL_IMPL_H
+#define ROOST_PGSQL_IMPL_H
+
+/*
+ * The PostgreSQL backend: one database shared by any number of Roost nodes.
+ *
+ * Every operation is one transaction on a connection taken from a pool of
+ * at most [server] workers connections (a worker blocks on the database,
+ * never the event loop). Writes run at READ COMMITTED and take the
+ * mailbox row's lock (SELECT ... FOR UPDATE) before they allocate UIDs or
+ * MODSEQs, so the changes to one mailbox commit one after the other in
+ * the order of their numbers, from whichever node; reads of several
+ * statements run at REPEATABLE READ, one snapshot. A transaction that
+ * deadlocks or fails to serialize is run again; one whose connection was
+ * lost before COMMIT is run again once on a new connection; otherwise a
+ * lost connection is ROOST_ETEMP and the next use reconnects.
+ *
+ * Each changing transaction also sends NOTIFY roost '<node> <user>\t<box>',
+ * delivered at commit: one listener thread per process wakes the watchers
+ * here of changes made by other nodes.
+ */
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "roost/storage.h"
+#include "roost/storage_impl.h"
+
+#define PG_SCHEMA_VERSION 1
+#define PG_CHANNEL "roost"
+
+struct pg_conn {
+	PGconn *conn;
+	bool busy;
+};
+
+struct pg_store {
+	struct storage base;
+	char *dsn;
+	uint64_t retention; /* seconds the expunge log keeps UIDs; 0 = forever */
+	uint64_t node;      /* random, to skip our own notifications */
+
+	/* The pool. lock guards conns[].busy, n_open and the listener start;
+	 * a connection is used by the thread that took it, alone. */
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	struct pg_conn *conns;
+	unsigned n_conns;
+
+	/* The listener (pgsql_listen.c). */
+	pthread_t listener;
+	bool listener_started;
+	int stop_pipe[2];
+};
+
+#define PS(st) container_of((st), struct pg_store, base)
+
+struct pg_mailbox {
+	struct mailbox base;
+	struct pg_store *ps;
+	int64_t id;
+	uint32_t uidvalidity;
+	/* mailbox_keywords() result, valid until the next call */
+	char **kw_names;
+	size_t kw_n;
+};
+
+#define PM(mb) container_of((mb), struct pg_mailbox, base)
+
+/* ---- transactions (pgsql_conn.c) ---- */
+
+enum pg_mode {
+	PG_WRITE,      /* READ COMMITTED, synchronous commit */
+	PG_READ,       /* REPEATABLE READ READ ONLY: one snapshot */
+	PG_WRITE_LAZY, /* READ COMMITTED, commit not waited for (derived state) */
+	PG_AUTO        /* no transaction block: fn runs one idempotent statement */
+};
+
+struct pg_txn {
+	struct pg_store *ps;
+	PGconn *conn;
+	bool lost;  /* the connection broke */
+	bool retry; /* deadlock or serialization failure: run again */
+	bool notified;
+};
+
+/* Parameters of one statement, as text (or binary where fmt is 1). */
+#define PG_MAX_PARAMS 12
+struct pg_params {
+	int n;
+	const char *v[PG_MAX_PARAMS];
+	int len[PG_MAX_PARAMS];
+	int fmt[PG_MAX_PARAMS];
+	char num[PG_MAX_PARAMS][24];
+};
+
+void pg_p_int(struct pg_params *p, int64_t v);
+void pg_p_str(struct pg_params *p, const char *s);
+void pg_p_bin(struct pg_params *p, const void *data, size_t len);
+
+typedef int pg_txn_fn(struct pg_txn *t, void *arg);
+
+/* Run fn in one transaction of mode on a pooled connection, committing
+ * when it returns 0 and rolling back otherwise; runs it again (fn must
+ * reset what it returns) after a deadlock, a serialization failure or a
+ * connection lost before the commit. Returns fn's result, or ROOST_ETEMP
+ * when the database cannot be reached. */
+int pg_run(struct pg_store *ps, enum pg_mode mode, pg_txn_fn *fn, void *arg);
+
+/* Run one statement; *res_r (may be NULL when no rows are wanted) is the
+ * result, cleared by the caller. binary: results in binary form. Returns
+ * 0, ROOST_EEXISTS on a unique violation, ROOST_ETEMP (and t->lost or
+ * t->retry set) or ROOST_EIO; the error is logged. */
+int pg_exec(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binary,
+            PGresult **res_r);
+
+/* NOTIFY the other nodes of a change to (user, mailbox) at commit; an empty
+ * mailbox name stands for every mailbox of the user. */
+int pg_notify(struct pg_txn *t, const char *user, const char *mailbox);
+
+int64_t pg_int(const PGresult *res, int row, int col);
+
+/* Take a connection for one-off work outside pg_run (schema, check). */
+int pg_conn_get(struct pg_store *ps, struct pg_conn **c_r);
+void pg_conn_put(struct pg_store *ps, struct pg_conn *c);
+int pg_connect(const char *dsn, PGconn **conn_r);
+
+/* ---- schema (pgsql_schema.c) ---- */
+int pg_schema_setup(struct pg_store *ps);
+int pg_schema_check(struct pg_txn *t, struct buf *report);
+
+/* ---- listener (pgsql_listen.c) ---- */
+void pg_listen_start(struct pg_store *ps);
+void pg_listen_stop(struct pg_store *ps);
+
+/* ---- ops ---- */
+int pg_op_user_init(struct storage *st, const char *user);
+int pg_op_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
+int pg_op_create(struct storage *st, const char *user, const char *name, unsigned special_use);
+int pg_op_delete(struct storage *st, const char *user, const char *name);
+int pg_op_rename(struct storage *st, const char *user, const char *from, const char *to);
+int pg_op_subscribe(struct storage *st, const char *user, const char *name, bool on);
+int pg_op_status(struct storage *st, const char *user, const char *name,
+                 struct mailbox_status *status_r);
+int pg_op_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
+                       struct mailbox **mb_r);
+void pg_op_mailbox_close(struct mailbox *mb);
+int pg_op_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
+int pg_status_fill(struct pg_txn *t, int64_t id, struct mailbox_status *s);
+
+int pg_op_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
+                  size_t n);
+int pg_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
+int pg_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r);
+int pg_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
+int pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r);
+int pg_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
+int pg_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
+int pg_op_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
+int pg_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
+                uint32_t **modified_r, size_t *n_modified_r);
+int pg_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
+int pg_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
+               uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
+               size_t *n_r);
+int pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
+int pg_op_check(struct storage *st, struct buf *report);
+
+/* Helpers shared by the op files. */
+int pg_mbox_lock(struct pg_txn *t, int64_t id, bool *noselect_r);
+int pg_mbox_lookup(struct pg_txn *t, const char *user, const char *name, bool lock, int64_t *id_r,
+                   bool *noselect_r);
+/* Index of keyword name in mailbox id's table, added when add is true;
+ * -1 when absent (and not added); ROOST_ETOOBIG when the table is full. */
+int pg_kw_index(struct pg_txn *t, int64_t id, const char *name, bool add, int *idx_r);
+
+#endif

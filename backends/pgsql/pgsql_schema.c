@@ -1,0 +1,175 @@
+/*
+ * The schema of the PostgreSQL backend, created and migrated by Roost
+ * itself: roost_schema holds the version; each step below takes the
+ * database from version i to i + 1, all in one transaction under an
+ * advisory lock, so nodes starting together migrate once. A database
+ * newer than this build is refused rather than guessed at.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "pgsql_impl.h"
+#include "roost/buf.h"
+#include "roost/error.h"
+#include "roost/log.h"
+
+/*
+ * Version 1.
+ * - users: one row per user name; mailboxes and subscriptions hang off it.
+ * - mailboxes: UIDNEXT, HIGHESTMODSEQ and the \Recent boundary live in the
+ *   row, and every change to the mailbox locks it first (pgsql_impl.h).
+ *   noselect: a deleted parent kept for its children (and its UIDNEXT).
+ *   expunge_floor: the highest MODSEQ dropped from the expunge log.
+ * - bodies: message bytes once per distinct SHA-256, refs = the messages
+ *   that point at it; the row goes with the last reference.
+ * - messages: one row per (mailbox, UID); keywords a bitmask over the
+ *   mailbox's keywords table; cache the parse results (derived data).
+ * - expunged: the expunge log for CONDSTORE/QRESYNC, pruned by age.
+ */
+static const char *const migrations[] = {
+    "CREATE TABLE users ("
+    " id bigserial PRIMARY KEY,"
+    " name text NOT NULL UNIQUE);"
+    "CREATE SEQUENCE uidvalidity_seq MINVALUE 1 MAXVALUE 4294967295;"
+    "SELECT setval('uidvalidity_seq', extract(epoch FROM now())::bigint);"
+    "CREATE TABLE mailboxes ("
+    " id bigserial PRIMARY KEY,"
+    " user_id bigint NOT NULL REFERENCES users (id),"
+    " name text NOT NULL,"
+    " uidvalidity bigint NOT NULL,"
+    " uidnext bigint NOT NULL DEFAULT 1,"
+    " highestmodseq bigint NOT NULL DEFAULT 1,"
+    " recent_first bigint NOT NULL DEFAULT 1,"
+    " expunge_floor bigint NOT NULL DEFAULT 0,"
+    " special_use integer NOT NULL DEFAULT 0,"
+    " noselect boolean NOT NULL DEFAULT false,"
+    " UNIQUE (user_id, name));"
+    "CREATE TABLE keywords ("
+    " mailbox_id bigint NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,"
+    " idx integer NOT NULL,"
+    " name text NOT NULL,"
+    " PRIMARY KEY (mailbox_id, idx));"
+    "CREATE UNIQUE INDEX keywords_name ON keywords (mailbox_id, lower(name));"
+    "CREATE TABLE bodies ("
+    " sha bytea PRIMARY KEY,"
+    " refs bigint NOT NULL CHECK (refs >= 0),"
+    " data bytea NOT NULL);"
+    "CREATE INDEX bodies_unreferenced ON bodies (sha) WHERE refs = 0;"
+    "CREATE TABLE messages ("
+    " mailbox_id bigint NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,"
+    " uid bigint NOT NULL,"
+    " flags integer NOT NULL,"
+    " keywords bigint NOT NULL DEFAULT 0,"
+    " modseq bigint NOT NULL,"
+    " internal_date bigint NOT NULL,"
+    " size bigint NOT NULL,"
+    " sha bytea NOT NULL REFERENCES bodies (sha) DEFERRABLE INITIALLY DEFERRED,"
+    " cache bytea,"
+    " PRIMARY KEY (mailbox_id, uid));"
+    "CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);"
+    "CREATE INDEX messages_sha ON messages (sha);"
+    "CREATE TABLE expunged ("
+    " mailbox_id bigint NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,"
+    " uid bigint NOT NULL,"
+    " modseq bigint NOT NULL,"
+    " at bigint NOT NULL,"
+    " PRIMARY KEY (mailbox_id, uid));"
+    "CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);"
+    "CREATE TABLE subscriptions ("
+    " user_id bigint NOT NULL REFERENCES users (id),"
+    " name text NOT NULL,"
+    " PRIMARY KEY (user_id, name));",
+};
+
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+#define SCHEMA_LOCK "7236937" /* pg_advisory_xact_lock key: "roost" */
+
+static int
+schema_version(struct pg_txn *t, int *version_r)
+{
+	PGresult *res;
+	int rc;
+
+	*version_r = 0;
+	rc = pg_exec(t, "SELECT version FROM roost_schema", NULL, false, &res);
+	if (rc != 0)
+		return rc;
+	if (PQntuples(res) == 1)
+		*version_r = (int)pg_int(res, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
+static int
+migrate(struct pg_txn *t, void *arg)
+{
+	int *version_r = arg, version, rc;
+	struct pg_params p = {.n = 0};
+
+	if ((rc = pg_exec(t, "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK ")", NULL, false, NULL)) !=
+	        0 ||
+	    (rc = pg_exec(t, "CREATE TABLE IF NOT EXISTS roost_schema (version integer NOT NULL)",
+	                  NULL, false, NULL)) != 0 ||
+	    (rc = schema_version(t, &version)) != 0)
+		return rc;
+	*version_r = version;
+	if (version > (int)N_MIGRATIONS)
+		return 0;
+	for (int v = version; v < (int)N_MIGRATIONS; v++) {
+		PGresult *res = PQexec(t->conn, migrations[v]);
+
+		if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+		    PQresultStatus(res) != PGRES_TUPLES_OK) {
+			log_error("event=pgsql_migrate_failed version=%d error=%s", v + 1,
+			          LOG_QUOTE(PQresultErrorMessage(res)));
+			t->lost = PQstatus(t->conn) != CONNECTION_OK;
+			PQclear(res);
+			return t->lost ? ROOST_ETEMP : ROOST_EIO;
+		}
+		PQclear(res);
+		log_info("event=pgsql_migrated version=%d", v + 1);
+	}
+	pg_p_int(&p, (int64_t)N_MIGRATIONS);
+	if (version == 0)
+		rc = pg_exec(t, "INSERT INTO roost_schema (version) VALUES ($1)", &p, false, NULL);
+	else
+		rc = pg_exec(t, "UPDATE roost_schema SET version = $1", &p, false, NULL);
+	return rc;
+}
+
+int
+pg_schema_setup(struct pg_store *ps)
+{
+	int version = 0, rc = pg_run(ps, PG_WRITE, migrate, &version);
+
+	if (rc != 0)
+		return rc;
+	if (version > (int)N_MIGRATIONS) {
+		log_error("event=pgsql_schema_newer version=%d known=%d", version,
+		          (int)N_MIGRATIONS);
+		return ROOST_ECONFIG;
+	}
+	return 0;
+}
+
+/* `roost check`: the version table says what this build made. */
+int
+pg_schema_check(struct pg_txn *t, struct buf *report)
+{
+	PGresult *res;
+	int rc, version;
+
+	rc = pg_exec(t, "SELECT count(*) FROM roost_schema", NULL, false, &res);
+	if (rc != 0)
+		return rc;
+	if (pg_int(res, 0, 0) != 1)
+		buf_printf(report, "pgsql: roost_schema has %s rows, not 1\n",
+		           PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if ((rc = schema_version(t, &version)) != 0)
+		return rc;
+	if (version != PG_SCHEMA_VERSION)
+		buf_printf(report, "pgsql: schema version %d, this build expects %d\n", version,
+		           PG_SCHEMA_VERSION);
+	return 0;
+}

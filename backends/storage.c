@@ -55,7 +55,8 @@ backend_complete(const struct storage_ops *o)
 	       o->records != NULL && o->keywords != NULL && o->claim_recent != NULL &&
 	       o->read != NULL && o->cache_get != NULL && o->cache_set != NULL &&
 	       o->append != NULL && o->store != NULL && o->expunge != NULL && o->copy != NULL &&
-	       o->changes_since != NULL && o->check != NULL;
+	       o->changes_since != NULL && o->check != NULL &&
+	       (o->lock_user == NULL) == (o->unlock_user == NULL);
 }
 
 bool
@@ -1132,6 +1133,32 @@ mailbox_changes_free(struct mailbox_changes *changes)
 	changes->changed = NULL;
 	changes->expunged = NULL;
 	changes->n_changed = changes->n_expunged = 0;
+}
+
+int
+storage_lock_user(struct storage *st, const char *user, struct storage_lock **lock_r)
+{
+	int rc;
+
+	*lock_r = NULL;
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	if (st->ops->lock_user == NULL)
+		return 0;
+	if ((rc = st->ops->lock_user(st, user, lock_r)) == 0 && *lock_r != NULL)
+		(*lock_r)->st = st;
+	return rc;
+}
+
+void
+storage_unlock_user(struct storage_lock **lockp)
+{
+	struct storage_lock *lock = lockp != NULL ? *lockp : NULL;
+
+	if (lock == NULL)
+		return;
+	*lockp = NULL;
+	lock->st->ops->unlock_user(lock);
 }
 
 int

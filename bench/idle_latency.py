@@ -50,17 +50,42 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+PG = {"dir": None, "dsn": None, "n": 0}
+
+
+def pg_database():
+    """A new database on this script's own PostgreSQL (started once)."""
+    if PG["dir"] is None:
+        out = subprocess.run([os.path.join(ROOT, "scripts", "pg-test.sh"), "start"],
+                             env=dict(os.environ, PG_TEST_FSYNC="on"), check=True,
+                             capture_output=True, text=True).stdout.strip()
+        PG["dir"], PG["dsn"] = out.split(" ", 1)
+    PG["n"] += 1
+    name = "roost_idle_%d_%d" % (os.getpid(), PG["n"])
+    subprocess.run(["psql", "-X", "-q", PG["dsn"], "-c", "CREATE DATABASE " + name],
+                   check=True, capture_output=True)
+    return PG["dsn"] + " dbname=" + name
+
+
 def one_run(binary, backend, a):
     users = {"user%d@%s" % (i, DOMAIN): "pass%d" % i for i in range(a.users)}
-    srv = roosttest.RoostServer(
-        backend=backend, users=users, binary=binary, listeners=("imap", "lmtp"),
-        conf={"server": {"log_level": "info"},
-              "limits": {"max_connections": str(a.clients + 1000),
-                         "max_connections_per_ip": str(a.clients + 1000)},
-              "imap": {"max_connections_per_user_ip": str(a.clients)}})
+    conf = {"server": {"log_level": "info"},
+            "limits": {"max_connections": str(a.clients + 1000),
+                       "max_connections_per_ip": str(a.clients + 1000)},
+            "imap": {"max_connections_per_user_ip": str(a.clients)}}
+    if backend == "pgsql":
+        conf["storage"] = {"pgsql_dsn": pg_database()}
+    srv = roosttest.RoostServer(backend=backend, users=users, binary=binary,
+                                listeners=("imap", "lmtp"), conf=conf)
     srv.start()
+    other = None
     try:
         imap, lmtp = srv.port("imap"), srv.port("lmtp")
+        if backend == "pgsql":
+            other = roosttest.RoostServer(backend=backend, users=users, binary=binary,
+                                          listeners=("imap", "lmtp"), conf=conf)
+            other.start()
+            lmtp = other.port("lmtp")
         if a.preload:
             loadgen("smtp-deliver", "--port", lmtp, "--lmtp", "-c", 10, "-n",
                     a.users * a.preload, "--users", a.users, "--domain", DOMAIN,
@@ -82,6 +107,9 @@ def one_run(binary, backend, a):
     finally:
         srv.stop()
         srv.cleanup()
+        if other is not None:
+            other.stop()
+            other.cleanup()
 
 
 def main():
@@ -117,4 +145,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if PG["dir"] is not None:
+            subprocess.run([os.path.join(ROOT, "scripts", "pg-test.sh"), "stop", PG["dir"]])

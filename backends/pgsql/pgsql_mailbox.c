@@ -699,6 +699,59 @@ pg_op_mailbox_close(struct mailbox *mb)
 	free(pm);
 }
 
+/* ---- the maildrop lock ---- */
+
+/*
+ * A session-level advisory lock on a connection of its own, kept for as
+ * long as the POP3 session holds the maildrop: PostgreSQL drops it with
+ * the connection, so a node that dies frees its users' maildrops. The key
+ * is a 64-bit hash of the user name.
+ */
+struct pg_lock {
+	struct storage_lock base;
+	PGconn *conn;
+};
+
+static int
+pg_op_lock_user(struct storage *st, const char *user, struct storage_lock **lock_r)
+{
+	const char *v[1] = {user};
+	struct pg_lock *lk;
+	PGconn *conn;
+	PGresult *res;
+	int rc;
+
+	if ((rc = pg_connect(PS(st)->dsn, &conn)) != 0)
+		return rc;
+	res = PQexecParams(conn, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1, NULL, v,
+	                   NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_warn("event=pgsql_error what=lock error=%s",
+		         LOG_QUOTE(PQresultErrorMessage(res)));
+		rc = ROOST_ETEMP;
+	} else if (PQgetvalue(res, 0, 0)[0] != 't') {
+		rc = ROOST_EINUSE;
+	}
+	PQclear(res);
+	if (rc != 0) {
+		PQfinish(conn);
+		return rc;
+	}
+	lk = xcalloc(1, sizeof(*lk));
+	lk->conn = conn;
+	*lock_r = &lk->base;
+	return 0;
+}
+
+static void
+pg_op_unlock_user(struct storage_lock *lock)
+{
+	struct pg_lock *lk = container_of(lock, struct pg_lock, base);
+
+	PQfinish(lk->conn);
+	free(lk);
+}
+
 const struct storage_ops storage_pgsql_ops = {
     .name = "pgsql",
     .open = pg_open,
@@ -726,4 +779,6 @@ const struct storage_ops storage_pgsql_ops = {
     .copy = pg_op_copy,
     .changes_since = pg_op_changes_since,
     .check = pg_op_check,
+    .lock_user = pg_op_lock_user,
+    .unlock_user = pg_op_unlock_user,
 };

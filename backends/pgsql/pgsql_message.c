@@ -152,6 +152,7 @@ struct dtarget {
 
 struct deliver_arg {
 	const struct msg_input *msg;
+	size_t *order; /* targets by (user, mailbox): one lock order for all */
 	const uint8_t *data;
 	size_t len;
 	uint8_t sha[SHA_LEN];
@@ -228,7 +229,7 @@ t_deliver(struct pg_txn *t, void *arg)
 	int rc;
 
 	for (size_t i = 0; i < a->n; i++) {
-		struct dtarget *d = &a->targets[i];
+		struct dtarget *d = &a->targets[a->order[i]];
 
 		d->uid = d->uidvalidity = 0;
 		rc = append_one(t, a, d);
@@ -283,6 +284,29 @@ msg_bytes(const struct msg_input *msg, const uint8_t **data_r, uint8_t **owned_r
 }
 
 static int
+target_cmp(const void *x, const void *y, void *base)
+{
+	const struct dtarget *t = base;
+	const struct dtarget *a = &t[*(const size_t *)x], *b = &t[*(const size_t *)y];
+	int c = strcmp(a->user, b->user);
+
+	return c != 0 ? c : strcmp(a->name, b->name);
+}
+
+/* Deliveries lock their mailboxes in one order (user, then mailbox name),
+ * so two multi-recipient deliveries never wait on each other in a cycle. */
+static size_t *
+target_order(const struct dtarget *targets, size_t n)
+{
+	size_t *order = xcalloc(n, sizeof(*order));
+
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, n, sizeof(*order), target_cmp, (void *)targets);
+	return order;
+}
+
+static int
 deliver_run(struct pg_store *ps, const struct msg_input *msg, struct dtarget *targets, size_t n)
 {
 	struct deliver_arg a = {.msg = msg, .len = msg->len, .targets = targets, .n = n};
@@ -292,12 +316,15 @@ deliver_run(struct pg_store *ps, const struct msg_input *msg, struct dtarget *ta
 
 	if ((rc = msg_bytes(msg, &a.data, &owned)) != 0)
 		return rc;
+	a.order = target_order(targets, n);
 	if (EVP_Digest(a.data, a.len, a.sha, &shalen, EVP_sha256(), NULL) != 1) {
+		free(a.order);
 		free(owned);
 		return ROOST_EIO;
 	}
 	a.idate = msg->internal_date != 0 ? msg->internal_date : (int64_t)time(NULL);
 	rc = pg_run(ps, PG_WRITE, t_deliver, &a);
+	free(a.order);
 	free(owned);
 	return rc;
 }

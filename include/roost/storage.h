@@ -358,6 +358,22 @@ int storage_watch(struct storage *st, const char *user, const char *mailbox, sto
 /* After return, cb is not running and will not run again. */
 void storage_unwatch(struct storage_watch **watch);
 
+/* ---- maildrop lock ---- */
+
+/*
+ * An exclusive lock on the user's maildrop for one POP3 session (RFC 1939
+ * 8), held until storage_unlock_user(). A backend whose store several
+ * nodes share (pgsql) takes it in that store, so it excludes sessions on
+ * every node and goes with the holder's connection if the holder dies;
+ * the others hand back a NULL lock, the caller's own lock file covering
+ * their one data directory. ROOST_EINUSE when another session holds it.
+ * A lock is used by one thread at a time.
+ */
+struct storage_lock;
+int storage_lock_user(struct storage *st, const char *user, struct storage_lock **lock_r);
+/* Release; NULL and a NULL *lock are ignored. */
+void storage_unlock_user(struct storage_lock **lock);
+
 /* ---- maintenance ---- */
 
 /* Verify invariants without changing anything; problems are written to

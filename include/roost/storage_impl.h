@@ -49,6 +49,11 @@ struct mailbox {
 	unsigned flags; /* MAILBOX_READONLY */
 };
 
+/* A backend's maildrop lock embeds this first. */
+struct storage_lock {
+	struct storage *st;
+};
+
 struct storage_ops {
 	const char *name;
 
@@ -99,6 +104,12 @@ struct storage_ops {
 	int (*check)(struct storage *st, struct buf *report);
 	/* Optional: write-path counters (storage_stats()). */
 	void (*stats)(struct storage *st, struct storage_stats *stats_r);
+
+	/* Optional, both or neither (NULL: storage_lock_user() hands back a
+	 * NULL lock). lock_user fills in nothing of the base: the wrapper
+	 * sets st. */
+	int (*lock_user)(struct storage *st, const char *user, struct storage_lock **lock_r);
+	void (*unlock_user)(struct storage_lock *lock);
 };
 
 /* Backends in this build (backends/lmdb, backends/maildir, backends/pgsql). */

@@ -45,6 +45,8 @@ login(struct pop3_session *s, const char *canonical)
 	}
 	snprintf(s->user, sizeof(s->user), "%s", canonical);
 	r = pop3_lock_acquire(pop3_cfg(s)->data_dir, s->user, &s->lock_fd);
+	if (r == 0 && (r = storage_lock_user(st, s->user, &s->st_lock)) != 0)
+		pop3_lock_release(&s->lock_fd);
 	if (r != 0) {
 		log_info("conn=%llu proto=pop3 event=login-refused user=%s reason=%s",
 		         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),

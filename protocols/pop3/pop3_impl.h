@@ -75,6 +75,7 @@ struct pop3_session {
 	/* TRANSACTION: the maildrop */
 	char user[POP3_MAX_USER]; /* canonical name */
 	int lock_fd;
+	struct storage_lock *st_lock; /* the store's maildrop lock (other nodes) */
 	struct mailbox *mb;
 	uint32_t uidvalidity;
 	struct pop3_msg *msgs;

@@ -78,6 +78,7 @@ pop3_maildrop_close(struct pop3_session *s)
 	s->msgs = NULL;
 	s->n_msgs = 0;
 	s->n_deleted = 0;
+	storage_unlock_user(&s->st_lock);
 	pop3_lock_release(&s->lock_fd);
 }
 

@@ -17,6 +17,7 @@ Where PostgreSQL is not installed the tests are skipped, saying so.
   itself, and every acknowledged APPEND is there.
 """
 import os
+import poplib
 import re
 import smtplib
 import socket
@@ -213,6 +214,7 @@ class PgsqlNodes(unittest.TestCase):
         setup.close()
         errors, appended, moved, expunged = [], {}, {}, {}
         rounds = 30
+        done = threading.Barrier(2)
 
         def actor(name, node):
             try:
@@ -236,10 +238,13 @@ class PgsqlNodes(unittest.TestCase):
                             .startswith(b"OK")
                         assert v.run("UID EXPUNGE %d" % uid).startswith(b"OK")
                         expunged.setdefault(name, []).append(uid)
+                # both done: the view must now equal the mailbox
+                done.wait(TIMEOUT)
                 v.check()
                 c.close()
             except Exception as e:  # reported by the main thread
                 errors.append("%s: %r" % (name, e))
+                done.abort()
 
         threads = [threading.Thread(target=actor, args=("a", a_node)),
                    threading.Thread(target=actor, args=("b", b_node))]
@@ -286,6 +291,35 @@ class PgsqlNodes(unittest.TestCase):
         self.assertTrue(idler.readline().startswith(b"I%d OK" % idler.n))
         writer.close()
         idler.close()
+
+    def test_pop3_lock_and_recent_across_nodes(self):
+        a_node, b_node = self.node(), self.node()
+        a = poplib.POP3("127.0.0.1", a_node.port("pop3"), timeout=TIMEOUT)
+        a.user("alice@example.org")
+        a.pass_("alice-secret")
+        b = poplib.POP3("127.0.0.1", b_node.port("pop3"), timeout=TIMEOUT)
+        b.user("alice@example.org")
+        with self.assertRaises(poplib.error_proto) as cm:
+            b.pass_("alice-secret")
+        self.assertIn(b"[IN-USE]", cm.exception.args[0])
+        b.quit()
+        a.quit()
+        b = poplib.POP3("127.0.0.1", b_node.port("pop3"), timeout=TIMEOUT)
+        b.user("alice@example.org")
+        b.pass_("alice-secret")  # free again once the first session ended
+        b.quit()
+        # \Recent: a message is \Recent in one session, on whichever node
+        writer = Imap(a_node.port("imap"), "alice@example.org", "alice-secret")
+        writer.ok("APPEND INBOX", message(b"recent", 1))
+        writer.close()
+        first = Imap(b_node.port("imap"), "alice@example.org", "alice-secret")
+        _, lines = first.ok("SELECT INBOX")
+        self.assertIn(b"* 1 RECENT", lines)
+        second = Imap(a_node.port("imap"), "alice@example.org", "alice-secret")
+        _, lines = second.ok("SELECT INBOX")
+        self.assertIn(b"* 0 RECENT", lines)
+        first.close()
+        second.close()
 
     def test_kill_while_delivering(self):
         a_node, b_node = self.node(), self.node()

@@ -12,12 +12,17 @@ pop3_enc_init(struct pop3_encoder *e, uint64_t body_lines)
 }
 
 /*
- * A line ended (its CRLF was just written). The first empty line ends the
- * header; after it, every line counts against the TOP limit.
+ * End the line: write its CRLF at out[*o] (room checked by the caller). The
+ * first empty line ends the header; after it, every line counts against
+ * the TOP limit.
  */
 static void
-line_ended(struct pop3_encoder *e, bool was_empty)
+end_line(struct pop3_encoder *e, uint8_t *out, size_t *o)
 {
+	bool was_empty = e->line_start;
+
+	out[(*o)++] = '\r';
+	out[(*o)++] = '\n';
 	if (e->in_body) {
 		if (e->body_lines != POP3_ALL_LINES && --e->body_lines == 0)
 			e->done = true;
@@ -46,12 +51,8 @@ pop3_enc_feed(struct pop3_encoder *e, const uint8_t *in, size_t len, uint8_t *ou
 			/* The CR before this byte: part of CRLF, or lone data. */
 			e->cr = false;
 			if (ch == '\n') {
-				bool empty = e->line_start;
-
-				out[o++] = '\r';
-				out[o++] = '\n';
+				end_line(e, out, &o);
 				i++;
-				line_ended(e, empty);
 				if (e->done)
 					break;
 				continue;
@@ -66,12 +67,8 @@ pop3_enc_feed(struct pop3_encoder *e, const uint8_t *in, size_t len, uint8_t *ou
 			continue;
 		}
 		if (ch == '\n') {
-			bool empty = e->line_start;
-
-			out[o++] = '\r';
-			out[o++] = '\n';
+			end_line(e, out, &o);
 			i++;
-			line_ended(e, empty);
 			if (e->done)
 				break;
 			continue;

@@ -24,37 +24,34 @@
 
 /* ---- the plaintext transport ---- */
 
+/* What errno means to the transport after a send() or recv() failed. */
+static ssize_t
+plain_error(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK ? ROOST_EAGAIN : ROOST_ECLOSED;
+}
+
 static ssize_t
 plain_send(struct conn *c, const uint8_t *p, size_t n, enum conn_want *want_r)
 {
-	*want_r = WANT_WRITE;
-	for (;;) {
-		ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t r;
 
-		if (r >= 0)
-			return r;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return ROOST_EAGAIN;
-		return ROOST_ECLOSED;
-	}
+	*want_r = WANT_WRITE;
+	do
+		r = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	return r >= 0 ? r : plain_error();
 }
 
 static ssize_t
 plain_recv(struct conn *c, uint8_t *p, size_t n)
 {
-	for (;;) {
-		ssize_t r = recv(c->fd, p, n, MSG_DONTWAIT);
+	ssize_t r;
 
-		if (r >= 0)
-			return r;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return ROOST_EAGAIN;
-		return ROOST_ECLOSED;
-	}
+	do
+		r = recv(c->fd, p, n, MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	return r >= 0 ? r : plain_error();
 }
 
 const struct conn_transport conn_plain_transport = {

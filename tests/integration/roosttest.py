@@ -229,3 +229,25 @@ class RoostServer:
         finally:
             self.cleanup()
         return False
+
+
+class SharedServer:
+    """Mixin for a unittest class whose tests share one server, started before
+    the first and stopped after the last: server_options holds RoostServer's
+    keyword arguments, and the class's backend, when it has one, is used."""
+    server_options = {}
+
+    @classmethod
+    def setUpClass(cls):
+        opts = dict(cls.server_options)
+        if hasattr(cls, "backend"):
+            opts.setdefault("backend", cls.backend)
+        cls.srv = RoostServer(**opts)
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.srv.stop()
+        finally:
+            cls.srv.cleanup()

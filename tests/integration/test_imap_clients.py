@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import unittest
 
-from roosttest import RoostServer
+from roosttest import SharedServer
 
 USER, PASS = "alice@example.org", "alice-secret"
 
@@ -22,18 +22,8 @@ def msg(i, subject=None):
             % (i, (subject or ("message %d" % i)).encode(), i, i))
 
 
-class TestImapClients(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(listeners=("imap", "imaps"))
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+class TestImapClients(SharedServer, unittest.TestCase):
+    server_options = {"listeners": ("imap", "imaps")}
 
     def imap(self):
         c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=20)

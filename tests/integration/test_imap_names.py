@@ -5,7 +5,7 @@ import base64
 import imaplib
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 
 ALICE = ("alice@example.org", "alice-secret")
 MAX_STORED = 254    # STORAGE_MAX_NAME_STORED
@@ -17,20 +17,10 @@ def mutf7(text):
     return "&" + b64.replace("/", ",") + "-"
 
 
-class NamesBase:
+class NamesBase(SharedServer):
     backend = "lmdb"
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",))
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap",)}
 
     def setUp(self):
         self.c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=30)

@@ -7,7 +7,7 @@ import os
 import re
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 
 ALICE = ("alice@example.org", "alice-secret")
 BUDGET_MB = 64
@@ -82,21 +82,10 @@ def server_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class SearchBase:
+class SearchBase(SharedServer):
     backend = "lmdb"
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",),
-                              conf={"imap": {"search_budget": "%dM" % BUDGET_MB}})
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap",), "conf": {"imap": {"search_budget": "%dM" % BUDGET_MB}}}
 
     def connect(self):
         c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=120)

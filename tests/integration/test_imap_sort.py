@@ -8,7 +8,7 @@ import re
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 
 ALICE = ("alice@example.org", "alice-secret")
 imaplib.Commands.setdefault("CANCELUPDATE", ("SELECTED",))
@@ -63,21 +63,10 @@ THREAD_MSGS = [
 ]
 
 
-class SortBase:
+class SortBase(SharedServer):
     backend = "lmdb"
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",),
-                              conf={"imap": {"search_budget": "1M"}})
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap",), "conf": {"imap": {"search_budget": "1M"}}}
 
     def connect(self):
         c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=120)

@@ -5,7 +5,7 @@ import re
 import time
 import unittest
 
-from roosttest import RoostServer
+from roosttest import RoostServer, SharedServer
 from test_imap_raw import Raw
 
 LF_MSG = b"From: tool@example.org\nSubject: dropped\n\nline one\nline two\n"
@@ -85,18 +85,8 @@ class TestImapVirtualSize(unittest.TestCase):
             srv.cleanup()
 
 
-class TestImapCondstore(unittest.TestCase):
-    """RFC 7162 CONDSTORE over the wire."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(listeners=("imap",))
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
-        cls.srv.cleanup()
+class RawSessions(SharedServer):
+    """Raw sessions on the class's server, and mailboxes filled through them."""
 
     def client(self):
         c = Raw(self.srv.port("imap")).login()
@@ -109,6 +99,12 @@ class TestImapCondstore(unittest.TestCase):
             m = b"From: a@example.org\r\nSubject: m%d\r\n\r\nbody\r\n" % i
             _, t = c.cmd(b"APPEND " + box + b" {%d}\r\n" % len(m) + m)
             self.assertIn(b"OK", t)
+
+
+class TestImapCondstore(RawSessions, unittest.TestCase):
+    """RFC 7162 CONDSTORE over the wire."""
+
+    server_options = {"listeners": ("imap",)}
 
     def test_capability_and_enable(self):
         c = self.client()
@@ -216,32 +212,12 @@ class TestImapCondstore(unittest.TestCase):
             self.assertIn(b"BAD", t, bad)
 
 
-class TestImapQresync(unittest.TestCase):
+class TestImapQresync(RawSessions, unittest.TestCase):
     """RFC 7162 QRESYNC: VANISHED, SELECT (QRESYNC ...), UID FETCH VANISHED,
     and the fallback when the expunge log no longer reaches back."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(listeners=("imap",),
-                              conf={"storage": {"expunge_log_retention": "1s"}})
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
-        cls.srv.cleanup()
-
-    def client(self):
-        c = Raw(self.srv.port("imap")).login()
-        self.addCleanup(c.close)
-        return c
-
-    def fill(self, c, box, n):
-        c.cmd(b"CREATE " + box)
-        for i in range(n):
-            m = b"From: a@example.org\r\nSubject: m%d\r\n\r\nbody\r\n" % i
-            _, t = c.cmd(b"APPEND " + box + b" {%d}\r\n" % len(m) + m)
-            self.assertIn(b"OK", t)
+    server_options = {"listeners": ("imap",),
+                      "conf": {"storage": {"expunge_log_retention": "1s"}}}
 
     def state(self, c, box):
         lines, _ = c.cmd(b"STATUS " + box + b" (UIDVALIDITY HIGHESTMODSEQ)")

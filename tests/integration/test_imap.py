@@ -7,7 +7,7 @@ import ssl
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -56,28 +56,9 @@ def status_of(c, *args):
         return m.group(1) if m else "ERROR"
 
 
-class ImapBase:
+class ImapBase(SharedServer):
     backend = "lmdb"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap", "imaps"))
-        try:
-            cls.srv.start()
-        except AssertionError as e:
-            cls.srv.cleanup()
-            if "unknown backend" in str(e):
-                raise unittest.SkipTest("backend %s not in this build" % cls.backend)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.srv.proc is None:
-            return
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap", "imaps")}
 
     def fresh_box(self, c, name, msgs=(MSG1, MSG2)):
         typ, _ = c.create(name)

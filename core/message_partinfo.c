@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "roost/hex.h"
 #include "roost/message.h"
 #include "roost/utf8.h"
 #include "roost/xalloc.h"
@@ -21,18 +22,6 @@ lower_dup(const uint8_t *p, size_t len)
 		s[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
 	s[len] = '\0';
 	return s;
-}
-
-static int
-hexv(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* An RFC 2231 extended value "charset'lang'%XX..." to UTF-8. */
@@ -52,10 +41,10 @@ ext_value(const char *v, size_t len)
 	memcpy(charset, v, cl);
 	charset[cl] = '\0';
 	for (const char *p = q2 + 1; p < v + len; p++) {
-		if (*p == '%' && p + 2 < v + len && hexv((uint8_t)p[1]) >= 0 &&
-		    hexv((uint8_t)p[2]) >= 0) {
-			buf_append_byte(&raw,
-			                (uint8_t)(hexv((uint8_t)p[1]) << 4 | hexv((uint8_t)p[2])));
+		int b;
+
+		if (*p == '%' && p + 2 < v + len && (b = hex_byte(p + 1)) >= 0) {
+			buf_append_byte(&raw, (uint8_t)b);
 			p += 2;
 		} else {
 			buf_append_byte(&raw, (uint8_t)*p);

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/http.h"
 #include "roost/xalloc.h"
 
@@ -381,18 +382,6 @@ frame_head(struct http_framer *f, const struct http_limits *lim, const uint8_t *
 	}
 }
 
-static int
-hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void
 frame_chunk_size(struct http_framer *f, const uint8_t *in, size_t len, struct http_unit *u)
 {
@@ -406,10 +395,10 @@ frame_chunk_size(struct http_framer *f, const uint8_t *in, size_t len, struct ht
 	}
 	if (n > CHUNK_LINE_MAX || n < 3 || in[n - 2] != '\r')
 		return error(f, u, 400);
-	for (; k < n - 2 && hexval(in[k]) >= 0; k++) {
+	for (; k < n - 2 && hex_digit(in[k]) >= 0; k++) {
 		if (size > (UINT64_MAX >> 4))
 			return error(f, u, 400);
-		size = size << 4 | (uint64_t)hexval(in[k]);
+		size = size << 4 | (uint64_t)hex_digit(in[k]);
 	}
 	if (k == 0 || k > 16)
 		return error(f, u, 400);

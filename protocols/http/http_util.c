@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/http.h"
 
 void
@@ -85,18 +86,6 @@ http_reason(int status)
 	return "";
 }
 
-static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 http_url_decode(const char *s, size_t len, struct buf *out)
 {
@@ -104,15 +93,11 @@ http_url_decode(const char *s, size_t len, struct buf *out)
 		uint8_t c = (uint8_t)s[i];
 
 		if (c == '%') {
-			int hi, lo;
+			int b;
 
-			if (i + 2 >= len)
+			if (i + 2 >= len || (b = hex_byte(s + i + 1)) < 0)
 				return ROOST_EINVAL;
-			hi = hexdigit(s[i + 1]);
-			lo = hexdigit(s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return ROOST_EINVAL;
-			c = (uint8_t)(hi << 4 | lo);
+			c = (uint8_t)b;
 			i += 2;
 		} else if (c == '+') {
 			c = ' ';

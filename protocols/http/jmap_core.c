@@ -13,6 +13,7 @@
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/services.h"
 #include "roost/xalloc.h"
@@ -52,13 +53,7 @@ static const struct jmap_method methods[] = {
 uint64_t
 jmap_name_digest(const char *name)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return hash_str64(name);
 }
 
 void

@@ -98,6 +98,19 @@ buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 }
 
 int
+buf_append_uint(struct buf *b, uint64_t v)
+{
+	char t[20];
+	size_t i = sizeof(t);
+
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return buf_append(b, t + i, sizeof(t) - i);
+}
+
+int
 buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;

@@ -99,15 +99,8 @@ message_imap_nstring(struct buf *out, const uint8_t *s, size_t len, bool nil)
 static void
 append_num(struct buf *out, uint64_t v)
 {
-	char t[24];
-	size_t i = sizeof(t);
-
-	do {
-		t[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	t[--i] = ' ';
-	buf_append(out, t + i, sizeof(t) - i);
+	buf_append_byte(out, ' ');
+	buf_append_uint(out, v);
 }
 
 void

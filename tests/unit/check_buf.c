@@ -1,4 +1,5 @@
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,25 @@ START_TEST(steal_leaves_empty)
 }
 END_TEST
 
+START_TEST(decimal)
+{
+	struct buf b = BUF_INIT(0), small = BUF_INIT(3);
+	char want[32];
+	static const uint64_t v[] = {0, 9, 10, 4294967295u, 4294967296u, UINT64_MAX};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		buf_reset(&b);
+		ck_assert_int_eq(buf_append_uint(&b, v[i]), 0);
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)v[i]);
+		ck_assert_str_eq(buf_cstr(&b), want);
+	}
+	ck_assert_int_eq(buf_append_uint(&small, 1234), ROOST_ETOOBIG);
+	ck_assert_uint_eq(small.len, 0);
+	buf_free(&b);
+	buf_free(&small);
+}
+END_TEST
+
 static Suite *
 buf_suite(void)
 {
@@ -65,6 +85,7 @@ buf_suite(void)
 	tcase_add_test(tc, append_and_consume);
 	tcase_add_test(tc, maximum_is_hard);
 	tcase_add_test(tc, steal_leaves_empty);
+	tcase_add_test(tc, decimal);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -123,15 +123,13 @@ skip_cfws_keep(struct lex *lx, struct buf *last, bool *got)
 }
 
 /*
- * A quoted string; false if it is not terminated (the rest of the input
- * was consumed).
- */
-/*
  * Words: atoms (with dots, as obs-phrase allows) and quoted strings.
- * phrase gets them joined with single spaces, local the way a local part
- * writes them (no white space). *spaced_r tells whether two words followed
- * each other without a dot (a phrase, not a local part). Returns the
- * number of words, -1 on an unterminated quoted string.
+ * phrase gets them as written, each run of white space or comments between
+ * two tokens one space ("Joe Q. Public" stays so; "John.Smith" too), local
+ * the way a local part writes them (no white space). *spaced_r tells
+ * whether two words followed each other without a dot (a phrase, not a
+ * local part). Returns the number of words, -1 on an unterminated quoted
+ * string.
  */
 static int
 read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r, bool *spaced_r)
@@ -142,15 +140,18 @@ read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r
 	*quoted_r = false;
 	*spaced_r = false;
 	for (;;) {
-		const uint8_t *s;
+		const uint8_t *s = lx->p;
+		bool gap;
 
 		skip_cfws_keep(lx, NULL, NULL);
+		gap = lx->p != s;
 		if (lx->p >= lx->end)
 			break;
 		if (*lx->p == '"') {
 			size_t before;
 
-			if (n > 0 && phrase->len > 0)
+			/* two words always stand apart, even "a""b" */
+			if (phrase->len > 0 && (gap || after_word))
 				buf_append_byte(phrase, ' ');
 			before = phrase->len;
 			if (!message_lex_quoted(lx, phrase))
@@ -165,6 +166,8 @@ read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r
 		}
 		if (*lx->p == '.') {
 			/* a dot between words of a local part or an obs-phrase */
+			if (phrase->len > 0 && gap)
+				buf_append_byte(phrase, ' ');
 			buf_append_byte(local, '.');
 			buf_append_byte(phrase, '.');
 			lx->p++;
@@ -176,7 +179,7 @@ read_words(struct lex *lx, struct buf *phrase, struct buf *local, bool *quoted_r
 		s = lx->p;
 		while (lx->p < lx->end && atext(*lx->p))
 			lx->p++;
-		if (n > 0 && phrase->len > 0 && phrase->data[phrase->len - 1] != '.')
+		if (phrase->len > 0 && (gap || after_word))
 			buf_append_byte(phrase, ' ');
 		buf_append(phrase, s, (size_t)(lx->p - s));
 		buf_append(local, s, (size_t)(lx->p - s));
@@ -358,6 +361,32 @@ emit(struct buf *out, const struct addr *a)
 }
 
 /*
+ * The address as a reader writes it, "name <route:mailbox@host>", from the
+ * parts ENVELOPE shows (comments gone, quoting undone), encoded words in
+ * the name decoded: what SEARCH FROM and its kin look in.
+ */
+static void
+emit_text(struct buf *out, const struct addr *a)
+{
+	if (a->has_name && a->name.len > 0) {
+		message_decode_words((const char *)a->name.data, a->name.len, out);
+		buf_append_byte(out, ' ');
+	}
+	buf_append_byte(out, '<');
+	if (a->route.len > 0) {
+		buf_append(out, a->route.data, a->route.len);
+		buf_append_byte(out, ':');
+	}
+	if (a->has_mailbox)
+		buf_append(out, a->mailbox.data, a->mailbox.len);
+	if (a->has_host) {
+		buf_append_byte(out, '@');
+		buf_append(out, a->host.data, a->host.len);
+	}
+	buf_append_byte(out, '>');
+}
+
+/*
  * One mailbox (or the start of a group) at lx->p. Returns 1 for a mailbox
  * in a, 2 for a group start (its name in a->name), 0 for nothing.
  */
@@ -418,8 +447,10 @@ read_mailbox(struct lex *lx, struct addr *a, bool in_group)
 	return ret;
 }
 
-size_t
-message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
+/* The list as IMAP address structures, or (text) as emit_text() writes
+ * each, separated by ", ", a group as "name: ...;". */
+static size_t
+address_list(const uint8_t *v, size_t len, struct buf *out, bool text)
 {
 	struct lex lx = {v, v + len};
 	struct addr a;
@@ -437,7 +468,7 @@ message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 		skip_cfws_keep(&lx, NULL, NULL);
 		if (in_group && lx.p < lx.end && *lx.p == ';') {
 			lx.p++;
-			buf_append_str(out, "(NIL NIL NIL NIL)");
+			buf_append_str(out, text ? ";" : "(NIL NIL NIL NIL)");
 			n++;
 			in_group = false;
 			skip_cfws_keep(&lx, NULL, NULL);
@@ -449,15 +480,25 @@ message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 			continue;
 		}
 		r = read_mailbox(&lx, &a, in_group);
+		if (text && n > 0)
+			buf_append_str(out, ", ");
 		if (r == 2 && !in_group) {
-			buf_append_str(out, "(NIL NIL ");
-			message_imap_nstring(out, a.name.data, a.name.len, false);
-			buf_append_str(out, " NIL)");
+			if (text) {
+				message_decode_words((const char *)a.name.data, a.name.len, out);
+				buf_append_byte(out, ':');
+			} else {
+				buf_append_str(out, "(NIL NIL ");
+				message_imap_nstring(out, a.name.data, a.name.len, false);
+				buf_append_str(out, " NIL)");
+			}
 			n++;
 			in_group = true;
 			continue;
 		}
-		emit(out, &a);
+		if (text)
+			emit_text(out, &a);
+		else
+			emit(out, &a);
 		n++;
 		skip_cfws_keep(&lx, NULL, NULL);
 		/* anything but a separator ends the list (the rest is not
@@ -472,7 +513,7 @@ message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
 			break;
 	}
 	if (in_group) {
-		buf_append_str(out, "(NIL NIL NIL NIL)");
+		buf_append_str(out, text ? ";" : "(NIL NIL NIL NIL)");
 		n++;
 	}
 	addr_free(&a);
@@ -583,4 +624,16 @@ message_address_walk(const uint8_t *v, size_t len, message_address_fn *fn, void 
 		fn(&m, arg);
 	}
 	addr_free(&a);
+}
+
+size_t
+message_address_list_entries(const uint8_t *v, size_t len, struct buf *out)
+{
+	return address_list(v, len, out, false);
+}
+
+size_t
+message_address_list_text(const uint8_t *v, size_t len, struct buf *out)
+{
+	return address_list(v, len, out, true);
 }

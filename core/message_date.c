@@ -82,7 +82,7 @@ zone_offset(const char *z, long *min_r)
 }
 
 int
-message_parse_date(const char *text, size_t len, int64_t *time_r)
+message_parse_date_zone(const char *text, size_t len, int64_t *time_r, int *zone_min_r)
 {
 	static const char *const months[12] = {
 	    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
@@ -156,5 +156,13 @@ message_parse_date(const char *text, size_t len, int64_t *time_r)
 		return ROOST_EINVAL;
 	*time_r = date_days_from_civil(year, mon, (unsigned)day) * 86400 + hour * 3600 + min * 60 +
 	          sec - zone * 60;
+	if (zone_min_r != NULL)
+		*zone_min_r = (int)zone;
 	return 0;
+}
+
+int
+message_parse_date(const char *text, size_t len, int64_t *time_r)
+{
+	return message_parse_date_zone(text, len, time_r, NULL);
 }

@@ -253,3 +253,27 @@ message_header_get_all(const struct message *msg, const struct message_part *par
 	}
 	return found ? 0 : ROOST_ENOTFOUND;
 }
+
+int
+message_header_addresses(const struct message *msg, const struct message_part *part,
+                         const char *name, struct buf *out)
+{
+	const uint8_t *h;
+	size_t len;
+	struct hdr_iter it;
+	struct hdr_field f;
+	bool found = false;
+
+	part_header(msg, part, &h, &len);
+	message_hdr_iter_init(&it, h, len);
+	while (message_hdr_iter_next(&it, &f)) {
+		if (!message_hdr_name_eq(&f, name))
+			continue;
+		if (found)
+			buf_append_byte(out, '\n');
+		message_address_list_text(f.value, f.value_len, out);
+		found = true;
+	}
+	/* reserve: an empty field still makes a (NUL-terminated) value */
+	return found ? buf_reserve(out, 1) : ROOST_ENOTFOUND;
+}

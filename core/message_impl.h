@@ -133,5 +133,7 @@ void message_imap_human(struct buf *out, const uint8_t *s, size_t len);
 /* Append the IMAP address structures of a header value (without the
  * enclosing parentheses of the list); returns how many. */
 size_t message_address_list_entries(const uint8_t *v, size_t len, struct buf *out);
+/* The same addresses as text, "name <mailbox@host>, ..." (names decoded). */
+size_t message_address_list_text(const uint8_t *v, size_t len, struct buf *out);
 
 #endif

@@ -98,6 +98,15 @@ int message_address_first(const char *v, size_t len, struct buf *name, struct bu
 int message_header_get_all(const struct message *msg, const struct message_part *part,
                            const char *name, bool decode, struct buf *out);
 
+/*
+ * The addresses of every field named name, as ENVELOPE shows them and
+ * written out as text: "name <mailbox@host>" (comments dropped, quoting
+ * undone, encoded words in names decoded), ", " between addresses, "\n"
+ * between fields (SEARCH FROM, TO, CC, BCC). ROOST_ENOTFOUND if absent.
+ */
+int message_header_addresses(const struct message *msg, const struct message_part *part,
+                             const char *name, struct buf *out);
+
 /* Decoded text of every text/ part (transfer encoding undone, charset
  * converted to UTF-8), parts separated by "\n" (SEARCH BODY/TEXT). */
 int message_body_text(const struct message *msg, struct buf *out);
@@ -145,6 +154,10 @@ void message_part_text(const struct message *msg, const struct message_part *par
 /* RFC 5322 date (obsolete forms too) to seconds since the epoch, UTC.
  * ROOST_EINVAL when unparseable. */
 int message_parse_date(const char *text, size_t len, int64_t *time_r);
+/* The same, and the zone the date was written in, in minutes east of UTC
+ * (0 when unknown; NULL when not wanted): *time_r + 60 * *zone_min_r is
+ * the writer's own wall clock, whose calendar date SENTON compares. */
+int message_parse_date_zone(const char *text, size_t len, int64_t *time_r, int *zone_min_r);
 /* RFC 2047 encoded words in text to UTF-8 (also used for SEARCH keys). */
 int message_decode_words(const char *text, size_t len, struct buf *out);
 

@@ -59,6 +59,7 @@ enum skind {
 	K_LARGER,
 	K_SMALLER,
 	K_HEADER,
+	K_ADDRESS, /* FROM, TO, CC, BCC: the field's addresses as ENVELOPE has them */
 	K_BODY,
 	K_TEXT,
 	K_UID,
@@ -212,7 +213,8 @@ parse_key(struct sparse *sp)
 			const char *v = next_string(sp);
 			if (v == NULL)
 				return NULL;
-			struct skey *k = new_key(sp, K_HEADER);
+			bool subject = strcmp(hdrs[i], "SUBJECT") == 0;
+			struct skey *k = new_key(sp, subject ? K_HEADER : K_ADDRESS);
 			k->str = hdrs[i];
 			set_text(sp, k, v);
 			return k;
@@ -478,13 +480,17 @@ sent_day(struct sctx *x, int64_t *day_r)
 {
 	struct buf b = BUF_INIT(0);
 	int64_t t;
+	int zone;
 
 	if (!load(x))
 		return false;
 	if (!x->have_day) {
+		/* RFC 3501 6.4.4: the date of the Date: header "disregarding
+		 * time and timezone", so the day as its writer wrote it, not
+		 * that instant's day in UTC. */
 		if (message_header_get(x->msg, NULL, "Date", false, &b) == 0 &&
-		    message_parse_date(buf_cstr(&b), b.len, &t) == 0)
-			x->sent_day = day_of(t);
+		    message_parse_date_zone(buf_cstr(&b), b.len, &t, &zone) == 0)
+			x->sent_day = day_of(t + (int64_t)zone * 60);
 		else /* RFC 3501: no usable Date: use the internal date. */
 			x->sent_day = day_of(x->v->msgs[x->idx].rec.internal_date);
 		buf_free(&b);
@@ -563,6 +569,22 @@ match(struct sctx *x, const struct skey *k)
 		if (!load(x) || !charge(x, message_root(x->msg)->header_len))
 			return false;
 		if (message_header_get_all(x->msg, NULL, k->str, true, &b) == 0) {
+			message_text_fold(buf_cstr(&b), b.len, &f);
+			r = scan(x, &f, k);
+		}
+		buf_free(&f);
+		buf_free(&b);
+		return r;
+	}
+	case K_ADDRESS: {
+		/* RFC 3501: the string in "the envelope structure's FROM
+		 * field", so comments and quoting are not in the way of an
+		 * address written "<a (x)@ (y) b.org>". */
+		struct buf b = BUF_INIT(0), f = BUF_INIT(0);
+		bool r = false;
+		if (!load(x) || !charge(x, message_root(x->msg)->header_len))
+			return false;
+		if (message_header_addresses(x->msg, NULL, k->str, &b) == 0) {
 			message_text_fold(buf_cstr(&b), b.len, &f);
 			r = scan(x, &f, k);
 		}

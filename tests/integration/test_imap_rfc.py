@@ -1,0 +1,130 @@
+"""RFC 3501 / 7162 / 2971 conformance on the wire, raw protocol, both
+backends: SENT* dates in the Date: header's own zone, SEARCH FROM over the
+address as ENVELOPE renders it, obsolete phrases in ENVELOPE, and the other
+corners each test names."""
+import re
+import unittest
+
+from roosttest import BACKENDS, RoostServer
+from test_imap_raw import Raw
+
+
+def search_hits(lines):
+    """The numbers of the one "* SEARCH" line among lines."""
+    found = [l for l in lines if l.startswith(b"* SEARCH")]
+    assert len(found) == 1, lines
+    return found[0][len(b"* SEARCH"):].split()
+
+
+class RfcBase:
+    backend = "lmdb"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",))
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.srv.stop()
+        finally:
+            cls.srv.cleanup()
+
+    def setUp(self):
+        self.r = Raw(self.srv.port("imap")).login()
+
+    def tearDown(self):
+        self.r.close()
+
+    def ok(self, text):
+        lines, tagged = self.r.cmd(text)
+        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
+        return lines
+
+    def append(self, mailbox, msg, date=None):
+        """APPEND over a synchronizing literal; returns the tagged line."""
+        d = b' "' + date + b'"' if date is not None else b""
+        self.r.send(b"ap APPEND " + mailbox + d + b" {%d}\r\n" % len(msg))
+        self.assertTrue(self.r.line().startswith(b"+"))
+        self.r.send(msg + b"\r\n")
+        _, tagged = self.r.until(b"ap")
+        self.assertRegex(tagged, rb"^ap OK", tagged)
+        return tagged
+
+    def fresh(self, name, *msgs):
+        """Create mailbox name, fill it with msgs and select it."""
+        self.ok(b"CREATE " + name)
+        for m in msgs:
+            self.append(name, m)
+        self.ok(b"SELECT " + name)
+
+    def search(self, crit):
+        return search_hits(self.ok(b"SEARCH " + crit))
+
+    def test_sent_dates_in_the_writers_zone(self):
+        """RFC 3501 6.4.4: SENT* compare the Date: header's own calendar
+        date, disregarding time and timezone. In UTC the first message is
+        of 26 March and the second of 25 March."""
+        late = (b"From: a@example.org\r\nDate: Sun, 25 Mar 2007 23:30:00 -0500\r\n"
+                b"Subject: late\r\n\r\nx\r\n")
+        early = (b"From: a@example.org\r\nDate: Mon, 26 Mar 2007 01:00:00 +1000\r\n"
+                 b"Subject: early\r\n\r\nx\r\n")
+        self.fresh(b"SentDates", late, early)
+        self.assertEqual(self.search(b"SENTON 25-Mar-2007"), [b"1"])
+        self.assertEqual(self.search(b"SENTON 26-Mar-2007"), [b"2"])
+        self.assertEqual(self.search(b"SENTBEFORE 26-Mar-2007"), [b"1"])
+        self.assertEqual(self.search(b"SENTBEFORE 25-Mar-2007"), [])
+        self.assertEqual(self.search(b"SENTSINCE 26-Mar-2007"), [b"2"])
+        self.assertEqual(self.search(b"SENTSINCE 25-Mar-2007"), [b"1", b"2"])
+
+    def test_address_search_as_envelope_renders_it(self):
+        """FROM/TO/CC/BCC look in the addresses ENVELOPE shows: comments
+        inside an address are not part of it."""
+        msg = (b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+               b"To: \"Quoted Name\" <user.to@example.org> (a comment)\r\n"
+               b"Cc: Cc Person <cc (x) . person @ example . net>\r\n"
+               b"Bcc: =?UTF-8?Q?M=C3=BCller?= <bcc@example.com>\r\n"
+               b"Subject: addresses\r\n\r\nbody\r\n")
+        other = b"From: someone@else.org\r\nTo: nobody@else.org\r\nSubject: o\r\n\r\nx\r\n"
+        self.fresh(b"Addr", msg, other)
+        env = b"".join(self.ok(b"FETCH 1 ENVELOPE"))
+        self.assertIn(b'((NIL NIL "user-from" "domain.org"))', env)
+        self.assertEqual(self.search(b"FROM user-from@domain.org"), [b"1"])
+        self.assertEqual(self.search(b"FROM USER-FROM@DOMAIN.ORG"), [b"1"])
+        self.assertEqual(self.search(b"FROM \"<user-from@domain.org>\""), [b"1"])
+        self.assertEqual(self.search(b"TO user.to@example.org"), [b"1"])
+        self.assertEqual(self.search(b"TO \"quoted name\""), [b"1"])
+        self.assertEqual(self.search(b"CC cc.person@example.net"), [b"1"])
+        self.assertEqual(self.search(b"CC \"Cc Person\""), [b"1"])
+        self.assertEqual(self.search(b"BCC bcc@example.com"), [b"1"])
+        self.assertEqual(self.search(b"FROM else.org"), [b"2"])
+        self.assertEqual(self.search(b"FROM \"\""), [b"1", b"2"])
+        self.assertEqual(self.search(b"BCC \"\""), [b"1"])
+        # a comment is not part of the envelope's address
+        self.assertEqual(self.search(b"FROM comment"), [])
+        # an encoded word in a name is searched decoded
+        lines, tagged = self.r.cmd(b"SEARCH CHARSET UTF-8 BCC {7+}\r\nm\xc3\xbcller")
+        self.assertIn(b" OK", tagged)
+        self.assertEqual(search_hits(lines), [b"1"])
+
+    def test_envelope_keeps_obsolete_phrase_spaces(self):
+        """RFC 5322 4.1 obs-phrase: "Joe Q. Public" is three words and a
+        dot; its spaces stay where they were written."""
+        msg = (b"From: Joe Q. Public <john.q.public@example.com>\r\n"
+               b"To: Mary Smith.Jones <mary@x.test>, A. B. C <abc@x.test>\r\n"
+               b"Subject: phrase\r\n\r\nbody\r\n")
+        self.fresh(b"Phrase", msg)
+        env = b"".join(self.ok(b"FETCH 1 ENVELOPE"))
+        self.assertIn(b'(("Joe Q. Public" NIL "john.q.public" "example.com"))', env)
+        self.assertIn(b'(("Mary Smith.Jones" NIL "mary" "x.test")'
+                      b'("A. B. C" NIL "abc" "x.test"))', env)
+
+
+for _backend in BACKENDS:
+    _name = "TestImapRfc_" + _backend
+    globals()[_name] = type(_name, (RfcBase, unittest.TestCase), {"backend": _backend})
+
+
+if __name__ == "__main__":
+    unittest.main()

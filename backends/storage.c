@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "roost/auth.h"
@@ -166,6 +167,14 @@ keywords_check(const char *const *kw, size_t n)
 			return ROOST_EINVAL;
 	}
 	return 0;
+}
+
+int64_t
+msg_input_date(const struct msg_input *msg)
+{
+	if (msg->has_internal_date || msg->internal_date != 0)
+		return msg->internal_date;
+	return (int64_t)time(NULL);
 }
 
 static int

@@ -243,7 +243,7 @@ w_deliver(struct lmdb_w *w, void *arg)
 static int64_t
 idate_of(const struct msg_input *msg)
 {
-	return msg->internal_date != 0 ? msg->internal_date : (int64_t)time(NULL);
+	return msg_input_date(msg);
 }
 
 int

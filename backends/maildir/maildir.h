@@ -347,6 +347,7 @@ struct md_pending {
 	char *tmppath;
 	char base[200];
 	uint64_t size;
+	int64_t idate; /* the file's mtime: the internal date */
 };
 
 /* ---- maildir_save.c ---- */

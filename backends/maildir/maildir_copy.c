@@ -71,6 +71,7 @@ link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_s
 			return ROOST_ETEMP;
 		}
 		in.internal_date = r->idate;
+		in.has_internal_date = true;
 		path = md_rec_path(src, r);
 		err = md_link_tmp(src->ms, dir, path, r->size, &in, &c->p);
 		free(path);

@@ -59,6 +59,7 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
 
 	md_unique_base(ms, size, p->base, sizeof(p->base));
 	p->size = size;
+	p->idate = msg_input_date(msg);
 	p->tmppath = md_path(tmpdir, p->base);
 	free(tmpdir);
 	fd = open(p->tmppath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -80,7 +81,7 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
 		rc = fdatasync(fd);
 	if (rc == 0) {
 		/* the internal date is the file's mtime, as Dovecot keeps it */
-		times[0].tv_sec = msg->internal_date > 0 ? (time_t)msg->internal_date : time(NULL);
+		times[0].tv_sec = (time_t)p->idate;
 		times[0].tv_nsec = 0;
 		times[1] = times[0];
 		if (futimens(fd, times) < 0)
@@ -111,6 +112,7 @@ md_link_tmp(struct md_storage *ms, const char *dir, const char *src, uint64_t si
 
 	md_unique_base(ms, size, p->base, sizeof(p->base));
 	p->size = size;
+	p->idate = msg_input_date(msg);
 	tmpdir = md_path(dir, "tmp");
 	p->tmppath = md_path(tmpdir, p->base);
 	free(tmpdir);
@@ -213,7 +215,7 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 	r->flags = flags;
 	r->keywords = kw;
 	r->modseq = ++f->highestmodseq;
-	r->idate = idate > 0 ? idate : (int64_t)time(NULL);
+	r->idate = idate;
 	r->size = p->size;
 	r->indexed = true;
 	md_index_log_rec(f, r);
@@ -241,7 +243,7 @@ folder_commit_one(struct md_folder *f, struct md_pending *p, const struct msg_in
 	err = md_lock_and_sync(f, MD_SYNC_LIGHT);
 	if (err == 0) {
 		err = md_finish_save(f, p, msg->flags & MSG_FLAGS_ALL, msg->keywords,
-		                     msg->n_keywords, msg->internal_date, d, uid_r);
+		                     msg->n_keywords, p->idate, d, uid_r);
 		*uidvalidity_r = f->uidvalidity;
 		e = md_commit_deferred(f, d);
 		if (err == 0)
@@ -317,7 +319,7 @@ md_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_folder *f = m->f;
-	struct md_pending p = {NULL, "", 0};
+	struct md_pending p = {NULL, "", 0, 0};
 	uint32_t v;
 	int err;
 
@@ -329,9 +331,12 @@ md_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 }
 
 int
-md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *t, size_t n)
+md_deliver(struct storage *st, const struct msg_input *in, struct delivery_target *t, size_t n)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
+	/* one date for every copy: the links share the first file's mtime */
+	struct msg_input dated = *in;
+	const struct msg_input *msg = &dated;
 	struct md_folder **fs = xcalloc(n + 1, sizeof(*fs));
 	struct md_pending *ps = xcalloc(n + 1, sizeof(*ps));
 	struct md_durable *ds = xcalloc(n + 1, sizeof(*ds));
@@ -340,6 +345,8 @@ md_deliver(struct storage *st, const struct msg_input *msg, struct delivery_targ
 	size_t i;
 	int err = 0;
 
+	dated.internal_date = msg_input_date(in);
+	dated.has_internal_date = true;
 	/* open every target and give each a name for the body */
 	for (i = 0; i < n; i++) {
 		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT, &fs[i]);

@@ -123,8 +123,13 @@ struct msg_input {
 	uint32_t flags;
 	const char *const *keywords; /* names; unknown ones are added */
 	size_t n_keywords;
-	int64_t internal_date; /* 0 = now */
+	int64_t internal_date;  /* 0 = now, unless has_internal_date */
+	bool has_internal_date; /* internal_date is the date even when 0 (the epoch) */
 };
+
+/* The internal date a message to store gets: the one it carries, or the
+ * time of the call. Backends take the date from here, never directly. */
+int64_t msg_input_date(const struct msg_input *msg);
 
 /*
  * A zero-copy view of a stored message: data[0..len) are its bytes as

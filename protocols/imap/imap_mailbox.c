@@ -447,6 +447,7 @@ cmd_append(struct imap_cmd *cmd)
 				imap_bad(cmd, "Invalid date-time");
 				return;
 			}
+			in.has_internal_date = true;
 			i++;
 		}
 		in.data = a[i].raw;

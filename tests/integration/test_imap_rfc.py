@@ -120,6 +120,26 @@ class RfcBase:
         self.assertIn(b'(("Mary Smith.Jones" NIL "mary" "x.test")'
                       b'("A. B. C" NIL "abc" "x.test"))', env)
 
+    def test_append_date_at_the_epoch(self):
+        """A date-time at the epoch (or before it) is a date, not "now";
+        COPY keeps it."""
+        msg = b"From: a@example.org\r\nSubject: old\r\n\r\nx\r\n"
+        self.ok(b"CREATE Epoch")
+        self.append(b"Epoch", msg, b"01-Jan-1970 00:00:00 +0000")
+        self.append(b"Epoch", msg, b"01-Jan-1970 01:00:00 +0100")
+        self.append(b"Epoch", msg, b"31-Dec-1969 23:59:59 +0000")
+        self.append(b"Epoch", msg, b"02-Jan-1970 00:00:00 +0000")
+        self.ok(b"SELECT Epoch")
+        self.ok(b"COPY 1 Epoch")
+        lines = self.ok(b"FETCH 1:* INTERNALDATE")
+        dates = [re.search(rb'INTERNALDATE "([^"]*)"', l).group(1) for l in lines
+                 if b"FETCH" in l]
+        self.assertEqual(dates, [b"01-Jan-1970 00:00:00 +0000"] * 2 +
+                         [b"31-Dec-1969 23:59:59 +0000", b"02-Jan-1970 00:00:00 +0000",
+                          b"01-Jan-1970 00:00:00 +0000"])
+        self.assertEqual(self.search(b"BEFORE 02-Jan-1970"), [b"1", b"2", b"3", b"5"])
+        self.assertEqual(self.search(b"ON 01-Jan-1970"), [b"1", b"2", b"5"])
+
 
 for _backend in BACKENDS:
     _name = "TestImapRfc_" + _backend

@@ -90,7 +90,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # Shared support code for the benchmarks (bench/support/*.c), linked into each.
 BENCH_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/support/*.c))
 
-.PHONY: all run test unit integration asan tsan bench fuzz install clean deps deps-test \
+.PHONY: all run test unit integration asan tsan bench fuzz stress install clean deps deps-test \
 	check-build check-layers format format-check
 
 all: $(BUILD)/roost $(TESTD) $(BENCH_BIN) $(TOOL_BIN)
@@ -164,6 +164,14 @@ tsan: deps-test
 bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) scripts/run-bench.sh $(if $(FULL),full,short)
+
+# \Recent under load, a longer round than make test's (STRESS_APPENDS appends
+# by 10 clients on each backend; not in make test).
+STRESS_APPENDS ?= 20000
+stress: $(BUILD)/roost $(TESTD) $(TOOL_BIN)
+	@ROOST_BIN=$(abspath $(BUILD)/roost) ROOST_TESTD=$(if $(TESTD),$(abspath $(TESTD))) \
+		ROOST_RECENT_APPENDS=$(STRESS_APPENDS) ROOST_TESTS=test_imap_recent \
+		python3 tests/integration/run.py
 
 # Style is clang-format's job: `make format` rewrites, `make format-check` (run by
 # .ci/run) fails on any file that differs from .clang-format.

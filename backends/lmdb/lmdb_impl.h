@@ -112,6 +112,10 @@ struct lmdb_shard {
 	struct lmdb_claim *claims;
 	size_t n_claims, cap_claims;
 	size_t prune_at; /* look for claims written when n_claims reaches it */
+	/* Bumped whenever a claim is forgotten because the database holds
+	 * it: a claim whose read transaction began before that may hold a
+	 * boundary older than the forgotten one and must read again. */
+	uint64_t claims_forgotten;
 };
 
 /* The mailbox's \Recent boundary as this process moved it. */

@@ -93,6 +93,8 @@ claims_prune(struct lmdb_shard *sh)
 		if (bsearch(&sh->claims[i], done, k, sizeof(*done), claim_cmp) == NULL)
 			sh->claims[j++] = sh->claims[i];
 	}
+	if (j < sh->n_claims)
+		sh->claims_forgotten++;
 	sh->n_claims = j;
 	sh->prune_at = j * 2 > 64 ? j * 2 : 64;
 	pthread_mutex_unlock(&sh->claim_lock);
@@ -141,25 +143,41 @@ lmdb_op_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t 
 	struct claim_arg *a;
 	struct lmdb_mbox rec;
 	MDB_txn *txn;
+	uint64_t forgotten;
 	uint32_t first;
 	size_t i;
 	bool prune;
 	int rc;
 
-	if ((rc = lmdb_rtxn_begin(sh, &txn)) != 0)
-		return rc;
-	rc = lmdb_cur_rec(txn, lm, &rec, NULL);
-	lmdb_rtxn_end(sh, txn);
-	if (rc != 0)
-		return rc;
+	/*
+	 * The boundary is the database's (the snapshot read below) or this
+	 * process's newer claim. A claim forgotten between the snapshot and
+	 * the lock was one the snapshot may not hold: the session would take
+	 * again what another session already took. Read again then.
+	 */
 	pthread_mutex_lock(&sh->claim_lock);
+	for (;;) {
+		forgotten = sh->claims_forgotten;
+		pthread_mutex_unlock(&sh->claim_lock);
+		if ((rc = lmdb_rtxn_begin(sh, &txn)) != 0)
+			return rc;
+		rc = lmdb_cur_rec(txn, lm, &rec, NULL);
+		lmdb_rtxn_end(sh, txn);
+		if (rc != 0)
+			return rc;
+		pthread_mutex_lock(&sh->claim_lock);
+		if (sh->claims_forgotten == forgotten)
+			break;
+	}
 	first = rec.recent_first;
 	i = claim_find(sh, lm->id);
 	if (i < sh->n_claims) {
-		if (sh->claims[i].first > first)
+		if (sh->claims[i].first > first) {
 			first = sh->claims[i].first;
-		else
+		} else {
 			sh->claims[i] = sh->claims[--sh->n_claims];
+			sh->claims_forgotten++;
+		}
 	}
 	*first_recent_uid_r = first;
 	*next_r = first;

@@ -120,21 +120,35 @@ view_push(struct imap_view *v, const struct msg_record *r, bool recent)
 	v->n++;
 }
 
-/* Claim \Recent; remember the claimed range for messages not in the view
- * yet. */
+/*
+ * Claim \Recent: this session's messages are exactly [*first_r, *next_r),
+ * the range storage moved its boundary over in one step. Nothing at or
+ * above *next_r is ours, even if the view sees it already: a message that
+ * arrived after the claim belongs to the next claim, maybe another
+ * session's. The range is remembered for messages not in the view yet.
+ */
 static int
-claim_recent(struct imap_view *v, uint32_t *first_r)
+claim_recent(struct imap_view *v, uint32_t *first_r, uint32_t *next_r)
 {
-	uint32_t next;
-	int rc = mailbox_claim_recent(v->mb, first_r, &next);
+	int rc = mailbox_claim_recent(v->mb, first_r, next_r);
 
-	if (rc < 0 || v->readonly)
+	if (rc < 0) {
+		*first_r = *next_r = 0;
 		return rc;
-	if (*first_r != 0 && next > *first_r) {
+	}
+	if (v->readonly)
+		return 0;
+	if (*first_r != 0 && *next_r > *first_r) {
 		v->recent_lo = *first_r;
-		v->recent_hi = next;
+		v->recent_hi = *next_r;
 	}
 	return 0;
+}
+
+static bool
+in_claim(uint32_t uid, uint32_t first, uint32_t next)
+{
+	return first != 0 && uid >= first && uid < next;
 }
 
 int
@@ -145,7 +159,7 @@ view_open(struct imap_session *s, const char *name, bool readonly)
 	struct mailbox_status st;
 	size_t n = 0;
 	uint64_t modseq = 0;
-	uint32_t first_recent = 0;
+	uint32_t first_recent = 0, next_recent = 0;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
@@ -160,14 +174,19 @@ view_open(struct imap_session *s, const char *name, bool readonly)
 	rc = mailbox_status(v->mb, &st);
 	if (rc < 0)
 		goto fail;
-	rc = claim_recent(v, &first_recent);
+	rc = claim_recent(v, &first_recent, &next_recent);
 	if (rc < 0)
 		goto fail;
 	v->modseq = modseq;
 	v->uidvalidity = st.uidvalidity;
-	v->uidnext = st.uidnext;
-	for (size_t i = 0; i < n; i++)
-		view_push(v, &recs[i], first_recent != 0 && recs[i].uid >= first_recent);
+	/* the claim read UIDNEXT after the status did */
+	v->uidnext = next_recent > st.uidnext ? next_recent : st.uidnext;
+	for (size_t i = 0; i < n; i++) {
+		/* EXAMINE claims nothing and shows what no session took yet */
+		bool recent = readonly ? first_recent != 0 && recs[i].uid >= first_recent
+		                       : in_claim(recs[i].uid, first_recent, next_recent);
+		view_push(v, &recs[i], recent);
+	}
 	if (n > 0 && recs[n - 1].uid >= v->uidnext)
 		v->uidnext = recs[n - 1].uid + 1;
 	free(recs);
@@ -363,15 +382,14 @@ view_sync(struct imap_session *s, bool allow_expunge)
 	buf_free(&b);
 
 	if (have_new) {
-		uint32_t first_recent = 0, lo = v->recent_lo, hi = v->recent_hi;
-		if (claim_recent(v, &first_recent) < 0)
-			first_recent = 0;
+		uint32_t first_recent, next_recent, lo = v->recent_lo, hi = v->recent_hi;
+		(void)claim_recent(v, &first_recent, &next_recent);
 		for (size_t i = 0; i < ch.n_changed; i++) {
 			const struct msg_record *r = &ch.changed[i];
 			if (r->uid > last_uid) {
-				bool recent = !v->readonly &&
-				              ((first_recent != 0 && r->uid >= first_recent) ||
-				               (r->uid >= lo && r->uid < hi));
+				bool recent =
+				    !v->readonly && (in_claim(r->uid, first_recent, next_recent) ||
+				                     in_claim(r->uid, lo, hi));
 				view_push(v, r, recent);
 				last_uid = r->uid;
 			}

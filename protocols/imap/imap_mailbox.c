@@ -339,7 +339,7 @@ imap_status_write(struct imap_session *s, const char *name, unsigned items)
 		buf_printf(&b, " SIZE %llu", (unsigned long long)st.size);
 	if (items & ST_HIGHESTMODSEQ) {
 		buf_printf(&b, " HIGHESTMODSEQ %llu", (unsigned long long)st.highestmodseq);
-		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE enabling command */
+		imap_condstore_enable(s); /* RFC 7162 3.1: an enabling command */
 	}
 	conn_write_str(s->c, "* STATUS ");
 	imap_write_mailbox(s->c, name);

@@ -292,7 +292,7 @@ parse_key(struct sparse *sp)
 		struct skey *k = new_key(sp, K_MODSEQ);
 		k->size = n;
 		sp->modseq = true;
-		sp->cmd->s->condstore = true; /* RFC 7162 3.1 */
+		imap_condstore_enable(sp->cmd->s); /* RFC 7162 3.1 */
 		return k;
 	}
 	if (strcasecmp(w, "NOT") == 0) {
@@ -933,6 +933,9 @@ cmd_search(struct imap_cmd *cmd)
 			return;
 		}
 	}
+	/* the messages ESEARCH MIN and MAX return (hits are view indexes here) */
+	uint64_t first_ms = nh > 0 ? v->msgs[hits[0]].rec.modseq : 0;
+	uint64_t last_ms = nh > 0 ? v->msgs[hits[nh - 1]].rec.modseq : 0;
 	for (size_t k = 0; k < nh; k++)
 		hits[k] = cmd->uid ? v->msgs[hits[k]].rec.uid : hits[k] + 1;
 	bool modseq = imap_search_modseq(sr);
@@ -958,6 +961,15 @@ cmd_search(struct imap_cmd *cmd)
 			o->ranges = true;
 		} else {
 			o->next = nh; /* no numbers: only the tail */
+		}
+		/* RFC 7162 3.1.5: with only MIN and/or MAX, the MODSEQ is of
+		 * the messages returned, not of every match. */
+		if ((ret & (RET_ALL | RET_COUNT)) == 0) {
+			top = 0;
+			if (ret & RET_MIN)
+				top = first_ms;
+			if ((ret & RET_MAX) && last_ms > top)
+				top = last_ms;
 		}
 		if (nh > 0 && modseq)
 			snprintf(o->tail, sizeof(o->tail), " MODSEQ %llu", (unsigned long long)top);

@@ -117,6 +117,19 @@ imap_untagged(struct imap_session *s, const char *fmt, ...)
 }
 
 void
+imap_condstore_enable(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = true;
+	/* RFC 7162 3.1: the first enabling command with a mailbox selected
+	 * tells the client where its MODSEQs stand. */
+	if (s->state == IMAP_STATE_SELECTED && s->view.mb != NULL)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest",
+		              (unsigned long long)s->view.modseq);
+}
+
+void
 imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
 {
 	switch (err) {
@@ -346,17 +359,17 @@ cmd_enable(struct imap_cmd *cmd)
 	 * QRESYNC implies CONDSTORE (RFC 7162 3.2.3). */
 	struct buf b = BUF_INIT(0);
 	buf_append_str(&b, "ENABLED");
-	if ((condstore || qresync) && !cmd->s->condstore) {
-		cmd->s->condstore = true;
-		if (condstore)
-			buf_append_str(&b, " CONDSTORE");
-	}
+	bool enable_condstore = (condstore || qresync) && !cmd->s->condstore;
+	if (enable_condstore && condstore)
+		buf_append_str(&b, " CONDSTORE");
 	if (qresync && !cmd->s->qresync) {
 		cmd->s->qresync = true;
 		buf_append_str(&b, " QRESYNC");
 	}
 	imap_untagged(cmd->s, "%s", buf_cstr(&b));
 	buf_free(&b);
+	if (enable_condstore)
+		imap_condstore_enable(cmd->s);
 	imap_tagged(cmd, "OK", "ENABLE completed");
 }
 

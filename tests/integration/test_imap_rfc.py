@@ -140,6 +140,62 @@ class RfcBase:
         self.assertEqual(self.search(b"BEFORE 02-Jan-1970"), [b"1", b"2", b"3", b"5"])
         self.assertEqual(self.search(b"ON 01-Jan-1970"), [b"1", b"2", b"5"])
 
+    def highestmodseq(self, lines):
+        """The values of every untagged OK [HIGHESTMODSEQ n] among lines."""
+        return [int(m.group(1)) for l in lines
+                for m in [re.match(rb"\* OK \[HIGHESTMODSEQ (\d+)\]", l)] if m]
+
+    def modseqs(self):
+        lines = self.ok(b"FETCH 1:* (MODSEQ)")
+        return [int(re.search(rb"MODSEQ \((\d+)\)", l).group(1)) for l in lines
+                if b" FETCH " in l]
+
+    def test_condstore_enabling_commands_report_highestmodseq(self):
+        """RFC 7162 3.1: the first CONDSTORE enabling command issued with a
+        mailbox selected is followed by OK [HIGHESTMODSEQ n], once."""
+        msg = b"From: a@example.org\r\nSubject: m\r\n\r\nx\r\n"
+        self.ok(b"CREATE Cond")
+        for _ in range(3):
+            self.append(b"Cond", msg)
+        enablers = [b"SEARCH MODSEQ 1", b"STATUS INBOX (HIGHESTMODSEQ)",
+                    b"ENABLE CONDSTORE"]
+        for cmd in enablers:
+            r = Raw(self.srv.port("imap")).login()
+            lines, tagged = r.cmd(b"SELECT Cond")
+            self.assertFalse(self.highestmodseq(lines), lines)   # no CONDSTORE asked
+            lines, tagged = r.cmd(cmd)
+            self.assertIn(b" OK ", tagged)
+            got = self.highestmodseq(lines)
+            self.assertEqual(len(got), 1, (cmd, lines))
+            self.assertGreater(got[0], 0)
+            lines, tagged = r.cmd(b"SEARCH MODSEQ 1")        # on already: no more
+            self.assertEqual(self.highestmodseq(lines), [], (cmd, lines))
+            r.close()
+        # not selected: nothing to report
+        r = Raw(self.srv.port("imap")).login()
+        lines, _ = r.cmd(b"STATUS Cond (HIGHESTMODSEQ)")
+        self.assertEqual(self.highestmodseq(lines), [])
+        r.close()
+
+    def test_esearch_min_max_modseq_of_returned_messages(self):
+        """RFC 7162 3.1.5: ESEARCH with only MIN and/or MAX reports the
+        MODSEQ of the messages it returns, not of every match."""
+        msg = b"From: a@example.org\r\nSubject: m\r\n\r\nx\r\n"
+        self.fresh(b"Esearch", msg, msg, msg)
+        self.ok(b"STORE 2 +FLAGS (\\Flagged)")     # message 2 now has the top MODSEQ
+        ms = self.modseqs()
+        self.assertGreater(ms[1], max(ms[0], ms[2]))
+
+        def esearch(ret):
+            lines = self.ok(b"SEARCH RETURN (" + ret + b") MODSEQ 1")
+            line = [l for l in lines if l.startswith(b"* ESEARCH")][0]
+            return int(re.search(rb" MODSEQ (\d+)", line).group(1))
+        self.assertEqual(esearch(b"MIN"), ms[0])
+        self.assertEqual(esearch(b"MAX"), ms[2])
+        self.assertEqual(esearch(b"MIN MAX"), max(ms[0], ms[2]))
+        self.assertEqual(esearch(b"MIN COUNT"), max(ms))
+        self.assertEqual(esearch(b"ALL"), max(ms))
+
 
 for _backend in BACKENDS:
     _name = "TestImapRfc_" + _backend

@@ -71,12 +71,11 @@ storage_backend_available(const char *name)
 /* ------------------------------------------------------------------ */
 
 /*
- * '.' is refused anywhere in a name: Maildir++ uses it as its on-disk
- * hierarchy separator, so "a.b" and "a/b" would be the same folder there,
- * and both backends must refuse the same names. For the same reason the
- * stored length is measured as Maildir++ spells the name (storage.h), on
- * every backend: a name one backend takes, the other takes too, and a
- * hierarchy too long to store is refused before any parent is created.
+ * The stored length is measured as Maildir++ spells the name (storage.h),
+ * on every backend: '.' (its on-disk hierarchy separator) and '%' are
+ * written "%2e" and "%25" there, three bytes each. A name one backend
+ * takes, the other takes too, and a hierarchy too long to store is refused
+ * before any parent is created.
  */
 bool
 storage_name_valid(const char *name)
@@ -94,12 +93,14 @@ storage_name_valid(const char *name)
 		if (i == len || name[i] == '/') {
 			if (comp == 0)
 				return false; /* empty component, leading or trailing '/' */
+			/* "." and ".." read as paths to too many programs */
+			if ((comp == 1 && name[i - 1] == '.') ||
+			    (comp == 2 && name[i - 1] == '.' && name[i - 2] == '.'))
+				return false;
 			comp = 0;
 			continue;
 		}
-		if (name[i] == '.')
-			return false;
-		if (name[i] == '%')
+		if (name[i] == '.' || name[i] == '%')
 			stored += 2;
 		comp++;
 	}

@@ -19,8 +19,9 @@
  *
  * Folder names (maildir_name.c): each '/'-separated component of the
  * UTF-8 name is converted to modified UTF-7 (RFC 3501 5.1.3, as Dovecot
- * stores names), then '%' and '.' are written as "%25" and "%2E" (Dovecot's
- * storage escape with mailbox_list_storage_escape_char=%). Components are
+ * stores names), then '%' and '.' are written as "%25" and "%2e" (Dovecot's
+ * storage escape with mailbox_list_storage_escape_char=%, or its listescape
+ * plugin with listescape_char=%, both in lower-case hex). Components are
  * joined with '.' and prefixed with '.'. The mapping is injective and its
  * output never contains '/', so no two names share a directory and no name
  * leaves the user's directory.

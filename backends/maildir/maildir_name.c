@@ -15,13 +15,14 @@
 #include "maildir.h"
 
 /* Append one modified-UTF-7 component with '.' and '%' hex-escaped: '.' is
- * Maildir++'s separator, '%' the escape itself. */
+ * Maildir++'s separator, '%' the escape itself. Lower-case hex, as Dovecot
+ * writes it ("Mr. Smith" is ".Mr%2e Smith"). */
 static void
 put_escaped(struct buf *out, const uint8_t *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] == '.')
-			buf_append_str(out, "%2E");
+			buf_append_str(out, "%2e");
 		else if (s[i] == '%')
 			buf_append_str(out, "%25");
 		else

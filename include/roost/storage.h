@@ -18,13 +18,14 @@
  * case-insensitively and always spelt "INBOX" in results. Names with empty
  * components, leading/trailing '/', ".", "..", control characters (C0, DEL,
  * C1), NUL or invalid UTF-8 are refused with ROOST_EINVAL by every backend
- * alike. So are names containing '.' anywhere (Maildir++ uses it as its
- * on-disk separator: "a.b" would be "a/b").
+ * alike. Any other '.' is a character like the others ("Mr. Smith",
+ * "v1.2"): Maildir++ writes it "%2e" (its own separator is '.').
  *
  * Length, the same for every backend: at most STORAGE_MAX_NAME bytes of
  * UTF-8, and at most STORAGE_MAX_NAME_STORED bytes spelt as Maildir++ keeps
  * the name, less its leading '.': modified UTF-7 (what IMAP clients send,
- * RFC 3501 5.1.3) with each '%' counted three times (stored as "%25").
+ * RFC 3501 5.1.3) with each '%' and '.' counted three times (stored as
+ * "%25" and "%2e").
  * Maildir++ keeps a whole hierarchy in one directory name (".a.b"), which
  * the file system bounds at 255 bytes, so that total bounds every
  * component too and there is no separate per-component limit. A rename is

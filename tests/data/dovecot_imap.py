@@ -8,6 +8,10 @@
     dovecot_imap.py dump MAILDIR  serve a copy of MAILDIR and print what
                                   Dovecot sees: one line per mailbox, then
                                   per message "uid flags size"
+    dovecot_imap.py create MAILDIR NAME...
+                                  let Dovecot create the mailboxes NAME
+                                  (modified UTF-7, "/" between levels) in
+                                  MAILDIR itself, one message in each
 
 Dovecot runs from a temp config (no system config) on a free loopback port
 with a passwd-file user, and is stopped before the script exits. Needs
@@ -95,6 +99,16 @@ auth_mechanisms = plain
 first_valid_uid = 0
 {users}
 mail_location = maildir:{maildir}:INDEX={self.tmp}/index
+# Names keep their '.' and '%' as Roost writes them: "/" between levels,
+# '.' and '%' escaped as %2E and %25 in the Maildir++ directory name.
+mail_plugins = $mail_plugins listescape
+namespace inbox {{
+  separator = /
+  inbox = yes
+}}
+plugin {{
+  listescape_char = "%%"
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.tmp}/passwd
@@ -202,11 +216,13 @@ def dump(src):
         typ, boxes = c.list()
         names = []
         for line in boxes:
-            line = line.decode()
-            name = line.rsplit(" ", 1)[1].strip('"')
+            # (attrs) "/" name, the name an atom or a quoted string
+            name = line.decode().split(') "/" ', 1)[1]
+            if name.startswith('"'):
+                name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
             names.append(name)
         for name in sorted(names):
-            typ, data = c.select('"%s"' % name, readonly=True)
+            typ, data = c.select(quote(name), readonly=True)
             if typ != "OK":
                 print("mailbox %s unselectable" % name)
                 continue
@@ -229,7 +245,40 @@ def dump(src):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def quote(name):
+    return '"%s"' % name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def create(dest, names):
+    """Dovecot works on a copy (as root it serves it as nobody, who may
+    not reach dest), which then replaces dest, owned as dest was."""
+    work = tempfile.mkdtemp(prefix="roost-create-")
+    maildir = os.path.join(work, "Maildir")
+    shutil.copytree(dest, maildir, symlinks=True)
+    st = os.stat(dest)
+    d = Dovecot(maildir)
+    try:
+        c = d.imap()
+        for name in names:
+            typ, data = c.create(quote(name))
+            assert typ == "OK", (name, data)
+            typ, data = c.append(quote(name), None, None, MESSAGES[0][2])
+            assert typ == "OK", (name, data)
+        c.logout()
+    finally:
+        d.stop()
+    for root, dirs, files in os.walk(maildir):
+        for n in dirs + files:
+            os.lchown(os.path.join(root, n), st.st_uid, st.st_gid)
+    shutil.rmtree(dest)
+    shutil.copytree(maildir, dest, symlinks=True)
+    shutil.rmtree(work)
+
+
 def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "create" and os.path.exists(DOVECOT):
+        create(sys.argv[2], sys.argv[3:])
+        return 0
     if len(sys.argv) != 3 or sys.argv[1] not in ("make", "dump"):
         print(__doc__, file=sys.stderr)
         return 2

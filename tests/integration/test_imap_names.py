@@ -84,6 +84,59 @@ class NamesBase(SharedServer):
         self.assertEqual(self.c.create("nbsp&AKA-")[0], "OK")
         self.assertIn("nbsp&AKA-", self.names())
 
+    def test_names_with_dots_and_punctuation(self):
+        """'.' and '%' are ordinary characters of a name on both backends
+        (Maildir++ escapes them on disk): a user files mail under them and
+        a migration brings them over."""
+        made = ["Mr. Smith", "v1.2", "Projects/2024.Q1", "100%", "a.b", "a/b",
+                "Caf\u00e9.Bar", "x!#$'()*+,-;<=>?@[]^_`{|}~y"]
+        for name in made:
+            wire = name.encode("utf-8") if name.isascii() else mutf7_name(name)
+            typ, data = self.c._simple_command("CREATE", quote(wire))
+            self.assertEqual(typ, "OK", (name, data))
+            typ, data = self.c.append(quote(wire), None, None,
+                                      b"Subject: " + wire + b"\r\n\r\nx\r\n")
+            self.assertEqual(typ, "OK", (name, data))
+        listed = self.names()
+        for name in made:
+            self.assertIn(name if name.isascii() else mutf7_name(name).decode(), listed)
+        self.assertNotIn("Mr", listed)
+        self.assertIn("Projects", listed)
+        typ, data = self.c.select(quote(b"Mr. Smith"))
+        self.assertEqual((typ, data[0]), ("OK", b"1"))
+        self.c.close()
+        typ, data = self.c._simple_command("RENAME", quote(b"Projects"), quote(b"Proj.2025"))
+        self.assertEqual(typ, "OK", data)
+        self.assertIn("Proj.2025/2024.Q1", self.names())
+        typ, data = self.c.status(quote(b"Proj.2025/2024.Q1"), "(MESSAGES)")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"MESSAGES 1", data[0])
+        # "." and ".." alone stay refused
+        for name in (b".", b"..", b"x/.."):
+            typ, data = self.c._simple_command("CREATE", quote(name))
+            self.assertEqual(typ, "NO", (name, data))
+
+
+def quote(name):
+    return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def mutf7_name(text):
+    """Modified UTF-7 of a name mixing ASCII and other characters."""
+    out, run = b"", ""
+    for ch in text + "\0":
+        if ch != "\0" and not (0x20 <= ord(ch) < 0x7f):
+            run += ch
+            continue
+        if run:
+            out += mutf7(run).encode()
+            run = ""
+        if ch == "&":
+            out += b"&-"
+        elif ch != "\0":
+            out += ch.encode()
+    return out
+
 
 for _backend in BACKENDS:
     _name = "TestImapNames_" + _backend

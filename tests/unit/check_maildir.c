@@ -186,7 +186,7 @@ START_TEST(name_encoding)
 	{
 		char *a = md_name_encode("a.b"), *b = md_name_encode("a/b");
 
-		ck_assert_str_eq(a, ".a%2Eb");
+		ck_assert_str_eq(a, ".a%2eb"); /* Dovecot's spelling */
 		ck_assert_str_eq(b, ".a.b");
 		free(a);
 		free(b);
@@ -198,7 +198,7 @@ START_TEST(name_encoding)
 		free(e);
 	}
 	/* not ours: non-canonical or broken spellings are not listed */
-	ck_assert_ptr_null(md_name_decode(".a%2eb"));
+	ck_assert_ptr_null(md_name_decode(".a%2Eb"));
 	ck_assert_ptr_null(md_name_decode(".&AGE-"));
 	ck_assert_ptr_null(md_name_decode(".a..b"));
 	ck_assert_ptr_null(md_name_decode(".INBOX"));
@@ -217,7 +217,7 @@ START_TEST(layout_and_listing)
 	ck_assert_int_eq(ops->create(st, USER, "a/b", 0), 0);
 	ck_assert_int_eq(ops->create(st, USER, "x/y/z", 0), 0);
 	ck_assert_int_eq(ops->create(st, USER, "a/b", 0), ROOST_EEXISTS);
-	p = upath(".a%2Eb/cur");
+	p = upath(".a%2eb/cur");
 	ck_assert_int_eq(stat(p, &stb), 0);
 	free(p);
 	p = upath(".a.b/dovecot-uidlist");
@@ -1024,6 +1024,95 @@ START_TEST(dovecot_reads_ours)
 }
 END_TEST
 
+static bool
+in_list(const struct mailbox_info *list, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Names with '.' and '%' on disk as Dovecot keeps them (listescape with
+ * '%', "/" between levels): what Dovecot created, we list and read; what
+ * we created, Dovecot lists and reads.
+ */
+START_TEST(dovecot_names)
+{
+	static const char *const theirs[] = {"Mr. Smith", "Projects/2024.Q1", "100%"};
+	static const char *const dirs[] = {".Mr%2e Smith/cur", ".Projects.2024%2eQ1/cur",
+	                                   ".100%25/cur"};
+	static const char *const ours[] = {"v1.2", "Dept. A/x.y", "50% off"};
+	static const char *const our_dirs[] = {".v1%2e2/cur", ".Dept%2e A.x%2ey/cur",
+	                                       ".50%25 off/cur"};
+	struct mailbox_info *list;
+	struct mailbox_status s;
+	struct mailbox *mb;
+	struct stat sb;
+	char cmd[1400], line[512], *udir;
+	FILE *fp;
+	struct buf out = BUF_INIT(0);
+	size_t n;
+
+	/* ours, spelt on disk as Dovecot spells them */
+	for (size_t i = 0; i < 3; i++) {
+		char *p = upath(our_dirs[i]);
+
+		ck_assert_int_eq(ops->create(st, USER, ours[i], 0), 0);
+		mb = mbox(ours[i]);
+		append(mb, "Subject: ours\r\n\r\nx\r\n", 0, NULL, 0);
+		ops->mailbox_close(mb);
+		ck_assert_msg(stat(p, &sb) == 0, "no %s", our_dirs[i]);
+		free(p);
+	}
+	if (access("/usr/sbin/dovecot", X_OK) != 0) {
+		fprintf(stderr, "dovecot_names: Dovecot part SKIPPED (no /usr/sbin/dovecot; "
+		                "apt-get install dovecot-imapd to run it)\n");
+		return;
+	}
+	udir = upath("");
+	snprintf(cmd, sizeof(cmd),
+	         "python3 tests/data/dovecot_imap.py create '%s' 'Mr. Smith' "
+	         "'Projects/2024.Q1' '100%%'",
+	         udir);
+	ck_assert_int_eq(system(cmd), 0);
+	for (size_t i = 0; i < 3; i++) {
+		char *p = upath(dirs[i]);
+
+		ck_assert_msg(stat(p, &sb) == 0, "Dovecot did not write %s", dirs[i]);
+		free(p);
+	}
+	ck_assert_int_eq(ops->list(st, USER, &list, &n), 0);
+	for (size_t i = 0; i < 3; i++)
+		ck_assert_msg(in_list(list, n, theirs[i]), "%s not listed", theirs[i]);
+	storage_list_free(list, n);
+	for (size_t i = 0; i < 3; i++) {
+		mb = mbox(theirs[i]);
+		ck_assert_int_eq(ops->mailbox_status(mb, &s), 0);
+		ck_assert_uint_eq(s.messages, 1);
+		ops->mailbox_close(mb);
+	}
+
+	snprintf(cmd, sizeof(cmd), "python3 tests/data/dovecot_imap.py dump '%s'", udir);
+	fp = popen(cmd, "r");
+	ck_assert_ptr_nonnull(fp);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		buf_append_str(&out, line);
+	ck_assert_int_eq(pclose(fp), 0);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(line, sizeof(line), "mailbox %s uidvalidity", ours[i]);
+		ck_assert_msg(strstr(buf_cstr(&out), line) != NULL, "dovecot saw:\n%s\nno %s",
+		              buf_cstr(&out), ours[i]);
+		snprintf(line, sizeof(line), "mailbox %s uidvalidity", theirs[i]);
+		ck_assert_msg(strstr(buf_cstr(&out), line) != NULL, "dovecot saw:\n%s\nno %s",
+		              buf_cstr(&out), theirs[i]);
+	}
+	buf_free(&out);
+	free(udir);
+}
+END_TEST
+
 /* A CREATE that fails half-way (here: a stray file where the folder's
  * directory must go) takes back the parents it made for it, and only
  * those. */
@@ -1351,6 +1440,7 @@ maildir_suite(void)
 	tcase_add_test(tc, copy_all_or_nothing);
 	tcase_add_test(tc, dovecot_fixture);
 	tcase_add_test(tc, dovecot_reads_ours);
+	tcase_add_test(tc, dovecot_names);
 	tcase_add_test(tc, failed_create_leaves_no_parents);
 	suite_add_tcase(s, tc);
 	return s;

@@ -220,8 +220,8 @@ START_TEST(hostile_names)
 	    "a/../b",
 	    "../x",
 	    "a/./b",
-	    "a.b",
-	    ".hidden",
+	    "x/./y",
+	    "x/..",
 	    "a\nb",
 	    "a\rb",
 	    "tab\there",
@@ -231,9 +231,6 @@ START_TEST(hostile_names)
 	    "over\xc0\xaf",
 	    "sur\xed\xa0\x80",
 	    "trunc\xe2\x82",
-	    "Maildir.sub",
-	    "x/.y",
-	    "..\\..",
 	    "\x01",
 	    "a\x1f"
 	    "b",
@@ -356,6 +353,9 @@ START_TEST(name_lengths)
 	assert_refused(repeat(name, sizeof(name), "&", "&", STORAGE_MAX_NAME_STORED / 2));
 	assert_made(repeat(name, sizeof(name), "", "%", STORAGE_MAX_NAME_STORED / 3));
 	assert_refused(repeat(name, sizeof(name), "%", "%", STORAGE_MAX_NAME_STORED / 3));
+	/* and '.' is "%2e" */
+	assert_made(repeat(name, sizeof(name), "", ".", STORAGE_MAX_NAME_STORED / 3));
+	assert_refused(repeat(name, sizeof(name), ".", ".", STORAGE_MAX_NAME_STORED / 3));
 
 	/* A rename that would make a child's name too long moves nothing. */
 	repeat(name, sizeof(name), "r/", "c", STORAGE_MAX_NAME_STORED - 2);
@@ -371,6 +371,82 @@ START_TEST(name_lengths)
 	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
 	ck_assert(listed(list, n, name));
 	storage_list_free(list, n);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/*
+ * Names with '.', '%' and the other printable punctuation are names like
+ * any other on every backend (Maildir++ escapes '.' and '%' on disk):
+ * created, filled, listed, renamed with their children, and still there
+ * after the store is opened again.
+ */
+START_TEST(punctuation_names)
+{
+	static const char *const names[] = {
+	    "Mr. Smith",
+	    "v1.2",
+	    "Projects/2024.Q1",
+	    "a.b",
+	    "a/b",
+	    "a..b",
+	    ".hidden",
+	    "x/.y",
+	    "trailing.",
+	    "Maildir.sub",
+	    "..\\..",
+	    "100%",
+	    "a%2eb",
+	    "a%2Eb",
+	    "%25",
+	    "p!#$&'()*+,-;<=>?@[]^_`{|}~q",
+	    "quote\"d",
+	    "back\\slash",
+	    "Caf\xc3\xa9.Bar/x.y.z",
+	};
+	static const char *const renamed[] = {"Proj.2025", "Proj.2025/2024.Q1"};
+	size_t nn = sizeof(names) / sizeof(names[0]);
+	struct mailbox_info *list;
+	struct mailbox_status s;
+	struct mailbox *mb;
+	size_t n;
+
+	setup_backend(_i);
+	for (size_t i = 0; i < nn; i++) {
+		ck_assert_msg(storage_name_valid(names[i]), "refused %s", names[i]);
+		ck_assert_msg(storage_create(st, USER, names[i], 0) == 0, "create %s", names[i]);
+		append_simple(names[i], (int)i);
+	}
+	ck_assert_int_eq(storage_create(st, USER, "v1.2", 0), ROOST_EEXISTS);
+	for (int pass = 0; pass < 2; pass++) {
+		ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+		for (size_t i = 0; i < nn; i++) {
+			ck_assert_msg(listed(list, n, names[i]), "%s not listed", names[i]);
+			ck_assert_int_eq(storage_status(st, USER, names[i], &s), 0);
+			ck_assert_uint_eq(s.messages, 1);
+		}
+		ck_assert(has_attr(list, n, "Projects", MBOX_HASCHILDREN));
+		ck_assert(!listed(list, n, "Mr"));
+		ck_assert(!listed(list, n, "v1"));
+		storage_list_free(list, n);
+		reopen();
+	}
+	ck_assert_int_eq(mailbox_open(st, USER, "Mr. Smith", 0, &mb), 0);
+	ck_assert_str_eq(mailbox_name(mb), "Mr. Smith");
+	mailbox_close(&mb);
+	/* a rename carries children whose names hold dots */
+	ck_assert_int_eq(storage_rename(st, USER, "Projects", renamed[0]), 0);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(!listed(list, n, "Projects/2024.Q1"));
+	for (size_t i = 0; i < 2; i++)
+		ck_assert_msg(listed(list, n, renamed[i]), "%s not listed", renamed[i]);
+	storage_list_free(list, n);
+	ck_assert_int_eq(storage_status(st, USER, renamed[1], &s), 0);
+	ck_assert_uint_eq(s.messages, 1);
+	ck_assert_int_eq(storage_delete(st, USER, "a.b"), 0);
+	ck_assert_int_eq(storage_status(st, USER, "a/b", &s), 0); /* another mailbox */
+	ck_assert_int_eq(storage_status(st, USER, "a.b", &s), ROOST_ENOTFOUND);
 	assert_clean();
 	teardown_backend();
 }
@@ -2057,6 +2133,7 @@ storage_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, hostile_names, 0, n_backends);
 	tcase_add_loop_test(tc, name_lengths, 0, n_backends);
+	tcase_add_loop_test(tc, punctuation_names, 0, n_backends);
 	tcase_add_loop_test(tc, round_trip, 0, n_backends);
 	tcase_add_loop_test(tc, big_message, 0, n_backends);
 	tcase_add_loop_test(tc, large_bodies, 0, n_backends);

@@ -698,7 +698,7 @@ cmd_fetch(struct imap_cmd *cmd)
 			return;
 		}
 		vanished = l->n == 3;
-		s->condstore = true; /* RFC 7162 3.1 */
+		imap_condstore_enable(s); /* RFC 7162 3.1 */
 		if (!req->has_modseq) {
 			memset(&req->items[req->n], 0, sizeof(req->items[0]));
 			req->items[req->n++].kind = F_MODSEQ;

@@ -149,7 +149,7 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 	} else if (strcasecmp(s, "MODSEQ") == 0) {
 		it->kind = F_MODSEQ;
 		req->has_modseq = true;
-		cmd->s->condstore = true; /* RFC 7162 3.1 */
+		imap_condstore_enable(cmd->s); /* RFC 7162 3.1 */
 	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
 		it->kind = F_SIZE;
 		req->need_vsize = true;
@@ -255,6 +255,17 @@ imap_fetch_parse_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fe
 		memset(&req->items[req->n], 0, sizeof(req->items[0]));
 		req->items[req->n++].kind = F_UID;
 		req->has_uid = true;
+	}
+	/* UID first, as Dovecot, Cyrus and Gmail send it: RFC 3501 fixes no
+	 * order, but much client code (imaplib scripts, for one) reads the
+	 * UID from the text before the first literal. */
+	for (size_t i = 1; i < req->n; i++) {
+		if (req->items[i].kind == F_UID) {
+			struct fetch_item uid = req->items[i];
+			memmove(&req->items[1], &req->items[0], i * sizeof(req->items[0]));
+			req->items[0] = uid;
+			break;
+		}
 	}
 	return 0;
 }

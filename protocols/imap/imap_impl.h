@@ -144,7 +144,7 @@ void imap_spool_free(struct imap_spool **sp);
 /* ------------------------------------------------------------------ */
 /* Arguments                                                           */
 
-enum imap_arg_type { ARG_ATOM, ARG_QUOTED, ARG_LITERAL, ARG_LIST, ARG_NIL };
+enum imap_arg_type { ARG_ATOM, ARG_QUOTED, ARG_LITERAL, ARG_LIST };
 
 struct imap_arg {
 	enum imap_arg_type type;
@@ -185,11 +185,15 @@ int imap_parse_spooled(struct arena *a, const struct imap_spool *sp, struct imap
 bool imap_arg_is_string(const struct imap_arg *a); /* atom, quoted, literal */
 bool imap_arg_is_astring(const struct imap_arg *a);
 bool imap_arg_atom_eq(const struct imap_arg *a, const char *word); /* case-insensitive */
+/* The atom NIL, where the grammar allows nstring (elsewhere NIL is an
+ * atom like any other: SEARCH SUBJECT NIL searches for "NIL"). */
+bool imap_arg_is_nil(const struct imap_arg *a);
 
 /* ------------------------------------------------------------------ */
 /* Sequence sets                                                       */
 
-#define SEQ_STAR UINT32_MAX
+/* '*' before seqset_resolve(): 0, which no nz-number is (4294967295 is one) */
+#define SEQ_STAR 0
 
 struct seq_range {
 	uint32_t lo, hi;

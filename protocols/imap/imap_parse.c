@@ -248,8 +248,9 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 	if (arg->str == NULL)
 		return ps->rc;
 	arg->raw = (const uint8_t *)arg->str;
-	if (arg->len == 3 && strcasecmp(arg->str, "NIL") == 0)
-		arg->type = ARG_NIL;
+	/* A bare NIL stays an atom: it is a valid astring, list-mailbox and
+	 * flag-keyword (RFC 3501 9), and NIL only where the command's grammar
+	 * says nstring (imap_arg_is_nil()). */
 	ps->p = p;
 	return 0;
 }
@@ -441,11 +442,17 @@ imap_arg_is_string(const struct imap_arg *a)
 bool
 imap_arg_is_astring(const struct imap_arg *a)
 {
-	return imap_arg_is_string(a) || (a->type == ARG_NIL);
+	return imap_arg_is_string(a);
 }
 
 bool
 imap_arg_atom_eq(const struct imap_arg *a, const char *word)
 {
-	return (a->type == ARG_ATOM || a->type == ARG_NIL) && strcasecmp(a->str, word) == 0;
+	return a->type == ARG_ATOM && strcasecmp(a->str, word) == 0;
+}
+
+bool
+imap_arg_is_nil(const struct imap_arg *a)
+{
+	return imap_arg_atom_eq(a, "NIL");
 }

@@ -23,7 +23,7 @@ seq_number(const char **pp, uint32_t *v_r)
 		return ROOST_EINVAL;
 	while (*p >= '0' && *p <= '9') {
 		v = v * 10 + (uint64_t)(*p - '0');
-		if (v >= UINT32_MAX)
+		if (v > UINT32_MAX) /* nz-number is 32-bit: 4294967295 is one */
 			return ROOST_EINVAL;
 		p++;
 	}

@@ -324,7 +324,8 @@ cmd_logout(struct imap_cmd *cmd)
 void
 cmd_id(struct imap_cmd *cmd)
 {
-	if (cmd->p.n != 1 || (cmd->p.args[0].type != ARG_LIST && cmd->p.args[0].type != ARG_NIL)) {
+	if (cmd->p.n != 1 ||
+	    (cmd->p.args[0].type != ARG_LIST && !imap_arg_is_nil(&cmd->p.args[0]))) {
 		imap_bad(cmd, "Usage: ID (fields) or ID NIL");
 		return;
 	}

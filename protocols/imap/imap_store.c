@@ -89,7 +89,7 @@ cmd_store(struct imap_cmd *cmd)
 			return;
 		}
 		conditional = true;
-		s->condstore = true;
+		imap_condstore_enable(s); /* RFC 7162 3.1 */
 		a++;
 		nargs--;
 	}

@@ -158,7 +158,8 @@ class RfcBase:
         for _ in range(3):
             self.append(b"Cond", msg)
         enablers = [b"SEARCH MODSEQ 1", b"STATUS INBOX (HIGHESTMODSEQ)",
-                    b"ENABLE CONDSTORE"]
+                    b"ENABLE CONDSTORE", b"FETCH 1 MODSEQ", b"FETCH 1:* FLAGS (CHANGEDSINCE 1)",
+                    b"STORE 1 (UNCHANGEDSINCE 100000) +FLAGS (x)"]
         for cmd in enablers:
             r = Raw(self.srv.port("imap")).login()
             lines, tagged = r.cmd(b"SELECT Cond")
@@ -195,6 +196,63 @@ class RfcBase:
         self.assertEqual(esearch(b"MIN MAX"), max(ms[0], ms[2]))
         self.assertEqual(esearch(b"MIN COUNT"), max(ms))
         self.assertEqual(esearch(b"ALL"), max(ms))
+
+    def test_nil_is_an_atom(self):
+        """RFC 3501 9: NIL is an atom, so a valid astring, list-mailbox and
+        flag-keyword; it is NIL only where the grammar says nstring."""
+        msg = (b"From: a@example.org\r\nSubject: NIL and more\r\n\r\n"
+               b"a body that says nil\r\n")
+        other = b"From: a@example.org\r\nSubject: other\r\n\r\nnothing\r\n"
+        self.fresh(b"Nil", msg, other)
+        self.assertEqual(self.search(b"SUBJECT NIL"), [b"1"])
+        self.assertEqual(self.search(b"BODY nil"), [b"1"])
+        self.assertEqual(self.search(b"TEXT Nil"), [b"1"])
+        self.assertEqual(self.search(b"KEYWORD NIL"), [])
+        lines = self.ok(b"STORE 1 +FLAGS NIL")
+        self.assertTrue(any(re.search(rb"FLAGS \([^)]*\bNIL\b", l) for l in lines), lines)
+        self.assertEqual(self.search(b"KEYWORD NIL"), [b"1"])
+        self.ok(b"STORE 1 -FLAGS (NIL)")
+        self.assertEqual(self.search(b"KEYWORD nil"), [])
+        # a mailbox named NIL, and NIL as a LIST pattern
+        self.ok(b"CREATE NIL")
+        lines = self.ok(b'LIST "" NIL')
+        self.assertEqual(len(lines), 1, lines)
+        self.assertRegex(lines[0], rb'^\* LIST \([^)]*\) "/" "?NIL"?\r\n$')
+        self.ok(b"SELECT NIL")
+        # where the grammar says nstring, NIL is still NIL
+        lines = self.ok(b"ID NIL")
+        self.assertTrue(lines[0].startswith(b"* ID ("), lines)
+
+    def test_largest_nz_number(self):
+        """nz-number is 32-bit: 4294967295 is a UID and a sequence number,
+        and clients send 1:4294967295 for "all"."""
+        msg = b"From: a@example.org\r\nSubject: m\r\n\r\nx\r\n"
+        self.fresh(b"Big", msg, msg)
+        lines = self.ok(b"UID FETCH 1:4294967295 FLAGS")
+        self.assertEqual(len([l for l in lines if b" FETCH " in l]), 2, lines)
+        self.assertEqual(self.search(b"UID 1:4294967295"), [b"1", b"2"])
+        lines = self.ok(b"UID SEARCH UID 1:4294967295")
+        self.assertEqual(search_hits(lines), [b"1", b"2"])
+        self.assertEqual(self.search(b"UID 4294967295"), [])
+        lines = self.ok(b"UID FETCH 4294967295 FLAGS")
+        self.assertEqual([l for l in lines if b" FETCH " in l], [])
+        lines = self.ok(b"UID STORE 2:4294967295 +FLAGS (\\Seen)")
+        self.assertEqual(self.search(b"SEEN"), [b"2"])
+        # past 32 bits it is no number
+        _, tagged = self.r.cmd(b"UID FETCH 1:4294967296 FLAGS")
+        self.assertRegex(tagged, rb"^t\d+ BAD")
+
+    def test_uid_first_in_fetch(self):
+        """UID leads every FETCH response that carries it, whatever the
+        order asked, so a client finds it before the first literal."""
+        msg = b"From: a@example.org\r\nSubject: m\r\n\r\nbody\r\n"
+        self.fresh(b"UidFirst", msg)
+        for cmd in (b"UID FETCH 1 (FLAGS BODY.PEEK[])", b"UID FETCH 1 (BODY.PEEK[HEADER] FLAGS)",
+                    b"FETCH 1 (RFC822.SIZE BODY.PEEK[TEXT] UID)", b"UID FETCH 1 ALL",
+                    b"UID FETCH 1 (UID FLAGS)", b"FETCH 1 (FLAGS UID)"):
+            lines = [l for l in self.ok(cmd) if b" FETCH " in l]
+            self.assertEqual(len(lines), 1, (cmd, lines))
+            self.assertTrue(lines[0].startswith(b"* 1 FETCH (UID 1 "), (cmd, lines[0]))
 
 
 for _backend in BACKENDS:

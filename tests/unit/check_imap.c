@@ -304,8 +304,14 @@ START_TEST(parse_basic)
 
 	ck_assert_int_eq(parse(&a, "x LIST \"\" [Gmail]/%\r\n", &p, &err), 0);
 	ck_assert_str_eq(p.args[1].str, "[Gmail]/%");
+	/* NIL is an atom (an astring): NIL only where a command takes nstring */
 	ck_assert_int_eq(parse(&a, "x SELECT NIL\r\n", &p, &err), 0);
-	ck_assert_int_eq(p.args[0].type, ARG_NIL);
+	ck_assert_int_eq(p.args[0].type, ARG_ATOM);
+	ck_assert_str_eq(p.args[0].str, "NIL");
+	ck_assert(imap_arg_is_astring(&p.args[0]));
+	ck_assert(imap_arg_is_nil(&p.args[0]));
+	ck_assert_int_eq(parse(&a, "x SELECT \"NIL\"\r\n", &p, &err), 0);
+	ck_assert(!imap_arg_is_nil(&p.args[0]));
 	arena_free(&a);
 }
 END_TEST
@@ -437,7 +443,20 @@ START_TEST(seqsets)
 	ck_assert_int_eq(seqset_parse(&a, "1::2", &s), ROOST_EINVAL);
 	ck_assert_int_eq(seqset_parse(&a, "", &s), ROOST_EINVAL);
 	ck_assert_int_eq(seqset_parse(&a, "99999999999", &s), ROOST_EINVAL);
-	ck_assert_int_eq(seqset_parse(&a, "4294967295", &s), ROOST_EINVAL);
+	ck_assert_int_eq(seqset_parse(&a, "4294967296", &s), ROOST_EINVAL);
+	/* nz-number is 32-bit: 4294967295 is a number, not '*' */
+	ck_assert_int_eq(seqset_parse(&a, "1:4294967295", &s), 0);
+	seqset_resolve(&s, 10);
+	ck_assert(seqset_contains(&s, 4294967295u));
+	ck_assert(seqset_contains(&s, 11));
+	ck_assert_int_eq(seqset_parse(&a, "4294967295:*", &s), 0);
+	seqset_resolve(&s, 10);
+	ck_assert(seqset_contains(&s, 10));
+	ck_assert(seqset_contains(&s, 4294967295u));
+	ck_assert(!seqset_contains(&s, 9));
+	ck_assert_int_eq(seqset_parse(&a, "4294967295", &s), 0);
+	seqset_resolve(&s, 10);
+	ck_assert(!seqset_contains(&s, 10));
 	uint32_t v[] = {1, 2, 3, 5, 7, 8};
 	seqset_format(v, 6, &b);
 	ck_assert_str_eq(buf_cstr(&b), "1:3,5,7:8");

@@ -138,7 +138,28 @@ learn_kind(struct imap_framer *fr, const uint8_t *in, size_t lf)
 			i++;
 	}
 	fr->is_append = i - ns == 6 && strncasecmp((const char *)in + ns, "APPEND", 6) == 0;
+	fr->is_id = i - ns == 2 && strncasecmp((const char *)in + ns, "ID", 2) == 0;
 	fr->kind_known = true;
+}
+
+/* The bound of one line segment: max_line, or IMAP_ID_MAX for an ID. */
+static size_t
+line_max(const struct imap_framer *fr, const struct imap_frame_env *env)
+{
+	if (fr->is_id && env->mode == FRAMER_COMMAND && env->max_line < IMAP_ID_MAX)
+		return IMAP_ID_MAX;
+	return env->max_line;
+}
+
+/* learn_kind() with what follows from the kind: an ID may fill more of
+ * the input than the line bound. */
+static void
+learn_kind_env(struct imap_framer *fr, const struct imap_frame_env *env, const uint8_t *in,
+               size_t lf)
+{
+	learn_kind(fr, in, lf);
+	if (line_max(fr, env) > env->max_line && env->raise_input != NULL)
+		env->raise_input(env->arg, line_max(fr, env) + env->max_line);
 }
 
 /* Bytes of the whole command, literals included: the line bound, but an
@@ -149,7 +170,7 @@ command_max(const struct imap_framer *fr, const struct imap_frame_env *env)
 {
 	if (fr->is_append && env->authenticated && env->mode == FRAMER_COMMAND)
 		return env->max_literal + env->max_line;
-	return env->max_line;
+	return line_max(fr, env);
 }
 
 static void
@@ -436,10 +457,10 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 
 		const uint8_t *lf = memchr(in + fr->pos, '\n', len - fr->pos);
 		if (lf == NULL) {
-			if (len - fr->line_start > env->max_line ||
+			if (!fr->kind_known && len - fr->line_start > env->max_line)
+				learn_kind_env(fr, env, in, len);
+			if (len - fr->line_start > line_max(fr, env) ||
 			    (fr->kind_known && len > command_max(fr, env))) {
-				if (!fr->kind_known)
-					learn_kind(fr, in, len);
 				refuse(fr, env, "BAD", "[TOOBIG] Command line too long");
 				fr->pos = fr->line_start;
 				continue;
@@ -449,8 +470,8 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 		}
 		size_t i = (size_t)(lf - in);
 		if (!fr->kind_known)
-			learn_kind(fr, in, i);
-		if (i - fr->line_start > env->max_line || i + 1 > command_max(fr, env)) {
+			learn_kind_env(fr, env, in, i);
+		if (i - fr->line_start > line_max(fr, env) || i + 1 > command_max(fr, env)) {
 			refuse(fr, env, "BAD", "[TOOBIG] Command line too long");
 			fr->pos = fr->line_start;
 			continue;
@@ -468,7 +489,8 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 			return IMAP_FRAME_COMMAND;
 		}
 		bool append = fr->is_append && env->authenticated;
-		uint64_t total_max = append ? env->max_literal + env->max_line : env->max_line;
+		uint64_t total_max =
+		    append ? env->max_literal + env->max_line : command_max(fr, env);
 		uint64_t lit_max = append ? env->max_literal : env->max_line;
 		if (ovf || n > lit_max || n > total_max - (i + 1) || i + 1 > total_max) {
 			if (sync)

@@ -92,6 +92,12 @@ enum imap_frame_mode {
 	FRAMER_LINE,    /* bare lines: SASL responses, IDLE's DONE */
 };
 
+/* Bytes an ID command may take whatever the line bound: the largest one
+ * RFC 2971 allows (30 pairs, 30-octet fields, 1024-octet values) is about
+ * 32,000 bytes quoted, and clients send it before login, where the line
+ * bound is 8 KiB. */
+#define IMAP_ID_MAX (40 * 1024)
+
 struct imap_framer {
 	size_t pos;        /* next byte to look at for LF */
 	size_t line_start; /* start of the current line segment */
@@ -101,6 +107,7 @@ struct imap_framer {
 	bool skipping; /* refused command: discard through its end */
 	bool kind_known;
 	bool is_append;
+	bool is_id; /* ID: its own bound (IMAP_ID_MAX), also before login */
 	/* Spooling: in[0] is a byte already written to the spool, left in
 	 * the input so the loop keeps timing a partial command. */
 	bool held;

@@ -254,6 +254,39 @@ class RfcBase:
             self.assertEqual(len(lines), 1, (cmd, lines))
             self.assertTrue(lines[0].startswith(b"* 1 FETCH (UID 1 "), (cmd, lines[0]))
 
+    def test_largest_id_before_login(self):
+        """RFC 2971: up to 30 pairs, fields of 30 octets, values of 1024;
+        the largest such ID is taken before login, where other commands
+        keep the 8 KiB line bound."""
+        r = Raw(self.srv.port("imap"))
+        pairs = b" ".join(b'"%s" "%s"' % ((b"f%02d" % i).ljust(30, b"x"),
+                                          (b"%02d" % i) * 512)
+                          for i in range(30))
+        cmd = b"i1 ID (" + pairs + b")\r\n"
+        self.assertGreater(len(cmd), 31000)
+        r.send(cmd)
+        lines, tagged = r.until(b"i1")
+        self.assertRegex(tagged, rb"^i1 OK", tagged)
+        self.assertTrue(lines and lines[0].startswith(b"* ID ("), lines)
+        # the same with every value a literal
+        r.send(b"i2 ID (" + b" ".join(b'"f%02d" {1024+}\r\n%s' % (i, b"v" * 1024)
+                                       for i in range(30)) + b")\r\n")
+        _, tagged = r.until(b"i2")
+        self.assertRegex(tagged, rb"^i2 OK", tagged)
+        # past what an ID may take: refused, and the connection goes on
+        r.send(b"i3 ID (" + b" ".join(b'"f%02d" "%s"' % (i, b"v" * 1024)
+                                       for i in range(60)) + b")\r\n")
+        _, tagged = r.until(b"i3")
+        self.assertRegex(tagged, rb"^i3 BAD \[TOOBIG\]", tagged)
+        # other commands keep the pre-login bound
+        r.send(b"n1 NOOP " + b"x" * 9000 + b"\r\n")
+        _, tagged = r.until(b"n1")
+        self.assertRegex(tagged, rb"^n1 BAD \[TOOBIG\]", tagged)
+        _, tagged = r.cmd(b"NOOP")
+        self.assertIn(b" OK ", tagged)
+        r.login()
+        r.close()
+
 
 for _backend in BACKENDS:
     _name = "TestImapRfc_" + _backend

@@ -20,11 +20,12 @@
 #include "imap_impl.h"
 
 /*
- * Our cache record: "R2 <vsize> <env> <body> <bs>\n" and the three texts.
+ * Our cache record: "R3 <vsize> <env> <body> <bs>\n" and the three texts.
  * vsize is RFC822.SIZE: the octets BODY[] sends (a bare LF counts as CRLF).
  * A record with env = 0 holds the size only (nothing parsed yet: an
- * envelope is never empty). "R1 <env> <body> <bs>\n" (no size) is still
- * read.
+ * envelope is never empty). An "R2" record is the same with an envelope
+ * rendered before obsolete phrases kept their spaces: its size is used,
+ * its texts are made again. "R1" records (no size) are made again whole.
  */
 struct parsed_cache {
 	struct buf raw;
@@ -42,12 +43,11 @@ cache_decode(struct parsed_cache *pc)
 	const char *t = buf_cstr(&pc->raw);
 
 	pc->have_vsize = pc->have_parts = false;
-	if (strncmp(t, "R2 ", 3) == 0) {
-		if (sscanf(t, "R2 %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4 || off <= 0)
-			return false;
-	} else if (sscanf(t, "R1 %llu %llu %llu\n%n", &e, &b, &s, &off) != 3 || off <= 0) {
+	if (strncmp(t, "R3 ", 3) != 0 && strncmp(t, "R2 ", 3) != 0)
 		return false;
-	}
+	if (sscanf(t + 3, "%llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4 || off <= 0)
+		return false;
+	off += 3;
 	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len ||
 	    e + b + s + (size_t)off != pc->raw.len)
 		return false;
@@ -57,9 +57,9 @@ cache_decode(struct parsed_cache *pc)
 	pc->body_len = b;
 	pc->bs = pc->body + b;
 	pc->bs_len = s;
-	pc->have_vsize = t[1] == '2';
+	pc->have_vsize = true;
 	pc->vsize = v;
-	pc->have_parts = e > 0;
+	pc->have_parts = e > 0 && t[1] == '3';
 	return true;
 }
 
@@ -70,7 +70,7 @@ cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const cha
 {
 	struct buf r = BUF_INIT(0);
 
-	buf_printf(&r, "R2 %llu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len, body_len,
+	buf_printf(&r, "R3 %llu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len, body_len,
 	           bs_len);
 	buf_append(&r, env, env_len);
 	buf_append(&r, body, body_len);

@@ -24,14 +24,6 @@
 #define SPECIALUSE "roost-specialuse"
 #define UIDVALIDITY_FILE "roost-uidvalidity"
 
-static const struct {
-	const char *name;
-	unsigned attr;
-} default_folders[] = {
-    {"Drafts", MBOX_DRAFTS}, {"Sent", MBOX_SENT},       {"Trash", MBOX_TRASH},
-    {"Junk", MBOX_JUNK},     {"Archive", MBOX_ARCHIVE},
-};
-
 static bool
 dir_exists(const char *path)
 {
@@ -322,12 +314,12 @@ create_with_parents(struct md_storage *ms, const char *user, const char *name, u
 	return err;
 }
 
+/* The user's directory and INBOX; the wrapper makes the default folders. */
 int
 md_user_init(struct storage *st, const char *user)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
 	char *udir;
-	size_t i;
 	int fd = -1, err;
 
 	if ((err = ensure_user_dir(ms, user)) < 0)
@@ -336,11 +328,6 @@ md_user_init(struct storage *st, const char *user)
 		return err;
 	udir = md_user_dir(ms, user);
 	err = ensure_inbox(ms, udir, fd);
-	for (i = 0; err == 0 && i < sizeof(default_folders) / sizeof(default_folders[0]); i++) {
-		err = create_one(ms, user, default_folders[i].name, default_folders[i].attr, fd);
-		if (err == ROOST_EEXISTS)
-			err = 0;
-	}
 	user_unlock(fd);
 	free(udir);
 	return err;

@@ -349,11 +349,9 @@ md_deliver(struct storage *st, const struct msg_input *in, struct delivery_targe
 	dated.has_internal_date = true;
 	/* open every target and give each a name for the body */
 	for (i = 0; i < n; i++) {
+		/* A user without an INBOX gets ROOST_ENOTFOUND: the wrapper
+		 * sets the user up and retries. */
 		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT, &fs[i]);
-		if (t[i].result == ROOST_ENOTFOUND && strcmp(t[i].mailbox, "INBOX") == 0 &&
-		    storage_maildir_ops.user_init(st, t[i].user) == 0)
-			t[i].result =
-			    md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT, &fs[i]);
 		if (t[i].result < 0)
 			continue;
 		if (first == NULL) {

@@ -63,6 +63,9 @@ struct storage_ops {
 	int (*open)(const struct roost_config *cfg, struct storage **st_r);
 	void (*close)(struct storage *st);
 
+	/* Create the user's INBOX (ROOST_EEXISTS when it exists). The
+	 * wrapper makes the default folders and subscriptions, so that
+	 * every backend starts a user alike. */
 	int (*user_init)(struct storage *st, const char *user);
 	int (*list)(struct storage *st, const char *user, struct mailbox_info **list_r,
 	            size_t *n_r);

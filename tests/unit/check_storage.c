@@ -817,6 +817,60 @@ START_TEST(mailbox_tree)
 }
 END_TEST
 
+/*
+ * A new user gets INBOX and the special-use folders, every one subscribed,
+ * the same on every backend and whichever way the user first arrives (a
+ * login's storage_user_init(), a delivery). Folders the user deletes later
+ * are not made again.
+ */
+static void
+assert_default_folders(const char *user)
+{
+	static const struct {
+		const char *name;
+		unsigned attr;
+	} want[] = {
+	    {"INBOX", 0},          {"Drafts", MBOX_DRAFTS}, {"Sent", MBOX_SENT},
+	    {"Trash", MBOX_TRASH}, {"Junk", MBOX_JUNK},     {"Archive", MBOX_ARCHIVE},
+	};
+	struct mailbox_info *list;
+	size_t n;
+
+	ck_assert_int_eq(storage_list(st, user, &list, &n), 0);
+	ck_assert_uint_eq(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (!has_attr(list, n, want[i].name, MBOX_SUBSCRIBED | want[i].attr))
+			ck_abort_msg("%s: %s not listed subscribed with attributes %#x", backend,
+			             want[i].name, want[i].attr);
+	}
+	storage_list_free(list, n);
+}
+
+START_TEST(default_folders)
+{
+	struct delivery_target t = {.user = "new@example.com", .mailbox = "INBOX"};
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: hi\r\n\r\nx\r\n", .len = 18, .fd = -1};
+	struct mailbox_info *list;
+	size_t n;
+
+	setup_backend(_i);
+	assert_default_folders(USER);
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1), 0);
+	assert_default_folders("new@example.com");
+
+	ck_assert_int_eq(storage_delete(st, USER, "Junk"), 0);
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	reopen();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	ck_assert_int_eq(storage_list(st, USER, &list, &n), 0);
+	ck_assert(!has_attr(list, n, "Junk", MBOX_JUNK));
+	storage_list_free(list, n);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(status_store_copy)
 {
 	struct mailbox *mb, *ro;
@@ -2141,6 +2195,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, uids_never_reused, 0, n_backends);
 	tcase_add_loop_test(tc, changes_since, 0, n_backends);
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
+	tcase_add_loop_test(tc, default_folders, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
 	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);

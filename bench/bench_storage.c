@@ -535,7 +535,7 @@ bench_fanout(const char *backend)
 
 		for (int u = 0; u < 100; u++)
 			t[u] = (struct delivery_target){.user = users[u], .mailbox = "INBOX"};
-		if (storage_deliver(st, &in, t, 100) != 0)
+		if (storage_deliver(st, &in, t, 100, 0) != 0)
 			exit(1);
 		sample_add(&s, now_s() - a);
 		free(msg);

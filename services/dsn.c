@@ -241,8 +241,10 @@ dsn_send(const struct roost_services *sv, const struct queue_entry *e, const siz
 		t.for_rcpt = e->sender;
 		delivery_trace_headers(sv->cfg, &t, &msg);
 		dsn_build(sv->cfg->hostname, e, want, k, kind, msg_fd, &msg);
-		snprintf(dr.mailbox, sizeof(dr.mailbox), "INBOX");
-		err = delivery_store(sv->storage, msg.data, msg.len, &dr, 1, true);
+		struct delivery_target dt = {.user = dr.user, .mailbox = "INBOX"};
+		struct msg_input in = {.data = msg.data, .len = msg.len, .fd = -1};
+
+		err = delivery_store(sv->storage, &in, &dt, 1, true);
 		log_info("event=dsn queue_id=%s kind=%s to=<%s> via=local user=%s status=%s", e->id,
 		         kind == DSN_FAILED ? "failed" : "delayed", e->sender, dr.user,
 		         err == 0 ? "stored" : roost_strerror(err));

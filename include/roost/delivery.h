@@ -8,12 +8,13 @@
 #include "roost/buf.h"
 
 /*
- * The local delivery path shared by SMTP, LMTP and `roost deliver`:
- * resolve a recipient address to a user and folder, write the trace header
- * block (Return-Path, Received, X-Roost-DSN), and store one message body for
- * many recipients at once through storage_deliver(), with per-recipient
- * results. All functions are thread-safe (they only use the thread-safe
- * services) and may block on storage: call them from a worker.
+ * The local delivery service shared by SMTP, LMTP, DSNs and `roost
+ * deliver`: resolve a recipient address to a user and folder, write the
+ * trace header block (Return-Path, Received, X-Roost-DSN), and store one
+ * message for many recipients at once (delivery_store(): the policy; the
+ * storage wrapper owns the work: new users, retries, roll-back). All
+ * functions are thread-safe (they only use the thread-safe services) and
+ * may block on storage: call them from a worker.
  *
  * Recipient resolution: a recipient is local when auth knows the address,
  * or its domain is one of [smtp] domains. With a recipient delimiter ("+"),
@@ -31,13 +32,11 @@ struct storage;
 #define DELIVERY_MAX_FOLDER 520
 #define DELIVERY_ID_LEN 24 /* buffer size for an id, NUL included */
 
+/* A resolved recipient: where its copy goes. A struct delivery_target
+ * (storage.h) pointing at user and mailbox is what delivery_store() takes. */
 struct delivery_rcpt {
 	char user[DELIVERY_MAX_USER];      /* canonical user name from auth */
 	char mailbox[DELIVERY_MAX_FOLDER]; /* "INBOX" or the delimiter's folder */
-	/* results of delivery_store() */
-	int result;
-	uint32_t uidvalidity;
-	uint32_t uid;
 };
 
 /*
@@ -81,28 +80,19 @@ int delivery_trace_headers(const struct roost_config *cfg, const struct delivery
                            struct buf *out);
 
 /*
- * Store msg[0..len) (trace headers included) into every recipient's
- * mailbox, the body once where the backend can. Each rcpts[i].result gets
- * 0 or the storage error. With all_or_nothing (SMTP), when any recipient
- * failed, the copies stored for the others are expunged again, so a retry
- * by the client makes no duplicates; their result then becomes the first
- * error too. Returns 0 when every recipient succeeded, else the first error.
+ * Store the message (trace headers included) for targets[0..n), each
+ * usually pointing at a struct delivery_rcpt's names. A folder that went
+ * away since the recipient was resolved gets the copy in INBOX instead
+ * (the target's mailbox then says "INBOX"). With all_or_nothing (SMTP),
+ * when any target failed, the copies stored for the others are taken back
+ * and every result is the first error, so the client's retry makes no
+ * duplicate; without it (LMTP) each target has its own result. Returns 0
+ * when every target succeeded, else the first error. A 0 result is on
+ * stable storage.
  */
-int delivery_store(struct storage *st, const uint8_t *msg, size_t len, struct delivery_rcpt *rcpts,
-                   size_t n, bool all_or_nothing);
-/* The same for a message in memory or spooled in a file (in->fd). */
 struct msg_input;
-int delivery_store_input(struct storage *st, const struct msg_input *in,
-                         struct delivery_rcpt *rcpts, size_t n, bool all_or_nothing);
-
-/*
- * `roost deliver -f sender -a rcpt [-a rcpt...] [-m folder] < message`:
- * read the message from stdin (LF line ends become CR LF), deliver it
- * through the same path, exit with a sysexits.h code (EX_OK, EX_USAGE,
- * EX_NOUSER for an unknown recipient, EX_TEMPFAIL for storage trouble,
- * EX_DATAERR for a message over max_message_size, EX_CONFIG).
- * argv[0] is "deliver".
- */
-int delivery_command(const struct roost_services *sv, int argc, char **argv);
+struct delivery_target;
+int delivery_store(struct storage *st, const struct msg_input *in, struct delivery_target *targets,
+                   size_t n, bool all_or_nothing);
 
 #endif

@@ -188,10 +188,14 @@ struct store_req {
 	uint64_t unchanged_since; /* 0 = unconditional (CONDSTORE) */
 };
 
-/* One recipient of a multi-recipient delivery. */
+/*
+ * One recipient of a delivery: the one request type that goes from the
+ * protocols through the delivery service to the backend. The caller owns
+ * user and mailbox; storage_deliver() fills in the results.
+ */
 struct delivery_target {
 	const char *user;
-	const char *mailbox; /* usually "INBOX" */
+	const char *mailbox; /* usually "INBOX"; "INBOX" after a fallback */
 	/* results */
 	int result;
 	uint32_t uidvalidity;
@@ -253,12 +257,26 @@ int storage_status(struct storage *st, const char *user, const char *name,
  * UID; ROOST_EIO also when a spooled file is shorter than msg->len. */
 int storage_append(struct storage *st, const char *user, const char *mailbox,
                    const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r);
-/* Deliver one message to many recipients, storing the body once where the
- * backend can. Returns 0 when every target succeeded; otherwise the first
- * error, with each target's own result (and on success its uid and
- * uidvalidity) in targets[i]. targets' strings are borrowed. */
+enum {
+	/* All or nothing: when any target fails, the copies stored for the
+	 * others are taken back and every result is the first error, so a
+	 * client's retry makes no duplicate. */
+	STORAGE_DELIVER_ATOMIC = 1 << 0,
+	/* A target whose mailbox does not exist (any more) gets the message
+	 * in INBOX instead; its mailbox then points at "INBOX". */
+	STORAGE_DELIVER_INBOX_FALLBACK = 1 << 1,
+};
+
+/* Deliver one message to many recipients (n <= 100000), storing the body
+ * once where the backend can; a (user, mailbox) named twice gets one copy.
+ * A user without an INBOX is set up (storage_user_init()) and delivered to.
+ * flags: STORAGE_DELIVER_*. Each target's own result goes to
+ * targets[i].result, with its uid and uidvalidity on success; a stored
+ * copy is on stable storage when this returns. targets' strings are
+ * borrowed. Returns 0 when every target succeeded, otherwise the first
+ * error in target order. */
 int storage_deliver(struct storage *st, const struct msg_input *msg,
-                    struct delivery_target *targets, size_t n);
+                    struct delivery_target *targets, size_t n, unsigned flags);
 
 /* ---- an open mailbox ---- */
 

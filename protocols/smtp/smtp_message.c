@@ -334,11 +334,11 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 static void
 finish_message(struct smtp_session *s, bool bare_eol)
 {
-	struct delivery_rcpt *dr;
+	struct delivery_target *t;
 	struct msg_input in = {.fd = -1};
 	uint64_t body;
 	bool lmtp = s->d->reply_per_rcpt;
-	size_t n_remote = 0, n_local = 0, *map;
+	size_t n_remote = 0, n_local = 0;
 	char qid[QUEUE_ID_LEN];
 	int err;
 
@@ -388,35 +388,36 @@ finish_message(struct smtp_session *s, bool bare_eol)
 		reject_message(s, 451, "4.3.0", text);
 		return;
 	}
-	dr = xcalloc(s->n_rcpts, sizeof(*dr));
-	map = xcalloc(s->n_rcpts, sizeof(*map));
+	/* The local recipients' request, in RCPT order. */
+	t = xcalloc(s->n_rcpts, sizeof(*t));
 	for (size_t i = 0; i < s->n_rcpts; i++) {
-		if (!s->rcpts[i].remote) {
-			map[n_local] = i;
-			dr[n_local++] = s->rcpts[i].d;
-		}
+		if (!s->rcpts[i].remote)
+			t[n_local++] = (struct delivery_target){.user = s->rcpts[i].d.user,
+			                                        .mailbox = s->rcpts[i].d.mailbox};
 	}
-	err = n_local > 0 ? delivery_store_input(s->sv->storage, &in, dr, n_local, !lmtp) : 0;
+	err = delivery_store(s->sv->storage, &in, t, n_local, !lmtp);
 	if (n_remote > 0)
 		queue_commit(s->sv->queue, qid, err == 0);
-	for (size_t k = 0; k < n_local; k++) {
-		const struct smtp_rcpt *r = &s->rcpts[map[k]];
-		size_t i = k;
+	for (size_t i = 0, k = 0; i < s->n_rcpts; i++) {
+		const struct smtp_rcpt *r = &s->rcpts[i];
 
-		if (dr[i].result == 0)
+		if (r->remote)
+			continue;
+		if (t[k].result == 0)
 			log_info("conn=%llu proto=%s event=delivered id=%s from=%s to=%s "
 			         "user=%s mailbox=%s uid=%u size=%llu notify=%s orcpt=%s",
 			         (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id,
-			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(dr[i].user),
-			         LOG_QUOTE(dr[i].mailbox), dr[i].uid, (unsigned long long)body,
+			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(t[k].user),
+			         LOG_QUOTE(t[k].mailbox), t[k].uid, (unsigned long long)body,
 			         r->params.notify[0] ? LOG_QUOTE(r->params.notify) : "-",
 			         r->params.orcpt[0] ? LOG_QUOTE(r->params.orcpt) : "-");
 		else
 			log_warn("conn=%llu proto=%s event=deferred id=%s from=%s to=%s "
 			         "user=%s error=\"%s\"",
 			         (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id,
-			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(dr[i].user),
-			         roost_strerror(dr[i].result));
+			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(t[k].user),
+			         roost_strerror(t[k].result));
+		k++;
 	}
 	for (size_t i = 0; i < s->n_rcpts && err == 0; i++) {
 		if (s->rcpts[i].remote)
@@ -427,12 +428,15 @@ finish_message(struct smtp_session *s, bool bare_eol)
 			    s->sender, s->rcpts[i].addr, (unsigned long long)body);
 	}
 	if (lmtp) {
-		for (size_t k = 0; k < n_local; k++) {
-			if (dr[k].result == 0)
+		for (size_t i = 0, k = 0; i < s->n_rcpts; i++) {
+			if (s->rcpts[i].remote)
+				continue;
+			if (t[k].result == 0)
 				smtp_reply(s, 250, "2.0.0", "<%s> Delivered, id=%s",
-				           s->rcpts[map[k]].addr, s->id);
+				           s->rcpts[i].addr, s->id);
 			else
-				smtp_reply_error(s, dr[k].result, s->rcpts[map[k]].addr);
+				smtp_reply_error(s, t[k].result, s->rcpts[i].addr);
+			k++;
 		}
 	} else if (err == 0) {
 		if (n_remote > 0)
@@ -442,8 +446,7 @@ finish_message(struct smtp_session *s, bool bare_eol)
 	} else {
 		smtp_reply_error(s, err, NULL);
 	}
-	free(map);
-	free(dr);
+	free(t);
 	smtp_reset_transaction(s);
 }
 

@@ -856,7 +856,7 @@ START_TEST(default_folders)
 
 	setup_backend(_i);
 	assert_default_folders(USER);
-	ck_assert_int_eq(storage_deliver(st, &in, &t, 1), 0);
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, 0), 0);
 	assert_default_folders("new@example.com");
 
 	ck_assert_int_eq(storage_delete(st, USER, "Junk"), 0);
@@ -1089,7 +1089,7 @@ START_TEST(multi_recipient)
 	struct mailbox *mb;
 
 	setup_backend(_i);
-	ck_assert_int_eq(storage_deliver(st, &in, t, 4), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 4, 0), ROOST_ENOTFOUND);
 	ck_assert_int_eq(t[0].result, 0);
 	ck_assert_int_eq(t[1].result, 0);
 	ck_assert_int_eq(t[2].result, ROOST_ENOTFOUND);
@@ -1098,6 +1098,112 @@ START_TEST(multi_recipient)
 	ck_assert_int_eq(mailbox_open(st, "u2@x", "INBOX", 0, &mb), 0);
 	assert_read(mb, t[1].uid, in.data, in.len);
 	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+static uint32_t
+messages_in(const char *user, const char *mbox)
+{
+	struct mailbox_status ms;
+
+	ck_assert_int_eq(storage_status(st, user, mbox, &ms), 0);
+	return ms.messages;
+}
+
+/* A (user, mailbox) named twice, in any spelling of INBOX, gets one copy;
+ * every target sees its result. */
+START_TEST(deliver_once_per_mailbox)
+{
+	struct delivery_target t[3] = {
+	    {.user = USER, .mailbox = "INBOX"},
+	    {.user = USER, .mailbox = "inbox"},
+	    {.user = USER, .mailbox = "Drafts"},
+	};
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: hi\r\n\r\nx\r\n", .len = 18, .fd = -1};
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 3, 0), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(t[i].result, 0);
+	ck_assert_uint_eq(t[0].uid, t[1].uid);
+	ck_assert_uint_ne(t[2].uid, 0);
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 1);
+	ck_assert_uint_eq(messages_in(USER, "Drafts"), 1);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* All or nothing: one recipient fails, so the copies already stored for
+ * the others (a new user's among them) are taken back, and all results
+ * carry the error. Their UIDs are not handed out again. */
+START_TEST(deliver_atomic)
+{
+	struct delivery_target t[3] = {
+	    {.user = USER, .mailbox = "INBOX"},
+	    {.user = "new@example.com", .mailbox = "INBOX"},
+	    {.user = USER, .mailbox = "NoSuch"},
+	};
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: hi\r\n\r\nx\r\n", .len = 18, .fd = -1};
+	uint32_t uid;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 3, STORAGE_DELIVER_ATOMIC), ROOST_ENOTFOUND);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(t[i].result, ROOST_ENOTFOUND);
+		ck_assert_uint_eq(t[i].uid, 0);
+	}
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 0);
+	ck_assert_uint_eq(messages_in("new@example.com", "INBOX"), 0);
+	uid = append_simple("INBOX", 1);
+	ck_assert_uint_eq(uid, 2);
+
+	/* An invalid target fails the whole delivery too. */
+	t[2].mailbox = "../bad";
+	ck_assert_int_eq(storage_deliver(st, &in, t, 3, STORAGE_DELIVER_ATOMIC), ROOST_EINVAL);
+	ck_assert_int_eq(t[0].result, ROOST_EINVAL);
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 1);
+	ck_assert_uint_eq(messages_in("new@example.com", "INBOX"), 0);
+
+	/* Without the flag each target has its own result. */
+	ck_assert_int_eq(storage_deliver(st, &in, t, 3, 0), ROOST_EINVAL);
+	ck_assert_int_eq(t[0].result, 0);
+	ck_assert_int_eq(t[1].result, 0);
+	ck_assert_int_eq(t[2].result, ROOST_EINVAL);
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 2);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* INBOX_FALLBACK: a folder that does not exist (any more) gets the copy
+ * in INBOX, for known and for new users; without the flag it is an
+ * error. */
+START_TEST(deliver_inbox_fallback)
+{
+	static const char gone[] = "Gone";
+	struct delivery_target t[2] = {
+	    {.user = USER, .mailbox = gone},
+	    {.user = "new@example.com", .mailbox = gone},
+	};
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: hi\r\n\r\nx\r\n", .len = 18, .fd = -1};
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 1, 0), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 2, STORAGE_DELIVER_INBOX_FALLBACK), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(t[i].result, 0);
+		ck_assert_str_eq(t[i].mailbox, "INBOX");
+		ck_assert_uint_eq(t[i].uid, 1);
+	}
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 1);
+	ck_assert_uint_eq(messages_in("new@example.com", "INBOX"), 1);
+	assert_default_folders("new@example.com");
 	assert_clean();
 	teardown_backend();
 }
@@ -2001,7 +2107,7 @@ START_TEST(lmdb_shards)
 		snprintf(u2, sizeof(u2), "other%d@x", u);
 		t[0] = (struct delivery_target){.user = user, .mailbox = "INBOX"};
 		t[1] = (struct delivery_target){.user = u2, .mailbox = "INBOX"};
-		ck_assert_int_eq(storage_deliver(st, &in, t, 2), 0);
+		ck_assert_int_eq(storage_deliver(st, &in, t, 2, 0), 0);
 	}
 	reopen();
 	for (int u = 0; u < 12; u++) {
@@ -2200,6 +2306,9 @@ storage_suite(void)
 	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, stats, 0, n_backends);
+	tcase_add_loop_test(tc, deliver_once_per_mailbox, 0, n_backends);
+	tcase_add_loop_test(tc, deliver_atomic, 0, n_backends);
+	tcase_add_loop_test(tc, deliver_inbox_fallback, 0, n_backends);
 	tcase_add_loop_test(tc, threads, 0, n_backends);
 	tcase_add_loop_test(tc, copy_move_race, 0, n_backends);
 	tcase_add_loop_test(tc, two_processes, 0, n_backends);

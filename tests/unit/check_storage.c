@@ -1903,7 +1903,7 @@ START_TEST(large_bodies)
 	ck_assert_int_eq(append_bytes("INBOX", a, LARGE_LEN, MSG_SEEN, &uid2), 0);
 	ASSERT_BODY_FILES(1);
 	/* two recipients, one body */
-	ck_assert_int_eq(storage_deliver(st, &in, t, 2), 0);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 2, 0), 0);
 	ASSERT_BODY_FILES(2);
 
 	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);

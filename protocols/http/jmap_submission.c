@@ -294,8 +294,18 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 	}
 	buf_append(&full, trace.data, trace.len);
 	buf_append(&full, clean.data, clean.len);
-	rc = n_local > 0 ? delivery_store(sv->storage, full.data, full.len, local, n_local, true)
-	                 : 0;
+	if (n_local > 0) {
+		struct delivery_target *dt = xcalloc(n_local, sizeof(*dt));
+		struct msg_input in = {.data = full.data, .len = full.len, .fd = -1};
+
+		for (size_t i = 0; i < n_local; i++)
+			dt[i] = (struct delivery_target){.user = local[i].user,
+			                                 .mailbox = local[i].mailbox};
+		rc = delivery_store(sv->storage, &in, dt, n_local, true);
+		free(dt);
+	} else {
+		rc = 0;
+	}
 	if (n_remote > 0)
 		queue_commit(sv->queue, qid, rc == 0);
 	if (rc != 0) {

@@ -1,0 +1,217 @@
+/*
+ * storage_deliver(), the one owner of the delivery path: the recipients
+ * checked and deduplicated, new users set up and retried, an all-or-nothing
+ * delivery rolled back, the watchers woken.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/storage.h"
+#include "roost/storage_impl.h"
+#include "roost/xalloc.h"
+
+#include "storage_private.h"
+
+#define DELIVER_MAX 100000
+
+/* The delivery request after the wrapper's checks: one entry per distinct
+ * (user, canonical mailbox), handed to the backend as is. */
+struct deliver_req {
+	struct delivery_target *sub; /* what the backend gets, m entries */
+	char (*canon)[STORAGE_MAX_NAME + 1];
+	size_t *owner; /* targets[i] is served by sub[owner[i]]; SIZE_MAX: invalid */
+	size_t m;
+};
+
+/* Index of (user, canon) in sub[] through an open-addressing table of
+ * size mask+1 (a power of two over 2n): a message to thousands of
+ * recipients must not cost a comparison per pair. */
+static size_t
+dedupe(struct deliver_req *r, size_t *table, size_t mask, const char *user, const char *canon)
+{
+	uint64_t h = storage_user_hash(user) * 31 + storage_user_hash(canon);
+
+	for (size_t k = (size_t)h & mask;; k = (k + 1) & mask) {
+		size_t j = table[k];
+
+		if (j == SIZE_MAX) {
+			table[k] = r->m;
+			return r->m;
+		}
+		if (strcmp(r->sub[j].user, user) == 0 && strcmp(r->sub[j].mailbox, canon) == 0)
+			return j;
+	}
+}
+
+static void
+req_build(struct deliver_req *r, struct delivery_target *targets, size_t n)
+{
+	size_t mask = 1, *table;
+
+	while (mask < 2 * n)
+		mask <<= 1;
+	table = xmalloc(mask * sizeof(*table));
+	memset(table, 0xff, mask * sizeof(*table));
+	mask--;
+	r->sub = xcalloc(n, sizeof(*r->sub));
+	r->canon = xcalloc(n, sizeof(*r->canon));
+	r->owner = xcalloc(n, sizeof(*r->owner));
+	r->m = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+
+		r->owner[i] = SIZE_MAX;
+		if (!storage_user_valid(targets[i].user) ||
+		    storage_name_canon(targets[i].mailbox, r->canon[r->m]) != 0)
+			continue;
+		j = dedupe(r, table, mask, targets[i].user, r->canon[r->m]);
+		if (j == r->m) {
+			r->sub[j].user = targets[i].user;
+			r->sub[j].mailbox = r->canon[j];
+			r->m++;
+		}
+		r->owner[i] = j;
+	}
+	free(table);
+}
+
+static void
+req_free(struct deliver_req *r)
+{
+	free(r->owner);
+	free(r->canon);
+	free(r->sub);
+}
+
+/* Take back a message stored for t, as an all-or-nothing delivery must
+ * when another recipient failed. */
+static void
+undo_one(struct storage *st, const struct delivery_target *t)
+{
+	struct mailbox *mb = NULL;
+	int rc = st->ops->mailbox_open(st, t->user, t->mailbox, 0, &mb);
+
+	if (rc == 0) {
+		mb->st = st;
+		mb->user = xstrdup(t->user);
+		mb->name = xstrdup(t->mailbox);
+		mb->flags = 0;
+		rc = st->ops->expunge(mb, &t->uid, 1);
+		free(mb->user);
+		free(mb->name);
+		st->ops->mailbox_close(mb);
+	}
+	if (rc != 0)
+		log_error("event=rollback-failed user=%s mailbox=%s uid=%u error=\"%s\"",
+		          LOG_QUOTE(t->user), LOG_QUOTE(t->mailbox), t->uid, roost_strerror(rc));
+}
+
+/*
+ * The one owner of the delivery path: check, deliver, set up new users and
+ * retry, roll back, wake the watchers. The backend sees each (user,
+ * mailbox) once, validated and canonical, and makes each copy durable
+ * before it returns.
+ */
+int
+storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
+                size_t n, unsigned flags)
+{
+	struct deliver_req r;
+	size_t *retry, nr = 0;
+	int rc, first = 0;
+
+	if (n == 0 || n > DELIVER_MAX || targets == NULL ||
+	    (flags & ~(unsigned)(STORAGE_DELIVER_ATOMIC | STORAGE_DELIVER_INBOX_FALLBACK)) != 0)
+		return ROOST_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		targets[i].uid = targets[i].uidvalidity = 0;
+		targets[i].result = ROOST_EINVAL;
+	}
+	if ((rc = storage_msg_input_check(st, msg)) != 0) {
+		for (size_t i = 0; i < n; i++)
+			targets[i].result = rc;
+		return rc;
+	}
+	req_build(&r, targets, n);
+	(void)st->ops->deliver(st, msg, r.sub, r.m);
+	/* One more try for recipients whose INBOX did not exist (set up now)
+	 * or, with INBOX_FALLBACK, whose folder went away. */
+	retry = xcalloc(r.m + 1, sizeof(*retry));
+	for (size_t j = 0; j < r.m; j++) {
+		struct delivery_target *t = &r.sub[j];
+
+		if (t->result != ROOST_ENOTFOUND)
+			continue;
+		if (storage_user_set_up(st, t->user, t->mailbox, t->result)) {
+			retry[nr++] = j;
+		} else if ((flags & STORAGE_DELIVER_INBOX_FALLBACK) != 0 &&
+		           !storage_name_is_inbox(t->mailbox)) {
+			(void)storage_user_set_up(st, t->user, "INBOX", ROOST_ENOTFOUND);
+			t->mailbox = "INBOX";
+			retry[nr++] = j;
+		}
+	}
+	if (nr > 0) {
+		struct delivery_target *batch = xcalloc(nr, sizeof(*batch));
+
+		for (size_t k = 0; k < nr; k++)
+			batch[k] = r.sub[retry[k]];
+		(void)st->ops->deliver(st, msg, batch, nr);
+		for (size_t k = 0; k < nr; k++)
+			r.sub[retry[k]] = batch[k];
+		free(batch);
+	}
+	free(retry);
+	for (size_t i = 0; i < n && first == 0; i++) {
+		if (r.owner[i] == SIZE_MAX)
+			first = ROOST_EINVAL;
+		else
+			first = r.sub[r.owner[i]].result;
+	}
+	if (first != 0 && (flags & STORAGE_DELIVER_ATOMIC) != 0) {
+		for (size_t j = 0; j < r.m; j++) {
+			if (r.sub[j].result != 0)
+				continue;
+			undo_one(st, &r.sub[j]);
+			r.sub[j].result = first;
+			r.sub[j].uid = 0;
+		}
+	}
+	/* Every session here first, then the other processes: a notify file
+	 * costs an open and a write, and a message to many users used to keep
+	 * the later users' sessions waiting for the earlier users' files. */
+	if (st->watches != NULL) {
+		for (size_t j = 0; j < r.m; j++) {
+			if (r.sub[j].result == 0)
+				storage_notify_here(st->watches, storage_user_hash(r.sub[j].user),
+				                    r.sub[j].user, r.sub[j].mailbox);
+		}
+		for (size_t j = 0; j < r.m; j++) {
+			if (r.sub[j].result == 0)
+				storage_notify_others(st->watches,
+				                      storage_user_hash(r.sub[j].user));
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct delivery_target *d;
+
+		if (r.owner[i] == SIZE_MAX) {
+			targets[i].result = first != 0 && (flags & STORAGE_DELIVER_ATOMIC) != 0
+			                        ? first
+			                        : ROOST_EINVAL;
+			continue;
+		}
+		d = &r.sub[r.owner[i]];
+		targets[i].result = d->result;
+		targets[i].uid = d->result == 0 ? d->uid : 0;
+		targets[i].uidvalidity = d->uidvalidity;
+		if (d->result == 0 && storage_name_is_inbox(d->mailbox) &&
+		    !storage_name_is_inbox(r.canon[r.owner[i]]))
+			targets[i].mailbox = "INBOX";
+	}
+	req_free(&r);
+	return first;
+}

@@ -1,0 +1,415 @@
+/*
+ * Change notification: the registry of in-process watchers, and a per-user
+ * notify file under <data_dir>/notify watched with inotify (or polled where
+ * inotify is unavailable), so a change made by another process on the same
+ * data directory wakes the watchers here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/hash.h"
+#include "roost/log.h"
+#include "roost/storage.h"
+#include "roost/storage_impl.h"
+#include "roost/xalloc.h"
+
+#include "storage_private.h"
+
+#define WATCH_BUCKETS 256
+
+/*
+ * What a poller compares of a notify file. Each notification appends a byte
+ * (the file is emptied again past NOTIFY_MAX), so the size moves even when
+ * two notifications fall in one tick of the file system's clock and leave
+ * the mtime as it was: with the mtime alone, a change made just after a
+ * session started watching could go unnoticed.
+ */
+struct notify_stamp {
+	struct timespec mtime;
+	off_t size;
+};
+
+#define NOTIFY_MAX 4096
+
+struct storage_watch {
+	struct watch_registry *reg;
+	struct storage_watch *next;
+	struct notify_stamp seen; /* the notify file as last seen (polling mode) */
+	uint64_t uhash;
+	char *user;
+	char *mailbox;
+	storage_watch_fn *cb;
+	void *arg;
+};
+
+/*
+ * Lock rule: reg->lock protects the buckets. Callbacks run with it held,
+ * which is what makes storage_unwatch() safe (once it has taken the lock
+ * and unlinked the watch, no callback of it runs or will run); callbacks
+ * therefore must not call storage_watch()/storage_unwatch().
+ */
+struct watch_registry {
+	pthread_mutex_t lock;
+	struct storage_watch *buckets[WATCH_BUCKETS];
+	char *notify_dir;
+	int ifd; /* inotify, -1 when unavailable: then polling */
+	int stop_pipe[2];
+	pthread_t thread;
+	bool thread_running;
+};
+
+uint64_t
+storage_user_hash(const char *user)
+{
+	return hash_str64(user);
+}
+
+static void
+wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const char *mailbox)
+{
+	for (struct storage_watch *w = reg->buckets[uhash % WATCH_BUCKETS]; w != NULL;
+	     w = w->next) {
+		if (w->uhash != uhash)
+			continue;
+		if (user != NULL && strcmp(w->user, user) != 0)
+			continue;
+		if (mailbox != NULL && strcmp(w->mailbox, mailbox) != 0)
+			continue;
+		w->cb(w->arg);
+	}
+}
+
+static void
+wake_all_locked(struct watch_registry *reg)
+{
+	for (size_t b = 0; b < WATCH_BUCKETS; b++) {
+		for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next)
+			w->cb(w->arg);
+	}
+}
+
+/* The notify files are named by the user's hash; an event on one wakes every
+ * watcher of users with that hash (a rare collision only costs a spurious
+ * wake-up). */
+static void *
+notify_thread(void *arg)
+{
+	struct watch_registry *reg = arg;
+	union {
+		struct inotify_event ev;
+		char raw[16 * (sizeof(struct inotify_event) + NAME_MAX + 1)];
+	} u;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+		    {.fd = reg->ifd, .events = POLLIN},
+		    {.fd = reg->stop_pipe[0], .events = POLLIN},
+		};
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("storage: notify poll failed: %s", strerror(errno));
+			break;
+		}
+		if (pfd[1].revents != 0)
+			break;
+		n = read(reg->ifd, u.raw, sizeof(u.raw));
+		if (n <= 0) {
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			break;
+		}
+		pthread_mutex_lock(&reg->lock);
+		for (char *p = u.raw; p < u.raw + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			char *end;
+			uint64_t h;
+
+			if ((ev->mask & IN_Q_OVERFLOW) != 0) {
+				wake_all_locked(reg);
+			} else if (ev->len > 0) {
+				errno = 0;
+				h = strtoull(ev->name, &end, 16);
+				if (errno == 0 && *end == '\0' && end != ev->name)
+					wake_locked(reg, h, NULL, NULL);
+			}
+			p += sizeof(*ev) + ev->len;
+		}
+		pthread_mutex_unlock(&reg->lock);
+	}
+	return NULL;
+}
+
+static void
+notify_path(const struct watch_registry *reg, uint64_t h, char *path, size_t size)
+{
+	snprintf(path, size, "%s/%016llx", reg->notify_dir, (unsigned long long)h);
+}
+
+static struct notify_stamp
+notify_stat(const struct watch_registry *reg, uint64_t h)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	notify_path(reg, h, path, sizeof(path));
+	if (stat(path, &sb) < 0)
+		return (struct notify_stamp){{0, 0}, 0};
+	return (struct notify_stamp){sb.st_mtim, sb.st_size};
+}
+
+static bool
+stamp_eq(const struct notify_stamp *a, const struct notify_stamp *b)
+{
+	return a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	       a->size == b->size;
+}
+
+#define POLL_MS 250
+
+/*
+ * Without inotify (the per-user instance limit is easily exhausted on a
+ * shared host) the notify files are polled: each watch remembers the
+ * mtime it last saw. One stat per distinct user per round.
+ */
+static void *
+poll_thread(void *arg)
+{
+	struct watch_registry *reg = arg;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = reg->stop_pipe[0], .events = POLLIN};
+		int r = poll(&pfd, 1, POLL_MS);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r != 0)
+			break;
+		pthread_mutex_lock(&reg->lock);
+		for (size_t b = 0; b < WATCH_BUCKETS; b++) {
+			uint64_t last_h = 0;
+			struct notify_stamp last_t = {{0, 0}, 0};
+			bool have = false;
+
+			for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next) {
+				if (!have || w->uhash != last_h) {
+					last_h = w->uhash;
+					last_t = notify_stat(reg, w->uhash);
+					have = true;
+				}
+				if (!stamp_eq(&last_t, &w->seen)) {
+					w->seen = last_t;
+					w->cb(w->arg);
+				}
+			}
+		}
+		pthread_mutex_unlock(&reg->lock);
+	}
+	return NULL;
+}
+
+struct watch_registry *
+storage_watch_registry_new(const struct roost_config *cfg)
+{
+	struct watch_registry *reg = xcalloc(1, sizeof(*reg));
+	const char *dir = cfg != NULL && cfg->data_dir != NULL ? cfg->data_dir : ".";
+	size_t len = strlen(dir) + sizeof("/notify");
+
+	pthread_mutex_init(&reg->lock, NULL);
+	reg->ifd = -1;
+	reg->stop_pipe[0] = reg->stop_pipe[1] = -1;
+	reg->notify_dir = xmalloc(len);
+	snprintf(reg->notify_dir, len, "%s/notify", dir);
+	if (mkdir(reg->notify_dir, 0700) < 0 && errno != EEXIST) {
+		log_warn("storage: mkdir %s: %s; no cross-process notification", reg->notify_dir,
+		         strerror(errno));
+		return reg;
+	}
+	if (pipe2(reg->stop_pipe, O_CLOEXEC) < 0) {
+		log_warn("storage: pipe: %s; no cross-process notification", strerror(errno));
+		return reg;
+	}
+	/* ROOST_NOTIFY_POLL: poll as when inotify is unavailable (tests). */
+	if (getenv("ROOST_NOTIFY_POLL") == NULL)
+		reg->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	else
+		errno = ENOSYS;
+	if (reg->ifd >= 0 &&
+	    inotify_add_watch(reg->ifd, reg->notify_dir, IN_CLOSE_WRITE | IN_ATTRIB) < 0) {
+		close(reg->ifd);
+		reg->ifd = -1;
+	}
+	if (reg->ifd < 0)
+		log_info("storage: inotify on %s: %s; polling every %d ms instead", reg->notify_dir,
+		         strerror(errno), POLL_MS);
+	if (pthread_create(&reg->thread, NULL, reg->ifd >= 0 ? notify_thread : poll_thread, reg) !=
+	    0) {
+		log_warn("storage: cannot start the notify thread; no cross-process notification");
+		return reg;
+	}
+	reg->thread_running = true;
+	return reg;
+}
+
+void
+storage_watch_registry_free(struct watch_registry **regp)
+{
+	struct watch_registry *reg = *regp;
+
+	if (reg == NULL)
+		return;
+	*regp = NULL;
+	if (reg->thread_running) {
+		char c = 0;
+
+		if (write(reg->stop_pipe[1], &c, 1) < 0)
+			log_warn("storage: cannot stop the notify thread: %s", strerror(errno));
+		pthread_join(reg->thread, NULL);
+	}
+	if (reg->stop_pipe[0] >= 0) {
+		close(reg->stop_pipe[0]);
+		close(reg->stop_pipe[1]);
+	}
+	if (reg->ifd >= 0)
+		close(reg->ifd);
+	for (size_t b = 0; b < WATCH_BUCKETS; b++) {
+		struct storage_watch *w = reg->buckets[b], *next;
+
+		for (; w != NULL; w = next) {
+			next = w->next;
+			log_warn("storage: watch on %s/%s still registered at close", w->user,
+			         w->mailbox);
+			free(w->user);
+			free(w->mailbox);
+			free(w);
+		}
+	}
+	pthread_mutex_destroy(&reg->lock);
+	free(reg->notify_dir);
+	free(reg);
+}
+
+/* Wake the watchers of (user, mailbox) in this process. */
+void
+storage_notify_here(struct watch_registry *reg, uint64_t h, const char *user, const char *mailbox)
+{
+	pthread_mutex_lock(&reg->lock);
+	wake_locked(reg, h, user, mailbox);
+	pthread_mutex_unlock(&reg->lock);
+}
+
+/* Write to the user's notify file: other processes' inotify threads see
+ * IN_CLOSE_WRITE, their pollers a new size (struct notify_stamp). */
+void
+storage_notify_others(struct watch_registry *reg, uint64_t h)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int fd;
+
+	notify_path(reg, h, path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		log_debug("storage: notify %s: %s", path, strerror(errno));
+		return;
+	}
+	if (write(fd, "!", 1) < 0)
+		log_debug("storage: notify %s: %s", path, strerror(errno));
+	else if (fstat(fd, &sb) == 0 && sb.st_size >= NOTIFY_MAX && ftruncate(fd, 0) < 0)
+		log_debug("storage: notify %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* mailbox NULL wakes every watcher of the user (used for renames, where
+ * children move too). */
+void
+storage_notify(struct storage *st, const char *user, const char *mailbox)
+{
+	struct watch_registry *reg = st->watches;
+	uint64_t h = storage_user_hash(user);
+
+	if (reg == NULL)
+		return;
+	storage_notify_here(reg, h, user, mailbox);
+	storage_notify_others(reg, h);
+}
+
+void
+storage_wake(struct storage *st, const char *user, const char *mailbox)
+{
+	struct watch_registry *reg = st->watches;
+
+	if (reg == NULL)
+		return;
+	if (user == NULL) {
+		pthread_mutex_lock(&reg->lock);
+		wake_all_locked(reg);
+		pthread_mutex_unlock(&reg->lock);
+		return;
+	}
+	storage_notify_here(reg, storage_user_hash(user), user, mailbox);
+}
+
+int
+storage_watch(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
+              void *arg, struct storage_watch **watch_r)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	struct storage_watch *w;
+	int rc;
+
+	if (!storage_user_valid(user) || cb == NULL)
+		return ROOST_EINVAL;
+	if ((rc = storage_name_canon(mailbox, canon)) != 0)
+		return rc;
+	w = xcalloc(1, sizeof(*w));
+	w->reg = st->watches;
+	w->uhash = storage_user_hash(user);
+	w->user = xstrdup(user);
+	w->mailbox = xstrdup(canon);
+	w->cb = cb;
+	w->arg = arg;
+	if (w->reg->ifd < 0)
+		w->seen = notify_stat(w->reg, w->uhash);
+	pthread_mutex_lock(&w->reg->lock);
+	w->next = w->reg->buckets[w->uhash % WATCH_BUCKETS];
+	w->reg->buckets[w->uhash % WATCH_BUCKETS] = w;
+	pthread_mutex_unlock(&w->reg->lock);
+	*watch_r = w;
+	return 0;
+}
+
+void
+storage_unwatch(struct storage_watch **watchp)
+{
+	struct storage_watch *w = *watchp, **pp;
+
+	if (w == NULL)
+		return;
+	*watchp = NULL;
+	pthread_mutex_lock(&w->reg->lock);
+	for (pp = &w->reg->buckets[w->uhash % WATCH_BUCKETS]; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->reg->lock);
+	free(w->user);
+	free(w->mailbox);
+	free(w);
+}

@@ -139,7 +139,7 @@ void jmap_submission_changes(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_submission_query(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_submission_set(struct jmap_req *r, json_t *args, const char *tag);
 
-/* ---- jmap_msg.c: a stored message as JMAP sees it ---- */
+/* ---- jmap_msg*.c: a stored message as JMAP sees it ---- */
 
 struct message;
 

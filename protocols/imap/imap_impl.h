@@ -406,6 +406,11 @@ imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_sub
     cmd_expunge;
 imap_cmd_fn cmd_fetch, cmd_store, cmd_copy, cmd_move;
 imap_cmd_fn cmd_search, cmd_sort, cmd_thread, cmd_cancelupdate;
+/* URLAUTH (imap_urlauth.c). */
+imap_cmd_fn cmd_genurlauth, cmd_resetkey, cmd_urlfetch;
+/* "[BADURL url] " (RFC 4469) appended to b, or nothing for a URL that
+ * cannot stand in a response code. */
+void imap_badurl_code(struct buf *b, const char *url, size_t len);
 
 /* SEARCH as SORT and THREAD use it (imap_search.c). */
 struct imap_search;

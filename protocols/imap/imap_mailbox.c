@@ -116,6 +116,7 @@ do_select(struct imap_cmd *cmd, bool readonly)
 		imap_untagged(s, "OK [UNSEEN %u] First unseen", first_unseen);
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
+	imap_untagged(s, "OK [URLMECH INTERNAL] URLAUTH mechanisms"); /* RFC 4467 4 */
 	if (s->condstore)
 		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)v->modseq);
 	if (qresync && q_uidvalidity == v->uidvalidity) {

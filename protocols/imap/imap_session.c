@@ -260,7 +260,8 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	    out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	         "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
-	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT");
+	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT "
+	         "URLAUTH URLAUTH=BINARY");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -410,6 +411,9 @@ static const struct imap_cmd_def commands[] = {
     {{"STATUS", IMAP_AUTHED, 0}, NULL, cmd_status},
     {{"APPEND", IMAP_AUTHED, 0}, NULL, cmd_append},
     {{"IDLE", IMAP_AUTHED, 0}, NULL, cmd_idle},
+    {{"GENURLAUTH", IMAP_AUTHED, 0}, NULL, cmd_genurlauth},
+    {{"RESETKEY", IMAP_AUTHED, 0}, NULL, cmd_resetkey},
+    {{"URLFETCH", IMAP_AUTHED, 0}, NULL, cmd_urlfetch},
     {{"CHECK", IMAP_SELECTED, 0}, NULL, cmd_check},
     {{"CLOSE", IMAP_SELECTED, 0}, NULL, cmd_close},
     {{"UNSELECT", IMAP_SELECTED, 0}, NULL, cmd_unselect},

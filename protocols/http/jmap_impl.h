@@ -161,7 +161,7 @@ void jmap_msg_addresses_text(const struct message *msg, const char *name, struct
 /* A leaf by its partId ("1.2"); NULL when absent (downloads). */
 const struct message_part *jmap_msg_find_part(const struct message *msg, const char *part_id);
 
-/* ---- jmap_email.c: mailboxes opened for one method call ---- */
+/* ---- jmap_mbc.c: mailboxes opened for one method call ---- */
 
 struct jmap_mbc {
 	const struct jmap_mbox *m;

@@ -1,0 +1,446 @@
+/*
+ * Email/query (RFC 8621 4.4): the filter conditions and operators matched
+ * against each candidate message, read only when a condition needs its
+ * content, and the sort comparators.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/error.h"
+#include "roost/message.h"
+#include "roost/xalloc.h"
+
+#include "jmap_impl.h"
+
+struct cand {
+	struct jmap_mbc *c;
+	const struct msg_record *rec;
+	/* parsed on demand */
+	struct msg_view view;
+	struct message *msg;
+	bool tried;
+};
+
+static struct message *
+cand_msg(struct cand *k)
+{
+	if (!k->tried) {
+		k->tried = true;
+		if (jmap_read_message(k->c, k->rec->uid, &k->view, &k->msg) != 0)
+			k->msg = NULL;
+	}
+	return k->msg;
+}
+
+static void
+cand_release(struct cand *k)
+{
+	if (k->msg != NULL) {
+		message_free(&k->msg);
+		msg_view_release(&k->view);
+	}
+	k->tried = false;
+}
+
+static bool
+has_keyword(struct cand *k, const char *kw)
+{
+	json_t *o = jmap_mbc_keywords(k->c, k->rec);
+	char lower[STORAGE_MAX_KEYWORD_LEN + 1];
+	bool has;
+
+	snprintf(lower, sizeof(lower), "%s", kw);
+	for (char *p = lower; *p != '\0'; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+	has = json_object_get(o, lower) != NULL;
+	json_decref(o);
+	return has;
+}
+
+static bool
+contains(const char *hay, size_t hlen, const char *needle)
+{
+	return message_text_contains(hay, hlen, needle, strlen(needle));
+}
+
+static bool
+header_contains(struct message *msg, const char *name, const char *needle, bool addresses)
+{
+	struct buf t = BUF_INIT(0);
+	bool hit;
+
+	if (addresses)
+		jmap_msg_addresses_text(msg, name, &t);
+	else
+		jmap_msg_header_text(msg, name, &t);
+	hit = contains((const char *)t.data ?: "", t.len, needle);
+	buf_free(&t);
+	return hit;
+}
+
+static bool
+body_contains(struct message *msg, const char *needle)
+{
+	struct buf t = BUF_INIT(0);
+	bool hit;
+
+	message_body_text(msg, &t);
+	hit = contains((const char *)t.data ?: "", t.len, needle);
+	buf_free(&t);
+	return hit;
+}
+
+/* 1 match, 0 no match, -1 unsupported filter (error answered by caller). */
+static int
+cond_match(struct jmap_req *r, struct cand *k, json_t *f)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(f, key, v)
+	{
+		const char *s = json_string_value(v);
+		struct message *msg;
+
+		if (strcmp(key, "inMailbox") == 0) {
+			const struct jmap_mbox *m = jmap_mbox_by_id(r, s);
+
+			if (m != k->c->m)
+				return 0;
+		} else if (strcmp(key, "inMailboxOtherThan") == 0) {
+			json_t *e;
+			size_t i;
+
+			json_array_foreach(v, i, e)
+			{
+				if (jmap_mbox_by_id(r, json_string_value(e)) == k->c->m)
+					return 0;
+			}
+		} else if (strcmp(key, "before") == 0 || strcmp(key, "after") == 0) {
+			int64_t t;
+
+			if (s == NULL || jmap_parse_date(s, &t) != 0)
+				return -1;
+			if (key[0] == 'b' ? k->rec->internal_date >= t : k->rec->internal_date < t)
+				return 0;
+		} else if (strcmp(key, "minSize") == 0) {
+			if ((json_int_t)k->rec->size < json_integer_value(v))
+				return 0;
+		} else if (strcmp(key, "maxSize") == 0) {
+			if ((json_int_t)k->rec->size >= json_integer_value(v))
+				return 0;
+		} else if (strcmp(key, "hasKeyword") == 0 ||
+		           strcmp(key, "allInThreadHaveKeyword") == 0 ||
+		           strcmp(key, "someInThreadHaveKeyword") == 0) {
+			if (s == NULL || !has_keyword(k, s))
+				return 0;
+		} else if (strcmp(key, "notKeyword") == 0 ||
+		           strcmp(key, "noneInThreadHaveKeyword") == 0) {
+			if (s == NULL || has_keyword(k, s))
+				return 0;
+		} else if (strcmp(key, "hasAttachment") == 0) {
+			if ((msg = cand_msg(k)) == NULL ||
+			    jmap_msg_has_attachment(msg) != json_is_true(v))
+				return 0;
+		} else if (strcmp(key, "text") == 0) {
+			if (s == NULL || (msg = cand_msg(k)) == NULL)
+				return 0;
+			if (!header_contains(msg, "From", s, true) &&
+			    !header_contains(msg, "To", s, true) &&
+			    !header_contains(msg, "Cc", s, true) &&
+			    !header_contains(msg, "Bcc", s, true) &&
+			    !header_contains(msg, "Subject", s, false) && !body_contains(msg, s))
+				return 0;
+		} else if (strcmp(key, "from") == 0 || strcmp(key, "to") == 0 ||
+		           strcmp(key, "cc") == 0 || strcmp(key, "bcc") == 0) {
+			char name[8];
+
+			snprintf(name, sizeof(name), "%s", key);
+			name[0] = (char)(name[0] - 32);
+			if (s == NULL || (msg = cand_msg(k)) == NULL ||
+			    !header_contains(msg, name, s, true))
+				return 0;
+		} else if (strcmp(key, "subject") == 0) {
+			if (s == NULL || (msg = cand_msg(k)) == NULL ||
+			    !header_contains(msg, "Subject", s, false))
+				return 0;
+		} else if (strcmp(key, "body") == 0) {
+			if (s == NULL || (msg = cand_msg(k)) == NULL || !body_contains(msg, s))
+				return 0;
+		} else if (strcmp(key, "header") == 0) {
+			const char *hn = json_string_value(json_array_get(v, 0));
+			const char *hv = json_string_value(json_array_get(v, 1));
+			struct buf t = BUF_INIT(0);
+			int rc;
+
+			if (hn == NULL || (msg = cand_msg(k)) == NULL)
+				return 0;
+			rc = message_header_get(msg, NULL, hn, true, &t);
+			buf_free(&t);
+			if (rc != 0 || (hv != NULL && !header_contains(msg, hn, hv, false)))
+				return 0;
+		} else {
+			return -1;
+		}
+	}
+	return 1;
+}
+
+static int
+filter_match(struct jmap_req *r, struct cand *k, json_t *f)
+{
+	const char *op;
+
+	if (f == NULL || json_is_null(f))
+		return 1;
+	if (!json_is_object(f))
+		return -1;
+	op = json_string_value(json_object_get(f, "operator"));
+	if (op != NULL) {
+		json_t *conds = json_object_get(f, "conditions"), *c;
+		bool and = strcmp(op, "AND") == 0, or = strcmp(op, "OR") == 0;
+		bool not = strcmp(op, "NOT") == 0;
+		size_t i;
+		int any = 0;
+
+		if (!(and || or || not ) || !json_is_array(conds))
+			return -1;
+		json_array_foreach(conds, i, c)
+		{
+			int m = filter_match(r, k, c);
+
+			if (m < 0)
+				return -1;
+			if (and&&m == 0)
+				return 0;
+			any |= m;
+		}
+		if (and)
+			return 1;
+		return or ? any : !any;
+	}
+	return cond_match(r, k, f);
+}
+
+struct sort_key {
+	const char *prop;
+	bool asc;
+};
+
+struct sort_ctx {
+	struct sort_key keys[4];
+	size_t n;
+};
+
+static __thread struct sort_ctx *sort_ctx;
+
+static void
+sort_text(struct cand *k, const char *prop, struct buf *out)
+{
+	struct message *msg = cand_msg(k);
+
+	if (msg == NULL)
+		return;
+	if (strcmp(prop, "subject") == 0)
+		jmap_msg_header_text(msg, "Subject", out);
+	else
+		jmap_msg_addresses_text(msg, prop[0] == 'f' ? "From" : "To", out);
+}
+
+static int64_t
+sent_at(struct cand *k)
+{
+	struct message *msg = cand_msg(k);
+	struct buf t = BUF_INIT(0);
+	int64_t when = k->rec->internal_date;
+
+	if (msg != NULL && message_header_get(msg, NULL, "Date", false, &t) == 0)
+		(void)message_parse_date((const char *)t.data, t.len, &when);
+	buf_free(&t);
+	return when;
+}
+
+static int
+cmp_cand(const void *a, const void *b)
+{
+	struct cand *x = *(struct cand *const *)a, *y = *(struct cand *const *)b;
+
+	for (size_t i = 0; i < sort_ctx->n; i++) {
+		const struct sort_key *k = &sort_ctx->keys[i];
+		int d = 0;
+
+		if (strcmp(k->prop, "receivedAt") == 0) {
+			d = (x->rec->internal_date > y->rec->internal_date) -
+			    (x->rec->internal_date < y->rec->internal_date);
+		} else if (strcmp(k->prop, "size") == 0) {
+			d = (x->rec->size > y->rec->size) - (x->rec->size < y->rec->size);
+		} else if (strcmp(k->prop, "sentAt") == 0) {
+			int64_t sx = sent_at(x), sy = sent_at(y);
+
+			d = (sx > sy) - (sx < sy);
+		} else {
+			struct buf tx = BUF_INIT(0), ty = BUF_INIT(0);
+
+			sort_text(x, k->prop, &tx);
+			sort_text(y, k->prop, &ty);
+			d = strcasecmp((const char *)tx.data ?: "", (const char *)ty.data ?: "");
+			buf_free(&tx);
+			buf_free(&ty);
+		}
+		if (d != 0)
+			return k->asc ? d : -d;
+	}
+	/* stable and total: newest UID last */
+	if (x->c != y->c)
+		return x->c < y->c ? -1 : 1;
+	return (x->rec->uid > y->rec->uid) - (x->rec->uid < y->rec->uid);
+}
+
+static bool
+parse_sort(json_t *sort, struct sort_ctx *ctx)
+{
+	static const char *const ok[] = {"receivedAt", "size", "from", "to", "subject", "sentAt"};
+	json_t *c;
+	size_t i;
+
+	ctx->n = 0;
+	if (sort == NULL || json_is_null(sort)) {
+		ctx->keys[0].prop = "receivedAt";
+		ctx->keys[0].asc = false;
+		ctx->n = 1;
+		return true;
+	}
+	if (!json_is_array(sort))
+		return false;
+	json_array_foreach(sort, i, c)
+	{
+		const char *p = json_string_value(json_object_get(c, "property"));
+		json_t *asc = json_object_get(c, "isAscending");
+		bool known = false;
+
+		for (size_t k = 0; p != NULL && k < sizeof(ok) / sizeof(ok[0]); k++)
+			known |= strcmp(ok[k], p) == 0;
+		if (!known || ctx->n == 4)
+			return false;
+		ctx->keys[ctx->n].prop = p;
+		ctx->keys[ctx->n].asc = asc == NULL || json_is_true(asc);
+		ctx->n++;
+	}
+	return true;
+}
+
+void
+jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *filter = json_object_get(args, "filter"), *ids;
+	json_int_t pos = json_integer_value(json_object_get(args, "position"));
+	json_t *limit_j = json_object_get(args, "limit");
+	const char *anchor = json_string_value(json_object_get(args, "anchor"));
+	json_int_t anchor_off = json_integer_value(json_object_get(args, "anchorOffset"));
+	struct jmap_mbc_set set = {0};
+	struct cand *cands = NULL, **sel = NULL;
+	size_t n_cands = 0, n_sel = 0, limit = SIZE_MAX;
+	struct sort_ctx sc;
+	struct buf st = BUF_INIT(0);
+	json_t *a;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (!parse_sort(json_object_get(args, "sort"), &sc)) {
+		jmap_error(r, "unsupportedSort", NULL, tag);
+		return;
+	}
+	if (limit_j != NULL && !json_is_null(limit_j)) {
+		if (!json_is_integer(limit_j) || json_integer_value(limit_j) < 0) {
+			jmap_error(r, "invalidArguments", "limit", tag);
+			return;
+		}
+		limit = (size_t)json_integer_value(limit_j);
+	}
+	if (jmap_mailboxes(r) != 0) {
+		jmap_error(r, "serverFail", NULL, tag);
+		return;
+	}
+	jmap_state(r, &st);
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		const char *in = json_string_value(json_object_get(filter, "inMailbox"));
+		struct jmap_mbc *c;
+
+		/* the common case: one mailbox, without opening the others */
+		if (in != NULL && jmap_mbox_by_id(r, in) != &r->mboxes[i])
+			continue;
+		c = jmap_mbc_get(r, &set, &r->mboxes[i]);
+		if (c == NULL)
+			continue;
+		cands = xreallocarray(cands, n_cands + c->n + 1, sizeof(*cands));
+		for (size_t k = 0; k < c->n; k++) {
+			memset(&cands[n_cands], 0, sizeof(*cands));
+			cands[n_cands].c = c;
+			cands[n_cands].rec = &c->recs[k];
+			n_cands++;
+		}
+	}
+	sel = xcalloc(n_cands + 1, sizeof(*sel));
+	for (size_t i = 0; i < n_cands; i++) {
+		int m = filter_match(r, &cands[i], filter);
+
+		if (m < 0) {
+			jmap_error(r, "unsupportedFilter", NULL, tag);
+			goto out;
+		}
+		if (m)
+			sel[n_sel++] = &cands[i];
+		/* keep parsed messages only when the sort needs them */
+		if (strcmp(sc.keys[0].prop, "receivedAt") == 0 ||
+		    strcmp(sc.keys[0].prop, "size") == 0)
+			cand_release(&cands[i]);
+	}
+	sort_ctx = &sc;
+	qsort(sel, n_sel, sizeof(*sel), cmp_cand);
+	sort_ctx = NULL;
+	if (anchor != NULL) {
+		size_t k;
+
+		for (k = 0; k < n_sel; k++) {
+			char id[JMAP_ID_LEN + 1];
+			const struct jmap_mbox *m = sel[k]->c->m;
+
+			jmap_email_id('E', m->digest, m->st.uidvalidity, sel[k]->rec->uid, id);
+			if (strcmp(id, anchor) == 0)
+				break;
+		}
+		if (k == n_sel) {
+			jmap_error(r, "anchorNotFound", NULL, tag);
+			goto out;
+		}
+		pos = (json_int_t)k + anchor_off;
+		if (pos < 0)
+			pos = 0;
+	} else if (pos < 0) {
+		pos = (json_int_t)n_sel + pos < 0 ? 0 : (json_int_t)n_sel + pos;
+	}
+	ids = json_array();
+	for (size_t i = (size_t)pos; i < n_sel && json_array_size(ids) < limit; i++) {
+		char id[JMAP_ID_LEN + 1];
+		const struct jmap_mbox *m = sel[i]->c->m;
+
+		jmap_email_id('E', m->digest, m->st.uidvalidity, sel[i]->rec->uid, id);
+		json_array_append_new(ids, json_string(id));
+	}
+	a = json_pack("{sssssbsosI}", "accountId", r->account, "queryState", (char *)st.data,
+	              "canCalculateChanges", 0, "ids", ids, "position", (json_int_t)pos);
+	if (json_is_true(json_object_get(args, "calculateTotal")))
+		json_object_set_new(a, "total", json_integer((json_int_t)n_sel));
+	if (limit != SIZE_MAX)
+		json_object_set_new(a, "limit", json_integer((json_int_t)limit));
+	jmap_reply(r, "Email/query", a, tag);
+out:
+	for (size_t i = 0; i < n_cands; i++)
+		cand_release(&cands[i]);
+	free(cands);
+	free(sel);
+	jmap_mbc_free(&set);
+	buf_free(&st);
+}

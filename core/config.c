@@ -19,7 +19,7 @@
  * `roost config` cannot forget a key.
  */
 
-enum key_type { T_STRING, T_BOOL, T_COUNT, T_SIZE, T_DURATION, T_LISTEN, T_STRLIST };
+enum key_type { T_STRING, T_BOOL, T_COUNT, T_SIZE, T_DURATION, T_LISTEN, T_STRLIST, T_MODE };
 
 struct key_def {
 	const char *section;
@@ -52,7 +52,10 @@ static const struct key_def keys[] = {
     {"listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0},
     {"listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0},
     {"listen", "smtps", T_LISTEN, "127.0.0.1:2465", F(listen_smtps), 0, 0},
-    {"listen", "lmtp", T_LISTEN, "127.0.0.1:2024", F(listen_lmtp), 0, 0},
+    /* lmtp: unix:<data_dir>/lmtp.sock, computed in derive(). */
+    {"listen", "lmtp", T_LISTEN, NULL, F(listen_lmtp), 0, 0},
+    {"listen", "lmtp_socket_mode", T_MODE, "0660", F(lmtp_socket_mode), 0, 0777},
+    {"listen", "lmtp_socket_group", T_STRING, "", F(lmtp_socket_group), 0, 0},
     {"listen", "imap", T_LISTEN, "127.0.0.1:2143", F(listen_imap), 0, 0},
     {"listen", "imaps", T_LISTEN, "127.0.0.1:2993", F(listen_imaps), 0, 0},
     {"listen", "pop3", T_LISTEN, "127.0.0.1:2110", F(listen_pop3), 0, 0},
@@ -415,6 +418,20 @@ set_value(struct roost_config *cfg, const struct key_def *k, const char *value)
 		else
 			*(unsigned *)field = (unsigned)v;
 		return 0;
+	case T_MODE:
+		/* File permission bits, octal as chmod takes them. */
+		v = 0;
+		if (*value == '\0')
+			return ROOST_EINVAL;
+		for (const char *p = value; *p != '\0'; p++) {
+			if (*p < '0' || *p > '7' || v > k->max)
+				return ROOST_EINVAL;
+			v = v * 8 + (uint64_t)(*p - '0');
+		}
+		if (v > k->max)
+			return ROOST_EINVAL;
+		*(unsigned *)field = (unsigned)v;
+		return 0;
 	case T_LISTEN:
 		return parse_listen(value, (struct config_listen *)field);
 	case T_STRLIST:
@@ -469,6 +486,23 @@ derive(struct roost_config *cfg)
 	if (cfg->passwd_file == NULL) {
 		snprintf(path, sizeof(path), "%s/passwd", cfg->data_dir);
 		cfg->passwd_file = xstrdup(path);
+	}
+	if (cfg->listen_lmtp.addrs == NULL) {
+		/* LMTP hands mail to any user without the SMTP checks: by default
+		 * only processes that may enter data_dir reach it, not every local
+		 * process as a TCP port would. A unix socket path wants to be
+		 * absolute (the server may run elsewhere than it was configured). */
+		char cwd[PATH_MAX];
+		int n;
+
+		if (cfg->data_dir[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+			n = snprintf(path, sizeof(path), "unix:%s/lmtp.sock", cfg->data_dir);
+		else
+			n = snprintf(path, sizeof(path), "unix:%s/%s/lmtp.sock", cwd,
+			             strncmp(cfg->data_dir, "./", 2) == 0 ? cfg->data_dir + 2
+			                                                  : cfg->data_dir);
+		cfg->listen_lmtp.addrs = xcalloc(2, sizeof(char *));
+		cfg->listen_lmtp.addrs[0] = xstrdup(n > 0 && (size_t)n < sizeof(path) ? path : "");
 	}
 	if (cfg->smtp_domains == NULL) {
 		cfg->smtp_domains = xcalloc(3, sizeof(char *));
@@ -526,6 +560,21 @@ validate(const struct roost_config *cfg, char *err, size_t errlen, const char *f
 	if (cfg->data_dir[0] == '\0') {
 		snprintf(err, errlen, "%s: [server] data_dir: must not be empty", file);
 		return ROOST_ECONFIG;
+	}
+	for (char **a = cfg->listen_lmtp.addrs; a != NULL && *a != NULL; a++) {
+		struct config_addr addr;
+
+		if (config_parse_addr(*a, &addr) != 0) {
+			/* Only the computed default can get here: a configured value
+			 * was parsed when it was read. */
+			snprintf(
+			    err, errlen,
+			    "%s: [listen] lmtp: the default socket <data_dir>/lmtp.sock is too "
+			    "long a path for a unix socket (%zu bytes at most); set [listen] "
+			    "lmtp",
+			    file, sizeof(addr.path) - 1);
+			return ROOST_ECONFIG;
+		}
 	}
 	/* unix: sockets make sense for LMTP only (behind a local MTA). */
 	{
@@ -718,6 +767,9 @@ print_value(const struct roost_config *cfg, const struct key_def *k, FILE *out)
 		break;
 	case T_COUNT:
 		fprintf(out, "%u", *(const unsigned *)field);
+		break;
+	case T_MODE:
+		fprintf(out, "%04o", *(const unsigned *)field);
 		break;
 	case T_DURATION:
 		if (k->offset == F(expunge_log_retention))

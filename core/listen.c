@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <grp.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,13 +236,31 @@ accept_ready(struct loop_io *io, uint32_t events)
 
 /* ---- binding ---- */
 
+/*
+ * A unix listener (LMTP behind a local MTA) gets [listen] lmtp_socket_mode
+ * and, when set, lmtp_socket_group before listen(), so no connection is
+ * accepted under the umask's looser or tighter bits.
+ */
 static int
-bind_unix(const char *path, const char *spec)
+bind_unix(const struct roost_config *cfg, const char *path, const char *spec)
 {
 	struct sockaddr_un sun;
 	struct stat st;
+	gid_t gid = (gid_t)-1;
 	int fd;
 
+	if (cfg->lmtp_socket_group != NULL && cfg->lmtp_socket_group[0] != '\0') {
+		struct group gr, *grp = NULL;
+		char gbuf[4096];
+
+		if (getgrnam_r(cfg->lmtp_socket_group, &gr, gbuf, sizeof(gbuf), &grp) != 0 ||
+		    grp == NULL) {
+			log_error("event=listen addr=%s error=\"unknown group %s\"", spec,
+			          cfg->lmtp_socket_group);
+			return -1;
+		}
+		gid = grp->gr_gid;
+	}
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path)) {
@@ -255,7 +274,8 @@ bind_unix(const char *path, const char *spec)
 		unlink(path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
-	    chmod(path, 0660) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+	    (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) ||
+	    chmod(path, (mode_t)cfg->lmtp_socket_mode) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
 		log_error("event=listen addr=%s error=\"%s\"", spec, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -334,7 +354,7 @@ listen_bind(struct server *s, struct listener *lst, char *const *addrs)
 			          addrs[i]);
 			goto fail;
 		}
-		fd = a.is_unix ? bind_unix(a.path, addrs[i]) : bind_inet(&a, addrs[i]);
+		fd = a.is_unix ? bind_unix(s->cfg, a.path, addrs[i]) : bind_inet(&a, addrs[i]);
 		if (fd < 0)
 			goto fail;
 		ls = xcalloc(1, sizeof(*ls));

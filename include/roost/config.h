@@ -15,6 +15,7 @@
  *   count      decimal integer within the key's range
  *   size       integer with optional K, M, G suffix (powers of 1024)
  *   duration   integer with optional s, m, h suffix (seconds by default)
+ *   mode       octal permission bits, as chmod takes them (0660)
  *   listen     "off" or a comma-separated list of addresses:
  *              127.0.0.1:2143, [::1]:2143, *:2143, or unix:/path (lmtp only)
  *
@@ -50,7 +51,7 @@ struct roost_config {
 	struct config_listen listen_smtp;       /* default 127.0.0.1:2525 */
 	struct config_listen listen_submission; /* default 127.0.0.1:2587 */
 	struct config_listen listen_smtps;      /* default 127.0.0.1:2465 */
-	struct config_listen listen_lmtp;       /* default 127.0.0.1:2024 */
+	struct config_listen listen_lmtp;       /* default unix:<data_dir>/lmtp.sock */
 	struct config_listen listen_imap;       /* default 127.0.0.1:2143 */
 	struct config_listen listen_imaps;      /* default 127.0.0.1:2993 */
 	struct config_listen listen_pop3;       /* default 127.0.0.1:2110 */
@@ -58,6 +59,8 @@ struct roost_config {
 	struct config_listen listen_http;       /* default 127.0.0.1:2080 */
 	struct config_listen listen_https;      /* default 127.0.0.1:2443 */
 	struct config_listen listen_metrics;    /* /metrics; default off */
+	unsigned lmtp_socket_mode;              /* unix listeners' mode; default 0660 */
+	char *lmtp_socket_group;                /* their group; "" (default) = the server's own */
 
 	/* [http] */
 	char *http_www_dir;        /* the web page's files; default: installed share dir */

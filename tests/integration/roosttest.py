@@ -78,7 +78,8 @@ def wait_log(srv, pattern, count=1, timeout=15.0):
 class RoostServer:
     def __init__(self, backend="lmdb", users=None, conf=None, listeners=LISTENERS,
                  binary=None, args=(), preexec_fn=None):
-        """conf: {"section": {"key": "value"}} laid over the test defaults.
+        """conf: {"section": {"key": "value"}} laid over the test defaults
+        (a value None leaves the key out, at the server's own default).
         listeners: which listeners to open (others are "off").
         preexec_fn: run in the server's process before it starts (limits)."""
         self.backend = backend
@@ -138,13 +139,14 @@ class RoostServer:
             conf.setdefault(section, {}).update(keys)
         # A test that gives a listener its own address waits on that port.
         for name, addrs in conf["listen"].items():
-            if name in self.listeners and addrs != "off":
+            if name in self.listeners and addrs not in ("off", None):
                 self.ports[name] = int(addrs.split(",")[0].strip().rsplit(":", 1)[1])
         with open(self.conf_path, "w") as f:
             for section, keys in conf.items():
                 f.write("[%s]\n" % section)
                 for k, v in keys.items():
-                    f.write("%s = %s\n" % (k, v))
+                    if v is not None:  # None: the key is left at its default
+                        f.write("%s = %s\n" % (k, v))
                 f.write("\n")
 
     def cli(self, *args, input=None, check=True, timeout=60):

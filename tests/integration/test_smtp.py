@@ -1,11 +1,13 @@
 """SMTP, submission, smtps and LMTP against a real `roost serve`, with real
 clients (smtplib, swaks, curl) and a raw socket for the hostile cases.
 Delivered mail is checked through the store with `roost mailbox`."""
+import grp
 import os
 import re
 import shutil
 import smtplib
 import socket
+import stat
 import ssl
 import subprocess
 import tempfile
@@ -810,6 +812,63 @@ class LmtpUnixSocketTest(unittest.TestCase):
                 self.assertIn(b"with LMTP", fetch(srv, ALICE, got[0][0]))
         finally:
             shutil.rmtree(sockdir, ignore_errors=True)
+
+
+class LmtpDefaultSocketTest(unittest.TestCase):
+    """LMTP hands mail to any user past every SMTP check: by default it is a
+    unix socket under data_dir, not a TCP port any local process reaches."""
+
+    def test_default_is_a_unix_socket_under_data_dir(self):
+        srv = RoostServer(backend=BACKENDS[0], listeners=("smtp",),
+                          conf={"listen": {"lmtp": None}})
+        with srv:
+            path = os.path.join(srv.data_dir, "lmtp.sock")
+            self.assertTrue(wait_unix(path), "the default LMTP socket never accepted")
+            st = os.stat(path)
+            self.assertTrue(stat.S_ISSOCK(st.st_mode))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+            self.assertRegex(srv.log(), r"event=listen proto=lmtp addr=unix:%s" % re.escape(path))
+            self.assertNotRegex(srv.log(), r"proto=lmtp addr=[^u]")
+            with smtplib.LMTP(path, timeout=15) as s:
+                s.sendmail("s@remote.example", [ALICE], message("default socket"))
+            self.assertEqual(len(uids(srv, ALICE)), 1)
+            self.assertIn("lmtp = unix:%s" % path, srv.cli("config").stdout)
+        self.assertFalse(os.path.exists(path), "the socket outlived the server")
+
+    def test_mode_and_group(self):
+        group = grp.getgrgid(os.getgid()).gr_name
+        if os.geteuid() == 0:  # root may give the socket to any group
+            for name in ("nogroup", "daemon", "mail"):
+                try:
+                    grp.getgrnam(name)
+                    group = name
+                    break
+                except KeyError:
+                    pass
+        srv = RoostServer(backend=BACKENDS[0], listeners=("smtp",),
+                          conf={"listen": {"lmtp": None, "lmtp_socket_mode": "0600",
+                                           "lmtp_socket_group": group}})
+        with srv:
+            path = os.path.join(srv.data_dir, "lmtp.sock")
+            self.assertTrue(wait_unix(path))
+            st = os.stat(path)
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+            self.assertEqual(st.st_gid, grp.getgrnam(group).gr_gid)
+
+    def test_unknown_group_stops_the_start(self):
+        srv = RoostServer(backend=BACKENDS[0], listeners=(),
+                          conf={"listen": {"lmtp": None,
+                                           "lmtp_socket_group": "no-such-group-here"}})
+        srv.dir = tempfile.mkdtemp(prefix="roost-test-")
+        try:
+            os.makedirs(srv.data_dir)
+            srv.write_config()
+            res = subprocess.run([srv.binary, "serve", "--config", srv.conf_path],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(res.returncode, 0)
+            self.assertIn("unknown group no-such-group-here", res.stdout + res.stderr)
+        finally:
+            srv.cleanup()
 
 
 class SmtpNormalizeTest(unittest.TestCase):

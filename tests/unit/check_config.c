@@ -43,7 +43,17 @@ START_TEST(defaults_are_complete)
 	ck_assert_str_eq(cfg->storage_backend, "lmdb");
 	ck_assert_str_eq(cfg->listen_imap.addrs[0], "127.0.0.1:2143");
 	ck_assert_str_eq(cfg->listen_smtp.addrs[0], "127.0.0.1:2525");
-	ck_assert_str_eq(cfg->listen_lmtp.addrs[0], "127.0.0.1:2024");
+	/* LMTP on a unix socket under data_dir, made absolute. */
+	{
+		const char *l = cfg->listen_lmtp.addrs[0];
+		size_t n = strlen(l), suffix = strlen("/var/lmtp.sock");
+
+		ck_assert(strncmp(l, "unix:/", 6) == 0);
+		ck_assert(n > suffix && strcmp(l + n - suffix, "/var/lmtp.sock") == 0);
+		ck_assert_ptr_null(cfg->listen_lmtp.addrs[1]);
+	}
+	ck_assert_uint_eq(cfg->lmtp_socket_mode, 0660);
+	ck_assert_str_eq(cfg->lmtp_socket_group, "");
 	ck_assert_str_eq(cfg->listen_pop3s.addrs[0], "127.0.0.1:2995");
 	ck_assert_str_eq(cfg->tls_cert, "./var/tls/cert.pem");
 	ck_assert_str_eq(cfg->passwd_file, "./var/passwd");
@@ -89,6 +99,19 @@ START_TEST(file_overrides_defaults)
 	ck_assert_str_eq(cfg->smtp_domains[1], "example.net");
 	ck_assert_str_eq(cfg->tls_cert, "/tmp/x/tls/cert.pem");
 	config_free(&cfg);
+
+	/* The default socket follows data_dir; TCP stays available. */
+	ck_assert_int_eq(load("[server]\ndata_dir = /srv/mail\n[listen]\nlmtp_socket_mode = 0600\n"
+	                      "lmtp_socket_group = postfix\n",
+	                      &cfg, err, sizeof(err)),
+	                 0);
+	ck_assert_str_eq(cfg->listen_lmtp.addrs[0], "unix:/srv/mail/lmtp.sock");
+	ck_assert_uint_eq(cfg->lmtp_socket_mode, 0600);
+	ck_assert_str_eq(cfg->lmtp_socket_group, "postfix");
+	config_free(&cfg);
+	ck_assert_int_eq(load("[listen]\nlmtp = 127.0.0.1:2024\n", &cfg, err, sizeof(err)), 0);
+	ck_assert_str_eq(cfg->listen_lmtp.addrs[0], "127.0.0.1:2024");
+	config_free(&cfg);
 }
 END_TEST
 
@@ -118,6 +141,12 @@ static const struct bad_case bad_cases[] = {
     {"[limits]\nidle_timeout = -5\n", "idle_timeout"},
     {"[server]\nlog_syslog = maybe\n", "log_syslog"},
     {"[smtp]\nbare_lf = sometimes\n", "bare_lf"},
+    {"[listen]\nlmtp_socket_mode = 0999\n", "lmtp_socket_mode"},
+    {"[listen]\nlmtp_socket_mode = 1777\n", "lmtp_socket_mode"},
+    {"[listen]\nlmtp_socket_mode = rw\n", "lmtp_socket_mode"},
+    {"[server]\ndata_dir = /a/path/much/too/long/for/a/unix/socket/because/sun_path/holds/only/"
+     "one/hundred/and/eight/bytes/including/the/terminating/nul\n",
+     "[listen] lmtp"},
 };
 
 START_TEST(bad_files_are_refused)

@@ -253,6 +253,7 @@ spool_literal(struct imap_framer *fr, struct imap_frame_env *env, uint64_t n, si
 		sp->lits[sp->n_lits].at = sp->text.len;
 		sp->lits[sp->n_lits].len = n;
 		sp->lits[sp->n_lits].fd = fd;
+		sp->lits[sp->n_lits].nul = false;
 		sp->n_lits++;
 		sp->lit_fd = fd;
 	}
@@ -282,6 +283,10 @@ spool_write(struct imap_spool *sp, const uint8_t *p, size_t n)
 {
 	if (sp->lit_fd < 0)
 		return buf_append(&sp->text, p, n);
+	/* The parser cannot look at a file's bytes: tell it of a NUL (only
+	 * a literal8 may carry one). */
+	if (memchr(p, '\0', n) != NULL)
+		sp->lits[sp->n_lits - 1].nul = true;
 	return fdio_write_all(sp->lit_fd, p, n);
 }
 

@@ -76,6 +76,7 @@ struct imap_spool_lit {
 	size_t at; /* offset in text where the literal's bytes would be */
 	uint64_t len;
 	int fd;
+	bool nul; /* a NUL among its bytes (only a literal8 may hold one) */
 };
 
 struct imap_spool {
@@ -155,13 +156,16 @@ enum imap_arg_type { ARG_ATOM, ARG_QUOTED, ARG_LITERAL, ARG_LIST };
 
 struct imap_arg {
 	enum imap_arg_type type;
-	/* NUL-terminated copy (strings; NUL refused). NULL for a literal
+	/* NUL-terminated copy (strings; NUL refused). NULL for a literal8
 	 * holding NUL, and for APPEND's literals after the mailbox name,
 	 * which are used as bytes only. */
 	const char *str;
 	size_t len;
-	const uint8_t *raw;    /* literal bytes (may hold NUL; APPEND); NULL if spooled */
-	int fd;                /* spooled literal: bytes [0, len) of this file; else -1 */
+	const uint8_t *raw; /* literal bytes (may hold NUL: literal8); NULL if spooled */
+	int fd;             /* spooled literal: bytes [0, len) of this file; else -1 */
+	/* ~{n} (RFC 3516): bytes, never a string; the parser takes it only
+	 * in APPEND, and only a literal8 may hold NUL. */
+	bool literal8;
 	struct imap_arg *list; /* ARG_LIST children */
 	size_t n;
 };

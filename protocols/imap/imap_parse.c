@@ -170,8 +170,13 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 	if (*p == '{' || (*p == '~' && p + 1 < ps->end && p[1] == '{')) {
 		uint64_t n = 0;
 		size_t digits = 0;
+		bool lit8 = *p == '~';
 
-		if (*p == '~')
+		/* RFC 3516: literal8 carries an APPEND message (and what
+		 * APPEND's extensions take); anywhere else it is not allowed. */
+		if (lit8 && !ps->raw_literals)
+			return perr(ps, "literal8 is allowed in APPEND only");
+		if (lit8)
 			p++;
 		p++;
 		while (p < ps->end && *p >= '0' && *p <= '9') {
@@ -192,6 +197,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 			return perr(ps, "Literal must end the line");
 		p++;
 		arg->type = ARG_LITERAL;
+		arg->literal8 = lit8;
 		if (ps->sp != NULL && ps->next_lit < ps->sp->n_lits &&
 		    ps->sp->lits[ps->next_lit].at == (size_t)(p - ps->base)) {
 			/* its bytes are in a file, not in the text */
@@ -199,6 +205,8 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 
 			if (l->len != n)
 				return perr(ps, "Literal truncated");
+			if (l->nul && !lit8)
+				return perr(ps, "NUL in a literal (literal8 may carry it)");
 			arg->len = (size_t)n;
 			arg->fd = l->fd;
 			ps->p = p;
@@ -208,8 +216,10 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 			return perr(ps, "Literal truncated");
 		arg->raw = p;
 		arg->len = (size_t)n;
-		if (!(ps->raw_literals && depth == 0 && ps->top_idx > 0) &&
-		    memchr(p, '\0', (size_t)n) == NULL) {
+		bool nul = memchr(p, '\0', (size_t)n) != NULL;
+		if (nul && !lit8)
+			return perr(ps, "NUL in a literal (literal8 may carry it)");
+		if (!(ps->raw_literals && depth == 0 && ps->top_idx > 0) && !nul) {
 			arg->str = pstrndup(ps, p, (size_t)n);
 			if (arg->str == NULL)
 				return ps->rc;
@@ -436,7 +446,7 @@ bool
 imap_arg_is_string(const struct imap_arg *a)
 {
 	return (a->type == ARG_ATOM || a->type == ARG_QUOTED || a->type == ARG_LITERAL) &&
-	       a->str != NULL;
+	       a->str != NULL && !a->literal8;
 }
 
 bool

@@ -293,14 +293,33 @@ START_TEST(parse_basic)
 	ck_assert_uint_eq(p.args[1].n, 2);
 	ck_assert_str_eq(p.args[1].list[1].str, "BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>");
 
-	ck_assert_int_eq(parse(&a, "x APPEND INBOX (\\Seen) {3+}\r\na\0b\r\n", &p, &err),
+	ck_assert_int_eq(parse(&a, "x APPEND INBOX (\\Seen) ~{3+}\r\na\0b\r\n", &p, &err),
 	                 ROOST_EINVAL); /* strlen stops at NUL: truncated literal */
-	const char lit[] = "x APPEND INBOX (\\Seen) {3+}\r\na\0b\r\n";
+	/* RFC 3516: a literal8 may carry NUL (APPEND's message) */
+	const char lit[] = "x APPEND INBOX (\\Seen) ~{3+}\r\na\0b\r\n";
 	ck_assert_int_eq(imap_parse_command(&a, (const uint8_t *)lit, sizeof(lit) - 1, &p, &err),
 	                 0);
 	ck_assert_int_eq(p.args[2].type, ARG_LITERAL);
+	ck_assert(p.args[2].literal8);
 	ck_assert_uint_eq(p.args[2].len, 3);
 	ck_assert_ptr_null(p.args[2].str); /* NUL inside: not a string */
+	ck_assert_int_eq(memcmp(p.args[2].raw, "a\0b", 3), 0);
+	/* a plain literal may not (CHAR8 excludes NUL), even in APPEND */
+	const char nul_lit[] = "x APPEND INBOX {3+}\r\na\0b\r\n";
+	ck_assert_int_eq(
+	    imap_parse_command(&a, (const uint8_t *)nul_lit, sizeof(nul_lit) - 1, &p, &err),
+	    ROOST_EINVAL);
+	ck_assert_str_eq(err, "NUL in a literal (literal8 may carry it)");
+	ck_assert_int_eq(parse(&a, "x APPEND INBOX ~{3}\r\nabc\r\n", &p, &err), 0);
+	ck_assert(p.args[1].literal8);
+	/* literal8 is no string: not a mailbox name, not outside APPEND */
+	ck_assert_int_eq(parse(&a, "x APPEND ~{5}\r\nINBOX {3}\r\nabc\r\n", &p, &err), 0);
+	ck_assert(!imap_arg_is_astring(&p.args[0]));
+	ck_assert_int_eq(parse(&a, "x LOGIN ~{1}\r\na b\r\n", &p, &err), ROOST_EINVAL);
+	ck_assert_str_eq(err, "literal8 is allowed in APPEND only");
+	ck_assert_int_eq(parse(&a, "x SEARCH TEXT ~{1+}\r\na\r\n", &p, &err), ROOST_EINVAL);
+	ck_assert_int_eq(parse(&a, "x APPEND INBOX {3}\r\nabc\r\n", &p, &err), 0);
+	ck_assert(!p.args[1].literal8);
 
 	ck_assert_int_eq(parse(&a, "x LIST \"\" [Gmail]/%\r\n", &p, &err), 0);
 	ck_assert_str_eq(p.args[1].str, "[Gmail]/%");
@@ -829,6 +848,33 @@ START_TEST(spool_append)
 }
 END_TEST
 
+/* A spooled literal's NUL is seen as its bytes go to the file: a literal8
+ * keeps it, a plain literal is refused. */
+START_TEST(spool_literal8_nul)
+{
+	static const uint8_t stream[] = "a APPEND x ~{40+}\r\n0123456789\0"
+	                                "12345678901234567890123456789\r\n"
+	                                "b APPEND x {40+}\r\n0123456789\0"
+	                                "12345678901234567890123456789\r\n"
+	                                "c NOOP\r\n";
+	static const uint8_t want[] = "a APPEND x f[0123456789\0"
+	                              "12345678901234567890123456789]|"
+	                              "ERR(NUL in a literal (literal8 may carry it))|c NOOP|";
+	static const size_t steps[] = {SIZE_MAX, 7, 1};
+
+	for (size_t k = 0; k < 3; k++) {
+		struct buf out = BUF_INIT(0);
+		struct fout o;
+
+		spool_stream(stream, sizeof(stream) - 1, steps[k], 32, 16, "/tmp", &out, &o);
+		ck_assert_uint_eq(out.len, sizeof(want) - 1);
+		ck_assert_int_eq(memcmp(out.data, want, out.len), 0);
+		buf_free(&out);
+		buf_free(&o.written);
+	}
+}
+END_TEST
+
 START_TEST(spool_refusals)
 {
 	char big[4096];
@@ -936,6 +982,7 @@ imap_suite(void)
 	tcase_add_test(tc, dates);
 	tcase_add_test(tc, random_streams);
 	tcase_add_test(tc, spool_append);
+	tcase_add_test(tc, spool_literal8_nul);
 	tcase_add_test(tc, spool_refusals);
 	tcase_add_test(tc, parse_budget);
 	tcase_add_test(tc, match_semantics);

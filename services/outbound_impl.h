@@ -1,0 +1,129 @@
+#ifndef ROOST_OUTBOUND_IMPL_H
+#define ROOST_OUTBOUND_IMPL_H
+
+/*
+ * Private to the delivery engine's files: outbound.c (the loop, start and
+ * stop), outbound_result.c (an attempt's results applied to the queue),
+ * outbound_session.c (sessions per destination: MX, connect, SMTP,
+ * scheduling) and outbound_ctl.c (the control socket). Everything here
+ * belongs to the engine thread (outbound.c says when it does not).
+ */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "roost/dns.h"
+#include "roost/outbound.h"
+#include "roost/queue.h"
+#include "roost/smtp_client.h"
+
+#define MAX_CTL 4
+#define SCAN_MS 1000
+
+struct session;
+
+/* Some recipients of one entry, for one domain, in one session. */
+struct work {
+	struct queue_entry *e;
+	size_t *idx; /* indexes into e->rcpts */
+	struct smtpc_rcpt *rcpts;
+	size_t n;
+	struct smtpc_msg msg;
+	int64_t started; /* when the attempt began (for delay=) */
+	struct work *next;
+};
+
+enum session_state { SS_MX, SS_ADDR, SS_SMTP, SS_DONE };
+
+struct session {
+	struct outbound *ob;
+	char domain[DNS_MAX_NAME];
+	enum session_state st;
+	struct dns_mx *mx;
+	size_t n_mx, mx_i;
+	struct sockaddr_storage *addrs;
+	size_t n_addrs, addr_i;
+	char host[DNS_MAX_NAME]; /* the host connected to */
+	struct smtpc *c;
+	bool c_closed, c_ready_seen, c_tls_failed;
+	bool plain; /* retrying this address without STARTTLS */
+	int c_code;
+	char c_text[512];
+	struct work *works, *cur; /* waiting; being sent */
+	unsigned sent_msgs;       /* over the current connection */
+	int last_code;
+	char last_text[512];
+	struct session *next;
+};
+
+struct ctl_client {
+	int fd;
+	int64_t deadline;
+	char line[512];
+	size_t len;
+};
+
+struct outbound {
+	const struct roost_services *sv;
+	const struct roost_config *cfg;
+	struct queue *q;
+	pthread_t thread;
+	atomic_bool stop;
+	int wake_fd;
+	int ctl_fd;
+	struct ctl_client ctl[MAX_CTL];
+	struct dns *dns;
+	SSL_CTX *tls;
+	struct queue_entry *entries;
+	struct session *sessions;
+	unsigned n_sessions;
+	bool smarthost;
+	char sh_host[DNS_MAX_NAME];
+	uint16_t sh_port;
+	int64_t next_scan;
+	bool scan_now;
+	/* Finished entries whose files go at the end of this loop turn, with
+	 * one directory fsync for all of them. */
+	char (*doomed)[QUEUE_ID_LEN];
+	size_t n_doomed, cap_doomed;
+};
+
+static inline int64_t
+outbound_now_ms(void)
+{
+	return smtpc_now_ms();
+}
+
+/* outbound_result.c */
+
+/* e is idle: remove it when nothing is pending (or it was deleted). */
+void outbound_entry_settle(struct outbound *ob, struct queue_entry *e);
+/* Open e's message file read-only: the fd, or -1 (errno set). */
+int outbound_open_msg(struct outbound *ob, const struct queue_entry *e);
+/* Apply one attempt's results to the entry, log, bounce, save. */
+void outbound_work_finish(struct session *s, struct work *w, const char *relay, const char *ip,
+                          const char *tls);
+void outbound_work_free(struct work *w);
+/* Every waiting work of s fails with (code, text); s is done. */
+void outbound_session_fail_all(struct session *s, int code, const char *text);
+
+/* outbound_session.c */
+
+/* Move s on after its SMTP client reported: next message, next host, done. */
+void outbound_session_after_io(struct session *s);
+/* Hand every due entry to a session. */
+void outbound_schedule(struct outbound *ob);
+
+/* outbound_ctl.c */
+
+/* Listen on the control socket under the queue directory: 0 or < 0. */
+int outbound_ctl_listen(struct outbound *ob);
+void outbound_ctl_accept(struct outbound *ob);
+void outbound_ctl_read(struct outbound *ob, struct ctl_client *cc);
+
+#endif

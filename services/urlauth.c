@@ -315,6 +315,13 @@ host_is_ours(const struct roost_config *cfg, const char *host)
 	return false;
 }
 
+bool
+urlauth_url_is_foreign(const struct roost_config *cfg, const char *url, size_t len)
+{
+	struct imapurl u;
+	return imapurl_parse(url, len, &u) == 0 && u.absolute && !host_is_ours(cfg, u.host);
+}
+
 /* "inbox/x" -> "INBOX/x": the spelling storage uses, so one mailbox has one
  * key however a URL spells it. */
 static void

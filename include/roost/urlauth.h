@@ -39,6 +39,7 @@
  * file are serialised inside this module.
  */
 
+struct roost_config;
 struct roost_services;
 struct imapurl;
 
@@ -79,6 +80,10 @@ int urlauth_reset(const struct roost_services *sv, const char *user, const char 
  */
 int urlauth_fetch(const struct roost_services *sv, const char *user, enum urlauth_via via,
                   const char *url, size_t len, struct buf *out);
+
+/* Is url[0..len) an absolute IMAP URL naming another server? (BURL answers
+ * those apart from URLs that fail: RFC 4468 6.) */
+bool urlauth_url_is_foreign(const struct roost_config *cfg, const char *url, size_t len);
 
 /*
  * The same for an URL that a session's own user may read without URLAUTH

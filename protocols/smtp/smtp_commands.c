@@ -54,6 +54,8 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 			conn_printf(s->c, "250-AUTH %s\r\n", mechs);
 	}
 	conn_write_str(s->c, "250-CHUNKING\r\n");
+	if (s->role == ROLE_SUBMISSION)
+		conn_write_str(s->c, "250-BURL imap\r\n"); /* RFC 4468 */
 	conn_write_str(s->c, "250-SMTPUTF8\r\n");
 	conn_write_str(s->c, "250 DSN\r\n");
 }

@@ -156,6 +156,6 @@ const char *smtp_state_error(const struct smtp_session *s, const struct smtp_cmd
 smtp_check_fn smtp_check_mail;
 smtp_cmd_fn smtp_cmd_ehlo, smtp_cmd_helo_plain, smtp_cmd_lhlo, smtp_cmd_mail, smtp_cmd_rcpt,
     smtp_cmd_data, smtp_cmd_bdat, smtp_cmd_rset, smtp_cmd_noop, smtp_cmd_quit, smtp_cmd_help,
-    smtp_cmd_vrfy, smtp_cmd_expn, smtp_cmd_starttls, smtp_cmd_auth;
+    smtp_cmd_vrfy, smtp_cmd_expn, smtp_cmd_starttls, smtp_cmd_auth, smtp_cmd_burl;
 
 #endif

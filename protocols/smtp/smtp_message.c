@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "roost/config.h"
@@ -24,6 +25,7 @@
 #include "roost/services.h"
 #include "roost/smtp.h"
 #include "roost/storage.h"
+#include "roost/urlauth.h"
 #include "roost/xalloc.h"
 
 #include "smtp_impl.h"
@@ -545,6 +547,89 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 	s->bdat_taken = true;
 	if (size == 0)
 		smtp_bdat_chunk_done(s);
+}
+
+/*
+ * BURL imap-url [LAST] (RFC 4468): the next piece of the message is what
+ * the URL names in Roost's own store, read through URLAUTH exactly as
+ * URLFETCH reads it (services/urlauth.c, as the submission server acting
+ * for the authenticated user: a "submit+user" URL), with no connection to
+ * the IMAP server. Pieces join BDAT chunks in one transaction; LAST ends
+ * the message, which then goes the way of DATA's (sender checks, local
+ * delivery, the outbound queue).
+ */
+void
+smtp_cmd_burl(struct smtp_session *s, const char *args)
+{
+	const char *sp = strchr(args, ' ');
+	size_t ulen = sp != NULL ? (size_t)(sp - args) : strlen(args);
+	bool last = sp != NULL;
+	struct buf data = BUF_INIT(0);
+	int rc;
+
+	if (s->role != ROLE_SUBMISSION) {
+		smtp_reply(s, 502, "5.5.1", "BURL is offered on submission only");
+		return;
+	}
+	if (ulen == 0 || (sp != NULL && strcasecmp(sp + 1, "LAST") != 0)) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: BURL imap-url [LAST]");
+		return;
+	}
+	if (!s->authenticated) {
+		smtp_reply(s, 530, "5.7.0", "Authentication required");
+		return;
+	}
+	if (s->state == ST_MAIL) {
+		smtp_reply(s, 554, "5.5.1", "No valid recipients");
+		return;
+	}
+	if (s->state != ST_RCPT && s->state != ST_BDAT) {
+		smtp_reply(s, 503, "5.5.1", "Need MAIL and RCPT first");
+		return;
+	}
+	if (urlauth_url_is_foreign(s->cfg, args, ulen)) {
+		smtp_reply(s, 554, "5.7.0", "URL is not of this server; BURL resolves no other");
+		smtp_reset_transaction(s);
+		return;
+	}
+	rc = urlauth_fetch(s->sv, conn_user(s->c), URLAUTH_VIA_SUBMIT, args, ulen, &data);
+	if (rc < 0) {
+		log_info("conn=%llu proto=smtp event=burl_failed user=%s url=%s error=\"%s\"",
+		         (unsigned long long)conn_id(s->c), LOG_QUOTE(conn_user(s->c)),
+		         LOG_QUOTE_N(args, ulen), roost_strerror(rc));
+		buf_free(&data);
+		if (rc == ROOST_EIO || rc == ROOST_ETEMP)
+			smtp_reply(s, 451, "4.4.1", "IMAP URL resolution failed, try again later");
+		else
+			smtp_reply(s, 554, "5.6.6", "IMAP URL resolution failed");
+		smtp_reset_transaction(s);
+		return;
+	}
+	if (s->state == ST_RCPT) {
+		start_message(s);
+		smtp_enter_state(s, ST_BDAT);
+	}
+	if (!s->too_big) {
+		s->body_len += data.len;
+		if (s->body_len > s->body_max || buf_append(&s->msg, data.data, data.len) != 0) {
+			s->too_big = true;
+			buf_reset(&s->msg);
+		} else {
+			spill(s, false);
+		}
+	}
+	buf_free(&data);
+	if (s->too_big) {
+		smtp_reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		smtp_reset_transaction(s);
+		return;
+	}
+	if (!last) {
+		smtp_reply(s, 250, "2.5.0", "%llu octets received",
+		           (unsigned long long)s->body_len);
+		return;
+	}
+	finish_message(s, false);
 }
 
 void

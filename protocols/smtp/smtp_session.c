@@ -117,6 +117,7 @@ static const struct smtp_cmd_def commands[] = {
     {{"RCPT", PROTO_STATE(ST_MAIL) | PROTO_STATE(ST_RCPT), 0}, NULL, smtp_cmd_rcpt},
     {{"DATA", ANY, 0}, NULL, smtp_cmd_data},
     {{"BDAT", ANY, 0}, NULL, smtp_cmd_bdat},
+    {{"BURL", ANY, CMD_SMTP_ONLY}, NULL, smtp_cmd_burl},
     {{"RSET", ANY, 0}, NULL, smtp_cmd_rset},
     {{"NOOP", ANY, 0}, NULL, smtp_cmd_noop},
     {{"QUIT", ANY, 0}, NULL, smtp_cmd_quit},

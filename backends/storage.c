@@ -40,13 +40,13 @@ backend_complete(const struct storage_ops *o)
 {
 	return o->open != NULL && o->close != NULL && o->user_init != NULL && o->list != NULL &&
 	       o->create != NULL && o->delete != NULL && o->rename != NULL &&
-	       o->subscribe != NULL && o->status != NULL && o->deliver != NULL &&
-	       o->mailbox_open != NULL && o->mailbox_close != NULL && o->mailbox_status != NULL &&
-	       o->records != NULL && o->keywords != NULL && o->claim_recent != NULL &&
-	       o->read != NULL && o->cache_get != NULL && o->cache_set != NULL &&
-	       o->append != NULL && o->store != NULL && o->expunge != NULL && o->copy != NULL &&
-	       o->changes_since != NULL && o->check != NULL &&
-	       (o->lock_user == NULL) == (o->unlock_user == NULL);
+	       o->subscribe != NULL && o->status != NULL && o->set_uids != NULL &&
+	       o->deliver != NULL && o->mailbox_open != NULL && o->mailbox_close != NULL &&
+	       o->mailbox_status != NULL && o->records != NULL && o->keywords != NULL &&
+	       o->claim_recent != NULL && o->read != NULL && o->cache_get != NULL &&
+	       o->cache_set != NULL && o->append != NULL && o->store != NULL &&
+	       o->expunge != NULL && o->copy != NULL && o->changes_since != NULL &&
+	       o->check != NULL && (o->lock_user == NULL) == (o->unlock_user == NULL);
 }
 
 bool
@@ -295,6 +295,25 @@ storage_status(struct storage *st, const char *user, const char *name,
 	rc = st->ops->status(st, user, canon, status_r);
 	if (storage_user_set_up(st, user, canon, rc))
 		rc = st->ops->status(st, user, canon, status_r);
+	return rc;
+}
+
+int
+storage_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+                 uint32_t uidnext)
+{
+	char canon[STORAGE_MAX_NAME + 1];
+	int rc;
+
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	if ((rc = storage_name_canon(name, canon)) != 0)
+		return rc;
+	if (uidvalidity == 0 && uidnext == 0)
+		return 0;
+	rc = st->ops->set_uids(st, user, canon, uidvalidity, uidnext);
+	if (rc == 0)
+		storage_notify(st, user, canon);
 	return rc;
 }
 

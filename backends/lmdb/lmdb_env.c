@@ -712,6 +712,7 @@ const struct storage_ops storage_lmdb_ops = {
     .rename = lmdb_op_rename,
     .subscribe = lmdb_op_subscribe,
     .status = lmdb_op_status,
+    .set_uids = lmdb_op_set_uids,
     .deliver = lmdb_op_deliver,
     .mailbox_open = lmdb_op_mailbox_open,
     .mailbox_close = lmdb_op_mailbox_close,

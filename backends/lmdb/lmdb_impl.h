@@ -344,6 +344,8 @@ int lmdb_op_create(struct storage *st, const char *user, const char *name, unsig
 int lmdb_op_delete(struct storage *st, const char *user, const char *name);
 int lmdb_op_rename(struct storage *st, const char *user, const char *from, const char *to);
 int lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bool on);
+int lmdb_op_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+                     uint32_t uidnext);
 int lmdb_op_status(struct storage *st, const char *user, const char *name,
                    struct mailbox_status *status_r);
 /* The \Recent boundary this process gave out for mailbox id, 0 when none

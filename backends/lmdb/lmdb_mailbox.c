@@ -491,3 +491,43 @@ lmdb_op_status(struct storage *st, const char *user, const char *name,
 	lmdb_rtxn_end(sh, txn);
 	return rc;
 }
+
+struct uids_arg {
+	const char *user;
+	const char *name;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+};
+
+static int
+w_set_uids(struct lmdb_w *w, void *arg)
+{
+	struct uids_arg *a = arg;
+	struct lmdb_mbox rec;
+	uint64_t id;
+	int rc;
+
+	if ((rc = lmdb_mbox_id(w->txn, w->sh, a->user, a->name, &id)) != 0 ||
+	    (rc = lmdb_mbox_get(w->txn, w->sh, id, &rec, NULL)) != 0)
+		return rc;
+	if (rec.noselect)
+		return ROOST_ENOTFOUND;
+	if (a->uidvalidity != 0 && a->uidvalidity != rec.uidvalidity) {
+		if (rec.uidnext != 1)
+			return ROOST_EEXISTS;
+		rec.uidvalidity = a->uidvalidity;
+	}
+	if (a->uidnext > rec.uidnext)
+		rec.uidnext = a->uidnext;
+	return lmdb_mbox_put(w, id, &rec, NULL);
+}
+
+int
+lmdb_op_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+                 uint32_t uidnext)
+{
+	struct uids_arg a = {
+	    .user = user, .name = name, .uidvalidity = uidvalidity, .uidnext = uidnext};
+
+	return lmdb_write(lmdb_st_shard(st, user), w_set_uids, &a);
+}

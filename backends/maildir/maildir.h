@@ -307,6 +307,8 @@ int md_create(struct storage *st, const char *user, const char *name, unsigned s
 int md_delete(struct storage *st, const char *user, const char *name);
 int md_rename(struct storage *st, const char *user, const char *from, const char *to);
 int md_subscribe(struct storage *st, const char *user, const char *name, bool on);
+int md_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+                uint32_t uidnext);
 int md_status(struct storage *st, const char *user, const char *name,
               struct mailbox_status *status_r);
 /* Counts of f into s; f->mutex held. */

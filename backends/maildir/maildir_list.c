@@ -753,3 +753,38 @@ md_status(struct storage *st, const char *user, const char *name, struct mailbox
 	md_folder_put(ms, f);
 	return 0;
 }
+
+int
+md_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+            uint32_t uidnext)
+{
+	struct md_storage *ms = container_of(st, struct md_storage, st);
+	struct md_folder *f;
+	int err, e;
+
+	if ((err = md_folder_open(ms, user, name, MD_SYNC_NORMAL, &f)) < 0)
+		return err;
+	pthread_mutex_lock(&f->mutex);
+	err = md_lock_and_sync(f, MD_SYNC_NORMAL);
+	if (err == 0) {
+		if (uidvalidity != 0 && uidvalidity != f->uidvalidity) {
+			if (f->nextuid != 1 || f->n > 0) {
+				err = ROOST_EEXISTS;
+			} else {
+				f->uidvalidity = uidvalidity;
+				f->index_rewrite = true;
+				f->uidlist_rewrite = true;
+			}
+		}
+		if (err == 0 && uidnext > f->nextuid) {
+			f->nextuid = uidnext;
+			f->uidlist_rewrite = true;
+		}
+		e = md_commit(f);
+		if (err == 0)
+			err = e;
+	}
+	pthread_mutex_unlock(&f->mutex);
+	md_folder_put(ms, f);
+	return err;
+}

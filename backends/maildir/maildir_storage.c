@@ -106,6 +106,7 @@ const struct storage_ops storage_maildir_ops = {
     .rename = md_rename,
     .subscribe = md_subscribe,
     .status = md_status,
+    .set_uids = md_set_uids,
     .deliver = md_deliver,
     .mailbox_open = md_mailbox_open,
     .mailbox_close = md_mailbox_close,

@@ -142,6 +142,8 @@ int pg_op_create(struct storage *st, const char *user, const char *name, unsigne
 int pg_op_delete(struct storage *st, const char *user, const char *name);
 int pg_op_rename(struct storage *st, const char *user, const char *from, const char *to);
 int pg_op_subscribe(struct storage *st, const char *user, const char *name, bool on);
+int pg_op_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+                   uint32_t uidnext);
 int pg_op_status(struct storage *st, const char *user, const char *name,
                  struct mailbox_status *status_r);
 int pg_op_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,

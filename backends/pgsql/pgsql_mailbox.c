@@ -563,6 +563,57 @@ pg_op_list(struct storage *st, const char *user, struct mailbox_info **list_r, s
 	return 0;
 }
 
+/* ---- imported UIDs ---- */
+
+struct uids_arg {
+	const char *user;
+	const char *name;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+};
+
+static int
+t_set_uids(struct pg_txn *t, void *arg)
+{
+	struct uids_arg *a = arg;
+	struct pg_params p = {.n = 0};
+	PGresult *res;
+	int64_t id;
+	bool noselect;
+	int rc;
+
+	if ((rc = pg_mbox_lookup(t, a->user, a->name, true, &id, &noselect)) != 0)
+		return rc;
+	if (noselect)
+		return ROOST_ENOTFOUND;
+	pg_p_int(&p, id);
+	pg_p_int(&p, a->uidvalidity);
+	pg_p_int(&p, a->uidnext);
+	/* A new UIDVALIDITY only while the mailbox never held a message. */
+	rc = pg_exec(t,
+	             "UPDATE mailboxes SET uidvalidity = CASE WHEN $2 = 0 THEN uidvalidity ELSE $2 "
+	             "END, uidnext = greatest(uidnext, $3) WHERE id = $1 AND ($2 = 0 OR $2 = "
+	             "uidvalidity OR uidnext = 1) RETURNING id",
+	             &p, false, &res);
+	if (rc != 0)
+		return rc;
+	rc = PQntuples(res) == 1 ? 0 : ROOST_EEXISTS;
+	PQclear(res);
+	if (rc == 0)
+		rc = pg_notify(t, a->user, a->name);
+	return rc;
+}
+
+int
+pg_op_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+               uint32_t uidnext)
+{
+	struct uids_arg a = {
+	    .user = user, .name = name, .uidvalidity = uidvalidity, .uidnext = uidnext};
+
+	return pg_run(PS(st), PG_WRITE, t_set_uids, &a);
+}
+
 /* ---- status ---- */
 
 int
@@ -763,6 +814,7 @@ const struct storage_ops storage_pgsql_ops = {
     .rename = pg_op_rename,
     .subscribe = pg_op_subscribe,
     .status = pg_op_status,
+    .set_uids = pg_op_set_uids,
     .deliver = pg_op_deliver,
     .mailbox_open = pg_op_mailbox_open,
     .mailbox_close = pg_op_mailbox_close,

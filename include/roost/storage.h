@@ -251,6 +251,19 @@ int storage_subscribe(struct storage *st, const char *user, const char *name, bo
 int storage_status(struct storage *st, const char *user, const char *name,
                    struct mailbox_status *status_r);
 
+/*
+ * Give a mailbox the UIDs another store had, so that clients which knew
+ * them need not download again (roost import). uidnext (0 = keep) raises
+ * UIDNEXT to at least that, never lowers it: the next append gets that UID
+ * unless another one takes it first. uidvalidity (0 = keep) replaces
+ * UIDVALIDITY, allowed only while the mailbox has never held a message
+ * (UIDNEXT 1, so no client can know a UID of it and no expunge log names
+ * one): ROOST_EEXISTS otherwise, nothing changed. Sessions that have the
+ * mailbox open see the new UIDVALIDITY at their next call.
+ */
+int storage_set_uids(struct storage *st, const char *user, const char *name, uint32_t uidvalidity,
+                     uint32_t uidnext);
+
 /* Append one message; returns its UID and the mailbox's UIDVALIDITY.
  * msg is borrowed for the call. ROOST_ETOOBIG above [limits]
  * max_message_size, or when the mailbox cannot take another keyword or

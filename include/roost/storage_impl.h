@@ -75,6 +75,9 @@ struct storage_ops {
 	int (*subscribe)(struct storage *st, const char *user, const char *name, bool on);
 	int (*status)(struct storage *st, const char *user, const char *name,
 	              struct mailbox_status *status_r);
+	/* storage_set_uids(): uidvalidity and uidnext are 0 when to be kept. */
+	int (*set_uids)(struct storage *st, const char *user, const char *name,
+	                uint32_t uidvalidity, uint32_t uidnext);
 	/* storage_append() is deliver() with one target. */
 	int (*deliver)(struct storage *st, const struct msg_input *msg,
 	               struct delivery_target *targets, size_t n);

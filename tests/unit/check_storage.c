@@ -522,6 +522,62 @@ START_TEST(round_trip)
 }
 END_TEST
 
+/* storage_set_uids(): an import keeps the UIDs and UIDVALIDITY the source
+ * had while the mailbox is new, and only raises UIDNEXT after that. */
+START_TEST(imported_uids)
+{
+	struct mailbox_status s;
+	struct mailbox *mb;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t hms;
+	uint32_t uid, uidv;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_create(st, USER, "Imported", 0), 0);
+	ck_assert_int_eq(storage_set_uids(st, USER, "Imported", 0, 0), 0);
+	ck_assert_int_eq(storage_set_uids(st, USER, "Imported", 777, 5), 0);
+	ck_assert_int_eq(storage_status(st, USER, "Imported", &s), 0);
+	ck_assert_uint_eq(s.uidvalidity, 777);
+	ck_assert_uint_eq(s.uidnext, 5);
+	ck_assert_int_eq(append_bytes("Imported", "a\r\n", 3, 0, &uid), 0);
+	ck_assert_uint_eq(uid, 5);
+	/* UIDNEXT is only raised; a jump leaves a gap */
+	ck_assert_int_eq(storage_set_uids(st, USER, "Imported", 0, 3), 0);
+	ck_assert_int_eq(storage_set_uids(st, USER, "Imported", 777, 40), 0);
+	ck_assert_int_eq(append_bytes("Imported", "b\r\n", 3, 0, &uid), 0);
+	ck_assert_uint_eq(uid, 40);
+	ck_assert_int_eq(append_bytes("Imported", "c\r\n", 3, 0, &uid), 0);
+	ck_assert_uint_eq(uid, 41);
+	/* once a message was there, UIDVALIDITY stays, even when empty again */
+	ck_assert_int_eq(storage_set_uids(st, USER, "Imported", 778, 0), ROOST_EEXISTS);
+	ck_assert_int_eq(mailbox_open(st, USER, "Imported", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(recs[0].uid, 5);
+	ck_assert_uint_eq(recs[2].uid, 41);
+	ck_assert_int_eq(mailbox_expunge(mb, (uint32_t[]){5, 40, 41}, 3), 0);
+	free(recs);
+	mailbox_close(&mb);
+	ck_assert_int_eq(storage_set_uids(st, USER, "Imported", 778, 0), ROOST_EEXISTS);
+	reopen();
+	ck_assert_int_eq(storage_status(st, USER, "Imported", &s), 0);
+	ck_assert_uint_eq(s.uidvalidity, 777);
+	ck_assert_uint_eq(s.uidnext, 42);
+	ck_assert_int_eq(
+	    storage_append(st, USER, "Imported",
+	                   &(struct msg_input){.data = (const uint8_t *)"d", .len = 1, .fd = -1},
+	                   &uidv, &uid),
+	    0);
+	ck_assert_uint_eq(uidv, 777);
+	ck_assert_uint_eq(uid, 42);
+	ck_assert_int_eq(storage_set_uids(st, USER, "Absent", 1, 1), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_set_uids(st, USER, "../x", 1, 1), ROOST_EINVAL);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(big_message)
 {
 	size_t len = 30u << 20;
@@ -2295,6 +2351,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, name_lengths, 0, n_backends);
 	tcase_add_loop_test(tc, punctuation_names, 0, n_backends);
 	tcase_add_loop_test(tc, round_trip, 0, n_backends);
+	tcase_add_loop_test(tc, imported_uids, 0, n_backends);
 	tcase_add_loop_test(tc, big_message, 0, n_backends);
 	tcase_add_loop_test(tc, large_bodies, 0, n_backends);
 	tcase_add_loop_test(tc, large_body_crash, 0, n_backends);

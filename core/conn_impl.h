@@ -22,6 +22,7 @@
  *   conn_io.c      buffered output and input, flushing, closing and lingering,
  *                  the plaintext transport
  *   conn_tls.c     the TLS transport and its handshake
+ *   conn_deflate.c the compressing transport, layered over either
  *   conn_timer.c   deadlines: idle, command, write, handshake, delay, linger,
  *                  the protocol's timer
  *
@@ -216,6 +217,9 @@ struct conn_transport {
 
 extern const struct conn_transport conn_plain_transport;
 extern const struct conn_transport conn_tls_transport;
+/* conn_deflate.c: over a transport without and with cross_ready. */
+extern const struct conn_transport conn_deflate_transport;
+extern const struct conn_transport conn_deflate_cross_transport;
 
 static inline ssize_t
 tp_send(struct conn *c, const uint8_t *p, size_t n, enum conn_want *want_r)

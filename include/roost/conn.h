@@ -153,6 +153,17 @@ bool conn_is_closing(const struct conn *c);
  * TLS context, ROOST_EINVAL if TLS is already on. */
 int conn_starttls(struct conn *c);
 
+/* [worker] Compress the connection both ways with raw DEFLATE (RFC 1951,
+ * as IMAP COMPRESS=DEFLATE, RFC 4978, uses it), over plaintext or TLS.
+ * Output written before the call (the OK that grants it) is sent as it is,
+ * everything after compressed; the client's input after the command being
+ * run is inflated. Each burst of output ends with a sync flush, so the
+ * client never waits for bytes held in the compressor. Costs about 110 KiB
+ * per connection (core/conn_deflate.c). ROOST_EINVAL when compression is on
+ * already or STARTTLS is pending (nothing changes then). */
+int conn_compress(struct conn *c);
+bool conn_is_compressed(const struct conn *c);
+
 /* [worker] Mark the session as authenticated: switches to the post-login idle
  * timeout and line bounds, and adds user= to the connection's log lines.
  * user is copied. */

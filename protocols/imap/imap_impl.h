@@ -415,6 +415,7 @@ imap_cmd_fn cmd_genurlauth, cmd_resetkey, cmd_urlfetch;
 /* "[BADURL url] " (RFC 4469) appended to b, or nothing for a URL that
  * cannot stand in a response code. */
 void imap_badurl_code(struct buf *b, const char *url, size_t len);
+imap_cmd_fn cmd_compress; /* imap_compress.c */
 
 /* SEARCH as SORT and THREAD use it (imap_search.c). */
 struct imap_search;

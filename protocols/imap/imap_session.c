@@ -276,6 +276,8 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 				buf_printf(out, " AUTH=%.*s", (int)n, mechs);
 			mechs = e ? e + 1 : NULL;
 		}
+	} else {
+		buf_append_str(out, " COMPRESS=DEFLATE");
 	}
 }
 
@@ -414,6 +416,7 @@ static const struct imap_cmd_def commands[] = {
     {{"GENURLAUTH", IMAP_AUTHED, 0}, NULL, cmd_genurlauth},
     {{"RESETKEY", IMAP_AUTHED, 0}, NULL, cmd_resetkey},
     {{"URLFETCH", IMAP_AUTHED, 0}, NULL, cmd_urlfetch},
+    {{"COMPRESS", IMAP_AUTHED, 0}, NULL, cmd_compress},
     {{"CHECK", IMAP_SELECTED, 0}, NULL, cmd_check},
     {{"CLOSE", IMAP_SELECTED, 0}, NULL, cmd_close},
     {{"UNSELECT", IMAP_SELECTED, 0}, NULL, cmd_unselect},

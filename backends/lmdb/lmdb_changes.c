@@ -88,9 +88,9 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 
 			if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
 				break;
-			if (v.mv_size != sizeof(m))
+			if (!lmdb_msg_decode(&v, lm->id,
+			                     lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m))
 				continue;
-			memcpy(&m, v.mv_data, sizeof(m));
 			if (m.modseq <= modseq || ch->n_changed == n)
 				continue;
 			lmdb_rec_out(&ch->changed[ch->n_changed++],

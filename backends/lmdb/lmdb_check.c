@@ -144,12 +144,11 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != id)
 			break;
 		uid = lmdb_get_be32((const uint8_t *)k.mv_data + 8);
-		if (v.mv_size != sizeof(m)) {
+		if (!lmdb_msg_decode(&v, id, uid, &m)) {
 			problem(c, "mailbox %" PRIu64 " uid %u: record of %zu bytes", id, uid,
 			        v.mv_size);
 			continue;
 		}
-		memcpy(&m, v.mv_data, sizeof(m));
 		if (uid == 0 || uid >= rec->uidnext || uid <= last)
 			problem(c, "mailbox %" PRIu64 " uid %u: out of order or >= UIDNEXT %u", id,
 			        uid, rec->uidnext);
@@ -234,12 +233,11 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		uid = lmdb_get_be32((const uint8_t *)k.mv_data + 16);
 		lmdb_be64(mk, id);
 		lmdb_be32(mk + 8, uid);
-		if (!key_in(txn, c->sh->msgs, mk, 12, &mv) || mv.mv_size != sizeof(m)) {
+		if (!key_in(txn, c->sh->msgs, mk, 12, &mv) || !lmdb_msg_decode(&mv, id, uid, &m)) {
 			problem(c, "mailbox %" PRIu64 ": modseq index names absent uid %u", id,
 			        uid);
 			continue;
 		}
-		memcpy(&m, mv.mv_data, sizeof(m));
 		if (m.modseq != lmdb_get_be64((const uint8_t *)k.mv_data + 8))
 			problem(c, "mailbox %" PRIu64 " uid %u: stale modseq index entry", id, uid);
 	}

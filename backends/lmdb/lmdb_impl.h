@@ -166,7 +166,10 @@ struct lmdb_msg {
 	int64_t internal_date;
 	uint64_t size;
 	uint8_t sha[LMDB_SHA_LEN];
+	uint64_t emailid; /* absent from records written before ids (72 bytes) */
 };
+/* The size of a record written before EMAILIDs were stored. */
+#define LMDB_MSG_V1_SIZE offsetof(struct lmdb_msg, emailid)
 
 /* Keyword table of a mailbox, decoded. */
 struct lmdb_kwtab {
@@ -263,6 +266,10 @@ void lmdb_msg_key(uint8_t key[12], uint64_t id, uint32_t uid);
 void lmdb_seq_key(uint8_t key[20], uint64_t id, uint64_t modseq, uint32_t uid);
 int lmdb_msg_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, uint32_t uid,
                  struct lmdb_msg *m);
+/* Decode a msgs value of mailbox id and uid into *m: false when it is not
+ * a record. An old record gets the EMAILID derived from its mailbox, UID
+ * and body (stable while it stays; a copy or move stores it). */
+bool lmdb_msg_decode(const MDB_val *v, uint64_t id, uint32_t uid, struct lmdb_msg *m);
 int lmdb_msg_put(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m);
 int lmdb_seq_put(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, uint64_t modseq, uint32_t uid,
                  const void *val, size_t vlen);

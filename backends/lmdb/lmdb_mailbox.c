@@ -3,6 +3,8 @@
  */
 
 #include <openssl/evp.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lmdb_impl.h"
@@ -454,6 +456,14 @@ lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct 
 	s->highestmodseq = rec->highestmodseq;
 	s->size = rec->size;
 	s->recent = rec->recent;
+	{
+		char mid[STORAGE_MAILBOXID_MAX + 1];
+
+		/* the id is never reused in the environment; UIDVALIDITY
+		 * tells this store's mailbox from one of a store made anew */
+		snprintf(mid, sizeof(mid), "%016" PRIx64 "%08" PRIx32, id, rec->uidvalidity);
+		storage_mailboxid_set(s->mailboxid, mid);
+	}
 	if ((rc = recent_claimed(txn, sh, id, rec, &s->recent)) != 0)
 		return rc;
 	if (rec->unseen == 0)

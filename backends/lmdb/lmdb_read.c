@@ -84,6 +84,7 @@ lmdb_rec_out(struct msg_record *r, uint32_t uid, const struct lmdb_msg *m)
 	r->modseq = m->modseq;
 	r->internal_date = m->internal_date;
 	r->size = m->size;
+	r->emailid = m->emailid;
 }
 
 int
@@ -116,9 +117,8 @@ lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uin
 
 		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
 			break;
-		if (v.mv_size != sizeof(m))
+		if (!lmdb_msg_decode(&v, lm->id, lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m))
 			continue;
-		memcpy(&m, v.mv_data, sizeof(m));
 		if (n == cap) {
 			cap *= 2;
 			recs = xreallocarray(recs, cap, sizeof(*recs));

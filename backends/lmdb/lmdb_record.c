@@ -254,10 +254,10 @@ del_prefix(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, bool unref_bodies)
 		return lmdb_err("cursor", rc);
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	while (rc == 0 && k.mv_size >= 8 && memcmp(k.mv_data, key, 8) == 0) {
-		if (unref_bodies && v.mv_size == sizeof(struct lmdb_msg)) {
-			struct lmdb_msg m;
+		struct lmdb_msg m;
 
-			memcpy(&m, v.mv_data, sizeof(m));
+		if (unref_bodies && k.mv_size == 12 &&
+		    lmdb_msg_decode(&v, id, lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m)) {
 			if ((err = lmdb_body_unref(w, m.sha)) != 0)
 				break;
 		}
@@ -377,10 +377,30 @@ lmdb_msg_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, uint32_t uid, str
 	lmdb_msg_key(key, id, uid);
 	if ((rc = mdb_get(txn, sh->msgs, &k, &v)) != 0)
 		return lmdb_err("get msg", rc);
-	if (v.mv_size != sizeof(*m))
+	if (!lmdb_msg_decode(&v, id, uid, m))
 		return lmdb_err("get msg", MDB_CORRUPTED);
-	memcpy(m, v.mv_data, sizeof(*m));
 	return 0;
+}
+
+bool
+lmdb_msg_decode(const MDB_val *v, uint64_t id, uint32_t uid, struct lmdb_msg *m)
+{
+	if (v->mv_size == sizeof(*m)) {
+		memcpy(m, v->mv_data, sizeof(*m));
+		return true;
+	}
+	if (v->mv_size == LMDB_MSG_V1_SIZE) {
+		uint8_t d[LMDB_SHA_LEN + 12];
+
+		memset(m, 0, sizeof(*m));
+		memcpy(m, v->mv_data, LMDB_MSG_V1_SIZE);
+		memcpy(d, m->sha, LMDB_SHA_LEN);
+		lmdb_be64(d + LMDB_SHA_LEN, id);
+		lmdb_be32(d + LMDB_SHA_LEN + 8, uid);
+		m->emailid = storage_derived_emailid(d, sizeof(d));
+		return true;
+	}
+	return false;
 }
 
 int

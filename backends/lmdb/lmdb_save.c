@@ -162,6 +162,7 @@ append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t 
 	m.internal_date = a->idate;
 	m.size = a->b->len;
 	memcpy(m.sha, a->b->sha, LMDB_SHA_LEN);
+	m.emailid = storage_new_emailid();
 	*uid_r = rec.uidnext++;
 	lmdb_msg_key(key, id, *uid_r);
 	v.mv_size = sizeof(m);

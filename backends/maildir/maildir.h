@@ -69,6 +69,7 @@ struct md_rec {
 	uint64_t size;
 	char *fname;      /* current file name (base + info) */
 	char *ext;        /* uidlist extension fields, verbatim, or NULL */
+	uint64_t emailid; /* from ext's G field; 0: md_rec_emailid() derives one */
 	uint16_t baselen; /* fname[0..baselen) is the base (before ':') */
 	bool in_new;      /* lives in new/ rather than cur/ */
 	bool indexed;     /* has an entry in roost-index */
@@ -274,6 +275,11 @@ struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
 /* A new zeroed record for uid at the end of f->recs (the caller keeps the
  * order ascending); valid until the next append. */
 struct md_rec *md_rec_append(struct md_folder *f, uint32_t uid);
+/* The EMAILID of r: the one its uidlist record carries (Dovecot's G
+ * field, which Roost writes as 16 hex digits; another writer's GUID is
+ * hashed), else one derived from the file's base name, which no program
+ * changes while the message lives. */
+uint64_t md_rec_emailid(const struct md_rec *r);
 /* base name -> record, open addressing; valid until f->recs changes. */
 struct base_map {
 	uint32_t *slots; /* index + 1; 0 = empty */
@@ -350,7 +356,8 @@ struct md_pending {
 	char *tmppath;
 	char base[200];
 	uint64_t size;
-	int64_t idate; /* the file's mtime: the internal date */
+	int64_t idate;    /* the file's mtime: the internal date */
+	uint64_t emailid; /* a copy's, kept; 0: a new one when saved */
 };
 
 /* ---- maildir_save.c ---- */

@@ -95,6 +95,7 @@ link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_s
 	if (err < 0)
 		return err;
 	c->uid = r->uid;
+	c->p.emailid = md_rec_emailid(r);
 	c->flags = r->flags;
 	c->idate = r->idate;
 	c->kws = xcalloc(MD_MAX_KEYWORDS + 1, sizeof(char *));

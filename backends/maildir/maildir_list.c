@@ -724,6 +724,9 @@ md_folder_status(struct md_folder *f, struct mailbox_status *s)
 	s->uidnext = f->nextuid;
 	s->uidvalidity = f->uidvalidity;
 	s->highestmodseq = f->highestmodseq;
+	/* dovecot-uidlist's G: made with the folder, moved with its
+	 * directory by a rename, read by Dovecot as its mailbox GUID */
+	storage_mailboxid_set(s->mailboxid, f->guid);
 	for (i = 0; i < f->n; i++) {
 		const struct md_rec *r = &f->recs[i];
 

@@ -134,6 +134,7 @@ rec_out(const struct md_rec *r, struct msg_record *o)
 	o->modseq = r->modseq;
 	o->internal_date = r->idate;
 	o->size = r->size;
+	o->emailid = md_rec_emailid(r);
 }
 
 int

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,13 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 	r->modseq = ++f->highestmodseq;
 	r->idate = idate;
 	r->size = p->size;
+	r->emailid = p->emailid != 0 ? p->emailid : storage_new_emailid();
+	{
+		char g[18];
+
+		snprintf(g, sizeof(g), "G%016" PRIx64, r->emailid);
+		r->ext = xstrdup(g);
+	}
 	r->indexed = true;
 	md_index_log_rec(f, r);
 	if (f->uidlist_append_from == 0)
@@ -319,7 +327,7 @@ md_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_folder *f = m->f;
-	struct md_pending p = {NULL, "", 0, 0};
+	struct md_pending p = {NULL, "", 0, 0, 0};
 	uint32_t v;
 	int err;
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "roost/error.h"
+#include "roost/hex.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
@@ -219,6 +220,28 @@ rec_append(struct md_folder *f, uint32_t uid, const char *name, size_t namelen, 
 	r->baselen = (uint16_t)strcspn(r->fname, ":");
 	r->ext = extlen > 0 ? xstrndup(ext, extlen) : NULL;
 	r->in_new = true; /* until the scan finds it */
+	/* ext fields are "<key><value>" separated by spaces */
+	for (size_t i = 0, len; i < extlen; i += len + 1) {
+		uint64_t v = 0;
+		size_t k;
+
+		for (len = 0; i + len < extlen && ext[i + len] != ' '; len++)
+			;
+		if (ext[i] != 'G' || len < 2)
+			continue;
+		for (k = 1; k < len && k <= 16 && hex_digit((unsigned char)ext[i + k]) >= 0; k++)
+			v = v << 4 | (uint64_t)hex_digit((unsigned char)ext[i + k]);
+		r->emailid = len == 17 && k == 17 && v != 0
+		                 ? v
+		                 : storage_derived_emailid(ext + i + 1, len - 1);
+		break;
+	}
+}
+
+uint64_t
+md_rec_emailid(const struct md_rec *r)
+{
+	return r->emailid != 0 ? r->emailid : storage_derived_emailid(r->fname, r->baselen);
 }
 
 /* Parse complete lines of [p, end). Returns the bytes consumed. */

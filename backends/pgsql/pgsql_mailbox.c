@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -646,6 +647,15 @@ pg_status_fill(struct pg_txn *t, int64_t id, struct mailbox_status *s)
 	s->recent = (uint32_t)pg_int(res, 0, 5);
 	s->size = (uint64_t)pg_int(res, 0, 6);
 	s->first_unseen_uid = (uint32_t)pg_int(res, 0, 7);
+	{
+		char mid[STORAGE_MAILBOXID_MAX + 1];
+
+		/* the row's id is never reused; UIDVALIDITY tells a mailbox
+		 * of this database from one of a database made anew */
+		snprintf(mid, sizeof(mid), "%016" PRIx64 "%08" PRIx32, (uint64_t)id,
+		         s->uidvalidity);
+		storage_mailboxid_set(s->mailboxid, mid);
+	}
 	PQclear(res);
 	return 0;
 }

@@ -205,9 +205,11 @@ append_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
 	pg_p_int(&p, a->idate);
 	pg_p_int(&p, (int64_t)a->len);
 	pg_p_bin(&p, a->sha, SHA_LEN);
+	pg_p_int(&p, (int64_t)storage_new_emailid());
 	rc = pg_exec(t,
 	             "INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
-	             "internal_date, size, sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+	             "internal_date, size, sha, emailid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+	             "$9)",
 	             &p, false, NULL);
 	if (rc != 0)
 		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
@@ -377,9 +379,10 @@ rec_fill(struct msg_record *r, const PGresult *res, int row)
 	r->modseq = (uint64_t)pg_int(res, row, 3);
 	r->internal_date = pg_int(res, row, 4);
 	r->size = (uint64_t)pg_int(res, row, 5);
+	r->emailid = (uint64_t)pg_int(res, row, 6);
 }
 
-#define REC_COLS "uid, flags, keywords, modseq, internal_date, size"
+#define REC_COLS "uid, flags, keywords, modseq, internal_date, size, emailid"
 
 /* The mailbox row as a reader sees it; ROOST_ENOTFOUND once deleted. */
 static int
@@ -1009,13 +1012,15 @@ t_copy(struct pg_txn *t, void *arg)
 	pg_p_str(&p, buf_cstr(&ua));
 	pg_p_str(&p, buf_cstr(&na));
 	pg_p_str(&p, buf_cstr(&ka));
-	if ((rc = pg_exec(t,
-	                  "INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
-	                  "internal_date, size, sha, cache) SELECT $1, v.nu, g.flags, v.k, $3, "
-	                  "g.internal_date, g.size, g.sha, g.cache FROM messages g JOIN unnest("
-	                  "$4::bigint[], $5::bigint[], $6::bigint[]) AS v(u, nu, k) ON g.uid = v.u "
-	                  "WHERE g.mailbox_id = $2",
-	                  &p, false, NULL)) != 0)
+	if ((rc =
+	         pg_exec(t,
+	                 "INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
+	                 "internal_date, size, sha, cache, emailid) SELECT $1, v.nu, g.flags, v.k, "
+	                 "$3, g.internal_date, g.size, g.sha, g.cache, g.emailid FROM messages g "
+	                 "JOIN unnest("
+	                 "$4::bigint[], $5::bigint[], $6::bigint[]) AS v(u, nu, k) ON g.uid = v.u "
+	                 "WHERE g.mailbox_id = $2",
+	                 &p, false, NULL)) != 0)
 		goto out;
 	p.n = 0;
 	pg_p_int(&p, sid);

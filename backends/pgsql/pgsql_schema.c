@@ -79,6 +79,17 @@ static const char *const migrations[] = {
     " user_id bigint NOT NULL REFERENCES users (id),"
     " name text NOT NULL,"
     " PRIMARY KEY (user_id, name));",
+    /*
+     * Version 2: messages.emailid, the EMAILID (RFC 8474) given at append
+     * and carried by COPY and MOVE. Rows of version 1 get one derived from
+     * their mailbox, UID and body, as the LMDB backend derives it for its
+     * old records (both are stable; they need not be equal).
+     */
+    "ALTER TABLE messages ADD COLUMN emailid bigint;"
+    "UPDATE messages SET emailid = ('x' || substr(md5(mailbox_id::text || ':' || uid::text || "
+    "':' || encode(sha, 'hex')), 1, 16))::bit(64)::bigint;"
+    "UPDATE messages SET emailid = 1 WHERE emailid = 0;"
+    "ALTER TABLE messages ALTER COLUMN emailid SET NOT NULL;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

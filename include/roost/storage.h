@@ -57,6 +57,7 @@
 #define STORAGE_MAX_NAME_STORED 254 /* bytes as stored (see above) */
 #define STORAGE_MAX_KEYWORDS 26     /* per mailbox (Maildir maps them to a-z) */
 #define STORAGE_MAX_KEYWORD_LEN 128
+#define STORAGE_MAILBOXID_MAX 40 /* characters of struct mailbox_status.mailboxid */
 
 struct storage;
 struct mailbox;
@@ -102,6 +103,10 @@ struct mailbox_status {
 	uint64_t highestmodseq;
 	uint64_t size;             /* sum of message sizes in octets */
 	uint32_t first_unseen_uid; /* 0 when all are seen */
+	/* MAILBOXID (RFC 8474): letters and digits, never empty; the same
+	 * for the mailbox across restarts and renames, a new one for a
+	 * mailbox created again under an old name. */
+	char mailboxid[STORAGE_MAILBOXID_MAX + 1];
 };
 
 /* One message as a mailbox lists it. keywords is a bitmask over the
@@ -113,6 +118,12 @@ struct msg_record {
 	uint64_t modseq;
 	int64_t internal_date; /* seconds since the epoch, UTC */
 	uint64_t size;         /* octets as stored */
+	/* EMAILID (RFC 8474), never 0: given at append or delivery, kept
+	 * for good, carried by COPY and MOVE to the new message (a copy
+	 * holds the same immutable bytes). Messages stored before ids
+	 * existed (or dropped into a Maildir by another program) get one
+	 * derived from what identifies them there, equally stable. */
+	uint64_t emailid;
 };
 
 /* A message to store: in memory (data/len) or spooled in a file (fd >= 0,

@@ -118,6 +118,16 @@ struct storage_ops {
 	void (*unlock_user)(struct storage_lock *lock);
 };
 
+/* A new EMAILID (struct msg_record): 64 random bits, never 0. Thread-safe. */
+uint64_t storage_new_emailid(void);
+/* An EMAILID derived from bytes that identify a message for good where no
+ * id was stored (a Maildir file's base name, an old record): never 0. */
+uint64_t storage_derived_emailid(const void *data, size_t len);
+/* Copy id into mailboxid (struct mailbox_status) keeping only letters,
+ * digits, '-' and '_' (RFC 8474 objectid), at most STORAGE_MAILBOXID_MAX;
+ * "0" when nothing is left. */
+void storage_mailboxid_set(char *mailboxid, const char *id);
+
 /* Backends in this build (backends/lmdb, backends/maildir, backends/pgsql). */
 extern const struct storage_ops storage_lmdb_ops;
 extern const struct storage_ops storage_maildir_ops;

@@ -5,6 +5,7 @@
  * list) narrows the set.
  */
 #include <check.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1064,6 +1065,112 @@ END_TEST
  * claimed. The claim survives a restart (LMDB writes it after the claim
  * returned, in a later commit that closing the store waits for).
  */
+/* The EMAILID of uid in mailbox name (0 when absent). */
+static uint64_t
+emailid_of(const char *name, uint32_t uid)
+{
+	struct mailbox *mb;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t id = 0, hms;
+
+	ck_assert_int_eq(mailbox_open(st, USER, name, MAILBOX_READONLY, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (recs[i].uid == uid)
+			id = recs[i].emailid;
+	}
+	free(recs);
+	mailbox_close(&mb);
+	return id;
+}
+
+static void
+mailboxid_of(const char *name, char out[STORAGE_MAILBOXID_MAX + 1])
+{
+	struct mailbox_status s;
+
+	ck_assert_int_eq(storage_status(st, USER, name, &s), 0);
+	ck_assert_uint_gt(strlen(s.mailboxid), 0);
+	for (const char *p = s.mailboxid; *p != '\0'; p++)
+		ck_assert(isalnum((unsigned char)*p) || *p == '-' || *p == '_');
+	memcpy(out, s.mailboxid, STORAGE_MAILBOXID_MAX + 1);
+}
+
+/* RFC 8474: MAILBOXID survives restarts and RENAME, a mailbox made again
+ * under an old name gets another; EMAILID survives restarts and is kept by
+ * COPY and MOVE; two appends of the same bytes get two. */
+START_TEST(object_ids)
+{
+	char a[STORAGE_MAILBOXID_MAX + 1], b[STORAGE_MAILBOXID_MAX + 1],
+	    c[STORAGE_MAILBOXID_MAX + 1];
+	struct mailbox *mb;
+	struct mailbox_status ms;
+	uint32_t u1, u2, uidv, *src, *dst;
+	uint64_t e1, e2;
+	size_t n;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Other", 0), 0);
+	mailboxid_of("Box", a);
+	mailboxid_of("Other", b);
+	ck_assert_str_ne(a, b);
+	ck_assert_int_eq(mailbox_open(st, USER, "Box", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_status(mb, &ms), 0);
+	ck_assert_str_eq(ms.mailboxid, a);
+	mailbox_close(&mb);
+
+	u1 = append_simple("Box", 1);
+	u2 = append_simple("Box", 1); /* the same bytes again */
+	e1 = emailid_of("Box", u1);
+	e2 = emailid_of("Box", u2);
+	ck_assert_uint_ne(e1, 0);
+	ck_assert_uint_ne(e2, 0);
+	ck_assert_uint_ne(e1, e2);
+
+	reopen();
+	mailboxid_of("Box", c);
+	ck_assert_str_eq(c, a);
+	ck_assert_uint_eq(emailid_of("Box", u1), e1);
+
+	/* rename keeps the mailbox's id and its messages' ids */
+	ck_assert_int_eq(storage_rename(st, USER, "Box", "Renamed/Box"), 0);
+	mailboxid_of("Renamed/Box", c);
+	ck_assert_str_eq(c, a);
+	ck_assert_uint_eq(emailid_of("Renamed/Box", u1), e1);
+	/* a new mailbox under the old name is another mailbox */
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	mailboxid_of("Box", c);
+	ck_assert_str_ne(c, a);
+
+	/* COPY and MOVE keep the EMAILID */
+	ck_assert_int_eq(mailbox_open(st, USER, "Renamed/Box", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_copy(mb, &u1, 1, "Other", false, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(emailid_of("Other", dst[0]), e1);
+	free(src);
+	free(dst);
+	ck_assert_int_eq(mailbox_copy(mb, &u2, 1, "Box", true, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	mailbox_close(&mb);
+	ck_assert_uint_eq(emailid_of("Box", dst[0]), e2);
+	ck_assert_uint_eq(emailid_of("Renamed/Box", u2), 0);
+	reopen();
+	ck_assert_uint_eq(emailid_of("Box", dst[0]), e2);
+	free(src);
+	free(dst);
+
+	/* deleted and made again: another id */
+	mailboxid_of("Other", a);
+	ck_assert_int_eq(storage_delete(st, USER, "Other"), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Other", 0), 0);
+	mailboxid_of("Other", c);
+	ck_assert_str_ne(c, a);
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(recent_claims)
 {
 	struct mailbox *a, *b;
@@ -2360,6 +2467,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
 	tcase_add_loop_test(tc, default_folders, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
+	tcase_add_loop_test(tc, object_ids, 0, n_backends);
 	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, stats, 0, n_backends);

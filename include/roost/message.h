@@ -171,4 +171,13 @@ bool message_text_contains(const char *haystack, size_t hlen, const char *needle
  */
 void message_text_fold(const char *text, size_t len, struct buf *out);
 
+/*
+ * The id (brackets dropped) of the root of the thread the raw message
+ * data[0..len) belongs to, as its header names it: the first id of
+ * References, else the first of In-Reply-To, else its own Message-ID;
+ * appended to out. Reads the header block only. ROOST_ENOTFOUND when the
+ * header names none. Thread-safe.
+ */
+int message_thread_root(const uint8_t *data, size_t len, struct buf *out);
+
 #endif

@@ -440,6 +440,10 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 		case F_MODSEQ:
 			buf_printf(t, "MODSEQ (%llu)", (unsigned long long)m->rec.modseq);
 			break;
+		case F_EMAILID:
+		case F_THREADID:
+			imap_objectid_fetch(it->kind, &m->rec, data, len, t);
+			break;
 		case F_INTERNALDATE: {
 			char d[32];
 			imap_format_datetime(m->rec.internal_date, d);

@@ -150,6 +150,11 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 		it->kind = F_MODSEQ;
 		req->has_modseq = true;
 		imap_condstore_enable(cmd->s); /* RFC 7162 3.1 */
+	} else if (strcasecmp(s, "EMAILID") == 0) {
+		it->kind = F_EMAILID;
+	} else if (strcasecmp(s, "THREADID") == 0) {
+		it->kind = F_THREADID;
+		req->need_data = true;
 	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
 		it->kind = F_SIZE;
 		req->need_vsize = true;

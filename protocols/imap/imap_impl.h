@@ -264,7 +264,8 @@ struct view_msg {
 
 struct imap_view {
 	struct mailbox *mb;
-	char *name; /* storage (UTF-8) name */
+	char *name;                                /* storage (UTF-8) name */
+	char mailboxid[STORAGE_MAILBOXID_MAX + 1]; /* OBJECTID (RFC 8474) */
 	bool readonly;
 	struct view_msg *msgs;
 	size_t n, cap;
@@ -474,7 +475,9 @@ enum fetch_kind {
 	F_BODY,
 	F_BODYSTRUCTURE,
 	F_MODSEQ,
-	F_SECTION, /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+	F_EMAILID,  /* OBJECTID (RFC 8474) */
+	F_THREADID, /* reads the header (imap_objectid.c) */
+	F_SECTION,  /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
 };
 
 enum sec_kind { SEC_ALL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME };
@@ -561,5 +564,21 @@ int imap_parse_flags(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, u
 void view_vanished_earlier(struct imap_session *s, uint64_t modseq, const struct seqset *known);
 /* Update the view's keyword table (and announce FLAGS when it grew). */
 void view_refresh_keywords(struct imap_session *s, bool announce);
+
+/* ---- imap_objectid.c: OBJECTID (RFC 8474) ---- */
+
+/* The THREADID of a message: of the root its header names (data[0..len),
+ * the raw message), else its EMAILID. data may be NULL (no header). */
+uint64_t imap_threadid(const struct msg_record *rec, const uint8_t *data, size_t len);
+/* "EMAILID (M...)" or "THREADID (T...)" (kind F_EMAILID or F_THREADID)
+ * into out; data[0..len) the message (THREADID only, may be NULL). */
+void imap_objectid_fetch(enum fetch_kind kind, const struct msg_record *rec, const uint8_t *data,
+                         size_t len, struct buf *out);
+/* An objectid argument for SEARCH: ROOST_EINVAL when not an objectid
+ * (RFC 8474 7), else 0 with *v_r the value of one spelt letter + 16 hex
+ * digits, or 0 (no message has it) for any other. */
+int imap_objectid_parse(const char *s, char letter, uint64_t *v_r);
+/* Answer a CREATE of name that succeeded: OK [MAILBOXID (id)]. */
+void imap_objectid_created(struct imap_cmd *cmd, const char *name);
 
 #endif

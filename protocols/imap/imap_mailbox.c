@@ -117,6 +117,7 @@ do_select(struct imap_cmd *cmd, bool readonly)
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
 	imap_untagged(s, "OK [URLMECH INTERNAL] URLAUTH mechanisms"); /* RFC 4467 4 */
+	imap_untagged(s, "OK [MAILBOXID (%s)] Ok", v->mailboxid);
 	if (s->condstore)
 		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)v->modseq);
 	if (qresync && q_uidvalidity == v->uidvalidity) {
@@ -189,7 +190,7 @@ cmd_create(struct imap_cmd *cmd)
 		                                     : "Invalid mailbox name");
 		return;
 	}
-	imap_tagged(cmd, "OK", "CREATE completed");
+	imap_objectid_created(cmd, name);
 }
 
 void
@@ -293,23 +294,24 @@ enum {
 	ST_UNSEEN = 1 << 4,
 	ST_SIZE = 1 << 5,
 	ST_HIGHESTMODSEQ = 1 << 6,
+	ST_MAILBOXID = 1 << 7,
 };
 
 int
 imap_status_parse_items(const struct imap_arg *l, unsigned *items_r)
 {
-	static const char *const names[] = {"MESSAGES", "RECENT", "UIDNEXT",      "UIDVALIDITY",
-	                                    "UNSEEN",   "SIZE",   "HIGHESTMODSEQ"};
+	static const char *const names[] = {"MESSAGES", "RECENT", "UIDNEXT",       "UIDVALIDITY",
+	                                    "UNSEEN",   "SIZE",   "HIGHESTMODSEQ", "MAILBOXID"};
 	unsigned items = 0;
 
 	if (l->type != ARG_LIST || l->n == 0)
 		return ROOST_EINVAL;
 	for (size_t i = 0; i < l->n; i++) {
 		unsigned k;
-		for (k = 0; k < 7; k++)
+		for (k = 0; k < 8; k++)
 			if (imap_arg_atom_eq(&l->list[i], names[k]))
 				break;
-		if (k == 7)
+		if (k == 8)
 			return ROOST_EINVAL;
 		items |= 1u << k;
 	}
@@ -342,6 +344,8 @@ imap_status_write(struct imap_session *s, const char *name, unsigned items)
 		buf_printf(&b, " HIGHESTMODSEQ %llu", (unsigned long long)st.highestmodseq);
 		imap_condstore_enable(s); /* RFC 7162 3.1: an enabling command */
 	}
+	if (items & ST_MAILBOXID)
+		buf_printf(&b, " MAILBOXID (%s)", st.mailboxid);
 	conn_write_str(s->c, "* STATUS ");
 	imap_write_mailbox(s->c, name);
 	conn_printf(s->c, " (%s)\r\n", b.len > 0 ? buf_cstr(&b) + 1 : "");

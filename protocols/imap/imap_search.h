@@ -46,6 +46,8 @@ enum skind {
 	K_SAVED,   /* "$" (RFC 5182) */
 	K_OLDER,   /* WITHIN (RFC 5032): internal date at most now - n */
 	K_YOUNGER, /* internal date after now - n */
+	K_EMAILID, /* OBJECTID (RFC 8474): size holds the id */
+	K_THREADID,
 };
 
 struct skey {

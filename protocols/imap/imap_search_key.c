@@ -203,6 +203,17 @@ parse_key(struct sparse *sp)
 		k->time = (int64_t)time(NULL) - (int64_t)n;
 		return k;
 	}
+	if (strcasecmp(w, "EMAILID") == 0 || strcasecmp(w, "THREADID") == 0) {
+		bool email = strcasecmp(w, "EMAILID") == 0;
+		const char *v = next_string(sp);
+		uint64_t id;
+
+		if (v == NULL || imap_objectid_parse(v, email ? 'M' : 'T', &id) < 0)
+			return NULL;
+		struct skey *k = new_key(sp, email ? K_EMAILID : K_THREADID);
+		k->size = id;
+		return k;
+	}
 	if (strcasecmp(w, "MODSEQ") == 0) {
 		/* MODSEQ [entry-name entry-type-req] mod-sequence-valzer; we
 		 * keep one MODSEQ per message, so the entry only narrows

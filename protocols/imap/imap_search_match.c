@@ -224,6 +224,13 @@ match(struct sctx *x, const struct skey *k)
 		return m->rec.internal_date <= k->time;
 	case K_YOUNGER:
 		return m->rec.internal_date > k->time;
+	case K_EMAILID:
+		return k->size != 0 && m->rec.emailid == k->size;
+	case K_THREADID:
+		/* The thread is named in the header: walking it is the cost. */
+		if (k->size == 0 || !load(x) || !charge(x, message_root(x->msg)->header_len))
+			return false;
+		return imap_threadid(&m->rec, x->mv.data, x->mv.len) == k->size;
 	case K_UID:
 		return seqset_contains(&k->set, m->rec.uid);
 	case K_SEQ:

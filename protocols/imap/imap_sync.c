@@ -179,6 +179,7 @@ view_open(struct imap_session *s, const char *name, bool readonly)
 		goto fail;
 	v->modseq = modseq;
 	v->uidvalidity = st.uidvalidity;
+	memcpy(v->mailboxid, st.mailboxid, sizeof(v->mailboxid));
 	/* the claim read UIDNEXT after the status did */
 	v->uidnext = next_recent > st.uidnext ? next_recent : st.uidnext;
 	for (size_t i = 0; i < n; i++) {

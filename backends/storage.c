@@ -545,8 +545,10 @@ mailbox_changes_free(struct mailbox_changes *changes)
 		return;
 	free(changes->changed);
 	free(changes->expunged);
+	free(changes->expunged_emailids);
 	changes->changed = NULL;
 	changes->expunged = NULL;
+	changes->expunged_emailids = NULL;
 	changes->n_changed = changes->n_expunged = 0;
 }
 

@@ -16,10 +16,25 @@ rec_cmp(const void *a, const void *b)
 	return uid_cmp(&((const struct msg_record *)a)->uid, &((const struct msg_record *)b)->uid);
 }
 
-/* UIDs of dbi entries (id, modseq > since, uid). */
+struct exp_pair {
+	uint32_t uid;
+	uint64_t emailid;
+};
+
 static int
-seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids_r, size_t *n_r)
+pair_cmp(const void *a, const void *b)
 {
+	return uid_cmp(&((const struct exp_pair *)a)->uid, &((const struct exp_pair *)b)->uid);
+}
+
+/* UIDs of dbi entries (id, modseq > since, uid); with emailids_r (the
+ * expunge log, whose value is the time and, since EMAILIDs, the id) their
+ * EMAILIDs too. */
+static int
+seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids_r, size_t *n_r,
+         uint64_t **emailids_r)
+{
+	struct exp_pair *pairs = NULL;
 	uint8_t key[20];
 	MDB_cursor *cur;
 	MDB_val k = {20, key}, v;
@@ -36,16 +51,29 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 			break;
 		if (n == cap) {
 			cap = cap == 0 ? 64 : cap * 2;
-			uids = xreallocarray(uids, cap, sizeof(*uids));
+			pairs = xreallocarray(pairs, cap, sizeof(*pairs));
 		}
-		uids[n++] = lmdb_get_be32((const uint8_t *)k.mv_data + 16);
+		pairs[n].uid = lmdb_get_be32((const uint8_t *)k.mv_data + 16);
+		pairs[n].emailid = 0;
+		if (v.mv_size >= 16)
+			memcpy(&pairs[n].emailid, (const uint8_t *)v.mv_data + 8, 8);
+		n++;
 	}
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		free(uids);
+		free(pairs);
 		return lmdb_err("scan", rc);
 	}
-	uid_sort(uids, n);
+	qsort(pairs, n, sizeof(*pairs), pair_cmp);
+	uids = xreallocarray(NULL, n + 1, sizeof(*uids));
+	for (size_t i = 0; i < n; i++)
+		uids[i] = pairs[i].uid;
+	if (emailids_r != NULL) {
+		*emailids_r = xreallocarray(NULL, n + 1, sizeof(**emailids_r));
+		for (size_t i = 0; i < n; i++)
+			(*emailids_r)[i] = pairs[i].emailid;
+	}
+	free(pairs);
 	*uids_r = uids;
 	*n_r = n;
 	return 0;
@@ -68,7 +96,7 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 	ch->highestmodseq = rec.highestmodseq;
 	ch->uidnext = rec.uidnext;
 	ch->expunged_complete = modseq >= rec.expunge_floor;
-	if ((rc = seq_scan(txn, lm->sh->modseq, lm->id, modseq, &uids, &n)) != 0)
+	if ((rc = seq_scan(txn, lm->sh->modseq, lm->id, modseq, &uids, &n, NULL)) != 0)
 		goto out;
 	ch->changed = xreallocarray(NULL, n + 1, sizeof(*ch->changed));
 	if (n > 64 && n > rec.messages / 8) {
@@ -110,7 +138,8 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 		if (ch->n_changed > 1)
 			qsort(ch->changed, ch->n_changed, sizeof(*ch->changed), rec_cmp);
 	}
-	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, &ch->expunged, &ch->n_expunged);
+	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, &ch->expunged, &ch->n_expunged,
+	              &ch->expunged_emailids);
 out:
 	lmdb_rtxn_end(lm->sh, txn);
 	free(uids);

@@ -22,7 +22,8 @@ lmdb_msg_remove(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_m
 	    (rc = lmdb_wdel(w, w->sh->cache, &k)) != 0 ||
 	    (rc = lmdb_wdel(w, w->sh->unseen, &k)) != 0 ||
 	    (rc = lmdb_seq_del(w, id, m->modseq, uid)) != 0 ||
-	    (rc = lmdb_seq_put(w, w->sh->expunged, id, seq, uid, &now, sizeof(now))) != 0 ||
+	    (rc = lmdb_seq_put(w, w->sh->expunged, id, seq, uid,
+	                       (int64_t[]){now, (int64_t)m->emailid}, 2 * sizeof(now))) != 0 ||
 	    (rc = lmdb_body_unref(w, m->sha)) != 0)
 		return rc;
 	if (rec->messages > 0)
@@ -57,7 +58,7 @@ lmdb_prune_expunged(struct lmdb_w *w, uint64_t id, struct lmdb_mbox *rec, int64_
 		k.mv_size = 8;
 		k.mv_data = key;
 		if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != 0 || k.mv_size != 20 ||
-		    lmdb_get_be64(k.mv_data) != id || v.mv_size != sizeof(when))
+		    lmdb_get_be64(k.mv_data) != id || v.mv_size < sizeof(when))
 			break;
 		memcpy(&when, v.mv_data, sizeof(when));
 		if (when >= now - (int64_t)w->sh->retention)

@@ -79,6 +79,7 @@ struct md_rec {
 struct md_expunge {
 	uint32_t uid;
 	uint64_t modseq;
+	uint64_t emailid; /* 0 in entries written before EMAILIDs */
 	int64_t when;
 };
 
@@ -217,7 +218,7 @@ int md_index_read(struct md_folder *f);
 int md_index_write(struct md_folder *f);
 void md_index_log_rec(struct md_folder *f, const struct md_rec *r);
 void md_index_log_recent(struct md_folder *f);
-void md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq);
+void md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq, uint64_t emailid);
 int md_cache_get(struct md_folder *f, uint32_t uid, struct buf *out);
 int md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len);
 void md_cache_reset(struct md_folder *f);

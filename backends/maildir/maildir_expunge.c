@@ -93,7 +93,7 @@ md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 			in_new = true;
 		else
 			in_cur = true;
-		md_expunge_log_add(f, r->uid, modseq);
+		md_expunge_log_add(f, r->uid, modseq, md_rec_emailid(r));
 		f->uidlist_dead++;
 		gone[n_gone++] = r->uid;
 		any = true;

@@ -6,7 +6,8 @@
  *           HIGHESTMODSEQ and expunge-log floor at the time of writing
  *   REC     uid's MODSEQ, the flags/keyword letters we last saw in its file
  *           name, internal date, size
- *   EXP     uid expunged at MODSEQ, at time t (the expunge log)
+ *   EXP     uid expunged at MODSEQ, at time t (the expunge log), its EMAILID
+ *           in the keyword field (0 in entries written before EMAILIDs)
  *   RECENT  the \Recent boundary moved to uid
  *
  * Loading replays the log; later entries win. Changes are appended under
@@ -110,10 +111,13 @@ md_index_log_recent(struct md_folder *f)
 }
 
 void
-md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq)
+md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq, uint64_t emailid)
 {
-	struct idx_ent e = {
-	    .type = ENT_EXP, .uid = uid, .modseq = modseq, .idate = (int64_t)time(NULL)};
+	struct idx_ent e = {.type = ENT_EXP,
+	                    .uid = uid,
+	                    .modseq = modseq,
+	                    .kw = emailid,
+	                    .idate = (int64_t)time(NULL)};
 
 	if (f->n_exp == f->cap_exp) {
 		f->cap_exp = f->cap_exp == 0 ? 64 : f->cap_exp * 2;
@@ -122,6 +126,7 @@ md_expunge_log_add(struct md_folder *f, uint32_t uid, uint64_t modseq)
 	f->exp[f->n_exp].uid = uid;
 	f->exp[f->n_exp].modseq = modseq;
 	f->exp[f->n_exp].when = e.idate;
+	f->exp[f->n_exp].emailid = emailid;
 	f->n_exp++;
 	log_ent(f, &e);
 	f->index_pending_sync = true;
@@ -188,6 +193,7 @@ apply(struct md_folder *f, const struct idx_ent *e)
 		f->exp[f->n_exp].uid = e->uid;
 		f->exp[f->n_exp].modseq = e->modseq;
 		f->exp[f->n_exp].when = e->idate;
+		f->exp[f->n_exp].emailid = e->kw;
 		f->n_exp++;
 		break;
 	case ENT_RECENT:
@@ -318,6 +324,7 @@ index_rewrite(struct md_folder *f)
 		e.uid = f->exp[i].uid;
 		e.modseq = f->exp[i].modseq;
 		e.idate = f->exp[i].when;
+		e.kw = f->exp[i].emailid;
 		ent_seal(&e);
 		buf_append(&b, &e, sizeof(e));
 	}

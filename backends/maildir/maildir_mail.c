@@ -15,8 +15,8 @@
 
 #include "roost/config.h"
 #include "roost/error.h"
-#include "roost/log.h"
 #include "roost/uid.h"
+#include "roost/log.h"
 #include "roost/xalloc.h"
 
 #include "maildir.h"
@@ -240,9 +240,16 @@ md_cache_set_op(struct mailbox *mb, uint32_t uid, const void *data, size_t len)
 	return err;
 }
 
+static int
+exp_uid_cmp(const void *a, const void *b)
+{
+	return uid_cmp(&((const struct md_expunge *)a)->uid, &((const struct md_expunge *)b)->uid);
+}
+
 int
 md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
 {
+	struct md_expunge *exp;
 	struct md_folder *f;
 	size_t i, n;
 	int err;
@@ -262,18 +269,22 @@ md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
 		if (f->recs[i].modseq > modseq)
 			rec_out(&f->recs[i], &c->changed[c->n_changed++]);
 	}
-	c->expunged = xreallocarray(NULL, f->n_exp + 1, sizeof(*c->expunged));
-	for (i = 0; i < f->n_exp; i++) {
+	exp = xreallocarray(NULL, f->n_exp + 1, sizeof(*exp));
+	for (i = n = 0; i < f->n_exp; i++) {
 		if (f->exp[i].modseq > modseq)
-			c->expunged[c->n_expunged++] = f->exp[i].uid;
+			exp[n++] = f->exp[i];
 	}
 	pthread_mutex_unlock(&f->mutex);
-	uid_sort(c->expunged, c->n_expunged);
-	for (i = n = 0; i < c->n_expunged; i++) {
-		if (n == 0 || c->expunged[n - 1] != c->expunged[i])
-			c->expunged[n++] = c->expunged[i];
+	qsort(exp, n, sizeof(*exp), exp_uid_cmp);
+	c->expunged = xreallocarray(NULL, n + 1, sizeof(*c->expunged));
+	c->expunged_emailids = xreallocarray(NULL, n + 1, sizeof(*c->expunged_emailids));
+	for (i = 0; i < n; i++) {
+		if (c->n_expunged > 0 && c->expunged[c->n_expunged - 1] == exp[i].uid)
+			continue;
+		c->expunged_emailids[c->n_expunged] = exp[i].emailid;
+		c->expunged[c->n_expunged++] = exp[i].uid;
 	}
-	c->n_expunged = n;
+	free(exp);
 	return 0;
 }
 

@@ -370,7 +370,7 @@ scan_apply(struct md_folder *f, bool *work_r)
 		struct md_rec *r = &f->recs[i];
 
 		if (!r->mark) {
-			md_expunge_log_add(f, r->uid, modseq);
+			md_expunge_log_add(f, r->uid, modseq, md_rec_emailid(r));
 			md_rec_free_fields(r);
 			f->uidlist_dead++;
 			continue;

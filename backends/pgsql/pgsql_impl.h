@@ -28,7 +28,7 @@
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 #define PG_CHANNEL "roost"
 
 struct pg_conn {

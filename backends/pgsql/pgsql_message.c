@@ -834,9 +834,9 @@ remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int64_
 	    t,
 	    "WITH m AS (SELECT highestmodseq + 1 AS seq FROM mailboxes WHERE id = $1), "
 	    "gone AS (DELETE FROM messages WHERE mailbox_id = $1 AND uid = ANY "
-	    "($2::bigint[]) RETURNING uid, sha), "
-	    "log AS (INSERT INTO expunged (mailbox_id, uid, modseq, at) SELECT $1, gone.uid, "
-	    "m.seq, $3 FROM gone, m), "
+	    "($2::bigint[]) RETURNING uid, sha, emailid), "
+	    "log AS (INSERT INTO expunged (mailbox_id, uid, modseq, at, emailid) SELECT $1, "
+	    "gone.uid, m.seq, $3, gone.emailid FROM gone, m), "
 	    "c AS (SELECT sha, count(*) AS n FROM gone GROUP BY sha), "
 	    "u AS (UPDATE bodies b SET refs = b.refs - c.n FROM c WHERE b.sha = c.sha) "
 	    "SELECT count(*) FROM gone",
@@ -1102,14 +1102,18 @@ t_changes(struct pg_txn *t, void *arg)
 		rec_fill(&ch->changed[i], res, (int)i);
 	PQclear(res);
 	rc = pg_exec(t,
-	             "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+	             "SELECT uid, coalesce(emailid, 0) FROM expunged WHERE mailbox_id = $1 AND "
+	             "modseq > $2 ORDER BY uid",
 	             &p, false, &res);
 	if (rc != 0)
 		return rc;
 	ch->n_expunged = (size_t)PQntuples(res);
 	ch->expunged = xcalloc(ch->n_expunged + 1, sizeof(*ch->expunged));
-	for (size_t i = 0; i < ch->n_expunged; i++)
+	ch->expunged_emailids = xcalloc(ch->n_expunged + 1, sizeof(*ch->expunged_emailids));
+	for (size_t i = 0; i < ch->n_expunged; i++) {
 		ch->expunged[i] = (uint32_t)pg_int(res, (int)i, 0);
+		ch->expunged_emailids[i] = (uint64_t)pg_int(res, (int)i, 1);
+	}
 	PQclear(res);
 	return 0;
 }

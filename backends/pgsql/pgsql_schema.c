@@ -90,6 +90,9 @@ static const char *const migrations[] = {
     "':' || encode(sha, 'hex')), 1, 16))::bit(64)::bigint;"
     "UPDATE messages SET emailid = 1 WHERE emailid = 0;"
     "ALTER TABLE messages ALTER COLUMN emailid SET NOT NULL;",
+    /* Version 3: the expunge log keeps each message's EMAILID (NULL for
+     * entries of before), so JMAP tells a MOVE from an expunge. */
+    "ALTER TABLE expunged ADD COLUMN IF NOT EXISTS emailid bigint;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

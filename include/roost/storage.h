@@ -181,6 +181,10 @@ struct mailbox_changes {
 	size_t n_changed;
 	uint32_t *expunged; /* UIDs expunged after since, ascending */
 	size_t n_expunged;
+	/* Parallel to expunged: the EMAILID each one had (so a MOVE can be
+	 * told from an expunge by the id reappearing elsewhere), 0 where
+	 * the log predates ids. */
+	uint64_t *expunged_emailids;
 	/* false when since predates the expunge log's retention: the caller
 	 * must compare its UID list with a fresh mailbox_records(). Expunged
 	 * UIDs are kept [storage] expunge_log_retention (default 30 days;

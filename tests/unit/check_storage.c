@@ -1156,6 +1156,24 @@ START_TEST(object_ids)
 	mailbox_close(&mb);
 	ck_assert_uint_eq(emailid_of("Box", dst[0]), e2);
 	ck_assert_uint_eq(emailid_of("Renamed/Box", u2), 0);
+	/* the expunge log names the EMAILID that left */
+	ck_assert_int_eq(mailbox_open(st, USER, "Renamed/Box", 0, &mb), 0);
+	{
+		struct mailbox_changes ch;
+		bool seen = false;
+
+		ck_assert_int_eq(mailbox_changes_since(mb, 1, &ch), 0);
+		ck_assert_ptr_nonnull(ch.expunged_emailids);
+		for (size_t i = 0; i < ch.n_expunged; i++) {
+			if (ch.expunged[i] == u2) {
+				ck_assert_uint_eq(ch.expunged_emailids[i], e2);
+				seen = true;
+			}
+		}
+		ck_assert(seen);
+		mailbox_changes_free(&ch);
+	}
+	mailbox_close(&mb);
 	reopen();
 	ck_assert_uint_eq(emailid_of("Box", dst[0]), e2);
 	free(src);

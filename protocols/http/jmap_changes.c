@@ -18,12 +18,13 @@ struct state_entry {
 	uint64_t digest;
 	uint32_t uidvalidity, uidnext;
 	uint64_t modseq;
+	uint32_t name_hash;
 	bool seen; /* the mailbox still exists */
 };
 
 #define STATE_MAX_ENTRIES 100000
 
-/* Parse "s" + entries "digest.uv.modseq.uidnext" joined by "_". */
+/* Parse "s" + entries "digest.uv.modseq.uidnext.namehash" joined by "_". */
 static int
 state_parse(const char *s, struct state_entry **e_r, size_t *n_r)
 {
@@ -37,11 +38,11 @@ state_parse(const char *s, struct state_entry **e_r, size_t *n_r)
 	s++;
 	while (*s != '\0') {
 		unsigned long long d, ms;
-		unsigned uv, un;
+		unsigned uv, un, nh;
 		int used = 0;
 
-		if (sscanf(s, "%16llx.%x.%llx.%x%n", &d, &uv, &ms, &un, &used) != 4 || used == 0 ||
-		    n == STATE_MAX_ENTRIES) {
+		if (sscanf(s, "%16llx.%x.%llx.%x.%x%n", &d, &uv, &ms, &un, &nh, &used) != 5 ||
+		    used == 0 || n == STATE_MAX_ENTRIES) {
 			free(e);
 			return ROOST_EINVAL;
 		}
@@ -53,6 +54,7 @@ state_parse(const char *s, struct state_entry **e_r, size_t *n_r)
 		e[n].uidvalidity = uv;
 		e[n].modseq = ms;
 		e[n].uidnext = un;
+		e[n].name_hash = nh;
 		e[n].seen = false;
 		n++;
 		s += used;
@@ -139,7 +141,8 @@ jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag)
 			json_array_append_new(created, json_string(m->id));
 		} else {
 			e->seen = true;
-			if (e->modseq != m->st.highestmodseq || e->uidnext != m->st.uidnext)
+			if (e->modseq != m->st.highestmodseq || e->uidnext != m->st.uidnext ||
+			    e->name_hash != jmap_mbox_name_hash(m))
 				json_array_append_new(updated, json_string(m->id));
 		}
 	}
@@ -189,7 +192,7 @@ mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_
 			return false;
 		}
 		for (size_t i = 0; i < n; i++) {
-			jmap_email_id(kind, m->digest, m->st.uidvalidity, recs[i].uid, id);
+			jmap_email_id(kind, recs[i].emailid, id);
 			json_array_append_new(created, json_string(id));
 		}
 		free(recs);
@@ -207,7 +210,7 @@ mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_
 	for (size_t i = 0; i < ch.n_changed; i++) {
 		uint32_t uid = ch.changed[i].uid;
 
-		jmap_email_id(kind, m->digest, m->st.uidvalidity, uid, id);
+		jmap_email_id(kind, ch.changed[i].emailid, id);
 		if (uid >= e->uidnext)
 			json_array_append_new(created, json_string(id));
 		else if (kind == 'E')
@@ -216,13 +219,84 @@ mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_
 	for (size_t i = 0; i < ch.n_expunged; i++) {
 		if (ch.expunged[i] >= e->uidnext)
 			continue; /* created and gone since: never seen */
-		jmap_email_id(kind, m->digest, m->st.uidvalidity, ch.expunged[i], id);
+		if (ch.expunged_emailids == NULL || ch.expunged_emailids[i] == 0)
+			continue; /* logged before EMAILIDs: nobody knows its id */
+		jmap_email_id(kind, ch.expunged_emailids[i], id);
 		json_array_append_new(destroyed, json_string(id));
 	}
 done:
 	mailbox_changes_free(&ch);
 	mailbox_close(&mb);
 	return ok;
+}
+
+/* Whether the array a holds the string id. */
+static bool
+holds(json_t *a, const char *id)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(a, i, v)
+	{
+		if (strcmp(json_string_value(v), id) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Drop repeats of an id within a (the same EMAILID in several mailboxes). */
+static json_t *
+unique(json_t *a)
+{
+	json_t *out = json_array(), *v;
+	size_t i;
+
+	json_array_foreach(a, i, v)
+	{
+		if (!holds(out, json_string_value(v)))
+			json_array_append(out, v);
+	}
+	json_decref(a);
+	return out;
+}
+
+/*
+ * Ids keep through a MOVE, which storage logs as an expunge in one mailbox
+ * and a new message in another: an id both destroyed and created or
+ * updated was moved (or copied, then expunged), and the client that knew
+ * it sees it updated (Email: its mailboxIds changed) or not at all
+ * (Thread). Quadratic in the changes of one response, which maxChanges
+ * and the mailboxes' sizes bound.
+ */
+static void
+reconcile(char kind, json_t **created, json_t **updated, json_t **destroyed)
+{
+	json_t *c = json_array(), *d = json_array(), *v;
+	size_t i;
+
+	*created = unique(*created);
+	*updated = unique(*updated);
+	*destroyed = unique(*destroyed);
+	json_array_foreach(*destroyed, i, v)
+	{
+		const char *id = json_string_value(v);
+		bool moved = holds(*created, id) || holds(*updated, id);
+
+		if (!moved)
+			json_array_append(d, v);
+		else if (kind == 'E' && !holds(*updated, id))
+			json_array_append(*updated, v);
+	}
+	json_array_foreach(*created, i, v)
+	{
+		if (!holds(*destroyed, json_string_value(v)))
+			json_array_append(c, v);
+	}
+	json_decref(*created);
+	json_decref(*destroyed);
+	*created = c;
+	*destroyed = d;
 }
 
 /* Email/changes and Thread/changes (kind 'E' or 'T'): whole mailboxes are
@@ -246,8 +320,8 @@ email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, cons
 	for (size_t i = 0; i < n_old; i++) {
 		const struct jmap_mbox *m = jmap_mbox_by_digest(r, old[i].digest);
 
-		/* A mailbox gone (or renamed, or renumbered) took messages
-		 * whose UIDs nobody recorded. */
+		/* A mailbox gone (or renumbered) took messages whose ids
+		 * nobody recorded. */
 		if (m == NULL || m->st.uidvalidity != old[i].uidvalidity) {
 			free(old);
 			jmap_error(r, "cannotCalculateChanges", "a mailbox was removed", tag);
@@ -298,20 +372,22 @@ email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, cons
 			json_array_extend(created, c);
 			json_array_extend(updated, u);
 			json_array_extend(destroyed, d);
-			buf_printf(&st, "%s%016llx.%x.%llx.%x", st.len > 1 ? "_" : "",
+			buf_printf(&st, "%s%016llx.%x.%llx.%x.%x", st.len > 1 ? "_" : "",
 			           (unsigned long long)m->digest, m->st.uidvalidity,
-			           (unsigned long long)m->st.highestmodseq, m->st.uidnext);
+			           (unsigned long long)m->st.highestmodseq, m->st.uidnext,
+			           jmap_mbox_name_hash(m));
 		} else if (e != NULL) {
 			/* Not taken yet: the old position stays in the state. */
-			buf_printf(&st, "%s%016llx.%x.%llx.%x", st.len > 1 ? "_" : "",
+			buf_printf(&st, "%s%016llx.%x.%llx.%x.%x", st.len > 1 ? "_" : "",
 			           (unsigned long long)e->digest, e->uidvalidity,
-			           (unsigned long long)e->modseq, e->uidnext);
+			           (unsigned long long)e->modseq, e->uidnext, e->name_hash);
 		}
 		json_decref(c);
 		json_decref(u);
 		json_decref(d);
 	}
 	free(old);
+	reconcile(kind, &created, &updated, &destroyed);
 	changes_reply(r, name, tag, since, (char *)st.data, more, created, updated, destroyed);
 	buf_free(&st);
 }

@@ -56,14 +56,6 @@ jmap_name_digest(const char *name)
 	return hash_str64(name);
 }
 
-void
-jmap_email_id(char kind, uint64_t digest, uint32_t uidvalidity, uint32_t uid,
-              char out[JMAP_ID_LEN + 1])
-{
-	snprintf(out, JMAP_ID_LEN + 1, "%c%016llx%08x%08x", kind, (unsigned long long)digest,
-	         uidvalidity, uid);
-}
-
 static bool
 parse_hex(const char *p, size_t n, uint64_t *r)
 {
@@ -78,26 +70,6 @@ parse_hex(const char *p, size_t n, uint64_t *r)
 		v = v << 4 | (uint64_t)d;
 	}
 	*r = v;
-	return true;
-}
-
-bool
-jmap_email_parse(struct jmap_req *r, char kind, const char *id, const struct jmap_mbox **mb_r,
-                 uint32_t *uid_r)
-{
-	uint64_t digest, uv, uid;
-	const struct jmap_mbox *mb;
-
-	*mb_r = NULL;
-	if (id == NULL || strlen(id) != JMAP_ID_LEN || id[0] != kind ||
-	    !parse_hex(id + 1, 16, &digest) || !parse_hex(id + 17, 8, &uv) ||
-	    !parse_hex(id + 25, 8, &uid))
-		return false;
-	mb = jmap_mbox_by_digest(r, digest);
-	if (mb == NULL || mb->st.uidvalidity != uv || uid == 0)
-		return false;
-	*mb_r = mb;
-	*uid_r = (uint32_t)uid;
 	return true;
 }
 
@@ -176,6 +148,7 @@ jmap_mailboxes_reset(struct jmap_req *r)
 	r->mboxes = NULL;
 	r->n_mboxes = 0;
 	r->loaded = false;
+	jmap_elocs_reset(r);
 }
 
 int
@@ -200,13 +173,20 @@ jmap_mailboxes(struct jmap_req *r)
 			continue; /* gone meanwhile */
 		m->name = xstrdup(list[i].name);
 		m->attrs = list[i].attrs;
-		m->digest = jmap_name_digest(m->name);
+		/* the MAILBOXID's digest: a rename keeps it */
+		m->digest = jmap_name_digest(m->st.mailboxid);
 		snprintf(m->id, sizeof(m->id), "M%016llx", (unsigned long long)m->digest);
 		r->n_mboxes++;
 	}
 	storage_list_free(list, n);
 	r->loaded = true;
 	return 0;
+}
+
+uint32_t
+jmap_mbox_name_hash(const struct jmap_mbox *m)
+{
+	return (uint32_t)jmap_name_digest(m->name);
 }
 
 const struct jmap_mbox *
@@ -253,9 +233,10 @@ jmap_state(struct jmap_req *r, struct buf *out)
 	for (size_t i = 0; i < r->n_mboxes; i++) {
 		const struct jmap_mbox *m = &r->mboxes[i];
 
-		buf_printf(out, "%s%016llx.%x.%llx.%x", i > 0 ? "_" : "",
+		buf_printf(out, "%s%016llx.%x.%llx.%x.%x", i > 0 ? "_" : "",
 		           (unsigned long long)m->digest, m->st.uidvalidity,
-		           (unsigned long long)m->st.highestmodseq, m->st.uidnext);
+		           (unsigned long long)m->st.highestmodseq, m->st.uidnext,
+		           jmap_mbox_name_hash(m));
 	}
 }
 

@@ -71,7 +71,7 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 
 		if (jmap_read_message(c, rec->uid, &v, &msg) != 0)
 			return NULL;
-		jmap_email_id('E', m->digest, m->st.uidvalidity, rec->uid, prefix);
+		jmap_email_id('E', rec->emailid, prefix);
 		o = jmap_msg_email(msg, props, json_object_get(args, "bodyProperties"), args,
 		                   prefix + 1);
 		message_free(&msg);
@@ -79,7 +79,7 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 	} else {
 		o = json_object();
 	}
-	jmap_email_id('E', m->digest, m->st.uidvalidity, rec->uid, id);
+	jmap_email_id('E', rec->emailid, id);
 	json_object_set_new(o, "id", json_string(id));
 	if (prop_wanted(props, "blobId")) {
 		id[0] = 'B';
@@ -90,7 +90,7 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 		json_object_set_new(o, "threadId", json_string(id));
 	}
 	if (prop_wanted(props, "mailboxIds"))
-		json_object_set_new(o, "mailboxIds", json_pack("{sb}", m->id, 1));
+		json_object_set_new(o, "mailboxIds", jmap_email_mailbox_ids(r, rec->emailid, m));
 	if (prop_wanted(props, "keywords"))
 		json_object_set_new(o, "keywords", jmap_mbc_keywords(c, rec));
 	if (prop_wanted(props, "size"))
@@ -181,11 +181,13 @@ jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag)
 		uint32_t uid;
 		const char *id = json_string_value(v);
 
+		const struct msg_record *rec;
+
 		if (jmap_email_parse(r, 'T', id, &m, &uid) && (c = jmap_mbc_get(r, &set, m)) &&
-		    jmap_mbc_find(c, uid) != NULL) {
+		    (rec = jmap_mbc_find(c, uid)) != NULL) {
 			char eid[JMAP_ID_LEN + 1];
 
-			jmap_email_id('E', m->digest, m->st.uidvalidity, uid, eid);
+			jmap_email_id('E', rec->emailid, eid);
 			json_array_append_new(list,
 			                      json_pack("{sss[s]}", "id", id, "emailIds", eid));
 		} else {

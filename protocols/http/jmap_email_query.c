@@ -23,6 +23,52 @@ struct cand {
 	bool tried;
 };
 
+struct id_pos {
+	uint64_t emailid;
+	size_t pos;
+};
+
+static int
+id_pos_cmp(const void *pa, const void *pb)
+{
+	const struct id_pos *a = pa, *b = pb;
+
+	if (a->emailid != b->emailid)
+		return a->emailid < b->emailid ? -1 : 1;
+	return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+/* An Email in several mailboxes (an IMAP COPY keeps the EMAILID) is one
+ * result, where it first sorts: drop the later ones from sel[0..n), keeping
+ * the order. Returns the new count. */
+static size_t
+unique_emails(struct cand **sel, size_t n)
+{
+	struct id_pos *v = xreallocarray(NULL, n + 1, sizeof(*v));
+	bool *drop = xcalloc(n + 1, sizeof(*drop)), any = false;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		v[i].emailid = sel[i]->rec->emailid;
+		v[i].pos = i;
+	}
+	qsort(v, n, sizeof(*v), id_pos_cmp);
+	for (size_t i = 1; i < n; i++) {
+		if (v[i].emailid == v[i - 1].emailid)
+			drop[v[i].pos] = any = true;
+	}
+	if (any) {
+		for (size_t i = 0; i < n; i++) {
+			if (!drop[i])
+				sel[k++] = sel[i];
+		}
+		n = k;
+	}
+	free(drop);
+	free(v);
+	return n;
+}
+
 static struct message *
 cand_msg(struct cand *k)
 {
@@ -400,14 +446,14 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 	sort_ctx = &sc;
 	qsort(sel, n_sel, sizeof(*sel), cmp_cand);
 	sort_ctx = NULL;
+	n_sel = unique_emails(sel, n_sel);
 	if (anchor != NULL) {
 		size_t k;
 
 		for (k = 0; k < n_sel; k++) {
 			char id[JMAP_ID_LEN + 1];
-			const struct jmap_mbox *m = sel[k]->c->m;
 
-			jmap_email_id('E', m->digest, m->st.uidvalidity, sel[k]->rec->uid, id);
+			jmap_email_id('E', sel[k]->rec->emailid, id);
 			if (strcmp(id, anchor) == 0)
 				break;
 		}
@@ -424,9 +470,8 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 	ids = json_array();
 	for (size_t i = (size_t)pos; i < n_sel && json_array_size(ids) < limit; i++) {
 		char id[JMAP_ID_LEN + 1];
-		const struct jmap_mbox *m = sel[i]->c->m;
 
-		jmap_email_id('E', m->digest, m->st.uidvalidity, sel[i]->rec->uid, id);
+		jmap_email_id('E', sel[i]->rec->emailid, id);
 		json_array_append_new(ids, json_string(id));
 	}
 	a = json_pack("{sssssbsosI}", "accountId", r->account, "queryState", (char *)st.data,

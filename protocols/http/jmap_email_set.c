@@ -109,13 +109,14 @@ single_mailbox(struct jmap_req *r, json_t *ids, const char **why)
 }
 
 static json_t *
-created_json(const struct jmap_mbox *m, uint32_t uidvalidity, uint32_t uid, size_t size)
+created_json(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid, size_t size)
 {
 	char id[JMAP_ID_LEN + 1], blob[JMAP_ID_LEN + 1], thread[JMAP_ID_LEN + 1];
+	uint64_t emailid = jmap_emailid_at(r, m, uid);
 
-	jmap_email_id('E', m->digest, uidvalidity, uid, id);
-	jmap_email_id('B', m->digest, uidvalidity, uid, blob);
-	jmap_email_id('T', m->digest, uidvalidity, uid, thread);
+	jmap_email_id('E', emailid, id);
+	jmap_email_id('B', emailid, blob);
+	jmap_email_id('T', emailid, thread);
 	return json_pack("{sssssssI}", "id", id, "blobId", blob, "threadId", thread, "size",
 	                 (json_int_t)size);
 }
@@ -151,7 +152,7 @@ store_new(struct jmap_req *r, const struct jmap_mbox *m, const uint8_t *msg, siz
 		*err_r = set_error("serverFail", NULL);
 		return NULL;
 	}
-	return created_json(m, uv, uid, len);
+	return created_json(r, m, uid, len);
 }
 
 /* ---- building a message from an Email object ---- */
@@ -492,18 +493,29 @@ store_keyword(struct jmap_mbc *c, uint32_t uid, const char *kw, bool on)
 	return store(c, uid, &req);
 }
 
+/*
+ * An Email may be in several mailboxes (an IMAP COPY keeps its EMAILID):
+ * keywords change in every copy, so the Email has one set of them; new
+ * mailboxIds (one mailbox here) keep the copy already there, or move the
+ * first one there, and expunge the others.
+ */
 static json_t *
 update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t *patch)
 {
-	const struct jmap_mbox *m, *dest = NULL;
-	struct jmap_mbc *c;
-	uint32_t uid;
+	const struct jmap_mbox *mbs[JMAP_MAX_LOCATIONS], *dest = NULL;
+	struct jmap_mbc *cs[JMAP_MAX_LOCATIONS];
+	uint32_t uids[JMAP_MAX_LOCATIONS];
+	size_t n = jmap_email_locate(r, id, mbs, uids, JMAP_MAX_LOCATIONS);
 	const char *key;
 	json_t *v, *boxes = NULL;
 	int rc = 0;
 
-	if (!jmap_email_parse(r, 'E', id, &m, &uid) || (c = jmap_mbc_get(r, set, m)) == NULL ||
-	    jmap_mbc_find(c, uid) == NULL)
+	for (size_t i = 0; i < n; i++) {
+		if ((cs[i] = jmap_mbc_get(r, set, mbs[i])) == NULL ||
+		    jmap_mbc_find(cs[i], uids[i]) == NULL)
+			return set_error("notFound", NULL);
+	}
+	if (n == 0)
 		return set_error("notFound", NULL);
 	json_object_foreach(patch, key, v)
 	{
@@ -516,18 +528,20 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 			req.flags = k.flags;
 			req.keywords = k.names;
 			req.n_keywords = k.n;
-			rc = store(c, uid, &req);
+			for (size_t i = 0; i < n && rc == 0; i++)
+				rc = store(cs[i], uids[i], &req);
 		} else if (strncmp(key, "keywords/", 9) == 0) {
 			if (!json_is_true(v) && !json_is_null(v))
 				return set_error("invalidProperties", key);
-			rc = store_keyword(c, uid, key + 9, json_is_true(v));
+			for (size_t i = 0; i < n && rc == 0; i++)
+				rc = store_keyword(cs[i], uids[i], key + 9, json_is_true(v));
 			if (rc == ROOST_EINVAL)
 				return set_error("invalidProperties", key);
 		} else if (strcmp(key, "mailboxIds") == 0) {
 			boxes = json_deep_copy(v);
 		} else if (strncmp(key, "mailboxIds/", 11) == 0) {
 			if (boxes == NULL)
-				boxes = json_pack("{sb}", m->id, 1);
+				boxes = json_pack("{sb}", mbs[0]->id, 1);
 			if (json_is_true(v))
 				json_object_set_new(boxes, key + 11, json_true());
 			else
@@ -543,22 +557,34 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 	}
 	if (boxes != NULL) {
 		const char *why;
+		size_t keep = n;
 
 		dest = single_mailbox(r, boxes, &why);
 		json_decref(boxes);
 		if (dest == NULL)
 			return set_error("invalidProperties", why);
-		if (dest != m) {
+		for (size_t i = 0; i < n; i++) {
+			if (mbs[i] == dest && keep == n)
+				keep = i;
+		}
+		if (keep == n) {
 			uint32_t dv, *src_uids = NULL, *dst_uids = NULL;
-			size_t n = 0;
+			size_t nc = 0;
 
-			rc = mailbox_copy(c->mb, &uid, 1, dest->name, true, &dv, &src_uids,
-			                  &dst_uids, &n);
+			rc = mailbox_copy(cs[0]->mb, &uids[0], 1, dest->name, true, &dv, &src_uids,
+			                  &dst_uids, &nc);
 			free(src_uids);
 			free(dst_uids);
 			if (rc != 0)
 				return storage_error(rc);
+			keep = 0;
 		}
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			if (i != keep)
+				rc = mailbox_expunge(cs[i]->mb, &uids[i], 1);
+		}
+		if (rc != 0)
+			return storage_error(rc);
 	}
 	return NULL;
 }
@@ -615,13 +641,20 @@ jmap_email_set(struct jmap_req *r, json_t *args, const char *tag)
 	json_array_foreach(destroy, i, v)
 	{
 		const char *id = jmap_resolve_id(r, json_string_value(v));
-		const struct jmap_mbox *m;
-		struct jmap_mbc *c;
-		uint32_t uid;
+		const struct jmap_mbox *mbs[JMAP_MAX_LOCATIONS];
+		uint32_t uids[JMAP_MAX_LOCATIONS];
+		size_t n = jmap_email_locate(r, id, mbs, uids, JMAP_MAX_LOCATIONS);
 
-		if (id != NULL && jmap_email_parse(r, 'E', id, &m, &uid) &&
-		    (c = jmap_mbc_get(r, &set, m)) != NULL && jmap_mbc_find(c, uid) != NULL) {
-			int rc = mailbox_expunge(c->mb, &uid, 1);
+		if (n > 0) {
+			/* the Email leaves every mailbox it is in */
+			int rc = 0;
+
+			for (size_t k = 0; k < n && rc == 0; k++) {
+				struct jmap_mbc *c = jmap_mbc_get(r, &set, mbs[k]);
+
+				rc = c == NULL ? ROOST_ENOTFOUND
+				               : mailbox_expunge(c->mb, &uids[k], 1);
+			}
 
 			if (rc == 0)
 				json_array_append_new(destroyed, json_string(id));
@@ -751,7 +784,7 @@ jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag)
 			} else {
 				const struct msg_record *rec = jmap_mbc_find(c, uid);
 				json_t *o =
-				    created_json(dest, dv, du[0], rec ? (size_t)rec->size : 0);
+				    created_json(r, dest, du[0], rec ? (size_t)rec->size : 0);
 
 				json_object_set_new(r->created_ids, key,
 				                    json_incref(json_object_get(o, "id")));

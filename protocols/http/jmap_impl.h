@@ -5,20 +5,20 @@
  * Shared by the JMAP files (jmap_*.c): one API request's context, the
  * method table's shape, ids and states.
  *
- * Ids. Storage names mailboxes by path and messages by (UIDVALIDITY, UID)
- * within one, so JMAP ids are derived from those, with fixed widths:
- *   Mailbox  "M" + 16 hex digits of a 64-bit FNV-1a digest of the name
- *   Email    "E" + mailbox digest + UIDVALIDITY (8 hex) + UID (8 hex)
- *   Thread   "T" + the same 32 digits (every message is its own thread)
+ * Ids are storage's object ids (RFC 8474, the ones IMAP's OBJECTID shows):
+ *   Mailbox  "M" + 16 hex digits of a 64-bit FNV-1a digest of its MAILBOXID
+ *   Email    "E" + the EMAILID's 16 hex digits (IMAP spells it "M" + the same)
+ *   Thread   "T" + the same (every message is its own thread here)
  *   Blob     "B" + the same (the raw message), "P" + the same + "_" + the
  *            part path with "_" for "." (one body part, decoded), or "U" +
  *            40 hex digits of the SHA-256 of an uploaded blob
- * A mailbox renamed (over IMAP) therefore gets a new id, and so do the
- * messages moved between mailboxes: /changes reports them destroyed and
- * created.
+ * so a mailbox keeps its id through a rename and a message through a move
+ * (RFC 8621 1.2: ids are immutable). An Email id is found by its EMAILID
+ * among the records of every mailbox, read once per request (jmap_ids.c);
+ * COPY over IMAP keeps the EMAILID, so one Email may be in several mailboxes.
  *
  * States. A state string lists, for every mailbox, its digest,
- * UIDVALIDITY, HIGHESTMODSEQ and UIDNEXT; /changes asks storage what
+ * UIDVALIDITY, HIGHESTMODSEQ, UIDNEXT and a hash of its name; /changes asks storage what
  * changed since each mailbox's MODSEQ (the same change log IMAP's
  * CONDSTORE/QRESYNC read), so a change made over IMAP shows in JMAP and
  * the reverse.
@@ -38,7 +38,7 @@
 #define JMAP_MAX_CALLS 32
 #define JMAP_MAX_OBJECTS_GET 1000
 #define JMAP_MAX_OBJECTS_SET 500
-#define JMAP_ID_LEN 33 /* E/T/B ids: letter + 32 hex digits */
+#define JMAP_ID_LEN 17 /* E/T/B ids: letter + 16 hex digits */
 
 enum jmap_cap {
 	JMAP_CAP_CORE = 1 << 0,
@@ -66,6 +66,11 @@ struct jmap_req {
 	struct jmap_mbox *mboxes;
 	size_t n_mboxes;
 	bool loaded;
+	/* where each EMAILID is (jmap_ids.c), loaded on first use with the
+	 * mailbox list and dropped with it */
+	struct jmap_eloc *elocs;
+	size_t n_elocs;
+	bool elocs_loaded;
 };
 
 struct jmap_method {
@@ -92,19 +97,33 @@ const struct jmap_mbox *jmap_mbox_by_id(struct jmap_req *r, const char *id);
 const struct jmap_mbox *jmap_mbox_by_digest(struct jmap_req *r, uint64_t digest);
 const struct jmap_mbox *jmap_mbox_by_name(struct jmap_req *r, const char *name);
 uint64_t jmap_name_digest(const char *name);
+/* 32 bits of the mailbox's name in the state: a rename changes the state. */
+uint32_t jmap_mbox_name_hash(const struct jmap_mbox *m);
 /* The account's state string (see above) into out. */
 void jmap_state(struct jmap_req *r, struct buf *out);
 /* RFC 3339 UTC ("2024-01-31T10:00:00Z") of t into out (21 bytes). */
 void jmap_utc_date(int64_t t, char out[21]);
 int jmap_parse_date(const char *s, int64_t *t_r);
 
-/* Email ids. */
-void jmap_email_id(char kind, uint64_t digest, uint32_t uidvalidity, uint32_t uid,
-                   char out[JMAP_ID_LEN + 1]);
-/* Parse an "E"/"T"/"B" id (letter given): the mailbox it is in (NULL when
- * gone or renamed) and its UID; false when malformed or stale. */
+/* ---- jmap_ids.c: Email ids ---- */
+
+/* The "E"/"T"/"B" id (kind) of EMAILID emailid. */
+void jmap_email_id(char kind, uint64_t emailid, char out[JMAP_ID_LEN + 1]);
+/* Parse an "E"/"T"/"B" id (letter given): the first mailbox holding it
+ * and its UID there; false when malformed or no message has it. */
 bool jmap_email_parse(struct jmap_req *r, char kind, const char *id, const struct jmap_mbox **mb_r,
                       uint32_t *uid_r);
+/* Every location of an "E" id (at most max, first ones first): the count,
+ * 0 when malformed or no message has it. */
+#define JMAP_MAX_LOCATIONS 64
+size_t jmap_email_locate(struct jmap_req *r, const char *id, const struct jmap_mbox **mbs,
+                         uint32_t *uids, size_t max);
+/* The EMAILID of uid in m, 0 when it is not there (a lookup in storage). */
+uint64_t jmap_emailid_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid);
+/* mailboxIds of EMAILID emailid: every mailbox holding it, m at least. */
+json_t *jmap_email_mailbox_ids(struct jmap_req *r, uint64_t emailid, const struct jmap_mbox *m);
+/* Drop the locations (with the mailbox list). */
+void jmap_elocs_reset(struct jmap_req *r);
 /* A keyword of JMAP to a system flag (0 when it is none) and back. */
 uint32_t jmap_keyword_flag(const char *kw);
 

@@ -255,6 +255,58 @@ class JmapMail(JmapBase):
         typ, data = m.status("Archive", "(MESSAGES)")
         self.assertIn(b"MESSAGES 0", data[0])
 
+    def test_ids_survive_move_and_rename(self):
+        """RFC 8621 ids are immutable: an Email keeps its id through an IMAP
+        MOVE (and a JMAP one), a Mailbox through an IMAP RENAME; the same
+        EMAILID is what IMAP's OBJECTID shows; Email/changes calls a move an
+        update, not a destroy and a create."""
+        self.deliver(PLAIN)
+        [eid] = self.j.query()
+        blob = self.j.call("Email/get", {"ids": [eid], "properties": ["blobId"]})["list"][0]
+        state = self.j.call("Email/get", {"ids": [], "properties": ["id"]})["state"]
+        m = self.imap()
+        self.assertEqual(m.create("Projects")[0], "OK")
+        boxes = self.j.mailboxes()
+        pid = boxes["Projects"]["id"]
+        # IMAP's EMAILID is the JMAP id's digits
+        m.select("INBOX")
+        typ, data = m.fetch("1", "(EMAILID)")
+        self.assertIn(("EMAILID (M%s)" % eid[1:]).encode(), data[0])
+        self.assertEqual(m.uid("MOVE", "1:*", "Projects")[0], "OK")
+        self.assertEqual(self.j.query(inMailbox=pid), [eid])
+        got = self.j.call("Email/get", {"ids": [eid], "properties": ["mailboxIds", "blobId"]})
+        self.assertEqual(got["list"][0]["mailboxIds"], {pid: True})
+        self.assertEqual(got["list"][0]["blobId"], blob["blobId"])
+        ch = self.j.call("Email/changes", {"sinceState": state})
+        self.assertEqual((ch["created"], ch["updated"], ch["destroyed"]), ([], [eid], []))
+        # the mailbox renamed over IMAP keeps its id, and shows as updated
+        mstate = self.j.call("Mailbox/get", {"ids": []})["state"]
+        self.assertEqual(m.rename("Projects", "Work/Projects")[0], "OK")
+        got = self.j.call("Mailbox/get", {"ids": [pid]})
+        self.assertEqual(got["notFound"], [])
+        self.assertEqual(got["list"][0]["name"], "Projects")
+        mch = self.j.call("Mailbox/changes", {"sinceState": mstate})
+        self.assertIn(pid, mch["updated"])
+        self.assertNotIn(pid, mch["destroyed"] + mch["created"])
+        self.assertEqual(self.j.query(inMailbox=pid), [eid])
+        # moved back by JMAP: still the same id, and IMAP agrees
+        inbox = boxes["inbox"]["id"]
+        r = self.j.call("Email/set", {"update": {eid: {"mailboxIds": {inbox: True}}}})
+        self.assertIn(eid, r["updated"])
+        self.assertEqual(self.j.query(inMailbox=inbox), [eid])
+        m.select("INBOX")
+        typ, data = m.fetch("1", "(EMAILID)")
+        self.assertIn(("EMAILID (M%s)" % eid[1:]).encode(), data[0])
+        # an IMAP COPY keeps the EMAILID: one Email in two mailboxes
+        self.assertEqual(m.copy("1", "Archive")[0], "OK")
+        got = self.j.call("Email/get", {"ids": [eid], "properties": ["mailboxIds"]})
+        self.assertEqual(got["list"][0]["mailboxIds"],
+                         {inbox: True, boxes["archive"]["id"]: True})
+        self.assertEqual(self.j.query(), [eid])
+        r = self.j.call("Email/set", {"destroy": [eid]})
+        self.assertEqual(r["destroyed"], [eid])
+        self.assertEqual(self.j.query(), [])
+
     def test_changes_follow_imap_and_push(self):
         """A flag set over IMAP shows in Email/changes and is pushed over
         EventSource; a keyword set over JMAP reaches an IMAP session."""

@@ -85,9 +85,9 @@ static const char *const migrations[] = {
      * their mailbox, UID and body, as the LMDB backend derives it for its
      * old records (both are stable; they need not be equal).
      */
-    "ALTER TABLE messages ADD COLUMN emailid bigint;"
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS emailid bigint;"
     "UPDATE messages SET emailid = ('x' || substr(md5(mailbox_id::text || ':' || uid::text || "
-    "':' || encode(sha, 'hex')), 1, 16))::bit(64)::bigint;"
+    "':' || encode(sha, 'hex')), 1, 16))::bit(64)::bigint WHERE emailid IS NULL;"
     "UPDATE messages SET emailid = 1 WHERE emailid = 0;"
     "ALTER TABLE messages ALTER COLUMN emailid SET NOT NULL;",
     /* Version 3: the expunge log keeps each message's EMAILID (NULL for

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "roost/aliases.h"
 #include "roost/auth.h"
 #include "roost/cli.h"
 #include "roost/config.h"
@@ -99,6 +100,8 @@ deliver_message(const struct roost_services *sv, int argc, char **argv)
 	const char *sender = "";
 	const char **addrs = xcalloc((size_t)argc + 1, sizeof(*addrs));
 	struct delivery_rcpt *rcpts = NULL;
+	const char **rcpt_addr = NULL;
+	size_t n_rcpts = 0;
 	struct delivery_target *targets = NULL;
 	struct msg_input in = {.fd = -1};
 	struct buf msg;
@@ -132,17 +135,36 @@ deliver_message(const struct roost_services *sv, int argc, char **argv)
 		rc = EX_USAGE;
 		goto out;
 	}
-	rcpts = xcalloc(n, sizeof(*rcpts));
-	targets = xcalloc(n, sizeof(*targets));
 	for (size_t i = 0; i < n; i++) {
-		err = delivery_resolve(sv, addrs[i], &rcpts[i]);
+		struct delivery_dest *dests = NULL;
+		size_t nd = 0;
+
+		err = delivery_expand(sv, addrs[i], &dests, &nd);
 		if (err != 0) {
 			fprintf(stderr, "roost deliver: %s: %s\n", addrs[i],
 			        err == ROOST_EPERM ? "not a local address" : "no such user");
 			rc = exit_for(err == ROOST_EINVAL ? ROOST_ENOTFOUND : err);
 			goto out;
 		}
+		for (size_t j = 0; j < nd; j++) {
+			if (dests[j].remote) {
+				/* Only the server's queue sends mail on. */
+				fprintf(stderr,
+				        "roost deliver: %s: the alias forwards to %s in another "
+				        "domain; hand such mail to the server (LMTP or SMTP)\n",
+				        addrs[i], dests[j].addr);
+				free(dests);
+				rc = EX_UNAVAILABLE;
+				goto out;
+			}
+			rcpts = xreallocarray(rcpts, n_rcpts + 1, sizeof(*rcpts));
+			rcpt_addr = xreallocarray(rcpt_addr, n_rcpts + 1, sizeof(*rcpt_addr));
+			rcpts[n_rcpts] = dests[j].d;
+			rcpt_addr[n_rcpts++] = addrs[i];
+		}
+		free(dests);
 	}
+	targets = xcalloc(n_rcpts, sizeof(*targets));
 
 	delivery_new_id(id);
 	t.sender = sender;
@@ -161,12 +183,12 @@ deliver_message(const struct roost_services *sv, int argc, char **argv)
 		rc = err == ROOST_ETOOBIG ? EX_DATAERR : EX_IOERR;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n_rcpts; i++)
 		targets[i] =
 		    (struct delivery_target){.user = rcpts[i].user, .mailbox = rcpts[i].mailbox};
 	in.data = msg.data;
 	in.len = msg.len;
-	err = delivery_store(sv->storage, &in, targets, n, true);
+	err = delivery_store(sv->storage, &in, targets, n_rcpts, true);
 	if (err != 0) {
 		log_error("proto=deliver event=failed id=%s from=%s error=\"%s\"", id,
 		          LOG_QUOTE(sender), roost_strerror(err));
@@ -174,15 +196,16 @@ deliver_message(const struct roost_services *sv, int argc, char **argv)
 		rc = exit_for(err == ROOST_ENOTFOUND ? ROOST_ETEMP : err);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n_rcpts; i++)
 		log_info("proto=deliver event=delivered id=%s from=%s to=%s user=%s mailbox=%s "
 		         "uid=%u size=%zu",
-		         id, LOG_QUOTE(sender), LOG_QUOTE(addrs[i]), LOG_QUOTE(targets[i].user),
+		         id, LOG_QUOTE(sender), LOG_QUOTE(rcpt_addr[i]), LOG_QUOTE(targets[i].user),
 		         LOG_QUOTE(targets[i].mailbox), targets[i].uid, msg.len - hdr_len);
 out:
 	buf_free(&msg);
 	free(targets);
 	free(rcpts);
+	free(rcpt_addr);
 	free(addrs);
 	return rc;
 }
@@ -193,6 +216,8 @@ cli_deliver(struct cli *cli)
 	struct roost_services sv = {0};
 	struct storage *st = NULL;
 	struct auth *auth = NULL;
+	struct aliases *aliases = NULL;
+	char msg[512];
 	enum log_level level = LOG_LEVEL_INFO;
 	int err, rc;
 
@@ -200,7 +225,12 @@ cli_deliver(struct cli *cli)
 		return EX_CONFIG;
 	if (log_level_parse(cfg->log_level, &level) != 0)
 		level = LOG_LEVEL_INFO;
-	log_setup(level, true, cfg->log_syslog);
+	/* An MDA is quiet on success: the MTA shows what it prints. Its
+	 * delivery lines go to syslog when that is on. */
+	if (cfg->log_syslog)
+		log_setup(level, false, true);
+	else
+		log_setup(level < LOG_LEVEL_WARN ? level : LOG_LEVEL_WARN, true, false);
 	err = auth_open(cfg, &auth);
 	if (err != 0) {
 		fprintf(stderr, "roost deliver: cannot open the user database: %s\n",
@@ -214,11 +244,19 @@ cli_deliver(struct cli *cli)
 		rc = EX_TEMPFAIL;
 		goto out;
 	}
+	err = aliases_load(cfg, &aliases, msg, sizeof(msg));
+	if (err != 0) {
+		fprintf(stderr, "roost deliver: %s\n", msg);
+		rc = EX_CONFIG;
+		goto out;
+	}
 	sv.cfg = cfg;
 	sv.storage = st;
 	sv.auth = auth;
+	sv.aliases = aliases;
 	rc = deliver_message(&sv, cli->argc, cli->argv);
 out:
+	aliases_free(&aliases);
 	storage_close(&st);
 	auth_free(&auth);
 	config_free(&cfg);

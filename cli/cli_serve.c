@@ -12,9 +12,11 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "roost/aliases.h"
 #include "roost/auth.h"
 #include "roost/cli.h"
 #include "roost/config.h"
+#include "roost/delivery.h"
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/outbound.h"
@@ -137,6 +139,24 @@ raise_nofile(const struct roost_config *cfg)
 		             : 0ULL);
 }
 
+/* RFC 5321 4.5.1 wants postmaster reachable: say so when it would only be
+ * kept under its name (delivery_expand()) with nobody to read it. */
+static void
+warn_postmaster(const struct roost_services *sv)
+{
+	char name[DELIVERY_MAX_USER], addr[DELIVERY_MAX_USER];
+	const char *domain = sv->cfg->smtp_domains != NULL ? sv->cfg->smtp_domains[0] : NULL;
+	size_t n;
+
+	snprintf(addr, sizeof(addr), "postmaster@%s", domain != NULL ? domain : "");
+	if (aliases_lookup(sv->aliases, sv->cfg, "postmaster", &n) != NULL ||
+	    auth_lookup(sv->auth, "postmaster", name, sizeof(name)) == 0 ||
+	    auth_lookup(sv->auth, addr, name, sizeof(name)) == 0)
+		return;
+	log_warn("event=start warning=no_postmaster hint=\"mail to postmaster is kept under the "
+	         "name postmaster: add an alias ([smtp] aliases) or the user\"");
+}
+
 int
 cli_serve(struct cli *cli)
 {
@@ -146,6 +166,8 @@ cli_serve(struct cli *cli)
 	struct queue *queue = NULL;
 	struct outbound *outbound = NULL;
 	struct server *srv = NULL;
+	struct aliases *aliases = NULL;
+	char errbuf[512];
 	const char *bad;
 	struct roost_services services = {0};
 	enum log_level level;
@@ -198,10 +220,17 @@ cli_serve(struct cli *cli)
 		          roost_strerror(ret));
 		goto out;
 	}
+	if ((ret = aliases_load(cfg, &aliases, errbuf, sizeof(errbuf))) < 0) {
+		log_error("event=start status=failed stage=aliases error=%s", LOG_QUOTE(errbuf));
+		status = CLI_USAGE;
+		goto out;
+	}
 	services.cfg = cfg;
 	services.storage = storage;
 	services.auth = auth;
 	services.queue = queue;
+	services.aliases = aliases;
+	warn_postmaster(&services);
 	if ((ret = server_create(cfg, &services, &srv)) < 0) {
 		log_error("event=start status=failed stage=server error=\"%s\"",
 		          roost_strerror(ret));
@@ -223,6 +252,7 @@ cli_serve(struct cli *cli)
 out:
 	server_free(&srv);
 	queue_close(&queue);
+	aliases_free(&aliases);
 	auth_free(&auth);
 	storage_close(&storage);
 	config_free(&cfg);

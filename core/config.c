@@ -106,6 +106,7 @@ static const struct key_def keys[] = {
     {"smtp", "bare_lf", T_STRING, "reject", F(smtp_bare_lf), 0, 0},
     {"smtp", "recipient_delimiter", T_STRING, "+", F(recipient_delimiter), 0, 0},
     {"smtp", "trusted_networks", T_STRLIST, NULL, F(smtp_trusted_networks), 0, 0},
+    {"smtp", "aliases", T_STRING, "", F(smtp_aliases), 0, 0},
 
     {"relay", "smarthost", T_STRING, "", F(relay_smarthost), 0, 0},
     {"relay", "smarthost_user", T_STRING, "", F(relay_smarthost_user), 0, 0},

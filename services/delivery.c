@@ -2,6 +2,7 @@
  * Local delivery shared by SMTP, LMTP, DSNs and `roost deliver` (see
  * include/roost/delivery.h).
  */
+#include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,13 +11,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "roost/aliases.h"
 #include "roost/auth.h"
 #include "roost/config.h"
 #include "roost/delivery.h"
 #include "roost/error.h"
+#include "roost/log.h"
 #include "roost/metrics.h"
 #include "roost/services.h"
 #include "roost/storage.h"
+#include "roost/xalloc.h"
 
 bool
 delivery_domain_is_local(const struct roost_config *cfg, const char *domain)
@@ -39,7 +43,10 @@ lookup_user(const struct roost_services *sv, const char *local, size_t local_len
 	char tmp[DELIVERY_MAX_USER];
 	int n = snprintf(tmp, sizeof(tmp), "%.*s@%s", (int)local_len, local, domain);
 
-	if (n > 0 && (size_t)n < sizeof(tmp) && auth_lookup(sv->auth, tmp, name_r, namelen) == 0)
+	/* A user stored as alice@example.org is ours only while example.org
+	 * is a local domain ([smtp] domains). */
+	if (is_local && n > 0 && (size_t)n < sizeof(tmp) &&
+	    auth_lookup(sv->auth, tmp, name_r, namelen) == 0)
 		return 0;
 	if (is_local && local_len < sizeof(tmp)) {
 		memcpy(tmp, local, local_len);
@@ -107,6 +114,156 @@ delivery_resolve(const struct roost_services *sv, const char *address, struct de
 	}
 	r->user[0] = '\0';
 	return is_local ? ROOST_ENOTFOUND : ROOST_EPERM;
+}
+
+struct expand_ctx {
+	const struct roost_services *sv;
+	struct delivery_dest *v;
+	size_t n, cap;
+	const char *stack[ALIASES_MAX_DEPTH + 1];
+	unsigned depth;
+	bool full;
+};
+
+static void
+add_dest(struct expand_ctx *x, bool remote, const char *addr, const struct delivery_rcpt *d)
+{
+	for (size_t i = 0; i < x->n; i++) {
+		if (remote ? x->v[i].remote && strcasecmp(x->v[i].addr, addr) == 0
+		           : !x->v[i].remote && strcmp(x->v[i].d.user, d->user) == 0 &&
+		                 strcmp(x->v[i].d.mailbox, d->mailbox) == 0)
+			return;
+	}
+	if (x->n == DELIVERY_MAX_DESTS) {
+		x->full = true;
+		return;
+	}
+	if (x->n == x->cap) {
+		x->cap = x->cap == 0 ? 4 : x->cap * 2;
+		x->v = xreallocarray(x->v, x->cap, sizeof(*x->v));
+	}
+	memset(&x->v[x->n], 0, sizeof(x->v[x->n]));
+	x->v[x->n].remote = remote;
+	snprintf(x->v[x->n].addr, sizeof(x->v[x->n].addr), "%s", addr);
+	if (d != NULL)
+		x->v[x->n].d = *d;
+	x->n++;
+}
+
+/* Is address postmaster at a local domain (or bare), in any case? */
+static bool
+is_postmaster(const struct roost_config *cfg, const char *address)
+{
+	const char *at = strrchr(address, '@');
+	size_t len = at != NULL ? (size_t)(at - address) : strlen(address);
+
+	return len == 10 && strncasecmp(address, "postmaster", 10) == 0 &&
+	       (at != NULL ? delivery_domain_is_local(cfg, at + 1)
+	                   : cfg->smtp_domains != NULL && cfg->smtp_domains[0] != NULL);
+}
+
+/* The alias for address, also for its base when it has a detail
+ * ("team+x@" uses "team"'s when there is no "team+x"). */
+static char *const *
+alias_for(const struct roost_services *sv, const char *address, size_t *n_r)
+{
+	const char *delim = sv->cfg->recipient_delimiter, *at = strrchr(address, '@');
+	char *const *t = aliases_lookup(sv->aliases, sv->cfg, address, n_r);
+	char base[DELIVERY_MAX_USER];
+	size_t local_len = at != NULL ? (size_t)(at - address) : strlen(address), cut;
+
+	if (t != NULL || delim == NULL || delim[0] == '\0')
+		return t;
+	cut = strcspn(address, delim);
+	if (cut == 0 || cut >= local_len)
+		return NULL;
+	snprintf(base, sizeof(base), "%.*s%s", (int)cut, address, at != NULL ? at : "");
+	return aliases_lookup(sv->aliases, sv->cfg, base, n_r);
+}
+
+static int
+expand_one(struct expand_ctx *x, const char *address)
+{
+	const struct roost_services *sv = x->sv;
+	struct delivery_rcpt d;
+	char *const *t = NULL;
+	size_t n = 0;
+	bool on_stack = false;
+	int err;
+
+	for (unsigned i = 0; i < x->depth; i++)
+		on_stack |= strcasecmp(x->stack[i], address) == 0;
+	/* An alias that names itself means the user ("alice: alice, bob"). */
+	if (!on_stack)
+		t = alias_for(sv, address, &n);
+	if (t != NULL) {
+		bool any = false;
+
+		if (x->depth == ALIASES_MAX_DEPTH) {
+			log_warn("event=alias_error alias=%s error=\"nested deeper than %d\"",
+			         LOG_QUOTE(address), ALIASES_MAX_DEPTH);
+			return ROOST_ENOTFOUND;
+		}
+		x->stack[x->depth++] = address;
+		for (size_t i = 0; i < n; i++) {
+			err = expand_one(x, t[i]);
+			if (err == 0)
+				any = true;
+			else
+				log_warn("event=alias_error alias=%s target=%s error=\"%s\"",
+				         LOG_QUOTE(address), LOG_QUOTE(t[i]),
+				         err == ROOST_ENOTFOUND ? "no such user"
+				                                : roost_strerror(err));
+		}
+		x->depth--;
+		return any ? 0 : ROOST_ENOTFOUND;
+	}
+	err = delivery_resolve(sv, address, &d);
+	if (err == 0) {
+		add_dest(x, false, address, &d);
+	} else if (err == ROOST_EPERM && x->depth > 0) {
+		add_dest(x, true, address, NULL);
+		err = 0;
+	} else if (err == ROOST_ENOTFOUND && is_postmaster(sv->cfg, address)) {
+		/* RFC 5321 4.5.1: postmaster is always accepted. */
+		const char *at = strrchr(address, '@');
+		const char *dom = at != NULL ? at + 1 : sv->cfg->smtp_domains[0];
+
+		/* Kept for the user this address would be: adding it later
+		 * (roost user add --keep-mail) gives the mail a reader. */
+		memset(&d, 0, sizeof(d));
+		snprintf(d.user, sizeof(d.user), "postmaster@%s", dom);
+		for (char *p = d.user; *p != '\0'; p++)
+			*p = (char)tolower((unsigned char)*p);
+		strcpy(d.mailbox, "INBOX");
+		add_dest(x, false, address, &d);
+		err = 0;
+	}
+	return err;
+}
+
+int
+delivery_expand(const struct roost_services *sv, const char *address,
+                struct delivery_dest **dests_r, size_t *n_r)
+{
+	struct expand_ctx x = {.sv = sv};
+	int err = expand_one(&x, address);
+
+	if (err == 0 && x.n == 0)
+		err = ROOST_ENOTFOUND;
+	if (err == 0 && x.full)
+		log_warn("event=alias_error address=%s error=\"more than %d destinations; the rest "
+		         "dropped\"",
+		         LOG_QUOTE(address), DELIVERY_MAX_DESTS);
+	if (err != 0) {
+		free(x.v);
+		*dests_r = NULL;
+		*n_r = 0;
+		return err;
+	}
+	*dests_r = x.v;
+	*n_r = x.n;
+	return 0;
 }
 
 void

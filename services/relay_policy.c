@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "roost/aliases.h"
 #include "roost/config.h"
 #include "roost/delivery.h"
 #include "roost/error.h"
@@ -131,8 +132,8 @@ relay_peer_trusted(const struct roost_config *cfg, const char *peer)
 	return false;
 }
 
-bool
-relay_sender_allowed(const struct roost_config *cfg, const char *user, const char *address)
+static bool
+own_address(const struct roost_config *cfg, const char *user, const char *address)
 {
 	const char *at = strrchr(address, '@'), *uat = strchr(user, '@');
 	const char *delim = cfg->recipient_delimiter;
@@ -153,6 +154,13 @@ relay_sender_allowed(const struct roost_config *cfg, const char *user, const cha
 	/* alice+tag@ is alice's too. */
 	return delim != NULL && delim[0] != '\0' && local_len > ulocal_len &&
 	       strncasecmp(address, user, ulocal_len) == 0 && address[ulocal_len] == delim[0];
+}
+
+bool
+relay_sender_allowed(const struct roost_config *cfg, const struct aliases *al, const char *user,
+                     const char *address)
+{
+	return own_address(cfg, user, address) || aliases_sender_allowed(al, cfg, user, address);
 }
 
 /* ---- From: ---- */
@@ -278,6 +286,7 @@ each_from_address(const uint8_t *hdr, size_t len, bool (*fn)(const char *addr, v
 
 struct from_check {
 	const struct roost_config *cfg;
+	const struct aliases *al;
 	const char *user;
 	char *bad;
 	size_t badlen;
@@ -290,7 +299,7 @@ check_one(const char *addr, void *arg)
 	struct from_check *fc = arg;
 
 	fc->any = true;
-	if (relay_sender_allowed(fc->cfg, fc->user, addr))
+	if (relay_sender_allowed(fc->cfg, fc->al, fc->user, addr))
 		return true;
 	snprintf(fc->bad, fc->badlen, "%s", addr);
 	fc->ok = false;
@@ -298,10 +307,10 @@ check_one(const char *addr, void *arg)
 }
 
 int
-relay_from_header_check(const struct roost_config *cfg, const char *user, const uint8_t *hdr,
-                        size_t len, char *bad, size_t badlen)
+relay_from_header_check(const struct roost_config *cfg, const struct aliases *al, const char *user,
+                        const uint8_t *hdr, size_t len, char *bad, size_t badlen)
 {
-	struct from_check fc = {cfg, user, bad, badlen, false, true};
+	struct from_check fc = {cfg, al, user, bad, badlen, false, true};
 
 	snprintf(bad, badlen, "%s", "");
 	if (!each_from_address(hdr, len, check_one, &fc))

@@ -108,6 +108,7 @@ struct roost_config {
 	char *recipient_delimiter; /* default "+"; "" disables */
 	char **smtp_trusted_networks; /* CIDRs that may relay unauthenticated; default
 	                               * loopback (127.0.0.0/8, ::1); empty = none */
+	char *smtp_aliases;           /* aliases file (roost/aliases.h); "" = none */
 
 	/* [relay] outbound delivery */
 	char *relay_smarthost;      /* "host:port": send everything there; "" = MX */

@@ -23,6 +23,16 @@
  * (else INBOX). In a local domain, users named without a domain ("alice")
  * receive alice@<domain>. A bare name (no '@') is a user of that name, or
  * the name at the first local domain ("postmaster").
+ *
+ * A user's full address ("alice@example.org") is local only when its
+ * domain is in [smtp] domains: elsewhere it is another host's mail.
+ *
+ * Aliases (roost/aliases.h) are expanded by delivery_expand(), which every
+ * receiving path (SMTP, LMTP, roost deliver) uses; postmaster at a local
+ * domain (any case, RFC 5321 4.5.1) is always deliverable: to its alias,
+ * else the user postmaster, else kept for the user postmaster@<domain>
+ * (in lower case; its store exists before the user does: `roost user add
+ * postmaster@<domain> --keep-mail` gives it a reader).
  */
 struct roost_services;
 struct roost_config;
@@ -49,6 +59,27 @@ struct delivery_rcpt {
  * today, reserved).
  */
 int delivery_resolve(const struct roost_services *sv, const char *address, struct delivery_rcpt *r);
+
+/* One destination of a recipient after alias expansion. */
+struct delivery_dest {
+	bool remote;                  /* another domain's address: the outbound queue */
+	char addr[DELIVERY_MAX_USER]; /* remote: that address; local: the one resolved */
+	struct delivery_rcpt d;       /* local: where the copy goes */
+};
+
+/* Most destinations one recipient may expand to. */
+#define DELIVERY_MAX_DESTS 1000
+
+/*
+ * Expand address through the aliases into destinations (*dests_r, n_r
+ * entries, at least one, deduplicated; the caller frees the array).
+ * Returns 0; ROOST_EPERM when address itself is not local (the caller's
+ * relay policy decides); ROOST_ENOTFOUND when it is local but names no
+ * user, alias or postmaster (an alias whose targets all fail counts as
+ * unknown: its bad targets are logged); ROOST_EINVAL as delivery_resolve().
+ */
+int delivery_expand(const struct roost_services *sv, const char *address,
+                    struct delivery_dest **dests_r, size_t *n_r);
 
 /* Is domain (no '@') one of the configured local domains? Case-insensitive. */
 bool delivery_domain_is_local(const struct roost_config *cfg, const char *domain);

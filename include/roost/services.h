@@ -10,12 +10,14 @@ struct roost_config;
 struct storage;
 struct auth;
 struct queue;
+struct aliases;
 
 struct roost_services {
 	const struct roost_config *cfg;
 	struct storage *storage;
 	struct auth *auth;
-	struct queue *queue; /* outbound queue; NULL: relaying answers 451 */
+	struct queue *queue;           /* outbound queue; NULL: relaying answers 451 */
+	const struct aliases *aliases; /* [smtp] aliases; NULL: none */
 };
 
 #endif

@@ -224,12 +224,12 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 	json_t *err = NULL;
 	int rc;
 
-	if (!relay_sender_allowed(sv->cfg, r->user, from)) {
+	if (!relay_sender_allowed(sv->cfg, sv->aliases, r->user, from)) {
 		err = set_error("forbiddenMailFrom", NULL);
 		goto out;
 	}
-	if (relay_from_header_check(sv->cfg, r->user, msg + root->header_off, root->header_len, bad,
-	                            sizeof(bad)) != 0) {
+	if (relay_from_header_check(sv->cfg, sv->aliases, r->user, msg + root->header_off,
+	                            root->header_len, bad, sizeof(bad)) != 0) {
 		err = set_error("forbiddenFrom", NULL);
 		goto out;
 	}

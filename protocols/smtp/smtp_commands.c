@@ -3,6 +3,7 @@
  * smtp_message.c) and AUTH (smtp_auth.c): the greetings, the envelope,
  * STARTTLS and the small ones.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -71,7 +72,8 @@ sender_ok(struct smtp_session *s)
 	if (!s->d->checks_sender)
 		return true;
 	if (s->authenticated) {
-		if (relay_sender_allowed(s->cfg, user != NULL ? user : "", s->sender))
+		if (relay_sender_allowed(s->cfg, s->sv->aliases, user != NULL ? user : "",
+		                         s->sender))
 			return true;
 		log_info("conn=%llu proto=smtp event=rejected reason=sender-mismatch user=%s "
 		         "from=<%s>",
@@ -149,10 +151,58 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	smtp_reply(s, 250, "2.1.0", "Ok");
 }
 
+static void
+push_rcpt(struct smtp_session *s, const struct smtp_rcpt *r)
+{
+	if (s->n_rcpts == s->cap_rcpts) {
+		s->cap_rcpts = s->cap_rcpts == 0 ? 4 : s->cap_rcpts * 2;
+		s->rcpts = xreallocarray(s->rcpts, s->cap_rcpts, sizeof(*s->rcpts));
+	}
+	s->rcpts[s->n_rcpts++] = *r;
+}
+
+/* Accept a local recipient with its destinations (an alias may name
+ * several, some in other domains: those go to the queue whoever the client
+ * is, as the alias is ours). */
+static void
+add_expanded(struct smtp_session *s, const struct smtp_rcpt *r, const struct delivery_dest *dests,
+             size_t n)
+{
+	size_t n_remote = 0;
+
+	for (size_t i = 0; i < n; i++)
+		n_remote += dests[i].remote;
+	if (n_remote > 0 && s->sv->queue == NULL) {
+		smtp_reply(s, 451, "4.4.0", "<%s>: Forwarding is not available (no outbound queue)",
+		           r->addr);
+		return;
+	}
+	if (n > 1 || n_remote > 0)
+		log_info("conn=%llu proto=%s event=alias_expanded to=%s destinations=%zu "
+		         "remote=%zu",
+		         (unsigned long long)conn_id(s->c), smtp_proto_name(s), LOG_QUOTE(r->addr),
+		         n, n_remote);
+	for (size_t i = 0; i < n; i++) {
+		struct smtp_rcpt one = *r;
+
+		one.rcpt_no = s->n_accepted;
+		one.remote = dests[i].remote;
+		one.d = dests[i].d;
+		if (one.remote)
+			snprintf(one.addr, sizeof(one.addr), "%s", dests[i].addr);
+		push_rcpt(s, &one);
+	}
+	s->n_accepted++;
+	smtp_enter_state(s, ST_RCPT);
+	smtp_reply(s, 250, "2.1.5", "Ok");
+}
+
 void
 smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	struct smtp_rcpt r;
+	struct delivery_dest *dests = NULL;
+	size_t n_dests = 0;
 	const char *params, *bad;
 	int err;
 
@@ -181,16 +231,25 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply(s, 553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8");
 		return;
 	}
-	if (s->n_rcpts >= s->cfg->max_recipients) {
+	if (s->n_accepted >= s->cfg->max_recipients) {
 		smtp_reply(s, 452, "4.5.3", "Too many recipients");
 		return;
 	}
-	err = delivery_resolve(s->sv, r.addr, &r.d);
+	err = delivery_expand(s->sv, r.addr, &dests, &n_dests);
+	if (err == 0) {
+		add_expanded(s, &r, dests, n_dests);
+		free(dests);
+		return;
+	}
 	if (err == ROOST_EPERM && s->sv->queue != NULL && s->d->may_relay &&
 	    (s->authenticated || s->trusted)) {
 		r.remote = true;
 		err = 0;
 	} else if (err == ROOST_EPERM) {
+		log_info("conn=%llu proto=%s event=rcpt_rejected reason=relay_denied peer=%s "
+		         "from=%s to=%s authenticated=%s",
+		         (unsigned long long)conn_id(s->c), smtp_proto_name(s), conn_peer(s->c),
+		         LOG_QUOTE(s->sender), LOG_QUOTE(r.addr), s->authenticated ? "yes" : "no");
 		if (s->authenticated)
 			smtp_reply(s, 451, "4.4.0",
 			           "<%s>: Relaying to other domains is not available yet "
@@ -205,17 +264,18 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	if (err != 0) {
 		/* An MTA handing over a batch over LMTP is not probing for
 		 * users: its unknown recipients do not count towards 421. */
+		log_info("conn=%llu proto=%s event=rcpt_rejected reason=%s peer=%s from=%s to=%s",
+		         (unsigned long long)conn_id(s->c), smtp_proto_name(s),
+		         err == ROOST_ENOTFOUND ? "unknown_user" : "bad_address", conn_peer(s->c),
+		         LOG_QUOTE(s->sender), LOG_QUOTE(r.addr));
 		s->no_count = s->d->unknown_rcpt_free;
 		smtp_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown",
 		           r.addr);
 		s->no_count = false;
 		return;
 	}
-	if (s->n_rcpts == s->cap_rcpts) {
-		s->cap_rcpts = s->cap_rcpts == 0 ? 4 : s->cap_rcpts * 2;
-		s->rcpts = xreallocarray(s->rcpts, s->cap_rcpts, sizeof(*s->rcpts));
-	}
-	s->rcpts[s->n_rcpts++] = r;
+	r.rcpt_no = s->n_accepted++;
+	push_rcpt(s, &r);
 	smtp_enter_state(s, ST_RCPT);
 	smtp_reply(s, 250, "2.1.5", "Ok");
 }

@@ -64,7 +64,8 @@ struct smtp_rcpt {
 	char addr[SMTP_MAX_PATH + 1];
 	struct smtp_rcpt_params params;
 	struct delivery_rcpt d;
-	bool remote; /* another domain's: queued for relay */
+	bool remote;      /* another domain's: queued for relay */
+	unsigned rcpt_no; /* the RCPT command it came from (an alias gives several) */
 };
 
 struct smtp_session {
@@ -93,6 +94,7 @@ struct smtp_session {
 	struct smtp_mail_params mp;
 	struct smtp_rcpt *rcpts;
 	size_t n_rcpts, cap_rcpts;
+	unsigned n_accepted; /* RCPT commands accepted (LMTP answers each) */
 
 	/* message body (DATA or BDAT) */
 	bool in_data; /* DATA pieces are arriving */

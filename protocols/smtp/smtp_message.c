@@ -71,6 +71,7 @@ smtp_reset_transaction(struct smtp_session *s)
 	s->sender[0] = '\0';
 	memset(&s->mp, 0, sizeof(s->mp));
 	s->n_rcpts = 0;
+	s->n_accepted = 0;
 	s->in_data = false;
 	buf_free(&s->msg);
 	s->hdr_len = 0;
@@ -187,7 +188,7 @@ smtp_reply_error(struct smtp_session *s, int err, const char *addr)
 static void
 reject_message(struct smtp_session *s, int code, const char *enh, const char *text)
 {
-	size_t n = s->d->reply_per_rcpt && s->n_rcpts > 0 ? s->n_rcpts : 1;
+	size_t n = s->d->reply_per_rcpt && s->n_accepted > 0 ? s->n_accepted : 1;
 
 	for (size_t i = 0; i < n; i++) {
 		s->no_count = i > 0;
@@ -227,8 +228,8 @@ from_header_ok(struct smtp_session *s, const struct msg_input *in)
 	int err;
 
 	message_head(s, in, &head);
-	err = relay_from_header_check(s->cfg, user != NULL ? user : "", head.data, head.len, bad,
-	                              sizeof(bad));
+	err = relay_from_header_check(s->cfg, s->sv->aliases, user != NULL ? user : "", head.data,
+	                              head.len, bad, sizeof(bad));
 	buf_free(&head);
 	if (err == 0)
 		return true;
@@ -398,8 +399,10 @@ finish_message(struct smtp_session *s, bool bare_eol)
 			                                        .mailbox = s->rcpts[i].d.mailbox};
 	}
 	err = delivery_store(s->sv->storage, &in, t, n_local, !lmtp);
+	/* LMTP answers each recipient: the queued copies stand whatever
+	 * became of the local ones. */
 	if (n_remote > 0)
-		queue_commit(s->sv->queue, qid, err == 0);
+		queue_commit(s->sv->queue, qid, err == 0 || lmtp);
 	for (size_t i = 0, k = 0; i < s->n_rcpts; i++) {
 		const struct smtp_rcpt *r = &s->rcpts[i];
 
@@ -430,15 +433,24 @@ finish_message(struct smtp_session *s, bool bare_eol)
 			    s->sender, s->rcpts[i].addr, (unsigned long long)body);
 	}
 	if (lmtp) {
-		for (size_t i = 0, k = 0; i < s->n_rcpts; i++) {
-			if (s->rcpts[i].remote)
-				continue;
-			if (t[k].result == 0)
-				smtp_reply(s, 250, "2.0.0", "<%s> Delivered, id=%s",
-				           s->rcpts[i].addr, s->id);
+		/* One reply per RCPT (RFC 2033 4.2): an alias's copies succeed
+		 * or fail together, its queued ones counting as delivered. */
+		for (size_t i = 0, k = 0; i < s->n_rcpts;) {
+			unsigned no = s->rcpts[i].rcpt_no;
+			const char *addr = s->rcpts[i].addr;
+			int res = 0;
+
+			for (; i < s->n_rcpts && s->rcpts[i].rcpt_no == no; i++) {
+				if (s->rcpts[i].remote)
+					continue;
+				if (res == 0)
+					res = t[k].result;
+				k++;
+			}
+			if (res == 0)
+				smtp_reply(s, 250, "2.0.0", "<%s> Delivered, id=%s", addr, s->id);
 			else
-				smtp_reply_error(s, t[k].result, s->rcpts[i].addr);
-			k++;
+				smtp_reply_error(s, res, addr);
 		}
 	} else if (err == 0) {
 		if (n_remote > 0)

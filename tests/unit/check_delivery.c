@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "roost/aliases.h"
 #include "roost/auth.h"
 #include "roost/buf.h"
 #include "roost/config.h"
@@ -128,9 +129,9 @@ START_TEST(resolve)
 	/* a user named without a domain receives at every local domain */
 	ck_assert_int_eq(delivery_resolve(&sv, "carol@example.org", &r), 0);
 	ck_assert_str_eq(r.user, "carol");
-	/* a user of another domain is known wherever the mail is addressed */
-	ck_assert_int_eq(delivery_resolve(&sv, "dave@elsewhere.net", &r), 0);
-	ck_assert_str_eq(r.user, "dave@elsewhere.net");
+	/* a user of a domain that is not local is another host's address */
+	ck_assert_int_eq(delivery_resolve(&sv, "dave@elsewhere.net", &r), ROOST_EPERM);
+	ck_assert_str_eq(r.user, "");
 	/* bare names: a user of that name, or the name at the first domain */
 	ck_assert_int_eq(delivery_resolve(&sv, "carol", &r), 0);
 	ck_assert_str_eq(r.user, "carol");
@@ -146,6 +147,72 @@ START_TEST(resolve)
 	big[sizeof(big) - 1] = '\0';
 	memcpy(big + sizeof(big) - 13, "@example.org", 12);
 	ck_assert_int_eq(delivery_resolve(&sv, big, &r), ROOST_EINVAL);
+	teardown_backend();
+}
+END_TEST
+
+START_TEST(expand)
+{
+	struct delivery_dest *d = NULL;
+	struct aliases *al = NULL;
+	char path[300], err[256];
+	size_t n = 0;
+	FILE *f;
+
+	setup_backend(0);
+	snprintf(path, sizeof(path), "%s/aliases", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("team: alice, bob@example.org, alice\n"
+	      "fwd: dave@elsewhere.net, team\n"
+	      "carol: carol, fwd\n"
+	      "a1: a2\na2: a3\na3: a4\na4: a5\na5: a6\na6: a7\na7: a8\na8: a9\na9: alice\n"
+	      "loop: loop2\nloop2: loop\n",
+	      f);
+	fclose(f);
+	cfg.smtp_aliases = path;
+	ck_assert_int_eq(aliases_load(&cfg, &al, err, sizeof(err)), 0);
+	sv.aliases = al;
+
+	/* A list, deduplicated (alice twice). */
+	ck_assert_int_eq(delivery_expand(&sv, "Team@example.org", &d, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(d[0].d.user, "alice@example.org");
+	ck_assert_str_eq(d[1].d.user, "bob@example.org");
+	ck_assert(!d[0].remote);
+	free(d);
+	/* Another domain's address is a remote destination; nested lists. */
+	ck_assert_int_eq(delivery_expand(&sv, "fwd@lists.example.org", &d, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert(d[0].remote);
+	ck_assert_str_eq(d[0].addr, "dave@elsewhere.net");
+	free(d);
+	/* carol names herself: the user, then the rest. */
+	ck_assert_int_eq(delivery_expand(&sv, "carol@example.org", &d, &n), 0);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(d[0].d.user, "carol");
+	ck_assert(d[1].remote);
+	free(d);
+	/* Too deep, loops, unknown: not found. A user's address is itself. */
+	ck_assert_int_eq(delivery_expand(&sv, "a1@example.org", &d, &n), ROOST_ENOTFOUND);
+	ck_assert_ptr_null(d);
+	ck_assert_int_eq(delivery_expand(&sv, "a2@example.org", &d, &n), 0);
+	free(d);
+	ck_assert_int_eq(delivery_expand(&sv, "loop@example.org", &d, &n), ROOST_ENOTFOUND);
+	ck_assert_int_eq(delivery_expand(&sv, "nobody@example.org", &d, &n), ROOST_ENOTFOUND);
+	ck_assert_int_eq(delivery_expand(&sv, "fwd@elsewhere.net", &d, &n), ROOST_EPERM);
+	ck_assert_int_eq(delivery_expand(&sv, "bob@example.org", &d, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	free(d);
+	/* postmaster at a local domain is always deliverable. */
+	ck_assert_int_eq(delivery_expand(&sv, "POSTMASTER@lists.example.org", &d, &n), 0);
+	ck_assert_str_eq(d[0].d.user, "postmaster@lists.example.org");
+	free(d);
+	ck_assert_int_eq(delivery_expand(&sv, "postmaster@elsewhere.net", &d, &n), ROOST_EPERM);
+
+	sv.aliases = NULL;
+	aliases_free(&al);
+	cfg.smtp_aliases = NULL;
 	teardown_backend();
 }
 END_TEST
@@ -337,6 +404,7 @@ delivery_suite(void)
 	tcase_add_test(tc, domain_is_local);
 	tcase_add_test(tc, resolve);
 	tcase_add_test(tc, resolve_detail);
+	tcase_add_test(tc, expand);
 	tcase_add_test(tc, new_id);
 	tcase_add_test(tc, trace_headers);
 	suite_add_tcase(s, tc);

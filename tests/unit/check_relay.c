@@ -66,17 +66,17 @@ START_TEST(sender_addresses)
 {
 	struct roost_config *cfg = config();
 
-	ck_assert(relay_sender_allowed(cfg, "alice@example.org", "alice@example.org"));
-	ck_assert(relay_sender_allowed(cfg, "alice@example.org", "Alice@Example.ORG"));
-	ck_assert(relay_sender_allowed(cfg, "alice@example.org", "alice+lists@example.org"));
-	ck_assert(!relay_sender_allowed(cfg, "alice@example.org", "alicex@example.org"));
-	ck_assert(!relay_sender_allowed(cfg, "alice@example.org", "bob@example.org"));
-	ck_assert(!relay_sender_allowed(cfg, "alice@example.org", "alice@example.net"));
-	ck_assert(!relay_sender_allowed(cfg, "alice@example.org", ""));
-	ck_assert(!relay_sender_allowed(cfg, "alice@example.org", "alice"));
+	ck_assert(relay_sender_allowed(cfg, NULL, "alice@example.org", "alice@example.org"));
+	ck_assert(relay_sender_allowed(cfg, NULL, "alice@example.org", "Alice@Example.ORG"));
+	ck_assert(relay_sender_allowed(cfg, NULL, "alice@example.org", "alice+lists@example.org"));
+	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", "alicex@example.org"));
+	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", "bob@example.org"));
+	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", "alice@example.net"));
+	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", ""));
+	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", "alice"));
 	/* A user without a domain owns its name in every local domain. */
-	ck_assert(relay_sender_allowed(cfg, "carol", "carol@example.net"));
-	ck_assert(!relay_sender_allowed(cfg, "carol", "carol@elsewhere.example"));
+	ck_assert(relay_sender_allowed(cfg, NULL, "carol", "carol@example.net"));
+	ck_assert(!relay_sender_allowed(cfg, NULL, "carol", "carol@elsewhere.example"));
 	config_free(&cfg);
 }
 END_TEST
@@ -84,8 +84,8 @@ END_TEST
 static int
 from_check(struct roost_config *cfg, const char *hdr, char *bad)
 {
-	return relay_from_header_check(cfg, "alice@example.org", (const uint8_t *)hdr, strlen(hdr),
-	                               bad, 300);
+	return relay_from_header_check(cfg, NULL, "alice@example.org", (const uint8_t *)hdr,
+	                               strlen(hdr), bad, 300);
 }
 
 START_TEST(from_header)

@@ -1,0 +1,177 @@
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "roost/aliases.h"
+#include "roost/config.h"
+#include "roost/error.h"
+#include "roost/relay.h"
+#include "roost/xalloc.h"
+
+#include "check_run.h"
+
+static char path[64];
+
+static struct roost_config *
+config_with(const char *text)
+{
+	struct roost_config *cfg = config_defaults();
+	int fd;
+
+	for (char **p = cfg->smtp_domains; *p != NULL; p++)
+		free(*p);
+	free(cfg->smtp_domains);
+	cfg->smtp_domains = xcalloc(3, sizeof(char *));
+	cfg->smtp_domains[0] = xstrdup("example.org");
+	cfg->smtp_domains[1] = xstrdup("example.net");
+	snprintf(path, sizeof(path), "/tmp/roost-aliases-XXXXXX");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	free(cfg->smtp_aliases);
+	cfg->smtp_aliases = xstrdup(path);
+	return cfg;
+}
+
+static int
+load(const char *text, struct aliases **a_r, char *err, size_t errlen)
+{
+	struct roost_config *cfg = config_with(text);
+	int ret = aliases_load(cfg, a_r, err, errlen);
+
+	unlink(path);
+	config_free(&cfg);
+	return ret;
+}
+
+START_TEST(parse_and_lookup)
+{
+	struct roost_config *cfg = config_with("# c\n\nPostmaster: alice\n"
+	                                       "team: alice,\n\tbob@example.org ,\n  carol@x.test\n"
+	                                       "team@example.net: dave\n");
+	struct aliases *a = NULL;
+	char err[256] = "";
+	char *const *t;
+	size_t n = 0;
+
+	ck_assert_int_eq(aliases_load(cfg, &a, err, sizeof(err)), 0);
+	unlink(path);
+	ck_assert_uint_eq(aliases_count(a), 3);
+	t = aliases_lookup(a, cfg, "POSTMASTER@example.org", &n);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(t[0], "alice");
+	t = aliases_lookup(a, cfg, "team@example.org", &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(t[1], "bob@example.org");
+	ck_assert_str_eq(t[2], "carol@x.test");
+	/* The whole-address key wins in its domain. */
+	t = aliases_lookup(a, cfg, "team@example.net", &n);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(t[0], "dave");
+	ck_assert_ptr_null(aliases_lookup(a, cfg, "team@elsewhere.test", &n));
+	ck_assert_ptr_nonnull(aliases_lookup(a, cfg, "team", &n));
+	ck_assert_ptr_null(aliases_lookup(a, cfg, "nobody@example.org", &n));
+	ck_assert_ptr_null(aliases_lookup(NULL, cfg, "team@example.org", &n));
+
+	/* Sender aliases: a direct target names the user. */
+	ck_assert(aliases_sender_allowed(a, cfg, "alice@example.org", "team@example.org"));
+	ck_assert(aliases_sender_allowed(a, cfg, "alice", "team@example.net") == false);
+	ck_assert(aliases_sender_allowed(a, cfg, "dave", "team@example.net"));
+	ck_assert(aliases_sender_allowed(a, cfg, "bob@example.org", "team@example.org"));
+	ck_assert(!aliases_sender_allowed(a, cfg, "bob@example.org", "postmaster@example.org"));
+	ck_assert(!aliases_sender_allowed(a, cfg, "carol@x.test", "team@x.test"));
+	ck_assert(relay_sender_allowed(cfg, a, "alice@example.org", "postmaster@example.org"));
+	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", "postmaster@example.org"));
+	aliases_free(&a);
+	ck_assert_ptr_null(a);
+	aliases_free(&a);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(no_file_is_no_aliases)
+{
+	struct roost_config *cfg = config_defaults();
+	struct aliases *a = NULL;
+	char err[256] = "";
+
+	ck_assert_str_eq(cfg->smtp_aliases, "");
+	ck_assert_int_eq(aliases_load(cfg, &a, err, sizeof(err)), 0);
+	ck_assert_uint_eq(aliases_count(a), 0);
+	aliases_free(&a);
+	free(cfg->smtp_aliases);
+	cfg->smtp_aliases = xstrdup("/nonexistent/aliases");
+	ck_assert_int_eq(aliases_load(cfg, &a, err, sizeof(err)), ROOST_ECONFIG);
+	ck_assert(strstr(err, "/nonexistent/aliases") != NULL);
+	config_free(&cfg);
+}
+END_TEST
+
+struct bad_case {
+	const char *text;
+	const char *must_mention;
+};
+
+static const struct bad_case bad_cases[] = {
+    {"x alice\n", ":1: expected"},
+    {"a: b\n\nA: c\n", ":3: alias a is defined twice"},
+    {"x: |/usr/bin/prog\n", "programs"},
+    {"x: /var/mail/x\n", "programs"},
+    {"x: :include:/etc/list\n", "programs"},
+    {"x:\n", "no target"},
+    {"x: a,,b\n", "bad target"},
+    {"x: <a@b>\n", "bad target"},
+    {"x: a b\n", "bad target"},
+    {"x: a@@b\n", "bad target"},
+    {"x@elsewhere.test: a\n", "not in a local domain"},
+    {"bad name: a\n", "bad alias name"},
+    {"x: a\r\ny: b\x01\n", ":2: alias y: bad target"},
+};
+
+START_TEST(bad_files_are_refused)
+{
+	const struct bad_case *c = &bad_cases[_i];
+	struct aliases *a = NULL;
+	char err[256] = "";
+
+	ck_assert_int_eq(load(c->text, &a, err, sizeof(err)), ROOST_ECONFIG);
+	ck_assert_ptr_null(a);
+	ck_assert_msg(strstr(err, c->must_mention) != NULL, "case %d: \"%s\" lacks \"%s\"", _i, err,
+	              c->must_mention);
+}
+END_TEST
+
+START_TEST(long_and_binary_lines)
+{
+	struct aliases *a = NULL;
+	char err[256] = "";
+	size_t len = 20000;
+	char *big = xmalloc(len + 8);
+
+	memcpy(big, "x: ", 3);
+	memset(big + 3, 'a', len);
+	memcpy(big + 3 + len, "\n", 2);
+	ck_assert_int_eq(load(big, &a, err, sizeof(err)), ROOST_ECONFIG);
+	ck_assert(strstr(err, "too long") != NULL);
+	free(big);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("aliases");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, parse_and_lookup);
+	tcase_add_test(tc, no_file_is_no_aliases);
+	tcase_add_loop_test(tc, bad_files_are_refused, 0,
+	                    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
+	tcase_add_test(tc, long_and_binary_lines);
+	suite_add_tcase(s, tc);
+	return check_run(s);
+}

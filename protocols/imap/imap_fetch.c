@@ -1,5 +1,6 @@
 /*
- * FETCH (every data item, BODY[section]<partial>, PEEK) and its UID form.
+ * FETCH (every data item, BODY[section]<partial>, PEEK, BINARY[part] and
+ * BINARY.SIZE) and its UID form.
  *
  * ENVELOPE, BODY and BODYSTRUCTURE come from the storage cache when it
  * holds them (filled here on the first miss), so a client listing a
@@ -10,6 +11,7 @@
 
 #include "roost/config.h"
 #include "roost/conn.h"
+#include "roost/cte.h"
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/message.h"
@@ -117,8 +119,12 @@ cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct 
 struct fetch_seg {
 	bool from_msg; /* a range of the message, else of the plan's text */
 	uint64_t off;  /* text: offset in it; message: raw offset of the first byte */
-	uint64_t len;  /* octets to send (after CRLF conversion) */
+	uint64_t len;  /* octets to send (after CRLF conversion, or decoded) */
 	bool half;     /* message: the first raw byte is a bare LF whose CR was sent */
+	/* BINARY: the raw bytes [off, off + in_len) decoded as cte, the first
+	 * skip decoded octets left out (partial); else cte is CTE_UNKNOWN */
+	enum cte_kind cte;
+	uint64_t in_len, skip;
 };
 
 /* FETCH between steps; in the command's arena, freed by fetch_state_free. */
@@ -140,10 +146,13 @@ struct fetch_state {
 	struct buf text;
 	struct fetch_seg *segs;
 	size_t n_segs, cap_segs;
-	size_t seg;        /* the segment being sent */
-	uint64_t seg_sent; /* octets of it written */
-	size_t raw_pos;    /* message segment: the next raw byte */
-	bool half;         /* message segment: raw_pos is a bare LF, CR written */
+	size_t seg;             /* the segment being sent */
+	uint64_t seg_sent;      /* octets of it written */
+	size_t raw_pos;         /* message segment: the next raw byte */
+	bool half;              /* message segment: raw_pos is a bare LF, CR written */
+	struct cte_decoder dec; /* decoded segment: where the decoding is */
+
+	bool unknown_cte; /* a BINARY part could not be decoded: tagged NO */
 };
 
 static bool
@@ -211,7 +220,32 @@ seg_add(struct fetch_state *st, bool from_msg, uint64_t off, uint64_t len, bool 
 		st->cap_segs = st->cap_segs ? st->cap_segs * 2 : 8;
 		st->segs = xrealloc(st->segs, st->cap_segs * sizeof(*st->segs));
 	}
-	st->segs[st->n_segs++] = (struct fetch_seg){from_msg, off, len, half};
+	st->segs[st->n_segs++] = (struct fetch_seg){from_msg, off, len, half, CTE_UNKNOWN, 0, 0};
+}
+
+/* len decoded octets of raw [off, off + in_len), the first skip left out. */
+static void
+seg_add_decoded(struct fetch_state *st, uint64_t off, uint64_t in_len, enum cte_kind cte,
+                uint64_t skip, uint64_t len)
+{
+	seg_add(st, true, off, len, false);
+	if (len > 0) {
+		st->segs[st->n_segs - 1].cte = cte;
+		st->segs[st->n_segs - 1].in_len = in_len;
+		st->segs[st->n_segs - 1].skip = skip;
+	}
+}
+
+/* A literal (not literal8) cannot carry NUL (RFC 3501 CHAR8): a message
+ * stored with one (APPEND with literal8) shows it as 0x80 in BODY[], as
+ * Dovecot does; the length stays, and BINARY[] gives the bytes. */
+static void
+nul_out(uint8_t *p, size_t n)
+{
+	uint8_t *q = p, *end = p + n;
+
+	while ((q = memchr(q, '\0', (size_t)(end - q))) != NULL)
+		*q++ = 0x80;
 }
 
 /* The plan's text from *mark to its end becomes a segment. */
@@ -339,8 +373,172 @@ plan_section(struct fetch_state *st, size_t *mark, const struct fetch_item *it, 
 		seg_add(st, true, pos, n, half);
 	} else if (n > 0) {
 		buf_append(&st->text, p, n);
+		nul_out(st->text.data + st->text.len - n, n);
 	}
 	buf_free(&tmp);
+}
+
+/* The offset in raw of the octet at conv_off of its CRLF form. */
+static size_t
+raw_offset(const uint8_t *raw, size_t raw_len, size_t conv_off)
+{
+	size_t pos = 0;
+	bool half = false;
+
+	crlf_walk(raw, raw_len, &pos, &half, NULL, conv_off);
+	return pos;
+}
+
+/* The decoded size of a BINARY section: from the view's slots, else
+ * measured (one decoding pass that keeps nothing) and remembered. */
+static void
+binary_measure(struct imap_view *v, uint32_t uid, const struct fetch_item *it, enum cte_kind cte,
+               const uint8_t *in, size_t len, uint64_t *size_r, bool *nul_r)
+{
+	for (size_t i = 0; i < BINSIZE_SLOTS; i++) {
+		const struct binsize_slot *sl = &v->binsizes[i];
+
+		if (sl->uid == uid && sl->depth == it->depth &&
+		    memcmp(sl->path, it->path, it->depth * sizeof(it->path[0])) == 0) {
+			*size_r = sl->size;
+			*nul_r = sl->nul;
+			return;
+		}
+	}
+	cte_measure(cte, in, len, size_r, nul_r);
+	if (it->depth <= BINSIZE_DEPTH) {
+		struct binsize_slot *sl = &v->binsizes[v->binsize_next++ % BINSIZE_SLOTS];
+
+		memset(sl, 0, sizeof(*sl));
+		sl->uid = uid;
+		sl->depth = (uint32_t)it->depth;
+		memcpy(sl->path, it->path, it->depth * sizeof(it->path[0]));
+		sl->size = *size_r;
+		sl->nul = *nul_r;
+	}
+}
+
+/* The part a BINARY item names (NULL when there is none) and its
+ * encoding; ROOST_ENOTSUP when that cannot be undone. */
+static int
+binary_part(const struct message *msg, const struct fetch_item *it,
+            const struct message_part **part_r, enum cte_kind *cte_r)
+{
+	const struct message_part *part = message_root(msg);
+	struct message_part_info info;
+
+	*part_r = NULL;
+	*cte_r = CTE_BINARY;
+	if (it->depth > 0 && message_find_part(msg, it->path, it->depth, &part) < 0)
+		return 0;
+	message_part_info(msg, part, &info);
+	*cte_r = cte_kind_from_name(info.cte);
+	message_part_info_free(&info);
+	bool composite = part->is_multipart || part->is_message_rfc822;
+	if (*cte_r == CTE_UNKNOWN || (composite && (*cte_r == CTE_BASE64 || *cte_r == CTE_QP)))
+		return ROOST_ENOTSUP;
+	*part_r = part;
+	return 0;
+}
+
+/* Can every BINARY item of req be answered for msg? */
+static bool
+binary_decodable(const struct fetch_req *req, const struct message *msg)
+{
+	for (size_t i = 0; i < req->n; i++) {
+		const struct message_part *part;
+		enum cte_kind cte;
+
+		if ((req->items[i].kind == F_BINARY || req->items[i].kind == F_BINARY_SIZE) &&
+		    binary_part(msg, &req->items[i], &part, &cte) < 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * BINARY[part]<partial> or BINARY.SIZE[part] (RFC 3516) into the plan: the
+ * part's content with its transfer encoding undone, as a literal8 when it
+ * holds NUL. The decoding itself happens as the literal is sent, a chunk
+ * at a time (fetch_send). data/len: the message as parsed (CRLF form),
+ * raw/raw_len: as stored. ROOST_ENOTSUP when the encoding cannot be undone
+ * (nothing planned: the caller answers [UNKNOWN-CTE]).
+ *
+ * A multipart or message/rfc822 part may only be 7bit, 8bit or binary
+ * (RFC 2045 6.4): its content is its body as it is, the parts inside keep
+ * their own encodings. The whole message (BINARY[]) is the message as it
+ * is, unless its one body is encoded: then its header, with
+ * Content-Transfer-Encoding made "binary", and the body decoded.
+ */
+static int
+plan_binary(struct fetch_state *st, size_t *mark, struct imap_view *v, uint32_t uid,
+            const struct fetch_item *it, const uint8_t *data, size_t len, const struct message *msg,
+            const uint8_t *raw, size_t raw_len)
+{
+	const struct message_part *part;
+	struct buf prefix = BUF_INIT(0);
+	size_t b_off = 0, b_len = 0;
+	enum cte_kind cte;
+
+	if (binary_part(msg, it, &part, &cte) < 0)
+		return ROOST_ENOTSUP;
+	if (part != NULL) {
+		if (it->depth > 0) {
+			b_off = part->body_off;
+			b_len = part->body_len;
+		} else if (cte == CTE_BASE64 || cte == CTE_QP) {
+			static const char *const names[] = {"Content-Transfer-Encoding"};
+
+			message_header_fields(data + part->header_off, part->header_len, names, 1,
+			                      true, &prefix);
+			/* the new field goes before the blank line */
+			if (prefix.len >= 2 && prefix.data[prefix.len - 1] == '\n' &&
+			    (prefix.len == 2 || prefix.data[prefix.len - 3] == '\n'))
+				buf_truncate(&prefix, prefix.len - 2);
+			buf_append_str(&prefix, "Content-Transfer-Encoding: binary\r\n\r\n");
+			b_off = part->body_off;
+			b_len = part->body_len;
+		} else {
+			b_len = len;
+		}
+	}
+	/* the stored bytes are decoded, not their CRLF form: binary content
+	 * comes back exactly */
+	size_t rs = b_off, re = b_off + b_len;
+	if (st->crlf) {
+		rs = raw_offset(raw, raw_len, b_off);
+		re = raw_offset(raw, raw_len, b_off + b_len);
+	}
+	uint64_t dsize = 0;
+	bool nul = false;
+	if (re > rs)
+		binary_measure(v, uid, it, cte, raw + rs, re - rs, &dsize, &nul);
+	nul = nul || memchr(prefix.data, '\0', prefix.len) != NULL;
+	uint64_t total = prefix.len + dsize;
+	if (it->kind == F_BINARY_SIZE) {
+		buf_printf(&st->text, "%s %llu", it->resp, (unsigned long long)total);
+		buf_free(&prefix);
+		return 0;
+	}
+	uint64_t o = it->partial ? it->p_off : 0, n = total;
+	if (it->partial)
+		n = o >= total ? 0 : (it->p_len < total - o ? it->p_len : total - o);
+	buf_printf(&st->text, "%s %s{%llu}\r\n", it->resp, nul ? "~" : "", (unsigned long long)n);
+	uint64_t skip = 0;
+	if (o < prefix.len) {
+		uint64_t take = prefix.len - o < n ? prefix.len - o : n;
+
+		buf_append(&st->text, prefix.data + o, (size_t)take);
+		n -= take;
+	} else {
+		skip = o - prefix.len;
+	}
+	if (n > 0) {
+		seg_text(st, mark);
+		seg_add_decoded(st, rs, re - rs, cte, skip, n);
+	}
+	buf_free(&prefix);
+	return 0;
 }
 
 /*
@@ -416,6 +614,23 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 		}
 	}
 
+	/* BINARY[] sets \Seen only on a message it can answer (a failed
+	 * request changes nothing): here, once the message is parsed. */
+	if (req->binary_seen && !v->readonly && !(m->rec.flags & MSG_SEEN) && msg != NULL) {
+		if (!binary_decodable(req, msg)) {
+			rc = ROOST_ENOTSUP;
+			goto out;
+		}
+		struct store_req sr = {.mode = STORE_ADD, .flags = MSG_SEEN};
+		uint32_t *mod = NULL;
+		size_t n_mod = 0;
+		if (mailbox_store(v->mb, &m->rec.uid, 1, &sr, &mod, &n_mod) == 0) {
+			m->rec.flags |= MSG_SEEN;
+			add_flags = true;
+		}
+		free(mod);
+	}
+
 	struct buf *t = &st->text;
 	struct buf b = BUF_INIT(0);
 	size_t mark = 0;
@@ -468,7 +683,19 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 		case F_SECTION:
 			plan_section(st, &mark, it, data, len, msg, mv.data, mv.len);
 			break;
+		case F_BINARY:
+		case F_BINARY_SIZE:
+			rc = plan_binary(st, &mark, v, m->rec.uid, it, data, len, msg, mv.data,
+			                 mv.len);
+			break;
 		}
+		if (rc < 0)
+			break;
+	}
+	if (rc < 0) {
+		buf_free(&b);
+		st->n_segs = 0;
+		goto out;
 	}
 	if (add_flags && !req->has_flags) {
 		buf_reset(&b);
@@ -517,6 +744,28 @@ fetch_reread(struct imap_cmd *cmd, struct fetch_state *st)
 	return 0;
 }
 
+/* A decoded segment begins: the decoder at its start, the octets before
+ * a partial's offset decoded and dropped. */
+static int
+decode_start(struct imap_cmd *cmd, struct fetch_state *st, const struct fetch_seg *sg)
+{
+	int rc;
+
+	if (!st->have_mv && (rc = fetch_reread(cmd, st)) < 0)
+		return rc;
+	if (sg->off + sg->in_len > st->mv.len)
+		return ROOST_EIO;
+	cte_decoder_init(&st->dec, sg->cte);
+	for (uint64_t left = sg->skip; left > 0;) {
+		size_t n = cte_decode(&st->dec, st->mv.data + sg->off, (size_t)sg->in_len, NULL,
+		                      left > SIZE_MAX ? SIZE_MAX : (size_t)left);
+		if (n == 0)
+			return ROOST_EIO;
+		left -= n;
+	}
+	return 0;
+}
+
 /*
  * Write the planned response of the current message, a chunk at a time.
  * 0 once all of it is written; ROOST_EAGAIN when the output is full (the
@@ -537,6 +786,8 @@ fetch_send(struct imap_cmd *cmd, struct fetch_state *st)
 		if (st->seg_sent == 0 && sg->from_msg) {
 			st->raw_pos = (size_t)sg->off;
 			st->half = sg->half;
+			if (sg->cte != CTE_UNKNOWN && (rc = decode_start(cmd, st, sg)) < 0)
+				return rc;
 		}
 		while (st->seg_sent < sg->len) {
 			size_t want = sg->len - st->seg_sent > FETCH_CHUNK
@@ -552,15 +803,28 @@ fetch_send(struct imap_cmd *cmd, struct fetch_state *st)
 			} else {
 				if (!st->have_mv && (rc = fetch_reread(cmd, st)) < 0)
 					return rc;
-				if (!st->crlf) {
+				if (sg->cte != CTE_UNKNOWN) {
+					if (cte_decode(&st->dec, st->mv.data + sg->off,
+					               (size_t)sg->in_len, chunk, want) != want)
+						return ROOST_EIO;
+					rc = conn_write(c, chunk, want);
+				} else if (!st->crlf) {
+					const uint8_t *p = st->mv.data + st->raw_pos;
+
 					if (st->raw_pos + want > st->mv.len)
 						return ROOST_EIO;
-					rc = conn_write(c, st->mv.data + st->raw_pos, want);
+					if (memchr(p, '\0', want) != NULL) {
+						memcpy(chunk, p, want);
+						nul_out(chunk, want);
+						p = chunk;
+					}
+					rc = conn_write(c, p, want);
 					st->raw_pos += want;
 				} else {
 					if (crlf_walk(st->mv.data, st->mv.len, &st->raw_pos,
 					              &st->half, chunk, want) != want)
 						return ROOST_EIO;
+					nul_out(chunk, want);
 					rc = conn_write(c, chunk, want);
 				}
 			}
@@ -655,12 +919,17 @@ fetch_step(struct imap_cmd *cmd)
 		rc = fetch_plan(cmd, st, st->idx[i], seen);
 		if (rc == ROOST_ENOTFOUND)
 			st->gone = true;
+		else if (rc == ROOST_ENOTSUP)
+			st->unknown_cte = true;
 		else if (rc < 0)
 			log_warn("conn=%llu proto=imap event=fetch-failed uid=%u err=%s",
 			         (unsigned long long)conn_id(cmd->c), v->msgs[st->idx[i]].rec.uid,
 			         roost_strerror(rc));
 	}
-	if (st->gone)
+	if (st->unknown_cte)
+		imap_tagged(cmd, "NO",
+		            "[UNKNOWN-CTE] Cannot undo a part's Content-Transfer-Encoding");
+	else if (st->gone)
 		imap_tagged(cmd, "NO", "[EXPUNGEISSUED] Some messages were expunged");
 	else
 		imap_tagged(cmd, "OK", "FETCH completed");
@@ -722,9 +991,10 @@ cmd_fetch(struct imap_cmd *cmd)
 			view_vanished_earlier(s, req->changedsince, &set);
 		}
 	}
-	/* \Seen first, so the responses carry the new flags. */
+	/* \Seen first, so the responses carry the new flags (with BINARY[],
+	 * message by message as fetch_plan() finds it decodable). */
 	bool *seen_now = NULL;
-	if (req->sets_seen && !v->readonly && n > 0) {
+	if (req->sets_seen && !req->binary_seen && !v->readonly && n > 0) {
 		uint32_t *uids = arena_alloc(&cmd->arena, n * sizeof(*uids));
 		size_t k = 0;
 		seen_now = arena_alloc(&cmd->arena, n * sizeof(bool));

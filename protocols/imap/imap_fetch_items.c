@@ -1,6 +1,7 @@
 /*
  * FETCH's item list: data items, macros, BODY[section]<partial> and
- * PEEK, parsed into a fetch_req; and the mod-sequence values of CONDSTORE
+ * PEEK, BINARY[part]<partial>, BINARY.PEEK and BINARY.SIZE, parsed into a
+ * fetch_req; and the mod-sequence values of CONDSTORE
  * modifiers.
  */
 #include <ctype.h>
@@ -53,13 +54,44 @@ parse_fields(struct imap_cmd *cmd, const char *p, const char **end_r, struct fet
 	return 0;
 }
 
+/* "<offset.length>" at *pp, if there: it->partial and its numbers. */
 static int
-parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
+parse_partial(const char **pp, struct fetch_item *it)
 {
-	const char *end;
+	const char *q = *pp;
+	uint64_t o = 0, l = 0;
+	int nd = 0;
 
-	it->kind = F_SECTION;
-	/* part numbers */
+	if (*q != '<')
+		return 0;
+	q++;
+	while (*q >= '0' && *q <= '9' && nd < 19) {
+		o = o * 10 + (uint64_t)(*q++ - '0');
+		nd++;
+	}
+	if (nd == 0 || *q++ != '.')
+		return ROOST_EINVAL;
+	nd = 0;
+	while (*q >= '0' && *q <= '9' && nd < 19) {
+		l = l * 10 + (uint64_t)(*q++ - '0');
+		nd++;
+	}
+	if (nd == 0 || l == 0 || *q++ != '>')
+		return ROOST_EINVAL;
+	it->partial = true;
+	it->p_off = o;
+	it->p_len = l;
+	*pp = q;
+	return 0;
+}
+
+/* Part numbers "1.2.3" at *pp into it->path; *pp is left after the last
+ * number, or after a '.' that no number follows ("1.MIME"). */
+static int
+parse_path(const char **pp, struct fetch_item *it)
+{
+	const char *p = *pp;
+
 	while (*p >= '1' && *p <= '9') {
 		uint64_t v = 0;
 		while (*p >= '0' && *p <= '9') {
@@ -78,6 +110,18 @@ parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
 			return ROOST_EINVAL;
 		}
 	}
+	*pp = p;
+	return 0;
+}
+
+static int
+parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
+{
+	const char *end;
+
+	it->kind = F_SECTION;
+	if (parse_path(&p, it) < 0)
+		return ROOST_EINVAL;
 	if (*p == ']') {
 		it->sec = SEC_ALL;
 		end = p + 1;
@@ -103,29 +147,45 @@ parse_section(struct imap_cmd *cmd, const char *p, struct fetch_item *it)
 	} else {
 		return ROOST_EINVAL;
 	}
-	if (*end == '<') {
-		uint64_t o = 0, l = 0;
-		const char *q = end + 1;
-		int nd = 0;
-		while (*q >= '0' && *q <= '9' && nd < 19) {
-			o = o * 10 + (uint64_t)(*q++ - '0');
-			nd++;
-		}
-		if (nd == 0 || *q++ != '.')
-			return ROOST_EINVAL;
-		nd = 0;
-		while (*q >= '0' && *q <= '9' && nd < 19) {
-			l = l * 10 + (uint64_t)(*q++ - '0');
-			nd++;
-		}
-		if (nd == 0 || l == 0 || *q++ != '>')
-			return ROOST_EINVAL;
-		it->partial = true;
-		it->p_off = o;
-		it->p_len = l;
-		end = q;
-	}
+	if (parse_partial(&end, it) < 0)
+		return ROOST_EINVAL;
 	return *end == '\0' ? 0 : -1;
+}
+
+/*
+ * BINARY[part]<partial>, BINARY.PEEK[...] and BINARY.SIZE[part] (RFC 3516
+ * section-binary: part numbers only, none for the whole message; no
+ * partial for SIZE).
+ */
+static int
+parse_binary(struct imap_cmd *cmd, const char *s, struct fetch_item *it, struct fetch_req *req)
+{
+	bool size = strncasecmp(s, "BINARY.SIZE[", 12) == 0;
+	bool peek = strncasecmp(s, "BINARY.PEEK[", 12) == 0;
+	const char *sec = s + (size || peek ? 12 : 7), *p = sec;
+
+	if (parse_path(&p, it) < 0 || *p != ']' || (p > sec && p[-1] == '.'))
+		return ROOST_EINVAL;
+	const char *close = p++;
+	if (!size && parse_partial(&p, it) < 0)
+		return ROOST_EINVAL;
+	if (*p != '\0')
+		return ROOST_EINVAL;
+	it->kind = size ? F_BINARY_SIZE : F_BINARY;
+	it->peek = peek || size;
+	if (!it->peek)
+		req->sets_seen = req->binary_seen = true;
+	struct buf b = BUF_INIT(0);
+	buf_append_str(&b, size ? "BINARY.SIZE[" : "BINARY[");
+	buf_append(&b, sec, (size_t)(close - sec));
+	buf_append_byte(&b, ']');
+	if (it->partial)
+		buf_printf(&b, "<%llu>", (unsigned long long)it->p_off);
+	it->resp = arena_strndup(&cmd->arena, b.data, b.len);
+	buf_free(&b);
+	req->need_data = true;
+	req->need_parse = true;
+	return 0;
 }
 
 static int
@@ -203,6 +263,10 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 			buf_printf(&b, "<%llu>", (unsigned long long)it->p_off);
 		it->resp = arena_strndup(&cmd->arena, b.data, b.len);
 		buf_free(&b);
+	} else if (strncasecmp(s, "BINARY[", 7) == 0 || strncasecmp(s, "BINARY.PEEK[", 12) == 0 ||
+	           strncasecmp(s, "BINARY.SIZE[", 12) == 0) {
+		if (parse_binary(cmd, s, it, req) < 0)
+			return ROOST_EINVAL;
 	} else {
 		return ROOST_EINVAL;
 	}

@@ -262,6 +262,23 @@ struct view_msg {
 	bool expunged; /* gone in storage, EXPUNGE not sent yet */
 };
 
+/*
+ * Decoded sizes of BINARY sections this view measured (a client asks for
+ * BINARY.SIZE, then BINARY, of the same part): one decoding pass saved per
+ * hit. A message's bytes never change under its UID, and the view is
+ * cleared when the mailbox is selected again. Paths deeper than
+ * BINSIZE_DEPTH are not kept.
+ */
+#define BINSIZE_SLOTS 16
+#define BINSIZE_DEPTH 8
+struct binsize_slot {
+	uint32_t uid; /* 0: empty */
+	uint32_t depth;
+	uint32_t path[BINSIZE_DEPTH];
+	uint64_t size; /* decoded octets */
+	bool nul;      /* a NUL among them */
+};
+
 struct imap_view {
 	struct mailbox *mb;
 	char *name;                                /* storage (UTF-8) name */
@@ -281,7 +298,9 @@ struct imap_view {
 	struct sort_cache *sort_cache; /* SORT/THREAD keys (imap_sort.h) */
 	uint32_t *searchres;           /* "$" (RFC 5182): UIDs, ascending */
 	size_t n_searchres;
-	struct imap_context *contexts; /* RETURN (UPDATE) searches (imap_context.c) */
+	struct imap_context *contexts;               /* RETURN (UPDATE) searches (imap_context.c) */
+	struct binsize_slot binsizes[BINSIZE_SLOTS]; /* imap_fetch.c */
+	unsigned binsize_next;                       /* the slot to reuse next */
 };
 
 struct imap_session {
@@ -475,9 +494,11 @@ enum fetch_kind {
 	F_BODY,
 	F_BODYSTRUCTURE,
 	F_MODSEQ,
-	F_EMAILID,  /* OBJECTID (RFC 8474) */
-	F_THREADID, /* reads the header (imap_objectid.c) */
-	F_SECTION,  /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+	F_EMAILID,     /* OBJECTID (RFC 8474) */
+	F_THREADID,    /* reads the header (imap_objectid.c) */
+	F_SECTION,     /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+	F_BINARY,      /* BINARY[part]<partial>, BINARY.PEEK[...] (RFC 3516): path, partial */
+	F_BINARY_SIZE, /* BINARY.SIZE[part]: path */
 };
 
 enum sec_kind { SEC_ALL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME };
@@ -504,6 +525,7 @@ struct fetch_req {
 	bool need_data;  /* message bytes */
 	bool need_parse; /* parsed sections */
 	bool sets_seen;
+	bool binary_seen; /* BINARY[] sets \Seen: per message, once it is decodable */
 	bool has_flags, has_uid, has_modseq;
 	uint64_t changedsince; /* CHANGEDSINCE (0 = none) */
 };

@@ -34,6 +34,13 @@ static const struct command commands[] = {
      "mailbox list USER | create USER NAME | uids USER NAME | "
      "fetch USER NAME UID",
      "look into a user's mailboxes through the storage interface"},
+    {"import", cli_import,
+     "import USER SOURCE [--mailbox NAME] [--format mboxrd|mboxo] [--password-file FILE] "
+     "[--insecure]",
+     "bring mail in from an mbox file, a Maildir, or imap[s]://login@host[:port]; run again "
+     "to copy only what is new"},
+    {"export", cli_export, "export USER DEST [--format maildir|mbox] [--mailbox NAME]",
+     "write a user's mail out as a Maildir++ tree (with UIDs) or mbox files"},
     {"queue", cli_queue, "queue list | show ID | flush [ID] | delete ID | hold ID | release ID",
      "look at and steer the outbound queue (through the running server when there is one)"},
     {"dkim", cli_dkim, "dkim keygen DOMAIN [rsa|ed25519]",

@@ -49,6 +49,12 @@ int cli_check(struct cli *cli);
 /* cli/cli_deliver.c: exits with sysexits.h codes (an MDA's contract). */
 int cli_deliver(struct cli *cli);
 int cli_mailbox(struct cli *cli);
+/* cli/cli_import.c, cli_export.c, cli_backup.c: moving a store's mail in
+ * and out (mbox, Maildir, IMAP), backups. */
+int cli_import(struct cli *cli);
+int cli_export(struct cli *cli);
+int cli_backup(struct cli *cli);
+int cli_restore(struct cli *cli);
 /* cli/cli_queue.c: the outbound queue. */
 int cli_queue(struct cli *cli);
 /* cli/cli_dkim.c: DKIM signing keys. */

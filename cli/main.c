@@ -24,15 +24,17 @@ static int cmd_version(struct cli *cli);
 
 static const struct command commands[] = {
     {"serve", cli_serve, "serve", "run the mail server in the foreground"},
-    {"user", cli_user, "user add|passwd|del NAME | user list",
-     "manage users in the passwd file (password read from the terminal or stdin)"},
+    {"user", cli_user,
+     "user add NAME [--purge|--keep-mail] | passwd NAME | del NAME [--purge] | list",
+     "manage users in the passwd file (password read from the terminal or stdin); "
+     "del keeps the mail unless --purge"},
     {"config", cli_config, "config", "print the effective configuration"},
     {"check", cli_check, "check", "verify the mail store's invariants without changing it"},
     {"deliver", cli_deliver, "deliver [-f SENDER] -a RECIPIENT [-a RECIPIENT...] < MESSAGE",
      "deliver a message from stdin to local users (an MDA; sysexits.h exit codes)"},
     {"mailbox", cli_mailbox,
-     "mailbox list USER | create USER NAME | uids USER NAME | "
-     "fetch USER NAME UID",
+     "mailbox list USER | create|delete|subscribe|unsubscribe USER NAME | "
+     "rename USER OLD NEW | uids USER NAME | fetch USER NAME UID",
      "look into a user's mailboxes through the storage interface"},
     {"import", cli_import,
      "import USER SOURCE [--mailbox NAME] [--format mboxrd|mboxo] [--password-file FILE] "

@@ -203,6 +203,16 @@ class TestPostmasterWithoutAlias(unittest.TestCase):
                 s.ehlo()
                 s.mail("s@remote.example")
                 self.assertEqual(s.rcpt("someone@example.org")[0], 550)
+            # Kept for the user postmaster@example.org, who does not exist
+            # yet: adding that name hands the mail over only when asked to.
+            self.assertEqual(count(srv, "postmaster@example.org"), 0)
+            res = srv.cli("user", "add", "postmaster@example.org", input="pm-pw\n",
+                          check=False)
+            self.assertEqual(res.returncode, 1)
+            self.assertIn("1 messages of an earlier postmaster@example.org", res.stderr)
+            res = srv.cli("user", "add", "postmaster@example.org", "--keep-mail",
+                          input="pm-pw\n")
+            self.assertIn("with 1 earlier messages", res.stdout)
             self.assertEqual(count(srv, "postmaster@example.org"), 1)
         finally:
             srv.stop()

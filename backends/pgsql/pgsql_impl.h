@@ -178,4 +178,25 @@ int pg_mbox_lookup(struct pg_txn *t, const char *user, const char *name, bool lo
  * -1 when absent (and not added); ROOST_ETOOBIG when the table is full. */
 int pg_kw_index(struct pg_txn *t, int64_t id, const char *name, bool add, int *idx_r);
 
+/* Helpers shared by the message op files (pgsql_message.c unless named). */
+
+/* The columns pg_rec_fill() reads, in its order. */
+#define REC_COLS "uid, flags, keywords, modseq, internal_date, size, emailid"
+/* "{1,2,3}": a bigint[] parameter in text form, into b (reset first). */
+void pg_int_array(struct buf *b, const uint32_t *v, size_t n);
+void pg_int64_array(struct buf *b, const uint64_t *v, size_t n);
+/* Bits of names in mailbox id's table (added when add). */
+int pg_kw_bits(struct pg_txn *t, int64_t id, const char *const *names, size_t n, bool add,
+               uint64_t *bits_r);
+/* A message record from row of a query selecting REC_COLS. */
+void pg_rec_fill(struct msg_record *r, const PGresult *res, int row);
+/* The mailbox row as a reader sees it; ROOST_ENOTFOUND once deleted. */
+int pg_mbox_row(struct pg_txn *t, int64_t id, uint64_t *hms_r, uint32_t *uidnext_r,
+                uint64_t *floor_r);
+/* pgsql_save.c: drop the bodies no message refers to any more. */
+int pg_bodies_collect(struct pg_txn *t);
+/* pgsql_expunge.c: remove uids of mailbox id (locked by the caller),
+ * logging them at the next MODSEQ; *gone_r is how many went. */
+int pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int64_t *gone_r);
+
 #endif

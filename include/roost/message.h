@@ -180,4 +180,18 @@ void message_text_fold(const char *text, size_t len, struct buf *out);
  */
 int message_thread_root(const uint8_t *data, size_t len, struct buf *out);
 
+/* Characters (not bytes: up to four each) of a preview (RFC 8970 3). */
+#define MESSAGE_PREVIEW_CHARS 256
+/*
+ * The preview of msg appended to out: up to MESSAGE_PREVIEW_CHARS
+ * characters of UTF-8 from its first text part (plain preferred within
+ * an alternative; HTML tags stripped; white space and control characters
+ * collapsed to single spaces), nothing when it has no text part. IMAP
+ * PREVIEW and JMAP Email.preview both use it. Thread-safe.
+ */
+void message_preview(const struct message *msg, struct buf *out);
+/* The same treatment of one text (NUL-terminated UTF-8), html when it is
+ * HTML. */
+void message_preview_text(const char *text, bool html, struct buf *out);
+
 #endif

@@ -101,7 +101,7 @@ jmap_msg_email(const struct message *msg, json_t *props, json_t *body_props, jso
 	if (wants(props, "preview")) {
 		struct buf pv = BUF_INIT(0);
 
-		jmap_preview_of(msg, &text, &pv);
+		message_preview(msg, &pv); /* as IMAP PREVIEW has it */
 		json_object_set_new(o, "preview",
 		                    json_string((const char *)pv.data ?: "") ?: json_string(""));
 		buf_free(&pv);

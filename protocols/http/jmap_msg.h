@@ -15,7 +15,6 @@
 
 #include "jmap_impl.h"
 
-#define PREVIEW_CHARS 256
 #define PATH_MAX_LEN 128
 
 struct field {
@@ -77,8 +76,6 @@ void jmap_parse_structure(const struct jpart *parts, size_t n, const char *multi
  * default). */
 json_t *jmap_structure_json(const struct message *msg, const struct jpart *jp, json_t *props);
 json_t *jmap_part_list(const struct message *msg, const struct plist *l, json_t *props);
-/* The preview of the text parts into out. */
-void jmap_preview_of(const struct message *msg, const struct plist *text, struct buf *out);
 /* bodyValues of the text leaves of l, each cut at max bytes (0 = whole). */
 void jmap_body_values_add(const struct message *msg, const struct plist *l, size_t max,
                           json_t *values);

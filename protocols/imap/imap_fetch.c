@@ -22,7 +22,12 @@
 #include "imap_impl.h"
 
 /*
- * Our cache record: "R3 <vsize> <env> <body> <bs>\n" and the three texts.
+ * Our cache record: "R4 <vsize> <env> <body> <bs> <preview>\n" and the four
+ * texts; the preview (RFC 8970) is made with the others, when a FETCH
+ * first parses the message, so it costs its own length (at most 256
+ * characters of UTF-8, 1 KiB) once per message and is never computed
+ * again. "R3" records are the same without the preview: their texts are
+ * used and a PREVIEW makes the record again.
  * vsize is RFC822.SIZE: the octets BODY[] sends (a bare LF counts as CRLF).
  * A record with env = 0 holds the size only (nothing parsed yet: an
  * envelope is never empty). An "R2" record is the same with an envelope
@@ -31,27 +36,31 @@
  */
 struct parsed_cache {
 	struct buf raw;
-	const char *env, *body, *bs;
-	size_t env_len, body_len, bs_len;
+	const char *env, *body, *bs, *pv;
+	size_t env_len, body_len, bs_len, pv_len;
 	uint64_t vsize;
-	bool have_vsize, have_parts;
+	bool have_vsize, have_parts, have_preview;
 };
 
 static bool
 cache_decode(struct parsed_cache *pc)
 {
-	unsigned long long v = 0, e, b, s;
+	unsigned long long v = 0, e, b, s, p = 0;
 	int off = 0;
 	const char *t = buf_cstr(&pc->raw);
+	bool r4 = strncmp(t, "R4 ", 3) == 0;
 
-	pc->have_vsize = pc->have_parts = false;
-	if (strncmp(t, "R3 ", 3) != 0 && strncmp(t, "R2 ", 3) != 0)
+	pc->have_vsize = pc->have_parts = pc->have_preview = false;
+	if (!r4 && strncmp(t, "R3 ", 3) != 0 && strncmp(t, "R2 ", 3) != 0)
 		return false;
-	if (sscanf(t + 3, "%llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4 || off <= 0)
+	if (r4 ? sscanf(t + 3, "%llu %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &p, &off) != 5
+	       : sscanf(t + 3, "%llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4)
+		return false;
+	if (off <= 0)
 		return false;
 	off += 3;
-	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len ||
-	    e + b + s + (size_t)off != pc->raw.len)
+	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len || p > pc->raw.len ||
+	    e + b + s + p + (size_t)off != pc->raw.len)
 		return false;
 	pc->env = t + off;
 	pc->env_len = e;
@@ -61,22 +70,27 @@ cache_decode(struct parsed_cache *pc)
 	pc->bs_len = s;
 	pc->have_vsize = true;
 	pc->vsize = v;
-	pc->have_parts = e > 0 && t[1] == '3';
+	pc->pv = pc->bs + s;
+	pc->pv_len = p;
+	pc->have_parts = e > 0 && (t[1] == '3' || r4);
+	pc->have_preview = pc->have_parts && r4;
 	return true;
 }
 
 /* Store pc's parts (when have_parts) and vsize (when have_vsize). */
 static void
 cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
-            size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len)
+            size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len,
+            const char *pv, size_t pv_len)
 {
 	struct buf r = BUF_INIT(0);
 
-	buf_printf(&r, "R3 %llu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len, body_len,
-	           bs_len);
+	buf_printf(&r, "R4 %llu %zu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len,
+	           body_len, bs_len, pv_len);
 	buf_append(&r, env, env_len);
 	buf_append(&r, body, body_len);
 	buf_append(&r, bs, bs_len);
+	buf_append(&r, pv, pv_len);
 	(void)mailbox_cache_set(mb, uid, r.data, r.len);
 	buf_free(&pc->raw);
 	pc->raw = r;
@@ -87,16 +101,18 @@ cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const cha
 static bool
 cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct parsed_cache *pc)
 {
-	struct buf e = BUF_INIT(0), b = BUF_INIT(0), s = BUF_INIT(0);
+	struct buf e = BUF_INIT(0), b = BUF_INIT(0), s = BUF_INIT(0), p = BUF_INIT(0);
 	bool ok = message_envelope(msg, NULL, &e) == 0 &&
 	          message_bodystructure(msg, message_root(msg), false, &b) == 0 &&
 	          message_bodystructure(msg, message_root(msg), true, &s) == 0 && e.len > 0;
 
 	if (ok) {
+		message_preview(msg, &p);
 		cache_store(mb, uid, pc, (const char *)e.data, e.len, (const char *)b.data, b.len,
-		            (const char *)s.data, s.len);
+		            (const char *)s.data, s.len, (const char *)p.data, p.len);
 		ok = pc->have_parts;
 	}
+	buf_free(&p);
 	buf_free(&e);
 	buf_free(&b);
 	buf_free(&s);
@@ -565,7 +581,7 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 	st->crlf = false;
 	if (req->need_cache || req->need_vsize) {
 		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0 && cache_decode(&pc))
-			have_cache = pc.have_parts;
+			have_cache = pc.have_parts && (pc.have_preview || !req->need_preview);
 		else
 			pc.have_vsize = pc.have_parts = false;
 	}
@@ -608,9 +624,9 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 			/* Keep what the cache held, add the size. */
 			if (pc.have_parts)
 				cache_store(v->mb, m->rec.uid, &pc, pc.env, pc.env_len, pc.body,
-				            pc.body_len, pc.bs, pc.bs_len);
+				            pc.body_len, pc.bs, pc.bs_len, pc.pv, pc.pv_len);
 			else
-				cache_store(v->mb, m->rec.uid, &pc, "", 0, "", 0, "", 0);
+				cache_store(v->mb, m->rec.uid, &pc, "", 0, "", 0, "", 0, "", 0);
 		}
 	}
 
@@ -654,6 +670,10 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 			break;
 		case F_MODSEQ:
 			buf_printf(t, "MODSEQ (%llu)", (unsigned long long)m->rec.modseq);
+			break;
+		case F_PREVIEW:
+			buf_append_str(t, "PREVIEW ");
+			imap_preview_string(t, pc.pv, pc.pv_len);
 			break;
 		case F_EMAILID:
 		case F_THREADID:

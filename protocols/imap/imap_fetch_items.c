@@ -215,6 +215,10 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 	} else if (strcasecmp(s, "THREADID") == 0) {
 		it->kind = F_THREADID;
 		req->need_data = true;
+	} else if (strcasecmp(s, "PREVIEW") == 0) {
+		it->kind = F_PREVIEW;
+		req->need_cache = true;
+		req->need_preview = true;
 	} else if (strcasecmp(s, "RFC822.SIZE") == 0) {
 		it->kind = F_SIZE;
 		req->need_vsize = true;
@@ -313,9 +317,24 @@ imap_fetch_parse_items(struct imap_cmd *cmd, const struct imap_arg *a, struct fe
 	} else if (a->type == ARG_LIST) {
 		if (a->n == 0)
 			return ROOST_EINVAL;
-		for (size_t i = 0; i < a->n; i++)
+		for (size_t i = 0; i < a->n; i++) {
 			if (parse_item(cmd, &a->list[i], req) < 0)
 				return ROOST_EINVAL;
+			/* RFC 8970 3: PREVIEW (LAZY): the preview is made at
+			 * most once per message and kept, so it is never
+			 * costly enough to answer NIL instead */
+			if (req->items[req->n - 1].kind == F_PREVIEW && i + 1 < a->n &&
+			    a->list[i + 1].type == ARG_LIST) {
+				const struct imap_arg *mods = &a->list[++i];
+
+				if (mods->n == 0)
+					return ROOST_EINVAL;
+				for (size_t k = 0; k < mods->n; k++) {
+					if (!imap_arg_atom_eq(&mods->list[k], "LAZY"))
+						return ROOST_EINVAL;
+				}
+			}
+		}
 	} else {
 		if (parse_item(cmd, a, req) < 0)
 			return ROOST_EINVAL;

@@ -496,6 +496,7 @@ enum fetch_kind {
 	F_MODSEQ,
 	F_EMAILID,     /* OBJECTID (RFC 8474) */
 	F_THREADID,    /* reads the header (imap_objectid.c) */
+	F_PREVIEW,     /* RFC 8970, from the parse cache */
 	F_SECTION,     /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
 	F_BINARY,      /* BINARY[part]<partial>, BINARY.PEEK[...] (RFC 3516): path, partial */
 	F_BINARY_SIZE, /* BINARY.SIZE[part]: path */
@@ -520,10 +521,11 @@ struct fetch_item {
 struct fetch_req {
 	struct fetch_item *items;
 	size_t n;
-	bool need_cache; /* envelope/body/bodystructure */
-	bool need_vsize; /* RFC822.SIZE: octets BODY[] sends */
-	bool need_data;  /* message bytes */
-	bool need_parse; /* parsed sections */
+	bool need_cache;   /* envelope/body/bodystructure */
+	bool need_vsize;   /* RFC822.SIZE: octets BODY[] sends */
+	bool need_preview; /* PREVIEW: a cache record with the preview */
+	bool need_data;    /* message bytes */
+	bool need_parse;   /* parsed sections */
 	bool sets_seen;
 	bool binary_seen; /* BINARY[] sets \Seen: per message, once it is decodable */
 	bool has_flags, has_uid, has_modseq;
@@ -602,5 +604,10 @@ void imap_objectid_fetch(enum fetch_kind kind, const struct msg_record *rec, con
 int imap_objectid_parse(const char *s, char letter, uint64_t *v_r);
 /* Answer a CREATE of name that succeeded: OK [MAILBOXID (id)]. */
 void imap_objectid_created(struct imap_cmd *cmd, const char *name);
+
+/* ---- imap_preview.c: PREVIEW (RFC 8970) ---- */
+
+/* pv[0..len) (UTF-8, no CR or LF) as a quoted string or a literal. */
+void imap_preview_string(struct buf *out, const char *pv, size_t len);
 
 #endif

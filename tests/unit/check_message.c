@@ -637,6 +637,87 @@ START_TEST(addresses_degrade)
 }
 END_TEST
 
+static void
+assert_root(const char *msg, const char *want)
+{
+	struct buf b = BUF_INIT(0);
+	int rc = message_thread_root((const uint8_t *)msg, strlen(msg), &b);
+
+	if (want == NULL) {
+		ck_assert_int_eq(rc, ROOST_ENOTFOUND);
+	} else {
+		ck_assert_int_eq(rc, 0);
+		ck_assert_str_eq(buf_cstr(&b), want);
+	}
+	buf_free(&b);
+}
+
+/* THREADID's key: the root of References, else In-Reply-To, else the
+ * message's own id; the body is never read. */
+START_TEST(thread_roots)
+{
+	assert_root("Message-ID: <a@x>\r\n\r\nbody", "a@x");
+	assert_root("Message-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\n\r\n", "a@x");
+	assert_root("Message-ID: <c@x>\r\nIn-Reply-To: <b@x>\r\nreferences:\r\n <a@x>\r\n"
+	            "\t<b@x>\r\n\r\n",
+	            "a@x");
+	assert_root("Subject: none\r\n\r\nReferences: <not@header>\r\n", NULL);
+	assert_root("References: <<>> junk <  > <ok@x>\r\n\r\n", "ok@x");
+	assert_root("References: <unterminated\r\nMessage-ID: <m@x>\r\n\r\n", "m@x");
+	assert_root("", NULL);
+	assert_root("Message-ID: <lf@x>\n\nbody", "lf@x");
+}
+END_TEST
+
+static void
+assert_preview(const char *msg, const char *want)
+{
+	struct message *m;
+	struct buf b = BUF_INIT(0);
+
+	ck_assert_int_eq(message_parse((const uint8_t *)msg, strlen(msg), NULL, &m), 0);
+	message_preview(m, &b);
+	ck_assert_str_eq(b.data != NULL ? buf_cstr(&b) : "", want);
+	buf_free(&b);
+	message_free(&m);
+}
+
+START_TEST(previews)
+{
+	char big[4096];
+	size_t n;
+
+	assert_preview("Subject: x\r\n\r\n  Hello \r\n\r\n world\t!  \r\n", "Hello world !");
+	assert_preview("Content-Type: text/html\r\n\r\n<style>x{}</style><p>a&lt;b&amp;c</p>"
+	               "<script>no</script>",
+	               "a<b&c");
+	assert_preview("Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+	               "Content-Type: text/html\r\n\r\n<b>h</b>\r\n--b\r\n"
+	               "Content-Type: text/plain\r\n\r\np\r\n--b--\r\n",
+	               "p");
+	assert_preview("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+	               "Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner text\r\n"
+	               "--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\n"
+	               "att\r\n--b--\r\n",
+	               "");
+	assert_preview("Content-Type: application/octet-stream\r\n\r\nbinary", "");
+	/* 256 characters, cut on a character boundary */
+	n = (size_t)snprintf(big, sizeof(big), "Content-Type: text/plain; charset=utf-8\r\n\r\n");
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "\xc3\xa9");
+	{
+		struct message *m;
+		struct buf b = BUF_INIT(0);
+
+		ck_assert_int_eq(message_parse((const uint8_t *)big, n, NULL, &m), 0);
+		message_preview(m, &b);
+		ck_assert_uint_eq(b.len, 2 * MESSAGE_PREVIEW_CHARS);
+		buf_free(&b);
+		message_free(&m);
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -660,6 +741,8 @@ main(void)
 	tcase_add_test(tc, sizes_count_bare_lf_as_crlf);
 	tcase_add_test(tc, unknown_encoding_and_folding);
 	tcase_add_test(tc, addresses_degrade);
+	tcase_add_test(tc, thread_roots);
+	tcase_add_test(tc, previews);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }

@@ -301,6 +301,7 @@ struct imap_view {
 	struct imap_context *contexts;               /* RETURN (UPDATE) searches (imap_context.c) */
 	struct binsize_slot binsizes[BINSIZE_SLOTS]; /* imap_fetch.c */
 	unsigned binsize_next;                       /* the slot to reuse next */
+	bool no_recent;                              /* IMAP4rev2: \Recent is never shown */
 };
 
 struct imap_session {
@@ -310,9 +311,11 @@ struct imap_session {
 	char *user;
 	char peer[64];
 	unsigned bad;
-	bool counted;   /* holds a per-user+IP slot */
-	bool condstore; /* CONDSTORE enabled (RFC 7162 3.1) */
-	bool qresync;   /* QRESYNC enabled (RFC 7162 3.2; implies condstore) */
+	bool counted;     /* holds a per-user+IP slot */
+	bool condstore;   /* CONDSTORE enabled (RFC 7162 3.1) */
+	bool qresync;     /* QRESYNC enabled (RFC 7162 3.2; implies condstore) */
+	bool rev2;        /* IMAP4rev2 enabled (RFC 9051; imap_rev2.c) */
+	bool utf8_accept; /* UTF8=ACCEPT enabled (RFC 6855) */
 	bool tls;
 
 	/* loop side */
@@ -421,6 +424,27 @@ void imap_write_nstring(struct conn *c, const char *s, size_t len);
 void imap_write_mailbox(struct conn *c, const char *name);
 int imap_mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *a, char **name_r);
 void imap_capability_string(struct imap_session *s, struct buf *out);
+
+/* IMAP4rev2 and UTF8=ACCEPT (imap_rev2.c). */
+/* Mailbox names travel as UTF-8 (IMAP4rev2 or UTF8=ACCEPT enabled), not
+ * modified UTF-7. */
+bool imap_utf8_names(const struct imap_session *s);
+void imap_rev2_enable(struct imap_session *s);
+/* A mailbox name or LIST pattern from the client into storage form (UTF-8)
+ * appended to out: modified UTF-7 decoded, or UTF-8 checked. 0 or < 0. */
+int imap_name_decode(const struct imap_session *s, const char *in, size_t len, struct buf *out);
+/* Write a storage name as the session spells names (imap_write_mailbox()
+ * for IMAP4rev1, UTF-8 once enabled). */
+void imap_write_mbox(struct imap_session *s, const char *name);
+/* SELECT's "* LIST () "/" name" (RFC 9051 6.3.2). */
+void imap_rev2_select(struct imap_session *s, const char *name);
+/* STATUS DELETED: messages with \Deleted in name. 0 or a storage error. */
+int imap_status_deleted(struct imap_session *s, const char *name, uint32_t *n_r);
+/* APPEND's message at a[*k]: a literal, or UTF8 (literal8) after ENABLE
+ * UTF8=ACCEPT. *msg_r is the literal, *k moves past it. ROOST_EINVAL when
+ * neither is there, ROOST_EPERM for UTF8 without UTF8=ACCEPT. */
+int imap_append_message_arg(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, size_t *k,
+                            const struct imap_arg **msg_r);
 
 /* Commands, by file. */
 imap_cmd_fn cmd_capability, cmd_noop, cmd_logout, cmd_starttls, cmd_login, cmd_authenticate, cmd_id,

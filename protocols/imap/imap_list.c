@@ -186,7 +186,7 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		    pb.data[pb.len - 1] == '/')
 			buf_truncate(&pb, pb.len - 1);
 		buf_append(&pb, pats[k].str, pats[k].len);
-		if (mutf7_decode(buf_cstr(&pb), pb.len, &db) < 0) {
+		if (imap_name_decode(s, buf_cstr(&pb), pb.len, &db) < 0) {
 			buf_reset(&db);
 			buf_append(&db, pb.data, pb.len);
 		}
@@ -293,7 +293,7 @@ list_step(struct imap_cmd *cmd)
 		attr_string(attrs, opts, lsub, &b);
 		conn_printf(s->c, "* %s %s \"/\" ", lsub ? "LSUB" : "LIST", buf_cstr(&b));
 		buf_free(&b);
-		imap_write_mailbox(s->c, mi->name);
+		imap_write_mbox(s, mi->name);
 		if (child_info)
 			conn_write_str(s->c, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 		conn_write_str(s->c, "\r\n");

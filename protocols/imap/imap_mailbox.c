@@ -111,9 +111,14 @@ do_select(struct imap_cmd *cmd, bool readonly)
 			first_unseen = (uint32_t)i + 1;
 	}
 	imap_untagged(s, "%zu EXISTS", v->n);
-	imap_untagged(s, "%zu RECENT", recent);
-	if (first_unseen != 0)
-		imap_untagged(s, "OK [UNSEEN %u] First unseen", first_unseen);
+	if (s->rev2) {
+		/* RFC 9051 6.3.2: no RECENT, no UNSEEN; the LIST line. */
+		imap_rev2_select(s, v->name);
+	} else {
+		imap_untagged(s, "%zu RECENT", recent);
+		if (first_unseen != 0)
+			imap_untagged(s, "OK [UNSEEN %u] First unseen", first_unseen);
+	}
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
 	imap_untagged(s, "OK [URLMECH INTERNAL] URLAUTH mechanisms"); /* RFC 4467 4 */
@@ -295,23 +300,26 @@ enum {
 	ST_SIZE = 1 << 5,
 	ST_HIGHESTMODSEQ = 1 << 6,
 	ST_MAILBOXID = 1 << 7,
+	ST_DELETED = 1 << 8, /* RFC 9051 */
 };
 
 int
 imap_status_parse_items(const struct imap_arg *l, unsigned *items_r)
 {
-	static const char *const names[] = {"MESSAGES", "RECENT", "UIDNEXT",       "UIDVALIDITY",
-	                                    "UNSEEN",   "SIZE",   "HIGHESTMODSEQ", "MAILBOXID"};
+	static const char *const names[] = {"MESSAGES",      "RECENT",    "UIDNEXT",
+	                                    "UIDVALIDITY",   "UNSEEN",    "SIZE",
+	                                    "HIGHESTMODSEQ", "MAILBOXID", "DELETED"};
 	unsigned items = 0;
 
 	if (l->type != ARG_LIST || l->n == 0)
 		return ROOST_EINVAL;
 	for (size_t i = 0; i < l->n; i++) {
 		unsigned k;
-		for (k = 0; k < 8; k++)
+		const unsigned n_names = sizeof(names) / sizeof(names[0]);
+		for (k = 0; k < n_names; k++)
 			if (imap_arg_atom_eq(&l->list[i], names[k]))
 				break;
-		if (k == 8)
+		if (k == n_names)
 			return ROOST_EINVAL;
 		items |= 1u << k;
 	}
@@ -326,6 +334,9 @@ imap_status_write(struct imap_session *s, const char *name, unsigned items)
 	struct buf b = BUF_INIT(0);
 	int rc = storage_status(s->sv->storage, s->user, name, &st);
 
+	uint32_t deleted = 0;
+	if (rc == 0 && (items & ST_DELETED))
+		rc = imap_status_deleted(s, name, &deleted);
 	if (rc < 0)
 		return rc;
 	if (items & ST_MESSAGES)
@@ -346,8 +357,10 @@ imap_status_write(struct imap_session *s, const char *name, unsigned items)
 	}
 	if (items & ST_MAILBOXID)
 		buf_printf(&b, " MAILBOXID (%s)", st.mailboxid);
+	if (items & ST_DELETED)
+		buf_printf(&b, " DELETED %u", deleted);
 	conn_write_str(s->c, "* STATUS ");
-	imap_write_mailbox(s->c, name);
+	imap_write_mbox(s, name);
 	conn_printf(s->c, " (%s)\r\n", b.len > 0 ? buf_cstr(&b) + 1 : "");
 	buf_free(&b);
 	return 0;
@@ -411,15 +424,22 @@ cmd_append(struct imap_cmd *cmd)
 			k++;
 		if (k < n && a[k].type == ARG_QUOTED)
 			k++;
-		if (k >= n || a[k].type != ARG_LITERAL) {
+		const struct imap_arg *msg;
+		int mrc = imap_append_message_arg(cmd, a, n, &k, &msg);
+		if (mrc == ROOST_EPERM) {
+			imap_bad(cmd, "UTF8 in APPEND needs ENABLE UTF8=ACCEPT");
+			return;
+		}
+		if (mrc < 0) {
 			imap_bad(cmd, "Usage: APPEND mailbox [(flags)] [date-time] literal");
 			return;
 		}
-		k++;
 		n_msgs++;
 	}
 	for (size_t k = 1; k < n; k++) {
 		uint32_t f;
+		if (a[k].type == ARG_LIST && k > 0 && imap_arg_atom_eq(&a[k - 1], "UTF8"))
+			continue; /* UTF8 (literal8), checked above */
 		const char **kw;
 		size_t nkw;
 		int64_t t;
@@ -455,10 +475,11 @@ cmd_append(struct imap_cmd *cmd)
 			in.has_internal_date = true;
 			i++;
 		}
-		in.data = a[i].raw;
-		in.fd = a[i].fd;
-		in.len = a[i].len;
-		i++;
+		const struct imap_arg *msg;
+		(void)imap_append_message_arg(cmd, a, n, &i, &msg); /* checked above */
+		in.data = msg->raw;
+		in.fd = msg->fd;
+		in.len = msg->len;
 		if (in.len == 0) {
 			append_rollback(s, name, uids, n_uids);
 			imap_tagged(cmd, "NO", "Cannot append an empty message");

@@ -227,6 +227,11 @@ cmd_search(struct imap_cmd *cmd)
 		esearch = true;
 		i += 2;
 	}
+	if (!esearch && s->rev2) {
+		/* RFC 9051 6.4.4: no SEARCH response; ESEARCH ALL instead. */
+		esearch = true;
+		ret = IMAP_RET_ALL;
+	}
 	if ((ret & IMAP_RET_UPDATE) && !cmd->uid) {
 		imap_bad(cmd, "UPDATE needs UID SEARCH");
 		return;

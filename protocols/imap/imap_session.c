@@ -232,7 +232,7 @@ imap_mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *a, char **name_r)
 		imap_bad(cmd, "Invalid mailbox name argument");
 		return ROOST_EINVAL;
 	}
-	if (mutf7_decode(a->str, a->len, &b) < 0) {
+	if (imap_name_decode(cmd->s, a->str, a->len, &b) < 0) {
 		buf_free(&b);
 		imap_tagged(cmd, "NO", "[CANNOT] Invalid mailbox name encoding");
 		return ROOST_EINVAL;
@@ -257,7 +257,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	bool plain_ok = auth_plaintext_allowed(s->sv->auth, secure);
 
 	buf_append_str(
-	    out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
+	    out, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	         "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
 	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT BINARY "
@@ -277,7 +277,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 			mechs = e ? e + 1 : NULL;
 		}
 	} else {
-		buf_append_str(out, " COMPRESS=DEFLATE");
+		buf_append_str(out, " COMPRESS=DEFLATE UTF8=ACCEPT");
 	}
 }
 
@@ -348,7 +348,7 @@ cmd_enable(struct imap_cmd *cmd)
 		imap_bad(cmd, "Usage: ENABLE capability...");
 		return;
 	}
-	bool condstore = false, qresync = false;
+	bool condstore = false, qresync = false, rev2 = false, utf8 = false;
 	for (size_t i = 0; i < cmd->p.n; i++) {
 		if (cmd->p.args[i].type != ARG_ATOM) {
 			imap_bad(cmd, "Invalid capability");
@@ -358,6 +358,10 @@ cmd_enable(struct imap_cmd *cmd)
 			condstore = true;
 		if (imap_arg_atom_eq(&cmd->p.args[i], "QRESYNC"))
 			qresync = true;
+		if (imap_arg_atom_eq(&cmd->p.args[i], "IMAP4rev2"))
+			rev2 = true;
+		if (imap_arg_atom_eq(&cmd->p.args[i], "UTF8=ACCEPT"))
+			utf8 = true;
 	}
 	/* RFC 5161: list what this command enabled (once per extension).
 	 * QRESYNC implies CONDSTORE (RFC 7162 3.2.3). */
@@ -369,6 +373,14 @@ cmd_enable(struct imap_cmd *cmd)
 	if (qresync && !cmd->s->qresync) {
 		cmd->s->qresync = true;
 		buf_append_str(&b, " QRESYNC");
+	}
+	if (rev2 && !cmd->s->rev2) {
+		imap_rev2_enable(cmd->s);
+		buf_append_str(&b, " IMAP4rev2");
+	}
+	if (utf8 && !cmd->s->utf8_accept) {
+		cmd->s->utf8_accept = true;
+		buf_append_str(&b, " UTF8=ACCEPT");
 	}
 	imap_untagged(cmd->s, "%s", buf_cstr(&b));
 	buf_free(&b);

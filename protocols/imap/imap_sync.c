@@ -47,7 +47,7 @@ view_format_flags(const struct imap_view *v, const struct view_msg *m, struct bu
 			first = false;
 		}
 	}
-	if (m->recent) {
+	if (m->recent && !v->no_recent) {
 		if (!first)
 			buf_append_byte(out, ' ');
 		buf_append_str(out, "\\Recent");
@@ -167,6 +167,7 @@ view_open(struct imap_session *s, const char *name, bool readonly)
 	if (rc < 0)
 		return rc;
 	v->readonly = readonly;
+	v->no_recent = s->rev2;
 	v->name = xstrdup(name);
 	rc = mailbox_records(v->mb, &recs, &n, &modseq);
 	if (rc < 0)
@@ -216,6 +217,7 @@ view_close(struct imap_session *s)
 	searchres_clear(v);
 	context_free_all(v);
 	memset(v, 0, sizeof(*v));
+	v->no_recent = s->rev2;
 }
 
 /* Index of uid in the view, or -1 (binary search: UIDs ascend). */
@@ -413,7 +415,8 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		for (size_t i = 0; i < v->n; i++)
 			recent += v->msgs[i].recent;
 		imap_untagged(s, "%zu EXISTS", v->n);
-		imap_untagged(s, "%zu RECENT", recent);
+		if (!s->rev2) /* RFC 9051 has no RECENT response */
+			imap_untagged(s, "%zu RECENT", recent);
 	}
 	if (changed && v->contexts != NULL)
 		context_update(s);

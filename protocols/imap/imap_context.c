@@ -26,6 +26,7 @@
 #include "roost/conn.h"
 #include "roost/error.h"
 #include "roost/services.h"
+#include "roost/uid.h"
 #include "roost/xalloc.h"
 
 #include "imap_sort.h"
@@ -136,13 +137,6 @@ context_cancel(struct imap_view *v, const char *tag)
 	return ROOST_ENOTFOUND;
 }
 
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Run c's keys again over the view: the new result as UIDs (heap). */
 static int
 rerun(struct imap_session *s, struct imap_context *c, uint32_t **uids_r, size_t *n_r)
@@ -189,12 +183,11 @@ notify(struct imap_session *s, struct imap_context *c, const uint32_t *nu, size_
 
 	memcpy(a, c->uids, c->n_uids * sizeof(*a));
 	memcpy(b, nu, nn * sizeof(*b));
-	qsort(a, c->n_uids, sizeof(*a), cmp_u32);
-	qsort(b, nn, sizeof(*b), cmp_u32);
-#define IN(arr, n, u) (bsearch(&(u), (arr), (n), sizeof(uint32_t), cmp_u32) != NULL)
+	uid_sort(a, c->n_uids);
+	uid_sort(b, nn);
 	buf_printf(&out, "* ESEARCH (TAG \"%s\") UID REMOVEFROM (", c->tag);
 	for (size_t i = c->n_uids; i-- > 0;) {
-		if (IN(b, nn, c->uids[i]))
+		if (uid_find(b, nn, c->uids[i]))
 			continue;
 		buf_printf(&out, "%s%zu %u", any ? " " : "", c->sort ? i + 1 : 0, c->uids[i]);
 		any = true;
@@ -207,7 +200,7 @@ notify(struct imap_session *s, struct imap_context *c, const uint32_t *nu, size_
 	any = false;
 	buf_printf(&out, "* ESEARCH (TAG \"%s\") UID ADDTO (", c->tag);
 	for (size_t i = 0; i < nn; i++) {
-		if (IN(a, c->n_uids, nu[i]))
+		if (uid_find(a, c->n_uids, nu[i]))
 			continue;
 		buf_printf(&out, "%s%zu %u", any ? " " : "", c->sort ? i + 1 : 0, nu[i]);
 		any = true;
@@ -216,7 +209,6 @@ notify(struct imap_session *s, struct imap_context *c, const uint32_t *nu, size_
 		buf_append_str(&out, ")\r\n");
 		conn_write(s->c, out.data, out.len);
 	}
-#undef IN
 	buf_free(&out);
 	free(a);
 	free(b);

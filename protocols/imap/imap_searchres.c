@@ -10,16 +10,10 @@
 #include <string.h>
 
 #include "roost/error.h"
+#include "roost/uid.h"
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 void
 searchres_save(struct imap_view *v, const uint32_t *uids, size_t n)
@@ -27,7 +21,7 @@ searchres_save(struct imap_view *v, const uint32_t *uids, size_t n)
 	free(v->searchres);
 	v->searchres = xmalloc((n ? n : 1) * sizeof(*uids));
 	memcpy(v->searchres, uids, n * sizeof(*uids));
-	qsort(v->searchres, n, sizeof(*uids), cmp_u32);
+	uid_sort(v->searchres, n);
 	v->n_searchres = n;
 }
 
@@ -42,8 +36,7 @@ searchres_clear(struct imap_view *v)
 bool
 searchres_contains(const struct imap_view *v, uint32_t uid)
 {
-	return v->n_searchres > 0 &&
-	       bsearch(&uid, v->searchres, v->n_searchres, sizeof(uid), cmp_u32) != NULL;
+	return uid_find(v->searchres, v->n_searchres, uid);
 }
 
 int

@@ -85,19 +85,6 @@ sort_cache_rank(struct sort_cache *sc, enum sort_field f)
 	return rank;
 }
 
-void
-sort_put_num(struct buf *b, uint32_t v)
-{
-	char tmp[12];
-	size_t k = sizeof(tmp);
-
-	do {
-		tmp[--k] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	buf_append(b, tmp + k, sizeof(tmp) - k);
-}
-
 struct sort_cache *
 sort_cache_sync(struct imap_view *v)
 {
@@ -715,7 +702,7 @@ cmd_sort(struct imap_cmd *cmd)
 		buf_append_str(&b, "* SORT");
 		for (size_t i = 0; i < nh; i++) {
 			buf_append_byte(&b, ' ');
-			sort_put_num(&b, cmd->uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1);
+			buf_append_uint(&b, cmd->uid ? v->msgs[idx[i]].rec.uid : idx[i] + 1);
 		}
 		buf_append_str(&b, "\r\n");
 	}

@@ -102,8 +102,6 @@ struct sort_crit {
 
 /* The rank array of field f (made now if needed). */
 const uint32_t *sort_cache_rank(struct sort_cache *sc, enum sort_field f);
-/* Append the decimal v to b. */
-void sort_put_num(struct buf *b, uint32_t v);
 
 /* Order the view indexes idx[0..n) (keys loaded) by crit, ties by
  * sequence number. */

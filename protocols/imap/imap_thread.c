@@ -394,7 +394,7 @@ write_threads(const struct thr *t, int32_t root, bool uid, struct buf *b)
 			if (t->n[x].hit != NONE) {
 				if (b->data[b->len - 1] != '(')
 					buf_append_byte(b, ' ');
-				sort_put_num(b, number(t, x, uid));
+				buf_append_uint(b, number(t, x, uid));
 				if (c != NONE && t->n[c].next == NONE) {
 					st[sp++] = (struct op){c, OP_NODE};
 					continue;

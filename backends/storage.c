@@ -579,6 +579,12 @@ storage_unlock_user(struct storage_lock **lockp)
 }
 
 int
+storage_repair(struct storage *st, struct buf *report)
+{
+	return st->ops->repair(st, report);
+}
+
+int
 storage_check(struct storage *st, struct buf *report)
 {
 	return st->ops->check(st, report);

@@ -29,7 +29,9 @@ static const struct command commands[] = {
      "manage users in the passwd file (password read from the terminal or stdin); "
      "del keeps the mail unless --purge"},
     {"config", cli_config, "config", "print the effective configuration"},
-    {"check", cli_check, "check", "verify the mail store's invariants without changing it"},
+    {"check", cli_check, "check [--repair]",
+     "verify the mail store's invariants; --repair rebuilds indexes, UID lists and reference "
+     "counts first (never message contents)"},
     {"deliver", cli_deliver, "deliver [-f SENDER] -a RECIPIENT [-a RECIPIENT...] < MESSAGE",
      "deliver a message from stdin to local users (an MDA; sysexits.h exit codes)"},
     {"mailbox", cli_mailbox,

@@ -729,5 +729,6 @@ const struct storage_ops storage_lmdb_ops = {
     .copy = lmdb_op_copy,
     .changes_since = lmdb_op_changes_since,
     .check = lmdb_op_check,
+    .repair = lmdb_op_repair,
     .stats = lmdb_stats,
 };

@@ -304,6 +304,21 @@ int md_folder_open(struct md_storage *ms, const char *user, const char *name, in
 char *md_user_dir(struct md_storage *ms, const char *user);
 char *md_folder_path(struct md_storage *ms, const char *user, const char *name);
 
+/* What roost-index still says of each live UID (roost check --repair):
+ * entries up to the first damaged one, expunged UIDs left out. *recs_r is
+ * the caller's (free()). */
+struct md_salvage {
+	uint32_t uid;
+	int64_t idate;
+	uint64_t size;
+	bool taken;
+};
+int md_index_salvage(const char *dir, uint32_t *uidvalidity_r, struct md_salvage **recs_r,
+                     size_t *n_r);
+
+/* ---- maildir_repair.c ---- */
+int md_repair(struct storage *st, struct buf *report);
+
 /* ---- maildir_check.c ---- */
 int md_check(struct storage *st, struct buf *report);
 

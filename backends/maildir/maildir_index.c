@@ -587,3 +587,76 @@ md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len)
 		cache_discard(f);
 	return 0;
 }
+
+struct salv_ent {
+	uint32_t uid;
+	bool expunged;
+	size_t seq;
+	int64_t idate;
+	uint64_t size;
+};
+
+static int
+salv_cmp(const void *a, const void *b)
+{
+	const struct salv_ent *x = a, *y = b;
+
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int
+md_index_salvage(const char *dir, uint32_t *uidvalidity_r, struct md_salvage **recs_r, size_t *n_r)
+{
+	char *path = md_path(dir, INDEX);
+	char *data = NULL;
+	size_t len, n = 0, k = 0;
+	struct salv_ent *all;
+	struct md_salvage *v;
+	int err;
+
+	*uidvalidity_r = 0;
+	*recs_r = NULL;
+	*n_r = 0;
+	err = md_read_file(path, INDEX_MAX_SIZE, &data, &len);
+	free(path);
+	if (err < 0)
+		return err;
+	all = xcalloc(len / sizeof(struct idx_ent) + 1, sizeof(*all));
+	for (size_t off = 0; off + sizeof(struct idx_ent) <= len; off += sizeof(struct idx_ent)) {
+		struct idx_ent e;
+
+		memcpy(&e, data + off, sizeof(e));
+		if (!ent_ok(&e))
+			break; /* a torn or damaged tail: what came before stands */
+		if (e.type == ENT_HDR && off == 0 && e.idate == INDEX_MAGIC) {
+			*uidvalidity_r = e.uid;
+			continue;
+		}
+		if (e.type != ENT_REC && e.type != ENT_EXP)
+			continue;
+		all[n].uid = e.uid;
+		all[n].expunged = e.type == ENT_EXP;
+		all[n].seq = n;
+		all[n].idate = e.idate;
+		all[n].size = e.size;
+		n++;
+	}
+	free(data);
+	qsort(all, n, sizeof(*all), salv_cmp);
+	v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		/* the last entry of a UID wins */
+		if ((i + 1 < n && all[i + 1].uid == all[i].uid) || all[i].expunged)
+			continue;
+		v[k].uid = all[i].uid;
+		v[k].idate = all[i].idate;
+		v[k].size = all[i].size;
+		k++;
+	}
+	free(all);
+	*recs_r = v;
+	*n_r = k;
+	return 0;
+}

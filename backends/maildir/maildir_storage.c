@@ -123,4 +123,5 @@ const struct storage_ops storage_maildir_ops = {
     .copy = md_copy,
     .changes_since = md_changes_since,
     .check = md_check,
+    .repair = md_repair,
 };

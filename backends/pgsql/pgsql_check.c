@@ -89,3 +89,12 @@ pg_op_check(struct storage *st, struct buf *report)
 		buf_printf(report, "pgsql: cannot read: %s\n", roost_strerror(rc));
 	return rc;
 }
+
+int
+pg_op_repair(struct storage *st, struct buf *report)
+{
+	buf_append_str(report, "pgsql: nothing to rebuild here: the database keeps counters, "
+	                       "references and UIDs consistent in its own transactions; run "
+	                       "`roost check` to verify\n");
+	return ROOST_ENOTSUP;
+}

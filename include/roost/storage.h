@@ -433,6 +433,14 @@ void storage_unlock_user(struct storage_lock **lock);
  * found. May run while a server uses the store; it reads one snapshot. */
 int storage_check(struct storage *st, struct buf *report);
 
+/* Rebuild what is derived from the messages and damaged or missing, and
+ * report each thing done and each thing that could not be done (bounded
+ * lines in report); message contents are never changed or removed. Runs
+ * while a server uses the store, taking the locks the server takes. 0
+ * when everything found was rebuilt, ROOST_EIO when something could not
+ * be, ROOST_ENOTSUP when the backend has nothing to rebuild this way. */
+int storage_repair(struct storage *st, struct buf *report);
+
 /* Write-path counters since storage_open(), for benchmarks and metrics. */
 struct storage_stats {
 	uint64_t commits; /* durable commits (each one sync) */

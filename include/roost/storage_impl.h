@@ -108,6 +108,9 @@ struct storage_ops {
 	                     struct mailbox_changes *changes_r);
 
 	int (*check)(struct storage *st, struct buf *report);
+	/* storage_repair(); ROOST_ENOTSUP (with a report line saying why)
+	 * where the backend has nothing to rebuild. */
+	int (*repair)(struct storage *st, struct buf *report);
 	/* Optional: write-path counters (storage_stats()). */
 	void (*stats)(struct storage *st, struct storage_stats *stats_r);
 

@@ -579,6 +579,32 @@ START_TEST(imported_uids)
 }
 END_TEST
 
+/* storage_repair() on a healthy store changes nothing a client sees. */
+START_TEST(repair_healthy)
+{
+	struct buf report = BUF_INIT(1 << 20);
+	struct mailbox_status before, after;
+	uint32_t uid;
+	int rc;
+
+	setup_backend(_i);
+	ck_assert_int_eq(append_bytes("INBOX", "Subject: a\r\n\r\nx\r\n", 17, MSG_SEEN, &uid), 0);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &before), 0);
+	rc = storage_repair(st, &report);
+	ck_assert_msg(rc == 0 || (rc == ROOST_ENOTSUP && strcmp(backend, "pgsql") == 0),
+	              "%s: %d %s", backend, rc, buf_cstr(&report));
+	if (rc == 0)
+		ck_assert_msg(report.len == 0, "%s", buf_cstr(&report));
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &after), 0);
+	ck_assert_uint_eq(after.uidvalidity, before.uidvalidity);
+	ck_assert_uint_eq(after.uidnext, before.uidnext);
+	ck_assert_uint_eq(after.messages, 1);
+	buf_free(&report);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(big_message)
 {
 	size_t len = 30u << 20;
@@ -2478,6 +2504,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, punctuation_names, 0, n_backends);
 	tcase_add_loop_test(tc, round_trip, 0, n_backends);
 	tcase_add_loop_test(tc, imported_uids, 0, n_backends);
+	tcase_add_loop_test(tc, repair_healthy, 0, n_backends);
 	tcase_add_loop_test(tc, big_message, 0, n_backends);
 	tcase_add_loop_test(tc, large_bodies, 0, n_backends);
 	tcase_add_loop_test(tc, large_body_crash, 0, n_backends);

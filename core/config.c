@@ -359,8 +359,37 @@ config_parse_addr(const char *spec, struct config_addr *addr_r)
 	return 0;
 }
 
+/* Why spec is not a listen address, for the error message. */
+static void
+addr_problem(const char *spec, char *why, size_t whylen)
+{
+	const char *colon = strrchr(spec, ':'), *rest;
+	uint64_t port;
+
+	if (strncmp(spec, "unix:", 5) == 0) {
+		snprintf(why, whylen, "a unix socket needs an absolute path under %zu bytes",
+		         sizeof(((struct config_addr *)0)->path));
+		return;
+	}
+	if (colon == NULL || colon[1] == '\0') {
+		snprintf(why, whylen, "%s has no port (host:port, [v6]:port, *:port, unix:/path)",
+		         spec);
+		return;
+	}
+	if (parse_u64(colon + 1, &port, &rest) == 0 && *rest == '\0' &&
+	    (port == 0 || port > 65535)) {
+		snprintf(why, whylen, "port %s is out of range (1-65535)", colon + 1);
+		return;
+	}
+	if (parse_u64(colon + 1, &port, &rest) != 0 || *rest != '\0') {
+		snprintf(why, whylen, "port \"%s\" is not a number", colon + 1);
+		return;
+	}
+	snprintf(why, whylen, "%s is not host:port ([v6]:port for IPv6)", spec);
+}
+
 static int
-parse_listen(const char *s, struct config_listen *l)
+parse_listen(const char *s, struct config_listen *l, char *why, size_t whylen)
 {
 	char **v = NULL;
 	struct config_addr addr;
@@ -377,6 +406,7 @@ parse_listen(const char *s, struct config_listen *l)
 	}
 	for (char **p = v; *p != NULL; p++) {
 		if (config_parse_addr(*p, &addr) != 0) {
+			addr_problem(*p, why, whylen);
 			strv_free(v);
 			return ROOST_EINVAL;
 		}
@@ -386,9 +416,11 @@ parse_listen(const char *s, struct config_listen *l)
 	return 0;
 }
 
-/* Set one key from text; ROOST_EINVAL when the value is bad. */
+/* Set one key from text; ROOST_EINVAL when the value is bad, with the
+ * reason in why when there is more to say than "bad value". */
 static int
-set_value(struct roost_config *cfg, const struct key_def *k, const char *value)
+set_value(struct roost_config *cfg, const struct key_def *k, const char *value, char *why,
+          size_t whylen)
 {
 	void *field = (char *)cfg + k->offset;
 	uint64_t v;
@@ -410,8 +442,14 @@ set_value(struct roost_config *cfg, const struct key_def *k, const char *value)
 	case T_DURATION:
 		if (parse_scaled(value, k->type == T_COUNT ? T_COUNT : k->type, &v) != 0)
 			return ROOST_EINVAL;
-		if (v < k->min || v > k->max)
+		if (v < k->min || v > k->max) {
+			snprintf(why, whylen, "out of range (%llu to %llu%s)",
+			         (unsigned long long)k->min, (unsigned long long)k->max,
+			         k->type == T_SIZE       ? " bytes"
+			         : k->type == T_DURATION ? " seconds"
+			                                 : "");
 			return ROOST_EINVAL;
+		}
 		/* Counts and durations live in unsigned fields, sizes in uint64_t;
 		 * expunge_log_retention is the one 64-bit duration. */
 		if (k->type == T_SIZE || k->offset == F(expunge_log_retention))
@@ -434,7 +472,7 @@ set_value(struct roost_config *cfg, const struct key_def *k, const char *value)
 		*(unsigned *)field = (unsigned)v;
 		return 0;
 	case T_LISTEN:
-		return parse_listen(value, (struct config_listen *)field);
+		return parse_listen(value, (struct config_listen *)field, why, whylen);
 	case T_STRLIST:
 		if (parse_list(value, &list) != 0)
 			return ROOST_EINVAL;
@@ -459,7 +497,10 @@ apply_defaults(struct roost_config *cfg)
 	char host[256];
 
 	for (size_t i = 0; i < N_KEYS; i++) {
-		if (keys[i].def != NULL && set_value(cfg, &keys[i], keys[i].def) != 0)
+		char why[8];
+
+		if (keys[i].def != NULL &&
+		    set_value(cfg, &keys[i], keys[i].def, why, sizeof(why)) != 0)
 			abort(); /* a bad built-in default is a programming error */
 	}
 	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
@@ -601,6 +642,52 @@ validate(const struct roost_config *cfg, char *err, size_t errlen, const char *f
 	return 0;
 }
 
+/*
+ * The value part of "key = value" (text after '='), in place: blanks
+ * around it dropped, a trailing comment (a '#' after a blank) dropped, and
+ * a value in double quotes unquoted (\" and \\ inside; then a '#' is text)
+ * or in single quotes taken as written. An unterminated quote or text after
+ * the closing one is an error, with the reason in why.
+ */
+static int
+value_text(char *text, char **value_r, char *why, size_t whylen)
+{
+	char *v = text, *end;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (*v == '"' || *v == '\'') {
+		char q = *v, *out = v, *in = v + 1;
+
+		for (; *in != '\0' && *in != q; in++) {
+			if (q == '"' && *in == '\\' && (in[1] == '"' || in[1] == '\\'))
+				in++;
+			*out++ = *in;
+		}
+		if (*in != q) {
+			snprintf(why, whylen, "unterminated %s quote",
+			         q == '"' ? "double" : "single");
+			return ROOST_EINVAL;
+		}
+		*out = '\0';
+		in = trim(in + 1);
+		if (*in != '\0' && *in != '#') {
+			snprintf(why, whylen, "text after the closing quote");
+			return ROOST_EINVAL;
+		}
+		*value_r = v;
+		return 0;
+	}
+	for (end = v; *end != '\0'; end++) {
+		if (*end == '#' && (end == v || end[-1] == ' ' || end[-1] == '\t')) {
+			*end = '\0';
+			break;
+		}
+	}
+	*value_r = trim(v);
+	return 0;
+}
+
 static const struct key_def *
 find_key(const char *section, const char *key)
 {
@@ -630,7 +717,7 @@ load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t
 	unsigned lineno = 0;
 
 	while (fgets(line, sizeof(line), f) != NULL) {
-		char *s, *eq, *key, *value;
+		char *s, *eq, *key, *value, why[160];
 		const struct key_def *k;
 
 		lineno++;
@@ -675,7 +762,11 @@ load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t
 		}
 		*eq = '\0';
 		key = trim(s);
-		value = trim(eq + 1);
+		if (value_text(eq + 1, &value, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s:%u: [%s] %s: %s", path, lineno, section, key,
+			         why);
+			return ROOST_ECONFIG;
+		}
 		if (section[0] == '\0') {
 			snprintf(err, errlen, "%s:%u: key %s outside any section", path, lineno,
 			         key);
@@ -693,9 +784,10 @@ load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t
 			return ROOST_ECONFIG;
 		}
 		seen_key[k - keys] = true;
-		if (set_value(cfg, k, value) != 0) {
-			snprintf(err, errlen, "%s:%u: [%s] %s: bad value \"%s\"", path, lineno,
-			         section, key, value);
+		why[0] = '\0';
+		if (set_value(cfg, k, value, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s:%u: [%s] %s: bad value \"%s\"%s%s", path, lineno,
+			         section, key, value, why[0] != '\0' ? ": " : "", why);
 			return ROOST_ECONFIG;
 		}
 	}
@@ -760,9 +852,25 @@ print_value(const struct roost_config *cfg, const struct key_def *k, FILE *out)
 	char *const *list;
 
 	switch (k->type) {
-	case T_STRING:
-		fputs(*(char *const *)field != NULL ? *(char *const *)field : "", out);
+	case T_STRING: {
+		const char *v = *(char *const *)field != NULL ? *(char *const *)field : "";
+		size_t len = strlen(v);
+
+		/* Quoted when reading it back plain would change it. */
+		if (strchr(v, '#') != NULL || v[0] == '"' || v[0] == '\'' || v[0] == ' ' ||
+		    v[0] == '\t' || (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))) {
+			fputc('"', out);
+			for (; *v != '\0'; v++) {
+				if (*v == '"' || *v == '\\')
+					fputc('\\', out);
+				fputc(*v, out);
+			}
+			fputc('"', out);
+		} else {
+			fputs(v, out);
+		}
 		break;
+	}
 	case T_BOOL:
 		fputs(*(const bool *)field ? "yes" : "no", out);
 		break;

@@ -9,7 +9,10 @@
 /*
  * The effective configuration: one INI-like file (`[section]`, `key = value`,
  * `#` comments) laid over built-in defaults. Every key has a default, so an
- * absent file is a complete configuration. Values by type:
+ * absent file is a complete configuration. A `#` after a blank ends a value
+ * (a trailing comment); a value in double quotes is unquoted (\" and \\
+ * inside, `#` is text there), one in single quotes taken as written; an
+ * unterminated quote is an error. Values by type:
  *   string     the rest of the line, trimmed
  *   bool       yes/no/true/false/on/off/1/0
  *   count      decimal integer within the key's range

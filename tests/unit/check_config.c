@@ -133,7 +133,15 @@ static const struct bad_case bad_cases[] = {
     {"[server]\njust words\n", "expected key = value"},
     {"[storage]\nbackend = sqlite\n", "unknown backend"},
     {"[listen]\nimap = 127.0.0.1\n", "[listen] imap: bad value"},
-    {"[listen]\nimap = 127.0.0.1:70000\n", "imap"},
+    {"[listen]\nimap = 127.0.0.1:70000\n", "port 70000 is out of range (1-65535)"},
+    {"[listen]\nimap = 127.0.0.1:0\n", "port 0 is out of range"},
+    {"[listen]\nimap = 127.0.0.1:imap\n", "port \"imap\" is not a number"},
+    {"[listen]\nimap = 127.0.0.1\n", "has no port"},
+    {"[server]\nworkers = 5000\n", "out of range (1 to 1024)"},
+    {"[server]\nhostname = \"mx.example.org\n", ":2: [server] hostname: unterminated double quote"},
+    {"[server]\nhostname = 'mx\n", "unterminated single quote"},
+    {"[server]\nhostname = \"mx\" extra\n", "text after the closing quote"},
+    {"[server]\nworkers = \"3\" # ok\nloops = 2 two\n", ":3: [server] loops: bad value"},
     {"[listen]\nimap = ::1:143\n", "imap"},
     {"[listen]\nimap = unix:/tmp/x\n", "lmtp only"},
     {"[listen]\nimap = 127.0.0.1:1,,127.0.0.1:2\n", "imap"},
@@ -159,6 +167,42 @@ START_TEST(bad_files_are_refused)
 	ck_assert_ptr_null(cfg);
 	ck_assert_msg(strstr(err, c->must_mention) != NULL, "case %d: \"%s\" lacks \"%s\"", _i, err,
 	              c->must_mention);
+}
+END_TEST
+
+START_TEST(comments_and_quotes)
+{
+	struct roost_config *cfg = NULL;
+	char err[256] = "";
+
+	ck_assert_int_eq(load("[server]\nworkers = 3   # three threads\n"
+	                      "data_dir = \"/srv/mail dir\"  # quoted: blanks kept\n"
+	                      "hostname = 'mx # 1'\n"
+	                      "log_level = debug#not-a-comment\n"
+	                      "[relay]\nsmarthost_password = \"p\\\"w#\\\\x\" # escaped\n"
+	                      "smarthost_user = \"\"\n"
+	                      "[listen]\nimap = 127.0.0.1:143 # loopback\n",
+	                      &cfg, err, sizeof(err)),
+	                 ROOST_ECONFIG);
+	/* "debug#not-a-comment" is one value: not a log level. */
+	ck_assert_msg(strstr(err, "log_level") != NULL, "%s", err);
+	ck_assert_int_eq(load("[server]\nworkers = 3   # three threads\n"
+	                      "data_dir = \"/srv/mail dir\"  # quoted: blanks kept\n"
+	                      "hostname = 'mx # 1'\n"
+	                      "[relay]\nsmarthost_password = \"p\\\"w#\\\\x\" # escaped\n"
+	                      "smarthost_user = \"\"\n"
+	                      "smarthost = a#b\n"
+	                      "[listen]\nimap = 127.0.0.1:143 # loopback\n",
+	                      &cfg, err, sizeof(err)),
+	                 0);
+	ck_assert_uint_eq(cfg->workers, 3);
+	ck_assert_str_eq(cfg->data_dir, "/srv/mail dir");
+	ck_assert_str_eq(cfg->hostname, "mx # 1");
+	ck_assert_str_eq(cfg->relay_smarthost_password, "p\"w#\\x");
+	ck_assert_str_eq(cfg->relay_smarthost_user, "");
+	ck_assert_str_eq(cfg->relay_smarthost, "a#b");
+	ck_assert_str_eq(cfg->listen_imap.addrs[0], "127.0.0.1:143");
+	config_free(&cfg);
 }
 END_TEST
 
@@ -226,6 +270,7 @@ main(void)
 	tcase_add_test(tc, file_overrides_defaults);
 	tcase_add_loop_test(tc, bad_files_are_refused, 0,
 	                    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
+	tcase_add_test(tc, comments_and_quotes);
 	tcase_add_test(tc, missing_file_is_an_error);
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, print_round_trips);

@@ -533,6 +533,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	    {"msgs", &sh->msgs},     {"modseq", &sh->modseq}, {"expunged", &sh->expunged},
 	    {"bodies", &sh->bodies}, {"refs", &sh->refs},     {"cache", &sh->cache},
 	    {"subs", &sh->subs},     {"unseen", &sh->unseen}, {"files", &sh->files},
+	    {"annots", &sh->annots},
 	};
 
 	sh->path = xstrdup(path);
@@ -728,6 +729,8 @@ const struct storage_ops storage_lmdb_ops = {
     .expunge = lmdb_op_expunge,
     .copy = lmdb_op_copy,
     .changes_since = lmdb_op_changes_since,
+    .meta_get = lmdb_op_meta_get,
+    .meta_update = lmdb_op_meta_update,
     .check = lmdb_op_check,
     .repair = lmdb_op_repair,
     .stats = lmdb_stats,

@@ -28,6 +28,8 @@
  *   subs      user \0 name -> ""
  *   unseen    id(8) uid(4) -> "" for messages without \Seen (first unseen
  *             without a scan)
+ *   annots    'M' id(8) 0(8) or 'U' sha256(user)[0..16) -> the metadata
+ *             record (RFC 5464; lmdb_meta.c)
  *
  * Writes: every change is a request run by the shard's writer thread; the
  * writer takes all queued requests, runs each in a nested transaction of
@@ -63,7 +65,7 @@ struct lmdb_wreq;
 struct lmdb_shard {
 	MDB_env *env;
 	MDB_dbi meta, names, mboxes, msgs, modseq, expunged, bodies, files, refs, cache, subs,
-	    unseen;
+	    unseen, annots;
 	unsigned index;
 	char *path;
 	bool fsync;
@@ -281,6 +283,13 @@ uint32_t lmdb_next_uidvalidity(struct lmdb_w *w);
 /* Create user/name with fresh id and UIDVALIDITY (parents not handled). */
 int lmdb_mbox_create_one(struct lmdb_w *w, const char *user, const char *name, unsigned special_use,
                          uint64_t *id_r);
+
+/* ---- lmdb_meta.c ---- */
+int lmdb_op_meta_get(struct storage *st, const char *user, const char *mailbox, struct buf *out);
+int lmdb_op_meta_update(struct storage *st, const char *user, const char *mailbox,
+                        int (*fn)(const uint8_t *, size_t, struct buf *, void *), void *arg);
+/* Drop mailbox id's metadata (with the mailbox). */
+int lmdb_meta_del(struct lmdb_w *w, uint64_t id);
 
 /* ---- lmdb_read.c ---- */
 /* The mailbox record, or ROOST_ENOTFOUND once it was deleted (or renamed

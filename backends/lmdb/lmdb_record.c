@@ -288,7 +288,7 @@ lmdb_mbox_purge(struct lmdb_w *w, uint64_t id)
 	    (rc = del_prefix(w, w->sh->modseq, id, false)) != 0 ||
 	    (rc = del_prefix(w, w->sh->expunged, id, false)) != 0 ||
 	    (rc = del_prefix(w, w->sh->cache, id, false)) != 0 ||
-	    (rc = del_prefix(w, w->sh->unseen, id, false)) != 0)
+	    (rc = del_prefix(w, w->sh->unseen, id, false)) != 0 || (rc = lmdb_meta_del(w, id)) != 0)
 		return rc;
 	return 0;
 }

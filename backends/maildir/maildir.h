@@ -16,6 +16,8 @@
  *   <folder>/roost-specialuse             ours: special-use attribute
  *   <user>/roost-subscriptions            ours: subscribed names, UTF-8
  *   <user>/roost-uidvalidity              ours: last UIDVALIDITY handed out
+ *   <folder>/roost-metadata               ours: RFC 5464 entries (maildir_meta.c)
+ *   <user>/roost-server-metadata          ours: the server's entries
  *
  * Folder names (maildir_name.c): each '/'-separated component of the
  * UTF-8 name is converted to modified UTF-7 (RFC 3501 5.1.3, as Dovecot
@@ -302,6 +304,14 @@ int md_folder_open(struct md_storage *ms, const char *user, const char *name, in
 
 /* ---- maildir_storage.c ---- */
 char *md_user_dir(struct md_storage *ms, const char *user);
+/* The user's lock (roost-uidvalidity, flock): mailboxes made and removed,
+ * metadata changed. */
+int md_user_lock(struct md_storage *ms, const char *user, int *fd_r);
+void md_user_unlock(int fd);
+/* maildir_meta.c: RFC 5464 metadata records. */
+int md_meta_get(struct storage *st, const char *user, const char *mailbox, struct buf *out);
+int md_meta_update(struct storage *st, const char *user, const char *mailbox,
+                   int (*fn)(const uint8_t *, size_t, struct buf *, void *), void *arg);
 char *md_folder_path(struct md_storage *ms, const char *user, const char *name);
 
 /* What roost-index still says of each live UID (roost check --repair):

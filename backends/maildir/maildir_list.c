@@ -75,6 +75,18 @@ user_unlock(int fd)
 		close(fd);
 }
 
+int
+md_user_lock(struct md_storage *ms, const char *user, int *fd_r)
+{
+	return user_lock(ms, user, fd_r);
+}
+
+void
+md_user_unlock(int fd)
+{
+	user_unlock(fd);
+}
+
 /* Next UIDVALIDITY for a new mailbox of the user: the current time, but
  * always above the last one handed out, so a mailbox deleted and created
  * again within a second still gets a new one. Caller holds the user lock

@@ -28,7 +28,7 @@
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 #define PG_CHANNEL "roost"
 
 struct pg_conn {
@@ -199,5 +199,9 @@ int pg_bodies_collect(struct pg_txn *t);
 /* pgsql_expunge.c: remove uids of mailbox id (locked by the caller),
  * logging them at the next MODSEQ; *gone_r is how many went. */
 int pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int64_t *gone_r);
+/* pgsql_meta.c: RFC 5464 metadata records. */
+int pg_op_meta_get(struct storage *st, const char *user, const char *mailbox, struct buf *out);
+int pg_op_meta_update(struct storage *st, const char *user, const char *mailbox,
+                      int (*fn)(const uint8_t *, size_t, struct buf *, void *), void *arg);
 
 #endif

@@ -336,7 +336,7 @@ t_delete(struct pg_txn *t, void *arg)
 		rc =
 		    pg_exec(t,
 		            "UPDATE mailboxes SET noselect = true, highestmodseq = highestmodseq + "
-		            "1, recent_first = uidnext WHERE id = $1",
+		            "1, recent_first = uidnext, metadata = NULL WHERE id = $1",
 		            &p, false, NULL);
 	} else {
 		rc = pg_exec(t, "DELETE FROM mailboxes WHERE id = $1", &p, false, NULL);
@@ -829,6 +829,8 @@ const struct storage_ops storage_pgsql_ops = {
     .mailbox_open = pg_op_mailbox_open,
     .mailbox_close = pg_op_mailbox_close,
     .mailbox_status = pg_op_mailbox_status,
+    .meta_get = pg_op_meta_get,
+    .meta_update = pg_op_meta_update,
     .records = pg_op_records,
     .keywords = pg_op_keywords,
     .claim_recent = pg_op_claim_recent,

@@ -93,6 +93,10 @@ static const char *const migrations[] = {
     /* Version 3: the expunge log keeps each message's EMAILID (NULL for
      * entries of before), so JMAP tells a MOVE from an expunge. */
     "ALTER TABLE expunged ADD COLUMN IF NOT EXISTS emailid bigint;",
+    /* Version 4: metadata (RFC 5464), the wrapper's record per mailbox
+     * and, for the server's entries, per user. */
+    "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS metadata bytea;"
+    "ALTER TABLE users ADD COLUMN IF NOT EXISTS metadata bytea;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

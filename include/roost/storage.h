@@ -396,6 +396,47 @@ int mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char 
 int mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 void mailbox_changes_free(struct mailbox_changes *changes);
 
+/* ---- metadata (annotations, RFC 5464) ---- */
+
+/*
+ * Entries of a mailbox, or of the user's server (mailbox ""): names
+ * "/private/..." or "/shared/...", at most STORAGE_METADATA_MAX_NAME bytes
+ * of printable ASCII without '*', '%' or "//", matched without regard to
+ * case and kept in lower case; values are bytes (NUL included). A
+ * mailbox's entries go with it when it is deleted and follow it when it
+ * is renamed. Limits, per mailbox and for the server part of each user:
+ * a value of at most STORAGE_METADATA_MAX_VALUE bytes (else ROOST_ETOOBIG),
+ * at most STORAGE_METADATA_MAX_ENTRIES entries and
+ * STORAGE_METADATA_MAX_TOTAL bytes of names and values together (else
+ * ROOST_EOVERQUOTA).
+ */
+#define STORAGE_METADATA_MAX_NAME 255
+#define STORAGE_METADATA_MAX_VALUE (64u << 10)
+#define STORAGE_METADATA_MAX_ENTRIES 256
+#define STORAGE_METADATA_MAX_TOTAL (256u << 10)
+
+struct metadata_entry {
+	char *name;
+	uint8_t *value;
+	size_t len;
+};
+
+/* Set (value non-NULL) or remove (value NULL: absent is fine) the entries
+ * names[i], all or none. ROOST_EINVAL for a name the rules refuse,
+ * ROOST_ENOTFOUND for a mailbox that does not exist. */
+int storage_metadata_set(struct storage *st, const char *user, const char *mailbox,
+                         const char *const *names, const uint8_t *const *values, const size_t *lens,
+                         size_t n);
+/* The entries named prefix and, depth 0: none below it, 1: its children,
+ * -1: all its descendants (RFC 5464 4.2.2), ascending by name, into
+ * *list_r (caller frees with storage_metadata_free(); none: *n_r = 0). */
+int storage_metadata_get(struct storage *st, const char *user, const char *mailbox,
+                         const char *prefix, int depth, struct metadata_entry **list_r,
+                         size_t *n_r);
+void storage_metadata_free(struct metadata_entry *list, size_t n);
+/* A valid entry name (see above); *canon gets it in lower case. */
+bool storage_metadata_name_valid(const char *name, char canon[STORAGE_METADATA_MAX_NAME + 1]);
+
 /* ---- notification ---- */
 
 /* cb(arg) runs on some storage thread whenever the mailbox changes, also

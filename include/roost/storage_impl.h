@@ -107,6 +107,20 @@ struct storage_ops {
 	int (*changes_since)(struct mailbox *mb, uint64_t modseq,
 	                     struct mailbox_changes *changes_r);
 
+	/* The metadata of a mailbox ("" = the user's server entries): one
+	 * opaque record (the wrapper's format), read with meta_get
+	 * (ROOST_ENOTFOUND when there is none yet, *out untouched) and
+	 * changed with meta_update, which calls fn(old, old_len, new, arg)
+	 * (old NULL when there is none) with the record locked against every
+	 * other writer, and stores new (removes the record when new is
+	 * empty) when fn returns 0; fn's error is returned as is. Delete and
+	 * rename take the record with the mailbox. */
+	int (*meta_get)(struct storage *st, const char *user, const char *mailbox, struct buf *out);
+	int (*meta_update)(struct storage *st, const char *user, const char *mailbox,
+	                   int (*fn)(const uint8_t *old, size_t old_len, struct buf *new,
+	                             void *arg),
+	                   void *arg);
+
 	int (*check)(struct storage *st, struct buf *report);
 	/* storage_repair(); ROOST_ENOTSUP (with a report line saying why)
 	 * where the backend has nothing to rebuild. */

@@ -1215,6 +1215,138 @@ START_TEST(object_ids)
 }
 END_TEST
 
+static void
+meta_set1(const char *mbox, const char *name, const char *value, int want)
+{
+	const uint8_t *v = (const uint8_t *)value;
+	size_t len = value != NULL ? strlen(value) : 0;
+
+	ck_assert_int_eq(storage_metadata_set(st, USER, mbox, &name, &v, &len, 1), want);
+}
+
+/* The value of one entry, NULL when absent. */
+static char *
+meta_get1(const char *mbox, const char *name)
+{
+	struct metadata_entry *l;
+	size_t n;
+	char *v = NULL;
+
+	ck_assert_int_eq(storage_metadata_get(st, USER, mbox, name, 0, &l, &n), 0);
+	ck_assert_uint_le(n, 1);
+	if (n == 1)
+		v = strndup((const char *)l[0].value, l[0].len);
+	storage_metadata_free(l, n);
+	return v;
+}
+
+static void
+assert_meta(const char *mbox, const char *name, const char *want)
+{
+	char *v = meta_get1(mbox, name);
+
+	if (want == NULL)
+		ck_assert_ptr_null(v);
+	else
+		ck_assert_str_eq(v != NULL ? v : "(none)", want);
+	free(v);
+}
+
+/* RFC 5464 entries on every backend: set, get with depth, remove, limits,
+ * names refused, kept across a restart, moved by rename, gone with the
+ * mailbox, the server's apart from INBOX's. */
+START_TEST(metadata)
+{
+	struct metadata_entry *l;
+	size_t n;
+	char big[STORAGE_METADATA_MAX_VALUE + 2];
+	const char *names[3] = {"/private/a/b", "/private/a/c", "/Shared/Comment"};
+	const uint8_t *vals[3] = {(const uint8_t *)"1", (const uint8_t *)"2\0x",
+	                          (const uint8_t *)"c"};
+	size_t lens[3] = {1, 3, 1};
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	ck_assert_int_eq(storage_metadata_set(st, USER, "Box", names, vals, lens, 3), 0);
+	meta_set1("", "/shared/comment", "server", 0);
+	meta_set1("INBOX", "/shared/comment", "inbox", 0);
+	assert_meta("Box", "/shared/comment", "c");
+	assert_meta("Box", "/SHARED/COMMENT", "c"); /* names without regard to case */
+	ck_assert_int_eq(storage_metadata_get(st, USER, "box", "/shared", 0, &l, &n),
+	                 ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Box", "/shared", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	storage_metadata_free(l, n);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Box", "/bogus", -1, &l, &n), ROOST_EINVAL);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Box", "/private/a", 1, &l, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(l[0].name, "/private/a/b");
+	ck_assert_uint_eq(l[1].len, 3); /* NUL kept */
+	ck_assert(memcmp(l[1].value, "2\0x", 3) == 0);
+	storage_metadata_free(l, n);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Box", "/private", 0, &l, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	storage_metadata_free(l, n);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Box", "/private", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	storage_metadata_free(l, n);
+	assert_meta("", "/shared/comment", "server");
+	assert_meta("INBOX", "/shared/comment", "inbox");
+
+	/* names and limits */
+	meta_set1("Box", "/private", "x", ROOST_EINVAL);
+	meta_set1("Box", "/other/x", "x", ROOST_EINVAL);
+	meta_set1("Box", "/private/a*", "x", ROOST_EINVAL);
+	meta_set1("Box", "/private//x", "x", ROOST_EINVAL);
+	meta_set1("Box", "/private/x/", "x", ROOST_EINVAL);
+	meta_set1("Box", "/private/\x01", "x", ROOST_EINVAL);
+	meta_set1("Nope", "/private/x", "x", ROOST_ENOTFOUND);
+	memset(big, 'v', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	meta_set1("Box", "/private/big", big, ROOST_ETOOBIG);
+	big[STORAGE_METADATA_MAX_VALUE] = '\0';
+	meta_set1("Box", "/private/big", big, 0);
+	for (int i = 0; i < 2; i++) {
+		char nm[32];
+
+		snprintf(nm, sizeof(nm), "/private/big%d", i);
+		meta_set1("Box", nm, big, 0);
+	}
+	meta_set1("Box", "/private/big2", big, ROOST_EOVERQUOTA); /* total */
+	meta_set1("Box", "/private/big0", NULL, 0);
+	meta_set1("Box", "/private/big1", NULL, 0);
+	for (int i = 0; i < STORAGE_METADATA_MAX_ENTRIES; i++) {
+		char nm[32];
+
+		snprintf(nm, sizeof(nm), "/private/n%d", i);
+		meta_set1("Other", nm, NULL, ROOST_ENOTFOUND);
+		meta_set1("INBOX", nm, "v",
+		          i < STORAGE_METADATA_MAX_ENTRIES - 1 ? 0 : ROOST_EOVERQUOTA);
+	}
+	meta_set1("Box", "/private/big", NULL, 0);
+	assert_meta("Box", "/private/big", NULL);
+	meta_set1("Box", "/private/never", NULL, 0); /* absent: fine */
+
+	reopen();
+	assert_meta("Box", "/private/a/b", "1");
+	/* rename moves them, a new mailbox under the old name has none */
+	ck_assert_int_eq(storage_rename(st, USER, "Box", "Moved"), 0);
+	assert_meta("Moved", "/private/a/b", "1");
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	assert_meta("Box", "/private/a/b", NULL);
+	/* delete takes them, also when the mailbox stays as a parent */
+	ck_assert_int_eq(storage_create(st, USER, "Moved/child", 0), 0);
+	ck_assert_int_eq(storage_delete(st, USER, "Moved"), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Moved", 0), 0);
+	assert_meta("Moved", "/private/a/b", NULL);
+	ck_assert_int_eq(storage_delete(st, USER, "Box"), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	assert_meta("Box", "/shared/comment", NULL);
+	assert_meta("", "/shared/comment", "server");
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(recent_claims)
 {
 	struct mailbox *a, *b;
@@ -2514,6 +2646,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, default_folders, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
 	tcase_add_loop_test(tc, object_ids, 0, n_backends);
+	tcase_add_loop_test(tc, metadata, 0, n_backends);
 	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, stats, 0, n_backends);

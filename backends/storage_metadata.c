@@ -246,8 +246,8 @@ under(const char *name, const char *prefix, int depth)
 }
 
 int
-storage_metadata_get(struct storage *st, const char *user, const char *mailbox,
-                     const char *prefix, int depth, struct metadata_entry **list_r, size_t *n_r)
+storage_metadata_get(struct storage *st, const char *user, const char *mailbox, const char *prefix,
+                     int depth, struct metadata_entry **list_r, size_t *n_r)
 {
 	char canon[STORAGE_MAX_NAME + 1], cprefix[STORAGE_METADATA_MAX_NAME + 1];
 	struct buf rec = BUF_INIT(0);

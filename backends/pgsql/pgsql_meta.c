@@ -35,13 +35,14 @@ meta_select(struct pg_txn *t, struct meta_arg *a, bool lock, int64_t *id_r)
 		             &p, true, &res);
 	} else {
 		pg_p_str(&p, a->mailbox);
-		rc = pg_exec(t,
-		             lock ? "SELECT m.id, m.metadata FROM mailboxes m JOIN users u ON u.id = "
-		                    "m.user_id WHERE u.name = $1 AND m.name = $2 AND NOT m.noselect "
-		                    "FOR UPDATE OF m"
-		                  : "SELECT m.id, m.metadata FROM mailboxes m JOIN users u ON u.id = "
-		                    "m.user_id WHERE u.name = $1 AND m.name = $2 AND NOT m.noselect",
-		             &p, true, &res);
+		rc = pg_exec(
+		    t,
+		    lock ? "SELECT m.id, m.metadata FROM mailboxes m JOIN users u ON u.id = "
+		           "m.user_id WHERE u.name = $1 AND m.name = $2 AND NOT m.noselect "
+		           "FOR UPDATE OF m"
+		         : "SELECT m.id, m.metadata FROM mailboxes m JOIN users u ON u.id = "
+		           "m.user_id WHERE u.name = $1 AND m.name = $2 AND NOT m.noselect",
+		    &p, true, &res);
 	}
 	if (rc != 0)
 		return rc;

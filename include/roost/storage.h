@@ -411,7 +411,7 @@ void mailbox_changes_free(struct mailbox_changes *changes);
  * ROOST_EOVERQUOTA).
  */
 #define STORAGE_METADATA_MAX_NAME 255
-#define STORAGE_METADATA_MAX_VALUE (64u << 10)
+#define STORAGE_METADATA_MAX_VALUE (16u << 10) /* below IMAP's 64 KiB line bound */
 #define STORAGE_METADATA_MAX_ENTRIES 256
 #define STORAGE_METADATA_MAX_TOTAL (256u << 10)
 

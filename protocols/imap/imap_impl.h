@@ -634,4 +634,8 @@ void imap_objectid_created(struct imap_cmd *cmd, const char *name);
 /* pv[0..len) (UTF-8, no CR or LF) as a quoted string or a literal. */
 void imap_preview_string(struct buf *out, const char *pv, size_t len);
 
+/* ---- imap_metadata.c: METADATA, METADATA-SERVER (RFC 5464) ---- */
+void cmd_getmetadata(struct imap_cmd *cmd);
+void cmd_setmetadata(struct imap_cmd *cmd);
+
 #endif

@@ -261,7 +261,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	         "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
 	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT BINARY "
-	         "URLAUTH URLAUTH=BINARY OBJECTID PREVIEW");
+	         "URLAUTH URLAUTH=BINARY OBJECTID PREVIEW METADATA METADATA-SERVER");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -429,6 +429,8 @@ static const struct imap_cmd_def commands[] = {
     {{"RESETKEY", IMAP_AUTHED, 0}, NULL, cmd_resetkey},
     {{"URLFETCH", IMAP_AUTHED, 0}, NULL, cmd_urlfetch},
     {{"COMPRESS", IMAP_AUTHED, 0}, NULL, cmd_compress},
+    {{"GETMETADATA", IMAP_AUTHED, 0}, NULL, cmd_getmetadata},
+    {{"SETMETADATA", IMAP_AUTHED, 0}, NULL, cmd_setmetadata},
     {{"CHECK", IMAP_SELECTED, 0}, NULL, cmd_check},
     {{"CLOSE", IMAP_SELECTED, 0}, NULL, cmd_close},
     {{"UNSELECT", IMAP_SELECTED, 0}, NULL, cmd_unselect},

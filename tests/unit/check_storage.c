@@ -1306,15 +1306,30 @@ START_TEST(metadata)
 	meta_set1("Box", "/private/big", big, ROOST_ETOOBIG);
 	big[STORAGE_METADATA_MAX_VALUE] = '\0';
 	meta_set1("Box", "/private/big", big, 0);
-	for (int i = 0; i < 2; i++) {
-		char nm[32];
+	{
+		/* the total: about STORAGE_METADATA_MAX_TOTAL / MAX_VALUE of them */
+		int i, rc = 0;
 
-		snprintf(nm, sizeof(nm), "/private/big%d", i);
-		meta_set1("Box", nm, big, 0);
+		for (i = 0; i < 100 && rc == 0; i++) {
+			char nm[32];
+			const char *np = nm;
+			const uint8_t *vp = (const uint8_t *)big;
+			size_t len = STORAGE_METADATA_MAX_VALUE;
+
+			snprintf(nm, sizeof(nm), "/private/big%d", i);
+			rc = storage_metadata_set(st, USER, "Box", &np, &vp, &len, 1);
+		}
+		ck_assert_int_eq(rc, ROOST_EOVERQUOTA);
+		/* "/private/big" and the small ones take one more's room */
+		ck_assert_int_eq(i - 1,
+		                 STORAGE_METADATA_MAX_TOTAL / STORAGE_METADATA_MAX_VALUE - 2);
+		while (i-- > 0) {
+			char nm[32];
+
+			snprintf(nm, sizeof(nm), "/private/big%d", i);
+			meta_set1("Box", nm, NULL, 0);
+		}
 	}
-	meta_set1("Box", "/private/big2", big, ROOST_EOVERQUOTA); /* total */
-	meta_set1("Box", "/private/big0", NULL, 0);
-	meta_set1("Box", "/private/big1", NULL, 0);
 	for (int i = 0; i < STORAGE_METADATA_MAX_ENTRIES; i++) {
 		char nm[32];
 

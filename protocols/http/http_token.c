@@ -102,13 +102,33 @@ edit_lock(const char *data_dir)
 	return fd;
 }
 
+/* Take the edit lock and read the token file into contents (none yet is
+ * empty): the lock's fd with *rc_r 0 or the read's error, or -1 with *rc_r
+ * ROOST_EIO when the lock cannot be had. */
+static int
+edit_begin(const char *data_dir, struct buf *contents, int *rc_r)
+{
+	char path[4096];
+	int lock = edit_lock(data_dir);
+
+	if (lock < 0) {
+		*rc_r = ROOST_EIO;
+		return -1;
+	}
+	token_path(data_dir, "", path, sizeof(path));
+	*rc_r = read_file(path, contents);
+	if (*rc_r == ROOST_ENOTFOUND)
+		*rc_r = 0;
+	return lock;
+}
+
 int
 http_token_add(const char *data_dir, const char *user, char token_r[HTTP_TOKEN_LEN + 1])
 {
 	static const char b64url[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	struct buf contents = BUF_INIT(TOKEN_FILE_MAX);
-	char path[4096], hex[65];
+	char hex[65];
 	uint8_t rnd[32];
 	uint32_t acc = 0;
 	int bits = 0, o = 0, lock, rc;
@@ -129,13 +149,8 @@ http_token_add(const char *data_dir, const char *user, char token_r[HTTP_TOKEN_L
 	OPENSSL_cleanse(rnd, sizeof(rnd));
 	digest_hex(token_r, hex);
 
-	lock = edit_lock(data_dir);
-	if (lock < 0)
-		return ROOST_EIO;
-	token_path(data_dir, "", path, sizeof(path));
-	rc = read_file(path, &contents);
-	if (rc == ROOST_ENOTFOUND)
-		rc = 0;
+	if ((lock = edit_begin(data_dir, &contents, &rc)) < 0)
+		return rc;
 	if (rc == 0 && buf_printf(&contents, "%s %s\n", hex, user) != 0)
 		rc = ROOST_ETOOBIG;
 	if (rc == 0)
@@ -181,17 +196,11 @@ int
 http_token_revoke(const char *data_dir, const char *user, unsigned *n_r)
 {
 	struct buf contents = BUF_INIT(TOKEN_FILE_MAX), kept = BUF_INIT(TOKEN_FILE_MAX);
-	char path[4096];
 	unsigned n = 0;
 	int lock, rc;
 
-	lock = edit_lock(data_dir);
-	if (lock < 0)
-		return ROOST_EIO;
-	token_path(data_dir, "", path, sizeof(path));
-	rc = read_file(path, &contents);
-	if (rc == ROOST_ENOTFOUND)
-		rc = 0;
+	if ((lock = edit_begin(data_dir, &contents, &rc)) < 0)
+		return rc;
 	for (char *line = (char *)contents.data; rc == 0 && line != NULL && *line != '\0';) {
 		char *nl = strchr(line, '\n');
 

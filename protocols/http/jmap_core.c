@@ -264,6 +264,58 @@ jmap_error(struct jmap_req *r, const char *type, const char *desc, const char *t
 	jmap_reply(r, "error", a, tag);
 }
 
+json_t *
+jmap_set_error(const char *type, const char *desc)
+{
+	json_t *e = json_pack("{ss}", "type", type);
+
+	if (desc != NULL)
+		json_object_set_new(e, "description", json_string(desc));
+	return e;
+}
+
+json_t *
+jmap_storage_set_error(int rc, const char *invalid_desc)
+{
+	switch (rc) {
+	case ROOST_EEXISTS:
+		return jmap_set_error("alreadyExists", NULL);
+	case ROOST_EINVAL:
+		return jmap_set_error("invalidProperties", invalid_desc);
+	case ROOST_ENOTFOUND:
+		return jmap_set_error("notFound", NULL);
+	case ROOST_EPERM:
+		return jmap_set_error("forbidden", NULL);
+	case ROOST_EOVERQUOTA:
+		return jmap_set_error("overQuota", NULL);
+	case ROOST_ETOOBIG:
+		return jmap_set_error("tooLarge", NULL);
+	default:
+		return jmap_set_error("serverFail", NULL);
+	}
+}
+
+bool
+jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name)
+{
+	json_t *p;
+	size_t i;
+
+	if (props == NULL) {
+		for (size_t k = 0; k < n; k++) {
+			if (strcmp(defaults[k], name) == 0)
+				return true;
+		}
+		return false;
+	}
+	json_array_foreach(props, i, p)
+	{
+		if (json_is_string(p) && strcmp(json_string_value(p), name) == 0)
+			return true;
+	}
+	return false;
+}
+
 bool
 jmap_check_account(struct jmap_req *r, json_t *args, const char *tag)
 {

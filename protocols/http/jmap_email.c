@@ -19,22 +19,8 @@ static const char *const own_default[] = {"id",       "blobId", "threadId",  "ma
 static bool
 prop_wanted(json_t *props, const char *name)
 {
-	json_t *p;
-	size_t i;
-
-	if (props == NULL) {
-		for (size_t k = 0; k < sizeof(own_default) / sizeof(own_default[0]); k++) {
-			if (strcmp(own_default[k], name) == 0)
-				return true;
-		}
-		return false;
-	}
-	json_array_foreach(props, i, p)
-	{
-		if (json_is_string(p) && strcmp(json_string_value(p), name) == 0)
-			return true;
-	}
-	return false;
+	return jmap_prop_wanted(props, own_default, sizeof(own_default) / sizeof(own_default[0]),
+	                        name);
 }
 
 /* Does the call want anything that needs the message's bytes? */

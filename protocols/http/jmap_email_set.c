@@ -23,33 +23,6 @@
 
 #define MAX_KEYWORDS 64
 
-static json_t *
-set_error(const char *type, const char *desc)
-{
-	json_t *e = json_pack("{ss}", "type", type);
-
-	if (desc != NULL)
-		json_object_set_new(e, "description", json_string(desc));
-	return e;
-}
-
-static json_t *
-storage_error(int rc)
-{
-	switch (rc) {
-	case ROOST_ENOTFOUND:
-		return set_error("notFound", NULL);
-	case ROOST_EOVERQUOTA:
-		return set_error("overQuota", NULL);
-	case ROOST_ETOOBIG:
-		return set_error("tooLarge", NULL);
-	case ROOST_EINVAL:
-		return set_error("invalidProperties", NULL);
-	default:
-		return set_error("serverFail", NULL);
-	}
-}
-
 /* Keywords object -> system flags and other keyword names. */
 struct kwset {
 	uint32_t flags;
@@ -136,7 +109,7 @@ store_new(struct jmap_req *r, const struct jmap_mbox *m, const uint8_t *msg, siz
 	in.internal_date = when;
 	rc = storage_append(r->store, r->user, m->name, &in, &uv, &uid);
 	if (rc != 0) {
-		*err_r = storage_error(rc);
+		*err_r = jmap_storage_set_error(rc, NULL);
 		return NULL;
 	}
 	{
@@ -149,7 +122,7 @@ store_new(struct jmap_req *r, const struct jmap_mbox *m, const uint8_t *msg, siz
 		free(name);
 	}
 	if (m == NULL) {
-		*err_r = set_error("serverFail", NULL);
+		*err_r = jmap_set_error("serverFail", NULL);
 		return NULL;
 	}
 	return created_json(r, m, uid, len);
@@ -441,21 +414,21 @@ create_one(struct jmap_req *r, json_t *e, json_t **err_r)
 
 	m = single_mailbox(r, json_object_get(e, "mailboxIds"), &why);
 	if (m == NULL) {
-		*err_r = set_error("invalidProperties", why);
+		*err_r = jmap_set_error("invalidProperties", why);
 		return NULL;
 	}
 	if (!keywords_parse(json_object_get(e, "keywords"), &k)) {
-		*err_r = set_error("invalidProperties", "keywords");
+		*err_r = jmap_set_error("invalidProperties", "keywords");
 		return NULL;
 	}
 	if (recv != NULL && jmap_parse_date(recv, &when) != 0) {
-		*err_r = set_error("invalidProperties", "receivedAt");
+		*err_r = jmap_set_error("invalidProperties", "receivedAt");
 		return NULL;
 	}
 	if (!build_message(r, e, &msg, &why)) {
-		*err_r = set_error(strncmp(why, "attachments", 11) == 0 ? "blobNotFound"
-		                                                        : "invalidProperties",
-		                   why);
+		*err_r = jmap_set_error(strncmp(why, "attachments", 11) == 0 ? "blobNotFound"
+		                                                             : "invalidProperties",
+		                        why);
 	} else {
 		o = store_new(r, m, msg.data, msg.len, &k, when, err_r);
 	}
@@ -513,10 +486,10 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 	for (size_t i = 0; i < n; i++) {
 		if ((cs[i] = jmap_mbc_get(r, set, mbs[i])) == NULL ||
 		    jmap_mbc_find(cs[i], uids[i]) == NULL)
-			return set_error("notFound", NULL);
+			return jmap_set_error("notFound", NULL);
 	}
 	if (n == 0)
-		return set_error("notFound", NULL);
+		return jmap_set_error("notFound", NULL);
 	json_object_foreach(patch, key, v)
 	{
 		if (strcmp(key, "keywords") == 0) {
@@ -524,7 +497,7 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 			struct store_req req = {.mode = STORE_REPLACE};
 
 			if (!keywords_parse(v, &k))
-				return set_error("invalidProperties", "keywords");
+				return jmap_set_error("invalidProperties", "keywords");
 			req.flags = k.flags;
 			req.keywords = k.names;
 			req.n_keywords = k.n;
@@ -532,11 +505,11 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 				rc = store(cs[i], uids[i], &req);
 		} else if (strncmp(key, "keywords/", 9) == 0) {
 			if (!json_is_true(v) && !json_is_null(v))
-				return set_error("invalidProperties", key);
+				return jmap_set_error("invalidProperties", key);
 			for (size_t i = 0; i < n && rc == 0; i++)
 				rc = store_keyword(cs[i], uids[i], key + 9, json_is_true(v));
 			if (rc == ROOST_EINVAL)
-				return set_error("invalidProperties", key);
+				return jmap_set_error("invalidProperties", key);
 		} else if (strcmp(key, "mailboxIds") == 0) {
 			boxes = json_deep_copy(v);
 		} else if (strncmp(key, "mailboxIds/", 11) == 0) {
@@ -548,11 +521,11 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 				json_object_del(boxes, key + 11);
 		} else {
 			json_decref(boxes);
-			return set_error("invalidProperties", key);
+			return jmap_set_error("invalidProperties", key);
 		}
 		if (rc != 0) {
 			json_decref(boxes);
-			return storage_error(rc);
+			return jmap_storage_set_error(rc, NULL);
 		}
 	}
 	if (boxes != NULL) {
@@ -562,7 +535,7 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 		dest = single_mailbox(r, boxes, &why);
 		json_decref(boxes);
 		if (dest == NULL)
-			return set_error("invalidProperties", why);
+			return jmap_set_error("invalidProperties", why);
 		for (size_t i = 0; i < n; i++) {
 			if (mbs[i] == dest && keep == n)
 				keep = i;
@@ -576,7 +549,7 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 			free(src_uids);
 			free(dst_uids);
 			if (rc != 0)
-				return storage_error(rc);
+				return jmap_storage_set_error(rc, NULL);
 			keep = 0;
 		}
 		for (size_t i = 0; i < n && rc == 0; i++) {
@@ -584,7 +557,7 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 				rc = mailbox_expunge(cs[i]->mb, &uids[i], 1);
 		}
 		if (rc != 0)
-			return storage_error(rc);
+			return jmap_storage_set_error(rc, NULL);
 	}
 	return NULL;
 }
@@ -631,7 +604,8 @@ jmap_email_set(struct jmap_req *r, json_t *args, const char *tag)
 	json_object_foreach(update, key, v)
 	{
 		const char *id = jmap_resolve_id(r, key);
-		json_t *err = id != NULL ? update_one(r, &set, id, v) : set_error("notFound", NULL);
+		json_t *err =
+		    id != NULL ? update_one(r, &set, id, v) : jmap_set_error("notFound", NULL);
 
 		if (err != NULL)
 			json_object_set_new(not_updated, key, err);
@@ -659,10 +633,11 @@ jmap_email_set(struct jmap_req *r, json_t *args, const char *tag)
 			if (rc == 0)
 				json_array_append_new(destroyed, json_string(id));
 			else
-				json_object_set_new(not_destroyed, id, storage_error(rc));
+				json_object_set_new(not_destroyed, id,
+				                    jmap_storage_set_error(rc, NULL));
 		} else {
 			json_object_set_new(not_destroyed, json_string_value(v) ?: "",
-			                    set_error("notFound", NULL));
+			                    jmap_set_error("notFound", NULL));
 		}
 	}
 	jmap_mbc_free(&set);
@@ -713,13 +688,13 @@ jmap_email_import(struct jmap_req *r, json_t *args, const char *tag)
 		json_t *err = NULL, *o = NULL;
 
 		if ((m = single_mailbox(r, json_object_get(v, "mailboxIds"), &why)) == NULL)
-			err = set_error("invalidProperties", why);
+			err = jmap_set_error("invalidProperties", why);
 		else if (!keywords_parse(json_object_get(v, "keywords"), &k))
-			err = set_error("invalidProperties", "keywords");
+			err = jmap_set_error("invalidProperties", "keywords");
 		else if (recv != NULL && jmap_parse_date(recv, &when) != 0)
-			err = set_error("invalidProperties", "receivedAt");
+			err = jmap_set_error("invalidProperties", "receivedAt");
 		else if (blob == NULL || jmap_blob_fetch(r, blob, &data) != 0)
-			err = set_error("blobNotFound", NULL);
+			err = jmap_set_error("blobNotFound", NULL);
 		else
 			o = store_new(r, m, data.data, data.len, &k, when, &err);
 		if (o != NULL) {
@@ -772,15 +747,16 @@ jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag)
 
 		if (!jmap_email_parse(r, 'E', id, &m, &uid) ||
 		    (c = jmap_mbc_get(r, &set, m)) == NULL) {
-			err = set_error("notFound", NULL);
+			err = jmap_set_error("notFound", NULL);
 		} else if ((dest = single_mailbox(r, json_object_get(v, "mailboxIds"), &why)) ==
 		           NULL) {
-			err = set_error("invalidProperties", why);
+			err = jmap_set_error("invalidProperties", why);
 		} else {
 			int rc = mailbox_copy(c->mb, &uid, 1, dest->name, false, &dv, &su, &du, &n);
 
 			if (rc != 0 || n != 1) {
-				err = rc != 0 ? storage_error(rc) : set_error("notFound", NULL);
+				err = rc != 0 ? jmap_storage_set_error(rc, NULL)
+				              : jmap_set_error("notFound", NULL);
 			} else {
 				const struct msg_record *rec = jmap_mbc_find(c, uid);
 				json_t *o =

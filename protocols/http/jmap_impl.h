@@ -85,6 +85,16 @@ struct jmap_method {
 void jmap_reply(struct jmap_req *r, const char *name, json_t *args, const char *tag);
 /* Append an "error" response; desc may be NULL. */
 void jmap_error(struct jmap_req *r, const char *type, const char *desc, const char *tag);
+/* A SetError object (RFC 8620 5.3) of type, with a description unless desc
+ * is NULL; new reference. */
+json_t *jmap_set_error(const char *type, const char *desc);
+/* The SetError for a storage error, the one mapping of every /set method:
+ * alreadyExists, invalidProperties (described by invalid_desc, may be
+ * NULL), notFound, forbidden, overQuota, tooLarge, else serverFail. */
+json_t *jmap_storage_set_error(int rc, const char *invalid_desc);
+/* Is name among the properties asked for (a JSON array of strings), or
+ * among defaults[0..n) when props is NULL? */
+bool jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name);
 /* accountId is ours, or an accountNotFound error was written (false). */
 bool jmap_check_account(struct jmap_req *r, json_t *args, const char *tag);
 /* An id that may be "#creationId": the id it was created as, or NULL. */

@@ -275,35 +275,6 @@ jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag)
 }
 
 static json_t *
-set_error(const char *type, const char *desc)
-{
-	json_t *e = json_pack("{ss}", "type", type);
-
-	if (desc != NULL)
-		json_object_set_new(e, "description", json_string(desc));
-	return e;
-}
-
-static json_t *
-storage_set_error(int rc)
-{
-	switch (rc) {
-	case ROOST_EEXISTS:
-		return set_error("alreadyExists", NULL);
-	case ROOST_EINVAL:
-		return set_error("invalidProperties", "the name is not allowed");
-	case ROOST_ENOTFOUND:
-		return set_error("notFound", NULL);
-	case ROOST_EPERM:
-		return set_error("forbidden", NULL);
-	case ROOST_EOVERQUOTA:
-		return set_error("overQuota", NULL);
-	default:
-		return set_error("serverFail", NULL);
-	}
-}
-
-static json_t *
 create_one(struct jmap_req *r, const char *cid, json_t *obj, json_t *created)
 {
 	const char *name = json_string_value(json_object_get(obj, "name"));
@@ -314,11 +285,11 @@ create_one(struct jmap_req *r, const char *cid, json_t *obj, json_t *created)
 	int rc;
 
 	if (name == NULL || name[0] == '\0' || strchr(name, '/') != NULL)
-		return set_error("invalidProperties", "name");
+		return jmap_set_error("invalidProperties", "name");
 	if (parent != NULL && (p = jmap_mbox_by_id(r, parent)) == NULL)
-		return set_error("invalidProperties", "parentId");
+		return jmap_set_error("invalidProperties", "parentId");
 	if (role != NULL && role_attr(role) == 0)
-		return set_error("invalidProperties", "role");
+		return jmap_set_error("invalidProperties", "role");
 	if (p != NULL)
 		buf_printf(&full, "%s/", p->name);
 	buf_append_str(&full, name);
@@ -328,12 +299,12 @@ create_one(struct jmap_req *r, const char *cid, json_t *obj, json_t *created)
 	jmap_mailboxes_reset(r);
 	if (rc != 0) {
 		buf_free(&full);
-		return storage_set_error(rc);
+		return jmap_storage_set_error(rc, "the name is not allowed");
 	}
 	m = jmap_mbox_by_name(r, (char *)full.data);
 	buf_free(&full);
 	if (m == NULL)
-		return set_error("serverFail", NULL);
+		return jmap_set_error("serverFail", NULL);
 	json_object_set_new(created, cid, mailbox_json(r, m));
 	json_object_set_new(r->created_ids, cid, json_string(m->id));
 	return NULL;
@@ -349,7 +320,7 @@ update_one(struct jmap_req *r, const char *id, json_t *patch)
 	int rc = 0;
 
 	if (m == NULL)
-		return set_error("notFound", NULL);
+		return jmap_set_error("notFound", NULL);
 	name = xstrdup(m->name);
 	json_object_foreach(patch, key, v)
 	{
@@ -360,14 +331,14 @@ update_one(struct jmap_req *r, const char *id, json_t *patch)
 		} else {
 			free(name);
 			/* A rename would change the id (ids come from names). */
-			return set_error("invalidProperties", key);
+			return jmap_set_error("invalidProperties", key);
 		}
 		if (rc != 0)
 			break;
 	}
 	free(name);
 	jmap_mailboxes_reset(r);
-	return rc != 0 ? storage_set_error(rc) : NULL;
+	return rc != 0 ? jmap_storage_set_error(rc, "the name is not allowed") : NULL;
 }
 
 static json_t *
@@ -377,18 +348,18 @@ destroy_one(struct jmap_req *r, const char *id, bool remove_emails)
 	int rc;
 
 	if (m == NULL)
-		return set_error("notFound", NULL);
+		return jmap_set_error("notFound", NULL);
 	if (m->st.messages > 0 && !remove_emails)
-		return set_error("mailboxHasEmail", NULL);
+		return jmap_set_error("mailboxHasEmail", NULL);
 	for (size_t i = 0; i < r->n_mboxes; i++) {
 		const char *n = r->mboxes[i].name;
 
 		if (strncmp(n, m->name, strlen(m->name)) == 0 && n[strlen(m->name)] == '/')
-			return set_error("mailboxHasChild", NULL);
+			return jmap_set_error("mailboxHasChild", NULL);
 	}
 	rc = storage_delete(r->store, r->user, m->name);
 	jmap_mailboxes_reset(r);
-	return rc != 0 ? storage_set_error(rc) : NULL;
+	return rc != 0 ? jmap_storage_set_error(rc, "the name is not allowed") : NULL;
 }
 
 void
@@ -421,7 +392,7 @@ jmap_mailbox_set(struct jmap_req *r, json_t *args, const char *tag)
 	json_object_foreach(update, key, v)
 	{
 		const char *id = jmap_resolve_id(r, key);
-		json_t *e = id ? update_one(r, id, v) : set_error("notFound", NULL);
+		json_t *e = id ? update_one(r, id, v) : jmap_set_error("notFound", NULL);
 
 		if (e != NULL)
 			json_object_set_new(not_updated, key, e);
@@ -434,7 +405,7 @@ jmap_mailbox_set(struct jmap_req *r, json_t *args, const char *tag)
 		json_t *e =
 		    id ? destroy_one(r, id,
 		                     json_is_true(json_object_get(args, "onDestroyRemoveEmails")))
-		       : set_error("notFound", NULL);
+		       : jmap_set_error("notFound", NULL);
 
 		if (e != NULL)
 			json_object_set_new(not_destroyed, json_string_value(v) ?: "", e);

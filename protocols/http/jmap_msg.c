@@ -25,22 +25,8 @@ static const char *const default_props[] = {
 static bool
 wants(json_t *props, const char *name)
 {
-	json_t *p;
-	size_t i;
-
-	if (props == NULL) {
-		for (size_t k = 0; k < sizeof(default_props) / sizeof(default_props[0]); k++) {
-			if (strcmp(default_props[k], name) == 0)
-				return true;
-		}
-		return false;
-	}
-	json_array_foreach(props, i, p)
-	{
-		if (json_is_string(p) && strcmp(json_string_value(p), name) == 0)
-			return true;
-	}
-	return false;
+	return jmap_prop_wanted(props, default_props,
+	                        sizeof(default_props) / sizeof(default_props[0]), name);
 }
 
 json_t *

@@ -132,16 +132,6 @@ jmap_submission_query(struct jmap_req *r, json_t *args, const char *tag)
 	           tag);
 }
 
-static json_t *
-set_error(const char *type, const char *desc)
-{
-	json_t *e = json_pack("{ss}", "type", type);
-
-	if (desc != NULL)
-		json_object_set_new(e, "description", json_string(desc));
-	return e;
-}
-
 static bool
 addr_ok(const char *a)
 {
@@ -225,20 +215,20 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 	int rc;
 
 	if (!relay_sender_allowed(sv->cfg, sv->aliases, r->user, from)) {
-		err = set_error("forbiddenMailFrom", NULL);
+		err = jmap_set_error("forbiddenMailFrom", NULL);
 		goto out;
 	}
 	if (relay_from_header_check(sv->cfg, sv->aliases, r->user, msg + root->header_off,
 	                            root->header_len, bad, sizeof(bad)) != 0) {
-		err = set_error("forbiddenFrom", NULL);
+		err = jmap_set_error("forbiddenFrom", NULL);
 		goto out;
 	}
 	if (to->n == 0) {
-		err = set_error("noRecipients", NULL);
+		err = jmap_set_error("noRecipients", NULL);
 		goto out;
 	}
 	if (to->n > sv->cfg->max_recipients) {
-		err = set_error("tooManyRecipients", NULL);
+		err = jmap_set_error("tooManyRecipients", NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < to->n; i++) {
@@ -288,7 +278,7 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 		sub.len = clean.len;
 		sub.fd = -1;
 		if (queue_submit(sv->queue, &sub, qid) != 0) {
-			err = set_error("serverFail", "the queue is not available");
+			err = jmap_set_error("serverFail", "the queue is not available");
 			goto out;
 		}
 	}
@@ -309,7 +299,7 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 	if (n_remote > 0)
 		queue_commit(sv->queue, qid, rc == 0);
 	if (rc != 0) {
-		err = set_error("serverFail", roost_strerror(rc));
+		err = jmap_set_error("serverFail", roost_strerror(rc));
 		goto out;
 	}
 	log_info("conn=%llu proto=http event=submitted id=%s from=%s user=%s local=%zu "
@@ -344,11 +334,11 @@ create_one(struct jmap_req *r, json_t *sub, char sid[40])
 
 	identity_id(r, me);
 	if (ident == NULL || strcmp(ident, me) != 0)
-		return set_error("invalidProperties", "identityId");
+		return jmap_set_error("invalidProperties", "identityId");
 	if (!jmap_email_parse(r, 'E', eid, &m, &uid) || (c = jmap_mbc_get(r, &set, m)) == NULL ||
 	    jmap_read_message(c, uid, &v, &msg) != 0) {
 		jmap_mbc_free(&set);
-		return set_error("invalidProperties", "emailId");
+		return jmap_set_error("invalidProperties", "emailId");
 	}
 	props = json_pack("[sssss]", "from", "sender", "to", "cc", "bcc");
 	email = jmap_msg_email(msg, props, NULL, NULL, "0");
@@ -380,7 +370,7 @@ create_one(struct jmap_req *r, json_t *sub, char sid[40])
 		addresses_of(email, "bcc", &to);
 	}
 	if (!addr_ok(from))
-		err = set_error("invalidProperties", "envelope/mailFrom");
+		err = jmap_set_error("invalidProperties", "envelope/mailFrom");
 	else
 		err = submit(r, v.data, v.len, message_root(msg), from, &to);
 	if (err == NULL) {

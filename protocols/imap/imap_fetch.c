@@ -22,22 +22,26 @@
 #include "imap_impl.h"
 
 /*
- * Our cache record: "R4 <vsize> <env> <body> <bs> <preview>\n" and the four
- * texts; the preview (RFC 8970) is made with the others, when a FETCH
- * first parses the message, so it costs its own length (at most 256
- * characters of UTF-8, 1 KiB) once per message and is never computed
- * again. "R3" records are the same without the preview: their texts are
- * used and a PREVIEW makes the record again.
- * vsize is RFC822.SIZE: the octets BODY[] sends (a bare LF counts as CRLF).
- * A record with env = 0 holds the size only (nothing parsed yet: an
- * envelope is never empty). An "R2" record is the same with an envelope
- * rendered before obsolete phrases kept their spaces: its size is used,
- * its texts are made again. "R1" records (no size) are made again whole.
+ * Our cache record: "R5 <vsize> <env> <body> <bs> <preview> <bin>\n" and the
+ * five texts. bin holds the decoded sizes of the BINARY sections measured
+ * so far, a line each, "<part> <octets> <nul>\n" (part "0" for the whole
+ * message, nul 1 when a NUL is among the octets), at most BINSIZE_MAX
+ * octets of them: a BINARY.SIZE after the first, in any session, reads it
+ * here. "R4" records are the same without bin. The preview (RFC 8970) is made with the others, when
+ * a FETCH first parses the message, so it costs its own length (at most 256 characters of UTF-8, 1
+ * KiB) once per message and is never computed again. "R3" records are the same without the preview:
+ * their texts are used and a PREVIEW makes the record again. vsize is RFC822.SIZE: the octets
+ * BODY[] sends (a bare LF counts as CRLF). A record with env = 0 holds the size only (nothing
+ * parsed yet: an envelope is never empty). An "R2" record is the same with an envelope rendered
+ * before obsolete phrases kept their spaces: its size is used, its texts are made again. "R1"
+ * records (no size) are made again whole.
  */
+#define BINSIZE_MAX 4096
+
 struct parsed_cache {
 	struct buf raw;
-	const char *env, *body, *bs, *pv;
-	size_t env_len, body_len, bs_len, pv_len;
+	const char *env, *body, *bs, *pv, *bin;
+	size_t env_len, body_len, bs_len, pv_len, bin_len;
 	uint64_t vsize;
 	bool have_vsize, have_parts, have_preview;
 };
@@ -45,22 +49,26 @@ struct parsed_cache {
 static bool
 cache_decode(struct parsed_cache *pc)
 {
-	unsigned long long v = 0, e, b, s, p = 0;
+	unsigned long long v = 0, e, b, s, p = 0, n = 0;
 	int off = 0;
 	const char *t = buf_cstr(&pc->raw);
-	bool r4 = strncmp(t, "R4 ", 3) == 0;
+	bool r5 = strncmp(t, "R5 ", 3) == 0;
+	bool r4 = r5 || strncmp(t, "R4 ", 3) == 0;
 
 	pc->have_vsize = pc->have_parts = pc->have_preview = false;
+	pc->bin_len = 0;
 	if (!r4 && strncmp(t, "R3 ", 3) != 0 && strncmp(t, "R2 ", 3) != 0)
 		return false;
-	if (r4 ? sscanf(t + 3, "%llu %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &p, &off) != 5
-	       : sscanf(t + 3, "%llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4)
+	if (r5 ? sscanf(t + 3, "%llu %llu %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &p, &n, &off) !=
+	             6
+	    : r4 ? sscanf(t + 3, "%llu %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &p, &off) != 5
+	         : sscanf(t + 3, "%llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4)
 		return false;
 	if (off <= 0)
 		return false;
 	off += 3;
 	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len || p > pc->raw.len ||
-	    e + b + s + p + (size_t)off != pc->raw.len)
+	    n > pc->raw.len || e + b + s + p + n + (size_t)off != pc->raw.len)
 		return false;
 	pc->env = t + off;
 	pc->env_len = e;
@@ -72,30 +80,44 @@ cache_decode(struct parsed_cache *pc)
 	pc->vsize = v;
 	pc->pv = pc->bs + s;
 	pc->pv_len = p;
+	pc->bin = pc->pv + p;
+	pc->bin_len = n;
 	pc->have_parts = e > 0 && (t[1] == '3' || r4);
 	pc->have_preview = pc->have_parts && r4;
 	return true;
 }
 
-/* Store pc's parts (when have_parts) and vsize (when have_vsize). */
+/* Store pc's parts (when have_parts), vsize (when have_vsize) and the
+ * BINARY sizes bin[0..bin_len) (each text may point into pc->raw). */
 static void
-cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
-            size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len,
-            const char *pv, size_t pv_len)
+cache_store_bin(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
+                size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len,
+                const char *pv, size_t pv_len, const char *bin, size_t bin_len)
 {
 	struct buf r = BUF_INIT(0);
 
-	buf_printf(&r, "R4 %llu %zu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len,
-	           body_len, bs_len, pv_len);
+	buf_printf(&r, "R5 %llu %zu %zu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len,
+	           body_len, bs_len, pv_len, bin_len);
 	buf_append(&r, env, env_len);
 	buf_append(&r, body, body_len);
 	buf_append(&r, bs, bs_len);
 	buf_append(&r, pv, pv_len);
+	buf_append(&r, bin, bin_len);
 	(void)mailbox_cache_set(mb, uid, r.data, r.len);
 	buf_free(&pc->raw);
 	pc->raw = r;
 	if (!cache_decode(pc))
 		pc->have_parts = false;
+}
+
+/* The same, keeping the BINARY sizes the record held. */
+static void
+cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
+            size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len,
+            const char *pv, size_t pv_len)
+{
+	cache_store_bin(mb, uid, pc, env, env_len, body, body_len, bs, bs_len, pv, pv_len, pc->bin,
+	                pc->bin_len);
 }
 
 static bool
@@ -405,33 +427,63 @@ raw_offset(const uint8_t *raw, size_t raw_len, size_t conv_off)
 	return pos;
 }
 
-/* The decoded size of a BINARY section: from the view's slots, else
- * measured (one decoding pass that keeps nothing) and remembered. */
+/* The BINARY sizes of the message being planned: those its cache record
+ * holds, and those measured now (added when the plan is made). */
+struct binsizes {
+	const struct parsed_cache *pc;
+	struct buf added;
+};
+
+/* "<part> <octets> <nul>\n" of one section in bin[0..len): true with the
+ * numbers, false when absent. */
+static bool
+binsize_find(const char *bin, size_t len, const char *key, uint64_t *size_r, bool *nul_r)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = bin, *end = bin + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		unsigned long long v;
+		int nul;
+
+		if (nl == NULL)
+			break;
+		if ((size_t)(nl - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == ' ' &&
+		    sscanf(p + kl, " %llu %d", &v, &nul) == 2) {
+			*size_r = v;
+			*nul_r = nul != 0;
+			return true;
+		}
+		p = nl + 1;
+	}
+	return false;
+}
+
+/* The decoded size of a BINARY section: from the cache record, else
+ * measured (one decoding pass that keeps nothing) and added to it. */
 static void
-binary_measure(struct imap_view *v, uint32_t uid, const struct fetch_item *it, enum cte_kind cte,
+binary_measure(struct binsizes *bz, const struct fetch_item *it, enum cte_kind cte,
                const uint8_t *in, size_t len, uint64_t *size_r, bool *nul_r)
 {
-	for (size_t i = 0; i < BINSIZE_SLOTS; i++) {
-		const struct binsize_slot *sl = &v->binsizes[i];
+	char key[32 * 11 + 2];
+	size_t k = 0;
 
-		if (sl->uid == uid && sl->depth == it->depth &&
-		    memcmp(sl->path, it->path, it->depth * sizeof(it->path[0])) == 0) {
-			*size_r = sl->size;
-			*nul_r = sl->nul;
-			return;
-		}
+	key[k++] = '0';
+	if (it->depth > 0) {
+		k = 0;
+		for (size_t i = 0; i < it->depth; i++)
+			k += (size_t)snprintf(key + k, sizeof(key) - k, "%s%u", i ? "." : "",
+			                      it->path[i]);
 	}
+	key[k] = '\0';
+	if ((bz->pc->bin_len > 0 &&
+	     binsize_find(bz->pc->bin, bz->pc->bin_len, key, size_r, nul_r)) ||
+	    binsize_find((const char *)bz->added.data, bz->added.len, key, size_r, nul_r))
+		return;
 	cte_measure(cte, in, len, size_r, nul_r);
-	if (it->depth <= BINSIZE_DEPTH) {
-		struct binsize_slot *sl = &v->binsizes[v->binsize_next++ % BINSIZE_SLOTS];
-
-		memset(sl, 0, sizeof(*sl));
-		sl->uid = uid;
-		sl->depth = (uint32_t)it->depth;
-		memcpy(sl->path, it->path, it->depth * sizeof(it->path[0]));
-		sl->size = *size_r;
-		sl->nul = *nul_r;
-	}
+	if (bz->pc->bin_len + bz->added.len + k + 24 <= BINSIZE_MAX)
+		buf_printf(&bz->added, "%s %llu %d\n", key, (unsigned long long)*size_r,
+		           *nul_r ? 1 : 0);
 }
 
 /* The part a BINARY item names (NULL when there is none) and its
@@ -487,9 +539,9 @@ binary_decodable(const struct fetch_req *req, const struct message *msg)
  * Content-Transfer-Encoding made "binary", and the body decoded.
  */
 static int
-plan_binary(struct fetch_state *st, size_t *mark, struct imap_view *v, uint32_t uid,
-            const struct fetch_item *it, const uint8_t *data, size_t len, const struct message *msg,
-            const uint8_t *raw, size_t raw_len)
+plan_binary(struct fetch_state *st, size_t *mark, struct binsizes *bz, const struct fetch_item *it,
+            const uint8_t *data, size_t len, const struct message *msg, const uint8_t *raw,
+            size_t raw_len)
 {
 	const struct message_part *part;
 	struct buf prefix = BUF_INIT(0);
@@ -528,7 +580,7 @@ plan_binary(struct fetch_state *st, size_t *mark, struct imap_view *v, uint32_t 
 	uint64_t dsize = 0;
 	bool nul = false;
 	if (re > rs)
-		binary_measure(v, uid, it, cte, raw + rs, re - rs, &dsize, &nul);
+		binary_measure(bz, it, cte, raw + rs, re - rs, &dsize, &nul);
 	nul = nul || memchr(prefix.data, '\0', prefix.len) != NULL;
 	uint64_t total = prefix.len + dsize;
 	if (it->kind == F_BINARY_SIZE) {
@@ -579,7 +631,7 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 	int rc = 0;
 
 	st->crlf = false;
-	if (req->need_cache || req->need_vsize) {
+	if (req->need_cache || req->need_vsize || req->need_binsize) {
 		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0 && cache_decode(&pc))
 			have_cache = pc.have_parts && (pc.have_preview || !req->need_preview);
 		else
@@ -649,6 +701,7 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 
 	struct buf *t = &st->text;
 	struct buf b = BUF_INIT(0);
+	struct binsizes bz = {&pc, BUF_INIT(0)};
 	size_t mark = 0;
 	buf_reset(t);
 	st->n_segs = 0;
@@ -705,8 +758,7 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 			break;
 		case F_BINARY:
 		case F_BINARY_SIZE:
-			rc = plan_binary(st, &mark, v, m->rec.uid, it, data, len, msg, mv.data,
-			                 mv.len);
+			rc = plan_binary(st, &mark, &bz, it, data, len, msg, mv.data, mv.len);
 			break;
 		}
 		if (rc < 0)
@@ -714,9 +766,30 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 	}
 	if (rc < 0) {
 		buf_free(&b);
+		buf_free(&bz.added);
 		st->n_segs = 0;
 		goto out;
 	}
+	if (bz.added.len > 0) {
+		/* Sizes measured now: kept for the next BINARY.SIZE (one cache
+		 * write per message, the record's other texts as they were; an
+		 * R3 record's, lacking the preview, are left to be made again). */
+		struct buf bin = BUF_INIT(0);
+
+		buf_append(&bin, pc.bin, pc.bin_len);
+		buf_append(&bin, bz.added.data, bz.added.len);
+		pc.vsize = len;
+		pc.have_vsize = true;
+		if (pc.have_parts && pc.have_preview)
+			cache_store_bin(v->mb, m->rec.uid, &pc, pc.env, pc.env_len, pc.body,
+			                pc.body_len, pc.bs, pc.bs_len, pc.pv, pc.pv_len,
+			                (const char *)bin.data, bin.len);
+		else
+			cache_store_bin(v->mb, m->rec.uid, &pc, "", 0, "", 0, "", 0, "", 0,
+			                (const char *)bin.data, bin.len);
+		buf_free(&bin);
+	}
+	buf_free(&bz.added);
 	if (add_flags && !req->has_flags) {
 		buf_reset(&b);
 		view_format_flags(v, m, &b);

@@ -185,6 +185,7 @@ parse_binary(struct imap_cmd *cmd, const char *s, struct fetch_item *it, struct 
 	buf_free(&b);
 	req->need_data = true;
 	req->need_parse = true;
+	req->need_binsize = true;
 	return 0;
 }
 

@@ -262,23 +262,6 @@ struct view_msg {
 	bool expunged; /* gone in storage, EXPUNGE not sent yet */
 };
 
-/*
- * Decoded sizes of BINARY sections this view measured (a client asks for
- * BINARY.SIZE, then BINARY, of the same part): one decoding pass saved per
- * hit. A message's bytes never change under its UID, and the view is
- * cleared when the mailbox is selected again. Paths deeper than
- * BINSIZE_DEPTH are not kept.
- */
-#define BINSIZE_SLOTS 16
-#define BINSIZE_DEPTH 8
-struct binsize_slot {
-	uint32_t uid; /* 0: empty */
-	uint32_t depth;
-	uint32_t path[BINSIZE_DEPTH];
-	uint64_t size; /* decoded octets */
-	bool nul;      /* a NUL among them */
-};
-
 struct imap_view {
 	struct mailbox *mb;
 	char *name;                                /* storage (UTF-8) name */
@@ -298,10 +281,8 @@ struct imap_view {
 	struct sort_cache *sort_cache; /* SORT/THREAD keys (imap_sort.h) */
 	uint32_t *searchres;           /* "$" (RFC 5182): UIDs, ascending */
 	size_t n_searchres;
-	struct imap_context *contexts;               /* RETURN (UPDATE) searches (imap_context.c) */
-	struct binsize_slot binsizes[BINSIZE_SLOTS]; /* imap_fetch.c */
-	unsigned binsize_next;                       /* the slot to reuse next */
-	bool no_recent;                              /* IMAP4rev2: \Recent is never shown */
+	struct imap_context *contexts; /* RETURN (UPDATE) searches (imap_context.c) */
+	bool no_recent;                /* IMAP4rev2: \Recent is never shown */
 };
 
 struct imap_session {
@@ -551,7 +532,8 @@ struct fetch_req {
 	bool need_data;    /* message bytes */
 	bool need_parse;   /* parsed sections */
 	bool sets_seen;
-	bool binary_seen; /* BINARY[] sets \Seen: per message, once it is decodable */
+	bool binary_seen;  /* BINARY[] sets \Seen: per message, once it is decodable */
+	bool need_binsize; /* BINARY: decoded sizes kept in the cache record */
 	bool has_flags, has_uid, has_modseq;
 	uint64_t changedsince; /* CHANGEDSINCE (0 = none) */
 };

@@ -9,6 +9,7 @@ refused before any byte is read. Python's imaplib reads BINARY too."""
 import base64
 import binascii
 import imaplib
+import os
 import re
 import unittest
 
@@ -243,6 +244,33 @@ class BinaryBase:
         lines = self.fetch(1, b"(BINARY.PEEK[9] BINARY.SIZE[9])")
         self.assertEqual(item(lines, b"BINARY[9]"), (False, b""))
         self.assertEqual(item(lines, b"BINARY.SIZE[9]"), (None, b"0"))
+
+    def test_sizes_cached(self):
+        """A decoded size is measured once and kept in the message's cache
+        record (the next BINARY.SIZE, in this or another session, reads
+        it); the answers are the same from the record. The Maildir record
+        is a file this test can read."""
+        self.fresh(b"Cached", NESTED)
+        for _ in range(2):
+            lines = self.fetch(1, b"(BINARY.SIZE[2] BINARY.SIZE[3.2] BINARY.PEEK[2]<0.8>)")
+            self.assertEqual(item(lines, b"BINARY.SIZE[2]"), (None, b"%d" % len(BLOB)))
+            self.assertEqual(item(lines, b"BINARY.SIZE[3.2]"), (None, b"7"))
+            self.assertEqual(item(lines, b"BINARY[2]<0>"), (True, BLOB[:8]))
+            self.r.close()
+            self.r = Raw(self.srv.port("imap")).login()
+            self.ok(b"SELECT Cached")
+        lines = self.fetch(1, b"(ENVELOPE BINARY.SIZE[1] RFC822.SIZE)")
+        self.assertEqual(item(lines, b"BINARY.SIZE[1]"), (None, b"%d" % len(QP_DECODED)))
+        self.assertIn(b"RFC822.SIZE %d" % len(NESTED), lines[0])
+        if self.backend == "maildir":
+            want = b"2 %d 1\n3.2 7 1\n1 %d 0\n" % (len(BLOB), len(QP_DECODED))
+            found = [os.path.join(d, "roost-cache") for d, _, files in os.walk(self.srv.dir)
+                     if "roost-cache" in files]
+            records = []
+            for path in found:
+                with open(path, "rb") as f:
+                    records.append(f.read())
+            self.assertTrue([r for r in records if want in r], found)
 
     def test_whole_single_part(self):
         """BINARY[] of a message whose one body is encoded: the header with

@@ -8,9 +8,33 @@
 #include <string.h>
 
 #include "roost/buf.h"
+#include "roost/cte.h"
 #include "roost/message.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Each transfer decoding of a part's body (FETCH BINARY): stepped in
+ * 7-octet pieces it makes as many octets as the counting pass says. */
+static void
+decode_all_ways(const uint8_t *b, size_t len)
+{
+	static const enum cte_kind kinds[] = {CTE_TEXT, CTE_BINARY, CTE_BASE64, CTE_QP};
+
+	for (size_t k = 0; k < 4; k++) {
+		struct cte_decoder d;
+		uint8_t chunk[7];
+		uint64_t size, made = 0;
+		bool nul;
+		size_t n;
+
+		cte_measure(kinds[k], b, len, &size, &nul);
+		cte_decoder_init(&d, kinds[k]);
+		while ((n = cte_decode(&d, b, len, chunk, sizeof(chunk))) > 0)
+			made += n;
+		if (made != size)
+			__builtin_trap();
+	}
+}
 
 static void
 walk(struct message *msg, const struct message_part *p, uint32_t *path, size_t depth,
@@ -28,6 +52,7 @@ walk(struct message *msg, const struct message_part *p, uint32_t *path, size_t d
 	message_header_get(msg, p, "subject", true, out);
 	message_header_get_all(msg, p, "received", false, out);
 	message_part_decode(msg, p, out);
+	decode_all_ways(d + p->body_off, p->body_len);
 	if (p->is_message_rfc822)
 		message_envelope(msg, p, out);
 	if (depth < 16 && message_find_part(msg, path, depth, &found) < 0)
@@ -55,6 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	message_bodystructure(msg, NULL, true, &out);
 	message_bodystructure(msg, NULL, false, &out);
 	message_body_text(msg, &out);
+	decode_all_ways(data, size);
 	if (message_root(msg)->is_multipart)
 		walk(msg, message_root(msg), path, 0, &out);
 	message_free(&msg);

@@ -46,7 +46,8 @@ backend_complete(const struct storage_ops *o)
 	       o->claim_recent != NULL && o->read != NULL && o->cache_get != NULL &&
 	       o->cache_set != NULL && o->append != NULL && o->store != NULL &&
 	       o->expunge != NULL && o->copy != NULL && o->changes_since != NULL &&
-	       o->check != NULL && (o->lock_user == NULL) == (o->unlock_user == NULL);
+	       o->check != NULL && o->repair != NULL && o->backup != NULL &&
+	       (o->lock_user == NULL) == (o->unlock_user == NULL);
 }
 
 bool
@@ -576,6 +577,12 @@ storage_unlock_user(struct storage_lock **lockp)
 		return;
 	*lockp = NULL;
 	lock->st->ops->unlock_user(lock);
+}
+
+int
+storage_backup(struct storage *st, const char *dest, struct buf *report)
+{
+	return st->ops->backup(st, dest, report);
 }
 
 int

@@ -733,5 +733,6 @@ const struct storage_ops storage_lmdb_ops = {
     .meta_update = lmdb_op_meta_update,
     .check = lmdb_op_check,
     .repair = lmdb_op_repair,
+    .backup = lmdb_op_backup,
     .stats = lmdb_stats,
 };

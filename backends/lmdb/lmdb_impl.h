@@ -393,5 +393,6 @@ int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char 
 int lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 int lmdb_op_check(struct storage *st, struct buf *report);
 int lmdb_op_repair(struct storage *st, struct buf *report);
+int lmdb_op_backup(struct storage *st, const char *dest, struct buf *report);
 
 #endif

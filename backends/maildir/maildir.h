@@ -328,6 +328,8 @@ int md_index_salvage(const char *dir, uint32_t *uidvalidity_r, struct md_salvage
 
 /* ---- maildir_repair.c ---- */
 int md_repair(struct storage *st, struct buf *report);
+/* ---- maildir_backup.c ---- */
+int md_backup(struct storage *st, const char *dest, struct buf *report);
 
 /* ---- maildir_check.c ---- */
 int md_check(struct storage *st, struct buf *report);

@@ -126,4 +126,5 @@ const struct storage_ops storage_maildir_ops = {
     .changes_since = md_changes_since,
     .check = md_check,
     .repair = md_repair,
+    .backup = md_backup,
 };

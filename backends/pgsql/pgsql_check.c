@@ -98,3 +98,12 @@ pg_op_repair(struct storage *st, struct buf *report)
 	                       "`roost check` to verify\n");
 	return ROOST_ENOTSUP;
 }
+
+int
+pg_op_backup(struct storage *st, const char *dest, struct buf *report)
+{
+	buf_append_str(report, "pgsql: the mail is in the database, not under the data directory: "
+	                       "back it up with pg_dump (or pg_basebackup), which take a "
+	                       "consistent copy while the servers run\n");
+	return ROOST_ENOTSUP;
+}

@@ -169,6 +169,7 @@ int pg_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *d
                size_t *n_r);
 int pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 int pg_op_repair(struct storage *st, struct buf *report);
+int pg_op_backup(struct storage *st, const char *dest, struct buf *report);
 int pg_op_check(struct storage *st, struct buf *report);
 
 /* Helpers shared by the op files. */

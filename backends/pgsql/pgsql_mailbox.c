@@ -844,6 +844,7 @@ const struct storage_ops storage_pgsql_ops = {
     .changes_since = pg_op_changes_since,
     .check = pg_op_check,
     .repair = pg_op_repair,
+    .backup = pg_op_backup,
     .lock_user = pg_op_lock_user,
     .unlock_user = pg_op_unlock_user,
 };

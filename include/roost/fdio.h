@@ -1,6 +1,7 @@
 #ifndef ROOST_FDIO_H
 #define ROOST_FDIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "roost/buf.h"
@@ -50,5 +51,25 @@ int fdio_open_spool(const char *dir, const char *prefix);
  * that cannot sync a directory (EINVAL) counts as success.
  */
 int fdio_fsync_dir(const char *path);
+
+/*
+ * Put the file at from also at to (a new name: never replaced): a hard link
+ * when both are on one file system, else a copy (synced when do_fsync) with
+ * from's mode and mtime. A link shares the inode: right for files never
+ * changed in place (message files, body files), wrong for the others, so
+ * link is a request: false always copies. 0, ROOST_ENOTFOUND when from is
+ * gone, ROOST_EIO.
+ */
+int fdio_link_or_copy(const char *from, const char *to, bool link, bool do_fsync);
+
+/*
+ * Copy the tree at from into to (created; directories 0700), skipping
+ * sockets, fifos and the top-level names in skip (NULL-terminated, may be
+ * NULL); files by fdio_link_or_copy(link = false). Existing files in to
+ * are left as they are. 0 or ROOST_EIO (errno set, *failed_r the path
+ * when not NULL, owned by the caller).
+ */
+int fdio_copy_tree(const char *from, const char *to, const char *const *skip, bool do_fsync,
+                   char **failed_r);
 
 #endif

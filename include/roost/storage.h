@@ -482,6 +482,17 @@ int storage_check(struct storage *st, struct buf *report);
  * be, ROOST_ENOTSUP when the backend has nothing to rebuild this way. */
 int storage_repair(struct storage *st, struct buf *report);
 
+/*
+ * A consistent copy of the store's data, taken while servers use it, into
+ * dest (an existing directory that stands for the data directory: the
+ * backend's files go where they are under data_dir). Every message whose
+ * delivery or append returned before the call is in the copy (and
+ * possibly some that came during it). Problems are written to report.
+ * ROOST_ENOTSUP when the data is not under the data directory (pgsql: the
+ * report names pg_dump), ROOST_EIO when something could not be copied.
+ */
+int storage_backup(struct storage *st, const char *dest, struct buf *report);
+
 /* Write-path counters since storage_open(), for benchmarks and metrics. */
 struct storage_stats {
 	uint64_t commits; /* durable commits (each one sync) */

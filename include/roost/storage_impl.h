@@ -125,6 +125,10 @@ struct storage_ops {
 	/* storage_repair(); ROOST_ENOTSUP (with a report line saying why)
 	 * where the backend has nothing to rebuild. */
 	int (*repair)(struct storage *st, struct buf *report);
+	/* storage_backup(): the backend's part of the data directory into
+	 * the same place under dest; ROOST_ENOTSUP with a report line naming
+	 * the tool to use where the data is not under the directory. */
+	int (*backup)(struct storage *st, const char *dest, struct buf *report);
 	/* Optional: write-path counters (storage_stats()). */
 	void (*stats)(struct storage *st, struct storage_stats *stats_r);
 

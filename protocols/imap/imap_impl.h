@@ -440,7 +440,11 @@ imap_cmd_fn cmd_genurlauth, cmd_resetkey, cmd_urlfetch;
 /* "[BADURL url] " (RFC 4469) appended to b, or nothing for a URL that
  * cannot stand in a response code. */
 void imap_badurl_code(struct buf *b, const char *url, size_t len);
-imap_cmd_fn cmd_compress; /* imap_compress.c */
+imap_cmd_fn cmd_compress;       /* imap_compress.c */
+imap_cmd_fn cmd_unauthenticate; /* imap_unauth.c */
+/* CREATE's parameter list (RFC 6154 3, imap_special_use.c): the special-use
+ * bits of USE (...) in *special_r; < 0 with BAD or NO [USEATTR] sent. */
+int imap_create_params(struct imap_cmd *cmd, const struct imap_arg *l, unsigned *special_r);
 
 /* SEARCH as SORT and THREAD use it (imap_search.c). */
 struct imap_search;

@@ -178,7 +178,13 @@ void
 cmd_create(struct imap_cmd *cmd)
 {
 	char *name;
+	unsigned special = 0;
 
+	if (cmd->p.n == 2) { /* CREATE-SPECIAL-USE */
+		if (imap_create_params(cmd, &cmd->p.args[1], &special) < 0)
+			return;
+		cmd->p.n = 1;
+	}
 	if (!one_mailbox(cmd, &name))
 		return;
 	size_t len = strlen(name);
@@ -188,7 +194,7 @@ cmd_create(struct imap_cmd *cmd)
 		imap_tagged(cmd, "NO", "[ALREADYEXISTS] INBOX always exists");
 		return;
 	}
-	int rc = storage_create(cmd->s->sv->storage, cmd->s->user, name, 0);
+	int rc = storage_create(cmd->s->sv->storage, cmd->s->user, name, special);
 	if (rc < 0) {
 		imap_reply_error(cmd, rc,
 		                 rc == ROOST_EEXISTS ? "Mailbox already exists"

@@ -258,7 +258,8 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 
 	buf_append_str(
 	    out, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
-	         "UIDPLUS MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE "
+	         "UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS "
+	         "ESEARCH STATUS=SIZE "
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
 	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT BINARY "
 	         "URLAUTH URLAUTH=BINARY OBJECTID PREVIEW METADATA METADATA-SERVER");
@@ -277,7 +278,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 			mechs = e ? e + 1 : NULL;
 		}
 	} else {
-		buf_append_str(out, " COMPRESS=DEFLATE UTF8=ACCEPT");
+		buf_append_str(out, " COMPRESS=DEFLATE UTF8=ACCEPT UNAUTHENTICATE");
 	}
 }
 
@@ -431,6 +432,7 @@ static const struct imap_cmd_def commands[] = {
     {{"COMPRESS", IMAP_AUTHED, 0}, NULL, cmd_compress},
     {{"GETMETADATA", IMAP_AUTHED, 0}, NULL, cmd_getmetadata},
     {{"SETMETADATA", IMAP_AUTHED, 0}, NULL, cmd_setmetadata},
+    {{"UNAUTHENTICATE", IMAP_AUTHED, 0}, NULL, cmd_unauthenticate},
     {{"CHECK", IMAP_SELECTED, 0}, NULL, cmd_check},
     {{"CLOSE", IMAP_SELECTED, 0}, NULL, cmd_close},
     {{"UNSELECT", IMAP_SELECTED, 0}, NULL, cmd_unselect},

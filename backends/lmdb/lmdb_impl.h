@@ -257,6 +257,10 @@ int lmdb_mbox_id(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const ch
                  uint64_t *id_r);
 int lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox *rec_r,
                   struct lmdb_kwtab *kw_r);
+/* The id and record of user's mailbox name, which must hold messages:
+ * ROOST_ENOTFOUND when absent or \Noselect. */
+int lmdb_mbox_selectable(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const char *name,
+                         uint64_t *id_r, struct lmdb_mbox *rec_r);
 int lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
                   const struct lmdb_kwtab *kw);
 /* Keyword bit of name, adding it when add is set: -1 when absent (or the

@@ -491,13 +491,8 @@ lmdb_op_status(struct storage *st, const char *user, const char *name,
 
 	if ((rc = lmdb_rtxn_begin(sh, &txn)) != 0)
 		return rc;
-	if ((rc = lmdb_mbox_id(txn, sh, user, name, &id)) == 0 &&
-	    (rc = lmdb_mbox_get(txn, sh, id, &rec, NULL)) == 0) {
-		if (rec.noselect)
-			rc = ROOST_ENOTFOUND;
-		else
-			rc = lmdb_status_fill(txn, sh, id, &rec, status_r);
-	}
+	if ((rc = lmdb_mbox_selectable(txn, sh, user, name, &id, &rec)) == 0)
+		rc = lmdb_status_fill(txn, sh, id, &rec, status_r);
 	lmdb_rtxn_end(sh, txn);
 	return rc;
 }

@@ -24,9 +24,7 @@ lmdb_op_mailbox_open(struct storage *st, const char *user, const char *name, uns
 
 	if ((rc = lmdb_rtxn_begin(sh, &txn)) != 0)
 		return rc;
-	if ((rc = lmdb_mbox_id(txn, sh, user, name, &id)) == 0 &&
-	    (rc = lmdb_mbox_get(txn, sh, id, &rec, NULL)) == 0 && rec.noselect)
-		rc = ROOST_ENOTFOUND;
+	rc = lmdb_mbox_selectable(txn, sh, user, name, &id, &rec);
 	lmdb_rtxn_end(sh, txn);
 	if (rc != 0)
 		return rc;

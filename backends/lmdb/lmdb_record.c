@@ -169,6 +169,18 @@ lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox
 }
 
 int
+lmdb_mbox_selectable(MDB_txn *txn, struct lmdb_shard *sh, const char *user, const char *name,
+                     uint64_t *id_r, struct lmdb_mbox *rec_r)
+{
+	int rc;
+
+	if ((rc = lmdb_mbox_id(txn, sh, user, name, id_r)) != 0 ||
+	    (rc = lmdb_mbox_get(txn, sh, *id_r, rec_r, NULL)) != 0)
+		return rc;
+	return rec_r->noselect ? ROOST_ENOTFOUND : 0;
+}
+
+int
 lmdb_mbox_put(struct lmdb_w *w, uint64_t id, const struct lmdb_mbox *rec,
               const struct lmdb_kwtab *kw)
 {

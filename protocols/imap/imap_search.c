@@ -237,15 +237,12 @@ cmd_search(struct imap_cmd *cmd)
 		return;
 	}
 	if (i < n && imap_arg_atom_eq(&a[i], "CHARSET")) {
-		if (i + 1 >= n || !imap_arg_is_string(&a[i + 1])) {
+		if (i + 1 >= n) {
 			imap_bad(cmd, "Missing charset");
 			return;
 		}
-		const char *cs = a[i + 1].str;
-		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
-			imap_tagged(cmd, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+		if (imap_sort_charset(cmd, &a[i + 1]) < 0)
 			return;
-		}
 		i += 2;
 	}
 	struct imap_search *sr;

@@ -100,9 +100,9 @@ def throttle(srv):
     for name, listener, attempt in PROTOS:
         port = srv.port(listener)
         for label, pw in (("right", "alice-secret"), ("wrong", "guess")):
-            n = srv.log().count("event=auth-failed")
+            n = srv.log().count("event=auth_failed")
             first, _ = attempt(port, "alice@example.org", "first-guess")
-            wait_log(srv, "event=auth-failed", n + 1)
+            wait_log(srv, "event=auth_failed", n + 1)
             dt, reply = timed(attempt, port, "alice@example.org", pw)
             print("  %-4s %-5s %7.1f ms  %s" % (name, label, dt * 1000, reply[:40]))
             first.close()

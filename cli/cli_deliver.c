@@ -226,11 +226,12 @@ cli_deliver(struct cli *cli)
 	if (log_level_parse(cfg->log_level, &level) != 0)
 		level = LOG_LEVEL_INFO;
 	/* An MDA is quiet on success: the MTA shows what it prints. Its
-	 * delivery lines go to syslog when that is on. */
+	 * delivery lines go to syslog when that is on, to stderr only with
+	 * log_level = debug. */
 	if (cfg->log_syslog)
 		log_setup(level, false, true);
 	else
-		log_setup(level < LOG_LEVEL_WARN ? level : LOG_LEVEL_WARN, true, false);
+		log_setup(level == LOG_LEVEL_DEBUG ? level : LOG_LEVEL_WARN, true, false);
 	err = auth_open(cfg, &auth);
 	if (err != 0) {
 		fprintf(stderr, "roost deliver: cannot open the user database: %s\n",

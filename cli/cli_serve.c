@@ -153,8 +153,9 @@ warn_postmaster(const struct roost_services *sv)
 	    auth_lookup(sv->auth, "postmaster", name, sizeof(name)) == 0 ||
 	    auth_lookup(sv->auth, addr, name, sizeof(name)) == 0)
 		return;
-	log_warn("event=start warning=no_postmaster hint=\"mail to postmaster is kept under the "
-	         "name postmaster: add an alias ([smtp] aliases) or the user\"");
+	log_warn("event=start warning=no_postmaster domain=%s hint=\"mail to postmaster "
+	         "is kept for postmaster@<domain>: add an alias ([smtp] aliases) or that user\"",
+	         LOG_QUOTE(domain != NULL ? domain : "-"));
 }
 
 int

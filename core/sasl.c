@@ -595,3 +595,9 @@ sasl_free(struct sasl **sp)
 	free(s);
 	*sp = NULL;
 }
+
+const char *
+sasl_mech_name(const struct sasl *sasl)
+{
+	return sasl->mech->name;
+}

@@ -7,7 +7,7 @@
 set -eu
 
 BUILD_PKGS="gcc make pkg-config liblmdb-dev libssl-dev openssl libcrypt-dev libc-ares-dev libutf8proc-dev libjansson-dev zlib1g-dev libpq-dev"
-TEST_PKGS="check libsubunit-dev python3 curl lmdb-utils swaks libnet-ssleay-perl fetchmail isync python3-dkim clang-format chromium chromium-driver python3-selenium postgresql"
+TEST_PKGS="check libsubunit-dev python3 curl lmdb-utils swaks libnet-ssleay-perl fetchmail isync python3-dkim clang-format chromium chromium-driver python3-selenium postgresql fail2ban"
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS" ;;

@@ -58,6 +58,8 @@ bool sasl_verified(const struct sasl *sasl);
 /* The user name the client gave (at most AUTH_MAX_NAME + 1 bytes of it; for
  * the log of a failure), NULL before it gave one. Valid until sasl_free(). */
 const char *sasl_user_tried(const struct sasl *sasl);
+/* The mechanism's name ("PLAIN", "SCRAM-SHA-256"); static. */
+const char *sasl_mech_name(const struct sasl *sasl);
 /* The canonical user name after a 0 result, NULL before. Valid until sasl_free(). */
 const char *sasl_user(const struct sasl *sasl);
 void sasl_free(struct sasl **sasl);

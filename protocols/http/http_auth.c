@@ -51,9 +51,8 @@ failed(struct http_session *s, const char *scheme, const char *user_tried)
 {
 	unsigned ms = auth_failure(s->svc->auth, conn_peer(s->c));
 
-	log_info("conn=%llu proto=http event=auth-failed peer=%s user=%s scheme=%s delay_ms=%u",
-	         (unsigned long long)conn_id(s->c), conn_peer(s->c), LOG_QUOTE(user_tried), scheme,
-	         ms);
+	auth_log_failure("http", conn_peer(s->c), user_tried, (unsigned long long)conn_id(s->c),
+	                 scheme, ms);
 	conn_delay(s->c, ms);
 	challenge(s, 401, "Authentication failed.\n");
 	return ROOST_EAUTH;

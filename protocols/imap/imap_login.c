@@ -145,8 +145,8 @@ login_failed(struct imap_session *s, const char *tag, const char *user_tried)
 {
 	unsigned delay = auth_failure(s->sv->auth, s->peer);
 
-	log_info("conn=%llu proto=imap event=auth-failed peer=%s user=%s",
-	         (unsigned long long)conn_id(s->c), s->peer, LOG_QUOTE(user_tried));
+	auth_log_failure("imap", s->peer, user_tried, (unsigned long long)conn_id(s->c),
+	                 s->sasl != NULL ? sasl_mech_name(s->sasl) : "LOGIN", delay);
 	conn_printf(s->c, "%s NO [AUTHENTICATIONFAILED] Authentication failed\r\n", tag);
 	if (delay > 0)
 		conn_delay(s->c, delay);

@@ -94,8 +94,8 @@ auth_failed(struct pop3_session *s, const char *user_tried)
 {
 	unsigned ms = auth_failure(s->sv->auth, conn_peer(s->c));
 
-	log_info("conn=%llu proto=pop3 event=auth-failed peer=%s user=%s delay_ms=%u",
-	         (unsigned long long)conn_id(s->c), conn_peer(s->c), LOG_QUOTE(user_tried), ms);
+	auth_log_failure("pop3", conn_peer(s->c), user_tried, (unsigned long long)conn_id(s->c),
+	                 s->sasl != NULL ? sasl_mech_name(s->sasl) : "USER", ms);
 	conn_delay(s->c, ms);
 	pop3_reply(s, "-ERR [AUTH] Authentication failed.");
 }

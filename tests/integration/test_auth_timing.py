@@ -143,11 +143,11 @@ class TestThrottleOracle(unittest.TestCase):
     def check(self, srv, make):
         """One failure, then the right password and a wrong one on new
         connections, sent before the failure is answered."""
-        failures = srv.log().count("event=auth-failed")
+        failures = srv.log().count("event=auth_failed")
         first = make()
         t0 = time.monotonic()
         first.attempt("wrong-1")
-        wait_log(srv, "event=auth-failed", failures + 1)
+        wait_log(srv, "event=auth_failed", failures + 1)
         right, wrong = make(), make()
         right.attempt(RIGHT)
         wrong.attempt("wrong-2")
@@ -191,11 +191,11 @@ class TestThrottleOracle(unittest.TestCase):
             holder = Pop3(port)
             holder.attempt(RIGHT)
             self.assertTrue(holder.answer())
-            failures = srv.log().count("event=auth-failed")
+            failures = srv.log().count("event=auth_failed")
             first = Pop3(port)
             t0 = time.monotonic()
             first.attempt("wrong-1")
-            wait_log(srv, "event=auth-failed", failures + 1)
+            wait_log(srv, "event=auth_failed", failures + 1)
             probe = Pop3(port)
             probe.attempt(RIGHT)
             reply = probe.line()

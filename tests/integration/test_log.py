@@ -120,7 +120,7 @@ class TestLogFields(unittest.TestCase):
             c.send("AUTH PLAIN " + base64.b64encode(("\0%s\0wrong" % tried).encode()).decode())
             c.reply()
             c.close()
-            lines = wait_lines(srv, "event=auth-failed", 4)
+            lines = wait_lines(srv, "event=auth_failed", 4)
             self.assertEqual(len(lines), 4, lines)
             for line in lines:
                 keys = fields(line)

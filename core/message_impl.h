@@ -118,7 +118,9 @@ bool message_lex_quoted(struct lex *lx, struct buf *out);
 
 /* Append data in charset converted to UTF-8 (invalid bytes become U+FFFD). */
 int message_charset_to_utf8(const char *charset, const uint8_t *data, size_t len, struct buf *out);
-int message_qp_decode(const uint8_t *data, size_t len, bool header, struct buf *out);
+/* The texts of RFC 2047 encoded words, "Q" and "B" (a part's body goes
+ * through core/cte.c: message_part_decode()). */
+int message_qp_decode(const uint8_t *data, size_t len, struct buf *out);
 int message_b64_decode(const uint8_t *data, size_t len, struct buf *out);
 
 /* ---- IMAP strings (message_imap.c) ---- */

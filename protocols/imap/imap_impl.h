@@ -437,6 +437,26 @@ imap_cmd_fn cmd_fetch, cmd_store, cmd_copy, cmd_move;
 imap_cmd_fn cmd_search, cmd_sort, cmd_thread, cmd_cancelupdate;
 /* URLAUTH (imap_urlauth.c). */
 imap_cmd_fn cmd_genurlauth, cmd_resetkey, cmd_urlfetch;
+
+/* CATENATE (RFC 4469, imap_catenate.c): APPEND's message built from TEXT
+ * literals and URL parts. */
+#define IMAP_CATENATE_MAX_PARTS 256
+struct imap_catenate {
+	struct buf text; /* the message so far, while it is small */
+	int fd;          /* past IMAP_SPOOL_AT: an unlinked spool file, else -1 */
+	uint64_t len;
+	struct buf reply; /* after a failure: the tagged NO's text */
+};
+/* Is list a well-formed CATENATE part list (TEXT literal / URL astring,
+ * 1 to IMAP_CATENATE_MAX_PARTS parts)? */
+bool imap_catenate_syntax(const struct imap_arg *list);
+/* Build the message: 0; or < 0 with cat->reply set ([BADURL url] for a URL
+ * that cannot be read, [TOOBIG] past APPENDLIMIT). Free cat either way. */
+int imap_catenate_build(struct imap_cmd *cmd, const struct imap_arg *list,
+                        struct imap_catenate *cat);
+/* The built message as storage takes it (valid while cat lives). */
+void imap_catenate_input(const struct imap_catenate *cat, struct msg_input *in);
+void imap_catenate_free(struct imap_catenate *cat);
 /* "[BADURL url] " (RFC 4469) appended to b, or nothing for a URL that
  * cannot stand in a response code. */
 void imap_badurl_code(struct buf *b, const char *url, size_t len);

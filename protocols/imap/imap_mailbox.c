@@ -430,6 +430,16 @@ cmd_append(struct imap_cmd *cmd)
 			k++;
 		if (k < n && a[k].type == ARG_QUOTED)
 			k++;
+		if (k < n && imap_arg_atom_eq(&a[k], "CATENATE")) {
+			if (k + 1 >= n || !imap_catenate_syntax(&a[k + 1])) {
+				imap_bad(cmd, "Usage: APPEND mailbox [(flags)] [date-time] "
+				              "CATENATE (TEXT literal / URL url ...)");
+				return;
+			}
+			k += 2;
+			n_msgs++;
+			continue;
+		}
 		const struct imap_arg *msg;
 		int mrc = imap_append_message_arg(cmd, a, n, &k, &msg);
 		if (mrc == ROOST_EPERM) {
@@ -449,6 +459,10 @@ cmd_append(struct imap_cmd *cmd)
 		const char **kw;
 		size_t nkw;
 		int64_t t;
+		if (imap_arg_atom_eq(&a[k], "CATENATE")) {
+			k++; /* its part list is no flag list */
+			continue;
+		}
 		if (a[k].type == ARG_LIST &&
 		    imap_parse_flags(cmd, a[k].list, a[k].n, &f, &kw, &nkw) < 0) {
 			imap_bad(cmd, "Invalid flags");
@@ -481,23 +495,39 @@ cmd_append(struct imap_cmd *cmd)
 			in.has_internal_date = true;
 			i++;
 		}
-		const struct imap_arg *msg;
-		(void)imap_append_message_arg(cmd, a, n, &i, &msg); /* checked above */
-		in.data = msg->raw;
-		in.fd = msg->fd;
-		in.len = msg->len;
+		/* CATENATE (RFC 4469): the message built from its parts */
+		struct imap_catenate cat = {.fd = -1};
+		if (imap_arg_atom_eq(&a[i], "CATENATE")) {
+			if (imap_catenate_build(cmd, &a[i + 1], &cat) < 0) {
+				append_rollback(s, name, uids, n_uids);
+				imap_tagged(cmd, "NO", "%s", buf_cstr(&cat.reply));
+				imap_catenate_free(&cat);
+				return;
+			}
+			imap_catenate_input(&cat, &in);
+			i += 2;
+		} else {
+			const struct imap_arg *msg;
+			(void)imap_append_message_arg(cmd, a, n, &i, &msg); /* checked above */
+			in.data = msg->raw;
+			in.fd = msg->fd;
+			in.len = msg->len;
+		}
 		if (in.len == 0) {
+			imap_catenate_free(&cat);
 			append_rollback(s, name, uids, n_uids);
 			imap_tagged(cmd, "NO", "Cannot append an empty message");
 			return;
 		}
 		if (in.len > s->sv->cfg->imap_max_literal) {
+			imap_catenate_free(&cat);
 			append_rollback(s, name, uids, n_uids);
 			imap_tagged(cmd, "NO", "[TOOBIG] Message too big");
 			return;
 		}
 		uint32_t uv, uid;
 		int rc = storage_append(s->sv->storage, s->user, name, &in, &uv, &uid);
+		imap_catenate_free(&cat);
 		if (rc < 0) {
 			/* MULTIAPPEND is all or nothing (RFC 3502). */
 			append_rollback(s, name, uids, n_uids);

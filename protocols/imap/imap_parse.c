@@ -219,7 +219,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 		bool nul = memchr(p, '\0', (size_t)n) != NULL;
 		if (nul && !lit8)
 			return perr(ps, "NUL in a literal (literal8 may carry it)");
-		if (!(ps->raw_literals && depth == 0 && ps->top_idx > 0) && !nul) {
+		if (!(ps->raw_literals && ps->top_idx > 0) && !nul) {
 			arg->str = pstrndup(ps, p, (size_t)n);
 			if (arg->str == NULL)
 				return ps->rc;

@@ -103,7 +103,7 @@ class UrlauthBase:
     def test_capabilities(self):
         lines = self.ok(b"CAPABILITY")
         caps = lines[0].split()
-        for c in (b"URLAUTH", b"URLAUTH=BINARY", b"MULTIAPPEND"):
+        for c in (b"URLAUTH", b"URLAUTH=BINARY", b"MULTIAPPEND", b"CATENATE"):
             self.assertIn(c, caps)
         lines = self.ok(b"EXAMINE INBOX")
         self.assertIn(b"* OK [URLMECH INTERNAL] URLAUTH mechanisms\r\n", lines)
@@ -125,10 +125,10 @@ class UrlauthBase:
         self.assertEqual(self.urlfetch(url), b"alice@example.org")
         # several URLs in one command, a bad one among them
         good = self.genurlauth(base + b"/;SECTION=1;URLAUTH=authuser")
-        lines = self.ok(b"URLFETCH " + quoted(good) + b" " + quoted(good[:-1] + b"0") +
-                        b" " + quoted(good))
+        bad = good[:-1] + (b"0" if good[-1:] != b"0" else b"1")
+        lines = self.ok(b"URLFETCH " + quoted(good) + b" " + quoted(bad) + b" " + quoted(good))
         self.assertEqual(lines[-1], b"* URLFETCH " + quoted(good) + b" {10}\r\nHello Bob. " +
-                         quoted(good[:-1] + b"0") + b" NIL " + quoted(good) +
+                         quoted(bad) + b" NIL " + quoted(good) +
                          b" {10}\r\nHello Bob.\r\n")
 
     def test_access_identifiers(self):
@@ -289,6 +289,159 @@ class UrlauthBase:
         self.assertRegex(tagged, rb"^t\d+ BAD ")
         # the session still works
         self.assertEqual(self.urlfetch(good), DRAFT)
+
+    # ---- CATENATE and MULTIAPPEND ----
+
+    def catenate(self, parts, mailbox=b"INBOX", extra=b"", r=None):
+        """APPEND mailbox CATENATE (parts) with synchronizing TEXT literals;
+        parts: ("TEXT", bytes) or ("URL", bytes). The tagged line."""
+        r = r or self.r
+        head = b"ca APPEND " + mailbox + b" " + extra + b"CATENATE ("
+        first = True
+        for kind, val in parts:
+            head += b"" if first else b" "
+            first = False
+            if kind == "URL":
+                head += b"URL " + quoted(val)
+            else:
+                word, marker = {"TEXT": (b"TEXT", b"{%d}"), "TEXT8": (b"TEXT", b"~{%d}"),
+                                "URLLIT": (b"URL", b"{%d}")}[kind]
+                r.send(head + word + b" " + marker % len(val) + b"\r\n")
+                l = r.line()
+                if not l.startswith(b"+"):
+                    return l
+                head = val
+        r.send(head + b")\r\n")
+        _, tagged = r.until(b"ca")
+        return tagged
+
+    def fetch_uid(self, mailbox, uid, r=None):
+        r = r or self.r
+        self.ok(b"EXAMINE " + mailbox, r)
+        lines = self.ok(b"UID FETCH %d BODY.PEEK[]" % uid, r)
+        m = re.search(rb"BODY\[\] \{(\d+)\}\r\n", lines[0])
+        return lines[0][m.end():m.end() + int(m.group(1))]
+
+    def test_catenate(self):
+        uv, uid = self.append(b"Drafts", DRAFT)
+        rel = b"/Drafts;UIDVALIDITY=%d/;UID=%d" % (uv, uid)
+        tagged = self.catenate([("URL", rel + b"/;SECTION=HEADER"),
+                                ("TEXT", b"--b1\r\nContent-Type: text/plain\r\n\r\nNew text.\r\n"),
+                                ("URL", rel + b"/;SECTION=2.MIME"),
+                                ("URL", rel + b"/;SECTION=2"),
+                                ("TEXT", b"\r\n--b1--\r\n")])
+        m = re.match(rb"ca OK \[APPENDUID (\d+) (\d+)\]", tagged)
+        self.assertIsNotNone(m, tagged)
+        want = (DRAFT[:DRAFT.index(b"\r\n\r\n") + 4] +
+                b"--b1\r\nContent-Type: text/plain\r\n\r\nNew text.\r\n"
+                b"Content-Type: application/octet-stream\r\n"
+                b"Content-Transfer-Encoding: base64\r\n\r\nAAECA/8=\r\n--b1--\r\n")
+        self.assertEqual(self.fetch_uid(b"INBOX", int(m.group(2))), want)
+        # the whole message by an absolute URL, flags and a date; relative
+        # to the selected mailbox
+        self.ok(b"SELECT Drafts")
+        full = b"imap://alice%%40example.org@roost.test/Drafts/;UID=%d" % uid
+        tagged = self.catenate([("URL", full), ("TEXT", b"")], mailbox=b"Sent",
+                               extra=b"(\\Seen) \"01-Jan-2020 00:00:00 +0000\" ")
+        m = re.match(rb"ca OK \[APPENDUID \d+ (\d+)\]", tagged)
+        self.assertIsNotNone(m, tagged)
+        self.assertEqual(self.fetch_uid(b"Sent", int(m.group(1))), DRAFT)
+        self.ok(b"SELECT Drafts")
+        tagged = self.catenate([("URL", b";UID=%d/;SECTION=1" % uid)])
+        m = re.match(rb"ca OK \[APPENDUID \d+ (\d+)\]", tagged)
+        self.assertEqual(self.fetch_uid(b"INBOX", int(m.group(1))), b"Hello Bob.")
+        # a URL sent as a literal, a TEXT part as literal8 holding NUL
+        self.ok(b"SELECT Drafts")
+        tagged = self.catenate([("URLLIT", b";UID=%d/;SECTION=1" % uid),
+                                ("TEXT8", b" and\x00NUL")])
+        m = re.match(rb"ca OK \[APPENDUID \d+ (\d+)\]", tagged)
+        self.assertIsNotNone(m, tagged)
+        self.assertEqual(self.fetch_uid(b"INBOX", int(m.group(1))), b"Hello Bob. and\x00NUL")
+        tagged = self.catenate([("TEXT", b"x"), ("URLLIT", b";UID=%d\x00" % uid)])
+        self.assertRegex(tagged, rb"^ca BAD ")
+
+    def test_catenate_urls_of_others(self):
+        """Another user's message: only through a URLAUTH URL it grants."""
+        bob = self.client(BOB)
+        try:
+            uv, uid = self.append(b"INBOX", DRAFT, bob)
+            plain = b"imap://bob%%40example.org@roost.test/INBOX;UIDVALIDITY=%d/;UID=%d" % (uv, uid)
+            granted = self.genurlauth(plain + b";URLAUTH=user+alice%40example.org", bob)
+            only_bob = self.genurlauth(plain + b";URLAUTH=user+bob%40example.org", bob)
+        finally:
+            bob.close()
+        before = self.ok(b"STATUS INBOX (MESSAGES)")
+        for url in (plain, only_bob, b"/../bob%40example.org/INBOX/;UID=1",
+                    b"imap://alice%40example.org@elsewhere.example/Drafts/;UID=1",
+                    b"/NoSuchBox/;UID=1", b"/INBOX/;UID=4000000", b";UID=1"):
+            tagged = self.catenate([("TEXT", b"Subject: x\r\n\r\n"), ("URL", url)])
+            self.assertTrue(tagged.startswith(b"ca NO [BADURL " + url + b"] "), (url, tagged))
+        self.assertEqual(self.ok(b"STATUS INBOX (MESSAGES)"), before)
+        tagged = self.catenate([("URL", granted)])
+        m = re.match(rb"ca OK \[APPENDUID \d+ (\d+)\]", tagged)
+        self.assertIsNotNone(m, tagged)
+        self.assertEqual(self.fetch_uid(b"INBOX", int(m.group(1))), DRAFT)
+
+    def test_catenate_bounds(self):
+        uv, uid = self.append(b"Drafts", DRAFT)
+        url = b"/Drafts/;UID=%d" % uid
+        # past APPENDLIMIT (1M here): TOOBIG, nothing stored
+        before = self.ok(b"STATUS INBOX (MESSAGES)")
+        big = b"x" * (600 * 1024)
+        # the framer bounds the command's literals; CATENATE the result
+        tagged = self.catenate([("TEXT", big), ("TEXT", big)])
+        self.assertRegex(tagged, rb"^ca NO \[TOOBIG\]")
+        tagged = self.catenate([("URL", url), ("TEXT", b"y" * (1024 * 1024 - 10))])
+        self.assertRegex(tagged, rb"^ca NO \[TOOBIG\]")
+        parts = [("URL", url)] * 257
+        tagged = self.catenate(parts)
+        self.assertRegex(tagged, rb"^ca BAD ")
+        for bad in (b"CATENATE ()", b"CATENATE (TEXT)", b"CATENATE (URL)",
+                    b"CATENATE (TEXT \"x\")", b"CATENATE (BOGUS \"x\")", b"CATENATE",
+                    b"CATENATE URL \"/Drafts/;UID=1\""):
+            _, tagged = self.r.cmd(b"APPEND INBOX " + bad)
+            self.assertRegex(tagged, rb"^t\d+ BAD ", bad)
+        # an empty result is no message
+        tagged = self.catenate([("TEXT", b"")])
+        self.assertRegex(tagged, rb"^ca NO ")
+        self.assertEqual(self.ok(b"STATUS INBOX (MESSAGES)"), before)
+        # a spooled TEXT literal (past 256 KiB) joined with a URL
+        tagged = self.catenate([("URL", url + b"/;SECTION=HEADER"), ("TEXT", big)])
+        m = re.match(rb"ca OK \[APPENDUID \d+ (\d+)\]", tagged)
+        self.assertIsNotNone(m, tagged)
+        got = self.fetch_uid(b"INBOX", int(m.group(1)))
+        self.assertEqual(got, DRAFT[:DRAFT.index(b"\r\n\r\n") + 4] + big)
+
+    def test_multiappend_all_or_nothing(self):
+        uv, uid = self.append(b"Drafts", DRAFT)
+        before = self.ok(b"STATUS Sent (MESSAGES UIDNEXT)")
+        msg = b"Subject: one\r\n\r\none\r\n"
+        # literal, CATENATE, then a CATENATE whose URL fails: none stored
+        self.r.send(b"m1 APPEND Sent {%d}\r\n" % len(msg))
+        self.assertTrue(self.r.line().startswith(b"+"))
+        self.r.send(msg + b" CATENATE (URL \"/Drafts/;UID=%d\") (\\Seen) CATENATE "
+                    b"(URL \"/Drafts/;UID=%d\")\r\n" % (uid, uid + 1000))
+        _, tagged = self.r.until(b"m1")
+        self.assertTrue(tagged.startswith(b"m1 NO [BADURL /Drafts/;UID=%d] " % (uid + 1000)),
+                        tagged)
+        after = self.ok(b"STATUS Sent (MESSAGES UIDNEXT)")
+        self.assertEqual(re.search(rb"MESSAGES (\d+)", after[0]).group(1),
+                         re.search(rb"MESSAGES (\d+)", before[0]).group(1))
+        # the same without the bad part: all three, in order
+        self.r.send(b"m2 APPEND Sent {%d}\r\n" % len(msg))
+        self.assertTrue(self.r.line().startswith(b"+"))
+        self.r.send(msg + b" CATENATE (URL \"/Drafts/;UID=%d\") (\\Seen) CATENATE "
+                    b"(URL \"/Drafts/;UID=%d/;SECTION=1\" TEXT {2}\r\n" % (uid, uid))
+        self.assertTrue(self.r.line().startswith(b"+"))
+        self.r.send(b"!!)\r\n")
+        _, tagged = self.r.until(b"m2")
+        m = re.match(rb"m2 OK \[APPENDUID \d+ (\d+):(\d+)\]", tagged)
+        self.assertIsNotNone(m, tagged)
+        lo, hi = int(m.group(1)), int(m.group(2))
+        self.assertEqual(hi - lo, 2)
+        self.assertEqual(self.fetch_uid(b"Sent", lo), msg)
+        self.assertEqual(self.fetch_uid(b"Sent", lo + 1), DRAFT)
+        self.assertEqual(self.fetch_uid(b"Sent", hi), b"Hello Bob.!!")
 
 
 for _backend in BACKENDS:

@@ -34,7 +34,7 @@
 
 #define KEY_LEN 32
 #define KEYFILE_MAX (1024 * 1024)
-#define KEYFILE_MAX_BOXES 4096
+#define KEYFILE_MAX_BOXES 512 /* of 512-byte names: the file stays under KEYFILE_MAX */
 
 /* A user's key file in memory. */
 struct box_key {
@@ -245,14 +245,21 @@ random_key(uint8_t key[KEY_LEN])
 }
 
 /*
- * The access key of (user, mailbox) into key. create: make the user's
- * master secret when there is none yet; otherwise a user without a key
- * file gets ROOST_ENOTFOUND (no URL of theirs can be valid).
+ * The access key of (user, mailbox) as the mailbox is now (its
+ * UIDVALIDITY) into key. create: make the user's master secret when there
+ * is none yet; otherwise a user without a key file gets ROOST_ENOTFOUND
+ * (no URL of theirs can be valid). The UIDVALIDITY is mixed in so that a
+ * mailbox deleted and made again under its name, whose UIDs start over,
+ * does not honour the URLs of the old one (RFC 4467 leaves that to the
+ * server; a URL need not carry ";UIDVALIDITY=").
  */
 static int
-mailbox_key(const struct roost_config *cfg, const char *user, const char *mailbox, bool create,
-            uint8_t key[KEY_LEN])
+mailbox_key(const struct roost_config *cfg, const char *user, const char *mailbox,
+            uint32_t uidvalidity, bool create, uint8_t key[KEY_LEN])
 {
+	uint8_t base[KEY_LEN];
+	char uv[16];
+	unsigned len = KEY_LEN;
 	struct keys k;
 	int rc;
 
@@ -269,22 +276,33 @@ mailbox_key(const struct roost_config *cfg, const char *user, const char *mailbo
 	pthread_mutex_unlock(&keys_lock);
 	if (rc < 0)
 		return rc;
-	for (size_t i = 0; i < k.n; i++) {
+	bool own = false;
+	for (size_t i = 0; i < k.n && !own; i++) {
 		if (strcmp(k.boxes[i].name, mailbox) == 0) {
-			memcpy(key, k.boxes[i].key, KEY_LEN);
-			keys_free(&k);
-			return 0;
+			memcpy(base, k.boxes[i].key, KEY_LEN);
+			own = true;
 		}
 	}
-	/* Derived: HMAC(master, "mailbox\0" name). */
+	if (!own) {
+		/* Derived: HMAC(master, "mailbox\0" name). */
+		struct buf in = BUF_INIT(0);
+		buf_append(&in, "mailbox", 8);
+		buf_append_str(&in, mailbox);
+		if (HMAC(EVP_sha256(), k.master, KEY_LEN, in.data, in.len, base, &len) == NULL)
+			rc = ROOST_EIO;
+		buf_free(&in);
+	}
+	keys_free(&k);
+	/* key = HMAC(base, "uidvalidity\0" n) */
+	int n = snprintf(uv, sizeof(uv), "%u", uidvalidity);
 	struct buf in = BUF_INIT(0);
-	unsigned len = KEY_LEN;
-	buf_append(&in, "mailbox", 8);
-	buf_append_str(&in, mailbox);
-	if (HMAC(EVP_sha256(), k.master, KEY_LEN, in.data, in.len, key, &len) == NULL)
+	buf_append(&in, "uidvalidity", 12);
+	buf_append(&in, uv, (size_t)n);
+	len = KEY_LEN;
+	if (rc == 0 && HMAC(EVP_sha256(), base, KEY_LEN, in.data, in.len, key, &len) == NULL)
 		rc = ROOST_EIO;
 	buf_free(&in);
-	keys_free(&k);
+	OPENSSL_cleanse(base, sizeof(base));
 	return rc;
 }
 
@@ -496,7 +514,7 @@ urlauth_generate(const struct roost_services *sv, const char *user, const char *
 		return rc;
 	if (u.uidvalidity != 0 && u.uidvalidity != st.uidvalidity)
 		return ROOST_EINVAL;
-	if ((rc = mailbox_key(sv->cfg, user, u.mailbox, true, key)) < 0 ||
+	if ((rc = mailbox_key(sv->cfg, user, u.mailbox, st.uidvalidity, true, key)) < 0 ||
 	    (rc = sign(key, url, u.rump_len, md)) < 0)
 		goto done;
 	hex_encode(md, KEY_LEN, hex);
@@ -597,7 +615,10 @@ check_urlauth(const struct roost_services *sv, const char *user, enum urlauth_vi
 	canonical_mailbox(u->mailbox);
 	if (!storage_user_valid(u->user) || !storage_name_valid(u->mailbox))
 		return ROOST_EPERM;
-	rc = mailbox_key(sv->cfg, u->user, u->mailbox, false, key);
+	struct mailbox_status st;
+	if (storage_status(sv->storage, u->user, u->mailbox, &st) < 0)
+		return ROOST_EPERM; /* no such user or mailbox (or no reading it now) */
+	rc = mailbox_key(sv->cfg, u->user, u->mailbox, st.uidvalidity, false, key);
 	if (rc == 0)
 		rc = sign(key, url, u->rump_len, md);
 	OPENSSL_cleanse(key, sizeof(key));

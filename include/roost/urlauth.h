@@ -16,12 +16,12 @@
  *
  * Keys. Each mailbox of a user has an access key: HMAC-SHA256 of its name
  * under the user's 256-bit master secret, unless RESETKEY gave the mailbox
- * a random key of its own. Master secret and per-mailbox keys live in one
- * file per user under <data_dir>/urlauth/ (mode 0600, named by a digest of
- * the user name), written to a temporary file, synced and renamed, so a
- * key once used in a URL survives a crash; the master secret is made on
- * first use. RESETKEY without a mailbox replaces the master and drops
- * every per-mailbox key, so every URL the user issued stops working.
+ * a random key of its own; the mailbox's UIDVALIDITY is mixed in, so a
+ * mailbox deleted and created again does not honour its namesake's URLs. Master secret and
+ * per-mailbox keys live in one file per user under <data_dir>/urlauth/ (mode 0600, named by a
+ * digest of the user name), written to a temporary file, synced and renamed, so a key once used in
+ * a URL survives a crash; the master secret is made on first use. RESETKEY without a mailbox
+ * replaces the master and drops every per-mailbox key, so every URL the user issued stops working.
  *
  * Tokens. A URL's token is HMAC-SHA256 under the mailbox's access key of
  * the URL's text through its access identifier (the "rump"), 64 hex

@@ -231,6 +231,35 @@ class UrlauthBase:
         _, tagged = self.r.cmd(b"RESETKEY Drafts BOGUS")
         self.assertRegex(tagged, rb"^t\d+ BAD ")
 
+    def test_recreated_mailbox(self):
+        """A URL without UIDVALIDITY does not reach the message that has its
+        UID in a mailbox deleted and made again under the same name."""
+        self.ok(b"CREATE Again")
+        uid = self.append(b"Again", DRAFT)[1]
+        url = self.genurlauth(b"imap://alice%%40example.org@roost.test/Again/;UID=%d"
+                              b";URLAUTH=authuser" % uid)
+        self.assertEqual(self.urlfetch(url), DRAFT)
+        self.ok(b"DELETE Again")
+        self.assertIsNone(self.urlfetch(url))
+        self.ok(b"CREATE Again")
+        self.assertEqual(self.append(b"Again", b"Subject: new\r\n\r\nnew\r\n")[1], uid)
+        self.assertIsNone(self.urlfetch(url))
+
+    def test_large_fetch(self):
+        """A part larger than the output budget goes out in slices."""
+        body = b"".join(b"line %07d of a long message body.\r\n" % i for i in range(25000))
+        msg = b"Subject: big\r\n\r\n" + body
+        uv, uid = self.append(b"INBOX", msg)
+        url = self.genurlauth(b"imap://alice%%40example.org@roost.test/INBOX/;UID=%d"
+                              b"/;SECTION=TEXT;URLAUTH=authuser" % uid)
+        self.assertEqual(self.urlfetch(url), body)
+        url = self.genurlauth(b"imap://alice%%40example.org@roost.test/INBOX/;UID=%d"
+                              b"/;SECTION=1;URLAUTH=authuser" % uid)
+        lines = self.ok(b"URLFETCH (" + quoted(url) + b" BODY) (" + quoted(url) + b" BINARY)")
+        self.assertEqual(lines[0], b"* URLFETCH " + quoted(url) + b" (BODY {%d}\r\n" % len(body) +
+                         body + b") " + quoted(url) + b" (BINARY ~{%d}\r\n" % len(body) +
+                         body + b")\r\n")
+
     def test_binary_and_bodypartstructure(self):
         base = self.draft()
         url = self.genurlauth(base + b"/;SECTION=2;URLAUTH=authuser")
@@ -356,7 +385,10 @@ class UrlauthBase:
                                 ("TEXT8", b" and\x00NUL")])
         m = re.match(rb"ca OK \[APPENDUID \d+ (\d+)\]", tagged)
         self.assertIsNotNone(m, tagged)
-        self.assertEqual(self.fetch_uid(b"INBOX", int(m.group(1))), b"Hello Bob. and\x00NUL")
+        self.ok(b"EXAMINE INBOX")
+        lines = self.ok(b"UID FETCH %s BINARY.PEEK[]" % m.group(1))
+        self.assertTrue(lines[0].endswith(b"BINARY[] ~{18}\r\nHello Bob. and\x00NUL)\r\n"),
+                        lines)
         tagged = self.catenate([("TEXT", b"x"), ("URLLIT", b";UID=%d\x00" % uid)])
         self.assertRegex(tagged, rb"^ca BAD ")
 

@@ -64,10 +64,6 @@ cmd_idle(struct imap_cmd *cmd)
 {
 	struct imap_session *s = cmd->s;
 
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "IDLE takes no arguments");
-		return;
-	}
 	if (s->state == IMAP_STATE_SELECTED && s->watch == NULL) {
 		/* Watch first, then catch up: a change in between wakes us. */
 		int rc =

@@ -325,7 +325,6 @@ typedef void imap_cmd_fn(struct imap_cmd *cmd);
 enum imap_cmd_flag {
 	CMD_USES_SEQS = 1 << 0, /* sequence numbers in use: no EXPUNGE after it */
 	CMD_UID_OK = 1 << 1,    /* allowed after "UID" */
-	CMD_NO_UID = 1 << 2,    /* only allowed after "UID" */
 };
 
 /* Where a row may run (proto_cmd.h). LOGOUT is included wherever the

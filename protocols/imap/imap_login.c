@@ -87,10 +87,6 @@ imap_ucount_release(const char *user, const char *ip)
 void
 cmd_starttls(struct imap_cmd *cmd)
 {
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "STARTTLS takes no arguments");
-		return;
-	}
 	if (conn_is_tls(cmd->c)) {
 		imap_bad(cmd, "TLS is already active");
 		return;

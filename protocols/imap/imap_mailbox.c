@@ -587,10 +587,6 @@ cmd_close(struct imap_cmd *cmd)
 {
 	struct imap_session *s = cmd->s;
 
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "CLOSE takes no arguments");
-		return;
-	}
 	if (!s->view.readonly) {
 		/* Fresh flags first: another session may have set \Deleted. */
 		struct msg_record *recs = NULL;
@@ -616,10 +612,6 @@ cmd_close(struct imap_cmd *cmd)
 void
 cmd_unselect(struct imap_cmd *cmd)
 {
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "UNSELECT takes no arguments");
-		return;
-	}
 	view_close(cmd->s);
 	imap_enter_state(cmd->s, IMAP_STATE_AUTH);
 	imap_tagged(cmd, "OK", "UNSELECT completed");

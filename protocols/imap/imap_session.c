@@ -291,10 +291,6 @@ cmd_capability(struct imap_cmd *cmd)
 {
 	struct buf b = BUF_INIT(0);
 
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "CAPABILITY takes no arguments");
-		return;
-	}
 	imap_capability_string(cmd->s, &b);
 	imap_untagged(cmd->s, "CAPABILITY %s", buf_cstr(&b));
 	buf_free(&b);
@@ -304,20 +300,12 @@ cmd_capability(struct imap_cmd *cmd)
 void
 cmd_noop(struct imap_cmd *cmd)
 {
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "%s takes no arguments", cmd->p.name);
-		return;
-	}
 	imap_tagged(cmd, "OK", "%s completed", cmd->p.name);
 }
 
 void
 cmd_logout(struct imap_cmd *cmd)
 {
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "LOGOUT takes no arguments");
-		return;
-	}
 	imap_untagged(cmd->s, "BYE Logging out");
 	if (cmd->s->state == IMAP_STATE_SELECTED)
 		view_close(cmd->s);
@@ -394,10 +382,6 @@ cmd_enable(struct imap_cmd *cmd)
 void
 cmd_namespace(struct imap_cmd *cmd)
 {
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "NAMESPACE takes no arguments");
-		return;
-	}
 	imap_untagged(cmd->s, "NAMESPACE ((\"\" \"/\")) NIL NIL");
 	imap_tagged(cmd, "OK", "NAMESPACE completed");
 }
@@ -405,16 +389,26 @@ cmd_namespace(struct imap_cmd *cmd)
 /* ------------------------------------------------------------------ */
 /* The command table                                                   */
 
+/* The check step of the commands that take no arguments. */
+static bool
+check_no_args(struct imap_cmd *cmd)
+{
+	if (cmd->p.n == 0)
+		return true;
+	imap_bad(cmd, "%s takes no arguments", cmd->def->cmd.name);
+	return false;
+}
+
 static const struct imap_cmd_def commands[] = {
-    {{"CAPABILITY", IMAP_ANY, 0}, NULL, cmd_capability},
-    {{"NOOP", IMAP_ANY, 0}, NULL, cmd_noop},
-    {{"LOGOUT", IMAP_ANY, 0}, NULL, cmd_logout},
+    {{"CAPABILITY", IMAP_ANY, 0}, check_no_args, cmd_capability},
+    {{"NOOP", IMAP_ANY, 0}, check_no_args, cmd_noop},
+    {{"LOGOUT", IMAP_ANY, 0}, check_no_args, cmd_logout},
     {{"ID", IMAP_ANY, 0}, NULL, cmd_id},
-    {{"STARTTLS", IMAP_NOT_AUTH, 0}, NULL, cmd_starttls},
+    {{"STARTTLS", IMAP_NOT_AUTH, 0}, check_no_args, cmd_starttls},
     {{"LOGIN", IMAP_NOT_AUTH, 0}, NULL, cmd_login},
     {{"AUTHENTICATE", IMAP_NOT_AUTH, 0}, NULL, cmd_authenticate},
     {{"ENABLE", IMAP_AUTHED, 0}, NULL, cmd_enable},
-    {{"NAMESPACE", IMAP_AUTHED, 0}, NULL, cmd_namespace},
+    {{"NAMESPACE", IMAP_AUTHED, 0}, check_no_args, cmd_namespace},
     {{"SELECT", IMAP_AUTHED, 0}, NULL, cmd_select},
     {{"EXAMINE", IMAP_AUTHED, 0}, NULL, cmd_examine},
     {{"CREATE", IMAP_AUTHED, 0}, NULL, cmd_create},
@@ -426,17 +420,17 @@ static const struct imap_cmd_def commands[] = {
     {{"LSUB", IMAP_AUTHED, 0}, NULL, cmd_lsub},
     {{"STATUS", IMAP_AUTHED, 0}, NULL, cmd_status},
     {{"APPEND", IMAP_AUTHED, 0}, NULL, cmd_append},
-    {{"IDLE", IMAP_AUTHED, 0}, NULL, cmd_idle},
+    {{"IDLE", IMAP_AUTHED, 0}, check_no_args, cmd_idle},
     {{"GENURLAUTH", IMAP_AUTHED, 0}, NULL, cmd_genurlauth},
     {{"RESETKEY", IMAP_AUTHED, 0}, NULL, cmd_resetkey},
     {{"URLFETCH", IMAP_AUTHED, 0}, NULL, cmd_urlfetch},
     {{"COMPRESS", IMAP_AUTHED, 0}, NULL, cmd_compress},
     {{"GETMETADATA", IMAP_AUTHED, 0}, NULL, cmd_getmetadata},
     {{"SETMETADATA", IMAP_AUTHED, 0}, NULL, cmd_setmetadata},
-    {{"UNAUTHENTICATE", IMAP_AUTHED, 0}, NULL, cmd_unauthenticate},
-    {{"CHECK", IMAP_SELECTED, 0}, NULL, cmd_check},
-    {{"CLOSE", IMAP_SELECTED, 0}, NULL, cmd_close},
-    {{"UNSELECT", IMAP_SELECTED, 0}, NULL, cmd_unselect},
+    {{"UNAUTHENTICATE", IMAP_AUTHED, 0}, check_no_args, cmd_unauthenticate},
+    {{"CHECK", IMAP_SELECTED, 0}, check_no_args, cmd_check},
+    {{"CLOSE", IMAP_SELECTED, 0}, check_no_args, cmd_close},
+    {{"UNSELECT", IMAP_SELECTED, 0}, check_no_args, cmd_unselect},
     {{"EXPUNGE", IMAP_SELECTED, CMD_UID_OK}, NULL, cmd_expunge},
     {{"SEARCH", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_search},
     {{"SORT", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_sort},

@@ -19,10 +19,6 @@ cmd_unauthenticate(struct imap_cmd *cmd)
 {
 	struct imap_session *s = cmd->s;
 
-	if (cmd->p.n != 0) {
-		imap_bad(cmd, "UNAUTHENTICATE takes no arguments");
-		return;
-	}
 	if (s->state == IMAP_STATE_SELECTED)
 		view_close(s); /* no expunge, as UNSELECT */
 	imap_idle_stop(s);

@@ -82,6 +82,30 @@ class CommandStates(unittest.TestCase):
         self.assertEqual(c.tagged("b1", "UID CLOSE"), "b1 BAD Unknown command UID CLOSE")
         self.assertTrue(c.tagged("b2", "LOGOUT").startswith("b2 OK"))
 
+    def test_imap_no_arguments(self):
+        """The rows of commands without arguments carry one check step: it
+        answers BAD with the command's name, whatever case the client used,
+        and the command does not run (the state stays)."""
+        c = self.connect("imap")
+        self.assertEqual(c.tagged("n1", "noop x"), "n1 BAD NOOP takes no arguments")
+        self.assertEqual(c.tagged("n2", "CAPABILITY x"), "n2 BAD CAPABILITY takes no arguments")
+        self.assertEqual(c.tagged("n3", "STARTTLS now"), "n3 BAD STARTTLS takes no arguments")
+        self.assertEqual(c.tagged("n4", "LOGOUT x"), "n4 BAD LOGOUT takes no arguments")
+        self.assertTrue(c.tagged("n5", 'LOGIN %s "%s"' % (ALICE, PW)).startswith("n5 OK"))
+        self.assertEqual(c.tagged("n6", "NAMESPACE x"), "n6 BAD NAMESPACE takes no arguments")
+        self.assertEqual(c.tagged("n7", "IDLE x"), "n7 BAD IDLE takes no arguments")
+        self.assertTrue(c.tagged("n8", "SELECT INBOX").startswith("n8 OK"))
+        self.assertEqual(c.tagged("n9", "Check (x)"), "n9 BAD CHECK takes no arguments")
+        self.assertEqual(c.tagged("m1", "CLOSE x"), "m1 BAD CLOSE takes no arguments")
+        self.assertEqual(c.tagged("m2", "UNSELECT x"), "m2 BAD UNSELECT takes no arguments")
+        self.assertTrue(c.tagged("m3", "FETCH 1:* FLAGS").startswith("m3 OK"))  # still selected
+        self.assertEqual(c.tagged("m4", "UNAUTHENTICATE x"),
+                         "m4 BAD UNAUTHENTICATE takes no arguments")
+        self.assertTrue(c.tagged("m5", "NOOP").startswith("m5 OK"))
+        self.assertTrue(c.tagged("m6", "CHECK").startswith("m6 OK"))
+        self.assertTrue(c.tagged("m7", "UNSELECT").startswith("m7 OK"))
+        self.assertTrue(c.tagged("m8", "LOGOUT").startswith("m8 OK"))
+
     def test_pop3(self):
         c = self.connect("pop3")
         self.assertEqual(c.cmd("STAT"), "-ERR Log in first.")

@@ -105,7 +105,55 @@ struct set_arg {
 	const uint8_t *const *values;
 	const size_t *lens;
 	size_t n;
+	/* what the user's other mailboxes (and server part) hold */
+	size_t other_entries, other_bytes;
 };
+
+/* Entries and bytes (names and values, as the limits count them) of one
+ * record; a record that does not decode counts nothing. */
+static void
+rec_usage(const uint8_t *rec, size_t len, size_t *entries, size_t *bytes)
+{
+	struct metadata_entry *v;
+	size_t n;
+
+	if (rec_decode(rec, len, &v, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		*bytes += strlen(v[i].name) + 5 + v[i].len;
+	*entries += n;
+	storage_metadata_free(v, n);
+}
+
+/* The usage of every record of user but target's ("" = the server's). */
+static int
+user_usage(struct storage *st, const char *user, const char *target, size_t *entries, size_t *bytes)
+{
+	struct mailbox_info *list = NULL;
+	struct buf rec = BUF_INIT(0);
+	size_t n = 0;
+	int rc;
+
+	*entries = *bytes = 0;
+	if ((rc = st->ops->list(st, user, &list, &n)) != 0)
+		return rc;
+	for (size_t i = 0; i <= n && rc == 0; i++) {
+		const char *name = i < n ? list[i].name : "";
+
+		if (strcmp(name, target) == 0 ||
+		    (i < n && (list[i].attrs & (MBOX_NONEXISTENT | MBOX_NOSELECT)) != 0))
+			continue;
+		buf_reset(&rec);
+		rc = st->ops->meta_get(st, user, name, &rec);
+		if (rc == 0)
+			rec_usage(rec.data, rec.len, entries, bytes);
+		else if (rc == ROOST_ENOTFOUND)
+			rc = 0; /* none, or a mailbox gone meanwhile */
+	}
+	buf_free(&rec);
+	storage_list_free(list, n);
+	return rc;
+}
 
 static int
 entry_cmp(const void *a, const void *b)
@@ -120,11 +168,12 @@ apply_set(const uint8_t *old, size_t old_len, struct buf *out, void *arg)
 {
 	struct set_arg *a = arg;
 	struct metadata_entry *v;
-	size_t n, total = 0, k = 0;
+	size_t n, total = 0, k = 0, old_n = 0, old_total = 0;
 	int rc;
 
 	if ((rc = rec_decode(old, old_len, &v, &n)) != 0)
 		return rc;
+	rec_usage(old, old_len, &old_n, &old_total);
 	v = xreallocarray(v, n + a->n + 1, sizeof(*v));
 	for (size_t i = 0; i < a->n; i++) {
 		size_t j;
@@ -157,7 +206,12 @@ apply_set(const uint8_t *old, size_t old_len, struct buf *out, void *arg)
 		total += strlen(v[i].name) + 5 + v[i].len;
 	}
 	n = k;
-	if (n > STORAGE_METADATA_MAX_ENTRIES || total > STORAGE_METADATA_MAX_TOTAL) {
+	/* a change that frees room always passes, so a user past a limit
+	 * (lowered, or passed by a race) can get back under it */
+	if ((n > old_n || total > old_total) &&
+	    (n > STORAGE_METADATA_MAX_ENTRIES || total > STORAGE_METADATA_MAX_TOTAL ||
+	     n + a->other_entries > STORAGE_METADATA_MAX_USER_ENTRIES ||
+	     total + a->other_bytes > STORAGE_METADATA_MAX_USER_TOTAL)) {
 		storage_metadata_free(v, n);
 		return ROOST_EOVERQUOTA;
 	}
@@ -224,6 +278,8 @@ storage_metadata_set(struct storage *st, const char *user, const char *mailbox,
 		cp[i] = cn[i];
 	}
 	a.names = cp;
+	if (rc == 0)
+		rc = user_usage(st, user, canon, &a.other_entries, &a.other_bytes);
 	if (rc == 0)
 		rc = st->ops->meta_update(st, user, canon, apply_set, &a);
 	free(cp);

@@ -408,12 +408,19 @@ void mailbox_changes_free(struct mailbox_changes *changes);
  * a value of at most STORAGE_METADATA_MAX_VALUE bytes (else ROOST_ETOOBIG),
  * at most STORAGE_METADATA_MAX_ENTRIES entries and
  * STORAGE_METADATA_MAX_TOTAL bytes of names and values together (else
- * ROOST_EOVERQUOTA).
+ * ROOST_EOVERQUOTA); and per user, over all mailboxes and the server,
+ * STORAGE_METADATA_MAX_USER_ENTRIES entries and
+ * STORAGE_METADATA_MAX_USER_TOTAL bytes (ROOST_EOVERQUOTA; two sessions
+ * setting entries of two mailboxes at the same moment may pass it by one
+ * change each, as the user's other mailboxes are counted before the
+ * change is made).
  */
 #define STORAGE_METADATA_MAX_NAME 255
 #define STORAGE_METADATA_MAX_VALUE (16u << 10) /* below IMAP's 64 KiB line bound */
 #define STORAGE_METADATA_MAX_ENTRIES 256
 #define STORAGE_METADATA_MAX_TOTAL (256u << 10)
+#define STORAGE_METADATA_MAX_USER_ENTRIES 1024
+#define STORAGE_METADATA_MAX_USER_TOTAL (1024u << 10)
 
 struct metadata_entry {
 	char *name;

@@ -1362,6 +1362,42 @@ START_TEST(metadata)
 }
 END_TEST
 
+/* The user's limit over every mailbox (and the server part): reached in the
+ * fifth full mailbox, and room freed in another makes room here. */
+START_TEST(metadata_user_limit)
+{
+	static char big[STORAGE_METADATA_MAX_VALUE + 1];
+	int rc = 0, box = 0, k = 0;
+
+	setup_backend(_i);
+	memset(big, 'u', STORAGE_METADATA_MAX_VALUE);
+	for (box = 0; box < 10 && rc == 0; box++) {
+		char mb[16];
+
+		snprintf(mb, sizeof(mb), "u%d", box);
+		ck_assert_int_eq(storage_create(st, USER, mb, 0), 0);
+		for (k = 0; k < 15 && rc == 0; k++) {
+			char nm[32];
+			const char *np = nm;
+			const uint8_t *vp = (const uint8_t *)big;
+			size_t len = STORAGE_METADATA_MAX_VALUE;
+
+			snprintf(nm, sizeof(nm), "/private/v%d", k);
+			rc = storage_metadata_set(st, USER, mb, &np, &vp, &len, 1);
+		}
+	}
+	ck_assert_int_eq(rc, ROOST_EOVERQUOTA);
+	/* 1 MiB over 15 values of 16 KiB a mailbox: the fifth one fills */
+	ck_assert_int_eq(box - 1,
+	                 STORAGE_METADATA_MAX_USER_TOTAL / (15 * STORAGE_METADATA_MAX_VALUE));
+	meta_set1("u4", "/private/v9", big, ROOST_EOVERQUOTA);
+	meta_set1("u0", "/private/v0", NULL, 0);
+	meta_set1("u4", "/private/v9", big, 0);
+	meta_set1("", "/private/server", big, ROOST_EOVERQUOTA);
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(recent_claims)
 {
 	struct mailbox *a, *b;
@@ -2662,6 +2698,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
 	tcase_add_loop_test(tc, object_ids, 0, n_backends);
 	tcase_add_loop_test(tc, metadata, 0, n_backends);
+	tcase_add_loop_test(tc, metadata_user_limit, 0, n_backends);
 	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, stats, 0, n_backends);

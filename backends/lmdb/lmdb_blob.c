@@ -96,7 +96,8 @@ int
 lmdb_blobs_sync(struct lmdb_shard *sh)
 {
 	if (sh->fsync && fsync(sh->blob_dirfd) < 0) {
-		log_error("storage: lmdb %s/blobs: fsync: %s", sh->path, strerror(errno));
+		log_error("event=lmdb_blob_error op=fsync path=%s/blobs error=\"%s\"", sh->path,
+		          strerror(errno));
 		return ROOST_EIO;
 	}
 	return 0;
@@ -132,7 +133,8 @@ write_file(struct lmdb_shard *sh, const char *name, const uint8_t *data, size_t 
 
 	fd = openat(sh->blob_dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		log_error("storage: lmdb %s/blobs/%s: create: %s", sh->path, name, strerror(errno));
+		log_error("event=lmdb_blob_error op=create path=%s/blobs/%s error=\"%s\"", sh->path,
+		          name, strerror(errno));
 		return errno == ENOSPC || errno == EDQUOT ? ROOST_ETEMP : ROOST_EIO;
 	}
 	while (off < len) {
@@ -141,8 +143,8 @@ write_file(struct lmdb_shard *sh, const char *name, const uint8_t *data, size_t 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			log_error("storage: lmdb %s/blobs/%s: write: %s", sh->path, name,
-			          r < 0 ? strerror(errno) : "no progress");
+			log_error("event=lmdb_blob_error op=write path=%s/blobs/%s error=\"%s\"",
+			          sh->path, name, r < 0 ? strerror(errno) : "no progress");
 			err =
 			    r < 0 && (errno == ENOSPC || errno == EDQUOT) ? ROOST_ETEMP : ROOST_EIO;
 			break;
@@ -150,7 +152,8 @@ write_file(struct lmdb_shard *sh, const char *name, const uint8_t *data, size_t 
 		off += (size_t)r;
 	}
 	if (err == 0 && sh->fsync && fdatasync(fd) < 0) {
-		log_error("storage: lmdb %s/blobs/%s: fsync: %s", sh->path, name, strerror(errno));
+		log_error("event=lmdb_blob_error op=fsync path=%s/blobs/%s error=\"%s\"", sh->path,
+		          name, strerror(errno));
 		err = ROOST_EIO;
 	}
 	close(fd);
@@ -192,7 +195,8 @@ void
 lmdb_blob_unlink(struct lmdb_shard *sh, const char *name)
 {
 	if (unlinkat(sh->blob_dirfd, name, 0) < 0 && errno != ENOENT)
-		log_warn("storage: lmdb %s/blobs/%s: unlink: %s", sh->path, name, strerror(errno));
+		log_warn("event=lmdb_blob_error op=unlink path=%s/blobs/%s error=\"%s\"", sh->path,
+		         name, strerror(errno));
 }
 
 static void
@@ -214,12 +218,14 @@ lmdb_blob_view(struct lmdb_shard *sh, const char *name, uint64_t len, struct msg
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return ROOST_ENOTFOUND;
-		log_error("storage: lmdb %s/blobs/%s: open: %s", sh->path, name, strerror(errno));
+		log_error("event=lmdb_blob_error op=open path=%s/blobs/%s error=\"%s\"", sh->path,
+		          name, strerror(errno));
 		return ROOST_EIO;
 	}
 	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != len || len == 0) {
-		log_error("storage: lmdb %s/blobs/%s: %ld bytes, the record says %lu", sh->path,
-		          name, (long)sb.st_size, (unsigned long)len);
+		log_error("event=lmdb_blob_error path=%s/blobs/%s size=%ld expected=%lu "
+		          "error=\"size differs from the record\"",
+		          sh->path, name, (long)sb.st_size, (unsigned long)len);
 		close(fd);
 		return ROOST_EIO;
 	}
@@ -228,7 +234,8 @@ lmdb_blob_view(struct lmdb_shard *sh, const char *name, uint64_t len, struct msg
 	map = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (map == MAP_FAILED) {
-		log_error("storage: lmdb %s/blobs/%s: mmap: %s", sh->path, name, strerror(errno));
+		log_error("event=lmdb_blob_error op=mmap path=%s/blobs/%s error=\"%s\"", sh->path,
+		          name, strerror(errno));
 		return ROOST_EIO;
 	}
 	madvise(map, (size_t)len, MADV_SEQUENTIAL);
@@ -296,7 +303,8 @@ lmdb_blobs_sweep(struct lmdb_shard *sh, bool collect, struct buf *report, unsign
 	}
 	lmdb_rtxn_end(sh, txn);
 	if (collect && *n_r > 0)
-		log_info("storage: lmdb %s: removed %u body files left by a crash", sh->path, *n_r);
+		log_info("event=lmdb_blob_cleanup path=%s removed=%u reason=\"left by a crash\"",
+		         sh->path, *n_r);
 out:
 	if (d != NULL)
 		closedir(d);
@@ -341,19 +349,21 @@ lmdb_blobs_open(struct lmdb_shard *sh)
 	snprintf(path, sizeof(path), "%s/run", dir);
 	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
 	    (mkdir(path, 0700) < 0 && errno != EEXIST)) {
-		log_error("storage: mkdir %s: %s", path, strerror(errno));
+		log_error("event=storage_error op=mkdir path=%s error=\"%s\"", path,
+		          strerror(errno));
 		return ROOST_EIO;
 	}
 	sh->blob_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "%s/lock", dir);
 	sh->blob_lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (sh->blob_dirfd < 0 || sh->blob_lockfd < 0) {
-		log_error("storage: open %s: %s", dir, strerror(errno));
+		log_error("event=storage_error op=open path=%s error=\"%s\"", dir, strerror(errno));
 		return ROOST_EIO;
 	}
 	snprintf(path, sizeof(path), "%s/run", dir);
 	if ((rundir = opendir(path)) == NULL) {
-		log_error("storage: open %s: %s", path, strerror(errno));
+		log_error("event=storage_error op=open path=%s error=\"%s\"", path,
+		          strerror(errno));
 		return ROOST_EIO;
 	}
 	stale_runs(rundir, &stale);
@@ -365,7 +375,7 @@ lmdb_blobs_open(struct lmdb_shard *sh)
 	sh->blob_runpath = xstrdup(path);
 	sh->blob_runfd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (sh->blob_runfd < 0 || flock(sh->blob_runfd, LOCK_EX) < 0) {
-		log_error("storage: %s: %s", path, strerror(errno));
+		log_error("event=storage_error path=%s error=\"%s\"", path, strerror(errno));
 		rc = ROOST_EIO;
 		goto out;
 	}

@@ -37,8 +37,9 @@ lmdb_body_ref(struct lmdb_w *w, const uint8_t *sha, const uint8_t *data, size_t 
 		w->dirsync = true;
 	} else if (count == 0) {
 		if (!data_known) {
-			log_error("storage: lmdb %s: body of a copied message is missing",
-			          w->sh->path);
+			log_error(
+			    "event=lmdb_error path=%s error=\"body of a copied message missing\"",
+			    w->sh->path);
 			return ROOST_EIO;
 		}
 		v.mv_size = len;

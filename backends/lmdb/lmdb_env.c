@@ -49,10 +49,10 @@ lmdb_err(const char *what, int rc)
 	case MDB_READERS_FULL:
 	case MDB_MAP_RESIZED:
 	case MDB_MAP_FULL:
-		log_warn("storage: lmdb %s: %s", what, mdb_strerror(rc));
+		log_warn("event=lmdb_error op=%s error=\"%s\"", what, mdb_strerror(rc));
 		return ROOST_ETEMP;
 	default:
-		log_error("storage: lmdb %s: %s", what, mdb_strerror(rc));
+		log_error("event=lmdb_error op=%s error=\"%s\"", what, mdb_strerror(rc));
 		return ROOST_EIO;
 	}
 }
@@ -117,7 +117,9 @@ map_resize(struct lmdb_shard *sh, bool grow)
 
 	deadline(&ts, RESIZE_WAIT_SEC, 0);
 	if (pthread_rwlock_timedwrlock(&sh->maplock, &ts) != 0) {
-		log_warn("storage: lmdb %s: map resize waited too long for readers", sh->path);
+		log_warn("event=lmdb_map_resize path=%s status=waited error=\"readers held the map "
+		         "too long\"",
+		         sh->path);
 		return ROOST_ETEMP;
 	}
 	pool_drop(sh);
@@ -132,11 +134,11 @@ map_resize(struct lmdb_shard *sh, bool grow)
 	if (rc != 0)
 		return lmdb_err("set_mapsize", rc);
 	if (grow) {
-		log_info("storage: lmdb %s: map size grown to %zu MiB", sh->path, size >> 20);
+		log_info("event=lmdb_map_resize path=%s size_mib=%zu", sh->path, size >> 20);
 	} else {
 		mdb_env_info(sh->env, &info);
-		log_info("storage: lmdb %s: map size %zu MiB set by another process adopted",
-		         sh->path, info.me_mapsize >> 20);
+		log_info("event=lmdb_map_resize path=%s size_mib=%zu by=other_process", sh->path,
+		         info.me_mapsize >> 20);
 	}
 	return 0;
 }
@@ -326,7 +328,7 @@ reader_check(struct lmdb_shard *sh)
 
 	mdb_reader_check(sh->env, &dead);
 	if (dead > 0)
-		log_info("storage: lmdb %s: cleared %d stale readers", sh->path, dead);
+		log_info("event=lmdb_stale_readers path=%s cleared=%d", sh->path, dead);
 }
 
 static void *
@@ -472,7 +474,8 @@ mkdir_p(const char *path)
 			continue;
 		tmp[i] = '\0';
 		if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
-			log_error("storage: mkdir %s: %s", tmp, strerror(errno));
+			log_error("event=storage_error op=mkdir path=%s error=\"%s\"", tmp,
+			          strerror(errno));
 			return ROOST_EIO;
 		}
 		tmp[i] = path[i];
@@ -494,12 +497,13 @@ shards_file(const char *dir, unsigned n)
 		len = read(fd, buf, sizeof(buf) - 1);
 		close(fd);
 		if (len <= 0) {
-			log_error("storage: %s: unreadable", path);
+			log_error("event=storage_error path=%s error=unreadable", path);
 			return ROOST_EIO;
 		}
 		buf[len] = '\0';
 		if (strtoul(buf, NULL, 10) != n) {
-			log_error("storage: %s says %lu shards but lmdb_shards is %u; refusing",
+			log_error("event=lmdb_error path=%s shards=%lu lmdb_shards=%u error=\"the "
+			          "store has another shard count; refusing\"",
 			          path, strtoul(buf, NULL, 10), n);
 			return ROOST_ECONFIG;
 		}
@@ -559,7 +563,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	mdb_env_set_maxreaders(sh->env, LMDB_MAX_READERS);
 	mdb_env_set_mapsize(sh->env, (size_t)map);
 	if ((rc = mdb_env_open(sh->env, path, flags, 0600)) != 0) {
-		log_error("storage: lmdb open %s: %s", path, mdb_strerror(rc));
+		log_error("event=lmdb_error op=open path=%s error=\"%s\"", path, mdb_strerror(rc));
 		mdb_env_close(sh->env);
 		sh->env = NULL;
 		return ROOST_EIO;
@@ -586,7 +590,8 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	if ((rc = lmdb_blobs_open(sh)) != 0)
 		return rc;
 	if (pthread_create(&sh->writer, NULL, writer_main, sh) != 0) {
-		log_error("storage: cannot start the lmdb writer");
+		log_error(
+		    "event=lmdb_error op=writer_start error=\"cannot start the writer thread\"");
 		return ROOST_EIO;
 	}
 	sh->writer_running = true;

@@ -198,7 +198,8 @@ lmdb_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 			break;
 		if (rc != MDB_NOTFOUND || mdb_get(txn, lm->sh->files, &k, &v) != 0 ||
 		    !lmdb_blob_name_valid(&v, m.sha)) {
-			log_error("storage: lmdb %s: body of uid %u missing", lm->sh->path, uid);
+			log_error("event=lmdb_error path=%s uid=%u error=\"body missing\"",
+			          lm->sh->path, uid);
 			rc = ROOST_EIO;
 			goto fail;
 		}

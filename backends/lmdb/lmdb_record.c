@@ -146,8 +146,8 @@ lmdb_mbox_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct lmdb_mbox
 	if ((rc = mdb_get(txn, sh->mboxes, &k, &v)) != 0)
 		return lmdb_err("get mailbox", rc);
 	if (v.mv_size < sizeof(*rec_r)) {
-		log_error("storage: lmdb %s: mailbox %llu: short record", sh->path,
-		          (unsigned long long)id);
+		log_error("event=lmdb_error path=%s mailbox_id=%llu error=\"short record\"",
+		          sh->path, (unsigned long long)id);
 		return ROOST_EIO;
 	}
 	memcpy(rec_r, v.mv_data, sizeof(*rec_r));

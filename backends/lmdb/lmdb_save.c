@@ -56,7 +56,7 @@ body_load(const struct msg_input *msg, struct body *b)
 				if (r < 0 && errno == EINTR)
 					continue;
 				if (r <= 0) {
-					log_error("storage: reading spooled message: %s",
+					log_error("event=storage_error op=read_spool error=\"%s\"",
 					          r < 0 ? strerror(errno) : "short file");
 					free(b->owned);
 					b->owned = NULL;

@@ -137,7 +137,9 @@ learn_kind(struct imap_framer *fr, const uint8_t *in, size_t lf)
 		while (i < lf && in[i] != ' ' && in[i] != '\r')
 			i++;
 	}
-	fr->is_append = i - ns == 6 && strncasecmp((const char *)in + ns, "APPEND", 6) == 0;
+	/* REPLACE (RFC 8508) carries a message as APPEND does. */
+	fr->is_append = (i - ns == 6 && strncasecmp((const char *)in + ns, "APPEND", 6) == 0) ||
+	                (i - ns == 7 && strncasecmp((const char *)in + ns, "REPLACE", 7) == 0);
 	fr->is_id = i - ns == 2 && strncasecmp((const char *)in + ns, "ID", 2) == 0;
 	fr->kind_known = true;
 }

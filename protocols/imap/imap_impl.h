@@ -461,6 +461,7 @@ void imap_catenate_free(struct imap_catenate *cat);
 void imap_badurl_code(struct buf *b, const char *url, size_t len);
 imap_cmd_fn cmd_compress;       /* imap_compress.c */
 imap_cmd_fn cmd_unauthenticate; /* imap_unauth.c */
+imap_cmd_fn cmd_replace;        /* imap_replace.c */
 /* CREATE's parameter list (RFC 6154 3, imap_special_use.c): the special-use
  * bits of USE (...) in *special_r; < 0 with BAD or NO [USEATTR] sent. */
 int imap_create_params(struct imap_cmd *cmd, const struct imap_arg *l, unsigned *special_r);

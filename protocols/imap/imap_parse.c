@@ -20,7 +20,8 @@ struct pstate {
 	int rc;
 	const struct imap_spool *sp; /* spooled literals, by offset from base */
 	size_t next_lit;
-	bool raw_literals; /* APPEND: message literals are not copied */
+	bool raw_literals; /* APPEND, REPLACE: message literals are not copied */
+	size_t raw_from;   /* ... from this top-level argument on (after the mailbox) */
 	size_t top_idx;    /* index of the top-level argument being parsed */
 };
 
@@ -219,7 +220,7 @@ parse_one(struct pstate *ps, struct imap_arg *arg, unsigned depth)
 		bool nul = memchr(p, '\0', (size_t)n) != NULL;
 		if (nul && !lit8)
 			return perr(ps, "NUL in a literal (literal8 may carry it)");
-		if (!(ps->raw_literals && ps->top_idx > 0) && !nul) {
+		if (!(ps->raw_literals && ps->top_idx >= ps->raw_from) && !nul) {
 			arg->str = pstrndup(ps, p, (size_t)n);
 			if (arg->str == NULL)
 				return ps->rc;
@@ -400,7 +401,8 @@ parse_text(struct arena *a, const uint8_t *data, size_t len, const struct imap_s
 		p->uid = true;
 	}
 	p->name = name;
-	ps.raw_literals = strcmp(name, "APPEND") == 0;
+	ps.raw_literals = strcmp(name, "APPEND") == 0 || strcmp(name, "REPLACE") == 0;
+	ps.raw_from = strcmp(name, "REPLACE") == 0 ? 2 : 1;
 	if (!at_eol(&ps)) {
 		if (*ps.p != ' ') {
 			*err_r = "Unexpected character after command";

@@ -279,7 +279,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 			mechs = e ? e + 1 : NULL;
 		}
 	} else {
-		buf_append_str(out, " COMPRESS=DEFLATE UTF8=ACCEPT UNAUTHENTICATE");
+		buf_append_str(out, " COMPRESS=DEFLATE UTF8=ACCEPT UNAUTHENTICATE REPLACE");
 	}
 }
 
@@ -440,6 +440,7 @@ static const struct imap_cmd_def commands[] = {
     {{"STORE", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_store},
     {{"COPY", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_copy},
     {{"MOVE", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_move},
+    {{"REPLACE", IMAP_SELECTED, CMD_USES_SEQS | CMD_UID_OK}, NULL, cmd_replace},
 };
 
 enum proto_cmd_match

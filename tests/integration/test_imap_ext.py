@@ -1,5 +1,6 @@
-"""Small IMAP extensions on the wire: UNAUTHENTICATE (RFC 8437) and
-CREATE-SPECIAL-USE (RFC 6154), with their refusals. Both backends."""
+"""Small IMAP extensions on the wire: UNAUTHENTICATE (RFC 8437),
+CREATE-SPECIAL-USE (RFC 6154) and REPLACE (RFC 8508), with their refusals.
+Both backends."""
 import re
 import unittest
 
@@ -79,6 +80,57 @@ class ExtBase(SharedServer):
             _, t = r.cmd(bad)
             self.assertIn(b"BAD", t, bad)
         self.assertEqual(r.ok(b'LIST "" X'), [])
+
+    def count(self, r, box):
+        u = r.ok(b"STATUS %s (MESSAGES)" % box)
+        return int(re.search(rb"MESSAGES (\d+)", u[0]).group(1))
+
+    def test_replace(self):
+        r = self.raw()
+        u = r.ok(b"CAPABILITY")
+        self.assertIn(b" REPLACE", u[0])
+        r.ok(b"CREATE Rep")
+        r.ok(b"CREATE RepOther")
+        for i in (1, 2):
+            body = b"Subject: v%d\r\n\r\nversion %d\r\n" % (i, i)
+            r.ok(b"APPEND Rep {%d+}\r\n%s" % (len(body), body))
+        r.ok(b"SELECT Rep")
+        new = b"Subject: v1 again\r\n\r\nversion 1, edited\r\n"
+        u, t = r.cmd(b"REPLACE 1 Rep (\\Draft) {%d+}\r\n%s" % (len(new), new))
+        self.assertRegex(t, rb"^t\d+ OK ")
+        self.assertRegex(u[0], rb"^\* OK \[APPENDUID \d+ 3\]")
+        self.assertIn(b"* 1 EXPUNGE\r\n", u)
+        u = r.ok(b"UID FETCH 1:* (FLAGS BODY.PEEK[TEXT])")
+        text = b"".join(u)
+        self.assertNotIn(b"version 1\r\n", text)
+        self.assertIn(b"version 1, edited", text)
+        self.assertRegex(text, rb"UID 3 FLAGS \(\\Draft[ )]")
+        # UID REPLACE into another mailbox, with a message past the
+        # spooling threshold.
+        big = b"Subject: big\r\n\r\n" + b"x" * 400000 + b"\r\n"
+        u, t = r.cmd(b"UID REPLACE 2 RepOther {%d+}\r\n%s" % (len(big), big))
+        self.assertRegex(t, rb"^t\d+ OK ")
+        self.assertTrue(any(b"EXPUNGE" in ln for ln in u), u)
+        self.assertEqual(self.count(r, b"RepOther"), 1)
+        self.assertEqual(self.count(r, b"Rep"), 1)
+        # Refusals leave both mailboxes as they were.
+        small = b"Subject: no\r\n\r\nno\r\n"
+        lit = b"{%d+}\r\n%s" % (len(small), small)
+        _, t = r.cmd(b"UID REPLACE 999 RepOther " + lit)
+        self.assertRegex(t, rb"^t\d+ NO ")
+        _, t = r.cmd(b"REPLACE 1 NoSuchBox " + lit)
+        self.assertRegex(t, rb"^t\d+ NO \[TRYCREATE\]")
+        for bad in (b"REPLACE 5 RepOther ", b"REPLACE 1:2 RepOther ", b"REPLACE 1,2 RepOther ",
+                    b"REPLACE 1 RepOther (\\Bogus ) "):
+            _, t = r.cmd(bad + lit)
+            self.assertIn(b"BAD", t, bad)
+        _, t = r.cmd(b"REPLACE 1 RepOther")
+        self.assertIn(b"BAD", t)
+        r.ok(b"EXAMINE Rep")
+        _, t = r.cmd(b"REPLACE 1 RepOther " + lit)
+        self.assertRegex(t, rb"^t\d+ NO \[READ-ONLY\]")
+        self.assertEqual(self.count(r, b"RepOther"), 1)
+        self.assertEqual(self.count(r, b"Rep"), 1)
 
 
 for _backend in BACKENDS:

@@ -5,13 +5,11 @@
 #include "roost/urlauth.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,7 +21,6 @@
 
 #include "roost/config.h"
 #include "roost/error.h"
-#include "roost/fdio.h"
 #include "roost/hex.h"
 #include "roost/imapurl.h"
 #include "roost/log.h"
@@ -33,60 +30,17 @@
 #include "roost/xalloc.h"
 
 #define KEY_LEN 32
-#define KEYFILE_MAX (1024 * 1024)
-#define KEYFILE_MAX_BOXES 512 /* of 512-byte names: the file stays under KEYFILE_MAX */
 
-/* A user's key file in memory. */
-struct box_key {
-	char *name;
-	uint8_t key[KEY_LEN];
-};
+/* Where the keys live: metadata entries (storage.h) of the user's server
+ * part and of each mailbox, so every backend keeps them, every pgsql node
+ * sees them, and a mailbox's key goes when the mailbox is deleted. */
+#define ENTRY_MASTER "/private/vendor/vendor.roost/urlauth/master"
+#define ENTRY_MAILBOX "/private/vendor/vendor.roost/urlauth/key"
 
-struct keys {
-	uint8_t master[KEY_LEN];
-	struct box_key *boxes;
-	size_t n;
-};
-
-/* Serialises every read-modify-write of a key file in this process (the
- * only writer: `roost deliver` and the CLI never touch these files). Held
- * for one file read or write, never across a call into storage. */
+/* Serialises the making of a key in this process, so that two sessions of
+ * one user signing their first URLs at once make one key, not two. Held
+ * across one metadata read and write; never taken inside storage. */
 static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void
-keys_free(struct keys *k)
-{
-	for (size_t i = 0; i < k->n; i++)
-		free(k->boxes[i].name);
-	free(k->boxes);
-	OPENSSL_cleanse(k, sizeof(*k));
-}
-
-static char *
-keys_dir(const struct roost_config *cfg)
-{
-	size_t n = strlen(cfg->data_dir) + sizeof("/urlauth");
-	char *p = xmalloc(n);
-	snprintf(p, n, "%s/urlauth", cfg->data_dir);
-	return p;
-}
-
-/* <data_dir>/urlauth/<sha256(user) in hex>: no user name reaches a path. */
-static char *
-keys_path(const struct roost_config *cfg, const char *user)
-{
-	uint8_t md[SHA256_DIGEST_LENGTH];
-	char hex[2 * SHA256_DIGEST_LENGTH + 1];
-	char *dir = keys_dir(cfg);
-
-	SHA256((const uint8_t *)user, strlen(user), md);
-	hex_encode(md, sizeof(md), hex);
-	size_t n = strlen(dir) + 1 + sizeof(hex);
-	char *p = xmalloc(n);
-	snprintf(p, n, "%s/%s", dir, hex);
-	free(dir);
-	return p;
-}
 
 static int
 parse_key(const char *hex, size_t n, uint8_t key[KEY_LEN])
@@ -102,138 +56,6 @@ parse_key(const char *hex, size_t n, uint8_t key[KEY_LEN])
 	return 0;
 }
 
-/*
- * Lines: "roost-urlauth 1", "master <hex>", then "box <hex of the name>
- * <hex key>" for each mailbox RESETKEY gave its own key. ENOTFOUND when the
- * user has no file yet; EIO for a damaged one (logged).
- */
-static int
-keys_load(const struct roost_config *cfg, const char *user, struct keys *k)
-{
-	char *path = keys_path(cfg, user);
-	struct buf b;
-	bool master = false;
-	int rc;
-
-	memset(k, 0, sizeof(*k));
-	rc = fdio_read_file(path, KEYFILE_MAX, &b);
-	if (rc < 0) {
-		if (rc != ROOST_ENOTFOUND)
-			log_error("event=urlauth_key_read path=%s error=%s", LOG_QUOTE(path),
-			          strerror(errno));
-		free(path);
-		return rc;
-	}
-	const char *p = buf_cstr(&b), *end = p + b.len;
-	rc = 0;
-	if (strncmp(p, "roost-urlauth 1\n", 16) != 0)
-		rc = ROOST_EIO;
-	else
-		p += 16;
-	while (rc == 0 && p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		if (nl == NULL) {
-			rc = ROOST_EIO;
-			break;
-		}
-		if (strncmp(p, "master ", 7) == 0) {
-			if (parse_key(p + 7, (size_t)(nl - p - 7), k->master) < 0)
-				rc = ROOST_EIO;
-			master = true;
-		} else if (strncmp(p, "box ", 4) == 0 && k->n < KEYFILE_MAX_BOXES) {
-			const char *sp = memchr(p + 4, ' ', (size_t)(nl - p - 4));
-			struct buf name = BUF_INIT(0);
-			if (sp == NULL || hex_decode(p + 4, (size_t)(sp - p - 4), &name) < 0) {
-				buf_free(&name);
-				rc = ROOST_EIO;
-				break;
-			}
-			k->boxes = xreallocarray(k->boxes, k->n + 1, sizeof(*k->boxes));
-			struct box_key *bk = &k->boxes[k->n++];
-			bk->name =
-			    xstrndup(name.data != NULL ? (const char *)name.data : "", name.len);
-			buf_free(&name);
-			if (parse_key(sp + 1, (size_t)(nl - sp - 1), bk->key) < 0)
-				rc = ROOST_EIO;
-		} else {
-			rc = ROOST_EIO;
-		}
-		p = nl + 1;
-	}
-	if (rc == 0 && !master)
-		rc = ROOST_EIO;
-	if (rc < 0) {
-		log_error("event=urlauth_key_damaged path=%s", LOG_QUOTE(path));
-		keys_free(k);
-	}
-	OPENSSL_cleanse(b.data, b.len);
-	buf_free(&b);
-	free(path);
-	return rc;
-}
-
-/* Write k as the user's key file: a temporary file, fsync, rename, fsync
- * of the directory. */
-static int
-keys_save(const struct roost_config *cfg, const char *user, const struct keys *k)
-{
-	char *dir = keys_dir(cfg), *path = keys_path(cfg, user), *tmp = NULL;
-	char hex[2 * KEY_LEN + 1];
-	struct buf b = BUF_INIT(0);
-	int fd = -1, rc = ROOST_EIO;
-
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		log_error("event=urlauth_key_write path=%s error=%s", LOG_QUOTE(dir),
-		          strerror(errno));
-		goto fail;
-	}
-	buf_append_str(&b, "roost-urlauth 1\nmaster ");
-	hex_encode(k->master, KEY_LEN, hex);
-	buf_append_str(&b, hex);
-	buf_append_byte(&b, '\n');
-	for (size_t i = 0; i < k->n; i++) {
-		size_t nl = strlen(k->boxes[i].name);
-		char *nh = xmalloc(2 * nl + 1);
-		hex_encode(k->boxes[i].name, nl, nh);
-		hex_encode(k->boxes[i].key, KEY_LEN, hex);
-		buf_printf(&b, "box %s %s\n", nh, hex);
-		free(nh);
-	}
-	size_t tn = strlen(path) + 8;
-	tmp = xmalloc(tn);
-	snprintf(tmp, tn, "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || fdio_write_all(fd, b.data, b.len) < 0 ||
-	    (cfg->storage_fsync && fsync(fd) < 0)) {
-		log_error("event=urlauth_key_write path=%s error=%s", LOG_QUOTE(tmp),
-		          strerror(errno));
-		goto fail;
-	}
-	close(fd);
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		log_error("event=urlauth_key_write path=%s error=%s", LOG_QUOTE(path),
-		          strerror(errno));
-		goto fail;
-	}
-	if (cfg->storage_fsync && fdio_fsync_dir(dir) < 0)
-		goto fail;
-	rc = 0;
-fail:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
-	}
-	OPENSSL_cleanse(hex, sizeof(hex));
-	if (b.data != NULL)
-		OPENSSL_cleanse(b.data, b.len);
-	buf_free(&b);
-	free(tmp);
-	free(path);
-	free(dir);
-	return rc;
-}
-
 static int
 random_key(uint8_t key[KEY_LEN])
 {
@@ -244,65 +66,85 @@ random_key(uint8_t key[KEY_LEN])
 	return 0;
 }
 
+/* Entry name of (user, mailbox ("": the server part)) into key: 0, or
+ * ROOST_ENOTFOUND when it is absent (or not a key). */
+static int
+key_get(struct storage *st, const char *user, const char *mailbox, const char *name,
+        uint8_t key[KEY_LEN])
+{
+	struct metadata_entry *e = NULL;
+	size_t n = 0;
+	int rc = storage_metadata_get(st, user, mailbox, name, 0, &e, &n);
+
+	if (rc == 0 && (n != 1 || e[0].len != KEY_LEN))
+		rc = ROOST_ENOTFOUND;
+	if (rc == 0)
+		memcpy(key, e[0].value, KEY_LEN);
+	if (n > 0)
+		OPENSSL_cleanse(e[0].value, e[0].len);
+	storage_metadata_free(e, n);
+	return rc;
+}
+
+static int
+key_set(struct storage *st, const char *user, const char *mailbox, const char *name,
+        const uint8_t key[KEY_LEN])
+{
+	const char *names[1] = {name};
+	const uint8_t *values[1] = {key};
+	size_t lens[1] = {KEY_LEN};
+
+	return storage_metadata_set(st, user, mailbox, names, values, lens, 1);
+}
+
+/* The key of entry name, made (random) when absent and create is true. */
+static int
+key_get_or_make(struct storage *st, const char *user, const char *mailbox, const char *name,
+                bool create, uint8_t key[KEY_LEN])
+{
+	int rc = key_get(st, user, mailbox, name, key);
+
+	if (rc != ROOST_ENOTFOUND || !create)
+		return rc;
+	pthread_mutex_lock(&keys_lock);
+	rc = key_get(st, user, mailbox, name, key);
+	if (rc == ROOST_ENOTFOUND && (rc = random_key(key)) == 0)
+		rc = key_set(st, user, mailbox, name, key);
+	pthread_mutex_unlock(&keys_lock);
+	return rc;
+}
+
 /*
- * The access key of (user, mailbox) as the mailbox is now (its
- * UIDVALIDITY) into key. create: make the user's master secret when there
- * is none yet; otherwise a user without a key file gets ROOST_ENOTFOUND
- * (no URL of theirs can be valid). The UIDVALIDITY is mixed in so that a
+ * The access key of (user, mailbox) as the mailbox is now into key:
+ * HMAC(master, mailbox's own key || "uidvalidity" n). create: make the
+ * user's master secret and the mailbox's key when absent (GENURLAUTH);
+ * otherwise ROOST_ENOTFOUND (no URL to it can be valid). The mailbox's
+ * own key goes with the mailbox, and its UIDVALIDITY is mixed in, so a
  * mailbox deleted and made again under its name, whose UIDs start over,
- * does not honour the URLs of the old one (RFC 4467 leaves that to the
- * server; a URL need not carry ";UIDVALIDITY=").
+ * does not honour the URLs of the old one (a URL need not carry
+ * ";UIDVALIDITY=").
  */
 static int
-mailbox_key(const struct roost_config *cfg, const char *user, const char *mailbox,
-            uint32_t uidvalidity, bool create, uint8_t key[KEY_LEN])
+mailbox_key(struct storage *st, const char *user, const char *mailbox, uint32_t uidvalidity,
+            bool create, uint8_t key[KEY_LEN])
 {
-	uint8_t base[KEY_LEN];
-	char uv[16];
+	uint8_t master[KEY_LEN], own[KEY_LEN];
+	uint8_t in[KEY_LEN + 24];
 	unsigned len = KEY_LEN;
-	struct keys k;
-	int rc;
+	int n, rc;
 
-	pthread_mutex_lock(&keys_lock);
-	rc = keys_load(cfg, user, &k);
-	if (rc == ROOST_ENOTFOUND && create) {
-		memset(&k, 0, sizeof(k));
-		rc = random_key(k.master);
-		if (rc == 0)
-			rc = keys_save(cfg, user, &k);
-		if (rc < 0)
-			keys_free(&k);
-	}
-	pthread_mutex_unlock(&keys_lock);
-	if (rc < 0)
+	if ((rc = key_get_or_make(st, user, "", ENTRY_MASTER, create, master)) < 0)
 		return rc;
-	bool own = false;
-	for (size_t i = 0; i < k.n && !own; i++) {
-		if (strcmp(k.boxes[i].name, mailbox) == 0) {
-			memcpy(base, k.boxes[i].key, KEY_LEN);
-			own = true;
-		}
-	}
-	if (!own) {
-		/* Derived: HMAC(master, "mailbox\0" name). */
-		struct buf in = BUF_INIT(0);
-		buf_append(&in, "mailbox", 8);
-		buf_append_str(&in, mailbox);
-		if (HMAC(EVP_sha256(), k.master, KEY_LEN, in.data, in.len, base, &len) == NULL)
-			rc = ROOST_EIO;
-		buf_free(&in);
-	}
-	keys_free(&k);
-	/* key = HMAC(base, "uidvalidity\0" n) */
-	int n = snprintf(uv, sizeof(uv), "%u", uidvalidity);
-	struct buf in = BUF_INIT(0);
-	buf_append(&in, "uidvalidity", 12);
-	buf_append(&in, uv, (size_t)n);
-	len = KEY_LEN;
-	if (rc == 0 && HMAC(EVP_sha256(), base, KEY_LEN, in.data, in.len, key, &len) == NULL)
+	if ((rc = key_get_or_make(st, user, mailbox, ENTRY_MAILBOX, create, own)) < 0)
+		goto done;
+	memcpy(in, own, KEY_LEN);
+	n = snprintf((char *)in + KEY_LEN, sizeof(in) - KEY_LEN, "uidvalidity%u", uidvalidity);
+	if (HMAC(EVP_sha256(), master, KEY_LEN, in, KEY_LEN + (size_t)n, key, &len) == NULL)
 		rc = ROOST_EIO;
-	buf_free(&in);
-	OPENSSL_cleanse(base, sizeof(base));
+done:
+	OPENSSL_cleanse(master, sizeof(master));
+	OPENSSL_cleanse(own, sizeof(own));
+	OPENSSL_cleanse(in, sizeof(in));
 	return rc;
 }
 
@@ -514,7 +356,7 @@ urlauth_generate(const struct roost_services *sv, const char *user, const char *
 		return rc;
 	if (u.uidvalidity != 0 && u.uidvalidity != st.uidvalidity)
 		return ROOST_EINVAL;
-	if ((rc = mailbox_key(sv->cfg, user, u.mailbox, st.uidvalidity, true, key)) < 0 ||
+	if ((rc = mailbox_key(sv->storage, user, u.mailbox, st.uidvalidity, true, key)) < 0 ||
 	    (rc = sign(key, url, u.rump_len, md)) < 0)
 		goto done;
 	hex_encode(md, KEY_LEN, hex);
@@ -529,50 +371,15 @@ done:
 int
 urlauth_reset(const struct roost_services *sv, const char *user, const char *mailbox)
 {
-	struct keys k;
+	uint8_t key[KEY_LEN];
 	int rc;
 
-	if (mailbox != NULL) {
-		struct mailbox_status st;
-		if ((rc = storage_status(sv->storage, user, mailbox, &st)) < 0)
-			return rc;
-	}
-	pthread_mutex_lock(&keys_lock);
-	rc = keys_load(sv->cfg, user, &k);
-	if (rc == ROOST_ENOTFOUND) {
-		/* No key yet: no URL to revoke; a fresh master does no harm. */
-		memset(&k, 0, sizeof(k));
-		rc = random_key(k.master);
-	} else if (rc == 0 && mailbox == NULL) {
-		for (size_t i = 0; i < k.n; i++)
-			free(k.boxes[i].name);
-		k.n = 0;
-		rc = random_key(k.master);
-	}
-	if (rc == 0 && mailbox != NULL) {
-		struct box_key *bk = NULL;
-		for (size_t i = 0; i < k.n && bk == NULL; i++)
-			if (strcmp(k.boxes[i].name, mailbox) == 0)
-				bk = &k.boxes[i];
-		if (bk == NULL && k.n >= KEYFILE_MAX_BOXES) {
-			/* Too many mailboxes of their own key: start over. */
-			for (size_t i = 0; i < k.n; i++)
-				free(k.boxes[i].name);
-			k.n = 0;
-			rc = random_key(k.master);
-		}
-		if (rc == 0 && bk == NULL) {
-			k.boxes = xreallocarray(k.boxes, k.n + 1, sizeof(*k.boxes));
-			bk = &k.boxes[k.n++];
-			bk->name = xstrdup(mailbox);
-		}
-		if (rc == 0)
-			rc = random_key(bk->key);
-	}
-	if (rc == 0)
-		rc = keys_save(sv->cfg, user, &k);
-	pthread_mutex_unlock(&keys_lock);
-	keys_free(&k);
+	/* A new mailbox key ends that mailbox's URLs; a new master every URL
+	 * of the user (the mailbox keys are mixed with it). */
+	if ((rc = random_key(key)) == 0)
+		rc = key_set(sv->storage, user, mailbox != NULL ? mailbox : "",
+		             mailbox != NULL ? ENTRY_MAILBOX : ENTRY_MASTER, key);
+	OPENSSL_cleanse(key, sizeof(key));
 	return rc;
 }
 
@@ -618,7 +425,7 @@ check_urlauth(const struct roost_services *sv, const char *user, enum urlauth_vi
 	struct mailbox_status st;
 	if (storage_status(sv->storage, u->user, u->mailbox, &st) < 0)
 		return ROOST_EPERM; /* no such user or mailbox (or no reading it now) */
-	rc = mailbox_key(sv->cfg, u->user, u->mailbox, st.uidvalidity, false, key);
+	rc = mailbox_key(sv->storage, u->user, u->mailbox, st.uidvalidity, false, key);
 	if (rc == 0)
 		rc = sign(key, url, u->rump_len, md);
 	OPENSSL_cleanse(key, sizeof(key));

@@ -14,14 +14,16 @@
  * on submission reads (RFC 4468) without a network loop to the server
  * itself.
  *
- * Keys. Each mailbox of a user has an access key: HMAC-SHA256 of its name
- * under the user's 256-bit master secret, unless RESETKEY gave the mailbox
- * a random key of its own; the mailbox's UIDVALIDITY is mixed in, so a
- * mailbox deleted and created again does not honour its namesake's URLs. Master secret and
- * per-mailbox keys live in one file per user under <data_dir>/urlauth/ (mode 0600, named by a
- * digest of the user name), written to a temporary file, synced and renamed, so a key once used in
- * a URL survives a crash; the master secret is made on first use. RESETKEY without a mailbox
- * replaces the master and drops every per-mailbox key, so every URL the user issued stops working.
+ * Keys. A mailbox's access key is HMAC-SHA256, under the user's 256-bit
+ * master secret, of the mailbox's own random key and its UIDVALIDITY. Both
+ * secrets are metadata entries in storage (storage_metadata_*(): the
+ * server part's /private/vendor/vendor.roost/urlauth/master and each
+ * mailbox's .../urlauth/key), so every backend keeps them durably, the
+ * nodes of one pgsql store share them, and a mailbox's key goes with the
+ * mailbox: one deleted and made again does not honour its namesake's URLs.
+ * They are made on first use (GENURLAUTH). RESETKEY with a mailbox
+ * replaces that mailbox's key, without one the master, so every URL the
+ * user issued stops working.
  *
  * Tokens. A URL's token is HMAC-SHA256 under the mailbox's access key of
  * the URL's text through its access identifier (the "rump"), 64 hex
@@ -35,8 +37,8 @@
  * mailbox names are storage names, checked by the storage wrapper, so a
  * URL cannot leave the owner's store. An expired URL (";EXPIRE=") fails.
  *
- * Threads: every function is safe from any thread; writes of a user's key
- * file are serialised inside this module.
+ * Threads: every function is safe from any thread; the making of a key
+ * is serialised inside this module (see keys_lock).
  */
 
 struct roost_config;

@@ -92,6 +92,11 @@ json_t *jmap_set_error(const char *type, const char *desc);
  * alreadyExists, invalidProperties (described by invalid_desc, may be
  * NULL), notFound, forbidden, overQuota, tooLarge, else serverFail. */
 json_t *jmap_storage_set_error(int rc, const char *invalid_desc);
+/* The start of every /set method (RFC 8620 5.3): the account checked, at
+ * most JMAP_MAX_OBJECTS_SET objects in create, update and destroy together,
+ * the state before the call into old (for oldState), ifInState compared.
+ * False once an error response was written. */
+bool jmap_set_begin(struct jmap_req *r, json_t *args, const char *tag, struct buf *old);
 /* Is name among the properties asked for (a JSON array of strings), or
  * among defaults[0..n) when props is NULL? */
 bool jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name);

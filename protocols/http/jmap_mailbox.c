@@ -367,7 +367,6 @@ jmap_mailbox_set(struct jmap_req *r, json_t *args, const char *tag)
 {
 	json_t *create = json_object_get(args, "create"), *update = json_object_get(args, "update");
 	json_t *destroy = json_object_get(args, "destroy");
-	const char *if_in = json_string_value(json_object_get(args, "ifInState"));
 	json_t *created = json_object(), *not_created = json_object(), *updated = json_object();
 	json_t *not_updated = json_object(), *destroyed = json_array();
 	json_t *not_destroyed = json_object(), *a, *v;
@@ -375,13 +374,8 @@ jmap_mailbox_set(struct jmap_req *r, json_t *args, const char *tag)
 	const char *key;
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag))
+	if (!jmap_set_begin(r, args, tag, &old))
 		goto out;
-	jmap_state(r, &old);
-	if (if_in != NULL && strcmp(if_in, (char *)old.data) != 0) {
-		jmap_error(r, "stateMismatch", NULL, tag);
-		goto out;
-	}
 	json_object_foreach(create, key, v)
 	{
 		json_t *e = create_one(r, key, v, created);

@@ -162,6 +162,21 @@ class JmapMail(JmapBase):
         self.assertEqual(r["destroyed"], [cid])
         self.assertEqual(r["notDestroyed"][boxes["inbox"]["id"]]["type"], "mailboxHasEmail")
 
+    def test_set_preamble(self):
+        """Every /set method starts alike: more than maxObjectsInSet objects
+        is requestTooLarge (Mailbox/set too), a stale ifInState is
+        stateMismatch, and neither changes anything."""
+        many = {"k%d" % i: {"name": "Box%d" % i, "parentId": None} for i in range(501)}
+        for method, args in (("Mailbox/set", {"create": many}),
+                             ("Email/set", {"destroy": ["x%d" % i for i in range(501)]})):
+            resp = self.j.api([[method, dict(args, accountId=self.j.acc), "t"]])
+            self.assertEqual(resp[0][0], "error", resp)
+            self.assertEqual(resp[0][1]["type"], "requestTooLarge")
+            resp = self.j.api([[method, {"accountId": self.j.acc, "ifInState": "stale",
+                                         "create": {}}, "t"]])
+            self.assertEqual((resp[0][0], resp[0][1]["type"]), ("error", "stateMismatch"))
+        self.assertNotIn("Box0", [m["name"] for m in self.j.mailboxes().values()])
+
     def test_email_get_structure(self):
         self.deliver(MULTI)
         [eid] = self.j.query()

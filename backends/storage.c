@@ -46,8 +46,8 @@ backend_complete(const struct storage_ops *o)
 	       o->claim_recent != NULL && o->read != NULL && o->cache_get != NULL &&
 	       o->cache_set != NULL && o->append != NULL && o->store != NULL &&
 	       o->expunge != NULL && o->copy != NULL && o->changes_since != NULL &&
-	       o->check != NULL && o->repair != NULL && o->backup != NULL &&
-	       (o->lock_user == NULL) == (o->unlock_user == NULL);
+	       o->check != NULL && o->repair != NULL && o->backup != NULL && o->quota_get != NULL &&
+	       o->quota_recalc != NULL && (o->lock_user == NULL) == (o->unlock_user == NULL);
 }
 
 bool
@@ -461,11 +461,14 @@ writable(const struct mailbox *mb)
 int
 mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
+	uint32_t uid;
 	int rc;
 
-	if ((rc = writable(mb)) != 0 || (rc = storage_msg_input_check(mb->st, msg)) != 0)
+	if ((rc = writable(mb)) != 0 || (rc = storage_msg_input_check(mb->st, msg)) != 0 ||
+	    (rc = storage_quota_admit(mb->st, mb->user, msg->len, 1)) != 0)
 		return rc;
-	if ((rc = mb->st->ops->append(mb, msg, uid_r)) == 0)
+	/* uid_r may be NULL (storage.h); backends always get somewhere to write */
+	if ((rc = mb->st->ops->append(mb, msg, uid_r != NULL ? uid_r : &uid)) == 0)
 		storage_notify(mb->st, mb->user, mb->name);
 	return rc;
 }
@@ -521,6 +524,9 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 	if (move && (rc = writable(mb)) != 0)
 		return rc;
 	if ((rc = storage_name_canon(dest, canon)) != 0 || (rc = storage_uids_check(uids, n)) != 0)
+		return rc;
+	/* a move stays within the user's quota root: nothing to check */
+	if (!move && (rc = storage_quota_copy_admit(mb, uids, n)) != 0)
 		return rc;
 	rc = mb->st->ops->copy(mb, uids, n, canon, move, dest_uidvalidity_r, src_uids_r,
 	                       dest_uids_r, n_r);

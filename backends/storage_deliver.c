@@ -110,6 +110,39 @@ undo_one(struct storage *st, const struct delivery_target *t)
 }
 
 /*
+ * Hand the backend the targets whose user has room for the message; the
+ * others keep their quota error (storage.h, quota). Without limits, or
+ * when every target fits, the request goes as it is.
+ */
+static void
+deliver_admitted(struct storage *st, const struct msg_input *msg, struct deliver_req *r)
+{
+	struct delivery_target *batch;
+	size_t *idx, na = 0;
+
+	idx = xcalloc(r->m + 1, sizeof(*idx));
+	for (size_t j = 0; j < r->m; j++) {
+		int rc = storage_quota_admit(st, r->sub[j].user, msg->len, 1);
+
+		r->sub[j].result = rc;
+		if (rc == 0)
+			idx[na++] = j;
+	}
+	if (na == r->m) {
+		(void)st->ops->deliver(st, msg, r->sub, r->m);
+	} else if (na > 0) {
+		batch = xcalloc(na, sizeof(*batch));
+		for (size_t k = 0; k < na; k++)
+			batch[k] = r->sub[idx[k]];
+		(void)st->ops->deliver(st, msg, batch, na);
+		for (size_t k = 0; k < na; k++)
+			r->sub[idx[k]] = batch[k];
+		free(batch);
+	}
+	free(idx);
+}
+
+/*
  * The one owner of the delivery path: check, deliver, set up new users and
  * retry, roll back, wake the watchers. The backend sees each (user,
  * mailbox) once, validated and canonical, and makes each copy durable
@@ -136,7 +169,7 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 		return rc;
 	}
 	req_build(&r, targets, n);
-	(void)st->ops->deliver(st, msg, r.sub, r.m);
+	deliver_admitted(st, msg, &r);
 	/* One more try for recipients whose INBOX did not exist (set up now)
 	 * or, with INBOX_FALLBACK, whose folder went away. */
 	retry = xcalloc(r.m + 1, sizeof(*retry));

@@ -37,6 +37,18 @@ int storage_uids_check(const uint32_t *uids, size_t n);
  * the user was set up and the operation is worth one more try. */
 bool storage_user_set_up(struct storage *st, const char *user, const char *canon, int rc);
 
+/* storage_quota.c */
+
+/* May user take messages totalling bytes? 0, ROOST_EOVERQUOTA, or
+ * ROOST_EQUOTATOOBIG when bytes alone exceed the storage limit (storage.h,
+ * quota). Reads nothing when the user has no limit. */
+int storage_quota_admit(struct storage *st, const char *user, uint64_t bytes, uint64_t messages);
+/* Has user any limit? */
+bool storage_quota_limited(struct storage *st, const char *user);
+/* May a copy of uids (ascending) of mb fit in its user's quota? Reads the
+ * records only when the user has a limit. */
+int storage_quota_copy_admit(struct mailbox *mb, const uint32_t *uids, size_t n);
+
 /* storage_watch.c */
 
 /* The hash that names a user's notify file and bucket. */

@@ -209,6 +209,7 @@ cli_serve(struct cli *cli)
 		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
 		goto out;
 	}
+	storage_set_auth(storage, auth); /* per-user quota limits */
 	if (relay_check_config(cfg, &bad) != 0) {
 		log_error("event=start status=failed stage=config error=\"[smtp] trusted_networks: "
 		          "bad network %s\"",
@@ -254,6 +255,8 @@ out:
 	server_free(&srv);
 	queue_close(&queue);
 	aliases_free(&aliases);
+	if (storage != NULL)
+		storage_set_auth(storage, NULL); /* auth goes first */
 	auth_free(&auth);
 	storage_close(&storage);
 	config_free(&cfg);

@@ -155,6 +155,12 @@ reload_locked(struct auth *auth, const struct file_id *id)
 	return 0;
 }
 
+const char *
+auth_file_path(const struct auth *auth)
+{
+	return auth->path;
+}
+
 int
 auth_reload(struct auth *auth)
 {
@@ -301,6 +307,28 @@ int
 auth_lookup(struct auth *auth, const char *user, char *name_r, size_t namelen)
 {
 	return find_user(auth, user, name_r, namelen, NULL);
+}
+
+int
+auth_user_quota(struct auth *auth, const char *user, struct auth_quota *q_r)
+{
+	const struct userdb_entry *e;
+	int ret = 0;
+
+	q_r->storage = q_r->messages = AUTH_QUOTA_DEFAULT;
+	if (user == NULL || strlen(user) > AUTH_MAX_NAME)
+		return ROOST_ENOTFOUND;
+	maybe_reload(auth);
+	pthread_rwlock_rdlock(&auth->lock);
+	e = userdb_find(auth->db, user);
+	if (e == NULL) {
+		ret = ROOST_ENOTFOUND;
+	} else {
+		q_r->storage = e->quota_storage;
+		q_r->messages = e->quota_messages;
+	}
+	pthread_rwlock_unlock(&auth->lock);
+	return ret;
 }
 
 /* The check of a hash nobody knows the password of: it takes the time of a

@@ -22,6 +22,9 @@
 struct userdb_entry {
 	char *name; /* file's spelling */
 	char *hash; /* "{SCHEME}..." or a bare crypt string */
+	/* quota limits from the extra field (auth.h); AUTH_QUOTA_DEFAULT
+	 * when the line sets none */
+	int64_t quota_storage, quota_messages;
 };
 
 struct userdb {

@@ -4,7 +4,8 @@
  *
  * Format (Dovecot's passwd-file): one user a line,
  *   user:{SCHEME}hash:uid:gid:gecos:home:shell:extra
- * of which only the first two fields are used; blank lines and lines whose
+ * of which the first two fields and the quota limits of the extra field
+ * (auth.h) are used; blank lines and lines whose
  * first non-blank character is '#' are comments. Edits keep every other line
  * byte for byte, including comments and the extra fields of the edited user.
  */
@@ -61,6 +62,157 @@ auth_user_name_valid(const char *name)
 }
 
 /* ---- parsing ---- */
+
+int
+auth_quota_parse_size(const char *s, uint64_t *v_r)
+{
+	uint64_t v = 0, mult = 1;
+
+	if (*s < '0' || *s > '9')
+		return ROOST_EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return ROOST_EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	switch (*s) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		mult = 1ull << 10;
+		s++;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1ull << 20;
+		s++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1ull << 30;
+		s++;
+		break;
+	case 't':
+	case 'T':
+		mult = 1ull << 40;
+		s++;
+		break;
+	default:
+		return ROOST_EINVAL;
+	}
+	if (*s != '\0' || v > ((uint64_t)INT64_MAX) / mult)
+		return ROOST_EINVAL;
+	*v_r = v * mult;
+	return 0;
+}
+
+/* A count of messages: digits only. */
+static int
+parse_count(const char *s, uint64_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return ROOST_EINVAL;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > ((uint64_t)INT64_MAX - 9) / 10)
+			return ROOST_EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*v_r = v;
+	return 0;
+}
+
+/* Dovecot's "*:storage=N" (kilobytes without a suffix; b for bytes) or
+ * "*:messages=N"; rules for other roots or with '%' are not ours. */
+static void
+dovecot_rule(const char *rule, int64_t *storage, int64_t *messages, bool *bad)
+{
+	uint64_t v;
+
+	if (strncmp(rule, "*:", 2) != 0)
+		return;
+	rule += 2;
+	if (strncmp(rule, "storage=", 8) == 0) {
+		char num[32];
+		size_t len = strlen(rule + 8);
+		bool bytes = len > 0 && (rule[8 + len - 1] == 'b' || rule[8 + len - 1] == 'B');
+
+		if (len == 0 || len >= sizeof(num)) {
+			*bad = true;
+			return;
+		}
+		memcpy(num, rule + 8, len + 1);
+		if (bytes)
+			num[len - 1] = '\0';
+		else if (num[len - 1] >= '0' && num[len - 1] <= '9' && len + 1 < sizeof(num))
+			memcpy(num + len, "K", 2);
+		if (auth_quota_parse_size(num, &v) != 0)
+			*bad = true;
+		else
+			*storage = (int64_t)v;
+	} else if (strncmp(rule, "messages=", 9) == 0) {
+		if (parse_count(rule + 9, &v) != 0)
+			*bad = true;
+		else
+			*messages = (int64_t)v;
+	}
+}
+
+/*
+ * The quota limits of an extra field (space-separated key=value). quota_*
+ * win over Dovecot's rules whatever their order. A bad value is logged and
+ * ignored.
+ */
+static void
+parse_extra(const char *path, unsigned lineno, const char *extra, struct userdb_entry *e)
+{
+	int64_t rs = AUTH_QUOTA_DEFAULT, rm = AUTH_QUOTA_DEFAULT;
+	char *copy = xstrdup(extra), *save = NULL;
+	bool bad = false;
+	uint64_t v;
+
+	e->quota_storage = e->quota_messages = AUTH_QUOTA_DEFAULT;
+	for (char *tok = strtok_r(copy, " \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \t", &save)) {
+		if (strncmp(tok, "quota_storage=", 14) == 0) {
+			if (auth_quota_parse_size(tok + 14, &v) != 0)
+				bad = true;
+			else
+				e->quota_storage = (int64_t)v;
+		} else if (strncmp(tok, "quota_messages=", 15) == 0) {
+			if (parse_count(tok + 15, &v) != 0)
+				bad = true;
+			else
+				e->quota_messages = (int64_t)v;
+		} else if (strncmp(tok, "userdb_quota_rule=", 18) == 0) {
+			dovecot_rule(tok + 18, &rs, &rm, &bad);
+		}
+	}
+	if (e->quota_storage == AUTH_QUOTA_DEFAULT)
+		e->quota_storage = rs;
+	if (e->quota_messages == AUTH_QUOTA_DEFAULT)
+		e->quota_messages = rm;
+	if (bad)
+		log_warn("event=userdb_load path=%s line=%u user=%s error=\"bad quota value "
+		         "ignored\"",
+		         path, lineno, LOG_QUOTE(e->name));
+	free(copy);
+}
+
+/* The extra field of a line's fields after the hash (uid:gid:gecos:home:
+ * shell:extra), or NULL when the line has none. */
+static const char *
+extra_field(const char *rest)
+{
+	for (int i = 0; i < 5 && rest != NULL; i++) {
+		rest = strchr(rest, ':');
+		if (rest != NULL)
+			rest++;
+	}
+	return rest;
+}
 
 struct userdb *
 userdb_new_empty(void)
@@ -168,6 +320,9 @@ userdb_load(const char *path, struct userdb **db_r)
 		}
 		db->v[db->n].name = xstrdup(line);
 		db->v[db->n].hash = xstrdup(hash);
+		parse_extra(path, lineno,
+		            end != NULL && extra_field(end + 1) != NULL ? extra_field(end + 1) : "",
+		            &db->v[db->n]);
 		db->n++;
 	}
 	if (ferror(f)) {
@@ -229,7 +384,7 @@ auth_file_list(const char *path, auth_list_fn *fn, void *arg)
 
 /* ---- editing ---- */
 
-enum edit_op { EDIT_ADD, EDIT_SET, EDIT_DEL };
+enum edit_op { EDIT_ADD, EDIT_SET, EDIT_DEL, EDIT_QUOTA };
 
 /* mkdir -p for the directory of the passwd file (0700: it holds hashes). */
 static int
@@ -318,8 +473,59 @@ field_ok(const char *s)
 	return true;
 }
 
+/* Append one "key=value" token of the new extra field, a space before it
+ * unless it is the first. */
+static void
+extra_token(struct buf *out, size_t start, const char *key, int64_t v)
+{
+	if (out->len > start)
+		buf_append_byte(out, ' ');
+	buf_printf(out, "%s=%lld", key, (long long)v);
+}
+
+/* A line with its quota fields replaced: the first seven fields as they
+ * were (padded with empty ones), then the extra field without the quota_*
+ * tokens being set, then their new values. */
+static void
+quota_line(struct buf *out, const char *line, size_t len, const struct auth_quota *q)
+{
+	size_t colons = 0, i, start;
+	const char *extra = NULL;
+	char *copy, *save = NULL;
+
+	while (len > 0 && line[len - 1] == '\r')
+		len--;
+	for (i = 0; i < len; i++) {
+		if (line[i] == ':' && ++colons == 7) {
+			extra = line + i + 1;
+			break;
+		}
+	}
+	buf_append(out, line, extra != NULL ? (size_t)(extra - line) : len);
+	for (; colons < 7; colons++)
+		buf_append_byte(out, ':');
+	start = out->len;
+	copy = extra != NULL ? xstrndup(extra, len - (size_t)(extra - line)) : xstrdup("");
+	for (char *tok = strtok_r(copy, " \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \t", &save)) {
+		if ((q->storage != AUTH_QUOTA_KEEP && strncmp(tok, "quota_storage=", 14) == 0) ||
+		    (q->messages != AUTH_QUOTA_KEEP && strncmp(tok, "quota_messages=", 15) == 0))
+			continue;
+		if (out->len > start)
+			buf_append_byte(out, ' ');
+		buf_append_str(out, tok);
+	}
+	free(copy);
+	if (q->storage >= 0)
+		extra_token(out, start, "quota_storage", q->storage);
+	if (q->messages >= 0)
+		extra_token(out, start, "quota_messages", q->messages);
+	buf_append_byte(out, '\n');
+}
+
 static int
-file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
+file_edit(const char *path, const char *user, enum edit_op op, const char *hash,
+          const struct auth_quota *quota)
 {
 	struct buf old = BUF_INIT(AUTH_MAX_FILE), out = BUF_INIT(AUTH_MAX_FILE + AUTH_MAX_LINE);
 	char *pathcopy, *dir, *real = NULL;
@@ -392,6 +598,8 @@ file_edit(const char *path, const char *user, enum edit_op op, const char *hash)
 				if (rest != NULL)
 					buf_append(&out, rest, len - (size_t)(rest - line));
 				buf_append_byte(&out, '\n');
+			} else if (op == EDIT_QUOTA) {
+				quota_line(&out, line, len, quota);
 			}
 			pos = next;
 			continue;
@@ -432,17 +640,27 @@ out:
 int
 auth_file_add(const char *path, const char *user, const char *hash)
 {
-	return file_edit(path, user, EDIT_ADD, hash);
+	return file_edit(path, user, EDIT_ADD, hash, NULL);
 }
 
 int
 auth_file_set_password(const char *path, const char *user, const char *hash)
 {
-	return file_edit(path, user, EDIT_SET, hash);
+	return file_edit(path, user, EDIT_SET, hash, NULL);
 }
 
 int
 auth_file_delete(const char *path, const char *user)
 {
-	return file_edit(path, user, EDIT_DEL, NULL);
+	return file_edit(path, user, EDIT_DEL, NULL, NULL);
+}
+
+int
+auth_file_set_quota(const char *path, const char *user, int64_t storage, int64_t messages)
+{
+	struct auth_quota q = {storage, messages};
+
+	if (storage < AUTH_QUOTA_KEEP || messages < AUTH_QUOTA_KEEP)
+		return ROOST_EINVAL;
+	return file_edit(path, user, EDIT_QUOTA, NULL, &q);
 }

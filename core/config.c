@@ -49,6 +49,10 @@ static const struct key_def keys[] = {
     {"storage", "expunge_log_retention", T_DURATION, "30d", F(expunge_log_retention), 0,
      UINT64_MAX},
 
+    {"quota", "storage", T_SIZE, "0", F(quota_storage), 0, (uint64_t)1 << 50},
+    {"quota", "messages", T_COUNT, "0", F(quota_messages), 0, U32},
+    {"quota", "admins", T_STRLIST, "", F(quota_admins), 0, 0},
+
     {"listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0},
     {"listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0},
     {"listen", "smtps", T_LISTEN, "127.0.0.1:2465", F(listen_smtps), 0, 0},
@@ -142,8 +146,8 @@ static const struct key_def keys[] = {
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {
-    "server", "storage", "listen", "tls",  "auth", "limits",
-    "smtp",   "relay",   "dns",    "imap", "pop3", "http",
+    "server", "storage", "quota", "listen", "tls",  "auth", "limits",
+    "smtp",   "relay",   "dns",   "imap",   "pop3", "http",
 };
 
 /* ---- value parsing ---- */

@@ -18,6 +18,8 @@ roost_strerror(int err)
 		return "in use";
 	case ROOST_EOVERQUOTA:
 		return "over quota";
+	case ROOST_EQUOTATOOBIG:
+		return "larger than the quota";
 	case ROOST_ETOOBIG:
 		return "too big";
 	case ROOST_ETEMP:

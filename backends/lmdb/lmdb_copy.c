@@ -27,7 +27,7 @@ w_copy(struct lmdb_w *w, void *arg)
 	struct lmdb_mbox srec, drec, *sp = &srec, *dp;
 	struct lmdb_kwtab skw, dkw, *dkp;
 	size_t dnkw0;
-	uint64_t did, sseq, dseq;
+	uint64_t did, sseq, dseq, bytes = 0;
 	int64_t now = (int64_t)time(NULL);
 	int rc;
 
@@ -109,6 +109,7 @@ w_copy(struct lmdb_w *w, void *arg)
 				return rc;
 		}
 		dp->size += nm.size;
+		bytes += nm.size;
 		if (a->move && (rc = lmdb_msg_remove(w, a->id, a->uids[i], &m, sseq, now, sp)) != 0)
 			return rc;
 		a->src[a->n_out] = a->uids[i];
@@ -121,6 +122,9 @@ w_copy(struct lmdb_w *w, void *arg)
 	if (a->move)
 		sp->highestmodseq = sseq;
 	if ((rc = lmdb_mbox_put(w, did, dp, dkp->n != dnkw0 ? dkp : NULL)) != 0)
+		return rc;
+	/* a move leaves the user's usage as it was */
+	if (!a->move && (rc = lmdb_quota_add(w, a->user, (int64_t)bytes, (int64_t)a->n_out)) != 0)
 		return rc;
 	if (did != a->id && a->move) {
 		if ((rc = lmdb_prune_expunged(w, a->id, sp, now)) != 0)

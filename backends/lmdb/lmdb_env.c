@@ -537,7 +537,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	    {"msgs", &sh->msgs},     {"modseq", &sh->modseq}, {"expunged", &sh->expunged},
 	    {"bodies", &sh->bodies}, {"refs", &sh->refs},     {"cache", &sh->cache},
 	    {"subs", &sh->subs},     {"unseen", &sh->unseen}, {"files", &sh->files},
-	    {"annots", &sh->annots},
+	    {"annots", &sh->annots}, {"quota", &sh->quota},
 	};
 
 	sh->path = xstrdup(path);
@@ -739,5 +739,7 @@ const struct storage_ops storage_lmdb_ops = {
     .check = lmdb_op_check,
     .repair = lmdb_op_repair,
     .backup = lmdb_op_backup,
+    .quota_get = lmdb_op_quota_get,
+    .quota_recalc = lmdb_op_quota_recalc,
     .stats = lmdb_stats,
 };

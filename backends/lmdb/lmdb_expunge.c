@@ -77,6 +77,7 @@ lmdb_prune_expunged(struct lmdb_w *w, uint64_t id, struct lmdb_mbox *rec, int64_
 }
 
 struct expunge_arg {
+	const char *user;
 	uint64_t id;
 	const uint32_t *uids;
 	size_t n;
@@ -89,6 +90,7 @@ w_expunge(struct lmdb_w *w, void *arg)
 	struct lmdb_mbox rec;
 	int64_t now = (int64_t)time(NULL);
 	uint64_t seq;
+	uint64_t bytes = 0, count = 0;
 	bool any = false;
 	int rc;
 
@@ -106,21 +108,24 @@ w_expunge(struct lmdb_w *w, void *arg)
 		if (rc != 0 ||
 		    (rc = lmdb_msg_remove(w, a->id, a->uids[i], &m, seq, now, &rec)) != 0)
 			return rc;
+		bytes += m.size;
+		count++;
 		any = true;
 	}
 	if (!any)
 		return 0;
 	rec.highestmodseq = seq;
-	if ((rc = lmdb_prune_expunged(w, a->id, &rec, now)) != 0)
+	if ((rc = lmdb_prune_expunged(w, a->id, &rec, now)) != 0 ||
+	    (rc = lmdb_mbox_put(w, a->id, &rec, NULL)) != 0)
 		return rc;
-	return lmdb_mbox_put(w, a->id, &rec, NULL);
+	return lmdb_quota_add(w, a->user, -(int64_t)bytes, -(int64_t)count);
 }
 
 int
 lmdb_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n)
 {
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
-	struct expunge_arg a = {.id = lm->id, .uids = uids, .n = n};
+	struct expunge_arg a = {.user = mb->user, .id = lm->id, .uids = uids, .n = n};
 
 	return lmdb_write(lm->sh, w_expunge, &a);
 }

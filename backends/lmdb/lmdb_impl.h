@@ -30,6 +30,9 @@
  *             without a scan)
  *   annots    'M' id(8) 0(8) or 'U' sha256(user)[0..16) -> the metadata
  *             record (RFC 5464; lmdb_meta.c)
+ *   quota     user -> u64 bytes, u64 messages over all the user's
+ *             mailboxes, changed in the transaction that changes them
+ *             (lmdb_quota.c)
  *
  * Writes: every change is a request run by the shard's writer thread; the
  * writer takes all queued requests, runs each in a nested transaction of
@@ -65,7 +68,7 @@ struct lmdb_wreq;
 struct lmdb_shard {
 	MDB_env *env;
 	MDB_dbi meta, names, mboxes, msgs, modseq, expunged, bodies, files, refs, cache, subs,
-	    unseen, annots;
+	    unseen, annots, quota;
 	unsigned index;
 	char *path;
 	bool fsync;
@@ -356,6 +359,15 @@ int lmdb_msg_remove(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lm
                     uint64_t seq, int64_t now, struct lmdb_mbox *rec);
 /* Drop expunge-log entries past the retention (bounded work per call). */
 int lmdb_prune_expunged(struct lmdb_w *w, uint64_t id, struct lmdb_mbox *rec, int64_t now);
+
+/* ---- lmdb_quota.c ---- */
+/* Change user's usage by (bytes, messages). Call after the mailbox
+ * records hold the change: a user without a usage record yet gets one
+ * summed from them. */
+int lmdb_quota_add(struct lmdb_w *w, const char *user, int64_t bytes, int64_t messages);
+int lmdb_op_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r);
+int lmdb_op_quota_recalc(struct storage *st, const char *user, struct storage_usage *before_r,
+                         struct storage_usage *after_r);
 
 /* ---- ops ---- */
 int lmdb_op_user_init(struct storage *st, const char *user);

@@ -195,17 +195,22 @@ w_delete(struct lmdb_w *w, void *arg)
 		return rc;
 	if (children) {
 		/* Stays as a \Noselect parent; UIDNEXT kept. */
+		uint64_t size = rec.size, messages = rec.messages;
+
 		rec.noselect = 1;
 		rec.messages = rec.unseen = rec.recent = 0;
 		rec.size = 0;
 		rec.highestmodseq++;
 		rec.recent_first = rec.uidnext;
-		return lmdb_mbox_put(w, id, &rec, NULL);
+		if ((rc = lmdb_mbox_put(w, id, &rec, NULL)) != 0)
+			return rc;
+		return lmdb_quota_add(w, a->user, -(int64_t)size, -(int64_t)messages);
 	}
 	lmdb_be64(key, id);
-	if ((rc = lmdb_wdel(w, w->sh->mboxes, &k)) != 0)
+	if ((rc = lmdb_wdel(w, w->sh->mboxes, &k)) != 0 ||
+	    (rc = lmdb_names_del(w, a->user, a->name)) != 0)
 		return rc;
-	return lmdb_names_del(w, a->user, a->name);
+	return lmdb_quota_add(w, a->user, -(int64_t)rec.size, -(int64_t)rec.messages);
 }
 
 int

@@ -126,12 +126,13 @@ struct deliver_arg {
 	const size_t *idx;
 	size_t n;
 	uint64_t mbox_id;
+	const char *user; /* append: the mailbox's user */
 	uint32_t uid;
 };
 
 static int
-append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t *uid_r,
-           uint32_t *uidvalidity_r, bool *file_used_r)
+append_one(struct lmdb_w *w, const char *user, uint64_t id, const struct deliver_arg *a,
+           uint32_t *uid_r, uint32_t *uidvalidity_r, bool *file_used_r)
 {
 	struct lmdb_mbox rec;
 	struct lmdb_kwtab kw;
@@ -180,7 +181,8 @@ append_one(struct lmdb_w *w, uint64_t id, const struct deliver_arg *a, uint32_t 
 	if ((m.flags & MSG_SEEN) == 0)
 		rec.unseen++;
 	rec.size += m.size;
-	if ((rc = lmdb_mbox_put(w, id, &rec, kw.n != nkw0 ? &kw : NULL)) != 0)
+	if ((rc = lmdb_mbox_put(w, id, &rec, kw.n != nkw0 ? &kw : NULL)) != 0 ||
+	    (rc = lmdb_quota_add(w, user, (int64_t)m.size, 1)) != 0)
 		return rc;
 	*uidvalidity_r = rec.uidvalidity;
 	return 0;
@@ -212,7 +214,7 @@ w_deliver(struct lmdb_w *w, void *arg)
 		}
 		rc = lmdb_mbox_id(cw.txn, w->sh, t->user, t->mailbox, &id);
 		if (rc == 0)
-			rc = append_one(&cw, id, a, &t->uid, &t->uidvalidity, &used);
+			rc = append_one(&cw, t->user, id, a, &t->uid, &t->uidvalidity, &used);
 		if (cw.mdb_err != 0) {
 			mdb_txn_abort(cw.txn);
 			w->mdb_err = cw.mdb_err;
@@ -300,7 +302,7 @@ w_append(struct lmdb_w *w, void *arg)
 	struct deliver_arg *a = arg;
 	uint32_t uidvalidity;
 
-	return append_one(w, a->mbox_id, a, &a->uid, &uidvalidity, &a->file_used);
+	return append_one(w, a->user, a->mbox_id, a, &a->uid, &uidvalidity, &a->file_used);
 }
 
 int
@@ -308,7 +310,8 @@ lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
 	struct body b;
-	struct deliver_arg a = {.b = &b, .msg = msg, .idate = idate_of(msg), .mbox_id = lm->id};
+	struct deliver_arg a = {
+	    .b = &b, .msg = msg, .idate = idate_of(msg), .mbox_id = lm->id, .user = mb->user};
 	int rc;
 
 	if ((rc = body_load(msg, &b)) != 0)

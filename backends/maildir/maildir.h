@@ -18,6 +18,8 @@
  *   <user>/roost-uidvalidity              ours: last UIDVALIDITY handed out
  *   <folder>/roost-metadata               ours: RFC 5464 entries (maildir_meta.c)
  *   <user>/roost-server-metadata          ours: the server's entries
+ *   <user>/maildirsize                    Maildir++ quota usage (maildir_quota.c)
+ *   <user>/roost-quota.lock               ours: flock serialising its recount
  *
  * Folder names (maildir_name.c): each '/'-separated component of the
  * UTF-8 name is converted to modified UTF-7 (RFC 3501 5.1.3, as Dovecot
@@ -156,6 +158,12 @@ struct md_folder {
 	bool kw_dirty;
 	bool changed; /* something another program did was found */
 
+	/* quota usage this locked section changed, written to maildirsize
+	 * when the uidlist lock is released (maildir_quota.c); quota_fd is
+	 * the shared quota lock, -1 when not held */
+	int quota_fd;
+	int64_t quota_bytes, quota_messages;
+
 	/* cache file */
 	int cache_fd;
 	off_t cache_scanned;
@@ -191,6 +199,21 @@ void md_unique_base(struct md_storage *ms, uint64_t size, char *out, size_t outl
 void md_random_hex(char *out, size_t nbytes);
 char *md_path(const char *a, const char *b);
 char *md_path3(const char *a, const char *b, const char *c);
+
+/* ---- maildir_quota.c ---- */
+/* Take the user's quota lock shared before changing message files; *fd_r
+ * is -1 when that failed (logged: the count may drift, the change goes
+ * on). */
+int md_quota_begin(struct md_storage *ms, const char *user, int *fd_r);
+/* Write the change's line (bytes, messages signed) and release fd. */
+void md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int64_t messages);
+/* In f's locked section: hold the quota lock until the uidlist lock goes. */
+void md_quota_hold(struct md_folder *f);
+/* Usage of the message files under folder (new/ and cur/). */
+int md_quota_count_folder(const char *folder, struct storage_usage *u);
+int md_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r);
+int md_quota_recalc(struct storage *st, const char *user, struct storage_usage *before_r,
+                    struct storage_usage *after_r);
 
 /* ---- maildir_uidlist.c ---- */
 int md_uidlist_lock(struct md_folder *f);

@@ -48,6 +48,7 @@ md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 	size_t n_gone = 0, i = 0;
 	int tries = 0, err = 0;
 
+	md_quota_hold(f);
 	while (i < n) {
 		struct md_rec *r = md_rec_find(f, uids[i]);
 		char *path;
@@ -94,6 +95,8 @@ md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 		else
 			in_cur = true;
 		md_expunge_log_add(f, r->uid, modseq, md_rec_emailid(r));
+		f->quota_bytes -= (int64_t)r->size;
+		f->quota_messages--;
 		f->uidlist_dead++;
 		gone[n_gone++] = r->uid;
 		any = true;

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "roost/error.h"
@@ -63,6 +64,7 @@ md_folder_alloc(struct md_storage *ms, const char *path)
 	f->ms = ms;
 	f->path = xstrdup(path);
 	f->cache_fd = -1;
+	f->quota_fd = -1;
 	f->nextuid = 1;
 	f->recent_uid = 1;
 	f->tmp_cleaned = false;
@@ -76,6 +78,8 @@ md_folder_destroy(struct md_folder *f)
 {
 	size_t i;
 
+	if (f->quota_fd >= 0)
+		close(f->quota_fd);
 	md_folder_reset(f);
 	md_uidlist_lock_forget(f);
 	for (i = 0; i < MD_MAX_KEYWORDS; i++)

@@ -537,12 +537,14 @@ md_delete(struct storage *st, const char *user, const char *name)
 	struct md_storage *ms = container_of(st, struct md_storage, st);
 	char *udir, *path, *trash;
 	char tname[256], base[200];
-	int fd = -1, err;
+	struct storage_usage gone = {0, 0};
+	int fd = -1, qfd = -1, err;
 
 	if (strcmp(name, "INBOX") == 0)
 		return ROOST_EPERM;
 	if ((err = user_lock(ms, user, &fd)) < 0)
 		return err;
+	(void)md_quota_begin(ms, user, &qfd);
 	udir = md_user_dir(ms, user);
 	path = md_folder_path(ms, user, name);
 	md_unique_base(ms, 0, base, sizeof(base));
@@ -557,8 +559,11 @@ md_delete(struct storage *st, const char *user, const char *name)
 	} else {
 		if (ms->fsync)
 			md_fsync_dir(udir);
+		/* what the folder held leaves the user's usage */
+		(void)md_quota_count_folder(trash, &gone);
 		md_rm_rf(trash);
 	}
+	md_quota_end(ms, user, qfd, -(int64_t)gone.bytes, -(int64_t)gone.messages);
 	user_unlock(fd);
 	free(trash);
 	free(path);

@@ -194,6 +194,7 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 	    in_new ? xstrdup(p->base) : md_fname_build(p->base, strlen(p->base), flags, kw, NULL);
 	dstdir = md_path(f->path, in_new ? "new" : "cur");
 	dst = md_path(dstdir, name);
+	md_quota_hold(f);
 	own = md_own_rename_begin(f, in_new);
 	if (rename(p->tmppath, dst) < 0) {
 		err = md_errno_to_err(errno);
@@ -226,6 +227,8 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 		r->ext = xstrdup(g);
 	}
 	r->indexed = true;
+	f->quota_bytes += (int64_t)r->size;
+	f->quota_messages++;
 	md_index_log_rec(f, r);
 	if (f->uidlist_append_from == 0)
 		f->uidlist_append_from = r->uid;

@@ -127,4 +127,6 @@ const struct storage_ops storage_maildir_ops = {
     .check = md_check,
     .repair = md_repair,
     .backup = md_backup,
+    .quota_get = md_quota_get,
+    .quota_recalc = md_quota_recalc,
 };

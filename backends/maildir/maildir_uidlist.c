@@ -186,6 +186,11 @@ md_uidlist_unlock(struct md_folder *f)
 {
 	char *path;
 
+	if (f->quota_fd >= 0) {
+		md_quota_end(f->ms, f->user, f->quota_fd, f->quota_bytes, f->quota_messages);
+		f->quota_fd = -1;
+	}
+	f->quota_bytes = f->quota_messages = 0;
 	if (!f->locked)
 		return;
 	path = md_path(f->path, UIDLIST_LOCK);

@@ -28,7 +28,7 @@
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 
-#define PG_SCHEMA_VERSION 4
+#define PG_SCHEMA_VERSION 5
 #define PG_CHANNEL "roost"
 
 struct pg_conn {
@@ -137,6 +137,9 @@ void pg_listen_stop(struct pg_store *ps);
 
 /* ---- ops ---- */
 int pg_op_user_init(struct storage *st, const char *user);
+int pg_op_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r);
+int pg_op_quota_recalc(struct storage *st, const char *user, struct storage_usage *before_r,
+                       struct storage_usage *after_r);
 int pg_op_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
 int pg_op_create(struct storage *st, const char *user, const char *name, unsigned special_use);
 int pg_op_delete(struct storage *st, const char *user, const char *name);

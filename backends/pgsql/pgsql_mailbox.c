@@ -845,6 +845,8 @@ const struct storage_ops storage_pgsql_ops = {
     .check = pg_op_check,
     .repair = pg_op_repair,
     .backup = pg_op_backup,
+    .quota_get = pg_op_quota_get,
+    .quota_recalc = pg_op_quota_recalc,
     .lock_user = pg_op_lock_user,
     .unlock_user = pg_op_unlock_user,
 };

@@ -97,6 +97,45 @@ static const char *const migrations[] = {
      * and, for the server's entries, per user. */
     "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS metadata bytea;"
     "ALTER TABLE users ADD COLUMN IF NOT EXISTS metadata bytea;",
+    /*
+     * Version 5: quota usage. users.quota_bytes/quota_messages are the sum
+     * of the sizes and the number of the user's messages, changed by
+     * statement triggers in the transaction that inserts or deletes the
+     * rows (one UPDATE per statement, however many rows: an expunge of
+     * thousands is one row version). A move inserts and deletes within one
+     * user, so it nets to nothing. Messages are deleted before their
+     * mailbox (purge_messages), so the join finds the owner. Each step
+     * may run again (an older version number re-runs the steps since): the
+     * counters are then summed afresh.
+     */
+    "ALTER TABLE users ADD COLUMN IF NOT EXISTS quota_bytes bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS quota_messages bigint NOT NULL DEFAULT 0;"
+    "UPDATE users u SET quota_bytes = s.b, quota_messages = s.c FROM"
+    " (SELECT mb.user_id, sum(m.size) AS b, count(*) AS c FROM messages m"
+    "  JOIN mailboxes mb ON mb.id = m.mailbox_id GROUP BY mb.user_id) s"
+    " WHERE u.id = s.user_id;"
+    "CREATE OR REPLACE FUNCTION roost_quota_added() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE users u SET quota_bytes = u.quota_bytes + d.b,"
+    "  quota_messages = u.quota_messages + d.c FROM"
+    "  (SELECT mb.user_id, sum(n.size) AS b, count(*) AS c FROM roost_new n"
+    "   JOIN mailboxes mb ON mb.id = n.mailbox_id GROUP BY mb.user_id) d"
+    "  WHERE u.id = d.user_id;"
+    " RETURN NULL; END $$;"
+    "CREATE OR REPLACE FUNCTION roost_quota_removed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE users u SET quota_bytes = u.quota_bytes - d.b,"
+    "  quota_messages = u.quota_messages - d.c FROM"
+    "  (SELECT mb.user_id, sum(o.size) AS b, count(*) AS c FROM roost_old o"
+    "   JOIN mailboxes mb ON mb.id = o.mailbox_id GROUP BY mb.user_id) d"
+    "  WHERE u.id = d.user_id;"
+    " RETURN NULL; END $$;"
+    "DROP TRIGGER IF EXISTS messages_quota_added ON messages;"
+    "CREATE TRIGGER messages_quota_added AFTER INSERT ON messages"
+    " REFERENCING NEW TABLE AS roost_new FOR EACH STATEMENT"
+    " EXECUTE PROCEDURE roost_quota_added();"
+    "DROP TRIGGER IF EXISTS messages_quota_removed ON messages;"
+    "CREATE TRIGGER messages_quota_removed AFTER DELETE ON messages"
+    " REFERENCING OLD TABLE AS roost_old FOR EACH STATEMENT"
+    " EXECUTE PROCEDURE roost_quota_removed();",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

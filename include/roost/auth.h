@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "roost/buf.h"
 
@@ -10,7 +11,9 @@
  * Users and authentication.
  *
  * The user database is a passwd-file in Dovecot's format, one user a line:
- *   alice@example.org:{SHA512-CRYPT}$6$...:::::: (extra fields ignored)
+ *   alice@example.org:{SHA512-CRYPT}$6$...::::::quota_storage=1G quota_messages=50000
+ * The eighth field holds space-separated extra fields; the quota limits
+ * are read from it (auth_user_quota()), the rest is ignored.
  * User names are full addresses, compared case-insensitively and returned in
  * the file's spelling (the canonical name storage uses).
  *
@@ -29,6 +32,9 @@ struct roost_config;
 
 int auth_open(const struct roost_config *cfg, struct auth **auth_r);
 void auth_free(struct auth **auth);
+/* The passwd file's path (the config's, or <data_dir>/passwd); valid
+ * until auth_free(). */
+const char *auth_file_path(const struct auth *auth);
 /* Re-read the passwd file (SIGHUP); on error the old table stays. */
 int auth_reload(struct auth *auth);
 
@@ -92,11 +98,38 @@ bool auth_scheme_supported(const char *scheme);
  * 0 match, ROOST_EAUTH mismatch, ROOST_ENOTSUP unknown scheme. */
 int auth_check_hash(const char *stored, const char *password, size_t password_len);
 
+/*
+ * Quota limits of one user, from the passwd file's extra field:
+ *   quota_storage=SIZE    octets, with an optional K, M, G or T suffix
+ *                         (powers of 1024)
+ *   quota_messages=N      messages
+ *   userdb_quota_rule=*:storage=SIZE  Dovecot's rule for the whole
+ *   userdb_quota_rule=*:messages=N    account (storage without a suffix
+ *                         in kilobytes, as Dovecot reads it)
+ * quota_* win over a Dovecot rule on the same line. 0 is "no limit". A
+ * value that does not parse is logged and ignored (the user gets the
+ * default, and logins keep working).
+ */
+#define AUTH_QUOTA_DEFAULT (-1) /* not set here: [quota] in the config applies */
+#define AUTH_QUOTA_KEEP (-2)    /* auth_file_set_quota(): leave as it is */
+struct auth_quota {
+	int64_t storage;  /* octets, 0 = no limit, or AUTH_QUOTA_DEFAULT */
+	int64_t messages; /* 0 = no limit, or AUTH_QUOTA_DEFAULT */
+};
+/* The limits set on user's line. ROOST_ENOTFOUND for an unknown user. */
+int auth_user_quota(struct auth *auth, const char *user, struct auth_quota *q_r);
+/* Parse "quota_storage"-style SIZE text ("100M", "0"); ROOST_EINVAL. */
+int auth_quota_parse_size(const char *s, uint64_t *v_r);
+
 /* passwd-file editing for `roost user`: atomic rewrite (temp file, fsync,
  * rename). ROOST_EEXISTS / ROOST_ENOTFOUND as appropriate. */
 int auth_file_add(const char *path, const char *user, const char *hash);
 int auth_file_set_password(const char *path, const char *user, const char *hash);
 int auth_file_delete(const char *path, const char *user);
+/* Write user's quota_storage= and quota_messages= extra fields (each a
+ * value >= 0, AUTH_QUOTA_DEFAULT to remove it, AUTH_QUOTA_KEEP to leave
+ * it), keeping every other field; same atomic rewrite. */
+int auth_file_set_quota(const char *path, const char *user, int64_t storage, int64_t messages);
 /* Call fn for every user of the file, in name order (a missing file has
  * none). ROOST_EINVAL / ROOST_EIO for a bad file (logged). */
 typedef void auth_list_fn(const char *user, void *arg);

@@ -50,6 +50,11 @@ struct roost_config {
 	uint64_t
 	    expunge_log_retention; /* seconds expunged UIDs are kept for QRESYNC; default 30d */
 
+	/* [quota] defaults for users whose passwd line sets none (auth.h) */
+	uint64_t quota_storage;  /* octets of mail per user; default 0 = no limit */
+	unsigned quota_messages; /* messages per user; default 0 = no limit */
+	char **quota_admins;     /* users who may SETQUOTA over IMAP; default none */
+
 	/* [listen] */
 	struct config_listen listen_smtp;       /* default 127.0.0.1:2525 */
 	struct config_listen listen_submission; /* default 127.0.0.1:2587 */

@@ -6,8 +6,8 @@
  * success and one of these negative codes on failure; results go through
  * out-parameters named *_r. Storage codes map one-to-one to protocol replies
  * (see STYLE.md 6): NOTFOUND -> [NONEXISTENT], EXISTS -> [ALREADYEXISTS],
- * INUSE -> [INUSE], OVERQUOTA -> [OVERQUOTA]/552, TOOBIG -> [TOOBIG]/552,
- * TEMP -> [UNAVAILABLE]/451.
+ * INUSE -> [INUSE], OVERQUOTA -> [OVERQUOTA]/452 4.2.2, QUOTATOOBIG ->
+ * [OVERQUOTA]/552 5.2.2, TOOBIG -> [TOOBIG]/552, TEMP -> [UNAVAILABLE]/451.
  */
 enum roost_err {
 	ROOST_OK = 0,
@@ -30,6 +30,9 @@ enum roost_err {
 	ROOST_ECANCELED = -16, /* the client cancelled (SASL "*") */
 	ROOST_ECONFIG = -17,   /* configuration error */
 	ROOST_EPROTO = -18,    /* protocol violation by the peer */
+	/* larger than a quota by itself: it would not fit even in an empty
+	 * store, so a retry cannot help (SMTP 552 5.2.2, sysexits EX_CANTCREAT) */
+	ROOST_EQUOTATOOBIG = -19,
 };
 
 /* A short static English description of err; never NULL. */

@@ -474,6 +474,57 @@ int storage_lock_user(struct storage *st, const char *user, struct storage_lock 
 /* Release; NULL and a NULL *lock are ignored. */
 void storage_unlock_user(struct storage_lock **lock);
 
+/* ---- quota ---- */
+
+/*
+ * One quota root per user over all the user's mailboxes (RFC 9208
+ * STORAGE and MESSAGE). The usage is kept exact by each backend in the
+ * transaction that adds or removes messages (LMDB: a record per user;
+ * Maildir: Maildir++'s maildirsize; PostgreSQL: counters in the users
+ * row), never found by scanning; reading it costs one lookup.
+ *
+ * Limits: the passwd file's quota_storage=/quota_messages= (auth.h) when
+ * the user's line sets them, else [quota] storage and messages in the
+ * config; 0 is no limit. Without storage_set_auth() only the config's
+ * apply.
+ *
+ * Enforcement, in the wrapper, for every path that adds messages:
+ * storage_deliver() (per target), storage_append(), mailbox_append() and
+ * mailbox_copy() (a move within the user changes nothing and is never
+ * refused). A message that would take the usage past a limit gets
+ * ROOST_EOVERQUOTA; one larger than the storage limit by itself gets
+ * ROOST_EQUOTATOOBIG. The check reads the usage, then the backend stores:
+ * deliveries racing for the last room may overshoot a limit by what they
+ * carry (as with Dovecot's quota), never more.
+ */
+struct storage_usage {
+	uint64_t bytes;    /* sum of msg_record.size over all the user's messages */
+	uint64_t messages; /* how many */
+};
+
+struct storage_quota {
+	struct storage_usage usage;
+	uint64_t limit_bytes;    /* 0 = no limit */
+	uint64_t limit_messages; /* 0 = no limit */
+};
+
+struct auth;
+
+/* Take per-user limits from auth (borrowed; it must outlive the store).
+ * Call before the store is shared. */
+void storage_set_auth(struct storage *st, struct auth *auth);
+/* Usage and limits of user (a user without mail has usage 0). */
+int storage_quota_get(struct storage *st, const char *user, struct storage_quota *quota_r);
+/* Would adding messages totalling bytes fit? 0, ROOST_EOVERQUOTA or
+ * ROOST_EQUOTATOOBIG (see above). A cheap check for a protocol that wants
+ * to refuse early (SMTP RCPT with SIZE=); the store checks again. */
+int storage_quota_check(struct storage *st, const char *user, uint64_t bytes, uint64_t messages);
+/* Count the user's messages again (from the messages themselves) and
+ * store that as the usage: *before_r as it was kept, *after_r as counted.
+ * For repairs (Maildir files added by a program that keeps no maildirsize). */
+int storage_quota_recalc(struct storage *st, const char *user, struct storage_usage *before_r,
+                         struct storage_usage *after_r);
+
 /* ---- maintenance ---- */
 
 /* Verify invariants without changing anything; problems are written to

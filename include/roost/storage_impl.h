@@ -40,6 +40,7 @@ struct storage {
 	const struct storage_ops *ops;
 	const struct roost_config *cfg;
 	struct watch_registry *watches; /* the wrapper's */
+	struct auth *auth;              /* per-user quota limits; NULL: config's only */
 };
 
 struct mailbox {
@@ -129,6 +130,12 @@ struct storage_ops {
 	 * the same place under dest; ROOST_ENOTSUP with a report line naming
 	 * the tool to use where the data is not under the directory. */
 	int (*backup)(struct storage *st, const char *dest, struct buf *report);
+	/* The user's usage as kept (storage.h, quota), exact as of the call:
+	 * zero for a user the store has never seen. */
+	int (*quota_get)(struct storage *st, const char *user, struct storage_usage *usage_r);
+	/* Count it again from the messages, store and return it. */
+	int (*quota_recalc)(struct storage *st, const char *user, struct storage_usage *before_r,
+	                    struct storage_usage *after_r);
 	/* Optional: write-path counters (storage_stats()). */
 	void (*stats)(struct storage *st, struct storage_stats *stats_r);
 

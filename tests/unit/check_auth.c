@@ -587,6 +587,74 @@ START_TEST(file_edits)
 }
 END_TEST
 
+/* Quota limits from the extra field: Roost's keys, Dovecot's rule, bad
+ * values ignored (the line still logs in); edits keep the other fields. */
+START_TEST(quota_fields)
+{
+	const char *p = passwd_path();
+	struct auth *auth = NULL;
+	struct auth_quota q;
+	uint64_t v;
+	char *text;
+
+	write_file(p, "a@x.org:{PLAIN}a::::::quota_storage=100M quota_messages=50\n"
+	              "b@x.org:{PLAIN}b::::::userdb_quota_rule=*:storage=2048 "
+	              "userdb_quota_rule=*:messages=7 quota_messages=9\n"
+	              "c@x.org:{PLAIN}c:1:2\n"
+	              "d@x.org:{PLAIN}d::::::quota_storage=12Q quota_messages=-1 other=1\n"
+	              "e@x.org:{PLAIN}e::::::userdb_quota_rule=*:storage=10b "
+	              "quota_storage=99999999999999999999\n");
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	ck_assert_int_eq(auth_user_quota(auth, "A@x.org", &q), 0);
+	ck_assert_int_eq(q.storage, 100 << 20);
+	ck_assert_int_eq(q.messages, 50);
+	ck_assert_int_eq(auth_user_quota(auth, "b@x.org", &q), 0);
+	ck_assert_int_eq(q.storage, 2048 * 1024); /* Dovecot: kilobytes */
+	ck_assert_int_eq(q.messages, 9);          /* quota_* win */
+	ck_assert_int_eq(auth_user_quota(auth, "c@x.org", &q), 0);
+	ck_assert_int_eq(q.storage, AUTH_QUOTA_DEFAULT);
+	ck_assert_int_eq(q.messages, AUTH_QUOTA_DEFAULT);
+	ck_assert_int_eq(auth_user_quota(auth, "d@x.org", &q), 0);
+	ck_assert_int_eq(q.storage, AUTH_QUOTA_DEFAULT);
+	ck_assert_int_eq(q.messages, AUTH_QUOTA_DEFAULT);
+	ck_assert_int_eq(auth_user_quota(auth, "e@x.org", &q), 0);
+	ck_assert_int_eq(q.storage, 10);
+	ck_assert_int_eq(auth_user_quota(auth, "nobody@x.org", &q), ROOST_ENOTFOUND);
+
+	/* set: replace, remove, keep; the line keeps its other fields */
+	ck_assert_int_eq(auth_file_set_quota(p, "c@x.org", 5 << 20, AUTH_QUOTA_KEEP), 0);
+	ck_assert_int_eq(auth_file_set_quota(p, "d@x.org", AUTH_QUOTA_DEFAULT, 0), 0);
+	ck_assert_int_eq(auth_file_set_quota(p, "a@x.org", AUTH_QUOTA_KEEP, AUTH_QUOTA_DEFAULT), 0);
+	ck_assert_int_eq(auth_file_set_quota(p, "nobody@x.org", 1, 1), ROOST_ENOTFOUND);
+	ck_assert_int_eq(auth_file_set_quota(p, "a@x.org", -3, 1), ROOST_EINVAL);
+	text = read_file(p);
+	ck_assert_str_eq(text, "a@x.org:{PLAIN}a::::::quota_storage=100M\n"
+	                       "b@x.org:{PLAIN}b::::::userdb_quota_rule=*:storage=2048 "
+	                       "userdb_quota_rule=*:messages=7 quota_messages=9\n"
+	                       "c@x.org:{PLAIN}c:1:2::::quota_storage=5242880\n"
+	                       "d@x.org:{PLAIN}d::::::other=1 quota_messages=0\n"
+	                       "e@x.org:{PLAIN}e::::::userdb_quota_rule=*:storage=10b "
+	                       "quota_storage=99999999999999999999\n");
+	/* the running table follows the file */
+	ck_assert_int_eq(auth_user_quota(auth, "c@x.org", &q), 0);
+	ck_assert_int_eq(q.storage, 5 << 20);
+	ck_assert_int_eq(q.messages, AUTH_QUOTA_DEFAULT);
+	ck_assert_int_eq(auth_user_quota(auth, "d@x.org", &q), 0);
+	ck_assert_int_eq(q.messages, 0);
+	auth_free(&auth);
+
+	ck_assert_int_eq(auth_quota_parse_size("1T", &v), 0);
+	ck_assert_uint_eq(v, 1ull << 40);
+	ck_assert_int_eq(auth_quota_parse_size("0", &v), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(auth_quota_parse_size("", &v), ROOST_EINVAL);
+	ck_assert_int_eq(auth_quota_parse_size("1MB", &v), ROOST_EINVAL);
+	ck_assert_int_eq(auth_quota_parse_size("-1", &v), ROOST_EINVAL);
+	ck_assert_int_eq(auth_quota_parse_size("9000000000000000000000", &v), ROOST_EINVAL);
+	ck_assert_int_eq(auth_quota_parse_size("9000000T", &v), ROOST_EINVAL);
+}
+END_TEST
+
 START_TEST(file_add_creates_dirs_and_no_trailing_newline)
 {
 	char p[400];
@@ -851,6 +919,7 @@ auth_suite(void)
 	tcase_add_test(db, reload_keeps_old_on_error);
 	tcase_add_test(db, password_change_invalidates_cache);
 	tcase_add_test(db, file_edits);
+	tcase_add_test(db, quota_fields);
 	tcase_add_test(db, file_add_creates_dirs_and_no_trailing_newline);
 	tcase_add_test(db, file_list);
 	tcase_add_test(db, file_edit_through_symlink);

@@ -2421,6 +2421,185 @@ START_TEST(large_body_crash)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Quota                                                               */
+
+static void
+assert_usage(const char *user, uint64_t bytes, uint64_t messages)
+{
+	struct storage_quota q;
+
+	ck_assert_int_eq(storage_quota_get(st, user, &q), 0);
+	ck_assert_msg(q.usage.bytes == bytes && q.usage.messages == messages,
+	              "%s usage of %s: %llu bytes %llu messages, expected %llu %llu", backend, user,
+	              (unsigned long long)q.usage.bytes, (unsigned long long)q.usage.messages,
+	              (unsigned long long)bytes, (unsigned long long)messages);
+}
+
+/* n bytes of message (n >= 16) */
+static int
+append_sized(const char *mbox, size_t n, uint32_t *uid_r)
+{
+	char *msg = malloc(n);
+	int rc;
+
+	memset(msg, 'x', n);
+	memcpy(msg, "Subject: q\r\n\r\n", 14);
+	msg[n - 2] = '\r';
+	msg[n - 1] = '\n';
+	rc = append_bytes(mbox, msg, n, 0, uid_r);
+	free(msg);
+	return rc;
+}
+
+static void
+assert_recalc_same(const char *user, uint64_t bytes, uint64_t messages)
+{
+	struct storage_usage before, after;
+
+	ck_assert_int_eq(storage_quota_recalc(st, user, &before, &after), 0);
+	ck_assert_uint_eq(before.bytes, bytes);
+	ck_assert_uint_eq(before.messages, messages);
+	ck_assert_uint_eq(after.bytes, bytes);
+	ck_assert_uint_eq(after.messages, messages);
+}
+
+/* The usage counters follow every change exactly, survive a reopen, and
+ * a recount finds what they say. */
+START_TEST(quota_counters)
+{
+	struct mailbox *mb;
+	uint32_t uids[4], *su, *du, uidv;
+	size_t n;
+	struct delivery_target t[2] = {{.user = USER, .mailbox = "INBOX"},
+	                               {.user = "bob@example.com", .mailbox = "INBOX"}};
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: d\r\n\r\nhello\r\n", .len = 21, .fd = -1};
+
+	setup_backend(_i);
+	assert_usage(USER, 0, 0);
+	assert_usage("nobody@example.com", 0, 0);
+	ck_assert_int_eq(storage_create(st, USER, "Work", 0), 0);
+	ck_assert_int_eq(append_sized("INBOX", 100, &uids[0]), 0);
+	ck_assert_int_eq(append_sized("INBOX", 200, &uids[1]), 0);
+	ck_assert_int_eq(append_sized("INBOX", 300, &uids[2]), 0);
+	ck_assert_int_eq(append_sized("Work", 1000, &uids[3]), 0);
+	assert_usage(USER, 1600, 4);
+
+	/* copy adds, move does not, expunge takes away */
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_copy(mb, uids, 2, "Work", false, &uidv, &su, &du, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	free(su);
+	free(du);
+	assert_usage(USER, 1900, 6);
+	ck_assert_int_eq(mailbox_copy(mb, &uids[2], 1, "Work", true, &uidv, &su, &du, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	free(su);
+	free(du);
+	assert_usage(USER, 1900, 6);
+	ck_assert_int_eq(mailbox_expunge(mb, &uids[1], 1), 0);
+	assert_usage(USER, 1700, 5);
+	/* absent UIDs change nothing */
+	ck_assert_int_eq(mailbox_expunge(mb, &uids[1], 1), 0);
+	assert_usage(USER, 1700, 5);
+	ck_assert_int_eq(mailbox_append(mb, &in, NULL), 0);
+	assert_usage(USER, 1721, 6);
+	mailbox_close(&mb);
+
+	/* a delivery counts for each recipient, a new one included */
+	ck_assert_int_eq(storage_deliver(st, &in, t, 2, 0), 0);
+	assert_usage(USER, 1742, 7);
+	assert_usage("bob@example.com", 21, 1);
+
+	/* renaming INBOX moves its messages within the user */
+	ck_assert_int_eq(storage_rename(st, USER, "INBOX", "Old"), 0);
+	assert_usage(USER, 1742, 7);
+	reopen();
+	assert_usage(USER, 1742, 7);
+	assert_recalc_same(USER, 1742, 7);
+
+	/* deleting a mailbox takes its messages away */
+	ck_assert_int_eq(storage_delete(st, USER, "Work"), 0);
+	assert_usage(USER, 142, 3);
+	ck_assert_int_eq(storage_create(st, USER, "Old/Sub", 0), 0);
+	ck_assert_int_eq(storage_delete(st, USER, "Old"), 0); /* \Noselect parent */
+	assert_usage(USER, 0, 0);
+	assert_recalc_same(USER, 0, 0);
+	assert_recalc_same("bob@example.com", 21, 1);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* Limits from the config refuse what would pass them on every path, with
+ * EQUOTATOOBIG for a message larger than the limit itself; a move is
+ * never refused; refusals change nothing. */
+START_TEST(quota_limits)
+{
+	struct mailbox *mb;
+	uint32_t uids[3], *su, *du, uidv;
+	size_t n;
+	struct delivery_target t[2] = {{.user = USER, .mailbox = "INBOX"},
+	                               {.user = "bob@example.com", .mailbox = "INBOX"}};
+	char big[300];
+	struct msg_input in = {.data = (const uint8_t *)big, .len = 250, .fd = -1};
+
+	setup_dir(_i);
+	cfg.quota_storage = 1000;
+	cfg.quota_messages = 5;
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	memset(big, 'y', sizeof(big));
+	memcpy(big, "Subject: b\r\n\r\n", 14);
+
+	ck_assert_int_eq(storage_create(st, USER, "Work", 0), 0);
+	ck_assert_int_eq(append_sized("INBOX", 400, &uids[0]), 0);
+	ck_assert_int_eq(append_sized("INBOX", 400, &uids[1]), 0);
+	ck_assert_int_eq(append_sized("INBOX", 201, &uids[2]), ROOST_EOVERQUOTA);
+	ck_assert_int_eq(append_sized("INBOX", 1001, &uids[2]), ROOST_EQUOTATOOBIG);
+	ck_assert_int_eq(storage_quota_check(st, USER, 200, 1), 0);
+	ck_assert_int_eq(storage_quota_check(st, USER, 201, 1), ROOST_EOVERQUOTA);
+	ck_assert_int_eq(storage_quota_check(st, USER, 1001, 1), ROOST_EQUOTATOOBIG);
+	assert_usage(USER, 800, 2);
+
+	/* a delivery refuses the full recipient only, unless all or nothing */
+	ck_assert_int_eq(storage_deliver(st, &in, t, 2, 0), ROOST_EOVERQUOTA);
+	ck_assert_int_eq(t[0].result, ROOST_EOVERQUOTA);
+	ck_assert_int_eq(t[1].result, 0);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 2, STORAGE_DELIVER_ATOMIC), ROOST_EOVERQUOTA);
+	ck_assert_int_eq(t[1].result, ROOST_EOVERQUOTA);
+	assert_usage("bob@example.com", 250, 1);
+	assert_usage(USER, 800, 2);
+
+	/* COPY is counted; MOVE stays within the root */
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_copy(mb, uids, 1, "Work", false, &uidv, &su, &du, &n),
+	                 ROOST_EOVERQUOTA);
+	ck_assert_int_eq(mailbox_copy(mb, uids, 2, "Work", true, &uidv, &su, &du, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	free(su);
+	free(du);
+	assert_usage(USER, 800, 2);
+	ck_assert_int_eq(mailbox_append(mb, &in, NULL), ROOST_EOVERQUOTA);
+	mailbox_close(&mb);
+	ck_assert_int_eq(append_sized("Work", 150, NULL), 0);
+	ck_assert_int_eq(append_sized("Work", 150, NULL), ROOST_EOVERQUOTA);
+	assert_usage(USER, 950, 3);
+
+	/* the message count is a limit too */
+	ck_assert_int_eq(storage_delete(st, USER, "Work"), 0);
+	assert_usage(USER, 0, 0);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(append_sized("INBOX", 20, NULL), 0);
+	ck_assert_int_eq(append_sized("INBOX", 20, NULL), ROOST_EOVERQUOTA);
+	assert_usage(USER, 100, 5);
+	assert_recalc_same(USER, 100, 5);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /* `roost check` on body files: one nobody refers to, one gone, one changed. */
 START_TEST(lmdb_check_body_files)
 {
@@ -2680,6 +2859,7 @@ storage_suite(void)
 {
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("conformance");
+	TCase *quota = tcase_create("quota");
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, hostile_names, 0, n_backends);
@@ -2712,7 +2892,13 @@ storage_suite(void)
 	tcase_add_loop_test(tc, watch, 0, n_backends);
 	tcase_add_loop_test(tc, watch_polled, 0, n_backends);
 	tcase_add_loop_test(tc, grown_by_other_process, 0, n_backends);
+
 	suite_add_tcase(s, tc);
+	/* usage counters and limits (storage.h, quota) */
+	tcase_set_timeout(quota, 120);
+	tcase_add_loop_test(quota, quota_counters, 0, n_backends);
+	tcase_add_loop_test(quota, quota_limits, 0, n_backends);
+	suite_add_tcase(s, quota);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");
 

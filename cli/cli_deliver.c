@@ -5,8 +5,11 @@
  * delivers it through the local delivery service, the path SMTP and LMTP
  * use, all or nothing. Exit codes are sysexits.h, as MTAs expect from an
  * MDA, not enum cli_exit: EX_OK, EX_USAGE, EX_NOUSER for an unknown
- * recipient, EX_TEMPFAIL for storage trouble, EX_DATAERR for a message
- * over max_message_size, EX_CONFIG.
+ * recipient, EX_TEMPFAIL for storage trouble and for a recipient over
+ * quota (the MTA keeps the message and retries, as for 452 4.2.2),
+ * EX_CANTCREAT when the message alone is larger than a recipient's quota
+ * (it can never be stored: the MTA bounces it, as for 552 5.2.2),
+ * EX_DATAERR for a message over max_message_size, EX_CONFIG.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,6 +40,8 @@ exit_for(int err)
 		return EX_NOUSER;
 	case ROOST_ETOOBIG:
 		return EX_DATAERR;
+	case ROOST_EQUOTATOOBIG:
+		return EX_CANTCREAT;
 	default:
 		return EX_TEMPFAIL;
 	}
@@ -245,6 +250,7 @@ cli_deliver(struct cli *cli)
 		rc = EX_TEMPFAIL;
 		goto out;
 	}
+	storage_set_auth(st, auth);
 	err = aliases_load(cfg, &aliases, msg, sizeof(msg));
 	if (err != 0) {
 		fprintf(stderr, "roost deliver: %s\n", msg);

@@ -287,6 +287,7 @@ jmap_storage_set_error(int rc, const char *invalid_desc)
 	case ROOST_EPERM:
 		return jmap_set_error("forbidden", NULL);
 	case ROOST_EOVERQUOTA:
+	case ROOST_EQUOTATOOBIG:
 		return jmap_set_error("overQuota", NULL);
 	case ROOST_ETOOBIG:
 		return jmap_set_error("tooLarge", NULL);

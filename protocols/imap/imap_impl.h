@@ -465,6 +465,8 @@ imap_cmd_fn cmd_replace;        /* imap_replace.c */
 /* CREATE's parameter list (RFC 6154 3, imap_special_use.c): the special-use
  * bits of USE (...) in *special_r; < 0 with BAD or NO [USEATTR] sent. */
 int imap_create_params(struct imap_cmd *cmd, const struct imap_arg *l, unsigned *special_r);
+/* QUOTA (imap_quota.c). */
+imap_cmd_fn cmd_getquota, cmd_getquotaroot, cmd_setquota;
 
 /* SEARCH as SORT and THREAD use it (imap_search.c). */
 struct imap_search;

@@ -144,6 +144,7 @@ imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
 		imap_tagged(cmd, "NO", "[INUSE] Mailbox is in use, try again");
 		break;
 	case ROOST_EOVERQUOTA:
+	case ROOST_EQUOTATOOBIG:
 		imap_tagged(cmd, "NO", "[OVERQUOTA] Quota exceeded");
 		break;
 	case ROOST_ETOOBIG:
@@ -262,7 +263,8 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	         "ESEARCH STATUS=SIZE "
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
 	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT BINARY "
-	         "URLAUTH URLAUTH=BINARY OBJECTID PREVIEW METADATA METADATA-SERVER");
+	         "URLAUTH URLAUTH=BINARY OBJECTID PREVIEW METADATA METADATA-SERVER QUOTA "
+	         "QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
 	buf_append_str(out, " CATENATE"); /* RFC 4469, imap_catenate.c */
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
@@ -420,6 +422,9 @@ static const struct imap_cmd_def commands[] = {
     {{"LSUB", IMAP_AUTHED, 0}, NULL, cmd_lsub},
     {{"STATUS", IMAP_AUTHED, 0}, NULL, cmd_status},
     {{"APPEND", IMAP_AUTHED, 0}, NULL, cmd_append},
+    {{"GETQUOTA", IMAP_AUTHED, 0}, NULL, cmd_getquota},
+    {{"GETQUOTAROOT", IMAP_AUTHED, 0}, NULL, cmd_getquotaroot},
+    {{"SETQUOTA", IMAP_AUTHED, 0}, NULL, cmd_setquota},
     {{"IDLE", IMAP_AUTHED, 0}, check_no_args, cmd_idle},
     {{"GENURLAUTH", IMAP_AUTHED, 0}, NULL, cmd_genurlauth},
     {{"RESETKEY", IMAP_AUTHED, 0}, NULL, cmd_resetkey},

@@ -16,6 +16,7 @@
 #include "roost/sasl.h"
 #include "roost/services.h"
 #include "roost/smtp.h"
+#include "roost/storage.h"
 #include "roost/xalloc.h"
 
 #include "smtp_impl.h"
@@ -176,6 +177,22 @@ add_expanded(struct smtp_session *s, const struct smtp_rcpt *r, const struct del
 		smtp_reply(s, 451, "4.4.0", "<%s>: Forwarding is not available (no outbound queue)",
 		           r->addr);
 		return;
+	}
+	/* A local user whose quota has no room for the message (its SIZE=,
+	 * or one more message when the client gave none) is refused now, so
+	 * the others' delivery goes on; the store checks again after DATA.
+	 * An alias to several is left to the store, member by member. */
+	if (n == 1 && n_remote == 0) {
+		int err = storage_quota_check(s->sv->storage, dests[0].d.user, s->mp.size, 1);
+
+		if (err == ROOST_EOVERQUOTA || err == ROOST_EQUOTATOOBIG) {
+			log_info("conn=%llu proto=%s event=rcpt_rejected reason=over_quota to=%s "
+			         "user=%s",
+			         (unsigned long long)conn_id(s->c), smtp_proto_name(s),
+			         LOG_QUOTE(r->addr), LOG_QUOTE(dests[0].d.user));
+			smtp_reply_error(s, err, r->addr);
+			return;
+		}
 	}
 	if (n > 1 || n_remote > 0)
 		log_info("conn=%llu proto=%s event=alias_expanded to=%s destinations=%zu "

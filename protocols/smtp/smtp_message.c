@@ -168,6 +168,10 @@ smtp_reply_error(struct smtp_session *s, int err, const char *addr)
 	case ROOST_EOVERQUOTA:
 		smtp_reply(s, 452, "4.2.2", "%s%s%sMailbox full, try again later", pre, addr, post);
 		break;
+	case ROOST_EQUOTATOOBIG:
+		smtp_reply(s, 552, "5.2.2", "%s%s%sMessage larger than the mailbox quota", pre,
+		           addr, post);
+		break;
 	case ROOST_ETOOBIG:
 		smtp_reply(s, 552, "5.3.4", "%s%s%sMessage too big for the mailbox", pre, addr,
 		           post);

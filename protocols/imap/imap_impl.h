@@ -467,6 +467,11 @@ imap_cmd_fn cmd_replace;        /* imap_replace.c */
 int imap_create_params(struct imap_cmd *cmd, const struct imap_arg *l, unsigned *special_r);
 /* QUOTA (imap_quota.c). */
 imap_cmd_fn cmd_getquota, cmd_getquotaroot, cmd_setquota;
+/* STATUS DELETED and DELETED-STORAGE (RFC 9208): the messages of name
+ * flagged \Deleted and the octets EXPUNGE would give back. Reads the
+ * mailbox's records: only for a client that asks. */
+int imap_quota_deleted(struct imap_session *s, const char *name, uint64_t *count_r,
+                       uint64_t *bytes_r);
 
 /* SEARCH as SORT and THREAD use it (imap_search.c). */
 struct imap_search;

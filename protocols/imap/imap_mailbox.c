@@ -306,15 +306,16 @@ enum {
 	ST_SIZE = 1 << 5,
 	ST_HIGHESTMODSEQ = 1 << 6,
 	ST_MAILBOXID = 1 << 7,
-	ST_DELETED = 1 << 8, /* RFC 9051 */
+	ST_DELETED = 1 << 8,         /* RFC 9051 */
+	ST_DELETED_STORAGE = 1 << 9, /* RFC 9208, with QUOTA=RES-STORAGE */
 };
 
 int
 imap_status_parse_items(const struct imap_arg *l, unsigned *items_r)
 {
-	static const char *const names[] = {"MESSAGES",      "RECENT",    "UIDNEXT",
-	                                    "UIDVALIDITY",   "UNSEEN",    "SIZE",
-	                                    "HIGHESTMODSEQ", "MAILBOXID", "DELETED"};
+	static const char *const names[] = {
+	    "MESSAGES", "RECENT",        "UIDNEXT",   "UIDVALIDITY", "UNSEEN",
+	    "SIZE",     "HIGHESTMODSEQ", "MAILBOXID", "DELETED",     "DELETED-STORAGE"};
 	unsigned items = 0;
 
 	if (l->type != ARG_LIST || l->n == 0)
@@ -365,6 +366,16 @@ imap_status_write(struct imap_session *s, const char *name, unsigned items)
 		buf_printf(&b, " MAILBOXID (%s)", st.mailboxid);
 	if (items & ST_DELETED)
 		buf_printf(&b, " DELETED %u", deleted);
+	if (items & ST_DELETED_STORAGE) {
+		uint64_t n = 0, bytes = 0;
+
+		if ((rc = imap_quota_deleted(s, name, &n, &bytes)) < 0) {
+			buf_free(&b);
+			return rc;
+		}
+		buf_printf(&b, " DELETED-STORAGE %llu",
+		           (unsigned long long)((bytes + 1023) / 1024));
+	}
 	conn_write_str(s->c, "* STATUS ");
 	imap_write_mbox(s, name);
 	conn_printf(s->c, " (%s)\r\n", b.len > 0 ? buf_cstr(&b) + 1 : "");

@@ -10,6 +10,10 @@
  * fields (auth_file_set_quota()), where `roost quota set` writes them too;
  * as RFC 9208 4.1.3 says, a resource left out of the list loses its limit
  * (0 there). Everyone else gets NO [NOPERM] from SETQUOTA.
+ *
+ * STATUS DELETED and DELETED-STORAGE (KiB, rounded up), which RFC 9208
+ * asks of servers with QUOTA=RES-MESSAGE and QUOTA=RES-STORAGE, are
+ * counted here from the mailbox's records when a client asks for them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,4 +222,29 @@ cmd_setquota(struct imap_cmd *cmd)
 	if ((rc = storage_quota_get(s->sv->storage, user, &q)) == 0)
 		write_quota(s, cmd->p.args[0].str, &q);
 	imap_tagged(cmd, "OK", "SETQUOTA completed");
+}
+
+int
+imap_quota_deleted(struct imap_session *s, const char *name, uint64_t *count_r, uint64_t *bytes_r)
+{
+	struct mailbox *mb = NULL;
+	struct msg_record *recs = NULL;
+	uint64_t modseq;
+	size_t n = 0;
+	int rc;
+
+	*count_r = *bytes_r = 0;
+	if ((rc = mailbox_open(s->sv->storage, s->user, name, MAILBOX_READONLY, &mb)) != 0)
+		return rc;
+	if ((rc = mailbox_records(mb, &recs, &n, &modseq)) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if ((recs[i].flags & MSG_DELETED) != 0) {
+				(*count_r)++;
+				*bytes_r += recs[i].size;
+			}
+		}
+	}
+	free(recs);
+	mailbox_close(&mb);
+	return rc;
 }

@@ -461,15 +461,18 @@ writable(const struct mailbox *mb)
 int
 mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
+	struct storage_quota before;
 	uint32_t uid;
 	int rc;
 
 	if ((rc = writable(mb)) != 0 || (rc = storage_msg_input_check(mb->st, msg)) != 0 ||
-	    (rc = storage_quota_admit(mb->st, mb->user, msg->len, 1)) != 0)
+	    (rc = storage_quota_admit(mb->st, mb->user, msg->len, 1, &before)) != 0)
 		return rc;
 	/* uid_r may be NULL (storage.h); backends always get somewhere to write */
-	if ((rc = mb->st->ops->append(mb, msg, uid_r != NULL ? uid_r : &uid)) == 0)
+	if ((rc = mb->st->ops->append(mb, msg, uid_r != NULL ? uid_r : &uid)) == 0) {
 		storage_notify(mb->st, mb->user, mb->name);
+		storage_quota_warn(mb->st, mb->user, &before, msg->len);
+	}
 	return rc;
 }
 

@@ -24,6 +24,7 @@ struct deliver_req {
 	char (*canon)[STORAGE_MAX_NAME + 1];
 	size_t *owner; /* targets[i] is served by sub[owner[i]]; SIZE_MAX: invalid */
 	size_t m;
+	struct storage_quota *quota; /* sub[j]'s usage before and limits (zero: none) */
 };
 
 /* Index of (user, canon) in sub[] through an open-addressing table of
@@ -81,6 +82,7 @@ req_build(struct deliver_req *r, struct delivery_target *targets, size_t n)
 static void
 req_free(struct deliver_req *r)
 {
+	free(r->quota);
 	free(r->owner);
 	free(r->canon);
 	free(r->sub);
@@ -121,8 +123,9 @@ deliver_admitted(struct storage *st, const struct msg_input *msg, struct deliver
 	size_t *idx, na = 0;
 
 	idx = xcalloc(r->m + 1, sizeof(*idx));
+	r->quota = xcalloc(r->m + 1, sizeof(*r->quota));
 	for (size_t j = 0; j < r->m; j++) {
-		int rc = storage_quota_admit(st, r->sub[j].user, msg->len, 1);
+		int rc = storage_quota_admit(st, r->sub[j].user, msg->len, 1, &r->quota[j]);
 
 		r->sub[j].result = rc;
 		if (rc == 0)
@@ -227,6 +230,10 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 				storage_notify_others(st->watches,
 				                      storage_user_hash(r.sub[j].user));
 		}
+	}
+	for (size_t j = 0; j < r.m; j++) {
+		if (r.sub[j].result == 0)
+			storage_quota_warn(st, r.sub[j].user, &r.quota[j], msg->len);
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct delivery_target *d;

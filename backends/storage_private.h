@@ -41,8 +41,17 @@ bool storage_user_set_up(struct storage *st, const char *user, const char *canon
 
 /* May user take messages totalling bytes? 0, ROOST_EOVERQUOTA, or
  * ROOST_EQUOTATOOBIG when bytes alone exceed the storage limit (storage.h,
- * quota). Reads nothing when the user has no limit. */
-int storage_quota_admit(struct storage *st, const char *user, uint64_t bytes, uint64_t messages);
+ * quota). Reads nothing when the user has no limit. *quota_r (may be
+ * NULL) gets the limits and the usage before the change (all zero when
+ * there is no limit). */
+int storage_quota_admit(struct storage *st, const char *user, uint64_t bytes, uint64_t messages,
+                        struct storage_quota *quota_r);
+/* After user took a message of bytes with usage and limits *before (from
+ * storage_quota_admit()): when that crossed [quota] warning percent of a
+ * limit, deliver the user a notice into INBOX (once per crossing: the next
+ * message is past the threshold already). */
+void storage_quota_warn(struct storage *st, const char *user, const struct storage_quota *before,
+                        uint64_t bytes);
 /* Has user any limit? */
 bool storage_quota_limited(struct storage *st, const char *user);
 /* May a copy of uids (ascending) of mb fit in its user's quota? Reads the

@@ -4,12 +4,16 @@
  * messages makes before the backend stores, and the usage and recount
  * calls over the backends' exact counters (storage.h, quota).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "roost/auth.h"
+#include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/log.h"
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 
@@ -38,22 +42,106 @@ limits_of(struct storage *st, const char *user, uint64_t *bytes_r, uint64_t *mes
 }
 
 int
-storage_quota_admit(struct storage *st, const char *user, uint64_t bytes, uint64_t messages)
+storage_quota_admit(struct storage *st, const char *user, uint64_t bytes, uint64_t messages,
+                    struct storage_quota *quota_r)
 {
-	struct storage_usage u;
+	struct storage_quota q;
 	uint64_t lb, lm;
 	int rc;
 
+	memset(&q, 0, sizeof(q));
+	if (quota_r != NULL)
+		*quota_r = q;
 	limits_of(st, user, &lb, &lm);
 	if (lb == 0 && lm == 0)
 		return 0; /* no limit: not even a read */
 	if ((lb != 0 && bytes > lb) || (lm != 0 && messages > lm))
 		return ROOST_EQUOTATOOBIG;
-	if ((rc = st->ops->quota_get(st, user, &u)) != 0)
+	if ((rc = st->ops->quota_get(st, user, &q.usage)) != 0)
 		return rc;
-	if ((lb != 0 && u.bytes + bytes > lb) || (lm != 0 && u.messages + messages > lm))
+	q.limit_bytes = lb;
+	q.limit_messages = lm;
+	if (quota_r != NULL)
+		*quota_r = q;
+	if ((lb != 0 && q.usage.bytes + bytes > lb) ||
+	    (lm != 0 && q.usage.messages + messages > lm))
 		return ROOST_EOVERQUOTA;
 	return 0;
+}
+
+/* Did going from used to used + add cross pct percent of limit? */
+static bool
+crossed(uint64_t used, uint64_t add, uint64_t limit, unsigned pct)
+{
+	uint64_t at;
+
+	if (limit == 0 || pct == 0)
+		return false;
+	at = limit / 100 * pct + limit % 100 * pct / 100;
+	return used < at && used + add >= at;
+}
+
+/*
+ * The notice is delivered into INBOX past the quota check: it is small,
+ * and a user near the limit is the one who must read it. It is built here
+ * rather than by a service above because only the storage layer sees the
+ * usage before and after every path that adds messages.
+ */
+void
+storage_quota_warn(struct storage *st, const char *user, const struct storage_quota *before,
+                   uint64_t bytes)
+{
+	unsigned pct = st->cfg != NULL ? st->cfg->quota_warning : 0;
+	const char *host =
+	    st->cfg != NULL && st->cfg->hostname != NULL ? st->cfg->hostname : "localhost";
+	bool by_bytes = crossed(before->usage.bytes, bytes, before->limit_bytes, pct);
+	bool by_count = crossed(before->usage.messages, 1, before->limit_messages, pct);
+	struct delivery_target t = {.user = user, .mailbox = "INBOX"};
+	struct msg_input in = {.fd = -1};
+	struct buf msg = BUF_INIT(0);
+	char date[64], id[40];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (!by_bytes && !by_count)
+		return;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	snprintf(id, sizeof(id), "%llx.%x", (unsigned long long)now, (unsigned)rand());
+	buf_printf(&msg,
+	           "From: Mail System <postmaster@%s>\r\n"
+	           "To: <%s>\r\n"
+	           "Subject: Your mailbox is %u%% full\r\n"
+	           "Date: %s\r\n"
+	           "Message-ID: <quota.%s@%s>\r\n"
+	           "Auto-Submitted: auto-generated\r\n"
+	           "MIME-Version: 1.0\r\n"
+	           "Content-Type: text/plain; charset=us-ascii\r\n"
+	           "\r\n"
+	           "Your mailbox has passed %u%% of its quota.\r\n\r\n",
+	           host, user, pct, date, id, host, pct);
+	if (before->limit_bytes != 0)
+		buf_printf(&msg, "Storage:  %llu of %llu KiB\r\n",
+		           (unsigned long long)((before->usage.bytes + bytes + 1023) / 1024),
+		           (unsigned long long)(before->limit_bytes / 1024));
+	if (before->limit_messages != 0)
+		buf_printf(&msg, "Messages: %llu of %llu\r\n",
+		           (unsigned long long)(before->usage.messages + 1),
+		           (unsigned long long)before->limit_messages);
+	buf_append_str(&msg, "\r\nDelete or archive the mail you no longer need: once the "
+	                     "mailbox is full,\r\nnew mail to you is refused.\r\n");
+	in.data = msg.data;
+	in.len = msg.len;
+	in.flags = MSG_FLAGGED;
+	(void)st->ops->deliver(st, &in, &t, 1);
+	if (t.result == 0) {
+		log_info("event=quota_warning user=%s percent=%u", LOG_QUOTE(user), pct);
+		storage_notify(st, user, "INBOX");
+	} else {
+		log_warn("event=quota_warning_failed user=%s error=\"%s\"", LOG_QUOTE(user),
+		         roost_strerror(t.result));
+	}
+	buf_free(&msg);
 }
 
 bool
@@ -80,7 +168,7 @@ storage_quota_check(struct storage *st, const char *user, uint64_t bytes, uint64
 {
 	if (!storage_user_valid(user))
 		return ROOST_EINVAL;
-	return storage_quota_admit(st, user, bytes, messages);
+	return storage_quota_admit(st, user, bytes, messages, NULL);
 }
 
 int
@@ -118,7 +206,7 @@ storage_quota_copy_admit(struct mailbox *mb, const uint32_t *uids, size_t n)
 	free(recs);
 	if (count == 0)
 		return 0;
-	rc = storage_quota_admit(mb->st, mb->user, bytes, count);
+	rc = storage_quota_admit(mb->st, mb->user, bytes, count, NULL);
 	/* several messages larger than the limit together are only over it */
 	return rc == ROOST_EQUOTATOOBIG && count > 1 ? ROOST_EOVERQUOTA : rc;
 }

@@ -52,6 +52,7 @@ static const struct key_def keys[] = {
     {"quota", "storage", T_SIZE, "0", F(quota_storage), 0, (uint64_t)1 << 50},
     {"quota", "messages", T_COUNT, "0", F(quota_messages), 0, U32},
     {"quota", "admins", T_STRLIST, "", F(quota_admins), 0, 0},
+    {"quota", "warning", T_COUNT, "90", F(quota_warning), 0, 100},
 
     {"listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0},
     {"listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0},

@@ -54,6 +54,7 @@ struct roost_config {
 	uint64_t quota_storage;  /* octets of mail per user; default 0 = no limit */
 	unsigned quota_messages; /* messages per user; default 0 = no limit */
 	char **quota_admins;     /* users who may SETQUOTA over IMAP; default none */
+	unsigned quota_warning;  /* % of a limit whose crossing sends a notice; 90; 0 off */
 
 	/* [listen] */
 	struct config_listen listen_smtp;       /* default 127.0.0.1:2525 */

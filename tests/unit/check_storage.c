@@ -2532,6 +2532,60 @@ START_TEST(quota_counters)
 }
 END_TEST
 
+/* Crossing [quota] warning percent of a limit puts one flagged notice in
+ * INBOX; staying past it sends no more; the count limit warns too. */
+START_TEST(quota_warning)
+{
+	struct mailbox *mb;
+	struct msg_record *recs;
+	struct msg_view v;
+	size_t n;
+	uint64_t modseq;
+
+	setup_dir(_i);
+	cfg.quota_storage = 10000;
+	cfg.quota_messages = 10;
+	cfg.quota_warning = 90;
+	cfg.hostname = "mail.example.com";
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	ck_assert_int_eq(append_sized("INBOX", 8000, NULL), 0);
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 1);
+	ck_assert_int_eq(append_sized("INBOX", 1000, NULL), 0); /* 9000: crossed */
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 3);
+	ck_assert_int_eq(append_sized("INBOX", 100, NULL), 0); /* past it already */
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 4);
+
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &modseq), 0);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_uint_eq(recs[2].flags, MSG_FLAGGED);
+	ck_assert_int_eq(mailbox_read(mb, recs[2].uid, &v), 0);
+	ck_assert(memmem(v.data, v.len, "Subject: Your mailbox is 90% full\r\n", 35) != NULL);
+	ck_assert(memmem(v.data, v.len, "From: Mail System <postmaster@mail.example.com>", 47) !=
+	          NULL);
+	ck_assert(memmem(v.data, v.len, "To: <" USER ">\r\n", strlen(USER) + 8) != NULL);
+	msg_view_release(&v);
+	/* the message count: 9 of 10 is 90% */
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(
+		    mailbox_append(mb,
+		                   &(struct msg_input){.data = (const uint8_t *)"S: x\r\n\r\nx\r\n",
+		                                       .len = 11,
+		                                       .fd = -1},
+		                   NULL),
+		    0);
+	free(recs);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &modseq), 0);
+	ck_assert_uint_eq(n, 10); /* 8 appended, 2 notices */
+	ck_assert_uint_eq(recs[9].flags, MSG_FLAGGED);
+	free(recs);
+	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /* Limits from the config refuse what would pass them on every path, with
  * EQUOTATOOBIG for a message larger than the limit itself; a move is
  * never refused; refusals change nothing. */
@@ -2898,6 +2952,7 @@ storage_suite(void)
 	tcase_set_timeout(quota, 120);
 	tcase_add_loop_test(quota, quota_counters, 0, n_backends);
 	tcase_add_loop_test(quota, quota_limits, 0, n_backends);
+	tcase_add_loop_test(quota, quota_warning, 0, n_backends);
 	suite_add_tcase(s, quota);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");

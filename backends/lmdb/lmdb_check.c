@@ -395,6 +395,13 @@ lmdb_op_check(struct storage *st, struct buf *report)
 			continue;
 		}
 		check_shard(&c, txn);
+		{
+			unsigned qp = 0;
+
+			if (lmdb_quota_check(txn, c.sh, report, &qp) != 0)
+				qp++;
+			c.problems += qp;
+		}
 		lmdb_rtxn_end(c.sh, txn);
 		/* Files no record names: left by a crash (open removes them
 		 * after one) or put there by hand. Not while a delivery is in

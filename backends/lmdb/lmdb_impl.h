@@ -366,6 +366,9 @@ int lmdb_prune_expunged(struct lmdb_w *w, uint64_t id, struct lmdb_mbox *rec, in
  * summed from them. */
 int lmdb_quota_add(struct lmdb_w *w, const char *user, int64_t bytes, int64_t messages);
 int lmdb_op_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r);
+/* `roost check`: every usage record against a recount of the user's
+ * messages; mismatches written to report and counted in *problems_r. */
+int lmdb_quota_check(MDB_txn *txn, struct lmdb_shard *sh, struct buf *report, unsigned *problems_r);
 int lmdb_op_quota_recalc(struct storage *st, const char *user, struct storage_usage *before_r,
                          struct storage_usage *after_r);
 

@@ -10,10 +10,14 @@
  * without writing, and the first change writes it.
  */
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "lmdb_impl.h"
+#include "roost/buf.h"
 #include "roost/error.h"
+
+#define LMDB_QUOTA_MAX_USER 255 /* AUTH_MAX_NAME: the longest user name */
 
 struct lmdb_quota {
 	uint64_t bytes;
@@ -192,4 +196,50 @@ lmdb_op_quota_recalc(struct storage *st, const char *user, struct storage_usage 
 		*after_r = a.after;
 	}
 	return rc;
+}
+
+int
+lmdb_quota_check(MDB_txn *txn, struct lmdb_shard *sh, struct buf *report, unsigned *problems_r)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	*problems_r = 0;
+	if ((rc = mdb_cursor_open(txn, sh->quota, &cur)) != 0)
+		return lmdb_err("cursor", rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		char user[LMDB_QUOTA_MAX_USER + 1];
+		struct storage_usage kept, sum;
+		struct lmdb_quota q;
+
+		if (k.mv_size == 0 || k.mv_size > LMDB_QUOTA_MAX_USER || v.mv_size != sizeof(q)) {
+			if ((*problems_r)++ < 1000)
+				buf_printf(report,
+				           "%s: quota record of %zu bytes under a key of %zu\n",
+				           sh->path, v.mv_size, k.mv_size);
+			continue;
+		}
+		memcpy(user, k.mv_data, k.mv_size);
+		user[k.mv_size] = '\0';
+		memcpy(&q, v.mv_data, sizeof(q));
+		kept.bytes = q.bytes;
+		kept.messages = q.messages;
+		if (quota_sum(txn, sh, user, true, &sum) != 0)
+			continue;
+		if (kept.bytes != sum.bytes || kept.messages != sum.messages) {
+			if ((*problems_r)++ < 1000)
+				buf_printf(report,
+				           "%s: quota of %s says %" PRIu64 " bytes in %" PRIu64
+				           " messages, the messages hold %" PRIu64 " in %" PRIu64
+				           " (roost quota recalc repairs it)\n",
+				           sh->path, user, kept.bytes, kept.messages, sum.bytes,
+				           sum.messages);
+		}
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return lmdb_err("quota check", rc);
+	return 0;
 }

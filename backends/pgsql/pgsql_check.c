@@ -43,6 +43,12 @@ static const struct {
     {"SELECT g.mailbox_id, g.uid, g.size FROM messages g JOIN bodies b ON b.sha = g.sha WHERE "
      "g.size <> octet_length(b.data) LIMIT 100",
      "mailbox %s UID %s: size %s differs from its body"},
+    {"SELECT u.name, u.quota_bytes || ' bytes in ' || u.quota_messages, "
+     "coalesce(s.b, 0) || ' in ' || coalesce(s.c, 0) FROM users u LEFT JOIN (SELECT "
+     "m.user_id, sum(g.size) AS b, count(*) AS c FROM messages g JOIN mailboxes m ON m.id = "
+     "g.mailbox_id GROUP BY m.user_id) s ON s.user_id = u.id WHERE u.quota_bytes <> "
+     "coalesce(s.b, 0) OR u.quota_messages <> coalesce(s.c, 0) LIMIT 100",
+     "quota of %s says %s messages, the messages hold %s (roost quota recalc repairs it)"},
 };
 
 static int

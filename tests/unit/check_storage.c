@@ -2464,6 +2464,16 @@ assert_recalc_same(const char *user, uint64_t bytes, uint64_t messages)
 	ck_assert_uint_eq(after.messages, messages);
 }
 
+/* A recount repairs a usage that drifted (it differs from what it found). */
+static void
+assert_recalc_repairs(const char *user)
+{
+	struct storage_usage before, after;
+
+	ck_assert_int_eq(storage_quota_recalc(st, user, &before, &after), 0);
+	ck_assert(before.bytes != after.bytes || before.messages != after.messages);
+}
+
 /* The usage counters follow every change exactly, survive a reopen, and
  * a recount finds what they say. */
 START_TEST(quota_counters)
@@ -2789,6 +2799,46 @@ START_TEST(lmdb_check_detects_damage)
 }
 END_TEST
 
+/* LMDB: a usage record that disagrees with the messages is reported by
+ * `roost check` and repaired by a recount. */
+START_TEST(lmdb_check_quota)
+{
+	char path[300];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi quota;
+	MDB_val k = {strlen(USER), (void *)USER}, v;
+	uint64_t wrong[2] = {5, 1};
+	struct buf report = BUF_INIT(1 << 20);
+
+	setup_backend(0);
+	append_simple("INBOX", 1);
+	append_simple("INBOX", 2);
+	assert_clean();
+	storage_close(&st);
+	snprintf(path, sizeof(path), "%s/lmdb", dir);
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	mdb_env_set_mapsize(env, 1u << 30);
+	ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "quota", 0, &quota), 0);
+	v.mv_size = sizeof(wrong);
+	v.mv_data = wrong;
+	ck_assert_int_eq(mdb_put(txn, quota, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	open_store();
+	assert_usage(USER, 5, 1);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "quota of " USER " says 5 bytes in 1"));
+	assert_recalc_repairs(USER);
+	assert_clean();
+	buf_free(&report);
+	teardown_backend();
+}
+END_TEST
+
 /* pgsql only: the test's database, for damaging it behind the store. */
 static void
 pg_test_exec(const char *sql)
@@ -2878,6 +2928,13 @@ START_TEST(pgsql_check_detects_damage)
 	pg_test_exec("UPDATE roost_schema SET version = 1");
 	open_store();
 	assert_clean();
+	/* the quota counters against the messages */
+	pg_test_exec("UPDATE users SET quota_bytes = quota_bytes + 5");
+	buf_reset(&report);
+	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "quota of " USER));
+	assert_recalc_repairs(USER);
+	assert_clean();
 	buf_free(&report);
 	teardown_backend();
 }
@@ -2963,6 +3020,7 @@ storage_suite(void)
 		tcase_add_test(lm, lmdb_check_detects_damage);
 		tcase_add_test(lm, lmdb_shards);
 		tcase_add_test(lm, lmdb_check_body_files);
+		tcase_add_test(lm, lmdb_check_quota);
 		suite_add_tcase(s, lm);
 	}
 	for (int i = 0; i < n_backends; i++) {

@@ -4,10 +4,12 @@
  * messages makes before the backend stores, and the usage and recount
  * calls over the backends' exact counters (storage.h, quota).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "roost/auth.h"
 #include "roost/buf.h"
@@ -81,6 +83,8 @@ crossed(uint64_t used, uint64_t add, uint64_t limit, unsigned pct)
 	return used < at && used + add >= at;
 }
 
+static atomic_uint notice_seq; /* Message-IDs of the notices this process sends */
+
 /*
  * The notice is delivered into INBOX past the quota check: it is small,
  * and a user near the limit is the one who must read it. It is built here
@@ -107,7 +111,8 @@ storage_quota_warn(struct storage *st, const char *user, const struct storage_qu
 		return;
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	snprintf(id, sizeof(id), "%llx.%x", (unsigned long long)now, (unsigned)rand());
+	snprintf(id, sizeof(id), "%llx.%x.%x", (unsigned long long)now, (unsigned)getpid(),
+	         atomic_fetch_add(&notice_seq, 1));
 	buf_printf(&msg,
 	           "From: Mail System <postmaster@%s>\r\n"
 	           "To: <%s>\r\n"

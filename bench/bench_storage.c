@@ -3,7 +3,11 @@
  * the build, on the same machine, in one run, through the public storage
  * interface. Prints ops/s and latency percentiles per workload.
  *
- *   build/bench/bench_storage [--full] [--dir DIR] [--backends lmdb,maildir]
+ *   build/bench/bench_storage [--full] [--dir DIR] [--backends lmdb,maildir] [--quota]
+ *
+ * --quota gives every user a limit far above what the run stores, so each
+ * write also pays the quota check and the usage update (compare a run
+ * without it for what quota costs).
  *
  * BENCH_PROFILE=full (make bench FULL=1) is the same as --full. The data
  * directory defaults to a fresh one under /tmp (same disk as a real
@@ -39,6 +43,7 @@ static const struct profile full_profile = {5.0, 100000, 30};
 static const struct profile *prof = &short_profile;
 
 static char base[256];
+static bool with_quota; /* --quota */
 
 static double
 now_s(void)
@@ -164,6 +169,10 @@ make_cfg(struct roost_config *cfg, const char *backend, char *dir, size_t dlen, 
 	cfg->expunge_log_retention = 30 * 86400;
 	cfg->max_message_size = 64u << 20;
 	cfg->workers = 16;
+	if (with_quota) {
+		cfg->quota_storage = 1ULL << 40;
+		cfg->quota_messages = 1u << 30;
+	}
 	if (strcmp(backend, "pgsql") == 0)
 		cfg->pgsql_dsn = (char *)pg_bench_db(tag);
 }
@@ -562,9 +571,11 @@ main(int argc, char **argv)
 			own_dir = false;
 		} else if (strcmp(argv[i], "--backends") == 0 && i + 1 < argc) {
 			only = argv[++i];
+		} else if (strcmp(argv[i], "--quota") == 0) {
+			with_quota = true;
 		} else {
 			fprintf(stderr, "usage: bench_storage [--full] [--dir DIR] "
-			                "[--backends lmdb,maildir,pgsql]\n");
+			                "[--backends lmdb,maildir,pgsql] [--quota]\n");
 			return 2;
 		}
 	}
@@ -579,8 +590,9 @@ main(int argc, char **argv)
 	}
 	mkdir(base, 0700);
 	log_setup(LOG_LEVEL_WARN, true, false);
-	printf("storage benchmark: %s profile, %.1f s per timed workload, data under %s\n",
-	       prof == &full_profile ? "full" : "short", prof->seconds, base);
+	printf("storage benchmark: %s profile, %.1f s per timed workload, data under %s%s\n",
+	       prof == &full_profile ? "full" : "short", prof->seconds, base,
+	       with_quota ? ", every user with a quota limit" : "");
 	printf("latencies in milliseconds; every change durable (fsync) before it returns\n\n");
 	printf("| backend  | workload                                     |     ops/s |  p50 ms  "
 	       "|  p95 ms  |  p99 ms  | notes\n");

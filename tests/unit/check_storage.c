@@ -2542,6 +2542,125 @@ START_TEST(quota_counters)
 }
 END_TEST
 
+/* Writers in two processes, two threads each, appending, copying and
+ * expunging in the same user's mailboxes at once: the usage is what a
+ * recount finds, and what the writers' own tallies add up to. */
+struct quota_writer {
+	struct storage *st;
+	int id;
+	uint64_t bytes, messages; /* what this writer left stored */
+};
+
+static void *
+quota_writer_main(void *arg)
+{
+	struct quota_writer *w = arg;
+	char box[16];
+	struct mailbox *mb = NULL;
+
+	snprintf(box, sizeof(box), "W%d", w->id);
+	if (storage_create(w->st, USER, box, 0) != 0 &&
+	    storage_create(w->st, USER, box, 0) != ROOST_EEXISTS)
+		return (void *)1;
+	if (mailbox_open(w->st, USER, box, 0, &mb) != 0)
+		return (void *)1;
+	for (int i = 0; i < 30; i++) {
+		char msg[256];
+		int len = snprintf(msg, sizeof(msg), "Subject: w%d %d\r\n\r\n%*s\r\n", w->id, i,
+		                   i * 3 + 1, "x");
+		struct msg_input in = {.data = (const uint8_t *)msg, .len = (size_t)len, .fd = -1};
+		uint32_t uid, *su = NULL, *du = NULL, uidv;
+		size_t n = 0;
+
+		if (mailbox_append(mb, &in, &uid) != 0)
+			return (void *)1;
+		w->bytes += (uint64_t)len;
+		w->messages++;
+		if (i % 3 == 1) {
+			if (mailbox_expunge(mb, &uid, 1) != 0)
+				return (void *)1;
+			w->bytes -= (uint64_t)len;
+			w->messages--;
+		} else if (i % 3 == 2) {
+			if (mailbox_copy(mb, &uid, 1, "INBOX", false, &uidv, &su, &du, &n) != 0 ||
+			    n != 1)
+				return (void *)1;
+			free(su);
+			free(du);
+			w->bytes += (uint64_t)len;
+			w->messages++;
+		}
+	}
+	mailbox_close(&mb);
+	return NULL;
+}
+
+/* Runs in a forked child: two writer threads on a store of its own. */
+static void
+quota_child(int base_id, int result_fd)
+{
+	struct storage *cst = NULL;
+	struct quota_writer w[2];
+	pthread_t th[2];
+	uint64_t tally[2] = {0, 0};
+	int ok = 1;
+
+	if (storage_open(&cfg, &cst) != 0)
+		_exit(2);
+	for (int t = 0; t < 2; t++) {
+		w[t] = (struct quota_writer){.st = cst, .id = base_id + t};
+		pthread_create(&th[t], NULL, quota_writer_main, &w[t]);
+	}
+	for (int t = 0; t < 2; t++) {
+		void *r;
+
+		pthread_join(th[t], &r);
+		ok &= r == NULL;
+		tally[0] += w[t].bytes;
+		tally[1] += w[t].messages;
+	}
+	storage_close(&cst);
+	if (write(result_fd, tally, sizeof(tally)) != (ssize_t)sizeof(tally))
+		_exit(3);
+	_exit(ok ? 0 : 1);
+}
+
+START_TEST(quota_concurrent)
+{
+	uint64_t want_bytes = 0, want_messages = 0;
+	int fds[2];
+	pid_t pid[2];
+
+	setup_backend(_i);
+	storage_close(&st); /* its threads are joined: fork is safe */
+	ck_assert_int_eq(pipe(fds), 0);
+	for (int p = 0; p < 2; p++) {
+		pid[p] = fork();
+		ck_assert_int_ge(pid[p], 0);
+		if (pid[p] == 0)
+			quota_child(p * 2, fds[1]);
+	}
+	for (int p = 0; p < 2; p++) {
+		uint64_t tally[2];
+		int status;
+
+		ck_assert_int_eq(waitpid(pid[p], &status, 0), pid[p]);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		ck_assert_int_eq(read(fds[0], tally, sizeof(tally)), (ssize_t)sizeof(tally));
+		want_bytes += tally[0];
+		want_messages += tally[1];
+	}
+	close(fds[0]);
+	close(fds[1]);
+	open_store();
+	ck_assert_uint_eq(want_messages, 4 * 30);
+	assert_usage(USER, want_bytes, want_messages);
+	assert_recalc_same(USER, want_bytes, want_messages);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /* Crossing [quota] warning percent of a limit puts one flagged notice in
  * INBOX; staying past it sends no more; the count limit warns too. */
 START_TEST(quota_warning)
@@ -3010,6 +3129,7 @@ storage_suite(void)
 	tcase_add_loop_test(quota, quota_counters, 0, n_backends);
 	tcase_add_loop_test(quota, quota_limits, 0, n_backends);
 	tcase_add_loop_test(quota, quota_warning, 0, n_backends);
+	tcase_add_loop_test(quota, quota_concurrent, 0, n_backends);
 	suite_add_tcase(s, quota);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");

@@ -249,6 +249,28 @@ md_rec_emailid(const struct md_rec *r)
 	return r->emailid != 0 ? r->emailid : storage_derived_emailid(r->fname, r->baselen);
 }
 
+/*
+ * Is the header of data[0..len) still the one f was read from? A folder
+ * deleted and made again may get its uidlist's inode back, with a header
+ * of the same length: only its UIDVALIDITY and GUID tell it apart.
+ */
+static bool
+same_header(const struct md_folder *f, const char *data, size_t len)
+{
+	const char *nl = memchr(data, '\n', len);
+	char want[64];
+	int n;
+
+	if (nl == NULL)
+		return false;
+	n = snprintf(want, sizeof(want), " V%" PRIu32 " ", f->uidvalidity);
+	if (n <= 0 || memmem(data, (size_t)(nl - data), want, (size_t)n) == NULL)
+		return false;
+	n = snprintf(want, sizeof(want), " G%s", f->guid);
+	return f->guid[0] == '\0' ||
+	       (n > 0 && memmem(data, (size_t)(nl - data), want, (size_t)n) != NULL);
+}
+
 /* Parse complete lines of [p, end). Returns the bytes consumed. */
 static size_t
 parse_records(struct md_folder *f, const char *start, const char *end)
@@ -387,7 +409,7 @@ md_uidlist_read(struct md_folder *f)
 		goto out;
 	if (f->loaded && f->uidlist_id.exists && id.dev == f->uidlist_id.dev &&
 	    id.ino == f->uidlist_id.ino && (off_t)len >= f->uidlist_off && f->uidlist_off > 0 &&
-	    data[f->uidlist_off - 1] == '\n') {
+	    data[f->uidlist_off - 1] == '\n' && same_header(f, data, len)) {
 		/* appended to: the header is never changed in place */
 		f->uidlist_off += (off_t)parse_records(f, data + f->uidlist_off, data + len);
 		f->uidlist_id = id;

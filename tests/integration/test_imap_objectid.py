@@ -165,7 +165,7 @@ class ObjectIdBase:
         self.expect("BAD", "STATUS", "INBOX", "(MAILBOXID BOGUS)")
         self.expect("NO", "STATUS", "Nope", "(MAILBOXID)")
         # a header with hostile ids: still one answer, the connection fine
-        hostile = (b"Message-ID: <" + b"x" * 5000 + b">\r\nReferences: <<<>>> <a\x00b> <"
+        hostile = (b"Message-ID: <" + b"x" * 5000 + b">\r\nReferences: <<<>>> <a\x01b> <"
                    + b"y" * 2000 + b"\r\nIn-Reply-To: \r\n\r\nbody\r\n")
         self.assertEqual(self.c.append("INBOX", None, None, hostile)[0], "OK")
         typ, data = self.c.uid("FETCH", "1:*", "(THREADID EMAILID)")

@@ -122,7 +122,7 @@ notify_thread(void *arg)
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			log_error("storage: notify poll failed: %s", strerror(errno));
+			log_error("event=notify_error op=poll error=\"%s\"", strerror(errno));
 			break;
 		}
 		if (pfd[1].revents != 0)
@@ -235,12 +235,15 @@ storage_watch_registry_new(const struct roost_config *cfg)
 	reg->notify_dir = xmalloc(len);
 	snprintf(reg->notify_dir, len, "%s/notify", dir);
 	if (mkdir(reg->notify_dir, 0700) < 0 && errno != EEXIST) {
-		log_warn("storage: mkdir %s: %s; no cross-process notification", reg->notify_dir,
-		         strerror(errno));
+		log_warn("event=notify_error op=mkdir path=%s error=\"%s\" effect=\"no "
+		         "cross-process notification\"",
+		         reg->notify_dir, strerror(errno));
 		return reg;
 	}
 	if (pipe2(reg->stop_pipe, O_CLOEXEC) < 0) {
-		log_warn("storage: pipe: %s; no cross-process notification", strerror(errno));
+		log_warn("event=notify_error op=pipe error=\"%s\" effect=\"no cross-process "
+		         "notification\"",
+		         strerror(errno));
 		return reg;
 	}
 	/* ROOST_NOTIFY_POLL: poll as when inotify is unavailable (tests). */
@@ -254,11 +257,12 @@ storage_watch_registry_new(const struct roost_config *cfg)
 		reg->ifd = -1;
 	}
 	if (reg->ifd < 0)
-		log_info("storage: inotify on %s: %s; polling every %d ms instead", reg->notify_dir,
+		log_info("event=notify_poll path=%s error=\"%s\" poll_ms=%d", reg->notify_dir,
 		         strerror(errno), POLL_MS);
 	if (pthread_create(&reg->thread, NULL, reg->ifd >= 0 ? notify_thread : poll_thread, reg) !=
 	    0) {
-		log_warn("storage: cannot start the notify thread; no cross-process notification");
+		log_warn(
+		    "event=notify_error op=thread_start effect=\"no cross-process notification\"");
 		return reg;
 	}
 	reg->thread_running = true;
@@ -277,7 +281,7 @@ storage_watch_registry_free(struct watch_registry **regp)
 		char c = 0;
 
 		if (write(reg->stop_pipe[1], &c, 1) < 0)
-			log_warn("storage: cannot stop the notify thread: %s", strerror(errno));
+			log_warn("event=notify_error op=thread_stop error=\"%s\"", strerror(errno));
 		pthread_join(reg->thread, NULL);
 	}
 	if (reg->stop_pipe[0] >= 0) {
@@ -291,8 +295,9 @@ storage_watch_registry_free(struct watch_registry **regp)
 
 		for (; w != NULL; w = next) {
 			next = w->next;
-			log_warn("storage: watch on %s/%s still registered at close", w->user,
-			         w->mailbox);
+			log_warn("event=notify_error user=%s mailbox=%s error=\"watch still "
+			         "registered at close\"",
+			         LOG_QUOTE(w->user), LOG_QUOTE(w->mailbox));
 			free(w->user);
 			free(w->mailbox);
 			free(w);
@@ -324,13 +329,13 @@ storage_notify_others(struct watch_registry *reg, uint64_t h)
 	notify_path(reg, h, path, sizeof(path));
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		log_debug("storage: notify %s: %s", path, strerror(errno));
+		log_debug("event=notify_error path=%s error=\"%s\"", path, strerror(errno));
 		return;
 	}
 	if (write(fd, "!", 1) < 0)
-		log_debug("storage: notify %s: %s", path, strerror(errno));
+		log_debug("event=notify_error path=%s error=\"%s\"", path, strerror(errno));
 	else if (fstat(fd, &sb) == 0 && sb.st_size >= NOTIFY_MAX && ftruncate(fd, 0) < 0)
-		log_debug("storage: notify %s: %s", path, strerror(errno));
+		log_debug("event=notify_error path=%s error=\"%s\"", path, strerror(errno));
 	close(fd);
 }
 

@@ -126,7 +126,8 @@ pg_listen_stop(struct pg_store *ps)
 		char c = 0;
 
 		if (write(ps->stop_pipe[1], &c, 1) < 0)
-			log_warn("pgsql: cannot stop the listener: %s", strerror(errno));
+			log_warn("event=pgsql_error op=listener_stop error=\"%s\"",
+			         strerror(errno));
 		pthread_join(ps->listener, NULL);
 		ps->listener_started = false;
 	}

@@ -52,7 +52,7 @@ pg_open(const struct roost_config *cfg, struct storage **st_r)
 
 	*st_r = NULL;
 	if (cfg == NULL || cfg->pgsql_dsn == NULL) {
-		log_error("pgsql: [storage] pgsql_dsn is not set");
+		log_error("event=pgsql_error error=\"[storage] pgsql_dsn is not set\"");
 		return ROOST_ECONFIG;
 	}
 	ps = xcalloc(1, sizeof(*ps));
@@ -66,7 +66,9 @@ pg_open(const struct roost_config *cfg, struct storage **st_r)
 	if (getrandom(&ps->node, sizeof(ps->node), 0) != sizeof(ps->node))
 		ps->node = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	if (pipe2(ps->stop_pipe, O_CLOEXEC) < 0) {
-		log_warn("pgsql: pipe: %s; no notification from other nodes", strerror(errno));
+		log_warn("event=pgsql_error op=pipe error=\"%s\" effect=\"no notification from "
+		         "other nodes\"",
+		         strerror(errno));
 		ps->stop_pipe[0] = ps->stop_pipe[1] = -1;
 	}
 	if ((rc = pg_schema_setup(ps)) != 0) {

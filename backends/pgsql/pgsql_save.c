@@ -184,7 +184,7 @@ msg_bytes(const struct msg_input *msg, const uint8_t **data_r, uint8_t **owned_r
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			log_warn("pgsql: reading the spooled message: %s",
+			log_warn("event=storage_error op=read_spool backend=pgsql error=\"%s\"",
 			         r < 0 ? strerror(errno) : "shorter than announced");
 			free(buf);
 			return ROOST_EIO;

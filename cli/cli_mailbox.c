@@ -23,6 +23,7 @@
 #include "roost/cli.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/log.h"
 #include "roost/storage.h"
 
 static int
@@ -137,6 +138,8 @@ cli_mailbox(struct cli *cli)
 		return cli_usage(cli);
 	if (cli_load_config(cli, &cfg) < 0)
 		return CLI_USAGE;
+	/* Its output is the answer: only problems go to stderr. */
+	log_setup(LOG_LEVEL_WARN, true, false);
 	err = auth_open(cfg, &auth);
 	if (err != 0) {
 		fprintf(stderr, "roost mailbox %s: cannot read the users (%s): %s\n", sub,

@@ -64,7 +64,8 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 		free(pairs);
 		return lmdb_err("scan", rc);
 	}
-	qsort(pairs, n, sizeof(*pairs), pair_cmp);
+	if (n > 1) /* qsort(NULL, 0) is undefined */
+		qsort(pairs, n, sizeof(*pairs), pair_cmp);
 	uids = xreallocarray(NULL, n + 1, sizeof(*uids));
 	for (size_t i = 0; i < n; i++)
 		uids[i] = pairs[i].uid;

@@ -9,6 +9,7 @@ stop() or the context manager. stop() fails the test if the server did not
 exit cleanly or its log holds a sanitizer report.
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -32,10 +33,43 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: 
 DEFAULT_USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret"}
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on and that this process
+    has not handed out before. Taken below the kernel's ephemeral range
+    when there is room, so that the source port of some client connection
+    (ours or a concurrent run's) cannot take it between this call and the
+    server's bind(); never the same port twice, so that two listeners of
+    one server cannot be given one port."""
+    low, high = 10000, _EPHEMERAL_LOW - 1
+    for _ in range(200):
+        if high - low > 1000:
+            port = random.randint(low, high)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise AssertionError("no free port on 127.0.0.1")
 
 
 def wait_port(port, timeout=15.0):
@@ -179,7 +213,18 @@ class RoostServer:
         self.write_config()
         for name, password in self.users.items():
             self.add_user(name, password)
-        return self.launch()
+        # A port can still be taken by another program between free_port()
+        # and the server's bind(): then the server is started again on new
+        # ports (its data directory is still empty of mail).
+        for attempt in range(3):
+            try:
+                return self.launch()
+            except AssertionError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+                self.logf.close()
+                os.unlink(self.log_path)
+                self.write_config()
 
     def launch(self):
         """Start the process on the existing directory (again, after kill())."""

@@ -86,7 +86,9 @@ TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 BENCH_SRC := $(wildcard bench/*.c)
-BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# A benchmark of several files has a folder of its own: bench/NAME/*.c -> $(BUILD)/bench/NAME.
+BENCH_MULTI := $(filter-out support,$(patsubst bench/%/,%,$(sort $(dir $(wildcard bench/*/*.c)))))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%) $(BENCH_MULTI:%=$(BUILD)/bench/%)
 # Shared support code for the benchmarks (bench/support/*.c), linked into each.
 BENCH_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/support/*.c))
 
@@ -122,6 +124,17 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
 $(BUILD)/bench/%: bench/%.c $(BENCH_SUPPORT_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -Ibench $< -o $@ $(LDFLAGS_ALL) $(BENCH_SUPPORT_OBJ) $(LIB) $(LIBS)
+
+# Its objects go to $(BUILD)/bench/NAME.objs/ (the program takes the name NAME).
+define bench_multi
+$(1)_OBJ := $(patsubst bench/$(1)/%.c,$(BUILD)/bench/$(1).objs/%.o,$(wildcard bench/$(1)/*.c))
+$(BUILD)/bench/$(1).objs/%.o: bench/$(1)/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS_ALL) $$(PKG_CFLAGS) -Ibench -c $$< -o $$@
+$(BUILD)/bench/$(1): $$($(1)_OBJ) $(BENCH_SUPPORT_OBJ) $(LIB)
+	$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach b,$(BENCH_MULTI),$(eval $(call bench_multi,$(b))))
 
 deps:
 	@scripts/deps.sh build
@@ -201,4 +214,5 @@ install: $(BUILD)/roost
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# A build/bench/NAME.d left from when NAME was one file would ask for bench/NAME.c.
+-include $(filter-out $(BENCH_MULTI:%=$(BUILD)/bench/%.d),$(shell find $(BUILD) -name '*.d' 2>/dev/null))

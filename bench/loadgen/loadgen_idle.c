@@ -1,0 +1,220 @@
+/* idle-latency (how long after a delivery every client in IDLE hears of it)
+ * and idle-memory (what an idle IMAP connection costs the server). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <unistd.h>
+
+#include "loadgen.h"
+#include "support/bench_util.h"
+
+static int idle_ready;
+static double round_start;
+static int round_seen;
+
+/* A client is idling once the server answered its IDLE with "+": before
+ * that, a delivery may still be picked up by the IDLE command's own catch-up
+ * and reported ahead of the "+", where it is not counted as a wake-up. */
+static bool
+all_idling(void)
+{
+	idle_ready = 0;
+	for (int i = 0; i < lg_opt.conc; i++) {
+		if (lg_conns[i].idling && lg_conns[i].step == 50 && lg_conns[i].busy &&
+		    lg_conns[i].cmd != NULL && strcmp(lg_conns[i].cmd, "idle-wait") == 0)
+			idle_ready++;
+	}
+	return idle_ready == lg_opt.conc;
+}
+
+static bool
+round_complete(void)
+{
+	return round_seen >= lg_opt.conc;
+}
+
+static void
+note_exists(struct lg_conn *c)
+{
+	if (round_start > 0) {
+		lg_stat_add("idle-wakeup", lg_now() - round_start, true);
+		round_seen++;
+	}
+}
+
+/* Deliver one message to every user with a blocking SMTP/LMTP session. */
+static int
+deliver_to_all(void)
+{
+	int fd = lg_connect_to(lg_opt.deliver_port);
+	char buf[8192], cmd[512];
+	int flags = fcntl(fd, F_GETFL);
+	fd_set w;
+
+	fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	FD_ZERO(&w);
+	FD_SET(fd, &w);
+	select(fd + 1, NULL, &w, NULL, NULL);
+#define READ_REPLY()                                                                               \
+	do {                                                                                       \
+		if (read(fd, buf, sizeof(buf)) <= 0)                                               \
+			lg_die("deliver: server closed");                                          \
+	} while (0)
+	READ_REPLY();
+	snprintf(cmd, sizeof(cmd), "%s loadgen\r\n", lg_opt.lmtp ? "LHLO" : "EHLO");
+	if (write(fd, cmd, strlen(cmd)) < 0)
+		lg_die("deliver: write");
+	READ_REPLY();
+	snprintf(cmd, sizeof(cmd), "MAIL FROM:<loadgen@%s>\r\n", lg_opt.domain);
+	if (write(fd, cmd, strlen(cmd)) < 0)
+		lg_die("deliver: write");
+	READ_REPLY();
+	for (int u = 0; u < lg_opt.users; u++) {
+		snprintf(cmd, sizeof(cmd), "RCPT TO:<user%d@%s>\r\n", u, lg_opt.domain);
+		if (write(fd, cmd, strlen(cmd)) < 0)
+			lg_die("deliver: write");
+		READ_REPLY();
+	}
+	if (write(fd, "DATA\r\n", 6) < 0)
+		lg_die("deliver: write");
+	READ_REPLY();
+	round_start = lg_now();
+	if (write(fd, lg_message_body, strlen(lg_message_body)) < 0 || write(fd, ".\r\n", 3) < 0)
+		lg_die("deliver: write");
+	return fd; /* replies are read after the round: the clock is on the IDLE side */
+#undef READ_REPLY
+}
+
+static long
+proc_kb(const char *pid, const char *file, const char *field)
+{
+	char path[128], line[256];
+	long kb = 0, v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/%s", pid, file);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, field, strlen(field)) == 0 &&
+		    sscanf(line + strlen(field), " %ld", &v) == 1)
+			kb += v;
+	}
+	fclose(f);
+	return kb;
+}
+
+/* "tree:PID" -> PID and all its descendants, as a space-separated list. */
+static void
+expand_tree(const char *spec, char *out, size_t outlen)
+{
+	long root = atol(spec + 5), pids[8192], ppids[8192];
+	bool in[8192] = {false};
+	size_t n = 0, len = 0;
+	char path[64], line[512];
+	FILE *f;
+	bool grew = true;
+
+	for (long pid = 1; pid < 4194304 && n < 8192; pid++) {
+		long ppid;
+		char *p;
+
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(line, sizeof(line), f) != NULL && (p = strrchr(line, ')')) != NULL &&
+		    sscanf(p + 2, "%*c %ld", &ppid) == 1) {
+			pids[n] = pid;
+			ppids[n++] = ppid;
+		}
+		fclose(f);
+	}
+	for (size_t i = 0; i < n; i++)
+		in[i] = pids[i] == root;
+	while (grew) {
+		grew = false;
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; !in[i] && j < n; j++) {
+				if (in[j] && ppids[i] == pids[j]) {
+					in[i] = true;
+					grew = true;
+				}
+			}
+		}
+	}
+	out[0] = '\0';
+	for (size_t i = 0; i < n && len + 16 < outlen; i++) {
+		if (in[i])
+			len += (size_t)snprintf(out + len, outlen - len, "%ld ", pids[i]);
+	}
+}
+
+/* RSS and PSS (shared pages split between processes) summed over pids. */
+static void
+memory_of(const char *pids, long *rss_r, long *pss_r)
+{
+	char copy[65536], *save = NULL;
+
+	if (strncmp(pids, "tree:", 5) == 0)
+		expand_tree(pids, copy, sizeof(copy));
+	else
+		snprintf(copy, sizeof(copy), "%s", pids);
+	*rss_r = *pss_r = 0;
+	for (char *p = strtok_r(copy, " ,", &save); p != NULL; p = strtok_r(NULL, " ,", &save)) {
+		*rss_r += proc_kb(p, "status", "VmRSS:");
+		*pss_r += proc_kb(p, "smaps_rollup", "Pss:");
+	}
+}
+
+void
+lg_idle_latency(double t0)
+{
+	lg_open_conns(P_IMAP, lg_opt.port, lg_opt.conc);
+	lg_on_idle_exists = note_exists;
+	lg_run_loop(t0 + lg_opt.timeout, all_idling);
+	if (idle_ready < lg_opt.conc)
+		lg_die("only %d of %d clients reached IDLE", idle_ready, lg_opt.conc);
+	for (int r = 0; r < lg_opt.rounds; r++) {
+		char reply[4096];
+		int dfd;
+
+		round_seen = 0;
+		dfd = deliver_to_all();
+		lg_run_loop(lg_now() + 30, round_complete);
+		if (read(dfd, reply, sizeof(reply)) <= 0 || (reply[0] != '2'))
+			fprintf(stderr, "loadgen: round %d: delivery not acknowledged\n", r);
+		close(dfd);
+		if (round_seen < lg_opt.conc)
+			fprintf(stderr, "loadgen: round %d: %d of %d clients woke\n", r, round_seen,
+			        lg_opt.conc);
+		round_start = 0;
+	}
+	bench_sort(lg_stat_for("idle-wakeup")->lat, lg_stat_for("idle-wakeup")->n);
+	printf("result scenario=idle-latency clients=%d wakeups=%zu p50_ms=%.2f p90_ms=%.2f "
+	       "p99_ms=%.2f max_ms=%.2f\n",
+	       lg_opt.conc, lg_stat_for("idle-wakeup")->n,
+	       lg_pct(lg_stat_for("idle-wakeup"), 0.5) * 1e3,
+	       lg_pct(lg_stat_for("idle-wakeup"), 0.9) * 1e3,
+	       lg_pct(lg_stat_for("idle-wakeup"), 0.99) * 1e3,
+	       lg_pct(lg_stat_for("idle-wakeup"), 1.0) * 1e3);
+}
+
+void
+lg_idle_memory(double t0)
+{
+	long rss0, pss0, rss1, pss1;
+
+	memory_of(lg_opt.pids, &rss0, &pss0);
+	lg_open_conns(P_IMAP, lg_opt.port, lg_opt.conc);
+	lg_run_loop(t0 + lg_opt.timeout, all_idling);
+	if (idle_ready < lg_opt.conc)
+		lg_die("only %d of %d clients reached IDLE", idle_ready, lg_opt.conc);
+	sleep(1);
+	memory_of(lg_opt.pids, &rss1, &pss1);
+	printf("result scenario=idle-memory clients=%d rss_kb_before=%ld rss_kb_after=%ld "
+	       "rss_kb_per_conn=%.1f pss_kb_per_conn=%.1f\n",
+	       lg_opt.conc, rss0, rss1, (double)(rss1 - rss0) / lg_opt.conc,
+	       (double)(pss1 - pss0) / lg_opt.conc);
+}

@@ -148,6 +148,7 @@ struct roost_config {
 	unsigned imap_idle_keepalive; /* seconds between "* OK Still here"; default 120 */
 	uint64_t imap_max_literal;    /* default: max_message_size */
 	uint64_t imap_search_budget;  /* bytes one SEARCH may scan; default 1G */
+	bool imap_literal_minus;      /* LITERAL- instead of LITERAL+; default no */
 
 	/* [pop3] */
 	unsigned pop3_max_bad_commands; /* default 20 */

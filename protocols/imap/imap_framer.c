@@ -187,6 +187,16 @@ refuse(struct imap_framer *fr, struct imap_frame_env *env, const char *status, c
 	fr->skip_lit = 0;
 }
 
+/* Under LITERAL- a non-synchronizing literal over the bound is refused
+ * whatever the command; RFC 7888 asks for TOOBIG at least on APPEND. */
+#define NONSYNC_TOO_BIG "[TOOBIG] Non-synchronizing literal over 4096 bytes (LITERAL-)"
+
+static bool
+nonsync_too_big(const struct imap_frame_env *env, uint64_t n, bool sync, bool ovf)
+{
+	return !sync && !ovf && env->nonsync_max != 0 && n > env->nonsync_max;
+}
+
 /* ---- spooling (see imap_impl.h) ---- */
 
 static uint64_t
@@ -356,6 +366,10 @@ spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in
 			spool_refuse(fr, env, "BAD", "[TOOBIG] Command line too long", seg, 0);
 			return false;
 		}
+		if (lit && nonsync_too_big(env, n, sync, ovf)) {
+			spool_refuse(fr, env, "BAD", NONSYNC_TOO_BIG, seg, 0);
+			return false;
+		}
 		if (lit && (ovf || n > env->max_literal ||
 		            sp->total + seglen + n > env->max_literal + env->max_line)) {
 			if (ovf) {
@@ -494,6 +508,12 @@ imap_framer_run(struct imap_framer *fr, struct imap_frame_env *env, const uint8_
 			*used_r = i + 1;
 			framer_clear(fr);
 			return IMAP_FRAME_COMMAND;
+		}
+		if (nonsync_too_big(env, n, sync, ovf)) {
+			/* skipping drops the literal: the stream stays in step */
+			refuse(fr, env, "BAD", NONSYNC_TOO_BIG);
+			fr->pos = fr->line_start;
+			continue;
 		}
 		bool append = fr->is_append && env->authenticated;
 		uint64_t total_max =

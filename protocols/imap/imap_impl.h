@@ -99,6 +99,9 @@ enum imap_frame_mode {
  * bound is 8 KiB. */
 #define IMAP_ID_MAX (40 * 1024)
 
+/* RFC 7888 section 5: the largest non-synchronizing literal under LITERAL-. */
+#define IMAP_LITERAL_MINUS_MAX 4096
+
 struct imap_framer {
 	size_t pos;        /* next byte to look at for LF */
 	size_t line_start; /* start of the current line segment */
@@ -122,6 +125,10 @@ struct imap_frame_env {
 	size_t max_line;      /* bytes of a line and of a non-APPEND command */
 	uint64_t max_literal; /* bytes of one APPEND literal */
 	bool authenticated;   /* APPEND literals allowed past max_line */
+	/* 0: a non-synchronizing literal is bounded as any other (LITERAL+);
+	 * else its most bytes, past which the command is refused BAD [TOOBIG]
+	 * and the literal read and dropped (LITERAL-: IMAP_LITERAL_MINUS_MAX) */
+	uint64_t nonsync_max;
 	enum imap_frame_mode mode;
 	const char *spool_dir; /* NULL: never spool (everything in memory) */
 	uint64_t spool_at;     /* 0: IMAP_SPOOL_AT */

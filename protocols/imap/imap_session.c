@@ -258,7 +258,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	bool plain_ok = auth_plaintext_allowed(s->sv->auth, secure);
 
 	buf_append_str(
-	    out, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
+	    out, "IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT "
 	         "UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS "
 	         "ESEARCH STATUS=SIZE "
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
@@ -266,6 +266,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	         "URLAUTH URLAUTH=BINARY OBJECTID PREVIEW METADATA METADATA-SERVER QUOTA "
 	         "QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
 	buf_append_str(out, " CATENATE"); /* RFC 4469, imap_catenate.c */
+	buf_append_str(out, cfg->imap_literal_minus ? " LITERAL-" : " LITERAL+"); /* never both */
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)
@@ -530,6 +531,7 @@ imap_frame(struct conn *c, void *session, const uint8_t *in, size_t len, size_t 
 	    .max_line = conn_max_line(c),
 	    .max_literal = cfg->imap_max_literal,
 	    .authenticated = s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED,
+	    .nonsync_max = cfg->imap_literal_minus ? IMAP_LITERAL_MINUS_MAX : 0,
 	    .mode = (s->sasl != NULL || s->idling) ? FRAMER_LINE : FRAMER_COMMAND,
 	    .spool_dir = cfg->data_dir,
 	    .write = frame_write,

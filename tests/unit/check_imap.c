@@ -35,6 +35,10 @@ fr_raise(void *arg, size_t max)
 	o->raised = max;
 }
 
+/* The env's nonsync_max for frame_stream (LITERAL- tests set it). */
+static uint64_t harness_nonsync_max;
+static uint64_t harness_max_literal = 1000;
+
 static void spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line,
                          uint64_t spool_at, const char *dir, struct buf *out, struct fout *o);
 
@@ -62,8 +66,9 @@ frame_stream(const char *stream, size_t len, bool bytewise, size_t max_line, boo
 		}
 		for (;;) {
 			struct imap_frame_env env = {.max_line = max_line,
-			                             .max_literal = 1000,
+			                             .max_literal = harness_max_literal,
 			                             .authenticated = authed,
+			                             .nonsync_max = harness_nonsync_max,
 			                             .mode = FRAMER_COMMAND,
 			                             .write = fw,
 			                             .raise_input = fr_raise,
@@ -256,6 +261,45 @@ START_TEST(frame_literal_too_big)
 	/* huge digit counts never overflow */
 	check_both("a1 LOGIN {99999999999999999999999}\r\na2 NOOP\r\n", 100, false,
 	           "<d:36>a2 NOOP\r\n|", "a1 NO [TOOBIG] Literal too big\r\n");
+}
+END_TEST
+
+START_TEST(frame_literal_minus)
+{
+	/* LITERAL- (RFC 7888 section 5): {n+} up to 4096 bytes as before,
+	 * past it BAD [TOOBIG] whatever the command, the literal read and
+	 * dropped so the next command is framed; a synchronizing literal of
+	 * the same size still gets its continuation */
+	static const char refused[] =
+	    "a1 BAD [TOOBIG] Non-synchronizing literal over 4096 bytes (LITERAL-)\r\n";
+	struct buf big = BUF_INIT(0);
+	struct buf in = BUF_INIT(0);
+	struct buf want = BUF_INIT(0);
+
+	harness_nonsync_max = IMAP_LITERAL_MINUS_MAX;
+	harness_max_literal = 100000;
+	for (int i = 0; i < 4096; i++)
+		buf_append_byte(&big, 'x');
+	buf_printf(&in, "a1 APPEND INBOX {4096+}\r\n%s\r\na2 NOOP\r\n", buf_cstr(&big));
+	buf_printf(&want, "a1 APPEND INBOX {4096+}\r\n%s\r\n|a2 NOOP\r\n|", buf_cstr(&big));
+	check_both(buf_cstr(&in), 100, true, buf_cstr(&want), "");
+	buf_reset(&in);
+	buf_printf(&in, "a1 APPEND INBOX {4097+}\r\n%sx\r\na2 NOOP\r\n", buf_cstr(&big));
+	check_both(buf_cstr(&in), 100, true, "<d:4124>a2 NOOP\r\n|", refused);
+	/* the same before login, and a second literal of the command over
+	 * the bound, not the first */
+	check_both(buf_cstr(&in), 100, false, "<d:4124>a2 NOOP\r\n|", refused);
+	check_both("a1 LOGIN {5+}\r\nalice {5000+}\r\nab\r\na2 NOOP\r\n", 6000, false, NULL,
+	           refused);
+	/* synchronizing: a continuation, as ever (APPEND after login) */
+	check_both("a1 APPEND INBOX {5000}\r\n", 100, true, "", "+ Ready for literal data\r\n");
+	/* 2^32 and more: refused, no overflow; the literal's bytes dropped */
+	check_both("a1 APPEND INBOX {4294967296+}\r\nabc", 100, true, NULL, refused);
+	harness_nonsync_max = 0;
+	harness_max_literal = 1000;
+	buf_free(&want);
+	buf_free(&in);
+	buf_free(&big);
 }
 END_TEST
 
@@ -973,6 +1017,7 @@ imap_suite(void)
 	tcase_add_test(tc, frame_literal_with_crlf_inside);
 	tcase_add_test(tc, frame_line_too_long);
 	tcase_add_test(tc, frame_literal_too_big);
+	tcase_add_test(tc, frame_literal_minus);
 	tcase_add_test(tc, frame_refused_line_split_marker);
 	tcase_add_test(tc, frame_total_past_line_bound);
 	tcase_add_test(tc, parse_basic);

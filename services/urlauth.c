@@ -34,8 +34,8 @@
 /* Where the keys live: metadata entries (storage.h) of the user's server
  * part and of each mailbox, so every backend keeps them, every pgsql node
  * sees them, and a mailbox's key goes when the mailbox is deleted. */
-#define ENTRY_MASTER "/private/vendor/vendor.roost/urlauth/master"
-#define ENTRY_MAILBOX "/private/vendor/vendor.roost/urlauth/key"
+#define ENTRY_MASTER STORAGE_METADATA_INTERNAL "urlauth/master"
+#define ENTRY_MAILBOX STORAGE_METADATA_INTERNAL "urlauth/key"
 
 /* Serialises the making of a key in this process, so that two sessions of
  * one user signing their first URLs at once make one key, not two. Held

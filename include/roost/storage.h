@@ -422,6 +422,10 @@ void mailbox_changes_free(struct mailbox_changes *changes);
 #define STORAGE_METADATA_MAX_USER_ENTRIES 1024
 #define STORAGE_METADATA_MAX_USER_TOTAL (1024u << 10)
 
+/* Entries the server keeps here for itself (the URLAUTH keys): no
+ * protocol shows them or lets a client set them. */
+#define STORAGE_METADATA_INTERNAL "/private/vendor/vendor.roost/"
+
 struct metadata_entry {
 	char *name;
 	uint8_t *value;

@@ -31,6 +31,12 @@ meta_mailbox(struct imap_cmd *cmd, const struct imap_arg *a, char **name_r)
 	return imap_mailbox_arg(cmd, a, name_r);
 }
 
+static bool
+meta_internal(const char *name)
+{
+	return strncasecmp(name, STORAGE_METADATA_INTERNAL, strlen(STORAGE_METADATA_INTERNAL)) == 0;
+}
+
 static void
 meta_error(struct imap_cmd *cmd, int rc)
 {
@@ -84,6 +90,10 @@ cmd_setmetadata(struct imap_cmd *cmd)
 			return;
 		}
 		names[i] = e->str;
+		if (meta_internal(e->str)) {
+			imap_tagged(cmd, "NO", "[NOPERM] The server keeps that entry for itself");
+			return;
+		}
 		if (imap_arg_is_nil(v)) {
 			values[i] = NULL;
 			lens[i] = 0;
@@ -113,14 +123,14 @@ cmd_setmetadata(struct imap_cmd *cmd)
 
 /* Start the METADATA response, or the next entry of it. */
 static void
-meta_open(struct conn *c, const char *mbox, size_t *shown)
+meta_open(struct imap_session *s, const char *mbox, size_t *shown)
 {
 	if ((*shown)++ == 0) {
-		conn_write_str(c, "* METADATA ");
-		imap_write_mailbox(c, mbox);
-		conn_write_str(c, " (");
+		conn_write_str(s->c, "* METADATA ");
+		imap_write_mbox(s, mbox); /* UTF-8 once the session enabled it */
+		conn_write_str(s->c, " (");
 	} else {
-		conn_write_str(c, " ");
+		conn_write_str(s->c, " ");
 	}
 }
 
@@ -202,11 +212,12 @@ cmd_getmetadata(struct imap_cmd *cmd)
 		rc = storage_metadata_get(cmd->s->sv->storage, cmd->s->user, mbox, entries[i].str,
 		                          depth, &l, &nl);
 		for (size_t k = 0; rc == 0 && k < nl; k++)
-			exact |= strcasecmp(l[k].name, entries[i].str) == 0;
+			exact |=
+			    strcasecmp(l[k].name, entries[i].str) == 0 && !meta_internal(l[k].name);
 		if (rc == 0 && !exact && strcasecmp(entries[i].str, "/private") != 0 &&
 		    strcasecmp(entries[i].str, "/shared") != 0) {
 			/* an entry asked for by name that has no value: NIL */
-			meta_open(c, mbox, &shown);
+			meta_open(cmd->s, mbox, &shown);
 			imap_write_string(c, entries[i].str, entries[i].len);
 			conn_write_str(c, " NIL");
 		}
@@ -219,7 +230,9 @@ cmd_getmetadata(struct imap_cmd *cmd)
 			}
 			if (memchr(l[k].value, '\0', l[k].len) != NULL)
 				continue; /* never set over IMAP; not sendable as a string */
-			meta_open(c, mbox, &shown);
+			if (meta_internal(l[k].name))
+				continue;
+			meta_open(cmd->s, mbox, &shown);
 			imap_write_string(c, l[k].name, strlen(l[k].name));
 			conn_write_str(c, " ");
 			imap_write_string(c, (const char *)l[k].value, l[k].len);

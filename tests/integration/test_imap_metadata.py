@@ -87,6 +87,16 @@ class MetadataBase:
         self.assertIn(b"METADATA", caps)
         self.assertIn(b"METADATA-SERVER", caps)
 
+    def test_utf8_mailbox_name(self):
+        """After ENABLE UTF8=ACCEPT the METADATA response names the mailbox
+        in UTF-8, as every other response of that session does."""
+        self.ok(b"ENABLE UTF8=ACCEPT")
+        name = "Caf\u00e9".encode()
+        self.ok(b'CREATE "' + name + b'"')
+        self.ok(b'SETMETADATA "' + name + b'" (/private/comment "x")')
+        lines, _ = self.ok(b'GETMETADATA "' + name + b'" /private/comment')
+        self.assertEqual(lines, [b'* METADATA "' + name + b'" ("/private/comment" "x")\r\n'])
+
     def test_set_get_depth_maxsize(self):
         value = "caf\u00e9 {braces} \"quoted\"".encode()
         self.ok(b'SETMETADATA INBOX (/private/comment "hello" /shared/Comment {%d+}\r\n%s)'

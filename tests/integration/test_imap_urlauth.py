@@ -131,6 +131,22 @@ class UrlauthBase:
                          quoted(bad) + b" NIL " + quoted(good) +
                          b" {10}\r\nHello Bob.\r\n")
 
+    def test_keys_hidden_from_metadata(self):
+        """The URLAUTH keys are metadata entries the server keeps for
+        itself: GETMETADATA never shows them, SETMETADATA cannot set them."""
+        url = self.genurlauth(self.draft() + b";URLAUTH=authuser")
+        for mbox, entry in ((b'""', b"master"), (b'"Drafts"', b"key")):
+            lines = self.ok(b"GETMETADATA (DEPTH infinity) " + mbox + b" /private")
+            self.assertNotIn(b"vendor.roost", b"".join(lines), lines)
+            # asked by name: no value, as for an entry that is not there
+            name = b"/private/vendor/vendor.roost/urlauth/" + entry
+            lines = self.ok(b"GETMETADATA " + mbox + b" " + name)
+            self.assertEqual(lines, [b"* METADATA " + mbox + b' ("' + name + b'" NIL)\r\n'])
+        _, tagged = self.r.cmd(b'SETMETADATA "" (/private/vendor/VENDOR.roost/urlauth/master '
+                               b'"0000")')
+        self.assertRegex(tagged, rb"^t\d+ NO \[NOPERM\]")
+        self.assertEqual(self.urlfetch(url), DRAFT)
+
     def test_access_identifiers(self):
         base = self.draft()
         bob = self.client(BOB)

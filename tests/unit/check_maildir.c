@@ -511,8 +511,7 @@ START_TEST(external_changes)
 	ck_assert_uint_eq(ch.changed[1].flags, MSG_SEEN | MSG_FLAGGED);
 	ck_assert_uint_eq(ch.n_expunged, 0);
 	m0 = ch.highestmodseq;
-	free(ch.changed);
-	free(ch.expunged);
+	mailbox_changes_free(&ch);
 
 	/* and deletes the dropped one */
 	dir = upath("new");
@@ -526,8 +525,7 @@ START_TEST(external_changes)
 	ck_assert_uint_eq(ch.expunged[0], 3);
 	ck_assert(ch.expunged_complete);
 	ck_assert_uint_gt(ch.highestmodseq, m0);
-	free(ch.changed);
-	free(ch.expunged);
+	mailbox_changes_free(&ch);
 	free(from);
 	free(to);
 

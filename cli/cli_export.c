@@ -48,26 +48,6 @@ struct export_ctx {
 	size_t mailboxes;
 };
 
-static int
-mkdirs(const char *path)
-{
-	char tmp[4096];
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return ROOST_EINVAL;
-	for (char *p = tmp + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return ROOST_EIO;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-		return ROOST_EIO;
-	return 0;
-}
-
 /* The envelope sender for the From_ line: the Return-Path header's address. */
 static void
 sender_of(const uint8_t *data, size_t len, char *out, size_t outlen)
@@ -164,7 +144,7 @@ export_box(struct export_ctx *x, const char *name)
 
 		if (slash != NULL && slash != dest) {
 			*slash = '\0';
-			rc = mkdirs(dest);
+			rc = fdio_mkdir_p(dest, NULL);
 			*slash = '/';
 			if (rc != 0)
 				goto out;
@@ -179,7 +159,7 @@ export_box(struct export_ctx *x, const char *name)
 
 		for (size_t i = 0; i < 3; i++) {
 			snprintf(path, sizeof(path), "%s/%s", dest, subs[i]);
-			if ((rc = mkdirs(path)) != 0)
+			if ((rc = fdio_mkdir_p(path, NULL)) != 0)
 				goto out;
 		}
 		if (nkw > 0) {
@@ -332,7 +312,7 @@ cli_export(struct cli *cli)
 	x.user = canon;
 	progress_start(&x.prog, "export");
 	if (x.mbox && !x.single)
-		rc = mkdirs(dest);
+		rc = fdio_mkdir_p(dest, NULL);
 	if (rc == 0)
 		rc = storage_list(x.st, canon, &list, &nlist);
 	for (size_t i = 0; rc == 0 && i < nlist; i++) {

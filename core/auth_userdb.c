@@ -390,26 +390,14 @@ enum edit_op { EDIT_ADD, EDIT_SET, EDIT_DEL, EDIT_QUOTA };
 static int
 make_dirs(const char *dir)
 {
-	char *p = xstrdup(dir);
-	int ret = 0;
+	char *failed;
+	int rc = fdio_mkdir_p(dir, &failed);
 
-	for (char *s = p + 1;; s++) {
-		if (*s == '/' || *s == '\0') {
-			char c = *s;
-
-			*s = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-				log_error("event=mkdir path=%s error=\"%s\"", p, strerror(errno));
-				ret = ROOST_EIO;
-				break;
-			}
-			*s = c;
-			if (c == '\0')
-				break;
-		}
+	if (rc == ROOST_EIO) {
+		log_error("event=mkdir path=%s error=\"%s\"", failed, strerror(errno));
+		free(failed);
 	}
-	free(p);
-	return ret;
+	return rc;
 }
 
 /* Rewrite path with new contents: temp file, fsync, rename, fsync the directory. */

@@ -165,6 +165,36 @@ fdio_link_or_copy(const char *from, const char *to, bool link_ok, bool do_fsync)
 }
 
 int
+fdio_mkdir_p(const char *path, char **failed_r)
+{
+	size_t len = strlen(path);
+	char *tmp;
+
+	if (failed_r != NULL)
+		*failed_r = NULL;
+	if (len == 0 || len >= PATH_MAX)
+		return ROOST_EINVAL;
+	tmp = xstrdup(path);
+	for (size_t i = 1; i <= len; i++) {
+		if (tmp[i] != '/' && tmp[i] != '\0')
+			continue;
+		tmp[i] = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+			int saved = errno;
+
+			if (failed_r != NULL)
+				*failed_r = xstrdup(tmp);
+			free(tmp);
+			errno = saved;
+			return ROOST_EIO;
+		}
+		tmp[i] = path[i];
+	}
+	free(tmp);
+	return 0;
+}
+
+int
 fdio_copy_tree(const char *from, const char *to, const char *const *skip, bool do_fsync,
                char **failed_r)
 {

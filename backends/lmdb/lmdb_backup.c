@@ -30,24 +30,6 @@
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
-static int
-mkdir_p(const char *path)
-{
-	char tmp[4096];
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return ROOST_EINVAL;
-	for (char *p = tmp + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return ROOST_EIO;
-		*p = '/';
-	}
-	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? ROOST_EIO : 0;
-}
-
 static bool
 blob_entry(const char *name)
 {
@@ -178,7 +160,7 @@ lmdb_op_backup(struct storage *st, const char *dest, struct buf *report)
 		snprintf(dst, sizeof(dst), "%s%s%s", dest, rel[0] == '/' ? "" : "/", rel);
 		snprintf(src_blobs, sizeof(src_blobs), "%s/blobs", sh->path);
 		snprintf(dst_blobs, sizeof(dst_blobs), "%s/blobs", dst);
-		if ((rc = mkdir_p(dst_blobs)) != 0) {
+		if ((rc = fdio_mkdir_p(dst_blobs, NULL)) != 0) {
 			buf_printf(report, "%s: cannot create: %s\n", dst_blobs, strerror(errno));
 			bad = 1;
 			continue;

@@ -14,6 +14,7 @@
 #include "lmdb_impl.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/fdio.h"
 #include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
@@ -463,24 +464,15 @@ lmdb_write_async(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg, size_t byt
 static int
 mkdir_p(const char *path)
 {
-	char tmp[4096];
-	size_t len = strlen(path);
+	char *failed;
+	int rc = fdio_mkdir_p(path, &failed);
 
-	if (len == 0 || len >= sizeof(tmp))
-		return ROOST_EINVAL;
-	memcpy(tmp, path, len + 1);
-	for (size_t i = 1; i <= len; i++) {
-		if (tmp[i] != '/' && tmp[i] != '\0')
-			continue;
-		tmp[i] = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
-			log_error("event=storage_error op=mkdir path=%s error=\"%s\"", tmp,
-			          strerror(errno));
-			return ROOST_EIO;
-		}
-		tmp[i] = path[i];
+	if (rc == ROOST_EIO) {
+		log_error("event=storage_error op=mkdir path=%s error=\"%s\"", failed,
+		          strerror(errno));
+		free(failed);
 	}
-	return 0;
+	return rc;
 }
 
 /* The shard count decides where users live; changing it would hide mail. */

@@ -63,6 +63,16 @@ int fdio_fsync_dir(const char *path);
 int fdio_link_or_copy(const char *from, const char *to, bool link, bool do_fsync);
 
 /*
+ * mkdir -p: the directory path and each missing parent, with mode 0700
+ * (they hold mail, hashes and keys). 0 when each level was made or was
+ * there already (as mkdir(2)'s EEXIST: an existing file counts);
+ * ROOST_EINVAL for an empty path or one of PATH_MAX or more; ROOST_EIO with
+ * errno set when a mkdir fails (*failed_r, when not NULL, then names the
+ * directory that could not be made, owned by the caller; else NULL).
+ */
+int fdio_mkdir_p(const char *path, char **failed_r);
+
+/*
  * Copy the tree at from into to (created; directories 0700), skipping
  * sockets, fifos and the top-level names in skip (NULL-terminated, may be
  * NULL); files by fdio_link_or_copy(link = false). Existing files in to

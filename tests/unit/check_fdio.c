@@ -1,10 +1,12 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "roost/buf.h"
@@ -166,6 +168,56 @@ START_TEST(errors)
 }
 END_TEST
 
+START_TEST(mkdir_p)
+{
+	char dir[] = "/tmp/roost-check-fdio-XXXXXX";
+	char path[256], file[256], under_file[300], *failed = (char *)1;
+	struct stat sb;
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	/* every missing level is made, 0700; a second call finds them */
+	snprintf(path, sizeof(path), "%s/a/b//c/", dir);
+	ck_assert_int_eq(fdio_mkdir_p(path, &failed), 0);
+	ck_assert_ptr_null(failed);
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert(S_ISDIR(sb.st_mode));
+	ck_assert_int_eq(sb.st_mode & 0777, 0700);
+	ck_assert_int_eq(fdio_mkdir_p(path, NULL), 0);
+	/* a file in the way: EIO, and the first level that could not be made
+	 * (under the file) is named */
+	snprintf(file, sizeof(file), "%s/f", dir);
+	fd = open(file, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	snprintf(under_file, sizeof(under_file), "%s/x/y", file);
+	ck_assert_int_eq(fdio_mkdir_p(under_file, &failed), ROOST_EIO);
+	ck_assert_int_eq(errno, ENOTDIR);
+	snprintf(under_file, sizeof(under_file), "%s/x", file);
+	ck_assert_str_eq(failed, under_file);
+	free(failed);
+	/* empty and over-long paths are refused before any mkdir */
+	ck_assert_int_eq(fdio_mkdir_p("", NULL), ROOST_EINVAL);
+	{
+		char *longp = malloc(PATH_MAX + 8);
+
+		memset(longp, 'a', PATH_MAX + 7);
+		longp[0] = '/';
+		longp[PATH_MAX + 7] = '\0';
+		ck_assert_int_eq(fdio_mkdir_p(longp, NULL), ROOST_EINVAL);
+		free(longp);
+	}
+	unlink(file);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a/b", dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a", dir);
+	rmdir(path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -177,6 +229,7 @@ main(void)
 	tcase_add_test(tc, read_all_appends);
 	tcase_add_test(tc, spool_has_no_name);
 	tcase_add_test(tc, errors);
+	tcase_add_test(tc, mkdir_p);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }

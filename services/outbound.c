@@ -60,9 +60,12 @@ take_new(struct outbound *ob)
 
 	for (; e != NULL; e = next) {
 		next = e->next;
+		e->prev = NULL;
 		e->next = ob->entries;
+		if (ob->entries != NULL)
+			ob->entries->prev = e;
 		ob->entries = e;
-		ob->scan_now = true;
+		outbound_index(ob, e);
 	}
 }
 
@@ -96,19 +99,19 @@ engine_main(void *arg)
 	struct pollfd *pfd = xcalloc(cap, sizeof(*pfd));
 	struct session **who = xcalloc(cap, sizeof(*who));
 
-	ob->next_scan = 0;
 	while (!atomic_load(&ob->stop)) {
-		int64_t now = outbound_now_ms(), deadline;
+		int64_t now = outbound_now_ms(), deadline, due, now_s;
 		size_t n = 0, dns_at, dns_n, ctl_at, sess_at;
 		int timeout;
 
 		take_new(ob);
-		if (ob->scan_now || now >= ob->next_scan) {
-			ob->scan_now = false;
-			outbound_schedule(ob);
-			ob->next_scan = now + SCAN_MS;
-		}
+		/* O(1) when nothing is due (the index's least key). */
+		due = outbound_schedule(ob);
 		reap_sessions(ob);
+		/* Entries finished in the last turn (results, control commands)
+		 * or just now (expired while held) go before the engine sleeps. */
+		queue_remove_batch(ob->q, ob->doomed, ob->n_doomed);
+		ob->n_doomed = 0;
 		if (cap < 8 + MAX_CTL + 16 + ob->n_sessions) {
 			cap = 8 + MAX_CTL + 16 + ob->n_sessions * 2;
 			pfd = xreallocarray(pfd, cap, sizeof(*pfd));
@@ -117,7 +120,14 @@ engine_main(void *arg)
 		pfd[n++] = (struct pollfd){.fd = ob->wake_fd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ob->ctl_fd, .events = POLLIN};
 		ctl_at = n;
-		deadline = ob->scan_now ? now : ob->next_scan;
+		/* The index counts in seconds of the wall clock, the loop in
+		 * monotonic milliseconds; waking late by under a second is
+		 * fine, never early (time() rounds down). */
+		now_s = time(NULL);
+		deadline = ob->scan_now       ? now
+		           : due <= now_s     ? now
+		           : due - now_s > 60 ? now + 60000
+		                              : now + (due - now_s) * 1000;
 		for (int i = 0; i < MAX_CTL; i++) {
 			pfd[n++] = (struct pollfd){.fd = ob->ctl[i].fd, .events = POLLIN};
 			if (ob->ctl[i].fd >= 0 && ob->ctl[i].deadline < deadline)
@@ -176,8 +186,6 @@ engine_main(void *arg)
 				smtpc_handle(s->c, pfd[i].revents, now);
 			outbound_session_after_io(s);
 		}
-		queue_remove_batch(ob->q, ob->doomed, ob->n_doomed);
-		ob->n_doomed = 0;
 	}
 	queue_remove_batch(ob->q, ob->doomed, ob->n_doomed);
 	ob->n_doomed = 0;
@@ -314,6 +322,8 @@ outbound_stop(struct outbound **obp)
 		free(s->addrs);
 		free(s);
 	}
+	heap_free(&ob->due);
+	heap_free(&ob->blocked);
 	while (ob->entries != NULL) {
 		struct queue_entry *e = ob->entries;
 

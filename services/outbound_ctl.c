@@ -64,17 +64,19 @@ ctl_run(struct outbound *ob, char *line, char *reply, size_t len)
 				x->next_try = 0;
 				if (x->busy == 0)
 					queue_entry_save(ob->q, x);
+				outbound_index(ob, x);
 			}
 		}
 		ob->scan_now = true;
 	} else if (e != NULL && strcmp(line, "hold") == 0) {
 		e->held = true;
 		queue_entry_save(ob->q, e);
+		outbound_index(ob, e);
 	} else if (e != NULL && strcmp(line, "release") == 0) {
 		e->held = false;
 		e->next_try = 0;
 		queue_entry_save(ob->q, e);
-		ob->scan_now = true;
+		outbound_index(ob, e);
 	} else if (e != NULL && strcmp(line, "delete") == 0) {
 		e->dead = true;
 		outbound_entry_settle(ob, e);

@@ -23,7 +23,6 @@
 #include "roost/smtp_client.h"
 
 #define MAX_CTL 4
-#define SCAN_MS 1000
 
 struct session;
 
@@ -79,14 +78,25 @@ struct outbound {
 	struct ctl_client ctl[MAX_CTL];
 	struct dns *dns;
 	SSL_CTX *tls;
+	/*
+	 * Every entry the engine holds is on the entries list (doubly linked,
+	 * so removal is O(1)). The idle ones are also in one of two heaps:
+	 * due, keyed by the time (seconds) they next need the engine (next_try,
+	 * or for a held entry the end of its lifetime), and blocked, entries
+	 * due but left waiting by a connection limit, which go back to due when
+	 * a session ends. Between attempts the engine sleeps until the least
+	 * key of due: an idle queue of any size costs nothing, and each change
+	 * of an entry costs O(log n). Busy, dead and finished entries are in
+	 * neither heap.
+	 */
 	struct queue_entry *entries;
+	struct heap due, blocked;
 	struct session *sessions;
 	unsigned n_sessions;
 	bool smarthost;
 	char sh_host[DNS_MAX_NAME];
 	uint16_t sh_port;
-	int64_t next_scan;
-	bool scan_now;
+	bool scan_now; /* a slot came free: blocked entries may go */
 	/* Finished entries whose files go at the end of this loop turn, with
 	 * one directory fsync for all of them. */
 	char (*doomed)[QUEUE_ID_LEN];
@@ -100,6 +110,12 @@ outbound_now_ms(void)
 }
 
 /* outbound_result.c */
+
+/* Put e in the time index where its state says (or in none). */
+void outbound_index(struct outbound *ob, struct queue_entry *e);
+/* A held entry whose lifetime ended: its pending recipients fail
+ * (bounced) and it goes. */
+void outbound_entry_expire(struct outbound *ob, struct queue_entry *e);
 
 /* e is idle: remove it when nothing is pending (or it was deleted). */
 void outbound_entry_settle(struct outbound *ob, struct queue_entry *e);
@@ -116,8 +132,10 @@ void outbound_session_fail_all(struct session *s, int code, const char *text);
 
 /* Move s on after its SMTP client reported: next message, next host, done. */
 void outbound_session_after_io(struct session *s);
-/* Hand every due entry to a session. */
-void outbound_schedule(struct outbound *ob);
+/* Hand every due entry to a session (expire held ones past their
+ * lifetime). Returns the time in seconds when the next entry falls due, or
+ * INT64_MAX when none waits. */
+int64_t outbound_schedule(struct outbound *ob);
 
 /* outbound_ctl.c */
 

@@ -56,34 +56,44 @@ set_status(struct queue_rcpt *r, int code, const char *text, const char *remote)
 	r->code = code;
 }
 
-static struct queue_entry **
-entry_link(struct outbound *ob, struct queue_entry *e)
+void
+outbound_index(struct outbound *ob, struct queue_entry *e)
 {
-	for (struct queue_entry **pp = &ob->entries; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == e)
-			return pp;
+	heap_remove(&ob->blocked, &e->due);
+	if (e->busy > 0 || e->dead || queue_entry_pending(e) == 0) {
+		heap_remove(&ob->due, &e->due);
+		return;
 	}
-	return NULL;
+	/* A held entry waits for `roost queue release`, but not beyond its
+	 * lifetime (as a deferred one does not). */
+	heap_set(&ob->due, &e->due,
+	         e->held ? e->created + (int64_t)ob->cfg->relay_queue_lifetime : e->next_try);
 }
 
 /* e is idle: remove it when nothing is pending (or it was deleted). */
 void
 outbound_entry_settle(struct outbound *ob, struct queue_entry *e)
 {
-	struct queue_entry **pp;
-
 	if (e->busy > 0)
 		return;
-	if (!e->dead && queue_entry_pending(e) > 0)
+	if (!e->dead && queue_entry_pending(e) > 0) {
+		outbound_index(ob, e);
 		return;
+	}
+	heap_remove(&ob->due, &e->due);
+	heap_remove(&ob->blocked, &e->due);
 	if (ob->n_doomed == ob->cap_doomed) {
 		ob->cap_doomed = ob->cap_doomed == 0 ? 64 : ob->cap_doomed * 2;
 		ob->doomed = xreallocarray(ob->doomed, ob->cap_doomed, sizeof(*ob->doomed));
 	}
 	memcpy(ob->doomed[ob->n_doomed++], e->id, QUEUE_ID_LEN);
 	log_info("event=queue-done queue_id=%s status=%s", e->id, e->dead ? "deleted" : "removed");
-	if ((pp = entry_link(ob, e)) != NULL)
-		*pp = e->next;
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else if (ob->entries == e)
+		ob->entries = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
 	queue_entry_free(&e);
 }
 
@@ -179,6 +189,53 @@ outbound_work_finish(struct session *s, struct work *w, const char *relay, const
 		e->busy--;
 	if (queue_entry_pending(e) > 0 && !e->dead)
 		queue_entry_save(ob->q, e);
+	outbound_entry_settle(ob, e);
+}
+
+void
+outbound_entry_expire(struct outbound *ob, struct queue_entry *e)
+{
+	time_t now = time(NULL);
+	size_t *failed = xcalloc(e->n_rcpts + 1, sizeof(*failed)), nf = 0;
+	char why[700];
+
+	for (size_t i = 0; i < e->n_rcpts; i++) {
+		struct queue_rcpt *r = &e->rcpts[i];
+
+		if (r->state != QUEUE_RCPT_PENDING)
+			continue;
+		/* The last error, if any, stays in the DSN's diagnostic. */
+		if (r->code != 0 && r->status != NULL && r->status[0] != '\0')
+			snprintf(why, sizeof(why),
+			         "4.4.7 Message expired after %us in the queue (held); last error: "
+			         "%.500s",
+			         ob->cfg->relay_queue_lifetime, r->status);
+		else
+			snprintf(why, sizeof(why),
+			         "4.4.7 Message expired after %us in the queue (held)",
+			         ob->cfg->relay_queue_lifetime);
+		{
+			/* set_status() frees the old strings before copying. */
+			char *remote = xstrdup(r->remote != NULL ? r->remote : "");
+
+			set_status(r, r->code != 0 ? r->code : 451, why, remote);
+			free(remote);
+		}
+		r->state = QUEUE_RCPT_FAILED;
+		failed[nf++] = i;
+		log_info("event=deliver queue_id=%s from=<%s> to=<%s> relay=- ip=- tls=none "
+		         "code=%d status=expired text=\"%s\" attempt=%u delay=%llds",
+		         e->id, e->sender, r->addr, r->code, why, e->attempts,
+		         (long long)(now - e->created));
+	}
+	if (nf > 0) {
+		int fd = outbound_open_msg(ob, e);
+
+		dsn_send(ob->sv, e, failed, nf, DSN_FAILED, fd);
+		if (fd >= 0)
+			close(fd);
+	}
+	free(failed);
 	outbound_entry_settle(ob, e);
 }
 

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,9 +322,15 @@ session_for(struct outbound *ob, const char *domain, bool *can_start)
 	return NULL;
 }
 
-static void
+/*
+ * Hand e's pending recipients to sessions, one work per domain. 0 when some
+ * (maybe not all) went, 1 when a connection limit kept all of them back,
+ * -1 when the message cannot be read.
+ */
+static int
 schedule_entry(struct outbound *ob, struct queue_entry *e)
 {
+	int ret = 1;
 	bool *taken = xcalloc(e->n_rcpts + 1, sizeof(*taken));
 
 	for (size_t i = 0; i < e->n_rcpts; i++) {
@@ -342,6 +349,7 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		if ((fd = outbound_open_msg(ob, e)) < 0) {
 			log_error("event=queue-read queue_id=%s error=\"%s\"", e->id,
 			          strerror(errno));
+			ret = e->busy > 0 ? 0 : -1;
 			break;
 		}
 		w = xcalloc(1, sizeof(*w));
@@ -372,6 +380,7 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		w->msg.rcpts = w->rcpts;
 		w->msg.n_rcpts = w->n;
 		e->busy++;
+		ret = 0;
 		if (s == NULL) {
 			s = xcalloc(1, sizeof(*s));
 			s->ob = ob;
@@ -388,18 +397,43 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		}
 	}
 	free(taken);
+	return ret;
 }
 
-void
+int64_t
 outbound_schedule(struct outbound *ob)
 {
-	time_t now = time(NULL);
-	struct queue_entry *next;
+	int64_t now = time(NULL);
+	struct heap_node *x;
 
-	for (struct queue_entry *e = ob->entries; e != NULL; e = next) {
-		next = e->next;
-		if (e->dead || e->held || e->busy > 0 || e->next_try > now)
-			continue;
-		schedule_entry(ob, e);
+	if (ob->scan_now) {
+		/* A session ended: what a limit held back may go now. */
+		ob->scan_now = false;
+		while ((x = heap_pop(&ob->blocked)) != NULL)
+			heap_set(&ob->due, x, x->key);
 	}
+	while ((x = heap_peek(&ob->due)) != NULL && x->key <= now) {
+		struct queue_entry *e =
+		    (struct queue_entry *)((char *)x - offsetof(struct queue_entry, due));
+
+		heap_remove(&ob->due, x);
+		if (e->held) {
+			outbound_entry_expire(ob, e);
+			continue;
+		}
+		switch (schedule_entry(ob, e)) {
+		case 0:
+			break; /* busy now: back in the index when its works end */
+		case 1:
+			heap_set(&ob->blocked, &e->due, e->due.key);
+			break;
+		default:
+			/* The message file is unreadable (logged): look again
+			 * in a minute rather than at every turn of the loop. */
+			heap_set(&ob->due, &e->due, now + 60);
+			break;
+		}
+	}
+	x = heap_peek(&ob->due);
+	return x != NULL ? x->key : INT64_MAX;
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "roost/buf.h"
+#include "roost/heap.h"
 
 /*
  * The outbound queue under <data_dir>/queue (services/queue.c; its head
@@ -59,7 +60,9 @@ struct queue_entry {
 	/* Engine-owned run-time state, never written to disk. */
 	unsigned busy; /* sessions working on some of its recipients */
 	bool dead;     /* deleted while busy: drop when idle */
-	struct queue_entry *next;
+	/* In the engine's time index while idle (outbound_impl.h). */
+	struct heap_node due;
+	struct queue_entry *next, *prev;
 };
 
 /* What a worker queues. */

@@ -570,6 +570,36 @@ class RelayLifetimeTest(unittest.TestCase):
             self.assertIn(b"Status: 5.4.7", failed)  # delivery time expired
 
 
+    def test_held_entry_expires(self):
+        """A held entry is not tried, but its lifetime ends all the same:
+        the engine wakes for it (the time index, not an attempt) and
+        bounces it."""
+        srv = start_sender(queue_lifetime="6", delay_warning="0", retry_min="30",
+                           retry_max="60")
+        with srv:
+            data, msgid = message("held and doomed", to="x@dead.test")
+            submit(srv, ALICE, ["x@dead.test"], data)
+            line = wait_for(lambda: [l for l in deliver_lines(srv, "x@dead.test")
+                                     if "status=deferred" in l])[0]
+            qid = re.search(r"queue_id=(\S+)", line).group(1)
+            srv.cli("queue", "hold", qid)
+            self.assertIn("held: yes", srv.cli("queue", "show", qid).stdout)
+            line = wait_for(lambda: [l for l in deliver_lines(srv, "x@dead.test")
+                                     if "status=expired" in l], timeout=30)[0]
+            self.assertIn("(held)", line)
+            self.assertIn("relay=- ", line)
+            wait_for(lambda: "event=queue-done queue_id=%s " % qid in srv.log())
+            # One attempt only: held, it was never tried again.
+            self.assertEqual(len([l for l in deliver_lines(srv, "x@dead.test")
+                                  if "status=deferred" in l]), 1)
+            dsn = wait_for(lambda: [m for m in messages_of(srv, ALICE)
+                                    if msgid.encode() in m and b"Action: failed" in m])[0]
+            self.assertIn(b"Status: 5.4.7", dsn)
+            self.assertIn(b"held", dsn)
+            self.assertIn(b"last error", dsn)
+            self.assertIn("0 messages in the queue", srv.cli("queue", "list").stdout)
+
+
 class RelayCrashTest(unittest.TestCase):
     N = 40
 

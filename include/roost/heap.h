@@ -27,7 +27,10 @@ struct heap {
 	uint64_t seq;
 };
 
-#define HEAP_INIT {NULL, 0, 0, 0}
+#define HEAP_INIT                                                                                  \
+	{                                                                                          \
+		NULL, 0, 0, 0                                                                      \
+	}
 
 /* Release the heap's array (not the nodes, which stay the caller's). */
 void heap_free(struct heap *h);

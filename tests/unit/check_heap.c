@@ -1,4 +1,5 @@
 #include <check.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -11,7 +12,11 @@ struct item {
 	struct heap_node node;
 };
 
-#define ITEM(n) ((struct item *)((char *)(n) - offsetof(struct item, node)))
+static struct item *
+item_of(struct heap_node *n)
+{
+	return (struct item *)(void *)((char *)n - offsetof(struct item, node));
+}
 
 /* Every parent's key is at most its children's, and every node knows its
  * place. */
@@ -84,9 +89,9 @@ START_TEST(ties_fifo)
 		heap_set(&h, &it[i].node, i % 2 == 0 ? 5 : 3);
 	}
 	for (int want = 1; want < 50; want += 2)
-		ck_assert_int_eq(ITEM(heap_pop(&h))->id, want);
+		ck_assert_int_eq(item_of(heap_pop(&h))->id, want);
 	for (int want = 0; want < 50; want += 2)
-		ck_assert_int_eq(ITEM(heap_pop(&h))->id, want);
+		ck_assert_int_eq(item_of(heap_pop(&h))->id, want);
 	heap_free(&h);
 }
 END_TEST
@@ -124,7 +129,7 @@ START_TEST(random_model)
 				ck_assert(least == INT64_MAX);
 			} else {
 				ck_assert(x->key == least);
-				in[ITEM(x) - it] = false;
+				in[item_of(x) - it] = false;
 			}
 		}
 		if (step % 97 == 0)

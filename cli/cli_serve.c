@@ -27,10 +27,18 @@
 #include "roost/services.h"
 #include "roost/storage.h"
 
-static void
-reload_users(void *arg)
+static int
+reload_tables(void *arg, char *err, size_t errlen)
 {
-	(void)auth_reload(arg);
+	const struct roost_services *sv = arg;
+	int ret = 0;
+
+	if (auth_reload(sv->auth) != 0) {
+		snprintf(err, errlen, "passwd file %s does not load (the old users are kept)",
+		         auth_file_path(sv->auth));
+		ret = ROOST_ECONFIG;
+	}
+	return ret;
 }
 
 /* Bind every enabled listener whose protocol is in this build. */
@@ -241,7 +249,7 @@ cli_serve(struct cli *cli)
 	}
 	if ((ret = open_listeners(cfg, srv)) < 0)
 		goto out;
-	server_set_reload(srv, reload_users, auth);
+	server_set_reload(srv, reload_tables, &services);
 	if ((ret = outbound_start(&services, &outbound)) < 0) {
 		status = ret == ROOST_ECONFIG ? CLI_USAGE : CLI_FAIL;
 		goto out;

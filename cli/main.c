@@ -58,6 +58,13 @@ static const struct command commands[] = {
      "create a DKIM signing key for DOMAIN and print the DNS TXT record to publish"},
     {"token", cli_token, "token add USER | token revoke USER",
      "make a bearer token for scripts using JMAP (printed once), or revoke a user's tokens"},
+    {"who", cli_who, "who [--raw]",
+     "list the running server's sessions: user, protocol, peer, since, mailbox, bytes"},
+    {"kick", cli_kick, "kick USER [--proto PROTO]",
+     "close a user's sessions on the running server (of one protocol or listener)"},
+    {"reload", cli_reload, "reload",
+     "make the running server read the passwd and aliases files again (as SIGHUP); "
+     "a file that does not load is reported and the old one kept"},
     {"help", cmd_help, "help [COMMAND]", "show this help"},
     {"--version", cmd_version, "--version", "print the version"},
     {NULL, NULL, NULL, NULL},

@@ -142,6 +142,19 @@ conn_set_user(struct conn *c, const char *user)
 {
 	free(c->user);
 	c->user = user != NULL ? xstrdup(user) : NULL;
+	registry_set_user(c, user);
+}
+
+void
+conn_set_mailbox(struct conn *c, const char *mailbox)
+{
+	registry_set_mailbox(c, mailbox);
+}
+
+bool
+conn_is_kicked(const struct conn *c)
+{
+	return (atomic_load(&((struct conn *)c)->wake_bits) & WAKE_BIT_KICK) != 0;
 }
 
 const char *
@@ -244,16 +257,28 @@ wake_arrived(struct loop_msg *m)
 	conn_unref(c);
 }
 
-void
-conn_wake(struct conn *c)
+static void
+wake_post(struct conn *c, unsigned bit)
 {
-	atomic_fetch_or(&c->wake_bits, WAKE_BIT_NOTIFY);
+	atomic_fetch_or(&c->wake_bits, bit);
 	if (atomic_load(&c->gone))
 		return;
 	if (!atomic_exchange(&c->wake_queued, true)) {
 		conn_ref(c);
 		loop_post(c->sl->loop, &c->wake_msg);
 	}
+}
+
+void
+conn_wake(struct conn *c)
+{
+	wake_post(c, WAKE_BIT_NOTIFY);
+}
+
+void
+conn_kick(struct conn *c)
+{
+	wake_post(c, WAKE_BIT_KICK);
 }
 
 void

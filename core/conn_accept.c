@@ -143,6 +143,12 @@ conn_back(struct loop_msg *m)
 
 /* ---- the loop side ---- */
 
+static bool
+kicked(const struct conn *c)
+{
+	return (atomic_load(&((struct conn *)c)->wake_bits) & WAKE_BIT_KICK) != 0;
+}
+
 /* CONN_READY: frame the next command, deliver a wake-up, read. True when
  * the step should go on (the state may have changed), false when the
  * connection waits (or was handed to a worker, or closed). */
@@ -162,14 +168,14 @@ ready_step(struct conn *c)
 		conn_enter(c, CONN_THROTTLED);
 		return false;
 	}
-	if (sl->stopping && !c->goodbye_sent) {
+	if ((sl->stopping || kicked(c)) && !c->goodbye_sent) {
 		c->goodbye_sent = true;
-		if (ops->on_shutdown != NULL) {
+		c->close_reason = sl->stopping ? "shutdown" : "kicked";
+		if (ops->on_shutdown != NULL && c->session != NULL) {
 			conn_dispatch(c, JOB_SHUTDOWN);
 			return false;
 		}
 		c->close_req = true;
-		c->close_reason = "shutdown";
 		return true;
 	}
 	if (in_len(c) > 0 && in_len(c) != c->frame_seen) {
@@ -202,10 +208,10 @@ ready_step(struct conn *c)
 			break;
 		}
 	}
-	if (c->timer_fired || atomic_load(&c->wake_bits) != 0) {
+	if (c->timer_fired || (atomic_load(&c->wake_bits) & WAKE_BIT_NOTIFY) != 0) {
 		if (ops->on_wake == NULL || c->session == NULL) {
 			c->timer_fired = false;
-			atomic_store(&c->wake_bits, 0);
+			atomic_fetch_and(&c->wake_bits, ~WAKE_BIT_NOTIFY);
 		} else {
 			if (c->timer_fired) {
 				c->timer_fired = false;
@@ -263,6 +269,14 @@ step_inner(struct conn *c)
 			return;
 		if (sl->forced) {
 			conn_close_now(c, "shutdown");
+			return;
+		}
+		/* A kicked session that is not waiting for its next command
+		 * (a reply in steps, a client not reading, a held reply, a
+		 * handshake) is closed without a goodbye; READY says one. */
+		if (kicked(c) && c->state != CONN_READY && c->state != CONN_NEW &&
+		    c->state != CONN_CLOSING && c->state != CONN_LINGER) {
+			conn_close_now(c, "kicked");
 			return;
 		}
 		switch (c->state) {
@@ -407,6 +421,7 @@ conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 		sl->conns->prev = c;
 	sl->conns = c;
 	sl->nconns++;
+	registry_add(c);
 
 	conn_log(c, LOG_LEVEL_INFO, "event=connect local=%s", c->local);
 	metrics_conn_open(conn_listener(c));

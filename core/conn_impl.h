@@ -111,6 +111,7 @@ enum conn_want {
 };
 
 #define WAKE_BIT_NOTIFY 1u
+#define WAKE_BIT_KICK 2u /* conn_kick(): say goodbye and close */
 
 struct conn {
 	/* Fixed from accept to free. */
@@ -122,6 +123,7 @@ struct conn {
 	bool loopback;
 	bool is_unix;
 	uint64_t started;
+	struct reg_slot *reg_slot; /* loop sets at accept, clears at close; NULL if unlisted */
 	char peer[64];
 	char local[64];
 
@@ -287,6 +289,11 @@ void conn_enter(struct conn *c, enum conn_state to);
 enum conn_state conn_settle(const struct conn *c);
 /* Set up the wake-up node. */
 void conn_init_wake(struct conn *c);
+/* Any thread, while the connection is registered (core/conn_registry.c):
+ * the loop makes an idle session say goodbye (on_shutdown) and closes it;
+ * one that is busy (a command, a long reply, a held reply) is closed when
+ * it comes back or at once. */
+void conn_kick(struct conn *c);
 /* One log line with the connection's fields first (conn=, peer=, proto=,
  * user=) and then fmt's. */
 void conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)

@@ -79,6 +79,7 @@ static void
 out_consumed(struct conn *c, size_t n)
 {
 	window_consume(&c->out, &c->out_off, n);
+	registry_count_out(c, n);
 }
 
 void
@@ -248,6 +249,7 @@ conn_read_some(struct conn *c, size_t room)
 	r = tp_recv(c, sl->scratch, room);
 	if (r <= 0)
 		return r;
+	registry_count_in(c, (size_t)r);
 	if (in_len(c) == 0) {
 		c->partial_since = loop_now(sl->loop);
 		buf_reset(&c->in);
@@ -351,6 +353,8 @@ conn_close_now(struct conn *c, const char *reason)
 
 	if (c->state == CONN_DEAD)
 		return;
+	/* Out of the registry before it is gone: a kick found there may post. */
+	registry_remove(c);
 	conn_log(c, LOG_LEVEL_INFO,
 	         "event=disconnect reason=%s duration_ms=%" PRIu64 " out_peak=%zu", reason,
 	         loop_now(sl->loop) - c->started, c->out_peak);

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -56,6 +57,10 @@ server_create(const struct roost_config *cfg, const struct roost_services *servi
 	s->stop_fd = -1;
 	s->done_fd = -1;
 	pthread_mutex_init(&s->lim_mu, NULL);
+	pthread_mutex_init(&s->reload_mu, NULL);
+	/* Room for every admitted connection and the unix-socket ones
+	 * (LMTP), which the limits do not count. */
+	registry_create(s, (cfg->max_connections != 0 ? cfg->max_connections : 20000) + 1024);
 	s->nloops = cfg->loops != 0 ? cfg->loops : cpu_count();
 	s->loops = xcalloc(s->nloops, sizeof(*s->loops));
 	for (unsigned i = 0; i < s->nloops; i++) {
@@ -104,6 +109,22 @@ server_set_reload(struct server *s, server_reload_fn *fn, void *arg)
 {
 	s->reload = fn;
 	s->reload_arg = arg;
+}
+
+int
+server_reload(struct server *s, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	snprintf(err, errlen, "%s", "");
+	pthread_mutex_lock(&s->reload_mu);
+	log_info("event=reload");
+	if (s->tls != NULL)
+		(void)tls_reload(s->tls);
+	if (s->reload != NULL)
+		ret = s->reload(s->reload_arg, err, errlen);
+	pthread_mutex_unlock(&s->reload_mu);
+	return ret;
 }
 
 void
@@ -213,11 +234,9 @@ serve(struct server *s, int sigfd, unsigned running)
 
 			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 				if (si.ssi_signo == SIGHUP) {
-					log_info("event=reload");
-					if (s->tls != NULL)
-						(void)tls_reload(s->tls);
-					if (s->reload != NULL)
-						s->reload(s->reload_arg);
+					char err[512];
+
+					(void)server_reload(s, err, sizeof(err));
 				} else if (!stopping) {
 					stopping = true;
 					grace_end =
@@ -291,6 +310,7 @@ server_run(struct server *s)
 		sl->started = true;
 		running++;
 	}
+	(void)server_ctl_start(s); /* logged; the server serves without it */
 	log_info("event=serving loops=%u workers=%u", s->nloops,
 	         s->cfg->workers != 0 ? s->cfg->workers : 4 * cpu_count());
 	if (err != 0)
@@ -302,6 +322,7 @@ server_run(struct server *s)
 			s->loops[i].started = false;
 		}
 	}
+	server_ctl_stop(s);
 	log_info("event=stopped");
 out:
 	worker_pool_free(&s->pool);
@@ -330,6 +351,8 @@ server_free(struct server **sp)
 	if (s->done_fd >= 0)
 		close(s->done_fd);
 	pthread_mutex_destroy(&s->lim_mu);
+	pthread_mutex_destroy(&s->reload_mu);
+	registry_free(s);
 	free(s);
 	*sp = NULL;
 }

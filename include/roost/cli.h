@@ -63,5 +63,9 @@ int cli_queue(struct cli *cli);
 int cli_dkim(struct cli *cli);
 /* cli/cli_token.c: bearer tokens for the HTTP service. */
 int cli_token(struct cli *cli);
+/* cli/cli_admin.c: requests to the running server's control socket. */
+int cli_who(struct cli *cli);
+int cli_kick(struct cli *cli);
+int cli_reload(struct cli *cli);
 
 #endif

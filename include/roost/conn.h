@@ -169,6 +169,12 @@ bool conn_is_compressed(const struct conn *c);
  * user is copied. */
 void conn_set_user(struct conn *c, const char *user);
 const char *conn_user(const struct conn *c); /* NULL before login */
+/* [worker] The mailbox the session works in (IMAP's selected mailbox,
+ * POP3's maildrop), shown by `roost who`; NULL when none. Copied. */
+void conn_set_mailbox(struct conn *c, const char *mailbox);
+/* [worker] on_shutdown runs because an administrator closed the session
+ * (`roost kick`), not because the server stops. */
+bool conn_is_kicked(const struct conn *c);
 /* [worker] Override the idle timeout in seconds (0 = the configured default). */
 void conn_set_idle_timeout(struct conn *c, unsigned seconds);
 /* [worker] Hold output and input for ms milliseconds after the current hook returns,

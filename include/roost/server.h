@@ -2,6 +2,7 @@
 #define ROOST_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /*
  * The server runtime: listeners, event loops, the worker pool and TLS.
@@ -15,6 +16,21 @@
  *   server_run()           start threads, serve until SIGTERM/SIGINT, then
  *                          shut down gracefully; SIGHUP calls the reload hook
  *   server_free()
+ *
+ * While it runs, the server answers on its control socket <data_dir>/ctl.sock
+ * (mode 0600; only root and the server's own uid are served), one request
+ * line and its reply per connection:
+ *
+ *   who              one "session id=N proto=P user=U peer=A since=EPOCH
+ *                    mailbox=M bytes_in=N bytes_out=N" line per live
+ *                    session (text values quoted as in the log, - for
+ *                    none), then "ok sessions=N unlisted=N"
+ *   kick USER [PROTO]  close USER's sessions (of listener or protocol
+ *                    PROTO): idle ones get the protocol's goodbye first;
+ *                    "ok kicked=N"
+ *   reload           as SIGHUP; "ok" or "error <what failed>"
+ *
+ * Anything else gets "error <reason>". Used by `roost who|kick|reload`.
  */
 
 struct server;
@@ -22,8 +38,10 @@ struct proto_ops;
 struct roost_config;
 struct roost_services;
 
-/* Called on SIGHUP from a non-loop thread: reload users and TLS certificates. */
-typedef void server_reload_fn(void *arg);
+/* Called on SIGHUP or a `reload` request, from a non-loop thread, one call
+ * at a time: reload users, aliases... 0, or an error with a message in err
+ * (the tables that failed to load are kept as they were). */
+typedef int server_reload_fn(void *arg, char *err, size_t errlen);
 
 int server_create(const struct roost_config *cfg, const struct roost_services *services,
                   struct server **server_r);
@@ -36,6 +54,9 @@ int server_create(const struct roost_config *cfg, const struct roost_services *s
 int server_listen(struct server *s, const char *name, char *const *addrs,
                   const struct proto_ops *ops, bool implicit_tls);
 void server_set_reload(struct server *s, server_reload_fn *fn, void *arg);
+/* Reload TLS certificates and call the reload hook, as SIGHUP does; any
+ * thread but a loop's. 0, or the hook's error (message in err). */
+int server_reload(struct server *s, char *err, size_t errlen);
 /* Serve until a shutdown signal; 0 after a clean shutdown. */
 int server_run(struct server *s);
 /* Ask server_run() to return (as SIGTERM does); any thread. */

@@ -16,6 +16,7 @@
  */
 
 struct conn;
+struct conn_registry;
 struct tls;
 struct worker_pool;
 
@@ -82,6 +83,10 @@ struct server {
 
 	server_reload_fn *reload;
 	void *reload_arg;
+	pthread_mutex_t reload_mu; /* one reload at a time: SIGHUP or `roost reload` */
+
+	struct conn_registry *reg; /* live sessions (core/conn_registry.c) */
+	struct server_ctl *ctl;    /* <data_dir>/ctl.sock (core/server_ctl.c) */
 
 	int stop_fd; /* eventfd: server_stop() */
 	int done_fd; /* eventfd: a loop thread ended */
@@ -105,6 +110,46 @@ void listen_free_all(struct server *s);
 int limits_acquire(struct server *s, const char *ip, bool is_unix);
 void limits_release(struct server *s, const char *ip, bool is_unix);
 void limits_free(struct server *s);
+
+/* core/conn_registry.c: the live sessions, for `roost who` and `roost kick`.
+ * A table of n slots made at start-up; a connection that finds it full is
+ * served but not listed (counted in registry_unlisted()). */
+#define REG_TEXT_MAX 256
+struct conn_info {
+	uint64_t id;
+	int64_t since; /* wall clock seconds at accept */
+	char proto[16];
+	char peer[64];
+	char user[REG_TEXT_MAX];    /* "" before login */
+	char mailbox[REG_TEXT_MAX]; /* the selected mailbox, "" for none */
+	uint64_t bytes_in, bytes_out;
+};
+void registry_create(struct server *s, unsigned n);
+void registry_free(struct server *s);
+/* Loop thread: at accept and at close (before the connection is gone). */
+void registry_add(struct conn *c);
+void registry_remove(struct conn *c);
+/* The connection's owner: its user and selected mailbox (copied, cut at
+ * REG_TEXT_MAX - 1 bytes), the bytes it read and wrote. */
+void registry_set_user(struct conn *c, const char *user);
+void registry_set_mailbox(struct conn *c, const char *mailbox);
+void registry_count_in(struct conn *c, size_t n);
+void registry_count_out(struct conn *c, size_t n);
+unsigned registry_size(const struct server *s);
+uint64_t registry_unlisted(const struct server *s);
+/* Any thread: copy up to max (at most 64) live sessions from slot start on
+ * into out; *next_r is where the next call starts (registry_size() at the
+ * end). The count copied. */
+unsigned registry_list(struct server *s, unsigned start, struct conn_info *out, unsigned max,
+                       unsigned *next_r);
+/* Any thread: ask every session of user (ASCII case-insensitive; and of
+ * proto, a listener name "imaps" or a protocol "imap", unless NULL) to say
+ * goodbye and close. The number asked. */
+unsigned registry_kick(struct server *s, const char *user, const char *proto);
+
+/* core/server_ctl.c: the control socket <data_dir>/ctl.sock. */
+int server_ctl_start(struct server *s);
+void server_ctl_stop(struct server *s);
 
 /* core/conn_accept.c */
 /* Loop thread: take over an accepted, non-blocking socket. */

@@ -37,6 +37,7 @@ imap_enter_state(struct imap_session *s, enum imap_state st)
 	log_debug("conn=%llu proto=imap state %s -> %s", (unsigned long long)conn_id(s->c),
 	          state_names[s->state], state_names[st]);
 	s->state = st;
+	conn_set_mailbox(s->c, st == IMAP_STATE_SELECTED ? s->view.name : NULL);
 }
 
 const struct roost_config *
@@ -689,7 +690,8 @@ imap_on_timeout(struct conn *c, void *session)
 static void
 imap_on_shutdown(struct conn *c, void *session)
 {
-	conn_write_str(c, "* BYE Server shutting down\r\n");
+	conn_write_str(c, conn_is_kicked(c) ? "* BYE Disconnected by the administrator\r\n"
+	                                    : "* BYE Server shutting down\r\n");
 }
 
 const struct proto_ops imap_proto_ops = {

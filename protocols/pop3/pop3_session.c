@@ -43,6 +43,7 @@ pop3_enter_state(struct pop3_session *s, enum pop3_state st)
 	log_debug("conn=%llu proto=pop3 state %s -> %s", (unsigned long long)conn_id(s->c),
 	          state_name(s->state), state_name(st));
 	s->state = st;
+	conn_set_mailbox(s->c, st == POP3_TRANSACTION ? "INBOX" : NULL);
 }
 
 void
@@ -259,7 +260,8 @@ pop3_on_shutdown(struct conn *c, void *session)
 	struct pop3_session *s = session;
 
 	pop3_maildrop_close(s);
-	pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down.");
+	pop3_reply(s, conn_is_kicked(c) ? "-ERR Disconnected by the administrator."
+	                                : "-ERR [SYS/TEMP] Server shutting down.");
 }
 
 const struct proto_ops pop3_proto_ops = {

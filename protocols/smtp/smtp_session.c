@@ -334,8 +334,9 @@ smtp_on_shutdown(struct conn *c, void *session)
 {
 	struct smtp_session *s = session;
 
-	conn_printf(c, "421 4.3.2 %s Service shutting down, closing connection\r\n",
-	            s->cfg->hostname);
+	conn_printf(c, "421 4.3.2 %s %s, closing connection\r\n", s->cfg->hostname,
+	            conn_is_kicked(c) ? "Disconnected by the administrator"
+	                              : "Service shutting down");
 }
 
 const struct proto_ops smtp_proto_ops = {

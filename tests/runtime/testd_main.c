@@ -20,10 +20,14 @@
  * shutdown, exit 0.
  */
 
-static void
-on_reload(void *arg)
+static int
+on_reload(void *arg, char *err, size_t errlen)
 {
+	(void)arg;
+	(void)err;
+	(void)errlen;
 	log_info("event=testd_reload");
+	return 0;
 }
 
 int

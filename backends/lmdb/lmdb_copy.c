@@ -84,6 +84,7 @@ w_copy(struct lmdb_w *w, void *arg)
 			nm.keywords |= 1ULL << nb;
 		}
 		nm.modseq = dseq;
+		nm.save_date = now; /* RFC 8514: put in this mailbox now */
 		nuid = dp->uidnext++;
 		if ((rc = lmdb_msg_put(w, did, nuid, &nm)) != 0 ||
 		    (rc = lmdb_seq_put(w, w->sh->modseq, did, dseq, nuid, "", 0)) != 0 ||

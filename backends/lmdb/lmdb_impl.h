@@ -172,9 +172,15 @@ struct lmdb_msg {
 	uint64_t size;
 	uint8_t sha[LMDB_SHA_LEN];
 	uint64_t emailid; /* absent from records written before ids (72 bytes) */
+	/* SAVEDATE (RFC 8514): when the message was put in this mailbox
+	 * (append, delivery, copy, move), seconds since the epoch; absent
+	 * from records written before save dates (80 bytes), read as 0 */
+	int64_t save_date;
 };
 /* The size of a record written before EMAILIDs were stored. */
 #define LMDB_MSG_V1_SIZE offsetof(struct lmdb_msg, emailid)
+/* The size of a record written before save dates were stored. */
+#define LMDB_MSG_V2_SIZE offsetof(struct lmdb_msg, save_date)
 
 /* Keyword table of a mailbox, decoded. */
 struct lmdb_kwtab {

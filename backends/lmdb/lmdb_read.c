@@ -83,6 +83,7 @@ lmdb_rec_out(struct msg_record *r, uint32_t uid, const struct lmdb_msg *m)
 	r->internal_date = m->internal_date;
 	r->size = m->size;
 	r->emailid = m->emailid;
+	r->save_date = m->save_date;
 }
 
 int

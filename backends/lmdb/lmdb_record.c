@@ -401,6 +401,11 @@ lmdb_msg_decode(const MDB_val *v, uint64_t id, uint32_t uid, struct lmdb_msg *m)
 		memcpy(m, v->mv_data, sizeof(*m));
 		return true;
 	}
+	if (v->mv_size == LMDB_MSG_V2_SIZE) {
+		memset(m, 0, sizeof(*m));
+		memcpy(m, v->mv_data, LMDB_MSG_V2_SIZE);
+		return true;
+	}
 	if (v->mv_size == LMDB_MSG_V1_SIZE) {
 		uint8_t d[LMDB_SHA_LEN + 12];
 

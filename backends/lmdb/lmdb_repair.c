@@ -130,9 +130,11 @@ w_repair(struct lmdb_w *w, void *arg)
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct lmdb_msg m;
 
-		if (v.mv_size < sizeof(m))
+		/* only the body's hash is looked at: records of every
+		 * version hold it at the same place */
+		if (v.mv_size < LMDB_MSG_V1_SIZE)
 			continue;
-		memcpy(&m, v.mv_data, sizeof(m));
+		memcpy(&m, v.mv_data, LMDB_MSG_V1_SIZE);
 		if (n_used == cap) {
 			cap = cap == 0 ? 1024 : cap * 2;
 			used = xreallocarray(used, cap, LMDB_SHA_LEN);

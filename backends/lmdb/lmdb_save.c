@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -164,6 +165,7 @@ append_one(struct lmdb_w *w, const char *user, uint64_t id, const struct deliver
 	m.size = a->b->len;
 	memcpy(m.sha, a->b->sha, LMDB_SHA_LEN);
 	m.emailid = storage_new_emailid();
+	m.save_date = (int64_t)time(NULL);
 	*uid_r = rec.uidnext++;
 	lmdb_msg_key(key, id, *uid_r);
 	v.mv_size = sizeof(m);

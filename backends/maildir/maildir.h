@@ -71,13 +71,14 @@ struct md_rec {
 	uint64_t modseq;
 	int64_t idate;
 	uint64_t size;
-	char *fname;      /* current file name (base + info) */
-	char *ext;        /* uidlist extension fields, verbatim, or NULL */
-	uint64_t emailid; /* from ext's G field; 0: md_rec_emailid() derives one */
-	uint16_t baselen; /* fname[0..baselen) is the base (before ':') */
-	bool in_new;      /* lives in new/ rather than cur/ */
-	bool indexed;     /* has an entry in roost-index */
-	bool mark;        /* scan scratch */
+	char *fname;       /* current file name (base + info) */
+	char *ext;         /* uidlist extension fields, verbatim, or NULL */
+	uint64_t emailid;  /* from ext's G field; 0: md_rec_emailid() derives one */
+	int64_t save_date; /* from ext's T field (RFC 8514 SAVEDATE); 0: unknown */
+	uint16_t baselen;  /* fname[0..baselen) is the base (before ':') */
+	bool in_new;       /* lives in new/ rather than cur/ */
+	bool indexed;      /* has an entry in roost-index */
+	bool mark;         /* scan scratch */
 };
 
 struct md_expunge {

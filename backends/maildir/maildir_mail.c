@@ -135,6 +135,7 @@ rec_out(const struct md_rec *r, struct msg_record *o)
 	o->internal_date = r->idate;
 	o->size = r->size;
 	o->emailid = md_rec_emailid(r);
+	o->save_date = r->save_date;
 }
 
 int

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,10 +221,11 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 	r->idate = idate;
 	r->size = p->size;
 	r->emailid = p->emailid != 0 ? p->emailid : storage_new_emailid();
+	r->save_date = (int64_t)time(NULL); /* a copy too: RFC 8514 */
 	{
-		char g[18];
+		char g[48];
 
-		snprintf(g, sizeof(g), "G%016" PRIx64, r->emailid);
+		snprintf(g, sizeof(g), "G%016" PRIx64 " T%" PRId64, r->emailid, r->save_date);
 		r->ext = xstrdup(g);
 	}
 	r->indexed = true;

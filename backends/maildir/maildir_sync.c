@@ -20,7 +20,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -247,17 +249,22 @@ mtime_settled(const struct timespec *mtime, const struct timespec *scan_start)
 	return gap_ms >= (mtime->tv_nsec == 0 ? 2000 : 50);
 }
 
-/* Fill in size and internal date of a file we have not indexed. */
+/* Fill in size and internal date of a file we have not indexed; with
+ * ctime_r, its change time (0 if it cannot be read). */
 static void
-rec_stat(struct md_folder *f, struct md_rec *r)
+rec_stat(struct md_folder *f, struct md_rec *r, int64_t *ctime_r)
 {
 	char *path = md_rec_path(f, r);
 	const char *s;
 	struct stat stb;
 
+	if (ctime_r != NULL)
+		*ctime_r = 0;
 	if (stat(path, &stb) == 0) {
 		r->idate = (int64_t)stb.st_mtime;
 		r->size = (uint64_t)stb.st_size;
+		if (ctime_r != NULL)
+			*ctime_r = (int64_t)stb.st_ctime;
 	}
 	s = strstr(r->fname, ",S=");
 	if (s != NULL && s < r->fname + r->baselen) {
@@ -347,7 +354,7 @@ scan_apply(struct md_folder *f, bool *work_r)
 			if (locked) {
 				r->flags = flags;
 				r->keywords = kw;
-				rec_stat(f, r);
+				rec_stat(f, r, NULL);
 				r->modseq = modseq;
 				r->indexed = true;
 				md_index_log_rec(f, r);
@@ -397,7 +404,17 @@ scan_apply(struct md_folder *f, bool *work_r)
 		r->in_new = fresh[i]->in_new;
 		info = r->fname[r->baselen] == ':' ? strchr(r->fname + r->baselen, ',') : NULL;
 		md_info_parse(f, info != NULL ? info + 1 : NULL, &r->flags, &r->keywords);
-		rec_stat(f, r);
+		/* Put here by another program: the rename into new/ or cur/
+		 * that did it set the change time, the nearest thing to when
+		 * it was saved. A later rename moves the change time, so the
+		 * date is kept in the uidlist from now on. */
+		rec_stat(f, r, &r->save_date);
+		if (r->save_date != 0) {
+			char t[24];
+
+			snprintf(t, sizeof(t), "T%" PRId64, r->save_date);
+			r->ext = xstrdup(t);
+		}
 		r->modseq = modseq;
 		r->indexed = true;
 		md_index_log_rec(f, r);

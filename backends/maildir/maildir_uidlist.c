@@ -232,14 +232,24 @@ rec_append(struct md_folder *f, uint32_t uid, const char *name, size_t namelen, 
 
 		for (len = 0; i + len < extlen && ext[i + len] != ' '; len++)
 			;
-		if (ext[i] != 'G' || len < 2)
+		if (ext[i] == 'T' && len >= 2) {
+			/* save date: decimal seconds, digits only */
+			int64_t t = 0;
+
+			for (k = 1; k < len && k <= 18 && ext[i + k] >= '0' && ext[i + k] <= '9';
+			     k++)
+				t = t * 10 + (ext[i + k] - '0');
+			if (k == len)
+				r->save_date = t;
+			continue;
+		}
+		if (ext[i] != 'G' || len < 2 || r->emailid != 0)
 			continue;
 		for (k = 1; k < len && k <= 16 && hex_digit((unsigned char)ext[i + k]) >= 0; k++)
 			v = v << 4 | (uint64_t)hex_digit((unsigned char)ext[i + k]);
 		r->emailid = len == 17 && k == 17 && v != 0
 		                 ? v
 		                 : storage_derived_emailid(ext + i + 1, len - 1);
-		break;
 	}
 }
 

@@ -141,11 +141,13 @@ t_copy(struct pg_txn *t, void *arg)
 	pg_p_str(&p, buf_cstr(&ua));
 	pg_p_str(&p, buf_cstr(&na));
 	pg_p_str(&p, buf_cstr(&ka));
+	pg_p_int(&p, (int64_t)time(NULL)); /* RFC 8514: put in this mailbox now */
 	if ((rc =
 	         pg_exec(t,
 	                 "INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
-	                 "internal_date, size, sha, cache, emailid) SELECT $1, v.nu, g.flags, v.k, "
-	                 "$3, g.internal_date, g.size, g.sha, g.cache, g.emailid FROM messages g "
+	                 "internal_date, size, sha, cache, emailid, save_date) SELECT $1, v.nu, "
+	                 "g.flags, v.k, $3, g.internal_date, g.size, g.sha, g.cache, g.emailid, $7 "
+	                 "FROM messages g "
 	                 "JOIN unnest("
 	                 "$4::bigint[], $5::bigint[], $6::bigint[]) AS v(u, nu, k) ON g.uid = v.u "
 	                 "WHERE g.mailbox_id = $2",

@@ -28,7 +28,7 @@
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 
-#define PG_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 6
 #define PG_CHANNEL "roost"
 
 struct pg_conn {
@@ -186,7 +186,7 @@ int pg_kw_index(struct pg_txn *t, int64_t id, const char *name, bool add, int *i
 /* Helpers shared by the message op files (pgsql_message.c unless named). */
 
 /* The columns pg_rec_fill() reads, in its order. */
-#define REC_COLS "uid, flags, keywords, modseq, internal_date, size, emailid"
+#define REC_COLS "uid, flags, keywords, modseq, internal_date, size, emailid, save_date"
 /* "{1,2,3}": a bigint[] parameter in text form, into b (reset first). */
 void pg_int_array(struct buf *b, const uint32_t *v, size_t n);
 void pg_int64_array(struct buf *b, const uint64_t *v, size_t n);

@@ -113,6 +113,7 @@ pg_rec_fill(struct msg_record *r, const PGresult *res, int row)
 	r->internal_date = pg_int(res, row, 4);
 	r->size = (uint64_t)pg_int(res, row, 5);
 	r->emailid = (uint64_t)pg_int(res, row, 6);
+	r->save_date = pg_int(res, row, 7); /* NULL (rows of before): 0 */
 }
 
 /* The mailbox row as a reader sees it; ROOST_ENOTFOUND once deleted. */

@@ -136,6 +136,10 @@ static const char *const migrations[] = {
     "CREATE TRIGGER messages_quota_removed AFTER DELETE ON messages"
     " REFERENCING OLD TABLE AS roost_old FOR EACH STATEMENT"
     " EXECUTE PROCEDURE roost_quota_removed();",
+    /* Version 6: messages.save_date, SAVEDATE (RFC 8514): when the row
+     * was put in its mailbox (append, delivery, copy, move). NULL for
+     * rows of before: nobody knows, and IMAP answers NIL. */
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS save_date bigint;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

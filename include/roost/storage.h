@@ -124,6 +124,11 @@ struct msg_record {
 	 * existed (or dropped into a Maildir by another program) get one
 	 * derived from what identifies them there, equally stable. */
 	uint64_t emailid;
+	/* SAVEDATE (RFC 8514): when the message was put in this mailbox by
+	 * append, delivery, copy or move, seconds since the epoch; 0 when
+	 * the backend does not know (older records, files dropped into a
+	 * Maildir by other programs): IMAP answers NIL. */
+	int64_t save_date;
 };
 
 /* A message to store: in memory (data/len) or spooled in a file (fd >= 0,

@@ -738,6 +738,18 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 			buf_printf(t, "INTERNALDATE \"%s\"", d);
 			break;
 		}
+		case F_SAVEDATE: {
+			/* RFC 8514: NIL where the store does not know it
+			 * (records written before save dates were kept) */
+			char d[32];
+			if (m->rec.save_date == 0) {
+				buf_append_str(t, "SAVEDATE NIL");
+				break;
+			}
+			imap_format_datetime(m->rec.save_date, d);
+			buf_printf(t, "SAVEDATE \"%s\"", d);
+			break;
+		}
 		case F_SIZE:
 			buf_printf(t, "RFC822.SIZE %llu", (unsigned long long)pc.vsize);
 			break;

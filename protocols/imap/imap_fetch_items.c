@@ -213,6 +213,8 @@ parse_item(struct imap_cmd *cmd, const struct imap_arg *a, struct fetch_req *req
 		imap_condstore_enable(cmd->s); /* RFC 7162 3.1 */
 	} else if (strcasecmp(s, "EMAILID") == 0) {
 		it->kind = F_EMAILID;
+	} else if (strcasecmp(s, "SAVEDATE") == 0) {
+		it->kind = F_SAVEDATE;
 	} else if (strcasecmp(s, "THREADID") == 0) {
 		it->kind = F_THREADID;
 		req->need_data = true;

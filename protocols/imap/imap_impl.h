@@ -538,6 +538,7 @@ enum fetch_kind {
 	F_BODYSTRUCTURE,
 	F_MODSEQ,
 	F_EMAILID,     /* OBJECTID (RFC 8474) */
+	F_SAVEDATE,    /* RFC 8514 */
 	F_THREADID,    /* reads the header (imap_objectid.c) */
 	F_PREVIEW,     /* RFC 8970, from the parse cache */
 	F_SECTION,     /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */

@@ -48,6 +48,10 @@ enum skind {
 	K_YOUNGER, /* internal date after now - n */
 	K_EMAILID, /* OBJECTID (RFC 8474): size holds the id */
 	K_THREADID,
+	K_SAVEDBEFORE, /* SAVEDATE (RFC 8514): the day the message was saved */
+	K_SAVEDON,
+	K_SAVEDSINCE,
+	K_SAVEDATESUPPORTED, /* every message: each mailbox keeps save dates */
 };
 
 struct skey {

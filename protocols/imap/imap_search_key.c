@@ -105,13 +105,15 @@ parse_key(struct sparse *sp)
 	    {"NEW", K_NEW, 0},
 	    {"OLD", K_OLD, 0},
 	    {"RECENT", K_RECENT, 0},
+	    {"SAVEDATESUPPORTED", K_SAVEDATESUPPORTED, 0},
 	};
 	static const struct {
 		const char *name;
 		enum skind kind;
 	} dates[] = {
-	    {"BEFORE", K_BEFORE},         {"ON", K_ON},         {"SINCE", K_SINCE},
-	    {"SENTBEFORE", K_SENTBEFORE}, {"SENTON", K_SENTON}, {"SENTSINCE", K_SENTSINCE},
+	    {"BEFORE", K_BEFORE},           {"ON", K_ON},           {"SINCE", K_SINCE},
+	    {"SENTBEFORE", K_SENTBEFORE},   {"SENTON", K_SENTON},   {"SENTSINCE", K_SENTSINCE},
+	    {"SAVEDBEFORE", K_SAVEDBEFORE}, {"SAVEDON", K_SAVEDON}, {"SAVEDSINCE", K_SAVEDSINCE},
 	};
 	static const char *const hdrs[] = {"FROM", "TO", "CC", "BCC", "SUBJECT"};
 

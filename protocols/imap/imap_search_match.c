@@ -166,6 +166,15 @@ sent_day(struct sctx *x, int64_t *day_r)
 	return true;
 }
 
+/* The save date SAVEDBEFORE/ON/SINCE compare: a message stored before
+ * save dates were kept (FETCH SAVEDATE NIL) is taken at its internal date,
+ * as RFC 8514 asks where the save date is not known. */
+static int64_t
+save_date(const struct view_msg *m)
+{
+	return m->rec.save_date != 0 ? m->rec.save_date : m->rec.internal_date;
+}
+
 static bool
 match(struct sctx *x, const struct skey *k)
 {
@@ -206,6 +215,16 @@ match(struct sctx *x, const struct skey *k)
 		return search_day_of(m->rec.internal_date) == k->day;
 	case K_SINCE:
 		return search_day_of(m->rec.internal_date) >= k->day;
+	case K_SAVEDBEFORE:
+		return search_day_of(save_date(m)) < k->day;
+	case K_SAVEDON:
+		return search_day_of(save_date(m)) == k->day;
+	case K_SAVEDSINCE:
+		return search_day_of(save_date(m)) >= k->day;
+	case K_SAVEDATESUPPORTED:
+		/* RFC 8514: all messages of a mailbox that keeps save dates,
+		 * and every backend keeps them for every mailbox */
+		return true;
 	case K_SENTBEFORE:
 		return sent_day(x, &d) && d < k->day;
 	case K_SENTON:

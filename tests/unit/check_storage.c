@@ -1123,6 +1123,97 @@ mailboxid_of(const char *name, char out[STORAGE_MAILBOXID_MAX + 1])
 	memcpy(out, s.mailboxid, STORAGE_MAILBOXID_MAX + 1);
 }
 
+/* The save date of uid in mailbox name (-1 when absent). */
+static int64_t
+save_date_of(const char *name, uint32_t uid)
+{
+	struct mailbox *mb;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t hms;
+	int64_t t = -1;
+
+	ck_assert_int_eq(mailbox_open(st, USER, name, MAILBOX_READONLY, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (recs[i].uid == uid)
+			t = recs[i].save_date;
+	}
+	free(recs);
+	mailbox_close(&mb);
+	return t;
+}
+
+/* Until the clock has passed t (save dates are whole seconds). */
+static void
+wait_past(int64_t t)
+{
+	while ((int64_t)time(NULL) <= t)
+		nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+}
+
+/* RFC 8514: the save date is when the message was put in its mailbox:
+ * append and delivery set it, COPY and MOVE give the new message the time
+ * of the copy, not the original's (the internal date is kept), and it
+ * survives a restart and a flag change. */
+START_TEST(save_dates)
+{
+	struct delivery_target t = {.user = USER, .mailbox = "INBOX"};
+	const char text[] = "Subject: d\r\n\r\nbody\r\n";
+	struct msg_input in = {.data = (const uint8_t *)text, .len = sizeof(text) - 1, .fd = -1};
+	struct mailbox *mb;
+	struct store_req req = {.mode = STORE_ADD, .flags = MSG_FLAGGED};
+	struct msg_record *recs;
+	uint32_t u1, uidv, *src, *dst, *mod;
+	uint64_t hms;
+	int64_t t0, s1, s2;
+	size_t n, nmod;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Other", 0), 0);
+	t0 = (int64_t)time(NULL);
+	u1 = append_simple("Box", 1);
+	s1 = save_date_of("Box", u1);
+	ck_assert_int_ge(s1, t0);
+	ck_assert_int_le(s1, (int64_t)time(NULL));
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, 0), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", MAILBOX_READONLY, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_ge(n, 1);
+	ck_assert_int_ge(recs[n - 1].save_date, t0);
+	free(recs);
+	mailbox_close(&mb);
+
+	wait_past(s1);
+	ck_assert_int_eq(mailbox_open(st, USER, "Box", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_store(mb, &u1, 1, &req, &mod, &nmod), 0);
+	free(mod);
+	ck_assert_int_eq(mailbox_copy(mb, &u1, 1, "Other", false, &uidv, &src, &dst, &n), 0);
+	mailbox_close(&mb);
+	ck_assert_uint_eq(n, 1);
+	s2 = save_date_of("Other", dst[0]);
+	ck_assert_int_gt(s2, s1);
+	ck_assert_int_eq(save_date_of("Box", u1), s1); /* a flag change keeps it */
+	free(src);
+	free(dst);
+
+	wait_past(s2);
+	ck_assert_int_eq(mailbox_open(st, USER, "Box", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_copy(mb, &u1, 1, "Other", true, &uidv, &src, &dst, &n), 0);
+	mailbox_close(&mb);
+	ck_assert_uint_eq(n, 1);
+	s2 = save_date_of("Other", dst[0]);
+	ck_assert_int_gt(s2, s1);
+	reopen();
+	ck_assert_int_eq(save_date_of("Other", dst[0]), s2);
+	ck_assert_int_eq(save_date_of("Box", u1), -1);
+	free(src);
+	free(dst);
+	teardown_backend();
+}
+END_TEST
+
 /* RFC 8474: MAILBOXID survives restarts and RENAME, a mailbox made again
  * under an old name gets another; EMAILID survives restarts and is kept by
  * COPY and MOVE; two appends of the same bytes get two. */
@@ -3093,6 +3184,7 @@ storage_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, hostile_names, 0, n_backends);
+	tcase_add_loop_test(tc, save_dates, 0, n_backends);
 	tcase_add_loop_test(tc, name_lengths, 0, n_backends);
 	tcase_add_loop_test(tc, punctuation_names, 0, n_backends);
 	tcase_add_loop_test(tc, round_trip, 0, n_backends);

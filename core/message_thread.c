@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/message.h"
 
 /* Bytes of one message id taken (RFC 5322 lines are at most 998). */
@@ -84,4 +85,23 @@ message_thread_root(const uint8_t *data, size_t len, struct buf *out)
 	    field_id(data, hlen, "Message-ID", out))
 		return 0;
 	return ROOST_ENOTFOUND;
+}
+
+uint64_t
+message_thread_id(const uint8_t *data, size_t len, uint64_t emailid)
+{
+	struct buf root = BUF_INIT(0);
+	uint64_t v;
+
+	/* One thread per root of the References chain: a reply names its
+	 * root first (RFC 5322 3.6.4), so the thread's messages agree on it
+	 * whatever else they list; a message naming none starts a thread
+	 * of its own, keyed by its EMAILID. */
+	if (data == NULL || message_thread_root(data, len, &root) < 0) {
+		buf_free(&root);
+		return emailid != 0 ? emailid : 1;
+	}
+	v = hash_fnv1a64(root.data, root.len, HASH_FNV1A64_INIT);
+	buf_free(&root);
+	return v != 0 ? v : 1;
 }

@@ -179,6 +179,13 @@ void message_text_fold(const char *text, size_t len, struct buf *out);
  * header names none. Thread-safe.
  */
 int message_thread_root(const uint8_t *data, size_t len, struct buf *out);
+/*
+ * The THREADID (RFC 8474) of the raw message data[0..len) whose EMAILID is
+ * emailid: a 64-bit FNV-1a digest of its thread root (above), so a message
+ * and its replies agree on it wherever they are stored; emailid when the
+ * header names no root (data may then be NULL). Never 0. Thread-safe.
+ */
+uint64_t message_thread_id(const uint8_t *data, size_t len, uint64_t emailid);
 
 /* Characters (not bytes: up to four each) of a preview (RFC 8970 3). */
 #define MESSAGE_PREVIEW_CHARS 256

@@ -172,7 +172,7 @@ jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag)
 
 /* One mailbox's share of Email/changes; false when it cannot be told. */
 static bool
-mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_entry *e, char kind,
+mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_entry *e,
               json_t *created, json_t *updated, json_t *destroyed)
 {
 	struct mailbox *mb = NULL;
@@ -192,7 +192,7 @@ mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_
 			return false;
 		}
 		for (size_t i = 0; i < n; i++) {
-			jmap_email_id(kind, recs[i].emailid, id);
+			jmap_email_id('E', recs[i].emailid, id);
 			json_array_append_new(created, json_string(id));
 		}
 		free(recs);
@@ -210,10 +210,10 @@ mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_
 	for (size_t i = 0; i < ch.n_changed; i++) {
 		uint32_t uid = ch.changed[i].uid;
 
-		jmap_email_id(kind, ch.changed[i].emailid, id);
+		jmap_email_id('E', ch.changed[i].emailid, id);
 		if (uid >= e->uidnext)
 			json_array_append_new(created, json_string(id));
-		else if (kind == 'E')
+		else
 			json_array_append_new(updated, json_string(id));
 	}
 	for (size_t i = 0; i < ch.n_expunged; i++) {
@@ -221,7 +221,7 @@ mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_
 			continue; /* created and gone since: never seen */
 		if (ch.expunged_emailids == NULL || ch.expunged_emailids[i] == 0)
 			continue; /* logged before EMAILIDs: nobody knows its id */
-		jmap_email_id(kind, ch.expunged_emailids[i], id);
+		jmap_email_id('E', ch.expunged_emailids[i], id);
 		json_array_append_new(destroyed, json_string(id));
 	}
 done:
@@ -270,7 +270,7 @@ unique(json_t *a)
  * and the mailboxes' sizes bound.
  */
 static void
-reconcile(char kind, json_t **created, json_t **updated, json_t **destroyed)
+reconcile(json_t **created, json_t **updated, json_t **destroyed)
 {
 	json_t *c = json_array(), *d = json_array(), *v;
 	size_t i;
@@ -285,7 +285,7 @@ reconcile(char kind, json_t **created, json_t **updated, json_t **destroyed)
 
 		if (!moved)
 			json_array_append(d, v);
-		else if (kind == 'E' && !holds(*updated, id))
+		else if (!holds(*updated, id))
 			json_array_append(*updated, v);
 	}
 	json_array_foreach(*created, i, v)
@@ -299,8 +299,104 @@ reconcile(char kind, json_t **created, json_t **updated, json_t **destroyed)
 	*destroyed = d;
 }
 
+/* The EMAILID of an "E" id (they are made here, so well-formed). */
+static uint64_t
+email_value(const char *id)
+{
+	return strtoull(id + 1, NULL, 16);
+}
+
+/* Did the Email with this EMAILID exist at the old state: is one of its
+ * locations in a mailbox the state knew, below the UIDNEXT it recorded? */
+static bool
+existed_before(struct jmap_req *r, const struct state_entry *old, size_t n_old, uint64_t emailid)
+{
+	const struct jmap_mbox *mbs[JMAP_MAX_LOCATIONS];
+	uint32_t uids[JMAP_MAX_LOCATIONS];
+	char id[JMAP_ID_LEN + 1];
+	size_t n;
+
+	jmap_email_id('E', emailid, id);
+	n = jmap_email_locate(r, id, mbs, uids, JMAP_MAX_LOCATIONS);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < n_old; k++) {
+			if (old[k].digest == mbs[i]->digest &&
+			    old[k].uidvalidity == mbs[i]->st.uidvalidity &&
+			    uids[i] < old[k].uidnext)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* An Email copied into another mailbox (IMAP COPY keeps the EMAILID) is
+ * not new: the client knew it, and only its mailboxIds changed. */
+static void
+copies_updated(struct jmap_req *r, const struct state_entry *old, size_t n_old, json_t **created,
+               json_t *updated)
+{
+	json_t *c = json_array(), *v;
+	size_t i;
+
+	json_array_foreach(*created, i, v)
+	{
+		const char *id = json_string_value(v);
+
+		if (!existed_before(r, old, n_old, email_value(id)))
+			json_array_append(c, v);
+		else if (!holds(updated, id))
+			json_array_append(updated, v);
+	}
+	json_decref(*created);
+	*created = c;
+}
+
+/*
+ * The Email changes turned into Thread changes (RFC 8621 3.2): a new
+ * Email makes its thread created when no member existed before, else
+ * updated; a changed or moved Email leaves its thread as it was (a Thread
+ * holds only emailIds). A destroyed Email's thread cannot be told, since
+ * its header is gone with it and nothing records its THREADID: false then,
+ * and the client fetches its threads again.
+ */
+static bool
+thread_changes(struct jmap_req *r, const struct state_entry *old, size_t n_old, json_t **created,
+               json_t **updated, json_t **destroyed)
+{
+	json_t *tc = json_array(), *tu = json_array(), *v;
+	size_t i;
+
+	if (json_array_size(*destroyed) > 0) {
+		json_decref(tc);
+		json_decref(tu);
+		return false;
+	}
+	json_array_foreach(*created, i, v)
+	{
+		uint64_t t = jmap_thread_of_email(r, email_value(json_string_value(v)));
+		const struct jmap_tloc *first;
+		size_t n = t != 0 ? jmap_thread_members(r, t, &first) : 0;
+		char tid[JMAP_ID_LEN + 1];
+		bool existed = false;
+
+		if (n == 0)
+			continue; /* gone meanwhile */
+		for (size_t k = 0; k < n && !existed; k++)
+			existed = existed_before(r, old, n_old, first[k].emailid);
+		jmap_email_id('T', t, tid);
+		if (!holds(tc, tid) && !holds(tu, tid))
+			json_array_append_new(existed ? tu : tc, json_string(tid));
+	}
+	json_decref(*created);
+	json_decref(*updated);
+	*created = tc;
+	*updated = tu;
+	return true;
+}
+
 /* Email/changes and Thread/changes (kind 'E' or 'T'): whole mailboxes are
- * taken until maxChanges would be passed; the state then says which were. */
+ * taken until maxChanges Emails would be passed (a thread counts no more
+ * than its Emails); the state then says which were. */
 static void
 email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, const char *name)
 {
@@ -339,7 +435,7 @@ email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, cons
 		json_t *c = json_array(), *u = json_array(), *d = json_array();
 		size_t n;
 
-		if (!more && !mailbox_share(r, m, e, kind, c, u, d)) {
+		if (!more && !mailbox_share(r, m, e, c, u, d)) {
 			json_decref(c);
 			json_decref(u);
 			json_decref(d);
@@ -386,8 +482,19 @@ email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, cons
 		json_decref(u);
 		json_decref(d);
 	}
+	reconcile(&created, &updated, &destroyed);
+	copies_updated(r, old, n_old, &created, updated);
+	if (kind == 'T' && !thread_changes(r, old, n_old, &created, &updated, &destroyed)) {
+		json_decref(created);
+		json_decref(updated);
+		json_decref(destroyed);
+		free(old);
+		buf_free(&st);
+		jmap_error(r, "cannotCalculateChanges",
+		           "an Email was destroyed: its thread is not recorded", tag);
+		return;
+	}
 	free(old);
-	reconcile(kind, &created, &updated, &destroyed);
 	changes_reply(r, name, tag, since, (char *)st.data, more, created, updated, destroyed);
 	buf_free(&st);
 }

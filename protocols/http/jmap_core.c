@@ -149,6 +149,7 @@ jmap_mailboxes_reset(struct jmap_req *r)
 	r->n_mboxes = 0;
 	r->loaded = false;
 	jmap_elocs_reset(r);
+	jmap_threads_reset(r);
 }
 
 int
@@ -349,6 +350,31 @@ jmap_check_account(struct jmap_req *r, json_t *args, const char *tag)
 		return false;
 	}
 	return true;
+}
+
+bool
+jmap_check_ids(struct jmap_req *r, json_t *ids, const char *tag)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(ids, i, v)
+	{
+		if (!json_is_string(v)) {
+			jmap_error(r, "invalidArguments", "ids are strings", tag);
+			return false;
+		}
+	}
+	return true;
+}
+
+bool
+jmap_id_repeat(json_t *seen, const char *id)
+{
+	if (json_object_get(seen, id) != NULL)
+		return true;
+	json_object_set_new(seen, id, json_true());
+	return false;
 }
 
 const char *

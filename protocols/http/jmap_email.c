@@ -1,6 +1,5 @@
 /*
- * Email/get and Thread/get (RFC 8621 4.2, 3.1). Every message is its own
- * thread.
+ * Email/get (RFC 8621 4.2).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +48,7 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 	char id[JMAP_ID_LEN + 1], date[21];
 	const struct jmap_mbox *m = c->m;
 	json_t *o = NULL;
+	uint64_t thread = 0;
 
 	if (needs_content(props)) {
 		struct msg_view v;
@@ -60,6 +60,7 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 		jmap_email_id('E', rec->emailid, prefix);
 		o = jmap_msg_email(msg, props, json_object_get(args, "bodyProperties"), args,
 		                   prefix + 1);
+		thread = message_thread_id(v.data, v.len, rec->emailid);
 		message_free(&msg);
 		msg_view_release(&v);
 	} else {
@@ -72,7 +73,7 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 		json_object_set_new(o, "blobId", json_string(id));
 	}
 	if (prop_wanted(props, "threadId")) {
-		id[0] = 'T';
+		jmap_email_id('T', thread != 0 ? thread : jmap_thread_read(c->mb, rec), id);
 		json_object_set_new(o, "threadId", json_string(id));
 	}
 	if (prop_wanted(props, "mailboxIds"))
@@ -93,7 +94,7 @@ jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 {
 	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
 	struct jmap_mbc_set set = {0};
-	json_t *list, *not_found, *v;
+	json_t *list, *not_found, *v, *seen;
 	struct buf st = BUF_INIT(0);
 	size_t i;
 
@@ -116,8 +117,11 @@ jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 	}
 	if (json_is_null(props))
 		props = NULL;
+	if (!jmap_check_ids(r, ids, tag))
+		return;
 	list = json_array();
 	not_found = json_array();
+	seen = json_object();
 	json_array_foreach(ids, i, v)
 	{
 		const struct jmap_mbox *m;
@@ -126,6 +130,8 @@ jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 		uint32_t uid;
 		json_t *o = NULL;
 
+		if (jmap_id_repeat(seen, json_string_value(v)))
+			continue;
 		if (jmap_email_parse(r, 'E', jmap_resolve_id(r, json_string_value(v)), &m, &uid) &&
 		    (c = jmap_mbc_get(r, &set, m)) != NULL && (rec = jmap_mbc_find(c, uid)) != NULL)
 			o = email_json(r, c, rec, props, args);
@@ -134,55 +140,10 @@ jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 		else
 			json_array_append(not_found, v);
 	}
+	json_decref(seen);
 	jmap_mbc_free(&set);
 	jmap_state(r, &st);
 	jmap_reply(r, "Email/get",
-	           json_pack("{sssssoso}", "accountId", r->account, "state", (char *)st.data,
-	                     "list", list, "notFound", not_found),
-	           tag);
-	buf_free(&st);
-}
-
-void
-jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag)
-{
-	json_t *ids = json_object_get(args, "ids"), *list, *not_found, *v;
-	struct jmap_mbc_set set = {0};
-	struct buf st = BUF_INIT(0);
-	size_t i;
-
-	if (!jmap_check_account(r, args, tag))
-		return;
-	if (!json_is_array(ids) || json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-		jmap_error(r, json_is_array(ids) ? "requestTooLarge" : "invalidArguments", "ids",
-		           tag);
-		return;
-	}
-	list = json_array();
-	not_found = json_array();
-	json_array_foreach(ids, i, v)
-	{
-		const struct jmap_mbox *m;
-		struct jmap_mbc *c;
-		uint32_t uid;
-		const char *id = json_string_value(v);
-
-		const struct msg_record *rec;
-
-		if (jmap_email_parse(r, 'T', id, &m, &uid) && (c = jmap_mbc_get(r, &set, m)) &&
-		    (rec = jmap_mbc_find(c, uid)) != NULL) {
-			char eid[JMAP_ID_LEN + 1];
-
-			jmap_email_id('E', rec->emailid, eid);
-			json_array_append_new(list,
-			                      json_pack("{sss[s]}", "id", id, "emailIds", eid));
-		} else {
-			json_array_append(not_found, v);
-		}
-	}
-	jmap_mbc_free(&set);
-	jmap_state(r, &st);
-	jmap_reply(r, "Thread/get",
 	           json_pack("{sssssoso}", "accountId", r->account, "state", (char *)st.data,
 	                     "list", list, "notFound", not_found),
 	           tag);

@@ -16,7 +16,9 @@
 
 struct cand {
 	struct jmap_mbc *c;
+	struct jmap_mbc_set *set; /* the call's mailboxes, c among them */
 	const struct msg_record *rec;
+	uint64_t thread; /* 0 until known */
 	/* parsed on demand */
 	struct msg_view view;
 	struct message *msg;
@@ -38,18 +40,21 @@ id_pos_cmp(const void *pa, const void *pb)
 	return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
+static uint64_t cand_thread(struct cand *k);
+
 /* An Email in several mailboxes (an IMAP COPY keeps the EMAILID) is one
- * result, where it first sorts: drop the later ones from sel[0..n), keeping
- * the order. Returns the new count. */
+ * result, where it first sorts; with threads collapsed, so is a thread:
+ * drop the later ones from sel[0..n), keeping the order. Returns the new
+ * count. */
 static size_t
-unique_emails(struct cand **sel, size_t n)
+unique_emails(struct cand **sel, size_t n, bool by_thread)
 {
 	struct id_pos *v = xreallocarray(NULL, n + 1, sizeof(*v));
 	bool *drop = xcalloc(n + 1, sizeof(*drop)), any = false;
 	size_t k = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		v[i].emailid = sel[i]->rec->emailid;
+		v[i].emailid = by_thread ? cand_thread(sel[i]) : sel[i]->rec->emailid;
 		v[i].pos = i;
 	}
 	qsort(v, n, sizeof(*v), id_pos_cmp);
@@ -80,6 +85,16 @@ cand_msg(struct cand *k)
 	return k->msg;
 }
 
+static uint64_t
+cand_thread(struct cand *k)
+{
+	if (k->thread == 0)
+		k->thread = k->msg != NULL
+		                ? message_thread_id(k->view.data, k->view.len, k->rec->emailid)
+		                : jmap_thread_read(k->c->mb, k->rec);
+	return k->thread;
+}
+
 static void
 cand_release(struct cand *k)
 {
@@ -91,9 +106,9 @@ cand_release(struct cand *k)
 }
 
 static bool
-has_keyword(struct cand *k, const char *kw)
+rec_has_keyword(const struct jmap_mbc *c, const struct msg_record *rec, const char *kw)
 {
-	json_t *o = jmap_mbc_keywords(k->c, k->rec);
+	json_t *o = jmap_mbc_keywords(c, rec);
 	char lower[STORAGE_MAX_KEYWORD_LEN + 1];
 	bool has;
 
@@ -103,6 +118,37 @@ has_keyword(struct cand *k, const char *kw)
 	has = json_object_get(o, lower) != NULL;
 	json_decref(o);
 	return has;
+}
+
+static bool
+has_keyword(struct cand *k, const char *kw)
+{
+	return rec_has_keyword(k->c, k->rec, kw);
+}
+
+enum thread_kw { KW_ALL, KW_SOME, KW_NONE };
+
+/* allInThreadHaveKeyword, someInThreadHaveKeyword, noneInThreadHaveKeyword
+ * (RFC 8621 4.4.1) over every member of k's thread in the account. */
+static bool
+thread_keyword(struct jmap_req *r, struct cand *k, const char *kw, enum thread_kw mode)
+{
+	const struct jmap_tloc *first;
+	size_t n = jmap_thread_members(r, cand_thread(k), &first), hits = 0;
+
+	if (n == 0) {
+		/* arrived after the index was read: a thread of its own */
+		hits = has_keyword(k, kw);
+		n = 1;
+	}
+	for (size_t i = 0; i < n && first != NULL; i++) {
+		struct jmap_mbc *c = jmap_mbc_get(r, k->set, &r->mboxes[first[i].mbox]);
+		const struct msg_record *rec = c != NULL ? jmap_mbc_find(c, first[i].uid) : NULL;
+
+		if (rec != NULL && rec_has_keyword(c, rec, kw))
+			hits++;
+	}
+	return mode == KW_ALL ? hits == n : mode == KW_SOME ? hits > 0 : hits == 0;
 }
 
 static bool
@@ -177,14 +223,20 @@ cond_match(struct jmap_req *r, struct cand *k, json_t *f)
 		} else if (strcmp(key, "maxSize") == 0) {
 			if ((json_int_t)k->rec->size >= json_integer_value(v))
 				return 0;
-		} else if (strcmp(key, "hasKeyword") == 0 ||
-		           strcmp(key, "allInThreadHaveKeyword") == 0 ||
-		           strcmp(key, "someInThreadHaveKeyword") == 0) {
+		} else if (strcmp(key, "hasKeyword") == 0) {
 			if (s == NULL || !has_keyword(k, s))
 				return 0;
-		} else if (strcmp(key, "notKeyword") == 0 ||
-		           strcmp(key, "noneInThreadHaveKeyword") == 0) {
+		} else if (strcmp(key, "notKeyword") == 0) {
 			if (s == NULL || has_keyword(k, s))
+				return 0;
+		} else if (strcmp(key, "allInThreadHaveKeyword") == 0) {
+			if (s == NULL || !thread_keyword(r, k, s, KW_ALL))
+				return 0;
+		} else if (strcmp(key, "someInThreadHaveKeyword") == 0) {
+			if (s == NULL || !thread_keyword(r, k, s, KW_SOME))
+				return 0;
+		} else if (strcmp(key, "noneInThreadHaveKeyword") == 0) {
+			if (s == NULL || !thread_keyword(r, k, s, KW_NONE))
 				return 0;
 		} else if (strcmp(key, "hasAttachment") == 0) {
 			if ((msg = cand_msg(k)) == NULL ||
@@ -383,6 +435,7 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 	json_t *filter = json_object_get(args, "filter"), *ids;
 	json_int_t pos = json_integer_value(json_object_get(args, "position"));
 	json_t *limit_j = json_object_get(args, "limit");
+	bool collapse = json_is_true(json_object_get(args, "collapseThreads"));
 	const char *anchor = json_string_value(json_object_get(args, "anchor"));
 	json_int_t anchor_off = json_integer_value(json_object_get(args, "anchorOffset"));
 	struct jmap_mbc_set set = {0};
@@ -424,6 +477,7 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 		for (size_t k = 0; k < c->n; k++) {
 			memset(&cands[n_cands], 0, sizeof(*cands));
 			cands[n_cands].c = c;
+			cands[n_cands].set = &set;
 			cands[n_cands].rec = &c->recs[k];
 			n_cands++;
 		}
@@ -446,7 +500,9 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 	sort_ctx = &sc;
 	qsort(sel, n_sel, sizeof(*sel), cmp_cand);
 	sort_ctx = NULL;
-	n_sel = unique_emails(sel, n_sel);
+	n_sel = unique_emails(sel, n_sel, false);
+	if (collapse)
+		n_sel = unique_emails(sel, n_sel, true);
 	if (anchor != NULL) {
 		size_t k;
 
@@ -474,8 +530,9 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 		jmap_email_id('E', sel[i]->rec->emailid, id);
 		json_array_append_new(ids, json_string(id));
 	}
-	a = json_pack("{sssssbsosI}", "accountId", r->account, "queryState", (char *)st.data,
-	              "canCalculateChanges", 0, "ids", ids, "position", (json_int_t)pos);
+	a = json_pack("{sssssbsosIsb}", "accountId", r->account, "queryState", (char *)st.data,
+	              "canCalculateChanges", 0, "ids", ids, "position", (json_int_t)pos,
+	              "collapseThreads", collapse);
 	if (json_is_true(json_object_get(args, "calculateTotal")))
 		json_object_set_new(a, "total", json_integer((json_int_t)n_sel));
 	if (limit != SIZE_MAX)

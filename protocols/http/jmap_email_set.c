@@ -89,7 +89,7 @@ created_json(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid, size_t
 
 	jmap_email_id('E', emailid, id);
 	jmap_email_id('B', emailid, blob);
-	jmap_email_id('T', emailid, thread);
+	jmap_email_id('T', jmap_thread_at(r, m, uid, emailid), thread);
 	return json_pack("{sssssssI}", "id", id, "blobId", blob, "threadId", thread, "size",
 	                 (json_int_t)size);
 }

@@ -8,7 +8,7 @@
  * Ids are storage's object ids (RFC 8474, the ones IMAP's OBJECTID shows):
  *   Mailbox  "M" + 16 hex digits of a 64-bit FNV-1a digest of its MAILBOXID
  *   Email    "E" + the EMAILID's 16 hex digits (IMAP spells it "M" + the same)
- *   Thread   "T" + the same (every message is its own thread here)
+ *   Thread   "T" + the THREADID's 16 hex digits (jmap_thread.c)
  *   Blob     "B" + the same (the raw message), "P" + the same + "_" + the
  *            part path with "_" for "." (one body part, decoded), or "U" +
  *            40 hex digits of the SHA-256 of an uploaded blob
@@ -71,6 +71,12 @@ struct jmap_req {
 	struct jmap_eloc *elocs;
 	size_t n_elocs;
 	bool elocs_loaded;
+	/* every Email by thread (jmap_thread.c), loaded on first use and
+	 * dropped with the mailbox list */
+	struct jmap_tloc *tlocs;
+	struct jmap_tmap *tmap;
+	size_t n_tlocs;
+	bool tlocs_loaded;
 };
 
 struct jmap_method {
@@ -102,6 +108,12 @@ bool jmap_set_begin(struct jmap_req *r, json_t *args, const char *tag, struct bu
 bool jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name);
 /* accountId is ours, or an accountNotFound error was written (false). */
 bool jmap_check_account(struct jmap_req *r, json_t *args, const char *tag);
+/* The /get ids argument (an array) holds only strings, or an
+ * invalidArguments error was written (false). */
+bool jmap_check_ids(struct jmap_req *r, json_t *ids, const char *tag);
+/* Was id met before in this /get (RFC 8620 5.1: an id asked twice is
+ * answered once)? seen is the call's object of ids, owned by the caller. */
+bool jmap_id_repeat(json_t *seen, const char *id);
 /* An id that may be "#creationId": the id it was created as, or NULL. */
 const char *jmap_resolve_id(struct jmap_req *r, const char *id);
 /* The mailboxes with their status, (re)loaded as needed. 0 or an error. */
@@ -141,6 +153,34 @@ json_t *jmap_email_mailbox_ids(struct jmap_req *r, uint64_t emailid, const struc
 void jmap_elocs_reset(struct jmap_req *r);
 /* A keyword of JMAP to a system flag (0 when it is none) and back. */
 uint32_t jmap_keyword_flag(const char *kw);
+
+/* ---- jmap_thread.c: threads ---- */
+
+/* One Email of the account in the thread index: sorted by (threadid,
+ * date, emailid), each EMAILID once (its first location). */
+struct jmap_tloc {
+	uint64_t threadid;
+	uint64_t emailid;
+	int64_t date;
+	uint32_t mbox; /* index into r->mboxes */
+	uint32_t uid;
+};
+
+/* The THREADID of rec in the open mailbox mb (reads its header). */
+uint64_t jmap_thread_read(struct mailbox *mb, const struct msg_record *rec);
+/* The THREADID of uid (EMAILID emailid) in m, opening m. */
+uint64_t jmap_thread_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid,
+                        uint64_t emailid);
+/* Build the thread index (reads every message's header once). 0 or an
+ * error. */
+int jmap_threads_load(struct jmap_req *r);
+/* The members of thread threadid, oldest first: the count and *first_r
+ * (valid until jmap_threads_reset()); 0 when no Email has it. */
+size_t jmap_thread_members(struct jmap_req *r, uint64_t threadid, const struct jmap_tloc **first_r);
+/* The THREADID of an Email of the account, 0 when none has emailid. */
+uint64_t jmap_thread_of_email(struct jmap_req *r, uint64_t emailid);
+/* Drop the index (with the mailbox list). */
+void jmap_threads_reset(struct jmap_req *r);
 
 /* Where uploaded blobs of the account live: <data_dir>/blobs/<account>. */
 void jmap_blob_dir(struct jmap_req *r, char *out, size_t size);

@@ -148,21 +148,26 @@ jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag)
 		           tag);
 		return;
 	}
+	if (json_is_array(ids) && !jmap_check_ids(r, ids, tag))
+		return;
 	list = json_array();
 	not_found = json_array();
 	if (json_is_array(ids)) {
-		json_t *v;
+		json_t *v, *seen = json_object();
 		size_t i;
 
 		json_array_foreach(ids, i, v)
 		{
 			const struct jmap_mbox *m = jmap_mbox_by_id(r, json_string_value(v));
 
+			if (jmap_id_repeat(seen, json_string_value(v)))
+				continue;
 			if (m != NULL)
 				json_array_append_new(list, mailbox_json(r, m));
 			else
 				json_array_append(not_found, v);
 		}
+		json_decref(seen);
 	} else {
 		for (size_t i = 0; i < r->n_mboxes; i++)
 			json_array_append_new(list, mailbox_json(r, &r->mboxes[i]));

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "roost/error.h"
-#include "roost/hash.h"
 #include "roost/message.h"
 #include "roost/services.h"
 #include "roost/storage.h"
@@ -23,18 +22,7 @@
 uint64_t
 imap_threadid(const struct msg_record *rec, const uint8_t *data, size_t len)
 {
-	struct buf root = BUF_INIT(0);
-	uint64_t v;
-
-	/* One thread per root of the References chain: a reply names its
-	 * root first (RFC 5322 3.6.4), so the thread's messages agree on it
-	 * whatever else they list; a message naming none starts a thread
-	 * of its own, keyed by its EMAILID. */
-	if (data == NULL || message_thread_root(data, len, &root) < 0)
-		return rec->emailid;
-	v = hash_fnv1a64(root.data, root.len, HASH_FNV1A64_INIT);
-	buf_free(&root);
-	return v != 0 ? v : 1;
+	return message_thread_id(data, len, rec->emailid);
 }
 
 void

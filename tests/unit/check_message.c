@@ -669,6 +669,24 @@ START_TEST(thread_roots)
 }
 END_TEST
 
+/* A message and its replies share a THREADID; one naming no root has its
+ * EMAILID; none is 0. */
+START_TEST(thread_ids)
+{
+	static const char root[] = "Message-ID: <a@x>\r\n\r\n";
+	static const char reply[] = "Message-ID: <b@x>\r\nReferences: <a@x>\r\n\r\n";
+	static const char other[] = "Message-ID: <c@x>\r\n\r\n";
+	uint64_t t = message_thread_id((const uint8_t *)root, strlen(root), 7);
+
+	ck_assert(t != 0 && t != 7);
+	ck_assert(message_thread_id((const uint8_t *)reply, strlen(reply), 8) == t);
+	ck_assert(message_thread_id((const uint8_t *)other, strlen(other), 9) != t);
+	ck_assert(message_thread_id((const uint8_t *)"X: y\r\n\r\n", 8, 42) == 42);
+	ck_assert(message_thread_id(NULL, 0, 43) == 43);
+	ck_assert(message_thread_id(NULL, 0, 0) != 0);
+}
+END_TEST
+
 static void
 assert_preview(const char *msg, const char *want)
 {
@@ -742,6 +760,7 @@ main(void)
 	tcase_add_test(tc, unknown_encoding_and_folding);
 	tcase_add_test(tc, addresses_degrade);
 	tcase_add_test(tc, thread_roots);
+	tcase_add_test(tc, thread_ids);
 	tcase_add_test(tc, previews);
 	suite_add_tcase(s, tc);
 	return check_run(s);

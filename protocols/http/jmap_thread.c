@@ -1,0 +1,283 @@
+/*
+ * Threads (RFC 8621 3): a Thread is every Email of the account sharing a
+ * THREADID, the one IMAP's OBJECTID shows (message_thread_id(): a digest
+ * of the root its header names), so JMAP and IMAP agree on what a thread
+ * is and nothing is stored for it.
+ *
+ * The cost of computing: a thread's members are found by reading the
+ * header of every message of the account once per request that asks
+ * (Thread/get, Thread/changes, the thread keyword filters); an Email's own
+ * threadId reads only that message. Storage keeps no thread index, so this
+ * is what an id derived from the header takes; the index lives for one
+ * request and is dropped with the mailbox list after a change.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roost/error.h"
+#include "roost/message.h"
+#include "roost/xalloc.h"
+
+#include "jmap_impl.h"
+
+/* The same Emails by EMAILID, for the thread of an Email. */
+struct jmap_tmap {
+	uint64_t emailid;
+	uint64_t threadid;
+};
+
+uint64_t
+jmap_thread_read(struct mailbox *mb, const struct msg_record *rec)
+{
+	struct msg_view v;
+	uint64_t t;
+
+	/* an unreadable message (expunged meanwhile) is a thread of its own */
+	if (mailbox_read(mb, rec->uid, &v) != 0)
+		return message_thread_id(NULL, 0, rec->emailid);
+	t = message_thread_id(v.data, v.len, rec->emailid);
+	msg_view_release(&v);
+	return t;
+}
+
+uint64_t
+jmap_thread_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid, uint64_t emailid)
+{
+	struct mailbox *mb = NULL;
+	struct msg_view v;
+	uint64_t t;
+
+	if (mailbox_open(r->store, r->user, m->name, MAILBOX_READONLY, &mb) != 0)
+		return message_thread_id(NULL, 0, emailid);
+	if (mailbox_read(mb, uid, &v) != 0) {
+		t = message_thread_id(NULL, 0, emailid);
+	} else {
+		t = message_thread_id(v.data, v.len, emailid);
+		msg_view_release(&v);
+	}
+	mailbox_close(&mb);
+	return t;
+}
+
+static int
+tloc_cmp(const void *pa, const void *pb)
+{
+	const struct jmap_tloc *a = pa, *b = pb;
+
+	if (a->threadid != b->threadid)
+		return a->threadid < b->threadid ? -1 : 1;
+	if (a->date != b->date)
+		return a->date < b->date ? -1 : 1;
+	if (a->emailid != b->emailid)
+		return a->emailid < b->emailid ? -1 : 1;
+	if (a->mbox != b->mbox)
+		return a->mbox < b->mbox ? -1 : 1;
+	return a->uid < b->uid ? -1 : a->uid > b->uid;
+}
+
+static int
+tmap_cmp(const void *pa, const void *pb)
+{
+	const struct jmap_tmap *a = pa, *b = pb;
+
+	return a->emailid < b->emailid ? -1 : a->emailid > b->emailid;
+}
+
+void
+jmap_threads_reset(struct jmap_req *r)
+{
+	free(r->tlocs);
+	free(r->tmap);
+	r->tlocs = NULL;
+	r->tmap = NULL;
+	r->n_tlocs = 0;
+	r->tlocs_loaded = false;
+}
+
+int
+jmap_threads_load(struct jmap_req *r)
+{
+	size_t cap = 0, k = 0, all;
+	int rc;
+
+	if (r->tlocs_loaded)
+		return 0;
+	if ((rc = jmap_mailboxes(r)) != 0)
+		return rc;
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		struct mailbox *mb = NULL;
+		struct msg_record *recs = NULL;
+		size_t n = 0;
+		uint64_t ms;
+
+		/* a mailbox gone meanwhile holds nothing */
+		if (mailbox_open(r->store, r->user, r->mboxes[i].name, MAILBOX_READONLY, &mb) != 0)
+			continue;
+		if (mailbox_records(mb, &recs, &n, &ms) == 0) {
+			if (r->n_tlocs + n > cap) {
+				cap = (r->n_tlocs + n) * 2 + 16;
+				r->tlocs = xreallocarray(r->tlocs, cap, sizeof(*r->tlocs));
+			}
+			for (size_t j = 0; j < n; j++) {
+				struct jmap_tloc *t = &r->tlocs[r->n_tlocs++];
+
+				t->threadid = jmap_thread_read(mb, &recs[j]);
+				t->emailid = recs[j].emailid;
+				t->date = recs[j].internal_date;
+				t->mbox = (uint32_t)i;
+				t->uid = recs[j].uid;
+			}
+			free(recs);
+		}
+		mailbox_close(&mb);
+	}
+	/* an Email in several mailboxes (IMAP COPY keeps the EMAILID) is
+	 * one member: keep its first location */
+	all = r->n_tlocs;
+	r->tmap = xreallocarray(NULL, r->n_tlocs + 1, sizeof(*r->tmap));
+	for (size_t i = 0; i < r->n_tlocs; i++) {
+		r->tmap[i].emailid = r->tlocs[i].emailid;
+		r->tmap[i].threadid = r->tlocs[i].threadid;
+	}
+	if (r->n_tlocs > 1) {
+		qsort(r->tlocs, r->n_tlocs, sizeof(*r->tlocs), tloc_cmp);
+		qsort(r->tmap, r->n_tlocs, sizeof(*r->tmap), tmap_cmp);
+	}
+	for (size_t i = 0; i < r->n_tlocs; i++) {
+		bool dup = false;
+
+		/* copies keep the date, so they sort next to each other;
+		 * the scan back over the thread is for a store that did not */
+		for (size_t j = k; j-- > 0 && r->tlocs[j].threadid == r->tlocs[i].threadid;) {
+			if (r->tlocs[j].emailid == r->tlocs[i].emailid) {
+				dup = true;
+				break;
+			}
+		}
+		if (!dup)
+			r->tlocs[k++] = r->tlocs[i];
+	}
+	r->n_tlocs = k;
+	{
+		size_t m = 0;
+
+		for (size_t i = 0; i < all; i++) {
+			if (m == 0 || r->tmap[m - 1].emailid != r->tmap[i].emailid)
+				r->tmap[m++] = r->tmap[i];
+		}
+	}
+	r->tlocs_loaded = true;
+	return 0;
+}
+
+size_t
+jmap_thread_members(struct jmap_req *r, uint64_t threadid, const struct jmap_tloc **first_r)
+{
+	size_t lo = 0, hi, n = 0;
+
+	*first_r = NULL;
+	if (jmap_threads_load(r) != 0)
+		return 0;
+	hi = r->n_tlocs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (r->tlocs[mid].threadid < threadid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	while (lo + n < r->n_tlocs && r->tlocs[lo + n].threadid == threadid)
+		n++;
+	if (n > 0)
+		*first_r = &r->tlocs[lo];
+	return n;
+}
+
+uint64_t
+jmap_thread_of_email(struct jmap_req *r, uint64_t emailid)
+{
+	struct jmap_tmap key = {.emailid = emailid}, *hit;
+
+	if (jmap_threads_load(r) != 0 || r->n_tlocs == 0)
+		return 0;
+	hit = bsearch(&key, r->tmap, r->n_tlocs, sizeof(*r->tmap), tmap_cmp);
+	return hit != NULL ? hit->threadid : 0;
+}
+
+/* The value of a "T" id, 0 when malformed. */
+static uint64_t
+thread_value(const char *id)
+{
+	uint64_t v = 0;
+
+	if (id == NULL || strlen(id) != JMAP_ID_LEN || id[0] != 'T')
+		return 0;
+	for (size_t i = 1; i < JMAP_ID_LEN; i++) {
+		char c = id[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+
+		if (d < 0)
+			return 0;
+		v = v << 4 | (uint64_t)d;
+	}
+	return v;
+}
+
+void
+jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *ids = json_object_get(args, "ids"), *list, *not_found, *v, *seen;
+	struct buf st = BUF_INIT(0);
+	size_t i;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (!json_is_array(ids) || json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
+		/* ids null (all threads) is as large as the account */
+		jmap_error(r,
+		           json_is_array(ids) || json_is_null(ids) ? "requestTooLarge"
+		                                                   : "invalidArguments",
+		           "ids", tag);
+		return;
+	}
+	if (!jmap_check_ids(r, ids, tag))
+		return;
+	list = json_array();
+	not_found = json_array();
+	seen = json_object();
+	json_array_foreach(ids, i, v)
+	{
+		const char *id = json_string_value(v);
+		uint64_t t = thread_value(id);
+		const struct jmap_tloc *first;
+		size_t n;
+		json_t *emails;
+
+		if (jmap_id_repeat(seen, id))
+			continue;
+		n = t != 0 ? jmap_thread_members(r, t, &first) : 0;
+		if (n == 0) {
+			json_array_append(not_found, v);
+			continue;
+		}
+		/* members oldest first (RFC 8621 3: sorted by receivedAt) */
+		emails = json_array();
+		for (size_t k = 0; k < n; k++) {
+			char eid[JMAP_ID_LEN + 1];
+
+			jmap_email_id('E', first[k].emailid, eid);
+			json_array_append_new(emails, json_string(eid));
+		}
+		json_array_append_new(list, json_pack("{ssso}", "id", id, "emailIds", emails));
+	}
+	json_decref(seen);
+	jmap_state(r, &st);
+	jmap_reply(r, "Thread/get",
+	           json_pack("{sssssoso}", "accountId", r->account, "state", (char *)st.data,
+	                     "list", list, "notFound", not_found),
+	           tag);
+	buf_free(&st);
+}

@@ -200,6 +200,16 @@ void md_unique_base(struct md_storage *ms, uint64_t size, char *out, size_t outl
 void md_random_hex(char *out, size_t nbytes);
 char *md_path(const char *a, const char *b);
 char *md_path3(const char *a, const char *b, const char *c);
+/*
+ * For roost check and its repair: fn on every folder of every user under
+ * ms->root, each user's INBOX (the user directory) first, then each
+ * ".Name" folder that has a cur/. name is the mailbox name, path the folder's
+ * directory; both are valid for the call only. Returns the results of fn
+ * or'ed together (nonzero: some folder was bad).
+ */
+typedef int md_folder_fn(struct md_storage *ms, const char *user, const char *name,
+                         const char *path, struct buf *report);
+int md_each_folder(struct md_storage *ms, md_folder_fn *fn, struct buf *report);
 
 /* ---- maildir_quota.c ---- */
 /* Take the user's quota lock shared before changing message files; *fd_r

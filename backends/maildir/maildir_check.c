@@ -59,7 +59,7 @@ free_v(char **v, size_t n)
 }
 
 static int
-check_folder(struct md_storage *ms, const char *user, const char *dir, const char *label,
+check_folder(struct md_storage *ms, const char *user, const char *label, const char *dir,
              struct buf *report)
 {
 	struct md_folder *f = md_folder_alloc(ms, dir);
@@ -152,38 +152,6 @@ int
 md_check(struct storage *st, struct buf *report)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
-	char **users;
-	size_t n_users, u;
-	int bad = 0;
 
-	n_users = list_dir(ms->root, &users);
-	for (u = 0; u < n_users; u++) {
-		char *udir = md_path(ms->root, users[u]);
-		DIR *d = opendir(udir);
-		struct dirent *de;
-
-		if (d == NULL) {
-			free(udir);
-			continue;
-		}
-		bad |= check_folder(ms, users[u], udir, "INBOX", report);
-		while ((de = readdir(d)) != NULL) {
-			char *name, *path, *cur;
-			struct stat stb;
-
-			if (de->d_name[0] != '.' || (name = md_name_decode(de->d_name)) == NULL)
-				continue;
-			path = md_path(udir, de->d_name);
-			cur = md_path(path, "cur");
-			if (stat(cur, &stb) == 0)
-				bad |= check_folder(ms, users[u], path, name, report);
-			free(cur);
-			free(path);
-			free(name);
-		}
-		closedir(d);
-		free(udir);
-	}
-	free_v(users, n_users);
-	return bad ? ROOST_EIO : 0;
+	return md_each_folder(ms, check_folder, report) ? ROOST_EIO : 0;
 }

@@ -302,45 +302,6 @@ int
 md_repair(struct storage *st, struct buf *report)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
-	DIR *top = opendir(ms->root);
-	struct dirent *ue;
-	int bad = 0;
 
-	if (top == NULL)
-		return 0;
-	while ((ue = readdir(top)) != NULL) {
-		char *udir, *user;
-		DIR *d;
-		struct dirent *de;
-
-		if (ue->d_name[0] == '.')
-			continue;
-		user = xstrdup(ue->d_name);
-		udir = md_path(ms->root, user);
-		if ((d = opendir(udir)) == NULL) {
-			free(udir);
-			free(user);
-			continue;
-		}
-		bad |= repair_folder(ms, user, "INBOX", udir, report);
-		while ((de = readdir(d)) != NULL) {
-			char *name, *path, *cur;
-			struct stat stb;
-
-			if (de->d_name[0] != '.' || (name = md_name_decode(de->d_name)) == NULL)
-				continue;
-			path = md_path(udir, de->d_name);
-			cur = md_path(path, "cur");
-			if (stat(cur, &stb) == 0)
-				bad |= repair_folder(ms, user, name, path, report);
-			free(cur);
-			free(path);
-			free(name);
-		}
-		closedir(d);
-		free(udir);
-		free(user);
-	}
-	closedir(top);
-	return bad ? ROOST_EIO : 0;
+	return md_each_folder(ms, repair_folder, report) ? ROOST_EIO : 0;
 }

@@ -272,3 +272,49 @@ md_random_hex(char *out, size_t nbytes)
 	}
 	hex_encode(raw, nbytes, out);
 }
+
+int
+md_each_folder(struct md_storage *ms, md_folder_fn *fn, struct buf *report)
+{
+	DIR *top = opendir(ms->root);
+	struct dirent *ue;
+	int bad = 0;
+
+	if (top == NULL)
+		return 0;
+	while ((ue = readdir(top)) != NULL) {
+		char *udir, *user;
+		DIR *d;
+		struct dirent *de;
+
+		if (ue->d_name[0] == '.')
+			continue;
+		user = xstrdup(ue->d_name);
+		udir = md_path(ms->root, user);
+		if ((d = opendir(udir)) == NULL) {
+			free(udir);
+			free(user);
+			continue;
+		}
+		bad |= fn(ms, user, "INBOX", udir, report);
+		while ((de = readdir(d)) != NULL) {
+			char *name, *path, *cur;
+			struct stat stb;
+
+			if (de->d_name[0] != '.' || (name = md_name_decode(de->d_name)) == NULL)
+				continue;
+			path = md_path(udir, de->d_name);
+			cur = md_path(path, "cur");
+			if (stat(cur, &stb) == 0)
+				bad |= fn(ms, user, name, path, report);
+			free(cur);
+			free(path);
+			free(name);
+		}
+		closedir(d);
+		free(udir);
+		free(user);
+	}
+	closedir(top);
+	return bad;
+}

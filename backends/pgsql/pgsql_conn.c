@@ -197,6 +197,20 @@ pg_exec(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binar
 }
 
 int
+pg_exec_row(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binary,
+            PGresult **res_r)
+{
+	int rc = pg_exec(t, sql, p, binary, res_r);
+
+	if (rc == 0 && PQntuples(*res_r) != 1) {
+		PQclear(*res_r);
+		*res_r = NULL;
+		rc = ROOST_ENOTFOUND;
+	}
+	return rc;
+}
+
+int
 pg_notify(struct pg_txn *t, const char *user, const char *mailbox)
 {
 	struct pg_params p = {.n = 0};

@@ -116,6 +116,11 @@ int pg_run(struct pg_store *ps, enum pg_mode mode, pg_txn_fn *fn, void *arg);
 int pg_exec(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binary,
             PGresult **res_r);
 
+/* pg_exec() of a query that finds one row: *res_r holds it, or
+ * ROOST_ENOTFOUND (nothing to clear) when the query found none or several. */
+int pg_exec_row(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binary,
+                PGresult **res_r);
+
 /* NOTIFY the other nodes of a change to (user, mailbox) at commit; an empty
  * mailbox name stands for every mailbox of the user. */
 int pg_notify(struct pg_txn *t, const char *user, const char *mailbox);

@@ -91,18 +91,14 @@ pg_mbox_lookup(struct pg_txn *t, const char *user, const char *name, bool lock, 
 
 	pg_p_str(&p, user);
 	pg_p_str(&p, name);
-	rc = pg_exec(t,
-	             lock ? "SELECT m.id, m.noselect FROM mailboxes m JOIN users u ON u.id = "
-	                    "m.user_id WHERE u.name = $1 AND m.name = $2 FOR UPDATE OF m"
-	                  : "SELECT m.id, m.noselect FROM mailboxes m JOIN users u ON u.id = "
-	                    "m.user_id WHERE u.name = $1 AND m.name = $2",
-	             &p, false, &res);
+	rc = pg_exec_row(t,
+	                 lock ? "SELECT m.id, m.noselect FROM mailboxes m JOIN users u ON u.id = "
+	                        "m.user_id WHERE u.name = $1 AND m.name = $2 FOR UPDATE OF m"
+	                      : "SELECT m.id, m.noselect FROM mailboxes m JOIN users u ON u.id = "
+	                        "m.user_id WHERE u.name = $1 AND m.name = $2",
+	                 &p, false, &res);
 	if (rc != 0)
 		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return ROOST_ENOTFOUND;
-	}
 	*id_r = pg_int(res, 0, 0);
 	if (noselect_r != NULL)
 		*noselect_r = PQgetvalue(res, 0, 1)[0] == 't';
@@ -118,13 +114,10 @@ pg_mbox_lock(struct pg_txn *t, int64_t id, bool *noselect_r)
 	int rc;
 
 	pg_p_int(&p, id);
-	rc = pg_exec(t, "SELECT noselect FROM mailboxes WHERE id = $1 FOR UPDATE", &p, false, &res);
+	rc = pg_exec_row(t, "SELECT noselect FROM mailboxes WHERE id = $1 FOR UPDATE", &p, false,
+	                 &res);
 	if (rc != 0)
 		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return ROOST_ENOTFOUND;
-	}
 	*noselect_r = PQgetvalue(res, 0, 0)[0] == 't';
 	PQclear(res);
 	return 0;
@@ -717,16 +710,13 @@ t_open(struct pg_txn *t, void *arg)
 
 	pg_p_str(&p, a->user);
 	pg_p_str(&p, a->name);
-	rc = pg_exec(t,
-	             "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN users u ON u.id = m.user_id "
-	             "WHERE u.name = $1 AND m.name = $2 AND NOT m.noselect",
-	             &p, false, &res);
+	rc = pg_exec_row(
+	    t,
+	    "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN users u ON u.id = m.user_id "
+	    "WHERE u.name = $1 AND m.name = $2 AND NOT m.noselect",
+	    &p, false, &res);
 	if (rc != 0)
 		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return ROOST_ENOTFOUND;
-	}
 	a->id = pg_int(res, 0, 0);
 	a->uidvalidity = (uint32_t)pg_int(res, 0, 1);
 	PQclear(res);

@@ -125,16 +125,13 @@ pg_mbox_row(struct pg_txn *t, int64_t id, uint64_t *hms_r, uint32_t *uidnext_r, 
 	int rc;
 
 	pg_p_int(&p, id);
-	rc = pg_exec(t,
-	             "SELECT highestmodseq, uidnext, expunge_floor FROM mailboxes WHERE id = $1 "
-	             "AND NOT noselect",
-	             &p, false, &res);
+	rc =
+	    pg_exec_row(t,
+	                "SELECT highestmodseq, uidnext, expunge_floor FROM mailboxes WHERE id = $1 "
+	                "AND NOT noselect",
+	                &p, false, &res);
 	if (rc != 0)
 		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return ROOST_ENOTFOUND;
-	}
 	*hms_r = (uint64_t)pg_int(res, 0, 0);
 	if (uidnext_r != NULL)
 		*uidnext_r = (uint32_t)pg_int(res, 0, 1);
@@ -250,18 +247,15 @@ t_claim(struct pg_txn *t, void *arg)
 	int rc;
 
 	pg_p_int(&p, a->id);
-	rc = pg_exec(t,
-	             a->readonly ? "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND "
-	                           "NOT noselect"
-	                         : "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND "
-	                           "NOT noselect FOR UPDATE",
-	             &p, false, &res);
+	rc = pg_exec_row(t,
+	                 a->readonly
+	                     ? "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND "
+	                       "NOT noselect"
+	                     : "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND "
+	                       "NOT noselect FOR UPDATE",
+	                 &p, false, &res);
 	if (rc != 0)
 		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return ROOST_ENOTFOUND;
-	}
 	a->first = (uint32_t)pg_int(res, 0, 0);
 	a->next = a->readonly ? a->first : (uint32_t)pg_int(res, 0, 1);
 	PQclear(res);

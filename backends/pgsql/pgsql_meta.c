@@ -27,15 +27,16 @@ meta_select(struct pg_txn *t, struct meta_arg *a, bool lock, int64_t *id_r)
 	PGresult *res;
 	int rc;
 
+	/* ROOST_ENOTFOUND: no such mailbox or user */
 	pg_p_str(&p, a->user);
 	if (a->mailbox[0] == '\0') {
-		rc = pg_exec(t,
-		             lock ? "SELECT id, metadata FROM users WHERE name = $1 FOR UPDATE"
-		                  : "SELECT id, metadata FROM users WHERE name = $1",
-		             &p, true, &res);
+		rc = pg_exec_row(t,
+		                 lock ? "SELECT id, metadata FROM users WHERE name = $1 FOR UPDATE"
+		                      : "SELECT id, metadata FROM users WHERE name = $1",
+		                 &p, true, &res);
 	} else {
 		pg_p_str(&p, a->mailbox);
-		rc = pg_exec(
+		rc = pg_exec_row(
 		    t,
 		    lock ? "SELECT m.id, m.metadata FROM mailboxes m JOIN users u ON u.id = "
 		           "m.user_id WHERE u.name = $1 AND m.name = $2 AND NOT m.noselect "
@@ -46,10 +47,6 @@ meta_select(struct pg_txn *t, struct meta_arg *a, bool lock, int64_t *id_r)
 	}
 	if (rc != 0)
 		return rc;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		return ROOST_ENOTFOUND; /* no such mailbox or user */
-	}
 	/* binary results: the id is 8 bytes, big-endian */
 	{
 		const uint8_t *v = (const uint8_t *)PQgetvalue(res, 0, 0);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -33,9 +34,18 @@ reload_tables(void *arg, char *err, size_t errlen)
 	const struct roost_services *sv = arg;
 	int ret = 0;
 
+	char aerr[400];
+
 	if (auth_reload(sv->auth) != 0) {
 		snprintf(err, errlen, "passwd file %s does not load (the old users are kept)",
 		         auth_file_path(sv->auth));
+		ret = ROOST_ECONFIG;
+	}
+	if (aliases_reload(sv->aliases, aerr, sizeof(aerr)) != 0) {
+		size_t used = strlen(err);
+
+		snprintf(err + used, errlen - used, "%saliases: %s (the old aliases are kept)",
+		         used > 0 ? "; " : "", aerr);
 		ret = ROOST_ECONFIG;
 	}
 	return ret;
@@ -154,11 +164,13 @@ warn_postmaster(const struct roost_services *sv)
 {
 	char name[DELIVERY_MAX_USER], addr[DELIVERY_MAX_USER];
 	const char *domain = sv->cfg->smtp_domains != NULL ? sv->cfg->smtp_domains[0] : NULL;
+	char **t;
 	size_t n;
 
 	snprintf(addr, sizeof(addr), "postmaster@%s", domain != NULL ? domain : "");
-	if (aliases_lookup(sv->aliases, sv->cfg, "postmaster", &n) != NULL ||
-	    auth_lookup(sv->auth, "postmaster", name, sizeof(name)) == 0 ||
+	t = aliases_lookup(sv->aliases, sv->cfg, "postmaster", &n);
+	free(t);
+	if (t != NULL || auth_lookup(sv->auth, "postmaster", name, sizeof(name)) == 0 ||
 	    auth_lookup(sv->auth, addr, name, sizeof(name)) == 0)
 		return;
 	log_warn("event=start warning=no_postmaster domain=%s hint=\"mail to postmaster "

@@ -142,14 +142,15 @@ reload_locked(struct auth *auth, const struct file_id *id)
 	auth->seen = *id;
 	ret = load_table(auth->path, &db);
 	if (ret < 0 && ret != ROOST_ENOTFOUND) {
-		log_error("event=userdb_reload path=%s status=failed keeping=old", auth->path);
+		log_error("event=reload_failed file=passwd path=%s error=\"%s\" keeping=old",
+		          auth->path, roost_strerror(ret));
 		return ret;
 	}
 	pthread_rwlock_wrlock(&auth->lock);
 	old = auth->db;
 	auth->db = db;
 	pthread_rwlock_unlock(&auth->lock);
-	log_info("event=userdb_reload path=%s users=%zu%s", auth->path, db->n,
+	log_info("event=reloaded file=passwd path=%s users=%zu%s", auth->path, db->n,
 	         ret == ROOST_ENOTFOUND ? " note=\"file absent\"" : "");
 	userdb_free(&old);
 	return 0;

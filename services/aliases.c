@@ -1,10 +1,19 @@
 /*
  * The aliases file: a table of keys and target lists (roost/aliases.h).
- * Loaded once, then read-only; lookups are a linear walk, which is fine
- * for the hand-written files this serves (hundreds of entries, not
- * millions: a site with that many wants a database map).
+ * A table is read-only once loaded; aliases_reload() builds a new one and
+ * swaps it in, so a lookup sees the old table or the new, never a mix, and
+ * a file that does not load leaves the old table in use. Lookups are a
+ * linear walk, which is fine for the hand-written files this serves
+ * (hundreds of entries, not millions: a site with that many wants a
+ * database map).
+ *
+ * Lock rule: mu guards cur, the pointer to the table in use. A lookup holds
+ * it for the walk and the copy of one target list; a reload only for the
+ * swap (the file is read before, the old table freed after). The lock is
+ * not part of the table's value, so const lookups take it too.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +24,7 @@
 #include "roost/config.h"
 #include "roost/delivery.h"
 #include "roost/error.h"
+#include "roost/log.h"
 #include "roost/xalloc.h"
 
 struct alias {
@@ -23,21 +33,21 @@ struct alias {
 	size_t n;
 };
 
-struct aliases {
+struct alias_table {
 	struct alias *v;
 	size_t n;
 };
 
-size_t
-aliases_count(const struct aliases *a)
-{
-	return a != NULL ? a->n : 0;
-}
+struct aliases {
+	const struct roost_config *cfg;
+	pthread_mutex_t mu;
+	struct alias_table *cur; /* guarded by mu */
+};
 
-void
-aliases_free(struct aliases **ap)
+static void
+table_free(struct alias_table **tp)
 {
-	struct aliases *a = *ap;
+	struct alias_table *a = *tp;
 
 	if (a == NULL)
 		return;
@@ -48,6 +58,38 @@ aliases_free(struct aliases **ap)
 		free(a->v[i].key);
 	}
 	free(a->v);
+	free(a);
+	*tp = NULL;
+}
+
+static pthread_mutex_t *
+lock_of(const struct aliases *a)
+{
+	return (pthread_mutex_t *)&a->mu;
+}
+
+size_t
+aliases_count(const struct aliases *a)
+{
+	size_t n;
+
+	if (a == NULL)
+		return 0;
+	pthread_mutex_lock(lock_of(a));
+	n = a->cur->n;
+	pthread_mutex_unlock(lock_of(a));
+	return n;
+}
+
+void
+aliases_free(struct aliases **ap)
+{
+	struct aliases *a = *ap;
+
+	if (a == NULL)
+		return;
+	table_free(&a->cur);
+	pthread_mutex_destroy(&a->mu);
 	free(a);
 	*ap = NULL;
 }
@@ -97,7 +139,7 @@ trim(char *s)
 
 /* One logical entry (continuations joined) into a->v. */
 static int
-add_entry(struct aliases *a, const struct roost_config *cfg, char *text, const char *path,
+add_entry(struct alias_table *a, const struct roost_config *cfg, char *text, const char *path,
           unsigned lineno, char *err, size_t errlen)
 {
 	char *colon = strchr(text, ':'), *key, *rest, *tok;
@@ -169,10 +211,10 @@ fail:
 	return ROOST_ECONFIG;
 }
 
-int
-aliases_load(const struct roost_config *cfg, struct aliases **a_r, char *err, size_t errlen)
+static int
+table_load(const struct roost_config *cfg, struct alias_table **a_r, char *err, size_t errlen)
 {
-	struct aliases *a = xcalloc(1, sizeof(*a));
+	struct alias_table *a = xcalloc(1, sizeof(*a));
 	const char *path = cfg->smtp_aliases;
 	char *line = NULL;
 	size_t cap = 0;
@@ -190,7 +232,7 @@ aliases_load(const struct roost_config *cfg, struct aliases **a_r, char *err, si
 	f = fopen(path, "re");
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: [smtp] aliases: cannot open: %s", path, strerror(errno));
-		aliases_free(&a);
+		table_free(&a);
 		return ROOST_ECONFIG;
 	}
 	for (;;) {
@@ -249,15 +291,55 @@ aliases_load(const struct roost_config *cfg, struct aliases **a_r, char *err, si
 	}
 	fclose(f);
 	if (ret != 0) {
-		aliases_free(&a);
+		table_free(&a);
 		return ret;
 	}
 	*a_r = a;
 	return 0;
 }
 
+int
+aliases_load(const struct roost_config *cfg, struct aliases **a_r, char *err, size_t errlen)
+{
+	struct alias_table *t;
+	struct aliases *a;
+	int ret;
+
+	*a_r = NULL;
+	if ((ret = table_load(cfg, &t, err, errlen)) != 0)
+		return ret;
+	a = xcalloc(1, sizeof(*a));
+	a->cfg = cfg;
+	pthread_mutex_init(&a->mu, NULL);
+	a->cur = t;
+	*a_r = a;
+	return 0;
+}
+
+int
+aliases_reload(struct aliases *a, char *err, size_t errlen)
+{
+	struct alias_table *t = NULL, *old;
+	const char *path = a->cfg->smtp_aliases;
+	int ret;
+
+	if ((ret = table_load(a->cfg, &t, err, errlen)) != 0) {
+		log_error("event=reload_failed file=aliases path=%s error=%s keeping=old",
+		          LOG_QUOTE(path), LOG_QUOTE(err));
+		return ret;
+	}
+	pthread_mutex_lock(&a->mu);
+	old = a->cur;
+	a->cur = t;
+	pthread_mutex_unlock(&a->mu);
+	log_info("event=reloaded file=aliases path=%s aliases=%zu",
+	         LOG_QUOTE(path != NULL ? path : ""), t->n);
+	table_free(&old);
+	return 0;
+}
+
 static const struct alias *
-find(const struct aliases *a, const char *key, size_t len)
+find(const struct alias_table *a, const char *key, size_t len)
 {
 	for (size_t i = 0; i < a->n; i++) {
 		if (strlen(a->v[i].key) == len && strncasecmp(a->v[i].key, key, len) == 0)
@@ -266,28 +348,55 @@ find(const struct aliases *a, const char *key, size_t len)
 	return NULL;
 }
 
-char *const *
+/* The targets of al in one allocation: the pointers, then the strings. */
+static char **
+copy_targets(const struct alias *al)
+{
+	size_t size = al->n * sizeof(char *);
+	char **v, *p;
+
+	for (size_t i = 0; i < al->n; i++)
+		size += strlen(al->targets[i]) + 1;
+	v = xmalloc(size);
+	p = (char *)(v + al->n);
+	for (size_t i = 0; i < al->n; i++) {
+		size_t len = strlen(al->targets[i]) + 1;
+
+		memcpy(p, al->targets[i], len);
+		v[i] = p;
+		p += len;
+	}
+	return v;
+}
+
+char **
 aliases_lookup(const struct aliases *a, const struct roost_config *cfg, const char *address,
                size_t *n_r)
 {
 	const char *at = strrchr(address, '@');
 	const struct alias *al = NULL;
+	const struct alias_table *t;
+	char **v = NULL;
 
-	if (a == NULL || a->n == 0)
+	if (a == NULL)
 		return NULL;
+	if (at != NULL && !delivery_domain_is_local(cfg, at + 1))
+		return NULL;
+	pthread_mutex_lock(lock_of(a));
+	t = a->cur;
 	if (at != NULL) {
-		if (!delivery_domain_is_local(cfg, at + 1))
-			return NULL;
-		al = find(a, address, strlen(address));
+		al = find(t, address, strlen(address));
 		if (al == NULL)
-			al = find(a, address, (size_t)(at - address));
+			al = find(t, address, (size_t)(at - address));
 	} else {
-		al = find(a, address, strlen(address));
+		al = find(t, address, strlen(address));
 	}
-	if (al == NULL)
-		return NULL;
-	*n_r = al->n;
-	return al->targets;
+	if (al != NULL) {
+		v = copy_targets(al);
+		*n_r = al->n;
+	}
+	pthread_mutex_unlock(lock_of(a));
+	return v;
 }
 
 /* Does target (an alias's entry) name user? "alice" names alice and
@@ -315,15 +424,15 @@ bool
 aliases_sender_allowed(const struct aliases *a, const struct roost_config *cfg, const char *user,
                        const char *address)
 {
-	char *const *t;
+	char **t;
 	size_t n = 0;
+	bool ok = false;
 
 	if (user == NULL || user[0] == '\0' || strchr(address, '@') == NULL)
 		return false;
 	t = aliases_lookup(a, cfg, address, &n);
-	for (size_t i = 0; t != NULL && i < n; i++) {
-		if (names_user(cfg, t[i], user))
-			return true;
-	}
-	return false;
+	for (size_t i = 0; t != NULL && i < n && !ok; i++)
+		ok = names_user(cfg, t[i], user);
+	free(t);
+	return ok;
 }

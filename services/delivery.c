@@ -164,11 +164,11 @@ is_postmaster(const struct roost_config *cfg, const char *address)
 
 /* The alias for address, also for its base when it has a detail
  * ("team+x@" uses "team"'s when there is no "team+x"). */
-static char *const *
+static char **
 alias_for(const struct roost_services *sv, const char *address, size_t *n_r)
 {
 	const char *delim = sv->cfg->recipient_delimiter, *at = strrchr(address, '@');
-	char *const *t = aliases_lookup(sv->aliases, sv->cfg, address, n_r);
+	char **t = aliases_lookup(sv->aliases, sv->cfg, address, n_r);
 	char base[DELIVERY_MAX_USER];
 	size_t local_len = at != NULL ? (size_t)(at - address) : strlen(address), cut;
 
@@ -186,7 +186,7 @@ expand_one(struct expand_ctx *x, const char *address)
 {
 	const struct roost_services *sv = x->sv;
 	struct delivery_rcpt d;
-	char *const *t = NULL;
+	char **t = NULL;
 	size_t n = 0;
 	bool on_stack = false;
 	int err;
@@ -202,6 +202,7 @@ expand_one(struct expand_ctx *x, const char *address)
 		if (x->depth == ALIASES_MAX_DEPTH) {
 			log_warn("event=alias_error alias=%s error=\"nested deeper than %d\"",
 			         LOG_QUOTE(address), ALIASES_MAX_DEPTH);
+			free(t);
 			return ROOST_ENOTFOUND;
 		}
 		x->stack[x->depth++] = address;
@@ -216,6 +217,7 @@ expand_one(struct expand_ctx *x, const char *address)
 				                                : roost_strerror(err));
 		}
 		x->depth--;
+		free(t);
 		return any ? 0 : ROOST_ENOTFOUND;
 	}
 	err = delivery_resolve(sv, address, &d);

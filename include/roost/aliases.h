@@ -27,7 +27,9 @@
  * sender and in From: when one of the alias's own targets names that user
  * (aliases_sender_allowed()); nested aliases grant nothing.
  *
- * A table is immutable once loaded: any thread may read it.
+ * Any thread may look up. aliases_reload() (SIGHUP, `roost reload`) reads
+ * the file again and swaps the new table in atomically; a file that does
+ * not load is logged (event=reload_failed) and the old table stays.
  */
 struct roost_config;
 struct aliases;
@@ -41,16 +43,24 @@ struct aliases;
  * missing file, a bad key or target, a repeated key).
  */
 int aliases_load(const struct roost_config *cfg, struct aliases **a_r, char *err, size_t errlen);
+/*
+ * Read the file again (cfg is the one given to aliases_load()): 0 once the
+ * new table is in use; ROOST_ECONFIG with the message in err (and logged)
+ * when it does not load, the old table kept. Any thread; lookups running
+ * meanwhile see the old table or the new.
+ */
+int aliases_reload(struct aliases *a, char *err, size_t errlen);
 void aliases_free(struct aliases **a);
 size_t aliases_count(const struct aliases *a);
 
 /*
  * The targets of the alias for address ("local@domain", domain local, or a
- * bare local part): NULL when there is none. The array (n_r entries) lives
- * as long as the table. a may be NULL.
+ * bare local part): NULL when there is none. The array (n_r entries, the
+ * strings in the same block) is the caller's: free() it. A reload does not
+ * touch it. a may be NULL.
  */
-char *const *aliases_lookup(const struct aliases *a, const struct roost_config *cfg,
-                            const char *address, size_t *n_r);
+char **aliases_lookup(const struct aliases *a, const struct roost_config *cfg, const char *address,
+                      size_t *n_r);
 
 /* May user (an auth canonical name) use address, an alias, as sender? */
 bool aliases_sender_allowed(const struct aliases *a, const struct roost_config *cfg,

@@ -16,8 +16,8 @@ struct roost_services {
 	const struct roost_config *cfg;
 	struct storage *storage;
 	struct auth *auth;
-	struct queue *queue;           /* outbound queue; NULL: relaying answers 451 */
-	const struct aliases *aliases; /* [smtp] aliases; NULL: none */
+	struct queue *queue;     /* outbound queue; NULL: relaying answers 451 */
+	struct aliases *aliases; /* [smtp] aliases (reloadable); NULL: none */
 };
 
 #endif

@@ -47,6 +47,17 @@ load(const char *text, struct aliases **a_r, char *err, size_t errlen)
 	return ret;
 }
 
+/* Is there an alias for address? */
+static bool
+has(const struct aliases *a, const struct roost_config *cfg, const char *address)
+{
+	size_t n = 0;
+	char **t = aliases_lookup(a, cfg, address, &n);
+
+	free(t);
+	return t != NULL;
+}
+
 START_TEST(parse_and_lookup)
 {
 	struct roost_config *cfg = config_with("# c\n\nPostmaster: alice\n"
@@ -54,28 +65,31 @@ START_TEST(parse_and_lookup)
 	                                       "team@example.net: dave\n");
 	struct aliases *a = NULL;
 	char err[256] = "";
-	char *const *t;
+	char **t = NULL;
 	size_t n = 0;
 
 	ck_assert_int_eq(aliases_load(cfg, &a, err, sizeof(err)), 0);
 	unlink(path);
 	ck_assert_uint_eq(aliases_count(a), 3);
+	free(t);
 	t = aliases_lookup(a, cfg, "POSTMASTER@example.org", &n);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_str_eq(t[0], "alice");
+	free(t);
 	t = aliases_lookup(a, cfg, "team@example.org", &n);
 	ck_assert_uint_eq(n, 3);
 	ck_assert_str_eq(t[1], "bob@example.org");
 	ck_assert_str_eq(t[2], "carol@x.test");
 	/* The whole-address key wins in its domain. */
+	free(t);
 	t = aliases_lookup(a, cfg, "team@example.net", &n);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_str_eq(t[0], "dave");
-	ck_assert_ptr_null(aliases_lookup(a, cfg, "team@elsewhere.test", &n));
-	ck_assert_ptr_nonnull(aliases_lookup(a, cfg, "team", &n));
-	ck_assert_ptr_null(aliases_lookup(a, cfg, "nobody@example.org", &n));
-	ck_assert_ptr_null(aliases_lookup(NULL, cfg, "team@example.org", &n));
+	ck_assert(!has(a, cfg, "team@elsewhere.test"));
+	ck_assert(has(a, cfg, "team"));
+	ck_assert(!has(a, cfg, "nobody@example.org"));
+	ck_assert(!has(NULL, cfg, "team@example.org"));
 
 	/* Sender aliases: a direct target names the user. */
 	ck_assert(aliases_sender_allowed(a, cfg, "alice@example.org", "team@example.org"));
@@ -86,8 +100,62 @@ START_TEST(parse_and_lookup)
 	ck_assert(!aliases_sender_allowed(a, cfg, "carol@x.test", "team@x.test"));
 	ck_assert(relay_sender_allowed(cfg, a, "alice@example.org", "postmaster@example.org"));
 	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", "postmaster@example.org"));
+	free(t);
 	aliases_free(&a);
 	ck_assert_ptr_null(a);
+	aliases_free(&a);
+	config_free(&cfg);
+}
+END_TEST
+
+/* Write text over the file cfg names. */
+static void
+rewrite(const struct roost_config *cfg, const char *text)
+{
+	FILE *f = fopen(cfg->smtp_aliases, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+START_TEST(reload_swaps_or_keeps)
+{
+	struct roost_config *cfg = config_with("team: alice\n");
+	struct aliases *a = NULL;
+	char err[256] = "";
+	size_t n = 0;
+	char **held, **t;
+
+	ck_assert_int_eq(aliases_load(cfg, &a, err, sizeof(err)), 0);
+	held = aliases_lookup(a, cfg, "team@example.org", &n);
+	ck_assert_ptr_nonnull(held);
+
+	/* A good file replaces the table; what a lookup returned before stays
+	 * valid (it is the caller's copy). */
+	rewrite(cfg, "team: bob, carol\nabuse: dave\n");
+	ck_assert_int_eq(aliases_reload(a, err, sizeof(err)), 0);
+	ck_assert_uint_eq(aliases_count(a), 2);
+	ck_assert_str_eq(held[0], "alice");
+	t = aliases_lookup(a, cfg, "team@example.org", &n);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(t[0], "bob");
+	free(t);
+
+	/* A broken file, a missing one, a binary one: refused, the table kept. */
+	rewrite(cfg, "team bob\n");
+	ck_assert_int_eq(aliases_reload(a, err, sizeof(err)), ROOST_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, ":1: expected"));
+	rewrite(cfg, "x: a\n\0\xff\n");
+	ck_assert_int_eq(aliases_reload(a, err, sizeof(err)), 0); /* the NUL ends fputs */
+	ck_assert_uint_eq(aliases_count(a), 1);
+	rewrite(cfg, "team: bob, carol\nabuse: dave\n");
+	ck_assert_int_eq(aliases_reload(a, err, sizeof(err)), 0);
+	unlink(cfg->smtp_aliases);
+	ck_assert_int_eq(aliases_reload(a, err, sizeof(err)), ROOST_ECONFIG);
+	ck_assert_uint_eq(aliases_count(a), 2);
+	ck_assert(has(a, cfg, "abuse"));
+	free(held);
 	aliases_free(&a);
 	config_free(&cfg);
 }
@@ -169,6 +237,7 @@ main(void)
 
 	tcase_add_test(tc, parse_and_lookup);
 	tcase_add_test(tc, no_file_is_no_aliases);
+	tcase_add_test(tc, reload_swaps_or_keeps);
 	tcase_add_loop_test(tc, bad_files_are_refused, 0,
 	                    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(tc, long_and_binary_lines);

@@ -1040,6 +1040,52 @@ fetch_step(struct imap_cmd *cmd)
 		imap_tagged(cmd, "OK", "FETCH completed");
 }
 
+/*
+ * FETCH's modifier list: CHANGEDSINCE modseq [VANISHED] (RFC 7162) and
+ * PARTIAL range (RFC 9394, UID FETCH only), each at most once, in any
+ * order. < 0 with BAD sent.
+ */
+static int
+fetch_modifiers(struct imap_cmd *cmd, const struct imap_arg *l, bool *vanished_r,
+                struct imap_partial *partial_r)
+{
+	struct fetch_state *st = cmd->state;
+	struct fetch_req *req = &st->req;
+	bool changedsince = false;
+
+	if (l->type != ARG_LIST || l->n == 0)
+		goto bad;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct imap_arg *m = &l->list[i];
+
+		if (imap_arg_atom_eq(m, "CHANGEDSINCE") && !changedsince && i + 1 < l->n &&
+		    imap_parse_modseq(&l->list[i + 1], false, &req->changedsince) == 0) {
+			changedsince = true;
+			i++;
+		} else if (imap_arg_atom_eq(m, "VANISHED") && !*vanished_r) {
+			*vanished_r = true;
+		} else if (imap_arg_atom_eq(m, "PARTIAL") && partial_r->a == 0 && i + 1 < l->n &&
+		           l->list[i + 1].type == ARG_ATOM &&
+		           imap_partial_parse(l->list[i + 1].str, partial_r) == 0) {
+			i++;
+		} else {
+			goto bad;
+		}
+	}
+	if (*vanished_r && (!changedsince || !cmd->uid || !cmd->s->qresync)) {
+		imap_bad(cmd, "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled");
+		return ROOST_EINVAL;
+	}
+	if (partial_r->a != 0 && !cmd->uid) {
+		imap_bad(cmd, "PARTIAL needs UID FETCH");
+		return ROOST_EINVAL;
+	}
+	return 0;
+bad:
+	imap_bad(cmd, "Invalid FETCH modifier");
+	return ROOST_EINVAL;
+}
+
 void
 cmd_fetch(struct imap_cmd *cmd)
 {
@@ -1048,6 +1094,7 @@ cmd_fetch(struct imap_cmd *cmd)
 	struct fetch_state *st = arena_alloc(&cmd->arena, sizeof(*st));
 	struct fetch_req *req = &st->req;
 	bool vanished = false;
+	struct imap_partial partial = {0, 0, false};
 	uint32_t *idx;
 	size_t n;
 	int rc;
@@ -1062,20 +1109,9 @@ cmd_fetch(struct imap_cmd *cmd)
 		imap_bad(cmd, "Invalid FETCH items");
 		return;
 	}
-	if (cmd->p.n == 3) {
-		const struct imap_arg *l = &cmd->p.args[2];
-		if (l->type != ARG_LIST || l->n < 2 || l->n > 3 ||
-		    !imap_arg_atom_eq(&l->list[0], "CHANGEDSINCE") ||
-		    imap_parse_modseq(&l->list[1], false, &req->changedsince) < 0 ||
-		    (l->n == 3 && !imap_arg_atom_eq(&l->list[2], "VANISHED"))) {
-			imap_bad(cmd, "Invalid FETCH modifier");
-			return;
-		}
-		if (l->n == 3 && (!cmd->uid || !s->qresync)) {
-			imap_bad(cmd, "VANISHED needs UID FETCH and QRESYNC enabled");
-			return;
-		}
-		vanished = l->n == 3;
+	if (cmd->p.n == 3 && fetch_modifiers(cmd, &cmd->p.args[2], &vanished, &partial) < 0)
+		return;
+	if (req->changedsince != 0) {
 		imap_condstore_enable(s); /* RFC 7162 3.1 */
 		if (!req->has_modseq) {
 			memset(&req->items[req->n], 0, sizeof(req->items[0]));
@@ -1087,6 +1123,18 @@ cmd_fetch(struct imap_cmd *cmd)
 	if (rc < 0) {
 		imap_bad(cmd, "Invalid message sequence set");
 		return;
+	}
+	if (partial.a != 0) {
+		/* RFC 9394 3.3: the window is on what the FETCH would
+		 * return, so after CHANGEDSINCE has left out the unchanged */
+		size_t k = 0, from, to;
+
+		for (size_t i = 0; i < n; i++)
+			if (v->msgs[idx[i]].rec.modseq > req->changedsince)
+				idx[k++] = idx[i];
+		imap_partial_slice(&partial, k, &from, &to);
+		memmove(idx, idx + from, (to - from) * sizeof(*idx));
+		n = to - from;
 	}
 	if (vanished) {
 		/* RFC 7162 3.2.6: UIDs of the set expunged since CHANGEDSINCE. */

@@ -506,16 +506,34 @@ enum {
 	IMAP_RET_CONTEXT = 64, /* a hint, accepted */
 	IMAP_RET_PARTIAL = 128,
 };
+/* PARTIAL's range (RFC 9394, imap_partial.c): a and b as the client wrote
+ * them, without their minus signs; last: counted from the end. */
+struct imap_partial {
+	uint32_t a, b;
+	bool last;
+};
+/* Parse "a:b" or "-a:-b" (nz-numbers below 2^32, one sign for both). 0, or
+ * -1 when s is not a range. */
+int imap_partial_parse(const char *s, struct imap_partial *p_r);
+/* The window of p on a result of n: indexes [*from_r, *to_r), empty
+ * (from == to) past the end. */
+void imap_partial_slice(const struct imap_partial *p, size_t n, size_t *from_r, size_t *to_r);
+/* Append " PARTIAL (range set)" to b: the range as the client wrote it,
+ * then the numbers of nums[0..n) inside the window as a sequence set in
+ * their order (runs ascending by one as "4:6"), or NIL. */
+void imap_partial_format(struct buf *b, const struct imap_partial *p, const uint32_t *nums,
+                         size_t n);
+
 /* Parse the RETURN option list into IMAP_RET_* bits (an empty list means
- * ALL) and PARTIAL's range (lo <= hi, 1-based) into partial_r. < 0 with
- * BAD sent. */
+ * ALL) and PARTIAL's range into partial_r. < 0 with BAD sent: an unknown
+ * option, PARTIAL without a range or twice, PARTIAL with ALL (RFC 9394
+ * 3.1). */
 int imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r,
-                       uint32_t partial_r[2]);
-/* Append " PARTIAL (lo:hi set)" of the result nums[0..n) to b. */
-void imap_partial_format(struct buf *b, const uint32_t partial[2], const uint32_t *nums, size_t n);
+                       struct imap_partial *partial_r);
 /* RETURN (SAVE): keep the hits idx[0..n) (view indexes in result order;
  * MIN/MAX are the first and last) as "$", as RFC 5182 says for ret. */
-void imap_search_save(struct imap_view *v, unsigned ret, const uint32_t *idx, size_t n);
+void imap_search_save(struct imap_view *v, unsigned ret, const struct imap_partial *partial,
+                      const uint32_t *idx, size_t n);
 
 /* "$" (imap_searchres.c). */
 void searchres_save(struct imap_view *v, const uint32_t *uids, size_t n);

@@ -46,7 +46,7 @@
 
 int
 imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *ret_r,
-                   uint32_t partial_r[2])
+                   struct imap_partial *partial_r)
 {
 	static const struct {
 		const char *name;
@@ -70,22 +70,19 @@ imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *
 			imap_bad(cmd, "Unknown RETURN option");
 			return ROOST_EINVAL;
 		}
-		ret |= opts[j].bit;
 		if (opts[j].bit == IMAP_RET_PARTIAL) {
-			/* PARTIAL lo:hi, 1-based positions in the result */
 			const struct imap_arg *r = k + 1 < list->n ? &list->list[++k] : NULL;
-			unsigned long lo, hi;
-			char end;
-			if (r == NULL || r->type != ARG_ATOM ||
-			    sscanf(r->str, "%lu:%lu%c", &lo, &hi, &end) != 2 || lo == 0 ||
-			    hi == 0 || lo > UINT32_MAX || hi > UINT32_MAX || r->str[0] < '1' ||
-			    r->str[0] > '9') {
+			if ((ret & IMAP_RET_PARTIAL) || r == NULL || r->type != ARG_ATOM ||
+			    imap_partial_parse(r->str, partial_r) < 0) {
 				imap_bad(cmd, "Invalid PARTIAL range");
 				return ROOST_EINVAL;
 			}
-			partial_r[0] = (uint32_t)(lo < hi ? lo : hi);
-			partial_r[1] = (uint32_t)(lo < hi ? hi : lo);
 		}
+		ret |= opts[j].bit;
+	}
+	if ((ret & IMAP_RET_PARTIAL) && (ret & IMAP_RET_ALL)) {
+		imap_bad(cmd, "PARTIAL and ALL cannot be used together");
+		return ROOST_EINVAL;
 	}
 	/* CONTEXT is a hint; alone (or with UPDATE alone) it implies nothing */
 	if ((ret & ~(unsigned)IMAP_RET_CONTEXT) == 0)
@@ -95,36 +92,21 @@ imap_search_return(struct imap_cmd *cmd, const struct imap_arg *list, unsigned *
 }
 
 void
-imap_partial_format(struct buf *b, const uint32_t partial[2], const uint32_t *nums, size_t n)
-{
-	buf_printf(b, " PARTIAL (%u:%u ", partial[0], partial[1]);
-	if (partial[0] > n) {
-		buf_append_str(b, "NIL)");
-		return;
-	}
-	size_t lo = partial[0] - 1, hi = partial[1] < n ? partial[1] : n;
-	for (size_t i = lo; i < hi;) {
-		size_t j = i;
-		while (j + 1 < hi && nums[j + 1] == nums[j] + 1)
-			j++;
-		if (i > lo)
-			buf_append_byte(b, ',');
-		if (j == i)
-			buf_printf(b, "%u", nums[i]);
-		else
-			buf_printf(b, "%u:%u", nums[i], nums[j]);
-		i = j + 1;
-	}
-	buf_append_byte(b, ')');
-}
-
-void
-imap_search_save(struct imap_view *v, unsigned ret, const uint32_t *idx, size_t n)
+imap_search_save(struct imap_view *v, unsigned ret, const struct imap_partial *partial,
+                 const uint32_t *idx, size_t n)
 {
 	uint32_t *uids = xmalloc((n ? n : 1) * sizeof(*uids));
 	size_t k = 0;
 
-	if ((ret & (IMAP_RET_ALL | IMAP_RET_COUNT)) == 0 && (ret & (IMAP_RET_MIN | IMAP_RET_MAX))) {
+	if (ret & IMAP_RET_PARTIAL) {
+		/* the messages the PARTIAL window returns */
+		size_t from, to;
+
+		imap_partial_slice(partial, n, &from, &to);
+		for (size_t i = from; i < to; i++)
+			uids[k++] = v->msgs[idx[i]].rec.uid;
+	} else if ((ret & (IMAP_RET_ALL | IMAP_RET_COUNT)) == 0 &&
+	           (ret & (IMAP_RET_MIN | IMAP_RET_MAX))) {
 		/* RFC 5182: with MIN and/or MAX alone, only those are saved */
 		if (n > 0 && (ret & IMAP_RET_MIN))
 			uids[k++] = v->msgs[idx[0]].rec.uid;
@@ -216,13 +198,13 @@ cmd_search(struct imap_cmd *cmd)
 	unsigned ret = 0;
 	bool esearch = false;
 
-	uint32_t partial[2] = {0, 0};
+	struct imap_partial partial = {0, 0, false};
 	if (i < n && imap_arg_atom_eq(&a[i], "RETURN")) {
 		if (i + 1 >= n) {
 			imap_bad(cmd, "Invalid RETURN options");
 			return;
 		}
-		if (imap_search_return(cmd, &a[i + 1], &ret, partial) < 0)
+		if (imap_search_return(cmd, &a[i + 1], &ret, &partial) < 0)
 			return;
 		esearch = true;
 		i += 2;
@@ -256,10 +238,15 @@ cmd_search(struct imap_cmd *cmd)
 			searchres_clear(v);
 		return;
 	}
-	if ((ret & IMAP_RET_UPDATE) && context_add(cmd, a + i, n - i, NULL, 0, hits, nh) < 0)
+	if ((ret & IMAP_RET_UPDATE) && (ret & IMAP_RET_PARTIAL))
+		/* RFC 5267 lets a server decline a context: updates of a
+		 * window (positions shifting as messages come and go) are
+		 * not kept */
+		imap_untagged(s, "OK [NOUPDATE \"%s\"] No updates of a PARTIAL result", cmd->p.tag);
+	else if ((ret & IMAP_RET_UPDATE) && context_add(cmd, a + i, n - i, NULL, 0, hits, nh) < 0)
 		imap_untagged(s, "OK [NOUPDATE \"%s\"] No more search contexts", cmd->p.tag);
 	if (ret & IMAP_RET_SAVE) {
-		imap_search_save(v, ret, hits, nh);
+		imap_search_save(v, ret, &partial, hits, nh);
 		ret &= ~(unsigned)IMAP_RET_SAVE;
 		if (ret == 0) { /* SAVE alone: no ESEARCH response */
 			free(hits);
@@ -289,7 +276,7 @@ cmd_search(struct imap_cmd *cmd)
 		if (ret & RET_COUNT)
 			buf_printf(&b, " COUNT %zu", nh);
 		if (ret & IMAP_RET_PARTIAL)
-			imap_partial_format(&b, partial, hits, nh);
+			imap_partial_format(&b, &partial, hits, nh);
 		if (nh > 0 && (ret & RET_ALL)) {
 			buf_append_str(&b, " ALL ");
 			o->ranges = true;

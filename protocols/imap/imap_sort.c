@@ -610,8 +610,8 @@ imap_sort_select(struct imap_cmd *cmd, const struct imap_arg *a, size_t n, uint3
  * the sorted numbers as a sequence set (a run "4:6" only where they
  * ascend by one). */
 static void
-esort_reply(struct imap_cmd *cmd, unsigned ret, const uint32_t partial[2], const uint32_t *idx,
-            size_t nh, struct buf *b)
+esort_reply(struct imap_cmd *cmd, unsigned ret, const struct imap_partial *partial,
+            const uint32_t *idx, size_t nh, struct buf *b)
 {
 	struct imap_view *v = &cmd->s->view;
 	bool uid = cmd->uid;
@@ -658,11 +658,11 @@ cmd_sort(struct imap_cmd *cmd)
 	size_t n = cmd->p.n, n_crit;
 	struct sort_crit crit[SORT_MAX_CRITERIA];
 	unsigned ret = 0;
-	uint32_t partial[2] = {0, 0};
+	struct imap_partial partial = {0, 0, false};
 	bool esort = false;
 
 	if (n > 0 && imap_arg_atom_eq(&a[0], "RETURN")) {
-		if (n < 2 || imap_search_return(cmd, &a[1], &ret, partial) < 0) {
+		if (n < 2 || imap_search_return(cmd, &a[1], &ret, &partial) < 0) {
 			if (n < 2)
 				imap_bad(cmd, "Invalid RETURN options");
 			return;
@@ -689,14 +689,18 @@ cmd_sort(struct imap_cmd *cmd)
 	sort_indexes(v, sc, idx, nh, crit, n_crit);
 
 	struct buf b = BUF_INIT(0);
-	if ((ret & IMAP_RET_UPDATE) && context_add(cmd, a + 2, n - 2, crit, n_crit, idx, nh) < 0)
+	if ((ret & IMAP_RET_UPDATE) && (ret & IMAP_RET_PARTIAL))
+		buf_printf(&b, "* OK [NOUPDATE \"%s\"] No updates of a PARTIAL result\r\n",
+		           cmd->p.tag);
+	else if ((ret & IMAP_RET_UPDATE) &&
+	         context_add(cmd, a + 2, n - 2, crit, n_crit, idx, nh) < 0)
 		buf_printf(&b, "* OK [NOUPDATE \"%s\"] No more search contexts\r\n", cmd->p.tag);
 	if (ret & IMAP_RET_SAVE) {
-		imap_search_save(v, ret, idx, nh);
+		imap_search_save(v, ret, &partial, idx, nh);
 		ret &= ~(unsigned)IMAP_RET_SAVE;
 	}
 	if (esort && ret != 0) {
-		esort_reply(cmd, ret, partial, idx, nh, &b);
+		esort_reply(cmd, ret, &partial, idx, nh, &b);
 	} else if (!esort) {
 		buf_reserve(&b, 8 + nh * 7);
 		buf_append_str(&b, "* SORT");

@@ -303,6 +303,76 @@ START_TEST(frame_literal_minus)
 }
 END_TEST
 
+/* ---- PARTIAL ranges (RFC 9394) ---- */
+
+static const char *
+partial_of(const char *range, const uint32_t *nums, size_t n)
+{
+	static char out[256];
+	struct imap_partial p;
+	struct buf b = BUF_INIT(0);
+
+	if (imap_partial_parse(range, &p) < 0)
+		return "invalid";
+	imap_partial_format(&b, &p, nums, n);
+	snprintf(out, sizeof(out), "%s", buf_cstr(&b));
+	buf_free(&b);
+	return out;
+}
+
+START_TEST(partial_ranges)
+{
+	static const uint32_t nums[] = {2, 3, 4, 7, 9, 10, 11, 20};
+	size_t n = sizeof(nums) / sizeof(nums[0]);
+	struct imap_partial p;
+
+	ck_assert_str_eq(partial_of("1:3", nums, n), " PARTIAL (1:3 2:4)");
+	ck_assert_str_eq(partial_of("3:1", nums, n), " PARTIAL (3:1 2:4)");
+	ck_assert_str_eq(partial_of("4:6", nums, n), " PARTIAL (4:6 7,9:10)");
+	ck_assert_str_eq(partial_of("-1:-1", nums, n), " PARTIAL (-1:-1 20)");
+	ck_assert_str_eq(partial_of("-1:-3", nums, n), " PARTIAL (-1:-3 10:11,20)");
+	ck_assert_str_eq(partial_of("-3:-1", nums, n), " PARTIAL (-3:-1 10:11,20)");
+	/* past either end: what is there, or NIL */
+	ck_assert_str_eq(partial_of("7:100", nums, n), " PARTIAL (7:100 11,20)");
+	ck_assert_str_eq(partial_of("-7:-100", nums, n), " PARTIAL (-7:-100 2:3)");
+	ck_assert_str_eq(partial_of("9:10", nums, n), " PARTIAL (9:10 NIL)");
+	ck_assert_str_eq(partial_of("-9:-4294967295", nums, n), " PARTIAL (-9:-4294967295 NIL)");
+	ck_assert_str_eq(partial_of("1:4294967295", nums, n),
+	                 " PARTIAL (1:4294967295 2:4,7,9:11,20)");
+	ck_assert_str_eq(partial_of("1:5", nums, 0), " PARTIAL (1:5 NIL)");
+	ck_assert_str_eq(partial_of("-1:-5", nums, 0), " PARTIAL (-1:-5 NIL)");
+	/* hostile and malformed */
+	static const char *const bad[] = {"0:5",
+	                                  "5:0",
+	                                  "-0:-5",
+	                                  "1:*",
+	                                  "*:1",
+	                                  "-1:5",
+	                                  "1:-5",
+	                                  "--1:-2",
+	                                  "4294967296:1",
+	                                  "1:4294967296",
+	                                  "99999999999999999999:1",
+	                                  "01:5",
+	                                  "1:05",
+	                                  "1",
+	                                  "-1",
+	                                  "1:",
+	                                  ":1",
+	                                  "1:2:3",
+	                                  "1:2 ",
+	                                  " 1:2",
+	                                  "1,2",
+	                                  "",
+	                                  "a:b",
+	                                  "1:2x",
+	                                  "+1:2"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(imap_partial_parse(bad[i], &p) < 0, "%s", bad[i]);
+	ck_assert_int_lt(imap_partial_parse(NULL, &p), 0);
+}
+END_TEST
+
 /* ---- arguments ---- */
 
 static int
@@ -1018,6 +1088,7 @@ imap_suite(void)
 	tcase_add_test(tc, frame_line_too_long);
 	tcase_add_test(tc, frame_literal_too_big);
 	tcase_add_test(tc, frame_literal_minus);
+	tcase_add_test(tc, partial_ranges);
 	tcase_add_test(tc, frame_refused_line_split_marker);
 	tcase_add_test(tc, frame_total_past_line_bound);
 	tcase_add_test(tc, parse_basic);

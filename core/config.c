@@ -141,6 +141,7 @@ static const struct key_def keys[] = {
     {"imap", "max_literal", T_SIZE, NULL, F(imap_max_literal), 1024, (uint64_t)1 << 40},
     {"imap", "search_budget", T_SIZE, "1G", F(imap_search_budget), 1 << 20, (uint64_t)1 << 40},
     {"imap", "literal_minus", T_BOOL, "no", F(imap_literal_minus), 0, 0},
+    {"imap", "inprogress_interval", T_COUNT, "1000", F(imap_inprogress_interval), 1, 3600000},
 
     {"pop3", "max_bad_commands", T_COUNT, "20", F(pop3_max_bad_commands), 1, 100000},
 };

@@ -145,10 +145,11 @@ struct roost_config {
 	/* [imap] */
 	unsigned imap_max_connections_per_user_ip; /* default 10 */
 	unsigned imap_max_bad_commands;            /* default 20 */
-	unsigned imap_idle_keepalive; /* seconds between "* OK Still here"; default 120 */
-	uint64_t imap_max_literal;    /* default: max_message_size */
-	uint64_t imap_search_budget;  /* bytes one SEARCH may scan; default 1G */
-	bool imap_literal_minus;      /* LITERAL- instead of LITERAL+; default no */
+	unsigned imap_idle_keepalive;      /* seconds between "* OK Still here"; default 120 */
+	uint64_t imap_max_literal;         /* default: max_message_size */
+	uint64_t imap_search_budget;       /* bytes one SEARCH may scan; default 1G */
+	bool imap_literal_minus;           /* LITERAL- instead of LITERAL+; default no */
+	unsigned imap_inprogress_interval; /* ms between INPROGRESS lines; default 1000 */
 
 	/* [pop3] */
 	unsigned pop3_max_bad_commands; /* default 20 */

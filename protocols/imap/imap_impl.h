@@ -492,6 +492,35 @@ int imap_search_parse(struct imap_cmd *cmd, const struct imap_arg *a, size_t n,
  * NO [LIMIT] is sent and ROOST_ETOOBIG returned. */
 int imap_search_run(struct imap_cmd *cmd, struct imap_search *sr, uint64_t *budget,
                     uint32_t **idx_r, size_t *n_r, uint64_t *top_r);
+/* The same in steps, so a long search can report INPROGRESS and give its
+ * worker back between them. The job lives in the command's state; hits is
+ * the heap array imap_search_run() would return. */
+struct imap_search_job {
+	struct imap_search *sr;
+	uint64_t budget;
+	uint32_t *hits;
+	size_t nh;
+	uint64_t top;
+	size_t next; /* the view index to test next */
+};
+void imap_search_job_init(struct imap_cmd *cmd, struct imap_search_job *j, struct imap_search *sr,
+                          uint64_t budget);
+/* Test messages from j->next until all are done (1) or the monotonic
+ * clock passes deadline_ms (0, more to do); past the budget, NO [LIMIT]
+ * is sent and ROOST_ETOOBIG returned. The view must not change between
+ * steps (it does not: a command in steps holds the connection's
+ * wake-ups). */
+int imap_search_job_run(struct imap_cmd *cmd, struct imap_search_job *j, uint64_t deadline_ms);
+void imap_search_job_free(struct imap_search_job *j);
+
+/* INPROGRESS (RFC 9585, imap_progress.c): a command working for longer
+ * than [imap] inprogress_interval says how far it got at most that often. */
+/* The monotonic clock in milliseconds. */
+uint64_t imap_progress_now_ms(void);
+/* When the current step of a long command should stop and report. */
+uint64_t imap_progress_deadline(const struct imap_session *s);
+/* "* OK [INPROGRESS ("tag" done total)] text" (total 0: NIL). */
+void imap_progress_send(struct imap_cmd *cmd, uint64_t done, uint64_t total, const char *text);
 bool imap_search_modseq(const struct imap_search *sr);
 /* Log and answer NO [LIMIT] for a command that ran out of search_budget. */
 void imap_search_limit(struct imap_cmd *cmd, size_t n_keys);

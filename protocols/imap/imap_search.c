@@ -188,62 +188,50 @@ search_out_step(struct imap_cmd *cmd)
 	imap_tagged(cmd, "OK", "SEARCH completed");
 }
 
-void
-cmd_search(struct imap_cmd *cmd)
+/* A SEARCH while its matcher runs (in steps, see imap_progress.c). */
+struct search_run {
+	struct imap_search_job job;
+	unsigned ret;
+	struct imap_partial partial;
+	bool esearch;
+	size_t keys; /* where the keys start in cmd->p.args */
+};
+
+static void
+search_run_free(struct imap_cmd *cmd)
+{
+	struct search_run *r = cmd->state;
+
+	if (r != NULL)
+		imap_search_job_free(&r->job);
+	cmd->state = NULL;
+}
+
+/* The matcher is done: SAVE, UPDATE's context and the result line. */
+static void
+search_finish(struct imap_cmd *cmd, struct search_run *r)
 {
 	struct imap_session *s = cmd->s;
 	struct imap_view *v = &s->view;
-	const struct imap_arg *a = cmd->p.args;
-	size_t n = cmd->p.n, i = 0;
-	unsigned ret = 0;
-	bool esearch = false;
+	const struct imap_arg *a = cmd->p.args + r->keys;
+	size_t n = cmd->p.n - r->keys;
+	unsigned ret = r->ret;
+	bool esearch = r->esearch;
+	struct imap_partial partial = r->partial;
+	struct imap_search *sr = r->job.sr;
+	uint32_t *hits = r->job.hits;
+	size_t nh = r->job.nh;
+	uint64_t top = r->job.top;
 
-	struct imap_partial partial = {0, 0, false};
-	if (i < n && imap_arg_atom_eq(&a[i], "RETURN")) {
-		if (i + 1 >= n) {
-			imap_bad(cmd, "Invalid RETURN options");
-			return;
-		}
-		if (imap_search_return(cmd, &a[i + 1], &ret, &partial) < 0)
-			return;
-		esearch = true;
-		i += 2;
-	}
-	if (!esearch && s->rev2) {
-		/* RFC 9051 6.4.4: no SEARCH response; ESEARCH ALL instead. */
-		esearch = true;
-		ret = IMAP_RET_ALL;
-	}
-	if ((ret & IMAP_RET_UPDATE) && !cmd->uid) {
-		imap_bad(cmd, "UPDATE needs UID SEARCH");
-		return;
-	}
-	if (i < n && imap_arg_atom_eq(&a[i], "CHARSET")) {
-		if (i + 1 >= n) {
-			imap_bad(cmd, "Missing charset");
-			return;
-		}
-		if (imap_sort_charset(cmd, &a[i + 1]) < 0)
-			return;
-		i += 2;
-	}
-	struct imap_search *sr;
-	uint64_t budget = s->sv->cfg->imap_search_budget;
-	uint32_t *hits;
-	size_t nh;
-	uint64_t top;
-	if (imap_search_parse(cmd, a + i, n - i, &sr) < 0 ||
-	    imap_search_run(cmd, sr, &budget, &hits, &nh, &top) < 0) {
-		if (ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
-			searchres_clear(v);
-		return;
-	}
+	r->job.hits = NULL; /* ours now */
+	cmd->state = NULL;
+	cmd->state_free = NULL;
 	if ((ret & IMAP_RET_UPDATE) && (ret & IMAP_RET_PARTIAL))
 		/* RFC 5267 lets a server decline a context: updates of a
 		 * window (positions shifting as messages come and go) are
 		 * not kept */
 		imap_untagged(s, "OK [NOUPDATE \"%s\"] No updates of a PARTIAL result", cmd->p.tag);
-	else if ((ret & IMAP_RET_UPDATE) && context_add(cmd, a + i, n - i, NULL, 0, hits, nh) < 0)
+	else if ((ret & IMAP_RET_UPDATE) && context_add(cmd, a, n, NULL, 0, hits, nh) < 0)
 		imap_untagged(s, "OK [NOUPDATE \"%s\"] No more search contexts", cmd->p.tag);
 	if (ret & IMAP_RET_SAVE) {
 		imap_search_save(v, ret, &partial, hits, nh);
@@ -303,4 +291,84 @@ cmd_search(struct imap_cmd *cmd)
 	conn_write(s->c, b.data, b.len);
 	buf_free(&b);
 	search_out_step(cmd);
+}
+
+static imap_step_fn search_run_step;
+
+/* One interval of matching; then INPROGRESS and a later step, or the end. */
+static void
+search_run_step(struct imap_cmd *cmd)
+{
+	struct search_run *r = cmd->state;
+	int rc = imap_search_job_run(cmd, &r->job, imap_progress_deadline(cmd->s));
+
+	if (rc == 0) {
+		imap_progress_send(cmd, r->job.next, cmd->s->view.n, "Searching");
+		imap_yield(cmd, search_run_step);
+		return;
+	}
+	if (rc < 0) {
+		if (r->ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
+			searchres_clear(&cmd->s->view);
+		search_run_free(cmd);
+		cmd->state_free = NULL;
+		return;
+	}
+	search_finish(cmd, r);
+}
+
+void
+cmd_search(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_view *v = &s->view;
+	const struct imap_arg *a = cmd->p.args;
+	size_t n = cmd->p.n, i = 0;
+	unsigned ret = 0;
+	bool esearch = false;
+
+	struct imap_partial partial = {0, 0, false};
+	if (i < n && imap_arg_atom_eq(&a[i], "RETURN")) {
+		if (i + 1 >= n) {
+			imap_bad(cmd, "Invalid RETURN options");
+			return;
+		}
+		if (imap_search_return(cmd, &a[i + 1], &ret, &partial) < 0)
+			return;
+		esearch = true;
+		i += 2;
+	}
+	if (!esearch && s->rev2) {
+		/* RFC 9051 6.4.4: no SEARCH response; ESEARCH ALL instead. */
+		esearch = true;
+		ret = IMAP_RET_ALL;
+	}
+	if ((ret & IMAP_RET_UPDATE) && !cmd->uid) {
+		imap_bad(cmd, "UPDATE needs UID SEARCH");
+		return;
+	}
+	if (i < n && imap_arg_atom_eq(&a[i], "CHARSET")) {
+		if (i + 1 >= n) {
+			imap_bad(cmd, "Missing charset");
+			return;
+		}
+		if (imap_sort_charset(cmd, &a[i + 1]) < 0)
+			return;
+		i += 2;
+	}
+	struct imap_search *sr;
+	if (imap_search_parse(cmd, a + i, n - i, &sr) < 0) {
+		if (ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
+			searchres_clear(v);
+		return;
+	}
+	struct search_run *r = arena_alloc(&cmd->arena, sizeof(*r));
+	imap_search_job_init(cmd, &r->job, sr, s->sv->cfg->imap_search_budget);
+	r->ret = ret;
+	r->partial = partial;
+	r->esearch = esearch;
+	r->keys = i;
+	cmd->state = r;
+	cmd->state_free = search_run_free;
+	search_run_step(cmd);
 }

@@ -305,20 +305,41 @@ imap_search_limit(struct imap_cmd *cmd, size_t n_keys)
 	            "(search_budget); narrow it");
 }
 
+void
+imap_search_job_init(struct imap_cmd *cmd, struct imap_search_job *j, struct imap_search *sr,
+                     uint64_t budget)
+{
+	struct imap_view *v = &cmd->s->view;
+
+	search_resolve_sets(sr->root, v);
+	memset(j, 0, sizeof(*j));
+	j->sr = sr;
+	j->budget = budget;
+	j->hits = xcalloc(v->n ? v->n : 1, sizeof(*j->hits));
+}
+
+void
+imap_search_job_free(struct imap_search_job *j)
+{
+	free(j->hits);
+	j->hits = NULL;
+}
+
 int
-imap_search_run(struct imap_cmd *cmd, struct imap_search *sr, uint64_t *budget, uint32_t **idx_r,
-                size_t *n_r, uint64_t *top_r)
+imap_search_job_run(struct imap_cmd *cmd, struct imap_search_job *j, uint64_t deadline_ms)
 {
 	struct imap_session *s = cmd->s;
 	struct imap_view *v = &s->view;
+	struct sbudget bg = {j->budget, false};
 
-	search_resolve_sets(sr->root, v);
+	for (; j->next < v->n && !bg.exceeded; j->next++) {
+		size_t m = j->next;
 
-	struct sbudget bg = {*budget, false};
-	uint32_t *hits = xcalloc(v->n ? v->n : 1, sizeof(*hits));
-	size_t nh = 0;
-	uint64_t top = 0;
-	for (size_t m = 0; m < v->n && !bg.exceeded; m++) {
+		/* the clock is read every 16 messages: cheap (vDSO) but not
+		 * free, and a message takes microseconds at least */
+		if (deadline_ms != UINT64_MAX && (m & 15) == 0 && m > 0 &&
+		    imap_progress_now_ms() >= deadline_ms)
+			break;
 		if (v->msgs[m].expunged)
 			continue;
 		struct sctx x = {.s = s,
@@ -327,22 +348,36 @@ imap_search_run(struct imap_cmd *cmd, struct imap_search *sr, uint64_t *budget, 
 		                 .budget = &bg,
 		                 .head = BUF_INIT(0),
 		                 .body = BUF_INIT(0)};
-		if (match(&x, sr->root)) {
-			hits[nh++] = (uint32_t)m;
-			if (v->msgs[m].rec.modseq > top)
-				top = v->msgs[m].rec.modseq;
+		if (match(&x, j->sr->root)) {
+			j->hits[j->nh++] = (uint32_t)m;
+			if (v->msgs[m].rec.modseq > j->top)
+				j->top = v->msgs[m].rec.modseq;
 		}
 		unload(&x);
 	}
+	j->budget = bg.left;
 	if (bg.exceeded) {
-		free(hits);
-		imap_search_limit(cmd, sr->n_keys);
+		imap_search_job_free(j);
+		imap_search_limit(cmd, j->sr->n_keys);
 		return ROOST_ETOOBIG;
 	}
-	*budget = bg.left;
-	*idx_r = hits;
-	*n_r = nh;
+	return j->next >= v->n ? 1 : 0;
+}
+
+int
+imap_search_run(struct imap_cmd *cmd, struct imap_search *sr, uint64_t *budget, uint32_t **idx_r,
+                size_t *n_r, uint64_t *top_r)
+{
+	struct imap_search_job j;
+	int rc;
+
+	imap_search_job_init(cmd, &j, sr, *budget);
+	if ((rc = imap_search_job_run(cmd, &j, UINT64_MAX)) < 0)
+		return rc;
+	*budget = j.budget;
+	*idx_r = j.hits;
+	*n_r = j.nh;
 	if (top_r != NULL)
-		*top_r = top;
+		*top_r = j.top;
 	return 0;
 }

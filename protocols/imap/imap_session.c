@@ -270,6 +270,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	buf_append_str(out, cfg->imap_literal_minus ? " LITERAL-" : " LITERAL+"); /* never both */
 	buf_append_str(out, " SAVEDATE"); /* RFC 8514: every backend keeps save dates */
 	buf_append_str(out, " PARTIAL");  /* RFC 9394, imap_partial.c */
+	buf_append_str(out, " INPROGRESS");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)cfg->imap_max_literal);
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		if (!conn_is_tls(s->c) && strcmp(conn_listener(s->c), "imaps") != 0)

@@ -1,14 +1,19 @@
 /*
  * storage_deliver(), the one owner of the delivery path: the recipients
  * checked and deduplicated, new users set up and retried, an all-or-nothing
- * delivery rolled back, the watchers woken.
+ * delivery rolled back, the watchers woken; and the parse cache record made
+ * once and stored with every copy.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/message.h"
+#include "roost/message_cache.h"
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 #include "roost/xalloc.h"
@@ -16,6 +21,55 @@
 #include "storage_private.h"
 
 #define DELIVER_MAX 100000
+
+/*
+ * The parse cache record of a message being delivered, appended to rec:
+ * made once for all its recipients and stored with each copy in the
+ * backend's own commit, so the first FETCH of ENVELOPE, BODYSTRUCTURE or
+ * PREVIEW (RFC 8970 asks that a preview be made once) reads it rather than
+ * the message. A message with bare LFs is left to FETCH, which parses the
+ * CRLF form IMAP sends; so is one that does not parse: delivery does not
+ * depend on it.
+ */
+static void
+deliver_cache(const struct storage *st, const struct msg_input *msg, struct buf *rec)
+{
+	const struct roost_config *cfg = st->cfg;
+	struct message_limits lim = MESSAGE_LIMITS_DEFAULT;
+	const uint8_t *data = msg->data;
+	struct message *m = NULL;
+	void *map = NULL;
+
+	if (msg->len == 0)
+		return;
+	/* the bounds FETCH parses with (a store opened without them, as a
+	 * tool may, keeps the defaults) */
+	if (cfg->mime_max_depth != 0 && cfg->mime_max_parts != 0 && cfg->max_header_size != 0 &&
+	    cfg->max_header_fields != 0) {
+		lim.max_depth = cfg->mime_max_depth;
+		lim.max_parts = cfg->mime_max_parts;
+		lim.max_header_size = cfg->max_header_size;
+		lim.max_header_fields = cfg->max_header_fields;
+	}
+	if (msg->fd >= 0) {
+		map = mmap(NULL, msg->len, PROT_READ, MAP_PRIVATE, msg->fd, 0);
+		if (map == MAP_FAILED)
+			return;
+		data = map;
+	}
+	for (const uint8_t *p = data, *end = data + msg->len;
+	     (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+		if (p == data || p[-1] != '\r')
+			goto out;
+	}
+	if (message_parse(data, msg->len, &lim, &m) == 0 &&
+	    message_cache_make(m, msg->len, rec) < 0)
+		buf_reset(rec);
+	message_free(&m);
+out:
+	if (map != NULL)
+		munmap(map, msg->len);
+}
 
 /* The delivery request after the wrapper's checks: one entry per distinct
  * (user, canonical mailbox), handed to the backend as is. */
@@ -156,6 +210,8 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
                 size_t n, unsigned flags)
 {
 	struct deliver_req r;
+	struct msg_input in;
+	struct buf cache = BUF_INIT(0);
 	size_t *retry, nr = 0;
 	int rc, first = 0;
 
@@ -171,6 +227,11 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 			targets[i].result = rc;
 		return rc;
 	}
+	deliver_cache(st, msg, &cache);
+	in = *msg;
+	in.cache = cache.data;
+	in.cache_len = cache.len;
+	msg = &in;
 	req_build(&r, targets, n);
 	deliver_admitted(st, msg, &r);
 	/* One more try for recipients whose INBOX did not exist (set up now)
@@ -253,5 +314,6 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 			targets[i].mailbox = "INBOX";
 	}
 	req_free(&r);
+	buf_free(&cache);
 	return first;
 }

@@ -172,6 +172,13 @@ append_one(struct lmdb_w *w, const char *user, uint64_t id, const struct deliver
 	v.mv_data = &m;
 	if ((rc = lmdb_wput(w, w->sh->msgs, &k, &v, MDB_NOOVERWRITE)) != 0)
 		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
+	if (a->msg->cache_len > 0) {
+		/* the parse cache, in the same commit: no second write */
+		MDB_val cv = {a->msg->cache_len, (void *)a->msg->cache};
+
+		if ((rc = lmdb_wput(w, w->sh->cache, &k, &cv, 0)) != 0)
+			return rc;
+	}
 	if ((rc = lmdb_seq_put(w, w->sh->modseq, id, m.modseq, *uid_r, "", 0)) != 0 ||
 	    (rc = lmdb_body_ref(w, a->b->sha, a->b->data, a->b->len, true, a->file, file_used_r)) !=
 	        0)

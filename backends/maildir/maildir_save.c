@@ -258,6 +258,10 @@ folder_commit_one(struct md_folder *f, struct md_pending *p, const struct msg_in
 		err = md_finish_save(f, p, msg->flags & MSG_FLAGS_ALL, msg->keywords,
 		                     msg->n_keywords, p->idate, d, uid_r);
 		*uidvalidity_r = f->uidvalidity;
+		/* derived data, as mailbox_cache_set(): a failure loses
+		 * only the head start */
+		if (err == 0 && msg->cache_len > 0)
+			(void)md_cache_set(f, *uid_r, msg->cache, msg->cache_len);
 		e = md_commit_deferred(f, d);
 		if (err == 0)
 			err = e;

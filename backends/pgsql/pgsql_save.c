@@ -118,10 +118,11 @@ append_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
 	pg_p_bin(&p, a->sha, SHA_LEN);
 	pg_p_int(&p, (int64_t)storage_new_emailid());
 	pg_p_int(&p, (int64_t)time(NULL));
+	pg_p_bin(&p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
 	rc = pg_exec(t,
 	             "INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
-	             "internal_date, size, sha, emailid, save_date) VALUES ($1, $2, $3, $4, $5, "
-	             "$6, $7, $8, $9, $10)",
+	             "internal_date, size, sha, emailid, save_date, cache) VALUES ($1, $2, $3, "
+	             "$4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''::bytea))",
 	             &p, false, NULL);
 	if (rc != 0)
 		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;

@@ -142,6 +142,11 @@ struct msg_input {
 	size_t n_keywords;
 	int64_t internal_date;  /* 0 = now, unless has_internal_date */
 	bool has_internal_date; /* internal_date is the date even when 0 (the epoch) */
+	/* The parse cache record (roost/message_cache.h) to keep with each
+	 * new message, as mailbox_cache_set() would, or none (cache_len 0).
+	 * storage_deliver() makes it itself; callers leave it empty. */
+	const void *cache;
+	size_t cache_len;
 };
 
 /* The internal date a message to store gets: the one it carries, or the

@@ -15,104 +15,39 @@
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/message.h"
+#include "roost/message_cache.h"
 #include "roost/services.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
 
-/*
- * Our cache record: "R5 <vsize> <env> <body> <bs> <preview> <bin>\n" and the
- * five texts. bin holds the decoded sizes of the BINARY sections measured
- * so far, a line each, "<part> <octets> <nul>\n" (part "0" for the whole
- * message, nul 1 when a NUL is among the octets), at most BINSIZE_MAX
- * octets of them: a BINARY.SIZE after the first, in any session, reads it
- * here. "R4" records are the same without bin. The preview (RFC 8970) is made with the others, when
- * a FETCH first parses the message, so it costs its own length (at most 256 characters of UTF-8, 1
- * KiB) once per message and is never computed again. "R3" records are the same without the preview:
- * their texts are used and a PREVIEW makes the record again. vsize is RFC822.SIZE: the octets
- * BODY[] sends (a bare LF counts as CRLF). A record with env = 0 holds the size only (nothing
- * parsed yet: an envelope is never empty). An "R2" record is the same with an envelope rendered
- * before obsolete phrases kept their spaces: its size is used, its texts are made again. "R1"
- * records (no size) are made again whole.
- */
-#define BINSIZE_MAX 4096
-
-struct parsed_cache {
-	struct buf raw;
-	const char *env, *body, *bs, *pv, *bin;
-	size_t env_len, body_len, bs_len, pv_len, bin_len;
-	uint64_t vsize;
-	bool have_vsize, have_parts, have_preview;
-};
-
-static bool
-cache_decode(struct parsed_cache *pc)
-{
-	unsigned long long v = 0, e, b, s, p = 0, n = 0;
-	int off = 0;
-	const char *t = buf_cstr(&pc->raw);
-	bool r5 = strncmp(t, "R5 ", 3) == 0;
-	bool r4 = r5 || strncmp(t, "R4 ", 3) == 0;
-
-	pc->have_vsize = pc->have_parts = pc->have_preview = false;
-	pc->bin_len = 0;
-	if (!r4 && strncmp(t, "R3 ", 3) != 0 && strncmp(t, "R2 ", 3) != 0)
-		return false;
-	if (r5 ? sscanf(t + 3, "%llu %llu %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &p, &n, &off) !=
-	             6
-	    : r4 ? sscanf(t + 3, "%llu %llu %llu %llu %llu\n%n", &v, &e, &b, &s, &p, &off) != 5
-	         : sscanf(t + 3, "%llu %llu %llu %llu\n%n", &v, &e, &b, &s, &off) != 4)
-		return false;
-	if (off <= 0)
-		return false;
-	off += 3;
-	if (e > pc->raw.len || b > pc->raw.len || s > pc->raw.len || p > pc->raw.len ||
-	    n > pc->raw.len || e + b + s + p + n + (size_t)off != pc->raw.len)
-		return false;
-	pc->env = t + off;
-	pc->env_len = e;
-	pc->body = pc->env + e;
-	pc->body_len = b;
-	pc->bs = pc->body + b;
-	pc->bs_len = s;
-	pc->have_vsize = true;
-	pc->vsize = v;
-	pc->pv = pc->bs + s;
-	pc->pv_len = p;
-	pc->bin = pc->pv + p;
-	pc->bin_len = n;
-	pc->have_parts = e > 0 && (t[1] == '3' || r4);
-	pc->have_preview = pc->have_parts && r4;
-	return true;
-}
+/* The parse cache record (roost/message_cache.h): made here when a FETCH
+ * first parses a message that was not delivered (APPEND, COPY of an old
+ * one, a file dropped into a Maildir); delivery makes it beforehand. */
+#define BINSIZE_MAX MESSAGE_CACHE_BINSIZE_MAX
 
 /* Store pc's parts (when have_parts), vsize (when have_vsize) and the
  * BINARY sizes bin[0..bin_len) (each text may point into pc->raw). */
 static void
-cache_store_bin(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
+cache_store_bin(struct mailbox *mb, uint32_t uid, struct message_cache *pc, const char *env,
                 size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len,
                 const char *pv, size_t pv_len, const char *bin, size_t bin_len)
 {
 	struct buf r = BUF_INIT(0);
 
-	buf_printf(&r, "R5 %llu %zu %zu %zu %zu %zu\n", (unsigned long long)pc->vsize, env_len,
-	           body_len, bs_len, pv_len, bin_len);
-	buf_append(&r, env, env_len);
-	buf_append(&r, body, body_len);
-	buf_append(&r, bs, bs_len);
-	buf_append(&r, pv, pv_len);
-	buf_append(&r, bin, bin_len);
+	message_cache_encode(&r, pc->vsize, env, env_len, body, body_len, bs, bs_len, pv, pv_len,
+	                     bin, bin_len);
 	(void)mailbox_cache_set(mb, uid, r.data, r.len);
 	buf_free(&pc->raw);
 	pc->raw = r;
-	if (!cache_decode(pc))
+	if (!message_cache_decode(pc))
 		pc->have_parts = false;
 }
 
 /* The same, keeping the BINARY sizes the record held. */
 static void
-cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const char *env,
+cache_store(struct mailbox *mb, uint32_t uid, struct message_cache *pc, const char *env,
             size_t env_len, const char *body, size_t body_len, const char *bs, size_t bs_len,
             const char *pv, size_t pv_len)
 {
@@ -121,24 +56,18 @@ cache_store(struct mailbox *mb, uint32_t uid, struct parsed_cache *pc, const cha
 }
 
 static bool
-cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct parsed_cache *pc)
+cache_build(struct mailbox *mb, uint32_t uid, const struct message *msg, struct message_cache *pc)
 {
-	struct buf e = BUF_INIT(0), b = BUF_INIT(0), s = BUF_INIT(0), p = BUF_INIT(0);
-	bool ok = message_envelope(msg, NULL, &e) == 0 &&
-	          message_bodystructure(msg, message_root(msg), false, &b) == 0 &&
-	          message_bodystructure(msg, message_root(msg), true, &s) == 0 && e.len > 0;
+	struct buf r = BUF_INIT(0);
 
-	if (ok) {
-		message_preview(msg, &p);
-		cache_store(mb, uid, pc, (const char *)e.data, e.len, (const char *)b.data, b.len,
-		            (const char *)s.data, s.len, (const char *)p.data, p.len);
-		ok = pc->have_parts;
+	if (message_cache_make(msg, pc->vsize, &r) < 0) {
+		buf_free(&r);
+		return false;
 	}
-	buf_free(&p);
-	buf_free(&e);
-	buf_free(&b);
-	buf_free(&s);
-	return ok;
+	(void)mailbox_cache_set(mb, uid, r.data, r.len);
+	buf_free(&pc->raw);
+	pc->raw = r;
+	return message_cache_decode(pc) && pc->have_parts;
 }
 
 /* ------------------------------------------------------------------ */
@@ -430,7 +359,7 @@ raw_offset(const uint8_t *raw, size_t raw_len, size_t conv_off)
 /* The BINARY sizes of the message being planned: those its cache record
  * holds, and those measured now (added when the plan is made). */
 struct binsizes {
-	const struct parsed_cache *pc;
+	const struct message_cache *pc;
 	struct buf added;
 };
 
@@ -623,7 +552,7 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 	struct view_msg *m = &v->msgs[idx];
 	struct msg_view mv = {0};
 	struct message *msg = NULL;
-	struct parsed_cache pc = {.raw = BUF_INIT(0)};
+	struct message_cache pc = {.raw = BUF_INIT(0)};
 	struct buf conv = BUF_INIT(0);
 	const uint8_t *data = NULL;
 	size_t len = 0;
@@ -632,7 +561,7 @@ fetch_plan(struct imap_cmd *cmd, struct fetch_state *st, size_t idx, bool add_fl
 
 	st->crlf = false;
 	if (req->need_cache || req->need_vsize || req->need_binsize) {
-		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0 && cache_decode(&pc))
+		if (mailbox_cache_get(v->mb, m->rec.uid, &pc.raw) == 0 && message_cache_decode(&pc))
 			have_cache = pc.have_parts && (pc.have_preview || !req->need_preview);
 		else
 			pc.have_vsize = pc.have_parts = false;

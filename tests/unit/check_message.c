@@ -16,6 +16,7 @@
 #include "roost/buf.h"
 #include "roost/error.h"
 #include "roost/message.h"
+#include "roost/message_cache.h"
 
 #include "check_run.h"
 
@@ -736,6 +737,62 @@ START_TEST(previews)
 }
 END_TEST
 
+/* The parse cache record: made from a message, read back; records of other
+ * versions and damaged ones are refused, never over-read. */
+START_TEST(cache_records)
+{
+	static const char text[] = "From: a@example.org\r\nSubject: rec\r\n\r\nthe preview\r\n";
+	struct message_limits lim = MESSAGE_LIMITS_DEFAULT;
+	struct message_cache pc = {.raw = BUF_INIT(0)};
+	struct message *m = NULL;
+
+	ck_assert_int_eq(message_parse((const uint8_t *)text, sizeof(text) - 1, &lim, &m), 0);
+	ck_assert_int_eq(message_cache_make(m, 1234, &pc.raw), 0);
+	message_free(&m);
+	ck_assert(message_cache_decode(&pc));
+	ck_assert(pc.have_parts && pc.have_preview && pc.have_vsize);
+	ck_assert_uint_eq(pc.vsize, 1234);
+	ck_assert_uint_eq(pc.pv_len, 11);
+	ck_assert_int_eq(memcmp(pc.pv, "the preview", 11), 0);
+	ck_assert_uint_eq(pc.bin_len, 0);
+	ck_assert_ptr_nonnull(memmem(pc.env, pc.env_len, "\"rec\"", 5));
+	/* with BINARY sizes */
+	buf_reset(&pc.raw);
+	message_cache_encode(&pc.raw, 7, "e", 1, "b", 1, "s", 1, "p", 1, "0 5 0\n", 6);
+	ck_assert(message_cache_decode(&pc));
+	ck_assert_uint_eq(pc.bin_len, 6);
+	ck_assert_int_eq(memcmp(pc.bin, "0 5 0\n", 6), 0);
+	/* an R3 record has no preview; a size-only record no parts */
+	buf_reset(&pc.raw);
+	buf_append_str(&pc.raw, "R3 9 1 1 1\nebs");
+	ck_assert(message_cache_decode(&pc));
+	ck_assert(pc.have_parts && !pc.have_preview);
+	buf_reset(&pc.raw);
+	buf_append_str(&pc.raw, "R5 9 0 0 0 0 0\n");
+	ck_assert(message_cache_decode(&pc));
+	ck_assert(!pc.have_parts && pc.have_vsize);
+	/* damaged: lengths past the end, overflowing sums, garbage */
+	static const char *const bad[] = {
+	    "",
+	    "R1 5\n",
+	    "R9 1 1 1 1 1 1\nabcde",
+	    "R5 1 1 1 1 1 1\nabcd",
+	    "R5 1 1 1 1 1 1\nabcdef",
+	    "R5 1 18446744073709551615 1 1 1 1\nabcde",
+	    "R5 1 9223372036854775807 9223372036854775807 2 1 1\nabcde",
+	    "R5 x 1 1 1 1 1\nabcde",
+	    "R4 1 1 1 1\nabcd",
+	    "R5 1 1 1 1 1 1",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		buf_reset(&pc.raw);
+		buf_append_str(&pc.raw, bad[i]);
+		ck_assert_msg(!message_cache_decode(&pc), "%s", bad[i]);
+	}
+	buf_free(&pc.raw);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -762,6 +819,7 @@ main(void)
 	tcase_add_test(tc, thread_roots);
 	tcase_add_test(tc, thread_ids);
 	tcase_add_test(tc, previews);
+	tcase_add_test(tc, cache_records);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }

@@ -26,6 +26,7 @@
 #include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/message_cache.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 
@@ -1210,6 +1211,59 @@ START_TEST(save_dates)
 	ck_assert_int_eq(save_date_of("Box", u1), -1);
 	free(src);
 	free(dst);
+	teardown_backend();
+}
+END_TEST
+
+/* storage_deliver() stores the parse cache record with every copy (made
+ * once: RFC 8970's preview among it), in the delivery's own commit, and so
+ * does storage_append() (IMAP APPEND), a delivery to one mailbox; a
+ * message with bare LFs gets none (FETCH makes it from the CRLF form). */
+START_TEST(deliver_cache)
+{
+	struct delivery_target t[2] = {{.user = USER, .mailbox = "INBOX"},
+	                               {.user = USER, .mailbox = "Box"}};
+	const char text[] = "From: a@example.org\r\nSubject: cached\r\n\r\nHello there, "
+	                    "this is the preview.\r\n";
+	const char bare[] = "From: a@example.org\nSubject: bare\n\nbare LF\n";
+	struct msg_input in = {.data = (const uint8_t *)text, .len = sizeof(text) - 1, .fd = -1};
+	struct message_cache pc = {.raw = BUF_INIT(0)};
+	struct mailbox *mb;
+	uint32_t u;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_create(st, USER, "Box", 0), 0);
+	ck_assert_int_eq(storage_deliver(st, &in, t, 2, 0), 0);
+	reopen(); /* durable with the message, not a later lazy write */
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(mailbox_open(st, USER, t[k].mailbox, MAILBOX_READONLY, &mb), 0);
+		buf_reset(&pc.raw);
+		ck_assert_int_eq(mailbox_cache_get(mb, t[k].uid, &pc.raw), 0);
+		ck_assert(message_cache_decode(&pc));
+		ck_assert(pc.have_parts && pc.have_preview);
+		ck_assert_uint_eq(pc.vsize, sizeof(text) - 1);
+		ck_assert_msg(pc.pv_len == 33 &&
+		                  memcmp(pc.pv, "Hello there, this is the preview.", 33) == 0,
+		              "preview \"%.*s\"", (int)pc.pv_len, pc.pv);
+		ck_assert_ptr_nonnull(memmem(pc.env, pc.env_len, "\"cached\"", 8));
+		mailbox_close(&mb);
+	}
+	/* bare LFs: none; an APPEND: one */
+	in.data = (const uint8_t *)bare;
+	in.len = sizeof(bare) - 1;
+	ck_assert_int_eq(storage_deliver(st, &in, t, 1, 0), 0);
+	u = append_simple("Box", 9);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", MAILBOX_READONLY, &mb), 0);
+	buf_reset(&pc.raw);
+	ck_assert_int_eq(mailbox_cache_get(mb, t[0].uid, &pc.raw), ROOST_ENOTFOUND);
+	mailbox_close(&mb);
+	ck_assert_int_eq(mailbox_open(st, USER, "Box", MAILBOX_READONLY, &mb), 0);
+	buf_reset(&pc.raw);
+	ck_assert_int_eq(mailbox_cache_get(mb, u, &pc.raw), 0);
+	ck_assert(message_cache_decode(&pc) && pc.have_preview);
+	ck_assert_int_eq(memcmp(pc.pv, "body 9", pc.pv_len), 0);
+	mailbox_close(&mb);
+	buf_free(&pc.raw);
 	teardown_backend();
 }
 END_TEST
@@ -3185,6 +3239,7 @@ storage_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, hostile_names, 0, n_backends);
 	tcase_add_loop_test(tc, save_dates, 0, n_backends);
+	tcase_add_loop_test(tc, deliver_cache, 0, n_backends);
 	tcase_add_loop_test(tc, name_lengths, 0, n_backends);
 	tcase_add_loop_test(tc, punctuation_names, 0, n_backends);
 	tcase_add_loop_test(tc, round_trip, 0, n_backends);

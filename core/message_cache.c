@@ -74,8 +74,8 @@ message_cache_make(const struct message *msg, uint64_t vsize, struct buf *out)
 	    message_bodystructure(msg, message_root(msg), true, &s) == 0 && e.len > 0) {
 		message_preview(msg, &p);
 		message_cache_encode(out, vsize, (const char *)e.data, e.len, (const char *)b.data,
-		                     b.len, (const char *)s.data, s.len, (const char *)p.data, p.len,
-		                     "", 0);
+		                     b.len, (const char *)s.data, s.len, (const char *)p.data,
+		                     p.len, "", 0);
 		rc = 0;
 	}
 	buf_free(&p);

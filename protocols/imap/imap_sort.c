@@ -650,58 +650,65 @@ esort_reply(struct imap_cmd *cmd, unsigned ret, const struct imap_partial *parti
 	buf_append_str(b, "\r\n");
 }
 
-void
-cmd_sort(struct imap_cmd *cmd)
+/* A SORT while its search runs (in steps, as SEARCH: INPROGRESS). */
+struct sort_run {
+	struct imap_search_job job;
+	unsigned ret;
+	struct imap_partial partial;
+	bool esort;
+	size_t keys; /* where the search keys start in cmd->p.args */
+	size_t n_crit;
+	struct sort_crit crit[SORT_MAX_CRITERIA];
+};
+
+static void
+sort_run_free(struct imap_cmd *cmd)
+{
+	struct sort_run *r = cmd->state;
+
+	if (r != NULL)
+		imap_search_job_free(&r->job);
+	cmd->state = NULL;
+}
+
+/* The hits are known: their sort keys, the order and the reply. */
+static void
+sort_finish(struct imap_cmd *cmd, struct sort_run *r)
 {
 	struct imap_view *v = &cmd->s->view;
-	const struct imap_arg *a = cmd->p.args;
-	size_t n = cmd->p.n, n_crit;
-	struct sort_crit crit[SORT_MAX_CRITERIA];
-	unsigned ret = 0;
-	struct imap_partial partial = {0, 0, false};
-	bool esort = false;
+	const struct imap_arg *a = cmd->p.args + r->keys;
+	size_t n = cmd->p.n - r->keys;
+	unsigned ret = r->ret;
+	uint32_t *idx = r->job.hits;
+	size_t nh = r->job.nh;
+	uint64_t budget = r->job.budget;
 
-	if (n > 0 && imap_arg_atom_eq(&a[0], "RETURN")) {
-		if (n < 2 || imap_search_return(cmd, &a[1], &ret, &partial) < 0) {
-			if (n < 2)
-				imap_bad(cmd, "Invalid RETURN options");
-			return;
-		}
-		esort = true;
-		a += 2;
-		n -= 2;
-	}
-	if ((ret & IMAP_RET_UPDATE) && !cmd->uid) {
-		imap_bad(cmd, "UPDATE needs UID SORT");
+	r->job.hits = NULL; /* ours now */
+	cmd->state = NULL;
+	cmd->state_free = NULL;
+	struct sort_cache *sc = sort_cache_sync(v);
+	if (sort_cache_load(cmd, sc, idx, nh, &budget) < 0) {
+		free(idx);
+		imap_search_limit(cmd, 0);
+		if (ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
+			searchres_clear(v);
 		return;
 	}
-	if (n < 3 || parse_criteria(&a[0], crit, &n_crit) < 0) {
-		imap_bad(cmd, "Invalid sort criteria");
-		goto fail;
-	}
-	if (imap_sort_charset(cmd, &a[1]) < 0)
-		goto fail;
-	uint32_t *idx;
-	size_t nh;
-	struct sort_cache *sc;
-	if (imap_sort_select(cmd, a + 2, n - 2, &idx, &nh, &sc) < 0)
-		goto fail;
-	sort_indexes(v, sc, idx, nh, crit, n_crit);
+	sort_indexes(v, sc, idx, nh, r->crit, r->n_crit);
 
 	struct buf b = BUF_INIT(0);
 	if ((ret & IMAP_RET_UPDATE) && (ret & IMAP_RET_PARTIAL))
 		buf_printf(&b, "* OK [NOUPDATE \"%s\"] No updates of a PARTIAL result\r\n",
 		           cmd->p.tag);
-	else if ((ret & IMAP_RET_UPDATE) &&
-	         context_add(cmd, a + 2, n - 2, crit, n_crit, idx, nh) < 0)
+	else if ((ret & IMAP_RET_UPDATE) && context_add(cmd, a, n, r->crit, r->n_crit, idx, nh) < 0)
 		buf_printf(&b, "* OK [NOUPDATE \"%s\"] No more search contexts\r\n", cmd->p.tag);
 	if (ret & IMAP_RET_SAVE) {
-		imap_search_save(v, ret, &partial, idx, nh);
+		imap_search_save(v, ret, &r->partial, idx, nh);
 		ret &= ~(unsigned)IMAP_RET_SAVE;
 	}
-	if (esort && ret != 0) {
-		esort_reply(cmd, ret, &partial, idx, nh, &b);
-	} else if (!esort) {
+	if (r->esort && ret != 0) {
+		esort_reply(cmd, ret, &r->partial, idx, nh, &b);
+	} else if (!r->esort) {
 		buf_reserve(&b, 8 + nh * 7);
 		buf_append_str(&b, "* SORT");
 		for (size_t i = 0; i < nh; i++) {
@@ -712,8 +719,69 @@ cmd_sort(struct imap_cmd *cmd)
 	}
 	free(idx);
 	imap_sort_reply(cmd, &b);
+}
+
+static imap_step_fn sort_run_step;
+
+/* One interval of searching; then INPROGRESS and a later step, or on. */
+static void
+sort_run_step(struct imap_cmd *cmd)
+{
+	struct sort_run *r = cmd->state;
+	int rc = imap_search_job_run(cmd, &r->job, imap_progress_deadline(cmd->s));
+
+	if (rc == 0) {
+		imap_progress_send(cmd, r->job.next, cmd->s->view.n, "Searching");
+		imap_yield(cmd, sort_run_step);
+		return;
+	}
+	if (rc < 0) {
+		if (r->ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
+			searchres_clear(&cmd->s->view);
+		sort_run_free(cmd);
+		cmd->state_free = NULL;
+		return;
+	}
+	sort_finish(cmd, r);
+}
+
+void
+cmd_sort(struct imap_cmd *cmd)
+{
+	struct imap_view *v = &cmd->s->view;
+	const struct imap_arg *a = cmd->p.args;
+	size_t n = cmd->p.n;
+	struct sort_run *r = arena_alloc(&cmd->arena, sizeof(*r));
+	struct imap_search *sr;
+
+	memset(r, 0, sizeof(*r));
+	if (n > 0 && imap_arg_atom_eq(&a[0], "RETURN")) {
+		if (n < 2 || imap_search_return(cmd, &a[1], &r->ret, &r->partial) < 0) {
+			if (n < 2)
+				imap_bad(cmd, "Invalid RETURN options");
+			return;
+		}
+		r->esort = true;
+		a += 2;
+		n -= 2;
+	}
+	if ((r->ret & IMAP_RET_UPDATE) && !cmd->uid) {
+		imap_bad(cmd, "UPDATE needs UID SORT");
+		return;
+	}
+	if (n < 3 || parse_criteria(&a[0], r->crit, &r->n_crit) < 0) {
+		imap_bad(cmd, "Invalid sort criteria");
+		goto fail;
+	}
+	if (imap_sort_charset(cmd, &a[1]) < 0 || imap_search_parse(cmd, a + 2, n - 2, &sr) < 0)
+		goto fail;
+	r->keys = (size_t)(a + 2 - cmd->p.args);
+	imap_search_job_init(cmd, &r->job, sr, cmd->s->sv->cfg->imap_search_budget);
+	cmd->state = r;
+	cmd->state_free = sort_run_free;
+	sort_run_step(cmd);
 	return;
 fail:
-	if (ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
+	if (r->ret & IMAP_RET_SAVE) /* RFC 5182: a failed SAVE leaves $ empty */
 		searchres_clear(v);
 }

@@ -1,5 +1,5 @@
 """INPROGRESS (RFC 9585) on the wire, raw protocol, both backends: a SEARCH
-that works longer than [imap] inprogress_interval (1 ms here, so a few
+or SORT that works longer than [imap] inprogress_interval (1 ms here, so a few
 thousand messages are enough) sends untagged OK [INPROGRESS ("tag" done
 total)] lines, done rising, total the mailbox's messages, before the same
 result a short search gives; a pipelined command waits its turn; SAVE,
@@ -110,6 +110,20 @@ class InProgressBase:
                             for ln in lines), lines[-2:])
         lines, tagged = r.cmd(b"UID SORT (SUBJECT) UTF-8 TEXT needle", tag=b"c2")
         self.assertIn(b"c2 OK", tagged)
+        self.assertTrue([ln for ln in lines if ln.startswith(b'* OK [INPROGRESS ("c2" ')])
+        # subjects m1007, m107, m1107, ... sort as text
+        want = sorted(range(7, N, 100), key=lambda i: "m%d" % i)
+        res = [ln for ln in lines if ln.startswith(b"* SORT")]
+        self.assertEqual(res[0].split()[2:], [b"%d" % (i + 1) for i in want])
+        lines, tagged = r.cmd(b"UID SORT RETURN (COUNT PARTIAL -1:-2 SAVE) (REVERSE SUBJECT) "
+                              b"UTF-8 BODY needle", tag=b"c3")
+        self.assertIn(b"c3 OK", tagged)
+        self.assertTrue([ln for ln in lines if ln.startswith(b'* OK [INPROGRESS ("c3" ')])
+        last2 = list(reversed(want))[-2:]
+        tail = b"COUNT %d PARTIAL (-1:-2 %d,%d)" % (len(want), last2[0] + 1, last2[1] + 1)
+        self.assertTrue(any(ln.rstrip().endswith(tail) for ln in lines), (tail, lines[-2:]))
+        lines, tagged = r.cmd(b"UID FETCH $ (UID)")
+        self.assertEqual(len([ln for ln in lines if b" FETCH " in ln]), 2)
 
 
 class QuietBase(InProgressBase):

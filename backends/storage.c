@@ -175,37 +175,56 @@ storage_list_free(struct mailbox_info *list, size_t n)
 	free(list);
 }
 
+/* The flags a user with rights may set or clear (storage_acl.c). */
+static uint32_t
+flags_allowed(unsigned rights)
+{
+	return ((rights & ACL_SEEN) != 0 ? MSG_SEEN : 0) |
+	       ((rights & ACL_DELETED) != 0 ? MSG_DELETED : 0) |
+	       ((rights & ACL_WRITE) != 0 ? MSG_ANSWERED | MSG_FLAGGED | MSG_DRAFT : 0);
+}
+
 int
 storage_create(struct storage *st, const char *user, const char *name, unsigned special_use)
 {
 	char canon[STORAGE_MAX_NAME + 1];
+	struct acl_target t;
 	int rc;
 
 	if (!storage_user_valid(user) || (special_use & ~MBOX_SPECIAL_USE_MASK) != 0)
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
-	if (storage_name_is_inbox(canon))
+	/* the prefix and an owner alone are namespaces, never mailboxes */
+	if ((rc = storage_acl_resolve_parent(st, user, canon, &t)) != 0)
+		return rc == ROOST_ENOTFOUND ? ROOST_EPERM : rc;
+	if (storage_name_is_inbox(t.name))
 		return ROOST_EEXISTS;
-	if ((rc = st->ops->create(st, user, canon, special_use)) == 0)
-		storage_notify(st, user, canon);
-	return rc;
+	if ((rc = st->ops->create(st, t.owner, t.name, special_use)) != 0)
+		return rc;
+	if (t.foreign)
+		storage_acl_inherit(st, t.owner, t.name);
+	storage_notify(st, t.owner, t.name);
+	return 0;
 }
 
 int
 storage_delete(struct storage *st, const char *user, const char *name)
 {
 	char canon[STORAGE_MAX_NAME + 1];
+	struct acl_target t;
 	int rc;
 
 	if (!storage_user_valid(user))
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
-	if (storage_name_is_inbox(canon))
+	if ((rc = storage_acl_resolve(st, user, canon, ACL_DELETE, &t)) != 0)
+		return rc;
+	if (storage_name_is_inbox(t.name))
 		return ROOST_EPERM;
-	if ((rc = st->ops->delete (st, user, canon)) == 0)
-		storage_notify(st, user, canon);
+	if ((rc = st->ops->delete (st, t.owner, t.name)) == 0)
+		storage_notify(st, t.owner, t.name);
 	return rc;
 }
 
@@ -247,6 +266,7 @@ int
 storage_rename(struct storage *st, const char *user, const char *from, const char *to)
 {
 	char cfrom[STORAGE_MAX_NAME + 1], cto[STORAGE_MAX_NAME + 1];
+	struct acl_target tf, tt;
 	size_t flen;
 	int rc;
 
@@ -254,6 +274,16 @@ storage_rename(struct storage *st, const char *user, const char *from, const cha
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(from, cfrom)) != 0 || (rc = storage_name_canon(to, cto)) != 0)
 		return rc;
+	if ((rc = storage_acl_resolve(st, user, cfrom, ACL_DELETE, &tf)) != 0)
+		return rc;
+	if ((rc = storage_acl_resolve_parent(st, user, cto, &tt)) != 0)
+		return rc == ROOST_ENOTFOUND ? ROOST_EPERM : rc;
+	/* a mailbox stays in its owner's store */
+	if (strcmp(tf.owner, tt.owner) != 0)
+		return ROOST_EPERM;
+	user = tf.owner;
+	memcpy(cfrom, tf.name, sizeof(cfrom));
+	memcpy(cto, tt.name, sizeof(cto));
 	if (strcmp(cfrom, cto) == 0 || storage_name_is_inbox(cto))
 		return ROOST_EEXISTS;
 	/* Into its own child: "a" -> "a/b". INBOX is exempt, its children
@@ -286,6 +316,7 @@ storage_status(struct storage *st, const char *user, const char *name,
                struct mailbox_status *status_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
+	struct acl_target t;
 	int rc;
 
 	memset(status_r, 0, sizeof(*status_r));
@@ -293,6 +324,10 @@ storage_status(struct storage *st, const char *user, const char *name,
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
+	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) != 0)
+		return rc;
+	if (t.foreign)
+		return st->ops->status(st, t.owner, t.name, status_r);
 	rc = st->ops->status(st, user, canon, status_r);
 	if (storage_user_set_up(st, user, canon, rc))
 		rc = st->ops->status(st, user, canon, status_r);
@@ -310,6 +345,8 @@ storage_set_uids(struct storage *st, const char *user, const char *name, uint32_
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
+	if (strncmp(canon, STORAGE_ACL_PREFIX "/", sizeof(STORAGE_ACL_PREFIX)) == 0)
+		return ROOST_EPERM; /* the owner's own business (roost import) */
 	if (uidvalidity == 0 && uidnext == 0)
 		return 0;
 	rc = st->ops->set_uids(st, user, canon, uidvalidity, uidnext);
@@ -318,12 +355,32 @@ storage_set_uids(struct storage *st, const char *user, const char *name, uint32_
 	return rc;
 }
 
+/* APPEND into another's mailbox: the flags and keywords the user may not
+ * set are dropped (RFC 4314 4), the message is stored all the same. */
 int
 storage_append(struct storage *st, const char *user, const char *mailbox,
                const struct msg_input *msg, uint32_t *uidvalidity_r, uint32_t *uid_r)
 {
+	char canon[STORAGE_MAX_NAME + 1];
+	struct acl_target a;
+	struct msg_input m = *msg;
 	struct delivery_target t = {.user = user, .mailbox = mailbox};
-	int rc = storage_deliver(st, msg, &t, 1, 0);
+	int rc;
+
+	if (storage_user_valid(user) && storage_name_canon(mailbox, canon) == 0) {
+		if ((rc = storage_acl_resolve(st, user, canon, ACL_INSERT, &a)) != 0)
+			return rc;
+		if (a.foreign) {
+			t.user = a.owner;
+			t.mailbox = a.name;
+			m.flags &= flags_allowed(a.rights);
+			if ((a.rights & ACL_WRITE) == 0)
+				m.n_keywords = 0;
+		} else {
+			t.mailbox = canon;
+		}
+	}
+	rc = storage_deliver_owned(st, &m, &t, 1, 0);
 
 	if (rc == 0) {
 		if (uidvalidity_r != NULL)
@@ -340,6 +397,7 @@ mailbox_open(struct storage *st, const char *user, const char *name, unsigned fl
 {
 	char canon[STORAGE_MAX_NAME + 1];
 	struct mailbox *mb = NULL;
+	struct acl_target t;
 	int rc;
 
 	*mb_r = NULL;
@@ -347,15 +405,29 @@ mailbox_open(struct storage *st, const char *user, const char *name, unsigned fl
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
-	rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
-	if (storage_user_set_up(st, user, canon, rc))
-		rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
-	if (rc != 0)
+	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) != 0)
 		return rc;
+	if (t.foreign) {
+		/* nothing it may change: read-only, as RFC 4314 4 asks of SELECT */
+		if ((t.rights & (ACL_SEEN | ACL_WRITE | ACL_INSERT | ACL_DELETED | ACL_EXPUNGE)) ==
+		    0)
+			flags |= MAILBOX_READONLY;
+		if ((rc = st->ops->mailbox_open(st, t.owner, t.name, flags, &mb)) != 0)
+			return rc;
+	} else {
+		rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
+		if (storage_user_set_up(st, user, canon, rc))
+			rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
+		if (rc != 0)
+			return rc;
+	}
 	mb->st = st;
-	mb->user = xstrdup(user);
-	mb->name = xstrdup(canon);
+	mb->user = xstrdup(t.owner);
+	mb->name = xstrdup(t.name);
 	mb->flags = flags;
+	mb->actor = t.foreign ? xstrdup(user) : NULL;
+	mb->view_name = t.foreign ? xstrdup(canon) : NULL;
+	mb->rights = t.rights;
 	*mb_r = mb;
 	return 0;
 }
@@ -364,22 +436,26 @@ void
 mailbox_close(struct mailbox **mbp)
 {
 	struct mailbox *mb = *mbp;
-	char *user, *name;
+	char *user, *name, *actor, *view_name;
 
 	if (mb == NULL)
 		return;
 	*mbp = NULL;
 	user = mb->user;
 	name = mb->name;
+	actor = mb->actor;
+	view_name = mb->view_name;
 	mb->st->ops->mailbox_close(mb);
 	free(user);
 	free(name);
+	free(actor);
+	free(view_name);
 }
 
 const char *
 mailbox_name(const struct mailbox *mb)
 {
-	return mb->name;
+	return mb->view_name != NULL ? mb->view_name : mb->name;
 }
 
 int
@@ -462,12 +538,21 @@ int
 mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct storage_quota before;
+	struct msg_input m;
 	uint32_t uid;
 	int rc;
 
 	if ((rc = writable(mb)) != 0 || (rc = storage_msg_input_check(mb->st, msg)) != 0 ||
+	    (rc = storage_acl_mailbox_need(mb, ACL_INSERT)) != 0 ||
 	    (rc = storage_quota_admit(mb->st, mb->user, msg->len, 1, &before)) != 0)
 		return rc;
+	if (mb->actor != NULL) {
+		m = *msg;
+		m.flags &= flags_allowed(mb->rights);
+		if ((mb->rights & ACL_WRITE) == 0)
+			m.n_keywords = 0;
+		msg = &m;
+	}
 	/* uid_r may be NULL (storage.h); backends always get somewhere to write */
 	if ((rc = mb->st->ops->append(mb, msg, uid_r != NULL ? uid_r : &uid)) == 0) {
 		storage_notify(mb->st, mb->user, mb->name);
@@ -494,6 +579,32 @@ mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct s
 		return rc;
 	if (n == 0)
 		return 0;
+	if (mb->actor != NULL) {
+		/* what the user may not change is left out; a replace changes
+		 * every flag, so it needs every right */
+		unsigned need = req->mode == STORE_REPLACE ? ACL_SEEN | ACL_DELETED | ACL_WRITE : 0;
+		uint32_t allowed;
+
+		if ((rc = storage_acl_mailbox_need(mb, need)) != 0)
+			return rc;
+		allowed = flags_allowed(mb->rights);
+		if (req->mode != STORE_REPLACE &&
+		    ((req->flags & ~allowed) != 0 ||
+		     (req->n_keywords > 0 && (mb->rights & ACL_WRITE) == 0))) {
+			struct store_req r = *req;
+
+			r.flags &= allowed;
+			if ((mb->rights & ACL_WRITE) == 0)
+				r.n_keywords = 0;
+			if (r.flags == 0 && r.n_keywords == 0)
+				return (mb->rights & ACL_LOOKUP) != 0 ? ROOST_ENOACCESS
+				                                      : ROOST_ENOTFOUND;
+			rc = mb->st->ops->store(mb, uids, n, &r, modified_r, n_modified_r);
+			if (rc == 0)
+				storage_notify(mb->st, mb->user, mb->name);
+			return rc;
+		}
+	}
 	if ((rc = mb->st->ops->store(mb, uids, n, req, modified_r, n_modified_r)) == 0)
 		storage_notify(mb->st, mb->user, mb->name);
 	return rc;
@@ -504,12 +615,115 @@ mailbox_expunge(struct mailbox *mb, const uint32_t *uids, size_t n)
 {
 	int rc;
 
-	if ((rc = writable(mb)) != 0 || (rc = storage_uids_check(uids, n)) != 0)
+	if ((rc = writable(mb)) != 0 || (rc = storage_uids_check(uids, n)) != 0 ||
+	    (rc = storage_acl_mailbox_need(mb, ACL_EXPUNGE)) != 0)
 		return rc;
 	if (n == 0)
 		return 0;
 	if ((rc = mb->st->ops->expunge(mb, uids, n)) == 0)
 		storage_notify(mb->st, mb->user, mb->name);
+	return rc;
+}
+
+/*
+ * A copy into another owner's store (or into a mailbox where the user may
+ * not set every flag): each message read and stored again there, with the
+ * flags and keywords the user may set in dest. All or nothing: a failure
+ * takes back the copies made. A move then expunges the sources.
+ */
+static int
+copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl_target *dest,
+            bool move, uint32_t *uidvalidity_r, uint32_t **src_r, uint32_t **dst_r, size_t *n_r)
+{
+	struct storage *st = mb->st;
+	struct msg_record *recs = NULL;
+	const char *const *kw;
+	char **names = NULL;
+	const char **set = NULL;
+	size_t nrec = 0, nkw = 0, k = 0, r = 0;
+	uint32_t *src = NULL, *dst = NULL, uidvalidity = 0;
+	uint64_t modseq;
+	int rc;
+
+	if ((rc = st->ops->records(mb, &recs, &nrec, &modseq)) != 0)
+		return rc;
+	if ((rc = st->ops->keywords(mb, &kw, &nkw)) != 0)
+		goto out;
+	/* the table is valid until the next call on mb: keep a copy */
+	names = xcalloc(nkw + 1, sizeof(*names));
+	set = xcalloc(nkw + 1, sizeof(*set));
+	for (size_t i = 0; i < nkw; i++)
+		names[i] = xstrdup(kw[i]);
+	src = xcalloc(n + 1, sizeof(*src));
+	dst = xcalloc(n + 1, sizeof(*dst));
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct delivery_target t = {.user = dest->owner, .mailbox = dest->name};
+		struct msg_input in = {.fd = -1, .has_internal_date = true};
+		struct msg_view view;
+		size_t ns = 0;
+
+		while (r < nrec && recs[r].uid < uids[i])
+			r++;
+		if (r == nrec || recs[r].uid != uids[i])
+			continue; /* gone: skipped, as a copy skips it */
+		if ((rc = st->ops->read(mb, uids[i], &view)) == ROOST_ENOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		for (size_t j = 0; j < nkw && j < 64 && (dest->rights & ACL_WRITE) != 0; j++) {
+			if ((recs[r].keywords & (UINT64_C(1) << j)) != 0)
+				set[ns++] = names[j];
+		}
+		in.data = view.data;
+		in.len = view.len;
+		in.flags = recs[r].flags & flags_allowed(dest->rights);
+		in.keywords = set;
+		in.n_keywords = ns;
+		in.internal_date = recs[r].internal_date;
+		rc = storage_deliver_owned(st, &in, &t, 1, 0);
+		msg_view_release(&view);
+		if (rc != 0)
+			break;
+		uidvalidity = t.uidvalidity;
+		src[k] = uids[i];
+		dst[k++] = t.uid;
+	}
+	if (rc != 0 && k > 0) {
+		struct mailbox *back = NULL;
+
+		if (st->ops->mailbox_open(st, dest->owner, dest->name, 0, &back) == 0) {
+			back->st = st;
+			back->user = xstrdup(dest->owner);
+			back->name = xstrdup(dest->name);
+			if (st->ops->expunge(back, dst, k) != 0)
+				log_error("event=copy_rollback_failed user=%s mailbox=%s",
+				          LOG_QUOTE(dest->owner), LOG_QUOTE(dest->name));
+			free(back->user);
+			free(back->name);
+			st->ops->mailbox_close(back);
+		}
+		storage_notify(st, dest->owner, dest->name);
+	}
+	if (rc == 0 && move && k > 0 && (rc = st->ops->expunge(mb, src, k)) == 0)
+		storage_notify(st, mb->user, mb->name);
+	if (rc == 0) {
+		*uidvalidity_r = uidvalidity;
+		*src_r = k > 0 ? src : NULL;
+		*dst_r = k > 0 ? dst : NULL;
+		*n_r = k;
+		if (k > 0)
+			src = dst = NULL;
+	}
+out:
+	for (size_t i = 0; names != NULL && i < nkw; i++)
+		free(names[i]);
+	free(names);
+	free(set);
+	free(src);
+	free(dst);
+	free(recs);
 	return rc;
 }
 
@@ -519,6 +733,7 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
              size_t *n_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
+	struct acl_target t;
 	int rc;
 
 	*src_uids_r = NULL;
@@ -528,13 +743,25 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 		return rc;
 	if ((rc = storage_name_canon(dest, canon)) != 0 || (rc = storage_uids_check(uids, n)) != 0)
 		return rc;
-	/* a move stays within the user's quota root: nothing to check */
+	/* dest as the one who opened mb names it; a move takes the
+	 * messages away, which needs t and e on the source */
+	if ((rc = storage_acl_resolve(mb->st, mb->actor != NULL ? mb->actor : mb->user, canon,
+	                              ACL_INSERT, &t)) != 0 ||
+	    (move && (rc = storage_acl_mailbox_need(mb, ACL_DELETED | ACL_EXPUNGE)) != 0))
+		return rc;
+	if (strcmp(t.owner, mb->user) != 0)
+		return copy_across(mb, uids, n, &t, move, dest_uidvalidity_r, src_uids_r,
+		                   dest_uids_r, n_r);
+	/* a move stays within the owner's quota root: nothing to check */
 	if (!move && (rc = storage_quota_copy_admit(mb, uids, n)) != 0)
 		return rc;
-	rc = mb->st->ops->copy(mb, uids, n, canon, move, dest_uidvalidity_r, src_uids_r,
+	if (t.foreign && flags_allowed(t.rights) != MSG_FLAGS_ALL)
+		return copy_across(mb, uids, n, &t, move, dest_uidvalidity_r, src_uids_r,
+		                   dest_uids_r, n_r);
+	rc = mb->st->ops->copy(mb, uids, n, t.name, move, dest_uidvalidity_r, src_uids_r,
 	                       dest_uids_r, n_r);
 	if (rc == 0) {
-		storage_notify(mb->st, mb->user, canon);
+		storage_notify(mb->st, mb->user, t.name);
 		if (move)
 			storage_notify(mb->st, mb->user, mb->name);
 	}

@@ -206,8 +206,8 @@ deliver_admitted(struct storage *st, const struct msg_input *msg, struct deliver
  * before it returns.
  */
 int
-storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
-                size_t n, unsigned flags)
+storage_deliver_owned(struct storage *st, const struct msg_input *msg,
+                      struct delivery_target *targets, size_t n, unsigned flags)
 {
 	struct deliver_req r;
 	struct msg_input in;
@@ -316,4 +316,79 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 	req_free(&r);
 	buf_free(&cache);
 	return first;
+}
+
+/*
+ * Mail from a sender (SMTP, LMTP, `roost deliver`) reaches a folder other
+ * than INBOX only where the folder's ACL grants p to "anyone"
+ * (storage_acl.c; the default ACL does); otherwise it goes to INBOX with
+ * STORAGE_DELIVER_INBOX_FALLBACK, or fails with ROOST_ENOACCESS. A name
+ * under the other users' prefix is never a delivery target.
+ */
+int
+storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
+                size_t n, unsigned flags)
+{
+	struct delivery_target *t;
+	bool *refused, any = false;
+	int rc, first = 0;
+
+	if (n == 0 || n > DELIVER_MAX || targets == NULL)
+		return ROOST_EINVAL;
+	refused = xcalloc(n, sizeof(*refused));
+	for (size_t i = 0; i < n; i++) {
+		char canon[STORAGE_MAX_NAME + 1];
+
+		if (!storage_user_valid(targets[i].user) ||
+		    storage_name_canon(targets[i].mailbox, canon) != 0 ||
+		    storage_name_is_inbox(canon))
+			continue;
+		if (!storage_acl_may_post(st, targets[i].user, canon))
+			refused[i] = any = true;
+	}
+	if (!any) {
+		free(refused);
+		return storage_deliver_owned(st, msg, targets, n, flags);
+	}
+	if ((flags & STORAGE_DELIVER_INBOX_FALLBACK) == 0) {
+		size_t *idx = xcalloc(n, sizeof(*idx)), m = 0;
+
+		t = xcalloc(n, sizeof(*t));
+		for (size_t i = 0; i < n; i++) {
+			targets[i].uid = targets[i].uidvalidity = 0;
+			targets[i].result = ROOST_ENOACCESS;
+			if (!refused[i] && (flags & STORAGE_DELIVER_ATOMIC) == 0) {
+				idx[m] = i;
+				t[m++] = targets[i];
+			}
+		}
+		/* the others go on unless the delivery is all or nothing */
+		if (m > 0)
+			(void)storage_deliver_owned(st, msg, t, m, flags);
+		for (size_t k = 0; k < m; k++)
+			targets[idx[k]] = t[k];
+		for (size_t i = 0; i < n && first == 0; i++)
+			first = targets[i].result;
+		free(idx);
+		free(t);
+		free(refused);
+		return first;
+	}
+	t = xcalloc(n, sizeof(*t));
+	for (size_t i = 0; i < n; i++) {
+		t[i] = targets[i];
+		if (refused[i])
+			t[i].mailbox = "INBOX";
+	}
+	rc = storage_deliver_owned(st, msg, t, n, flags);
+	for (size_t i = 0; i < n; i++) {
+		targets[i].result = t[i].result;
+		targets[i].uid = t[i].uid;
+		targets[i].uidvalidity = t[i].uidvalidity;
+		if (t[i].result == 0 && (refused[i] || t[i].mailbox != targets[i].mailbox))
+			targets[i].mailbox = "INBOX";
+	}
+	free(t);
+	free(refused);
+	return rc;
 }

@@ -347,3 +347,98 @@ storage_metadata_get(struct storage *st, const char *user, const char *mailbox, 
 	*n_r = k;
 	return 0;
 }
+
+/*
+ * Entries the wrapper keeps for itself in the same records (the ACL, its
+ * index): their names start with "/" but not with "/private/" or
+ * "/shared/", so storage_metadata_name_valid() never lets a client name
+ * them and storage_metadata_get() never lists them; they count towards
+ * the limits like any entry.
+ */
+int
+storage_meta_entry_get(struct storage *st, const char *user, const char *canon, const char *entry,
+                       struct buf *value, bool *found_r)
+{
+	struct buf rec = BUF_INIT(0);
+	struct metadata_entry *v = NULL;
+	size_t n = 0;
+	int rc;
+
+	*found_r = false;
+	rc = st->ops->meta_get(st, user, canon, &rec);
+	if (rc == ROOST_ENOTFOUND) {
+		/* no record: the mailbox exists without one, or not at all */
+		struct mailbox_status s;
+
+		rc = canon[0] == '\0' ? 0 : st->ops->status(st, user, canon, &s);
+	} else if (rc == 0 && (rc = rec_decode(rec.data, rec.len, &v, &n)) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(v[i].name, entry) == 0) {
+				buf_append(value, v[i].value, v[i].len);
+				*found_r = true;
+			}
+		}
+		storage_metadata_free(v, n);
+	}
+	buf_free(&rec);
+	return rc;
+}
+
+struct entry_arg {
+	const char *entry;
+	int (*fn)(const uint8_t *old, size_t old_len, struct buf *new, bool *remove, void *arg);
+	void *arg;
+};
+
+/* meta_update's fn for one reserved entry: the others kept as they are. */
+static int
+apply_entry(const uint8_t *old, size_t old_len, struct buf *out, void *arg)
+{
+	struct entry_arg *a = arg;
+	struct metadata_entry *v;
+	struct buf nv = BUF_INIT(0);
+	const uint8_t *cur = NULL;
+	size_t n, cur_len = 0;
+	bool remove = false;
+	int rc;
+
+	if ((rc = rec_decode(old, old_len, &v, &n)) != 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].name, a->entry) == 0) {
+			cur = v[i].value;
+			cur_len = v[i].len;
+		}
+	}
+	rc = a->fn(cur, cur_len, &nv, &remove, a->arg);
+	if (rc == 0 && nv.len > STORAGE_METADATA_MAX_VALUE)
+		rc = ROOST_ETOOBIG;
+	if (rc == 0) {
+		struct set_arg s = {.n = 1};
+		const char *names[1] = {a->entry};
+		static const uint8_t empty[1];
+		const uint8_t *values[1] = {remove ? NULL : nv.len > 0 ? nv.data : empty};
+		size_t lens[1] = {nv.len};
+
+		/* apply_set() re-decodes old; its limits are per mailbox here */
+		s.names = names;
+		s.values = values;
+		s.lens = lens;
+		rc = apply_set(old, old_len, out, &s);
+	}
+	buf_free(&nv);
+	storage_metadata_free(v, n);
+	return rc;
+}
+
+int
+storage_meta_entry_update(struct storage *st, const char *user, const char *canon,
+                          const char *entry,
+                          int (*fn)(const uint8_t *old, size_t old_len, struct buf *new,
+                                    bool *remove, void *arg),
+                          void *arg)
+{
+	struct entry_arg a = {entry, fn, arg};
+
+	return st->ops->meta_update(st, user, canon, apply_entry, &a);
+}

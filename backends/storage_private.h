@@ -58,6 +58,57 @@ bool storage_quota_limited(struct storage *st, const char *user);
  * records only when the user has a limit. */
 int storage_quota_copy_admit(struct mailbox *mb, const uint32_t *uids, size_t n);
 
+/* storage_metadata.c */
+
+/* The value of the wrapper's own entry (a name outside /private and
+ * /shared) of owner's record canon ("" = the server part), appended to
+ * value; *found_r false when absent. ROOST_ENOTFOUND when the mailbox is. */
+int storage_meta_entry_get(struct storage *st, const char *user, const char *canon,
+                           const char *entry, struct buf *value, bool *found_r);
+/* Change that entry under the record's lock: fn gets the old value (NULL
+ * when absent) and writes the new one into new, or sets *remove; its error
+ * is returned and nothing changed. */
+int storage_meta_entry_update(struct storage *st, const char *user, const char *canon,
+                              const char *entry,
+                              int (*fn)(const uint8_t *old, size_t old_len, struct buf *new,
+                                        bool *remove, void *arg),
+                              void *arg);
+
+/* storage_acl.c */
+
+/* A mailbox name as the acting user gave it, resolved to its owner. */
+struct acl_target {
+	char owner[256];                 /* AUTH_MAX_NAME + 1 */
+	char name[STORAGE_MAX_NAME + 1]; /* the owner's canonical name */
+	bool foreign;                    /* owner is not the actor */
+	unsigned rights;                 /* the actor's (all when !foreign) */
+};
+/* Resolve canon (canonical, as actor sees it) and check that actor holds
+ * need on it: 0, ROOST_ENOACCESS, ROOST_ENOTFOUND (also for the prefix or
+ * an owner alone, and for a mailbox that does not exist), ROOST_EINVAL. */
+int storage_acl_resolve(struct storage *st, const char *actor, const char *canon, unsigned need,
+                        struct acl_target *t);
+/* The same for a mailbox to be made: k on its parent (another user's
+ * top level cannot be made: ROOST_ENOACCESS). */
+int storage_acl_resolve_parent(struct storage *st, const char *actor, const char *canon,
+                               struct acl_target *t);
+/* Give owner's new mailbox canon its parent's ACL (a mailbox made by
+ * another user); failures are logged. */
+void storage_acl_inherit(struct storage *st, const char *owner, const char *canon);
+/* May an anonymous sender deliver to owner's canon (p for "anyone")?
+ * INBOX always; names under the prefix never. */
+bool storage_acl_may_post(struct storage *st, const char *owner, const char *canon);
+/* Read the actor's rights on an open mailbox again and check need (0 for
+ * the owner's own). */
+int storage_acl_mailbox_need(struct mailbox *mb, unsigned need);
+
+/* storage_deliver.c */
+
+/* storage_deliver() without the check of p: targets are owners' mailboxes
+ * the caller has checked (APPEND, a copy between users). */
+int storage_deliver_owned(struct storage *st, const struct msg_input *msg,
+                          struct delivery_target *targets, size_t n, unsigned flags);
+
 /* storage_watch.c */
 
 /* The hash that names a user's notify file and bucket. */

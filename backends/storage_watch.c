@@ -375,12 +375,20 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
 {
 	char canon[STORAGE_MAX_NAME + 1];
 	struct storage_watch *w;
+	struct acl_target t;
 	int rc;
 
 	if (!storage_user_valid(user) || cb == NULL)
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(mailbox, canon)) != 0)
 		return rc;
+	/* another user's mailbox: the owner's changes wake it (storage_acl.c) */
+	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) == 0 && t.foreign) {
+		user = t.owner;
+		memcpy(canon, t.name, sizeof(canon));
+	} else if (rc != 0 && rc != ROOST_ENOTFOUND) {
+		return rc;
+	}
 	w = xcalloc(1, sizeof(*w));
 	w->reg = st->watches;
 	w->uhash = storage_user_hash(user);

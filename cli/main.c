@@ -52,6 +52,8 @@ static const struct command commands[] = {
     {"quota", cli_quota,
      "quota get USER | set USER [storage=SIZE|default] [messages=N|default] | recalc USER",
      "show a user's quota usage and limits, set the limits, or count the usage again"},
+    {"acl", cli_acl, "acl get USER MAILBOX | set USER MAILBOX ID RIGHTS|+R|-R|none | list USER",
+     "show or change who may use a user's mailbox (RFC 4314 rights lrswipkxtea)"},
     {"queue", cli_queue, "queue list | show ID | flush [ID] | delete ID | hold ID | release ID",
      "look at and steer the outbound queue (through the running server when there is one)"},
     {"dkim", cli_dkim, "dkim keygen DOMAIN [rsa|ed25519]",

@@ -28,6 +28,8 @@ roost_strerror(int err)
 		return "I/O error";
 	case ROOST_EPERM:
 		return "not permitted";
+	case ROOST_ENOACCESS:
+		return "no access right";
 	case ROOST_EAUTH:
 		return "authentication failed";
 	case ROOST_ENOTSUP:

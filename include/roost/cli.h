@@ -55,6 +55,8 @@ int cli_import(struct cli *cli);
 int cli_export(struct cli *cli);
 int cli_backup(struct cli *cli);
 int cli_restore(struct cli *cli);
+/* cli/cli_acl.c: access control lists of a user's mailboxes. */
+int cli_acl(struct cli *cli);
 /* cli/cli_quota.c: quota usage, limits and recount. */
 int cli_quota(struct cli *cli);
 /* cli/cli_queue.c: the outbound queue. */

@@ -33,6 +33,8 @@ enum roost_err {
 	/* larger than a quota by itself: it would not fit even in an empty
 	 * store, so a retry cannot help (SMTP 552 5.2.2, sysexits EX_CANTCREAT) */
 	ROOST_EQUOTATOOBIG = -19,
+	/* an access control list withholds the right (IMAP [NOPERM]) */
+	ROOST_ENOACCESS = -20,
 };
 
 /* A short static English description of err; never NULL. */

@@ -458,6 +458,83 @@ void storage_metadata_free(struct metadata_entry *list, size_t n);
 /* A valid entry name (see above); *canon gets it in lower case. */
 bool storage_metadata_name_valid(const char *name, char canon[STORAGE_METADATA_MAX_NAME + 1]);
 
+/* ---- access control (RFC 4314) and other users' mailboxes (RFC 2342) ---- */
+
+/*
+ * The model is written at the head of backends/storage_acl.c. In short:
+ * another user's mailbox is named STORAGE_ACL_PREFIX "/<owner>/<name>",
+ * and every function of this header that takes a user (the one acting)
+ * and a mailbox name resolves such a name and checks the user's rights on
+ * the owner's mailbox before anything runs; the owner has every right.
+ * ROOST_ENOACCESS when a right is missing on a mailbox the user may see
+ * (l), ROOST_ENOTFOUND when the user may not see it at all.
+ */
+#define STORAGE_ACL_PREFIX "Other Users"
+#define STORAGE_ACL_MAX_ENTRIES 64 /* identifiers in one mailbox's ACL */
+#define STORAGE_ACL_RIGHTS_MAX 16  /* a formatted rights string, NUL included */
+
+enum acl_right {
+	ACL_LOOKUP = 1 << 0,  /* l: LIST shows it */
+	ACL_READ = 1 << 1,    /* r: SELECT, EXAMINE, STATUS, FETCH, SEARCH, COPY from */
+	ACL_SEEN = 1 << 2,    /* s: keep \Seen */
+	ACL_WRITE = 1 << 3,   /* w: other flags and keywords */
+	ACL_INSERT = 1 << 4,  /* i: APPEND, COPY/MOVE into */
+	ACL_POST = 1 << 5,    /* p: mail to user+mailbox is delivered there */
+	ACL_CREATE = 1 << 6,  /* k: CREATE children, RENAME into */
+	ACL_DELETE = 1 << 7,  /* x: DELETE, RENAME away */
+	ACL_DELETED = 1 << 8, /* t: set or clear \Deleted */
+	ACL_EXPUNGE = 1 << 9, /* e: EXPUNGE, the source of MOVE */
+	ACL_ADMIN = 1 << 10,  /* a: GETACL, SETACL, DELETEACL, LISTRIGHTS */
+};
+#define ACL_RIGHTS_ALL 0x7ffu
+#define ACL_RIGHTS_LETTERS "lrswipkxtea"
+
+struct acl_entry {
+	char *identifier; /* "anyone", "authenticated" or a user */
+	unsigned rights;  /* enum acl_right */
+};
+
+enum acl_mode { ACL_SET, ACL_ADD, ACL_REMOVE };
+
+/* Rights letters to bits: "c" reads as k, "d" as x t e; any other letter
+ * (and more than 64 of them) is ROOST_EINVAL. */
+int storage_acl_rights_parse(const char *text, unsigned *rights_r);
+/* Bits to letters in the order of ACL_RIGHTS_LETTERS, then "c" when k is
+ * there and "d" when x, t and e all are. */
+void storage_acl_rights_format(unsigned rights, char out[STORAGE_ACL_RIGHTS_MAX]);
+/* "anyone", "authenticated" or a valid user name (negative rights, "-id",
+ * are not supported). */
+bool storage_acl_identifier_valid(const char *id);
+/* The ACL of mailbox as user names it (needs a): the owner first with every
+ * right, then the stored entries. Free with storage_acl_free(). */
+int storage_acl_get(struct storage *st, const char *user, const char *mailbox,
+                    struct acl_entry **list_r, size_t *n_r);
+void storage_acl_free(struct acl_entry *list, size_t n);
+/* Set, add or remove rights of identifier (needs a). ROOST_EPERM for the
+ * owner, ROOST_ETOOBIG past STORAGE_ACL_MAX_ENTRIES identifiers. */
+int storage_acl_set(struct storage *st, const char *user, const char *mailbox,
+                    const char *identifier, enum acl_mode mode, unsigned rights);
+/* Remove identifier's entry (needs a); absent is fine. */
+int storage_acl_delete(struct storage *st, const char *user, const char *mailbox,
+                       const char *identifier);
+/* user's rights on mailbox; ROOST_ENOTFOUND when user has none but p
+ * (which anyone has by default, and which must not show a mailbox). */
+int storage_acl_myrights(struct storage *st, const char *user, const char *mailbox,
+                         unsigned *rights_r);
+/* The owner of mailbox as user names it (user for the user's own names). */
+int storage_acl_owner(struct storage *st, const char *user, const char *mailbox, char *owner_r,
+                      size_t size);
+/* Other users' mailboxes user may see (l), named under STORAGE_ACL_PREFIX,
+ * with the prefix and each owner as \Noselect parents; sorted; free with
+ * storage_list_free(). */
+int storage_acl_shared_list(struct storage *st, const char *user, struct mailbox_info **list_r,
+                            size_t *n_r);
+/* The rights the session's user had on mb when it was opened or last
+ * changed it (every right on the user's own mailboxes). */
+unsigned mailbox_rights(const struct mailbox *mb);
+/* Opened read-only: asked for, or the user holds no right to change it. */
+bool mailbox_readonly(const struct mailbox *mb);
+
 /* ---- notification ---- */
 
 /* cb(arg) runs on some storage thread whenever the mailbox changes, also

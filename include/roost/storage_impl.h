@@ -45,9 +45,13 @@ struct storage {
 
 struct mailbox {
 	struct storage *st;
-	char *user;
-	char *name;
+	char *user;     /* the owner */
+	char *name;     /* the owner's canonical name */
 	unsigned flags; /* MAILBOX_READONLY */
+	/* the wrapper's (storage_acl.c): NULL when the owner opened it */
+	char *actor;     /* the user who opened another's mailbox */
+	char *view_name; /* the name as the actor gave it */
+	unsigned rights; /* the actor's, as last read */
 };
 
 /* A backend's maildrop lock embeds this first. */

@@ -3207,6 +3207,288 @@ START_TEST(pgsql_check_detects_damage)
 }
 END_TEST
 
+/* ---- access control (storage_acl.c) ---- */
+
+#define BOB "bob@example.com"
+#define CAROL "carol@example.com"
+#define TEAM "Other Users/" USER "/Team"
+
+START_TEST(acl_rights_text)
+{
+	char out[STORAGE_ACL_RIGHTS_MAX];
+	unsigned r;
+
+	ck_assert_int_eq(storage_acl_rights_parse("lrswipkxtea", &r), 0);
+	ck_assert_uint_eq(r, ACL_RIGHTS_ALL);
+	storage_acl_rights_format(r, out);
+	ck_assert_str_eq(out, "lrswipkxteacd");
+	/* the obsolete letters: c is k, d is x t e (RFC 4314 2.1.1) */
+	ck_assert_int_eq(storage_acl_rights_parse("c", &r), 0);
+	ck_assert_uint_eq(r, ACL_CREATE);
+	ck_assert_int_eq(storage_acl_rights_parse("d", &r), 0);
+	ck_assert_uint_eq(r, ACL_DELETE | ACL_DELETED | ACL_EXPUNGE);
+	storage_acl_rights_format(ACL_LOOKUP | ACL_READ | ACL_DELETED, out);
+	ck_assert_str_eq(out, "lrt");
+	ck_assert_int_eq(storage_acl_rights_parse("", &r), 0);
+	ck_assert_uint_eq(r, 0);
+	ck_assert_int_eq(storage_acl_rights_parse("lrz", &r), ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_rights_parse("l r", &r), ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_rights_parse("+l", &r), ROOST_EINVAL);
+	ck_assert(storage_acl_identifier_valid("anyone"));
+	ck_assert(storage_acl_identifier_valid("authenticated"));
+	ck_assert(storage_acl_identifier_valid(BOB));
+	ck_assert(!storage_acl_identifier_valid("-bob@example.com"));
+	ck_assert(!storage_acl_identifier_valid("a/b"));
+	ck_assert(!storage_acl_identifier_valid(""));
+	ck_assert(!storage_acl_identifier_valid("#shared"));
+}
+END_TEST
+
+static unsigned
+rights_of(const char *user, const char *mbox)
+{
+	unsigned r = 0;
+
+	ck_assert_int_eq(storage_acl_myrights(st, user, mbox, &r), 0);
+	return r;
+}
+
+static size_t
+shared_count(const char *user, const char *name)
+{
+	struct mailbox_info *l;
+	size_t n, found = 0;
+
+	ck_assert_int_eq(storage_acl_shared_list(st, user, &l, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		found += name == NULL || strcmp(l[i].name, name) == 0;
+	storage_list_free(l, n);
+	return found;
+}
+
+START_TEST(acl_share)
+{
+	struct acl_entry *v;
+	struct mailbox *mb;
+	struct msg_record *recs;
+	size_t n;
+	uint64_t modseq;
+	uint32_t uids[2], *src, *dst, uidv;
+	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
+	struct store_req del = {.mode = STORE_ADD, .flags = MSG_DELETED};
+	char big[600];
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	uids[0] = append_simple("Team", 1);
+	uids[1] = append_simple("Team", 2);
+
+	/* the default ACL: the owner, and anyone may post */
+	ck_assert_int_eq(storage_acl_get(st, USER, "Team", &v, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(v[0].identifier, USER);
+	ck_assert_uint_eq(v[0].rights, ACL_RIGHTS_ALL);
+	ck_assert_str_eq(v[1].identifier, "anyone");
+	ck_assert_uint_eq(v[1].rights, ACL_POST);
+	storage_acl_free(v, n);
+
+	/* before any grant bob sees nothing, not even that it exists */
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &mb), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_acl_get(st, BOB, TEAM, &v, &n), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_acl_set(st, BOB, TEAM, BOB, ACL_SET, ACL_RIGHTS_ALL),
+	                 ROOST_ENOTFOUND);
+	ck_assert_uint_eq(shared_count(BOB, NULL), 0);
+
+	/* lr: bob reads, read-only */
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET, ACL_LOOKUP | ACL_READ), 0);
+	/* anyone's p counts too */
+	ck_assert_uint_eq(rights_of(BOB, TEAM), ACL_LOOKUP | ACL_READ | ACL_POST);
+	ck_assert_uint_eq(shared_count(BOB, TEAM), 1);
+	ck_assert_uint_eq(shared_count(BOB, "Other Users/" USER), 1);
+	ck_assert_uint_eq(shared_count(BOB, "Other Users"), 1);
+	ck_assert_uint_eq(shared_count(CAROL, NULL), 0);
+	ck_assert_uint_eq(messages_in(BOB, TEAM), 2);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &mb), 0);
+	ck_assert(mailbox_readonly(mb));
+	ck_assert_str_eq(mailbox_name(mb), TEAM);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &modseq), 0);
+	ck_assert_uint_eq(n, 2);
+	free(recs);
+	assert_read(mb, uids[0], "Subject: 1\r\n\r\nbody 1\r\n", 22);
+	ck_assert_int_eq(mailbox_store(mb, uids, 1, &seen, &src, &n), ROOST_EPERM);
+	ck_assert_int_eq(mailbox_expunge(mb, uids, 1), ROOST_EPERM);
+	mailbox_close(&mb);
+	ck_assert_int_eq(storage_acl_set(st, BOB, TEAM, BOB, ACL_ADD, ACL_ADMIN), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_delete(st, BOB, TEAM), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_create(st, BOB, TEAM "/Sub", 0), ROOST_ENOACCESS);
+
+	/* carol, a third user, reaches nothing */
+	ck_assert_int_eq(mailbox_open(st, CAROL, TEAM, MAILBOX_READONLY, &mb), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_status(st, CAROL, TEAM, &(struct mailbox_status){0}),
+	                 ROOST_ENOTFOUND);
+
+	/* more rights: bob writes flags, expunges, appends */
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_ADD,
+	                                 ACL_SEEN | ACL_DELETED | ACL_EXPUNGE | ACL_INSERT),
+	                 0);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &mb), 0);
+	ck_assert(!mailbox_readonly(mb));
+	ck_assert_int_eq(mailbox_store(mb, uids, 1, &seen, &src, &n), 0);
+	ck_assert_int_eq(mailbox_store(mb, uids + 1, 1, &del, &src, &n), 0);
+	ck_assert_int_eq(mailbox_expunge(mb, uids + 1, 1), 0);
+	ck_assert_uint_eq(messages_in(USER, "Team"), 1);
+	/* a copy into bob's own INBOX crosses stores */
+	ck_assert_int_eq(mailbox_copy(mb, uids, 1, "INBOX", false, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	free(src);
+	free(dst);
+	ck_assert_uint_eq(messages_in(BOB, "INBOX"), 1);
+	/* a right taken away stops the session that has the mailbox open */
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_REMOVE, ACL_EXPUNGE), 0);
+	ck_assert_int_eq(mailbox_expunge(mb, uids, 1), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_acl_delete(st, USER, "Team", BOB), 0);
+	ck_assert_int_eq(mailbox_store(mb, uids, 1, &seen, &src, &n), ROOST_ENOTFOUND);
+	mailbox_close(&mb);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &mb), ROOST_ENOTFOUND);
+
+	/* k on the parent makes children (which start with the parent's ACL);
+	 * x deletes; a rename stays with the owner */
+	ck_assert_int_eq(
+	    storage_acl_set(st, USER, "Team", BOB, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_CREATE), 0);
+	ck_assert_int_eq(storage_create(st, BOB, TEAM "/Sub", 0), 0);
+	ck_assert_int_eq(storage_status(st, USER, "Team/Sub", &(struct mailbox_status){0}), 0);
+	ck_assert_uint_eq(rights_of(BOB, TEAM "/Sub"),
+	                  ACL_LOOKUP | ACL_READ | ACL_CREATE | ACL_POST);
+	ck_assert_int_eq(storage_rename(st, BOB, TEAM, "Mine"), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_delete(st, BOB, TEAM "/Sub"), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_ADD, ACL_DELETE), 0);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team/Sub", BOB, ACL_ADD, ACL_DELETE), 0);
+	ck_assert_int_eq(storage_rename(st, BOB, TEAM, "Mine"), ROOST_EPERM);
+	ck_assert_int_eq(storage_rename(st, BOB, TEAM "/Sub", TEAM "/Sub2"), 0);
+	ck_assert_int_eq(storage_delete(st, BOB, TEAM "/Sub2"), 0);
+	ck_assert_int_eq(storage_create(st, BOB, "Other Users/" USER "/Top", 0), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_create(st, BOB, "Other Users", 0), ROOST_EPERM);
+	ck_assert_int_eq(storage_create(st, BOB, "Other Users/" USER, 0), ROOST_EPERM);
+
+	/* the ACL follows a rename */
+	ck_assert_int_eq(storage_rename(st, USER, "Team", "Crew"), 0);
+	ck_assert_uint_eq(rights_of(BOB, "Other Users/" USER "/Crew"),
+	                  ACL_LOOKUP | ACL_READ | ACL_CREATE | ACL_DELETE | ACL_POST);
+	ck_assert_uint_eq(shared_count(BOB, "Other Users/" USER "/Crew"), 1);
+
+	/* "authenticated": every user, carol too */
+	ck_assert_int_eq(storage_create(st, USER, "Pub", 0), 0);
+	ck_assert_int_eq(
+	    storage_acl_set(st, USER, "Pub", "authenticated", ACL_SET, ACL_LOOKUP | ACL_READ), 0);
+	ck_assert_uint_eq(shared_count(CAROL, "Other Users/" USER "/Pub"), 1);
+	ck_assert_uint_eq(rights_of(CAROL, "Other Users/" USER "/Pub"),
+	                  ACL_LOOKUP | ACL_READ | ACL_POST);
+	/* the owner's rights are fixed */
+	ck_assert_int_eq(storage_acl_set(st, USER, "Pub", USER, ACL_SET, 0), ROOST_EPERM);
+
+	/* hostile names and identifiers */
+	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/../x", 0, &mb), ROOST_EINVAL);
+	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/" USER "/../Pub", 0, &mb),
+	                 ROOST_EINVAL);
+	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/a\\b/INBOX", 0, &mb), ROOST_EINVAL);
+	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/" USER, 0, &mb), ROOST_ENOTFOUND);
+	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users", 0, &mb), ROOST_ENOTFOUND);
+	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/" USER "/INBOX", 0, &mb),
+	                 ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Pub", "-" BOB, ACL_SET, ACL_READ),
+	                 ROOST_EINVAL);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_int_eq(storage_acl_set(st, USER, "Pub", big, ACL_SET, ACL_READ), ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Pub", "b\xff@x", ACL_SET, ACL_READ),
+	                 ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Pub", BOB, ACL_SET, 1u << 20), ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Nope", BOB, ACL_SET, ACL_READ),
+	                 ROOST_ENOTFOUND);
+	/* the ACL is not a metadata entry anyone can read or write */
+	{
+		struct metadata_entry *l;
+		const char *name = "/acl";
+		const uint8_t *val = (const uint8_t *)"user=" BOB " lrswipkxtea\n";
+		size_t len = strlen((const char *)val);
+
+		ck_assert_int_eq(storage_metadata_get(st, USER, "Pub", "/shared", -1, &l, &n), 0);
+		ck_assert_uint_eq(n, 0);
+		storage_metadata_free(l, n);
+		ck_assert_int_eq(storage_metadata_set(st, USER, "Pub", &name, &val, &len, 1),
+		                 ROOST_EINVAL);
+	}
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* Delivery to user+folder needs p for anyone; without it mail goes to
+ * INBOX (or fails without the fallback); names of others never take mail. */
+START_TEST(acl_deliver)
+{
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: x\r\n\r\nx\r\n", .len = 17, .fd = -1};
+	struct delivery_target t = {.user = USER, .mailbox = "Team"};
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK), 0);
+	ck_assert_str_eq(t.mailbox, "Team");
+	ck_assert_uint_eq(messages_in(USER, "Team"), 1);
+	ck_assert_int_eq(storage_acl_delete(st, USER, "Team", "anyone"), 0);
+	t.mailbox = "Team";
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK), 0);
+	ck_assert_str_eq(t.mailbox, "INBOX");
+	ck_assert_uint_eq(messages_in(USER, "Team"), 1);
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 1);
+	t.mailbox = "Team";
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, 0), ROOST_ENOACCESS);
+	ck_assert_int_eq(t.result, ROOST_ENOACCESS);
+	/* bob's address with alice's mailbox as the folder */
+	t.user = BOB;
+	t.mailbox = "Other Users/" USER "/INBOX";
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK), 0);
+	ck_assert_str_eq(t.mailbox, "INBOX");
+	ck_assert_uint_eq(messages_in(BOB, "INBOX"), 1);
+	ck_assert_uint_eq(messages_in(USER, "INBOX"), 1);
+	/* the owner's APPEND needs no p */
+	ck_assert_int_eq(append_bytes("Team", in.data, in.len, 0, NULL), 0);
+	teardown_backend();
+}
+END_TEST
+
+static void
+on_acl_change(void *arg)
+{
+	int *n = arg;
+
+	__atomic_add_fetch(n, 1, __ATOMIC_SEQ_CST);
+}
+
+/* bob's watch on alice's mailbox wakes when alice changes it. */
+START_TEST(acl_watch)
+{
+	struct storage_watch *w;
+	int n = 0;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET, ACL_LOOKUP | ACL_READ), 0);
+	ck_assert_int_eq(storage_watch(st, BOB, TEAM, on_acl_change, &n, &w), 0);
+	append_simple("Team", 1);
+	for (int i = 0; i < 500 && __atomic_load_n(&n, __ATOMIC_SEQ_CST) == 0; i++)
+		usleep(10000);
+	ck_assert_int_gt(__atomic_load_n(&n, __ATOMIC_SEQ_CST), 0);
+	storage_unwatch(&w);
+	teardown_backend();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -3238,6 +3520,7 @@ storage_suite(void)
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("conformance");
 	TCase *quota = tcase_create("quota");
+	TCase *acl;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, hostile_names, 0, n_backends);
@@ -3281,6 +3564,13 @@ storage_suite(void)
 	tcase_add_loop_test(quota, quota_warning, 0, n_backends);
 	tcase_add_loop_test(quota, quota_concurrent, 0, n_backends);
 	suite_add_tcase(s, quota);
+	acl = tcase_create("acl");
+	tcase_set_timeout(acl, 120);
+	tcase_add_test(acl, acl_rights_text);
+	tcase_add_loop_test(acl, acl_share, 0, n_backends);
+	tcase_add_loop_test(acl, acl_deliver, 0, n_backends);
+	tcase_add_loop_test(acl, acl_watch, 0, n_backends);
+	suite_add_tcase(s, acl);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");
 

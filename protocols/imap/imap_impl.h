@@ -474,6 +474,11 @@ imap_cmd_fn cmd_replace;        /* imap_replace.c */
 int imap_create_params(struct imap_cmd *cmd, const struct imap_arg *l, unsigned *special_r);
 /* QUOTA (imap_quota.c). */
 imap_cmd_fn cmd_getquota, cmd_getquotaroot, cmd_setquota;
+/* imap_acl.c (RFC 4314) */
+imap_cmd_fn cmd_getacl, cmd_setacl, cmd_deleteacl, cmd_listrights, cmd_myrights;
+/* LIST RETURN (MYRIGHTS) (RFC 8440): "* MYRIGHTS name rights", nothing
+ * when the user has none. */
+void imap_myrights_write(struct imap_session *s, const char *name);
 /* STATUS DELETED and DELETED-STORAGE (RFC 9208): the messages of name
  * flagged \Deleted and the octets EXPUNGE would give back. Reads the
  * mailbox's records: only for a client that asks. */

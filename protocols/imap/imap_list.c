@@ -1,12 +1,14 @@
 /*
  * LIST (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE, CHILDREN) and LSUB.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "roost/conn.h"
 #include "roost/error.h"
 #include "roost/services.h"
 #include "roost/storage.h"
+#include "roost/xalloc.h"
 
 #include "imap_impl.h"
 
@@ -18,6 +20,7 @@ enum {
 	RET_CHILDREN = 1 << 4,
 	RET_SPECIAL = 1 << 5,
 	RET_STATUS = 1 << 6,
+	RET_MYRIGHTS = 1 << 7, /* RFC 8440 */
 };
 
 static void
@@ -74,6 +77,43 @@ struct list_state {
 };
 
 static imap_step_fn list_step;
+
+static int
+info_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct mailbox_info *)a)->name,
+	              ((const struct mailbox_info *)b)->name);
+}
+
+/* Other users' mailboxes the user may see (storage_acl.c), merged into the
+ * user's own list: a subscription to one of them (kept in the user's list
+ * as absent) takes the shared entry's attributes. */
+static void
+list_add_shared(struct imap_session *s, struct mailbox_info **list, size_t *n)
+{
+	struct mailbox_info *sh = NULL;
+	size_t n_sh = 0, m = *n;
+
+	if (storage_acl_shared_list(s->sv->storage, s->user, &sh, &n_sh) != 0 || n_sh == 0) {
+		storage_list_free(sh, n_sh);
+		return;
+	}
+	*list = xreallocarray(*list, *n + n_sh + 1, sizeof(**list));
+	for (size_t i = 0; i < n_sh; i++) {
+		struct mailbox_info key = {sh[i].name, 0};
+		struct mailbox_info *own =
+		    m > 0 ? bsearch(&key, *list, m, sizeof(**list), info_cmp) : NULL;
+
+		if (own != NULL) {
+			own->attrs = sh[i].attrs | (own->attrs & MBOX_SUBSCRIBED);
+			free(sh[i].name);
+			continue;
+		}
+		(*list)[(*n)++] = sh[i];
+	}
+	free(sh);
+	qsort(*list, *n, sizeof(**list), info_cmp);
+}
 
 static void
 list_state_free(struct imap_cmd *cmd)
@@ -156,6 +196,8 @@ do_list(struct imap_cmd *cmd, bool lsub)
 				opts |= RET_CHILDREN;
 			else if (imap_arg_atom_eq(o, "SPECIAL-USE"))
 				opts |= RET_SPECIAL;
+			else if (imap_arg_atom_eq(o, "MYRIGHTS"))
+				opts |= RET_MYRIGHTS;
 			else if (imap_arg_atom_eq(o, "STATUS") && k + 1 < r->n &&
 			         imap_status_parse_items(&r->list[k + 1], &status_items) == 0) {
 				opts |= RET_STATUS;
@@ -213,6 +255,7 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		imap_reply_error(cmd, rc, NULL);
 		return;
 	}
+	list_add_shared(s, &list, &n_list);
 
 	struct list_state *st = arena_alloc(&cmd->arena, sizeof(*st));
 	st->list = list;
@@ -299,6 +342,8 @@ list_step(struct imap_cmd *cmd)
 		conn_write_str(s->c, "\r\n");
 		if ((opts & RET_STATUS) && !(attrs & (MBOX_NOSELECT | MBOX_NONEXISTENT)))
 			imap_status_write(s, mi->name, status_items);
+		if ((opts & RET_MYRIGHTS) && !(attrs & (MBOX_NOSELECT | MBOX_NONEXISTENT)))
+			imap_myrights_write(s, mi->name);
 	}
 	storage_list_free(st->list, st->n_list);
 	st->list = NULL;

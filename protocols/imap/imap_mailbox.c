@@ -145,7 +145,7 @@ do_select(struct imap_cmd *cmd, bool readonly)
 		buf_free(&fb);
 	}
 	imap_enter_state(s, IMAP_STATE_SELECTED);
-	imap_tagged(cmd, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+	imap_tagged(cmd, "OK", "[%s] %s completed", v->readonly ? "READ-ONLY" : "READ-WRITE",
 	            cmd->p.name);
 }
 

@@ -157,6 +157,9 @@ imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
 	case ROOST_EPERM:
 		imap_tagged(cmd, "NO", "[CANNOT] %s", what ? what : "Not permitted");
 		break;
+	case ROOST_ENOACCESS:
+		imap_tagged(cmd, "NO", "[NOPERM] Access denied");
+		break;
 	case ROOST_EINVAL:
 		imap_tagged(cmd, "NO", "[CANNOT] %s", what ? what : "Invalid name");
 		break;
@@ -265,7 +268,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 	         "MULTIAPPEND CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
 	         "THREAD=REFERENCES WITHIN ESORT SEARCHRES CONTEXT=SEARCH CONTEXT=SORT BINARY "
 	         "URLAUTH URLAUTH=BINARY OBJECTID PREVIEW METADATA METADATA-SERVER QUOTA "
-	         "QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
+	         "QUOTA=RES-STORAGE QUOTA=RES-MESSAGE ACL RIGHTS=texk LIST-MYRIGHTS");
 	buf_append_str(out, " CATENATE"); /* RFC 4469, imap_catenate.c */
 	buf_append_str(out, cfg->imap_literal_minus ? " LITERAL-" : " LITERAL+"); /* never both */
 	buf_append_str(out, " SAVEDATE"); /* RFC 8514: every backend keeps save dates */
@@ -389,7 +392,8 @@ cmd_enable(struct imap_cmd *cmd)
 void
 cmd_namespace(struct imap_cmd *cmd)
 {
-	imap_untagged(cmd->s, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+	/* other users' mailboxes: "Other Users/<owner>/..." (storage_acl.c) */
+	imap_untagged(cmd->s, "NAMESPACE ((\"\" \"/\")) ((\"" STORAGE_ACL_PREFIX "/\" \"/\")) NIL");
 	imap_tagged(cmd, "OK", "NAMESPACE completed");
 }
 
@@ -430,6 +434,11 @@ static const struct imap_cmd_def commands[] = {
     {{"GETQUOTA", IMAP_AUTHED, 0}, NULL, cmd_getquota},
     {{"GETQUOTAROOT", IMAP_AUTHED, 0}, NULL, cmd_getquotaroot},
     {{"SETQUOTA", IMAP_AUTHED, 0}, NULL, cmd_setquota},
+    {{"GETACL", IMAP_AUTHED, 0}, NULL, cmd_getacl},
+    {{"SETACL", IMAP_AUTHED, 0}, NULL, cmd_setacl},
+    {{"DELETEACL", IMAP_AUTHED, 0}, NULL, cmd_deleteacl},
+    {{"LISTRIGHTS", IMAP_AUTHED, 0}, NULL, cmd_listrights},
+    {{"MYRIGHTS", IMAP_AUTHED, 0}, NULL, cmd_myrights},
     {{"IDLE", IMAP_AUTHED, 0}, check_no_args, cmd_idle},
     {{"GENURLAUTH", IMAP_AUTHED, 0}, NULL, cmd_genurlauth},
     {{"RESETKEY", IMAP_AUTHED, 0}, NULL, cmd_resetkey},

@@ -166,7 +166,8 @@ view_open(struct imap_session *s, const char *name, bool readonly)
 	rc = mailbox_open(s->sv->storage, s->user, name, readonly ? MAILBOX_READONLY : 0, &v->mb);
 	if (rc < 0)
 		return rc;
-	v->readonly = readonly;
+	/* read-only also when the user may change nothing (RFC 4314 4) */
+	v->readonly = readonly || mailbox_readonly(v->mb);
 	v->no_recent = s->rev2;
 	v->name = xstrdup(name);
 	rc = mailbox_records(v->mb, &recs, &n, &modseq);

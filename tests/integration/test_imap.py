@@ -148,7 +148,8 @@ class ImapBase(SharedServer):
         self.assertEqual(typ, "OK")
         typ, data = c.namespace()
         self.assertEqual(typ, "OK")
-        self.assertEqual(data[0], b'(("" "/")) NIL NIL')
+        # personal, and other users' mailboxes (storage_acl.c); no shared one
+        self.assertEqual(data[0], b'(("" "/")) (("Other Users/" "/")) NIL')
         c.logout()
 
     # -- mailboxes --

@@ -1,0 +1,293 @@
+"""Shared mailboxes through ACL (RFC 4314), LIST-MYRIGHTS (RFC 8440) and the
+other users' namespace (RFC 2342), on every backend, with imaplib and raw
+IMAP: alice grants bob lr, bob SELECTs (read-only) and FETCHes but cannot
+STORE or EXPUNGE; alice grants more, bob can; alice revokes, bob's open
+session and new SELECTs are refused; carol, a third user, sees nothing.
+IDLE of bob sees alice's changes. Mail to alice+folder needs p for anyone.
+Hostile names and identifiers are refused. `roost acl` sets, gets, lists."""
+import imaplib
+import smtplib
+import socket
+import unittest
+
+from roosttest import BACKENDS, SharedServer
+from test_imap_raw import Raw
+
+ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
+USERS = {ALICE: "alice-secret", BOB: "bob-secret", CAROL: "carol-secret"}
+PREFIX = "Other Users/" + ALICE + "/"
+
+imaplib.Commands.setdefault("LISTRIGHTS", ("AUTH", "SELECTED"))
+
+
+def q(name):
+    return '"' + name + '"'
+
+
+def message(subject):
+    return ("From: a@example.org\r\nTo: b@example.org\r\nSubject: %s\r\n\r\nbody %s\r\n"
+            % (subject, subject)).encode()
+
+
+class AclBase(SharedServer):
+    backend = "lmdb"
+    server_options = {"users": USERS, "listeners": ("imap", "smtp")}
+
+    def imap(self, user):
+        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=15)
+        m.login(user, USERS[user])
+        self.addCleanup(self.logout, m)
+        return m
+
+    @staticmethod
+    def logout(m):
+        try:
+            m.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+    def raw(self, user):
+        r = Raw(self.srv.port("imap")).login(user.encode(), USERS[user].encode())
+        self.addCleanup(r.close)
+        return r
+
+    def team(self, name, n=2):
+        """alice's mailbox name with n messages; the name bob uses for it."""
+        a = self.imap(ALICE)
+        self.assertEqual(a.create(name)[0], "OK")
+        for i in range(n):
+            self.assertEqual(a.append(name, None, None, message("%s %d" % (name, i)))[0], "OK")
+        return a, q(PREFIX + name)
+
+    def test_capability_and_namespace(self):
+        r = self.raw(BOB)
+        lines, t = r.cmd(b"CAPABILITY")
+        caps = lines[0].split()
+        for cap in (b"ACL", b"RIGHTS=texk", b"LIST-MYRIGHTS", b"NAMESPACE"):
+            self.assertIn(cap, caps)
+        lines, t = r.cmd(b"NAMESPACE")
+        self.assertIn(b"OK", t)
+        self.assertEqual(lines[0], b'* NAMESPACE (("" "/")) (("Other Users/" "/")) NIL\r\n')
+
+    def test_share_grant_more_revoke(self):
+        a, shared = self.team("Team")
+        b = self.imap(BOB)
+        # nothing granted: bob cannot see it
+        typ, dat = b.select(shared)
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"NONEXISTENT", dat[0])
+        self.assertNotIn(b"/Team", b"".join(x for x in b.list(q(""), q("Other Users/*"))[1] if x))
+
+        # lr: read-only, FETCH works, STORE and EXPUNGE do not
+        self.assertEqual(a.setacl("Team", BOB, "lr")[0], "OK")
+        typ, dat = a.getacl("Team")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b'"bob@example.org" "lr"', dat[0])
+        self.assertIn(b'"alice@example.org" "lrswipkxteacd"', dat[0])
+        typ, dat = b.myrights(shared)
+        self.assertEqual(typ, "OK")
+        self.assertTrue(dat[0].endswith(b' "lrp"'), dat)
+        typ, dat = b.list(q(""), q("Other Users/*"))
+        self.assertEqual(typ, "OK")
+        names = [l.split(b' "/" ')[1] for l in dat]
+        self.assertIn(b'"Other Users/alice@example.org/Team"', names)
+        self.assertIn(b'"Other Users/alice@example.org"', names)
+        # SELECT comes back [READ-ONLY] (imaplib takes that for an error:
+        # raw IMAP here)
+        r = self.raw(BOB)
+        lines, t = r.cmd(b"SELECT " + shared.encode())
+        self.assertIn(b"OK [READ-ONLY]", t)
+        self.assertIn(b"* 2 EXISTS\r\n", lines)
+        lines, t = r.cmd(b"FETCH 1:* (BODY.PEEK[])")
+        self.assertIn(b"OK", t)
+        self.assertEqual(len(lines), 2)
+        self.assertIn(b"Subject: Team 0", lines[0])
+        lines, t = r.cmd(b"STORE 1 +FLAGS (\\Seen)")
+        self.assertIn(b" NO ", t)
+        lines, t = r.cmd(b"FETCH 1 (BODY[])")  # \Seen not set either
+        self.assertNotIn(b"\\Seen", b"".join(lines))
+        lines, t = r.cmd(b"EXPUNGE")
+        self.assertIn(b" NO ", t)
+        lines, t = r.cmd(b"MOVE 1 INBOX")
+        self.assertIn(b" NO ", t)
+        a.select("Team")
+        self.assertEqual(a.search(None, "ALL")[1][0], b"1 2")
+        typ, dat = b.setacl(shared, BOB, "lrswipkxtea")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"NOPERM", dat[0])
+        self.assertEqual(b.getacl(shared)[0], "NO")
+
+        # more rights: a new SELECT is read-write; STORE, EXPUNGE, APPEND
+        self.assertEqual(a.setacl("Team", BOB, "+stei")[0], "OK")
+        typ, dat = b.select(shared)
+        self.assertEqual(typ, "OK")
+        self.assertIn("READ-WRITE", b.untagged_responses)
+        self.assertEqual(b.store("1", "+FLAGS", "(\\Seen \\Deleted)")[0], "OK")
+        self.assertEqual(b.expunge()[0], "OK")
+        self.assertEqual(b.append(shared, None, None, message("from bob"))[0], "OK")
+        a.select("Team")
+        typ, dat = a.search(None, "ALL")
+        self.assertEqual(len(dat[0].split()), 2)
+        typ, dat = a.fetch("1", "(FLAGS)")
+        self.assertNotIn(b"\\Deleted", dat[0])
+        # a copy from the shared mailbox into bob's own
+        b.select(shared)
+        self.assertEqual(b.copy("1:*", "INBOX")[0], "OK")
+        self.assertEqual(b.status("INBOX", "(MESSAGES)")[0], "OK")
+
+        # revoked: the open session's next change fails, a new SELECT too
+        self.assertEqual(a.deleteacl("Team", BOB)[0], "OK")
+        typ, dat = b.store("1", "+FLAGS", "(\\Flagged)")
+        self.assertEqual(typ, "NO")
+        typ, dat = b.select(shared)
+        self.assertEqual(typ, "NO")
+
+    def test_third_user_sees_nothing(self):
+        a, shared = self.team("Private")
+        self.assertEqual(a.setacl("Private", BOB, "lrswite")[0], "OK")
+        c = self.imap(CAROL)
+        self.assertEqual(c.select(shared)[0], "NO")
+        self.assertEqual(c.status(shared, "(MESSAGES)")[0], "NO")
+        self.assertEqual(c.getacl(shared)[0], "NO")
+        self.assertEqual(c.myrights(shared)[0], "NO")
+        self.assertNotIn(b"Private",
+                         b"".join(x for x in c.list(q(""), q("Other Users/*"))[1] if x))
+        self.assertEqual(c.list(q(""), "*")[0], "OK")
+        self.assertNotIn(b"Private", b"".join(x for x in c.list(q(""), "*")[1] if x))
+        self.assertEqual(c.append(shared, None, None, message("x"))[0], "NO")
+        self.assertEqual(c.delete(shared)[0], "NO")
+        self.assertEqual(c.rename(shared, "Mine")[0], "NO")
+        # nor anyone's INBOX
+        self.assertEqual(c.select(q("Other Users/" + ALICE + "/INBOX"))[0], "NO")
+        self.assertEqual(c.select(q("Other Users/" + BOB + "/INBOX"))[0], "NO")
+
+    def test_authenticated_and_list_myrights(self):
+        a, shared = self.team("Notices", 1)
+        self.assertEqual(a.setacl("Notices", "authenticated", "lr")[0], "OK")
+        r = self.raw(CAROL)
+        lines, t = r.cmd(b'LIST "" "Other Users/*" RETURN (MYRIGHTS)')
+        self.assertIn(b"OK", t)
+        self.assertIn(b'* MYRIGHTS "Other Users/alice@example.org/Notices" "lrp"\r\n', lines)
+        lines, t = r.cmd(b'LIST "" "%" RETURN (MYRIGHTS)')
+        self.assertIn(b'* MYRIGHTS "INBOX" "lrswipkxteacd"\r\n', lines)
+        self.assertIn(b'* LIST (\\Noselect \\HasChildren) "/" "Other Users"\r\n', lines)
+        lines, t = r.cmd(b'LISTRIGHTS "Notices" "bob@example.org"')
+        self.assertIn(b"NO", t)  # carol owns no Notices
+        lines, t = r.cmd(b'EXAMINE "Other Users/alice@example.org/Notices"')
+        self.assertIn(b"OK [READ-ONLY]", t)
+        ra = self.raw(ALICE)
+        lines, t = ra.cmd(b'LISTRIGHTS "Notices" "bob@example.org"')
+        self.assertIn(b"OK", t)
+        self.assertEqual(lines[0], b'* LISTRIGHTS "Notices" "bob@example.org" "" '
+                                   b'l r s w i p k x t e a\r\n')
+        lines, t = ra.cmd(b'LISTRIGHTS "Notices" "alice@example.org"')
+        self.assertEqual(lines[0], b'* LISTRIGHTS "Notices" "alice@example.org" '
+                                   b'lrswipkxtea\r\n')
+        # the obsolete c and d
+        lines, t = ra.cmd(b'SETACL "Notices" "bob@example.org" "lrcd"')
+        self.assertIn(b"OK", t)
+        lines, t = ra.cmd(b'GETACL "Notices"')
+        self.assertIn(b'"bob@example.org" "lrkxtecd"', lines[0])
+
+    def test_idle_sees_the_owners_changes(self):
+        a, shared = self.team("Watched", 1)
+        self.assertEqual(a.setacl("Watched", BOB, "lr")[0], "OK")
+        r = self.raw(BOB)
+        lines, t = r.cmd(b'SELECT "Other Users/alice@example.org/Watched"')
+        self.assertIn(b"OK", t)
+        r.send(b"i1 IDLE\r\n")
+        self.assertTrue(r.line().startswith(b"+ "))
+        self.assertEqual(a.append("Watched", None, None, message("new"))[0], "OK")
+        r.sock.settimeout(15)
+        line = r.line()
+        self.assertEqual(line, b"* 2 EXISTS\r\n")
+        r.send(b"DONE\r\n")
+        lines, t = r.until(b"i1")
+        self.assertIn(b"OK", t)
+
+    def test_hostile(self):
+        a, shared = self.team("Hostile", 0)
+        r = self.raw(ALICE)
+        for ident in (b'"-bob@example.org"', b'"a/b"', b'""', b'"' + b"x" * 5000 + b'"',
+                      b"{3+}\r\nb\xff@", b'"#shared"'):
+            lines, t = r.cmd(b'SETACL "Hostile" ' + ident + b' "lr"')
+            self.assertIn(b" BAD ", t, ident[:40])
+        for rights in (b'"lrz"', b'"l r"', b'"+-l"', b'"' + b"l" * 5000 + b'"'):
+            lines, t = r.cmd(b'SETACL "Hostile" "bob@example.org" ' + rights)
+            self.assertIn(b" BAD ", t, rights[:40])
+        lines, t = r.cmd(b'SETACL "Hostile" "alice@example.org" "lr"')
+        self.assertIn(b"NO [CANNOT]", t)
+        lines, t = r.cmd(b'SETACL "Nope" "bob@example.org" "lr"')
+        self.assertIn(b"NO [NONEXISTENT]", t)
+        lines, t = r.cmd(b'SETACL "Hostile" "bob@example.org"')
+        self.assertIn(b" BAD ", t)
+        b = self.raw(BOB)
+        for name in (b'"Other Users/../alice@example.org/Hostile"',
+                     b'"Other Users/alice@example.org/../bob@example.org/INBOX"',
+                     b'"Other Users/%"', b'"Other Users/*"', b'"Other Users"',
+                     b'"Other Users/alice@example.org"',
+                     b'"Other Users/alice@example.org/Hostile/../../x"',
+                     b'"Other Users/' + b"a" * 600 + b'/INBOX"'):
+            for verb in (b"SELECT ", b"STATUS ", b"GETACL ", b"MYRIGHTS ", b"DELETE "):
+                args = b" (MESSAGES)" if verb == b"STATUS " else b""
+                lines, t = b.cmd(verb + name + args)
+                self.assertRegex(t, rb"^t\d+ (NO|BAD) ", (verb, name[:60], t))
+            lines, t = b.cmd(b"CREATE " + name)
+            self.assertRegex(t, rb"^t\d+ (NO|BAD) ", (name[:60], t))
+        # still serving
+        lines, t = b.cmd(b"NOOP")
+        self.assertIn(b"OK", t)
+
+    def test_folder_delivery_needs_post(self):
+        a = self.imap(ALICE)
+        self.assertEqual(a.create("lists")[0], "OK")
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            s.sendmail("s@remote.example", ["alice+lists@example.org"], message("one"))
+        self.assertEqual(a.status("lists", "(MESSAGES)")[1][0], b'"lists" (MESSAGES 1)')
+        inbox = int(a.status("INBOX", "(MESSAGES)")[1][0].split()[-1].rstrip(b")"))
+        self.assertEqual(a.deleteacl("lists", "anyone")[0], "OK")
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            s.sendmail("s@remote.example", ["alice+lists@example.org"], message("two"))
+        self.assertEqual(a.status("lists", "(MESSAGES)")[1][0], b'"lists" (MESSAGES 1)')
+        self.assertEqual(a.status("INBOX", "(MESSAGES)")[1][0],
+                         b'"INBOX" (MESSAGES %d)' % (inbox + 1))
+        # bob's address cannot deliver into alice's mailboxes
+        self.assertEqual(a.setacl("lists", "anyone", "p")[0], "OK")
+        b = self.imap(BOB)
+        b0 = int(b.status("INBOX", "(MESSAGES)")[1][0].split()[-1].rstrip(b")"))
+        res = self.srv.cli("deliver", "-a", "bob+Other Users/alice@example.org/lists@example.org",
+                           input=b"Subject: x\n\nx\n", check=False)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(a.status("lists", "(MESSAGES)")[1][0], b'"lists" (MESSAGES 1)')
+        self.assertEqual(b.status("INBOX", "(MESSAGES)")[1][0],
+                         b'"INBOX" (MESSAGES %d)' % (b0 + 1))
+
+    def test_cli(self):
+        a, shared = self.team("Cli", 1)
+        self.srv.cli("acl", "set", ALICE, "Cli", BOB, "lr")
+        self.srv.cli("acl", "set", ALICE, "Cli", BOB, "+w")
+        out = self.srv.cli("acl", "get", ALICE, "Cli").stdout
+        self.assertEqual(out, "alice@example.org lrswipkxteacd\nanyone p\nbob@example.org lrw\n")
+        out = self.srv.cli("acl", "list", BOB).stdout
+        self.assertIn("shared\tOther Users/alice@example.org/Cli\tlrwp\n", out)
+        out = self.srv.cli("acl", "list", ALICE).stdout
+        self.assertIn("Cli\tbob@example.org\tlrw\n", out)
+        b = self.imap(BOB)
+        self.assertEqual(b.select(shared)[0], "OK")
+        self.srv.cli("acl", "set", ALICE, "Cli", BOB, "none")
+        self.assertEqual(b.select(shared)[0], "NO")
+        res = self.srv.cli("acl", "set", ALICE, "Cli", BOB, "lrz", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        res = self.srv.cli("acl", "set", ALICE, "Cli", ALICE, "lr", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        res = self.srv.cli("acl", "get", ALICE, "Nope", check=False)
+        self.assertNotEqual(res.returncode, 0)
+
+
+for _backend in BACKENDS:
+    _name = "TestImapAcl_" + _backend
+    globals()[_name] = type(_name, (AclBase, unittest.TestCase), {"backend": _backend})
+del _backend, _name
+
+if __name__ == "__main__":
+    unittest.main()

@@ -6,11 +6,15 @@ session and new SELECTs are refused; carol, a third user, sees nothing.
 IDLE of bob sees alice's changes. Mail to alice+folder needs p for anyone.
 Hostile names and identifiers are refused. `roost acl` sets, gets, lists."""
 import imaplib
+import json
+import os
+import shutil
 import smtplib
-import socket
+import subprocess
 import unittest
 
 from roosttest import BACKENDS, SharedServer
+from test_imap_imapflow import HERE, ensure_imapflow
 from test_imap_raw import Raw
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
@@ -261,6 +265,28 @@ class AclBase(SharedServer):
         self.assertEqual(a.status("lists", "(MESSAGES)")[1][0], b'"lists" (MESSAGES 1)')
         self.assertEqual(b.status("INBOX", "(MESSAGES)")[1][0],
                          b'"INBOX" (MESSAGES %d)' % (b0 + 1))
+
+    @unittest.skipIf(shutil.which("node") is None, "node not installed")
+    def test_imapflow(self):
+        if not ensure_imapflow():
+            self.skipTest("imapflow could not be installed with npm")
+        a, shared = self.team("Flow", 2)
+        self.srv.cli("acl", "set", ALICE, "Flow", BOB, "lr")
+        env = dict(os.environ, IMAP_PORT=str(self.srv.port("imap")), SHARED=PREFIX + "Flow",
+                   NODE_PATH=os.path.join(HERE, "node_modules"))
+        r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow_acl.js")], env=env,
+                           capture_output=True, timeout=90, cwd=HERE)
+        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
+        out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+        self.assertIn(PREFIX + "Flow", out["list"])
+        self.assertTrue(out["readOnly"])
+        self.assertEqual(out["exists"], 2)
+        self.assertEqual(out["subjects"], ["Flow 0", "Flow 1"])
+        self.assertNotEqual(out["flagged"], True)
+        other = out["namespaces"]["other"]
+        self.assertEqual(other[0]["prefix"], "Other Users/")
+        a.select("Flow")
+        self.assertNotIn(b"\\Flagged", a.fetch("1", "(FLAGS)")[1][0])
 
     def test_cli(self):
         a, shared = self.team("Cli", 1)

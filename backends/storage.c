@@ -328,9 +328,10 @@ storage_status(struct storage *st, const char *user, const char *name,
 		return rc;
 	if (t.foreign)
 		return st->ops->status(st, t.owner, t.name, status_r);
-	rc = st->ops->status(st, user, canon, status_r);
-	if (storage_user_set_up(st, user, canon, rc))
-		rc = st->ops->status(st, user, canon, status_r);
+	/* the user's own, also when named under the prefix */
+	rc = st->ops->status(st, user, t.name, status_r);
+	if (storage_user_set_up(st, user, t.name, rc))
+		rc = st->ops->status(st, user, t.name, status_r);
 	return rc;
 }
 
@@ -377,7 +378,7 @@ storage_append(struct storage *st, const char *user, const char *mailbox,
 			if ((a.rights & ACL_WRITE) == 0)
 				m.n_keywords = 0;
 		} else {
-			t.mailbox = canon;
+			t.mailbox = a.name;
 		}
 	}
 	rc = storage_deliver_owned(st, &m, &t, 1, 0);
@@ -415,9 +416,9 @@ mailbox_open(struct storage *st, const char *user, const char *name, unsigned fl
 		if ((rc = st->ops->mailbox_open(st, t.owner, t.name, flags, &mb)) != 0)
 			return rc;
 	} else {
-		rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
-		if (storage_user_set_up(st, user, canon, rc))
-			rc = st->ops->mailbox_open(st, user, canon, flags, &mb);
+		rc = st->ops->mailbox_open(st, user, t.name, flags, &mb);
+		if (storage_user_set_up(st, user, t.name, rc))
+			rc = st->ops->mailbox_open(st, user, t.name, flags, &mb);
 		if (rc != 0)
 			return rc;
 	}

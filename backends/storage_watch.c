@@ -383,8 +383,8 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
 	if ((rc = storage_name_canon(mailbox, canon)) != 0)
 		return rc;
 	/* another user's mailbox: the owner's changes wake it (storage_acl.c) */
-	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) == 0 && t.foreign) {
-		user = t.owner;
+	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) == 0) {
+		user = t.foreign ? t.owner : user;
 		memcpy(canon, t.name, sizeof(canon));
 	} else if (rc != 0 && rc != ROOST_ENOTFOUND) {
 		return rc;

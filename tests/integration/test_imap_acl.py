@@ -193,6 +193,23 @@ class AclBase(SharedServer):
         lines, t = ra.cmd(b'GETACL "Notices"')
         self.assertIn(b'"bob@example.org" "lrkxtecd"', lines[0])
 
+    def test_subscribe_shared(self):
+        a, shared = self.team("Subs", 1)
+        self.assertEqual(a.setacl("Subs", BOB, "lr")[0], "OK")
+        r = self.raw(BOB)
+        lines, t = r.cmd(b"SUBSCRIBE " + shared.encode())
+        self.assertIn(b"OK", t)
+        lines, t = r.cmd(b'LSUB "" "Other Users/*"')
+        self.assertIn(b'* LSUB (\\HasNoChildren) "/" ' + shared.encode() + b"\r\n", lines)
+        lines, t = r.cmd(b'LIST (SUBSCRIBED) "" "Other Users/*"')
+        self.assertIn(b'* LIST (\\HasNoChildren \\Subscribed) "/" ' + shared.encode() + b"\r\n",
+                      lines)
+        # revoked: still subscribed, no longer there for bob
+        self.assertEqual(a.deleteacl("Subs", BOB)[0], "OK")
+        lines, t = r.cmd(b'LIST (SUBSCRIBED) "" "Other Users/*"')
+        self.assertIn(b'* LIST (\\NonExistent \\Subscribed) "/" ' + shared.encode() + b"\r\n",
+                      lines)
+
     def test_idle_sees_the_owners_changes(self):
         a, shared = self.team("Watched", 1)
         self.assertEqual(a.setacl("Watched", BOB, "lr")[0], "OK")

@@ -3388,6 +3388,12 @@ START_TEST(acl_share)
 	/* the owner's rights are fixed */
 	ck_assert_int_eq(storage_acl_set(st, USER, "Pub", USER, ACL_SET, 0), ROOST_EPERM);
 
+	/* the owner's own mailbox named under the prefix is the mailbox itself */
+	ck_assert_int_eq(mailbox_open(st, USER, "Other Users/" USER "/Pub", 0, &mb), 0);
+	ck_assert_str_eq(mailbox_name(mb), "Pub");
+	mailbox_close(&mb);
+	ck_assert_uint_eq(messages_in(USER, "Other Users/" USER "/Pub"), 0);
+
 	/* hostile names and identifiers */
 	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/../x", 0, &mb), ROOST_EINVAL);
 	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/" USER "/../Pub", 0, &mb),

@@ -2,78 +2,360 @@
  * "What changed since MODSEQ m" on the PostgreSQL backend: changed
  * records and expunged UIDs, the latter marked incomplete when m is below
  * the expunge floor (the log was pruned past it).
+ *
+ * A delivery wakes every session of the mailbox at once, and each asks
+ * this (IMAP IDLE and NOOP, JMAP push): a thousand sessions over fifty
+ * mailboxes made a thousand queries, eight at a time on the pool, and the
+ * last session heard of its mail after 125 query times. Sessions of one
+ * mailbox in this process share their queries instead. A query (a
+ * "flight") notes ps->seq when it starts; a caller may take the result of
+ * one that started while seq was what the caller sees now, running or
+ * landed: no write of this process and no notification from another node
+ * came since, so it holds every change the caller can know of, as a query
+ * of its own would. Otherwise the caller joins the next flight, which
+ * starts as soon as the running one lands, from the lowest MODSEQ of its
+ * callers; each caller keeps the rows above its own MODSEQ.
  */
-#include <errno.h>
-#include <openssl/evp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "pgsql_impl.h"
-#include "roost/buf.h"
 #include "roost/error.h"
-#include "roost/log.h"
 #include "roost/xalloc.h"
+
+/* One query's outcome, shared by its callers. */
+struct flight {
+	uint64_t since; /* the lowest of its callers' */
+	uint64_t seq;   /* ps->seq when it started */
+	int refs;       /* callers attached, the runner included */
+	bool started;
+	bool done;
+	int rc;
+	uint64_t highestmodseq;
+	uint32_t uidnext;
+	uint32_t recent_first;
+	uint64_t floor;
+	struct msg_record *changed; /* by UID, each with its MODSEQ */
+	size_t n_changed;
+	uint32_t *expunged; /* by UID */
+	uint64_t *expunged_emailids;
+	uint64_t *expunged_modseqs;
+	size_t n_expunged;
+};
+
+/* The flights of one mailbox: at most one running, one waiting for it,
+ * and the last landed, kept while seq stays where it started. */
+struct pg_flights {
+	struct pg_flights *next;
+	int64_t id;
+	int users; /* callers inside pg_op_changes_since() or a claim */
+	struct flight *running;
+	struct flight *waiting;
+	struct flight *last;
+	bool claiming;          /* a \Recent claim is under way */
+	uint32_t claimed_below; /* every UID below is claimed (0: unknown) */
+};
+
+/* Mailboxes whose last flight is kept at most (the others' is dropped). */
+#define FLIGHTS_KEPT 1024
+
+static void
+flight_unref(struct flight *f)
+{
+	if (--f->refs > 0)
+		return;
+	free(f->changed);
+	free(f->expunged);
+	free(f->expunged_emailids);
+	free(f->expunged_modseqs);
+	free(f);
+}
 
 struct changes_arg {
 	int64_t id;
-	uint64_t since;
-	struct mailbox_changes *ch;
+	struct flight *f;
 };
 
+/* The column saying what a row is: the one after REC_COLS (eight). */
+#define KIND_COL 8
+#define KIND_COL_SQL "9"
+
+/*
+ * One statement, so one snapshot without a transaction block and one round
+ * trip (BEGIN, three SELECTs and COMMIT were five). The last column says
+ * what a row is: 0 the mailbox row (HIGHESTMODSEQ, UIDNEXT, the expunge
+ * floor and the \Recent boundary in the first four), 1 a changed record
+ * (REC_COLS), 2 an expunged UID, its EMAILID and MODSEQ.
+ */
 static int
 t_changes(struct pg_txn *t, void *arg)
 {
 	struct changes_arg *a = arg;
-	struct mailbox_changes *ch = a->ch;
+	struct flight *f = a->f;
 	struct pg_params p = {.n = 0};
 	PGresult *res;
-	uint64_t floor;
-	int rc;
+	size_t n_changed = 0, n_expunged = 0;
+	int rc, rows;
 
-	mailbox_changes_free(ch);
-	if ((rc = pg_mbox_row(t, a->id, &ch->highestmodseq, &ch->uidnext, &floor)) != 0)
-		return rc;
-	ch->expunged_complete = a->since >= floor;
 	pg_p_int(&p, a->id);
-	pg_p_int(&p, (int64_t)a->since);
+	pg_p_int(&p, (int64_t)f->since);
 	rc = pg_exec(t,
-	             "SELECT " REC_COLS " FROM messages WHERE mailbox_id = $1 AND modseq > $2 "
-	             "ORDER BY uid",
+	             "SELECT highestmodseq, uidnext, expunge_floor, recent_first, 0, 0, 0, 0, "
+	             "0 FROM mailboxes WHERE id = $1 AND NOT noselect "
+	             "UNION ALL SELECT " REC_COLS ", 1 FROM messages WHERE mailbox_id = $1 AND "
+	             "modseq > $2 "
+	             "UNION ALL SELECT uid, coalesce(emailid, 0), modseq, 0, 0, 0, 0, 0, 2 FROM "
+	             "expunged WHERE mailbox_id = $1 AND modseq > $2 "
+	             "ORDER BY " KIND_COL_SQL ", 1",
 	             &p, false, &res);
 	if (rc != 0)
 		return rc;
-	ch->n_changed = (size_t)PQntuples(res);
-	ch->changed = xcalloc(ch->n_changed + 1, sizeof(*ch->changed));
-	for (size_t i = 0; i < ch->n_changed; i++)
-		pg_rec_fill(&ch->changed[i], res, (int)i);
-	PQclear(res);
-	rc = pg_exec(t,
-	             "SELECT uid, coalesce(emailid, 0) FROM expunged WHERE mailbox_id = $1 AND "
-	             "modseq > $2 ORDER BY uid",
-	             &p, false, &res);
-	if (rc != 0)
-		return rc;
-	ch->n_expunged = (size_t)PQntuples(res);
-	ch->expunged = xcalloc(ch->n_expunged + 1, sizeof(*ch->expunged));
-	ch->expunged_emailids = xcalloc(ch->n_expunged + 1, sizeof(*ch->expunged_emailids));
-	for (size_t i = 0; i < ch->n_expunged; i++) {
-		ch->expunged[i] = (uint32_t)pg_int(res, (int)i, 0);
-		ch->expunged_emailids[i] = (uint64_t)pg_int(res, (int)i, 1);
+	rows = PQntuples(res);
+	if (rows == 0 || pg_int(res, 0, KIND_COL) != 0) {
+		PQclear(res);
+		return ROOST_ENOTFOUND;
+	}
+	f->highestmodseq = (uint64_t)pg_int(res, 0, 0);
+	f->uidnext = (uint32_t)pg_int(res, 0, 1);
+	f->floor = (uint64_t)pg_int(res, 0, 2);
+	f->recent_first = (uint32_t)pg_int(res, 0, 3);
+	for (int i = 1; i < rows; i++) {
+		if (pg_int(res, i, KIND_COL) == 1)
+			n_changed++;
+		else
+			n_expunged++;
+	}
+	free(f->changed);
+	free(f->expunged);
+	free(f->expunged_emailids);
+	free(f->expunged_modseqs);
+	f->n_changed = n_changed;
+	f->changed = xcalloc(n_changed + 1, sizeof(*f->changed));
+	f->n_expunged = n_expunged;
+	f->expunged = xcalloc(n_expunged + 1, sizeof(*f->expunged));
+	f->expunged_emailids = xcalloc(n_expunged + 1, sizeof(*f->expunged_emailids));
+	f->expunged_modseqs = xcalloc(n_expunged + 1, sizeof(*f->expunged_modseqs));
+	for (size_t i = 0; i < n_changed; i++)
+		pg_rec_fill(&f->changed[i], res, (int)(1 + i));
+	for (size_t i = 0; i < n_expunged; i++) {
+		int row = (int)(1 + n_changed + i);
+
+		f->expunged[i] = (uint32_t)pg_int(res, row, 0);
+		f->expunged_emailids[i] = (uint64_t)pg_int(res, row, 1);
+		f->expunged_modseqs[i] = (uint64_t)pg_int(res, row, 2);
 	}
 	PQclear(res);
 	return 0;
 }
 
+/* The caller's share of a landed flight: the rows above its MODSEQ. */
+static int
+flight_take(const struct flight *f, uint64_t since, struct mailbox_changes *ch)
+{
+	size_t k = 0;
+
+	if (f->rc != 0)
+		return f->rc;
+	ch->highestmodseq = f->highestmodseq;
+	ch->uidnext = f->uidnext;
+	ch->expunged_complete = since >= f->floor;
+	ch->changed = xcalloc(f->n_changed + 1, sizeof(*ch->changed));
+	for (size_t i = 0; i < f->n_changed; i++)
+		if (f->changed[i].modseq > since)
+			ch->changed[k++] = f->changed[i];
+	ch->n_changed = k;
+	ch->expunged = xcalloc(f->n_expunged + 1, sizeof(*ch->expunged));
+	ch->expunged_emailids = xcalloc(f->n_expunged + 1, sizeof(*ch->expunged_emailids));
+	k = 0;
+	for (size_t i = 0; i < f->n_expunged; i++) {
+		if (f->expunged_modseqs[i] > since) {
+			ch->expunged[k] = f->expunged[i];
+			ch->expunged_emailids[k] = f->expunged_emailids[i];
+			k++;
+		}
+	}
+	ch->n_expunged = k;
+	return 0;
+}
+
+/* Called with flights_lock held; returns with it held. Runs f, the
+ * mailbox's running flight, and lands it: the waiting flight, if any, is
+ * next, run by the first of its callers to wake. */
+static void
+flight_run(struct pg_store *ps, struct pg_flights *e, struct flight *f)
+{
+	struct changes_arg a = {.id = e->id, .f = f};
+
+	f->started = true;
+	f->seq = pg_seq(ps);
+	pthread_mutex_unlock(&ps->flights_lock);
+	f->rc = pg_run(ps, PG_AUTO, t_changes, &a);
+	pthread_mutex_lock(&ps->flights_lock);
+	f->done = true;
+	e->running = e->waiting;
+	e->waiting = NULL;
+	if (f->rc == 0) {
+		if (f->recent_first > e->claimed_below)
+			e->claimed_below = f->recent_first;
+		if (e->last != NULL)
+			flight_unref(e->last);
+		f->refs++;
+		e->last = f;
+	}
+	pthread_cond_broadcast(&ps->flights_cond);
+}
+
+/* Free the entries no caller is in whose last flight is stale (seq moved
+ * on), and any unused ones past FLIGHTS_KEPT. */
+static void
+flights_sweep(struct pg_store *ps, uint64_t seq)
+{
+	size_t kept = 0;
+
+	for (struct pg_flights **pp = &ps->flights; *pp != NULL;) {
+		struct pg_flights *e = *pp;
+
+		if (e->users == 0 &&
+		    (e->last == NULL || e->last->seq != seq || kept >= FLIGHTS_KEPT)) {
+			*pp = e->next;
+			if (e->last != NULL)
+				flight_unref(e->last);
+			free(e);
+			continue;
+		}
+		kept++;
+		pp = &e->next;
+	}
+}
+
+/* The entry of mailbox id, made when absent; flights_lock held. */
+static struct pg_flights *
+flights_get(struct pg_store *ps, int64_t id)
+{
+	struct pg_flights *e;
+
+	for (e = ps->flights; e != NULL && e->id != id; e = e->next)
+		;
+	if (e == NULL) {
+		e = xcalloc(1, sizeof(*e));
+		e->id = id;
+		e->next = ps->flights;
+		ps->flights = e;
+	}
+	e->users++;
+	return e;
+}
+
+static void
+flights_put(struct pg_store *ps, struct pg_flights *e)
+{
+	e->users--;
+	flights_sweep(ps, pg_seq(ps));
+}
+
+/* A flight the caller may take: started (or to start) with seq where the
+ * caller sees it, from a MODSEQ at or below the caller's. */
+static bool
+flight_fits(const struct flight *f, uint64_t seq, uint64_t since)
+{
+	return f != NULL && f->started && f->seq == seq && f->since <= since;
+}
+
 int
 pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r)
 {
-	struct changes_arg a = {.id = PM(mb)->id, .since = modseq, .ch = changes_r};
-	int rc = pg_run(PM(mb)->ps, PG_READ, t_changes, &a);
+	struct pg_mailbox *pm = PM(mb);
+	struct pg_store *ps = pm->ps;
+	struct pg_flights *e;
+	struct flight *f;
+	uint64_t seq;
+	int rc;
 
+	memset(changes_r, 0, sizeof(*changes_r));
+	pthread_mutex_lock(&ps->flights_lock);
+	seq = pg_seq(ps);
+	e = flights_get(ps, pm->id);
+	if (flight_fits(e->last, seq, modseq)) {
+		f = e->last;
+	} else if (flight_fits(e->running, seq, modseq)) {
+		f = e->running;
+	} else if (e->running == NULL) {
+		f = e->running = xcalloc(1, sizeof(*f));
+		f->since = modseq;
+	} else {
+		if (e->waiting == NULL) {
+			e->waiting = xcalloc(1, sizeof(*e->waiting));
+			e->waiting->since = modseq;
+		}
+		f = e->waiting;
+		if (modseq < f->since)
+			f->since = modseq;
+	}
+	f->refs++;
+	while (!f->done) {
+		if (e->running == f && !f->started)
+			flight_run(ps, e, f);
+		else
+			pthread_cond_wait(&ps->flights_cond, &ps->flights_lock);
+	}
+	rc = flight_take(f, modseq, changes_r);
+	pm->view_uidnext = rc == 0 ? f->uidnext : 0;
+	flight_unref(f);
+	flights_put(ps, e);
+	pthread_mutex_unlock(&ps->flights_lock);
 	if (rc != 0)
 		mailbox_changes_free(changes_r);
 	return rc;
+}
+
+bool
+pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *below_r)
+{
+	struct pg_flights *e;
+
+	pthread_mutex_lock(&ps->flights_lock);
+	e = flights_get(ps, id);
+	while (e->claiming)
+		pthread_cond_wait(&ps->flights_cond, &ps->flights_lock);
+	if (uidnext != 0 && e->claimed_below >= uidnext) {
+		*below_r = e->claimed_below;
+		flights_put(ps, e);
+		pthread_mutex_unlock(&ps->flights_lock);
+		return false;
+	}
+	e->claiming = true; /* the entry stays: users counts the claimer */
+	pthread_mutex_unlock(&ps->flights_lock);
+	return true;
+}
+
+void
+pg_claim_end(struct pg_store *ps, int64_t id, uint32_t below)
+{
+	struct pg_flights *e;
+
+	pthread_mutex_lock(&ps->flights_lock);
+	for (e = ps->flights; e != NULL && e->id != id; e = e->next)
+		;
+	if (e != NULL && e->claiming) {
+		if (below > e->claimed_below)
+			e->claimed_below = below;
+		e->claiming = false;
+		pthread_cond_broadcast(&ps->flights_cond);
+		flights_put(ps, e);
+	}
+	pthread_mutex_unlock(&ps->flights_lock);
+}
+
+/* pg_close(): every caller has returned. */
+void
+pg_flights_free(struct pg_store *ps)
+{
+	while (ps->flights != NULL) {
+		struct pg_flights *e = ps->flights;
+
+		ps->flights = e->next;
+		if (e->last != NULL)
+			flight_unref(e->last);
+		free(e);
+	}
 }

@@ -164,7 +164,12 @@ pg_exec(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binar
 		*res_r = NULL;
 	if (p == NULL)
 		p = &none;
-	res = PQexecParams(t->conn, sql, p->n, NULL, p->v, p->len, p->fmt, binary ? 1 : 0);
+	/* Without parameters, the simple protocol: one round trip, and a
+	 * string of several statements (pg_run's BEGIN of a lazy write). */
+	if (p->n == 0 && !binary)
+		res = PQexec(t->conn, sql);
+	else
+		res = PQexecParams(t->conn, sql, p->n, NULL, p->v, p->len, p->fmt, binary ? 1 : 0);
 	status = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
 		if (res_r != NULL)
@@ -233,7 +238,8 @@ pg_run(struct pg_store *ps, enum pg_mode mode, pg_txn_fn *fn, void *arg)
 	static const char *begin[] = {
 	    [PG_WRITE] = "BEGIN ISOLATION LEVEL READ COMMITTED",
 	    [PG_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-	    [PG_WRITE_LAZY] = "BEGIN ISOLATION LEVEL READ COMMITTED",
+	    [PG_WRITE_LAZY] = "BEGIN ISOLATION LEVEL READ COMMITTED; "
+	                      "SET LOCAL synchronous_commit = off",
 	    [PG_AUTO] = NULL,
 	};
 	bool reconnected = false;
@@ -252,8 +258,6 @@ pg_run(struct pg_store *ps, enum pg_mode mode, pg_txn_fn *fn, void *arg)
 			return rc;
 		t.conn = c->conn;
 		rc = begin[mode] != NULL ? pg_exec(&t, begin[mode], NULL, false, NULL) : 0;
-		if (rc == 0 && mode == PG_WRITE_LAZY)
-			rc = pg_exec(&t, "SET LOCAL synchronous_commit = off", NULL, false, NULL);
 		if (rc == 0)
 			rc = fn(&t, arg);
 		if (mode == PG_AUTO) {
@@ -273,6 +277,10 @@ pg_run(struct pg_store *ps, enum pg_mode mode, pg_txn_fn *fn, void *arg)
 			c->conn = NULL;
 		}
 		pg_conn_put(ps, c);
+		/* lazy writes (\Recent claims, parse caches) change nothing a
+		 * changes query returns: they leave shared queries valid */
+		if (mode == PG_WRITE)
+			pg_seq_bump(ps);
 		if (t.retry)
 			continue;
 		/* A connection that broke before COMMIT was sent committed

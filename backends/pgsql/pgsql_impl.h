@@ -49,6 +49,19 @@ struct pg_store {
 	struct pg_conn *conns;
 	unsigned n_conns;
 
+	/* Bumped (atomically) after every PG_WRITE transaction of this process
+	 * and every notification heard from the others, before the sessions
+	 * are woken: a read begun with seq at s sees every change this
+	 * process knew of while seq was s. */
+	uint64_t seq;
+
+	/* Changes queries shared by the sessions of one mailbox
+	 * (pgsql_changes.c): flights_lock guards the list and every flight
+	 * on it; flights_cond is broadcast when one lands. */
+	pthread_mutex_t flights_lock;
+	pthread_cond_t flights_cond;
+	struct pg_flights *flights;
+
 	/* The listener (pgsql_listen.c). */
 	pthread_t listener;
 	bool listener_started;
@@ -62,6 +75,10 @@ struct pg_mailbox {
 	struct pg_store *ps;
 	int64_t id;
 	uint32_t uidvalidity;
+	/* UIDNEXT as the last changes query of this handle saw it (0: none
+	 * yet): the view holds no UID at or above it, so a claim need not
+	 * reach past it. */
+	uint32_t view_uidnext;
 	/* mailbox_keywords() result, valid until the next call */
 	char **kw_names;
 	size_t kw_n;
@@ -74,7 +91,8 @@ struct pg_mailbox {
 enum pg_mode {
 	PG_WRITE,      /* READ COMMITTED, synchronous commit */
 	PG_READ,       /* REPEATABLE READ READ ONLY: one snapshot */
-	PG_WRITE_LAZY, /* READ COMMITTED, commit not waited for (derived state) */
+	PG_WRITE_LAZY, /* READ COMMITTED, commit not waited for: derived state
+	                * that changes queries do not read (pgsql_changes.c) */
 	PG_AUTO        /* no transaction block: fn runs one idempotent statement */
 };
 
@@ -140,6 +158,18 @@ int pg_schema_check(struct pg_txn *t, struct buf *report);
 void pg_listen_start(struct pg_store *ps);
 void pg_listen_stop(struct pg_store *ps);
 
+static inline void
+pg_seq_bump(struct pg_store *ps)
+{
+	__atomic_add_fetch(&ps->seq, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline uint64_t
+pg_seq(struct pg_store *ps)
+{
+	return __atomic_load_n(&ps->seq, __ATOMIC_SEQ_CST);
+}
+
 /* ---- ops ---- */
 int pg_op_user_init(struct storage *st, const char *user);
 int pg_op_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r);
@@ -175,6 +205,14 @@ int pg_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 int pg_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
                uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
                size_t *n_r);
+/* pgsql_changes.c: free the shared changes queries' state at close. */
+void pg_flights_free(struct pg_store *ps);
+/* \Recent claims of mailbox id in this process, one at a time: false
+ * (and *below_r) when the boundary is known to be at or above uidnext
+ * (0: unknown), nothing left to claim; true when the caller claims, then
+ * calls pg_claim_end() with the boundary it left (0: unknown). */
+bool pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *below_r);
+void pg_claim_end(struct pg_store *ps, int64_t id, uint32_t below);
 int pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 int pg_op_repair(struct storage *st, struct buf *report);
 int pg_op_backup(struct storage *st, const char *dest, struct buf *report);

@@ -44,6 +44,7 @@ deliver_notice(struct pg_store *ps, const PGnotify *n)
 	node = strtoull(n->extra, &end, 16);
 	if (*end != ' ' || node == ps->node)
 		return;
+	pg_seq_bump(ps);
 	user = xstrdup(end + 1);
 	if ((tab = strchr(user, '\t')) != NULL) {
 		*tab = '\0';
@@ -81,6 +82,7 @@ listen_main(void *arg)
 		backoff = 50;
 		if (was_connected) {
 			log_info("event=pgsql_listen_reconnected");
+			pg_seq_bump(ps);
 			storage_wake(&ps->base, NULL, NULL);
 		}
 		was_connected = true;
@@ -100,6 +102,7 @@ listen_main(void *arg)
 		}
 		log_warn("event=pgsql_listen_lost error=%s", LOG_QUOTE(PQerrorMessage(conn)));
 		PQfinish(conn);
+		pg_seq_bump(ps);
 		storage_wake(&ps->base, NULL, NULL);
 	}
 }

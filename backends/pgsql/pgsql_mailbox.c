@@ -39,6 +39,9 @@ pg_close(struct storage *st)
 	}
 	pthread_cond_destroy(&ps->freed);
 	pthread_mutex_destroy(&ps->lock);
+	pg_flights_free(ps);
+	pthread_cond_destroy(&ps->flights_cond);
+	pthread_mutex_destroy(&ps->flights_lock);
 	free(ps->conns);
 	free(ps->dsn);
 	free(ps);
@@ -62,6 +65,8 @@ pg_open(const struct roost_config *cfg, struct storage **st_r)
 	ps->conns = xcalloc(ps->n_conns, sizeof(*ps->conns));
 	pthread_mutex_init(&ps->lock, NULL);
 	pthread_cond_init(&ps->freed, NULL);
+	pthread_mutex_init(&ps->flights_lock, NULL);
+	pthread_cond_init(&ps->flights_cond, NULL);
 	ps->stop_pipe[0] = ps->stop_pipe[1] = -1;
 	if (getrandom(&ps->node, sizeof(ps->node), 0) != sizeof(ps->node))
 		ps->node = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);

@@ -180,6 +180,8 @@ pg_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint6
 	struct records_arg a = {.id = PM(mb)->id};
 	int rc = pg_run(PM(mb)->ps, PG_READ, t_records, &a);
 
+	/* the view may now hold UIDs a changes query has not shown */
+	PM(mb)->view_uidnext = 0;
 	if (rc != 0) {
 		free(a.recs);
 		return rc;
@@ -236,6 +238,7 @@ struct claim_arg {
 	bool readonly;
 	uint32_t first;
 	uint32_t next;
+	uint32_t uidnext; /* as the read saw it */
 };
 
 static int
@@ -257,7 +260,8 @@ t_claim(struct pg_txn *t, void *arg)
 	if (rc != 0)
 		return rc;
 	a->first = (uint32_t)pg_int(res, 0, 0);
-	a->next = a->readonly ? a->first : (uint32_t)pg_int(res, 0, 1);
+	a->uidnext = (uint32_t)pg_int(res, 0, 1);
+	a->next = a->readonly ? a->first : a->uidnext;
 	PQclear(res);
 	if (a->next == a->first)
 		return 0;
@@ -265,14 +269,45 @@ t_claim(struct pg_txn *t, void *arg)
 	return pg_exec(t, "UPDATE mailboxes SET recent_first = $2 WHERE id = $1", &p, false, NULL);
 }
 
-/* A claim is derived state: its commit is not waited for (a claim lost
- * in a database crash shows a message as \Recent once more). */
+/*
+ * A claim is derived state: its commit is not waited for (a claim lost
+ * in a database crash shows a message as \Recent once more).
+ *
+ * A delivery wakes every session of the mailbox, on every node, and each
+ * one asks what changed, then claims; the first takes the new UIDs and the
+ * others find nothing left. Claims of one mailbox in this process go one
+ * at a time (pg_claim_begin()), and each tells the next where the
+ * boundary is now: a session whose view ends below it (pm->view_uidnext,
+ * from its last changes query) has nothing left to claim and asks no one.
+ * Otherwise one unlocked read tells whether anything is left, and only
+ * then does a write transaction lock the row. A claim that found nothing
+ * left at some instant is one a locked claim could have made then; what
+ * came after is claimed by the next sync, here or in another session.
+ */
 int
 pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r)
 {
-	struct claim_arg a = {.id = PM(mb)->id, .readonly = (mb->flags & MAILBOX_READONLY) != 0};
-	int rc = pg_run(PM(mb)->ps, a.readonly ? PG_AUTO : PG_WRITE_LAZY, t_claim, &a);
+	struct pg_mailbox *pm = PM(mb);
+	struct claim_arg a = {.id = pm->id, .readonly = true};
+	bool readonly = (mb->flags & MAILBOX_READONLY) != 0;
+	uint32_t below;
+	int rc;
 
+	if (!readonly && !pg_claim_begin(pm->ps, pm->id, pm->view_uidnext, &below)) {
+		*first_r = *next_r = below;
+		return 0;
+	}
+	rc = pg_run(pm->ps, PG_AUTO, t_claim, &a);
+	if (rc == 0 && !readonly) {
+		if (a.first != a.uidnext) {
+			a.readonly = false;
+			rc = pg_run(pm->ps, PG_WRITE_LAZY, t_claim, &a);
+		} else {
+			a.next = a.first;
+		}
+	}
+	if (!readonly)
+		pg_claim_end(pm->ps, pm->id, rc == 0 ? a.next : 0);
 	if (rc != 0)
 		return rc;
 	*first_r = a.first;

@@ -5,6 +5,7 @@
  * deadlock.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,8 @@ struct dtarget {
 	int result;
 	uint32_t uid;
 	uint32_t uidvalidity;
+	int64_t modseq;
+	uint64_t kw;
 };
 
 struct deliver_arg {
@@ -72,26 +75,14 @@ struct deliver_arg {
 	size_t n;
 };
 
+/* Take the next UID and MODSEQ of a mailbox whose row the caller locked. */
 static int
-append_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
+take_uid(struct pg_txn *t, struct dtarget *d)
 {
 	struct pg_params p = {.n = 0};
 	PGresult *res;
-	uint64_t kw;
-	int64_t uid, modseq;
-	bool noselect;
 	int rc;
 
-	if (d->id == 0)
-		rc = pg_mbox_lookup(t, d->user, d->name, true, &d->id, &noselect);
-	else
-		rc = pg_mbox_lock(t, d->id, &noselect);
-	if (rc != 0)
-		return rc;
-	if (noselect)
-		return ROOST_ENOTFOUND;
-	if ((rc = pg_kw_bits(t, d->id, a->msg->keywords, a->msg->n_keywords, true, &kw)) != 0)
-		return rc;
 	pg_p_int(&p, d->id);
 	rc =
 	    pg_exec(t,
@@ -105,36 +96,195 @@ append_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
 		PQclear(res);
 		return ROOST_ETOOBIG; /* UIDs used up */
 	}
-	uid = pg_int(res, 0, 0);
-	modseq = pg_int(res, 0, 1);
+	d->uid = (uint32_t)pg_int(res, 0, 0);
+	d->modseq = pg_int(res, 0, 1);
 	d->uidvalidity = (uint32_t)pg_int(res, 0, 2);
 	PQclear(res);
-	pg_p_int(&p, uid);
+	return 0;
+}
+
+/*
+ * Lock the target's mailbox and take its UID: without keywords one UPDATE
+ * does it all (the row lock is the UPDATE's own); when that finds no row
+ * (no such mailbox, \Noselect, UIDs used up) or keywords must be added
+ * first, the lock is taken on its own and each case told apart.
+ */
+static int
+alloc_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
+{
+	struct pg_params p = {.n = 0};
+	PGresult *res;
+	bool noselect;
+	int rc;
+
+	d->kw = 0;
+	if (a->msg->n_keywords == 0) {
+		if (d->id == 0) {
+			pg_p_str(&p, d->user);
+			pg_p_str(&p, d->name);
+		} else {
+			pg_p_int(&p, d->id);
+		}
+		rc = pg_exec(
+		    t,
+		    d->id == 0 ? "UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = "
+		                 "m.highestmodseq + 1 FROM users u WHERE u.id = m.user_id AND "
+		                 "u.name = $1 AND m.name = $2 AND NOT m.noselect AND m.uidnext < "
+		                 "4294967295 RETURNING m.id, m.uidnext - 1, m.highestmodseq, "
+		                 "m.uidvalidity"
+		               : "UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = "
+		                 "m.highestmodseq + 1 WHERE m.id = $1 AND NOT m.noselect AND "
+		                 "m.uidnext < 4294967295 RETURNING m.id, m.uidnext - 1, "
+		                 "m.highestmodseq, m.uidvalidity",
+		    &p, false, &res);
+		if (rc != 0)
+			return rc;
+		if (PQntuples(res) == 1) {
+			d->id = pg_int(res, 0, 0);
+			d->uid = (uint32_t)pg_int(res, 0, 1);
+			d->modseq = pg_int(res, 0, 2);
+			d->uidvalidity = (uint32_t)pg_int(res, 0, 3);
+			PQclear(res);
+			return 0;
+		}
+		PQclear(res);
+	}
+	if (d->id == 0)
+		rc = pg_mbox_lookup(t, d->user, d->name, true, &d->id, &noselect);
+	else
+		rc = pg_mbox_lock(t, d->id, &noselect);
+	if (rc != 0)
+		return rc;
+	if (noselect)
+		return ROOST_ENOTFOUND;
+	if ((rc = pg_kw_bits(t, d->id, a->msg->keywords, a->msg->n_keywords, true, &d->kw)) != 0)
+		return rc;
+	return take_uid(t, d);
+}
+
+/* "{...}" of signed 64-bit values, a bigint[] parameter in text form. */
+static void
+int64_array(struct buf *b, const int64_t *v, size_t n)
+{
+	buf_reset(b);
+	buf_append_byte(b, '{');
+	for (size_t i = 0; i < n; i++)
+		buf_printf(b, i == 0 ? "%lld" : ",%lld", (long long)v[i]);
+	buf_append_byte(b, '}');
+}
+
+/* One INSERT for the records of every target that took a UID: one round
+ * trip, and one run of the statement triggers, however many recipients. */
+static int
+insert_all(struct pg_txn *t, struct deliver_arg *a)
+{
+	enum { ID, UID, KW, MODSEQ, EMAILID, N_COLS };
+	struct buf arr[N_COLS];
+	int64_t *col[N_COLS];
+	struct pg_params p = {.n = 0};
+	size_t k = 0;
+	int rc;
+
+	for (int c = 0; c < N_COLS; c++) {
+		buf_init(&arr[c], 0);
+		col[c] = xcalloc(a->n, sizeof(**col));
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		const struct dtarget *d = &a->targets[a->order[i]];
+
+		if (d->result != 0)
+			continue;
+		col[ID][k] = d->id;
+		col[UID][k] = d->uid;
+		col[KW][k] = (int64_t)d->kw;
+		col[MODSEQ][k] = d->modseq;
+		col[EMAILID][k] = (int64_t)storage_new_emailid();
+		k++;
+	}
+	for (int c = 0; c < N_COLS; c++) {
+		int64_array(&arr[c], col[c], k);
+		pg_p_str(&p, buf_cstr(&arr[c]));
+	}
 	pg_p_int(&p, a->msg->flags);
-	pg_p_int(&p, (int64_t)kw);
-	pg_p_int(&p, modseq);
 	pg_p_int(&p, a->idate);
 	pg_p_int(&p, (int64_t)a->len);
 	pg_p_bin(&p, a->sha, SHA_LEN);
-	pg_p_int(&p, (int64_t)storage_new_emailid());
 	pg_p_int(&p, (int64_t)time(NULL));
 	pg_p_bin(&p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
 	rc = pg_exec(t,
 	             "INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
-	             "internal_date, size, sha, emailid, save_date, cache) VALUES ($1, $2, $3, "
-	             "$4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''::bytea))",
+	             "internal_date, size, sha, emailid, save_date, cache) SELECT x.id, x.uid, $6, "
+	             "x.kw, x.modseq, $7, $8, $9, x.emailid, $10, NULLIF($11, ''::bytea) FROM "
+	             "unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) "
+	             "AS x (id, uid, kw, modseq, emailid)",
 	             &p, false, NULL);
-	if (rc != 0)
-		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
-	d->uid = (uint32_t)uid;
-	return 0;
+	for (int c = 0; c < N_COLS; c++) {
+		buf_free(&arr[c]);
+		free(col[c]);
+	}
+	return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
+}
+
+/* An element of a text[] parameter in text form: quoted, with " and \
+ * escaped (names may hold either). */
+static void
+text_element(struct buf *b, const char *s)
+{
+	buf_append_byte(b, '"');
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			buf_append_byte(b, '\\');
+		buf_append_byte(b, (uint8_t)*s);
+	}
+	buf_append_byte(b, '"');
+}
+
+/* pg_notify() for every target that took the message, in one statement. */
+static int
+notify_all(struct pg_txn *t, struct deliver_arg *a)
+{
+	struct buf users = BUF_INIT(0), names = BUF_INIT(0);
+	struct pg_params p = {.n = 0};
+	char node[24];
+	size_t k = 0;
+	int rc;
+
+	buf_append_byte(&users, '{');
+	buf_append_byte(&names, '{');
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->targets[i].result != 0)
+			continue;
+		if (k++ > 0) {
+			buf_append_byte(&users, ',');
+			buf_append_byte(&names, ',');
+		}
+		text_element(&users, a->targets[i].user);
+		text_element(&names, a->targets[i].name);
+	}
+	buf_append_byte(&users, '}');
+	buf_append_byte(&names, '}');
+	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
+	pg_p_str(&p, node);
+	pg_p_str(&p, buf_cstr(&users));
+	pg_p_str(&p, buf_cstr(&names));
+	t->notified = true;
+	rc = pg_exec(t,
+	             "SELECT pg_notify('" PG_CHANNEL "', $1 || ' ' || x.u || chr(9) || x.m) FROM "
+	             "unnest($2::text[], $3::text[]) AS x (u, m)",
+	             &p, false, NULL);
+	buf_free(&users);
+	buf_free(&names);
+	return rc;
 }
 
 /*
  * One transaction for every target: each mailbox is locked and given its
  * UID, the body is stored (or referenced) once, and everything commits
  * together. A target that cannot take the message (no such mailbox, too
- * many keywords) gets its own result; the others still commit.
+ * many keywords) gets its own result; the others still commit. The round
+ * trips are one per target plus four, whatever the number of targets:
+ * a delivery to 50 users took 250 before, the time every IDLE session of
+ * the 50 waited to hear of it.
  */
 static int
 t_deliver(struct pg_txn *t, void *arg)
@@ -147,7 +297,7 @@ t_deliver(struct pg_txn *t, void *arg)
 		struct dtarget *d = &a->targets[a->order[i]];
 
 		d->uid = d->uidvalidity = 0;
-		rc = append_one(t, a, d);
+		rc = alloc_one(t, a, d);
 		if (rc == ROOST_ETEMP || rc == ROOST_EIO)
 			return rc; /* the transaction is unusable */
 		d->result = rc;
@@ -156,14 +306,9 @@ t_deliver(struct pg_txn *t, void *arg)
 	}
 	if (ok == 0)
 		return 0;
-	if ((rc = body_ref(t, a->sha, a->data, a->len, ok)) != 0)
+	if ((rc = insert_all(t, a)) != 0 || (rc = body_ref(t, a->sha, a->data, a->len, ok)) != 0)
 		return rc;
-	for (size_t i = 0; i < a->n; i++) {
-		if (a->targets[i].result == 0 &&
-		    (rc = pg_notify(t, a->targets[i].user, a->targets[i].name)) != 0)
-			return rc;
-	}
-	return 0;
+	return notify_all(t, a);
 }
 
 /* The message's bytes in memory: borrowed from msg, or read from its spool

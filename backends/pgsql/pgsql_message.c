@@ -235,14 +235,14 @@ pg_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
 
 struct claim_arg {
 	int64_t id;
-	bool readonly;
-	uint32_t first;
-	uint32_t next;
+	uint32_t first;   /* the boundary as the read saw it */
 	uint32_t uidnext; /* as the read saw it */
+	bool moved;       /* the swap found another boundary */
 };
 
+/* Where the \Recent boundary and UIDNEXT are now. */
 static int
-t_claim(struct pg_txn *t, void *arg)
+t_claim_read(struct pg_txn *t, void *arg)
 {
 	struct claim_arg *a = arg;
 	struct pg_params p = {.n = 0};
@@ -251,23 +251,45 @@ t_claim(struct pg_txn *t, void *arg)
 
 	pg_p_int(&p, a->id);
 	rc = pg_exec_row(t,
-	                 a->readonly
-	                     ? "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND "
-	                       "NOT noselect"
-	                     : "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND "
-	                       "NOT noselect FOR UPDATE",
+	                 "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND NOT noselect",
 	                 &p, false, &res);
 	if (rc != 0)
 		return rc;
 	a->first = (uint32_t)pg_int(res, 0, 0);
 	a->uidnext = (uint32_t)pg_int(res, 0, 1);
-	a->next = a->readonly ? a->first : a->uidnext;
 	PQclear(res);
-	if (a->next == a->first)
-		return 0;
-	pg_p_int(&p, a->next);
-	return pg_exec(t, "UPDATE mailboxes SET recent_first = $2 WHERE id = $1", &p, false, NULL);
+	return 0;
 }
+
+/*
+ * Move the boundary from a->first to UIDNEXT, only if it is still at
+ * a->first (the row's lock, taken by the UPDATE, makes that a compare and
+ * swap): one round trip, its commit not waited for. Two statements in one
+ * simple query are one implicit transaction, for which SET LOCAL holds;
+ * the numbers are ours, not a client's, so they go into the text.
+ */
+static int
+t_claim_swap(struct pg_txn *t, void *arg)
+{
+	struct claim_arg *a = arg;
+	PGresult *res;
+	char sql[256];
+	int rc;
+
+	snprintf(sql, sizeof(sql),
+	         "SET LOCAL synchronous_commit = off; UPDATE mailboxes SET recent_first = uidnext "
+	         "WHERE id = %lld AND recent_first = %u AND NOT noselect RETURNING uidnext",
+	         (long long)a->id, a->first);
+	if ((rc = pg_exec(t, sql, NULL, false, &res)) != 0)
+		return rc;
+	a->moved = PQntuples(res) != 1;
+	if (!a->moved)
+		a->uidnext = (uint32_t)pg_int(res, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
+#define CLAIM_TRIES 16
 
 /*
  * A claim is derived state: its commit is not waited for (a claim lost
@@ -280,7 +302,7 @@ t_claim(struct pg_txn *t, void *arg)
  * boundary is now: a session whose view ends below it (pm->view_uidnext,
  * from its last changes query) has nothing left to claim and asks no one.
  * Otherwise one unlocked read tells whether anything is left, and only
- * then does a write transaction lock the row. A claim that found nothing
+ * then does a compare and swap take it (t_claim_swap()). A claim that found nothing
  * left at some instant is one a locked claim could have made then; what
  * came after is claimed by the next sync, here or in another session.
  */
@@ -288,30 +310,29 @@ int
 pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r)
 {
 	struct pg_mailbox *pm = PM(mb);
-	struct claim_arg a = {.id = pm->id, .readonly = true};
+	struct claim_arg a = {.id = pm->id};
 	bool readonly = (mb->flags & MAILBOX_READONLY) != 0;
 	uint32_t below;
-	int rc;
+	int rc, tries = 0;
 
 	if (!readonly && !pg_claim_begin(pm->ps, pm->id, pm->view_uidnext, &below)) {
 		*first_r = *next_r = below;
 		return 0;
 	}
-	rc = pg_run(pm->ps, PG_AUTO, t_claim, &a);
-	if (rc == 0 && !readonly) {
-		if (a.first != a.uidnext) {
-			a.readonly = false;
-			rc = pg_run(pm->ps, PG_WRITE_LAZY, t_claim, &a);
-		} else {
-			a.next = a.first;
-		}
-	}
+	do {
+		rc = pg_run(pm->ps, PG_AUTO, t_claim_read, &a);
+		if (rc != 0 || readonly || a.first == a.uidnext)
+			break;
+		rc = pg_run(pm->ps, PG_AUTO, t_claim_swap, &a);
+	} while (rc == 0 && a.moved && ++tries < CLAIM_TRIES);
+	if (rc == 0 && (readonly || a.moved))
+		a.uidnext = a.first; /* nothing claimed */
 	if (!readonly)
-		pg_claim_end(pm->ps, pm->id, rc == 0 ? a.next : 0);
+		pg_claim_end(pm->ps, pm->id, rc == 0 ? a.uidnext : 0);
 	if (rc != 0)
 		return rc;
 	*first_r = a.first;
-	*next_r = a.next;
+	*next_r = a.uidnext;
 	return 0;
 }
 

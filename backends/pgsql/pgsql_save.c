@@ -162,6 +162,92 @@ alloc_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
 	return take_uid(t, d);
 }
 
+static void text_element(struct buf *b, const char *s);
+
+/*
+ * Lock and take a UID in every target's mailbox with one statement, when
+ * no keywords are to be added and no mailbox is named twice: the rows are
+ * locked in the order of their ids (ORDER BY under FOR UPDATE), then
+ * updated. The targets it found nothing for keep result 1 and go the
+ * slow way, which tells their errors apart. A delivery to fifty users
+ * was fifty round trips, each holding the locks taken before it.
+ */
+static int
+alloc_batch(struct pg_txn *t, struct deliver_arg *a)
+{
+	struct buf users = BUF_INIT(0), names = BUF_INIT(0);
+	struct pg_params p = {.n = 0};
+	PGresult *res;
+	int rc;
+
+	buf_append_byte(&users, '{');
+	buf_append_byte(&names, '{');
+	for (size_t i = 0; i < a->n; i++) {
+		if (i > 0) {
+			buf_append_byte(&users, ',');
+			buf_append_byte(&names, ',');
+		}
+		text_element(&users, a->targets[i].user);
+		text_element(&names, a->targets[i].name);
+		a->targets[i].result = 1;
+	}
+	buf_append_byte(&users, '}');
+	buf_append_byte(&names, '}');
+	pg_p_str(&p, buf_cstr(&users));
+	pg_p_str(&p, buf_cstr(&names));
+	rc = pg_exec(t,
+	             "UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = "
+	             "m.highestmodseq + 1 FROM (SELECT m2.id, x.ord FROM unnest($1::text[], "
+	             "$2::text[]) WITH ORDINALITY AS x (u, n, ord) JOIN users u ON u.name = x.u "
+	             "JOIN mailboxes m2 ON m2.user_id = u.id AND m2.name = x.n WHERE NOT "
+	             "m2.noselect AND m2.uidnext < 4294967295 ORDER BY m2.id FOR UPDATE OF m2) l "
+	             "WHERE m.id = l.id RETURNING l.ord, m.id, m.uidnext - 1, m.highestmodseq, "
+	             "m.uidvalidity",
+	             &p, false, &res);
+	buf_free(&users);
+	buf_free(&names);
+	if (rc != 0)
+		return rc;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t ord = pg_int(res, r, 0);
+		struct dtarget *d;
+
+		if (ord < 1 || (size_t)ord > a->n)
+			continue;
+		d = &a->targets[ord - 1];
+		d->id = pg_int(res, r, 1);
+		d->uid = (uint32_t)pg_int(res, r, 2);
+		d->modseq = pg_int(res, r, 3);
+		d->uidvalidity = (uint32_t)pg_int(res, r, 4);
+		d->kw = 0;
+		d->result = 0;
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* Whether alloc_batch() may serve: targets by name, no keywords, no
+ * mailbox twice (one UPDATE changes a row once). */
+static bool
+batch_fits(const struct deliver_arg *a)
+{
+	if (a->n < 2 || a->msg->n_keywords > 0)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct dtarget *d = &a->targets[a->order[i]];
+
+		if (d->id != 0)
+			return false;
+		if (i > 0) {
+			const struct dtarget *prev = &a->targets[a->order[i - 1]];
+
+			if (strcmp(prev->user, d->user) == 0 && strcmp(prev->name, d->name) == 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 /* "{...}" of signed 64-bit values, a bigint[] parameter in text form. */
 static void
 int64_array(struct buf *b, const int64_t *v, size_t n)
@@ -294,9 +380,18 @@ t_deliver(struct pg_txn *t, void *arg)
 	int rc;
 
 	for (size_t i = 0; i < a->n; i++) {
+		a->targets[i].uid = a->targets[i].uidvalidity = 0;
+		a->targets[i].result = 1; /* not allocated yet */
+	}
+	if (batch_fits(a) && (rc = alloc_batch(t, a)) != 0)
+		return rc;
+	for (size_t i = 0; i < a->n; i++) {
 		struct dtarget *d = &a->targets[a->order[i]];
 
-		d->uid = d->uidvalidity = 0;
+		if (d->result == 0) {
+			ok++;
+			continue;
+		}
 		rc = alloc_one(t, a, d);
 		if (rc == ROOST_ETEMP || rc == ROOST_EIO)
 			return rc; /* the transaction is unusable */

@@ -3,6 +3,7 @@
  * snapshot, for every invariant the schema does not enforce by itself.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pgsql_impl.h"
@@ -49,6 +50,14 @@ static const struct {
      "g.mailbox_id GROUP BY m.user_id) s ON s.user_id = u.id WHERE u.quota_bytes <> "
      "coalesce(s.b, 0) OR u.quota_messages <> coalesce(s.c, 0) LIMIT 100",
      "quota of %s says %s messages, the messages hold %s (roost quota recalc repairs it)"},
+    {"SELECT u.name, m.name, m.n_messages || ' messages, ' || m.n_unseen || ' unseen, ' || "
+     "m.n_bytes || ' bytes', coalesce(s.c, 0) || ', ' || coalesce(s.u, 0) || ', ' || "
+     "coalesce(s.b, 0) FROM mailboxes m JOIN users u ON u.id = m.user_id LEFT JOIN (SELECT "
+     "mailbox_id, count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u, sum(size) AS b "
+     "FROM messages GROUP BY mailbox_id) s ON s.mailbox_id = m.id WHERE m.n_messages <> "
+     "coalesce(s.c, 0) OR m.n_unseen <> coalesce(s.u, 0) OR m.n_bytes <> coalesce(s.b, 0) "
+     "LIMIT 100",
+     "%s/%s: counters say %s, the messages hold %s (roost check --repair recounts)"},
 };
 
 static int
@@ -96,13 +105,87 @@ pg_op_check(struct storage *st, struct buf *report)
 	return rc;
 }
 
+/* The mailboxes whose counters (schema version 7) differ from a count. */
+#define COUNTERS_WRONG                                                                             \
+	"SELECT m.id, u.name, m.name FROM mailboxes m JOIN users u ON u.id = m.user_id LEFT JOIN " \
+	"(SELECT mailbox_id, count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u, "          \
+	"sum(size) AS b FROM messages GROUP BY mailbox_id) s ON s.mailbox_id = m.id WHERE "        \
+	"m.n_messages <> coalesce(s.c, 0) OR m.n_unseen <> coalesce(s.u, 0) OR m.n_bytes <> "      \
+	"coalesce(s.b, 0) LIMIT 1000"
+
+struct repair_arg {
+	PGresult *wrong;
+	int row;
+	bool fixed;
+};
+
+static int
+t_counters_wrong(struct pg_txn *t, void *arg)
+{
+	struct repair_arg *a = arg;
+
+	PQclear(a->wrong);
+	a->wrong = NULL;
+	return pg_exec(t, COUNTERS_WRONG, NULL, false, &a->wrong);
+}
+
+/* Recount one mailbox under its row lock: every writer of its messages
+ * holds that lock, so the count and the counters meet in one state. */
+static int
+t_recount(struct pg_txn *t, void *arg)
+{
+	struct repair_arg *a = arg;
+	struct pg_params p = {.n = 0};
+	PGresult *res;
+	int rc;
+
+	pg_p_int(&p, pg_int(a->wrong, a->row, 0));
+	if ((rc = pg_exec(t, "SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE", &p, false,
+	                  NULL)) != 0)
+		return rc;
+	rc = pg_exec(t,
+	             "UPDATE mailboxes m SET n_messages = s.c, n_unseen = s.u, n_bytes = s.b FROM "
+	             "(SELECT count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u, "
+	             "coalesce(sum(size), 0) AS b FROM messages WHERE mailbox_id = $1) s WHERE "
+	             "m.id = $1 AND (m.n_messages, m.n_unseen, m.n_bytes) IS DISTINCT FROM (s.c, "
+	             "s.u, s.b)",
+	             &p, false, &res);
+	if (rc != 0)
+		return rc;
+	a->fixed = atoi(PQcmdTuples(res)) == 1;
+	PQclear(res);
+	return 0;
+}
+
+/* `roost check --repair`: the mailbox counters are the one thing derived
+ * here that a repair rebuilds (references and UIDs are kept by the
+ * transactions themselves). */
 int
 pg_op_repair(struct storage *st, struct buf *report)
 {
-	buf_append_str(report, "pgsql: nothing to rebuild here: the database keeps counters, "
-	                       "references and UIDs consistent in its own transactions; run "
-	                       "`roost check` to verify\n");
-	return ROOST_ENOTSUP;
+	struct repair_arg a = {.wrong = NULL};
+	int rc = pg_run(PS(st), PG_READ, t_counters_wrong, &a);
+
+	if (rc != 0) {
+		PQclear(a.wrong);
+		buf_printf(report, "pgsql: cannot read: %s\n", roost_strerror(rc));
+		return ROOST_EIO;
+	}
+	for (a.row = 0; a.row < PQntuples(a.wrong); a.row++) {
+		const char *user = PQgetvalue(a.wrong, a.row, 1),
+		           *name = PQgetvalue(a.wrong, a.row, 2);
+
+		rc = pg_run(PS(st), PG_WRITE, t_recount, &a);
+		if (rc != 0) {
+			buf_printf(report, "pgsql: %s/%s: cannot recount the counters: %s\n", user,
+			           name, roost_strerror(rc));
+			break;
+		}
+		if (a.fixed)
+			buf_printf(report, "pgsql: %s/%s: counters recounted\n", user, name);
+	}
+	PQclear(a.wrong);
+	return rc != 0 ? ROOST_EIO : 0;
 }
 
 int

@@ -28,7 +28,7 @@
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 
-#define PG_SCHEMA_VERSION 6
+#define PG_SCHEMA_VERSION 7
 #define PG_CHANNEL "roost"
 
 struct pg_conn {

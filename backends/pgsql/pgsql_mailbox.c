@@ -625,12 +625,14 @@ pg_status_fill(struct pg_txn *t, int64_t id, struct mailbox_status *s)
 	int rc;
 
 	pg_p_int(&p, id);
+	/* the counters of schema version 7; \Recent and the first unseen
+	 * UID from index ranges (the primary key, messages_unseen) */
 	rc = pg_exec(t,
-	             "SELECT m.uidvalidity, m.uidnext, m.highestmodseq, count(g.uid), count(g.uid) "
-	             "FILTER (WHERE g.flags & 1 = 0), count(g.uid) FILTER (WHERE g.uid >= "
-	             "m.recent_first), coalesce(sum(g.size), 0), coalesce(min(g.uid) FILTER "
-	             "(WHERE g.flags & 1 = 0), 0), m.noselect FROM mailboxes m LEFT JOIN messages "
-	             "g ON g.mailbox_id = m.id WHERE m.id = $1 GROUP BY m.id",
+	             "SELECT m.uidvalidity, m.uidnext, m.highestmodseq, m.n_messages, m.n_unseen, "
+	             "(SELECT count(*) FROM messages g WHERE g.mailbox_id = m.id AND g.uid >= "
+	             "m.recent_first), m.n_bytes, coalesce((SELECT min(g.uid) FROM messages g "
+	             "WHERE g.mailbox_id = m.id AND g.flags & 1 = 0), 0), m.noselect FROM "
+	             "mailboxes m WHERE m.id = $1",
 	             &p, false, &res);
 	if (rc != 0)
 		return rc;

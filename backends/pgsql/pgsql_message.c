@@ -250,9 +250,9 @@ t_claim_read(struct pg_txn *t, void *arg)
 	int rc;
 
 	pg_p_int(&p, a->id);
-	rc = pg_exec_row(t,
-	                 "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND NOT noselect",
-	                 &p, false, &res);
+	rc = pg_exec_row(
+	    t, "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND NOT noselect", &p,
+	    false, &res);
 	if (rc != 0)
 		return rc;
 	a->first = (uint32_t)pg_int(res, 0, 0);

@@ -140,6 +140,63 @@ static const char *const migrations[] = {
      * was put in its mailbox (append, delivery, copy, move). NULL for
      * rows of before: nobody knows, and IMAP answers NIL. */
     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS save_date bigint;",
+    /*
+     * Version 7: STATUS and SELECT counters in the mailbox row.
+     * n_messages, n_unseen (no \Seen, flag bit 1) and n_bytes are changed
+     * by statement triggers in the transaction that inserts, deletes or
+     * updates the messages, as the quota counters are: the writers hold
+     * the mailbox row's lock already (they took their MODSEQ from it), so
+     * the counters add no lock and no round trip. An UPDATE that changes
+     * neither \Seen, size nor mailbox (a parse cache, a keyword) nets to
+     * nothing and touches no row. The first unseen UID comes from a
+     * partial index on the unseen messages, the \Recent count from the
+     * primary key above the boundary: STATUS no longer reads every
+     * message of the mailbox. Run again, the step sums afresh.
+     */
+    "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS n_messages bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS n_unseen bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS n_bytes bigint NOT NULL DEFAULT 0;"
+    "UPDATE mailboxes m SET n_messages = s.c, n_unseen = s.u, n_bytes = s.b FROM"
+    " (SELECT mb.id, count(g.uid) AS c, count(g.uid) FILTER (WHERE g.flags & 1 = 0) AS u,"
+    "  coalesce(sum(g.size), 0) AS b FROM mailboxes mb LEFT JOIN messages g"
+    "  ON g.mailbox_id = mb.id GROUP BY mb.id) s WHERE m.id = s.id;"
+    "CREATE INDEX IF NOT EXISTS messages_unseen ON messages (mailbox_id, uid)"
+    " WHERE flags & 1 = 0;"
+    "CREATE OR REPLACE FUNCTION roost_counts_added() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE mailboxes m SET n_messages = m.n_messages + d.c, n_unseen = m.n_unseen + d.u,"
+    "  n_bytes = m.n_bytes + d.b FROM"
+    "  (SELECT mailbox_id, count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u,"
+    "   sum(size) AS b FROM roost_new GROUP BY mailbox_id) d"
+    "  WHERE m.id = d.mailbox_id;"
+    " RETURN NULL; END $$;"
+    "CREATE OR REPLACE FUNCTION roost_counts_removed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE mailboxes m SET n_messages = m.n_messages - d.c, n_unseen = m.n_unseen - d.u,"
+    "  n_bytes = m.n_bytes - d.b FROM"
+    "  (SELECT mailbox_id, count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u,"
+    "   sum(size) AS b FROM roost_old GROUP BY mailbox_id) d"
+    "  WHERE m.id = d.mailbox_id;"
+    " RETURN NULL; END $$;"
+    "CREATE OR REPLACE FUNCTION roost_counts_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE mailboxes m SET n_messages = m.n_messages + d.c, n_unseen = m.n_unseen + d.u,"
+    "  n_bytes = m.n_bytes + d.b FROM"
+    "  (SELECT mailbox_id, sum(c) AS c, sum(u) AS u, sum(b) AS b FROM"
+    "   (SELECT mailbox_id, 1 AS c, (flags & 1 = 0)::int AS u, size AS b FROM roost_new"
+    "    UNION ALL SELECT mailbox_id, -1, -((flags & 1 = 0)::int), -size FROM roost_old) x"
+    "   GROUP BY mailbox_id HAVING sum(c) <> 0 OR sum(u) <> 0 OR sum(b) <> 0) d"
+    "  WHERE m.id = d.mailbox_id;"
+    " RETURN NULL; END $$;"
+    "DROP TRIGGER IF EXISTS messages_counts_added ON messages;"
+    "CREATE TRIGGER messages_counts_added AFTER INSERT ON messages"
+    " REFERENCING NEW TABLE AS roost_new FOR EACH STATEMENT"
+    " EXECUTE PROCEDURE roost_counts_added();"
+    "DROP TRIGGER IF EXISTS messages_counts_removed ON messages;"
+    "CREATE TRIGGER messages_counts_removed AFTER DELETE ON messages"
+    " REFERENCING OLD TABLE AS roost_old FOR EACH STATEMENT"
+    " EXECUTE PROCEDURE roost_counts_removed();"
+    "DROP TRIGGER IF EXISTS messages_counts_changed ON messages;"
+    "CREATE TRIGGER messages_counts_changed AFTER UPDATE ON messages"
+    " REFERENCING OLD TABLE AS roost_old NEW TABLE AS roost_new FOR EACH STATEMENT"
+    " EXECUTE PROCEDURE roost_counts_changed();",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -67,6 +67,11 @@ static const struct command commands[] = {
     {"reload", cli_reload, "reload",
      "make the running server read the passwd and aliases files again (as SIGHUP); "
      "a file that does not load is reported and the old one kept"},
+    {"bench", cli_bench,
+     "bench storage [--backends LIST] [--seconds S] [--messages N] [--full] [--quota] "
+     "[--dir DIR] [--svg FILE] [--pgsql-dsn DSN]",
+     "measure the storage backends (the configured one by default) on this machine: "
+     "deliveries, reads, flag updates, expunges; a table, and an SVG chart with --svg"},
     {"help", cmd_help, "help [COMMAND]", "show this help"},
     {"--version", cmd_version, "--version", "print the version"},
     {NULL, NULL, NULL, NULL},

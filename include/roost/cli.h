@@ -69,5 +69,7 @@ int cli_token(struct cli *cli);
 int cli_who(struct cli *cli);
 int cli_kick(struct cli *cli);
 int cli_reload(struct cli *cli);
+/* cli/cli_bench.c: `roost bench storage` (roost/storage_bench.h). */
+int cli_bench(struct cli *cli);
 
 #endif

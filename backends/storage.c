@@ -67,11 +67,13 @@ storage_open(const struct roost_config *cfg, struct storage **st_r)
 
 	*st_r = NULL;
 	if (ops == NULL) {
-		log_error("storage: unknown backend \"%s\"", name);
+		log_error("event=storage_error op=open backend=%s error=\"unknown backend\"",
+		          LOG_QUOTE(name));
 		return ROOST_ENOTSUP;
 	}
 	if (!backend_complete(ops))
-		fatal("storage: backend %s lacks required operations", ops->name);
+		fatal("event=storage_error backend=%s error=\"lacks required operations\"",
+		      ops->name);
 	if ((rc = ops->open(cfg, &st)) != 0)
 		return rc;
 	st->ops = ops;

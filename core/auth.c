@@ -220,7 +220,7 @@ auth_open(const struct roost_config *cfg, struct auth **auth_r)
 
 	/* A hash of a random password nobody knows, in the configured scheme. */
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		fatal("auth: no random bytes");
+		fatal("event=auth_error error=\"no random bytes\"");
 	hex_encode(rnd, sizeof(rnd), pw);
 	ret = auth_hash_password(scheme, pw, &dummy);
 	explicit_bzero(pw, sizeof(pw));
@@ -233,7 +233,7 @@ auth_open(const struct roost_config *cfg, struct auth **auth_r)
 	}
 	auth->dummy_hash = (char *)buf_steal(&dummy, NULL);
 	if (RAND_bytes(auth->fake_key, sizeof(auth->fake_key)) != 1)
-		fatal("auth: no random bytes");
+		fatal("event=auth_error error=\"no random bytes\"");
 	auth->scram = strcasecmp(scheme, "SCRAM-SHA-256") == 0;
 
 	file_id_get(auth->path, &auth->seen);

@@ -50,7 +50,7 @@ auth_cache_new(size_t slots)
 	while (n < slots && n < ((size_t)1 << 24))
 		n <<= 1;
 	if (RAND_bytes(c->key, sizeof(c->key)) != 1)
-		fatal("auth cache: no random bytes for the key");
+		fatal("event=auth_error error=\"no random bytes for the cache key\"");
 	c->mask = n - 1;
 	c->slots = xcalloc(n, sizeof(c->slots[0]));
 	pthread_mutex_init(&c->lock, NULL);

@@ -294,10 +294,6 @@ void conn_init_wake(struct conn *c);
  * one that is busy (a command, a long reply, a held reply) is closed when
  * it comes back or at once. */
 void conn_kick(struct conn *c);
-/* One log line with the connection's fields first (conn=, peer=, proto=,
- * user=) and then fmt's. */
-void conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* conn_accept.c */
 /* Loop: push the connection as far as it goes (see enum conn_state) and

@@ -54,7 +54,7 @@ lmdb_sha256(const void *data, size_t len, uint8_t out[LMDB_SHA_LEN])
 	unsigned int olen = LMDB_SHA_LEN;
 
 	if (EVP_Digest(data, len, out, &olen, EVP_sha256(), NULL) != 1)
-		fatal("storage: SHA-256 unavailable");
+		fatal("event=storage_error backend=lmdb error=\"SHA-256 unavailable\"");
 }
 
 /* Names can be longer than LMDB's 511-byte key limit, so the key is a hash

@@ -67,7 +67,9 @@ link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_s
 		struct msg_input in = {.fd = -1};
 
 		if ((r = md_rec_find(src, uid)) == NULL) {
-			log_warn("maildir: %s: UID %u was removed during a copy", src->path, uid);
+			log_warn("event=maildir_race op=copy path=%s uid=%u error=\"removed during "
+			         "the copy\"",
+			         LOG_QUOTE(src->path), uid);
 			return ROOST_ETEMP;
 		}
 		in.internal_date = r->idate;
@@ -84,8 +86,9 @@ link_message(struct md_folder *src, uint32_t uid, const char *dir, struct copy_s
 		}
 		free(tmpdir);
 		if (tries == MD_RESOLVE_TRIES) {
-			log_error("maildir: %s: the file of UID %u keeps being renamed", src->path,
-			          uid);
+			log_error("event=maildir_race op=copy path=%s uid=%u error=\"file keeps "
+			          "being renamed\"",
+			          LOG_QUOTE(src->path), uid);
 			return ROOST_ETEMP;
 		}
 		if ((err = md_refresh(src, MD_SYNC_FORCE, &changed)) < 0)
@@ -138,7 +141,10 @@ save_copies(struct md_folder *dst, struct copy_src *v, size_t nv, struct md_dura
 		for (size_t k = 0; k < i; k++)
 			saved[k] = v[k].new_uid;
 		if (md_expunge_locked(dst, saved, i) < 0)
-			log_error("maildir: %s: a failed copy left messages behind", dst->path);
+			log_error("event=storage_error backend=maildir op=copy path=%s error=\"a "
+			          "failed copy left "
+			          "messages behind\"",
+			          LOG_QUOTE(dst->path));
 		free(saved);
 	}
 	return err;

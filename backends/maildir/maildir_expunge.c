@@ -77,11 +77,15 @@ md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 			}
 			/* still there: not expunged */
 			if (e == ENOENT) {
-				log_error("maildir: %s: the file of UID %u keeps being renamed",
-				          f->path, r->uid);
+				log_error("event=maildir_race op=expunge path=%s uid=%u "
+				          "error=\"file keeps "
+				          "being renamed\"",
+				          LOG_QUOTE(f->path), r->uid);
 				err = ROOST_ETEMP;
 			} else {
-				log_error("maildir: unlink %s: %s", path, strerror(e));
+				log_error("event=storage_error backend=maildir op=unlink path=%s "
+				          "error=\"%s\"",
+				          LOG_QUOTE(path), strerror(e));
 				err = ROOST_EIO;
 			}
 			free(path);

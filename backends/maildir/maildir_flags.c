@@ -47,7 +47,9 @@ rename_flags(struct md_folder *f, struct md_rec *r, uint32_t flags, uint64_t kw,
 	if (strcmp(src, dst) != 0 && rename(src, dst) < 0) {
 		err = md_errno_to_err(errno);
 		if (err != ROOST_ENOTFOUND)
-			log_error("maildir: rename %s: %s", src, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=rename path=%s error=\"%s\"",
+			    LOG_QUOTE(src), strerror(errno));
 		free(name);
 	} else {
 		if (r->in_new)
@@ -129,8 +131,9 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 			goto again;
 		}
 		if (e == ROOST_ENOTFOUND) {
-			log_error("maildir: %s: the file of UID %u keeps being renamed", f->path,
-			          r->uid);
+			log_error("event=maildir_race op=store path=%s uid=%u error=\"file keeps "
+			          "being renamed\"",
+			          LOG_QUOTE(f->path), r->uid);
 			e = ROOST_ETEMP;
 		}
 		if (e < 0) {

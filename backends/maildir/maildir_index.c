@@ -242,7 +242,8 @@ md_index_read(struct md_folder *f)
 		index_forget(f);
 		if (len < sizeof(*h) || !ent_ok(h) || h->type != ENT_HDR ||
 		    h->idate != INDEX_MAGIC || h->kw != INDEX_VERSION || h->uid != f->uidvalidity) {
-			log_warn("maildir: %s unusable, rebuilding", path);
+			log_warn("event=maildir_repair path=%s what=index action=rebuild",
+			         LOG_QUOTE(path));
 			index_rebuild(f);
 			f->index_id = id;
 			goto out;
@@ -257,7 +258,9 @@ md_index_read(struct md_folder *f)
 
 		memcpy(&e, data + off, sizeof(e));
 		if (!ent_ok(&e)) {
-			log_warn("maildir: %s: damaged entry at %zu, rest ignored", path, off);
+			log_warn("event=maildir_repair path=%s what=index_entry offset=%zu "
+			         "action=rest_ignored",
+			         LOG_QUOTE(path), off);
 			f->index_rewrite = true;
 			break;
 		}
@@ -363,14 +366,16 @@ md_index_write(struct md_folder *f)
 	path = md_path(f->path, INDEX);
 	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (fd < 0) {
-		log_error("maildir: open %s: %s", path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=open path=%s error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
 		free(path);
 		return index_rewrite(f);
 	}
 	if (write(fd, f->index_pending.data, f->index_pending.len) !=
 	        (ssize_t)f->index_pending.len ||
 	    (f->ms->fsync && f->index_pending_sync && fdatasync(fd) < 0)) {
-		log_error("maildir: append %s: %s", path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=append path=%s error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
 		close(fd);
 		free(path);
 		return index_rewrite(f);
@@ -416,7 +421,8 @@ cache_open(struct md_folder *f)
 	if (f->cache_fd < 0) {
 		int err = md_errno_to_err(errno);
 
-		log_error("maildir: open %s: %s", path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=open path=%s error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
 		free(path);
 		return err;
 	}
@@ -499,7 +505,7 @@ cache_discard(struct md_folder *f)
 {
 	char *path = md_path(f->path, CACHE);
 
-	log_warn("maildir: %s damaged, discarded", path);
+	log_warn("event=maildir_repair path=%s what=cache action=discarded", LOG_QUOTE(path));
 	unlink(path);
 	free(path);
 	md_cache_reset(f);
@@ -577,7 +583,9 @@ md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len)
 	buf_append(&b, &h, sizeof(h));
 	buf_append(&b, data, len);
 	if (write(f->cache_fd, b.data, b.len) != (ssize_t)b.len) {
-		log_error("maildir: %s/" CACHE ": write: %s", f->path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=write path=%s file=" CACHE
+		          " error=\"%s\"",
+		          LOG_QUOTE(f->path), strerror(errno));
 		buf_free(&b);
 		return ROOST_EIO;
 	}

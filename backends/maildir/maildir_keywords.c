@@ -121,11 +121,13 @@ md_keywords_write(struct md_folder *f)
 	}
 	if (fd < 0) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: create %s: %s", lock, strerror(errno));
+		log_error("event=storage_error backend=maildir op=create path=%s error=\"%s\"",
+		          LOG_QUOTE(lock), strerror(errno));
 		goto out;
 	}
 	if (write(fd, b.data, b.len) != (ssize_t)b.len || (f->ms->fsync && fdatasync(fd) < 0)) {
-		log_error("maildir: write %s: %s", lock, strerror(errno));
+		log_error("event=storage_error backend=maildir op=write path=%s error=\"%s\"",
+		          LOG_QUOTE(lock), strerror(errno));
 		close(fd);
 		unlink(lock);
 		err = ROOST_EIO;
@@ -134,7 +136,8 @@ md_keywords_write(struct md_folder *f)
 	close(fd);
 	if (rename(lock, path) < 0) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: rename %s: %s", lock, strerror(errno));
+		log_error("event=storage_error backend=maildir op=rename path=%s error=\"%s\"",
+		          LOG_QUOTE(lock), strerror(errno));
 		unlink(lock);
 		goto out;
 	}

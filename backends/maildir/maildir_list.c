@@ -55,9 +55,12 @@ user_lock(struct md_storage *ms, const char *user, int *fd_r)
 	if (fd < 0) {
 		err = md_errno_to_err(errno);
 		if (errno != ENOENT)
-			log_error("maildir: open %s: %s", path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=open path=%s error=\"%s\"",
+			    LOG_QUOTE(path), strerror(errno));
 	} else if (flock(fd, LOCK_EX) < 0) {
-		log_error("maildir: flock %s: %s", path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=flock path=%s error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
 		close(fd);
 		err = ROOST_EIO;
 	} else {
@@ -234,7 +237,9 @@ create_one(struct md_storage *ms, const char *user, const char *name, unsigned s
 		err =
 		    errno == EEXIST || errno == ENOTEMPTY ? ROOST_EEXISTS : md_errno_to_err(errno);
 		if (err != ROOST_EEXISTS)
-			log_error("maildir: rename %s: %s", tmp, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=rename path=%s error=\"%s\"",
+			    LOG_QUOTE(tmp), strerror(errno));
 		goto out;
 	}
 	if (ms->fsync)
@@ -555,7 +560,8 @@ md_delete(struct storage *st, const char *user, const char *name)
 		err = has_children(ms, user, name) ? ROOST_EPERM : ROOST_ENOTFOUND;
 	} else if (rename(path, trash) < 0) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: rename %s: %s", path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=rename path=%s error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
 	} else {
 		if (ms->fsync)
 			md_fsync_dir(udir);
@@ -672,7 +678,9 @@ md_rename(struct storage *st, const char *user, const char *from, const char *to
 		sp = md_path(udir, srcs[i]);
 		tp = md_path(udir, tname);
 		if (rename(sp, tp) < 0) {
-			log_error("maildir: rename %s: %s", sp, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=rename path=%s error=\"%s\"",
+			    LOG_QUOTE(sp), strerror(errno));
 			if (err == 0)
 				err = md_errno_to_err(errno);
 		}

@@ -327,8 +327,9 @@ md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 		}
 		if (tries == MD_RESOLVE_TRIES) {
 			/* there, but renamed faster than we look: not expunged */
-			log_error("maildir: %s: the file of UID %u keeps being renamed", f->path,
-			          uid);
+			log_error("event=maildir_race op=read path=%s uid=%u error=\"file keeps "
+			          "being renamed\"",
+			          LOG_QUOTE(f->path), uid);
 			err = ROOST_ETEMP;
 			break;
 		}
@@ -362,7 +363,8 @@ md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 	addr = mmap(NULL, (size_t)stb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (addr == MAP_FAILED) {
-		log_error("maildir: mmap: %s", strerror(errno));
+		log_error("event=storage_error backend=maildir op=mmap error=\"%s\"",
+		          strerror(errno));
 		return ROOST_EIO;
 	}
 	/* A private mapping outlives the descriptor and any later rename or

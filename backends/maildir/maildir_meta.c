@@ -85,7 +85,9 @@ md_meta_update(struct storage *st, const char *user, const char *mailbox,
 		char *path = md_path(dir, file);
 
 		if (unlink(path) < 0 && errno != ENOENT) {
-			log_error("maildir: unlink %s: %s", path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=unlink path=%s error=\"%s\"",
+			    LOG_QUOTE(path), strerror(errno));
 			err = ROOST_EIO;
 		} else if (ms->fsync) {
 			md_fsync_dir(dir);

@@ -79,7 +79,10 @@ md_quota_count_folder(const char *folder, struct storage_usage *u)
 			free(path);
 			if (e == ENOENT)
 				continue;
-			log_error("maildir: quota recount %s/%s: %s", folder, subs[i], strerror(e));
+			log_error(
+			    "event=storage_error backend=maildir op=quota_recount path=%s sub=%s "
+			    "error=\"%s\"",
+			    LOG_QUOTE(folder), subs[i], strerror(e));
 			return md_errno_to_err(e);
 		}
 		while ((de = readdir(d)) != NULL) {
@@ -203,7 +206,9 @@ lock_open(const char *udir, int how, int *fd_r)
 	}
 	while (flock(fd, how) < 0) {
 		if (errno != EINTR) {
-			log_error("maildir: flock %s: %s", path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=flock path=%s error=\"%s\"",
+			    LOG_QUOTE(path), strerror(errno));
 			close(fd);
 			free(path);
 			return ROOST_EIO;
@@ -263,9 +268,10 @@ md_quota_begin(struct md_storage *ms, const char *user, int *fd_r)
 	free(udir);
 	if (err < 0) {
 		*fd_r = -1;
-		log_error("maildir: quota of %s: %s; its count may drift until roost quota "
-		          "recalc",
-		          user, roost_strerror(err));
+		log_error(
+		    "event=storage_error backend=maildir op=quota_update user=%s error=\"%s\" "
+		    "effect=\"the count may drift until roost quota recalc\"",
+		    LOG_QUOTE(user), roost_strerror(err));
 	}
 	return err;
 }
@@ -286,9 +292,10 @@ md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int
 		wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 		if (wfd < 0 || write(wfd, line, (size_t)len) != len ||
 		    (ms->fsync && fdatasync(wfd) < 0))
-			log_error("maildir: append to %s: %s; the quota count may drift until "
-			          "roost quota recalc",
-			          path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=append path=%s error=\"%s\" "
+			    "effect=\"the quota count may drift until roost quota recalc\"",
+			    LOG_QUOTE(path), strerror(errno));
 		if (wfd >= 0)
 			close(wfd);
 		free(path);

@@ -68,7 +68,8 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
 	if (fd < 0) {
 		int err = md_errno_to_err(errno);
 
-		log_error("maildir: create %s: %s", p->tmppath, strerror(errno));
+		log_error("event=storage_error backend=maildir op=create path=%s error=\"%s\"",
+		          LOG_QUOTE(p->tmppath), strerror(errno));
 		free(p->tmppath);
 		p->tmppath = NULL;
 		return err == ROOST_EEXISTS ? ROOST_ETEMP : err;
@@ -87,12 +88,15 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
 		times[0].tv_nsec = 0;
 		times[1] = times[0];
 		if (futimens(fd, times) < 0)
-			log_warn("maildir: futimens %s: %s", p->tmppath, strerror(errno));
+			log_warn(
+			    "event=storage_error backend=maildir op=futimens path=%s error=\"%s\"",
+			    LOG_QUOTE(p->tmppath), strerror(errno));
 	}
 	if (rc < 0) {
 		int err = md_errno_to_err(errno);
 
-		log_error("maildir: write %s: %s", p->tmppath, strerror(errno));
+		log_error("event=storage_error backend=maildir op=write path=%s error=\"%s\"",
+		          LOG_QUOTE(p->tmppath), strerror(errno));
 		close(fd);
 		unlink(p->tmppath);
 		free(p->tmppath);
@@ -124,7 +128,9 @@ md_link_tmp(struct md_storage *ms, const char *dir, const char *src, uint64_t si
 		err = md_errno_to_err(errno);
 		/* a vanished name is the caller's to look up again */
 		if (errno != ENOENT)
-			log_error("maildir: link %s %s: %s", src, p->tmppath, strerror(errno));
+			log_error("event=storage_error backend=maildir op=link path=%s to=%s "
+			          "error=\"%s\"",
+			          LOG_QUOTE(src), LOG_QUOTE(p->tmppath), strerror(errno));
 		free(p->tmppath);
 		p->tmppath = NULL;
 		return err;
@@ -199,7 +205,9 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 	own = md_own_rename_begin(f, in_new);
 	if (rename(p->tmppath, dst) < 0) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: rename %s %s: %s", p->tmppath, dst, strerror(errno));
+		log_error(
+		    "event=storage_error backend=maildir op=rename path=%s to=%s error=\"%s\"",
+		    LOG_QUOTE(p->tmppath), LOG_QUOTE(dst), strerror(errno));
 		goto fail;
 	}
 	if (own)

@@ -74,7 +74,9 @@ scan_dir(struct md_folder *f, struct scan *s, const char *sub)
 		int err = md_errno_to_err(errno);
 
 		if (errno != ENOENT)
-			log_error("maildir: opendir %s: %s", path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=opendir path=%s error=\"%s\"",
+			    LOG_QUOTE(path), strerror(errno));
 		free(path);
 		return err;
 	}
@@ -226,7 +228,8 @@ tmp_clean(struct md_folder *f)
 		if (fstatat(dirfd(d), de->d_name, &stb, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISREG(stb.st_mode) && stb.st_mtime < cutoff && stb.st_atime < cutoff) {
 			if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-				log_info("maildir: removed stale %s/%s", path, de->d_name);
+				log_info("event=maildir_cleanup path=%s file=%s what=stale_tmp",
+				         LOG_QUOTE(path), LOG_QUOTE(de->d_name));
 		}
 	}
 	closedir(d);
@@ -394,7 +397,9 @@ scan_apply(struct md_folder *f, bool *work_r)
 		const char *info;
 
 		if (f->nextuid == UINT32_MAX) {
-			log_error("maildir: %s: UIDs exhausted", f->path);
+			log_error("event=storage_error backend=maildir op=assign_uid path=%s "
+			          "error=\"UIDs exhausted\"",
+			          LOG_QUOTE(f->path));
 			err = ROOST_ETOOBIG;
 			break;
 		}
@@ -640,7 +645,9 @@ md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable
 		/* if it was replaced meanwhile, whoever replaced it synced it */
 		if (fd >= 0) {
 			if (fdatasync(fd) < 0 && err == 0) {
-				log_error("maildir: fdatasync %s: %s", p, strerror(errno));
+				log_error("event=storage_error backend=maildir op=fdatasync "
+				          "path=%s error=\"%s\"",
+				          LOG_QUOTE(p), strerror(errno));
 				err = ROOST_EIO;
 			}
 			close(fd);

@@ -106,7 +106,8 @@ lock_template(struct md_folder *f, const char **path_r)
 	if (fd < 0 || write(fd, content, (size_t)len) != len) {
 		int err = md_errno_to_err(errno);
 
-		log_error("maildir: create %s: %s", f->lock_tmpl, strerror(errno));
+		log_error("event=storage_error backend=maildir op=create path=%s error=\"%s\"",
+		          LOG_QUOTE(f->lock_tmpl), strerror(errno));
 		if (fd >= 0) {
 			close(fd);
 			unlink(f->lock_tmpl);
@@ -160,16 +161,21 @@ md_uidlist_lock(struct md_folder *f)
 		}
 		if (errno != EEXIST) {
 			err = md_errno_to_err(errno);
-			log_error("maildir: link %s: %s", path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=link path=%s error=\"%s\"",
+			    LOG_QUOTE(path), strerror(errno));
 			break;
 		}
 		if (lock_is_stale(f, path)) {
-			log_warn("maildir: breaking stale lock %s", path);
+			log_warn("event=maildir_repair path=%s what=stale_lock action=broken",
+			         LOG_QUOTE(path));
 			unlink(path);
 			continue;
 		}
 		if (time(NULL) > deadline) {
-			log_error("maildir: timed out waiting for %s", path);
+			log_error("event=storage_error backend=maildir op=lock path=%s "
+			          "error=\"timed out\"",
+			          LOG_QUOTE(path));
 			err = ROOST_ETEMP;
 			break;
 		}
@@ -195,7 +201,8 @@ md_uidlist_unlock(struct md_folder *f)
 		return;
 	path = md_path(f->path, UIDLIST_LOCK);
 	if (unlink(path) < 0)
-		log_warn("maildir: unlink %s: %s", path, strerror(errno));
+		log_warn("event=storage_error backend=maildir op=unlink path=%s error=\"%s\"",
+		         LOG_QUOTE(path), strerror(errno));
 	free(path);
 	f->locked = false;
 }
@@ -295,7 +302,9 @@ parse_records(struct md_folder *f, const char *start, const char *end)
 
 		uid = strtoul(q, &e, 10);
 		if (e == q || *e != ' ' || uid == 0 || uid >= UINT32_MAX) {
-			log_warn("maildir: %s/" UIDLIST ": bad record skipped", f->path);
+			log_warn("event=maildir_repair path=%s file=" UIDLIST
+			         " what=bad_record action=skipped",
+			         LOG_QUOTE(f->path));
 			p = nl + 1;
 			continue;
 		}
@@ -320,9 +329,10 @@ parse_records(struct md_folder *f, const char *start, const char *end)
 				extlen--;
 		}
 		if (name >= nl || (f->n > 0 && uid <= f->recs[f->n - 1].uid)) {
-			log_warn("maildir: %s/" UIDLIST
-			         ": record for UID %lu out of order, skipped",
-			         f->path, uid);
+			log_warn("event=maildir_repair path=%s file=" UIDLIST
+			         " what=record_out_of_order "
+			         "uid=%lu action=skipped",
+			         LOG_QUOTE(f->path), uid);
 			p = nl + 1;
 			continue;
 		}
@@ -431,7 +441,9 @@ md_uidlist_read(struct md_folder *f)
 		md_folder_reset(f);
 		nl = memchr(data, '\n', len);
 		if (nl == NULL || parse_header(f, data, nl) < 0) {
-			log_error("maildir: %s: broken header", path);
+			log_error("event=storage_error backend=maildir op=read path=%s "
+			          "error=\"broken header\"",
+			          LOG_QUOTE(path));
 			err = ROOST_EIO;
 			goto out;
 		}
@@ -485,13 +497,16 @@ md_uidlist_write(struct md_folder *f, bool sync)
 		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 		if (fd < 0) {
 			err = md_errno_to_err(errno);
-			log_error("maildir: open %s: %s", path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=open path=%s error=\"%s\"",
+			    LOG_QUOTE(path), strerror(errno));
 		} else {
 			ssize_t w = write(fd, b.data, b.len);
 
 			if (w != (ssize_t)b.len || (sync && f->ms->fsync && fdatasync(fd) < 0)) {
-				log_error("maildir: append %s: %s", path,
-				          w < 0 ? strerror(errno) : "short write");
+				log_error("event=storage_error backend=maildir op=append path=%s "
+				          "error=\"%s\"",
+				          LOG_QUOTE(path), w < 0 ? strerror(errno) : "short write");
 				err = ROOST_EIO;
 				/* a torn tail would be misparsed: rewrite */
 				if (w > 0 && ftruncate(fd, f->uidlist_off) < 0)

@@ -73,7 +73,8 @@ int
 md_fsync_dir(const char *path)
 {
 	if (fdio_fsync_dir(path) < 0) {
-		log_error("maildir: fsync %s: %s", path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=fsync path=%s error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
 		return md_errno_to_err(errno);
 	}
 	return 0;
@@ -83,7 +84,8 @@ int
 md_mkdir(const char *path)
 {
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-		log_error("maildir: mkdir %s: %s", path, strerror(errno));
+		log_error("event=storage_error backend=maildir op=mkdir path=%s error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
 		return md_errno_to_err(errno);
 	}
 	return 0;
@@ -113,12 +115,14 @@ md_write_file(struct md_storage *ms, const char *dir, const char *name, const vo
 	}
 	if (fd < 0) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: create %s: %s", tmp, strerror(errno));
+		log_error("event=storage_error backend=maildir op=create path=%s error=\"%s\"",
+		          LOG_QUOTE(tmp), strerror(errno));
 		goto out;
 	}
 	if (fdio_write_all(fd, data, len) < 0 || (do_fsync && fdatasync(fd) < 0)) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: write %s: %s", tmp, strerror(errno));
+		log_error("event=storage_error backend=maildir op=write path=%s error=\"%s\"",
+		          LOG_QUOTE(tmp), strerror(errno));
 		close(fd);
 		unlink(tmp);
 		goto out;
@@ -126,7 +130,8 @@ md_write_file(struct md_storage *ms, const char *dir, const char *name, const vo
 	close(fd);
 	if (rename(tmp, dst) < 0) {
 		err = md_errno_to_err(errno);
-		log_error("maildir: rename %s: %s", tmp, strerror(errno));
+		log_error("event=storage_error backend=maildir op=rename path=%s error=\"%s\"",
+		          LOG_QUOTE(tmp), strerror(errno));
 		unlink(tmp);
 	}
 out:
@@ -157,7 +162,9 @@ md_read_file(const char *path, size_t max, char **data_r, size_t *len_r)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			log_error("maildir: read %s: %s", path, strerror(errno));
+			log_error(
+			    "event=storage_error backend=maildir op=read path=%s error=\"%s\"",
+			    LOG_QUOTE(path), strerror(errno));
 			free(data);
 			close(fd);
 			return ROOST_EIO;

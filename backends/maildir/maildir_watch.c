@@ -225,9 +225,10 @@ watcher_get(struct md_storage *ms)
 	w = xcalloc(1, sizeof(*w));
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->ifd < 0 || pipe2(w->pipe, O_CLOEXEC) < 0) {
-		log_info("maildir: no inotify (%s): changes by other programs are seen at "
-		         "the next command",
-		         strerror(errno));
+		log_info(
+		    "event=maildir_watch status=disabled error=\"%s\" effect=\"changes by other "
+		    "programs are seen at the next command\"",
+		    strerror(errno));
 		if (w->ifd >= 0)
 			close(w->ifd);
 		free(w);
@@ -238,7 +239,8 @@ watcher_get(struct md_storage *ms)
 	pthread_mutex_init(&w->lock, NULL);
 	ms->watcher = w;
 	if (pthread_create(&w->thread, NULL, watch_thread, ms) != 0) {
-		log_warn("maildir: cannot start the inotify thread");
+		log_warn("event=maildir_watch status=disabled error=\"cannot start the inotify "
+		         "thread\"");
 		close(w->ifd);
 		close(w->pipe[0]);
 		close(w->pipe[1]);
@@ -272,7 +274,9 @@ md_watch_add(struct md_storage *ms, struct md_folder *f)
 			int wd = inotify_add_watch(w->ifd, p, WATCH_MASK);
 
 			if (wd < 0) {
-				log_debug("maildir: inotify_add_watch %s: %s", p, strerror(errno));
+				log_debug("event=storage_error backend=maildir "
+				          "op=inotify_add_watch path=%s error=\"%s\"",
+				          LOG_QUOTE(p), strerror(errno));
 			} else {
 				if (w->n == w->cap) {
 					w->cap = w->cap == 0 ? 16 : w->cap * 2;
@@ -322,7 +326,7 @@ md_watch_stop(struct md_storage *ms)
 	if (w == NULL)
 		return;
 	if (write(w->pipe[1], "x", 1) < 0)
-		log_warn("maildir: cannot wake the inotify thread: %s", strerror(errno));
+		log_warn("event=maildir_watch op=wake error=\"%s\"", strerror(errno));
 	pthread_join(w->thread, NULL);
 	close(w->ifd);
 	close(w->pipe[0]);

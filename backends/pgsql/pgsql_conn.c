@@ -16,7 +16,7 @@ void
 pg_p_int(struct pg_params *p, int64_t v)
 {
 	if (p->n >= PG_MAX_PARAMS)
-		fatal("pgsql: too many parameters");
+		fatal("event=pgsql_error error=\"too many parameters\"");
 	snprintf(p->num[p->n], sizeof(p->num[p->n]), "%" PRId64, v);
 	p->v[p->n] = p->num[p->n];
 	p->len[p->n] = 0;
@@ -28,7 +28,7 @@ void
 pg_p_str(struct pg_params *p, const char *s)
 {
 	if (p->n >= PG_MAX_PARAMS)
-		fatal("pgsql: too many parameters");
+		fatal("event=pgsql_error error=\"too many parameters\"");
 	p->v[p->n] = s;
 	p->len[p->n] = 0;
 	p->fmt[p->n] = 0;
@@ -39,7 +39,7 @@ void
 pg_p_bin(struct pg_params *p, const void *data, size_t len)
 {
 	if (p->n >= PG_MAX_PARAMS)
-		fatal("pgsql: too many parameters");
+		fatal("event=pgsql_error error=\"too many parameters\"");
 	/* libpq wants a non-NULL pointer for a non-NULL value */
 	p->v[p->n] = len > 0 ? data : "";
 	p->len[p->n] = (int)len;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "roost/buf.h"
+#include "roost/log.h"
 
 /*
  * Connections and the protocol interface of the runtime (half-sync/half-async,
@@ -89,6 +90,16 @@ struct proto_ops {
 	 * ("* BYE", "421"). The connection is closed afterwards. */
 	void (*on_shutdown)(struct conn *c, void *session);
 };
+
+/*
+ * Any owner: one log line (roost/log.h) with the connection's fields first,
+ * conn=, peer=, proto= (the listener) and user= once logged in (quoted),
+ * then fmt's, which should start with event=name:
+ *     conn_log(c, LOG_LEVEL_INFO, "event=rejected reason=%s", why);
+ * Values in fmt that came from the client go through LOG_QUOTE().
+ */
+void conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Shared services (config, storage, auth) given to the server at start. */
 const struct roost_services *conn_services(const struct conn *c);

@@ -34,8 +34,8 @@ imap_enter_state(struct imap_session *s, enum imap_state st)
 {
 	if (s->state == st)
 		return;
-	log_debug("conn=%llu proto=imap state %s -> %s", (unsigned long long)conn_id(s->c),
-	          state_names[s->state], state_names[st]);
+	conn_log(s->c, LOG_LEVEL_DEBUG, "event=state from=%s to=%s", state_names[s->state],
+	         state_names[st]);
 	s->state = st;
 	conn_set_mailbox(s->c, st == IMAP_STATE_SELECTED ? s->view.name : NULL);
 }

@@ -40,8 +40,8 @@ state_name(enum pop3_state st)
 void
 pop3_enter_state(struct pop3_session *s, enum pop3_state st)
 {
-	log_debug("conn=%llu proto=pop3 state %s -> %s", (unsigned long long)conn_id(s->c),
-	          state_name(s->state), state_name(st));
+	conn_log(s->c, LOG_LEVEL_DEBUG, "event=state from=%s to=%s", state_name(s->state),
+	         state_name(st));
 	s->state = st;
 	conn_set_mailbox(s->c, st == POP3_TRANSACTION ? "INBOX" : NULL);
 }

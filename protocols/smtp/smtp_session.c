@@ -32,8 +32,8 @@ void
 smtp_enter_state(struct smtp_session *s, enum smtp_state st)
 {
 	if (s->state != st)
-		log_debug("conn=%llu proto=smtp state=%s->%s", (unsigned long long)conn_id(s->c),
-		          state_names[s->state], state_names[st]);
+		conn_log(s->c, LOG_LEVEL_DEBUG, "event=state from=%s to=%s", state_names[s->state],
+		         state_names[st]);
 	s->state = st;
 }
 
@@ -169,8 +169,7 @@ run_line(struct smtp_session *s, const char *line)
 		smtp_reply(s, 500, "5.5.1", "Command unrecognized: %s", verb);
 		return;
 	}
-	log_debug("conn=%llu proto=%s command=%s", (unsigned long long)conn_id(s->c),
-	          smtp_proto_name(s), cmd->cmd.name);
+	conn_log(s->c, LOG_LEVEL_DEBUG, "event=command command=%s", cmd->cmd.name);
 	if (m == PROTO_CMD_NOT_NOW) {
 		smtp_reply(s, 503, "5.5.1", "%s", smtp_state_error(s, cmd));
 		return;

@@ -25,6 +25,7 @@
 #include "roost/queue.h"
 #include "roost/relay.h"
 #include "roost/server.h"
+#include "roost/ratelimit.h"
 #include "roost/services.h"
 #include "roost/storage.h"
 
@@ -252,6 +253,8 @@ cli_serve(struct cli *cli)
 	services.auth = auth;
 	services.queue = queue;
 	services.aliases = aliases;
+	services.rate = ratelimit_create(cfg->smtp_user_messages_per_hour,
+	                                 cfg->smtp_user_recipients_per_hour, cfg->smtp_rate_users);
 	warn_postmaster(&services);
 	if ((ret = server_create(cfg, &services, &srv)) < 0) {
 		log_error("event=start status=failed stage=server error=\"%s\"",
@@ -275,6 +278,7 @@ out:
 	server_free(&srv);
 	queue_close(&queue);
 	aliases_free(&aliases);
+	ratelimit_free(&services.rate);
 	if (storage != NULL)
 		storage_set_auth(storage, NULL); /* auth goes first */
 	auth_free(&auth);

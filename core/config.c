@@ -112,6 +112,10 @@ static const struct key_def keys[] = {
     {"smtp", "recipient_delimiter", T_STRING, "+", F(recipient_delimiter), 0, 0},
     {"smtp", "trusted_networks", T_STRLIST, NULL, F(smtp_trusted_networks), 0, 0},
     {"smtp", "aliases", T_STRING, "", F(smtp_aliases), 0, 0},
+    {"smtp", "user_messages_per_hour", T_COUNT, "500", F(smtp_user_messages_per_hour), 0, 1000000},
+    {"smtp", "user_recipients_per_hour", T_COUNT, "2000", F(smtp_user_recipients_per_hour), 0,
+     10000000},
+    {"smtp", "rate_users", T_COUNT, "10000", F(smtp_rate_users), 1, 10000000},
 
     {"relay", "smarthost", T_STRING, "", F(relay_smarthost), 0, 0},
     {"relay", "smarthost_user", T_STRING, "", F(relay_smarthost_user), 0, 0},

@@ -115,9 +115,12 @@ struct roost_config {
 	unsigned smtp_max_errors;  /* 421 and close after this many; default 20 */
 	char *smtp_bare_lf;        /* reject (default) | normalize */
 	char *recipient_delimiter; /* default "+"; "" disables */
-	char **smtp_trusted_networks; /* CIDRs that may relay unauthenticated; default
-	                               * loopback (127.0.0.0/8, ::1); empty = none */
-	char *smtp_aliases;           /* aliases file (roost/aliases.h); "" = none */
+	char **smtp_trusted_networks;           /* CIDRs that may relay unauthenticated; default
+	                                         * loopback (127.0.0.0/8, ::1); empty = none */
+	char *smtp_aliases;                     /* aliases file (roost/aliases.h); "" = none */
+	unsigned smtp_user_messages_per_hour;   /* per authenticated user; default 500, 0 = off */
+	unsigned smtp_user_recipients_per_hour; /* default 2000, 0 = off */
+	unsigned smtp_rate_users;               /* users the counters keep; default 10000 */
 
 	/* [relay] outbound delivery */
 	char *relay_smarthost;      /* "host:port": send everything there; "" = MX */

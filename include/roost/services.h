@@ -11,6 +11,7 @@ struct storage;
 struct auth;
 struct queue;
 struct aliases;
+struct ratelimit;
 
 struct roost_services {
 	const struct roost_config *cfg;
@@ -18,6 +19,7 @@ struct roost_services {
 	struct auth *auth;
 	struct queue *queue;     /* outbound queue; NULL: relaying answers 451 */
 	struct aliases *aliases; /* [smtp] aliases (reloadable); NULL: none */
+	struct ratelimit *rate;  /* per-user submission rates; NULL: none */
 };
 
 #endif

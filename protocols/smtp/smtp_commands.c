@@ -12,6 +12,7 @@
 #include "roost/delivery.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/ratelimit.h"
 #include "roost/relay.h"
 #include "roost/sasl.h"
 #include "roost/services.h"
@@ -97,6 +98,34 @@ sender_ok(struct smtp_session *s)
 	return true;
 }
 
+/* The authenticated user's hourly allowance of kind (roost/ratelimit.h):
+ * true when n more fit (and are counted), else the reply is sent. Clients
+ * that did not log in are not counted. */
+static bool
+rate_ok(struct smtp_session *s, enum ratelimit_kind kind, unsigned n, const char *addr)
+{
+	const char *user = conn_user(s->c);
+	unsigned wait;
+
+	if (!s->authenticated || user == NULL || s->sv->rate == NULL)
+		return true;
+	if (ratelimit_take(s->sv->rate, user, kind, n, ratelimit_now_ms(), &wait) == 0)
+		return true;
+	log_info("conn=%llu proto=%s event=rate_limited kind=%s user=%s retry_after=%u",
+	         (unsigned long long)conn_id(s->c), smtp_proto_name(s),
+	         kind == RATELIMIT_MESSAGES ? "messages" : "recipients", LOG_QUOTE(user), wait);
+	if (kind == RATELIMIT_MESSAGES)
+		smtp_reply(s, 451, "4.7.1",
+		           "Too many messages from %s (at most %u an hour), try again in %u s",
+		           user, s->cfg->smtp_user_messages_per_hour, wait);
+	else
+		smtp_reply(s, 452, "4.5.3",
+		           "<%s>: Too many recipients from %s (at most %u an hour), try again in "
+		           "%u s",
+		           addr, user, s->cfg->smtp_user_recipients_per_hour, wait);
+	return false;
+}
+
 /* MAIL's state (a greeting, no transaction) is the table's. */
 bool
 smtp_check_mail(struct smtp_session *s, const char *args)
@@ -148,6 +177,11 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	}
 	if (!sender_ok(s))
 		return;
+	if (!rate_ok(s, RATELIMIT_MESSAGES, 1, NULL)) {
+		s->sender[0] = '\0';
+		memset(&s->mp, 0, sizeof(s->mp));
+		return;
+	}
 	smtp_enter_state(s, ST_MAIL);
 	smtp_reply(s, 250, "2.1.0", "Ok");
 }
@@ -194,6 +228,8 @@ add_expanded(struct smtp_session *s, const struct smtp_rcpt *r, const struct del
 			return;
 		}
 	}
+	if (!rate_ok(s, RATELIMIT_RECIPIENTS, 1, r->addr))
+		return;
 	if (n > 1 || n_remote > 0)
 		log_info("conn=%llu proto=%s event=alias_expanded to=%s destinations=%zu "
 		         "remote=%zu",
@@ -291,6 +327,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		s->no_count = false;
 		return;
 	}
+	if (!rate_ok(s, RATELIMIT_RECIPIENTS, 1, r.addr))
+		return;
 	r.rcpt_no = s->n_accepted++;
 	push_rcpt(s, &r);
 	smtp_enter_state(s, ST_RCPT);

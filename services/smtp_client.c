@@ -6,7 +6,9 @@
  * A transaction is a list of steps, MAIL, one RCPT per recipient, DATA.
  * With PIPELINING they are all written at once (RFC 2920); without it one
  * at a time. Replies are matched to steps in order either way, so the two
- * modes share one reply handler.
+ * modes share one reply handler. A server offering CHUNKING gets no DATA
+ * step: after the last RCPT's reply, if any recipient was accepted, the
+ * message goes as BDAT chunks (RFC 3030), raw, with no dot-stuffing.
  *
  * Here are the connection, its output and the public calls; the steps of a
  * transaction are in smtp_client_trans.c, STARTTLS in smtp_client_tls.c,
@@ -38,8 +40,8 @@
 #include "smtp_client_impl.h"
 
 const char *const smtpc_state_names[] = {
-    "connect",     "greeting", "ehlo",        "helo", "starttls", "handshake", "auth", "ready",
-    "transaction", "body",     "end-of-data", "rset", "local",    "quit",      "done",
+    "connect",     "greeting", "ehlo", "helo",        "starttls", "handshake", "auth", "ready",
+    "transaction", "body",     "bdat", "end-of-data", "rset",     "local",     "quit", "done",
 };
 
 int64_t
@@ -199,6 +201,53 @@ smtpc_fill_body(struct smtpc *c)
 	return true;
 }
 
+bool
+smtpc_fill_bdat(struct smtpc *c)
+{
+	const struct smtpc_msg *m = c->msg;
+
+	while (c->st == S_BDAT && c->out.len < OUT_HIGH) {
+		uint8_t *dst;
+		ssize_t r;
+		size_t want;
+
+		if (c->chunk_left == 0) {
+			uint64_t rest = m->size - c->body_off;
+			uint64_t n = !c->pipelining ? rest : rest < BDAT_CHUNK ? rest : BDAT_CHUNK;
+
+			if (c->chunks_sent > 0 && rest == 0) {
+				c->st = S_DOT;
+				break;
+			}
+			smtpc_out_printf(c, "BDAT %llu%s\r\n", (unsigned long long)n,
+			                 n == rest ? " LAST" : "");
+			c->chunk_left = n;
+			c->chunks_sent++;
+			if (n == 0) {
+				c->st = S_DOT; /* an empty message: "BDAT 0 LAST" */
+				break;
+			}
+			continue;
+		}
+		want = c->chunk_left < BODY_CHUNK ? (size_t)c->chunk_left : BODY_CHUNK;
+		buf_reserve(&c->out, want);
+		dst = c->out.data + c->out.len;
+		r = pread(m->fd, dst, want, (off_t)c->body_off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			/* The size was announced: a short file cannot be sent. */
+			smtpc_fail(c, 451, "4.3.0 Cannot read the queued message (%s)",
+			           r < 0 ? strerror(errno) : "shorter than its size");
+			return false;
+		}
+		c->out.len += (size_t)r;
+		c->body_off += (uint64_t)r;
+		c->chunk_left -= (uint64_t)r;
+	}
+	return true;
+}
+
 struct smtpc *
 smtpc_connect(const struct sockaddr_storage *addr, socklen_t len, const struct smtpc_settings *set,
               const struct smtpc_events *ev, void *arg)
@@ -261,7 +310,13 @@ smtpc_send(struct smtpc *c, struct smtpc_msg *m)
 	c->msg = m;
 	c->accepted = xcalloc(m->n_rcpts + 1, sizeof(*c->accepted));
 	c->answered = c->sent = c->n_accepted = 0;
-	c->n_steps = m->n_rcpts + 2;
+	/* With CHUNKING no DATA step: BDAT follows the RCPT replies. */
+	c->bdat = c->chunking;
+	c->n_steps = m->n_rcpts + (c->bdat ? 1 : 2);
+	c->chunk_left = 0;
+	c->chunks_sent = c->chunks_answered = 0;
+	c->bdat_code = 0;
+	c->bdat_text[0] = '\0';
 	c->mail_ok = false;
 	c->discard_dot = false;
 	for (size_t i = 0; i < m->n_rcpts; i++) {
@@ -314,7 +369,7 @@ smtpc_pollfd(const struct smtpc *c, struct pollfd *pfd)
 		return;
 	}
 	pfd->events = POLLIN;
-	if (c->out.len > 0 || c->ssl_wants_write)
+	if (c->out.len > 0 || c->ssl_wants_write || c->st == S_BODY || c->st == S_BDAT)
 		pfd->events |= POLLOUT;
 }
 
@@ -400,11 +455,18 @@ smtpc_handle(struct smtpc *c, short revents, int64_t now)
 		if (!smtpc_read_in(c))
 			return;
 	}
-	if (c->st == S_BODY) {
-		if (!smtpc_fill_body(c))
+	/* Generate and write the message until the socket is full (POLLOUT
+	 * brings us back) or it is all out. Stopping with an empty buffer
+	 * would wait for POLLIN that never comes: the server is waiting for
+	 * the rest of the message (a stall until the command timeout, once a
+	 * message outgrew OUT_HIGH). */
+	while (c->st == S_BODY || c->st == S_BDAT) {
+		if (!(c->st == S_BODY ? smtpc_fill_body(c) : smtpc_fill_bdat(c)))
 			return;
 		if (!smtpc_flush_out(c))
 			return;
+		if (c->out.len > 0 || c->ssl_wants_write)
+			break;
 	}
 	if (c->st != S_DONE && c->out.len > 0 && !smtpc_flush_out(c))
 		return;

@@ -28,6 +28,7 @@ enum smtpc_state {
 	S_READY,
 	S_TRANS,
 	S_BODY,
+	S_BDAT, /* sending BDAT chunks (replies may come meanwhile) */
 	S_DOT,
 	S_RSET,
 	S_LOCAL_DONE,
@@ -39,6 +40,10 @@ enum smtpc_state {
 extern const char *const smtpc_state_names[];
 
 #define BODY_CHUNK (64 * 1024)
+/* Bytes of one BDAT command when the server pipelines (else one chunk
+ * holds the whole message, as RFC 3030 lets a client without PIPELINING
+ * send the next chunk only after the last one's reply). */
+#define BDAT_CHUNK (1024 * 1024)
 #define OUT_HIGH (256 * 1024)
 
 struct smtpc {
@@ -61,7 +66,7 @@ struct smtpc {
 	char rtext[512];
 
 	/* what the server offered in its EHLO reply */
-	bool esmtp, pipelining, starttls, bit8, utf8, dsn;
+	bool esmtp, pipelining, starttls, bit8, utf8, dsn, chunking;
 	uint64_t max_size;
 	bool authed, ready_seen;
 	bool tls_failed;
@@ -74,6 +79,13 @@ struct smtpc {
 	uint64_t body_off;
 	bool bol;
 	uint8_t last[2];
+	/* BDAT (RFC 3030) instead of DATA: chunks sent and answered, what is
+	 * left of the current one, the first failure among the replies */
+	bool bdat;
+	uint64_t chunk_left;
+	size_t chunks_sent, chunks_answered;
+	int bdat_code;
+	char bdat_text[512];
 };
 
 /* smtp_client.c */
@@ -97,7 +109,16 @@ bool smtpc_flush_out(struct smtpc *c);
  * "." at the end: false when the file failed (smtpc_fail() called). */
 bool smtpc_fill_body(struct smtpc *c);
 
+/* Send BDAT chunks from the message file up to OUT_HIGH, raw (no dot
+ * stuffing); S_DOT once the LAST chunk is out: false when the file failed
+ * (smtpc_fail() called). */
+bool smtpc_fill_bdat(struct smtpc *c);
+
 /* smtp_client_trans.c */
+
+/* The reply to a BDAT chunk (S_BDAT or S_DOT): after the last one the
+ * message is done. */
+void smtpc_bdat_reply(struct smtpc *c, int code, const char *text);
 
 /* Send step k of the transaction (MAIL, RCPT..., DATA). */
 void smtpc_send_step(struct smtpc *c, size_t k);

@@ -74,6 +74,8 @@ ehlo_line(struct smtpc *c, const char *kw)
 		c->utf8 = true;
 	else if (strncasecmp(kw, "DSN", 3) == 0 && (kw[3] == '\0' || kw[3] == ' '))
 		c->dsn = true;
+	else if (strncasecmp(kw, "CHUNKING", 8) == 0 && (kw[8] == '\0' || kw[8] == ' '))
+		c->chunking = true;
 	else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == '\0' || kw[4] == ' '))
 		c->max_size = kw[4] == ' ' ? strtoull(kw + 5, NULL, 10) : 0;
 }
@@ -133,7 +135,14 @@ on_reply(struct smtpc *c, int code, const char *text)
 	case S_TRANS:
 		smtpc_trans_reply(c, code, text);
 		return;
+	case S_BDAT:
+		smtpc_bdat_reply(c, code, text);
+		return;
 	case S_DOT:
+		if (c->bdat) {
+			smtpc_bdat_reply(c, code, text);
+			return;
+		}
 		if (!c->discard_dot)
 			smtpc_settle_rest(c, code, text);
 		else

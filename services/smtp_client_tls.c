@@ -57,7 +57,8 @@ smtpc_handshake(struct smtpc *c)
 		snprintf(c->tls_version, sizeof(c->tls_version), "%s", SSL_get_version(c->ssl));
 		c->ssl_wants_write = false;
 		/* RFC 3207 4.2: forget what the server said before TLS. */
-		c->esmtp = c->pipelining = c->starttls = c->bit8 = c->utf8 = c->dsn = false;
+		c->esmtp = c->pipelining = c->starttls = c->bit8 = c->utf8 = c->dsn = c->chunking =
+		    false;
 		c->max_size = 0;
 		smtpc_out_printf(c, "EHLO %s\r\n", c->set.helo);
 		c->st = S_EHLO;

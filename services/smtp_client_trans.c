@@ -1,7 +1,9 @@
 /*
  * A transaction of the SMTP client: MAIL, one RCPT per recipient and DATA
  * sent as steps (all at once with PIPELINING), their replies matched to the
- * steps in order, RSET after a failed one.
+ * steps in order, RSET after a failed one; or, to a server with CHUNKING,
+ * MAIL and RCPT as steps and the message in BDAT chunks once a recipient
+ * is accepted.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -84,6 +86,45 @@ abort_trans(struct smtpc *c)
 	smtpc_arm(c, c->set.command_timeout);
 }
 
+static void
+start_bdat(struct smtpc *c)
+{
+	c->st = S_BDAT;
+	c->body_off = 0;
+	smtpc_arm(c, c->set.command_timeout);
+	smtpc_fill_bdat(c);
+}
+
+void
+smtpc_bdat_reply(struct smtpc *c, int code, const char *text)
+{
+	if (c->chunks_answered >= c->chunks_sent) {
+		smtpc_fail(c, 421, "4.5.0 Reply %d from %s to no BDAT", code, c->peer);
+		return;
+	}
+	c->chunks_answered++;
+	if (code / 100 != 2 && c->bdat_code == 0) {
+		/* The first refused chunk decides: later ones are refused
+		 * because of it. */
+		c->bdat_code = code;
+		snprintf(c->bdat_text, sizeof(c->bdat_text), "%s", text);
+	}
+	if (c->st != S_DOT || c->chunks_answered < c->chunks_sent) {
+		smtpc_arm(c, c->set.command_timeout);
+		return;
+	}
+	if (c->bdat_code != 0) {
+		/* RSET: the server may still hold the transaction open. */
+		smtpc_settle_rest(c, c->bdat_code, c->bdat_text);
+		abort_trans(c);
+		return;
+	}
+	smtpc_settle_rest(c, code, text);
+	smtpc_finish_msg(c);
+	if (c->st != S_DONE)
+		smtpc_go_ready(c);
+}
+
 void
 smtpc_trans_reply(struct smtpc *c, int code, const char *text)
 {
@@ -106,6 +147,14 @@ smtpc_trans_reply(struct smtpc *c, int code, const char *text)
 		} else if (c->mail_ok) {
 			r->code = code;
 			snprintf(r->text, sizeof(r->text), "%s", text);
+		}
+		if (c->bdat && k == m->n_rcpts) {
+			/* Every RCPT answered: the chunks, or nothing to send. */
+			if (c->mail_ok && c->n_accepted > 0)
+				start_bdat(c);
+			else
+				abort_trans(c);
+			return;
 		}
 	} else {
 		/* DATA */

@@ -23,7 +23,8 @@
  * ev->done reports every recipient's reply, then ev->ready runs again for
  * the next message over the same connection. ev->closed runs once at the
  * end, after which the owner frees the client. Uses PIPELINING, SIZE,
- * 8BITMIME, SMTPUTF8 and DSN when the server offers them.
+ * 8BITMIME, SMTPUTF8, DSN and CHUNKING (BDAT instead of DATA) when the
+ * server offers them.
  *
  * Not thread-safe: one owner thread.
  */

@@ -45,6 +45,11 @@ ZONE = {
     "notls.test": {"A": ["127.0.0.15"]},
     "plain.test": {"A": ["127.0.0.15"]},
     "badtls.test": {"A": ["127.0.0.16"]},
+    "chunk.test": {"A": ["127.0.0.17"]},
+    "chunk-nopipe.test": {"A": ["127.0.0.18"]},
+    "bdat-silent.test": {"A": ["127.0.0.19"]},
+    "bdat-refuse.test": {"A": ["127.0.0.20"]},
+    "bdat-longline.test": {"A": ["127.0.0.21"]},
     "example.org": {"TXT": ["v=spf1 -all"]},
 }
 
@@ -60,6 +65,8 @@ class FakePeer:
     def __init__(self, ip, mode):
         self.mode = mode
         self.messages = []
+        self.bdats = []  # the BDAT command lines received
+        self.commands = []
         self.connections = 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -106,14 +113,45 @@ class FakePeer:
             if self.mode == "gated":
                 self.gate.wait(30)
             conn.sendall(b"220 fake ESMTP\r\n")
+            chunks = []
             while True:
                 line = f.readline()
                 if not line:
                     return
                 verb = line[:4].upper()
+                self.commands.append(line.strip())
                 if verb in (b"EHLO", b"HELO"):
-                    conn.sendall(b"250-fake\r\n250 STARTTLS\r\n" if self.mode == "badtls"
-                                 else b"250 fake\r\n")
+                    if self.mode == "badtls":
+                        conn.sendall(b"250-fake\r\n250 STARTTLS\r\n")
+                    elif self.mode == "chunking-nopipe":
+                        conn.sendall(b"250-fake\r\n250 CHUNKING\r\n")
+                    elif self.mode.startswith(("chunking", "bdat")):
+                        conn.sendall(b"250-fake\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+                    else:
+                        conn.sendall(b"250 fake\r\n")
+                elif verb == b"BDAT":
+                    # Read exactly the announced bytes, whatever follows.
+                    self.bdats.append(line.strip())
+                    words = line.split()
+                    size = int(words[1])
+                    data = f.read(size)
+                    if len(data) < size:
+                        return
+                    chunks.append(data)
+                    last = len(words) > 2 and words[2].upper() == b"LAST"
+                    if self.mode == "bdat-silent":
+                        continue
+                    if self.mode == "bdat-refuse":
+                        conn.sendall(b"554 5.6.0 Chunk refused\r\n")
+                    elif self.mode == "bdat-longline":
+                        conn.sendall(b"2" * (10 * 1024 * 1024))
+                        return
+                    elif last:
+                        self.messages.append(b"".join(chunks))
+                        chunks = []
+                        conn.sendall(b"250 2.0.0 queued\r\n")
+                    else:
+                        conn.sendall(b"250 2.0.0 chunk ok\r\n")
                 elif verb == b"STAR":
                     conn.sendall(b"220 2.0.0 go ahead\r\n")
                     conn.sendall(b"this is not a TLS server hello\r\n")
@@ -163,7 +201,10 @@ def setUpModule():
     RECEIVER.start()
     for ip, mode in (("127.0.0.10", "temp-once"), ("127.0.0.11", "silent"),
                      ("127.0.0.12", "longline"), ("127.0.0.13", "drop-after-data"),
-                     ("127.0.0.14", "gated"), ("127.0.0.15", "ok"), ("127.0.0.16", "badtls")):
+                     ("127.0.0.14", "gated"), ("127.0.0.15", "ok"), ("127.0.0.16", "badtls"),
+                     ("127.0.0.17", "chunking"), ("127.0.0.18", "chunking-nopipe"),
+                     ("127.0.0.19", "bdat-silent"), ("127.0.0.20", "bdat-refuse"),
+                     ("127.0.0.21", "bdat-longline")):
         FAKES.append(FakePeer(ip, mode))
 
 
@@ -502,6 +543,103 @@ class RelayTest(unittest.TestCase):
         wait_for(lambda: all(i not in self.srv.cli("queue", "list").stdout for i in ids.values()))
         self.assertNotEqual(self.srv.cli("queue", "show", "NOSUCHID", check=False).returncode, 0)
 
+
+    def test_chunking_to_peers_that_offer_it(self):
+        """BDAT instead of DATA: 1 MiB chunks pipelined, one chunk to a
+        peer without PIPELINING, the bytes raw (no dot-stuffing)."""
+        body = "".join(".line %05d with a leading dot\r\n" % i for i in range(80000))
+        for rcpt, peer, want in (("big@chunk.test", FAKES[7], 3),
+                                 ("big@chunk-nopipe.test", FAKES[8], 1)):
+            data, msgid = message("chunks " + rcpt, sender="someone@outside.test", to=rcpt,
+                                  body=body)
+            before = len(peer.bdats)
+            with trusted_client(self.srv) as s:
+                s.sendmail("someone@outside.test", [rcpt], data)
+            try:
+                line = wait_for(lambda: [l for l in deliver_lines(self.srv, rcpt)
+                                         if "status=sent" in l], timeout=60, what=rcpt)[0]
+            except AssertionError:
+                raise AssertionError("%s: %s %s" % (rcpt, deliver_lines(self.srv, rcpt),
+                                                    peer.bdats[before:]))
+            self.assertIn("code=250", line)
+            got = [m for m in peer.messages if msgid.encode() in m]
+            self.assertEqual(len(got), 1)
+            # What arrived is the queued message, Received: line first.
+            self.assertTrue(got[0].endswith(data), rcpt)
+            self.assertTrue(got[0].startswith(b"Received: "), got[0][:80])
+            bdats = peer.bdats[before:]
+            self.assertEqual(len(bdats), want, bdats)
+            self.assertTrue(bdats[-1].endswith(b" LAST"), bdats)
+            self.assertEqual(sum(int(b.split()[1]) for b in bdats), len(got[0]))
+            if want > 1:
+                self.assertEqual(bdats[0], b"BDAT 1048576")
+            self.assertNotIn(b"DATA", [c[:4].upper() for c in peer.commands])
+        # (The second Roost offers CHUNKING and PIPELINING too, so every
+        # other test here relays to it with BDAT: DKIM verifies its bytes,
+        # the crash test counts its messages.)
+
+    def test_hostile_chunking_peers(self):
+        """A peer that never answers BDAT, one that refuses the chunk, one
+        that answers with 10 MB of garbage."""
+        for rcpt, status, why in (("a@bdat-silent.test", "deferred", "Timeout in state"),
+                                  ("b@bdat-refuse.test", "bounced", "5.6.0 Chunk refused"),
+                                  ("c@bdat-longline.test", "deferred", "over 2048 bytes")):
+            data, _ = message("hostile chunks " + rcpt, sender="", to=rcpt)
+            with trusted_client(self.srv) as s:
+                s.sendmail("", [rcpt], data)
+            line = wait_for(lambda: [l for l in deliver_lines(self.srv, rcpt)
+                                     if "status=" + status in l], what=rcpt)[0]
+            self.assertIn(why, line)
+            qid = re.search(r"queue_id=(\S+)", line).group(1)
+            if status == "deferred":
+                self.srv.cli("queue", "delete", qid)
+        # After a refused chunk the client said RSET before anything else.
+        cmds = FAKES[10].commands
+        i = max(k for k, c in enumerate(cmds) if c.startswith(b"BDAT"))
+        self.assertIn(cmds[i + 1][:4].upper(), (b"RSET",), cmds)
+        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=5) as s:
+            self.assertEqual(s.ehlo("x")[0], 250)
+
+    def test_receiver_bdat_wrong_sizes(self):
+        """The receiving side of BDAT against wrong sizes: too few bytes
+        then a close, too many (the rest read as commands), no number,
+        a number past 2^64, a negative one."""
+        port = PORT
+        def talk(cmds, read_until=b"\r\n"):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(b"EHLO x\r\n")
+            while not f.readline().startswith(b"250 "):
+                pass
+            s.sendall(b"MAIL FROM:<x@outside.test>\r\nRCPT TO:<carol@remote-a.test>\r\n")
+            self.assertTrue(f.readline().startswith(b"250"))
+            self.assertTrue(f.readline().startswith(b"250"))
+            s.sendall(cmds)
+            return s, f
+        # No number, a huge one, a negative one: the size of what follows
+        # is unknown, so 501 and the connection closed (nothing stored).
+        for bad in (b"BDAT\r\n", b"BDAT abc LAST\r\n", b"BDAT 99999999999999999999999 LAST\r\n",
+                    b"BDAT -5 LAST\r\n", b"BDAT 5 LAST junk\r\n"):
+            s, f = talk(bad + b"NOOP\r\n")
+            reply = f.readline()
+            self.assertTrue(reply.startswith(b"501 5.5.4 "), (bad, reply))
+            self.assertEqual(f.readline(), b"", bad)
+            s.close()
+        # More bytes than announced: the surplus is read as a command.
+        s, f = talk(b"BDAT 5 LAST\r\nHello" + b"GARBAGE\r\nNOOP\r\n")
+        self.assertTrue(f.readline().startswith(b"250"))   # the 5-byte message
+        self.assertTrue(f.readline()[:1] == b"5")           # GARBAGE
+        self.assertTrue(f.readline().startswith(b"250"))   # NOOP
+        s.close()
+        # Fewer bytes than announced, then the client goes: nothing stored,
+        # the server carries on.
+        before = len(uids(RECEIVER, "carol@remote-a.test"))
+        s, f = talk(b"BDAT 100000 LAST\r\nshort")
+        s.close()
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as c:
+            self.assertEqual(c.noop()[0], 250)
+        self.assertEqual(len(uids(RECEIVER, "carol@remote-a.test")), before)
 
     @unittest.skipUnless(have_dkimpy(), "python3-dkim not installed")
     def test_dkim_signatures_verify(self):

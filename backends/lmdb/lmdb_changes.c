@@ -102,30 +102,22 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 	ch->changed = xreallocarray(NULL, n + 1, sizeof(*ch->changed));
 	if (n > 64 && n > rec.messages / 8) {
 		/* Much changed: one sequential pass beats a lookup per UID. */
-		uint8_t key[12];
-		MDB_cursor *cur;
-		MDB_val k = {12, key}, v;
+		struct lmdb_msg_iter it;
 
-		if ((rc = mdb_cursor_open(txn, lm->sh->msgs, &cur)) != 0) {
+		if ((rc = lmdb_msg_iter_open(&it, txn, lm->sh, lm->id, 0)) != 0) {
 			rc = lmdb_err("cursor", rc);
 			goto out;
 		}
-		lmdb_msg_key(key, lm->id, 0);
-		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		while (lmdb_msg_iter_next(&it)) {
 			struct lmdb_msg m;
 
-			if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
-				break;
-			if (!lmdb_msg_decode(&v, lm->id,
-			                     lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m))
+			if (!lmdb_msg_decode(&it.v, lm->id, it.uid, &m))
 				continue;
 			if (m.modseq <= modseq || ch->n_changed == n)
 				continue;
-			lmdb_rec_out(&ch->changed[ch->n_changed++],
-			             lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m);
+			lmdb_rec_out(&ch->changed[ch->n_changed++], it.uid, &m);
 		}
-		mdb_cursor_close(cur);
+		lmdb_msg_iter_close(&it);
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			struct lmdb_msg m;

@@ -286,6 +286,26 @@ int lmdb_msg_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, uint32_t uid,
  * and body (stable while it stays; a copy or move stores it). */
 bool lmdb_msg_decode(const MDB_val *v, uint64_t id, uint32_t uid, struct lmdb_msg *m);
 int lmdb_msg_put(struct lmdb_w *w, uint64_t id, uint32_t uid, const struct lmdb_msg *m);
+/*
+ * A walk over mailbox id's message records in UID order from UID first,
+ * inside txn (which outlives it):
+ *   if ((rc = lmdb_msg_iter_open(&it, txn, sh, id, 0)) != 0) ... (an MDB error)
+ *   while (lmdb_msg_iter_next(&it)) ... it.uid, it.v (valid until the next call)
+ *   lmdb_msg_iter_close(&it); it.rc: 0 at the end, else the MDB error
+ */
+struct lmdb_msg_iter {
+	MDB_cursor *cur;
+	uint64_t id;
+	uint8_t key[12];
+	MDB_val k, v;
+	bool started;
+	uint32_t uid;
+	int rc;
+};
+int lmdb_msg_iter_open(struct lmdb_msg_iter *it, MDB_txn *txn, struct lmdb_shard *sh, uint64_t id,
+                       uint32_t first);
+bool lmdb_msg_iter_next(struct lmdb_msg_iter *it);
+void lmdb_msg_iter_close(struct lmdb_msg_iter *it);
 int lmdb_seq_put(struct lmdb_w *w, MDB_dbi dbi, uint64_t id, uint64_t modseq, uint32_t uid,
                  const void *val, size_t vlen);
 int lmdb_seq_del(struct lmdb_w *w, uint64_t id, uint64_t modseq, uint32_t uid);

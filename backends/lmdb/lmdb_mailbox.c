@@ -420,26 +420,18 @@ recent_claimed(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lm
                uint32_t *recent_r)
 {
 	uint32_t first = lmdb_claim_boundary(sh, id), n = 0;
-	uint8_t key[12];
-	MDB_cursor *cur;
-	MDB_val k = {12, key}, v;
+	struct lmdb_msg_iter it;
 	int rc;
 
 	if (first <= rec->recent_first)
 		return 0;
-	if ((rc = mdb_cursor_open(txn, sh->msgs, &cur)) != 0)
+	if ((rc = lmdb_msg_iter_open(&it, txn, sh, id, first)) != 0)
 		return lmdb_err("cursor", rc);
-	lmdb_be64(key, id);
-	lmdb_be32(key + 8, first);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != id)
-			break;
+	while (lmdb_msg_iter_next(&it))
 		n++;
-	}
-	mdb_cursor_close(cur);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return lmdb_err("recent", rc);
+	lmdb_msg_iter_close(&it);
+	if (it.rc != 0)
+		return lmdb_err("recent", it.rc);
 	*recent_r = n;
 	return 0;
 }

@@ -28,30 +28,24 @@ struct lmdb_quota {
 static int
 msgs_sum(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, struct storage_usage *u)
 {
-	uint8_t key[8];
-	MDB_cursor *cur;
-	MDB_val k = {8, key}, v;
+	struct lmdb_msg_iter it;
 	int rc;
 
-	lmdb_be64(key, id);
-	if ((rc = mdb_cursor_open(txn, sh->msgs, &cur)) != 0)
+	if ((rc = lmdb_msg_iter_open(&it, txn, sh, id, 0)) != 0)
 		return lmdb_err("cursor", rc);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	while (lmdb_msg_iter_next(&it)) {
 		struct lmdb_msg m;
 
-		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != id)
-			break;
-		if (!lmdb_msg_decode(&v, id, lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m)) {
-			mdb_cursor_close(cur);
+		if (!lmdb_msg_decode(&it.v, id, it.uid, &m)) {
+			lmdb_msg_iter_close(&it);
 			return lmdb_err("quota recount", MDB_CORRUPTED);
 		}
 		u->bytes += m.size;
 		u->messages++;
 	}
-	mdb_cursor_close(cur);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return lmdb_err("quota recount", rc);
+	lmdb_msg_iter_close(&it);
+	if (it.rc != 0)
+		return lmdb_err("quota recount", it.rc);
 	return 0;
 }
 

@@ -92,10 +92,8 @@ lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uin
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
 	struct msg_record *recs = NULL;
 	struct lmdb_mbox rec;
-	uint8_t key[12];
-	MDB_cursor *cur;
+	struct lmdb_msg_iter it;
 	MDB_txn *txn;
-	MDB_val k = {12, key}, v;
 	size_t n = 0, cap;
 	int rc;
 
@@ -103,29 +101,25 @@ lmdb_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uin
 		return rc;
 	if ((rc = lmdb_cur_rec(txn, lm, &rec, NULL)) != 0)
 		goto out;
-	if ((rc = mdb_cursor_open(txn, lm->sh->msgs, &cur)) != 0) {
+	if ((rc = lmdb_msg_iter_open(&it, txn, lm->sh, lm->id, 0)) != 0) {
 		rc = lmdb_err("cursor", rc);
 		goto out;
 	}
 	cap = rec.messages + 16;
 	recs = xreallocarray(NULL, cap, sizeof(*recs));
-	lmdb_msg_key(key, lm->id, 0);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	while (lmdb_msg_iter_next(&it)) {
 		struct lmdb_msg m;
 
-		if (k.mv_size != 12 || lmdb_get_be64(k.mv_data) != lm->id)
-			break;
-		if (!lmdb_msg_decode(&v, lm->id, lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m))
+		if (!lmdb_msg_decode(&it.v, lm->id, it.uid, &m))
 			continue;
 		if (n == cap) {
 			cap *= 2;
 			recs = xreallocarray(recs, cap, sizeof(*recs));
 		}
-		lmdb_rec_out(&recs[n++], lmdb_get_be32((const uint8_t *)k.mv_data + 8), &m);
+		lmdb_rec_out(&recs[n++], it.uid, &m);
 	}
-	mdb_cursor_close(cur);
-	rc = rc == MDB_NOTFOUND || rc == 0 ? 0 : lmdb_err("records", rc);
+	lmdb_msg_iter_close(&it);
+	rc = it.rc == 0 ? 0 : lmdb_err("records", it.rc);
 	if (modseq_r != NULL)
 		*modseq_r = rec.highestmodseq;
 out:

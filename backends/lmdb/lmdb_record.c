@@ -380,6 +380,46 @@ lmdb_seq_key(uint8_t key[20], uint64_t id, uint64_t modseq, uint32_t uid)
 }
 
 int
+lmdb_msg_iter_open(struct lmdb_msg_iter *it, MDB_txn *txn, struct lmdb_shard *sh, uint64_t id,
+                   uint32_t first)
+{
+	memset(it, 0, sizeof(*it));
+	it->id = id;
+	lmdb_msg_key(it->key, id, first);
+	it->k.mv_size = sizeof(it->key);
+	it->k.mv_data = it->key;
+	return mdb_cursor_open(txn, sh->msgs, &it->cur);
+}
+
+bool
+lmdb_msg_iter_next(struct lmdb_msg_iter *it)
+{
+	if (it->cur == NULL || it->rc != 0)
+		return false;
+	it->rc = mdb_cursor_get(it->cur, &it->k, &it->v, it->started ? MDB_NEXT : MDB_SET_RANGE);
+	it->started = true;
+	if (it->rc == MDB_NOTFOUND ||
+	    (it->rc == 0 && (it->k.mv_size != 12 || lmdb_get_be64(it->k.mv_data) != it->id))) {
+		it->rc = 0;
+		mdb_cursor_close(it->cur);
+		it->cur = NULL;
+		return false;
+	}
+	if (it->rc != 0)
+		return false;
+	it->uid = lmdb_get_be32((const uint8_t *)it->k.mv_data + 8);
+	return true;
+}
+
+void
+lmdb_msg_iter_close(struct lmdb_msg_iter *it)
+{
+	if (it->cur != NULL)
+		mdb_cursor_close(it->cur);
+	it->cur = NULL;
+}
+
+int
 lmdb_msg_get(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, uint32_t uid, struct lmdb_msg *m)
 {
 	uint8_t key[12];

@@ -2,8 +2,8 @@
  * /changes of Mailbox, Email and Thread, from the state strings
  * (jmap_impl.h): storage says what changed in each mailbox since the MODSEQ
  * the state recorded, and whether its expunge log still reaches back that
- * far. /queryChanges is answered cannotCalculateChanges (RFC 8620 5.6
- * allows it): clients then run the query again.
+ * far. /queryChanges (in jmap_email_query.c and jmap_mailbox.c) starts
+ * from the same changes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,21 +115,18 @@ changes_reply(struct jmap_req *r, const char *name, const char *tag, const char 
 	jmap_reply(r, name, a, tag);
 }
 
-void
-jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag)
+/* The Mailbox changes since the state since into three new arrays; NULL,
+ * or why they cannot be told. */
+static const char *
+mailbox_changes_compute(struct jmap_req *r, const char *since, json_t **created_r,
+                        json_t **updated_r, json_t **destroyed_r)
 {
 	struct state_entry *old;
-	size_t n_old, max;
-	const char *since;
+	size_t n_old;
 	json_t *created, *updated, *destroyed;
-	struct buf st = BUF_INIT(0);
 
-	if (!changes_args(r, args, tag, &since, &max))
-		return;
-	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0) {
-		jmap_error(r, "cannotCalculateChanges", NULL, tag);
-		return;
-	}
+	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0)
+		return "not a state of this account";
 	created = json_array();
 	updated = json_array();
 	destroyed = json_array();
@@ -155,6 +152,26 @@ jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag)
 		json_array_append_new(destroyed, json_string(id));
 	}
 	free(old);
+	*created_r = created;
+	*updated_r = updated;
+	*destroyed_r = destroyed;
+	return NULL;
+}
+
+void
+jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	size_t max;
+	const char *since, *why;
+	json_t *created, *updated, *destroyed;
+	struct buf st = BUF_INIT(0);
+
+	if (!changes_args(r, args, tag, &since, &max))
+		return;
+	if ((why = mailbox_changes_compute(r, since, &created, &updated, &destroyed)) != NULL) {
+		jmap_error(r, "cannotCalculateChanges", why, tag);
+		return;
+	}
 	if (json_array_size(created) + json_array_size(updated) + json_array_size(destroyed) >
 	    max) {
 		/* Mailboxes are few: no intermediate state is worth it. */
@@ -168,6 +185,35 @@ jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag)
 	changes_reply(r, "Mailbox/changes", tag, since, (char *)st.data, false, created, updated,
 	              destroyed);
 	buf_free(&st);
+}
+
+const char *
+jmap_mailbox_changes_since(struct jmap_req *r, const char *since, json_t **removed_r,
+                           json_t **changed_r)
+{
+	json_t *created, *updated, *destroyed, *v;
+	const char *why = mailbox_changes_compute(r, since, &created, &updated, &destroyed);
+	size_t i;
+
+	*removed_r = *changed_r = NULL;
+	if (why != NULL)
+		return why;
+	*removed_r = json_array();
+	*changed_r = json_object();
+	json_array_extend(*removed_r, updated);
+	json_array_extend(*removed_r, destroyed);
+	json_array_foreach(created, i, v)
+	{
+		json_object_set_new(*changed_r, json_string_value(v), json_true());
+	}
+	json_array_foreach(updated, i, v)
+	{
+		json_object_set_new(*changed_r, json_string_value(v), json_true());
+	}
+	json_decref(created);
+	json_decref(updated);
+	json_decref(destroyed);
+	return NULL;
 }
 
 /* One mailbox's share of Email/changes; false when it cannot be told. */
@@ -394,25 +440,39 @@ thread_changes(struct jmap_req *r, const struct state_entry *old, size_t n_old, 
 	return true;
 }
 
-/* Email/changes and Thread/changes (kind 'E' or 'T'): whole mailboxes are
- * taken until maxChanges Emails would be passed (a thread counts no more
- * than its Emails); the state then says which were. */
+struct changes {
+	json_t *created, *updated, *destroyed;
+	struct buf state; /* the new state */
+	bool more;
+};
+
 static void
-email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, const char *name)
+changes_free(struct changes *ch)
+{
+	json_decref(ch->created);
+	json_decref(ch->updated);
+	json_decref(ch->destroyed);
+	buf_free(&ch->state);
+	memset(ch, 0, sizeof(*ch));
+}
+
+/*
+ * The Email (kind 'E') or Thread ('T') changes since the state since into
+ * ch: whole mailboxes are taken until maxChanges Emails would be passed (a
+ * thread counts no more than its Emails); the new state then says which
+ * were. NULL on success, else why the changes cannot be told (ch is then
+ * empty).
+ */
+static const char *
+changes_compute(struct jmap_req *r, const char *since, size_t max, char kind, struct changes *ch)
 {
 	struct state_entry *old;
-	size_t n_old, max, total = 0;
-	const char *since;
-	json_t *created, *updated, *destroyed;
-	struct buf st = BUF_INIT(0);
-	bool more = false;
+	size_t n_old, total = 0;
+	const char *why = NULL;
 
-	if (!changes_args(r, args, tag, &since, &max))
-		return;
-	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0) {
-		jmap_error(r, "cannotCalculateChanges", NULL, tag);
-		return;
-	}
+	memset(ch, 0, sizeof(*ch));
+	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0)
+		return "not a state of this account";
 	for (size_t i = 0; i < n_old; i++) {
 		const struct jmap_mbox *m = jmap_mbox_by_digest(r, old[i].digest);
 
@@ -420,83 +480,112 @@ email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, cons
 		 * nobody recorded. */
 		if (m == NULL || m->st.uidvalidity != old[i].uidvalidity) {
 			free(old);
-			jmap_error(r, "cannotCalculateChanges", "a mailbox was removed", tag);
-			return;
+			return "a mailbox was removed";
 		}
 	}
-	created = json_array();
-	updated = json_array();
-	destroyed = json_array();
-	st.len = 0;
-	buf_append_str(&st, "s");
+	ch->created = json_array();
+	ch->updated = json_array();
+	ch->destroyed = json_array();
+	buf_append_str(&ch->state, "s");
 	for (size_t i = 0; i < r->n_mboxes; i++) {
 		const struct jmap_mbox *m = &r->mboxes[i];
 		struct state_entry *e = entry_for(old, n_old, m->digest);
 		json_t *c = json_array(), *u = json_array(), *d = json_array();
 		size_t n;
 
-		if (!more && !mailbox_share(r, m, e, c, u, d)) {
+		if (!ch->more && !mailbox_share(r, m, e, c, u, d)) {
+			why = "the expunge log does not reach back so far";
+		} else {
+			n = json_array_size(c) + json_array_size(u) + json_array_size(d);
+			if (!ch->more && total + n > max && total > 0)
+				ch->more = true;
+			if (!ch->more && n > max)
+				why = "one mailbox changed more than maxChanges";
+		}
+		if (why != NULL) {
 			json_decref(c);
 			json_decref(u);
 			json_decref(d);
-			json_decref(created);
-			json_decref(updated);
-			json_decref(destroyed);
-			free(old);
-			buf_free(&st);
-			jmap_error(r, "cannotCalculateChanges", NULL, tag);
-			return;
+			break;
 		}
-		n = json_array_size(c) + json_array_size(u) + json_array_size(d);
-		if (!more && total + n > max && total > 0)
-			more = true;
-		if (!more) {
-			if (n > max) {
-				json_decref(c);
-				json_decref(u);
-				json_decref(d);
-				json_decref(created);
-				json_decref(updated);
-				json_decref(destroyed);
-				free(old);
-				buf_free(&st);
-				jmap_error(r, "cannotCalculateChanges",
-				           "one mailbox changed more than maxChanges", tag);
-				return;
-			}
+		if (!ch->more) {
 			total += n;
-			json_array_extend(created, c);
-			json_array_extend(updated, u);
-			json_array_extend(destroyed, d);
-			buf_printf(&st, "%s%016llx.%x.%llx.%x.%x", st.len > 1 ? "_" : "",
-			           (unsigned long long)m->digest, m->st.uidvalidity,
-			           (unsigned long long)m->st.highestmodseq, m->st.uidnext,
-			           jmap_mbox_name_hash(m));
+			json_array_extend(ch->created, c);
+			json_array_extend(ch->updated, u);
+			json_array_extend(ch->destroyed, d);
+			buf_printf(&ch->state, "%s%016llx.%x.%llx.%x.%x",
+			           ch->state.len > 1 ? "_" : "", (unsigned long long)m->digest,
+			           m->st.uidvalidity, (unsigned long long)m->st.highestmodseq,
+			           m->st.uidnext, jmap_mbox_name_hash(m));
 		} else if (e != NULL) {
 			/* Not taken yet: the old position stays in the state. */
-			buf_printf(&st, "%s%016llx.%x.%llx.%x.%x", st.len > 1 ? "_" : "",
-			           (unsigned long long)e->digest, e->uidvalidity,
-			           (unsigned long long)e->modseq, e->uidnext, e->name_hash);
+			buf_printf(&ch->state, "%s%016llx.%x.%llx.%x.%x",
+			           ch->state.len > 1 ? "_" : "", (unsigned long long)e->digest,
+			           e->uidvalidity, (unsigned long long)e->modseq, e->uidnext,
+			           e->name_hash);
 		}
 		json_decref(c);
 		json_decref(u);
 		json_decref(d);
 	}
-	reconcile(&created, &updated, &destroyed);
-	copies_updated(r, old, n_old, &created, updated);
-	if (kind == 'T' && !thread_changes(r, old, n_old, &created, &updated, &destroyed)) {
-		json_decref(created);
-		json_decref(updated);
-		json_decref(destroyed);
-		free(old);
-		buf_free(&st);
-		jmap_error(r, "cannotCalculateChanges",
-		           "an Email was destroyed: its thread is not recorded", tag);
-		return;
+	if (why == NULL) {
+		reconcile(&ch->created, &ch->updated, &ch->destroyed);
+		copies_updated(r, old, n_old, &ch->created, ch->updated);
+		if (kind == 'T' &&
+		    !thread_changes(r, old, n_old, &ch->created, &ch->updated, &ch->destroyed))
+			why = "an Email was destroyed: its thread is not recorded";
 	}
 	free(old);
-	changes_reply(r, name, tag, since, (char *)st.data, more, created, updated, destroyed);
-	buf_free(&st);
+	if (why != NULL)
+		changes_free(ch);
+	return why;
+}
+
+const char *
+jmap_email_changes_since(struct jmap_req *r, const char *since, json_t **removed_r,
+                         json_t **changed_r)
+{
+	struct changes ch;
+	const char *why = changes_compute(r, since, SIZE_MAX, 'E', &ch);
+	json_t *v;
+	size_t i;
+
+	*removed_r = *changed_r = NULL;
+	if (why != NULL)
+		return why;
+	*removed_r = json_array();
+	*changed_r = json_object();
+	json_array_extend(*removed_r, ch.updated);
+	json_array_extend(*removed_r, ch.destroyed);
+	json_array_foreach(ch.created, i, v)
+	{
+		json_object_set_new(*changed_r, json_string_value(v), json_true());
+	}
+	json_array_foreach(ch.updated, i, v)
+	{
+		json_object_set_new(*changed_r, json_string_value(v), json_true());
+	}
+	changes_free(&ch);
+	return NULL;
+}
+
+static void
+email_changes(struct jmap_req *r, json_t *args, const char *tag, char kind, const char *name)
+{
+	struct changes ch;
+	const char *since, *why;
+	size_t max;
+
+	if (!changes_args(r, args, tag, &since, &max))
+		return;
+	if ((why = changes_compute(r, since, max, kind, &ch)) != NULL) {
+		jmap_error(r, "cannotCalculateChanges", why, tag);
+		return;
+	}
+	changes_reply(r, name, tag, since, (char *)ch.state.data, ch.more, ch.created, ch.updated,
+	              ch.destroyed);
+	ch.created = ch.updated = ch.destroyed = NULL;
+	changes_free(&ch);
 }
 
 void
@@ -509,24 +598,4 @@ void
 jmap_thread_changes(struct jmap_req *r, json_t *args, const char *tag)
 {
 	email_changes(r, args, tag, 'T', "Thread/changes");
-}
-
-static void
-query_changes(struct jmap_req *r, json_t *args, const char *tag)
-{
-	if (!jmap_check_account(r, args, tag))
-		return;
-	jmap_error(r, "cannotCalculateChanges", "run the query again", tag);
-}
-
-void
-jmap_mailbox_query_changes(struct jmap_req *r, json_t *args, const char *tag)
-{
-	query_changes(r, args, tag);
-}
-
-void
-jmap_email_query_changes(struct jmap_req *r, json_t *args, const char *tag)
-{
-	query_changes(r, args, tag);
 }

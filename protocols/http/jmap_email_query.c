@@ -390,10 +390,18 @@ cmp_cand(const void *a, const void *b)
 		if (d != 0)
 			return k->asc ? d : -d;
 	}
-	/* stable and total: newest UID last */
-	if (x->c != y->c)
-		return x->c < y->c ? -1 : 1;
-	return (x->rec->uid > y->rec->uid) - (x->rec->uid < y->rec->uid);
+	/* Total and the same in every request, so that /queryChanges can
+	 * tell where an Email went: by mailbox (its id's digest, which a
+	 * rename keeps), then by UID (arrival), in the first key's direction. */
+	{
+		int d;
+
+		if (x->c->m->digest != y->c->m->digest)
+			d = x->c->m->digest < y->c->m->digest ? -1 : 1;
+		else
+			d = (x->rec->uid > y->rec->uid) - (x->rec->uid < y->rec->uid);
+		return sort_ctx->keys[0].asc ? d : -d;
+	}
 }
 
 static bool
@@ -429,40 +437,45 @@ parse_sort(json_t *sort, struct sort_ctx *ctx)
 	return true;
 }
 
-void
-jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
-{
-	json_t *filter = json_object_get(args, "filter"), *ids;
-	json_int_t pos = json_integer_value(json_object_get(args, "position"));
-	json_t *limit_j = json_object_get(args, "limit");
-	bool collapse = json_is_true(json_object_get(args, "collapseThreads"));
-	const char *anchor = json_string_value(json_object_get(args, "anchor"));
-	json_int_t anchor_off = json_integer_value(json_object_get(args, "anchorOffset"));
-	struct jmap_mbc_set set = {0};
-	struct cand *cands = NULL, **sel = NULL;
-	size_t n_cands = 0, n_sel = 0, limit = SIZE_MAX;
-	struct sort_ctx sc;
-	struct buf st = BUF_INIT(0);
-	json_t *a;
+/* One run of a query: every matching Email, sorted, each once. */
+struct query_run {
+	struct jmap_mbc_set set;
+	struct cand *cands;
+	struct cand **sel;
+	size_t n_cands, n_sel;
+	struct buf state; /* the state the results are of (read before them) */
+};
 
-	if (!jmap_check_account(r, args, tag))
-		return;
+static void
+query_free(struct query_run *q)
+{
+	for (size_t i = 0; i < q->n_cands; i++)
+		cand_release(&q->cands[i]);
+	free(q->cands);
+	free(q->sel);
+	jmap_mbc_free(&q->set);
+	buf_free(&q->state);
+}
+
+/* Run the filter and sort of args into q; false once an error response
+ * was written (q is then freed). */
+static bool
+query_run(struct jmap_req *r, json_t *args, const char *tag, struct query_run *q)
+{
+	json_t *filter = json_object_get(args, "filter");
+	bool collapse = json_is_true(json_object_get(args, "collapseThreads"));
+	struct sort_ctx sc;
+
+	memset(q, 0, sizeof(*q));
 	if (!parse_sort(json_object_get(args, "sort"), &sc)) {
 		jmap_error(r, "unsupportedSort", NULL, tag);
-		return;
-	}
-	if (limit_j != NULL && !json_is_null(limit_j)) {
-		if (!json_is_integer(limit_j) || json_integer_value(limit_j) < 0) {
-			jmap_error(r, "invalidArguments", "limit", tag);
-			return;
-		}
-		limit = (size_t)json_integer_value(limit_j);
+		return false;
 	}
 	if (jmap_mailboxes(r) != 0) {
 		jmap_error(r, "serverFail", NULL, tag);
-		return;
+		return false;
 	}
-	jmap_state(r, &st);
+	jmap_state(r, &q->state);
 	for (size_t i = 0; i < r->n_mboxes; i++) {
 		const char *in = json_string_value(json_object_get(filter, "inMailbox"));
 		struct jmap_mbc *c;
@@ -470,50 +483,111 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 		/* the common case: one mailbox, without opening the others */
 		if (in != NULL && jmap_mbox_by_id(r, in) != &r->mboxes[i])
 			continue;
-		c = jmap_mbc_get(r, &set, &r->mboxes[i]);
+		c = jmap_mbc_get(r, &q->set, &r->mboxes[i]);
 		if (c == NULL)
 			continue;
-		cands = xreallocarray(cands, n_cands + c->n + 1, sizeof(*cands));
+		q->cands = xreallocarray(q->cands, q->n_cands + c->n + 1, sizeof(*q->cands));
 		for (size_t k = 0; k < c->n; k++) {
-			memset(&cands[n_cands], 0, sizeof(*cands));
-			cands[n_cands].c = c;
-			cands[n_cands].set = &set;
-			cands[n_cands].rec = &c->recs[k];
-			n_cands++;
+			memset(&q->cands[q->n_cands], 0, sizeof(*q->cands));
+			q->cands[q->n_cands].c = c;
+			q->cands[q->n_cands].set = &q->set;
+			q->cands[q->n_cands].rec = &c->recs[k];
+			q->n_cands++;
 		}
 	}
-	sel = xcalloc(n_cands + 1, sizeof(*sel));
-	for (size_t i = 0; i < n_cands; i++) {
-		int m = filter_match(r, &cands[i], filter);
+	q->sel = xcalloc(q->n_cands + 1, sizeof(*q->sel));
+	for (size_t i = 0; i < q->n_cands; i++) {
+		int m = filter_match(r, &q->cands[i], filter);
 
 		if (m < 0) {
 			jmap_error(r, "unsupportedFilter", NULL, tag);
-			goto out;
+			query_free(q);
+			return false;
 		}
 		if (m)
-			sel[n_sel++] = &cands[i];
+			q->sel[q->n_sel++] = &q->cands[i];
 		/* keep parsed messages only when the sort needs them */
 		if (strcmp(sc.keys[0].prop, "receivedAt") == 0 ||
 		    strcmp(sc.keys[0].prop, "size") == 0)
-			cand_release(&cands[i]);
+			cand_release(&q->cands[i]);
 	}
 	sort_ctx = &sc;
-	qsort(sel, n_sel, sizeof(*sel), cmp_cand);
+	qsort(q->sel, q->n_sel, sizeof(*q->sel), cmp_cand);
 	sort_ctx = NULL;
-	n_sel = unique_emails(sel, n_sel, false);
+	q->n_sel = unique_emails(q->sel, q->n_sel, false);
 	if (collapse)
-		n_sel = unique_emails(sel, n_sel, true);
+		q->n_sel = unique_emails(q->sel, q->n_sel, true);
+	return true;
+}
+
+/* Does the filter hold a condition on other Emails of the thread? */
+static bool
+filter_on_threads(json_t *f)
+{
+	json_t *c;
+	size_t i;
+
+	if (!json_is_object(f))
+		return false;
+	if (json_object_get(f, "allInThreadHaveKeyword") != NULL ||
+	    json_object_get(f, "someInThreadHaveKeyword") != NULL ||
+	    json_object_get(f, "noneInThreadHaveKeyword") != NULL)
+		return true;
+	json_array_foreach(json_object_get(f, "conditions"), i, c)
+	{
+		if (filter_on_threads(c))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Can /queryChanges tell this query's changes? Every sort property and
+ * every condition but the thread ones depends only on the Email itself,
+ * so an Email whose result can differ is one that changed (created,
+ * updated, destroyed) in the Email changes. Not so with thread conditions
+ * or collapsed threads: another member's change moves an unchanged Email
+ * in or out.
+ */
+static bool
+query_changes_possible(json_t *args)
+{
+	return !json_is_true(json_object_get(args, "collapseThreads")) &&
+	       !filter_on_threads(json_object_get(args, "filter"));
+}
+
+void
+jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_int_t pos = json_integer_value(json_object_get(args, "position"));
+	json_t *limit_j = json_object_get(args, "limit"), *ids, *a;
+	const char *anchor = json_string_value(json_object_get(args, "anchor"));
+	json_int_t anchor_off = json_integer_value(json_object_get(args, "anchorOffset"));
+	size_t limit = SIZE_MAX;
+	struct query_run q;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (limit_j != NULL && !json_is_null(limit_j)) {
+		if (!json_is_integer(limit_j) || json_integer_value(limit_j) < 0) {
+			jmap_error(r, "invalidArguments", "limit", tag);
+			return;
+		}
+		limit = (size_t)json_integer_value(limit_j);
+	}
+	if (!query_run(r, args, tag, &q))
+		return;
 	if (anchor != NULL) {
 		size_t k;
 
-		for (k = 0; k < n_sel; k++) {
+		for (k = 0; k < q.n_sel; k++) {
 			char id[JMAP_ID_LEN + 1];
 
-			jmap_email_id('E', sel[k]->rec->emailid, id);
+			jmap_email_id('E', q.sel[k]->rec->emailid, id);
 			if (strcmp(id, anchor) == 0)
 				break;
 		}
-		if (k == n_sel) {
+		if (k == q.n_sel) {
 			jmap_error(r, "anchorNotFound", NULL, tag);
 			goto out;
 		}
@@ -521,28 +595,87 @@ jmap_email_query(struct jmap_req *r, json_t *args, const char *tag)
 		if (pos < 0)
 			pos = 0;
 	} else if (pos < 0) {
-		pos = (json_int_t)n_sel + pos < 0 ? 0 : (json_int_t)n_sel + pos;
+		pos = (json_int_t)q.n_sel + pos < 0 ? 0 : (json_int_t)q.n_sel + pos;
 	}
 	ids = json_array();
-	for (size_t i = (size_t)pos; i < n_sel && json_array_size(ids) < limit; i++) {
+	for (size_t i = (size_t)pos; i < q.n_sel && json_array_size(ids) < limit; i++) {
 		char id[JMAP_ID_LEN + 1];
 
-		jmap_email_id('E', sel[i]->rec->emailid, id);
+		jmap_email_id('E', q.sel[i]->rec->emailid, id);
 		json_array_append_new(ids, json_string(id));
 	}
-	a = json_pack("{sssssbsosIsb}", "accountId", r->account, "queryState", (char *)st.data,
-	              "canCalculateChanges", 0, "ids", ids, "position", (json_int_t)pos,
-	              "collapseThreads", collapse);
+	a = json_pack("{sssssbsosIsb}", "accountId", r->account, "queryState", (char *)q.state.data,
+	              "canCalculateChanges", query_changes_possible(args), "ids", ids, "position",
+	              (json_int_t)pos, "collapseThreads",
+	              json_is_true(json_object_get(args, "collapseThreads")));
 	if (json_is_true(json_object_get(args, "calculateTotal")))
-		json_object_set_new(a, "total", json_integer((json_int_t)n_sel));
+		json_object_set_new(a, "total", json_integer((json_int_t)q.n_sel));
 	if (limit != SIZE_MAX)
 		json_object_set_new(a, "limit", json_integer((json_int_t)limit));
 	jmap_reply(r, "Email/query", a, tag);
 out:
-	for (size_t i = 0; i < n_cands; i++)
-		cand_release(&cands[i]);
-	free(cands);
-	free(sel);
-	jmap_mbc_free(&set);
-	buf_free(&st);
+	query_free(&q);
+}
+
+/*
+ * Email/queryChanges (RFC 8620 5.6): the Emails changed since the old
+ * query state (a state string: jmap_impl.h) are removed, and those of them
+ * in the results now are added at their index. Exact for every sort and
+ * filter this server has but the thread ones (query_changes_possible());
+ * an updated Email that stayed where it was is both removed and added,
+ * which the RFC allows. upToId is not used: every change is told.
+ */
+void
+jmap_email_query_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	const char *since = json_string_value(json_object_get(args, "sinceQueryState"));
+	json_t *max_j = json_object_get(args, "maxChanges");
+	json_t *removed, *changed, *added, *a;
+	size_t max = SIZE_MAX;
+	struct query_run q;
+	const char *why;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (since == NULL || (max_j != NULL && !json_is_null(max_j) &&
+	                      (!json_is_integer(max_j) || json_integer_value(max_j) <= 0))) {
+		jmap_error(r, "invalidArguments", "sinceQueryState or maxChanges", tag);
+		return;
+	}
+	if (json_is_integer(max_j))
+		max = (size_t)json_integer_value(max_j);
+	if (!query_changes_possible(args)) {
+		jmap_error(r, "cannotCalculateChanges", "the results depend on other Emails", tag);
+		return;
+	}
+	if (!query_run(r, args, tag, &q))
+		return;
+	if ((why = jmap_email_changes_since(r, since, &removed, &changed)) != NULL) {
+		query_free(&q);
+		jmap_error(r, "cannotCalculateChanges", why, tag);
+		return;
+	}
+	added = json_array();
+	for (size_t i = 0; i < q.n_sel; i++) {
+		char id[JMAP_ID_LEN + 1];
+
+		jmap_email_id('E', q.sel[i]->rec->emailid, id);
+		if (json_object_get(changed, id) != NULL)
+			json_array_append_new(
+			    added, json_pack("{sssI}", "id", id, "index", (json_int_t)i));
+	}
+	json_decref(changed);
+	if (json_array_size(removed) + json_array_size(added) > max) {
+		json_decref(removed);
+		json_decref(added);
+		query_free(&q);
+		jmap_error(r, "tooManyChanges", NULL, tag);
+		return;
+	}
+	a = json_pack("{sssssssoso}", "accountId", r->account, "oldQueryState", since,
+	              "newQueryState", (char *)q.state.data, "removed", removed, "added", added);
+	if (json_is_true(json_object_get(args, "calculateTotal")))
+		json_object_set_new(a, "total", json_integer((json_int_t)q.n_sel));
+	jmap_reply(r, "Email/queryChanges", a, tag);
+	query_free(&q);
 }

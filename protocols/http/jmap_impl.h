@@ -154,6 +154,18 @@ void jmap_elocs_reset(struct jmap_req *r);
 /* A keyword of JMAP to a system flag (0 when it is none) and back. */
 uint32_t jmap_keyword_flag(const char *kw);
 
+/* ---- jmap_changes.c ---- */
+
+/* The Email changes since the state since, for /queryChanges: *removed_r
+ * the ids updated or destroyed (an array), *changed_r the ids created or
+ * updated (an object of id -> true); new references. NULL, or why the
+ * changes cannot be told (both then NULL). */
+const char *jmap_email_changes_since(struct jmap_req *r, const char *since, json_t **removed_r,
+                                     json_t **changed_r);
+/* The same for Mailboxes. */
+const char *jmap_mailbox_changes_since(struct jmap_req *r, const char *since, json_t **removed_r,
+                                       json_t **changed_r);
+
 /* ---- jmap_thread.c: threads ---- */
 
 /* One Email of the account in the thread index: sorted by (threadid,

@@ -234,6 +234,32 @@ cmp_mbox(const void *a, const void *b)
 	return d != 0 ? d : strcmp(x->name, y->name);
 }
 
+/* The mailboxes matching filter, sorted, into a new array (*n_r of them);
+ * NULL once an error response was written. */
+static const struct jmap_mbox **
+mailbox_query_run(struct jmap_req *r, json_t *filter, const char *tag, size_t *n_r)
+{
+	const struct jmap_mbox **sel;
+	size_t n = 0;
+
+	if (jmap_mailboxes(r) != 0) {
+		jmap_error(r, "serverFail", NULL, tag);
+		return NULL;
+	}
+	if (filter != NULL && !json_is_null(filter) && !json_is_object(filter)) {
+		jmap_error(r, "invalidArguments", "filter", tag);
+		return NULL;
+	}
+	sel = xcalloc(r->n_mboxes + 1, sizeof(*sel));
+	for (size_t i = 0; i < r->n_mboxes; i++) {
+		if (mailbox_matches(r, &r->mboxes[i], filter))
+			sel[n++] = &r->mboxes[i];
+	}
+	qsort(sel, n, sizeof(*sel), cmp_mbox);
+	*n_r = n;
+	return sel;
+}
+
 void
 jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag)
 {
@@ -246,20 +272,8 @@ jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag)
 
 	if (!jmap_check_account(r, args, tag))
 		return;
-	if (jmap_mailboxes(r) != 0) {
-		jmap_error(r, "serverFail", NULL, tag);
+	if ((sel = mailbox_query_run(r, filter, tag, &n)) == NULL)
 		return;
-	}
-	if (filter != NULL && !json_is_null(filter) && !json_is_object(filter)) {
-		jmap_error(r, "invalidArguments", "filter", tag);
-		return;
-	}
-	sel = xcalloc(r->n_mboxes + 1, sizeof(*sel));
-	for (size_t i = 0; i < r->n_mboxes; i++) {
-		if (mailbox_matches(r, &r->mboxes[i], filter))
-			sel[n++] = &r->mboxes[i];
-	}
-	qsort(sel, n, sizeof(*sel), cmp_mbox);
 	if (pos < 0)
 		pos = (json_int_t)n + pos < 0 ? 0 : (json_int_t)n + pos;
 	ids = json_array();
@@ -272,10 +286,73 @@ jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag)
 	jmap_state(r, &st);
 	jmap_reply(r, "Mailbox/query",
 	           json_pack("{sssssbsosIsI}", "accountId", r->account, "queryState",
-	                     (char *)st.data, "canCalculateChanges", 0, "ids", ids, "position",
-	                     (json_int_t)pos, "total", (json_int_t)n),
+	                     (char *)st.data, "canCalculateChanges",
+	                     json_object_get(filter, "isSubscribed") == NULL, "ids", ids,
+	                     "position", (json_int_t)pos, "total", (json_int_t)n),
 	           tag);
 	free(sel);
+	buf_free(&st);
+}
+
+/*
+ * Mailbox/queryChanges (RFC 8620 5.6): the mailboxes created, updated or
+ * destroyed since the old state are removed and, when in the results now,
+ * added at their index. A mailbox's name, parent and role change only
+ * with a change the state records (its name's hash), so the others keep
+ * their order. Subscriptions are not in the state: a filter on
+ * isSubscribed cannot be followed.
+ */
+void
+jmap_mailbox_query_changes(struct jmap_req *r, json_t *args, const char *tag)
+{
+	const char *since = json_string_value(json_object_get(args, "sinceQueryState"));
+	json_t *filter = json_object_get(args, "filter"),
+	       *max_j = json_object_get(args, "maxChanges");
+	json_t *removed, *changed, *added, *a;
+	const struct jmap_mbox **sel;
+	struct buf st = BUF_INIT(0);
+	const char *why;
+	size_t n = 0;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (since == NULL || (max_j != NULL && !json_is_null(max_j) &&
+	                      (!json_is_integer(max_j) || json_integer_value(max_j) <= 0))) {
+		jmap_error(r, "invalidArguments", "sinceQueryState or maxChanges", tag);
+		return;
+	}
+	if (json_object_get(filter, "isSubscribed") != NULL) {
+		jmap_error(r, "cannotCalculateChanges", "subscriptions are not in the state", tag);
+		return;
+	}
+	if ((sel = mailbox_query_run(r, filter, tag, &n)) == NULL)
+		return;
+	if ((why = jmap_mailbox_changes_since(r, since, &removed, &changed)) != NULL) {
+		free(sel);
+		jmap_error(r, "cannotCalculateChanges", why, tag);
+		return;
+	}
+	added = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (json_object_get(changed, sel[i]->id) != NULL)
+			json_array_append_new(
+			    added, json_pack("{sssI}", "id", sel[i]->id, "index", (json_int_t)i));
+	}
+	json_decref(changed);
+	free(sel);
+	if (json_is_integer(max_j) &&
+	    json_array_size(removed) + json_array_size(added) > (size_t)json_integer_value(max_j)) {
+		json_decref(removed);
+		json_decref(added);
+		jmap_error(r, "tooManyChanges", NULL, tag);
+		return;
+	}
+	jmap_state(r, &st);
+	a = json_pack("{sssssssoso}", "accountId", r->account, "oldQueryState", since,
+	              "newQueryState", (char *)st.data, "removed", removed, "added", added);
+	if (json_is_true(json_object_get(args, "calculateTotal")))
+		json_object_set_new(a, "total", json_integer((json_int_t)n));
+	jmap_reply(r, "Mailbox/queryChanges", a, tag);
 	buf_free(&st);
 }
 

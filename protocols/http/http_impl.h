@@ -51,6 +51,7 @@ struct http_session {
 	char *upload_path; /* its file name */
 	void *upload_hash; /* EVP_MD_CTX of the upload */
 	uint64_t upload_len;
+	bool upload_counted;          /* counted in the user's running uploads */
 	char user[AUTH_MAX_NAME + 1]; /* who the request is authenticated as, "" */
 	char account[24];             /* the JMAP accountId of user */
 

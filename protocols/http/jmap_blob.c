@@ -57,6 +57,15 @@ path_account(struct http_session *s, const char *rest, const char **after_r)
 	return true;
 }
 
+/* The upload no longer runs (maxConcurrentUpload). */
+static void
+upload_uncount(struct http_session *s)
+{
+	if (s->upload_counted)
+		jmap_limit_leave(s->user, JMAP_LIMIT_UPLOADS);
+	s->upload_counted = false;
+}
+
 int
 jmap_upload_begin(struct http_session *s)
 {
@@ -67,7 +76,13 @@ jmap_upload_begin(struct http_session *s)
 		http_respond_problem(s, 404, "about:blank", "No such account.");
 		return ROOST_ENOTFOUND;
 	}
+	if (!jmap_limit_enter(s->user, JMAP_LIMIT_UPLOADS)) {
+		jmap_limit_problem(s, "maxConcurrentUpload");
+		return ROOST_EINUSE;
+	}
+	s->upload_counted = true;
 	if (ensure_dir(s) != 0) {
+		upload_uncount(s);
 		http_respond_problem(s, 500, "about:blank", "The upload cannot be stored.");
 		return ROOST_EIO;
 	}
@@ -75,6 +90,7 @@ jmap_upload_begin(struct http_session *s)
 	strncat(path, "/tmp.XXXXXX", sizeof(path) - strlen(path) - 1);
 	s->upload_fd = mkostemp(path, O_CLOEXEC);
 	if (s->upload_fd < 0) {
+		upload_uncount(s);
 		http_respond_problem(s, 500, "about:blank", "The upload cannot be stored.");
 		return ROOST_EIO;
 	}
@@ -110,6 +126,7 @@ jmap_upload_piece(struct http_session *s, const uint8_t *p, size_t len)
 void
 jmap_upload_abort(struct http_session *s)
 {
+	upload_uncount(s);
 	if (s->upload_fd >= 0)
 		close(s->upload_fd);
 	s->upload_fd = -1;
@@ -131,6 +148,7 @@ jmap_upload_finish(struct http_session *s)
 	json_t *o;
 	char *text;
 
+	upload_uncount(s);
 	EVP_DigestFinal_ex(s->upload_hash, md, &mdlen);
 	id[0] = 'U';
 	for (int i = 0; i < 20; i++)

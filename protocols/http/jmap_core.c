@@ -422,13 +422,13 @@ jmap_session_resource(struct http_session *s)
 	char *text, state[20];
 
 	base_url(s, &base);
-	caps =
-	    json_pack("{s{sIsisIsisisisis[ss]}s{}s{}}", JMAP_CORE, "maxSizeUpload",
-	              (json_int_t)cfg->max_message_size, "maxConcurrentUpload", 4, "maxSizeRequest",
-	              (json_int_t)cfg->http_max_request, "maxConcurrentRequests", 4,
-	              "maxCallsInRequest", JMAP_MAX_CALLS, "maxObjectsInGet", JMAP_MAX_OBJECTS_GET,
-	              "maxObjectsInSet", JMAP_MAX_OBJECTS_SET, "collationAlgorithms",
-	              "i;ascii-casemap", "i;unicode-casemap", JMAP_MAIL, JMAP_SUBMISSION);
+	caps = json_pack(
+	    "{s{sIsisIsisisisis[ss]}s{}s{}}", JMAP_CORE, "maxSizeUpload",
+	    (json_int_t)cfg->max_message_size, "maxConcurrentUpload", JMAP_MAX_CONCURRENT_UPLOADS,
+	    "maxSizeRequest", (json_int_t)cfg->http_max_request, "maxConcurrentRequests",
+	    JMAP_MAX_CONCURRENT_REQUESTS, "maxCallsInRequest", JMAP_MAX_CALLS, "maxObjectsInGet",
+	    JMAP_MAX_OBJECTS_GET, "maxObjectsInSet", JMAP_MAX_OBJECTS_SET, "collationAlgorithms",
+	    "i;ascii-casemap", "i;unicode-casemap", JMAP_MAIL, JMAP_SUBMISSION);
 	acct_caps = json_pack("{s{sisnsisIs[sssss]sb}s{sis{}}}", JMAP_MAIL, "maxMailboxesPerEmail",
 	                      1, "maxMailboxDepth", "maxSizeMailboxName", STORAGE_MAX_NAME_STORED,
 	                      "maxSizeAttachmentsPerEmail", (json_int_t)cfg->max_message_size,
@@ -642,8 +642,8 @@ run_call(struct jmap_req *r, json_t *call)
 	json_decref(args);
 }
 
-void
-jmap_api(struct http_session *s)
+static void
+api_run(struct http_session *s)
 {
 	const char *ctype = http_request_field(&s->req, "Content-Type");
 	struct jmap_req r;
@@ -692,12 +692,8 @@ jmap_api(struct http_session *s)
 		return;
 	}
 	if (json_array_size(calls) > JMAP_MAX_CALLS) {
-		static const char limit[] =
-		    "{\"type\":\"urn:ietf:params:jmap:error:limit\",\"limit\":"
-		    "\"maxCallsInRequest\",\"status\":400}";
-
 		json_decref(req);
-		http_respond(s, 400, "application/problem+json", limit, sizeof(limit) - 1, NULL);
+		jmap_limit_problem(s, "maxCallsInRequest");
 		return;
 	}
 	r.s = s;
@@ -725,4 +721,15 @@ jmap_api(struct http_session *s)
 	json_decref(r.created_ids);
 	jmap_mailboxes_reset(&r);
 	json_decref(req);
+}
+
+void
+jmap_api(struct http_session *s)
+{
+	if (!jmap_limit_enter(s->user, JMAP_LIMIT_REQUESTS)) {
+		jmap_limit_problem(s, "maxConcurrentRequests");
+		return;
+	}
+	api_run(s);
+	jmap_limit_leave(s->user, JMAP_LIMIT_REQUESTS);
 }

@@ -664,6 +664,10 @@ jmap_email_import(struct jmap_req *r, json_t *args, const char *tag)
 		jmap_error(r, "invalidArguments", "emails", tag);
 		goto out;
 	}
+	if (json_object_size(emails) > JMAP_MAX_OBJECTS_SET) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
+		goto out;
+	}
 	jmap_state(r, &old);
 	json_object_foreach(emails, key, v)
 	{
@@ -722,6 +726,10 @@ jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag)
 		goto out;
 	if (from == NULL || strcmp(from, r->account) != 0) {
 		jmap_error(r, "fromAccountNotFound", NULL, tag);
+		goto out;
+	}
+	if (json_object_size(create) > JMAP_MAX_OBJECTS_SET) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
 		goto out;
 	}
 	jmap_state(r, &old);

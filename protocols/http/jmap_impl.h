@@ -36,6 +36,8 @@
 #define JMAP_SUBMISSION "urn:ietf:params:jmap:submission"
 
 #define JMAP_MAX_CALLS 32
+#define JMAP_MAX_CONCURRENT_REQUESTS 4 /* per user, over all connections */
+#define JMAP_MAX_CONCURRENT_UPLOADS 4
 #define JMAP_MAX_OBJECTS_GET 1000
 #define JMAP_MAX_OBJECTS_SET 500
 #define JMAP_ID_LEN 17 /* E/T/B ids: letter + 16 hex digits */
@@ -153,6 +155,18 @@ json_t *jmap_email_mailbox_ids(struct jmap_req *r, uint64_t emailid, const struc
 void jmap_elocs_reset(struct jmap_req *r);
 /* A keyword of JMAP to a system flag (0 when it is none) and back. */
 uint32_t jmap_keyword_flag(const char *kw);
+
+/* ---- jmap_limits.c: limits over all of a user's connections ---- */
+
+enum jmap_limit { JMAP_LIMIT_REQUESTS, JMAP_LIMIT_UPLOADS };
+
+/* Count one more API request (upload) of user running: false, counting
+ * nothing, when JMAP_MAX_CONCURRENT_* are running already. Any thread. */
+bool jmap_limit_enter(const char *user, enum jmap_limit kind);
+/* One that jmap_limit_enter() counted has ended. Any thread. */
+void jmap_limit_leave(const char *user, enum jmap_limit kind);
+/* Answer the request-level "limit" problem (RFC 8620 3.6.1) naming limit. */
+void jmap_limit_problem(struct http_session *s, const char *limit);
 
 /* ---- jmap_changes.c ---- */
 

@@ -47,6 +47,24 @@ my_address(struct jmap_req *r, char *out, size_t size)
 		snprintf(out, size, "%s@%s", r->user, r->s->svc->cfg->hostname);
 }
 
+/* ids of a /get: null, or at most maxObjectsInGet strings; else an error
+ * response was written (false). */
+static bool
+get_ids_ok(struct jmap_req *r, json_t *ids, const char *tag)
+{
+	if (ids == NULL || json_is_null(ids))
+		return true;
+	if (!json_is_array(ids)) {
+		jmap_error(r, "invalidArguments", "ids", tag);
+		return false;
+	}
+	if (json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
+		return false;
+	}
+	return jmap_check_ids(r, ids, tag);
+}
+
 void
 jmap_identity_get(struct jmap_req *r, json_t *args, const char *tag)
 {
@@ -54,7 +72,7 @@ jmap_identity_get(struct jmap_req *r, json_t *args, const char *tag)
 	char id[24], addr[AUTH_MAX_NAME + 128];
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag)) {
+	if (!jmap_check_account(r, args, tag) || !get_ids_ok(r, ids, tag)) {
 		json_decref(list);
 		json_decref(nf);
 		return;
@@ -113,7 +131,7 @@ jmap_submission_get(struct jmap_req *r, json_t *args, const char *tag)
 {
 	json_t *ids = json_object_get(args, "ids");
 
-	if (!jmap_check_account(r, args, tag))
+	if (!jmap_check_account(r, args, tag) || !get_ids_ok(r, ids, tag))
 		return;
 	jmap_reply(r, "EmailSubmission/get",
 	           json_pack("{sssss[]so}", "accountId", r->account, "state", "1", "list",
@@ -398,6 +416,12 @@ jmap_submission_set(struct jmap_req *r, json_t *args, const char *tag)
 
 	if (!jmap_check_account(r, args, tag))
 		goto out;
+	if (json_object_size(create) + json_object_size(json_object_get(args, "update")) +
+	        json_array_size(json_object_get(args, "destroy")) >
+	    JMAP_MAX_OBJECTS_SET) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
+		goto out;
+	}
 	on_update = json_object_get(args, "onSuccessUpdateEmail");
 	on_destroy = json_object_get(args, "onSuccessDestroyEmail");
 	json_object_foreach(create, key, v)
@@ -427,11 +451,28 @@ jmap_submission_set(struct jmap_req *r, json_t *args, const char *tag)
 				json_array_append_new(dst, json_string(eid));
 		}
 	}
-	jmap_reply(r, "EmailSubmission/set",
-	           json_pack("{sssssssOsOs{}s{}s[]s{}}", "accountId", r->account, "oldState", "1",
-	                     "newState", "1", "created", created, "notCreated", not_created,
-	                     "updated", "notUpdated", "destroyed", "notDestroyed"),
-	           tag);
+	{
+		/* Submissions are final at once and not kept: none to change. */
+		json_t *not_updated = json_object(), *not_destroyed = json_object();
+		size_t i;
+
+		json_object_foreach(json_object_get(args, "update"), key, v)
+		{
+			json_object_set_new(not_updated, key, jmap_set_error("notFound", NULL));
+		}
+		json_array_foreach(json_object_get(args, "destroy"), i, v)
+		{
+			if (json_is_string(v))
+				json_object_set_new(not_destroyed, json_string_value(v),
+				                    jmap_set_error("notFound", NULL));
+		}
+		jmap_reply(r, "EmailSubmission/set",
+		           json_pack("{sssssssOsOs{}sos[]so}", "accountId", r->account, "oldState",
+		                     "1", "newState", "1", "created", created, "notCreated",
+		                     not_created, "updated", "notUpdated", not_updated, "destroyed",
+		                     "notDestroyed", not_destroyed),
+		           tag);
+	}
 	/* RFC 8621 7.5: the implicit Email/set answers under the same call id. */
 	if (json_object_size(upd) > 0 || json_array_size(dst) > 0) {
 		json_t *a =

@@ -436,3 +436,46 @@ aliases_sender_allowed(const struct aliases *a, const struct roost_config *cfg, 
 	free(t);
 	return ok;
 }
+
+void
+aliases_sender_addresses(const struct aliases *a, const struct roost_config *cfg, const char *user,
+                         void (*fn)(const char *address, void *arg), void *arg)
+{
+	char addr[ALIASES_ADDRESS_MAX], **keys = NULL;
+	size_t n = 0;
+
+	if (a == NULL)
+		return;
+	/* the keys naming the user, copied under the lock (the checks below
+	 * take it again, and a reload may swap the table meanwhile) */
+	pthread_mutex_lock(lock_of(a));
+	for (size_t i = 0; i < a->cur->n; i++) {
+		const struct alias *al = &a->cur->v[i];
+		bool mine = false;
+
+		for (size_t k = 0; k < al->n && !mine; k++)
+			mine = names_user(cfg, al->targets[k], user);
+		if (mine) {
+			keys = xreallocarray(keys, n + 1, sizeof(*keys));
+			keys[n++] = xstrdup(al->key);
+		}
+	}
+	pthread_mutex_unlock(lock_of(a));
+	for (size_t i = 0; i < n; i++) {
+		if (strchr(keys[i], '@') != NULL) {
+			fn(keys[i], arg);
+		} else {
+			/* a local part applies in every local domain, unless a
+			 * whole-address key of that domain says otherwise */
+			for (char **d = cfg->smtp_domains; d != NULL && *d != NULL; d++) {
+				if ((size_t)snprintf(addr, sizeof(addr), "%s@%s", keys[i], *d) >=
+				    sizeof(addr))
+					continue;
+				if (aliases_sender_allowed(a, cfg, user, addr))
+					fn(addr, arg);
+			}
+		}
+		free(keys[i]);
+	}
+	free(keys);
+}

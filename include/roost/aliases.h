@@ -66,4 +66,13 @@ char **aliases_lookup(const struct aliases *a, const struct roost_config *cfg, c
 bool aliases_sender_allowed(const struct aliases *a, const struct roost_config *cfg,
                             const char *user, const char *address);
 
+/* Every address user may send as through an alias (those
+ * aliases_sender_allowed() grants: a whole-address key, or a local-part
+ * key in each local domain), fn(address, arg) for each, in the table's
+ * order; address is valid for the call. a may be NULL. */
+#define ALIASES_ADDRESS_MAX 512
+void aliases_sender_addresses(const struct aliases *a, const struct roost_config *cfg,
+                              const char *user, void (*fn)(const char *address, void *arg),
+                              void *arg);
+
 #endif

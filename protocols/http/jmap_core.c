@@ -42,6 +42,7 @@ static const struct jmap_method methods[] = {
     {"SearchSnippet/get", JMAP_CAP_MAIL, jmap_snippet_get},
     {"Identity/get", JMAP_CAP_SUBMISSION, jmap_identity_get},
     {"Identity/changes", JMAP_CAP_SUBMISSION, jmap_identity_changes},
+    {"Identity/set", JMAP_CAP_SUBMISSION, jmap_identity_set},
     {"EmailSubmission/get", JMAP_CAP_SUBMISSION, jmap_submission_get},
     {"EmailSubmission/changes", JMAP_CAP_SUBMISSION, jmap_submission_changes},
     {"EmailSubmission/query", JMAP_CAP_SUBMISSION, jmap_submission_query},

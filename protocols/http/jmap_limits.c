@@ -84,8 +84,8 @@ jmap_limit_leave(const char *user, enum jmap_limit kind)
 void
 jmap_limit_problem(struct http_session *s, const char *limit)
 {
-	json_t *o = json_pack("{sssssi}", "type", "urn:ietf:params:jmap:error:limit", "limit", limit,
-	                      "status", 400);
+	json_t *o = json_pack("{sssssi}", "type", "urn:ietf:params:jmap:error:limit", "limit",
+	                      limit, "status", 400);
 	char *text = json_dumps(o, JSON_COMPACT);
 
 	http_respond(s, 400, "application/problem+json", text, strlen(text), NULL);

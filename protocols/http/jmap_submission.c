@@ -1,12 +1,10 @@
 /*
- * Identity and EmailSubmission (RFC 8621 6, 7). A user has one identity,
- * its own address. A submission goes the way an authenticated SMTP
- * submission goes, with the same checks (envelope sender and From: owned
- * by the user, the recipient limit): local recipients are delivered at
- * once, the others through the outbound queue (DKIM-signed when the
- * sender's domain has a key). Submissions are final when created (no
- * delayed sending) and are not kept afterwards, which RFC 8621 7 allows:
- * /get finds none and /query lists none.
+ * EmailSubmission (RFC 8621 7); identities are in jmap_identity.c. A submission goes the way an
+ * authenticated SMTP submission goes, with the same checks (envelope sender and From: owned by the
+ * user, the recipient limit): local recipients are delivered at once, the others through the
+ * outbound queue (DKIM-signed when the sender's domain has a key). Submissions are final when
+ * created (no delayed sending) and are not kept afterwards, which RFC 8621 7 allows: /get finds
+ * none and /query lists none.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,21 +30,6 @@
 
 #define ADDR_MAX 320
 
-static void
-identity_id(struct jmap_req *r, char out[24])
-{
-	snprintf(out, 24, "I%s", r->account + 1);
-}
-
-static void
-my_address(struct jmap_req *r, char *out, size_t size)
-{
-	if (strchr(r->user, '@') != NULL)
-		snprintf(out, size, "%s", r->user);
-	else
-		snprintf(out, size, "%s@%s", r->user, r->s->svc->cfg->hostname);
-}
-
 /* ids of a /get: null, or at most maxObjectsInGet strings; else an error
  * response was written (false). */
 static bool
@@ -65,37 +48,7 @@ get_ids_ok(struct jmap_req *r, json_t *ids, const char *tag)
 	return jmap_check_ids(r, ids, tag);
 }
 
-void
-jmap_identity_get(struct jmap_req *r, json_t *args, const char *tag)
-{
-	json_t *ids = json_object_get(args, "ids"), *list = json_array(), *nf = json_array(), *v;
-	char id[24], addr[AUTH_MAX_NAME + 128];
-	size_t i;
-
-	if (!jmap_check_account(r, args, tag) || !get_ids_ok(r, ids, tag)) {
-		json_decref(list);
-		json_decref(nf);
-		return;
-	}
-	identity_id(r, id);
-	my_address(r, addr, sizeof(addr));
-	json_array_foreach(ids, i, v)
-	{
-		if (!json_is_string(v) || strcmp(json_string_value(v), id) != 0)
-			json_array_append(nf, v);
-	}
-	if (!json_is_array(ids) || json_array_size(nf) < json_array_size(ids))
-		json_array_append_new(list,
-		                      json_pack("{sssssssnsnsssssb}", "id", id, "name", "", "email",
-		                                addr, "replyTo", "bcc", "textSignature", "",
-		                                "htmlSignature", "", "mayDelete", 0));
-	jmap_reply(r, "Identity/get",
-	           json_pack("{sssssoso}", "accountId", r->account, "state", "1", "list", list,
-	                     "notFound", nf),
-	           tag);
-}
-
-/* Identities and kept submissions never change: no changes since "1". */
+/* Kept submissions never change: no changes since "1". */
 static void
 no_changes(struct jmap_req *r, json_t *args, const char *tag, const char *name)
 {
@@ -112,12 +65,6 @@ no_changes(struct jmap_req *r, json_t *args, const char *tag, const char *name)
 	                     "newState", "1", "hasMoreChanges", 0, "created", "updated",
 	                     "destroyed"),
 	           tag);
-}
-
-void
-jmap_identity_changes(struct jmap_req *r, json_t *args, const char *tag)
-{
-	no_changes(r, args, tag, "Identity/changes");
 }
 
 void
@@ -346,12 +293,11 @@ create_one(struct jmap_req *r, json_t *sub, char sid[40])
 	struct msg_view v = {0};
 	struct message *msg = NULL;
 	struct rcpts to = {0};
-	char me[24], from[ADDR_MAX];
+	char me[ADDR_MAX], from[ADDR_MAX];
 	uint8_t rnd[8];
 	uint32_t uid;
 
-	identity_id(r, me);
-	if (ident == NULL || strcmp(ident, me) != 0)
+	if (ident == NULL || jmap_identity_email(r, ident, me, sizeof(me)) == NULL)
 		return jmap_set_error("invalidProperties", "identityId");
 	if (!jmap_email_parse(r, 'E', eid, &m, &uid) || (c = jmap_mbc_get(r, &set, m)) == NULL ||
 	    jmap_read_message(c, uid, &v, &msg) != 0) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "roost/aliases.h"
+#include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/relay.h"
@@ -34,6 +35,14 @@ config_with(const char *text)
 	free(cfg->smtp_aliases);
 	cfg->smtp_aliases = xstrdup(path);
 	return cfg;
+}
+
+static void
+collect(const char *address, void *arg)
+{
+	struct buf *b = arg;
+
+	buf_printf(b, "%s;", address);
 }
 
 static int
@@ -101,6 +110,29 @@ START_TEST(parse_and_lookup)
 	ck_assert(relay_sender_allowed(cfg, a, "alice@example.org", "postmaster@example.org"));
 	ck_assert(!relay_sender_allowed(cfg, NULL, "alice@example.org", "postmaster@example.org"));
 	free(t);
+
+	/* The addresses a user may send as: a local-part key in each local
+	 * domain, except where a whole-address key of that domain wins. */
+	{
+		struct buf b = BUF_INIT(0);
+
+		aliases_sender_addresses(a, cfg, "alice@example.org", collect, &b);
+		ck_assert_str_eq(buf_cstr(&b), "postmaster@example.org;postmaster@example.net;"
+		                               "team@example.org;");
+		buf_reset(&b);
+		aliases_sender_addresses(a, cfg, "dave", collect, &b);
+		ck_assert_str_eq(buf_cstr(&b), "team@example.net;");
+		buf_reset(&b);
+		/* a target in another domain is a user of that name too */
+		aliases_sender_addresses(a, cfg, "carol@x.test", collect, &b);
+		ck_assert_str_eq(buf_cstr(&b), "team@example.org;");
+		ck_assert(aliases_sender_allowed(a, cfg, "carol@x.test", "team@example.org"));
+		buf_reset(&b);
+		aliases_sender_addresses(a, cfg, "nobody@example.org", collect, &b);
+		aliases_sender_addresses(NULL, cfg, "alice@example.org", collect, &b);
+		ck_assert_uint_eq(b.len, 0);
+		buf_free(&b);
+	}
 	aliases_free(&a);
 	ck_assert_ptr_null(a);
 	aliases_free(&a);

@@ -283,6 +283,100 @@ jmap_blob_fetch(struct jmap_req *r, const char *id, struct buf *out)
 	return rc;
 }
 
+/* Does the account have blob id? Read as jmap_blob_fetch() would, without
+ * copying the bytes. */
+static bool
+blob_exists(struct jmap_req *r, const char *id)
+{
+	char eid[JMAP_ID_LEN + 1], part[64], dir[4096], path[4200];
+	const struct jmap_mbox *m;
+	struct mailbox *mb = NULL;
+	struct msg_view v = {0};
+	struct stat sb;
+	uint32_t uid;
+	bool found = false;
+
+	if (id[0] == 'U') {
+		if (!valid_upload_id(id))
+			return false;
+		account_dir(r->s, dir, sizeof(dir));
+		snprintf(path, sizeof(path), "%s/%s", dir, id);
+		return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+	}
+	if (id[0] == 'B') {
+		if (strlen(id) != JMAP_ID_LEN)
+			return false;
+		memcpy(eid, id, sizeof(eid));
+		eid[0] = 'E';
+		return jmap_email_parse(r, 'E', eid, &m, &uid);
+	}
+	if (!split_part_id(id, eid, part) || !jmap_email_parse(r, 'E', eid, &m, &uid))
+		return false;
+	if (mailbox_open(r->store, r->user, m->name, MAILBOX_READONLY, &mb) != 0)
+		return false;
+	if (mailbox_read(mb, uid, &v) == 0) {
+		struct message *msg;
+
+		if (message_parse(v.data, v.len, NULL, &msg) == 0) {
+			found = jmap_msg_find_part(msg, part) != NULL;
+			message_free(&msg);
+		}
+	}
+	msg_view_release(&v);
+	mailbox_close(&mb);
+	return found;
+}
+
+/*
+ * Blob/copy (RFC 8620 6.3). A user has one account here, and a blob of it
+ * is already in it: copying names the same blob in the account, once it
+ * is found. From any other account: fromAccountNotFound.
+ */
+void
+jmap_blob_copy(struct jmap_req *r, json_t *args, const char *tag)
+{
+	const char *from = json_string_value(json_object_get(args, "fromAccountId"));
+	json_t *ids = json_object_get(args, "blobIds"), *copied, *not_copied, *v;
+	size_t i;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (from == NULL || strcmp(from, r->account) != 0) {
+		jmap_error(r, "fromAccountNotFound", NULL, tag);
+		return;
+	}
+	if (!json_is_array(ids)) {
+		jmap_error(r, "invalidArguments", "blobIds", tag);
+		return;
+	}
+	if (json_array_size(ids) > JMAP_MAX_OBJECTS_SET) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
+		return;
+	}
+	if (!jmap_check_ids(r, ids, tag))
+		return;
+	copied = json_object();
+	not_copied = json_object();
+	json_array_foreach(ids, i, v)
+	{
+		const char *id = json_string_value(v);
+
+		if (blob_exists(r, id))
+			json_object_set(copied, id, v);
+		else
+			json_object_set_new(not_copied, id, jmap_set_error("blobNotFound", NULL));
+	}
+	jmap_reply(r, "Blob/copy",
+	           json_pack("{sssssoso}", "fromAccountId", from, "accountId", r->account, "copied",
+	                     json_object_size(copied) > 0 ? copied : json_null(), "notCopied",
+	                     json_object_size(not_copied) > 0 ? not_copied : json_null()),
+	           tag);
+	if (json_object_size(copied) == 0)
+		json_decref(copied);
+	if (json_object_size(not_copied) == 0)
+		json_decref(not_copied);
+}
+
 /* A media type safe to echo: "type/subtype" of token characters. */
 static bool
 safe_type(const char *t)

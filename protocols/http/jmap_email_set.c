@@ -650,13 +650,25 @@ out:
 	buf_free(&st);
 }
 
+/* An RFC 5322 message starts with a header field ("name:"), whatever its
+ * body: anything else (an empty blob, a picture) is not an Email. */
+static bool
+looks_like_message(const uint8_t *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && i < 998 && p[i] > 32 && p[i] < 127 && p[i] != ':')
+		i++;
+	return i > 0 && i < len && p[i] == ':';
+}
+
 void
 jmap_email_import(struct jmap_req *r, json_t *args, const char *tag)
 {
 	json_t *emails = json_object_get(args, "emails"), *created = json_object();
 	json_t *not_created = json_object(), *v;
 	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
-	const char *key;
+	const char *key, *if_in = json_string_value(json_object_get(args, "ifInState"));
 
 	if (!jmap_check_account(r, args, tag))
 		goto out;
@@ -669,6 +681,10 @@ jmap_email_import(struct jmap_req *r, json_t *args, const char *tag)
 		goto out;
 	}
 	jmap_state(r, &old);
+	if (if_in != NULL && strcmp(if_in, (char *)old.data) != 0) {
+		jmap_error(r, "stateMismatch", NULL, tag);
+		goto out;
+	}
 	json_object_foreach(emails, key, v)
 	{
 		struct buf data = BUF_INIT(r->s->svc->cfg->max_message_size);
@@ -679,6 +695,7 @@ jmap_email_import(struct jmap_req *r, json_t *args, const char *tag)
 		struct kwset k;
 		int64_t when = 0;
 		json_t *err = NULL, *o = NULL;
+		int rc;
 
 		if ((m = single_mailbox(r, json_object_get(v, "mailboxIds"), &why)) == NULL)
 			err = jmap_set_error("invalidProperties", why);
@@ -686,8 +703,13 @@ jmap_email_import(struct jmap_req *r, json_t *args, const char *tag)
 			err = jmap_set_error("invalidProperties", "keywords");
 		else if (recv != NULL && jmap_parse_date(recv, &when) != 0)
 			err = jmap_set_error("invalidProperties", "receivedAt");
-		else if (blob == NULL || jmap_blob_fetch(r, blob, &data) != 0)
-			err = jmap_set_error("blobNotFound", NULL);
+		else if (blob == NULL)
+			err = jmap_set_error("invalidProperties", "blobId");
+		else if ((rc = jmap_blob_fetch(r, blob, &data)) != 0)
+			err = rc == ROOST_ETOOBIG ? jmap_set_error("tooLarge", NULL)
+			                          : jmap_set_error("blobNotFound", NULL);
+		else if (!looks_like_message(data.data, data.len))
+			err = jmap_set_error("invalidEmail", "no header field first");
 		else
 			o = store_new(r, m, data.data, data.len, &k, when, &err);
 		if (o != NULL) {

@@ -216,6 +216,7 @@ int jmap_blob_fetch(struct jmap_req *r, const char *id, struct buf *out);
 
 /* ---- methods ---- */
 
+void jmap_blob_copy(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag);

@@ -10,6 +10,10 @@ user's INBOX (over LMTP). Then:
               on one JMAP request: Email/query (newest 50 of INBOX) with
               Email/get of those ids by back-reference (from, subject,
               receivedAt, preview, keywords): requests/s and ms per request
+  threads     the same with a conversation view: Email/query with
+              collapseThreads (newest 50), Email/get of their threadId and
+              Thread/get of those by back-reference (which reads the header of
+              every message of the account: nothing is stored for threads)
   imap fetch  the same work over IMAP for comparison: UID SEARCH ALL, then
               UID FETCH of the 50 newest (ENVELOPE FLAGS INTERNALDATE
               BODY.PEEK[TEXT]<0.256>), same clients and time
@@ -45,8 +49,11 @@ USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 
 def message(i):
     body = ("Line %d of a benchmark message with some text in it.\r\n" % i) * 36
+    # every fourth message replies to the one before it: threads of 1 to 4
+    refs = "References: <b%d@example.net>\r\n" % (i - i % 4) if i % 4 else ""
     return ("From: Sender %d <s%d@example.net>\r\nTo: %s\r\nSubject: benchmark %d\r\n"
-            "Message-ID: <b%d@example.net>\r\n\r\n%s" % (i, i, USER, i, i, body)).encode()
+            "Message-ID: <b%d@example.net>\r\n%s\r\n%s"
+            % (i, i, USER, i, i, refs, body)).encode()
 
 
 def fill(srv, n):
@@ -55,16 +62,29 @@ def fill(srv, n):
             l.sendmail("s@example.net", [USER], message(i))
 
 
-def jmap_worker(port, auth, acc, stop, lat):
+QUERY_GET = [
+    ["Email/query", {"filter": {"inMailbox": None},
+                     "sort": [{"property": "receivedAt", "isAscending": False}],
+                     "limit": 50}, "q"],
+    ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                   "properties": ["from", "subject", "receivedAt", "preview", "keywords"]},
+     "g"]]
+
+THREADS = [
+    ["Email/query", {"filter": {"inMailbox": None}, "collapseThreads": True,
+                     "sort": [{"property": "receivedAt", "isAscending": False}],
+                     "limit": 50}, "q"],
+    ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                   "properties": ["threadId"]}, "g"],
+    ["Thread/get", {"#ids": {"resultOf": "g", "name": "Email/get",
+                             "path": "/list/*/threadId"}}, "t"]]
+
+
+def jmap_worker(port, auth, acc, calls, stop, lat):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    req = json.dumps({"using": USING, "methodCalls": [
-        ["Email/query", {"accountId": acc, "filter": {"inMailbox": None},
-                         "sort": [{"property": "receivedAt", "isAscending": False}],
-                         "limit": 50}, "q"],
-        ["Email/get", {"accountId": acc, "#ids": {"resultOf": "q", "name": "Email/query",
-                                                  "path": "/ids"},
-                       "properties": ["from", "subject", "receivedAt", "preview", "keywords"]},
-         "g"]]})
+    for call in calls:
+        call[1]["accountId"] = acc
+    req = json.dumps({"using": USING, "methodCalls": calls})
     inbox = None
     while not stop.is_set():
         if inbox is None:
@@ -78,7 +98,7 @@ def jmap_worker(port, auth, acc, stop, lat):
                                               "Content-Type": "application/json"})
         out = c.getresponse().read()
         lat.append(time.perf_counter() - t)
-        assert b'"Email/get"' in out
+        assert b'"error"' not in out and b'"Email/get"' in out
     c.close()
 
 
@@ -172,7 +192,7 @@ def main():
     ap.add_argument("--backends", default="lmdb,maildir")
     a = ap.parse_args()
     auth = "Basic " + base64.b64encode(("%s:%s" % (USER, PASS)).encode()).decode()
-    print("backend   jmap q+get/s  ms/req   imap search+fetch/s  ms/req   "
+    print("backend   jmap q+get/s  ms/req   threads/s  ms/req   imap search+fetch/s  ms/req   "
           "push ms (p50/p95)   idle ms (p50/p95)")
     for backend in a.backends.split(","):
         srv = roosttest.RoostServer(backend=backend, users={USER: PASS},
@@ -187,11 +207,14 @@ def main():
             acc = json.loads(c.getresponse().read())["primaryAccounts"][
                 "urn:ietf:params:jmap:mail"]
             c.close()
-            jr, jl = throughput(jmap_worker, (srv.port("http"), auth, acc), a.clients, a.seconds)
+            jr, jl = throughput(jmap_worker, (srv.port("http"), auth, acc, QUERY_GET),
+                                a.clients, a.seconds)
+            tr, tl = throughput(jmap_worker, (srv.port("http"), auth, acc, THREADS),
+                                a.clients, a.seconds)
             ir, il = throughput(imap_worker, (srv.port("imap"),), a.clients, a.seconds)
             p = push_latency(srv, auth, a.rounds)
-            print("%-9s %12.1f %7.1f   %19.1f %7.1f   %8.1f / %-8.1f %8.1f / %-8.1f" %
-                  (backend, jr, jl, ir, il, p[0], p[1], p[2], p[3]))
+            print("%-9s %12.1f %7.1f   %9.1f %7.1f   %19.1f %7.1f   %8.1f / %-8.1f "
+                  "%8.1f / %-8.1f" % (backend, jr, jl, tr, tl, ir, il, p[0], p[1], p[2], p[3]))
         finally:
             srv.stop()
 

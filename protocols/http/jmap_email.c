@@ -73,7 +73,8 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 		json_object_set_new(o, "blobId", json_string(id));
 	}
 	if (prop_wanted(props, "threadId")) {
-		jmap_email_id('T', thread != 0 ? thread : jmap_thread_read(c->mb, rec), id);
+		jmap_email_id('T', thread != 0 ? thread : jmap_thread_read(r, c->m, c->mb, rec),
+		              id);
 		json_object_set_new(o, "threadId", json_string(id));
 	}
 	if (prop_wanted(props, "mailboxIds"))

@@ -40,21 +40,21 @@ id_pos_cmp(const void *pa, const void *pb)
 	return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
-static uint64_t cand_thread(struct cand *k);
+static uint64_t cand_thread(struct jmap_req *r, struct cand *k);
 
 /* An Email in several mailboxes (an IMAP COPY keeps the EMAILID) is one
  * result, where it first sorts; with threads collapsed, so is a thread:
  * drop the later ones from sel[0..n), keeping the order. Returns the new
  * count. */
 static size_t
-unique_emails(struct cand **sel, size_t n, bool by_thread)
+unique_emails(struct jmap_req *r, struct cand **sel, size_t n, bool by_thread)
 {
 	struct id_pos *v = xreallocarray(NULL, n + 1, sizeof(*v));
 	bool *drop = xcalloc(n + 1, sizeof(*drop)), any = false;
 	size_t k = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		v[i].emailid = by_thread ? cand_thread(sel[i]) : sel[i]->rec->emailid;
+		v[i].emailid = by_thread ? cand_thread(r, sel[i]) : sel[i]->rec->emailid;
 		v[i].pos = i;
 	}
 	qsort(v, n, sizeof(*v), id_pos_cmp);
@@ -86,12 +86,12 @@ cand_msg(struct cand *k)
 }
 
 static uint64_t
-cand_thread(struct cand *k)
+cand_thread(struct jmap_req *r, struct cand *k)
 {
 	if (k->thread == 0)
 		k->thread = k->msg != NULL
 		                ? message_thread_id(k->view.data, k->view.len, k->rec->emailid)
-		                : jmap_thread_read(k->c->mb, k->rec);
+		                : jmap_thread_read(r, k->c->m, k->c->mb, k->rec);
 	return k->thread;
 }
 
@@ -134,7 +134,7 @@ static bool
 thread_keyword(struct jmap_req *r, struct cand *k, const char *kw, enum thread_kw mode)
 {
 	const struct jmap_tloc *first;
-	size_t n = jmap_thread_members(r, cand_thread(k), &first), hits = 0;
+	size_t n = jmap_thread_members(r, cand_thread(r, k), &first), hits = 0;
 
 	if (n == 0) {
 		/* arrived after the index was read: a thread of its own */
@@ -514,9 +514,9 @@ query_run(struct jmap_req *r, json_t *args, const char *tag, struct query_run *q
 	sort_ctx = &sc;
 	qsort(q->sel, q->n_sel, sizeof(*q->sel), cmp_cand);
 	sort_ctx = NULL;
-	q->n_sel = unique_emails(q->sel, q->n_sel, false);
+	q->n_sel = unique_emails(r, q->sel, q->n_sel, false);
 	if (collapse)
-		q->n_sel = unique_emails(q->sel, q->n_sel, true);
+		q->n_sel = unique_emails(r, q->sel, q->n_sel, true);
 	return true;
 }
 

@@ -192,8 +192,10 @@ struct jmap_tloc {
 	uint32_t uid;
 };
 
-/* The THREADID of rec in the open mailbox mb (reads its header). */
-uint64_t jmap_thread_read(struct mailbox *mb, const struct msg_record *rec);
+/* The THREADID of rec in m, open as mb (reads its header unless cached).
+ * Any thread. */
+uint64_t jmap_thread_read(struct jmap_req *r, const struct jmap_mbox *m, struct mailbox *mb,
+                          const struct msg_record *rec);
 /* The THREADID of uid (EMAILID emailid) in m, opening m. */
 uint64_t jmap_thread_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid,
                         uint64_t emailid);

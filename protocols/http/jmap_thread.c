@@ -4,19 +4,22 @@
  * of the root its header names), so JMAP and IMAP agree on what a thread
  * is and nothing is stored for it.
  *
- * The cost of computing: a thread's members are found by reading the
- * header of every message of the account once per request that asks
- * (Thread/get, Thread/changes, the thread keyword filters); an Email's own
- * threadId reads only that message. Storage keeps no thread index, so this
- * is what an id derived from the header takes; the index lives for one
- * request and is dropped with the mailbox list after a change.
+ * The cost of computing: a thread's members are found from the THREADID
+ * of every message of the account, once per request that asks (Thread/get,
+ * Thread/changes, the thread keyword filters); an Email's own threadId
+ * needs only that message. Storage keeps no thread index: each THREADID is
+ * read from the message's header once and then kept in a bounded cache of
+ * the process (below); the index lives for one request and is dropped with
+ * the mailbox list after a change.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "roost/error.h"
+#include "roost/hash.h"
 #include "roost/message.h"
 #include "roost/xalloc.h"
 
@@ -28,35 +31,96 @@ struct jmap_tmap {
 	uint64_t threadid;
 };
 
-uint64_t
-jmap_thread_read(struct mailbox *mb, const struct msg_record *rec)
-{
-	struct msg_view v;
-	uint64_t t;
+/*
+ * The THREADIDs read, kept across requests: a message's bytes never change
+ * under one UIDVALIDITY and UID, so neither does its THREADID, and a
+ * request that needs the threads of the account reads only the messages
+ * new since. Direct-mapped (a colliding entry replaces the old one), a
+ * bounded cache of TCACHE_SIZE entries.
+ *
+ * Lock: tcache_mu guards tcache; held for one lookup or one store, never
+ * across a read of a message.
+ */
+#define TCACHE_SIZE (1u << 17) /* 4 MiB */
 
-	/* an unreadable message (expunged meanwhile) is a thread of its own */
+struct tcache_ent {
+	uint64_t user;    /* hash of the user's name */
+	uint64_t mailbox; /* digest of its MAILBOXID */
+	uint32_t uidvalidity, uid;
+	uint64_t threadid; /* 0: empty */
+};
+
+static pthread_mutex_t tcache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct tcache_ent *tcache; /* guarded by tcache_mu */
+
+static size_t
+tcache_slot(const struct tcache_ent *k)
+{
+	uint64_t h = k->user ^ (k->mailbox * 0x9e3779b97f4a7c15ULL) ^
+	             ((uint64_t)k->uidvalidity << 32 | k->uid) * 0xc2b2ae3d27d4eb4fULL;
+
+	return (size_t)((h ^ h >> 29) & (TCACHE_SIZE - 1));
+}
+
+static uint64_t
+tcache_get(const struct tcache_ent *k)
+{
+	uint64_t t = 0;
+
+	pthread_mutex_lock(&tcache_mu);
+	if (tcache != NULL) {
+		const struct tcache_ent *e = &tcache[tcache_slot(k)];
+
+		if (e->threadid != 0 && e->user == k->user && e->mailbox == k->mailbox &&
+		    e->uidvalidity == k->uidvalidity && e->uid == k->uid)
+			t = e->threadid;
+	}
+	pthread_mutex_unlock(&tcache_mu);
+	return t;
+}
+
+static void
+tcache_put(const struct tcache_ent *k)
+{
+	pthread_mutex_lock(&tcache_mu);
+	if (tcache == NULL)
+		tcache = xcalloc(TCACHE_SIZE, sizeof(*tcache));
+	tcache[tcache_slot(k)] = *k;
+	pthread_mutex_unlock(&tcache_mu);
+}
+
+uint64_t
+jmap_thread_read(struct jmap_req *r, const struct jmap_mbox *m, struct mailbox *mb,
+                 const struct msg_record *rec)
+{
+	struct tcache_ent k = {.user = hash_str64(r->user),
+	                       .mailbox = m->digest,
+	                       .uidvalidity = m->st.uidvalidity,
+	                       .uid = rec->uid};
+	struct msg_view v;
+
+	if ((k.threadid = tcache_get(&k)) != 0)
+		return k.threadid;
+	/* an unreadable message (expunged meanwhile) is a thread of its own,
+	 * and not worth remembering */
 	if (mailbox_read(mb, rec->uid, &v) != 0)
 		return message_thread_id(NULL, 0, rec->emailid);
-	t = message_thread_id(v.data, v.len, rec->emailid);
+	k.threadid = message_thread_id(v.data, v.len, rec->emailid);
 	msg_view_release(&v);
-	return t;
+	tcache_put(&k);
+	return k.threadid;
 }
 
 uint64_t
 jmap_thread_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid, uint64_t emailid)
 {
 	struct mailbox *mb = NULL;
-	struct msg_view v;
+	struct msg_record rec = {.uid = uid, .emailid = emailid};
 	uint64_t t;
 
 	if (mailbox_open(r->store, r->user, m->name, MAILBOX_READONLY, &mb) != 0)
 		return message_thread_id(NULL, 0, emailid);
-	if (mailbox_read(mb, uid, &v) != 0) {
-		t = message_thread_id(NULL, 0, emailid);
-	} else {
-		t = message_thread_id(v.data, v.len, emailid);
-		msg_view_release(&v);
-	}
+	t = jmap_thread_read(r, m, mb, &rec);
 	mailbox_close(&mb);
 	return t;
 }
@@ -123,7 +187,7 @@ jmap_threads_load(struct jmap_req *r)
 			for (size_t j = 0; j < n; j++) {
 				struct jmap_tloc *t = &r->tlocs[r->n_tlocs++];
 
-				t->threadid = jmap_thread_read(mb, &recs[j]);
+				t->threadid = jmap_thread_read(r, &r->mboxes[i], mb, &recs[j]);
 				t->emailid = recs[j].emailid;
 				t->date = recs[j].internal_date;
 				t->mbox = (uint32_t)i;

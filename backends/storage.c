@@ -296,7 +296,7 @@ storage_rename(struct storage *st, const char *user, const char *from, const cha
 	if (!storage_name_is_inbox(cfrom) && (rc = children_renamable(st, user, cfrom, cto)) != 0)
 		return rc;
 	if ((rc = st->ops->rename(st, user, cfrom, cto)) == 0)
-		storage_notify(st, user, NULL);
+		storage_notify_rename(st, user, cfrom, cto);
 	return rc;
 }
 
@@ -310,7 +310,9 @@ storage_subscribe(struct storage *st, const char *user, const char *name, bool s
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
-	return st->ops->subscribe(st, user, canon, subscribe);
+	if ((rc = st->ops->subscribe(st, user, canon, subscribe)) == 0)
+		storage_notify(st, user, canon); /* NOTIFY's SubscriptionChange */
+	return rc;
 }
 
 int

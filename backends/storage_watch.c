@@ -49,8 +49,9 @@ struct storage_watch {
 	struct notify_stamp seen; /* the notify file as last seen (polling mode) */
 	uint64_t uhash;
 	char *user;
-	char *mailbox;
+	char *mailbox; /* NULL: a user watch (storage_watch_user()), ucb set */
 	storage_watch_fn *cb;
+	storage_watch_user_fn *ucb;
 	void *arg;
 };
 
@@ -76,8 +77,21 @@ storage_user_hash(const char *user)
 	return hash_str64(user);
 }
 
+/* Run w's callback: a user watch learns the mailbox (NULL: unknown). */
 static void
-wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const char *mailbox)
+fire(struct storage_watch *w, const char *mailbox, const char *old_name)
+{
+	if (w->mailbox == NULL)
+		w->ucb(w->arg, mailbox, old_name);
+	else
+		w->cb(w->arg);
+}
+
+/* old_name != NULL: mailbox was old_name until now, and its children moved
+ * with it, so every mailbox watch of the user is woken. */
+static void
+wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const char *mailbox,
+            const char *old_name)
 {
 	for (struct storage_watch *w = reg->buckets[uhash % WATCH_BUCKETS]; w != NULL;
 	     w = w->next) {
@@ -85,9 +99,10 @@ wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const 
 			continue;
 		if (user != NULL && strcmp(w->user, user) != 0)
 			continue;
-		if (mailbox != NULL && strcmp(w->mailbox, mailbox) != 0)
+		if (w->mailbox != NULL && mailbox != NULL && old_name == NULL &&
+		    strcmp(w->mailbox, mailbox) != 0)
 			continue;
-		w->cb(w->arg);
+		fire(w, user != NULL ? mailbox : NULL, old_name);
 	}
 }
 
@@ -96,7 +111,7 @@ wake_all_locked(struct watch_registry *reg)
 {
 	for (size_t b = 0; b < WATCH_BUCKETS; b++) {
 		for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next)
-			w->cb(w->arg);
+			fire(w, NULL, NULL);
 	}
 }
 
@@ -145,7 +160,7 @@ notify_thread(void *arg)
 				errno = 0;
 				h = strtoull(ev->name, &end, 16);
 				if (errno == 0 && *end == '\0' && end != ev->name)
-					wake_locked(reg, h, NULL, NULL);
+					wake_locked(reg, h, NULL, NULL, NULL);
 			}
 			p += sizeof(*ev) + ev->len;
 		}
@@ -213,7 +228,7 @@ poll_thread(void *arg)
 				}
 				if (!stamp_eq(&last_t, &w->seen)) {
 					w->seen = last_t;
-					w->cb(w->arg);
+					fire(w, NULL, NULL);
 				}
 			}
 		}
@@ -297,7 +312,8 @@ storage_watch_registry_free(struct watch_registry **regp)
 			next = w->next;
 			log_warn("event=notify_error user=%s mailbox=%s error=\"watch still "
 			         "registered at close\"",
-			         LOG_QUOTE(w->user), LOG_QUOTE(w->mailbox));
+			         LOG_QUOTE(w->user),
+			         LOG_QUOTE(w->mailbox != NULL ? w->mailbox : "*"));
 			free(w->user);
 			free(w->mailbox);
 			free(w);
@@ -313,7 +329,7 @@ void
 storage_notify_here(struct watch_registry *reg, uint64_t h, const char *user, const char *mailbox)
 {
 	pthread_mutex_lock(&reg->lock);
-	wake_locked(reg, h, user, mailbox);
+	wake_locked(reg, h, user, mailbox, NULL);
 	pthread_mutex_unlock(&reg->lock);
 }
 
@@ -354,6 +370,20 @@ storage_notify(struct storage *st, const char *user, const char *mailbox)
 }
 
 void
+storage_notify_rename(struct storage *st, const char *user, const char *from, const char *to)
+{
+	struct watch_registry *reg = st->watches;
+	uint64_t h = storage_user_hash(user);
+
+	if (reg == NULL)
+		return;
+	pthread_mutex_lock(&reg->lock);
+	wake_locked(reg, h, user, to, from);
+	pthread_mutex_unlock(&reg->lock);
+	storage_notify_others(reg, h);
+}
+
+void
 storage_wake(struct storage *st, const char *user, const char *mailbox)
 {
 	struct watch_registry *reg = st->watches;
@@ -367,6 +397,18 @@ storage_wake(struct storage *st, const char *user, const char *mailbox)
 		return;
 	}
 	storage_notify_here(reg, storage_user_hash(user), user, mailbox);
+}
+
+static void
+watch_add(struct storage *st, struct storage_watch *w)
+{
+	w->reg = st->watches;
+	if (w->reg->ifd < 0)
+		w->seen = notify_stat(w->reg, w->uhash);
+	pthread_mutex_lock(&w->reg->lock);
+	w->next = w->reg->buckets[w->uhash % WATCH_BUCKETS];
+	w->reg->buckets[w->uhash % WATCH_BUCKETS] = w;
+	pthread_mutex_unlock(&w->reg->lock);
 }
 
 int
@@ -390,18 +432,30 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
 		return rc;
 	}
 	w = xcalloc(1, sizeof(*w));
-	w->reg = st->watches;
 	w->uhash = storage_user_hash(user);
 	w->user = xstrdup(user);
 	w->mailbox = xstrdup(canon);
 	w->cb = cb;
 	w->arg = arg;
-	if (w->reg->ifd < 0)
-		w->seen = notify_stat(w->reg, w->uhash);
-	pthread_mutex_lock(&w->reg->lock);
-	w->next = w->reg->buckets[w->uhash % WATCH_BUCKETS];
-	w->reg->buckets[w->uhash % WATCH_BUCKETS] = w;
-	pthread_mutex_unlock(&w->reg->lock);
+	watch_add(st, w);
+	*watch_r = w;
+	return 0;
+}
+
+int
+storage_watch_user(struct storage *st, const char *user, storage_watch_user_fn *cb, void *arg,
+                   struct storage_watch **watch_r)
+{
+	struct storage_watch *w;
+
+	if (!storage_user_valid(user) || cb == NULL)
+		return ROOST_EINVAL;
+	w = xcalloc(1, sizeof(*w));
+	w->uhash = storage_user_hash(user);
+	w->user = xstrdup(user);
+	w->ucb = cb;
+	w->arg = arg;
+	watch_add(st, w);
 	*watch_r = w;
 	return 0;
 }

@@ -434,11 +434,13 @@ t_subscribe(struct pg_txn *t, void *arg)
 		return rc;
 	pg_p_int(&p, uid);
 	pg_p_str(&p, a->name);
-	return pg_exec(t,
-	               a->on ? "INSERT INTO subscriptions (user_id, name) VALUES ($1, $2) ON "
-	                       "CONFLICT DO NOTHING"
-	                     : "DELETE FROM subscriptions WHERE user_id = $1 AND name = $2",
-	               &p, false, NULL);
+	rc = pg_exec(t,
+	             a->on ? "INSERT INTO subscriptions (user_id, name) VALUES ($1, $2) ON "
+	                     "CONFLICT DO NOTHING"
+	                   : "DELETE FROM subscriptions WHERE user_id = $1 AND name = $2",
+	             &p, false, NULL);
+	/* Other nodes' NOTIFY sessions learn of it (SubscriptionChange). */
+	return rc == 0 ? pg_notify(t, a->user, a->name) : rc;
 }
 
 int

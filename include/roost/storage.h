@@ -546,6 +546,20 @@ typedef void storage_watch_fn(void *arg);
 struct storage_watch;
 int storage_watch(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
                   void *arg, struct storage_watch **watch_r);
+/*
+ * A watch on every mailbox of user (IMAP NOTIFY, RFC 5465): cb(arg,
+ * mailbox, old_name) runs as a storage_watch_fn does after any change to
+ * one of them: messages, flags, creation, deletion, (un)subscription.
+ * mailbox names the one that changed, or is NULL when that is not known
+ * (another process or node changed something of the user, or changes may
+ * have been missed): then the receiver must look at everything. After a
+ * rename made here, mailbox is the new name and old_name the old one (the
+ * children moved along); else old_name is NULL. Both strings are valid
+ * only during the call. Removed with storage_unwatch().
+ */
+typedef void storage_watch_user_fn(void *arg, const char *mailbox, const char *old_name);
+int storage_watch_user(struct storage *st, const char *user, storage_watch_user_fn *cb, void *arg,
+                       struct storage_watch **watch_r);
 /* After return, cb is not running and will not run again. */
 void storage_unwatch(struct storage_watch **watch);
 

@@ -175,6 +175,9 @@ extern const struct storage_ops storage_pgsql_ops;
  * Maildir); the wrapper calls it after every change made through it.
  */
 void storage_notify(struct storage *st, const char *user, const char *mailbox);
+/* As storage_notify(st, user, NULL) after a rename of from (and its
+ * children) to to: user watches learn both names. */
+void storage_notify_rename(struct storage *st, const char *user, const char *from, const char *to);
 
 /*
  * Wake the watchers of (user, mailbox) in this process only: for a backend

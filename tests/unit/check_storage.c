@@ -2278,6 +2278,72 @@ START_TEST(watch)
 }
 END_TEST
 
+/* What a user watch was told, as "name<old" lines (NOTIFY's channel). */
+static struct buf uevents = BUF_INIT(0);
+
+static void
+on_user_change(void *arg, const char *mailbox, const char *old_name)
+{
+	pthread_mutex_lock(&wlock);
+	buf_printf(&uevents, "%s<%s\n", mailbox != NULL ? mailbox : "*",
+	           old_name != NULL ? old_name : "");
+	pthread_mutex_unlock(&wlock);
+}
+
+/* Was line told (since the last call)? The told lines are then dropped:
+ * a backend may add its own (a Maildir sync), never leave one out. */
+static bool
+user_told(const char *line)
+{
+	bool found;
+
+	pthread_mutex_lock(&wlock);
+	buf_append_byte(&uevents, 0);
+	found = strstr((const char *)uevents.data, line) != NULL;
+	buf_reset(&uevents);
+	pthread_mutex_unlock(&wlock);
+	return found;
+}
+
+/*
+ * A user watch hears of every change to any of the user's mailboxes, with
+ * its name: messages, creation, (un)subscription, rename (with the old
+ * name), deletion; and nothing of another user's.
+ */
+START_TEST(watch_user)
+{
+	struct storage_watch *w;
+
+	setup_dir(_i);
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	ck_assert_int_eq(storage_user_init(st, "other@example.org"), 0);
+	ck_assert_int_eq(storage_watch_user(st, USER, on_user_change, NULL, &w), 0);
+	append_simple("INBOX", 1);
+	ck_assert(user_told("INBOX<\n"));
+	ck_assert_int_eq(storage_create(st, USER, "A", 0), 0);
+	ck_assert(user_told("A<\n"));
+	ck_assert_int_eq(storage_create(st, USER, "A/kid", 0), 0);
+	ck_assert(user_told("A/kid<\n"));
+	ck_assert_int_eq(storage_subscribe(st, USER, "A", true), 0);
+	ck_assert(user_told("A<\n"));
+	ck_assert_int_eq(storage_rename(st, USER, "A", "B"), 0);
+	ck_assert(user_told("B<A\n"));
+	ck_assert_int_eq(storage_subscribe(st, USER, "A", false), 0);
+	ck_assert(user_told("A<\n"));
+	ck_assert_int_eq(storage_delete(st, USER, "B/kid"), 0);
+	ck_assert(user_told("B/kid<\n"));
+	ck_assert_int_eq(storage_create(st, "other@example.org", "X", 0), 0);
+	ck_assert(!user_told("X<"));
+	storage_unwatch(&w);
+	ck_assert_ptr_null(w);
+	append_simple("INBOX", 2);
+	ck_assert(!user_told("INBOX<"));
+	buf_free(&uevents);
+	teardown_backend();
+}
+END_TEST
+
 /*
  * Where inotify is not to be had, other processes' changes are found by
  * polling the per-user notify files. A change made right after a session
@@ -3582,6 +3648,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, two_processes, 0, n_backends);
 	tcase_add_loop_test(tc, crash, 0, n_backends);
 	tcase_add_loop_test(tc, watch, 0, n_backends);
+	tcase_add_loop_test(tc, watch_user, 0, n_backends);
 	tcase_add_loop_test(tc, watch_polled, 0, n_backends);
 	tcase_add_loop_test(tc, grown_by_other_process, 0, n_backends);
 

@@ -64,7 +64,9 @@ cmd_idle(struct imap_cmd *cmd)
 {
 	struct imap_session *s = cmd->s;
 
-	if (s->state == IMAP_STATE_SELECTED && s->watch == NULL) {
+	/* With NOTIFY set, its watch wakes us and it decides what to send
+	 * (RFC 5465 4). */
+	if (s->state == IMAP_STATE_SELECTED && s->watch == NULL && s->notify == NULL) {
 		/* Watch first, then catch up: a change in between wakes us. */
 		int rc =
 		    storage_watch(s->sv->storage, s->user, s->view.name, watch_cb, s->c, &s->watch);
@@ -115,7 +117,9 @@ imap_idle_wake(struct imap_session *s, bool timer)
 {
 	if (!s->idling)
 		return;
-	if (s->state == IMAP_STATE_SELECTED)
+	if (s->notify != NULL)
+		imap_notify_wake(s);
+	else if (s->state == IMAP_STATE_SELECTED)
 		view_sync(s, true);
 	if (timer) {
 		double t = mono_now();

@@ -317,6 +317,9 @@ struct imap_session {
 	double idle_keepalive_at; /* monotonic seconds of the next keepalive */
 	struct storage_watch *watch;
 
+	/* NOTIFY (imap_notify.c): NULL until NOTIFY SET */
+	struct imap_notify *notify;
+
 	/* selected state */
 	struct imap_view view;
 
@@ -706,6 +709,77 @@ void imap_objectid_created(struct imap_cmd *cmd, const char *name);
 
 /* pv[0..len) (UTF-8, no CR or LF) as a quoted string or a literal. */
 void imap_preview_string(struct buf *out, const char *pv, size_t len);
+
+/* ---- imap_notify.c: NOTIFY (RFC 5465) ---- */
+
+enum notify_event_bit {
+	NEV_MESSAGE_NEW = 1 << 0,
+	NEV_MESSAGE_EXPUNGE = 1 << 1,
+	NEV_FLAG_CHANGE = 1 << 2,
+	NEV_MAILBOX_NAME = 1 << 3,
+	NEV_SUBSCRIPTION_CHANGE = 1 << 4,
+};
+
+enum notify_filter {
+	NF_SELECTED,
+	NF_SELECTED_DELAYED,
+	NF_INBOXES,
+	NF_PERSONAL,
+	NF_SUBSCRIBED,
+	NF_SUBTREE,
+	NF_MAILBOXES,
+};
+
+/* MessageNew's fetch attributes: what a message's record holds. */
+enum notify_fetch_bit {
+	NF_FETCH_UID = 1 << 0,
+	NF_FETCH_FLAGS = 1 << 1,
+	NF_FETCH_DATE = 1 << 2, /* INTERNALDATE */
+	NF_FETCH_MODSEQ = 1 << 3,
+	NF_FETCH_EMAILID = 1 << 4,
+};
+
+#define NOTIFY_MAX_GROUPS 64 /* event groups in one NOTIFY SET */
+
+struct notify_group {
+	enum notify_filter filter;
+	unsigned events; /* NEV_*; 0 for NONE */
+	char **names;    /* SUBTREE, MAILBOXES: storage names (heap) */
+	size_t n_names;
+};
+
+struct notify_spec {
+	bool none;        /* NOTIFY NONE */
+	bool status;      /* SET STATUS */
+	bool list_events; /* a group wants MailboxName/SubscriptionChange or is SUBSCRIBED */
+	unsigned fetch;   /* NF_FETCH_* for the selected group's MessageNew */
+	struct notify_group *groups;
+	size_t n_groups;
+};
+
+/*
+ * Parse NOTIFY's arguments args[0..n) into spec (heap; the caller frees it
+ * with imap_notify_spec_free() after a success). 0; ROOST_EINVAL (BAD,
+ * *err_r the reason); ROOST_ENOTSUP with *err_r NULL for an event Roost
+ * does not report (NO [BADEVENT]), or with *err_r set for a fetch
+ * attribute it cannot give (NO); ROOST_ETOOBIG past NOTIFY_MAX_MAILBOXES
+ * names (NO [NOTIFICATIONOVERFLOW]). Names are decoded as s spells them.
+ */
+int imap_notify_parse(const struct imap_session *s, const struct imap_arg *args, size_t n,
+                      struct notify_spec *spec, const char **err_r);
+void imap_notify_spec_free(struct notify_spec *spec);
+/* The BADEVENT list. */
+const char *imap_notify_events_supported(void);
+imap_cmd_fn cmd_notify;
+/* [worker, no command running] Report what changed since the last call. */
+void imap_notify_wake(struct imap_session *s);
+/* NOTIFY NONE: drop the watch and the snapshot (logout, UNAUTHENTICATE). */
+void imap_notify_stop(struct imap_session *s);
+/* Does NOTIFY ask for events of the selected mailbox? *delayed_r: through
+ * SELECTED-DELAYED (expunges wait for a command that allows them). */
+bool imap_notify_selected_events(const struct imap_session *s, bool *delayed_r);
+/* After the EXISTS for view indexes [from, n): MessageNew's FETCH. */
+void imap_notify_new_messages(struct imap_session *s, size_t from);
 
 /* ---- imap_metadata.c: METADATA, METADATA-SERVER (RFC 5464) ---- */
 void cmd_getmetadata(struct imap_cmd *cmd);

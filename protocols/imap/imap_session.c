@@ -290,6 +290,7 @@ imap_capability_string(struct imap_session *s, struct buf *out)
 		}
 	} else {
 		buf_append_str(out, " COMPRESS=DEFLATE UTF8=ACCEPT UNAUTHENTICATE REPLACE");
+		buf_append_str(out, " NOTIFY"); /* RFC 5465, imap_notify.c */
 	}
 }
 
@@ -440,6 +441,7 @@ static const struct imap_cmd_def commands[] = {
     {{"LISTRIGHTS", IMAP_AUTHED, 0}, NULL, cmd_listrights},
     {{"MYRIGHTS", IMAP_AUTHED, 0}, NULL, cmd_myrights},
     {{"IDLE", IMAP_AUTHED, 0}, check_no_args, cmd_idle},
+    {{"NOTIFY", IMAP_AUTHED, 0}, NULL, cmd_notify},
     {{"GENURLAUTH", IMAP_AUTHED, 0}, NULL, cmd_genurlauth},
     {{"RESETKEY", IMAP_AUTHED, 0}, NULL, cmd_resetkey},
     {{"URLFETCH", IMAP_AUTHED, 0}, NULL, cmd_urlfetch},
@@ -512,6 +514,7 @@ imap_session_free(void *session)
 	if (s == NULL)
 		return;
 	imap_idle_stop(s);
+	imap_notify_stop(s);
 	cmd_free(&s->cont);
 	if (s->view.mb != NULL)
 		view_close(s);
@@ -691,6 +694,8 @@ imap_on_wake(struct conn *c, void *session, enum wake_reason why)
 
 	if (s->idling)
 		imap_idle_wake(s, why == WAKE_TIMER);
+	else if (why == WAKE_NOTIFY && s->state != IMAP_STATE_LOGOUT)
+		imap_notify_wake(s); /* RFC 5465: between commands too */
 }
 
 static void

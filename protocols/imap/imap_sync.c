@@ -357,6 +357,7 @@ view_sync(struct imap_session *s, bool allow_expunge)
 
 	uint32_t last_uid = v->n > 0 ? v->msgs[v->n - 1].rec.uid : 0;
 	bool have_new = false;
+	size_t n_new = 0;
 	struct buf b = BUF_INIT(0);
 	for (size_t i = 0; i < ch.n_changed; i++) {
 		const struct msg_record *r = &ch.changed[i];
@@ -379,6 +380,9 @@ view_sync(struct imap_session *s, bool allow_expunge)
 				imap_untagged(s, "%zd FETCH (UID %u FLAGS %s MODSEQ (%llu))", k + 1,
 				              m->rec.uid, buf_cstr(&b),
 				              (unsigned long long)m->rec.modseq);
+			else if (s->notify != NULL) /* RFC 5465 5.1: with UID */
+				imap_untagged(s, "%zd FETCH (UID %u FLAGS %s)", k + 1, m->rec.uid,
+				              buf_cstr(&b));
 			else
 				imap_untagged(s, "%zd FETCH (FLAGS %s)", k + 1, buf_cstr(&b));
 		}
@@ -396,6 +400,7 @@ view_sync(struct imap_session *s, bool allow_expunge)
 				                     in_claim(r->uid, lo, hi));
 				view_push(v, r, recent);
 				last_uid = r->uid;
+				n_new++;
 			}
 		}
 	}
@@ -418,6 +423,8 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		imap_untagged(s, "%zu EXISTS", v->n);
 		if (!s->rev2) /* RFC 9051 has no RECENT response */
 			imap_untagged(s, "%zu RECENT", recent);
+		if (s->notify != NULL)
+			imap_notify_new_messages(s, v->n - n_new);
 	}
 	if (changed && v->contexts != NULL)
 		context_update(s);

@@ -22,6 +22,7 @@ cmd_unauthenticate(struct imap_cmd *cmd)
 	if (s->state == IMAP_STATE_SELECTED)
 		view_close(s); /* no expunge, as UNSELECT */
 	imap_idle_stop(s);
+	imap_notify_stop(s);
 	log_info("conn=%llu proto=imap event=unauthenticate user=%s",
 	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user));
 	if (s->counted)

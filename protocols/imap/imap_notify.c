@@ -1,0 +1,949 @@
+/*
+ * NOTIFY (RFC 5465): unsolicited reports of changes in any of the user's
+ * mailboxes, between commands and during IDLE.
+ *
+ * A session with NOTIFY SET holds one user watch (storage_watch_user()),
+ * not one watch per mailbox: its callback, on whatever thread storage
+ * wakes it, records the name of the mailbox that changed in a small
+ * queue and calls conn_wake(). The connection stays in its event loop
+ * holding no worker and no thread; when no command runs, on_wake runs
+ * imap_notify_wake() on a worker, which compares what storage says now
+ * with the session's snapshot of the user's mailboxes and writes what the
+ * client asked for: EXISTS/EXPUNGE/FETCH for the selected mailbox (the
+ * view catches up as at NOOP), STATUS for the others, LIST for mailboxes
+ * created, deleted, renamed (OLDNAME) or (un)subscribed.
+ *
+ * Bounds: a NOTIFY session follows at most NOTIFY_MAX_MAILBOXES of the
+ * user's mailboxes (a NOTIFY SET over more is refused with NO
+ * [NOTIFICATIONOVERFLOW]; a user growing past it later gets the untagged
+ * OK [NOTIFICATIONOVERFLOW] and NOTIFY NONE), the queue holds
+ * NOTIFY_QUEUE names (past it the next wake-up rescans every followed
+ * mailbox), and a client that leaves NOTIFY_OUTPUT_MAX bytes unread gets
+ * OK [NOTIFICATIONOVERFLOW] instead of more output (RFC 5465 5.8).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "roost/conn.h"
+#include "roost/error.h"
+#include "roost/log.h"
+#include "roost/services.h"
+#include "roost/storage.h"
+#include "roost/xalloc.h"
+
+#include "imap_impl.h"
+
+/* Names a NOTIFY SET may carry, and mailboxes a session follows. */
+#define NOTIFY_MAX_MAILBOXES 1000
+/* Changed mailboxes remembered between two wake-ups. */
+#define NOTIFY_QUEUE 64
+/* Unread output past which notifications stop (NOTIFICATIONOVERFLOW). */
+#define NOTIFY_OUTPUT_MAX (256 * 1024)
+
+/* What the session last told (or would have told) of one mailbox. */
+struct notify_mbox {
+	char *name;
+	unsigned attrs;   /* MBOX_* from storage_list() */
+	unsigned events;  /* NEV_* of the groups that name it (not the selected) */
+	bool have_status; /* st below is known */
+	bool seen;        /* scratch: still listed */
+	struct mailbox_status st;
+};
+
+struct notify_change {
+	char *name; /* NULL: unknown, look at everything */
+	char *old;  /* a rename's old name, else NULL */
+};
+
+struct imap_notify {
+	struct notify_spec spec;
+	struct conn *c;
+	struct storage_watch *watch;
+
+	/*
+	 * Lock rule: lock protects q, n_q and all_dirty. The watch callback
+	 * takes it (holding the registry's lock), the session's worker takes
+	 * it to swap the queue out; nothing else is taken while it is held.
+	 */
+	pthread_mutex_t lock;
+	struct notify_change q[NOTIFY_QUEUE];
+	size_t n_q;
+	bool all_dirty;
+
+	/* The session's thread only: the user's mailboxes, sorted by name. */
+	struct notify_mbox *mbs;
+	size_t n_mbs;
+};
+
+/* ------------------------------------------------------------------ */
+/* The command's grammar (RFC 5465 8)                                  */
+
+static const struct {
+	const char *name;
+	unsigned bit; /* 0: a known event Roost does not report */
+} event_names[] = {
+    {"MessageNew", NEV_MESSAGE_NEW},
+    {"MessageExpunge", NEV_MESSAGE_EXPUNGE},
+    {"FlagChange", NEV_FLAG_CHANGE},
+    {"MailboxName", NEV_MAILBOX_NAME},
+    {"SubscriptionChange", NEV_SUBSCRIPTION_CHANGE},
+    {"AnnotationChange", 0},
+    {"MailboxMetadataChange", 0},
+    {"ServerMetadataChange", 0},
+};
+
+const char *
+imap_notify_events_supported(void)
+{
+	return "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
+}
+
+static const struct {
+	const char *name;
+	enum notify_filter f;
+} filter_names[] = {
+    {"SELECTED", NF_SELECTED},     {"SELECTED-DELAYED", NF_SELECTED_DELAYED},
+    {"INBOXES", NF_INBOXES},       {"PERSONAL", NF_PERSONAL},
+    {"SUBSCRIBED", NF_SUBSCRIBED}, {"SUBTREE", NF_SUBTREE},
+    {"MAILBOXES", NF_MAILBOXES},
+};
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} fetch_names[] = {
+    {"UID", NF_FETCH_UID},       {"FLAGS", NF_FETCH_FLAGS},     {"INTERNALDATE", NF_FETCH_DATE},
+    {"MODSEQ", NF_FETCH_MODSEQ}, {"EMAILID", NF_FETCH_EMAILID},
+};
+
+void
+imap_notify_spec_free(struct notify_spec *spec)
+{
+	for (size_t i = 0; i < spec->n_groups; i++) {
+		for (size_t k = 0; k < spec->groups[i].n_names; k++)
+			free(spec->groups[i].names[k]);
+		free(spec->groups[i].names);
+	}
+	free(spec->groups);
+	memset(spec, 0, sizeof(*spec));
+}
+
+/* One mailbox name of a SUBTREE or MAILBOXES list, in storage form. */
+static int
+parse_name(const struct imap_session *s, const struct imap_arg *a, char **name_r,
+           const char **err_r)
+{
+	struct buf b = BUF_INIT(0);
+
+	if (!imap_arg_is_astring(a) || a->str == NULL) {
+		*err_r = "Invalid mailbox name";
+		return ROOST_EINVAL;
+	}
+	if (imap_name_decode(s, a->str, a->len, &b) < 0 || b.len == 0 || b.len > STORAGE_MAX_NAME) {
+		buf_free(&b);
+		*err_r = "Invalid mailbox name encoding";
+		return ROOST_EINVAL;
+	}
+	if (strcasecmp(buf_cstr(&b), "INBOX") == 0 ||
+	    (b.len > 6 && strncasecmp(buf_cstr(&b), "INBOX/", 6) == 0))
+		memcpy(b.data, "INBOX", 5);
+	*name_r = xstrdup(buf_cstr(&b));
+	buf_free(&b);
+	return 0;
+}
+
+static int
+parse_fetch_atts(const struct imap_arg *l, unsigned *fetch_r, const char **err_r)
+{
+	if (l->n == 0) {
+		*err_r = "Empty MessageNew fetch attribute list";
+		return ROOST_EINVAL;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		size_t k;
+
+		if (l->list[i].type != ARG_ATOM) {
+			*err_r = "Unsupported MessageNew fetch attribute";
+			return ROOST_ENOTSUP;
+		}
+		for (k = 0; k < sizeof(fetch_names) / sizeof(fetch_names[0]); k++) {
+			if (imap_arg_atom_eq(&l->list[i], fetch_names[k].name))
+				break;
+		}
+		if (k == sizeof(fetch_names) / sizeof(fetch_names[0])) {
+			*err_r = "Unsupported MessageNew fetch attribute";
+			return ROOST_ENOTSUP;
+		}
+		*fetch_r |= fetch_names[k].bit;
+	}
+	return 0;
+}
+
+/* The events of one group: NONE or a list; *badevent_r set for an event
+ * Roost does not report (the command's answer is then NO [BADEVENT]). */
+static int
+parse_events(const struct imap_arg *a, struct notify_group *g, unsigned *fetch_r, bool *badevent_r,
+             const char **err_r)
+{
+	bool selected = g->filter == NF_SELECTED || g->filter == NF_SELECTED_DELAYED;
+	int rc;
+
+	if (a->type == ARG_ATOM && imap_arg_atom_eq(a, "NONE"))
+		return 0;
+	if (a->type != ARG_LIST || a->n == 0) {
+		*err_r = "Expected an event list or NONE";
+		return ROOST_EINVAL;
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		const struct imap_arg *e = &a->list[i];
+		size_t k;
+
+		if (e->type != ARG_ATOM) {
+			*err_r = "Invalid event";
+			return ROOST_EINVAL;
+		}
+		for (k = 0; k < sizeof(event_names) / sizeof(event_names[0]); k++) {
+			if (imap_arg_atom_eq(e, event_names[k].name))
+				break;
+		}
+		if (k == sizeof(event_names) / sizeof(event_names[0]) || event_names[k].bit == 0) {
+			*badevent_r = true;
+			continue;
+		}
+		g->events |= event_names[k].bit;
+		if (event_names[k].bit == NEV_MESSAGE_NEW && i + 1 < a->n &&
+		    a->list[i + 1].type == ARG_LIST) {
+			i++;
+			/* Fetch attributes serve the selected mailbox only; the
+			 * others get STATUS (RFC 5465 5.2). */
+			if (selected && (rc = parse_fetch_atts(&a->list[i], fetch_r, err_r)) < 0)
+				return rc;
+		}
+	}
+	if (selected && (g->events & (NEV_MAILBOX_NAME | NEV_SUBSCRIPTION_CHANGE)) != 0) {
+		*err_r = "Only message events apply to SELECTED";
+		return ROOST_EINVAL;
+	}
+	if (((g->events & NEV_MESSAGE_NEW) != 0) != ((g->events & NEV_MESSAGE_EXPUNGE) != 0)) {
+		*err_r = "MessageNew and MessageExpunge go together";
+		return ROOST_EINVAL;
+	}
+	if ((g->events & NEV_FLAG_CHANGE) != 0 && (g->events & NEV_MESSAGE_NEW) == 0) {
+		*err_r = "FlagChange needs MessageNew and MessageExpunge";
+		return ROOST_EINVAL;
+	}
+	return 0;
+}
+
+static int
+parse_group(const struct imap_session *s, const struct imap_arg *a, struct notify_group *g,
+            unsigned *fetch_r, size_t *n_names, bool *badevent_r, const char **err_r)
+{
+	size_t k, at = 1;
+	int rc;
+
+	if (a->type != ARG_LIST || a->n < 2 || a->list[0].type != ARG_ATOM) {
+		*err_r = "Expected (filter events)";
+		return ROOST_EINVAL;
+	}
+	for (k = 0; k < sizeof(filter_names) / sizeof(filter_names[0]); k++) {
+		if (imap_arg_atom_eq(&a->list[0], filter_names[k].name))
+			break;
+	}
+	if (k == sizeof(filter_names) / sizeof(filter_names[0])) {
+		*err_r = "Unknown mailbox filter";
+		return ROOST_EINVAL;
+	}
+	g->filter = filter_names[k].f;
+	if (g->filter == NF_SUBTREE || g->filter == NF_MAILBOXES) {
+		const struct imap_arg *m = &a->list[1];
+		const struct imap_arg *one = m;
+		size_t n = 1;
+
+		if (m->type == ARG_LIST) {
+			one = m->list;
+			n = m->n;
+			if (n == 0) {
+				*err_r = "Empty mailbox list";
+				return ROOST_EINVAL;
+			}
+		}
+		if (*n_names + n > NOTIFY_MAX_MAILBOXES)
+			return ROOST_ETOOBIG;
+		*n_names += n;
+		g->names = xcalloc(n, sizeof(*g->names));
+		for (size_t i = 0; i < n; i++) {
+			if ((rc = parse_name(s, &one[i], &g->names[i], err_r)) < 0)
+				return rc;
+			g->n_names++;
+		}
+		at = 2;
+	}
+	if (a->n != at + 1) {
+		*err_r = "Expected (filter events)";
+		return ROOST_EINVAL;
+	}
+	return parse_events(&a->list[at], g, fetch_r, badevent_r, err_r);
+}
+
+int
+imap_notify_parse(const struct imap_session *s, const struct imap_arg *args, size_t n,
+                  struct notify_spec *spec, const char **err_r)
+{
+	size_t i = 1, n_names = 0;
+	bool badevent = false, have_selected = false;
+	int rc = 0;
+
+	memset(spec, 0, sizeof(*spec));
+	*err_r = NULL;
+	if (n == 0 || args[0].type != ARG_ATOM) {
+		*err_r = "Usage: NOTIFY SET [STATUS] (filter events)... or NOTIFY NONE";
+		return ROOST_EINVAL;
+	}
+	if (imap_arg_atom_eq(&args[0], "NONE")) {
+		if (n != 1) {
+			*err_r = "NOTIFY NONE takes no arguments";
+			return ROOST_EINVAL;
+		}
+		spec->none = true;
+		return 0;
+	}
+	if (!imap_arg_atom_eq(&args[0], "SET")) {
+		*err_r = "Usage: NOTIFY SET [STATUS] (filter events)... or NOTIFY NONE";
+		return ROOST_EINVAL;
+	}
+	if (i < n && args[i].type == ARG_ATOM && imap_arg_atom_eq(&args[i], "STATUS")) {
+		spec->status = true;
+		i++;
+	}
+	if (i == n) {
+		*err_r = "NOTIFY SET needs an event group";
+		return ROOST_EINVAL;
+	}
+	if (n - i > NOTIFY_MAX_GROUPS) {
+		*err_r = "Too many event groups";
+		return ROOST_EINVAL;
+	}
+	spec->groups = xcalloc(n - i, sizeof(*spec->groups));
+	for (; i < n; i++) {
+		struct notify_group *g = &spec->groups[spec->n_groups++];
+
+		rc = parse_group(s, &args[i], g, &spec->fetch, &n_names, &badevent, err_r);
+		if (rc < 0)
+			goto fail;
+		if (g->filter == NF_SELECTED || g->filter == NF_SELECTED_DELAYED) {
+			if (have_selected) {
+				*err_r = "Only one of SELECTED and SELECTED-DELAYED";
+				rc = ROOST_EINVAL;
+				goto fail;
+			}
+			have_selected = true;
+		}
+	}
+	if (badevent) {
+		rc = ROOST_ENOTSUP;
+		goto fail;
+	}
+	return 0;
+fail:
+	imap_notify_spec_free(spec);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Which events a mailbox gets                                         */
+
+static bool
+group_names(const struct notify_group *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_names; i++) {
+		const char *m = g->names[i];
+		size_t len = strlen(m);
+
+		if (strcmp(m, name) == 0)
+			return true;
+		if (g->filter == NF_SUBTREE && strncmp(m, name, len) == 0 && name[len] == '/')
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The events for a mailbox other than the selected one: those of every
+ * group whose filter takes it (RFC 5465 6.2-6.6). Roost has only the
+ * personal namespace and delivers to any folder (+folder addresses), so
+ * INBOXES takes every mailbox, as PERSONAL does (RFC 5465 6.3).
+ */
+static unsigned
+events_for(const struct notify_spec *spec, const char *name, unsigned attrs)
+{
+	unsigned ev = 0;
+
+	for (size_t i = 0; i < spec->n_groups; i++) {
+		const struct notify_group *g = &spec->groups[i];
+		bool match = false;
+
+		switch (g->filter) {
+		case NF_SELECTED:
+		case NF_SELECTED_DELAYED:
+			break;
+		case NF_INBOXES:
+		case NF_PERSONAL:
+			match = true;
+			break;
+		case NF_SUBSCRIBED:
+			match = (attrs & MBOX_SUBSCRIBED) != 0;
+			break;
+		case NF_SUBTREE:
+		case NF_MAILBOXES:
+			match = group_names(g, name);
+			break;
+		}
+		if (match)
+			ev |= g->events;
+	}
+	return ev;
+}
+
+static const struct notify_group *
+selected_group(const struct notify_spec *spec)
+{
+	for (size_t i = 0; i < spec->n_groups; i++) {
+		if (spec->groups[i].filter == NF_SELECTED ||
+		    spec->groups[i].filter == NF_SELECTED_DELAYED)
+			return &spec->groups[i];
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The snapshot                                                        */
+
+static void
+mbs_free(struct notify_mbox *mbs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(mbs[i].name);
+	free(mbs);
+}
+
+static int
+mbox_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct notify_mbox *)a)->name, ((const struct notify_mbox *)b)->name);
+}
+
+static struct notify_mbox *
+mbs_find(struct notify_mbox *mbs, size_t n, const char *name)
+{
+	struct notify_mbox key = {.name = (char *)name};
+
+	return n == 0 ? NULL : bsearch(&key, mbs, n, sizeof(*mbs), mbox_cmp);
+}
+
+static bool
+exists(unsigned attrs)
+{
+	return (attrs & MBOX_NONEXISTENT) == 0;
+}
+
+/* The user's mailboxes now, sorted, their events set. ROOST_ETOOBIG past
+ * NOTIFY_MAX_MAILBOXES. */
+static int
+list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_mbox **mbs_r,
+         size_t *n_r)
+{
+	struct mailbox_info *list = NULL;
+	struct notify_mbox *mbs;
+	size_t n = 0;
+	int rc = storage_list(s->sv->storage, s->user, &list, &n);
+
+	if (rc < 0)
+		return rc;
+	if (n > NOTIFY_MAX_MAILBOXES) {
+		storage_list_free(list, n);
+		return ROOST_ETOOBIG;
+	}
+	mbs = xcalloc(n ? n : 1, sizeof(*mbs));
+	for (size_t i = 0; i < n; i++) {
+		mbs[i].name = list[i].name;
+		list[i].name = NULL;
+		mbs[i].attrs = list[i].attrs;
+		mbs[i].events = exists(list[i].attrs) && !(list[i].attrs & MBOX_NOSELECT)
+		                    ? events_for(spec, mbs[i].name, list[i].attrs)
+		                    : 0;
+	}
+	storage_list_free(list, n);
+	qsort(mbs, n, sizeof(*mbs), mbox_cmp);
+	*mbs_r = mbs;
+	*n_r = n;
+	return 0;
+}
+
+static bool
+is_selected(const struct imap_session *s, const char *name)
+{
+	return s->state == IMAP_STATE_SELECTED && s->view.name != NULL &&
+	       strcmp(s->view.name, name) == 0;
+}
+
+static void
+write_status(struct imap_session *s, const char *name, const struct mailbox_status *st)
+{
+	conn_write_str(s->c, "* STATUS ");
+	imap_write_mbox(s, name);
+	conn_printf(s->c, " (MESSAGES %u UIDNEXT %u UIDVALIDITY %u UNSEEN %u", st->messages,
+	            st->uidnext, st->uidvalidity, st->unseen);
+	if (s->condstore)
+		conn_printf(s->c, " HIGHESTMODSEQ %llu", (unsigned long long)st->highestmodseq);
+	conn_write_str(s->c, ")\r\n");
+}
+
+/* Did what m's events ask about change between a and b? */
+static bool
+status_differs(unsigned events, const struct mailbox_status *a, const struct mailbox_status *b)
+{
+	if (a->uidvalidity != b->uidvalidity)
+		return true;
+	if ((events & (NEV_MESSAGE_NEW | NEV_MESSAGE_EXPUNGE)) != 0 &&
+	    (a->messages != b->messages || a->uidnext != b->uidnext))
+		return true;
+	if ((events & NEV_FLAG_CHANGE) != 0 &&
+	    (a->unseen != b->unseen || a->highestmodseq != b->highestmodseq))
+		return true;
+	return false;
+}
+
+/* Look at m again: STATUS when what its events cover changed (or when it
+ * is new to the snapshot: announce tells whether to say so). */
+static void
+refresh_status(struct imap_session *s, struct notify_mbox *m, bool announce)
+{
+	struct mailbox_status st;
+	const unsigned msg_ev = NEV_MESSAGE_NEW | NEV_MESSAGE_EXPUNGE | NEV_FLAG_CHANGE;
+
+	if ((m->events & msg_ev) == 0)
+		return;
+	if (storage_status(s->sv->storage, s->user, m->name, &st) < 0)
+		return; /* gone: the next listing says so */
+	if (m->have_status ? status_differs(m->events, &m->st, &st) : announce) {
+		if (!is_selected(s, m->name))
+			write_status(s, m->name, &st);
+	}
+	m->st = st;
+	m->have_status = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* LIST for mailbox events                                             */
+
+static void
+write_list(struct imap_session *s, const char *name, unsigned attrs, const char *old)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} map[] = {
+	    {MBOX_NOSELECT, "\\Noselect"},
+	    {MBOX_NONEXISTENT, "\\NonExistent"},
+	    {MBOX_HASCHILDREN, "\\HasChildren"},
+	    {MBOX_HASNOCHILDREN, "\\HasNoChildren"},
+	    {MBOX_SUBSCRIBED, "\\Subscribed"},
+	    {MBOX_DRAFTS, "\\Drafts"},
+	    {MBOX_SENT, "\\Sent"},
+	    {MBOX_TRASH, "\\Trash"},
+	    {MBOX_JUNK, "\\Junk"},
+	    {MBOX_ARCHIVE, "\\Archive"},
+	};
+	bool first = true;
+
+	if (attrs & MBOX_NONEXISTENT)
+		attrs &= ~(unsigned)MBOX_NOSELECT; /* \NonExistent implies it (RFC 5258) */
+	conn_write_str(s->c, "* LIST (");
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (attrs & map[i].bit) {
+			conn_printf(s->c, "%s%s", first ? "" : " ", map[i].name);
+			first = false;
+		}
+	}
+	conn_write_str(s->c, ") \"/\" ");
+	imap_write_mbox(s, name);
+	if (old != NULL) {
+		conn_write_str(s->c, " (\"OLDNAME\" (");
+		imap_write_mbox(s, old);
+		conn_write_str(s->c, "))");
+	}
+	conn_write_str(s->c, "\r\n");
+}
+
+/* Does a mailbox event on name (with either attrs) concern the client? */
+static bool
+wants(const struct notify_spec *spec, const char *name, unsigned a, unsigned b, unsigned ev)
+{
+	return ((events_for(spec, name, a) | events_for(spec, name, b)) & ev) != 0;
+}
+
+/* The new name of old after the renames recorded in ch[0..n): "a/x" for
+ * "b/x" when b became a. NULL when none moved it. */
+static const char *
+renamed_to(const struct notify_change *ch, size_t n, const char *old, struct buf *tmp)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+
+		if (ch[i].old == NULL || ch[i].name == NULL)
+			continue;
+		len = strlen(ch[i].old);
+		if (strcmp(old, ch[i].old) == 0)
+			return ch[i].name;
+		if (strncmp(old, ch[i].old, len) == 0 && old[len] == '/') {
+			buf_reset(tmp);
+			buf_append_str(tmp, ch[i].name);
+			buf_append_str(tmp, old + len);
+			return buf_cstr(tmp);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Compare the listing now with the snapshot: LIST for each mailbox that
+ * appeared, disappeared, was renamed or changed subscription, where the
+ * client asked for it; carry the status snapshots over (along renames),
+ * and replace the snapshot. *added_r: mailboxes new to it, to look at.
+ */
+static int
+relist(struct imap_session *s, struct imap_notify *nt, const struct notify_change *ch, size_t n_ch)
+{
+	const struct notify_spec *spec = &nt->spec;
+	struct notify_mbox *now = NULL;
+	struct buf tmp = BUF_INIT(0);
+	size_t n_now = 0;
+	int rc = list_now(s, spec, &now, &n_now);
+
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < nt->n_mbs; i++)
+		nt->mbs[i].seen = false;
+	for (size_t i = 0; i < n_now; i++) {
+		struct notify_mbox *m = &now[i];
+		struct notify_mbox *was = mbs_find(nt->mbs, nt->n_mbs, m->name);
+
+		if (was != NULL && exists(was->attrs) == exists(m->attrs)) {
+			was->seen = true;
+			m->st = was->st;
+			m->have_status = was->have_status;
+			if ((was->attrs & MBOX_SUBSCRIBED) != (m->attrs & MBOX_SUBSCRIBED) &&
+			    wants(spec, m->name, was->attrs, m->attrs, NEV_SUBSCRIPTION_CHANGE))
+				write_list(s, m->name, m->attrs, NULL);
+			continue;
+		}
+		if (was != NULL)
+			was->seen = true;
+		if (!exists(m->attrs)) {
+			/* Deleted, still subscribed. */
+			if (wants(spec, m->name, m->attrs, m->attrs,
+			          NEV_MAILBOX_NAME | NEV_SUBSCRIPTION_CHANGE))
+				write_list(s, m->name, m->attrs, NULL);
+			continue;
+		}
+		/* New here: created, or the new name of a rename. */
+		const char *old = NULL;
+		for (size_t k = 0; k < nt->n_mbs && old == NULL; k++) {
+			const char *to;
+
+			if (!exists(nt->mbs[k].attrs) ||
+			    mbs_find(now, n_now, nt->mbs[k].name) != NULL)
+				continue;
+			to = renamed_to(ch, n_ch, nt->mbs[k].name, &tmp);
+			if (to != NULL && strcmp(to, m->name) == 0) {
+				old = nt->mbs[k].name;
+				nt->mbs[k].seen = true;
+				m->st = nt->mbs[k].st;
+				m->have_status = nt->mbs[k].have_status;
+			}
+		}
+		if (wants(spec, m->name, m->attrs, m->attrs, NEV_MAILBOX_NAME))
+			write_list(s, m->name, m->attrs, old);
+	}
+	/* What is no longer listed at all was deleted (or renamed away by
+	 * another process, which tells only the user). */
+	for (size_t i = 0; i < nt->n_mbs; i++) {
+		struct notify_mbox *m = &nt->mbs[i];
+
+		if (!m->seen && exists(m->attrs) &&
+		    wants(spec, m->name, m->attrs, m->attrs, NEV_MAILBOX_NAME))
+			write_list(s, m->name, MBOX_NONEXISTENT, NULL);
+	}
+	buf_free(&tmp);
+	mbs_free(nt->mbs, nt->n_mbs);
+	nt->mbs = now;
+	nt->n_mbs = n_now;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Session side                                                        */
+
+static void
+queue_clear(struct notify_change *q, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(q[i].name);
+		free(q[i].old);
+	}
+}
+
+/* Any thread, under the registry's lock: remember and wake. */
+static void
+watch_cb(void *arg, const char *mailbox, const char *old_name)
+{
+	struct imap_notify *nt = arg;
+
+	pthread_mutex_lock(&nt->lock);
+	if (mailbox == NULL || nt->n_q == NOTIFY_QUEUE) {
+		nt->all_dirty = true;
+	} else if (!nt->all_dirty || old_name != NULL) {
+		bool dup = false;
+
+		for (size_t i = 0; i < nt->n_q && !dup && old_name == NULL; i++)
+			dup = nt->q[i].old == NULL && strcmp(nt->q[i].name, mailbox) == 0;
+		if (!dup) {
+			nt->q[nt->n_q].name = xstrdup(mailbox);
+			nt->q[nt->n_q].old = old_name != NULL ? xstrdup(old_name) : NULL;
+			nt->n_q++;
+		}
+	}
+	pthread_mutex_unlock(&nt->lock);
+	conn_wake(nt->c);
+}
+
+static void
+notify_free(struct imap_session *s)
+{
+	struct imap_notify *nt = s->notify;
+
+	if (nt == NULL)
+		return;
+	s->notify = NULL;
+	if (nt->watch != NULL) {
+		storage_unwatch(&nt->watch);
+		conn_unref(nt->c);
+	}
+	queue_clear(nt->q, nt->n_q);
+	pthread_mutex_destroy(&nt->lock);
+	mbs_free(nt->mbs, nt->n_mbs);
+	imap_notify_spec_free(&nt->spec);
+	free(nt);
+}
+
+void
+imap_notify_stop(struct imap_session *s)
+{
+	notify_free(s);
+}
+
+bool
+imap_notify_selected_events(const struct imap_session *s, bool *delayed_r)
+{
+	const struct notify_group *g;
+
+	if (s->notify == NULL || (g = selected_group(&s->notify->spec)) == NULL || g->events == 0)
+		return false;
+	if (delayed_r != NULL)
+		*delayed_r = g->filter == NF_SELECTED_DELAYED;
+	return true;
+}
+
+static void
+overflow(struct imap_session *s)
+{
+	log_info("conn=%llu proto=imap event=notify_overflow pending=%zu",
+	         (unsigned long long)conn_id(s->c), conn_output_pending(s->c));
+	notify_free(s);
+	imap_untagged(s, "OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off");
+}
+
+void
+imap_notify_wake(struct imap_session *s)
+{
+	struct imap_notify *nt = s->notify;
+	struct notify_change ch[NOTIFY_QUEUE];
+	size_t n_ch;
+	bool all;
+	bool delayed = false;
+
+	if (nt == NULL)
+		return;
+	pthread_mutex_lock(&nt->lock);
+	memcpy(ch, nt->q, nt->n_q * sizeof(ch[0]));
+	n_ch = nt->n_q;
+	all = nt->all_dirty;
+	nt->n_q = 0;
+	nt->all_dirty = false;
+	pthread_mutex_unlock(&nt->lock);
+
+	if (conn_output_pending(s->c) >= NOTIFY_OUTPUT_MAX) {
+		queue_clear(ch, n_ch);
+		overflow(s);
+		return;
+	}
+	if (s->state == IMAP_STATE_SELECTED && imap_notify_selected_events(s, &delayed))
+		view_sync(s, !delayed);
+
+	/* A new, deleted, renamed or (un)subscribed mailbox shows only in a
+	 * listing: take one when the client asked for such events or for
+	 * the subscribed mailboxes, or when a change is not plainly one to
+	 * the messages of a mailbox the snapshot has. */
+	bool need_list = all || nt->spec.list_events;
+	for (size_t i = 0; i < n_ch && !need_list; i++) {
+		struct notify_mbox *m = mbs_find(nt->mbs, nt->n_mbs, ch[i].name);
+
+		need_list = ch[i].old != NULL || m == NULL || !exists(m->attrs);
+	}
+	if (need_list) {
+		int rc = relist(s, nt, ch, n_ch);
+
+		if (rc == ROOST_ETOOBIG) {
+			queue_clear(ch, n_ch);
+			overflow(s);
+			return;
+		}
+		if (rc < 0)
+			log_warn("conn=%llu proto=imap event=notify_list_failed err=%s",
+			         (unsigned long long)conn_id(s->c), roost_strerror(rc));
+	}
+	for (size_t i = 0; i < nt->n_mbs; i++) {
+		struct notify_mbox *m = &nt->mbs[i];
+		bool look = all || !m->have_status;
+
+		for (size_t k = 0; k < n_ch && !look; k++)
+			look = strcmp(ch[k].name, m->name) == 0 || ch[k].old != NULL;
+		if (look && exists(m->attrs))
+			refresh_status(s, m, true);
+	}
+	queue_clear(ch, n_ch);
+}
+
+/*
+ * MessageNew's fetch attributes for the messages the view just gained
+ * (view indexes [from, v->n)), after their EXISTS (RFC 5465 5.2). Only
+ * what the message's record holds: no message is read here.
+ */
+void
+imap_notify_new_messages(struct imap_session *s, size_t from)
+{
+	struct imap_view *v = &s->view;
+	unsigned f;
+	bool delayed;
+	struct buf b = BUF_INIT(0);
+
+	if (!imap_notify_selected_events(s, &delayed) || (f = s->notify->spec.fetch) == 0)
+		return;
+	for (size_t i = from; i < v->n; i++) {
+		const struct view_msg *m = &v->msgs[i];
+		const char *sp = "";
+
+		buf_reset(&b);
+		buf_printf(&b, "* %zu FETCH (", i + 1);
+		if (f & NF_FETCH_UID) {
+			buf_printf(&b, "UID %u", m->rec.uid);
+			sp = " ";
+		}
+		if (f & NF_FETCH_FLAGS) {
+			buf_printf(&b, "%sFLAGS ", sp);
+			view_format_flags(v, m, &b);
+			sp = " ";
+		}
+		if (f & NF_FETCH_DATE) {
+			char date[32];
+
+			imap_format_datetime(m->rec.internal_date, date);
+			buf_printf(&b, "%sINTERNALDATE \"%s\"", sp, date);
+			sp = " ";
+		}
+		if (f & NF_FETCH_MODSEQ) {
+			buf_printf(&b, "%sMODSEQ (%llu)", sp, (unsigned long long)m->rec.modseq);
+			sp = " ";
+		}
+		if (f & NF_FETCH_EMAILID) {
+			buf_append_str(&b, sp);
+			imap_objectid_fetch(F_EMAILID, &m->rec, NULL, 0, &b);
+		}
+		buf_append_str(&b, ")\r\n");
+		conn_write(s->c, b.data, b.len);
+	}
+	buf_free(&b);
+}
+
+void
+cmd_notify(struct imap_cmd *cmd)
+{
+	struct imap_session *s = cmd->s;
+	struct imap_notify *nt;
+	struct notify_spec spec;
+	const char *err;
+	int rc = imap_notify_parse(s, cmd->p.args, cmd->p.n, &spec, &err);
+
+	if (rc == ROOST_ENOTSUP && err == NULL) {
+		imap_tagged(cmd, "NO", "[BADEVENT (%s)] Unsupported event",
+		            imap_notify_events_supported());
+		return;
+	}
+	if (rc == ROOST_ETOOBIG) {
+		imap_tagged(cmd, "NO", "[NOTIFICATIONOVERFLOW] At most %d mailboxes",
+		            NOTIFY_MAX_MAILBOXES);
+		return;
+	}
+	if (rc == ROOST_ENOTSUP) {
+		imap_tagged(cmd, "NO", "[CANNOT] %s", err);
+		return;
+	}
+	if (rc < 0) {
+		imap_bad(cmd, "%s", err != NULL ? err : "Invalid NOTIFY");
+		return;
+	}
+	notify_free(s);
+	if (spec.none) {
+		imap_notify_spec_free(&spec);
+		imap_tagged(cmd, "OK", "NOTIFY completed");
+		return;
+	}
+	nt = xcalloc(1, sizeof(*nt));
+	nt->spec = spec;
+	for (size_t i = 0; i < spec.n_groups; i++) {
+		if (spec.groups[i].filter == NF_SUBSCRIBED ||
+		    (spec.groups[i].events & (NEV_MAILBOX_NAME | NEV_SUBSCRIPTION_CHANGE)) != 0)
+			nt->spec.list_events = true;
+	}
+	nt->c = s->c;
+	pthread_mutex_init(&nt->lock, NULL);
+	/* Watch first, then take the snapshot: a change in between wakes us
+	 * (at worst for nothing). */
+	rc = storage_watch_user(s->sv->storage, s->user, watch_cb, nt, &nt->watch);
+	if (rc == 0) {
+		conn_ref(s->c);
+		rc = list_now(s, &nt->spec, &nt->mbs, &nt->n_mbs);
+	}
+	s->notify = nt;
+	if (rc == ROOST_ETOOBIG) {
+		notify_free(s);
+		imap_tagged(cmd, "NO", "[NOTIFICATIONOVERFLOW] At most %d mailboxes",
+		            NOTIFY_MAX_MAILBOXES);
+		return;
+	}
+	if (rc < 0) {
+		notify_free(s);
+		imap_reply_error(cmd, rc, "Cannot watch the mailboxes");
+		return;
+	}
+	for (size_t i = 0; i < nt->n_mbs; i++) {
+		if (exists(nt->mbs[i].attrs))
+			refresh_status(s, &nt->mbs[i], nt->spec.status);
+	}
+	/* An implicit NOOP (RFC 5465 3.1): the runner's catch-up before the
+	 * tagged OK sends what the selected mailbox has pending. */
+	imap_tagged(cmd, "OK", "NOTIFY completed");
+}

@@ -42,14 +42,21 @@
 /* Unread output past which notifications stop (NOTIFICATIONOVERFLOW). */
 #define NOTIFY_OUTPUT_MAX (256 * 1024)
 
-/* What the session last told (or would have told) of one mailbox. */
+/* The part of a mailbox's status that NOTIFY reports. */
+struct notify_status {
+	uint32_t messages, uidnext, uidvalidity, unseen;
+	uint64_t highestmodseq;
+};
+
+/* What the session last told (or would have told) of one mailbox: about
+ * 80 bytes with its name. */
 struct notify_mbox {
 	char *name;
 	unsigned attrs;   /* MBOX_* from storage_list() */
 	unsigned events;  /* NEV_* of the groups that name it (not the selected) */
 	bool have_status; /* st below is known */
 	bool seen;        /* scratch: still listed */
-	struct mailbox_status st;
+	struct notify_status st;
 };
 
 struct notify_change {
@@ -490,7 +497,7 @@ is_selected(const struct imap_session *s, const char *name)
 }
 
 static void
-write_status(struct imap_session *s, const char *name, const struct mailbox_status *st)
+write_status(struct imap_session *s, const char *name, const struct notify_status *st)
 {
 	conn_write_str(s->c, "* STATUS ");
 	imap_write_mbox(s, name);
@@ -503,7 +510,7 @@ write_status(struct imap_session *s, const char *name, const struct mailbox_stat
 
 /* Did what m's events ask about change between a and b? */
 static bool
-status_differs(unsigned events, const struct mailbox_status *a, const struct mailbox_status *b)
+status_differs(unsigned events, const struct notify_status *a, const struct notify_status *b)
 {
 	if (a->uidvalidity != b->uidvalidity)
 		return true;
@@ -521,13 +528,16 @@ status_differs(unsigned events, const struct mailbox_status *a, const struct mai
 static void
 refresh_status(struct imap_session *s, struct notify_mbox *m, bool announce)
 {
-	struct mailbox_status st;
+	struct mailbox_status full;
+	struct notify_status st;
 	const unsigned msg_ev = NEV_MESSAGE_NEW | NEV_MESSAGE_EXPUNGE | NEV_FLAG_CHANGE;
 
 	if ((m->events & msg_ev) == 0)
 		return;
-	if (storage_status(s->sv->storage, s->user, m->name, &st) < 0)
+	if (storage_status(s->sv->storage, s->user, m->name, &full) < 0)
 		return; /* gone: the next listing says so */
+	st = (struct notify_status){full.messages, full.uidnext, full.uidvalidity, full.unseen,
+	                            full.highestmodseq};
 	if (m->have_status ? status_differs(m->events, &m->st, &st) : announce) {
 		if (!is_selected(s, m->name))
 			write_status(s, m->name, &st);

@@ -282,6 +282,8 @@ storage_metadata_set(struct storage *st, const char *user, const char *mailbox,
 		rc = user_usage(st, user, canon, &a.other_entries, &a.other_bytes);
 	if (rc == 0)
 		rc = st->ops->meta_update(st, user, canon, apply_set, &a);
+	if (rc == 0)
+		storage_notify_metadata(st, user, canon, cp, n); /* NOTIFY's MetadataChange */
 	free(cp);
 	free(cn);
 	return rc;

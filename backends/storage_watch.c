@@ -77,21 +77,24 @@ storage_user_hash(const char *user)
 	return hash_str64(user);
 }
 
-/* Run w's callback: a user watch learns the mailbox (NULL: unknown). */
+static const struct storage_change unknown_change;
+
+/* Run w's callback: a user watch learns what changed. */
 static void
-fire(struct storage_watch *w, const char *mailbox, const char *old_name)
+fire(struct storage_watch *w, const struct storage_change *ch)
 {
 	if (w->mailbox == NULL)
-		w->ucb(w->arg, mailbox, old_name);
+		w->ucb(w->arg, ch);
 	else
 		w->cb(w->arg);
 }
 
-/* old_name != NULL: mailbox was old_name until now, and its children moved
- * with it, so every mailbox watch of the user is woken. */
+/* ch->old_name != NULL: ch->mailbox was old_name until now, and its
+ * children moved with it, so every mailbox watch of the user is woken. A
+ * metadata change wakes only user watches (IDLE has nothing to say). */
 static void
-wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const char *mailbox,
-            const char *old_name)
+wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user,
+            const struct storage_change *ch)
 {
 	for (struct storage_watch *w = reg->buckets[uhash % WATCH_BUCKETS]; w != NULL;
 	     w = w->next) {
@@ -99,10 +102,11 @@ wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user, const 
 			continue;
 		if (user != NULL && strcmp(w->user, user) != 0)
 			continue;
-		if (w->mailbox != NULL && mailbox != NULL && old_name == NULL &&
-		    strcmp(w->mailbox, mailbox) != 0)
+		if (w->mailbox != NULL &&
+		    (ch->n_entries > 0 || (ch->mailbox != NULL && ch->old_name == NULL &&
+		                           strcmp(w->mailbox, ch->mailbox) != 0)))
 			continue;
-		fire(w, user != NULL ? mailbox : NULL, old_name);
+		fire(w, user != NULL ? ch : &unknown_change);
 	}
 }
 
@@ -111,7 +115,7 @@ wake_all_locked(struct watch_registry *reg)
 {
 	for (size_t b = 0; b < WATCH_BUCKETS; b++) {
 		for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next)
-			fire(w, NULL, NULL);
+			fire(w, &unknown_change);
 	}
 }
 
@@ -160,7 +164,7 @@ notify_thread(void *arg)
 				errno = 0;
 				h = strtoull(ev->name, &end, 16);
 				if (errno == 0 && *end == '\0' && end != ev->name)
-					wake_locked(reg, h, NULL, NULL, NULL);
+					wake_locked(reg, h, NULL, &unknown_change);
 			}
 			p += sizeof(*ev) + ev->len;
 		}
@@ -228,7 +232,7 @@ poll_thread(void *arg)
 				}
 				if (!stamp_eq(&last_t, &w->seen)) {
 					w->seen = last_t;
-					fire(w, NULL, NULL);
+					fire(w, &unknown_change);
 				}
 			}
 		}
@@ -328,8 +332,10 @@ storage_watch_registry_free(struct watch_registry **regp)
 void
 storage_notify_here(struct watch_registry *reg, uint64_t h, const char *user, const char *mailbox)
 {
+	struct storage_change ch = {.mailbox = mailbox};
+
 	pthread_mutex_lock(&reg->lock);
-	wake_locked(reg, h, user, mailbox, NULL);
+	wake_locked(reg, h, user, &ch);
 	pthread_mutex_unlock(&reg->lock);
 }
 
@@ -374,11 +380,28 @@ storage_notify_rename(struct storage *st, const char *user, const char *from, co
 {
 	struct watch_registry *reg = st->watches;
 	uint64_t h = storage_user_hash(user);
+	struct storage_change ch = {.mailbox = to, .old_name = from};
 
 	if (reg == NULL)
 		return;
 	pthread_mutex_lock(&reg->lock);
-	wake_locked(reg, h, user, to, from);
+	wake_locked(reg, h, user, &ch);
+	pthread_mutex_unlock(&reg->lock);
+	storage_notify_others(reg, h);
+}
+
+void
+storage_notify_metadata(struct storage *st, const char *user, const char *mailbox,
+                        const char *const *entries, size_t n)
+{
+	struct watch_registry *reg = st->watches;
+	uint64_t h = storage_user_hash(user);
+	struct storage_change ch = {.mailbox = mailbox, .entries = entries, .n_entries = n};
+
+	if (reg == NULL || n == 0)
+		return;
+	pthread_mutex_lock(&reg->lock);
+	wake_locked(reg, h, user, &ch);
 	pthread_mutex_unlock(&reg->lock);
 	storage_notify_others(reg, h);
 }

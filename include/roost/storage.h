@@ -547,17 +547,26 @@ struct storage_watch;
 int storage_watch(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
                   void *arg, struct storage_watch **watch_r);
 /*
- * A watch on every mailbox of user (IMAP NOTIFY, RFC 5465): cb(arg,
- * mailbox, old_name) runs as a storage_watch_fn does after any change to
- * one of them: messages, flags, creation, deletion, (un)subscription.
- * mailbox names the one that changed, or is NULL when that is not known
- * (another process or node changed something of the user, or changes may
- * have been missed): then the receiver must look at everything. After a
- * rename made here, mailbox is the new name and old_name the old one (the
- * children moved along); else old_name is NULL. Both strings are valid
- * only during the call. Removed with storage_unwatch().
+ * A watch on every mailbox of user (IMAP NOTIFY, RFC 5465): cb(arg, ch)
+ * runs as a storage_watch_fn does after any change to one of them:
+ * messages, flags, creation, deletion, (un)subscription, metadata.
+ * ch->mailbox names the one that changed, or is NULL when that is not
+ * known (another process or node changed something of the user, or
+ * changes may have been missed): then the receiver must look at
+ * everything (metadata changes made elsewhere are not known by name).
+ * After a rename made here, mailbox is the new name and old_name the old
+ * one (the children moved along). After a metadata change made here,
+ * entries[0..n_entries) are the entry names set or removed (canonical),
+ * mailbox "" meaning the server's. *ch is valid only during the call.
+ * Removed with storage_unwatch().
  */
-typedef void storage_watch_user_fn(void *arg, const char *mailbox, const char *old_name);
+struct storage_change {
+	const char *mailbox;  /* NULL: unknown */
+	const char *old_name; /* a rename's old name, else NULL */
+	const char *const *entries;
+	size_t n_entries; /* > 0: a metadata change, nothing else */
+};
+typedef void storage_watch_user_fn(void *arg, const struct storage_change *ch);
 int storage_watch_user(struct storage *st, const char *user, storage_watch_user_fn *cb, void *arg,
                        struct storage_watch **watch_r);
 /* After return, cb is not running and will not run again. */

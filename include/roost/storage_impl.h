@@ -178,6 +178,10 @@ void storage_notify(struct storage *st, const char *user, const char *mailbox);
 /* As storage_notify(st, user, NULL) after a rename of from (and its
  * children) to to: user watches learn both names. */
 void storage_notify_rename(struct storage *st, const char *user, const char *from, const char *to);
+/* After a metadata change made here: the entries set or removed (mailbox
+ * "" for the server's) reach user watches by name. */
+void storage_notify_metadata(struct storage *st, const char *user, const char *mailbox,
+                             const char *const *entries, size_t n);
 
 /*
  * Wake the watchers of (user, mailbox) in this process only: for a backend

@@ -718,6 +718,8 @@ enum notify_event_bit {
 	NEV_FLAG_CHANGE = 1 << 2,
 	NEV_MAILBOX_NAME = 1 << 3,
 	NEV_SUBSCRIPTION_CHANGE = 1 << 4,
+	NEV_MAILBOX_METADATA = 1 << 5, /* METADATA (RFC 5464) makes these two required */
+	NEV_SERVER_METADATA = 1 << 6,
 };
 
 enum notify_filter {
@@ -752,6 +754,7 @@ struct notify_spec {
 	bool none;        /* NOTIFY NONE */
 	bool status;      /* SET STATUS */
 	bool list_events; /* a group wants MailboxName/SubscriptionChange or is SUBSCRIBED */
+	bool meta_events; /* a group wants MailboxMetadataChange or ServerMetadataChange */
 	unsigned fetch;   /* NF_FETCH_* for the selected group's MessageNew */
 	struct notify_group *groups;
 	size_t n_groups;

@@ -11,7 +11,8 @@
  * with the session's snapshot of the user's mailboxes and writes what the
  * client asked for: EXISTS/EXPUNGE/FETCH for the selected mailbox (the
  * view catches up as at NOOP), STATUS for the others, LIST for mailboxes
- * created, deleted, renamed (OLDNAME) or (un)subscribed.
+ * created, deleted, renamed (OLDNAME) or (un)subscribed, METADATA (entry
+ * names) for annotations set through this process.
  *
  * Bounds: a NOTIFY session follows at most NOTIFY_MAX_MAILBOXES of the
  * user's mailboxes (a NOTIFY SET over more is refused with NO
@@ -41,6 +42,9 @@
 #define NOTIFY_QUEUE 64
 /* Unread output past which notifications stop (NOTIFICATIONOVERFLOW). */
 #define NOTIFY_OUTPUT_MAX (256 * 1024)
+/* Bytes of metadata entry names held between two wake-ups; past it,
+ * NOTIFICATIONOVERFLOW (which entries changed cannot be found again). */
+#define NOTIFY_META_MAX (16 * 1024)
 
 /* The part of a mailbox's status that NOTIFY reports. */
 struct notify_status {
@@ -70,7 +74,8 @@ struct imap_notify {
 	struct storage_watch *watch;
 
 	/*
-	 * Lock rule: lock protects q, n_q and all_dirty. The watch callback
+	 * Lock rule: lock protects q, n_q, all_dirty, meta and meta_lost. The
+	 * watch callback
 	 * takes it (holding the registry's lock), the session's worker takes
 	 * it to swap the queue out; nothing else is taken while it is held.
 	 */
@@ -78,6 +83,8 @@ struct imap_notify {
 	struct notify_change q[NOTIFY_QUEUE];
 	size_t n_q;
 	bool all_dirty;
+	struct buf meta; /* "mailbox\0entry\0" pairs of metadata changes */
+	bool meta_lost;  /* more than NOTIFY_META_MAX of them */
 
 	/* The session's thread only: the user's mailboxes, sorted by name. */
 	struct notify_mbox *mbs;
@@ -96,15 +103,16 @@ static const struct {
     {"FlagChange", NEV_FLAG_CHANGE},
     {"MailboxName", NEV_MAILBOX_NAME},
     {"SubscriptionChange", NEV_SUBSCRIPTION_CHANGE},
+    {"MailboxMetadataChange", NEV_MAILBOX_METADATA},
+    {"ServerMetadataChange", NEV_SERVER_METADATA},
     {"AnnotationChange", 0},
-    {"MailboxMetadataChange", 0},
-    {"ServerMetadataChange", 0},
 };
 
 const char *
 imap_notify_events_supported(void)
 {
-	return "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
+	return "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange "
+	       "MailboxMetadataChange ServerMetadataChange";
 }
 
 static const struct {
@@ -229,7 +237,8 @@ parse_events(const struct imap_arg *a, struct notify_group *g, unsigned *fetch_r
 				return rc;
 		}
 	}
-	if (selected && (g->events & (NEV_MAILBOX_NAME | NEV_SUBSCRIPTION_CHANGE)) != 0) {
+	if (selected && (g->events & (NEV_MAILBOX_NAME | NEV_SUBSCRIPTION_CHANGE |
+	                              NEV_MAILBOX_METADATA | NEV_SERVER_METADATA)) != 0) {
 		*err_r = "Only message events apply to SELECTED";
 		return ROOST_EINVAL;
 	}
@@ -523,10 +532,17 @@ status_differs(unsigned events, const struct notify_status *a, const struct noti
 	return false;
 }
 
+/* What to say of a mailbox new to the snapshot. */
+enum announce {
+	ANNOUNCE_NO,       /* NOTIFY SET without STATUS */
+	ANNOUNCE_YES,      /* NOTIFY SET STATUS */
+	ANNOUNCE_MESSAGES, /* created since: only when messages arrived already */
+};
+
 /* Look at m again: STATUS when what its events cover changed (or when it
- * is new to the snapshot: announce tells whether to say so). */
+ * is new to the snapshot, as announce says). */
 static void
-refresh_status(struct imap_session *s, struct notify_mbox *m, bool announce)
+refresh_status(struct imap_session *s, struct notify_mbox *m, enum announce announce)
 {
 	struct mailbox_status full;
 	struct notify_status st;
@@ -538,7 +554,9 @@ refresh_status(struct imap_session *s, struct notify_mbox *m, bool announce)
 		return; /* gone: the next listing says so */
 	st = (struct notify_status){full.messages, full.uidnext, full.uidvalidity, full.unseen,
 	                            full.highestmodseq};
-	if (m->have_status ? status_differs(m->events, &m->st, &st) : announce) {
+	if (m->have_status
+	        ? status_differs(m->events, &m->st, &st)
+	        : announce == ANNOUNCE_YES || (announce == ANNOUNCE_MESSAGES && st.messages > 0)) {
 		if (!is_selected(s, m->name))
 			write_status(s, m->name, &st);
 	}
@@ -706,14 +724,42 @@ queue_clear(struct notify_change *q, size_t n)
 	}
 }
 
+/* Keep the entries of a metadata change (the lock held). Roost's own
+ * entries (URLAUTH keys) are nobody's business. */
+static void
+queue_meta(struct imap_notify *nt, const struct storage_change *ch)
+{
+	const size_t internal = strlen(STORAGE_METADATA_INTERNAL);
+
+	for (size_t i = 0; i < ch->n_entries; i++) {
+		const char *e = ch->entries[i];
+
+		if (strncasecmp(e, STORAGE_METADATA_INTERNAL, internal) == 0)
+			continue;
+		if (nt->meta.len + strlen(ch->mailbox) + strlen(e) + 2 > NOTIFY_META_MAX) {
+			nt->meta_lost = true;
+			return;
+		}
+		buf_append(&nt->meta, ch->mailbox, strlen(ch->mailbox) + 1);
+		buf_append(&nt->meta, e, strlen(e) + 1);
+	}
+}
+
 /* Any thread, under the registry's lock: remember and wake. */
 static void
-watch_cb(void *arg, const char *mailbox, const char *old_name)
+watch_cb(void *arg, const struct storage_change *chg)
 {
 	struct imap_notify *nt = arg;
+	const char *mailbox = chg->mailbox, *old_name = chg->old_name;
 
 	pthread_mutex_lock(&nt->lock);
-	if (mailbox == NULL || nt->n_q == NOTIFY_QUEUE) {
+	if (chg->n_entries > 0) {
+		if (!nt->spec.meta_events || mailbox == NULL) {
+			pthread_mutex_unlock(&nt->lock);
+			return;
+		}
+		queue_meta(nt, chg);
+	} else if (mailbox == NULL || nt->n_q == NOTIFY_QUEUE) {
 		nt->all_dirty = true;
 	} else if (!nt->all_dirty || old_name != NULL) {
 		bool dup = false;
@@ -743,6 +789,7 @@ notify_free(struct imap_session *s)
 		conn_unref(nt->c);
 	}
 	queue_clear(nt->q, nt->n_q);
+	buf_free(&nt->meta);
 	pthread_mutex_destroy(&nt->lock);
 	mbs_free(nt->mbs, nt->n_mbs);
 	imap_notify_spec_free(&nt->spec);
@@ -776,13 +823,60 @@ overflow(struct imap_session *s)
 	imap_untagged(s, "OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off");
 }
 
+/* Does the client want to hear of metadata changes of mailbox ("": the
+ * server's)? */
+static bool
+wants_metadata(const struct imap_notify *nt, const char *mailbox)
+{
+	const struct notify_mbox *m;
+
+	if (mailbox[0] == '\0') {
+		for (size_t i = 0; i < nt->spec.n_groups; i++) {
+			if (nt->spec.groups[i].events & NEV_SERVER_METADATA)
+				return true;
+		}
+		return false;
+	}
+	m = mbs_find(nt->mbs, nt->n_mbs, mailbox);
+	return (events_for(&nt->spec, mailbox, m != NULL ? m->attrs : 0) & NEV_MAILBOX_METADATA) !=
+	       0;
+}
+
+/* "* METADATA mailbox entry..." (RFC 5464 4.4, without values) for the
+ * changes in meta, one response per run of one mailbox's entries. */
+static void
+report_metadata(struct imap_session *s, const struct imap_notify *nt, const struct buf *meta)
+{
+	const char *p = (const char *)meta->data, *end = p + meta->len, *open = NULL;
+
+	while (p < end) {
+		const char *mbox = p, *entry = p + strlen(p) + 1;
+
+		p = entry + strlen(entry) + 1;
+		if (!wants_metadata(nt, mbox))
+			continue;
+		if (open == NULL || strcmp(open, mbox) != 0) {
+			if (open != NULL)
+				conn_write_str(s->c, "\r\n");
+			conn_write_str(s->c, "* METADATA ");
+			imap_write_mbox(s, mbox);
+			open = mbox;
+		}
+		conn_write_str(s->c, " ");
+		imap_write_string(s->c, entry, strlen(entry));
+	}
+	if (open != NULL)
+		conn_write_str(s->c, "\r\n");
+}
+
 void
 imap_notify_wake(struct imap_session *s)
 {
 	struct imap_notify *nt = s->notify;
 	struct notify_change ch[NOTIFY_QUEUE];
+	struct buf meta;
 	size_t n_ch;
-	bool all;
+	bool all, meta_lost;
 	bool delayed = false;
 
 	if (nt == NULL)
@@ -791,12 +885,17 @@ imap_notify_wake(struct imap_session *s)
 	memcpy(ch, nt->q, nt->n_q * sizeof(ch[0]));
 	n_ch = nt->n_q;
 	all = nt->all_dirty;
+	meta = nt->meta;
+	meta_lost = nt->meta_lost;
 	nt->n_q = 0;
 	nt->all_dirty = false;
+	buf_init(&nt->meta, 0);
+	nt->meta_lost = false;
 	pthread_mutex_unlock(&nt->lock);
 
-	if (conn_output_pending(s->c) >= NOTIFY_OUTPUT_MAX) {
+	if (conn_output_pending(s->c) >= NOTIFY_OUTPUT_MAX || meta_lost) {
 		queue_clear(ch, n_ch);
+		buf_free(&meta);
 		overflow(s);
 		return;
 	}
@@ -832,9 +931,11 @@ imap_notify_wake(struct imap_session *s)
 		for (size_t k = 0; k < n_ch && !look; k++)
 			look = strcmp(ch[k].name, m->name) == 0 || ch[k].old != NULL;
 		if (look && exists(m->attrs))
-			refresh_status(s, m, true);
+			refresh_status(s, m, ANNOUNCE_MESSAGES);
 	}
 	queue_clear(ch, n_ch);
+	report_metadata(s, nt, &meta);
+	buf_free(&meta);
 }
 
 /*
@@ -927,6 +1028,8 @@ cmd_notify(struct imap_cmd *cmd)
 		if (spec.groups[i].filter == NF_SUBSCRIBED ||
 		    (spec.groups[i].events & (NEV_MAILBOX_NAME | NEV_SUBSCRIPTION_CHANGE)) != 0)
 			nt->spec.list_events = true;
+		if ((spec.groups[i].events & (NEV_MAILBOX_METADATA | NEV_SERVER_METADATA)) != 0)
+			nt->spec.meta_events = true;
 	}
 	nt->c = s->c;
 	pthread_mutex_init(&nt->lock, NULL);
@@ -951,7 +1054,8 @@ cmd_notify(struct imap_cmd *cmd)
 	}
 	for (size_t i = 0; i < nt->n_mbs; i++) {
 		if (exists(nt->mbs[i].attrs))
-			refresh_status(s, &nt->mbs[i], nt->spec.status);
+			refresh_status(s, &nt->mbs[i],
+			               nt->spec.status ? ANNOUNCE_YES : ANNOUNCE_NO);
 	}
 	/* An implicit NOOP (RFC 5465 3.1): the runner's catch-up before the
 	 * tagged OK sends what the selected mailbox has pending. */

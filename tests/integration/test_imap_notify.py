@@ -6,8 +6,10 @@ the selected INBOX, FETCH (UID FLAGS) for a flag set by a second session,
 EXPUNGE for its expunge, and LIST for a mailbox created, renamed (OLDNAME),
 subscribed and deleted by the second session; the same during IDLE.
 NOTIFY SET STATUS answers with STATUS first; NOTIFY NONE stops it all;
-hostile commands (unknown events, bad combinations, nesting, 10,000
-names, bad encodings) get BAD or NO with the RFC's codes, never a crash."""
+METADATA (entry names) for annotations set on a followed mailbox or the
+server; hostile commands (unknown events, bad combinations, nesting,
+10,000 names, bad encodings) get BAD or NO with the RFC's codes, never a
+crash."""
 import re
 import smtplib
 import socket
@@ -123,6 +125,26 @@ class NotifyBase:
         self.ok(d, b"DELETE Quiet")
         self.push(c, rb'^\* LIST \(\\NonExistent\) "/" "?Quiet"?')
 
+    def test_metadata(self):
+        c, d = self.client(), self.client()
+        self.ok(c, b"CREATE Other")
+        self.ok(c, b"NOTIFY SET (mailboxes Other (MailboxMetadataChange)) "
+                   b"(personal (ServerMetadataChange))")
+        self.ok(d, b'SETMETADATA Other (/private/comment "one" /shared/Two "2")')
+        self.push(c, rb'^\* METADATA "?Other"? "/private/comment" "/shared/two"\r\n')
+        self.ok(d, b'SETMETADATA "" (/private/motd "hello")')
+        self.push(c, rb'^\* METADATA "" "/private/motd"\r\n')
+        # A mailbox outside the filter, then one inside: only the latter.
+        self.ok(d, b'SETMETADATA INBOX (/private/comment "x")')
+        self.ok(d, b'SETMETADATA Other (/private/comment NIL)')
+        seen = self.push(c, rb'^\* METADATA "?Other"? "/private/comment"\r\n')
+        self.assertFalse([l for l in seen if b"INBOX" in l], seen)
+        # URLAUTH's keys are metadata entries of Roost's own: never shown.
+        self.ok(d, b"RESETKEY")
+        self.ok(d, b'SETMETADATA "" (/private/motd NIL)')
+        seen = self.push(c, rb'^\* METADATA "" "/private/motd"\r\n')
+        self.assertFalse([l for l in seen if b"vendor.roost" in l], seen)
+
     def test_idle(self):
         c, d = self.client(), self.client()
         self.ok(c, b"CREATE Other")
@@ -177,6 +199,7 @@ class NotifyBase:
                b"NOTIFY SET (personal (FlagChange))",
                b"NOTIFY SET (personal (MessageNew FlagChange))",
                b"NOTIFY SET (selected (MailboxName))",
+               b"NOTIFY SET (selected (MessageNew MessageExpunge ServerMetadataChange))",
                b"NOTIFY SET (selected-delayed (SubscriptionChange))",
                b"NOTIFY SET (selected (MessageNew MessageExpunge)) "
                b"(selected-delayed (MessageNew MessageExpunge))",
@@ -197,11 +220,10 @@ class NotifyBase:
             lines, t = c.cmd(text)
             self.assertRegex(t, rb"^t\d+ (BAD|NO) ", (text[:100], t))
         for text in (b"NOTIFY SET (personal (Bogus))",
-                     b"NOTIFY SET (personal (MessageNew MessageExpunge AnnotationChange))",
-                     b"NOTIFY SET (inboxes (MailboxMetadataChange))"):
+                     b"NOTIFY SET (personal (MessageNew MessageExpunge AnnotationChange))"):
             t = self.status(c, text, b"NO")
             self.assertIn(b"[BADEVENT (MessageNew MessageExpunge FlagChange MailboxName "
-                          b"SubscriptionChange)]", t)
+                          b"SubscriptionChange MailboxMetadataChange ServerMetadataChange)]", t)
         t = self.status(c, b"NOTIFY SET (selected (MessageNew (BODY[]) MessageExpunge))",
                         b"NO")
         # More names than a session follows: refused, not taken.

@@ -84,6 +84,13 @@ START_TEST(test_none_and_set)
 	ck_assert_str_eq(sp.groups[3].names[0], "INBOX/x"); /* INBOX in one spelling */
 	imap_notify_spec_free(&sp);
 
+	ck_assert_int_eq(notify_parse(&plain,
+	                              "SET (personal (MailboxMetadataChange ServerMetadataChange))",
+	                              &sp, &err),
+	                 0);
+	ck_assert_uint_eq(sp.groups[0].events, NEV_MAILBOX_METADATA | NEV_SERVER_METADATA);
+	imap_notify_spec_free(&sp);
+
 	/* Modified UTF-7 decoded into storage form. */
 	ck_assert_int_eq(
 	    notify_parse(&plain, "SET (mailboxes B&AOQ-r (MessageNew MessageExpunge))", &sp, &err),
@@ -121,6 +128,8 @@ START_TEST(test_bad)
 	    "SET (personal (FlagChange))",
 	    "SET (personal (MessageNew FlagChange))",
 	    "SET (selected (MailboxName))",
+	    "SET (selected (MessageNew MessageExpunge MailboxMetadataChange))",
+	    "SET (selected-delayed (ServerMetadataChange))",
 	    "SET (selected-delayed (MessageNew MessageExpunge SubscriptionChange))",
 	    "SET (selected (MessageNew MessageExpunge)) (selected-delayed NONE)",
 	    "SET (personal ((MessageNew) MessageExpunge))",
@@ -151,8 +160,6 @@ START_TEST(test_badevent)
 	static const char *const ev[] = {
 	    "SET (personal (Bogus))",
 	    "SET (personal (MessageNew MessageExpunge AnnotationChange))",
-	    "SET (inboxes (MailboxMetadataChange))",
-	    "SET (personal (ServerMetadataChange))",
 	    "SET (selected (MessageNew MessageExpunge)) (personal (x-unknown))",
 	};
 	struct notify_spec sp;
@@ -163,7 +170,8 @@ START_TEST(test_badevent)
 		ck_assert_ptr_null(err);
 	}
 	ck_assert_str_eq(imap_notify_events_supported(),
-	                 "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange");
+	                 "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange "
+	                 "MailboxMetadataChange ServerMetadataChange");
 	/* A fetch attribute the notification cannot give: NO with a reason. */
 	ck_assert_int_eq(notify_parse(&plain,
 	                              "SET (selected (MessageNew (ENVELOPE) MessageExpunge))", &sp,

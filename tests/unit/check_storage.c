@@ -2282,11 +2282,14 @@ END_TEST
 static struct buf uevents = BUF_INIT(0);
 
 static void
-on_user_change(void *arg, const char *mailbox, const char *old_name)
+on_user_change(void *arg, const struct storage_change *ch)
 {
 	pthread_mutex_lock(&wlock);
-	buf_printf(&uevents, "%s<%s\n", mailbox != NULL ? mailbox : "*",
-	           old_name != NULL ? old_name : "");
+	buf_printf(&uevents, "%s<%s", ch->mailbox != NULL ? ch->mailbox : "*",
+	           ch->old_name != NULL ? ch->old_name : "");
+	for (size_t i = 0; i < ch->n_entries; i++)
+		buf_printf(&uevents, " %s", ch->entries[i]);
+	buf_append_byte(&uevents, '\n');
 	pthread_mutex_unlock(&wlock);
 }
 
@@ -2333,6 +2336,17 @@ START_TEST(watch_user)
 	ck_assert(user_told("A<\n"));
 	ck_assert_int_eq(storage_delete(st, USER, "B/kid"), 0);
 	ck_assert(user_told("B/kid<\n"));
+	/* Metadata: the entries by name, the server's as mailbox "". */
+	{
+		const char *names[] = {"/private/Comment", "/shared/x"};
+		const uint8_t *vals[] = {(const uint8_t *)"v", NULL};
+		const size_t lens[] = {1, 0};
+
+		ck_assert_int_eq(storage_metadata_set(st, USER, "INBOX", names, vals, lens, 2), 0);
+		ck_assert(user_told("INBOX< /private/comment /shared/x\n"));
+		ck_assert_int_eq(storage_metadata_set(st, USER, "", names, vals, lens, 1), 0);
+		ck_assert(user_told("< /private/comment\n"));
+	}
 	ck_assert_int_eq(storage_create(st, "other@example.org", "X", 0), 0);
 	ck_assert(!user_told("X<"));
 	storage_unwatch(&w);

@@ -43,6 +43,26 @@ struct notify_stamp {
 
 #define NOTIFY_MAX 4096
 
+/*
+ * This process's own writes to a notify file come back to its inotify
+ * thread as events like anyone else's, and woke every watcher of the user
+ * a second time for a change they had been told of already (for a NOTIFY
+ * session, a rescan of every mailbox it follows). An echo slot remembers,
+ * per user hash, the file as this process left it after a write of its
+ * own, when the file held nothing else new then: an event that finds the
+ * file still so is that write's echo and is dropped. Whenever another
+ * process may have written (the file is not as the slot says, before or
+ * after the write) or the file was emptied, the slot is cleared and the
+ * event goes through.
+ */
+#define ECHO_SLOTS 1024
+
+struct echo_slot {
+	uint64_t h;
+	struct notify_stamp after; /* the file as last known to hold no news */
+	bool valid;
+};
+
 struct storage_watch {
 	struct watch_registry *reg;
 	struct storage_watch *next;
@@ -67,6 +87,11 @@ struct watch_registry {
 	char *notify_dir;
 	int ifd; /* inotify, -1 when unavailable: then polling */
 	int stop_pipe[2];
+	/* Lock rule: echo_lock protects echo[]; it is taken alone
+	 * (storage_notify_others) or inside lock (the inotify thread), never
+	 * the other way round. */
+	pthread_mutex_t echo_lock;
+	struct echo_slot echo[ECHO_SLOTS];
 	pthread_t thread;
 	bool thread_running;
 };
@@ -119,6 +144,26 @@ wake_all_locked(struct watch_registry *reg)
 	}
 }
 
+static struct notify_stamp notify_stat(const struct watch_registry *reg, uint64_t h);
+static bool stamp_eq(const struct notify_stamp *a, const struct notify_stamp *b);
+
+/* The inotify thread, on an event for h: is the file as this process's
+ * last write left it (drop the event)? Else remember it as it is now. */
+static bool
+echo_of_own(struct watch_registry *reg, uint64_t h)
+{
+	struct notify_stamp now = notify_stat(reg, h);
+	struct echo_slot *e = &reg->echo[h % ECHO_SLOTS];
+	bool own;
+
+	pthread_mutex_lock(&reg->echo_lock);
+	own = e->valid && e->h == h && stamp_eq(&e->after, &now);
+	if (!own)
+		*e = (struct echo_slot){.h = h, .after = now, .valid = true};
+	pthread_mutex_unlock(&reg->echo_lock);
+	return own;
+}
+
 /* The notify files are named by the user's hash; an event on one wakes every
  * watcher of users with that hash (a rare collision only costs a spurious
  * wake-up). */
@@ -164,7 +209,8 @@ notify_thread(void *arg)
 				errno = 0;
 				h = strtoull(ev->name, &end, 16);
 				if (errno == 0 && *end == '\0' && end != ev->name)
-					wake_locked(reg, h, NULL, &unknown_change);
+					if (!echo_of_own(reg, h))
+						wake_locked(reg, h, NULL, &unknown_change);
 			}
 			p += sizeof(*ev) + ev->len;
 		}
@@ -249,6 +295,7 @@ storage_watch_registry_new(const struct roost_config *cfg)
 	size_t len = strlen(dir) + sizeof("/notify");
 
 	pthread_mutex_init(&reg->lock, NULL);
+	pthread_mutex_init(&reg->echo_lock, NULL);
 	reg->ifd = -1;
 	reg->stop_pipe[0] = reg->stop_pipe[1] = -1;
 	reg->notify_dir = xmalloc(len);
@@ -324,6 +371,7 @@ storage_watch_registry_free(struct watch_registry **regp)
 		}
 	}
 	pthread_mutex_destroy(&reg->lock);
+	pthread_mutex_destroy(&reg->echo_lock);
 	free(reg->notify_dir);
 	free(reg);
 }
@@ -354,10 +402,31 @@ storage_notify_others(struct watch_registry *reg, uint64_t h)
 		log_debug("event=notify_error path=%s error=\"%s\"", path, strerror(errno));
 		return;
 	}
-	if (write(fd, "!", 1) < 0)
+	struct echo_slot *e = &reg->echo[h % ECHO_SLOTS];
+	off_t end;
+	bool mine = false;
+
+	pthread_mutex_lock(&reg->echo_lock);
+	if (write(fd, "!", 1) < 0) {
 		log_debug("event=notify_error path=%s error=\"%s\"", path, strerror(errno));
-	else if (fstat(fd, &sb) == 0 && sb.st_size >= NOTIFY_MAX && ftruncate(fd, 0) < 0)
-		log_debug("event=notify_error path=%s error=\"%s\"", path, strerror(errno));
+	} else if (fstat(fd, &sb) == 0) {
+		/* O_APPEND: the byte landed at end - 1. Ours alone when the file
+		 * was as the slot knew it before and is as we left it after. */
+		end = lseek(fd, 0, SEEK_CUR);
+		mine = e->valid && e->h == h && end > 0 && e->after.size == end - 1 &&
+		       sb.st_size == end;
+		if (sb.st_size >= NOTIFY_MAX) {
+			mine = false;
+			if (ftruncate(fd, 0) < 0)
+				log_debug("event=notify_error path=%s error=\"%s\"", path,
+				          strerror(errno));
+		}
+	}
+	if (mine)
+		e->after = (struct notify_stamp){sb.st_mtim, sb.st_size};
+	else if (e->h == h)
+		e->valid = false;
+	pthread_mutex_unlock(&reg->echo_lock);
 	close(fd);
 }
 

@@ -16,9 +16,10 @@ sessions spread over the users log in and wait:
 each session's latency runs from the moment the transaction's final "."
 is sent to the moment the session reads its event line. One selector loop
 reads every session, so the client side costs the same in every mode.
-The server's resident memory is read from /proc before and after the
-sessions of a mode are set up; the difference over --clients is that
-mode's memory per session (the folders make NOTIFY's snapshot real).
+Each mode runs on a server of its own; its resident memory is read from
+/proc before and after the mode's sessions are set up, and the difference
+over --clients is that mode's memory per session (the folders make
+NOTIFY's snapshot real; the allocator makes it a rough figure).
 """
 import argparse
 import os
@@ -148,6 +149,8 @@ def run_mode(srv, a, users, mode):
                                (mode, len(sessions) - len(got), len(sessions)))
         lat += [(t - box["t0"]) * 1000 for t in got.values()]
     for s in sessions:
+        s.sock.setblocking(True)
+        s.sock.sendall(b"z LOGOUT\r\n")
         s.sock.close()
     lat.sort()
     return {"p50": statistics.median(lat), "p99": lat[int(len(lat) * 0.99) - 1],
@@ -163,27 +166,30 @@ def main():
     ap.add_argument("--backends", default="lmdb,maildir")
     a = ap.parse_args()
     users = {"user%d@%s" % (i, DOMAIN): "pass%d" % i for i in range(a.users)}
-    conf = {"limits": {"max_connections": str(a.clients * 2 + 100),
-                       "max_connections_per_ip": str(a.clients * 2 + 100)},
+    # Room for the sessions of a mode while those of the one before close.
+    conf = {"limits": {"max_connections": str(a.clients * 4 + 100),
+                       "max_connections_per_ip": str(a.clients * 4 + 100)},
             "imap": {"max_connections_per_user_ip": str(a.clients)}}
     rows = []
     for backend in a.backends.split(","):
-        srv = roosttest.RoostServer(backend=backend, users=users, listeners=("imap", "lmtp"),
-                                    conf=conf)
-        srv.start()
-        try:
-            for u in users:
-                s = Session(srv.port("imap"), u, users[u],
-                            [b"CREATE Other"] + [b"CREATE f%d" % k for k in range(1, a.folders)])
-                s.sock.close()
-            for mode in ("idle", "notify", "status"):
+        for mode in ("idle", "notify", "status"):
+            # A server of its own per mode, so its memory is measured from
+            # the same start.
+            srv = roosttest.RoostServer(backend=backend, users=users,
+                                        listeners=("imap", "lmtp"), conf=conf)
+            srv.start()
+            try:
+                for u in users:
+                    s = Session(srv.port("imap"), u, users[u], [b"CREATE Other"] +
+                                [b"CREATE f%d" % k for k in range(1, a.folders)])
+                    s.sock.close()
                 r = run_mode(srv, a, users, mode)
                 rows.append((backend, mode, r))
                 print("  %-8s %-7s p50 %6.1f ms  p99 %6.1f ms  %5.1f KiB/session"
                       % (backend, mode, r["p50"], r["p99"], r["kib"]), file=sys.stderr)
-        finally:
-            srv.stop()
-            srv.cleanup()
+            finally:
+                srv.stop()
+                srv.cleanup()
     print("%d sessions over %d users (%d folders each), %d rounds of one LMTP delivery "
           "to every user" % (a.clients, a.users, a.folders, a.rounds))
     print("| backend | mode | event | p50 ms | p99 ms | max ms | server RSS per session |")

@@ -473,7 +473,7 @@ list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_m
 {
 	struct mailbox_info *list = NULL;
 	struct notify_mbox *mbs;
-	size_t n = 0;
+	size_t n = 0, n_kept = 0;
 	int rc = storage_list(s->sv->storage, s->user, &list, &n);
 
 	if (rc < 0)
@@ -483,18 +483,27 @@ list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_m
 		return ROOST_ETOOBIG;
 	}
 	mbs = xcalloc(n ? n : 1, sizeof(*mbs));
-	for (size_t i = 0; i < n; i++) {
-		mbs[i].name = list[i].name;
+	for (size_t i = 0, k; i < n; i++) {
+		const size_t pl = strlen(STORAGE_ACL_PREFIX);
+
+		/* Other users' mailboxes shared with this one are theirs: their
+		 * changes wake their owner's watchers, not this user's. NOTIFY
+		 * follows the personal namespace only. */
+		if (strncmp(list[i].name, STORAGE_ACL_PREFIX, pl) == 0 &&
+		    (list[i].name[pl] == '\0' || list[i].name[pl] == '/'))
+			continue;
+		k = n_kept++;
+		mbs[k].name = list[i].name;
 		list[i].name = NULL;
-		mbs[i].attrs = list[i].attrs;
-		mbs[i].events = exists(list[i].attrs) && !(list[i].attrs & MBOX_NOSELECT)
-		                    ? events_for(spec, mbs[i].name, list[i].attrs)
+		mbs[k].attrs = list[i].attrs;
+		mbs[k].events = exists(list[i].attrs) && !(list[i].attrs & MBOX_NOSELECT)
+		                    ? events_for(spec, mbs[k].name, list[i].attrs)
 		                    : 0;
 	}
 	storage_list_free(list, n);
-	qsort(mbs, n, sizeof(*mbs), mbox_cmp);
+	qsort(mbs, n_kept, sizeof(*mbs), mbox_cmp);
 	*mbs_r = mbs;
-	*n_r = n;
+	*n_r = n_kept;
 	return 0;
 }
 
@@ -640,7 +649,7 @@ renamed_to(const struct notify_change *ch, size_t n, const char *old, struct buf
  * Compare the listing now with the snapshot: LIST for each mailbox that
  * appeared, disappeared, was renamed or changed subscription, where the
  * client asked for it; carry the status snapshots over (along renames),
- * and replace the snapshot. *added_r: mailboxes new to it, to look at.
+ * and replace the snapshot (mailboxes new to it have no status yet).
  */
 static int
 relist(struct imap_session *s, struct imap_notify *nt, const struct notify_change *ch, size_t n_ch)
@@ -734,7 +743,10 @@ queue_meta(struct imap_notify *nt, const struct storage_change *ch)
 	for (size_t i = 0; i < ch->n_entries; i++) {
 		const char *e = ch->entries[i];
 
-		if (strncasecmp(e, STORAGE_METADATA_INTERNAL, internal) == 0)
+		/* Only what METADATA shows: not Roost's own entries (URLAUTH
+		 * keys, the ACL). */
+		if (strncasecmp(e, STORAGE_METADATA_INTERNAL, internal) == 0 ||
+		    (strncasecmp(e, "/private/", 9) != 0 && strncasecmp(e, "/shared/", 8) != 0))
 			continue;
 		if (nt->meta.len + strlen(ch->mailbox) + strlen(e) + 2 > NOTIFY_META_MAX) {
 			nt->meta_lost = true;
@@ -928,6 +940,10 @@ imap_notify_wake(struct imap_session *s)
 		struct notify_mbox *m = &nt->mbs[i];
 		bool look = all || !m->have_status;
 
+		/* The selected mailbox speaks through its view; its snapshot
+		 * is left as it was, and differs when it is unselected. */
+		if (is_selected(s, m->name))
+			continue;
 		for (size_t k = 0; k < n_ch && !look; k++)
 			look = strcmp(ch[k].name, m->name) == 0 || ch[k].old != NULL;
 		if (look && exists(m->attrs))

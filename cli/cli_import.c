@@ -333,7 +333,8 @@ read_uidlist(const char *dir, struct md_uid **uids_r, size_t *n_r)
 		free(v);
 		return 0;
 	}
-	qsort(v, n, sizeof(*v), md_uid_cmp);
+	if (n > 1) /* qsort(NULL, 0) is undefined */
+		qsort(v, n, sizeof(*v), md_uid_cmp);
 	*uids_r = v;
 	*n_r = n;
 	return uidvalidity;

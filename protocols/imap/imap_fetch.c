@@ -510,7 +510,7 @@ plan_binary(struct fetch_state *st, size_t *mark, struct binsizes *bz, const str
 	bool nul = false;
 	if (re > rs)
 		binary_measure(bz, it, cte, raw + rs, re - rs, &dsize, &nul);
-	nul = nul || memchr(prefix.data, '\0', prefix.len) != NULL;
+	nul = nul || (prefix.len > 0 && memchr(prefix.data, '\0', prefix.len) != NULL);
 	uint64_t total = prefix.len + dsize;
 	if (it->kind == F_BINARY_SIZE) {
 		buf_printf(&st->text, "%s %llu", it->resp, (unsigned long long)total);

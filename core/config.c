@@ -159,8 +159,8 @@ static const char *const sections[] = {
 
 /* ---- value parsing ---- */
 
-static char *
-trim(char *s)
+char *
+config_trim(char *s)
 {
 	char *end;
 
@@ -291,13 +291,13 @@ parse_list(const char *s, char ***v_r)
 	char **v = xcalloc(1, sizeof(*v));
 	size_t n = 0;
 
-	if (*trim(copy) == '\0') {
+	if (*config_trim(copy) == '\0') {
 		free(copy);
 		*v_r = v;
 		return 0;
 	}
 	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-		char *item = trim(tok);
+		char *item = config_trim(tok);
 
 		if (*item == '\0' || strchr(item, ' ') != NULL) {
 			free(copy);
@@ -681,7 +681,7 @@ value_text(char *text, char **value_r, char *why, size_t whylen)
 			return ROOST_EINVAL;
 		}
 		*out = '\0';
-		in = trim(in + 1);
+		in = config_trim(in + 1);
 		if (*in != '\0' && *in != '#') {
 			snprintf(why, whylen, "text after the closing quote");
 			return ROOST_EINVAL;
@@ -695,7 +695,7 @@ value_text(char *text, char **value_r, char *why, size_t whylen)
 			break;
 		}
 	}
-	*value_r = trim(v);
+	*value_r = config_trim(v);
 	return 0;
 }
 
@@ -736,21 +736,21 @@ load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t
 			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
 			return ROOST_ECONFIG;
 		}
-		s = trim(line);
+		s = config_trim(line);
 		if (*s == '\0' || *s == '#' || *s == ';')
 			continue;
 		if (*s == '[') {
 			char *end = strchr(s, ']');
 			size_t idx;
 
-			if (end == NULL || *trim(end + 1) != '\0' || end - s - 1 <= 0 ||
+			if (end == NULL || *config_trim(end + 1) != '\0' || end - s - 1 <= 0 ||
 			    (size_t)(end - s - 1) >= sizeof(section)) {
 				snprintf(err, errlen, "%s:%u: malformed section header", path,
 				         lineno);
 				return ROOST_ECONFIG;
 			}
 			*end = '\0';
-			snprintf(section, sizeof(section), "%s", trim(s + 1));
+			snprintf(section, sizeof(section), "%s", config_trim(s + 1));
 			if (!known_section(section)) {
 				snprintf(err, errlen, "%s:%u: unknown section [%s]", path, lineno,
 				         section);
@@ -772,7 +772,7 @@ load_file(struct roost_config *cfg, const char *path, FILE *f, char *err, size_t
 			return ROOST_ECONFIG;
 		}
 		*eq = '\0';
-		key = trim(s);
+		key = config_trim(s);
 		if (value_text(eq + 1, &value, why, sizeof(why)) != 0) {
 			snprintf(err, errlen, "%s:%u: [%s] %s: %s", path, lineno, section, key,
 			         why);

@@ -124,19 +124,6 @@ lower(char *s)
 	}
 }
 
-static char *
-trim(char *s)
-{
-	char *end;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	end = s + strlen(s);
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
-		*--end = '\0';
-	return s;
-}
-
 /* One logical entry (continuations joined) into a->v. */
 static int
 add_entry(struct alias_table *a, const struct roost_config *cfg, char *text, const char *path,
@@ -150,7 +137,7 @@ add_entry(struct alias_table *a, const struct roost_config *cfg, char *text, con
 		return ROOST_ECONFIG;
 	}
 	*colon = '\0';
-	key = trim(text);
+	key = config_trim(text);
 	if (!address_ok(key)) {
 		snprintf(err, errlen, "%s:%u: bad alias name \"%s\"", path, lineno, key);
 		return ROOST_ECONFIG;
@@ -169,12 +156,12 @@ add_entry(struct alias_table *a, const struct roost_config *cfg, char *text, con
 		}
 	}
 	rest = colon + 1;
-	if (*trim(rest) == '\0') {
+	if (*config_trim(rest) == '\0') {
 		snprintf(err, errlen, "%s:%u: alias %s has no target", path, lineno, key);
 		return ROOST_ECONFIG;
 	}
 	while ((tok = strsep(&rest, ",")) != NULL) {
-		char *t = trim(tok);
+		char *t = config_trim(tok);
 
 		if (*t == '|' || *t == '/' || strncasecmp(t, ":include:", 9) == 0) {
 			snprintf(err, errlen,
@@ -252,7 +239,7 @@ table_load(const struct roost_config *cfg, struct alias_table **a_r, char *err, 
 				ret = ROOST_ECONFIG;
 				break;
 			}
-			s = trim(line);
+			s = config_trim(line);
 			if (*s == '#' || *s == '\0')
 				continue;
 			/* A line starting with a blank continues the entry. */

@@ -180,4 +180,9 @@ struct config_addr {
 };
 int config_parse_addr(const char *spec, struct config_addr *addr_r);
 
+/* The blank rule of Roost's text files (this configuration and the aliases
+ * file): s without its leading spaces and tabs, its trailing blanks and line
+ * end cut off in place. Returns a pointer into s. */
+char *config_trim(char *s);
+
 #endif

@@ -100,7 +100,8 @@ report(struct run *r, const char *what, struct samples *s, double elapsed, const
 	    .failed = failed,
 	};
 
-	qsort(s->v, s->n, sizeof(*s->v), cmp_double);
+	if (s->n > 1)
+		qsort(s->v, s->n, sizeof(*s->v), cmp_double);
 	row.ops = elapsed > 0 ? (double)s->n / elapsed : 0;
 	row.p50_ms = pct(s, 50);
 	row.p95_ms = pct(s, 95);

@@ -215,7 +215,8 @@ apply_set(const uint8_t *old, size_t old_len, struct buf *out, void *arg)
 		storage_metadata_free(v, n);
 		return ROOST_EOVERQUOTA;
 	}
-	qsort(v, n, sizeof(*v), entry_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), entry_cmp);
 	if (n > 0)
 		buf_append_str(out, REC_MAGIC);
 	for (size_t i = 0; i < n; i++) {

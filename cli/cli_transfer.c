@@ -148,7 +148,8 @@ load_fps(struct import_box *b)
 		msg_view_release(&v);
 		k++;
 	}
-	qsort(b->fps, k, sizeof(*b->fps), fp_cmp);
+	if (k > 1)
+		qsort(b->fps, k, sizeof(*b->fps), fp_cmp);
 	/* equal ones counted in the first */
 	b->n_fps = 0;
 	for (size_t i = 0; i < k; i++) {

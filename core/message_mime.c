@@ -355,7 +355,8 @@ merge_params(struct raw_param *raw, size_t n, struct message_params *out)
 			cont[nc++] = &raw[i];
 		}
 	}
-	qsort(cont, nc, sizeof(*cont), raw_cmp);
+	if (nc > 1)
+		qsort(cont, nc, sizeof(*cont), raw_cmp);
 	for (i = 0; i < nc; i = j) {
 		struct buf v = BUF_INIT(0);
 		bool extended = false, good = true;

@@ -160,7 +160,8 @@ mx_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		snprintf(mx[n].host, sizeof(mx[n].host), "%s", strcmp(h, ".") == 0 ? "" : h);
 	}
 	ares_free_data(reply);
-	qsort(mx, n, sizeof(*mx), cmp_mx);
+	if (n > 1)
+		qsort(mx, n, sizeof(*mx), cmp_mx);
 	q->mx_fn(q->arg, 0, mx, n);
 	free(mx);
 	free(q);

@@ -263,7 +263,8 @@ queue_scan(const char *dir, struct queue_entry ***v_r, size_t *n_r)
 			k++;
 	}
 	free_ids(ids, n);
-	qsort(v, k, sizeof(*v), cmp_created);
+	if (k > 1)
+		qsort(v, k, sizeof(*v), cmp_created);
 	*v_r = v;
 	*n_r = k;
 	return 0;

@@ -120,7 +120,8 @@ settle_blobs(struct lmdb_shard *sh, const char *dst, const char *src_blobs, cons
 	}
 	mdb_cursor_close(cur);
 	rc = 0;
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), name_cmp);
 	if ((d = opendir(dst_blobs)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
 			const char *key = de->d_name;

@@ -87,7 +87,8 @@ claims_prune(struct lmdb_shard *sh)
 			done[k++] = done[i];
 	}
 	lmdb_rtxn_end(sh, txn);
-	qsort(done, k, sizeof(*done), claim_cmp);
+	if (k > 1)
+		qsort(done, k, sizeof(*done), claim_cmp);
 	pthread_mutex_lock(&sh->claim_lock);
 	for (i = j = 0; i < sh->n_claims; i++) {
 		if (bsearch(&sh->claims[i], done, k, sizeof(*done), claim_cmp) == NULL)

@@ -112,7 +112,8 @@ check_folder(struct md_storage *ms, const char *user, const char *label, const c
 	n_all += n_cur;
 	for (i = 0; i < n_all; i++)
 		all[i][strcspn(all[i], ":")] = '\0';
-	qsort(all, n_all, sizeof(*all), cmp_str);
+	if (n_all > 1)
+		qsort(all, n_all, sizeof(*all), cmp_str);
 	for (i = 1; i < n_all; i++) {
 		if (strcmp(all[i], all[i - 1]) == 0) {
 			buf_printf(report, "%s %s: %s is in the folder twice\n", user, label,

@@ -652,7 +652,8 @@ md_index_salvage(const char *dir, uint32_t *uidvalidity_r, struct md_salvage **r
 		n++;
 	}
 	free(data);
-	qsort(all, n, sizeof(*all), salv_cmp);
+	if (n > 1)
+		qsort(all, n, sizeof(*all), salv_cmp);
 	v = xcalloc(n + 1, sizeof(*v));
 	for (size_t i = 0; i < n; i++) {
 		/* the last entry of a UID wins */

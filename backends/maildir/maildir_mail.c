@@ -276,7 +276,8 @@ md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
 			exp[n++] = f->exp[i];
 	}
 	pthread_mutex_unlock(&f->mutex);
-	qsort(exp, n, sizeof(*exp), exp_uid_cmp);
+	if (n > 1)
+		qsort(exp, n, sizeof(*exp), exp_uid_cmp);
 	c->expunged = xreallocarray(NULL, n + 1, sizeof(*c->expunged));
 	c->expunged_emailids = xreallocarray(NULL, n + 1, sizeof(*c->expunged_emailids));
 	for (i = 0; i < n; i++) {

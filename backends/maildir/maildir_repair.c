@@ -172,7 +172,8 @@ rebuild_uidlist(struct md_storage *ms, const char *user, const char *dir, const 
 	}
 	list_files(dir, "cur", &files, &n);
 	list_files(dir, "new", &files, &n);
-	qsort(files, n, sizeof(*files), rfile_base_cmp);
+	if (n > 1)
+		qsort(files, n, sizeof(*files), rfile_base_cmp);
 	salvage_uidlist(dir, &uidvalidity, &nextuid, files, n, &from_file);
 	(void)md_index_salvage(dir, &idx_uidvalidity, &idx, &n_idx);
 	if (uidvalidity == 0)
@@ -230,14 +231,16 @@ rebuild_uidlist(struct md_storage *ms, const char *user, const char *dir, const 
 	}
 	if (nextuid <= top)
 		nextuid = top + 1;
-	qsort(files, n, sizeof(*files), rfile_uid_cmp);
+	if (n > 1)
+		qsort(files, n, sizeof(*files), rfile_uid_cmp);
 	/* files without a UID come first after the sort (uid 0): number them
 	 * above every known one, in name order */
 	for (size_t i = 0; i < n && files[i].uid == 0; i++) {
 		files[i].uid = nextuid++;
 		fresh++;
 	}
-	qsort(files, n, sizeof(*files), rfile_uid_cmp);
+	if (n > 1)
+		qsort(files, n, sizeof(*files), rfile_uid_cmp);
 	md_random_hex(guid, 16);
 	buf_printf(&out, "3 V%" PRIu32 " N%" PRIu32 " G%s\n", uidvalidity, nextuid, guid);
 	for (size_t i = 0; i < n; i++)

@@ -391,7 +391,8 @@ scan_apply(struct md_folder *f, bool *work_r)
 	md_uidlist_maybe_rewrite(f);
 
 	/* new files, in name order (names start with the delivery time) */
-	qsort(fresh, n_fresh, sizeof(*fresh), cmp_ent_name);
+	if (n_fresh > 1)
+		qsort(fresh, n_fresh, sizeof(*fresh), cmp_ent_name);
 	for (i = 0; i < n_fresh; i++) {
 		struct md_rec *r;
 		const char *info;

@@ -57,7 +57,8 @@ unique_emails(struct jmap_req *r, struct cand **sel, size_t n, bool by_thread)
 		v[i].emailid = by_thread ? cand_thread(r, sel[i]) : sel[i]->rec->emailid;
 		v[i].pos = i;
 	}
-	qsort(v, n, sizeof(*v), id_pos_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), id_pos_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (v[i].emailid == v[i - 1].emailid)
 			drop[v[i].pos] = any = true;
@@ -512,7 +513,8 @@ query_run(struct jmap_req *r, json_t *args, const char *tag, struct query_run *q
 			cand_release(&q->cands[i]);
 	}
 	sort_ctx = &sc;
-	qsort(q->sel, q->n_sel, sizeof(*q->sel), cmp_cand);
+	if (q->n_sel > 1)
+		qsort(q->sel, q->n_sel, sizeof(*q->sel), cmp_cand);
 	sort_ctx = NULL;
 	q->n_sel = unique_emails(r, q->sel, q->n_sel, false);
 	if (collapse)

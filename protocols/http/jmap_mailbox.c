@@ -255,7 +255,8 @@ mailbox_query_run(struct jmap_req *r, json_t *filter, const char *tag, size_t *n
 		if (mailbox_matches(r, &r->mboxes[i], filter))
 			sel[n++] = &r->mboxes[i];
 	}
-	qsort(sel, n, sizeof(*sel), cmp_mbox);
+	if (n > 1)
+		qsort(sel, n, sizeof(*sel), cmp_mbox);
 	*n_r = n;
 	return sel;
 }

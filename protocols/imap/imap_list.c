@@ -112,7 +112,8 @@ list_add_shared(struct imap_session *s, struct mailbox_info **list, size_t *n)
 		(*list)[(*n)++] = sh[i];
 	}
 	free(sh);
-	qsort(*list, *n, sizeof(**list), info_cmp);
+	if (*n > 1)
+		qsort(*list, *n, sizeof(**list), info_cmp);
 }
 
 static void

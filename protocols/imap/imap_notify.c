@@ -501,7 +501,8 @@ list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_m
 		                    : 0;
 	}
 	storage_list_free(list, n);
-	qsort(mbs, n_kept, sizeof(*mbs), mbox_cmp);
+	if (n_kept > 1)
+		qsort(mbs, n_kept, sizeof(*mbs), mbox_cmp);
 	*mbs_r = mbs;
 	*n_r = n_kept;
 	return 0;

@@ -88,7 +88,8 @@ seqset_resolve(struct seqset *set, uint32_t star)
 			r->hi = t;
 		}
 	}
-	qsort(set->r, set->n, sizeof(*set->r), range_cmp);
+	if (set->n > 1)
+		qsort(set->r, set->n, sizeof(*set->r), range_cmp);
 	size_t o = 0;
 	for (size_t i = 0; i < set->n; i++) {
 		if (o > 0 && (uint64_t)set->r[i].lo <= (uint64_t)set->r[o - 1].hi + 1) {

@@ -348,7 +348,8 @@ jmap_identity_set(struct jmap_req *r, json_t *args, const char *tag)
 	json_t *created = json_object(), *not_created = json_object(), *updated = json_object();
 	json_t *not_updated = json_object(), *destroyed = json_array(),
 	       *not_destroyed = json_object();
-	const char *if_in = json_string_value(json_object_get(args, "ifInState")), *key, *bad;
+	const char *if_in = json_string_value(json_object_get(args, "ifInState")), *key,
+	           *bad = NULL;
 	char old[20], st[20];
 	size_t i;
 

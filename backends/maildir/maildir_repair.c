@@ -53,6 +53,35 @@ rfile_uid_cmp(const void *a, const void *b)
 	return x->uid < y->uid ? -1 : x->uid > y->uid;
 }
 
+/* by UID, and the files without one (0) by name in delivery order */
+static int
+rfile_fresh_cmp(const void *a, const void *b)
+{
+	const struct rfile *x = a, *y = b;
+	int c = rfile_uid_cmp(a, b);
+
+	if (c != 0 || x->uid != 0)
+		return c;
+	return strverscmp(x->base, y->base);
+}
+
+/* Delivery order: a base name starts <sec>.M<usec>P<pid>Q<n> (Roost) or
+ * <sec>.M<usec>P<pid> (Dovecot) with unpadded numbers, so digit runs
+ * compare as numbers (strverscmp), not as text. */
+static int
+rfile_delivery_cmp(const void *a, const void *b)
+{
+	const struct rfile *x = a, *y = b;
+
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	if (x->mtime != y->mtime)
+		return x->mtime < y->mtime ? -1 : 1;
+	return strverscmp(x->base, y->base);
+}
+
+/* roost-index's records by the only things a file shows of them, size and
+ * internal date; used as the bsearch key comparison */
 static int
 salvage_cmp(const void *a, const void *b)
 {
@@ -61,6 +90,20 @@ salvage_cmp(const void *a, const void *b)
 	if (x->size != y->size)
 		return x->size < y->size ? -1 : 1;
 	return x->idate < y->idate ? -1 : x->idate > y->idate;
+}
+
+/* ... and within one size and date, by UID, so that files that look alike
+ * (the same size delivered in one second) take their UIDs in delivery
+ * order */
+static int
+salvage_uid_cmp(const void *a, const void *b)
+{
+	const struct md_salvage *x = a, *y = b;
+	int c = salvage_cmp(a, b);
+
+	if (c != 0)
+		return c;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
 }
 
 static void
@@ -191,7 +234,9 @@ rebuild_uidlist(struct md_storage *ms, const char *user, const char *dir, const 
 		for (size_t k = 0; k < n_idx; k++)
 			idx[k].taken =
 			    bsearch(&idx[k].uid, used, n_used, sizeof(*used), uid_cmp) != NULL;
-		qsort(idx, n_idx, sizeof(*idx), salvage_cmp);
+		qsort(idx, n_idx, sizeof(*idx), salvage_uid_cmp);
+		if (n > 1)
+			qsort(files, n, sizeof(*files), rfile_delivery_cmp);
 		for (size_t i = 0; i < n; i++) {
 			struct md_salvage key = {.size = files[i].size, .idate = files[i].mtime};
 			struct md_salvage *hit;
@@ -232,9 +277,9 @@ rebuild_uidlist(struct md_storage *ms, const char *user, const char *dir, const 
 	if (nextuid <= top)
 		nextuid = top + 1;
 	if (n > 1)
-		qsort(files, n, sizeof(*files), rfile_uid_cmp);
+		qsort(files, n, sizeof(*files), rfile_fresh_cmp);
 	/* files without a UID come first after the sort (uid 0): number them
-	 * above every known one, in name order */
+	 * above every known one, in delivery order */
 	for (size_t i = 0; i < n && files[i].uid == 0; i++) {
 		files[i].uid = nextuid++;
 		fresh++;

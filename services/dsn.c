@@ -255,6 +255,10 @@ dsn_send(const struct roost_services *sv, const struct queue_entry *e, const siz
 
 		dsn_build(sv->cfg->hostname, e, want, k, kind, msg_fd, &msg);
 		sub.sender = "";
+		/* RFC 8689 5: the report of a REQUIRETLS message goes back
+		 * under the same demand (it may quote the message). */
+		sub.requiretls = e->requiretls;
+		sub.binarymime = e->binarymime;
 		sub.rcpts = &rin;
 		sub.n_rcpts = 1;
 		sub.data = msg.data;

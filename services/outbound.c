@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "roost/config.h"
@@ -254,6 +255,8 @@ outbound_start(const struct roost_services *sv, struct outbound **ob_r)
 		}
 		ob->smarthost = true;
 	}
+	if ((err = outbound_policy_init(ob)) != 0)
+		goto fail;
 	if ((err = dns_create(ob->cfg, &ob->dns)) != 0)
 		goto fail;
 	ob->tls = SSL_CTX_new(TLS_client_method());
@@ -262,7 +265,21 @@ outbound_start(const struct roost_services *sv, struct outbound **ob_r)
 		goto fail;
 	}
 	SSL_CTX_set_min_proto_version(ob->tls, TLS1_2_VERSION);
-	SSL_CTX_set_default_verify_paths(ob->tls);
+	/* Certificates are checked on every connection and the result logged
+	 * (tls=verified|unverified); the policy decides what a failure means
+	 * (smtp_client_tls.c), so the handshake itself never refuses. */
+	if (ob->cfg->relay_tls_ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(ob->tls, ob->cfg->relay_tls_ca_file, NULL) != 1) {
+			log_error("event=start status=failed stage=relay error=\"[relay] "
+			          "tls_ca_file: cannot load %s\"",
+			          ob->cfg->relay_tls_ca_file);
+			ERR_clear_error();
+			err = ROOST_ECONFIG;
+			goto fail;
+		}
+	} else {
+		SSL_CTX_set_default_verify_paths(ob->tls);
+	}
 	SSL_CTX_set_verify(ob->tls, SSL_VERIFY_NONE, NULL);
 	ob->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ob->wake_fd < 0) {

@@ -39,9 +39,23 @@ struct work {
 
 enum session_state { SS_MX, SS_ADDR, SS_SMTP, SS_DONE };
 
+/* What TLS a delivery demands ([relay] tls_policy, tls_policies). */
+enum tls_policy {
+	TLSP_NONE,    /* never STARTTLS */
+	TLSP_MAY,     /* STARTTLS when offered; a failed handshake: plain text */
+	TLSP_ENCRYPT, /* TLS or nothing (deferred), any certificate */
+	TLSP_VERIFY,  /* TLS with a certificate that verifies for the MX name */
+};
+
+/* Works of one domain that need different TLS go to different sessions. */
+#define SF_REQUIRETLS 1   /* RFC 8689 REQUIRETLS: verified TLS, peer offering it */
+#define SF_TLS_OPTIONAL 2 /* "TLS-Required: No": policies lowered to "may" */
+
 struct session {
 	struct outbound *ob;
 	char domain[DNS_MAX_NAME];
+	unsigned flags; /* SF_* */
+	enum tls_policy policy;
 	enum session_state st;
 	struct dns_mx *mx;
 	size_t n_mx, mx_i;
@@ -50,7 +64,8 @@ struct session {
 	char host[DNS_MAX_NAME]; /* the host connected to */
 	struct smtpc *c;
 	bool c_closed, c_ready_seen, c_tls_failed;
-	bool plain; /* retrying this address without STARTTLS */
+	bool plain;       /* retrying this address without STARTTLS */
+	bool tls_trouble; /* a host fell short of the TLS policy */
 	int c_code;
 	char c_text[512];
 	struct work *works, *cur; /* waiting; being sent */
@@ -94,6 +109,7 @@ struct outbound {
 	struct session *sessions;
 	unsigned n_sessions;
 	bool smarthost;
+	enum tls_policy policy; /* [relay] tls_policy */
 	char sh_host[DNS_MAX_NAME];
 	uint16_t sh_port;
 	bool scan_now; /* a slot came free: blocked entries may go */
@@ -123,12 +139,17 @@ void outbound_entry_settle(struct outbound *ob, struct queue_entry *e);
 int outbound_open_msg(struct outbound *ob, const struct queue_entry *e);
 /* Apply one attempt's results to the entry, log, bounce, save. */
 void outbound_work_finish(struct session *s, struct work *w, const char *relay, const char *ip,
-                          const char *tls);
+                          const char *tls, const char *tls_version);
 void outbound_work_free(struct work *w);
 /* Every waiting work of s fails with (code, text); s is done. */
 void outbound_session_fail_all(struct session *s, int code, const char *text);
 
 /* outbound_session.c */
+
+/* "none", "may", ... into *p_r: 0, or ROOST_EINVAL for another word. */
+int outbound_policy_parse(const char *word, enum tls_policy *p_r);
+/* Check [relay] tls_policy and tls_policies: 0 or ROOST_ECONFIG (logged). */
+int outbound_policy_init(struct outbound *ob);
 
 /* Move s on after its SMTP client reported: next message, next host, done. */
 void outbound_session_after_io(struct session *s);

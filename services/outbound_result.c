@@ -109,7 +109,7 @@ outbound_open_msg(struct outbound *ob, const struct queue_entry *e)
 /* Apply one attempt's results to the entry, log, bounce, save. */
 void
 outbound_work_finish(struct session *s, struct work *w, const char *relay, const char *ip,
-                     const char *tls)
+                     const char *tls, const char *tls_version)
 {
 	struct outbound *ob = s->ob;
 	struct queue_entry *e = w->e;
@@ -149,12 +149,12 @@ outbound_work_finish(struct session *s, struct work *w, const char *relay, const
 			temp = true;
 			status = "deferred";
 		}
-		log_info(
-		    "event=deliver queue_id=%s from=<%s> to=<%s> relay=%s ip=%s tls=%s code=%d "
-		    "status=%s text=\"%s\" attempt=%u delay=%llds",
-		    e->id, e->sender, r->addr, relay != NULL && relay[0] != '\0' ? relay : "-",
-		    ip != NULL && ip[0] != '\0' ? ip : "-", tls != NULL ? tls : "none", code,
-		    status, text, e->attempts + 1, (long long)(now - e->created));
+		log_info("event=deliver queue_id=%s from=<%s> to=<%s> relay=%s ip=%s tls=%s "
+		         "tls_version=%s code=%d status=%s text=\"%s\" attempt=%u delay=%llds",
+		         e->id, e->sender, r->addr, relay != NULL && relay[0] != '\0' ? relay : "-",
+		         ip != NULL && ip[0] != '\0' ? ip : "-", tls != NULL ? tls : "none",
+		         tls_version != NULL ? tls_version : "none", code, status, text,
+		         e->attempts + 1, (long long)(now - e->created));
 	}
 	e->attempts++;
 	if (temp) {
@@ -223,10 +223,11 @@ outbound_entry_expire(struct outbound *ob, struct queue_entry *e)
 		}
 		r->state = QUEUE_RCPT_FAILED;
 		failed[nf++] = i;
-		log_info("event=deliver queue_id=%s from=<%s> to=<%s> relay=- ip=- tls=none "
-		         "code=%d status=expired text=\"%s\" attempt=%u delay=%llds",
-		         e->id, e->sender, r->addr, r->code, why, e->attempts,
-		         (long long)(now - e->created));
+		log_info(
+		    "event=deliver queue_id=%s from=<%s> to=<%s> relay=- ip=- tls=none "
+		    "tls_version=none code=%d status=expired text=\"%s\" attempt=%u delay=%llds",
+		    e->id, e->sender, r->addr, r->code, why, e->attempts,
+		    (long long)(now - e->created));
 	}
 	if (nf > 0) {
 		int fd = outbound_open_msg(ob, e);
@@ -259,7 +260,7 @@ work_fail(struct session *s, struct work *w, int code, const char *text)
 		w->rcpts[k].code = code;
 		snprintf(w->rcpts[k].text, sizeof(w->rcpts[k].text), "%s", text);
 	}
-	outbound_work_finish(s, w, s->host, NULL, NULL);
+	outbound_work_finish(s, w, s->host, NULL, NULL, NULL);
 	outbound_work_free(w);
 }
 

@@ -48,16 +48,97 @@ static const struct smtpc_events smtp_events = {
     .closed = smtp_closed,
 };
 
-static bool
-tls_required(const struct outbound *ob, const char *domain)
+static const char *const policy_names[] = {"none", "may", "encrypt", "verify"};
+
+int
+outbound_policy_parse(const char *word, enum tls_policy *p_r)
 {
-	if (ob->smarthost)
-		return true;
-	for (char **p = ob->cfg->relay_tls_required; p != NULL && *p != NULL; p++) {
-		if (strcasecmp(*p, domain) == 0)
-			return true;
+	for (size_t i = 0; i < sizeof(policy_names) / sizeof(policy_names[0]); i++) {
+		if (strcasecmp(word, policy_names[i]) == 0) {
+			*p_r = (enum tls_policy)i;
+			return 0;
+		}
 	}
-	return false;
+	return ROOST_EINVAL;
+}
+
+/* An entry of [relay] tls_policies, "domain:policy", split: false when it
+ * has no colon, an empty domain or an unknown policy. */
+static bool
+policy_entry(const char *entry, const char **domain_r, size_t *dlen_r, enum tls_policy *p_r)
+{
+	const char *colon = strrchr(entry, ':');
+
+	if (colon == NULL || colon == entry)
+		return false;
+	*domain_r = entry;
+	*dlen_r = (size_t)(colon - entry);
+	return outbound_policy_parse(colon + 1, p_r) == 0;
+}
+
+int
+outbound_policy_init(struct outbound *ob)
+{
+	const char *d;
+	size_t dl;
+	enum tls_policy p;
+
+	if (outbound_policy_parse(ob->cfg->relay_tls_policy, &ob->policy) != 0) {
+		log_error("event=start status=failed stage=relay error=\"[relay] tls_policy: %s is "
+		          "not none, may, encrypt or verify\"",
+		          ob->cfg->relay_tls_policy);
+		return ROOST_ECONFIG;
+	}
+	for (char **e = ob->cfg->relay_tls_policies; e != NULL && *e != NULL; e++) {
+		if (!policy_entry(*e, &d, &dl, &p)) {
+			log_error("event=start status=failed stage=relay error=\"[relay] "
+			          "tls_policies: %s is not domain:none|may|encrypt|verify\"",
+			          *e);
+			return ROOST_ECONFIG;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The TLS a session to domain demands: [relay] tls_policies for the domain
+ * (an entry ".example.org" also covers its subdomains), else tls_policy;
+ * at least encrypt for the domains of tls_required and for a smarthost
+ * (verify with smarthost_tls_verify). A REQUIRETLS message demands verify;
+ * "TLS-Required: No" lowers any policy but the smarthost's to may.
+ */
+static enum tls_policy
+session_policy(const struct outbound *ob, const char *domain, unsigned flags)
+{
+	enum tls_policy pol = ob->policy;
+	size_t n = strlen(domain);
+
+	if (ob->smarthost) {
+		pol = ob->cfg->relay_smarthost_tls_verify ? TLSP_VERIFY : TLSP_ENCRYPT;
+		return (flags & SF_REQUIRETLS) ? TLSP_VERIFY : pol;
+	}
+	for (char **e = ob->cfg->relay_tls_policies; e != NULL && *e != NULL; e++) {
+		const char *d;
+		size_t dl;
+		enum tls_policy p;
+
+		if (!policy_entry(*e, &d, &dl, &p))
+			continue;
+		if ((dl == n && strncasecmp(d, domain, n) == 0) ||
+		    (d[0] == '.' && dl < n && strncasecmp(d, domain + n - dl, dl) == 0)) {
+			pol = p;
+			break;
+		}
+	}
+	for (char **p = ob->cfg->relay_tls_required; p != NULL && *p != NULL; p++) {
+		if (strcasecmp(*p, domain) == 0 && pol < TLSP_ENCRYPT)
+			pol = TLSP_ENCRYPT;
+	}
+	if ((flags & SF_TLS_OPTIONAL) && pol > TLSP_MAY)
+		pol = TLSP_MAY;
+	if (flags & SF_REQUIRETLS)
+		pol = TLSP_VERIFY;
+	return pol;
 }
 
 static void
@@ -83,9 +164,9 @@ session_connect_next(struct session *s)
 		len = sizeof(struct sockaddr_in);
 	}
 	set.helo = ob->cfg->hostname;
-	set.tls = s->plain ? NULL : ob->tls;
-	set.tls_required = tls_required(ob, s->domain);
-	set.tls_verify = ob->smarthost && ob->cfg->relay_smarthost_tls_verify;
+	set.tls = s->plain || s->policy == TLSP_NONE ? NULL : ob->tls;
+	set.tls_required = s->policy >= TLSP_ENCRYPT;
+	set.tls_verify = s->policy >= TLSP_VERIFY;
 	set.sni = s->host;
 	if (ob->smarthost) {
 		set.auth_user = ob->cfg->relay_smarthost_user;
@@ -129,6 +210,13 @@ session_next_host(struct session *s)
 	while (s->mx_i < s->n_mx && s->mx[s->mx_i].host[0] == '\0')
 		s->mx_i++;
 	if (s->mx_i >= s->n_mx) {
+		if ((s->flags & SF_REQUIRETLS) && s->tls_trouble) {
+			/* RFC 8689 4.2.1: no host could take it safely. */
+			outbound_session_fail_all(s, 550,
+			                          "5.7.30 REQUIRETLS support required: no MX host "
+			                          "with verified TLS");
+			return;
+		}
 		outbound_session_fail_all(s, s->last_code != 0 ? s->last_code : 451,
 		                          s->last_text[0] != '\0' ? s->last_text
 		                                                  : "4.4.1 No host reachable");
@@ -226,7 +314,8 @@ smtp_done(void *arg, struct smtpc_msg *msg)
 	if (w == NULL || &w->msg != msg)
 		return;
 	s->cur = NULL;
-	outbound_work_finish(s, w, s->host, smtpc_peer(s->c), smtpc_tls_version(s->c));
+	outbound_work_finish(s, w, s->host, smtpc_peer(s->c), smtpc_tls_status(s->c),
+	                     smtpc_tls_version(s->c));
 	outbound_work_free(w);
 }
 
@@ -240,6 +329,8 @@ smtp_closed(void *arg, bool ready_seen, int code, const char *text)
 	s->c_closed = true;
 	s->c_ready_seen = ready_seen;
 	s->c_tls_failed = smtpc_tls_failed(s->c);
+	if (!ready_seen && smtpc_tls_policy_failed(s->c))
+		s->tls_trouble = true;
 	s->c_code = code;
 	snprintf(s->c_text, sizeof(s->c_text), "%s", text);
 }
@@ -253,7 +344,7 @@ outbound_session_after_io(struct session *s)
 	log_debug("event=relay-closed domain=%s host=%s ip=%s code=%d text=\"%s\"", s->domain,
 	          s->host, smtpc_peer(s->c), s->c_code, s->c_text);
 	smtpc_free(&s->c);
-	if (!s->c_ready_seen && s->c_tls_failed && !s->plain && !tls_required(s->ob, s->domain)) {
+	if (!s->c_ready_seen && s->c_tls_failed && !s->plain && s->policy < TLSP_ENCRYPT) {
 		/* Opportunistic TLS that fails is no reason not to deliver:
 		 * the same address once more, in plain text (as Postfix does). */
 		log_info("event=relay-tls-fallback domain=%s host=%s reason=\"%s\"", s->domain,
@@ -295,7 +386,7 @@ outbound_session_after_io(struct session *s)
  * telling whether a new session may be started.
  */
 static struct session *
-session_for(struct outbound *ob, const char *domain, bool *can_start)
+session_for(struct outbound *ob, const char *domain, unsigned flags, bool *can_start)
 {
 	struct session *best = NULL;
 	unsigned count = 0, best_queued = UINT_MAX;
@@ -303,9 +394,12 @@ session_for(struct outbound *ob, const char *domain, bool *can_start)
 	for (struct session *s = ob->sessions; s != NULL; s = s->next) {
 		unsigned queued = 0;
 
-		if (strcasecmp(s->domain, domain) != 0 || s->st == SS_DONE)
+		if (strcasecmp(s->domain, domain) != 0)
 			continue;
-		count++;
+		if (s->st != SS_DONE)
+			count++;
+		if (s->st == SS_DONE || s->flags != flags)
+			continue;
 		for (struct work *w = s->works; w != NULL; w = w->next)
 			queued++;
 		if (queued + s->sent_msgs >= ob->cfg->relay_max_per_connection)
@@ -332,6 +426,8 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 {
 	int ret = 1;
 	bool *taken = xcalloc(e->n_rcpts + 1, sizeof(*taken));
+	unsigned flags =
+	    (e->requiretls ? SF_REQUIRETLS : 0) | (e->tls_optional ? SF_TLS_OPTIONAL : 0);
 
 	for (size_t i = 0; i < e->n_rcpts; i++) {
 		const char *domain;
@@ -343,7 +439,7 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		if (taken[i] || e->rcpts[i].state != QUEUE_RCPT_PENDING)
 			continue;
 		domain = ob->smarthost ? "[smarthost]" : relay_domain(e->rcpts[i].addr);
-		s = session_for(ob, domain, &can_start);
+		s = session_for(ob, domain, flags, &can_start);
 		if (s == NULL && !can_start)
 			continue; /* at a limit: the next scan */
 		if ((fd = outbound_open_msg(ob, e)) < 0) {
@@ -375,6 +471,8 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		w->msg.ret = e->ret;
 		w->msg.smtputf8 = e->smtputf8;
 		w->msg.body_8bit = e->body_8bit;
+		w->msg.binarymime = e->binarymime;
+		w->msg.requiretls = e->requiretls;
 		w->msg.fd = fd;
 		w->msg.size = e->size;
 		w->msg.rcpts = w->rcpts;
@@ -385,6 +483,8 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 			s = xcalloc(1, sizeof(*s));
 			s->ob = ob;
 			snprintf(s->domain, sizeof(s->domain), "%s", domain);
+			s->flags = flags;
+			s->policy = session_policy(ob, domain, flags);
 			s->next = ob->sessions;
 			ob->sessions = s;
 			ob->n_sessions++;

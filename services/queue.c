@@ -18,7 +18,7 @@
  *       user <f>              (authenticated submitter)
  *       envid <f>
  *       ret <f>
- *       flags <smtputf8|8bitmime|-> ...
+ *       flags <smtputf8|8bitmime|binarymime|requiretls|tls-optional|-> ...
  *       size <bytes of .msg>
  *       attempts <n>
  *       next <unix time>

@@ -93,8 +93,13 @@ queue_env_serialize(const struct queue_entry *e, struct buf *b)
 	put_field(b, e->envid);
 	buf_append_str(b, "\nret ");
 	put_field(b, e->ret);
-	buf_printf(b, "\nflags%s%s%s\n", e->smtputf8 ? " smtputf8" : "",
-	           e->body_8bit ? " 8bitmime" : "", !e->smtputf8 && !e->body_8bit ? " -" : "");
+	buf_printf(b, "\nflags%s%s%s%s%s%s\n", e->smtputf8 ? " smtputf8" : "",
+	           e->body_8bit ? " 8bitmime" : "", e->binarymime ? " binarymime" : "",
+	           e->requiretls ? " requiretls" : "", e->tls_optional ? " tls-optional" : "",
+	           !e->smtputf8 && !e->body_8bit && !e->binarymime && !e->requiretls &&
+	                   !e->tls_optional
+	               ? " -"
+	               : "");
 	buf_printf(b, "size %llu\nattempts %u\nnext %lld\nheld %d\nwarned %d\n",
 	           (unsigned long long)e->size, e->attempts, (long long)e->next_try,
 	           e->held ? 1 : 0, e->warned ? 1 : 0);
@@ -204,6 +209,12 @@ parse_env(char *text)
 					e->smtputf8 = true;
 				else if (strcmp(tok[i], "8bitmime") == 0)
 					e->body_8bit = true;
+				else if (strcmp(tok[i], "binarymime") == 0)
+					e->binarymime = true;
+				else if (strcmp(tok[i], "requiretls") == 0)
+					e->requiretls = true;
+				else if (strcmp(tok[i], "tls-optional") == 0)
+					e->tls_optional = true;
 				else if (strcmp(tok[i], "-") != 0)
 					goto bad;
 			}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,67 @@ copy_message(int out, const struct queue_submission *sub)
 	return 0;
 }
 
+/* The value of a header field in a header block, unfolded: does it say
+ * "No" (RFC 8689 5: the only value defined), case-insensitive, blanks
+ * around it? */
+static bool
+value_is_no(const uint8_t *v, size_t len)
+{
+	size_t i = 0, n = 0;
+	char w[3];
+
+	for (; i < len; i++) {
+		if (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n')
+			continue;
+		if (n == 2)
+			return false;
+		w[n++] = (char)v[i];
+	}
+	return n == 2 && (w[0] == 'N' || w[0] == 'n') && (w[1] == 'O' || w[1] == 'o');
+}
+
+/* Does the message's header carry "TLS-Required: No"? Only its first
+ * 64 KiB are looked at (a header field past them is not one a sender's
+ * program wrote). */
+static bool
+tls_required_no(const struct queue_submission *sub)
+{
+	static const char name[] = "tls-required:";
+	uint8_t *head;
+	size_t len = sub->len < 65536 ? (size_t)sub->len : 65536, at = 0;
+	bool found = false;
+
+	if (len == 0)
+		return false;
+	head = xmalloc(len);
+	if (sub->fd < 0) {
+		memcpy(head, sub->data, len);
+	} else {
+		ssize_t r = pread(sub->fd, head, len, (off_t)sub->offset);
+
+		len = r > 0 ? (size_t)r : 0;
+	}
+	while (at < len && head[at] != '\r' && head[at] != '\n') {
+		size_t end = at;
+
+		/* The field runs to a line end not followed by a blank. */
+		for (;;) {
+			uint8_t *nl = memchr(head + end, '\n', len - end);
+
+			end = nl == NULL ? len : (size_t)(nl - head) + 1;
+			if (end >= len || (head[end] != ' ' && head[end] != '\t'))
+				break;
+		}
+		if (end - at > sizeof(name) - 1 &&
+		    strncasecmp((const char *)head + at, name, sizeof(name) - 1) == 0 &&
+		    value_is_no(head + at + sizeof(name) - 1, end - at - (sizeof(name) - 1)))
+			found = true;
+		at = end;
+	}
+	free(head);
+	return found;
+}
+
 int
 queue_submit(struct queue *q, const struct queue_submission *sub, char id_r[QUEUE_ID_LEN])
 {
@@ -85,6 +147,10 @@ queue_submit(struct queue *q, const struct queue_submission *sub, char id_r[QUEU
 	snprintf(e->ret, sizeof(e->ret), "%s", sub->ret != NULL ? sub->ret : "");
 	e->smtputf8 = sub->smtputf8;
 	e->body_8bit = sub->body_8bit;
+	e->binarymime = sub->binarymime;
+	e->requiretls = sub->requiretls;
+	/* RFC 8689 4.2.2: REQUIRETLS outweighs the header field. */
+	e->tls_optional = !sub->requiretls && tls_required_no(sub);
 	e->created = now;
 	e->next_try = now;
 	e->size = sub->prefix_len + sub->len;

@@ -323,6 +323,29 @@ smtpc_send(struct smtpc *c, struct smtpc_msg *m)
 		m->rcpts[i].code = 0;
 		m->rcpts[i].text[0] = '\0';
 	}
+	if (m->requiretls && (!c->verified || !c->requiretls)) {
+		/* RFC 8689 4.2.1: never relayed without a verified TLS
+		 * session to a server that promises to keep the demand. */
+		smtpc_settle_rest(c, 550,
+		                  c->verified
+		                      ? "5.7.30 REQUIRETLS support required: the server does "
+		                        "not offer REQUIRETLS"
+		                      : "5.7.30 REQUIRETLS support required: no verified TLS "
+		                        "session");
+		c->st = S_LOCAL_DONE;
+		c->deadline = 0;
+		return;
+	}
+	if (m->binarymime && !(c->binarymime && c->chunking)) {
+		/* RFC 3030 3: the message goes on as it is or not at all (we
+		 * do not convert it to a 7bit encoding). */
+		smtpc_settle_rest(c, 554,
+		                  "5.6.3 The message is binary (BODY=BINARYMIME), which the server "
+		                  "does not accept");
+		c->st = S_LOCAL_DONE;
+		c->deadline = 0;
+		return;
+	}
 	if (m->smtputf8 && !c->utf8) {
 		smtpc_settle_rest(
 		    c, 553, "5.6.7 The message needs SMTPUTF8, which the server does not offer");
@@ -389,6 +412,18 @@ bool
 smtpc_tls_failed(const struct smtpc *c)
 {
 	return c->tls_failed;
+}
+
+bool
+smtpc_tls_policy_failed(const struct smtpc *c)
+{
+	return c->tls_policy_failed;
+}
+
+const char *
+smtpc_tls_status(const struct smtpc *c)
+{
+	return c->ssl == NULL ? "none" : c->verified ? "verified" : "unverified";
 }
 
 const char *

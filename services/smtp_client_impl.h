@@ -55,6 +55,8 @@ struct smtpc {
 	void *arg;
 	char peer[INET6_ADDRSTRLEN + 8];
 	char tls_version[16];
+	bool verified;         /* the chain and the name (set.sni) checked out */
+	char verify_error[96]; /* why not, for the log */
 
 	struct buf in, out;
 	int64_t deadline;
@@ -67,9 +69,11 @@ struct smtpc {
 
 	/* what the server offered in its EHLO reply */
 	bool esmtp, pipelining, starttls, bit8, utf8, dsn, chunking;
+	bool requiretls, binarymime;
 	uint64_t max_size;
 	bool authed, ready_seen;
 	bool tls_failed;
+	bool tls_policy_failed; /* no TLS, or not verified, where the settings demand it */
 
 	/* the message in flight */
 	struct smtpc_msg *msg;

@@ -40,6 +40,7 @@ after_ehlo(struct smtpc *c)
 	if (c->ssl == NULL && c->set.tls_required) {
 		smtpc_out_printf(c, "QUIT\r\n");
 		smtpc_flush_out(c);
+		c->tls_policy_failed = true;
 		smtpc_fail(c, 421, "4.7.5 TLS required but %s does not offer STARTTLS", c->peer);
 		return;
 	}
@@ -76,6 +77,10 @@ ehlo_line(struct smtpc *c, const char *kw)
 		c->dsn = true;
 	else if (strncasecmp(kw, "CHUNKING", 8) == 0 && (kw[8] == '\0' || kw[8] == ' '))
 		c->chunking = true;
+	else if (strncasecmp(kw, "REQUIRETLS", 10) == 0 && (kw[10] == '\0' || kw[10] == ' '))
+		c->requiretls = true;
+	else if (strncasecmp(kw, "BINARYMIME", 10) == 0 && (kw[10] == '\0' || kw[10] == ' '))
+		c->binarymime = true;
 	else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == '\0' || kw[4] == ' '))
 		c->max_size = kw[4] == ' ' ? strtoull(kw + 5, NULL, 10) : 0;
 }
@@ -117,6 +122,7 @@ on_reply(struct smtpc *c, int code, const char *text)
 			if (c->st == S_HANDSHAKE)
 				smtpc_handshake(c);
 		} else if (c->set.tls_required) {
+			c->tls_policy_failed = true;
 			smtpc_fail(c, 421, "4.7.5 STARTTLS refused: %d %s", code, text);
 		} else {
 			c->starttls = false;

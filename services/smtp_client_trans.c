@@ -39,8 +39,12 @@ smtpc_send_step(struct smtpc *c, size_t k)
 		smtpc_out_printf(c, "MAIL FROM:<%s>", m->sender);
 		if (c->max_size > 0 || c->esmtp)
 			smtpc_out_printf(c, " SIZE=%llu", (unsigned long long)m->size);
-		if (m->body_8bit && c->bit8)
+		if (m->binarymime)
+			smtpc_out_printf(c, " BODY=BINARYMIME");
+		else if (m->body_8bit && c->bit8)
 			smtpc_out_printf(c, " BODY=8BITMIME");
+		if (m->requiretls)
+			smtpc_out_printf(c, " REQUIRETLS");
 		if (m->smtputf8 && c->utf8)
 			smtpc_out_printf(c, " SMTPUTF8");
 		if (c->dsn && m->ret != NULL && m->ret[0] != '\0')

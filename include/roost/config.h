@@ -129,6 +129,9 @@ struct roost_config {
 	bool relay_smarthost_tls_verify;   /* verify its certificate; default yes */
 	unsigned relay_mx_port;            /* port of MX hosts; default 25 (tests change it) */
 	char **relay_tls_required;         /* domains delivered only over TLS */
+	char *relay_tls_policy;            /* none, may (default), encrypt, verify */
+	char **relay_tls_policies;         /* "domain:policy" overriding it */
+	char *relay_tls_ca_file;           /* CAs for MX certificates; "" = the system's */
 	unsigned relay_queue_lifetime;     /* seconds before a bounce; default 5d */
 	unsigned relay_delay_warning;      /* seconds before a delay DSN; default 4h, 0 = never */
 	unsigned relay_retry_min;          /* first retry interval; default 5m, doubling */

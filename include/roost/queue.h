@@ -48,8 +48,12 @@ struct queue_entry {
 	char *envid;  /* DSN ENVID xtext, "" when absent */
 	char ret[5];  /* "", "FULL" or "HDRS" */
 	bool smtputf8, body_8bit;
-	int64_t created;  /* time queued (seconds since the epoch) */
-	int64_t next_try; /* not before this time */
+	bool binarymime;   /* BODY=BINARYMIME (RFC 3030) */
+	bool requiretls;   /* MAIL ... REQUIRETLS (RFC 8689) */
+	bool tls_optional; /* "TLS-Required: No" and no REQUIRETLS (RFC 8689 4.2.2):
+	                    * queue_submit() reads the header for it */
+	int64_t created;   /* time queued (seconds since the epoch) */
+	int64_t next_try;  /* not before this time */
 	unsigned attempts;
 	bool held;     /* `roost queue hold`: not delivered until released */
 	bool warned;   /* the delay warning went out */
@@ -78,6 +82,7 @@ struct queue_submission {
 	const char *user; /* NULL when not authenticated */
 	const char *envid, *ret;
 	bool smtputf8, body_8bit;
+	bool binarymime, requiretls;
 	const struct queue_rcpt_in *rcpts;
 	size_t n_rcpts;
 	/* The message: prefix (headers added here: DKIM-Signature, Received)

@@ -127,8 +127,10 @@ int smtp_parse_bdat(const char *args, uint64_t *size_r, bool *last_r);
 int smtp_parse_verb(const char *line, char *verb, size_t verblen, const char **args_r);
 
 struct smtp_mail_params {
-	uint64_t size;  /* SIZE=, 0 when absent */
-	bool body_8bit; /* BODY=8BITMIME */
+	uint64_t size;   /* SIZE=, 0 when absent */
+	bool body_8bit;  /* BODY=8BITMIME */
+	bool binarymime; /* BODY=BINARYMIME (RFC 3030): BDAT only */
+	bool requiretls; /* REQUIRETLS (RFC 8689): the caller checks for TLS */
 	bool smtputf8;
 	char ret[5];     /* "", "FULL" or "HDRS" */
 	char envid[101]; /* xtext as given, "" when absent */

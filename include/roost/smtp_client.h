@@ -37,8 +37,10 @@ struct smtpc_settings {
 	const char *helo;      /* our name */
 	SSL_CTX *tls;          /* client context; NULL: no STARTTLS */
 	bool tls_required;     /* no TLS: fail (temporary) */
-	bool tls_verify;       /* check the certificate against sni */
-	const char *sni;       /* the server's name */
+	bool tls_verify;       /* a certificate that does not verify (chain, and
+	                        * sni as its name): fail (temporary) */
+	const char *sni;       /* the server's name, checked in every certificate
+	                        * (smtpc_tls_status), enforced with tls_verify */
 	const char *auth_user; /* AUTH PLAIN when set */
 	const char *auth_password;
 	unsigned connect_timeout; /* seconds: connect, greeting, TLS */
@@ -58,6 +60,12 @@ struct smtpc_msg {
 	const char *sender;
 	const char *envid, *ret;
 	bool smtputf8, body_8bit;
+	/* RFC 3030: only to a server with BINARYMIME and CHUNKING, else
+	 * 554 5.6.3 for every recipient without a try */
+	bool binarymime;
+	/* RFC 8689: only over verified TLS to a server offering REQUIRETLS,
+	 * else 550 5.7.30 for every recipient without a try */
+	bool requiretls;
 	int fd; /* the message (CRLF, not dot-stuffed), read from 0 */
 	uint64_t size;
 	struct smtpc_rcpt *rcpts;
@@ -96,6 +104,12 @@ bool smtpc_finished(const struct smtpc *c);
 
 /* The STARTTLS handshake failed (the owner may retry without TLS). */
 bool smtpc_tls_failed(const struct smtpc *c);
+/* The connection ended because the settings' TLS demand (tls_required,
+ * tls_verify) was not met: no STARTTLS, a failed handshake, a certificate
+ * that did not verify. */
+bool smtpc_tls_policy_failed(const struct smtpc *c);
+/* "verified" (chain and sni checked out), "unverified" or "none". */
+const char *smtpc_tls_status(const struct smtpc *c);
 /* "TLSv1.3" or "none", and the peer's address text. */
 const char *smtpc_tls_version(const struct smtpc *c);
 const char *smtpc_peer(const struct smtpc *c);

@@ -57,6 +57,9 @@ cmd_helo(struct smtp_session *s, const char *args, enum helo_kind kind)
 			conn_printf(s->c, "250-AUTH %s\r\n", mechs);
 	}
 	conn_write_str(s->c, "250-CHUNKING\r\n");
+	conn_write_str(s->c, "250-BINARYMIME\r\n"); /* RFC 3030: with BDAT only */
+	if (conn_is_tls(s->c))
+		conn_write_str(s->c, "250-REQUIRETLS\r\n"); /* RFC 8689 3: over TLS only */
 	if (s->role == ROLE_SUBMISSION)
 		conn_write_str(s->c, "250-BURL imap\r\n"); /* RFC 4468 */
 	conn_write_str(s->c, "250-SMTPUTF8\r\n");
@@ -168,6 +171,13 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		else
 			smtp_reply(s, 501, "5.5.4", "Invalid MAIL parameter");
 		memset(&s->mp, 0, sizeof(s->mp));
+		return;
+	}
+	if (s->mp.requiretls && !conn_is_tls(s->c)) {
+		/* RFC 8689 3: offered, and so taken, over TLS only. */
+		s->sender[0] = '\0';
+		memset(&s->mp, 0, sizeof(s->mp));
+		smtp_reply(s, 530, "5.7.10", "REQUIRETLS needs a TLS session (STARTTLS first)");
 		return;
 	}
 	if (smtp_addr_is_utf8(s->sender) && !s->mp.smtputf8) {

@@ -316,6 +316,8 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 	sub.ret = s->mp.ret;
 	sub.smtputf8 = s->mp.smtputf8;
 	sub.body_8bit = s->mp.body_8bit;
+	sub.binarymime = s->mp.binarymime;
+	sub.requiretls = s->mp.requiretls;
 	sub.rcpts = rin;
 	sub.n_rcpts = n;
 	sub.prefix = dkim.data;
@@ -666,6 +668,11 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 	}
 	if (s->state != ST_RCPT) {
 		smtp_reply(s, 503, "5.5.1", "Need MAIL and RCPT first");
+		return;
+	}
+	if (s->mp.binarymime) {
+		/* RFC 3030 3: a binary body cannot be sent with DATA. */
+		smtp_reply(s, 503, "5.5.1", "BODY=BINARYMIME needs BDAT, not DATA");
 		return;
 	}
 	start_message(s);

@@ -315,7 +315,7 @@ smtp_parse_mail_params(const char *params, uint64_t max_size, struct smtp_mail_p
 			if (val_is(&pr, "8BITMIME"))
 				mp->body_8bit = true;
 			else if (val_is(&pr, "BINARYMIME"))
-				return ROOST_ENOTSUP;
+				mp->binarymime = true;
 			else if (!val_is(&pr, "7BIT"))
 				return ROOST_EINVAL;
 		} else if (strcmp(pr.key, "SMTPUTF8") == 0) {
@@ -323,6 +323,11 @@ smtp_parse_mail_params(const char *params, uint64_t max_size, struct smtp_mail_p
 			if (pr.has_val)
 				return ROOST_EINVAL;
 			mp->smtputf8 = true;
+		} else if (strcmp(pr.key, "REQUIRETLS") == 0) {
+			bit = 64;
+			if (pr.has_val)
+				return ROOST_EINVAL;
+			mp->requiretls = true;
 		} else if (strcmp(pr.key, "RET") == 0) {
 			bit = 8;
 			if (val_is(&pr, "FULL"))

@@ -322,7 +322,8 @@ class RelayTest(unittest.TestCase):
         self.assertTrue(with_msgid(self.srv, BOB, msgid), "the local copy is stored")
         # MX preference: mx1 (10) before mx2 (20), whatever the answer's order.
         line = wait_for(lambda: deliver_lines(self.srv, "carol@remote-a.test"))[-1]
-        self.assertRegex(line, r"relay=mx1\.remote-a\.test ip=127\.0\.0\.2 tls=TLSv1\.[23] "
+        self.assertRegex(line, r"relay=mx1\.remote-a\.test ip=127\.0\.0\.2 tls=unverified "
+                               r"tls_version=TLSv1\.[23] "
                                r"code=250 status=sent")
         self.assertIn("queue_id=", line)
         self.assertRegex(line, r"delay=\d+s")
@@ -685,8 +686,8 @@ class RelaySmarthostTest(unittest.TestCase):
                 submit(srv, ALICE, ["carol@remote-a.test"], data)
                 wait_for(lambda: with_msgid(isp, "carol@remote-a.test", msgid))
                 line = wait_for(lambda: deliver_lines(srv, "carol@remote-a.test"))[-1]
-                self.assertRegex(line, r"relay=127\.0\.0\.1 ip=127\.0\.0\.1 tls=TLSv1\.[23] "
-                                       r"code=250 status=sent")
+                self.assertRegex(line, r"relay=127\.0\.0\.1 ip=127\.0\.0\.1 tls=unverified "
+                                       r"tls_version=TLSv1\.[23] code=250 status=sent")
                 self.assertRegex(isp.log(), r"event=login user=alice@example\.org")
 
 

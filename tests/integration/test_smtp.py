@@ -272,7 +272,7 @@ class SmtpTest(unittest.TestCase):
                                   ("RSET", 250, "2.0.0"), ("FOO", 500, "5.5.1"),
                                   ("RCPT TO:<alice@example.org>", 503, "5.5.1"),
                                   ("DATA", 503, "5.5.1"),
-                                  ("MAIL FROM:<a@b.example> BODY=BINARYMIME", 555, "5.5.4")):
+                                  ("MAIL FROM:<a@b.example> BODY=BINARYMIME X=1", 555, "5.5.4")):
             rep = r.cmd(line)
             self.assertEqual((rep[0], enh(rep)), (code, ecode), line)
         self.assertEqual(r.cmd("QUIT")[0], 221)

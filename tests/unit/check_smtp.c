@@ -483,7 +483,13 @@ START_TEST(parse_mail_params)
 	                 ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_mail_params("SIZE=1 SIZE=2", 5000, &p, &bad), ROOST_EINVAL);
 	ck_assert_str_eq(bad, "SIZE=2");
-	ck_assert_int_eq(smtp_parse_mail_params("BODY=BINARYMIME", 5000, &p, &bad), ROOST_ENOTSUP);
+	ck_assert_int_eq(smtp_parse_mail_params("BODY=BINARYMIME REQUIRETLS", 5000, &p, &bad), 0);
+	ck_assert(p.binarymime && p.requiretls && !p.body_8bit);
+	ck_assert_int_eq(smtp_parse_mail_params("REQUIRETLS=yes", 5000, &p, &bad), ROOST_EINVAL);
+	ck_assert_int_eq(smtp_parse_mail_params("REQUIRETLS REQUIRETLS", 5000, &p, &bad),
+	                 ROOST_EINVAL);
+	ck_assert_int_eq(smtp_parse_mail_params("BODY=BINARYMIME BODY=7BIT", 5000, &p, &bad),
+	                 ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_mail_params("BODY=9BIT", 5000, &p, &bad), ROOST_EINVAL);
 	ck_assert_int_eq(smtp_parse_mail_params("XFOO=1", 5000, &p, &bad), ROOST_ENOTSUP);
 	ck_assert_int_eq(smtp_parse_mail_params("RET=ALL", 5000, &p, &bad), ROOST_EINVAL);

@@ -22,6 +22,7 @@
 #include "roost/log.h"
 #include "roost/message.h"
 #include "roost/queue.h"
+#include "roost/ratelimit.h"
 #include "roost/relay.h"
 #include "roost/services.h"
 #include "roost/xalloc.h"
@@ -165,6 +166,38 @@ without_bcc(const uint8_t *msg, size_t len, size_t hdr_len, struct buf *out)
 	buf_append(out, msg + hdr_len, len - hdr_len);
 }
 
+/*
+ * The user's hourly sending allowance, the one SMTP submission draws on
+ * (roost/ratelimit.h): one message and its recipients. Past it the
+ * submission gets rateLimit (RFC 8620 5.3: "may work if tried again
+ * later") with the wait in its description; NULL when it may go.
+ */
+static json_t *
+rate_limited(struct jmap_req *r, const struct roost_services *sv, const char *user,
+             unsigned n_rcpts)
+{
+	const char *kind = "recipients";
+	int64_t now = ratelimit_now_ms();
+	unsigned wait = 0;
+	char why[200];
+
+	if (ratelimit_take(sv->rate, user, RATELIMIT_MESSAGES, 1, now, &wait) == 0) {
+		if (ratelimit_take(sv->rate, user, RATELIMIT_RECIPIENTS, n_rcpts, now, &wait) == 0)
+			return NULL;
+		snprintf(why, sizeof(why),
+		         "too many recipients an hour (at most %u), try again in %u s",
+		         sv->cfg->smtp_user_recipients_per_hour, wait);
+	} else {
+		kind = "messages";
+		snprintf(why, sizeof(why),
+		         "too many messages an hour (at most %u), try again in %u s",
+		         sv->cfg->smtp_user_messages_per_hour, wait);
+	}
+	log_info("conn=%llu proto=http event=rate_limited kind=%s user=%s retry_after=%u",
+	         (unsigned long long)conn_id(r->s->c), kind, LOG_QUOTE(user), wait);
+	return jmap_set_error("rateLimit", why);
+}
+
 static json_t *
 submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_part *root,
        const char *from, const struct rcpts *to)
@@ -196,6 +229,8 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 		err = jmap_set_error("tooManyRecipients", NULL);
 		goto out;
 	}
+	if ((err = rate_limited(r, sv, r->user, (unsigned)to->n)) != NULL)
+		goto out;
 	for (size_t i = 0; i < to->n; i++) {
 		struct delivery_rcpt d;
 

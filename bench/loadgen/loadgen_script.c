@@ -94,9 +94,9 @@ smtp_next(struct lg_conn *c)
 }
 
 /*
- * The IMAP mix, per session: LOGIN, SELECT, FETCH flags of all, ENVELOPE of
- * the newest 10, one body, STORE \Seen, SEARCH UNSEEN, APPEND, STORE
- * \Deleted on it, EXPUNGE, LOGOUT. Close to what a desktop client does when
+ * The IMAP mix, per session: LOGIN, LIST, STATUS, SELECT, FETCH flags of
+ * all, ENVELOPE of the newest 10, one body, STORE \Seen, SEARCH UNSEEN,
+ * APPEND, STORE \Deleted on it, EXPUNGE, LOGOUT. Close to what a desktop client does when
  * it checks and reads new mail.
  */
 static void
@@ -110,11 +110,20 @@ imap_next(struct lg_conn *c)
 		break;
 	case 1:
 		imap_cmd(c, "login", "LOGIN user%d@%s pass%d", c->user, lg_opt.domain, c->user);
+		/* Idlers go straight to SELECT: their cost is not the point. */
+		if (lg_opt.sc == SC_IDLE_LATENCY || lg_opt.sc == SC_IDLE_MEMORY)
+			c->step = 4;
 		break;
 	case 2:
-		imap_cmd(c, "select", "SELECT INBOX");
+		imap_cmd(c, "list", "LIST \"\" \"*\"");
 		break;
 	case 3:
+		imap_cmd(c, "status", "STATUS INBOX (MESSAGES UIDNEXT UNSEEN)");
+		break;
+	case 4:
+		imap_cmd(c, "select", "SELECT INBOX");
+		break;
+	case 5:
 		if (lg_opt.sc == SC_IDLE_LATENCY || lg_opt.sc == SC_IDLE_MEMORY) {
 			c->idling = true;
 			imap_cmd(c, "idle", "IDLE");
@@ -126,31 +135,31 @@ imap_next(struct lg_conn *c)
 		else
 			imap_cmd(c, "fetch-flags", "FETCH 1:* (UID FLAGS)");
 		break;
-	case 4:
+	case 6:
 		lo = c->exists > 10 ? c->exists - 9 : 1;
 		if (c->exists == 0)
 			imap_cmd(c, "noop", "NOOP");
 		else
 			imap_cmd(c, "fetch-env", "FETCH %u:* (UID FLAGS ENVELOPE)", lo);
 		break;
-	case 5:
+	case 7:
 		if (c->exists == 0)
 			imap_cmd(c, "noop", "NOOP");
 		else
 			imap_cmd(c, "fetch-body", "FETCH %u BODY.PEEK[]",
 			         1 + (unsigned)(rand() % (int)c->exists));
 		break;
-	case 6:
+	case 8:
 		if (c->exists == 0)
 			imap_cmd(c, "noop", "NOOP");
 		else
 			imap_cmd(c, "store-seen", "STORE %u +FLAGS (\\Seen)",
 			         1 + (unsigned)(rand() % (int)c->exists));
 		break;
-	case 7:
+	case 9:
 		imap_cmd(c, "search", "SEARCH UNSEEN");
 		break;
-	case 8:
+	case 10:
 		c->tag++;
 		lg_out_printf(c, "a%d APPEND INBOX (\\Seen) {%zu+}\r\n", c->tag,
 		              strlen(lg_message_body));
@@ -159,20 +168,20 @@ imap_next(struct lg_conn *c)
 		c->last_uid = 0;
 		lg_request(c, "append");
 		break;
-	case 9:
+	case 11:
 		if (c->last_uid != 0)
 			imap_cmd(c, "store-del", "UID STORE %u +FLAGS.SILENT (\\Deleted)",
 			         c->last_uid);
 		else
 			imap_cmd(c, "store-del", "STORE %u +FLAGS.SILENT (\\Deleted)", c->exists);
 		break;
-	case 10:
+	case 12:
 		imap_cmd(c, "expunge", "EXPUNGE");
 		break;
-	case 11:
+	case 13:
 		imap_cmd(c, "logout", "LOGOUT");
 		break;
-	case 12:
+	case 14:
 		/* The session is over; start the next one on a new socket. */
 		if (++c->iter >= lg_opt.iterations) {
 			lg_conn_finish(c);

@@ -87,8 +87,11 @@ worker_pool_push(struct worker_pool *pool, struct work *w)
 	else
 		pool->head = w;
 	pool->tail = w;
-	pthread_cond_signal(&pool->cv);
 	pthread_mutex_unlock(&pool->mu);
+	/* Signalled after the unlock: a worker woken under the lock would
+	 * only sleep again on the mutex, two context switches instead of one
+	 * per command. It re-checks the queue, so nothing is lost. */
+	pthread_cond_signal(&pool->cv);
 }
 
 void

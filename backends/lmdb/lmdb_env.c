@@ -398,7 +398,11 @@ writer_main(void *arg)
 				r->done = true;
 			}
 		}
+		/* Woken outside the lock, callers do not queue up on it behind
+		 * the writer (one context switch each, not two). */
+		pthread_mutex_unlock(&sh->wq_lock);
 		pthread_cond_broadcast(&sh->done_cond);
+		pthread_mutex_lock(&sh->wq_lock);
 	}
 	pthread_mutex_unlock(&sh->wq_lock);
 	return NULL;

@@ -43,11 +43,15 @@ int
 md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 {
 	uint64_t modseq = f->highestmodseq + 1;
-	bool in_new = false, in_cur = false, any = false;
+	bool in_new = false, in_cur = false, any = false, own_new, own_cur;
 	uint32_t *gone = xreallocarray(NULL, n + 1, sizeof(*gone));
 	size_t n_gone = 0, i = 0;
 	int tries = 0, err = 0;
 
+	/* Our own unlinks need not make the next sync read the directories
+	 * again (md_own_rename_begin(); the watch reports everyone else's). */
+	own_new = md_own_rename_begin(f, true);
+	own_cur = md_own_rename_begin(f, false);
 	md_quota_hold(f);
 	while (i < n) {
 		struct md_rec *r = md_rec_find(f, uids[i]);
@@ -111,6 +115,10 @@ md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 	if (any) {
 		f->highestmodseq = modseq;
 		md_uidlist_maybe_rewrite(f);
+		if (own_new && in_new)
+			md_own_rename_end(f, true);
+		if (own_cur && in_cur)
+			md_own_rename_end(f, false);
 		md_fsync_subdirs(f, in_new, in_cur);
 	}
 	free(gone);

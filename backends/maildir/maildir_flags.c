@@ -72,7 +72,7 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 	uint32_t *mod = NULL;
 	size_t n_mod = 0, i;
 	uint64_t kw = 0, modseq;
-	bool any = false, from_new = false;
+	bool any = false, from_new = false, own_new, own_cur;
 	int err, e;
 
 	*modified_r = NULL;
@@ -86,6 +86,10 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 	err = md_keyword_bits(f, req->keywords, req->n_keywords, req->mode != STORE_REMOVE, &kw);
 	if (err == 0 && f->kw_dirty)
 		err = md_keywords_write(f);
+	/* Our own renames need not make the next sync read the directories
+	 * again (md_own_rename_begin(); the watch reports everyone else's). */
+	own_new = md_own_rename_begin(f, true);
+	own_cur = md_own_rename_begin(f, false);
 	modseq = f->highestmodseq + 1;
 	for (i = 0; err == 0 && i < n; i++) {
 		struct md_rec *r;
@@ -148,6 +152,10 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 	}
 	if (any) {
 		f->highestmodseq = modseq;
+		if (own_cur)
+			md_own_rename_end(f, false);
+		if (own_new && from_new)
+			md_own_rename_end(f, true);
 		md_fsync_subdirs(f, from_new, true);
 	}
 	e = md_commit(f);

@@ -22,9 +22,9 @@ the median over --runs (a new server each run); with --baseline the old binary
 runs too, alternating with the new one, so a change is measured against the
 code before it in the same sitting. With --perf DIR one more run of each
 scenario (not counted in the figures: perf costs CPU too) is recorded by
-`perf record -g` attached to the server process, and the top --top entries
-(self time, by symbol) are printed and kept in DIR/<binary>-<backend>-
-<scenario>.txt. Needs build/roost and build/bench/loadgen.
+`perf record --call-graph dwarf` attached to the server process, and the top
+--top entries by self time and the top --top Roost functions by inclusive
+time are printed and kept in DIR/<old|new>-<backend>-<scenario>.txt. Needs build/roost and build/bench/loadgen.
 """
 import argparse
 import os
@@ -148,13 +148,27 @@ def scenario(srv, name, a):
                              "--iterations", iters, "--users", a.users)
 
 
-def perf_top(data, n):
-    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio",
-                          "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"],
-                         capture_output=True, text=True)
-    rows = [re.sub(r"\s+-\s+-\s*$", "", ln) for ln in rep.stdout.splitlines()
-            if ln.strip() and not ln.startswith("#")]
-    return rows[:n]
+def perf_top(data, n, binary):
+    """The top n entries by self time, then the top n of the server's own
+    functions by time spent in them and what they call (DWARF call graphs,
+    so time in libc and the kernel is charged to the Roost function that
+    asked for it)."""
+    out = []
+    for children, sort in ((False, "symbol"), (True, "dso,symbol")):
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", sort,
+                              "-g", "none", "--percent-limit", "0.5",
+                              "--children" if children else "--no-children"],
+                             capture_output=True, text=True)
+        rows = [re.sub(r"\s+-\s+-\s*$", "", ln) for ln in rep.stdout.splitlines()
+                if ln.strip() and not ln.startswith("#")]
+        if children:
+            name = os.path.basename(binary)
+            rows = [r for r in rows if r.split()[2] == name]
+            out.append("  inclusive, %s functions:" % name)
+        else:
+            out.append("  self:")
+        out += rows[:n]
+    return out
 
 
 def main():
@@ -198,8 +212,8 @@ def main():
                             if profiling:
                                 data = os.path.join(a.perf, "%s-%s-%s.data" % (v, b, s))
                                 rec = subprocess.Popen(
-                                    ["perf", "record", "-g", "-q", "-o", data, "-p",
-                                     str(srv.proc.pid)],
+                                    ["perf", "record", "--call-graph", "dwarf,8192", "-F",
+                                     "1000", "-q", "-o", data, "-p", str(srv.proc.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                                 time.sleep(0.5)  # perf attaches asynchronously
                             c0 = srv.cpu()
@@ -227,7 +241,7 @@ def main():
             for b in backends:
                 for s in scen:
                     data = os.path.join(a.perf, "%s-%s-%s.data" % (v, b, s))
-                    top = perf_top(data, a.top)
+                    top = perf_top(data, a.top, bins[v])
                     with open(os.path.join(a.perf, "%s-%s-%s.txt" % (v, b, s)), "w") as f:
                         f.write("\n".join(top) + "\n")
                     print("\n%s %s %s: top %d by self time" % (v, b, s, a.top))

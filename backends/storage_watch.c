@@ -491,6 +491,25 @@ storage_wake(struct storage *st, const char *user, const char *mailbox)
 	storage_notify_here(reg, storage_user_hash(user), user, mailbox);
 }
 
+bool
+storage_watched(struct storage *st, const char *user, const char *mailbox)
+{
+	struct watch_registry *reg = st->watches;
+	uint64_t h = storage_user_hash(user);
+	bool found = false;
+
+	if (reg == NULL)
+		return false;
+	pthread_mutex_lock(&reg->lock);
+	for (struct storage_watch *w = reg->buckets[h % WATCH_BUCKETS]; w != NULL && !found;
+	     w = w->next) {
+		found = w->uhash == h && strcmp(w->user, user) == 0 &&
+		        (w->mailbox == NULL || strcmp(w->mailbox, mailbox) == 0);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	return found;
+}
+
 static void
 watch_add(struct storage *st, struct storage_watch *w)
 {

@@ -15,11 +15,21 @@
  * of its own would. Otherwise the caller joins the next flight, which
  * starts as soon as the running one lands, from the lowest MODSEQ of its
  * callers; each caller keeps the rows above its own MODSEQ.
+ *
+ * A notification from another node that names its mailbox (a delivery's:
+ * pgsql_listen.c) moves only that mailbox's epoch, not seq: fifty
+ * deliveries heard at once no longer make every mailbox's sessions query
+ * again behind the flights the first ones started. For the mailboxes
+ * watched here, the listener starts one flight for all of them, from just
+ * below the MODSEQ the notification carried, before it wakes their
+ * sessions (pg_changes_prefetch()): a session that was up to date finds
+ * its answer there, or on its way, and asks nothing of its own.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "pgsql_impl.h"
+#include "roost/buf.h"
 #include "roost/error.h"
 #include "roost/xalloc.h"
 
@@ -27,6 +37,7 @@
 struct flight {
 	uint64_t since; /* the lowest of its callers' */
 	uint64_t seq;   /* ps->seq when it started */
+	uint64_t epoch; /* the mailbox's epoch when it started */
 	int refs;       /* callers attached, the runner included */
 	bool started;
 	bool done;
@@ -48,11 +59,13 @@ struct flight {
 struct pg_flights {
 	struct pg_flights *next;
 	int64_t id;
-	int users; /* callers inside pg_op_changes_since() or a claim */
+	int users;      /* callers inside pg_op_changes_since() or a claim */
+	uint64_t epoch; /* notifications heard naming the mailbox */
 	struct flight *running;
 	struct flight *waiting;
 	struct flight *last;
 	bool claiming;          /* a \Recent claim is under way */
+	uint32_t claiming_upto; /* it takes every UID below (0: unknown) */
 	uint32_t claimed_below; /* every UID below is claimed (0: unknown) */
 };
 
@@ -81,45 +94,22 @@ struct changes_arg {
 #define KIND_COL_SQL "9"
 
 /*
- * One statement, so one snapshot without a transaction block and one round
- * trip (BEGIN, three SELECTs and COMMIT were five). The last column says
- * what a row is: 0 the mailbox row (HIGHESTMODSEQ, UIDNEXT, the expunge
- * floor and the \Recent boundary in the first four), 1 a changed record
- * (REC_COLS), 2 an expunged UID, its EMAILID and MODSEQ.
+ * The rows [first, end) of a changes query into f: the first is the
+ * mailbox row (kind 0), the others changed records (kind 1) then expunged
+ * UIDs (kind 2). ROOST_ENOTFOUND when the mailbox row is missing.
  */
 static int
-t_changes(struct pg_txn *t, void *arg)
+flight_fill(struct flight *f, const PGresult *res, int first, int end)
 {
-	struct changes_arg *a = arg;
-	struct flight *f = a->f;
-	struct pg_params p = {.n = 0};
-	PGresult *res;
 	size_t n_changed = 0, n_expunged = 0;
-	int rc, rows;
 
-	pg_p_int(&p, a->id);
-	pg_p_int(&p, (int64_t)f->since);
-	rc = pg_exec(t,
-	             "SELECT highestmodseq, uidnext, expunge_floor, recent_first, 0, 0, 0, 0, "
-	             "0 FROM mailboxes WHERE id = $1 AND NOT noselect "
-	             "UNION ALL SELECT " REC_COLS ", 1 FROM messages WHERE mailbox_id = $1 AND "
-	             "modseq > $2 "
-	             "UNION ALL SELECT uid, coalesce(emailid, 0), modseq, 0, 0, 0, 0, 0, 2 FROM "
-	             "expunged WHERE mailbox_id = $1 AND modseq > $2 "
-	             "ORDER BY " KIND_COL_SQL ", 1",
-	             &p, false, &res);
-	if (rc != 0)
-		return rc;
-	rows = PQntuples(res);
-	if (rows == 0 || pg_int(res, 0, KIND_COL) != 0) {
-		PQclear(res);
+	if (first >= end || pg_int(res, first, KIND_COL) != 0)
 		return ROOST_ENOTFOUND;
-	}
-	f->highestmodseq = (uint64_t)pg_int(res, 0, 0);
-	f->uidnext = (uint32_t)pg_int(res, 0, 1);
-	f->floor = (uint64_t)pg_int(res, 0, 2);
-	f->recent_first = (uint32_t)pg_int(res, 0, 3);
-	for (int i = 1; i < rows; i++) {
+	f->highestmodseq = (uint64_t)pg_int(res, first, 0);
+	f->uidnext = (uint32_t)pg_int(res, first, 1);
+	f->floor = (uint64_t)pg_int(res, first, 2);
+	f->recent_first = (uint32_t)pg_int(res, first, 3);
+	for (int i = first + 1; i < end; i++) {
 		if (pg_int(res, i, KIND_COL) == 1)
 			n_changed++;
 		else
@@ -136,16 +126,49 @@ t_changes(struct pg_txn *t, void *arg)
 	f->expunged_emailids = xcalloc(n_expunged + 1, sizeof(*f->expunged_emailids));
 	f->expunged_modseqs = xcalloc(n_expunged + 1, sizeof(*f->expunged_modseqs));
 	for (size_t i = 0; i < n_changed; i++)
-		pg_rec_fill(&f->changed[i], res, (int)(1 + i));
+		pg_rec_fill(&f->changed[i], res, (int)(first + 1 + i));
 	for (size_t i = 0; i < n_expunged; i++) {
-		int row = (int)(1 + n_changed + i);
+		int row = (int)(first + 1 + n_changed + i);
 
 		f->expunged[i] = (uint32_t)pg_int(res, row, 0);
 		f->expunged_emailids[i] = (uint64_t)pg_int(res, row, 1);
 		f->expunged_modseqs[i] = (uint64_t)pg_int(res, row, 2);
 	}
-	PQclear(res);
 	return 0;
+}
+
+/*
+ * One statement, so one snapshot without a transaction block and one round
+ * trip (BEGIN, three SELECTs and COMMIT were five). The last column says
+ * what a row is: 0 the mailbox row (HIGHESTMODSEQ, UIDNEXT, the expunge
+ * floor and the \Recent boundary in the first four), 1 a changed record
+ * (REC_COLS), 2 an expunged UID, its EMAILID and MODSEQ.
+ */
+static int
+t_changes(struct pg_txn *t, void *arg)
+{
+	struct changes_arg *a = arg;
+	struct flight *f = a->f;
+	struct pg_params p = {.n = 0};
+	PGresult *res;
+	int rc;
+
+	pg_p_int(&p, a->id);
+	pg_p_int(&p, (int64_t)f->since);
+	rc = pg_exec(t,
+	             "SELECT highestmodseq, uidnext, expunge_floor, recent_first, 0, 0, 0, 0, "
+	             "0 FROM mailboxes WHERE id = $1 AND NOT noselect "
+	             "UNION ALL SELECT " REC_COLS ", 1 FROM messages WHERE mailbox_id = $1 AND "
+	             "modseq > $2 "
+	             "UNION ALL SELECT uid, coalesce(emailid, 0), modseq, 0, 0, 0, 0, 0, 2 FROM "
+	             "expunged WHERE mailbox_id = $1 AND modseq > $2 "
+	             "ORDER BY " KIND_COL_SQL ", 1",
+	             &p, false, &res);
+	if (rc != 0)
+		return rc;
+	rc = flight_fill(f, res, 0, PQntuples(res));
+	PQclear(res);
+	return rc;
 }
 
 /* The caller's share of a landed flight: the rows above its MODSEQ. */
@@ -178,19 +201,11 @@ flight_take(const struct flight *f, uint64_t since, struct mailbox_changes *ch)
 	return 0;
 }
 
-/* Called with flights_lock held; returns with it held. Runs f, the
- * mailbox's running flight, and lands it: the waiting flight, if any, is
- * next, run by the first of its callers to wake. */
+/* f, the running flight of e, is done: the waiting one is next, run by
+ * the first of its callers to wake. flights_lock held. */
 static void
-flight_run(struct pg_store *ps, struct pg_flights *e, struct flight *f)
+flight_land(struct pg_store *ps, struct pg_flights *e, struct flight *f)
 {
-	struct changes_arg a = {.id = e->id, .f = f};
-
-	f->started = true;
-	f->seq = pg_seq(ps);
-	pthread_mutex_unlock(&ps->flights_lock);
-	f->rc = pg_run(ps, PG_AUTO, t_changes, &a);
-	pthread_mutex_lock(&ps->flights_lock);
 	f->done = true;
 	e->running = e->waiting;
 	e->waiting = NULL;
@@ -205,6 +220,23 @@ flight_run(struct pg_store *ps, struct pg_flights *e, struct flight *f)
 	pthread_cond_broadcast(&ps->flights_cond);
 }
 
+/* Called with flights_lock held; returns with it held. Runs f, the
+ * mailbox's running flight, and lands it: the waiting flight, if any, is
+ * next, run by the first of its callers to wake. */
+static void
+flight_run(struct pg_store *ps, struct pg_flights *e, struct flight *f)
+{
+	struct changes_arg a = {.id = e->id, .f = f};
+
+	f->started = true;
+	f->seq = pg_seq(ps);
+	f->epoch = e->epoch;
+	pthread_mutex_unlock(&ps->flights_lock);
+	f->rc = pg_run(ps, PG_AUTO, t_changes, &a);
+	pthread_mutex_lock(&ps->flights_lock);
+	flight_land(ps, e, f);
+}
+
 /* Free the entries no caller is in whose last flight is stale (seq moved
  * on), and any unused ones past FLIGHTS_KEPT. */
 static void
@@ -215,8 +247,8 @@ flights_sweep(struct pg_store *ps, uint64_t seq)
 	for (struct pg_flights **pp = &ps->flights; *pp != NULL;) {
 		struct pg_flights *e = *pp;
 
-		if (e->users == 0 &&
-		    (e->last == NULL || e->last->seq != seq || kept >= FLIGHTS_KEPT)) {
+		if (e->users == 0 && (e->last == NULL || e->last->seq != seq ||
+		                      e->last->epoch != e->epoch || kept >= FLIGHTS_KEPT)) {
 			*pp = e->next;
 			if (e->last != NULL)
 				flight_unref(e->last);
@@ -256,9 +288,9 @@ flights_put(struct pg_store *ps, struct pg_flights *e)
 /* A flight the caller may take: started (or to start) with seq where the
  * caller sees it, from a MODSEQ at or below the caller's. */
 static bool
-flight_fits(const struct flight *f, uint64_t seq, uint64_t since)
+flight_fits(const struct flight *f, uint64_t seq, uint64_t epoch, uint64_t since)
 {
-	return f != NULL && f->started && f->seq == seq && f->since <= since;
+	return f != NULL && f->started && f->seq == seq && f->epoch == epoch && f->since <= since;
 }
 
 int
@@ -275,9 +307,9 @@ pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes 
 	pthread_mutex_lock(&ps->flights_lock);
 	seq = pg_seq(ps);
 	e = flights_get(ps, pm->id);
-	if (flight_fits(e->last, seq, modseq)) {
+	if (flight_fits(e->last, seq, e->epoch, modseq)) {
 		f = e->last;
-	} else if (flight_fits(e->running, seq, modseq)) {
+	} else if (flight_fits(e->running, seq, e->epoch, modseq)) {
 		f = e->running;
 	} else if (e->running == NULL) {
 		f = e->running = xcalloc(1, sizeof(*f));
@@ -300,6 +332,7 @@ pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes 
 	}
 	rc = flight_take(f, modseq, changes_r);
 	pm->view_uidnext = rc == 0 ? f->uidnext : 0;
+	pm->view_recent = rc == 0 ? f->recent_first : 0;
 	flight_unref(f);
 	flights_put(ps, e);
 	pthread_mutex_unlock(&ps->flights_lock);
@@ -315,8 +348,18 @@ pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *belo
 
 	pthread_mutex_lock(&ps->flights_lock);
 	e = flights_get(ps, id);
-	while (e->claiming)
+	/* A claim under way that takes everything below our UIDNEXT leaves
+	 * nothing for us: as if we came after it, without holding a worker
+	 * for its round trip. (Should it fail, its UIDs are claimed by a
+	 * later sync, here or elsewhere.) */
+	while (e->claiming && !(uidnext != 0 && e->claiming_upto >= uidnext))
 		pthread_cond_wait(&ps->flights_cond, &ps->flights_lock);
+	if (e->claiming) {
+		*below_r = e->claiming_upto;
+		flights_put(ps, e);
+		pthread_mutex_unlock(&ps->flights_lock);
+		return false;
+	}
 	if (uidnext != 0 && e->claimed_below >= uidnext) {
 		*below_r = e->claimed_below;
 		flights_put(ps, e);
@@ -324,6 +367,7 @@ pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *belo
 		return false;
 	}
 	e->claiming = true; /* the entry stays: users counts the claimer */
+	e->claiming_upto = uidnext;
 	pthread_mutex_unlock(&ps->flights_lock);
 	return true;
 }
@@ -358,4 +402,144 @@ pg_flights_free(struct pg_store *ps)
 			flight_unref(e->last);
 		free(e);
 	}
+}
+
+/* The flights pg_changes_heard() started, for pg_prefetch_run(). */
+struct pg_prefetch {
+	size_t n;
+	struct pg_flights **e;
+	struct flight **f;
+};
+
+#define ID_COL 9
+
+/*
+ * t_changes() for several mailboxes in one statement: each row ends with
+ * its mailbox's id, after the kind, and the rows come by mailbox, kind and
+ * UID. LATERAL keeps each mailbox an index scan from its own MODSEQ.
+ */
+static int
+t_changes_multi(struct pg_txn *t, void *arg)
+{
+	struct pg_prefetch *pf = arg;
+	struct buf ids = BUF_INIT(0), sinces = BUF_INIT(0);
+	uint64_t *v = xcalloc(pf->n, sizeof(*v));
+	struct pg_params p = {.n = 0};
+	PGresult *res;
+	int rc, rows, first;
+
+	for (size_t i = 0; i < pf->n; i++)
+		v[i] = (uint64_t)pf->e[i]->id;
+	pg_int64_array(&ids, v, pf->n);
+	for (size_t i = 0; i < pf->n; i++)
+		v[i] = pf->f[i]->since;
+	pg_int64_array(&sinces, v, pf->n);
+	free(v);
+	pg_p_str(&p, buf_cstr(&ids));
+	pg_p_str(&p, buf_cstr(&sinces));
+	rc = pg_exec(t,
+	             "SELECT m.highestmodseq, m.uidnext, m.expunge_floor, m.recent_first, 0, 0, 0, "
+	             "0, 0, x.i FROM unnest($1::bigint[], $2::bigint[]) AS x (i, s) JOIN "
+	             "mailboxes m ON m.id = x.i WHERE NOT m.noselect "
+	             "UNION ALL SELECT g.*, 1, x.i FROM unnest($1::bigint[], $2::bigint[]) AS x "
+	             "(i, s) CROSS JOIN LATERAL (SELECT " REC_COLS " FROM messages WHERE "
+	             "mailbox_id = x.i AND modseq > x.s) g "
+	             "UNION ALL SELECT e.uid, coalesce(e.emailid, 0), e.modseq, 0, 0, 0, 0, 0, 2, "
+	             "x.i FROM unnest($1::bigint[], $2::bigint[]) AS x (i, s) CROSS JOIN LATERAL "
+	             "(SELECT uid, emailid, modseq FROM expunged WHERE mailbox_id = x.i AND "
+	             "modseq > x.s) e "
+	             "ORDER BY 10, 9, 1",
+	             &p, false, &res);
+	buf_free(&ids);
+	buf_free(&sinces);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < pf->n; i++)
+		pf->f[i]->rc = ROOST_ENOTFOUND;
+	rows = PQntuples(res);
+	for (int r = 0; r < rows; r = first) {
+		int64_t id = pg_int(res, r, ID_COL);
+
+		for (first = r; first < rows && pg_int(res, first, ID_COL) == id; first++)
+			;
+		for (size_t i = 0; i < pf->n; i++) {
+			if (pf->e[i]->id == id)
+				pf->f[i]->rc = flight_fill(pf->f[i], res, r, first);
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
+void
+pg_changes_heard(struct pg_store *ps, const int64_t *ids, const uint64_t *sinces,
+                 const bool *watched, size_t n, struct pg_prefetch **pf_r)
+{
+	struct pg_prefetch *pf = NULL;
+	uint64_t seq;
+
+	*pf_r = NULL;
+	pthread_mutex_lock(&ps->flights_lock);
+	/* every flight of these mailboxes started before is stale now */
+	for (struct pg_flights *e = ps->flights; e != NULL; e = e->next) {
+		for (size_t i = 0; i < n; i++) {
+			if (e->id == ids[i]) {
+				e->epoch++;
+				break;
+			}
+		}
+	}
+	seq = pg_seq(ps);
+	for (size_t i = 0; i < n; i++) {
+		struct pg_flights *e;
+		struct flight *f;
+
+		if (!watched[i])
+			continue;
+		e = flights_get(ps, ids[i]);
+		if (e->running != NULL) {
+			flights_put(ps, e); /* its sessions will ask, as before */
+			continue;
+		}
+		if (pf == NULL) {
+			pf = xcalloc(1, sizeof(*pf));
+			pf->e = xcalloc(n, sizeof(*pf->e));
+			pf->f = xcalloc(n, sizeof(*pf->f));
+		}
+		f = e->running = xcalloc(1, sizeof(*f));
+		f->since = sinces[i];
+		f->started = true;
+		f->seq = seq;
+		f->epoch = e->epoch;
+		f->refs = 1;
+		pf->e[pf->n] = e;
+		pf->f[pf->n] = f;
+		pf->n++;
+	}
+	pthread_mutex_unlock(&ps->flights_lock);
+	*pf_r = pf;
+}
+
+void
+pg_prefetch_run(struct pg_store *ps, struct pg_prefetch **pfp)
+{
+	struct pg_prefetch *pf = *pfp;
+	int rc;
+
+	if (pf == NULL)
+		return;
+	*pfp = NULL;
+	rc = pg_run(ps, PG_AUTO, t_changes_multi, pf);
+	pthread_mutex_lock(&ps->flights_lock);
+	for (size_t i = 0; i < pf->n; i++) {
+		if (rc != 0)
+			pf->f[i]->rc = rc;
+		flight_land(ps, pf->e[i], pf->f[i]);
+		flight_unref(pf->f[i]);
+		flights_put(ps, pf->e[i]);
+	}
+	pthread_mutex_unlock(&ps->flights_lock);
+	free(pf->e);
+	free(pf->f);
+	free(pf);
 }

@@ -17,7 +17,9 @@
  *
  * Each changing transaction also sends NOTIFY roost '<node> <user>\t<box>',
  * delivered at commit: one listener thread per process wakes the watchers
- * here of changes made by other nodes.
+ * here of changes made by other nodes. A delivery's notification also names
+ * the mailbox's id and the MODSEQ it took: '<node>/<id>/<modseq> <user>\t<box>'
+ * (pgsql_listen.c).
  */
 
 #include <libpq-fe.h>
@@ -79,6 +81,8 @@ struct pg_mailbox {
 	 * yet): the view holds no UID at or above it, so a claim need not
 	 * reach past it. */
 	uint32_t view_uidnext;
+	/* the \Recent boundary that query saw: where a claim tries first */
+	uint32_t view_recent;
 	/* mailbox_keywords() result, valid until the next call */
 	char **kw_names;
 	size_t kw_n;
@@ -214,6 +218,17 @@ void pg_flights_free(struct pg_store *ps);
 bool pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *below_r);
 void pg_claim_end(struct pg_store *ps, int64_t id, uint32_t below);
 int pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
+/*
+ * The listener heard that mailboxes ids[0..n) (distinct) changed on
+ * another node at MODSEQs above sinces[]: flights of them started before
+ * are stale from now on, and for each one watched[] here a flight from
+ * its since starts, one query for all, which pg_prefetch_run() runs (call
+ * it, after waking the sessions, whenever *pf_r is not NULL).
+ */
+struct pg_prefetch;
+void pg_changes_heard(struct pg_store *ps, const int64_t *ids, const uint64_t *sinces,
+                      const bool *watched, size_t n, struct pg_prefetch **pf_r);
+void pg_prefetch_run(struct pg_store *ps, struct pg_prefetch **pf);
 int pg_op_repair(struct storage *st, struct buf *report);
 int pg_op_backup(struct storage *st, const char *dest, struct buf *report);
 int pg_op_check(struct storage *st, struct buf *report);

@@ -32,25 +32,99 @@ stop_wait(struct pg_store *ps, int fd, int ms)
 	return r > 0 && pfd[0].revents != 0;
 }
 
-/* Payload "<node> <user>\t<mailbox>", mailbox empty for all of the user. */
-static void
-deliver_notice(struct pg_store *ps, const PGnotify *n)
-{
-	char *end, *user, *tab;
-	uint64_t node;
+/* Notifications handled together: those one transaction sent come at once. */
+#define BATCH_MAX 256
 
+struct heard {
+	char *user;          /* owned, "user\0mailbox" */
+	const char *mailbox; /* NULL: every mailbox of the user */
+	int64_t id;          /* 0: the mailbox is not named by id */
+	uint64_t since;      /* the change is above this MODSEQ */
+};
+
+/* Payload "<node>[/<id>/<modseq>] <user>\t<mailbox>", mailbox empty for
+ * all of the user. False for our own and for what does not parse. */
+static bool
+parse_notice(struct pg_store *ps, const PGnotify *n, struct heard *h)
+{
+	char *end, *tab;
+	uint64_t node;
+	const char *p;
+
+	memset(h, 0, sizeof(*h));
 	if (n->extra == NULL)
-		return;
+		return false;
 	node = strtoull(n->extra, &end, 16);
-	if (*end != ' ' || node == ps->node)
-		return;
-	pg_seq_bump(ps);
-	user = xstrdup(end + 1);
-	if ((tab = strchr(user, '\t')) != NULL) {
-		*tab = '\0';
-		storage_wake(&ps->base, user, tab[1] != '\0' ? tab + 1 : NULL);
+	if (node == ps->node)
+		return false;
+	p = end;
+	if (*p == '/') {
+		int64_t id = strtoll(p + 1, &end, 10);
+		uint64_t modseq;
+
+		if (*end != '/')
+			return false;
+		modseq = strtoull(end + 1, &end, 10);
+		if (id > 0 && modseq > 0) {
+			h->id = id;
+			h->since = modseq - 1;
+		}
+		p = end;
 	}
-	free(user);
+	if (*p != ' ' || (tab = strchr(p + 1, '\t')) == NULL)
+		return false;
+	h->user = xstrdup(p + 1);
+	tab = h->user + (tab - (p + 1));
+	*tab = '\0';
+	h->mailbox = tab[1] != '\0' ? tab + 1 : NULL;
+	if (h->mailbox == NULL)
+		h->id = 0;
+	return true;
+}
+
+/*
+ * One batch of other nodes' changes. A notification naming its mailbox by
+ * id stales only that mailbox's shared changes queries, and for those
+ * watched here one query for all starts before the sessions are woken, so
+ * they find their answer on its way (pgsql_changes.c); any other moves
+ * seq, staling them all, as every notification did before.
+ */
+static void
+handle_batch(struct pg_store *ps, struct heard *h, size_t n)
+{
+	int64_t ids[BATCH_MAX];
+	uint64_t sinces[BATCH_MAX];
+	bool watched[BATCH_MAX], bump = false;
+	struct pg_prefetch *pf = NULL;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+
+		if (h[i].id == 0) {
+			bump = true;
+			continue;
+		}
+		for (j = 0; j < k && ids[j] != h[i].id; j++)
+			;
+		if (j == k) {
+			ids[k] = h[i].id;
+			sinces[k] = h[i].since;
+			watched[k] = storage_watched(&ps->base, h[i].user, h[i].mailbox);
+			k++;
+		} else if (h[i].since < sinces[j]) {
+			sinces[j] = h[i].since;
+		}
+	}
+	if (bump)
+		pg_seq_bump(ps);
+	if (k > 0)
+		pg_changes_heard(ps, ids, sinces, watched, k, &pf);
+	for (size_t i = 0; i < n; i++) {
+		storage_wake(&ps->base, h[i].user, h[i].mailbox);
+		free(h[i].user);
+	}
+	pg_prefetch_run(ps, &pf);
 }
 
 static void *
@@ -95,9 +169,18 @@ listen_main(void *arg)
 			}
 			if (PQconsumeInput(conn) == 0)
 				break;
-			while ((n = PQnotifies(conn)) != NULL) {
-				deliver_notice(ps, n);
-				PQfreemem(n);
+			for (;;) {
+				struct heard h[BATCH_MAX];
+				size_t nh = 0;
+
+				while (nh < BATCH_MAX && (n = PQnotifies(conn)) != NULL) {
+					if (parse_notice(ps, n, &h[nh]))
+						nh++;
+					PQfreemem(n);
+				}
+				if (nh == 0)
+					break;
+				handle_batch(ps, h, nh);
 			}
 		}
 		log_warn("event=pgsql_listen_lost error=%s", LOG_QUOTE(PQerrorMessage(conn)));

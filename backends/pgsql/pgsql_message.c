@@ -313,18 +313,30 @@ pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r)
 	struct claim_arg a = {.id = pm->id};
 	bool readonly = (mb->flags & MAILBOX_READONLY) != 0;
 	uint32_t below;
-	int rc, tries = 0;
+	int rc = 0, tries = 0;
+	bool guessed = false;
 
 	if (!readonly && !pg_claim_begin(pm->ps, pm->id, pm->view_uidnext, &below)) {
 		*first_r = *next_r = below;
 		return 0;
 	}
-	do {
+	/* The last changes query saw the boundary below UIDNEXT: try the swap
+	 * from there at once, without reading it again first. */
+	if (!readonly && pm->view_uidnext != 0 && pm->view_recent < pm->view_uidnext) {
+		a.first = pm->view_recent;
+		rc = pg_run(pm->ps, PG_AUTO, t_claim_swap, &a);
+		guessed = rc != 0 || !a.moved;
+	}
+	while (!guessed) {
 		rc = pg_run(pm->ps, PG_AUTO, t_claim_read, &a);
 		if (rc != 0 || readonly || a.first == a.uidnext)
 			break;
 		rc = pg_run(pm->ps, PG_AUTO, t_claim_swap, &a);
-	} while (rc == 0 && a.moved && ++tries < CLAIM_TRIES);
+		if (rc != 0 || !a.moved || ++tries >= CLAIM_TRIES)
+			break;
+	}
+	if (rc == 0 && !readonly && !a.moved)
+		pm->view_recent = a.uidnext; /* the boundary now */
 	if (rc == 0 && (readonly || a.moved))
 		a.uidnext = a.first; /* nothing claimed */
 	if (!readonly)

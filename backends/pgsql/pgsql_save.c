@@ -20,6 +20,7 @@
 #include "roost/xalloc.h"
 
 #define SHA_LEN 32
+#define BODY_UPSERT_MAX (64 * 1024)
 
 /* Add refs references to body sha, storing data when it is new. */
 static int
@@ -31,6 +32,10 @@ body_ref(struct pg_txn *t, const uint8_t *sha, const uint8_t *data, size_t len, 
 
 	pg_p_bin(&p, sha, SHA_LEN);
 	pg_p_int(&p, refs);
+	/* A small body goes in one round trip, sent even when it is there
+	 * already; a large one is sent only when the UPDATE finds none. */
+	if (len <= BODY_UPSERT_MAX)
+		goto insert;
 	rc = pg_exec(t, "UPDATE bodies SET refs = refs + $2 WHERE sha = $1", &p, false, &res);
 	if (rc != 0)
 		return rc;
@@ -40,6 +45,7 @@ body_ref(struct pg_txn *t, const uint8_t *sha, const uint8_t *data, size_t len, 
 		return 0;
 	/* New here, or its last reference went while this waited: store it.
 	 * Two nodes storing the same new body meet in ON CONFLICT. */
+insert:
 	pg_p_bin(&p, data, len);
 	return pg_exec(t,
 	               "INSERT INTO bodies (sha, refs, data) VALUES ($1, $2, $3) ON CONFLICT (sha) "
@@ -325,11 +331,16 @@ text_element(struct buf *b, const char *s)
 	buf_append_byte(b, '"');
 }
 
-/* pg_notify() for every target that took the message, in one statement. */
+/* pg_notify() for every target that took the message, in one statement,
+ * naming each mailbox's id and the MODSEQ the message took there: the
+ * other nodes fetch the change for their sessions ahead of them
+ * (pgsql_listen.c). */
 static int
 notify_all(struct pg_txn *t, struct deliver_arg *a)
 {
-	struct buf users = BUF_INIT(0), names = BUF_INIT(0);
+	struct buf users = BUF_INIT(0), names = BUF_INIT(0), ids = BUF_INIT(0),
+	           modseqs = BUF_INIT(0);
+	int64_t *id = xcalloc(a->n + 1, sizeof(*id)), *ms = xcalloc(a->n + 1, sizeof(*ms));
 	struct pg_params p = {.n = 0};
 	char node[24];
 	size_t k = 0;
@@ -340,26 +351,38 @@ notify_all(struct pg_txn *t, struct deliver_arg *a)
 	for (size_t i = 0; i < a->n; i++) {
 		if (a->targets[i].result != 0)
 			continue;
-		if (k++ > 0) {
+		if (k > 0) {
 			buf_append_byte(&users, ',');
 			buf_append_byte(&names, ',');
 		}
 		text_element(&users, a->targets[i].user);
 		text_element(&names, a->targets[i].name);
+		id[k] = a->targets[i].id;
+		ms[k] = a->targets[i].modseq;
+		k++;
 	}
 	buf_append_byte(&users, '}');
 	buf_append_byte(&names, '}');
+	int64_array(&ids, id, k);
+	int64_array(&modseqs, ms, k);
 	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
 	pg_p_str(&p, node);
 	pg_p_str(&p, buf_cstr(&users));
 	pg_p_str(&p, buf_cstr(&names));
+	pg_p_str(&p, buf_cstr(&ids));
+	pg_p_str(&p, buf_cstr(&modseqs));
 	t->notified = true;
 	rc = pg_exec(t,
-	             "SELECT pg_notify('" PG_CHANNEL "', $1 || ' ' || x.u || chr(9) || x.m) FROM "
-	             "unnest($2::text[], $3::text[]) AS x (u, m)",
+	             "SELECT pg_notify('" PG_CHANNEL "', $1 || '/' || x.i || '/' || x.ms || ' ' || "
+	             "x.u || chr(9) || x.m) FROM unnest($2::text[], $3::text[], $4::bigint[], "
+	             "$5::bigint[]) AS x (u, m, i, ms)",
 	             &p, false, NULL);
 	buf_free(&users);
 	buf_free(&names);
+	buf_free(&ids);
+	buf_free(&modseqs);
+	free(id);
+	free(ms);
 	return rc;
 }
 

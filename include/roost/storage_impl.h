@@ -192,4 +192,9 @@ void storage_notify_metadata(struct storage *st, const char *user, const char *m
  */
 void storage_wake(struct storage *st, const char *user, const char *mailbox);
 
+/* Whether a watcher in this process would be woken by a change to (user,
+ * mailbox): a backend fetching changes ahead for the sessions it is about
+ * to wake asks first. Thread-safe; the answer may be stale at once. */
+bool storage_watched(struct storage *st, const char *user, const char *mailbox);
+
 #endif

@@ -49,7 +49,7 @@ main(int argc, char **argv)
 	const char *only = NULL, *b[] = {"lmdb", "maildir", "pgsql"};
 	const char *p = getenv("BENCH_PROFILE");
 	struct storage_bench_opts o = {.row = print_row};
-	char base[256] = "";
+	char base[256] = "", pgdir[4096] = "", pgdsn[4200];
 	bool own_dir = true;
 	int status = 0;
 
@@ -97,14 +97,19 @@ main(int argc, char **argv)
 		    (only != NULL && strstr(only, b[i]) == NULL))
 			continue;
 		if (strcmp(b[i], "pgsql") == 0 && o.pgsql_admin_dsn == NULL) {
-			printf(
-			    "| pgsql    | (skipped: no ROOST_PGSQL_BENCH_DSN; scripts/run-bench.sh "
-			    "starts a PostgreSQL where it is installed)\n");
-			continue;
+			if (storage_bench_pg_start(NULL, pgdir, sizeof(pgdir), pgdsn,
+			                           sizeof(pgdsn)) != 0) {
+				printf("| pgsql    | (skipped: no ROOST_PGSQL_BENCH_DSN, and no "
+				       "PostgreSQL of our own could start)\n");
+				continue;
+			}
+			o.pgsql_admin_dsn = pgdsn;
 		}
 		if (storage_bench_run(b[i], &o) != 0)
 			status = 1;
 	}
+	if (pgdir[0] != '\0')
+		storage_bench_pg_stop(pgdir);
 	if (own_dir)
 		nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return status;

@@ -297,7 +297,7 @@ cli_bench(struct cli *cli)
 	struct bench_ctx b = {0};
 	const char *list = NULL, *svg = NULL, *dir = NULL;
 	FILE *svgf = NULL;
-	char backends[MAX_BACKENDS][16], scratch[4096];
+	char backends[MAX_BACKENDS][16], scratch[4096], pgdir[4096] = "", pgdsn[4200];
 	size_t nb = 0;
 	int status = CLI_OK, ret;
 
@@ -343,20 +343,31 @@ cli_bench(struct cli *cli)
 	}
 	if (o.pgsql_admin_dsn == NULL)
 		o.pgsql_admin_dsn = getenv("ROOST_PGSQL_BENCH_DSN");
+	/* No server given: a private one, started and stopped here; the
+	 * configured database is never used. */
 	for (size_t i = 0; i < nb; i++) {
 		if (strcmp(backends[i], "pgsql") == 0 && o.pgsql_admin_dsn == NULL) {
-			fprintf(stderr,
-			        "roost: pgsql needs --pgsql-dsn DSN (or ROOST_PGSQL_BENCH_DSN): "
-			        "a server where scratch databases may be created and dropped; "
-			        "the configured database is never used\n");
-			config_free(&cfg);
-			return CLI_USAGE;
+			ret = storage_bench_pg_start(NULL, pgdir, sizeof(pgdir), pgdsn,
+			                             sizeof(pgdsn));
+			if (ret != 0) {
+				fprintf(stderr,
+				        "roost: pgsql: %s; give --pgsql-dsn DSN (or "
+				        "ROOST_PGSQL_BENCH_DSN), a server where scratch databases "
+				        "may be created and dropped\n",
+				        ret == ROOST_ENOTSUP
+				            ? "PostgreSQL is not installed (Debian "
+				              "package postgresql)"
+				            : "the private PostgreSQL did not start");
+				config_free(&cfg);
+				return CLI_FAIL;
+			}
+			o.pgsql_admin_dsn = pgdsn;
 		}
 	}
 	if (svg != NULL && (svgf = fopen(svg, "w")) == NULL) {
 		fprintf(stderr, "roost: %s: %s\n", svg, strerror(errno));
-		config_free(&cfg);
-		return CLI_FAIL;
+		status = CLI_FAIL;
+		goto out;
 	}
 	/* Scratch stores on the data directory's disk, as the real ones are. */
 	if (dir == NULL)
@@ -398,6 +409,8 @@ cli_bench(struct cli *cli)
 out:
 	if (svgf != NULL)
 		fclose(svgf);
+	if (pgdir[0] != '\0')
+		storage_bench_pg_stop(pgdir);
 	free(b.rows);
 	config_free(&cfg);
 	return status;

@@ -55,4 +55,19 @@ double storage_bench_seconds(const struct storage_bench_opts *o);
  */
 int storage_bench_run(const char *backend, const struct storage_bench_opts *o);
 
+/*
+ * A private PostgreSQL for the pgsql rows, from Debian's postgresql package
+ * (the newest /usr/lib/postgresql/N/bin): initdb in a new directory under
+ * tmpdir (NULL: $TMPDIR or /tmp), fsync on, listening only on a unix
+ * socket there (as root, run as nobody, which PostgreSQL requires). On 0,
+ * dir_r holds the directory for storage_bench_pg_stop() and dsn_r a DSN
+ * that may create databases. ROOST_ENOTSUP when PostgreSQL is not
+ * installed, ROOST_EIO when it would not start (its log on stderr).
+ */
+int storage_bench_pg_start(const char *tmpdir, char *dir_r, size_t dir_len, char *dsn_r,
+                           size_t dsn_len);
+
+/* Stop the server storage_bench_pg_start() started and remove dir. */
+void storage_bench_pg_stop(const char *dir);
+
 #endif

@@ -1,6 +1,7 @@
 """roost bench storage: the storage benchmark from the command line, on the
 configured backend or the ones named, printed as a table and drawn as an
 SVG chart; bad options are usage errors."""
+import glob
 import os
 import shutil
 import subprocess
@@ -90,7 +91,7 @@ class BenchStorageTest(unittest.TestCase):
         env.pop("ROOST_PGSQL_BENCH_DSN", None)
         for args in (("--backends", "bogus"), ("--backends", ","), ("--seconds", "abc"),
                      ("--seconds", "0"), ("--seconds", "1e9"), ("--messages", "5"),
-                     ("--messages", "-1"), ("--svg",), ("--nope",), ("--backends", "pgsql"),
+                     ("--messages", "-1"), ("--svg",), ("--nope",),
                      ("--backends", "lmdb\x01,maildir")):
             res = self.roost(*args, env=env)
             self.assertEqual(res.returncode, 2, (args, res.stdout, res.stderr))
@@ -101,6 +102,22 @@ class BenchStorageTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(res.returncode, 2)
         self.assertFalse(os.path.exists(self.data) and os.listdir(self.data))
+
+    def test_pgsql_own_server(self):
+        """Without a DSN, pgsql rows come from a PostgreSQL the command starts
+        (initdb in a temporary directory) and stops."""
+        if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+            self.skipTest("PostgreSQL is not installed (Debian package postgresql)")
+        os.chmod(self.dir, 0o755)  # PostgreSQL runs as nobody under root
+        env = dict(os.environ, TMPDIR=self.dir)
+        env.pop("ROOST_PGSQL_BENCH_DSN", None)
+        res = self.roost("--seconds", "0.1", "--messages", "2000", "--backends", "pgsql",
+                         env=env)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        rows = self.rows(res.stdout)
+        self.assertIn(("pgsql", "deliver 1 KB, 16 writers"), rows)
+        self.assertEqual({b for b, _ in rows}, {"pgsql"})
+        self.assertEqual(glob.glob(os.path.join(self.dir, "roost-bench-pg-*")), [])
 
     def test_unwritable_chart(self):
         res = self.roost("--seconds", "0.1", "--messages", "2000", "--backends", BACKENDS[0],

@@ -19,6 +19,7 @@
 #include "roost/config.h"
 #include "roost/delivery.h"
 #include "roost/error.h"
+#include "roost/http.h"
 #include "roost/log.h"
 #include "roost/outbound.h"
 #include "roost/protocols.h"
@@ -256,6 +257,8 @@ cli_serve(struct cli *cli)
 	services.rate = ratelimit_create(cfg->smtp_user_messages_per_hour,
 	                                 cfg->smtp_user_recipients_per_hour, cfg->smtp_rate_users);
 	warn_postmaster(&services);
+	if ((ret = jmap_pushd_start(&services, &services.push)) < 0)
+		goto out;
 	if ((ret = server_create(cfg, &services, &srv)) < 0) {
 		log_error("event=start status=failed stage=server error=\"%s\"",
 		          roost_strerror(ret));
@@ -276,6 +279,7 @@ cli_serve(struct cli *cli)
 	log_info("event=stop status=%s", ret == 0 ? "clean" : roost_strerror(ret));
 out:
 	server_free(&srv);
+	jmap_pushd_stop(&services.push);
 	queue_close(&queue);
 	aliases_free(&aliases);
 	ratelimit_free(&services.rate);

@@ -74,6 +74,13 @@ static const struct key_def keys[] = {
     {"http", "max_fields", T_COUNT, "100", F(http_max_fields), 8, 256},
     {"http", "max_request", T_SIZE, "10M", F(http_max_request), 1024, 1 << 30},
     {"http", "push_ping", T_DURATION, "60", F(http_push_ping), 1, 3600},
+    {"http", "push_subscriptions", T_COUNT, "16", F(http_push_subscriptions), 0, 256},
+    {"http", "push_timeout", T_DURATION, "10", F(http_push_timeout), 1, 300},
+    {"http", "push_retry", T_DURATION, "30", F(http_push_retry), 1, 3600},
+    {"http", "push_max_failures", T_COUNT, "10", F(http_push_max_failures), 1, 1000},
+    {"http", "push_expiry", T_DURATION, "7d", F(http_push_expiry), 60, 365 * 86400},
+    {"http", "push_private_urls", T_BOOL, "no", F(http_push_private_urls), 0, 0},
+    {"http", "push_ca_file", T_STRING, "", F(http_push_ca_file), 0, 0},
 
     {"tls", "cert", T_STRING, NULL, F(tls_cert), 0, 0},
     {"tls", "key", T_STRING, NULL, F(tls_key), 0, 0},

@@ -77,6 +77,14 @@ struct roost_config {
 	unsigned http_max_fields;  /* header fields; default 100 */
 	uint64_t http_max_request; /* body of an API request (JMAP maxSizeRequest); 10M */
 	unsigned http_push_ping;   /* seconds between EventSource pings at most; default 60 */
+	/* JMAP PushSubscription (RFC 8620 7.2) */
+	unsigned http_push_subscriptions; /* per user; 0: none; default 16 */
+	unsigned http_push_timeout;       /* seconds per push POST; default 10 */
+	unsigned http_push_retry;         /* seconds before the first retry, doubling; default 30 */
+	unsigned http_push_max_failures;  /* failures in a row that drop one; default 10 */
+	unsigned http_push_expiry;        /* seconds a subscription lives at most; 7d */
+	bool http_push_private_urls;      /* loopback/private URLs, http to loopback (tests); no */
+	char *http_push_ca_file;          /* more trusted certificates for pushes; "" none */
 
 	/* [tls] */
 	char *tls_cert; /* PEM; default: <data_dir>/tls/cert.pem, self-signed on first start */

@@ -140,6 +140,22 @@ bool http_accepts_gzip(const char *accept_encoding);
 /* gzip in[0..len) into out. 0 or ROOST_EIO. */
 int http_gzip(const uint8_t *in, size_t len, struct buf *out);
 
+/* ---- JMAP PushSubscription deliveries (RFC 8620 7.2) ---- */
+
+struct roost_services;
+struct jmap_pushd;
+
+/*
+ * The service that keeps every user's PushSubscriptions and POSTs their
+ * PushVerification and StateChange objects from threads of its own
+ * (protocols/http/jmap_push_sub.c). Start it before the listeners accept
+ * and put it in sv->push; sv must outlive it. With [http]
+ * push_subscriptions = 0 it starts nothing (*d_r = NULL, 0). Stop waits
+ * for a POST in flight (at most push_timeout).
+ */
+int jmap_pushd_start(const struct roost_services *sv, struct jmap_pushd **d_r);
+void jmap_pushd_stop(struct jmap_pushd **d);
+
 /* ---- bearer tokens (`roost token`) ---- */
 
 #define HTTP_TOKEN_LEN 43 /* base64url of 32 random bytes */

@@ -12,6 +12,7 @@ struct auth;
 struct queue;
 struct aliases;
 struct ratelimit;
+struct jmap_pushd;
 
 struct roost_services {
 	const struct roost_config *cfg;
@@ -20,6 +21,7 @@ struct roost_services {
 	struct queue *queue;     /* outbound queue; NULL: relaying answers 451 */
 	struct aliases *aliases; /* [smtp] aliases (reloadable); NULL: none */
 	struct ratelimit *rate;  /* per-user submission rates; NULL: none */
+	struct jmap_pushd *push; /* JMAP PushSubscription deliveries; NULL: none */
 };
 
 #endif

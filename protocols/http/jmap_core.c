@@ -25,6 +25,8 @@ static void core_echo(struct jmap_req *r, json_t *args, const char *tag);
 static const struct jmap_method methods[] = {
     {"Core/echo", JMAP_CAP_CORE, core_echo},
     {"Blob/copy", JMAP_CAP_CORE, jmap_blob_copy},
+    {"PushSubscription/get", JMAP_CAP_CORE, jmap_push_sub_get},
+    {"PushSubscription/set", JMAP_CAP_CORE, jmap_push_sub_set},
     {"Mailbox/get", JMAP_CAP_MAIL, jmap_mailbox_get},
     {"Mailbox/changes", JMAP_CAP_MAIL, jmap_mailbox_changes},
     {"Mailbox/query", JMAP_CAP_MAIL, jmap_mailbox_query},

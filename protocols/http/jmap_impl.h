@@ -241,6 +241,8 @@ void jmap_identity_set(struct jmap_req *r, json_t *args, const char *tag);
 /* The address of identity id into out (size bytes), or NULL when the user
  * has no such identity (jmap_identity.c). */
 const char *jmap_identity_email(struct jmap_req *r, const char *id, char *out, size_t size);
+void jmap_push_sub_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_push_sub_set(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_submission_get(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_submission_changes(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_submission_query(struct jmap_req *r, json_t *args, const char *tag);

@@ -710,7 +710,7 @@ void imap_objectid_created(struct imap_cmd *cmd, const char *name);
 /* pv[0..len) (UTF-8, no CR or LF) as a quoted string or a literal. */
 void imap_preview_string(struct buf *out, const char *pv, size_t len);
 
-/* ---- imap_notify.c: NOTIFY (RFC 5465) ---- */
+/* ---- imap_notify.c, imap_notify_spec.c: NOTIFY (RFC 5465) ---- */
 
 enum notify_event_bit {
 	NEV_MESSAGE_NEW = 1 << 0,
@@ -742,6 +742,8 @@ enum notify_fetch_bit {
 };
 
 #define NOTIFY_MAX_GROUPS 64 /* event groups in one NOTIFY SET */
+/* Names a NOTIFY SET may carry, and mailboxes a session follows. */
+#define NOTIFY_MAX_MAILBOXES 1000
 
 struct notify_group {
 	enum notify_filter filter;
@@ -771,6 +773,11 @@ struct notify_spec {
 int imap_notify_parse(const struct imap_session *s, const struct imap_arg *args, size_t n,
                       struct notify_spec *spec, const char **err_r);
 void imap_notify_spec_free(struct notify_spec *spec);
+/* The NEV_* events for a mailbox other than the selected one (attrs:
+ * MBOX_* from storage_list()). */
+unsigned notify_events_for(const struct notify_spec *spec, const char *name, unsigned attrs);
+/* The SELECTED or SELECTED-DELAYED group, or NULL. */
+const struct notify_group *notify_selected_group(const struct notify_spec *spec);
 /* The BADEVENT list. */
 const char *imap_notify_events_supported(void);
 imap_cmd_fn cmd_notify;

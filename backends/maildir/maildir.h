@@ -338,10 +338,6 @@ int md_folder_open(struct md_storage *ms, const char *user, const char *name, in
 
 /* ---- maildir_storage.c ---- */
 char *md_user_dir(struct md_storage *ms, const char *user);
-/* The user's lock (roost-uidvalidity, flock): mailboxes made and removed,
- * metadata changed. */
-int md_user_lock(struct md_storage *ms, const char *user, int *fd_r);
-void md_user_unlock(int fd);
 /* maildir_meta.c: RFC 5464 metadata records. */
 int md_meta_get(struct storage *st, const char *user, const char *mailbox, struct buf *out);
 int md_meta_update(struct storage *st, const char *user, const char *mailbox,
@@ -368,10 +364,26 @@ int md_backup(struct storage *st, const char *dest, struct buf *report);
 /* ---- maildir_check.c ---- */
 int md_check(struct storage *st, struct buf *report);
 
-/* ---- maildir_list.c ---- */
+/* ---- maildir_create.c ---- */
+/* The user's lock (roost-uidvalidity, flock): mailboxes made and removed,
+ * metadata changed. */
+int md_user_lock(struct md_storage *ms, const char *user, int *fd_r);
+void md_user_unlock(int fd);
 int md_user_init(struct storage *st, const char *user);
-int md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
 int md_create(struct storage *st, const char *user, const char *name, unsigned special_use);
+bool md_dir_exists(const char *path);
+/* Does path hold a maildir (its cur/)? */
+bool md_folder_exists(const char *path);
+/* The MBOX_* special-use mark of the folder in dir. */
+unsigned md_read_specialuse(const char *dir);
+int md_ensure_user_dir(struct md_storage *ms, const char *user);
+/* name and the parents it lacks (those made are taken back when name
+ * cannot be made); the caller holds the user lock (lockfd). */
+int md_create_with_parents(struct md_storage *ms, const char *user, const char *name,
+                           unsigned special_use, int lockfd);
+
+/* ---- maildir_list.c ---- */
+int md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r);
 int md_delete(struct storage *st, const char *user, const char *name);
 int md_rename(struct storage *st, const char *user, const char *from, const char *to);
 int md_subscribe(struct storage *st, const char *user, const char *name, bool on);

@@ -201,6 +201,8 @@ int imap_name_decode(const struct imap_session *s, const char *in, size_t len, s
 /* Write a storage name as the session spells names (imap_write_mailbox()
  * for IMAP4rev1, UTF-8 once enabled). */
 void imap_write_mbox(struct imap_session *s, const char *name);
+/* "(\Attr ...)" of MBOX_* attributes, as LIST shows them (imap_list.c). */
+void imap_format_mbox_attrs(unsigned attrs, struct buf *b);
 /* SELECT's "* LIST () "/" name" (RFC 9051 6.3.2). */
 void imap_rev2_select(struct imap_session *s, const char *name);
 /* STATUS DELETED: messages with \Deleted in name. 0 or a storage error. */

@@ -23,8 +23,10 @@ enum {
 	RET_MYRIGHTS = 1 << 7, /* RFC 8440 */
 };
 
-static void
-attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
+/* "(\Attr ...)" of a mailbox's MBOX_* attributes; \Noselect is left out
+ * beside \NonExistent, which implies it (RFC 5258). */
+void
+imap_format_mbox_attrs(unsigned attrs, struct buf *b)
 {
 	static const struct {
 		unsigned bit;
@@ -44,18 +46,10 @@ attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
 	bool first = true;
 
 	if (attrs & MBOX_NONEXISTENT)
-		attrs |= MBOX_NOSELECT;
-	if (!(opts & (SEL_SUBSCRIBED | RET_SUBSCRIBED)) || lsub)
-		attrs &= ~MBOX_SUBSCRIBED;
-	if (lsub)
-		attrs &= ~(MBOX_NONEXISTENT | MBOX_SPECIAL_USE_MASK);
+		attrs &= ~(unsigned)MBOX_NOSELECT;
 	buf_append_byte(b, '(');
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		if (!(attrs & map[i].bit))
-			continue;
-		/* \NonExistent implies \Noselect; RFC 5258 says send only the
-		 * former */
-		if (map[i].bit == MBOX_NOSELECT && (attrs & MBOX_NONEXISTENT) && !lsub)
 			continue;
 		if (!first)
 			buf_append_byte(b, ' ');
@@ -63,6 +57,19 @@ attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
 		first = false;
 	}
 	buf_append_byte(b, ')');
+}
+
+/* The attributes LIST or LSUB shows for a mailbox under opts. */
+static void
+attr_string(unsigned attrs, unsigned opts, bool lsub, struct buf *b)
+{
+	if (attrs & MBOX_NONEXISTENT)
+		attrs |= MBOX_NOSELECT;
+	if (!(opts & (SEL_SUBSCRIBED | RET_SUBSCRIBED)) || lsub)
+		attrs &= ~MBOX_SUBSCRIBED;
+	if (lsub)
+		attrs &= ~(MBOX_NONEXISTENT | MBOX_SPECIAL_USE_MASK);
+	imap_format_mbox_attrs(attrs, b);
 }
 
 /* LIST/LSUB between steps (in the command's arena). */

@@ -237,33 +237,13 @@ refresh_status(struct imap_session *s, struct notify_mbox *m, enum announce anno
 static void
 write_list(struct imap_session *s, const char *name, unsigned attrs, const char *old)
 {
-	static const struct {
-		unsigned bit;
-		const char *name;
-	} map[] = {
-	    {MBOX_NOSELECT, "\\Noselect"},
-	    {MBOX_NONEXISTENT, "\\NonExistent"},
-	    {MBOX_HASCHILDREN, "\\HasChildren"},
-	    {MBOX_HASNOCHILDREN, "\\HasNoChildren"},
-	    {MBOX_SUBSCRIBED, "\\Subscribed"},
-	    {MBOX_DRAFTS, "\\Drafts"},
-	    {MBOX_SENT, "\\Sent"},
-	    {MBOX_TRASH, "\\Trash"},
-	    {MBOX_JUNK, "\\Junk"},
-	    {MBOX_ARCHIVE, "\\Archive"},
-	};
-	bool first = true;
+	struct buf b = BUF_INIT(0);
 
-	if (attrs & MBOX_NONEXISTENT)
-		attrs &= ~(unsigned)MBOX_NOSELECT; /* \NonExistent implies it (RFC 5258) */
-	conn_write_str(s->c, "* LIST (");
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		if (attrs & map[i].bit) {
-			conn_printf(s->c, "%s%s", first ? "" : " ", map[i].name);
-			first = false;
-		}
-	}
-	conn_write_str(s->c, ") \"/\" ");
+	imap_format_mbox_attrs(attrs, &b);
+	conn_write_str(s->c, "* LIST ");
+	conn_write(s->c, b.data, b.len);
+	conn_write_str(s->c, " \"/\" ");
+	buf_free(&b);
 	imap_write_mbox(s, name);
 	if (old != NULL) {
 		conn_write_str(s->c, " (\"OLDNAME\" (");

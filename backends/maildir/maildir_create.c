@@ -331,22 +331,33 @@ md_create_with_parents(struct md_storage *ms, const char *user, const char *name
 	return err;
 }
 
+/* The user's directory, its lock taken (*fd_r, which the caller releases
+ * with user_unlock() whatever this returns) and INBOX. */
+static int
+user_ready(struct md_storage *ms, const char *user, int *fd_r)
+{
+	char *udir;
+	int err;
+
+	if ((err = md_ensure_user_dir(ms, user)) < 0)
+		return err;
+	if ((err = user_lock(ms, user, fd_r)) < 0)
+		return err;
+	udir = md_user_dir(ms, user);
+	err = ensure_inbox(ms, udir, *fd_r);
+	free(udir);
+	return err;
+}
+
 /* The user's directory and INBOX; the wrapper makes the default folders. */
 int
 md_user_init(struct storage *st, const char *user)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
-	char *udir;
 	int fd = -1, err;
 
-	if ((err = md_ensure_user_dir(ms, user)) < 0)
-		return err;
-	if ((err = user_lock(ms, user, &fd)) < 0)
-		return err;
-	udir = md_user_dir(ms, user);
-	err = ensure_inbox(ms, udir, fd);
+	err = user_ready(ms, user, &fd);
 	user_unlock(fd);
-	free(udir);
 	return err;
 }
 
@@ -354,20 +365,13 @@ int
 md_create(struct storage *st, const char *user, const char *name, unsigned special_use)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
-	char *udir;
 	int fd = -1, err;
 
 	if (strcmp(name, "INBOX") == 0)
 		return ROOST_EEXISTS;
-	if ((err = md_ensure_user_dir(ms, user)) < 0)
-		return err;
-	if ((err = user_lock(ms, user, &fd)) < 0)
-		return err;
-	udir = md_user_dir(ms, user);
-	err = ensure_inbox(ms, udir, fd);
+	err = user_ready(ms, user, &fd);
 	if (err == 0)
 		err = md_create_with_parents(ms, user, name, special_use, fd);
 	user_unlock(fd);
-	free(udir);
 	return err;
 }

@@ -12,6 +12,15 @@
 
 #define CHECK_ROWS 100 /* problems reported per query: the report stays bounded */
 
+/* The mailboxes whose counters (schema version 7: messages, unseen, bytes)
+ * differ from a count of their messages, with the count as s.c, s.u, s.b:
+ * the FROM and WHERE of the check and of the repair. */
+#define COUNTS_WRONG_FROM                                                                          \
+	"FROM mailboxes m JOIN users u ON u.id = m.user_id LEFT JOIN (SELECT mailbox_id, "         \
+	"count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u, sum(size) AS b FROM "          \
+	"messages GROUP BY mailbox_id) s ON s.mailbox_id = m.id WHERE m.n_messages <> "            \
+	"coalesce(s.c, 0) OR m.n_unseen <> coalesce(s.u, 0) OR m.n_bytes <> coalesce(s.b, 0)"
+
 static const struct {
 	const char *sql;
 	const char *what; /* printf format over the row's text columns */
@@ -52,11 +61,7 @@ static const struct {
      "quota of %s says %s messages, the messages hold %s (roost quota recalc repairs it)"},
     {"SELECT u.name, m.name, m.n_messages || ' messages, ' || m.n_unseen || ' unseen, ' || "
      "m.n_bytes || ' bytes', coalesce(s.c, 0) || ', ' || coalesce(s.u, 0) || ', ' || "
-     "coalesce(s.b, 0) FROM mailboxes m JOIN users u ON u.id = m.user_id LEFT JOIN (SELECT "
-     "mailbox_id, count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u, sum(size) AS b "
-     "FROM messages GROUP BY mailbox_id) s ON s.mailbox_id = m.id WHERE m.n_messages <> "
-     "coalesce(s.c, 0) OR m.n_unseen <> coalesce(s.u, 0) OR m.n_bytes <> coalesce(s.b, 0) "
-     "LIMIT 100",
+     "coalesce(s.b, 0) " COUNTS_WRONG_FROM " LIMIT 100",
      "%s/%s: counters say %s, the messages hold %s (roost check --repair recounts)"},
 };
 
@@ -106,12 +111,7 @@ pg_op_check(struct storage *st, struct buf *report)
 }
 
 /* The mailboxes whose counters (schema version 7) differ from a count. */
-#define COUNTERS_WRONG                                                                             \
-	"SELECT m.id, u.name, m.name FROM mailboxes m JOIN users u ON u.id = m.user_id LEFT JOIN " \
-	"(SELECT mailbox_id, count(*) AS c, count(*) FILTER (WHERE flags & 1 = 0) AS u, "          \
-	"sum(size) AS b FROM messages GROUP BY mailbox_id) s ON s.mailbox_id = m.id WHERE "        \
-	"m.n_messages <> coalesce(s.c, 0) OR m.n_unseen <> coalesce(s.u, 0) OR m.n_bytes <> "      \
-	"coalesce(s.b, 0) LIMIT 1000"
+#define COUNTERS_WRONG "SELECT m.id, u.name, m.name " COUNTS_WRONG_FROM " LIMIT 1000"
 
 struct repair_arg {
 	PGresult *wrong;

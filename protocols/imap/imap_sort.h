@@ -2,8 +2,8 @@
 #define ROOST_IMAP_SORT_H
 
 /*
- * Private to imap_sort.c and imap_thread.c: the sort key cache of a
- * session's view.
+ * Private to imap_sort.c, imap_sort_cache.c and imap_thread.c: the sort
+ * key cache of a session's view.
  *
  * Where the keys live and what invalidates them: the cache hangs off the
  * view (struct imap_view.sort_cache), one entry per message in view order,

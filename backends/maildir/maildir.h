@@ -188,6 +188,8 @@ char *md_name_decode(const char *dirname);
 
 /* ---- maildir_util.c ---- */
 int md_errno_to_err(int e);
+/* Free v[0..n) and v. */
+void md_strv_free(char **v, size_t n);
 int md_fsync_dir(const char *path);
 int md_mkdir(const char *path);
 int md_write_file(struct md_storage *ms, const char *dir, const char *name, const void *data,

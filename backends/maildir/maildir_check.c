@@ -48,16 +48,6 @@ list_dir(const char *path, char ***v_r)
 	return n;
 }
 
-static void
-free_v(char **v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 static int
 check_folder(struct md_storage *ms, const char *user, const char *label, const char *dir,
              struct buf *report)
@@ -144,7 +134,7 @@ check_folder(struct md_storage *ms, const char *user, const char *label, const c
 		problems++;
 	}
 	free(sub);
-	free_v(all, n_all);
+	md_strv_free(all, n_all);
 	md_folder_destroy(f);
 	return problems > 0;
 }

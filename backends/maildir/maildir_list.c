@@ -83,16 +83,6 @@ read_subscriptions(struct md_storage *ms, const char *user, size_t *n_r)
 	return v;
 }
 
-static void
-free_strv(char **v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 int
 md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r)
 {
@@ -158,7 +148,7 @@ md_list(struct storage *st, const char *user, struct mailbox_info **list_r, size
 		else
 			nl_add(&l, subs[i], MBOX_SUBSCRIBED | MBOX_NONEXISTENT);
 	}
-	free_strv(subs, n_subs);
+	md_strv_free(subs, n_subs);
 	free(udir);
 	if (l.n > 0)
 		qsort(l.v, l.n, sizeof(*l.v), cmp_info);
@@ -344,7 +334,7 @@ out:
 	if (d != NULL)
 		closedir(d);
 	md_user_unlock(fd);
-	free_strv(srcs, n_srcs);
+	md_strv_free(srcs, n_srcs);
 	free(efrom);
 	free(eto);
 	free(tpath);
@@ -383,7 +373,7 @@ md_subscribe(struct storage *st, const char *user, const char *name, bool on)
 		err = md_write_file(ms, udir, SUBSCRIPTIONS,
 		                    b.data != NULL ? b.data : (uint8_t *)"", b.len, ms->fsync);
 	free(udir);
-	free_strv(subs, n);
+	md_strv_free(subs, n);
 	buf_free(&b);
 	md_user_unlock(fd);
 	return err;

@@ -325,3 +325,11 @@ md_each_folder(struct md_storage *ms, md_folder_fn *fn, struct buf *report)
 	closedir(top);
 	return bad;
 }
+
+void
+md_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}

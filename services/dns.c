@@ -1,4 +1,4 @@
-/* c-ares behind roost/dns.h: MX and address lookups on the engine's poll loop. */
+/* c-ares behind roost/dns.h: MX, address and TXT lookups on the engine's poll loop. */
 #include <arpa/inet.h>
 #include <ares.h>
 #include <pthread.h>
@@ -21,6 +21,7 @@ struct query {
 	struct dns *dns;
 	dns_mx_fn *mx_fn;
 	dns_addr_fn *addr_fn;
+	dns_txt_fn *txt_fn;
 	void *arg;
 	char name[DNS_MAX_NAME];
 };
@@ -237,6 +238,68 @@ dns_lookup_addr(struct dns *d, const char *host, dns_addr_fn *fn, void *arg)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	ares_getaddrinfo(d->ch, host, NULL, &hints, addr_done, q);
+}
+
+static void
+txt_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct query *q = arg;
+	struct ares_txt_ext *reply = NULL;
+	char *v[DNS_MAX_TXT];
+	size_t n = 0, len = 0;
+
+	(void)timeouts;
+	if (q->dns->destroying || status == ARES_EDESTRUCTION) {
+		free(q);
+		return;
+	}
+	if (status == ARES_SUCCESS)
+		status = ares_parse_txt_reply_ext(abuf, alen, &reply);
+	if (status == ARES_ENODATA || status == ARES_ENOTFOUND) {
+		q->txt_fn(q->arg, status == ARES_ENODATA ? 0 : ROOST_ENOTFOUND, NULL, 0);
+		free(q);
+		return;
+	}
+	if (status != ARES_SUCCESS) {
+		log_debug("event=dns type=TXT name=%s error=\"%s\"", q->name,
+		          ares_strerror(status));
+		q->txt_fn(q->arg, status_of(status), NULL, 0);
+		free(q);
+		return;
+	}
+	/* A record may come in several strings (255 bytes each at most):
+	 * record_start marks the first of each. */
+	for (struct ares_txt_ext *r = reply; r != NULL; r = r->next) {
+		size_t take;
+
+		if (r->record_start || n == 0) {
+			if (n == DNS_MAX_TXT)
+				break;
+			v[n++] = xcalloc(1, DNS_MAX_TXT_LEN + 1);
+			len = 0;
+		}
+		take = r->length < DNS_MAX_TXT_LEN - len ? r->length : DNS_MAX_TXT_LEN - len;
+		if (take > 0)
+			memcpy(v[n - 1] + len, r->txt, take);
+		len += take;
+	}
+	ares_free_data(reply);
+	q->txt_fn(q->arg, 0, v, n);
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(q);
+}
+
+void
+dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn *fn, void *arg)
+{
+	struct query *q = xcalloc(1, sizeof(*q));
+
+	q->dns = d;
+	q->txt_fn = fn;
+	q->arg = arg;
+	snprintf(q->name, sizeof(q->name), "%s", name);
+	ares_query(d->ch, name, 1 /* C_IN */, 16 /* T_TXT */, txt_done, q);
 }
 
 size_t

@@ -33,12 +33,20 @@ typedef void dns_mx_fn(void *arg, int status, const struct dns_mx *mx, size_t n)
 /* IPv6 and IPv4 addresses (port 0). */
 typedef void dns_addr_fn(void *arg, int status, const struct sockaddr_storage *addrs, size_t n);
 
+/* TXT records, each record's strings joined (at most DNS_MAX_TXT records
+ * of DNS_MAX_TXT_LEN bytes each; longer ones are cut); n == 0 with
+ * status 0: the name has no TXT record. */
+#define DNS_MAX_TXT 16
+#define DNS_MAX_TXT_LEN 1024
+typedef void dns_txt_fn(void *arg, int status, char *const *txt, size_t n);
+
 /* ROOST_ECONFIG for a bad [dns] servers entry, ROOST_EIO when c-ares fails. */
 int dns_create(const struct roost_config *cfg, struct dns **dns_r);
 void dns_free(struct dns **dns);
 
 void dns_lookup_mx(struct dns *dns, const char *domain, dns_mx_fn *fn, void *arg);
 void dns_lookup_addr(struct dns *dns, const char *host, dns_addr_fn *fn, void *arg);
+void dns_lookup_txt(struct dns *dns, const char *name, dns_txt_fn *fn, void *arg);
 
 /* Fill up to max pollfds with the resolver's sockets; returns how many. */
 size_t dns_pollfds(struct dns *dns, struct pollfd *pfd, size_t max);

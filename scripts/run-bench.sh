@@ -35,6 +35,8 @@ fi
 if [ -f bench/relay_bench.py ]; then
 	echo "== relay ($profile)"
 	ROOST_BIN="$ROOST_BIN" python3 bench/relay_bench.py || status=1
+	# The same load through a private Postfix (installed here when missing).
+	ROOST_BIN="$ROOST_BIN" python3 bench/relay_postfix.py || status=1
 	echo
 fi
 if [ -x bench/compare ] && [ "${BENCH_COMPARE:-1}" = 1 ]; then

@@ -133,6 +133,8 @@ static const struct key_def keys[] = {
     {"relay", "tls_policy", T_STRING, "may", F(relay_tls_policy), 0, 0},
     {"relay", "tls_policies", T_STRLIST, "", F(relay_tls_policies), 0, 0},
     {"relay", "tls_ca_file", T_STRING, "", F(relay_tls_ca_file), 0, 0},
+    {"relay", "mta_sts", T_BOOL, "yes", F(relay_mta_sts), 0, 0},
+    {"relay", "mta_sts_port", T_COUNT, "443", F(relay_mta_sts_port), 1, 65535},
     {"relay", "queue_lifetime", T_DURATION, "5d", F(relay_queue_lifetime), 1, U32},
     {"relay", "delay_warning", T_DURATION, "4h", F(relay_delay_warning), 0, U32},
     {"relay", "retry_min", T_DURATION, "5m", F(relay_retry_min), 1, U32},

@@ -85,6 +85,7 @@ reap_sessions(struct outbound *ob)
 		*pp = s->next;
 		ob->n_sessions--;
 		outbound_session_fail_all(s, 451, "4.4.0 Session ended");
+		free(s->sts);
 		free(s->mx);
 		free(s->addrs);
 		free(s);
@@ -163,6 +164,7 @@ engine_main(void *arg)
 				/* Nothing to read after all. */
 			}
 		}
+		outbound_sts_collect(ob);
 		if (ob->ctl_fd >= 0 && (pfd[1].revents & POLLIN))
 			outbound_ctl_accept(ob);
 		for (int i = 0; i < MAX_CTL; i++) {
@@ -286,6 +288,8 @@ outbound_start(const struct roost_services *sv, struct outbound **ob_r)
 		err = ROOST_EIO;
 		goto fail;
 	}
+	if ((err = outbound_sts_start(ob)) != 0)
+		goto fail;
 	ob->ctl_fd = outbound_ctl_listen(ob);
 	queue_set_notify(ob->q, wake, ob);
 	if (pthread_create(&ob->thread, NULL, engine_main, ob) != 0) {
@@ -298,6 +302,7 @@ outbound_start(const struct roost_services *sv, struct outbound **ob_r)
 	*ob_r = ob;
 	return 0;
 fail:
+	outbound_sts_stop(ob);
 	if (ob->ctl_fd >= 0)
 		close(ob->ctl_fd);
 	if (ob->wake_fd >= 0)
@@ -320,6 +325,7 @@ outbound_stop(struct outbound **obp)
 	atomic_store(&ob->stop, true);
 	wake(ob);
 	pthread_join(ob->thread, NULL);
+	outbound_sts_stop(ob);
 	/* Connections in flight are dropped; their recipients stay pending
 	 * on disk and go out after the next start. */
 	dns_free(&ob->dns);
@@ -329,6 +335,7 @@ outbound_stop(struct outbound **obp)
 		ob->sessions = s->next;
 		smtpc_free(&s->c);
 		outbound_work_free(s->cur);
+		free(s->sts);
 		while (s->works != NULL) {
 			struct work *w = s->works;
 

@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "roost/dns.h"
+#include "roost/mta_sts.h"
 #include "roost/outbound.h"
 #include "roost/queue.h"
 #include "roost/smtp_client.h"
@@ -37,7 +38,7 @@ struct work {
 	struct work *next;
 };
 
-enum session_state { SS_MX, SS_ADDR, SS_SMTP, SS_DONE };
+enum session_state { SS_STS, SS_MX, SS_ADDR, SS_SMTP, SS_DONE };
 
 /* What TLS a delivery demands ([relay] tls_policy, tls_policies). */
 enum tls_policy {
@@ -66,6 +67,11 @@ struct session {
 	bool c_closed, c_ready_seen, c_tls_failed;
 	bool plain;       /* retrying this address without STARTTLS */
 	bool tls_trouble; /* a host fell short of the TLS policy */
+	/* MTA-STS (outbound_sts.c): the domain's policy (NULL: none or
+	 * mode none), and whether the session waits for its fetch */
+	struct mta_sts_policy *sts;
+	bool sts_wait;
+	bool sts_skipped; /* an MX host was passed over: it did not match */
 	int c_code;
 	char c_text[512];
 	struct work *works, *cur; /* waiting; being sent */
@@ -110,6 +116,7 @@ struct outbound {
 	unsigned n_sessions;
 	bool smarthost;
 	enum tls_policy policy; /* [relay] tls_policy */
+	struct outbound_sts *sts;
 	char sh_host[DNS_MAX_NAME];
 	uint16_t sh_port;
 	bool scan_now; /* a slot came free: blocked entries may go */
@@ -144,7 +151,22 @@ void outbound_work_free(struct work *w);
 /* Every waiting work of s fails with (code, text); s is done. */
 void outbound_session_fail_all(struct session *s, int code, const char *text);
 
+/* outbound_sts.c */
+
+/* The MTA-STS fetch thread and the policy cache ([relay] mta_sts): 0 or
+ * ROOST_EIO. */
+int outbound_sts_start(struct outbound *ob);
+void outbound_sts_stop(struct outbound *ob);
+/* Find s's domain's policy (cache, TXT record, HTTPS fetch), then go on
+ * with outbound_session_mx(s), now or from outbound_sts_collect(). */
+void outbound_sts_begin(struct session *s);
+/* Take the fetch thread's results: cache them, resume waiting sessions. */
+void outbound_sts_collect(struct outbound *ob);
+
 /* outbound_session.c */
+
+/* Look up s's MX hosts (after MTA-STS). */
+void outbound_session_mx(struct session *s);
 
 /* "none", "may", ... into *p_r: 0, or ROOST_EINVAL for another word. */
 int outbound_policy_parse(const char *word, enum tls_policy *p_r);

@@ -207,9 +207,28 @@ session_next_host(struct session *s)
 {
 	struct sockaddr_storage ss;
 
-	while (s->mx_i < s->n_mx && s->mx[s->mx_i].host[0] == '\0')
-		s->mx_i++;
+	for (; s->mx_i < s->n_mx; s->mx_i++) {
+		const char *h = s->mx[s->mx_i].host;
+
+		if (h[0] == '\0')
+			continue;
+		if (s->sts == NULL || mta_sts_mx_match(s->sts, h))
+			break;
+		/* RFC 8461 4.1: a host the policy does not name is skipped
+		 * (enforce) or reported (testing). */
+		log_info("event=mta-sts-report domain=%s mode=%s host=%s problem=mx-mismatch",
+		         s->domain, mta_sts_mode_name(s->sts->mode), h);
+		if (s->sts->mode != MTA_STS_ENFORCE)
+			break;
+		s->sts_skipped = true;
+	}
 	if (s->mx_i >= s->n_mx) {
+		if (s->sts_skipped && s->last_code == 0) {
+			outbound_session_fail_all(s, 451,
+			                          "4.7.5 MTA-STS: no MX host matches the domain's "
+			                          "policy");
+			return;
+		}
 		if ((s->flags & SF_REQUIRETLS) && s->tls_trouble) {
 			/* RFC 8689 4.2.1: no host could take it safely. */
 			outbound_session_fail_all(s, 550,
@@ -283,8 +302,14 @@ session_start(struct session *s)
 		session_next_host(s);
 		return;
 	}
+	outbound_sts_begin(s);
+}
+
+void
+outbound_session_mx(struct session *s)
+{
 	s->st = SS_MX;
-	dns_lookup_mx(ob->dns, s->domain, mx_found, s);
+	dns_lookup_mx(s->ob->dns, s->domain, mx_found, s);
 }
 
 static void
@@ -300,6 +325,10 @@ smtp_ready(void *arg)
 	s->works = w->next;
 	w->next = NULL;
 	s->cur = w;
+	if (s->sent_msgs == 0 && s->sts != NULL && s->sts->mode == MTA_STS_TESTING &&
+	    strcmp(smtpc_tls_status(s->c), "verified") != 0)
+		log_info("event=mta-sts-report domain=%s mode=testing host=%s problem=tls-%s",
+		         s->domain, s->host, smtpc_tls_status(s->c));
 	s->sent_msgs++;
 	w->started = outbound_now_ms();
 	smtpc_send(s->c, &w->msg);

@@ -140,6 +140,8 @@ struct roost_config {
 	char *relay_tls_policy;            /* none, may (default), encrypt, verify */
 	char **relay_tls_policies;         /* "domain:policy" overriding it */
 	char *relay_tls_ca_file;           /* CAs for MX certificates; "" = the system's */
+	bool relay_mta_sts;                /* follow MTA-STS (RFC 8461); default yes */
+	unsigned relay_mta_sts_port;       /* its HTTPS port; default 443 (tests change it) */
 	unsigned relay_queue_lifetime;     /* seconds before a bounce; default 5d */
 	unsigned relay_delay_warning;      /* seconds before a delay DSN; default 4h, 0 = never */
 	unsigned relay_retry_min;          /* first retry interval; default 5m, doubling */

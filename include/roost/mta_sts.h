@@ -18,10 +18,10 @@ enum mta_sts_mode {
 	MTA_STS_ENFORCE, /* only to matching MX hosts over verified TLS */
 };
 
-#define MTA_STS_MAX_MX 64          /* mx lines kept of one policy */
-#define MTA_STS_MAX_AGE 31557600   /* RFC 8461 3.2: at most a year */
-#define MTA_STS_MAX_POLICY 65536   /* bytes of a policy file read */
-#define MTA_STS_ID_LEN 33          /* 1*32 alphanumerics, NUL */
+#define MTA_STS_MAX_MX 64        /* mx lines kept of one policy */
+#define MTA_STS_MAX_AGE 31557600 /* RFC 8461 3.2: at most a year */
+#define MTA_STS_MAX_POLICY 65536 /* bytes of a policy file read */
+#define MTA_STS_ID_LEN 33        /* 1*32 alphanumerics, NUL */
 
 struct mta_sts_policy {
 	enum mta_sts_mode mode;

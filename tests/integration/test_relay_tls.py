@@ -6,13 +6,15 @@ with openssl here, which the sender trusts through [relay] tls_ca_file; a
 second Roost (127.0.0.31) with a certificate of that CA for mx.good.test;
 a third (127.0.0.32) with its self-signed certificate; scripted peers: one
 without STARTTLS (127.0.0.33), one with a CA certificate but no REQUIRETLS
-or BINARYMIME (127.0.0.34), one offering both (127.0.0.35)."""
+or BINARYMIME (127.0.0.34), one offering both (127.0.0.35); and an HTTPS
+server of MTA-STS policy files (127.0.0.40) with a certificate of the CA."""
 import os
 import re
 import shutil
 import smtplib
 import socket
 import ssl
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import subprocess
 import tempfile
 import threading
@@ -45,9 +47,32 @@ ZONE = {
     "full.test": {"MX": [(10, "mx.full.test")]},
     "mx.full.test": {"A": [FULL_IP]},
 }
+STS_IP = "127.0.0.40"
+# MTA-STS: domain -> (TXT record, policy file or None for a server error,
+# MX host).
+STS = {
+    "enforce.test": ("v=STSv1; id=1", "version: STSv1\r\nmode: enforce\r\n"
+                     "mx: mx.good.test\r\nmax_age: 3600\r\n", "mx.good.test"),
+    "enforce-self.test": ("v=STSv1; id=a2", "version: STSv1\nmode: enforce\n"
+                          "mx: mx.selfsigned.test\nmax_age: 3600\n", "mx.selfsigned.test"),
+    "enforce-mismatch.test": ("v=STSv1; id=3", "version: STSv1\nmode: enforce\n"
+                              "mx: *.elsewhere.test\nmax_age: 3600\n", "mx.good.test"),
+    "testing.test": ("v=STSv1; id=4", "version: STSv1\nmode: testing\n"
+                     "mx: mx.other.test\nmax_age: 3600\n", "mx.selfsigned.test"),
+    "badpolicy.test": ("v=STSv1; id=5", "<html>this is not a policy</html>",
+                       "mx.selfsigned.test"),
+    "badtxt.test": ("v=STSv1; id=not-valid!", None, "mx.selfsigned.test"),
+    "deadsts.test": ("v=STSv1; id=6", None, "mx.selfsigned.test"),
+}
+for _d, (_txt, _pol, _mx) in STS.items():
+    ZONE[_d] = {"MX": [(10, _mx)]}
+    ZONE["_mta-sts." + _d] = {"TXT": [_txt, "some other record"]}
+    ZONE["mta-sts." + _d] = {"A": [STS_IP]}
 
 DNS = None
 PORT = None
+POLICY_SERVER = None
+POLICY_GETS = {}  # Host -> requests
 CA_DIR = None
 GOOD = None
 SELF = None
@@ -59,17 +84,20 @@ def openssl(*args, cwd):
 
 
 def make_ca(d):
-    """ca.pem and, signed by it, <name>.pem/.key for each MX name."""
+    """ca.pem and, signed by it, <name>.pem/.key for each MX name, and
+    policy.pem/.key for every mta-sts.<domain> of STS."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
             "-subj", "/CN=Roost Test CA", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    for name in ("mx.good.test", "mx.basic.test", "mx.full.test"):
+    certs = [(n, [n]) for n in ("mx.good.test", "mx.basic.test", "mx.full.test")]
+    certs.append(("policy", ["mta-sts." + dom for dom in STS]))
+    for name, names in certs:
         with open(os.path.join(d, name + ".ext"), "w") as f:
-            f.write("subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n"
-                    "extendedKeyUsage=serverAuth\n" % name)
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n" % ",".join("DNS:" + n for n in names))
         openssl("req", *ec, "-keyout", name + ".key", "-out", name + ".csr",
-                "-subj", "/CN=" + name, cwd=d)
+                "-subj", "/CN=" + names[0], cwd=d)
         openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-out", name + ".pem", "-days", "2",
                 "-extfile", name + ".ext", cwd=d)
@@ -182,8 +210,38 @@ class FakePeer:
         return [c for c in self.commands if c.upper().startswith(b"MAIL")]
 
 
+class PolicyHandler(BaseHTTPRequestHandler):
+    """GET /.well-known/mta-sts.txt of the Host's domain, from STS."""
+
+    def do_GET(self):
+        host = (self.headers.get("Host") or "").split(":")[0]
+        POLICY_GETS[host] = POLICY_GETS.get(host, 0) + 1
+        entry = STS.get(host[len("mta-sts."):]) if host.startswith("mta-sts.") else None
+        if entry is None or entry[1] is None or self.path != "/.well-known/mta-sts.txt":
+            self.send_error(404)
+            return
+        body = entry[1].encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def start_policy_server():
+    srv = ThreadingHTTPServer((STS_IP, 0), PolicyHandler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(CA_DIR, "policy.pem"), os.path.join(CA_DIR, "policy.key"))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 def setUpModule():
-    global DNS, PORT, CA_DIR, GOOD, SELF
+    global DNS, PORT, CA_DIR, GOOD, SELF, POLICY_SERVER
     CA_DIR = tempfile.mkdtemp(prefix="roost-ca-")
     make_ca(CA_DIR)
     DNS = DnsStub(ZONE).start()
@@ -192,19 +250,27 @@ def setUpModule():
     # Each receiver listens on 127.0.0.1 too: the harness waits for that.
     GOOD = RoostServer(backend=BACKENDS[0], listeners=("smtp",),
                        users={"carol@good.test": "c", "wn@wrongname.test": "w",
-                              "nt@nonetls.test": "n"},
+                              "nt@nonetls.test": "n", "e@enforce.test": "e",
+                              "em@enforce-mismatch.test": "e"},
                        conf={"listen": {"smtp": "127.0.0.1:%d, %s:%d" % (free_port(), GOOD_IP, PORT)},
-                             "smtp": {"domains": "good.test, wrongname.test, nonetls.test"},
+                             "smtp": {"domains": "good.test, wrongname.test, nonetls.test, "
+                                                "enforce.test, enforce-mismatch.test"},
                              "server": {"hostname": "mx.good.test"},
                              "tls": {"cert": ca("mx.good.test.pem"),
                                      "key": ca("mx.good.test.key")}})
     GOOD.start()
     SELF = RoostServer(backend=BACKENDS[0], listeners=("smtp",),
-                       users={"sam@selfsigned.test": "s", "may@selfsigned-may.test": "m"},
+                       users={"sam@selfsigned.test": "s", "may@selfsigned-may.test": "m",
+                              "es@enforce-self.test": "e", "t@testing.test": "t",
+                              "b@badpolicy.test": "b", "bt@badtxt.test": "b",
+                              "d@deadsts.test": "d"},
                        conf={"listen": {"smtp": "127.0.0.1:%d, %s:%d" % (free_port(), SELF_IP, PORT)},
-                             "smtp": {"domains": "selfsigned.test, selfsigned-may.test"},
+                             "smtp": {"domains": "selfsigned.test, selfsigned-may.test, "
+                                                "enforce-self.test, testing.test, "
+                                                "badpolicy.test, badtxt.test, deadsts.test"},
                              "server": {"hostname": "mx.selfsigned.test"}})
     SELF.start()
+    POLICY_SERVER = start_policy_server()
     FAKES["plain"] = FakePeer(PLAIN_IP, "plain")
     FAKES["basic"] = FakePeer(BASIC_IP, "basic", ca("mx.basic.test"))
     FAKES["full"] = FakePeer(FULL_IP, "full", ca("mx.full.test"))
@@ -213,6 +279,9 @@ def setUpModule():
 def tearDownModule():
     for f in FAKES.values():
         f.stop()
+    if POLICY_SERVER is not None:
+        POLICY_SERVER.shutdown()
+        POLICY_SERVER.server_close()
     try:
         for srv in (GOOD, SELF):
             try:
@@ -500,6 +569,92 @@ class RelayTlsTest(unittest.TestCase):
         self.assertEqual(len(FAKES["basic"].mails()), before)
         wait_for(lambda: [m for m in messages_of(self.srv, ALICE)
                           if b"multipart/report" in m and b"binary to basic" in m])
+
+
+class MtaStsTest(unittest.TestCase):
+    """MTA-STS (RFC 8461): policies found by TXT record and fetched over
+    HTTPS from the test's policy server, whose CA [relay] tls_ca_file names."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = RoostServer(backend=BACKENDS[0], users=PASSWORDS, listeners=("smtp",), conf={
+            "relay": {"mx_port": str(PORT), "retry_min": "1", "retry_max": "2",
+                      "connect_timeout": "5", "command_timeout": "10",
+                      "queue_lifetime": "1h", "delay_warning": "0",
+                      "tls_ca_file": os.path.join(CA_DIR, "ca.pem"), "tls_policy": "may",
+                      "mta_sts_port": str(POLICY_SERVER.server_address[1])},
+            "dns": {"servers": DNS.server, "timeout": "3"},
+            "smtp": {"trusted_networks": TRUSTED_IP + "/32"},
+            "server": {"hostname": "sender.test"},
+        }).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.srv.stop()
+        finally:
+            cls.srv.cleanup()
+
+    def relay(self, rcpt, extra=""):
+        data, msgid = message("sts " + rcpt, rcpt, extra=extra)
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15,
+                          source_address=(TRUSTED_IP, 0)) as s:
+            s.sendmail(ALICE, [rcpt], data)
+        return msgid
+
+    def test_enforce_delivers_over_verified_tls_and_caches(self):
+        first = self.relay("e@enforce.test")
+        wait_for(lambda: with_text(GOOD, "e@enforce.test", first), what="delivery")
+        line = deliver_lines(self.srv, "e@enforce.test", "sent")[0]
+        self.assertIn("tls=verified", line)
+        self.assertRegex(self.srv.log(), r"event=mta-sts domain=enforce\.test status=fetched "
+                                         r"mode=enforce id=1 max_age=3600 mx=1")
+        # max_age: the second message uses the cached policy.
+        second = self.relay("e@enforce.test")
+        wait_for(lambda: with_text(GOOD, "e@enforce.test", second), what="second delivery")
+        self.assertEqual(POLICY_GETS.get("mta-sts.enforce.test"), 1)
+
+    def test_enforce_defers_unverified_and_unlisted_hosts(self):
+        # The domain's own policy says verify, whatever [relay] says.
+        self.relay("es@enforce-self.test")
+        line = wait_for(lambda: deliver_lines(self.srv, "es@enforce-self.test", "deferred"))[0]
+        self.assertIn("not verified", line)
+        # An MX host the policy does not name is never used.
+        self.relay("em@enforce-mismatch.test")
+        line = wait_for(lambda: deliver_lines(self.srv, "em@enforce-mismatch.test",
+                                              "deferred"))[0]
+        self.assertIn("4.7.5 MTA-STS: no MX host matches", line)
+        self.assertIn("event=mta-sts-report domain=enforce-mismatch.test mode=enforce "
+                      "host=mx.good.test problem=mx-mismatch", self.srv.log())
+        self.assertEqual(messages_of(GOOD, "em@enforce-mismatch.test"), [])
+
+    def test_tls_required_no_ignores_the_policy(self):
+        msgid = self.relay("es@enforce-self.test", extra="TLS-Required: No\r\n")
+        wait_for(lambda: with_text(SELF, "es@enforce-self.test", msgid), what="delivery")
+
+    def test_testing_mode_reports_and_delivers(self):
+        msgid = self.relay("t@testing.test")
+        wait_for(lambda: with_text(SELF, "t@testing.test", msgid), what="delivery")
+        log = self.srv.log()
+        self.assertIn("event=mta-sts-report domain=testing.test mode=testing "
+                      "host=mx.selfsigned.test problem=mx-mismatch", log)
+        self.assertIn("event=mta-sts-report domain=testing.test mode=testing "
+                      "host=mx.selfsigned.test problem=tls-unverified", log)
+
+    def test_bad_policies_count_as_none(self):
+        # A policy file that does not parse, a TXT record with a bad id, a
+        # policy server that answers 404: no policy, delivery as [relay]
+        # tls_policy says (may).
+        ids = {rcpt: self.relay(rcpt) for rcpt in
+               ("b@badpolicy.test", "bt@badtxt.test", "d@deadsts.test")}
+        for rcpt, msgid in ids.items():
+            wait_for(lambda: with_text(SELF, rcpt, msgid), what="delivery to " + rcpt)
+        log = self.srv.log()
+        self.assertRegex(log, r"event=mta-sts domain=badpolicy\.test status=none id=5 "
+                              r"reason=\"invalid policy file\"")
+        self.assertRegex(log, r"event=mta-sts domain=deadsts\.test status=none id=6 "
+                              r"reason=\"HTTP status 404\"")
+        self.assertNotIn("mta-sts.badtxt.test", POLICY_GETS)
 
 
 if __name__ == "__main__":

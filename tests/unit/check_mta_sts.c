@@ -86,8 +86,9 @@ START_TEST(policy_files)
 	                 ROOST_EINVAL);
 	ck_assert_int_eq(policy("version: STSv1\nmode: enforce\nmx: *\nmax_age: 1\n", p),
 	                 ROOST_EINVAL);
-	ck_assert_int_eq(policy("version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 99999999999\n", p),
-	                 ROOST_EINVAL);
+	ck_assert_int_eq(
+	    policy("version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 99999999999\n", p),
+	    ROOST_EINVAL);
 	ck_assert_int_eq(policy("<html>not a policy</html>", p), ROOST_EINVAL);
 	ck_assert_int_eq(policy("", p), ROOST_EINVAL);
 	free(p);
@@ -116,8 +117,8 @@ START_TEST(guard_page)
 	const char *pol = "version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 9";
 	const char *rec = "v=STSv1; id=1";
 	long pg = sysconf(_SC_PAGESIZE);
-	char *m = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-	               -1, 0);
+	char *m =
+	    mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct mta_sts_policy *p = malloc(sizeof(*p));
 	char id[MTA_STS_ID_LEN];
 

@@ -193,7 +193,7 @@ deliver_message(const struct roost_services *sv, int argc, char **argv)
 		    (struct delivery_target){.user = rcpts[i].user, .mailbox = rcpts[i].mailbox};
 	in.data = msg.data;
 	in.len = msg.len;
-	err = delivery_store(sv->storage, &in, targets, n_rcpts, true);
+	err = delivery_store(sv, sender, &in, targets, n_rcpts, true);
 	if (err != 0) {
 		log_error("proto=deliver event=failed id=%s from=%s error=\"%s\"", id,
 		          LOG_QUOTE(sender), roost_strerror(err));

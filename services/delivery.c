@@ -20,6 +20,7 @@
 #include "roost/metrics.h"
 #include "roost/services.h"
 #include "roost/storage.h"
+#include "roost/vacation.h"
 #include "roost/xalloc.h"
 
 bool
@@ -345,8 +346,8 @@ delivery_trace_headers(const struct roost_config *cfg, const struct delivery_tra
 }
 
 int
-delivery_store(struct storage *st, const struct msg_input *in, struct delivery_target *targets,
-               size_t n, bool all_or_nothing)
+delivery_store(const struct roost_services *sv, const char *sender, const struct msg_input *in,
+               struct delivery_target *targets, size_t n, bool all_or_nothing)
 {
 	unsigned flags = STORAGE_DELIVER_INBOX_FALLBACK;
 	int err;
@@ -355,10 +356,19 @@ delivery_store(struct storage *st, const struct msg_input *in, struct delivery_t
 		return 0;
 	if (all_or_nothing)
 		flags |= STORAGE_DELIVER_ATOMIC;
-	err = storage_deliver(st, in, targets, n, flags);
+	err = storage_deliver(sv->storage, in, targets, n, flags);
 	for (size_t i = 0; i < n; i++) {
 		if (targets[i].result == 0)
 			metrics_deliveries(1);
+	}
+	/* Once per user, after the copies are on stable storage. */
+	for (size_t i = 0; i < n && sender != NULL && sender[0] != '\0'; i++) {
+		bool again = false;
+
+		for (size_t k = 0; k < i && !again; k++)
+			again = strcmp(targets[k].user, targets[i].user) == 0;
+		if (targets[i].result == 0 && !again)
+			vacation_on_delivery(sv, sender, in, targets[i].user);
 	}
 	return err;
 }

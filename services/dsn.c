@@ -244,7 +244,7 @@ dsn_send(const struct roost_services *sv, const struct queue_entry *e, const siz
 		struct delivery_target dt = {.user = dr.user, .mailbox = "INBOX"};
 		struct msg_input in = {.data = msg.data, .len = msg.len, .fd = -1};
 
-		err = delivery_store(sv->storage, &in, &dt, 1, true);
+		err = delivery_store(sv, "", &in, &dt, 1, true);
 		log_info("event=dsn queue_id=%s kind=%s to=<%s> via=local user=%s status=%s", e->id,
 		         kind == DSN_FAILED ? "failed" : "delayed", e->sender, dr.user,
 		         err == 0 ? "stored" : roost_strerror(err));

@@ -120,10 +120,13 @@ int delivery_trace_headers(const struct roost_config *cfg, const struct delivery
  * duplicate; without it (LMTP) each target has its own result. Returns 0
  * when every target succeeded, else the first error. A 0 result is on
  * stable storage.
+ *
+ * sender is the envelope sender ("" for the null path): each target
+ * stored may answer it with its vacation reply (roost/vacation.h).
  */
 struct msg_input;
 struct delivery_target;
-int delivery_store(struct storage *st, const struct msg_input *in, struct delivery_target *targets,
-                   size_t n, bool all_or_nothing);
+int delivery_store(const struct roost_services *sv, const char *sender, const struct msg_input *in,
+                   struct delivery_target *targets, size_t n, bool all_or_nothing);
 
 #endif

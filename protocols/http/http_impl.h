@@ -104,6 +104,11 @@ void http_static_serve(struct http_session *s);
 
 void jmap_session_resource(struct http_session *s);
 void jmap_api(struct http_session *s);
+/* The body of the request-level "limit" problem (RFC 8620 3.6.1) naming
+ * limit with status, appended to out (jmap_limits.c). */
+void jmap_limit_body(const char *limit, int status, struct buf *out);
+/* Is path the JMAP API endpoint's? */
+bool jmap_api_path(const char *path);
 /* Blob upload: the head arrived (open the spool), a piece, the end. */
 int jmap_upload_begin(struct http_session *s);
 int jmap_upload_piece(struct http_session *s, const uint8_t *p, size_t len);

@@ -428,7 +428,16 @@ http_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 			}
 		} else if (buf_append(&s->body, p, u->data_len) != 0) {
 			s->discard = true;
-			http_respond_text(s, 413, NULL, NULL);
+			if (jmap_api_path(s->req.path)) {
+				struct buf b = BUF_INIT(0);
+
+				jmap_limit_body("maxSizeRequest", 413, &b);
+				http_respond(s, 413, "application/problem+json", b.data, b.len,
+				             NULL);
+				buf_free(&b);
+			} else {
+				http_respond_text(s, 413, NULL, NULL);
+			}
 		}
 	}
 	if (u->last && !conn_is_closing(c)) {
@@ -465,6 +474,24 @@ http_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 		break;
 	}
 	http_date((int64_t)time(NULL), date);
+	if (u->status == 413 && jmap_api_path(s->req.path)) {
+		/* JMAP's clients read the limit named in a problem (RFC 8620
+		 * 3.6.1); the request is not read on, so the connection ends. */
+		struct buf b = BUF_INIT(0);
+
+		jmap_limit_body("maxSizeRequest", 413, &b);
+		conn_printf(c,
+		            "HTTP/1.1 413 %s\r\nDate: %s\r\nServer: Roost\r\nContent-Type: "
+		            "application/problem+json\r\nContent-Length: %zu\r\nConnection: "
+		            "close\r\n\r\n",
+		            http_reason(413), date, b.len);
+		conn_write(c, b.data, b.len);
+		buf_free(&b);
+		log_info("conn=%llu proto=http event=bad_request status=413 limit=maxSizeRequest",
+		         (unsigned long long)conn_id(c));
+		http_request_clear(&s->req);
+		return FRAME_CLOSE;
+	}
 	conn_printf(c,
 	            "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: Roost\r\nContent-Type: text/plain\r\n"
 	            "Content-Length: %zu\r\nConnection: close\r\n\r\n%d %s\n",

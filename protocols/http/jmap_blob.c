@@ -21,6 +21,7 @@
 #include "roost/log.h"
 #include "roost/message.h"
 #include "roost/services.h"
+#include "roost/utf8.h"
 #include "roost/xalloc.h"
 
 #include "jmap_impl.h"
@@ -474,4 +475,169 @@ out:
 	buf_free(&name);
 	buf_free(&h);
 	buf_free(&data);
+}
+
+/* ---- Blob/get (RFC 9404 4.2) ---- */
+
+static bool
+blob_prop_known(const char *p)
+{
+	return strcmp(p, "data") == 0 || strcmp(p, "data:asText") == 0 ||
+	       strcmp(p, "data:asBase64") == 0 || strcmp(p, "size") == 0 ||
+	       strcmp(p, "digest:sha") == 0 || strcmp(p, "digest:sha-256") == 0;
+}
+
+static json_t *
+base64_of(const uint8_t *p, size_t n)
+{
+	char *enc = xmalloc(4 * ((n + 2) / 3) + 1);
+	json_t *s;
+
+	EVP_EncodeBlock((unsigned char *)enc, p, (int)n);
+	s = json_string(enc);
+	free(enc);
+	return s;
+}
+
+static json_t *
+digest_of(const EVP_MD *md, const uint8_t *p, size_t n)
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dn = 0;
+
+	if (EVP_Digest(p, n, d, &dn, md, NULL) != 1)
+		return json_null();
+	return base64_of(d, dn);
+}
+
+/* Is the optional argument name absent, null or an UnsignedInt (into
+ * *v_r, *has_r)? */
+static bool
+uint_arg(json_t *args, const char *name, bool *has_r, uint64_t *v_r)
+{
+	json_t *v = json_object_get(args, name);
+
+	*has_r = false;
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*has_r = true;
+	*v_r = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+/*
+ * Blob/get: the bytes of blobs (whole or the range offset/length) as
+ * text or base64, their size and digests. Each blob is read whole (it is
+ * bounded by the message size, as uploads are); the data returned by one
+ * call is bounded by the message size as well, past which the call is
+ * requestTooLarge (ask for fewer blobs or a range).
+ */
+void
+jmap_blob_get(struct jmap_req *r, json_t *args, const char *tag)
+{
+	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
+	json_t *list, *not_found, *seen, *v, *dflt = NULL;
+	uint64_t off = 0, len = 0, budget = r->s->svc->cfg->max_message_size;
+	bool has_off, has_len;
+	size_t i;
+
+	if (!jmap_check_account(r, args, tag))
+		return;
+	if (!json_is_array(ids) ||
+	    (props != NULL && !json_is_null(props) && !json_is_array(props)) ||
+	    !uint_arg(args, "offset", &has_off, &off) ||
+	    !uint_arg(args, "length", &has_len, &len)) {
+		jmap_error(r, "invalidArguments", "ids, properties, offset or length", tag);
+		return;
+	}
+	if (json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
+		return;
+	}
+	if (!jmap_check_ids(r, ids, tag))
+		return;
+	if (props == NULL || json_is_null(props))
+		props = dflt = json_pack("[ss]", "data", "size");
+	json_array_foreach(props, i, v)
+	{
+		if (!json_is_string(v) || !blob_prop_known(json_string_value(v))) {
+			json_decref(dflt);
+			jmap_error(r, "invalidArguments", "unknown property", tag);
+			return;
+		}
+	}
+	list = json_array();
+	not_found = json_array();
+	seen = json_object();
+	json_array_foreach(ids, i, v)
+	{
+		const char *id = jmap_resolve_id(r, json_string_value(v));
+		struct buf data = BUF_INIT(r->s->svc->cfg->max_message_size + 1);
+		json_t *o, *p;
+		size_t start, end, n, k;
+		bool text_ok;
+
+		if (jmap_id_repeat(seen, json_string_value(v)))
+			continue;
+		if (id == NULL || id[0] == '\0' || jmap_blob_fetch(r, id, &data) != 0) {
+			json_array_append(not_found, v);
+			buf_free(&data);
+			continue;
+		}
+		start = off < data.len ? (size_t)off : data.len;
+		end = has_len && len < data.len - start ? start + (size_t)len : data.len;
+		n = end - start;
+		if (n > budget) {
+			buf_free(&data);
+			json_decref(list);
+			json_decref(not_found);
+			json_decref(seen);
+			json_decref(dflt);
+			jmap_error(r, "requestTooLarge", "more data than one response holds", tag);
+			return;
+		}
+		o = json_pack("{ss}", "id", json_string_value(v));
+		text_ok = utf8_valid(data.data + start, n);
+		json_array_foreach(props, k, p)
+		{
+			const char *name = json_string_value(p);
+			bool text = strcmp(name, "data:asText") == 0 ||
+			            (strcmp(name, "data") == 0 && text_ok);
+
+			if (strcmp(name, "size") == 0) {
+				json_object_set_new(o, name, json_integer((json_int_t)data.len));
+			} else if (text) {
+				budget -= n;
+				json_object_set_new(
+				    o, "data:asText",
+				    text_ok ? json_stringn((const char *)data.data + start, n)
+				            : json_null());
+				if (!text_ok)
+					json_object_set_new(o, "isEncodingProblem", json_true());
+			} else if (strcmp(name, "data:asBase64") == 0 ||
+			           strcmp(name, "data") == 0) {
+				budget -= n;
+				json_object_set_new(o, "data:asBase64",
+				                    base64_of(data.data + start, n));
+			} else if (strcmp(name, "digest:sha") == 0) {
+				json_object_set_new(o, name,
+				                    digest_of(EVP_sha1(), data.data + start, n));
+			} else {
+				json_object_set_new(o, name,
+				                    digest_of(EVP_sha256(), data.data + start, n));
+			}
+		}
+		if ((has_off && off > data.len) || (has_len && off + len > data.len))
+			json_object_set_new(o, "isTruncated", json_true());
+		json_array_append_new(list, o);
+		buf_free(&data);
+	}
+	json_decref(seen);
+	json_decref(dflt);
+	jmap_reply(
+	    r, "Blob/get",
+	    json_pack("{sssoso}", "accountId", r->account, "list", list, "notFound", not_found),
+	    tag);
 }

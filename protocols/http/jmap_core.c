@@ -27,6 +27,7 @@ static const struct jmap_method methods[] = {
     {"Blob/copy", JMAP_CAP_CORE, jmap_blob_copy},
     {"PushSubscription/get", JMAP_CAP_CORE, jmap_push_sub_get},
     {"PushSubscription/set", JMAP_CAP_CORE, jmap_push_sub_set},
+    {"Blob/get", JMAP_CAP_BLOB, jmap_blob_get},
     {"Mailbox/get", JMAP_CAP_MAIL, jmap_mailbox_get},
     {"Mailbox/changes", JMAP_CAP_MAIL, jmap_mailbox_changes},
     {"Mailbox/query", JMAP_CAP_MAIL, jmap_mailbox_query},
@@ -50,6 +51,8 @@ static const struct jmap_method methods[] = {
     {"EmailSubmission/changes", JMAP_CAP_SUBMISSION, jmap_submission_changes},
     {"EmailSubmission/query", JMAP_CAP_SUBMISSION, jmap_submission_query},
     {"EmailSubmission/set", JMAP_CAP_SUBMISSION, jmap_submission_set},
+    {"VacationResponse/get", JMAP_CAP_VACATION, jmap_vacation_get},
+    {"VacationResponse/set", JMAP_CAP_VACATION, jmap_vacation_set},
 };
 
 /* ---- ids, dates, states ---- */
@@ -433,16 +436,29 @@ jmap_session_resource(struct http_session *s)
 	    JMAP_MAX_CONCURRENT_REQUESTS, "maxCallsInRequest", JMAP_MAX_CALLS, "maxObjectsInGet",
 	    JMAP_MAX_OBJECTS_GET, "maxObjectsInSet", JMAP_MAX_OBJECTS_SET, "collationAlgorithms",
 	    "i;ascii-casemap", "i;unicode-casemap", JMAP_MAIL, JMAP_SUBMISSION);
+	json_object_set_new(caps, JMAP_VACATION, json_object());
+	json_object_set_new(caps, JMAP_BLOB, json_object());
 	acct_caps = json_pack("{s{sisnsisIs[sssss]sb}s{sis{}}}", JMAP_MAIL, "maxMailboxesPerEmail",
 	                      1, "maxMailboxDepth", "maxSizeMailboxName", STORAGE_MAX_NAME_STORED,
 	                      "maxSizeAttachmentsPerEmail", (json_int_t)cfg->max_message_size,
 	                      "emailQuerySortOptions", "receivedAt", "size", "from", "subject",
 	                      "sentAt", "mayCreateTopLevelMailbox", 1, JMAP_SUBMISSION,
 	                      "maxDelayedSend", 0, "submissionExtensions");
+	json_object_set_new(acct_caps, JMAP_VACATION, json_object());
+	/* RFC 9404: Blob/get and Blob/copy; Blob/upload and Blob/lookup are
+	 * not here, which maxDataSources 0 says. */
+	json_object_set_new(acct_caps, JMAP_BLOB,
+	                    json_pack("{sisis[]s[ss]}", "maxSizeBlobSet", 0, "maxDataSources", 0,
+	                              "supportedTypeNames", "supportedDigestAlgorithms", "sha",
+	                              "sha-256"));
 	session = json_pack("{sos{s{sssbsbso}}s{ssss}ss}", "capabilities", caps, "accounts",
 	                    s->account, "name", s->user, "isPersonal", 1, "isReadOnly", 0,
 	                    "accountCapabilities", acct_caps, "primaryAccounts", JMAP_MAIL,
 	                    s->account, JMAP_SUBMISSION, s->account, "username", s->user);
+	json_object_set_new(json_object_get(session, "primaryAccounts"), JMAP_VACATION,
+	                    json_string(s->account));
+	json_object_set_new(json_object_get(session, "primaryAccounts"), JMAP_BLOB,
+	                    json_string(s->account));
 	buf_printf(&url, "%s/jmap/api/", (char *)base.data);
 	json_object_set_new(session, "apiUrl", json_string((char *)url.data));
 	buf_reset(&url);
@@ -616,6 +632,10 @@ using_caps(json_t *using, const char **unknown_r)
 			caps |= JMAP_CAP_MAIL;
 		else if (strcmp(c, JMAP_SUBMISSION) == 0)
 			caps |= JMAP_CAP_SUBMISSION;
+		else if (strcmp(c, JMAP_VACATION) == 0)
+			caps |= JMAP_CAP_VACATION;
+		else if (strcmp(c, JMAP_BLOB) == 0)
+			caps |= JMAP_CAP_BLOB;
 		else
 			*unknown_r = c;
 	}
@@ -725,6 +745,12 @@ api_run(struct http_session *s)
 	json_decref(r.created_ids);
 	jmap_mailboxes_reset(&r);
 	json_decref(req);
+}
+
+bool
+jmap_api_path(const char *path)
+{
+	return path != NULL && (strcmp(path, "/jmap/api") == 0 || strcmp(path, "/jmap/api/") == 0);
 }
 
 void

@@ -625,23 +625,66 @@ out:
  * in the results now are added at their index. Exact for every sort and
  * filter this server has but the thread ones (query_changes_possible());
  * an updated Email that stayed where it was is both removed and added,
- * which the RFC allows. upToId is not used: every change is told.
+ * which the RFC allows.
+ *
+ * upToId (the last id the client holds): when the filter looks only at
+ * what never changes in an Email (every sort here does), an Email past it
+ * can only come or go, and the client has none of those: additions after
+ * it are left out. With a condition on keywords or mailboxes, or when
+ * upToId is not in the results now, every change is told (RFC 8620 5.6).
  */
+static bool
+filter_immutable(json_t *f)
+{
+	static const char *const mutable_keys[] = {"inMailbox",
+	                                           "inMailboxOtherThan",
+	                                           "hasKeyword",
+	                                           "notKeyword",
+	                                           "allInThreadHaveKeyword",
+	                                           "someInThreadHaveKeyword",
+	                                           "noneInThreadHaveKeyword"};
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (f == NULL || json_is_null(f))
+		return true;
+	if (json_object_get(f, "operator") != NULL) {
+		json_array_foreach(json_object_get(f, "conditions"), i, v)
+		{
+			if (!filter_immutable(v))
+				return false;
+		}
+		return true;
+	}
+	json_object_foreach(f, key, v)
+	{
+		for (i = 0; i < sizeof(mutable_keys) / sizeof(mutable_keys[0]); i++) {
+			if (strcmp(key, mutable_keys[i]) == 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 void
 jmap_email_query_changes(struct jmap_req *r, json_t *args, const char *tag)
 {
 	const char *since = json_string_value(json_object_get(args, "sinceQueryState"));
 	json_t *max_j = json_object_get(args, "maxChanges");
+	json_t *up_j = json_object_get(args, "upToId");
 	json_t *removed, *changed, *added, *a;
-	size_t max = SIZE_MAX;
+	size_t max = SIZE_MAX, upto = SIZE_MAX;
 	struct query_run q;
 	const char *why;
 
 	if (!jmap_check_account(r, args, tag))
 		return;
-	if (since == NULL || (max_j != NULL && !json_is_null(max_j) &&
-	                      (!json_is_integer(max_j) || json_integer_value(max_j) <= 0))) {
-		jmap_error(r, "invalidArguments", "sinceQueryState or maxChanges", tag);
+	if (since == NULL ||
+	    (max_j != NULL && !json_is_null(max_j) &&
+	     (!json_is_integer(max_j) || json_integer_value(max_j) <= 0)) ||
+	    (up_j != NULL && !json_is_null(up_j) && !json_is_string(up_j))) {
+		jmap_error(r, "invalidArguments", "sinceQueryState, maxChanges or upToId", tag);
 		return;
 	}
 	if (json_is_integer(max_j))
@@ -657,8 +700,17 @@ jmap_email_query_changes(struct jmap_req *r, json_t *args, const char *tag)
 		jmap_error(r, "cannotCalculateChanges", why, tag);
 		return;
 	}
+	if (json_is_string(up_j) && filter_immutable(json_object_get(args, "filter"))) {
+		for (size_t i = 0; i < q.n_sel && upto == SIZE_MAX; i++) {
+			char id[JMAP_ID_LEN + 1];
+
+			jmap_email_id('E', q.sel[i]->rec->emailid, id);
+			if (strcmp(id, json_string_value(up_j)) == 0)
+				upto = i;
+		}
+	}
 	added = json_array();
-	for (size_t i = 0; i < q.n_sel; i++) {
+	for (size_t i = 0; i < q.n_sel && (upto == SIZE_MAX || i <= upto); i++) {
 		char id[JMAP_ID_LEN + 1];
 
 		jmap_email_id('E', q.sel[i]->rec->emailid, id);

@@ -34,6 +34,8 @@
 #define JMAP_CORE "urn:ietf:params:jmap:core"
 #define JMAP_MAIL "urn:ietf:params:jmap:mail"
 #define JMAP_SUBMISSION "urn:ietf:params:jmap:submission"
+#define JMAP_VACATION "urn:ietf:params:jmap:vacationresponse"
+#define JMAP_BLOB "urn:ietf:params:jmap:blob"
 
 #define JMAP_MAX_CALLS 32
 #define JMAP_MAX_CONCURRENT_REQUESTS 4 /* per user, over all connections */
@@ -46,6 +48,8 @@ enum jmap_cap {
 	JMAP_CAP_CORE = 1 << 0,
 	JMAP_CAP_MAIL = 1 << 1,
 	JMAP_CAP_SUBMISSION = 1 << 2,
+	JMAP_CAP_VACATION = 1 << 3,
+	JMAP_CAP_BLOB = 1 << 4,
 };
 
 struct jmap_mbox {
@@ -219,6 +223,9 @@ int jmap_blob_fetch(struct jmap_req *r, const char *id, struct buf *out);
 /* ---- methods ---- */
 
 void jmap_blob_copy(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_blob_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_vacation_get(struct jmap_req *r, json_t *args, const char *tag);
+void jmap_vacation_set(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_mailbox_changes(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_mailbox_query(struct jmap_req *r, json_t *args, const char *tag);

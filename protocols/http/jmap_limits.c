@@ -82,13 +82,24 @@ jmap_limit_leave(const char *user, enum jmap_limit kind)
 }
 
 void
-jmap_limit_problem(struct http_session *s, const char *limit)
+jmap_limit_body(const char *limit, int status, struct buf *out)
 {
-	json_t *o = json_pack("{sssssi}", "type", "urn:ietf:params:jmap:error:limit", "limit",
-	                      limit, "status", 400);
+	json_t *o = json_pack("{sssssiss}", "type", "urn:ietf:params:jmap:error:limit", "limit",
+	                      limit, "status", status, "detail",
+	                      "The request is over a limit of the Session resource.");
 	char *text = json_dumps(o, JSON_COMPACT);
 
-	http_respond(s, 400, "application/problem+json", text, strlen(text), NULL);
+	buf_append_str(out, text);
 	free(text);
 	json_decref(o);
+}
+
+void
+jmap_limit_problem(struct http_session *s, const char *limit)
+{
+	struct buf b = BUF_INIT(0);
+
+	jmap_limit_body(limit, 400, &b);
+	http_respond(s, 400, "application/problem+json", b.data, b.len, NULL);
+	buf_free(&b);
 }

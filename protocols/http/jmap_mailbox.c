@@ -317,9 +317,16 @@ jmap_mailbox_query_changes(struct jmap_req *r, json_t *args, const char *tag)
 
 	if (!jmap_check_account(r, args, tag))
 		return;
-	if (since == NULL || (max_j != NULL && !json_is_null(max_j) &&
-	                      (!json_is_integer(max_j) || json_integer_value(max_j) <= 0))) {
-		jmap_error(r, "invalidArguments", "sinceQueryState or maxChanges", tag);
+	/* upToId: every property a Mailbox is sorted or filtered by can
+	 * change (name, sortOrder, parentId, role), so RFC 8620 5.6 has it
+	 * ignored: it is checked and every change is told. */
+	if (since == NULL ||
+	    (max_j != NULL && !json_is_null(max_j) &&
+	     (!json_is_integer(max_j) || json_integer_value(max_j) <= 0)) ||
+	    (json_object_get(args, "upToId") != NULL &&
+	     !json_is_null(json_object_get(args, "upToId")) &&
+	     !json_is_string(json_object_get(args, "upToId")))) {
+		jmap_error(r, "invalidArguments", "sinceQueryState, maxChanges or upToId", tag);
 		return;
 	}
 	if (json_object_get(filter, "isSubscribed") != NULL) {

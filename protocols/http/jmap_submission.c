@@ -291,7 +291,7 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 		for (size_t i = 0; i < n_local; i++)
 			dt[i] = (struct delivery_target){.user = local[i].user,
 			                                 .mailbox = local[i].mailbox};
-		rc = delivery_store(sv->storage, &in, dt, n_local, true);
+		rc = delivery_store(sv, from, &in, dt, n_local, true);
 		free(dt);
 	} else {
 		rc = 0;

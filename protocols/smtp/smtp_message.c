@@ -404,7 +404,7 @@ finish_message(struct smtp_session *s, bool bare_eol)
 			t[n_local++] = (struct delivery_target){.user = s->rcpts[i].d.user,
 			                                        .mailbox = s->rcpts[i].d.mailbox};
 	}
-	err = delivery_store(s->sv->storage, &in, t, n_local, !lmtp);
+	err = delivery_store(s->sv, s->sender, &in, t, n_local, !lmtp);
 	/* LMTP answers each recipient: the queued copies stand whatever
 	 * became of the local ones. */
 	if (n_remote > 0)

@@ -73,6 +73,101 @@ class Blobs:
         r = b.call("Blob/copy", {"fromAccountId": b.acc, "blobIds": [up]})
         self.assertEqual(list(r["notCopied"]), [up])
 
+    def test_blob_get(self):
+        """RFC 9404 Blob/get: bytes as text or base64, ranges, digests, byte
+        for byte against what was uploaded and what IMAP reads."""
+        import base64
+        import hashlib
+        blob = "urn:ietf:params:jmap:blob"
+        self.assertIn(blob, self.j.session["capabilities"])
+        acaps = self.j.session["accounts"][self.j.acc]["accountCapabilities"][blob]
+        self.assertEqual(sorted(acaps["supportedDigestAlgorithms"]), ["sha", "sha-256"])
+        using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", blob]
+        binary = bytes(range(256)) * 40 + b"\xff\xfe"
+        text = "h\u00e9llo w\u00f6rld \u2603\n".encode()
+        ub = self.j.upload(binary)["blobId"]
+        ut = self.j.upload(text, "text/plain")["blobId"]
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=20) as s:
+            s.sendmail("carol@example.org", ["alice@example.org"], MULTI)
+        [eid] = self.j.query()
+        e = self.j.call("Email/get", {"ids": [eid], "properties": ["blobId", "attachments"]})
+        e = e["list"][0]
+        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"))
+        m.login("alice@example.org", "alice-secret")
+        m.select("INBOX")
+        raw = m.fetch("1", "(BODY.PEEK[])")[1][0][1]
+        m.logout()
+
+        def get(ids, **kw):
+            args = {"accountId": self.j.acc, "ids": ids}
+            args.update(kw)
+            resp = self.j.api([["Blob/get", args, "0"]], using=using)
+            return resp[0][1]
+
+        r = get([ub, ut, e["blobId"], e["attachments"][0]["blobId"], "Unope", ub],
+                properties=["data:asBase64", "data:asText", "size", "digest:sha",
+                            "digest:sha-256"])
+        self.assertEqual(r["notFound"], ["Unope"])
+        got = {o["id"]: o for o in r["list"]}
+        self.assertEqual(len(r["list"]), 4)
+        for bid, want in ((ub, binary), (ut, text), (e["blobId"], raw),
+                          (e["attachments"][0]["blobId"], b"\x00\x01\x02\x03")):
+            o = got[bid]
+            self.assertEqual(base64.b64decode(o["data:asBase64"]), want, bid)
+            self.assertEqual(o["size"], len(want))
+            self.assertEqual(o["digest:sha"], base64.b64encode(hashlib.sha1(want).digest()).decode())
+            self.assertEqual(o["digest:sha-256"],
+                             base64.b64encode(hashlib.sha256(want).digest()).decode())
+        self.assertEqual(got[ut]["data:asText"], text.decode())
+        self.assertIsNone(got[ub]["data:asText"])
+        self.assertTrue(got[ub]["isEncodingProblem"])
+        # the default properties: data (text when it is UTF-8) and size
+        r = get([ut, ub])
+        self.assertEqual(r["list"][0], {"id": ut, "data:asText": text.decode(), "size": len(text)})
+        self.assertEqual(base64.b64decode(r["list"][1]["data:asBase64"]), binary)
+        # ranges
+        r = get([ub], offset=250, length=10, properties=["data:asBase64", "digest:sha-256"])
+        o = r["list"][0]
+        self.assertEqual(base64.b64decode(o["data:asBase64"]), binary[250:260])
+        self.assertEqual(o["digest:sha-256"],
+                         base64.b64encode(hashlib.sha256(binary[250:260]).digest()).decode())
+        self.assertNotIn("isTruncated", o)
+        r = get([ut], offset=len(text) - 3, length=100, properties=["data:asBase64", "size"])
+        o = r["list"][0]
+        self.assertEqual(base64.b64decode(o["data:asBase64"]), text[-3:])
+        self.assertTrue(o["isTruncated"])
+        r = get([ut], offset=10 ** 12, properties=["data:asBase64"])
+        self.assertEqual((r["list"][0]["data:asBase64"], r["list"][0]["isTruncated"]), ("", True))
+        # a range that cuts a character in two is not text
+        r = get([ut], offset=1, length=1, properties=["data"])
+        self.assertEqual(base64.b64decode(r["list"][0]["data:asBase64"]), text[1:2])
+        # errors
+        acc = self.j.acc
+        resp = self.j.api([
+            ["Blob/get", {"accountId": acc, "ids": [ub], "properties": ["digest:md5"]}, "a"],
+            ["Blob/get", {"accountId": acc, "ids": [ub], "offset": -1}, "b"],
+            ["Blob/get", {"accountId": acc, "ids": [ub], "length": "x"}, "c"],
+            ["Blob/get", {"accountId": acc, "ids": None}, "d"],
+            ["Blob/get", {"accountId": acc, "ids": ["U"] * 1001}, "e"],
+            ["Blob/get", {"accountId": "nope", "ids": [ub]}, "f"],
+            ["Blob/get", {"accountId": acc, "ids": [7]}, "g"],
+        ], using=using)
+        out = {x[2]: x[1] for x in resp}
+        for tag, typ in (("a", "invalidArguments"), ("b", "invalidArguments"),
+                         ("c", "invalidArguments"), ("d", "invalidArguments"),
+                         ("e", "requestTooLarge"), ("f", "accountNotFound"),
+                         ("g", "invalidArguments")):
+            self.assertEqual(out[tag]["type"], typ, tag)
+        # without the capability: unknownMethod
+        resp = self.j.api([["Blob/get", {"accountId": acc, "ids": [ub]}, "0"]])
+        self.assertEqual(resp[0][1]["type"], "unknownMethod")
+        # bob cannot read alice's blob
+        b = Jmap(self.srv.port("http"), "bob@example.org", "bob-secret")
+        self.addCleanup(b.close)
+        resp = b.api([["Blob/get", {"accountId": b.acc, "ids": [ub, e["blobId"]]}, "0"]],
+                     using=using)
+        self.assertEqual(resp[0][1]["notFound"], [ub, e["blobId"]])
+
     def test_import_edge_cases(self):
         boxes = self.j.mailboxes()
         inbox = {boxes["inbox"]["id"]: True}

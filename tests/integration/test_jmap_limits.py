@@ -138,8 +138,32 @@ class Limits(unittest.TestCase):
         j = Jmap(self.port, "alice@example.org", "alice-secret")
         self.addCleanup(j.close)
         big = b"{" + b" " * (self.core["maxSizeRequest"] + 10) + b"}"
-        st, _, _ = j.request("POST", "/jmap/api/", big, {"Content-Type": "application/json"})
+        st, body, resp = j.request("POST", "/jmap/api/", big,
+                                   {"Content-Type": "application/json"})
         self.assertEqual(st, 413)
+        self.assertEqual(resp.getheader("Content-Type"), "application/problem+json")
+        problem = json.loads(body)
+        self.assertEqual((problem["type"], problem["limit"], problem["status"]),
+                         (LIMIT, "maxSizeRequest", 413))
+        # the same when the body comes in chunks, found at the chunk's size
+        raw = Raw(self.port)
+        self.addCleanup(raw.close)
+        raw.send(("POST /jmap/api/ HTTP/1.1\r\nHost: t\r\nAuthorization: %s\r\n"
+                  "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "%x\r\n" % (self.auth, self.core["maxSizeRequest"] + 1)).encode())
+        st, headers, body = raw.response()
+        self.assertEqual((st, headers["content-type"]), (413, "application/problem+json"))
+        self.assertEqual(json.loads(body)["limit"], "maxSizeRequest")
+        self.assertTrue(raw.closed())
+        # other paths keep their plain answer
+        raw = Raw(self.port)
+        self.addCleanup(raw.close)
+        raw.send(("POST /jmap/upload/%s/ HTTP/1.1\r\nHost: t\r\nAuthorization: %s\r\n"
+                  "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                  % (acc, self.auth, self.core["maxSizeUpload"] + 1)).encode())
+        st, headers, _ = raw.response()
+        self.assertEqual(st, 413)
+        self.assertNotEqual(headers.get("content-type"), "application/problem+json")
         get_n = self.core["maxObjectsInGet"] + 1
         set_n = self.core["maxObjectsInSet"] + 1
         ids = ["X%d" % i for i in range(get_n)]

@@ -157,6 +157,68 @@ class QueryChanges:
         self.assertEqual(out["fits"][0], "Email/queryChanges")
         self.assertEqual(len(out["fits"][1]["added"]), 2)
 
+    def test_up_to_id(self):
+        """upToId: a client holding the first results gets the changes up to
+        its last id only when the query looks at nothing that can change;
+        else (and for Mailboxes, whose every sort and filter can change)
+        every change is told."""
+        for n in range(1, 6):
+            self.deliver(msg(n))
+        q0 = self.equery()
+        a, b, c, d, e = q0["ids"]
+        cached = [a, b]  # the client fetched the first two only
+        inbox = self.j.mailboxes()["inbox"]["id"]
+        qm = self.equery(filter={"inMailbox": inbox})
+        self.deliver(msg(6))
+        self.deliver(msg(7))
+        m = self.imap()
+        m.select("INBOX")
+        self.assertEqual(m.store("2,3", "+FLAGS", "(\\Flagged)")[0], "OK")
+        self.assertEqual(self.j.call("Email/set", {"destroy": [a]})["destroyed"], [a])
+        now = self.equery()
+        full = self.echanges(q0["queryState"])
+        ch = self.echanges(q0["queryState"], upToId=b)
+        self.assertEqual(ch["newQueryState"], now["queryState"])
+        # up to b (now first): b's own update is told, nothing after it
+        self.assertEqual(ch["added"], [{"id": b, "index": 0}])
+        self.assertEqual(apply_changes(cached, ch), now["ids"][:1])
+        self.assertEqual(sorted(ch["removed"]), sorted(full["removed"]))
+        self.assertGreater(len(full["added"]), len(ch["added"]))
+        self.assertEqual(apply_changes(q0["ids"], full), now["ids"])
+        # a condition on a mailbox (mutable): upToId is ignored
+        args = {"filter": {"inMailbox": inbox}}
+        ch = self.echanges(qm["queryState"], upToId=b, **args)
+        self.assertEqual(ch["added"], self.echanges(qm["queryState"], **args)["added"])
+        self.assertEqual(apply_changes(qm["ids"], ch), self.equery(**args)["ids"])
+        # an immutable filter honours it
+        args = {"filter": {"from": "bob"}}
+        ch = self.echanges(q0["queryState"], upToId=b, **args)
+        self.assertEqual(ch["added"], [{"id": b, "index": 0}])
+        # an id not in the results: every change
+        ch = self.echanges(q0["queryState"], upToId="E" + "0" * 16)
+        self.assertEqual(ch["added"], full["added"])
+        ch = self.echanges(q0["queryState"], upToId=None)
+        self.assertEqual(ch["added"], full["added"])
+        acc = self.j.acc
+        resp = self.j.api([
+            ["Email/queryChanges", {"accountId": acc, "sinceQueryState": q0["queryState"],
+                                    "upToId": 5}, "e"],
+            ["Mailbox/queryChanges", {"accountId": acc, "sinceQueryState": "s0",
+                                      "upToId": ["x"]}, "m"],
+        ])
+        self.assertEqual(resp[0][1]["type"], "invalidArguments")
+        self.assertEqual(resp[1][1]["type"], "invalidArguments")
+        # Mailbox/queryChanges: upToId is taken and every change told
+        mq = self.j.call("Mailbox/query", {})
+        self.assertEqual(m.create("Aaa")[0], "OK")
+        self.assertEqual(m.create("Zzz")[0], "OK")
+        ch = self.j.call("Mailbox/queryChanges", {"sinceQueryState": mq["queryState"],
+                                                  "upToId": mq["ids"][0]})
+        full = self.j.call("Mailbox/queryChanges", {"sinceQueryState": mq["queryState"]})
+        self.assertEqual(ch["added"], full["added"])
+        self.assertEqual(len(ch["added"]), 2)
+        self.assertEqual(apply_changes(mq["ids"], ch), self.j.call("Mailbox/query", {})["ids"])
+
     def test_mailbox_query_changes(self):
         q0 = self.j.call("Mailbox/query", {})
         self.assertTrue(q0["canCalculateChanges"])

@@ -318,14 +318,14 @@ START_TEST(store_all_or_nothing)
 	snprintf(r[2].mailbox, sizeof(r[2].mailbox), "INBOX");
 
 	targets_of(r, t, 3);
-	ck_assert_int_eq(delivery_store(sv.storage, &in, t, 3, true), ROOST_EINVAL);
+	ck_assert_int_eq(delivery_store(&sv, "", &in, t, 3, true), ROOST_EINVAL);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(t[i].result, ROOST_EINVAL);
 	ck_assert_uint_eq(messages_in("alice@example.org", "INBOX"), 0);
 	ck_assert_uint_eq(messages_in("bob@example.org", "INBOX"), 0);
 
 	targets_of(r, t, 3);
-	ck_assert_int_eq(delivery_store(sv.storage, &in, t, 3, false), ROOST_EINVAL);
+	ck_assert_int_eq(delivery_store(&sv, "", &in, t, 3, false), ROOST_EINVAL);
 	ck_assert_int_eq(t[0].result, 0);
 	ck_assert_int_eq(t[1].result, 0);
 	ck_assert_int_eq(t[2].result, ROOST_EINVAL);
@@ -334,9 +334,9 @@ START_TEST(store_all_or_nothing)
 	ck_assert_uint_eq(messages_in("bob@example.org", "INBOX"), 1);
 
 	targets_of(r, t, 2);
-	ck_assert_int_eq(delivery_store(sv.storage, &in, t, 2, true), 0);
+	ck_assert_int_eq(delivery_store(&sv, "", &in, t, 2, true), 0);
 	ck_assert_uint_eq(messages_in("alice@example.org", "INBOX"), 2);
-	ck_assert_int_eq(delivery_store(sv.storage, &in, t, 0, true), 0);
+	ck_assert_int_eq(delivery_store(&sv, "", &in, t, 0, true), 0);
 	teardown_backend();
 }
 END_TEST
@@ -355,7 +355,7 @@ START_TEST(store_new_user_once)
 	ck_assert_int_eq(delivery_resolve(&sv, "alice@example.org", &r[0]), 0);
 	ck_assert_int_eq(delivery_resolve(&sv, "alice+nofolder@example.org", &r[1]), 0);
 	targets_of(r, t, 2);
-	ck_assert_int_eq(delivery_store(sv.storage, &in, t, 2, true), 0);
+	ck_assert_int_eq(delivery_store(&sv, "", &in, t, 2, true), 0);
 	ck_assert_uint_eq(t[0].uid, t[1].uid);
 	ck_assert_uint_eq(messages_in("alice@example.org", "INBOX"), 1);
 	ck_assert_int_eq(storage_list(sv.storage, "alice@example.org", &list, &n), 0);
@@ -379,14 +379,14 @@ START_TEST(store_folder_gone)
 	ck_assert_str_eq(r.mailbox, "lists");
 	ck_assert_int_eq(storage_delete(sv.storage, "bob@example.org", "lists"), 0);
 	targets_of(&r, &t, 1);
-	ck_assert_int_eq(delivery_store(sv.storage, &in, &t, 1, true), 0);
+	ck_assert_int_eq(delivery_store(&sv, "", &in, &t, 1, true), 0);
 	ck_assert_str_eq(t.mailbox, "INBOX");
 	ck_assert_uint_eq(messages_in("bob@example.org", "INBOX"), 1);
 
 	/* while it exists, the folder gets it */
 	ck_assert_int_eq(storage_create(sv.storage, "bob@example.org", "lists", 0), 0);
 	targets_of(&r, &t, 1);
-	ck_assert_int_eq(delivery_store(sv.storage, &in, &t, 1, true), 0);
+	ck_assert_int_eq(delivery_store(&sv, "", &in, &t, 1, true), 0);
 	ck_assert_str_eq(t.mailbox, "lists");
 	ck_assert_uint_eq(messages_in("bob@example.org", "lists"), 1);
 	teardown_backend();

@@ -214,8 +214,9 @@ read_header(const struct msg_input *in, struct buf *out)
 static bool
 machine_sender(const char *sender)
 {
-	static const char *const names[] = {"mailer-daemon", "postmaster", "listserv", "majordomo",
-	                                    "noreply", "no-reply", "do-not-reply", "donotreply"};
+	static const char *const names[] = {"mailer-daemon", "postmaster", "listserv",
+	                                    "majordomo",     "noreply",    "no-reply",
+	                                    "do-not-reply",  "donotreply"};
 	const char *at = strrchr(sender, '@');
 	size_t n = at != NULL ? (size_t)(at - sender) : strlen(sender);
 
@@ -375,7 +376,7 @@ record_reply(struct storage *st, const char *user, const char *sender, int64_t n
 		if (recs[i].digest == d) {
 			if (recs[i].time <= now &&
 			    now - recs[i].time < (int64_t)VACATION_PERIOD_DAYS * 86400)
-				goto out; /* replied lately */
+				goto out;         /* replied lately */
 			recs[i] = recs[--n_recs]; /* replaced below */
 			break;
 		}
@@ -412,7 +413,8 @@ header_text(struct buf *out, const char *text)
 	bool plain = n <= 900; /* longer: encoded words, folded */
 
 	for (size_t k = 0; k < n; k++) {
-		if (s[k] >= 0x7f || (s[k] < ' ' && s[k] != '\t') || (s[k] == '=' && s[k + 1] == '?'))
+		if (s[k] >= 0x7f || (s[k] < ' ' && s[k] != '\t') ||
+		    (s[k] == '=' && s[k + 1] == '?'))
 			plain = false;
 	}
 	if (plain) {
@@ -440,8 +442,8 @@ header_text(struct buf *out, const char *text)
 		if (m == 0)
 			continue;
 		EVP_EncodeBlock((unsigned char *)enc, in, (int)m);
-		buf_printf(out, "%s=?UTF-8?B?%s?=", out->len > 0 && out->data[out->len - 1] == '=' ?
-		                                        "\r\n " : "", enc);
+		buf_printf(out, "%s=?UTF-8?B?%s?=",
+		           out->len > 0 && out->data[out->len - 1] == '=' ? "\r\n " : "", enc);
 	}
 }
 
@@ -485,8 +487,8 @@ html_to_text(const char *html)
 {
 	static const struct {
 		const char *ent, *ch;
-	} ents[] = {{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""},
-	            {"&#39;", "'"}, {"&nbsp;", " "}};
+	} ents[] = {{"&amp;", "&"},   {"&lt;", "<"},  {"&gt;", ">"},
+	            {"&quot;", "\""}, {"&#39;", "'"}, {"&nbsp;", " "}};
 	struct buf out = BUF_INIT(0);
 	bool in_tag = false;
 
@@ -603,8 +605,8 @@ build_reply(const struct roost_config *cfg, const struct vacation *v, const stru
 
 /* Send the reply to (an address the path parser let through). */
 static int
-send_reply(const struct roost_services *sv, const char *from, const char *to,
-           const struct buf *msg, const char **via_r)
+send_reply(const struct roost_services *sv, const char *from, const char *to, const struct buf *msg,
+           const char **via_r)
 {
 	struct delivery_rcpt dr;
 	int rc;
@@ -717,8 +719,7 @@ vacation_on_delivery(const struct roost_services *sv, const char *sender,
 	build_reply(sv->cfg, &v, msg, w.found, sender, &reply);
 	rc = send_reply(sv, w.found, sender, &reply, &via);
 	log_info("event=vacation user=%s from=%s to=%s status=%s via=%s", LOG_QUOTE(user),
-	         LOG_QUOTE(w.found), LOG_QUOTE(sender), rc == 0 ? "sent" : roost_strerror(rc),
-	         via);
+	         LOG_QUOTE(w.found), LOG_QUOTE(sender), rc == 0 ? "sent" : roost_strerror(rc), via);
 out:
 	message_free(&msg);
 	buf_free(&hdr);

@@ -216,10 +216,12 @@ jmap_mailbox_changes_since(struct jmap_req *r, const char *since, json_t **remov
 	return NULL;
 }
 
-/* One mailbox's share of Email/changes; false when it cannot be told. */
+/* One mailbox's share of Email/changes; false when it cannot be told.
+ * With dthreads (Thread/changes), each destroyed Email's id is set there to
+ * its thread's id, or to null when nothing remembers it. */
 static bool
 mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_entry *e,
-              json_t *created, json_t *updated, json_t *destroyed)
+              json_t *created, json_t *updated, json_t *destroyed, json_t *dthreads)
 {
 	struct mailbox *mb = NULL;
 	struct mailbox_changes ch;
@@ -269,6 +271,13 @@ mailbox_share(struct jmap_req *r, const struct jmap_mbox *m, const struct state_
 			continue; /* logged before EMAILIDs: nobody knows its id */
 		jmap_email_id('E', ch.expunged_emailids[i], id);
 		json_array_append_new(destroyed, json_string(id));
+		if (dthreads != NULL && !json_is_string(json_object_get(dthreads, id))) {
+			uint64_t t = jmap_thread_cached(r, m, ch.expunged[i]);
+			char tid[JMAP_ID_LEN + 1];
+
+			jmap_email_id('T', t, tid);
+			json_object_set_new(dthreads, id, t != 0 ? json_string(tid) : json_null());
+		}
 	}
 done:
 	mailbox_changes_free(&ch);
@@ -397,25 +406,47 @@ copies_updated(struct jmap_req *r, const struct state_entry *old, size_t n_old, 
 	*created = c;
 }
 
+/* Remove the string id from the array a, if it is there. */
+static void
+drop(json_t *a, const char *id)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(a, i, v)
+	{
+		if (strcmp(json_string_value(v), id) == 0) {
+			json_array_remove(a, i);
+			return;
+		}
+	}
+}
+
 /*
  * The Email changes turned into Thread changes (RFC 8621 3.2): a new
  * Email makes its thread created when no member existed before, else
  * updated; a changed or moved Email leaves its thread as it was (a Thread
- * holds only emailIds). A destroyed Email's thread cannot be told, since
- * its header is gone with it and nothing records its THREADID: false then,
- * and the client fetches its threads again.
+ * holds only emailIds). A destroyed Email's thread is updated when members
+ * remain, else destroyed; its THREADID comes from the process's cache of
+ * THREADIDs (dthreads, filled by mailbox_share()), which has it when the
+ * Email's thread was read while it existed (any Thread/get or threadId of
+ * it) and the cache kept it. When it did not (a restart, an eviction),
+ * false: the client fetches its threads again.
  */
 static bool
 thread_changes(struct jmap_req *r, const struct state_entry *old, size_t n_old, json_t **created,
-               json_t **updated, json_t **destroyed)
+               json_t **updated, json_t **destroyed, json_t *dthreads)
 {
-	json_t *tc = json_array(), *tu = json_array(), *v;
+	json_t *tc = json_array(), *tu = json_array(), *td, *v;
 	size_t i;
 
-	if (json_array_size(*destroyed) > 0) {
-		json_decref(tc);
-		json_decref(tu);
-		return false;
+	json_array_foreach(*destroyed, i, v)
+	{
+		if (!json_is_string(json_object_get(dthreads, json_string_value(v)))) {
+			json_decref(tc);
+			json_decref(tu);
+			return false;
+		}
 	}
 	json_array_foreach(*created, i, v)
 	{
@@ -433,10 +464,28 @@ thread_changes(struct jmap_req *r, const struct state_entry *old, size_t n_old, 
 		if (!holds(tc, tid) && !holds(tu, tid))
 			json_array_append_new(existed ? tu : tc, json_string(tid));
 	}
+	td = json_array();
+	json_array_foreach(*destroyed, i, v)
+	{
+		const char *tid =
+		    json_string_value(json_object_get(dthreads, json_string_value(v)));
+		const struct jmap_tloc *first;
+
+		/* The thread had this member at the old state: it existed. */
+		if (jmap_thread_members(r, email_value(tid), &first) > 0) {
+			drop(tc, tid);
+			if (!holds(tu, tid))
+				json_array_append_new(tu, json_string(tid));
+		} else if (!holds(td, tid)) {
+			json_array_append_new(td, json_string(tid));
+		}
+	}
 	json_decref(*created);
 	json_decref(*updated);
+	json_decref(*destroyed);
 	*created = tc;
 	*updated = tu;
+	*destroyed = td;
 	return true;
 }
 
@@ -469,6 +518,7 @@ changes_compute(struct jmap_req *r, const char *since, size_t max, char kind, st
 	struct state_entry *old;
 	size_t n_old, total = 0;
 	const char *why = NULL;
+	json_t *dthreads = kind == 'T' ? json_object() : NULL;
 
 	memset(ch, 0, sizeof(*ch));
 	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0)
@@ -480,6 +530,7 @@ changes_compute(struct jmap_req *r, const char *since, size_t max, char kind, st
 		 * nobody recorded. */
 		if (m == NULL || m->st.uidvalidity != old[i].uidvalidity) {
 			free(old);
+			json_decref(dthreads);
 			return "a mailbox was removed";
 		}
 	}
@@ -493,7 +544,7 @@ changes_compute(struct jmap_req *r, const char *since, size_t max, char kind, st
 		json_t *c = json_array(), *u = json_array(), *d = json_array();
 		size_t n;
 
-		if (!ch->more && !mailbox_share(r, m, e, c, u, d)) {
+		if (!ch->more && !mailbox_share(r, m, e, c, u, d, dthreads)) {
 			why = "the expunge log does not reach back so far";
 		} else {
 			n = json_array_size(c) + json_array_size(u) + json_array_size(d);
@@ -531,10 +582,11 @@ changes_compute(struct jmap_req *r, const char *since, size_t max, char kind, st
 	if (why == NULL) {
 		reconcile(&ch->created, &ch->updated, &ch->destroyed);
 		copies_updated(r, old, n_old, &ch->created, ch->updated);
-		if (kind == 'T' &&
-		    !thread_changes(r, old, n_old, &ch->created, &ch->updated, &ch->destroyed))
-			why = "an Email was destroyed: its thread is not recorded";
+		if (kind == 'T' && !thread_changes(r, old, n_old, &ch->created, &ch->updated,
+		                                   &ch->destroyed, dthreads))
+			why = "an Email was destroyed and its thread is not remembered";
 	}
+	json_decref(dthreads);
 	free(old);
 	if (why != NULL)
 		changes_free(ch);

@@ -200,6 +200,9 @@ struct jmap_tloc {
  * Any thread. */
 uint64_t jmap_thread_read(struct jmap_req *r, const struct jmap_mbox *m, struct mailbox *mb,
                           const struct msg_record *rec);
+/* The THREADID of uid in m when the cache of THREADIDs still has it (also
+ * after uid was expunged: a UID's message never changes), else 0. */
+uint64_t jmap_thread_cached(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid);
 /* The THREADID of uid (EMAILID emailid) in m, opening m. */
 uint64_t jmap_thread_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid,
                         uint64_t emailid);

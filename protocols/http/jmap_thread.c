@@ -112,6 +112,17 @@ jmap_thread_read(struct jmap_req *r, const struct jmap_mbox *m, struct mailbox *
 }
 
 uint64_t
+jmap_thread_cached(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid)
+{
+	struct tcache_ent k = {.user = hash_str64(r->user),
+	                       .mailbox = m->digest,
+	                       .uidvalidity = m->st.uidvalidity,
+	                       .uid = uid};
+
+	return tcache_get(&k);
+}
+
+uint64_t
 jmap_thread_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t uid, uint64_t emailid)
 {
 	struct mailbox *mb = NULL;

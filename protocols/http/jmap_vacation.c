@@ -15,8 +15,8 @@
 
 #include "jmap_impl.h"
 
-static const char *const props_all[] = {"id",       "isEnabled", "fromDate", "toDate",
-                                        "subject",  "textBody",  "htmlBody"};
+static const char *const props_all[] = {"id",      "isEnabled", "fromDate", "toDate",
+                                        "subject", "textBody",  "htmlBody"};
 #define N_PROPS (sizeof(props_all) / sizeof(props_all[0]))
 
 static json_t *
@@ -188,7 +188,8 @@ apply(struct vacation *v, json_t *patch)
 		bool ok;
 
 		if (strcmp(k, "id") == 0)
-			ok = json_is_string(val) && strcmp(json_string_value(val), "singleton") == 0;
+			ok =
+			    json_is_string(val) && strcmp(json_string_value(val), "singleton") == 0;
 		else if (strcmp(k, "isEnabled") == 0)
 			ok = json_is_boolean(val) && ((v->enabled = json_is_true(val)), true);
 		else if (strcmp(k, "fromDate") == 0)
@@ -272,8 +273,9 @@ jmap_vacation_set(struct jmap_req *r, json_t *args, const char *tag)
 		}
 		err = apply(&vac, patch);
 		if (err == NULL && (rc = vacation_set(r->store, r->user, &vac)) != 0)
-			err = rc == ROOST_ETOOBIG ? jmap_set_error("tooLarge", "the texts are too long")
-			                          : jmap_storage_set_error(rc, NULL);
+			err = rc == ROOST_ETOOBIG
+			          ? jmap_set_error("tooLarge", "the texts are too long")
+			          : jmap_storage_set_error(rc, NULL);
 		if (err != NULL) {
 			json_object_set_new(not_updated, k, err);
 			vacation_free(&vac); /* what is stored stands */
@@ -289,8 +291,10 @@ jmap_vacation_set(struct jmap_req *r, json_t *args, const char *tag)
 	json_object_set_new(a, "created", json_null());
 	json_object_set_new(a, "destroyed", json_null());
 	json_object_set(a, "updated", json_object_size(updated) > 0 ? updated : json_null());
-	json_object_set(a, "notCreated", json_object_size(not_created) > 0 ? not_created : json_null());
-	json_object_set(a, "notUpdated", json_object_size(not_updated) > 0 ? not_updated : json_null());
+	json_object_set(a, "notCreated",
+	                json_object_size(not_created) > 0 ? not_created : json_null());
+	json_object_set(a, "notUpdated",
+	                json_object_size(not_updated) > 0 ? not_updated : json_null());
 	json_object_set(a, "notDestroyed",
 	                json_object_size(not_destroyed) > 0 ? not_destroyed : json_null());
 	jmap_reply(r, "VacationResponse/set", a, tag);

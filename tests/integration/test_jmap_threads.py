@@ -162,14 +162,44 @@ class Threads:
         self.assertEqual(len(ech["updated"]), 1)
         ch = self.j.call("Thread/changes", {"sinceState": s2})
         self.assertEqual((ch["created"], ch["updated"], ch["destroyed"]), ([], [], []))
-        # a destroyed Email's thread is not recorded: the client starts over
+        # a destroyed Email's thread: destroyed with its last member...
         s3 = ch["newState"]
         r = self.j.call("Email/set", {"destroy": [other["id"]]})
         self.assertEqual(r["destroyed"], [other["id"]])
-        resp = self.j.api([["Thread/changes", {"accountId": self.j.acc, "sinceState": s3},
+        ch = self.j.call("Thread/changes", {"sinceState": s3})
+        self.assertEqual((ch["created"], ch["updated"], ch["destroyed"]),
+                         ([], [], [other["threadId"]]))
+        self.assertEqual(self.j.call("Thread/get", {"ids": [other["threadId"]]})["notFound"],
+                         [other["threadId"]])
+        # ... updated while members remain (over IMAP: the same), and a
+        # reply arriving in the same span leaves it updated, not created
+        s4 = ch["newState"]
+        m.select("Projects")
+        self.assertEqual(m.store("1", "+FLAGS", "(\\Deleted)")[0], "OK")
+        self.assertEqual(m.expunge()[0], "OK")
+        self.deliver(msg("late@example.org", "Re: plans again", refs=["root@example.org"]))
+        ch = self.j.call("Thread/changes", {"sinceState": s4})
+        self.assertEqual((ch["created"], ch["updated"], ch["destroyed"]),
+                         ([], [root["threadId"]], []))
+        members = self.j.call("Thread/get", {"ids": [root["threadId"]]})["list"][0]["emailIds"]
+        self.assertEqual(len(members), 2)  # the reply and the late one
+        # a destroy after a restart: nobody remembers its thread; the client
+        # starts over
+        s5 = ch["newState"]
+        e = self.by_subject()
+        self.srv.stop()
+        self.srv.launch()
+        self.j = Jmap(self.srv.port("http"), "alice@example.org", "alice-secret")
+        self.addCleanup(self.j.close)
+        r = self.j.call("Email/set", {"destroy": [e["fresh"]["id"]]})
+        self.assertEqual(r["destroyed"], [e["fresh"]["id"]])
+        resp = self.j.api([["Thread/changes", {"accountId": self.j.acc, "sinceState": s5},
                             "t"]])
         self.assertEqual(resp[0][0], "error")
         self.assertEqual(resp[0][1]["type"], "cannotCalculateChanges")
+        # Email/changes tells it all the same
+        ech = self.j.call("Email/changes", {"sinceState": s5})
+        self.assertEqual(ech["destroyed"], [e["fresh"]["id"]])
 
     def test_hostile_thread_ids(self):
         self.deliver(ROOT)

@@ -12,6 +12,10 @@
 
 struct storage;
 struct jmap_pushd;
+struct buf;
+
+#define JMAP_PUSH_P256DH_LEN 65 /* an uncompressed P-256 point */
+#define JMAP_PUSH_AUTH_LEN 16
 
 enum jmap_push_type {
 	JMAP_PT_MAILBOX = 1 << 0,
@@ -30,9 +34,10 @@ struct push_sub {
 	char *user;
 	char *device;
 	char *url;
-	int64_t expires;    /* Unix seconds */
-	json_t *types_json; /* the types array, NULL for null (all) */
-	unsigned types;     /* JMAP_PT_* */
+	int64_t expires;     /* Unix seconds */
+	json_t *types_json;  /* the types array, NULL for null (all) */
+	unsigned types;      /* JMAP_PT_* */
+	char *p256dh, *auth; /* keys (RFC 8291) as given, base64url; NULL: none */
 	bool verified;
 	/* delivery, the service's own */
 	bool need_verify; /* a PushVerification is to be sent */
@@ -71,5 +76,17 @@ int jmap_push_update(struct jmap_pushd *d, const char *user, const char *id,
 void jmap_push_copy_free(struct push_sub *copy);
 /* Remove (and unstore) user's subscription id; ROOST_ENOTFOUND. */
 int jmap_push_destroy(struct jmap_pushd *d, const char *user, const char *id);
+
+/* ---- jmap_push_crypt.c: RFC 8291 ---- */
+
+/* Decode and check keys.p256dh and keys.auth (base64url): ROOST_EINVAL
+ * unless a point on P-256 and 16 bytes. */
+int jmap_push_keys_decode(const char *p256dh, const char *auth, uint8_t pub_r[JMAP_PUSH_P256DH_LEN],
+                          uint8_t auth_r[JMAP_PUSH_AUTH_LEN]);
+/* Encrypt in[0..len) for the client's keys into out as one aes128gcm
+ * record (RFC 8188 header included). 0, ROOST_EINVAL, ROOST_EIO. */
+int jmap_push_encrypt(const uint8_t ua_pub[JMAP_PUSH_P256DH_LEN],
+                      const uint8_t auth[JMAP_PUSH_AUTH_LEN], const uint8_t *in, size_t len,
+                      struct buf *out);
 
 #endif

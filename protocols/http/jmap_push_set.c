@@ -4,8 +4,8 @@
  * accountId, no state. The url (and keys) are never shown back. A new
  * subscription gets a PushVerification POSTed to its url and receives
  * StateChanges only once the client has set verificationCode to the code
- * that came with it. Encrypted pushes (RFC 8291) are not offered: a
- * create with keys is refused with invalidProperties saying so.
+ * that came with it. With keys, every push is encrypted for the client
+ * (RFC 8291, jmap_push_crypt.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,7 +194,7 @@ create_one(struct jmap_req *r, json_t *o, json_t **created_r)
 	const struct roost_config *cfg = r->s->svc->cfg;
 	struct jmap_pushd *d = pushd(r);
 	const char *dev, *url, *k, *why;
-	json_t *v, *types;
+	json_t *v, *types, *keys = NULL;
 	struct push_sub *p;
 	int64_t exp;
 	bool exp_changed;
@@ -221,9 +221,17 @@ create_one(struct jmap_req *r, json_t *o, json_t **created_r)
 	if ((why = url_problem(cfg, url)) != NULL)
 		return invalid("url", why);
 	v = json_object_get(o, "keys");
-	if (v != NULL && !json_is_null(v))
-		return invalid("keys", "encrypted push (RFC 8291) is not supported: create the "
-		                       "subscription without keys");
+	if (v != NULL && !json_is_null(v)) {
+		uint8_t pub[JMAP_PUSH_P256DH_LEN], auth[JMAP_PUSH_AUTH_LEN];
+
+		if (!json_is_object(v) || json_object_size(v) != 2 ||
+		    jmap_push_keys_decode(json_string_value(json_object_get(v, "p256dh")),
+		                          json_string_value(json_object_get(v, "auth")), pub,
+		                          auth) != 0)
+			return invalid("keys", "keys must be {p256dh, auth} in base64url: a P-256 "
+			                       "point and 16 bytes (RFC 8291)");
+		keys = v;
+	}
 	v = json_object_get(o, "verificationCode");
 	if (v != NULL && !json_is_null(v))
 		return invalid("verificationCode", "must be null on create");
@@ -245,12 +253,18 @@ create_one(struct jmap_req *r, json_t *o, json_t **created_r)
 	if (json_is_array(types))
 		p->types_json = json_incref(types);
 	p->types = jmap_push_types(types);
+	if (keys != NULL) {
+		p->p256dh = xstrdup(json_string_value(json_object_get(keys, "p256dh")));
+		p->auth = xstrdup(json_string_value(json_object_get(keys, "auth")));
+	}
 	p->need_verify = true;
 	if ((rc = jmap_push_store(r->store, p, false)) != 0) {
 		json_decref(p->types_json);
 		free(p->user);
 		free(p->device);
 		free(p->url);
+		free(p->p256dh);
+		free(p->auth);
 		free(p);
 		return jmap_storage_set_error(rc, NULL);
 	}

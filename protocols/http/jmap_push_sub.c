@@ -91,6 +91,8 @@ sub_free(struct push_sub *p)
 	free(p->device);
 	free(p->url);
 	free(p->pushed_state);
+	free(p->p256dh);
+	free(p->auth);
 	json_decref(p->types_json);
 	free(p);
 }
@@ -143,6 +145,9 @@ jmap_push_sub_json(const struct push_sub *p, bool stored)
 		json_object_set_new(o, "url", json_string(p->url));
 		json_object_set_new(o, "code", json_string(p->code));
 		json_object_set_new(o, "verified", json_boolean(p->verified));
+		if (p->p256dh != NULL)
+			json_object_set_new(
+			    o, "keys", json_pack("{ssss}", "p256dh", p->p256dh, "auth", p->auth));
 	} else {
 		json_object_set_new(o, "verificationCode",
 		                    p->verified ? json_string(p->code) : json_null());
@@ -207,6 +212,17 @@ sub_from_json(const char *user, const uint8_t *v, size_t len)
 	if (json_is_array(types))
 		p->types_json = json_incref(types);
 	p->types = jmap_push_types(types);
+	if (json_is_object(json_object_get(o, "keys"))) {
+		const char *pk =
+		    json_string_value(json_object_get(json_object_get(o, "keys"), "p256dh"));
+		const char *au =
+		    json_string_value(json_object_get(json_object_get(o, "keys"), "auth"));
+
+		if (pk != NULL && au != NULL) {
+			p->p256dh = xstrdup(pk);
+			p->auth = xstrdup(au);
+		}
+	}
 out:
 	json_decref(o);
 	return p;
@@ -391,6 +407,8 @@ jmap_push_update(struct jmap_pushd *d, const char *user, const char *id, jmap_pu
 			copy_r->url = xstrdup(p->url);
 			copy_r->pushed_state = NULL;
 			copy_r->types_json = json_incref(p->types_json);
+			copy_r->p256dh = p->p256dh != NULL ? xstrdup(p->p256dh) : NULL;
+			copy_r->auth = p->auth != NULL ? xstrdup(p->auth) : NULL;
 		}
 		pthread_cond_broadcast(&d->cv);
 	}
@@ -405,6 +423,8 @@ jmap_push_copy_free(struct push_sub *copy)
 	free(copy->device);
 	free(copy->url);
 	free(copy->pushed_state);
+	free(copy->p256dh);
+	free(copy->auth);
 	json_decref(copy->types_json);
 	memset(copy, 0, sizeof(*copy));
 }
@@ -506,6 +526,7 @@ struct job {
 	unsigned types;
 	bool verify;
 	char *pushed_state;
+	char *p256dh, *auth; /* NULL: not encrypted */
 };
 
 static void
@@ -558,11 +579,31 @@ post(struct jmap_pushd *d, const struct job *j, const char *body, const char *ki
 	};
 	struct httpc_response resp;
 	const char *err = NULL;
-	const char *hdr[] = {"TTL: 86400", "Urgency: normal", NULL};
+	const char *hdr[] = {"TTL: 86400", "Urgency: normal", NULL, NULL};
+	struct buf enc = BUF_INIT(0);
+	const void *data = body;
+	size_t len = strlen(body);
+	const char *ctype = "application/json";
 	int rc;
 
-	rc = httpc_request("POST", j->url, hdr, "application/json", body, strlen(body), &o, &resp,
-	                   &err);
+	if (j->p256dh != NULL) {
+		uint8_t pub[JMAP_PUSH_P256DH_LEN], auth[JMAP_PUSH_AUTH_LEN];
+
+		if (jmap_push_keys_decode(j->p256dh, j->auth, pub, auth) != 0 ||
+		    jmap_push_encrypt(pub, auth, (const uint8_t *)body, len, &enc) != 0) {
+			log_warn("event=push_failed kind=%s subscription=%s user=%s "
+			         "error=\"encryption failed\"",
+			         kind, j->id, LOG_QUOTE(j->user));
+			buf_free(&enc);
+			return false;
+		}
+		data = enc.data;
+		len = enc.len;
+		ctype = "application/octet-stream";
+		hdr[2] = "Content-Encoding: aes128gcm";
+	}
+	rc = httpc_request("POST", j->url, hdr, ctype, data, len, &o, &resp, &err);
+	buf_free(&enc);
 	if (rc == 0 && resp.status >= 200 && resp.status <= 299) {
 		log_info("event=push_sent kind=%s subscription=%s user=%s status=%d", kind, j->id,
 		         LOG_QUOTE(j->user), resp.status);
@@ -723,6 +764,8 @@ deliver_thread(void *arg)
 		j.types = p->types;
 		j.verify = p->need_verify;
 		j.pushed_state = p->pushed_state != NULL ? xstrdup(p->pushed_state) : NULL;
+		j.p256dh = p->p256dh != NULL ? xstrdup(p->p256dh) : NULL;
+		j.auth = p->auth != NULL ? xstrdup(p->auth) : NULL;
 		if (!j.verify)
 			p->dirty = false;
 		p->in_flight = true;
@@ -761,6 +804,8 @@ deliver_thread(void *arg)
 		free(j.user);
 		free(j.url);
 		free(j.pushed_state);
+		free(j.p256dh);
+		free(j.auth);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return NULL;

@@ -161,7 +161,7 @@ undo_one(struct storage *st, const struct delivery_target *t)
 		st->ops->mailbox_close(mb);
 	}
 	if (rc != 0)
-		log_error("event=rollback-failed user=%s mailbox=%s uid=%u error=\"%s\"",
+		log_error("event=rollback_failed user=%s mailbox=%s uid=%u error=\"%s\"",
 		          LOG_QUOTE(t->user), LOG_QUOTE(t->mailbox), t->uid, roost_strerror(rc));
 }
 

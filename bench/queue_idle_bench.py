@@ -84,7 +84,7 @@ def measure(binary, entries, seconds, held):
                                     stderr=subprocess.STDOUT)
         if not wait_port(srv.port("smtp"), timeout=600):
             raise AssertionError("server did not start:\n" + srv.log()[-2000:])
-        wait_log(srv, r"event=outbound-start", count=2, timeout=120)
+        wait_log(srv, r"event=outbound_start", count=2, timeout=120)
         # Start-up reads every envelope; let that and the first turns of
         # the engine pass before the window opens.
         time.sleep(3)

@@ -195,14 +195,14 @@ deliver_message(const struct roost_services *sv, int argc, char **argv)
 	in.len = msg.len;
 	err = delivery_store(sv, sender, &in, targets, n_rcpts, true);
 	if (err != 0) {
-		log_error("proto=deliver event=failed id=%s from=%s error=\"%s\"", id,
+		log_error("event=failed proto=deliver id=%s from=%s error=\"%s\"", id,
 		          LOG_QUOTE(sender), roost_strerror(err));
 		fprintf(stderr, "roost deliver: storage: %s\n", roost_strerror(err));
 		rc = exit_for(err == ROOST_ENOTFOUND ? ROOST_ETEMP : err);
 		goto out;
 	}
 	for (size_t i = 0; i < n_rcpts; i++)
-		log_info("proto=deliver event=delivered id=%s from=%s to=%s user=%s mailbox=%s "
+		log_info("event=delivered proto=deliver id=%s from=%s to=%s to_user=%s mailbox=%s "
 		         "uid=%u size=%zu",
 		         id, LOG_QUOTE(sender), LOG_QUOTE(rcpt_addr[i]), LOG_QUOTE(targets[i].user),
 		         LOG_QUOTE(targets[i].mailbox), targets[i].uid, msg.len - hdr_len);

@@ -540,12 +540,3 @@ auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t
 	}
 	return ret;
 }
-
-void
-auth_log_failure(const char *proto, const char *peer, const char *user_tried,
-                 unsigned long long conn, const char *what, unsigned delay_ms)
-{
-	log_info("event=auth_failed proto=%s peer=%s user=%s conn=%llu mechanism=%s delay_ms=%u",
-	         proto, LOG_QUOTE(peer != NULL ? peer : "-"), LOG_QUOTE(user_tried), conn,
-	         LOG_QUOTE(what != NULL ? what : "-"), delay_ms);
-}

@@ -64,6 +64,25 @@ conn_settle(const struct conn *c)
 	return CONN_READY;
 }
 
+/* The one place a line gets the connection's fields: event=name (the
+ * start of text, up to its first blank) first, then conn=, peer=, proto=
+ * and user= (the logged-in user, or for a failed login the name tried),
+ * then the rest of text. */
+static void
+log_with_prefix(const struct conn *c, enum log_level level, const char *user, const char *text)
+{
+	const char *rest = text;
+	int ev = 0;
+
+	if (strncmp(text, "event=", 6) == 0) {
+		ev = (int)strcspn(text, " ");
+		rest = text[ev] == ' ' ? text + ev + 1 : text + ev;
+	}
+	log_msg(level, "%.*s%sconn=%" PRIu64 " peer=%s proto=%s%s%s%s%s", ev, text,
+	        ev > 0 ? " " : "", c->id, c->peer, c->lst->name, user != NULL ? " user=" : "",
+	        user != NULL ? LOG_QUOTE(user) : "", *rest != '\0' ? " " : "", rest);
+}
+
 void
 conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)
 {
@@ -75,12 +94,20 @@ conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	if (c->user != NULL)
-		log_msg(level, "conn=%" PRIu64 " peer=%s proto=%s user=%s %s", c->id, c->peer,
-		        c->lst->name, LOG_QUOTE(c->user), text);
-	else
-		log_msg(level, "conn=%" PRIu64 " peer=%s proto=%s %s", c->id, c->peer, c->lst->name,
-		        text);
+	log_with_prefix(c, level, c->user, text);
+}
+
+void
+conn_log_auth_failed(const struct conn *c, const char *user_tried, const char *what,
+                     unsigned delay_ms)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), "event=auth_failed mechanism=%s delay_ms=%u",
+	         LOG_QUOTE(what != NULL ? what : "-"), delay_ms);
+	/* A name tried is shown as "-" when there was none, so that user=
+	 * always stands where fail2ban's filter and readers expect it. */
+	log_with_prefix(c, LOG_LEVEL_INFO, user_tried != NULL ? user_tried : "-", text);
 }
 
 const struct roost_services *

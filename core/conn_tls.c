@@ -91,7 +91,7 @@ static int
 tlstp_handshake(struct conn *c, enum conn_want *want_r)
 {
 	struct tls_ctx *t = c->tp_ctx;
-	char fields[160];
+	char ssl_err[256];
 	int r, e;
 
 	ERR_clear_error();
@@ -103,13 +103,22 @@ tlstp_handshake(struct conn *c, enum conn_want *want_r)
 		*want_r = e == SSL_ERROR_WANT_READ ? WANT_READ : WANT_WRITE;
 		return ROOST_EAGAIN;
 	}
-	snprintf(fields, sizeof(fields), "conn=%" PRIu64 " peer=%s proto=%s", c->id, c->peer,
-	         c->lst->name);
-	if (e == SSL_ERROR_SSL)
-		tls_log_errors(LOG_LEVEL_INFO, fields, "handshake");
-	else
-		log_info("%s event=tls_error reason=handshake detail=%s", fields,
+	if (e == SSL_ERROR_SSL) {
+		unsigned long err;
+		bool any = false;
+
+		while ((err = ERR_get_error()) != 0) {
+			ERR_error_string_n(err, ssl_err, sizeof(ssl_err));
+			conn_log(c, LOG_LEVEL_INFO, "event=tls_error reason=handshake ssl=%s",
+			         LOG_QUOTE(ssl_err));
+			any = true;
+		}
+		if (!any)
+			conn_log(c, LOG_LEVEL_INFO, "event=tls_error reason=handshake");
+	} else {
+		conn_log(c, LOG_LEVEL_INFO, "event=tls_error reason=handshake detail=%s",
 		         e == SSL_ERROR_SYSCALL ? "peer_closed" : "other");
+	}
 	ERR_clear_error();
 	t->notify_sent = true;
 	return ROOST_ECLOSED;
@@ -193,7 +202,6 @@ conn_tls_handshake(struct conn *c)
 	c->tls_info = xstrdup(info);
 	c->ready_in = true;
 	c->ready_out = true;
-	log_debug("conn=%" PRIu64 " peer=%s proto=%s event=tls tls=\"%s\"", c->id, c->peer,
-	          c->lst->name, info);
+	conn_log(c, LOG_LEVEL_DEBUG, "event=tls tls=%s", LOG_QUOTE(info));
 	return true;
 }

@@ -189,7 +189,7 @@ accept_one(struct listen_reg *r, int fd, const struct sockaddr *sa)
 	}
 	err = limits_acquire(sl->srv, peer, is_unix);
 	if (err != 0) {
-		log_warn("peer=%s proto=%s event=refused reason=%s", peer, r->ls->lst->name,
+		log_warn("event=refused peer=%s proto=%s reason=%s", peer, r->ls->lst->name,
 		         err == ROOST_ETOOBIG ? "max_connections" : "max_connections_per_ip");
 		close(fd);
 		return;
@@ -223,7 +223,7 @@ accept_ready(struct loop_io *io, uint32_t events)
 			    errno == ENOMEM) {
 				/* Out of descriptors: the listener stays readable,
 				 * so step back for a moment instead of spinning. */
-				log_warn("proto=%s event=accept_error error=\"%s\"",
+				log_warn("event=accept_error proto=%s error=\"%s\"",
 				         r->ls->lst->name, strerror(errno));
 				loop_del(r->sl->loop, r->ls->fd);
 				loop_timer_set(r->sl->loop, &r->retry, loop_now(r->sl->loop) + 200);

@@ -38,11 +38,12 @@ tls_log_errors(enum log_level level, const char *fields, const char *reason)
 
 	while ((e = ERR_get_error()) != 0) {
 		ERR_error_string_n(e, msg, sizeof(msg));
-		log_msg(level, "%s event=tls_error reason=%s ssl=\"%s\"", fields, reason, msg);
+		log_msg(level, "event=tls_error reason=%s%s%s ssl=%s", reason, *fields ? " " : "",
+		        fields, LOG_QUOTE(msg));
 		n++;
 	}
 	if (n == 0)
-		log_msg(level, "%s event=tls_error reason=%s", fields, reason);
+		log_msg(level, "event=tls_error reason=%s%s%s", reason, *fields ? " " : "", fields);
 }
 
 static bool

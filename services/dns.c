@@ -85,14 +85,14 @@ dns_create(const struct roost_config *cfg, struct dns **dns_r)
 	opts.tries = 3;
 	rc = ares_init_options(&d->ch, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
 	if (rc != ARES_SUCCESS) {
-		log_error("event=dns-init error=\"%s\"", ares_strerror(rc));
+		log_error("event=dns_init error=\"%s\"", ares_strerror(rc));
 		free(d);
 		return ROOST_EIO;
 	}
 	if (cfg->dns_servers != NULL && cfg->dns_servers[0] != NULL) {
 		if (servers_csv(cfg->dns_servers, csv, sizeof(csv)) != 0 ||
 		    (rc = ares_set_servers_ports_csv(d->ch, csv)) != ARES_SUCCESS) {
-			log_error("event=dns-init servers=\"%s\" error=\"bad [dns] servers\"", csv);
+			log_error("event=dns_init servers=\"%s\" error=\"bad [dns] servers\"", csv);
 			ares_destroy(d->ch);
 			free(d);
 			return ROOST_ECONFIG;

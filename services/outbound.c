@@ -153,7 +153,7 @@ engine_main(void *arg)
 		                                   : (int)(deadline - now);
 		timeout = dns_timeout_ms(ob->dns, timeout);
 		if (poll(pfd, n, timeout) < 0 && errno != EINTR) {
-			log_error("event=outbound-poll error=\"%s\"", strerror(errno));
+			log_error("event=outbound_poll error=\"%s\"", strerror(errno));
 			break;
 		}
 		now = outbound_now_ms();
@@ -297,7 +297,7 @@ outbound_start(const struct roost_services *sv, struct outbound **ob_r)
 		err = ROOST_EIO;
 		goto fail;
 	}
-	log_info("event=outbound-start mode=%s%s%s", ob->smarthost ? "smarthost " : "mx",
+	log_info("event=outbound_start mode=%s%s%s", ob->smarthost ? "smarthost " : "mx",
 	         ob->smarthost ? "host=" : "", ob->smarthost ? ob->cfg->relay_smarthost : "");
 	*ob_r = ob;
 	return 0;

@@ -84,7 +84,7 @@ ctl_run(struct outbound *ob, char *line, char *reply, size_t len)
 		snprintf(reply, len, "error unknown command\n");
 		return;
 	}
-	log_info("event=queue-control command=%s queue_id=%s", line, arg != NULL ? arg : "-");
+	log_info("event=queue_control command=%s queue_id=%s", line, arg != NULL ? arg : "-");
 	snprintf(reply, len, "ok\n");
 }
 
@@ -143,7 +143,7 @@ outbound_ctl_listen(struct outbound *ob)
 
 	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", queue_dir(ob->q)) >=
 	    sizeof(sa.sun_path)) {
-		log_warn("event=queue-control status=disabled reason=\"socket path too long\"");
+		log_warn("event=queue_control status=disabled reason=\"socket path too long\"");
 		return -1;
 	}
 	unlink(sa.sun_path);
@@ -151,7 +151,7 @@ outbound_ctl_listen(struct outbound *ob)
 	if (fd < 0)
 		return -1;
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 8) != 0) {
-		log_warn("event=queue-control status=disabled error=\"%s\"", strerror(errno));
+		log_warn("event=queue_control status=disabled error=\"%s\"", strerror(errno));
 		close(fd);
 		return -1;
 	}

@@ -87,7 +87,7 @@ outbound_entry_settle(struct outbound *ob, struct queue_entry *e)
 		ob->doomed = xreallocarray(ob->doomed, ob->cap_doomed, sizeof(*ob->doomed));
 	}
 	memcpy(ob->doomed[ob->n_doomed++], e->id, QUEUE_ID_LEN);
-	log_info("event=queue-done queue_id=%s status=%s", e->id, e->dead ? "deleted" : "removed");
+	log_info("event=queue_done queue_id=%s status=%s", e->id, e->dead ? "deleted" : "removed");
 	if (e->prev != NULL)
 		e->prev->next = e->next;
 	else if (ob->entries == e)

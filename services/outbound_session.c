@@ -370,13 +370,13 @@ outbound_session_after_io(struct session *s)
 	if (!s->c_closed)
 		return;
 	s->c_closed = false;
-	log_debug("event=relay-closed domain=%s host=%s ip=%s code=%d text=\"%s\"", s->domain,
+	log_debug("event=relay_closed domain=%s host=%s ip=%s code=%d text=\"%s\"", s->domain,
 	          s->host, smtpc_peer(s->c), s->c_code, s->c_text);
 	smtpc_free(&s->c);
 	if (!s->c_ready_seen && s->c_tls_failed && !s->plain && s->policy < TLSP_ENCRYPT) {
 		/* Opportunistic TLS that fails is no reason not to deliver:
 		 * the same address once more, in plain text (as Postfix does). */
-		log_info("event=relay-tls-fallback domain=%s host=%s reason=\"%s\"", s->domain,
+		log_info("event=relay_tls_fallback domain=%s host=%s reason=\"%s\"", s->domain,
 		         s->host, s->c_text);
 		s->plain = true;
 		s->addr_i = s->addr_i > 0 ? s->addr_i - 1 : 0;
@@ -472,7 +472,7 @@ schedule_entry(struct outbound *ob, struct queue_entry *e)
 		if (s == NULL && !can_start)
 			continue; /* at a limit: the next scan */
 		if ((fd = outbound_open_msg(ob, e)) < 0) {
-			log_error("event=queue-read queue_id=%s error=\"%s\"", e->id,
+			log_error("event=queue_read queue_id=%s error=\"%s\"", e->id,
 			          strerror(errno));
 			ret = e->busy > 0 ? 0 : -1;
 			break;

@@ -130,7 +130,7 @@ write_atomic(const char *dir, bool sync, const char *name, const char *final, co
 	if (err == 0 && sync)
 		err = fdio_fsync_dir(dir);
 	if (err != 0) {
-		log_error("event=queue-write path=%s error=\"%s\"", dst, strerror(errno));
+		log_error("event=queue_write path=%s error=\"%s\"", dst, strerror(errno));
 		unlink(tmp);
 	}
 	return err;
@@ -157,7 +157,7 @@ queue_remove_in(const char *dir, bool sync, const char *id)
 
 	snprintf(path, sizeof(path), "%s/%s.env", dir, id);
 	if (unlink(path) != 0 && errno != ENOENT)
-		log_error("event=queue-remove path=%s error=\"%s\"", path, strerror(errno));
+		log_error("event=queue_remove path=%s error=\"%s\"", path, strerror(errno));
 	if (sync)
 		fdio_fsync_dir(dir);
 	snprintf(path, sizeof(path), "%s/%s.msg", dir, id);
@@ -174,7 +174,7 @@ queue_remove_batch(struct queue *q, char (*ids)[QUEUE_ID_LEN], size_t n)
 	for (size_t i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s.env", q->dir, ids[i]);
 		if (unlink(path) != 0 && errno != ENOENT)
-			log_error("event=queue-remove path=%s error=\"%s\"", path, strerror(errno));
+			log_error("event=queue_remove path=%s error=\"%s\"", path, strerror(errno));
 	}
 	if (q->sync)
 		fdio_fsync_dir(q->dir); /* one for the whole batch */
@@ -334,7 +334,7 @@ mkdir_p(const char *path)
 {
 	if (mkdir(path, 0700) == 0 || errno == EEXIST)
 		return 0;
-	log_error("event=queue-open path=%s error=\"%s\"", path, strerror(errno));
+	log_error("event=queue_open path=%s error=\"%s\"", path, strerror(errno));
 	return ROOST_EIO;
 }
 
@@ -364,7 +364,7 @@ recover(struct queue *q)
 
 		if (err != 0) {
 			/* Left in place for `roost check` and a human. */
-			log_error("event=queue-recover id=%s status=corrupt", ids[i]);
+			log_error("event=queue_recover id=%s status=corrupt", ids[i]);
 			continue;
 		}
 		e->next = q->ready;
@@ -379,12 +379,12 @@ recover(struct queue *q)
 			if (!found) {
 				snprintf(path, sizeof(path), "%s/%s.msg", q->dir, msgs[i]);
 				unlink(path);
-				log_info("event=queue-recover id=%s status=orphan-removed",
+				log_info("event=queue_recover id=%s status=orphan-removed",
 				         msgs[i]);
 			}
 		}
 	}
-	log_info("event=queue-recover entries=%zu", n);
+	log_info("event=queue_recover entries=%zu", n);
 	free_ids(ids, n);
 	free_ids(msgs, nm);
 }

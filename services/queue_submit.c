@@ -185,7 +185,7 @@ queue_submit(struct queue *q, const struct queue_submission *sub, char id_r[QUEU
 	if (err == 0 && q->sync)
 		err = fdio_fsync_dir(q->dir);
 	if (err != 0) {
-		log_error("event=queue-write id=%s path=%s error=\"%s\"", e->id, dst,
+		log_error("event=queue_write id=%s path=%s error=\"%s\"", e->id, dst,
 		          strerror(errno));
 		unlink(tmp);
 		unlink(dst);

@@ -100,7 +100,7 @@ smtpc_fail(struct smtpc *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	log_debug("event=smtp-client peer=%s state=%s status=failed code=%d text=\"%s\"", c->peer,
+	log_debug("event=smtp_client peer=%s state=%s status=failed code=%d text=\"%s\"", c->peer,
 	          smtpc_state_names[c->st], code, text);
 	c->st = S_DONE;
 	if (c->ssl != NULL) {

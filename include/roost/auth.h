@@ -69,18 +69,6 @@ int auth_verify(struct auth *auth, const char *user, const char *password, size_
  */
 unsigned auth_failure(struct auth *auth, const char *peer_ip);
 
-/*
- * The one log line of a failed login, in a form that stays stable for
- * fail2ban (etc/fail2ban/filter.d/roost.conf matches it):
- *
- *   event=auth_failed proto=imap peer=192.0.2.7 user=alice@example.org conn=12 ...
- *
- * proto and peer come first and unquoted (an address text); user is the
- * name tried, quoted when needed (NULL: "-"); what: the mechanism or
- * command (LOGIN, PLAIN, USER/PASS, Basic...); delay_ms: the answer's delay.
- */
-void auth_log_failure(const char *proto, const char *peer, const char *user_tried,
-                      unsigned long long conn, const char *what, unsigned delay_ms);
 unsigned auth_success(struct auth *auth, const char *peer_ip);
 
 /*

@@ -92,14 +92,33 @@ struct proto_ops {
 };
 
 /*
- * Any owner: one log line (roost/log.h) with the connection's fields first,
- * conn=, peer=, proto= (the listener) and user= once logged in (quoted),
- * then fmt's, which should start with event=name:
+ * Any owner: one log line (roost/log.h) in the one shape of every line:
+ * fmt's event=name first, then the connection's fields, conn=, peer=, proto=
+ * (the listener) and user= once logged in (quoted), then the rest of fmt:
  *     conn_log(c, LOG_LEVEL_INFO, "event=rejected reason=%s", why);
- * Values in fmt that came from the client go through LOG_QUOTE().
+ * gives "event=rejected conn=7 peer=192.0.2.7 proto=imap reason=...".
+ * fmt must start with event=name (snake_case); it must not spell conn=,
+ * peer=, proto= or the session's user= itself (tests/integration/
+ * test_log_dialect.py checks the sources). Values in fmt that came from the
+ * client go through LOG_QUOTE().
  */
 void conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * The one log line of a failed login, in a form that stays stable for
+ * fail2ban (etc/fail2ban/filter.d/roost.conf matches it):
+ *
+ *   event=auth_failed conn=12 peer=192.0.2.7 proto=imap user=alice@example.org
+ *       mechanism=LOGIN delay_ms=2000
+ *
+ * peer comes before any value a client chose, unquoted (an address text);
+ * user is the name tried, quoted when needed (NULL: "-"); what: the
+ * mechanism or command (LOGIN, PLAIN, USER, basic...); delay_ms: the
+ * answer's delay.
+ */
+void conn_log_auth_failed(const struct conn *c, const char *user_tried, const char *what,
+                          unsigned delay_ms);
 
 /* Shared services (config, storage, auth) given to the server at start. */
 const struct roost_services *conn_services(const struct conn *c);

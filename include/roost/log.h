@@ -6,8 +6,10 @@
 
 /*
  * Leveled logging, one line per event, fields as key=value so lines can be
- * grepped and parsed: `log_info("conn=%lu peer=%s proto=imap event=login
- * user=%s", ..., LOG_QUOTE(user))`. Lines go to stderr (foreground) and
+ * grepped and parsed, in one dialect: event=name first (snake_case), then
+ * the fields, `log_info("event=reloaded file=aliases path=%s", ...)`. A line
+ * about a connection goes through conn_log() (roost/conn.h), the one place
+ * that writes conn=, peer=, proto= and user=. Lines go to stderr (foreground) and
  * optionally syslog. Credentials never reach the log. Every value that came
  * from a client (addresses, user names, mailbox names, EHLO and ID strings)
  * goes through LOG_QUOTE(), so it cannot end its field or add another.

@@ -35,9 +35,11 @@ SSL *tls_ssl_new(struct tls *tls, int fd);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for a finished handshake into buf. */
 void tls_describe(SSL *ssl, char *buf, size_t size);
 
-/* Log OpenSSL's error queue (and clear it) with a prefix of key=value
- * fields; reason is a short word for what failed. Client-caused failures
- * (handshakes) go at info level, so a scanner cannot flood the warnings. */
+/* Log OpenSSL's error queue (and clear it), one event=tls_error line per
+ * error: reason (a short word for what failed), then fields (key=value
+ * text, "" for none), then ssl=. A connection's handshake errors are logged
+ * by conn_tls.c through conn_log() instead, at info level, so a scanner
+ * cannot flood the warnings. */
 void tls_log_errors(enum log_level level, const char *fields, const char *reason);
 
 #endif

@@ -51,8 +51,7 @@ failed(struct http_session *s, const char *scheme, const char *user_tried)
 {
 	unsigned ms = auth_failure(s->svc->auth, conn_peer(s->c));
 
-	auth_log_failure("http", conn_peer(s->c), user_tried, (unsigned long long)conn_id(s->c),
-	                 scheme, ms);
+	conn_log_auth_failed(s->c, user_tried, scheme, ms);
 	conn_delay(s->c, ms);
 	challenge(s, 401, "Authentication failed.\n");
 	return ROOST_EAUTH;
@@ -78,8 +77,7 @@ basic(struct http_session *s, const char *cred)
 	if (!auth_plaintext_allowed(s->svc->auth, conn_is_secure(s->c))) {
 		/* Said once the password already crossed the network: the
 		 * answer at least stops the client from sending it again. */
-		log_info("conn=%llu proto=http event=auth-refused peer=%s reason=plaintext",
-		         (unsigned long long)conn_id(s->c), conn_peer(s->c));
+		conn_log(s->c, LOG_LEVEL_INFO, "event=auth_refused reason=plaintext");
 		http_respond_text(s, 403,
 		                  "Passwords are refused on unencrypted connections; "
 		                  "use https.\n",

@@ -104,10 +104,10 @@ closes(int status)
 static void
 log_request(struct http_session *s, int status, size_t len)
 {
-	log_info("conn=%llu proto=http event=request method=%s path=%s status=%d bytes=%zu "
-	         "user=%s",
-	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->req.method),
-	         LOG_QUOTE(s->req.path), status, len, LOG_QUOTE(s->user[0] ? s->user : NULL));
+	conn_log(s->c, LOG_LEVEL_INFO,
+	         "event=request method=%s path=%s status=%d bytes=%zu user=%s",
+	         LOG_QUOTE(s->req.method), LOG_QUOTE(s->req.path), status, len,
+	         LOG_QUOTE(s->user[0] ? s->user : NULL));
 }
 
 static void
@@ -497,8 +497,7 @@ http_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 	            "Content-Length: %zu\r\nConnection: close\r\n\r\n%d %s\n",
 	            u->status, http_reason(u->status), date, strlen(http_reason(u->status)) + 5,
 	            u->status, http_reason(u->status));
-	log_info("conn=%llu proto=http event=bad_request status=%d", (unsigned long long)conn_id(c),
-	         u->status);
+	conn_log(c, LOG_LEVEL_INFO, "event=bad_request status=%d", u->status);
 	http_request_clear(&s->req);
 	return FRAME_CLOSE;
 }

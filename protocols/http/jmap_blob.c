@@ -113,8 +113,8 @@ jmap_upload_piece(struct http_session *s, const uint8_t *p, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			log_error("conn=%llu proto=http event=upload_write error=\"%s\"",
-			          (unsigned long long)conn_id(s->c), strerror(errno));
+			conn_log(s->c, LOG_LEVEL_ERROR, "event=upload_write error=\"%s\"",
+			         strerror(errno));
 			return ROOST_EIO;
 		}
 		off += (size_t)n;

@@ -172,8 +172,8 @@ jmap_push_start(struct http_session *s)
 	if (!p->close_after_state)
 		send_state(p, p->state);
 	conn_set_timer(s->c, (p->ping_s > 0 ? p->ping_s : max_ping) * 1000u);
-	log_info("conn=%llu proto=http event=push_start user=%s mailboxes=%zu",
-	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), p->n_watches);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=push_start user=%s mailboxes=%zu", LOG_QUOTE(s->user),
+	         p->n_watches);
 	jmap_mailboxes_reset(&r);
 	buf_free(&st);
 }

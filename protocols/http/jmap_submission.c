@@ -193,8 +193,8 @@ rate_limited(struct jmap_req *r, const struct roost_services *sv, const char *us
 		         "too many messages an hour (at most %u), try again in %u s",
 		         sv->cfg->smtp_user_messages_per_hour, wait);
 	}
-	log_info("conn=%llu proto=http event=rate_limited kind=%s user=%s retry_after=%u",
-	         (unsigned long long)conn_id(r->s->c), kind, LOG_QUOTE(user), wait);
+	conn_log(r->s->c, LOG_LEVEL_INFO, "event=rate_limited kind=%s user=%s retry_after=%u", kind,
+	         LOG_QUOTE(user), wait);
 	return jmap_set_error("rateLimit", why);
 }
 
@@ -302,10 +302,9 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 		err = jmap_set_error("serverFail", roost_strerror(rc));
 		goto out;
 	}
-	log_info("conn=%llu proto=http event=submitted id=%s from=%s user=%s local=%zu "
-	         "remote=%zu size=%zu",
-	         (unsigned long long)conn_id(r->s->c), id, LOG_QUOTE(from), LOG_QUOTE(r->user),
-	         n_local, n_remote, clean.len);
+	conn_log(r->s->c, LOG_LEVEL_INFO,
+	         "event=submitted id=%s from=%s user=%s local=%zu remote=%zu size=%zu", id,
+	         LOG_QUOTE(from), LOG_QUOTE(r->user), n_local, n_remote, clean.len);
 out:
 	free(local);
 	free(remote);

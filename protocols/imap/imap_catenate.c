@@ -64,7 +64,7 @@ sink(struct imap_catenate *cat, const struct roost_config *cfg, const void *p, s
 	if (cat->fd < 0 && cat->text.len + n > IMAP_SPOOL_AT) {
 		cat->fd = fdio_open_spool(cfg->data_dir, ".imap-catenate-");
 		if (cat->fd < 0 || fdio_write_all(cat->fd, cat->text.data, cat->text.len) < 0) {
-			log_error("imap: event=spool-failed dir=%s error=\"%s\"",
+			log_error("event=imap_spool_failed dir=%s error=\"%s\"",
 			          LOG_QUOTE(cfg->data_dir), strerror(errno));
 			return ROOST_EIO;
 		}
@@ -72,7 +72,7 @@ sink(struct imap_catenate *cat, const struct roost_config *cfg, const void *p, s
 	}
 	if (cat->fd >= 0) {
 		if (n > 0 && fdio_write_all(cat->fd, p, n) < 0) {
-			log_error("imap: event=spool-failed dir=%s error=\"%s\"",
+			log_error("event=imap_spool_failed dir=%s error=\"%s\"",
 			          LOG_QUOTE(cfg->data_dir), strerror(errno));
 			return ROOST_EIO;
 		}
@@ -96,7 +96,7 @@ sink_file(struct imap_catenate *cat, const struct roost_config *cfg, int fd, uin
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0) {
-			log_error("imap: event=spool-read-failed error=\"%s\"",
+			log_error("event=imap_spool_read_failed error=\"%s\"",
 			          got < 0 ? strerror(errno) : "short file");
 			return ROOST_EIO;
 		}

@@ -181,10 +181,10 @@ fetch_step(struct imap_cmd *cmd)
 				 * follow: only closing keeps the stream sound. The
 				 * client sees the message expunged when it is back. */
 				if (rc != ROOST_ECLOSED)
-					log_info("conn=%llu proto=imap event=fetch-aborted uid=%u "
-					         "literal_sent=%llu literal_size=%llu err=\"%s\"",
-					         (unsigned long long)conn_id(cmd->c), st->uid,
-					         (unsigned long long)st->seg_sent,
+					conn_log(cmd->c, LOG_LEVEL_INFO,
+					         "event=fetch_aborted uid=%u literal_sent=%llu "
+					         "literal_size=%llu err=\"%s\"",
+					         st->uid, (unsigned long long)st->seg_sent,
 					         (unsigned long long)st->segs[st->seg].len,
 					         roost_strerror(rc));
 				fetch_msg_done(st);
@@ -211,9 +211,8 @@ fetch_step(struct imap_cmd *cmd)
 		else if (rc == ROOST_ENOTSUP)
 			st->unknown_cte = true;
 		else if (rc < 0)
-			log_warn("conn=%llu proto=imap event=fetch-failed uid=%u err=%s",
-			         (unsigned long long)conn_id(cmd->c), v->msgs[st->idx[i]].rec.uid,
-			         roost_strerror(rc));
+			conn_log(cmd->c, LOG_LEVEL_WARN, "event=fetch_failed uid=%u err=%s",
+			         v->msgs[st->idx[i]].rec.uid, roost_strerror(rc));
 	}
 	if (st->unknown_cte)
 		imap_tagged(cmd, "NO",

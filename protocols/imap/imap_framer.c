@@ -254,8 +254,8 @@ spool_literal(struct imap_framer *fr, struct imap_frame_env *env, uint64_t n, si
 		int fd = fdio_open_spool(env->spool_dir, ".imap-spool-");
 
 		if (fd < 0) {
-			log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"",
-			          env->spool_dir, strerror(errno));
+			log_error("event=imap_spool_failed dir=\"%s\" error=\"%s\"", env->spool_dir,
+			          strerror(errno));
 			spool_refuse(fr, env, "NO",
 			             "[UNAVAILABLE] Cannot take the message now, "
 			             "try again later",
@@ -323,7 +323,7 @@ spool_step(struct imap_framer *fr, struct imap_frame_env *env, const uint8_t *in
 			if (take > sp->lit_left)
 				take = (size_t)sp->lit_left;
 			if (take > 0 && spool_write(sp, in + off, take) < 0) {
-				log_error("imap: event=spool-failed dir=\"%s\" error=\"%s\"",
+				log_error("event=imap_spool_failed dir=\"%s\" error=\"%s\"",
 				          env->spool_dir, strerror(errno));
 				spool_refuse(fr, env, "NO",
 				             "[UNAVAILABLE] Cannot take the message "

@@ -76,8 +76,8 @@ cmd_idle(struct imap_cmd *cmd)
 		if (rc == 0)
 			conn_ref(s->c);
 		else
-			log_warn("conn=%llu proto=imap event=watch-failed err=%s",
-			         (unsigned long long)conn_id(s->c), roost_strerror(rc));
+			conn_log(s->c, LOG_LEVEL_WARN, "event=watch_failed err=%s",
+			         roost_strerror(rc));
 		view_sync(s, true);
 	}
 	snprintf(s->idle_tag, sizeof(s->idle_tag), "%s", cmd->p.tag);

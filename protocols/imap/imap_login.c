@@ -111,9 +111,8 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 
 	conn_delay(c, auth_success(s->sv->auth, s->peer));
 	if (!imap_ucount_take(user, s->peer, cfg->imap_max_connections_per_user_ip)) {
-		log_info(
-		    "conn=%llu proto=imap event=login-refused reason=per-user-ip-limit user=%s",
-		    (unsigned long long)conn_id(c), LOG_QUOTE(user));
+		conn_log(c, LOG_LEVEL_INFO, "event=login_refused reason=per_user_ip_limit user=%s",
+		         LOG_QUOTE(user));
 		conn_printf(
 		    c, "%s NO [LIMIT] Too many connections for this user from this address\r\n",
 		    tag);
@@ -123,12 +122,11 @@ login_done(struct imap_cmd *cmd, const char *tag, const char *user)
 	s->user = xstrdup(user);
 	rc = storage_user_init(s->sv->storage, user);
 	if (rc < 0)
-		log_warn("conn=%llu proto=imap event=user-init user=%s err=%s",
-		         (unsigned long long)conn_id(c), LOG_QUOTE(user), roost_strerror(rc));
+		conn_log(c, LOG_LEVEL_WARN, "event=user_init user=%s err=%s", LOG_QUOTE(user),
+		         roost_strerror(rc));
 	conn_set_user(c, user);
 	imap_enter_state(s, IMAP_STATE_AUTH);
-	log_info("conn=%llu proto=imap event=login user=%s", (unsigned long long)conn_id(c),
-	         LOG_QUOTE(user));
+	conn_log(c, LOG_LEVEL_INFO, "event=login");
 
 	struct buf b = BUF_INIT(0);
 	imap_capability_string(s, &b);
@@ -141,8 +139,8 @@ login_failed(struct imap_session *s, const char *tag, const char *user_tried)
 {
 	unsigned delay = auth_failure(s->sv->auth, s->peer);
 
-	auth_log_failure("imap", s->peer, user_tried, (unsigned long long)conn_id(s->c),
-	                 s->sasl != NULL ? sasl_mech_name(s->sasl) : "LOGIN", delay);
+	conn_log_auth_failed(s->c, user_tried, s->sasl != NULL ? sasl_mech_name(s->sasl) : "LOGIN",
+	                     delay);
 	conn_printf(s->c, "%s NO [AUTHENTICATIONFAILED] Authentication failed\r\n", tag);
 	if (delay > 0)
 		conn_delay(s->c, delay);

@@ -468,8 +468,8 @@ imap_notify_selected_events(const struct imap_session *s, bool *delayed_r)
 static void
 overflow(struct imap_session *s)
 {
-	log_info("conn=%llu proto=imap event=notify_overflow pending=%zu",
-	         (unsigned long long)conn_id(s->c), conn_output_pending(s->c));
+	conn_log(s->c, LOG_LEVEL_INFO, "event=notify_overflow pending=%zu",
+	         conn_output_pending(s->c));
 	notify_free(s);
 	imap_untagged(s, "OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off");
 }
@@ -572,8 +572,8 @@ imap_notify_wake(struct imap_session *s)
 			return;
 		}
 		if (rc < 0)
-			log_warn("conn=%llu proto=imap event=notify_list_failed err=%s",
-			         (unsigned long long)conn_id(s->c), roost_strerror(rc));
+			conn_log(s->c, LOG_LEVEL_WARN, "event=notify_list_failed err=%s",
+			         roost_strerror(rc));
 	}
 	for (size_t i = 0; i < nt->n_mbs; i++) {
 		struct notify_mbox *m = &nt->mbs[i];

@@ -215,10 +215,8 @@ cmd_setquota(struct imap_cmd *cmd)
 		imap_reply_error(cmd, rc == ROOST_ENOTFOUND ? ROOST_EIO : rc, NULL);
 		return;
 	}
-	log_info("conn=%llu proto=imap event=setquota user=%s root_user=%s storage=%lld "
-	         "messages=%lld",
-	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), LOG_QUOTE(user),
-	         (long long)storage, (long long)messages);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=setquota root_user=%s storage=%lld messages=%lld",
+	         LOG_QUOTE(user), (long long)storage, (long long)messages);
 	if ((rc = storage_quota_get(s->sv->storage, user, &q)) == 0)
 		write_quota(s, cmd->p.args[0].str, &q);
 	imap_tagged(cmd, "OK", "SETQUOTA completed");

@@ -297,8 +297,7 @@ match(struct sctx *x, const struct skey *k)
 void
 imap_search_limit(struct imap_cmd *cmd, size_t n_keys)
 {
-	log_info("conn=%llu proto=imap event=search-limit keys=%zu budget=%llu",
-	         (unsigned long long)conn_id(cmd->s->c), n_keys,
+	conn_log(cmd->s->c, LOG_LEVEL_INFO, "event=search_limit keys=%zu budget=%llu", n_keys,
 	         (unsigned long long)cmd->s->sv->cfg->imap_search_budget);
 	imap_tagged(cmd, "NO",
 	            "[LIMIT] Search needs more work than allowed "

@@ -164,9 +164,8 @@ imap_reply_error(struct imap_cmd *cmd, int err, const char *what)
 		imap_tagged(cmd, "NO", "[CANNOT] %s", what ? what : "Invalid name");
 		break;
 	default:
-		log_warn("conn=%llu proto=imap event=error cmd=%s err=%s",
-		         (unsigned long long)conn_id(cmd->c), LOG_QUOTE(cmd->p.name),
-		         roost_strerror(err));
+		conn_log(cmd->c, LOG_LEVEL_WARN, "event=error cmd=%s err=%s",
+		         LOG_QUOTE(cmd->p.name), roost_strerror(err));
 		imap_tagged(cmd, "NO", "[SERVERBUG] Internal error");
 		break;
 	}

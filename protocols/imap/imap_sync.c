@@ -318,8 +318,7 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		return;
 	}
 	if (rc < 0) {
-		log_warn("conn=%llu proto=imap event=sync-failed err=%s",
-		         (unsigned long long)conn_id(s->c), roost_strerror(rc));
+		conn_log(s->c, LOG_LEVEL_WARN, "event=sync_failed err=%s", roost_strerror(rc));
 		return;
 	}
 	/* Keyword tables only grow: a name the view does not know yet shows

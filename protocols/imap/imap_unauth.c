@@ -23,8 +23,7 @@ cmd_unauthenticate(struct imap_cmd *cmd)
 		view_close(s); /* no expunge, as UNSELECT */
 	imap_idle_stop(s);
 	imap_notify_stop(s);
-	log_info("conn=%llu proto=imap event=unauthenticate user=%s",
-	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user));
+	conn_log(s->c, LOG_LEVEL_INFO, "event=unauthenticate");
 	if (s->counted)
 		imap_ucount_release(s->user, s->peer);
 	s->counted = false;

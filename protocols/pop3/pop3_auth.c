@@ -48,9 +48,8 @@ login(struct pop3_session *s, const char *canonical)
 	if (r == 0 && (r = storage_lock_user(st, s->user, &s->st_lock)) != 0)
 		pop3_lock_release(&s->lock_fd);
 	if (r != 0) {
-		log_info("conn=%llu proto=pop3 event=login-refused user=%s reason=%s",
-		         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),
-		         r == ROOST_EINUSE ? "in-use" : "lock-error");
+		conn_log(s->c, LOG_LEVEL_INFO, "event=login_refused user=%s reason=%s",
+		         LOG_QUOTE(s->user), r == ROOST_EINUSE ? "in_use" : "lock_error");
 		pop3_reply_error(s, r);
 		return CMD_OK;
 	}
@@ -66,8 +65,8 @@ login(struct pop3_session *s, const char *canonical)
 		r = ROOST_ETOOBIG;
 	}
 	if (r != 0) {
-		log_error("conn=%llu proto=pop3 event=login-failed user=%s error=\"%s\"",
-		          (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), roost_strerror(r));
+		conn_log(s->c, LOG_LEVEL_ERROR, "event=login_failed user=%s error=\"%s\"",
+		         LOG_QUOTE(s->user), roost_strerror(r));
 		pop3_maildrop_close(s);
 		pop3_reply_error(s, r);
 		return CMD_OK;
@@ -82,8 +81,7 @@ login(struct pop3_session *s, const char *canonical)
 	free(recs);
 
 	conn_set_user(s->c, s->user);
-	log_info("conn=%llu proto=pop3 event=login user=%s messages=%u",
-	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), s->n_msgs);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=login messages=%u", s->n_msgs);
 	pop3_enter_state(s, POP3_TRANSACTION);
 	pop3_reply(s, "+OK Logged in.");
 	return CMD_OK;
@@ -94,8 +92,8 @@ auth_failed(struct pop3_session *s, const char *user_tried)
 {
 	unsigned ms = auth_failure(s->sv->auth, conn_peer(s->c));
 
-	auth_log_failure("pop3", conn_peer(s->c), user_tried, (unsigned long long)conn_id(s->c),
-	                 s->sasl != NULL ? sasl_mech_name(s->sasl) : "USER", ms);
+	conn_log_auth_failed(s->c, user_tried, s->sasl != NULL ? sasl_mech_name(s->sasl) : "USER",
+	                     ms);
 	conn_delay(s->c, ms);
 	pop3_reply(s, "-ERR [AUTH] Authentication failed.");
 }

@@ -68,22 +68,22 @@ pop3_lock_acquire(const char *data_dir, const char *user, int *fd_r)
 	*fd_r = -1;
 	n = snprintf(path, sizeof(path), "%s/%s", data_dir, LOCK_DIR);
 	if (n < 0 || (size_t)n >= sizeof(path)) {
-		log_error("proto=pop3 event=lock error=\"data_dir too long\"");
+		log_error("event=pop3_lock_failed error=\"data_dir too long\"");
 		return ROOST_EIO;
 	}
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-		log_error("proto=pop3 event=lock path=%s error=\"%s\"", path, strerror(errno));
+		log_error("event=pop3_lock_failed path=%s error=\"%s\"", path, strerror(errno));
 		return ROOST_EIO;
 	}
 	lock_file_name(user, name, sizeof(name));
 	n = snprintf(path, sizeof(path), "%s/%s/%s.lock", data_dir, LOCK_DIR, name);
 	if (n < 0 || (size_t)n >= sizeof(path)) {
-		log_error("proto=pop3 event=lock error=\"path too long\"");
+		log_error("event=pop3_lock_failed error=\"path too long\"");
 		return ROOST_EIO;
 	}
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		log_error("proto=pop3 event=lock path=%s error=\"%s\"", path, strerror(errno));
+		log_error("event=pop3_lock_failed path=%s error=\"%s\"", path, strerror(errno));
 		return ROOST_EIO;
 	}
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -94,7 +94,7 @@ pop3_lock_acquire(const char *data_dir, const char *user, int *fd_r)
 		close(fd);
 		if (err == EWOULDBLOCK)
 			return ROOST_EINUSE;
-		log_error("proto=pop3 event=lock path=%s error=\"%s\"", path, strerror(err));
+		log_error("event=pop3_lock_failed path=%s error=\"%s\"", path, strerror(err));
 		return ROOST_EIO;
 	}
 	*fd_r = fd;

@@ -139,8 +139,7 @@ static void
 bad_command(struct pop3_session *s)
 {
 	if (++s->bad_commands >= s->max_bad) {
-		log_info("conn=%llu proto=pop3 event=too-many-errors",
-		         (unsigned long long)conn_id(s->c));
+		conn_log(s->c, LOG_LEVEL_INFO, "event=too_many_errors");
 		pop3_maildrop_close(s);
 		pop3_reply(s, "-ERR Too many bad commands, closing the connection.");
 		conn_close(s->c);

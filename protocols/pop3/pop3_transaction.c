@@ -235,8 +235,8 @@ message_step(struct conn *c, void *session, void *arg)
 		/* Part of the message is out: there is no way to answer -ERR
 		 * now, and a terminated short message would be taken for the
 		 * whole one. Closing makes the client retry later. */
-		log_error("conn=%llu proto=pop3 event=read uid=%u offset=%zu error=\"%s\"",
-		          (unsigned long long)conn_id(c), uid, x->off, roost_strerror(r));
+		conn_log(c, LOG_LEVEL_ERROR, "event=read uid=%u offset=%zu error=\"%s\"", uid,
+		         x->off, roost_strerror(r));
 		pop3_xfer_end(s);
 		conn_close(c);
 		return;
@@ -262,8 +262,8 @@ send_message(struct pop3_session *s, uint32_t i, uint64_t body_lines)
 		return;
 	}
 	if (r != 0) {
-		log_error("conn=%llu proto=pop3 event=read uid=%u error=\"%s\"",
-		          (unsigned long long)conn_id(s->c), s->msgs[i].uid, roost_strerror(r));
+		conn_log(s->c, LOG_LEVEL_ERROR, "event=read uid=%u error=\"%s\"", s->msgs[i].uid,
+		         roost_strerror(r));
 		pop3_reply(s, "-ERR [SYS/TEMP] Cannot read the message, try again later.");
 		return;
 	}
@@ -393,9 +393,8 @@ pop3_cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 		r = mailbox_expunge(s->mb, uids, n);
 		free(uids);
 		if (r != 0) {
-			log_error("conn=%llu proto=pop3 event=expunge user=%s error=\"%s\"",
-			          (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user),
-			          roost_strerror(r));
+			conn_log(s->c, LOG_LEVEL_ERROR, "event=expunge error=\"%s\"",
+			         roost_strerror(r));
 			pop3_maildrop_close(s);
 			pop3_reply(
 			    s, "-ERR [SYS/TEMP] Deleting messages failed; nothing was deleted.");
@@ -403,8 +402,7 @@ pop3_cmd_quit(struct pop3_session *s, const struct pop3_line *line)
 			return CMD_OK;
 		}
 	}
-	log_info("conn=%llu proto=pop3 event=logout user=%s deleted=%zu",
-	         (unsigned long long)conn_id(s->c), LOG_QUOTE(s->user), n);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=logout deleted=%zu", n);
 	/* Unlock before the reply leaves: a client that reconnects as soon as
 	 * it reads +OK must not find its maildrop still in use. */
 	pop3_maildrop_close(s);

@@ -25,16 +25,14 @@ auth_result(struct smtp_session *s, int err, struct buf *challenge)
 		s->authenticated = true;
 		conn_set_user(s->c, sasl_user(s->sasl));
 		conn_delay(s->c, auth_success(s->sv->auth, conn_peer(s->c)));
-		log_info("conn=%llu proto=smtp event=login user=%s",
-		         (unsigned long long)conn_id(s->c), LOG_QUOTE(sasl_user(s->sasl)));
+		conn_log(s->c, LOG_LEVEL_INFO, "event=login");
 		smtp_reply(s, 235, "2.7.0", "Authentication successful");
 		break;
 	case ROOST_EAUTH: {
 		unsigned ms = auth_failure(s->sv->auth, conn_peer(s->c));
 
 		conn_delay(s->c, ms);
-		auth_log_failure(smtp_proto_name(s), conn_peer(s->c), sasl_user_tried(s->sasl),
-		                 (unsigned long long)conn_id(s->c), sasl_mech_name(s->sasl), ms);
+		conn_log_auth_failed(s->c, sasl_user_tried(s->sasl), sasl_mech_name(s->sasl), ms);
 	}
 		smtp_reply(s, 535, "5.7.8", "Authentication credentials invalid");
 		break;

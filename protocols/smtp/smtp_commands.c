@@ -80,9 +80,8 @@ sender_ok(struct smtp_session *s)
 		if (relay_sender_allowed(s->cfg, s->sv->aliases, user != NULL ? user : "",
 		                         s->sender))
 			return true;
-		log_info("conn=%llu proto=smtp event=rejected reason=sender-mismatch user=%s "
-		         "from=<%s>",
-		         (unsigned long long)conn_id(s->c), user != NULL ? user : "", s->sender);
+		conn_log(s->c, LOG_LEVEL_INFO, "event=rejected reason=sender_mismatch from=%s",
+		         LOG_QUOTE(s->sender));
 		smtp_reply(s, 553, "5.7.1", "<%s>: Sender address not owned by user %s", s->sender,
 		           user != NULL ? user : "");
 		s->sender[0] = '\0';
@@ -90,9 +89,9 @@ sender_ok(struct smtp_session *s)
 	}
 	if (s->role == ROLE_MX && !s->trusted && s->sender[0] != '\0' &&
 	    delivery_domain_is_local(s->cfg, relay_domain(s->sender))) {
-		log_info("conn=%llu proto=smtp event=rejected reason=local-sender-unauthenticated "
-		         "from=<%s>",
-		         (unsigned long long)conn_id(s->c), s->sender);
+		conn_log(s->c, LOG_LEVEL_INFO,
+		         "event=rejected reason=local_sender_unauthenticated from=%s",
+		         LOG_QUOTE(s->sender));
 		smtp_reply(s, 550, "5.7.1", "<%s>: Local sender from outside needs authentication",
 		           s->sender);
 		s->sender[0] = '\0';
@@ -114,9 +113,8 @@ rate_ok(struct smtp_session *s, enum ratelimit_kind kind, unsigned n, const char
 		return true;
 	if (ratelimit_take(s->sv->rate, user, kind, n, ratelimit_now_ms(), &wait) == 0)
 		return true;
-	log_info("conn=%llu proto=%s event=rate_limited kind=%s user=%s retry_after=%u",
-	         (unsigned long long)conn_id(s->c), smtp_proto_name(s),
-	         kind == RATELIMIT_MESSAGES ? "messages" : "recipients", LOG_QUOTE(user), wait);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=rate_limited kind=%s retry_after=%u",
+	         kind == RATELIMIT_MESSAGES ? "messages" : "recipients", wait);
 	if (kind == RATELIMIT_MESSAGES)
 		smtp_reply(s, 451, "4.7.1",
 		           "Too many messages from %s (at most %u an hour), try again in %u s",
@@ -230,9 +228,8 @@ add_expanded(struct smtp_session *s, const struct smtp_rcpt *r, const struct del
 		int err = storage_quota_check(s->sv->storage, dests[0].d.user, s->mp.size, 1);
 
 		if (err == ROOST_EOVERQUOTA || err == ROOST_EQUOTATOOBIG) {
-			log_info("conn=%llu proto=%s event=rcpt_rejected reason=over_quota to=%s "
-			         "user=%s",
-			         (unsigned long long)conn_id(s->c), smtp_proto_name(s),
+			conn_log(s->c, LOG_LEVEL_INFO,
+			         "event=rcpt_rejected reason=over_quota to=%s to_user=%s",
 			         LOG_QUOTE(r->addr), LOG_QUOTE(dests[0].d.user));
 			smtp_reply_error(s, err, r->addr);
 			return;
@@ -241,10 +238,9 @@ add_expanded(struct smtp_session *s, const struct smtp_rcpt *r, const struct del
 	if (!rate_ok(s, RATELIMIT_RECIPIENTS, 1, r->addr))
 		return;
 	if (n > 1 || n_remote > 0)
-		log_info("conn=%llu proto=%s event=alias_expanded to=%s destinations=%zu "
-		         "remote=%zu",
-		         (unsigned long long)conn_id(s->c), smtp_proto_name(s), LOG_QUOTE(r->addr),
-		         n, n_remote);
+		conn_log(s->c, LOG_LEVEL_INFO,
+		         "event=alias_expanded to=%s destinations=%zu remote=%zu",
+		         LOG_QUOTE(r->addr), n, n_remote);
 	for (size_t i = 0; i < n; i++) {
 		struct smtp_rcpt one = *r;
 
@@ -309,9 +305,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		r.remote = true;
 		err = 0;
 	} else if (err == ROOST_EPERM) {
-		log_info("conn=%llu proto=%s event=rcpt_rejected reason=relay_denied peer=%s "
-		         "from=%s to=%s authenticated=%s",
-		         (unsigned long long)conn_id(s->c), smtp_proto_name(s), conn_peer(s->c),
+		conn_log(s->c, LOG_LEVEL_INFO,
+		         "event=rcpt_rejected reason=relay_denied from=%s to=%s authenticated=%s",
 		         LOG_QUOTE(s->sender), LOG_QUOTE(r.addr), s->authenticated ? "yes" : "no");
 		if (s->authenticated)
 			smtp_reply(s, 451, "4.4.0",
@@ -327,9 +322,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	if (err != 0) {
 		/* An MTA handing over a batch over LMTP is not probing for
 		 * users: its unknown recipients do not count towards 421. */
-		log_info("conn=%llu proto=%s event=rcpt_rejected reason=%s peer=%s from=%s to=%s",
-		         (unsigned long long)conn_id(s->c), smtp_proto_name(s),
-		         err == ROOST_ENOTFOUND ? "unknown_user" : "bad_address", conn_peer(s->c),
+		conn_log(s->c, LOG_LEVEL_INFO, "event=rcpt_rejected reason=%s from=%s to=%s",
+		         err == ROOST_ENOTFOUND ? "unknown_user" : "bad_address",
 		         LOG_QUOTE(s->sender), LOG_QUOTE(r.addr));
 		s->no_count = s->d->unknown_rcpt_free;
 		smtp_reply(s, 550, "5.1.1", "<%s>: Recipient address rejected: User unknown",

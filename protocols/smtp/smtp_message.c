@@ -44,19 +44,17 @@ spill(struct smtp_session *s, bool force)
 		return;
 	if (s->spool_fd < 0 && !s->spool_failed) {
 		s->spool_fd = fdio_open_spool(s->cfg->data_dir, ".smtp-spool-");
-		log_debug("conn=%llu proto=smtp event=spool id=%s fd=%d",
-		          (unsigned long long)conn_id(s->c), s->id, s->spool_fd);
+		conn_log(s->c, LOG_LEVEL_DEBUG, "event=spool id=%s fd=%d", s->id, s->spool_fd);
 		if (s->spool_fd < 0) {
-			log_error("conn=%llu proto=smtp event=spool-failed dir=%s error=\"%s\"",
-			          (unsigned long long)conn_id(s->c), s->cfg->data_dir,
-			          strerror(errno));
+			conn_log(s->c, LOG_LEVEL_ERROR, "event=spool_failed dir=%s error=\"%s\"",
+			         s->cfg->data_dir, strerror(errno));
 			s->spool_failed = true;
 		}
 	}
 	if (!s->spool_failed) {
 		if (fdio_write_all(s->spool_fd, s->msg.data, n) < 0) {
-			log_error("conn=%llu proto=smtp event=spool-failed error=\"%s\"",
-			          (unsigned long long)conn_id(s->c), strerror(errno));
+			conn_log(s->c, LOG_LEVEL_ERROR, "event=spool_failed error=\"%s\"",
+			         strerror(errno));
 			s->spool_failed = true;
 		} else {
 			s->spooled += n;
@@ -237,9 +235,8 @@ from_header_ok(struct smtp_session *s, const struct msg_input *in)
 	buf_free(&head);
 	if (err == 0)
 		return true;
-	log_info(
-	    "conn=%llu proto=smtp event=rejected id=%s reason=from-mismatch user=%s from=\"%s\"",
-	    (unsigned long long)conn_id(s->c), s->id, user != NULL ? user : "", bad);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=rejected id=%s reason=from_mismatch from=%s", s->id,
+	         LOG_QUOTE(bad));
 	snprintf(text, sizeof(text), "From: header must be your own address (%s)",
 	         user != NULL ? user : "");
 	reject_message(s, 553, "5.7.1", text);
@@ -270,8 +267,8 @@ dkim_for_relay(struct smtp_session *s, const struct msg_input *in, struct buf *o
 		view = (const uint8_t *)map + s->hdr_len;
 	}
 	if (dkim_sign(s->cfg, relay_domain(from), view, len, out) == 0)
-		log_debug("conn=%llu proto=smtp event=dkim-signed id=%s domain=%s",
-		          (unsigned long long)conn_id(s->c), s->id, relay_domain(from));
+		conn_log(s->c, LOG_LEVEL_DEBUG, "event=dkim_signed id=%s domain=%s", s->id,
+		         relay_domain(from));
 	if (map != NULL)
 		munmap(map, in->len);
 }
@@ -331,8 +328,8 @@ queue_remote(struct smtp_session *s, const struct msg_input *in, char qid[QUEUE_
 	sub.len = in->len - s->hdr_len;
 	err = queue_submit(s->sv->queue, &sub, qid);
 	if (err != 0)
-		log_error("conn=%llu proto=smtp event=queue-failed id=%s error=\"%s\"",
-		          (unsigned long long)conn_id(s->c), s->id, roost_strerror(err));
+		conn_log(s->c, LOG_LEVEL_ERROR, "event=queue_failed id=%s error=\"%s\"", s->id,
+		         roost_strerror(err));
 	free(rin);
 	buf_free(&trace);
 	buf_free(&dkim);
@@ -352,14 +349,12 @@ finish_message(struct smtp_session *s, bool bare_eol)
 	int err;
 
 	if (s->too_big) {
-		log_info("conn=%llu proto=%s event=rejected id=%s reason=too-big",
-		         (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id);
+		conn_log(s->c, LOG_LEVEL_INFO, "event=rejected id=%s reason=too_big", s->id);
 		reject_message(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		return;
 	}
 	if (bare_eol) {
-		log_info("conn=%llu proto=%s event=rejected id=%s reason=bare-cr-lf",
-		         (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id);
+		conn_log(s->c, LOG_LEVEL_INFO, "event=rejected id=%s reason=bare_cr_lf", s->id);
 		reject_message(s, 550, "5.6.0",
 		               "Message contains a bare CR or LF; lines must end with CRLF");
 		return;
@@ -415,28 +410,27 @@ finish_message(struct smtp_session *s, bool bare_eol)
 		if (r->remote)
 			continue;
 		if (t[k].result == 0)
-			log_info("conn=%llu proto=%s event=delivered id=%s from=%s to=%s "
-			         "user=%s mailbox=%s uid=%u size=%llu notify=%s orcpt=%s",
-			         (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id,
-			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(t[k].user),
-			         LOG_QUOTE(t[k].mailbox), t[k].uid, (unsigned long long)body,
+			conn_log(s->c, LOG_LEVEL_INFO,
+			         "event=delivered id=%s from=%s to=%s to_user=%s mailbox=%s uid=%u "
+			         "size=%llu notify=%s orcpt=%s",
+			         s->id, LOG_QUOTE(s->sender), LOG_QUOTE(r->addr),
+			         LOG_QUOTE(t[k].user), LOG_QUOTE(t[k].mailbox), t[k].uid,
+			         (unsigned long long)body,
 			         r->params.notify[0] ? LOG_QUOTE(r->params.notify) : "-",
 			         r->params.orcpt[0] ? LOG_QUOTE(r->params.orcpt) : "-");
 		else
-			log_warn("conn=%llu proto=%s event=deferred id=%s from=%s to=%s "
-			         "user=%s error=\"%s\"",
-			         (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id,
-			         LOG_QUOTE(s->sender), LOG_QUOTE(r->addr), LOG_QUOTE(t[k].user),
-			         roost_strerror(t[k].result));
+			conn_log(s->c, LOG_LEVEL_WARN,
+			         "event=deferred id=%s from=%s to=%s to_user=%s error=\"%s\"",
+			         s->id, LOG_QUOTE(s->sender), LOG_QUOTE(r->addr),
+			         LOG_QUOTE(t[k].user), roost_strerror(t[k].result));
 		k++;
 	}
 	for (size_t i = 0; i < s->n_rcpts && err == 0; i++) {
 		if (s->rcpts[i].remote)
-			log_info(
-			    "conn=%llu proto=%s event=queued id=%s queue_id=%s from=<%s> to=<%s> "
-			    "size=%llu",
-			    (unsigned long long)conn_id(s->c), smtp_proto_name(s), s->id, qid,
-			    s->sender, s->rcpts[i].addr, (unsigned long long)body);
+			conn_log(s->c, LOG_LEVEL_INFO,
+			         "event=queued id=%s queue_id=%s from=%s to=%s size=%llu", s->id,
+			         qid, LOG_QUOTE(s->sender), LOG_QUOTE(s->rcpts[i].addr),
+			         (unsigned long long)body);
 	}
 	if (lmtp) {
 		/* One reply per RCPT (RFC 2033 4.2): an alias's copies succeed
@@ -484,8 +478,7 @@ smtp_data_piece(struct smtp_session *s, const uint8_t *in, size_t len)
 	if (s->dec.state != SMTP_DEC_DONE)
 		return;
 	if (used != len)
-		log_error("conn=%llu proto=smtp event=bug reason=\"framer and decoder disagree\"",
-		          (unsigned long long)conn_id(s->c));
+		conn_log(s->c, LOG_LEVEL_ERROR, "event=bug reason=\"framer and decoder disagree\"");
 	s->in_data = false;
 	finish_message(s, s->dec.bare_eol > 0 && !s->dec.normalize);
 }
@@ -612,8 +605,7 @@ smtp_cmd_burl(struct smtp_session *s, const char *args)
 	}
 	rc = urlauth_fetch(s->sv, conn_user(s->c), URLAUTH_VIA_SUBMIT, args, ulen, &data);
 	if (rc < 0) {
-		log_info("conn=%llu proto=smtp event=burl_failed user=%s url=%s error=\"%s\"",
-		         (unsigned long long)conn_id(s->c), LOG_QUOTE(conn_user(s->c)),
+		conn_log(s->c, LOG_LEVEL_INFO, "event=burl_failed url=%s error=\"%s\"",
 		         LOG_QUOTE_N(args, ulen), roost_strerror(rc));
 		buf_free(&data);
 		if (rc == ROOST_EIO || rc == ROOST_ETEMP)

@@ -66,8 +66,7 @@ too_many_errors(struct smtp_session *s)
 	if (max == 0 || s->errors < max || conn_is_closing(s->c))
 		return;
 	conn_printf(s->c, "421 4.7.0 %s Too many errors, closing connection\r\n", s->cfg->hostname);
-	log_info("conn=%llu proto=smtp event=too-many-errors errors=%u",
-	         (unsigned long long)conn_id(s->c), s->errors);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=too_many_errors errors=%u", s->errors);
 	conn_close(s->c);
 }
 
@@ -259,8 +258,7 @@ smtp_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 		 * before its EHLO is answered) is a spam engine or an
 		 * injection attempt: refuse it. */
 		if (line_mode && s->helo == HELO_NONE && s->sasl == NULL && *used_r < len) {
-			log_info("conn=%llu proto=%s event=early-pipelining",
-			         (unsigned long long)conn_id(c), smtp_proto_name(s));
+			conn_log(c, LOG_LEVEL_INFO, "event=early_pipelining");
 			conn_write_str(c, "554 5.5.0 Pipelining before the greeting or the EHLO "
 			                  "reply is not allowed\r\n");
 			return FRAME_CLOSE;

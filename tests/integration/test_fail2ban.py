@@ -61,9 +61,9 @@ class TestFail2banFilter(unittest.TestCase):
                 urllib.request.urlopen(req, timeout=15)
             # smtplib tries PLAIN, then LOGIN: two failures there.
             self.assertTrue(wait_log(srv, r"event=auth_failed", 5), srv.log()[-3000:])
-            for proto in ("imap", "pop3", "smtp", "http"):
-                self.assertRegex(srv.log(), r"event=auth_failed proto=%s peer=127\.0\.0\.1 "
-                                            r"user=\S+ conn=\d+ mechanism=" % proto)
+            for proto in ("imap", "pop3", "submission", "http"):
+                self.assertRegex(srv.log(), r"event=auth_failed conn=\d+ peer=127\.0\.0\.1 "
+                                            r"proto=%s user=\S+ mechanism=" % proto)
             self.assertIn(r'user="x\"peer\x3d203.0.113.9"', srv.log())
             ips = run_regex(srv.log_path)
             self.assertEqual(ips, ["127.0.0.1"] * 5, ips)
@@ -77,17 +77,24 @@ class TestFail2banFilter(unittest.TestCase):
             path = os.path.join(d, "mail.log")
             with open(path, "w") as f:
                 f.write(
-                    "Dec  4 08:20:04 mx roost[4242]: event=auth_failed proto=smtp "
-                    "peer=198.51.100.4 user=- conn=16 mechanism=LOGIN delay_ms=0\n"
-                    "2026-12-04T08:20:01.123Z info event=auth_failed proto=pop3 "
-                    "peer=2001:db8::7 user=x conn=13 mechanism=USER delay_ms=2000\n"
-                    "2026-12-04T08:20:02.123Z info event=auth_failed proto=lmtp peer=unix "
-                    "user=bob conn=14 mechanism=PLAIN delay_ms=2000\n"
-                    "2026-12-04T08:20:03.123Z info event=login proto=imap peer=192.0.2.8 "
-                    "user=bob conn=15\n"
-                    "2026-12-04T08:20:05.123Z info event=rcpt_rejected "
-                    "reason=unknown_user peer=192.0.2.9 to=x@example.org\n")
-            self.assertEqual(run_regex(path), ["198.51.100.4", "2001:db8::7"])
+                    "Dec  4 08:20:04 mx roost[4242]: event=auth_failed conn=16 "
+                    "peer=198.51.100.4 proto=submission user=- mechanism=LOGIN delay_ms=0\n"
+                    "2026-12-04T08:20:01.123Z info event=auth_failed conn=13 "
+                    "peer=2001:db8::7 proto=pop3 user=x mechanism=USER delay_ms=2000\n"
+                    "2026-12-04T08:20:02.123Z info event=auth_failed conn=14 peer=unix "
+                    "proto=lmtp user=bob mechanism=PLAIN delay_ms=2000\n"
+                    "2026-12-04T08:20:03.123Z info event=login conn=15 peer=192.0.2.8 "
+                    "proto=imap user=bob\n"
+                    "2026-12-04T08:20:05.123Z info event=rcpt_rejected conn=17 "
+                    "peer=192.0.2.9 proto=smtp reason=unknown_user to=x@example.org\n"
+                    # A name tried cannot name another address.
+                    "2026-12-04T08:20:06.123Z info event=auth_failed conn=18 peer=192.0.2.10 "
+                    "proto=imap user=\"x peer\\x3d203.0.113.9\" mechanism=LOGIN delay_ms=0\n"
+                    # The form of earlier releases (proto before peer) still counts.
+                    "2026-12-04T08:20:07.123Z info event=auth_failed proto=imap "
+                    "peer=192.0.2.11 user=bob conn=19 mechanism=LOGIN delay_ms=0\n")
+            self.assertEqual(run_regex(path),
+                             ["198.51.100.4", "2001:db8::7", "192.0.2.10", "192.0.2.11"])
         finally:
             shutil.rmtree(d, ignore_errors=True)
 

@@ -218,8 +218,8 @@ class TestAuth(HttpBase):
         self.assertEqual((st, h["www-authenticate"]), (401, 'Bearer realm="Roost"'))
         st, _, _ = self.session(basic("alice@example.org", "wrong"))
         self.assertEqual(st, 401)
-        self.assertTrue(wait_log(self.srv, r"event=auth_failed proto=http peer=127\.0\.0\.1 "
-                                           r"user=alice@example\.org conn=\d+ mechanism=basic"))
+        self.assertTrue(wait_log(self.srv, r"event=auth_failed conn=\d+ peer=127\.0\.0\.1 proto=http "
+                                           r"user=alice@example\.org mechanism=basic"))
         st, _, _ = self.session("Digest abc")
         self.assertEqual(st, 401)
 

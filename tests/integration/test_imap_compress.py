@@ -208,7 +208,7 @@ class CompressBase(SharedServer):
     def test_big_fetch_plain(self):
         self.big_fetch(False)
         # The cost per connection is measured, not guessed, and logged.
-        wait_log(self.srv, r"event=compress_end zlib_bytes=\d+ conn_bytes=\d+ plain_out=")
+        wait_log(self.srv, r"event=compress_end conn=\d+ .*zlib_bytes=\d+ conn_bytes=\d+ plain_out=")
 
     def test_big_fetch_tls(self):
         self.big_fetch(True)

@@ -186,7 +186,7 @@ class SearchBase(SharedServer):
         # Within the budget, several keys over the one decoded copy.
         typ, _, found = self.search(c, "TEXT abc BODY ABC TEXT \"abc end\"")
         self.assertEqual((typ, found), ("OK", b"1"))
-        self.assertIn("event=search-limit", self.srv.log())
+        self.assertIn("event=search_limit", self.srv.log())
         c.logout()
 
 

@@ -233,7 +233,7 @@ class SortBase(SharedServer):
             c.select("Budget")
             typ, text, _ = self.raw(c, *args)
             self.assertEqual((typ, b"[LIMIT]" in text), ("NO", True), text)
-        self.assertIn("event=search-limit", self.srv.log())
+        self.assertIn("event=search_limit", self.srv.log())
         # within it, a narrower set works
         self.assertEqual(c.sort("(SUBJECT)", "UTF-8", "1")[1][0], b"1")
         c.logout()

@@ -61,14 +61,14 @@ def wait_log(srv, pattern, timeout=30.0):
 def login_conn(srv, user=USER):
     """The connection id of the latest login of user (its client has seen
     the reply, which the server writes after the log line)."""
-    ids = re.findall(r"conn=(\d+) proto=imap event=login user=%s" % re.escape(user.decode()),
+    ids = re.findall(r"event=login conn=(\d+) peer=\S+ proto=imap user=%s" % re.escape(user.decode()),
                      srv.log())
     return ids[-1]
 
 
 def out_peak(srv, conn):
     """The largest pending output of a connection, logged when it went."""
-    m = wait_log(srv, r"conn=%s .*event=disconnect .*out_peak=(\d+)" % conn)
+    m = wait_log(srv, r"event=disconnect conn=%s .*out_peak=(\d+)" % conn)
     return int(m.group(1))
 
 

@@ -68,7 +68,7 @@ class JmapRateLimitTest(unittest.TestCase):
         # Another user is not touched.
         self.assertEqual(self.submit(self.client("bob@example.org"), "bob@example.org",
                                      ["alice@example.org"], "from bob")[0], "created")
-        self.assertRegex(self.srv.log(), r"proto=http event=rate_limited kind=messages "
+        self.assertRegex(self.srv.log(), r"event=rate_limited conn=\d+ peer=\S+ proto=http kind=messages "
                                          r"user=alice@example\.org retry_after=\d+")
 
     def test_recipients_per_hour_after_smtp(self):

@@ -88,7 +88,8 @@ class TestLogFields(unittest.TestCase):
                 line = wait_lines(srv, "event=delivered")[0]
                 keys = fields(line)
                 self.assertEqual(keys.count("id"), 1, line)
-                self.assertEqual(keys.count("user"), 1, line)
+                self.assertEqual(keys.count("to_user"), 1, line)
+                self.assertNotIn("user", keys, line)  # not logged in
                 self.assertNotIn("status", keys, line)
                 # Not even a naive grep finds the forged fields.
                 self.assertEqual(len(re.findall(r"(?:^| )id=", line)), 1, line)

@@ -1,6 +1,7 @@
 """One log dialect: every log call in the server's sources starts its line
-with event=name (the connection's fields come from conn_log()), and the
-Maildir backend's repairs and errors are logged in it with quoted paths."""
+with event=name in snake_case, the connection's fields (conn=, peer=,
+proto=, user=) come only from conn_log(), and the Maildir backend's repairs
+and errors are logged in it with quoted paths."""
 import glob
 import imaplib
 import os
@@ -8,6 +9,13 @@ import re
 import unittest
 
 from roosttest import ROOT, RoostServer, wait_log
+
+LAYERS = ("core", "backends", "services", "protocols", "cli")
+# conn_log() writes the connection's fields; only it (in core/conn.c) spells them.
+PREFIX_HOME = os.path.join("core", "conn.c")
+CONN_FIELD = re.compile(r"(?<![a-z_])conn=")
+EVENT = re.compile(r"(?<![a-z_])event=([^ \\\"]*)")
+SNAKE = re.compile(r"^(?:[a-z][a-z0-9]*(?:_[a-z0-9]+)*|%s)$")
 
 CALL = re.compile(r"\b(log_(?:info|warn|error|debug|msg)|fatal|conn_log)\s*\(")
 
@@ -26,23 +34,70 @@ def log_calls(path):
         yield s.count("\n", 0, m.start()) + 1, s[m.start():end + 2]
 
 
+def sources():
+    for layer in LAYERS:
+        for ext in ("c", "h"):
+            yield from sorted(glob.glob(os.path.join(ROOT, layer, "**", "*." + ext),
+                                        recursive=True))
+
+
+def formats():
+    """(where, fmt, stmt) of each log call whose format is a literal."""
+    for path in sources():
+        if not path.endswith(".c"):
+            continue
+        for line, stmt in log_calls(path):
+            if '"' not in stmt:
+                continue  # passes a format built elsewhere
+            fmt = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', stmt))
+            where = "%s:%d: %s" % (os.path.relpath(path, ROOT), line, " ".join(stmt.split())[:120])
+            yield os.path.relpath(path, ROOT), where, fmt, stmt
+
+
 class LogDialectTest(unittest.TestCase):
-    def test_every_log_call_names_its_event(self):
+    def test_every_log_call_starts_with_its_event(self):
         bad = []
-        for layer in ("core", "backends", "services", "protocols", "cli"):
-            for path in sorted(glob.glob(os.path.join(ROOT, layer, "**", "*.c"),
-                                         recursive=True)):
-                for line, stmt in log_calls(path):
-                    if '"' not in stmt:
-                        continue  # passes a format built elsewhere
-                    fmt = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', stmt))
-                    # conn_log itself writes its prefix and the caller's text.
-                    if os.path.basename(path) == "conn.c" and "log_msg(level" in stmt:
-                        continue
-                    if "event=" not in fmt:
-                        bad.append("%s:%d: %s" % (os.path.relpath(path, ROOT), line,
-                                                  " ".join(stmt.split())[:120]))
-        self.assertEqual(bad, [], "log lines outside the event= dialect:\n" + "\n".join(bad))
+        for rel, where, fmt, stmt in formats():
+            # conn_log itself writes the caller's event, its prefix, the rest.
+            if rel == PREFIX_HOME and "log_msg(level" in stmt:
+                continue
+            if not fmt.startswith("event="):
+                bad.append(where)
+        self.assertEqual(bad, [], "log lines not starting with event=:\n" + "\n".join(bad))
+
+    def test_no_hand_made_connection_prefix(self):
+        """conn=, and the connection id, reach a line only through conn_log()."""
+        bad = []
+        for rel, where, fmt, stmt in formats():
+            if rel == PREFIX_HOME:
+                continue
+            if CONN_FIELD.search(fmt) or "conn_id(" in stmt:
+                bad.append(where)
+        self.assertEqual(bad, [], "hand-made conn= prefixes (use conn_log()):\n" +
+                         "\n".join(bad))
+
+    def test_event_names_are_snake_case(self):
+        """Every event=name spelled in a string of the sources (log formats,
+        names passed to them, comments' examples) is snake_case."""
+        bad = []
+        for path in sources():
+            with open(path, errors="replace") as f:
+                for n, text in enumerate(f, 1):
+                    for m in EVENT.finditer(text):
+                        if m.group(1) and not SNAKE.match(m.group(1)):
+                            bad.append("%s:%d: event=%s" % (os.path.relpath(path, ROOT), n,
+                                                            m.group(1)))
+        self.assertEqual(bad, [], "event names not in snake_case:\n" + "\n".join(bad))
+
+    def test_the_checks_catch_what_they_must(self):
+        """The scanners above see a hand-made prefix and a kebab-case name."""
+        stmt = 'log_info("conn=%llu proto=smtp event=too-many-errors", (unsigned long long)conn_id(c));'
+        fmt = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', stmt))
+        self.assertTrue(CONN_FIELD.search(fmt))
+        self.assertFalse(fmt.startswith("event="))
+        self.assertFalse(SNAKE.match(EVENT.search(fmt).group(1)))
+        self.assertTrue(SNAKE.match(EVENT.search('"event=too_many_errors "').group(1)))
+        self.assertFalse(CONN_FIELD.search("event=compress_end conn_bytes=1"))
 
     def test_maildir_repair_is_logged_in_the_dialect(self):
         with RoostServer(backend="maildir", listeners=("smtp", "imap")) as srv:

@@ -216,7 +216,7 @@ def bounded(test, what, fn):
 def disconnects(log, proto):
     """out_peak of every closed connection of proto."""
     return [int(m.group(1)) for m in
-            re.finditer(r"proto=%s(?: user=\S+)? event=disconnect .*out_peak=(\d+)" % proto, log)]
+            re.finditer(r"event=disconnect conn=\d+ peer=\S+ proto=%s(?: user=\S+)? .*out_peak=(\d+)" % proto, log)]
 
 
 def wait_disconnects(test, srv, proto, count):

@@ -58,8 +58,8 @@ class RateLimitTest(unittest.TestCase):
         # Another connection of the same user is counted with the first.
         with self.login("alice@example.org") as s:
             self.assertEqual(s.mail("alice@example.org")[0], 451)
-        self.assertRegex(self.srv.log(), r"event=rate_limited kind=messages "
-                                         r"user=\"?alice@example\.org\"? retry_after=\d+")
+        self.assertRegex(self.srv.log(), r"event=rate_limited conn=\d+ peer=\S+ proto=\w+ "
+                                         r"user=\"?alice@example\.org\"? kind=messages retry_after=\d+")
         self.assertEqual(len(uids(self.srv, "bob@example.org")) >= 3, True)
 
     def test_recipients_per_hour(self):

@@ -130,8 +130,8 @@ class WhoTest(unittest.TestCase):
         rest = f_alice.read()  # until the server closes
         self.assertIn(b"* BYE Disconnected by the administrator", rest)
         self.assertEqual(bob.noop()[0], "OK")
-        self.assertTrue(wait_log(self.srv, r"user=alice@example.org event=disconnect "
-                                 r"reason=kicked", 2), self.srv.log()[-3000:])
+        self.assertTrue(wait_log(self.srv, r"event=disconnect conn=\d+ peer=\S+ proto=\w+ "
+                                 r"user=alice@example.org reason=kicked", 2), self.srv.log()[-3000:])
         users = [(d["user"], d["proto"]) for d in sessions(self.srv)]
         self.assertEqual(users, [("bob@example.org", "imap")])
 
@@ -155,7 +155,7 @@ class WhoTest(unittest.TestCase):
         self.assertTrue(f.read(1000).startswith(b"* 1 FETCH"))
         res = self.srv.cli("kick", "alice@example.org")
         self.assertEqual(res.returncode, 0, res.stderr)
-        self.assertTrue(wait_log(self.srv, r"event=disconnect reason=kicked"),
+        self.assertTrue(wait_log(self.srv, r"event=disconnect conn=\d+ .*reason=kicked"),
                         self.srv.log()[-3000:])
 
     def test_ctl_socket_hostile(self):

@@ -246,11 +246,28 @@ cli_kick(struct cli *cli)
 	return ret;
 }
 
+/* One part of the server's "ok applied=a,b restart=c" answer, as a line. */
+static void
+print_keys(const char *answer, const char *part, const char *title)
+{
+	const char *p = strstr(answer, part);
+	size_t n;
+
+	if (p == NULL)
+		return;
+	p += strlen(part);
+	n = strcspn(p, " ");
+	printf("%s: ", title);
+	for (size_t i = 0; i < n; i++)
+		putchar(p[i] == ',' ? ' ' : p[i]);
+	putchar('\n');
+}
+
 int
 cli_reload(struct cli *cli)
 {
 	struct roost_config *cfg = NULL;
-	char last[600];
+	char last[1024];
 	int ret;
 
 	if (cli->argc != 1)
@@ -258,8 +275,13 @@ cli_reload(struct cli *cli)
 	if (cli_load_config(cli, &cfg) < 0)
 		return CLI_USAGE;
 	ret = ctl_request(cfg, "reload", NULL, NULL, last, sizeof(last));
-	if (ret == CLI_OK)
+	if (ret == CLI_OK) {
+		print_keys(last, " applied=", "applied");
+		print_keys(last, " restart=", "needs a restart (kept as running)");
+		if (strstr(last, " unchanged") != NULL)
+			printf("configuration unchanged\n");
 		printf("reloaded\n");
+	}
 	config_free(&cfg);
 	return ret;
 }

@@ -31,11 +31,13 @@
 #include "roost/storage.h"
 
 static int
-reload_tables(void *arg, char *err, size_t errlen)
+reload_tables(void *arg, const struct roost_config *cfg, char *err, size_t errlen)
 {
 	const struct roost_services *sv = arg;
 	int ret = 0;
 
+	ratelimit_set_rates(sv->rate, cfg->smtp_user_messages_per_hour,
+	                    cfg->smtp_user_recipients_per_hour);
 	char aerr[400];
 
 	if (auth_reload(sv->auth) != 0) {

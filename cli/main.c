@@ -65,8 +65,9 @@ static const struct command commands[] = {
     {"kick", cli_kick, "kick USER [--proto PROTO]",
      "close a user's sessions on the running server (of one protocol or listener)"},
     {"reload", cli_reload, "reload",
-     "make the running server read the passwd and aliases files again (as SIGHUP); "
-     "a file that does not load is reported and the old one kept"},
+     "make the running server read its configuration, passwd and aliases files again "
+     "(as SIGHUP); prints the settings applied and those needing a restart; a file that "
+     "does not load is reported and the old one kept"},
     {"bench", cli_bench,
      "bench storage [--backends LIST] [--seconds S] [--messages N] [--full] [--quota] "
      "[--dir DIR] [--svg FILE] [--pgsql-dsn DSN]",

@@ -7,8 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_impl.h"
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/log.h"
 #include "roost/xalloc.h"
 
 /*
@@ -19,21 +21,9 @@
  * `roost config` cannot forget a key.
  */
 
-enum key_type { T_STRING, T_BOOL, T_COUNT, T_SIZE, T_DURATION, T_LISTEN, T_STRLIST, T_MODE };
-
-struct key_def {
-	const char *section;
-	const char *key;
-	enum key_type type;
-	const char *def; /* default in file syntax; NULL = computed */
-	size_t offset;
-	uint64_t min, max; /* for counts, sizes and durations */
-};
-
-#define F(field) offsetof(struct roost_config, field)
 #define U32 UINT32_MAX
 
-static const struct key_def keys[] = {
+const struct key_def config_keys[] = {
     {"server", "hostname", T_STRING, NULL, F(hostname), 0, 0},
     {"server", "data_dir", T_STRING, "./var", F(data_dir), 0, 0},
     {"server", "workers", T_COUNT, NULL, F(workers), 1, 1024},
@@ -162,7 +152,9 @@ static const struct key_def keys[] = {
     {"pop3", "max_bad_commands", T_COUNT, "20", F(pop3_max_bad_commands), 1, 100000},
 };
 
-#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+#define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+#define keys config_keys
+const size_t config_n_keys = N_KEYS;
 
 static const char *const sections[] = {
     "server", "storage", "quota", "listen", "tls",  "auth", "limits",
@@ -285,8 +277,8 @@ parse_bool(const char *s, bool *v_r)
 	return ROOST_EINVAL;
 }
 
-static void
-strv_free(char **v)
+void
+config_strv_free(char **v)
 {
 	if (v == NULL)
 		return;
@@ -313,7 +305,7 @@ parse_list(const char *s, char ***v_r)
 
 		if (*item == '\0' || strchr(item, ' ') != NULL) {
 			free(copy);
-			strv_free(v);
+			config_strv_free(v);
 			return ROOST_EINVAL;
 		}
 		v = xreallocarray(v, n + 2, sizeof(*v));
@@ -329,7 +321,7 @@ parse_list(const char *s, char ***v_r)
 				q++;
 			if (*q == ',' || *q == '\0') {
 				free(copy);
-				strv_free(v);
+				config_strv_free(v);
 				return ROOST_EINVAL;
 			}
 		}
@@ -418,23 +410,23 @@ parse_listen(const char *s, struct config_listen *l, char *why, size_t whylen)
 	struct config_addr addr;
 
 	if (strcasecmp(s, "off") == 0 || strcasecmp(s, "no") == 0) {
-		strv_free(l->addrs);
+		config_strv_free(l->addrs);
 		l->addrs = xcalloc(1, sizeof(char *));
 		return 0;
 	}
 	if (parse_list(s, &v) != 0 || v[0] == NULL) {
 		if (v != NULL)
-			strv_free(v);
+			config_strv_free(v);
 		return ROOST_EINVAL;
 	}
 	for (char **p = v; *p != NULL; p++) {
 		if (config_parse_addr(*p, &addr) != 0) {
 			addr_problem(*p, why, whylen);
-			strv_free(v);
+			config_strv_free(v);
 			return ROOST_EINVAL;
 		}
 	}
-	strv_free(l->addrs);
+	config_strv_free(l->addrs);
 	l->addrs = v;
 	return 0;
 }
@@ -499,7 +491,7 @@ set_value(struct roost_config *cfg, const struct key_def *k, const char *value, 
 	case T_STRLIST:
 		if (parse_list(value, &list) != 0)
 			return ROOST_EINVAL;
-		strv_free(*(char ***)field);
+		config_strv_free(*(char ***)field);
 		*(char ***)field = list;
 		return 0;
 	}
@@ -868,82 +860,6 @@ fail:
 	return ret;
 }
 
-static void
-print_value(const struct roost_config *cfg, const struct key_def *k, FILE *out)
-{
-	const void *field = (const char *)cfg + k->offset;
-	char *const *list;
-
-	switch (k->type) {
-	case T_STRING: {
-		const char *v = *(char *const *)field != NULL ? *(char *const *)field : "";
-		size_t len = strlen(v);
-
-		/* Quoted when reading it back plain would change it. */
-		if (strchr(v, '#') != NULL || v[0] == '"' || v[0] == '\'' || v[0] == ' ' ||
-		    v[0] == '\t' || (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))) {
-			fputc('"', out);
-			for (; *v != '\0'; v++) {
-				if (*v == '"' || *v == '\\')
-					fputc('\\', out);
-				fputc(*v, out);
-			}
-			fputc('"', out);
-		} else {
-			fputs(v, out);
-		}
-		break;
-	}
-	case T_BOOL:
-		fputs(*(const bool *)field ? "yes" : "no", out);
-		break;
-	case T_COUNT:
-		fprintf(out, "%u", *(const unsigned *)field);
-		break;
-	case T_MODE:
-		fprintf(out, "%04o", *(const unsigned *)field);
-		break;
-	case T_DURATION:
-		if (k->offset == F(expunge_log_retention))
-			fprintf(out, "%llus", (unsigned long long)*(const uint64_t *)field);
-		else
-			fprintf(out, "%us", *(const unsigned *)field);
-		break;
-	case T_SIZE:
-		fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field);
-		break;
-	case T_LISTEN:
-	case T_STRLIST:
-		list = k->type == T_LISTEN ? ((const struct config_listen *)field)->addrs
-		                           : *(char **const *)field;
-		if (list == NULL || list[0] == NULL) {
-			fputs(k->type == T_LISTEN ? "off" : "", out);
-			break;
-		}
-		for (size_t i = 0; list[i] != NULL; i++)
-			fprintf(out, "%s%s", i > 0 ? ", " : "", list[i]);
-		break;
-	}
-}
-
-void
-config_print(const struct roost_config *cfg, FILE *out)
-{
-	const char *section = NULL;
-
-	fprintf(out, "# effective configuration%s%s\n", cfg->path ? " from " : " (defaults only)",
-	        cfg->path ? cfg->path : "");
-	for (size_t i = 0; i < N_KEYS; i++) {
-		if (section == NULL || strcmp(section, keys[i].section) != 0) {
-			section = keys[i].section;
-			fprintf(out, "%s[%s]\n", i > 0 ? "\n" : "", section);
-		}
-		fprintf(out, "%s = ", keys[i].key);
-		print_value(cfg, &keys[i], out);
-		fputc('\n', out);
-	}
-}
-
 void
 config_free(struct roost_config **cfgp)
 {
@@ -959,10 +875,10 @@ config_free(struct roost_config **cfgp)
 			free(*(char **)field);
 			break;
 		case T_LISTEN:
-			strv_free(((struct config_listen *)field)->addrs);
+			config_strv_free(((struct config_listen *)field)->addrs);
 			break;
 		case T_STRLIST:
-			strv_free(*(char ***)field);
+			config_strv_free(*(char ***)field);
 			break;
 		default:
 			break;

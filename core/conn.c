@@ -110,6 +110,12 @@ conn_log_auth_failed(const struct conn *c, const char *user_tried, const char *w
 	log_with_prefix(c, LOG_LEVEL_INFO, user_tried != NULL ? user_tried : "-", text);
 }
 
+const struct roost_config *
+conn_config(const struct conn *c)
+{
+	return server_config(c->srv);
+}
+
 const struct roost_services *
 conn_services(const struct conn *c)
 {
@@ -213,7 +219,7 @@ conn_set_timer(struct conn *c, unsigned ms)
 size_t
 conn_max_line(const struct conn *c)
 {
-	const struct roost_config *cfg = c->srv->cfg;
+	const struct roost_config *cfg = server_config(c->srv);
 
 	return (size_t)(c->user != NULL ? cfg->max_line : cfg->max_line_preauth);
 }

@@ -24,7 +24,7 @@
 static const struct roost_config *
 cfg_of(const struct conn *c)
 {
-	return c->srv->cfg;
+	return server_config(c->srv);
 }
 
 static uint64_t

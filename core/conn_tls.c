@@ -161,7 +161,7 @@ const struct conn_transport conn_tls_transport = {
 bool
 conn_tls_start(struct conn *c)
 {
-	unsigned tmo = c->srv->cfg->tls_handshake_timeout;
+	unsigned tmo = server_config(c->srv)->tls_handshake_timeout;
 	SSL *ssl = tls_ssl_new(c->srv->tls, c->fd);
 	struct tls_ctx *t;
 

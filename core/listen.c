@@ -49,7 +49,7 @@ ip_hash(const char *ip)
 int
 limits_acquire(struct server *s, const char *ip, bool is_unix)
 {
-	const struct roost_config *cfg = s->cfg;
+	const struct roost_config *cfg = server_config(s);
 	struct ip_count **pp, *e;
 	int err = 0;
 

@@ -27,6 +27,12 @@ log_setup(enum log_level level, bool to_stderr, bool to_syslog)
 	log_to_syslog = to_syslog;
 }
 
+void
+log_set_level(enum log_level level, bool to_syslog)
+{
+	log_setup(level, log_to_stderr, to_syslog);
+}
+
 int
 log_level_parse(const char *name, enum log_level *level_r)
 {

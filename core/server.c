@@ -53,6 +53,7 @@ server_create(const struct roost_config *cfg, const struct roost_services *servi
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	s->cfg = cfg;
+	atomic_init(&s->live, cfg);
 	s->services = services;
 	s->stop_fd = -1;
 	s->done_fd = -1;
@@ -109,22 +110,6 @@ server_set_reload(struct server *s, server_reload_fn *fn, void *arg)
 {
 	s->reload = fn;
 	s->reload_arg = arg;
-}
-
-int
-server_reload(struct server *s, char *err, size_t errlen)
-{
-	int ret = 0;
-
-	snprintf(err, errlen, "%s", "");
-	pthread_mutex_lock(&s->reload_mu);
-	log_info("event=reload");
-	if (s->tls != NULL)
-		(void)tls_reload(s->tls);
-	if (s->reload != NULL)
-		ret = s->reload(s->reload_arg, err, errlen);
-	pthread_mutex_unlock(&s->reload_mu);
-	return ret;
 }
 
 void
@@ -234,9 +219,9 @@ serve(struct server *s, int sigfd, unsigned running)
 
 			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 				if (si.ssi_signo == SIGHUP) {
-					char err[512];
+					char sum[512], err[512];
 
-					(void)server_reload(s, err, sizeof(err));
+					(void)server_reload(s, sum, sizeof(sum), err, sizeof(err));
 				} else if (!stopping) {
 					stopping = true;
 					grace_end =
@@ -352,6 +337,7 @@ server_free(struct server **sp)
 		close(s->done_fd);
 	pthread_mutex_destroy(&s->lim_mu);
 	pthread_mutex_destroy(&s->reload_mu);
+	server_config_free(s);
 	registry_free(s);
 	free(s);
 	*sp = NULL;

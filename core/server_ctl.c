@@ -136,10 +136,10 @@ cmd_kick(struct server *s, int fd, char *args)
 static void
 cmd_reload(struct server *s, int fd)
 {
-	char err[512];
+	char sum[900], err[512];
 
-	if (server_reload(s, err, sizeof(err)) == 0)
-		reply(fd, "ok\n");
+	if (server_reload(s, sum, sizeof(sum), err, sizeof(err)) == 0)
+		reply(fd, "ok %s\n", sum);
 	else
 		reply(fd, "error %s\n", err);
 }

@@ -248,9 +248,9 @@ tls_create(const struct roost_config *cfg, struct tls **tls_r)
 }
 
 int
-tls_reload(struct tls *t)
+tls_reload(struct tls *t, const struct roost_config *cfg)
 {
-	SSL_CTX *ctx = ctx_build(t->cfg), *old;
+	SSL_CTX *ctx = ctx_build(cfg), *old;
 
 	if (ctx == NULL) {
 		log_error("event=tls_reload status=failed error=\"keeping the old certificate\"");
@@ -259,9 +259,10 @@ tls_reload(struct tls *t)
 	pthread_mutex_lock(&t->mu);
 	old = t->ctx;
 	t->ctx = ctx;
+	t->cfg = cfg;
 	pthread_mutex_unlock(&t->mu);
 	SSL_CTX_free(old);
-	log_info("event=tls_reload status=ok cert=%s", t->cfg->tls_cert);
+	log_info("event=tls_reload status=ok cert=%s", cfg->tls_cert);
 	return 0;
 }
 

@@ -29,8 +29,8 @@ struct rl_user {
 };
 
 struct ratelimit {
-	int64_t rate[2]; /* tokens an hour = units a millisecond; 0 = unlimited */
-	int64_t cap[2];  /* units: one hour's allowance */
+	int64_t rate[2]; /* tokens an hour = units a millisecond; 0 = unlimited (mu) */
+	int64_t cap[2];  /* units: one hour's allowance (mu) */
 	size_t max_users, n_users;
 	size_t mask;
 	struct rl_user **table;
@@ -149,6 +149,24 @@ lookup(struct ratelimit *rl, const char *user, int64_t now_ms)
 	return u;
 }
 
+void
+ratelimit_set_rates(struct ratelimit *rl, unsigned messages_per_hour, unsigned recipients_per_hour)
+{
+	if (rl == NULL)
+		return;
+	pthread_mutex_lock(&rl->mu);
+	rl->rate[RATELIMIT_MESSAGES] = messages_per_hour;
+	rl->rate[RATELIMIT_RECIPIENTS] = recipients_per_hour;
+	for (int k = 0; k < 2; k++)
+		rl->cap[k] = rl->rate[k] * HOUR_MS;
+	/* A lower allowance holds at once: nobody keeps more than it. */
+	for (struct rl_user *u = rl->newest; u != NULL; u = u->older)
+		for (int k = 0; k < 2; k++)
+			if (u->tokens[k] > rl->cap[k])
+				u->tokens[k] = rl->cap[k];
+	pthread_mutex_unlock(&rl->mu);
+}
+
 int
 ratelimit_take(struct ratelimit *rl, const char *user, enum ratelimit_kind kind, unsigned n,
                int64_t now_ms, unsigned *wait_r)
@@ -158,9 +176,13 @@ ratelimit_take(struct ratelimit *rl, const char *user, enum ratelimit_kind kind,
 	int ret = 0;
 
 	*wait_r = 0;
-	if (rl == NULL || rl->rate[kind] == 0 || n == 0)
+	if (rl == NULL || n == 0)
 		return 0;
 	pthread_mutex_lock(&rl->mu);
+	if (rl->rate[kind] == 0) { /* under mu: a reload may change it */
+		pthread_mutex_unlock(&rl->mu);
+		return 0;
+	}
 	u = lookup(rl, user, now_ms);
 	elapsed = now_ms > u->at_ms ? now_ms - u->at_ms : 0;
 	if (elapsed > 0) {

@@ -22,7 +22,9 @@
  *   listen     "off" or a comma-separated list of addresses:
  *              127.0.0.1:2143, [::1]:2143, *:2143, or unix:/path (lmtp only)
  *
- * A configuration is immutable once loaded and may be read from any thread.
+ * A configuration is immutable once loaded (or once config_reload_merge()
+ * has run on it) and may be read from any thread. A running server holds
+ * its live configuration behind an atomic pointer (server_config()).
  * Adding a key: add the field here and its row in core/config.c's table.
  */
 
@@ -183,6 +185,21 @@ struct roost_config *config_defaults(void);
 /* Print the effective configuration, every key, in the file format. */
 void config_print(const struct roost_config *cfg, FILE *out);
 void config_free(struct roost_config **cfg);
+
+/*
+ * For `roost reload`: compare next (just loaded) with old (running) key by
+ * key. For each key whose value differs, fn(arg, "section.key", live): live
+ * when the running server applies the key (core/config.c lists them: log
+ * level, TLS files and settings, timeouts, per-IP and per-message limits,
+ * error counts, sending rates); otherwise the key needs a restart
+ * (listeners, data_dir, backend, workers...) and next gets old's value back,
+ * so next can be published as the running configuration with no value
+ * that the server does not actually use. Neither is shared with other
+ * threads yet; not thread-safe.
+ */
+typedef void config_change_fn(void *arg, const char *name, bool live);
+void config_reload_merge(const struct roost_config *old, struct roost_config *next,
+                         config_change_fn *fn, void *arg);
 
 /* Parse one listen address ("127.0.0.1:2143", "[::1]:143", "*:25", "unix:/p"). */
 struct config_addr {

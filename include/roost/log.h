@@ -19,6 +19,10 @@ enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBU
 
 /* Set the threshold and sinks; before the call: info to stderr. */
 void log_setup(enum log_level level, bool to_stderr, bool to_syslog);
+/* A running server's reload: a new threshold, syslog on or off; stderr as
+ * log_setup() left it. Any thread; lines being written finish in the old
+ * setting. */
+void log_set_level(enum log_level level, bool to_syslog);
 /* Parse "error", "warn", "info", "debug"; ROOST_EINVAL otherwise. */
 int log_level_parse(const char *name, enum log_level *level_r);
 const char *log_level_name(enum log_level level);

@@ -30,6 +30,10 @@ enum ratelimit_kind {
 struct ratelimit *ratelimit_create(unsigned messages_per_hour, unsigned recipients_per_hour,
                                    size_t max_users);
 void ratelimit_free(struct ratelimit **rl);
+/* New hourly rates (a reload), for the next ratelimit_take(); allowances
+ * above the new hour's are cut to it. rl NULL: nothing. Thread-safe. */
+void ratelimit_set_rates(struct ratelimit *rl, unsigned messages_per_hour,
+                         unsigned recipients_per_hour);
 
 /*
  * Take n of kind from user's allowance at now_ms (a monotonic clock). 0

@@ -39,9 +39,11 @@ struct roost_config;
 struct roost_services;
 
 /* Called on SIGHUP or a `reload` request, from a non-loop thread, one call
- * at a time: reload users, aliases... 0, or an error with a message in err
- * (the tables that failed to load are kept as they were). */
-typedef int server_reload_fn(void *arg, char *err, size_t errlen);
+ * at a time, after the configuration file was re-read: reload users,
+ * aliases, apply cfg (the live configuration, see server_config()) to
+ * services... 0, or an error with a message in err (the tables that failed
+ * to load are kept as they were). */
+typedef int server_reload_fn(void *arg, const struct roost_config *cfg, char *err, size_t errlen);
 
 int server_create(const struct roost_config *cfg, const struct roost_services *services,
                   struct server **server_r);
@@ -54,9 +56,25 @@ int server_create(const struct roost_config *cfg, const struct roost_services *s
 int server_listen(struct server *s, const char *name, char *const *addrs,
                   const struct proto_ops *ops, bool implicit_tls);
 void server_set_reload(struct server *s, server_reload_fn *fn, void *arg);
-/* Reload TLS certificates and call the reload hook, as SIGHUP does; any
- * thread but a loop's. 0, or the hook's error (message in err). */
-int server_reload(struct server *s, char *err, size_t errlen);
+/*
+ * As SIGHUP does, from any thread but a loop's: re-read the configuration
+ * file (when the server started from one), publish the values that may
+ * change at run time (config_reload_merge() says which) and log the others
+ * as needing a restart; reload the TLS certificate and key; call the reload
+ * hook. A file that does not load changes nothing: it is logged
+ * (event=reload_failed file=config ... keeping=old) and the rest still
+ * reloads. summary: "applied=a.b,c.d restart=e.f" (either part left out
+ * when empty; "unchanged" when nothing differs). 0, or an error with a
+ * message in err.
+ */
+int server_reload(struct server *s, char *summary, size_t summarylen, char *err, size_t errlen);
+/*
+ * The live configuration: the one the server started with until a reload
+ * publishes another. Any thread. What it returns stays valid until
+ * server_free(), but a later call may return a newer one: read it once per
+ * step (a command, a timer) for values that belong together.
+ */
+const struct roost_config *server_config(const struct server *s);
 /* Serve until a shutdown signal; 0 after a clean shutdown. */
 int server_run(struct server *s);
 /* Ask server_run() to return (as SIGTERM does); any thread. */

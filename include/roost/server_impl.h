@@ -70,8 +70,22 @@ struct listener {
 struct ip_count;
 #define LIMITS_BUCKETS 1024
 
+/* A configuration replaced by a reload, kept until server_free(). */
+struct retired_config {
+	struct retired_config *next;
+	struct roost_config *cfg;
+};
+
 struct server {
+	/* The configuration the server started with (the caller's), and the
+	 * live one: cfg until a reload publishes another (server_config()). A
+	 * reader loads live once and may use what it got for the rest of its
+	 * step; a reload never frees a configuration a reader may hold, it
+	 * retires it (reloads are rare and a configuration is a few KB), so
+	 * no reader needs a lock or a reference count. */
 	const struct roost_config *cfg;
+	_Atomic(const struct roost_config *) live;
+	struct retired_config *retired; /* guarded by reload_mu */
 	const struct roost_services *services;
 	struct tls *tls;
 	struct worker_pool *pool;
@@ -148,6 +162,10 @@ unsigned registry_list(struct server *s, unsigned start, struct conn_info *out, 
 unsigned registry_kick(struct server *s, const char *user, const char *proto);
 
 /* core/server_ctl.c: the control socket <data_dir>/ctl.sock. */
+/* core/server_reload.c: free the configurations reloads made (not the
+ * caller's s->cfg). server_free() only, when no thread runs. */
+void server_config_free(struct server *s);
+
 int server_ctl_start(struct server *s);
 void server_ctl_stop(struct server *s);
 

@@ -25,8 +25,11 @@ struct tls;
 /* ROOST_ECONFIG (logged with the path and OpenSSL's reason) when the
  * certificate or key cannot be loaded or generated. */
 int tls_create(const struct roost_config *cfg, struct tls **tls_r);
-/* Re-read the certificate and key; on failure the old context stays (logged). */
-int tls_reload(struct tls *tls);
+/* Build a new context from cfg's [tls] (certificate, key, protocols,
+ * ciphers: a reload may name other files); on failure the old context
+ * stays (logged). cfg must outlive tls or the next reload. One reload at a
+ * time (the server's reload lock). */
+int tls_reload(struct tls *tls, const struct roost_config *cfg);
 void tls_free(struct tls **tls);
 
 /* A server-side SSL object on fd, in accept state. NULL on failure (logged). */

@@ -225,7 +225,7 @@ submit(struct jmap_req *r, const uint8_t *msg, size_t len, const struct message_
 		err = jmap_set_error("noRecipients", NULL);
 		goto out;
 	}
-	if (to->n > sv->cfg->max_recipients) {
+	if (to->n > conn_config(r->s->c)->max_recipients) {
 		err = jmap_set_error("tooManyRecipients", NULL);
 		goto out;
 	}

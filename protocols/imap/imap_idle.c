@@ -29,7 +29,7 @@ watch_cb(void *arg)
 static unsigned
 keepalive_s(const struct imap_session *s)
 {
-	unsigned sec = s->sv->cfg->imap_idle_keepalive;
+	unsigned sec = imap_cfg(s)->imap_idle_keepalive;
 
 	return sec ? sec : 120;
 }

@@ -43,7 +43,7 @@ imap_enter_state(struct imap_session *s, enum imap_state st)
 const struct roost_config *
 imap_cfg(const struct imap_session *s)
 {
-	return s->sv->cfg;
+	return conn_config(s->c);
 }
 
 void

@@ -155,7 +155,7 @@ pop3_session_new(struct conn *c)
 	s->sv = conn_services(c);
 	s->state = POP3_AUTHORIZATION;
 	s->lock_fd = -1;
-	s->max_bad = s->sv->cfg->pop3_max_bad_commands;
+	s->max_bad = conn_config(s->c)->pop3_max_bad_commands;
 	if (s->max_bad == 0)
 		s->max_bad = POP3_DEFAULT_MAX_BAD;
 	pop3_reply(s, "+OK Roost POP3 server ready.");

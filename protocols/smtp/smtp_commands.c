@@ -290,7 +290,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply(s, 553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8");
 		return;
 	}
-	if (s->n_accepted >= s->cfg->max_recipients) {
+	if (s->n_accepted >= conn_config(s->c)->max_recipients) {
 		smtp_reply(s, 452, "4.5.3", "Too many recipients");
 		return;
 	}

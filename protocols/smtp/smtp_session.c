@@ -61,7 +61,7 @@ smtp_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, .
 static void
 too_many_errors(struct smtp_session *s)
 {
-	unsigned max = s->cfg->smtp_max_errors;
+	unsigned max = conn_config(s->c)->smtp_max_errors;
 
 	if (max == 0 || s->errors < max || conn_is_closing(s->c))
 		return;
@@ -269,7 +269,8 @@ smtp_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 	case SMTP_FR_LONG_LINE:
 		conn_write_str(c, "500 5.5.2 Line too long\r\n");
 		s->errors++;
-		if (s->cfg->smtp_max_errors != 0 && s->errors >= s->cfg->smtp_max_errors) {
+		if (conn_config(c)->smtp_max_errors != 0 &&
+		    s->errors >= conn_config(c)->smtp_max_errors) {
 			conn_printf(c, "421 4.7.0 %s Too many errors, closing connection\r\n",
 			            s->cfg->hostname);
 			return FRAME_CLOSE;

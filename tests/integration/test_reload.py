@@ -1,6 +1,9 @@
-"""SIGHUP and `roost reload` read the aliases and passwd files again; a file
-that does not load is reported (event=reload_failed, and by roost reload's
-exit status) and the tables in use stay as they were."""
+"""SIGHUP and `roost reload` read the configuration, aliases and passwd files
+again; a file that does not load is reported (event=reload_failed, and by
+roost reload's exit status) and what is in use stays as it was. Of the
+configuration, the values a running server can take (log level, limits,
+timeouts, rates, TLS) apply at once; the others are named as needing a
+restart and keep their running values."""
 import imaplib
 import os
 import re
@@ -98,7 +101,7 @@ class ReloadCase:
         # Fixed again: roost reload says so.
         self.write_aliases("team: alice, bob\n")
         res = self.srv.cli("reload")
-        self.assertEqual(res.stdout, "reloaded\n")
+        self.assertEqual(res.stdout, "configuration unchanged\nreloaded\n")
         self.assertEqual(self.send_team("four"), {})
         self.assertEqual((self.count("alice@example.org"), self.count("bob@example.org")),
                          (2, 3))
@@ -122,6 +125,73 @@ class ReloadCase:
         self.assertEqual(self.srv.cli("reload").returncode, 0)
         self.assertEqual(self.login("bob@example.org", "bob-pw"), "NO")
         self.assertEqual(self.login("alice@example.org", "alice-pw"), "OK")
+
+
+class ConfigReloadTest(unittest.TestCase):
+    def setUp(self):
+        self.srv = RoostServer(users=USERS, listeners=("smtp",),
+                               conf={"server": {"log_level": "info"},
+                                     "limits": {"max_recipients": "2"}})
+        self.srv.start_or_skip()
+        self.assertTrue(wait_log(self.srv, r"event=ctl_listen"))
+
+    def tearDown(self):
+        self.srv.stop()
+        self.srv.cleanup()
+
+    def edit_config(self, **changes):
+        """Rewrite roost.conf with key = value lines replaced (the ports stay)."""
+        with open(self.srv.conf_path) as f:
+            text = f.read()
+        for key, value in changes.items():
+            text, n = re.subn(r"(?m)^%s = .*$" % key, "%s = %s" % (key, value), text)
+            self.assertEqual(n, 1, key)
+        tmp = self.srv.conf_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.srv.conf_path)
+
+    def accepted(self, n):
+        """How many of n recipients one SMTP transaction gets accepted."""
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            s.ehlo("client.test")
+            s.mail("s@remote.example")
+            return sum(s.rcpt("alice@example.org")[0] == 250 for _ in range(n))
+
+    def test_config_reload(self):
+        self.assertEqual(self.accepted(4), 2)
+        self.assertNotIn(" debug ", self.srv.log())
+        self.edit_config(max_recipients="5", log_level="debug", workers="3")
+        res = self.srv.cli("reload")
+        self.assertEqual(res.stdout.splitlines(),
+                         ["applied: server.log_level limits.max_recipients",
+                          "needs a restart (kept as running): server.workers",
+                          "reloaded"], res.stdout)
+        self.assertTrue(wait_log(self.srv, r"event=reloaded file=config path=\S+ "
+                                 r"applied=server.log_level,limits.max_recipients "
+                                 r"restart_needed=server.workers"), self.srv.log()[-2000:])
+        # A new session sees the new limit and the new log level.
+        self.assertEqual(self.accepted(6), 5)
+        self.assertIn(" debug event=", self.srv.log())
+        # Unchanged: nothing applied, the restart still pending.
+        res = self.srv.cli("reload")
+        self.assertEqual(res.stdout.splitlines(),
+                         ["needs a restart (kept as running): server.workers", "reloaded"])
+
+        # A broken file: SIGHUP logs why and keeps every running value
+        # (roost reload itself refuses such a file before asking the server).
+        self.edit_config(max_recipients="lots")
+        res = self.srv.cli("reload", check=False)
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("max_recipients", res.stderr)
+        self.srv.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_log(self.srv, r"event=reload_failed file=config path=\S+ "
+                                 r"error=.*max_recipients.* keeping=old"), self.srv.log()[-2000:])
+        self.assertEqual(self.accepted(6), 5)
+        # Fixed: the next reload applies it.
+        self.edit_config(max_recipients="1")
+        self.srv.cli("reload")
+        self.assertEqual(self.accepted(3), 1)
 
 
 for _b in BACKENDS:

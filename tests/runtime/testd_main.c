@@ -21,9 +21,10 @@
  */
 
 static int
-on_reload(void *arg, char *err, size_t errlen)
+on_reload(void *arg, const struct roost_config *cfg, char *err, size_t errlen)
 {
 	(void)arg;
+	(void)cfg;
 	(void)err;
 	(void)errlen;
 	log_info("event=testd_reload");

@@ -260,6 +260,65 @@ START_TEST(print_round_trips)
 }
 END_TEST
 
+struct changes {
+	char text[512];
+};
+
+static void
+note_change(void *arg, const char *name, bool live)
+{
+	struct changes *ch = arg;
+	size_t used = strlen(ch->text);
+
+	snprintf(ch->text + used, sizeof(ch->text) - used, "%s%s:%s", used ? " " : "", name,
+	         live ? "live" : "restart");
+}
+
+START_TEST(reload_merge_keeps_restart_keys)
+{
+	struct roost_config *old = NULL, *next = NULL;
+	struct changes ch = {""};
+	char err[256] = "";
+
+	ck_assert_int_eq(load("[server]\ndata_dir = /tmp/a\nlog_level = info\n"
+	                      "[listen]\nimap = 127.0.0.1:1143\n"
+	                      "[limits]\nidle_timeout = 60\nmax_line = 8K\n"
+	                      "[smtp]\ndomains = a.test\n",
+	                      &old, err, sizeof(err)),
+	                 0);
+	ck_assert_int_eq(load("[server]\ndata_dir = /tmp/b\nlog_level = debug\n"
+	                      "[listen]\nimap = 127.0.0.1:1144, [::1]:1144\n"
+	                      "[limits]\nidle_timeout = 90\nmax_line = 8K\n"
+	                      "[smtp]\ndomains = a.test, b.test\n",
+	                      &next, err, sizeof(err)),
+	                 0);
+	config_reload_merge(old, next, note_change, &ch);
+	/* data_dir moves the derived paths (passwd, TLS, dkim) with it. */
+	ck_assert_ptr_nonnull(strstr(ch.text, "server.data_dir:restart"));
+	ck_assert_ptr_nonnull(strstr(ch.text, "tls.cert:restart"));
+	ck_assert_ptr_nonnull(strstr(ch.text, "server.log_level:live"));
+	ck_assert_ptr_nonnull(strstr(ch.text, "listen.imap:restart"));
+	ck_assert_ptr_nonnull(strstr(ch.text, "limits.idle_timeout:live"));
+	ck_assert_ptr_nonnull(strstr(ch.text, "smtp.domains:restart"));
+	ck_assert_ptr_null(strstr(ch.text, "max_line"));
+	/* Live keys take the new values, the others keep the running ones. */
+	ck_assert_str_eq(next->log_level, "debug");
+	ck_assert_uint_eq(next->idle_timeout, 90);
+	ck_assert_str_eq(next->data_dir, "/tmp/a");
+	ck_assert_str_eq(next->tls_cert, old->tls_cert);
+	ck_assert_str_eq(next->listen_imap.addrs[0], "127.0.0.1:1143");
+	ck_assert_ptr_null(next->listen_imap.addrs[1]);
+	ck_assert_str_eq(next->smtp_domains[0], "a.test");
+	ck_assert_ptr_null(next->smtp_domains[1]);
+	/* Merged again: only what is live differs. */
+	ch.text[0] = '\0';
+	config_reload_merge(old, next, note_change, &ch);
+	ck_assert_ptr_null(strstr(ch.text, "restart"));
+	config_free(&old);
+	config_free(&next);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -274,6 +333,7 @@ main(void)
 	tcase_add_test(tc, missing_file_is_an_error);
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, print_round_trips);
+	tcase_add_test(tc, reload_merge_keeps_restart_keys);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }

@@ -1,0 +1,33 @@
+#ifndef ROOST_CONFIG_IMPL_H
+#define ROOST_CONFIG_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "roost/config.h"
+
+/*
+ * The key table shared by core/config.c (defaults, parsing, loading,
+ * freeing) and core/config_values.c (printing, reload merge). Nothing
+ * outside core/config*.c includes this.
+ */
+
+enum key_type { T_STRING, T_BOOL, T_COUNT, T_SIZE, T_DURATION, T_LISTEN, T_STRLIST, T_MODE };
+
+struct key_def {
+	const char *section;
+	const char *key;
+	enum key_type type;
+	const char *def; /* default in file syntax; NULL = computed */
+	size_t offset;
+	uint64_t min, max; /* for counts, sizes and durations */
+};
+
+#define F(field) offsetof(struct roost_config, field)
+extern const struct key_def config_keys[];
+extern const size_t config_n_keys;
+
+/* Free a NULL-terminated string vector (NULL is fine). */
+void config_strv_free(char **v);
+
+#endif

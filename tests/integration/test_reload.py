@@ -193,6 +193,34 @@ class ConfigReloadTest(unittest.TestCase):
         self.srv.cli("reload")
         self.assertEqual(self.accepted(3), 1)
 
+    def test_reload_while_serving(self):
+        """Sessions running while the configuration is swapped under them
+        see one configuration or the other, never a torn one (under make
+        tsan this is the race check of the swap)."""
+        import threading
+        seen, errors = [], []
+
+        def client():
+            try:
+                for _ in range(5):
+                    seen.append(self.accepted(6))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for i in range(10):
+            self.edit_config(max_recipients="5" if i % 2 == 0 else "2",
+                             log_level="debug" if i % 2 == 0 else "info")
+            self.srv.cli("reload")
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(seen), 20)
+        self.assertTrue(set(seen) <= {2, 5}, seen)
+        self.assertIsNone(self.srv.proc.poll())
+        self.assertNotIn("ThreadSanitizer", self.srv.log())
+
 
 for _b in BACKENDS:
     globals()["TestReload_" + _b] = type("TestReload_" + _b, (ReloadCase, unittest.TestCase),

@@ -336,7 +336,7 @@ jmap_push_new_id(char id[18], char code[33])
 	static const char hex[] = "0123456789abcdef";
 
 	if (RAND_bytes(r, sizeof(r)) != 1)
-		fatal("RAND_bytes failed");
+		fatal("event=rand_failed error=\"RAND_bytes failed\"");
 	id[0] = 'S';
 	for (int i = 0; i < 8; i++) {
 		id[1 + 2 * i] = hex[r[i] >> 4];

@@ -431,7 +431,7 @@ class RelayTlsTest(unittest.TestCase):
         self.assertEqual(FAKES["plain"].mails(), [])
         # A deferred entry is retried, and never falls back to plain text.
         wait_for(lambda: len(deliver_lines(self.srv, "sam@selfsigned.test")) >= 2)
-        self.assertNotIn("event=relay-tls-fallback domain=selfsigned.test", self.srv.log())
+        self.assertNotIn("event=relay_tls_fallback domain=selfsigned.test", self.srv.log())
 
     def test_tls_required_no_header_lowers_the_policy(self):
         # RFC 8689 4.2.2: "TLS-Required: No" asks that recipient policies

@@ -17,7 +17,9 @@ tree (from /proc, before and after) divided by the units of work:
            connection
 
 The client (build/bench/loadgen) is the bottleneck on a small machine, so
-operations per second say little; CPU per unit is the figure. Each figure is
+operations per second say little; CPU per unit is the figure, and beside it
+the server's context switches per unit (from /proc/PID/task/*/status),
+which a loaded machine does not inflate the way it inflates CPU time. Each figure is
 the median over --runs (a new server each run); with --baseline the old binary
 runs too, alternating with the new one, so a change is measured against the
 code before it in the same sitting. With --perf DIR one more run of each
@@ -68,6 +70,23 @@ def tree_cpu_seconds(root):
         if p == root:
             total += times[pid]
     return total / CLK_TCK
+
+
+def ctx_switches(pid):
+    """Voluntary and involuntary context switches of every thread of pid so
+    far: a figure the machine's load does not inflate as it does CPU time
+    (threads that exited are not counted; Roost's are long-lived)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for ln in f:
+                    if ln.startswith(("voluntary_ctxt_switches:",
+                                      "nonvoluntary_ctxt_switches:")):
+                        total += int(ln.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 def free_port():
@@ -196,6 +215,7 @@ def main():
     backends = a.backends.split(",")
     scen = ("session", "deliver")
     res = {(v, b, s): [] for v in bins for b in backends for s in scen}
+    ctx = {k: [] for k in res}
     workdir = tempfile.mkdtemp(prefix="roost-cpu-")
     try:
         for run in range(a.runs + (1 if a.perf else 0)):
@@ -216,26 +236,31 @@ def main():
                                      "1000", "-q", "-o", data, "-p", str(srv.proc.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                                 time.sleep(0.5)  # perf attaches asynchronously
-                            c0 = srv.cpu()
+                            c0, x0 = srv.cpu(), ctx_switches(srv.proc.pid)
                             r = loadgen(*args)
                             ms = (srv.cpu() - c0) * 1000 / units
+                            cs = (ctx_switches(srv.proc.pid) - x0) / units
                             if rec:
                                 rec.send_signal(signal.SIGINT)
                                 rec.wait()
                                 continue
                             res[(v, b, s)].append(ms)
-                            print("cpu_per_op: run %d %s %s %s: %.3f ms/unit, %s errors"
-                                  % (run + 1, v, b, s, ms, r.get("errors", "0")),
+                            ctx[(v, b, s)].append(cs)
+                            print("cpu_per_op: run %d %s %s %s: %.3f ms/unit, %.1f context "
+                                  "switches/unit, %s errors"
+                                  % (run + 1, v, b, s, ms, cs, r.get("errors", "0")),
                                   file=sys.stderr)
                     finally:
                         srv.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print("%-6s %-8s %-8s %10s  %s" % ("binary", "backend", "unit", "cpu ms", "runs"))
+    print("%-6s %-8s %-8s %10s %10s  %s" % ("binary", "backend", "unit", "cpu ms", "ctxsw",
+                                            "cpu ms of each run"))
     for (v, b, s), vals in res.items():
-        print("%-6s %-8s %-8s %10.3f  %s" % (v, b, s, statistics.median(vals),
-                                           " ".join("%.3f" % x for x in vals)))
+        print("%-6s %-8s %-8s %10.3f %10.1f  %s" % (v, b, s, statistics.median(vals),
+                                                  statistics.median(ctx[(v, b, s)]),
+                                                  " ".join("%.3f" % x for x in vals)))
     if a.perf:
         for v in bins:
             for b in backends:

@@ -330,8 +330,12 @@ storage_status(struct storage *st, const char *user, const char *name,
 		return rc;
 	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) != 0)
 		return rc;
-	if (t.foreign)
-		return st->ops->status(st, t.owner, t.name, status_r);
+	if (t.foreign) {
+		/* UNSEEN by the reader's own \Seen (storage_seen.c) */
+		if ((rc = st->ops->status(st, t.owner, t.name, status_r)) != 0)
+			return rc;
+		return storage_seen_status(st, t.owner, t.name, user, status_r);
+	}
 	/* the user's own, also when named under the prefix */
 	rc = st->ops->status(st, user, t.name, status_r);
 	if (storage_user_set_up(st, user, t.name, rc))
@@ -370,6 +374,7 @@ storage_append(struct storage *st, const char *user, const char *mailbox,
 	struct acl_target a;
 	struct msg_input m = *msg;
 	struct delivery_target t = {.user = user, .mailbox = mailbox};
+	bool reader_seen = false;
 	int rc;
 
 	if (storage_user_valid(user) && storage_name_canon(mailbox, canon) == 0) {
@@ -381,11 +386,18 @@ storage_append(struct storage *st, const char *user, const char *mailbox,
 			m.flags &= flags_allowed(a.rights);
 			if ((a.rights & ACL_WRITE) == 0)
 				m.n_keywords = 0;
+			/* \Seen is the appending reader's own */
+			reader_seen = (m.flags & MSG_SEEN) != 0;
+			m.flags &= ~(uint32_t)MSG_SEEN;
 		} else {
 			t.mailbox = a.name;
 		}
 	}
 	rc = storage_deliver_owned(st, &m, &t, 1, 0);
+	if (rc == 0 && reader_seen &&
+	    storage_seen_add(st, t.user, t.mailbox, user, t.uidvalidity, &t.uid, 1) != 0)
+		log_warn("event=seen_error op=append user=%s mailbox=%s", LOG_QUOTE(user),
+		         LOG_QUOTE(mailbox));
 
 	if (rc == 0) {
 		if (uidvalidity_r != NULL)
@@ -433,6 +445,7 @@ mailbox_open(struct storage *st, const char *user, const char *name, unsigned fl
 	mb->actor = t.foreign ? xstrdup(user) : NULL;
 	mb->view_name = t.foreign ? xstrdup(canon) : NULL;
 	mb->rights = t.rights;
+	mb->seen = NULL;
 	*mb_r = mb;
 	return 0;
 }
@@ -450,6 +463,7 @@ mailbox_close(struct mailbox **mbp)
 	name = mb->name;
 	actor = mb->actor;
 	view_name = mb->view_name;
+	storage_seen_free(&mb->seen);
 	mb->st->ops->mailbox_close(mb);
 	free(user);
 	free(name);
@@ -466,16 +480,29 @@ mailbox_name(const struct mailbox *mb)
 int
 mailbox_status(struct mailbox *mb, struct mailbox_status *status_r)
 {
+	int rc;
+
 	memset(status_r, 0, sizeof(*status_r));
-	return mb->st->ops->mailbox_status(mb, status_r);
+	if ((rc = mb->st->ops->mailbox_status(mb, status_r)) != 0)
+		return rc;
+	return storage_seen_unseen(mb, status_r);
 }
 
 int
 mailbox_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r)
 {
+	int rc;
+
 	*recs_r = NULL;
 	*n_r = 0;
-	return mb->st->ops->records(mb, recs_r, n_r, modseq_r);
+	if ((rc = mb->st->ops->records(mb, recs_r, n_r, modseq_r)) != 0)
+		return rc;
+	if ((rc = storage_seen_records(mb, *recs_r, *n_r)) != 0) {
+		free(*recs_r);
+		*recs_r = NULL;
+		*n_r = 0;
+	}
+	return rc;
 }
 
 int
@@ -544,7 +571,8 @@ mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct storage_quota before;
 	struct msg_input m;
-	uint32_t uid;
+	uint32_t uid, *up = uid_r != NULL ? uid_r : &uid;
+	bool reader_seen = false;
 	int rc;
 
 	if ((rc = writable(mb)) != 0 || (rc = storage_msg_input_check(mb->st, msg)) != 0 ||
@@ -556,10 +584,20 @@ mailbox_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 		m.flags &= flags_allowed(mb->rights);
 		if ((mb->rights & ACL_WRITE) == 0)
 			m.n_keywords = 0;
+		/* \Seen is the appending reader's own */
+		reader_seen = (m.flags & MSG_SEEN) != 0;
+		m.flags &= ~(uint32_t)MSG_SEEN;
 		msg = &m;
 	}
 	/* uid_r may be NULL (storage.h); backends always get somewhere to write */
-	if ((rc = mb->st->ops->append(mb, msg, uid_r != NULL ? uid_r : &uid)) == 0) {
+	if ((rc = mb->st->ops->append(mb, msg, up)) == 0) {
+		struct mailbox_status ms = {0};
+
+		if (reader_seen && (mb->st->ops->mailbox_status(mb, &ms) != 0 ||
+		                    storage_seen_add(mb->st, mb->user, mb->name, mb->actor,
+		                                     ms.uidvalidity, up, 1) != 0))
+			log_warn("event=seen_error op=append user=%s mailbox=%s",
+			         LOG_QUOTE(mb->actor), LOG_QUOTE(mb->name));
 		storage_notify(mb->st, mb->user, mb->name);
 		storage_quota_warn(mb->st, mb->user, &before, msg->len);
 	}
@@ -604,13 +642,20 @@ mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct s
 			if (r.flags == 0 && r.n_keywords == 0)
 				return (mb->rights & ACL_LOOKUP) != 0 ? ROOST_ENOACCESS
 				                                      : ROOST_ENOTFOUND;
-			rc = mb->st->ops->store(mb, uids, n, &r, modified_r, n_modified_r);
+			if ((r.flags & MSG_SEEN) != 0)
+				rc = storage_seen_store(mb, uids, n, &r, modified_r, n_modified_r);
+			else
+				rc = mb->st->ops->store(mb, uids, n, &r, modified_r, n_modified_r);
 			if (rc == 0)
 				storage_notify(mb->st, mb->user, mb->name);
 			return rc;
 		}
 	}
-	if ((rc = mb->st->ops->store(mb, uids, n, req, modified_r, n_modified_r)) == 0)
+	if (mb->actor != NULL && (req->mode == STORE_REPLACE || (req->flags & MSG_SEEN) != 0))
+		rc = storage_seen_store(mb, uids, n, req, modified_r, n_modified_r);
+	else
+		rc = mb->st->ops->store(mb, uids, n, req, modified_r, n_modified_r);
+	if (rc == 0)
 		storage_notify(mb->st, mb->user, mb->name);
 	return rc;
 }
@@ -646,12 +691,17 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 	char **names = NULL;
 	const char **set = NULL;
 	size_t nrec = 0, nkw = 0, k = 0, r = 0;
-	uint32_t *src = NULL, *dst = NULL, uidvalidity = 0;
+	uint32_t *src = NULL, *dst = NULL, *seen = NULL, uidvalidity = 0;
+	size_t n_seen = 0;
 	uint64_t modseq;
+	/* who copies: \Seen in a mailbox of another is its own */
+	const char *actor = mb->actor != NULL ? mb->actor : mb->user;
 	int rc;
 
 	if ((rc = st->ops->records(mb, &recs, &nrec, &modseq)) != 0)
 		return rc;
+	if ((rc = storage_seen_records(mb, recs, nrec)) != 0)
+		goto out;
 	if ((rc = st->ops->keywords(mb, &kw, &nkw)) != 0)
 		goto out;
 	/* the table is valid until the next call on mb: keep a copy */
@@ -661,6 +711,7 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 		names[i] = xstrdup(kw[i]);
 	src = xcalloc(n + 1, sizeof(*src));
 	dst = xcalloc(n + 1, sizeof(*dst));
+	seen = xcalloc(n + 1, sizeof(*seen));
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct delivery_target t = {.user = dest->owner, .mailbox = dest->name};
 		struct msg_input in = {.fd = -1, .has_internal_date = true};
@@ -684,6 +735,10 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 		in.data = view.data;
 		in.len = view.len;
 		in.flags = recs[r].flags & flags_allowed(dest->rights);
+		if (dest->foreign && (in.flags & MSG_SEEN) != 0) {
+			in.flags &= ~(uint32_t)MSG_SEEN;
+			seen[n_seen++] = k; /* index of the copy, its UID below */
+		}
 		in.keywords = set;
 		in.n_keywords = ns;
 		in.internal_date = recs[r].internal_date;
@@ -711,6 +766,14 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 		}
 		storage_notify(st, dest->owner, dest->name);
 	}
+	if (rc == 0 && n_seen > 0) {
+		for (size_t i = 0; i < n_seen; i++)
+			seen[i] = dst[seen[i]];
+		if (storage_seen_add(st, dest->owner, dest->name, actor, uidvalidity, seen,
+		                     n_seen) != 0)
+			log_warn("event=seen_error op=copy user=%s mailbox=%s", LOG_QUOTE(actor),
+			         LOG_QUOTE(dest->name));
+	}
 	if (rc == 0 && move && k > 0 && (rc = st->ops->expunge(mb, src, k)) == 0)
 		storage_notify(st, mb->user, mb->name);
 	if (rc == 0) {
@@ -726,6 +789,7 @@ out:
 		free(names[i]);
 	free(names);
 	free(set);
+	free(seen);
 	free(src);
 	free(dst);
 	free(recs);
@@ -760,7 +824,10 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 	/* a move stays within the owner's quota root: nothing to check */
 	if (!move && (rc = storage_quota_copy_admit(mb, uids, n)) != 0)
 		return rc;
-	if (t.foreign && flags_allowed(t.rights) != MSG_FLAGS_ALL)
+	/* a copy by a reader (into the owner's store, or its own mailbox
+	 * named under the prefix is not foreign) goes message by message so
+	 * that \Seen is its own on both sides */
+	if (t.foreign)
 		return copy_across(mb, uids, n, &t, move, dest_uidvalidity_r, src_uids_r,
 		                   dest_uids_r, n_r);
 	rc = mb->st->ops->copy(mb, uids, n, t.name, move, dest_uidvalidity_r, src_uids_r,
@@ -776,8 +843,14 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 int
 mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r)
 {
+	int rc;
+
 	memset(changes_r, 0, sizeof(*changes_r));
-	return mb->st->ops->changes_since(mb, modseq, changes_r);
+	if ((rc = mb->st->ops->changes_since(mb, modseq, changes_r)) != 0)
+		return rc;
+	if ((rc = storage_seen_changes(mb, changes_r)) != 0)
+		mailbox_changes_free(changes_r);
+	return rc;
 }
 
 void

@@ -49,8 +49,10 @@
  * - Changes made by any user are changes of the owner's mailbox: they wake
  *   the watchers of (owner, mailbox), so IDLE of every user who has the
  *   mailbox open sees them (storage_watch() resolves the name the same way).
- * - \Seen and the other flags are the mailbox's, shared by every user who
- *   reads it (per-user \Seen is not implemented).
+ * - \Seen is each user's own: the owner's is the backend's flag, every
+ *   other reader's a set of its own kept beside the ACL (storage_seen.c).
+ *   The other flags and keywords are the mailbox's, shared by every user
+ *   who reads it.
  *
  * Where it is kept. The ACL is an entry of the mailbox's metadata record
  * (storage_metadata.c), named "/acl": every backend stores it already, it

@@ -102,6 +102,33 @@ bool storage_acl_may_post(struct storage *st, const char *owner, const char *can
  * the owner's own). */
 int storage_acl_mailbox_need(struct mailbox *mb, unsigned need);
 
+/* storage_seen.c: the \Seen of a user who opened another's mailbox
+ * (mb->actor), kept apart from the owner's (the model is written there).
+ * Each does nothing and returns 0 on a mailbox its owner opened. */
+
+struct seen_set;
+void storage_seen_free(struct seen_set **s);
+/* Records of mb as the actor sees them: MSG_SEEN is the actor's. */
+int storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n);
+/* The same for changes, plus every message whose \Seen the actor
+ * changed in another session since mb last told its session. */
+int storage_seen_changes(struct mailbox *mb, struct mailbox_changes *ch);
+/* status->unseen and first_unseen_uid by the actor's \Seen (status's
+ * UIDVALIDITY filled in). */
+int storage_seen_unseen(struct mailbox *mb, struct mailbox_status *status);
+/* storage_status() of owner's canon as reader sees it (reader is not the
+ * owner): status filled by the backend, then UNSEEN counted again. */
+int storage_seen_status(struct storage *st, const char *owner, const char *canon,
+                        const char *reader, struct mailbox_status *status);
+/* mailbox_store() by the actor, req already cut to its rights: \Seen in
+ * the actor's set, the rest in the backend (a FLAGS replace keeps the
+ * owner's \Seen). ROOST_ETOOBIG when the set would pass its bound. */
+int storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n,
+                       const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
+/* Mark uids (new messages, ascending) seen for reader in owner's canon. */
+int storage_seen_add(struct storage *st, const char *owner, const char *canon, const char *reader,
+                     uint32_t uidvalidity, const uint32_t *uids, size_t n);
+
 /* storage_deliver.c */
 
 /* storage_deliver() without the check of p: targets are owners' mailboxes

@@ -52,6 +52,8 @@ struct mailbox {
 	char *actor;     /* the user who opened another's mailbox */
 	char *view_name; /* the name as the actor gave it */
 	unsigned rights; /* the actor's, as last read */
+	/* the actor's \Seen as its session last saw it (storage_seen.c) */
+	struct seen_set *seen;
 };
 
 /* A backend's maildrop lock embeds this first. */

@@ -226,6 +226,92 @@ class AclBase(SharedServer):
         lines, t = r.until(b"i1")
         self.assertIn(b"OK", t)
 
+    def test_per_user_seen(self):
+        """Each reader's \\Seen is its own; the owner's stays the owner's."""
+        a, shared = self.team("Desk", 3)
+        self.assertEqual(a.setacl("Desk", BOB, "lrsw")[0], "OK")
+        self.assertEqual(a.setacl("Desk", CAROL, "lrs")[0], "OK")
+        a.select("Desk")
+        self.assertEqual(a.store("1", "+FLAGS", "(\\Seen)")[0], "OK")
+        # alice IDLEs on her mailbox; bob has a second session IDLE too
+        ra = self.raw(ALICE)
+        lines, t = ra.cmd(b'SELECT "Desk"')
+        self.assertIn(b"OK", t)
+        ra.send(b"i1 IDLE\r\n")
+        self.assertTrue(ra.line().startswith(b"+ "))
+        rb = self.raw(BOB)
+        lines, t = rb.cmd(b"SELECT " + shared.encode())
+        self.assertIn(b"OK", t)
+        rb.send(b"i2 IDLE\r\n")
+        self.assertTrue(rb.line().startswith(b"+ "))
+
+        b = self.imap(BOB)
+        self.assertEqual(b.select(shared)[0], "OK")
+        typ, dat = b.fetch("1:*", "(FLAGS)")
+        self.assertNotIn(b"\\Seen", b"".join(dat))
+        typ, dat = b.store("2", "+FLAGS", "(\\Seen)")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"\\Seen", dat[0])
+        typ, dat = b.fetch("3", "(BODY[])")  # sets bob's \\Seen
+        typ, dat = b.fetch("1:*", "(FLAGS)")
+        flags = [d for d in dat if isinstance(d, bytes)]
+        self.assertNotIn(b"\\Seen", flags[0])
+        self.assertIn(b"\\Seen", flags[1])
+        self.assertIn(b"\\Seen", flags[2])
+        # bob's other session hears of it in IDLE
+        rb.sock.settimeout(15)
+        got = b""
+        while b"3 FETCH" not in got:
+            got += rb.line()
+        self.assertIn(b"* 2 FETCH (FLAGS (\\Seen))", got)
+        self.assertIn(b"* 3 FETCH (FLAGS (\\Seen))", got)
+        rb.send(b"DONE\r\n")
+        lines, t = rb.until(b"i2")
+        self.assertIn(b"OK", t)
+        # alice's IDLE hears nothing of bob's \\Seen: the next thing it
+        # tells is the new message alice appends after it
+        self.assertEqual(a.append("Desk", None, None, message("later"))[0], "OK")
+        ra.sock.settimeout(15)
+        self.assertEqual(ra.line(), b"* 4 EXISTS\r\n")
+        ra.send(b"DONE\r\n")
+        lines, t = ra.until(b"i1")
+        self.assertIn(b"OK", t)
+        self.assertNotIn(b"FETCH", b"".join(lines))
+
+        # owner's flags as they were
+        a.select("Desk")
+        typ, dat = a.fetch("1:3", "(FLAGS)")
+        self.assertIn(b"\\Seen", dat[0])
+        self.assertNotIn(b"\\Seen", dat[1])
+        self.assertNotIn(b"\\Seen", dat[2])
+        # SEARCH and STATUS per user
+        self.assertEqual(a.search(None, "UNSEEN")[1][0], b"2 3 4")
+        self.assertEqual(a.search(None, "SEEN")[1][0], b"1")
+        b.noop()
+        self.assertEqual(b.search(None, "UNSEEN")[1][0], b"1 4")
+        self.assertEqual(b.search(None, "SEEN")[1][0], b"2 3")
+        c = self.imap(CAROL)
+        self.assertEqual(c.select(shared)[0], "OK")
+        self.assertEqual(c.search(None, "UNSEEN")[1][0], b"1 2 3 4")
+        self.assertEqual(c.store("4", "+FLAGS", "(\\Seen)")[0], "OK")
+        self.assertEqual(c.search(None, "UNSEEN")[1][0], b"1 2 3")
+        # carol has s but not w: \\Flagged is refused, \\Seen kept
+        typ, dat = c.store("1", "+FLAGS", "(\\Flagged)")
+        self.assertEqual(typ, "NO")
+        st = lambda m, name: m.status(name, "(UNSEEN MESSAGES)")[1][0]
+        self.assertIn(b"(MESSAGES 4 UNSEEN 3)", st(a, "Desk"))
+        self.assertIn(b"(MESSAGES 4 UNSEEN 2)", st(self.imap(BOB), shared))
+        self.assertIn(b"(MESSAGES 4 UNSEEN 3)", st(self.imap(CAROL), shared))
+        # bob takes \\Seen away again: only bob's goes
+        self.assertEqual(b.store("2:3", "-FLAGS", "(\\Seen)")[0], "OK")
+        self.assertEqual(b.search(None, "UNSEEN")[1][0], b"1 2 3 4")
+        self.assertEqual(a.search(None, "UNSEEN")[1][0], b"2 3 4")
+        self.assertEqual(c.search(None, "UNSEEN")[1][0], b"1 2 3")
+        # a SELECT reports the reader's first unseen
+        r = self.raw(CAROL)
+        lines, t = r.cmd(b"SELECT " + shared.encode())
+        self.assertIn(b"* OK [UNSEEN 1]", b"".join(lines))
+
     def test_hostile(self):
         a, shared = self.team("Hostile", 0)
         r = self.raw(ALICE)

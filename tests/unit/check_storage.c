@@ -3570,6 +3570,168 @@ START_TEST(acl_deliver)
 }
 END_TEST
 
+/* \Seen of a record of uid in mb's records (-1 when absent). */
+static int
+seen_of(struct mailbox *mb, uint32_t uid)
+{
+	struct msg_record *recs;
+	size_t n;
+	uint64_t modseq;
+	int r = -1;
+
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &modseq), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (recs[i].uid == uid)
+			r = (recs[i].flags & MSG_SEEN) != 0;
+	}
+	free(recs);
+	return r;
+}
+
+static uint32_t
+unseen_of(const char *user, const char *mbox, uint32_t *first_r)
+{
+	struct mailbox_status ms;
+
+	ck_assert_int_eq(storage_status(st, user, mbox, &ms), 0);
+	if (first_r != NULL)
+		*first_r = ms.first_unseen_uid;
+	return ms.unseen;
+}
+
+/* Per-user \Seen on a shared mailbox (storage_seen.c): each reader's is
+ * its own, the owner's stays the owner's, on every path. */
+START_TEST(acl_seen)
+{
+	struct mailbox *own, *bob, *bob2, *carol;
+	struct mailbox_status ms;
+	struct mailbox_changes ch;
+	struct msg_record *recs;
+	struct metadata_entry *l;
+	uint32_t u[4], *mod, first, uidv, *src, *dst;
+	size_t n;
+	uint64_t modseq;
+	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
+	struct store_req unseen = {.mode = STORE_REMOVE, .flags = MSG_SEEN};
+	struct store_req flag = {.mode = STORE_REPLACE, .flags = MSG_FLAGGED};
+	struct msg_input in = {.data = (const uint8_t *)"Subject: s\r\n\r\nx\r\n",
+	                       .len = 17,
+	                       .fd = -1,
+	                       .flags = MSG_SEEN};
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	for (int i = 0; i < 3; i++)
+		u[i] = append_simple("Team", i + 1);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET,
+	                                 ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_WRITE |
+	                                     ACL_DELETED | ACL_INSERT),
+	                 0);
+	ck_assert_int_eq(
+	    storage_acl_set(st, USER, "Team", CAROL, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_SEEN), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "Team", 0, &own), 0);
+	ck_assert_int_eq(mailbox_store(own, u, 1, &seen, &mod, &n), 0);
+
+	/* a reader starts with nothing seen; the owner's \Seen is not its */
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob), 0);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob2), 0);
+	ck_assert_int_eq(mailbox_open(st, CAROL, TEAM, 0, &carol), 0);
+	ck_assert_int_eq(seen_of(bob, u[0]), 0);
+	ck_assert_int_eq(seen_of(bob2, u[0]), 0);
+	ck_assert_int_eq(seen_of(own, u[0]), 1);
+	ck_assert_int_eq(mailbox_records(own, &recs, &n, &modseq), 0);
+	free(recs);
+
+	/* bob's +FLAGS \Seen is bob's alone */
+	ck_assert_int_eq(mailbox_store(bob, u + 1, 1, &seen, &mod, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(seen_of(bob, u[1]), 1);
+	ck_assert_int_eq(seen_of(own, u[1]), 0);
+	ck_assert_int_eq(seen_of(carol, u[1]), 0);
+	/* STATUS UNSEEN per user */
+	ck_assert_uint_eq(unseen_of(USER, "Team", &first), 2);
+	ck_assert_uint_eq(first, u[1]);
+	ck_assert_uint_eq(unseen_of(BOB, TEAM, &first), 2);
+	ck_assert_uint_eq(first, u[0]);
+	ck_assert_uint_eq(unseen_of(CAROL, TEAM, NULL), 3);
+	ck_assert_int_eq(mailbox_status(bob, &ms), 0);
+	ck_assert_uint_eq(ms.unseen, 2);
+	ck_assert_uint_eq(ms.messages, 3);
+
+	/* the owner's session learns nothing of it */
+	ck_assert_int_eq(mailbox_changes_since(own, modseq, &ch), 0);
+	for (size_t i = 0; i < ch.n_changed; i++)
+		ck_assert_uint_eq(ch.changed[i].flags & MSG_SEEN, ch.changed[i].uid == u[0]);
+	mailbox_changes_free(&ch);
+
+	/* bob's other session does, through changes */
+	ck_assert_int_eq(mailbox_changes_since(bob2, modseq, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 1);
+	ck_assert_uint_eq(ch.changed[0].uid, u[1]);
+	ck_assert_uint_eq(ch.changed[0].flags & MSG_SEEN, MSG_SEEN);
+	mailbox_changes_free(&ch);
+	ck_assert_int_eq(mailbox_changes_since(bob2, modseq, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 0); /* told once */
+	mailbox_changes_free(&ch);
+	ck_assert_int_eq(mailbox_store(bob2, u + 1, 1, &unseen, &mod, &n), 0);
+	ck_assert_int_eq(mailbox_changes_since(bob, modseq, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 1);
+	ck_assert_uint_eq(ch.changed[0].flags & MSG_SEEN, 0);
+	mailbox_changes_free(&ch);
+
+	/* a FLAGS replace by bob keeps the owner's \Seen, sets bob's */
+	ck_assert_int_eq(mailbox_store(bob, u, 2, &seen, &mod, &n), 0);
+	ck_assert_int_eq(mailbox_store(bob, u, 1, &flag, &mod, &n), 0);
+	ck_assert_int_eq(seen_of(bob, u[0]), 0);
+	ck_assert_int_eq(seen_of(bob, u[1]), 1);
+	ck_assert_int_eq(seen_of(own, u[0]), 1);
+	ck_assert_int_eq(mailbox_records(own, &recs, &n, &modseq), 0);
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN | MSG_FLAGGED);
+	free(recs);
+
+	/* carol may keep \Seen (s) but not \Flagged (w) */
+	ck_assert_int_eq(mailbox_store(carol, u + 2, 1, &seen, &mod, &n), 0);
+	ck_assert_int_eq(seen_of(carol, u[2]), 1);
+	ck_assert_int_eq(seen_of(bob, u[2]), 0);
+	ck_assert_int_eq(seen_of(own, u[2]), 0);
+
+	/* an APPEND with \Seen by a reader: the reader's */
+	ck_assert_int_eq(storage_append(st, BOB, TEAM, &in, &uidv, &u[3]), 0);
+	ck_assert_int_eq(seen_of(bob, u[3]), 1);
+	ck_assert_int_eq(seen_of(own, u[3]), 0);
+	ck_assert_int_eq(seen_of(carol, u[3]), 0);
+	/* the runs merge: u[1]..u[3] is one range */
+	ck_assert_int_eq(mailbox_store(bob, u + 2, 1, &seen, &mod, &n), 0);
+	ck_assert_uint_eq(unseen_of(BOB, TEAM, NULL), 1);
+
+	/* a copy out of the shared mailbox takes the reader's \Seen */
+	ck_assert_int_eq(mailbox_copy(bob, u + 1, 1, "INBOX", false, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	free(src);
+	free(dst);
+	ck_assert_uint_eq(unseen_of(BOB, "INBOX", NULL), 0);
+
+	/* kept out of METADATA, and follows a rename */
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Team", "/private", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	storage_metadata_free(l, n);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Team", "/shared", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	storage_metadata_free(l, n);
+	mailbox_close(&bob);
+	mailbox_close(&bob2);
+	mailbox_close(&carol);
+	mailbox_close(&own);
+	ck_assert_int_eq(storage_rename(st, USER, "Team", "Crew"), 0);
+	ck_assert_uint_eq(unseen_of(BOB, "Other Users/" USER "/Crew", NULL), 1);
+	ck_assert_uint_eq(unseen_of(CAROL, "Other Users/" USER "/Crew", NULL), 3);
+	ck_assert_uint_eq(unseen_of(USER, "Crew", NULL), 3);
+	teardown_backend();
+}
+END_TEST
+
 static void
 on_acl_change(void *arg)
 {
@@ -3680,6 +3842,7 @@ storage_suite(void)
 	tcase_add_loop_test(acl, acl_share, 0, n_backends);
 	tcase_add_loop_test(acl, acl_deliver, 0, n_backends);
 	tcase_add_loop_test(acl, acl_watch, 0, n_backends);
+	tcase_add_loop_test(acl, acl_seen, 0, n_backends);
 	suite_add_tcase(s, acl);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");

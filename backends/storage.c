@@ -846,6 +846,8 @@ mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 	int rc;
 
 	memset(changes_r, 0, sizeof(*changes_r));
+	if ((rc = mailbox_rights_refresh(mb)) != 0)
+		return rc;
 	if ((rc = mb->st->ops->changes_since(mb, modseq, changes_r)) != 0)
 		return rc;
 	if ((rc = storage_seen_changes(mb, changes_r)) != 0)

@@ -44,8 +44,11 @@
  *   show that it exists; with l, ROOST_ENOACCESS.
  * - Rights are read when a mailbox is opened, and again before every
  *   change made through the open mailbox (a revoked right stops the next
- *   STORE, EXPUNGE, APPEND or COPY of a session that has it open); reads
- *   through an open mailbox go on with the rights of the open.
+ *   STORE, EXPUNGE, APPEND or COPY of a session that has it open), before
+ *   every mailbox_changes_since() (a session that lost r hears nothing
+ *   more, also in IDLE) and when a protocol asks with
+ *   mailbox_rights_refresh() (IMAP: before each command, so that a
+ *   revoked r stops the next FETCH or SEARCH too).
  * - Changes made by any user are changes of the owner's mailbox: they wake
  *   the watchers of (owner, mailbox), so IDLE of every user who has the
  *   mailbox open sees them (storage_watch() resolves the name the same way).
@@ -776,6 +779,18 @@ storage_acl_shared_list(struct storage *st, const char *user, struct mailbox_inf
 	*list_r = v;
 	*n_r = n;
 	return 0;
+}
+
+int
+mailbox_rights_refresh(struct mailbox *mb)
+{
+	int rc;
+
+	if (mb->actor == NULL)
+		return 0;
+	if ((rc = storage_acl_mailbox_need(mb, 0)) != 0)
+		return rc;
+	return (mb->rights & ACL_READ) != 0 ? 0 : ROOST_ENOACCESS;
 }
 
 unsigned

@@ -7,6 +7,7 @@
  * limits in storage.h), so it is read and written whole.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -231,23 +232,34 @@ apply_set(const uint8_t *old, size_t old_len, struct buf *out, void *arg)
 	return 0;
 }
 
-/* The canonical mailbox name, or "" for the server; the mailbox exists. */
+/*
+ * The owner and its canonical mailbox name (or "" for the user's server
+ * part); the mailbox exists. Another's mailbox (named under
+ * STORAGE_ACL_PREFIX) needs need there (storage_acl.c): its /shared
+ * entries are the owner's, read with r and written with w (as Cyrus
+ * does); its /private entries are the owner's own and never shown to
+ * another user, nor kept per reader (a SETMETADATA of one is refused).
+ */
 static int
-meta_target(struct storage *st, const char *user, const char *mailbox,
-            char canon[STORAGE_MAX_NAME + 1])
+meta_target(struct storage *st, const char *user, const char *mailbox, unsigned need,
+            struct acl_target *t)
 {
+	char canon[STORAGE_MAX_NAME + 1];
 	struct mailbox_status s;
 	int rc;
 
 	if (!storage_user_valid(user))
 		return ROOST_EINVAL;
 	if (mailbox[0] == '\0') {
-		canon[0] = '\0';
+		snprintf(t->owner, sizeof(t->owner), "%s", user);
+		t->name[0] = '\0';
+		t->foreign = false;
 		return 0;
 	}
-	if ((rc = storage_name_canon(mailbox, canon)) != 0)
+	if ((rc = storage_name_canon(mailbox, canon)) != 0 ||
+	    (rc = storage_acl_resolve(st, user, canon, need, t)) != 0)
 		return rc;
-	return st->ops->status(st, user, canon, &s);
+	return st->ops->status(st, t->owner, t->name, &s);
 }
 
 int
@@ -255,7 +267,7 @@ storage_metadata_set(struct storage *st, const char *user, const char *mailbox,
                      const char *const *names, const uint8_t *const *values, const size_t *lens,
                      size_t n)
 {
-	char canon[STORAGE_MAX_NAME + 1];
+	struct acl_target t;
 	char(*cn)[STORAGE_METADATA_MAX_NAME + 1];
 	const char **cp;
 	struct set_arg a = {.values = values, .lens = lens, .n = n};
@@ -269,22 +281,24 @@ storage_metadata_set(struct storage *st, const char *user, const char *mailbox,
 		if (values[i] != NULL && lens[i] > STORAGE_METADATA_MAX_VALUE)
 			return ROOST_ETOOBIG;
 	}
-	if ((rc = meta_target(st, user, mailbox, canon)) != 0)
+	if ((rc = meta_target(st, user, mailbox, ACL_WRITE, &t)) != 0)
 		return rc;
 	cn = xcalloc(n + 1, sizeof(*cn));
 	cp = xcalloc(n + 1, sizeof(*cp));
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (!storage_metadata_name_valid(names[i], cn[i]))
 			rc = ROOST_EINVAL;
+		else if (t.foreign && strncmp(cn[i], "/private/", 9) == 0)
+			rc = ROOST_EPERM;
 		cp[i] = cn[i];
 	}
 	a.names = cp;
 	if (rc == 0)
-		rc = user_usage(st, user, canon, &a.other_entries, &a.other_bytes);
+		rc = user_usage(st, t.owner, t.name, &a.other_entries, &a.other_bytes);
 	if (rc == 0)
-		rc = st->ops->meta_update(st, user, canon, apply_set, &a);
-	if (rc == 0)
-		storage_notify_metadata(st, user, canon, cp, n); /* NOTIFY's MetadataChange */
+		rc = st->ops->meta_update(st, t.owner, t.name, apply_set, &a);
+	if (rc == 0) /* NOTIFY's MetadataChange */
+		storage_notify_metadata(st, t.owner, t.name, cp, n);
 	free(cp);
 	free(cn);
 	return rc;
@@ -308,7 +322,8 @@ int
 storage_metadata_get(struct storage *st, const char *user, const char *mailbox, const char *prefix,
                      int depth, struct metadata_entry **list_r, size_t *n_r)
 {
-	char canon[STORAGE_MAX_NAME + 1], cprefix[STORAGE_METADATA_MAX_NAME + 1];
+	char cprefix[STORAGE_METADATA_MAX_NAME + 1];
+	struct acl_target t;
 	struct buf rec = BUF_INIT(0);
 	struct metadata_entry *v;
 	size_t n, k = 0;
@@ -326,9 +341,9 @@ storage_metadata_get(struct storage *st, const char *user, const char *mailbox, 
 	} else if (!storage_metadata_name_valid(prefix, cprefix)) {
 		return ROOST_EINVAL;
 	}
-	if ((rc = meta_target(st, user, mailbox, canon)) != 0)
+	if ((rc = meta_target(st, user, mailbox, ACL_READ, &t)) != 0)
 		return rc;
-	rc = st->ops->meta_get(st, user, canon, &rec);
+	rc = st->ops->meta_get(st, t.owner, t.name, &rec);
 	if (rc == ROOST_ENOTFOUND) {
 		buf_free(&rec);
 		return 0;
@@ -339,7 +354,8 @@ storage_metadata_get(struct storage *st, const char *user, const char *mailbox, 
 	if (rc != 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		if (under(v[i].name, cprefix, depth)) {
+		if (under(v[i].name, cprefix, depth) &&
+		    !(t.foreign && strncmp(v[i].name, "/private/", 9) == 0)) {
 			v[k++] = v[i];
 		} else {
 			free(v[i].name);

@@ -99,8 +99,7 @@ seen_key(const char *reader, char *out, size_t size)
 	if (strlen(reader) <= SEEN_KEY_MAX)
 		snprintf(out, size, SEEN_PREFIX "%s", reader);
 	else
-		snprintf(out, size, SEEN_PREFIX "#%016llx",
-		         (unsigned long long)hash_str64(reader));
+		snprintf(out, size, SEEN_PREFIX "#%016llx", (unsigned long long)hash_str64(reader));
 }
 
 static void
@@ -566,8 +565,8 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 	struct store_req rest = *req;
 	struct seen_set now = {0};
 	uint64_t modseq;
-	bool seen = req->mode == STORE_REPLACE ? (req->flags & MSG_SEEN) != 0
-	                                       : req->mode == STORE_ADD;
+	bool seen =
+	    req->mode == STORE_REPLACE ? (req->flags & MSG_SEEN) != 0 : req->mode == STORE_ADD;
 	int rc;
 
 	if ((rc = mb_uidvalidity(mb, &uv)) != 0 ||

@@ -532,6 +532,14 @@ int storage_acl_shared_list(struct storage *st, const char *user, struct mailbox
 /* The rights the session's user had on mb when it was opened or last
  * changed it (every right on the user's own mailboxes). */
 unsigned mailbox_rights(const struct mailbox *mb);
+/* Read the rights of the user who opened another's mailbox again (a
+ * protocol calls it before each command on the open mailbox, so that a
+ * revoked right stops the next command, reads included): 0 while the user
+ * still has r (mailbox_rights() then tells the rights as read now),
+ * ROOST_ENOACCESS once it has lost r, ROOST_ENOTFOUND once the mailbox is
+ * gone. Nothing is read, and 0 returned, on the user's own mailbox.
+ * mailbox_changes_since() checks r the same way. */
+int mailbox_rights_refresh(struct mailbox *mb);
 /* Opened read-only: asked for, or the user holds no right to change it. */
 bool mailbox_readonly(const struct mailbox *mb);
 

@@ -4,6 +4,10 @@
  * named "" that covers all of the user's mailboxes, with the resources
  * STORAGE (units of 1024 octets) and MESSAGE.
  *
+ * Another user's mailbox (STORAGE_ACL_PREFIX) is under its owner's root,
+ * named by the owner's name: GETQUOTAROOT of it names that root, and
+ * GETQUOTA of it answers a user the owner shares a mailbox with.
+ *
  * Administrators, the users listed in [quota] admins, may also read and
  * set another user's quota: the root named by that user's name. SETQUOTA
  * writes the limits into the passwd file's quota_storage=/quota_messages=
@@ -44,6 +48,30 @@ is_admin(struct imap_session *s)
 	return false;
 }
 
+/* Does owner share a mailbox with the session's user (one it may see
+ * under STORAGE_ACL_PREFIX)? Then the owner's root, named by the owner's
+ * name, is one the user may read (GETQUOTAROOT of that mailbox names it). */
+static bool
+shares_with(struct imap_session *s, const char *owner)
+{
+	struct mailbox_info *list = NULL;
+	size_t n = 0, pl = strlen(STORAGE_ACL_PREFIX "/"), ol = strlen(owner);
+	bool found = false;
+
+	if (!storage_user_valid(owner) ||
+	    storage_acl_shared_list(s->sv->storage, s->user, &list, &n) != 0)
+		return false;
+	for (size_t i = 0; i < n && !found; i++) {
+		const char *name = list[i].name;
+
+		found = (list[i].attrs & MBOX_NOSELECT) == 0 &&
+		        strncmp(name, STORAGE_ACL_PREFIX "/", pl) == 0 &&
+		        strncmp(name + pl, owner, ol) == 0 && name[pl + ol] == '/';
+	}
+	storage_list_free(list, n);
+	return found;
+}
+
 /* The user whose quota root is named root: "" is the session's own; an
  * administrator may name any user of the passwd file. Sends NO and returns
  * false when there is no such root (for this client). */
@@ -62,6 +90,10 @@ root_user(struct imap_cmd *cmd, const struct imap_arg *a, char *user_r, size_t s
 	}
 	if (is_admin(s) && auth_lookup(s->sv->auth, a->str, user_r, size) == 0)
 		return true;
+	if (shares_with(s, a->str)) {
+		snprintf(user_r, size, "%s", a->str);
+		return true;
+	}
 	imap_tagged(cmd, "NO", "[NONEXISTENT] No such quota root");
 	return false;
 }
@@ -117,6 +149,8 @@ cmd_getquotaroot(struct imap_cmd *cmd)
 	struct imap_session *s = cmd->s;
 	struct mailbox_status st;
 	struct storage_quota q;
+	char owner[AUTH_MAX_NAME + 1];
+	const char *root;
 	char *name;
 	int rc;
 
@@ -130,14 +164,20 @@ cmd_getquotaroot(struct imap_cmd *cmd)
 		imap_reply_error(cmd, rc, "Mailbox does not exist");
 		return;
 	}
-	if ((rc = storage_quota_get(s->sv->storage, s->user, &q)) != 0) {
+	/* another's mailbox is under its owner's root, named by the owner */
+	if ((rc = storage_acl_owner(s->sv->storage, s->user, name, owner, sizeof(owner))) != 0)
+		snprintf(owner, sizeof(owner), "%s", s->user);
+	root = strcmp(owner, s->user) == 0 ? "" : owner;
+	if ((rc = storage_quota_get(s->sv->storage, owner, &q)) != 0) {
 		imap_reply_error(cmd, rc, NULL);
 		return;
 	}
 	conn_write_str(s->c, "* QUOTAROOT ");
 	imap_write_mailbox(s->c, name);
-	conn_write_str(s->c, " \"\"\r\n");
-	write_quota(s, "", &q);
+	conn_write_str(s->c, " ");
+	imap_write_string(s->c, root, strlen(root));
+	conn_write_str(s->c, "\r\n");
+	write_quota(s, root, &q);
 	imap_tagged(cmd, "OK", "GETQUOTAROOT completed");
 }
 

@@ -667,12 +667,27 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 		goto out;
 	}
 	cmd->uid = cmd->p.uid;
+	/* Another's mailbox: a revoked r ends the selection before the next
+	 * command, reads included (RFC 4314 has no word for this; the client
+	 * is told, and commands on the mailbox get NO [NOPERM]) */
+	bool revoked = false;
+	if (s->state == IMAP_STATE_SELECTED && s->view.mb != NULL &&
+	    mailbox_rights_refresh(s->view.mb) != 0) {
+		view_close(s);
+		imap_enter_state(s, IMAP_STATE_AUTH);
+		imap_untagged(s, "OK [CLOSED] Access to the selected mailbox was revoked");
+		revoked = true;
+	}
 	switch (imap_find_command(cmd->p.name, cmd->uid, s->state, &cmd->def)) {
 	case PROTO_CMD_UNKNOWN:
 		imap_bad(cmd, "Unknown command %s%s", cmd->uid ? "UID " : "", cmd->p.name);
 		goto out;
 	case PROTO_CMD_NOT_NOW:
-		imap_bad(cmd, "%s", imap_state_error(cmd->def, s->state));
+		if (revoked)
+			imap_tagged(cmd, "NO",
+			            "[NOPERM] Access to the selected mailbox was revoked");
+		else
+			imap_bad(cmd, "%s", imap_state_error(cmd->def, s->state));
 		goto out;
 	case PROTO_CMD_FOUND:
 		break;

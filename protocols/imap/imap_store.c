@@ -143,6 +143,20 @@ cmd_store(struct imap_cmd *cmd)
 		else
 			uids[k++] = v->msgs[idx[i]].rec.uid;
 	}
+	/* another's mailbox: storage leaves out what the rights do not allow
+	 * (RFC 4314 4), and so must the view (a replace needs every right) */
+	unsigned rights = mailbox_rights(v->mb);
+	if (sr.mode != STORE_REPLACE && rights != ACL_RIGHTS_ALL) {
+		uint32_t allowed =
+		    ((rights & ACL_SEEN) != 0 ? MSG_SEEN : 0) |
+		    ((rights & ACL_DELETED) != 0 ? MSG_DELETED : 0) |
+		    ((rights & ACL_WRITE) != 0 ? MSG_ANSWERED | MSG_FLAGGED | MSG_DRAFT : 0);
+		if ((flags & allowed) != 0 || ((rights & ACL_WRITE) != 0 && n_kw > 0)) {
+			flags &= allowed;
+			if ((rights & ACL_WRITE) == 0)
+				n_kw = 0;
+		}
+	}
 	sr.flags = flags;
 	sr.keywords = kw;
 	sr.n_keywords = n_kw;

@@ -75,12 +75,35 @@ view_announce_flags(struct imap_session *s)
 	for (size_t i = 0; i < v->n_keywords; i++)
 		buf_printf(&b, " %s", v->keywords[i]);
 	imap_untagged(s, "FLAGS (%s)", buf_cstr(&b));
+	/* another's mailbox: what the user's rights let it store (RFC 4314
+	 * 4: \\Seen needs s, \\Deleted t, the other flags and keywords w) */
+	unsigned rights = mailbox_rights(v->mb);
+	struct buf p = BUF_INIT(0);
+	const char *sp = "";
+	if ((rights & ACL_WRITE) != 0) {
+		buf_append_str(&p, "\\Answered \\Flagged");
+		sp = " ";
+	}
+	if ((rights & ACL_DELETED) != 0) {
+		buf_printf(&p, "%s\\Deleted", sp);
+		sp = " ";
+	}
+	if ((rights & ACL_SEEN) != 0) {
+		buf_printf(&p, "%s\\Seen", sp);
+		sp = " ";
+	}
+	if ((rights & ACL_WRITE) != 0) {
+		buf_printf(&p, "%s\\Draft", sp);
+		for (size_t i = 0; i < v->n_keywords; i++)
+			buf_printf(&p, " %s", v->keywords[i]);
+		if (v->n_keywords < STORAGE_MAX_KEYWORDS)
+			buf_append_str(&p, " \\*");
+	}
 	if (v->readonly)
 		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox");
-	else if (v->n_keywords < STORAGE_MAX_KEYWORDS)
-		imap_untagged(s, "OK [PERMANENTFLAGS (%s \\*)] Flags permitted", buf_cstr(&b));
 	else
-		imap_untagged(s, "OK [PERMANENTFLAGS (%s)] Flags permitted", buf_cstr(&b));
+		imap_untagged(s, "OK [PERMANENTFLAGS (%s)] Flags permitted", buf_cstr(&p));
+	buf_free(&p);
 	buf_free(&b);
 }
 
@@ -317,6 +340,8 @@ view_sync(struct imap_session *s, bool allow_expunge)
 		}
 		return;
 	}
+	if (rc == ROOST_ENOACCESS)
+		return; /* another's mailbox whose r was revoked: nothing more */
 	if (rc < 0) {
 		conn_log(s->c, LOG_LEVEL_WARN, "event=sync_failed err=%s", roost_strerror(rc));
 		return;

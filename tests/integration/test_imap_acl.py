@@ -421,6 +421,36 @@ class AclBase(SharedServer):
                 self.assertRegex(t, rb"^t\d+ (NO|BAD) ", (verb, name[:60], t))
             lines, t = b.cmd(b"CREATE " + name)
             self.assertRegex(t, rb"^t\d+ (NO|BAD) ", (name[:60], t))
+        # bad UTF-8 and overlong names in every command that takes a
+        # shared mailbox (as a literal: a quoted string must be ASCII)
+        bad = [b"Other Users/alice@example.org/\xff\xfe", b"Other Users/\xc3(/INBOX",
+               b"Other Users/alice@example.org/Hostile/\xed\xa0\x80",
+               b"Other Users/" + b"\xe2\x82" * 300 + b"/x"]
+        for name in bad:
+            lit = b"{%d+}\r\n" % len(name) + name
+            for verb, args in ((b"SELECT ", b""), (b"STATUS ", b" (UNSEEN)"),
+                               (b"GETACL ", b""), (b"MYRIGHTS ", b""),
+                               (b"SETACL ", b' "bob@example.org" "lr"'),
+                               (b"DELETEACL ", b' "bob@example.org"'),
+                               (b"LISTRIGHTS ", b' "bob@example.org"'),
+                               (b"GETQUOTAROOT ", b""), (b"GETMETADATA ", b" (/shared/x)"),
+                               (b"SETMETADATA ", b' (/shared/x "v")')):
+                lines, t = b.cmd(verb + lit + args)
+                self.assertRegex(t, rb"^t\d+ (NO|BAD) ", (verb, name[:40], t))
+        self.assertEqual(a.setacl("Hostile", BOB, "lr")[0], "OK")
+        # a huge ACL: at most 64 identifiers, then NO, and the ACL stays
+        for i in range(70):
+            lines, t = r.cmd(b'SETACL "Hostile" "user%d@example.org" "lr"' % i)
+            if i < 62:
+                self.assertIn(b"OK", t, i)
+        self.assertRegex(t, rb"^t\d+ NO ")
+        lines, t = r.cmd(b'GETACL "Hostile"')
+        self.assertIn(b"OK", t)
+        self.assertLessEqual(lines[0].count(b"@example.org"), 65)
+        # a huge entry list on a shared mailbox
+        lines, t = b.cmd(b'GETMETADATA "Other Users/alice@example.org/Hostile" (' +
+                         b" ".join(b"/shared/e%d" % i for i in range(3000)) + b")")
+        self.assertRegex(t, rb"^t\d+ (OK|NO|BAD) ")
         # still serving
         lines, t = b.cmd(b"NOOP")
         self.assertIn(b"OK", t)

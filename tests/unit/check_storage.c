@@ -3732,6 +3732,70 @@ START_TEST(acl_seen)
 }
 END_TEST
 
+/* METADATA of another's mailbox, and a revoked r in an open mailbox. */
+START_TEST(acl_shared_meta)
+{
+	struct mailbox *bob;
+	struct mailbox_changes ch;
+	struct metadata_entry *l;
+	size_t n;
+	const char *names[] = {"/shared/comment", "/private/comment"};
+	const uint8_t *values[] = {(const uint8_t *)"desk", (const uint8_t *)"mine"};
+	const size_t lens[] = {4, 4};
+	const uint8_t *bv[] = {(const uint8_t *)"bob"};
+	const size_t bl[] = {3};
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	append_simple("Team", 1);
+	ck_assert_int_eq(storage_metadata_set(st, USER, "Team", names, values, lens, 2), 0);
+	/* nothing granted: not there */
+	ck_assert_int_eq(storage_metadata_get(st, BOB, TEAM, "/shared", -1, &l, &n),
+	                 ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET, ACL_LOOKUP | ACL_READ), 0);
+	/* r reads the owner's /shared, never its /private */
+	ck_assert_int_eq(storage_metadata_get(st, BOB, TEAM, "/shared", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(l[0].name, "/shared/comment");
+	ck_assert_str_eq((const char *)l[0].value, "desk");
+	storage_metadata_free(l, n);
+	ck_assert_int_eq(storage_metadata_get(st, BOB, TEAM, "/private", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	storage_metadata_free(l, n);
+	/* w writes /shared; /private of another's mailbox is refused */
+	ck_assert_int_eq(storage_metadata_set(st, BOB, TEAM, names, bv, bl, 1), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_ADD, ACL_WRITE), 0);
+	ck_assert_int_eq(storage_metadata_set(st, BOB, TEAM, names, bv, bl, 1), 0);
+	ck_assert_int_eq(storage_metadata_set(st, BOB, TEAM, names + 1, bv, bl, 1), ROOST_EPERM);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Team", "/shared", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq((const char *)l[0].value, "bob");
+	storage_metadata_free(l, n);
+	ck_assert_int_eq(storage_metadata_get(st, USER, "Team", "/private", -1, &l, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq((const char *)l[0].value, "mine");
+	storage_metadata_free(l, n);
+	/* carol, no rights */
+	ck_assert_int_eq(storage_metadata_set(st, CAROL, TEAM, names, bv, bl, 1), ROOST_ENOTFOUND);
+
+	/* rights read again when asked, and before changes are told */
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob), 0);
+	ck_assert_int_eq(mailbox_rights_refresh(bob), 0);
+	ck_assert_uint_eq(mailbox_rights(bob), ACL_LOOKUP | ACL_READ | ACL_WRITE | ACL_POST);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET, ACL_LOOKUP), 0);
+	ck_assert_int_eq(mailbox_rights_refresh(bob), ROOST_ENOACCESS);
+	ck_assert_int_eq(mailbox_changes_since(bob, 0, &ch), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_acl_delete(st, USER, "Team", BOB), 0);
+	ck_assert_int_eq(mailbox_changes_since(bob, 0, &ch), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_delete(st, USER, "Team"), 0);
+	ck_assert_int_eq(mailbox_rights_refresh(bob), ROOST_ENOTFOUND);
+	mailbox_close(&bob);
+	teardown_backend();
+}
+END_TEST
+
 static void
 on_acl_change(void *arg)
 {
@@ -3843,6 +3907,7 @@ storage_suite(void)
 	tcase_add_loop_test(acl, acl_deliver, 0, n_backends);
 	tcase_add_loop_test(acl, acl_watch, 0, n_backends);
 	tcase_add_loop_test(acl, acl_seen, 0, n_backends);
+	tcase_add_loop_test(acl, acl_shared_meta, 0, n_backends);
 	suite_add_tcase(s, acl);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");

@@ -74,6 +74,24 @@
  * and shows the mailboxes where the user has l. Entries are never removed
  * from the index when a right is revoked: a stale owner costs one list of
  * that owner's mailboxes and shows nothing.
+ *
+ * Not built yet: a "Shared/" namespace (RFC 2342's third one) for
+ * mailboxes no person owns. The design, to keep what is above unchanged:
+ * "Shared/<name>" resolves in split() to the reserved owner "#public" (a
+ * store no user can log in as, like "#shared" of the index: auth refuses
+ * a leading '#'), so every actor is foreign there and everything above
+ * applies as is: rights from the ACL only, \Seen per reader for everyone
+ * (storage_seen.c; no owner's flag is ever shown), writes woken under
+ * (#public, name). What differs: nobody has implicit rights, so the users
+ * of [acl] shared_admins (a new key) hold every right on the namespace
+ * and alone create its top-level mailboxes (split() would give them the
+ * rights the owner has elsewhere); LIST scans "#public" like an owner of
+ * the index, named under "Shared/" instead of "Other Users/<owner>/";
+ * NAMESPACE announces (("Shared/" "/")) third; GETQUOTAROOT names the
+ * root "#public" with [quota] shared limits; mail reaches such a mailbox
+ * only through an alias to "#public+<name>" with p for anyone. Backends
+ * need nothing new: "#public" is set up once with user_init like any new
+ * user (its INBOX hidden from LIST and refused by split()).
  */
 #include <stdbool.h>
 #include <stdint.h>

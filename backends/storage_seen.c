@@ -105,7 +105,7 @@ seen_key(const char *reader, char *out, size_t size)
 static void
 range_push(struct seen_set *s, size_t *cap, uint32_t lo, uint32_t hi)
 {
-	if (s->n > 0 && s->v[s->n - 1].hi + 1 >= lo) {
+	if (s->n > 0 && lo >= s->v[s->n - 1].lo && s->v[s->n - 1].hi + 1 >= lo) {
 		if (hi > s->v[s->n - 1].hi)
 			s->v[s->n - 1].hi = hi;
 		return;
@@ -117,6 +117,35 @@ range_push(struct seen_set *s, size_t *cap, uint32_t lo, uint32_t hi)
 	s->v[s->n].lo = lo;
 	s->v[s->n].hi = hi;
 	s->n++;
+}
+
+static int
+range_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct seen_range *)a)->lo, y = ((const struct seen_range *)b)->lo;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Ascending and merged: the ranges kept above the records read and the
+ * UIDs a change names there may interleave (two sessions appending). */
+static void
+seen_normalize(struct seen_set *s)
+{
+	size_t k = 0;
+
+	if (s->n < 2)
+		return;
+	qsort(s->v, s->n, sizeof(*s->v), range_cmp);
+	for (size_t i = 1; i < s->n; i++) {
+		if (s->v[i].lo <= s->v[k].hi || s->v[i].lo - s->v[k].hi == 1) {
+			if (s->v[i].hi > s->v[k].hi)
+				s->v[k].hi = s->v[i].hi;
+		} else {
+			s->v[++k] = s->v[i];
+		}
+	}
+	s->n = k + 1;
 }
 
 static bool
@@ -486,6 +515,7 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 			range_push(r, &cap, a->uids[u], a->uids[u]);
 	}
 	free(s.v);
+	seen_normalize(r);
 	if (r->n == 0)
 		*remove = true;
 	else

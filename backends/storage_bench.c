@@ -280,10 +280,13 @@ bench_deliver(struct run *r, size_t size, unsigned writers, const char *tag, boo
 	struct storage_stats s0, s1;
 	int failures = 0;
 
-	if (no_group)
+	if (no_group) {
 		setenv("ROOST_LMDB_MAX_BATCH", "1", 1);
+		setenv("ROOST_PGSQL_MAX_BATCH", "1", 1);
+	}
 	st = open_store(r, &cfg, dir, sizeof(dir), tag, true);
 	unsetenv("ROOST_LMDB_MAX_BATCH");
+	unsetenv("ROOST_PGSQL_MAX_BATCH");
 	if (st == NULL)
 		return ROOST_EIO;
 	for (unsigned w = 0; w < writers; w++) {
@@ -641,7 +644,8 @@ int
 storage_bench_run(const char *backend, const struct storage_bench_opts *o)
 {
 	struct run *r;
-	bool lmdb = strcmp(backend, "lmdb") == 0;
+	/* the backends with group commit also run without it */
+	bool lmdb = strcmp(backend, "lmdb") == 0 || strcmp(backend, "pgsql") == 0;
 	int ret;
 
 	if (!storage_backend_available(backend))

@@ -64,6 +64,16 @@ struct pg_store {
 	pthread_cond_t flights_cond;
 	struct pg_flights *flights;
 
+	/* Group commit of deliveries (pgsql_save.c): group_lock guards the
+	 * queue and group_leaders; group_cond is broadcast when a group
+	 * commits. The counters are atomic. */
+	pthread_mutex_t group_lock;
+	pthread_cond_t group_cond;
+	struct pg_group_req *group_head, **group_tail;
+	unsigned group_leaders;
+	unsigned group_max; /* deliveries per transaction at most */
+	uint64_t n_commits, n_writes;
+
 	/* The listener (pgsql_listen.c). */
 	pthread_t listener;
 	bool listener_started;
@@ -197,6 +207,10 @@ int pg_status_fill(struct pg_txn *t, int64_t id, struct mailbox_status *s);
 int pg_op_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
                   size_t n);
 int pg_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
+void pg_op_stats(struct storage *st, struct storage_stats *stats_r);
+/* Deliveries per group commit: ROOST_PGSQL_MAX_BATCH (1 turns it off, for
+ * benchmarks) or the default. */
+unsigned pg_group_max(void);
 int pg_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r);
 int pg_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
 int pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r);

@@ -429,6 +429,172 @@ t_deliver(struct pg_txn *t, void *arg)
 	return notify_all(t, a);
 }
 
+/*
+ * Group commit. A delivery to one mailbox waits in ps->group_head's queue
+ * while GROUP_LEADERS groups are under way; else the first to find the
+ * queue waiting leads: it takes up to group_max deliveries from the head,
+ * runs them one after the other in one transaction, and every one of them
+ * returns when that transaction has committed (synchronous_commit on: an
+ * accepted message is still a committed one). Sixteen writers on a node
+ * made sixteen commits, each its own WAL flush, and the deliveries to one
+ * mailbox queued on its row lock behind each commit; a few groups at once
+ * keep the statements of several groups running while one commits (one
+ * group alone, its statements one after the other, delivered less than
+ * one commit per delivery did). A group takes its mailboxes' locks in the
+ * order of their names, as a delivery to several mailboxes does, so
+ * groups never wait on each other in a cycle, here or on another node;
+ * a delivery to several mailboxes runs alone. When a delivery fails
+ * inside the group (an error that spoils the transaction), the group is
+ * rolled back and each delivery is run alone, as before; when the COMMIT
+ * itself breaks, its outcome is unknown and every delivery of the group is
+ * told to try again later, as a lone delivery is (pg_run()).
+ */
+#define GROUP_MAX_DEFAULT 4
+#define GROUP_LEADERS 4
+
+struct pg_group_req {
+	struct pg_group_req *next;
+	struct deliver_arg *a;
+	bool done;
+	int rc;
+};
+
+struct group_arg {
+	struct pg_group_req **reqs;
+	size_t n;
+	bool fn_failed; /* the last run of t_group() failed before COMMIT */
+};
+
+unsigned
+pg_group_max(void)
+{
+	const char *v = getenv("ROOST_PGSQL_MAX_BATCH");
+	unsigned long n;
+	char *end;
+
+	if (v == NULL || *v == '\0')
+		return GROUP_MAX_DEFAULT;
+	n = strtoul(v, &end, 10);
+	return *end == '\0' && n >= 1 && n <= 1000 ? (unsigned)n : GROUP_MAX_DEFAULT;
+}
+
+static int
+t_group(struct pg_txn *t, void *arg)
+{
+	struct group_arg *g = arg;
+
+	g->fn_failed = true;
+	for (size_t i = 0; i < g->n; i++) {
+		int rc = t_deliver(t, g->reqs[i]->a);
+
+		if (rc != 0)
+			return rc;
+	}
+	g->fn_failed = false;
+	return 0;
+}
+
+static void
+count_commit(struct pg_store *ps, size_t deliveries)
+{
+	__atomic_add_fetch(&ps->n_commits, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&ps->n_writes, deliveries, __ATOMIC_RELAXED);
+}
+
+static int
+deliver_alone(struct pg_store *ps, struct deliver_arg *a)
+{
+	int rc = pg_run(ps, PG_WRITE, t_deliver, a);
+
+	if (rc == 0)
+		count_commit(ps, 1);
+	return rc;
+}
+
+/* A delivery's first mailbox in its lock order, for ordering a group. */
+static int
+req_cmp(const void *x, const void *y)
+{
+	const struct deliver_arg *a = (*(struct pg_group_req *const *)x)->a;
+	const struct deliver_arg *b = (*(struct pg_group_req *const *)y)->a;
+	const struct dtarget *da = &a->targets[a->order[0]], *db = &b->targets[b->order[0]];
+	int c = strcmp(da->user, db->user);
+
+	return c != 0 ? c : strcmp(da->name, db->name);
+}
+
+static void
+group_run(struct pg_store *ps, struct pg_group_req **reqs, size_t n)
+{
+	struct group_arg g = {.reqs = reqs, .n = n};
+	int rc;
+
+	if (n == 1) {
+		reqs[0]->rc = deliver_alone(ps, reqs[0]->a);
+		return;
+	}
+	qsort(reqs, n, sizeof(*reqs), req_cmp);
+	rc = pg_run(ps, PG_WRITE, t_group, &g);
+	if (rc == 0)
+		count_commit(ps, n);
+	for (size_t i = 0; i < n; i++) {
+		if (rc != 0 && g.fn_failed)
+			reqs[i]->rc = deliver_alone(ps, reqs[i]->a);
+		else
+			reqs[i]->rc = rc;
+	}
+}
+
+static int
+group_deliver(struct pg_store *ps, struct deliver_arg *a)
+{
+	struct pg_group_req me = {.a = a};
+
+	if (ps->group_max <= 1 || a->n != 1)
+		return deliver_alone(ps, a);
+	pthread_mutex_lock(&ps->group_lock);
+	*ps->group_tail = &me;
+	ps->group_tail = &me.next;
+	for (;;) {
+		struct pg_group_req **batch;
+		size_t n = 0;
+
+		/* an empty queue: a leader took us, and will say when it is done */
+		while (!me.done && (ps->group_leaders >= GROUP_LEADERS || ps->group_head == NULL))
+			pthread_cond_wait(&ps->group_cond, &ps->group_lock);
+		if (me.done)
+			break;
+		/* lead: the queue's head, which holds us unless it is long */
+		ps->group_leaders++;
+		batch = xcalloc(ps->group_max, sizeof(*batch));
+		while (n < ps->group_max && ps->group_head != NULL) {
+			batch[n++] = ps->group_head;
+			ps->group_head = ps->group_head->next;
+		}
+		if (ps->group_head == NULL)
+			ps->group_tail = &ps->group_head;
+		pthread_mutex_unlock(&ps->group_lock);
+		group_run(ps, batch, n);
+		pthread_mutex_lock(&ps->group_lock);
+		for (size_t i = 0; i < n; i++)
+			batch[i]->done = true;
+		ps->group_leaders--;
+		pthread_cond_broadcast(&ps->group_cond);
+		free(batch);
+	}
+	pthread_mutex_unlock(&ps->group_lock);
+	return me.rc;
+}
+
+void
+pg_op_stats(struct storage *st, struct storage_stats *stats_r)
+{
+	struct pg_store *ps = PS(st);
+
+	stats_r->commits = __atomic_load_n(&ps->n_commits, __ATOMIC_RELAXED);
+	stats_r->writes = __atomic_load_n(&ps->n_writes, __ATOMIC_RELAXED);
+}
+
 /* The message's bytes in memory: borrowed from msg, or read from its spool
  * file into *owned_r. */
 static int
@@ -501,7 +667,7 @@ deliver_run(struct pg_store *ps, const struct msg_input *msg, struct dtarget *ta
 		return ROOST_EIO;
 	}
 	a.idate = msg->internal_date != 0 ? msg->internal_date : (int64_t)time(NULL);
-	rc = pg_run(ps, PG_WRITE, t_deliver, &a);
+	rc = group_deliver(ps, &a);
 	free(a.order);
 	free(owned);
 	return rc;

@@ -39,6 +39,8 @@ pg_close(struct storage *st)
 	pg_flights_free(ps);
 	pthread_cond_destroy(&ps->flights_cond);
 	pthread_mutex_destroy(&ps->flights_lock);
+	pthread_cond_destroy(&ps->group_cond);
+	pthread_mutex_destroy(&ps->group_lock);
 	free(ps->conns);
 	free(ps->dsn);
 	free(ps);
@@ -64,6 +66,10 @@ pg_open(const struct roost_config *cfg, struct storage **st_r)
 	pthread_cond_init(&ps->freed, NULL);
 	pthread_mutex_init(&ps->flights_lock, NULL);
 	pthread_cond_init(&ps->flights_cond, NULL);
+	pthread_mutex_init(&ps->group_lock, NULL);
+	pthread_cond_init(&ps->group_cond, NULL);
+	ps->group_tail = &ps->group_head;
+	ps->group_max = pg_group_max();
 	ps->stop_pipe[0] = ps->stop_pipe[1] = -1;
 	if (getrandom(&ps->node, sizeof(ps->node), 0) != sizeof(ps->node))
 		ps->node = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -166,6 +172,7 @@ const struct storage_ops storage_pgsql_ops = {
     .check = pg_op_check,
     .repair = pg_op_repair,
     .backup = pg_op_backup,
+    .stats = pg_op_stats,
     .quota_get = pg_op_quota_get,
     .quota_recalc = pg_op_quota_recalc,
     .lock_user = pg_op_lock_user,

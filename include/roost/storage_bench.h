@@ -10,7 +10,7 @@
  * build/bench/bench_storage.
  *
  * Workloads: deliveries of 1 KB, 50 KB and 1 MB by 1 and 16 writers (LMDB
- * also without group commit), one 50 KB message to 100 recipients, and on a
+ * and PostgreSQL also without group commit), one 50 KB message to 100 recipients, and on a
  * mailbox of 100,000 messages: open and list, random reads, status, flag
  * updates of 1 and 1000 messages, changes since a MODSEQ, expunges. Each
  * timed workload runs for a fixed time (1.5 s, or 5 s with full); the

@@ -77,6 +77,11 @@ struct pg_store {
 	/* The listener (pgsql_listen.c). */
 	pthread_t listener;
 	bool listener_started;
+	/* Set (under lock, then broadcast on listen_cond) once the listener
+	 * is LISTENing or its first try failed: no transaction of ours runs
+	 * before, so nothing another node commits after it goes unheard. */
+	bool listen_ready;
+	pthread_cond_t listen_cond;
 	int stop_pipe[2];
 };
 

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pgsql_impl.h"
@@ -127,6 +128,18 @@ handle_batch(struct pg_store *ps, struct heard *h, size_t n)
 	pg_prefetch_run(ps, &pf);
 }
 
+/* The listener's first LISTEN is in place, or its first try failed. */
+static void
+mark_listen_ready(struct pg_store *ps)
+{
+	if (__atomic_load_n(&ps->listen_ready, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&ps->lock);
+	__atomic_store_n(&ps->listen_ready, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&ps->listen_cond);
+	pthread_mutex_unlock(&ps->lock);
+}
+
 static void *
 listen_main(void *arg)
 {
@@ -139,6 +152,7 @@ listen_main(void *arg)
 		PGresult *res;
 
 		if (pg_connect(ps->dsn, &conn) != 0) {
+			mark_listen_ready(ps);
 			if (stop_wait(ps, -1, backoff))
 				return NULL;
 			backoff = backoff < 2000 ? backoff * 2 : 2000;
@@ -148,11 +162,13 @@ listen_main(void *arg)
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			PQclear(res);
 			PQfinish(conn);
+			mark_listen_ready(ps);
 			if (stop_wait(ps, -1, backoff))
 				return NULL;
 			continue;
 		}
 		PQclear(res);
+		mark_listen_ready(ps);
 		backoff = 50;
 		if (was_connected) {
 			log_info("event=pgsql_listen_reconnected");
@@ -190,17 +206,38 @@ listen_main(void *arg)
 	}
 }
 
+/*
+ * Start the listener and wait until it listens (at most LISTEN_WAIT_S): a
+ * session that registered its watch and then read the mailbox would miss
+ * a change another node committed before LISTEN took effect (check_storage
+ * pgsql_two_nodes failed so on a loaded machine: its first append on the
+ * other node went by before the new listener thread had connected).
+ */
+#define LISTEN_WAIT_S 10
+
 void
 pg_listen_start(struct pg_store *ps)
 {
-	if (__atomic_load_n(&ps->listener_started, __ATOMIC_ACQUIRE))
+	struct timespec until;
+
+	if (__atomic_load_n(&ps->listen_ready, __ATOMIC_ACQUIRE))
 		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += LISTEN_WAIT_S;
 	pthread_mutex_lock(&ps->lock);
 	if (!ps->listener_started && ps->stop_pipe[0] >= 0) {
-		if (pthread_create(&ps->listener, NULL, listen_main, ps) == 0)
+		if (pthread_create(&ps->listener, NULL, listen_main, ps) == 0) {
 			__atomic_store_n(&ps->listener_started, true, __ATOMIC_RELEASE);
-		else
+		} else {
 			log_warn("event=pgsql_listen_failed error=\"cannot start thread\"");
+			__atomic_store_n(&ps->listen_ready, true, __ATOMIC_RELEASE);
+		}
+	}
+	if (!ps->listener_started)
+		__atomic_store_n(&ps->listen_ready, true, __ATOMIC_RELEASE);
+	while (!ps->listen_ready) {
+		if (pthread_cond_timedwait(&ps->listen_cond, &ps->lock, &until) == ETIMEDOUT)
+			break;
 	}
 	pthread_mutex_unlock(&ps->lock);
 }

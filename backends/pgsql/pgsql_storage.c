@@ -40,6 +40,7 @@ pg_close(struct storage *st)
 	pthread_cond_destroy(&ps->flights_cond);
 	pthread_mutex_destroy(&ps->flights_lock);
 	pthread_cond_destroy(&ps->group_cond);
+	pthread_cond_destroy(&ps->listen_cond);
 	pthread_mutex_destroy(&ps->group_lock);
 	free(ps->conns);
 	free(ps->dsn);
@@ -66,6 +67,7 @@ pg_open(const struct roost_config *cfg, struct storage **st_r)
 	pthread_cond_init(&ps->freed, NULL);
 	pthread_mutex_init(&ps->flights_lock, NULL);
 	pthread_cond_init(&ps->flights_cond, NULL);
+	pthread_cond_init(&ps->listen_cond, NULL);
 	pthread_mutex_init(&ps->group_lock, NULL);
 	pthread_cond_init(&ps->group_cond, NULL);
 	ps->group_tail = &ps->group_head;

@@ -4,7 +4,7 @@ PostgreSQL, next to LMDB and Maildir on one node.
 
     python3 bench/pgsql_nodes.py [--messages 2000] [--size 4096] [--users 20]
         [--lmtp-clients 10] [--imap-clients 16] [--iterations 5] [--runs 1]
-        [--setups lmdb,maildir,pgsql,pgsql2]
+        [--setups lmdb,maildir,pgsql,pgsql2] [--workers N]
 
 Each setup gets fresh servers (pgsql: a new database on this script's own
 PostgreSQL, fsync on, from scripts/pg-test.sh; pgsql2: two `roost serve`
@@ -68,6 +68,8 @@ def one_setup(setup, a):
             "imap": {"max_connections_per_user_ip": "1000"}}
     if backend == "pgsql":
         conf["storage"] = {"pgsql_dsn": idle_latency.pg_database()}
+    if a.workers:
+        conf["server"] = {"workers": str(a.workers)}
     servers = []
     try:
         for _ in range(nodes):
@@ -108,6 +110,8 @@ def main():
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--setups", default="lmdb,maildir,pgsql,pgsql2")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="[server] workers of each node (default: the test harness's 4)")
     a = ap.parse_args()
     results = {}
     for _ in range(a.runs):

@@ -216,7 +216,7 @@ session_next_host(struct session *s)
 			break;
 		/* RFC 8461 4.1: a host the policy does not name is skipped
 		 * (enforce) or reported (testing). */
-		log_info("event=mta-sts-report domain=%s mode=%s host=%s problem=mx-mismatch",
+		log_info("event=mta_sts_report domain=%s mode=%s host=%s problem=mx-mismatch",
 		         s->domain, mta_sts_mode_name(s->sts->mode), h);
 		if (s->sts->mode != MTA_STS_ENFORCE)
 			break;
@@ -327,7 +327,7 @@ smtp_ready(void *arg)
 	s->cur = w;
 	if (s->sent_msgs == 0 && s->sts != NULL && s->sts->mode == MTA_STS_TESTING &&
 	    strcmp(smtpc_tls_status(s->c), "verified") != 0)
-		log_info("event=mta-sts-report domain=%s mode=testing host=%s problem=tls-%s",
+		log_info("event=mta_sts_report domain=%s mode=testing host=%s problem=tls-%s",
 		         s->domain, s->host, smtpc_tls_status(s->c));
 	s->sent_msgs++;
 	w->started = outbound_now_ms();

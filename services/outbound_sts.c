@@ -252,7 +252,7 @@ apply(struct session *s, const struct sts_entry *e)
 		/* enforce: only over TLS that verifies for the MX name. */
 		if (e->pol.mode == MTA_STS_ENFORCE && s->policy < TLSP_VERIFY)
 			s->policy = TLSP_VERIFY;
-		log_debug("event=mta-sts domain=%s mode=%s id=%s", s->domain,
+		log_debug("event=mta_sts domain=%s mode=%s id=%s", s->domain,
 		          mta_sts_mode_name(e->pol.mode), e->id);
 	}
 	outbound_session_mx(s);
@@ -304,7 +304,7 @@ txt_found(void *arg, int status, char *const *txt, size_t n)
 		e->have = false;
 		e->expires = time(NULL) + NEG_TTL;
 		if (found > 1 || status == ROOST_ETEMP)
-			log_info("event=mta-sts domain=%s status=none reason=\"%s\"", s->domain,
+			log_info("event=mta_sts domain=%s status=none reason=\"%s\"", s->domain,
 			         found > 1 ? "several STSv1 records" : "TXT lookup failed");
 		apply(s, e);
 		return;
@@ -367,14 +367,14 @@ outbound_sts_collect(struct outbound *ob)
 			memcpy(&e->pol, &j->pol, sizeof(e->pol));
 			snprintf(e->id, sizeof(e->id), "%s", j->id);
 			e->expires = time(NULL) + (int64_t)j->pol.max_age;
-			log_info("event=mta-sts domain=%s status=fetched mode=%s id=%s max_age=%u "
+			log_info("event=mta_sts domain=%s status=fetched mode=%s id=%s max_age=%u "
 			         "mx=%zu",
 			         e->domain, mta_sts_mode_name(j->pol.mode), j->id, j->pol.max_age,
 			         j->pol.n_mx);
 		} else {
 			e->have = false;
 			e->expires = time(NULL) + NEG_TTL;
-			log_info("event=mta-sts domain=%s status=none id=%s reason=\"%s\"",
+			log_info("event=mta_sts domain=%s status=none id=%s reason=\"%s\"",
 			         e->domain, j->id, j->why);
 		}
 		free(j);

@@ -487,8 +487,7 @@ http_frame_hook(struct conn *c, void *session, const uint8_t *in, size_t len, si
 		            http_reason(413), date, b.len);
 		conn_write(c, b.data, b.len);
 		buf_free(&b);
-		log_info("conn=%llu proto=http event=bad_request status=413 limit=maxSizeRequest",
-		         (unsigned long long)conn_id(c));
+		conn_log(c, LOG_LEVEL_INFO, "event=bad_request status=413 limit=maxSizeRequest");
 		http_request_clear(&s->req);
 		return FRAME_CLOSE;
 	}

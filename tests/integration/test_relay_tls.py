@@ -607,7 +607,7 @@ class MtaStsTest(unittest.TestCase):
         wait_for(lambda: with_text(GOOD, "e@enforce.test", first), what="delivery")
         line = deliver_lines(self.srv, "e@enforce.test", "sent")[0]
         self.assertIn("tls=verified", line)
-        self.assertRegex(self.srv.log(), r"event=mta-sts domain=enforce\.test status=fetched "
+        self.assertRegex(self.srv.log(), r"event=mta_sts domain=enforce\.test status=fetched "
                                          r"mode=enforce id=1 max_age=3600 mx=1")
         # max_age: the second message uses the cached policy.
         second = self.relay("e@enforce.test")
@@ -624,7 +624,7 @@ class MtaStsTest(unittest.TestCase):
         line = wait_for(lambda: deliver_lines(self.srv, "em@enforce-mismatch.test",
                                               "deferred"))[0]
         self.assertIn("4.7.5 MTA-STS: no MX host matches", line)
-        self.assertIn("event=mta-sts-report domain=enforce-mismatch.test mode=enforce "
+        self.assertIn("event=mta_sts_report domain=enforce-mismatch.test mode=enforce "
                       "host=mx.good.test problem=mx-mismatch", self.srv.log())
         self.assertEqual(messages_of(GOOD, "em@enforce-mismatch.test"), [])
 
@@ -636,9 +636,9 @@ class MtaStsTest(unittest.TestCase):
         msgid = self.relay("t@testing.test")
         wait_for(lambda: with_text(SELF, "t@testing.test", msgid), what="delivery")
         log = self.srv.log()
-        self.assertIn("event=mta-sts-report domain=testing.test mode=testing "
+        self.assertIn("event=mta_sts_report domain=testing.test mode=testing "
                       "host=mx.selfsigned.test problem=mx-mismatch", log)
-        self.assertIn("event=mta-sts-report domain=testing.test mode=testing "
+        self.assertIn("event=mta_sts_report domain=testing.test mode=testing "
                       "host=mx.selfsigned.test problem=tls-unverified", log)
 
     def test_bad_policies_count_as_none(self):
@@ -650,9 +650,9 @@ class MtaStsTest(unittest.TestCase):
         for rcpt, msgid in ids.items():
             wait_for(lambda: with_text(SELF, rcpt, msgid), what="delivery to " + rcpt)
         log = self.srv.log()
-        self.assertRegex(log, r"event=mta-sts domain=badpolicy\.test status=none id=5 "
+        self.assertRegex(log, r"event=mta_sts domain=badpolicy\.test status=none id=5 "
                               r"reason=\"invalid policy file\"")
-        self.assertRegex(log, r"event=mta-sts domain=deadsts\.test status=none id=6 "
+        self.assertRegex(log, r"event=mta_sts domain=deadsts\.test status=none id=6 "
                               r"reason=\"HTTP status 404\"")
         self.assertNotIn("mta-sts.badtxt.test", POLICY_GETS)
 

@@ -244,6 +244,9 @@ void jmap_email_set(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_email_import(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_email_parse_method(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag);
+/* RFC 5322 text of an Email object for Email/set create (jmap_email_build.c);
+ * false and *why on error. */
+bool jmap_build_message(struct jmap_req *r, json_t *e, struct buf *out, const char **why);
 void jmap_snippet_get(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_identity_get(struct jmap_req *r, json_t *args, const char *tag);
 void jmap_identity_changes(struct jmap_req *r, json_t *args, const char *tag);

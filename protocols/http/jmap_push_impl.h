@@ -2,7 +2,8 @@
 #define ROOST_JMAP_PUSH_IMPL_H
 /*
  * PushSubscription (RFC 8620 7.2) between its methods (jmap_push_set.c)
- * and the service that keeps and delivers them (jmap_push_sub.c). Every
+ * and the service that keeps and delivers them (jmap_push_sub.c; the
+ * objects as JSON and in storage: jmap_push_store.c). Every
  * function is thread-safe; a struct push_sub in the service's list is
  * touched only under its lock (through jmap_push_update's callback).
  */
@@ -16,6 +17,8 @@ struct buf;
 
 #define JMAP_PUSH_P256DH_LEN 65 /* an uncompressed P-256 point */
 #define JMAP_PUSH_AUTH_LEN 16
+/* The metadata entries of a user's subscriptions: PUSH_PREFIX "/" id. */
+#define PUSH_PREFIX STORAGE_METADATA_INTERNAL "jmap-push"
 
 enum jmap_push_type {
 	JMAP_PT_MAILBOX = 1 << 0,
@@ -58,6 +61,9 @@ void jmap_push_new_id(char id[18], char code[33]);
 json_t *jmap_push_sub_json(const struct push_sub *p, bool stored);
 /* Write (remove: delete) p's metadata entry under p->user. */
 int jmap_push_store(struct storage *st, const struct push_sub *p, bool remove);
+/* A subscription of user from its stored entry v[0..len) (jmap_push_store.c);
+ * NULL when it is not one. */
+struct push_sub *jmap_push_sub_from_json(const char *user, const uint8_t *v, size_t len);
 
 /* Hand a new subscription (allocated, stored already) to the service,
  * which owns it from now on and sends its PushVerification. */

@@ -50,7 +50,6 @@
 #define PUSH_THREADS 4
 #define PUSH_MAX_ANSWER (64 * 1024)
 #define PUSH_MAX_BACKOFF_S 3600
-#define PUSH_PREFIX STORAGE_METADATA_INTERNAL "jmap-push"
 
 struct push_user {
 	struct push_user *next;
@@ -95,137 +94,6 @@ sub_free(struct push_sub *p)
 	free(p->auth);
 	json_decref(p->types_json);
 	free(p);
-}
-
-unsigned
-jmap_push_types(json_t *types)
-{
-	unsigned m = 0;
-	size_t i;
-	json_t *t;
-
-	if (!json_is_array(types))
-		return JMAP_PT_ALL;
-	json_array_foreach(types, i, t)
-	{
-		const char *n = json_string_value(t);
-
-		if (n == NULL)
-			continue;
-		if (strcmp(n, "Email") == 0)
-			m |= JMAP_PT_EMAIL;
-		else if (strcmp(n, "Mailbox") == 0)
-			m |= JMAP_PT_MAILBOX;
-		else if (strcmp(n, "Thread") == 0)
-			m |= JMAP_PT_THREAD;
-		else if (strcmp(n, "EmailDelivery") == 0)
-			m |= JMAP_PT_DELIVERY;
-	}
-	return m;
-}
-
-/* ---- persistence ---- */
-
-static void
-entry_name(const char *id, char *out, size_t size)
-{
-	snprintf(out, size, "%s/%s", PUSH_PREFIX, id);
-}
-
-json_t *
-jmap_push_sub_json(const struct push_sub *p, bool stored)
-{
-	char exp[21];
-	json_t *o;
-
-	jmap_utc_date(p->expires, exp);
-	o = json_pack("{sssssssO}", "id", p->id, "deviceClientId", p->device, "expires", exp,
-	              "types", p->types_json != NULL ? p->types_json : json_null());
-	if (stored) {
-		json_object_set_new(o, "url", json_string(p->url));
-		json_object_set_new(o, "code", json_string(p->code));
-		json_object_set_new(o, "verified", json_boolean(p->verified));
-		if (p->p256dh != NULL)
-			json_object_set_new(
-			    o, "keys", json_pack("{ssss}", "p256dh", p->p256dh, "auth", p->auth));
-	} else {
-		json_object_set_new(o, "verificationCode",
-		                    p->verified ? json_string(p->code) : json_null());
-	}
-	return o;
-}
-
-int
-jmap_push_store(struct storage *st, const struct push_sub *p, bool remove)
-{
-	char name[STORAGE_METADATA_MAX_NAME + 1];
-	const char *names[1] = {name};
-	const uint8_t *vals[1] = {NULL};
-	size_t lens[1] = {0};
-	char *text = NULL;
-	int rc;
-
-	entry_name(p->id, name, sizeof(name));
-	if (!remove) {
-		json_t *o = jmap_push_sub_json(p, true);
-
-		text = json_dumps(o, JSON_COMPACT);
-		json_decref(o);
-		vals[0] = (const uint8_t *)text;
-		lens[0] = strlen(text);
-	}
-	rc = storage_metadata_set(st, p->user, "", names, vals, lens, 1);
-	free(text);
-	return rc;
-}
-
-static struct push_sub *
-sub_from_json(const char *user, const uint8_t *v, size_t len)
-{
-	json_t *o = json_loadb((const char *)v, len, 0, NULL), *types;
-	const char *id, *dev, *url, *code, *exp;
-	struct push_sub *p = NULL;
-	int64_t t;
-
-	if (o == NULL)
-		return NULL;
-	id = json_string_value(json_object_get(o, "id"));
-	dev = json_string_value(json_object_get(o, "deviceClientId"));
-	url = json_string_value(json_object_get(o, "url"));
-	code = json_string_value(json_object_get(o, "code"));
-	exp = json_string_value(json_object_get(o, "expires"));
-	types = json_object_get(o, "types");
-	if (id == NULL || strlen(id) >= sizeof(p->id) || dev == NULL || url == NULL ||
-	    code == NULL || strlen(code) >= sizeof(p->code) || exp == NULL ||
-	    jmap_parse_date(exp, &t) != 0)
-		goto out;
-	p = xcalloc(1, sizeof(*p));
-	snprintf(p->id, sizeof(p->id), "%s", id);
-	snprintf(p->code, sizeof(p->code), "%s", code);
-	p->user = xstrdup(user);
-	http_account_id(user, p->account);
-	p->device = xstrdup(dev);
-	p->url = xstrdup(url);
-	p->expires = t;
-	p->verified = json_is_true(json_object_get(o, "verified"));
-	p->need_verify = !p->verified;
-	if (json_is_array(types))
-		p->types_json = json_incref(types);
-	p->types = jmap_push_types(types);
-	if (json_is_object(json_object_get(o, "keys"))) {
-		const char *pk =
-		    json_string_value(json_object_get(json_object_get(o, "keys"), "p256dh"));
-		const char *au =
-		    json_string_value(json_object_get(json_object_get(o, "keys"), "auth"));
-
-		if (pk != NULL && au != NULL) {
-			p->p256dh = xstrdup(pk);
-			p->auth = xstrdup(au);
-		}
-	}
-out:
-	json_decref(o);
-	return p;
 }
 
 /* ---- watches ---- */
@@ -486,7 +354,7 @@ load_user(const char *user, void *arg)
 	if (storage_metadata_get(l->d->sv->storage, user, "", PUSH_PREFIX, 1, &e, &n) != 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		struct push_sub *p = sub_from_json(user, e[i].value, e[i].len);
+		struct push_sub *p = jmap_push_sub_from_json(user, e[i].value, e[i].len);
 
 		if (p == NULL)
 			continue;

@@ -1,7 +1,8 @@
 /*
- * What the files of the storage wrapper (storage.c, storage_name.c,
- * storage_watch.c, storage_deliver.c) share. Private to the wrapper: neither
- * the backends nor any caller of storage.h includes it.
+ * What the files of the storage wrapper (storage.c, storage_mailbox.c,
+ * storage_name.c, storage_watch.c, storage_deliver.c, ...) share. Private
+ * to the wrapper: neither the backends nor any caller of storage.h includes
+ * it.
  */
 #ifndef ROOST_STORAGE_PRIVATE_H
 #define ROOST_STORAGE_PRIVATE_H
@@ -36,6 +37,8 @@ int storage_uids_check(const uint32_t *uids, size_t n);
  * INBOX (canon), create the user's INBOX and default folders. True when
  * the user was set up and the operation is worth one more try. */
 bool storage_user_set_up(struct storage *st, const char *user, const char *canon, int rc);
+/* The flags (MSG_*) a user with rights (ACL_*) may set or clear. */
+uint32_t storage_flags_allowed(unsigned rights);
 
 /* storage_quota.c */
 

@@ -123,6 +123,16 @@ class WhoTest(unittest.TestCase):
             pop.noop()
         s_alice.sendall(b"c NOOP\r\n")
         self.assertTrue(f_alice.readline().startswith(b"c OK"))
+        # The client sees the close before the server has finished tearing
+        # the session down: wait until the registry no longer lists it, so
+        # the next kick counts only the IMAP session.
+        self.assertTrue(wait_log(self.srv, r"event=disconnect conn=\d+ peer=\S+ proto=pop3 "
+                                 r"user=alice@example.org reason=kicked"), self.srv.log()[-3000:])
+        deadline = time.monotonic() + 15
+        while (("alice@example.org", "pop3") in
+               [(d["user"], d["proto"]) for d in sessions(self.srv)]):
+            self.assertLess(time.monotonic(), deadline, sessions(self.srv))
+            time.sleep(0.05)
 
         # Then every alice session; bob's stays and works.
         res = self.srv.cli("kick", "alice@example.org")

@@ -518,11 +518,17 @@ changes_compute(struct jmap_req *r, const char *since, size_t max, char kind, st
 	struct state_entry *old;
 	size_t n_old, total = 0;
 	const char *why = NULL;
-	json_t *dthreads = kind == 'T' ? json_object() : NULL;
+	json_t *dthreads;
 
 	memset(ch, 0, sizeof(*ch));
-	if (state_parse(since, &old, &n_old) != 0 || jmap_mailboxes(r) != 0)
+	if (state_parse(since, &old, &n_old) != 0)
 		return "not a state of this account";
+	if (jmap_mailboxes(r) != 0) {
+		free(old);
+		return "not a state of this account";
+	}
+	/* made after the checks above, which return without freeing it */
+	dthreads = kind == 'T' ? json_object() : NULL;
 	for (size_t i = 0; i < n_old; i++) {
 		const struct jmap_mbox *m = jmap_mbox_by_digest(r, old[i].digest);
 

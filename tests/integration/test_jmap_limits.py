@@ -60,7 +60,7 @@ class Limits(unittest.TestCase):
             finally:
                 j.close()
         from jmapclient import wait_for
-        st, problem = wait_for(refused)
+        st, problem = wait_for(refused, timeout=60.0)  # ASan on a loaded machine is slow
         self.assertEqual((problem["type"], problem["limit"]), (LIMIT, "maxConcurrentUpload"))
         # the API is another limit: still served
         self.assertTrue(self.api_ok())
@@ -87,7 +87,7 @@ class Limits(unittest.TestCase):
         wait_for(free_again)
         # two are still running: exactly two more fit
         more = [self.start_upload() for _ in range(2)]
-        st, problem = wait_for(refused)
+        st, problem = wait_for(refused, timeout=60.0)  # ASan on a loaded machine is slow
         self.assertEqual(problem["limit"], "maxConcurrentUpload")
         for raw in ups[2:] + more:
             raw.close()

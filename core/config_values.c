@@ -22,7 +22,8 @@
  * The keys `roost reload` (SIGHUP) applies to a running server. Each is read
  * through the server's live configuration (server_config(), conn_config()),
  * or applied by the reload itself (log level, TLS context, rate limits), so
- * a new value takes effect for the next command, connection or check. Every
+ * a new value takes effect for the next connection (limits a session reads
+ * through conn_config()), the next timer (timeouts) or the next check. Every
  * other key needs a restart: config_reload_merge() keeps its old value in
  * the configuration it publishes.
  */

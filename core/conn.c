@@ -113,7 +113,7 @@ conn_log_auth_failed(const struct conn *c, const char *user_tried, const char *w
 const struct roost_config *
 conn_config(const struct conn *c)
 {
-	return server_config(c->srv);
+	return c->cfg;
 }
 
 const struct roost_services *
@@ -219,7 +219,7 @@ conn_set_timer(struct conn *c, unsigned ms)
 size_t
 conn_max_line(const struct conn *c)
 {
-	const struct roost_config *cfg = server_config(c->srv);
+	const struct roost_config *cfg = c->cfg;
 
 	return (size_t)(c->user != NULL ? cfg->max_line : cfg->max_line_preauth);
 }

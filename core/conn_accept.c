@@ -393,6 +393,7 @@ conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 	uint64_t now = loop_now(sl->loop);
 
 	c->srv = s;
+	c->cfg = server_config(s);
 	c->sl = sl;
 	c->lst = lst;
 	c->id = atomic_fetch_add(&s->next_id, 1) + 1;

@@ -123,6 +123,10 @@ struct conn {
 	bool loopback;
 	bool is_unix;
 	uint64_t started;
+	/* The live configuration when the connection was accepted: its
+	 * protocol sees one configuration from start to end, however many
+	 * reloads happen meanwhile (timers read the live one). */
+	const struct roost_config *cfg;
 	struct reg_slot *reg_slot; /* loop sets at accept, clears at close; NULL if unlisted */
 	char peer[64];
 	char local[64];

@@ -120,10 +120,13 @@ void conn_log(const struct conn *c, enum log_level level, const char *fmt, ...)
 void conn_log_auth_failed(const struct conn *c, const char *user_tried, const char *what,
                           unsigned delay_ms);
 
-/* The server's live configuration (server_config()): the values `roost
- * reload` may change (log level, timeouts, limits, error counts, rates) are
- * read here, not from conn_services()->cfg, which stays the one the server
- * started with. Valid until the server is freed; read once per step. */
+/* The configuration this connection started with: the live one
+ * (server_config()) when it was accepted. The values `roost reload` may
+ * change (limits, error counts, rates) are read here, not from
+ * conn_services()->cfg, which stays the one the server started with; a
+ * reload reaches the next connection, so no session sees a mix of two
+ * configurations. Timeouts are the exception: the connection's timers read
+ * the live configuration. Valid until the server is freed. */
 const struct roost_config *conn_config(const struct conn *c);
 
 /* Shared services (config, storage, auth) given to the server at start. */

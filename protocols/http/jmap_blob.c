@@ -337,7 +337,7 @@ void
 jmap_blob_copy(struct jmap_req *r, json_t *args, const char *tag)
 {
 	const char *from = json_string_value(json_object_get(args, "fromAccountId"));
-	json_t *ids = json_object_get(args, "blobIds"), *copied, *not_copied, *v;
+	json_t *ids, *copied, *not_copied, *v;
 	size_t i;
 
 	if (!jmap_check_account(r, args, tag))
@@ -346,15 +346,8 @@ jmap_blob_copy(struct jmap_req *r, json_t *args, const char *tag)
 		jmap_error(r, "fromAccountNotFound", NULL, tag);
 		return;
 	}
-	if (!json_is_array(ids)) {
-		jmap_error(r, "invalidArguments", "blobIds", tag);
-		return;
-	}
-	if (json_array_size(ids) > JMAP_MAX_OBJECTS_SET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		return;
-	}
-	if (!jmap_check_ids(r, ids, tag))
+	if (!jmap_check_id_list(r, args, "blobIds", JMAP_MAX_OBJECTS_SET, JMAP_IDS_REQUIRED, tag,
+	                        &ids))
 		return;
 	copied = json_object();
 	not_copied = json_object();
@@ -537,27 +530,21 @@ uint_arg(json_t *args, const char *name, bool *has_r, uint64_t *v_r)
 void
 jmap_blob_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
+	json_t *ids, *props = json_object_get(args, "properties");
 	json_t *list, *not_found, *seen, *v, *dflt = NULL;
 	uint64_t off = 0, len = 0, budget = r->s->svc->cfg->max_message_size;
 	bool has_off, has_len;
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag))
+	if (!jmap_check_account(r, args, tag) ||
+	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_REQUIRED, tag, &ids))
 		return;
-	if (!json_is_array(ids) ||
-	    (props != NULL && !json_is_null(props) && !json_is_array(props)) ||
+	if ((props != NULL && !json_is_null(props) && !json_is_array(props)) ||
 	    !uint_arg(args, "offset", &has_off, &off) ||
 	    !uint_arg(args, "length", &has_len, &len)) {
-		jmap_error(r, "invalidArguments", "ids, properties, offset or length", tag);
+		jmap_error(r, "invalidArguments", "properties, offset or length", tag);
 		return;
 	}
-	if (json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		return;
-	}
-	if (!jmap_check_ids(r, ids, tag))
-		return;
 	if (props == NULL || json_is_null(props))
 		props = dflt = json_pack("[ss]", "data", "size");
 	json_array_foreach(props, i, v)

@@ -360,11 +360,29 @@ jmap_check_account(struct jmap_req *r, json_t *args, const char *tag)
 }
 
 bool
-jmap_check_ids(struct jmap_req *r, json_t *ids, const char *tag)
+jmap_check_id_list(struct jmap_req *r, json_t *args, const char *name, size_t max,
+                   enum jmap_ids_null null_is, const char *tag, json_t **ids_r)
 {
-	json_t *v;
+	json_t *ids = json_object_get(args, name), *v;
 	size_t i;
 
+	*ids_r = NULL;
+	if (ids == NULL || json_is_null(ids)) {
+		if (null_is == JMAP_IDS_NULL_ALL)
+			return true;
+		jmap_error(
+		    r, null_is == JMAP_IDS_NULL_TOO_LARGE ? "requestTooLarge" : "invalidArguments",
+		    name, tag);
+		return false;
+	}
+	if (!json_is_array(ids)) {
+		jmap_error(r, "invalidArguments", name, tag);
+		return false;
+	}
+	if (json_array_size(ids) > max) {
+		jmap_error(r, "requestTooLarge", NULL, tag);
+		return false;
+	}
 	json_array_foreach(ids, i, v)
 	{
 		if (!json_is_string(v)) {
@@ -372,6 +390,7 @@ jmap_check_ids(struct jmap_req *r, json_t *ids, const char *tag)
 			return false;
 		}
 	}
+	*ids_r = ids;
 	return true;
 }
 

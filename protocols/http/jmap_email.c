@@ -93,33 +93,23 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 void
 jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
+	json_t *ids, *props = json_object_get(args, "properties");
 	struct jmap_mbc_set set = {0};
 	json_t *list, *not_found, *v, *seen;
 	struct buf st = BUF_INIT(0);
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag))
+	/* All of them (ids null) only when few: clients are expected to query. */
+	if (!jmap_check_account(r, args, tag) ||
+	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_TOO_LARGE, tag,
+	                        &ids))
 		return;
-	if (!json_is_array(ids)) {
-		/* All of them only when few: clients are expected to query. */
-		jmap_error(
-		    r, json_is_null(ids) || ids == NULL ? "requestTooLarge" : "invalidArguments",
-		    "ids", tag);
-		return;
-	}
-	if (json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		return;
-	}
 	if (props != NULL && !json_is_null(props) && !json_is_array(props)) {
 		jmap_error(r, "invalidArguments", "properties", tag);
 		return;
 	}
 	if (json_is_null(props))
 		props = NULL;
-	if (!jmap_check_ids(r, ids, tag))
-		return;
 	list = json_array();
 	not_found = json_array();
 	seen = json_object();

@@ -175,24 +175,13 @@ jmap_identity_email(struct jmap_req *r, const char *id, char *out, size_t size)
 void
 jmap_identity_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids"), *list, *out, *nf, *v, *seen;
+	json_t *ids, *list, *out, *nf, *v, *seen;
 	char st[20];
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag))
+	if (!jmap_check_account(r, args, tag) ||
+	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_ALL, tag, &ids))
 		return;
-	if (ids != NULL && !json_is_null(ids)) {
-		if (!json_is_array(ids)) {
-			jmap_error(r, "invalidArguments", "ids", tag);
-			return;
-		}
-		if (json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-			jmap_error(r, "requestTooLarge", NULL, tag);
-			return;
-		}
-		if (!jmap_check_ids(r, ids, tag))
-			return;
-	}
 	if ((list = ident_load(r)) == NULL) {
 		jmap_error(r, "serverFail", NULL, tag);
 		return;

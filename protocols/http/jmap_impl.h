@@ -114,9 +114,18 @@ bool jmap_set_begin(struct jmap_req *r, json_t *args, const char *tag, struct bu
 bool jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name);
 /* accountId is ours, or an accountNotFound error was written (false). */
 bool jmap_check_account(struct jmap_req *r, json_t *args, const char *tag);
-/* The /get ids argument (an array) holds only strings, or an
- * invalidArguments error was written (false). */
-bool jmap_check_ids(struct jmap_req *r, json_t *ids, const char *tag);
+/* What an id list that is null (or absent) asks for. */
+enum jmap_ids_null {
+	JMAP_IDS_NULL_ALL,       /* every object: *ids_r is NULL */
+	JMAP_IDS_NULL_TOO_LARGE, /* every object, more than we answer: requestTooLarge */
+	JMAP_IDS_REQUIRED,       /* the list must be given: invalidArguments */
+};
+/* The id list args[name] of a method (RFC 8620 3.3, 5.1): an array of at
+ * most max strings (else invalidArguments, or requestTooLarge over max), or
+ * null/absent as null_is says. True with the array, borrowed from args, in
+ * *ids_r (NULL for "all"); false once an error response was written. */
+bool jmap_check_id_list(struct jmap_req *r, json_t *args, const char *name, size_t max,
+                        enum jmap_ids_null null_is, const char *tag, json_t **ids_r);
 /* Was id met before in this /get (RFC 8620 5.1: an id asked twice is
  * answered once)? seen is the call's object of ids, owned by the caller. */
 bool jmap_id_repeat(json_t *seen, const char *id);

@@ -132,7 +132,7 @@ filter_props(json_t *o, json_t *props)
 void
 jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
+	json_t *ids, *props = json_object_get(args, "properties");
 	json_t *list, *not_found, *a;
 	struct buf st = BUF_INIT(0);
 
@@ -142,13 +142,7 @@ jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag)
 		jmap_error(r, "serverFail", NULL, tag);
 		return;
 	}
-	if (ids != NULL && !json_is_null(ids) &&
-	    (!json_is_array(ids) || json_array_size(ids) > JMAP_MAX_OBJECTS_GET)) {
-		jmap_error(r, json_is_array(ids) ? "requestTooLarge" : "invalidArguments", NULL,
-		           tag);
-		return;
-	}
-	if (json_is_array(ids) && !jmap_check_ids(r, ids, tag))
+	if (!jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_ALL, tag, &ids))
 		return;
 	list = json_array();
 	not_found = json_array();

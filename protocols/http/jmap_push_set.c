@@ -38,7 +38,7 @@ pushd(struct jmap_req *r)
 void
 jmap_push_sub_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
+	json_t *ids = NULL, *props = json_object_get(args, "properties");
 	json_t *all, *list = json_array(), *not_found = json_array(), *seen = json_object(), *o, *v;
 	json_t *nf_seen = json_object();
 	size_t i;
@@ -65,14 +65,8 @@ jmap_push_sub_get(struct jmap_req *r, json_t *args, const char *tag)
 			goto out;
 		}
 	}
-	if (json_is_null(ids))
-		ids = NULL;
-	if (ids != NULL && !jmap_check_ids(r, ids, tag))
+	if (!jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_ALL, tag, &ids))
 		goto out;
-	if (json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		goto out;
-	}
 	all = pushd(r) != NULL ? jmap_push_list(pushd(r), r->user) : json_array();
 	json_array_foreach(all, i, o)
 	{

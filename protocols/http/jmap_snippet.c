@@ -92,18 +92,15 @@ highlight(const char *text, const char *term, size_t window)
 void
 jmap_snippet_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "emailIds"), *list, *not_found, *v;
+	json_t *ids, *list, *not_found, *v;
 	const char *term = filter_term(json_object_get(args, "filter"));
 	struct jmap_mbc_set set = {0};
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag))
+	if (!jmap_check_account(r, args, tag) ||
+	    !jmap_check_id_list(r, args, "emailIds", JMAP_MAX_OBJECTS_GET, JMAP_IDS_REQUIRED, tag,
+	                        &ids))
 		return;
-	if (!json_is_array(ids) || json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-		jmap_error(r, json_is_array(ids) ? "requestTooLarge" : "invalidArguments", NULL,
-		           tag);
-		return;
-	}
 	list = json_array();
 	not_found = json_array();
 	json_array_foreach(ids, i, v)

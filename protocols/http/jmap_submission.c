@@ -31,24 +31,6 @@
 
 #define ADDR_MAX 320
 
-/* ids of a /get: null, or at most maxObjectsInGet strings; else an error
- * response was written (false). */
-static bool
-get_ids_ok(struct jmap_req *r, json_t *ids, const char *tag)
-{
-	if (ids == NULL || json_is_null(ids))
-		return true;
-	if (!json_is_array(ids)) {
-		jmap_error(r, "invalidArguments", "ids", tag);
-		return false;
-	}
-	if (json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		return false;
-	}
-	return jmap_check_ids(r, ids, tag);
-}
-
 /* Kept submissions never change: no changes since "1". */
 static void
 no_changes(struct jmap_req *r, json_t *args, const char *tag, const char *name)
@@ -77,9 +59,10 @@ jmap_submission_changes(struct jmap_req *r, json_t *args, const char *tag)
 void
 jmap_submission_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids");
+	json_t *ids;
 
-	if (!jmap_check_account(r, args, tag) || !get_ids_ok(r, ids, tag))
+	if (!jmap_check_account(r, args, tag) ||
+	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_ALL, tag, &ids))
 		return;
 	jmap_reply(r, "EmailSubmission/get",
 	           json_pack("{sssss[]so}", "accountId", r->account, "state", "1", "list",

@@ -304,21 +304,14 @@ thread_value(const char *id)
 void
 jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids"), *list, *not_found, *v, *seen;
+	json_t *ids, *list, *not_found, *v, *seen;
 	struct buf st = BUF_INIT(0);
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag))
-		return;
-	if (!json_is_array(ids) || json_array_size(ids) > JMAP_MAX_OBJECTS_GET) {
-		/* ids null (all threads) is as large as the account */
-		jmap_error(r,
-		           json_is_array(ids) || json_is_null(ids) ? "requestTooLarge"
-		                                                   : "invalidArguments",
-		           "ids", tag);
-		return;
-	}
-	if (!jmap_check_ids(r, ids, tag))
+	/* ids null (all threads) is as large as the account */
+	if (!jmap_check_account(r, args, tag) ||
+	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_TOO_LARGE, tag,
+	                        &ids))
 		return;
 	list = json_array();
 	not_found = json_array();

@@ -76,17 +76,17 @@ load(struct jmap_req *r, const char *tag, struct vacation *v, char state[20])
 void
 jmap_vacation_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids = json_object_get(args, "ids"), *props = json_object_get(args, "properties");
+	json_t *ids, *props = json_object_get(args, "properties");
 	json_t *list, *not_found, *v;
 	struct vacation vac;
 	char state[20];
 	size_t i;
 
-	if (!jmap_check_account(r, args, tag))
+	if (!jmap_check_account(r, args, tag) ||
+	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_ALL, tag, &ids))
 		return;
-	if ((ids != NULL && !json_is_null(ids) && !json_is_array(ids)) ||
-	    (props != NULL && !json_is_null(props) && !json_is_array(props))) {
-		jmap_error(r, "invalidArguments", "ids or properties", tag);
+	if (props != NULL && !json_is_null(props) && !json_is_array(props)) {
+		jmap_error(r, "invalidArguments", "properties", tag);
 		return;
 	}
 	if (json_is_null(props))
@@ -99,15 +99,10 @@ jmap_vacation_get(struct jmap_req *r, json_t *args, const char *tag)
 			return;
 		}
 	}
-	if (json_is_array(ids) && !jmap_check_ids(r, ids, tag))
-		return;
 	if (!load(r, tag, &vac, state))
 		return;
 	list = json_array();
 	not_found = json_array();
-	if (ids == NULL || json_is_null(ids)) {
-		ids = NULL;
-	}
 	{
 		json_t *seen = json_object();
 		bool want = ids == NULL;

@@ -216,18 +216,28 @@ pg_exec_row(struct pg_txn *t, const char *sql, const struct pg_params *p, bool b
 }
 
 int
-pg_notify(struct pg_txn *t, const char *user, const char *mailbox)
+pg_notify_id(struct pg_txn *t, const char *user, const char *mailbox, int64_t id, uint64_t modseq)
 {
 	struct pg_params p = {.n = 0};
-	char node[24];
+	char node[64];
 
-	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
+	if (id > 0 && modseq > 0)
+		snprintf(node, sizeof(node), "%016" PRIx64 "/%" PRId64 "/%" PRIu64, t->ps->node, id,
+		         modseq);
+	else
+		snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
 	pg_p_str(&p, node);
 	pg_p_str(&p, user);
 	pg_p_str(&p, mailbox);
 	t->notified = true;
 	return pg_exec(t, "SELECT pg_notify('" PG_CHANNEL "', $1 || ' ' || $2 || chr(9) || $3)", &p,
 	               false, NULL);
+}
+
+int
+pg_notify(struct pg_txn *t, const char *user, const char *mailbox)
+{
+	return pg_notify_id(t, user, mailbox, 0, 0);
 }
 
 #define PG_TRIES 20

@@ -58,7 +58,8 @@ static int
 t_copy(struct pg_txn *t, void *arg)
 {
 	struct copy_arg *a = arg;
-	int64_t sid = PM(a->mb)->id, did, base, seq, gone;
+	int64_t sid = PM(a->mb)->id, did, base, seq, gone = 0;
+	uint64_t gone_seq = 0;
 	struct pg_params p = {.n = 0};
 	struct buf ua = BUF_INIT(0), na = BUF_INIT(0), ka = BUF_INIT(0);
 	uint64_t *nk = NULL;
@@ -163,10 +164,10 @@ t_copy(struct pg_txn *t, void *arg)
 	         "sha) c WHERE b.sha = c.sha",
 	         &p, false, NULL)) != 0)
 		goto out;
-	if (a->move && (rc = pg_remove_uids(t, sid, a->src, k, &gone)) != 0)
+	if (a->move && (rc = pg_remove_uids(t, sid, a->src, k, &gone, &gone_seq)) != 0)
 		goto out;
-	if ((rc = pg_notify(t, a->mb->user, a->dest)) == 0 && a->move)
-		rc = pg_notify(t, a->mb->user, a->mb->name);
+	if ((rc = pg_notify_id(t, a->mb->user, a->dest, did, (uint64_t)seq)) == 0 && gone > 0)
+		rc = pg_notify_id(t, a->mb->user, a->mb->name, sid, gone_seq);
 out:
 	PQclear(res);
 	PQclear(src);

@@ -38,7 +38,8 @@ prune_expunged(struct pg_txn *t, int64_t id)
 /* Remove uids of mailbox id (locked by the caller), logging them at the
  * next MODSEQ; *gone_r is how many went. */
 int
-pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int64_t *gone_r)
+pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int64_t *gone_r,
+               uint64_t *modseq_r)
 {
 	struct pg_params p = {.n = 0};
 	struct buf ua = BUF_INIT(0);
@@ -46,6 +47,7 @@ pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int
 	int rc;
 
 	*gone_r = 0;
+	*modseq_r = 0;
 	if ((rc = prune_expunged(t, id)) != 0)
 		return rc;
 	pg_int_array(&ua, uids, n);
@@ -71,9 +73,14 @@ pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int
 	if (*gone_r == 0)
 		return 0;
 	p.n = 1;
-	if ((rc = pg_exec(t, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1",
-	                  &p, false, NULL)) != 0)
-		return rc;
+	if ((rc =
+	         pg_exec_row(t,
+	                     "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1 "
+	                     "RETURNING highestmodseq",
+	                     &p, false, &res)) != 0)
+		return rc == ROOST_ENOTFOUND ? ROOST_EIO : rc;
+	*modseq_r = (uint64_t)pg_int(res, 0, 0);
+	PQclear(res);
 	return pg_bodies_collect(t);
 }
 
@@ -88,6 +95,7 @@ t_expunge(struct pg_txn *t, void *arg)
 {
 	struct expunge_arg *a = arg;
 	int64_t id = PM(a->mb)->id, gone;
+	uint64_t modseq;
 	bool noselect;
 	int rc;
 
@@ -95,9 +103,9 @@ t_expunge(struct pg_txn *t, void *arg)
 		return rc;
 	if (noselect)
 		return ROOST_ENOTFOUND;
-	if ((rc = pg_remove_uids(t, id, a->uids, a->n, &gone)) != 0)
+	if ((rc = pg_remove_uids(t, id, a->uids, a->n, &gone, &modseq)) != 0)
 		return rc;
-	return gone > 0 ? pg_notify(t, a->mb->user, a->mb->name) : 0;
+	return gone > 0 ? pg_notify_id(t, a->mb->user, a->mb->name, id, modseq) : 0;
 }
 
 int

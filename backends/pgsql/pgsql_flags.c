@@ -120,7 +120,7 @@ t_store(struct pg_txn *t, void *arg)
 	if ((rc = pg_exec(t, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1",
 	                  &p, false, NULL)) != 0)
 		goto out;
-	rc = pg_notify(t, a->mb->user, a->mb->name);
+	rc = pg_notify_id(t, a->mb->user, a->mb->name, id, hms + 1);
 out:
 	PQclear(res);
 	free(cu);

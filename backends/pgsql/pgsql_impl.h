@@ -17,9 +17,9 @@
  *
  * Each changing transaction also sends NOTIFY roost '<node> <user>\t<box>',
  * delivered at commit: one listener thread per process wakes the watchers
- * here of changes made by other nodes. A delivery's notification also names
- * the mailbox's id and the MODSEQ it took: '<node>/<id>/<modseq> <user>\t<box>'
- * (pgsql_listen.c).
+ * here of changes made by other nodes. A change to messages (delivery,
+ * append, copy, move, flags, expunge) also names the mailbox's id and the
+ * MODSEQ it took: '<node>/<id>/<modseq> <user>\t<box>' (pgsql_listen.c).
  */
 
 #include <libpq-fe.h>
@@ -161,6 +161,11 @@ int pg_exec_row(struct pg_txn *t, const char *sql, const struct pg_params *p, bo
 /* NOTIFY the other nodes of a change to (user, mailbox) at commit; an empty
  * mailbox name stands for every mailbox of the user. */
 int pg_notify(struct pg_txn *t, const char *user, const char *mailbox);
+/* pg_notify() of a change to mailbox id at modseq: other nodes stale only
+ * that mailbox's shared changes queries and fetch it ahead of their
+ * sessions (pgsql_listen.c). id or modseq 0: as pg_notify(). */
+int pg_notify_id(struct pg_txn *t, const char *user, const char *mailbox, int64_t id,
+                 uint64_t modseq);
 
 int64_t pg_int(const PGresult *res, int row, int col);
 
@@ -278,8 +283,10 @@ int pg_mbox_row(struct pg_txn *t, int64_t id, uint64_t *hms_r, uint32_t *uidnext
 /* pgsql_save.c: drop the bodies no message refers to any more. */
 int pg_bodies_collect(struct pg_txn *t);
 /* pgsql_expunge.c: remove uids of mailbox id (locked by the caller),
- * logging them at the next MODSEQ; *gone_r is how many went. */
-int pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int64_t *gone_r);
+ * logging them at the next MODSEQ (*modseq_r, when any went); *gone_r is
+ * how many went. */
+int pg_remove_uids(struct pg_txn *t, int64_t id, const uint32_t *uids, size_t n, int64_t *gone_r,
+                   uint64_t *modseq_r);
 /* pgsql_meta.c: RFC 5464 metadata records. */
 int pg_op_meta_get(struct storage *st, const char *user, const char *mailbox, struct buf *out);
 int pg_op_meta_update(struct storage *st, const char *user, const char *mailbox,

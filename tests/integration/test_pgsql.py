@@ -9,7 +9,8 @@ Where PostgreSQL is not installed the tests are skipped, saying so.
   mailbox; every untagged EXISTS, EXPUNGE and FETCH either client receives
   is checked against a model of its view, and the views must end equal to
   the mailbox;
-- a change on one node wakes an IDLE session on the other;
+- a change on one node (APPEND, a flag change, an expunge) wakes an IDLE
+  session on the other;
 - kill -9 of a node while it takes mail over SMTP: every acknowledged
   message is there exactly once;
 - the database restarted under load: a client gets NO [UNAVAILABLE] (never
@@ -287,6 +288,19 @@ class PgsqlNodes(unittest.TestCase):
             line = idler.readline()
             self.assertEqual(line.rstrip(), b"* %d EXISTS" % (i + 1))
             idler.readline()  # "* n RECENT"
+        # a flag change and an expunge on node a reach the IDLE on node b
+        writer.ok("SELECT INBOX")
+        writer.ok("UID STORE 2 +FLAGS.SILENT (\\Flagged)")
+        line = idler.readline()
+        self.assertRegex(line, rb"^\* 2 FETCH \(.*FLAGS \([^)]*\\Flagged")
+        writer.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("UID EXPUNGE 3")
+        while True:  # the \Deleted may come before the expunge, or not at all
+            line = idler.readline()
+            if not line.startswith(b"* 3 FETCH "):
+                break
+            self.assertIn(b"\\Deleted", line)
+        self.assertEqual(line.rstrip(), b"* 3 EXPUNGE")
         idler.sock.sendall(b"DONE\r\n")
         self.assertTrue(idler.readline().startswith(b"I%d OK" % idler.n))
         writer.close()

@@ -111,7 +111,7 @@ mailbox_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uin
 	*n_r = 0;
 	if ((rc = mb->st->ops->records(mb, recs_r, n_r, modseq_r)) != 0)
 		return rc;
-	if ((rc = storage_seen_records(mb, *recs_r, *n_r)) != 0) {
+	if ((rc = storage_seen_records(mb, *recs_r, *n_r, modseq_r)) != 0) {
 		free(*recs_r);
 		*recs_r = NULL;
 		*n_r = 0;
@@ -256,7 +256,7 @@ mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct s
 			if (r.flags == 0 && r.n_keywords == 0)
 				return (mb->rights & ACL_LOOKUP) != 0 ? ROOST_ENOACCESS
 				                                      : ROOST_ENOTFOUND;
-			if ((r.flags & MSG_SEEN) != 0)
+			if ((r.flags & MSG_SEEN) != 0 || r.unchanged_since != 0)
 				rc = storage_seen_store(mb, uids, n, &r, modified_r, n_modified_r);
 			else
 				rc = mb->st->ops->store(mb, uids, n, &r, modified_r, n_modified_r);
@@ -265,7 +265,9 @@ mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct s
 			return rc;
 		}
 	}
-	if (mb->actor != NULL && (req->mode == STORE_REPLACE || (req->flags & MSG_SEEN) != 0))
+	/* \Seen is the reader's, and so are its MODSEQs (UNCHANGEDSINCE) */
+	if (mb->actor != NULL && (req->mode == STORE_REPLACE || (req->flags & MSG_SEEN) != 0 ||
+	                          req->unchanged_since != 0))
 		rc = storage_seen_store(mb, uids, n, req, modified_r, n_modified_r);
 	else
 		rc = mb->st->ops->store(mb, uids, n, req, modified_r, n_modified_r);
@@ -306,7 +308,8 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 	const char **set = NULL;
 	size_t nrec = 0, nkw = 0, k = 0, r = 0;
 	uint32_t *src = NULL, *dst = NULL, *seen = NULL, uidvalidity = 0;
-	size_t n_seen = 0;
+	size_t n_seen = 0, n_readers = 0;
+	struct metadata_entry *readers = NULL;
 	uint64_t modseq;
 	/* who copies: \Seen in a mailbox of another is its own */
 	const char *actor = mb->actor != NULL ? mb->actor : mb->user;
@@ -314,7 +317,10 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 
 	if ((rc = st->ops->records(mb, &recs, &nrec, &modseq)) != 0)
 		return rc;
-	if ((rc = storage_seen_records(mb, recs, nrec)) != 0)
+	if (strcmp(dest->owner, mb->user) == 0 &&
+	    storage_seen_readers(st, mb->user, mb->name, &readers, &n_readers) != 0)
+		n_readers = 0;
+	if ((rc = storage_seen_records(mb, recs, nrec, NULL)) != 0)
 		goto out;
 	if ((rc = st->ops->keywords(mb, &kw, &nkw)) != 0)
 		goto out;
@@ -388,6 +394,9 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 			log_warn("event=seen_error op=copy user=%s mailbox=%s", LOG_QUOTE(actor),
 			         LOG_QUOTE(dest->name));
 	}
+	if (rc == 0 && k > 0)
+		storage_seen_carry(st, mb->user, mb->name, dest->name, readers, n_readers, actor,
+		                   uidvalidity, src, dst, k);
 	if (rc == 0 && move && k > 0 && (rc = st->ops->expunge(mb, src, k)) == 0)
 		storage_notify(st, mb->user, mb->name);
 	if (rc == 0) {
@@ -403,6 +412,7 @@ out:
 		free(names[i]);
 	free(names);
 	free(set);
+	storage_metadata_free(readers, n_readers);
 	free(seen);
 	free(src);
 	free(dst);
@@ -416,6 +426,8 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
              size_t *n_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
+	struct metadata_entry *readers = NULL;
+	size_t n_readers = 0;
 	struct acl_target t;
 	int rc;
 
@@ -444,8 +456,16 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 	if (t.foreign)
 		return copy_across(mb, uids, n, &t, move, dest_uidvalidity_r, src_uids_r,
 		                   dest_uids_r, n_r);
+	/* the readers' \Seen of the messages goes along (storage_seen.c):
+	 * their sets as they were before the move */
+	if (storage_seen_readers(mb->st, mb->user, mb->name, &readers, &n_readers) != 0)
+		n_readers = 0;
 	rc = mb->st->ops->copy(mb, uids, n, t.name, move, dest_uidvalidity_r, src_uids_r,
 	                       dest_uids_r, n_r);
+	if (rc == 0)
+		storage_seen_carry(mb->st, mb->user, mb->name, t.name, readers, n_readers, NULL,
+		                   *dest_uidvalidity_r, *src_uids_r, *dest_uids_r, *n_r);
+	storage_metadata_free(readers, n_readers);
 	if (rc == 0) {
 		storage_notify(mb->st, mb->user, t.name);
 		if (move)
@@ -462,9 +482,12 @@ mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 	memset(changes_r, 0, sizeof(*changes_r));
 	if ((rc = mailbox_rights_refresh(mb)) != 0)
 		return rc;
-	if ((rc = mb->st->ops->changes_since(mb, modseq, changes_r)) != 0)
+	/* a reader's MODSEQs stand above the backend's (storage_seen.c) */
+	if ((rc = mb->st->ops->changes_since(
+	         mb, mb->actor != NULL ? storage_seen_backend_modseq(modseq) : modseq,
+	         changes_r)) != 0)
 		return rc;
-	if ((rc = storage_seen_changes(mb, changes_r)) != 0)
+	if ((rc = storage_seen_changes(mb, modseq, changes_r)) != 0)
 		mailbox_changes_free(changes_r);
 	return rc;
 }

@@ -403,6 +403,40 @@ storage_meta_entry_get(struct storage *st, const char *user, const char *canon, 
 	return rc;
 }
 
+int
+storage_meta_entries(struct storage *st, const char *user, const char *canon, const char *prefix,
+                     struct metadata_entry **list_r, size_t *n_r)
+{
+	struct buf rec = BUF_INIT(0);
+	struct metadata_entry *v = NULL;
+	size_t n = 0, k = 0, plen = strlen(prefix);
+	int rc;
+
+	*list_r = NULL;
+	*n_r = 0;
+	rc = st->ops->meta_get(st, user, canon, &rec);
+	if (rc == ROOST_ENOTFOUND)
+		rc = 0;
+	else if (rc == 0 && (rc = rec_decode(rec.data, rec.len, &v, &n)) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (strncmp(v[i].name, prefix, plen) == 0) {
+				v[k++] = v[i];
+			} else {
+				free(v[i].name);
+				free(v[i].value);
+			}
+		}
+		if (k == 0) {
+			free(v);
+			v = NULL;
+		}
+		*list_r = v;
+		*n_r = k;
+	}
+	buf_free(&rec);
+	return rc;
+}
+
 struct entry_arg {
 	const char *entry;
 	int (*fn)(const uint8_t *old, size_t old_len, struct buf *new, bool *remove, void *arg);

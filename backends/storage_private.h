@@ -68,6 +68,11 @@ int storage_quota_copy_admit(struct mailbox *mb, const uint32_t *uids, size_t n)
  * value; *found_r false when absent. ROOST_ENOTFOUND when the mailbox is. */
 int storage_meta_entry_get(struct storage *st, const char *user, const char *canon,
                            const char *entry, struct buf *value, bool *found_r);
+/* The wrapper's own entries of owner's record canon whose names start
+ * with prefix, ascending (none, also without a record: *n_r 0); free with
+ * storage_metadata_free(). */
+int storage_meta_entries(struct storage *st, const char *user, const char *canon,
+                         const char *prefix, struct metadata_entry **list_r, size_t *n_r);
 /* Change that entry under the record's lock: fn gets the old value (NULL
  * when absent) and writes the new one into new, or sets *remove; its error
  * is returned and nothing changed. */
@@ -111,11 +116,18 @@ int storage_acl_mailbox_need(struct mailbox *mb, unsigned need);
 
 struct seen_set;
 void storage_seen_free(struct seen_set **s);
-/* Records of mb as the actor sees them: MSG_SEEN is the actor's. */
-int storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n);
-/* The same for changes, plus every message whose \Seen the actor
- * changed in another session since mb last told its session. */
-int storage_seen_changes(struct mailbox *mb, struct mailbox_changes *ch);
+/* Records of mb as the actor sees them: MSG_SEEN is the actor's, and so
+ * is each MODSEQ, and *modseq (may be NULL: the backend's HIGHESTMODSEQ
+ * in, the actor's out). */
+int storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n, uint64_t *modseq);
+/* The backend's MODSEQ that an actor's MODSEQ modseq stands above (ask the
+ * backend for changes since this one). */
+uint64_t storage_seen_backend_modseq(uint64_t modseq);
+/* The same as records for changes the backend gave since
+ * storage_seen_backend_modseq(since), plus every message whose \Seen the
+ * actor changed (in another session) after since, or since mb last told
+ * its session. */
+int storage_seen_changes(struct mailbox *mb, uint64_t since, struct mailbox_changes *ch);
 /* status->unseen and first_unseen_uid by the actor's \Seen (status's
  * UIDVALIDITY filled in). */
 int storage_seen_unseen(struct mailbox *mb, struct mailbox_status *status);
@@ -131,6 +143,18 @@ int storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n,
 /* Mark uids (new messages, ascending) seen for reader in owner's canon. */
 int storage_seen_add(struct storage *st, const char *owner, const char *canon, const char *reader,
                      uint32_t uidvalidity, const uint32_t *uids, size_t n);
+/* The seen sets of owner's canon (every reader's entry; none: *n_r 0),
+ * for storage_seen_carry(); free with storage_metadata_free(). */
+int storage_seen_readers(struct storage *st, const char *owner, const char *canon,
+                         struct metadata_entry **list_r, size_t *n_r);
+/* Messages src[i] of owner's from were copied (or moved) to dst[i] of
+ * owner's to: give each reader of readers (from storage_seen_readers()
+ * before the copy) but except (may be NULL) its \Seen of them in to,
+ * when it may read to. Failures are logged. */
+void storage_seen_carry(struct storage *st, const char *owner, const char *from, const char *to,
+                        const struct metadata_entry *readers, size_t n_readers, const char *except,
+                        uint32_t to_uidvalidity, const uint32_t *src, const uint32_t *dst,
+                        size_t n);
 
 /* storage_deliver.c */
 

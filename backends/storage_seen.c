@@ -12,7 +12,11 @@
  * other flags to the backend (a FLAGS replace keeps the owner's \Seen as it
  * was), APPEND and COPY/MOVE into the mailbox put a \Seen they carry into
  * the set, and a copy out of it takes \Seen from the set. A reader without
- * a set starts with nothing seen (as Dovecot's private index does).
+ * a set starts with nothing seen (as Dovecot's private index does). When
+ * the owner (or a reader) copies or moves messages between the owner's
+ * mailboxes, every other reader's \Seen of them goes along into the
+ * destination's set when that reader may read the destination
+ * (storage_seen_carry()).
  *
  * Where it is kept. An entry of the owner's mailbox metadata record
  * (storage_metadata.c), "/seen/<reader>" ("/seen/#<hash>" for names past
@@ -20,10 +24,11 @@
  * no client reaches through METADATA: it goes with the mailbox when it is
  * deleted and follows it when renamed, needs no new backend op, and is
  * changed under the record's lock like the ACL beside it. The value:
- * "S1", UIDVALIDITY (4 bytes, big-endian: a set of another UIDVALIDITY is
+ * "S2", UIDVALIDITY (4 bytes, big-endian: a set of another UIDVALIDITY is
  * empty), the count of ranges and the ranges of seen UIDs as varints (gap
- * from the previous range's end, then length less one), then the reader's
- * name.
+ * from the previous range's end, then length less one), the last private
+ * MODSEQ given and the private MODSEQ ranges (below), then the reader's
+ * name. "S1" values (no MODSEQ part) are still read.
  *
  * Exact and bounded. Ranges are rebuilt at each change over the UIDs that
  * exist at that moment: UIDs between two seen messages that no longer
@@ -33,8 +38,9 @@
  * inside a run; a reader who has read everything but new mail has one
  * range), at worst (every other message seen) about 1 byte per message.
  * The value is bounded by STORAGE_METADATA_MAX_VALUE (16 KiB): a change
- * that would pass it is refused (ROOST_ETOOBIG) and nothing changes; the
- * entries count towards the owner's metadata limits of the mailbox.
+ * that would pass it is refused (ROOST_ETOOBIG; IMAP STORE answers NO
+ * [LIMIT]) and nothing changes, the other flags of that STORE included;
+ * the entries count towards the owner's metadata limits of the mailbox.
  *
  * An open mailbox keeps the set it last gave its session (mb->seen, 8
  * bytes a range): mailbox_changes_since() compares the stored set with it
@@ -43,13 +49,54 @@
  * them. A reader's change wakes the mailbox's watchers like any change;
  * the owner's sessions and other readers find nothing changed for them.
  *
- * MODSEQ (CONDSTORE). A reader's \Seen change does not bump the owner's
- * MODSEQ (it is not a change of the owner's mailbox): MODSEQ and
- * HIGHESTMODSEQ stay the mailbox's, so FETCH CHANGEDSINCE does not list a
- * message whose only change is the reader's \Seen made by another session
- * (the session that made it gets its FETCH, and IDLE/NOOP tell the others
- * through the comparison above). UNCHANGEDSINCE is checked against the
- * mailbox's MODSEQ for \Seen too.
+ * MODSEQ (CONDSTORE, QRESYNC: RFC 7162 3.1 wants every change of a
+ * message's metadata, \Seen included, to give it a MODSEQ above every one
+ * the client was told, so that CHANGEDSINCE, SEARCH MODSEQ, UNCHANGEDSINCE
+ * and QRESYNC's SELECT see it). A reader's \Seen change must not be a
+ * change of the owner's mailbox (the owner and the other readers would
+ * each be told of a change that is not theirs), and the storage interface
+ * has no way to take a MODSEQ from the backend without changing a message.
+ * So a reader sees MODSEQs of its own, built from two parts:
+ *
+ *   reader MODSEQ = backend MODSEQ << SEEN_SHIFT      (owner's changes)
+ *                 | a private counter                (the reader's \Seen)
+ *
+ * A message's MODSEQ for the reader is the larger of its backend MODSEQ
+ * shifted and the private MODSEQ the reader's last \Seen change of it got;
+ * HIGHESTMODSEQ is the larger of the backend's shifted and the last
+ * private one given. A \Seen change by the reader gets
+ * max(backend HIGHESTMODSEQ << SEEN_SHIFT, last private) + 1: above all
+ * the reader was told, and below the next change of the owner's
+ * ((HIGHESTMODSEQ + 1) << SEEN_SHIFT), so the two kinds of change order
+ * themselves in one sequence per reader while the owner's MODSEQs and the
+ * other readers' stay what they were. CHANGEDSINCE m asks the backend
+ * for changes since m >> SEEN_SHIFT and adds the messages whose private
+ * MODSEQ is above m; UNCHANGEDSINCE compares the reader's MODSEQ (the
+ * backend checks its part, atomically, as UNCHANGEDSINCE m >> SEEN_SHIFT).
+ * Dovecot's INDEXPVT keeps a private index with its own modseqs beside the
+ * shared one in much the same way; bumping the owner's HIGHESTMODSEQ for
+ * each reader's change (the other option) would need a new backend op and
+ * would make every owner and reader session fetch changes that are not
+ * theirs.
+ *
+ * What it costs: the private MODSEQs are kept per range of UIDs that got
+ * one (gap, length, distance below the last private MODSEQ: 3-15 bytes a
+ * range), only while they are above the message's backend MODSEQ (a later
+ * change by the owner makes them useless, and the next rebuild drops
+ * them), and at most SEEN_MODS_MAX ranges: past that the two nearest merge
+ * with the larger MODSEQ, which can make CHANGEDSINCE report a message
+ * that did not change (allowed; never one missed). A reader's first MODSEQ
+ * after this change is far above what it was told before (the shift): its
+ * clients fetch the flags once more. Limits: the backend's MODSEQ must stay
+ * below 2^(63 - SEEN_SHIFT) (2^43); a reader gets at most 2^SEEN_SHIFT - 1
+ * \Seen changes between two changes of the mailbox by anyone else, past
+ * which its STORE is refused (ROOST_ETOOBIG) until the mailbox changes.
+ *
+ * Ordering. Sessions read the backend, then the set; a change reads the
+ * backend's HIGHESTMODSEQ, commits the set, then reads it again: when the
+ * owner changed the mailbox in between (its change may have been read by a
+ * session that had not seen ours, with a MODSEQ above ours), the change is
+ * given a new private MODSEQ above it, SEEN_RETRIES times at most.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -69,17 +116,41 @@
 
 #define SEEN_PREFIX "/seen/"
 #define SEEN_KEY_MAX 240 /* reader names up to this many bytes are the key itself */
-#define SEEN_MAGIC "S1"
+#define SEEN_MAGIC "S2"
+#define SEEN_MAGIC_V1 "S1" /* without private MODSEQs */
+#define SEEN_SHIFT 20
+#define SEEN_LOW ((UINT64_C(1) << SEEN_SHIFT) - 1)
+#define SEEN_MODS_MAX 64 /* private MODSEQ ranges kept */
+#define SEEN_RETRIES 4
 
 struct seen_range {
 	uint32_t lo, hi; /* inclusive */
+};
+
+struct seen_mod {
+	uint32_t lo, hi; /* inclusive */
+	uint64_t modseq; /* private, the reader's */
 };
 
 struct seen_set {
 	struct seen_range *v;
 	size_t n;
 	uint32_t uidvalidity;
+	struct seen_mod *m; /* ascending, disjoint */
+	size_t nm;
+	uint64_t last; /* the last private MODSEQ given, 0 when none */
 };
+
+static void
+set_clear(struct seen_set *s)
+{
+	free(s->v);
+	free(s->m);
+	s->v = NULL;
+	s->m = NULL;
+	s->n = s->nm = 0;
+	s->last = 0;
+}
 
 void
 storage_seen_free(struct seen_set **sp)
@@ -89,8 +160,14 @@ storage_seen_free(struct seen_set **sp)
 	if (s == NULL)
 		return;
 	*sp = NULL;
-	free(s->v);
+	set_clear(s);
 	free(s);
+}
+
+uint64_t
+storage_seen_backend_modseq(uint64_t modseq)
+{
+	return modseq >> SEEN_SHIFT;
 }
 
 static void
@@ -119,10 +196,31 @@ range_push(struct seen_set *s, size_t *cap, uint32_t lo, uint32_t hi)
 	s->n++;
 }
 
+static void
+mod_push(struct seen_set *s, size_t *cap, uint32_t lo, uint32_t hi, uint64_t modseq)
+{
+	if (s->nm == *cap) {
+		*cap = *cap == 0 ? 8 : *cap * 2;
+		s->m = xreallocarray(s->m, *cap, sizeof(*s->m));
+	}
+	s->m[s->nm].lo = lo;
+	s->m[s->nm].hi = hi;
+	s->m[s->nm].modseq = modseq;
+	s->nm++;
+}
+
 static int
 range_cmp(const void *a, const void *b)
 {
 	uint32_t x = ((const struct seen_range *)a)->lo, y = ((const struct seen_range *)b)->lo;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+mod_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct seen_mod *)a)->lo, y = ((const struct seen_mod *)b)->lo;
 
 	return x < y ? -1 : x > y;
 }
@@ -134,18 +232,52 @@ seen_normalize(struct seen_set *s)
 {
 	size_t k = 0;
 
-	if (s->n < 2)
-		return;
-	qsort(s->v, s->n, sizeof(*s->v), range_cmp);
-	for (size_t i = 1; i < s->n; i++) {
-		if (s->v[i].lo <= s->v[k].hi || s->v[i].lo - s->v[k].hi == 1) {
-			if (s->v[i].hi > s->v[k].hi)
-				s->v[k].hi = s->v[i].hi;
-		} else {
-			s->v[++k] = s->v[i];
+	if (s->n >= 2) {
+		qsort(s->v, s->n, sizeof(*s->v), range_cmp);
+		for (size_t i = 1; i < s->n; i++) {
+			if (s->v[i].lo <= s->v[k].hi || s->v[i].lo - s->v[k].hi == 1) {
+				if (s->v[i].hi > s->v[k].hi)
+					s->v[k].hi = s->v[i].hi;
+			} else {
+				s->v[++k] = s->v[i];
+			}
 		}
+		s->n = k + 1;
 	}
-	s->n = k + 1;
+	/* private MODSEQs: overlapping ranges take the larger (a message may
+	 * be reported changed when it was not, never the other way), touching
+	 * ones of one MODSEQ merge */
+	k = 0;
+	if (s->nm >= 2) {
+		qsort(s->m, s->nm, sizeof(*s->m), mod_cmp);
+		for (size_t i = 1; i < s->nm; i++) {
+			struct seen_mod *a = &s->m[k], *b = &s->m[i];
+
+			if (b->lo <= a->hi || (b->lo - a->hi == 1 && b->modseq == a->modseq)) {
+				if (b->hi > a->hi)
+					a->hi = b->hi;
+				if (b->modseq > a->modseq)
+					a->modseq = b->modseq;
+			} else {
+				s->m[++k] = *b;
+			}
+		}
+		s->nm = k + 1;
+	}
+	/* bounded: merge the two nearest while there are too many */
+	while (s->nm > SEEN_MODS_MAX) {
+		size_t best = 0;
+
+		for (size_t i = 1; i + 1 < s->nm; i++) {
+			if (s->m[i + 1].lo - s->m[i].hi < s->m[best + 1].lo - s->m[best].hi)
+				best = i;
+		}
+		s->m[best].hi = s->m[best + 1].hi;
+		if (s->m[best + 1].modseq > s->m[best].modseq)
+			s->m[best].modseq = s->m[best + 1].modseq;
+		memmove(s->m + best + 1, s->m + best + 2, (s->nm - best - 2) * sizeof(*s->m));
+		s->nm--;
+	}
 }
 
 static bool
@@ -166,6 +298,43 @@ seen_has(const struct seen_set *s, uint32_t uid)
 	return false;
 }
 
+/* The private MODSEQ of uid, 0 when none. */
+static uint64_t
+mod_of(const struct seen_set *s, uint32_t uid)
+{
+	size_t lo = 0, hi = s != NULL ? s->nm : 0;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (uid < s->m[mid].lo)
+			hi = mid;
+		else if (uid > s->m[mid].hi)
+			lo = mid + 1;
+		else
+			return s->m[mid].modseq;
+	}
+	return 0;
+}
+
+/* A message's MODSEQ as the reader sees it. */
+static uint64_t
+view_modseq(const struct seen_set *s, uint32_t uid, uint64_t backend)
+{
+	uint64_t own = mod_of(s, uid), shifted = backend << SEEN_SHIFT;
+
+	return own > shifted ? own : shifted;
+}
+
+/* HIGHESTMODSEQ as the reader sees it. */
+static uint64_t
+view_highest(const struct seen_set *s, uint64_t backend)
+{
+	uint64_t shifted = backend << SEEN_SHIFT;
+
+	return s->last > shifted ? s->last : shifted;
+}
+
 static bool
 seen_equal(const struct seen_set *a, const struct seen_set *b)
 {
@@ -174,7 +343,7 @@ seen_equal(const struct seen_set *a, const struct seen_set *b)
 }
 
 static void
-varint_put(struct buf *b, uint32_t v)
+varint_put(struct buf *b, uint64_t v)
 {
 	while (v >= 0x80) {
 		buf_append_byte(b, (uint8_t)(v | 0x80));
@@ -184,25 +353,36 @@ varint_put(struct buf *b, uint32_t v)
 }
 
 static bool
-varint_get(const uint8_t *p, size_t len, size_t *off, uint32_t *v_r)
+varint64_get(const uint8_t *p, size_t len, size_t *off, uint64_t *v_r)
 {
 	uint64_t v = 0;
 
-	for (unsigned shift = 0; shift < 35; shift += 7) {
+	for (unsigned shift = 0; shift < 64; shift += 7) {
 		uint8_t c;
 
 		if (*off >= len)
 			return false;
 		c = p[(*off)++];
+		if (shift == 63 && (c & 0x7e) != 0)
+			return false;
 		v |= (uint64_t)(c & 0x7f) << shift;
 		if ((c & 0x80) == 0) {
-			if (v > UINT32_MAX)
-				return false;
-			*v_r = (uint32_t)v;
+			*v_r = v;
 			return true;
 		}
 	}
 	return false;
+}
+
+static bool
+varint_get(const uint8_t *p, size_t len, size_t *off, uint32_t *v_r)
+{
+	uint64_t v;
+
+	if (!varint64_get(p, len, off, &v) || v > UINT32_MAX)
+		return false;
+	*v_r = (uint32_t)v;
+	return true;
 }
 
 static void
@@ -214,34 +394,45 @@ seen_encode(const struct seen_set *s, const char *reader, struct buf *out)
 
 	buf_append_str(out, SEEN_MAGIC);
 	buf_append(out, uv, 4);
-	varint_put(out, (uint32_t)s->n);
+	varint_put(out, s->n);
 	for (size_t i = 0; i < s->n; i++) {
 		varint_put(out, s->v[i].lo - prev);
 		varint_put(out, s->v[i].hi - s->v[i].lo);
 		prev = s->v[i].hi;
 	}
+	varint_put(out, s->last);
+	varint_put(out, s->nm);
+	prev = 0;
+	for (size_t i = 0; i < s->nm; i++) {
+		varint_put(out, s->m[i].lo - prev);
+		varint_put(out, s->m[i].hi - s->m[i].lo);
+		varint_put(out, s->last - s->m[i].modseq);
+		prev = s->m[i].hi;
+	}
 	buf_append_str(out, reader);
 }
 
-/* The set in data[0..len) when it is reader's and of uidvalidity; else
- * (absent, another UIDVALIDITY, another reader's under a hashed key, not
- * decodable) the empty set. */
-static void
-seen_decode(const uint8_t *data, size_t len, const char *reader, uint32_t uidvalidity,
-            struct seen_set *s)
+/* Decode data[0..len) into s (cleared first) when its UIDVALIDITY is
+ * uidvalidity; *name_off_r gets where the reader's name starts. False when
+ * it does not decode (s then empty). */
+static bool
+seen_parse(const uint8_t *data, size_t len, uint32_t uidvalidity, struct seen_set *s,
+           size_t *name_off_r)
 {
-	size_t off = 6, cap = 0;
+	size_t off = 6, cap = 0, mcap = 0;
 	uint32_t count, prev = 0, uv;
+	bool v2;
 
-	free(s->v);
-	s->v = NULL;
-	s->n = 0;
+	set_clear(s);
 	s->uidvalidity = uidvalidity;
-	if (data == NULL || len < 6 || memcmp(data, SEEN_MAGIC, 2) != 0)
-		return;
+	if (data == NULL || len < 6)
+		return false;
+	v2 = memcmp(data, SEEN_MAGIC, 2) == 0;
+	if (!v2 && memcmp(data, SEEN_MAGIC_V1, 2) != 0)
+		return false;
 	uv = (uint32_t)data[2] << 24 | (uint32_t)data[3] << 16 | (uint32_t)data[4] << 8 | data[5];
 	if (uv != uidvalidity || !varint_get(data, len, &off, &count) || count > len)
-		return;
+		goto bad;
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t gap, span;
 
@@ -252,15 +443,49 @@ seen_decode(const uint8_t *data, size_t len, const char *reader, uint32_t uidval
 		range_push(s, &cap, prev + gap, prev + gap + span);
 		prev += gap + span;
 	}
-	if (len - off != strlen(reader) || memcmp(data + off, reader, len - off) != 0)
-		goto bad;
 	if (s->n > 0 && s->v[0].lo == 0)
 		goto bad;
-	return;
+	if (v2) {
+		uint64_t last;
+
+		prev = 0;
+		if (!varint64_get(data, len, &off, &last) || !varint_get(data, len, &off, &count) ||
+		    count > len)
+			goto bad;
+		for (uint32_t i = 0; i < count; i++) {
+			uint32_t gap, span;
+			uint64_t below;
+
+			if (!varint_get(data, len, &off, &gap) ||
+			    !varint_get(data, len, &off, &span) ||
+			    !varint64_get(data, len, &off, &below) || gap > UINT32_MAX - prev ||
+			    gap == 0 || span > UINT32_MAX - (prev + gap) || below >= last)
+				goto bad;
+			mod_push(s, &mcap, prev + gap, prev + gap + span, last - below);
+			prev += gap + span;
+		}
+		s->last = last;
+	}
+	*name_off_r = off;
+	return true;
 bad:
-	free(s->v);
-	s->v = NULL;
-	s->n = 0;
+	set_clear(s);
+	return false;
+}
+
+/* The set in data[0..len) when it is reader's and of uidvalidity; else
+ * (absent, another UIDVALIDITY, another reader's under a hashed key, not
+ * decodable) the empty set. */
+static void
+seen_decode(const uint8_t *data, size_t len, const char *reader, uint32_t uidvalidity,
+            struct seen_set *s)
+{
+	size_t off;
+
+	if (!seen_parse(data, len, uidvalidity, s, &off))
+		return;
+	if (len - off != strlen(reader) || memcmp(data + off, reader, len - off) != 0)
+		set_clear(s);
 }
 
 /* The reader's set for owner's canon as stored now. */
@@ -281,7 +506,8 @@ seen_read(struct storage *st, const char *owner, const char *canon, const char *
 	return rc;
 }
 
-/* Set (or clear) MSG_SEEN of each record from s. */
+/* Set (or clear) MSG_SEEN of each record from s, and give it the reader's
+ * MODSEQ (recs hold the backend's). */
 static void
 overlay(const struct seen_set *s, struct msg_record *recs, size_t n)
 {
@@ -294,6 +520,7 @@ overlay(const struct seen_set *s, struct msg_record *recs, size_t n)
 			recs[i].flags |= MSG_SEEN;
 		else
 			recs[i].flags &= ~(uint32_t)MSG_SEEN;
+		recs[i].modseq = view_modseq(s, recs[i].uid, recs[i].modseq);
 	}
 }
 
@@ -315,20 +542,19 @@ mb_uidvalidity(struct mailbox *mb, uint32_t *uv_r)
 	return 0;
 }
 
-/* Keep s as what mb's session was last told. */
+/* Keep s as what mb's session was last told (s is emptied). */
 static void
 remember(struct mailbox *mb, struct seen_set *s)
 {
 	if (mb->seen == NULL)
 		mb->seen = xcalloc(1, sizeof(*mb->seen));
-	free(mb->seen->v);
+	set_clear(mb->seen);
 	*mb->seen = *s;
-	s->v = NULL;
-	s->n = 0;
+	memset(s, 0, sizeof(*s));
 }
 
 int
-storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n)
+storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n, uint64_t *modseq)
 {
 	struct seen_set s = {0};
 	uint32_t uv;
@@ -340,6 +566,8 @@ storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n)
 	    (rc = seen_read(mb->st, mb->user, mb->name, mb->actor, uv, &s)) != 0)
 		return rc;
 	overlay(&s, recs, n);
+	if (modseq != NULL)
+		*modseq = view_highest(&s, *modseq);
 	remember(mb, &s);
 	return 0;
 }
@@ -352,13 +580,22 @@ rec_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static bool
+listed(const struct msg_record *recs, size_t n, uint32_t uid)
+{
+	struct msg_record key = {.uid = uid};
+
+	return n > 0 && bsearch(&key, recs, n, sizeof(*recs), rec_cmp) != NULL;
+}
+
 int
-storage_seen_changes(struct mailbox *mb, struct mailbox_changes *ch)
+storage_seen_changes(struct mailbox *mb, uint64_t since, struct mailbox_changes *ch)
 {
 	struct seen_set s = {0};
 	struct msg_record *recs = NULL;
 	size_t n = 0, extra = 0;
 	uint64_t modseq;
+	bool differ, newer = false;
 	uint32_t uv;
 	int rc;
 
@@ -368,27 +605,28 @@ storage_seen_changes(struct mailbox *mb, struct mailbox_changes *ch)
 	    (rc = seen_read(mb->st, mb->user, mb->name, mb->actor, uv, &s)) != 0)
 		return rc;
 	overlay(&s, ch->changed, ch->n_changed);
-	if (mb->seen == NULL || seen_equal(&s, mb->seen)) {
-		/* nothing changed by the reader elsewhere (or a session that
-		 * never read the records: nothing to compare with) */
+	ch->highestmodseq = view_highest(&s, ch->highestmodseq);
+	/* the reader changed \Seen in another session: every message whose
+	 * \Seen differs from what this one was told is a change (IDLE, NOOP),
+	 * and so is every message whose private MODSEQ is above since */
+	differ = mb->seen != NULL && !seen_equal(&s, mb->seen);
+	for (size_t i = 0; i < s.nm && !newer; i++)
+		newer = s.m[i].modseq > since;
+	if (!differ && !newer) {
 		remember(mb, &s);
 		return 0;
 	}
-	/* the reader changed \Seen in another session: every message whose
-	 * \Seen differs from what this one was told is a change */
 	if ((rc = mb->st->ops->records(mb, &recs, &n, &modseq)) != 0) {
-		free(s.v);
+		set_clear(&s);
 		return rc;
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint32_t uid = recs[i].uid;
-		bool listed = false;
 
-		if (seen_has(&s, uid) == seen_has(mb->seen, uid))
+		if (!(differ && seen_has(&s, uid) != seen_has(mb->seen, uid)) &&
+		    mod_of(&s, uid) <= since)
 			continue;
-		for (size_t j = 0; j < ch->n_changed && !listed; j++)
-			listed = ch->changed[j].uid == uid;
-		if (listed)
+		if (listed(ch->changed, ch->n_changed, uid))
 			continue;
 		recs[extra++] = recs[i];
 	}
@@ -419,9 +657,11 @@ storage_seen_unseen(struct mailbox *mb, struct mailbox_status *status)
 	if ((rc = mb->st->ops->records(mb, &recs, &n, &modseq)) != 0)
 		return rc;
 	rc = seen_read(mb->st, mb->user, mb->name, mb->actor, status->uidvalidity, &s);
-	if (rc == 0)
+	if (rc == 0) {
 		overlay(&s, recs, n);
-	free(s.v);
+		status->highestmodseq = view_highest(&s, status->highestmodseq);
+	}
+	set_clear(&s);
 	status->unseen = 0;
 	status->first_unseen_uid = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -465,13 +705,20 @@ storage_seen_status(struct storage *st, const char *owner, const char *canon, co
 struct change_arg {
 	const char *reader;
 	uint32_t uidvalidity;
+	uint64_t backend; /* the backend's HIGHESTMODSEQ as read before */
 	/* the messages as they exist, ascending, and the new \Seen of some */
 	const struct msg_record *recs;
 	size_t n_recs;
 	const uint32_t *uids; /* ascending */
 	size_t n;
-	bool seen; /* what uids get */
+	bool seen;  /* what uids get */
+	bool force; /* give uids a new private MODSEQ even when \Seen is as asked */
+	/* out: the set as stored, the UIDs whose \Seen changed (or all with
+	 * force), the private MODSEQ they got (0: none changed) */
 	struct seen_set result;
+	uint32_t *changed;
+	size_t n_changed;
+	uint64_t modseq;
 };
 
 static int
@@ -479,30 +726,56 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 {
 	struct change_arg *a = arg;
 	struct seen_set s = {0}, *r = &a->result;
-	size_t cap = 0, u = 0;
+	size_t cap = 0, mcap = 0, u = 0;
 	uint32_t last = a->n_recs > 0 ? a->recs[a->n_recs - 1].uid : 0;
-	bool run = false;
+	uint64_t base, p;
+	bool run = false, mrun = false;
 
 	*remove = false;
 	seen_decode(old, old_len, a->reader, a->uidvalidity, &s);
-	free(r->v);
-	r->v = NULL;
-	r->n = 0;
+	set_clear(r);
 	r->uidvalidity = a->uidvalidity;
+	a->n_changed = 0;
+	a->modseq = 0;
+	/* the private MODSEQ this change gives: above everything the reader
+	 * was told, below the owner's next change */
+	base = view_highest(&s, a->backend);
+	if ((base & SEEN_LOW) == SEEN_LOW) {
+		set_clear(&s);
+		return ROOST_ETOOBIG;
+	}
+	p = base + 1;
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->force || seen_has(&s, a->uids[i]) != a->seen)
+			a->changed[a->n_changed++] = a->uids[i];
+	}
 	/* runs over the messages that exist: what lies between two seen
-	 * ones does not exist and merges them */
-	for (size_t i = 0; i < a->n_recs; i++) {
+	 * ones does not exist and merges them; a private MODSEQ no higher
+	 * than the message's own (shifted) tells nothing and goes */
+	for (size_t i = 0, c = 0; i < a->n_recs; i++) {
 		uint32_t uid = a->recs[i].uid;
-		bool seen;
+		uint64_t ms;
+		bool seen, named;
 
 		while (u < a->n && a->uids[u] < uid)
 			u++;
-		seen = u < a->n && a->uids[u] == uid ? a->seen : seen_has(&s, uid);
+		while (c < a->n_changed && a->changed[c] < uid)
+			c++;
+		named = u < a->n && a->uids[u] == uid;
+		seen = named ? a->seen : seen_has(&s, uid);
 		if (seen && run)
 			r->v[r->n - 1].hi = uid;
 		else if (seen)
 			range_push(r, &cap, uid, uid);
 		run = seen;
+		ms = c < a->n_changed && a->changed[c] == uid ? p : mod_of(&s, uid);
+		if (ms <= a->recs[i].modseq << SEEN_SHIFT)
+			ms = 0;
+		if (ms != 0 && mrun && r->m[r->nm - 1].modseq == ms)
+			r->m[r->nm - 1].hi = uid;
+		else if (ms != 0)
+			mod_push(r, &mcap, uid, uid, ms);
+		mrun = ms != 0;
 	}
 	/* UIDs newer than the records read (appended meanwhile) keep theirs,
 	 * and so do the ones this change names there (an append's own) */
@@ -510,13 +783,29 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 		if (s.v[i].hi > last)
 			range_push(r, &cap, s.v[i].lo > last ? s.v[i].lo : last + 1, s.v[i].hi);
 	}
+	for (size_t i = 0; i < s.nm; i++) {
+		if (s.m[i].hi > last)
+			mod_push(r, &mcap, s.m[i].lo > last ? s.m[i].lo : last + 1, s.m[i].hi,
+			         s.m[i].modseq);
+	}
 	for (; u < a->n; u++) {
 		if (a->uids[u] > last && a->seen)
 			range_push(r, &cap, a->uids[u], a->uids[u]);
 	}
-	free(s.v);
+	for (size_t c = 0; c < a->n_changed; c++) {
+		if (a->changed[c] > last)
+			mod_push(r, &mcap, a->changed[c], a->changed[c], p);
+	}
+	r->last = s.last;
+	if (a->n_changed > 0) {
+		r->last = p;
+		a->modseq = p;
+	}
+	set_clear(&s);
 	seen_normalize(r);
-	if (r->n == 0)
+	/* kept even when nothing is seen: the last private MODSEQ must not
+	 * go back while it is above the backend's */
+	if (r->n == 0 && r->nm == 0 && (r->last >> SEEN_SHIFT) < a->backend)
 		*remove = true;
 	else
 		seen_encode(r, a->reader, out);
@@ -524,24 +813,58 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 }
 
 /* Give uids (ascending) seen (or not) in reader's set for owner's canon,
- * over the existing messages recs; *result_r (may be NULL) gets the set
- * as stored. */
+ * over the existing messages recs (NULL: only new ones named), backend the
+ * backend's HIGHESTMODSEQ read before; *result_r (may be NULL) gets the set
+ * as stored. Read the backend's HIGHESTMODSEQ again after the commit and
+ * give the change a new private MODSEQ while the owner changed the mailbox
+ * in between (see Ordering above). */
 static int
 seen_change(struct storage *st, const char *owner, const char *canon, const char *reader,
-            uint32_t uidvalidity, const struct msg_record *recs, size_t n_recs,
+            uint32_t uidvalidity, uint64_t backend, const struct msg_record *recs, size_t n_recs,
             const uint32_t *uids, size_t n, bool seen, struct seen_set *result_r)
 {
 	char key[SEEN_KEY_MAX + sizeof(SEEN_PREFIX) + 1];
-	struct change_arg a = {reader, uidvalidity, recs, n_recs, uids, n, seen, {0}};
+	struct change_arg a = {.reader = reader,
+	                       .uidvalidity = uidvalidity,
+	                       .backend = backend,
+	                       .recs = recs,
+	                       .n_recs = n_recs,
+	                       .uids = uids,
+	                       .n = n,
+	                       .seen = seen};
 	int rc;
 
 	seen_key(reader, key, sizeof(key));
+	a.changed = xcalloc(n + 1, sizeof(*a.changed));
 	rc = storage_meta_entry_update(st, owner, canon, key, apply_change, &a);
+	for (int tries = 0; rc == 0 && a.n_changed > 0; tries++) {
+		struct mailbox_status ms = {0};
+
+		if (st->ops->status(st, owner, canon, &ms) != 0 ||
+		    ms.highestmodseq <= (a.modseq >> SEEN_SHIFT))
+			break;
+		if (tries == SEEN_RETRIES) {
+			log_warn("event=seen_modseq_race user=%s mailbox=%s", LOG_QUOTE(reader),
+			         LOG_QUOTE(canon));
+			break;
+		}
+		/* again over what changed, with the MODSEQ read now */
+		a.backend = ms.highestmodseq;
+		a.force = true;
+		a.uids = xmemdup(a.changed, a.n_changed * sizeof(*a.changed));
+		a.n = a.n_changed;
+		rc = storage_meta_entry_update(st, owner, canon, key, apply_change, &a);
+		if (a.uids != uids)
+			free((uint32_t *)a.uids);
+		a.uids = uids;
+		a.n = n;
+	}
+	free(a.changed);
 	if (rc == 0 && result_r != NULL) {
-		free(result_r->v);
+		set_clear(result_r);
 		*result_r = a.result;
 	} else {
-		free(a.result.v);
+		set_clear(&a.result);
 	}
 	return rc;
 }
@@ -550,9 +873,15 @@ int
 storage_seen_add(struct storage *st, const char *owner, const char *canon, const char *reader,
                  uint32_t uidvalidity, const uint32_t *uids, size_t n)
 {
+	struct mailbox_status ms = {0};
+	int rc;
+
 	if (n == 0)
 		return 0;
-	return seen_change(st, owner, canon, reader, uidvalidity, NULL, 0, uids, n, true, NULL);
+	if ((rc = st->ops->status(st, owner, canon, &ms)) != 0)
+		return rc;
+	return seen_change(st, owner, canon, reader, uidvalidity, ms.highestmodseq, NULL, 0, uids,
+	                   n, true, NULL);
 }
 
 /* backend store of uids[0..n) with req, the UNCHANGEDSINCE refusals
@@ -585,23 +914,59 @@ uid_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The backend refused uids[0..n) (UNCHANGEDSINCE: the owner changed them
+ * between our check and its store) after their \Seen was changed: put
+ * their \Seen back as it was in old. */
+static void
+seen_undo(struct mailbox *mb, uint32_t uv, uint64_t backend, const struct msg_record *recs,
+          size_t n_recs, const struct seen_set *old, uint32_t *uids, size_t n, struct seen_set *now)
+{
+	uint32_t *on = xcalloc(n + 1, sizeof(*on)), *off = xcalloc(n + 1, sizeof(*off));
+	size_t n_on = 0, n_off = 0;
+	int rc = 0;
+
+	qsort(uids, n, sizeof(*uids), uid_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (seen_has(old, uids[i]))
+			on[n_on++] = uids[i];
+		else
+			off[n_off++] = uids[i];
+	}
+	if (n_on > 0)
+		rc = seen_change(mb->st, mb->user, mb->name, mb->actor, uv, backend, recs, n_recs,
+		                 on, n_on, true, now);
+	if (rc == 0 && n_off > 0)
+		rc = seen_change(mb->st, mb->user, mb->name, mb->actor, uv, backend, recs, n_recs,
+		                 off, n_off, false, now);
+	if (rc != 0)
+		log_warn("event=seen_error op=store_undo user=%s mailbox=%s err=%s",
+		         LOG_QUOTE(mb->actor), LOG_QUOTE(mb->name), roost_strerror(rc));
+	free(on);
+	free(off);
+}
+
 int
 storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
                    uint32_t **modified_r, size_t *n_modified_r)
 {
 	struct msg_record *recs = NULL;
 	uint32_t *todo = NULL, *with = NULL, *without = NULL, *mod = NULL, uv;
-	size_t n_recs = 0, n_todo = 0, n_with = 0, n_without = 0, n_mod = 0, r = 0;
+	size_t n_recs = 0, n_todo = 0, n_with = 0, n_without = 0, n_mod = 0, r = 0, n_checked;
 	struct store_req rest = *req;
-	struct seen_set now = {0};
-	uint64_t modseq;
+	struct seen_set now = {0}, cur = {0};
+	uint64_t backend;
+	bool touch = req->mode == STORE_REPLACE || (req->flags & MSG_SEEN) != 0, seen_done = false;
 	bool seen =
 	    req->mode == STORE_REPLACE ? (req->flags & MSG_SEEN) != 0 : req->mode == STORE_ADD;
 	int rc;
 
 	if ((rc = mb_uidvalidity(mb, &uv)) != 0 ||
-	    (rc = mb->st->ops->records(mb, &recs, &n_recs, &modseq)) != 0)
+	    (rc = mb->st->ops->records(mb, &recs, &n_recs, &backend)) != 0)
 		return rc;
+	/* the set as it is: the reader's MODSEQs (UNCHANGEDSINCE) and \Seen
+	 * to put back if the backend refuses a message after all */
+	if ((rc = seen_read(mb->st, mb->user, mb->name, mb->actor, uv, &cur)) != 0)
+		goto out;
 	todo = xcalloc(n + 1, sizeof(*todo));
 	with = xcalloc(n + 1, sizeof(*with));
 	without = xcalloc(n + 1, sizeof(*without));
@@ -611,7 +976,8 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 			r++;
 		if (r == n_recs || recs[r].uid != uids[i])
 			continue; /* gone: skipped */
-		if (req->unchanged_since != 0 && recs[r].modseq > req->unchanged_since) {
+		if (req->unchanged_since != 0 &&
+		    view_modseq(&cur, uids[i], recs[r].modseq) > req->unchanged_since) {
 			mod[n_mod++] = uids[i];
 			continue;
 		}
@@ -622,10 +988,19 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 		else
 			without[n_without++] = uids[i];
 	}
+	n_checked = n_mod;
 	rest.flags &= ~(uint32_t)MSG_SEEN;
-	if (n_todo > 0)
-		rc = seen_change(mb->st, mb->user, mb->name, mb->actor, uv, recs, n_recs, todo,
-		                 n_todo, seen, &now);
+	/* the backend checks its own part of the reader's MODSEQ, atomically */
+	rest.unchanged_since = storage_seen_backend_modseq(req->unchanged_since);
+	if (req->unchanged_since != 0 && rest.unchanged_since == 0)
+		n_todo = n_with = n_without = 0; /* below every message's (never happens) */
+	/* \Seen first: when the set cannot take it (its bound), nothing of
+	 * the STORE is done */
+	if (touch && n_todo > 0) {
+		rc = seen_change(mb->st, mb->user, mb->name, mb->actor, uv, backend, recs, n_recs,
+		                 todo, n_todo, seen, &now);
+		seen_done = rc == 0;
+	}
 	if (rc == 0 && req->mode != STORE_REPLACE) {
 		rc = backend_store(mb, todo, n_todo, &rest, &mod, &n_mod);
 	} else if (rc == 0) {
@@ -634,6 +1009,11 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 		if (rc == 0)
 			rc = backend_store(mb, with, n_with, &rest, &mod, &n_mod);
 	}
+	if (seen_done && rc != 0)
+		seen_undo(mb, uv, backend, recs, n_recs, &cur, todo, n_todo, &now);
+	else if (seen_done && n_mod > n_checked)
+		seen_undo(mb, uv, backend, recs, n_recs, &cur, mod + n_checked, n_mod - n_checked,
+		          &now);
 	if (rc == 0 && n_mod > 1)
 		qsort(mod, n_mod, sizeof(*mod), uid_cmp);
 	if (rc == 0 && n_mod > 0) {
@@ -642,13 +1022,87 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 		mod = NULL;
 	}
 	/* the session applies its own change: what it knows now */
-	if (rc == 0 && n_todo > 0 && mb->seen != NULL)
+	if (rc == 0 && touch && n_todo > 0 && mb->seen != NULL)
 		remember(mb, &now);
-	free(now.v);
+out:
+	set_clear(&now);
+	set_clear(&cur);
 	free(mod);
 	free(without);
 	free(with);
 	free(todo);
 	free(recs);
 	return rc;
+}
+
+int
+storage_seen_readers(struct storage *st, const char *owner, const char *canon,
+                     struct metadata_entry **list_r, size_t *n_r)
+{
+	return storage_meta_entries(st, owner, canon, SEEN_PREFIX, list_r, n_r);
+}
+
+struct pair {
+	uint32_t src, dst;
+};
+
+static int
+pair_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct pair *)a)->dst, y = ((const struct pair *)b)->dst;
+
+	return x < y ? -1 : x > y;
+}
+
+void
+storage_seen_carry(struct storage *st, const char *owner, const char *from, const char *to,
+                   const struct metadata_entry *readers, size_t n_readers, const char *except,
+                   uint32_t to_uidvalidity, const uint32_t *src, const uint32_t *dst, size_t n)
+{
+	struct mailbox_status ms = {0};
+	struct seen_set s = {0};
+	struct pair *pairs;
+	uint32_t *uids;
+
+	if (n_readers == 0 || n == 0 || st->ops->status(st, owner, from, &ms) != 0)
+		return;
+	pairs = xcalloc(n, sizeof(*pairs));
+	uids = xcalloc(n, sizeof(*uids));
+	for (size_t i = 0; i < n; i++) {
+		pairs[i].src = src[i];
+		pairs[i].dst = dst[i];
+	}
+	qsort(pairs, n, sizeof(*pairs), pair_cmp);
+	for (size_t i = 0; i < n_readers; i++) {
+		char name[STORAGE_MAX_NAME * 2 + 300], reader[256];
+		unsigned rights = 0;
+		size_t off, k = 0;
+		int rc;
+
+		if (!seen_parse(readers[i].value, readers[i].len, ms.uidvalidity, &s, &off) ||
+		    readers[i].len - off >= sizeof(reader))
+			continue;
+		memcpy(reader, readers[i].value + off, readers[i].len - off);
+		reader[readers[i].len - off] = '\0';
+		if ((except != NULL && strcmp(reader, except) == 0) || strcmp(reader, owner) == 0 ||
+		    !storage_user_valid(reader))
+			continue;
+		for (size_t j = 0; j < n; j++) {
+			if (seen_has(&s, pairs[j].src))
+				uids[k++] = pairs[j].dst;
+		}
+		if (k == 0)
+			continue;
+		/* only where the reader may read it */
+		snprintf(name, sizeof(name), "%s/%s/%s", STORAGE_ACL_PREFIX, owner, to);
+		if (storage_acl_myrights(st, reader, name, &rights) != 0 ||
+		    (rights & ACL_READ) == 0)
+			continue;
+		if ((rc = storage_seen_add(st, owner, to, reader, to_uidvalidity, uids, k)) != 0)
+			log_warn("event=seen_error op=carry user=%s mailbox=%s err=%s",
+			         LOG_QUOTE(reader), LOG_QUOTE(to), roost_strerror(rc));
+	}
+	set_clear(&s);
+	free(uids);
+	free(pairs);
 }

@@ -170,6 +170,18 @@ cmd_store(struct imap_cmd *cmd)
 		n_mod = k;
 	} else if (k > 0) {
 		rc = mailbox_store(v->mb, uids, k, &sr, &mod, &n_mod);
+		if (rc == ROOST_ETOOBIG) {
+			/* the mailbox's keyword table is full, or a reader's
+			 * \Seen of a shared mailbox passed its bound
+			 * (storage_seen.c): either way nothing was stored
+			 * (RFC 5530 LIMIT: a limit of this server) */
+			free(mod);
+			imap_tagged(cmd, "NO",
+			            "[LIMIT] Too many keywords, or too many separate runs of "
+			            "\\Seen messages of this user in a shared mailbox; nothing "
+			            "stored");
+			return;
+		}
 		if (rc < 0) {
 			free(mod);
 			imap_reply_error(cmd, rc, NULL);

@@ -23,6 +23,7 @@
 #include <libpq-fe.h>
 #include <lmdb.h>
 
+#include "roost/auth.h"
 #include "roost/buf.h"
 #include "roost/config.h"
 #include "roost/error.h"
@@ -3695,7 +3696,7 @@ START_TEST(acl_seen)
 	struct metadata_entry *l;
 	uint32_t u[4], *mod, first, uidv, *src, *dst;
 	size_t n;
-	uint64_t modseq;
+	uint64_t modseq, bob_ms;
 	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
 	struct store_req unseen = {.mode = STORE_REMOVE, .flags = MSG_SEEN};
 	struct store_req flag = {.mode = STORE_REPLACE, .flags = MSG_FLAGGED};
@@ -3728,6 +3729,9 @@ START_TEST(acl_seen)
 	ck_assert_int_eq(seen_of(own, u[0]), 1);
 	ck_assert_int_eq(mailbox_records(own, &recs, &n, &modseq), 0);
 	free(recs);
+	/* bob's MODSEQs are bob's (storage_seen.c) */
+	ck_assert_int_eq(mailbox_records(bob2, &recs, &n, &bob_ms), 0);
+	free(recs);
 
 	/* bob's +FLAGS \Seen is bob's alone */
 	ck_assert_int_eq(mailbox_store(bob, u + 1, 1, &seen, &mod, &n), 0);
@@ -3752,16 +3756,17 @@ START_TEST(acl_seen)
 	mailbox_changes_free(&ch);
 
 	/* bob's other session does, through changes */
-	ck_assert_int_eq(mailbox_changes_since(bob2, modseq, &ch), 0);
+	ck_assert_int_eq(mailbox_changes_since(bob2, bob_ms, &ch), 0);
 	ck_assert_uint_eq(ch.n_changed, 1);
 	ck_assert_uint_eq(ch.changed[0].uid, u[1]);
 	ck_assert_uint_eq(ch.changed[0].flags & MSG_SEEN, MSG_SEEN);
+	bob_ms = ch.highestmodseq;
 	mailbox_changes_free(&ch);
-	ck_assert_int_eq(mailbox_changes_since(bob2, modseq, &ch), 0);
+	ck_assert_int_eq(mailbox_changes_since(bob2, bob_ms, &ch), 0);
 	ck_assert_uint_eq(ch.n_changed, 0); /* told once */
 	mailbox_changes_free(&ch);
 	ck_assert_int_eq(mailbox_store(bob2, u + 1, 1, &unseen, &mod, &n), 0);
-	ck_assert_int_eq(mailbox_changes_since(bob, modseq, &ch), 0);
+	ck_assert_int_eq(mailbox_changes_since(bob, bob_ms, &ch), 0);
 	ck_assert_uint_eq(ch.n_changed, 1);
 	ck_assert_uint_eq(ch.changed[0].flags & MSG_SEEN, 0);
 	mailbox_changes_free(&ch);
@@ -3813,6 +3818,305 @@ START_TEST(acl_seen)
 	ck_assert_uint_eq(unseen_of(BOB, "Other Users/" USER "/Crew", NULL), 1);
 	ck_assert_uint_eq(unseen_of(CAROL, "Other Users/" USER "/Crew", NULL), 3);
 	ck_assert_uint_eq(unseen_of(USER, "Crew", NULL), 3);
+	teardown_backend();
+}
+END_TEST
+
+/* The MODSEQ of uid in mb's records (0 when absent); *highest_r (may be
+ * NULL) the HIGHESTMODSEQ they reflect. */
+static uint64_t
+modseq_of(struct mailbox *mb, uint32_t uid, uint64_t *highest_r)
+{
+	struct msg_record *recs;
+	size_t n;
+	uint64_t modseq, r = 0;
+
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &modseq), 0);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_uint_le(recs[i].modseq, modseq);
+		if (recs[i].uid == uid)
+			r = recs[i].modseq;
+	}
+	free(recs);
+	if (highest_r != NULL)
+		*highest_r = modseq;
+	return r;
+}
+
+/* CONDSTORE of a reader (storage_seen.c, MODSEQ): its \Seen changes get
+ * MODSEQs of its own, above what it was told, seen by its other sessions
+ * through changes since, checked by UNCHANGEDSINCE; the owner's and the
+ * other readers' MODSEQs do not move. */
+START_TEST(acl_seen_modseq)
+{
+	struct mailbox *own, *bob, *bob2;
+	struct mailbox_status ms;
+	struct mailbox_changes ch;
+	uint32_t u[3], *mod;
+	size_t n;
+	uint64_t own_h, bob_h, h, carol_h, m1;
+	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
+	struct store_req unseen = {.mode = STORE_REMOVE, .flags = MSG_SEEN};
+	struct store_req flag = {.mode = STORE_ADD, .flags = MSG_FLAGGED};
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	for (int i = 0; i < 3; i++)
+		u[i] = append_simple("Team", i + 1);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET,
+	                                 ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_WRITE),
+	                 0);
+	ck_assert_int_eq(
+	    storage_acl_set(st, USER, "Team", CAROL, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_SEEN), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "Team", 0, &own), 0);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob), 0);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob2), 0);
+	(void)modseq_of(own, u[0], &own_h);
+	(void)modseq_of(bob, u[0], &bob_h);
+	(void)modseq_of(bob2, u[0], NULL);
+	ck_assert_int_eq(storage_status(st, CAROL, TEAM, &ms), 0);
+	carol_h = ms.highestmodseq;
+	ck_assert_int_eq(mailbox_status(bob, &ms), 0);
+	ck_assert_uint_eq(ms.highestmodseq, bob_h);
+	ck_assert_int_eq(storage_status(st, BOB, TEAM, &ms), 0);
+	ck_assert_uint_eq(ms.highestmodseq, bob_h);
+
+	/* bob's \Seen: a MODSEQ above what bob was told, in bob's views */
+	ck_assert_int_eq(mailbox_store(bob, u + 1, 1, &seen, &mod, &n), 0);
+	m1 = modseq_of(bob, u[1], &h);
+	ck_assert_uint_gt(m1, bob_h);
+	ck_assert_uint_eq(h, m1);
+	ck_assert_int_eq(mailbox_status(bob, &ms), 0);
+	ck_assert_uint_eq(ms.highestmodseq, m1);
+	ck_assert_int_eq(storage_status(st, BOB, TEAM, &ms), 0);
+	ck_assert_uint_eq(ms.highestmodseq, m1);
+	ck_assert_uint_lt(modseq_of(bob, u[0], NULL), m1);
+	/* CHANGEDSINCE of another session of bob's (no IDLE state: a fresh
+	 * session that only knows bob_h) */
+	mailbox_close(&bob2);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob2), 0);
+	ck_assert_int_eq(mailbox_changes_since(bob2, bob_h, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 1);
+	ck_assert_uint_eq(ch.changed[0].uid, u[1]);
+	ck_assert_uint_eq(ch.changed[0].modseq, m1);
+	ck_assert_uint_eq(ch.changed[0].flags & MSG_SEEN, MSG_SEEN);
+	ck_assert_uint_eq(ch.highestmodseq, m1);
+	mailbox_changes_free(&ch);
+	ck_assert_int_eq(mailbox_changes_since(bob2, m1, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 0);
+	mailbox_changes_free(&ch);
+	/* the owner and carol: nothing moved */
+	(void)modseq_of(own, u[0], &h);
+	ck_assert_uint_eq(h, own_h);
+	ck_assert_int_eq(mailbox_changes_since(own, own_h, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 0);
+	mailbox_changes_free(&ch);
+	ck_assert_int_eq(storage_status(st, CAROL, TEAM, &ms), 0);
+	ck_assert_uint_eq(ms.highestmodseq, carol_h);
+
+	/* the owner's next change stands above bob's, for bob */
+	ck_assert_int_eq(mailbox_store(own, u + 2, 1, &flag, &mod, &n), 0);
+	ck_assert_int_eq(mailbox_changes_since(bob2, m1, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 1);
+	ck_assert_uint_eq(ch.changed[0].uid, u[2]);
+	ck_assert_uint_gt(ch.changed[0].modseq, m1);
+	ck_assert_uint_eq(ch.changed[0].flags & MSG_SEEN, 0);
+	h = ch.highestmodseq;
+	mailbox_changes_free(&ch);
+
+	/* UNCHANGEDSINCE against bob's MODSEQs, \Seen or not */
+	ck_assert_int_eq(mailbox_store(bob, u + 1, 1,
+	                               &(struct store_req){.mode = STORE_REMOVE,
+	                                                   .flags = MSG_SEEN,
+	                                                   .unchanged_since = m1 - 1},
+	                               &mod, &n),
+	                 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(mod[0], u[1]);
+	free(mod);
+	ck_assert_int_eq(seen_of(bob, u[1]), 1);
+	ck_assert_int_eq(mailbox_store(bob, u + 1, 1,
+	                               &(struct store_req){.mode = STORE_ADD,
+	                                                   .flags = MSG_FLAGGED,
+	                                                   .unchanged_since = m1 - 1},
+	                               &mod, &n),
+	                 0);
+	ck_assert_uint_eq(n, 1);
+	free(mod);
+	ck_assert_int_eq(mailbox_store(bob, u + 2, 1,
+	                               &(struct store_req){.mode = STORE_ADD,
+	                                                   .flags = MSG_SEEN | MSG_FLAGGED,
+	                                                   .unchanged_since = m1},
+	                               &mod, &n),
+	                 0);
+	ck_assert_uint_eq(n, 1); /* the owner changed it after m1 */
+	free(mod);
+	ck_assert_int_eq(seen_of(bob, u[2]), 0);
+	ck_assert_int_eq(
+	    mailbox_store(
+	        bob, u + 1, 1,
+	        &(struct store_req){.mode = STORE_REMOVE, .flags = MSG_SEEN, .unchanged_since = m1},
+	        &mod, &n),
+	    0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(seen_of(bob, u[1]), 0);
+	ck_assert_uint_gt(modseq_of(bob, u[1], NULL), h);
+
+	/* nothing seen any more: HIGHESTMODSEQ does not go back, and a store
+	 * that changes nothing gives no new one */
+	(void)modseq_of(bob, u[0], &bob_h);
+	ck_assert_int_eq(mailbox_store(bob, u, 3, &unseen, &mod, &n), 0);
+	(void)modseq_of(bob, u[0], &h);
+	ck_assert_uint_eq(h, bob_h);
+	mailbox_close(&bob);
+	mailbox_close(&bob2);
+	ck_assert_int_eq(storage_status(st, BOB, TEAM, &ms), 0);
+	ck_assert_uint_eq(ms.highestmodseq, bob_h);
+	mailbox_close(&own);
+	teardown_backend();
+}
+END_TEST
+
+/* A seen set of a reader whose name passes SEEN_KEY_MAX (kept under a
+ * hash), and readers' \Seen carried by the owner's MOVE and COPY into
+ * another mailbox the reader may read (and only there). */
+START_TEST(acl_seen_carry)
+{
+	char longname[AUTH_MAX_NAME + 1];
+	struct mailbox *own, *bob, *lng, *car;
+	uint32_t u[4], uidv, *src, *dst, *mod;
+	size_t n;
+	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
+
+	memset(longname, 'x', 245);
+	memcpy(longname + 245, "@e.example", 11);
+	ck_assert_uint_eq(strlen(longname), 255);
+	setup_backend(_i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	ck_assert_int_eq(storage_user_init(st, longname), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Archive2", 0), 0);
+	for (int i = 0; i < 4; i++)
+		u[i] = append_simple("Team", i + 1);
+	for (int i = 0; i < 3; i++) {
+		const char *who = i == 0 ? BOB : i == 1 ? CAROL : longname;
+
+		ck_assert_int_eq(storage_acl_set(st, USER, "Team", who, ACL_SET,
+		                                 ACL_LOOKUP | ACL_READ | ACL_SEEN),
+		                 0);
+	}
+	/* carol may not read Archive2 */
+	ck_assert_int_eq(
+	    storage_acl_set(st, USER, "Archive2", BOB, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_SEEN),
+	    0);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Archive2", longname, ACL_SET,
+	                                 ACL_LOOKUP | ACL_READ | ACL_SEEN),
+	                 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "Team", 0, &own), 0);
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob), 0);
+	ck_assert_int_eq(mailbox_open(st, longname, "Other Users/" USER "/Team", 0, &lng), 0);
+	ck_assert_int_eq(mailbox_store(bob, u, 2, &seen, &mod, &n), 0);
+	ck_assert_int_eq(mailbox_store(lng, u + 1, 2, &seen, &mod, &n), 0);
+	/* carol's \Seen of 1 and 3 */
+	ck_assert_int_eq(mailbox_open(st, CAROL, TEAM, 0, &car), 0);
+	ck_assert_int_eq(mailbox_store(car, (uint32_t[]){u[0], u[2]}, 2, &seen, &mod, &n), 0);
+	mailbox_close(&car);
+	ck_assert_int_eq(seen_of(lng, u[0]), 0);
+	ck_assert_int_eq(seen_of(lng, u[1]), 1);
+	ck_assert_int_eq(seen_of(bob, u[2]), 0);
+	ck_assert_uint_eq(unseen_of(longname, "Other Users/" USER "/Team", NULL), 2);
+	mailbox_close(&bob);
+	mailbox_close(&lng);
+
+	/* the owner moves 1..3 to Archive2, copies 4 */
+	ck_assert_int_eq(mailbox_copy(own, u, 3, "Archive2", true, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(mailbox_open(st, BOB, "Other Users/" USER "/Archive2", 0, &bob), 0);
+	ck_assert_int_eq(mailbox_open(st, longname, "Other Users/" USER "/Archive2", 0, &lng), 0);
+	ck_assert_int_eq(seen_of(bob, dst[0]), 1);
+	ck_assert_int_eq(seen_of(bob, dst[1]), 1);
+	ck_assert_int_eq(seen_of(bob, dst[2]), 0);
+	ck_assert_int_eq(seen_of(lng, dst[0]), 0);
+	ck_assert_int_eq(seen_of(lng, dst[1]), 1);
+	ck_assert_int_eq(seen_of(lng, dst[2]), 1);
+	free(src);
+	free(dst);
+	ck_assert_int_eq(mailbox_copy(own, u + 3, 1, "Archive2", false, &uidv, &src, &dst, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(seen_of(bob, dst[0]), 0);
+	free(src);
+	free(dst);
+	mailbox_close(&bob);
+	mailbox_close(&lng);
+	/* carol could not read Archive2 then: nothing of hers went there */
+	ck_assert_int_eq(
+	    storage_acl_set(st, USER, "Archive2", CAROL, ACL_SET, ACL_LOOKUP | ACL_READ), 0);
+	ck_assert_uint_eq(unseen_of(CAROL, "Other Users/" USER "/Archive2", NULL), 4);
+	ck_assert_uint_eq(unseen_of(USER, "Archive2", NULL), 4);
+	mailbox_close(&own);
+	teardown_backend();
+}
+END_TEST
+
+/* The bound of a seen set (STORAGE_METADATA_MAX_VALUE): a STORE past it
+ * is refused whole, its other flags included; one within it passes. */
+START_TEST(acl_seen_cap)
+{
+	struct mailbox *own, *bob;
+	struct msg_record *recs;
+	uint32_t *uids, uidv, *src, *dst, *mod;
+	size_t n, nrec, k = 0;
+	uint64_t modseq;
+	struct store_req both = {.mode = STORE_ADD, .flags = MSG_SEEN | MSG_FLAGGED};
+
+	setup_dir(_i);
+	cfg.storage_fsync = false; /* 16384 messages, the bound is the point */
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	append_simple("Team", 1);
+	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET,
+	                                 ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_WRITE),
+	                 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "Team", 0, &own), 0);
+	for (int i = 0; i < 14; i++) {
+		ck_assert_int_eq(mailbox_records(own, &recs, &nrec, &modseq), 0);
+		uids = xcalloc(nrec, sizeof(*uids));
+		for (size_t j = 0; j < nrec; j++)
+			uids[j] = recs[j].uid;
+		ck_assert_int_eq(
+		    mailbox_copy(own, uids, nrec, "Team", false, &uidv, &src, &dst, &n), 0);
+		free(src);
+		free(dst);
+		free(uids);
+		free(recs);
+	}
+	ck_assert_int_eq(mailbox_records(own, &recs, &nrec, &modseq), 0);
+	ck_assert_uint_eq(nrec, 16384);
+	/* every other one: 8192 runs of 2 bytes each, past 16 KiB */
+	uids = xcalloc(nrec, sizeof(*uids));
+	for (size_t j = 0; j < nrec; j += 2)
+		uids[k++] = recs[j].uid;
+	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob), 0);
+	ck_assert_int_eq(mailbox_store(bob, uids, k, &both, &mod, &n), ROOST_ETOOBIG);
+	ck_assert_int_eq(seen_of(bob, uids[0]), 0);
+	ck_assert_uint_eq(unseen_of(BOB, TEAM, NULL), 16384);
+	free(recs);
+	ck_assert_int_eq(mailbox_records(own, &recs, &nrec, &modseq), 0);
+	for (size_t j = 0; j < nrec; j++)
+		ck_assert_uint_eq(recs[j].flags & MSG_FLAGGED, 0);
+	/* half of that fits */
+	ck_assert_int_eq(mailbox_store(bob, uids, k / 2, &both, &mod, &n), 0);
+	ck_assert_uint_eq(unseen_of(BOB, TEAM, NULL), 16384 - k / 2);
+	ck_assert_int_eq(seen_of(bob, uids[k / 2 - 1]), 1);
+	free(uids);
+	free(recs);
+	mailbox_close(&bob);
+	mailbox_close(&own);
 	teardown_backend();
 }
 END_TEST
@@ -3992,6 +4296,9 @@ storage_suite(void)
 	tcase_add_loop_test(acl, acl_deliver, 0, n_backends);
 	tcase_add_loop_test(acl, acl_watch, 0, n_backends);
 	tcase_add_loop_test(acl, acl_seen, 0, n_backends);
+	tcase_add_loop_test(acl, acl_seen_modseq, 0, n_backends);
+	tcase_add_loop_test(acl, acl_seen_carry, 0, n_backends);
+	tcase_add_loop_test(acl, acl_seen_cap, 0, n_backends);
 	tcase_add_loop_test(acl, acl_shared_meta, 0, n_backends);
 	suite_add_tcase(s, acl);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,24 @@ static const char *const colors[MAX_BACKENDS][2] = {
 
 /* Draw the chart into f (opened before the run, so a bad path fails
  * early) and close it. */
+/* One horizontal bar of the chart, its tooltip the title (printf-style). */
+static void svg_bar(FILE *f, double x, double y, double w, double h, const char *fill,
+                    const char *title_fmt, ...) __attribute__((format(printf, 7, 8)));
+
+static void
+svg_bar(FILE *f, double x, double y, double w, double h, const char *fill, const char *title_fmt,
+        ...)
+{
+	va_list ap;
+
+	fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.0f' fill='%s'><title>", x, y, w,
+	        h, fill);
+	va_start(ap, title_fmt);
+	vfprintf(f, title_fmt, ap);
+	va_end(ap);
+	fprintf(f, "</title></rect>\n");
+}
+
 static int
 write_svg(FILE *f, const char *path, const struct bench_ctx *b, char backends[][16], size_t nb,
           double seconds)
@@ -214,26 +233,16 @@ write_svg(FILE *f, const char *path, const struct bench_ctx *b, char backends[][
 				    strcmp(r->backend, backends[k]) != 0)
 					continue;
 				if (r->ops > 0)
-					fprintf(
-					    f,
-					    "<rect x='%.1f' y='%.1f' width='%.1f' height='%.0f' "
-					    "fill='%s'><title>%s: %.0f ops/s</title></rect>\n",
-					    ops.x, y, axis_pos(&ops, r->ops) - ops.x, bar_h,
-					    colors[k][0], r->backend, r->ops);
+					svg_bar(f, ops.x, y, axis_pos(&ops, r->ops) - ops.x, bar_h,
+					        colors[k][0], "%s: %.0f ops/s", r->backend, r->ops);
 				if (r->p99 > 0)
-					fprintf(
-					    f,
-					    "<rect x='%.1f' y='%.1f' width='%.1f' height='%.0f' "
-					    "fill='%s'><title>%s: p99 %.3f ms</title></rect>\n",
-					    lat.x, y, axis_pos(&lat, r->p99) - lat.x, bar_h,
-					    colors[k][1], r->backend, r->p99);
+					svg_bar(f, lat.x, y, axis_pos(&lat, r->p99) - lat.x, bar_h,
+					        colors[k][1], "%s: p99 %.3f ms", r->backend,
+					        r->p99);
 				if (r->p50 > 0)
-					fprintf(
-					    f,
-					    "<rect x='%.1f' y='%.1f' width='%.1f' height='%.0f' "
-					    "fill='%s'><title>%s: p50 %.3f ms</title></rect>\n",
-					    lat.x, y, axis_pos(&lat, r->p50) - lat.x, bar_h,
-					    colors[k][0], r->backend, r->p50);
+					svg_bar(f, lat.x, y, axis_pos(&lat, r->p50) - lat.x, bar_h,
+					        colors[k][0], "%s: p50 %.3f ms", r->backend,
+					        r->p50);
 			}
 		}
 	}

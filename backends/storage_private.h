@@ -110,6 +110,27 @@ bool storage_acl_may_post(struct storage *st, const char *owner, const char *can
  * the owner's own). */
 int storage_acl_mailbox_need(struct mailbox *mb, unsigned need);
 
+/* storage_acl_record.c: a mailbox's stored ACL */
+
+struct acl {
+	struct acl_entry *v;
+	size_t n;
+	bool stored; /* false: the default ACL */
+};
+/* The ACL of owner's mailbox canon into *a (the default one when none is
+ * stored); free with storage_acl_clear(). ROOST_ENOTFOUND when the mailbox
+ * does not exist. */
+int storage_acl_read(struct storage *st, const char *owner, const char *canon, struct acl *a);
+void storage_acl_clear(struct acl *a);
+/* actor's rights under a; NULL actor: an anonymous sender. */
+unsigned storage_acl_rights_of(const struct acl *a, const char *actor);
+
+/* storage_acl_list.c */
+
+/* Note that owner shared something with grantee (an identifier). Failures
+ * are logged: the grant stands, only LIST may miss it. */
+void storage_acl_index_note(struct storage *st, const char *owner, const char *grantee);
+
 /* storage_seen.c: the \Seen of a user who opened another's mailbox
  * (mb->actor), kept apart from the owner's (the model is written there).
  * Each does nothing and returns 0 on a mailbox its owner opened. */

@@ -203,6 +203,10 @@ storage_create(struct storage *st, const char *user, const char *name, unsigned 
 		return rc == ROOST_ENOTFOUND ? ROOST_EPERM : rc;
 	if (storage_name_is_inbox(t.name))
 		return ROOST_EEXISTS;
+	/* the public store is set up as a user is (its INBOX never shown),
+	 * without the default folders */
+	if (t.shared && (rc = st->ops->user_init(st, t.owner)) != 0 && rc != ROOST_EEXISTS)
+		return rc;
 	if ((rc = st->ops->create(st, t.owner, t.name, special_use)) != 0)
 		return rc;
 	if (t.foreign)
@@ -355,7 +359,7 @@ storage_set_uids(struct storage *st, const char *user, const char *name, uint32_
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
-	if (strncmp(canon, STORAGE_ACL_PREFIX "/", sizeof(STORAGE_ACL_PREFIX)) == 0)
+	if (storage_acl_name_foreign(canon))
 		return ROOST_EPERM; /* the owner's own business (roost import) */
 	if (uidvalidity == 0 && uidnext == 0)
 		return 0;

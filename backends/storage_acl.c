@@ -75,32 +75,36 @@
  * from the index when a right is revoked: a stale owner costs one list of
  * that owner's mailboxes and shows nothing.
  *
- * Not built yet: a "Shared/" namespace (RFC 2342's third one) for
- * mailboxes no person owns. The design, to keep what is above unchanged:
- * "Shared/<name>" resolves in split() to the reserved owner "#public" (a
- * store no user can log in as, like "#shared" of the index: auth refuses
- * a leading '#'), so every actor is foreign there and everything above
- * applies as is: rights from the ACL only, \Seen per reader for everyone
- * (storage_seen.c; no owner's flag is ever shown), writes woken under
- * (#public, name). What differs: nobody has implicit rights, so the users
- * of [acl] shared_admins (a new key) hold every right on the namespace
- * and alone create its top-level mailboxes (split() would give them the
- * rights the owner has elsewhere); LIST scans "#public" like an owner of
- * the index, named under "Shared/" instead of "Other Users/<owner>/";
- * NAMESPACE announces (("Shared/" "/")) third; GETQUOTAROOT names the
- * root "#public" with [quota] shared limits; mail reaches such a mailbox
- * only through an alias to "#public+<name>" with p for anyone. Backends
- * need nothing new: "#public" is set up once with user_init like any new
- * user (its INBOX hidden from LIST and refused by split()).
+ * The shared namespace ("Shared/", RFC 2342's third) holds mailboxes no
+ * person owns. "Shared/<name>" resolves in split() to the reserved store
+ * STORAGE_ACL_PUBLIC_OWNER ("#public": no user can log in as it, auth
+ * refuses a leading '#', and "Other Users/#public/..." is refused like any
+ * invalid owner), so every actor is foreign there and everything above
+ * applies as is: rights from the ACL, \Seen per reader for everyone (no
+ * owner's flag is ever shown), writes woken under (#public, name). What
+ * differs: nobody has implicit rights, so the users of [acl]
+ * shared_admins hold every right on the namespace (storage_acl_rights_for())
+ * and alone create its top-level mailboxes (resolve_parent); GETACL shows
+ * no owner entry; LIST reads the public store for every user, without the
+ * index, and names its mailboxes "Shared/<name>"; the store's INBOX (made
+ * when storage_create() sets the store up, as user_init does a user's,
+ * without default folders) is neither shown nor reachable, nor a delivery
+ * target or fallback; the quota root is the store's, with [quota]
+ * shared_* limits. Mail reaches a shared mailbox only through an alias
+ * whose target is "#public+<name>" (services/delivery.c), with p for
+ * anyone. Backends need nothing new. A user's own mailbox named "Shared"
+ * (made before the namespace existed) is shadowed by it.
  */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "roost/auth.h"
 #include "roost/buf.h"
+#include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
 #include "roost/storage.h"
@@ -166,6 +170,74 @@ storage_acl_identifier_valid(const char *id)
 
 /* ---- names and the rights they need ---- */
 
+/* Is canon prefix itself or a name under it? */
+static bool
+under(const char *canon, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+
+	return strncmp(canon, prefix, pl) == 0 && (canon[pl] == '\0' || canon[pl] == '/');
+}
+
+bool
+storage_acl_name_foreign(const char *name)
+{
+	return name != NULL &&
+	       (under(name, STORAGE_ACL_PREFIX) || under(name, STORAGE_ACL_SHARED_PREFIX));
+}
+
+bool
+storage_owner_valid(const char *owner)
+{
+	return storage_user_valid(owner) || storage_owner_public(owner);
+}
+
+bool
+storage_owner_public(const char *owner)
+{
+	return owner != NULL && strcmp(owner, STORAGE_ACL_PUBLIC_OWNER) == 0;
+}
+
+bool
+storage_acl_shared_admin(const struct storage *st, const char *actor)
+{
+	char *const *admins = st->cfg != NULL ? st->cfg->acl_shared_admins : NULL;
+
+	for (size_t i = 0; actor != NULL && admins != NULL && admins[i] != NULL; i++) {
+		if (strcasecmp(admins[i], actor) == 0)
+			return true;
+	}
+	return false;
+}
+
+unsigned
+storage_acl_rights_for(const struct storage *st, const char *owner, const struct acl *a,
+                       const char *actor)
+{
+	if (storage_owner_public(owner) && storage_acl_shared_admin(st, actor))
+		return ACL_RIGHTS_ALL;
+	return storage_acl_rights_of(a, actor);
+}
+
+/* "Shared/<name>": the mailbox <name> of the public store, whose INBOX
+ * (and anything under it) is the store's own and never shown. */
+static int
+split_shared(const char *canon, struct acl_target *t)
+{
+	size_t pl = strlen(STORAGE_ACL_SHARED_PREFIX);
+
+	if (canon[pl] == '\0')
+		return ROOST_ENOTFOUND; /* the namespace, not a mailbox */
+	if (storage_name_canon(canon + pl + 1, t->name) != 0)
+		return ROOST_EINVAL;
+	if (strncmp(t->name, "INBOX", 5) == 0 && (t->name[5] == '\0' || t->name[5] == '/'))
+		return ROOST_ENOTFOUND;
+	snprintf(t->owner, sizeof(t->owner), "%s", STORAGE_ACL_PUBLIC_OWNER);
+	t->foreign = true; /* nobody owns it, every actor is a reader */
+	t->shared = true;
+	return 0;
+}
+
 /* Split canon (a canonical name as the actor sees it) into owner and the
  * owner's canonical name. 0 with t->foreign false for the actor's own
  * names; ROOST_ENOTFOUND for the prefix or an owner alone (they are
@@ -179,9 +251,11 @@ split(const char *actor, const char *canon, struct acl_target *t)
 	size_t olen;
 
 	t->foreign = false;
+	t->shared = false;
 	t->rights = ACL_RIGHTS_ALL;
-	if (strncmp(canon, STORAGE_ACL_PREFIX, pl) != 0 ||
-	    (canon[pl] != '\0' && canon[pl] != '/')) {
+	if (under(canon, STORAGE_ACL_SHARED_PREFIX))
+		return split_shared(canon, t);
+	if (!under(canon, STORAGE_ACL_PREFIX)) {
 		snprintf(t->owner, sizeof(t->owner), "%s", actor);
 		snprintf(t->name, sizeof(t->name), "%s", canon);
 		return 0;
@@ -197,6 +271,8 @@ split(const char *actor, const char *canon, struct acl_target *t)
 		return ROOST_EINVAL;
 	memcpy(t->owner, owner, olen);
 	t->owner[olen] = '\0';
+	/* "#public" is no user's name: the shared namespace is reached by
+	 * its own prefix only */
 	if (!storage_user_valid(t->owner))
 		return ROOST_EINVAL;
 	if (storage_name_canon(slash + 1, t->name) != 0)
@@ -225,7 +301,7 @@ storage_acl_resolve(struct storage *st, const char *actor, const char *canon, un
 		return rc;
 	if ((rc = storage_acl_read(st, t->owner, t->name, &a)) != 0)
 		return rc;
-	t->rights = storage_acl_rights_of(&a, actor);
+	t->rights = storage_acl_rights_for(st, t->owner, &a, actor);
 	storage_acl_clear(&a);
 	return refusal(t->rights, need);
 }
@@ -241,9 +317,14 @@ storage_acl_resolve_parent(struct storage *st, const char *actor, const char *ca
 
 	if ((rc = split(actor, canon, t)) != 0 || !t->foreign)
 		return rc;
-	/* a new top-level mailbox of another user has no parent to grant k */
-	if ((slash = strrchr(t->name, '/')) == NULL)
-		return ROOST_ENOACCESS;
+	/* a new top-level mailbox of another user has no parent to grant k;
+	 * the shared namespace's are made by its administrators */
+	if ((slash = strrchr(t->name, '/')) == NULL) {
+		if (!t->shared || !storage_acl_shared_admin(st, actor))
+			return ROOST_ENOACCESS;
+		t->rights = ACL_RIGHTS_ALL;
+		return 0;
+	}
 	snprintf(parent, sizeof(parent), "%s", canon);
 	parent[strlen(canon) - strlen(slash)] = '\0';
 	if ((rc = storage_acl_resolve(st, actor, parent, ACL_CREATE, &p)) != 0)
@@ -258,11 +339,11 @@ storage_acl_may_post(struct storage *st, const char *owner, const char *canon)
 	struct acl a;
 	unsigned r;
 
-	if (strncmp(canon, STORAGE_ACL_PREFIX, strlen(STORAGE_ACL_PREFIX)) == 0 &&
-	    (canon[strlen(STORAGE_ACL_PREFIX)] == '\0' || canon[strlen(STORAGE_ACL_PREFIX)] == '/'))
+	if (storage_acl_name_foreign(canon))
 		return false;
+	/* the public store's INBOX is nobody's: no mail is left there */
 	if (storage_name_is_inbox(canon))
-		return true;
+		return !storage_owner_public(owner);
 	if (storage_acl_read(st, owner, canon, &a) != 0)
 		return true; /* absent: the delivery finds out and falls back */
 	r = storage_acl_rights_of(&a, NULL);
@@ -280,7 +361,7 @@ storage_acl_mailbox_need(struct mailbox *mb, unsigned need)
 		return 0;
 	if ((rc = storage_acl_read(mb->st, mb->user, mb->name, &a)) != 0)
 		return rc;
-	mb->rights = storage_acl_rights_of(&a, mb->actor);
+	mb->rights = storage_acl_rights_for(mb->st, mb->user, &a, mb->actor);
 	storage_acl_clear(&a);
 	return refusal(mb->rights, need);
 }

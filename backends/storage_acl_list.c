@@ -123,12 +123,52 @@ info_add(struct mailbox_info **v, size_t *n, size_t *cap, const char *name, unsi
 	(*n)++;
 }
 
+/* The mailboxes of owner that user may see (l), named under prefix
+ * ("Other Users/<owner>" or "Shared"), into v; how many. The public
+ * store's INBOX is its own, never shown. */
+static size_t
+owner_add(struct storage *st, const char *user, const char *owner, const char *prefix,
+          struct mailbox_info **v, size_t *n, size_t *cap)
+{
+	struct mailbox_info *list = NULL;
+	struct buf name = BUF_INIT(0);
+	size_t nl = 0, shown = 0;
+	bool public = storage_owner_public(owner);
+
+	if (st->ops->list(st, owner, &list, &nl) != 0)
+		return 0;
+	for (size_t j = 0; j < nl; j++) {
+		struct acl a;
+		unsigned r;
+
+		if ((list[j].attrs & (MBOX_NONEXISTENT | MBOX_NOSELECT)) != 0 ||
+		    (public && strncmp(list[j].name, "INBOX", 5) == 0 &&
+		     (list[j].name[5] == '\0' || list[j].name[5] == '/')) ||
+		    storage_acl_read(st, owner, list[j].name, &a) != 0)
+			continue;
+		r = storage_acl_rights_for(st, owner, &a, user);
+		storage_acl_clear(&a);
+		if ((r & ACL_LOOKUP) == 0)
+			continue;
+		buf_reset(&name);
+		buf_printf(&name, "%s/%s", prefix, list[j].name);
+		if (!storage_name_valid(buf_cstr(&name)))
+			continue;
+		info_add(v, n, cap, buf_cstr(&name),
+		         list[j].attrs & (MBOX_HASCHILDREN | MBOX_HASNOCHILDREN));
+		shown++;
+	}
+	storage_list_free(list, nl);
+	buf_free(&name);
+	return shown;
+}
+
 int
 storage_acl_shared_list(struct storage *st, const char *user, struct mailbox_info **list_r,
                         size_t *n_r)
 {
 	char **owners = NULL;
-	size_t n_owners = 0, n = 0, cap = 0;
+	size_t n_owners = 0, n = 0, cap = 0, others = 0;
 	struct mailbox_info *v = NULL;
 	struct buf name = BUF_INIT(0);
 
@@ -139,42 +179,27 @@ storage_acl_shared_list(struct storage *st, const char *user, struct mailbox_inf
 	index_read(st, user, &owners, &n_owners);
 	index_read(st, INDEX_PUBLIC_USER, &owners, &n_owners);
 	for (size_t i = 0; i < n_owners; i++) {
-		struct mailbox_info *list = NULL;
-		size_t nl = 0, shown = 0;
+		size_t shown;
 		bool dup = strcmp(owners[i], user) == 0;
 
 		for (size_t j = 0; j < i && !dup; j++)
 			dup = strcmp(owners[j], owners[i]) == 0;
-		if (dup || st->ops->list(st, owners[i], &list, &nl) != 0)
+		if (dup)
 			continue;
-		for (size_t j = 0; j < nl; j++) {
-			struct acl a;
-			unsigned r;
-
-			if ((list[j].attrs & (MBOX_NONEXISTENT | MBOX_NOSELECT)) != 0 ||
-			    storage_acl_read(st, owners[i], list[j].name, &a) != 0)
-				continue;
-			r = storage_acl_rights_of(&a, user);
-			storage_acl_clear(&a);
-			if ((r & ACL_LOOKUP) == 0)
-				continue;
-			buf_reset(&name);
-			buf_printf(&name, "%s/%s/%s", STORAGE_ACL_PREFIX, owners[i], list[j].name);
-			if (!storage_name_valid(buf_cstr(&name)))
-				continue;
-			info_add(&v, &n, &cap, buf_cstr(&name),
-			         list[j].attrs & (MBOX_HASCHILDREN | MBOX_HASNOCHILDREN));
-			shown++;
-		}
-		storage_list_free(list, nl);
-		if (shown > 0) {
-			buf_reset(&name);
-			buf_printf(&name, "%s/%s", STORAGE_ACL_PREFIX, owners[i]);
+		buf_reset(&name);
+		buf_printf(&name, "%s/%s", STORAGE_ACL_PREFIX, owners[i]);
+		shown = owner_add(st, user, owners[i], buf_cstr(&name), &v, &n, &cap);
+		if (shown > 0)
 			info_add(&v, &n, &cap, buf_cstr(&name), MBOX_NOSELECT | MBOX_HASCHILDREN);
-		}
+		others += shown;
 	}
-	if (n > 0)
+	if (others > 0)
 		info_add(&v, &n, &cap, STORAGE_ACL_PREFIX, MBOX_NOSELECT | MBOX_HASCHILDREN);
+	/* the shared namespace: every user may find something there, so the
+	 * public store is listed for everyone, without an index */
+	if (owner_add(st, user, STORAGE_ACL_PUBLIC_OWNER, STORAGE_ACL_SHARED_PREFIX, &v, &n, &cap) >
+	    0)
+		info_add(&v, &n, &cap, STORAGE_ACL_SHARED_PREFIX, MBOX_NOSELECT | MBOX_HASCHILDREN);
 	for (size_t i = 0; i < n_owners; i++)
 		free(owners[i]);
 	free(owners);

@@ -220,11 +220,14 @@ storage_acl_get(struct storage *st, const char *user, const char *mailbox,
 	if ((rc = acl_target_of(st, user, mailbox, ACL_ADMIN, &t)) != 0 ||
 	    (rc = storage_acl_read(st, t.owner, t.name, &a)) != 0)
 		return rc;
-	/* the owner first, with the rights nothing can take away */
+	/* the owner first, with the rights nothing can take away; the
+	 * shared namespace has none (its administrators are the config's) */
 	*list_r = xcalloc(a.n + 1, sizeof(**list_r));
-	(*list_r)[0].identifier = xstrdup(t.owner);
-	(*list_r)[0].rights = ACL_RIGHTS_ALL;
-	*n_r = 1;
+	if (!t.shared) {
+		(*list_r)[0].identifier = xstrdup(t.owner);
+		(*list_r)[0].rights = ACL_RIGHTS_ALL;
+		*n_r = 1;
+	}
 	for (size_t i = 0; i < a.n; i++) {
 		if (strcmp(a.v[i].identifier, t.owner) == 0 || a.v[i].rights == 0)
 			continue;
@@ -300,7 +303,8 @@ storage_acl_set(struct storage *st, const char *user, const char *mailbox, const
 		return ROOST_EPERM; /* the owner's rights are fixed */
 	if ((rc = storage_meta_entry_update(st, t.owner, t.name, ACL_ENTRY, apply_acl, &s)) != 0)
 		return rc;
-	if ((s.result & (ACL_LOOKUP | ACL_READ)) != 0)
+	/* LIST reads the public store without an index */
+	if ((s.result & (ACL_LOOKUP | ACL_READ)) != 0 && !t.shared)
 		storage_acl_index_note(st, t.owner, identifier);
 	storage_notify(st, t.owner, t.name);
 	return 0;

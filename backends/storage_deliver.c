@@ -119,7 +119,7 @@ req_build(struct deliver_req *r, struct delivery_target *targets, size_t n)
 		size_t j;
 
 		r->owner[i] = SIZE_MAX;
-		if (!storage_user_valid(targets[i].user) ||
+		if (!storage_owner_valid(targets[i].user) ||
 		    storage_name_canon(targets[i].mailbox, r->canon[r->m]) != 0)
 			continue;
 		j = dedupe(r, table, mask, targets[i].user, r->canon[r->m]);
@@ -245,7 +245,7 @@ storage_deliver_owned(struct storage *st, const struct msg_input *msg,
 		if (storage_user_set_up(st, t->user, t->mailbox, t->result)) {
 			retry[nr++] = j;
 		} else if ((flags & STORAGE_DELIVER_INBOX_FALLBACK) != 0 &&
-		           !storage_name_is_inbox(t->mailbox)) {
+		           !storage_name_is_inbox(t->mailbox) && !storage_owner_public(t->user)) {
 			(void)storage_user_set_up(st, t->user, "INBOX", ROOST_ENOTFOUND);
 			t->mailbox = "INBOX";
 			retry[nr++] = j;
@@ -323,15 +323,19 @@ storage_deliver_owned(struct storage *st, const struct msg_input *msg,
  * than INBOX only where the folder's ACL grants p to "anyone"
  * (storage_acl.c; the default ACL does); otherwise it goes to INBOX with
  * STORAGE_DELIVER_INBOX_FALLBACK, or fails with ROOST_ENOACCESS. A name
- * under the other users' prefix is never a delivery target.
+ * under the other users' or the shared prefix is never a delivery target.
+ * The public store (the shared namespace, reached through an alias to
+ * "#public+<name>") has no INBOX to fall back to: a refused target there
+ * fails, and so does its INBOX.
  */
 int
 storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
                 size_t n, unsigned flags)
 {
 	struct delivery_target *t;
-	bool *refused, any = false;
-	int rc, first = 0;
+	size_t *idx, m = 0;
+	bool *refused, any = false, dropped = false;
+	int rc = 0, first = 0;
 
 	if (n == 0 || n > DELIVER_MAX || targets == NULL)
 		return ROOST_EINVAL;
@@ -339,9 +343,10 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 	for (size_t i = 0; i < n; i++) {
 		char canon[STORAGE_MAX_NAME + 1];
 
-		if (!storage_user_valid(targets[i].user) ||
-		    storage_name_canon(targets[i].mailbox, canon) != 0 ||
-		    storage_name_is_inbox(canon))
+		if (!storage_owner_valid(targets[i].user) ||
+		    storage_name_canon(targets[i].mailbox, canon) != 0)
+			continue;
+		if (storage_name_is_inbox(canon) && !storage_owner_public(targets[i].user))
 			continue;
 		if (!storage_acl_may_post(st, targets[i].user, canon))
 			refused[i] = any = true;
@@ -350,45 +355,43 @@ storage_deliver(struct storage *st, const struct msg_input *msg, struct delivery
 		free(refused);
 		return storage_deliver_owned(st, msg, targets, n, flags);
 	}
-	if ((flags & STORAGE_DELIVER_INBOX_FALLBACK) == 0) {
-		size_t *idx = xcalloc(n, sizeof(*idx)), m = 0;
-
-		t = xcalloc(n, sizeof(*t));
-		for (size_t i = 0; i < n; i++) {
-			targets[i].uid = targets[i].uidvalidity = 0;
-			targets[i].result = ROOST_ENOACCESS;
-			if (!refused[i] && (flags & STORAGE_DELIVER_ATOMIC) == 0) {
-				idx[m] = i;
-				t[m++] = targets[i];
-			}
-		}
-		/* the others go on unless the delivery is all or nothing */
-		if (m > 0)
-			(void)storage_deliver_owned(st, msg, t, m, flags);
-		for (size_t k = 0; k < m; k++)
-			targets[idx[k]] = t[k];
-		for (size_t i = 0; i < n && first == 0; i++)
-			first = targets[i].result;
-		free(idx);
-		free(t);
-		free(refused);
-		return first;
-	}
 	t = xcalloc(n, sizeof(*t));
+	idx = xcalloc(n, sizeof(*idx));
 	for (size_t i = 0; i < n; i++) {
-		t[i] = targets[i];
+		targets[i].uid = targets[i].uidvalidity = 0;
+		if (refused[i] && ((flags & STORAGE_DELIVER_INBOX_FALLBACK) == 0 ||
+		                   storage_owner_public(targets[i].user))) {
+			targets[i].result = ROOST_ENOACCESS;
+			dropped = true;
+			continue;
+		}
+		idx[m] = i;
+		t[m] = targets[i];
 		if (refused[i])
-			t[i].mailbox = "INBOX";
+			t[m].mailbox = "INBOX";
+		m++;
 	}
-	rc = storage_deliver_owned(st, msg, t, n, flags);
-	for (size_t i = 0; i < n; i++) {
-		targets[i].result = t[i].result;
-		targets[i].uid = t[i].uid;
-		targets[i].uidvalidity = t[i].uidvalidity;
-		if (t[i].result == 0 && (refused[i] || t[i].mailbox != targets[i].mailbox))
-			targets[i].mailbox = "INBOX";
+	/* the others go on unless the delivery is all or nothing */
+	if (dropped && (flags & STORAGE_DELIVER_ATOMIC) != 0) {
+		for (size_t i = 0; i < n; i++)
+			targets[i].result = ROOST_ENOACCESS;
+		m = 0;
 	}
+	if (m > 0)
+		rc = storage_deliver_owned(st, msg, t, m, flags);
+	for (size_t k = 0; k < m; k++) {
+		struct delivery_target *d = &targets[idx[k]];
+
+		d->result = t[k].result;
+		d->uid = t[k].uid;
+		d->uidvalidity = t[k].uidvalidity;
+		if (t[k].result == 0 && (refused[idx[k]] || t[k].mailbox != d->mailbox))
+			d->mailbox = "INBOX";
+	}
+	for (size_t i = 0; i < n && first == 0; i++)
+		first = targets[i].result;
+	free(idx);
 	free(t);
 	free(refused);
-	return rc;
+	return dropped ? first : rc;
 }

@@ -89,6 +89,7 @@ struct acl_target {
 	char owner[256];                 /* AUTH_MAX_NAME + 1 */
 	char name[STORAGE_MAX_NAME + 1]; /* the owner's canonical name */
 	bool foreign;                    /* owner is not the actor */
+	bool shared;                     /* owner is STORAGE_ACL_PUBLIC_OWNER */
 	unsigned rights;                 /* the actor's (all when !foreign) */
 };
 /* Resolve canon (canonical, as actor sees it) and check that actor holds
@@ -100,6 +101,18 @@ int storage_acl_resolve(struct storage *st, const char *actor, const char *canon
  * top level cannot be made: ROOST_ENOACCESS). */
 int storage_acl_resolve_parent(struct storage *st, const char *actor, const char *canon,
                                struct acl_target *t);
+/* A user's name, or the public store's (storage.h): whose store a
+ * mailbox may be in. */
+bool storage_owner_valid(const char *owner);
+/* Is owner the public store (the shared namespace)? */
+bool storage_owner_public(const char *owner);
+/* Is actor one of [acl] shared_admins? */
+bool storage_acl_shared_admin(const struct storage *st, const char *actor);
+/* actor's rights on owner's mailbox whose ACL is a: a shared admin's on
+ * the public store are all of them. */
+struct acl;
+unsigned storage_acl_rights_for(const struct storage *st, const char *owner, const struct acl *a,
+                                const char *actor);
 /* Give owner's new mailbox canon its parent's ACL (a mailbox made by
  * another user); failures are logged. */
 void storage_acl_inherit(struct storage *st, const char *owner, const char *canon);

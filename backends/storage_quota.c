@@ -35,6 +35,12 @@ limits_of(struct storage *st, const char *user, uint64_t *bytes_r, uint64_t *mes
 
 	*bytes_r = st->cfg != NULL ? st->cfg->quota_storage : 0;
 	*messages_r = st->cfg != NULL ? st->cfg->quota_messages : 0;
+	if (storage_owner_public(user)) {
+		/* the shared namespace: one root of its own, [quota] shared_* */
+		*bytes_r = st->cfg != NULL ? st->cfg->quota_shared_storage : 0;
+		*messages_r = st->cfg != NULL ? st->cfg->quota_shared_messages : 0;
+		return;
+	}
 	if (st->auth == NULL || auth_user_quota(st->auth, user, &q) != 0)
 		return;
 	if (q.storage >= 0)
@@ -107,8 +113,8 @@ storage_quota_warn(struct storage *st, const char *user, const struct storage_qu
 	time_t now = time(NULL);
 	struct tm tm;
 
-	if (!by_bytes && !by_count)
-		return;
+	if ((!by_bytes && !by_count) || storage_owner_public(user))
+		return; /* nobody reads the public store's INBOX */
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	snprintf(id, sizeof(id), "%llx.%x.%x", (unsigned long long)now, (unsigned)getpid(),
@@ -162,7 +168,7 @@ int
 storage_quota_get(struct storage *st, const char *user, struct storage_quota *quota_r)
 {
 	memset(quota_r, 0, sizeof(*quota_r));
-	if (!storage_user_valid(user))
+	if (!storage_owner_valid(user))
 		return ROOST_EINVAL;
 	limits_of(st, user, &quota_r->limit_bytes, &quota_r->limit_messages);
 	return st->ops->quota_get(st, user, &quota_r->usage);

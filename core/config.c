@@ -43,6 +43,9 @@ const struct key_def config_keys[] = {
     {"quota", "messages", T_COUNT, "0", F(quota_messages), 0, U32},
     {"quota", "admins", T_STRLIST, "", F(quota_admins), 0, 0},
     {"quota", "warning", T_COUNT, "90", F(quota_warning), 0, 100},
+    {"quota", "shared_storage", T_SIZE, "0", F(quota_shared_storage), 0, (uint64_t)1 << 50},
+    {"quota", "shared_messages", T_COUNT, "0", F(quota_shared_messages), 0, U32},
+    {"acl", "shared_admins", T_STRLIST, "", F(acl_shared_admins), 0, 0},
 
     {"listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0},
     {"listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0},
@@ -157,8 +160,8 @@ const struct key_def config_keys[] = {
 const size_t config_n_keys = N_KEYS;
 
 static const char *const sections[] = {
-    "server", "storage", "quota", "listen", "tls",  "auth", "limits",
-    "smtp",   "relay",   "dns",   "imap",   "pop3", "http",
+    "server", "storage", "quota", "acl", "listen", "tls",  "auth",
+    "limits", "smtp",    "relay", "dns", "imap",   "pop3", "http",
 };
 
 static long

@@ -182,6 +182,28 @@ alias_for(const struct roost_services *sv, const char *address, size_t *n_r)
 	return aliases_lookup(sv->aliases, sv->cfg, base, n_r);
 }
 
+/* An alias's target "#public+<name>": the mailbox <name> of the shared
+ * namespace (Shared/<name>, roost/storage.h). Only an alias, which the
+ * administrator's file defines, can name it: a recipient address never
+ * does (auth knows no user "#public"). Whether mail may go there is the
+ * mailbox's ACL's business (p for anyone), checked at delivery. */
+static bool
+public_target(const char *address, struct delivery_rcpt *d)
+{
+	size_t pl = strlen(STORAGE_ACL_PUBLIC_OWNER);
+	const char *name = address + pl + 1;
+
+	if (strncmp(address, STORAGE_ACL_PUBLIC_OWNER "+", pl + 1) != 0)
+		return false;
+	memset(d, 0, sizeof(*d));
+	if (strlen(name) >= sizeof(d->mailbox) || !storage_name_valid(name) ||
+	    strncasecmp(name, "INBOX", 5) == 0)
+		return false;
+	snprintf(d->user, sizeof(d->user), "%s", STORAGE_ACL_PUBLIC_OWNER);
+	snprintf(d->mailbox, sizeof(d->mailbox), "%s", name);
+	return true;
+}
+
 static int
 expand_one(struct expand_ctx *x, const char *address)
 {
@@ -220,6 +242,10 @@ expand_one(struct expand_ctx *x, const char *address)
 		x->depth--;
 		free(t);
 		return any ? 0 : ROOST_ENOTFOUND;
+	}
+	if (x->depth > 0 && public_target(address, &d)) {
+		add_dest(x, false, address, &d);
+		return 0;
 	}
 	err = delivery_resolve(sv, address, &d);
 	if (err == 0) {

@@ -53,10 +53,15 @@ struct roost_config {
 	    expunge_log_retention; /* seconds expunged UIDs are kept for QRESYNC; default 30d */
 
 	/* [quota] defaults for users whose passwd line sets none (auth.h) */
-	uint64_t quota_storage;  /* octets of mail per user; default 0 = no limit */
-	unsigned quota_messages; /* messages per user; default 0 = no limit */
-	char **quota_admins;     /* users who may SETQUOTA over IMAP; default none */
-	unsigned quota_warning;  /* % of a limit whose crossing sends a notice; 90; 0 off */
+	uint64_t quota_storage;         /* octets of mail per user; default 0 = no limit */
+	unsigned quota_messages;        /* messages per user; default 0 = no limit */
+	char **quota_admins;            /* users who may SETQUOTA over IMAP; default none */
+	unsigned quota_warning;         /* % of a limit whose crossing sends a notice; 90; 0 off */
+	uint64_t quota_shared_storage;  /* octets of the Shared/ namespace; default 0 = none */
+	unsigned quota_shared_messages; /* messages of the Shared/ namespace; default 0 = none */
+
+	/* [acl] */
+	char **acl_shared_admins; /* users with every right on Shared/; default none */
 
 	/* [listen] */
 	struct config_listen listen_smtp;       /* default 127.0.0.1:2525 */

@@ -470,6 +470,13 @@ bool storage_metadata_name_valid(const char *name, char canon[STORAGE_METADATA_M
  * (l), ROOST_ENOTFOUND when the user may not see it at all.
  */
 #define STORAGE_ACL_PREFIX "Other Users"
+/* Mailboxes no person owns (RFC 2342's shared namespace): "Shared/<name>"
+ * is the mailbox <name> of the reserved store STORAGE_ACL_PUBLIC_OWNER, a
+ * name no user can have (auth refuses a leading '#'). Nobody owns them:
+ * the users of [acl] shared_admins hold every right there, everyone else
+ * the rights its ACL grants. */
+#define STORAGE_ACL_SHARED_PREFIX "Shared"
+#define STORAGE_ACL_PUBLIC_OWNER "#public"
 #define STORAGE_ACL_MAX_ENTRIES 64 /* identifiers in one mailbox's ACL */
 #define STORAGE_ACL_RIGHTS_MAX 16  /* a formatted rights string, NUL included */
 
@@ -506,7 +513,8 @@ void storage_acl_rights_format(unsigned rights, char out[STORAGE_ACL_RIGHTS_MAX]
  * are not supported). */
 bool storage_acl_identifier_valid(const char *id);
 /* The ACL of mailbox as user names it (needs a): the owner first with every
- * right, then the stored entries. Free with storage_acl_free(). */
+ * right (none in the shared namespace), then the stored entries. Free with
+ * storage_acl_free(). */
 int storage_acl_get(struct storage *st, const char *user, const char *mailbox,
                     struct acl_entry **list_r, size_t *n_r);
 void storage_acl_free(struct acl_entry *list, size_t n);
@@ -521,12 +529,18 @@ int storage_acl_delete(struct storage *st, const char *user, const char *mailbox
  * (which anyone has by default, and which must not show a mailbox). */
 int storage_acl_myrights(struct storage *st, const char *user, const char *mailbox,
                          unsigned *rights_r);
-/* The owner of mailbox as user names it (user for the user's own names). */
+/* Is name (as a user gives it) under STORAGE_ACL_PREFIX or
+ * STORAGE_ACL_SHARED_PREFIX, or one of them itself: a mailbox the user
+ * does not own? */
+bool storage_acl_name_foreign(const char *name);
+/* The owner of mailbox as user names it (user for the user's own names,
+ * STORAGE_ACL_PUBLIC_OWNER for the shared namespace). */
 int storage_acl_owner(struct storage *st, const char *user, const char *mailbox, char *owner_r,
                       size_t size);
 /* Other users' mailboxes user may see (l), named under STORAGE_ACL_PREFIX,
- * with the prefix and each owner as \Noselect parents; sorted; free with
- * storage_list_free(). */
+ * with the prefix and each owner as \Noselect parents, and the shared
+ * namespace's under STORAGE_ACL_SHARED_PREFIX (a \Noselect parent when
+ * one is shown); sorted; free with storage_list_free(). */
 int storage_acl_shared_list(struct storage *st, const char *user, struct mailbox_info **list_r,
                             size_t *n_r);
 /* The rights the session's user had on mb when it was opened or last

@@ -141,13 +141,10 @@ list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_m
 	}
 	mbs = xcalloc(n ? n : 1, sizeof(*mbs));
 	for (size_t i = 0, k; i < n; i++) {
-		const size_t pl = strlen(STORAGE_ACL_PREFIX);
-
 		/* Other users' mailboxes shared with this one are theirs: their
 		 * changes wake their owner's watchers, not this user's. NOTIFY
 		 * follows the personal namespace only. */
-		if (strncmp(list[i].name, STORAGE_ACL_PREFIX, pl) == 0 &&
-		    (list[i].name[pl] == '\0' || list[i].name[pl] == '/'))
+		if (storage_acl_name_foreign(list[i].name))
 			continue;
 		k = n_kept++;
 		mbs[k].name = list[i].name;

@@ -6,7 +6,11 @@
  *
  * Another user's mailbox (STORAGE_ACL_PREFIX) is under its owner's root,
  * named by the owner's name: GETQUOTAROOT of it names that root, and
- * GETQUOTA of it answers a user the owner shares a mailbox with.
+ * GETQUOTA of it answers a user the owner shares a mailbox with. The
+ * shared namespace (STORAGE_ACL_SHARED_PREFIX) has one root of its own,
+ * named STORAGE_ACL_PUBLIC_OWNER, with the limits of [quota]
+ * shared_storage and shared_messages; a user who sees any mailbox there
+ * may read it.
  *
  * Administrators, the users listed in [quota] admins, may also read and
  * set another user's quota: the root named by that user's name. SETQUOTA
@@ -56,17 +60,22 @@ shares_with(struct imap_session *s, const char *owner)
 {
 	struct mailbox_info *list = NULL;
 	size_t n = 0, pl = strlen(STORAGE_ACL_PREFIX "/"), ol = strlen(owner);
-	bool found = false;
+	size_t sl = strlen(STORAGE_ACL_SHARED_PREFIX "/");
+	bool public = strcmp(owner, STORAGE_ACL_PUBLIC_OWNER) == 0, found = false;
 
-	if (!storage_user_valid(owner) ||
+	if ((!public && !storage_user_valid(owner)) ||
 	    storage_acl_shared_list(s->sv->storage, s->user, &list, &n) != 0)
 		return false;
 	for (size_t i = 0; i < n && !found; i++) {
 		const char *name = list[i].name;
 
-		found = (list[i].attrs & MBOX_NOSELECT) == 0 &&
-		        strncmp(name, STORAGE_ACL_PREFIX "/", pl) == 0 &&
-		        strncmp(name + pl, owner, ol) == 0 && name[pl + ol] == '/';
+		if ((list[i].attrs & MBOX_NOSELECT) != 0)
+			continue;
+		if (public)
+			found = strncmp(name, STORAGE_ACL_SHARED_PREFIX "/", sl) == 0;
+		else
+			found = strncmp(name, STORAGE_ACL_PREFIX "/", pl) == 0 &&
+			        strncmp(name + pl, owner, ol) == 0 && name[pl + ol] == '/';
 	}
 	storage_list_free(list, n);
 	return found;

@@ -392,8 +392,10 @@ cmd_enable(struct imap_cmd *cmd)
 void
 cmd_namespace(struct imap_cmd *cmd)
 {
-	/* other users' mailboxes: "Other Users/<owner>/..." (storage_acl.c) */
-	imap_untagged(cmd->s, "NAMESPACE ((\"\" \"/\")) ((\"" STORAGE_ACL_PREFIX "/\" \"/\")) NIL");
+	/* other users' mailboxes: "Other Users/<owner>/...", and those no
+	 * person owns: "Shared/..." (storage_acl.c) */
+	imap_untagged(cmd->s, "NAMESPACE ((\"\" \"/\")) ((\"" STORAGE_ACL_PREFIX
+	                      "/\" \"/\")) ((\"" STORAGE_ACL_SHARED_PREFIX "/\" \"/\"))");
 	imap_tagged(cmd, "OK", "NAMESPACE completed");
 }
 

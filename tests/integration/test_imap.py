@@ -148,8 +148,8 @@ class ImapBase(SharedServer):
         self.assertEqual(typ, "OK")
         typ, data = c.namespace()
         self.assertEqual(typ, "OK")
-        # personal, and other users' mailboxes (storage_acl.c); no shared one
-        self.assertEqual(data[0], b'(("" "/")) (("Other Users/" "/")) NIL')
+        # personal, other users' mailboxes and the shared ones (storage_acl.c)
+        self.assertEqual(data[0], b'(("" "/")) (("Other Users/" "/")) (("Shared/" "/"))')
         c.logout()
 
     # -- mailboxes --

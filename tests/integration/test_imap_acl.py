@@ -11,6 +11,7 @@ import os
 import shutil
 import smtplib
 import subprocess
+import tempfile
 import unittest
 
 from roosttest import BACKENDS, SharedServer
@@ -71,7 +72,8 @@ class AclBase(SharedServer):
             self.assertIn(cap, caps)
         lines, t = r.cmd(b"NAMESPACE")
         self.assertIn(b"OK", t)
-        self.assertEqual(lines[0], b'* NAMESPACE (("" "/")) (("Other Users/" "/")) NIL\r\n')
+        self.assertEqual(lines[0], b'* NAMESPACE (("" "/")) (("Other Users/" "/")) '
+                                   b'(("Shared/" "/"))\r\n')
 
     def test_share_grant_more_revoke(self):
         a, shared = self.team("Team")
@@ -523,10 +525,225 @@ class AclBase(SharedServer):
         self.assertNotEqual(res.returncode, 0)
 
 
+class SharedNsBase(SharedServer):
+    """The shared namespace "Shared/" (RFC 2342): carol is its
+    administrator ([acl] shared_admins), nobody owns its mailboxes, every
+    user is a reader with its own \\Seen, and mail reaches Shared/support
+    through the alias support@ -> #public+support."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="roost-shared-")
+        path = os.path.join(cls.tmp, "aliases")
+        with open(path, "w") as f:
+            f.write("support: #public+support\nsneaky: #public+INBOX\n")
+        cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf={
+            "acl": {"shared_admins": CAROL},
+            "quota": {"shared_messages": "100"},
+            "smtp": {"aliases": path}})
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    imap = AclBase.imap
+    logout = AclBase.__dict__["logout"]
+    raw = AclBase.raw
+
+    def send(self, rcpt, subject):
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            return s.sendmail("s@remote.example", [rcpt], message(subject))
+
+    def messages(self, m, name):
+        typ, dat = m.status(q(name), "(MESSAGES)")
+        self.assertEqual(typ, "OK", dat)
+        return int(dat[0].split()[-1].rstrip(b")"))
+
+    def test_shared_namespace(self):
+        a, b, c = self.imap(ALICE), self.imap(BOB), self.imap(CAROL)
+        # only the administrator makes its top-level mailboxes
+        self.assertEqual(b.create("Shared/support")[0], "NO")
+        self.assertEqual(c.create("Shared/support")[0], "OK")
+        self.assertEqual(c.setacl("Shared/support", BOB, "lrswite")[0], "OK")
+        self.assertEqual(c.setacl("Shared/support", ALICE, "lr")[0], "OK")
+        typ, dat = c.getacl("Shared/support")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b'"bob@example.org" "lrswite"', dat[0])
+        self.assertNotIn(b"#public", dat[0])
+        self.assertEqual(b.getacl("Shared/support")[0], "NO")
+        self.assertEqual(c.myrights("Shared/support")[1][0],
+                         b'"Shared/support" "lrswipkxteacd"')
+
+        # mail through the alias, twice
+        self.assertEqual(self.send("support@example.org", "help one"), {})
+        self.assertEqual(self.send("support@example.org", "help two"), {})
+        self.assertEqual(self.messages(b, "Shared/support"), 2)
+        self.assertEqual(self.messages(a, "Shared/support"), 2)
+
+        # LIST, LIST-EXTENDED, LIST-MYRIGHTS, LSUB
+        typ, dat = b.list(q(""), q("*"))
+        self.assertIn(b'(\\HasNoChildren) "/" "Shared/support"', dat)
+        self.assertTrue(any(x.endswith(b' "/" "Shared"') and b"\\Noselect" in x for x in dat),
+                        dat)
+        r = self.raw(BOB)
+        lines, t = r.cmd(b'LIST "" "Shared/%" RETURN (MYRIGHTS SUBSCRIBED)')
+        self.assertIn(b"OK", t)
+        self.assertIn(b'* MYRIGHTS "Shared/support" "lrswipte"\r\n', lines)
+        self.assertEqual(b.subscribe("Shared/support")[0], "OK")
+        typ, dat = b.lsub(q(""), q("Shared/*"))
+        self.assertIn(b'"Shared/support"', b"".join(dat))
+        lines, t = r.cmd(b'LIST (SUBSCRIBED) "" "Shared/*"')
+        self.assertIn(b"\\Subscribed", b"".join(lines))
+        typ, dat = self.imap(ALICE).list(q(""), q("Shared/*"))
+        self.assertIn(b'"Shared/support"', b"".join(x for x in dat if x))
+
+        # per-user \Seen: every user is a reader
+        self.assertEqual(b.select("Shared/support")[0], "OK")
+        self.assertEqual(b.store("1", "+FLAGS", "(\\Seen)")[0], "OK")
+        ra = self.raw(ALICE)
+        lines, t = ra.cmd(b'EXAMINE "Shared/support"')
+        self.assertIn(b"OK [READ-ONLY]", t)
+        lines, t = ra.cmd(b"FETCH 1:* (FLAGS)")
+        self.assertNotIn(b"\\Seen", b"".join(lines))
+        typ, dat = c.status("Shared/support", "(UNSEEN)")
+        self.assertEqual(dat[0], b'"Shared/support" (UNSEEN 2)')
+        typ, dat = b.status("Shared/support", "(UNSEEN)")
+        self.assertEqual(dat[0], b'"Shared/support" (UNSEEN 1)')
+        lines, t = ra.cmd(b"STORE 1 +FLAGS (\\Flagged)")
+        self.assertIn(b" NO ", t)
+        self.assertEqual(a.append("Shared/support", None, None, message("no"))[0], "NO")
+
+        # IDLE of alice (a reader with lr) hears carol's APPEND
+        lines, t = ra.cmd(b'SELECT "Shared/support"')
+        self.assertIn(b"OK", t)
+        ra.send(b"i1 IDLE\r\n")
+        self.assertTrue(ra.line().startswith(b"+ "))
+        self.assertEqual(c.append("Shared/support", None, None, message("by carol"))[0], "OK")
+        ra.sock.settimeout(60)
+        self.assertEqual(ra.line(), b"* 3 EXISTS\r\n")
+        ra.send(b"DONE\r\n")
+        lines, t = ra.until(b"i1")
+        self.assertIn(b"OK", t)
+
+        # APPEND, COPY, MOVE, EXPUNGE by bob under his rights
+        self.assertEqual(b.append("Shared/support", "(\\Seen)", None, message("by bob"))[0],
+                         "OK")
+        self.assertEqual(b.select("Shared/support")[0], "OK")
+        self.assertEqual(b.copy("1", "INBOX")[0], "OK")
+        typ, dat = b.uid("MOVE", "1", "INBOX")
+        self.assertEqual(typ, "OK", dat)
+        self.assertEqual(b.store("1", "+FLAGS", "(\\Deleted)")[0], "OK")
+        self.assertEqual(b.expunge()[0], "OK")
+        self.assertEqual(self.messages(c, "Shared/support"), 2)
+        b.close()
+
+        # the quota root of the namespace
+        typ, dat = b.getquotaroot("Shared/support")
+        self.assertEqual(typ, "OK", dat)
+        self.assertIn(b'"Shared/support" "#public"', dat[0][0])
+        self.assertIn(b"MESSAGE 2 100", dat[1][0])
+        typ, dat = b.getquota(q("#public"))
+        self.assertEqual(typ, "OK", dat)
+        self.assertEqual(self.imap(CAROL).getquota(q("#public"))[0], "OK")
+
+        # METADATA: /shared written by w, read by r
+        rc = self.raw(CAROL)
+        lines, t = rc.cmd(b'SETMETADATA "Shared/support" (/shared/comment "the desk")')
+        self.assertIn(b"OK", t)
+        lines, t = ra.cmd(b'GETMETADATA "Shared/support" (/shared/comment)')
+        self.assertIn(b"OK", t)
+        self.assertIn(b"the desk", b"".join(lines))
+
+        # RENAME and DELETE: the administrator only
+        self.assertEqual(b.delete("Shared/support")[0], "NO")
+        self.assertEqual(b.rename("Shared/support", "Shared/x")[0], "NO")
+        self.assertEqual(c.rename("Shared/support", "Shared/help")[0], "OK")
+        self.assertEqual(self.messages(b, "Shared/help"), 2)
+        self.assertEqual(c.rename("Shared/help", "Mine")[0], "NO")
+        self.assertEqual(c.create("Shared/help/2026")[0], "OK")
+        self.assertEqual(b.create("Shared/help/bob")[0], "NO")
+        self.assertEqual(c.delete("Shared/help/2026")[0], "OK")
+        self.assertEqual(c.delete("Shared/help")[0], "OK")
+        self.assertEqual(b.select("Shared/help")[0], "NO")
+
+    def test_shared_hostile(self):
+        c = self.imap(CAROL)
+        self.assertEqual(c.create("Shared/desk")[0], "OK")
+        r = self.raw(CAROL)
+        b = self.raw(BOB)
+        names = [b'"Shared/../x"', b'"Shared/"', b'"Shared"', b'"Shared/INBOX"',
+                 b'"Shared/inbox/x"', b'"Shared//desk"', b'"Shared/desk/.."',
+                 b'"Other Users/#public/desk"', b'"Other Users/#PUBLIC/desk"',
+                 b'"Other Users/%23public/desk"', b'"Other Users/#public"',
+                 b'"Other Users/#shared/desk"', b'"Shared/' + b"x" * 600 + b'"']
+        for who in (r, b):
+            for name in names:
+                for verb, args in ((b"SELECT ", b""), (b"STATUS ", b" (MESSAGES)"),
+                                   (b"GETACL ", b""), (b"DELETE ", b""), (b"CREATE ", b""),
+                                   (b"SETACL ", b' "bob@example.org" "lr"'),
+                                   (b"RENAME ", b' "Shared/y"'), (b"APPEND ", b" {1+}\r\nx"),
+                                   (b"GETQUOTAROOT ", b"")):
+                    lines, t = who.cmd(verb + name + args)
+                    self.assertRegex(t, rb"^t\d+ (NO|BAD) ", (verb, name[:60], t))
+            for name in (b"Shared/\xff\xfe", b"Shared/desk/\xed\xa0\x80",
+                         b"Shared/" + b"\xe2\x82" * 300):
+                lit = b"{%d+}\r\n" % len(name) + name
+                for verb in (b"SELECT ", b"CREATE ", b"GETACL ", b"DELETE "):
+                    lines, t = who.cmd(verb + lit)
+                    self.assertRegex(t, rb"^t\d+ (NO|BAD) ", (verb, name[:40], t))
+        for ident in (b'"#public"', b'"#PUBLIC"', b'"#shared"'):
+            lines, t = r.cmd(b'SETACL "Shared/desk" ' + ident + b' "lr"')
+            self.assertIn(b" BAD ", t, ident)
+        # a login named #public is refused
+        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=15)
+        try:
+            with self.assertRaises(imaplib.IMAP4.error):
+                m.login("#public", "x")
+        finally:
+            self.logout(m)
+        # mail names "#public" only through an alias, and never its INBOX
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15) as s:
+            for rcpt in ("#public+desk@example.org", "#public@example.org",
+                         "sneaky@example.org"):
+                with self.assertRaises(smtplib.SMTPException, msg=rcpt):
+                    s.sendmail("s@remote.example", [rcpt], message("x"))
+                s.rset()
+        self.assertEqual(self.messages(c, "Shared/desk"), 0)
+        # a personal mailbox may still be called "#public": it is not the store
+        self.assertEqual(c.create(q("#public"))[0], "OK")
+        self.assertEqual(self.messages(c, "#public"), 0)
+        self.assertEqual(c.delete(q("#public"))[0], "OK")
+        self.assertEqual(c.delete("Shared/desk")[0], "OK")
+        lines, t = b.cmd(b"NOOP")
+        self.assertIn(b"OK", t)
+
+    def test_shared_cli(self):
+        c = self.imap(CAROL)
+        self.assertEqual(c.create("Shared/cli")[0], "OK")
+        self.srv.cli("acl", "set", CAROL, "Shared/cli", BOB, "lr")
+        self.srv.cli("acl", "set", CAROL, "Shared/cli", BOB, "+s")
+        out = self.srv.cli("acl", "get", CAROL, "Shared/cli").stdout
+        self.assertEqual(out, "anyone p\nbob@example.org lrs\n")
+        out = self.srv.cli("acl", "list", BOB).stdout
+        self.assertIn("shared\tShared/cli\tlrsp\n", out)
+        res = self.srv.cli("acl", "get", BOB, "Shared/cli", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        res = self.srv.cli("acl", "set", BOB, "Shared/cli", BOB, "lrswipkxtea", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        res = self.srv.cli("acl", "get", "#public", "cli", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertEqual(c.delete("Shared/cli")[0], "OK")
+
+
 for _backend in BACKENDS:
-    _name = "TestImapAcl_" + _backend
-    globals()[_name] = type(_name, (AclBase, unittest.TestCase), {"backend": _backend})
-del _backend, _name
+    for _base, _prefix in ((AclBase, "TestImapAcl_"), (SharedNsBase, "TestImapShared_")):
+        _name = _prefix + _backend
+        globals()[_name] = type(_name, (_base, unittest.TestCase), {"backend": _backend})
+del _backend, _base, _prefix, _name
 
 if __name__ == "__main__":
     unittest.main()

@@ -3656,6 +3656,130 @@ START_TEST(acl_deliver)
 }
 END_TEST
 
+/* The shared namespace (storage_acl.c): "Shared/<name>" is the public
+ * store's, nobody owns it, the admins of [acl] shared_admins hold every
+ * right, everyone else what the ACL grants; mail reaches it only through
+ * a target "#public" (an alias's), never its INBOX. */
+START_TEST(acl_shared_ns)
+{
+	char *admins[] = {CAROL, NULL};
+	struct msg_input in = {
+	    .data = (const uint8_t *)"Subject: x\r\n\r\nx\r\n", .len = 17, .fd = -1};
+	struct delivery_target t = {.user = STORAGE_ACL_PUBLIC_OWNER, .mailbox = "support"};
+	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
+	struct mailbox_status ms;
+	struct storage_quota q;
+	struct acl_entry *v;
+	struct mailbox *mb;
+	struct msg_record *recs;
+	uint64_t modseq;
+	char owner[256];
+	uint32_t *mod = NULL;
+	size_t n, nmod = 0;
+	unsigned r;
+
+	setup_backend(_i);
+	cfg.acl_shared_admins = admins;
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	/* only an admin makes its top-level mailboxes */
+	ck_assert_int_eq(storage_create(st, BOB, "Shared/support", 0), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/support", 0), 0);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/support", 0), ROOST_EEXISTS);
+	/* hostile names: the namespace itself, its store's INBOX, escapes */
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared", 0), ROOST_EPERM);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/INBOX", 0), ROOST_EPERM);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/inbox/x", 0), ROOST_EPERM);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/", 0), ROOST_EINVAL);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/../x", 0), ROOST_EINVAL);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/a//b", 0), ROOST_EINVAL);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/\xff", 0), ROOST_EINVAL);
+	ck_assert_int_eq(storage_create(st, CAROL, "Other Users/#public/x", 0), ROOST_EINVAL);
+	ck_assert_int_eq(storage_status(st, CAROL, "Other Users/#public/support", &ms),
+	                 ROOST_EINVAL);
+	ck_assert_int_eq(storage_status(st, CAROL, "Shared/INBOX", &ms), ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_create(st, CAROL, "#public", 0), 0); /* her own, plain */
+	ck_assert_uint_eq(messages_in(CAROL, "#public"), 0);
+
+	/* the admin holds every right, bob none and sees nothing */
+	ck_assert_uint_eq(rights_of(CAROL, "Shared/support"), ACL_RIGHTS_ALL);
+	ck_assert_int_eq(storage_acl_myrights(st, BOB, "Shared/support", &r), ROOST_ENOTFOUND);
+	ck_assert_uint_eq(shared_count(BOB, NULL), 0);
+	ck_assert_uint_eq(shared_count(CAROL, "Shared/support"), 1);
+	ck_assert_uint_eq(shared_count(CAROL, "Shared"), 1);
+	ck_assert_uint_eq(shared_count(CAROL, "Shared/INBOX"), 0);
+	ck_assert_int_eq(storage_acl_owner(st, BOB, "Shared/support", owner, sizeof(owner)), 0);
+	ck_assert_str_eq(owner, STORAGE_ACL_PUBLIC_OWNER);
+	/* no owner entry in its ACL: nobody owns it */
+	ck_assert_int_eq(storage_acl_get(st, CAROL, "Shared/support", &v, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(v[0].identifier, "anyone");
+	storage_acl_free(v, n);
+	ck_assert_int_eq(storage_acl_set(st, BOB, "Shared/support", BOB, ACL_SET, ACL_RIGHTS_ALL),
+	                 ROOST_ENOTFOUND);
+	ck_assert_int_eq(
+	    storage_acl_set(st, CAROL, "Shared/support", STORAGE_ACL_PUBLIC_OWNER, ACL_SET, 1),
+	    ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_set(st, CAROL, "Shared/support", BOB, ACL_SET,
+	                                 ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_INSERT),
+	                 0);
+	ck_assert_uint_eq(shared_count(BOB, "Shared/support"), 1);
+	ck_assert_uint_eq(shared_count(USER, NULL), 0);
+
+	/* mail through "#public+support": p for anyone, the default */
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK), 0);
+	ck_assert_str_eq(t.mailbox, "support");
+	ck_assert_uint_eq(messages_in(BOB, "Shared/support"), 1);
+	/* never into the store's INBOX, not even as a fallback */
+	t.mailbox = "INBOX";
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK),
+	                 ROOST_ENOACCESS);
+	t.mailbox = "gone";
+	ck_assert_int_ne(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK), 0);
+	ck_assert_str_eq(t.mailbox, "gone");
+	ck_assert_int_eq(storage_acl_delete(st, CAROL, "Shared/support", "anyone"), 0);
+	t.mailbox = "support";
+	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK),
+	                 ROOST_ENOACCESS);
+	ck_assert_str_eq(t.mailbox, "support");
+	ck_assert_uint_eq(messages_in(CAROL, "Shared/support"), 1);
+
+	/* every user a reader: bob's \Seen is his own */
+	ck_assert_int_eq(mailbox_open(st, BOB, "Shared/support", 0, &mb), 0);
+	ck_assert(!mailbox_readonly(mb));
+	ck_assert_str_eq(mailbox_name(mb), "Shared/support");
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &modseq), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(recs[0].flags & MSG_SEEN, 0);
+	ck_assert_int_eq(mailbox_store(mb, &recs[0].uid, 1, &seen, &mod, &nmod), 0);
+	free(mod);
+	free(recs);
+	mailbox_close(&mb);
+	ck_assert_int_eq(storage_status(st, BOB, "Shared/support", &ms), 0);
+	ck_assert_uint_eq(ms.unseen, 0);
+	ck_assert_int_eq(storage_status(st, CAROL, "Shared/support", &ms), 0);
+	ck_assert_uint_eq(ms.unseen, 1);
+	ck_assert_int_eq(append_bytes("Shared/support", in.data, in.len, 0, NULL), ROOST_ENOTFOUND);
+
+	/* bob may not delete, rename or make a top-level one; the admin may */
+	ck_assert_int_eq(storage_delete(st, BOB, "Shared/support"), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_rename(st, BOB, "Shared/support", "Shared/x"), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_rename(st, CAROL, "Shared/support", "Shared/help"), 0);
+	ck_assert_uint_eq(messages_in(BOB, "Shared/help"), 1);
+	ck_assert_int_eq(storage_rename(st, CAROL, "Shared/help", "Mine"), ROOST_EPERM);
+	ck_assert_int_eq(storage_create(st, CAROL, "Shared/help/2026", 0), 0);
+	ck_assert_int_eq(storage_create(st, BOB, "Shared/help/bob", 0), ROOST_ENOACCESS);
+	ck_assert_int_eq(storage_quota_get(st, STORAGE_ACL_PUBLIC_OWNER, &q), 0);
+	ck_assert_uint_eq(q.usage.messages, 1);
+	ck_assert_int_eq(storage_delete(st, CAROL, "Shared/help/2026"), 0);
+	ck_assert_int_eq(storage_delete(st, CAROL, "Shared/help"), 0);
+	ck_assert_int_eq(storage_status(st, BOB, "Shared/help", &ms), ROOST_ENOTFOUND);
+	ck_assert_uint_eq(shared_count(CAROL, NULL), 0);
+	cfg.acl_shared_admins = NULL;
+	teardown_backend();
+}
+END_TEST
+
 /* \Seen of a record of uid in mb's records (-1 when absent). */
 static int
 seen_of(struct mailbox *mb, uint32_t uid)
@@ -4300,6 +4424,7 @@ storage_suite(void)
 	tcase_add_loop_test(acl, acl_seen_carry, 0, n_backends);
 	tcase_add_loop_test(acl, acl_seen_cap, 0, n_backends);
 	tcase_add_loop_test(acl, acl_shared_meta, 0, n_backends);
+	tcase_add_loop_test(acl, acl_shared_ns, 0, n_backends);
 	suite_add_tcase(s, acl);
 	if (n_backends > 0 && strcmp(backends[0], "lmdb") == 0) {
 		TCase *lm = tcase_create("lmdb");

@@ -68,6 +68,7 @@ struct dtarget {
 	uint32_t uidvalidity;
 	int64_t modseq;
 	uint64_t kw;
+	bool stored; /* its record, body reference and notification are in */
 };
 
 struct deliver_arg {
@@ -237,7 +238,7 @@ alloc_batch(struct pg_txn *t, struct deliver_arg *a)
 static bool
 batch_fits(const struct deliver_arg *a)
 {
-	if (a->n < 2 || a->msg->n_keywords > 0)
+	if (a->n < 1 || a->msg->n_keywords > 0)
 		return false;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct dtarget *d = &a->targets[a->order[i]];
@@ -265,6 +266,98 @@ int64_array(struct buf *b, const int64_t *v, size_t n)
 	buf_append_byte(b, '}');
 }
 
+/*
+ * alloc_batch(), insert_all(), body_ref() and notify_all() in one
+ * statement, for the targets it finds (marked stored; the others keep
+ * result 1 and go the slow way): one round trip where they were four, each
+ * a wait for the database's process to be scheduled on a loaded machine,
+ * while the delivery holds its mailboxes' locks and every IDLE session of
+ * them waits for its commit. The triggers on messages run after the
+ * statement, on the rows its UPDATE left.
+ */
+static int
+store_batch(struct pg_txn *t, struct deliver_arg *a)
+{
+	struct buf users = BUF_INIT(0), names = BUF_INIT(0), eids = BUF_INIT(0);
+	int64_t *e = xcalloc(a->n + 1, sizeof(*e));
+	struct pg_params p = {.n = 0};
+	PGresult *res;
+	char node[24];
+	int rc;
+
+	buf_append_byte(&users, '{');
+	buf_append_byte(&names, '{');
+	for (size_t i = 0; i < a->n; i++) {
+		if (i > 0) {
+			buf_append_byte(&users, ',');
+			buf_append_byte(&names, ',');
+		}
+		text_element(&users, a->targets[i].user);
+		text_element(&names, a->targets[i].name);
+		e[i] = (int64_t)storage_new_emailid();
+		a->targets[i].result = 1;
+		a->targets[i].stored = false;
+	}
+	buf_append_byte(&users, '}');
+	buf_append_byte(&names, '}');
+	int64_array(&eids, e, a->n);
+	free(e);
+	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
+	pg_p_str(&p, buf_cstr(&users));
+	pg_p_str(&p, buf_cstr(&names));
+	pg_p_str(&p, buf_cstr(&eids));
+	pg_p_int(&p, a->msg->flags);
+	pg_p_int(&p, a->idate);
+	pg_p_int(&p, (int64_t)a->len);
+	pg_p_bin(&p, a->sha, SHA_LEN);
+	pg_p_int(&p, (int64_t)time(NULL));
+	pg_p_bin(&p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
+	pg_p_bin(&p, a->data, a->len);
+	pg_p_str(&p, node);
+	rc = pg_exec(t,
+	             "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH "
+	             "ORDINALITY AS x (u, n, e, ord)), "
+	             "l AS (UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = "
+	             "m.highestmodseq + 1 FROM (SELECT m2.id, x.ord, x.e FROM x JOIN users u ON "
+	             "u.name = x.u JOIN mailboxes m2 ON m2.user_id = u.id AND m2.name = x.n WHERE "
+	             "NOT m2.noselect AND m2.uidnext < 4294967295 ORDER BY m2.id FOR UPDATE OF m2) "
+	             "k WHERE m.id = k.id RETURNING k.ord, m.id, m.uidnext - 1 AS uid, "
+	             "m.highestmodseq AS ms, m.uidvalidity, k.e), "
+	             "i AS (INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
+	             "internal_date, size, sha, emailid, save_date, cache) SELECT l.id, l.uid, $4, "
+	             "0, l.ms, $5, $6, $7, l.e, $8, NULLIF($9, ''::bytea) FROM l), "
+	             "b AS (INSERT INTO bodies (sha, refs, data) SELECT $7, count(*), $10 FROM l "
+	             "HAVING count(*) > 0 ON CONFLICT (sha) DO UPDATE SET refs = bodies.refs + "
+	             "EXCLUDED.refs) "
+	             "SELECT l.ord, l.id, l.uid, l.ms, l.uidvalidity, pg_notify('" PG_CHANNEL
+	             "', $11 || '/' || l.id || '/' || l.ms || ' ' || x.u || chr(9) || x.n) FROM l "
+	             "JOIN x ON x.ord = l.ord",
+	             &p, false, &res);
+	buf_free(&users);
+	buf_free(&names);
+	buf_free(&eids);
+	if (rc != 0)
+		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
+	t->notified = true;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t ord = pg_int(res, r, 0);
+		struct dtarget *d;
+
+		if (ord < 1 || (size_t)ord > a->n)
+			continue;
+		d = &a->targets[ord - 1];
+		d->id = pg_int(res, r, 1);
+		d->uid = (uint32_t)pg_int(res, r, 2);
+		d->modseq = pg_int(res, r, 3);
+		d->uidvalidity = (uint32_t)pg_int(res, r, 4);
+		d->kw = 0;
+		d->result = 0;
+		d->stored = true;
+	}
+	PQclear(res);
+	return 0;
+}
+
 /* One INSERT for the records of every target that took a UID: one round
  * trip, and one run of the statement triggers, however many recipients. */
 static int
@@ -284,7 +377,7 @@ insert_all(struct pg_txn *t, struct deliver_arg *a)
 	for (size_t i = 0; i < a->n; i++) {
 		const struct dtarget *d = &a->targets[a->order[i]];
 
-		if (d->result != 0)
+		if (d->result != 0 || d->stored)
 			continue;
 		col[ID][k] = d->id;
 		col[UID][k] = d->uid;
@@ -349,7 +442,7 @@ notify_all(struct pg_txn *t, struct deliver_arg *a)
 	buf_append_byte(&users, '{');
 	buf_append_byte(&names, '{');
 	for (size_t i = 0; i < a->n; i++) {
-		if (a->targets[i].result != 0)
+		if (a->targets[i].result != 0 || a->targets[i].stored)
 			continue;
 		if (k > 0) {
 			buf_append_byte(&users, ',');
@@ -399,20 +492,27 @@ static int
 t_deliver(struct pg_txn *t, void *arg)
 {
 	struct deliver_arg *a = arg;
-	int64_t ok = 0;
+	int64_t fresh = 0;
 	int rc;
 
 	for (size_t i = 0; i < a->n; i++) {
 		a->targets[i].uid = a->targets[i].uidvalidity = 0;
 		a->targets[i].result = 1; /* not allocated yet */
+		a->targets[i].stored = false;
 	}
-	if (batch_fits(a) && (rc = alloc_batch(t, a)) != 0)
-		return rc;
+	if (batch_fits(a)) {
+		if (a->len <= BODY_UPSERT_MAX)
+			rc = store_batch(t, a);
+		else
+			rc = a->n >= 2 ? alloc_batch(t, a) : 0;
+		if (rc != 0)
+			return rc;
+	}
 	for (size_t i = 0; i < a->n; i++) {
 		struct dtarget *d = &a->targets[a->order[i]];
 
 		if (d->result == 0) {
-			ok++;
+			fresh += !d->stored;
 			continue;
 		}
 		rc = alloc_one(t, a, d);
@@ -420,11 +520,12 @@ t_deliver(struct pg_txn *t, void *arg)
 			return rc; /* the transaction is unusable */
 		d->result = rc;
 		if (rc == 0)
-			ok++;
+			fresh++;
 	}
-	if (ok == 0)
+	/* the targets store_batch() did not take, and alloc_batch()'s */
+	if (fresh == 0)
 		return 0;
-	if ((rc = insert_all(t, a)) != 0 || (rc = body_ref(t, a->sha, a->data, a->len, ok)) != 0)
+	if ((rc = insert_all(t, a)) != 0 || (rc = body_ref(t, a->sha, a->data, a->len, fresh)) != 0)
 		return rc;
 	return notify_all(t, a);
 }

@@ -168,6 +168,9 @@ vacation_set(struct storage *st, const char *user, const struct vacation *v)
 	pthread_mutex_lock(&sent_mu);
 	rc = storage_metadata_set(st, user, "", names, vals, lens, 2);
 	pthread_mutex_unlock(&sent_mu);
+	/* After the write, failed or not: a delivery that read before it
+	 * cannot keep its older "off" (the generation moved). */
+	vacation_cache_forget(user);
 	free(dump);
 	return rc;
 }
@@ -683,12 +686,18 @@ vacation_on_delivery(const struct roost_services *sv, const char *sender,
 	int64_t now = (int64_t)time(NULL);
 	const char *why = NULL, *via = "-";
 	bool ok = false;
+	uint64_t gen;
 	int rc;
 
-	if (sender == NULL || sender[0] == '\0' || vacation_get(sv->storage, user, &v) != 0)
-		return; /* the null sender never gets one: skipped quietly */
-	if (!v.enabled)
+	/* The null sender never gets one, and most users have it off: both
+	 * skipped quietly, the second without a storage read once known. */
+	if (sender == NULL || sender[0] == '\0' || vacation_cache_off(user, &gen) ||
+	    vacation_get(sv->storage, user, &v) != 0)
+		return;
+	if (!v.enabled) {
+		vacation_cache_note_off(user, gen);
 		goto out;
+	}
 	if ((v.has_from && now < v.from_date) || (v.has_to && now >= v.to_date)) {
 		why = "outside_dates";
 	} else if (machine_sender(sender)) {

@@ -51,6 +51,27 @@ int vacation_set(struct storage *st, const char *user, const struct vacation *v)
 void vacation_free(struct vacation *v);
 
 /*
+ * The cache of users whose setting is off (services/vacation_cache.c), so
+ * that a delivery to them reads no storage. Thread-safe (one mutex);
+ * bounded by VACATION_CACHE_SLOTS names. vacation_set() keeps it right
+ * for writes of this process; a write by another process (another node
+ * on a shared store) is seen after at most VACATION_CACHE_TTL seconds.
+ */
+#define VACATION_CACHE_SLOTS 16384
+#define VACATION_CACHE_TTL 60
+
+/* Is user's setting known to be off? When not, *gen_r is what to pass to
+ * vacation_cache_note_off() after reading the setting. */
+bool vacation_cache_off(const char *user, uint64_t *gen_r);
+/* The setting read for user was off; kept unless a vacation_cache_forget()
+ * ran since the vacation_cache_off() that gave begun. */
+void vacation_cache_note_off(const char *user, uint64_t begun);
+/* user's setting changed: the next delivery reads it. */
+void vacation_cache_forget(const char *user);
+/* Forget everyone (tests, and the end of the process for leak checkers). */
+void vacation_cache_clear(void);
+
+/*
  * A message from envelope sender (the SMTP path, "" for the null sender)
  * was stored for user: send the auto-reply when the user's setting and
  * the rules ask for it, through the outbound queue (or stored directly

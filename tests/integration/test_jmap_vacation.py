@@ -302,6 +302,49 @@ class Vacation:
                                            r"to=\"?bob@example.org\"? status=sent via=local"))
         self.vset({"isEnabled": False})
 
+    def test_set_unset_and_delivery(self):
+        """A delivery to a user with the setting off is answered from the
+        server's cache of such users (no storage read); a set must reach
+        the next delivery at once, whether it turns the reply on or off."""
+        bob = Jmap(self.srv.port("http"), "bob@example.org", "bob-secret")
+        self.addCleanup(bob.close)
+        self.vset({"isEnabled": False})
+        start = len(bob.query())
+        sent = len(re.findall(r"event=vacation user=\S+ from=\S+ to=\"?bob@example.org\"? "
+                              r"status=sent via=local", self.srv.log()))
+
+        def from_bob(subject):
+            # the reply to a local sender is stored before the 250
+            data, _ = msg(subject, sender="bob@example.org")
+            self.send(data, sender="bob@example.org")
+
+        def replies_sent(n):
+            return wait_log(self.srv, r"event=vacation user=\S+ from=\S+ "
+                                      r"to=\"?bob@example.org\"? status=sent via=local",
+                            count=sent + n, timeout=60)
+
+        # off: twice (the second from the cache), no reply
+        from_bob("off one")
+        from_bob("off two")
+        self.assertEqual(len(bob.query()), start)
+        # set: the next delivery replies though "off" was cached
+        self.vset({"isEnabled": True, "subject": None, "textBody": "Away.", "htmlBody": None,
+                   "fromDate": None, "toDate": None})
+        from_bob("on")
+        self.assertTrue(replies_sent(1))
+        wait_until(lambda: len(bob.query()) == start + 1, "the first reply", timeout=60)
+        # unset: no reply
+        self.vset({"isEnabled": False})
+        from_bob("off again")
+        from_bob("off again, cached")
+        self.assertEqual(len(bob.query()), start + 1)
+        # set again: answered again (the set forgot whom it had answered)
+        self.vset({"isEnabled": True})
+        from_bob("on again")
+        self.assertTrue(replies_sent(2))
+        wait_until(lambda: len(bob.query()) == start + 2, "the second reply", timeout=60)
+        self.vset({"isEnabled": False})
+
 
 class VacationLmdb(Vacation, unittest.TestCase):
     backend = "lmdb"

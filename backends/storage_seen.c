@@ -16,7 +16,11 @@
  * the owner (or a reader) copies or moves messages between the owner's
  * mailboxes, every other reader's \Seen of them goes along into the
  * destination's set when that reader may read the destination
- * (storage_seen_carry()).
+ * (storage_seen_carry()). That costs every COPY and MOVE within the
+ * owner's store one read of the source's record, and each reader with
+ * \Seen of a moved message a read of its rights on the destination and
+ * one update (one commit) of the destination's record
+ * (bench/bench_seen.c measures it).
  *
  * Where it is kept. An entry of the owner's mailbox metadata record
  * (storage_metadata.c), "/seen/<reader>" ("/seen/#<hash>" for names past
@@ -83,9 +87,10 @@
  * one (gap, length, distance below the last private MODSEQ: 3-15 bytes a
  * range), only while they are above the message's backend MODSEQ (a later
  * change by the owner makes them useless, and the next rebuild drops
- * them), and at most SEEN_MODS_MAX ranges: past that the two nearest merge
- * with the larger MODSEQ, which can make CHANGEDSINCE report a message
- * that did not change (allowed; never one missed). A reader's first MODSEQ
+ * them), and at most SEEN_MODS_MAX ranges: past that neighbours merge in
+ * equal groups with the largest MODSEQ of each, which can make
+ * CHANGEDSINCE report a message that did not change (allowed; never one
+ * missed). A reader's first MODSEQ
  * after this change is far above what it was told before (the shift): its
  * clients fetch the flags once more. Limits: the backend's MODSEQ must stay
  * below 2^(63 - SEEN_SHIFT) (2^43); a reader gets at most 2^SEEN_SHIFT - 1
@@ -264,19 +269,24 @@ seen_normalize(struct seen_set *s)
 		}
 		s->nm = k + 1;
 	}
-	/* bounded: merge the two nearest while there are too many */
-	while (s->nm > SEEN_MODS_MAX) {
-		size_t best = 0;
+	/* bounded: past SEEN_MODS_MAX, neighbours merge in equal groups (in
+	 * one pass: a STORE of every other UID of a large mailbox makes one
+	 * range per message) with the largest MODSEQ of each */
+	if (s->nm > SEEN_MODS_MAX) {
+		size_t per = (s->nm + SEEN_MODS_MAX - 1) / SEEN_MODS_MAX;
 
-		for (size_t i = 1; i + 1 < s->nm; i++) {
-			if (s->m[i + 1].lo - s->m[i].hi < s->m[best + 1].lo - s->m[best].hi)
-				best = i;
+		k = 0;
+		for (size_t i = 0; i < s->nm; i += per) {
+			struct seen_mod g = s->m[i];
+
+			for (size_t j = i + 1; j < i + per && j < s->nm; j++) {
+				g.hi = s->m[j].hi;
+				if (s->m[j].modseq > g.modseq)
+					g.modseq = s->m[j].modseq;
+			}
+			s->m[k++] = g;
 		}
-		s->m[best].hi = s->m[best + 1].hi;
-		if (s->m[best + 1].modseq > s->m[best].modseq)
-			s->m[best].modseq = s->m[best + 1].modseq;
-		memmove(s->m + best + 1, s->m + best + 2, (s->nm - best - 2) * sizeof(*s->m));
-		s->nm--;
+		s->nm = k;
 	}
 }
 
@@ -1094,8 +1104,9 @@ storage_seen_carry(struct storage *st, const char *owner, const char *from, cons
 		if (k == 0)
 			continue;
 		/* only where the reader may read it */
-		snprintf(name, sizeof(name), "%s/%s/%s", STORAGE_ACL_PREFIX, owner, to);
-		if (storage_acl_myrights(st, reader, name, &rights) != 0 ||
+		if ((size_t)snprintf(name, sizeof(name), "%s/%s/%s", STORAGE_ACL_PREFIX, owner,
+		                     to) >= sizeof(name) ||
+		    storage_acl_myrights(st, reader, name, &rights) != 0 ||
 		    (rights & ACL_READ) == 0)
 			continue;
 		if ((rc = storage_seen_add(st, owner, to, reader, to_uidvalidity, uids, k)) != 0)

@@ -305,28 +305,6 @@ jmap_storage_set_error(int rc, const char *invalid_desc)
 }
 
 bool
-jmap_set_begin(struct jmap_req *r, json_t *args, const char *tag, struct buf *old)
-{
-	const char *if_in = json_string_value(json_object_get(args, "ifInState"));
-
-	if (!jmap_check_account(r, args, tag))
-		return false;
-	if (json_object_size(json_object_get(args, "create")) +
-	        json_object_size(json_object_get(args, "update")) +
-	        json_array_size(json_object_get(args, "destroy")) >
-	    JMAP_MAX_OBJECTS_SET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		return false;
-	}
-	jmap_state(r, old);
-	if (if_in != NULL && strcmp(if_in, (char *)old->data) != 0) {
-		jmap_error(r, "stateMismatch", NULL, tag);
-		return false;
-	}
-	return true;
-}
-
-bool
 jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name)
 {
 	json_t *p;

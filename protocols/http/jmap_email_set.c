@@ -286,92 +286,62 @@ update_one(struct jmap_req *r, struct jmap_mbc_set *set, const char *id, json_t 
 	return NULL;
 }
 
+static json_t *
+set_create(struct jmap_req *r, void *ctx, json_t *obj, json_t **created_r)
+{
+	json_t *err = NULL;
+
+	*created_r = create_one(r, obj, &err);
+	return *created_r != NULL ? NULL : err;
+}
+
+static json_t *
+set_update(struct jmap_req *r, void *ctx, const char *id, json_t *patch, json_t **updated_r)
+{
+	return update_one(r, ctx, id, patch);
+}
+
+/* The Email leaves every mailbox it is in. */
+static json_t *
+set_destroy(struct jmap_req *r, void *ctx, const char *id)
+{
+	const struct jmap_mbox *mbs[JMAP_MAX_LOCATIONS];
+	uint32_t uids[JMAP_MAX_LOCATIONS];
+	size_t n = jmap_email_locate(r, id, mbs, uids, JMAP_MAX_LOCATIONS);
+	int rc = 0;
+
+	if (n == 0)
+		return jmap_set_error("notFound", NULL);
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		struct jmap_mbc *c = jmap_mbc_get(r, ctx, mbs[k]);
+
+		rc = c == NULL ? ROOST_ENOTFOUND : mailbox_expunge(c->mb, &uids[k], 1);
+	}
+	return rc != 0 ? jmap_storage_set_error(rc, NULL) : NULL;
+}
+
+/* The mailboxes opened for the call are closed before newState. */
+static void
+set_done(struct jmap_req *r, void *ctx)
+{
+	jmap_mbc_free(ctx);
+	jmap_mailboxes_reset(r);
+}
+
 void
 jmap_email_set(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *create = json_object_get(args, "create"), *update = json_object_get(args, "update");
-	json_t *destroy = json_object_get(args, "destroy");
-	json_t *created = json_object(), *not_created = json_object(), *updated = json_object();
-	json_t *not_updated = json_object(), *destroyed = json_array(),
-	       *not_destroyed = json_object();
-	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
+	static const struct jmap_set_ops ops = {
+	    .name = "Email/set",
+	    .state = jmap_set_mail_state,
+	    .create = set_create,
+	    .update = set_update,
+	    .destroy = set_destroy,
+	    .done = set_done,
+	};
 	struct jmap_mbc_set set = {0};
-	const char *key;
-	json_t *v;
-	size_t i;
 
-	if (!jmap_set_begin(r, args, tag, &old))
-		goto out;
-	json_object_foreach(create, key, v)
-	{
-		json_t *err = NULL, *o = create_one(r, v, &err);
-
-		if (o != NULL) {
-			json_object_set_new(r->created_ids, key,
-			                    json_incref(json_object_get(o, "id")));
-			json_object_set_new(created, key, o);
-		} else {
-			json_object_set_new(not_created, key, err);
-		}
-	}
-	json_object_foreach(update, key, v)
-	{
-		const char *id = jmap_resolve_id(r, key);
-		json_t *err =
-		    id != NULL ? update_one(r, &set, id, v) : jmap_set_error("notFound", NULL);
-
-		if (err != NULL)
-			json_object_set_new(not_updated, key, err);
-		else
-			json_object_set_new(updated, id, json_null());
-	}
-	json_array_foreach(destroy, i, v)
-	{
-		const char *id = jmap_resolve_id(r, json_string_value(v));
-		const struct jmap_mbox *mbs[JMAP_MAX_LOCATIONS];
-		uint32_t uids[JMAP_MAX_LOCATIONS];
-		size_t n = jmap_email_locate(r, id, mbs, uids, JMAP_MAX_LOCATIONS);
-
-		if (n > 0) {
-			/* the Email leaves every mailbox it is in */
-			int rc = 0;
-
-			for (size_t k = 0; k < n && rc == 0; k++) {
-				struct jmap_mbc *c = jmap_mbc_get(r, &set, mbs[k]);
-
-				rc = c == NULL ? ROOST_ENOTFOUND
-				               : mailbox_expunge(c->mb, &uids[k], 1);
-			}
-
-			if (rc == 0)
-				json_array_append_new(destroyed, json_string(id));
-			else
-				json_object_set_new(not_destroyed, id,
-				                    jmap_storage_set_error(rc, NULL));
-		} else {
-			json_object_set_new(not_destroyed, json_string_value(v) ?: "",
-			                    jmap_set_error("notFound", NULL));
-		}
-	}
-	jmap_mbc_free(&set);
-	jmap_mailboxes_reset(r);
-	jmap_state(r, &st);
-	jmap_reply(r, "Email/set",
-	           json_pack("{sssssssOsOsOsOsOsO}", "accountId", r->account, "oldState",
-	                     (char *)old.data, "newState", (char *)st.data, "created", created,
-	                     "notCreated", not_created, "updated", updated, "notUpdated",
-	                     not_updated, "destroyed", destroyed, "notDestroyed", not_destroyed),
-	           tag);
-out:
-	jmap_mbc_free(&set);
-	json_decref(created);
-	json_decref(not_created);
-	json_decref(updated);
-	json_decref(not_updated);
-	json_decref(destroyed);
-	json_decref(not_destroyed);
-	buf_free(&old);
-	buf_free(&st);
+	jmap_set_run(r, args, tag, &ops, &set);
 }
 
 /* An RFC 5322 message starts with a header field ("name:"), whatever its

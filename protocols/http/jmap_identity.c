@@ -329,138 +329,116 @@ ident_settings(struct jmap_req *r, const char *id)
 	return set != NULL ? set : json_object();
 }
 
+/* What one Identity/set reads once: the list after the creations. */
+struct ident_set {
+	json_t *list; /* NULL until the first update or destroy */
+};
+
+static bool
+set_state(struct jmap_req *r, void *ctx, struct buf *out)
+{
+	json_t *list = ident_load(r);
+	char st[20];
+
+	if (list == NULL)
+		return false;
+	ident_state(list, st);
+	json_decref(list);
+	buf_append_str(out, st);
+	return true;
+}
+
+static json_t *
+set_list(struct jmap_req *r, struct ident_set *c)
+{
+	if (c->list == NULL && (c->list = ident_load(r)) == NULL)
+		c->list = json_array();
+	return c->list;
+}
+
+static json_t *
+set_create(struct jmap_req *r, void *ctx, json_t *v, json_t **created_r)
+{
+	const char *email = json_string_value(json_object_get(v, "email")), *bad = NULL;
+	uint8_t rnd[8];
+	char digits[17], id[JMAP_ID_LEN + 1];
+	json_t *set;
+	int rc;
+
+	if (!json_is_object(v) || (bad = props_invalid(v, true)) != NULL || email == NULL)
+		return jmap_set_error("invalidProperties",
+		                      json_is_object(v) && email != NULL ? bad : "email");
+	if (!relay_sender_allowed(r->s->svc->cfg, r->s->svc->aliases, r->user, email))
+		return jmap_set_error("forbiddenFrom", NULL);
+	RAND_bytes(rnd, sizeof(rnd));
+	for (size_t k = 0; k < 8; k++)
+		snprintf(digits + 2 * k, 3, "%02x", rnd[k]);
+	set = json_deep_copy(v);
+	rc = ident_store(r, digits, set);
+	json_decref(set);
+	if (rc != 0)
+		return jmap_storage_set_error(rc, NULL);
+	snprintf(id, sizeof(id), "I%s", digits);
+	*created_r = json_pack("{sssb}", "id", id, "mayDelete", 1);
+	return NULL;
+}
+
+static json_t *
+set_update(struct jmap_req *r, void *ctx, const char *id, json_t *v, json_t **updated_r)
+{
+	json_t *o = ident_find(set_list(r, ctx), id), *set;
+	const char *bad = NULL;
+	int rc;
+
+	if (o == NULL)
+		return jmap_set_error("notFound", NULL);
+	if (!json_is_object(v) || (bad = props_invalid(v, false)) != NULL)
+		return jmap_set_error("invalidProperties", json_is_object(v) ? bad : NULL);
+	set = ident_settings(r, id);
+	json_object_update(set, v);
+	if (json_object_get(set, "email") == NULL)
+		json_object_set(set, "email", json_object_get(o, "email"));
+	rc = ident_store(r, id + 1, set);
+	json_decref(set);
+	return rc != 0 ? jmap_storage_set_error(rc, NULL) : NULL;
+}
+
+static json_t *
+set_destroy(struct jmap_req *r, void *ctx, const char *id)
+{
+	json_t *o = ident_find(set_list(r, ctx), id);
+	int rc;
+
+	if (o == NULL)
+		return jmap_set_error("notFound", NULL);
+	if (!json_is_true(json_object_get(o, "mayDelete")))
+		return jmap_set_error("forbidden", "the address is the user's");
+	if ((rc = ident_store(r, id + 1, NULL)) != 0)
+		return jmap_storage_set_error(rc, NULL);
+	return NULL;
+}
+
+static void
+set_done(struct jmap_req *r, void *ctx)
+{
+	struct ident_set *c = ctx;
+
+	json_decref(c->list);
+	c->list = NULL;
+}
+
 void
 jmap_identity_set(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *create = json_object_get(args, "create"), *update = json_object_get(args, "update");
-	json_t *destroy = json_object_get(args, "destroy"), *list, *v;
-	json_t *created = json_object(), *not_created = json_object(), *updated = json_object();
-	json_t *not_updated = json_object(), *destroyed = json_array(),
-	       *not_destroyed = json_object();
-	const char *if_in = json_string_value(json_object_get(args, "ifInState")), *key,
-	           *bad = NULL;
-	char old[20], st[20];
-	size_t i;
+	static const struct jmap_set_ops ops = {
+	    .name = "Identity/set",
+	    .state = set_state,
+	    .create = set_create,
+	    .update = set_update,
+	    .destroy = set_destroy,
+	    .done = set_done,
+	};
+	struct ident_set c = {0};
 
-	if (!jmap_check_account(r, args, tag))
-		goto out;
-	if (json_object_size(create) + json_object_size(update) + json_array_size(destroy) >
-	    JMAP_MAX_OBJECTS_SET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		goto out;
-	}
-	if ((list = ident_load(r)) == NULL) {
-		jmap_error(r, "serverFail", NULL, tag);
-		goto out;
-	}
-	ident_state(list, old);
-	json_decref(list);
-	if (if_in != NULL && strcmp(if_in, old) != 0) {
-		jmap_error(r, "stateMismatch", NULL, tag);
-		goto out;
-	}
-	json_object_foreach(create, key, v)
-	{
-		const char *email = json_string_value(json_object_get(v, "email"));
-		uint8_t rnd[8];
-		char digits[17], id[JMAP_ID_LEN + 1];
-		json_t *set;
-		int rc;
-
-		if (!json_is_object(v) || (bad = props_invalid(v, true)) != NULL || email == NULL) {
-			json_object_set_new(
-			    not_created, key,
-			    jmap_set_error("invalidProperties",
-			                   json_is_object(v) && email != NULL ? bad : "email"));
-			continue;
-		}
-		if (!relay_sender_allowed(r->s->svc->cfg, r->s->svc->aliases, r->user, email)) {
-			json_object_set_new(not_created, key,
-			                    jmap_set_error("forbiddenFrom", NULL));
-			continue;
-		}
-		RAND_bytes(rnd, sizeof(rnd));
-		for (size_t k = 0; k < 8; k++)
-			snprintf(digits + 2 * k, 3, "%02x", rnd[k]);
-		set = json_deep_copy(v);
-		if ((rc = ident_store(r, digits, set)) != 0) {
-			json_decref(set);
-			json_object_set_new(not_created, key, jmap_storage_set_error(rc, NULL));
-			continue;
-		}
-		json_decref(set);
-		snprintf(id, sizeof(id), "I%s", digits);
-		json_object_set_new(created, key, json_pack("{sssb}", "id", id, "mayDelete", 1));
-		json_object_set_new(r->created_ids, key, json_string(id));
-	}
-	if ((list = ident_load(r)) == NULL)
-		list = json_array();
-	json_object_foreach(update, key, v)
-	{
-		const char *id = jmap_resolve_id(r, key);
-		json_t *o = ident_find(list, id), *set;
-		int rc;
-
-		if (o == NULL) {
-			json_object_set_new(not_updated, key, jmap_set_error("notFound", NULL));
-			continue;
-		}
-		if (!json_is_object(v) || (bad = props_invalid(v, false)) != NULL) {
-			json_object_set_new(
-			    not_updated, key,
-			    jmap_set_error("invalidProperties", json_is_object(v) ? bad : NULL));
-			continue;
-		}
-		set = ident_settings(r, id);
-		json_object_update(set, v);
-		if (json_object_get(set, "email") == NULL)
-			json_object_set(set, "email", json_object_get(o, "email"));
-		rc = ident_store(r, id + 1, set);
-		json_decref(set);
-		if (rc != 0)
-			json_object_set_new(not_updated, key, jmap_storage_set_error(rc, NULL));
-		else
-			json_object_set_new(updated, id, json_null());
-	}
-	json_array_foreach(destroy, i, v)
-	{
-		const char *id = jmap_resolve_id(r, json_string_value(v));
-		json_t *o = ident_find(list, id);
-		int rc;
-
-		if (!json_is_string(v))
-			continue;
-		if (o == NULL) {
-			json_object_set_new(not_destroyed, json_string_value(v),
-			                    jmap_set_error("notFound", NULL));
-		} else if (!json_is_true(json_object_get(o, "mayDelete"))) {
-			json_object_set_new(
-			    not_destroyed, json_string_value(v),
-			    jmap_set_error("forbidden", "the address is the user's"));
-		} else if ((rc = ident_store(r, id + 1, NULL)) != 0) {
-			json_object_set_new(not_destroyed, json_string_value(v),
-			                    jmap_storage_set_error(rc, NULL));
-		} else {
-			json_array_append_new(destroyed, json_string(id));
-		}
-	}
-	json_decref(list);
-	if ((list = ident_load(r)) != NULL)
-		ident_state(list, st);
-	else
-		snprintf(st, sizeof(st), "%s", old);
-	json_decref(list);
-	jmap_reply(r, "Identity/set",
-	           json_pack("{sssssssOsOsOsOsOsO}", "accountId", r->account, "oldState", old,
-	                     "newState", st, "created", created, "notCreated", not_created,
-	                     "updated", updated, "notUpdated", not_updated, "destroyed", destroyed,
-	                     "notDestroyed", not_destroyed),
-	           tag);
-out:
-	json_decref(created);
-	json_decref(not_created);
-	json_decref(updated);
-	json_decref(not_updated);
-	json_decref(destroyed);
-	json_decref(not_destroyed);
+	jmap_set_run(r, args, tag, &ops, &c);
 }

@@ -91,6 +91,43 @@ struct jmap_method {
 	void (*run)(struct jmap_req *r, json_t *args, const char *tag);
 };
 
+/* ---- jmap_set.c ---- */
+
+/* One type's part of its /set method (RFC 8620 5.3), for jmap_set_run();
+ * ctx is the caller's, passed to every slot. */
+struct jmap_set_ops {
+	const char *name; /* of the response: "Mailbox/set" */
+	/* The type's state string appended to out; false when it cannot be
+	 * read (serverFail before anything is done; after, newState is
+	 * oldState). NULL: the type has no state (PushSubscription/set, RFC
+	 * 8620 7.2.2): no accountId, ifInState, oldState or newState, and
+	 * the reply's empty maps are null. */
+	bool (*state)(struct jmap_req *r, void *ctx, struct buf *out);
+	/* Create one from obj: NULL with the "created" object, holding its
+	 * "id" (the creation id's meaning from now on), in *created_r; or a
+	 * SetError. New references either way. */
+	json_t *(*create)(struct jmap_req *r, void *ctx, json_t *obj, json_t **created_r);
+	/* Update id ("#creationId" already resolved) with patch: NULL with
+	 * the properties the server changed in *updated_r (NULL: none); or a
+	 * SetError. */
+	json_t *(*update)(struct jmap_req *r, void *ctx, const char *id, json_t *patch,
+	                  json_t **updated_r);
+	/* Destroy id (resolved): NULL or a SetError. */
+	json_t *(*destroy)(struct jmap_req *r, void *ctx, const char *id);
+	/* After the last destroy, before newState, and after an error
+	 * response: release what ctx holds. May be NULL. */
+	void (*done)(struct jmap_req *r, void *ctx);
+};
+
+/* A /set method: the account, ifInState, at most JMAP_MAX_OBJECTS_SET
+ * objects, create then update then destroy through ops (creation ids
+ * recorded for later "#id" references), and the reply named ops->name;
+ * or a method error response. */
+void jmap_set_run(struct jmap_req *r, json_t *args, const char *tag, const struct jmap_set_ops *ops,
+                  void *ctx);
+/* The state of the mail types (jmap_state()) as a state slot. */
+bool jmap_set_mail_state(struct jmap_req *r, void *ctx, struct buf *out);
+
 /* ---- jmap_core.c ---- */
 
 /* Append a method response; args is stolen. */
@@ -104,11 +141,6 @@ json_t *jmap_set_error(const char *type, const char *desc);
  * alreadyExists, invalidProperties (described by invalid_desc, may be
  * NULL), notFound, forbidden, overQuota, tooLarge, else serverFail. */
 json_t *jmap_storage_set_error(int rc, const char *invalid_desc);
-/* The start of every /set method (RFC 8620 5.3): the account checked, at
- * most JMAP_MAX_OBJECTS_SET objects in create, update and destroy together,
- * the state before the call into old (for oldState), ifInState compared.
- * False once an error response was written. */
-bool jmap_set_begin(struct jmap_req *r, json_t *args, const char *tag, struct buf *old);
 /* Is name among the properties asked for (a JSON array of strings), or
  * among defaults[0..n) when props is NULL? */
 bool jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name);

@@ -359,7 +359,7 @@ jmap_mailbox_query_changes(struct jmap_req *r, json_t *args, const char *tag)
 }
 
 static json_t *
-create_one(struct jmap_req *r, const char *cid, json_t *obj, json_t *created)
+create_one(struct jmap_req *r, void *ctx, json_t *obj, json_t **created_r)
 {
 	const char *name = json_string_value(json_object_get(obj, "name"));
 	const char *parent = json_string_value(json_object_get(obj, "parentId"));
@@ -389,13 +389,12 @@ create_one(struct jmap_req *r, const char *cid, json_t *obj, json_t *created)
 	buf_free(&full);
 	if (m == NULL)
 		return jmap_set_error("serverFail", NULL);
-	json_object_set_new(created, cid, mailbox_json(r, m));
-	json_object_set_new(r->created_ids, cid, json_string(m->id));
+	*created_r = mailbox_json(r, m);
 	return NULL;
 }
 
 static json_t *
-update_one(struct jmap_req *r, const char *id, json_t *patch)
+update_one(struct jmap_req *r, void *ctx, const char *id, json_t *patch, json_t **updated_r)
 {
 	const struct jmap_mbox *m = jmap_mbox_by_id(r, id);
 	const char *key;
@@ -425,9 +424,11 @@ update_one(struct jmap_req *r, const char *id, json_t *patch)
 	return rc != 0 ? jmap_storage_set_error(rc, "the name is not allowed") : NULL;
 }
 
+/* ctx: onDestroyRemoveEmails (a bool). */
 static json_t *
-destroy_one(struct jmap_req *r, const char *id, bool remove_emails)
+destroy_one(struct jmap_req *r, void *ctx, const char *id)
 {
+	bool remove_emails = *(const bool *)ctx;
 	const struct jmap_mbox *m = jmap_mbox_by_id(r, id);
 	int rc;
 
@@ -449,60 +450,14 @@ destroy_one(struct jmap_req *r, const char *id, bool remove_emails)
 void
 jmap_mailbox_set(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *create = json_object_get(args, "create"), *update = json_object_get(args, "update");
-	json_t *destroy = json_object_get(args, "destroy");
-	json_t *created = json_object(), *not_created = json_object(), *updated = json_object();
-	json_t *not_updated = json_object(), *destroyed = json_array();
-	json_t *not_destroyed = json_object(), *a, *v;
-	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
-	const char *key;
-	size_t i;
+	static const struct jmap_set_ops ops = {
+	    .name = "Mailbox/set",
+	    .state = jmap_set_mail_state,
+	    .create = create_one,
+	    .update = update_one,
+	    .destroy = destroy_one,
+	};
+	bool remove_emails = json_is_true(json_object_get(args, "onDestroyRemoveEmails"));
 
-	if (!jmap_set_begin(r, args, tag, &old))
-		goto out;
-	json_object_foreach(create, key, v)
-	{
-		json_t *e = create_one(r, key, v, created);
-
-		if (e != NULL)
-			json_object_set_new(not_created, key, e);
-	}
-	json_object_foreach(update, key, v)
-	{
-		const char *id = jmap_resolve_id(r, key);
-		json_t *e = id ? update_one(r, id, v) : jmap_set_error("notFound", NULL);
-
-		if (e != NULL)
-			json_object_set_new(not_updated, key, e);
-		else
-			json_object_set_new(updated, id, json_null());
-	}
-	json_array_foreach(destroy, i, v)
-	{
-		const char *id = jmap_resolve_id(r, json_string_value(v));
-		json_t *e =
-		    id ? destroy_one(r, id,
-		                     json_is_true(json_object_get(args, "onDestroyRemoveEmails")))
-		       : jmap_set_error("notFound", NULL);
-
-		if (e != NULL)
-			json_object_set_new(not_destroyed, json_string_value(v) ?: "", e);
-		else
-			json_array_append_new(destroyed, json_string(id));
-	}
-	jmap_state(r, &st);
-	a = json_pack("{sssssssOsOsOsOsOsO}", "accountId", r->account, "oldState", (char *)old.data,
-	              "newState", (char *)st.data, "created", created, "notCreated", not_created,
-	              "updated", updated, "notUpdated", not_updated, "destroyed", destroyed,
-	              "notDestroyed", not_destroyed);
-	jmap_reply(r, "Mailbox/set", a, tag);
-out:
-	json_decref(created);
-	json_decref(not_created);
-	json_decref(updated);
-	json_decref(not_updated);
-	json_decref(destroyed);
-	json_decref(not_destroyed);
-	buf_free(&old);
-	buf_free(&st);
+	jmap_set_run(r, args, tag, &ops, &remove_emails);
 }

@@ -183,7 +183,7 @@ url_problem(const struct roost_config *cfg, const char *url)
 }
 
 static json_t *
-create_one(struct jmap_req *r, json_t *o, json_t **created_r)
+create_one(struct jmap_req *r, void *ctx, json_t *o, json_t **created_r)
 {
 	const struct roost_config *cfg = r->s->svc->cfg;
 	struct jmap_pushd *d = pushd(r);
@@ -356,7 +356,7 @@ apply(struct push_sub *p, void *arg)
 }
 
 static json_t *
-update_one(struct jmap_req *r, const char *id, json_t *o, json_t **updated_r)
+update_one(struct jmap_req *r, void *ctx, const char *id, json_t *o, json_t **updated_r)
 {
 	struct jmap_pushd *d = pushd(r);
 	struct patch pt = {.cfg = r->s->svc->cfg, .o = o};
@@ -389,80 +389,25 @@ update_one(struct jmap_req *r, const char *id, json_t *o, json_t **updated_r)
 	return NULL;
 }
 
+static json_t *
+destroy_one(struct jmap_req *r, void *ctx, const char *id)
+{
+	if (pushd(r) == NULL || jmap_push_destroy(pushd(r), r->user, id) != 0)
+		return jmap_set_error("notFound", NULL);
+	log_info("event=push_unsubscribe subscription=%s user=%s", id, LOG_QUOTE(r->user));
+	return NULL;
+}
+
+/* No accountId and no state (RFC 8620 7.2.2). */
 void
 jmap_push_sub_set(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *create = json_object_get(args, "create"), *update = json_object_get(args, "update");
-	json_t *destroy = json_object_get(args, "destroy"), *v, *res;
-	json_t *created = json_object(), *not_created = json_object();
-	json_t *updated = json_object(), *not_updated = json_object();
-	json_t *destroyed = json_array(), *not_destroyed = json_object();
-	const char *k;
-	size_t i;
+	static const struct jmap_set_ops ops = {
+	    .name = "PushSubscription/set",
+	    .create = create_one,
+	    .update = update_one,
+	    .destroy = destroy_one,
+	};
 
-	if ((create != NULL && !json_is_null(create) && !json_is_object(create)) ||
-	    (update != NULL && !json_is_null(update) && !json_is_object(update)) ||
-	    (destroy != NULL && !json_is_null(destroy) && !json_is_array(destroy))) {
-		jmap_error(r, "invalidArguments", NULL, tag);
-		goto out;
-	}
-	if (json_object_size(create) + json_object_size(update) + json_array_size(destroy) >
-	    JMAP_MAX_OBJECTS_SET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		goto out;
-	}
-	json_object_foreach(create, k, v)
-	{
-		json_t *c = NULL, *err = create_one(r, v, &c);
-
-		if (err != NULL) {
-			json_object_set_new(not_created, k, err);
-		} else {
-			json_object_set_new(r->created_ids, k,
-			                    json_incref(json_object_get(c, "id")));
-			json_object_set_new(created, k, c);
-		}
-	}
-	json_object_foreach(update, k, v)
-	{
-		const char *id = jmap_resolve_id(r, k);
-		json_t *u = NULL, *err = id != NULL ? update_one(r, id, v, &u)
-		                                    : jmap_set_error("notFound", NULL);
-
-		if (err != NULL)
-			json_object_set_new(not_updated, k, err);
-		else
-			json_object_set_new(updated, k, u);
-	}
-	json_array_foreach(destroy, i, v)
-	{
-		const char *id = jmap_resolve_id(r, json_string_value(v));
-
-		if (id != NULL && pushd(r) != NULL &&
-		    jmap_push_destroy(pushd(r), r->user, id) == 0) {
-			log_info("event=push_unsubscribe subscription=%s user=%s", id,
-			         LOG_QUOTE(r->user));
-			json_array_append_new(destroyed, json_string(id));
-		} else if (json_is_string(v)) {
-			json_object_set_new(not_destroyed, json_string_value(v),
-			                    jmap_set_error("notFound", NULL));
-		}
-	}
-	res = json_object();
-#define PUT(name, val) json_object_set(res, name, json_object_size(val) > 0 ? val : json_null())
-	PUT("created", created);
-	PUT("notCreated", not_created);
-	PUT("updated", updated);
-	PUT("notUpdated", not_updated);
-	PUT("notDestroyed", not_destroyed);
-#undef PUT
-	json_object_set(res, "destroyed", json_array_size(destroyed) > 0 ? destroyed : json_null());
-	jmap_reply(r, "PushSubscription/set", res, tag);
-out:
-	json_decref(created);
-	json_decref(not_created);
-	json_decref(updated);
-	json_decref(not_updated);
-	json_decref(destroyed);
-	json_decref(not_destroyed);
+	jmap_set_run(r, args, tag, &ops, NULL);
 }

@@ -3,7 +3,10 @@
  * storage_bench_pg_start() runs initdb and pg_ctl from the newest installed
  * PostgreSQL in a scratch directory (as nobody when root), and
  * storage_bench_pg_stop() stops it and removes the directory. Split from
- * storage_bench.c, which holds the workloads.
+ * storage_bench.c, which holds the workloads. A guard process, started
+ * with the directory, does both when this process ends without calling
+ * storage_bench_pg_stop() (a signal, kill -9): it reads a socket that only
+ * this process writes, and its end of file without "done" means that.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +92,76 @@ pg_tool(const char *bindir, const char *prog, const char *log, const char *const
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : ROOST_EIO;
 }
 
+/* The guard: our end of its socket, and its process. */
+static int guard_fd = -1;
+static pid_t guard_pid = -1;
+
+/* Start the guard of dir (a session of its own, so a Ctrl-C meant for the
+ * benchmark does not reach it): sh reading its standard input, a socket;
+ * on end of file without "done" it stops the server at once and removes
+ * dir. Without a guard (fork failed) a kill leaves the server running,
+ * as it did before. */
+static void
+guard_start(const char *bindir, const char *dir)
+{
+	static const char script[] =
+	    "read x; [ \"$x\" = done ] && exit 0; $2 \"$0/pg_ctl\" -D \"$1/data\" -m immediate -w "
+	    "stop >/dev/null 2>&1; rm -rf \"$1\"";
+	int p[2];
+	pid_t pid;
+
+	/* a socket, not a pipe: send() to a guard that is gone raises no
+	 * SIGPIPE here */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0)
+		return;
+	if ((pid = fork()) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		(void)setsid();
+		dup2(p[0], 0);
+		if (null >= 0) {
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execl("/bin/sh", "sh", "-c", script, bindir, dir,
+		      geteuid() == 0 ? "runuser -u nobody --" : "", (char *)NULL);
+		_exit(127);
+	}
+	close(p[0]);
+	guard_fd = p[1];
+	guard_pid = pid;
+}
+
+/* The server is stopped (or never started) and its directory gone: the
+ * guard has nothing left to do. */
+static void
+guard_end(void)
+{
+	if (guard_fd < 0)
+		return;
+	if (send(guard_fd, "done\n", 5, MSG_NOSIGNAL) != 5) {
+		/* the guard is gone: nothing to tell it */
+	}
+	close(guard_fd);
+	guard_fd = -1;
+	while (waitpid(guard_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	guard_pid = -1;
+}
+
+/* A start that failed: the directory goes, and the guard with it. */
+static void
+start_failed(const char *dir)
+{
+	storage_bench_rm_tree(dir);
+	guard_end();
+}
+
 static void
 pg_show_log(const char *path)
 {
@@ -124,6 +198,7 @@ storage_bench_pg_start(const char *tmpdir, char *dir_r, size_t dir_len, char *ds
 		storage_bench_rm_tree(dir_r);
 		return ROOST_EIO;
 	}
+	guard_start(bindir, dir_r);
 	snprintf(data, sizeof(data), "%s/data", dir_r);
 	snprintf(log, sizeof(log), "%s/log", dir_r);
 	snprintf(initlog, sizeof(initlog), "%s/initdb.log", dir_r);
@@ -133,14 +208,14 @@ storage_bench_pg_start(const char *tmpdir, char *dir_r, size_t dir_len, char *ds
 	            (const char *const[]){"-D", data, "-U", "roost", "-A", "trust", "-E", "UTF8",
 	                                  "--locale=C", "--no-sync", NULL}) != 0) {
 		pg_show_log(initlog);
-		storage_bench_rm_tree(dir_r);
+		start_failed(dir_r);
 		return ROOST_EIO;
 	}
 	if (pg_tool(bindir, "pg_ctl", initlog,
 	            (const char *const[]){"-D", data, "-l", log, "-w", "-t", "60", "-o", opts,
 	                                  "start", NULL}) != 0) {
 		pg_show_log(log);
-		storage_bench_rm_tree(dir_r);
+		start_failed(dir_r);
 		return ROOST_EIO;
 	}
 	snprintf(dsn_r, dsn_len, "host=%s port=5432 user=roost dbname=postgres", dir_r);
@@ -159,4 +234,5 @@ storage_bench_pg_stop(const char *dir)
 		              (const char *const[]){"-D", data, "-m", "fast", "-w", "stop", NULL});
 	}
 	storage_bench_rm_tree(dir);
+	guard_end();
 }

@@ -4,8 +4,10 @@ SVG chart; bad options are usage errors."""
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import unittest
 import xml.etree.ElementTree as ET
 
@@ -118,6 +120,55 @@ class BenchStorageTest(unittest.TestCase):
         self.assertIn(("pgsql", "deliver 1 KB, 16 writers"), rows)
         self.assertEqual({b for b, _ in rows}, {"pgsql"})
         self.assertEqual(glob.glob(os.path.join(self.dir, "roost-bench-pg-*")), [])
+
+    def test_pgsql_own_server_killed(self):
+        """A benchmark killed by a signal (SIGTERM, SIGKILL) while its own
+        PostgreSQL runs leaves no server running and no directory behind:
+        a guard process stops and removes them."""
+        if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+            self.skipTest("PostgreSQL is not installed (Debian package postgresql)")
+        os.chmod(self.dir, 0o755)  # PostgreSQL runs as nobody under root
+        env = dict(os.environ, TMPDIR=self.dir)
+        env.pop("ROOST_PGSQL_BENCH_DSN", None)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with self.subTest(signal=sig):
+                proc = subprocess.Popen(
+                    [ROOST_BIN, "bench", "storage", "--seconds", "60", "--messages", "2000",
+                     "--backends", "pgsql", "--config", self.conf],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                try:
+                    pid = self.wait_postmaster(proc)
+                    proc.send_signal(sig)
+                    proc.wait(timeout=60)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                deadline = time.monotonic() + 60
+                while (os.path.exists("/proc/%d" % pid)
+                       or glob.glob(os.path.join(self.dir, "roost-bench-pg-*"))):
+                    self.assertLess(time.monotonic(), deadline,
+                                    "PostgreSQL %d or its directory outlived the benchmark"
+                                    % pid)
+                    time.sleep(0.1)
+
+    def wait_postmaster(self, proc):
+        """The pid of the benchmark's own PostgreSQL, once it accepts
+        connections (its postmaster.pid says "ready")."""
+        deadline = time.monotonic() + 60
+        while True:
+            self.assertIsNone(proc.poll(), "the benchmark ended before its server was up")
+            for path in glob.glob(os.path.join(self.dir, "roost-bench-pg-*", "data",
+                                               "postmaster.pid")):
+                try:
+                    with open(path) as f:
+                        lines = f.read().splitlines()
+                except OSError:
+                    continue
+                if len(lines) >= 8 and lines[7].strip() == "ready":
+                    return int(lines[0])
+            self.assertLess(time.monotonic(), deadline, "no PostgreSQL came up")
+            time.sleep(0.1)
 
     def test_unwritable_chart(self):
         res = self.roost("--seconds", "0.1", "--messages", "2000", "--backends", BACKENDS[0],

@@ -437,51 +437,86 @@ storage_meta_entries(struct storage *st, const char *user, const char *canon, co
 	return rc;
 }
 
+struct entries_arg {
+	const char *const *entries;
+	size_t n;
+	int (*fn)(size_t i, const uint8_t *old, size_t old_len, struct buf *new, bool *remove,
+	          void *arg);
+	void *arg;
+};
+
+/* meta_update's fn for reserved entries: the others kept as they are. */
+static int
+apply_entries(const uint8_t *old, size_t old_len, struct buf *out, void *arg)
+{
+	struct entries_arg *a = arg;
+	struct metadata_entry *v;
+	struct buf *nv = xcalloc(a->n, sizeof(*nv));
+	const uint8_t **values = xcalloc(a->n, sizeof(*values));
+	size_t *lens = xcalloc(a->n, sizeof(*lens)), n;
+	static const uint8_t empty[1];
+	int rc;
+
+	if ((rc = rec_decode(old, old_len, &v, &n)) != 0)
+		goto out;
+	for (size_t i = 0; i < a->n && rc == 0; i++) {
+		const uint8_t *cur = NULL;
+		size_t cur_len = 0;
+		bool remove = false;
+
+		for (size_t j = 0; j < n; j++) {
+			if (strcmp(v[j].name, a->entries[i]) == 0) {
+				cur = v[j].value;
+				cur_len = v[j].len;
+			}
+		}
+		rc = a->fn(i, cur, cur_len, &nv[i], &remove, a->arg);
+		if (rc == 0 && nv[i].len > STORAGE_METADATA_MAX_VALUE)
+			rc = ROOST_ETOOBIG;
+		values[i] = remove ? NULL : nv[i].len > 0 ? nv[i].data : empty;
+		lens[i] = nv[i].len;
+	}
+	if (rc == 0) {
+		/* apply_set() re-decodes old; its limits are per mailbox here */
+		struct set_arg s = {.names = a->entries, .values = values, .lens = lens, .n = a->n};
+
+		rc = apply_set(old, old_len, out, &s);
+	}
+	storage_metadata_free(v, n);
+out:
+	for (size_t i = 0; i < a->n; i++)
+		buf_free(&nv[i]);
+	free(nv);
+	free(values);
+	free(lens);
+	return rc;
+}
+
+int
+storage_meta_entries_update(struct storage *st, const char *user, const char *canon,
+                            const char *const *entries, size_t n,
+                            int (*fn)(size_t i, const uint8_t *old, size_t old_len, struct buf *new,
+                                      bool *remove, void *arg),
+                            void *arg)
+{
+	struct entries_arg a = {entries, n, fn, arg};
+
+	if (n == 0)
+		return 0;
+	return st->ops->meta_update(st, user, canon, apply_entries, &a);
+}
+
 struct entry_arg {
-	const char *entry;
 	int (*fn)(const uint8_t *old, size_t old_len, struct buf *new, bool *remove, void *arg);
 	void *arg;
 };
 
-/* meta_update's fn for one reserved entry: the others kept as they are. */
 static int
-apply_entry(const uint8_t *old, size_t old_len, struct buf *out, void *arg)
+one_entry(size_t i, const uint8_t *old, size_t old_len, struct buf *new, bool *remove, void *arg)
 {
 	struct entry_arg *a = arg;
-	struct metadata_entry *v;
-	struct buf nv = BUF_INIT(0);
-	const uint8_t *cur = NULL;
-	size_t n, cur_len = 0;
-	bool remove = false;
-	int rc;
 
-	if ((rc = rec_decode(old, old_len, &v, &n)) != 0)
-		return rc;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i].name, a->entry) == 0) {
-			cur = v[i].value;
-			cur_len = v[i].len;
-		}
-	}
-	rc = a->fn(cur, cur_len, &nv, &remove, a->arg);
-	if (rc == 0 && nv.len > STORAGE_METADATA_MAX_VALUE)
-		rc = ROOST_ETOOBIG;
-	if (rc == 0) {
-		struct set_arg s = {.n = 1};
-		const char *names[1] = {a->entry};
-		static const uint8_t empty[1];
-		const uint8_t *values[1] = {remove ? NULL : nv.len > 0 ? nv.data : empty};
-		size_t lens[1] = {nv.len};
-
-		/* apply_set() re-decodes old; its limits are per mailbox here */
-		s.names = names;
-		s.values = values;
-		s.lens = lens;
-		rc = apply_set(old, old_len, out, &s);
-	}
-	buf_free(&nv);
-	storage_metadata_free(v, n);
-	return rc;
+	return a->fn(old, old_len, new, remove, a->arg);
 }
 
 int
@@ -491,7 +526,7 @@ storage_meta_entry_update(struct storage *st, const char *user, const char *cano
                                     bool *remove, void *arg),
                           void *arg)
 {
-	struct entry_arg a = {entry, fn, arg};
+	struct entry_arg a = {fn, arg};
 
-	return st->ops->meta_update(st, user, canon, apply_entry, &a);
+	return storage_meta_entries_update(st, user, canon, &entry, 1, one_entry, &a);
 }

@@ -81,6 +81,12 @@ int storage_meta_entry_update(struct storage *st, const char *user, const char *
                               int (*fn)(const uint8_t *old, size_t old_len, struct buf *new,
                                         bool *remove, void *arg),
                               void *arg);
+/* The same for entries[0..n) in one update: fn(i, ...) for entries[i]. */
+int storage_meta_entries_update(struct storage *st, const char *user, const char *canon,
+                                const char *const *entries, size_t n,
+                                int (*fn)(size_t i, const uint8_t *old, size_t old_len,
+                                          struct buf *new, bool *remove, void *arg),
+                                void *arg);
 
 /* storage_acl.c */
 

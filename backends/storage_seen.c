@@ -18,9 +18,9 @@
  * destination's set when that reader may read the destination
  * (storage_seen_carry()). That costs every COPY and MOVE within the
  * owner's store one read of the source's record, and each reader with
- * \Seen of a moved message a read of its rights on the destination and
- * one update (one commit) of the destination's record
- * (bench/bench_seen.c measures it).
+ * \Seen of a moved message a read of its rights on the destination; all
+ * the readers' sets change in one update (one commit) of the
+ * destination's record (bench/bench_seen.c measures it).
  *
  * Where it is kept. An entry of the owner's mailbox metadata record
  * (storage_metadata.c), "/seen/<reader>" ("/seen/#<hash>" for names past
@@ -729,6 +729,7 @@ struct change_arg {
 	uint32_t *changed;
 	size_t n_changed;
 	uint64_t modseq;
+	bool failed; /* lenient: this reader's set could not take it */
 };
 
 static int
@@ -822,18 +823,108 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 	return 0;
 }
 
+/* Several readers' changes of one record in one update (a carry): with
+ * lenient, a reader whose set cannot take its change keeps its set as it
+ * was (failed set) and the others go on. */
+struct change_many {
+	struct change_arg *a;
+	bool lenient;
+};
+
+static int
+apply_many(size_t i, const uint8_t *old, size_t old_len, struct buf *out, bool *remove, void *arg)
+{
+	struct change_many *m = arg;
+	struct change_arg *a = &m->a[i];
+	int rc = apply_change(old, old_len, out, remove, a);
+
+	if (rc == 0 && out->len <= STORAGE_METADATA_MAX_VALUE)
+		return 0;
+	if (!m->lenient)
+		return rc != 0 ? rc : ROOST_ETOOBIG;
+	buf_reset(out);
+	*remove = old == NULL;
+	if (old != NULL)
+		buf_append(out, old, old_len);
+	set_clear(&a->result);
+	a->n_changed = 0;
+	a->modseq = 0;
+	a->failed = true;
+	return 0;
+}
+
+/* Apply the changes a[0..n) (each its reader's, keyed by keys[i]) to the
+ * record of owner's canon in one update. Then read the backend's
+ * HIGHESTMODSEQ again and give the changes new private MODSEQs while the
+ * owner changed the mailbox in between (see Ordering above). */
+static int
+seen_change_many(struct storage *st, const char *owner, const char *canon, const char *const *keys,
+                 struct change_arg *a, size_t n, bool lenient)
+{
+	struct change_many m = {a, lenient};
+	const uint32_t **uids = xcalloc(n + 1, sizeof(*uids));
+	size_t *nu = xcalloc(n + 1, sizeof(*nu));
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		a[i].changed = xcalloc(a[i].n + 1, sizeof(*a[i].changed));
+		uids[i] = a[i].uids;
+		nu[i] = a[i].n;
+	}
+	rc = storage_meta_entries_update(st, owner, canon, keys, n, apply_many, &m);
+	for (int tries = 0; rc == 0; tries++) {
+		struct mailbox_status ms = {0};
+		uint64_t low = UINT64_MAX;
+
+		for (size_t i = 0; i < n; i++) {
+			if (a[i].n_changed > 0 && (a[i].modseq >> SEEN_SHIFT) < low)
+				low = a[i].modseq >> SEEN_SHIFT;
+		}
+		if (low == UINT64_MAX || st->ops->status(st, owner, canon, &ms) != 0 ||
+		    ms.highestmodseq <= low)
+			break;
+		if (tries == SEEN_RETRIES) {
+			log_warn("event=seen_modseq_race user=%s mailbox=%s",
+			         LOG_QUOTE(a[0].reader), LOG_QUOTE(canon));
+			break;
+		}
+		/* again over what changed, with the MODSEQ read now */
+		for (size_t i = 0; i < n; i++) {
+			a[i].backend = ms.highestmodseq;
+			a[i].force = true;
+			a[i].n = a[i].n_changed;
+			a[i].uids = a[i].n > 0
+			                ? xmemdup(a[i].changed, a[i].n * sizeof(*a[i].changed))
+			                : NULL;
+		}
+		rc = storage_meta_entries_update(st, owner, canon, keys, n, apply_many, &m);
+		for (size_t i = 0; i < n; i++) {
+			free((uint32_t *)a[i].uids);
+			a[i].uids = uids[i];
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(a[i].changed);
+		a[i].changed = NULL;
+		a[i].uids = uids[i];
+		a[i].n = nu[i];
+	}
+	free(uids);
+	free(nu);
+	return rc;
+}
+
 /* Give uids (ascending) seen (or not) in reader's set for owner's canon,
  * over the existing messages recs (NULL: only new ones named), backend the
  * backend's HIGHESTMODSEQ read before; *result_r (may be NULL) gets the set
- * as stored. Read the backend's HIGHESTMODSEQ again after the commit and
- * give the change a new private MODSEQ while the owner changed the mailbox
- * in between (see Ordering above). */
+ * as stored. */
 static int
 seen_change(struct storage *st, const char *owner, const char *canon, const char *reader,
             uint32_t uidvalidity, uint64_t backend, const struct msg_record *recs, size_t n_recs,
             const uint32_t *uids, size_t n, bool seen, struct seen_set *result_r)
 {
 	char key[SEEN_KEY_MAX + sizeof(SEEN_PREFIX) + 1];
+	const char *keys[1] = {key};
 	struct change_arg a = {.reader = reader,
 	                       .uidvalidity = uidvalidity,
 	                       .backend = backend,
@@ -845,31 +936,7 @@ seen_change(struct storage *st, const char *owner, const char *canon, const char
 	int rc;
 
 	seen_key(reader, key, sizeof(key));
-	a.changed = xcalloc(n + 1, sizeof(*a.changed));
-	rc = storage_meta_entry_update(st, owner, canon, key, apply_change, &a);
-	for (int tries = 0; rc == 0 && a.n_changed > 0; tries++) {
-		struct mailbox_status ms = {0};
-
-		if (st->ops->status(st, owner, canon, &ms) != 0 ||
-		    ms.highestmodseq <= (a.modseq >> SEEN_SHIFT))
-			break;
-		if (tries == SEEN_RETRIES) {
-			log_warn("event=seen_modseq_race user=%s mailbox=%s", LOG_QUOTE(reader),
-			         LOG_QUOTE(canon));
-			break;
-		}
-		/* again over what changed, with the MODSEQ read now */
-		a.backend = ms.highestmodseq;
-		a.force = true;
-		a.uids = xmemdup(a.changed, a.n_changed * sizeof(*a.changed));
-		a.n = a.n_changed;
-		rc = storage_meta_entry_update(st, owner, canon, key, apply_change, &a);
-		if (a.uids != uids)
-			free((uint32_t *)a.uids);
-		a.uids = uids;
-		a.n = n;
-	}
-	free(a.changed);
+	rc = seen_change_many(st, owner, canon, keys, &a, 1, false);
 	if (rc == 0 && result_r != NULL) {
 		set_clear(result_r);
 		*result_r = a.result;
@@ -1069,15 +1136,21 @@ storage_seen_carry(struct storage *st, const char *owner, const char *from, cons
                    const struct metadata_entry *readers, size_t n_readers, const char *except,
                    uint32_t to_uidvalidity, const uint32_t *src, const uint32_t *dst, size_t n)
 {
-	struct mailbox_status ms = {0};
+	struct mailbox_status ms = {0}, dest = {0};
 	struct seen_set s = {0};
 	struct pair *pairs;
-	uint32_t *uids;
+	struct change_arg *a;
+	char **keys, **names;
+	size_t m = 0;
+	int rc;
 
-	if (n_readers == 0 || n == 0 || st->ops->status(st, owner, from, &ms) != 0)
+	if (n_readers == 0 || n == 0 || st->ops->status(st, owner, from, &ms) != 0 ||
+	    st->ops->status(st, owner, to, &dest) != 0)
 		return;
 	pairs = xcalloc(n, sizeof(*pairs));
-	uids = xcalloc(n, sizeof(*uids));
+	a = xcalloc(n_readers, sizeof(*a));
+	keys = xcalloc(n_readers, sizeof(*keys));
+	names = xcalloc(n_readers, sizeof(*names));
 	for (size_t i = 0; i < n; i++) {
 		pairs[i].src = src[i];
 		pairs[i].dst = dst[i];
@@ -1085,9 +1158,10 @@ storage_seen_carry(struct storage *st, const char *owner, const char *from, cons
 	qsort(pairs, n, sizeof(*pairs), pair_cmp);
 	for (size_t i = 0; i < n_readers; i++) {
 		char name[STORAGE_MAX_NAME * 2 + 300], reader[256];
+		char key[SEEN_KEY_MAX + sizeof(SEEN_PREFIX) + 1];
 		unsigned rights = 0;
+		uint32_t *uids;
 		size_t off, k = 0;
-		int rc;
 
 		if (!seen_parse(readers[i].value, readers[i].len, ms.uidvalidity, &s, &off) ||
 		    readers[i].len - off >= sizeof(reader))
@@ -1097,23 +1171,50 @@ storage_seen_carry(struct storage *st, const char *owner, const char *from, cons
 		if ((except != NULL && strcmp(reader, except) == 0) || strcmp(reader, owner) == 0 ||
 		    !storage_user_valid(reader))
 			continue;
+		uids = xcalloc(n, sizeof(*uids));
 		for (size_t j = 0; j < n; j++) {
 			if (seen_has(&s, pairs[j].src))
 				uids[k++] = pairs[j].dst;
 		}
-		if (k == 0)
-			continue;
 		/* only where the reader may read it */
-		if ((size_t)snprintf(name, sizeof(name), "%s/%s/%s", STORAGE_ACL_PREFIX, owner,
+		if (k == 0 ||
+		    (size_t)snprintf(name, sizeof(name), "%s/%s/%s", STORAGE_ACL_PREFIX, owner,
 		                     to) >= sizeof(name) ||
 		    storage_acl_myrights(st, reader, name, &rights) != 0 ||
-		    (rights & ACL_READ) == 0)
+		    (rights & ACL_READ) == 0) {
+			free(uids);
 			continue;
-		if ((rc = storage_seen_add(st, owner, to, reader, to_uidvalidity, uids, k)) != 0)
+		}
+		seen_key(reader, key, sizeof(key));
+		keys[m] = xstrdup(key);
+		names[m] = xstrdup(reader);
+		a[m].reader = names[m];
+		a[m].uidvalidity = to_uidvalidity;
+		a[m].backend = dest.highestmodseq;
+		a[m].uids = uids;
+		a[m].n = k;
+		a[m].seen = true;
+		m++;
+	}
+	/* every reader's in one update of the destination's record: one
+	 * commit whatever the number of readers */
+	if (m > 0 &&
+	    (rc = seen_change_many(st, owner, to, (const char *const *)keys, a, m, true)) != 0)
+		log_warn("event=seen_error op=carry mailbox=%s readers=%zu err=%s", LOG_QUOTE(to),
+		         m, roost_strerror(rc));
+	for (size_t i = 0; i < m; i++) {
+		if (a[i].failed)
 			log_warn("event=seen_error op=carry user=%s mailbox=%s err=%s",
-			         LOG_QUOTE(reader), LOG_QUOTE(to), roost_strerror(rc));
+			         LOG_QUOTE(a[i].reader), LOG_QUOTE(to),
+			         roost_strerror(ROOST_ETOOBIG));
+		set_clear(&a[i].result);
+		free((uint32_t *)a[i].uids);
+		free(keys[i]);
+		free(names[i]);
 	}
 	set_clear(&s);
-	free(uids);
+	free(names);
+	free(keys);
+	free(a);
 	free(pairs);
 }

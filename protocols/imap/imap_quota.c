@@ -259,6 +259,12 @@ cmd_setquota(struct imap_cmd *cmd)
 	}
 	if (!root_user(cmd, &cmd->p.args[0], user, sizeof(user)))
 		return;
+	if (strcmp(user, STORAGE_ACL_PUBLIC_OWNER) == 0) {
+		/* no passwd line: the config's [quota] shared_* set its limits */
+		imap_tagged(cmd, "NO",
+		            "[CANNOT] The shared namespace's quota is set in the config");
+		return;
+	}
 	path = auth_file_path(s->sv->auth);
 	if ((rc = auth_file_set_quota(path, user, storage, messages)) != 0) {
 		imap_reply_error(cmd, rc == ROOST_ENOTFOUND ? ROOST_EIO : rc, NULL);

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, ROOT, SharedServer
 from test_imap_imapflow import HERE, ensure_imapflow
 from test_imap_raw import Raw
 
@@ -537,10 +537,10 @@ class SharedNsBase(SharedServer):
         path = os.path.join(cls.tmp, "aliases")
         with open(path, "w") as f:
             f.write("support: #public+support\nsneaky: #public+INBOX\n")
-        cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf={
-            "acl": {"shared_admins": CAROL},
-            "quota": {"shared_messages": "100"},
-            "smtp": {"aliases": path}})
+        conf = {"acl": {"shared_admins": CAROL}, "quota": {"shared_messages": "100", "admins": CAROL},
+                "smtp": {"aliases": path}}
+        conf.update(getattr(cls, "extra_conf", {}))
+        cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf=conf)
         super().setUpClass()
 
     @classmethod
@@ -649,9 +649,11 @@ class SharedNsBase(SharedServer):
         typ, dat = b.getquota(q("#public"))
         self.assertEqual(typ, "OK", dat)
         self.assertEqual(self.imap(CAROL).getquota(q("#public"))[0], "OK")
+        rc = self.raw(CAROL)
+        lines, t = rc.cmd(b'SETQUOTA "#public" (MESSAGE 5)')
+        self.assertIn(b"NO [CANNOT]", t)
 
         # METADATA: /shared written by w, read by r
-        rc = self.raw(CAROL)
         lines, t = rc.cmd(b'SETMETADATA "Shared/support" (/shared/comment "the desk")')
         self.assertIn(b"OK", t)
         lines, t = ra.cmd(b'GETMETADATA "Shared/support" (/shared/comment)')
@@ -721,6 +723,31 @@ class SharedNsBase(SharedServer):
         lines, t = b.cmd(b"NOOP")
         self.assertIn(b"OK", t)
 
+    @unittest.skipIf(shutil.which("node") is None, "node not installed")
+    def test_shared_imapflow(self):
+        if not ensure_imapflow():
+            self.skipTest("imapflow could not be installed with npm")
+        c = self.imap(CAROL)
+        self.assertEqual(c.create("Shared/flow")[0], "OK")
+        for i in range(2):
+            self.assertEqual(c.append("Shared/flow", None, None, message("Flow %d" % i))[0],
+                             "OK")
+        self.assertEqual(c.setacl("Shared/flow", BOB, "lr")[0], "OK")
+        env = dict(os.environ, IMAP_PORT=str(self.srv.port("imap")), SHARED="Shared/flow",
+                   NODE_PATH=os.path.join(HERE, "node_modules"))
+        r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow_acl.js")], env=env,
+                           capture_output=True, timeout=90, cwd=HERE)
+        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
+        out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+        self.assertIn("Shared/flow", out["list"])
+        self.assertTrue(out["readOnly"])
+        self.assertEqual(out["exists"], 2)
+        self.assertEqual(out["subjects"], ["Flow 0", "Flow 1"])
+        self.assertNotEqual(out["flagged"], True)
+        self.assertEqual(out["namespaces"]["shared"][0]["prefix"], "Shared/")
+        self.assertEqual(out["namespaces"]["other"][0]["prefix"], "Other Users/")
+        self.assertEqual(c.delete("Shared/flow")[0], "OK")
+
     def test_shared_cli(self):
         c = self.imap(CAROL)
         self.assertEqual(c.create("Shared/cli")[0], "OK")
@@ -738,6 +765,44 @@ class SharedNsBase(SharedServer):
         self.assertNotEqual(res.returncode, 0)
         self.assertEqual(c.delete("Shared/cli")[0], "OK")
 
+
+PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
+
+
+class SharedNsPgsql(SharedNsBase):
+    """The same on the pgsql backend, in a PostgreSQL of the class's own
+    (scripts/pg-test.sh; skipped where the postgresql package is not
+    installed, or pgsql is not in ROOST_BACKENDS when that is set)."""
+    backend = "pgsql"
+
+    @classmethod
+    def setUpClass(cls):
+        only = os.environ.get("ROOST_BACKENDS")
+        if only not in (None, "") and "pgsql" not in only:
+            raise unittest.SkipTest("pgsql not in ROOST_BACKENDS")
+        res = subprocess.run([PG_TEST, "start"], capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise unittest.SkipTest("no PostgreSQL: " + (res.stderr.strip() or "pg-test.sh"))
+        cls.pg, dsn = res.stdout.strip().split(" ", 1)
+        try:
+            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c",
+                            "CREATE DATABASE roost_shared"], check=True, capture_output=True,
+                           timeout=60)
+            cls.extra_conf = {"storage": {"pgsql_dsn": dsn + " dbname=roost_shared"}}
+            super().setUpClass()
+        except BaseException:
+            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+
+
+TestImapShared_pgsql = type("TestImapShared_pgsql", (SharedNsPgsql, unittest.TestCase), {})
 
 for _backend in BACKENDS:
     for _base, _prefix in ((AclBase, "TestImapAcl_"), (SharedNsBase, "TestImapShared_")):

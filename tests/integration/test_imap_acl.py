@@ -723,6 +723,37 @@ class SharedNsBase(SharedServer):
         lines, t = b.cmd(b"NOOP")
         self.assertIn(b"OK", t)
 
+    def test_shared_notify_idle(self):
+        """IDLE with NOTIFY set on a selected shared mailbox hears another
+        user's APPEND and EXPUNGE (its changes wake #public's watchers)."""
+        c = self.imap(CAROL)
+        self.assertEqual(c.create("Shared/watched")[0], "OK")
+        self.assertEqual(c.append("Shared/watched", None, None, message("old"))[0], "OK")
+        self.assertEqual(c.setacl("Shared/watched", BOB, "lr")[0], "OK")
+        r = self.raw(BOB)
+        lines, t = r.cmd(b'SELECT "Shared/watched"')
+        self.assertIn(b"OK", t)
+        lines, t = r.cmd(b"NOTIFY SET (selected (MessageNew (UID) MessageExpunge)) "
+                         b"(personal (MailboxName))")
+        self.assertIn(b"OK", t)
+        r.send(b"i1 IDLE\r\n")
+        self.assertTrue(r.line().startswith(b"+ "))
+        self.assertEqual(c.append("Shared/watched", None, None, message("new"))[0], "OK")
+        r.sock.settimeout(60)
+        seen = b""
+        while b"* 2 EXISTS" not in seen:
+            seen += r.line()
+        self.assertEqual(c.select("Shared/watched")[0], "OK")
+        self.assertEqual(c.store("1", "+FLAGS", "(\\Deleted)")[0], "OK")
+        self.assertEqual(c.expunge()[0], "OK")
+        while b"* 1 EXPUNGE" not in seen:
+            seen += r.line()
+        r.send(b"DONE\r\n")
+        lines, t = r.until(b"i1")
+        self.assertIn(b"OK", t)
+        c.close()
+        self.assertEqual(c.delete("Shared/watched")[0], "OK")
+
     @unittest.skipIf(shutil.which("node") is None, "node not installed")
     def test_shared_imapflow(self):
         if not ensure_imapflow():

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -107,6 +108,62 @@ def wait_log(srv, pattern, count=1, timeout=15.0):
             return True
         time.sleep(0.05)
     return False
+
+
+def wait_for(pred, timeout=30, what="condition"):
+    """pred()'s first true value, polled until timeout (s); else the test
+    fails naming what it waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+class ScriptedPeer:
+    """A scripted TCP server on (ip, port): a thread accepts, and a thread per
+    connection runs self.serve(conn, n), n counting connections from 1.
+    Subclasses set their own fields before calling this __init__ (the
+    accepting starts in it). stop() closes the socket and the connections
+    a subclass kept in self.held, and joins the accepting thread."""
+
+    def __init__(self, ip, port):
+        self.connections = 0
+        self.held = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, port))
+        self.sock.listen(16)
+        self.stopped = False
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+
+    def serve(self, conn, n):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.held:
+            c.close()
+        self.thread.join(5)
+
+    def accept_loop(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(conn, self.connections),
+                             daemon=True).start()
 
 
 class RoostServer:
@@ -310,3 +367,32 @@ class SharedServer:
             cls.srv.stop()
         finally:
             cls.srv.cleanup()
+
+
+class JmapMailTest:
+    """Mixin for a unittest class testing alice's mail over JMAP: a server of
+    its own per test (self.backend, HTTP, SMTP and IMAP, DEFAULT_USERS),
+    self.j a Jmap client as alice, deliver() mail from bob to alice over
+    SMTP, imap() a logged-in IMAP session as alice."""
+    backend = "lmdb"
+
+    def setUp(self):
+        from jmapclient import Jmap
+        self.srv = RoostServer(backend=self.backend, listeners=("http", "smtp", "imap"),
+                               users=dict(DEFAULT_USERS))
+        self.srv.start()
+        self.addCleanup(self.srv.stop)
+        self.j = Jmap(self.srv.port("http"), "alice@example.org", "alice-secret")
+        self.addCleanup(self.j.close)
+
+    def deliver(self, data):
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=20) as s:
+            s.sendmail("bob@example.org", ["alice@example.org"], data)
+
+    def imap(self):
+        import imaplib
+        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=20)
+        m.login("alice@example.org", "alice-secret")
+        self.addCleanup(m.logout)
+        return m

@@ -3,12 +3,9 @@ server, on both backends: a client that applies removed and added to the
 results it cached gets the results of running the query again, whatever
 changed meanwhile over JMAP, IMAP or SMTP; queries whose results depend on
 other Emails (threads) and hostile arguments get the RFC's errors."""
-import imaplib
-import smtplib
 import unittest
 
-from jmapclient import Jmap
-from roosttest import BACKENDS, DEFAULT_USERS, RoostServer
+from roosttest import BACKENDS, JmapMailTest
 
 ASC = [{"property": "receivedAt", "isAscending": True}]
 
@@ -29,26 +26,7 @@ def apply_changes(cached, ch):
     return out
 
 
-class QueryChanges:
-    backend = "lmdb"
-
-    def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("http", "smtp", "imap"),
-                               users=dict(DEFAULT_USERS))
-        self.srv.start()
-        self.addCleanup(self.srv.stop)
-        self.j = Jmap(self.srv.port("http"), "alice@example.org", "alice-secret")
-        self.addCleanup(self.j.close)
-
-    def deliver(self, data):
-        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=20) as s:
-            s.sendmail("bob@example.org", ["alice@example.org"], data)
-
-    def imap(self):
-        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=20)
-        m.login("alice@example.org", "alice-secret")
-        self.addCleanup(m.logout)
-        return m
+class QueryChanges(JmapMailTest):
 
     def equery(self, **args):
         args.setdefault("sort", ASC)

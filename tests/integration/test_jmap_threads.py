@@ -7,8 +7,7 @@ RFC's errors."""
 import unittest
 
 from jmapclient import Jmap
-from roosttest import BACKENDS, DEFAULT_USERS, RoostServer
-import smtplib
+from roosttest import BACKENDS, JmapMailTest
 
 
 def msg(mid, subject, refs=None, reply_to=None):
@@ -27,27 +26,7 @@ REPLY = msg("reply@example.org", "Re: plans", refs=["root@example.org"],
 OTHER = msg("other@example.org", "unrelated")
 
 
-class Threads:
-    backend = "lmdb"
-
-    def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("http", "smtp", "imap"),
-                               users=dict(DEFAULT_USERS))
-        self.srv.start()
-        self.addCleanup(self.srv.stop)
-        self.j = Jmap(self.srv.port("http"), "alice@example.org", "alice-secret")
-        self.addCleanup(self.j.close)
-
-    def deliver(self, data):
-        with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=20) as s:
-            s.sendmail("bob@example.org", ["alice@example.org"], data)
-
-    def imap(self):
-        import imaplib
-        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=20)
-        m.login("alice@example.org", "alice-secret")
-        self.addCleanup(m.logout)
-        return m
+class Threads(JmapMailTest):
 
     def by_subject(self):
         ids = self.j.query()

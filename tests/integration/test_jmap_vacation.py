@@ -15,7 +15,7 @@ import unittest
 
 from dnsstub import DnsStub
 from jmapclient import Jmap
-from roosttest import BACKENDS, DEFAULT_USERS, RoostServer, free_port, wait_log
+from roosttest import BACKENDS, DEFAULT_USERS, RoostServer, free_port, wait_for, wait_log
 from test_smtp import fetch, uids
 
 VAC = "urn:ietf:params:jmap:vacationresponse"
@@ -50,17 +50,6 @@ def tearDownModule():
 
 def carol_mail():
     return [fetch(RECEIVER, CAROL, uid) for uid, _ in uids(RECEIVER, CAROL)]
-
-
-def wait_until(pred, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def msg(subject, sender=CAROL, to=ALICE, extra="", msgid=None):
@@ -232,8 +221,8 @@ class Vacation:
         # now a real one: answered through the queue, at the receiver
         data, msgid = msg("real", extra="References: <older@remote-a.test>\r\n")
         self.send(data)
-        got = wait_until(lambda: len(carol_mail()) > before and carol_mail()[before:],
-                         "the reply at the receiver")
+        got = wait_for(lambda: len(carol_mail()) > before and carol_mail()[before:],
+                         what="the reply at the receiver")
         self.assertEqual(len(got), 1)
         reply = email.message_from_bytes(got[0])
         self.assertEqual(reply["Auto-Submitted"], "auto-replied")
@@ -265,8 +254,8 @@ class Vacation:
                    "htmlBody": "<p>Gone &amp; away</p>"})
         data, _ = msg("after change")
         self.send(data)
-        got = wait_until(lambda: len(carol_mail()) > before + 1 and carol_mail()[before + 1:],
-                         "the second reply")
+        got = wait_for(lambda: len(carol_mail()) > before + 1 and carol_mail()[before + 1:],
+                         what="the second reply")
         reply = email.message_from_bytes(got[0])
         self.assertEqual(reply["Subject"], "Auto: after change")
         self.assertEqual(reply.get_content_type(), "multipart/alternative")
@@ -274,8 +263,8 @@ class Vacation:
         self.assertIn(b"Gone & away", parts[0])
         self.assertEqual(parts[1], b"<p>Gone &amp; away</p>")
         # nothing was left in the queue
-        wait_until(lambda: "0 messages in the queue" in self.srv.cli("queue", "list").stdout,
-                   "an empty queue")
+        wait_for(lambda: "0 messages in the queue" in self.srv.cli("queue", "list").stdout,
+                   what="an empty queue")
         self.vset({"isEnabled": False})
 
     def test_local_sender_and_hostile_mail(self):
@@ -289,7 +278,7 @@ class Vacation:
                           msgid="<hostile@example.org>", extra="References: %s\r\nCc: alice@example.org\r\n" % refs)
         self.send(data, sender="bob@example.org")
         # bob is local: the reply is stored for him without the queue
-        got = wait_until(lambda: bob.query(), "the reply in bob's INBOX")
+        got = wait_for(lambda: bob.query(), what="the reply in bob's INBOX")
         e = bob.call("Email/get", {"ids": got, "properties": ["subject", "inReplyTo",
                                                               "references", "headers"]})
         e = e["list"][0]
@@ -332,7 +321,7 @@ class Vacation:
                    "fromDate": None, "toDate": None})
         from_bob("on")
         self.assertTrue(replies_sent(1))
-        wait_until(lambda: len(bob.query()) == start + 1, "the first reply", timeout=60)
+        wait_for(lambda: len(bob.query()) == start + 1, what="the first reply", timeout=60)
         # unset: no reply
         self.vset({"isEnabled": False})
         from_bob("off again")
@@ -342,7 +331,7 @@ class Vacation:
         self.vset({"isEnabled": True})
         from_bob("on again")
         self.assertTrue(replies_sent(2))
-        wait_until(lambda: len(bob.query()) == start + 2, "the second reply", timeout=60)
+        wait_for(lambda: len(bob.query()) == start + 2, what="the second reply", timeout=60)
         self.vset({"isEnabled": False})
 
 

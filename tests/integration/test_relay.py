@@ -15,7 +15,7 @@ import time
 import unittest
 
 from dnsstub import DnsStub
-from roosttest import BACKENDS, RoostServer, free_port, wait_port
+from roosttest import BACKENDS, RoostServer, ScriptedPeer, free_port, wait_for, wait_port
 from test_smtp import fetch, tls_context, uids
 
 ALICE, BOB, DAN = "alice@example.org", "bob@example.org", "dan@roost.test"
@@ -59,7 +59,7 @@ PORT = None
 FAKES = []
 
 
-class FakePeer:
+class FakePeer(ScriptedPeer):
     """A scripted SMTP server on (ip, PORT)."""
 
     def __init__(self, ip, mode):
@@ -67,36 +67,8 @@ class FakePeer:
         self.messages = []
         self.bdats = []  # the BDAT command lines received
         self.commands = []
-        self.connections = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, PORT))
-        self.sock.listen(16)
-        self.stopped = False
-        self.held = []
         self.gate = threading.Event()  # "gated": the greeting waits for it
-        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.stopped = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        for c in self.held:
-            c.close()
-        self.thread.join(5)
-
-    def accept_loop(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.serve, args=(conn, self.connections), daemon=True).start()
+        super().__init__(ip, PORT)
 
     def serve(self, conn, n):
         conn.settimeout(20)
@@ -256,17 +228,6 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 def have_dkimpy():
     return os.path.exists(SYSTEM_PYTHON) and subprocess.run(
         [SYSTEM_PYTHON, "-c", "import dkim, nacl"], capture_output=True).returncode == 0
-
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def message(subject, sender=ALICE, to="carol@remote-a.test", msgid=None, body="Hello.\r\n"):

@@ -22,7 +22,7 @@ import time
 import unittest
 
 from dnsstub import DnsStub
-from roosttest import BACKENDS, RoostServer, free_port
+from roosttest import BACKENDS, RoostServer, ScriptedPeer, free_port, wait_for
 from test_smtp import fetch, tls_context, uids
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -103,7 +103,7 @@ def make_ca(d):
                 "-extfile", name + ".ext", cwd=d)
 
 
-class FakePeer:
+class FakePeer(ScriptedPeer):
     """A scripted SMTP server on (ip, PORT). mode: "plain" (no STARTTLS),
     "basic" (STARTTLS, then PIPELINING and CHUNKING only), "full" (STARTTLS,
     then also BINARYMIME and REQUIRETLS)."""
@@ -116,30 +116,7 @@ class FakePeer:
         if cert is not None:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls.load_cert_chain(cert + ".pem", cert + ".key")
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, PORT))
-        self.sock.listen(16)
-        self.stopped = False
-        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.stopped = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
-
-    def accept_loop(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+        super().__init__(ip, PORT)
 
     def ehlo(self, secure):
         lines = ["fake"]
@@ -152,7 +129,7 @@ class FakePeer:
         return "".join("250%s%s\r\n" % ("-" if i < len(lines) - 1 else " ", l)
                        for i, l in enumerate(lines)).encode()
 
-    def serve(self, conn):
+    def serve(self, conn, n):
         conn.settimeout(20)
         secure = False
         chunks = []
@@ -291,17 +268,6 @@ def tearDownModule():
     finally:
         DNS.stop()
         shutil.rmtree(CA_DIR, ignore_errors=True)
-
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def message(subject, to, sender=ALICE, extra="", body="Hello.\r\n"):

@@ -152,6 +152,61 @@ log_pg_error(const char *what, const PGresult *res, PGconn *conn)
 	         state != NULL ? state : "-", LOG_QUOTE(buf));
 }
 
+/*
+ * The transaction's BEGIN and its first statement in one round trip
+ * (libpq's pipeline mode): the result of the BEGIN when it failed (the
+ * statement was then not run), else the statement's. NULL when the
+ * connection broke.
+ */
+static PGresult *
+exec_begun(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binary)
+{
+	const char *begin = t->begin;
+	PGresult *got[2] = {NULL, NULL}, *r;
+	bool sent;
+
+	t->begin = NULL;
+	if (PQenterPipelineMode(t->conn) != 1) {
+		r = PQexec(t->conn, begin);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			return r;
+		PQclear(r);
+		return PQexecParams(t->conn, sql, p->n, NULL, p->v, p->len, p->fmt, binary ? 1 : 0);
+	}
+	sent = PQsendQueryParams(t->conn, begin, 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+	       PQsendQueryParams(t->conn, sql, p->n, NULL, p->v, p->len, p->fmt, binary ? 1 : 0) ==
+	           1 &&
+	       PQpipelineSync(t->conn) == 1;
+	/* each statement's results end with a NULL; the sync's comes last */
+	for (int q = 0; sent && q < 2; q++) {
+		while ((r = PQgetResult(t->conn)) != NULL) {
+			if (got[q] == NULL)
+				got[q] = r;
+			else
+				PQclear(r);
+		}
+		if (got[q] == NULL || PQstatus(t->conn) != CONNECTION_OK)
+			sent = false;
+	}
+	if (sent && (r = PQgetResult(t->conn)) != NULL) {
+		sent = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+		PQclear(r);
+	}
+	if (!sent || PQexitPipelineMode(t->conn) != 1) {
+		/* broken: the connection is dropped, whatever it says */
+		PQclear(got[0]);
+		PQclear(got[1]);
+		t->lost = true;
+		return NULL;
+	}
+	if (PQresultStatus(got[0]) != PGRES_COMMAND_OK) {
+		PQclear(got[1]);
+		return got[0];
+	}
+	PQclear(got[0]);
+	return got[1];
+}
+
 int
 pg_exec(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binary, PGresult **res_r)
 {
@@ -166,7 +221,9 @@ pg_exec(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binar
 		p = &none;
 	/* Without parameters, the simple protocol: one round trip, and a
 	 * string of several statements (pg_run's BEGIN of a lazy write). */
-	if (p->n == 0 && !binary)
+	if (t->begin != NULL)
+		res = exec_begun(t, sql, p, binary);
+	else if (p->n == 0 && !binary)
 		res = PQexec(t->conn, sql);
 	else
 		res = PQexecParams(t->conn, sql, p->n, NULL, p->v, p->len, p->fmt, binary ? 1 : 0);
@@ -267,7 +324,13 @@ pg_run(struct pg_store *ps, enum pg_mode mode, pg_txn_fn *fn, void *arg)
 		if ((rc = pg_conn_get(ps, &c)) != 0)
 			return rc;
 		t.conn = c->conn;
-		rc = begin[mode] != NULL ? pg_exec(&t, begin[mode], NULL, false, NULL) : 0;
+		/* A BEGIN of one statement goes with the first one of fn (one
+		 * round trip less per transaction); a lazy write's has two. */
+		rc = 0;
+		if (mode == PG_WRITE || mode == PG_READ)
+			t.begin = begin[mode];
+		else if (begin[mode] != NULL)
+			rc = pg_exec(&t, begin[mode], NULL, false, NULL);
 		if (rc == 0)
 			rc = fn(&t, arg);
 		if (mode == PG_AUTO) {

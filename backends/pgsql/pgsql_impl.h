@@ -121,6 +121,7 @@ struct pg_txn {
 	bool lost;  /* the connection broke */
 	bool retry; /* deadlock or serialization failure: run again */
 	bool notified;
+	const char *begin; /* the BEGIN not sent yet: it goes with the first statement */
 };
 
 /* Parameters of one statement, as text (or binary where fmt is 1). */

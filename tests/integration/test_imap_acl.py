@@ -795,6 +795,15 @@ class SharedNsBase(SharedServer):
         res = self.srv.cli("acl", "get", "#public", "cli", check=False)
         self.assertNotEqual(res.returncode, 0)
         self.assertEqual(c.delete("Shared/cli")[0], "OK")
+        # roost mailbox acts as the user too: an administrator makes one
+        self.srv.cli("mailbox", "create", CAROL, "Shared/cli2")
+        self.assertIn(b'"Shared/cli2"', b"".join(c.list(q(""), q("Shared/*"))[1]))
+        res = self.srv.cli("mailbox", "create", BOB, "Shared/cli3", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        res = self.srv.cli("mailbox", "list", "#public", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        self.srv.cli("mailbox", "delete", CAROL, "Shared/cli2")
+        self.assertEqual(c.list(q(""), q("Shared/*"))[1], [None])
 
 
 PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")

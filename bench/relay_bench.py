@@ -38,6 +38,44 @@ def delivered(srv):
         return f.read().count(b"event=delivered ")
 
 
+def run(name, port, rcv, login=None):
+    """SESSIONS sessions at once to 127.0.0.1:port (after AUTH as login, a
+    (user, password), when given), each sending PER_SESSION 4 KB messages
+    to sink@bench.test; waits (at most 300 s) until receiving Roost rcv has
+    stored them all and prints the row named name. 0 when every message
+    arrived without an error, else 1."""
+    errors = []
+    total = SESSIONS * PER_SESSION
+
+    def client(k):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+                if login is not None:
+                    s.login(*login)
+                for i in range(PER_SESSION):
+                    s.sendmail(ALICE[0], ["sink@bench.test"], body(k * PER_SESSION + i))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(SESSIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    t_sub = time.monotonic() - t0
+    deadline = time.monotonic() + 300
+    while delivered(rcv) < total and time.monotonic() < deadline and not errors:
+        time.sleep(0.02)
+    t_all = time.monotonic() - t0
+    got = delivered(rcv)
+    print("%-10s %8s %8s %14s %14s %6s" % (name, "messages", "sessions", "submit msgs/s",
+                                         "relay msgs/s", "errors"))
+    print("%-10s %8d %8d %14.0f %14.0f %6d" % ("4K", total, SESSIONS, total / t_sub,
+                                               got / t_all, len(errors) + total - got))
+    return 0 if not errors and got == total else 1
+
+
 def main():
     dns = DnsStub({"bench.test": {"A": ["127.0.0.1"]}}).start()
     quiet = {"server": {"log_level": "info"}}
@@ -52,35 +90,7 @@ def main():
             smtp={"user_messages_per_hour": "0", "user_recipients_per_hour": "0"},
             relay={"mx_port": str(rcv.port("smtp")), "max_per_domain": "4"}))
         snd.start()
-        errors = []
-        total = SESSIONS * PER_SESSION
-
-        def client(k):
-            try:
-                with smtplib.SMTP("127.0.0.1", snd.port("submission"), timeout=60) as s:
-                    s.login(*ALICE)
-                    for i in range(PER_SESSION):
-                        s.sendmail(ALICE[0], ["sink@bench.test"], body(k * PER_SESSION + i))
-            except Exception as e:  # noqa: BLE001 - reported below
-                errors.append(e)
-
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(SESSIONS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        t_sub = time.monotonic() - t0
-        deadline = time.monotonic() + 300
-        while delivered(rcv) < total and time.monotonic() < deadline and not errors:
-            time.sleep(0.02)
-        t_all = time.monotonic() - t0
-        got = delivered(rcv)
-        print("%-10s %8s %8s %14s %14s %6s" % ("size", "messages", "sessions", "submit msgs/s",
-                                             "relay msgs/s", "errors"))
-        print("%-10s %8d %8d %14.0f %14.0f %6d" % ("4K", total, SESSIONS, total / t_sub,
-                                                   got / t_all, len(errors) + total - got))
-        return 0 if not errors and got == total else 1
+        return run("size", snd.port("submission"), rcv, login=ALICE)
     finally:
         if snd is not None:
             snd.stop()

@@ -396,3 +396,54 @@ class JmapMailTest:
         m.login("alice@example.org", "alice-secret")
         self.addCleanup(m.logout)
         return m
+
+
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+POSTFIX_MASTER_CF = "/etc/postfix/master.cf"
+
+
+def postfix_config(d, smtp_port, main_cf):
+    """A private Postfix instance's configuration under directory d (its
+    queue, data and log there, smtpd on 127.0.0.1:smtp_port, no chroot,
+    loopback only, no DNS), main_cf's lines added to main.cf (what it
+    relays where). Returns the config directory, for postfix -c. The
+    daemons run as postfix: needs root."""
+    etc = os.path.join(d, "etc")
+    os.makedirs(etc)
+    os.chmod(d, 0o755)
+    for sub in ("spool", "data"):
+        os.makedirs(os.path.join(d, sub))
+    shutil.chown(os.path.join(d, "data"), "postfix")
+    with open(os.path.join(etc, "main.cf"), "w") as f:
+        f.write("""compatibility_level = 3.6
+queue_directory = {d}/spool
+data_directory = {d}/data
+maillog_file = {d}/postfix.log
+maillog_file_prefixes = {d}
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = postfix.test
+mydestination =
+local_recipient_maps =
+alias_maps =
+mynetworks = 127.0.0.0/8
+relay_recipient_maps =
+smtp_host_lookup = native
+disable_dns_lookups = yes
+""".format(d=d) + main_cf)
+    # The stock master.cf with chroot off and smtpd on our own port.
+    out = []
+    with open(POSTFIX_MASTER_CF) as f:
+        for line in f:
+            fields = line.split()
+            if line[:1].isalnum() and len(fields) >= 8:
+                if fields[0] == "smtp" and fields[1] == "inet":
+                    fields[0] = "127.0.0.1:%d" % smtp_port
+                fields[4] = "n"
+                line = " ".join(fields) + "\n"
+            out.append(line)
+    with open(os.path.join(etc, "master.cf"), "w") as f:
+        f.writelines(out)
+    return etc

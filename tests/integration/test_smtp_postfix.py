@@ -20,20 +20,18 @@ import tempfile
 import time
 import unittest
 
-from roosttest import free_port, wait_port
+from roosttest import POSTFIX, POSTFIX_MASTER_CF, free_port, postfix_config, wait_port
 from test_smtp import ALICE, BOB, message, start_server, uids
 
-POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
-MASTER_CF = "/etc/postfix/master.cf"
 
 
-@unittest.skipUnless(os.path.exists(POSTFIX) and os.path.exists(MASTER_CF),
+@unittest.skipUnless(os.path.exists(POSTFIX) and os.path.exists(POSTFIX_MASTER_CF),
                      "postfix not installed (see the module docstring)")
 @unittest.skipUnless(os.geteuid() == 0, "a private Postfix instance needs root")
 class PostfixLmtpTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="roost-postfix-")
-        self.etc = os.path.join(self.dir, "etc")
+        self.etc = os.path.join(self.dir, "etc")  # made by write_config()
         self.started = False
 
     def tearDown(self):
@@ -42,47 +40,11 @@ class PostfixLmtpTest(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def write_config(self, smtp_port, lmtp_port):
-        os.makedirs(self.etc)
-        os.chmod(self.dir, 0o755)   # the daemons run as postfix
-        for sub in ("spool", "data"):
-            os.makedirs(os.path.join(self.dir, sub))
-        shutil.chown(os.path.join(self.dir, "data"), "postfix")
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write("""compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-maillog_file = {d}/postfix.log
-maillog_file_prefixes = {d}
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = postfix.test
-mydestination =
-local_recipient_maps =
-alias_maps =
-mynetworks = 127.0.0.0/8
-relay_domains = example.org
-relay_recipient_maps =
+        self.etc = postfix_config(self.dir, smtp_port, """relay_domains = example.org
 relay_transport = lmtp:inet:127.0.0.1:{lmtp}
 lmtp_host_lookup = native
-smtp_host_lookup = native
-disable_dns_lookups = yes
 smtputf8_enable = yes
-""".format(d=self.dir, lmtp=lmtp_port))
-        # The stock master.cf with chroot off and smtpd on our own port.
-        out = []
-        with open(MASTER_CF) as f:
-            for line in f:
-                fields = line.split()
-                if line[:1].isalnum() and len(fields) >= 8:
-                    if fields[0] == "smtp" and fields[1] == "inet":
-                        fields[0] = "127.0.0.1:%d" % smtp_port
-                    fields[4] = "n"
-                    line = " ".join(fields) + "\n"
-                out.append(line)
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.writelines(out)
+""".format(lmtp=lmtp_port))
 
     def postfix_log(self):
         try:

@@ -22,7 +22,9 @@
  * (CONN_WORKER); the worker runs the hook, writes what the socket takes
  * without waiting, and posts the connection back (conn_back()), where the
  * hook's requests (close, STARTTLS, delay, a continuation) pick the next
- * state.
+ * state. A command the protocol says cannot block (command_inline) runs on
+ * the loop instead, passing through CONN_WORKER the same way, without the
+ * two thread switches of the round trip.
  */
 
 /* ---- the worker side ---- */
@@ -85,10 +87,12 @@ conn_dispatch(struct conn *c, enum conn_job job)
 	worker_pool_push(c->srv->pool, &c->work);
 }
 
+/* Loop: the hook of c->job returned (on a worker, or on the loop for an
+ * inline command): consume what it ran on and pick the next state from its
+ * requests. */
 static void
-conn_back(struct loop_msg *m)
+job_finish(struct conn *c)
 {
-	struct conn *c = container_of(m, struct conn, back);
 	uint64_t now = loop_now(c->sl->loop);
 
 	switch (c->job) {
@@ -138,7 +142,34 @@ conn_back(struct loop_msg *m)
 		conn_enter(c, conn_settle(c));
 	}
 	c->delay_ms = 0;
+}
+
+static void
+conn_back(struct loop_msg *m)
+{
+	struct conn *c = container_of(m, struct conn, back);
+
+	job_finish(c);
 	conn_step(c);
+}
+
+/* Commands a connection may run on the loop in one conn_step() before the
+ * next goes to a worker (which lets the loop serve its other connections). */
+#define INLINE_PER_STEP 8
+
+/* Loop: run the framed command (c->cmd_len bytes) here, as a worker would:
+ * the protocol said it cannot block (proto_ops.command_inline). The output
+ * is flushed by the step that goes on. */
+static void
+run_inline(struct conn *c)
+{
+	c->job = JOB_COMMAND;
+	c->input_max_seq_cmd = c->input_max_seq;
+	metrics_command(conn_listener(c));
+	conn_enter(c, CONN_WORKER);
+	c->inline_left--;
+	c->lst->ops->on_command(c, c->session, c->in.data + c->in_off, c->cmd_len);
+	job_finish(c);
 }
 
 /* ---- the loop side ---- */
@@ -190,6 +221,11 @@ ready_step(struct conn *c)
 		switch (fr) {
 		case FRAME_COMMAND:
 			c->cmd_len = used;
+			if (c->inline_left > 0 && ops->command_inline != NULL &&
+			    ops->command_inline(c, c->session, c->in.data + c->in_off, used)) {
+				run_inline(c);
+				return true;
+			}
 			conn_dispatch(c, JOB_COMMAND);
 			return false;
 		case FRAME_DISCARD:
@@ -285,6 +321,13 @@ step_inner(struct conn *c)
 				conn_close_now(c, "shutdown");
 				return;
 			}
+			if (c->lst->ops->session_new_inline) {
+				c->job = JOB_SESSION_NEW;
+				conn_enter(c, CONN_WORKER);
+				c->session = c->lst->ops->session_new(c);
+				job_finish(c);
+				continue;
+			}
 			conn_dispatch(c, JOB_SESSION_NEW);
 			return;
 		case CONN_HANDSHAKE:
@@ -360,6 +403,7 @@ step_inner(struct conn *c)
 void
 conn_step(struct conn *c)
 {
+	c->inline_left = INLINE_PER_STEP;
 	step_inner(c);
 	conn_arm(c);
 }

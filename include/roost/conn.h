@@ -23,8 +23,10 @@
  * calls the protocol's frame hook with everything buffered. The hook says
  * how many bytes form one complete command (line, line plus literals, DATA
  * body...). The loop then hands the connection to a worker, which runs
- * on_command with a pointer into the input buffer; after on_command returns
- * those bytes are consumed and the loop frames the next command.
+ * on_command with a pointer into the input buffer (or, for a command the
+ * protocol's command_inline hook says cannot block, runs it itself); after
+ * on_command returns those bytes are consumed and the loop frames the next
+ * command.
  *
  * Output path: a worker never blocks on a socket. conn_write() only appends
  * to the output buffer; when the hook returns, the loop flushes it as the
@@ -57,9 +59,13 @@ enum wake_reason {
 struct proto_ops {
 	const char *name; /* "imap", "smtp", ... for logs */
 
-	/* [worker] Create the session and write the greeting. Return NULL to
+	/* [worker, or loop: see session_new_inline] Create the session and
+	 * write the greeting. Return NULL to
 	 * refuse (after writing a reason); the connection is then closed. */
 	void *(*session_new)(struct conn *c);
+	/* True when session_new never blocks (it only allocates and writes
+	 * the greeting): the loop runs it itself, as for command_inline. */
+	bool session_new_inline;
 	/* [worker or loop] Release the session. Called exactly once, when the
 	 * connection is gone; the socket may already be closed. */
 	void (*session_free)(void *session);
@@ -75,8 +81,22 @@ struct proto_ops {
 	enum frame_result (*frame)(struct conn *c, void *session, const uint8_t *in, size_t len,
 	                           size_t *used_r);
 
-	/* [worker] Run one command. cmd is valid only during the call. */
+	/* [worker, or loop: see command_inline] Run one command. cmd is
+	 * valid only during the call. */
 	void (*on_command)(struct conn *c, void *session, const uint8_t *cmd, size_t len);
+
+	/* [loop] Optional: true when on_command for this framed command (the
+	 * bytes frame just returned FRAME_COMMAND for) never blocks: it
+	 * touches only memory (no storage, file, name service or lock held
+	 * across I/O) and its work is small and bounded. The loop then runs
+	 * on_command itself, as the owner, instead of handing the connection
+	 * to a worker and back (two thread switches per command); everything
+	 * else about the command (its output, conn_close(), conn_delay(),
+	 * conn_starttls()) is as on a worker. When unsure, return false. A
+	 * connection runs at most a few commands in a row this way before the
+	 * next one goes to a worker, so a pipelining client cannot hold the
+	 * loop. */
+	bool (*command_inline)(struct conn *c, void *session, const uint8_t *cmd, size_t len);
 
 	/* [worker] Optional: a wake-up (see enum wake_reason) while the
 	 * connection had no command running. */

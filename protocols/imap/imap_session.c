@@ -703,6 +703,35 @@ out:
 	cmd_free(&cmd);
 }
 
+/* [loop] CAPABILITY, NOOP and LOGOUT outside a selected mailbox touch only
+ * the session (no view to sync, no mailbox to close, no spooled literal):
+ * run them on the loop. */
+static bool
+imap_command_inline(struct conn *c, void *session, const uint8_t *cmd, size_t len)
+{
+	static const char *const verbs[] = {"CAPABILITY", "NOOP", "LOGOUT"};
+	const struct imap_session *s = session;
+	size_t i = 0, v;
+
+	(void)c;
+	if (s == NULL || s->sasl != NULL || s->idling || s->fr.ready != NULL ||
+	    (s->state != IMAP_STATE_NOT_AUTH && s->state != IMAP_STATE_AUTH))
+		return false;
+	while (i < len && cmd[i] != ' ')
+		i++; /* the tag */
+	if (i == 0 || i >= len)
+		return false;
+	v = ++i;
+	while (i < len && cmd[i] != ' ' && cmd[i] != '\r' && cmd[i] != '\n')
+		i++;
+	for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++) {
+		if (i - v == strlen(verbs[k]) &&
+		    strncasecmp((const char *)cmd + v, verbs[k], i - v) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void
 imap_on_wake(struct conn *c, void *session, enum wake_reason why)
 {
@@ -730,9 +759,11 @@ imap_on_shutdown(struct conn *c, void *session)
 const struct proto_ops imap_proto_ops = {
     .name = "imap",
     .session_new = imap_session_new,
+    .session_new_inline = true,
     .session_free = imap_session_free,
     .frame = imap_frame,
     .on_command = imap_on_command,
+    .command_inline = imap_command_inline,
     .on_wake = imap_on_wake,
     .on_timeout = imap_on_timeout,
     .on_shutdown = imap_on_shutdown,

@@ -266,6 +266,7 @@ pop3_on_shutdown(struct conn *c, void *session)
 const struct proto_ops pop3_proto_ops = {
     .name = "pop3",
     .session_new = pop3_session_new,
+    .session_new_inline = true,
     .session_free = pop3_session_free,
     .frame = pop3_frame_hook,
     .on_command = pop3_on_command,

@@ -319,6 +319,30 @@ smtp_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 	}
 }
 
+/* [loop] MAIL, DATA (the 354: the body itself goes to a worker) and NOOP
+ * work on the session's memory only: MAIL's checks read the configuration,
+ * the alias table and the rate limiter, all in memory. Run them on the loop:
+ * half of the thread hand-offs of a delivery. Not RSET (it may close a
+ * spool file), nor anything during AUTH or a DATA/BDAT body. */
+static bool
+smtp_command_inline(struct conn *c, void *session, const uint8_t *cmd, size_t len)
+{
+	static const char *const verbs[] = {"MAIL", "DATA", "NOOP"};
+	const struct smtp_session *s = session;
+
+	(void)c;
+	if (s == NULL || s->sasl != NULL || s->fr.kind != SMTP_FRAME_LINE || s->fr.line_bdat ||
+	    len < 5)
+		return false;
+	if (cmd[4] != ' ' && cmd[4] != '\r' && cmd[4] != '\n')
+		return false;
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (strncasecmp((const char *)cmd, verbs[i], 4) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void
 smtp_on_timeout(struct conn *c, void *session)
 {
@@ -340,9 +364,11 @@ smtp_on_shutdown(struct conn *c, void *session)
 const struct proto_ops smtp_proto_ops = {
     .name = "smtp",
     .session_new = smtp_session_new,
+    .session_new_inline = true,
     .session_free = smtp_session_free,
     .frame = smtp_frame_hook,
     .on_command = smtp_on_command,
+    .command_inline = smtp_command_inline,
     .on_timeout = smtp_on_timeout,
     .on_shutdown = smtp_on_shutdown,
 };

@@ -42,6 +42,8 @@
  *   ST n       a 1 ms timer, then STREAM n
  *   P...       one REPLY_LEN-byte reply "+OK <seq>...\r\n"
  *   ECHO x     "+OK x\r\n"
+ *   I<cmd>     <cmd>, run on the loop (proto_ops.command_inline)
+ *   IQUIT      "+OK bye\r\n", then close (on the loop)
  */
 
 static _Atomic unsigned steps_run;
@@ -50,6 +52,8 @@ static _Atomic unsigned commands_run;
 static _Atomic size_t pending_at_command; /* largest pending output when a command began */
 static _Atomic size_t pending_after_step; /* largest pending output when a step ended */
 static _Atomic int write_errors;
+static _Atomic unsigned inline_runs;  /* on_command calls on the loop thread */
+static _Atomic pthread_t loop_thread; /* set by t_inline, which runs on the loop */
 
 struct tsession {
 	size_t left; /* stream bytes still to produce */
@@ -132,6 +136,19 @@ t_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 
 	atomic_fetch_add(&commands_run, 1);
 	note_max(&pending_at_command, conn_output_pending(c));
+	if (len > 0 && cmd[0] == 'I') {
+		/* Past the per-step allowance an I command runs on the worker. */
+		if (pthread_equal(pthread_self(), atomic_load(&loop_thread)))
+			atomic_fetch_add(&inline_runs, 1);
+		if (len >= 5 && memcmp(cmd, "IQUIT", 5) == 0) {
+			conn_write_str(c, "+OK bye\r\n");
+			conn_close(c);
+			return;
+		}
+		cmd++;
+		len--;
+		n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+	}
 	memcpy(line, cmd, n);
 	line[n] = '\0';
 	line[strcspn(line, "\r\n")] = '\0';
@@ -180,12 +197,20 @@ t_on_wake(struct conn *c, void *session, enum wake_reason why)
 	conn_write_str(c, why == WAKE_TIMER ? "* timer\r\n" : "* wake\r\n");
 }
 
+static bool
+t_inline(struct conn *c, void *session, const uint8_t *cmd, size_t len)
+{
+	atomic_store(&loop_thread, pthread_self());
+	return len > 0 && cmd[0] == 'I';
+}
+
 static const struct proto_ops t_ops = {
     .name = "t",
     .session_new = t_session_new,
     .session_free = t_session_free,
     .frame = t_frame,
     .on_command = t_on_command,
+    .command_inline = t_inline,
     .on_wake = t_on_wake,
 };
 
@@ -241,6 +266,7 @@ tserver_start(struct tserver *t, unsigned command_timeout)
 	atomic_store(&pending_at_command, 0);
 	atomic_store(&pending_after_step, 0);
 	atomic_store(&write_errors, 0);
+	atomic_store(&inline_runs, 0);
 	log_setup(LOG_LEVEL_WARN, true, false);
 	memset(t, 0, sizeof(*t));
 	snprintf(t->dir, sizeof(t->dir), "/tmp/check_conn.XXXXXX");
@@ -490,6 +516,35 @@ START_TEST(worker_is_not_held_by_a_client_that_does_not_read)
 }
 END_TEST
 
+START_TEST(inline_commands_keep_their_order)
+{
+	/* Commands run on the loop and on the worker, pipelined in one send,
+	 * answer in order; one on the loop closes the connection. */
+	struct tserver t;
+	struct client a;
+	char cmd[2048] = "", want[32];
+	size_t off = 0;
+
+	tserver_start(&t, 20);
+	client_open(&a, t.port, 0);
+	expect_line(&a, "+OK ready");
+	for (unsigned i = 0; i < 40; i++)
+		off += (size_t)snprintf(cmd + off, sizeof(cmd) - off, "%sECHO %u\r\n",
+		                        i % 7 == 3 ? "" : "I", i);
+	snprintf(cmd + off, sizeof(cmd) - off, "IQUIT\r\nECHO never\r\n");
+	client_send(&a, cmd);
+	for (unsigned i = 0; i < 40; i++) {
+		snprintf(want, sizeof(want), "+OK %u", i);
+		expect_line(&a, want);
+	}
+	expect_line(&a, "+OK bye");
+	expect_closed(&a);
+	ck_assert_uint_ge(atomic_load(&inline_runs), 1);
+	close(a.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
 START_TEST(pipelined_commands_wait_while_output_is_full)
 {
 	/* The client pipelines commands and reads nothing: the server stops
@@ -507,7 +562,11 @@ START_TEST(pipelined_commands_wait_while_output_is_full)
 	setsockopt(a.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	expect_line(&a, "+OK ready");
 	memset(cmd, 'x', sizeof(cmd));
-	cmd[0] = 'P';
+	/* _i == 1: the same, with commands that run on the loop */
+	if (_i == 1)
+		memcpy(cmd, "IP", 2);
+	else
+		cmd[0] = 'P';
 	cmd[sizeof(cmd) - 1] = '\n';
 	for (;;) {
 		struct pollfd p = {.fd = a.fd, .events = POLLOUT};
@@ -682,7 +741,8 @@ conn_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, long_reply_runs_in_steps);
 	tcase_add_test(tc, worker_is_not_held_by_a_client_that_does_not_read);
-	tcase_add_test(tc, pipelined_commands_wait_while_output_is_full);
+	tcase_add_loop_test(tc, pipelined_commands_wait_while_output_is_full, 0, 2);
+	tcase_add_test(tc, inline_commands_keep_their_order);
 	tcase_add_test(tc, wakeups_wait_for_the_last_step);
 	tcase_add_test(tc, close_during_a_reply_in_steps);
 	tcase_add_test(tc, client_that_never_reads_is_closed_after_command_timeout);

@@ -118,385 +118,7 @@
 #include "roost/xalloc.h"
 
 #include "storage_private.h"
-
-#define SEEN_PREFIX "/seen/"
-#define SEEN_KEY_MAX 240 /* reader names up to this many bytes are the key itself */
-#define SEEN_MAGIC "S2"
-#define SEEN_MAGIC_V1 "S1" /* without private MODSEQs */
-#define SEEN_SHIFT 20
-#define SEEN_LOW ((UINT64_C(1) << SEEN_SHIFT) - 1)
-#define SEEN_MODS_MAX 64 /* private MODSEQ ranges kept */
-#define SEEN_RETRIES 4
-
-struct seen_range {
-	uint32_t lo, hi; /* inclusive */
-};
-
-struct seen_mod {
-	uint32_t lo, hi; /* inclusive */
-	uint64_t modseq; /* private, the reader's */
-};
-
-struct seen_set {
-	struct seen_range *v;
-	size_t n;
-	uint32_t uidvalidity;
-	struct seen_mod *m; /* ascending, disjoint */
-	size_t nm;
-	uint64_t last; /* the last private MODSEQ given, 0 when none */
-};
-
-static void
-set_clear(struct seen_set *s)
-{
-	free(s->v);
-	free(s->m);
-	s->v = NULL;
-	s->m = NULL;
-	s->n = s->nm = 0;
-	s->last = 0;
-}
-
-void
-storage_seen_free(struct seen_set **sp)
-{
-	struct seen_set *s = *sp;
-
-	if (s == NULL)
-		return;
-	*sp = NULL;
-	set_clear(s);
-	free(s);
-}
-
-uint64_t
-storage_seen_backend_modseq(uint64_t modseq)
-{
-	return modseq >> SEEN_SHIFT;
-}
-
-static void
-seen_key(const char *reader, char *out, size_t size)
-{
-	if (strlen(reader) <= SEEN_KEY_MAX)
-		snprintf(out, size, SEEN_PREFIX "%s", reader);
-	else
-		snprintf(out, size, SEEN_PREFIX "#%016llx", (unsigned long long)hash_str64(reader));
-}
-
-static void
-range_push(struct seen_set *s, size_t *cap, uint32_t lo, uint32_t hi)
-{
-	if (s->n > 0 && lo >= s->v[s->n - 1].lo && s->v[s->n - 1].hi + 1 >= lo) {
-		if (hi > s->v[s->n - 1].hi)
-			s->v[s->n - 1].hi = hi;
-		return;
-	}
-	if (s->n == *cap) {
-		*cap = *cap == 0 ? 8 : *cap * 2;
-		s->v = xreallocarray(s->v, *cap, sizeof(*s->v));
-	}
-	s->v[s->n].lo = lo;
-	s->v[s->n].hi = hi;
-	s->n++;
-}
-
-static void
-mod_push(struct seen_set *s, size_t *cap, uint32_t lo, uint32_t hi, uint64_t modseq)
-{
-	if (s->nm == *cap) {
-		*cap = *cap == 0 ? 8 : *cap * 2;
-		s->m = xreallocarray(s->m, *cap, sizeof(*s->m));
-	}
-	s->m[s->nm].lo = lo;
-	s->m[s->nm].hi = hi;
-	s->m[s->nm].modseq = modseq;
-	s->nm++;
-}
-
-static int
-range_cmp(const void *a, const void *b)
-{
-	uint32_t x = ((const struct seen_range *)a)->lo, y = ((const struct seen_range *)b)->lo;
-
-	return x < y ? -1 : x > y;
-}
-
-static int
-mod_cmp(const void *a, const void *b)
-{
-	uint32_t x = ((const struct seen_mod *)a)->lo, y = ((const struct seen_mod *)b)->lo;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Ascending and merged: the ranges kept above the records read and the
- * UIDs a change names there may interleave (two sessions appending). */
-static void
-seen_normalize(struct seen_set *s)
-{
-	size_t k = 0;
-
-	if (s->n >= 2) {
-		qsort(s->v, s->n, sizeof(*s->v), range_cmp);
-		for (size_t i = 1; i < s->n; i++) {
-			if (s->v[i].lo <= s->v[k].hi || s->v[i].lo - s->v[k].hi == 1) {
-				if (s->v[i].hi > s->v[k].hi)
-					s->v[k].hi = s->v[i].hi;
-			} else {
-				s->v[++k] = s->v[i];
-			}
-		}
-		s->n = k + 1;
-	}
-	/* private MODSEQs: overlapping ranges take the larger (a message may
-	 * be reported changed when it was not, never the other way), touching
-	 * ones of one MODSEQ merge */
-	k = 0;
-	if (s->nm >= 2) {
-		qsort(s->m, s->nm, sizeof(*s->m), mod_cmp);
-		for (size_t i = 1; i < s->nm; i++) {
-			struct seen_mod *a = &s->m[k], *b = &s->m[i];
-
-			if (b->lo <= a->hi || (b->lo - a->hi == 1 && b->modseq == a->modseq)) {
-				if (b->hi > a->hi)
-					a->hi = b->hi;
-				if (b->modseq > a->modseq)
-					a->modseq = b->modseq;
-			} else {
-				s->m[++k] = *b;
-			}
-		}
-		s->nm = k + 1;
-	}
-	/* bounded: past SEEN_MODS_MAX, neighbours merge in equal groups (in
-	 * one pass: a STORE of every other UID of a large mailbox makes one
-	 * range per message) with the largest MODSEQ of each */
-	if (s->nm > SEEN_MODS_MAX) {
-		size_t per = (s->nm + SEEN_MODS_MAX - 1) / SEEN_MODS_MAX;
-
-		k = 0;
-		for (size_t i = 0; i < s->nm; i += per) {
-			struct seen_mod g = s->m[i];
-
-			for (size_t j = i + 1; j < i + per && j < s->nm; j++) {
-				g.hi = s->m[j].hi;
-				if (s->m[j].modseq > g.modseq)
-					g.modseq = s->m[j].modseq;
-			}
-			s->m[k++] = g;
-		}
-		s->nm = k;
-	}
-}
-
-static bool
-seen_has(const struct seen_set *s, uint32_t uid)
-{
-	size_t lo = 0, hi = s != NULL ? s->n : 0;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (uid < s->v[mid].lo)
-			hi = mid;
-		else if (uid > s->v[mid].hi)
-			lo = mid + 1;
-		else
-			return true;
-	}
-	return false;
-}
-
-/* The private MODSEQ of uid, 0 when none. */
-static uint64_t
-mod_of(const struct seen_set *s, uint32_t uid)
-{
-	size_t lo = 0, hi = s != NULL ? s->nm : 0;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (uid < s->m[mid].lo)
-			hi = mid;
-		else if (uid > s->m[mid].hi)
-			lo = mid + 1;
-		else
-			return s->m[mid].modseq;
-	}
-	return 0;
-}
-
-/* A message's MODSEQ as the reader sees it. */
-static uint64_t
-view_modseq(const struct seen_set *s, uint32_t uid, uint64_t backend)
-{
-	uint64_t own = mod_of(s, uid), shifted = backend << SEEN_SHIFT;
-
-	return own > shifted ? own : shifted;
-}
-
-/* HIGHESTMODSEQ as the reader sees it. */
-static uint64_t
-view_highest(const struct seen_set *s, uint64_t backend)
-{
-	uint64_t shifted = backend << SEEN_SHIFT;
-
-	return s->last > shifted ? s->last : shifted;
-}
-
-static bool
-seen_equal(const struct seen_set *a, const struct seen_set *b)
-{
-	return a->n == b->n && a->uidvalidity == b->uidvalidity &&
-	       (a->n == 0 || memcmp(a->v, b->v, a->n * sizeof(*a->v)) == 0);
-}
-
-static void
-varint_put(struct buf *b, uint64_t v)
-{
-	while (v >= 0x80) {
-		buf_append_byte(b, (uint8_t)(v | 0x80));
-		v >>= 7;
-	}
-	buf_append_byte(b, (uint8_t)v);
-}
-
-static bool
-varint64_get(const uint8_t *p, size_t len, size_t *off, uint64_t *v_r)
-{
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		uint8_t c;
-
-		if (*off >= len)
-			return false;
-		c = p[(*off)++];
-		if (shift == 63 && (c & 0x7e) != 0)
-			return false;
-		v |= (uint64_t)(c & 0x7f) << shift;
-		if ((c & 0x80) == 0) {
-			*v_r = v;
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool
-varint_get(const uint8_t *p, size_t len, size_t *off, uint32_t *v_r)
-{
-	uint64_t v;
-
-	if (!varint64_get(p, len, off, &v) || v > UINT32_MAX)
-		return false;
-	*v_r = (uint32_t)v;
-	return true;
-}
-
-static void
-seen_encode(const struct seen_set *s, const char *reader, struct buf *out)
-{
-	uint8_t uv[4] = {(uint8_t)(s->uidvalidity >> 24), (uint8_t)(s->uidvalidity >> 16),
-	                 (uint8_t)(s->uidvalidity >> 8), (uint8_t)s->uidvalidity};
-	uint32_t prev = 0;
-
-	buf_append_str(out, SEEN_MAGIC);
-	buf_append(out, uv, 4);
-	varint_put(out, s->n);
-	for (size_t i = 0; i < s->n; i++) {
-		varint_put(out, s->v[i].lo - prev);
-		varint_put(out, s->v[i].hi - s->v[i].lo);
-		prev = s->v[i].hi;
-	}
-	varint_put(out, s->last);
-	varint_put(out, s->nm);
-	prev = 0;
-	for (size_t i = 0; i < s->nm; i++) {
-		varint_put(out, s->m[i].lo - prev);
-		varint_put(out, s->m[i].hi - s->m[i].lo);
-		varint_put(out, s->last - s->m[i].modseq);
-		prev = s->m[i].hi;
-	}
-	buf_append_str(out, reader);
-}
-
-/* Decode data[0..len) into s (cleared first) when its UIDVALIDITY is
- * uidvalidity; *name_off_r gets where the reader's name starts. False when
- * it does not decode (s then empty). */
-static bool
-seen_parse(const uint8_t *data, size_t len, uint32_t uidvalidity, struct seen_set *s,
-           size_t *name_off_r)
-{
-	size_t off = 6, cap = 0, mcap = 0;
-	uint32_t count, prev = 0, uv;
-	bool v2;
-
-	set_clear(s);
-	s->uidvalidity = uidvalidity;
-	if (data == NULL || len < 6)
-		return false;
-	v2 = memcmp(data, SEEN_MAGIC, 2) == 0;
-	if (!v2 && memcmp(data, SEEN_MAGIC_V1, 2) != 0)
-		return false;
-	uv = (uint32_t)data[2] << 24 | (uint32_t)data[3] << 16 | (uint32_t)data[4] << 8 | data[5];
-	if (uv != uidvalidity || !varint_get(data, len, &off, &count) || count > len)
-		goto bad;
-	for (uint32_t i = 0; i < count; i++) {
-		uint32_t gap, span;
-
-		if (!varint_get(data, len, &off, &gap) || !varint_get(data, len, &off, &span) ||
-		    gap > UINT32_MAX - prev || (i > 0 && gap == 0) ||
-		    span > UINT32_MAX - (prev + gap))
-			goto bad;
-		range_push(s, &cap, prev + gap, prev + gap + span);
-		prev += gap + span;
-	}
-	if (s->n > 0 && s->v[0].lo == 0)
-		goto bad;
-	if (v2) {
-		uint64_t last;
-
-		prev = 0;
-		if (!varint64_get(data, len, &off, &last) || !varint_get(data, len, &off, &count) ||
-		    count > len)
-			goto bad;
-		for (uint32_t i = 0; i < count; i++) {
-			uint32_t gap, span;
-			uint64_t below;
-
-			if (!varint_get(data, len, &off, &gap) ||
-			    !varint_get(data, len, &off, &span) ||
-			    !varint64_get(data, len, &off, &below) || gap > UINT32_MAX - prev ||
-			    gap == 0 || span > UINT32_MAX - (prev + gap) || below >= last)
-				goto bad;
-			mod_push(s, &mcap, prev + gap, prev + gap + span, last - below);
-			prev += gap + span;
-		}
-		s->last = last;
-	}
-	*name_off_r = off;
-	return true;
-bad:
-	set_clear(s);
-	return false;
-}
-
-/* The set in data[0..len) when it is reader's and of uidvalidity; else
- * (absent, another UIDVALIDITY, another reader's under a hashed key, not
- * decodable) the empty set. */
-static void
-seen_decode(const uint8_t *data, size_t len, const char *reader, uint32_t uidvalidity,
-            struct seen_set *s)
-{
-	size_t off;
-
-	if (!seen_parse(data, len, uidvalidity, s, &off))
-		return;
-	if (len - off != strlen(reader) || memcmp(data + off, reader, len - off) != 0)
-		set_clear(s);
-}
+#include "storage_seen_set.h"
 
 /* The reader's set for owner's canon as stored now. */
 static int
@@ -530,7 +152,7 @@ overlay(const struct seen_set *s, struct msg_record *recs, size_t n)
 			recs[i].flags |= MSG_SEEN;
 		else
 			recs[i].flags &= ~(uint32_t)MSG_SEEN;
-		recs[i].modseq = view_modseq(s, recs[i].uid, recs[i].modseq);
+		recs[i].modseq = seen_view_modseq(s, recs[i].uid, recs[i].modseq);
 	}
 }
 
@@ -558,7 +180,7 @@ remember(struct mailbox *mb, struct seen_set *s)
 {
 	if (mb->seen == NULL)
 		mb->seen = xcalloc(1, sizeof(*mb->seen));
-	set_clear(mb->seen);
+	seen_clear(mb->seen);
 	*mb->seen = *s;
 	memset(s, 0, sizeof(*s));
 }
@@ -577,7 +199,7 @@ storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n, uint
 		return rc;
 	overlay(&s, recs, n);
 	if (modseq != NULL)
-		*modseq = view_highest(&s, *modseq);
+		*modseq = seen_view_highest(&s, *modseq);
 	remember(mb, &s);
 	return 0;
 }
@@ -615,7 +237,7 @@ storage_seen_changes(struct mailbox *mb, uint64_t since, struct mailbox_changes 
 	    (rc = seen_read(mb->st, mb->user, mb->name, mb->actor, uv, &s)) != 0)
 		return rc;
 	overlay(&s, ch->changed, ch->n_changed);
-	ch->highestmodseq = view_highest(&s, ch->highestmodseq);
+	ch->highestmodseq = seen_view_highest(&s, ch->highestmodseq);
 	/* the reader changed \Seen in another session: every message whose
 	 * \Seen differs from what this one was told is a change (IDLE, NOOP),
 	 * and so is every message whose private MODSEQ is above since */
@@ -627,14 +249,14 @@ storage_seen_changes(struct mailbox *mb, uint64_t since, struct mailbox_changes 
 		return 0;
 	}
 	if ((rc = mb->st->ops->records(mb, &recs, &n, &modseq)) != 0) {
-		set_clear(&s);
+		seen_clear(&s);
 		return rc;
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint32_t uid = recs[i].uid;
 
 		if (!(differ && seen_has(&s, uid) != seen_has(mb->seen, uid)) &&
-		    mod_of(&s, uid) <= since)
+		    seen_mod_of(&s, uid) <= since)
 			continue;
 		if (listed(ch->changed, ch->n_changed, uid))
 			continue;
@@ -669,9 +291,9 @@ storage_seen_unseen(struct mailbox *mb, struct mailbox_status *status)
 	rc = seen_read(mb->st, mb->user, mb->name, mb->actor, status->uidvalidity, &s);
 	if (rc == 0) {
 		overlay(&s, recs, n);
-		status->highestmodseq = view_highest(&s, status->highestmodseq);
+		status->highestmodseq = seen_view_highest(&s, status->highestmodseq);
 	}
-	set_clear(&s);
+	seen_clear(&s);
 	status->unseen = 0;
 	status->first_unseen_uid = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -744,15 +366,15 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 
 	*remove = false;
 	seen_decode(old, old_len, a->reader, a->uidvalidity, &s);
-	set_clear(r);
+	seen_clear(r);
 	r->uidvalidity = a->uidvalidity;
 	a->n_changed = 0;
 	a->modseq = 0;
 	/* the private MODSEQ this change gives: above everything the reader
 	 * was told, below the owner's next change */
-	base = view_highest(&s, a->backend);
+	base = seen_view_highest(&s, a->backend);
 	if ((base & SEEN_LOW) == SEEN_LOW) {
-		set_clear(&s);
+		seen_clear(&s);
 		return ROOST_ETOOBIG;
 	}
 	p = base + 1;
@@ -777,42 +399,43 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 		if (seen && run)
 			r->v[r->n - 1].hi = uid;
 		else if (seen)
-			range_push(r, &cap, uid, uid);
+			seen_range_push(r, &cap, uid, uid);
 		run = seen;
-		ms = c < a->n_changed && a->changed[c] == uid ? p : mod_of(&s, uid);
+		ms = c < a->n_changed && a->changed[c] == uid ? p : seen_mod_of(&s, uid);
 		if (ms <= a->recs[i].modseq << SEEN_SHIFT)
 			ms = 0;
 		if (ms != 0 && mrun && r->m[r->nm - 1].modseq == ms)
 			r->m[r->nm - 1].hi = uid;
 		else if (ms != 0)
-			mod_push(r, &mcap, uid, uid, ms);
+			seen_mod_push(r, &mcap, uid, uid, ms);
 		mrun = ms != 0;
 	}
 	/* UIDs newer than the records read (appended meanwhile) keep theirs,
 	 * and so do the ones this change names there (an append's own) */
 	for (size_t i = 0; i < s.n; i++) {
 		if (s.v[i].hi > last)
-			range_push(r, &cap, s.v[i].lo > last ? s.v[i].lo : last + 1, s.v[i].hi);
+			seen_range_push(r, &cap, s.v[i].lo > last ? s.v[i].lo : last + 1,
+			                s.v[i].hi);
 	}
 	for (size_t i = 0; i < s.nm; i++) {
 		if (s.m[i].hi > last)
-			mod_push(r, &mcap, s.m[i].lo > last ? s.m[i].lo : last + 1, s.m[i].hi,
-			         s.m[i].modseq);
+			seen_mod_push(r, &mcap, s.m[i].lo > last ? s.m[i].lo : last + 1, s.m[i].hi,
+			              s.m[i].modseq);
 	}
 	for (; u < a->n; u++) {
 		if (a->uids[u] > last && a->seen)
-			range_push(r, &cap, a->uids[u], a->uids[u]);
+			seen_range_push(r, &cap, a->uids[u], a->uids[u]);
 	}
 	for (size_t c = 0; c < a->n_changed; c++) {
 		if (a->changed[c] > last)
-			mod_push(r, &mcap, a->changed[c], a->changed[c], p);
+			seen_mod_push(r, &mcap, a->changed[c], a->changed[c], p);
 	}
 	r->last = s.last;
 	if (a->n_changed > 0) {
 		r->last = p;
 		a->modseq = p;
 	}
-	set_clear(&s);
+	seen_clear(&s);
 	seen_normalize(r);
 	/* kept even when nothing is seen: the last private MODSEQ must not
 	 * go back while it is above the backend's */
@@ -846,7 +469,7 @@ apply_many(size_t i, const uint8_t *old, size_t old_len, struct buf *out, bool *
 	*remove = old == NULL;
 	if (old != NULL)
 		buf_append(out, old, old_len);
-	set_clear(&a->result);
+	seen_clear(&a->result);
 	a->n_changed = 0;
 	a->modseq = 0;
 	a->failed = true;
@@ -938,10 +561,10 @@ seen_change(struct storage *st, const char *owner, const char *canon, const char
 	seen_key(reader, key, sizeof(key));
 	rc = seen_change_many(st, owner, canon, keys, &a, 1, false);
 	if (rc == 0 && result_r != NULL) {
-		set_clear(result_r);
+		seen_clear(result_r);
 		*result_r = a.result;
 	} else {
-		set_clear(&a.result);
+		seen_clear(&a.result);
 	}
 	return rc;
 }
@@ -1054,7 +677,7 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 		if (r == n_recs || recs[r].uid != uids[i])
 			continue; /* gone: skipped */
 		if (req->unchanged_since != 0 &&
-		    view_modseq(&cur, uids[i], recs[r].modseq) > req->unchanged_since) {
+		    seen_view_modseq(&cur, uids[i], recs[r].modseq) > req->unchanged_since) {
 			mod[n_mod++] = uids[i];
 			continue;
 		}
@@ -1102,8 +725,8 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 	if (rc == 0 && touch && n_todo > 0 && mb->seen != NULL)
 		remember(mb, &now);
 out:
-	set_clear(&now);
-	set_clear(&cur);
+	seen_clear(&now);
+	seen_clear(&cur);
 	free(mod);
 	free(without);
 	free(with);
@@ -1207,12 +830,12 @@ storage_seen_carry(struct storage *st, const char *owner, const char *from, cons
 			log_warn("event=seen_error op=carry user=%s mailbox=%s err=%s",
 			         LOG_QUOTE(a[i].reader), LOG_QUOTE(to),
 			         roost_strerror(ROOST_ETOOBIG));
-		set_clear(&a[i].result);
+		seen_clear(&a[i].result);
 		free((uint32_t *)a[i].uids);
 		free(keys[i]);
 		free(names[i]);
 	}
-	set_clear(&s);
+	seen_clear(&s);
 	free(names);
 	free(keys);
 	free(a);

@@ -171,6 +171,30 @@ alloc_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
 
 static void text_element(struct buf *b, const char *s);
 
+/* The rows (ord, mailbox id, uid, modseq, uidvalidity) a batch statement
+ * returned: each gives its target (the ord-th, 1-based) its UID, and
+ * marks it stored when the statement also stored the message. */
+static void
+take_batch_rows(PGresult *res, struct deliver_arg *a, bool stored)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t ord = pg_int(res, r, 0);
+		struct dtarget *d;
+
+		if (ord < 1 || (size_t)ord > a->n)
+			continue;
+		d = &a->targets[ord - 1];
+		d->id = pg_int(res, r, 1);
+		d->uid = (uint32_t)pg_int(res, r, 2);
+		d->modseq = pg_int(res, r, 3);
+		d->uidvalidity = (uint32_t)pg_int(res, r, 4);
+		d->kw = 0;
+		d->result = 0;
+		if (stored)
+			d->stored = true;
+	}
+}
+
 /*
  * Lock and take a UID in every target's mailbox with one statement, when
  * no keywords are to be added and no mailbox is named twice: the rows are
@@ -215,20 +239,7 @@ alloc_batch(struct pg_txn *t, struct deliver_arg *a)
 	buf_free(&names);
 	if (rc != 0)
 		return rc;
-	for (int r = 0; r < PQntuples(res); r++) {
-		int64_t ord = pg_int(res, r, 0);
-		struct dtarget *d;
-
-		if (ord < 1 || (size_t)ord > a->n)
-			continue;
-		d = &a->targets[ord - 1];
-		d->id = pg_int(res, r, 1);
-		d->uid = (uint32_t)pg_int(res, r, 2);
-		d->modseq = pg_int(res, r, 3);
-		d->uidvalidity = (uint32_t)pg_int(res, r, 4);
-		d->kw = 0;
-		d->result = 0;
-	}
+	take_batch_rows(res, a, false);
 	PQclear(res);
 	return 0;
 }
@@ -339,21 +350,7 @@ store_batch(struct pg_txn *t, struct deliver_arg *a)
 	if (rc != 0)
 		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
 	t->notified = true;
-	for (int r = 0; r < PQntuples(res); r++) {
-		int64_t ord = pg_int(res, r, 0);
-		struct dtarget *d;
-
-		if (ord < 1 || (size_t)ord > a->n)
-			continue;
-		d = &a->targets[ord - 1];
-		d->id = pg_int(res, r, 1);
-		d->uid = (uint32_t)pg_int(res, r, 2);
-		d->modseq = pg_int(res, r, 3);
-		d->uidvalidity = (uint32_t)pg_int(res, r, 4);
-		d->kw = 0;
-		d->result = 0;
-		d->stored = true;
-	}
+	take_batch_rows(res, a, true);
 	PQclear(res);
 	return 0;
 }

@@ -369,74 +369,82 @@ create_one(struct jmap_req *r, json_t *sub, char sid[40])
 	return err;
 }
 
-void
-jmap_submission_set(struct jmap_req *r, json_t *args, const char *tag)
+/* EmailSubmission/set's context: the email each submission created in
+ * this call sent, by the submission's id, for onSuccessUpdateEmail and
+ * onSuccessDestroyEmail. */
+struct sub_set {
+	json_t *sent; /* submission id -> email id */
+};
+
+/* Kept submissions never change: the state is always "1". */
+static bool
+sub_state(struct jmap_req *r, void *ctx, struct buf *out)
 {
-	json_t *create = json_object_get(args, "create"), *created = json_object();
-	json_t *not_created = json_object(), *v, *on_update, *on_destroy;
-	json_t *upd = json_object(), *dst = json_array();
+	buf_append_str(out, "1");
+	return true;
+}
+
+static json_t *
+sub_create(struct jmap_req *r, void *ctx, json_t *obj, json_t **created_r)
+{
+	struct sub_set *s = ctx;
+	const char *eid = jmap_resolve_id(r, json_string_value(json_object_get(obj, "emailId")));
+	char sid[40], date[21];
+	json_t *err = create_one(r, obj, sid);
+
+	if (err != NULL)
+		return err;
+	jmap_utc_date((int64_t)time(NULL), date);
+	*created_r = json_pack("{sssssssn}", "id", sid, "undoStatus", "final", "sendAt", date,
+	                       "deliveryStatus");
+	if (eid != NULL)
+		json_object_set_new(s->sent, sid, json_string(eid));
+	return NULL;
+}
+
+/* Submissions are final at once and not kept: none to change or destroy. */
+static json_t *
+sub_update(struct jmap_req *r, void *ctx, const char *id, json_t *patch, json_t **updated_r)
+{
+	return jmap_set_error("notFound", NULL);
+}
+
+static json_t *
+sub_destroy(struct jmap_req *r, void *ctx, const char *id)
+{
+	return jmap_set_error("notFound", NULL);
+}
+
+/* RFC 8621 7.5: the implicit Email/set of onSuccessUpdateEmail and
+ * onSuccessDestroyEmail, for the submissions this call created (in sent),
+ * answers under the same call id; none when nothing applies. */
+static void
+on_success_email_set(struct jmap_req *r, json_t *args, json_t *sent, const char *tag)
+{
+	json_t *on_update = json_object_get(args, "onSuccessUpdateEmail");
+	json_t *on_destroy = json_object_get(args, "onSuccessDestroyEmail");
+	json_t *upd = json_object(), *dst = json_array(), *v;
 	const char *key;
 
-	if (!jmap_check_account(r, args, tag))
-		goto out;
-	if (json_object_size(create) + json_object_size(json_object_get(args, "update")) +
-	        json_array_size(json_object_get(args, "destroy")) >
-	    JMAP_MAX_OBJECTS_SET) {
-		jmap_error(r, "requestTooLarge", NULL, tag);
-		goto out;
-	}
-	on_update = json_object_get(args, "onSuccessUpdateEmail");
-	on_destroy = json_object_get(args, "onSuccessDestroyEmail");
-	json_object_foreach(create, key, v)
+	json_object_foreach(json_object_get(args, "create"), key, v)
 	{
-		char sid[40], date[21], ref[300];
-		const char *eid =
-		    jmap_resolve_id(r, json_string_value(json_object_get(v, "emailId")));
-		json_t *err = create_one(r, v, sid), *p;
+		const char *sid = json_string_value(json_object_get(r->created_ids, key));
+		const char *eid = json_string_value(json_object_get(sent, sid != NULL ? sid : ""));
+		char ref[300];
+		json_t *p;
 		size_t i;
 
-		if (err != NULL) {
-			json_object_set_new(not_created, key, err);
+		if (eid == NULL)
 			continue;
-		}
-		jmap_utc_date((int64_t)time(NULL), date);
-		json_object_set_new(created, key,
-		                    json_pack("{sssssssn}", "id", sid, "undoStatus", "final",
-		                              "sendAt", date, "deliveryStatus"));
-		json_object_set_new(r->created_ids, key, json_string(sid));
 		snprintf(ref, sizeof(ref), "#%s", key);
-		if ((p = json_object_get(on_update, ref)) != NULL && eid != NULL)
+		if ((p = json_object_get(on_update, ref)) != NULL)
 			json_object_set(upd, eid, p);
 		json_array_foreach(on_destroy, i, p)
 		{
-			if (json_is_string(p) && strcmp(json_string_value(p), ref) == 0 &&
-			    eid != NULL)
+			if (json_is_string(p) && strcmp(json_string_value(p), ref) == 0)
 				json_array_append_new(dst, json_string(eid));
 		}
 	}
-	{
-		/* Submissions are final at once and not kept: none to change. */
-		json_t *not_updated = json_object(), *not_destroyed = json_object();
-		size_t i;
-
-		json_object_foreach(json_object_get(args, "update"), key, v)
-		{
-			json_object_set_new(not_updated, key, jmap_set_error("notFound", NULL));
-		}
-		json_array_foreach(json_object_get(args, "destroy"), i, v)
-		{
-			if (json_is_string(v))
-				json_object_set_new(not_destroyed, json_string_value(v),
-				                    jmap_set_error("notFound", NULL));
-		}
-		jmap_reply(r, "EmailSubmission/set",
-		           json_pack("{sssssssOsOs{}sos[]so}", "accountId", r->account, "oldState",
-		                     "1", "newState", "1", "created", created, "notCreated",
-		                     not_created, "updated", "notUpdated", not_updated, "destroyed",
-		                     "notDestroyed", not_destroyed),
-		           tag);
-	}
-	/* RFC 8621 7.5: the implicit Email/set answers under the same call id. */
 	if (json_object_size(upd) > 0 || json_array_size(dst) > 0) {
 		json_t *a =
 		    json_pack("{sssOsO}", "accountId", r->account, "update", upd, "destroy", dst);
@@ -444,9 +452,23 @@ jmap_submission_set(struct jmap_req *r, json_t *args, const char *tag)
 		jmap_email_set(r, a, tag);
 		json_decref(a);
 	}
-out:
-	json_decref(created);
-	json_decref(not_created);
 	json_decref(upd);
 	json_decref(dst);
+}
+
+void
+jmap_submission_set(struct jmap_req *r, json_t *args, const char *tag)
+{
+	static const struct jmap_set_ops ops = {
+	    .name = "EmailSubmission/set",
+	    .state = sub_state,
+	    .create = sub_create,
+	    .update = sub_update,
+	    .destroy = sub_destroy,
+	};
+	struct sub_set s = {.sent = json_object()};
+
+	jmap_set_run(r, args, tag, &ops, &s);
+	on_success_email_set(r, args, s.sent, tag);
+	json_decref(s.sent);
 }

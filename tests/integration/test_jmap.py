@@ -167,11 +167,13 @@ class JmapMail(JmapBase):
 
     def test_set_preamble(self):
         """Every /set method starts alike: more than maxObjectsInSet objects
-        is requestTooLarge (Mailbox/set too), a stale ifInState is
-        stateMismatch, and neither changes anything."""
+        is requestTooLarge (Mailbox/set and EmailSubmission/set too), a
+        stale ifInState is stateMismatch, and neither changes anything."""
         many = {"k%d" % i: {"name": "Box%d" % i, "parentId": None} for i in range(501)}
         for method, args in (("Mailbox/set", {"create": many}),
-                             ("Email/set", {"destroy": ["x%d" % i for i in range(501)]})):
+                             ("Email/set", {"destroy": ["x%d" % i for i in range(501)]}),
+                             ("EmailSubmission/set",
+                              {"destroy": ["x%d" % i for i in range(501)]})):
             resp = self.j.api([[method, dict(args, accountId=self.j.acc), "t"]])
             self.assertEqual(resp[0][0], "error", resp)
             self.assertEqual(resp[0][1]["type"], "requestTooLarge")
@@ -460,6 +462,49 @@ class JmapMail(JmapBase):
             "envelope": {"mailFrom": {"email": "alice@example.org"},
                          "rcptTo": [{"email": "bob@example.org"}]}}}}, "0"]])
         self.assertEqual(resp[0][1]["notCreated"]["s"]["type"], "forbiddenFrom")
+
+    def test_submission_set_reply(self):
+        """EmailSubmission/set answers as every /set does: the state "1"
+        (submissions are final and not kept, so update and destroy find
+        nothing), the created submission under its creation id, and the
+        implicit Email/set of onSuccessDestroyEmail under the same call id;
+        a failed submission leaves the email alone."""
+        boxes = self.j.mailboxes()
+        ident = self.j.call("Identity/get", {})["list"][0]
+        draft = {"mailboxIds": {boxes["drafts"]["id"]: True},
+                 "from": [{"email": "alice@example.org"}], "to": [{"email": "bob@example.org"}],
+                 "subject": "gone", "textBody": [{"partId": "1", "type": "text/plain"}],
+                 "bodyValues": {"1": {"value": "sent and gone"}}}
+        resp = self.j.api([
+            ["Email/set", {"accountId": self.j.acc, "create": {"d": draft, "e": draft}}, "0"],
+            ["EmailSubmission/set", {"accountId": self.j.acc, "create": {
+                "s": {"identityId": ident["id"], "emailId": "#d"},
+                "t": {"identityId": "nobody", "emailId": "#e"}},
+                "update": {"u1": {}}, "destroy": ["x1", 7],
+                "onSuccessDestroyEmail": ["#s", "#t"]}, "1"]])
+        kept = resp[0][1]["created"]["e"]["id"]
+        sub = resp[1][1]
+        self.assertEqual(resp[1][0], "EmailSubmission/set")
+        self.assertEqual((sub["accountId"], sub["oldState"], sub["newState"]),
+                         (self.j.acc, "1", "1"))
+        self.assertEqual(sub["created"]["s"]["undoStatus"], "final")
+        self.assertTrue(sub["created"]["s"]["id"])
+        self.assertEqual(sub["notCreated"]["t"]["type"], "invalidProperties")
+        self.assertEqual((sub["updated"], sub["destroyed"]), ({}, []))
+        self.assertEqual(sub["notUpdated"]["u1"]["type"], "notFound")
+        self.assertEqual(list(sub["notDestroyed"]), ["x1"])
+        self.assertEqual(sub["notDestroyed"]["x1"]["type"], "notFound")
+        self.assertEqual(len(resp), 3, resp)
+        self.assertEqual((resp[2][0], resp[2][2]), ("Email/set", "1"))
+        self.assertEqual(resp[2][1]["destroyed"], [resp[0][1]["created"]["d"]["id"]])
+        self.assertEqual(self.j.query(inMailbox=boxes["drafts"]["id"]), [kept])
+        # nothing created, nothing implied
+        resp = self.j.api([["EmailSubmission/set", {"accountId": self.j.acc, "create": {
+            "s": {"identityId": ident["id"], "emailId": "Mnone"}},
+            "onSuccessDestroyEmail": ["#s"]}, "0"]])
+        self.assertEqual(len(resp), 1, resp)
+        self.assertEqual(resp[0][1]["notCreated"]["s"]["type"], "invalidProperties")
+        self.assertEqual(self.j.query(inMailbox=boxes["drafts"]["id"]), [kept])
 
 
 class JmapMailMaildir(JmapMail, unittest.TestCase):

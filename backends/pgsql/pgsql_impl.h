@@ -283,6 +283,48 @@ int pg_mbox_row(struct pg_txn *t, int64_t id, uint64_t *hms_r, uint32_t *uidnext
                 uint64_t *floor_r);
 /* pgsql_save.c: drop the bodies no message refers to any more. */
 int pg_bodies_collect(struct pg_txn *t);
+/* ---- delivery (pgsql_save.c, pgsql_save_batch.c) ---- */
+
+#define PG_SHA_LEN 32
+
+/* One mailbox a delivery goes to, and what it took there. */
+struct pg_dtarget {
+	const char *user;
+	const char *name;
+	int64_t id; /* 0: look up by user and name */
+	int result;
+	uint32_t uid;
+	uint32_t uidvalidity;
+	int64_t modseq;
+	uint64_t kw;
+	bool stored; /* its record, body reference and notification are in */
+};
+
+/* One delivery: the message and its targets. */
+struct pg_deliver_arg {
+	const struct msg_input *msg;
+	size_t *order; /* targets by (user, mailbox): one lock order for all */
+	const uint8_t *data;
+	size_t len;
+	uint8_t sha[PG_SHA_LEN];
+	int64_t idate;
+	struct pg_dtarget *targets;
+	size_t n;
+};
+
+/* An element of a text[] parameter in text form, appended to b. */
+void pg_text_element(struct buf *b, const char *s);
+/* "{...}" of signed 64-bit values, a bigint[] parameter in text form,
+ * into b (reset first). */
+void pg_sint64_array(struct buf *b, const int64_t *v, size_t n);
+/* pgsql_save_batch.c: whether a's targets fit the batch statements;
+ * lock every target's mailbox and take its UID in one statement; or that
+ * and store the message too. The targets left with result 1 go the slow
+ * way. Return 0 or pg_exec()'s error. */
+bool pg_batch_fits(const struct pg_deliver_arg *a);
+int pg_alloc_batch(struct pg_txn *t, struct pg_deliver_arg *a);
+int pg_store_batch(struct pg_txn *t, struct pg_deliver_arg *a);
+
 /* pgsql_expunge.c: remove uids of mailbox id (locked by the caller),
  * logging them at the next MODSEQ (*modseq_r, when any went); *gone_r is
  * how many went. */

@@ -19,7 +19,6 @@
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
-#define SHA_LEN 32
 #define BODY_UPSERT_MAX (64 * 1024)
 
 /* Add refs references to body sha, storing data when it is new. */
@@ -30,7 +29,7 @@ body_ref(struct pg_txn *t, const uint8_t *sha, const uint8_t *data, size_t len, 
 	PGresult *res;
 	int rc, updated;
 
-	pg_p_bin(&p, sha, SHA_LEN);
+	pg_p_bin(&p, sha, PG_SHA_LEN);
 	pg_p_int(&p, refs);
 	/* A small body goes in one round trip, sent even when it is there
 	 * already; a large one is sent only when the UPDATE finds none. */
@@ -59,32 +58,9 @@ pg_bodies_collect(struct pg_txn *t)
 	return pg_exec(t, "DELETE FROM bodies WHERE refs = 0", NULL, false, NULL);
 }
 
-struct dtarget {
-	const char *user;
-	const char *name;
-	int64_t id; /* 0: look up by user and name */
-	int result;
-	uint32_t uid;
-	uint32_t uidvalidity;
-	int64_t modseq;
-	uint64_t kw;
-	bool stored; /* its record, body reference and notification are in */
-};
-
-struct deliver_arg {
-	const struct msg_input *msg;
-	size_t *order; /* targets by (user, mailbox): one lock order for all */
-	const uint8_t *data;
-	size_t len;
-	uint8_t sha[SHA_LEN];
-	int64_t idate;
-	struct dtarget *targets;
-	size_t n;
-};
-
 /* Take the next UID and MODSEQ of a mailbox whose row the caller locked. */
 static int
-take_uid(struct pg_txn *t, struct dtarget *d)
+take_uid(struct pg_txn *t, struct pg_dtarget *d)
 {
 	struct pg_params p = {.n = 0};
 	PGresult *res;
@@ -117,7 +93,7 @@ take_uid(struct pg_txn *t, struct dtarget *d)
  * first, the lock is taken on its own and each case told apart.
  */
 static int
-alloc_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
+alloc_one(struct pg_txn *t, struct pg_deliver_arg *a, struct pg_dtarget *d)
 {
 	struct pg_params p = {.n = 0};
 	PGresult *res;
@@ -169,106 +145,9 @@ alloc_one(struct pg_txn *t, struct deliver_arg *a, struct dtarget *d)
 	return take_uid(t, d);
 }
 
-static void text_element(struct buf *b, const char *s);
-
-/* The rows (ord, mailbox id, uid, modseq, uidvalidity) a batch statement
- * returned: each gives its target (the ord-th, 1-based) its UID, and
- * marks it stored when the statement also stored the message. */
-static void
-take_batch_rows(PGresult *res, struct deliver_arg *a, bool stored)
-{
-	for (int r = 0; r < PQntuples(res); r++) {
-		int64_t ord = pg_int(res, r, 0);
-		struct dtarget *d;
-
-		if (ord < 1 || (size_t)ord > a->n)
-			continue;
-		d = &a->targets[ord - 1];
-		d->id = pg_int(res, r, 1);
-		d->uid = (uint32_t)pg_int(res, r, 2);
-		d->modseq = pg_int(res, r, 3);
-		d->uidvalidity = (uint32_t)pg_int(res, r, 4);
-		d->kw = 0;
-		d->result = 0;
-		if (stored)
-			d->stored = true;
-	}
-}
-
-/*
- * Lock and take a UID in every target's mailbox with one statement, when
- * no keywords are to be added and no mailbox is named twice: the rows are
- * locked in the order of their ids (ORDER BY under FOR UPDATE), then
- * updated. The targets it found nothing for keep result 1 and go the
- * slow way, which tells their errors apart. A delivery to fifty users
- * was fifty round trips, each holding the locks taken before it.
- */
-static int
-alloc_batch(struct pg_txn *t, struct deliver_arg *a)
-{
-	struct buf users = BUF_INIT(0), names = BUF_INIT(0);
-	struct pg_params p = {.n = 0};
-	PGresult *res;
-	int rc;
-
-	buf_append_byte(&users, '{');
-	buf_append_byte(&names, '{');
-	for (size_t i = 0; i < a->n; i++) {
-		if (i > 0) {
-			buf_append_byte(&users, ',');
-			buf_append_byte(&names, ',');
-		}
-		text_element(&users, a->targets[i].user);
-		text_element(&names, a->targets[i].name);
-		a->targets[i].result = 1;
-	}
-	buf_append_byte(&users, '}');
-	buf_append_byte(&names, '}');
-	pg_p_str(&p, buf_cstr(&users));
-	pg_p_str(&p, buf_cstr(&names));
-	rc = pg_exec(t,
-	             "UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = "
-	             "m.highestmodseq + 1 FROM (SELECT m2.id, x.ord FROM unnest($1::text[], "
-	             "$2::text[]) WITH ORDINALITY AS x (u, n, ord) JOIN users u ON u.name = x.u "
-	             "JOIN mailboxes m2 ON m2.user_id = u.id AND m2.name = x.n WHERE NOT "
-	             "m2.noselect AND m2.uidnext < 4294967295 ORDER BY m2.id FOR UPDATE OF m2) l "
-	             "WHERE m.id = l.id RETURNING l.ord, m.id, m.uidnext - 1, m.highestmodseq, "
-	             "m.uidvalidity",
-	             &p, false, &res);
-	buf_free(&users);
-	buf_free(&names);
-	if (rc != 0)
-		return rc;
-	take_batch_rows(res, a, false);
-	PQclear(res);
-	return 0;
-}
-
-/* Whether alloc_batch() may serve: targets by name, no keywords, no
- * mailbox twice (one UPDATE changes a row once). */
-static bool
-batch_fits(const struct deliver_arg *a)
-{
-	if (a->n < 1 || a->msg->n_keywords > 0)
-		return false;
-	for (size_t i = 0; i < a->n; i++) {
-		const struct dtarget *d = &a->targets[a->order[i]];
-
-		if (d->id != 0)
-			return false;
-		if (i > 0) {
-			const struct dtarget *prev = &a->targets[a->order[i - 1]];
-
-			if (strcmp(prev->user, d->user) == 0 && strcmp(prev->name, d->name) == 0)
-				return false;
-		}
-	}
-	return true;
-}
-
 /* "{...}" of signed 64-bit values, a bigint[] parameter in text form. */
-static void
-int64_array(struct buf *b, const int64_t *v, size_t n)
+void
+pg_sint64_array(struct buf *b, const int64_t *v, size_t n)
 {
 	buf_reset(b);
 	buf_append_byte(b, '{');
@@ -277,88 +156,10 @@ int64_array(struct buf *b, const int64_t *v, size_t n)
 	buf_append_byte(b, '}');
 }
 
-/*
- * alloc_batch(), insert_all(), body_ref() and notify_all() in one
- * statement, for the targets it finds (marked stored; the others keep
- * result 1 and go the slow way): one round trip where they were four, each
- * a wait for the database's process to be scheduled on a loaded machine,
- * while the delivery holds its mailboxes' locks and every IDLE session of
- * them waits for its commit. The triggers on messages run after the
- * statement, on the rows its UPDATE left.
- */
-static int
-store_batch(struct pg_txn *t, struct deliver_arg *a)
-{
-	struct buf users = BUF_INIT(0), names = BUF_INIT(0), eids = BUF_INIT(0);
-	int64_t *e = xcalloc(a->n + 1, sizeof(*e));
-	struct pg_params p = {.n = 0};
-	PGresult *res;
-	char node[24];
-	int rc;
-
-	buf_append_byte(&users, '{');
-	buf_append_byte(&names, '{');
-	for (size_t i = 0; i < a->n; i++) {
-		if (i > 0) {
-			buf_append_byte(&users, ',');
-			buf_append_byte(&names, ',');
-		}
-		text_element(&users, a->targets[i].user);
-		text_element(&names, a->targets[i].name);
-		e[i] = (int64_t)storage_new_emailid();
-		a->targets[i].result = 1;
-		a->targets[i].stored = false;
-	}
-	buf_append_byte(&users, '}');
-	buf_append_byte(&names, '}');
-	int64_array(&eids, e, a->n);
-	free(e);
-	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
-	pg_p_str(&p, buf_cstr(&users));
-	pg_p_str(&p, buf_cstr(&names));
-	pg_p_str(&p, buf_cstr(&eids));
-	pg_p_int(&p, a->msg->flags);
-	pg_p_int(&p, a->idate);
-	pg_p_int(&p, (int64_t)a->len);
-	pg_p_bin(&p, a->sha, SHA_LEN);
-	pg_p_int(&p, (int64_t)time(NULL));
-	pg_p_bin(&p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
-	pg_p_bin(&p, a->data, a->len);
-	pg_p_str(&p, node);
-	rc = pg_exec(t,
-	             "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH "
-	             "ORDINALITY AS x (u, n, e, ord)), "
-	             "l AS (UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = "
-	             "m.highestmodseq + 1 FROM (SELECT m2.id, x.ord, x.e FROM x JOIN users u ON "
-	             "u.name = x.u JOIN mailboxes m2 ON m2.user_id = u.id AND m2.name = x.n WHERE "
-	             "NOT m2.noselect AND m2.uidnext < 4294967295 ORDER BY m2.id FOR UPDATE OF m2) "
-	             "k WHERE m.id = k.id RETURNING k.ord, m.id, m.uidnext - 1 AS uid, "
-	             "m.highestmodseq AS ms, m.uidvalidity, k.e), "
-	             "i AS (INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
-	             "internal_date, size, sha, emailid, save_date, cache) SELECT l.id, l.uid, $4, "
-	             "0, l.ms, $5, $6, $7, l.e, $8, NULLIF($9, ''::bytea) FROM l), "
-	             "b AS (INSERT INTO bodies (sha, refs, data) SELECT $7, count(*), $10 FROM l "
-	             "HAVING count(*) > 0 ON CONFLICT (sha) DO UPDATE SET refs = bodies.refs + "
-	             "EXCLUDED.refs) "
-	             "SELECT l.ord, l.id, l.uid, l.ms, l.uidvalidity, pg_notify('" PG_CHANNEL
-	             "', $11 || '/' || l.id || '/' || l.ms || ' ' || x.u || chr(9) || x.n) FROM l "
-	             "JOIN x ON x.ord = l.ord",
-	             &p, false, &res);
-	buf_free(&users);
-	buf_free(&names);
-	buf_free(&eids);
-	if (rc != 0)
-		return rc == ROOST_EEXISTS ? ROOST_EIO : rc;
-	t->notified = true;
-	take_batch_rows(res, a, true);
-	PQclear(res);
-	return 0;
-}
-
 /* One INSERT for the records of every target that took a UID: one round
  * trip, and one run of the statement triggers, however many recipients. */
 static int
-insert_all(struct pg_txn *t, struct deliver_arg *a)
+insert_all(struct pg_txn *t, struct pg_deliver_arg *a)
 {
 	enum { ID, UID, KW, MODSEQ, EMAILID, N_COLS };
 	struct buf arr[N_COLS];
@@ -372,7 +173,7 @@ insert_all(struct pg_txn *t, struct deliver_arg *a)
 		col[c] = xcalloc(a->n, sizeof(**col));
 	}
 	for (size_t i = 0; i < a->n; i++) {
-		const struct dtarget *d = &a->targets[a->order[i]];
+		const struct pg_dtarget *d = &a->targets[a->order[i]];
 
 		if (d->result != 0 || d->stored)
 			continue;
@@ -384,13 +185,13 @@ insert_all(struct pg_txn *t, struct deliver_arg *a)
 		k++;
 	}
 	for (int c = 0; c < N_COLS; c++) {
-		int64_array(&arr[c], col[c], k);
+		pg_sint64_array(&arr[c], col[c], k);
 		pg_p_str(&p, buf_cstr(&arr[c]));
 	}
 	pg_p_int(&p, a->msg->flags);
 	pg_p_int(&p, a->idate);
 	pg_p_int(&p, (int64_t)a->len);
-	pg_p_bin(&p, a->sha, SHA_LEN);
+	pg_p_bin(&p, a->sha, PG_SHA_LEN);
 	pg_p_int(&p, (int64_t)time(NULL));
 	pg_p_bin(&p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
 	rc = pg_exec(t,
@@ -409,8 +210,8 @@ insert_all(struct pg_txn *t, struct deliver_arg *a)
 
 /* An element of a text[] parameter in text form: quoted, with " and \
  * escaped (names may hold either). */
-static void
-text_element(struct buf *b, const char *s)
+void
+pg_text_element(struct buf *b, const char *s)
 {
 	buf_append_byte(b, '"');
 	for (; *s != '\0'; s++) {
@@ -426,7 +227,7 @@ text_element(struct buf *b, const char *s)
  * other nodes fetch the change for their sessions ahead of them
  * (pgsql_listen.c). */
 static int
-notify_all(struct pg_txn *t, struct deliver_arg *a)
+notify_all(struct pg_txn *t, struct pg_deliver_arg *a)
 {
 	struct buf users = BUF_INIT(0), names = BUF_INIT(0), ids = BUF_INIT(0),
 	           modseqs = BUF_INIT(0);
@@ -445,16 +246,16 @@ notify_all(struct pg_txn *t, struct deliver_arg *a)
 			buf_append_byte(&users, ',');
 			buf_append_byte(&names, ',');
 		}
-		text_element(&users, a->targets[i].user);
-		text_element(&names, a->targets[i].name);
+		pg_text_element(&users, a->targets[i].user);
+		pg_text_element(&names, a->targets[i].name);
 		id[k] = a->targets[i].id;
 		ms[k] = a->targets[i].modseq;
 		k++;
 	}
 	buf_append_byte(&users, '}');
 	buf_append_byte(&names, '}');
-	int64_array(&ids, id, k);
-	int64_array(&modseqs, ms, k);
+	pg_sint64_array(&ids, id, k);
+	pg_sint64_array(&modseqs, ms, k);
 	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
 	pg_p_str(&p, node);
 	pg_p_str(&p, buf_cstr(&users));
@@ -488,7 +289,7 @@ notify_all(struct pg_txn *t, struct deliver_arg *a)
 static int
 t_deliver(struct pg_txn *t, void *arg)
 {
-	struct deliver_arg *a = arg;
+	struct pg_deliver_arg *a = arg;
 	int64_t fresh = 0;
 	int rc;
 
@@ -497,16 +298,16 @@ t_deliver(struct pg_txn *t, void *arg)
 		a->targets[i].result = 1; /* not allocated yet */
 		a->targets[i].stored = false;
 	}
-	if (batch_fits(a)) {
+	if (pg_batch_fits(a)) {
 		if (a->len <= BODY_UPSERT_MAX)
-			rc = store_batch(t, a);
+			rc = pg_store_batch(t, a);
 		else
-			rc = a->n >= 2 ? alloc_batch(t, a) : 0;
+			rc = a->n >= 2 ? pg_alloc_batch(t, a) : 0;
 		if (rc != 0)
 			return rc;
 	}
 	for (size_t i = 0; i < a->n; i++) {
-		struct dtarget *d = &a->targets[a->order[i]];
+		struct pg_dtarget *d = &a->targets[a->order[i]];
 
 		if (d->result == 0) {
 			fresh += !d->stored;
@@ -519,7 +320,7 @@ t_deliver(struct pg_txn *t, void *arg)
 		if (rc == 0)
 			fresh++;
 	}
-	/* the targets store_batch() did not take, and alloc_batch()'s */
+	/* the targets pg_store_batch() did not take, and pg_alloc_batch()'s */
 	if (fresh == 0)
 		return 0;
 	if ((rc = insert_all(t, a)) != 0 || (rc = body_ref(t, a->sha, a->data, a->len, fresh)) != 0)
@@ -552,7 +353,7 @@ t_deliver(struct pg_txn *t, void *arg)
 
 struct pg_group_req {
 	struct pg_group_req *next;
-	struct deliver_arg *a;
+	struct pg_deliver_arg *a;
 	bool done;
 	int rc;
 };
@@ -600,7 +401,7 @@ count_commit(struct pg_store *ps, size_t deliveries)
 }
 
 static int
-deliver_alone(struct pg_store *ps, struct deliver_arg *a)
+deliver_alone(struct pg_store *ps, struct pg_deliver_arg *a)
 {
 	int rc = pg_run(ps, PG_WRITE, t_deliver, a);
 
@@ -613,9 +414,9 @@ deliver_alone(struct pg_store *ps, struct deliver_arg *a)
 static int
 req_cmp(const void *x, const void *y)
 {
-	const struct deliver_arg *a = (*(struct pg_group_req *const *)x)->a;
-	const struct deliver_arg *b = (*(struct pg_group_req *const *)y)->a;
-	const struct dtarget *da = &a->targets[a->order[0]], *db = &b->targets[b->order[0]];
+	const struct pg_deliver_arg *a = (*(struct pg_group_req *const *)x)->a;
+	const struct pg_deliver_arg *b = (*(struct pg_group_req *const *)y)->a;
+	const struct pg_dtarget *da = &a->targets[a->order[0]], *db = &b->targets[b->order[0]];
 	int c = strcmp(da->user, db->user);
 
 	return c != 0 ? c : strcmp(da->name, db->name);
@@ -644,7 +445,7 @@ group_run(struct pg_store *ps, struct pg_group_req **reqs, size_t n)
 }
 
 static int
-group_deliver(struct pg_store *ps, struct deliver_arg *a)
+group_deliver(struct pg_store *ps, struct pg_deliver_arg *a)
 {
 	struct pg_group_req me = {.a = a};
 
@@ -728,8 +529,8 @@ msg_bytes(const struct msg_input *msg, const uint8_t **data_r, uint8_t **owned_r
 static int
 target_cmp(const void *x, const void *y, void *base)
 {
-	const struct dtarget *t = base;
-	const struct dtarget *a = &t[*(const size_t *)x], *b = &t[*(const size_t *)y];
+	const struct pg_dtarget *t = base;
+	const struct pg_dtarget *a = &t[*(const size_t *)x], *b = &t[*(const size_t *)y];
 	int c = strcmp(a->user, b->user);
 
 	return c != 0 ? c : strcmp(a->name, b->name);
@@ -738,7 +539,7 @@ target_cmp(const void *x, const void *y, void *base)
 /* Deliveries lock their mailboxes in one order (user, then mailbox name),
  * so two multi-recipient deliveries never wait on each other in a cycle. */
 static size_t *
-target_order(const struct dtarget *targets, size_t n)
+target_order(const struct pg_dtarget *targets, size_t n)
 {
 	size_t *order = xcalloc(n, sizeof(*order));
 
@@ -749,11 +550,11 @@ target_order(const struct dtarget *targets, size_t n)
 }
 
 static int
-deliver_run(struct pg_store *ps, const struct msg_input *msg, struct dtarget *targets, size_t n)
+deliver_run(struct pg_store *ps, const struct msg_input *msg, struct pg_dtarget *targets, size_t n)
 {
-	struct deliver_arg a = {.msg = msg, .len = msg->len, .targets = targets, .n = n};
+	struct pg_deliver_arg a = {.msg = msg, .len = msg->len, .targets = targets, .n = n};
 	uint8_t *owned;
-	unsigned int shalen = SHA_LEN;
+	unsigned int shalen = PG_SHA_LEN;
 	int rc;
 
 	if ((rc = msg_bytes(msg, &a.data, &owned)) != 0)
@@ -775,7 +576,7 @@ int
 pg_op_deliver(struct storage *st, const struct msg_input *msg, struct delivery_target *targets,
               size_t n)
 {
-	struct dtarget *d = xcalloc(n, sizeof(*d));
+	struct pg_dtarget *d = xcalloc(n, sizeof(*d));
 	int rc, first = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -798,7 +599,7 @@ int
 pg_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r)
 {
 	struct pg_mailbox *pm = PM(mb);
-	struct dtarget d = {.user = mb->user, .name = mb->name, .id = pm->id};
+	struct pg_dtarget d = {.user = mb->user, .name = mb->name, .id = pm->id};
 	int rc = deliver_run(pm->ps, msg, &d, 1);
 
 	if (rc == 0)

@@ -405,7 +405,7 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 		if (ms <= a->recs[i].modseq << SEEN_SHIFT)
 			ms = 0;
 		if (ms != 0 && mrun && r->m[r->nm - 1].modseq == ms)
-			r->m[r->nm - 1].hi = uid;
+			r->m[r->nm - 1].r.hi = uid;
 		else if (ms != 0)
 			seen_mod_push(r, &mcap, uid, uid, ms);
 		mrun = ms != 0;
@@ -418,9 +418,9 @@ apply_change(const uint8_t *old, size_t old_len, struct buf *out, bool *remove, 
 			                s.v[i].hi);
 	}
 	for (size_t i = 0; i < s.nm; i++) {
-		if (s.m[i].hi > last)
-			seen_mod_push(r, &mcap, s.m[i].lo > last ? s.m[i].lo : last + 1, s.m[i].hi,
-			              s.m[i].modseq);
+		if (s.m[i].r.hi > last)
+			seen_mod_push(r, &mcap, s.m[i].r.lo > last ? s.m[i].r.lo : last + 1,
+			              s.m[i].r.hi, s.m[i].modseq);
 	}
 	for (; u < a->n; u++) {
 		if (a->uids[u] > last && a->seen)

@@ -80,24 +80,18 @@ seen_mod_push(struct seen_set *s, size_t *cap, uint32_t lo, uint32_t hi, uint64_
 		*cap = *cap == 0 ? 8 : *cap * 2;
 		s->m = xreallocarray(s->m, *cap, sizeof(*s->m));
 	}
-	s->m[s->nm].lo = lo;
-	s->m[s->nm].hi = hi;
+	s->m[s->nm].r.lo = lo;
+	s->m[s->nm].r.hi = hi;
 	s->m[s->nm].modseq = modseq;
 	s->nm++;
 }
 
+/* By the lower bound; it orders the private MODSEQ ranges too (their
+ * range at their head). */
 static int
 range_cmp(const void *a, const void *b)
 {
 	uint32_t x = ((const struct seen_range *)a)->lo, y = ((const struct seen_range *)b)->lo;
-
-	return x < y ? -1 : x > y;
-}
-
-static int
-mod_cmp(const void *a, const void *b)
-{
-	uint32_t x = ((const struct seen_mod *)a)->lo, y = ((const struct seen_mod *)b)->lo;
 
 	return x < y ? -1 : x > y;
 }
@@ -126,13 +120,14 @@ seen_normalize(struct seen_set *s)
 	 * ones of one MODSEQ merge */
 	k = 0;
 	if (s->nm >= 2) {
-		qsort(s->m, s->nm, sizeof(*s->m), mod_cmp);
+		qsort(s->m, s->nm, sizeof(*s->m), range_cmp);
 		for (size_t i = 1; i < s->nm; i++) {
 			struct seen_mod *a = &s->m[k], *b = &s->m[i];
 
-			if (b->lo <= a->hi || (b->lo - a->hi == 1 && b->modseq == a->modseq)) {
-				if (b->hi > a->hi)
-					a->hi = b->hi;
+			if (b->r.lo <= a->r.hi ||
+			    (b->r.lo - a->r.hi == 1 && b->modseq == a->modseq)) {
+				if (b->r.hi > a->r.hi)
+					a->r.hi = b->r.hi;
 				if (b->modseq > a->modseq)
 					a->modseq = b->modseq;
 			} else {
@@ -152,7 +147,7 @@ seen_normalize(struct seen_set *s)
 			struct seen_mod g = s->m[i];
 
 			for (size_t j = i + 1; j < i + per && j < s->nm; j++) {
-				g.hi = s->m[j].hi;
+				g.r.hi = s->m[j].r.hi;
 				if (s->m[j].modseq > g.modseq)
 					g.modseq = s->m[j].modseq;
 			}
@@ -162,41 +157,42 @@ seen_normalize(struct seen_set *s)
 	}
 }
 
-bool
-seen_has(const struct seen_set *s, uint32_t uid)
+/* The index of the range holding uid among v[0..n), ascending and
+ * disjoint, each stride bytes after the last and a struct seen_range at
+ * its head (the seen ranges and the private MODSEQ ranges alike); n when
+ * none holds it. */
+static size_t
+range_find(const void *v, size_t n, size_t stride, uint32_t uid)
 {
-	size_t lo = 0, hi = s != NULL ? s->n : 0;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
+		const struct seen_range *r = (const void *)((const char *)v + mid * stride);
 
-		if (uid < s->v[mid].lo)
+		if (uid < r->lo)
 			hi = mid;
-		else if (uid > s->v[mid].hi)
+		else if (uid > r->hi)
 			lo = mid + 1;
 		else
-			return true;
+			return mid;
 	}
-	return false;
+	return n;
+}
+
+bool
+seen_has(const struct seen_set *s, uint32_t uid)
+{
+	return s != NULL && range_find(s->v, s->n, sizeof(*s->v), uid) < s->n;
 }
 
 /* The private MODSEQ of uid, 0 when none. */
 uint64_t
 seen_mod_of(const struct seen_set *s, uint32_t uid)
 {
-	size_t lo = 0, hi = s != NULL ? s->nm : 0;
+	size_t i = s != NULL ? range_find(s->m, s->nm, sizeof(*s->m), uid) : 0;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (uid < s->m[mid].lo)
-			hi = mid;
-		else if (uid > s->m[mid].hi)
-			lo = mid + 1;
-		else
-			return s->m[mid].modseq;
-	}
-	return 0;
+	return s != NULL && i < s->nm ? s->m[i].modseq : 0;
 }
 
 /* A message's MODSEQ as the reader sees it. */
@@ -286,10 +282,10 @@ seen_encode(const struct seen_set *s, const char *reader, struct buf *out)
 	varint_put(out, s->nm);
 	prev = 0;
 	for (size_t i = 0; i < s->nm; i++) {
-		varint_put(out, s->m[i].lo - prev);
-		varint_put(out, s->m[i].hi - s->m[i].lo);
+		varint_put(out, s->m[i].r.lo - prev);
+		varint_put(out, s->m[i].r.hi - s->m[i].r.lo);
 		varint_put(out, s->last - s->m[i].modseq);
-		prev = s->m[i].hi;
+		prev = s->m[i].r.hi;
 	}
 	buf_append_str(out, reader);
 }

@@ -24,8 +24,9 @@ struct seen_range {
 	uint32_t lo, hi; /* inclusive */
 };
 
+/* The range first, so that one search and one order serve both arrays. */
 struct seen_mod {
-	uint32_t lo, hi; /* inclusive */
+	struct seen_range r;
 	uint64_t modseq; /* private, the reader's */
 };
 

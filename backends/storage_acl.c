@@ -281,6 +281,37 @@ split(const char *actor, const char *canon, struct acl_target *t)
 	return 0;
 }
 
+int
+storage_acl_store_of(const struct storage *st, const char *name, char *owner_r, size_t size,
+                     size_t *prefix_len_r)
+{
+	size_t pl = strlen(STORAGE_ACL_PREFIX);
+	const char *owner, *slash;
+	size_t olen;
+
+	(void)st;
+	if (name == NULL)
+		return ROOST_ENOTFOUND;
+	if (under(name, STORAGE_ACL_SHARED_PREFIX)) {
+		snprintf(owner_r, size, "%s", STORAGE_ACL_PUBLIC_OWNER);
+		*prefix_len_r = strlen(STORAGE_ACL_SHARED_PREFIX);
+		return 0;
+	}
+	if (!under(name, STORAGE_ACL_PREFIX) || name[pl] == '\0')
+		return ROOST_ENOTFOUND;
+	owner = name + pl + 1;
+	slash = strchr(owner, '/');
+	olen = slash != NULL ? (size_t)(slash - owner) : strlen(owner);
+	if (olen == 0 || olen >= size)
+		return ROOST_EINVAL;
+	memcpy(owner_r, owner, olen);
+	owner_r[olen] = '\0';
+	if (!storage_user_valid(owner_r))
+		return ROOST_EINVAL;
+	*prefix_len_r = pl + 1 + olen;
+	return 0;
+}
+
 /* The error for an actor holding rights and needing need. */
 static int
 refusal(unsigned rights, unsigned need)

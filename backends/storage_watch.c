@@ -559,7 +559,9 @@ storage_watch_user(struct storage *st, const char *user, storage_watch_user_fn *
 {
 	struct storage_watch *w;
 
-	if (!storage_user_valid(user) || cb == NULL)
+	/* the public store too: NOTIFY follows the shared namespace through
+	 * it (a change there is any user's) */
+	if (!storage_owner_valid(user) || cb == NULL)
 		return ROOST_EINVAL;
 	w = xcalloc(1, sizeof(*w));
 	w->uhash = storage_user_hash(user);

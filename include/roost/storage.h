@@ -537,6 +537,17 @@ bool storage_acl_name_foreign(const char *name);
  * STORAGE_ACL_PUBLIC_OWNER for the shared namespace). */
 int storage_acl_owner(struct storage *st, const char *user, const char *mailbox, char *owner_r,
                       size_t size);
+/* The store that holds name as a user gives it, for a name in the other
+ * users' or the shared namespace: the owner ("Other Users/<owner>" alone
+ * included) or STORAGE_ACL_PUBLIC_OWNER, and in *prefix_len_r the length
+ * of the part of name that names the store ("Other Users/<owner>",
+ * "Shared"), so that prefix + "/" + the store's name is the user's name.
+ * ROOST_ENOTFOUND for a personal name or a namespace prefix alone that
+ * names no store, ROOST_EINVAL for an owner the rules refuse. Nothing is
+ * read: the store need not exist, and no right is checked; st may be NULL
+ * (the default namespace names). */
+int storage_acl_store_of(const struct storage *st, const char *name, char *owner_r, size_t size,
+                         size_t *prefix_len_r);
 /* Other users' mailboxes user may see (l), named under STORAGE_ACL_PREFIX,
  * with the prefix and each owner as \Noselect parents, and the shared
  * namespace's under STORAGE_ACL_SHARED_PREFIX (a \Noselect parent when

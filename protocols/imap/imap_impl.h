@@ -203,6 +203,11 @@ int imap_name_decode(const struct imap_session *s, const char *in, size_t len, s
 void imap_write_mbox(struct imap_session *s, const char *name);
 /* "(\Attr ...)" of MBOX_* attributes, as LIST shows them (imap_list.c). */
 void imap_format_mbox_attrs(unsigned attrs, struct buf *b);
+/* Merge the other users' and the shared namespace's mailboxes s->user may
+ * see into *list (sorted by name, from storage_list(); stays sorted): a
+ * subscription to one (kept in the user's list as absent) takes the
+ * shared entry's attributes (imap_list.c). */
+void imap_list_add_shared(struct imap_session *s, struct mailbox_info **list, size_t *n);
 /* SELECT's "* LIST () "/" name" (RFC 9051 6.3.2). */
 void imap_rev2_select(struct imap_session *s, const char *name);
 /* STATUS DELETED: messages with \Deleted in name. 0 or a storage error. */
@@ -521,6 +526,9 @@ enum notify_fetch_bit {
 #define NOTIFY_MAX_GROUPS 64 /* event groups in one NOTIFY SET */
 /* Names a NOTIFY SET may carry, and mailboxes a session follows. */
 #define NOTIFY_MAX_MAILBOXES 1000
+/* Stores other than the user's own (other users', the shared namespace's)
+ * whose changes one NOTIFY session follows: one storage watch each. */
+#define NOTIFY_MAX_OWNERS 32
 
 struct notify_group {
 	enum notify_filter filter;
@@ -534,6 +542,7 @@ struct notify_spec {
 	bool status;      /* SET STATUS */
 	bool list_events; /* a group wants MailboxName/SubscriptionChange or is SUBSCRIBED */
 	bool meta_events; /* a group wants MailboxMetadataChange or ServerMetadataChange */
+	bool foreign;     /* a SUBTREE or MAILBOXES name is another user's or shared */
 	unsigned fetch;   /* NF_FETCH_* for the selected group's MessageNew */
 	struct notify_group *groups;
 	size_t n_groups;
@@ -551,8 +560,10 @@ int imap_notify_parse(const struct imap_session *s, const struct imap_arg *args,
                       struct notify_spec *spec, const char **err_r);
 void imap_notify_spec_free(struct notify_spec *spec);
 /* The NEV_* events for a mailbox other than the selected one (attrs:
- * MBOX_* from storage_list()). */
-unsigned notify_events_for(const struct notify_spec *spec, const char *name, unsigned attrs);
+ * MBOX_* from storage_list(); foreign: name is in the other users' or the
+ * shared namespace, which PERSONAL and INBOXES do not take). */
+unsigned notify_events_for(const struct notify_spec *spec, const char *name, unsigned attrs,
+                           bool foreign);
 /* The SELECTED or SELECTED-DELAYED group, or NULL. */
 const struct notify_group *notify_selected_group(const struct notify_spec *spec);
 /* The BADEVENT list. */

@@ -95,8 +95,8 @@ info_cmp(const void *a, const void *b)
 /* Other users' mailboxes the user may see (storage_acl.c), merged into the
  * user's own list: a subscription to one of them (kept in the user's list
  * as absent) takes the shared entry's attributes. */
-static void
-list_add_shared(struct imap_session *s, struct mailbox_info **list, size_t *n)
+void
+imap_list_add_shared(struct imap_session *s, struct mailbox_info **list, size_t *n)
 {
 	struct mailbox_info *sh = NULL;
 	size_t n_sh = 0, m = *n;
@@ -263,7 +263,7 @@ do_list(struct imap_cmd *cmd, bool lsub)
 		imap_reply_error(cmd, rc, NULL);
 		return;
 	}
-	list_add_shared(s, &list, &n_list);
+	imap_list_add_shared(s, &list, &n_list);
 
 	struct list_state *st = arena_alloc(&cmd->arena, sizeof(*st));
 	st->list = list;

@@ -22,6 +22,17 @@
  * mailbox), and a client that leaves NOTIFY_OUTPUT_MAX bytes unread gets
  * OK [NOTIFICATIONOVERFLOW] instead of more output (RFC 5465 5.8).
  *
+ * Other users' and the shared namespace's mailboxes ("Other Users/<owner>/
+ * ...", "Shared/...") change under their owner's store, whoever changes
+ * them (storage_acl.c): a session whose SUBTREE, MAILBOXES or SUBSCRIBED
+ * filters take such mailboxes holds one more user watch per store they
+ * live in (at most NOTIFY_MAX_OWNERS; past it NO [NOTIFICATIONOVERFLOW],
+ * or the untagged OK and NOTIFY off when the set grows later), whose
+ * callback names the changes as the session does. Its snapshot holds them
+ * only while the user may see them (LIST's l), and a STATUS is written
+ * only while the user holds l and r, read again before each one, so a
+ * revoked right stops the reports at the next change.
+ *
  * The command's grammar and the filters are in imap_notify_spec.c.
  */
 #include <pthread.h>
@@ -60,12 +71,22 @@ struct notify_mbox {
 	unsigned events;  /* NEV_* of the groups that name it (not the selected) */
 	bool have_status; /* st below is known */
 	bool seen;        /* scratch: still listed */
+	bool foreign;     /* another user's or shared: rights checked per STATUS */
 	struct notify_status st;
 };
 
 struct notify_change {
 	char *name; /* NULL: unknown, look at everything */
 	char *old;  /* a rename's old name, else NULL */
+};
+
+/* A watch on a store other than the user's; its callback names the
+ * store's mailboxes prefix + "/" + name, as the session does. */
+struct notify_owner {
+	struct imap_notify *nt;
+	char *owner;  /* a user, or STORAGE_ACL_PUBLIC_OWNER */
+	char *prefix; /* "Other Users/<owner>" or "Shared" */
+	struct storage_watch *watch;
 };
 
 struct imap_notify {
@@ -86,9 +107,12 @@ struct imap_notify {
 	struct buf meta; /* "mailbox\0entry\0" pairs of metadata changes */
 	bool meta_lost;  /* more than NOTIFY_META_MAX of them */
 
-	/* The session's thread only: the user's mailboxes, sorted by name. */
+	/* The session's thread only: the user's mailboxes, sorted by name;
+	 * the other stores watched. */
 	struct notify_mbox *mbs;
 	size_t n_mbs;
+	struct notify_owner **owners;
+	size_t n_owners;
 };
 
 /* ------------------------------------------------------------------ */
@@ -122,8 +146,24 @@ exists(unsigned attrs)
 	return (attrs & MBOX_NONEXISTENT) == 0;
 }
 
-/* The user's mailboxes now, sorted, their events set. ROOST_ETOOBIG past
- * NOTIFY_MAX_MAILBOXES. */
+static bool
+has_filter(const struct notify_spec *spec, enum notify_filter f)
+{
+	for (size_t i = 0; i < spec->n_groups; i++) {
+		if (spec->groups[i].filter == f)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The user's mailboxes now, sorted, their events set; with the other
+ * users' and shared mailboxes the user may see (l) that a filter takes,
+ * when a SUBTREE or MAILBOXES name points there or a SUBSCRIBED filter
+ * meets a subscription to one (else that listing, which reads every
+ * sharing owner's list, is not taken). ROOST_ETOOBIG past
+ * NOTIFY_MAX_MAILBOXES.
+ */
 static int
 list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_mbox **mbs_r,
          size_t *n_r)
@@ -131,6 +171,7 @@ list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_m
 	struct mailbox_info *list = NULL;
 	struct notify_mbox *mbs;
 	size_t n = 0, n_kept = 0;
+	bool shared = spec->foreign;
 	int rc = storage_list(s->sv->storage, s->user, &list, &n);
 
 	if (rc < 0)
@@ -139,20 +180,30 @@ list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_m
 		storage_list_free(list, n);
 		return ROOST_ETOOBIG;
 	}
+	for (size_t i = 0; i < n && !shared; i++)
+		shared = (list[i].attrs & MBOX_SUBSCRIBED) != 0 &&
+		         storage_acl_name_foreign(list[i].name) && has_filter(spec, NF_SUBSCRIBED);
+	if (shared)
+		imap_list_add_shared(s, &list, &n);
 	mbs = xcalloc(n ? n : 1, sizeof(*mbs));
 	for (size_t i = 0, k; i < n; i++) {
-		/* Other users' mailboxes shared with this one are theirs: their
-		 * changes wake their owner's watchers, not this user's. NOTIFY
-		 * follows the personal namespace only. */
-		if (storage_acl_name_foreign(list[i].name))
+		bool foreign = storage_acl_name_foreign(list[i].name);
+		unsigned ev = notify_events_for(spec, list[i].name, list[i].attrs, foreign);
+
+		/* Another store's mailbox no filter takes is none of ours. */
+		if (foreign && ev == 0)
 			continue;
+		if (n_kept == NOTIFY_MAX_MAILBOXES) {
+			storage_list_free(list, n);
+			mbs_free(mbs, n_kept);
+			return ROOST_ETOOBIG;
+		}
 		k = n_kept++;
 		mbs[k].name = list[i].name;
 		list[i].name = NULL;
 		mbs[k].attrs = list[i].attrs;
-		mbs[k].events = exists(list[i].attrs) && !(list[i].attrs & MBOX_NOSELECT)
-		                    ? notify_events_for(spec, mbs[k].name, list[i].attrs)
-		                    : 0;
+		mbs[k].foreign = foreign;
+		mbs[k].events = exists(list[i].attrs) && !(list[i].attrs & MBOX_NOSELECT) ? ev : 0;
 	}
 	storage_list_free(list, n);
 	if (n_kept > 1)
@@ -214,6 +265,16 @@ refresh_status(struct imap_session *s, struct notify_mbox *m, enum announce anno
 
 	if ((m->events & msg_ev) == 0)
 		return;
+	if (m->foreign) {
+		/* Status needs r alone; a mailbox the user may no longer
+		 * see (l) is not told of either. */
+		const unsigned need = ACL_LOOKUP | ACL_READ;
+		unsigned r = 0;
+
+		if (storage_acl_myrights(s->sv->storage, s->user, m->name, &r) != 0 ||
+		    (r & need) != need)
+			return;
+	}
 	if (storage_status(s->sv->storage, s->user, m->name, &full) < 0)
 		return; /* gone: the next listing says so */
 	st = (struct notify_status){full.messages, full.uidnext, full.uidvalidity, full.unseen,
@@ -254,7 +315,10 @@ write_list(struct imap_session *s, const char *name, unsigned attrs, const char 
 static bool
 wants(const struct notify_spec *spec, const char *name, unsigned a, unsigned b, unsigned ev)
 {
-	return ((notify_events_for(spec, name, a) | notify_events_for(spec, name, b)) & ev) != 0;
+	bool f = storage_acl_name_foreign(name);
+
+	return ((notify_events_for(spec, name, a, f) | notify_events_for(spec, name, b, f)) & ev) !=
+	       0;
 }
 
 /* The new name of old after the renames recorded in ch[0..n): "a/x" for
@@ -392,11 +456,11 @@ queue_meta(struct imap_notify *nt, const struct storage_change *ch)
 	}
 }
 
-/* Any thread, under the registry's lock: remember and wake. */
+/* Any thread, under the registry's lock: remember and wake (chg names
+ * mailboxes as the session does). */
 static void
-watch_cb(void *arg, const struct storage_change *chg)
+queue_change(struct imap_notify *nt, const struct storage_change *chg)
 {
-	struct imap_notify *nt = arg;
 	const char *mailbox = chg->mailbox, *old_name = chg->old_name;
 
 	pthread_mutex_lock(&nt->lock);
@@ -424,6 +488,146 @@ watch_cb(void *arg, const struct storage_change *chg)
 }
 
 static void
+watch_cb(void *arg, const struct storage_change *chg)
+{
+	queue_change(arg, chg);
+}
+
+static bool
+store_inbox(const char *name)
+{
+	return strncmp(name, "INBOX", 5) == 0 && (name[5] == '\0' || name[5] == '/');
+}
+
+/* Another store's change, named as the session names it. Its server
+ * metadata ("") is not the user's; the public store's INBOX is nobody's. */
+static void
+owner_cb(void *arg, const struct storage_change *chg)
+{
+	struct notify_owner *o = arg;
+	struct storage_change m = *chg;
+	struct buf name = BUF_INIT(0), old = BUF_INIT(0);
+
+	if (chg->mailbox != NULL) {
+		if (chg->mailbox[0] == '\0' ||
+		    (strcmp(o->owner, STORAGE_ACL_PUBLIC_OWNER) == 0 && store_inbox(chg->mailbox)))
+			return;
+		buf_printf(&name, "%s/%s", o->prefix, chg->mailbox);
+		m.mailbox = buf_cstr(&name);
+	}
+	if (chg->old_name != NULL) {
+		buf_printf(&old, "%s/%s", o->prefix, chg->old_name);
+		m.old_name = buf_cstr(&old);
+	}
+	queue_change(o->nt, &m);
+	buf_free(&name);
+	buf_free(&old);
+}
+
+static void
+owner_free(struct notify_owner **op)
+{
+	struct notify_owner *o = *op;
+
+	*op = NULL;
+	storage_unwatch(&o->watch);
+	free(o->owner);
+	free(o->prefix);
+	free(o);
+}
+
+static void
+owner_want(char ***v, size_t *n, const char *owner)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (strcmp((*v)[i], owner) == 0)
+			return;
+	}
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	(*v)[(*n)++] = xstrdup(owner);
+}
+
+/*
+ * Watch the stores the session must hear, and only those: the stores of
+ * the other users' and shared mailboxes of the snapshot that have events,
+ * and those a SUBTREE or MAILBOXES name points into (a mailbox made there
+ * later). ROOST_ETOOBIG past NOTIFY_MAX_OWNERS (nothing is changed then).
+ */
+static int
+owners_sync(struct imap_session *s, struct imap_notify *nt)
+{
+	struct storage *st = s->sv->storage;
+	char owner[256];
+	char **want = NULL;
+	size_t n_want = 0, pl;
+	int rc = 0;
+
+	for (size_t g = 0; g < nt->spec.n_groups; g++) {
+		const struct notify_group *gr = &nt->spec.groups[g];
+
+		for (size_t k = 0; k < gr->n_names; k++) {
+			if (storage_acl_store_of(st, gr->names[k], owner, sizeof(owner), &pl) == 0)
+				owner_want(&want, &n_want, owner);
+		}
+	}
+	for (size_t i = 0; i < nt->n_mbs; i++) {
+		if (nt->mbs[i].foreign && nt->mbs[i].events != 0 &&
+		    storage_acl_store_of(st, nt->mbs[i].name, owner, sizeof(owner), &pl) == 0)
+			owner_want(&want, &n_want, owner);
+	}
+	if (n_want > NOTIFY_MAX_OWNERS) {
+		rc = ROOST_ETOOBIG;
+		goto out;
+	}
+	for (size_t i = 0; i < nt->n_owners;) {
+		bool keep = false;
+
+		for (size_t k = 0; k < n_want && !keep; k++)
+			keep = strcmp(want[k], nt->owners[i]->owner) == 0;
+		if (keep) {
+			i++;
+			continue;
+		}
+		owner_free(&nt->owners[i]);
+		nt->owners[i] = nt->owners[--nt->n_owners];
+	}
+	for (size_t k = 0; k < n_want; k++) {
+		struct notify_owner *o;
+		struct buf prefix = BUF_INIT(0);
+		bool have = false;
+		int wrc;
+
+		for (size_t i = 0; i < nt->n_owners && !have; i++)
+			have = strcmp(want[k], nt->owners[i]->owner) == 0;
+		if (have)
+			continue;
+		if (strcmp(want[k], STORAGE_ACL_PUBLIC_OWNER) == 0)
+			buf_append_str(&prefix, STORAGE_ACL_SHARED_PREFIX);
+		else
+			buf_printf(&prefix, "%s/%s", STORAGE_ACL_PREFIX, want[k]);
+		o = xcalloc(1, sizeof(*o));
+		o->nt = nt;
+		o->owner = xstrdup(want[k]);
+		o->prefix = xstrdup(buf_cstr(&prefix));
+		buf_free(&prefix);
+		nt->owners = xreallocarray(nt->owners, nt->n_owners + 1, sizeof(*nt->owners));
+		nt->owners[nt->n_owners++] = o;
+		/* Watch first, then look (the caller's status reads follow): a
+		 * change in between wakes us, at worst for nothing. */
+		if ((wrc = storage_watch_user(st, o->owner, owner_cb, o, &o->watch)) != 0) {
+			conn_log(s->c, LOG_LEVEL_WARN, "event=notify_watch_failed owner=%s err=%s",
+			         LOG_QUOTE(o->owner), roost_strerror(wrc));
+			owner_free(&nt->owners[--nt->n_owners]);
+		}
+	}
+out:
+	for (size_t k = 0; k < n_want; k++)
+		free(want[k]);
+	free(want);
+	return rc;
+}
+
+static void
 notify_free(struct imap_session *s)
 {
 	struct imap_notify *nt = s->notify;
@@ -431,6 +635,10 @@ notify_free(struct imap_session *s)
 	if (nt == NULL)
 		return;
 	s->notify = NULL;
+	/* No callback runs once these return: then nothing touches nt. */
+	for (size_t i = 0; i < nt->n_owners; i++)
+		owner_free(&nt->owners[i]);
+	free(nt->owners);
 	if (nt->watch != NULL) {
 		storage_unwatch(&nt->watch);
 		conn_unref(nt->c);
@@ -474,7 +682,7 @@ overflow(struct imap_session *s)
 /* Does the client want to hear of metadata changes of mailbox ("": the
  * server's)? */
 static bool
-wants_metadata(const struct imap_notify *nt, const char *mailbox)
+wants_metadata(struct imap_session *s, const struct imap_notify *nt, const char *mailbox)
 {
 	const struct notify_mbox *m;
 
@@ -486,7 +694,17 @@ wants_metadata(const struct imap_notify *nt, const char *mailbox)
 		return false;
 	}
 	m = mbs_find(nt->mbs, nt->n_mbs, mailbox);
-	return (notify_events_for(&nt->spec, mailbox, m != NULL ? m->attrs : 0) &
+	if (storage_acl_name_foreign(mailbox)) {
+		/* Only one the user sees (l) and reads (r, as GETMETADATA). */
+		unsigned r = 0;
+
+		if (m == NULL || (m->events & NEV_MAILBOX_METADATA) == 0 ||
+		    storage_acl_myrights(s->sv->storage, s->user, mailbox, &r) != 0 ||
+		    (r & (ACL_LOOKUP | ACL_READ)) != (ACL_LOOKUP | ACL_READ))
+			return false;
+		return true;
+	}
+	return (notify_events_for(&nt->spec, mailbox, m != NULL ? m->attrs : 0, false) &
 	        NEV_MAILBOX_METADATA) != 0;
 }
 
@@ -501,7 +719,9 @@ report_metadata(struct imap_session *s, const struct imap_notify *nt, const stru
 		const char *mbox = p, *entry = p + strlen(p) + 1;
 
 		p = entry + strlen(entry) + 1;
-		if (!wants_metadata(nt, mbox))
+		/* another store's /private entries are its owner's */
+		if (!wants_metadata(s, nt, mbox) ||
+		    (strncasecmp(entry, "/private/", 9) == 0 && storage_acl_name_foreign(mbox)))
 			continue;
 		if (open == NULL || strcmp(open, mbox) != 0) {
 			if (open != NULL)
@@ -558,11 +778,20 @@ imap_notify_wake(struct imap_session *s)
 	for (size_t i = 0; i < n_ch && !need_list; i++) {
 		struct notify_mbox *m = mbs_find(nt->mbs, nt->n_mbs, ch[i].name);
 
-		need_list = ch[i].old != NULL || m == NULL || !exists(m->attrs);
+		if (ch[i].old != NULL)
+			need_list = true;
+		else if (m != NULL)
+			need_list = !exists(m->attrs);
+		else /* another store's mailbox the snapshot lacks matters
+		      * only when a name of the filters takes it */
+			need_list = !storage_acl_name_foreign(ch[i].name) ||
+			            notify_events_for(&nt->spec, ch[i].name, 0, true) != 0;
 	}
 	if (need_list) {
 		int rc = relist(s, nt, ch, n_ch);
 
+		if (rc == 0)
+			rc = owners_sync(s, nt);
 		if (rc == ROOST_ETOOBIG) {
 			queue_clear(ch, n_ch);
 			overflow(s);
@@ -682,6 +911,10 @@ cmd_notify(struct imap_cmd *cmd)
 			nt->spec.list_events = true;
 		if ((spec.groups[i].events & (NEV_MAILBOX_METADATA | NEV_SERVER_METADATA)) != 0)
 			nt->spec.meta_events = true;
+		for (size_t k = 0; k < spec.groups[i].n_names; k++) {
+			if (storage_acl_name_foreign(spec.groups[i].names[k]))
+				nt->spec.foreign = true;
+		}
 	}
 	nt->c = s->c;
 	pthread_mutex_init(&nt->lock, NULL);
@@ -692,11 +925,15 @@ cmd_notify(struct imap_cmd *cmd)
 		conn_ref(s->c);
 		rc = list_now(s, &nt->spec, &nt->mbs, &nt->n_mbs);
 	}
+	if (rc == 0)
+		rc = owners_sync(s, nt);
 	s->notify = nt;
 	if (rc == ROOST_ETOOBIG) {
 		notify_free(s);
-		imap_tagged(cmd, "NO", "[NOTIFICATIONOVERFLOW] At most %d mailboxes",
-		            NOTIFY_MAX_MAILBOXES);
+		imap_tagged(cmd, "NO",
+		            "[NOTIFICATIONOVERFLOW] At most %d mailboxes in at most %d other "
+		            "users' stores",
+		            NOTIFY_MAX_MAILBOXES, NOTIFY_MAX_OWNERS);
 		return;
 	}
 	if (rc < 0) {

@@ -311,12 +311,13 @@ group_names(const struct notify_group *g, const char *name)
 
 /*
  * The events for a mailbox other than the selected one: those of every
- * group whose filter takes it (RFC 5465 6.2-6.6). Roost has only the
- * personal namespace and delivers to any folder (+folder addresses), so
- * INBOXES takes every mailbox, as PERSONAL does (RFC 5465 6.3).
+ * group whose filter takes it (RFC 5465 6.2-6.6). Roost delivers to any
+ * personal folder (+folder addresses), so INBOXES takes every personal
+ * mailbox, as PERSONAL does (RFC 5465 6.3); other users' and shared
+ * mailboxes are taken by SUBSCRIBED, SUBTREE and MAILBOXES only.
  */
 unsigned
-notify_events_for(const struct notify_spec *spec, const char *name, unsigned attrs)
+notify_events_for(const struct notify_spec *spec, const char *name, unsigned attrs, bool foreign)
 {
 	unsigned ev = 0;
 
@@ -330,7 +331,7 @@ notify_events_for(const struct notify_spec *spec, const char *name, unsigned att
 			break;
 		case NF_INBOXES:
 		case NF_PERSONAL:
-			match = true;
+			match = !foreign;
 			break;
 		case NF_SUBSCRIBED:
 			match = (attrs & MBOX_SUBSCRIBED) != 0;

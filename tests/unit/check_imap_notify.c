@@ -11,6 +11,7 @@
 
 #include "roost/buf.h"
 #include "roost/error.h"
+#include "roost/storage.h"
 
 #include "../../protocols/imap/imap_impl.h"
 
@@ -241,6 +242,72 @@ START_TEST(test_utf8_names)
 }
 END_TEST
 
+/* Which filters take other users' and shared mailboxes: SUBTREE,
+ * MAILBOXES and SUBSCRIBED do, PERSONAL and INBOXES do not. */
+START_TEST(test_foreign_filters)
+{
+	struct notify_spec sp;
+	const char *err;
+	const unsigned msg = NEV_MESSAGE_NEW | NEV_MESSAGE_EXPUNGE;
+
+	ck_assert_int_eq(notify_parse(&plain,
+	                              "SET (personal (MessageNew MessageExpunge)) "
+	                              "(subtree Shared (MessageNew MessageExpunge FlagChange)) "
+	                              "(mailboxes \"Other Users/a@x.org/T\" (MailboxName)) "
+	                              "(subscribed (SubscriptionChange))",
+	                              &sp, &err),
+	                 0);
+	ck_assert_uint_eq(notify_events_for(&sp, "INBOX", 0, false), msg);
+	ck_assert_uint_eq(notify_events_for(&sp, "Shared/desk", 0, true), msg | NEV_FLAG_CHANGE);
+	ck_assert_uint_eq(notify_events_for(&sp, "Shared/desk/2026", 0, true),
+	                  msg | NEV_FLAG_CHANGE);
+	ck_assert_uint_eq(notify_events_for(&sp, "Sharedx/desk", 0, true), 0);
+	ck_assert_uint_eq(notify_events_for(&sp, "Other Users/a@x.org/T", 0, true),
+	                  NEV_MAILBOX_NAME);
+	ck_assert_uint_eq(notify_events_for(&sp, "Other Users/a@x.org/T/sub", 0, true), 0);
+	ck_assert_uint_eq(notify_events_for(&sp, "Other Users/b@x.org/T", MBOX_SUBSCRIBED, true),
+	                  NEV_SUBSCRIPTION_CHANGE);
+	ck_assert_uint_eq(notify_events_for(&sp, "Other Users/b@x.org/T", 0, true), 0);
+	imap_notify_spec_free(&sp);
+}
+END_TEST
+
+/* The store a name of the other users' or the shared namespace lives in. */
+START_TEST(test_store_of)
+{
+	char owner[256];
+	size_t pl = 0;
+
+	ck_assert_int_eq(storage_acl_store_of(NULL, "Shared", owner, sizeof(owner), &pl), 0);
+	ck_assert_str_eq(owner, STORAGE_ACL_PUBLIC_OWNER);
+	ck_assert_uint_eq(pl, 6);
+	ck_assert_int_eq(storage_acl_store_of(NULL, "Shared/desk/x", owner, sizeof(owner), &pl), 0);
+	ck_assert_uint_eq(pl, 6);
+	ck_assert_int_eq(
+	    storage_acl_store_of(NULL, "Other Users/a@x.org/T", owner, sizeof(owner), &pl), 0);
+	ck_assert_str_eq(owner, "a@x.org");
+	ck_assert_uint_eq(pl, strlen("Other Users/a@x.org"));
+	ck_assert_int_eq(
+	    storage_acl_store_of(NULL, "Other Users/a@x.org", owner, sizeof(owner), &pl), 0);
+	ck_assert_str_eq(owner, "a@x.org");
+	ck_assert_int_eq(storage_acl_store_of(NULL, "Other Users", owner, sizeof(owner), &pl),
+	                 ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_acl_store_of(NULL, "INBOX", owner, sizeof(owner), &pl),
+	                 ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_acl_store_of(NULL, "Sharedx", owner, sizeof(owner), &pl),
+	                 ROOST_ENOTFOUND);
+	ck_assert_int_eq(storage_acl_store_of(NULL, "Other Users/../x", owner, sizeof(owner), &pl),
+	                 ROOST_EINVAL);
+	ck_assert_int_eq(
+	    storage_acl_store_of(NULL, "Other Users/#public/x", owner, sizeof(owner), &pl),
+	    ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_store_of(NULL, "Other Users//x", owner, sizeof(owner), &pl),
+	                 ROOST_EINVAL);
+	ck_assert_int_eq(storage_acl_store_of(NULL, "Other Users/a@x.org/T", owner, 4, &pl),
+	                 ROOST_EINVAL);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -252,6 +319,8 @@ main(void)
 	tcase_add_test(tc, test_badevent);
 	tcase_add_test(tc, test_bounds);
 	tcase_add_test(tc, test_utf8_names);
+	tcase_add_test(tc, test_foreign_filters);
+	tcase_add_test(tc, test_store_of);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }

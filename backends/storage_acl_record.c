@@ -185,11 +185,9 @@ storage_acl_free(struct acl_entry *list, size_t n)
 	free(list);
 }
 
-/* Resolve user's name for an ACL command needing need: the owner's
- * mailbox must exist. */
-static int
-acl_target_of(struct storage *st, const char *user, const char *mailbox, unsigned need,
-              struct acl_target *t)
+int
+storage_acl_target(struct storage *st, const char *user, const char *mailbox, unsigned need,
+                   bool set_up, struct acl_target *t)
 {
 	char canon[STORAGE_MAX_NAME + 1];
 	struct mailbox_status s;
@@ -197,12 +195,11 @@ acl_target_of(struct storage *st, const char *user, const char *mailbox, unsigne
 
 	if (!storage_user_valid(user))
 		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(mailbox, canon)) != 0)
-		return rc;
-	if ((rc = storage_acl_resolve(st, user, canon, need, t)) != 0)
+	if ((rc = storage_name_canon(mailbox, canon)) != 0 ||
+	    (rc = storage_acl_resolve(st, user, canon, need, t)) != 0)
 		return rc;
 	rc = st->ops->status(st, t->owner, t->name, &s);
-	if (storage_user_set_up(st, t->owner, t->name, rc))
+	if (set_up && storage_user_set_up(st, t->owner, t->name, rc))
 		rc = st->ops->status(st, t->owner, t->name, &s);
 	return rc;
 }
@@ -217,7 +214,7 @@ storage_acl_get(struct storage *st, const char *user, const char *mailbox,
 
 	*list_r = NULL;
 	*n_r = 0;
-	if ((rc = acl_target_of(st, user, mailbox, ACL_ADMIN, &t)) != 0 ||
+	if ((rc = storage_acl_target(st, user, mailbox, ACL_ADMIN, true, &t)) != 0 ||
 	    (rc = storage_acl_read(st, t.owner, t.name, &a)) != 0)
 		return rc;
 	/* the owner first, with the rights nothing can take away; the
@@ -297,7 +294,7 @@ storage_acl_set(struct storage *st, const char *user, const char *mailbox, const
 	if (!storage_acl_identifier_valid(identifier) || (rights & ~ACL_RIGHTS_ALL) != 0 ||
 	    (mode != ACL_SET && mode != ACL_ADD && mode != ACL_REMOVE))
 		return ROOST_EINVAL;
-	if ((rc = acl_target_of(st, user, mailbox, ACL_ADMIN, &t)) != 0)
+	if ((rc = storage_acl_target(st, user, mailbox, ACL_ADMIN, true, &t)) != 0)
 		return rc;
 	if (strcmp(identifier, t.owner) == 0)
 		return ROOST_EPERM; /* the owner's rights are fixed */
@@ -320,7 +317,7 @@ storage_acl_delete(struct storage *st, const char *user, const char *mailbox,
 
 	if (!storage_acl_identifier_valid(identifier))
 		return ROOST_EINVAL;
-	if ((rc = acl_target_of(st, user, mailbox, ACL_ADMIN, &t)) != 0)
+	if ((rc = storage_acl_target(st, user, mailbox, ACL_ADMIN, true, &t)) != 0)
 		return rc;
 	if (strcmp(identifier, t.owner) == 0)
 		return ROOST_EPERM;
@@ -337,7 +334,7 @@ storage_acl_myrights(struct storage *st, const char *user, const char *mailbox, 
 	int rc;
 
 	*rights_r = 0;
-	if ((rc = acl_target_of(st, user, mailbox, 0, &t)) != 0)
+	if ((rc = storage_acl_target(st, user, mailbox, 0, true, &t)) != 0)
 		return rc;
 	/* p alone (anyone's, by default) is about mail to user+folder: it
 	 * must not let every user probe which folders others have */

@@ -244,22 +244,14 @@ static int
 meta_target(struct storage *st, const char *user, const char *mailbox, unsigned need,
             struct acl_target *t)
 {
-	char canon[STORAGE_MAX_NAME + 1];
-	struct mailbox_status s;
-	int rc;
-
+	if (mailbox[0] != '\0')
+		return storage_acl_target(st, user, mailbox, need, false, t);
 	if (!storage_user_valid(user))
 		return ROOST_EINVAL;
-	if (mailbox[0] == '\0') {
-		snprintf(t->owner, sizeof(t->owner), "%s", user);
-		t->name[0] = '\0';
-		t->foreign = false;
-		return 0;
-	}
-	if ((rc = storage_name_canon(mailbox, canon)) != 0 ||
-	    (rc = storage_acl_resolve(st, user, canon, need, t)) != 0)
-		return rc;
-	return st->ops->status(st, t->owner, t->name, &s);
+	snprintf(t->owner, sizeof(t->owner), "%s", user);
+	t->name[0] = '\0';
+	t->foreign = false;
+	return 0;
 }
 
 int

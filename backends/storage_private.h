@@ -107,6 +107,16 @@ int storage_acl_resolve(struct storage *st, const char *actor, const char *canon
  * top level cannot be made: ROOST_ENOACCESS). */
 int storage_acl_resolve_parent(struct storage *st, const char *actor, const char *canon,
                                struct acl_target *t);
+/* The mailbox user names (as given, not yet canonical) for a command
+ * needing need there: the user name checked (ROOST_EINVAL), the name made
+ * canonical, resolved and checked (storage_acl_resolve()), and the owner's
+ * mailbox existing (the backend's status; with set_up, a user never seen
+ * before whose INBOX is named is set up and asked again,
+ * storage_user_set_up()). 0 or that error. The
+ * one preamble of the ACL commands (storage_acl_record.c) and of
+ * METADATA (storage_metadata.c). */
+int storage_acl_target(struct storage *st, const char *user, const char *mailbox, unsigned need,
+                       bool set_up, struct acl_target *t);
 /* A user's name, or the public store's (storage.h): whose store a
  * mailbox may be in. */
 bool storage_owner_valid(const char *owner);

@@ -329,9 +329,9 @@ blob_exists(struct jmap_req *r, const char *id)
 }
 
 /*
- * Blob/copy (RFC 8620 6.3). A user has one account here, and a blob of it
- * is already in it: copying names the same blob in the account, once it
- * is found. From any other account: fromAccountNotFound.
+ * Blob/copy (RFC 8620 6.3). A blob of an account is already in it:
+ * copying names the same blob in the account, once it is found. From any
+ * other account (a shared one included): fromAccountNotFound.
  */
 void
 jmap_blob_copy(struct jmap_req *r, json_t *args, const char *tag)
@@ -408,6 +408,24 @@ download_headers(const char *type, const char *name, struct buf *h)
 	(void)type;
 }
 
+/* The account of a download path: the user's own or one shared with the
+ * user (its messages, read as the user, which storage checks). */
+static bool
+download_account(struct jmap_req *r, const char *rest, const char **after_r)
+{
+	const char *slash = strchr(rest, '/');
+	char id[24];
+
+	if (slash == NULL || (size_t)(slash - rest) >= sizeof(id))
+		return false;
+	memcpy(id, rest, (size_t)(slash - rest));
+	id[slash - rest] = '\0';
+	if (!jmap_account_select(r, id))
+		return false;
+	*after_r = slash + 1;
+	return true;
+}
+
 void
 jmap_download(struct http_session *s)
 {
@@ -423,7 +441,7 @@ jmap_download(struct http_session *s)
 	r.store = s->svc->storage;
 	r.user = s->user;
 	r.account = s->account;
-	if (!path_account(s, rest, &after) || (slash = strchr(after, '/')) == NULL ||
+	if (!download_account(&r, rest, &after) || (slash = strchr(after, '/')) == NULL ||
 	    (size_t)(slash - after) >= sizeof(blob) ||
 	    http_url_decode(slash + 1, strlen(slash + 1), &name) != 0) {
 		http_respond_problem(s, 404, "about:blank", "No such blob.");
@@ -464,6 +482,7 @@ jmap_download(struct http_session *s)
 	http_respond(s, 200, type, data.data, data.len, (const char *)h.data);
 out:
 	jmap_mailboxes_reset(&r);
+	jmap_accounts_reset(&r);
 	buf_free(&accept);
 	buf_free(&name);
 	buf_free(&h);

@@ -159,16 +159,42 @@ jmap_mailboxes_reset(struct jmap_req *r)
 	jmap_threads_reset(r);
 }
 
+/* Mark the shared mailboxes the user subscribed to: subscriptions are
+ * kept in the user's own list, as names that do not exist there. */
+static void
+mark_subscribed(struct jmap_req *r)
+{
+	struct mailbox_info *own = NULL;
+	size_t n = 0;
+
+	if (storage_list(r->store, r->user, &own, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if ((own[i].attrs & MBOX_SUBSCRIBED) == 0)
+			continue;
+		for (size_t k = 0; k < r->n_mboxes; k++) {
+			if (strcmp(r->mboxes[k].name, own[i].name) == 0)
+				r->mboxes[k].attrs |= MBOX_SUBSCRIBED;
+		}
+	}
+	storage_list_free(own, n);
+}
+
 int
 jmap_mailboxes(struct jmap_req *r)
 {
 	struct mailbox_info *list = NULL;
-	size_t n = 0;
+	size_t n = 0, plen = r->prefix != NULL ? strlen(r->prefix) : 0;
 	int rc;
 
 	if (r->loaded)
 		return 0;
-	rc = storage_list(r->store, r->user, &list, &n);
+	/* the personal account is the user's own list; a shared one the
+	 * names under its prefix of what others share (as LIST shows them) */
+	if (r->prefix == NULL)
+		rc = storage_list(r->store, r->user, &list, &n);
+	else
+		rc = storage_acl_shared_list(r->store, r->user, &list, &n);
 	if (rc != 0)
 		return rc;
 	r->mboxes = xcalloc(n + 1, sizeof(*r->mboxes));
@@ -177,9 +203,17 @@ jmap_mailboxes(struct jmap_req *r)
 
 		if (list[i].attrs & (MBOX_NONEXISTENT | MBOX_NOSELECT))
 			continue;
+		if (r->prefix == NULL ? storage_acl_name_foreign(list[i].name)
+		                      : strncmp(list[i].name, r->prefix, plen) != 0)
+			continue;
 		if (storage_status(r->store, r->user, list[i].name, &m->st) != 0)
-			continue; /* gone meanwhile */
+			continue; /* gone meanwhile, or no right to read it */
+		m->rights = ACL_RIGHTS_ALL;
+		if (r->prefix != NULL &&
+		    storage_acl_myrights(r->store, r->user, list[i].name, &m->rights) != 0)
+			continue;
 		m->name = xstrdup(list[i].name);
+		m->local = m->name + plen;
 		m->attrs = list[i].attrs;
 		/* the MAILBOXID's digest: a rename keeps it */
 		m->digest = jmap_name_digest(m->st.mailboxid);
@@ -187,6 +221,8 @@ jmap_mailboxes(struct jmap_req *r)
 		r->n_mboxes++;
 	}
 	storage_list_free(list, n);
+	if (r->prefix != NULL)
+		mark_subscribed(r);
 	r->loaded = true;
 	return 0;
 }
@@ -251,7 +287,8 @@ jmap_state(struct jmap_req *r, struct buf *out)
 void
 jmap_blob_dir(struct jmap_req *r, char *out, size_t size)
 {
-	snprintf(out, size, "%s/blobs/%s", r->s->svc->cfg->data_dir, r->account);
+	/* uploads are the user's, whichever account they were sent to */
+	snprintf(out, size, "%s/blobs/%s", r->s->svc->cfg->data_dir, jmap_account_own(r));
 }
 
 /* ---- responses ---- */
@@ -293,6 +330,7 @@ jmap_storage_set_error(int rc, const char *invalid_desc)
 	case ROOST_ENOTFOUND:
 		return jmap_set_error("notFound", NULL);
 	case ROOST_EPERM:
+	case ROOST_ENOACCESS:
 		return jmap_set_error("forbidden", NULL);
 	case ROOST_EOVERQUOTA:
 	case ROOST_EQUOTATOOBIG:
@@ -330,7 +368,7 @@ jmap_check_account(struct jmap_req *r, json_t *args, const char *tag)
 {
 	const char *acc = json_string_value(json_object_get(args, "accountId"));
 
-	if (acc == NULL || strcmp(acc, r->account) != 0) {
+	if (acc == NULL || !jmap_account_select(r, acc)) {
 		jmap_error(r, "accountNotFound", NULL, tag);
 		return false;
 	}
@@ -408,13 +446,46 @@ base_url(struct http_session *s, struct buf *out)
 	           host != NULL ? host : conn_local(s->c));
 }
 
-/* The session changes only with the configuration and the user. */
+/* The session changes with the configuration, the user and the accounts
+ * shared with the user (RFC 8620 2: a client fetches the Session again
+ * when the state it sees in an API response differs). */
 static void
-session_state(struct http_session *s, char out[20])
+session_state(struct http_session *s, const struct jmap_account *v, size_t n, char out[20])
 {
-	snprintf(out, 20, "%08llx",
-	         (unsigned long long)(jmap_name_digest(s->user) ^ s->svc->cfg->max_message_size) &
-	             0xffffffffULL);
+	uint64_t h = jmap_name_digest(s->user) ^ s->svc->cfg->max_message_size;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h * 0x100000001b3ULL) ^ jmap_name_digest(v[i].id);
+	snprintf(out, 20, "%08llx", (unsigned long long)h & 0xffffffffULL);
+}
+
+/* The mail capability of an account (RFC 8621 1.3.1). */
+static json_t *
+mail_account_caps(const struct roost_config *cfg, bool top_level)
+{
+	return json_pack("{sisnsisIs[sssss]sb}", "maxMailboxesPerEmail", 1, "maxMailboxDepth",
+	                 "maxSizeMailboxName", STORAGE_MAX_NAME_STORED,
+	                 "maxSizeAttachmentsPerEmail", (json_int_t)cfg->max_message_size,
+	                 "emailQuerySortOptions", "receivedAt", "size", "from", "subject", "sentAt",
+	                 "mayCreateTopLevelMailbox", top_level);
+}
+
+/* The accounts shared with the user, each with its mail capability only:
+ * submission, vacation and identities are the user's own. */
+static void
+shared_accounts(struct http_session *s, json_t *accounts, const struct jmap_account *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool pub = strcmp(v[i].owner, STORAGE_ACL_PUBLIC_OWNER) == 0;
+		json_t *caps = json_object();
+
+		json_object_set_new(caps, JMAP_MAIL, mail_account_caps(s->svc->cfg, false));
+		json_object_set_new(accounts, v[i].id,
+		                    json_pack("{sssbsbso}", "name",
+		                              pub ? STORAGE_ACL_SHARED_PREFIX : v[i].owner,
+		                              "isPersonal", 0, "isReadOnly", v[i].readonly,
+		                              "accountCapabilities", caps));
+	}
 }
 
 void
@@ -423,8 +494,11 @@ jmap_session_resource(struct http_session *s)
 	const struct roost_config *cfg = s->svc->cfg;
 	struct buf base = BUF_INIT(0), url = BUF_INIT(0);
 	json_t *caps, *acct_caps, *session;
+	struct jmap_account *shared = NULL;
+	size_t n_shared = 0;
 	char *text, state[20];
 
+	(void)jmap_accounts_shared(s->svc->storage, s->user, true, &shared, &n_shared);
 	base_url(s, &base);
 	caps = json_pack(
 	    "{s{sIsisIsisisisis[ss]}s{}s{}}", JMAP_CORE, "maxSizeUpload",
@@ -435,12 +509,8 @@ jmap_session_resource(struct http_session *s)
 	    "i;ascii-casemap", "i;unicode-casemap", JMAP_MAIL, JMAP_SUBMISSION);
 	json_object_set_new(caps, JMAP_VACATION, json_object());
 	json_object_set_new(caps, JMAP_BLOB, json_object());
-	acct_caps = json_pack("{s{sisnsisIs[sssss]sb}s{sis{}}}", JMAP_MAIL, "maxMailboxesPerEmail",
-	                      1, "maxMailboxDepth", "maxSizeMailboxName", STORAGE_MAX_NAME_STORED,
-	                      "maxSizeAttachmentsPerEmail", (json_int_t)cfg->max_message_size,
-	                      "emailQuerySortOptions", "receivedAt", "size", "from", "subject",
-	                      "sentAt", "mayCreateTopLevelMailbox", 1, JMAP_SUBMISSION,
-	                      "maxDelayedSend", 0, "submissionExtensions");
+	acct_caps = json_pack("{sos{sis{}}}", JMAP_MAIL, mail_account_caps(cfg, true),
+	                      JMAP_SUBMISSION, "maxDelayedSend", 0, "submissionExtensions");
 	json_object_set_new(acct_caps, JMAP_VACATION, json_object());
 	/* RFC 9404: Blob/get and Blob/copy; Blob/upload and Blob/lookup are
 	 * not here, which maxDataSources 0 says. */
@@ -456,6 +526,7 @@ jmap_session_resource(struct http_session *s)
 	                    json_string(s->account));
 	json_object_set_new(json_object_get(session, "primaryAccounts"), JMAP_BLOB,
 	                    json_string(s->account));
+	shared_accounts(s, json_object_get(session, "accounts"), shared, n_shared);
 	buf_printf(&url, "%s/jmap/api/", (char *)base.data);
 	json_object_set_new(session, "apiUrl", json_string((char *)url.data));
 	buf_reset(&url);
@@ -469,7 +540,8 @@ jmap_session_resource(struct http_session *s)
 	buf_printf(&url, "%s/jmap/eventsource?types={types}&closeafter={closeafter}&ping={ping}",
 	           (char *)base.data);
 	json_object_set_new(session, "eventSourceUrl", json_string((char *)url.data));
-	session_state(s, state);
+	session_state(s, shared, n_shared, state);
+	jmap_accounts_free(shared, n_shared);
 	json_object_set_new(session, "state", json_string(state));
 	text = json_dumps(session, JSON_COMPACT);
 	http_respond(s, 200, "application/json", text, strlen(text),
@@ -639,6 +711,26 @@ using_caps(json_t *using, const char **unknown_r)
 	return caps;
 }
 
+/* Submission, vacation and identities are the user's own (and so is a
+ * push subscription, which names no account): in a shared account they
+ * answer accountNotSupportedByMethod (RFC 8620 3.6.2). False once that
+ * error was written. */
+static bool
+personal_only(struct jmap_req *r, const struct jmap_method *m, json_t *args, const char *tag)
+{
+	const char *acc = json_string_value(json_object_get(args, "accountId"));
+
+	if ((m->cap & (JMAP_CAP_SUBMISSION | JMAP_CAP_VACATION)) == 0 || acc == NULL ||
+	    strcmp(acc, jmap_account_own(r)) == 0)
+		return true;
+	if (!jmap_account_select(r, acc)) {
+		jmap_error(r, "accountNotFound", NULL, tag);
+		return false;
+	}
+	jmap_error(r, "accountNotSupportedByMethod", NULL, tag);
+	return false;
+}
+
 static void
 run_call(struct jmap_req *r, json_t *call)
 {
@@ -658,7 +750,7 @@ run_call(struct jmap_req *r, json_t *call)
 		return;
 	}
 	args = json_deep_copy(args);
-	if (resolve_refs(r, args, tag))
+	if (resolve_refs(r, args, tag) && personal_only(r, m, args, tag))
 		m->run(r, args, tag);
 	json_decref(args);
 }
@@ -730,7 +822,10 @@ api_run(struct http_session *s)
 	{
 		run_call(&r, call);
 	}
-	session_state(s, st);
+	if (!r.accts_loaded &&
+	    jmap_accounts_shared(r.store, r.user, false, &r.accts, &r.n_accts) == 0)
+		r.accts_loaded = true;
+	session_state(s, r.accts, r.n_accts, st);
 	out = json_pack("{sOss}", "methodResponses", r.responses, "sessionState", st);
 	if (json_object_get(req, "createdIds") != NULL)
 		json_object_set(out, "createdIds", r.created_ids);
@@ -741,6 +836,7 @@ api_run(struct http_session *s)
 	json_decref(r.responses);
 	json_decref(r.created_ids);
 	jmap_mailboxes_reset(&r);
+	jmap_accounts_reset(&r);
 	json_decref(req);
 }
 

@@ -53,18 +53,46 @@ enum jmap_cap {
 };
 
 struct jmap_mbox {
-	char *name;
-	char id[18]; /* "M" + 16 hex */
+	char *name;        /* in the user's storage view: the account's prefix first */
+	const char *local; /* the name within its account: the end of name */
+	char id[18];       /* "M" + 16 hex */
 	uint64_t digest;
 	unsigned attrs;
+	unsigned rights; /* the user's (enum acl_right); every right on own ones */
 	struct mailbox_status st;
+};
+
+/*
+ * Accounts (RFC 8620 1.6.2). The user's own mailboxes are the personal
+ * account. Each owner who lets the user see (l) at least one mailbox is an
+ * account of its own, and so is the shared namespace ("Shared/", the store
+ * STORAGE_ACL_PUBLIC_OWNER) when the user sees a mailbox there. An account
+ * is a name prefix in the user's own storage view ("Other Users/<owner>/",
+ * "Shared/"): every storage call is made as the authenticated user with
+ * the prefixed name, so the storage wrapper checks the rights as it does
+ * for IMAP. An account's id is http_account_id() of its owner, the same
+ * for every user (and the owner's own personal account id): stable, and
+ * it tells no more than the owner's name, which LIST shows already.
+ */
+struct jmap_account {
+	char id[24];
+	char *owner;   /* a user, or STORAGE_ACL_PUBLIC_OWNER */
+	char *prefix;  /* "Other Users/<owner>/" or "Shared/" */
+	bool readonly; /* no right beyond l and r on any of its mailboxes */
 };
 
 struct jmap_req {
 	struct http_session *s;
 	struct storage *store;
 	const char *user;
-	const char *account;
+	const char *account; /* the account of the current method call */
+	/* The prefix of that account's names; NULL for the personal account
+	 * (jmap_account_select()). Borrowed from accts. */
+	const char *prefix;
+	/* the accounts others share with the user, loaded on first use */
+	struct jmap_account *accts;
+	size_t n_accts;
+	bool accts_loaded;
 	unsigned using;
 	json_t *responses;   /* [[name, args, tag], ...] */
 	json_t *created_ids; /* creation id -> id */
@@ -144,7 +172,9 @@ json_t *jmap_storage_set_error(int rc, const char *invalid_desc);
 /* Is name among the properties asked for (a JSON array of strings), or
  * among defaults[0..n) when props is NULL? */
 bool jmap_prop_wanted(json_t *props, const char *const *defaults, size_t n, const char *name);
-/* accountId is ours, or an accountNotFound error was written (false). */
+/* accountId is the user's own or one shared with the user (the method
+ * then works in it: jmap_account_select()), or an accountNotFound error
+ * was written (false). */
 bool jmap_check_account(struct jmap_req *r, json_t *args, const char *tag);
 /* What an id list that is null (or absent) asks for. */
 enum jmap_ids_null {
@@ -178,6 +208,27 @@ void jmap_state(struct jmap_req *r, struct buf *out);
 /* RFC 3339 UTC ("2024-01-31T10:00:00Z") of t into out (21 bytes). */
 void jmap_utc_date(int64_t t, char out[21]);
 int jmap_parse_date(const char *s, int64_t *t_r);
+
+/* ---- jmap_account.c ---- */
+
+/* The accounts others share with user (see above), sorted by id; with
+ * rights, isReadOnly is found (one read of the rights of each mailbox).
+ * 0 or an error; free with jmap_accounts_free(). */
+int jmap_accounts_shared(struct storage *st, const char *user, bool rights,
+                         struct jmap_account **v_r, size_t *n_r);
+void jmap_accounts_free(struct jmap_account *v, size_t n);
+/* Make account id (the user's own or a shared one) the one r works in,
+ * dropping what was loaded of another; false, nothing changed, when the
+ * user has no such account. */
+bool jmap_account_select(struct jmap_req *r, const char *id);
+/* The user's personal account id. */
+const char *jmap_account_own(const struct jmap_req *r);
+/* Is r working in a shared account? */
+bool jmap_account_shared(const struct jmap_req *r);
+/* The account's own name of m (its name without the account's prefix). */
+const char *jmap_mbox_local_name(const struct jmap_req *r, const struct jmap_mbox *m);
+/* Free the accounts loaded into r. */
+void jmap_accounts_reset(struct jmap_req *r);
 
 /* ---- jmap_ids.c: Email ids ---- */
 

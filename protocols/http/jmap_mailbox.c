@@ -1,7 +1,8 @@
 /*
  * Mailbox/get, /query and /set (RFC 8621 2). A JMAP mailbox is a storage
  * mailbox; its name here is the last component of the path and parentId
- * the mailbox of the rest.
+ * the mailbox of the rest. In a shared account the path is the one after
+ * the account's prefix, and myRights tell the user's ACL rights there.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 static const char *
 role_of(const struct jmap_mbox *m)
 {
-	if (strcmp(m->name, "INBOX") == 0)
+	if (strcmp(m->local, "INBOX") == 0)
 		return "inbox";
 	if (m->attrs & MBOX_DRAFTS)
 		return "drafts";
@@ -77,17 +78,36 @@ parent_of(struct jmap_req *r, const struct jmap_mbox *m)
 	return p;
 }
 
+/* myRights (RFC 8621 2) from the ACL rights (RFC 4314 and RFC 8621 2's
+ * own mapping): removing needs t and e, as IMAP's STORE \Deleted and
+ * EXPUNGE do. mayRename stays false: Mailbox/set renames nothing. Only the
+ * personal account submits (EmailSubmission is the user's own). */
+static json_t *
+rights_json(const struct jmap_req *r, const struct jmap_mbox *m, bool inbox)
+{
+	unsigned a = m->rights;
+
+	return json_pack("{sbsbsbsbsbsbsbsbsb}", "mayReadItems", (a & ACL_READ) != 0, "mayAddItems",
+	                 (a & ACL_INSERT) != 0, "mayRemoveItems",
+	                 (a & (ACL_DELETED | ACL_EXPUNGE)) == (ACL_DELETED | ACL_EXPUNGE),
+	                 "maySetSeen", (a & ACL_SEEN) != 0, "maySetKeywords", (a & ACL_WRITE) != 0,
+	                 "mayCreateChild", (a & ACL_CREATE) != 0, "mayRename", 0, "mayDelete",
+	                 (a & ACL_DELETE) != 0 && !(inbox && !jmap_account_shared(r)), "maySubmit",
+	                 !jmap_account_shared(r));
+}
+
 static json_t *
 mailbox_json(struct jmap_req *r, const struct jmap_mbox *m)
 {
 	const struct jmap_mbox *parent = parent_of(r, m);
-	const char *slash = strrchr(m->name, '/');
+	const char *local = jmap_mbox_local_name(r, m);
+	const char *slash = strrchr(local, '/');
 	const char *role = role_of(m);
-	bool inbox = strcmp(m->name, "INBOX") == 0;
+	bool inbox = strcmp(local, "INBOX") == 0;
 	json_t *o = json_object();
 
 	json_object_set_new(o, "id", json_string(m->id));
-	json_object_set_new(o, "name", json_string(inbox ? "Inbox" : slash ? slash + 1 : m->name));
+	json_object_set_new(o, "name", json_string(inbox ? "Inbox" : slash ? slash + 1 : local));
 	json_object_set_new(o, "parentId", parent ? json_string(parent->id) : json_null());
 	json_object_set_new(o, "role", role ? json_string(role) : json_null());
 	json_object_set_new(o, "sortOrder", json_integer(sort_order(m)));
@@ -95,11 +115,7 @@ mailbox_json(struct jmap_req *r, const struct jmap_mbox *m)
 	json_object_set_new(o, "unreadEmails", json_integer(m->st.unseen));
 	json_object_set_new(o, "totalThreads", json_integer(m->st.messages));
 	json_object_set_new(o, "unreadThreads", json_integer(m->st.unseen));
-	json_object_set_new(o, "myRights",
-	                    json_pack("{sbsbsbsbsbsbsbsbsb}", "mayReadItems", 1, "mayAddItems", 1,
-	                              "mayRemoveItems", 1, "maySetSeen", 1, "maySetKeywords", 1,
-	                              "mayCreateChild", 1, "mayRename", 0, "mayDelete", !inbox,
-	                              "maySubmit", 1));
+	json_object_set_new(o, "myRights", rights_json(r, m, inbox));
 	json_object_set_new(o, "isSubscribed", json_boolean(m->attrs & MBOX_SUBSCRIBED));
 	return o;
 }
@@ -210,9 +226,10 @@ mailbox_matches(struct jmap_req *r, const struct jmap_mbox *m, json_t *filter)
 			return false;
 	}
 	if ((v = json_object_get(filter, "name")) != NULL && json_is_string(v)) {
-		const char *slash = strrchr(m->name, '/');
+		const char *local = jmap_mbox_local_name(r, m);
+		const char *slash = strrchr(local, '/');
 
-		if (strstr(slash ? slash + 1 : m->name, json_string_value(v)) == NULL)
+		if (strstr(slash ? slash + 1 : local, json_string_value(v)) == NULL)
 			return false;
 	}
 	return true;
@@ -376,6 +393,8 @@ create_one(struct jmap_req *r, void *ctx, json_t *obj, json_t **created_r)
 		return jmap_set_error("invalidProperties", "role");
 	if (p != NULL)
 		buf_printf(&full, "%s/", p->name);
+	else if (r->prefix != NULL)
+		buf_append_str(&full, r->prefix); /* storage checks the right to */
 	buf_append_str(&full, name);
 	rc = storage_create(r->store, r->user, (char *)full.data, role ? role_attr(role) : 0);
 	if (rc == 0 && json_is_false(json_object_get(obj, "isSubscribed")) == false)

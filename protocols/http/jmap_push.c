@@ -6,7 +6,12 @@
  * change made over IMAP, SMTP or another JMAP client wakes the stream; the
  * state is then compared with the last one sent. The ping timer also
  * re-reads the state, which catches what a watch cannot see (a Maildir
- * changed by another program).
+ * changed by another program). The accounts shared with the user are
+ * followed the same way (their mailboxes watched under the names the user
+ * opens them by, so the owner's and everyone's changes wake the stream),
+ * each with a state of its own, and an event names each account whose
+ * state changed; the list of accounts is read again at every wake-up, so
+ * an account shared meanwhile is followed from then on.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +39,18 @@ struct push_watch {
 	struct storage_watch *w;
 };
 
+struct push_state {
+	char id[24]; /* the account */
+	char *state; /* last state sent (or the starting one) */
+};
+
 struct jmap_push {
 	struct http_session *s;
 	unsigned types;
 	bool close_after_state;
 	unsigned ping_s;
-	char *state; /* last state sent (or the starting one) */
+	struct push_state *states; /* one per account followed */
+	size_t n_states;
 	struct push_watch *watches;
 	size_t n_watches;
 };
@@ -83,27 +94,97 @@ watch_all(struct jmap_push *p, struct jmap_req *r)
 	}
 }
 
+/* One StateChange event (RFC 8620 7.1) for the accounts in changed (an
+ * object of account id -> state), stolen. */
 static void
-send_state(struct jmap_push *p, const char *state)
+send_state(struct jmap_push *p, json_t *changed)
 {
-	json_t *ch = json_object(), *ev;
+	json_t *all = json_object(), *ev, *v;
+	const char *acc;
 	char *text;
 
-	if (p->types & PT_EMAIL)
-		json_object_set_new(ch, "Email", json_string(state));
-	if (p->types & PT_MAILBOX)
-		json_object_set_new(ch, "Mailbox", json_string(state));
-	if (p->types & PT_THREAD)
-		json_object_set_new(ch, "Thread", json_string(state));
-	if (p->types & PT_DELIVERY)
-		json_object_set_new(ch, "EmailDelivery", json_string(state));
-	ev = json_pack("{sss{so}}", "@type", "StateChange", "changed", p->s->account, ch);
+	json_object_foreach(changed, acc, v)
+	{
+		const char *state = json_string_value(v);
+		json_t *ch = json_object();
+
+		if (p->types & PT_EMAIL)
+			json_object_set_new(ch, "Email", json_string(state));
+		if (p->types & PT_MAILBOX)
+			json_object_set_new(ch, "Mailbox", json_string(state));
+		if (p->types & PT_THREAD)
+			json_object_set_new(ch, "Thread", json_string(state));
+		if (p->types & PT_DELIVERY)
+			json_object_set_new(ch, "EmailDelivery", json_string(state));
+		json_object_set_new(all, acc, ch);
+	}
+	json_decref(changed);
+	ev = json_pack("{ssso}", "@type", "StateChange", "changed", all);
 	text = json_dumps(ev, JSON_COMPACT);
 	conn_printf(p->s->c, "event: state\ndata: %s\n\n", text);
 	free(text);
 	json_decref(ev);
 	if (p->close_after_state)
 		conn_close(p->s->c);
+}
+
+/* The last state of account id (NULL for one not followed yet). */
+static struct push_state *
+state_of(struct jmap_push *p, const char *id)
+{
+	for (size_t i = 0; i < p->n_states; i++) {
+		if (strcmp(p->states[i].id, id) == 0)
+			return &p->states[i];
+	}
+	return NULL;
+}
+
+/* Watch every mailbox of every account of the user (new ones too), then
+ * read each account's state: those that differ from the last are changed
+ * (their id -> state added to changed). An account no longer shared is
+ * forgotten (its watches stay until the stream ends: they only wake it). */
+static void
+push_scan(struct jmap_push *p, json_t *changed)
+{
+	struct http_session *s = p->s;
+	struct push_state *kept = NULL;
+	struct buf st = BUF_INIT(0);
+	size_t n_kept = 0;
+	struct jmap_req r;
+
+	req_init(&r, s);
+	if (jmap_accounts_shared(r.store, r.user, false, &r.accts, &r.n_accts) == 0)
+		r.accts_loaded = true;
+	kept = xcalloc(r.n_accts + 1, sizeof(*kept));
+	for (size_t k = 0; k <= r.n_accts; k++) {
+		const char *id = k == 0 ? s->account : r.accts[k - 1].id;
+		struct push_state *old;
+
+		if (!jmap_account_select(&r, id))
+			continue;
+		/* Watch first, then read the state: a change in between wakes us. */
+		watch_all(p, &r);
+		jmap_mailboxes_reset(&r);
+		buf_reset(&st);
+		jmap_state(&r, &st);
+		jmap_mailboxes_reset(&r);
+		old = state_of(p, id);
+		snprintf(kept[n_kept].id, sizeof(kept[n_kept].id), "%s", id);
+		if (old != NULL && strcmp(old->state, (const char *)st.data) == 0) {
+			kept[n_kept++].state = old->state;
+			old->state = NULL;
+			continue;
+		}
+		kept[n_kept++].state = xstrdup((const char *)st.data);
+		json_object_set_new(changed, id, json_string((const char *)st.data));
+	}
+	for (size_t i = 0; i < p->n_states; i++)
+		free(p->states[i].state);
+	free(p->states);
+	p->states = kept;
+	p->n_states = n_kept;
+	jmap_accounts_reset(&r);
+	buf_free(&st);
 }
 
 static unsigned
@@ -135,10 +216,9 @@ void
 jmap_push_start(struct http_session *s)
 {
 	struct buf types = BUF_INIT(256), close = BUF_INIT(32), ping = BUF_INIT(32);
-	struct buf st = BUF_INIT(0);
 	struct jmap_push *p = xcalloc(1, sizeof(*p));
 	unsigned max_ping = s->svc->cfg->http_push_ping;
-	struct jmap_req r;
+	json_t *changed;
 
 	p->s = s;
 	p->types = PT_ALL;
@@ -161,47 +241,36 @@ jmap_push_start(struct http_session *s)
 	                  "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
 	s->push = p;
 	conn_set_idle_timeout(s->c, 7 * 24 * 3600);
-	req_init(&r, s);
-	/* Watch first, then read the state: a change in between wakes us. */
-	watch_all(p, &r);
-	jmap_mailboxes_reset(&r);
-	jmap_state(&r, &st);
-	p->state = xstrdup((const char *)st.data);
+	changed = json_object();
+	push_scan(p, changed);
 	if (p->ping_s > 0)
 		conn_printf(s->c, "event: ping\ndata: {\"interval\":%u}\n\n", p->ping_s);
 	if (!p->close_after_state)
-		send_state(p, p->state);
+		send_state(p, changed);
+	else
+		json_decref(changed);
 	conn_set_timer(s->c, (p->ping_s > 0 ? p->ping_s : max_ping) * 1000u);
-	conn_log(s->c, LOG_LEVEL_INFO, "event=push_start user=%s mailboxes=%zu", LOG_QUOTE(s->user),
-	         p->n_watches);
-	jmap_mailboxes_reset(&r);
-	buf_free(&st);
+	conn_log(s->c, LOG_LEVEL_INFO, "event=push_start user=%s accounts=%zu mailboxes=%zu",
+	         LOG_QUOTE(s->user), p->n_states, p->n_watches);
 }
 
 void
 jmap_push_wake(struct http_session *s, bool timer)
 {
 	struct jmap_push *p = s->push;
-	struct buf st = BUF_INIT(0);
-	struct jmap_req r;
+	json_t *changed = json_object();
 
-	req_init(&r, s);
-	watch_all(p, &r);
-	jmap_mailboxes_reset(&r);
-	jmap_state(&r, &st);
-	if (strcmp((const char *)st.data, p->state) != 0) {
-		free(p->state);
-		p->state = xstrdup((const char *)st.data);
-		send_state(p, p->state);
-	}
+	push_scan(p, changed);
+	if (json_object_size(changed) > 0)
+		send_state(p, changed);
+	else
+		json_decref(changed);
 	if (timer) {
 		if (p->ping_s > 0)
 			conn_printf(s->c, "event: ping\ndata: {\"interval\":%u}\n\n", p->ping_s);
 		conn_set_timer(s->c,
 		               (p->ping_s > 0 ? p->ping_s : s->svc->cfg->http_push_ping) * 1000u);
 	}
-	jmap_mailboxes_reset(&r);
-	buf_free(&st);
 }
 
 void
@@ -217,7 +286,9 @@ jmap_push_free(struct jmap_push **pp)
 		free(p->watches[i].name);
 	}
 	free(p->watches);
-	free(p->state);
+	for (size_t i = 0; i < p->n_states; i++)
+		free(p->states[i].state);
+	free(p->states);
 	free(p);
 	*pp = NULL;
 }

@@ -428,6 +428,63 @@ out:
 	buf_free(&st);
 }
 
+/* One Email/copy create as it goes: the destination by name (the account
+ * is switched between the phases, which drops the mailbox list), then the
+ * copy's UID and size. */
+struct copy_one {
+	const char *key;
+	char *dest;
+	uint32_t uid;
+	size_t size;
+	json_t *err;
+};
+
+/* Copy each create's Email, found in the account r works in now (from),
+ * into its destination. */
+static void
+copy_from(struct jmap_req *r, json_t *create, struct copy_one *v, size_t n)
+{
+	struct jmap_mbc_set set = {0};
+
+	for (size_t i = 0; i < n; i++) {
+		const char *id =
+		    json_string_value(json_object_get(json_object_get(create, v[i].key), "id"));
+		const struct jmap_mbox *m;
+		struct jmap_mbc *c;
+		uint32_t uid, dv, *su = NULL, *du = NULL;
+		size_t nc = 0;
+		int rc;
+
+		if (v[i].err != NULL)
+			continue;
+		if (!jmap_email_parse(r, 'E', id, &m, &uid) ||
+		    (c = jmap_mbc_get(r, &set, m)) == NULL) {
+			v[i].err = jmap_set_error("notFound", NULL);
+			continue;
+		}
+		rc = mailbox_copy(c->mb, &uid, 1, v[i].dest, false, &dv, &su, &du, &nc);
+		if (rc != 0 || nc != 1) {
+			v[i].err = rc != 0 ? jmap_storage_set_error(rc, NULL)
+			                   : jmap_set_error("notFound", NULL);
+		} else {
+			const struct msg_record *rec = jmap_mbc_find(c, uid);
+
+			v[i].uid = du[0];
+			v[i].size = rec != NULL ? (size_t)rec->size : 0;
+		}
+		free(su);
+		free(du);
+	}
+	jmap_mbc_free(&set);
+}
+
+/*
+ * Email/copy (RFC 8621 4.7): from any account of the user into any other
+ * (or the same), e.g. from a mailbox another user shares into one's own.
+ * Destinations are found in the target account, the Emails in the source
+ * account, and storage copies as the user (r on the source, i on the
+ * destination; the user's own \Seen goes along).
+ */
 void
 jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag)
 {
@@ -435,58 +492,60 @@ jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag)
 	json_t *create = json_object_get(args, "create"), *created = json_object();
 	json_t *not_created = json_object(), *v;
 	struct buf old = BUF_INIT(0), st = BUF_INIT(0);
-	struct jmap_mbc_set set = {0};
+	struct copy_one *ones = NULL;
+	size_t n = 0;
+	char to[24];
 	const char *key;
 
 	if (!jmap_check_account(r, args, tag))
 		goto out;
-	if (from == NULL || strcmp(from, r->account) != 0) {
+	snprintf(to, sizeof(to), "%s", r->account);
+	if (from == NULL || !jmap_account_select(r, from)) {
 		jmap_error(r, "fromAccountNotFound", NULL, tag);
 		goto out;
 	}
+	(void)jmap_account_select(r, to);
 	if (json_object_size(create) > JMAP_MAX_OBJECTS_SET) {
 		jmap_error(r, "requestTooLarge", NULL, tag);
 		goto out;
 	}
 	jmap_state(r, &old);
+	ones = xcalloc(json_object_size(create) + 1, sizeof(*ones));
 	json_object_foreach(create, key, v)
 	{
-		const char *id = json_string_value(json_object_get(v, "id")), *why;
-		const struct jmap_mbox *m, *dest;
-		struct jmap_mbc *c;
-		uint32_t uid, dv, *su = NULL, *du = NULL;
-		size_t n = 0;
-		json_t *err = NULL;
+		const struct jmap_mbox *dest;
+		const char *why;
 
-		if (!jmap_email_parse(r, 'E', id, &m, &uid) ||
-		    (c = jmap_mbc_get(r, &set, m)) == NULL) {
-			err = jmap_set_error("notFound", NULL);
-		} else if ((dest = single_mailbox(r, json_object_get(v, "mailboxIds"), &why)) ==
-		           NULL) {
-			err = jmap_set_error("invalidProperties", why);
-		} else {
-			int rc = mailbox_copy(c->mb, &uid, 1, dest->name, false, &dv, &su, &du, &n);
-
-			if (rc != 0 || n != 1) {
-				err = rc != 0 ? jmap_storage_set_error(rc, NULL)
-				              : jmap_set_error("notFound", NULL);
-			} else {
-				const struct msg_record *rec = jmap_mbc_find(c, uid);
-				json_t *o =
-				    created_json(r, dest, du[0], rec ? (size_t)rec->size : 0);
-
-				json_object_set_new(r->created_ids, key,
-				                    json_incref(json_object_get(o, "id")));
-				json_object_set_new(created, key, o);
-			}
-			free(su);
-			free(du);
-		}
-		if (err != NULL)
-			json_object_set_new(not_created, key, err);
+		ones[n].key = key;
+		if (!json_is_string(json_object_get(v, "id")))
+			ones[n].err = jmap_set_error("invalidProperties", "id");
+		else if ((dest = single_mailbox(r, json_object_get(v, "mailboxIds"), &why)) == NULL)
+			ones[n].err = jmap_set_error("invalidProperties", why);
+		else
+			ones[n].dest = xstrdup(dest->name);
+		n++;
 	}
-	jmap_mbc_free(&set);
+	(void)jmap_account_select(r, from);
+	copy_from(r, create, ones, n);
+	(void)jmap_account_select(r, to);
 	jmap_mailboxes_reset(r);
+	for (size_t i = 0; i < n; i++) {
+		const struct jmap_mbox *dest;
+
+		if (ones[i].err != NULL) {
+			json_object_set_new(not_created, ones[i].key, ones[i].err);
+		} else if ((dest = jmap_mbox_by_name(r, ones[i].dest)) == NULL) {
+			json_object_set_new(not_created, ones[i].key,
+			                    jmap_set_error("serverFail", NULL));
+		} else {
+			json_t *o = created_json(r, dest, ones[i].uid, ones[i].size);
+
+			json_object_set_new(r->created_ids, ones[i].key,
+			                    json_incref(json_object_get(o, "id")));
+			json_object_set_new(created, ones[i].key, o);
+		}
+		free(ones[i].dest);
+	}
 	jmap_state(r, &st);
 	jmap_reply(r, "Email/copy",
 	           json_pack("{sssssssssOsO}", "fromAccountId", from, "accountId", r->account,
@@ -494,7 +553,7 @@ jmap_email_copy(struct jmap_req *r, json_t *args, const char *tag)
 	                     created, "notCreated", not_created),
 	           tag);
 out:
-	jmap_mbc_free(&set);
+	free(ones);
 	json_decref(created);
 	json_decref(not_created);
 	buf_free(&old);

@@ -292,6 +292,39 @@ class JmapSharedBase(SharedServer):
                                  {"Content-Type": "text/plain"})
         self.assertEqual(status, 404)
 
+    def test_copy_between_accounts(self):
+        a = self.mailbox(ALICE, "CopyFrom", 1)
+        self.assertEqual(a.create("CopyRo")[0], "OK")
+        self.assertEqual(a.setacl("CopyFrom", BOB, "lrs")[0], "OK")
+        self.assertEqual(a.setacl("CopyRo", BOB, "lr")[0], "OK")
+        b = self.jmap(BOB)
+        acc = wait_for(lambda: self.account_of(b, ALICE), 60)
+        boxes = self.boxes(b, acc)
+        src = self.emails(b, acc, boxes["CopyFrom"]["id"])[0]
+        r = self.call(b, "Email/set", {"update": {src: {"keywords/$seen": True}}}, acc)
+        self.assertIn(src, r[1]["updated"], r)
+        inbox = self.boxes(b, b.acc)["Inbox"]["id"]
+        before = len(self.emails(b, b.acc, inbox))
+        # from alice's account into bob's own: his \Seen goes along
+        r = b.api([["Email/copy", {"fromAccountId": acc, "accountId": b.acc, "create": {
+            "k1": {"id": src, "mailboxIds": {inbox: True}}}}, "0"]])
+        self.assertEqual(r[0][0], "Email/copy", r)
+        self.assertIn("k1", r[0][1]["created"], r)
+        new = r[0][1]["created"]["k1"]["id"]
+        self.assertEqual(len(self.emails(b, b.acc, inbox)), before + 1)
+        self.assertEqual(self.keywords(b, b.acc, new), {"$seen": True})
+        r = self.call(b, "Email/get", {"ids": [new], "properties": ["subject"]}, b.acc)
+        self.assertEqual(r[1]["list"][0]["subject"], "CopyFrom 0")
+        # back into a mailbox of alice's where bob may not insert
+        r = b.api([["Email/copy", {"fromAccountId": b.acc, "accountId": acc, "create": {
+            "k2": {"id": new, "mailboxIds": {boxes["CopyRo"]["id"]: True}}}}, "0"]])
+        self.assertEqual(r[0][1]["notCreated"]["k2"]["type"], "forbidden", r)
+        # from an account nobody shared
+        r = b.api([["Email/copy", {"fromAccountId": self.jmap(DAVE).acc, "accountId": b.acc,
+                                   "create": {"k3": {"id": new, "mailboxIds": {inbox: True}}}},
+                    "0"]])
+        self.assertEqual(r[0][1]["type"], "fromAccountNotFound", r)
+
     def test_not_found_and_hostile_accounts(self):
         b = self.jmap(BOB)
         dave_acc = self.jmap(DAVE).acc  # dave shares nothing with bob

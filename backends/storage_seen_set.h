@@ -1,7 +1,8 @@
 /* storage_seen_set.h: a reader's \Seen set (seen UID ranges and private
  * MODSEQ ranges), its arithmetic and its stored form, shared by
- * storage_seen.c (reading, changing and carrying sets) and
- * storage_seen_set.c (the set itself). Private to backends/. */
+ * storage_seen.c (reading and changing sets), storage_seen_carry.c
+ * (carrying them on COPY/MOVE) and storage_seen_set.c (the set itself).
+ * Private to backends/. */
 #ifndef ROOST_STORAGE_SEEN_SET_H
 #define ROOST_STORAGE_SEEN_SET_H
 
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 #include "roost/buf.h"
+#include "roost/storage.h"
 
 #define SEEN_PREFIX "/seen/"
 #define SEEN_KEY_MAX 240 /* reader names up to this many bytes are the key itself */
@@ -77,5 +79,35 @@ bool seen_parse(const uint8_t *data, size_t len, uint32_t uidvalidity, struct se
  * decodable) the empty set. */
 void seen_decode(const uint8_t *data, size_t len, const char *reader, uint32_t uidvalidity,
                  struct seen_set *s);
+
+/* One reader's change of its set (storage_seen.c). */
+struct seen_change_arg {
+	const char *reader;
+	uint32_t uidvalidity;
+	uint64_t backend; /* the backend's HIGHESTMODSEQ as read before */
+	/* the messages as they exist, ascending, and the new \Seen of some */
+	const struct msg_record *recs;
+	size_t n_recs;
+	const uint32_t *uids; /* ascending */
+	size_t n;
+	bool seen;  /* what uids get */
+	bool force; /* give uids a new private MODSEQ even when \Seen is as asked */
+	/* out: the set as stored, the UIDs whose \Seen changed (or all with
+	 * force), the private MODSEQ they got (0: none changed) */
+	struct seen_set result;
+	uint32_t *changed;
+	size_t n_changed;
+	uint64_t modseq;
+	bool failed; /* lenient: this reader's set could not take it */
+};
+
+/* Apply the changes a[0..n) (each its reader's, keyed by keys[i]) to the
+ * record of owner's canon in one update. Then read the backend's
+ * HIGHESTMODSEQ again and give the changes new private MODSEQs while the
+ * owner changed the mailbox in between (see Ordering at the head of
+ * storage_seen.c). With lenient, a reader whose set cannot take its change
+ * keeps its set as it was (failed) and the others go on. */
+int seen_change_many(struct storage *st, const char *owner, const char *canon,
+                     const char *const *keys, struct seen_change_arg *a, size_t n, bool lenient);
 
 #endif

@@ -3567,6 +3567,28 @@ shared_count(const char *user, const char *name)
 	return found;
 }
 
+/* The acl cases' start: the backend, bob and carol, alice's Team with
+ * n_msgs messages (their UIDs in uids when not NULL), then bob's and
+ * carol's rights on it (0: nothing granted, the default ACL stays). */
+static void
+acl_setup(int i, size_t n_msgs, uint32_t *uids, unsigned bob, unsigned carol)
+{
+	setup_backend(i);
+	ck_assert_int_eq(storage_user_init(st, BOB), 0);
+	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	for (size_t k = 0; k < n_msgs; k++) {
+		uint32_t uid = append_simple("Team", (int)k + 1);
+
+		if (uids != NULL)
+			uids[k] = uid;
+	}
+	if (bob != 0)
+		ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET, bob), 0);
+	if (carol != 0)
+		ck_assert_int_eq(storage_acl_set(st, USER, "Team", CAROL, ACL_SET, carol), 0);
+}
+
 START_TEST(acl_share)
 {
 	struct acl_entry *v;
@@ -3579,12 +3601,7 @@ START_TEST(acl_share)
 	struct store_req del = {.mode = STORE_ADD, .flags = MSG_DELETED};
 	char big[600];
 
-	setup_backend(_i);
-	ck_assert_int_eq(storage_user_init(st, BOB), 0);
-	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
-	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
-	uids[0] = append_simple("Team", 1);
-	uids[1] = append_simple("Team", 2);
+	acl_setup(_i, 2, uids, 0, 0);
 
 	/* the default ACL: the owner, and anyone may post */
 	ck_assert_int_eq(storage_acl_get(st, USER, "Team", &v, &n), 0);
@@ -3740,9 +3757,7 @@ START_TEST(acl_deliver)
 	    .data = (const uint8_t *)"Subject: x\r\n\r\nx\r\n", .len = 17, .fd = -1};
 	struct delivery_target t = {.user = USER, .mailbox = "Team"};
 
-	setup_backend(_i);
-	ck_assert_int_eq(storage_user_init(st, BOB), 0);
-	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
+	acl_setup(_i, 0, NULL, 0, 0);
 	ck_assert_int_eq(storage_deliver(st, &in, &t, 1, STORAGE_DELIVER_INBOX_FALLBACK), 0);
 	ck_assert_str_eq(t.mailbox, "Team");
 	ck_assert_uint_eq(messages_in(USER, "Team"), 1);
@@ -3941,18 +3956,8 @@ START_TEST(acl_seen)
 	                       .fd = -1,
 	                       .flags = MSG_SEEN};
 
-	setup_backend(_i);
-	ck_assert_int_eq(storage_user_init(st, BOB), 0);
-	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
-	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
-	for (int i = 0; i < 3; i++)
-		u[i] = append_simple("Team", i + 1);
-	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET,
-	                                 ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_WRITE |
-	                                     ACL_DELETED | ACL_INSERT),
-	                 0);
-	ck_assert_int_eq(
-	    storage_acl_set(st, USER, "Team", CAROL, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_SEEN), 0);
+	acl_setup(_i, 3, u, ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_WRITE | ACL_DELETED | ACL_INSERT,
+	          ACL_LOOKUP | ACL_READ | ACL_SEEN);
 	ck_assert_int_eq(mailbox_open(st, USER, "Team", 0, &own), 0);
 	ck_assert_int_eq(mailbox_store(own, u, 1, &seen, &mod, &n), 0);
 
@@ -4095,17 +4100,8 @@ START_TEST(acl_seen_modseq)
 	struct store_req unseen = {.mode = STORE_REMOVE, .flags = MSG_SEEN};
 	struct store_req flag = {.mode = STORE_ADD, .flags = MSG_FLAGGED};
 
-	setup_backend(_i);
-	ck_assert_int_eq(storage_user_init(st, BOB), 0);
-	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
-	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
-	for (int i = 0; i < 3; i++)
-		u[i] = append_simple("Team", i + 1);
-	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET,
-	                                 ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_WRITE),
-	                 0);
-	ck_assert_int_eq(
-	    storage_acl_set(st, USER, "Team", CAROL, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_SEEN), 0);
+	acl_setup(_i, 3, u, ACL_LOOKUP | ACL_READ | ACL_SEEN | ACL_WRITE,
+	          ACL_LOOKUP | ACL_READ | ACL_SEEN);
 	ck_assert_int_eq(mailbox_open(st, USER, "Team", 0, &own), 0);
 	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob), 0);
 	ck_assert_int_eq(mailbox_open(st, BOB, TEAM, 0, &bob2), 0);
@@ -4229,21 +4225,12 @@ START_TEST(acl_seen_carry)
 	memset(longname, 'x', 245);
 	memcpy(longname + 245, "@e.example", 11);
 	ck_assert_uint_eq(strlen(longname), 255);
-	setup_backend(_i);
-	ck_assert_int_eq(storage_user_init(st, BOB), 0);
-	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
+	acl_setup(_i, 4, u, ACL_LOOKUP | ACL_READ | ACL_SEEN, ACL_LOOKUP | ACL_READ | ACL_SEEN);
 	ck_assert_int_eq(storage_user_init(st, longname), 0);
-	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
 	ck_assert_int_eq(storage_create(st, USER, "Archive2", 0), 0);
-	for (int i = 0; i < 4; i++)
-		u[i] = append_simple("Team", i + 1);
-	for (int i = 0; i < 3; i++) {
-		const char *who = i == 0 ? BOB : i == 1 ? CAROL : longname;
-
-		ck_assert_int_eq(storage_acl_set(st, USER, "Team", who, ACL_SET,
-		                                 ACL_LOOKUP | ACL_READ | ACL_SEEN),
-		                 0);
-	}
+	ck_assert_int_eq(
+	    storage_acl_set(st, USER, "Team", longname, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_SEEN),
+	    0);
 	/* carol may not read Archive2 */
 	ck_assert_int_eq(
 	    storage_acl_set(st, USER, "Archive2", BOB, ACL_SET, ACL_LOOKUP | ACL_READ | ACL_SEEN),
@@ -4370,11 +4357,7 @@ START_TEST(acl_shared_meta)
 	const uint8_t *bv[] = {(const uint8_t *)"bob"};
 	const size_t bl[] = {3};
 
-	setup_backend(_i);
-	ck_assert_int_eq(storage_user_init(st, BOB), 0);
-	ck_assert_int_eq(storage_user_init(st, CAROL), 0);
-	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
-	append_simple("Team", 1);
+	acl_setup(_i, 1, NULL, 0, 0);
 	ck_assert_int_eq(storage_metadata_set(st, USER, "Team", names, values, lens, 2), 0);
 	/* nothing granted: not there */
 	ck_assert_int_eq(storage_metadata_get(st, BOB, TEAM, "/shared", -1, &l, &n),
@@ -4435,10 +4418,7 @@ START_TEST(acl_watch)
 	struct storage_watch *w;
 	int n = 0;
 
-	setup_backend(_i);
-	ck_assert_int_eq(storage_user_init(st, BOB), 0);
-	ck_assert_int_eq(storage_create(st, USER, "Team", 0), 0);
-	ck_assert_int_eq(storage_acl_set(st, USER, "Team", BOB, ACL_SET, ACL_LOOKUP | ACL_READ), 0);
+	acl_setup(_i, 0, NULL, ACL_LOOKUP | ACL_READ, 0);
 	ck_assert_int_eq(storage_watch(st, BOB, TEAM, on_acl_change, &n, &w), 0);
 	append_simple("Team", 1);
 	for (int i = 0; i < 500 && __atomic_load_n(&n, __ATOMIC_SEQ_CST) == 0; i++)

@@ -359,7 +359,7 @@ storage_set_uids(struct storage *st, const char *user, const char *name, uint32_
 		return ROOST_EINVAL;
 	if ((rc = storage_name_canon(name, canon)) != 0)
 		return rc;
-	if (storage_acl_name_foreign(canon))
+	if (storage_acl_name_foreign(st, canon))
 		return ROOST_EPERM; /* the owner's own business (roost import) */
 	if (uidvalidity == 0 && uidnext == 0)
 		return 0;

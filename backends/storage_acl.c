@@ -92,8 +92,10 @@
  * target or fallback; the quota root is the store's, with [quota]
  * shared_* limits. Mail reaches a shared mailbox only through an alias
  * whose target is "#public+<name>" (services/delivery.c), with p for
- * anyone. Backends need nothing new. A user's own mailbox named "Shared"
- * (made before the namespace existed) is shadowed by it.
+ * anyone. Backends need nothing new. The prefix is [acl] shared_prefix
+ * ("Shared" by default, none when empty: storage_acl_shared_prefix()); a
+ * user's own mailbox of that name (made before the namespace existed) is
+ * shadowed by it, which is why an administrator may move it.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -170,20 +172,34 @@ storage_acl_identifier_valid(const char *id)
 
 /* ---- names and the rights they need ---- */
 
-/* Is canon prefix itself or a name under it? */
+/* Is canon prefix itself or a name under it? Never for a NULL prefix (a
+ * namespace that is off). */
 static bool
 under(const char *canon, const char *prefix)
 {
-	size_t pl = strlen(prefix);
+	size_t pl;
 
+	if (prefix == NULL)
+		return false;
+	pl = strlen(prefix);
 	return strncmp(canon, prefix, pl) == 0 && (canon[pl] == '\0' || canon[pl] == '/');
 }
 
+const char *
+storage_acl_shared_prefix(const struct storage *st)
+{
+	const char *p = st != NULL && st->cfg != NULL && st->cfg->acl_shared_prefix != NULL
+	                    ? st->cfg->acl_shared_prefix
+	                    : STORAGE_ACL_SHARED_PREFIX;
+
+	return p[0] != '\0' ? p : NULL;
+}
+
 bool
-storage_acl_name_foreign(const char *name)
+storage_acl_name_foreign(const struct storage *st, const char *name)
 {
 	return name != NULL &&
-	       (under(name, STORAGE_ACL_PREFIX) || under(name, STORAGE_ACL_SHARED_PREFIX));
+	       (under(name, STORAGE_ACL_PREFIX) || under(name, storage_acl_shared_prefix(st)));
 }
 
 bool
@@ -219,12 +235,13 @@ storage_acl_rights_for(const struct storage *st, const char *owner, const struct
 	return storage_acl_rights_of(a, actor);
 }
 
-/* "Shared/<name>": the mailbox <name> of the public store, whose INBOX
- * (and anything under it) is the store's own and never shown. */
+/* "Shared/<name>" (prefix: [acl] shared_prefix): the mailbox <name> of
+ * the public store, whose INBOX (and anything under it) is the store's
+ * own and never shown. */
 static int
-split_shared(const char *canon, struct acl_target *t)
+split_shared(const char *prefix, const char *canon, struct acl_target *t)
 {
-	size_t pl = strlen(STORAGE_ACL_SHARED_PREFIX);
+	size_t pl = strlen(prefix);
 
 	if (canon[pl] == '\0')
 		return ROOST_ENOTFOUND; /* the namespace, not a mailbox */
@@ -244,17 +261,17 @@ split_shared(const char *canon, struct acl_target *t)
  * namespaces, not mailboxes); ROOST_EINVAL for an owner or name the rules
  * refuse. */
 static int
-split(const char *actor, const char *canon, struct acl_target *t)
+split(const struct storage *st, const char *actor, const char *canon, struct acl_target *t)
 {
 	size_t pl = strlen(STORAGE_ACL_PREFIX);
-	const char *owner, *slash;
+	const char *owner, *slash, *shared = storage_acl_shared_prefix(st);
 	size_t olen;
 
 	t->foreign = false;
 	t->shared = false;
 	t->rights = ACL_RIGHTS_ALL;
-	if (under(canon, STORAGE_ACL_SHARED_PREFIX))
-		return split_shared(canon, t);
+	if (under(canon, shared))
+		return split_shared(shared, canon, t);
 	if (!under(canon, STORAGE_ACL_PREFIX)) {
 		snprintf(t->owner, sizeof(t->owner), "%s", actor);
 		snprintf(t->name, sizeof(t->name), "%s", canon);
@@ -286,15 +303,14 @@ storage_acl_store_of(const struct storage *st, const char *name, char *owner_r, 
                      size_t *prefix_len_r)
 {
 	size_t pl = strlen(STORAGE_ACL_PREFIX);
-	const char *owner, *slash;
+	const char *owner, *slash, *shared = storage_acl_shared_prefix(st);
 	size_t olen;
 
-	(void)st;
 	if (name == NULL)
 		return ROOST_ENOTFOUND;
-	if (under(name, STORAGE_ACL_SHARED_PREFIX)) {
+	if (under(name, shared)) {
 		snprintf(owner_r, size, "%s", STORAGE_ACL_PUBLIC_OWNER);
-		*prefix_len_r = strlen(STORAGE_ACL_SHARED_PREFIX);
+		*prefix_len_r = strlen(shared);
 		return 0;
 	}
 	if (!under(name, STORAGE_ACL_PREFIX) || name[pl] == '\0')
@@ -328,7 +344,7 @@ storage_acl_resolve(struct storage *st, const char *actor, const char *canon, un
 	struct acl a;
 	int rc;
 
-	if ((rc = split(actor, canon, t)) != 0 || !t->foreign)
+	if ((rc = split(st, actor, canon, t)) != 0 || !t->foreign)
 		return rc;
 	if ((rc = storage_acl_read(st, t->owner, t->name, &a)) != 0)
 		return rc;
@@ -346,7 +362,7 @@ storage_acl_resolve_parent(struct storage *st, const char *actor, const char *ca
 	const char *slash;
 	int rc;
 
-	if ((rc = split(actor, canon, t)) != 0 || !t->foreign)
+	if ((rc = split(st, actor, canon, t)) != 0 || !t->foreign)
 		return rc;
 	/* a new top-level mailbox of another user has no parent to grant k;
 	 * the shared namespace's are made by its administrators */
@@ -370,7 +386,7 @@ storage_acl_may_post(struct storage *st, const char *owner, const char *canon)
 	struct acl a;
 	unsigned r;
 
-	if (storage_acl_name_foreign(canon))
+	if (storage_acl_name_foreign(st, canon))
 		return false;
 	/* the public store's INBOX is nobody's: no mail is left there */
 	if (storage_name_is_inbox(canon))
@@ -407,7 +423,8 @@ storage_acl_owner(struct storage *st, const char *user, const char *mailbox, cha
 
 	if (!storage_user_valid(user))
 		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(mailbox, canon)) != 0 || (rc = split(user, canon, &t)) != 0)
+	if ((rc = storage_name_canon(mailbox, canon)) != 0 ||
+	    (rc = split(st, user, canon, &t)) != 0)
 		return rc;
 	snprintf(owner_r, size, "%s", t.owner);
 	return 0;

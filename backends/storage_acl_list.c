@@ -171,6 +171,7 @@ storage_acl_shared_list(struct storage *st, const char *user, struct mailbox_inf
 	size_t n_owners = 0, n = 0, cap = 0, others = 0;
 	struct mailbox_info *v = NULL;
 	struct buf name = BUF_INIT(0);
+	const char *shared = storage_acl_shared_prefix(st);
 
 	*list_r = NULL;
 	*n_r = 0;
@@ -197,9 +198,9 @@ storage_acl_shared_list(struct storage *st, const char *user, struct mailbox_inf
 		info_add(&v, &n, &cap, STORAGE_ACL_PREFIX, MBOX_NOSELECT | MBOX_HASCHILDREN);
 	/* the shared namespace: every user may find something there, so the
 	 * public store is listed for everyone, without an index */
-	if (owner_add(st, user, STORAGE_ACL_PUBLIC_OWNER, STORAGE_ACL_SHARED_PREFIX, &v, &n, &cap) >
-	    0)
-		info_add(&v, &n, &cap, STORAGE_ACL_SHARED_PREFIX, MBOX_NOSELECT | MBOX_HASCHILDREN);
+	if (shared != NULL &&
+	    owner_add(st, user, STORAGE_ACL_PUBLIC_OWNER, shared, &v, &n, &cap) > 0)
+		info_add(&v, &n, &cap, shared, MBOX_NOSELECT | MBOX_HASCHILDREN);
 	for (size_t i = 0; i < n_owners; i++)
 		free(owners[i]);
 	free(owners);

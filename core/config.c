@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "config_impl.h"
@@ -46,6 +48,7 @@ const struct key_def config_keys[] = {
     {"quota", "shared_storage", T_SIZE, "0", F(quota_shared_storage), 0, (uint64_t)1 << 50},
     {"quota", "shared_messages", T_COUNT, "0", F(quota_shared_messages), 0, U32},
     {"acl", "shared_admins", T_STRLIST, "", F(acl_shared_admins), 0, 0},
+    {"acl", "shared_prefix", T_STRING, "Shared", F(acl_shared_prefix), 0, 0},
 
     {"listen", "smtp", T_LISTEN, "127.0.0.1:2525", F(listen_smtp), 0, 0},
     {"listen", "submission", T_LISTEN, "127.0.0.1:2587", F(listen_submission), 0, 0},
@@ -245,6 +248,27 @@ derive(struct roost_config *cfg)
 		cfg->imap_max_literal = cfg->max_message_size;
 }
 
+/* [acl] shared_prefix: empty (no shared namespace) or a top-level name
+ * that every protocol and the storage names rules take as is: ASCII
+ * letters, digits, ' ', '-', '_', '.', not at either end a space or a dot,
+ * never INBOX (any case) nor the other users' prefix. */
+static bool
+shared_prefix_valid(const char *p)
+{
+	size_t len = strlen(p);
+
+	if (len == 0)
+		return true;
+	if (len > 64 || p[0] == ' ' || p[0] == '.' || p[len - 1] == ' ' || p[len - 1] == '.' ||
+	    strcasecmp(p, "INBOX") == 0 || strcmp(p, "Other Users") == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!isalnum((unsigned char)p[i]) && strchr(" -_.", p[i]) == NULL)
+			return false;
+	}
+	return true;
+}
+
 /* Checks that involve more than one value or a value's meaning. */
 static int
 validate(const struct roost_config *cfg, char *err, size_t errlen, const char *file)
@@ -282,6 +306,15 @@ validate(const struct roost_config *cfg, char *err, size_t errlen, const char *f
 	}
 	if (cfg->data_dir[0] == '\0') {
 		snprintf(err, errlen, "%s: [server] data_dir: must not be empty", file);
+		return ROOST_ECONFIG;
+	}
+	if (!shared_prefix_valid(cfg->acl_shared_prefix)) {
+		snprintf(
+		    err, errlen,
+		    "%s: [acl] shared_prefix: \"%s\" is not one mailbox name of at most 64 "
+		    "letters, digits, spaces, '-', '_' or '.' (not INBOX, not Other Users), or "
+		    "empty",
+		    file, cfg->acl_shared_prefix);
 		return ROOST_ECONFIG;
 	}
 	for (char **a = cfg->listen_lmtp.addrs; a != NULL && *a != NULL; a++) {

@@ -62,6 +62,7 @@ struct roost_config {
 
 	/* [acl] */
 	char **acl_shared_admins; /* users with every right on Shared/; default none */
+	char *acl_shared_prefix;  /* the shared namespace's name; "Shared"; "" none */
 
 	/* [listen] */
 	struct config_listen listen_smtp;       /* default 127.0.0.1:2525 */

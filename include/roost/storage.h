@@ -471,7 +471,9 @@ bool storage_metadata_name_valid(const char *name, char canon[STORAGE_METADATA_M
  */
 #define STORAGE_ACL_PREFIX "Other Users"
 /* Mailboxes no person owns (RFC 2342's shared namespace): "Shared/<name>"
- * is the mailbox <name> of the reserved store STORAGE_ACL_PUBLIC_OWNER, a
+ * (the prefix is [acl] shared_prefix, this by default: see
+ * storage_acl_shared_prefix()) is the mailbox <name> of the reserved store
+ * STORAGE_ACL_PUBLIC_OWNER, a
  * name no user can have (auth refuses a leading '#'). Nobody owns them:
  * the users of [acl] shared_admins hold every right there, everyone else
  * the rights its ACL grants. */
@@ -529,10 +531,14 @@ int storage_acl_delete(struct storage *st, const char *user, const char *mailbox
  * (which anyone has by default, and which must not show a mailbox). */
 int storage_acl_myrights(struct storage *st, const char *user, const char *mailbox,
                          unsigned *rights_r);
-/* Is name (as a user gives it) under STORAGE_ACL_PREFIX or
- * STORAGE_ACL_SHARED_PREFIX, or one of them itself: a mailbox the user
- * does not own? */
-bool storage_acl_name_foreign(const char *name);
+/* The shared namespace's name: [acl] shared_prefix of st's config
+ * (STORAGE_ACL_SHARED_PREFIX by default, also for a NULL st), or NULL when
+ * it is empty (no shared namespace). Valid as long as st. */
+const char *storage_acl_shared_prefix(const struct storage *st);
+/* Is name (as a user gives it) under STORAGE_ACL_PREFIX or the shared
+ * namespace's prefix, or one of them itself: a mailbox the user does not
+ * own? */
+bool storage_acl_name_foreign(const struct storage *st, const char *name);
 /* The owner of mailbox as user names it (user for the user's own names,
  * STORAGE_ACL_PUBLIC_OWNER for the shared namespace). */
 int storage_acl_owner(struct storage *st, const char *user, const char *mailbox, char *owner_r,

@@ -22,14 +22,15 @@ acct_cmp(const void *a, const void *b)
 /* The account prefix of a shared name into prefix (size bytes) and its
  * owner into owner; false for names of no account (the \Noselect parents). */
 static bool
-name_account(const char *name, char *prefix, size_t size, const char **owner_r, size_t *olen_r)
+name_account(const struct storage *st, const char *name, char *prefix, size_t size,
+             const char **owner_r, size_t *olen_r)
 {
 	static const char others[] = STORAGE_ACL_PREFIX "/";
-	static const char shared[] = STORAGE_ACL_SHARED_PREFIX "/";
-	const char *o, *slash;
+	const char *o, *slash, *shared = storage_acl_shared_prefix(st); /* [acl] shared_prefix */
+	size_t sl = shared != NULL ? strlen(shared) : 0;
 
-	if (strncmp(name, shared, sizeof(shared) - 1) == 0) {
-		snprintf(prefix, size, "%s", shared);
+	if (shared != NULL && strncmp(name, shared, sl) == 0 && name[sl] == '/') {
+		snprintf(prefix, size, "%s/", shared);
 		*owner_r = STORAGE_ACL_PUBLIC_OWNER;
 		*olen_r = strlen(STORAGE_ACL_PUBLIC_OWNER);
 		return true;
@@ -66,7 +67,7 @@ jmap_accounts_shared(struct storage *st, const char *user, bool rights, struct j
 		unsigned my = 0;
 
 		if ((list[i].attrs & (MBOX_NOSELECT | MBOX_NONEXISTENT)) != 0 ||
-		    !name_account(list[i].name, prefix, sizeof(prefix), &owner, &olen))
+		    !name_account(st, list[i].name, prefix, sizeof(prefix), &owner, &olen))
 			continue;
 		for (k = 0; k < n; k++) {
 			if (strcmp(v[k].prefix, prefix) == 0)

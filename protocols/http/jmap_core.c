@@ -203,7 +203,7 @@ jmap_mailboxes(struct jmap_req *r)
 
 		if (list[i].attrs & (MBOX_NONEXISTENT | MBOX_NOSELECT))
 			continue;
-		if (r->prefix == NULL ? storage_acl_name_foreign(list[i].name)
+		if (r->prefix == NULL ? storage_acl_name_foreign(r->store, list[i].name)
 		                      : strncmp(list[i].name, r->prefix, plen) != 0)
 			continue;
 		if (storage_status(r->store, r->user, list[i].name, &m->st) != 0)
@@ -480,11 +480,12 @@ shared_accounts(struct http_session *s, json_t *accounts, const struct jmap_acco
 		json_t *caps = json_object();
 
 		json_object_set_new(caps, JMAP_MAIL, mail_account_caps(s->svc->cfg, false));
-		json_object_set_new(accounts, v[i].id,
-		                    json_pack("{sssbsbso}", "name",
-		                              pub ? STORAGE_ACL_SHARED_PREFIX : v[i].owner,
-		                              "isPersonal", 0, "isReadOnly", v[i].readonly,
-		                              "accountCapabilities", caps));
+		json_object_set_new(
+		    accounts, v[i].id,
+		    json_pack("{sssbsbso}", "name",
+		              pub ? storage_acl_shared_prefix(s->svc->storage) : v[i].owner,
+		              "isPersonal", 0, "isReadOnly", v[i].readonly, "accountCapabilities",
+		              caps));
 	}
 }
 

@@ -68,7 +68,7 @@ cmd_idle(struct imap_cmd *cmd)
 	 * (RFC 5465 4); but its watch is on the user, and another user's
 	 * shared mailbox changes under its owner's name. */
 	if (s->state == IMAP_STATE_SELECTED && s->watch == NULL &&
-	    (s->notify == NULL || storage_acl_name_foreign(s->view.name))) {
+	    (s->notify == NULL || storage_acl_name_foreign(s->sv->storage, s->view.name))) {
 		/* Watch first, then catch up: a change in between wakes us. */
 		int rc =
 		    storage_watch(s->sv->storage, s->user, s->view.name, watch_cb, s->c, &s->watch);

@@ -182,12 +182,13 @@ list_now(struct imap_session *s, const struct notify_spec *spec, struct notify_m
 	}
 	for (size_t i = 0; i < n && !shared; i++)
 		shared = (list[i].attrs & MBOX_SUBSCRIBED) != 0 &&
-		         storage_acl_name_foreign(list[i].name) && has_filter(spec, NF_SUBSCRIBED);
+		         storage_acl_name_foreign(s->sv->storage, list[i].name) &&
+		         has_filter(spec, NF_SUBSCRIBED);
 	if (shared)
 		imap_list_add_shared(s, &list, &n);
 	mbs = xcalloc(n ? n : 1, sizeof(*mbs));
 	for (size_t i = 0, k; i < n; i++) {
-		bool foreign = storage_acl_name_foreign(list[i].name);
+		bool foreign = storage_acl_name_foreign(s->sv->storage, list[i].name);
 		unsigned ev = notify_events_for(spec, list[i].name, list[i].attrs, foreign);
 
 		/* Another store's mailbox no filter takes is none of ours. */
@@ -313,9 +314,10 @@ write_list(struct imap_session *s, const char *name, unsigned attrs, const char 
 
 /* Does a mailbox event on name (with either attrs) concern the client? */
 static bool
-wants(const struct notify_spec *spec, const char *name, unsigned a, unsigned b, unsigned ev)
+wants(const struct imap_session *s, const struct notify_spec *spec, const char *name, unsigned a,
+      unsigned b, unsigned ev)
 {
-	bool f = storage_acl_name_foreign(name);
+	bool f = storage_acl_name_foreign(s->sv->storage, name);
 
 	return ((notify_events_for(spec, name, a, f) | notify_events_for(spec, name, b, f)) & ev) !=
 	       0;
@@ -372,7 +374,7 @@ relist(struct imap_session *s, struct imap_notify *nt, const struct notify_chang
 			m->st = was->st;
 			m->have_status = was->have_status;
 			if ((was->attrs & MBOX_SUBSCRIBED) != (m->attrs & MBOX_SUBSCRIBED) &&
-			    wants(spec, m->name, was->attrs, m->attrs, NEV_SUBSCRIPTION_CHANGE))
+			    wants(s, spec, m->name, was->attrs, m->attrs, NEV_SUBSCRIPTION_CHANGE))
 				write_list(s, m->name, m->attrs, NULL);
 			continue;
 		}
@@ -380,7 +382,7 @@ relist(struct imap_session *s, struct imap_notify *nt, const struct notify_chang
 			was->seen = true;
 		if (!exists(m->attrs)) {
 			/* Deleted, still subscribed. */
-			if (wants(spec, m->name, m->attrs, m->attrs,
+			if (wants(s, spec, m->name, m->attrs, m->attrs,
 			          NEV_MAILBOX_NAME | NEV_SUBSCRIPTION_CHANGE))
 				write_list(s, m->name, m->attrs, NULL);
 			continue;
@@ -401,7 +403,7 @@ relist(struct imap_session *s, struct imap_notify *nt, const struct notify_chang
 				m->have_status = nt->mbs[k].have_status;
 			}
 		}
-		if (wants(spec, m->name, m->attrs, m->attrs, NEV_MAILBOX_NAME))
+		if (wants(s, spec, m->name, m->attrs, m->attrs, NEV_MAILBOX_NAME))
 			write_list(s, m->name, m->attrs, old);
 	}
 	/* What is no longer listed at all was deleted (or renamed away by
@@ -410,7 +412,7 @@ relist(struct imap_session *s, struct imap_notify *nt, const struct notify_chang
 		struct notify_mbox *m = &nt->mbs[i];
 
 		if (!m->seen && exists(m->attrs) &&
-		    wants(spec, m->name, m->attrs, m->attrs, NEV_MAILBOX_NAME))
+		    wants(s, spec, m->name, m->attrs, m->attrs, NEV_MAILBOX_NAME))
 			write_list(s, m->name, MBOX_NONEXISTENT, NULL);
 	}
 	buf_free(&tmp);
@@ -602,7 +604,7 @@ owners_sync(struct imap_session *s, struct imap_notify *nt)
 		if (have)
 			continue;
 		if (strcmp(want[k], STORAGE_ACL_PUBLIC_OWNER) == 0)
-			buf_append_str(&prefix, STORAGE_ACL_SHARED_PREFIX);
+			buf_append_str(&prefix, storage_acl_shared_prefix(st));
 		else
 			buf_printf(&prefix, "%s/%s", STORAGE_ACL_PREFIX, want[k]);
 		o = xcalloc(1, sizeof(*o));
@@ -694,7 +696,7 @@ wants_metadata(struct imap_session *s, const struct imap_notify *nt, const char 
 		return false;
 	}
 	m = mbs_find(nt->mbs, nt->n_mbs, mailbox);
-	if (storage_acl_name_foreign(mailbox)) {
+	if (storage_acl_name_foreign(s->sv->storage, mailbox)) {
 		/* Only one the user sees (l) and reads (r, as GETMETADATA). */
 		unsigned r = 0;
 
@@ -721,7 +723,8 @@ report_metadata(struct imap_session *s, const struct imap_notify *nt, const stru
 		p = entry + strlen(entry) + 1;
 		/* another store's /private entries are its owner's */
 		if (!wants_metadata(s, nt, mbox) ||
-		    (strncasecmp(entry, "/private/", 9) == 0 && storage_acl_name_foreign(mbox)))
+		    (strncasecmp(entry, "/private/", 9) == 0 &&
+		     storage_acl_name_foreign(s->sv->storage, mbox)))
 			continue;
 		if (open == NULL || strcmp(open, mbox) != 0) {
 			if (open != NULL)
@@ -784,7 +787,7 @@ imap_notify_wake(struct imap_session *s)
 			need_list = !exists(m->attrs);
 		else /* another store's mailbox the snapshot lacks matters
 		      * only when a name of the filters takes it */
-			need_list = !storage_acl_name_foreign(ch[i].name) ||
+			need_list = !storage_acl_name_foreign(s->sv->storage, ch[i].name) ||
 			            notify_events_for(&nt->spec, ch[i].name, 0, true) != 0;
 	}
 	if (need_list) {
@@ -912,7 +915,7 @@ cmd_notify(struct imap_cmd *cmd)
 		if ((spec.groups[i].events & (NEV_MAILBOX_METADATA | NEV_SERVER_METADATA)) != 0)
 			nt->spec.meta_events = true;
 		for (size_t k = 0; k < spec.groups[i].n_names; k++) {
-			if (storage_acl_name_foreign(spec.groups[i].names[k]))
+			if (storage_acl_name_foreign(s->sv->storage, spec.groups[i].names[k]))
 				nt->spec.foreign = true;
 		}
 	}

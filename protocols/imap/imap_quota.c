@@ -7,7 +7,7 @@
  * Another user's mailbox (STORAGE_ACL_PREFIX) is under its owner's root,
  * named by the owner's name: GETQUOTAROOT of it names that root, and
  * GETQUOTA of it answers a user the owner shares a mailbox with. The
- * shared namespace (STORAGE_ACL_SHARED_PREFIX) has one root of its own,
+ * shared namespace ([acl] shared_prefix) has one root of its own,
  * named STORAGE_ACL_PUBLIC_OWNER, with the limits of [quota]
  * shared_storage and shared_messages; a user who sees any mailbox there
  * may read it.
@@ -60,10 +60,11 @@ shares_with(struct imap_session *s, const char *owner)
 {
 	struct mailbox_info *list = NULL;
 	size_t n = 0, pl = strlen(STORAGE_ACL_PREFIX "/"), ol = strlen(owner);
-	size_t sl = strlen(STORAGE_ACL_SHARED_PREFIX "/");
+	const char *shared = storage_acl_shared_prefix(s->sv->storage);
+	size_t sl = shared != NULL ? strlen(shared) : 0;
 	bool public = strcmp(owner, STORAGE_ACL_PUBLIC_OWNER) == 0, found = false;
 
-	if ((!public && !storage_user_valid(owner)) ||
+	if ((!public && !storage_user_valid(owner)) || (public && shared == NULL) ||
 	    storage_acl_shared_list(s->sv->storage, s->user, &list, &n) != 0)
 		return false;
 	for (size_t i = 0; i < n && !found; i++) {
@@ -72,7 +73,7 @@ shares_with(struct imap_session *s, const char *owner)
 		if ((list[i].attrs & MBOX_NOSELECT) != 0)
 			continue;
 		if (public)
-			found = strncmp(name, STORAGE_ACL_SHARED_PREFIX "/", sl) == 0;
+			found = strncmp(name, shared, sl) == 0 && name[sl] == '/';
 		else
 			found = strncmp(name, STORAGE_ACL_PREFIX "/", pl) == 0 &&
 			        strncmp(name + pl, owner, ol) == 0 && name[pl + ol] == '/';

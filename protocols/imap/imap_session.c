@@ -393,9 +393,18 @@ void
 cmd_namespace(struct imap_cmd *cmd)
 {
 	/* other users' mailboxes: "Other Users/<owner>/...", and those no
-	 * person owns: "Shared/..." (storage_acl.c) */
-	imap_untagged(cmd->s, "NAMESPACE ((\"\" \"/\")) ((\"" STORAGE_ACL_PREFIX
-	                      "/\" \"/\")) ((\"" STORAGE_ACL_SHARED_PREFIX "/\" \"/\"))");
+	 * person owns: "Shared/..." ([acl] shared_prefix, whose characters
+	 * need no quoting; none when it is empty; storage_acl.c) */
+	const char *shared = storage_acl_shared_prefix(cmd->s->sv->storage);
+
+	if (shared == NULL)
+		imap_untagged(cmd->s,
+		              "NAMESPACE ((\"\" \"/\")) ((\"" STORAGE_ACL_PREFIX "/\" \"/\")) NIL");
+	else
+		imap_untagged(cmd->s,
+		              "NAMESPACE ((\"\" \"/\")) ((\"" STORAGE_ACL_PREFIX
+		              "/\" \"/\")) ((\"%s/\" \"/\"))",
+		              shared);
 	imap_tagged(cmd, "OK", "NAMESPACE completed");
 }
 

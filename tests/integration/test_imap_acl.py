@@ -806,6 +806,123 @@ class SharedNsBase(SharedServer):
         self.assertEqual(c.list(q(""), q("Shared/*"))[1], [None])
 
 
+class SharedPrefixBase(SharedServer):
+    """[acl] shared_prefix = Public: the shared namespace is "Public/", and
+    a personal mailbox named "Shared" (made before the namespace existed)
+    is the user's own again, for LIST, SELECT, CREATE, quota roots, NOTIFY
+    and the CLI; [acl] shared_prefix = "" turns the namespace off."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="roost-prefix-")
+        path = os.path.join(cls.tmp, "aliases")
+        with open(path, "w") as f:
+            f.write("support: #public+support\n")
+        conf = {"acl": {"shared_admins": CAROL, "shared_prefix": "Public"},
+                "smtp": {"aliases": path}}
+        cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf=conf)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    imap = AclBase.imap
+    logout = AclBase.__dict__["logout"]
+    raw = AclBase.raw
+    send = SharedNsBase.send
+    messages = SharedNsBase.messages
+
+    def test_shared_prefix(self):
+        b, c = self.imap(BOB), self.imap(CAROL)
+        # bob's own "Shared" tree, as made before the namespace existed
+        self.assertEqual(b.create("Shared/old")[0], "OK")
+        self.assertEqual(b.append("Shared", None, None, message("mine"))[0], "OK")
+        self.assertEqual(b.append("Shared/old", None, None, message("old"))[0], "OK")
+        typ, dat = b.namespace()
+        self.assertEqual(dat[0], b'(("" "/")) (("Other Users/" "/")) (("Public/" "/"))')
+
+        self.assertEqual(b.create("Public/support")[0], "NO")
+        self.assertEqual(c.create("Public/support")[0], "OK")
+        self.assertEqual(c.setacl("Public/support", BOB, "lr")[0], "OK")
+        self.assertEqual(c.create("Shared/support")[0], "OK")  # carol's own
+        self.assertEqual(self.send("support@example.org", "to public"), {})
+        self.assertEqual(self.messages(b, "Public/support"), 1)
+        self.assertEqual(self.messages(c, "Shared/support"), 0)
+        self.assertEqual(self.messages(b, "Shared"), 1)
+        self.assertEqual(self.messages(b, "Shared/old"), 1)
+
+        typ, dat = b.list(q(""), q("*"))
+        names = b"\n".join(dat)
+        for name in (b'"Shared"', b'"Shared/old"', b'"Public/support"'):
+            self.assertIn(b' "/" ' + name, names)
+        self.assertTrue(any(x.endswith(b' "/" "Public"') and b"\\Noselect" in x for x in dat),
+                        dat)
+        self.assertEqual(b.select("Shared")[0], "OK")
+        typ, dat = b.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        self.assertIn(b"mine", dat[0][1])
+        b.close()
+        self.assertEqual(b.rename("Shared/old", "Shared/older")[0], "OK")
+        self.assertEqual(b.create("Shared/new")[0], "OK")
+        self.assertEqual(b.delete("Shared/new")[0], "OK")
+
+        # quota roots: the personal "Shared" is bob's, Public/ the store's
+        typ, dat = b.getquotaroot("Shared")
+        self.assertIn(b'"Shared" ""', dat[0][0])
+        typ, dat = b.getquotaroot("Public/support")
+        self.assertIn(b'"Public/support" "#public"', dat[0][0])
+
+        # NOTIFY SUBTREE "Public" hears carol's APPEND; "Shared" is bob's
+        r = self.raw(BOB)
+        r.sock.settimeout(60)
+        lines, t = r.cmd(b'NOTIFY SET (subtree ("Public" "Shared") (MessageNew MessageExpunge))')
+        self.assertIn(b"OK", t)
+        self.assertEqual(c.append("Public/support", None, None, message("two"))[0], "OK")
+        seen = b""
+        while b'* STATUS "Public/support" (MESSAGES 2' not in seen:
+            seen += r.line()
+        self.assertEqual(self.imap(ALICE).append("INBOX", None, None, message("x"))[0], "OK")
+        self.assertEqual(b.append("Shared/older", None, None, message("new"))[0], "OK")
+        while b'* STATUS "Shared/older" (MESSAGES 2' not in seen:
+            seen += r.line()
+
+        # the CLI follows it
+        self.srv.cli("acl", "set", CAROL, "Public/support", BOB, "+s")
+        out = self.srv.cli("acl", "list", BOB).stdout
+        self.assertIn("shared\tPublic/support\tlrsp\n", out)
+        self.assertIn("Shared/older\tanyone\tp\n", out)  # his own
+        self.assertNotIn("shared\tShared", out)
+        self.srv.cli("mailbox", "create", CAROL, "Public/cli")
+        self.assertIn(b'"Public/cli"', b"".join(c.list(q(""), q("Public/*"))[1]))
+        self.srv.cli("mailbox", "delete", CAROL, "Public/cli")
+        self.assertEqual(c.delete("Public/support")[0], "OK")
+        self.assertEqual(b.delete("Shared/older")[0], "OK")
+
+    def test_no_shared_namespace(self):
+        """shared_prefix = "": the CLI (as the server would) sees no shared
+        namespace; a prefix that is not one plain name is refused."""
+        c = self.imap(CAROL)
+        self.assertEqual(c.create("Public/keep")[0], "OK")
+        self.assertEqual(c.setacl("Public/keep", BOB, "lr")[0], "OK")
+        self.assertIn("shared\tPublic/keep\t", self.srv.cli("acl", "list", BOB).stdout)
+        with open(self.srv.conf_path) as f:
+            text = f.read()
+        cfg = os.path.join(self.tmp, "other.conf")
+        for value, code in (('""', 0), ("Other Users", 2), ("Pub/lic", 2), ("INBOX", 2)):
+            with open(cfg, "w") as f:
+                f.write(text.replace("shared_prefix = Public", "shared_prefix = " + value))
+            res = subprocess.run([self.srv.binary, "acl", "list", BOB, "--config", cfg],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(res.returncode, code, (value, res.stderr))
+            self.assertNotIn("Public/keep", res.stdout)
+            if code == 2:
+                self.assertIn("shared_prefix", res.stderr)
+        self.assertEqual(c.delete("Public/keep")[0], "OK")
+
+
 PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
 
 
@@ -845,7 +962,8 @@ class SharedNsPgsql(SharedNsBase):
 TestImapShared_pgsql = type("TestImapShared_pgsql", (SharedNsPgsql, unittest.TestCase), {})
 
 for _backend in BACKENDS:
-    for _base, _prefix in ((AclBase, "TestImapAcl_"), (SharedNsBase, "TestImapShared_")):
+    for _base, _prefix in ((AclBase, "TestImapAcl_"), (SharedNsBase, "TestImapShared_"),
+                           (SharedPrefixBase, "TestImapSharedPrefix_")):
         _name = _prefix + _backend
         globals()[_name] = type(_name, (_base, unittest.TestCase), {"backend": _backend})
 del _backend, _base, _prefix, _name

@@ -152,6 +152,15 @@ static const struct bad_case bad_cases[] = {
     {"[listen]\nlmtp_socket_mode = 0999\n", "lmtp_socket_mode"},
     {"[listen]\nlmtp_socket_mode = 1777\n", "lmtp_socket_mode"},
     {"[listen]\nlmtp_socket_mode = rw\n", "lmtp_socket_mode"},
+    {"[acl]\nshared_prefix = Public/Team\n", "[acl] shared_prefix"},
+    {"[acl]\nshared_prefix = inbox\n", "[acl] shared_prefix"},
+    {"[acl]\nshared_prefix = Other Users\n", "[acl] shared_prefix"},
+    {"[acl]\nshared_prefix = Sh%red\n", "[acl] shared_prefix"},
+    {"[acl]\nshared_prefix = \"Shared \"\n", "[acl] shared_prefix"},
+    {"[acl]\nshared_prefix = \"Sh\\\"d\"\n", "[acl] shared_prefix"},
+    {"[acl]\nshared_prefix = "
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+     "[acl] shared_prefix"},
     {"[server]\ndata_dir = /a/path/much/too/long/for/a/unix/socket/because/sun_path/holds/only/"
      "one/hundred/and/eight/bytes/including/the/terminating/nul\n",
      "[listen] lmtp"},

@@ -112,6 +112,7 @@ enum conn_want {
 
 #define WAKE_BIT_NOTIFY 1u
 #define WAKE_BIT_KICK 2u /* conn_kick(): say goodbye and close */
+#define WAKE_BIT_IO 4u   /* a socket event came while a worker owned it (quiet_back()) */
 
 struct conn {
 	/* Fixed from accept to free. */
@@ -176,6 +177,7 @@ struct conn {
 	char *user;
 	char *tls_info; /* set once a TLS handshake finished */
 	uint64_t timer_at;
+	uint64_t done_at; /* clock_ms() when the last hook returned */
 	bool timer_fired; /* WAKE_TIMER to deliver */
 	size_t input_max;
 	unsigned input_max_seq, input_max_seq_cmd;

@@ -35,6 +35,12 @@ struct loop {
 	pthread_mutex_t mu;
 	struct loop_msg *head, *tail;
 	_Atomic bool armed;
+
+	/* Quiet posts the loop may be waiting for, and how long it then
+	 * sleeps at most. Loop thread only. */
+	unsigned quiet_expected;
+	unsigned quiet_bound;
+	bool recheck; /* run the queue again after this batch */
 };
 
 uint64_t
@@ -48,18 +54,12 @@ clock_ms(void)
 
 static void run_deferred(struct loop *l);
 
+/* Run what other threads queued, in the order they queued it. */
 static void
-loop_mailbox(struct loop_io *io, uint32_t events)
+drain(struct loop *l)
 {
-	struct loop *l = (struct loop *)((char *)io - offsetof(struct loop, ev_io));
 	struct loop_msg *m, *next;
-	uint64_t v;
 
-	if (read(l->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("event=loop_eventfd_read error=\"%s\"", strerror(errno));
-	/* Disarm before draining: a post racing with the drain re-arms and
-	 * writes the eventfd again, so nothing is left behind. */
-	atomic_store(&l->armed, false);
 	pthread_mutex_lock(&l->mu);
 	m = l->head;
 	l->head = l->tail = NULL;
@@ -69,6 +69,20 @@ loop_mailbox(struct loop_io *io, uint32_t events)
 		m->next = NULL;
 		m->fn(m);
 	}
+}
+
+static void
+loop_mailbox(struct loop_io *io, uint32_t events)
+{
+	struct loop *l = (struct loop *)((char *)io - offsetof(struct loop, ev_io));
+	uint64_t v;
+
+	if (read(l->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("event=loop_eventfd_read error=\"%s\"", strerror(errno));
+	/* Disarm before draining: a post racing with the drain re-arms and
+	 * writes the eventfd again, so nothing is left behind. */
+	atomic_store(&l->armed, false);
+	drain(l);
 }
 
 int
@@ -92,6 +106,7 @@ loop_create(struct loop **l_r)
 		goto fail;
 	}
 	pthread_mutex_init(&l->mu, NULL);
+	l->quiet_bound = LOOP_QUIET_MS;
 	l->now = clock_ms();
 	*l_r = l;
 	return 0;
@@ -249,7 +264,7 @@ loop_now(const struct loop *l)
 /* ---- messages ---- */
 
 void
-loop_post(struct loop *l, struct loop_msg *m)
+loop_post_quiet(struct loop *l, struct loop_msg *m)
 {
 	m->next = NULL;
 	pthread_mutex_lock(&l->mu);
@@ -259,12 +274,42 @@ loop_post(struct loop *l, struct loop_msg *m)
 		l->head = m;
 	l->tail = m;
 	pthread_mutex_unlock(&l->mu);
+}
+
+void
+loop_poke(struct loop *l)
+{
 	if (!atomic_exchange(&l->armed, true)) {
 		uint64_t one = 1;
 
 		if (write(l->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_warn("event=loop_eventfd_write error=\"%s\"", strerror(errno));
 	}
+}
+
+void
+loop_post(struct loop *l, struct loop_msg *m)
+{
+	loop_post_quiet(l, m);
+	loop_poke(l);
+}
+
+void
+loop_recheck(struct loop *l)
+{
+	l->recheck = true;
+}
+
+void
+loop_expect_quiet(struct loop *l, int delta)
+{
+	l->quiet_expected = (unsigned)((int)l->quiet_expected + delta);
+}
+
+void
+loop_set_quiet_bound(struct loop *l, unsigned ms)
+{
+	l->quiet_bound = ms;
 }
 
 void
@@ -313,14 +358,25 @@ loop_run(struct loop *l)
 			timeout =
 			    at <= l->now ? 0 : (at - l->now > 60000 ? 60000 : (int)(at - l->now));
 		}
+		if (l->quiet_expected > 0 && (timeout < 0 || (unsigned)timeout > l->quiet_bound))
+			timeout = (int)l->quiet_bound;
 		n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			fatal("event=epoll_wait error=\"%s\"", strerror(errno));
 		l->now = clock_ms();
+		/* Queued messages before the fd events: a quiet post made
+		 * before an fd's event is handled before that event (the
+		 * connection a worker handed back quietly is the loop's again
+		 * when its client's next command is read). */
+		drain(l);
 		for (int i = 0; i < n; i++) {
 			struct loop_io *io = evs[i].data.ptr;
 
 			io->fn(io, evs[i].events);
+		}
+		if (l->recheck) {
+			l->recheck = false;
+			drain(l);
 		}
 		run_deferred(l);
 		run_timers(l);

@@ -62,6 +62,31 @@ void loop_post(struct loop *l, struct loop_msg *m);
  * objects an event later in the same batch may still point to). */
 void loop_defer(struct loop *l, struct loop_msg *m);
 
+/*
+ * Quiet posts. Any thread: queue m like loop_post() but do not wake the
+ * loop. The loop runs queued messages first whenever it wakes up, before
+ * the fd events of that wake-up, so a message that only has to be seen
+ * before the next event of some fd costs no wake-up of its own. Whoever
+ * uses it must make sure something wakes the loop: an fd event that will
+ * come, loop_poke(), or the bounded sleep below.
+ */
+void loop_post_quiet(struct loop *l, struct loop_msg *m);
+/* Any thread: wake the loop (after loop_post_quiet() found a reason). */
+void loop_poke(struct loop *l);
+/* Loop thread, in an fd's handler: run the queue once more after this
+ * batch of events (a quiet post may have been queued after the first run,
+ * by a thread that could not know of the event). */
+void loop_recheck(struct loop *l);
+/* Loop thread: delta to the number of quiet posts the loop may be waiting
+ * for. While it is not zero the loop sleeps at most the quiet bound
+ * (LOOP_QUIET_MS unless loop_set_quiet_bound() changed it), so a quiet
+ * post nothing else wakes the loop for still runs within that bound. */
+#define LOOP_QUIET_MS 100
+void loop_expect_quiet(struct loop *l, int delta);
+/* Before loop_run(): the bound above in ms (tests make it long to show
+ * that nothing but a missing wake-up could then be waiting on it). */
+void loop_set_quiet_bound(struct loop *l, unsigned ms);
+
 /* Run until loop_quit() is called on this loop's thread. */
 void loop_run(struct loop *l);
 void loop_quit(struct loop *l);

@@ -24,6 +24,7 @@
 #include "roost/log.h"
 #include "roost/loop.h"
 #include "roost/server.h"
+#include "roost/server_impl.h"
 #include "roost/services.h"
 #include "roost/xalloc.h"
 #include "../../core/conn_impl.h"
@@ -44,6 +45,8 @@
  *   ECHO x     "+OK x\r\n"
  *   I<cmd>     <cmd>, run on the loop (proto_ops.command_inline)
  *   IQUIT      "+OK bye\r\n", then close (on the loop)
+ *   GATE       waits on the worker until the test opens the gate, then
+ *              "+OK gate" (a plain reply, handed back quietly)
  */
 
 static _Atomic unsigned steps_run;
@@ -54,6 +57,9 @@ static _Atomic size_t pending_after_step; /* largest pending output when a step 
 static _Atomic int write_errors;
 static _Atomic unsigned inline_runs;  /* on_command calls on the loop thread */
 static _Atomic pthread_t loop_thread; /* set by t_inline, which runs on the loop */
+static _Atomic int gate_state;        /* GATE: 1 while a worker waits, 2 = open */
+static unsigned quiet_bound_ms;       /* tserver_start(): the loops' quiet bound, 0 default */
+static unsigned idle_timeout_s;       /* tserver_start(): the idle timeout, 0 default */
 
 struct tsession {
 	size_t left; /* stream bytes still to produce */
@@ -160,6 +166,14 @@ t_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 		memset(reply + k, 'p', sizeof(reply) - (size_t)k - 2);
 		memcpy(reply + sizeof(reply) - 2, "\r\n", 2);
 		conn_write(c, reply, sizeof(reply));
+	} else if (strcmp(line, "GATE") == 0) {
+		struct pollfd none = {.fd = -1};
+
+		atomic_store(&gate_state, 1);
+		while (atomic_load(&gate_state) != 2)
+			poll(&none, 1, 1);
+		atomic_store(&gate_state, 0);
+		conn_write_str(c, "+OK gate\r\n");
 	} else if (strncmp(line, "ECHO ", 5) == 0) {
 		conn_printf(c, "+OK %s\r\n", line + 5);
 	} else if (strncmp(line, "BLAST ", 6) == 0) {
@@ -276,6 +290,8 @@ tserver_start(struct tserver *t, unsigned command_timeout)
 	t->cfg->loops = 1;
 	t->cfg->command_timeout = command_timeout;
 	t->cfg->shutdown_grace = 1;
+	if (idle_timeout_s != 0)
+		t->cfg->preauth_idle_timeout = idle_timeout_s;
 	snprintf(path, sizeof(path), "%s/cert.pem", t->dir);
 	free(t->cfg->tls_cert);
 	t->cfg->tls_cert = xstrdup(path);
@@ -289,6 +305,8 @@ tserver_start(struct tserver *t, unsigned command_timeout)
 		t->port = free_port();
 		snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->port);
 	} while (server_listen(t->srv, "t", addrs, &t_ops, false) != 0);
+	for (unsigned i = 0; quiet_bound_ms != 0 && i < t->srv->nloops; i++)
+		loop_set_quiet_bound(t->srv->loops[i].loop, quiet_bound_ms);
 	ck_assert_int_eq(pthread_create(&t->thread, NULL, server_thread, t), 0);
 }
 
@@ -685,6 +703,113 @@ START_TEST(output_backstop_closes_a_producer_that_never_yields)
 }
 END_TEST
 
+/* A GATE command is running on the worker: wait until it waits. */
+static void
+wait_gate_closed(void)
+{
+	uint64_t deadline = clock_ms() + 60000;
+	struct pollfd none = {.fd = -1};
+
+	while (atomic_load(&gate_state) != 1) {
+		ck_assert_msg(clock_ms() < deadline, "GATE did not start within 60 s");
+		poll(&none, 1, 1);
+	}
+}
+
+/* Let the GATE go once the loop has had time to see what the client sent
+ * meanwhile while the worker still owned the connection (the race the
+ * test is about; it passes whichever way the race goes). */
+static void
+open_gate(void)
+{
+	struct pollfd none = {.fd = -1};
+
+	poll(&none, 1, 20);
+	atomic_store(&gate_state, 2);
+}
+
+START_TEST(quiet_hand_backs_lose_no_wakeup)
+{
+	/* Plain replies go back to the loop without waking it. With the
+	 * loop's quiet bound at 60 s (each read below gives up after 20 s),
+	 * every answer here shows that something else woke the loop in time:
+	 * the client's next command, a command or the end of input that
+	 * arrived while the worker still ran, or a wake-up posted meanwhile. */
+	struct tserver t;
+	struct client a, b;
+	char cmd[64], want[64];
+
+	quiet_bound_ms = 60000;
+	tserver_start(&t, 20);
+	quiet_bound_ms = 0;
+	client_open(&a, t.port, 0);
+	expect_line(&a, "+OK ready");
+	/* One command at a time: the next one wakes the loop. */
+	for (unsigned i = 0; i < 300; i++) {
+		snprintf(cmd, sizeof(cmd), "ECHO %u\r\n", i);
+		snprintf(want, sizeof(want), "+OK %u", i);
+		client_send(&a, cmd);
+		expect_line(&a, want);
+	}
+	/* The next command arrives while the worker runs the last one. */
+	for (unsigned i = 0; i < 5; i++) {
+		client_send(&a, "GATE\r\n");
+		wait_gate_closed();
+		client_send(&a, "ECHO next\r\n");
+		open_gate();
+		expect_line(&a, "+OK gate");
+		expect_line(&a, "+OK next");
+	}
+	/* A wake-up posted while the worker runs (the loop skips it then). */
+	for (unsigned i = 0; i < 5; i++) {
+		client_send(&a, "SW 0\r\n");
+		expect_line(&a, "+OK 0");
+		expect_line(&a, "");
+		expect_line(&a, "* wake");
+	}
+	/* The end of input arrives while the worker runs. */
+	client_send(&a, "GATE\r\n");
+	wait_gate_closed();
+	ck_assert_int_eq(shutdown(a.fd, SHUT_WR), 0);
+	open_gate();
+	expect_line(&a, "+OK gate");
+	expect_closed(&a);
+	wait_until_freed(1);
+	close(a.fd);
+	/* A server stop while a quiet hand-back waits: the goodbye and the
+	 * close come without the client sending anything. */
+	client_open(&b, t.port, 0);
+	expect_line(&b, "+OK ready");
+	client_send(&b, "ECHO last\r\n");
+	expect_line(&b, "+OK last");
+	server_stop(t.srv);
+	expect_closed(&b);
+	close(b.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
+START_TEST(idle_timeout_after_a_quiet_hand_back)
+{
+	/* A client silent after a plain reply meets its idle timeout: the
+	 * loop, asleep with a hand-back queued, looks again within its quiet
+	 * bound. */
+	struct tserver t;
+	struct client a;
+
+	idle_timeout_s = 1;
+	tserver_start(&t, 20);
+	idle_timeout_s = 0;
+	client_open(&a, t.port, 0);
+	expect_line(&a, "+OK ready");
+	client_send(&a, "ECHO idle\r\n");
+	expect_line(&a, "+OK idle");
+	expect_closed(&a);
+	close(a.fd);
+	tserver_stop(&t);
+}
+END_TEST
+
 /* ---- the state table (conn_enter() exits on a transition it forbids) ---- */
 
 static void
@@ -747,6 +872,8 @@ conn_suite(void)
 	tcase_add_test(tc, close_during_a_reply_in_steps);
 	tcase_add_test(tc, client_that_never_reads_is_closed_after_command_timeout);
 	tcase_add_test(tc, output_backstop_closes_a_producer_that_never_yields);
+	tcase_add_test(tc, quiet_hand_backs_lose_no_wakeup);
+	tcase_add_test(tc, idle_timeout_after_a_quiet_hand_back);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("states");
 	tcase_add_test(tc, allowed_transitions);

@@ -202,6 +202,98 @@ START_TEST(fd_events_and_defer)
 }
 END_TEST
 
+/* ---- quiet posts ---- */
+
+struct quiet {
+	struct loop_io io;
+	struct loop *l;
+	int fd[2];
+	struct counter_msg msg;
+	_Atomic int ran;
+	bool msg_before_event; /* the message had run when the fd's event came */
+	bool poke;             /* the poster pokes instead of writing the fd */
+	bool write_fd;
+	bool post_in_handler; /* the fd's handler posts quietly and rechecks */
+};
+
+static void
+quiet_fd(struct loop_io *io, uint32_t events)
+{
+	struct quiet *q = (struct quiet *)io;
+	char b[8];
+
+	while (read(q->fd[0], b, sizeof(b)) > 0)
+		;
+	q->msg_before_event = atomic_load(&q->ran) == 1;
+	if (q->post_in_handler) {
+		/* As a worker whose quiet post came after the loop's first
+		 * run of its queue in this batch, and whose look came before
+		 * this event was noted. */
+		loop_post_quiet(q->l, &q->msg.m);
+		loop_recheck(q->l);
+		return;
+	}
+	loop_quit(q->l);
+}
+
+static void *
+quiet_poster(void *arg)
+{
+	struct quiet *q = arg;
+
+	loop_post_quiet(q->l, &q->msg.m);
+	if (q->poke)
+		loop_poke(q->l);
+	if (q->write_fd)
+		ck_assert_int_eq(write(q->fd[1], "x", 1), 1);
+	return NULL;
+}
+
+/* mode 0: the poster writes an fd after its quiet post: the message runs
+ * before that fd's event. mode 1: it pokes. mode 2: nothing wakes the loop
+ * but its bounded sleep (the loop expects a quiet post). mode 3: the post
+ * comes during the batch of events, with loop_recheck(): it runs before the
+ * loop sleeps again. With the bound at 60 s in modes 0, 1 and 3 (the
+ * test's timeout is shorter), only the wake-up under test can have run the
+ * message. */
+START_TEST(quiet_posts_run_before_the_next_event)
+{
+	struct quiet q;
+	pthread_t th;
+
+	memset(&q, 0, sizeof(q));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, q.fd), 0);
+	ck_assert_int_eq(loop_create(&q.l), 0);
+	q.io.fn = quiet_fd;
+	q.msg.m.fn = count_fn;
+	q.msg.l = q.l;
+	q.msg.count = &q.ran;
+	q.msg.quit_at = _i == 0 ? -1 : 1;
+	q.write_fd = _i == 0;
+	q.poke = _i == 1;
+	q.post_in_handler = _i == 3;
+	ck_assert_int_eq(loop_add(q.l, q.fd[0], EPOLLIN | EPOLLET, &q.io), 0);
+	loop_set_quiet_bound(q.l, _i == 2 ? 5 : 60000);
+	if (_i == 2)
+		loop_expect_quiet(q.l, 1);
+	if (_i == 3) {
+		ck_assert_int_eq(write(q.fd[1], "x", 1), 1);
+		loop_run(q.l);
+	} else {
+		ck_assert_int_eq(pthread_create(&th, NULL, quiet_poster, &q), 0);
+		loop_run(q.l);
+		pthread_join(th, NULL);
+	}
+	ck_assert_int_eq(atomic_load(&q.ran), 1);
+	if (_i == 0)
+		ck_assert(q.msg_before_event);
+	loop_del(q.l, q.fd[0]);
+	loop_free(&q.l);
+	close(q.fd[0]);
+	close(q.fd[1]);
+}
+END_TEST
+
 /* ---- worker pool ---- */
 
 struct job {
@@ -281,6 +373,7 @@ loop_suite(void)
 	tcase_add_test(tc, posts_from_threads_all_arrive);
 	tcase_add_test(tc, free_runs_queued_messages);
 	tcase_add_test(tc, fd_events_and_defer);
+	tcase_add_loop_test(tc, quiet_posts_run_before_the_next_event, 0, 4);
 	tcase_add_test(tc, pool_runs_everything_and_drains_on_free);
 	tcase_add_test(tc, pool_single_thread_is_fifo);
 	suite_add_tcase(s, tc);

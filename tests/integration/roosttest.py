@@ -350,15 +350,22 @@ class RoostServer:
 class SharedServer:
     """Mixin for a unittest class whose tests share one server, started before
     the first and stopped after the last: server_options holds RoostServer's
-    keyword arguments, and the class's backend, when it has one, is used."""
+    keyword arguments, and the class's backend, when it has one, is used. A
+    class whose options are known only when it starts (a port of its
+    module's set-up) overrides server_args()."""
     server_options = {}
 
     @classmethod
-    def setUpClass(cls):
+    def server_args(cls):
+        """RoostServer's keyword arguments for this class's server."""
         opts = dict(cls.server_options)
         if hasattr(cls, "backend"):
             opts.setdefault("backend", cls.backend)
-        cls.srv = RoostServer(**opts)
+        return opts
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = RoostServer(**cls.server_args())
         cls.srv.start_or_skip()
 
     @classmethod

@@ -13,7 +13,7 @@ import os
 import re
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 from test_imap_raw import Raw
 
 # Every byte value, NUL first: what a binary attachment holds.
@@ -80,20 +80,9 @@ def item(lines, name):
     return m.group(1) == b"~", rest[m.end():m.end() + n]
 
 
-class BinaryBase:
+class BinaryBase(SharedServer):
     backend = "lmdb"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",))
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap",)}
 
     def setUp(self):
         self.r = Raw(self.srv.port("imap")).login()

@@ -8,7 +8,7 @@ import os
 import random
 import unittest
 
-from roosttest import RoostServer
+from roosttest import SharedServer
 
 USER = "alice@example.org"
 PASS = "alice-secret"
@@ -28,20 +28,10 @@ def make_message(size, seed):
     return head + b"".join(lines)
 
 
-class LargeMessageLmdb(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend="lmdb", listeners=("imap",),
-                              conf={"limits": {"max_message_size": "40M"},
-                                    "server": {"log_level": "info"}})
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+class LargeMessageLmdb(SharedServer, unittest.TestCase):
+    server_options = {"backend": "lmdb", "listeners": ("imap",),
+                      "conf": {"limits": {"max_message_size": "40M"},
+                               "server": {"log_level": "info"}}}
 
     def body_files(self):
         blobs = os.path.join(self.srv.data_dir, "lmdb", "blobs")

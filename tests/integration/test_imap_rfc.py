@@ -5,7 +5,7 @@ corners each test names."""
 import re
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 from test_imap_raw import Raw
 
 
@@ -16,20 +16,9 @@ def search_hits(lines):
     return found[0][len(b"* SEARCH"):].split()
 
 
-class RfcBase:
+class RfcBase(SharedServer):
     backend = "lmdb"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",))
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap",)}
 
     def setUp(self):
         self.r = Raw(self.srv.port("imap")).login()

@@ -15,7 +15,8 @@ import unittest
 
 from dnsstub import DnsStub
 from jmapclient import Jmap
-from roosttest import BACKENDS, DEFAULT_USERS, RoostServer, free_port, wait_for, wait_log
+from roosttest import (BACKENDS, DEFAULT_USERS, RoostServer, SharedServer, free_port, wait_for,
+                       wait_log)
 from test_smtp import fetch, uids
 
 VAC = "urn:ietf:params:jmap:vacationresponse"
@@ -59,26 +60,19 @@ def msg(subject, sender=CAROL, to=ALICE, extra="", msgid=None):
             % (sender, to, subject, msgid, extra)).encode(), msgid
 
 
-class Vacation:
+class Vacation(SharedServer):
     backend = "lmdb"
 
     @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, users=dict(DEFAULT_USERS),
-                              listeners=("http", "smtp"), conf={
-                                  "relay": {"mx_port": str(PORT), "retry_min": "1",
-                                            "retry_max": "2", "connect_timeout": "5"},
-                                  "dns": {"servers": DNS.server, "timeout": "3"},
-                                  "server": {"hostname": "sender.test"},
-                              })
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    def server_args(cls):
+        # the receiver's port and the DNS stub exist once setUpModule ran
+        return dict(super().server_args(), users=dict(DEFAULT_USERS),
+                    listeners=("http", "smtp"), conf={
+                        "relay": {"mx_port": str(PORT), "retry_min": "1", "retry_max": "2",
+                                  "connect_timeout": "5"},
+                        "dns": {"servers": DNS.server, "timeout": "3"},
+                        "server": {"hostname": "sender.test"},
+                    })
 
     def setUp(self):
         self.j = Jmap(self.srv.port("http"), ALICE, "alice-secret")

@@ -292,6 +292,43 @@ class JmapSharedBase(SharedServer):
                                  {"Content-Type": "text/plain"})
         self.assertEqual(status, 404)
 
+    def test_subscribe_and_destroy(self):
+        a = self.mailbox(ALICE, "SubMe", 1)
+        self.assertEqual(a.create("Doomed")[0], "OK")
+        self.assertEqual(a.create("Kept")[0], "OK")
+        self.assertEqual(a.setacl("SubMe", BOB, "lr")[0], "OK")
+        self.assertEqual(a.setacl("Doomed", BOB, "lrx")[0], "OK")
+        self.assertEqual(a.setacl("Kept", BOB, "lr")[0], "OK")
+        b = self.jmap(BOB)
+        acc = wait_for(lambda: self.account_of(b, ALICE), 60)
+        boxes = self.boxes(b, acc)
+        sub = boxes["SubMe"]
+        self.assertFalse(sub["isSubscribed"])
+        r = self.call(b, "Mailbox/set", {"update": {sub["id"]: {"isSubscribed": True}}}, acc)
+        self.assertIn(sub["id"], r[1]["updated"], r)
+        self.assertTrue(self.boxes(b, acc)["SubMe"]["isSubscribed"])
+        # bob's subscription is bob's: IMAP LSUB of his shows it
+        typ, dat = self.imap(BOB).lsub('""', '"%sSubMe"' % PREFIX)
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"SubMe", b"".join(x for x in dat if x))
+        r = self.call(b, "Mailbox/set", {"destroy": [boxes["Doomed"]["id"],
+                                                     boxes["Kept"]["id"]]}, acc)
+        self.assertEqual(r[0], "Mailbox/set", r)
+        self.assertIn(boxes["Doomed"]["id"], r[1]["destroyed"], r)
+        self.assertEqual(r[1]["notDestroyed"][boxes["Kept"]["id"]]["type"], "forbidden", r)
+        names = b"".join(x for x in a.list()[1] if x)
+        self.assertNotIn(b"Doomed", names)
+        self.assertIn(b"Kept", names)
+        # Blob/get of a message there
+        eid = self.emails(b, acc, sub["id"])[0]
+        blob = self.call(b, "Email/get", {"ids": [eid], "properties": ["blobId"]},
+                         acc)[1]["list"][0]["blobId"]
+        r = b.api([["Blob/get", {"accountId": acc, "ids": [blob],
+                                 "properties": ["data:asText", "size"]}, "0"]],
+                  using=["urn:ietf:params:jmap:core", MAIL, "urn:ietf:params:jmap:blob"])
+        self.assertEqual(r[0][0], "Blob/get", r)
+        self.assertIn("Subject: SubMe 0", r[0][1]["list"][0]["data:asText"])
+
     def test_copy_between_accounts(self):
         a = self.mailbox(ALICE, "CopyFrom", 1)
         self.assertEqual(a.create("CopyRo")[0], "OK")

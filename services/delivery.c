@@ -186,14 +186,21 @@ alias_for(const struct roost_services *sv, const char *address, size_t *n_r)
  * namespace (Shared/<name>, roost/storage.h). Only an alias, which the
  * administrator's file defines, can name it: a recipient address never
  * does (auth knows no user "#public"). Whether mail may go there is the
- * mailbox's ACL's business (p for anyone), checked at delivery. */
+ * mailbox's ACL's business (p for anyone), checked at delivery. The '+'
+ * is any character of [smtp] recipient_delimiter, as in user+folder;
+ * '+' itself is always taken (a target written before the delimiter was
+ * changed keeps working, and nothing else can name the store). */
 static bool
-public_target(const char *address, struct delivery_rcpt *d)
+public_target(const struct roost_config *cfg, const char *address, struct delivery_rcpt *d)
 {
 	size_t pl = strlen(STORAGE_ACL_PUBLIC_OWNER);
-	const char *name = address + pl + 1;
+	const char *name = address + pl + 1, *delim = cfg->recipient_delimiter;
+	char c;
 
-	if (strncmp(address, STORAGE_ACL_PUBLIC_OWNER "+", pl + 1) != 0)
+	if (strncmp(address, STORAGE_ACL_PUBLIC_OWNER, pl) != 0)
+		return false;
+	c = address[pl];
+	if (c == '\0' || (c != '+' && (delim == NULL || strchr(delim, c) == NULL)))
 		return false;
 	memset(d, 0, sizeof(*d));
 	if (strlen(name) >= sizeof(d->mailbox) || !storage_name_valid(name) ||
@@ -243,7 +250,7 @@ expand_one(struct expand_ctx *x, const char *address)
 		free(t);
 		return any ? 0 : ROOST_ENOTFOUND;
 	}
-	if (x->depth > 0 && public_target(address, &d)) {
+	if (x->depth > 0 && public_target(sv->cfg, address, &d)) {
 		add_dest(x, false, address, &d);
 		return 0;
 	}

@@ -217,6 +217,60 @@ START_TEST(expand)
 }
 END_TEST
 
+/* An alias target "#public<d><name>" names Shared/<name>: <d> is any
+ * character of [smtp] recipient_delimiter, or '+'; never the store's
+ * INBOX, never the store alone. */
+START_TEST(expand_public)
+{
+	struct delivery_dest *d = NULL;
+	struct aliases *al = NULL;
+	char path[300], err[256];
+	size_t n = 0;
+	FILE *f;
+
+	setup_backend(0);
+	snprintf(path, sizeof(path), "%s/aliases", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("support: #public+support\nhelp: #public-help\ninbox: #public-INBOX\n"
+	      "store: #public\nempty: #public-\n",
+	      f);
+	fclose(f);
+	cfg.smtp_aliases = path;
+	ck_assert_int_eq(aliases_load(&cfg, &al, err, sizeof(err)), 0);
+	sv.aliases = al;
+
+	cfg.recipient_delimiter = "-+";
+	ck_assert_int_eq(delivery_expand(&sv, "support@example.org", &d, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(d[0].d.user, STORAGE_ACL_PUBLIC_OWNER);
+	ck_assert_str_eq(d[0].d.mailbox, "support");
+	free(d);
+	ck_assert_int_eq(delivery_expand(&sv, "help@example.org", &d, &n), 0);
+	ck_assert_str_eq(d[0].d.mailbox, "help");
+	free(d);
+	ck_assert_int_eq(delivery_expand(&sv, "inbox@example.org", &d, &n), ROOST_ENOTFOUND);
+	ck_assert_int_eq(delivery_expand(&sv, "store@example.org", &d, &n), ROOST_ENOTFOUND);
+	ck_assert_int_eq(delivery_expand(&sv, "empty@example.org", &d, &n), ROOST_ENOTFOUND);
+	/* "-" is no delimiter here; '+' always is, also with none set */
+	cfg.recipient_delimiter = "+";
+	ck_assert_int_eq(delivery_expand(&sv, "help@example.org", &d, &n), ROOST_ENOTFOUND);
+	cfg.recipient_delimiter = "";
+	ck_assert_int_eq(delivery_expand(&sv, "support@example.org", &d, &n), 0);
+	ck_assert_str_eq(d[0].d.mailbox, "support");
+	free(d);
+	/* a sender cannot name the store */
+	cfg.recipient_delimiter = "-+";
+	ck_assert_int_eq(delivery_expand(&sv, "#public-help@example.org", &d, &n), ROOST_ENOTFOUND);
+
+	cfg.recipient_delimiter = "+";
+	sv.aliases = NULL;
+	aliases_free(&al);
+	cfg.smtp_aliases = NULL;
+	teardown_backend();
+}
+END_TEST
+
 /* alice+lists: alice's folder "lists" when it exists, else her INBOX;
  * the detail is never taken for a folder name it cannot be. */
 START_TEST(resolve_detail)
@@ -405,6 +459,7 @@ delivery_suite(void)
 	tcase_add_test(tc, resolve);
 	tcase_add_test(tc, resolve_detail);
 	tcase_add_test(tc, expand);
+	tcase_add_test(tc, expand_public);
 	tcase_add_test(tc, new_id);
 	tcase_add_test(tc, trace_headers);
 	suite_add_tcase(s, tc);

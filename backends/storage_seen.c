@@ -174,6 +174,18 @@ mb_uidvalidity(struct mailbox *mb, uint32_t *uv_r)
 	return 0;
 }
 
+/* The set of mb's reader (mb->actor, not NULL) as stored now, into s. */
+static int
+reader_seen(struct mailbox *mb, struct seen_set *s)
+{
+	uint32_t uv;
+	int rc;
+
+	if ((rc = mb_uidvalidity(mb, &uv)) != 0)
+		return rc;
+	return seen_read(mb->st, mb->user, mb->name, mb->actor, uv, s);
+}
+
 /* Keep s as what mb's session was last told (s is emptied). */
 static void
 remember(struct mailbox *mb, struct seen_set *s)
@@ -189,13 +201,11 @@ int
 storage_seen_records(struct mailbox *mb, struct msg_record *recs, size_t n, uint64_t *modseq)
 {
 	struct seen_set s = {0};
-	uint32_t uv;
 	int rc;
 
 	if (mb->actor == NULL)
 		return 0;
-	if ((rc = mb_uidvalidity(mb, &uv)) != 0 ||
-	    (rc = seen_read(mb->st, mb->user, mb->name, mb->actor, uv, &s)) != 0)
+	if ((rc = reader_seen(mb, &s)) != 0)
 		return rc;
 	overlay(&s, recs, n);
 	if (modseq != NULL)
@@ -228,13 +238,11 @@ storage_seen_changes(struct mailbox *mb, uint64_t since, struct mailbox_changes 
 	size_t n = 0, extra = 0;
 	uint64_t modseq;
 	bool differ, newer = false;
-	uint32_t uv;
 	int rc;
 
 	if (mb->actor == NULL)
 		return 0;
-	if ((rc = mb_uidvalidity(mb, &uv)) != 0 ||
-	    (rc = seen_read(mb->st, mb->user, mb->name, mb->actor, uv, &s)) != 0)
+	if ((rc = reader_seen(mb, &s)) != 0)
 		return rc;
 	overlay(&s, ch->changed, ch->n_changed);
 	ch->highestmodseq = seen_view_highest(&s, ch->highestmodseq);

@@ -13,8 +13,8 @@ import os
 import re
 import unittest
 
-from roosttest import BACKENDS, SharedServer
-from test_imap_raw import Raw
+from roosttest import BACKENDS
+from test_imap_raw import Raw, RawSession
 
 # Every byte value, NUL first: what a binary attachment holds.
 BLOB = bytes(range(256)) * 4
@@ -80,20 +80,8 @@ def item(lines, name):
     return m.group(1) == b"~", rest[m.end():m.end() + n]
 
 
-class BinaryBase(SharedServer):
+class BinaryBase(RawSession):
     backend = "lmdb"
-    server_options = {"listeners": ("imap",)}
-
-    def setUp(self):
-        self.r = Raw(self.srv.port("imap")).login()
-
-    def tearDown(self):
-        self.r.close()
-
-    def ok(self, text):
-        lines, tagged = self.r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
-        return lines
 
     def append8(self, mailbox, msg, sync=True):
         """APPEND msg as a literal8; returns the tagged line."""

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer, free_port, wait_port
+from roosttest import BACKENDS, RoostServer, SharedServer, free_port, wait_port
 
 USER = b"alice@example.org"
 PASS = b"alice-secret"
@@ -96,6 +96,24 @@ class Raw:
             self.sock.close()
         except OSError:
             pass
+
+
+class RawSession(SharedServer):
+    """Mixin for a unittest class on one shared server (its IMAP listener)
+    whose tests each hold a logged-in Raw session, self.r; ok() runs a
+    command that must succeed and returns its untagged lines."""
+    server_options = {"listeners": ("imap",)}
+
+    def setUp(self):
+        self.r = Raw(self.srv.port("imap")).login()
+
+    def tearDown(self):
+        self.r.close()
+
+    def ok(self, text):
+        lines, tagged = self.r.cmd(text)
+        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
+        return lines
 
 
 class TestImapHostile(unittest.TestCase):

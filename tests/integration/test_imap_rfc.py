@@ -5,8 +5,8 @@ corners each test names."""
 import re
 import unittest
 
-from roosttest import BACKENDS, SharedServer
-from test_imap_raw import Raw
+from roosttest import BACKENDS
+from test_imap_raw import Raw, RawSession
 
 
 def search_hits(lines):
@@ -16,20 +16,8 @@ def search_hits(lines):
     return found[0][len(b"* SEARCH"):].split()
 
 
-class RfcBase(SharedServer):
+class RfcBase(RawSession):
     backend = "lmdb"
-    server_options = {"listeners": ("imap",)}
-
-    def setUp(self):
-        self.r = Raw(self.srv.port("imap")).login()
-
-    def tearDown(self):
-        self.r.close()
-
-    def ok(self, text):
-        lines, tagged = self.r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
-        return lines
 
     def append(self, mailbox, msg, date=None):
         """APPEND over a synchronizing literal; returns the tagged line."""

@@ -11,33 +11,8 @@
 #include "roost/cte.h"
 #include "roost/sasl.h"
 
+#include "check_guard.h"
 #include "check_run.h"
-
-struct guarded {
-	uint8_t *map;
-	size_t maplen;
-	uint8_t *data;
-};
-
-static void
-guard_init(struct guarded *g, const void *data, size_t len)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t pages = (len + page - 1) / page + 1;
-
-	g->maplen = pages * page;
-	g->map = mmap(NULL, g->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(g->map, MAP_FAILED);
-	ck_assert_int_eq(mprotect(g->map + (pages - 1) * page, page, PROT_NONE), 0);
-	g->data = g->map + (pages - 1) * page - len;
-	memcpy(g->data, data, len);
-}
-
-static void
-guard_free(struct guarded *g)
-{
-	munmap(g->map, g->maplen);
-}
 
 /* Decode in[0..len) in steps of step octets after skipping skip. */
 static void

@@ -67,11 +67,6 @@ struct pg_flights {
 	bool claiming;          /* a \Recent claim is under way */
 	uint32_t claiming_upto; /* it takes every UID below (0: unknown) */
 	uint32_t claimed_below; /* every UID below is claimed (0: unknown) */
-	/* Open read-write handles here that claim \Recent (each holds one of
-	 * users from its first claim to its close), and the claim the
-	 * listener made for them, [held_first, held_next), until one takes it. */
-	int claimers;
-	uint32_t held_first, held_next;
 };
 
 /* Mailboxes whose last flight is kept at most (the others' is dropped). */
@@ -346,29 +341,13 @@ pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes 
 	return rc;
 }
 
-enum pg_claim
-pg_claim_begin(struct pg_mailbox *pm, uint32_t *first_r, uint32_t *below_r)
+bool
+pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *below_r)
 {
-	struct pg_store *ps = pm->ps;
-	uint32_t uidnext = pm->view_uidnext;
 	struct pg_flights *e;
 
 	pthread_mutex_lock(&ps->flights_lock);
-	e = flights_get(ps, pm->id);
-	if (!pm->claimer) {
-		pm->claimer = true;
-		e->claimers++;
-		e->users++; /* the claimer's, until pg_claim_forget() */
-	}
-	/* The listener claimed for the sessions here: the first to ask has it. */
-	if (e->held_next > e->held_first) {
-		*first_r = e->held_first;
-		*below_r = e->held_next;
-		e->held_first = e->held_next = 0;
-		flights_put(ps, e);
-		pthread_mutex_unlock(&ps->flights_lock);
-		return PG_CLAIM_HELD;
-	}
+	e = flights_get(ps, id);
 	/* A claim under way that takes everything below our UIDNEXT leaves
 	 * nothing for us: as if we came after it, without holding a worker
 	 * for its round trip. (Should it fail, its UIDs are claimed by a
@@ -379,18 +358,18 @@ pg_claim_begin(struct pg_mailbox *pm, uint32_t *first_r, uint32_t *below_r)
 		*below_r = e->claiming_upto;
 		flights_put(ps, e);
 		pthread_mutex_unlock(&ps->flights_lock);
-		return PG_CLAIM_NONE;
+		return false;
 	}
 	if (uidnext != 0 && e->claimed_below >= uidnext) {
 		*below_r = e->claimed_below;
 		flights_put(ps, e);
 		pthread_mutex_unlock(&ps->flights_lock);
-		return PG_CLAIM_NONE;
+		return false;
 	}
 	e->claiming = true; /* the entry stays: users counts the claimer */
 	e->claiming_upto = uidnext;
 	pthread_mutex_unlock(&ps->flights_lock);
-	return PG_CLAIM_RUN;
+	return true;
 }
 
 void
@@ -409,29 +388,6 @@ pg_claim_end(struct pg_store *ps, int64_t id, uint32_t below)
 		flights_put(ps, e);
 	}
 	pthread_mutex_unlock(&ps->flights_lock);
-}
-
-void
-pg_claim_forget(struct pg_mailbox *pm)
-{
-	struct pg_store *ps = pm->ps;
-	struct pg_flights *e;
-
-	if (!pm->claimer)
-		return;
-	pthread_mutex_lock(&ps->flights_lock);
-	for (e = ps->flights; e != NULL && e->id != pm->id; e = e->next)
-		;
-	if (e != NULL) {
-		/* A claim still held when the last claimer goes is no one's:
-		 * its messages were \Recent to the sessions that heard of them
-		 * here, and stay claimed. */
-		if (--e->claimers == 0)
-			e->held_first = e->held_next = 0;
-		flights_put(ps, e);
-	}
-	pthread_mutex_unlock(&ps->flights_lock);
-	pm->claimer = false;
 }
 
 /* pg_close(): every caller has returned. */
@@ -453,62 +409,35 @@ struct pg_prefetch {
 	size_t n;
 	struct pg_flights **e;
 	struct flight **f;
-	bool *claim;            /* claim \Recent there for the claimers here */
-	uint32_t *first, *next; /* what the claim took: [first, next) */
 };
 
 #define ID_COL 9
-#define KIND_CLAIM 3
 
 /*
  * t_changes() for several mailboxes in one statement: each row ends with
  * its mailbox's id, after the kind, and the rows come by mailbox, kind and
  * UID. LATERAL keeps each mailbox an index scan from its own MODSEQ.
- *
- * It also claims \Recent in the mailboxes pf->claim[] names, for the
- * sessions here that will ask (kind 3: the boundary it found and the one
- * it left). Each such session's claim was a round trip of its own, one
- * per mailbox holding one of the workers every session woken here waits
- * for: fifty per delivery to fifty users, 20-25 ms of each worker's time.
- * A row locked by a change under way is skipped, never waited for (its
- * sessions claim for themselves, as before); the claim's commit is not
- * waited for, as a session's is not (set_config() is local to the
- * statement's own transaction).
  */
 static int
 t_changes_multi(struct pg_txn *t, void *arg)
 {
 	struct pg_prefetch *pf = arg;
-	struct buf ids = BUF_INIT(0), sinces = BUF_INIT(0), claims = BUF_INIT(0);
+	struct buf ids = BUF_INIT(0), sinces = BUF_INIT(0);
 	uint64_t *v = xcalloc(pf->n, sizeof(*v));
 	struct pg_params p = {.n = 0};
 	PGresult *res;
 	int rc, rows, first;
-	size_t k = 0;
 
 	for (size_t i = 0; i < pf->n; i++)
 		v[i] = (uint64_t)pf->e[i]->id;
 	pg_int64_array(&ids, v, pf->n);
-	for (size_t i = 0; i < pf->n; i++) {
-		if (pf->claim[i])
-			v[k++] = (uint64_t)pf->e[i]->id;
-	}
-	pg_int64_array(&claims, v, k);
 	for (size_t i = 0; i < pf->n; i++)
 		v[i] = pf->f[i]->since;
 	pg_int64_array(&sinces, v, pf->n);
 	free(v);
 	pg_p_str(&p, buf_cstr(&ids));
 	pg_p_str(&p, buf_cstr(&sinces));
-	pg_p_str(&p, buf_cstr(&claims));
 	rc = pg_exec(t,
-	             "WITH s AS (SELECT set_config('synchronous_commit', 'off', true) AS v), "
-	             "k AS (SELECT id, recent_first FROM mailboxes WHERE id = ANY($3::bigint[]) "
-	             "AND NOT noselect AND recent_first < uidnext ORDER BY id FOR UPDATE SKIP "
-	             "LOCKED), "
-	             "c AS (UPDATE mailboxes m SET recent_first = m.uidnext FROM k, s WHERE m.id = "
-	             "k.id AND s.v IS NOT NULL RETURNING m.id, k.recent_first AS first, m.uidnext "
-	             "AS next) "
 	             "SELECT m.highestmodseq, m.uidnext, m.expunge_floor, m.recent_first, 0, 0, 0, "
 	             "0, 0, x.i FROM unnest($1::bigint[], $2::bigint[]) AS x (i, s) JOIN "
 	             "mailboxes m ON m.id = x.i WHERE NOT m.noselect "
@@ -519,37 +448,23 @@ t_changes_multi(struct pg_txn *t, void *arg)
 	             "x.i FROM unnest($1::bigint[], $2::bigint[]) AS x (i, s) CROSS JOIN LATERAL "
 	             "(SELECT uid, emailid, modseq FROM expunged WHERE mailbox_id = x.i AND "
 	             "modseq > x.s) e "
-	             "UNION ALL SELECT c.first, c.next, 0, 0, 0, 0, 0, 0, 3, c.id FROM c "
 	             "ORDER BY 10, 9, 1",
 	             &p, false, &res);
 	buf_free(&ids);
 	buf_free(&sinces);
-	buf_free(&claims);
 	if (rc != 0)
 		return rc;
-	for (size_t i = 0; i < pf->n; i++) {
+	for (size_t i = 0; i < pf->n; i++)
 		pf->f[i]->rc = ROOST_ENOTFOUND;
-		pf->first[i] = pf->next[i] = 0;
-	}
 	rows = PQntuples(res);
 	for (int r = 0; r < rows; r = first) {
 		int64_t id = pg_int(res, r, ID_COL);
-		int end;
 
 		for (first = r; first < rows && pg_int(res, first, ID_COL) == id; first++)
 			;
-		/* the claim's row comes last of the mailbox's */
-		end = first;
-		if (end > r && pg_int(res, end - 1, KIND_COL) == KIND_CLAIM)
-			end--;
 		for (size_t i = 0; i < pf->n; i++) {
-			if (pf->e[i]->id != id)
-				continue;
-			pf->f[i]->rc = flight_fill(pf->f[i], res, r, end);
-			if (end < first) {
-				pf->first[i] = (uint32_t)pg_int(res, end, 0);
-				pf->next[i] = (uint32_t)pg_int(res, end, 1);
-			}
+			if (pf->e[i]->id == id)
+				pf->f[i]->rc = flight_fill(pf->f[i], res, r, first);
 		}
 	}
 	PQclear(res);
@@ -590,9 +505,6 @@ pg_changes_heard(struct pg_store *ps, const int64_t *ids, const uint64_t *sinces
 			pf = xcalloc(1, sizeof(*pf));
 			pf->e = xcalloc(n, sizeof(*pf->e));
 			pf->f = xcalloc(n, sizeof(*pf->f));
-			pf->claim = xcalloc(n, sizeof(*pf->claim));
-			pf->first = xcalloc(n, sizeof(*pf->first));
-			pf->next = xcalloc(n, sizeof(*pf->next));
 		}
 		f = e->running = xcalloc(1, sizeof(*f));
 		f->since = sinces[i];
@@ -602,9 +514,6 @@ pg_changes_heard(struct pg_store *ps, const int64_t *ids, const uint64_t *sinces
 		f->refs = 1;
 		pf->e[pf->n] = e;
 		pf->f[pf->n] = f;
-		/* one claim held at a time: with one not taken yet, the
-		 * sessions claim what came since for themselves */
-		pf->claim[pf->n] = e->claimers > 0 && e->held_next <= e->held_first;
 		pf->n++;
 	}
 	pthread_mutex_unlock(&ps->flights_lock);
@@ -623,28 +532,14 @@ pg_prefetch_run(struct pg_store *ps, struct pg_prefetch **pfp)
 	rc = pg_run(ps, PG_AUTO, t_changes_multi, pf);
 	pthread_mutex_lock(&ps->flights_lock);
 	for (size_t i = 0; i < pf->n; i++) {
-		struct pg_flights *e = pf->e[i];
-
 		if (rc != 0)
 			pf->f[i]->rc = rc;
-		/* the claim first: the sessions the landing wakes take it */
-		if (rc == 0 && pf->next[i] > pf->first[i] && pf->first[i] > 0) {
-			if (e->claimers > 0) {
-				e->held_first = pf->first[i];
-				e->held_next = pf->next[i];
-			}
-			if (pf->next[i] > e->claimed_below)
-				e->claimed_below = pf->next[i];
-		}
-		flight_land(ps, e, pf->f[i]);
+		flight_land(ps, pf->e[i], pf->f[i]);
 		flight_unref(pf->f[i]);
-		flights_put(ps, e);
+		flights_put(ps, pf->e[i]);
 	}
 	pthread_mutex_unlock(&ps->flights_lock);
 	free(pf->e);
 	free(pf->f);
-	free(pf->claim);
-	free(pf->first);
-	free(pf->next);
 	free(pf);
 }

@@ -98,8 +98,6 @@ struct pg_mailbox {
 	uint32_t view_uidnext;
 	/* the \Recent boundary that query saw: where a claim tries first */
 	uint32_t view_recent;
-	/* counted among the claimers of the mailbox (pg_claim_begin()) */
-	bool claimer;
 	/* mailbox_keywords() result, valid until the next call */
 	char **kw_names;
 	size_t kw_n;
@@ -238,17 +236,11 @@ int pg_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *d
                size_t *n_r);
 /* pgsql_changes.c: free the shared changes queries' state at close. */
 void pg_flights_free(struct pg_store *ps);
-/* \Recent claims of pm's mailbox in this process, one at a time.
- * PG_CLAIM_NONE (and *below_r) when the boundary is known to be at or above
- * pm->view_uidnext (0: unknown), nothing left to claim; PG_CLAIM_HELD when
- * the caller takes [*first_r, *below_r), claimed by the listener for the
- * claimers here (pg_prefetch_run()); PG_CLAIM_RUN when the caller claims,
- * then calls pg_claim_end() with the boundary it left (0: unknown). The
- * first call counts pm among the mailbox's claimers until
- * pg_claim_forget() (at its close). */
-enum pg_claim { PG_CLAIM_NONE, PG_CLAIM_HELD, PG_CLAIM_RUN };
-enum pg_claim pg_claim_begin(struct pg_mailbox *pm, uint32_t *first_r, uint32_t *below_r);
-void pg_claim_forget(struct pg_mailbox *pm);
+/* \Recent claims of mailbox id in this process, one at a time: false
+ * (and *below_r) when the boundary is known to be at or above uidnext
+ * (0: unknown), nothing left to claim; true when the caller claims, then
+ * calls pg_claim_end() with the boundary it left (0: unknown). */
+bool pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *below_r);
 void pg_claim_end(struct pg_store *ps, int64_t id, uint32_t below);
 int pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 /*
@@ -256,9 +248,7 @@ int pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_chan
  * another node at MODSEQs above sinces[]: flights of them started before
  * are stale from now on, and for each one watched[] here a flight from
  * its since starts, one query for all, which pg_prefetch_run() runs (call
- * it, after waking the sessions, whenever *pf_r is not NULL). The same
- * statement claims \Recent in those with claimers here, held for the
- * first of them to ask (pg_claim_begin()).
+ * it, after waking the sessions, whenever *pf_r is not NULL).
  */
 struct pg_prefetch;
 void pg_changes_heard(struct pg_store *ps, const int64_t *ids, const uint64_t *sinces,

@@ -689,7 +689,6 @@ pg_op_mailbox_close(struct mailbox *mb)
 {
 	struct pg_mailbox *pm = PM(mb);
 
-	pg_claim_forget(pm);
 	for (size_t i = 0; i < pm->kw_n; i++)
 		free(pm->kw_names[i]);
 	free(pm->kw_names);

@@ -305,9 +305,6 @@ t_claim_swap(struct pg_txn *t, void *arg)
  * then does a compare and swap take it (t_claim_swap()). A claim that found nothing
  * left at some instant is one a locked claim could have made then; what
  * came after is claimed by the next sync, here or in another session.
- * When another node's delivery woke the sessions here, the listener has
- * usually claimed already, with its query of what changed, and the first
- * session to ask takes that claim without a round trip (pgsql_changes.c).
  */
 int
 pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r)
@@ -315,23 +312,13 @@ pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r)
 	struct pg_mailbox *pm = PM(mb);
 	struct claim_arg a = {.id = pm->id};
 	bool readonly = (mb->flags & MAILBOX_READONLY) != 0;
-	uint32_t first = 0, below = 0;
+	uint32_t below;
 	int rc = 0, tries = 0;
 	bool guessed = false;
 
-	if (!readonly) {
-		switch (pg_claim_begin(pm, &first, &below)) {
-		case PG_CLAIM_NONE:
-			*first_r = *next_r = below;
-			return 0;
-		case PG_CLAIM_HELD:
-			pm->view_recent = below; /* the boundary now */
-			*first_r = first;
-			*next_r = below;
-			return 0;
-		case PG_CLAIM_RUN:
-			break;
-		}
+	if (!readonly && !pg_claim_begin(pm->ps, pm->id, pm->view_uidnext, &below)) {
+		*first_r = *next_r = below;
+		return 0;
 	}
 	/* The last changes query saw the boundary below UIDNEXT: try the swap
 	 * from there at once, without reading it again first. */

@@ -3334,118 +3334,6 @@ START_TEST(pgsql_two_nodes)
 }
 END_TEST
 
-/*
- * pgsql only: when another node's delivery wakes the sessions here, the
- * listener's query of what changed also claims \Recent for the read-write
- * sessions here that claim (one statement, where each mailbox's first
- * session made a round trip of its own), and the first of them to ask
- * takes that claim; a second takes nothing. Where no session here claims,
- * the listener claims nothing (a read-only one only reads) and a session
- * claims for itself as before.
- */
-static void
-wait_delivered(struct mailbox *mb, uint64_t hms, uint32_t uid)
-{
-	for (;;) {
-		struct mailbox_changes ch;
-		int seen = woken_now();
-		bool found;
-
-		ck_assert_int_eq(mailbox_changes_since(mb, hms, &ch), 0);
-		found = ch.n_changed == 1 && ch.changed[0].uid == uid;
-		mailbox_changes_free(&ch);
-		if (found)
-			return;
-		ck_assert_msg(wait_woken(seen + 1, 60000), "the delivery: not heard");
-	}
-}
-
-static uint64_t
-highest_modseq(struct mailbox *mb)
-{
-	struct mailbox_changes ch;
-	uint64_t hms;
-
-	ck_assert_int_eq(mailbox_changes_since(mb, 0, &ch), 0);
-	hms = ch.highestmodseq;
-	mailbox_changes_free(&ch);
-	return hms;
-}
-
-START_TEST(pgsql_prefetch_claim)
-{
-	char dir2[] = "/tmp/roost-storage-XXXXXX";
-	struct msg_input in = {.data = (const uint8_t *)"S: n\r\n\r\nx\r\n", .len = 11, .fd = -1};
-	struct roost_config cfg2;
-	struct storage *other;
-	struct storage_watch *w;
-	struct mailbox *mb, *mb2, *ro;
-	struct mailbox_status s;
-	uint32_t uid, uidv, first, next;
-	uint64_t hms;
-
-	setup_backend(_i);
-	ck_assert_int_eq(storage_create(st, USER, "Quiet", 0), 0);
-	ck_assert_ptr_nonnull(mkdtemp(dir2));
-	cfg2 = cfg;
-	cfg2.data_dir = dir2;
-	ck_assert_int_eq(storage_open(&cfg2, &other), 0);
-	pthread_mutex_lock(&wlock);
-	woken = 0;
-	pthread_mutex_unlock(&wlock);
-	/* the listener starts with the first transaction after the open */
-	ck_assert_int_eq(storage_status(st, USER, "INBOX", &s), 0);
-	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
-	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb2), 0);
-	hms = highest_modseq(mb);
-	ck_assert_int_eq(mailbox_claim_recent(mb, &first, &next), 0); /* a claimer now */
-	ck_assert_uint_eq(first, next);
-	ck_assert_int_eq(storage_watch(st, USER, "INBOX", on_change, NULL, &w), 0);
-
-	ck_assert_int_eq(storage_append(other, USER, "INBOX", &in, &uidv, &uid), 0);
-	ck_assert_msg(wait_woken(1, 60000), "no wake-up from the other node");
-	/* the listener's query starts before it wakes us; we wait for it */
-	wait_delivered(mb, hms, uid);
-	/* claimed already, by no session: the listener, for them */
-	ck_assert_int_eq(storage_status(other, USER, "INBOX", &s), 0);
-	ck_assert_uint_eq(s.recent, 0);
-	ck_assert_int_eq(mailbox_claim_recent(mb2, &first, &next), 0);
-	ck_assert_uint_eq(first, uid);
-	ck_assert_uint_eq(next, uid + 1);
-	ck_assert_int_eq(mailbox_claim_recent(mb, &first, &next), 0);
-	ck_assert_uint_eq(first, next);
-	storage_unwatch(&w);
-	mailbox_close(&mb2);
-	mailbox_close(&mb);
-
-	/* watched here by a read-only session only: nothing claimed for it */
-	ck_assert_int_eq(mailbox_open(st, USER, "Quiet", MAILBOX_READONLY, &ro), 0);
-	hms = highest_modseq(ro);
-	ck_assert_int_eq(mailbox_claim_recent(ro, &first, &next), 0);
-	ck_assert_int_eq(storage_watch(st, USER, "Quiet", on_change, NULL, &w), 0);
-	pthread_mutex_lock(&wlock);
-	woken = 0;
-	pthread_mutex_unlock(&wlock);
-	ck_assert_int_eq(storage_append(other, USER, "Quiet", &in, &uidv, &uid), 0);
-	ck_assert_msg(wait_woken(1, 60000), "no wake-up from the other node");
-	wait_delivered(ro, hms, uid);
-	ck_assert_int_eq(storage_status(other, USER, "Quiet", &s), 0);
-	ck_assert_uint_eq(s.recent, 1);
-	ck_assert_int_eq(mailbox_open(st, USER, "Quiet", 0, &mb), 0);
-	ck_assert_int_eq(mailbox_claim_recent(mb, &first, &next), 0);
-	ck_assert_uint_eq(first, uid);
-	ck_assert_uint_eq(next, uid + 1);
-	mailbox_close(&mb);
-	storage_unwatch(&w);
-	mailbox_close(&ro);
-
-	storage_close(&other);
-	nftw(dir2, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	assert_clean();
-	teardown_backend();
-}
-END_TEST
-
 /* pgsql only: `roost check` finds a wrong reference count and a schema
  * version this build did not make; a newer schema is refused at open. */
 START_TEST(pgsql_check_detects_damage)
@@ -4538,7 +4426,6 @@ storage_suite(void)
 		pg = tcase_create("pgsql");
 		tcase_set_timeout(pg, 120);
 		tcase_add_loop_test(pg, pgsql_two_nodes, i, i + 1);
-		tcase_add_loop_test(pg, pgsql_prefetch_claim, i, i + 1);
 		tcase_add_loop_test(pg, pgsql_check_detects_damage, i, i + 1);
 		suite_add_tcase(s, pg);
 	}

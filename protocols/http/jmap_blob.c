@@ -328,38 +328,102 @@ blob_exists(struct jmap_req *r, const char *id)
 	return found;
 }
 
+/* Keep data as an upload of the user (named by its SHA-256, as
+ * jmap_upload_finish() names one) and its id into id. 0 or an error. */
+static int
+store_upload(struct http_session *s, const struct buf *data, char id[48])
+{
+	char dir[4096], tmp[4200], final[4200];
+	uint8_t md[32];
+	unsigned mdlen = 0;
+	size_t off = 0;
+	int fd;
+
+	if (ensure_dir(s) != 0)
+		return ROOST_EIO;
+	EVP_Digest(data->data != NULL ? data->data : (const uint8_t *)"", data->len, md, &mdlen,
+	           EVP_sha256(), NULL);
+	id[0] = 'U';
+	for (int i = 0; i < 20; i++)
+		snprintf(id + 1 + 2 * i, 3, "%02x", md[i]);
+	account_dir(s, dir, sizeof(dir));
+	snprintf(final, sizeof(final), "%s/%s", dir, id);
+	snprintf(tmp, sizeof(tmp), "%s/tmp.XXXXXX", dir);
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
+		return ROOST_EIO;
+	while (off < data->len) {
+		ssize_t n = write(fd, data->data + off, data->len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (close(fd) != 0 || off != data->len || rename(tmp, final) != 0) {
+		unlink(tmp);
+		return ROOST_EIO;
+	}
+	return 0;
+}
+
 /*
  * Blob/copy (RFC 8620 6.3). A blob of an account is already in it:
- * copying names the same blob in the account, once it is found. From any
- * other account (a shared one included): fromAccountNotFound.
+ * copying within one names the same blob, once it is found. From another
+ * account of the user (a shared one, or the user's own into a shared one)
+ * the blob's bytes are read there (bounded by the message size) and kept
+ * as an upload of the user, which every account of the user reads: the
+ * copy's id is that upload's. From an account the user does not have:
+ * fromAccountNotFound.
  */
 void
 jmap_blob_copy(struct jmap_req *r, json_t *args, const char *tag)
 {
 	const char *from = json_string_value(json_object_get(args, "fromAccountId"));
 	json_t *ids, *copied, *not_copied, *v;
+	bool other;
+	char to[24];
 	size_t i;
 
 	if (!jmap_check_account(r, args, tag))
 		return;
-	if (from == NULL || strcmp(from, r->account) != 0) {
+	snprintf(to, sizeof(to), "%s", r->account);
+	if (from == NULL || !jmap_account_select(r, from)) {
 		jmap_error(r, "fromAccountNotFound", NULL, tag);
 		return;
 	}
+	other = strcmp(from, to) != 0;
 	if (!jmap_check_id_list(r, args, "blobIds", JMAP_MAX_OBJECTS_SET, JMAP_IDS_REQUIRED, tag,
-	                        &ids))
+	                        &ids)) {
+		(void)jmap_account_select(r, to);
 		return;
+	}
 	copied = json_object();
 	not_copied = json_object();
 	json_array_foreach(ids, i, v)
 	{
 		const char *id = json_string_value(v);
+		struct buf data = BUF_INIT(r->s->svc->cfg->max_message_size);
+		char nid[48];
 
-		if (blob_exists(r, id))
-			json_object_set(copied, id, v);
-		else
+		if (!other || id[0] == 'U') {
+			/* the same account, or the user's own upload, which
+			 * every account of the user reads */
+			if (blob_exists(r, id))
+				json_object_set(copied, id, v);
+			else
+				json_object_set_new(not_copied, id,
+				                    jmap_set_error("blobNotFound", NULL));
+		} else if (jmap_blob_fetch(r, id, &data) != 0) {
 			json_object_set_new(not_copied, id, jmap_set_error("blobNotFound", NULL));
+		} else if (store_upload(r->s, &data, nid) != 0) {
+			json_object_set_new(not_copied, id, jmap_set_error("serverFail", NULL));
+		} else {
+			json_object_set_new(copied, id, json_string(nid));
+		}
+		buf_free(&data);
 	}
+	(void)jmap_account_select(r, to);
 	jmap_reply(r, "Blob/copy",
 	           json_pack("{sssssoso}", "fromAccountId", from, "accountId", r->account, "copied",
 	                     json_object_size(copied) > 0 ? copied : json_null(), "notCopied",

@@ -356,7 +356,27 @@ class JmapSharedBase(SharedServer):
         r = b.api([["Email/copy", {"fromAccountId": b.acc, "accountId": acc, "create": {
             "k2": {"id": new, "mailboxIds": {boxes["CopyRo"]["id"]: True}}}}, "0"]])
         self.assertEqual(r[0][1]["notCreated"]["k2"]["type"], "forbidden", r)
+        # Blob/copy of the message from alice's account into bob's: an
+        # upload of bob's that Blob/get and Email/import take
+        blob = self.call(b, "Email/get", {"ids": [src], "properties": ["blobId"]},
+                         acc)[1]["list"][0]["blobId"]
+        r = b.api([["Blob/copy", {"fromAccountId": acc, "accountId": b.acc,
+                                  "blobIds": [blob, "Bffffffffffffffff"]}, "0"]])
+        self.assertEqual(r[0][0], "Blob/copy", r)
+        self.assertIn("Bffffffffffffffff", r[0][1]["notCopied"], r)
+        mine = r[0][1]["copied"][blob]
+        self.assertTrue(mine.startswith("U"), mine)
+        r = b.api([["Blob/get", {"accountId": b.acc, "ids": [mine],
+                                 "properties": ["data:asText"]}, "0"]],
+                  using=["urn:ietf:params:jmap:core", MAIL, "urn:ietf:params:jmap:blob"])
+        self.assertIn("Subject: CopyFrom 0", r[0][1]["list"][0]["data:asText"], r)
+        r = self.call(b, "Email/import", {"emails": {
+            "i1": {"blobId": mine, "mailboxIds": {inbox: True}}}}, b.acc)
+        self.assertIn("i1", r[1]["created"], r)
         # from an account nobody shared
+        r = b.api([["Blob/copy", {"fromAccountId": self.jmap(DAVE).acc, "accountId": b.acc,
+                                  "blobIds": [blob]}, "0"]])
+        self.assertEqual(r[0][1]["type"], "fromAccountNotFound", r)
         r = b.api([["Email/copy", {"fromAccountId": self.jmap(DAVE).acc, "accountId": b.acc,
                                    "create": {"k3": {"id": new, "mailboxIds": {inbox: True}}}},
                     "0"]])

@@ -538,9 +538,14 @@ owner_free(struct notify_owner **op)
 	free(o);
 }
 
+/* Add owner to the stores to watch, once; never the user's own (a name
+ * "Other Users/<user>/..." is the user's own mailbox, which the user
+ * watch hears already). */
 static void
-owner_want(char ***v, size_t *n, const char *owner)
+owner_want(const struct imap_session *s, char ***v, size_t *n, const char *owner)
 {
+	if (strcmp(owner, s->user) == 0)
+		return;
 	for (size_t i = 0; i < *n; i++) {
 		if (strcmp((*v)[i], owner) == 0)
 			return;
@@ -569,13 +574,13 @@ owners_sync(struct imap_session *s, struct imap_notify *nt)
 
 		for (size_t k = 0; k < gr->n_names; k++) {
 			if (storage_acl_store_of(st, gr->names[k], owner, sizeof(owner), &pl) == 0)
-				owner_want(&want, &n_want, owner);
+				owner_want(s, &want, &n_want, owner);
 		}
 	}
 	for (size_t i = 0; i < nt->n_mbs; i++) {
 		if (nt->mbs[i].foreign && nt->mbs[i].events != 0 &&
 		    storage_acl_store_of(st, nt->mbs[i].name, owner, sizeof(owner), &pl) == 0)
-			owner_want(&want, &n_want, owner);
+			owner_want(s, &want, &n_want, owner);
 	}
 	if (n_want > NOTIFY_MAX_OWNERS) {
 		rc = ROOST_ETOOBIG;

@@ -231,6 +231,7 @@ class NotifySharedBase(SharedServer):
         for spec in (b'(subtree "Other Users/../x"' + ev + b")",
                      b'(mailboxes "Other Users/#public/x"' + ev + b")",
                      b'(subtree ("Other Users" "Shared")' + ev + b")",
+                     b'(subtree "Other Users/' + BOB.encode() + b'"' + ev + b")",
                      b'(mailboxes "Shared/' + b"x" * 600 + b'"' + ev + b")"):
             lines, t = r.cmd(b"NOTIFY SET " + spec)
             self.assertRegex(t, rb"^t\d+ (OK|NO|BAD) ", spec[:60])

@@ -8,21 +8,24 @@ default interval (1 s) a small search sends none."""
 import re
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 from test_imap_raw import Raw
 
 N = 1500
 PROGRESS = re.compile(rb'^\* OK \[INPROGRESS \("([^"]+)" (\d+) (\d+|NIL)\)\] ')
 
 
-class InProgressBase:
+class InProgressBase(SharedServer):
     backend = "lmdb"
     conf = {"imap": {"inprogress_interval": "1"}, "storage": {"fsync": "no"}}
 
     @classmethod
+    def server_args(cls):
+        return dict(super().server_args(), listeners=("imap",), conf=cls.conf)
+
+    @classmethod
     def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",), conf=cls.conf)
-        cls.srv.start()
+        super().setUpClass()
         r = Raw(cls.srv.port("imap")).login()
         r.cmd(b"CREATE Big")
         # pipelined appends, LITERAL+: one round trip per hundred
@@ -38,13 +41,6 @@ class InProgressBase:
             _, t = r.until(b"a%d" % (min(start + 100, N) - 1))
             assert b" OK " in t, t
         r.close()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
 
     def raw(self):
         r = Raw(self.srv.port("imap")).login()

@@ -12,7 +12,7 @@ import smtplib
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 from test_imap_raw import Raw
 
 USER = b"alice@example.org"
@@ -35,20 +35,9 @@ def parse_datetime(s):
     return t - off if m.group(7) == b"+" else t + off
 
 
-class SaveDateBase:
+class SaveDateBase(SharedServer):
     backend = "lmdb"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap", "smtp"))
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap", "smtp")}
 
     def raw(self):
         r = Raw(self.srv.port("imap")).login()

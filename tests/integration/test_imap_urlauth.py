@@ -5,7 +5,7 @@ hostile URLs."""
 import re
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 from test_imap_raw import Raw
 
 ALICE = (b"alice@example.org", b"alice-secret")
@@ -28,21 +28,9 @@ def echoed(b):
     return b"{%d}\r\n" % len(b) + b if len(b) > 1024 else quoted(b)
 
 
-class UrlauthBase:
+class UrlauthBase(SharedServer):
     backend = "lmdb"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",),
-                              conf={"imap": {"max_literal": "1M"}})
-        cls.srv.start_or_skip()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap",), "conf": {"imap": {"max_literal": "1M"}}}
 
     def setUp(self):
         self.r = self.client(ALICE)

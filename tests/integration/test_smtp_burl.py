@@ -5,7 +5,7 @@ import re
 import smtplib
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 from test_imap_raw import Raw
 
 ALICE = ("alice@example.org", "alice-secret")
@@ -20,20 +20,9 @@ def quoted(b):
     return b'"' + b.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-class BurlBase:
+class BurlBase(SharedServer):
     backend = "lmdb"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap", "submission", "smtp"))
-        cls.srv.start_or_skip()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    server_options = {"listeners": ("imap", "submission", "smtp")}
 
     def imap(self, who):
         return Raw(self.srv.port("imap")).login(who[0].encode(), who[1].encode())

@@ -9,8 +9,8 @@ sizes (2^32, 2^64, thousands of digits) are refused without waiting for
 the bytes or overflowing."""
 import unittest
 
-from roosttest import BACKENDS, SharedServer
-from test_imap_raw import Raw
+from roosttest import BACKENDS
+from test_imap_raw import RawClients
 
 
 def message(n):
@@ -19,18 +19,8 @@ def message(n):
     return head + b"x" * (n - len(head))
 
 
-class LiteralBase(SharedServer):
+class LiteralBase(RawClients):
     server_options = {"listeners": ("imap",)}
-
-    def raw(self, login=True):
-        r = Raw(self.srv.port("imap"))
-        self.addCleanup(r.close)
-        return r.login() if login else r
-
-    def ok(self, r, text):
-        lines, tagged = r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
-        return lines
 
     def count(self, r, box):
         lines = self.ok(r, b"STATUS " + box + b" (MESSAGES)")

@@ -9,13 +9,13 @@ session goes on."""
 import re
 import unittest
 
-from roosttest import BACKENDS, SharedServer
-from test_imap_raw import Raw
+from roosttest import BACKENDS
+from test_imap_raw import Raw, RawClients
 
 N = 12
 
 
-class PartialBase(SharedServer):
+class PartialBase(RawClients):
     server_options = {"listeners": ("imap",)}
 
     @classmethod
@@ -36,19 +36,9 @@ class PartialBase(SharedServer):
         r.close()
 
     def raw(self):
-        r = Raw(self.srv.port("imap")).login()
-        self.addCleanup(r.close)
+        r = super().raw()
         self.ok(r, b"SELECT Part")
         return r
-
-    def ok(self, r, text):
-        lines, tagged = r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
-        return lines
-
-    def bad(self, r, text):
-        lines, tagged = r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ BAD", (text, lines, tagged))
 
     def esearch(self, r, text):
         lines = self.ok(r, text)

@@ -116,6 +116,29 @@ class RawSession(SharedServer):
         return lines
 
 
+class RawClients(SharedServer):
+    """Mixin for a unittest class on one shared server (its IMAP listener)
+    whose tests open Raw sessions as they need them: raw() one, logged in
+    unless login is false and closed after the test; ok() and bad() run a
+    command on one that must answer OK (its untagged lines returned) or
+    BAD."""
+    server_options = {"listeners": ("imap",)}
+
+    def raw(self, login=True):
+        r = Raw(self.srv.port("imap"))
+        self.addCleanup(r.close)
+        return r.login() if login else r
+
+    def ok(self, r, text):
+        lines, tagged = r.cmd(text)
+        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
+        return lines
+
+    def bad(self, r, text):
+        lines, tagged = r.cmd(text)
+        self.assertRegex(tagged, rb"^t\d+ BAD", (text, lines, tagged))
+
+
 class TestImapHostile(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -12,8 +12,8 @@ import smtplib
 import time
 import unittest
 
-from roosttest import BACKENDS, SharedServer
-from test_imap_raw import Raw
+from roosttest import BACKENDS
+from test_imap_raw import RawClients
 
 USER = b"alice@example.org"
 OLD_DATE = b'"01-Jan-2001 10:00:00 +0000"'
@@ -35,23 +35,10 @@ def parse_datetime(s):
     return t - off if m.group(7) == b"+" else t + off
 
 
-class SaveDateBase(SharedServer):
+class SaveDateBase(RawClients):
     backend = "lmdb"
     server_options = {"listeners": ("imap", "smtp")}
 
-    def raw(self):
-        r = Raw(self.srv.port("imap")).login()
-        self.addCleanup(r.close)
-        return r
-
-    def ok(self, r, text):
-        lines, tagged = r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
-        return lines
-
-    def bad(self, r, text):
-        lines, tagged = r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ BAD", (text, lines, tagged))
 
     def append(self, r, box, subject, date=OLD_DATE):
         msg = b"From: a@example.org\r\nSubject: " + subject + b"\r\n\r\nbody\r\n"

@@ -5,8 +5,8 @@ import re
 import smtplib
 import unittest
 
-from roosttest import BACKENDS, SharedServer
-from test_imap_raw import Raw
+from roosttest import BACKENDS
+from test_imap_raw import Raw, RawClients
 
 ALICE = ("alice@example.org", "alice-secret")
 BOB = ("bob@example.org", "bob-secret")
@@ -20,17 +20,12 @@ def quoted(b):
     return b'"' + b.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-class BurlBase(SharedServer):
+class BurlBase(RawClients):
     backend = "lmdb"
     server_options = {"listeners": ("imap", "submission", "smtp")}
 
     def imap(self, who):
         return Raw(self.srv.port("imap")).login(who[0].encode(), who[1].encode())
-
-    def ok(self, r, text):
-        lines, tagged = r.cmd(text)
-        self.assertRegex(tagged, rb"^t\d+ OK", (text, lines, tagged))
-        return lines
 
     def draft_url(self, draft=DRAFT, access=b"submit+alice%40example.org", section=b"",
                   who=ALICE):

@@ -6,9 +6,9 @@ and APPEND's UTF8 (literal8) form; hostile names (bad UTF-8, controls) are
 refused. Raw protocol and imaplib, both backends."""
 import imaplib
 import re
-import socket
 import unittest
 
+import test_imap_raw
 from roosttest import BACKENDS, SharedServer
 
 USER = "alice@example.org"
@@ -20,57 +20,14 @@ def msg(i, subject="hello"):
             "body %d\r\n" % (subject, i, i)).encode()
 
 
-class Raw:
-    def __init__(self, port, timeout=20):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-        self.n = 0
-        self.greeting = self.line()
-
-    def _fill(self):
-        d = self.sock.recv(65536)
-        if not d:
-            raise EOFError("connection closed")
-        self.buf += d
-
-    def line(self):
-        out = b""
-        while True:
-            while b"\r\n" not in self.buf:
-                self._fill()
-            i = self.buf.index(b"\r\n") + 2
-            part, self.buf = self.buf[:i], self.buf[i:]
-            out += part
-            m = re.search(rb"\{(\d+)\}\r\n$", part)
-            if not m:
-                return out
-            n = int(m.group(1))
-            while len(self.buf) < n:
-                self._fill()
-            out += self.buf[:n]
-            self.buf = self.buf[n:]
-
-    def cmd(self, text):
-        self.n += 1
-        tag = b"t%d" % self.n
-        self.sock.sendall(tag + b" " + text + b"\r\n")
-        lines = []
-        while True:
-            ln = self.line()
-            if ln.startswith(tag + b" "):
-                return lines, ln
-            lines.append(ln)
+class Raw(test_imap_raw.Raw):
+    """test_imap_raw's client with ok(): a command that must answer OK,
+    its untagged lines returned."""
 
     def ok(self, text):
         u, r = self.cmd(text)
         assert r.split()[1] == b"OK", (text, r)
         return u
-
-    def login(self):
-        self.ok(b'LOGIN "%s" "%s"' % (USER.encode(), PASS.encode()))
-
-    def close(self):
-        self.sock.close()
 
 
 class Rev2Base(SharedServer):

@@ -573,6 +573,9 @@ imap_cmd_fn cmd_notify;
 void imap_notify_wake(struct imap_session *s);
 /* NOTIFY NONE: drop the watch and the snapshot (logout, UNAUTHENTICATE). */
 void imap_notify_stop(struct imap_session *s);
+/* [worker, in a command] The session entered or left a selected mailbox:
+ * watch (or stop watching) its store when it is another user's or shared. */
+void imap_notify_selection_changed(struct imap_session *s);
 /* Does NOTIFY ask for events of the selected mailbox? *delayed_r: through
  * SELECTED-DELAYED (expunges wait for a command that allows them). */
 bool imap_notify_selected_events(const struct imap_session *s, bool *delayed_r);

@@ -582,6 +582,14 @@ owners_sync(struct imap_session *s, struct imap_notify *nt)
 		    storage_acl_store_of(st, nt->mbs[i].name, owner, sizeof(owner), &pl) == 0)
 			owner_want(s, &want, &n_want, owner);
 	}
+	/* The selected mailbox's store when SELECTED asks for its events:
+	 * between commands its changes reach the view only through a watch
+	 * (IDLE adds one of its own). */
+	const struct notify_group *sel = notify_selected_group(&nt->spec);
+	if (sel != NULL && sel->events != 0 && s->state == IMAP_STATE_SELECTED &&
+	    s->view.name != NULL &&
+	    storage_acl_store_of(st, s->view.name, owner, sizeof(owner), &pl) == 0)
+		owner_want(s, &want, &n_want, owner);
 	if (n_want > NOTIFY_MAX_OWNERS) {
 		rc = ROOST_ETOOBIG;
 		goto out;
@@ -684,6 +692,21 @@ overflow(struct imap_session *s)
 	         conn_output_pending(s->c));
 	notify_free(s);
 	imap_untagged(s, "OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off");
+}
+
+void
+imap_notify_selection_changed(struct imap_session *s)
+{
+	int rc;
+
+	if (s->notify == NULL)
+		return;
+	rc = owners_sync(s, s->notify);
+	if (rc == ROOST_ETOOBIG)
+		overflow(s);
+	else if (rc < 0)
+		conn_log(s->c, LOG_LEVEL_WARN, "event=notify_watch_failed err=%s",
+		         roost_strerror(rc));
 }
 
 /* Does the client want to hear of metadata changes of mailbox ("": the

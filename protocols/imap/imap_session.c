@@ -38,6 +38,8 @@ imap_enter_state(struct imap_session *s, enum imap_state st)
 	         state_names[st]);
 	s->state = st;
 	conn_set_mailbox(s->c, st == IMAP_STATE_SELECTED ? s->view.name : NULL);
+	if (st == IMAP_STATE_SELECTED || st == IMAP_STATE_AUTH)
+		imap_notify_selection_changed(s);
 }
 
 const struct roost_config *

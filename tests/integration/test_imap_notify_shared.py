@@ -252,6 +252,51 @@ class NotifySharedBase(SharedServer):
         lines, t = r.cmd(b"NOOP")
         self.assertIn(b"OK", t)
 
+    def test_selected_shared_mailbox_between_commands(self):
+        """SELECTED on another user's mailbox: its new messages and
+        expunges reach bob between commands (not in IDLE), whether NOTIFY
+        was set before the SELECT or after it; no other filter watches
+        alice's store."""
+        a = self.imap(ALICE)
+        self.assertEqual(a.create("Desk")[0], "OK")
+        self.assertEqual(a.setacl("Desk", BOB, "lr")[0], "OK")
+        desk = ("Other Users/" + ALICE + "/Desk").encode()
+        before = Follower(self.raw(BOB))
+        lines, t = before.cmd(b"NOTIFY SET (selected (MessageNew MessageExpunge))")
+        self.assertIn(b"OK", t)
+        lines, t = before.cmd(b'SELECT "' + desk + b'"')
+        self.assertIn(b"OK", t)
+        after = Follower(self.raw(BOB))
+        lines, t = after.cmd(b'SELECT "' + desk + b'"')
+        self.assertIn(b"OK", t)
+        lines, t = after.cmd(b"NOTIFY SET (selected (MessageNew MessageExpunge))")
+        self.assertIn(b"OK", t)
+
+        def wait_line(f, want):
+            while True:
+                for i, x in enumerate(f.lines):
+                    if x == want:
+                        del f.lines[:i + 1]
+                        return
+                try:
+                    f.lines.append(f.r.line())
+                except OSError as e:
+                    raise AssertionError("no %r in %r" % (want, f.lines[-20:])) from e
+
+        self.assertEqual(a.append("Desk", None, None, message("new"))[0], "OK")
+        for f in (before, after):
+            wait_line(f, b"* 1 EXISTS\r\n")
+        self.assertEqual(a.select("Desk")[0], "OK")
+        self.assertEqual(a.store("1", "+FLAGS", "(\\Deleted)")[0], "OK")
+        self.assertEqual(a.expunge()[0], "OK")
+        for f in (before, after):
+            wait_line(f, b"* 1 EXPUNGE\r\n")
+        # Back to no selection: nothing of alice's store is reported.
+        lines, t = before.cmd(b"UNSELECT")
+        self.assertIn(b"OK", t)
+        self.assertEqual(a.append("Desk", None, None, message("unheard"))[0], "OK")
+        self.assertFalse([x for x in before.settle() if b"EXISTS" in x or b"STATUS" in x])
+
 
 PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
 

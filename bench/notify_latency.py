@@ -12,6 +12,9 @@ sessions spread over the users log in and wait:
            in progress; the event is `* n EXISTS`
   status   NOTIFY SET (personal ...), nothing selected; a message to
            user+Other; the event is `* STATUS Other (...)`
+  shared   each user grants the next one lr on Other; NOTIFY SET (mailboxes
+           "Other Users/<owner>/Other" ...), nothing selected; a message to
+           owner+Other; the event is `* STATUS "Other Users/<owner>/Other"`
 --rounds times one LMTP transaction delivers a message to every user, and
 each session's latency runs from the moment the transaction's final "."
 is sent to the moment the session reads its event line. One selector loop
@@ -112,12 +115,22 @@ def run_mode(srv, a, users, mode):
         setup, want, rcpt = [b"SELECT INBOX", b"IDLE"], rb"^\* \d+ EXISTS", "%s"
     elif mode == "notify":
         setup, want, rcpt = [b"SELECT INBOX", NOTIFY_SEL], rb"^\* \d+ EXISTS", "%s"
-    else:
+    elif mode == "status":
         setup, want, rcpt = [NOTIFY_ALL], rb"^\* STATUS \"?Other\"? ", "%s"
+    else:
+        setup, want, rcpt = None, rb"^\* STATUS \"Other Users/[^\"]+/Other\" ", "%s"
     names = sorted(users)
+
+    def setup_of(user):
+        if setup is not None:
+            return setup
+        owner = names[(names.index(user) - 1) % len(names)]  # who granted user
+        return [b'NOTIFY SET (mailboxes "Other Users/%s/Other" (MessageNew MessageExpunge))'
+                % owner.encode()]
+
     rss0 = rss_kib(srv.proc.pid)
-    sessions = [Session(imap, names[i % len(names)], users[names[i % len(names)]], setup)
-                for i in range(a.clients)]
+    sessions = [Session(imap, names[i % len(names)], users[names[i % len(names)]],
+                        setup_of(names[i % len(names)])) for i in range(a.clients)]
     rss1 = rss_kib(srv.proc.pid)
     pat = re.compile(want)
     sel = selectors.DefaultSelector()
@@ -127,7 +140,8 @@ def run_mode(srv, a, users, mode):
     for _ in range(a.rounds):
         got = {}
         box = {}
-        rc = [(rcpt % u) if mode != "status" else u.replace("@", "+Other@") for u in names]
+        rc = [(rcpt % u) if mode in ("idle", "notify") else u.replace("@", "+Other@")
+              for u in names]
         th = threading.Thread(target=lambda: box.setdefault("t0", lmtp(lmtp_port, rc)))
         th.start()
         deadline = time.monotonic() + 30
@@ -172,16 +186,19 @@ def main():
             "imap": {"max_connections_per_user_ip": str(a.clients)}}
     rows = []
     for backend in a.backends.split(","):
-        for mode in ("idle", "notify", "status"):
+        for mode in ("idle", "notify", "status", "shared"):
             # A server of its own per mode, so its memory is measured from
             # the same start.
             srv = roosttest.RoostServer(backend=backend, users=users,
                                         listeners=("imap", "lmtp"), conf=conf)
             srv.start()
             try:
-                for u in users:
+                names = sorted(users)
+                for i, u in enumerate(names):
+                    grant = [b"SETACL Other %s lr" % names[(i + 1) % len(names)].encode()] \
+                        if mode == "shared" else []
                     s = Session(srv.port("imap"), u, users[u], [b"CREATE Other"] +
-                                [b"CREATE f%d" % k for k in range(1, a.folders)])
+                                [b"CREATE f%d" % k for k in range(1, a.folders)] + grant)
                     s.sock.close()
                 r = run_mode(srv, a, users, mode)
                 rows.append((backend, mode, r))
@@ -195,7 +212,7 @@ def main():
     print("| backend | mode | event | p50 ms | p99 ms | max ms | server RSS per session |")
     print("|---|---|---|---|---|---|---|")
     ev = {"idle": "EXISTS in IDLE", "notify": "EXISTS, no command",
-          "status": "STATUS, other folder"}
+          "status": "STATUS, other folder", "shared": "STATUS, another user's folder"}
     for backend, mode, r in rows:
         print("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f KiB |"
               % (backend, mode, ev[mode], r["p50"], r["p99"], r["max"], r["kib"]))

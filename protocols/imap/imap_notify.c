@@ -33,7 +33,9 @@
  * only while the user holds l and r, read again before each one, so a
  * revoked right stops the reports at the next change.
  *
- * The command's grammar and the filters are in imap_notify_spec.c.
+ * The command's grammar and the filters are in imap_notify_spec.c; the
+ * watches on other stores in imap_notify_owner.c; the session state both
+ * share in imap_notify_impl.h.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -48,72 +50,7 @@
 #include "roost/xalloc.h"
 
 #include "imap_impl.h"
-
-/* Changed mailboxes remembered between two wake-ups. */
-#define NOTIFY_QUEUE 64
-/* Unread output past which notifications stop (NOTIFICATIONOVERFLOW). */
-#define NOTIFY_OUTPUT_MAX (256 * 1024)
-/* Bytes of metadata entry names held between two wake-ups; past it,
- * NOTIFICATIONOVERFLOW (which entries changed cannot be found again). */
-#define NOTIFY_META_MAX (16 * 1024)
-
-/* The part of a mailbox's status that NOTIFY reports. */
-struct notify_status {
-	uint32_t messages, uidnext, uidvalidity, unseen;
-	uint64_t highestmodseq;
-};
-
-/* What the session last told (or would have told) of one mailbox: about
- * 80 bytes with its name. */
-struct notify_mbox {
-	char *name;
-	unsigned attrs;   /* MBOX_* from storage_list() */
-	unsigned events;  /* NEV_* of the groups that name it (not the selected) */
-	bool have_status; /* st below is known */
-	bool seen;        /* scratch: still listed */
-	bool foreign;     /* another user's or shared: rights checked per STATUS */
-	struct notify_status st;
-};
-
-struct notify_change {
-	char *name; /* NULL: unknown, look at everything */
-	char *old;  /* a rename's old name, else NULL */
-};
-
-/* A watch on a store other than the user's; its callback names the
- * store's mailboxes prefix + "/" + name, as the session does. */
-struct notify_owner {
-	struct imap_notify *nt;
-	char *owner;  /* a user, or STORAGE_ACL_PUBLIC_OWNER */
-	char *prefix; /* "Other Users/<owner>" or "Shared" */
-	struct storage_watch *watch;
-};
-
-struct imap_notify {
-	struct notify_spec spec;
-	struct conn *c;
-	struct storage_watch *watch;
-
-	/*
-	 * Lock rule: lock protects q, n_q, all_dirty, meta and meta_lost. The
-	 * watch callback
-	 * takes it (holding the registry's lock), the session's worker takes
-	 * it to swap the queue out; nothing else is taken while it is held.
-	 */
-	pthread_mutex_t lock;
-	struct notify_change q[NOTIFY_QUEUE];
-	size_t n_q;
-	bool all_dirty;
-	struct buf meta; /* "mailbox\0entry\0" pairs of metadata changes */
-	bool meta_lost;  /* more than NOTIFY_META_MAX of them */
-
-	/* The session's thread only: the user's mailboxes, sorted by name;
-	 * the other stores watched. */
-	struct notify_mbox *mbs;
-	size_t n_mbs;
-	struct notify_owner **owners;
-	size_t n_owners;
-};
+#include "imap_notify_impl.h"
 
 /* ------------------------------------------------------------------ */
 /* The snapshot                                                        */
@@ -460,8 +397,8 @@ queue_meta(struct imap_notify *nt, const struct storage_change *ch)
 
 /* Any thread, under the registry's lock: remember and wake (chg names
  * mailboxes as the session does). */
-static void
-queue_change(struct imap_notify *nt, const struct storage_change *chg)
+void
+notify_queue_change(struct imap_notify *nt, const struct storage_change *chg)
 {
 	const char *mailbox = chg->mailbox, *old_name = chg->old_name;
 
@@ -492,154 +429,7 @@ queue_change(struct imap_notify *nt, const struct storage_change *chg)
 static void
 watch_cb(void *arg, const struct storage_change *chg)
 {
-	queue_change(arg, chg);
-}
-
-static bool
-store_inbox(const char *name)
-{
-	return strncmp(name, "INBOX", 5) == 0 && (name[5] == '\0' || name[5] == '/');
-}
-
-/* Another store's change, named as the session names it. Its server
- * metadata ("") is not the user's; the public store's INBOX is nobody's. */
-static void
-owner_cb(void *arg, const struct storage_change *chg)
-{
-	struct notify_owner *o = arg;
-	struct storage_change m = *chg;
-	struct buf name = BUF_INIT(0), old = BUF_INIT(0);
-
-	if (chg->mailbox != NULL) {
-		if (chg->mailbox[0] == '\0' ||
-		    (strcmp(o->owner, STORAGE_ACL_PUBLIC_OWNER) == 0 && store_inbox(chg->mailbox)))
-			return;
-		buf_printf(&name, "%s/%s", o->prefix, chg->mailbox);
-		m.mailbox = buf_cstr(&name);
-	}
-	if (chg->old_name != NULL) {
-		buf_printf(&old, "%s/%s", o->prefix, chg->old_name);
-		m.old_name = buf_cstr(&old);
-	}
-	queue_change(o->nt, &m);
-	buf_free(&name);
-	buf_free(&old);
-}
-
-static void
-owner_free(struct notify_owner **op)
-{
-	struct notify_owner *o = *op;
-
-	*op = NULL;
-	storage_unwatch(&o->watch);
-	free(o->owner);
-	free(o->prefix);
-	free(o);
-}
-
-/* Add owner to the stores to watch, once; never the user's own (a name
- * "Other Users/<user>/..." is the user's own mailbox, which the user
- * watch hears already). */
-static void
-owner_want(const struct imap_session *s, char ***v, size_t *n, const char *owner)
-{
-	if (strcmp(owner, s->user) == 0)
-		return;
-	for (size_t i = 0; i < *n; i++) {
-		if (strcmp((*v)[i], owner) == 0)
-			return;
-	}
-	*v = xreallocarray(*v, *n + 1, sizeof(**v));
-	(*v)[(*n)++] = xstrdup(owner);
-}
-
-/*
- * Watch the stores the session must hear, and only those: the stores of
- * the other users' and shared mailboxes of the snapshot that have events,
- * and those a SUBTREE or MAILBOXES name points into (a mailbox made there
- * later). ROOST_ETOOBIG past NOTIFY_MAX_OWNERS (nothing is changed then).
- */
-static int
-owners_sync(struct imap_session *s, struct imap_notify *nt)
-{
-	struct storage *st = s->sv->storage;
-	char owner[256];
-	char **want = NULL;
-	size_t n_want = 0, pl;
-	int rc = 0;
-
-	for (size_t g = 0; g < nt->spec.n_groups; g++) {
-		const struct notify_group *gr = &nt->spec.groups[g];
-
-		for (size_t k = 0; k < gr->n_names; k++) {
-			if (storage_acl_store_of(st, gr->names[k], owner, sizeof(owner), &pl) == 0)
-				owner_want(s, &want, &n_want, owner);
-		}
-	}
-	for (size_t i = 0; i < nt->n_mbs; i++) {
-		if (nt->mbs[i].foreign && nt->mbs[i].events != 0 &&
-		    storage_acl_store_of(st, nt->mbs[i].name, owner, sizeof(owner), &pl) == 0)
-			owner_want(s, &want, &n_want, owner);
-	}
-	/* The selected mailbox's store when SELECTED asks for its events:
-	 * between commands its changes reach the view only through a watch
-	 * (IDLE adds one of its own). */
-	const struct notify_group *sel = notify_selected_group(&nt->spec);
-	if (sel != NULL && sel->events != 0 && s->state == IMAP_STATE_SELECTED &&
-	    s->view.name != NULL &&
-	    storage_acl_store_of(st, s->view.name, owner, sizeof(owner), &pl) == 0)
-		owner_want(s, &want, &n_want, owner);
-	if (n_want > NOTIFY_MAX_OWNERS) {
-		rc = ROOST_ETOOBIG;
-		goto out;
-	}
-	for (size_t i = 0; i < nt->n_owners;) {
-		bool keep = false;
-
-		for (size_t k = 0; k < n_want && !keep; k++)
-			keep = strcmp(want[k], nt->owners[i]->owner) == 0;
-		if (keep) {
-			i++;
-			continue;
-		}
-		owner_free(&nt->owners[i]);
-		nt->owners[i] = nt->owners[--nt->n_owners];
-	}
-	for (size_t k = 0; k < n_want; k++) {
-		struct notify_owner *o;
-		struct buf prefix = BUF_INIT(0);
-		bool have = false;
-		int wrc;
-
-		for (size_t i = 0; i < nt->n_owners && !have; i++)
-			have = strcmp(want[k], nt->owners[i]->owner) == 0;
-		if (have)
-			continue;
-		if (strcmp(want[k], STORAGE_ACL_PUBLIC_OWNER) == 0)
-			buf_append_str(&prefix, storage_acl_shared_prefix(st));
-		else
-			buf_printf(&prefix, "%s/%s", STORAGE_ACL_PREFIX, want[k]);
-		o = xcalloc(1, sizeof(*o));
-		o->nt = nt;
-		o->owner = xstrdup(want[k]);
-		o->prefix = xstrdup(buf_cstr(&prefix));
-		buf_free(&prefix);
-		nt->owners = xreallocarray(nt->owners, nt->n_owners + 1, sizeof(*nt->owners));
-		nt->owners[nt->n_owners++] = o;
-		/* Watch first, then look (the caller's status reads follow): a
-		 * change in between wakes us, at worst for nothing. */
-		if ((wrc = storage_watch_user(st, o->owner, owner_cb, o, &o->watch)) != 0) {
-			conn_log(s->c, LOG_LEVEL_WARN, "event=notify_watch_failed owner=%s err=%s",
-			         LOG_QUOTE(o->owner), roost_strerror(wrc));
-			owner_free(&nt->owners[--nt->n_owners]);
-		}
-	}
-out:
-	for (size_t k = 0; k < n_want; k++)
-		free(want[k]);
-	free(want);
-	return rc;
+	notify_queue_change(arg, chg);
 }
 
 static void
@@ -652,7 +442,7 @@ notify_free(struct imap_session *s)
 	s->notify = NULL;
 	/* No callback runs once these return: then nothing touches nt. */
 	for (size_t i = 0; i < nt->n_owners; i++)
-		owner_free(&nt->owners[i]);
+		notify_owner_free(&nt->owners[i]);
 	free(nt->owners);
 	if (nt->watch != NULL) {
 		storage_unwatch(&nt->watch);
@@ -685,28 +475,13 @@ imap_notify_selected_events(const struct imap_session *s, bool *delayed_r)
 	return true;
 }
 
-static void
-overflow(struct imap_session *s)
+void
+notify_overflow(struct imap_session *s)
 {
 	conn_log(s->c, LOG_LEVEL_INFO, "event=notify_overflow pending=%zu",
 	         conn_output_pending(s->c));
 	notify_free(s);
 	imap_untagged(s, "OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off");
-}
-
-void
-imap_notify_selection_changed(struct imap_session *s)
-{
-	int rc;
-
-	if (s->notify == NULL)
-		return;
-	rc = owners_sync(s, s->notify);
-	if (rc == ROOST_ETOOBIG)
-		overflow(s);
-	else if (rc < 0)
-		conn_log(s->c, LOG_LEVEL_WARN, "event=notify_watch_failed err=%s",
-		         roost_strerror(rc));
 }
 
 /* Does the client want to hear of metadata changes of mailbox ("": the
@@ -795,7 +570,7 @@ imap_notify_wake(struct imap_session *s)
 	if (conn_output_pending(s->c) >= NOTIFY_OUTPUT_MAX || meta_lost) {
 		queue_clear(ch, n_ch);
 		buf_free(&meta);
-		overflow(s);
+		notify_overflow(s);
 		return;
 	}
 	if (s->state == IMAP_STATE_SELECTED && imap_notify_selected_events(s, &delayed))
@@ -822,10 +597,10 @@ imap_notify_wake(struct imap_session *s)
 		int rc = relist(s, nt, ch, n_ch);
 
 		if (rc == 0)
-			rc = owners_sync(s, nt);
+			rc = notify_owners_sync(s, nt);
 		if (rc == ROOST_ETOOBIG) {
 			queue_clear(ch, n_ch);
-			overflow(s);
+			notify_overflow(s);
 			return;
 		}
 		if (rc < 0)
@@ -957,7 +732,7 @@ cmd_notify(struct imap_cmd *cmd)
 		rc = list_now(s, &nt->spec, &nt->mbs, &nt->n_mbs);
 	}
 	if (rc == 0)
-		rc = owners_sync(s, nt);
+		rc = notify_owners_sync(s, nt);
 	s->notify = nt;
 	if (rc == ROOST_ETOOBIG) {
 		notify_free(s);

@@ -223,6 +223,14 @@ void jmap_accounts_free(struct jmap_account *v, size_t n);
 bool jmap_account_select(struct jmap_req *r, const char *id);
 /* The user's personal account id. */
 const char *jmap_account_own(const struct jmap_req *r);
+
+/* ---- jmap_session.c ---- */
+
+/* The Session resource's state for the user with shared accounts v[0..n)
+ * into out (RFC 8620 2: it changes with the configuration, the user and
+ * the accounts shared with the user). */
+void jmap_session_state(struct http_session *s, const struct jmap_account *v, size_t n,
+                        char out[20]);
 /* Is r working in a shared account? */
 bool jmap_account_shared(const struct jmap_req *r);
 /* The account's own name of m (its name without the account's prefix). */

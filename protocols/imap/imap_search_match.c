@@ -330,13 +330,18 @@ imap_search_job_run(struct imap_cmd *cmd, struct imap_search_job *j, uint64_t de
 	struct imap_session *s = cmd->s;
 	struct imap_view *v = &s->view;
 	struct sbudget bg = {j->budget, false};
+	const size_t first = j->next;
 
 	for (; j->next < v->n && !bg.exceeded; j->next++) {
 		size_t m = j->next;
 
 		/* the clock is read every 16 messages: cheap (vDSO) but not
-		 * free, and a message takes microseconds at least */
-		if (deadline_ms != UINT64_MAX && (m & 15) == 0 && m > 0 &&
+		 * free, and a message takes microseconds at least. Never
+		 * before this step's first message: a step that began late
+		 * (a slow machine, a short interval) would otherwise match
+		 * nothing, report the same progress again and could repeat
+		 * so without end. */
+		if (deadline_ms != UINT64_MAX && (m & 15) == 0 && m > first &&
 		    imap_progress_now_ms() >= deadline_ms)
 			break;
 		if (v->msgs[m].expunged)

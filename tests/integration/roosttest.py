@@ -376,6 +376,55 @@ class SharedServer:
             cls.srv.cleanup()
 
 
+PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
+
+
+def pgsql_wanted():
+    """False when ROOST_BACKENDS is set and leaves pgsql out."""
+    only = os.environ.get("ROOST_BACKENDS")
+    return only in (None, "") or "pgsql" in only
+
+
+def psql(dsn, sql):
+    """Run one SQL statement on dsn (psql, stopping at the first error)."""
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql], check=True,
+                   capture_output=True, timeout=60)
+
+
+class PrivatePgsql:
+    """Mixin, named before a SharedServer class whose setUpClass lays
+    cls.extra_conf over its configuration: the class runs on the pgsql
+    backend in a PostgreSQL of its own (scripts/pg-test.sh), in the
+    database pg_database made there. Skipped when ROOST_BACKENDS is set
+    without pgsql, or where PostgreSQL is not installed; the PostgreSQL is
+    stopped after the last test, or when the set-up fails."""
+    backend = "pgsql"
+    pg_database = "roost_test"
+
+    @classmethod
+    def setUpClass(cls):
+        if not pgsql_wanted():
+            raise unittest.SkipTest("pgsql not in ROOST_BACKENDS")
+        res = subprocess.run([PG_TEST, "start"], capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise unittest.SkipTest("no PostgreSQL: " + (res.stderr.strip() or "pg-test.sh"))
+        cls.pg, dsn = res.stdout.strip().split(" ", 1)
+        try:
+            psql(dsn, "CREATE DATABASE " + cls.pg_database)
+            cls.extra_conf = {"storage": {"pgsql_dsn": dsn + " dbname=" + cls.pg_database}}
+            super().setUpClass()
+        except BaseException:
+            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+
+
 class JmapMailTest:
     """Mixin for a unittest class testing alice's mail over JMAP: a server of
     its own per test (self.backend, HTTP, SMTP and IMAP, DEFAULT_USERS),

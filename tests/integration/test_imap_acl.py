@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import unittest
 
-from roosttest import BACKENDS, ROOT, SharedServer
+from roosttest import BACKENDS, PrivatePgsql, SharedServer
 from test_imap_imapflow import HERE, ensure_imapflow
 from test_imap_raw import Raw
 
@@ -923,40 +923,11 @@ class SharedPrefixBase(SharedServer):
         self.assertEqual(c.delete("Public/keep")[0], "OK")
 
 
-PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
-
-
-class SharedNsPgsql(SharedNsBase):
+class SharedNsPgsql(PrivatePgsql, SharedNsBase):
     """The same on the pgsql backend, in a PostgreSQL of the class's own
     (scripts/pg-test.sh; skipped where the postgresql package is not
     installed, or pgsql is not in ROOST_BACKENDS when that is set)."""
-    backend = "pgsql"
-
-    @classmethod
-    def setUpClass(cls):
-        only = os.environ.get("ROOST_BACKENDS")
-        if only not in (None, "") and "pgsql" not in only:
-            raise unittest.SkipTest("pgsql not in ROOST_BACKENDS")
-        res = subprocess.run([PG_TEST, "start"], capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise unittest.SkipTest("no PostgreSQL: " + (res.stderr.strip() or "pg-test.sh"))
-        cls.pg, dsn = res.stdout.strip().split(" ", 1)
-        try:
-            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c",
-                            "CREATE DATABASE roost_shared"], check=True, capture_output=True,
-                           timeout=60)
-            cls.extra_conf = {"storage": {"pgsql_dsn": dsn + " dbname=roost_shared"}}
-            super().setUpClass()
-        except BaseException:
-            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+    pg_database = "roost_shared"
 
 
 TestImapShared_pgsql = type("TestImapShared_pgsql", (SharedNsPgsql, unittest.TestCase), {})

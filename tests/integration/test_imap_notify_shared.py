@@ -11,11 +11,10 @@ class's own, skipped without one)."""
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import unittest
 
-from roosttest import BACKENDS, ROOT, SharedServer
+from roosttest import BACKENDS, PrivatePgsql, SharedServer
 from test_imap_acl import ALICE, BOB, CAROL, USERS, AclBase, message
 from test_imap_raw import Raw
 
@@ -298,37 +297,8 @@ class NotifySharedBase(SharedServer):
         self.assertFalse([x for x in before.settle() if b"EXISTS" in x or b"STATUS" in x])
 
 
-PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
-
-
-class NotifySharedPgsql(NotifySharedBase):
-    backend = "pgsql"
-
-    @classmethod
-    def setUpClass(cls):
-        only = os.environ.get("ROOST_BACKENDS")
-        if only not in (None, "") and "pgsql" not in only:
-            raise unittest.SkipTest("pgsql not in ROOST_BACKENDS")
-        res = subprocess.run([PG_TEST, "start"], capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise unittest.SkipTest("no PostgreSQL: " + (res.stderr.strip() or "pg-test.sh"))
-        cls.pg, dsn = res.stdout.strip().split(" ", 1)
-        try:
-            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c",
-                            "CREATE DATABASE roost_notify_shared"], check=True,
-                           capture_output=True, timeout=60)
-            cls.extra_conf = {"storage": {"pgsql_dsn": dsn + " dbname=roost_notify_shared"}}
-            super().setUpClass()
-        except BaseException:
-            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+class NotifySharedPgsql(PrivatePgsql, NotifySharedBase):
+    pg_database = "roost_notify_shared"
 
 
 TestNotifyShared_pgsql = type("TestNotifyShared_pgsql", (NotifySharedPgsql, unittest.TestCase), {})

@@ -10,13 +10,11 @@ backend (lmdb, maildir; pgsql when it is in ROOST_BACKENDS, in a
 PostgreSQL of the class's own)."""
 import imaplib
 import json
-import os
-import subprocess
 import unittest
 import urllib.parse
 
 from jmapclient import EventStream, Jmap, Raw, basic, wait_for
-from roosttest import BACKENDS, ROOT, SharedServer
+from roosttest import BACKENDS, PrivatePgsql, SharedServer
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 DAVE, ERIN, FRED = "dave@example.org", "erin@example.org", "fred@example.org"
@@ -503,39 +501,10 @@ class JmapSharedBase(SharedServer):
         self.assertEqual(self.keywords(b, acc, ids[0]), {"$seen": True})
 
 
-PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
-
-
-class JmapSharedPgsql(JmapSharedBase):
+class JmapSharedPgsql(PrivatePgsql, JmapSharedBase):
     """The same on the pgsql backend (skipped without PostgreSQL, or when
     ROOST_BACKENDS is set without pgsql)."""
-    backend = "pgsql"
-
-    @classmethod
-    def setUpClass(cls):
-        only = os.environ.get("ROOST_BACKENDS")
-        if only not in (None, "") and "pgsql" not in only:
-            raise unittest.SkipTest("pgsql not in ROOST_BACKENDS")
-        res = subprocess.run([PG_TEST, "start"], capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise unittest.SkipTest("no PostgreSQL: " + (res.stderr.strip() or "pg-test.sh"))
-        cls.pg, dsn = res.stdout.strip().split(" ", 1)
-        try:
-            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c",
-                            "CREATE DATABASE roost_jmapshared"], check=True,
-                           capture_output=True, timeout=60)
-            cls.extra_conf = {"storage": {"pgsql_dsn": dsn + " dbname=roost_jmapshared"}}
-            super().setUpClass()
-        except BaseException:
-            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+    pg_database = "roost_jmapshared"
 
 
 TestJmapShared_pgsql = type("TestJmapShared_pgsql", (JmapSharedPgsql, unittest.TestCase), {})

@@ -525,20 +525,22 @@ class AclBase(SharedServer):
         self.assertNotEqual(res.returncode, 0)
 
 
-class SharedNsBase(SharedServer):
-    """The shared namespace "Shared/" (RFC 2342): carol is its
-    administrator ([acl] shared_admins), nobody owns its mailboxes, every
-    user is a reader with its own \\Seen, and mail reaches Shared/support
-    through the alias support@ -> #public+support."""
+class SharedNsServer(SharedServer):
+    """AclBase's server (on cls.backend), and its imap, logout and raw,
+    with an aliases file of its own (cls.aliases its text) in cls.tmp,
+    removed after the last test; cls.shared_conf is laid over the
+    configuration, then the class's extra_conf (PrivatePgsql's). The base
+    of the shared-namespace classes here and in test_imap_notify_shared."""
+    aliases = "support: #public+support\n"
+    shared_conf = {}
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="roost-shared-")
         path = os.path.join(cls.tmp, "aliases")
         with open(path, "w") as f:
-            f.write("support: #public+support\nsneaky: #public+INBOX\n")
-        conf = {"acl": {"shared_admins": CAROL}, "quota": {"shared_messages": "100", "admins": CAROL},
-                "smtp": {"aliases": path}}
+            f.write(cls.aliases)
+        conf = dict(cls.shared_conf, smtp={"aliases": path})
         conf.update(getattr(cls, "extra_conf", {}))
         cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf=conf)
         super().setUpClass()
@@ -562,6 +564,16 @@ class SharedNsBase(SharedServer):
         typ, dat = m.status(q(name), "(MESSAGES)")
         self.assertEqual(typ, "OK", dat)
         return int(dat[0].split()[-1].rstrip(b")"))
+
+
+class SharedNsBase(SharedNsServer):
+    """The shared namespace "Shared/" (RFC 2342): carol is its
+    administrator ([acl] shared_admins), nobody owns its mailboxes, every
+    user is a reader with its own \\Seen, and mail reaches Shared/support
+    through the alias support@ -> #public+support."""
+    aliases = "support: #public+support\nsneaky: #public+INBOX\n"
+    shared_conf = {"acl": {"shared_admins": CAROL},
+                   "quota": {"shared_messages": "100", "admins": CAROL}}
 
     def test_shared_namespace(self):
         a, b, c = self.imap(ALICE), self.imap(BOB), self.imap(CAROL)
@@ -806,35 +818,12 @@ class SharedNsBase(SharedServer):
         self.assertEqual(c.list(q(""), q("Shared/*"))[1], [None])
 
 
-class SharedPrefixBase(SharedServer):
+class SharedPrefixBase(SharedNsServer):
     """[acl] shared_prefix = Public: the shared namespace is "Public/", and
     a personal mailbox named "Shared" (made before the namespace existed)
     is the user's own again, for LIST, SELECT, CREATE, quota roots, NOTIFY
     and the CLI; [acl] shared_prefix = "" turns the namespace off."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="roost-prefix-")
-        path = os.path.join(cls.tmp, "aliases")
-        with open(path, "w") as f:
-            f.write("support: #public+support\n")
-        conf = {"acl": {"shared_admins": CAROL, "shared_prefix": "Public"},
-                "smtp": {"aliases": path}}
-        cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf=conf)
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    imap = AclBase.imap
-    logout = AclBase.__dict__["logout"]
-    raw = AclBase.raw
-    send = SharedNsBase.send
-    messages = SharedNsBase.messages
+    shared_conf = {"acl": {"shared_admins": CAROL, "shared_prefix": "Public"}}
 
     def test_shared_prefix(self):
         b, c = self.imap(BOB), self.imap(CAROL)

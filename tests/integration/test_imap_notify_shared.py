@@ -8,14 +8,11 @@ stops the reports. Hostile filters (too many names or stores, bad UTF-8,
 Three users: carol administers the shared namespace, alice shares a
 mailbox, bob follows. Run on every backend (pgsql in a PostgreSQL of the
 class's own, skipped without one)."""
-import os
 import re
-import shutil
-import tempfile
 import unittest
 
-from roosttest import BACKENDS, PrivatePgsql, SharedServer
-from test_imap_acl import ALICE, BOB, CAROL, USERS, AclBase, message
+from roosttest import BACKENDS, PrivatePgsql
+from test_imap_acl import ALICE, BOB, CAROL, USERS, SharedNsServer, message
 from test_imap_raw import Raw
 
 STATUS_RE = re.compile(rb'^\* STATUS "?(.*?)"? \((.*)\)\r\n$')
@@ -71,28 +68,8 @@ class Follower:
         return out
 
 
-class NotifySharedBase(SharedServer):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="roost-notify-shared-")
-        path = os.path.join(cls.tmp, "aliases")
-        with open(path, "w") as f:
-            f.write("support: #public+support\n")
-        conf = {"acl": {"shared_admins": CAROL}, "smtp": {"aliases": path}}
-        conf.update(getattr(cls, "extra_conf", {}))
-        cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf=conf)
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    imap = AclBase.imap
-    logout = AclBase.__dict__["logout"]
-    send = __import__("test_imap_acl").SharedNsBase.send
+class NotifySharedBase(SharedNsServer):
+    shared_conf = {"acl": {"shared_admins": CAROL}}
 
     def raw(self, user):
         r = Raw(self.srv.port("imap"), timeout=60).login(user.encode(), USERS[user].encode())

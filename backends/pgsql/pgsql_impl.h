@@ -312,8 +312,15 @@ struct pg_deliver_arg {
 	size_t n;
 };
 
-/* An element of a text[] parameter in text form, appended to b. */
-void pg_text_element(struct buf *b, const char *s);
+/* The users and the mailbox names of a's targets, in target order, as
+ * two text[] parameters in text form ("{...}", built in users and names,
+ * which start empty and must outlive the statement): every target, or
+ * with pending only those that took a UID and are not stored yet. */
+void pg_p_target_names(struct pg_params *p, const struct pg_deliver_arg *a, bool pending,
+                       struct buf *users, struct buf *names);
+/* The message's columns of a record, six parameters: its flags, internal
+ * date, size, SHA-256, save date (now) and parse cache. */
+void pg_p_record(struct pg_params *p, const struct pg_deliver_arg *a);
 /* "{...}" of signed 64-bit values, a bigint[] parameter in text form,
  * into b (reset first). */
 void pg_sint64_array(struct buf *b, const int64_t *v, size_t n);

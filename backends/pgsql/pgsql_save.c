@@ -188,12 +188,7 @@ insert_all(struct pg_txn *t, struct pg_deliver_arg *a)
 		pg_sint64_array(&arr[c], col[c], k);
 		pg_p_str(&p, buf_cstr(&arr[c]));
 	}
-	pg_p_int(&p, a->msg->flags);
-	pg_p_int(&p, a->idate);
-	pg_p_int(&p, (int64_t)a->len);
-	pg_p_bin(&p, a->sha, PG_SHA_LEN);
-	pg_p_int(&p, (int64_t)time(NULL));
-	pg_p_bin(&p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
+	pg_p_record(&p, a);
 	rc = pg_exec(t,
 	             "INSERT INTO messages (mailbox_id, uid, flags, keywords, modseq, "
 	             "internal_date, size, sha, emailid, save_date, cache) SELECT x.id, x.uid, $6, "
@@ -210,8 +205,8 @@ insert_all(struct pg_txn *t, struct pg_deliver_arg *a)
 
 /* An element of a text[] parameter in text form: quoted, with " and \
  * escaped (names may hold either). */
-void
-pg_text_element(struct buf *b, const char *s)
+static void
+text_element(struct buf *b, const char *s)
 {
 	buf_append_byte(b, '"');
 	for (; *s != '\0'; s++) {
@@ -220,6 +215,41 @@ pg_text_element(struct buf *b, const char *s)
 		buf_append_byte(b, (uint8_t)*s);
 	}
 	buf_append_byte(b, '"');
+}
+
+void
+pg_p_target_names(struct pg_params *p, const struct pg_deliver_arg *a, bool pending,
+                  struct buf *users, struct buf *names)
+{
+	size_t k = 0;
+
+	buf_append_byte(users, '{');
+	buf_append_byte(names, '{');
+	for (size_t i = 0; i < a->n; i++) {
+		if (pending && (a->targets[i].result != 0 || a->targets[i].stored))
+			continue;
+		if (k++ > 0) {
+			buf_append_byte(users, ',');
+			buf_append_byte(names, ',');
+		}
+		text_element(users, a->targets[i].user);
+		text_element(names, a->targets[i].name);
+	}
+	buf_append_byte(users, '}');
+	buf_append_byte(names, '}');
+	pg_p_str(p, buf_cstr(users));
+	pg_p_str(p, buf_cstr(names));
+}
+
+void
+pg_p_record(struct pg_params *p, const struct pg_deliver_arg *a)
+{
+	pg_p_int(p, a->msg->flags);
+	pg_p_int(p, a->idate);
+	pg_p_int(p, (int64_t)a->len);
+	pg_p_bin(p, a->sha, PG_SHA_LEN);
+	pg_p_int(p, (int64_t)time(NULL));
+	pg_p_bin(p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
 }
 
 /* pg_notify() for every target that took the message, in one statement,
@@ -237,29 +267,18 @@ notify_all(struct pg_txn *t, struct pg_deliver_arg *a)
 	size_t k = 0;
 	int rc;
 
-	buf_append_byte(&users, '{');
-	buf_append_byte(&names, '{');
 	for (size_t i = 0; i < a->n; i++) {
 		if (a->targets[i].result != 0 || a->targets[i].stored)
 			continue;
-		if (k > 0) {
-			buf_append_byte(&users, ',');
-			buf_append_byte(&names, ',');
-		}
-		pg_text_element(&users, a->targets[i].user);
-		pg_text_element(&names, a->targets[i].name);
 		id[k] = a->targets[i].id;
 		ms[k] = a->targets[i].modseq;
 		k++;
 	}
-	buf_append_byte(&users, '}');
-	buf_append_byte(&names, '}');
 	pg_sint64_array(&ids, id, k);
 	pg_sint64_array(&modseqs, ms, k);
 	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
 	pg_p_str(&p, node);
-	pg_p_str(&p, buf_cstr(&users));
-	pg_p_str(&p, buf_cstr(&names));
+	pg_p_target_names(&p, a, true, &users, &names);
 	pg_p_str(&p, buf_cstr(&ids));
 	pg_p_str(&p, buf_cstr(&modseqs));
 	t->notified = true;

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "pgsql_impl.h"
 #include "roost/buf.h"
@@ -57,21 +56,9 @@ pg_alloc_batch(struct pg_txn *t, struct pg_deliver_arg *a)
 	PGresult *res;
 	int rc;
 
-	buf_append_byte(&users, '{');
-	buf_append_byte(&names, '{');
-	for (size_t i = 0; i < a->n; i++) {
-		if (i > 0) {
-			buf_append_byte(&users, ',');
-			buf_append_byte(&names, ',');
-		}
-		pg_text_element(&users, a->targets[i].user);
-		pg_text_element(&names, a->targets[i].name);
+	for (size_t i = 0; i < a->n; i++)
 		a->targets[i].result = 1;
-	}
-	buf_append_byte(&users, '}');
-	buf_append_byte(&names, '}');
-	pg_p_str(&p, buf_cstr(&users));
-	pg_p_str(&p, buf_cstr(&names));
+	pg_p_target_names(&p, a, false, &users, &names);
 	rc = pg_exec(t,
 	             "UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = "
 	             "m.highestmodseq + 1 FROM (SELECT m2.id, x.ord FROM unnest($1::text[], "
@@ -131,33 +118,17 @@ pg_store_batch(struct pg_txn *t, struct pg_deliver_arg *a)
 	char node[24];
 	int rc;
 
-	buf_append_byte(&users, '{');
-	buf_append_byte(&names, '{');
 	for (size_t i = 0; i < a->n; i++) {
-		if (i > 0) {
-			buf_append_byte(&users, ',');
-			buf_append_byte(&names, ',');
-		}
-		pg_text_element(&users, a->targets[i].user);
-		pg_text_element(&names, a->targets[i].name);
 		e[i] = (int64_t)storage_new_emailid();
 		a->targets[i].result = 1;
 		a->targets[i].stored = false;
 	}
-	buf_append_byte(&users, '}');
-	buf_append_byte(&names, '}');
 	pg_sint64_array(&eids, e, a->n);
 	free(e);
 	snprintf(node, sizeof(node), "%016" PRIx64, t->ps->node);
-	pg_p_str(&p, buf_cstr(&users));
-	pg_p_str(&p, buf_cstr(&names));
+	pg_p_target_names(&p, a, false, &users, &names);
 	pg_p_str(&p, buf_cstr(&eids));
-	pg_p_int(&p, a->msg->flags);
-	pg_p_int(&p, a->idate);
-	pg_p_int(&p, (int64_t)a->len);
-	pg_p_bin(&p, a->sha, PG_SHA_LEN);
-	pg_p_int(&p, (int64_t)time(NULL));
-	pg_p_bin(&p, a->msg->cache, a->msg->cache_len); /* the parse cache; '' is none */
+	pg_p_record(&p, a);
 	pg_p_bin(&p, a->data, a->len);
 	pg_p_str(&p, node);
 	rc = pg_exec(t,

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -31,13 +32,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "support/bench_run.h"
 #include "support/bench_util.h"
-#include "roost/config.h"
 #include "roost/error.h"
 #include "roost/fdio.h"
 #include "roost/log.h"
@@ -47,41 +46,17 @@
 #define MIX_MSGS 200
 
 struct bench {
-	const char *backend;
-	const char *roost;
-	char dir[256];
-	char conf[300];
-	int port;
+	struct bench_run run;
 	unsigned clients, seconds, idlers, rounds, bigbox;
 	unsigned conns[2];
-	pid_t pid;
 };
 
 static void
 write_config(struct bench *b, bool fsync)
 {
-	FILE *f = fopen(b->conf, "w");
-
-	if (f == NULL) {
-		perror(b->conf);
-		exit(1);
-	}
-	fprintf(f,
-	        "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
-	        "[storage]\nbackend = %s\nfsync = %s\n"
-	        "[auth]\nfail_delay_initial = 0\n"
-	        "[listen]\nsmtp = off\nsubmission = off\nsmtps = off\nlmtp = off\n"
-	        "pop3 = off\npop3s = off\nimaps = off\nimap = 127.0.0.1:%d\n"
-	        "[limits]\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
-	        "[imap]\nmax_connections_per_user_ip = 100000\n",
-	        b->dir, b->backend, fsync ? "yes" : "no", b->port);
-	fclose(f);
-}
-
-static void
-user_name(unsigned i, char *out, size_t len)
-{
-	snprintf(out, len, "user%u@bench.test", i);
+	bench_write_config(&b->run, fsync, "imap",
+	                   "[limits]\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
+	                   "[imap]\nmax_connections_per_user_ip = 100000\n");
 }
 
 static size_t
@@ -110,34 +85,19 @@ prepare(struct bench *b)
 {
 	struct roost_config *cfg;
 	struct storage *st;
-	char path[400], err[256], user[64], msg[4096];
-	FILE *pw;
+	char user[64], msg[4096];
+	FILE *pw = bench_passwd_open(&b->run);
 	int r = 0;
 
-	snprintf(path, sizeof(path), "%s/var", b->dir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/var/passwd", b->dir);
-	pw = fopen(path, "w");
-	if (pw == NULL) {
-		perror(path);
-		exit(1);
-	}
 	for (unsigned u = 0; u < MIX_USERS; u++) {
-		user_name(u, user, sizeof(user));
+		bench_user_name(u, user, sizeof(user));
 		fprintf(pw, "%s:{PLAIN}pw::::::\n", user);
 	}
 	fprintf(pw, "idle@bench.test:{PLAIN}pw::::::\nbig@bench.test:{PLAIN}pw::::::\n");
 	fclose(pw);
 
 	write_config(b, false);
-	if (config_load(b->conf, &cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "bench_imap: %s\n", err);
-		exit(1);
-	}
-	if ((r = storage_open(cfg, &st)) != 0) {
-		fprintf(stderr, "bench_imap: storage_open: %s\n", roost_strerror(r));
-		exit(1);
-	}
+	st = bench_storage_open(&b->run, &cfg);
 	for (unsigned u = 0; u < MIX_USERS + 2 && r == 0; u++) {
 		unsigned n = MIX_MSGS;
 		if (u == MIX_USERS) {
@@ -147,7 +107,7 @@ prepare(struct bench *b)
 			snprintf(user, sizeof(user), "big@bench.test");
 			n = b->bigbox;
 		} else {
-			user_name(u, user, sizeof(user));
+			bench_user_name(u, user, sizeof(user));
 		}
 		r = storage_user_init(st, user);
 		for (unsigned m = 0; r == 0 && m < n; m++) {
@@ -164,8 +124,7 @@ prepare(struct bench *b)
 		fprintf(stderr, "bench_imap: fill: %s\n", roost_strerror(r));
 		exit(1);
 	}
-	storage_close(&st);
-	config_free(&cfg);
+	bench_storage_close(&st, &cfg);
 	write_config(b, true);
 }
 
@@ -335,13 +294,13 @@ mix_thread(void *arg)
 	char user[64], text[4200], body[4096];
 	unsigned seed = id * 7919 + 1;
 
-	user_name(id % MIX_USERS, user, sizeof(user));
+	bench_user_name(id % MIX_USERS, user, sizeof(user));
 	while (bench_now() < m->end) {
 		struct client c;
 		double t0 = bench_now();
 		int ok = 0;
 
-		if (client_open(&c, m->b->port, user) < 0) {
+		if (client_open(&c, m->b->run.port, user) < 0) {
 			atomic_fetch_add(&m->failures, 1);
 			client_close(&c);
 			usleep(10000);
@@ -427,7 +386,7 @@ run_idle(struct bench *b)
 	char *line;
 
 	for (unsigned i = 0; i < b->idlers; i++) {
-		if (client_open(&cl[i], b->port, "idle@bench.test") < 0 ||
+		if (client_open(&cl[i], b->run.port, "idle@bench.test") < 0 ||
 		    cmd_str(&cl[i], "SELECT INBOX") < 0 ||
 		    fdio_write_all(cl[i].fd, "i IDLE\r\n", 8) < 0 || read_line(&cl[i], &line) < 0 ||
 		    line[0] != '+') {
@@ -437,7 +396,7 @@ run_idle(struct bench *b)
 		ready++;
 	}
 	struct client w;
-	if (client_open(&w, b->port, "idle@bench.test") < 0) {
+	if (client_open(&w, b->run.port, "idle@bench.test") < 0) {
 		printf("  idle: writer could not log in\n");
 		goto out;
 	}
@@ -545,17 +504,17 @@ run_memory(struct bench *b, unsigned n)
 	unsigned ok = 0;
 
 	sleep(1);
-	long before = server_rss_kb(b->pid);
+	long before = server_rss_kb(b->run.pid);
 	for (unsigned i = 0; i < n; i++) {
 		char user[64];
-		user_name(i % MIX_USERS, user, sizeof(user));
-		if (client_open(&cl[i], b->port, user) == 0)
+		bench_user_name(i % MIX_USERS, user, sizeof(user));
+		if (client_open(&cl[i], b->run.port, user) == 0)
 			ok++;
 		else
 			client_close(&cl[i]);
 	}
 	sleep(1);
-	long after = server_rss_kb(b->pid);
+	long after = server_rss_kb(b->run.pid);
 	printf("  memory: %u authenticated idle connections: RSS %ld -> %ld kB, %.1f kB per "
 	       "connection\n",
 	       ok, before, after, ok ? (double)(after - before) / ok : 0.0);
@@ -573,7 +532,7 @@ run_bigbox(struct bench *b)
 	struct client c;
 	unsigned exists = 0, fetched = 0;
 
-	if (client_open(&c, b->port, "big@bench.test") < 0) {
+	if (client_open(&c, b->run.port, "big@bench.test") < 0) {
 		printf("  big mailbox: login failed\n");
 		client_close(&c);
 		return;
@@ -594,32 +553,19 @@ run_bigbox(struct bench *b)
 	client_close(&c);
 }
 
-static void
-start_server(struct bench *b)
+static unsigned
+run_backend(void *arg, const char *backend)
 {
-	b->pid = bench_start_server(b->roost, b->conf, b->dir, b->port);
-}
-
-static void
-run_backend(struct bench *b, const char *backend)
-{
-	char cmd[300];
+	struct bench *b = arg;
 	double t0;
 
-	b->backend = backend;
-	snprintf(b->dir, sizeof(b->dir), "/tmp/roost-bench-imap-XXXXXX");
-	if (mkdtemp(b->dir) == NULL) {
-		perror("mkdtemp");
-		exit(1);
-	}
-	snprintf(b->conf, sizeof(b->conf), "%s/roost.conf", b->dir);
-	b->port = bench_free_port();
+	bench_run_begin(&b->run, backend);
 	t0 = bench_now();
 	prepare(b);
 	printf("%s: filled %u x %u + %u messages in %.1f s\n", backend, MIX_USERS, MIX_MSGS,
 	       b->bigbox, bench_now() - t0);
 	fflush(stdout);
-	start_server(b);
+	bench_run_serve(&b->run);
 	/* Memory first, on a fresh server: later phases leave freed heap
 	 * that new connections would reuse, hiding their cost. */
 	for (int i = 0; i < 2; i++)
@@ -632,67 +578,34 @@ run_backend(struct bench *b, const char *backend)
 	fflush(stdout);
 	run_idle(b);
 	fflush(stdout);
-	kill(b->pid, SIGTERM);
-	waitpid(b->pid, NULL, 0);
-	if (getenv("ROOST_KEEP") == NULL) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "bench_imap: could not remove %s\n", b->dir);
-	} else {
-		fprintf(stderr, "bench_imap: kept %s\n", b->dir);
-	}
+	bench_run_end(&b->run);
+	return 0;
 }
 
 int
 main(int argc, char **argv)
 {
-	bool full = getenv("BENCH_PROFILE") != NULL && strcmp(getenv("BENCH_PROFILE"), "full") == 0;
-	struct bench b = {.clients = 16,
+	bool full = bench_full();
+	struct bench b = {.run = {.prog = "bench_imap"},
+	                  .clients = 16,
 	                  .seconds = full ? 20 : 5,
 	                  .idlers = full ? 1000 : 200,
 	                  .rounds = full ? 20 : 10,
 	                  .bigbox = full ? 100000 : 20000,
 	                  .conns = {1000, full ? 10000 : 0}};
+	unsigned conns = UINT_MAX; /* -n: that many, and no second count */
+	const struct bench_uopt opts[] = {{'c', &b.clients}, {'d', &b.seconds}, {'i', &b.idlers},
+	                                  {'R', &b.rounds},  {'n', &conns},     {'M', &b.bigbox}};
 	char backends[128] = "lmdb,maildir";
-	const char *env = getenv("ROOST_BIN");
 	struct rlimit rl;
-	int opt;
 
-	b.roost = env != NULL ? env : "build/roost";
-	while ((opt = getopt(argc, argv, "b:c:d:i:R:n:M:r:h")) != -1) {
-		switch (opt) {
-		case 'b':
-			snprintf(backends, sizeof(backends), "%s", optarg);
-			break;
-		case 'c':
-			b.clients = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'd':
-			b.seconds = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'i':
-			b.idlers = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'R':
-			b.rounds = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'n':
-			b.conns[0] = (unsigned)strtoul(optarg, NULL, 10);
-			b.conns[1] = 0;
-			break;
-		case 'M':
-			b.bigbox = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'r':
-			b.roost = optarg;
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: %s [-b lmdb,maildir] [-c clients] [-d seconds] "
-			        "[-i idlers] [-R rounds] [-n conns] [-M bigbox] [-r roost]\n",
-			        argv[0]);
-			return opt == 'h' ? 0 : 2;
-		}
+	bench_args(argc, argv, &b.run, backends, sizeof(backends), opts,
+	           sizeof(opts) / sizeof(opts[0]),
+	           "[-b lmdb,maildir] [-c clients] [-d seconds] [-i idlers] [-R rounds] [-n conns] "
+	           "[-M bigbox] [-r roost]");
+	if (conns != UINT_MAX) {
+		b.conns[0] = conns;
+		b.conns[1] = 0;
 	}
 	if (b.clients == 0 || b.rounds == 0) {
 		fprintf(stderr, "bench_imap: clients and rounds must be > 0\n");
@@ -706,13 +619,6 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	log_setup(LOG_LEVEL_WARN, true, false);
 	printf("IMAP benchmarks (%s profile; fsync on while serving)\n", full ? "full" : "short");
-	for (char *save = NULL, *name = strtok_r(backends, ",", &save); name != NULL;
-	     name = strtok_r(NULL, ",", &save)) {
-		if (!storage_backend_available(name)) {
-			printf("%s: backend not in this build, skipped\n", name);
-			continue;
-		}
-		run_backend(&b, name);
-	}
+	bench_each_backend(backends, run_backend, &b);
 	return 0;
 }

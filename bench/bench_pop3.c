@@ -28,24 +28,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "support/bench_run.h"
 #include "support/bench_util.h"
-#include "roost/config.h"
 #include "roost/error.h"
 #include "roost/fdio.h"
 #include "roost/log.h"
 #include "roost/storage.h"
 
 struct bench {
-	const char *backend;
-	const char *roost;
-	char dir[256];
-	char conf[300];
-	int port;
+	struct bench_run run;
 	unsigned users, clients, msgs;
 	size_t msg_size;
 	atomic_uint next_user;
@@ -56,27 +50,7 @@ struct bench {
 static void
 write_config(struct bench *b, bool fsync)
 {
-	FILE *f = fopen(b->conf, "w");
-
-	if (f == NULL) {
-		perror(b->conf);
-		exit(1);
-	}
-	fprintf(f,
-	        "[server]\ndata_dir = %s/var\nhostname = bench.test\nlog_level = warn\n"
-	        "[storage]\nbackend = %s\nfsync = %s\n"
-	        "[auth]\nfail_delay_initial = 0\n"
-	        "[listen]\nsmtp = off\nsubmission = off\nsmtps = off\nlmtp = off\n"
-	        "imap = off\nimaps = off\npop3s = off\npop3 = 127.0.0.1:%d\n"
-	        "[limits]\nmax_connections_per_ip = 10000\n",
-	        b->dir, b->backend, fsync ? "yes" : "no", b->port);
-	fclose(f);
-}
-
-static void
-user_name(unsigned i, char *out, size_t len)
-{
-	snprintf(out, len, "user%u@bench.test", i);
+	bench_write_config(&b->run, fsync, "pop3", "[limits]\nmax_connections_per_ip = 10000\n");
 }
 
 /* Users with {PLAIN} passwords (cheap to verify: the bench measures POP3
@@ -86,37 +60,21 @@ prepare(struct bench *b)
 {
 	struct roost_config *cfg;
 	struct storage *st;
-	char path[400], err[256], user[64];
+	char user[64];
 	uint8_t *msg = malloc(b->msg_size);
-	FILE *pw;
+	FILE *pw = bench_passwd_open(&b->run);
 	int r;
 
-	snprintf(path, sizeof(path), "%s/var", b->dir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/var/passwd", b->dir);
-	pw = fopen(path, "w");
-	if (pw == NULL) {
-		perror(path);
-		exit(1);
-	}
 	for (unsigned u = 0; u < b->users; u++) {
-		user_name(u, user, sizeof(user));
+		bench_user_name(u, user, sizeof(user));
 		fprintf(pw, "%s:{PLAIN}pw%u::::::\n", user, u);
 	}
 	fclose(pw);
 
 	write_config(b, false);
-	if (config_load(b->conf, &cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "bench_pop3: %s\n", err);
-		exit(1);
-	}
-	r = storage_open(cfg, &st);
-	if (r != 0) {
-		fprintf(stderr, "bench_pop3: storage_open: %s\n", roost_strerror(r));
-		exit(1);
-	}
+	st = bench_storage_open(&b->run, &cfg);
 	for (unsigned u = 0; u < b->users; u++) {
-		user_name(u, user, sizeof(user));
+		bench_user_name(u, user, sizeof(user));
 		r = storage_user_init(st, user);
 		for (unsigned m = 0; r == 0 && m < b->msgs; m++) {
 			struct msg_input in = {.fd = -1};
@@ -141,8 +99,7 @@ prepare(struct bench *b)
 			exit(1);
 		}
 	}
-	storage_close(&st);
-	config_free(&cfg);
+	bench_storage_close(&st, &cfg);
 	free(msg);
 	write_config(b, true);
 }
@@ -240,10 +197,10 @@ session(struct bench *b, unsigned u)
 	int ok = -1;
 
 	c->have = 0;
-	c->fd = bench_connect(b->port);
+	c->fd = bench_connect(b->run.port);
 	if (c->fd < 0)
 		goto out;
-	user_name(u, user, sizeof(user));
+	bench_user_name(u, user, sizeof(user));
 	if (status_line(c) != 0)
 		goto out;
 	snprintf(line, sizeof(line), "USER %s\r\n", user);
@@ -297,30 +254,15 @@ client_thread(void *arg)
 	return NULL;
 }
 
-static pid_t
-start_server(struct bench *b)
-{
-	return bench_start_server(b->roost, b->conf, b->dir, b->port);
-}
-
 /* Returns the number of failed sessions. */
 static unsigned
-run_backend(struct bench *b, const char *backend)
+run_backend(void *arg, const char *backend)
 {
+	struct bench *b = arg;
 	pthread_t *threads;
 	double t0, t1, fill0;
-	pid_t pid;
-	char cmd[300];
-	int status;
 
-	b->backend = backend;
-	snprintf(b->dir, sizeof(b->dir), "/tmp/roost-bench-pop3-XXXXXX");
-	if (mkdtemp(b->dir) == NULL) {
-		perror("mkdtemp");
-		exit(1);
-	}
-	snprintf(b->conf, sizeof(b->conf), "%s/roost.conf", b->dir);
-	b->port = bench_free_port();
+	bench_run_begin(&b->run, backend);
 	atomic_store(&b->next_user, 0);
 	atomic_store(&b->failures, 0);
 	atomic_store(&b->bytes, 0);
@@ -329,7 +271,7 @@ run_backend(struct bench *b, const char *backend)
 	prepare(b);
 	fprintf(stderr, "bench_pop3: %s: filled %u maildrops x %u messages in %.1f s\n", backend,
 	        b->users, b->msgs, bench_now() - fill0);
-	pid = start_server(b);
+	bench_run_serve(&b->run);
 
 	threads = calloc(b->clients, sizeof(*threads));
 	t0 = bench_now();
@@ -340,67 +282,33 @@ run_backend(struct bench *b, const char *backend)
 	t1 = bench_now();
 	free(threads);
 
-	kill(pid, SIGTERM);
-	waitpid(pid, &status, 0);
+	bench_run_end(&b->run);
 	printf(
 	    "%-8s %8u %8u %8u %9.2f %11.1f %11.0f %9.1f %8u\n", backend, b->users, b->clients,
 	    b->msgs, t1 - t0, (double)b->users / (t1 - t0), (double)b->users * b->msgs / (t1 - t0),
 	    (double)atomic_load(&b->bytes) / (t1 - t0) / (1024 * 1024), atomic_load(&b->failures));
 	fflush(stdout);
-	if (getenv("ROOST_KEEP") == NULL) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "bench_pop3: could not remove %s\n", b->dir);
-	} else {
-		fprintf(stderr, "bench_pop3: kept %s\n", b->dir);
-	}
 	return atomic_load(&b->failures);
 }
 
 int
 main(int argc, char **argv)
 {
-	struct bench b = {.users = 200, .clients = 8, .msgs = 100, .msg_size = 4096};
-	char backends[128] = "lmdb,maildir";
-	const char *env = getenv("ROOST_BIN");
-	unsigned failed = 0;
-	int opt;
-
-	b.roost = env != NULL ? env : "build/roost";
 	/* make bench FULL=1: more sessions, more concurrency. */
-	env = getenv("BENCH_PROFILE");
-	if (env != NULL && strcmp(env, "full") == 0) {
-		b.users = 1000;
-		b.clients = 32;
-	}
-	while ((opt = getopt(argc, argv, "b:u:c:m:s:r:h")) != -1) {
-		switch (opt) {
-		case 'b':
-			snprintf(backends, sizeof(backends), "%s", optarg);
-			break;
-		case 'u':
-			b.users = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'c':
-			b.clients = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'm':
-			b.msgs = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 's':
-			b.msg_size = (size_t)strtoul(optarg, NULL, 10);
-			break;
-		case 'r':
-			b.roost = optarg;
-			break;
-		default:
-			fprintf(stderr,
-			        "usage: %s [-b lmdb,maildir] [-u users] [-c clients] "
-			        "[-m msgs] [-s msg_size] [-r roost]\n",
-			        argv[0]);
-			return opt == 'h' ? 0 : 2;
-		}
-	}
+	struct bench b = {.run = {.prog = "bench_pop3"},
+	                  .users = bench_full() ? 1000 : 200,
+	                  .clients = bench_full() ? 32 : 8,
+	                  .msgs = 100};
+	unsigned msg_size = 4096;
+	const struct bench_uopt opts[] = {
+	    {'u', &b.users}, {'c', &b.clients}, {'m', &b.msgs}, {'s', &msg_size}};
+	char backends[128] = "lmdb,maildir";
+	unsigned failed;
+
+	bench_args(argc, argv, &b.run, backends, sizeof(backends), opts,
+	           sizeof(opts) / sizeof(opts[0]),
+	           "[-b lmdb,maildir] [-u users] [-c clients] [-m msgs] [-s msg_size] [-r roost]");
+	b.msg_size = msg_size;
 	if (b.users == 0 || b.clients == 0 || b.msgs == 0 || b.msg_size < 256) {
 		fprintf(stderr, "bench_pop3: users, clients, msgs > 0 and msg_size >= 256\n");
 		return 2;
@@ -412,8 +320,6 @@ main(int argc, char **argv)
 	       b.msgs, b.msgs, b.msg_size);
 	printf("%-8s %8s %8s %8s %9s %11s %11s %9s %8s\n", "backend", "sessions", "clients", "msgs",
 	       "seconds", "sessions/s", "msgs/s", "MB/s", "failed");
-	for (char *save = NULL, *name = strtok_r(backends, ",", &save); name != NULL;
-	     name = strtok_r(NULL, ",", &save))
-		failed += run_backend(&b, name);
+	failed = bench_each_backend(backends, run_backend, &b);
 	return failed == 0 ? 0 : 1;
 }

@@ -7,7 +7,8 @@
 /*
  * What every protocol benchmark needs around a real `roost serve`: a clock,
  * a free loopback port, a client socket, a server child started from a
- * config file, and sorted samples for percentiles. Linked into every bench/ binary.
+ * config file, and sorted samples for percentiles. Linked into every bench/ binary;
+ * bench_run.h builds on them for the benchmarks that fill a data directory.
  */
 
 /* Monotonic seconds. */

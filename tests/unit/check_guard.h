@@ -13,7 +13,7 @@
  * Input placed against a guard page (STYLE 15): a parser test copies its
  * bytes to the very end of a mapping whose next page is PROT_NONE, so a
  * read one byte past them faults. guard_init() copies data[0..len) to
- * g->data; guard_free() unmaps it.
+ * g->data; guard_seal() makes it read-only; guard_free() unmaps it.
  */
 struct guarded {
 	uint8_t *map;
@@ -32,7 +32,17 @@ guard_init(struct guarded *g, const void *data, size_t len)
 	ck_assert_ptr_ne(g->map, MAP_FAILED);
 	ck_assert_int_eq(mprotect(g->map + (pages - 1) * page, page, PROT_NONE), 0);
 	g->data = g->map + (pages - 1) * page - len;
-	memcpy(g->data, data, len);
+	if (len > 0)
+		memcpy(g->data, data, len);
+}
+
+/* Make the copy read-only too, for a parser that must never write. */
+static inline void
+guard_seal(struct guarded *g)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	ck_assert_int_eq(mprotect(g->map, g->maplen - page, PROT_READ), 0);
 }
 
 static inline void

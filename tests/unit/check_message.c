@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "roost/buf.h"
@@ -18,6 +17,7 @@
 #include "roost/message.h"
 #include "roost/message_cache.h"
 
+#include "check_guard.h"
 #include "check_run.h"
 
 static const char *
@@ -26,40 +26,6 @@ data_dir(void)
 	const char *d = getenv("ROOST_TESTDATA");
 
 	return d != NULL ? d : "tests/data";
-}
-
-/* ---- guard page copies ---- */
-
-struct guarded {
-	uint8_t *map;
-	size_t map_len;
-	const uint8_t *data;
-};
-
-/* A copy of data[0..len) whose last byte is followed by an inaccessible page. */
-static void
-guarded_copy(struct guarded *g, const void *data, size_t len)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t pages = (len + page - 1) / page + 1;
-	uint8_t *m;
-
-	g->map_len = pages * page;
-	m = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(m, MAP_FAILED);
-	ck_assert_int_eq(mprotect(m + (pages - 1) * page, page, PROT_NONE), 0);
-	g->map = m;
-	g->data = m + (pages - 1) * page - len;
-	if (len > 0)
-		memcpy((uint8_t *)g->data, data, len);
-	/* the copy is read-only too: the parser must never write */
-	ck_assert_int_eq(mprotect(m, (pages - 1) * page, PROT_READ), 0);
-}
-
-static void
-guarded_free(struct guarded *g)
-{
-	munmap(g->map, g->map_len);
 }
 
 static struct message *
@@ -181,7 +147,8 @@ START_TEST(goldens_match_dovecot)
 		snprintf(path, sizeof(path), "%s/goldens/%s.golden", data_dir(), name);
 		g = read_file(path, &glen);
 		ck_assert_msg(g != NULL, "no golden for %s: run tests/data/make-goldens.sh", name);
-		guarded_copy(&gc, m, mlen);
+		guard_init(&gc, m, mlen);
+		guard_seal(&gc);
 		for (i = 0; i < 3; i++) {
 			const uint8_t *want;
 			size_t want_len;
@@ -213,7 +180,7 @@ START_TEST(goldens_match_dovecot)
 			buf_free(&got);
 			buf_free(&got2);
 		}
-		guarded_free(&gc);
+		guard_free(&gc);
 		free(m);
 		free(g);
 	}
@@ -283,7 +250,8 @@ START_TEST(find_part_sections)
 	static const uint32_t p1[] = {1}, p2[] = {2}, p21[] = {2, 1}, p22[] = {2, 2}, p3[] = {3},
 	                      p11[] = {1, 1}, p221[] = {2, 2, 1}, p0[] = {0};
 
-	guarded_copy(&g, NESTED, strlen(NESTED));
+	guard_init(&g, NESTED, strlen(NESTED));
+	guard_seal(&g);
 	ck_assert_int_eq(message_parse(g.data, strlen(NESTED), NULL, &msg), 0);
 	ck_assert(message_root(msg)->is_multipart);
 	ck_assert(find(msg, NULL, 0) == message_root(msg));
@@ -299,7 +267,7 @@ START_TEST(find_part_sections)
 	ck_assert_ptr_null(find(msg, p0, 1));
 	message_free(&msg);
 	ck_assert_ptr_null(msg);
-	guarded_free(&g);
+	guard_free(&g);
 }
 END_TEST
 
@@ -519,14 +487,15 @@ START_TEST(corpus_prefixes)
 			struct message *msg;
 			struct buf b = BUF_INIT(0);
 
-			guarded_copy(&g, m, n);
+			guard_init(&g, m, n);
+			guard_seal(&g);
 			ck_assert_int_eq(message_parse(g.data, n, NULL, &msg), 0);
 			ck_assert_int_eq(message_bodystructure(msg, NULL, true, &b), 0);
 			ck_assert_int_eq(message_envelope(msg, NULL, &b), 0);
 			ck_assert_int_eq(message_body_text(msg, &b), 0);
 			message_free(&msg);
 			buf_free(&b);
-			guarded_free(&g);
+			guard_free(&g);
 		}
 		free(m);
 	}

@@ -6,44 +6,16 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "roost/buf.h"
 #include "roost/error.h"
 #include "roost/smtp.h"
 
+#include "check_guard.h"
 #include "check_run.h"
 
 /* ---- helpers ---- */
-
-/* Input placed so that its last byte is the last of a page, followed by an
- * inaccessible page: any over-read faults. */
-struct guarded {
-	uint8_t *map;
-	size_t map_len;
-	uint8_t *data;
-};
-
-static void
-guard(struct guarded *g, const void *p, size_t len)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t pages = (len + page - 1) / page + 1;
-
-	g->map_len = (pages + 1) * page;
-	g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert(g->map != MAP_FAILED);
-	ck_assert_int_eq(mprotect(g->map + pages * page, page, PROT_NONE), 0);
-	g->data = g->map + pages * page - len;
-	memcpy(g->data, p, len);
-}
-
-static void
-unguard(struct guarded *g)
-{
-	munmap(g->map, g->map_len);
-}
 
 /* Decode stream in pieces of step bytes; returns consumed total. */
 static size_t
@@ -58,9 +30,9 @@ decode_steps(const char *in, size_t len, size_t step, bool normalize, struct buf
 		struct guarded g;
 		size_t k;
 
-		guard(&g, in + off, n);
+		guard_init(&g, in + off, n);
 		k = smtp_data_decode(d, g.data, n, out);
-		unguard(&g);
+		guard_free(&g);
 		off += k;
 		if (k < n)
 			break;
@@ -102,9 +74,9 @@ simulate(const char *stream, size_t len, size_t step, size_t max_line, size_t ch
 
 			if (in.len == 0)
 				break;
-			guard(&g, in.data, in.len);
+			guard_init(&g, in.data, in.len);
 			r = smtp_frame(&f, g.data, in.len, max_line, chunk, &used);
-			unguard(&g);
+			guard_free(&g);
 			if (r == SMTP_FR_AGAIN)
 				break;
 			ck_assert_uint_le(used, in.len);

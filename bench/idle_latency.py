@@ -103,7 +103,8 @@ def one_run(binary, backend, a):
         per_wake = ((c2 - c1) - (c1 - c0)) / (a.rounds * 2 * a.clients)
         return {"p50": float(r["p50_ms"]), "p90": float(r["p90_ms"]), "p99": float(r["p99_ms"]),
                 "max": float(r["max_ms"]), "wakeups": int(r["wakeups"]),
-                "cpu_us": per_wake * 1e6}
+                "cpu_us": per_wake * 1e6, "ack": float(r.get("ack_p50_ms", "nan")),
+                "after_ack_p99": float(r.get("after_ack_p99_ms", "nan"))}
     finally:
         srv.stop()
         srv.cleanup()
@@ -131,9 +132,12 @@ def main():
             for name, binary in binaries:
                 r = one_run(binary, backend, a)
                 results.setdefault((backend, name), []).append(r)
+                # ack: the delivery's first 250 (median round); after ack:
+                # the wake-ups timed from it (see loadgen_idle.c)
                 print("  %-8s %-8s p50 %7.1f ms  p90 %7.1f ms  p99 %7.1f ms  cpu %6.1f us/wake-up  "
-                      "(%d wake-ups)" % (backend, name, r["p50"], r["p90"], r["p99"],
-                                         r["cpu_us"], r["wakeups"]),
+                      "(%d wake-ups; ack %.1f ms, p99 after ack %.1f ms; load %.1f)"
+                      % (backend, name, r["p50"], r["p90"], r["p99"], r["cpu_us"], r["wakeups"],
+                         r["ack"], r["after_ack_p99"], os.getloadavg()[0]),
                       file=sys.stderr)
     print("%d IDLE clients over %d users, %d rounds, %d messages preloaded per user; "
           "median of %d runs" % (a.clients, a.users, a.rounds, a.preload, a.runs))

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "loadgen.h"
@@ -13,6 +14,13 @@
 static int idle_ready;
 static double round_start;
 static int round_seen;
+/* The delivery session of the round, and when its first reply (the LMTP
+ * 250 of the first recipient, or SMTP's one 250) arrived: the wake-ups are
+ * also timed from there, so the delivery's own time (the commit, fsync)
+ * and the fan-out after it show apart. */
+static int round_dfd = -1;
+static double round_acked;
+static double round_last_exists;
 
 /* A client is idling once the server answered its IDLE with "+": before
  * that, a delivery may still be picked up by the IDLE command's own catch-up
@@ -29,9 +37,22 @@ all_idling(void)
 	return idle_ready == lg_opt.conc;
 }
 
+/* Called by the loop after each batch of events (and every 100 ms without
+ * any): look, without reading, whether the delivery was acknowledged. */
+static void
+check_acked(void)
+{
+	char c;
+
+	if (round_acked == 0 && round_dfd >= 0 &&
+	    recv(round_dfd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+		round_acked = lg_now();
+}
+
 static bool
 round_complete(void)
 {
+	check_acked();
 	return round_seen >= lg_opt.conc;
 }
 
@@ -39,7 +60,13 @@ static void
 note_exists(struct lg_conn *c)
 {
 	if (round_start > 0) {
-		lg_stat_add("idle-wakeup", lg_now() - round_start, true);
+		double t = lg_now();
+
+		lg_stat_add("idle-wakeup", t - round_start, true);
+		check_acked();
+		/* An EXISTS before the ack was seen counts as 0 after it. */
+		lg_stat_add("idle-after-ack", round_acked > 0 ? t - round_acked : 0, true);
+		round_last_exists = t;
 		round_seen++;
 	}
 }
@@ -181,8 +208,15 @@ lg_idle_latency(double t0)
 		int dfd;
 
 		round_seen = 0;
+		round_acked = 0;
 		dfd = deliver_to_all();
+		round_dfd = dfd;
 		lg_run_loop(lg_now() + 30, round_complete);
+		check_acked();
+		if (round_acked > 0)
+			lg_stat_add("idle-ack", round_acked - round_start, true);
+		lg_stat_add("idle-round", round_last_exists - round_start, true);
+		round_dfd = -1;
 		if (read(dfd, reply, sizeof(reply)) <= 0 || (reply[0] != '2'))
 			fprintf(stderr, "loadgen: round %d: delivery not acknowledged\n", r);
 		close(dfd);
@@ -192,13 +226,26 @@ lg_idle_latency(double t0)
 		round_start = 0;
 	}
 	bench_sort(lg_stat_for("idle-wakeup")->lat, lg_stat_for("idle-wakeup")->n);
+	bench_sort(lg_stat_for("idle-after-ack")->lat, lg_stat_for("idle-after-ack")->n);
+	bench_sort(lg_stat_for("idle-ack")->lat, lg_stat_for("idle-ack")->n);
+	bench_sort(lg_stat_for("idle-round")->lat, lg_stat_for("idle-round")->n);
+	/* ack_*: from the end of DATA to the delivery's first reply (median
+	 * and worst round); after_ack_*: each wake-up from that reply; last_*:
+	 * from the end of DATA to a round's last wake-up. */
 	printf("result scenario=idle-latency clients=%d wakeups=%zu p50_ms=%.2f p90_ms=%.2f "
-	       "p99_ms=%.2f max_ms=%.2f\n",
+	       "p99_ms=%.2f max_ms=%.2f ack_p50_ms=%.2f ack_max_ms=%.2f after_ack_p50_ms=%.2f "
+	       "after_ack_p99_ms=%.2f last_p50_ms=%.2f last_max_ms=%.2f\n",
 	       lg_opt.conc, lg_stat_for("idle-wakeup")->n,
 	       lg_pct(lg_stat_for("idle-wakeup"), 0.5) * 1e3,
 	       lg_pct(lg_stat_for("idle-wakeup"), 0.9) * 1e3,
 	       lg_pct(lg_stat_for("idle-wakeup"), 0.99) * 1e3,
-	       lg_pct(lg_stat_for("idle-wakeup"), 1.0) * 1e3);
+	       lg_pct(lg_stat_for("idle-wakeup"), 1.0) * 1e3,
+	       lg_pct(lg_stat_for("idle-ack"), 0.5) * 1e3,
+	       lg_pct(lg_stat_for("idle-ack"), 1.0) * 1e3,
+	       lg_pct(lg_stat_for("idle-after-ack"), 0.5) * 1e3,
+	       lg_pct(lg_stat_for("idle-after-ack"), 0.99) * 1e3,
+	       lg_pct(lg_stat_for("idle-round"), 0.5) * 1e3,
+	       lg_pct(lg_stat_for("idle-round"), 1.0) * 1e3);
 }
 
 void

@@ -25,7 +25,9 @@ handle_input(struct lg_conn *c)
 			c->in_cap = c->in_cap ? c->in_cap * 2 : 131072;
 			c->in = lg_xrealloc(c->in, c->in_cap);
 		}
-		n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+		size_t room = c->in_cap - c->in_len;
+
+		n = read(c->fd, c->in + c->in_len, room);
 		if (n == 0 || (n < 0 && errno != EAGAIN)) {
 			eof = true;
 			break;
@@ -33,6 +35,13 @@ handle_input(struct lg_conn *c)
 		if (n < 0)
 			break;
 		c->in_len += (size_t)n;
+		/* A short read took all there was: the epoll set is level-
+		 * triggered, so more bytes come back as another event. One
+		 * read(2) per event, not a second one to hear EAGAIN (1,000
+		 * sessions woken at once are 1,000 reads less per round on
+		 * the cores the server runs on). */
+		if ((size_t)n < room)
+			break;
 	}
 	while (c->busy && !c->done) {
 		size_t len = lg_response_len(c);

@@ -492,6 +492,18 @@ mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 	return rc;
 }
 
+int
+mailbox_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max,
+                         struct mailbox_changes *changes_r)
+{
+	memset(changes_r, 0, sizeof(*changes_r));
+	/* Another user's mailbox: its rights and the reader's \Seen set are
+	 * read from the metadata, which may block. */
+	if (mb->actor != NULL || mb->st->ops->changes_since_nb == NULL)
+		return ROOST_EAGAIN;
+	return mb->st->ops->changes_since_nb(mb, modseq, max, changes_r);
+}
+
 void
 mailbox_changes_free(struct mailbox_changes *changes)
 {

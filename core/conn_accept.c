@@ -24,7 +24,9 @@
  * hook's requests (close, STARTTLS, delay, a continuation) pick the next
  * state. A command the protocol says cannot block (command_inline) runs on
  * the loop instead, passing through CONN_WORKER the same way, without the
- * two thread switches of the round trip.
+ * two thread switches of the round trip; so does a wake-up the protocol
+ * can handle without blocking (wake_inline), a bounded number of them per
+ * iteration of the loop (run_wake_inline()).
  *
  * A plain reply (everything sent, nothing else to do: see quiet_back())
  * is handed back without waking the loop (loop_post_quiet()): the loop
@@ -244,6 +246,43 @@ run_inline(struct conn *c)
 	job_finish(c);
 }
 
+/* Wake-ups the loop runs itself (proto_ops.wake_inline) in one iteration;
+ * the next wait for the following one, so that a delivery waking hundreds
+ * of sessions of this loop lets its socket events in between batches. */
+#define WAKE_INLINE_PER_ITER 128
+
+/* Loop, in CONN_READY with WAKE_BIT_NOTIFY set: run the wake-up here when
+ * the protocol can. True when it ran; false when it is for a worker, or
+ * (*deferred_r) waits for the next iteration, posted again. */
+static bool
+run_wake_inline(struct conn *c, bool *deferred_r)
+{
+	struct srv_loop *sl = c->sl;
+	uint64_t it = loop_iteration(sl->loop);
+	bool done;
+
+	*deferred_r = false;
+	if (c->lst->ops->wake_inline == NULL)
+		return false;
+	if (sl->wake_iter != it) {
+		sl->wake_iter = it;
+		sl->wake_inline = 0;
+	}
+	if (sl->wake_inline >= WAKE_INLINE_PER_ITER) {
+		conn_wake(c); /* the bit stays set; the post brings us back */
+		*deferred_r = true;
+		return false;
+	}
+	sl->wake_inline++;
+	atomic_fetch_and(&c->wake_bits, ~WAKE_BIT_NOTIFY);
+	c->wake_why = WAKE_NOTIFY;
+	c->job = JOB_WAKE;
+	conn_enter(c, CONN_WORKER);
+	done = c->lst->ops->wake_inline(c, c->session);
+	job_finish(c);
+	return done;
+}
+
 /* ---- the loop side ---- */
 
 static bool
@@ -325,6 +364,12 @@ ready_step(struct conn *c)
 				c->timer_fired = false;
 				c->wake_why = WAKE_TIMER;
 			} else {
+				bool deferred;
+
+				if (run_wake_inline(c, &deferred))
+					return true;
+				if (deferred)
+					return false;
 				atomic_fetch_and(&c->wake_bits, ~WAKE_BIT_NOTIFY);
 				c->wake_why = WAKE_NOTIFY;
 			}

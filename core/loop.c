@@ -41,6 +41,7 @@ struct loop {
 	unsigned quiet_expected;
 	unsigned quiet_bound;
 	bool recheck; /* run the queue again after this batch */
+	uint64_t iteration;
 };
 
 uint64_t
@@ -261,6 +262,12 @@ loop_now(const struct loop *l)
 	return l->now;
 }
 
+uint64_t
+loop_iteration(const struct loop *l)
+{
+	return l->iteration;
+}
+
 /* ---- messages ---- */
 
 void
@@ -364,6 +371,7 @@ loop_run(struct loop *l)
 		if (n < 0 && errno != EINTR)
 			fatal("event=epoll_wait error=\"%s\"", strerror(errno));
 		l->now = clock_ms();
+		l->iteration++;
 		/* Queued messages before the fd events: a quiet post made
 		 * before an fd's event is handled before that event (the
 		 * connection a worker handed back quietly is the loop's again

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lmdb_impl.h"
+#include "roost/error.h"
 #include "roost/uid.h"
 #include "roost/xalloc.h"
 
@@ -29,10 +30,10 @@ pair_cmp(const void *a, const void *b)
 
 /* UIDs of dbi entries (id, modseq > since, uid); with emailids_r (the
  * expunge log, whose value is the time and, since EMAILIDs, the id) their
- * EMAILIDs too. */
+ * EMAILIDs too. More than max entries: ROOST_EAGAIN. */
 static int
-seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids_r, size_t *n_r,
-         uint64_t **emailids_r)
+seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, size_t max, uint32_t **uids_r,
+         size_t *n_r, uint64_t **emailids_r)
 {
 	struct exp_pair *pairs = NULL;
 	uint8_t key[20];
@@ -49,6 +50,11 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != 20 || lmdb_get_be64(k.mv_data) != id)
 			break;
+		if (n == max) {
+			mdb_cursor_close(cur);
+			free(pairs);
+			return ROOST_EAGAIN;
+		}
 		if (n == cap) {
 			cap = cap == 0 ? 64 : cap * 2;
 			pairs = xreallocarray(pairs, cap, sizeof(*pairs));
@@ -80,8 +86,9 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, uint32_t **uids
 	return 0;
 }
 
-int
-lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *ch)
+/* max: see changes_since_nb in storage_impl.h (SIZE_MAX: no bound). */
+static int
+changes_read(struct mailbox *mb, uint64_t modseq, size_t max, struct mailbox_changes *ch)
 {
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
 	struct lmdb_mbox rec;
@@ -97,7 +104,11 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 	ch->highestmodseq = rec.highestmodseq;
 	ch->uidnext = rec.uidnext;
 	ch->expunged_complete = modseq >= rec.expunge_floor;
-	if ((rc = seq_scan(txn, lm->sh->modseq, lm->id, modseq, &uids, &n, NULL)) != 0)
+	if (max != SIZE_MAX && !ch->expunged_complete) {
+		rc = ROOST_EAGAIN;
+		goto out;
+	}
+	if ((rc = seq_scan(txn, lm->sh->modseq, lm->id, modseq, max, &uids, &n, NULL)) != 0)
 		goto out;
 	ch->changed = xreallocarray(NULL, n + 1, sizeof(*ch->changed));
 	if (n > 64 && n > rec.messages / 8) {
@@ -131,7 +142,7 @@ lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_change
 		if (ch->n_changed > 1)
 			qsort(ch->changed, ch->n_changed, sizeof(*ch->changed), rec_cmp);
 	}
-	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, &ch->expunged, &ch->n_expunged,
+	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, max, &ch->expunged, &ch->n_expunged,
 	              &ch->expunged_emailids);
 out:
 	lmdb_rtxn_end(lm->sh, txn);
@@ -139,4 +150,19 @@ out:
 	if (rc != 0)
 		mailbox_changes_free(ch);
 	return rc;
+}
+
+int
+lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *ch)
+{
+	return changes_read(mb, modseq, SIZE_MAX, ch);
+}
+
+/* A read snapshot of the map never waits (lmdb_rtxn_begin() waits only
+ * for a map resize, which holds its lock for the remap alone). */
+int
+lmdb_op_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max,
+                         struct mailbox_changes *ch)
+{
+	return changes_read(mb, modseq, max, ch);
 }

@@ -730,6 +730,7 @@ const struct storage_ops storage_lmdb_ops = {
     .expunge = lmdb_op_expunge,
     .copy = lmdb_op_copy,
     .changes_since = lmdb_op_changes_since,
+    .changes_since_nb = lmdb_op_changes_since_nb,
     .meta_get = lmdb_op_meta_get,
     .meta_update = lmdb_op_meta_update,
     .check = lmdb_op_check,

@@ -436,6 +436,8 @@ int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char 
                  uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
                  size_t *n_r);
 int lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
+int lmdb_op_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max,
+                             struct mailbox_changes *changes_r);
 int lmdb_op_check(struct storage *st, struct buf *report);
 int lmdb_op_repair(struct storage *st, struct buf *report);
 int lmdb_op_backup(struct storage *st, const char *dest, struct buf *report);

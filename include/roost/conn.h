@@ -102,6 +102,13 @@ struct proto_ops {
 	 * connection had no command running. */
 	void (*on_wake)(struct conn *c, void *session, enum wake_reason why);
 
+	/* [loop] Optional: handle a WAKE_NOTIFY here, as on_wake would,
+	 * when that never blocks and is small (the rule of command_inline):
+	 * true when it did; false when it did nothing (wrote nothing, changed
+	 * nothing), and on_wake then runs on a worker. The loop runs a
+	 * bounded number of these per iteration (conn_accept.c). */
+	bool (*wake_inline)(struct conn *c, void *session);
+
 	/* [worker] Optional: the idle timeout passed; write the protocol's
 	 * goodbye. The connection is closed afterwards. */
 	void (*on_timeout)(struct conn *c, void *session);

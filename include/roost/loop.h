@@ -55,6 +55,9 @@ void loop_del(struct loop *l, int fd);
 void loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t at);
 /* The time cached at the start of the current iteration. */
 uint64_t loop_now(const struct loop *l);
+/* Loop thread: a number that changes at every wait for events, so work
+ * can be budgeted per iteration of the loop. */
+uint64_t loop_iteration(const struct loop *l);
 
 /* Any thread: run m->fn on the loop thread soon. */
 void loop_post(struct loop *l, struct loop_msg *m);

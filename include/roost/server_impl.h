@@ -34,6 +34,9 @@ struct srv_loop {
 	bool forced;   /* grace is over: close everything */
 	bool quit_sent;
 	uint8_t *scratch; /* read buffer, SRV_SCRATCH bytes */
+	/* wake-ups run on the loop in its iteration wake_iter (conn_accept.c) */
+	uint64_t wake_iter;
+	unsigned wake_inline;
 
 	struct loop_msg stop_msg, force_msg;
 };

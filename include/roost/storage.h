@@ -404,6 +404,14 @@ int mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char 
  * snapshot. Free with mailbox_changes_free(), which accepts a zeroed
  * struct. */
 int mailbox_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
+/* mailbox_changes_since() for a thread that must not block (an event
+ * loop): the same answer when the backend can give it from memory and a
+ * read snapshot (LMDB) and it holds at most max changed and max expunged
+ * records with a complete expunge list; ROOST_EAGAIN otherwise (another
+ * backend, another user's mailbox, more changes), with *changes_r
+ * zeroed: then call mailbox_changes_since() where blocking is fine. */
+int mailbox_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max,
+                             struct mailbox_changes *changes_r);
 void mailbox_changes_free(struct mailbox_changes *changes);
 
 /* ---- metadata (annotations, RFC 5464) ---- */

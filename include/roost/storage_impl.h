@@ -113,6 +113,13 @@ struct storage_ops {
 	            size_t *n_r);
 	int (*changes_since)(struct mailbox *mb, uint64_t modseq,
 	                     struct mailbox_changes *changes_r);
+	/* Optional: changes_since when the answer needs no wait (memory and
+	 * a read snapshot of a map only) and is small: at most max records
+	 * changed and max expunged, and the expunge log reaching back to
+	 * modseq. Otherwise ROOST_EAGAIN and nothing returned. Backends
+	 * whose reads may wait on a disk or a server leave it NULL. */
+	int (*changes_since_nb)(struct mailbox *mb, uint64_t modseq, size_t max,
+	                        struct mailbox_changes *changes_r);
 
 	/* The metadata of a mailbox ("" = the user's server entries): one
 	 * opaque record (the wrapper's format), read with meta_get

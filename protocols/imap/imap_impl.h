@@ -435,6 +435,9 @@ int imap_status_write(struct imap_session *s, const char *name, unsigned items);
 void imap_sasl_continue(struct imap_session *s, const uint8_t *line, size_t len);
 void imap_idle_line(struct imap_session *s, const uint8_t *line, size_t len);
 void imap_idle_wake(struct imap_session *s, bool timer);
+/* [loop] imap_idle_wake(s, false) when it can run on the loop (see
+ * view_sync_nb()): true when it did, false when it did nothing. */
+bool imap_idle_wake_nb(struct imap_session *s);
 void imap_idle_stop(struct imap_session *s);
 
 /* ------------------------------------------------------------------ */
@@ -451,6 +454,11 @@ void view_close(struct imap_session *s);
  * quiet_uids, FETCH for those UIDs is left to the caller (STORE).
  */
 void view_sync(struct imap_session *s, bool allow_expunge);
+/* [loop] view_sync() when it needs no wait and little work (storage
+ * answers from memory: mailbox_changes_since_nb(); no search context to
+ * update): true when it synced, false when it did nothing (call
+ * view_sync() on a worker). */
+bool view_sync_nb(struct imap_session *s, bool allow_expunge);
 /* Flags of msg as "(\Seen $Label)" appended to out. */
 void view_format_flags(const struct imap_view *v, const struct view_msg *m, struct buf *out);
 /* Sequence number (1-based) of uid or 0. */

@@ -754,6 +754,12 @@ imap_on_wake(struct conn *c, void *session, enum wake_reason why)
 		imap_notify_wake(s); /* RFC 5465: between commands too */
 }
 
+static bool
+imap_wake_inline(struct conn *c, void *session)
+{
+	return imap_idle_wake_nb(session);
+}
+
 static void
 imap_on_timeout(struct conn *c, void *session)
 {
@@ -776,6 +782,7 @@ const struct proto_ops imap_proto_ops = {
     .on_command = imap_on_command,
     .command_inline = imap_command_inline,
     .on_wake = imap_on_wake,
+    .wake_inline = imap_wake_inline,
     .on_timeout = imap_on_timeout,
     .on_shutdown = imap_on_shutdown,
 };

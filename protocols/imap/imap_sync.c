@@ -319,18 +319,16 @@ mark_expunged(struct imap_view *v, uint32_t uid)
 	}
 }
 
-void
-view_sync(struct imap_session *s, bool allow_expunge)
+/* Bring the view up to what mailbox_changes_since() answered (rc, and
+ * ch, which is freed here) and tell the client. */
+static void
+view_apply(struct imap_session *s, bool allow_expunge, int rc, struct mailbox_changes *chp)
 {
 	struct imap_view *v = &s->view;
-	struct mailbox_changes ch;
+	struct mailbox_changes ch = *chp;
 	size_t old_n = v->n;
-	int rc;
 
-	if (v->mb == NULL)
-		return;
-	memset(&ch, 0, sizeof(ch));
-	rc = mailbox_changes_since(v->mb, v->modseq, &ch);
+	memset(chp, 0, sizeof(*chp));
 	if (rc == ROOST_ENOTFOUND) {
 		/* Deleted (or renamed away) under us: nothing sensible is
 		 * left to show, so leave as Dovecot does. */
@@ -452,6 +450,38 @@ view_sync(struct imap_session *s, bool allow_expunge)
 	}
 	if (changed && v->contexts != NULL)
 		context_update(s);
+}
+
+void
+view_sync(struct imap_session *s, bool allow_expunge)
+{
+	struct imap_view *v = &s->view;
+	struct mailbox_changes ch;
+	int rc;
+
+	if (v->mb == NULL)
+		return;
+	rc = mailbox_changes_since(v->mb, v->modseq, &ch);
+	view_apply(s, allow_expunge, rc, &ch);
+}
+
+/* Changes a wake-up on the loop may bring: one delivery is one record; a
+ * larger batch (a STORE over many messages) goes to a worker. */
+#define SYNC_NB_MAX 32
+
+bool
+view_sync_nb(struct imap_session *s, bool allow_expunge)
+{
+	struct imap_view *v = &s->view;
+	struct mailbox_changes ch;
+
+	/* A search context is updated by running its search again. */
+	if (v->mb == NULL || v->contexts != NULL)
+		return false;
+	if (mailbox_changes_since_nb(v->mb, v->modseq, SYNC_NB_MAX, &ch) != 0)
+		return false;
+	view_apply(s, allow_expunge, 0, &ch);
+	return true;
 }
 
 int

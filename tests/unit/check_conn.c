@@ -47,6 +47,9 @@
  *   IQUIT      "+OK bye\r\n", then close (on the loop)
  *   GATE       waits on the worker until the test opens the gate, then
  *              "+OK gate" (a plain reply, handed back quietly)
+ *   WI, WD     "+OK w"; the connection goes into wconns[] (referenced)
+ *              and its wake-ups then run on the loop ("* iwake", WI) or
+ *              are declined there and run on the worker ("* wake", WD)
  */
 
 static _Atomic unsigned steps_run;
@@ -59,12 +62,17 @@ static _Atomic unsigned inline_runs;  /* on_command calls on the loop thread */
 static _Atomic pthread_t loop_thread; /* set by t_inline, which runs on the loop */
 static _Atomic int gate_state;        /* GATE: 1 while a worker waits, 2 = open */
 static unsigned quiet_bound_ms;       /* tserver_start(): the loops' quiet bound, 0 default */
+#define N_WCONNS 300
+static struct conn *_Atomic wconns[N_WCONNS]; /* WI, WD */
+static _Atomic unsigned n_wconns;
+static _Atomic unsigned inline_wakes; /* t_wake_inline runs on the loop thread */
 static unsigned idle_timeout_s;       /* tserver_start(): the idle timeout, 0 default */
 
 struct tsession {
 	size_t left; /* stream bytes still to produce */
 	size_t off;  /* position in the pattern */
 	unsigned seq;
+	char wake_mode; /* 0, or 'I' / 'D' after WI / WD */
 };
 
 static char
@@ -174,6 +182,14 @@ t_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 			poll(&none, 1, 1);
 		atomic_store(&gate_state, 0);
 		conn_write_str(c, "+OK gate\r\n");
+	} else if (strcmp(line, "WI") == 0 || strcmp(line, "WD") == 0) {
+		unsigned i = atomic_fetch_add(&n_wconns, 1);
+
+		ck_assert_uint_lt(i, N_WCONNS);
+		s->wake_mode = line[1];
+		conn_ref(c);
+		atomic_store(&wconns[i], c);
+		conn_write_str(c, "+OK w\r\n");
 	} else if (strncmp(line, "ECHO ", 5) == 0) {
 		conn_printf(c, "+OK %s\r\n", line + 5);
 	} else if (strncmp(line, "BLAST ", 6) == 0) {
@@ -218,6 +234,19 @@ t_inline(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 	return len > 0 && cmd[0] == 'I';
 }
 
+static bool
+t_wake_inline(struct conn *c, void *session)
+{
+	struct tsession *s = session;
+
+	if (s->wake_mode != 'I')
+		return false;
+	if (pthread_equal(pthread_self(), atomic_load(&loop_thread)))
+		atomic_fetch_add(&inline_wakes, 1);
+	conn_write_str(c, "* iwake\r\n");
+	return true;
+}
+
 static const struct proto_ops t_ops = {
     .name = "t",
     .session_new = t_session_new,
@@ -226,6 +255,7 @@ static const struct proto_ops t_ops = {
     .on_command = t_on_command,
     .command_inline = t_inline,
     .on_wake = t_on_wake,
+    .wake_inline = t_wake_inline,
 };
 
 /* ---- the server in a thread ---- */
@@ -281,6 +311,8 @@ tserver_start(struct tserver *t, unsigned command_timeout)
 	atomic_store(&pending_after_step, 0);
 	atomic_store(&write_errors, 0);
 	atomic_store(&inline_runs, 0);
+	atomic_store(&n_wconns, 0);
+	atomic_store(&inline_wakes, 0);
 	log_setup(LOG_LEVEL_WARN, true, false);
 	memset(t, 0, sizeof(*t));
 	snprintf(t->dir, sizeof(t->dir), "/tmp/check_conn.XXXXXX");
@@ -290,6 +322,7 @@ tserver_start(struct tserver *t, unsigned command_timeout)
 	t->cfg->loops = 1;
 	t->cfg->command_timeout = command_timeout;
 	t->cfg->shutdown_grace = 1;
+	t->cfg->max_connections_per_ip = 2 * N_WCONNS;
 	if (idle_timeout_s != 0)
 		t->cfg->preauth_idle_timeout = idle_timeout_s;
 	snprintf(path, sizeof(path), "%s/cert.pem", t->dir);
@@ -789,6 +822,63 @@ START_TEST(quiet_hand_backs_lose_no_wakeup)
 }
 END_TEST
 
+START_TEST(inline_wakeups_past_the_budget_lose_none)
+{
+	/* Wake-ups the protocol runs on the loop (wake_inline), posted at
+	 * once for more sessions than the loop runs in one iteration (128)
+	 * while the loop is held by a command: the rest wait for the next
+	 * iterations. Every session hears each round's wake-up exactly once,
+	 * on the loop, or on the worker where the protocol declined it. */
+	struct tserver t;
+	struct client *cl = xcalloc(N_WCONNS, sizeof(*cl));
+	struct client h;
+
+	tserver_start(&t, 20);
+	for (unsigned i = 0; i < N_WCONNS; i++) {
+		client_open(&cl[i], t.port, 0);
+		expect_line(&cl[i], "+OK ready");
+		client_send(&cl[i], i % 10 == 9 ? "WD\r\n" : "WI\r\n");
+		expect_line(&cl[i], "+OK w");
+	}
+	ck_assert_uint_eq(atomic_load(&n_wconns), N_WCONNS);
+	client_open(&h, t.port, 0);
+	expect_line(&h, "+OK ready");
+	for (unsigned round = 0; round < 3; round++) {
+		/* Round 0 holds the loop (IGATE runs on it) while all are
+		 * posted; the others race with the loop. */
+		if (round == 0) {
+			client_send(&h, "IGATE\r\n");
+			wait_gate_closed();
+		}
+		for (unsigned i = 0; i < N_WCONNS; i++)
+			conn_wake(atomic_load(&wconns[i]));
+		if (round == 0) {
+			open_gate();
+			expect_line(&h, "+OK gate");
+		}
+		/* Each line is the client's next one (read in the order of
+		 * the connections, whatever order the loop took them in). */
+		for (unsigned i = 0; i < N_WCONNS; i++)
+			expect_line(&cl[i], i % 10 == 9 ? "* wake" : "* iwake");
+	}
+	/* No wake-up came twice: the next line answers ECHO. */
+	for (unsigned i = 0; i < N_WCONNS; i++) {
+		client_send(&cl[i], "ECHO end\r\n");
+		expect_line(&cl[i], "+OK end");
+	}
+	ck_assert_uint_eq(atomic_load(&inline_wakes), 3 * (N_WCONNS - N_WCONNS / 10));
+	for (unsigned i = 0; i < N_WCONNS; i++) {
+		struct conn *c = atomic_load(&wconns[i]);
+
+		conn_unref(c);
+		close(cl[i].fd);
+	}
+	close(h.fd);
+	free(cl);
+	tserver_stop(&t);
+}
+END_TEST
+
 START_TEST(idle_timeout_after_a_quiet_hand_back)
 {
 	/* A client silent after a plain reply meets its idle timeout: the
@@ -873,6 +963,7 @@ conn_suite(void)
 	tcase_add_test(tc, client_that_never_reads_is_closed_after_command_timeout);
 	tcase_add_test(tc, output_backstop_closes_a_producer_that_never_yields);
 	tcase_add_test(tc, quiet_hand_backs_lose_no_wakeup);
+	tcase_add_test(tc, inline_wakeups_past_the_budget_lose_none);
 	tcase_add_test(tc, idle_timeout_after_a_quiet_hand_back);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("states");

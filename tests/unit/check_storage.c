@@ -807,6 +807,73 @@ START_TEST(changes_since)
 }
 END_TEST
 
+/* mailbox_changes_since_nb(): LMDB answers as mailbox_changes_since()
+ * does while the changes fit in max, and ROOST_EAGAIN past it; the other
+ * backends always say ROOST_EAGAIN, with nothing returned. */
+START_TEST(changes_since_nb)
+{
+	struct mailbox *mb;
+	struct mailbox_changes ch, nb;
+	struct mailbox_status s;
+	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
+	uint32_t u[6], *mod;
+	size_t nmod;
+	uint64_t m0;
+	bool lmdb;
+
+	setup_backend(_i);
+	lmdb = strcmp(storage_backend_name(st), "lmdb") == 0;
+	for (int i = 0; i < 4; i++)
+		u[i] = append_simple("INBOX", i);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	m0 = s.highestmodseq;
+	/* after m0: flag u1, expunge u2, append u4 u5: 3 changed, 1 expunged */
+	ck_assert_int_eq(mailbox_store(mb, &u[1], 1, &seen, &mod, &nmod), 0);
+	ck_assert_int_eq(mailbox_expunge(mb, &u[2], 1), 0);
+	u[4] = append_simple("INBOX", 4);
+	u[5] = append_simple("INBOX", 5);
+
+	ck_assert_int_eq(mailbox_changes_since(mb, m0, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 3);
+	ck_assert_uint_eq(ch.n_expunged, 1);
+	for (size_t max = 1; max <= 4; max++) {
+		int rc = mailbox_changes_since_nb(mb, m0, max, &nb);
+
+		if (!lmdb || max < 3) {
+			ck_assert_int_eq(rc, ROOST_EAGAIN);
+			ck_assert_ptr_null(nb.changed);
+			ck_assert_ptr_null(nb.expunged);
+			ck_assert_uint_eq(nb.n_changed + nb.n_expunged, 0);
+			continue;
+		}
+		ck_assert_int_eq(rc, 0);
+		ck_assert_uint_eq(nb.n_changed, ch.n_changed);
+		for (size_t i = 0; i < ch.n_changed; i++) {
+			ck_assert_uint_eq(nb.changed[i].uid, ch.changed[i].uid);
+			ck_assert_uint_eq(nb.changed[i].flags, ch.changed[i].flags);
+			ck_assert_uint_eq(nb.changed[i].modseq, ch.changed[i].modseq);
+		}
+		ck_assert_uint_eq(nb.n_expunged, 1);
+		ck_assert_uint_eq(nb.expunged[0], u[2]);
+		ck_assert(nb.expunged_complete);
+		ck_assert_uint_eq(nb.highestmodseq, ch.highestmodseq);
+		ck_assert_uint_eq(nb.uidnext, ch.uidnext);
+		mailbox_changes_free(&nb);
+	}
+	mailbox_changes_free(&ch);
+	/* Nothing new: an empty answer, not a refusal. */
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_int_eq(mailbox_changes_since_nb(mb, s.highestmodseq, 1, &nb),
+	                 lmdb ? 0 : ROOST_EAGAIN);
+	ck_assert_uint_eq(nb.n_changed + nb.n_expunged, 0);
+	mailbox_changes_free(&nb);
+	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(mailbox_tree)
 {
 	struct mailbox_info *list;
@@ -4364,6 +4431,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, large_body_crash, 0, n_backends);
 	tcase_add_loop_test(tc, uids_never_reused, 0, n_backends);
 	tcase_add_loop_test(tc, changes_since, 0, n_backends);
+	tcase_add_loop_test(tc, changes_since_nb, 0, n_backends);
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
 	tcase_add_loop_test(tc, default_folders, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);

@@ -323,5 +323,73 @@ class IdleWakeups(unittest.TestCase):
                 c.sendall(b"DONE\r\n")
                 until(lambda l: l.startswith(b"i OK"))
 
+    def test_flag_changes_and_expunges_while_idling(self):
+        """Changes other than new mail reach an idling session whether
+        its wake-up runs on the event loop (LMDB, a few changes) or on a
+        worker (more than the loop takes: 40 flag changes in one STORE;
+        and the other backends): one FETCH per changed message, then one
+        EXPUNGE per expunged one, then the new count."""
+        user = USERS[0]
+        for backend in BACKENDS:
+            with self.subTest(backend=backend):
+                srv = RoostServer(backend=backend, users={user: "secret"},
+                                  listeners=("imap", "lmtp"))
+                with srv:
+                    for _ in range(40):
+                        lmtp_deliver(srv.port("lmtp"), [user], MSG)
+                    self.idle_sees_changes(srv, user)
+
+    def idle_sees_changes(self, srv, user):
+        port = srv.port("imap")
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as a, \
+                socket.create_connection(("127.0.0.1", port), timeout=60) as b:
+            fa, fb = a.makefile("rb"), b.makefile("rb")
+
+            def until(f, pred):
+                while True:
+                    line = f.readline()
+                    if not line:
+                        raise AssertionError("connection closed\n" + srv.log()[-3000:])
+                    if pred(line):
+                        return line
+
+            for c, f in ((a, fa), (b, fb)):
+                until(f, lambda l: l.startswith(b"* OK"))
+                c.sendall(b"l LOGIN %s secret\r\ns SELECT INBOX\r\n" % user.encode())
+                until(f, lambda l: l.startswith(b"s OK"))
+            a.sendall(b"i IDLE\r\n")
+            until(fa, lambda l: l.startswith(b"+"))
+            fetch = re.compile(rb"^\* (\d+) FETCH \(FLAGS \(([^)]*)\)\)\r\n$")
+
+            def flags_seen(n, flag):
+                seen = set()
+                while len(seen) < n:
+                    line = until(fa, lambda l: fetch.match(l) is not None)
+                    m = fetch.match(line)
+                    self.assertIn(flag, m.group(2).split(), line)
+                    seen.add(int(m.group(1)))
+                return seen
+
+            # 40 changes: more than the loop takes (32) on LMDB.
+            b.sendall(b"f STORE 1:40 +FLAGS.SILENT (\\Flagged)\r\n")
+            until(fb, lambda l: l.startswith(b"f OK"))
+            self.assertEqual(flags_seen(40, b"\\Flagged"), set(range(1, 41)))
+            # A few: on the loop where storage allows.
+            b.sendall(b"g STORE 5 +FLAGS.SILENT (\\Seen)\r\n")
+            until(fb, lambda l: l.startswith(b"g OK"))
+            self.assertEqual(flags_seen(1, b"\\Seen"), {5})
+            b.sendall(b"h STORE 1:3 +FLAGS.SILENT (\\Deleted)\r\nx EXPUNGE\r\n")
+            until(fb, lambda l: l.startswith(b"x OK"))
+            gone = [until(fa, lambda l: l.endswith(b" EXPUNGE\r\n")) for _ in range(3)]
+            self.assertEqual(gone, [b"* 3 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n",
+                                    b"* 1 EXPUNGE\r\n"])
+            lmtp_deliver(srv.port("lmtp"), [user], MSG)
+            until(fa, lambda l: l == b"* 38 EXISTS\r\n")
+            a.sendall(b"DONE\r\n")
+            until(fa, lambda l: l.startswith(b"i OK"))
+            for c in (a, b):
+                c.sendall(b"z LOGOUT\r\n")
+
+
 if __name__ == "__main__":
     unittest.main()

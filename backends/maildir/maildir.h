@@ -96,6 +96,14 @@ struct md_file_id {
 	bool exists;
 };
 
+/* What a sync compares of new/ and cur/: the inode too, so a directory
+ * removed and made again by another program is not taken for the one
+ * scanned. */
+struct md_dir_stamp {
+	struct timespec mtime;
+	ino_t ino;
+};
+
 struct md_cache_ent {
 	uint32_t uid;
 	uint32_t len;
@@ -131,9 +139,10 @@ struct md_folder {
 	size_t n_exp, cap_exp;
 
 	struct md_file_id uidlist_id, kw_id, index_id;
-	struct timespec new_mtime, cur_mtime;
-	bool dirs_clean;       /* mtimes above are safe to trust */
-	bool dirs_by_watch;    /* ...only while watch_ok (md_own_rename_end) */
+	struct md_dir_stamp new_stamp, cur_stamp;
+	bool dirs_clean;       /* stamps above are safe to trust */
+	bool dirs_by_watch;    /* ...only while watch_ok (a scan too soon after
+	                        * a change for its mtime, md_own_rename_end) */
 	bool scanned;          /* file locations known */
 	bool watched;          /* inotify watches on new/ cur/ (w->lock) */
 	_Atomic bool watch_ok; /* and both are in place (set under w->lock) */

@@ -95,15 +95,20 @@ md_folder_destroy(struct md_folder *f)
 	free(f);
 }
 
+/* The list is kept in order of use, most recent first, so what the
+ * bound evicts is what was used least recently. */
 struct md_folder *
 md_folder_get(struct md_storage *ms, const char *path)
 {
-	struct md_folder *f;
+	struct md_folder *f, **pp;
 
 	pthread_mutex_lock(&ms->lock);
-	for (f = ms->folders; f != NULL; f = f->next) {
+	for (pp = &ms->folders; (f = *pp) != NULL; pp = &f->next) {
 		if (strcmp(f->path, path) == 0) {
 			f->refs++;
+			*pp = f->next;
+			f->next = ms->folders;
+			ms->folders = f;
 			pthread_mutex_unlock(&ms->lock);
 			return f;
 		}
@@ -116,8 +121,14 @@ md_folder_get(struct md_storage *ms, const char *path)
 	return f;
 }
 
-/* Unused folders stay cached (a delivery to a mailbox nobody has open
- * should not reread its uidlist every time), up to a limit. */
+/*
+ * Unused folders stay cached (a delivery to a mailbox nobody has open
+ * should not reread its uidlist every time), up to a limit, and keep
+ * their inotify watches (maildir_watch.c): the next session to open one
+ * can then trust the directory stamps of the last scan at once, even when
+ * the last change was too recent for mtime_settled(). Past the limit the
+ * least recently used unused folders go, with their watches.
+ */
 void
 md_folder_put(struct md_storage *ms, struct md_folder *f)
 {
@@ -128,22 +139,16 @@ md_folder_put(struct md_storage *ms, struct md_folder *f)
 		return;
 	pthread_mutex_lock(&ms->lock);
 	f->refs--;
-	if (f->refs == 0)
-		md_watch_remove_locked(ms, f);
-	for (pp = &ms->folders; *pp != NULL; pp = &(*pp)->next)
-		count++;
-	if (count > MAX_CACHED_FOLDERS) {
-		pp = &ms->folders;
-		while (*pp != NULL) {
-			struct md_folder *g = *pp;
+	for (pp = &ms->folders; *pp != NULL;) {
+		struct md_folder *g = *pp;
 
-			if (g->refs == 0) {
-				*pp = g->next;
-				g->next = victims;
-				victims = g;
-			} else {
-				pp = &g->next;
-			}
+		if (++count > MAX_CACHED_FOLDERS && g->refs == 0) {
+			md_watch_remove_locked(ms, g);
+			*pp = g->next;
+			g->next = victims;
+			victims = g;
+		} else {
+			pp = &g->next;
 		}
 	}
 	pthread_mutex_unlock(&ms->lock);

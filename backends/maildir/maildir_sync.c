@@ -47,7 +47,7 @@ struct scan_ent {
 struct scan {
 	struct scan_ent *ents;
 	size_t n, cap;
-	struct timespec new_mtime, cur_mtime;
+	struct md_dir_stamp new_stamp, cur_stamp;
 	struct timespec started;
 };
 
@@ -100,7 +100,7 @@ scan_dir(struct md_folder *f, struct scan *s, const char *sub)
 }
 
 static int
-dir_mtime(struct md_folder *f, const char *sub, struct timespec *ts_r)
+dir_stamp(struct md_folder *f, const char *sub, struct md_dir_stamp *ds_r)
 {
 	char *path = md_path(f->path, sub);
 	struct stat stb;
@@ -112,14 +112,16 @@ dir_mtime(struct md_folder *f, const char *sub, struct timespec *ts_r)
 		return err;
 	}
 	free(path);
-	*ts_r = stb.st_mtim;
+	ds_r->mtime = stb.st_mtim;
+	ds_r->ino = stb.st_ino;
 	return 0;
 }
 
 static bool
-ts_eq(const struct timespec *a, const struct timespec *b)
+stamp_eq(const struct md_dir_stamp *a, const struct md_dir_stamp *b)
 {
-	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+	return a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	       a->ino == b->ino;
 }
 
 void
@@ -293,13 +295,16 @@ scan_apply(struct md_folder *f, bool *work_r)
 	struct scan_ent **fresh = NULL;
 	size_t n_fresh = 0, i, j;
 	uint64_t modseq = f->highestmodseq + 1;
-	bool locked = f->locked, work = false;
+	bool locked = f->locked, work = false, settled;
+	/* the watches were in place before the directories were read, so
+	 * whatever another program does from here on is reported */
+	bool watched = atomic_load(&f->watch_ok);
 	int err;
 
 	memset(&s, 0, sizeof(s));
 	clock_gettime(CLOCK_REALTIME, &s.started);
-	if ((err = dir_mtime(f, "new", &s.new_mtime)) < 0 ||
-	    (err = dir_mtime(f, "cur", &s.cur_mtime)) < 0)
+	if ((err = dir_stamp(f, "new", &s.new_stamp)) < 0 ||
+	    (err = dir_stamp(f, "cur", &s.cur_stamp)) < 0)
 		return err;
 	/* new/ before cur/: a file moving from new/ to cur/ meanwhile is
 	 * seen at least once. */
@@ -433,11 +438,17 @@ scan_apply(struct md_folder *f, bool *work_r)
 	}
 done:
 	f->scanned = true;
-	f->dirs_by_watch = false;
-	f->new_mtime = s.new_mtime;
-	f->cur_mtime = s.cur_mtime;
-	f->dirs_clean =
-	    mtime_settled(&s.new_mtime, &s.started) && mtime_settled(&s.cur_mtime, &s.started);
+	f->new_stamp = s.new_stamp;
+	f->cur_stamp = s.cur_stamp;
+	settled = mtime_settled(&s.new_stamp.mtime, &s.started) &&
+	          mtime_settled(&s.cur_stamp.mtime, &s.started);
+	/* Too soon after a change for the mtime to tell the next one, but
+	 * watched: the watch thread reports and syncs any later change by
+	 * another program, so the scan stands while the watches do (a session
+	 * that opens the folder just after another's EXPUNGE need not read
+	 * the directories at every command for 50 ms). */
+	f->dirs_clean = settled || watched;
+	f->dirs_by_watch = !settled && watched;
 	if (locked && work)
 		f->dirs_clean = false;
 	*work_r = work;
@@ -451,35 +462,36 @@ out:
 static bool
 dirs_unchanged(struct md_folder *f)
 {
-	struct timespec n, c;
+	struct md_dir_stamp n, c;
 
 	if (!f->dirs_clean || !f->scanned)
 		return false;
-	/* a stamp recorded after a rename of ours is only as good as the
-	 * watch that reports everyone else's */
+	/* a stamp recorded after a rename of ours, or by a scan the mtime
+	 * alone could not vouch for, is only as good as the watch that
+	 * reports everyone else's changes */
 	if (f->dirs_by_watch && !atomic_load(&f->watch_ok))
 		return false;
-	if (dir_mtime(f, "new", &n) < 0 || dir_mtime(f, "cur", &c) < 0)
+	if (dir_stamp(f, "new", &n) < 0 || dir_stamp(f, "cur", &c) < 0)
 		return false;
-	return ts_eq(&n, &f->new_mtime) && ts_eq(&c, &f->cur_mtime);
+	return stamp_eq(&n, &f->new_stamp) && stamp_eq(&c, &f->cur_stamp);
 }
 
 bool
 md_own_rename_begin(struct md_folder *f, bool in_new)
 {
-	struct timespec t;
+	struct md_dir_stamp t;
 
 	if (!atomic_load(&f->watch_ok) || !f->dirs_clean || !f->scanned)
 		return false;
-	if (dir_mtime(f, in_new ? "new" : "cur", &t) < 0)
+	if (dir_stamp(f, in_new ? "new" : "cur", &t) < 0)
 		return false;
-	return ts_eq(&t, in_new ? &f->new_mtime : &f->cur_mtime);
+	return stamp_eq(&t, in_new ? &f->new_stamp : &f->cur_stamp);
 }
 
 void
 md_own_rename_end(struct md_folder *f, bool in_new)
 {
-	if (dir_mtime(f, in_new ? "new" : "cur", in_new ? &f->new_mtime : &f->cur_mtime) < 0)
+	if (dir_stamp(f, in_new ? "new" : "cur", in_new ? &f->new_stamp : &f->cur_stamp) < 0)
 		f->dirs_clean = false;
 	else
 		f->dirs_by_watch = true;

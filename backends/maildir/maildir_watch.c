@@ -33,7 +33,7 @@
 
 #include "maildir.h"
 
-#define WATCH_MASK (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR)
+#define WATCH_MASK (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MOVE_SELF | IN_ONLYDIR)
 #define BATCH_NS 20000000L
 
 struct wd_ent {
@@ -80,6 +80,24 @@ ev_add(struct evlist *l, struct md_folder *f, bool is_new, bool appeared, const 
 	l->n++;
 }
 
+/* Drop f's watches; ms->lock and w->lock held. */
+static void
+unwatch_locked(struct md_watcher *w, struct md_folder *f)
+{
+	size_t i;
+
+	for (i = 0; i < w->n;) {
+		if (w->v[i].f == f) {
+			inotify_rm_watch(w->ifd, w->v[i].wd);
+			w->v[i] = w->v[--w->n];
+		} else {
+			i++;
+		}
+	}
+	f->watched = false;
+	atomic_store(&f->watch_ok, false);
+}
+
 /* Read what the kernel has; folders get a reference per event. */
 static void
 drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
@@ -108,8 +126,15 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 			for (i = 0; i < w->n; i++) {
 				if (w->v[i].wd != e->wd)
 					continue;
-				if (e->mask & IN_IGNORED) {
-					w->v[i] = w->v[--w->n];
+				if (e->mask & (IN_IGNORED | IN_MOVE_SELF)) {
+					/* new/ or cur/ removed or moved away (another
+					 * program): its stamps mean nothing now; the next
+					 * open watches what is at the path then */
+					struct md_folder *f = w->v[i].f;
+
+					unwatch_locked(w, f);
+					f->refs++;
+					ev_add(l, f, true, true, NULL);
 				} else if (e->len > 0 && e->name[0] != '.') {
 					w->v[i].f->refs++;
 					ev_add(l, w->v[i].f, w->v[i].is_new,
@@ -300,21 +325,11 @@ void
 md_watch_remove_locked(struct md_storage *ms, struct md_folder *f)
 {
 	struct md_watcher *w = ms->watcher;
-	size_t i;
 
 	if (w == NULL || !f->watched)
 		return;
 	pthread_mutex_lock(&w->lock);
-	for (i = 0; i < w->n;) {
-		if (w->v[i].f == f) {
-			inotify_rm_watch(w->ifd, w->v[i].wd);
-			w->v[i] = w->v[--w->n];
-		} else {
-			i++;
-		}
-	}
-	f->watched = false;
-	atomic_store(&f->watch_ok, false);
+	unwatch_locked(w, f);
 	pthread_mutex_unlock(&w->lock);
 }
 

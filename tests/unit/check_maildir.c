@@ -882,6 +882,77 @@ START_TEST(external_change_wakes_watchers)
 }
 END_TEST
 
+/*
+ * A folder nobody has open stays cached with its inotify watch (a session
+ * opening it just after another's EXPUNGE trusts the last scan at once):
+ * another program's change to it is still found by the watch thread (which
+ * records it in dovecot-uidlist and wakes the mailbox's watchers), and a
+ * folder removed and made again behind it is read afresh, not taken for
+ * the one that was scanned.
+ */
+START_TEST(closed_folder_keeps_watch)
+{
+	struct roost_config *c = config_defaults();
+	struct storage *pst;
+	struct mailbox *mb;
+	struct msg_record *recs;
+	struct msg_input in = {.data = (const uint8_t *)"Subject: ours\r\n\r\n", .fd = -1};
+	size_t n;
+	uint64_t ms;
+	uint32_t uid;
+	bool found = false;
+	char *udir = upath(""), *uidlist = upath("dovecot-uidlist"), cmd[1200];
+
+	store_close();
+	free(c->data_dir);
+	c->data_dir = xstrdup(datadir);
+	free(c->storage_backend);
+	c->storage_backend = xstrdup("maildir");
+	in.len = strlen((const char *)in.data);
+	ck_assert_int_eq(storage_open(c, &pst), 0);
+	ck_assert_int_eq(mailbox_open(pst, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_append(mb, &in, &uid), 0);
+	mailbox_close(&mb);
+
+	/* closed: procmail drops a message; the watch thread records it */
+	put_file("new/1700000000.P8Q8.procmail", "Subject: dropped\r\n\r\n");
+	for (int i = 0; i < 3000 && !found; i++) {
+		char *text = slurp(uidlist);
+
+		found = strstr(text, "P8Q8.procmail") != NULL;
+		free(text);
+		if (!found)
+			usleep(10000);
+	}
+	ck_assert_msg(found, "a closed folder's watch did not record a file dropped into new/");
+	ck_assert_int_eq(mailbox_open(pst, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 2);
+	free(recs);
+	mailbox_close(&mb);
+
+	/* another program removes the maildir and makes a new one holding
+	 * one message of its own, no uidlist */
+	snprintf(cmd, sizeof(cmd),
+	         "cd '%s' && rm -rf cur new tmp dovecot-uidlist dovecot-keywords roost-index "
+	         "roost-cache && mkdir cur new tmp",
+	         udir);
+	ck_assert_int_eq(system(cmd), 0);
+	put_file("cur/1700000001.P9Q9.mutt:2,S", "Subject: theirs\r\n\r\n");
+	ck_assert_int_eq(mailbox_open(pst, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(recs[0].flags, MSG_SEEN);
+	free(recs);
+	mailbox_close(&mb);
+
+	storage_close(&pst);
+	config_free(&c);
+	free(uidlist);
+	free(udir);
+}
+END_TEST
+
 /* ---- Dovecot ---- */
 
 static void
@@ -1438,6 +1509,7 @@ maildir_suite(void)
 	tcase_add_test(tc, deliver_links_body_once);
 	tcase_add_test(tc, threads_and_processes);
 	tcase_add_test(tc, external_change_wakes_watchers);
+	tcase_add_test(tc, closed_folder_keeps_watch);
 	tcase_add_test(tc, stale_names);
 	tcase_add_test(tc, copy_all_or_nothing);
 	tcase_add_test(tc, dovecot_fixture);

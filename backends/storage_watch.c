@@ -11,8 +11,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +66,27 @@ struct echo_slot {
 	bool valid;
 };
 
+/*
+ * Who watches the notify files: every registry whose thread runs keeps a
+ * directory <notify>/procs/<pid>-<random> while it lives, holding a file
+ * "lock" it keeps locked (flock), made under a dot name and renamed into
+ * place once locked, so a process starting up cannot take a live entry
+ * for a crashed one's (it removes entries whose lock it can take). Where
+ * the file system counts subdirectories in a directory's link count,
+ * procs/ having 3 links (".", its name, and our entry) tells a writer
+ * that no other process watches, so it skips the notify file: the write
+ * was four system calls plus an inotify event that woke its own thread
+ * for nothing. An entry is made before the registry serves any watch,
+ * and a writer looks at the count after its change, so a process that
+ * watched before the change is always told.
+ */
+struct presence {
+	int dirfd;  /* procs/, -1: not known, always write */
+	int lockfd; /* our entry's lock, held */
+	char *entry;
+	bool counted; /* the file system counts subdirectories */
+};
+
 struct storage_watch {
 	struct watch_registry *reg;
 	struct storage_watch *next;
@@ -92,6 +116,7 @@ struct watch_registry {
 	 * the other way round. */
 	pthread_mutex_t echo_lock;
 	struct echo_slot echo[ECHO_SLOTS];
+	struct presence presence;
 	pthread_t thread;
 	bool thread_running;
 };
@@ -244,6 +269,117 @@ stamp_eq(const struct notify_stamp *a, const struct notify_stamp *b)
 	       a->size == b->size;
 }
 
+/* Remove the entries of procs/ whose owner is gone (its lock is free). */
+static void
+presence_clean(int dirfd)
+{
+	int fd = dup(dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char lock[NAME_MAX + 8];
+		int lfd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(lock, sizeof(lock), "%s/lock", de->d_name);
+		lfd = openat(dirfd, lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (lfd < 0)
+			continue;
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+			(void)unlinkat(dirfd, lock, 0);
+			(void)unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+		}
+		close(lfd);
+	}
+	closedir(d);
+}
+
+/* Make this registry's entry in procs/ (struct presence). On any failure
+ * dirfd stays -1: every change is then written for others, as before. */
+static void
+presence_add(struct watch_registry *reg)
+{
+	struct presence *p = &reg->presence;
+	char procs[PATH_MAX], tmp[64], name[64];
+	uint64_t rnd = 0;
+	struct stat before, after;
+	int dirfd, lfd = -1;
+
+	p->dirfd = p->lockfd = -1;
+	snprintf(procs, sizeof(procs), "%s/procs", reg->notify_dir);
+	if (mkdir(procs, 0700) < 0 && errno != EEXIST)
+		return;
+	dirfd = open(procs, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (dirfd < 0)
+		return;
+	presence_clean(dirfd);
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		rnd = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)reg << 16);
+	snprintf(tmp, sizeof(tmp), ".new-%ld-%016llx", (long)getpid(), (unsigned long long)rnd);
+	snprintf(name, sizeof(name), "%ld-%016llx", (long)getpid(), (unsigned long long)rnd);
+	if (fstat(dirfd, &before) < 0 || mkdirat(dirfd, tmp, 0700) < 0)
+		goto fail;
+	{
+		char lock[96];
+
+		snprintf(lock, sizeof(lock), "%s/lock", tmp);
+		lfd = openat(dirfd, lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
+	if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0 || renameat(dirfd, tmp, dirfd, name) < 0 ||
+	    fstat(dirfd, &after) < 0) {
+		char lock[96];
+
+		snprintf(lock, sizeof(lock), "%s/lock", tmp);
+		(void)unlinkat(dirfd, lock, 0);
+		(void)unlinkat(dirfd, tmp, AT_REMOVEDIR);
+		goto fail;
+	}
+	p->dirfd = dirfd;
+	p->lockfd = lfd;
+	p->entry = xstrdup(name);
+	/* our entry added one link (unless another process came or went
+	 * meanwhile, which only costs us the shortcut) */
+	p->counted = before.st_nlink >= 2 && after.st_nlink == before.st_nlink + 1;
+	return;
+fail:
+	if (lfd >= 0)
+		close(lfd);
+	close(dirfd);
+}
+
+static void
+presence_remove(struct presence *p)
+{
+	char lock[96];
+
+	if (p->dirfd < 0)
+		return;
+	snprintf(lock, sizeof(lock), "%s/lock", p->entry);
+	(void)unlinkat(p->dirfd, lock, 0);
+	(void)unlinkat(p->dirfd, p->entry, AT_REMOVEDIR);
+	close(p->lockfd);
+	close(p->dirfd);
+	free(p->entry);
+	p->dirfd = p->lockfd = -1;
+	p->entry = NULL;
+}
+
+/* Does no other process watch the notify files (struct presence)? */
+static bool
+presence_alone(const struct presence *p)
+{
+	struct stat sb;
+
+	return p->dirfd >= 0 && p->counted && fstat(p->dirfd, &sb) == 0 && sb.st_nlink == 3;
+}
+
 #define POLL_MS 250
 
 /*
@@ -297,6 +433,7 @@ storage_watch_registry_new(const struct roost_config *cfg)
 	pthread_mutex_init(&reg->lock, NULL);
 	pthread_mutex_init(&reg->echo_lock, NULL);
 	reg->ifd = -1;
+	reg->presence.dirfd = reg->presence.lockfd = -1;
 	reg->stop_pipe[0] = reg->stop_pipe[1] = -1;
 	reg->notify_dir = xmalloc(len);
 	snprintf(reg->notify_dir, len, "%s/notify", dir);
@@ -325,10 +462,14 @@ storage_watch_registry_new(const struct roost_config *cfg)
 	if (reg->ifd < 0)
 		log_info("event=notify_poll path=%s error=\"%s\" poll_ms=%d", reg->notify_dir,
 		         strerror(errno), POLL_MS);
+	/* after the inotify watch: a change written once our entry shows is
+	 * seen by it */
+	presence_add(reg);
 	if (pthread_create(&reg->thread, NULL, reg->ifd >= 0 ? notify_thread : poll_thread, reg) !=
 	    0) {
 		log_warn(
 		    "event=notify_error op=thread_start effect=\"no cross-process notification\"");
+		presence_remove(&reg->presence);
 		return reg;
 	}
 	reg->thread_running = true;
@@ -350,6 +491,7 @@ storage_watch_registry_free(struct watch_registry **regp)
 			log_warn("event=notify_error op=thread_stop error=\"%s\"", strerror(errno));
 		pthread_join(reg->thread, NULL);
 	}
+	presence_remove(&reg->presence);
 	if (reg->stop_pipe[0] >= 0) {
 		close(reg->stop_pipe[0]);
 		close(reg->stop_pipe[1]);
@@ -388,7 +530,8 @@ storage_notify_here(struct watch_registry *reg, uint64_t h, const char *user, co
 }
 
 /* Write to the user's notify file: other processes' inotify threads see
- * IN_CLOSE_WRITE, their pollers a new size (struct notify_stamp). */
+ * IN_CLOSE_WRITE, their pollers a new size (struct notify_stamp). Not
+ * when no other process watches (struct presence). */
 void
 storage_notify_others(struct watch_registry *reg, uint64_t h)
 {
@@ -396,6 +539,8 @@ storage_notify_others(struct watch_registry *reg, uint64_t h)
 	struct stat sb;
 	int fd;
 
+	if (presence_alone(&reg->presence))
+		return;
 	notify_path(reg, h, path, sizeof(path));
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {

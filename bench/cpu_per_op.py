@@ -258,6 +258,8 @@ def main():
     print("%-6s %-8s %-8s %10s %10s  %s" % ("binary", "backend", "unit", "cpu ms", "ctxsw",
                                             "cpu ms of each run"))
     for (v, b, s), vals in res.items():
+        if not vals:  # --runs 0: only the profiled run
+            continue
         print("%-6s %-8s %-8s %10.3f %10.1f  %s" % (v, b, s, statistics.median(vals),
                                                   statistics.median(ctx[(v, b, s)]),
                                                   " ".join("%.3f" % x for x in vals)))

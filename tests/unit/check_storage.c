@@ -2464,6 +2464,90 @@ START_TEST(watch_polled)
 }
 END_TEST
 
+/* Notify files in <dir>/notify (procs/ aside) and their sizes summed. */
+static size_t
+notify_files(off_t *bytes_r)
+{
+	char path[700];
+	DIR *d;
+	struct dirent *de;
+	size_t n = 0;
+
+	*bytes_r = 0;
+	snprintf(path, sizeof(path), "%s/notify", dir);
+	d = opendir(path);
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		struct stat sb;
+
+		if (de->d_name[0] == '.' || strcmp(de->d_name, "procs") == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &sb, 0) == 0) {
+			n++;
+			*bytes_r += sb.st_size;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * A store alone on its data directory writes no notify file: no other
+ * process watches (<notify>/procs/ holds its entry only), and the write's
+ * inotify echo woke its own thread for nothing. Once a second store (a
+ * process) is open, changes reach that store's watchers through the file
+ * again; after it closes, the first is alone once more. An entry a
+ * crashed process left (its lock free) goes when the next store opens.
+ */
+START_TEST(notify_file_only_for_other_watchers)
+{
+	struct storage *other;
+	struct storage_watch *w;
+	char procs[600], stale[700], lock[720];
+	struct stat sb;
+	off_t bytes, bytes2;
+	bool counted;
+	int fd;
+
+	setup_backend(_i);
+	append_simple("INBOX", 1);
+	snprintf(procs, sizeof(procs), "%s/notify/procs", dir);
+	ck_assert_int_eq(stat(procs, &sb), 0);
+	/* a file system that does not count subdirectories: always written */
+	counted = sb.st_nlink == 3;
+	if (counted)
+		ck_assert_uint_eq(notify_files(&bytes), 0);
+
+	snprintf(stale, sizeof(stale), "%s/1-crashed", procs);
+	snprintf(lock, sizeof(lock), "%s/lock", stale);
+	ck_assert_int_eq(mkdir(stale, 0700), 0);
+	fd = open(lock, O_WRONLY | O_CREAT, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(storage_open(&cfg, &other), 0);
+	ck_assert_int_ne(stat(stale, &sb), 0);
+
+	pthread_mutex_lock(&wlock);
+	woken = 0;
+	pthread_mutex_unlock(&wlock);
+	ck_assert_int_eq(storage_watch(other, USER, "INBOX", on_change, NULL, &w), 0);
+	append_simple("INBOX", 2);
+	ck_assert_uint_eq(notify_files(&bytes), 1);
+	ck_assert_msg(wait_woken(1, 60000), "the other store's watcher was not woken");
+	storage_unwatch(&w);
+	storage_close(&other);
+
+	append_simple("INBOX", 3);
+	ck_assert_uint_eq(notify_files(&bytes2), 1);
+	if (counted)
+		ck_assert_int_eq(bytes2, bytes);
+	else
+		ck_assert_int_gt(bytes2, bytes);
+	teardown_backend();
+}
+END_TEST
+
 /*
  * Another process grows the store (with LMDB: the map, past this
  * process's map size) while this one has it open; this one then reads
@@ -4451,6 +4535,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, watch, 0, n_backends);
 	tcase_add_loop_test(tc, watch_user, 0, n_backends);
 	tcase_add_loop_test(tc, watch_polled, 0, n_backends);
+	tcase_add_loop_test(tc, notify_file_only_for_other_watchers, 0, n_backends);
 	tcase_add_loop_test(tc, grown_by_other_process, 0, n_backends);
 
 	suite_add_tcase(s, tc);

@@ -139,6 +139,12 @@ struct md_folder {
 	size_t n_exp, cap_exp;
 
 	struct md_file_id uidlist_id, kw_id, index_id;
+	/* The folder's directory, checked at each md_sync() to be the one at
+	 * path (dir_dev, dir_ino) and else opened again (-1: none, use
+	 * paths): the stat calls of a sync walk one component, not eight. */
+	int dirfd;
+	dev_t dir_dev;
+	ino_t dir_ino;
 	struct md_dir_stamp new_stamp, cur_stamp;
 	bool dirs_clean;       /* stamps above are safe to trust */
 	bool dirs_by_watch;    /* ...only while watch_ok (a scan too soon after
@@ -205,6 +211,9 @@ int md_write_file(struct md_storage *ms, const char *dir, const char *name, cons
                   size_t len, bool do_fsync);
 int md_read_file(const char *path, size_t max, char **data_r, size_t *len_r);
 int md_file_id_get(const char *path, struct md_file_id *id_r);
+/* md_file_id_get of f's file name (path is its full path), relative to
+ * f->dirfd when md_sync() has one for this operation. */
+int md_file_id_at(struct md_folder *f, const char *name, const char *path, struct md_file_id *id_r);
 bool md_file_id_eq(const struct md_file_id *a, const struct md_file_id *b);
 int md_rm_rf(const char *path);
 void md_unique_base(struct md_storage *ms, uint64_t size, char *out, size_t outlen);

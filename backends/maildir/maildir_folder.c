@@ -65,6 +65,7 @@ md_folder_alloc(struct md_storage *ms, const char *path)
 	f->path = xstrdup(path);
 	f->cache_fd = -1;
 	f->quota_fd = -1;
+	f->dirfd = -1;
 	f->nextuid = 1;
 	f->recent_uid = 1;
 	f->tmp_cleaned = false;
@@ -80,6 +81,8 @@ md_folder_destroy(struct md_folder *f)
 
 	if (f->quota_fd >= 0)
 		close(f->quota_fd);
+	if (f->dirfd >= 0)
+		close(f->dirfd);
 	md_folder_reset(f);
 	md_uidlist_lock_forget(f);
 	for (i = 0; i < MD_MAX_KEYWORDS; i++)

@@ -216,7 +216,7 @@ md_index_read(struct md_folder *f)
 	size_t len, off;
 	int err;
 
-	err = md_file_id_get(path, &id);
+	err = md_file_id_at(f, INDEX, path, &id);
 	if (err < 0)
 		goto out;
 	if (f->index_loaded && md_file_id_eq(&id, &f->index_id))

@@ -51,7 +51,7 @@ md_keywords_read(struct md_folder *f)
 	size_t len, i;
 	int err;
 
-	err = md_file_id_get(path, &id);
+	err = md_file_id_at(f, KEYWORDS, path, &id);
 	if (err < 0)
 		goto out;
 	if (f->loaded && md_file_id_eq(&id, &f->kw_id))

@@ -102,16 +102,19 @@ scan_dir(struct md_folder *f, struct scan *s, const char *sub)
 static int
 dir_stamp(struct md_folder *f, const char *sub, struct md_dir_stamp *ds_r)
 {
-	char *path = md_path(f->path, sub);
 	struct stat stb;
 
-	if (stat(path, &stb) < 0) {
-		int err = md_errno_to_err(errno);
+	if (f->dirfd >= 0) {
+		if (fstatat(f->dirfd, sub, &stb, 0) < 0)
+			return md_errno_to_err(errno);
+	} else {
+		char *path = md_path(f->path, sub);
+		int err = stat(path, &stb) < 0 ? md_errno_to_err(errno) : 0;
 
 		free(path);
-		return err;
+		if (err < 0)
+			return err;
 	}
-	free(path);
 	ds_r->mtime = stb.st_mtim;
 	ds_r->ino = stb.st_ino;
 	return 0;
@@ -519,6 +522,37 @@ uidlist_missing(struct md_folder *f)
 	return 0;
 }
 
+/*
+ * Make f->dirfd the directory now at f->path, for the stat calls of this
+ * operation (f->mutex held). The folder may have been removed, renamed or
+ * made again by anyone since the last operation; comparing the inode of
+ * what the path names with the one the descriptor holds tells (that inode
+ * cannot be reused while we hold it open). Without a descriptor, paths.
+ */
+static void
+dirfd_check(struct md_folder *f)
+{
+	struct stat stb;
+
+	if (stat(f->path, &stb) == 0 && f->dirfd >= 0 && stb.st_ino == f->dir_ino &&
+	    stb.st_dev == f->dir_dev)
+		return;
+	if (f->dirfd >= 0) {
+		close(f->dirfd);
+		f->dirfd = -1;
+	}
+	f->dirfd = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (f->dirfd < 0)
+		return;
+	if (fstat(f->dirfd, &stb) < 0) {
+		close(f->dirfd);
+		f->dirfd = -1;
+		return;
+	}
+	f->dir_dev = stb.st_dev;
+	f->dir_ino = stb.st_ino;
+}
+
 int
 md_sync(struct md_folder *f, int mode)
 {
@@ -526,6 +560,7 @@ md_sync(struct md_folder *f, int mode)
 	struct md_file_id kw_before;
 	int err;
 
+	dirfd_check(f);
 	if (!f->tmp_cleaned)
 		tmp_clean(f);
 again:

@@ -413,7 +413,7 @@ md_uidlist_read(struct md_folder *f)
 	const char *nl;
 	int err, rebuilt = 0;
 
-	err = md_file_id_get(path, &id);
+	err = md_file_id_at(f, UIDLIST, path, &id);
 	if (err < 0)
 		goto out;
 	if (!id.exists) {

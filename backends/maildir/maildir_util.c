@@ -199,6 +199,27 @@ md_file_id_get(const char *path, struct md_file_id *id_r)
 	return 0;
 }
 
+int
+md_file_id_at(struct md_folder *f, const char *name, const char *path, struct md_file_id *id_r)
+{
+	struct stat stb;
+
+	if (f->dirfd < 0)
+		return md_file_id_get(path, id_r);
+	memset(id_r, 0, sizeof(*id_r));
+	if (fstatat(f->dirfd, name, &stb, 0) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return md_errno_to_err(errno);
+	}
+	id_r->exists = true;
+	id_r->dev = stb.st_dev;
+	id_r->ino = stb.st_ino;
+	id_r->size = stb.st_size;
+	id_r->mtime = stb.st_mtim;
+	return 0;
+}
+
 bool
 md_file_id_eq(const struct md_file_id *a, const struct md_file_id *b)
 {

@@ -946,6 +946,27 @@ START_TEST(closed_folder_keeps_watch)
 	free(recs);
 	mailbox_close(&mb);
 
+	/* the same with a folder's own directory (which a sync reaches
+	 * through a descriptor kept open): renamed away, another made in
+	 * its place with two messages */
+	ck_assert_int_eq(storage_create(pst, USER, "Sub", 0), 0);
+	ck_assert_int_eq(mailbox_open(pst, USER, "Sub", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_append(mb, &in, &uid), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 1);
+	free(recs);
+	mailbox_close(&mb);
+	snprintf(cmd, sizeof(cmd),
+	         "cd '%s' && mv .Sub .Gone && mkdir .Sub .Sub/cur .Sub/new .Sub/tmp", udir);
+	ck_assert_int_eq(system(cmd), 0);
+	put_file(".Sub/cur/1700000002.P1Q1.mutt:2,S", "Subject: a\r\n\r\n");
+	put_file(".Sub/new/1700000003.P2Q2.mutt", "Subject: b\r\n\r\n");
+	ck_assert_int_eq(mailbox_open(pst, USER, "Sub", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &ms), 0);
+	ck_assert_uint_eq(n, 2);
+	free(recs);
+	mailbox_close(&mb);
+
 	storage_close(&pst);
 	config_free(&c);
 	free(uidlist);

@@ -57,6 +57,7 @@ struct ev {
 	bool is_new;
 	bool appeared; /* created or moved in */
 	bool overflow;
+	bool gone; /* new/ or cur/ went away (the watch with it) */
 	char *name;
 };
 
@@ -76,6 +77,7 @@ ev_add(struct evlist *l, struct md_folder *f, bool is_new, bool appeared, const 
 	l->v[l->n].is_new = is_new;
 	l->v[l->n].appeared = appeared;
 	l->v[l->n].overflow = name == NULL;
+	l->v[l->n].gone = false;
 	l->v[l->n].name = name != NULL ? xstrdup(name) : NULL;
 	l->n++;
 }
@@ -135,6 +137,7 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 					unwatch_locked(w, f);
 					f->refs++;
 					ev_add(l, f, true, true, NULL);
+					l->v[l->n - 1].gone = true;
 				} else if (e->len > 0 && e->name[0] != '.') {
 					w->v[i].f->refs++;
 					ev_add(l, w->v[i].f, w->v[i].is_new,
@@ -154,6 +157,8 @@ known(struct md_folder *f, struct base_map *map, const struct ev *e)
 {
 	struct md_rec *r;
 
+	if (e->gone) /* only a folder made again at the path is news */
+		return !md_folder_exists(f->path);
 	if (e->overflow)
 		return false;
 	r = md_map_find(map, f, e->name, strcspn(e->name, ":"));

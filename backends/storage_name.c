@@ -153,3 +153,32 @@ storage_uids_check(const uint32_t *uids, size_t n)
 	}
 	return 0;
 }
+
+bool
+storage_name_is_child(const char *name, const char *parent)
+{
+	size_t pl = strlen(parent);
+
+	return strncmp(name, parent, pl) == 0 && name[pl] == '/';
+}
+
+int
+storage_name_parents(const char *name, int (*fn)(const char *parent, void *arg), void *arg)
+{
+	char buf[STORAGE_MAX_NAME + 1];
+	size_t len = strlen(name);
+	int rc;
+
+	if (len > STORAGE_MAX_NAME)
+		return ROOST_EINVAL;
+	memcpy(buf, name, len + 1);
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] != '/')
+			continue;
+		buf[i] = '\0';
+		if ((rc = fn(buf, arg)) != 0)
+			return rc;
+		buf[i] = '/';
+	}
+	return 0;
+}

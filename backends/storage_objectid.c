@@ -4,6 +4,8 @@
  * random id needs no shared counter between processes or nodes), or a
  * digest of what identifies a message that predates ids.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -53,4 +55,13 @@ storage_mailboxid_set(char *mailboxid, const char *id)
 	if (n == 0)
 		mailboxid[n++] = '0';
 	mailboxid[n] = '\0';
+}
+
+void
+storage_mailboxid_from_id(char *mailboxid, uint64_t id, uint32_t uidvalidity)
+{
+	char mid[STORAGE_MAILBOXID_MAX + 1];
+
+	snprintf(mid, sizeof(mid), "%016" PRIx64 "%08" PRIx32, id, uidvalidity);
+	storage_mailboxid_set(mailboxid, mid);
 }

@@ -3,7 +3,6 @@
  */
 
 #include <openssl/evp.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,38 +70,30 @@ user_scan(MDB_txn *txn, MDB_dbi dbi, const char *user, size_t skip, struct namel
 	return 0;
 }
 
-static bool
-is_child(const char *name, const char *parent)
-{
-	size_t pl = strlen(parent);
+struct parent_arg {
+	struct lmdb_w *w;
+	const char *user;
+};
 
-	return strncmp(name, parent, pl) == 0 && name[pl] == '/';
+static int
+create_parent(const char *parent, void *arg)
+{
+	struct parent_arg *a = arg;
+	uint64_t id;
+	int rc = lmdb_mbox_id(a->w->txn, a->w->sh, a->user, parent, &id);
+
+	if (rc == ROOST_ENOTFOUND)
+		rc = lmdb_mbox_create_one(a->w, a->user, parent, 0, NULL);
+	return rc;
 }
 
 /* Create the missing parents of name ("a/b/c": "a", "a/b"). */
 static int
 create_parents(struct lmdb_w *w, const char *user, const char *name)
 {
-	char buf[STORAGE_MAX_NAME + 1];
-	size_t len = strlen(name);
-	uint64_t id;
-	int rc;
+	struct parent_arg a = {.w = w, .user = user};
 
-	if (len > STORAGE_MAX_NAME)
-		return ROOST_EINVAL;
-	memcpy(buf, name, len + 1);
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] != '/')
-			continue;
-		buf[i] = '\0';
-		rc = lmdb_mbox_id(w->txn, w->sh, user, buf, &id);
-		if (rc == ROOST_ENOTFOUND)
-			rc = lmdb_mbox_create_one(w, user, buf, 0, NULL);
-		if (rc != 0)
-			return rc;
-		buf[i] = '/';
-	}
-	return 0;
+	return storage_name_parents(name, create_parent, &a);
 }
 
 struct mbox_arg {
@@ -187,7 +178,7 @@ w_delete(struct lmdb_w *w, void *arg)
 	if ((rc = user_scan(w->txn, w->sh->names, a->user, 8, &nl)) != 0)
 		return rc;
 	for (size_t i = 0; i < nl.n && !children; i++)
-		children = is_child(nl.names[i], a->name);
+		children = storage_name_is_child(nl.names[i], a->name);
 	namelist_free(&nl);
 	if (children && rec.noselect)
 		return ROOST_EPERM; /* RFC 3501 6.3.4 */
@@ -253,7 +244,8 @@ w_rename(struct lmdb_w *w, void *arg)
 		char nn[STORAGE_MAX_NAME + 1];
 		uint64_t other;
 
-		if (strcmp(nl.names[i], a->name) != 0 && !is_child(nl.names[i], a->name))
+		if (strcmp(nl.names[i], a->name) != 0 &&
+		    !storage_name_is_child(nl.names[i], a->name))
 			continue;
 		if (tlen + strlen(nl.names[i]) - flen > STORAGE_MAX_NAME) {
 			rc = ROOST_ETOOBIG;
@@ -271,7 +263,8 @@ w_rename(struct lmdb_w *w, void *arg)
 	for (size_t i = 0; i < nl.n; i++) {
 		char nn[STORAGE_MAX_NAME + 1];
 
-		if (strcmp(nl.names[i], a->name) != 0 && !is_child(nl.names[i], a->name))
+		if (strcmp(nl.names[i], a->name) != 0 &&
+		    !storage_name_is_child(nl.names[i], a->name))
 			continue;
 		snprintf(nn, sizeof(nn), "%s%s", a->to, nl.names[i] + flen);
 		if ((rc = lmdb_names_del(w, a->user, nl.names[i])) != 0 ||
@@ -319,19 +312,6 @@ lmdb_op_subscribe(struct storage *st, const char *user, const char *name, bool o
 	return lmdb_write(lmdb_st_shard(st, user), w_subscribe, &a);
 }
 
-static int
-info_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct mailbox_info *)a)->name,
-	              ((const struct mailbox_info *)b)->name);
-}
-
-static int
-str_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int
 lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r, size_t *n_r)
 {
@@ -367,45 +347,7 @@ lmdb_op_list(struct storage *st, const char *user, struct mailbox_info **list_r,
 		n++;
 	}
 	lmdb_rtxn_end(sh, txn);
-	if (n > 1)
-		qsort(list, n, sizeof(*list), info_cmp);
-	if (subs.n > 1)
-		qsort(subs.names, subs.n, sizeof(*subs.names), str_cmp);
-
-	/* Children: names below "x/" sort right after "x/" itself. */
-	for (size_t i = 0; i < n; i++) {
-		size_t lo = i + 1;
-		bool kids = lo < n && is_child(list[lo].name, list[i].name);
-
-		/* "x-y" sorts between "x" and "x/"; skip past such names. */
-		for (size_t j = lo; !kids && j < n; j++) {
-			if (strncmp(list[j].name, list[i].name, strlen(list[i].name)) != 0)
-				break;
-			kids = is_child(list[j].name, list[i].name);
-		}
-		list[i].attrs |= kids ? MBOX_HASCHILDREN : MBOX_HASNOCHILDREN;
-	}
-	/* Subscriptions, marking absent ones \NonExistent. */
-	{
-		size_t real = n;
-
-		for (size_t s = 0; s < subs.n; s++) {
-			struct mailbox_info key = {.name = subs.names[s]};
-			struct mailbox_info *hit =
-			    bsearch(&key, list, real, sizeof(*list), info_cmp);
-
-			if (hit != NULL) {
-				hit->attrs |= MBOX_SUBSCRIBED;
-				continue;
-			}
-			list[n].name = subs.names[s];
-			subs.names[s] = NULL;
-			list[n].attrs = MBOX_SUBSCRIBED | MBOX_NONEXISTENT;
-			n++;
-		}
-		if (n > real)
-			qsort(list, n, sizeof(*list), info_cmp);
-	}
+	n = storage_list_finish(list, n, (const char *const *)subs.names, subs.n);
 	namelist_free(&boxes);
 	namelist_free(&subs);
 	*list_r = list;
@@ -453,14 +395,8 @@ lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct 
 	s->highestmodseq = rec->highestmodseq;
 	s->size = rec->size;
 	s->recent = rec->recent;
-	{
-		char mid[STORAGE_MAILBOXID_MAX + 1];
-
-		/* the id is never reused in the environment; UIDVALIDITY
-		 * tells this store's mailbox from one of a store made anew */
-		snprintf(mid, sizeof(mid), "%016" PRIx64 "%08" PRIx32, id, rec->uidvalidity);
-		storage_mailboxid_set(s->mailboxid, mid);
-	}
+	/* the id is never reused in the environment */
+	storage_mailboxid_from_id(s->mailboxid, id, rec->uidvalidity);
 	if ((rc = recent_claimed(txn, sh, id, rec, &s->recent)) != 0)
 		return rc;
 	if (rec->unseen == 0)

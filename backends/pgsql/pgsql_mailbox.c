@@ -4,7 +4,6 @@
  * mailbox. The store itself (open, close, the ops table) is in
  * pgsql_storage.c.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,27 +113,27 @@ create_one(struct pg_txn *t, int64_t uid, const char *name, unsigned special_use
 	return rc;
 }
 
+struct parent_arg {
+	struct pg_txn *t;
+	int64_t uid;
+};
+
+static int
+create_parent(const char *parent, void *arg)
+{
+	struct parent_arg *a = arg;
+	int rc = create_one(a->t, a->uid, parent, 0);
+
+	return rc == ROOST_EEXISTS ? 0 : rc;
+}
+
 /* The missing parents of name ("a/b/c": "a", "a/b"). */
 static int
 create_parents(struct pg_txn *t, int64_t uid, const char *name)
 {
-	char buf[STORAGE_MAX_NAME + 1];
-	size_t len = strlen(name);
-	int rc;
+	struct parent_arg a = {.t = t, .uid = uid};
 
-	if (len > STORAGE_MAX_NAME)
-		return ROOST_EINVAL;
-	memcpy(buf, name, len + 1);
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] != '/')
-			continue;
-		buf[i] = '\0';
-		rc = create_one(t, uid, buf, 0);
-		if (rc != 0 && rc != ROOST_EEXISTS)
-			return rc;
-		buf[i] = '/';
-	}
-	return 0;
+	return storage_name_parents(name, create_parent, &a);
 }
 
 /* ---- user_init, create, delete ---- */
@@ -393,21 +392,6 @@ struct list_arg {
 	size_t n;
 };
 
-static int
-info_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct mailbox_info *)a)->name,
-	              ((const struct mailbox_info *)b)->name);
-}
-
-static bool
-is_child(const char *name, const char *parent)
-{
-	size_t pl = strlen(parent);
-
-	return strncmp(name, parent, pl) == 0 && name[pl] == '/';
-}
-
 static void
 list_reset(struct list_arg *a)
 {
@@ -422,7 +406,8 @@ t_list(struct pg_txn *t, void *arg)
 	struct list_arg *a = arg;
 	struct pg_params p = {.n = 0};
 	PGresult *boxes, *subs;
-	size_t n = 0, real;
+	const char **names;
+	size_t n = 0;
 	int rc;
 
 	list_reset(a);
@@ -449,37 +434,11 @@ t_list(struct pg_txn *t, void *arg)
 			a->list[n].attrs |= MBOX_NOSELECT;
 		n++;
 	}
-	a->n = n;
-	if (n > 1)
-		qsort(a->list, n, sizeof(*a->list), info_cmp);
-	/* Children: names below "x/" sort after "x", maybe past "x-y". */
-	for (size_t i = 0; i < n; i++) {
-		bool kids = false;
-		size_t pl = strlen(a->list[i].name);
-
-		for (size_t j = i + 1; !kids && j < n; j++) {
-			if (strncmp(a->list[j].name, a->list[i].name, pl) != 0)
-				break;
-			kids = is_child(a->list[j].name, a->list[i].name);
-		}
-		a->list[i].attrs |= kids ? MBOX_HASCHILDREN : MBOX_HASNOCHILDREN;
-	}
-	real = n;
-	for (int s = 0; s < PQntuples(subs); s++) {
-		struct mailbox_info key = {.name = PQgetvalue(subs, s, 0)};
-		struct mailbox_info *hit = bsearch(&key, a->list, real, sizeof(*a->list), info_cmp);
-
-		if (hit != NULL) {
-			hit->attrs |= MBOX_SUBSCRIBED;
-			continue;
-		}
-		a->list[n].name = xstrdup(key.name);
-		a->list[n].attrs = MBOX_SUBSCRIBED | MBOX_NONEXISTENT;
-		n++;
-	}
-	a->n = n;
-	if (n > real)
-		qsort(a->list, n, sizeof(*a->list), info_cmp);
+	names = xcalloc((size_t)PQntuples(subs) + 1, sizeof(*names));
+	for (int i = 0; i < PQntuples(subs); i++)
+		names[i] = PQgetvalue(subs, i, 0);
+	a->n = storage_list_finish(a->list, n, names, (size_t)PQntuples(subs));
+	free(names);
 	PQclear(boxes);
 	PQclear(subs);
 	return 0;
@@ -585,15 +544,8 @@ pg_status_fill(struct pg_txn *t, int64_t id, struct mailbox_status *s)
 	s->recent = (uint32_t)pg_int(res, 0, 5);
 	s->size = (uint64_t)pg_int(res, 0, 6);
 	s->first_unseen_uid = (uint32_t)pg_int(res, 0, 7);
-	{
-		char mid[STORAGE_MAILBOXID_MAX + 1];
-
-		/* the row's id is never reused; UIDVALIDITY tells a mailbox
-		 * of this database from one of a database made anew */
-		snprintf(mid, sizeof(mid), "%016" PRIx64 "%08" PRIx32, (uint64_t)id,
-		         s->uidvalidity);
-		storage_mailboxid_set(s->mailboxid, mid);
-	}
+	/* the row's id is never reused */
+	storage_mailboxid_from_id(s->mailboxid, (uint64_t)id, s->uidvalidity);
 	PQclear(res);
 	return 0;
 }

@@ -169,6 +169,26 @@ uint64_t storage_derived_emailid(const void *data, size_t len);
  * "0" when nothing is left. */
 void storage_mailboxid_set(char *mailboxid, const char *id);
 
+/* storage_mailboxid_set() of a row id the store never reuses and the
+ * mailbox's UIDVALIDITY, which tells its mailbox from one of a store made
+ * anew: "%016x%08x". */
+void storage_mailboxid_from_id(char *mailboxid, uint64_t id, uint32_t uidvalidity);
+
+/* Whether name lies below parent ("a/b" and "a/b/c" below "a"). */
+bool storage_name_is_child(const char *name, const char *parent);
+/* Call fn(parent, arg) for each parent of name, outermost first ("a",
+ * then "a/b", of "a/b/c"), up to the first that returns nonzero, and
+ * return that; ROOST_EINVAL for a name longer than STORAGE_MAX_NAME. */
+int storage_name_parents(const char *name, int (*fn)(const char *parent, void *arg), void *arg);
+/* Finish a backend's list (storage_ops.list): list[0..n) are its
+ * mailboxes (names owned, attrs holding MBOX_NOSELECT and special-use
+ * bits) with room for n_subs more. Sorts them by name, marks each
+ * \HasChildren or \HasNoChildren and \Subscribed when subs[0..n_subs)
+ * names it, and adds a copy of every subscribed name no mailbox has as
+ * \Subscribed \NonExistent. Returns the new count. */
+size_t storage_list_finish(struct mailbox_info *list, size_t n, const char *const *subs,
+                           size_t n_subs);
+
 /* Backends in this build (backends/lmdb, backends/maildir, backends/pgsql). */
 extern const struct storage_ops storage_lmdb_ops;
 extern const struct storage_ops storage_maildir_ops;

@@ -419,6 +419,23 @@ jmap_id_repeat(json_t *seen, const char *id)
 	return false;
 }
 
+void
+jmap_get_reply(struct jmap_req *r, const char *method, const char *state, json_t *list,
+               json_t *not_found, const char *tag)
+{
+	struct buf st = BUF_INIT(0);
+
+	if (state == NULL) {
+		jmap_state(r, &st);
+		state = buf_cstr(&st);
+	}
+	jmap_reply(r, method,
+	           json_pack("{sssssoso}", "accountId", r->account, "state", state, "list", list,
+	                     "notFound", not_found),
+	           tag);
+	buf_free(&st);
+}
+
 const char *
 jmap_resolve_id(struct jmap_req *r, const char *id)
 {

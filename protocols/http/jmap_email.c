@@ -96,7 +96,6 @@ jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 	json_t *ids, *props = json_object_get(args, "properties");
 	struct jmap_mbc_set set = {0};
 	json_t *list, *not_found, *v, *seen;
-	struct buf st = BUF_INIT(0);
 	size_t i;
 
 	/* All of them (ids null) only when few: clients are expected to query. */
@@ -133,10 +132,5 @@ jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 	}
 	json_decref(seen);
 	jmap_mbc_free(&set);
-	jmap_state(r, &st);
-	jmap_reply(r, "Email/get",
-	           json_pack("{sssssoso}", "accountId", r->account, "state", (char *)st.data,
-	                     "list", list, "notFound", not_found),
-	           tag);
-	buf_free(&st);
+	jmap_get_reply(r, "Email/get", NULL, list, not_found, tag);
 }

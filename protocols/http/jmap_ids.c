@@ -48,14 +48,14 @@ jmap_elocs_reset(struct jmap_req *r)
 	r->elocs_loaded = false;
 }
 
-static int
-elocs_load(struct jmap_req *r)
+int
+jmap_each_records(struct jmap_req *r,
+                  void (*fn)(struct jmap_req *r, size_t i, struct mailbox *mb,
+                             const struct msg_record *recs, size_t n, void *arg),
+                  void *arg)
 {
-	size_t cap = 0;
 	int rc;
 
-	if (r->elocs_loaded)
-		return 0;
 	if ((rc = jmap_mailboxes(r)) != 0)
 		return rc;
 	for (size_t i = 0; i < r->n_mboxes; i++) {
@@ -68,21 +68,44 @@ elocs_load(struct jmap_req *r)
 		if (mailbox_open(r->store, r->user, r->mboxes[i].name, MAILBOX_READONLY, &mb) != 0)
 			continue;
 		if (mailbox_records(mb, &recs, &n, &ms) == 0) {
-			if (r->n_elocs + n > cap) {
-				cap = (r->n_elocs + n) * 2 + 16;
-				r->elocs = xreallocarray(r->elocs, cap, sizeof(*r->elocs));
-			}
-			for (size_t k = 0; k < n; k++) {
-				struct jmap_eloc *e = &r->elocs[r->n_elocs++];
-
-				e->emailid = recs[k].emailid;
-				e->mbox = (uint32_t)i;
-				e->uid = recs[k].uid;
-			}
+			fn(r, i, mb, recs, n, arg);
 			free(recs);
 		}
 		mailbox_close(&mb);
 	}
+	return 0;
+}
+
+/* The locations of mailbox i's records; arg is the capacity of r->elocs. */
+static void
+elocs_add(struct jmap_req *r, size_t i, struct mailbox *mb, const struct msg_record *recs, size_t n,
+          void *arg)
+{
+	size_t *cap = arg;
+
+	if (r->n_elocs + n > *cap) {
+		*cap = (r->n_elocs + n) * 2 + 16;
+		r->elocs = xreallocarray(r->elocs, *cap, sizeof(*r->elocs));
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct jmap_eloc *e = &r->elocs[r->n_elocs++];
+
+		e->emailid = recs[k].emailid;
+		e->mbox = (uint32_t)i;
+		e->uid = recs[k].uid;
+	}
+}
+
+static int
+elocs_load(struct jmap_req *r)
+{
+	size_t cap = 0;
+	int rc;
+
+	if (r->elocs_loaded)
+		return 0;
+	if ((rc = jmap_each_records(r, elocs_add, &cap)) != 0)
+		return rc;
 	if (r->n_elocs > 1)
 		qsort(r->elocs, r->n_elocs, sizeof(*r->elocs), eloc_cmp);
 	r->elocs_loaded = true;
@@ -109,9 +132,8 @@ eloc_first(struct jmap_req *r, uint64_t emailid)
 	return lo < r->n_elocs && r->elocs[lo].emailid == emailid ? &r->elocs[lo] : NULL;
 }
 
-/* The EMAILID of an id with letter kind, 0 when malformed. */
-static uint64_t
-id_value(const char *id, char kind)
+uint64_t
+jmap_id_value(const char *id, char kind)
 {
 	uint64_t v = 0;
 
@@ -132,7 +154,7 @@ bool
 jmap_email_parse(struct jmap_req *r, char kind, const char *id, const struct jmap_mbox **mb_r,
                  uint32_t *uid_r)
 {
-	const struct jmap_eloc *e = eloc_first(r, id_value(id, kind));
+	const struct jmap_eloc *e = eloc_first(r, jmap_id_value(id, kind));
 
 	*mb_r = NULL;
 	if (e == NULL)
@@ -146,7 +168,7 @@ size_t
 jmap_email_locate(struct jmap_req *r, const char *id, const struct jmap_mbox **mbs, uint32_t *uids,
                   size_t max)
 {
-	uint64_t v = id_value(id, 'E');
+	uint64_t v = jmap_id_value(id, 'E');
 	const struct jmap_eloc *e = eloc_first(r, v);
 	size_t n = 0;
 

@@ -191,6 +191,10 @@ bool jmap_check_id_list(struct jmap_req *r, json_t *args, const char *name, size
 /* Was id met before in this /get (RFC 8620 5.1: an id asked twice is
  * answered once)? seen is the call's object of ids, owned by the caller. */
 bool jmap_id_repeat(json_t *seen, const char *id);
+/* The response of a /get (RFC 8620 5.1): accountId, state (the account's,
+ * jmap_state(), when NULL), list and notFound, both taken. */
+void jmap_get_reply(struct jmap_req *r, const char *method, const char *state, json_t *list,
+                    json_t *not_found, const char *tag);
 /* An id that may be "#creationId": the id it was created as, or NULL. */
 const char *jmap_resolve_id(struct jmap_req *r, const char *id);
 /* The mailboxes with their status, (re)loaded as needed. 0 or an error. */
@@ -257,6 +261,16 @@ uint64_t jmap_emailid_at(struct jmap_req *r, const struct jmap_mbox *m, uint32_t
 json_t *jmap_email_mailbox_ids(struct jmap_req *r, uint64_t emailid, const struct jmap_mbox *m);
 /* Drop the locations (with the mailbox list). */
 void jmap_elocs_reset(struct jmap_req *r);
+/* The EMAILID of an id with letter kind ("E", "T", "B"), 0 when malformed. */
+uint64_t jmap_id_value(const char *id, char kind);
+/* Call fn(r, i, mb, recs, n, arg) with the records of each mailbox
+ * r->mboxes[i] of the account, open read-only (one gone meanwhile holds
+ * nothing): what the indexes of one request (Email locations, threads)
+ * are read from. 0, or jmap_mailboxes()'s error. */
+int jmap_each_records(struct jmap_req *r,
+                      void (*fn)(struct jmap_req *r, size_t i, struct mailbox *mb,
+                                 const struct msg_record *recs, size_t n, void *arg),
+                      void *arg);
 /* A keyword of JMAP to a system flag (0 when it is none) and back. */
 uint32_t jmap_keyword_flag(const char *kw);
 

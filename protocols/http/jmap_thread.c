@@ -171,6 +171,29 @@ jmap_threads_reset(struct jmap_req *r)
 	r->tlocs_loaded = false;
 }
 
+/* The locations of mailbox i's records with their THREADIDs; arg is the
+ * capacity of r->tlocs. */
+static void
+tlocs_add(struct jmap_req *r, size_t i, struct mailbox *mb, const struct msg_record *recs, size_t n,
+          void *arg)
+{
+	size_t *cap = arg;
+
+	if (r->n_tlocs + n > *cap) {
+		*cap = (r->n_tlocs + n) * 2 + 16;
+		r->tlocs = xreallocarray(r->tlocs, *cap, sizeof(*r->tlocs));
+	}
+	for (size_t j = 0; j < n; j++) {
+		struct jmap_tloc *t = &r->tlocs[r->n_tlocs++];
+
+		t->threadid = jmap_thread_read(r, &r->mboxes[i], mb, &recs[j]);
+		t->emailid = recs[j].emailid;
+		t->date = recs[j].internal_date;
+		t->mbox = (uint32_t)i;
+		t->uid = recs[j].uid;
+	}
+}
+
 int
 jmap_threads_load(struct jmap_req *r)
 {
@@ -179,35 +202,8 @@ jmap_threads_load(struct jmap_req *r)
 
 	if (r->tlocs_loaded)
 		return 0;
-	if ((rc = jmap_mailboxes(r)) != 0)
+	if ((rc = jmap_each_records(r, tlocs_add, &cap)) != 0)
 		return rc;
-	for (size_t i = 0; i < r->n_mboxes; i++) {
-		struct mailbox *mb = NULL;
-		struct msg_record *recs = NULL;
-		size_t n = 0;
-		uint64_t ms;
-
-		/* a mailbox gone meanwhile holds nothing */
-		if (mailbox_open(r->store, r->user, r->mboxes[i].name, MAILBOX_READONLY, &mb) != 0)
-			continue;
-		if (mailbox_records(mb, &recs, &n, &ms) == 0) {
-			if (r->n_tlocs + n > cap) {
-				cap = (r->n_tlocs + n) * 2 + 16;
-				r->tlocs = xreallocarray(r->tlocs, cap, sizeof(*r->tlocs));
-			}
-			for (size_t j = 0; j < n; j++) {
-				struct jmap_tloc *t = &r->tlocs[r->n_tlocs++];
-
-				t->threadid = jmap_thread_read(r, &r->mboxes[i], mb, &recs[j]);
-				t->emailid = recs[j].emailid;
-				t->date = recs[j].internal_date;
-				t->mbox = (uint32_t)i;
-				t->uid = recs[j].uid;
-			}
-			free(recs);
-		}
-		mailbox_close(&mb);
-	}
 	/* an Email in several mailboxes (IMAP COPY keeps the EMAILID) is
 	 * one member: keep its first location */
 	all = r->n_tlocs;
@@ -282,30 +278,10 @@ jmap_thread_of_email(struct jmap_req *r, uint64_t emailid)
 	return hit != NULL ? hit->threadid : 0;
 }
 
-/* The value of a "T" id, 0 when malformed. */
-static uint64_t
-thread_value(const char *id)
-{
-	uint64_t v = 0;
-
-	if (id == NULL || strlen(id) != JMAP_ID_LEN || id[0] != 'T')
-		return 0;
-	for (size_t i = 1; i < JMAP_ID_LEN; i++) {
-		char c = id[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-
-		if (d < 0)
-			return 0;
-		v = v << 4 | (uint64_t)d;
-	}
-	return v;
-}
-
 void
 jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag)
 {
 	json_t *ids, *list, *not_found, *v, *seen;
-	struct buf st = BUF_INIT(0);
 	size_t i;
 
 	/* ids null (all threads) is as large as the account */
@@ -319,7 +295,7 @@ jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag)
 	json_array_foreach(ids, i, v)
 	{
 		const char *id = json_string_value(v);
-		uint64_t t = thread_value(id);
+		uint64_t t = jmap_id_value(id, 'T');
 		const struct jmap_tloc *first;
 		size_t n;
 		json_t *emails;
@@ -342,10 +318,5 @@ jmap_thread_get(struct jmap_req *r, json_t *args, const char *tag)
 		json_array_append_new(list, json_pack("{ssso}", "id", id, "emailIds", emails));
 	}
 	json_decref(seen);
-	jmap_state(r, &st);
-	jmap_reply(r, "Thread/get",
-	           json_pack("{sssssoso}", "accountId", r->account, "state", (char *)st.data,
-	                     "list", list, "notFound", not_found),
-	           tag);
-	buf_free(&st);
+	jmap_get_reply(r, "Thread/get", NULL, list, not_found, tag);
 }

@@ -151,28 +151,47 @@ START_TEST(resolve)
 }
 END_TEST
 
-START_TEST(expand)
+/* The backend set up with an aliases file of text, loaded into sv;
+ * aliases_teardown() drops both. */
+static struct aliases *
+aliases_setup(const char *text)
 {
-	struct delivery_dest *d = NULL;
+	static char path[300];
 	struct aliases *al = NULL;
-	char path[300], err[256];
-	size_t n = 0;
+	char err[256];
 	FILE *f;
 
 	setup_backend(0);
 	snprintf(path, sizeof(path), "%s/aliases", dir);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
-	fputs("team: alice, bob@example.org, alice\n"
-	      "fwd: dave@elsewhere.net, team\n"
-	      "carol: carol, fwd\n"
-	      "a1: a2\na2: a3\na3: a4\na4: a5\na5: a6\na6: a7\na7: a8\na8: a9\na9: alice\n"
-	      "loop: loop2\nloop2: loop\n",
-	      f);
+	fputs(text, f);
 	fclose(f);
 	cfg.smtp_aliases = path;
 	ck_assert_int_eq(aliases_load(&cfg, &al, err, sizeof(err)), 0);
 	sv.aliases = al;
+	return al;
+}
+
+static void
+aliases_teardown(struct aliases **al)
+{
+	sv.aliases = NULL;
+	aliases_free(al);
+	cfg.smtp_aliases = NULL;
+	teardown_backend();
+}
+
+START_TEST(expand)
+{
+	struct delivery_dest *d = NULL;
+	struct aliases *al = aliases_setup(
+	    "team: alice, bob@example.org, alice\n"
+	    "fwd: dave@elsewhere.net, team\n"
+	    "carol: carol, fwd\n"
+	    "a1: a2\na2: a3\na3: a4\na4: a5\na5: a6\na6: a7\na7: a8\na8: a9\na9: alice\n"
+	    "loop: loop2\nloop2: loop\n");
+	size_t n = 0;
 
 	/* A list, deduplicated (alice twice). */
 	ck_assert_int_eq(delivery_expand(&sv, "Team@example.org", &d, &n), 0);
@@ -209,11 +228,7 @@ START_TEST(expand)
 	ck_assert_str_eq(d[0].d.user, "postmaster@lists.example.org");
 	free(d);
 	ck_assert_int_eq(delivery_expand(&sv, "postmaster@elsewhere.net", &d, &n), ROOST_EPERM);
-
-	sv.aliases = NULL;
-	aliases_free(&al);
-	cfg.smtp_aliases = NULL;
-	teardown_backend();
+	aliases_teardown(&al);
 }
 END_TEST
 
@@ -223,22 +238,10 @@ END_TEST
 START_TEST(expand_public)
 {
 	struct delivery_dest *d = NULL;
-	struct aliases *al = NULL;
-	char path[300], err[256];
+	struct aliases *al =
+	    aliases_setup("support: #public+support\nhelp: #public-help\ninbox: #public-INBOX\n"
+	                  "store: #public\nempty: #public-\n");
 	size_t n = 0;
-	FILE *f;
-
-	setup_backend(0);
-	snprintf(path, sizeof(path), "%s/aliases", dir);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs("support: #public+support\nhelp: #public-help\ninbox: #public-INBOX\n"
-	      "store: #public\nempty: #public-\n",
-	      f);
-	fclose(f);
-	cfg.smtp_aliases = path;
-	ck_assert_int_eq(aliases_load(&cfg, &al, err, sizeof(err)), 0);
-	sv.aliases = al;
 
 	cfg.recipient_delimiter = "-+";
 	ck_assert_int_eq(delivery_expand(&sv, "support@example.org", &d, &n), 0);
@@ -264,10 +267,7 @@ START_TEST(expand_public)
 	ck_assert_int_eq(delivery_expand(&sv, "#public-help@example.org", &d, &n), ROOST_ENOTFOUND);
 
 	cfg.recipient_delimiter = "+";
-	sv.aliases = NULL;
-	aliases_free(&al);
-	cfg.smtp_aliases = NULL;
-	teardown_backend();
+	aliases_teardown(&al);
 }
 END_TEST
 

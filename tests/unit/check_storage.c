@@ -74,11 +74,13 @@ reopen(void)
 	open_store();
 }
 
-/* Run sql on the suite's PostgreSQL (scripts/run-unit.sh starts it). */
+/* Run sql on the database dsn names: the suite's PostgreSQL
+ * (ROOST_PGSQL_TEST_DSN: scripts/run-unit.sh starts it), or the test's own
+ * database (pg_dsn), to damage it behind the store. */
 static void
-pg_admin(const char *sql)
+pg_sql(const char *dsn, const char *sql)
 {
-	PGconn *conn = PQconnectdb(getenv("ROOST_PGSQL_TEST_DSN"));
+	PGconn *conn = PQconnectdb(dsn);
 	PGresult *res;
 
 	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
@@ -98,7 +100,7 @@ pg_setup(void)
 
 	snprintf(pg_db, sizeof(pg_db), "roost_t%d_%d", (int)getpid(), seq++);
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", pg_db);
-	pg_admin(sql);
+	pg_sql(getenv("ROOST_PGSQL_TEST_DSN"), sql);
 	snprintf(pg_dsn, sizeof(pg_dsn), "%s dbname=%s", getenv("ROOST_PGSQL_TEST_DSN"), pg_db);
 	cfg.pgsql_dsn = pg_dsn;
 }
@@ -140,7 +142,7 @@ teardown_backend(void)
 		char sql[128];
 
 		snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", pg_db);
-		pg_admin(sql);
+		pg_sql(getenv("ROOST_PGSQL_TEST_DSN"), sql);
 		pg_db[0] = '\0';
 	}
 }
@@ -3254,11 +3256,27 @@ START_TEST(lmdb_shards)
 }
 END_TEST
 
+/* The closed store's LMDB environment, opened directly with a write
+ * transaction in *txn_r, to damage it behind the store's back. */
+static MDB_env *
+lmdb_behind(MDB_txn **txn_r)
+{
+	char path[300];
+	MDB_env *env;
+
+	snprintf(path, sizeof(path), "%s/lmdb", dir);
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	mdb_env_set_mapsize(env, 1u << 30);
+	ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, txn_r), 0);
+	return env;
+}
+
 /* LMDB only: damage a reference count and a counter behind the store's
  * back; `roost check` must report both and change nothing. */
 START_TEST(lmdb_check_detects_damage)
 {
-	char path[300];
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi refs, mboxes;
@@ -3271,12 +3289,7 @@ START_TEST(lmdb_check_detects_damage)
 	append_simple("INBOX", 1);
 	append_simple("INBOX", 2);
 	storage_close(&st);
-	snprintf(path, sizeof(path), "%s/lmdb", dir);
-	ck_assert_int_eq(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 16);
-	mdb_env_set_mapsize(env, 1u << 30);
-	ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
-	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	env = lmdb_behind(&txn);
 	ck_assert_int_eq(mdb_dbi_open(txn, "refs", 0, &refs), 0);
 	ck_assert_int_eq(mdb_dbi_open(txn, "mboxes", 0, &mboxes), 0);
 	ck_assert_int_eq(mdb_cursor_open(txn, refs, &cur), 0);
@@ -3301,7 +3314,6 @@ END_TEST
  * `roost check` and repaired by a recount. */
 START_TEST(lmdb_check_quota)
 {
-	char path[300];
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi quota;
@@ -3314,12 +3326,7 @@ START_TEST(lmdb_check_quota)
 	append_simple("INBOX", 2);
 	assert_clean();
 	storage_close(&st);
-	snprintf(path, sizeof(path), "%s/lmdb", dir);
-	ck_assert_int_eq(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 16);
-	mdb_env_set_mapsize(env, 1u << 30);
-	ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
-	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	env = lmdb_behind(&txn);
 	ck_assert_int_eq(mdb_dbi_open(txn, "quota", 0, &quota), 0);
 	v.mv_size = sizeof(wrong);
 	v.mv_data = wrong;
@@ -3336,21 +3343,6 @@ START_TEST(lmdb_check_quota)
 	teardown_backend();
 }
 END_TEST
-
-/* pgsql only: the test's database, for damaging it behind the store. */
-static void
-pg_test_exec(const char *sql)
-{
-	PGconn *conn = PQconnectdb(pg_dsn);
-	PGresult *res;
-
-	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
-	res = PQexec(conn, sql);
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
-	              PQresultErrorMessage(res));
-	PQclear(res);
-	PQfinish(conn);
-}
 
 static int
 woken_now(void)
@@ -3495,24 +3487,24 @@ START_TEST(pgsql_check_detects_damage)
 	append_simple("INBOX", 1);
 	append_simple("INBOX", 2);
 	assert_clean();
-	pg_test_exec("UPDATE bodies SET refs = 7 WHERE sha = (SELECT sha FROM bodies LIMIT 1)");
+	pg_sql(pg_dsn, "UPDATE bodies SET refs = 7 WHERE sha = (SELECT sha FROM bodies LIMIT 1)");
 	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
 	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "reference count 7"));
 	buf_reset(&report);
 	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO); /* unchanged */
-	pg_test_exec("UPDATE bodies SET refs = 1");
-	pg_test_exec("UPDATE roost_schema SET version = 99");
+	pg_sql(pg_dsn, "UPDATE bodies SET refs = 1");
+	pg_sql(pg_dsn, "UPDATE roost_schema SET version = 99");
 	buf_reset(&report);
 	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
 	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "schema version 99"));
 	storage_close(&st);
 	ck_assert_int_eq(storage_open(&cfg, &st), ROOST_ECONFIG);
 	/* an older version: the steps since run again, harmlessly */
-	pg_test_exec("UPDATE roost_schema SET version = 1");
+	pg_sql(pg_dsn, "UPDATE roost_schema SET version = 1");
 	open_store();
 	assert_clean();
 	/* the quota counters against the messages */
-	pg_test_exec("UPDATE users SET quota_bytes = quota_bytes + 5");
+	pg_sql(pg_dsn, "UPDATE users SET quota_bytes = quota_bytes + 5");
 	buf_reset(&report);
 	ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
 	ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "quota of " USER));
@@ -3525,8 +3517,9 @@ START_TEST(pgsql_check_detects_damage)
 
 		ck_assert_int_eq(storage_status(st, USER, "INBOX", &before), 0);
 		ck_assert_uint_eq(before.messages, 2);
-		pg_test_exec("UPDATE mailboxes SET n_unseen = n_unseen + 3, n_bytes = 1 WHERE name "
-		             "= 'INBOX'");
+		pg_sql(pg_dsn,
+		       "UPDATE mailboxes SET n_unseen = n_unseen + 3, n_bytes = 1 WHERE name "
+		       "= 'INBOX'");
 		buf_reset(&report);
 		ck_assert_int_eq(storage_check(st, &report), ROOST_EIO);
 		ck_assert_ptr_nonnull(strstr(buf_cstr(&report), "/INBOX: counters say"));

@@ -18,7 +18,6 @@
  *                          [-i idlers] [-R rounds] [-n conns] [-M bigbox] [-r roost]
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -140,22 +139,12 @@ struct client {
 static int
 fill(struct client *c)
 {
-	ssize_t n;
-
 	if (c->off > 0) {
 		memmove(c->buf, c->buf + c->off, c->have - c->off);
 		c->have -= c->off;
 		c->off = 0;
 	}
-	if (c->have == sizeof(c->buf))
-		return -1;
-	do {
-		n = read(c->fd, c->buf + c->have, sizeof(c->buf) - c->have);
-	} while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return -1;
-	c->have += (size_t)n;
-	return 0;
+	return bench_fill(c->fd, c->buf, sizeof(c->buf), &c->have);
 }
 
 /* Next line (NUL-terminated, CRLF stripped) in *line_r; literals skipped. */

@@ -18,7 +18,6 @@
  * BENCH_PROFILE=full (make bench FULL=1) 1000 sessions and 32 clients.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -115,17 +114,7 @@ struct client {
 static int
 fill(struct client *c)
 {
-	ssize_t n;
-
-	if (c->have == sizeof(c->buf))
-		return -1;
-	do {
-		n = read(c->fd, c->buf + c->have, sizeof(c->buf) - c->have);
-	} while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return -1;
-	c->have += (size_t)n;
-	return 0;
+	return bench_fill(c->fd, c->buf, sizeof(c->buf), &c->have);
 }
 
 /* One reply line; returns 0 for +OK. */

@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -54,6 +55,22 @@ bench_connect(int port)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
+}
+
+int
+bench_fill(int fd, char *buf, size_t size, size_t *have)
+{
+	ssize_t n;
+
+	if (*have == size)
+		return -1;
+	do {
+		n = read(fd, buf + *have, size - *have);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return -1;
+	*have += (size_t)n;
+	return 0;
 }
 
 pid_t

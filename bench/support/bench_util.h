@@ -17,6 +17,9 @@ double bench_now(void);
 int bench_free_port(void);
 /* A blocking TCP_NODELAY connection to 127.0.0.1:port, or -1. */
 int bench_connect(int port);
+/* Read what fd has into buf[*have..size), adding to *have: 0, or -1 when
+ * buf is full, at end of file or on an error. */
+int bench_fill(int fd, char *buf, size_t size, size_t *have);
 /* Fork `roost serve --config conf` with output in dir/server.log and wait
  * (up to 6 s) until port accepts; exits with a message when it does not. */
 pid_t bench_start_server(const char *roost, const char *conf, const char *dir, int port);

@@ -1164,24 +1164,36 @@ END_TEST
  * claimed. The claim survives a restart (LMDB writes it after the claim
  * returned, in a later commit that closing the store waits for).
  */
-/* The EMAILID of uid in mailbox name (0 when absent). */
-static uint64_t
-emailid_of(const char *name, uint32_t uid)
+/* The record of uid in mailbox name into *rec_r; false when absent. */
+static bool
+record_of(const char *name, uint32_t uid, struct msg_record *rec_r)
 {
 	struct mailbox *mb;
 	struct msg_record *recs;
 	size_t n;
-	uint64_t id = 0, hms;
+	uint64_t hms;
+	bool found = false;
 
 	ck_assert_int_eq(mailbox_open(st, USER, name, MAILBOX_READONLY, &mb), 0);
 	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
 	for (size_t i = 0; i < n; i++) {
-		if (recs[i].uid == uid)
-			id = recs[i].emailid;
+		if (recs[i].uid == uid) {
+			*rec_r = recs[i];
+			found = true;
+		}
 	}
 	free(recs);
 	mailbox_close(&mb);
-	return id;
+	return found;
+}
+
+/* The EMAILID of uid in mailbox name (0 when absent). */
+static uint64_t
+emailid_of(const char *name, uint32_t uid)
+{
+	struct msg_record rec;
+
+	return record_of(name, uid, &rec) ? rec.emailid : 0;
 }
 
 static void
@@ -1200,21 +1212,9 @@ mailboxid_of(const char *name, char out[STORAGE_MAILBOXID_MAX + 1])
 static int64_t
 save_date_of(const char *name, uint32_t uid)
 {
-	struct mailbox *mb;
-	struct msg_record *recs;
-	size_t n;
-	uint64_t hms;
-	int64_t t = -1;
+	struct msg_record rec;
 
-	ck_assert_int_eq(mailbox_open(st, USER, name, MAILBOX_READONLY, &mb), 0);
-	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
-	for (size_t i = 0; i < n; i++) {
-		if (recs[i].uid == uid)
-			t = recs[i].save_date;
-	}
-	free(recs);
-	mailbox_close(&mb);
-	return t;
+	return record_of(name, uid, &rec) ? rec.save_date : -1;
 }
 
 /* Until the clock has passed t (save dates are whole seconds). */
@@ -2298,16 +2298,16 @@ wait_woken(int want, int ms)
 	return ok;
 }
 
-START_TEST(watch)
+/* Fork a child before this process has threads (the store's) that waits
+ * for a byte on the pipe go: fork_held() returns 0 in it once the byte
+ * came (it exits 5 when the parent went away first), the child's pid in
+ * the parent, which tells it through go[1]. */
+static pid_t
+fork_held(int go[2])
 {
-	struct storage_watch *w, *other;
-	int go[2], status;
 	pid_t pid;
 	char c;
 
-	/* The child is forked before this process has threads (the store's),
-	 * and delivers when told to. */
-	setup_dir(_i);
 	ck_assert_int_eq(pipe(go), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -2315,9 +2315,23 @@ START_TEST(watch)
 		close(go[1]);
 		if (read(go[0], &c, 1) != 1)
 			_exit(5);
-		child_deliver(9, 1);
+		return 0;
 	}
 	close(go[0]);
+	return pid;
+}
+
+START_TEST(watch)
+{
+	struct storage_watch *w, *other;
+	int go[2], status;
+	pid_t pid;
+
+	/* The child delivers when told to. */
+	setup_dir(_i);
+	pid = fork_held(go);
+	if (pid == 0)
+		child_deliver(9, 1);
 	open_store();
 	ck_assert_int_eq(storage_user_init(st, USER), 0);
 	ck_assert_int_eq(storage_watch(st, USER, "inbox", on_change, NULL, &w), 0);
@@ -2560,20 +2574,16 @@ START_TEST(grown_by_other_process)
 	size_t len = 12u << 20;
 	int go[2], status;
 	pid_t pid;
-	char c;
 
 	setup_dir(_i);
-	ck_assert_int_eq(pipe(go), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = fork_held(go);
 	if (pid == 0) {
 		struct storage *cst;
 		uint8_t *big = malloc(len);
 		struct msg_input in = {.data = big, .len = len, .fd = -1};
 		uint32_t uidv, uid;
 
-		close(go[1]);
-		if (big == NULL || read(go[0], &c, 1) != 1 || storage_open(&cfg, &cst) != 0)
+		if (big == NULL || storage_open(&cfg, &cst) != 0)
 			_exit(2);
 		for (size_t i = 0; i < len; i++)
 			big[i] = (uint8_t)(i * 31 + (i >> 12));
@@ -2582,7 +2592,6 @@ START_TEST(grown_by_other_process)
 		storage_close(&cst);
 		_exit(uid == 2 ? 0 : 4);
 	}
-	close(go[0]);
 	open_store();
 	ck_assert_int_eq(storage_user_init(st, USER), 0);
 	append_simple("INBOX", 1);

@@ -352,7 +352,10 @@ class SharedServer:
     the first and stopped after the last: server_options holds RoostServer's
     keyword arguments, and the class's backend, when it has one, is used. A
     class whose options are known only when it starts (a port of its
-    module's set-up) overrides server_args()."""
+    module's set-up) overrides server_args(). server_started() runs once
+    the server listens (mail the tests share; the server is killed and
+    removed when it fails), server_stopped() after it stopped cleanly (a
+    check of its log; the directory is removed after it in any case)."""
     server_options = {}
 
     @classmethod
@@ -364,14 +367,29 @@ class SharedServer:
         return opts
 
     @classmethod
+    def server_started(cls):
+        pass
+
+    @classmethod
+    def server_stopped(cls):
+        pass
+
+    @classmethod
     def setUpClass(cls):
         cls.srv = RoostServer(**cls.server_args())
         cls.srv.start_or_skip()
+        try:
+            cls.server_started()
+        except BaseException:
+            cls.srv.kill()
+            cls.srv.cleanup()
+            raise
 
     @classmethod
     def tearDownClass(cls):
         try:
             cls.srv.stop()
+            cls.server_stopped()
         finally:
             cls.srv.cleanup()
 

@@ -16,7 +16,7 @@ import subprocess
 import time
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, RoostServer
+from roosttest import BACKENDS, ROOST_BIN, SharedServer
 
 FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 USER = b"alice@example.org"
@@ -193,30 +193,23 @@ def fetch_literals(line):
         pos = m.end() + n
 
 
-class StreamBase:
+class StreamBase(SharedServer):
     backend = None
     BIG = (6 if ASAN else 12) * 1024 * 1024
 
+    server_options = {"listeners": ("imap", "imaps"),
+                      "conf": {"limits": {"max_message_size": "60M"},
+                               "storage": {"fsync": "no"},
+                               "server": {"log_level": "info"}}}
+
     @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap", "imaps"),
-                              conf={"limits": {"max_message_size": "60M"},
-                                    "storage": {"fsync": "no"},
-                                    "server": {"log_level": "info"}})
-        cls.srv.start()
+    def server_started(cls):
         cls.port = cls.srv.port("imap")
         cls.small = (b"From: a@example.org\r\nTo: alice@example.org\r\nSubject: small\r\n"
                      b"\r\nsmall body\r\n")
         cls.big = make_message(cls.BIG, 1, b"big")
         cls.small_uid = fill(cls.srv, cls.small)
         cls.big_uid = fill(cls.srv, cls.big)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
 
     def client(self, **kw):
         return Client(self.port, **kw).login()
@@ -553,27 +546,19 @@ class StreamBase:
         self.assertLess(out_peak(self.srv, conn), 96 * 1024)
 
 
-class PendingBase:
+class PendingBase(SharedServer):
     """A 50 MB FETCH BODY[] to a client that reads slowly keeps the
     server's memory flat: no copy of the message, output bounded."""
     backend = None
+    server_options = {"listeners": ("imap",),
+                      "conf": {"limits": {"max_message_size": "60M"},
+                               "server": {"log_level": "info"}}}
 
     @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, listeners=("imap",),
-                              conf={"limits": {"max_message_size": "60M"},
-                                    "server": {"log_level": "info"}})
-        cls.srv.start()
+    def server_started(cls):
         cls.port = cls.srv.port("imap")
         cls.huge = make_message(50 * 1024 * 1024, 5, b"huge")
         cls.uid = fill(cls.srv, cls.huge)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
 
     def test_50mb_fetch_bounded(self):
         pid = self.srv.proc.pid

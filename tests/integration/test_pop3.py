@@ -18,7 +18,7 @@ import tempfile
 import time
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, RoostServer, free_port, wait_port
+from roosttest import BACKENDS, ROOST_BIN, RoostServer, SharedServer, free_port, wait_port
 
 FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 
@@ -144,40 +144,30 @@ class Raw:
         return self
 
 
-class Pop3Base:
+class Pop3Base(SharedServer):
     backend = None
-    srv = None
     next_user = 0
 
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(FILL):
             raise unittest.SkipTest("%s not built" % FILL)
+        super().setUpClass()
+
+    @classmethod
+    def server_args(cls):
         # IMAP on a port of our own, not waited for: the test that needs it
         # skips when this build has no IMAP handler.
         cls.imap_port = free_port()
         conf = dict(CONF, listen={"imap": "127.0.0.1:%d" % cls.imap_port})
-        cls.srv = RoostServer(backend=cls.backend, users=USERS, conf=conf,
-                              listeners=("pop3", "pop3s"))
-        try:
-            cls.srv.start()
-        except AssertionError as e:
-            cls.srv.cleanup()
-            if "unknown backend" in str(e) or "not available" in str(e):
-                raise unittest.SkipTest("backend %s not in this build" % cls.backend)
-            raise
+        return dict(backend=cls.backend, users=USERS, conf=conf, listeners=("pop3", "pop3s"))
 
     @classmethod
-    def tearDownClass(cls):
-        if cls.srv is not None:
-            try:
-                cls.srv.stop()
-                log = cls.srv.log()
-                for pw in USERS.values():
-                    if pw in log:
-                        raise AssertionError("a password reached the server log")
-            finally:
-                cls.srv.cleanup()
+    def server_stopped(cls):
+        log = cls.srv.log()
+        for pw in USERS.values():
+            if pw in log:
+                raise AssertionError("a password reached the server log")
 
     def user(self):
         cls = type(self)
@@ -810,7 +800,7 @@ def non_loopback_ipv4():
     return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
 
 
-class TestPop3Policy(unittest.TestCase):
+class TestPop3Policy(SharedServer, unittest.TestCase):
     """A listener on all addresses (reached through a non-loopback address
     of this machine) and short idle timeouts."""
 
@@ -818,22 +808,20 @@ class TestPop3Policy(unittest.TestCase):
     def setUpClass(cls):
         if not os.path.exists(FILL):
             raise unittest.SkipTest("%s not built" % FILL)
+        super().setUpClass()
+
+    @classmethod
+    def server_args(cls):
         cls.pop3_port = free_port()
         conf = {"listen": {"pop3": "0.0.0.0:%d" % cls.pop3_port},
                 "limits": {"idle_timeout": "2", "preauth_idle_timeout": "2"},
                 "auth": {"fail_delay_initial": "1", "fail_delay_max": "1"}}
-        cls.srv = RoostServer(backend=BACKENDS[0], users=USERS, conf=conf, listeners=())
-        cls.srv.start()
-        if not wait_port(cls.pop3_port):
-            cls.srv.kill()
-            raise AssertionError("pop3 listener did not come up:\n" + cls.srv.log())
+        return dict(backend=BACKENDS[0], users=USERS, conf=conf, listeners=())
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    def server_started(cls):
+        if not wait_port(cls.pop3_port):
+            raise AssertionError("pop3 listener did not come up:\n" + cls.srv.log())
 
     def raw(self, host="127.0.0.1"):
         r = Raw(self.pop3_port, host=host)

@@ -28,7 +28,7 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, ROOT, RoostServer
+from roosttest import BACKENDS, ROOST_BIN, ROOT, RoostServer, SharedServer
 
 FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 
@@ -227,30 +227,25 @@ def wait_disconnects(test, srv, proto, count):
         time.sleep(0.05)
 
 
-class SlowReadersBase:
+class SlowReadersBase(SharedServer):
     backend = None
+    server_options = {"users": USERS, "conf": {"server": {"workers": str(WORKERS)},
+                                               "limits": {"command_timeout": "300"}}}
 
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(FILL):
             raise unittest.SkipTest("%s not built" % FILL)
-        cls.srv = RoostServer(backend=cls.backend, users=USERS,
-                              conf={"server": {"workers": str(WORKERS)},
-                                    "limits": {"command_timeout": "300"}})
-        cls.srv.start()
+        super().setUpClass()
+
+    @classmethod
+    def server_started(cls):
         cls.big = big_message(SIZE)
         fill(cls.srv, ALICE[0], cls.big)
         fill(cls.srv, BOB[0], SMALL)
         fill(cls.srv, CAROL[0], SMALL)
         for user in POP_USERS:
             fill(cls.srv, user, cls.big)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
 
     # -- the sessions that must not wait --
     def imap_second_user(self, tls):

@@ -19,7 +19,7 @@ import subprocess
 import threading
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, RoostServer
+from roosttest import BACKENDS, ROOST_BIN, SharedServer
 
 FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 N = 300
@@ -87,28 +87,16 @@ class Flipper(threading.Thread):
             self.started.set()
 
 
-class RaceBase:
+class RaceBase(SharedServer):
     backend = None
+    server_options = {"users": {USER: PASSWORD}, "listeners": ("imap", "pop3")}
 
     @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=cls.backend, users={USER: PASSWORD},
-                              listeners=("imap", "pop3"))
-        cls.srv.start()
-        try:
-            res = subprocess.run([FILL, "-n", "-F", cls.srv.conf_path, USER, str(N)],
-                                 input=BODY, capture_output=True, timeout=TIMEOUT)
-            if res.returncode != 0:
-                raise AssertionError("roost-fill: %s" % res.stderr.decode(errors="replace"))
-        except BaseException:
-            cls.srv.kill()
-            cls.srv.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
-        cls.srv.cleanup()
+    def server_started(cls):
+        res = subprocess.run([FILL, "-n", "-F", cls.srv.conf_path, USER, str(N)],
+                             input=BODY, capture_output=True, timeout=TIMEOUT)
+        if res.returncode != 0:
+            raise AssertionError("roost-fill: %s" % res.stderr.decode(errors="replace"))
 
     def source(self):
         """A mailbox of this test alone holding the N messages (a copy of

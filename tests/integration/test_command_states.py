@@ -4,7 +4,7 @@ client sees it: the command tables decide these before any command runs."""
 import socket
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, SharedServer
 
 ALICE, PW = "alice@example.org", "alice-secret"
 
@@ -50,17 +50,9 @@ class Lines:
         self.sock.close()
 
 
-class CommandStates(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=BACKENDS[0],
-                              listeners=("smtp", "submission", "lmtp", "imap", "pop3"))
-        cls.srv.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
-        cls.srv.cleanup()
+class CommandStates(SharedServer, unittest.TestCase):
+    server_options = {"backend": BACKENDS[0],
+                      "listeners": ("smtp", "submission", "lmtp", "imap", "pop3")}
 
     def connect(self, listener):
         c = Lines(self.srv.port(listener))

@@ -12,7 +12,7 @@ import subprocess
 import unittest
 
 from jmapclient import Raw, basic
-from roosttest import ROOST_BIN, RoostServer, wait_log
+from roosttest import ROOST_BIN, RoostServer, SharedServer, wait_log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WWW = os.path.join(os.path.dirname(os.path.dirname(HERE)), "www")
@@ -21,20 +21,18 @@ DATE_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May
                      r"Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")
 
 
-class HttpBase(unittest.TestCase):
+class HttpBase(SharedServer, unittest.TestCase):
     conf = {}
 
     @classmethod
-    def setUpClass(cls):
+    def server_args(cls):
         conf = {"limits": {"command_timeout": "3"}, "http": {"max_request": "64K"}}
         conf.update(cls.conf)
-        cls.srv = RoostServer(listeners=("http", "https", "smtp", "imap"), conf=conf)
-        cls.srv.start()
-        cls.port = cls.srv.port("http")
+        return {"listeners": ("http", "https", "smtp", "imap"), "conf": conf}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+    def server_started(cls):
+        cls.port = cls.srv.port("http")
 
     def raw(self):
         r = Raw(self.port)

@@ -139,22 +139,15 @@ class RawClients(SharedServer):
         self.assertRegex(tagged, rb"^t\d+ BAD", (text, lines, tagged))
 
 
-class TestImapHostile(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(listeners=("imap", "imaps"),
-                              conf={"imap": {"max_literal": "64K",
-                                             "max_connections_per_user_ip": "3",
-                                             "idle_keepalive": "1"}})
-        cls.srv.start()
-        cls.port = cls.srv.port("imap")
+class TestImapHostile(SharedServer, unittest.TestCase):
+    server_options = {"listeners": ("imap", "imaps"),
+                      "conf": {"imap": {"max_literal": "64K",
+                                        "max_connections_per_user_ip": "3",
+                                        "idle_keepalive": "1"}}}
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    def server_started(cls):
+        cls.port = cls.srv.port("imap")
 
     def raw(self):
         return Raw(self.port)

@@ -6,25 +6,16 @@ import smtplib
 import unittest
 
 from jmapclient import Jmap
-from roosttest import RoostServer
+from roosttest import SharedServer
 from test_smtp import tls_context
 
 USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret",
          "carol@example.org": "carol-secret"}
 
 
-class JmapRateLimitTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(users=USERS, listeners=("http", "submission"), conf={
-            "smtp": {"user_messages_per_hour": "3", "user_recipients_per_hour": "5"}}).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+class JmapRateLimitTest(SharedServer, unittest.TestCase):
+    server_options = {"users": USERS, "listeners": ("http", "submission"), "conf": {
+        "smtp": {"user_messages_per_hour": "3", "user_recipients_per_hour": "5"}}}
 
     def client(self, user):
         j = Jmap(self.srv.port("http"), user, USERS[user])

@@ -15,17 +15,23 @@ import threading
 import time
 import unittest
 
-from roosttest import ROOST_TESTD, RoostServer, wait_log, wait_unix
+from roosttest import ROOST_TESTD, RoostServer, SharedServer, wait_log, wait_unix
 
 GREETING = b"+OK roost-testd ready\r\n"
 
 
-def testd(conf=None):
+def testd_args(conf=None):
+    """RoostServer's arguments for a roost-testd server, conf's sections
+    laid over the tests' limits."""
     base = {"limits": {"max_connections_per_ip": "2000", "max_line_preauth": "1024",
                        "max_line": "4096", "command_timeout": "20"}}
     for section, keys in (conf or {}).items():
         base.setdefault(section, {}).update(keys)
-    return RoostServer(binary=ROOST_TESTD, users={}, listeners=("imap", "imaps"), conf=base)
+    return {"binary": ROOST_TESTD, "users": {}, "listeners": ("imap", "imaps"), "conf": base}
+
+
+def testd(conf=None):
+    return RoostServer(**testd_args(conf))
 
 
 class Client:
@@ -98,21 +104,17 @@ def openssl_client(args, data, timeout=20):
     return res.stdout + res.stderr
 
 
-class RuntimeShared(unittest.TestCase):
+class RuntimeShared(SharedServer, unittest.TestCase):
     """Tests that share one server."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.srv = testd().start()
-        cls.port = cls.srv.port("imap")
-        cls.tls_port = cls.srv.port("imaps")
+    def server_args(cls):
+        return testd_args()
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    def server_started(cls):
+        cls.port = cls.srv.port("imap")
+        cls.tls_port = cls.srv.port("imaps")
 
     def test_basic_commands(self):
         c = Client(self.port)

@@ -5,7 +5,7 @@ session goes on, and clients that did not log in are not counted."""
 import smtplib
 import unittest
 
-from roosttest import RoostServer
+from roosttest import RoostServer, SharedServer
 from test_smtp import tls_context, uids
 
 USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret",
@@ -24,19 +24,10 @@ def login(srv, user):
     return s
 
 
-class RateLimitTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(users=USERS, listeners=("smtp", "submission"), conf={
-            "smtp": {"user_messages_per_hour": "3", "user_recipients_per_hour": "5",
-                     "trusted_networks": "127.0.0.0/8"}}).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+class RateLimitTest(SharedServer, unittest.TestCase):
+    server_options = {"users": USERS, "listeners": ("smtp", "submission"), "conf": {
+        "smtp": {"user_messages_per_hour": "3", "user_recipients_per_hour": "5",
+                 "trusted_networks": "127.0.0.0/8"}}}
 
     def login(self, user):
         return login(self.srv, user)

@@ -15,7 +15,8 @@ import time
 import unittest
 
 from dnsstub import DnsStub
-from roosttest import BACKENDS, RoostServer, ScriptedPeer, free_port, wait_for, wait_port
+from roosttest import (BACKENDS, RoostServer, ScriptedPeer, SharedServer, free_port, wait_for,
+                       wait_port)
 from test_smtp import fetch, tls_context, uids
 
 ALICE, BOB, DAN = "alice@example.org", "bob@example.org", "dan@roost.test"
@@ -203,12 +204,18 @@ def sender_conf(**relay):
     return conf
 
 
-def start_sender(conf=None, **relay):
+def sender_args(conf=None, **relay):
+    """RoostServer's arguments for a sending server: sender_conf(**relay),
+    conf's sections laid over it."""
     c = sender_conf(**relay)
     for section, keys in (conf or {}).items():
         c.setdefault(section, {}).update(keys)
-    return RoostServer(backend=BACKENDS[0], users=PASSWORDS, listeners=("smtp", "submission"),
-                       conf=c).start()
+    return {"backend": BACKENDS[0], "users": PASSWORDS, "listeners": ("smtp", "submission"),
+            "conf": c}
+
+
+def start_sender(conf=None, **relay):
+    return RoostServer(**sender_args(conf, **relay)).start()
 
 
 # dkimpy (Debian's python3-dkim) in the system interpreter, with the key
@@ -262,17 +269,10 @@ def deliver_lines(srv, rcpt):
             if "event=deliver " in l and "to=<%s>" % rcpt in l]
 
 
-class RelayTest(unittest.TestCase):
+class RelayTest(SharedServer, unittest.TestCase):
     @classmethod
-    def setUpClass(cls):
-        cls.srv = start_sender()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    def server_args(cls):
+        return sender_args()
 
     def test_relay_after_auth_with_local_recipient(self):
         data, msgid = message("mixed")

@@ -22,7 +22,7 @@ import time
 import unittest
 
 from dnsstub import DnsStub
-from roosttest import BACKENDS, RoostServer, ScriptedPeer, free_port, wait_for
+from roosttest import BACKENDS, RoostServer, ScriptedPeer, SharedServer, free_port, wait_for
 from test_smtp import fetch, tls_context, uids
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -322,30 +322,29 @@ class Raw:
         self.sock.close()
 
 
-class RelayTlsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=BACKENDS[0], users=PASSWORDS,
-                              listeners=("smtp", "submission"), conf={
-            "relay": {"mx_port": str(PORT), "retry_min": "1", "retry_max": "2",
-                      "connect_timeout": "5", "command_timeout": "10",
-                      "queue_lifetime": "1h", "delay_warning": "0",
-                      "tls_ca_file": os.path.join(CA_DIR, "ca.pem"),
-                      "tls_policy": "may",
-                      "tls_policies": "good.test:verify, selfsigned.test:verify, "
-                                      "wrongname.test:verify, plainpeer.test:encrypt, "
-                                      "nonetls.test:none"},
-            "dns": {"servers": DNS.server, "timeout": "3"},
-            "smtp": {"trusted_networks": TRUSTED_IP + "/32"},
-            "server": {"hostname": "sender.test"},
-        }).start()
+def sender_args(listeners, **relay):
+    """RoostServer's arguments for the sending server of a test class: it
+    relays to PORT, resolves through DNS, trusts the test CA; relay holds
+    the class's own [relay] settings."""
+    return {"backend": BACKENDS[0], "users": PASSWORDS, "listeners": listeners, "conf": {
+        "relay": dict({"mx_port": str(PORT), "retry_min": "1", "retry_max": "2",
+                       "connect_timeout": "5", "command_timeout": "10",
+                       "queue_lifetime": "1h", "delay_warning": "0",
+                       "tls_ca_file": os.path.join(CA_DIR, "ca.pem"), "tls_policy": "may"},
+                      **relay),
+        "dns": {"servers": DNS.server, "timeout": "3"},
+        "smtp": {"trusted_networks": TRUSTED_IP + "/32"},
+        "server": {"hostname": "sender.test"},
+    }}
 
+
+class RelayTlsTest(SharedServer, unittest.TestCase):
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    def server_args(cls):
+        return sender_args(("smtp", "submission"),
+                           tls_policies="good.test:verify, selfsigned.test:verify, "
+                                        "wrongname.test:verify, plainpeer.test:encrypt, "
+                                        "nonetls.test:none")
 
     def relay(self, rcpt, data, mail_options=()):
         with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=15,
@@ -537,29 +536,13 @@ class RelayTlsTest(unittest.TestCase):
                           if b"multipart/report" in m and b"binary to basic" in m])
 
 
-class MtaStsTest(unittest.TestCase):
+class MtaStsTest(SharedServer, unittest.TestCase):
     """MTA-STS (RFC 8461): policies found by TXT record and fetched over
     HTTPS from the test's policy server, whose CA [relay] tls_ca_file names."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.srv = RoostServer(backend=BACKENDS[0], users=PASSWORDS, listeners=("smtp",), conf={
-            "relay": {"mx_port": str(PORT), "retry_min": "1", "retry_max": "2",
-                      "connect_timeout": "5", "command_timeout": "10",
-                      "queue_lifetime": "1h", "delay_warning": "0",
-                      "tls_ca_file": os.path.join(CA_DIR, "ca.pem"), "tls_policy": "may",
-                      "mta_sts_port": str(POLICY_SERVER.server_address[1])},
-            "dns": {"servers": DNS.server, "timeout": "3"},
-            "smtp": {"trusted_networks": TRUSTED_IP + "/32"},
-            "server": {"hostname": "sender.test"},
-        }).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+    def server_args(cls):
+        return sender_args(("smtp",), mta_sts_port=str(POLICY_SERVER.server_address[1]))
 
     def relay(self, rcpt, extra=""):
         data, msgid = message("sts " + rcpt, rcpt, extra=extra)

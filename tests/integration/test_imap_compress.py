@@ -17,6 +17,7 @@ import unittest
 import zlib
 
 from roosttest import BACKENDS, SharedServer, wait_log
+from test_imap_raw import Raw
 
 USER = "alice@example.org"
 PASS = "alice-secret"
@@ -32,22 +33,14 @@ def body_of(i, size):
             + words + lines)
 
 
-class Wire:
-    """A raw IMAP client that can switch its stream to DEFLATE."""
+class Wire(Raw):
+    """test_imap_raw's Raw client that can switch its stream to DEFLATE."""
 
     def __init__(self, port, tls=False, timeout=30):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            self.sock = ctx.wrap_socket(self.sock)
-        self.buf = b""
         self.comp = None
         self.decomp = None
         self.wire_in = 0
-        self.n = 0
-        self.greeting = self.line()
+        super().__init__(port, tls=tls, timeout=timeout)
 
     def compress_on(self):
         self.comp = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -69,37 +62,6 @@ class Wire:
             raise EOFError("connection closed")
         self.wire_in += len(d)
         self.buf += self.decomp.decompress(d) if self.decomp else d
-
-    def line(self):
-        out = b""
-        while True:
-            while b"\r\n" not in self.buf:
-                self._fill()
-            i = self.buf.index(b"\r\n") + 2
-            part, self.buf = self.buf[:i], self.buf[i:]
-            out += part
-            m = re.search(rb"\{(\d+)\}\r\n$", part)
-            if not m:
-                return out
-            n = int(m.group(1))
-            while len(self.buf) < n:
-                self._fill()
-            out += self.buf[:n]
-            self.buf = self.buf[n:]
-
-    def cmd(self, text):
-        self.n += 1
-        tag = b"t%d" % self.n
-        self.send(tag + b" " + text + b"\r\n")
-        return self.until(tag)
-
-    def until(self, tag):
-        lines = []
-        while True:
-            ln = self.line()
-            if ln.startswith(tag + b" "):
-                return lines, ln
-            lines.append(ln)
 
     def login(self):
         _, ok = self.cmd(b'LOGIN "%s" "%s"' % (USER.encode(), PASS.encode()))
@@ -130,9 +92,6 @@ class Wire:
             return True
         except socket.timeout:
             return False
-
-    def close(self):
-        self.sock.close()
 
 
 class CompressBase(SharedServer):

@@ -166,6 +166,102 @@ class ScriptedPeer:
                              daemon=True).start()
 
 
+class SmtpPeer(ScriptedPeer):
+    """A scripted SMTP server (a ScriptedPeer): each connection is greeted
+    by greet(conn, n) (False: nothing more), then every command line is
+    kept in self.commands and answered by command(s, verb, line, n), s the
+    connection's SmtpSession, verb the line's first four octets in upper
+    case; command() returns False to end the connection. The base answers
+    EHLO and HELO with ehlo(s), MAIL, RCPT, DATA (the message appended to
+    self.messages), RSET and QUIT, and 502 to anything else: a subclass
+    scripts the rest (extensions, BDAT, STARTTLS, failures) and hands
+    what it does not script to it. Lines are read up to max_line octets
+    (-1: no bound). A connection in self.held is left open."""
+    max_line = -1
+
+    def __init__(self, ip, port):
+        self.commands = []
+        self.messages = []
+        super().__init__(ip, port)
+
+    def greet(self, conn, n):
+        conn.sendall(b"220 fake ESMTP\r\n")
+        return True
+
+    def ehlo(self, s):
+        return b"250 fake\r\n"
+
+    def command(self, s, verb, line, n):
+        if verb in (b"EHLO", b"HELO"):
+            s.send(self.ehlo(s))
+        elif verb == b"MAIL":
+            s.send(b"250 2.1.0 ok\r\n")
+        elif verb == b"RCPT":
+            s.send(b"250 2.1.5 ok\r\n")
+        elif verb == b"DATA":
+            data = s.read_data()
+            if data is None:
+                return False
+            self.messages.append(data)
+            s.send(b"250 2.0.0 queued\r\n")
+        elif verb == b"RSET":
+            s.send(b"250 2.0.0 ok\r\n")
+        elif verb == b"QUIT":
+            s.send(b"221 2.0.0 bye\r\n")
+            return False
+        else:
+            s.send(b"502 5.5.1 no\r\n")
+        return True
+
+    def serve(self, conn, n):
+        conn.settimeout(20)
+        s = None
+        try:
+            if not self.greet(conn, n):
+                return
+            s = SmtpSession(conn)
+            while True:
+                line = s.f.readline(self.max_line)
+                if not line:
+                    return
+                self.commands.append(line.strip())
+                if self.command(s, line[:4].upper(), line, n) is False:
+                    return
+        except (OSError, ValueError):
+            return
+        finally:
+            if s is not None:
+                conn = s.conn
+            if conn not in self.held:
+                conn.close()
+
+
+class SmtpSession:
+    """One connection of an SmtpPeer: conn and f (its reader) are replaced
+    by STARTTLS; chunks holds the BDAT chunks of the message under way."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.f = conn.makefile("rb")
+        self.chunks = []
+        self.secure = False
+
+    def send(self, data):
+        self.conn.sendall(data)
+
+    def read_data(self):
+        """After DATA: 354, then the message up to and with its final dot
+        line; None when the client closes first."""
+        self.send(b"354 go\r\n")
+        data = b""
+        while not data.endswith(b"\r\n.\r\n"):
+            line = self.f.readline()
+            if not line:
+                return None
+            data += line
+        return data
+
+
 class RoostServer:
     def __init__(self, backend="lmdb", users=None, conf=None, listeners=LISTENERS,
                  binary=None, args=(), preexec_fn=None):

@@ -6,7 +6,6 @@ one port number (the sender's [relay] mx_port)."""
 import email
 import os
 import re
-import shutil
 import smtplib
 import socket
 import subprocess
@@ -15,8 +14,7 @@ import time
 import unittest
 
 from dnsstub import DnsStub
-from roosttest import (BACKENDS, RoostServer, ScriptedPeer, SharedServer, free_port, wait_for,
-                       wait_port)
+from roosttest import BACKENDS, RoostServer, SharedServer, SmtpPeer, free_port, wait_for
 from test_smtp import fetch, tls_context, uids
 
 ALICE, BOB, DAN = "alice@example.org", "bob@example.org", "dan@roost.test"
@@ -60,106 +58,73 @@ PORT = None
 FAKES = []
 
 
-class FakePeer(ScriptedPeer):
+class FakePeer(SmtpPeer):
     """A scripted SMTP server on (ip, PORT)."""
 
     def __init__(self, ip, mode):
         self.mode = mode
-        self.messages = []
         self.bdats = []  # the BDAT command lines received
-        self.commands = []
         self.gate = threading.Event()  # "gated": the greeting waits for it
         super().__init__(ip, PORT)
 
-    def serve(self, conn, n):
-        conn.settimeout(20)
-        try:
-            if self.mode == "silent":
-                self.held.append(conn)
-                return
-            if self.mode == "longline":
-                chunk = b"2" * 65536
-                for _ in range(160):	# 10 MB, no line end
-                    conn.sendall(chunk)
-                return
-            f = conn.makefile("rb")
-            if self.mode == "gated":
-                self.gate.wait(30)
-            conn.sendall(b"220 fake ESMTP\r\n")
-            chunks = []
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                verb = line[:4].upper()
-                self.commands.append(line.strip())
-                if verb in (b"EHLO", b"HELO"):
-                    if self.mode == "badtls":
-                        conn.sendall(b"250-fake\r\n250 STARTTLS\r\n")
-                    elif self.mode == "chunking-nopipe":
-                        conn.sendall(b"250-fake\r\n250 CHUNKING\r\n")
-                    elif self.mode.startswith(("chunking", "bdat")):
-                        conn.sendall(b"250-fake\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
-                    else:
-                        conn.sendall(b"250 fake\r\n")
-                elif verb == b"BDAT":
-                    # Read exactly the announced bytes, whatever follows.
-                    self.bdats.append(line.strip())
-                    words = line.split()
-                    size = int(words[1])
-                    data = f.read(size)
-                    if len(data) < size:
-                        return
-                    chunks.append(data)
-                    last = len(words) > 2 and words[2].upper() == b"LAST"
-                    if self.mode == "bdat-silent":
-                        continue
-                    if self.mode == "bdat-refuse":
-                        conn.sendall(b"554 5.6.0 Chunk refused\r\n")
-                    elif self.mode == "bdat-longline":
-                        conn.sendall(b"2" * (10 * 1024 * 1024))
-                        return
-                    elif last:
-                        self.messages.append(b"".join(chunks))
-                        chunks = []
-                        conn.sendall(b"250 2.0.0 queued\r\n")
-                    else:
-                        conn.sendall(b"250 2.0.0 chunk ok\r\n")
-                elif verb == b"STAR":
-                    conn.sendall(b"220 2.0.0 go ahead\r\n")
-                    conn.sendall(b"this is not a TLS server hello\r\n")
-                    return
-                elif verb == b"MAIL":
-                    conn.sendall(b"250 2.1.0 ok\r\n")
-                elif verb == b"RCPT":
-                    if self.mode == "temp-once" and n == 1:
-                        conn.sendall(b"451 4.3.0 Try again later\r\n")
-                    else:
-                        conn.sendall(b"250 2.1.5 ok\r\n")
-                elif verb == b"DATA":
-                    conn.sendall(b"354 go\r\n")
-                    data = b""
-                    while not data.endswith(b"\r\n.\r\n"):
-                        line = f.readline()
-                        if not line:
-                            return
-                        data += line
-                    if self.mode == "drop-after-data":
-                        return
-                    self.messages.append(data)
-                    conn.sendall(b"250 2.0.0 queued\r\n")
-                elif verb == b"RSET":
-                    conn.sendall(b"250 2.0.0 ok\r\n")
-                elif verb == b"QUIT":
-                    conn.sendall(b"221 2.0.0 bye\r\n")
-                    return
-                else:
-                    conn.sendall(b"502 5.5.1 no\r\n")
-        except OSError:
-            return
-        finally:
-            if conn not in self.held:
-                conn.close()
+    def greet(self, conn, n):
+        if self.mode == "silent":
+            self.held.append(conn)
+            return False
+        if self.mode == "longline":
+            chunk = b"2" * 65536
+            for _ in range(160):	# 10 MB, no line end
+                conn.sendall(chunk)
+            return False
+        if self.mode == "gated":
+            self.gate.wait(30)
+        return super().greet(conn, n)
+
+    def ehlo(self, s):
+        if self.mode == "badtls":
+            return b"250-fake\r\n250 STARTTLS\r\n"
+        if self.mode == "chunking-nopipe":
+            return b"250-fake\r\n250 CHUNKING\r\n"
+        if self.mode.startswith(("chunking", "bdat")):
+            return b"250-fake\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+        return super().ehlo(s)
+
+    def command(self, s, verb, line, n):
+        if verb == b"BDAT":
+            # Read exactly the announced bytes, whatever follows.
+            self.bdats.append(line.strip())
+            words = line.split()
+            size = int(words[1])
+            data = s.f.read(size)
+            if len(data) < size:
+                return False
+            s.chunks.append(data)
+            last = len(words) > 2 and words[2].upper() == b"LAST"
+            if self.mode == "bdat-silent":
+                return True
+            if self.mode == "bdat-refuse":
+                s.send(b"554 5.6.0 Chunk refused\r\n")
+            elif self.mode == "bdat-longline":
+                s.send(b"2" * (10 * 1024 * 1024))
+                return False
+            elif last:
+                self.messages.append(b"".join(s.chunks))
+                s.chunks = []
+                s.send(b"250 2.0.0 queued\r\n")
+            else:
+                s.send(b"250 2.0.0 chunk ok\r\n")
+        elif verb == b"STAR":
+            s.send(b"220 2.0.0 go ahead\r\n")
+            s.send(b"this is not a TLS server hello\r\n")
+            return False
+        elif verb == b"RCPT" and self.mode == "temp-once" and n == 1:
+            s.send(b"451 4.3.0 Try again later\r\n")
+        elif verb == b"DATA" and self.mode == "drop-after-data":
+            s.read_data()
+            return False
+        else:
+            return super().command(s, verb, line, n)
+        return True
 
 
 def setUpModule():

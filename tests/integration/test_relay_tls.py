@@ -22,7 +22,7 @@ import time
 import unittest
 
 from dnsstub import DnsStub
-from roosttest import BACKENDS, RoostServer, ScriptedPeer, SharedServer, free_port, wait_for
+from roosttest import BACKENDS, RoostServer, SharedServer, SmtpPeer, free_port, wait_for
 from test_smtp import fetch, tls_context, uids
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -103,85 +103,47 @@ def make_ca(d):
                 "-extfile", name + ".ext", cwd=d)
 
 
-class FakePeer(ScriptedPeer):
+class FakePeer(SmtpPeer):
     """A scripted SMTP server on (ip, PORT). mode: "plain" (no STARTTLS),
     "basic" (STARTTLS, then PIPELINING and CHUNKING only), "full" (STARTTLS,
     then also BINARYMIME and REQUIRETLS)."""
+    max_line = 4096
 
     def __init__(self, ip, mode, cert=None):
         self.mode = mode
-        self.commands = []
-        self.messages = []
         self.tls = None
         if cert is not None:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls.load_cert_chain(cert + ".pem", cert + ".key")
         super().__init__(ip, PORT)
 
-    def ehlo(self, secure):
+    def ehlo(self, s):
         lines = ["fake"]
-        if self.tls is not None and not secure:
+        if self.tls is not None and not s.secure:
             lines.append("STARTTLS")
-        if secure:
+        if s.secure:
             lines += ["PIPELINING", "CHUNKING"]
             if self.mode == "full":
                 lines += ["BINARYMIME", "REQUIRETLS"]
         return "".join("250%s%s\r\n" % ("-" if i < len(lines) - 1 else " ", l)
                        for i, l in enumerate(lines)).encode()
 
-    def serve(self, conn, n):
-        conn.settimeout(20)
-        secure = False
-        chunks = []
-        try:
-            f = conn.makefile("rb")
-            conn.sendall(b"220 fake ESMTP\r\n")
-            while True:
-                line = f.readline(4096)
-                if not line:
-                    return
-                verb = line[:4].upper()
-                self.commands.append(line.strip())
-                if verb in (b"EHLO", b"HELO"):
-                    conn.sendall(self.ehlo(secure))
-                elif verb == b"STAR" and self.tls is not None and not secure:
-                    conn.sendall(b"220 2.0.0 go ahead\r\n")
-                    conn = self.tls.wrap_socket(conn, server_side=True)
-                    f = conn.makefile("rb")
-                    secure = True
-                elif verb == b"MAIL":
-                    conn.sendall(b"250 2.1.0 ok\r\n")
-                elif verb == b"RCPT":
-                    conn.sendall(b"250 2.1.5 ok\r\n")
-                elif verb == b"BDAT":
-                    words = line.split()
-                    data = f.read(int(words[1]))
-                    chunks.append(data)
-                    if len(words) > 2 and words[2].upper() == b"LAST":
-                        self.messages.append(b"".join(chunks))
-                        chunks = []
-                    conn.sendall(b"250 2.0.0 ok\r\n")
-                elif verb == b"DATA":
-                    conn.sendall(b"354 go\r\n")
-                    data = b""
-                    while not data.endswith(b"\r\n.\r\n"):
-                        l2 = f.readline()
-                        if not l2:
-                            return
-                        data += l2
-                    self.messages.append(data)
-                    conn.sendall(b"250 2.0.0 queued\r\n")
-                elif verb == b"RSET":
-                    conn.sendall(b"250 2.0.0 ok\r\n")
-                elif verb == b"QUIT":
-                    conn.sendall(b"221 2.0.0 bye\r\n")
-                    return
-                else:
-                    conn.sendall(b"502 5.5.1 no\r\n")
-        except (OSError, ValueError):
-            return
-        finally:
-            conn.close()
+    def command(self, s, verb, line, n):
+        if verb == b"STAR" and self.tls is not None and not s.secure:
+            s.send(b"220 2.0.0 go ahead\r\n")
+            s.conn = self.tls.wrap_socket(s.conn, server_side=True)
+            s.f = s.conn.makefile("rb")
+            s.secure = True
+        elif verb == b"BDAT":
+            words = line.split()
+            s.chunks.append(s.f.read(int(words[1])))
+            if len(words) > 2 and words[2].upper() == b"LAST":
+                self.messages.append(b"".join(s.chunks))
+                s.chunks = []
+            s.send(b"250 2.0.0 ok\r\n")
+        else:
+            return super().command(s, verb, line, n)
+        return True
 
     def mails(self):
         return [c for c in self.commands if c.upper().startswith(b"MAIL")]

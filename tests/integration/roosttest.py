@@ -24,6 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ROOST_BIN = os.environ.get("ROOST_BIN") or os.path.join(ROOT, "build", "roost")
 ROOST_TESTD = os.environ.get("ROOST_TESTD") or os.path.join(ROOT, "build", "roost-testd")
+# build/tests/tools/roost-fill beside the binary: stores mail through the storage API.
+FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 
 LISTENERS = ("smtp", "submission", "smtps", "lmtp", "imap", "imaps", "pop3", "pop3s", "http",
              "https", "metrics")
@@ -451,8 +453,10 @@ class SharedServer:
     module's set-up) overrides server_args(). server_started() runs once
     the server listens (mail the tests share; the server is killed and
     removed when it fails), server_stopped() after it stopped cleanly (a
-    check of its log; the directory is removed after it in any case)."""
+    check of its log; the directory is removed after it in any case).
+    A class with needs_fill set is skipped where FILL is not built."""
     server_options = {}
+    needs_fill = False
 
     @classmethod
     def server_args(cls):
@@ -472,6 +476,8 @@ class SharedServer:
 
     @classmethod
     def setUpClass(cls):
+        if cls.needs_fill and not os.path.exists(FILL):
+            raise unittest.SkipTest("%s not built" % FILL)
         cls.srv = RoostServer(**cls.server_args())
         cls.srv.start_or_skip()
         try:

@@ -7,7 +7,6 @@ order, a client vanishing mid-literal, a message expunged mid-literal
 bodies in files), LIST over many mailboxes and SEARCH over many
 messages. On every backend."""
 import base64
-import os
 import random
 import re
 import socket
@@ -16,9 +15,8 @@ import subprocess
 import time
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, SharedServer
+from roosttest import BACKENDS, FILL, ROOST_BIN, SharedServer
 
-FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 USER = b"alice@example.org"
 PASS = b"alice-secret"
 ASAN = "asan" in ROOST_BIN

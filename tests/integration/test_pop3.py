@@ -18,9 +18,8 @@ import tempfile
 import time
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, RoostServer, SharedServer, free_port, wait_port
+from roosttest import BACKENDS, FILL, RoostServer, SharedServer, free_port, wait_port
 
-FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 
 N_USERS = 40
 USERS = {"u%d@example.org" % i: "pw-%d" % i for i in range(N_USERS)}
@@ -147,12 +146,7 @@ class Raw:
 class Pop3Base(SharedServer):
     backend = None
     next_user = 0
-
-    @classmethod
-    def setUpClass(cls):
-        if not os.path.exists(FILL):
-            raise unittest.SkipTest("%s not built" % FILL)
-        super().setUpClass()
+    needs_fill = True
 
     @classmethod
     def server_args(cls):
@@ -803,12 +797,7 @@ def non_loopback_ipv4():
 class TestPop3Policy(SharedServer, unittest.TestCase):
     """A listener on all addresses (reached through a non-loopback address
     of this machine) and short idle timeouts."""
-
-    @classmethod
-    def setUpClass(cls):
-        if not os.path.exists(FILL):
-            raise unittest.SkipTest("%s not built" % FILL)
-        super().setUpClass()
+    needs_fill = True
 
     @classmethod
     def server_args(cls):

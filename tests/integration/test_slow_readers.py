@@ -28,9 +28,8 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, ROOT, RoostServer, SharedServer
+from roosttest import BACKENDS, FILL, ROOT, RoostServer, SharedServer
 
-FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 
 WORKERS = 2
 N = 4 * WORKERS
@@ -231,12 +230,7 @@ class SlowReadersBase(SharedServer):
     backend = None
     server_options = {"users": USERS, "conf": {"server": {"workers": str(WORKERS)},
                                                "limits": {"command_timeout": "300"}}}
-
-    @classmethod
-    def setUpClass(cls):
-        if not os.path.exists(FILL):
-            raise unittest.SkipTest("%s not built" % FILL)
-        super().setUpClass()
+    needs_fill = True
 
     @classmethod
     def server_started(cls):

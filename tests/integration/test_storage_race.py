@@ -19,9 +19,8 @@ import subprocess
 import threading
 import unittest
 
-from roosttest import BACKENDS, ROOST_BIN, SharedServer
+from roosttest import BACKENDS, FILL, SharedServer
 
-FILL = os.path.join(os.path.dirname(ROOST_BIN), "tests", "tools", "roost-fill")
 N = 300
 USER, PASSWORD = "race@example.org", "race-secret"
 BODY = (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: race\r\n\r\n"

@@ -8,6 +8,7 @@ ports on 127.0.0.1, and is stopped (SIGTERM, then SIGKILL after a bound) by
 stop() or the context manager. stop() fails the test if the server did not
 exit cleanly or its log holds a sanitizer report.
 """
+import imaplib
 import os
 import random
 import re
@@ -123,6 +124,23 @@ def wait_for(pred, timeout=30, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(0.05)
+
+
+def imap_session(test, port, user, password, timeout=20):
+    """An imaplib.IMAP4 session on 127.0.0.1:port logged in as user, logged
+    out after the test (quiet_logout)."""
+    m = imaplib.IMAP4("127.0.0.1", port, timeout=timeout)
+    m.login(user, password)
+    test.addCleanup(quiet_logout, m)
+    return m
+
+
+def quiet_logout(m):
+    """LOGOUT, letting go a session the server or the test closed."""
+    try:
+        m.logout()
+    except (imaplib.IMAP4.error, OSError):
+        pass
 
 
 class ScriptedPeer:

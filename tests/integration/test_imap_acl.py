@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import unittest
 
-from roosttest import BACKENDS, PrivatePgsql, SharedServer
+from roosttest import BACKENDS, PrivatePgsql, SharedServer, imap_session, quiet_logout
 from test_imap_imapflow import HERE, ensure_imapflow
 from test_imap_raw import Raw
 
@@ -39,17 +39,9 @@ class AclBase(SharedServer):
     server_options = {"users": USERS, "listeners": ("imap", "smtp")}
 
     def imap(self, user):
-        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=15)
-        m.login(user, USERS[user])
-        self.addCleanup(self.logout, m)
-        return m
+        return imap_session(self, self.srv.port("imap"), user, USERS[user], 15)
 
-    @staticmethod
-    def logout(m):
-        try:
-            m.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
+    logout = staticmethod(quiet_logout)
 
     def raw(self, user):
         r = Raw(self.srv.port("imap")).login(user.encode(), USERS[user].encode())

@@ -8,13 +8,12 @@ administrator) is an account too; accounts nobody shared and hostile
 accountIds answer accountNotFound; submission stays personal. On every
 backend (lmdb, maildir; pgsql when it is in ROOST_BACKENDS, in a
 PostgreSQL of the class's own)."""
-import imaplib
 import json
 import unittest
 import urllib.parse
 
 from jmapclient import EventStream, Jmap, Raw, basic, wait_for
-from roosttest import BACKENDS, PrivatePgsql, SharedServer
+from roosttest import BACKENDS, PrivatePgsql, SharedServer, imap_session
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 DAVE, ERIN, FRED = "dave@example.org", "erin@example.org", "fred@example.org"
@@ -44,17 +43,7 @@ class JmapSharedBase(SharedServer):
     # ---- helpers ----
 
     def imap(self, user):
-        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=30)
-        m.login(user, USERS[user])
-        self.addCleanup(self.logout, m)
-        return m
-
-    @staticmethod
-    def logout(m):
-        try:
-            m.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
+        return imap_session(self, self.srv.port("imap"), user, USERS[user], 30)
 
     def jmap(self, user):
         j = Jmap(self.srv.port("http"), user, USERS[user])

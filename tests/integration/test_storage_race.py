@@ -19,7 +19,7 @@ import subprocess
 import threading
 import unittest
 
-from roosttest import BACKENDS, FILL, SharedServer
+from roosttest import BACKENDS, FILL, SharedServer, imap_session, quiet_logout
 
 N = 300
 USER, PASSWORD = "race@example.org", "race-secret"
@@ -109,20 +109,13 @@ class RaceBase(SharedServer):
         return USER, PASSWORD, box
 
     def imap(self, user, password, box="INBOX"):
-        c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=TIMEOUT)
-        c.login(user, password)
-        self.addCleanup(self.logout, c)
+        c = imap_session(self, self.srv.port("imap"), user, password, TIMEOUT)
         if box is not None:
             typ, _ = c.select(box)
             self.assertEqual(typ, "OK")
         return c
 
-    @staticmethod
-    def logout(c):
-        try:
-            c.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
+    logout = staticmethod(quiet_logout)
 
     @contextlib.contextmanager
     def racing(self, user, password, box="INBOX"):

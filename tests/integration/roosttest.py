@@ -369,6 +369,22 @@ class RoostServer:
     def add_user(self, name, password):
         self.cli("user", "add", name, input=password + "\n")
 
+    def serve_refused(self, prepare=None, timeout=60):
+        """Run `roost serve` in the foreground on a new directory, for a
+        configuration it must refuse to start with: the CompletedProcess
+        (text), the directory removed. prepare(self) runs before the
+        configuration is written (files it names, in self.dir)."""
+        self.dir = tempfile.mkdtemp(prefix="roost-test-")
+        try:
+            os.makedirs(self.data_dir)
+            if prepare is not None:
+                prepare(self)
+            self.write_config()
+            return subprocess.run([self.binary, "serve", "--config", self.conf_path],
+                                  capture_output=True, text=True, timeout=timeout)
+        finally:
+            self.cleanup()
+
     def start_or_skip(self):
         """start(), or skip the test (unittest.SkipTest, the directory
         removed) when this build does not have the server's backend."""

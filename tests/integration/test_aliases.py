@@ -5,7 +5,6 @@ user may be that user's sender on submission."""
 import os
 import smtplib
 import subprocess
-import tempfile
 import unittest
 
 from roosttest import BACKENDS, RoostServer, wait_log
@@ -225,22 +224,16 @@ class TestPostmasterWithoutAlias(unittest.TestCase):
 
 class TestBadAliasesFile(unittest.TestCase):
     def check(self, text, words):
-        srv = RoostServer(backend=BACKENDS[0], listeners=())
-        srv.dir = tempfile.mkdtemp(prefix="roost-test-")
-        try:
-            os.makedirs(srv.data_dir)
+        def prepare(srv):
             path = os.path.join(srv.dir, "aliases")
             with open(path, "w") as f:
                 f.write(text)
             srv.extra_conf = {"smtp": {"aliases": path}}
-            srv.write_config()
-            res = subprocess.run([srv.binary, "serve", "--config", srv.conf_path],
-                                 capture_output=True, text=True, timeout=60)
-            self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
-            for w in words:
-                self.assertIn(w, res.stdout + res.stderr)
-        finally:
-            srv.cleanup()
+
+        res = RoostServer(backend=BACKENDS[0], listeners=()).serve_refused(prepare)
+        self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
+        for w in words:
+            self.assertIn(w, res.stdout + res.stderr)
 
     def test_refusals(self):
         self.check("postmaster: alice\npipe: |/bin/sh\n", ["aliases:2", "programs"])

@@ -299,16 +299,10 @@ class TestServe(unittest.TestCase):
             srv = roosttest.RoostServer(
                 listeners=("smtp",),
                 conf={"listen": {"submission": "127.0.0.1:%d" % first.port("smtp")}})
-            srv.dir = tempfile.mkdtemp(prefix="roost-test-")
-            try:
-                srv.write_config()
-                res = subprocess.run([roosttest.ROOST_BIN, "serve", "--config", srv.conf_path],
-                                     capture_output=True, text=True, timeout=60)
-                self.assertEqual(res.returncode, 1, res.stderr)
-                self.assertIn("Address already in use", res.stderr)
-                self.assertNotIn("event=serving", res.stderr)
-            finally:
-                srv.cleanup()
+            res = srv.serve_refused()
+            self.assertEqual(res.returncode, 1, res.stderr)
+            self.assertIn("Address already in use", res.stderr)
+            self.assertNotIn("event=serving", res.stderr)
 
     def test_serve_usage(self):
         res = subprocess.run([roosttest.ROOST_BIN, "serve", "now"], capture_output=True,

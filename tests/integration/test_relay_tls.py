@@ -375,16 +375,9 @@ class RelayTlsTest(SharedServer, unittest.TestCase):
                            ("tls_policies", "good.test"), ("tls_ca_file", "/nonexistent")):
             srv = RoostServer(backend=BACKENDS[0], users={}, listeners=("smtp",),
                               conf={"relay": {key: value}})
-            srv.dir = tempfile.mkdtemp(prefix="roost-test-")
-            try:
-                os.makedirs(srv.data_dir)
-                srv.write_config()
-                res = subprocess.run([srv.binary, "serve", "--config", srv.conf_path],
-                                     capture_output=True, text=True, timeout=60)
-                self.assertNotEqual(res.returncode, 0, key)
-                self.assertIn("[relay] " + key, res.stdout + res.stderr)
-            finally:
-                srv.cleanup()
+            res = srv.serve_refused()
+            self.assertNotEqual(res.returncode, 0, key)
+            self.assertIn("[relay] " + key, res.stdout + res.stderr)
 
     # -- item 2: REQUIRETLS --
     def test_requiretls_is_offered_and_taken_over_tls_only(self):

@@ -859,16 +859,9 @@ class LmtpDefaultSocketTest(unittest.TestCase):
         srv = RoostServer(backend=BACKENDS[0], listeners=(),
                           conf={"listen": {"lmtp": None,
                                            "lmtp_socket_group": "no-such-group-here"}})
-        srv.dir = tempfile.mkdtemp(prefix="roost-test-")
-        try:
-            os.makedirs(srv.data_dir)
-            srv.write_config()
-            res = subprocess.run([srv.binary, "serve", "--config", srv.conf_path],
-                                 capture_output=True, text=True, timeout=60)
-            self.assertNotEqual(res.returncode, 0)
-            self.assertIn("unknown group no-such-group-here", res.stdout + res.stderr)
-        finally:
-            srv.cleanup()
+        res = srv.serve_refused()
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("unknown group no-such-group-here", res.stdout + res.stderr)
 
 
 class SmtpNormalizeTest(unittest.TestCase):

@@ -479,6 +479,17 @@ class RoostServer:
         return False
 
 
+def own_server(test, **options):
+    """A RoostServer(**options) of one test alone: started (the test
+    skipped where the build lacks its backend), stopped (and checked, as
+    stop() does) and its directory removed after the test."""
+    srv = RoostServer(**options)
+    srv.start_or_skip()
+    test.addCleanup(srv.cleanup)
+    test.addCleanup(srv.stop)
+    return srv
+
+
 class SharedServer:
     """Mixin for a unittest class whose tests share one server, started before
     the first and stopped after the last: server_options holds RoostServer's

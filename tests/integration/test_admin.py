@@ -5,7 +5,7 @@ import os
 import smtplib
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, RoostServer, own_server
 
 
 def msg(subject):
@@ -17,12 +17,7 @@ class AdminCase:
     backend = BACKENDS[0]
 
     def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("smtp",))
-        self.srv.start_or_skip()
-
-    def tearDown(self):
-        self.srv.stop()
-        self.srv.cleanup()
+        self.srv = own_server(self, backend=self.backend, listeners=("smtp",))
 
     def roost(self, *args, input=None):
         return self.srv.cli(*args, input=input, check=False)

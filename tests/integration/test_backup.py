@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, RoostServer, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -42,15 +42,8 @@ class BackupBase:
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="roost-backup-")
-        self.srv = RoostServer(backend=self.backend)
-        self.srv.start_or_skip()
-
-    def tearDown(self):
-        try:
-            self.srv.stop()
-        finally:
-            self.srv.cleanup()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.srv = own_server(self, backend=self.backend)
 
     def send(self, n, tag, big=False):
         with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=30) as s:

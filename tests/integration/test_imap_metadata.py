@@ -6,7 +6,7 @@ restart, moved by RENAME and gone with DELETE; hostile arguments BAD."""
 import re
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, own_server
 from test_imap_raw import Raw
 
 MAX_VALUE = 16 * 1024     # STORAGE_METADATA_MAX_VALUE
@@ -17,10 +17,7 @@ class MetadataBase:
     backend = "lmdb"
 
     def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("imap",))
-        self.srv.start_or_skip()
-        self.addCleanup(self.srv.cleanup)
-        self.addCleanup(self.srv.stop)
+        self.srv = own_server(self, backend=self.backend, listeners=("imap",))
         self.c = self.client()
 
     def client(self):

@@ -15,7 +15,7 @@ import smtplib
 import socket
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, own_server
 from test_imap_raw import Raw
 
 ALICE = "alice@example.org"
@@ -29,11 +29,8 @@ class NotifyBase:
 
     def setUp(self):
         # The hostile cases count as bad commands: more than the default 20.
-        self.srv = RoostServer(backend=self.backend, listeners=("imap", "smtp"),
-                               conf={"imap": {"max_bad_commands": "100"}})
-        self.srv.start_or_skip()
-        self.addCleanup(self.srv.cleanup)
-        self.addCleanup(self.srv.stop)
+        self.srv = own_server(self, backend=self.backend, listeners=("imap", "smtp"),
+                              conf={"imap": {"max_bad_commands": "100"}})
 
     def client(self):
         c = Raw(self.srv.port("imap")).login()

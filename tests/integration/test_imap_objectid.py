@@ -7,7 +7,7 @@ import imaplib
 import re
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -25,8 +25,7 @@ class ObjectIdBase:
     backend = "lmdb"
 
     def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("imap",))
-        self.srv.start_or_skip()
+        self.srv = own_server(self, backend=self.backend, listeners=("imap",))
         self.c = self.connect()
 
     def tearDown(self):
@@ -34,8 +33,6 @@ class ObjectIdBase:
             self.c.logout()
         except Exception:
             pass
-        self.srv.stop()
-        self.srv.cleanup()
 
     def connect(self):
         c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=30)

@@ -8,7 +8,7 @@ import re
 import unittest
 
 from jmapclient import Jmap
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -45,10 +45,7 @@ class PreviewBase:
     backend = "lmdb"
 
     def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("imap", "http"))
-        self.srv.start_or_skip()
-        self.addCleanup(self.srv.cleanup)
-        self.addCleanup(self.srv.stop)
+        self.srv = own_server(self, backend=self.backend, listeners=("imap", "http"))
         self.c = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=30)
         self.addCleanup(self.c.logout)
         self.c.login(*ALICE)

@@ -17,7 +17,7 @@ import time
 import unittest
 
 import roosttest
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, RoostServer, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 BOB = ("bob@example.org", "bob-secret")
@@ -117,16 +117,9 @@ class ImportBase:
     backend = "lmdb"
 
     def setUp(self):
-        self.srv = RoostServer(backend=self.backend)
-        self.srv.start_or_skip()
+        self.srv = own_server(self, backend=self.backend)
         self.tmp = tempfile.mkdtemp(prefix="roost-import-")
-
-    def tearDown(self):
-        try:
-            self.srv.stop()
-        finally:
-            self.srv.cleanup()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
 
     def roost(self, *args, srv=None, input=None, check=True, timeout=300):
         res = (srv or self.srv).cli(*args, input=input, check=False, timeout=timeout)

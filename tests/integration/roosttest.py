@@ -592,17 +592,19 @@ class PrivatePgsql:
 
 class JmapMailTest:
     """Mixin for a unittest class testing alice's mail over JMAP: a server of
-    its own per test (self.backend, HTTP, SMTP and IMAP, DEFAULT_USERS),
-    self.j a Jmap client as alice, deliver() mail from bob to alice over
-    SMTP, imap() a logged-in IMAP session as alice."""
+    its own per test (own_server: self.backend, HTTP, SMTP and IMAP,
+    DEFAULT_USERS; server_options laid over that), self.j a Jmap client as
+    alice, deliver() mail from bob to alice over SMTP, imap() a logged-in
+    IMAP session as alice."""
     backend = "lmdb"
+    server_options = {}
 
     def setUp(self):
         from jmapclient import Jmap
-        self.srv = RoostServer(backend=self.backend, listeners=("http", "smtp", "imap"),
-                               users=dict(DEFAULT_USERS))
-        self.srv.start()
-        self.addCleanup(self.srv.stop)
+        opts = {"backend": self.backend, "listeners": ("http", "smtp", "imap"),
+                "users": dict(DEFAULT_USERS)}
+        opts.update(self.server_options)
+        self.srv = own_server(self, **opts)
         self.j = Jmap(self.srv.port("http"), "alice@example.org", "alice-secret")
         self.addCleanup(self.j.close)
 

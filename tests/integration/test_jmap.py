@@ -10,8 +10,8 @@ import json
 import smtplib
 import unittest
 
-from jmapclient import USING, EventStream, Jmap, basic, wait_for
-from roosttest import BACKENDS, DEFAULT_USERS, RoostServer
+from jmapclient import USING, EventStream, basic, wait_for
+from roosttest import BACKENDS, DEFAULT_USERS, JmapMailTest
 
 PLAIN = (b"From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\n"
          b"Subject: =?UTF-8?Q?caf=C3=A9?= plans\r\nDate: Tue, 1 Oct 2024 10:00:00 +0200\r\n"
@@ -32,19 +32,13 @@ MULTI = (b"From: Carol <carol@example.org>\r\nTo: alice@example.org, \"Dan D.\" 
          b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n--out--\r\n")
 
 
-class JmapBase:
-    backend = "lmdb"
+class JmapBase(JmapMailTest):
+    # carol is a user here too (Bcc in the submission test)
+    server_options = {"users": dict(DEFAULT_USERS, **{"carol@example.org": "carol-secret"})}
 
     def setUp(self):
-        # carol is a user here too (Bcc in the submission test)
-        users = dict(DEFAULT_USERS, **{"carol@example.org": "carol-secret"})
-        self.srv = RoostServer(backend=self.backend, listeners=("http", "smtp", "imap"),
-                               users=users)
-        self.srv.start()
-        self.addCleanup(self.srv.stop)
+        super().setUp()
         self.port = self.srv.port("http")
-        self.j = Jmap(self.port, "alice@example.org", "alice-secret")
-        self.addCleanup(self.j.close)
 
     def deliver(self, msg, to="alice@example.org", sender="bob@example.org"):
         with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=20) as s:

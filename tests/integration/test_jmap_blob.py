@@ -9,7 +9,7 @@ import smtplib
 import unittest
 
 from jmapclient import Jmap
-from roosttest import BACKENDS, DEFAULT_USERS, RoostServer
+from roosttest import BACKENDS, JmapMailTest
 
 MULTI = (b"From: Carol <carol@example.org>\r\nTo: alice@example.org\r\nSubject: parts\r\n"
          b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
@@ -18,17 +18,8 @@ MULTI = (b"From: Carol <carol@example.org>\r\nTo: alice@example.org\r\nSubject: 
          b"Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n")
 
 
-class Blobs:
-    backend = "lmdb"
-
-    def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("http", "smtp", "imap"),
-                               users=dict(DEFAULT_USERS),
-                               conf={"limits": {"max_message_size": "200000"}})
-        self.srv.start()
-        self.addCleanup(self.srv.stop)
-        self.j = Jmap(self.srv.port("http"), "alice@example.org", "alice-secret")
-        self.addCleanup(self.j.close)
+class Blobs(JmapMailTest):
+    server_options = {"conf": {"limits": {"max_message_size": "200000"}}}
 
     def test_blob_copy(self):
         with smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=20) as s:

@@ -11,16 +11,14 @@ import threading
 import unittest
 
 from jmapclient import Jmap, Raw, basic
-from roosttest import DEFAULT_USERS, RoostServer
+from roosttest import DEFAULT_USERS, own_server
 
 LIMIT = "urn:ietf:params:jmap:error:limit"
 
 
 class Limits(unittest.TestCase):
     def setUp(self):
-        self.srv = RoostServer(backend="lmdb", listeners=("http",), users=dict(DEFAULT_USERS))
-        self.srv.start()
-        self.addCleanup(self.srv.stop)
+        self.srv = own_server(self, backend="lmdb", listeners=("http",), users=dict(DEFAULT_USERS))
         self.port = self.srv.port("http")
         self.j = Jmap(self.port, "alice@example.org", "alice-secret")
         self.addCleanup(self.j.close)

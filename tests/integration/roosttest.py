@@ -479,6 +479,17 @@ class RoostServer:
         return False
 
 
+def backend_classes(namespace, base, prefix, backends=("lmdb", "maildir")):
+    """Put in namespace (a test module's globals()) a unittest class of base
+    for each of backends that BACKENDS selects, named prefix and the
+    backend's name capitalised (prefixLmdb, prefixMaildir)."""
+    for backend in backends:
+        if backend in BACKENDS:
+            name = prefix + backend.capitalize()
+            namespace[name] = type(name, (base, unittest.TestCase),
+                                   {"backend": backend, "__module__": namespace["__name__"]})
+
+
 def own_server(test, **options):
     """A RoostServer(**options) of one test alone: started (the test
     skipped where the build lacks its backend), stopped (and checked, as

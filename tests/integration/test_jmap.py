@@ -11,7 +11,7 @@ import smtplib
 import unittest
 
 from jmapclient import USING, EventStream, basic, wait_for
-from roosttest import BACKENDS, DEFAULT_USERS, JmapMailTest
+from roosttest import DEFAULT_USERS, JmapMailTest, backend_classes
 
 PLAIN = (b"From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\n"
          b"Subject: =?UTF-8?Q?caf=C3=A9?= plans\r\nDate: Tue, 1 Oct 2024 10:00:00 +0200\r\n"
@@ -501,22 +501,11 @@ class JmapMail(JmapBase):
         self.assertEqual(self.j.query(inMailbox=boxes["drafts"]["id"]), [kept])
 
 
-class JmapMailMaildir(JmapMail, unittest.TestCase):
-    backend = "maildir"
-
-
-class JmapMailLmdb(JmapMail, unittest.TestCase):
-    backend = "lmdb"
-
-
 class JmapCoreLmdb(JmapCore, unittest.TestCase):
     backend = "lmdb"
 
 
-for _cls in (JmapMailMaildir, JmapMailLmdb):
-    if _cls.backend not in BACKENDS:
-        del globals()[_cls.__name__]
-del _cls
+backend_classes(globals(), JmapMail, "JmapMail")
 
 if __name__ == "__main__":
     unittest.main()

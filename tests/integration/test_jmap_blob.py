@@ -9,7 +9,7 @@ import smtplib
 import unittest
 
 from jmapclient import Jmap
-from roosttest import BACKENDS, JmapMailTest
+from roosttest import JmapMailTest, backend_classes
 
 MULTI = (b"From: Carol <carol@example.org>\r\nTo: alice@example.org\r\nSubject: parts\r\n"
          b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
@@ -217,18 +217,7 @@ class Blobs(JmapMailTest):
         self.assertEqual(len(self.j.query()), 1)
 
 
-class BlobsLmdb(Blobs, unittest.TestCase):
-    backend = "lmdb"
-
-
-class BlobsMaildir(Blobs, unittest.TestCase):
-    backend = "maildir"
-
-
-for _cls in (BlobsLmdb, BlobsMaildir):
-    if _cls.backend not in BACKENDS:
-        del globals()[_cls.__name__]
-del _cls
+backend_classes(globals(), Blobs, "Blobs")
 
 if __name__ == "__main__":
     unittest.main()

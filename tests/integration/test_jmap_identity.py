@@ -8,7 +8,7 @@ import os
 import unittest
 
 from jmapclient import Jmap
-from roosttest import BACKENDS, DEFAULT_USERS, RoostServer
+from roosttest import DEFAULT_USERS, RoostServer, backend_classes
 
 ALIASES = """postmaster: alice
 sales@example.org: alice, bob
@@ -138,18 +138,7 @@ class Identities:
         self.assertEqual(resp[2][1]["notUpdated"][pm]["type"], "invalidProperties")
 
 
-class IdentitiesLmdb(Identities, unittest.TestCase):
-    backend = "lmdb"
-
-
-class IdentitiesMaildir(Identities, unittest.TestCase):
-    backend = "maildir"
-
-
-for _cls in (IdentitiesLmdb, IdentitiesMaildir):
-    if _cls.backend not in BACKENDS:
-        del globals()[_cls.__name__]
-del _cls
+backend_classes(globals(), Identities, "Identities")
 
 if __name__ == "__main__":
     unittest.main()

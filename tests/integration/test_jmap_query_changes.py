@@ -5,7 +5,7 @@ changed meanwhile over JMAP, IMAP or SMTP; queries whose results depend on
 other Emails (threads) and hostile arguments get the RFC's errors."""
 import unittest
 
-from roosttest import BACKENDS, JmapMailTest
+from roosttest import JmapMailTest, backend_classes
 
 ASC = [{"property": "receivedAt", "isAscending": True}]
 
@@ -241,18 +241,7 @@ class QueryChanges(JmapMailTest):
                          ["canCalculateChanges"])
 
 
-class QueryChangesLmdb(QueryChanges, unittest.TestCase):
-    backend = "lmdb"
-
-
-class QueryChangesMaildir(QueryChanges, unittest.TestCase):
-    backend = "maildir"
-
-
-for _cls in (QueryChangesLmdb, QueryChangesMaildir):
-    if _cls.backend not in BACKENDS:
-        del globals()[_cls.__name__]
-del _cls
+backend_classes(globals(), QueryChanges, "QueryChanges")
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,7 +7,7 @@ RFC's errors."""
 import unittest
 
 from jmapclient import Jmap
-from roosttest import BACKENDS, JmapMailTest
+from roosttest import JmapMailTest, backend_classes
 
 
 def msg(mid, subject, refs=None, reply_to=None):
@@ -212,18 +212,7 @@ class Threads(JmapMailTest):
         self.assertEqual(len(self.j.query()), 1)
 
 
-class ThreadsLmdb(Threads, unittest.TestCase):
-    backend = "lmdb"
-
-
-class ThreadsMaildir(Threads, unittest.TestCase):
-    backend = "maildir"
-
-
-for _cls in (ThreadsLmdb, ThreadsMaildir):
-    if _cls.backend not in BACKENDS:
-        del globals()[_cls.__name__]
-del _cls
+backend_classes(globals(), Threads, "Threads")
 
 if __name__ == "__main__":
     unittest.main()

@@ -15,8 +15,8 @@ import unittest
 
 from dnsstub import DnsStub
 from jmapclient import Jmap
-from roosttest import (BACKENDS, DEFAULT_USERS, RoostServer, SharedServer, free_port, wait_for,
-                       wait_log)
+from roosttest import (BACKENDS, DEFAULT_USERS, RoostServer, SharedServer, backend_classes,
+                       free_port, wait_for, wait_log)
 from test_smtp import fetch, uids
 
 VAC = "urn:ietf:params:jmap:vacationresponse"
@@ -329,18 +329,7 @@ class Vacation(SharedServer):
         self.vset({"isEnabled": False})
 
 
-class VacationLmdb(Vacation, unittest.TestCase):
-    backend = "lmdb"
-
-
-class VacationMaildir(Vacation, unittest.TestCase):
-    backend = "maildir"
-
-
-for _cls in (VacationLmdb, VacationMaildir):
-    if _cls.backend not in BACKENDS:
-        del globals()[_cls.__name__]
-del _cls
+backend_classes(globals(), Vacation, "Vacation")
 
 if __name__ == "__main__":
     unittest.main()

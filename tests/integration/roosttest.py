@@ -76,11 +76,11 @@ def free_port():
     raise AssertionError("no free port on 127.0.0.1")
 
 
-def wait_port(port, timeout=15.0):
+def wait_port(port, timeout=15.0, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((host, port), timeout=1):
                 return True
         except OSError:
             time.sleep(0.05)

@@ -12,7 +12,7 @@ import subprocess
 import unittest
 
 from jmapclient import Raw, basic
-from roosttest import ROOST_BIN, RoostServer, SharedServer, wait_log
+from roosttest import ROOST_BIN, RoostServer, SharedServer, wait_log, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WWW = os.path.join(os.path.dirname(os.path.dirname(HERE)), "www")
@@ -312,6 +312,8 @@ class TestPlaintextRefused(unittest.TestCase):
         # the harness waits on the first address, on loopback
         listen = "127.0.0.1:%d, %s:%d" % (lport, addr, port)
         with RoostServer(listeners=("http",), conf={"listen": {"http": listen}}):
+            # the second address is not waited for by the harness
+            self.assertTrue(wait_port(port, host=addr))
             with socket.create_connection((addr, port), timeout=20) as s:
                 r = Raw.__new__(Raw)
                 r.sock, r.buf = s, b""

@@ -284,11 +284,13 @@ class SmtpSession:
 
 class RoostServer:
     def __init__(self, backend="lmdb", users=None, conf=None, listeners=LISTENERS,
-                 binary=None, args=(), preexec_fn=None):
+                 binary=None, args=(), preexec_fn=None, aliases=None):
         """conf: {"section": {"key": "value"}} laid over the test defaults
         (a value None leaves the key out, at the server's own default).
         listeners: which listeners to open (others are "off").
-        preexec_fn: run in the server's process before it starts (limits)."""
+        preexec_fn: run in the server's process before it starts (limits).
+        aliases: the text of an aliases file in the server's directory
+        (aliases_path), which [smtp] aliases names."""
         self.backend = backend
         self.users = DEFAULT_USERS if users is None else users
         self.extra_conf = conf or {}
@@ -296,6 +298,7 @@ class RoostServer:
         self.binary = binary or ROOST_BIN
         self.args = tuple(args)
         self.preexec_fn = preexec_fn
+        self.aliases = aliases
         self.dir = None
         self.proc = None
         self.ports = {}
@@ -313,6 +316,10 @@ class RoostServer:
     @property
     def log_path(self):
         return os.path.join(self.dir, "server.log")
+
+    @property
+    def aliases_path(self):
+        return os.path.join(self.dir, "aliases")
 
     def port(self, name):
         return self.ports[name]
@@ -344,6 +351,10 @@ class RoostServer:
                 conf["listen"][name] = "off"
         for section, keys in self.extra_conf.items():
             conf.setdefault(section, {}).update(keys)
+        if self.aliases is not None:
+            with open(self.aliases_path, "w") as f:
+                f.write(self.aliases)
+            conf["smtp"]["aliases"] = self.aliases_path
         # A test that gives a listener its own address waits on that port.
         for name, addrs in conf["listen"].items():
             if name in self.listeners and addrs not in ("off", None):

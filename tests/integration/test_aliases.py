@@ -7,7 +7,7 @@ import smtplib
 import subprocess
 import unittest
 
-from roosttest import BACKENDS, RoostServer, wait_log
+from roosttest import BACKENDS, RoostServer, SharedServer, wait_log
 
 ALIASES = """# site aliases
 postmaster: alice
@@ -34,33 +34,17 @@ def count(srv, user, mailbox="INBOX"):
     return len(res.stdout.splitlines()) if res.returncode == 0 else 0
 
 
-class AliasServer:
+class AliasServer(SharedServer):
+    """A server whose aliases file (cls.aliases) sits in its own
+    directory; cls.extra laid over its configuration."""
     backend = BACKENDS[0]
     aliases = ALIASES
     extra = {}
 
     @classmethod
-    def setUpClass(cls):
-        conf = {"smtp": {"aliases": "ALIASES"}, "listen": {}}
-        conf.update(cls.extra)
-        cls.srv = RoostServer(backend=cls.backend, users=USERS,
-                              listeners=("smtp", "submission", "lmtp"), conf=conf)
-        # The aliases file sits in the server's own directory.
-        orig = cls.srv.write_config
-
-        def write_config():
-            path = os.path.join(cls.srv.dir, "aliases")
-            with open(path, "w") as f:
-                f.write(cls.aliases)
-            cls.srv.extra_conf["smtp"]["aliases"] = path
-            orig()
-        cls.srv.write_config = write_config
-        cls.srv.start_or_skip()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
-        cls.srv.cleanup()
+    def server_args(cls):
+        return dict(backend=cls.backend, users=USERS, listeners=("smtp", "submission", "lmtp"),
+                    conf=cls.extra, aliases=cls.aliases)
 
 
 class TestAliases(AliasServer, unittest.TestCase):

@@ -4,11 +4,10 @@ aliases file grants it; Identity/set creates, changes and destroys what a
 client may, kept in storage; EmailSubmission sends as an alias identity
 and the other user reads it over IMAP; hostile input gets SetErrors."""
 import imaplib
-import os
 import unittest
 
 from jmapclient import Jmap
-from roosttest import DEFAULT_USERS, RoostServer, backend_classes
+from roosttest import DEFAULT_USERS, backend_classes, own_server
 
 ALIASES = """postmaster: alice
 sales@example.org: alice, bob
@@ -20,20 +19,8 @@ class Identities:
     backend = "lmdb"
 
     def setUp(self):
-        self.srv = RoostServer(backend=self.backend, listeners=("http", "imap"),
-                               users=dict(DEFAULT_USERS),
-                               conf={"smtp": {"aliases": "ALIASES"}})
-        orig = self.srv.write_config
-
-        def write_config():
-            path = os.path.join(self.srv.dir, "aliases")
-            with open(path, "w") as f:
-                f.write(ALIASES)
-            self.srv.extra_conf["smtp"]["aliases"] = path
-            orig()
-        self.srv.write_config = write_config
-        self.srv.start()
-        self.addCleanup(self.srv.stop)
+        self.srv = own_server(self, backend=self.backend, listeners=("http", "imap"),
+                              users=dict(DEFAULT_USERS), aliases=ALIASES)
         self.j = Jmap(self.srv.port("http"), "alice@example.org", "alice-secret")
         self.addCleanup(self.j.close)
 

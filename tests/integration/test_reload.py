@@ -11,7 +11,7 @@ import signal
 import smtplib
 import unittest
 
-from roosttest import BACKENDS, RoostServer, wait_log
+from roosttest import BACKENDS, own_server, wait_log
 
 USERS = {"alice@example.org": "alice-pw", "bob@example.org": "bob-pw"}
 
@@ -25,22 +25,10 @@ class ReloadCase:
     backend = BACKENDS[0]
 
     def setUp(self):
-        self.srv = RoostServer(backend=self.backend, users=USERS, listeners=("smtp", "imap"),
-                               conf={"smtp": {"aliases": "X"}})
-        orig = self.srv.write_config
-
-        def write_config():
-            self.aliases = os.path.join(self.srv.dir, "aliases")
-            self.write_aliases("team: alice\n")
-            self.srv.extra_conf["smtp"]["aliases"] = self.aliases
-            orig()
-        self.srv.write_config = write_config
-        self.srv.start_or_skip()
+        self.srv = own_server(self, backend=self.backend, users=USERS,
+                              listeners=("smtp", "imap"), aliases="team: alice\n")
+        self.aliases = self.srv.aliases_path
         self.assertTrue(wait_log(self.srv, r"event=ctl_listen"))
-
-    def tearDown(self):
-        self.srv.stop()
-        self.srv.cleanup()
 
     def write_aliases(self, text):
         # As an editor saving over it would: a new file renamed in place.
@@ -129,15 +117,10 @@ class ReloadCase:
 
 class ConfigReloadTest(unittest.TestCase):
     def setUp(self):
-        self.srv = RoostServer(users=USERS, listeners=("smtp",),
-                               conf={"server": {"log_level": "info"},
-                                     "limits": {"max_recipients": "2"}})
-        self.srv.start_or_skip()
+        self.srv = own_server(self, users=USERS, listeners=("smtp",),
+                              conf={"server": {"log_level": "info"},
+                                    "limits": {"max_recipients": "2"}})
         self.assertTrue(wait_log(self.srv, r"event=ctl_listen"))
-
-    def tearDown(self):
-        self.srv.stop()
-        self.srv.cleanup()
 
     def edit_config(self, **changes):
         """Rewrite roost.conf with key = value lines replaced (the ports stay)."""

@@ -201,9 +201,7 @@ class Blobs(JmapMailTest):
         self.assertEqual(got["list"][0]["receivedAt"], "2020-02-29T11:00:00Z")
         self.assertEqual(got["list"][0]["keywords"], {"$flagged": True})
         # IMAP reads what was imported
-        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=20)
-        m.login("alice@example.org", "alice-secret")
-        self.addCleanup(m.logout)
+        m = self.imap()
         m.select("INBOX")
         typ, data = m.fetch("1", "(FLAGS BODY[HEADER.FIELDS (SUBJECT)])")
         self.assertIn(b"\\Flagged", data[0][0])

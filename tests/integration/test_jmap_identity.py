@@ -3,11 +3,10 @@ a user's identities are its own address and the sender aliases the
 aliases file grants it; Identity/set creates, changes and destroys what a
 client may, kept in storage; EmailSubmission sends as an alias identity
 and the other user reads it over IMAP; hostile input gets SetErrors."""
-import imaplib
 import unittest
 
 from jmapclient import Jmap
-from roosttest import DEFAULT_USERS, backend_classes, own_server
+from roosttest import DEFAULT_USERS, backend_classes, imap_session, own_server
 
 ALIASES = """postmaster: alice
 sales@example.org: alice, bob
@@ -100,9 +99,7 @@ class Identities:
                 "t": {"identityId": "Inope", "emailId": "#d"}}}, "1"]])
         self.assertIn("s", resp[1][1]["created"], resp)
         self.assertEqual(resp[1][1]["notCreated"]["t"]["type"], "invalidProperties")
-        m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=20)
-        m.login("bob@example.org", "bob-secret")
-        self.addCleanup(m.logout)
+        m = imap_session(self, self.srv.port("imap"), "bob@example.org", "bob-secret")
         m.select("INBOX")
         typ, data = m.fetch("1", "(BODY[HEADER.FIELDS (FROM)])")
         self.assertIn(b"postmaster@example.org", data[0][1])

@@ -133,6 +133,12 @@ mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t 
 	return mb->st->ops->claim_recent(mb, first_recent_uid_r, next_r != NULL ? next_r : &next);
 }
 
+bool
+mailbox_claim_later(struct mailbox *mb)
+{
+	return mb->st->ops->claim_later != NULL && mb->st->ops->claim_later(mb);
+}
+
 int
 mailbox_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r)
 {

@@ -67,6 +67,11 @@ struct pg_flights {
 	bool claiming;          /* a \Recent claim is under way */
 	uint32_t claiming_upto; /* it takes every UID below (0: unknown) */
 	uint32_t claimed_below; /* every UID below is claimed (0: unknown) */
+	bool reserved;          /* a handle will claim everything below: */
+	uint32_t reserved_upto; /* (it holds one of users meanwhile) */
+	bool batched;           /* in the batch of claims under way */
+	bool held;              /* the batch took [held_first, held_next) */
+	uint32_t held_first, held_next;
 };
 
 /* Mailboxes whose last flight is kept at most (the others' is dropped). */
@@ -360,6 +365,14 @@ pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *belo
 		pthread_mutex_unlock(&ps->flights_lock);
 		return false;
 	}
+	/* Likewise a claim reserved: the handle that holds it claims later
+	 * (never waited for here: its claim waits for a worker). */
+	if (e->reserved && uidnext != 0 && e->reserved_upto >= uidnext) {
+		*below_r = e->reserved_upto;
+		flights_put(ps, e);
+		pthread_mutex_unlock(&ps->flights_lock);
+		return false;
+	}
 	if (uidnext != 0 && e->claimed_below >= uidnext) {
 		*below_r = e->claimed_below;
 		flights_put(ps, e);
@@ -388,6 +401,165 @@ pg_claim_end(struct pg_store *ps, int64_t id, uint32_t below)
 		flights_put(ps, e);
 	}
 	pthread_mutex_unlock(&ps->flights_lock);
+}
+
+bool
+pg_claim_reserve(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t recent)
+{
+	struct pg_flights *e;
+	bool taken;
+
+	if (uidnext == 0 || recent >= uidnext)
+		return false;
+	pthread_mutex_lock(&ps->flights_lock);
+	e = flights_get(ps, id);
+	/* one reservation at a time: another handle claims now, as before */
+	taken = !e->reserved && !(e->claiming && e->claiming_upto >= uidnext) &&
+	        e->claimed_below < uidnext;
+	if (taken) {
+		e->reserved = true; /* keeps the user flights_get() counted */
+		e->reserved_upto = uidnext;
+	} else {
+		flights_put(ps, e);
+	}
+	pthread_mutex_unlock(&ps->flights_lock);
+	return taken;
+}
+
+void
+pg_claim_unreserve(struct pg_store *ps, int64_t id)
+{
+	struct pg_flights *e;
+
+	pthread_mutex_lock(&ps->flights_lock);
+	for (e = ps->flights; e != NULL && e->id != id; e = e->next)
+		;
+	if (e != NULL && e->reserved) {
+		/* a claim the batch made for it stays made: its messages were
+		 * announced to this session, which goes without showing them
+		 * as \Recent */
+		e->reserved = e->held = false;
+		flights_put(ps, e);
+	}
+	pthread_mutex_unlock(&ps->flights_lock);
+}
+
+/* Reservations batched at most per statement. */
+#define CLAIM_BATCH_MAX 256
+
+struct claim_batch {
+	struct pg_flights *e[CLAIM_BATCH_MAX];
+	size_t n;
+};
+
+/*
+ * Every mailbox of the batch whose boundary is below UIDNEXT and whose row
+ * no other transaction holds (a delivery under way holds it to its commit:
+ * skipped, never waited for) moves its boundary to UIDNEXT, the row lock
+ * making each a compare and swap, as one claim does; its commit is not
+ * waited for. The ids are ours, so they go into the text (two statements:
+ * SET LOCAL needs the simple protocol).
+ */
+static int
+t_claim_batch(struct pg_txn *t, void *arg)
+{
+	struct claim_batch *b = arg;
+	uint64_t ids[CLAIM_BATCH_MAX];
+	struct buf sql = BUF_INIT(0), arr = BUF_INIT(0);
+	PGresult *res;
+	int rc;
+
+	for (size_t i = 0; i < b->n; i++)
+		ids[i] = (uint64_t)b->e[i]->id;
+	pg_int64_array(&arr, ids, b->n);
+	buf_printf(&sql,
+	           "SET LOCAL synchronous_commit = off; WITH k AS (SELECT id, recent_first FROM "
+	           "mailboxes WHERE id = ANY('%s'::bigint[]) AND NOT noselect AND recent_first < "
+	           "uidnext ORDER BY id FOR UPDATE SKIP LOCKED) UPDATE mailboxes m SET "
+	           "recent_first = m.uidnext FROM k WHERE m.id = k.id RETURNING m.id, "
+	           "k.recent_first, m.uidnext",
+	           buf_cstr(&arr));
+	rc = pg_exec(t, buf_cstr(&sql), NULL, false, &res);
+	buf_free(&sql);
+	buf_free(&arr);
+	if (rc != 0)
+		return rc;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t id = pg_int(res, r, 0);
+
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->e[i]->id == id) {
+				b->e[i]->held_first = (uint32_t)pg_int(res, r, 1);
+				b->e[i]->held_next = (uint32_t)pg_int(res, r, 2);
+			}
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * The sessions that reserved a claim make it on a wake-up of their own,
+ * one after the other on the workers: the first makes all of those
+ * reserved by then in one statement (50 round trips per delivery to 50
+ * users were 50 statements for the database to parse and run on the same
+ * two cores, and 50 worker waits), and the others find theirs made.
+ */
+int
+pg_claim_batch(struct pg_store *ps, int64_t id, uint32_t *first_r, uint32_t *next_r)
+{
+	struct pg_flights *e, *x;
+	struct claim_batch *b;
+	bool was_batched = false;
+	int rc;
+
+	pthread_mutex_lock(&ps->flights_lock);
+	for (e = ps->flights; e != NULL && e->id != id; e = e->next)
+		;
+	if (e == NULL || !e->reserved) {
+		pthread_mutex_unlock(&ps->flights_lock);
+		return ROOST_EAGAIN;
+	}
+	while (!e->held && (e->batched || ps->claim_batch)) {
+		was_batched = was_batched || e->batched;
+		pthread_cond_wait(&ps->flights_cond, &ps->flights_lock);
+	}
+	/* a batch that had us and took nothing: claim alone */
+	if (!e->held && !was_batched) {
+		b = xcalloc(1, sizeof(*b));
+		ps->claim_batch = true;
+		for (x = ps->flights; x != NULL && b->n < CLAIM_BATCH_MAX; x = x->next) {
+			if (x->reserved && !x->held && !x->batched) {
+				x->batched = true;
+				x->held_first = x->held_next = 0;
+				x->users++; /* the batch's, should its handle close */
+				b->e[b->n++] = x;
+			}
+		}
+		pthread_mutex_unlock(&ps->flights_lock);
+		rc = pg_run(ps, PG_AUTO, t_claim_batch, b);
+		pthread_mutex_lock(&ps->flights_lock);
+		for (size_t i = 0; i < b->n; i++) {
+			x = b->e[i];
+			x->batched = false;
+			if (rc == 0 && x->held_next > x->held_first && x->held_first > 0) {
+				if (x->held_next > x->claimed_below)
+					x->claimed_below = x->held_next;
+				x->held = x->reserved; /* its handle may have gone */
+			}
+			flights_put(ps, x);
+		}
+		ps->claim_batch = false;
+		pthread_cond_broadcast(&ps->flights_cond);
+		free(b);
+	}
+	rc = e->held ? 0 : ROOST_EAGAIN;
+	*first_r = e->held_first;
+	*next_r = e->held_next;
+	e->held = e->reserved = false;
+	flights_put(ps, e); /* the reservation's */
+	pthread_mutex_unlock(&ps->flights_lock);
+	return rc;
 }
 
 /* pg_close(): every caller has returned. */

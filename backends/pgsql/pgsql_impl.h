@@ -63,6 +63,7 @@ struct pg_store {
 	pthread_mutex_t flights_lock;
 	pthread_cond_t flights_cond;
 	struct pg_flights *flights;
+	bool claim_batch; /* a batch of reserved claims is under way */
 
 	/* Group commit of deliveries (pgsql_save.c): group_lock guards the
 	 * queue and group_leaders; group_cond is broadcast when a group
@@ -98,6 +99,8 @@ struct pg_mailbox {
 	uint32_t view_uidnext;
 	/* the \Recent boundary that query saw: where a claim tries first */
 	uint32_t view_recent;
+	/* this handle reserved the next claim (pg_claim_reserve()) */
+	bool reserved;
 	/* mailbox_keywords() result, valid until the next call */
 	char **kw_names;
 	size_t kw_n;
@@ -225,6 +228,7 @@ unsigned pg_group_max(void);
 int pg_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r);
 int pg_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
 int pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r);
+bool pg_op_claim_later(struct mailbox *mb);
 int pg_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 int pg_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
 int pg_op_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
@@ -242,6 +246,19 @@ void pg_flights_free(struct pg_store *ps);
  * calls pg_claim_end() with the boundary it left (0: unknown). */
 bool pg_claim_begin(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t *below_r);
 void pg_claim_end(struct pg_store *ps, int64_t id, uint32_t below);
+/* Reserve the next claim of mailbox id in this process for a handle whose
+ * view reaches below uidnext with the boundary at recent: false when a
+ * claim under way, made or reserved takes everything below uidnext, or
+ * nothing is left. pg_claim_unreserve() drops it (the claim starts, or
+ * the handle closes); meanwhile pg_claim_begin() of any handle whose
+ * view ends at or below it finds nothing left. */
+bool pg_claim_reserve(struct pg_store *ps, int64_t id, uint32_t uidnext, uint32_t recent);
+void pg_claim_unreserve(struct pg_store *ps, int64_t id);
+/* The claim reserved for mailbox id, made with every other reservation
+ * of this process in one statement (pgsql_changes.c): 0 and the range it
+ * took, or ROOST_EAGAIN (the row was held, nothing was left, the statement
+ * failed): the caller claims alone. The reservation is gone either way. */
+int pg_claim_batch(struct pg_store *ps, int64_t id, uint32_t *first_r, uint32_t *next_r);
 int pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 /*
  * The listener heard that mailboxes ids[0..n) (distinct) changed on

@@ -641,6 +641,8 @@ pg_op_mailbox_close(struct mailbox *mb)
 {
 	struct pg_mailbox *pm = PM(mb);
 
+	if (pm->reserved) /* a claim left for later, never made */
+		pg_claim_unreserve(pm->ps, pm->id);
 	for (size_t i = 0; i < pm->kw_n; i++)
 		free(pm->kw_names[i]);
 	free(pm->kw_names);

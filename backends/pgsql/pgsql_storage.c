@@ -163,6 +163,7 @@ const struct storage_ops storage_pgsql_ops = {
     .records = pg_op_records,
     .keywords = pg_op_keywords,
     .claim_recent = pg_op_claim_recent,
+    .claim_later = pg_op_claim_later,
     .read = pg_op_read,
     .cache_get = pg_op_cache_get,
     .cache_set = pg_op_cache_set,

@@ -359,6 +359,17 @@ int mailbox_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_
  * later claim. Read-only mailboxes return the boundary without moving it
  * (next = first). */
 int mailbox_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
+/*
+ * Where a claim is a round trip to a database and this handle's claim
+ * would be one (the changes it last read show messages above the \Recent
+ * boundary that no claim of this process is taking): reserve that claim,
+ * so the handles of other sessions here leave those messages to this one,
+ * and return true; the caller claims later with mailbox_claim_recent(),
+ * which then does not wait for a row another transaction holds but
+ * returns ROOST_EAGAIN, dropping the reservation (a second call waits).
+ * False: claim now (it is decided in memory, or nothing is left).
+ */
+bool mailbox_claim_later(struct mailbox *mb);
 
 /*
  * View of message uid: its bytes as stored, zero-copy (a mapping of a

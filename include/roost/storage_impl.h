@@ -101,6 +101,8 @@ struct storage_ops {
 	               uint64_t *modseq_r);
 	int (*keywords)(struct mailbox *mb, const char *const **names_r, size_t *n_r);
 	int (*claim_recent)(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next_r);
+	/* mailbox_claim_later(); NULL: never (a claim is decided in memory) */
+	bool (*claim_later)(struct mailbox *mb);
 	int (*read)(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 	int (*cache_get)(struct mailbox *mb, uint32_t uid, struct buf *out);
 	int (*cache_set)(struct mailbox *mb, uint32_t uid, const void *data, size_t len);

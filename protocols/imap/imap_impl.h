@@ -65,6 +65,7 @@ struct imap_view {
 	size_t n_searchres;
 	struct imap_context *contexts; /* RETURN (UPDATE) searches (imap_context.c) */
 	bool no_recent;                /* IMAP4rev2: \Recent is never shown */
+	bool claim_due;                /* new messages announced, \Recent not claimed yet */
 };
 
 struct imap_session {
@@ -459,6 +460,10 @@ void view_sync(struct imap_session *s, bool allow_expunge);
  * update): true when it synced, false when it did nothing (call
  * view_sync() on a worker). */
 bool view_sync_nb(struct imap_session *s, bool allow_expunge);
+/* The \Recent claim view_sync() left for later (in IDLE, where a claim is
+ * a round trip): claim, then RECENT. Every command and wake-up makes it
+ * first, so no flag is seen before it. */
+void view_claim_due(struct imap_session *s);
 /* Flags of msg as "(\Seen $Label)" appended to out. */
 void view_format_flags(const struct imap_view *v, const struct view_msg *m, struct buf *out);
 /* Sequence number (1-based) of uid or 0. */

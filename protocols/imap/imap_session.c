@@ -705,6 +705,9 @@ imap_on_command(struct conn *c, void *session, const uint8_t *data, size_t len)
 	case PROTO_CMD_FOUND:
 		break;
 	}
+	/* a claim left for later is made before anything shows a flag */
+	if (s->state == IMAP_STATE_SELECTED)
+		view_claim_due(s);
 	if (cmd->def->check != NULL && !cmd->def->check(cmd))
 		goto out;
 	cmd->def->run(cmd);

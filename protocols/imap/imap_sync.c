@@ -319,6 +319,62 @@ mark_expunged(struct imap_view *v, uint32_t uid)
 	}
 }
 
+static void
+announce_recent(struct imap_session *s)
+{
+	size_t recent = 0;
+
+	for (size_t i = 0; i < s->view.n; i++)
+		recent += s->view.msgs[i].recent;
+	if (!s->rev2) /* RFC 9051 has no RECENT response */
+		imap_untagged(s, "%zu RECENT", recent);
+}
+
+/*
+ * Where a claim is a round trip (a database), the one session per mailbox
+ * that would make it, woken in IDLE, sends EXISTS first and claims \Recent
+ * on a wake-up of its own (view_claim_due()), queued behind the other
+ * sessions' wake-ups; the others leave the new messages to it at once
+ * (mailbox_claim_later()). Those 50 round trips per delivery to 50 users
+ * held the workers every other woken session waited for: most of the time
+ * a cross-node wake-up took. RFC 3501 7.3 sets no order between EXISTS and
+ * RECENT, and in IDLE the client sees no flag before the claim (each
+ * command and DONE makes it first). Not with NOTIFY, whose FETCH of the
+ * new messages shows their flags at once, nor read-only (EXAMINE claims
+ * nothing).
+ */
+static bool
+claim_later(struct imap_session *s)
+{
+	return s->idling && s->notify == NULL && !s->view.readonly &&
+	       mailbox_claim_later(s->view.mb);
+}
+
+void
+view_claim_due(struct imap_session *s)
+{
+	struct imap_view *v = &s->view;
+	uint32_t first = 0, next = 0;
+	int rc;
+
+	if (!v->claim_due || v->mb == NULL)
+		return;
+	(void)claim_later(s); /* in IDLE, do not wait for a held row */
+	rc = claim_recent(v, &first, &next);
+	if (rc == ROOST_EAGAIN && !s->idling)
+		rc = claim_recent(v, &first, &next); /* this one waits */
+	if (rc == ROOST_EAGAIN)
+		return; /* the holder's change wakes us (or DONE, a command) */
+	v->claim_due = false;
+	if (rc == 0) {
+		for (size_t i = 0; i < v->n; i++) {
+			if (in_claim(v->msgs[i].rec.uid, first, next))
+				v->msgs[i].recent = true;
+		}
+	}
+	announce_recent(s);
+}
+
 /* Bring the view up to what mailbox_changes_since() answered (rc, and
  * ch, which is freed here) and tell the client. */
 static void
@@ -411,9 +467,12 @@ view_apply(struct imap_session *s, bool allow_expunge, int rc, struct mailbox_ch
 	}
 	buf_free(&b);
 
+	/* A claim that costs a round trip waits until EXISTS is out (below). */
+	bool defer = have_new && claim_later(s);
 	if (have_new) {
-		uint32_t first_recent, next_recent, lo = v->recent_lo, hi = v->recent_hi;
-		(void)claim_recent(v, &first_recent, &next_recent);
+		uint32_t first_recent = 0, next_recent = 0, lo = v->recent_lo, hi = v->recent_hi;
+		if (!defer)
+			(void)claim_recent(v, &first_recent, &next_recent);
 		for (size_t i = 0; i < ch.n_changed; i++) {
 			const struct msg_record *r = &ch.changed[i];
 			if (r->uid > last_uid) {
@@ -439,12 +498,13 @@ view_apply(struct imap_session *s, bool allow_expunge, int rc, struct mailbox_ch
 		flush_expunges(s);
 	(void)old_n;
 	if (have_new) {
-		size_t recent = 0;
-		for (size_t i = 0; i < v->n; i++)
-			recent += v->msgs[i].recent;
 		imap_untagged(s, "%zu EXISTS", v->n);
-		if (!s->rev2) /* RFC 9051 has no RECENT response */
-			imap_untagged(s, "%zu RECENT", recent);
+		if (defer) {
+			v->claim_due = true;
+			conn_wake(s->c);
+		} else {
+			announce_recent(s);
+		}
 		if (s->notify != NULL)
 			imap_notify_new_messages(s, v->n - n_new);
 	}
@@ -461,6 +521,7 @@ view_sync(struct imap_session *s, bool allow_expunge)
 
 	if (v->mb == NULL)
 		return;
+	view_claim_due(s);
 	rc = mailbox_changes_since(v->mb, v->modseq, &ch);
 	view_apply(s, allow_expunge, rc, &ch);
 }
@@ -475,8 +536,9 @@ view_sync_nb(struct imap_session *s, bool allow_expunge)
 	struct imap_view *v = &s->view;
 	struct mailbox_changes ch;
 
-	/* A search context is updated by running its search again. */
-	if (v->mb == NULL || v->contexts != NULL)
+	/* A search context is updated by running its search again; a \Recent
+	 * claim left for later is a round trip. */
+	if (v->mb == NULL || v->contexts != NULL || v->claim_due)
 		return false;
 	if (mailbox_changes_since_nb(v->mb, v->modseq, SYNC_NB_MAX, &ch) != 0)
 		return false;

@@ -306,6 +306,57 @@ class PgsqlNodes(unittest.TestCase):
         writer.close()
         idler.close()
 
+    def test_idle_recent_exactly_once(self):
+        """Sessions in IDLE on both nodes: the one that claims a new message
+        may tell its client RECENT after EXISTS (pgsql claims later), but each
+        message is \\Recent in exactly one session, and each session's last
+        RECENT count is its number of \\Recent messages."""
+        a_node, b_node = self.node(), self.node()
+        idlers = [Imap(n.port("imap"), "alice@example.org", "alice-secret")
+                  for n in (b_node, b_node, b_node, a_node, a_node)]
+        heard = {id(c): [] for c in idlers}
+        for c in idlers:
+            c.ok("SELECT INBOX")
+            c.n += 1
+            c.sock.sendall(b"I%d IDLE\r\n" % c.n)
+            while True:
+                line = c.readline()
+                if line.startswith(b"+"):
+                    break
+                heard[id(c)].append(line.rstrip())
+        writer = Imap(a_node.port("imap"), "alice@example.org", "alice-secret")
+        for i in range(6):
+            writer.ok("APPEND INBOX", message(b"recent-idle", i))
+            for c in idlers:
+                while True:
+                    line = c.readline().rstrip()
+                    heard[id(c)].append(line)
+                    if line == b"* %d EXISTS" % (i + 1):
+                        break
+        writer.close()
+        owner = {}
+        for c in idlers:
+            c.sock.sendall(b"DONE\r\n")
+            while True:
+                line = c.readline().rstrip()
+                if line.startswith(b"I%d " % c.n):
+                    self.assertTrue(line.startswith(b"I%d OK" % c.n), line)
+                    break
+                heard[id(c)].append(line)
+            counts = [int(m.group(1)) for m in
+                      (re.match(rb"\* (\d+) RECENT$", x) for x in heard[id(c)]) if m]
+            self.assertTrue(counts, heard[id(c)])
+            _, lines = c.ok("UID FETCH 1:* (FLAGS)")
+            mine = [int(re.search(rb"UID (\d+)", x).group(1)) for x in lines
+                    if b"FETCH" in x and b"\\Recent" in x]
+            self.assertEqual(counts[-1], len(mine), (heard[id(c)], lines))
+            for uid in mine:
+                self.assertNotIn(uid, owner, "UID %d \\Recent in two sessions" % uid)
+                owner[uid] = c
+        self.assertEqual(sorted(owner), list(range(1, 7)))
+        for c in idlers:
+            c.close()
+
     def test_pop3_lock_and_recent_across_nodes(self):
         a_node, b_node = self.node(), self.node()
         a = poplib.POP3("127.0.0.1", a_node.port("pop3"), timeout=TIMEOUT)

@@ -12,9 +12,8 @@ import time
 import unittest
 
 from roosttest import BACKENDS, RoostServer
+from test_imap_raw import Raw
 
-USER = b"alice@example.org"
-PASS = b"alice-secret"
 MB = 1024 * 1024
 
 
@@ -66,8 +65,9 @@ def wait_until(cond, what, timeout=120):
         time.sleep(0.02)
 
 
-class Client:
-    """A raw IMAP client that reads literals of any size."""
+class Client(Raw):
+    """test_imap_raw's Raw reading into a bytearray: literals of any size
+    in linear time."""
 
     def __init__(self, port, timeout=60):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -101,30 +101,9 @@ class Client:
             out += self.buf[:n]
             del self.buf[:n]
 
-    def send(self, data):
-        self.sock.sendall(data)
-
     def tag(self):
         self.n += 1
         return b"t%d" % self.n
-
-    def until(self, tag):
-        lines = []
-        while True:
-            l = self.line()
-            if l.startswith(tag + b" "):
-                return lines, l
-            lines.append(l)
-
-    def cmd(self, text):
-        tag = self.tag()
-        self.send(tag + b" " + text + b"\r\n")
-        return self.until(tag)
-
-    def login(self):
-        _, t = self.cmd(b"LOGIN " + USER + b" " + PASS)
-        assert b" OK " in t, t
-        return self
 
     def append(self, *messages):
         """APPEND (MULTIAPPEND) with synchronizing literals; the tagged line."""
@@ -140,12 +119,6 @@ class Client:
 
     def unsent(self):
         return fcntl.ioctl(self.sock, termios.TIOCOUTQ, b"\0\0\0\0") != b"\0\0\0\0"
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def list_names(lines):

@@ -711,28 +711,42 @@ has_uid(const struct msg_record *r, size_t n, uint32_t uid)
 	return false;
 }
 
+static const struct store_req seen_add = {.mode = STORE_ADD, .flags = MSG_SEEN};
+
+/* INBOX with four messages u[0..3], opened in *mb_r; returns its
+ * HIGHESTMODSEQ then (m0), after which u[1] is flagged \Seen, u[2]
+ * expunged and u[4], u[5] appended: the changes both cases read. */
+static uint64_t
+changes_fixture(struct mailbox **mb_r, uint32_t u[6])
+{
+	struct mailbox_status s;
+	uint32_t *mod;
+	size_t nmod;
+
+	for (int i = 0; i < 4; i++)
+		u[i] = append_simple("INBOX", i);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, mb_r), 0);
+	ck_assert_int_eq(mailbox_status(*mb_r, &s), 0);
+	ck_assert_int_eq(mailbox_store(*mb_r, &u[1], 1, &seen_add, &mod, &nmod), 0);
+	ck_assert_int_eq(mailbox_expunge(*mb_r, &u[2], 1), 0);
+	u[4] = append_simple("INBOX", 4);
+	u[5] = append_simple("INBOX", 5);
+	return s.highestmodseq;
+}
+
 START_TEST(changes_since)
 {
 	struct mailbox *mb;
 	struct mailbox_changes ch;
 	struct mailbox_status s;
-	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
 	uint32_t u[6], *mod;
 	size_t nmod;
 	uint64_t m0, m1;
 
 	setup_backend(_i);
-	for (int i = 0; i < 4; i++)
-		u[i] = append_simple("INBOX", i);
-	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
-	ck_assert_int_eq(mailbox_status(mb, &s), 0);
-	m0 = s.highestmodseq;
 	/* after m0: flag u1, expunge u2, append u4 u5, flag u4, expunge u5 */
-	ck_assert_int_eq(mailbox_store(mb, &u[1], 1, &seen, &mod, &nmod), 0);
-	ck_assert_int_eq(mailbox_expunge(mb, &u[2], 1), 0);
-	u[4] = append_simple("INBOX", 4);
-	u[5] = append_simple("INBOX", 5);
-	ck_assert_int_eq(mailbox_store(mb, &u[4], 1, &seen, &mod, &nmod), 0);
+	m0 = changes_fixture(&mb, u);
+	ck_assert_int_eq(mailbox_store(mb, &u[4], 1, &seen_add, &mod, &nmod), 0);
 	ck_assert_int_eq(mailbox_status(mb, &s), 0);
 	m1 = s.highestmodseq;
 	ck_assert_int_eq(mailbox_expunge(mb, &u[5], 1), 0);
@@ -783,7 +797,7 @@ START_TEST(changes_since)
 		}
 		ck_assert_int_eq(mailbox_status(mb, &s), 0);
 		m1 = s.highestmodseq;
-		ck_assert_int_eq(mailbox_store(mb, many, nm, &seen, &mod, &nmod), 0);
+		ck_assert_int_eq(mailbox_store(mb, many, nm, &seen_add, &mod, &nmod), 0);
 		ck_assert_int_eq(mailbox_expunge(mb, &many[7], 1), 0);
 		ck_assert_int_eq(mailbox_changes_since(mb, m1, &ch), 0);
 		ck_assert_int_eq(mailbox_records(mb, &recs, &nr, &hms), 0);
@@ -817,24 +831,14 @@ START_TEST(changes_since_nb)
 	struct mailbox *mb;
 	struct mailbox_changes ch, nb;
 	struct mailbox_status s;
-	struct store_req seen = {.mode = STORE_ADD, .flags = MSG_SEEN};
-	uint32_t u[6], *mod;
-	size_t nmod;
+	uint32_t u[6];
 	uint64_t m0;
 	bool lmdb;
 
 	setup_backend(_i);
 	lmdb = strcmp(storage_backend_name(st), "lmdb") == 0;
-	for (int i = 0; i < 4; i++)
-		u[i] = append_simple("INBOX", i);
-	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
-	ck_assert_int_eq(mailbox_status(mb, &s), 0);
-	m0 = s.highestmodseq;
 	/* after m0: flag u1, expunge u2, append u4 u5: 3 changed, 1 expunged */
-	ck_assert_int_eq(mailbox_store(mb, &u[1], 1, &seen, &mod, &nmod), 0);
-	ck_assert_int_eq(mailbox_expunge(mb, &u[2], 1), 0);
-	u[4] = append_simple("INBOX", 4);
-	u[5] = append_simple("INBOX", 5);
+	m0 = changes_fixture(&mb, u);
 
 	ck_assert_int_eq(mailbox_changes_since(mb, m0, &ch), 0);
 	ck_assert_uint_eq(ch.n_changed, 3);

@@ -411,6 +411,19 @@ jmap_check_id_list(struct jmap_req *r, json_t *args, const char *name, size_t ma
 }
 
 bool
+jmap_check_properties(struct jmap_req *r, json_t *args, const char *tag, json_t **props_r)
+{
+	json_t *props = json_object_get(args, "properties");
+
+	if (props != NULL && !json_is_null(props) && !json_is_array(props)) {
+		jmap_error(r, "invalidArguments", "properties", tag);
+		return false;
+	}
+	*props_r = json_is_null(props) ? NULL : props;
+	return true;
+}
+
+bool
 jmap_id_repeat(json_t *seen, const char *id)
 {
 	if (json_object_get(seen, id) != NULL)

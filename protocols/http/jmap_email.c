@@ -93,7 +93,7 @@ email_json(struct jmap_req *r, struct jmap_mbc *c, const struct msg_record *rec,
 void
 jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids, *props = json_object_get(args, "properties");
+	json_t *ids, *props;
 	struct jmap_mbc_set set = {0};
 	json_t *list, *not_found, *v, *seen;
 	size_t i;
@@ -101,14 +101,9 @@ jmap_email_get(struct jmap_req *r, json_t *args, const char *tag)
 	/* All of them (ids null) only when few: clients are expected to query. */
 	if (!jmap_check_account(r, args, tag) ||
 	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_TOO_LARGE, tag,
-	                        &ids))
+	                        &ids) ||
+	    !jmap_check_properties(r, args, tag, &props))
 		return;
-	if (props != NULL && !json_is_null(props) && !json_is_array(props)) {
-		jmap_error(r, "invalidArguments", "properties", tag);
-		return;
-	}
-	if (json_is_null(props))
-		props = NULL;
 	list = json_array();
 	not_found = json_array();
 	seen = json_object();

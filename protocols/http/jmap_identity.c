@@ -205,10 +205,7 @@ jmap_identity_get(struct jmap_req *r, json_t *args, const char *tag)
 		out = list;
 		nf = json_array();
 	}
-	jmap_reply(r, "Identity/get",
-	           json_pack("{sssssoso}", "accountId", r->account, "state", st, "list", out,
-	                     "notFound", nf),
-	           tag);
+	jmap_get_reply(r, "Identity/get", st, out, nf, tag);
 }
 
 void

@@ -188,6 +188,10 @@ enum jmap_ids_null {
  * *ids_r (NULL for "all"); false once an error response was written. */
 bool jmap_check_id_list(struct jmap_req *r, json_t *args, const char *name, size_t max,
                         enum jmap_ids_null null_is, const char *tag, json_t **ids_r);
+/* The properties argument of a /get (RFC 8620 5.1): an array, borrowed
+ * from args, or NULL for null/absent (every property). False once an
+ * invalidArguments response was written. */
+bool jmap_check_properties(struct jmap_req *r, json_t *args, const char *tag, json_t **props_r);
 /* Was id met before in this /get (RFC 8620 5.1: an id asked twice is
  * answered once)? seen is the call's object of ids, owned by the caller. */
 bool jmap_id_repeat(json_t *seen, const char *id);

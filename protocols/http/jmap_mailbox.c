@@ -149,8 +149,7 @@ void
 jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag)
 {
 	json_t *ids, *props = json_object_get(args, "properties");
-	json_t *list, *not_found, *a;
-	struct buf st = BUF_INIT(0);
+	json_t *list, *not_found;
 
 	if (!jmap_check_account(r, args, tag))
 		return;
@@ -191,11 +190,7 @@ jmap_mailbox_get(struct jmap_req *r, json_t *args, const char *tag)
 			filter_props(o, props);
 		}
 	}
-	jmap_state(r, &st);
-	a = json_pack("{sssssoso}", "accountId", r->account, "state", (char *)st.data, "list", list,
-	              "notFound", not_found);
-	jmap_reply(r, "Mailbox/get", a, tag);
-	buf_free(&st);
+	jmap_get_reply(r, "Mailbox/get", NULL, list, not_found, tag);
 }
 
 static bool

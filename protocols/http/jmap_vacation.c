@@ -76,21 +76,17 @@ load(struct jmap_req *r, const char *tag, struct vacation *v, char state[20])
 void
 jmap_vacation_get(struct jmap_req *r, json_t *args, const char *tag)
 {
-	json_t *ids, *props = json_object_get(args, "properties");
+	json_t *ids, *props;
 	json_t *list, *not_found, *v;
 	struct vacation vac;
 	char state[20];
 	size_t i;
 
 	if (!jmap_check_account(r, args, tag) ||
-	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_ALL, tag, &ids))
+	    !jmap_check_id_list(r, args, "ids", JMAP_MAX_OBJECTS_GET, JMAP_IDS_NULL_ALL, tag,
+	                        &ids) ||
+	    !jmap_check_properties(r, args, tag, &props))
 		return;
-	if (props != NULL && !json_is_null(props) && !json_is_array(props)) {
-		jmap_error(r, "invalidArguments", "properties", tag);
-		return;
-	}
-	if (json_is_null(props))
-		props = NULL;
 	json_array_foreach(props, i, v)
 	{
 		if (!json_is_string(v) ||
@@ -133,10 +129,7 @@ jmap_vacation_get(struct jmap_req *r, json_t *args, const char *tag)
 			json_array_append_new(list, o);
 		}
 	}
-	jmap_reply(r, "VacationResponse/get",
-	           json_pack("{sssssoso}", "accountId", r->account, "state", state, "list", list,
-	                     "notFound", not_found),
-	           tag);
+	jmap_get_reply(r, "VacationResponse/get", state, list, not_found, tag);
 	vacation_free(&vac);
 }
 

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -78,12 +78,12 @@ deliver_to_all(void)
 	int fd = lg_connect_to(lg_opt.deliver_port);
 	char buf[8192], cmd[512];
 	int flags = fcntl(fd, F_GETFL);
-	fd_set w;
+	/* poll, not select: with 10,000 sessions open the fd is past
+	 * FD_SETSIZE (glibc aborts on FD_SET then) */
+	struct pollfd w = {.fd = fd, .events = POLLOUT};
 
 	fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-	FD_ZERO(&w);
-	FD_SET(fd, &w);
-	select(fd + 1, NULL, &w, NULL, NULL);
+	poll(&w, 1, -1);
 #define READ_REPLY()                                                                               \
 	do {                                                                                       \
 		if (read(fd, buf, sizeof(buf)) <= 0)                                               \

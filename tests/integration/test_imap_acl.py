@@ -6,7 +6,6 @@ session and new SELECTs are refused; carol, a third user, sees nothing.
 IDLE of bob sees alice's changes. Mail to alice+folder needs p for anyone.
 Hostile names and identifiers are refused. `roost acl` sets, gets, lists."""
 import imaplib
-import json
 import os
 import shutil
 import smtplib
@@ -15,7 +14,7 @@ import tempfile
 import unittest
 
 from roosttest import BACKENDS, PrivatePgsql, SharedServer, imap_session, quiet_logout
-from test_imap_imapflow import HERE, ensure_imapflow
+from test_imap_imapflow import ensure_imapflow, run_imapflow
 from test_imap_raw import Raw
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
@@ -479,12 +478,8 @@ class AclBase(SharedServer):
             self.skipTest("imapflow could not be installed with npm")
         a, shared = self.team("Flow", 2)
         self.srv.cli("acl", "set", ALICE, "Flow", BOB, "lr")
-        env = dict(os.environ, IMAP_PORT=str(self.srv.port("imap")), SHARED=PREFIX + "Flow",
-                   NODE_PATH=os.path.join(HERE, "node_modules"))
-        r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow_acl.js")], env=env,
-                           capture_output=True, timeout=90, cwd=HERE)
-        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
-        out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+        out = run_imapflow(self, "imap_imapflow_acl.js", 90, IMAP_PORT=str(self.srv.port("imap")),
+                           SHARED=PREFIX + "Flow")
         self.assertIn(PREFIX + "Flow", out["list"])
         self.assertTrue(out["readOnly"])
         self.assertEqual(out["exists"], 2)
@@ -768,12 +763,8 @@ class SharedNsBase(SharedNsServer):
             self.assertEqual(c.append("Shared/flow", None, None, message("Flow %d" % i))[0],
                              "OK")
         self.assertEqual(c.setacl("Shared/flow", BOB, "lr")[0], "OK")
-        env = dict(os.environ, IMAP_PORT=str(self.srv.port("imap")), SHARED="Shared/flow",
-                   NODE_PATH=os.path.join(HERE, "node_modules"))
-        r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow_acl.js")], env=env,
-                           capture_output=True, timeout=90, cwd=HERE)
-        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
-        out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+        out = run_imapflow(self, "imap_imapflow_acl.js", 90, IMAP_PORT=str(self.srv.port("imap")),
+                           SHARED="Shared/flow")
         self.assertIn("Shared/flow", out["list"])
         self.assertTrue(out["readOnly"])
         self.assertEqual(out["exists"], 2)

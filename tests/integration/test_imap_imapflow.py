@@ -23,18 +23,25 @@ def ensure_imapflow():
     return r.returncode == 0
 
 
+def run_imapflow(test, script, timeout, **env):
+    """Run the node script tests/integration/<script> (imapflow from
+    node_modules, env's variables such as IMAP_PORT added): the JSON of
+    its last output line; the test fails when it exits non-zero."""
+    env = dict(os.environ, NODE_PATH=os.path.join(HERE, "node_modules"), **env)
+    r = subprocess.run(["node", os.path.join(HERE, script)], env=env, capture_output=True,
+                       timeout=timeout, cwd=HERE)
+    test.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
+    return json.loads(r.stdout.decode().strip().splitlines()[-1])
+
+
 @unittest.skipIf(shutil.which("node") is None, "node not installed")
 class TestImapflow(unittest.TestCase):
     def test_imapflow(self):
         if not ensure_imapflow():
             self.skipTest("imapflow could not be installed with npm")
         with RoostServer(listeners=("imap", "imaps")) as srv:
-            env = dict(os.environ, IMAP_PORT=str(srv.port("imap")),
-                       IMAPS_PORT=str(srv.port("imaps")), NODE_PATH=os.path.join(HERE, "node_modules"))
-            r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow.js")], env=env,
-                               capture_output=True, timeout=90, cwd=HERE)
-            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
-            out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+            out = run_imapflow(self, "imap_imapflow.js", 90, IMAP_PORT=str(srv.port("imap")),
+                               IMAPS_PORT=str(srv.port("imaps")))
             self.assertTrue(out["starttls"])
             uses = dict((p, u) for p, u in out["list"])
             self.assertEqual(uses.get("Sent"), "\\Sent")
@@ -57,12 +64,7 @@ class TestImapflow(unittest.TestCase):
         if not ensure_imapflow():
             self.skipTest("imapflow could not be installed with npm")
         with RoostServer(listeners=("imap",)) as srv:
-            env = dict(os.environ, IMAP_PORT=str(srv.port("imap")),
-                       NODE_PATH=os.path.join(HERE, "node_modules"))
-            r = subprocess.run(["node", os.path.join(HERE, "imap_imapflow_sync.js")], env=env,
-                               capture_output=True, timeout=60, cwd=HERE)
-            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace")[-3000:])
-            out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+            out = run_imapflow(self, "imap_imapflow_sync.js", 60, IMAP_PORT=str(srv.port("imap")))
             self.assertIn("QRESYNC", out["enabled"])
             self.assertGreater(int(out["highestModseq"]), 0)
             # the server sends "* VANISHED 3" once (test_imap_sync checks

@@ -225,6 +225,9 @@ void pg_op_stats(struct storage *st, struct storage_stats *stats_r);
 /* Deliveries per group commit: ROOST_PGSQL_MAX_BATCH (1 turns it off, for
  * benchmarks) or the default. */
 unsigned pg_group_max(void);
+/* Tests: deliveries waiting in the group-commit queue, and groups under
+ * way (pgsql_save.c). */
+void pg_group_state(struct storage *st, size_t *queued_r, unsigned *leaders_r);
 int pg_op_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t *modseq_r);
 int pg_op_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r);
 int pg_op_claim_recent(struct mailbox *mb, uint32_t *first_r, uint32_t *next_r);

@@ -505,6 +505,20 @@ group_deliver(struct pg_store *ps, struct pg_deliver_arg *a)
 }
 
 void
+pg_group_state(struct storage *st, size_t *queued_r, unsigned *leaders_r)
+{
+	struct pg_store *ps = PS(st);
+	size_t n = 0;
+
+	pthread_mutex_lock(&ps->group_lock);
+	for (struct pg_group_req *r = ps->group_head; r != NULL; r = r->next)
+		n++;
+	*leaders_r = (unsigned)ps->group_leaders;
+	pthread_mutex_unlock(&ps->group_lock);
+	*queued_r = n;
+}
+
+void
 pg_op_stats(struct storage *st, struct storage_stats *stats_r)
 {
 	struct pg_store *ps = PS(st);

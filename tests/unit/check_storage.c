@@ -3441,6 +3441,109 @@ pgsql_two_nodes_changes(struct storage *other)
 	mailbox_close(&mb);
 }
 
+void pg_group_state(struct storage *st, size_t *queued_r, unsigned *leaders_r);
+
+struct group_delivery {
+	const char *mbox;
+	int n;
+	pthread_t th;
+	int rc;
+	uint32_t uid;
+};
+
+static void *
+group_delivery_run(void *arg)
+{
+	struct group_delivery *d = arg;
+	char msg[128];
+	int len = snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody %d\r\n", d->n, d->n);
+
+	d->rc = append_bytes(d->mbox, msg, (size_t)len, 0, &d->uid);
+	return NULL;
+}
+
+/* Wait (at most 60 s) until the group-commit queue holds queued
+ * deliveries behind leaders groups under way. */
+static void
+wait_group_state(size_t queued, unsigned leaders)
+{
+	for (int i = 0; i < 60000; i++) {
+		size_t q;
+		unsigned l;
+
+		pg_group_state(st, &q, &l);
+		if (q == queued && l == leaders)
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("group commit: never %zu queued behind %u groups", queued, leaders);
+}
+
+/*
+ * pgsql only: the group commit's fallback. Four deliveries to a mailbox
+ * whose row another connection holds lead four groups that wait (the
+ * most under way at once), so the next three queue and go as one group
+ * once the row is free: A, B and Bad, whose message a trigger refuses.
+ * That spoils the group's transaction; each delivery then runs alone: A
+ * and B are stored once each, Bad fails, the four behind the row too.
+ */
+START_TEST(pgsql_group_fallback)
+{
+	struct group_delivery held[4],
+	    grp[3] = {{.mbox = "A", .n = 10}, {.mbox = "B", .n = 11}, {.mbox = "Bad", .n = 12}};
+	PGconn *lock;
+	PGresult *res;
+
+	setup_backend(_i);
+	ck_assert_int_eq(storage_create(st, USER, "Held", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "A", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "B", 0), 0);
+	ck_assert_int_eq(storage_create(st, USER, "Bad", 0), 0);
+	pg_sql(pg_dsn, "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$ "
+	               "BEGIN IF NEW.mailbox_id = (SELECT id FROM mailboxes WHERE name = 'Bad') "
+	               "THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$");
+	pg_sql(pg_dsn, "CREATE TRIGGER refuse_bad BEFORE INSERT ON messages FOR EACH ROW "
+	               "EXECUTE FUNCTION refuse_bad()");
+	lock = PQconnectdb(pg_dsn);
+	ck_assert_msg(PQstatus(lock) == CONNECTION_OK, "%s", PQerrorMessage(lock));
+	res = PQexec(lock, "BEGIN; SELECT id FROM mailboxes WHERE name = 'Held' FOR UPDATE");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	ck_assert_int_eq(PQntuples(res), 1);
+	PQclear(res);
+	for (unsigned i = 0; i < 4; i++) {
+		held[i] = (struct group_delivery){.mbox = "Held", .n = (int)i};
+		ck_assert_int_eq(pthread_create(&held[i].th, NULL, group_delivery_run, &held[i]),
+		                 0);
+		wait_group_state(0, i + 1);
+	}
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_create(&grp[i].th, NULL, group_delivery_run, &grp[i]), 0);
+	wait_group_state(3, 4);
+	res = PQexec(lock, "COMMIT");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQfinish(lock);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(pthread_join(held[i].th, NULL), 0);
+		ck_assert_int_eq(held[i].rc, 0);
+	}
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_join(grp[i].th, NULL), 0);
+	ck_assert_int_eq(grp[0].rc, 0);
+	ck_assert_uint_eq(grp[0].uid, 1);
+	ck_assert_int_eq(grp[1].rc, 0);
+	ck_assert_uint_eq(grp[1].uid, 1);
+	ck_assert_int_ne(grp[2].rc, 0);
+	ck_assert_uint_eq(messages_in(USER, "Held"), 4);
+	ck_assert_uint_eq(messages_in(USER, "A"), 1);
+	ck_assert_uint_eq(messages_in(USER, "B"), 1);
+	ck_assert_uint_eq(messages_in(USER, "Bad"), 0);
+	pg_sql(pg_dsn, "DROP TRIGGER refuse_bad ON messages");
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /*
  * pgsql only: two nodes, each with its own data directory (so no notify
  * file links them), on one database. A change on one wakes a watcher on
@@ -4586,6 +4689,7 @@ storage_suite(void)
 		tcase_set_timeout(pg, 120);
 		tcase_add_loop_test(pg, pgsql_two_nodes, i, i + 1);
 		tcase_add_loop_test(pg, pgsql_check_detects_damage, i, i + 1);
+		tcase_add_loop_test(pg, pgsql_group_fallback, i, i + 1);
 		suite_add_tcase(s, pg);
 	}
 	return s;

@@ -530,7 +530,11 @@ class SharedNsServer(SharedServer):
         conf = dict(cls.shared_conf, smtp={"aliases": path})
         conf.update(getattr(cls, "extra_conf", {}))
         cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf=conf)
-        super().setUpClass()
+        try:
+            super().setUpClass()
+        except BaseException:  # no tearDownClass then
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
 
     @classmethod
     def tearDownClass(cls):

@@ -68,11 +68,14 @@ make_msg(char *buf, size_t size, const char *user, unsigned m)
 	             m % 17, m % 17, user, m, m);
 	size_t len = (size_t)n;
 
-	while (len + 74 < size && len < 2000) {
-		memcpy(buf + len,
-		       "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusm\r\n",
-		       72);
-		len += 72;
+	static const char line[] =
+	    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusm\r\n";
+
+	/* sizeof - 1: the body must not carry the terminating NUL, which IMAP refuses in a
+	 * literal (every APPEND of the mix and the IDLE rounds failed on it). */
+	while (len + sizeof(line) < size && len < 2000) {
+		memcpy(buf + len, line, sizeof(line) - 1);
+		len += sizeof(line) - 1;
 	}
 	return len;
 }

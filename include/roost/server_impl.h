@@ -34,9 +34,11 @@ struct srv_loop {
 	bool forced;   /* grace is over: close everything */
 	bool quit_sent;
 	uint8_t *scratch; /* read buffer, SRV_SCRATCH bytes */
-	/* wake-ups run on the loop in its iteration wake_iter (conn_accept.c) */
+	/* wake-ups run on the loop in its iteration wake_iter, and how many
+	 * it may run per iteration (0: the default; conn_accept.c) */
 	uint64_t wake_iter;
 	unsigned wake_inline;
+	unsigned wake_inline_max;
 
 	struct loop_msg stop_msg, force_msg;
 };

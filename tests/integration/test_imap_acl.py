@@ -908,7 +908,8 @@ class SharedNsPgsql(PrivatePgsql, SharedNsBase):
 
 TestImapShared_pgsql = type("TestImapShared_pgsql", (SharedNsPgsql, unittest.TestCase), {})
 
-for _backend in BACKENDS:
+# pgsql runs in the PrivatePgsql class above, which brings its database.
+for _backend in (b for b in BACKENDS if b != "pgsql"):
     for _base, _prefix in ((AclBase, "TestImapAcl_"), (SharedNsBase, "TestImapShared_"),
                            (SharedPrefixBase, "TestImapSharedPrefix_")):
         _name = _prefix + _backend

@@ -280,7 +280,8 @@ class NotifySharedPgsql(PrivatePgsql, NotifySharedBase):
 
 TestNotifyShared_pgsql = type("TestNotifyShared_pgsql", (NotifySharedPgsql, unittest.TestCase), {})
 
-for _backend in BACKENDS:
+# pgsql runs in the PrivatePgsql class above, which brings its database.
+for _backend in (b for b in BACKENDS if b != "pgsql"):
     _name = "TestNotifyShared_" + _backend
     globals()[_name] = type(_name, (NotifySharedBase, unittest.TestCase), {"backend": _backend})
 del _backend, _name

@@ -882,7 +882,10 @@ START_TEST(inline_wakeups_past_the_budget_lose_none)
 		client_send(&cl[i], "ECHO end\r\n");
 		expect_line(&cl[i], "+OK end");
 	}
-	ck_assert_uint_ge(atomic_load(&inline_wakes), 3 * 90);
+	/* Only round 0 is bound to a count (90 of the 100 tried ran on the
+	 * loop); rounds 1 and 2 race with the loop, which may take the posts
+	 * in several iterations or hand part of them to the worker. */
+	ck_assert_uint_ge(atomic_load(&inline_wakes), 90);
 	for (unsigned i = 0; i < N_WCONNS; i++) {
 		struct conn *c = atomic_load(&wconns[i]);
 

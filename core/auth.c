@@ -277,11 +277,14 @@ auth_free(struct auth **authp)
 }
 
 /*
- * Copy the canonical name (and a copy of the stored hash when hash_r is
- * not NULL) of user. ROOST_ENOTFOUND, or ROOST_ETOOBIG when namelen is short.
+ * Look user up under the read lock and copy what the caller asks for: the
+ * canonical name when name_r is not NULL, a copy of the stored hash when
+ * hash_r is not NULL, the quota when quota_r is not NULL. ROOST_ENOTFOUND, or
+ * ROOST_ETOOBIG when namelen is short.
  */
 static int
-find_user(struct auth *auth, const char *user, char *name_r, size_t namelen, char **hash_r)
+find_user(struct auth *auth, const char *user, char *name_r, size_t namelen, char **hash_r,
+          struct auth_quota *quota_r)
 {
 	const struct userdb_entry *e;
 	int ret = 0;
@@ -293,12 +296,17 @@ find_user(struct auth *auth, const char *user, char *name_r, size_t namelen, cha
 	e = userdb_find(auth->db, user);
 	if (e == NULL) {
 		ret = ROOST_ENOTFOUND;
-	} else if (strlen(e->name) >= namelen) {
+	} else if (name_r != NULL && strlen(e->name) >= namelen) {
 		ret = ROOST_ETOOBIG;
 	} else {
-		memcpy(name_r, e->name, strlen(e->name) + 1);
+		if (name_r != NULL)
+			memcpy(name_r, e->name, strlen(e->name) + 1);
 		if (hash_r != NULL)
 			*hash_r = xstrdup(e->hash);
+		if (quota_r != NULL) {
+			quota_r->storage = e->quota_storage;
+			quota_r->messages = e->quota_messages;
+		}
 	}
 	pthread_rwlock_unlock(&auth->lock);
 	return ret;
@@ -307,29 +315,14 @@ find_user(struct auth *auth, const char *user, char *name_r, size_t namelen, cha
 int
 auth_lookup(struct auth *auth, const char *user, char *name_r, size_t namelen)
 {
-	return find_user(auth, user, name_r, namelen, NULL);
+	return find_user(auth, user, name_r, namelen, NULL, NULL);
 }
 
 int
 auth_user_quota(struct auth *auth, const char *user, struct auth_quota *q_r)
 {
-	const struct userdb_entry *e;
-	int ret = 0;
-
 	q_r->storage = q_r->messages = AUTH_QUOTA_DEFAULT;
-	if (user == NULL || strlen(user) > AUTH_MAX_NAME)
-		return ROOST_ENOTFOUND;
-	maybe_reload(auth);
-	pthread_rwlock_rdlock(&auth->lock);
-	e = userdb_find(auth->db, user);
-	if (e == NULL) {
-		ret = ROOST_ENOTFOUND;
-	} else {
-		q_r->storage = e->quota_storage;
-		q_r->messages = e->quota_messages;
-	}
-	pthread_rwlock_unlock(&auth->lock);
-	return ret;
+	return find_user(auth, user, NULL, 0, NULL, q_r);
 }
 
 /* The check of a hash nobody knows the password of: it takes the time of a
@@ -364,7 +357,7 @@ auth_verify(struct auth *auth, const char *user, const char *password, size_t pa
 	char *stored = NULL;
 	int ret;
 
-	ret = find_user(auth, user, name, sizeof(name), &stored);
+	ret = find_user(auth, user, name, sizeof(name), &stored, NULL);
 	if (ret < 0 || password_len == 0 || password_len > AUTH_MAX_PASSWORD) {
 		/* The same answer as a wrong password. */
 		check_dummy(auth, password, password_len);
@@ -486,7 +479,7 @@ auth_scram_credentials(struct auth *auth, const char *user, char *name_r, size_t
 	char *stored = NULL;
 	int ret;
 
-	ret = find_user(auth, user, name, sizeof(name), &stored);
+	ret = find_user(auth, user, name, sizeof(name), &stored, NULL);
 	if (ret == 0 && strlen(name) >= namelen)
 		ret = ROOST_ETOOBIG;
 	if (ret == 0) {

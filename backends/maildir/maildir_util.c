@@ -180,23 +180,29 @@ md_read_file(const char *path, size_t max, char **data_r, size_t *len_r)
 	return 0;
 }
 
+/* id_r from the result of a stat call (rc, errno): a missing file is an id
+ * that does not exist, not an error. */
+static int
+file_id_from_stat(int rc, const struct stat *stb, struct md_file_id *id_r)
+{
+	memset(id_r, 0, sizeof(*id_r));
+	if (rc < 0)
+		return errno == ENOENT ? 0 : md_errno_to_err(errno);
+	id_r->exists = true;
+	id_r->dev = stb->st_dev;
+	id_r->ino = stb->st_ino;
+	id_r->size = stb->st_size;
+	id_r->mtime = stb->st_mtim;
+	return 0;
+}
+
 int
 md_file_id_get(const char *path, struct md_file_id *id_r)
 {
 	struct stat stb;
+	int rc = stat(path, &stb);
 
-	memset(id_r, 0, sizeof(*id_r));
-	if (stat(path, &stb) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return md_errno_to_err(errno);
-	}
-	id_r->exists = true;
-	id_r->dev = stb.st_dev;
-	id_r->ino = stb.st_ino;
-	id_r->size = stb.st_size;
-	id_r->mtime = stb.st_mtim;
-	return 0;
+	return file_id_from_stat(rc, &stb, id_r);
 }
 
 int
@@ -206,18 +212,9 @@ md_file_id_at(struct md_folder *f, const char *name, const char *path, struct md
 
 	if (f->dirfd < 0)
 		return md_file_id_get(path, id_r);
-	memset(id_r, 0, sizeof(*id_r));
-	if (fstatat(f->dirfd, name, &stb, 0) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return md_errno_to_err(errno);
-	}
-	id_r->exists = true;
-	id_r->dev = stb.st_dev;
-	id_r->ino = stb.st_ino;
-	id_r->size = stb.st_size;
-	id_r->mtime = stb.st_mtim;
-	return 0;
+	int rc = fstatat(f->dirfd, name, &stb, 0);
+
+	return file_id_from_stat(rc, &stb, id_r);
 }
 
 bool

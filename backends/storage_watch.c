@@ -589,35 +589,35 @@ storage_notify(struct storage *st, const char *user, const char *mailbox)
 	storage_notify_others(reg, h);
 }
 
+/* Wake the user's watchers here with ch, then the other processes. */
+static void
+notify_change(struct watch_registry *reg, const char *user, const struct storage_change *ch)
+{
+	uint64_t h = storage_user_hash(user);
+
+	pthread_mutex_lock(&reg->lock);
+	wake_locked(reg, h, user, ch);
+	pthread_mutex_unlock(&reg->lock);
+	storage_notify_others(reg, h);
+}
+
 void
 storage_notify_rename(struct storage *st, const char *user, const char *from, const char *to)
 {
-	struct watch_registry *reg = st->watches;
-	uint64_t h = storage_user_hash(user);
 	struct storage_change ch = {.mailbox = to, .old_name = from};
 
-	if (reg == NULL)
-		return;
-	pthread_mutex_lock(&reg->lock);
-	wake_locked(reg, h, user, &ch);
-	pthread_mutex_unlock(&reg->lock);
-	storage_notify_others(reg, h);
+	if (st->watches != NULL)
+		notify_change(st->watches, user, &ch);
 }
 
 void
 storage_notify_metadata(struct storage *st, const char *user, const char *mailbox,
                         const char *const *entries, size_t n)
 {
-	struct watch_registry *reg = st->watches;
-	uint64_t h = storage_user_hash(user);
 	struct storage_change ch = {.mailbox = mailbox, .entries = entries, .n_entries = n};
 
-	if (reg == NULL || n == 0)
-		return;
-	pthread_mutex_lock(&reg->lock);
-	wake_locked(reg, h, user, &ch);
-	pthread_mutex_unlock(&reg->lock);
-	storage_notify_others(reg, h);
+	if (st->watches != NULL && n > 0)
+		notify_change(st->watches, user, &ch);
 }
 
 void
@@ -655,9 +655,20 @@ storage_watched(struct storage *st, const char *user, const char *mailbox)
 	return found;
 }
 
-static void
-watch_add(struct storage *st, struct storage_watch *w)
+/* Make a watch on user (on one mailbox, or with mailbox NULL on all of them:
+ * exactly one of cb and ucb is set) and put it in the registry. */
+static int
+watch_add(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
+          storage_watch_user_fn *ucb, void *arg, struct storage_watch **watch_r)
 {
+	struct storage_watch *w = xcalloc(1, sizeof(*w));
+
+	w->uhash = storage_user_hash(user);
+	w->user = xstrdup(user);
+	w->mailbox = mailbox != NULL ? xstrdup(mailbox) : NULL;
+	w->cb = cb;
+	w->ucb = ucb;
+	w->arg = arg;
 	w->reg = st->watches;
 	if (w->reg->ifd < 0)
 		w->seen = notify_stat(w->reg, w->uhash);
@@ -665,6 +676,8 @@ watch_add(struct storage *st, struct storage_watch *w)
 	w->next = w->reg->buckets[w->uhash % WATCH_BUCKETS];
 	w->reg->buckets[w->uhash % WATCH_BUCKETS] = w;
 	pthread_mutex_unlock(&w->reg->lock);
+	*watch_r = w;
+	return 0;
 }
 
 int
@@ -672,7 +685,6 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
               void *arg, struct storage_watch **watch_r)
 {
 	char canon[STORAGE_MAX_NAME + 1];
-	struct storage_watch *w;
 	struct acl_target t;
 	int rc;
 
@@ -687,35 +699,18 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
 	} else if (rc != 0 && rc != ROOST_ENOTFOUND) {
 		return rc;
 	}
-	w = xcalloc(1, sizeof(*w));
-	w->uhash = storage_user_hash(user);
-	w->user = xstrdup(user);
-	w->mailbox = xstrdup(canon);
-	w->cb = cb;
-	w->arg = arg;
-	watch_add(st, w);
-	*watch_r = w;
-	return 0;
+	return watch_add(st, user, canon, cb, NULL, arg, watch_r);
 }
 
 int
 storage_watch_user(struct storage *st, const char *user, storage_watch_user_fn *cb, void *arg,
                    struct storage_watch **watch_r)
 {
-	struct storage_watch *w;
-
 	/* the public store too: NOTIFY follows the shared namespace through
 	 * it (a change there is any user's) */
 	if (!storage_owner_valid(user) || cb == NULL)
 		return ROOST_EINVAL;
-	w = xcalloc(1, sizeof(*w));
-	w->uhash = storage_user_hash(user);
-	w->user = xstrdup(user);
-	w->ucb = cb;
-	w->arg = arg;
-	watch_add(st, w);
-	*watch_r = w;
-	return 0;
+	return watch_add(st, user, NULL, NULL, cb, arg, watch_r);
 }
 
 void

@@ -236,8 +236,12 @@ int md_each_folder(struct md_storage *ms, md_folder_fn *fn, struct buf *report);
  * is -1 when that failed (logged: the count may drift, the change goes
  * on). */
 int md_quota_begin(struct md_storage *ms, const char *user, int *fd_r);
-/* Write the change's line (bytes, messages signed) and release fd. */
-void md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int64_t messages);
+/* Write the change's line (bytes, messages signed) and release fd. With
+ * sync false the line is not fdatasynced: true is returned when a line was
+ * written, and the caller calls md_quota_sync() before it answers. */
+bool md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int64_t messages,
+                  bool sync);
+int md_quota_sync(struct md_storage *ms, const char *user);
 /* In f's locked section: hold the quota lock until the uidlist lock goes. */
 void md_quota_hold(struct md_folder *f);
 /* Usage of the message files under folder (new/ and cur/). */
@@ -324,10 +328,12 @@ struct md_durable {
 	bool newdir, curdir; /* a file was renamed into it */
 	bool uidlist;        /* records were appended */
 	bool folderdir;      /* a file of the folder was replaced */
+	bool quota;          /* a line was appended to the user's maildirsize */
 };
 /* md_commit, leaving the fsyncs to md_durable_sync(). */
 int md_commit_deferred(struct md_folder *f, struct md_durable *d);
-int md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable *d);
+/* f: a folder the caller holds a reference to (its path and user). */
+int md_durable_sync(struct md_folder *f, const struct md_durable *d);
 struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
 /* A new zeroed record for uid at the end of f->recs (the caller keeps the
  * order ascending); valid until the next append. */

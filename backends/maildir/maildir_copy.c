@@ -166,7 +166,7 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 	struct copy_src *v;
 	size_t nv = 0, i;
 	uint32_t *su, *du;
-	struct md_durable d = {false, false, false, false};
+	struct md_durable d = {false, false, false, false, false};
 	bool changed = false;
 	int err, e;
 
@@ -199,7 +199,7 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 	*dest_uidvalidity_r = dst->uidvalidity;
 	pthread_mutex_unlock(&dst->mutex);
 	if (err == 0)
-		err = md_durable_sync(ms, dst->path, &d);
+		err = md_durable_sync(dst, &d);
 	if (err < 0) {
 		copy_srcs_free(v, nv);
 		return err;

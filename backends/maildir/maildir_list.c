@@ -209,7 +209,7 @@ md_delete(struct storage *st, const char *user, const char *name)
 		(void)md_quota_count_folder(trash, &gone);
 		md_rm_rf(trash);
 	}
-	md_quota_end(ms, user, qfd, -(int64_t)gone.bytes, -(int64_t)gone.messages);
+	md_quota_end(ms, user, qfd, -(int64_t)gone.bytes, -(int64_t)gone.messages, true);
 	md_user_unlock(fd);
 	free(trash);
 	free(path);

@@ -276,14 +276,16 @@ md_quota_begin(struct md_storage *ms, const char *user, int *fd_r)
 	return err;
 }
 
-void
-md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int64_t messages)
+bool
+md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int64_t messages,
+             bool sync)
 {
 	char *udir, *path, line[64];
+	bool written = false;
 	int len, wfd;
 
 	if (fd < 0)
-		return;
+		return false;
 	if (bytes != 0 || messages != 0) {
 		udir = md_user_dir(ms, user);
 		path = md_path(udir, MAILDIRSIZE);
@@ -291,17 +293,51 @@ md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int
 		               (long long)messages);
 		wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 		if (wfd < 0 || write(wfd, line, (size_t)len) != len ||
-		    (ms->fsync && fdatasync(wfd) < 0))
+		    (sync && ms->fsync && fdatasync(wfd) < 0))
 			log_error(
 			    "event=storage_error backend=maildir op=append path=%s error=\"%s\" "
 			    "effect=\"the quota count may drift until roost quota recalc\"",
 			    LOG_QUOTE(path), strerror(errno));
+		else
+			written = true;
 		if (wfd >= 0)
 			close(wfd);
 		free(path);
 		free(udir);
 	}
 	close(fd); /* releases the lock */
+	return written && !sync;
+}
+
+/*
+ * The fdatasync md_quota_end(sync false) left: with the other fsyncs of a
+ * delivery, side by side (md_durable_sync()), not one after the other
+ * under the folder lock. A file a recount replaced meanwhile was synced
+ * by it (write_usage()).
+ */
+int
+md_quota_sync(struct md_storage *ms, const char *user)
+{
+	char *udir, *path;
+	int fd, err = 0;
+
+	if (!ms->fsync || user == NULL)
+		return 0;
+	udir = md_user_dir(ms, user);
+	path = md_path(udir, MAILDIRSIZE);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fdatasync(fd) < 0) {
+			log_error("event=storage_error backend=maildir op=fdatasync path=%s "
+			          "error=\"%s\"",
+			          LOG_QUOTE(path), strerror(errno));
+			err = ROOST_EIO;
+		}
+		close(fd);
+	}
+	free(path);
+	free(udir);
+	return err;
 }
 
 void

@@ -286,7 +286,7 @@ folder_finish_one(struct md_folder *f, struct md_pending *p, const struct msg_in
 	int err = folder_commit_one(f, p, msg, uidvalidity_r, uid_r, &d);
 
 	if (err == 0)
-		err = md_durable_sync(f->ms, f->path, &d);
+		err = md_durable_sync(f, &d);
 	return err;
 }
 
@@ -315,7 +315,7 @@ sync_some(void *arg)
 
 	while ((i = atomic_fetch_add(&a->next, 1)) < a->n) {
 		if (a->t[i].result == 0)
-			a->t[i].result = md_durable_sync(a->ms, a->fs[i]->path, &a->ds[i]);
+			a->t[i].result = md_durable_sync(a->fs[i], &a->ds[i]);
 	}
 	return NULL;
 }

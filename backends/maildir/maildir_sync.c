@@ -639,6 +639,11 @@ commit(struct md_folder *f, struct md_durable *d)
 	if (d != NULL) {
 		d->uidlist |= appends;
 		d->folderdir |= need_dirsync;
+		if (f->quota_fd >= 0) {
+			d->quota |= md_quota_end(f->ms, f->user, f->quota_fd, f->quota_bytes,
+			                         f->quota_messages, false);
+			f->quota_fd = -1;
+		}
 	} else if (need_dirsync && f->ms->fsync && err == 0) {
 		err = md_fsync_dir(f->path);
 	}
@@ -668,8 +673,10 @@ md_commit_deferred(struct md_folder *f, struct md_durable *d)
 }
 
 int
-md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable *d)
+md_durable_sync(struct md_folder *f, const struct md_durable *d)
 {
+	struct md_storage *ms = f->ms;
+	const char *path = f->path;
 	int err = 0, e;
 
 	if (!ms->fsync)
@@ -703,6 +710,8 @@ md_durable_sync(struct md_storage *ms, const char *path, const struct md_durable
 		free(p);
 	}
 	if (d->folderdir && (e = md_fsync_dir(path)) < 0 && err == 0)
+		err = e;
+	if (d->quota && (e = md_quota_sync(ms, f->user)) < 0 && err == 0)
 		err = e;
 	return err;
 }

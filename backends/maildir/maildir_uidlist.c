@@ -193,7 +193,8 @@ md_uidlist_unlock(struct md_folder *f)
 	char *path;
 
 	if (f->quota_fd >= 0) {
-		md_quota_end(f->ms, f->user, f->quota_fd, f->quota_bytes, f->quota_messages);
+		(void)md_quota_end(f->ms, f->user, f->quota_fd, f->quota_bytes, f->quota_messages,
+		                   true);
 		f->quota_fd = -1;
 	}
 	f->quota_bytes = f->quota_messages = 0;

@@ -7,21 +7,8 @@
 #include "roost/relay.h"
 #include "roost/xalloc.h"
 
+#include "check_config_util.h"
 #include "check_run.h"
-
-static struct roost_config *
-config(void)
-{
-	struct roost_config *cfg = config_defaults();
-
-	for (char **p = cfg->smtp_domains; *p != NULL; p++)
-		free(*p);
-	free(cfg->smtp_domains);
-	cfg->smtp_domains = xcalloc(3, sizeof(char *));
-	cfg->smtp_domains[0] = xstrdup("example.org");
-	cfg->smtp_domains[1] = xstrdup("example.net");
-	return cfg;
-}
 
 START_TEST(cidr)
 {
@@ -64,7 +51,7 @@ END_TEST
 
 START_TEST(sender_addresses)
 {
-	struct roost_config *cfg = config();
+	struct roost_config *cfg = config_two_domains();
 
 	ck_assert(relay_sender_allowed(cfg, NULL, "alice@example.org", "alice@example.org"));
 	ck_assert(relay_sender_allowed(cfg, NULL, "alice@example.org", "Alice@Example.ORG"));
@@ -90,7 +77,7 @@ from_check(struct roost_config *cfg, const char *hdr, char *bad)
 
 START_TEST(from_header)
 {
-	struct roost_config *cfg = config();
+	struct roost_config *cfg = config_two_domains();
 	char bad[300];
 
 	ck_assert_int_eq(from_check(cfg, "From: alice@example.org\r\nTo: x@y\r\n\r\nbody", bad), 0);

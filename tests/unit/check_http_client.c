@@ -256,6 +256,19 @@ url(const char *host, const char *path)
 	return fmt("%s://%s:%u%s", S.tls ? "https" : "http", host, S.port, path);
 }
 
+/* GET path of the test server, reached by host, with o: what httpc_get()
+ * returned, with *r and *err as it left them. */
+static int
+get(const char *host, const char *path, const struct httpc_opts *o, struct httpc_response *r,
+    const char **err)
+{
+	char *u = url(host, path);
+	int rc = httpc_get(u, o, r, err);
+
+	free(u);
+	return rc;
+}
+
 /* GET path of the test server with o, for a case that must fail: what
  * httpc_get() returned (a response it should not have made is freed). */
 static int
@@ -263,12 +276,10 @@ get_error(const char *path, const struct httpc_opts *o)
 {
 	struct httpc_response r;
 	const char *err = NULL;
-	char *u = url("127.0.0.1", path);
-	int rc = httpc_get(u, o, &r, &err);
+	int rc = get("127.0.0.1", path, o, &r, &err);
 
 	if (rc == 0)
 		httpc_response_free(&r);
-	free(u);
 	return rc;
 }
 
@@ -315,8 +326,7 @@ START_TEST(get_post_tls)
 
 	srv_start(true);
 	o = opts();
-	u = url("127.0.0.1", "/ok");
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), 0);
+	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), 0);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_uint_eq(r.body_len, 5);
 	ck_assert_str_eq((char *)r.body, "hello");
@@ -324,7 +334,6 @@ START_TEST(get_post_tls)
 	ck_assert(strstr(S.last_req, "GET /ok HTTP/1.1\r\n") == S.last_req);
 	ck_assert_ptr_nonnull(strstr(S.last_req, "\r\nConnection: close\r\n"));
 	httpc_response_free(&r);
-	free(u);
 
 	/* By name: the certificate's SAN has localhost. */
 	u = url("localhost", "/chunked");
@@ -338,19 +347,15 @@ START_TEST(get_post_tls)
 	httpc_response_free(&r);
 	free(u);
 
-	u = url("127.0.0.1", "/close");
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), 0);
+	ck_assert_int_eq(get("127.0.0.1", "/close", &o, &r, &err), 0);
 	ck_assert_str_eq((char *)r.body, "until the end");
 	httpc_response_free(&r);
-	free(u);
 
 	/* Redirects come back as they are. */
-	u = url("127.0.0.1", "/redirect");
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), 0);
+	ck_assert_int_eq(get("127.0.0.1", "/redirect", &o, &r, &err), 0);
 	ck_assert_int_eq(r.status, 302);
 	ck_assert_str_eq(httpc_header(&r, "Location"), "https://example.org/");
 	httpc_response_free(&r);
-	free(u);
 	srv_stop();
 }
 END_TEST
@@ -360,26 +365,21 @@ START_TEST(verify)
 	struct httpc_response r;
 	struct httpc_opts o;
 	const char *err = NULL;
-	char *u;
 
 	srv_start(true);
 	o = opts();
 	o.ca_file = NULL; /* the system store does not know this certificate */
-	u = url("127.0.0.1", "/ok");
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), ROOST_EAUTH);
+	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), ROOST_EAUTH);
 	ck_assert_ptr_nonnull(err);
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_ptr_null(r.body);
 	o.no_verify = true;
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), 0);
+	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), 0);
 	httpc_response_free(&r);
-	free(u);
 	/* A user's URL may not reach loopback when public_only. */
 	o = opts();
 	o.public_only = true;
-	u = url("127.0.0.1", "/ok");
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), ROOST_EPERM);
-	free(u);
+	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), ROOST_EPERM);
 	srv_stop();
 }
 END_TEST
@@ -401,10 +401,8 @@ START_TEST(hostile)
 	ck_assert_int_eq(get_error("/badchunk", &o), ROOST_ETOOBIG);
 	ck_assert_int_eq(get_error("/garbage", &o), ROOST_EPROTO);
 	o.timeout_ms = 300;
-	u = url("127.0.0.1", "/silent");
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), ROOST_ETIMEOUT);
+	ck_assert_int_eq(get("127.0.0.1", "/silent", &o, &r, &err), ROOST_ETIMEOUT);
 	ck_assert_ptr_null(r.body);
-	free(u);
 	/* A header line that would inject another field. */
 	o = opts();
 	u = url("127.0.0.1", "/ok");
@@ -424,11 +422,9 @@ START_TEST(plain_http)
 
 	srv_start(false);
 	o = opts();
-	u = url("127.0.0.1", "/ok");
-	ck_assert_int_eq(httpc_get(u, &o, &r, &err), 0); /* loopback: allowed */
+	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), 0); /* loopback: allowed */
 	ck_assert_str_eq((char *)r.body, "hello");
 	httpc_response_free(&r);
-	free(u);
 	/* Plain http elsewhere is refused before connecting. */
 	ck_assert_int_eq(httpc_get("http://192.0.2.1/", &o, &r, &err), ROOST_EPERM);
 	/* A port nobody listens on: a connection failure, not a hang. */

@@ -76,6 +76,20 @@ b64(const char *raw, size_t len)
 
 #define B64(lit) b64(lit, sizeof(lit) - 1)
 
+/* sasl_start() for a case decided by the first message: what it returned
+ * (the exchange it made, if any, is freed). */
+static int
+start_once(struct auth *a, const char *mech, bool tls, const char *resp)
+{
+	struct buf chal = BUF_INIT(0);
+	struct sasl *s = NULL;
+	int ret = sasl_start(a, mech, tls, resp, &chal, &s);
+
+	sasl_free(&s);
+	buf_free(&chal);
+	return ret;
+}
+
 START_TEST(mechanism_list)
 {
 	ck_assert_str_eq(sasl_mechanisms(auth, true), "PLAIN LOGIN");
@@ -104,11 +118,9 @@ START_TEST(plain_initial_response)
 	ck_assert_ptr_null(s);
 
 	/* authzid equal to authcid (any case) is fine. */
-	ck_assert_int_eq(sasl_start(auth, "plain", true,
-	                            B64("ALICE@example.org\0alice@example.org\0alice-secret"),
-	                            &chal, &s),
+	ck_assert_int_eq(start_once(auth, "plain", true,
+	                            B64("ALICE@example.org\0alice@example.org\0alice-secret")),
 	                 0);
-	sasl_free(&s);
 	ck_assert_int_eq(
 	    sasl_start(auth, "PLAIN", true, B64("\0bob@example.org\0secret"), &chal, &s), 0);
 	ck_assert_str_eq(sasl_user(s), "bob@example.org");
@@ -130,9 +142,8 @@ START_TEST(plain_failures)
 	ck_assert_str_eq(sasl_user_tried(s), "alice@example.org");
 	ck_assert(!sasl_verified(s));
 	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0nobody@example.org\0x"), &chal, &s),
+	ck_assert_int_eq(start_once(auth, "PLAIN", true, B64("\0nobody@example.org\0x")),
 	                 ROOST_EAUTH);
-	sasl_free(&s);
 	/* Acting as someone else is refused even with the right password. */
 	ck_assert_int_eq(sasl_start(auth, "PLAIN", true,
 	                            B64("bob@example.org\0alice@example.org\0alice-secret"), &chal,
@@ -141,19 +152,13 @@ START_TEST(plain_failures)
 	ck_assert_ptr_null(sasl_user(s));
 	sasl_free(&s);
 	/* Malformed. */
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("alice@example.org"), &chal, &s),
-	                 ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, B64("\0\0pw"), &chal, &s), ROOST_EINVAL);
-	sasl_free(&s);
+	ck_assert_int_eq(start_once(auth, "PLAIN", true, B64("alice@example.org")), ROOST_EINVAL);
+	ck_assert_int_eq(start_once(auth, "PLAIN", true, B64("\0\0pw")), ROOST_EINVAL);
 	ck_assert_int_eq(
-	    sasl_start(auth, "PLAIN", true, B64("\0alice@example.org\0alice-secret\0"), &chal, &s),
+	    start_once(auth, "PLAIN", true, B64("\0alice@example.org\0alice-secret\0")),
 	    ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, "not base64!", &chal, &s), ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, "=", &chal, &s), ROOST_EINVAL);
-	sasl_free(&s);
+	ck_assert_int_eq(start_once(auth, "PLAIN", true, "not base64!"), ROOST_EINVAL);
+	ck_assert_int_eq(start_once(auth, "PLAIN", true, "="), ROOST_EINVAL);
 	buf_free(&chal);
 }
 END_TEST
@@ -199,8 +204,7 @@ START_TEST(cancel)
 	ck_assert_int_eq(sasl_step(s, B64("alice@example.org"), &chal), ROOST_EAGAIN);
 	ck_assert_int_eq(sasl_step(s, "*\r\n", &chal), ROOST_ECANCELED);
 	sasl_free(&s);
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, "*", &chal, &s), ROOST_ECANCELED);
-	sasl_free(&s);
+	ck_assert_int_eq(start_once(auth, "PLAIN", true, "*"), ROOST_ECANCELED);
 	buf_free(&chal);
 }
 END_TEST
@@ -256,10 +260,8 @@ START_TEST(insecure_and_unknown)
 	ck_assert_ptr_null(s);
 	ck_assert_int_eq(sasl_start(auth, "", true, NULL, &chal, &s), ROOST_ENOTSUP);
 	cfg.plaintext_insecure = true;
-	ck_assert_int_eq(
-	    sasl_start(auth, "PLAIN", false, B64("\0alice@example.org\0alice-secret"), &chal, &s),
-	    0);
-	sasl_free(&s);
+	ck_assert_int_eq(start_once(auth, "PLAIN", false, B64("\0alice@example.org\0alice-secret")),
+	                 0);
 	cfg.plaintext_insecure = false;
 	buf_free(&chal);
 }
@@ -267,16 +269,12 @@ END_TEST
 
 START_TEST(oversized_response)
 {
-	struct buf chal = BUF_INIT(0);
-	struct sasl *s = NULL;
 	char *big = malloc(20001);
 
 	memset(big, 'A', 20000);
 	big[20000] = '\0';
-	ck_assert_int_eq(sasl_start(auth, "PLAIN", true, big, &chal, &s), ROOST_EINVAL);
-	sasl_free(&s);
+	ck_assert_int_eq(start_once(auth, "PLAIN", true, big), ROOST_EINVAL);
 	free(big);
-	buf_free(&chal);
 }
 END_TEST
 
@@ -411,7 +409,6 @@ START_TEST(scram_failures)
 	struct roost_config c;
 	struct auth *a = open_scram_auth(&c);
 	struct sasl *s = NULL;
-	struct buf chal = BUF_INIT(0);
 	const char *user;
 
 	ck_assert_int_eq(
@@ -428,23 +425,19 @@ START_TEST(scram_failures)
 	ck_assert_int_eq(scram_login(a, "bob@example.org", "secret", FAULT_NONE, &user, &s),
 	                 ROOST_EAUTH);
 	sasl_free(&s);
-	ck_assert_int_eq(
-	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_NONCE, &user, &s),
-	    ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(
-	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_CBIND, &user, &s),
-	    ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(
-	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_PROOF_SHORT, &user, &s),
-	    ROOST_EINVAL);
-	sasl_free(&s);
-	ck_assert_int_eq(
-	    scram_login(a, "carol=2CC=3Dx@example.org", "pencil", FAULT_ACK, &user, &s),
-	    ROOST_EINVAL);
-	ck_assert_ptr_null(user);
-	sasl_free(&s);
+	/* A protocol fault at each step, with the right password. */
+	{
+		static const enum scram_fault faults[] = {FAULT_NONCE, FAULT_CBIND,
+		                                          FAULT_PROOF_SHORT, FAULT_ACK};
+
+		for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+			ck_assert_int_eq(scram_login(a, "carol=2CC=3Dx@example.org", "pencil",
+			                             faults[i], &user, &s),
+			                 ROOST_EINVAL);
+			ck_assert_ptr_null(user);
+			sasl_free(&s);
+		}
+	}
 	/* Malformed client-first messages. */
 	{
 		static const char *const bad[] = {
@@ -454,21 +447,16 @@ START_TEST(scram_failures)
 		};
 
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-			ck_assert_msg(
-			    sasl_start(a, "SCRAM-SHA-256", true,
-			               bad[i][0] != '\0' ? b64(bad[i], strlen(bad[i])) : "=", &chal,
-			               &s) == ROOST_EINVAL,
-			    "accepted %s", bad[i]);
-			sasl_free(&s);
+			ck_assert_msg(start_once(a, "SCRAM-SHA-256", true,
+			                         bad[i][0] != '\0' ? b64(bad[i], strlen(bad[i]))
+			                                           : "=") == ROOST_EINVAL,
+			              "accepted %s", bad[i]);
 		}
 	}
 	/* Acting as someone else is refused. */
-	ck_assert_int_eq(sasl_start(a, "SCRAM-SHA-256", true,
-	                            B64("n,a=bob@example.org,n=alice@example.org,r=abcdef"), &chal,
-	                            &s),
+	ck_assert_int_eq(start_once(a, "SCRAM-SHA-256", true,
+	                            B64("n,a=bob@example.org,n=alice@example.org,r=abcdef")),
 	                 ROOST_EAGAIN);
-	sasl_free(&s);
-	buf_free(&chal);
 	auth_free(&a);
 }
 END_TEST

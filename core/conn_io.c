@@ -1,6 +1,5 @@
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,38 +169,6 @@ conn_write(struct conn *c, const void *data, size_t len)
 	if (out_len(c) > c->out_peak)
 		c->out_peak = out_len(c);
 	return 0;
-}
-
-int
-conn_write_str(struct conn *c, const char *s)
-{
-	return conn_write(c, s, strlen(s));
-}
-
-int
-conn_printf(struct conn *c, const char *fmt, ...)
-{
-	char stack[1024];
-	va_list ap;
-	int n, err;
-
-	va_start(ap, fmt);
-	n = vsnprintf(stack, sizeof(stack), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return ROOST_EINVAL;
-	if ((size_t)n < sizeof(stack))
-		return conn_write(c, stack, (size_t)n);
-	{
-		char *big = xmalloc((size_t)n + 1);
-
-		va_start(ap, fmt);
-		vsnprintf(big, (size_t)n + 1, fmt, ap);
-		va_end(ap);
-		err = conn_write(c, big, (size_t)n);
-		free(big);
-	}
-	return err;
 }
 
 int

@@ -25,7 +25,9 @@
 
 #include "../../protocols/imap/imap_impl.h"
 
+#include "../common/feed.h"
 #include "../common/imap_match_ref.h"
+#include "fuzz_target.h"
 
 static char spool_dir[64];
 
@@ -162,9 +164,6 @@ check_command(const uint8_t *data, size_t len, struct imap_spool *sp, bool *line
 	arena_free(&a);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -197,14 +196,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	imap_framer_init(&fr);
 	while (fed < size) {
 		size_t cap = (o.raised > max_line ? o.raised : max_line) + 1;
-		size_t n = size - fed;
 
-		if (n > step)
-			n = step;
-		if (n > cap - q.len)
-			n = cap - q.len;
-		buf_append(&q, data + fed, n);
-		fed += n;
+		feed_piece(&q, data, size, &fed, step, cap);
 		for (;;) {
 			struct imap_frame_env env = {
 			    .max_line = max_line,

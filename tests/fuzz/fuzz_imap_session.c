@@ -29,7 +29,9 @@
 #include "roost/xalloc.h"
 
 #include "../../protocols/imap/imap_impl.h"
+#include "../common/feed.h"
 #include "conn_fuzz.h"
+#include "fuzz_target.h"
 
 #define USER "fuzz@example.org"
 
@@ -127,9 +129,6 @@ reset_user(struct storage *st)
 	}
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -169,15 +168,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	while (fed < size && !conn_is_closing(c)) {
-		size_t cap = conn_input_limit(c) + 1;
-		size_t n = size - fed;
-
-		if (n > step)
-			n = step;
-		if (n > cap - q.len)
-			n = cap - q.len;
-		buf_append(&q, data + fed, n);
-		fed += n;
+		feed_piece(&q, data, size, &fed, step, conn_input_limit(c) + 1);
 		while (q.len > 0 && !conn_is_closing(c)) {
 			size_t used = 0;
 			enum frame_result r = ops->frame(c, s, q.data, q.len, &used);

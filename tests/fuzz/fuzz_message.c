@@ -11,7 +11,7 @@
 #include "roost/cte.h"
 #include "roost/message.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_target.h"
 
 /* Each transfer decoding of a part's body (FETCH BINARY): stepped in
  * 7-octet pieces it makes as many octets as the counting pass says. */

@@ -10,6 +10,8 @@
 
 #include "roost/pop3.h"
 
+#include "fuzz_target.h"
+
 static void
 check_lines(const uint8_t *data, size_t len, size_t step, size_t max)
 {
@@ -100,8 +102,6 @@ check_encoder(const uint8_t *data, size_t len, uint64_t lines, size_t step, size
 	free(win);
 	free(out);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

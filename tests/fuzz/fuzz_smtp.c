@@ -18,6 +18,8 @@
 #include "roost/error.h"
 #include "roost/smtp.h"
 
+#include "fuzz_target.h"
+
 #define MSG_MAX 2048
 
 static void
@@ -155,8 +157,6 @@ run(const uint8_t *data, size_t len, size_t step, size_t max_line, size_t chunk,
 	}
 	buf_free(&msg);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

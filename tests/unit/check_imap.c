@@ -10,6 +10,7 @@
 
 #include "../../protocols/imap/imap_impl.h"
 
+#include "../common/feed.h"
 #include "../common/imap_match_ref.h"
 
 #include "check_run.h"
@@ -59,11 +60,9 @@ frame_stream(const char *stream, size_t len, bool bytewise, size_t max_line, boo
 	buf_init(&o->written, 0);
 	o->raised = 0;
 	while (fed < len || in.len > 0) {
-		if (fed < len) {
-			size_t n = bytewise ? 1 : len - fed;
-			buf_append(&in, stream + fed, n);
-			fed += n;
-		}
+		if (fed < len)
+			feed_piece(&in, (const uint8_t *)stream, len, &fed, bytewise ? 1 : SIZE_MAX,
+			           SIZE_MAX);
 		for (;;) {
 			struct imap_frame_env env = {.max_line = max_line,
 			                             .max_literal = harness_max_literal,
@@ -843,15 +842,9 @@ spool_stream(const uint8_t *stream, size_t len, size_t step, size_t max_line, ui
 	o->raised = 0;
 	while (fed < len) {
 		size_t cap = (o->raised > max_line ? o->raised : max_line) + 1;
-		size_t n = len - fed;
 
 		ck_assert_uint_lt(q.len, cap);
-		if (n > step)
-			n = step;
-		if (n > cap - q.len)
-			n = cap - q.len;
-		buf_append(&q, stream + fed, n);
-		fed += n;
+		feed_piece(&q, stream, len, &fed, step, cap);
 		for (;;) {
 			struct imap_frame_env env = {.max_line = max_line,
 			                             .max_literal = 1 << 20,

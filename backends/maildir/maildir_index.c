@@ -529,10 +529,12 @@ cache_find(struct md_folder *f, uint32_t uid)
 	return NULL;
 }
 
-int
-md_cache_get(struct md_folder *f, uint32_t uid, struct buf *out)
+/* Open and scan f's cache for the record uid. 0: ready; 1: the cache was
+ * damaged and is discarded (closed, empty); negative: an error,
+ * ROOST_ENOTFOUND where there is no such record. */
+static int
+cache_load(struct md_folder *f, uint32_t uid)
 {
-	struct md_cache_ent *ce;
 	int err;
 
 	if (md_rec_find(f, uid) == NULL)
@@ -541,8 +543,19 @@ md_cache_get(struct md_folder *f, uint32_t uid, struct buf *out)
 		return err;
 	if (!cache_scan(f)) {
 		cache_discard(f);
-		return ROOST_ENOTFOUND;
+		return 1;
 	}
+	return 0;
+}
+
+int
+md_cache_get(struct md_folder *f, uint32_t uid, struct buf *out)
+{
+	struct md_cache_ent *ce;
+	int err;
+
+	if ((err = cache_load(f, uid)) != 0)
+		return err > 0 ? ROOST_ENOTFOUND : err;
 	ce = cache_find(f, uid);
 	if (ce == NULL)
 		return ROOST_ENOTFOUND;
@@ -564,15 +577,10 @@ md_cache_set(struct md_folder *f, uint32_t uid, const void *data, size_t len)
 
 	if (len > CACHE_MAX_ENTRY)
 		return ROOST_ETOOBIG;
-	if (md_rec_find(f, uid) == NULL)
-		return ROOST_ENOTFOUND;
-	if ((err = cache_open(f)) < 0)
+	if ((err = cache_load(f, uid)) > 0)
+		err = cache_open(f);
+	if (err < 0)
 		return err;
-	if (!cache_scan(f)) {
-		cache_discard(f);
-		if ((err = cache_open(f)) < 0)
-			return err;
-	}
 	memset(&h, 0, sizeof(h));
 	h.magic = CACHE_MAGIC;
 	h.uidvalidity = f->uidvalidity;

@@ -1,6 +1,7 @@
 /*
  * LMDB environments: opening the shards, read transactions, map growth and
- * the writer thread that funnels every change into group commits.
+ * the write queue that funnels every change into group commits (committed
+ * by the callers themselves, leader/follower, or by the writer thread).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +35,24 @@ struct lmdb_wreq {
 	int result;
 	bool done;
 	bool async;
+	/* Its caller waits here (synchronous requests only). */
+	struct lmdb_waiter *waiter;
 	struct lmdb_wreq *next;
+};
+
+/*
+ * A condition variable a waiting caller sleeps on, signalled when its
+ * request is done or when it is to commit the next batch. Waiters belong to
+ * the shard (a free list, wq_lock) and live until it closes, so a commit
+ * may signal one after dropping wq_lock (a caller woken under the lock
+ * would only sleep again on the mutex) even if the caller has returned
+ * meanwhile: then the signal is a spurious wake-up for the waiter's next
+ * user, who checks its request under the lock and waits again.
+ */
+struct lmdb_waiter {
+	pthread_cond_t cond;
+	struct lmdb_waiter *next_free; /* on sh->waiters_free */
+	struct lmdb_waiter *next_all;  /* on sh->waiters_all, until close */
 };
 
 int
@@ -312,16 +330,6 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 		r->result = ROOST_ETEMP;
 }
 
-static bool
-queue_all_async(const struct lmdb_shard *sh)
-{
-	for (const struct lmdb_wreq *r = sh->wq_head; r != NULL; r = r->next) {
-		if (!r->async)
-			return false;
-	}
-	return true;
-}
-
 static void
 reader_check(struct lmdb_shard *sh)
 {
@@ -332,6 +340,92 @@ reader_check(struct lmdb_shard *sh)
 		log_info("event=lmdb_stale_readers path=%s cleared=%d", sh->path, dead);
 }
 
+/*
+ * Take the first max_batch requests off the queue, run them as one commit
+ * and hand back the results. Called with wq_lock held and committing clear;
+ * the caller is the committer until it returns, wq_lock held again.
+ *
+ * Each waiting caller is woken once: when its request is done, or, for the
+ * first caller still queued, to commit the next batch.
+ */
+static void
+commit_queued_locked(struct lmdb_shard *sh)
+{
+	struct lmdb_wreq *batch = sh->wq_head, *last = batch, *next;
+	struct lmdb_waiter *wake[64], *next_leader = NULL;
+	size_t n = 1, n_wake = 0;
+
+	sh->committing = true;
+	while (last->next != NULL && n < sh->max_batch) {
+		last = last->next;
+		n++;
+	}
+	sh->wq_head = last->next;
+	if (sh->wq_head == NULL)
+		sh->wq_tail = NULL;
+	last->next = NULL;
+	for (struct lmdb_wreq *r = batch; r != NULL; r = r->next) {
+		if (r->async)
+			sh->wq_async_bytes -= r->bytes;
+		else
+			sh->wq_sync--;
+	}
+	pthread_mutex_unlock(&sh->wq_lock);
+
+	run_batch(sh, batch);
+
+	pthread_mutex_lock(&sh->wq_lock);
+	sh->n_commits++;
+	sh->committing = false;
+	for (struct lmdb_wreq *r = batch; r != NULL; r = next) {
+		next = r->next;
+		sh->n_requests++;
+		if (r->async) {
+			if (r->free_arg != NULL)
+				r->free_arg(r->arg);
+			free(r);
+		} else {
+			/* r dies once its caller sees done: keep its waiter. */
+			r->done = true;
+			if (n_wake < sizeof(wake) / sizeof(wake[0]))
+				wake[n_wake++] = r->waiter;
+			else
+				pthread_cond_signal(&r->waiter->cond);
+		}
+	}
+	if (sh->wq_sync > 0) {
+		for (struct lmdb_wreq *r = sh->wq_head; r != NULL; r = r->next) {
+			if (!r->async) {
+				next_leader = r->waiter;
+				break;
+			}
+		}
+	} else if (sh->writer_idle && (sh->wq_head != NULL || sh->stop)) {
+		/* Fire-and-forget requests left alone are the writer's. */
+		pthread_cond_signal(&sh->wq_cond);
+	}
+	pthread_mutex_unlock(&sh->wq_lock);
+	for (size_t i = 0; i < n_wake; i++)
+		pthread_cond_signal(&wake[i]->cond);
+	if (next_leader != NULL)
+		pthread_cond_signal(&next_leader->cond);
+	pthread_mutex_lock(&sh->wq_lock);
+}
+
+/* The writer thread may commit: nobody is committing and no synchronous
+ * caller is queued (that caller commits, taking the rest along). */
+static bool
+writer_may_commit(const struct lmdb_shard *sh)
+{
+	return sh->wq_head != NULL && sh->wq_sync == 0 && !sh->committing;
+}
+
+/*
+ * The writer thread commits only fire-and-forget requests (cache fills,
+ * \Recent claims) that no synchronous caller took along: it lets them
+ * gather for ASYNC_LINGER_NS, then commits them if nobody else has. It
+ * also reclaims stale reader slots every READER_CHECK_SEC.
+ */
 static void *
 writer_main(void *arg)
 {
@@ -340,14 +434,16 @@ writer_main(void *arg)
 
 	pthread_mutex_lock(&sh->wq_lock);
 	for (;;) {
-		struct lmdb_wreq *batch, *next;
 		struct timespec ts;
 
-		while (!sh->stop && sh->wq_head == NULL) {
+		sh->writer_idle = true;
+		while (!writer_may_commit(sh) &&
+		       !(sh->stop && sh->wq_head == NULL && !sh->committing)) {
 			deadline(&ts, READER_CHECK_SEC, 0);
 			if (pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts) == ETIMEDOUT)
 				break;
 		}
+		sh->writer_idle = false;
 		/* Stale reader slots (a killed `roost deliver`) are reclaimed
 		 * every READER_CHECK_SEC whether idle or busy. */
 		if (time(NULL) - last_check >= READER_CHECK_SEC) {
@@ -356,53 +452,19 @@ writer_main(void *arg)
 			last_check = time(NULL);
 			pthread_mutex_lock(&sh->wq_lock);
 		}
-		if (sh->wq_head == NULL && !sh->stop)
-			continue;
-		if (sh->wq_head == NULL)
+		if (sh->stop && sh->wq_head == NULL && !sh->committing)
 			break; /* stopping and drained */
-		/* Cache fills alone are not urgent: let them gather. */
-		if (!sh->stop && queue_all_async(sh)) {
-			deadline(&ts, 0, ASYNC_LINGER_NS);
-			pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts);
-		}
-		batch = sh->wq_head;
-		{
-			struct lmdb_wreq *last = batch;
-			size_t n = 1;
-
-			while (last->next != NULL && n < sh->max_batch) {
-				last = last->next;
-				n++;
-			}
-			sh->wq_head = last->next;
-			if (sh->wq_head == NULL)
-				sh->wq_tail = NULL;
-			last->next = NULL;
-			for (struct lmdb_wreq *r = batch; r != NULL; r = r->next)
-				sh->wq_async_bytes -= r->async ? r->bytes : 0;
-		}
-		pthread_mutex_unlock(&sh->wq_lock);
-
-		run_batch(sh, batch);
-
-		pthread_mutex_lock(&sh->wq_lock);
-		sh->n_commits++;
-		for (struct lmdb_wreq *r = batch; r != NULL; r = next) {
-			next = r->next;
-			sh->n_requests++;
-			if (r->async) {
-				if (r->free_arg != NULL)
-					r->free_arg(r->arg);
-				free(r);
-			} else {
-				r->done = true;
-			}
-		}
-		/* Woken outside the lock, callers do not queue up on it behind
-		 * the writer (one context switch each, not two). */
-		pthread_mutex_unlock(&sh->wq_lock);
-		pthread_cond_broadcast(&sh->done_cond);
-		pthread_mutex_lock(&sh->wq_lock);
+		if (!writer_may_commit(sh))
+			continue;
+		/* Cache fills alone are not urgent: let them gather (queuing
+		 * more does not cut the wait short; see lmdb_write_async()). */
+		deadline(&ts, 0, ASYNC_LINGER_NS);
+		while (!sh->stop && writer_may_commit(sh) &&
+		       pthread_cond_timedwait(&sh->wq_cond, &sh->wq_lock, &ts) != ETIMEDOUT)
+			;
+		/* A synchronous caller may have taken the queue meanwhile. */
+		if (writer_may_commit(sh))
+			commit_queued_locked(sh);
 	}
 	pthread_mutex_unlock(&sh->wq_lock);
 	return NULL;
@@ -417,9 +479,18 @@ enqueue_locked(struct lmdb_shard *sh, struct lmdb_wreq *r)
 	else
 		sh->wq_head = r;
 	sh->wq_tail = r;
-	pthread_cond_signal(&sh->wq_cond);
 }
 
+/*
+ * Leader/follower group commit. The caller queues its request; if no
+ * commit is running it becomes the committer itself and commits
+ * everything queued (its own request and whatever others queued), with no
+ * hand-off to another thread. If a commit is running it waits; when that
+ * commit ends, its request is either done (it was in the batch) or still
+ * queued, and then the first caller still queued commits the next batch
+ * for all of them. So under concurrency one commit still carries many
+ * requests, and the caller returns only once its change is committed.
+ */
 int
 lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg)
 {
@@ -430,9 +501,24 @@ lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg)
 		pthread_mutex_unlock(&sh->wq_lock);
 		return ROOST_ETEMP;
 	}
+	if ((r.waiter = sh->waiters_free) != NULL) {
+		sh->waiters_free = r.waiter->next_free;
+	} else {
+		r.waiter = xcalloc(1, sizeof(*r.waiter));
+		pthread_cond_init(&r.waiter->cond, NULL);
+		r.waiter->next_all = sh->waiters_all;
+		sh->waiters_all = r.waiter;
+	}
 	enqueue_locked(sh, &r);
-	while (!r.done)
-		pthread_cond_wait(&sh->done_cond, &sh->wq_lock);
+	sh->wq_sync++;
+	while (!r.done) {
+		if (!sh->committing)
+			commit_queued_locked(sh);
+		else
+			pthread_cond_wait(&r.waiter->cond, &sh->wq_lock);
+	}
+	r.waiter->next_free = sh->waiters_free;
+	sh->waiters_free = r.waiter;
 	pthread_mutex_unlock(&sh->wq_lock);
 	return r.result;
 }
@@ -458,6 +544,11 @@ lmdb_write_async(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg, size_t byt
 	r->async = true;
 	sh->wq_async_bytes += bytes;
 	enqueue_locked(sh, r);
+	/* Only a writer asleep with nothing to do needs the news: one that
+	 * is lingering commits at its deadline anyway, and a running commit
+	 * or a queued caller takes this request along. */
+	if (sh->writer_idle && writer_may_commit(sh))
+		pthread_cond_signal(&sh->wq_cond);
 	pthread_mutex_unlock(&sh->wq_lock);
 }
 
@@ -547,7 +638,6 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	pthread_mutex_init(&sh->claim_lock, NULL);
 	pthread_mutex_init(&sh->wq_lock, NULL);
 	pthread_cond_init(&sh->wq_cond, NULL);
-	pthread_cond_init(&sh->done_cond, NULL);
 
 	if ((rc = mkdir_p(path)) != 0)
 		return rc;
@@ -609,7 +699,13 @@ shard_close(struct lmdb_shard *sh)
 		pool_drop(sh);
 		mdb_env_close(sh->env);
 	}
-	pthread_cond_destroy(&sh->done_cond);
+	while (sh->waiters_all != NULL) {
+		struct lmdb_waiter *wt = sh->waiters_all;
+
+		sh->waiters_all = wt->next_all;
+		pthread_cond_destroy(&wt->cond);
+		free(wt);
+	}
 	pthread_cond_destroy(&sh->wq_cond);
 	pthread_mutex_destroy(&sh->wq_lock);
 	pthread_mutex_destroy(&sh->pool_lock);

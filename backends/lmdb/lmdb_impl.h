@@ -34,10 +34,16 @@
  *             mailboxes, changed in the transaction that changes them
  *             (lmdb_quota.c)
  *
- * Writes: every change is a request run by the shard's writer thread; the
- * writer takes all queued requests, runs each in a nested transaction of
- * one write transaction and commits once (group commit), then wakes the
- * callers, so each caller returns after its change is durable. Another
+ * Writes: every change is a request queued on the shard; whoever commits
+ * takes all queued requests, runs each in a nested transaction of one write
+ * transaction and commits once (group commit), then wakes the callers, so
+ * each caller returns after its change is durable. The committer is the
+ * calling worker itself when no commit is running (leader/follower: no
+ * hand-off to another thread, whose two context switches per write were
+ * most of a write's CPU on a small VM); callers that arrive during a
+ * commit wait, and the first of them commits the next batch for all.
+ * The shard's writer thread commits only fire-and-forget requests (cache
+ * fills, \Recent claims) that no caller took along. Another
  * process (`roost deliver`) may write the same environment; LMDB's
  * inter-process write lock serialises us with it, and every request reads
  * what it needs inside its own transaction.
@@ -64,6 +70,7 @@
 #define LMDB_BLOB_NAME_LEN (LMDB_SHA_LEN * 2 + 1 + 16)
 
 struct lmdb_wreq;
+struct lmdb_waiter;
 
 struct lmdb_shard {
 	MDB_env *env;
@@ -92,12 +99,16 @@ struct lmdb_shard {
 	MDB_txn *pool[64];
 	size_t n_pool;
 
-	/* The write queue and its writer thread. */
+	/* The write queue, its committers and the writer thread; every field
+	 * here is protected by wq_lock (lmdb_env.c). */
 	pthread_mutex_t wq_lock;
-	pthread_cond_t wq_cond;   /* writer: work queued / stop */
-	pthread_cond_t done_cond; /* callers: a batch finished */
+	pthread_cond_t wq_cond; /* writer: fire-and-forget work queued / stop */
+	struct lmdb_waiter *waiters_free, *waiters_all; /* lmdb_env.c */
 	struct lmdb_wreq *wq_head, *wq_tail;
 	size_t wq_async_bytes; /* queued fire-and-forget bytes */
+	size_t wq_sync;        /* queued requests whose callers wait */
+	bool committing;       /* a thread is running a batch (one at a time) */
+	bool writer_idle;      /* the writer thread sleeps until signalled */
 	size_t max_batch;      /* requests per commit; 1 = no group commit
 	                        * (ROOST_LMDB_MAX_BATCH, for the benchmark) */
 	bool stop;
@@ -208,10 +219,13 @@ struct lmdb_w {
 };
 
 /*
- * A write request. fn runs in the writer thread inside a nested
- * transaction; it may run more than once (the batch is retried after the
- * map grew), so it must reset its outputs when it starts. async requests
- * are not waited for: the writer frees them (free_arg(arg)).
+ * A write request. fn runs inside a nested transaction on whichever thread
+ * commits the batch (the caller's own, another caller's, or the writer
+ * thread), so it must not depend on the calling thread nor take a lock a
+ * caller of lmdb_write() may hold; it may run more than once (the batch is
+ * retried after the map grew), so it must reset its outputs when it
+ * starts. async requests are not waited for: the committer frees them
+ * (free_arg(arg)).
  */
 typedef int lmdb_write_fn(struct lmdb_w *w, void *arg);
 
@@ -219,7 +233,8 @@ typedef int lmdb_write_fn(struct lmdb_w *w, void *arg);
 int lmdb_shards_open(const struct roost_config *cfg, struct lmdb_storage *ls);
 void lmdb_shards_close(struct lmdb_storage *ls);
 struct lmdb_shard *lmdb_shard_of(struct lmdb_storage *ls, const char *user);
-/* Run fn(w, arg) in the next group commit; returns its result once the
+/* Run fn(w, arg) in the next group commit, committed by this thread when no
+ * commit is running (see "Writes" above); returns its result once the
  * commit is durable (ROOST_EIO/ROOST_ETEMP when the commit failed). */
 int lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg);
 /* Queue fn without waiting (cache fills); arg is freed with free_arg. */

@@ -32,6 +32,8 @@
 #include "roost/xalloc.h"
 
 #include "check_run.h"
+/* lmdb_group_commit watches the LMDB write queue from inside. */
+#include "../../backends/lmdb/lmdb_impl.h"
 
 static const char *all_backends[] = {"lmdb", "maildir", "pgsql"};
 static const char *backends[8];
@@ -3286,6 +3288,140 @@ lmdb_behind(MDB_txn **txn_r)
 	return env;
 }
 
+/* ---- LMDB group commit (lmdb_env.c) ---- */
+
+struct gc_writer {
+	pthread_t th;
+	int id, count, failed;
+};
+
+static void *
+gc_writer_main(void *arg)
+{
+	struct gc_writer *w = arg;
+
+	for (int i = 0; i < w->count; i++) {
+		char msg[64];
+		struct msg_input in = {.data = (const uint8_t *)msg, .fd = -1};
+		struct delivery_target t = {.user = USER, .mailbox = "INBOX"};
+
+		in.len =
+		    (size_t)snprintf(msg, sizeof(msg), "Subject: g%d m%d\r\n\r\n.\r\n", w->id, i);
+		if (storage_deliver(st, &in, &t, 1, 0) != 0 || t.result != 0)
+			w->failed++;
+	}
+	return NULL;
+}
+
+/* Wait (60 s at most) until the shard's write queue holds n_sync waiting
+ * requests with a commit running. */
+static void
+gc_wait_queue(struct lmdb_shard *sh, size_t n_sync)
+{
+	for (int i = 0; i < 60000; i++) {
+		bool ok;
+
+		pthread_mutex_lock(&sh->wq_lock);
+		ok = sh->committing && sh->wq_sync == n_sync;
+		pthread_mutex_unlock(&sh->wq_lock);
+		if (ok)
+			return;
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
+	ck_abort_msg("the write queue never held %zu requests behind a commit", n_sync);
+}
+
+/*
+ * Leader/follower group commit: the first writer commits its own request
+ * (here held up by another process owning LMDB's write lock); the writers
+ * that arrive meanwhile all wait, and one of them then commits all their
+ * requests at once. Then many writers at once: every write lands exactly
+ * once, whoever committed it.
+ */
+START_TEST(lmdb_group_commit)
+{
+	struct lmdb_shard *sh;
+	struct gc_writer w[8];
+	struct storage_stats s0, s1;
+	struct mailbox_status ms;
+	int go[2], ready[2], status;
+	char c;
+	pid_t pid;
+
+	setup_backend(0);
+	append_simple("INBOX", 1);
+	storage_close(&st); /* its threads are joined: fork is safe */
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(ready), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Take LMDB's write lock when told, hold it until told. */
+		MDB_env *env;
+		MDB_txn *txn;
+
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		env = lmdb_behind(&txn);
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(3);
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+		_exit(0);
+	}
+	open_store();
+	sh = &container_of(st, struct lmdb_storage, base)->shards[0];
+	ck_assert_int_eq(storage_stats(st, &s0), 0);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+
+	for (int i = 0; i < 8; i++)
+		w[i] = (struct gc_writer){.id = i, .count = 1};
+	ck_assert_int_eq(pthread_create(&w[0].th, NULL, gc_writer_main, &w[0]), 0);
+	gc_wait_queue(sh, 0); /* w[0] commits, blocked on the other process */
+	for (int i = 1; i < 8; i++)
+		ck_assert_int_eq(pthread_create(&w[i].th, NULL, gc_writer_main, &w[i]), 0);
+	gc_wait_queue(sh, 7);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 8; i++) {
+		pthread_join(w[i].th, NULL);
+		ck_assert_int_eq(w[i].failed, 0);
+	}
+	ck_assert_int_eq(storage_stats(st, &s1), 0);
+	ck_assert_uint_eq(s1.writes - s0.writes, 8);
+	ck_assert_uint_eq(s1.commits - s0.commits, 2); /* w[0]'s, then the other 7 */
+	close(go[0]);
+	close(go[1]);
+	close(ready[0]);
+	close(ready[1]);
+
+	/* Free for all: 8 writers, 30 deliveries each. */
+	s0 = s1;
+	for (int i = 0; i < 8; i++) {
+		w[i] = (struct gc_writer){.id = 10 + i, .count = 30};
+		ck_assert_int_eq(pthread_create(&w[i].th, NULL, gc_writer_main, &w[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(w[i].th, NULL);
+		ck_assert_int_eq(w[i].failed, 0);
+	}
+	ck_assert_int_eq(storage_stats(st, &s1), 0);
+	ck_assert_uint_eq(s1.writes - s0.writes, 8 * 30);
+	ck_assert_uint_le(s1.commits - s0.commits, 8 * 30);
+	ck_assert_int_eq(storage_status(st, USER, "INBOX", &ms), 0);
+	ck_assert_uint_eq(ms.messages, 1 + 8 + 8 * 30);
+	ck_assert_uint_eq(ms.uidnext, 1 + 8 + 8 * 30 + 1);
+	pthread_mutex_lock(&sh->wq_lock);
+	ck_assert_ptr_null(sh->wq_head);
+	ck_assert(!sh->committing);
+	pthread_mutex_unlock(&sh->wq_lock);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /* LMDB only: damage a reference count and a counter behind the store's
  * back; `roost check` must report both and change nothing. */
 START_TEST(lmdb_check_detects_damage)
@@ -4678,6 +4814,7 @@ storage_suite(void)
 		tcase_add_test(lm, lmdb_shards);
 		tcase_add_test(lm, lmdb_check_body_files);
 		tcase_add_test(lm, lmdb_check_quota);
+		tcase_add_test(lm, lmdb_group_commit);
 		suite_add_tcase(s, lm);
 	}
 	for (int i = 0; i < n_backends; i++) {

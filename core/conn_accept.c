@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "conn_impl.h"
 #include "roost/error.h"
@@ -544,8 +545,8 @@ conn_event(struct loop_io *io, uint32_t events)
 	conn_step(c);
 }
 
-void
-conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer, const char *local,
+static void
+accept_here(struct srv_loop *sl, struct listener *lst, int fd, const char *peer, const char *local,
             bool loopback, bool is_unix)
 {
 	struct server *s = sl->srv;
@@ -601,6 +602,78 @@ conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 	conn_step(c);
 }
 
+/*
+ * Balance between the loops. Every loop waits on every listening socket
+ * (EPOLLEXCLUSIVE) and the one woken accepts up to a batch: a burst of
+ * clients (1,000 IMAP sessions logging in) left one loop with about two
+ * thirds of them, and a delivery that woke them all waited for that loop
+ * to write its 650 while the other had finished its 350 (issue 20). A loop
+ * that accepts a connection while another holds fewer hands the socket to
+ * that one, which takes it as its own accept would have.
+ */
+struct handoff {
+	struct loop_msg msg;
+	struct srv_loop *to;
+	struct listener *lst;
+	int fd;
+	bool loopback, is_unix;
+	char peer[64], local[64];
+};
+
+/* The target loop: take the connection, or, when it stops (or its thread
+ * ended and loop_free() runs what was left queued), close it as a loop
+ * that is stopping closes what it accepts. */
+static void
+handoff_arrived(struct loop_msg *m)
+{
+	struct handoff *h = container_of(m, struct handoff, msg);
+	struct srv_loop *sl = h->to;
+
+	if (sl->stopping) {
+		atomic_fetch_sub(&sl->held, 1);
+		close(h->fd);
+		limits_release(sl->srv, h->peer, h->is_unix);
+	} else {
+		accept_here(sl, h->lst, h->fd, h->peer, h->local, h->loopback, h->is_unix);
+	}
+	free(h);
+}
+
+void
+conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer, const char *local,
+            bool loopback, bool is_unix)
+{
+	struct server *s = sl->srv;
+	struct srv_loop *to = sl;
+	unsigned least = atomic_load(&sl->held);
+
+	for (unsigned i = 0; i < s->nloops; i++) {
+		struct srv_loop *o = &s->loops[i];
+		unsigned held = atomic_load(&o->held);
+
+		if (o != sl && atomic_load(&o->taking) && held < least) {
+			least = held;
+			to = o;
+		}
+	}
+	atomic_fetch_add(&to->held, 1);
+	if (to == sl) {
+		accept_here(sl, lst, fd, peer, local, loopback, is_unix);
+		return;
+	}
+	struct handoff *h = xcalloc(1, sizeof(*h));
+
+	h->msg.fn = handoff_arrived;
+	h->to = to;
+	h->lst = lst;
+	h->fd = fd;
+	h->loopback = loopback;
+	h->is_unix = is_unix;
+	snprintf(h->peer, sizeof(h->peer), "%s", peer);
+	snprintf(h->local, sizeof(h->local), "%s", local);
+	loop_post(to->loop, &h->msg);
+}
+
 /* ---- shutdown ---- */
 
 void
@@ -618,6 +691,7 @@ conn_loop_stop(struct srv_loop *sl)
 	struct conn *c, *next;
 
 	sl->stopping = true;
+	atomic_store(&sl->taking, false);
 	for (c = sl->conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->state != CONN_WORKER)

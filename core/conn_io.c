@@ -353,6 +353,7 @@ conn_close_now(struct conn *c, const char *reason)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	sl->nconns--;
+	atomic_fetch_sub(&sl->held, 1);
 	limits_release(c->srv, c->peer, c->is_unix);
 	/* Another event of this batch may still name this connection. */
 	c->reap.fn = conn_reap;

@@ -150,6 +150,7 @@ loop_thread(void *arg)
 	struct srv_loop *sl = arg;
 	uint64_t one = 1;
 
+	atomic_store(&sl->taking, true); /* conn_accept() may hand it connections */
 	loop_run(sl->loop);
 	if (write(sl->srv->done_fd, &one, sizeof(one)) < 0)
 		log_warn("event=loop_done error=\"%s\"", strerror(errno));

@@ -30,6 +30,12 @@ struct srv_loop {
 
 	struct conn *conns; /* every live connection of this loop */
 	unsigned nconns;
+	/* Any thread reads it: nconns plus the connections other loops
+	 * handed to this one and it has not taken yet (conn_accept()). */
+	_Atomic unsigned held;
+	/* Set by the loop's thread when it runs, cleared when it stops: other
+	 * loops hand connections only to a loop that takes them. */
+	_Atomic bool taking;
 	bool stopping; /* no accepting; idle sessions get on_shutdown */
 	bool forced;   /* grace is over: close everything */
 	bool quit_sent;

@@ -67,6 +67,7 @@ static struct conn *_Atomic wconns[N_WCONNS]; /* WI, WD */
 static _Atomic unsigned n_wconns;
 static _Atomic unsigned inline_wakes; /* t_wake_inline runs on the loop thread */
 static unsigned idle_timeout_s;       /* tserver_start(): the idle timeout, 0 default */
+static unsigned n_loops;              /* tserver_start(): the loops, 0 for 1 */
 
 struct tsession {
 	size_t left; /* stream bytes still to produce */
@@ -319,7 +320,7 @@ tserver_start(struct tserver *t, unsigned command_timeout)
 	ck_assert_ptr_nonnull(mkdtemp(t->dir));
 	t->cfg = config_defaults();
 	t->cfg->workers = 1;
-	t->cfg->loops = 1;
+	t->cfg->loops = n_loops != 0 ? n_loops : 1;
 	t->cfg->command_timeout = command_timeout;
 	t->cfg->shutdown_grace = 1;
 	t->cfg->max_connections_per_ip = 2 * N_WCONNS;
@@ -898,6 +899,39 @@ START_TEST(inline_wakeups_past_the_budget_lose_none)
 }
 END_TEST
 
+START_TEST(connections_spread_over_the_loops)
+{
+	/* Whichever loop accepts, a connection goes to the loop that holds
+	 * the fewest, so clients that arrive one after the other are shared
+	 * out evenly, and each is served where it went. */
+	enum { N = 40 };
+	struct tserver t;
+	struct client *cl = xcalloc(N, sizeof(*cl));
+	unsigned h0, h1;
+
+	n_loops = 2;
+	tserver_start(&t, 20);
+	n_loops = 0;
+	for (unsigned i = 0; i < N; i++) {
+		client_open(&cl[i], t.port, 0);
+		expect_line(&cl[i], "+OK ready");
+	}
+	for (unsigned i = 0; i < N; i++) {
+		client_send(&cl[i], "ECHO x\r\n");
+		expect_line(&cl[i], "+OK x");
+	}
+	h0 = atomic_load(&t.srv->loops[0].held);
+	h1 = atomic_load(&t.srv->loops[1].held);
+	ck_assert_uint_eq(h0 + h1, N);
+	ck_assert_uint_le(h0 > h1 ? h0 - h1 : h1 - h0, 1);
+	for (unsigned i = 0; i < N; i++)
+		close(cl[i].fd);
+	wait_until_freed(N);
+	free(cl);
+	tserver_stop(&t);
+}
+END_TEST
+
 START_TEST(idle_timeout_after_a_quiet_hand_back)
 {
 	/* A client silent after a plain reply meets its idle timeout: the
@@ -984,6 +1018,7 @@ conn_suite(void)
 	tcase_add_test(tc, quiet_hand_backs_lose_no_wakeup);
 	tcase_add_test(tc, inline_wakeups_past_the_budget_lose_none);
 	tcase_add_test(tc, idle_timeout_after_a_quiet_hand_back);
+	tcase_add_test(tc, connections_spread_over_the_loops);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("states");
 	tcase_add_test(tc, allowed_transitions);

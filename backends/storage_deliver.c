@@ -12,6 +12,7 @@
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/loop.h"
 #include "roost/message.h"
 #include "roost/message_cache.h"
 #include "roost/storage.h"
@@ -281,11 +282,15 @@ storage_deliver_owned(struct storage *st, const struct msg_input *msg,
 	 * costs an open and a write, and a message to many users used to keep
 	 * the later users' sessions waiting for the earlier users' files. */
 	if (st->watches != NULL) {
+		/* each loop gets its share of all the users' wake-ups in one
+		 * post (loop_batch_begin()) */
+		loop_batch_begin();
 		for (size_t j = 0; j < r.m; j++) {
 			if (r.sub[j].result == 0)
 				storage_notify_here(st->watches, storage_user_hash(r.sub[j].user),
 				                    r.sub[j].user, r.sub[j].mailbox);
 		}
+		loop_batch_end();
 		for (size_t j = 0; j < r.m; j++) {
 			if (r.sub[j].result == 0)
 				storage_notify_others(st->watches,

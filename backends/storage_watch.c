@@ -24,6 +24,7 @@
 #include "roost/error.h"
 #include "roost/hash.h"
 #include "roost/log.h"
+#include "roost/loop.h"
 #include "roost/storage.h"
 #include "roost/storage_impl.h"
 #include "roost/xalloc.h"
@@ -146,6 +147,10 @@ static void
 wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user,
             const struct storage_change *ch)
 {
+	/* The sessions woken here reach their loops in one post each
+	 * (loop_batch_begin()); a caller waking several users holds them
+	 * all in an outer batch (storage_deliver_owned()). */
+	loop_batch_begin();
 	for (struct storage_watch *w = reg->buckets[uhash % WATCH_BUCKETS]; w != NULL;
 	     w = w->next) {
 		if (w->uhash != uhash)
@@ -158,15 +163,18 @@ wake_locked(struct watch_registry *reg, uint64_t uhash, const char *user,
 			continue;
 		fire(w, user != NULL ? ch : &unknown_change);
 	}
+	loop_batch_end();
 }
 
 static void
 wake_all_locked(struct watch_registry *reg)
 {
+	loop_batch_begin();
 	for (size_t b = 0; b < WATCH_BUCKETS; b++) {
 		for (struct storage_watch *w = reg->buckets[b]; w != NULL; w = w->next)
 			fire(w, &unknown_change);
 	}
+	loop_batch_end();
 }
 
 static struct notify_stamp notify_stat(const struct watch_registry *reg, uint64_t h);

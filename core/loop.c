@@ -294,9 +294,75 @@ loop_poke(struct loop *l)
 	}
 }
 
+/* This thread's held posts (loop_batch_begin()), by loop. A thread posts
+ * to a few loops; past BATCH_LOOPS of them the others go at once. */
+#define BATCH_LOOPS 8
+
+struct post_batch {
+	unsigned depth;
+	unsigned n;
+	struct {
+		struct loop *l;
+		struct loop_msg *head, *tail;
+	} to[BATCH_LOOPS];
+};
+
+static _Thread_local struct post_batch batch;
+
+static bool
+batch_hold(struct loop *l, struct loop_msg *m)
+{
+	unsigned i;
+
+	for (i = 0; i < batch.n && batch.to[i].l != l; i++)
+		;
+	if (i == batch.n) {
+		if (batch.n == BATCH_LOOPS)
+			return false;
+		batch.to[batch.n++].l = l;
+	}
+	m->next = NULL;
+	if (batch.to[i].tail != NULL)
+		batch.to[i].tail->next = m;
+	else
+		batch.to[i].head = m;
+	batch.to[i].tail = m;
+	return true;
+}
+
+void
+loop_batch_begin(void)
+{
+	batch.depth++;
+}
+
+void
+loop_batch_end(void)
+{
+	if (batch.depth == 0 || --batch.depth > 0)
+		return;
+	for (unsigned i = 0; i < batch.n; i++) {
+		struct loop *l = batch.to[i].l;
+
+		pthread_mutex_lock(&l->mu);
+		if (l->tail != NULL)
+			l->tail->next = batch.to[i].head;
+		else
+			l->head = batch.to[i].head;
+		l->tail = batch.to[i].tail;
+		pthread_mutex_unlock(&l->mu);
+		loop_poke(l);
+		batch.to[i].l = NULL;
+		batch.to[i].head = batch.to[i].tail = NULL;
+	}
+	batch.n = 0;
+}
+
 void
 loop_post(struct loop *l, struct loop_msg *m)
 {
+	if (batch.depth > 0 && batch_hold(l, m))
+		return;
 	loop_post_quiet(l, m);
 	loop_poke(l);
 }

@@ -61,6 +61,17 @@ uint64_t loop_iteration(const struct loop *l);
 
 /* Any thread: run m->fn on the loop thread soon. */
 void loop_post(struct loop *l, struct loop_msg *m);
+/*
+ * Any thread: between loop_batch_begin() and the matching loop_batch_end()
+ * (pairs nest; the outermost end counts), this thread's loop_post()s are
+ * held, in order, and the end queues each loop's share under one lock and
+ * wakes that loop once. A delivery that wakes 1,000 sessions made 1,000
+ * locked posts while the loops, woken by the first, took them a few at a
+ * time. Nothing posted in a batch runs before its end, so the code between
+ * must not wait for a post of its own.
+ */
+void loop_batch_begin(void);
+void loop_batch_end(void);
 /* Loop thread: run m->fn after the current batch of events (used to free
  * objects an event later in the same batch may still point to). */
 void loop_defer(struct loop *l, struct loop_msg *m);

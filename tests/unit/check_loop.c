@@ -149,6 +149,75 @@ START_TEST(free_runs_queued_messages)
 }
 END_TEST
 
+/* A message that notes its place in the order the loop ran them. */
+struct order_msg {
+	struct loop_msg m;
+	int id;
+	int *order, *n;
+};
+
+static void
+order_fn(struct loop_msg *m)
+{
+	struct order_msg *o = (struct order_msg *)m;
+
+	o->order[(*o->n)++] = o->id;
+}
+
+static void *
+post_one(void *arg)
+{
+	struct counter_msg *q = arg;
+
+	loop_post(q->l, &q->m);
+	return NULL;
+}
+
+START_TEST(batched_posts_wait_for_the_end_and_keep_their_order)
+{
+	/* Posts made in a batch (nested here) reach no loop before the
+	 * outermost end, then each loop runs its share in the order posted;
+	 * more loops than a batch keeps apart (8) are posted to at once. */
+	enum { LOOPS = 10, PER = 3 };
+	struct loop *l[LOOPS];
+	struct order_msg m[LOOPS][PER];
+	int order[LOOPS][PER], n[LOOPS] = {0};
+	_Atomic int count = 0;
+	struct counter_msg q = {.m.fn = count_fn, .count = &count, .quit_at = 1};
+	pthread_t th;
+
+	for (int i = 0; i < LOOPS; i++)
+		ck_assert_int_eq(loop_create(&l[i]), 0);
+	loop_batch_begin();
+	loop_batch_begin();
+	for (int k = 0; k < PER; k++) {
+		for (int i = 0; i < LOOPS; i++) {
+			m[i][k] = (struct order_msg){
+			    .m.fn = order_fn, .id = k, .order = order[i], .n = &n[i]};
+			loop_post(l[i], &m[i][k].m);
+		}
+	}
+	loop_batch_end();
+	/* Still held: loop 0 runs only what another thread posts (and quits
+	 * on it). */
+	q.l = l[0];
+	ck_assert_int_eq(pthread_create(&th, NULL, post_one, &q), 0);
+	loop_run(l[0]);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(atomic_load(&count), 1);
+	ck_assert_int_eq(n[0], 0);
+	loop_batch_end();
+	for (int i = 0; i < LOOPS; i++) {
+		loop_free(&l[i]); /* runs what is queued */
+		ck_assert_int_eq(n[i], PER);
+		for (int k = 0; k < PER; k++)
+			ck_assert_int_eq(order[i][k], k);
+	}
+	/* An end without a begin does nothing. */
+	loop_batch_end();
+}
+END_TEST
+
 struct fd_watch {
 	struct loop_io io;
 	struct loop *l;
@@ -372,6 +441,7 @@ loop_suite(void)
 	tcase_add_test(tc, timers_fire_in_order);
 	tcase_add_test(tc, posts_from_threads_all_arrive);
 	tcase_add_test(tc, free_runs_queued_messages);
+	tcase_add_test(tc, batched_posts_wait_for_the_end_and_keep_their_order);
 	tcase_add_test(tc, fd_events_and_defer);
 	tcase_add_loop_test(tc, quiet_posts_run_before_the_next_event, 0, 4);
 	tcase_add_test(tc, pool_runs_everything_and_drains_on_free);

@@ -51,6 +51,7 @@ struct imap_view {
 	bool readonly;
 	struct view_msg *msgs;
 	size_t n, cap;
+	size_t n_recent; /* of msgs[], those with recent set */
 	uint64_t modseq; /* view reflects storage up to here */
 	uint32_t uidvalidity;
 	uint32_t uidnext;

@@ -141,6 +141,7 @@ view_push(struct imap_view *v, const struct msg_record *r, bool recent)
 	v->msgs[v->n].recent = recent;
 	v->msgs[v->n].expunged = false;
 	v->n++;
+	v->n_recent += recent;
 }
 
 /*
@@ -301,9 +302,12 @@ flush_expunges(struct imap_session *s)
 		}
 	}
 	size_t o = 0;
-	for (size_t i = 0; i < v->n; i++)
+	for (size_t i = 0; i < v->n; i++) {
 		if (!v->msgs[i].expunged)
 			v->msgs[o++] = v->msgs[i];
+		else
+			v->n_recent -= v->msgs[i].recent;
+	}
 	v->n = o;
 	v->n_pending_expunge = 0;
 }
@@ -319,15 +323,14 @@ mark_expunged(struct imap_view *v, uint32_t uid)
 	}
 }
 
+/* The count is kept (view.n_recent): a wake-up counting its whole view
+ * cost a pass over 64 bytes per message, the most of view_apply() in a
+ * profile of 1,000 woken sessions of a few hundred messages each. */
 static void
 announce_recent(struct imap_session *s)
 {
-	size_t recent = 0;
-
-	for (size_t i = 0; i < s->view.n; i++)
-		recent += s->view.msgs[i].recent;
 	if (!s->rev2) /* RFC 9051 has no RECENT response */
-		imap_untagged(s, "%zu RECENT", recent);
+		imap_untagged(s, "%zu RECENT", s->view.n_recent);
 }
 
 /*
@@ -368,8 +371,10 @@ view_claim_due(struct imap_session *s)
 	v->claim_due = false;
 	if (rc == 0) {
 		for (size_t i = 0; i < v->n; i++) {
-			if (in_claim(v->msgs[i].rec.uid, first, next))
+			if (in_claim(v->msgs[i].rec.uid, first, next) && !v->msgs[i].recent) {
 				v->msgs[i].recent = true;
+				v->n_recent++;
+			}
 		}
 	}
 	announce_recent(s);

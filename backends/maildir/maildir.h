@@ -47,6 +47,7 @@
 #include "roost/storage_impl.h"
 
 #define MD_MAX_KEYWORDS 26
+#define MD_OWN_MAX 64
 
 struct md_storage {
 	struct storage st;
@@ -152,6 +153,19 @@ struct md_folder {
 	bool scanned;          /* file locations known */
 	bool watched;          /* inotify watches on new/ cur/ (w->lock) */
 	_Atomic bool watch_ok; /* and both are in place (set under w->lock) */
+	/* The watch thread read events of this folder that are not our own
+	 * renames (own, below) and has not synced them yet: memory may be
+	 * behind the disk (set by the thread, cleared under mutex). */
+	_Atomic bool watch_pending;
+	/* Names this process is renaming into new/ or cur/, so the watch
+	 * thread knows the events as its own without the folder mutex: a
+	 * hash of the name, bit 0 set for new/ (under own_lock). */
+	pthread_mutex_t own_lock;
+	uint64_t own[MD_OWN_MAX];
+	size_t n_own;
+	/* The handle that claims the \Recent of messages a wake-up on the
+	 * event loop showed (md_changes_since_nb()); NULL: none */
+	struct md_mailbox *claimer;
 	/* Checks of the disk by mb_begin(), numbered as they start;
 	 * checked[0] is the newest that completed in at least MD_SYNC_LIGHT
 	 * mode, checked[1] in at least MD_SYNC_NORMAL (maildir_store.c). */
@@ -192,6 +206,13 @@ struct md_mailbox {
 	struct md_folder *f;
 	char *user, *name; /* ours; the wrapper's copies are in mb */
 	const char *kw_view[MD_MAX_KEYWORDS];
+	/* The \Recent claim the last md_changes_since_nb() decided for this
+	 * handle, so the claim after it needs no lock: claim_ready gives
+	 * [claim_first, claim_next); claim_deferred says this handle is the
+	 * folder's claimer and claims later, on a worker. Touched only by the
+	 * thread that runs the session. */
+	bool claim_ready, claim_deferred;
+	uint32_t claim_first, claim_next;
 };
 
 /* ---- maildir_name.c ---- */
@@ -431,6 +452,8 @@ int md_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *
 int md_cache_get_op(struct mailbox *mb, uint32_t uid, struct buf *out);
 int md_cache_set_op(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 int md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c);
+int md_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max, struct mailbox_changes *c);
+bool md_claim_later(struct mailbox *mb);
 int md_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 
 /* ---- maildir_watch.c ---- */
@@ -440,6 +463,20 @@ void md_watch_add(struct md_storage *ms, struct md_folder *f);
 void md_watch_remove_locked(struct md_storage *ms, struct md_folder *f);
 /* Stop the thread (store closing). */
 void md_watch_stop(struct md_storage *ms);
+/* Before a rename of ours into f's new/ (is_new) or cur/ named name,
+ * f->mutex held: the watch thread is to take its event as known. */
+void md_watch_own(struct md_folder *f, bool is_new, const char *name);
+/* The rename did not happen: forget it. */
+void md_watch_own_undo(struct md_folder *f, bool is_new, const char *name);
+/*
+ * For a thread that must not block, with f->watch_ok seen true: has the
+ * watch thread read and synced every event the kernel queued so far
+ * (nothing left in the inotify queue, no read in progress)? Then f in
+ * memory is as new as the last change another program made to f's new/
+ * and cur/ before this call, once f->watch_pending is false under the
+ * mutex. A poll() of the inotify descriptor: no disk.
+ */
+bool md_watch_quiet(struct md_storage *ms);
 
 /*
  * How often one message's file is looked for again when its name vanished

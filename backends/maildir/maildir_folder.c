@@ -71,6 +71,7 @@ md_folder_alloc(struct md_storage *ms, const char *path)
 	f->tmp_cleaned = false;
 	buf_init(&f->index_pending, 0);
 	pthread_mutex_init(&f->mutex, NULL);
+	pthread_mutex_init(&f->own_lock, NULL);
 	return f;
 }
 
@@ -92,6 +93,7 @@ md_folder_destroy(struct md_folder *f)
 	free(f->cache);
 	buf_free(&f->index_pending);
 	pthread_mutex_destroy(&f->mutex);
+	pthread_mutex_destroy(&f->own_lock);
 	free(f->path);
 	free(f->user);
 	free(f->name);

@@ -4,13 +4,25 @@
  * per store watches new/ and cur/ of every folder that has a mailbox open.
  *
  * Most events are our own doing (a delivery renamed into new/, a flag
- * rename in cur/). The thread tells them apart under the folder mutex: a
- * name that appeared and is one of our records, or a name that went away
- * and is none of them, is already known. Anything else (mutt renaming a
- * file, procmail dropping one, Dovecot expunging) makes the thread sync
- * the folder, which records it with a new MODSEQ, and wake the mailbox's
- * watchers through storage_notify(). Events are gathered for 20 ms before
- * they are looked at, so a burst costs one sync.
+ * rename in cur/). A save of ours says its name before the rename
+ * (md_watch_own()), and the thread drops that event as it reads it,
+ * without the folder mutex the woken sessions want. Other events are told
+ * apart under the folder mutex: a name that appeared and is one of our
+ * records, or a name that went away and is none of them, is already
+ * known. Anything else (mutt renaming a file, procmail dropping one,
+ * Dovecot expunging) makes the thread sync the folder, which records it
+ * with a new MODSEQ, and wake the mailbox's watchers through
+ * storage_notify(). Events are gathered for 20 ms before they are looked
+ * at, so a burst costs one sync.
+ *
+ * A folder with events read but not yet looked at is marked
+ * (watch_pending) from the read until the look, and md_watch_quiet() says
+ * whether any event is still unread: together they tell a wake-up on the
+ * event loop (md_changes_since_nb()) whether the folder in memory has
+ * everything other programs did before it, or whether it must ask the
+ * disk on a worker. Another Roost process's delivery renames its file
+ * before it writes the notify file that wakes our sessions, so its event
+ * is queued before that wake-up.
  *
  * Without inotify (or past the kernel's watch limit) nothing breaks: the
  * directory mtimes still reveal the changes at the session's next command.
@@ -28,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "roost/hash.h"
 #include "roost/log.h"
 #include "roost/xalloc.h"
 
@@ -44,6 +57,7 @@ struct wd_ent {
 
 struct md_watcher {
 	int ifd;
+	_Atomic int draining; /* between reading events and marking folders */
 	int pipe[2];
 	pthread_t thread;
 	pthread_mutex_t lock; /* protects v */
@@ -82,6 +96,8 @@ ev_add(struct evlist *l, struct md_folder *f, bool is_new, bool appeared, const 
 	l->n++;
 }
 
+static void own_clear(struct md_folder *f);
+
 /* Drop f's watches; ms->lock and w->lock held. */
 static void
 unwatch_locked(struct md_watcher *w, struct md_folder *f)
@@ -98,6 +114,79 @@ unwatch_locked(struct md_watcher *w, struct md_folder *f)
 	}
 	f->watched = false;
 	atomic_store(&f->watch_ok, false);
+	own_clear(f);
+}
+
+static uint64_t
+own_key(bool is_new, const char *name)
+{
+	return (hash_fnv1a64(name, strlen(name), HASH_FNV1A64_INIT) & ~(uint64_t)1) | is_new;
+}
+
+void
+md_watch_own(struct md_folder *f, bool is_new, const char *name)
+{
+	if (!atomic_load(&f->watch_ok))
+		return;
+	pthread_mutex_lock(&f->own_lock);
+	/* full (events lost): the event is looked at under the mutex */
+	if (f->n_own < MD_OWN_MAX)
+		f->own[f->n_own++] = own_key(is_new, name);
+	pthread_mutex_unlock(&f->own_lock);
+}
+
+static bool
+own_take(struct md_folder *f, uint64_t key)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&f->own_lock);
+	for (size_t i = f->n_own; i-- > 0;) {
+		if (f->own[i] == key) {
+			f->own[i] = f->own[--f->n_own];
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&f->own_lock);
+	return found;
+}
+
+void
+md_watch_own_undo(struct md_folder *f, bool is_new, const char *name)
+{
+	(void)own_take(f, own_key(is_new, name));
+}
+
+static void
+own_clear(struct md_folder *f)
+{
+	pthread_mutex_lock(&f->own_lock);
+	f->n_own = 0;
+	pthread_mutex_unlock(&f->own_lock);
+}
+
+bool
+md_watch_quiet(struct md_storage *ms)
+{
+	struct md_watcher *w = ms->watcher;
+	struct pollfd pfd = {w->ifd, POLLIN, 0};
+
+	/* the queue first: an event read after it was looked at is marked
+	 * on its folder before draining drops back to 0 */
+	if (poll(&pfd, 1, 0) != 0)
+		return false;
+	return atomic_load(&w->draining) == 0;
+}
+
+/* An event for f that is looked at under its mutex: f is behind until
+ * then. */
+static void
+ev_pending(struct evlist *l, struct md_folder *f, bool is_new, bool appeared, const char *name)
+{
+	atomic_store(&f->watch_pending, true);
+	f->refs++;
+	ev_add(l, f, is_new, appeared, name);
 }
 
 /* Read what the kernel has; folders get a reference per event. */
@@ -107,6 +196,7 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
 	ssize_t r;
 
+	atomic_store(&w->draining, 1);
 	while ((r = read(w->ifd, buf, sizeof(buf))) > 0) {
 		char *p = buf;
 
@@ -121,8 +211,8 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 				for (i = 0; i < w->n; i++) {
 					if (!w->v[i].is_new)
 						continue;
-					w->v[i].f->refs++;
-					ev_add(l, w->v[i].f, true, true, NULL);
+					own_clear(w->v[i].f);
+					ev_pending(l, w->v[i].f, true, true, NULL);
 				}
 			}
 			for (i = 0; i < w->n; i++) {
@@ -135,13 +225,15 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 					struct md_folder *f = w->v[i].f;
 
 					unwatch_locked(w, f);
-					f->refs++;
-					ev_add(l, f, true, true, NULL);
+					ev_pending(l, f, true, true, NULL);
 					l->v[l->n - 1].gone = true;
 				} else if (e->len > 0 && e->name[0] != '.') {
-					w->v[i].f->refs++;
-					ev_add(l, w->v[i].f, w->v[i].is_new,
-					       (e->mask & (IN_CREATE | IN_MOVED_TO)) != 0, e->name);
+					bool appeared = (e->mask & (IN_CREATE | IN_MOVED_TO)) != 0;
+
+					if (appeared &&
+					    own_take(w->v[i].f, own_key(w->v[i].is_new, e->name)))
+						break;
+					ev_pending(l, w->v[i].f, w->v[i].is_new, appeared, e->name);
 				}
 				break;
 			}
@@ -149,6 +241,7 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 			pthread_mutex_unlock(&ms->lock);
 		}
 	}
+	atomic_store(&w->draining, 0);
 }
 
 /* With f->mutex held: do we already know what ev says? */
@@ -192,6 +285,9 @@ process(struct md_storage *ms, struct evlist *l)
 		free(map.slots);
 		if (unknown && md_refresh(f, MD_SYNC_FORCE, &changed) < 0)
 			changed = false;
+		/* A failed sync leaves f unloaded (or the next sync to the
+		 * stamps), which the loop's wake-up does not answer from. */
+		atomic_store(&f->watch_pending, false);
 		if (changed && f->user != NULL) {
 			user = xstrdup(f->user);
 			name = xstrdup(f->name);
@@ -231,6 +327,11 @@ watch_thread(void *arg)
 		}
 		if (pfd[1].revents != 0)
 			break;
+		/* at once: our own renames are dropped as they are read, so
+		 * the folder is not marked behind while they wait */
+		drain(ms, w, &l);
+		if (l.n == 0)
+			continue;
 		nanosleep(&batch, NULL);
 		drain(ms, w, &l);
 		process(ms, &l);

@@ -390,6 +390,79 @@ class IdleWakeups(unittest.TestCase):
             for c in (a, b):
                 c.sendall(b"z LOGOUT\r\n")
 
+    def test_idle_recent_exactly_once(self):
+        """Sessions in IDLE on one mailbox, woken by deliveries over LMTP
+        and by `roost deliver` (another process): each hears every EXISTS,
+        and after DONE each message is \\Recent in exactly one session and
+        each session's last RECENT count is its number of \\Recent
+        messages. On Maildir the wake-ups are answered on the event loop
+        from the shared folder, and one session per delivery claims later
+        on a worker; the others are told at once that nothing is left."""
+        user = USERS[0]
+        for backend in BACKENDS:
+            with self.subTest(backend=backend):
+                srv = RoostServer(backend=backend, users={user: "secret"},
+                                  listeners=("imap", "lmtp"))
+                with srv:
+                    self.recent_once(srv, user, rounds=6, n_idlers=6)
+
+    def recent_once(self, srv, user, rounds, n_idlers):
+        port = srv.port("imap")
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=60)
+                 for _ in range(n_idlers)]
+        try:
+            files = [c.makefile("rb") for c in socks]
+            heard = [[] for _ in socks]
+
+            def until(k, pred):
+                while True:
+                    line = files[k].readline()
+                    if not line:
+                        raise AssertionError("connection closed\n" + srv.log()[-3000:])
+                    heard[k].append(line.rstrip(b"\r\n"))
+                    if pred(line):
+                        return line
+
+            for k, c in enumerate(socks):
+                until(k, lambda l: l.startswith(b"* OK"))
+                c.sendall(b"l LOGIN %s secret\r\ns SELECT INBOX\r\ni IDLE\r\n"
+                          % user.encode())
+                until(k, lambda l: l.startswith(b"+"))
+            for i in range(rounds):
+                if i % 2 == 0:
+                    lmtp_deliver(srv.port("lmtp"), [user], MSG)
+                else:
+                    p = subprocess.run([srv.binary, "deliver", "-a", user,
+                                        "--config", srv.conf_path], input=MSG,
+                                       capture_output=True, timeout=60)
+                    self.assertEqual(p.returncode, 0, p.stderr)
+                want = b"* %d EXISTS\r\n" % (i + 1)
+                for k in range(len(socks)):
+                    until(k, lambda l: l == want)
+            owner = {}
+            for k, c in enumerate(socks):
+                c.sendall(b"DONE\r\n")
+                until(k, lambda l: l.startswith(b"i "))
+                self.assertTrue(heard[k][-1].startswith(b"i OK"), heard[k])
+                counts = [int(m.group(1)) for m in
+                          (re.match(rb"\* (\d+) RECENT$", x) for x in heard[k]) if m]
+                self.assertTrue(counts, heard[k])
+                done = len(heard[k])
+                c.sendall(b"f UID FETCH 1:* (FLAGS)\r\n")
+                until(k, lambda l: l.startswith(b"f "))
+                mine = [int(re.search(rb"UID (\d+)", x).group(1)) for x in heard[k][done:]
+                        if b"FETCH" in x and b"\\Recent" in x]
+                self.assertEqual(counts[-1], len(mine), heard[k])
+                for uid in mine:
+                    self.assertNotIn(uid, owner, "UID %d \\Recent in two sessions" % uid)
+                    owner[uid] = k
+            self.assertEqual(sorted(owner), list(range(1, rounds + 1)))
+            for c in socks:
+                c.sendall(b"z LOGOUT\r\n")
+        finally:
+            for c in socks:
+                c.close()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -194,9 +194,9 @@ storage_create(struct storage *st, const char *user, const char *name, unsigned 
 	struct acl_target t;
 	int rc;
 
-	if (!storage_user_valid(user) || (special_use & ~MBOX_SPECIAL_USE_MASK) != 0)
+	if ((special_use & ~MBOX_SPECIAL_USE_MASK) != 0)
 		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(name, canon)) != 0)
+	if ((rc = storage_user_name_canon(user, name, canon)) != 0)
 		return rc;
 	/* the prefix and an owner alone are namespaces, never mailboxes */
 	if ((rc = storage_acl_resolve_parent(st, user, canon, &t)) != 0)
@@ -222,9 +222,7 @@ storage_delete(struct storage *st, const char *user, const char *name)
 	struct acl_target t;
 	int rc;
 
-	if (!storage_user_valid(user))
-		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(name, canon)) != 0)
+	if ((rc = storage_user_name_canon(user, name, canon)) != 0)
 		return rc;
 	if ((rc = storage_acl_resolve(st, user, canon, ACL_DELETE, &t)) != 0)
 		return rc;
@@ -277,9 +275,8 @@ storage_rename(struct storage *st, const char *user, const char *from, const cha
 	size_t flen;
 	int rc;
 
-	if (!storage_user_valid(user))
-		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(from, cfrom)) != 0 || (rc = storage_name_canon(to, cto)) != 0)
+	if ((rc = storage_user_name_canon(user, from, cfrom)) != 0 ||
+	    (rc = storage_name_canon(to, cto)) != 0)
 		return rc;
 	if ((rc = storage_acl_resolve(st, user, cfrom, ACL_DELETE, &tf)) != 0)
 		return rc;
@@ -311,9 +308,7 @@ storage_subscribe(struct storage *st, const char *user, const char *name, bool s
 	char canon[STORAGE_MAX_NAME + 1];
 	int rc;
 
-	if (!storage_user_valid(user))
-		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(name, canon)) != 0)
+	if ((rc = storage_user_name_canon(user, name, canon)) != 0)
 		return rc;
 	if ((rc = st->ops->subscribe(st, user, canon, subscribe)) == 0)
 		storage_notify(st, user, canon); /* NOTIFY's SubscriptionChange */
@@ -329,9 +324,7 @@ storage_status(struct storage *st, const char *user, const char *name,
 	int rc;
 
 	memset(status_r, 0, sizeof(*status_r));
-	if (!storage_user_valid(user))
-		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(name, canon)) != 0)
+	if ((rc = storage_user_name_canon(user, name, canon)) != 0)
 		return rc;
 	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) != 0)
 		return rc;
@@ -355,9 +348,7 @@ storage_set_uids(struct storage *st, const char *user, const char *name, uint32_
 	char canon[STORAGE_MAX_NAME + 1];
 	int rc;
 
-	if (!storage_user_valid(user))
-		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(name, canon)) != 0)
+	if ((rc = storage_user_name_canon(user, name, canon)) != 0)
 		return rc;
 	if (storage_acl_name_foreign(st, canon))
 		return ROOST_EPERM; /* the owner's own business (roost import) */
@@ -382,7 +373,7 @@ storage_append(struct storage *st, const char *user, const char *mailbox,
 	bool reader_seen = false;
 	int rc;
 
-	if (storage_user_valid(user) && storage_name_canon(mailbox, canon) == 0) {
+	if (storage_user_name_canon(user, mailbox, canon) == 0) {
 		if ((rc = storage_acl_resolve(st, user, canon, ACL_INSERT, &a)) != 0)
 			return rc;
 		if (a.foreign) {

@@ -421,9 +421,7 @@ storage_acl_owner(struct storage *st, const char *user, const char *mailbox, cha
 	struct acl_target t;
 	int rc;
 
-	if (!storage_user_valid(user))
-		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(mailbox, canon)) != 0 ||
+	if ((rc = storage_user_name_canon(user, mailbox, canon)) != 0 ||
 	    (rc = split(st, user, canon, &t)) != 0)
 		return rc;
 	snprintf(owner_r, size, "%s", t.owner);

@@ -193,9 +193,7 @@ storage_acl_target(struct storage *st, const char *user, const char *mailbox, un
 	struct mailbox_status s;
 	int rc;
 
-	if (!storage_user_valid(user))
-		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(mailbox, canon)) != 0 ||
+	if ((rc = storage_user_name_canon(user, mailbox, canon)) != 0 ||
 	    (rc = storage_acl_resolve(st, user, canon, need, t)) != 0)
 		return rc;
 	rc = st->ops->status(st, t->owner, t->name, &s);

@@ -32,9 +32,9 @@ mailbox_open(struct storage *st, const char *user, const char *name, unsigned fl
 	int rc;
 
 	*mb_r = NULL;
-	if (!storage_user_valid(user) || (flags & ~(unsigned)MAILBOX_READONLY) != 0)
+	if ((flags & ~(unsigned)MAILBOX_READONLY) != 0)
 		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(name, canon)) != 0)
+	if ((rc = storage_user_name_canon(user, name, canon)) != 0)
 		return rc;
 	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) != 0)
 		return rc;

@@ -100,6 +100,14 @@ storage_name_canon(const char *name, char out[STORAGE_MAX_NAME + 1])
 	return 0;
 }
 
+int
+storage_user_name_canon(const char *user, const char *name, char out[STORAGE_MAX_NAME + 1])
+{
+	if (!storage_user_valid(user))
+		return ROOST_EINVAL;
+	return storage_name_canon(name, out);
+}
+
 bool
 storage_name_is_inbox(const char *canon)
 {

@@ -21,6 +21,9 @@ struct watch_registry;
 /* Validate name and write its canonical spelling (INBOX in capitals, also
  * as the first component of a child) into out. 0, or ROOST_EINVAL. */
 int storage_name_canon(const char *name, char out[STORAGE_MAX_NAME + 1]);
+/* The same for a user's mailbox, when user is valid (storage_user_valid())
+ * too: the first check of most wrapper functions. 0, or ROOST_EINVAL. */
+int storage_user_name_canon(const char *user, const char *name, char out[STORAGE_MAX_NAME + 1]);
 /* True when canon (a canonical name) is INBOX itself. */
 bool storage_name_is_inbox(const char *canon);
 /* n keywords, each an IMAP atom: 0, ROOST_EINVAL or ROOST_ETOOBIG. */

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -141,6 +142,74 @@ def quiet_logout(m):
         m.logout()
     except (imaplib.IMAP4.error, OSError):
         pass
+
+
+def tls_context():
+    """A client TLS context that takes the test server's self-signed
+    certificate (no name or chain check)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def submission(srv, user, password, timeout=15):
+    """An smtplib.SMTP session on srv's submission listener, after STARTTLS
+    (tls_context()) and AUTH as user; a with statement closes it."""
+    import smtplib
+    s = smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=timeout)
+    try:
+        s.starttls(context=tls_context())
+        s.login(user, password)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+class LineClient:
+    """A client socket for the raw exchanges of the tests, to port on
+    127.0.0.1 or to an (address, port) pair, over TLS when tls is set:
+    send() bytes, crlf_line() the next line without its CRLF,
+    read_to_close() what comes until the server closes. Bytes read and not
+    taken wait in buf."""
+
+    def __init__(self, port, timeout=30, tls=False):
+        where = port if isinstance(port, tuple) else ("127.0.0.1", port)
+        self.sock = socket.create_connection(where, timeout=timeout)
+        if tls:
+            self.sock = tls_context().wrap_socket(self.sock)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed; have %r" % self.buf[:200])
+        self.buf += data
+
+    def crlf_line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_to_close(self):
+        """Read into buf until the server closes the connection: True. A
+        timeout or a reset on the way is raised (buf keeps what came)."""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return True
+            self.buf += chunk
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class ScriptedPeer:
@@ -490,15 +559,21 @@ class RoostServer:
         return False
 
 
-def backend_classes(namespace, base, prefix, backends=("lmdb", "maildir")):
+def backend_classes(namespace, base, name, backends=("lmdb", "maildir")):
     """Put in namespace (a test module's globals()) a unittest class of base
-    for each of backends that BACKENDS selects, named prefix and the
-    backend's name capitalised (prefixLmdb, prefixMaildir)."""
+    (a class, or a tuple of classes) for each of backends that BACKENDS
+    selects, with its backend set. The class is named name % backend when
+    name holds "%s" ("TestImap_%s": TestImap_lmdb), else name and the
+    backend's name capitalised (JmapMailLmdb). The default leaves pgsql
+    out: a class on it needs a database (PrivatePgsql)."""
+    bases = base if isinstance(base, tuple) else (base,)
+    if not any(issubclass(b, unittest.TestCase) for b in bases):
+        bases += (unittest.TestCase,)
     for backend in backends:
         if backend in BACKENDS:
-            name = prefix + backend.capitalize()
-            namespace[name] = type(name, (base, unittest.TestCase),
-                                   {"backend": backend, "__module__": namespace["__name__"]})
+            cls_name = name % backend if "%s" in name else name + backend.capitalize()
+            namespace[cls_name] = type(cls_name, bases,
+                                       {"backend": backend, "__module__": namespace["__name__"]})
 
 
 def own_server(test, **options):
@@ -610,6 +685,36 @@ class PrivatePgsql:
             super().tearDownClass()
         finally:
             subprocess.run([PG_TEST, "stop", cls.pg], timeout=120)
+
+
+class Mbsync:
+    """isync's mbsync syncing user's mail on 127.0.0.1:port to a local
+    Maildir (maildir), in a temporary HOME (tmp) removed after test. Its
+    configuration (conf): the account (tls: SSLType IMAPS, with no
+    certificate to trust, else None), the local store with store's lines
+    added, and one channel "ch" of channel's lines (Far and Near given).
+    run(): mbsync -a, its exit status and output."""
+
+    def __init__(self, test, port, user, password, channel, tls=False, store=""):
+        self.tmp = tempfile.mkdtemp(prefix="roost-mbsync-")
+        test.addCleanup(shutil.rmtree, self.tmp, True)
+        self.maildir = os.path.join(self.tmp, "mail")
+        os.makedirs(self.maildir)
+        self.conf = os.path.join(self.tmp, "mbsyncrc")
+        ssl_type = "SSLType IMAPS\nCertificateFile /dev/null\n" if tls else "SSLType None\n"
+        with open(self.conf, "w") as f:
+            f.write("IMAPAccount roost\nHost 127.0.0.1\nPort %d\nUser %s\nPass %s\n"
+                    "%sAuthMechs LOGIN\n\n"
+                    "IMAPStore remote\nAccount roost\n\n"
+                    "MaildirStore local\nPath %s/\nInbox %s/INBOX\n%s\n"
+                    "Channel ch\nFar :remote:\nNear :local:\n%s"
+                    % (port, user, password, ssl_type, self.maildir, self.maildir, store,
+                       channel))
+
+    def run(self, timeout=60):
+        r = subprocess.run(["mbsync", "-c", self.conf, "-V", "-a"], capture_output=True,
+                           timeout=timeout, env=dict(os.environ, HOME=self.tmp))
+        return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
 
 
 class JmapMailTest:

@@ -7,7 +7,7 @@ import ssl
 import time
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -469,9 +469,7 @@ class ImapBase(SharedServer):
         b.logout()
 
 
-for _backend in BACKENDS:
-    _name = "TestImap_" + _backend
-    globals()[_name] = type(_name, (ImapBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), ImapBase, "TestImap_%s", BACKENDS)
 
 
 if __name__ == "__main__":

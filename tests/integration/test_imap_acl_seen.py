@@ -10,7 +10,7 @@ import re
 import threading
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 from test_imap_raw import Raw
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
@@ -273,10 +273,7 @@ class SeenBase(SharedServer):
         self.ok(b, b"STORE 16384 +FLAGS.SILENT (\\Seen)")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapAclSeen_" + _backend
-    globals()[_name] = type(_name, (SeenBase, unittest.TestCase), {"backend": _backend})
-del _backend, _name
+backend_classes(globals(), SeenBase, "TestImapAclSeen_%s", BACKENDS)
 
 if __name__ == "__main__":
     unittest.main()

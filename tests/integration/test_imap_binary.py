@@ -13,7 +13,7 @@ import os
 import re
 import unittest
 
-from roosttest import BACKENDS
+from roosttest import BACKENDS, backend_classes
 from test_imap_raw import Raw, RawSession
 
 # Every byte value, NUL first: what a binary attachment holds.
@@ -402,9 +402,7 @@ class BinaryBase(RawSession):
             c.logout()
 
 
-for _backend in BACKENDS:
-    _name = "TestImapBinary_" + _backend
-    globals()[_name] = type(_name, (BinaryBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), BinaryBase, "TestImapBinary_%s", BACKENDS)
 
 
 if __name__ == "__main__":

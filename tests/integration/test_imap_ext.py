@@ -4,7 +4,7 @@ Both backends."""
 import re
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 from test_imap_rev2 import Raw
 
 ALICE = (b"alice@example.org", b"alice-secret")
@@ -133,9 +133,7 @@ class ExtBase(SharedServer):
         self.assertEqual(self.count(r, b"Rep"), 1)
 
 
-for _backend in BACKENDS:
-    _name = "TestImapExt_" + _backend
-    globals()[_name] = type(_name, (ExtBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), ExtBase, "TestImapExt_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ default interval (1 s) a small search sends none."""
 import re
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 from test_imap_raw import Raw
 
 N = 1500
@@ -135,10 +135,8 @@ class QuietBase(InProgressBase):
     test_cheap_keys_and_sort = None
 
 
-for _backend in BACKENDS:
-    for _base, _kind in ((InProgressBase, ""), (QuietBase, "Quiet")):
-        _name = "TestImapInProgress%s_%s" % (_kind, _backend)
-        globals()[_name] = type(_name, (_base, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), InProgressBase, "TestImapInProgress_%s", BACKENDS)
+backend_classes(globals(), QuietBase, "TestImapInProgressQuiet_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ sizes (2^32, 2^64, thousands of digits) are refused without waiting for
 the bytes or overflowing."""
 import unittest
 
-from roosttest import BACKENDS
+from roosttest import BACKENDS, backend_classes
 from test_imap_raw import RawClients
 
 
@@ -135,10 +135,8 @@ class LiteralMinusBase(LiteralBase):
         self.assertIn(b"LITERAL-", self.caps(self.raw()))
 
 
-for _backend in BACKENDS:
-    for _base, _kind in ((LiteralPlusBase, "Plus"), (LiteralMinusBase, "Minus")):
-        _name = "TestImapLiteral%s_%s" % (_kind, _backend)
-        globals()[_name] = type(_name, (_base, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), LiteralPlusBase, "TestImapLiteralPlus_%s", BACKENDS)
+backend_classes(globals(), LiteralMinusBase, "TestImapLiteralMinus_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ restart, moved by RENAME and gone with DELETE; hostile arguments BAD."""
 import re
 import unittest
 
-from roosttest import BACKENDS, own_server
+from roosttest import BACKENDS, backend_classes, own_server
 from test_imap_raw import Raw
 
 MAX_VALUE = 16 * 1024     # STORAGE_METADATA_MAX_VALUE
@@ -177,9 +177,7 @@ class MetadataBase:
         self.ok(b"NOOP")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapMetadata_" + _backend
-    globals()[_name] = type(_name, (MetadataBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), MetadataBase, "TestImapMetadata_%s", BACKENDS)
 
 
 if __name__ == "__main__":

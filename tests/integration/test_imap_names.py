@@ -5,7 +5,7 @@ import base64
 import imaplib
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 
 ALICE = ("alice@example.org", "alice-secret")
 MAX_STORED = 254    # STORAGE_MAX_NAME_STORED
@@ -138,9 +138,7 @@ def mutf7_name(text):
     return out
 
 
-for _backend in BACKENDS:
-    _name = "TestImapNames_" + _backend
-    globals()[_name] = type(_name, (NamesBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), NamesBase, "TestImapNames_%s", BACKENDS)
 
 
 if __name__ == "__main__":

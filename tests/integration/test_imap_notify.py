@@ -15,7 +15,7 @@ import smtplib
 import socket
 import unittest
 
-from roosttest import BACKENDS, own_server
+from roosttest import BACKENDS, backend_classes, own_server
 from test_imap_raw import Raw
 
 ALICE = "alice@example.org"
@@ -240,9 +240,7 @@ class NotifyBase:
         self.ok(c, b"NOOP")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapNotify_" + _backend
-    globals()[_name] = type(_name, (NotifyBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), NotifyBase, "TestImapNotify_%s", BACKENDS)
 
 
 if __name__ == "__main__":

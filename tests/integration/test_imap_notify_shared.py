@@ -11,7 +11,7 @@ class's own, skipped without one)."""
 import re
 import unittest
 
-from roosttest import BACKENDS, PrivatePgsql
+from roosttest import PrivatePgsql, backend_classes
 from test_imap_acl import ALICE, BOB, CAROL, USERS, SharedNsServer, message
 from test_imap_raw import Raw
 
@@ -281,10 +281,7 @@ class NotifySharedPgsql(PrivatePgsql, NotifySharedBase):
 TestNotifyShared_pgsql = type("TestNotifyShared_pgsql", (NotifySharedPgsql, unittest.TestCase), {})
 
 # pgsql runs in the PrivatePgsql class above, which brings its database.
-for _backend in (b for b in BACKENDS if b != "pgsql"):
-    _name = "TestNotifyShared_" + _backend
-    globals()[_name] = type(_name, (NotifySharedBase, unittest.TestCase), {"backend": _backend})
-del _backend, _name
+backend_classes(globals(), NotifySharedBase, "TestNotifyShared_%s")
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,7 +7,7 @@ import imaplib
 import re
 import unittest
 
-from roosttest import BACKENDS, own_server
+from roosttest import BACKENDS, backend_classes, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -171,9 +171,7 @@ class ObjectIdBase:
         self.assertEqual(self.c.noop()[0], "OK")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapObjectId_" + _backend
-    globals()[_name] = type(_name, (ObjectIdBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), ObjectIdBase, "TestImapObjectId_%s", BACKENDS)
 
 
 if __name__ == "__main__":

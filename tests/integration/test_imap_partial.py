@@ -9,7 +9,7 @@ session goes on."""
 import re
 import unittest
 
-from roosttest import BACKENDS
+from roosttest import BACKENDS, backend_classes
 from test_imap_raw import Raw, RawClients
 
 N = 12
@@ -143,9 +143,7 @@ class PartialBase(RawClients):
         self.ok(r, b"NOOP")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapPartial_" + _backend
-    globals()[_name] = type(_name, (PartialBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), PartialBase, "TestImapPartial_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import re
 import unittest
 
 from jmapclient import Jmap
-from roosttest import BACKENDS, own_server
+from roosttest import BACKENDS, backend_classes, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -116,9 +116,7 @@ class PreviewBase:
         self.assertEqual(self.c.noop()[0], "OK")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapPreview_" + _backend
-    globals()[_name] = type(_name, (PreviewBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), PreviewBase, "TestImapPreview_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, RoostServer, backend_classes
 from test_imap_raw import Raw
 
 CLIENTS = 10
@@ -171,9 +171,7 @@ class RecentBase:
             self.assertEqual(never, [], "UIDs recent in no session")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapRecent_" + _backend
-    globals()[_name] = type(_name, (RecentBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), RecentBase, "TestImapRecent_%s", BACKENDS)
 
 
 if __name__ == "__main__":

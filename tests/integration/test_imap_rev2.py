@@ -9,7 +9,7 @@ import re
 import unittest
 
 import test_imap_raw
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 
 USER = "alice@example.org"
 PASS = "alice-secret"
@@ -213,9 +213,7 @@ class Rev2Base(SharedServer):
         c.logout()
 
 
-for _backend in BACKENDS:
-    _name = "TestImapRev2_" + _backend
-    globals()[_name] = type(_name, (Rev2Base, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), Rev2Base, "TestImapRev2_%s", BACKENDS)
 
 
 if __name__ == "__main__":

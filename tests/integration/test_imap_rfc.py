@@ -5,7 +5,7 @@ corners each test names."""
 import re
 import unittest
 
-from roosttest import BACKENDS
+from roosttest import BACKENDS, backend_classes
 from test_imap_raw import Raw, RawSession
 
 
@@ -265,9 +265,7 @@ class RfcBase(RawSession):
         r.close()
 
 
-for _backend in BACKENDS:
-    _name = "TestImapRfc_" + _backend
-    globals()[_name] = type(_name, (RfcBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), RfcBase, "TestImapRfc_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import smtplib
 import time
 import unittest
 
-from roosttest import BACKENDS
+from roosttest import BACKENDS, backend_classes
 from test_imap_raw import RawClients
 
 USER = b"alice@example.org"
@@ -179,10 +179,8 @@ class SaveDateMaildirBase(SaveDateBase):
         self.assertEqual(self.savedates(r, b"Drop")[2], dates[2])
 
 
-for _backend in BACKENDS:
-    _base = SaveDateMaildirBase if _backend == "maildir" else SaveDateBase
-    _name = "SaveDate_" + _backend
-    globals()[_name] = type(_name, (_base, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), SaveDateBase, "SaveDate_%s", [b for b in BACKENDS if b != "maildir"])
+backend_classes(globals(), SaveDateMaildirBase, "SaveDate_%s", ["maildir"])
 
 
 if __name__ == "__main__":

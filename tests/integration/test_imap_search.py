@@ -7,7 +7,7 @@ import os
 import re
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 
 ALICE = ("alice@example.org", "alice-secret")
 BUDGET_MB = 64
@@ -190,9 +190,7 @@ class SearchBase(SharedServer):
         c.logout()
 
 
-for _backend in BACKENDS:
-    _name = "TestImapSearch_" + _backend
-    globals()[_name] = type(_name, (SearchBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), SearchBase, "TestImapSearch_%s", BACKENDS)
 
 
 if __name__ == "__main__":

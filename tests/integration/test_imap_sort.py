@@ -8,7 +8,7 @@ import re
 import time
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 
 ALICE = ("alice@example.org", "alice-secret")
 imaplib.Commands.setdefault("CANCELUPDATE", ("SELECTED",))
@@ -407,9 +407,7 @@ class SortBase(SharedServer):
         c.logout()
 
 
-for _backend in BACKENDS:
-    _name = "TestImapSort_" + _backend
-    globals()[_name] = type(_name, (SortBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), SortBase, "TestImapSort_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ hostile URLs."""
 import re
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 from test_imap_raw import Raw
 
 ALICE = (b"alice@example.org", b"alice-secret")
@@ -480,9 +480,7 @@ class UrlauthBase(SharedServer):
         self.assertEqual(self.fetch_uid(b"Sent", hi), b"Hello Bob.!!")
 
 
-for _backend in BACKENDS:
-    _name = "TestImapUrlauth_" + _backend
-    globals()[_name] = type(_name, (UrlauthBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), UrlauthBase, "TestImapUrlauth_%s", BACKENDS)
 
 
 if __name__ == "__main__":

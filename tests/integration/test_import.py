@@ -17,7 +17,7 @@ import time
 import unittest
 
 import roosttest
-from roosttest import BACKENDS, RoostServer, own_server
+from roosttest import BACKENDS, RoostServer, backend_classes, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 BOB = ("bob@example.org", "bob-secret")
@@ -385,9 +385,7 @@ class ImportBase:
         self.assertIn("exists", res.stderr)
 
 
-for _backend in BACKENDS:
-    _name = "TestImport_" + _backend
-    globals()[_name] = type(_name, (ImportBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), ImportBase, "TestImport_%s", BACKENDS)
 
 if __name__ == "__main__":
     unittest.main()

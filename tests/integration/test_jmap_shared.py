@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 
 from jmapclient import EventStream, Jmap, Raw, basic, wait_for
-from roosttest import BACKENDS, PrivatePgsql, SharedServer, imap_session
+from roosttest import PrivatePgsql, SharedServer, backend_classes, imap_session
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 DAVE, ERIN, FRED = "dave@example.org", "erin@example.org", "fred@example.org"
@@ -498,12 +498,7 @@ class JmapSharedPgsql(PrivatePgsql, JmapSharedBase):
 
 TestJmapShared_pgsql = type("TestJmapShared_pgsql", (JmapSharedPgsql, unittest.TestCase), {})
 
-for _backend in BACKENDS:
-    if _backend != "pgsql":
-        globals()["TestJmapShared_" + _backend] = type(
-            "TestJmapShared_" + _backend, (JmapSharedBase, unittest.TestCase),
-            {"backend": _backend})
-del _backend
+backend_classes(globals(), JmapSharedBase, "TestJmapShared_%s")
 
 if __name__ == "__main__":
     unittest.main()

@@ -11,7 +11,7 @@ import socket
 import time
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, SharedServer, backend_classes
 
 ADMIN = "admin@example.org"
 USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret",
@@ -394,10 +394,7 @@ class QuotaBase(SharedServer):
             self.assertIn("messages=3 was=2 difference=+1", out)
             self.assertEqual(self.quota_get(user)["storage"], "2100")
 
-for _backend in BACKENDS:
-    _name = "TestQuota_" + _backend
-    globals()[_name] = type(_name, (QuotaBase, unittest.TestCase), {"backend": _backend})
-del _backend, _name
+backend_classes(globals(), QuotaBase, "TestQuota_%s", BACKENDS)
 
 if __name__ == "__main__":
     unittest.main()

@@ -11,7 +11,7 @@ import signal
 import smtplib
 import unittest
 
-from roosttest import BACKENDS, own_server, wait_log
+from roosttest import BACKENDS, backend_classes, own_server, wait_log
 
 USERS = {"alice@example.org": "alice-pw", "bob@example.org": "bob-pw"}
 
@@ -205,10 +205,7 @@ class ConfigReloadTest(unittest.TestCase):
         self.assertNotIn("ThreadSanitizer", self.srv.log())
 
 
-for _b in BACKENDS:
-    globals()["TestReload_" + _b] = type("TestReload_" + _b, (ReloadCase, unittest.TestCase),
-                                         {"backend": _b})
-del _b
+backend_classes(globals(), ReloadCase, "TestReload_%s", BACKENDS)
 
 if __name__ == "__main__":
     unittest.main()

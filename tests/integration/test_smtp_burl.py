@@ -5,7 +5,7 @@ import re
 import smtplib
 import unittest
 
-from roosttest import BACKENDS
+from roosttest import BACKENDS, backend_classes
 from test_imap_raw import Raw, RawClients
 
 ALICE = ("alice@example.org", "alice-secret")
@@ -186,9 +186,7 @@ class BurlBase(RawClients):
         self.assertEqual(len(self.inbox(BOB)), len(before))
 
 
-for _backend in BACKENDS:
-    _name = "TestSmtpBurl_" + _backend
-    globals()[_name] = type(_name, (BurlBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), BurlBase, "TestSmtpBurl_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ import os
 import shutil
 import smtplib
 import subprocess
-import tempfile
 import unittest
 
-from roosttest import BACKENDS, PrivatePgsql, SharedServer, imap_session, quiet_logout
+from roosttest import PrivatePgsql, SharedServer, backend_classes, imap_session, quiet_logout
 from test_imap_imapflow import ensure_imapflow, run_imapflow
 from test_imap_raw import Raw
 
@@ -514,34 +513,18 @@ class AclBase(SharedServer):
 
 class SharedNsServer(SharedServer):
     """AclBase's server (on cls.backend), and its imap, logout and raw,
-    with an aliases file of its own (cls.aliases its text) in cls.tmp,
-    removed after the last test; cls.shared_conf is laid over the
-    configuration, then the class's extra_conf (PrivatePgsql's). The base
-    of the shared-namespace classes here and in test_imap_notify_shared."""
+    with an aliases file of its own (cls.aliases its text, RoostServer's
+    aliases); cls.shared_conf is laid over the configuration, then the
+    class's extra_conf (PrivatePgsql's). The base of the shared-namespace
+    classes here and in test_imap_notify_shared."""
     aliases = "support: #public+support\n"
     shared_conf = {}
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="roost-shared-")
-        path = os.path.join(cls.tmp, "aliases")
-        with open(path, "w") as f:
-            f.write(cls.aliases)
-        conf = dict(cls.shared_conf, smtp={"aliases": path})
+    def server_args(cls):
+        conf = dict(cls.shared_conf)
         conf.update(getattr(cls, "extra_conf", {}))
-        cls.server_options = dict(AclBase.server_options, backend=cls.backend, conf=conf)
-        try:
-            super().setUpClass()
-        except BaseException:  # no tearDownClass then
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+        return dict(AclBase.server_options, backend=cls.backend, conf=conf, aliases=cls.aliases)
 
     imap = AclBase.imap
     logout = AclBase.__dict__["logout"]
@@ -886,7 +869,7 @@ class SharedPrefixBase(SharedNsServer):
         self.assertIn("shared\tPublic/keep\t", self.srv.cli("acl", "list", BOB).stdout)
         with open(self.srv.conf_path) as f:
             text = f.read()
-        cfg = os.path.join(self.tmp, "other.conf")
+        cfg = os.path.join(self.srv.dir, "other.conf")
         for value, code in (('""', 0), ("Other Users", 2), ("Pub/lic", 2), ("INBOX", 2)):
             with open(cfg, "w") as f:
                 f.write(text.replace("shared_prefix = Public", "shared_prefix = " + value))
@@ -909,12 +892,9 @@ class SharedNsPgsql(PrivatePgsql, SharedNsBase):
 TestImapShared_pgsql = type("TestImapShared_pgsql", (SharedNsPgsql, unittest.TestCase), {})
 
 # pgsql runs in the PrivatePgsql class above, which brings its database.
-for _backend in (b for b in BACKENDS if b != "pgsql"):
-    for _base, _prefix in ((AclBase, "TestImapAcl_"), (SharedNsBase, "TestImapShared_"),
-                           (SharedPrefixBase, "TestImapSharedPrefix_")):
-        _name = _prefix + _backend
-        globals()[_name] = type(_name, (_base, unittest.TestCase), {"backend": _backend})
-del _backend, _base, _prefix, _name
+backend_classes(globals(), AclBase, "TestImapAcl_%s")
+backend_classes(globals(), SharedNsBase, "TestImapShared_%s")
+backend_classes(globals(), SharedPrefixBase, "TestImapSharedPrefix_%s")
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,6 +7,8 @@ import json
 import socket
 import time
 
+from roosttest import LineClient
+
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
          "urn:ietf:params:jmap:submission"]
 
@@ -15,21 +17,11 @@ def basic(user, password):
     return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
-class Raw:
+class Raw(LineClient):
     """A socket that sends bytes and reads whole HTTP responses."""
 
     def __init__(self, port, timeout=20):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError("connection closed")
-        self.buf += chunk
+        super().__init__(port, timeout=timeout)
 
     def response(self, head_only=False):
         """(status, headers dict with lower-case names, body)."""
@@ -53,18 +45,11 @@ class Raw:
         """True once the server closed the connection (it sends nothing more)."""
         self.sock.settimeout(timeout)
         try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
+            return self.read_to_close()
         except socket.timeout:
             return False
         except ConnectionResetError:
             return True
-
-    def close(self):
-        self.sock.close()
 
 
 class Jmap:

@@ -1,30 +1,21 @@
 """Each protocol's answer to a command it knows but does not allow in the
 session's state, and to a command of the other dialect (SMTP/LMTP), as the
 client sees it: the command tables decide these before any command runs."""
-import socket
 import unittest
 
-from roosttest import BACKENDS, SharedServer
+from roosttest import BACKENDS, LineClient, SharedServer
 
 ALICE, PW = "alice@example.org", "alice-secret"
 
 
-class Lines:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
+class Lines(LineClient):
+    """Text lines: send() a command line, line() the next reply line."""
 
     def line(self):
-        while b"\r\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("closed; have %r" % self.buf)
-            self.buf += data
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
+        return self.crlf_line().decode("utf-8", "replace")
 
     def send(self, text):
-        self.sock.sendall(text.encode() + b"\r\n")
+        super().send(text.encode() + b"\r\n")
 
     def smtp(self, text):
         """The last line of a possibly multi-line SMTP reply."""

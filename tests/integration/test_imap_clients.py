@@ -7,10 +7,9 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import unittest
 
-from roosttest import SharedServer
+from roosttest import Mbsync, SharedServer
 
 USER, PASS = "alice@example.org", "alice-secret"
 
@@ -71,104 +70,91 @@ class TestImapClients(SharedServer, unittest.TestCase):
         for i in range(1, 6):
             c.append("Sync", "(\\Seen)" if i == 1 else None, None, msg(i))
         c.logout()
-        tmp = tempfile.mkdtemp(prefix="roost-mbsync-")
-        try:
-            maildir = os.path.join(tmp, "mail")
-            os.makedirs(maildir)
-            conf = os.path.join(tmp, "mbsyncrc")
-            with open(conf, "w") as f:
-                f.write("IMAPAccount roost\nHost 127.0.0.1\nPort %d\nUser %s\nPass %s\n"
-                        "SSLType None\nAuthMechs LOGIN\n\n"
-                        "IMAPStore remote\nAccount roost\n\n"
-                        "MaildirStore local\nPath %s/\nInbox %s/INBOX\nSubFolders Verbatim\n\n"
-                        "Channel ch\nFar :remote:\nNear :local:\nPatterns Sync Sync/*\n"
-                        "Create Both\nExpunge Both\nSyncState *\nCopyArrivalDate yes\n"
-                        % (self.srv.port("imap"), USER, PASS, maildir, maildir))
+        mb = Mbsync(self, self.srv.port("imap"), USER, PASS,
+                    "Patterns Sync Sync/*\nCreate Both\nExpunge Both\nSyncState *\n"
+                    "CopyArrivalDate yes\n", store="SubFolders Verbatim\n")
+        maildir = mb.maildir
 
-            def sync():
-                r = subprocess.run(["mbsync", "-c", conf, "-V", "-a"], capture_output=True,
-                                   timeout=60, env=dict(os.environ, HOME=tmp))
-                out = (r.stdout + r.stderr).decode(errors="replace")
-                self.assertEqual(r.returncode, 0, out)
-                return out
+        def sync():
+            rc, out = mb.run()
+            self.assertEqual(rc, 0, out)
+            return out
 
-            sync()
-            local = os.path.join(maildir, "Sync")
-            files = sorted(glob.glob(os.path.join(local, "cur", "*"))
-                           + glob.glob(os.path.join(local, "new", "*")))
-            self.assertEqual(len(files), 5, files)
-            seen = [f for f in files if re.search(r":2,[A-Z]*S", f)]
-            self.assertEqual(len(seen), 1)
+        sync()
+        local = os.path.join(maildir, "Sync")
+        files = sorted(glob.glob(os.path.join(local, "cur", "*"))
+                       + glob.glob(os.path.join(local, "new", "*")))
+        self.assertEqual(len(files), 5, files)
+        seen = [f for f in files if re.search(r":2,[A-Z]*S", f)]
+        self.assertEqual(len(seen), 1)
 
-            def find(i):
-                for f in glob.glob(os.path.join(local, "cur", "*")) + \
-                        glob.glob(os.path.join(local, "new", "*")):
-                    with open(f, "rb") as fh:
-                        if b"<m%d@example.org>" % i in fh.read():
-                            return f
-                raise AssertionError("message %d not found locally" % i)
+        def find(i):
+            for f in glob.glob(os.path.join(local, "cur", "*")) + \
+                    glob.glob(os.path.join(local, "new", "*")):
+                with open(f, "rb") as fh:
+                    if b"<m%d@example.org>" % i in fh.read():
+                        return f
+            raise AssertionError("message %d not found locally" % i)
 
-            # local changes: flag 2, delete 3 (trashed), move 4 to Archive
-            f2 = find(2)
-            os.rename(f2, os.path.join(local, "cur", os.path.basename(f2).split(":")[0]
-                                       + ":2,F"))
-            f3 = find(3)
-            os.rename(f3, os.path.join(local, "cur", os.path.basename(f3).split(":")[0]
-                                       + ":2,T"))
-            f4 = find(4)
-            arch = os.path.join(maildir, "Sync", "Archive")
-            if not os.path.isdir(os.path.join(arch, "cur")):
-                arch = os.path.join(maildir, "Sync/Archive")
-            # mbsync keeps its UID in the file name (,U=n); a moved file
-            # must lose it to be treated as new
-            newname = re.sub(r",U=\d+", "", os.path.basename(f4))
-            os.rename(f4, os.path.join(arch, "cur", newname))
-            # remote changes: a new message, and \Answered on 5
+        # local changes: flag 2, delete 3 (trashed), move 4 to Archive
+        f2 = find(2)
+        os.rename(f2, os.path.join(local, "cur", os.path.basename(f2).split(":")[0]
+                                   + ":2,F"))
+        f3 = find(3)
+        os.rename(f3, os.path.join(local, "cur", os.path.basename(f3).split(":")[0]
+                                   + ":2,T"))
+        f4 = find(4)
+        arch = os.path.join(maildir, "Sync", "Archive")
+        if not os.path.isdir(os.path.join(arch, "cur")):
+            arch = os.path.join(maildir, "Sync/Archive")
+        # mbsync keeps its UID in the file name (,U=n); a moved file
+        # must lose it to be treated as new
+        newname = re.sub(r",U=\d+", "", os.path.basename(f4))
+        os.rename(f4, os.path.join(arch, "cur", newname))
+        # remote changes: a new message, and \Answered on 5
+        c = self.imap()
+        c.append("Sync", None, None, msg(6))
+        c.select("Sync")
+        typ, data = c.search(None, "HEADER", "Message-ID", "<m5@example.org>")
+        c.store(data[0].decode(), "+FLAGS", "(\\Answered)")
+        c.logout()
+
+        sync()
+        c = self.imap()
+        c.select("Sync")
+
+        def server_has(i, box="Sync"):
+            c.select(box)
+            typ, data = c.search(None, "HEADER", "Message-ID", "<m%d@example.org>" % i)
+            return data[0].split()
+
+        self.assertEqual(server_has(3), [])          # deleted locally -> gone
+        self.assertEqual(server_has(4), [])          # moved away
+        self.assertEqual(len(server_has(4, "Sync/Archive")), 1)
+        n2 = server_has(2)
+        typ, data = c.fetch(n2[0].decode(), "(FLAGS)")
+        self.assertIn(b"\\Flagged", data[0])
+        c.logout()
+        self.assertIn("R", os.path.basename(find(5)).split(":2,")[1])
+        find(6)
+
+        # a third sync transfers nothing: both sides stay exactly as they are
+        def snapshot():
+            files = sorted(os.path.relpath(f, maildir)
+                           for f in glob.glob(os.path.join(maildir, "**", "*"), recursive=True)
+                           if os.path.isfile(f) and re.search(r"/(cur|new)/", f))
             c = self.imap()
-            c.append("Sync", None, None, msg(6))
-            c.select("Sync")
-            typ, data = c.search(None, "HEADER", "Message-ID", "<m5@example.org>")
-            c.store(data[0].decode(), "+FLAGS", "(\\Answered)")
-            c.logout()
-
-            sync()
-            c = self.imap()
-            c.select("Sync")
-
-            def server_has(i, box="Sync"):
+            boxes = {}
+            for box in ("Sync", "Sync/Archive"):
                 c.select(box)
-                typ, data = c.search(None, "HEADER", "Message-ID", "<m%d@example.org>" % i)
-                return data[0].split()
-
-            self.assertEqual(server_has(3), [])          # deleted locally -> gone
-            self.assertEqual(server_has(4), [])          # moved away
-            self.assertEqual(len(server_has(4, "Sync/Archive")), 1)
-            n2 = server_has(2)
-            typ, data = c.fetch(n2[0].decode(), "(FLAGS)")
-            self.assertIn(b"\\Flagged", data[0])
+                typ, data = c.uid("FETCH", "1:*", "(FLAGS)")
+                boxes[box] = sorted(d.replace(b"\\Recent", b"") for d in data if d)
             c.logout()
-            self.assertIn("R", os.path.basename(find(5)).split(":2,")[1])
-            find(6)
+            return files, boxes
 
-            # a third sync transfers nothing: both sides stay exactly as they are
-            def snapshot():
-                files = sorted(os.path.relpath(f, maildir)
-                               for f in glob.glob(os.path.join(maildir, "**", "*"), recursive=True)
-                               if os.path.isfile(f) and re.search(r"/(cur|new)/", f))
-                c = self.imap()
-                boxes = {}
-                for box in ("Sync", "Sync/Archive"):
-                    c.select(box)
-                    typ, data = c.uid("FETCH", "1:*", "(FLAGS)")
-                    boxes[box] = sorted(d.replace(b"\\Recent", b"") for d in data if d)
-                c.logout()
-                return files, boxes
-
-            before = snapshot()
-            out = sync()
-            self.assertEqual(snapshot(), before, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        before = snapshot()
+        out = sync()
+        self.assertEqual(snapshot(), before, out)
 
 
 if __name__ == "__main__":

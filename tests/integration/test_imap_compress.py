@@ -11,12 +11,10 @@ import re
 import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import unittest
 import zlib
 
-from roosttest import BACKENDS, SharedServer, wait_log
+from roosttest import BACKENDS, Mbsync, SharedServer, backend_classes, tls_context, wait_log
 from test_imap_raw import Raw
 
 USER = "alice@example.org"
@@ -176,10 +174,7 @@ class CompressBase(SharedServer):
         w = self.wire()
         _, r = w.cmd(b"STARTTLS")
         self.assertIn(b"OK", r)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        w.sock = ctx.wrap_socket(w.sock)
+        w.sock = tls_context().wrap_socket(w.sock)
         w.login()
         self.assertIn(b"OK", w.compress())
         u, r = w.cmd(b"LIST \"\" *")
@@ -229,37 +224,23 @@ class CompressBase(SharedServer):
     def test_mbsync_compressed(self):
         # isync 1.4 turns COMPRESS on when the server offers it: a real
         # client pulls the big messages through the compressor.
-        tmp = tempfile.mkdtemp(prefix="roost-mbsync-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        maildir = os.path.join(tmp, "mail")
-        os.makedirs(maildir)
-        conf = os.path.join(tmp, "mbsyncrc")
-        with open(conf, "w") as f:
-            f.write("IMAPAccount roost\nHost 127.0.0.1\nPort %d\nUser %s\nPass %s\n"
-                    "SSLType IMAPS\nCertificateFile /dev/null\nAuthMechs LOGIN\n\n"
-                    "IMAPStore remote\nAccount roost\n\n"
-                    "MaildirStore local\nPath %s/\nInbox %s/INBOX\n\n"
-                    "Channel ch\nFar :remote:\nNear :local:\nPatterns Big\n"
-                    "Create Near\nSyncState *\n"
-                    % (self.srv.port("imaps"), USER, PASS, maildir, maildir))
+        mb = Mbsync(self, self.srv.port("imaps"), USER, PASS,
+                    "Patterns Big\nCreate Near\nSyncState *\n", tls=True)
+        maildir = mb.maildir
         n_before = self.srv.log().count("event=compress ")
-        r = subprocess.run(["mbsync", "-c", conf, "-V", "-a"], capture_output=True, timeout=120,
-                           env=dict(os.environ, HOME=tmp))
-        out = (r.stdout + r.stderr).decode(errors="replace")
-        if r.returncode != 0 and "certificate" in out.lower():
+        rc, out = mb.run(timeout=120)
+        if rc != 0 and "certificate" in out.lower():
             # Without a way to trust the self-signed certificate, plaintext.
-            with open(conf) as f:
+            with open(mb.conf) as f:
                 text = f.read()
             text = text.replace("Port %d" % self.srv.port("imaps"),
                                 "Port %d" % self.srv.port("imap"))
             text = text.replace("SSLType IMAPS\nCertificateFile /dev/null\n",
                                 "SSLType None\n")
-            with open(conf, "w") as f:
+            with open(mb.conf, "w") as f:
                 f.write(text)
-            r = subprocess.run(["mbsync", "-c", conf, "-V", "-a"], capture_output=True,
-                               timeout=120, env=dict(os.environ, HOME=tmp))
-            out = (r.stdout + r.stderr).decode(errors="replace")
-        self.assertEqual(r.returncode, 0, out)
+            rc, out = mb.run(timeout=120)
+        self.assertEqual(rc, 0, out)
         self.assertGreater(self.srv.log().count("event=compress "), n_before, out)
         # mbsync stores LF line ends and adds its X-TUID header.
         got = set()
@@ -331,9 +312,7 @@ class CompressBase(SharedServer):
         self.assertTrue(w.closed())
 
 
-for _backend in BACKENDS:
-    _name = "TestImapCompress_" + _backend
-    globals()[_name] = type(_name, (CompressBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), CompressBase, "TestImapCompress_%s", BACKENDS)
 
 
 if __name__ == "__main__":

@@ -4,47 +4,31 @@ mailbox with every untagged response checked for consistency."""
 import random
 import re
 import socket
-import ssl
 import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer, SharedServer, free_port, wait_port
+from roosttest import (BACKENDS, LineClient, RoostServer, SharedServer, backend_classes, free_port,
+                       own_server, tls_context)
 
 USER = b"alice@example.org"
 PASS = b"alice-secret"
 MSG = (b"From: a@example.org\r\nTo: alice@example.org\r\nSubject: race\r\n\r\nbody\r\n")
 
 
-class Raw:
-    """A minimal IMAP client that keeps every line it reads."""
+class Raw(LineClient):
+    """A minimal IMAP client that keeps every line it reads. cmd() tags its
+    commands tag_prefix and a count."""
+    tag_prefix = b"t"
 
     def __init__(self, port, host="127.0.0.1", tls=False, timeout=20):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            self.sock = ctx.wrap_socket(self.sock)
-        self.buf = b""
+        super().__init__((host, port), timeout=timeout, tls=tls)
         self.greeting = self.line()
         self.n = 0
 
     def starttls(self):
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        self.sock = ctx.wrap_socket(self.sock)
+        self.sock = tls_context().wrap_socket(self.sock)
         self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        d = self.sock.recv(65536)
-        if not d:
-            raise EOFError("connection closed")
-        self.buf += d
 
     def line(self):
         """One response line with its literals inlined."""
@@ -67,14 +51,16 @@ class Raw:
     def cmd(self, text, tag=None):
         """Send a command; return (untagged lines, tagged line)."""
         self.n += 1
-        tag = tag or b"t%d" % self.n
+        tag = tag or self.tag_prefix + b"%d" % self.n
         self.send(tag + b" " + text + b"\r\n")
         return self.until(tag)
 
-    def until(self, tag):
+    def until(self, tag, **line_options):
+        """The untagged lines up to the tagged one, and that; line_options
+        go to line()."""
         lines = []
         while True:
-            l = self.line()
+            l = self.line(**line_options)
             if l.startswith(tag + b" "):
                 return lines, l
             lines.append(l)
@@ -90,12 +76,6 @@ class Raw:
                 self.line()
         except (EOFError, ConnectionError, socket.timeout, OSError):
             return True
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class RawSession(SharedServer):
@@ -356,26 +336,22 @@ class TestImapHostile(SharedServer, unittest.TestCase):
         if not addr or addr.startswith("127."):
             self.skipTest("no non-loopback address")
         port = free_port()
-        srv = RoostServer(listeners=("imaps",), conf={"listen": {"imap": "%s:%d" % (addr, port)}})
-        srv.start()
-        try:
-            self.assertTrue(wait_port_on(addr, port))
-            r = Raw(port, host=addr)
-            self.assertIn(b"LOGINDISABLED", r.greeting)
-            _, t = r.cmd(b"LOGIN " + USER + b" " + PASS)
-            self.assertIn(b"NO", t)
-            _, t = r.cmd(b"AUTHENTICATE PLAIN")
-            self.assertIn(b"NO", t)
-            r.send(b"s STARTTLS\r\n")
-            self.assertTrue(r.line().startswith(b"s OK"))
-            r.starttls()
-            _, t = r.cmd(b"CAPABILITY")
-            self.assertNotIn(b"LOGINDISABLED", _[0])
-            r.login()
-            r.close()
-        finally:
-            srv.stop()
-            srv.cleanup()
+        srv = own_server(self, listeners=("imaps",),
+                         conf={"listen": {"imap": "%s:%d" % (addr, port)}})
+        self.assertTrue(wait_port_on(addr, port))
+        r = Raw(port, host=addr)
+        self.assertIn(b"LOGINDISABLED", r.greeting)
+        _, t = r.cmd(b"LOGIN " + USER + b" " + PASS)
+        self.assertIn(b"NO", t)
+        _, t = r.cmd(b"AUTHENTICATE PLAIN")
+        self.assertIn(b"NO", t)
+        r.send(b"s STARTTLS\r\n")
+        self.assertTrue(r.line().startswith(b"s OK"))
+        r.starttls()
+        _, t = r.cmd(b"CAPABILITY")
+        self.assertNotIn(b"LOGINDISABLED", _[0])
+        r.login()
+        r.close()
 
 
 def wait_port_on(host, port, timeout=15):
@@ -436,99 +412,92 @@ class RaceBase:
     backend = "lmdb"
 
     def test_two_clients_race_and_converge(self):
-        srv = RoostServer(listeners=("imap",), backend=self.backend)
-        srv.start_or_skip()
-        try:
-            port = srv.port("imap")
-            setup = Raw(port).login()
-            setup.cmd(b"CREATE Race")
-            setup.cmd(b"CREATE RaceOut")
-            for _ in range(20):
-                setup.cmd(b"APPEND Race {%d+}\r\n" % len(MSG) + MSG)
-            setup.close()
-            errors = []
+        srv = own_server(self, listeners=("imap",), backend=self.backend)
+        port = srv.port("imap")
+        setup = Raw(port).login()
+        setup.cmd(b"CREATE Race")
+        setup.cmd(b"CREATE RaceOut")
+        for _ in range(20):
+            setup.cmd(b"APPEND Race {%d+}\r\n" % len(MSG) + MSG)
+        setup.close()
+        errors = []
 
-            def worker(seed):
-                rnd = random.Random(seed)
-                c = Raw(port).login()
-                lines, t = c.cmd(b"SELECT Race")
-                exists = [int(re.match(rb"\* (\d+) EXISTS", l).group(1)) for l in lines
-                          if re.match(rb"\* \d+ EXISTS", l)][0]
-                v = View(self, exists)
-                try:
-                    for _ in range(60):
-                        op = rnd.choice(["store", "store", "expunge", "append", "move",
-                                         "fetch", "search", "noop"])
-                        if op == "store" and v.count:
-                            n = rnd.randint(1, v.count)
-                            fl = rnd.choice([b"\\Seen", b"\\Flagged", b"\\Deleted", b"$K"])
-                            lines, t = c.cmd(b"STORE %d %sFLAGS (%s)"
-                                             % (n, rnd.choice([b"+", b"-"]), fl))
-                        elif op == "expunge":
-                            lines, t = c.cmd(b"EXPUNGE")
-                        elif op == "append":
-                            lines, t = c.cmd(b"APPEND Race {%d+}\r\n" % len(MSG) + MSG)
-                        elif op == "move" and v.count:
-                            n = rnd.randint(1, v.count)
-                            lines, t = c.cmd(b"MOVE %d RaceOut" % n)
-                        elif op == "fetch" and v.count:
-                            lines, t = c.cmd(b"FETCH 1:* (UID FLAGS)")
-                            self.assertFalse(any(b"EXPUNGE" in l for l in lines), lines)
-                        elif op == "search":
-                            lines, t = c.cmd(b"SEARCH ALL")
-                            self.assertFalse(any(b"EXPUNGE" in l for l in lines), lines)
-                        else:
-                            lines, t = c.cmd(b"NOOP")
-                        self.assertRegex(t, rb"^t\d+ (OK|NO)", (op, t))
-                        v.feed(lines)
-                    lines, t = c.cmd(b"NOOP")
+        def worker(seed):
+            rnd = random.Random(seed)
+            c = Raw(port).login()
+            lines, t = c.cmd(b"SELECT Race")
+            exists = [int(re.match(rb"\* (\d+) EXISTS", l).group(1)) for l in lines
+                      if re.match(rb"\* \d+ EXISTS", l)][0]
+            v = View(self, exists)
+            try:
+                for _ in range(60):
+                    op = rnd.choice(["store", "store", "expunge", "append", "move",
+                                     "fetch", "search", "noop"])
+                    if op == "store" and v.count:
+                        n = rnd.randint(1, v.count)
+                        fl = rnd.choice([b"\\Seen", b"\\Flagged", b"\\Deleted", b"$K"])
+                        lines, t = c.cmd(b"STORE %d %sFLAGS (%s)"
+                                         % (n, rnd.choice([b"+", b"-"]), fl))
+                    elif op == "expunge":
+                        lines, t = c.cmd(b"EXPUNGE")
+                    elif op == "append":
+                        lines, t = c.cmd(b"APPEND Race {%d+}\r\n" % len(MSG) + MSG)
+                    elif op == "move" and v.count:
+                        n = rnd.randint(1, v.count)
+                        lines, t = c.cmd(b"MOVE %d RaceOut" % n)
+                    elif op == "fetch" and v.count:
+                        lines, t = c.cmd(b"FETCH 1:* (UID FLAGS)")
+                        self.assertFalse(any(b"EXPUNGE" in l for l in lines), lines)
+                    elif op == "search":
+                        lines, t = c.cmd(b"SEARCH ALL")
+                        self.assertFalse(any(b"EXPUNGE" in l for l in lines), lines)
+                    else:
+                        lines, t = c.cmd(b"NOOP")
+                    self.assertRegex(t, rb"^t\d+ (OK|NO)", (op, t))
                     v.feed(lines)
-                    c.result = (c, v)
-                    return c, v
-                except Exception as e:  # reported after join
-                    errors.append(e)
-                    raise
-
-            results = []
-
-            def run(seed):
-                try:
-                    results.append(worker(seed))
-                except Exception:
-                    pass
-
-            ths = [threading.Thread(target=run, args=(s,)) for s in (1, 2)]
-            for th in ths:
-                th.start()
-            for th in ths:
-                th.join(120)
-            if errors:
-                raise errors[0]
-            self.assertEqual(len(results), 2)
-            states = []
-            for c, v in results:
                 lines, t = c.cmd(b"NOOP")
                 v.feed(lines)
-                lines, t = c.cmd(b"UID FETCH 1:* (FLAGS)")
-                v.feed(lines)
-                fetched = [l for l in lines if b" FETCH " in l]
-                self.assertEqual(len(fetched), v.count)
-                st = sorted((re.search(rb"UID (\d+)", l).group(1),
-                             tuple(sorted(re.search(rb"FLAGS \(([^)]*)\)", l).group(1)
-                                          .replace(b"\\Recent", b"").split())))
-                            for l in fetched)
-                states.append(st)
-                c.cmd(b"LOGOUT")
-                c.close()
-            self.assertEqual(states[0], states[1])
-        finally:
-            srv.stop()
-            srv.cleanup()
+                c.result = (c, v)
+                return c, v
+            except Exception as e:  # reported after join
+                errors.append(e)
+                raise
+
+        results = []
+
+        def run(seed):
+            try:
+                results.append(worker(seed))
+            except Exception:
+                pass
+
+        ths = [threading.Thread(target=run, args=(s,)) for s in (1, 2)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(120)
+        if errors:
+            raise errors[0]
+        self.assertEqual(len(results), 2)
+        states = []
+        for c, v in results:
+            lines, t = c.cmd(b"NOOP")
+            v.feed(lines)
+            lines, t = c.cmd(b"UID FETCH 1:* (FLAGS)")
+            v.feed(lines)
+            fetched = [l for l in lines if b" FETCH " in l]
+            self.assertEqual(len(fetched), v.count)
+            st = sorted((re.search(rb"UID (\d+)", l).group(1),
+                         tuple(sorted(re.search(rb"FLAGS \(([^)]*)\)", l).group(1)
+                                      .replace(b"\\Recent", b"").split())))
+                        for l in fetched)
+            states.append(st)
+            c.cmd(b"LOGOUT")
+            c.close()
+        self.assertEqual(states[0], states[1])
 
 
-for _backend in BACKENDS:
-    _name = "TestImapRace_" + _backend
-    globals()[_name] = type(_name, (RaceBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), RaceBase, "TestImapRace_%s", BACKENDS)
 
 
 if __name__ == "__main__":
@@ -543,34 +512,29 @@ class TestImapMaildirForeign(unittest.TestCase):
         import os
         # storage notifies roost's own changes; a foreign drop is found by
         # IDLE's periodic re-check (min(30 s, keepalive))
-        srv = RoostServer(listeners=("imap",), backend="maildir",
-                          conf={"imap": {"idle_keepalive": "1"}})
-        srv.start_or_skip()
-        try:
-            a = Raw(srv.port("imap")).login()
-            a.cmd(b"SELECT INBOX")
-            a.send(b"i IDLE\r\n")
-            self.assertTrue(a.line().startswith(b"+"))
-            new = os.path.join(srv.data_dir, "maildir", "alice@example.org", "new")
-            self.assertTrue(os.path.isdir(new), new)
-            tmp = os.path.join(srv.data_dir, "maildir", "alice@example.org", "tmp", "x1")
-            with open(tmp, "wb") as f:
-                f.write(b"From: tool@example.org\nSubject: dropped\n\nline one\nline two\n")
-            os.rename(tmp, os.path.join(new, "1700000000.x1.host"))
-            deadline = time.time() + 15
-            while time.time() < deadline:
-                l = a.line()
-                if re.match(rb"^\* 1 EXISTS", l):
-                    break
-            a.send(b"DONE\r\n")
-            a.until(b"i")
-            lines, t = a.cmd(b"FETCH 1 (BODY.PEEK[] BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-            self.assertIn(b"OK", t)
-            joined = b"".join(lines)
-            self.assertIn(b"From: tool@example.org\r\nSubject: dropped\r\n\r\nline one\r\n"
-                          b"line two\r\n", joined)
-            self.assertIn(b"Subject: dropped\r\n\r\n", joined)
-            a.close()
-        finally:
-            srv.stop()
-            srv.cleanup()
+        srv = own_server(self, listeners=("imap",), backend="maildir",
+                         conf={"imap": {"idle_keepalive": "1"}})
+        a = Raw(srv.port("imap")).login()
+        a.cmd(b"SELECT INBOX")
+        a.send(b"i IDLE\r\n")
+        self.assertTrue(a.line().startswith(b"+"))
+        new = os.path.join(srv.data_dir, "maildir", "alice@example.org", "new")
+        self.assertTrue(os.path.isdir(new), new)
+        tmp = os.path.join(srv.data_dir, "maildir", "alice@example.org", "tmp", "x1")
+        with open(tmp, "wb") as f:
+            f.write(b"From: tool@example.org\nSubject: dropped\n\nline one\nline two\n")
+        os.rename(tmp, os.path.join(new, "1700000000.x1.host"))
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            l = a.line()
+            if re.match(rb"^\* 1 EXISTS", l):
+                break
+        a.send(b"DONE\r\n")
+        a.until(b"i")
+        lines, t = a.cmd(b"FETCH 1 (BODY.PEEK[] BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        self.assertIn(b"OK", t)
+        joined = b"".join(lines)
+        self.assertIn(b"From: tool@example.org\r\nSubject: dropped\r\n\r\nline one\r\n"
+                      b"line two\r\n", joined)
+        self.assertIn(b"Subject: dropped\r\n\r\n", joined)
+        a.close()

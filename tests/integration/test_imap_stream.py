@@ -10,12 +10,11 @@ import base64
 import random
 import re
 import socket
-import ssl
 import subprocess
 import time
-import unittest
 
-from roosttest import BACKENDS, FILL, ROOST_BIN, SharedServer
+from roosttest import BACKENDS, FILL, ROOST_BIN, SharedServer, backend_classes, tls_context
+from test_imap_raw import Raw
 
 USER = b"alice@example.org"
 PASS = b"alice-secret"
@@ -78,8 +77,11 @@ def rss_anon_kb(pid):
     raise AssertionError("no RssAnon for %d" % pid)
 
 
-class Client:
-    """A raw IMAP client that can read literals a piece at a time."""
+class Client(Raw):
+    """A raw IMAP client that can read literals a piece at a time, through a
+    small receive window (rcvbuf); its commands are tagged c1, c2, ...;
+    login() selects a mailbox too."""
+    tag_prefix = b"c"
 
     def __init__(self, port, rcvbuf=None, timeout=120, tls=False):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -89,13 +91,10 @@ class Client:
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
         if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            self.sock = ctx.wrap_socket(self.sock)
+            self.sock = tls_context().wrap_socket(self.sock)
         self.buf = b""
         self.n = 0
-        self.line()
+        self.greeting = self.line()
 
     def _fill(self, n=65536):
         d = self.sock.recv(n)
@@ -135,26 +134,8 @@ class Client:
                 return out
             out += self.literal(int(m.group(1)), piece, on_piece)
 
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def cmd(self, text):
-        self.n += 1
-        tag = b"c%d" % self.n
-        self.send(tag + b" " + text + b"\r\n")
-        return self.until(tag)
-
-    def until(self, tag, piece=65536, on_piece=None):
-        lines = []
-        while True:
-            l = self.line(piece, on_piece)
-            if l.startswith(tag + b" "):
-                return lines, l
-            lines.append(l)
-
     def login(self, select=b"INBOX"):
-        _, t = self.cmd(b"LOGIN " + USER + b" " + PASS)
-        assert b" OK " in t, t
+        super().login(USER, PASS)
         if select is not None:
             _, t = self.cmd(b"SELECT " + select)
             assert b" OK " in t, t
@@ -170,12 +151,6 @@ class Client:
         except OSError:
             pass
         return True
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def fetch_literals(line):
@@ -426,16 +401,22 @@ class StreamBase(SharedServer):
             if other is not None:
                 other.close()
 
+    def filled_client(self, mailbox, count, fill_args=(), timeout=300):
+        """mailbox filled with count copies of self.small (roost-fill -F and
+        fill_args), and a Client that selected it: (client, its conn id)."""
+        res = subprocess.run([FILL, "-F", *fill_args, "-m", mailbox, self.srv.conf_path,
+                              USER.decode(), str(count)],
+                             input=self.small, capture_output=True, timeout=timeout)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        c = Client(self.port).login(select=mailbox.encode())
+        return c, login_conn(self.srv)
+
     def test_store_many_messages(self):
         """STORE 1:* on a large mailbox: one untagged FETCH per message,
         in order, read slowly, with the commands pipelined behind it
         answered after; with CONDSTORE each MODSEQ is the stored one."""
         count = 4000
-        res = subprocess.run([FILL, "-F", "-n", "-m", "Junk", self.srv.conf_path, USER.decode(),
-                              str(count)], input=self.small, capture_output=True, timeout=300)
-        self.assertEqual(res.returncode, 0, res.stderr)
-        c = Client(self.port).login(select=b"Junk")
-        conn = login_conn(self.srv)
+        c, conn = self.filled_client("Junk", count, ["-n"], timeout=300)
         try:
             c.send(b"s1 STORE 1:* +FLAGS (\\Flagged)\r\ns2 NOOP\r\n")
             lines, t = c.until(b"s1", piece=512)
@@ -497,11 +478,7 @@ class StreamBase(SharedServer):
         # Sanitizer builds fill and search several times slower: their
         # line (about 73 KB) still outgrows the 64 KiB mark.
         count = 14000 if ASAN else 40000
-        res = subprocess.run([FILL, "-F", "-m", "Archive", self.srv.conf_path, USER.decode(),
-                              str(count)], input=self.small, capture_output=True, timeout=600)
-        self.assertEqual(res.returncode, 0, res.stderr)
-        c = Client(self.port).login(select=b"Archive")
-        conn = login_conn(self.srv)
+        c, conn = self.filled_client("Archive", count, timeout=600)
         try:
             c.send(b"s1 SEARCH ALL\r\ns2 NOOP\r\n")
             lines, t = c.until(b"s1", piece=512)
@@ -594,8 +571,5 @@ class PendingBase(SharedServer):
         self.assertLessEqual(out_peak(self.srv, conn), 256 * 1024)
 
 
-for _backend in BACKENDS:
-    for _base in (StreamBase, PendingBase):
-        _name = "Test%s_%s" % (_base.__name__.replace("Base", ""), _backend)
-        globals()[_name] = type(_name, (_base, unittest.TestCase), {"backend": _backend})
-del _backend, _base, _name
+backend_classes(globals(), StreamBase, "TestStream_%s", BACKENDS)
+backend_classes(globals(), PendingBase, "TestPending_%s", BACKENDS)

@@ -2,12 +2,10 @@
 submission ([smtp] user_messages_per_hour, user_recipients_per_hour): one
 allowance for both, and past it a creation fails with rateLimit (RFC 8620
 5.3) whose description gives the wait."""
-import smtplib
 import unittest
 
 from jmapclient import Jmap
-from roosttest import SharedServer
-from test_smtp import tls_context
+from roosttest import SharedServer, submission
 
 USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret",
          "carol@example.org": "carol-secret"}
@@ -51,9 +49,7 @@ class JmapRateLimitTest(SharedServer, unittest.TestCase):
         self.assertEqual(err["type"], "rateLimit")
         self.assertRegex(err["description"], r"at most 3\b.*try again in \d+ s")
         # SMTP submission sees the same counter.
-        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
-            s.starttls(context=tls_context())
-            s.login("alice@example.org", USERS["alice@example.org"])
+        with submission(self.srv, "alice@example.org", USERS["alice@example.org"]) as s:
             code, text = s.mail("alice@example.org")
             self.assertEqual(code, 451, text)
         # Another user is not touched.
@@ -63,9 +59,7 @@ class JmapRateLimitTest(SharedServer, unittest.TestCase):
                                          r"user=alice@example\.org retry_after=\d+")
 
     def test_recipients_per_hour_after_smtp(self):
-        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
-            s.starttls(context=tls_context())
-            s.login("carol@example.org", USERS["carol@example.org"])
+        with submission(self.srv, "carol@example.org", USERS["carol@example.org"]) as s:
             s.sendmail("carol@example.org", ["bob@example.org", "alice@example.org"],
                        b"From: carol@example.org\r\nSubject: x\r\n\r\nHi.\r\n")
         j = self.client("carol@example.org")

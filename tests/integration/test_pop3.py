@@ -12,13 +12,13 @@ import os
 import poplib
 import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
 import unittest
 
-from roosttest import BACKENDS, FILL, RoostServer, SharedServer, free_port, wait_port
+from roosttest import (BACKENDS, FILL, LineClient, RoostServer, SharedServer, backend_classes,
+                       free_port, tls_context, wait_port)
 
 
 N_USERS = 40
@@ -44,13 +44,6 @@ CAPA_WANT = ("TOP", "USER", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"
              "EXPIRE NEVER", "LOGIN-DELAY 0")
 
 
-def tls_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def fill(srv, user, msg, count=1, numbered=False, fast=False):
     """Store msg count times in user's INBOX; returns (uidvalidity, last uid)."""
     args = [FILL]
@@ -74,32 +67,20 @@ def wire_octets(msg):
     return out
 
 
-class Raw:
+class Raw(LineClient):
     """A line-level POP3 client on a plain socket (optionally upgraded)."""
 
     def __init__(self, port, host="127.0.0.1", tls=False, timeout=30):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        if tls:
-            self.sock = tls_context().wrap_socket(self.sock)
-        self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        super().__init__((host, port), timeout=timeout, tls=tls)
 
     def send(self, data):
         if isinstance(data, str):
             data = data.encode()
-        self.sock.sendall(data)
+        super().send(data)
 
     def line(self):
         while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed; buffered: %r" % self.buf[:200])
-            self.buf += chunk
+            self._fill()
         line, self.buf = self.buf.split(b"\n", 1)
         return line.rstrip(b"\r")
 
@@ -125,11 +106,7 @@ class Raw:
     def closed(self):
         """True once the server closed the connection (after any pending lines)."""
         try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
+            return self.read_to_close()
         except (socket.timeout, ConnectionResetError):
             return False
 
@@ -739,11 +716,7 @@ class Pop3LargeMaildrop:
         self.assertTrue(r.cmd("QUIT").startswith(b"+OK"))
 
 
-for _backend in BACKENDS:
-    _name = "TestPop3_" + _backend
-    globals()[_name] = type(_name, (Pop3LargeMaildrop, Pop3Base, unittest.TestCase),
-                            {"backend": _backend})
-del _backend, _name
+backend_classes(globals(), (Pop3LargeMaildrop, Pop3Base), "TestPop3_%s", BACKENDS)
 
 
 class TestPop3Restart(unittest.TestCase):

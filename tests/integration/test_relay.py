@@ -14,8 +14,8 @@ import time
 import unittest
 
 from dnsstub import DnsStub
-from roosttest import BACKENDS, RoostServer, SharedServer, SmtpPeer, free_port, wait_for
-from test_smtp import fetch, tls_context, uids
+from roosttest import BACKENDS, RoostServer, SharedServer, SmtpPeer, free_port, submission, wait_for
+from test_smtp import fetch, uids
 
 ALICE, BOB, DAN = "alice@example.org", "bob@example.org", "dan@roost.test"
 PASSWORDS = {ALICE: "alice-secret", BOB: "bob-secret", DAN: "dan-secret"}
@@ -210,9 +210,7 @@ def message(subject, sender=ALICE, to="carol@remote-a.test", msgid=None, body="H
 
 
 def submit(srv, sender, rcpts, data, user=ALICE):
-    with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=15) as s:
-        s.starttls(context=tls_context())
-        s.login(user, PASSWORDS[user])
+    with submission(srv, user, PASSWORDS[user]) as s:
         return s.sendmail(sender, rcpts, data)
 
 
@@ -288,9 +286,7 @@ class RelayTest(SharedServer, unittest.TestCase):
             self.assertEqual(code, 550)
             self.assertIn(b"5.7.1", resp)
         # Submission: bob's address is not alice's, neither in the envelope...
-        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
-            s.starttls(context=tls_context())
-            s.login(ALICE, PASSWORDS[ALICE])
+        with submission(self.srv, ALICE, PASSWORDS[ALICE]) as s:
             code, resp = s.mail(BOB)
             self.assertEqual(code, 553)
             self.assertIn(b"5.7.1", resp)
@@ -386,9 +382,7 @@ class RelayTest(SharedServer, unittest.TestCase):
     def test_smtputf8_message_to_a_peer_without_it_bounces(self):
         before = len(messages_of(self.srv, ALICE))
         data, msgid = message("utf8", to="jörg@plain.test")
-        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
-            s.starttls(context=tls_context())
-            s.login(ALICE, PASSWORDS[ALICE])
+        with submission(self.srv, ALICE, PASSWORDS[ALICE]) as s:
             s.ehlo()
             s.sendmail(ALICE, ["jörg@plain.test"], data, mail_options=["SMTPUTF8"])
         got = wait_for(lambda: [m for m in messages_of(self.srv, ALICE)[before:]
@@ -400,9 +394,7 @@ class RelayTest(SharedServer, unittest.TestCase):
     def test_dsn_options(self):
         before = len(messages_of(self.srv, ALICE))
         data, msgid = message("dsn options", to="nobody3@remote-a.test")
-        with smtplib.SMTP("127.0.0.1", self.srv.port("submission"), timeout=15) as s:
-            s.starttls(context=tls_context())
-            s.login(ALICE, PASSWORDS[ALICE])
+        with submission(self.srv, ALICE, PASSWORDS[ALICE]) as s:
             s.sendmail(ALICE, ["nobody3@remote-a.test"], data,
                        mail_options=["RET=HDRS", "ENVID=env+2Bid"],
                        rcpt_options=["NOTIFY=FAILURE", "ORCPT=rfc822;Nobody3+40remote-a.test"])

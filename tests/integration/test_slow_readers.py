@@ -22,13 +22,12 @@ import re
 import select
 import smtplib
 import socket
-import ssl
 import subprocess
 import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, FILL, ROOT, RoostServer, SharedServer
+from roosttest import BACKENDS, FILL, ROOT, RoostServer, SharedServer, tls_context
 
 
 WORKERS = 2
@@ -94,13 +93,6 @@ def fill(srv, user, msg):
         raise AssertionError("roost-fill failed: %s" % res.stderr.decode(errors="replace"))
 
 
-def client_tls():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def unstuff(body):
     """A POP3 multi-line body (without the final ".") as the message bytes."""
     lines = body.split(b"\r\n")
@@ -127,7 +119,7 @@ class SlowReader(threading.Thread):
         s.settimeout(120)
         s.connect(("127.0.0.1", self.port))
         if self.tls:
-            s = client_tls().wrap_socket(s, server_hostname="roost.test")
+            s = tls_context().wrap_socket(s, server_hostname="roost.test")
         self.sock = s
 
     def _line(self):
@@ -244,7 +236,7 @@ class SlowReadersBase(SharedServer):
     # -- the sessions that must not wait --
     def imap_second_user(self, tls):
         if tls:
-            m = imaplib.IMAP4_SSL("127.0.0.1", self.srv.port("imaps"), ssl_context=client_tls(),
+            m = imaplib.IMAP4_SSL("127.0.0.1", self.srv.port("imaps"), ssl_context=tls_context(),
                                   timeout=BOUND)
         else:
             m = imaplib.IMAP4("127.0.0.1", self.srv.port("imap"), timeout=BOUND)
@@ -257,7 +249,7 @@ class SlowReadersBase(SharedServer):
 
     def pop3_session(self, tls):
         if tls:
-            p = poplib.POP3_SSL("127.0.0.1", self.srv.port("pop3s"), context=client_tls(),
+            p = poplib.POP3_SSL("127.0.0.1", self.srv.port("pop3s"), context=tls_context(),
                                 timeout=BOUND)
         else:
             p = poplib.POP3("127.0.0.1", self.srv.port("pop3"), timeout=BOUND)
@@ -269,7 +261,7 @@ class SlowReadersBase(SharedServer):
 
     def smtp_session(self, tls):
         if tls:
-            s = smtplib.SMTP_SSL("127.0.0.1", self.srv.port("smtps"), context=client_tls(),
+            s = smtplib.SMTP_SSL("127.0.0.1", self.srv.port("smtps"), context=tls_context(),
                                  timeout=BOUND)
         else:
             s = smtplib.SMTP("127.0.0.1", self.srv.port("smtp"), timeout=BOUND)
@@ -283,7 +275,7 @@ class SlowReadersBase(SharedServer):
         s = socket.create_connection(("127.0.0.1", self.srv.port("imaps" if tls else "imap")),
                                      timeout=BOUND)
         if tls:
-            s = client_tls().wrap_socket(s, server_hostname="roost.test")
+            s = tls_context().wrap_socket(s, server_hostname="roost.test")
         self.assertTrue(s.recv(100).startswith(b"* OK"))
         s.close()
 

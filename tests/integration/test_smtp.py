@@ -8,14 +8,13 @@ import shutil
 import smtplib
 import socket
 import stat
-import ssl
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer, wait_unix
+from roosttest import BACKENDS, LineClient, RoostServer, SharedServer, tls_context, wait_unix
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -37,13 +36,6 @@ def start_server(backend=BACKENDS[0], conf=None):
         if "runtime is not in this build" in log:
             raise unittest.SkipTest("`roost serve` is not wired to the runtime in this build")
         raise
-
-
-def tls_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def uids(srv, user, mailbox="INBOX"):
@@ -77,34 +69,18 @@ def message(subject, body="Hello.\r\n", sender="sender@remote.example", to=ALICE
     return ("From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\n%s" % (sender, to, subject, body)).encode()
 
 
-class Raw:
+class Raw(LineClient):
     """A line-level SMTP client that does exactly what it is told."""
 
     def __init__(self, port, greet=True, tls=False):
-        where = port if isinstance(port, tuple) else ("127.0.0.1", port)
-        self.sock = socket.create_connection(where, timeout=15)
-        if tls:
-            self.sock = tls_context().wrap_socket(self.sock)
-        self.buf = b""
+        super().__init__(port, timeout=15, tls=tls)
         self.greeting = self.reply() if greet else None
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("closed; have %r" % self.buf)
-            self.buf += data
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
 
     def reply(self):
         """(code, [text lines]) of one possibly multi-line reply."""
         lines = []
         while True:
-            line = self._line()
+            line = self.crlf_line()
             lines.append(line[4:].decode("utf-8", "replace"))
             if len(line) < 4 or line[3:4] != b"-":
                 return int(line[:3]), lines
@@ -118,20 +94,12 @@ class Raw:
 
     def read_all(self):
         """Everything until the server closes."""
-        data = self.buf
-        self.buf = b""
         try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            self.read_to_close()
         except (ConnectionResetError, socket.timeout):
             pass
+        data, self.buf = self.buf, b""
         return data
-
-    def close(self):
-        self.sock.close()
 
 
 def enh(reply):
@@ -239,21 +207,15 @@ class SmtpBackendTest(unittest.TestCase):
         self.assertEqual(sizes, list(range(base, base + senders * per)))
 
 
-class SmtpTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = start_server(conf={
+class SmtpTest(SharedServer, unittest.TestCase):
+    server_options = {
+        "backend": BACKENDS[0], "listeners": LISTENERS,
+        "conf": {
             "limits": {"max_recipients": "3", "max_message_size": "20K"},
             # Nothing trusted: loopback clients are "outside" here.
             "smtp": {"max_errors": "8", "trusted_networks": ""},
-        })
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
+        },
+    }
 
     def count(self, user=ALICE, mailbox="INBOX"):
         return len(uids(self.srv, user, mailbox))

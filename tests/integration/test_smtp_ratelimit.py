@@ -5,8 +5,8 @@ session goes on, and clients that did not log in are not counted."""
 import smtplib
 import unittest
 
-from roosttest import RoostServer, SharedServer
-from test_smtp import tls_context, uids
+from roosttest import RoostServer, SharedServer, submission
+from test_smtp import uids
 
 USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret",
          "carol@example.org": "carol-secret"}
@@ -18,10 +18,7 @@ def msg(subject, sender="alice@example.org"):
 
 
 def login(srv, user):
-    s = smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=15)
-    s.starttls(context=tls_context())
-    s.login(user, USERS[user])
-    return s
+    return submission(srv, user, USERS[user])
 
 
 class RateLimitTest(SharedServer, unittest.TestCase):
@@ -95,9 +92,7 @@ class RateLimitOtherTest(unittest.TestCase):
         with RoostServer(users=USERS, listeners=("submission",), conf={
                 "smtp": {"user_messages_per_hour": "0",
                          "user_recipients_per_hour": "0"}}) as srv:
-            with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=15) as s:
-                s.starttls(context=tls_context())
-                s.login("alice@example.org", USERS["alice@example.org"])
+            with submission(srv, "alice@example.org", USERS["alice@example.org"]) as s:
                 for i in range(12):
                     self.assertEqual(s.sendmail("alice@example.org", ["bob@example.org"],
                                                 msg("off%d" % i)), {})

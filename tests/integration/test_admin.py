@@ -5,7 +5,7 @@ import os
 import smtplib
 import unittest
 
-from roosttest import BACKENDS, RoostServer, own_server
+from roosttest import BACKENDS, backend_classes, own_server
 
 
 def msg(subject):
@@ -102,21 +102,16 @@ class AdminCase:
 
     def test_uids_show_flags_by_name(self):
         import imaplib  # noqa: E402 (only this case needs IMAP)
-        srv = RoostServer(backend=self.backend, listeners=("imap",))
-        srv.start_or_skip()
-        try:
-            with imaplib.IMAP4("127.0.0.1", srv.port("imap")) as c:
-                c.login("alice@example.org", "alice-secret")
-                c.append("INBOX", r"(\Seen \Flagged $Label1)", None, msg("flagged"))
-                c.append("INBOX", None, None, msg("plain"))
-            res = srv.cli("mailbox", "uids", "alice@example.org", "INBOX")
-            lines = res.stdout.splitlines()
-            self.assertEqual(len(lines), 2)
-            self.assertRegex(lines[0], r"^1 \d+ \(\\Seen \\Flagged \$Label1\)$")
-            self.assertRegex(lines[1], r"^2 \d+ \(\)$")
-        finally:
-            srv.stop()
-            srv.cleanup()
+        srv = own_server(self, backend=self.backend, listeners=("imap",))
+        with imaplib.IMAP4("127.0.0.1", srv.port("imap")) as c:
+            c.login("alice@example.org", "alice-secret")
+            c.append("INBOX", r"(\Seen \Flagged $Label1)", None, msg("flagged"))
+            c.append("INBOX", None, None, msg("plain"))
+        res = srv.cli("mailbox", "uids", "alice@example.org", "INBOX")
+        lines = res.stdout.splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertRegex(lines[0], r"^1 \d+ \(\\Seen \\Flagged \$Label1\)$")
+        self.assertRegex(lines[1], r"^2 \d+ \(\)$")
 
     def test_broken_passwd_file_is_not_edited(self):
         passwd = os.path.join(self.srv.data_dir, "passwd")
@@ -144,10 +139,7 @@ class AdminCase:
             self.assertEqual(f.read(), dup)
 
 
-for _b in BACKENDS:
-    globals()["TestAdmin_" + _b] = type("TestAdmin_" + _b, (AdminCase, unittest.TestCase),
-                                        {"backend": _b})
-del _b
+backend_classes(globals(), AdminCase, "TestAdmin_%s", BACKENDS)
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,7 +7,7 @@ import smtplib
 import subprocess
 import unittest
 
-from roosttest import BACKENDS, RoostServer, SharedServer, wait_log
+from roosttest import BACKENDS, RoostServer, SharedServer, own_server, wait_log
 
 ALIASES = """# site aliases
 postmaster: alice
@@ -180,30 +180,25 @@ class TestLocalDomains(AliasServer, unittest.TestCase):
 
 class TestPostmasterWithoutAlias(unittest.TestCase):
     def test_kept_for_the_postmaster_user(self):
-        srv = RoostServer(backend=BACKENDS[0], listeners=("smtp",))
-        srv.start_or_skip()
-        try:
-            self.assertIn("warning=no_postmaster", srv.log())
-            with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=15) as s:
-                self.assertEqual(s.sendmail("s@remote.example", ["Postmaster@Example.ORG"],
-                                            msg("pm")), {})
-                s.ehlo()
-                s.mail("s@remote.example")
-                self.assertEqual(s.rcpt("someone@example.org")[0], 550)
-            # Kept for the user postmaster@example.org, who does not exist
-            # yet: adding that name hands the mail over only when asked to.
-            self.assertEqual(count(srv, "postmaster@example.org"), 0)
-            res = srv.cli("user", "add", "postmaster@example.org", input="pm-pw\n",
-                          check=False)
-            self.assertEqual(res.returncode, 1)
-            self.assertIn("1 messages of an earlier postmaster@example.org", res.stderr)
-            res = srv.cli("user", "add", "postmaster@example.org", "--keep-mail",
-                          input="pm-pw\n")
-            self.assertIn("with 1 earlier messages", res.stdout)
-            self.assertEqual(count(srv, "postmaster@example.org"), 1)
-        finally:
-            srv.stop()
-            srv.cleanup()
+        srv = own_server(self, backend=BACKENDS[0], listeners=("smtp",))
+        self.assertIn("warning=no_postmaster", srv.log())
+        with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=15) as s:
+            self.assertEqual(s.sendmail("s@remote.example", ["Postmaster@Example.ORG"],
+                                        msg("pm")), {})
+            s.ehlo()
+            s.mail("s@remote.example")
+            self.assertEqual(s.rcpt("someone@example.org")[0], 550)
+        # Kept for the user postmaster@example.org, who does not exist
+        # yet: adding that name hands the mail over only when asked to.
+        self.assertEqual(count(srv, "postmaster@example.org"), 0)
+        res = srv.cli("user", "add", "postmaster@example.org", input="pm-pw\n",
+                      check=False)
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("1 messages of an earlier postmaster@example.org", res.stderr)
+        res = srv.cli("user", "add", "postmaster@example.org", "--keep-mail",
+                      input="pm-pw\n")
+        self.assertIn("with 1 earlier messages", res.stdout)
+        self.assertEqual(count(srv, "postmaster@example.org"), 1)
 
 
 class TestBadAliasesFile(unittest.TestCase):

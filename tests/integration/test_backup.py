@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer, own_server
+from roosttest import BACKENDS, RoostServer, backend_classes, own_server
 
 ALICE = ("alice@example.org", "alice-secret")
 
@@ -131,50 +131,43 @@ class BackupBase:
 
 class RepairMaildir(unittest.TestCase):
     def test_corrupted_uidlist(self):
-        srv = RoostServer(backend="maildir")
-        srv.start_or_skip()
-        try:
-            with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=30) as s:
-                for i in range(8):
-                    s.sendmail("x@example.net", [ALICE[0]], "Subject: %d\r\n\r\nx\r\n" % i)
-            imap = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
-            imap.login(*ALICE)
-            imap.select("INBOX")
-            imap.uid("STORE", "3", "+FLAGS", "(\\Deleted)")
-            imap.expunge()
-            imap.logout()
-            uidv, before = subjects_and_uids(srv)
-            self.assertEqual(sorted(before), [1, 2, 4, 5, 6, 7, 8])
-            path = os.path.join(srv.data_dir, "maildir", ALICE[0], "dovecot-uidlist")
-            with open(path, "wb") as f:
-                f.write(b"\x00garbage header\nnot a record\n")
-            imap = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
-            imap.login(*ALICE)
-            typ, _ = imap.select("INBOX")
-            self.assertEqual(typ, "NO")
-            imap.logout()
-            res = srv.cli("check", check=False)
-            self.assertEqual(res.returncode, 1)
-            res = srv.cli("check", "--repair")
-            self.assertIn("dovecot-uidlist rebuilt", res.stdout)
-            self.assertIn("0 new", res.stdout)
-            self.assertIn("consistent", res.stdout)
-            uidv2, after = subjects_and_uids(srv)
-            self.assertEqual(uidv2, uidv)
-            self.assertEqual(after, before)
-            # a missing one too, while the server is up
-            os.unlink(path)
-            res = srv.cli("check", "--repair")
-            self.assertIn("dovecot-uidlist rebuilt", res.stdout)
-            self.assertEqual(subjects_and_uids(srv), (uidv, before))
-        finally:
-            srv.stop()
-            srv.cleanup()
+        srv = own_server(self, backend="maildir")
+        with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=30) as s:
+            for i in range(8):
+                s.sendmail("x@example.net", [ALICE[0]], "Subject: %d\r\n\r\nx\r\n" % i)
+        imap = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+        imap.login(*ALICE)
+        imap.select("INBOX")
+        imap.uid("STORE", "3", "+FLAGS", "(\\Deleted)")
+        imap.expunge()
+        imap.logout()
+        uidv, before = subjects_and_uids(srv)
+        self.assertEqual(sorted(before), [1, 2, 4, 5, 6, 7, 8])
+        path = os.path.join(srv.data_dir, "maildir", ALICE[0], "dovecot-uidlist")
+        with open(path, "wb") as f:
+            f.write(b"\x00garbage header\nnot a record\n")
+        imap = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+        imap.login(*ALICE)
+        typ, _ = imap.select("INBOX")
+        self.assertEqual(typ, "NO")
+        imap.logout()
+        res = srv.cli("check", check=False)
+        self.assertEqual(res.returncode, 1)
+        res = srv.cli("check", "--repair")
+        self.assertIn("dovecot-uidlist rebuilt", res.stdout)
+        self.assertIn("0 new", res.stdout)
+        self.assertIn("consistent", res.stdout)
+        uidv2, after = subjects_and_uids(srv)
+        self.assertEqual(uidv2, uidv)
+        self.assertEqual(after, before)
+        # a missing one too, while the server is up
+        os.unlink(path)
+        res = srv.cli("check", "--repair")
+        self.assertIn("dovecot-uidlist rebuilt", res.stdout)
+        self.assertEqual(subjects_and_uids(srv), (uidv, before))
 
 
-for _backend in BACKENDS:
-    _name = "TestBackup_" + _backend
-    globals()[_name] = type(_name, (BackupBase, unittest.TestCase), {"backend": _backend})
+backend_classes(globals(), BackupBase, "TestBackup_%s", BACKENDS)
 
 if __name__ == "__main__":
     unittest.main()

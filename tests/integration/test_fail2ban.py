@@ -14,7 +14,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from roosttest import BACKENDS, ROOT, RoostServer, wait_log
+from roosttest import BACKENDS, ROOT, own_server, wait_log
 
 FILTER = os.path.join(ROOT, "etc", "fail2ban", "filter.d", "roost.conf")
 FAIL2BAN_REGEX = shutil.which("fail2ban-regex")
@@ -34,42 +34,38 @@ def run_regex(log_path):
                  "scripts/deps.sh test does it)")
 class TestFail2banFilter(unittest.TestCase):
     def test_every_failed_login_matches_once(self):
-        srv = RoostServer(backend=BACKENDS[0], listeners=("imap", "pop3", "submission", "http"),
-                          conf={"auth": {"fail_delay_initial": "0", "fail_delay_max": "0"}})
-        srv.start_or_skip()
-        try:
-            with imaplib.IMAP4("127.0.0.1", srv.port("imap")) as c:
-                # A good login is not a failure.
-                c.login("alice@example.org", "alice-secret")
-            with imaplib.IMAP4("127.0.0.1", srv.port("imap")) as c:
-                with self.assertRaises(imaplib.IMAP4.error):
-                    c.login("alice@example.org", "wrong")
-            p = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=15)
-            p.user('x"peer=203.0.113.9')  # a forged field stays inside user=
-            with self.assertRaises(poplib.error_proto):
-                p.pass_("wrong")
-            p.quit()
-            with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=15) as s:
-                s.ehlo()
-                with self.assertRaises(smtplib.SMTPAuthenticationError):
-                    s.login("nobody@example.org", "wrong")
-            req = urllib.request.Request(
-                "http://127.0.0.1:%d/jmap/session" % srv.port("http"),
-                headers={"Authorization": "Basic " +
-                         base64.b64encode(b"bob@example.org:wrong").decode()})
-            with self.assertRaises(urllib.error.HTTPError):
-                urllib.request.urlopen(req, timeout=15)
-            # smtplib tries PLAIN, then LOGIN: two failures there.
-            self.assertTrue(wait_log(srv, r"event=auth_failed", 5), srv.log()[-3000:])
-            for proto in ("imap", "pop3", "submission", "http"):
-                self.assertRegex(srv.log(), r"event=auth_failed conn=\d+ peer=127\.0\.0\.1 "
-                                            r"proto=%s user=\S+ mechanism=" % proto)
-            self.assertIn(r'user="x\"peer\x3d203.0.113.9"', srv.log())
-            ips = run_regex(srv.log_path)
-            self.assertEqual(ips, ["127.0.0.1"] * 5, ips)
-        finally:
-            srv.stop()
-            srv.cleanup()
+        srv = own_server(self, backend=BACKENDS[0],
+                         listeners=("imap", "pop3", "submission", "http"),
+                         conf={"auth": {"fail_delay_initial": "0", "fail_delay_max": "0"}})
+        with imaplib.IMAP4("127.0.0.1", srv.port("imap")) as c:
+            # A good login is not a failure.
+            c.login("alice@example.org", "alice-secret")
+        with imaplib.IMAP4("127.0.0.1", srv.port("imap")) as c:
+            with self.assertRaises(imaplib.IMAP4.error):
+                c.login("alice@example.org", "wrong")
+        p = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=15)
+        p.user('x"peer=203.0.113.9')  # a forged field stays inside user=
+        with self.assertRaises(poplib.error_proto):
+            p.pass_("wrong")
+        p.quit()
+        with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=15) as s:
+            s.ehlo()
+            with self.assertRaises(smtplib.SMTPAuthenticationError):
+                s.login("nobody@example.org", "wrong")
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/jmap/session" % srv.port("http"),
+            headers={"Authorization": "Basic " +
+                     base64.b64encode(b"bob@example.org:wrong").decode()})
+        with self.assertRaises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=15)
+        # smtplib tries PLAIN, then LOGIN: two failures there.
+        self.assertTrue(wait_log(srv, r"event=auth_failed", 5), srv.log()[-3000:])
+        for proto in ("imap", "pop3", "submission", "http"):
+            self.assertRegex(srv.log(), r"event=auth_failed conn=\d+ peer=127\.0\.0\.1 "
+                                        r"proto=%s user=\S+ mechanism=" % proto)
+        self.assertIn(r'user="x\"peer\x3d203.0.113.9"', srv.log())
+        ips = run_regex(srv.log_path)
+        self.assertEqual(ips, ["127.0.0.1"] * 5, ips)
 
     def test_syslog_ipv6_and_unix_peers(self):
         d = tempfile.mkdtemp(prefix="roost-f2b-")

@@ -11,7 +11,7 @@ import fcntl
 import time
 import unittest
 
-from roosttest import BACKENDS, RoostServer
+from roosttest import BACKENDS, RoostServer, backend_classes
 from test_imap_raw import Raw
 
 MB = 1024 * 1024
@@ -232,29 +232,28 @@ class ListPatternBase:
 # ---- quoted strings ----
 
 class TestParserMemory(ServerPerTest):
+    def refused_within(self, c, n, line_max, times, refusal, grow_max_kb):
+        """NOOP with n empty quoted strings (a line under line_max), sent
+        times on c: each refused (the tagged reply matches refusal), the
+        server's peak RSS grown by less than grow_max_kb, and c still
+        answered."""
+        hwm0 = proc_kb(self.pid, "VmHWM")
+        line = b"NOOP" + b' ""' * n
+        self.assertLess(len(line), line_max)
+        for _ in range(times):
+            _, t = c.cmd(line)
+            self.assertRegex(t, refusal)
+        grew = proc_kb(self.pid, "VmHWM") - hwm0
+        self.assertLess(grew, grow_max_kb, "peak RSS grew by %d KiB" % grew)
+        self.assertIn(b" OK ", c.cmd(b"NOOP")[1])
+
     def test_quoted_strings_cost_their_length(self):
         c = self.client().login()
-        hwm0 = proc_kb(self.pid, "VmHWM")
-        line = b"NOOP" + b' ""' * 21000
-        self.assertLess(len(line), 64 * 1024)
-        for _ in range(3):
-            _, t = c.cmd(line)
-            self.assertRegex(t, rb"^t\d+ BAD ")
-        grew = proc_kb(self.pid, "VmHWM") - hwm0
-        self.assertLess(grew, 64 * 1024, "peak RSS grew by %d KiB" % grew)
-        self.assertIn(b" OK ", c.cmd(b"NOOP")[1])
+        self.refused_within(c, 21000, 64 * 1024, 3, rb"^t\d+ BAD ", 64 * 1024)
 
     def test_quoted_strings_before_login(self):
         c = self.client()
-        hwm0 = proc_kb(self.pid, "VmHWM")
-        line = b"NOOP" + b' ""' * 2700
-        self.assertLess(len(line), 8 * 1024)
-        for _ in range(5):
-            _, t = c.cmd(line)
-            self.assertRegex(t, rb"^t\d+ BAD \[TOOBIG\]")
-        grew = proc_kb(self.pid, "VmHWM") - hwm0
-        self.assertLess(grew, 6 * 1024, "peak RSS grew by %d KiB" % grew)
-        self.assertIn(b" OK ", c.cmd(b"NOOP")[1])
+        self.refused_within(c, 2700, 8 * 1024, 5, rb"^t\d+ BAD \[TOOBIG\]", 6 * 1024)
         c.login()
 
     def test_quoted_strings_before_large_literal(self):
@@ -357,22 +356,8 @@ class SpoolBase:
         self.assertIn(b"APPENDUID", c.append(b"Subject: after\r\n\r\nstill fine\r\n"))
 
 
-def _make(backend):
-    class ListPatterns(ListPatternBase, ServerPerTest):
-        pass
-
-    class Spool(SpoolBase, ServerPerTest):
-        pass
-
-    for cls, name in ((ListPatterns, "TestListPatterns"), (Spool, "TestAppendSpool")):
-        cls.backend = backend
-        cls.__name__ = cls.__qualname__ = "%s_%s" % (name, backend)
-        globals()[cls.__name__] = cls
-
-
-for _b in BACKENDS:
-    _make(_b)
-del _b
+backend_classes(globals(), (ListPatternBase, ServerPerTest), "TestListPatterns_%s", BACKENDS)
+backend_classes(globals(), (SpoolBase, ServerPerTest), "TestAppendSpool_%s", BACKENDS)
 
 
 if __name__ == "__main__":

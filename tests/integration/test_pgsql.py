@@ -27,9 +27,8 @@ import threading
 import time
 import unittest
 
-from roosttest import ROOT, RoostServer
+from roosttest import PG_TEST, own_server, pgsql_wanted, psql
 
-PG_TEST = os.path.join(ROOT, "scripts", "pg-test.sh")
 USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret"}
 TIMEOUT = 60
 
@@ -50,15 +49,10 @@ def tearDownModule():
         subprocess.run([PG_TEST, "stop", cluster["dir"]], timeout=120)
 
 
-def psql(sql, dsn=None):
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn or cluster["dsn"],
-                    "-c", sql], check=True, capture_output=True, timeout=60)
-
-
 def new_database():
     cluster["n"] += 1
     name = "roost_it%d_%d" % (os.getpid(), cluster["n"])
-    psql("CREATE DATABASE %s" % name)
+    psql(cluster["dsn"], "CREATE DATABASE %s" % name)
     return cluster["dsn"] + " dbname=" + name
 
 
@@ -182,31 +176,19 @@ def message(tag, i):
             b"Message-ID: <%s-%d@test>\r\n\r\nbody %s %d\r\n" % (tag, i, tag, i, tag, i))
 
 
-@unittest.skipIf(os.environ.get("ROOST_BACKENDS") not in (None, "") and
-                 "pgsql" not in os.environ.get("ROOST_BACKENDS", ""),
-                 "pgsql not in ROOST_BACKENDS")
+@unittest.skipIf(not pgsql_wanted(), "pgsql not in ROOST_BACKENDS")
 class PgsqlNodes(unittest.TestCase):
     def setUp(self):
         if cluster["why"] is not None:
             self.skipTest("no PostgreSQL: %s" % cluster["why"])
         self.dsn = new_database()
-        self.nodes = []
-
-    def tearDown(self):
-        for n in self.nodes:
-            try:
-                n.stop()
-            finally:
-                n.cleanup()
 
     def node(self, **conf):
+        """A node on the test's database, stopped after the test."""
         c = {"storage": {"pgsql_dsn": self.dsn}}
         c.update(conf)
-        srv = RoostServer(backend="pgsql", users=USERS, conf=c,
+        return own_server(self, backend="pgsql", users=USERS, conf=c,
                           listeners=("smtp", "imap", "pop3"))
-        srv.start()
-        self.nodes.append(srv)
-        return srv
 
     def test_two_nodes_race(self):
         a_node, b_node = self.node(), self.node()

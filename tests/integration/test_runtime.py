@@ -466,16 +466,24 @@ class RuntimeTimeouts(unittest.TestCase):
 
 
 class RuntimeLimits(unittest.TestCase):
+    def hold_to_limit(self, srv, n, refused):
+        """n clients held on srv's IMAP port, once the start-up probes (one
+        per listener) are gone; one more is closed by the server, which logs
+        a line matching refused. Returns the held clients."""
+        port = srv.port("imap")
+        self.assertTrue(wait_log(srv, r"event=disconnect", 2))
+        held = [Client(port) for _ in range(n)]
+        extra = Client(port, greet=False)
+        self.assertTrue(extra.closed_by_peer())
+        extra.close()
+        self.assertRegex(srv.log(), refused)
+        return held
+
     def test_per_ip_limit(self):
         with testd({"limits": {"max_connections_per_ip": "5"}}) as srv:
             port = srv.port("imap")
-            # The start-up probes (one per listener) are gone.
-            self.assertTrue(wait_log(srv, r"event=disconnect", 2))
-            held = [Client(port) for _ in range(5)]
-            extra = Client(port, greet=False)
-            self.assertTrue(extra.closed_by_peer())
-            extra.close()
-            self.assertRegex(srv.log(), r"event=refused peer=\S+ .*reason=max_connections_per_ip")
+            held = self.hold_to_limit(
+                srv, 5, r"event=refused peer=\S+ .*reason=max_connections_per_ip")
             held[0].close()
             deadline = time.monotonic() + 5
             while True:
@@ -531,13 +539,7 @@ class RuntimeLimits(unittest.TestCase):
 
     def test_total_limit(self):
         with testd({"limits": {"max_connections": "3"}}) as srv:
-            port = srv.port("imap")
-            self.assertTrue(wait_log(srv, r"event=disconnect", 2))
-            held = [Client(port) for _ in range(3)]
-            extra = Client(port, greet=False)
-            self.assertTrue(extra.closed_by_peer())
-            extra.close()
-            self.assertRegex(srv.log(), r"event=refused .*reason=max_connections\b")
+            held = self.hold_to_limit(srv, 3, r"event=refused .*reason=max_connections\b")
             for c in held:
                 c.close()
 

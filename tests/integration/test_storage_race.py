@@ -17,9 +17,8 @@ import poplib
 import re
 import subprocess
 import threading
-import unittest
 
-from roosttest import BACKENDS, FILL, SharedServer, imap_session, quiet_logout
+from roosttest import BACKENDS, FILL, SharedServer, backend_classes, imap_session, quiet_logout
 
 N = 300
 USER, PASSWORD = "race@example.org", "race-secret"
@@ -178,6 +177,24 @@ class RaceBase(SharedServer):
         if self.backend == "maildir":
             self.assertEqual(self.files_on_disk(user, box), 0)
 
+    def assert_copyuid(self, cu, src_uids, what):
+        """cu (copyuid() of what) names all N source UIDs, src_uids, and N
+        new ones."""
+        self.assertIsNotNone(cu, what)
+        self.assertEqual(len(cu[1]), N, "COPYUID names %d of %d" % (len(cu[1]), N))
+        self.assertEqual(cu[1], src_uids)
+        self.assertEqual(len(cu[2]), N)
+
+    def expunge_all_racing(self, b, user, password, box):
+        """On session b (box selected): every message \\Deleted and EXPUNGE
+        while another session races on box, which ends empty."""
+        with self.racing(user, password, box):
+            typ, data = b.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
+            self.assertEqual(typ, "OK", data)
+            typ, data = b.expunge()
+            self.assertEqual(typ, "OK", data)
+        self.assert_empty(user, password, box)
+
     # -- the races --
 
     def test_copy_then_expunge(self):
@@ -193,18 +210,10 @@ class RaceBase(SharedServer):
                 typ, data = b.copy("1:*", box)
             self.assertEqual(typ, "OK", data)
             cu = copyuid(data)
-            self.assertIsNotNone(cu, data)
-            self.assertEqual(len(cu[1]), N, "COPYUID names %d of %d" % (len(cu[1]), N))
-            self.assertEqual(cu[1], src_uids)
-            self.assertEqual(len(cu[2]), N)
+            self.assert_copyuid(cu, src_uids, data)
             self.assert_all_in(user, pw, box, cu[2])
             copies.append((box, cu[2]))
-        with self.racing(user, pw, src):
-            typ, data = b.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
-            self.assertEqual(typ, "OK", data)
-            typ, data = b.expunge()
-            self.assertEqual(typ, "OK", data)
-        self.assert_empty(user, pw, src)
+        self.expunge_all_racing(b, user, pw, src)
         for box, uids in copies:
             self.assert_all_in(user, pw, box, uids)
 
@@ -224,10 +233,7 @@ class RaceBase(SharedServer):
                 typ, data = b.uid("MOVE", "1:*", dst)
             self.assertEqual(typ, "OK", data)
             cu = copyuid(b.untagged_responses.get("OK", []))
-            self.assertIsNotNone(cu, b.untagged_responses)
-            self.assertEqual(len(cu[1]), N, "COPYUID names %d of %d" % (len(cu[1]), N))
-            self.assertEqual(cu[1], src_uids)
-            self.assertEqual(len(cu[2]), N)
+            self.assert_copyuid(cu, src_uids, b.untagged_responses)
             self.logout(b)
             self.assert_empty(user, pw, src)
             self.assert_all_in(user, pw, dst, cu[2])
@@ -250,12 +256,7 @@ class RaceBase(SharedServer):
     def test_expunge(self):
         user, pw, src = self.source()
         b = self.imap(user, pw, src)
-        with self.racing(user, pw, src):
-            typ, data = b.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
-            self.assertEqual(typ, "OK", data)
-            typ, data = b.expunge()
-            self.assertEqual(typ, "OK", data)
-        self.assert_empty(user, pw, src)
+        self.expunge_all_racing(b, user, pw, src)
 
     def test_pop3_retr(self):
         """POP3 reads INBOX (left as filled: the other tests work on copies)."""
@@ -277,7 +278,4 @@ class RaceBase(SharedServer):
                 p.quit()
 
 
-for _backend in BACKENDS:
-    _name = "TestStorageRace_" + _backend
-    globals()[_name] = type(_name, (RaceBase, unittest.TestCase), {"backend": _backend})
-del _name, _backend
+backend_classes(globals(), RaceBase, "TestStorageRace_%s", BACKENDS)

@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from roosttest import ROOST_TESTD, RoostServer, SharedServer, wait_log, wait_unix
+from roosttest import ROOST_TESTD, LineClient, RoostServer, SharedServer, wait_log, wait_unix
 
 GREETING = b"+OK roost-testd ready\r\n"
 
@@ -34,24 +34,14 @@ def testd(conf=None):
     return RoostServer(**testd_args(conf))
 
 
-class Client:
+class Client(LineClient):
     """A line client on a plain socket (optionally upgraded to TLS)."""
 
     def __init__(self, port, timeout=10.0, greet=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
+        super().__init__(port, timeout=timeout)
         if greet:
             line = self.line()
             assert line == GREETING, line
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        d = self.sock.recv(65536)
-        if not d:
-            raise EOFError("closed; buffered %r" % self.buf[:200])
-        self.buf += d
 
     def line(self):
         while b"\n" not in self.buf:
@@ -86,9 +76,6 @@ class Client:
         except ConnectionResetError:
             return True
         return d == b""
-
-    def close(self):
-        self.sock.close()
 
 
 def big_payload(n):

@@ -28,19 +28,12 @@
 #include "roost/message_cache.h"
 #include "roost/sasl.h"
 
+#include "support/bench_util.h"
+
 struct blob {
 	uint8_t *data;
 	size_t len;
 };
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static size_t
 load_corpus(const char *dir, struct blob **out)
@@ -85,7 +78,7 @@ static double
 rate(const struct blob *v, size_t n, int render, double secs, double *ns_per_msg)
 {
 	struct buf out = BUF_INIT(0);
-	double start = now(), el;
+	double start = bench_now(), el;
 	unsigned long long bytes = 0, msgs = 0;
 
 	do {
@@ -108,7 +101,7 @@ rate(const struct blob *v, size_t n, int render, double secs, double *ns_per_msg
 			bytes += v[i].len;
 			msgs++;
 		}
-		el = now() - start;
+		el = bench_now() - start;
 	} while (el < secs);
 	buf_free(&out);
 	if (ns_per_msg != NULL)
@@ -221,7 +214,7 @@ cte_figures(double secs)
 	} cases[] = {{"base64", CTE_BASE64, &b64}, {"quoted-printable", CTE_QP, &qp}};
 	printf("transfer decoding (FETCH BINARY), %zu-byte encoded inputs:\n", b64.len);
 	for (size_t k = 0; k < 2; k++) {
-		double t0 = now(), t;
+		double t0 = bench_now(), t;
 		unsigned rounds = 0;
 		uint64_t size;
 		bool nul;
@@ -230,10 +223,10 @@ cte_figures(double secs)
 			cte_measure(cases[k].kind, cases[k].in->data, cases[k].in->len, &size,
 			            &nul);
 			rounds++;
-		} while ((t = now() - t0) < secs / 4);
+		} while ((t = bench_now() - t0) < secs / 4);
 		double measure = cases[k].in->len * (double)rounds / t / 1e6;
 		rounds = 0;
-		t0 = now();
+		t0 = bench_now();
 		do {
 			struct cte_decoder d;
 
@@ -242,7 +235,7 @@ cte_figures(double secs)
 			                  sizeof(chunk)) > 0)
 				;
 			rounds++;
-		} while ((t = now() - t0) < secs / 4);
+		} while ((t = bench_now() - t0) < secs / 4);
 		double decode = cases[k].in->len * (double)rounds / t / 1e6;
 		printf("  %-16s count pass %7.1f MB/s   decode in 16 KiB chunks %7.1f MB/s   "
 		       "(%llu decoded octets)\n",

@@ -376,10 +376,13 @@ class RuntimeShared(SharedServer, unittest.TestCase):
         os.rename(os.path.join(tls_dir, "key.new"), os.path.join(tls_dir, "key.pem"))
         os.rename(os.path.join(tls_dir, "cert.new"), os.path.join(tls_dir, "cert.pem"))
         self.srv.proc.send_signal(signal.SIGHUP)
+        # The reload hook logs event=testd_reload after the certificate's
+        # line: wait for both, not the first alone.
         deadline = time.monotonic() + 10
-        while "event=tls_reload status=ok" not in self.srv.log():
+        while "event=testd_reload" not in self.srv.log():
             self.assertLess(time.monotonic(), deadline, "no reload in the log")
             time.sleep(0.05)
+        self.assertIn("event=tls_reload status=ok", self.srv.log())
         self.assertIn("event=testd_reload", self.srv.log())
         out = openssl_client(["-connect", "127.0.0.1:%d" % self.tls_port], b"QUIT\r\n")
         self.assertIn(b"+OK bye", out)

@@ -1,4 +1,5 @@
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,32 +11,57 @@
 #include "roost/metrics.h"
 
 /*
- * One mutex and one condition variable guard the queue and the stop flag.
- * Jobs are short hand-offs, so a single queue is not the bottleneck next to
- * the disk I/O the jobs do; it also keeps the FIFO order across threads.
+ * One mutex guards the queue, the idle list and the stop flag. Jobs are
+ * short hand-offs, so a single queue is not the bottleneck next to the disk
+ * I/O the jobs do; it also keeps the FIFO order across threads.
+ *
+ * A worker with nothing to run puts itself on the idle list and sleeps on
+ * its own semaphore; a push takes the most recently idle worker off the
+ * list and posts its semaphore after dropping the mutex. So a job wakes
+ * exactly one thread, the one whose cache is warmest, and the pushing
+ * thread (an event loop) never blocks: a condition variable shared by all
+ * workers made the loop wait inside pthread_cond_signal() now and then
+ * (glibc switching its waiter groups), a context switch of the loop per
+ * few commands.
  */
+struct worker_thread {
+	struct worker_pool *pool;
+	pthread_t th;
+	sem_t wake;                      /* posted once per removal from the idle list */
+	struct worker_thread *next_idle; /* protected by pool->mu */
+};
+
 struct worker_pool {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct work *head, *tail; /* protected by mu */
-	bool stop;                /* protected by mu */
+	struct work *head, *tail;   /* protected by mu */
+	struct worker_thread *idle; /* protected by mu; LIFO */
+	bool stop;                  /* protected by mu */
 	unsigned nthreads;
-	pthread_t *threads;
+	struct worker_thread *threads;
 };
 
 static void *
 worker_main(void *arg)
 {
-	struct worker_pool *pool = arg;
+	struct worker_thread *self = arg;
+	struct worker_pool *pool = self->pool;
 
 	pthread_mutex_lock(&pool->mu);
 	for (;;) {
 		struct work *w;
 
-		while (pool->head == NULL && !pool->stop)
-			pthread_cond_wait(&pool->cv, &pool->mu);
-		if (pool->head == NULL)
-			break;
+		if (pool->head == NULL) {
+			if (pool->stop)
+				break;
+			self->next_idle = pool->idle;
+			pool->idle = self;
+			pthread_mutex_unlock(&pool->mu);
+			/* Whoever took self off the idle list posts once. */
+			while (sem_wait(&self->wake) != 0)
+				;
+			pthread_mutex_lock(&pool->mu);
+			continue;
+		}
 		w = pool->head;
 		pool->head = w->next;
 		if (pool->head == NULL)
@@ -60,12 +86,16 @@ worker_pool_create(unsigned n, struct worker_pool **pool_r)
 		n = 1;
 	metrics_workers(n);
 	pthread_mutex_init(&pool->mu, NULL);
-	pthread_cond_init(&pool->cv, NULL);
 	pool->threads = xcalloc(n, sizeof(*pool->threads));
 	for (unsigned i = 0; i < n; i++) {
-		int err = pthread_create(&pool->threads[i], NULL, worker_main, pool);
+		struct worker_thread *t = &pool->threads[i];
+		int err;
 
+		t->pool = pool;
+		sem_init(&t->wake, 0, 0);
+		err = pthread_create(&t->th, NULL, worker_main, t);
 		if (err != 0) {
+			sem_destroy(&t->wake);
 			log_error("event=worker_start error=\"%s\"", strerror(err));
 			worker_pool_free(&pool);
 			return ROOST_EIO;
@@ -79,6 +109,8 @@ worker_pool_create(unsigned n, struct worker_pool **pool_r)
 void
 worker_pool_push(struct worker_pool *pool, struct work *w)
 {
+	struct worker_thread *t;
+
 	w->next = NULL;
 	metrics_job_queued();
 	pthread_mutex_lock(&pool->mu);
@@ -87,27 +119,37 @@ worker_pool_push(struct worker_pool *pool, struct work *w)
 	else
 		pool->head = w;
 	pool->tail = w;
+	if ((t = pool->idle) != NULL)
+		pool->idle = t->next_idle;
 	pthread_mutex_unlock(&pool->mu);
-	/* Signalled after the unlock: a worker woken under the lock would
-	 * only sleep again on the mutex, two context switches instead of one
-	 * per command. It re-checks the queue, so nothing is lost. */
-	pthread_cond_signal(&pool->cv);
+	/* Posted after the unlock: a worker woken under the lock would only
+	 * sleep again on the mutex. It re-checks the queue, so a job another
+	 * worker took first costs it one more turn round, nothing else. */
+	if (t != NULL)
+		sem_post(&t->wake);
 }
 
 void
 worker_pool_free(struct worker_pool **poolp)
 {
 	struct worker_pool *pool = *poolp;
+	struct worker_thread *idle;
 
 	if (pool == NULL)
 		return;
 	pthread_mutex_lock(&pool->mu);
 	pool->stop = true;
-	pthread_cond_broadcast(&pool->cv);
+	idle = pool->idle;
+	pool->idle = NULL;
 	pthread_mutex_unlock(&pool->mu);
-	for (unsigned i = 0; i < pool->nthreads; i++)
-		pthread_join(pool->threads[i], NULL);
-	pthread_cond_destroy(&pool->cv);
+	for (struct worker_thread *t = idle, *next; t != NULL; t = next) {
+		next = t->next_idle;
+		sem_post(&t->wake);
+	}
+	for (unsigned i = 0; i < pool->nthreads; i++) {
+		pthread_join(pool->threads[i].th, NULL);
+		sem_destroy(&pool->threads[i].wake);
+	}
 	pthread_mutex_destroy(&pool->mu);
 	free(pool->threads);
 	free(pool);

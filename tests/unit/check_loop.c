@@ -1,6 +1,8 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -432,6 +434,72 @@ START_TEST(pool_single_thread_is_fifo)
 }
 END_TEST
 
+/* Ping-pong: pushers from several threads, each waiting for its job to run
+ * before pushing the next, so workers go idle and are woken again every
+ * time (the idle list and its semaphores in worker.c); every job runs. */
+struct pinger {
+	struct worker_pool *pool;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct work w;
+	bool ran;
+	int runs;
+};
+
+static void
+ping_fn(struct work *w)
+{
+	struct pinger *p = (struct pinger *)((char *)w - offsetof(struct pinger, w));
+
+	pthread_mutex_lock(&p->mu);
+	p->ran = true;
+	p->runs++;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void *
+pinger_main(void *arg)
+{
+	struct pinger *p = arg;
+
+	for (int i = 0; i < 500; i++) {
+		p->ran = false;
+		p->w.fn = ping_fn;
+		worker_pool_push(p->pool, &p->w);
+		pthread_mutex_lock(&p->mu);
+		while (!p->ran)
+			pthread_cond_wait(&p->cv, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+	}
+	return NULL;
+}
+
+START_TEST(pool_wakes_idle_workers)
+{
+	struct worker_pool *pool;
+	struct pinger p[4];
+
+	ck_assert_int_eq(worker_pool_create(3, &pool), 0);
+	for (int i = 0; i < 4; i++) {
+		memset(&p[i], 0, sizeof(p[i]));
+		p[i].pool = pool;
+		pthread_mutex_init(&p[i].mu, NULL);
+		pthread_cond_init(&p[i].cv, NULL);
+		ck_assert_int_eq(pthread_create(&p[i].th, NULL, pinger_main, &p[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(p[i].th, NULL);
+		ck_assert_int_eq(p[i].runs, 500);
+		pthread_cond_destroy(&p[i].cv);
+		pthread_mutex_destroy(&p[i].mu);
+	}
+	worker_pool_free(&pool);
+	ck_assert_ptr_null(pool);
+}
+END_TEST
+
 static Suite *
 loop_suite(void)
 {
@@ -446,6 +514,7 @@ loop_suite(void)
 	tcase_add_loop_test(tc, quiet_posts_run_before_the_next_event, 0, 4);
 	tcase_add_test(tc, pool_runs_everything_and_drains_on_free);
 	tcase_add_test(tc, pool_single_thread_is_fifo);
+	tcase_add_test(tc, pool_wakes_idle_workers);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -312,9 +312,11 @@ void md_folders_free(struct md_storage *ms);
 struct md_folder *md_folder_alloc(struct md_storage *ms, const char *path);
 void md_folder_destroy(struct md_folder *f);
 enum {
-	MD_SYNC_LIGHT,  /* uidlist and index only (appends) */
-	MD_SYNC_NORMAL, /* and the directories when their mtimes moved */
-	MD_SYNC_FORCE,  /* and the directories regardless */
+	MD_SYNC_NONE = -1, /* md_folder_open(): none when loaded (the caller
+	                    * syncs under the lock next) */
+	MD_SYNC_LIGHT,     /* uidlist and index only (appends) */
+	MD_SYNC_NORMAL,    /* and the directories when their mtimes moved */
+	MD_SYNC_FORCE,     /* and the directories regardless */
 };
 /* With f->mutex held: bring f up to date with the disk. May leave the
  * uidlist lock taken (f->locked) with changes to md_commit(). */

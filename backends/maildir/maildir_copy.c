@@ -235,7 +235,7 @@ md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bo
 	*src_uids_r = NULL;
 	*dest_uids_r = NULL;
 	*n_r = 0;
-	if ((err = md_folder_open(ms, m->user, dest, MD_SYNC_LIGHT, &dst)) < 0)
+	if ((err = md_folder_open(ms, m->user, dest, MD_SYNC_NONE, &dst)) < 0)
 		return err;
 	err = copy_between(ms, m->f, dst, uids, n, move, dest_uidvalidity_r, src_uids_r,
 	                   dest_uids_r, n_r);

@@ -232,7 +232,12 @@ md_folder_open(struct md_storage *ms, const char *user, const char *name, int mo
 		f->user = xstrdup(user);
 		f->name = xstrdup(name);
 	}
-	err = md_refresh(f, mode, &changed);
+	/* A delivery or copy syncs again under the uidlist lock: the stat
+	 * calls of a sync here too would find what that one finds. */
+	if (mode == MD_SYNC_NONE && f->loaded)
+		err = 0, changed = false;
+	else
+		err = md_refresh(f, mode == MD_SYNC_NONE ? MD_SYNC_LIGHT : mode, &changed);
 	pthread_mutex_unlock(&f->mutex);
 	if (err < 0) {
 		md_folder_put(ms, f);

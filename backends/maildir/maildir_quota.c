@@ -234,9 +234,25 @@ repair_locked(struct md_storage *ms, const char *udir, bool force_recount, struc
 	return write_usage(ms, udir, u);
 }
 
-/* A shared lock on a usable maildirsize. */
+/* Does maildirsize exist within its length? One stat, for a change that
+ * only appends its line: a file damaged inside is found by the next read
+ * (md_quota_get()), which recounts it with that line and the others. */
+static bool
+usage_short(const char *udir)
+{
+	char *path = md_path(udir, MAILDIRSIZE);
+	struct stat stb;
+	bool ok = stat(path, &stb) == 0 && S_ISREG(stb.st_mode) && stb.st_size > 0 &&
+	          stb.st_size <= MAILDIRSIZE_MAX;
+
+	free(path);
+	return ok;
+}
+
+/* A shared lock on a usable maildirsize; read: check what it says (else
+ * only that it is there and short). */
 static int
-begin(struct md_storage *ms, const char *udir, int *fd_r)
+begin(struct md_storage *ms, const char *udir, bool read, int *fd_r)
 {
 	struct storage_usage u;
 	size_t size = 0;
@@ -244,6 +260,10 @@ begin(struct md_storage *ms, const char *udir, int *fd_r)
 
 	if ((err = lock_open(udir, LOCK_SH, &fd)) < 0)
 		return err;
+	if (!read && usage_short(udir)) {
+		*fd_r = fd;
+		return 0;
+	}
 	err = read_usage(udir, &u, &size);
 	if (err == 0 && size <= MAILDIRSIZE_MAX) {
 		*fd_r = fd;
@@ -263,7 +283,7 @@ int
 md_quota_begin(struct md_storage *ms, const char *user, int *fd_r)
 {
 	char *udir = md_user_dir(ms, user);
-	int err = begin(ms, udir, fd_r);
+	int err = begin(ms, udir, false, fd_r);
 
 	free(udir);
 	if (err < 0) {
@@ -361,7 +381,7 @@ md_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r
 		free(udir);
 		return 0; /* a user never seen has nothing */
 	}
-	if ((err = begin(ms, udir, &fd)) == 0) {
+	if ((err = begin(ms, udir, true, &fd)) == 0) {
 		err = read_usage(udir, usage_r, &size);
 		close(fd);
 	}

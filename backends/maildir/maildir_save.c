@@ -378,7 +378,7 @@ md_deliver(struct storage *st, const struct msg_input *in, struct delivery_targe
 	for (i = 0; i < n; i++) {
 		/* A user without an INBOX gets ROOST_ENOTFOUND: the wrapper
 		 * sets the user up and retries. */
-		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_LIGHT, &fs[i]);
+		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_NONE, &fs[i]);
 		if (t[i].result < 0)
 			continue;
 		if (first == NULL) {

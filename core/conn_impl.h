@@ -162,8 +162,10 @@ struct conn {
 	uint64_t hs_deadline;
 	uint64_t delay_until;
 	enum conn_job job;
-	size_t frame_seen;    /* in_len() the frame hook last said FRAME_AGAIN to */
-	unsigned inline_left; /* commands this step may still run on the loop */
+	struct conn *later_next; /* srv_loop's wake-ups left for the next iteration */
+	bool later;              /* on that list (holding a reference) */
+	size_t frame_seen;       /* in_len() the frame hook last said FRAME_AGAIN to */
+	unsigned inline_left;    /* commands this step may still run on the loop */
 
 	/* The owner: the loop, or the worker running a hook. */
 	const struct conn_transport *tp;

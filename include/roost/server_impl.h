@@ -45,6 +45,11 @@ struct srv_loop {
 	uint64_t wake_iter;
 	unsigned wake_inline;
 	unsigned wake_inline_max;
+	/* wake-ups past the allowance, run in the next iterations in the
+	 * order they came (conn_accept.c, wake_later()) */
+	struct conn *later_head, *later_tail;
+	struct loop_msg later_msg;
+	bool later_posted;
 
 	struct loop_msg stop_msg, force_msg;
 };

@@ -65,10 +65,11 @@ void loop_post(struct loop *l, struct loop_msg *m);
  * Any thread: between loop_batch_begin() and the matching loop_batch_end()
  * (pairs nest; the outermost end counts), this thread's loop_post()s are
  * held, in order, and the end queues each loop's share under one lock and
- * wakes that loop once. A delivery that wakes 1,000 sessions made 1,000
- * locked posts while the loops, woken by the first, took them a few at a
- * time. Nothing posted in a batch runs before its end, so the code between
- * must not wait for a post of its own.
+ * wakes that loop once (a share that reaches 256 posts goes at once). A
+ * delivery that wakes 1,000 sessions made 1,000 locked posts while the
+ * loops, woken by the first, took them a few at a time. A post in a batch
+ * may not run before its end, so the code between must not wait for a
+ * post of its own.
  */
 void loop_batch_begin(void);
 void loop_batch_end(void);

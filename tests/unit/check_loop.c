@@ -220,6 +220,40 @@ START_TEST(batched_posts_wait_for_the_end_and_keep_their_order)
 }
 END_TEST
 
+START_TEST(a_batch_sends_a_full_share_at_once)
+{
+	/* 300 posts to one loop in a batch: the first 256 go as they fill
+	 * up, the other 44 at the end, all in the order posted. */
+	enum { N = 300 };
+	struct loop *l;
+	struct order_msg *m = calloc(N, sizeof(*m));
+	int *order = calloc(N, sizeof(*order)), n = 0;
+	_Atomic int count = 0;
+	struct counter_msg q = {.m.fn = count_fn, .count = &count, .quit_at = 1};
+	pthread_t th;
+
+	ck_assert_int_eq(loop_create(&l), 0);
+	loop_batch_begin();
+	for (int k = 0; k < N; k++) {
+		m[k] = (struct order_msg){.m.fn = order_fn, .id = k, .order = order, .n = &n};
+		loop_post(l, &m[k].m);
+	}
+	q.l = l;
+	ck_assert_int_eq(pthread_create(&th, NULL, post_one, &q), 0);
+	pthread_join(th, NULL);
+	loop_run(l); /* the 256 sent, then the other thread's post: quit */
+	ck_assert_int_eq(atomic_load(&count), 1);
+	ck_assert_int_eq(n, 256);
+	loop_batch_end();
+	loop_free(&l);
+	ck_assert_int_eq(n, N);
+	for (int k = 0; k < N; k++)
+		ck_assert_int_eq(order[k], k);
+	free(m);
+	free(order);
+}
+END_TEST
+
 struct fd_watch {
 	struct loop_io io;
 	struct loop *l;
@@ -510,6 +544,7 @@ loop_suite(void)
 	tcase_add_test(tc, posts_from_threads_all_arrive);
 	tcase_add_test(tc, free_runs_queued_messages);
 	tcase_add_test(tc, batched_posts_wait_for_the_end_and_keep_their_order);
+	tcase_add_test(tc, a_batch_sends_a_full_share_at_once);
 	tcase_add_test(tc, fd_events_and_defer);
 	tcase_add_loop_test(tc, quiet_posts_run_before_the_next_event, 0, 4);
 	tcase_add_test(tc, pool_runs_everything_and_drains_on_free);

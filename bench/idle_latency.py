@@ -15,6 +15,15 @@ from /proc) is measured over a second, longer idle-latency run against the
 same server and divided by the extra wake-ups, so connection set-up is not
 counted. Runs of the binaries and backends alternate; each figure is the
 median over --runs. Needs build/bench/loadgen (make).
+
+10,000 idlers (issue 20): `build/bench/loadgen idle-latency -c 10000 --users 50
+--rounds 3 --lmtp --port IMAP --deliver-port LMTP --domain example.org` against
+a server allowing 11,000 connections (as one_run() configures it). Each run
+takes 10,000 local ports and leaves them in TIME_WAIT for a minute after it:
+widen the range first (`sysctl -w net.ipv4.ip_local_port_range="15000 65000"`,
+which keeps the ports below 15000 that the tests' free_port() hands out), and
+start a new server for each run, since the one before may still be closing
+the last run's sessions against max_connections.
 """
 import argparse
 import os

@@ -61,8 +61,15 @@ lg_connect_to(int port)
 	if (fd < 0)
 		lg_die("socket: %s", strerror(errno));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS)
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS) {
+		/* 10,000 sessions per run, and the sockets of the runs before
+		 * still in TIME_WAIT, outrun the default 28,232 local ports */
+		if (errno == EADDRNOTAVAIL)
+			lg_die("connect %s:%d: %s: no local port left; widen them, e.g. "
+			       "sysctl -w net.ipv4.ip_local_port_range=\"15000 65000\"",
+			       lg_opt.host, port, strerror(errno));
 		lg_die("connect %s:%d: %s", lg_opt.host, port, strerror(errno));
+	}
 	return fd;
 }
 

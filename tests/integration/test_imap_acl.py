@@ -32,6 +32,26 @@ def message(subject):
             % (subject, subject)).encode()
 
 
+def select_and_idle(test, r, select, tag=b"i1"):
+    """On raw session r: SELECT select (the command's argument, quoted as
+    needed), then IDLE as tag, up to its continuation."""
+    lines, t = r.cmd(b"SELECT " + select)
+    test.assertIn(b"OK", t)
+    r.send(tag + b" IDLE\r\n")
+    test.assertTrue(r.line().startswith(b"+ "))
+
+
+def idle_hears(test, r, want, tag=b"i1"):
+    """On raw session r, in IDLE as tag: the next line is want; then DONE
+    and the tagged OK. Returns the lines before that."""
+    r.sock.settimeout(60)
+    test.assertEqual(r.line(), want)
+    r.send(b"DONE\r\n")
+    lines, t = r.until(tag)
+    test.assertIn(b"OK", t)
+    return lines
+
+
 class AclBase(SharedServer):
     backend = "lmdb"
     server_options = {"users": USERS, "listeners": ("imap", "smtp")}
@@ -206,17 +226,9 @@ class AclBase(SharedServer):
         a, shared = self.team("Watched", 1)
         self.assertEqual(a.setacl("Watched", BOB, "lr")[0], "OK")
         r = self.raw(BOB)
-        lines, t = r.cmd(b'SELECT "Other Users/alice@example.org/Watched"')
-        self.assertIn(b"OK", t)
-        r.send(b"i1 IDLE\r\n")
-        self.assertTrue(r.line().startswith(b"+ "))
+        select_and_idle(self, r, b'"Other Users/alice@example.org/Watched"')
         self.assertEqual(a.append("Watched", None, None, message("new"))[0], "OK")
-        r.sock.settimeout(15)
-        line = r.line()
-        self.assertEqual(line, b"* 2 EXISTS\r\n")
-        r.send(b"DONE\r\n")
-        lines, t = r.until(b"i1")
-        self.assertIn(b"OK", t)
+        idle_hears(self, r, b"* 2 EXISTS\r\n")
 
     def test_per_user_seen(self):
         """Each reader's \\Seen is its own; the owner's stays the owner's."""
@@ -227,15 +239,9 @@ class AclBase(SharedServer):
         self.assertEqual(a.store("1", "+FLAGS", "(\\Seen)")[0], "OK")
         # alice IDLEs on her mailbox; bob has a second session IDLE too
         ra = self.raw(ALICE)
-        lines, t = ra.cmd(b'SELECT "Desk"')
-        self.assertIn(b"OK", t)
-        ra.send(b"i1 IDLE\r\n")
-        self.assertTrue(ra.line().startswith(b"+ "))
+        select_and_idle(self, ra, b'"Desk"')
         rb = self.raw(BOB)
-        lines, t = rb.cmd(b"SELECT " + shared.encode())
-        self.assertIn(b"OK", t)
-        rb.send(b"i2 IDLE\r\n")
-        self.assertTrue(rb.line().startswith(b"+ "))
+        select_and_idle(self, rb, shared.encode(), b"i2")
 
         b = self.imap(BOB)
         self.assertEqual(b.select(shared)[0], "OK")
@@ -263,11 +269,7 @@ class AclBase(SharedServer):
         # alice's IDLE hears nothing of bob's \\Seen: the next thing it
         # tells is the new message alice appends after it
         self.assertEqual(a.append("Desk", None, None, message("later"))[0], "OK")
-        ra.sock.settimeout(15)
-        self.assertEqual(ra.line(), b"* 4 EXISTS\r\n")
-        ra.send(b"DONE\r\n")
-        lines, t = ra.until(b"i1")
-        self.assertIn(b"OK", t)
+        lines = idle_hears(self, ra, b"* 4 EXISTS\r\n")
         self.assertNotIn(b"FETCH", b"".join(lines))
 
         # owner's flags as they were
@@ -371,10 +373,7 @@ class AclBase(SharedServer):
         self.assertIn(b"NO", t)
         # and with nothing left, in IDLE too: the session hears nothing more
         self.assertEqual(a.setacl("Ops", BOB, "lr")[0], "OK")
-        lines, t = rb.cmd(b"SELECT " + shared.encode())
-        self.assertIn(b"OK", t)
-        rb.send(b"i1 IDLE\r\n")
-        self.assertTrue(rb.line().startswith(b"+ "))
+        select_and_idle(self, rb, shared.encode())
         self.assertEqual(a.deleteacl("Ops", BOB)[0], "OK")
         self.assertEqual(a.append("Ops", None, None, message("after"))[0], "OK")
         rb.send(b"DONE\r\n")
@@ -604,16 +603,9 @@ class SharedNsBase(SharedNsServer):
         self.assertEqual(a.append("Shared/support", None, None, message("no"))[0], "NO")
 
         # IDLE of alice (a reader with lr) hears carol's APPEND
-        lines, t = ra.cmd(b'SELECT "Shared/support"')
-        self.assertIn(b"OK", t)
-        ra.send(b"i1 IDLE\r\n")
-        self.assertTrue(ra.line().startswith(b"+ "))
+        select_and_idle(self, ra, b'"Shared/support"')
         self.assertEqual(c.append("Shared/support", None, None, message("by carol"))[0], "OK")
-        ra.sock.settimeout(60)
-        self.assertEqual(ra.line(), b"* 3 EXISTS\r\n")
-        ra.send(b"DONE\r\n")
-        lines, t = ra.until(b"i1")
-        self.assertIn(b"OK", t)
+        idle_hears(self, ra, b"* 3 EXISTS\r\n")
 
         # APPEND, COPY, MOVE, EXPUNGE by bob under his rights
         self.assertEqual(b.append("Shared/support", "(\\Seen)", None, message("by bob"))[0],

@@ -250,6 +250,14 @@ opts(void)
 	return o;
 }
 
+/* Start the test server (over TLS when tls): the client options for it. */
+static struct httpc_opts
+srv_start_opts(bool tls)
+{
+	srv_start(tls);
+	return opts();
+}
+
 static char *
 url(const char *host, const char *path)
 {
@@ -324,8 +332,7 @@ START_TEST(get_post_tls)
 	const char *err = NULL;
 	char *u;
 
-	srv_start(true);
-	o = opts();
+	o = srv_start_opts(true);
 	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), 0);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_uint_eq(r.body_len, 5);
@@ -366,8 +373,7 @@ START_TEST(verify)
 	struct httpc_opts o;
 	const char *err = NULL;
 
-	srv_start(true);
-	o = opts();
+	o = srv_start_opts(true);
 	o.ca_file = NULL; /* the system store does not know this certificate */
 	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), ROOST_EAUTH);
 	ck_assert_ptr_nonnull(err);
@@ -391,8 +397,7 @@ START_TEST(hostile)
 	const char *err = NULL;
 	char *u;
 
-	srv_start(true);
-	o = opts();
+	o = srv_start_opts(true);
 	o.max_body = 64 * 1024;
 	ck_assert_int_eq(get_error("/big", &o), ROOST_ETOOBIG);
 	ck_assert_int_eq(get_error("/endless", &o), ROOST_ETOOBIG);
@@ -420,8 +425,7 @@ START_TEST(plain_http)
 	const char *err = NULL;
 	char *u;
 
-	srv_start(false);
-	o = opts();
+	o = srv_start_opts(false);
 	ck_assert_int_eq(get("127.0.0.1", "/ok", &o, &r, &err), 0); /* loopback: allowed */
 	ck_assert_str_eq((char *)r.body, "hello");
 	httpc_response_free(&r);

@@ -235,6 +235,12 @@ int md_file_id_get(const char *path, struct md_file_id *id_r);
 /* md_file_id_get of f's file name (path is its full path), relative to
  * f->dirfd when md_sync() has one for this operation. */
 int md_file_id_at(struct md_folder *f, const char *name, const char *path, struct md_file_id *id_r);
+/* The id of the file open on fd (the one we wrote, whatever its name is
+ * now). */
+int md_file_id_fd(int fd, struct md_file_id *id_r);
+/* open() of f's file name (path is its full path), relative to f->dirfd
+ * when md_sync() has one for this operation. */
+int md_open_at(struct md_folder *f, const char *name, const char *path, int flags);
 bool md_file_id_eq(const struct md_file_id *a, const struct md_file_id *b);
 int md_rm_rf(const char *path);
 void md_unique_base(struct md_storage *ms, uint64_t size, char *out, size_t outlen);

@@ -364,7 +364,7 @@ md_index_write(struct md_folder *f)
 	if (f->index_rewrite || !f->index_id.exists || entries > 2 * (f->n + f->n_exp) + 1024)
 		return index_rewrite(f);
 	path = md_path(f->path, INDEX);
-	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	fd = md_open_at(f, INDEX, path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (fd < 0) {
 		log_error("event=storage_error backend=maildir op=open path=%s error=\"%s\"",
 		          LOG_QUOTE(path), strerror(errno));
@@ -380,11 +380,11 @@ md_index_write(struct md_folder *f)
 		free(path);
 		return index_rewrite(f);
 	}
+	md_file_id_fd(fd, &f->index_id);
 	close(fd);
 	f->index_off += (off_t)f->index_pending.len;
 	buf_reset(&f->index_pending);
 	f->index_pending_sync = false;
-	md_file_id_get(path, &f->index_id);
 	free(path);
 	return err;
 }

@@ -495,7 +495,7 @@ md_uidlist_write(struct md_folder *f, bool sync)
 			if (f->recs[i].uid >= f->uidlist_append_from)
 				append_record(&b, &f->recs[i]);
 		}
-		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		fd = md_open_at(f, UIDLIST, path, O_WRONLY | O_APPEND | O_CLOEXEC);
 		if (fd < 0) {
 			err = md_errno_to_err(errno);
 			log_error(
@@ -514,6 +514,7 @@ md_uidlist_write(struct md_folder *f, bool sync)
 					f->uidlist_rewrite = true;
 			} else {
 				f->uidlist_off += (off_t)b.len;
+				md_file_id_fd(fd, &f->uidlist_id);
 			}
 			close(fd);
 		}
@@ -521,11 +522,12 @@ md_uidlist_write(struct md_folder *f, bool sync)
 		goto out;
 	}
 	if (err == 0) {
-		if (full)
+		if (full) {
 			f->uidlist_dead = 0;
+			md_file_id_get(path, &f->uidlist_id);
+		}
 		f->uidlist_rewrite = false;
 		f->uidlist_append_from = 0;
-		md_file_id_get(path, &f->uidlist_id);
 	}
 out:
 	buf_free(&b);

@@ -206,6 +206,15 @@ md_file_id_get(const char *path, struct md_file_id *id_r)
 }
 
 int
+md_file_id_fd(int fd, struct md_file_id *id_r)
+{
+	struct stat stb;
+	int rc = fstat(fd, &stb);
+
+	return file_id_from_stat(rc, &stb, id_r);
+}
+
+int
 md_file_id_at(struct md_folder *f, const char *name, const char *path, struct md_file_id *id_r)
 {
 	struct stat stb;
@@ -215,6 +224,14 @@ md_file_id_at(struct md_folder *f, const char *name, const char *path, struct md
 	int rc = fstatat(f->dirfd, name, &stb, 0);
 
 	return file_id_from_stat(rc, &stb, id_r);
+}
+
+int
+md_open_at(struct md_folder *f, const char *name, const char *path, int flags)
+{
+	if (f->dirfd < 0)
+		return open(path, flags);
+	return openat(f->dirfd, name, flags);
 }
 
 bool

@@ -4,6 +4,7 @@
     python3 bench/cpu_per_op.py [--backends lmdb,maildir] [--runs 3]
         [--users 40] [--preload 20] [--deliveries 2000] [--sessions 400]
         [--conns 10] [--perf DIR] [--top 10] [--roost BIN] [--baseline OLD_BIN]
+        [--syscalls]
 
 For each backend a fresh `roost serve` (fsync on, the credential cache at its
 default) gets --users users with --preload 4 KB messages each over LMTP. Then
@@ -19,7 +20,10 @@ tree (from /proc, before and after) divided by the units of work:
 The client (build/bench/loadgen) is the bottleneck on a small machine, so
 operations per second say little; CPU per unit is the figure, and beside it
 the server's context switches per unit (from /proc/PID/task/*/status),
-which a loaded machine does not inflate the way it inflates CPU time. Each figure is
+which a loaded machine does not inflate the way it inflates CPU time, and with
+--syscalls the server's system calls per unit (`perf stat -e
+raw_syscalls:sys_enter` attached to the server for the scenario; the
+tracepoint costs a little CPU, the same for both binaries). Each figure is
 the median over --runs (a new server each run); with --baseline the old binary
 runs too, alternating with the new one, so a change is measured against the
 code before it in the same sitting. With --perf DIR one more run of each
@@ -87,6 +91,28 @@ def ctx_switches(pid):
         except OSError:
             pass
     return total
+
+
+def syscalls_start(pid, out):
+    """perf stat counting the system calls of every thread of pid into out."""
+    p = subprocess.Popen(["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x", ",", "-o", out,
+                          "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf attaches asynchronously
+    return p
+
+
+def syscalls_stop(p, out):
+    """The count of a perf stat from syscalls_start(), None if it failed."""
+    p.send_signal(signal.SIGINT)
+    p.wait()
+    try:
+        with open(out) as f:
+            for ln in f:
+                if "raw_syscalls:sys_enter" in ln and ln.split(",")[0].isdigit():
+                    return int(ln.split(",")[0])
+    except OSError:
+        pass
+    return None
 
 
 def free_port():
@@ -203,6 +229,8 @@ def main():
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--roost", default=os.path.join(ROOT, "build", "roost"))
     ap.add_argument("--baseline", metavar="OLD_BIN")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count the server's system calls per unit (perf stat)")
     a = ap.parse_args()
     bins = {"new": a.roost}
     if a.baseline:
@@ -216,6 +244,7 @@ def main():
     scen = ("session", "deliver")
     res = {(v, b, s): [] for v in bins for b in backends for s in scen}
     ctx = {k: [] for k in res}
+    sysc = {k: [] for k in res}
     workdir = tempfile.mkdtemp(prefix="roost-cpu-")
     try:
         for run in range(a.runs + (1 if a.perf else 0)):
@@ -236,10 +265,18 @@ def main():
                                      "1000", "-q", "-o", data, "-p", str(srv.proc.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                                 time.sleep(0.5)  # perf attaches asynchronously
+                            sc = None
+                            if a.syscalls and not profiling:
+                                sc_out = os.path.join(workdir, "syscalls.txt")
+                                sc = syscalls_start(srv.proc.pid, sc_out)
                             c0, x0 = srv.cpu(), ctx_switches(srv.proc.pid)
                             r = loadgen(*args)
                             ms = (srv.cpu() - c0) * 1000 / units
                             cs = (ctx_switches(srv.proc.pid) - x0) / units
+                            if sc:
+                                n_sc = syscalls_stop(sc, sc_out)
+                                if n_sc is not None:
+                                    sysc[(v, b, s)].append(n_sc / units)
                             if rec:
                                 rec.send_signal(signal.SIGINT)
                                 rec.wait()
@@ -247,22 +284,26 @@ def main():
                             res[(v, b, s)].append(ms)
                             ctx[(v, b, s)].append(cs)
                             print("cpu_per_op: run %d %s %s %s: %.3f ms/unit, %.1f context "
-                                  "switches/unit, %s errors"
-                                  % (run + 1, v, b, s, ms, cs, r.get("errors", "0")),
+                                  "switches/unit, %s system calls/unit, %s errors"
+                                  % (run + 1, v, b, s, ms, cs,
+                                     "%.1f" % sysc[(v, b, s)][-1] if sc and sysc[(v, b, s)]
+                                     else "-", r.get("errors", "0")),
                                   file=sys.stderr)
                     finally:
                         srv.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print("%-6s %-8s %-8s %10s %10s  %s" % ("binary", "backend", "unit", "cpu ms", "ctxsw",
-                                            "cpu ms of each run"))
+    print("%-6s %-8s %-8s %10s %10s %10s  %s" % ("binary", "backend", "unit", "cpu ms", "ctxsw",
+                                                 "syscalls", "cpu ms of each run"))
     for (v, b, s), vals in res.items():
         if not vals:  # --runs 0: only the profiled run
             continue
-        print("%-6s %-8s %-8s %10.3f %10.1f  %s" % (v, b, s, statistics.median(vals),
-                                                  statistics.median(ctx[(v, b, s)]),
-                                                  " ".join("%.3f" % x for x in vals)))
+        sc = sysc[(v, b, s)]
+        print("%-6s %-8s %-8s %10.3f %10.1f %10s  %s"
+              % (v, b, s, statistics.median(vals), statistics.median(ctx[(v, b, s)]),
+                 "%.1f" % statistics.median(sc) if sc else "-",
+                 " ".join("%.3f" % x for x in vals)))
     if a.perf:
         for v in bins:
             for b in backends:

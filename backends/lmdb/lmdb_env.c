@@ -233,7 +233,10 @@ batch_fail(struct lmdb_wreq *batch, int err)
 
 /*
  * One write transaction for the whole batch, one nested transaction per
- * request so a failing request leaves no trace while the others commit.
+ * request so a failing request leaves no trace while the others commit. A
+ * request alone in its batch (the common case when writes do not overlap)
+ * runs in the top transaction itself: it fails by aborting it, and a
+ * nested transaction would only add its begin and its page merge.
  * MDB_MAP_FULL anywhere aborts the batch, grows the map and runs it again.
  */
 static void
@@ -258,43 +261,63 @@ run_batch(struct lmdb_shard *sh, struct lmdb_wreq *batch)
 			batch_fail(batch, lmdb_err("write txn", rc));
 			return;
 		}
-		for (struct lmdb_wreq *r = batch; r != NULL; r = r->next) {
-			struct lmdb_w w = {.sh = sh};
-			int res;
+		if (batch->next == NULL) {
+			struct lmdb_w w = {.sh = sh, .txn = txn};
+			int res = batch->fn(&w, batch->arg);
 
-			r->result = 0;
-			rc = mdb_txn_begin(sh->env, txn, 0, &w.txn);
-			if (rc != 0) {
-				if (rc == MDB_MAP_FULL) {
-					full = true;
-					break;
-				}
-				r->result = lmdb_err("nested txn", rc);
-				continue;
-			}
-			res = r->fn(&w, r->arg);
 			if (w.mdb_err == MDB_MAP_FULL) {
-				mdb_txn_abort(w.txn);
 				lmdb_names_free(&w.doomed);
 				full = true;
-				break;
+			} else if (res != 0) {
+				lmdb_names_free(&w.doomed);
+				mdb_txn_abort(txn);
+				pthread_rwlock_unlock(&sh->maplock);
+				batch->result = res;
+				return;
+			} else {
+				batch->result = 0;
+				doomed = w.doomed;
+				dirsync = w.dirsync;
 			}
-			if (res == 0) {
-				rc = mdb_txn_commit(w.txn);
-				if (rc == MDB_MAP_FULL) {
+		} else {
+			for (struct lmdb_wreq *r = batch; r != NULL; r = r->next) {
+				struct lmdb_w w = {.sh = sh};
+				int res;
+
+				r->result = 0;
+				rc = mdb_txn_begin(sh->env, txn, 0, &w.txn);
+				if (rc != 0) {
+					if (rc == MDB_MAP_FULL) {
+						full = true;
+						break;
+					}
+					r->result = lmdb_err("nested txn", rc);
+					continue;
+				}
+				res = r->fn(&w, r->arg);
+				if (w.mdb_err == MDB_MAP_FULL) {
+					mdb_txn_abort(w.txn);
 					lmdb_names_free(&w.doomed);
 					full = true;
 					break;
 				}
-				res = lmdb_err("nested commit", rc);
-			} else {
-				mdb_txn_abort(w.txn);
+				if (res == 0) {
+					rc = mdb_txn_commit(w.txn);
+					if (rc == MDB_MAP_FULL) {
+						lmdb_names_free(&w.doomed);
+						full = true;
+						break;
+					}
+					res = lmdb_err("nested commit", rc);
+				} else {
+					mdb_txn_abort(w.txn);
+				}
+				for (size_t i = 0; res == 0 && i < w.doomed.n; i++)
+					lmdb_names_add(&doomed, w.doomed.v[i]);
+				dirsync |= res == 0 && w.dirsync;
+				lmdb_names_free(&w.doomed);
+				r->result = res;
 			}
-			for (size_t i = 0; res == 0 && i < w.doomed.n; i++)
-				lmdb_names_add(&doomed, w.doomed.v[i]);
-			dirsync |= res == 0 && w.dirsync;
-			lmdb_names_free(&w.doomed);
-			r->result = res;
 		}
 		if (full) {
 			mdb_txn_abort(txn);

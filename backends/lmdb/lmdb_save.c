@@ -205,6 +205,24 @@ w_deliver(struct lmdb_w *w, void *arg)
 	bool any = false;
 
 	a->file_used = false;
+	if (a->n == 1) {
+		/* One target: the request's own transaction keeps it atomic, a
+		 * nested one per target would only cost a dirty-page merge. */
+		struct delivery_target *t = &a->targets[a->idx[0]];
+		uint64_t id;
+		int rc;
+
+		t->uid = t->uidvalidity = 0;
+		rc = lmdb_mbox_id(w->txn, w->sh, t->user, t->mailbox, &id);
+		if (rc == 0)
+			rc = append_one(w, t->user, id, a, &t->uid, &t->uidvalidity, &a->file_used);
+		if (rc != 0) {
+			t->uid = t->uidvalidity = 0;
+			a->file_used = false;
+		}
+		t->result = rc;
+		return rc;
+	}
 	for (size_t i = 0; i < a->n; i++) {
 		struct delivery_target *t = &a->targets[a->idx[i]];
 		struct lmdb_w cw = {.sh = w->sh};

@@ -304,23 +304,29 @@ wake_later(struct conn *c)
 }
 
 /* Loop, a new iteration: step the waiting connections while the allowance
- * lasts. One that meanwhile went to a worker, or closed, is only let go:
- * its wake-up bit is still set, and whoever steps it next runs it. */
+ * lasts. One that meanwhile went to a worker, or closed, is only let go
+ * (at no cost to the allowance): its wake-up bit is still set, and
+ * whoever steps it next runs it. So the list always empties of closed
+ * connections, also when loop_free() runs this after the loop's last
+ * iteration, whose allowance may be spent. */
 static void
 later_arrived(struct loop_msg *m)
 {
 	struct srv_loop *sl = container_of(m, struct srv_loop, later_msg);
+	struct conn *c;
 
 	sl->later_posted = false;
-	while (sl->later_head != NULL && wake_budget_left(sl) > 0) {
-		struct conn *c = sl->later_head;
+	while ((c = sl->later_head) != NULL) {
+		bool live = c->state != CONN_DEAD && c->state != CONN_WORKER;
 
+		if (live && wake_budget_left(sl) == 0)
+			break;
 		sl->later_head = c->later_next;
 		if (sl->later_head == NULL)
 			sl->later_tail = NULL;
 		c->later_next = NULL;
 		c->later = false;
-		if (c->state != CONN_DEAD && c->state != CONN_WORKER)
+		if (live)
 			conn_step(c);
 		conn_unref(c);
 	}

@@ -885,6 +885,42 @@ START_TEST(inline_wakeups_past_the_budget_lose_none)
 }
 END_TEST
 
+START_TEST(stop_with_wakeups_waiting)
+{
+	/* A server stopped while its loop has wake-ups left for its next
+	 * iterations (one per iteration here) closes every session and
+	 * ends: what is still on the list when the loop is freed is let go. */
+	enum { N = 100 };
+	struct tserver t;
+	struct client *cl = xcalloc(N, sizeof(*cl));
+	struct client h;
+
+	tserver_start(&t, 20);
+	t.srv->loops[0].wake_inline_max = 1;
+	for (unsigned i = 0; i < N; i++) {
+		client_open(&cl[i], t.port, 0);
+		expect_line(&cl[i], "+OK ready");
+		client_send(&cl[i], "WI\r\n");
+		expect_line(&cl[i], "+OK w");
+	}
+	client_open(&h, t.port, 0);
+	expect_line(&h, "+OK ready");
+	client_send(&h, "IGATE\r\n");
+	wait_gate_closed();
+	for (unsigned i = 0; i < N; i++)
+		conn_wake(atomic_load(&wconns[i]));
+	open_gate();
+	expect_line(&h, "+OK gate");
+	tserver_stop(&t);
+	for (unsigned i = 0; i < N; i++) {
+		conn_unref(atomic_load(&wconns[i]));
+		close(cl[i].fd);
+	}
+	close(h.fd);
+	free(cl);
+}
+END_TEST
+
 START_TEST(connections_spread_over_the_loops)
 {
 	/* Whichever loop accepts, a connection goes to the loop that holds
@@ -1005,6 +1041,7 @@ conn_suite(void)
 	tcase_add_test(tc, inline_wakeups_past_the_budget_lose_none);
 	tcase_add_test(tc, idle_timeout_after_a_quiet_hand_back);
 	tcase_add_test(tc, connections_spread_over_the_loops);
+	tcase_add_test(tc, stop_with_wakeups_waiting);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("states");
 	tcase_add_test(tc, allowed_transitions);

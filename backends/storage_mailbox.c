@@ -305,7 +305,7 @@ mailbox_expunge(struct mailbox *mb, const uint32_t *uids, size_t n)
  */
 static int
 copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl_target *dest,
-            bool move, uint32_t *uidvalidity_r, uint32_t **src_r, uint32_t **dst_r, size_t *n_r)
+            bool move, struct copy_result *res)
 {
 	struct storage *st = mb->st;
 	struct msg_record *recs = NULL;
@@ -406,10 +406,10 @@ copy_across(struct mailbox *mb, const uint32_t *uids, size_t n, const struct acl
 	if (rc == 0 && move && k > 0 && (rc = st->ops->expunge(mb, src, k)) == 0)
 		storage_notify(st, mb->user, mb->name);
 	if (rc == 0) {
-		*uidvalidity_r = uidvalidity;
-		*src_r = k > 0 ? src : NULL;
-		*dst_r = k > 0 ? dst : NULL;
-		*n_r = k;
+		res->uidvalidity = uidvalidity;
+		res->src = k > 0 ? src : NULL;
+		res->dst = k > 0 ? dst : NULL;
+		res->n = k;
 		if (k > 0)
 			src = dst = NULL;
 	}
@@ -434,6 +434,7 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 	char canon[STORAGE_MAX_NAME + 1];
 	struct metadata_entry *readers = NULL;
 	size_t n_readers = 0;
+	struct copy_result res = {0};
 	struct acl_target t;
 	int rc;
 
@@ -450,34 +451,53 @@ mailbox_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *des
 	                              ACL_INSERT, &t)) != 0 ||
 	    (move && (rc = storage_acl_mailbox_need(mb, ACL_DELETED | ACL_EXPUNGE)) != 0))
 		return rc;
-	if (strcmp(t.owner, mb->user) != 0)
-		return copy_across(mb, uids, n, &t, move, dest_uidvalidity_r, src_uids_r,
-		                   dest_uids_r, n_r);
+	if (strcmp(t.owner, mb->user) != 0) {
+		rc = copy_across(mb, uids, n, &t, move, &res);
+		goto out;
+	}
 	/* a move stays within the owner's quota root: nothing to check */
 	if (!move && (rc = storage_quota_copy_admit(mb, uids, n)) != 0)
 		return rc;
 	/* a copy by a reader (into the owner's store, or its own mailbox
 	 * named under the prefix is not foreign) goes message by message so
 	 * that \Seen is its own on both sides */
-	if (t.foreign)
-		return copy_across(mb, uids, n, &t, move, dest_uidvalidity_r, src_uids_r,
-		                   dest_uids_r, n_r);
+	if (t.foreign) {
+		rc = copy_across(mb, uids, n, &t, move, &res);
+		goto out;
+	}
 	/* the readers' \Seen of the messages goes along (storage_seen.c):
 	 * their sets as they were before the move */
 	if (storage_seen_readers(mb->st, mb->user, mb->name, &readers, &n_readers) != 0)
 		n_readers = 0;
-	rc = mb->st->ops->copy(mb, uids, n, t.name, move, dest_uidvalidity_r, src_uids_r,
-	                       dest_uids_r, n_r);
+	rc = mb->st->ops->copy(mb, uids, n, t.name, move, &res);
 	if (rc == 0)
 		storage_seen_carry(mb->st, mb->user, mb->name, t.name, readers, n_readers, NULL,
-		                   *dest_uidvalidity_r, *src_uids_r, *dest_uids_r, *n_r);
+		                   res.uidvalidity, res.src, res.dst, res.n);
 	storage_metadata_free(readers, n_readers);
 	if (rc == 0) {
 		storage_notify(mb->st, mb->user, t.name);
 		if (move)
 			storage_notify(mb->st, mb->user, mb->name);
 	}
-	return rc;
+out:
+	if (rc != 0) {
+		storage_copy_result_free(&res);
+		return rc;
+	}
+	if (dest_uidvalidity_r != NULL)
+		*dest_uidvalidity_r = res.uidvalidity;
+	*src_uids_r = res.src;
+	*dest_uids_r = res.dst;
+	*n_r = res.n;
+	return 0;
+}
+
+void
+storage_copy_result_free(struct copy_result *res)
+{
+	free(res->src);
+	free(res->dst);
+	memset(res, 0, sizeof(*res));
 }
 
 int

@@ -15,15 +15,14 @@ struct copy_arg {
 	const uint32_t *uids;
 	size_t n;
 	bool move;
-	uint32_t uidvalidity;
-	uint32_t *src, *dst;
-	size_t n_out;
+	struct copy_result *res;
 };
 
 static int
 w_copy(struct lmdb_w *w, void *arg)
 {
 	struct copy_arg *a = arg;
+	struct copy_result *res = a->res;
 	struct lmdb_mbox srec, drec, *sp = &srec, *dp;
 	struct lmdb_kwtab skw, dkw, *dkp;
 	size_t dnkw0;
@@ -31,10 +30,7 @@ w_copy(struct lmdb_w *w, void *arg)
 	int64_t now = (int64_t)time(NULL);
 	int rc;
 
-	free(a->src);
-	free(a->dst);
-	a->src = a->dst = NULL;
-	a->n_out = 0;
+	storage_copy_result_free(res);
 	if ((rc = lmdb_mbox_get(w->txn, w->sh, a->id, &srec, &skw)) != 0)
 		return rc;
 	if ((rc = lmdb_mbox_id(w->txn, w->sh, a->user, a->dest, &did)) != 0)
@@ -55,8 +51,8 @@ w_copy(struct lmdb_w *w, void *arg)
 	dseq = dp->highestmodseq + 1;
 	if (did == a->id)
 		dseq = sseq;
-	a->src = xreallocarray(NULL, a->n + 1, sizeof(uint32_t));
-	a->dst = xreallocarray(NULL, a->n + 1, sizeof(uint32_t));
+	res->src = xreallocarray(NULL, a->n + 1, sizeof(uint32_t));
+	res->dst = xreallocarray(NULL, a->n + 1, sizeof(uint32_t));
 	for (size_t i = 0; i < a->n; i++) {
 		struct lmdb_msg m, nm;
 		uint8_t key[12], nkey[12];
@@ -113,11 +109,11 @@ w_copy(struct lmdb_w *w, void *arg)
 		bytes += nm.size;
 		if (a->move && (rc = lmdb_msg_remove(w, a->id, a->uids[i], &m, sseq, now, sp)) != 0)
 			return rc;
-		a->src[a->n_out] = a->uids[i];
-		a->dst[a->n_out++] = nuid;
+		res->src[res->n] = a->uids[i];
+		res->dst[res->n++] = nuid;
 	}
-	a->uidvalidity = dp->uidvalidity;
-	if (a->n_out == 0)
+	res->uidvalidity = dp->uidvalidity;
+	if (res->n == 0)
 		return 0;
 	dp->highestmodseq = dseq;
 	if (a->move)
@@ -125,7 +121,7 @@ w_copy(struct lmdb_w *w, void *arg)
 	if ((rc = lmdb_mbox_put(w, did, dp, dkp->n != dnkw0 ? dkp : NULL)) != 0)
 		return rc;
 	/* a move leaves the user's usage as it was */
-	if (!a->move && (rc = lmdb_quota_add(w, a->user, (int64_t)bytes, (int64_t)a->n_out)) != 0)
+	if (!a->move && (rc = lmdb_quota_add(w, a->user, (int64_t)bytes, (int64_t)res->n)) != 0)
 		return rc;
 	if (did != a->id && a->move) {
 		if ((rc = lmdb_prune_expunged(w, a->id, sp, now)) != 0)
@@ -137,23 +133,16 @@ w_copy(struct lmdb_w *w, void *arg)
 
 int
 lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-             uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
-             size_t *n_r)
+             struct copy_result *res)
 {
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
-	struct copy_arg a = {
-	    .id = lm->id, .user = mb->user, .dest = dest, .uids = uids, .n = n, .move = move};
-	int rc = lmdb_write(lm->sh, w_copy, &a);
+	struct copy_arg a = {.id = lm->id,
+	                     .user = mb->user,
+	                     .dest = dest,
+	                     .uids = uids,
+	                     .n = n,
+	                     .move = move,
+	                     .res = res};
 
-	if (rc != 0) {
-		free(a.src);
-		free(a.dst);
-		return rc;
-	}
-	if (dest_uidvalidity_r != NULL)
-		*dest_uidvalidity_r = a.uidvalidity;
-	*src_uids_r = a.src;
-	*dest_uids_r = a.dst;
-	*n_r = a.n_out;
-	return 0;
+	return lmdb_write(lm->sh, w_copy, &a);
 }

@@ -448,8 +448,7 @@ int lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const stru
                   uint32_t **modified_r, size_t *n_modified_r);
 int lmdb_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-                 uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
-                 size_t *n_r);
+                 struct copy_result *res);
 int lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
 int lmdb_op_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max,
                              struct mailbox_changes *changes_r);

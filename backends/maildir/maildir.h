@@ -540,8 +540,7 @@ int md_expunge_folder(struct md_folder *f, const uint32_t *uids, size_t n);
 
 /* ---- maildir_copy.c ---- */
 int md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-            uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
-            size_t *n_r);
+            struct copy_result *res);
 /* Move every message of INBOX into the (new, empty) folder to. */
 int md_move_all(struct md_storage *ms, struct md_folder *from, struct md_folder *to);
 

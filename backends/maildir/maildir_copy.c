@@ -225,20 +225,17 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 
 int
 md_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-        uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
+        struct copy_result *res)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_storage *ms = container_of(mb->st, struct md_storage, st);
 	struct md_folder *dst;
 	int err;
 
-	*src_uids_r = NULL;
-	*dest_uids_r = NULL;
-	*n_r = 0;
 	if ((err = md_folder_open(ms, m->user, dest, MD_SYNC_NONE, &dst)) < 0)
 		return err;
-	err = copy_between(ms, m->f, dst, uids, n, move, dest_uidvalidity_r, src_uids_r,
-	                   dest_uids_r, n_r);
+	err = copy_between(ms, m->f, dst, uids, n, move, &res->uidvalidity, &res->src, &res->dst,
+	                   &res->n);
 	md_folder_put(ms, dst);
 	return err;
 }

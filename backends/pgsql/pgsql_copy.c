@@ -23,10 +23,7 @@ struct copy_arg {
 	size_t n;
 	const char *dest;
 	bool move;
-	uint32_t uidvalidity;
-	uint32_t *src;
-	uint32_t *dst;
-	size_t n_copied;
+	struct copy_result *res;
 };
 
 /* The destination's bit for each of the source's keyword bits. */
@@ -58,6 +55,7 @@ static int
 t_copy(struct pg_txn *t, void *arg)
 {
 	struct copy_arg *a = arg;
+	struct copy_result *out = a->res;
 	int64_t sid = PM(a->mb)->id, did, base, seq, gone = 0;
 	uint64_t gone_seq = 0;
 	struct pg_params p = {.n = 0};
@@ -69,10 +67,7 @@ t_copy(struct pg_txn *t, void *arg)
 	size_t k;
 	int rc;
 
-	free(a->src);
-	free(a->dst);
-	a->src = a->dst = NULL;
-	a->n_copied = 0;
+	storage_copy_result_free(out);
 	if ((rc = pg_mbox_lookup(t, a->mb->user, a->dest, false, &did, &dns)) != 0)
 		return rc;
 	/* Both rows locked, the lower id first. */
@@ -98,8 +93,8 @@ t_copy(struct pg_txn *t, void *arg)
 	src = res;
 	res = NULL;
 	k = (size_t)PQntuples(src);
-	a->src = xcalloc(k + 1, sizeof(*a->src));
-	a->dst = xcalloc(k + 1, sizeof(*a->dst));
+	out->src = xcalloc(k + 1, sizeof(*out->src));
+	out->dst = xcalloc(k + 1, sizeof(*out->dst));
 	nk = xcalloc(k + 1, sizeof(*nk));
 	if (k == 0)
 		goto out;
@@ -120,20 +115,20 @@ t_copy(struct pg_txn *t, void *arg)
 	}
 	base = pg_int(res, 0, 0);
 	seq = pg_int(res, 0, 1);
-	a->uidvalidity = (uint32_t)pg_int(res, 0, 2);
+	out->uidvalidity = (uint32_t)pg_int(res, 0, 2);
 	for (size_t i = 0; i < k; i++) {
 		uint64_t kw = (uint64_t)pg_int(src, (int)i, 1);
 
-		a->src[i] = (uint32_t)pg_int(src, (int)i, 0);
-		a->dst[i] = (uint32_t)(base + (int64_t)i);
+		out->src[i] = (uint32_t)pg_int(src, (int)i, 0);
+		out->dst[i] = (uint32_t)(base + (int64_t)i);
 		for (int b = 0; b < 64; b++) {
 			if ((kw & (1ULL << b)) != 0 && map[b] >= 0)
 				nk[i] |= 1ULL << map[b];
 		}
 	}
-	a->n_copied = k;
-	pg_int_array(&ua, a->src, k);
-	pg_int_array(&na, a->dst, k);
+	out->n = k;
+	pg_int_array(&ua, out->src, k);
+	pg_int_array(&na, out->dst, k);
 	pg_int64_array(&ka, nk, k);
 	p.n = 0;
 	pg_p_int(&p, did);
@@ -164,7 +159,7 @@ t_copy(struct pg_txn *t, void *arg)
 	         "sha) c WHERE b.sha = c.sha",
 	         &p, false, NULL)) != 0)
 		goto out;
-	if (a->move && (rc = pg_remove_uids(t, sid, a->src, k, &gone, &gone_seq)) != 0)
+	if (a->move && (rc = pg_remove_uids(t, sid, out->src, k, &gone, &gone_seq)) != 0)
 		goto out;
 	if ((rc = pg_notify_id(t, a->mb->user, a->dest, did, (uint64_t)seq)) == 0 && gone > 0)
 		rc = pg_notify_id(t, a->mb->user, a->mb->name, sid, gone_seq);
@@ -180,20 +175,10 @@ out:
 
 int
 pg_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-           uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r, size_t *n_r)
+           struct copy_result *res)
 {
-	struct copy_arg a = {.mb = mb, .uids = uids, .n = n, .dest = dest, .move = move};
-	int rc = pg_run(PM(mb)->ps, PG_WRITE, t_copy, &a);
+	struct copy_arg a = {
+	    .mb = mb, .uids = uids, .n = n, .dest = dest, .move = move, .res = res};
 
-	if (rc != 0) {
-		free(a.src);
-		free(a.dst);
-		return rc;
-	}
-	if (dest_uidvalidity_r != NULL)
-		*dest_uidvalidity_r = a.uidvalidity;
-	*src_uids_r = a.src;
-	*dest_uids_r = a.dst;
-	*n_r = a.n_copied;
-	return 0;
+	return pg_run(PM(mb)->ps, PG_WRITE, t_copy, &a);
 }

@@ -239,8 +239,7 @@ int pg_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct
                 uint32_t **modified_r, size_t *n_modified_r);
 int pg_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 int pg_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-               uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
-               size_t *n_r);
+               struct copy_result *res);
 /* pgsql_changes.c: free the shared changes queries' state at close. */
 void pg_flights_free(struct pg_store *ps);
 /* \Recent claims of mailbox id in this process, one at a time: false

@@ -61,6 +61,18 @@ struct storage_lock {
 	struct storage *st;
 };
 
+/* What ops->copy hands back: the destination's UIDVALIDITY and, pair by
+ * pair, the source UIDs copied and the UIDs they got there. The wrapper
+ * passes it zeroed, gives src and dst to mailbox_copy()'s caller on
+ * success and frees them after an error, so a backend may leave them
+ * allocated whatever it returns. */
+struct copy_result {
+	uint32_t uidvalidity;
+	uint32_t *src;
+	uint32_t *dst;
+	size_t n;
+};
+
 struct storage_ops {
 	const char *name;
 
@@ -111,8 +123,7 @@ struct storage_ops {
 	             const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
 	int (*expunge)(struct mailbox *mb, const uint32_t *uids, size_t n);
 	int (*copy)(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
-	            uint32_t *dest_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dest_uids_r,
-	            size_t *n_r);
+	            struct copy_result *res);
 	int (*changes_since)(struct mailbox *mb, uint64_t modseq,
 	                     struct mailbox_changes *changes_r);
 	/* Optional: changes_since when the answer needs no wait (memory and
@@ -161,6 +172,9 @@ struct storage_ops {
 	void (*unlock_user)(struct storage_lock *lock);
 };
 
+/* Free res's arrays and zero it: for a backend's transaction that starts
+ * over, and the wrapper after an error. */
+void storage_copy_result_free(struct copy_result *res);
 /* A new EMAILID (struct msg_record): 64 random bits, never 0. Thread-safe. */
 uint64_t storage_new_emailid(void);
 /* An EMAILID derived from bytes that identify a message for good where no

@@ -103,6 +103,22 @@ mbox(const char *name)
 	return mb;
 }
 
+/* ops->copy, the results handed back as mailbox_copy() hands them */
+static int
+op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
+        uint32_t **src_r, uint32_t **dst_r, size_t *n_r)
+{
+	struct copy_result res = {0};
+	int rc = ops->copy(mb, uids, n, dest, move, &res);
+
+	if (rc != 0)
+		storage_copy_result_free(&res);
+	*src_r = res.src;
+	*dst_r = res.dst;
+	*n_r = res.n;
+	return rc;
+}
+
 static uint32_t
 append(struct mailbox *mb, const char *text, uint32_t flags, const char *const *kws, size_t nkw)
 {
@@ -655,7 +671,7 @@ START_TEST(deliver_links_body_once)
 	char names[4][256], *dir, path[700];
 	struct stat stb;
 	struct mailbox *mb;
-	uint32_t *su, *du, v;
+	uint32_t *su, *du;
 	size_t n;
 
 	/* The wrapper sets up new users; the backend only delivers. */
@@ -678,7 +694,7 @@ START_TEST(deliver_links_body_once)
 	{
 		uint32_t u[] = {1};
 
-		ck_assert_int_eq(ops->copy(mb, u, 1, "Archive", false, &v, &su, &du, &n), 0);
+		ck_assert_int_eq(op_copy(mb, u, 1, "Archive", false, &su, &du, &n), 0);
 	}
 	ck_assert_uint_eq(n, 1);
 	ck_assert_uint_eq(du[0], 1);
@@ -1374,7 +1390,7 @@ START_TEST(stale_names)
 	struct store_req req = {.mode = STORE_ADD, .flags = MSG_ANSWERED};
 	struct mailbox *mb, *trash, *arch;
 	struct msg_record *recs;
-	uint32_t uids[STALE_N], *src, *dst, *mod, uidv;
+	uint32_t uids[STALE_N], *src, *dst, *mod;
 	size_t n, nmod;
 	uint64_t hms;
 
@@ -1388,7 +1404,7 @@ START_TEST(stale_names)
 
 	/* copy */
 	rename_behind("");
-	ck_assert_int_eq(ops->copy(mb, uids, STALE_N, "Trash", false, &uidv, &src, &dst, &n), 0);
+	ck_assert_int_eq(op_copy(mb, uids, STALE_N, "Trash", false, &src, &dst, &n), 0);
 	ck_assert_uint_eq(n, STALE_N);
 	ck_assert_int_eq(memcmp(src, uids, sizeof(uids)), 0);
 	trash = mbox("Trash");
@@ -1419,8 +1435,7 @@ START_TEST(stale_names)
 
 	/* move half */
 	rename_behind("");
-	ck_assert_int_eq(ops->copy(mb, uids, STALE_N / 2, "Archive", true, &uidv, &src, &dst, &n),
-	                 0);
+	ck_assert_int_eq(op_copy(mb, uids, STALE_N / 2, "Archive", true, &src, &dst, &n), 0);
 	ck_assert_uint_eq(n, STALE_N / 2);
 	arch = mbox("Archive");
 	for (size_t i = 0; i < n; i++)
@@ -1449,7 +1464,7 @@ START_TEST(copy_all_or_nothing)
 	char names[MD_MAX_KEYWORDS][8], *p;
 	struct mailbox *mb, *trash;
 	struct mailbox_status s;
-	uint32_t uids[3], *src = NULL, *dst = NULL, uidv;
+	uint32_t uids[3], *src = NULL, *dst = NULL;
 	size_t n = 0;
 
 	no_watcher();
@@ -1465,8 +1480,7 @@ START_TEST(copy_all_or_nothing)
 	uids[0] = append(mb, "Subject: a\r\n\r\na\r\n", MSG_SEEN, NULL, 0);
 	uids[1] = append(mb, "Subject: b\r\n\r\nb\r\n", MSG_SEEN, NULL, 0);
 	uids[2] = append(mb, "Subject: c\r\n\r\nc\r\n", MSG_SEEN, extra, 1);
-	ck_assert_int_eq(ops->copy(mb, uids, 3, "Trash", false, &uidv, &src, &dst, &n),
-	                 ROOST_ETOOBIG);
+	ck_assert_int_eq(op_copy(mb, uids, 3, "Trash", false, &src, &dst, &n), ROOST_ETOOBIG);
 	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);
 	ck_assert_uint_eq(s.messages, 1);
 	ck_assert_uint_eq(count_files(".Trash/"), 1);
@@ -1495,12 +1509,11 @@ START_TEST(copy_all_or_nothing)
 		ck_assert_uint_eq(count_files(""), 2);
 	}
 	pin_dirs("");
-	ck_assert_int_eq(ops->copy(mb, uids, 2, "Trash", false, &uidv, &src, &dst, &n),
-	                 ROOST_ETEMP);
+	ck_assert_int_eq(op_copy(mb, uids, 2, "Trash", false, &src, &dst, &n), ROOST_ETEMP);
 	ck_assert_int_eq(ops->mailbox_status(trash, &s), 0);
 	ck_assert_uint_eq(s.messages, 1);
 	ck_assert_uint_eq(count_files(".Trash/"), 1);
-	ck_assert_int_eq(ops->copy(mb, uids, 2, "Trash", true, &uidv, &src, &dst, &n), 0);
+	ck_assert_int_eq(op_copy(mb, uids, 2, "Trash", true, &src, &dst, &n), 0);
 	ck_assert_uint_eq(n, 1); /* the session now knows it is gone */
 	free(src);
 	free(dst);

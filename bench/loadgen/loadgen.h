@@ -136,6 +136,10 @@ void lg_conn_finish(struct lg_conn *c);
 void lg_next_session(struct lg_conn *c);
 /* Open lg_conns: n connections of proto to port, users spread over them. */
 void lg_open_conns(enum lg_proto proto, int port, int n);
+/* The same in two steps: the table of n (no socket yet), then the
+ * connections [from, to) of it. */
+void lg_alloc_conns(enum lg_proto proto, int n);
+void lg_connect_range(int port, int from, int to);
 
 /* ---- response framing (loadgen_frame.c) ---- */
 

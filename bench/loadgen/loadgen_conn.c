@@ -113,20 +113,35 @@ lg_next_session(struct lg_conn *c)
 }
 
 void
-lg_open_conns(enum lg_proto proto, int port, int n)
+lg_alloc_conns(enum lg_proto proto, int n)
 {
 	lg_conns = calloc((size_t)n, sizeof(*lg_conns));
 	if (lg_conns == NULL)
 		lg_die("out of memory");
 	for (int i = 0; i < n; i++) {
+		lg_conns[i].id = i;
+		lg_conns[i].proto = proto;
+		lg_conns[i].user = i % lg_opt.users;
+		lg_conns[i].fd = -1;
+	}
+}
+
+void
+lg_connect_range(int port, int from, int to)
+{
+	for (int i = from; i < to; i++) {
 		struct lg_conn *c = &lg_conns[i];
 
-		c->id = i;
-		c->proto = proto;
-		c->user = i % lg_opt.users;
 		c->fd = lg_connect_to(port);
 		c->connecting = true;
 		lg_active_conns++;
 		lg_watch(c, EPOLLOUT, EPOLL_CTL_ADD);
 	}
+}
+
+void
+lg_open_conns(enum lg_proto proto, int port, int n)
+{
+	lg_alloc_conns(proto, n);
+	lg_connect_range(port, 0, n);
 }

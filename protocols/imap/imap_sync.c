@@ -345,9 +345,13 @@ announce_recent(struct imap_session *s)
  * command and DONE makes it first). Not with NOTIFY, whose FETCH of the
  * new messages shows their flags at once, nor read-only (EXAMINE claims
  * nothing).
+ *
+ * Reserve that claim for this session where it is the one to make it
+ * later (mailbox_claim_later()): true when reserved, so the caller claims
+ * after EXISTS is out; false: claim now.
  */
 static bool
-claim_later(struct imap_session *s)
+claim_reserve(struct imap_session *s)
 {
 	return s->idling && s->notify == NULL && !s->view.readonly &&
 	       mailbox_claim_later(s->view.mb);
@@ -362,7 +366,9 @@ view_claim_due(struct imap_session *s)
 
 	if (!v->claim_due || v->mb == NULL)
 		return;
-	(void)claim_later(s); /* in IDLE, do not wait for a held row */
+	/* in IDLE, the reservation makes the claim below not wait for a
+	 * held row */
+	claim_reserve(s);
 	rc = claim_recent(v, &first, &next);
 	if (rc == ROOST_EAGAIN && !s->idling)
 		rc = claim_recent(v, &first, &next); /* this one waits */
@@ -387,7 +393,6 @@ view_apply(struct imap_session *s, bool allow_expunge, int rc, struct mailbox_ch
 {
 	struct imap_view *v = &s->view;
 	struct mailbox_changes ch = *chp;
-	size_t old_n = v->n;
 
 	memset(chp, 0, sizeof(*chp));
 	if (rc == ROOST_ENOTFOUND) {
@@ -473,7 +478,7 @@ view_apply(struct imap_session *s, bool allow_expunge, int rc, struct mailbox_ch
 	buf_free(&b);
 
 	/* A claim that costs a round trip waits until EXISTS is out (below). */
-	bool defer = have_new && claim_later(s);
+	bool defer = have_new && claim_reserve(s);
 	if (have_new) {
 		uint32_t first_recent = 0, next_recent = 0, lo = v->recent_lo, hi = v->recent_hi;
 		if (!defer)
@@ -501,7 +506,6 @@ view_apply(struct imap_session *s, bool allow_expunge, int rc, struct mailbox_ch
 
 	if (allow_expunge)
 		flush_expunges(s);
-	(void)old_n;
 	if (have_new) {
 		imap_untagged(s, "%zu EXISTS", v->n);
 		if (defer) {

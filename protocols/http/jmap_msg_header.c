@@ -174,25 +174,35 @@ jmap_hdr_addresses(const char *raw, bool grouped)
 	return x.flat;
 }
 
+/* The strings between < and > in raw, in order. One that is not UTF-8 is
+ * left out, or with bad_empty is an empty string. */
 static json_t *
-as_message_ids(const char *raw)
+angle_strings(const char *raw, bool bad_empty)
 {
 	json_t *a = json_array();
 	const char *p = raw;
 
 	while ((p = strchr(p, '<')) != NULL) {
 		const char *e = strchr(p, '>');
+		json_t *s;
 
 		if (e == NULL)
 			break;
-		{
-			json_t *s = json_stringn(p + 1, (size_t)(e - p - 1));
-
-			if (s != NULL)
-				json_array_append_new(a, s);
-		}
+		s = json_stringn(p + 1, (size_t)(e - p - 1));
+		if (s == NULL && bad_empty)
+			s = json_string("");
+		if (s != NULL)
+			json_array_append_new(a, s);
 		p = e + 1;
 	}
+	return a;
+}
+
+static json_t *
+as_message_ids(const char *raw)
+{
+	json_t *a = angle_strings(raw, false);
+
 	if (json_array_size(a) == 0) {
 		json_decref(a);
 		return json_null();
@@ -221,19 +231,7 @@ as_date(const char *raw)
 static json_t *
 as_urls(const char *raw)
 {
-	json_t *a = json_array();
-	const char *p = raw;
-
-	while ((p = strchr(p, '<')) != NULL) {
-		const char *e = strchr(p, '>');
-
-		if (e == NULL)
-			break;
-		json_array_append_new(a,
-		                      json_stringn(p + 1, (size_t)(e - p - 1)) ?: json_string(""));
-		p = e + 1;
-	}
-	return a;
+	return angle_strings(raw, true);
 }
 
 static enum hform

@@ -48,20 +48,15 @@ pop3_enc_feed(struct pop3_encoder *e, const uint8_t *in, size_t len, uint8_t *ou
 		uint8_t ch = in[i];
 
 		if (e->cr) {
-			/* The CR before this byte: part of CRLF, or lone data. */
+			/* The CR before this byte: part of CRLF (the LF ends the
+			 * line below), or lone data. */
 			e->cr = false;
-			if (ch == '\n') {
-				end_line(e, out, &o);
-				i++;
-				if (e->done)
-					break;
-				continue;
+			if (ch != '\n') {
+				out[o++] = '\r';
+				e->line_start = false;
+				continue; /* ch is looked at again, with room checked */
 			}
-			out[o++] = '\r';
-			e->line_start = false;
-			continue; /* ch is looked at again, with room checked */
-		}
-		if (ch == '\r') {
+		} else if (ch == '\r') {
 			e->cr = true;
 			i++;
 			continue;

@@ -921,6 +921,55 @@ START_TEST(stop_with_wakeups_waiting)
 }
 END_TEST
 
+START_TEST(shutdown_with_wakeups_left_for_later)
+{
+	/* The loop stops in the iteration that spent its wake-up allowance
+	 * and left wake-ups for later (wake_later()): its connections close,
+	 * the loop ends with the message that would step them still queued,
+	 * and loop_free() runs it. The connections on that list are closed
+	 * by then, so it lets them go whatever the allowance; waiting for
+	 * an iteration that never comes (posting itself again, which
+	 * loop_free() does not run) kept their references: every
+	 * connection woken past the allowance when the server stopped
+	 * (SIGTERM while IDLE sessions are woken) was never freed. */
+	enum { N = 3 };
+	struct tserver t;
+	struct client cl[N], h;
+	struct conn *c[N];
+
+	tserver_start(&t, 20);
+	t.srv->loops[0].wake_inline_max = 1;
+	for (unsigned i = 0; i < N; i++) {
+		client_open(&cl[i], t.port, 0);
+		expect_line(&cl[i], "+OK ready");
+		client_send(&cl[i], "WI\r\n");
+		expect_line(&cl[i], "+OK w");
+	}
+	for (unsigned i = 0; i < N; i++)
+		c[i] = atomic_load(&wconns[i]);
+	client_open(&h, t.port, 0);
+	expect_line(&h, "+OK ready");
+	/* While IGATE holds the loop: N wake-ups, then the stop, so the
+	 * loop drains them together (one runs, the others wait for later,
+	 * then the stop closes every connection and the loop ends). */
+	client_send(&h, "IGATE\r\n");
+	wait_gate_closed();
+	for (unsigned i = 0; i < N; i++)
+		conn_wake(c[i]);
+	loop_post(t.srv->loops[0].loop, &t.srv->loops[0].stop_msg);
+	open_gate();
+	tserver_stop(&t);
+	for (unsigned i = 0; i < N; i++) {
+		unsigned refs = atomic_load(&c[i]->refs);
+
+		ck_assert_uint_eq(refs, 1); /* only the reference WI took */
+		conn_unref(c[i]);
+		close(cl[i].fd);
+	}
+	close(h.fd);
+}
+END_TEST
+
 START_TEST(connections_spread_over_the_loops)
 {
 	/* Whichever loop accepts, a connection goes to the loop that holds
@@ -1042,6 +1091,7 @@ conn_suite(void)
 	tcase_add_test(tc, idle_timeout_after_a_quiet_hand_back);
 	tcase_add_test(tc, connections_spread_over_the_loops);
 	tcase_add_test(tc, stop_with_wakeups_waiting);
+	tcase_add_test(tc, shutdown_with_wakeups_left_for_later);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("states");
 	tcase_add_test(tc, allowed_transitions);

@@ -17,6 +17,7 @@ Dovecot runs from a temp config (no system config) on a free loopback port
 with a passwd-file user, and is stopped before the script exits. Needs
 /usr/sbin/dovecot (Debian: dovecot-imapd).
 """
+import errno
 import imaplib
 import os
 import pwd
@@ -270,9 +271,30 @@ def create(dest, names):
     for root, dirs, files in os.walk(maildir):
         for n in dirs + files:
             os.lchown(os.path.join(root, n), st.st_uid, st.st_gid)
-    shutil.rmtree(dest)
+    # The caller's own store may still be writing into dest (its watch
+    # thread syncs folders as their files change), so dest is moved aside
+    # in one rename, the copy put in its place, and the old tree removed
+    # once nothing is left writing into it.
+    aside = dest.rstrip("/") + ".before-dovecot"
+    os.rename(dest, aside)
     shutil.copytree(maildir, dest, symlinks=True)
-    shutil.rmtree(work)
+    rmtree_settled(aside)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def rmtree_settled(path, attempts=100):
+    """rmtree a tree another process may still add a file to: a removal
+    that finds a directory no longer empty is made again (bounded)."""
+    for _ in range(attempts - 1):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY:
+                raise
+    shutil.rmtree(path)
 
 
 def main():

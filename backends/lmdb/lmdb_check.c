@@ -114,6 +114,20 @@ check_file(struct checker *c, const uint8_t *sha, const MDB_val *name)
 		problem(c, "files: blobs/%s: content does not match its SHA-256", file);
 }
 
+/* k, a key of the modseq or expunged index (mailbox id, modseq, uid), is
+ * mailbox id's: its uid into *uid_r and its message key into mk. False at
+ * the end of the mailbox's entries. */
+static bool
+index_uid(const MDB_val *k, uint64_t id, uint8_t mk[12], uint32_t *uid_r)
+{
+	if (k->mv_size != 20 || lmdb_get_be64(k->mv_data) != id)
+		return false;
+	*uid_r = lmdb_get_be32((const uint8_t *)k->mv_data + 16);
+	lmdb_be64(mk, id);
+	lmdb_be32(mk + 8, *uid_r);
+	return true;
+}
+
 /* One mailbox: counters, UIDs, MODSEQs, index entries, keywords, bodies. */
 static void
 check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mbox *rec,
@@ -228,11 +242,8 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		struct lmdb_msg m;
 		uint32_t uid;
 
-		if (k.mv_size != 20 || lmdb_get_be64(k.mv_data) != id)
+		if (!index_uid(&k, id, mk, &uid))
 			break;
-		uid = lmdb_get_be32((const uint8_t *)k.mv_data + 16);
-		lmdb_be64(mk, id);
-		lmdb_be32(mk + 8, uid);
 		if (!key_in(txn, c->sh->msgs, mk, 12, &mv) || !lmdb_msg_decode(&mv, id, uid, &m)) {
 			problem(c, "mailbox %" PRIu64 ": modseq index names absent uid %u", id,
 			        uid);
@@ -251,11 +262,8 @@ check_mailbox(struct checker *c, MDB_txn *txn, uint64_t id, const struct lmdb_mb
 		uint8_t mk[12];
 		uint32_t uid;
 
-		if (k.mv_size != 20 || lmdb_get_be64(k.mv_data) != id)
+		if (!index_uid(&k, id, mk, &uid))
 			break;
-		uid = lmdb_get_be32((const uint8_t *)k.mv_data + 16);
-		lmdb_be64(mk, id);
-		lmdb_be32(mk + 8, uid);
 		if (uid >= rec->uidnext)
 			problem(c, "mailbox %" PRIu64 ": expunged uid %u >= UIDNEXT", id, uid);
 		if (key_in(txn, c->sh->msgs, mk, 12, NULL))

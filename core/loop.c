@@ -128,11 +128,22 @@ loop_free(struct loop **lp)
 	if (l == NULL)
 		return;
 	/* Messages still queued (wake-ups that arrived after their connection
-	 * closed) hold references their handlers release. */
-	while (l->head != NULL) {
-		struct loop_msg *m = l->head;
+	 * closed) hold references their handlers release. Each is taken off
+	 * as loop_post() expects (tail cleared with the last), so a handler
+	 * that posts again here is run too rather than linked to itself. */
+	for (;;) {
+		struct loop_msg *m;
 
-		l->head = m->next;
+		pthread_mutex_lock(&l->mu);
+		m = l->head;
+		if (m != NULL) {
+			l->head = m->next;
+			if (l->head == NULL)
+				l->tail = NULL;
+		}
+		pthread_mutex_unlock(&l->mu);
+		if (m == NULL)
+			break;
 		m->next = NULL;
 		m->fn(m);
 	}

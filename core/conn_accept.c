@@ -628,11 +628,23 @@ conn_event(struct loop_io *io, uint32_t events)
 	conn_step(c);
 }
 
+/* An accepted socket on its way to the loop that will serve it. */
+struct accepted {
+	struct listener *lst;
+	int fd;
+	bool loopback, is_unix;
+	char peer[64], local[64];
+};
+_Static_assert(sizeof(((struct accepted *)0)->peer) == sizeof(((struct conn *)0)->peer) &&
+                   sizeof(((struct accepted *)0)->local) == sizeof(((struct conn *)0)->local),
+               "an accepted socket's names are copied whole into its connection");
+
 static void
-accept_here(struct srv_loop *sl, struct listener *lst, int fd, const char *peer, const char *local,
-            bool loopback, bool is_unix)
+accept_here(struct srv_loop *sl, const struct accepted *a)
 {
 	struct server *s = sl->srv;
+	struct listener *lst = a->lst;
+	int fd = a->fd;
 	struct conn *c = xcalloc(1, sizeof(*c));
 	uint64_t now = loop_now(sl->loop);
 
@@ -642,11 +654,11 @@ accept_here(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 	c->lst = lst;
 	c->id = atomic_fetch_add(&s->next_id, 1) + 1;
 	c->fd = fd;
-	c->loopback = loopback;
-	c->is_unix = is_unix;
+	c->loopback = a->loopback;
+	c->is_unix = a->is_unix;
 	c->started = now;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	snprintf(c->local, sizeof(c->local), "%s", local);
+	memcpy(c->peer, a->peer, sizeof(c->peer));
+	memcpy(c->local, a->local, sizeof(c->local));
 	c->state = CONN_NEW;
 	c->tp = &conn_plain_transport;
 	c->io.fn = conn_event;
@@ -697,10 +709,7 @@ accept_here(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 struct handoff {
 	struct loop_msg msg;
 	struct srv_loop *to;
-	struct listener *lst;
-	int fd;
-	bool loopback, is_unix;
-	char peer[64], local[64];
+	struct accepted a;
 };
 
 /* The target loop: take the connection, or, when it stops (or its thread
@@ -714,10 +723,10 @@ handoff_arrived(struct loop_msg *m)
 
 	if (sl->stopping) {
 		atomic_fetch_sub(&sl->held, 1);
-		close(h->fd);
-		limits_release(sl->srv, h->peer, h->is_unix);
+		close(h->a.fd);
+		limits_release(sl->srv, h->a.peer, h->a.is_unix);
 	} else {
-		accept_here(sl, h->lst, h->fd, h->peer, h->local, h->loopback, h->is_unix);
+		accept_here(sl, &h->a);
 	}
 	free(h);
 }
@@ -729,6 +738,8 @@ conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 	struct server *s = sl->srv;
 	struct srv_loop *to = sl;
 	unsigned least = atomic_load(&sl->held);
+	struct accepted a = {.lst = lst, .fd = fd, .loopback = loopback, .is_unix = is_unix};
+	struct handoff *h;
 
 	for (unsigned i = 0; i < s->nloops; i++) {
 		struct srv_loop *o = &s->loops[i];
@@ -739,21 +750,17 @@ conn_accept(struct srv_loop *sl, struct listener *lst, int fd, const char *peer,
 			to = o;
 		}
 	}
+	snprintf(a.peer, sizeof(a.peer), "%s", peer);
+	snprintf(a.local, sizeof(a.local), "%s", local);
 	atomic_fetch_add(&to->held, 1);
 	if (to == sl) {
-		accept_here(sl, lst, fd, peer, local, loopback, is_unix);
+		accept_here(sl, &a);
 		return;
 	}
-	struct handoff *h = xcalloc(1, sizeof(*h));
-
+	h = xcalloc(1, sizeof(*h));
 	h->msg.fn = handoff_arrived;
 	h->to = to;
-	h->lst = lst;
-	h->fd = fd;
-	h->loopback = loopback;
-	h->is_unix = is_unix;
-	snprintf(h->peer, sizeof(h->peer), "%s", peer);
-	snprintf(h->local, sizeof(h->local), "%s", local);
+	h->a = a;
 	loop_post(to->loop, &h->msg);
 }
 

@@ -227,6 +227,8 @@ int md_errno_to_err(int e);
 /* Free v[0..n) and v. */
 void md_strv_free(char **v, size_t n);
 int md_fsync_dir(const char *path);
+/* fdatasync the file at path; 0 when there is none any more. */
+int md_fdatasync_path(const char *path);
 int md_mkdir(const char *path);
 int md_write_file(struct md_storage *ms, const char *dir, const char *name, const void *data,
                   size_t len, bool do_fsync);

@@ -339,22 +339,13 @@ int
 md_quota_sync(struct md_storage *ms, const char *user)
 {
 	char *udir, *path;
-	int fd, err = 0;
+	int err;
 
 	if (!ms->fsync || user == NULL)
 		return 0;
 	udir = md_user_dir(ms, user);
 	path = md_path(udir, MAILDIRSIZE);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (fdatasync(fd) < 0) {
-			log_error("event=storage_error backend=maildir op=fdatasync path=%s "
-			          "error=\"%s\"",
-			          LOG_QUOTE(path), strerror(errno));
-			err = ROOST_EIO;
-		}
-		close(fd);
-	}
+	err = md_fdatasync_path(path);
 	free(path);
 	free(udir);
 	return err;

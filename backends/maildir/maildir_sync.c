@@ -694,19 +694,11 @@ md_durable_sync(struct md_folder *f, const struct md_durable *d)
 		}
 	}
 	if (d->uidlist) {
-		char *p = md_path(path, "dovecot-uidlist");
-		int fd = open(p, O_RDONLY | O_CLOEXEC);
-
 		/* if it was replaced meanwhile, whoever replaced it synced it */
-		if (fd >= 0) {
-			if (fdatasync(fd) < 0 && err == 0) {
-				log_error("event=storage_error backend=maildir op=fdatasync "
-				          "path=%s error=\"%s\"",
-				          LOG_QUOTE(p), strerror(errno));
-				err = ROOST_EIO;
-			}
-			close(fd);
-		}
+		char *p = md_path(path, "dovecot-uidlist");
+
+		if ((e = md_fdatasync_path(p)) < 0 && err == 0)
+			err = e;
 		free(p);
 	}
 	if (d->folderdir && (e = md_fsync_dir(path)) < 0 && err == 0)

@@ -330,14 +330,21 @@ class IdleWakeups(unittest.TestCase):
         and the other backends): one FETCH per changed message, then one
         EXPUNGE per expunged one, then the new count."""
         user = USERS[0]
+
+        def check(srv):
+            for _ in range(40):
+                lmtp_deliver(srv.port("lmtp"), [user], MSG)
+            self.idle_sees_changes(srv, user)
+        self.on_each_backend(user, check)
+
+    def on_each_backend(self, user, check):
+        """check(srv) against a fresh server (IMAP and LMTP, user alone)
+        on every backend, each a subTest."""
         for backend in BACKENDS:
             with self.subTest(backend=backend):
-                srv = RoostServer(backend=backend, users={user: "secret"},
-                                  listeners=("imap", "lmtp"))
-                with srv:
-                    for _ in range(40):
-                        lmtp_deliver(srv.port("lmtp"), [user], MSG)
-                    self.idle_sees_changes(srv, user)
+                with RoostServer(backend=backend, users={user: "secret"},
+                                 listeners=("imap", "lmtp")) as srv:
+                    check(srv)
 
     def idle_sees_changes(self, srv, user):
         port = srv.port("imap")
@@ -399,12 +406,8 @@ class IdleWakeups(unittest.TestCase):
         from the shared folder, and one session per delivery claims later
         on a worker; the others are told at once that nothing is left."""
         user = USERS[0]
-        for backend in BACKENDS:
-            with self.subTest(backend=backend):
-                srv = RoostServer(backend=backend, users={user: "secret"},
-                                  listeners=("imap", "lmtp"))
-                with srv:
-                    self.recent_once(srv, user, rounds=6, n_idlers=6)
+        self.on_each_backend(
+            user, lambda srv: self.recent_once(srv, user, rounds=6, n_idlers=6))
 
     def recent_once(self, srv, user, rounds, n_idlers):
         port = srv.port("imap")

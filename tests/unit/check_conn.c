@@ -473,6 +473,19 @@ expect_line(struct client *cl, const char *want)
 	ck_assert_str_eq(line, want);
 }
 
+/* n clients whose connections went into wconns[] with WI (woken on the
+ * loop while its allowance lasts). */
+static void
+open_wake_clients(struct client *cl, unsigned n, int port)
+{
+	for (unsigned i = 0; i < n; i++) {
+		client_open(&cl[i], port, 0);
+		expect_line(&cl[i], "+OK ready");
+		client_send(&cl[i], "WI\r\n");
+		expect_line(&cl[i], "+OK w");
+	}
+}
+
 /* Read the "+OK <n>" line a streaming command answers with, then its n
  * pattern bytes plus CRLF, and check every byte. */
 static void
@@ -897,12 +910,7 @@ START_TEST(stop_with_wakeups_waiting)
 
 	tserver_start(&t, 20);
 	t.srv->loops[0].wake_inline_max = 1;
-	for (unsigned i = 0; i < N; i++) {
-		client_open(&cl[i], t.port, 0);
-		expect_line(&cl[i], "+OK ready");
-		client_send(&cl[i], "WI\r\n");
-		expect_line(&cl[i], "+OK w");
-	}
+	open_wake_clients(cl, N, t.port);
 	client_open(&h, t.port, 0);
 	expect_line(&h, "+OK ready");
 	client_send(&h, "IGATE\r\n");
@@ -939,12 +947,7 @@ START_TEST(shutdown_with_wakeups_left_for_later)
 
 	tserver_start(&t, 20);
 	t.srv->loops[0].wake_inline_max = 1;
-	for (unsigned i = 0; i < N; i++) {
-		client_open(&cl[i], t.port, 0);
-		expect_line(&cl[i], "+OK ready");
-		client_send(&cl[i], "WI\r\n");
-		expect_line(&cl[i], "+OK w");
-	}
+	open_wake_clients(cl, N, t.port);
 	for (unsigned i = 0; i < N; i++)
 		c[i] = atomic_load(&wconns[i]);
 	client_open(&h, t.port, 0);

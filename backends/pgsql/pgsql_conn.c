@@ -273,6 +273,24 @@ pg_exec_row(struct pg_txn *t, const char *sql, const struct pg_params *p, bool b
 }
 
 int
+pg_exec_id(struct pg_txn *t, const char *sql, int64_t id, PGresult **res_r)
+{
+	struct pg_params p = {.n = 0};
+
+	pg_p_int(&p, id);
+	return pg_exec(t, sql, &p, false, res_r);
+}
+
+int
+pg_exec_id_row(struct pg_txn *t, const char *sql, int64_t id, PGresult **res_r)
+{
+	struct pg_params p = {.n = 0};
+
+	pg_p_int(&p, id);
+	return pg_exec_row(t, sql, &p, false, res_r);
+}
+
+int
 pg_notify_id(struct pg_txn *t, const char *user, const char *mailbox, int64_t id, uint64_t modseq)
 {
 	struct pg_params p = {.n = 0};

@@ -30,15 +30,13 @@ struct copy_arg {
 static int
 kw_map(struct pg_txn *t, int64_t sid, int64_t did, int map[64])
 {
-	struct pg_params p = {.n = 0};
 	PGresult *res;
 	int rc;
 
 	for (int i = 0; i < 64; i++)
 		map[i] = -1;
-	pg_p_int(&p, sid);
-	rc = pg_exec(t, "SELECT idx, name FROM keywords WHERE mailbox_id = $1 ORDER BY idx", &p,
-	             false, &res);
+	rc = pg_exec_id(t, "SELECT idx, name FROM keywords WHERE mailbox_id = $1 ORDER BY idx", sid,
+	                &res);
 	if (rc != 0)
 		return rc;
 	for (int i = 0; i < PQntuples(res) && rc == 0; i++) {

@@ -162,6 +162,11 @@ int pg_exec(struct pg_txn *t, const char *sql, const struct pg_params *p, bool b
 int pg_exec_row(struct pg_txn *t, const char *sql, const struct pg_params *p, bool binary,
                 PGresult **res_r);
 
+/* pg_exec() and pg_exec_row() of a statement whose one parameter, $1, is
+ * id (a row id: a mailbox's, a user's), results in text form. */
+int pg_exec_id(struct pg_txn *t, const char *sql, int64_t id, PGresult **res_r);
+int pg_exec_id_row(struct pg_txn *t, const char *sql, int64_t id, PGresult **res_r);
+
 /* NOTIFY the other nodes of a change to (user, mailbox) at commit; an empty
  * mailbox name stands for every mailbox of the user. */
 int pg_notify(struct pg_txn *t, const char *user, const char *mailbox);

@@ -47,13 +47,10 @@ pg_mbox_lookup(struct pg_txn *t, const char *user, const char *name, bool lock, 
 int
 pg_mbox_lock(struct pg_txn *t, int64_t id, bool *noselect_r)
 {
-	struct pg_params p = {.n = 0};
 	PGresult *res;
-	int rc;
+	int rc =
+	    pg_exec_id_row(t, "SELECT noselect FROM mailboxes WHERE id = $1 FOR UPDATE", id, &res);
 
-	pg_p_int(&p, id);
-	rc = pg_exec_row(t, "SELECT noselect FROM mailboxes WHERE id = $1 FOR UPDATE", &p, false,
-	                 &res);
 	if (rc != 0)
 		return rc;
 	*noselect_r = PQgetvalue(res, 0, 0)[0] == 't';
@@ -515,20 +512,19 @@ pg_op_set_uids(struct storage *st, const char *user, const char *name, uint32_t 
 int
 pg_status_fill(struct pg_txn *t, int64_t id, struct mailbox_status *s)
 {
-	struct pg_params p = {.n = 0};
 	PGresult *res;
 	int rc;
 
-	pg_p_int(&p, id);
 	/* the counters of schema version 7; \Recent and the first unseen
 	 * UID from index ranges (the primary key, messages_unseen) */
-	rc = pg_exec(t,
-	             "SELECT m.uidvalidity, m.uidnext, m.highestmodseq, m.n_messages, m.n_unseen, "
-	             "(SELECT count(*) FROM messages g WHERE g.mailbox_id = m.id AND g.uid >= "
-	             "m.recent_first), m.n_bytes, coalesce((SELECT min(g.uid) FROM messages g "
-	             "WHERE g.mailbox_id = m.id AND g.flags & 1 = 0), 0), m.noselect FROM "
-	             "mailboxes m WHERE m.id = $1",
-	             &p, false, &res);
+	rc = pg_exec_id(
+	    t,
+	    "SELECT m.uidvalidity, m.uidnext, m.highestmodseq, m.n_messages, m.n_unseen, "
+	    "(SELECT count(*) FROM messages g WHERE g.mailbox_id = m.id AND g.uid >= "
+	    "m.recent_first), m.n_bytes, coalesce((SELECT min(g.uid) FROM messages g "
+	    "WHERE g.mailbox_id = m.id AND g.flags & 1 = 0), 0), m.noselect FROM "
+	    "mailboxes m WHERE m.id = $1",
+	    id, &res);
 	if (rc != 0)
 		return rc;
 	if (PQntuples(res) != 1 || PQgetvalue(res, 0, 8)[0] == 't') {

@@ -120,16 +120,12 @@ pg_rec_fill(struct msg_record *r, const PGresult *res, int row)
 int
 pg_mbox_row(struct pg_txn *t, int64_t id, uint64_t *hms_r, uint32_t *uidnext_r, uint64_t *floor_r)
 {
-	struct pg_params p = {.n = 0};
 	PGresult *res;
-	int rc;
+	int rc = pg_exec_id_row(t,
+	                        "SELECT highestmodseq, uidnext, expunge_floor FROM mailboxes WHERE "
+	                        "id = $1 AND NOT noselect",
+	                        id, &res);
 
-	pg_p_int(&p, id);
-	rc =
-	    pg_exec_row(t,
-	                "SELECT highestmodseq, uidnext, expunge_floor FROM mailboxes WHERE id = $1 "
-	                "AND NOT noselect",
-	                &p, false, &res);
 	if (rc != 0)
 		return rc;
 	*hms_r = (uint64_t)pg_int(res, 0, 0);
@@ -152,7 +148,6 @@ static int
 t_records(struct pg_txn *t, void *arg)
 {
 	struct records_arg *a = arg;
-	struct pg_params p = {.n = 0};
 	PGresult *res;
 	int rc;
 
@@ -161,9 +156,8 @@ t_records(struct pg_txn *t, void *arg)
 	a->n = 0;
 	if ((rc = pg_mbox_row(t, a->id, &a->hms, NULL, NULL)) != 0)
 		return rc;
-	pg_p_int(&p, a->id);
-	rc = pg_exec(t, "SELECT " REC_COLS " FROM messages WHERE mailbox_id = $1 ORDER BY uid", &p,
-	             false, &res);
+	rc = pg_exec_id(t, "SELECT " REC_COLS " FROM messages WHERE mailbox_id = $1 ORDER BY uid",
+	                a->id, &res);
 	if (rc != 0)
 		return rc;
 	a->n = (size_t)PQntuples(res);
@@ -197,13 +191,10 @@ static int
 t_keywords(struct pg_txn *t, void *arg)
 {
 	struct pg_mailbox *pm = arg;
-	struct pg_params p = {.n = 0};
 	PGresult *res;
-	int rc;
+	int rc = pg_exec_id(t, "SELECT idx, name FROM keywords WHERE mailbox_id = $1 ORDER BY idx",
+	                    pm->id, &res);
 
-	pg_p_int(&p, pm->id);
-	rc = pg_exec(t, "SELECT idx, name FROM keywords WHERE mailbox_id = $1 ORDER BY idx", &p,
-	             false, &res);
 	if (rc != 0)
 		return rc;
 	for (size_t i = 0; i < pm->kw_n; i++)
@@ -246,14 +237,11 @@ static int
 t_claim_read(struct pg_txn *t, void *arg)
 {
 	struct claim_arg *a = arg;
-	struct pg_params p = {.n = 0};
 	PGresult *res;
-	int rc;
+	int rc = pg_exec_id_row(
+	    t, "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND NOT noselect", a->id,
+	    &res);
 
-	pg_p_int(&p, a->id);
-	rc = pg_exec_row(
-	    t, "SELECT recent_first, uidnext FROM mailboxes WHERE id = $1 AND NOT noselect", &p,
-	    false, &res);
 	if (rc != 0)
 		return rc;
 	a->first = (uint32_t)pg_int(res, 0, 0);

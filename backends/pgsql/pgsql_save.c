@@ -62,17 +62,13 @@ pg_bodies_collect(struct pg_txn *t)
 static int
 take_uid(struct pg_txn *t, struct pg_dtarget *d)
 {
-	struct pg_params p = {.n = 0};
 	PGresult *res;
-	int rc;
+	int rc = pg_exec_id(t,
+	                    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = "
+	                    "highestmodseq + 1 WHERE id = $1 AND uidnext < 4294967295 RETURNING "
+	                    "uidnext - 1, highestmodseq, uidvalidity",
+	                    d->id, &res);
 
-	pg_p_int(&p, d->id);
-	rc =
-	    pg_exec(t,
-	            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
-	            "WHERE id = $1 AND uidnext < 4294967295 RETURNING uidnext - 1, highestmodseq, "
-	            "uidvalidity",
-	            &p, false, &res);
 	if (rc != 0)
 		return rc;
 	if (PQntuples(res) != 1) {

@@ -86,7 +86,144 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, size_t max, uin
 	return 0;
 }
 
-/* max: see changes_since_nb in storage_impl.h (SIZE_MAX: no bound). */
+/*
+ * One answer for the sessions of a mailbox. A delivery wakes every session
+ * of the mailbox at once (20 of issue 20's 1,000 idlers per user), all at
+ * the same modseq, and each read the same changes in a snapshot of its own:
+ * two index scans, a record per new UID and seven allocations each. The
+ * memo keeps, per slot (the mailbox's id hashed), the last answer read
+ * from `since` on with its snapshot's transaction id; a later question of
+ * the same mailbox at the same `since` takes a copy of it when nothing
+ * committed since that snapshot (the map's last transaction id, read
+ * without a snapshot), or when a snapshot's mailbox record shows the same
+ * HIGHESTMODSEQ and UIDNEXT (every change of the mailbox's messages moves
+ * its HIGHESTMODSEQ; a \Recent claim or another mailbox's commit does
+ * not). Sessions at other modseqs read as before. A copy, not a shared
+ * reference: the caller owns and frees what it gets, as from a read, and
+ * the memo stays bounded (MEMO_SLOTS answers of at most MEMO_MAX records
+ * each, about 200 KB at most per shard).
+ */
+#define MEMO_SLOTS 64
+#define MEMO_MAX 32
+
+struct lmdb_changes_memo {
+	uint64_t id; /* 0: empty */
+	uint64_t since;
+	uint64_t txnid; /* the newest snapshot known to give this answer */
+	struct mailbox_changes ch;
+};
+
+void
+lmdb_changes_memo_init(struct lmdb_shard *sh)
+{
+	pthread_mutex_init(&sh->memo_lock, NULL);
+	sh->memo = xcalloc(MEMO_SLOTS, sizeof(*sh->memo));
+}
+
+void
+lmdb_changes_memo_free(struct lmdb_shard *sh)
+{
+	if (sh->memo == NULL)
+		return;
+	for (size_t i = 0; i < MEMO_SLOTS; i++)
+		mailbox_changes_free(&sh->memo[i].ch);
+	free(sh->memo);
+	sh->memo = NULL;
+	pthread_mutex_destroy(&sh->memo_lock);
+}
+
+static void *
+dup_array(const void *p, size_t n, size_t size)
+{
+	void *d = xreallocarray(NULL, n + 1, size);
+
+	if (n > 0)
+		memcpy(d, p, n * size);
+	return d;
+}
+
+static void
+changes_copy(struct mailbox_changes *dst, const struct mailbox_changes *src)
+{
+	*dst = *src;
+	dst->changed = dup_array(src->changed, src->n_changed, sizeof(*src->changed));
+	dst->expunged = dup_array(src->expunged, src->n_expunged, sizeof(*src->expunged));
+	dst->expunged_emailids = src->expunged_emailids != NULL
+	                             ? dup_array(src->expunged_emailids, src->n_expunged,
+	                                         sizeof(*src->expunged_emailids))
+	                             : NULL;
+}
+
+static struct lmdb_changes_memo *
+memo_slot(struct lmdb_shard *sh, uint64_t id)
+{
+	return &sh->memo[(id * 0x9E3779B97F4A7C15ull) >> 58];
+}
+
+/* Take a copy of the memo of (id, since) for the caller when it was read
+ * in snapshot txnid, or (rec != NULL) when rec, read in snapshot txnid,
+ * shows the mailbox as the memo's answer left it; then that snapshot
+ * gives the same answer, and the memo says so for the next caller. */
+static bool
+memo_take(struct lmdb_shard *sh, uint64_t id, uint64_t since, size_t max, uint64_t txnid,
+          const struct lmdb_mbox *rec, struct mailbox_changes *ch)
+{
+	struct lmdb_changes_memo *m = memo_slot(sh, id);
+	bool hit;
+
+	pthread_mutex_lock(&sh->memo_lock);
+	hit = m->id == id && m->since == since && m->ch.n_changed <= max && m->ch.n_expunged <= max;
+	if (hit && rec == NULL)
+		hit = m->txnid == txnid;
+	else if (hit)
+		hit = rec->highestmodseq == m->ch.highestmodseq && rec->uidnext == m->ch.uidnext &&
+		      since >= rec->expunge_floor;
+	if (hit) {
+		changes_copy(ch, &m->ch);
+		if (txnid > m->txnid)
+			m->txnid = txnid;
+	}
+	pthread_mutex_unlock(&sh->memo_lock);
+	return hit;
+}
+
+/* Keep a copy of a complete, small answer read in snapshot txnid. */
+static void
+memo_put(struct lmdb_shard *sh, uint64_t id, uint64_t since, uint64_t txnid,
+         const struct mailbox_changes *ch)
+{
+	struct lmdb_changes_memo *m = memo_slot(sh, id);
+
+	if (!ch->expunged_complete || ch->n_changed > MEMO_MAX || ch->n_expunged > MEMO_MAX)
+		return;
+	pthread_mutex_lock(&sh->memo_lock);
+	/* an older snapshot's answer does not replace a newer one's */
+	if (m->id != id || m->since != since || txnid >= m->txnid) {
+		mailbox_changes_free(&m->ch);
+		changes_copy(&m->ch, ch);
+		m->id = id;
+		m->since = since;
+		m->txnid = txnid;
+	}
+	pthread_mutex_unlock(&sh->memo_lock);
+}
+
+/* The map's last committed transaction: what a snapshot begun now would
+ * see. Under the map lock, since a resize moves the meta pages. */
+static uint64_t
+last_txnid(struct lmdb_shard *sh)
+{
+	MDB_envinfo info;
+
+	pthread_rwlock_rdlock(&sh->maplock);
+	if (mdb_env_info(sh->env, &info) != 0)
+		info.me_last_txnid = 0;
+	pthread_rwlock_unlock(&sh->maplock);
+	return info.me_last_txnid;
+}
+
+/* max: see changes_since_nb in storage_impl.h (SIZE_MAX: no bound; such
+ * answers neither use nor fill the memo). */
 static int
 changes_read(struct mailbox *mb, uint64_t modseq, size_t max, struct mailbox_changes *ch)
 {
@@ -95,11 +232,19 @@ changes_read(struct mailbox *mb, uint64_t modseq, size_t max, struct mailbox_cha
 	uint32_t *uids = NULL;
 	size_t n = 0;
 	MDB_txn *txn;
+	bool memo = max != SIZE_MAX;
+	uint64_t txnid;
 	int rc;
 
+	if (memo && (txnid = last_txnid(lm->sh)) != 0 &&
+	    memo_take(lm->sh, lm->id, modseq, max, txnid, NULL, ch))
+		return 0;
 	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
 		return rc;
+	txnid = mdb_txn_id(txn);
 	if ((rc = lmdb_cur_rec(txn, lm, &rec, NULL)) != 0)
+		goto out;
+	if (memo && memo_take(lm->sh, lm->id, modseq, max, txnid, &rec, ch))
 		goto out;
 	ch->highestmodseq = rec.highestmodseq;
 	ch->uidnext = rec.uidnext;
@@ -144,6 +289,8 @@ changes_read(struct mailbox *mb, uint64_t modseq, size_t max, struct mailbox_cha
 	}
 	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, max, &ch->expunged, &ch->n_expunged,
 	              &ch->expunged_emailids);
+	if (rc == 0 && memo)
+		memo_put(lm->sh, lm->id, modseq, txnid, ch);
 out:
 	lmdb_rtxn_end(lm->sh, txn);
 	free(uids);

@@ -659,6 +659,7 @@ shard_open(const struct roost_config *cfg, struct lmdb_shard *sh, const char *pa
 	pthread_rwlock_init(&sh->maplock, NULL);
 	pthread_mutex_init(&sh->pool_lock, NULL);
 	pthread_mutex_init(&sh->claim_lock, NULL);
+	lmdb_changes_memo_init(sh);
 	pthread_mutex_init(&sh->wq_lock, NULL);
 	pthread_cond_init(&sh->wq_cond, NULL);
 
@@ -733,6 +734,7 @@ shard_close(struct lmdb_shard *sh)
 	pthread_mutex_destroy(&sh->wq_lock);
 	pthread_mutex_destroy(&sh->pool_lock);
 	pthread_mutex_destroy(&sh->claim_lock);
+	lmdb_changes_memo_free(sh);
 	pthread_rwlock_destroy(&sh->maplock);
 	free(sh->claims);
 	free(sh->path);

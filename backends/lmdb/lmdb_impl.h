@@ -132,6 +132,12 @@ struct lmdb_shard {
 	 * it: a claim whose read transaction began before that may hold a
 	 * boundary older than the forgotten one and must read again. */
 	uint64_t claims_forgotten;
+
+	/* The last changes-since answers, one per slot, shared by the
+	 * sessions of a mailbox woken at the same modseq (memo_lock;
+	 * lmdb_changes.c). */
+	pthread_mutex_t memo_lock;
+	struct lmdb_changes_memo *memo;
 };
 
 /* The mailbox's \Recent boundary as this process moved it. */
@@ -450,6 +456,10 @@ int lmdb_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
                  struct copy_result *res);
 int lmdb_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *changes_r);
+/* The shard's memo of changes-since answers (lmdb_changes.c): made at
+ * shard_open(), freed at shard_close(). */
+void lmdb_changes_memo_init(struct lmdb_shard *sh);
+void lmdb_changes_memo_free(struct lmdb_shard *sh);
 int lmdb_op_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max,
                              struct mailbox_changes *changes_r);
 int lmdb_op_check(struct storage *st, struct buf *report);

@@ -896,6 +896,82 @@ START_TEST(changes_since_nb)
 }
 END_TEST
 
+/* Sessions of one mailbox at the same modseq may get one shared answer
+ * (LMDB keeps the last one per mailbox): every later question must still
+ * see each change committed before it, through another handle, after a
+ * \Recent claim or a commit elsewhere left the mailbox as it was, and a
+ * question at another modseq gets its own answer. */
+START_TEST(changes_since_nb_shared)
+{
+	struct mailbox *a, *b;
+	struct mailbox_changes ca, cb;
+	struct mailbox_status s;
+	uint32_t u0, u1, u2, first, next, *mod;
+	size_t nmod;
+	uint64_t m0, m1;
+
+	setup_backend(_i);
+	if (strcmp(storage_backend_name(st), "lmdb") != 0) {
+		teardown_backend();
+		return;
+	}
+	u0 = append_simple("INBOX", 0);
+	ck_assert_int_eq(storage_create(st, USER, "Other", 0), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &a), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &b), 0);
+	ck_assert_int_eq(mailbox_status(a, &s), 0);
+	m0 = s.highestmodseq;
+	u1 = append_simple("INBOX", 1);
+	/* the same question twice, then after commits that leave INBOX as
+	 * it was: the same answer */
+	for (int k = 0; k < 3; k++) {
+		ck_assert_int_eq(mailbox_changes_since_nb(k == 1 ? b : a, m0, 4, &ca), 0);
+		ck_assert_uint_eq(ca.n_changed, 1);
+		ck_assert_uint_eq(ca.changed[0].uid, u1);
+		ck_assert_uint_eq(ca.n_expunged, 0);
+		ck_assert(ca.expunged_complete);
+		mailbox_changes_free(&ca);
+		(void)append_simple("Other", 10 + k);
+		ck_assert_int_eq(mailbox_claim_recent(b, &first, &next), 0);
+	}
+	/* a flag change and a new message through b: a's next question at
+	 * m0 sees both, as does b's */
+	ck_assert_int_eq(mailbox_store(b, &u0, 1, &seen_add, &mod, &nmod), 0);
+	free(mod);
+	u2 = append_simple("INBOX", 2);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(mailbox_changes_since_nb(k == 0 ? a : b, m0, 4, &ca), 0);
+		ck_assert_uint_eq(ca.n_changed, 3);
+		ck_assert_uint_eq(ca.changed[0].uid, u0);
+		ck_assert_uint_eq(ca.changed[0].flags, MSG_SEEN);
+		ck_assert_uint_eq(ca.changed[1].uid, u1);
+		ck_assert_uint_eq(ca.changed[2].uid, u2);
+		mailbox_changes_free(&ca);
+	}
+	/* an expunge moves it again; another modseq has its own answer */
+	ck_assert_int_eq(mailbox_expunge(a, &u1, 1), 0);
+	ck_assert_int_eq(mailbox_changes_since_nb(b, m0, 4, &ca), 0);
+	ck_assert_uint_eq(ca.n_changed, 2);
+	ck_assert_uint_eq(ca.n_expunged, 1);
+	ck_assert_uint_eq(ca.expunged[0], u1);
+	ck_assert_int_eq(mailbox_status(a, &s), 0);
+	m1 = s.highestmodseq;
+	ck_assert_int_eq(mailbox_changes_since_nb(a, m1, 4, &cb), 0);
+	ck_assert_uint_eq(cb.n_changed + cb.n_expunged, 0);
+	ck_assert_uint_eq(cb.highestmodseq, ca.highestmodseq);
+	mailbox_changes_free(&cb);
+	ck_assert_int_eq(mailbox_changes_since(a, m0, &cb), 0);
+	ck_assert_uint_eq(cb.n_changed, ca.n_changed);
+	ck_assert_uint_eq(cb.n_expunged, ca.n_expunged);
+	mailbox_changes_free(&cb);
+	mailbox_changes_free(&ca);
+	mailbox_close(&a);
+	mailbox_close(&b);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(mailbox_tree)
 {
 	struct mailbox_info *list;
@@ -4781,6 +4857,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, uids_never_reused, 0, n_backends);
 	tcase_add_loop_test(tc, changes_since, 0, n_backends);
 	tcase_add_loop_test(tc, changes_since_nb, 0, n_backends);
+	tcase_add_loop_test(tc, changes_since_nb_shared, 0, n_backends);
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
 	tcase_add_loop_test(tc, default_folders, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);

@@ -104,12 +104,31 @@ imap_bad(struct imap_cmd *cmd, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A line that fits the stack buffer (most: every wake-up's EXISTS and
+ * RECENT) is formatted once, into it; through a buffer on the heap it was
+ * an allocation and two formatting passes per line, a tenth of the user
+ * time of 1,000 woken sessions (issue 20). */
+#define UNTAGGED_STACK 512
+
 void
 imap_untagged(struct imap_session *s, const char *fmt, ...)
 {
+	char line[UNTAGGED_STACK];
 	struct buf b = BUF_INIT(0);
 	va_list ap;
+	int n;
 
+	va_start(ap, fmt);
+	n = vsnprintf(line + 2, sizeof(line) - 4, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(line) - 4) {
+		memcpy(line, "* ", 2);
+		memcpy(line + 2 + n, "\r\n", 2);
+		conn_write(s->c, line, (size_t)n + 4);
+		return;
+	}
 	buf_append_str(&b, "* ");
 	va_start(ap, fmt);
 	buf_vprintf(&b, fmt, ap);

@@ -13,7 +13,8 @@ LMTP message to every user, timing from the end of DATA to each client
 reading its `* n EXISTS`. Server CPU (user + system of the server process,
 from /proc) is measured over a second, longer idle-latency run against the
 same server and divided by the extra wake-ups, so connection set-up is not
-counted. Runs of the binaries and backends alternate; each figure is the
+counted; the load generator's CPU over the same runs (its rusage) is shown
+beside it, since on one machine both share the cores every wake-up waits for. Runs of the binaries and backends alternate; each figure is the
 median over --runs. Needs build/bench/loadgen (make).
 
 10,000 idlers (issue 20): `--clients 10000 --rounds 3 --no-cpu` (a fresh server
@@ -29,6 +30,7 @@ the last run's sessions against max_connections.
 """
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -106,12 +108,12 @@ def one_run(binary, backend, a):
         r = loadgen(*idle, "--rounds", a.rounds)
         if r["stderr"]:
             print("  %s %s: %s" % (backend, binary, r["stderr"]), file=sys.stderr)
-        per_wake = float("nan")
+        per_wake = client_wake = float("nan")
         if a.cpu:
-            per_wake = cpu_per_wake(srv, idle, a)
+            per_wake, client_wake = cpu_per_wake(srv, idle, a)
         return {"p50": float(r["p50_ms"]), "p90": float(r["p90_ms"]), "p99": float(r["p99_ms"]),
                 "max": float(r["max_ms"]), "wakeups": int(r["wakeups"]),
-                "cpu_us": per_wake * 1e6, "ack": float(r.get("ack_p50_ms", "nan")),
+                "cpu_us": per_wake * 1e6, "client_us": client_wake * 1e6, "ack": float(r.get("ack_p50_ms", "nan")),
                 "after_ack_p99": float(r.get("after_ack_p99_ms", "nan"))}
     finally:
         srv.stop()
@@ -121,15 +123,23 @@ def one_run(binary, backend, a):
             other.cleanup()
 
 
+def children_cpu_s():
+    """User + system CPU seconds of this script's finished children (loadgen)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def cpu_per_wake(srv, idle, a):
-    """Server CPU seconds per wake-up: two more loadgen runs, the extra
-    rounds of the second alone."""
-    c0 = cpu_s(srv.proc.pid)
+    """Server and load generator CPU seconds per wake-up: two more loadgen
+    runs, the extra rounds of the second alone. Both run on the same cores,
+    so the load generator's share is time the server's wake-ups wait for."""
+    c0, l0 = cpu_s(srv.proc.pid), children_cpu_s()
     loadgen(*idle, "--rounds", 1)
-    c1 = cpu_s(srv.proc.pid)
+    c1, l1 = cpu_s(srv.proc.pid), children_cpu_s()
     loadgen(*idle, "--rounds", 1 + a.rounds * 2)
-    c2 = cpu_s(srv.proc.pid)
-    return ((c2 - c1) - (c1 - c0)) / (a.rounds * 2 * a.clients)
+    c2, l2 = cpu_s(srv.proc.pid), children_cpu_s()
+    n = a.rounds * 2 * a.clients
+    return ((c2 - c1) - (c1 - c0)) / n, ((l2 - l1) - (l1 - l0)) / n
 
 
 def main():
@@ -157,19 +167,23 @@ def main():
                 # ack: the delivery's first 250 (median round); after ack:
                 # the wake-ups timed from it (see loadgen_idle.c)
                 print("  %-8s %-8s p50 %7.1f ms  p90 %7.1f ms  p99 %7.1f ms  cpu %6.1f us/wake-up  "
-                      "(%d wake-ups; ack %.1f ms, p99 after ack %.1f ms; load %.1f)"
-                      % (backend, name, r["p50"], r["p90"], r["p99"], r["cpu_us"], r["wakeups"],
-                         r["ack"], r["after_ack_p99"], os.getloadavg()[0]),
+                      "(loadgen %.1f us; %d wake-ups; ack %.1f ms, p99 after ack %.1f ms; "
+                      "load %.1f)"
+                      % (backend, name, r["p50"], r["p90"], r["p99"], r["cpu_us"],
+                         r["client_us"], r["wakeups"], r["ack"], r["after_ack_p99"],
+                         os.getloadavg()[0]),
                       file=sys.stderr)
     print("%d IDLE clients over %d users, %d rounds, %d messages preloaded per user; "
           "median of %d runs" % (a.clients, a.users, a.rounds, a.preload, a.runs))
-    print("| backend | binary | p50 ms | p90 ms | p99 ms | max ms | server CPU per wake-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("| backend | binary | p50 ms | p90 ms | p99 ms | max ms | server CPU per wake-up "
+          "| loadgen CPU per wake-up |")
+    print("|---|---|---|---|---|---|---|---|")
     for (backend, name), rs in results.items():
         med = {k: statistics.median(r[k] for r in rs)
-               for k in ("p50", "p90", "p99", "max", "cpu_us")}
-        print("| %s | %s | %.1f | %.1f | %.1f | %.1f | %.0f us |"
-              % (backend, name, med["p50"], med["p90"], med["p99"], med["max"], med["cpu_us"]))
+               for k in ("p50", "p90", "p99", "max", "cpu_us", "client_us")}
+        print("| %s | %s | %.1f | %.1f | %.1f | %.1f | %.0f us | %.0f us |"
+              % (backend, name, med["p50"], med["p90"], med["p99"], med["max"], med["cpu_us"],
+                 med["client_us"]))
 
 
 if __name__ == "__main__":

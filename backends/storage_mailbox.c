@@ -228,6 +228,7 @@ int
 mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
               uint32_t **modified_r, size_t *n_modified_r)
 {
+	struct store_result res = {0};
 	int rc;
 
 	*modified_r = NULL;
@@ -263,23 +264,59 @@ mailbox_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct s
 				return (mb->rights & ACL_LOOKUP) != 0 ? ROOST_ENOACCESS
 				                                      : ROOST_ENOTFOUND;
 			if ((r.flags & MSG_SEEN) != 0 || r.unchanged_since != 0)
-				rc = storage_seen_store(mb, uids, n, &r, modified_r, n_modified_r);
+				rc = storage_seen_store(mb, uids, n, &r, &res);
 			else
-				rc = mb->st->ops->store(mb, uids, n, &r, modified_r, n_modified_r);
-			if (rc == 0)
-				storage_notify(mb->st, mb->user, mb->name);
-			return rc;
+				rc = mb->st->ops->store(mb, uids, n, &r, &res);
+			goto out;
 		}
 	}
 	/* \Seen is the reader's, and so are its MODSEQs (UNCHANGEDSINCE) */
 	if (mb->actor != NULL && (req->mode == STORE_REPLACE || (req->flags & MSG_SEEN) != 0 ||
 	                          req->unchanged_since != 0))
-		rc = storage_seen_store(mb, uids, n, req, modified_r, n_modified_r);
+		rc = storage_seen_store(mb, uids, n, req, &res);
 	else
-		rc = mb->st->ops->store(mb, uids, n, req, modified_r, n_modified_r);
-	if (rc == 0)
-		storage_notify(mb->st, mb->user, mb->name);
-	return rc;
+		rc = mb->st->ops->store(mb, uids, n, req, &res);
+out:
+	if (rc != 0) {
+		storage_store_result_free(&res);
+		return rc;
+	}
+	storage_notify(mb->st, mb->user, mb->name);
+	*modified_r = res.modified;
+	*n_modified_r = res.n_modified;
+	return 0;
+}
+
+void
+storage_store_result_add(struct store_result *res, uint32_t uid)
+{
+	size_t n = res->n_modified;
+
+	/* room for 16, then for each next power of two */
+	if (n == 0 || (n >= 16 && (n & (n - 1)) == 0))
+		res->modified =
+		    xreallocarray(res->modified, n == 0 ? 16 : n * 2, sizeof(*res->modified));
+	res->modified[res->n_modified++] = uid;
+}
+
+void
+storage_store_result_free(struct store_result *res)
+{
+	free(res->modified);
+	memset(res, 0, sizeof(*res));
+}
+
+uint64_t
+storage_store_bits(enum store_mode mode, uint64_t old, uint64_t bits)
+{
+	switch (mode) {
+	case STORE_ADD:
+		return old | bits;
+	case STORE_REMOVE:
+		return old & ~bits;
+	default:
+		return bits;
+	}
 }
 
 int

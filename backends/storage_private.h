@@ -14,6 +14,7 @@
 #include "roost/config.h"
 #include "roost/storage.h"
 
+struct store_result;
 struct watch_registry;
 
 /* storage_name.c */
@@ -192,7 +193,7 @@ int storage_seen_status(struct storage *st, const char *owner, const char *canon
  * the actor's set, the rest in the backend (a FLAGS replace keeps the
  * owner's \Seen). ROOST_ETOOBIG when the set would pass its bound. */
 int storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n,
-                       const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
+                       const struct store_req *req, struct store_result *res);
 /* Mark uids (new messages, ascending) seen for reader in owner's canon. */
 int storage_seen_add(struct storage *st, const char *owner, const char *canon, const char *reader,
                      uint32_t uidvalidity, const uint32_t *uids, size_t n);

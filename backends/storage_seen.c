@@ -573,24 +573,20 @@ storage_seen_add(struct storage *st, const char *owner, const char *canon, const
 }
 
 /* backend store of uids[0..n) with req, the UNCHANGEDSINCE refusals
- * appended to *mod (ascending merge left to the caller) */
+ * appended to mod (ascending merge left to the caller) */
 static int
 backend_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-              uint32_t **mod, size_t *n_mod)
+              struct store_result *mod)
 {
-	uint32_t *m = NULL;
-	size_t nm = 0;
+	struct store_result m = {0};
 	int rc;
 
 	if (n == 0 || (req->mode != STORE_REPLACE && req->flags == 0 && req->n_keywords == 0))
 		return 0;
-	rc = mb->st->ops->store(mb, uids, n, req, &m, &nm);
-	if (rc == 0 && nm > 0) {
-		*mod = xreallocarray(*mod, *n_mod + nm, sizeof(**mod));
-		memcpy(*mod + *n_mod, m, nm * sizeof(*m));
-		*n_mod += nm;
-	}
-	free(m);
+	rc = mb->st->ops->store(mb, uids, n, req, &m);
+	for (size_t i = 0; rc == 0 && i < m.n_modified; i++)
+		storage_store_result_add(mod, m.modified[i]);
+	storage_store_result_free(&m);
 	return rc;
 }
 
@@ -635,11 +631,12 @@ seen_undo(struct mailbox *mb, uint32_t uv, uint64_t backend, const struct msg_re
 
 int
 storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-                   uint32_t **modified_r, size_t *n_modified_r)
+                   struct store_result *res)
 {
 	struct msg_record *recs = NULL;
-	uint32_t *todo = NULL, *with = NULL, *without = NULL, *mod = NULL, uv;
-	size_t n_recs = 0, n_todo = 0, n_with = 0, n_without = 0, n_mod = 0, r = 0, n_checked;
+	uint32_t *todo = NULL, *with = NULL, *without = NULL, uv;
+	size_t n_recs = 0, n_todo = 0, n_with = 0, n_without = 0, r = 0, n_checked;
+	struct store_result mod = {0};
 	struct store_req rest = *req;
 	struct seen_set now = {0}, cur = {0};
 	uint64_t backend;
@@ -658,7 +655,6 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 	todo = xcalloc(n + 1, sizeof(*todo));
 	with = xcalloc(n + 1, sizeof(*with));
 	without = xcalloc(n + 1, sizeof(*without));
-	mod = xcalloc(n + 1, sizeof(*mod));
 	for (size_t i = 0; i < n; i++) {
 		while (r < n_recs && recs[r].uid < uids[i])
 			r++;
@@ -666,7 +662,7 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 			continue; /* gone: skipped */
 		if (req->unchanged_since != 0 &&
 		    seen_view_modseq(&cur, uids[i], recs[r].modseq) > req->unchanged_since) {
-			mod[n_mod++] = uids[i];
+			storage_store_result_add(&mod, uids[i]);
 			continue;
 		}
 		todo[n_todo++] = uids[i];
@@ -676,7 +672,7 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 		else
 			without[n_without++] = uids[i];
 	}
-	n_checked = n_mod;
+	n_checked = mod.n_modified;
 	rest.flags &= ~(uint32_t)MSG_SEEN;
 	/* the backend checks its own part of the reader's MODSEQ, atomically */
 	rest.unchanged_since = storage_seen_backend_modseq(req->unchanged_since);
@@ -690,24 +686,23 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 		seen_done = rc == 0;
 	}
 	if (rc == 0 && req->mode != STORE_REPLACE) {
-		rc = backend_store(mb, todo, n_todo, &rest, &mod, &n_mod);
+		rc = backend_store(mb, todo, n_todo, &rest, &mod);
 	} else if (rc == 0) {
-		rc = backend_store(mb, without, n_without, &rest, &mod, &n_mod);
+		rc = backend_store(mb, without, n_without, &rest, &mod);
 		rest.flags |= MSG_SEEN;
 		if (rc == 0)
-			rc = backend_store(mb, with, n_with, &rest, &mod, &n_mod);
+			rc = backend_store(mb, with, n_with, &rest, &mod);
 	}
 	if (seen_done && rc != 0)
 		seen_undo(mb, uv, backend, recs, n_recs, &cur, todo, n_todo, &now);
-	else if (seen_done && n_mod > n_checked)
-		seen_undo(mb, uv, backend, recs, n_recs, &cur, mod + n_checked, n_mod - n_checked,
-		          &now);
-	if (rc == 0 && n_mod > 1)
-		qsort(mod, n_mod, sizeof(*mod), uid_cmp);
-	if (rc == 0 && n_mod > 0) {
-		*modified_r = mod;
-		*n_modified_r = n_mod;
-		mod = NULL;
+	else if (seen_done && mod.n_modified > n_checked)
+		seen_undo(mb, uv, backend, recs, n_recs, &cur, mod.modified + n_checked,
+		          mod.n_modified - n_checked, &now);
+	if (rc == 0 && mod.n_modified > 1)
+		qsort(mod.modified, mod.n_modified, sizeof(*mod.modified), uid_cmp);
+	if (rc == 0) {
+		*res = mod;
+		mod = (struct store_result){0};
 	}
 	/* the session applies its own change: what it knows now */
 	if (rc == 0 && touch && n_todo > 0 && mb->seen != NULL)
@@ -715,7 +710,7 @@ storage_seen_store(struct mailbox *mb, const uint32_t *uids, size_t n, const str
 out:
 	seen_clear(&now);
 	seen_clear(&cur);
-	free(mod);
+	storage_store_result_free(&mod);
 	free(without);
 	free(with);
 	free(todo);

@@ -13,8 +13,7 @@ struct store_arg {
 	const uint32_t *uids;
 	size_t n;
 	const struct store_req *req;
-	uint32_t *modified;
-	size_t n_modified;
+	struct store_result *res;
 };
 
 static int
@@ -25,13 +24,11 @@ w_store(struct lmdb_w *w, void *arg)
 	struct lmdb_mbox rec;
 	struct lmdb_kwtab kw;
 	uint64_t kwbits = 0, newseq;
-	size_t nkw0, cap = 0;
+	size_t nkw0;
 	bool changed = false;
 	int rc;
 
-	free(a->modified);
-	a->modified = NULL;
-	a->n_modified = 0;
+	storage_store_result_free(a->res);
 	if ((rc = lmdb_mbox_get(w->txn, w->sh, a->id, &rec, &kw)) != 0)
 		return rc;
 	if (rec.noselect)
@@ -58,27 +55,11 @@ w_store(struct lmdb_w *w, void *arg)
 		if (rc != 0)
 			return rc;
 		if (req->unchanged_since != 0 && m.modseq > req->unchanged_since) {
-			if (a->n_modified == cap) {
-				cap = cap == 0 ? 16 : cap * 2;
-				a->modified = xreallocarray(a->modified, cap, sizeof(uint32_t));
-			}
-			a->modified[a->n_modified++] = a->uids[i];
+			storage_store_result_add(a->res, a->uids[i]);
 			continue;
 		}
-		switch (req->mode) {
-		case STORE_ADD:
-			nf = m.flags | req->flags;
-			nk = m.keywords | kwbits;
-			break;
-		case STORE_REMOVE:
-			nf = m.flags & ~req->flags;
-			nk = m.keywords & ~kwbits;
-			break;
-		default:
-			nf = req->flags;
-			nk = kwbits;
-			break;
-		}
+		nf = (uint32_t)storage_store_bits(req->mode, m.flags, req->flags);
+		nk = storage_store_bits(req->mode, m.keywords, kwbits);
 		if (nf == m.flags && nk == m.keywords)
 			continue;
 		if ((rc = lmdb_seq_del(w, a->id, m.modseq, a->uids[i])) != 0)
@@ -110,17 +91,10 @@ w_store(struct lmdb_w *w, void *arg)
 
 int
 lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-              uint32_t **modified_r, size_t *n_modified_r)
+              struct store_result *res)
 {
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
-	struct store_arg a = {.id = lm->id, .uids = uids, .n = n, .req = req};
-	int rc = lmdb_write(lm->sh, w_store, &a);
+	struct store_arg a = {.id = lm->id, .uids = uids, .n = n, .req = req, .res = res};
 
-	if (rc != 0) {
-		free(a.modified);
-		return rc;
-	}
-	*modified_r = a.modified;
-	*n_modified_r = a.n_modified;
-	return 0;
+	return lmdb_write(lm->sh, w_store, &a);
 }

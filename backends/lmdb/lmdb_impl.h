@@ -451,7 +451,7 @@ int lmdb_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
 int lmdb_op_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 int lmdb_op_append(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
 int lmdb_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-                  uint32_t **modified_r, size_t *n_modified_r);
+                  struct store_result *res);
 int lmdb_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 int lmdb_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
                  struct copy_result *res);

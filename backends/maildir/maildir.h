@@ -529,7 +529,7 @@ int md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags,
 
 /* ---- maildir_flags.c ---- */
 int md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-             uint32_t **modified_r, size_t *n_modified_r);
+             struct store_result *res);
 /* fsync f's new/ and/or cur/ (when the store fsyncs at all). */
 void md_fsync_subdirs(struct md_folder *f, bool newdir, bool curdir);
 

@@ -65,18 +65,15 @@ rename_flags(struct md_folder *f, struct md_rec *r, uint32_t flags, uint64_t kw,
 
 int
 md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-         uint32_t **modified_r, size_t *n_modified_r)
+         struct store_result *res)
 {
 	struct md_mailbox *m = container_of(mb, struct md_mailbox, mb);
 	struct md_folder *f = m->f;
-	uint32_t *mod = NULL;
-	size_t n_mod = 0, i;
+	size_t i;
 	uint64_t kw = 0, modseq;
 	bool any = false, from_new = false, own_new, own_cur;
 	int err, e;
 
-	*modified_r = NULL;
-	*n_modified_r = 0;
 	/* Light: a file renamed behind our back shows up as ENOENT below. */
 	pthread_mutex_lock(&f->mutex);
 	if ((err = md_lock_and_sync(f, MD_SYNC_LIGHT)) < 0) {
@@ -101,25 +98,11 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 		if ((r = md_rec_find(f, uids[i])) == NULL)
 			continue;
 		if (req->unchanged_since != 0 && r->modseq > req->unchanged_since) {
-			mod = xreallocarray(mod, n_mod + 1, sizeof(*mod));
-			mod[n_mod++] = r->uid;
+			storage_store_result_add(res, r->uid);
 			continue;
 		}
-		switch (req->mode) {
-		case STORE_ADD:
-			nf = r->flags | req->flags;
-			nk = r->keywords | kw;
-			break;
-		case STORE_REMOVE:
-			nf = r->flags & ~req->flags;
-			nk = r->keywords & ~kw;
-			break;
-		default:
-			nf = req->flags;
-			nk = kw;
-			break;
-		}
-		nf &= MSG_FLAGS_ALL;
+		nf = (uint32_t)storage_store_bits(req->mode, r->flags, req->flags) & MSG_FLAGS_ALL;
+		nk = storage_store_bits(req->mode, r->keywords, kw);
 		if (nf == r->flags && nk == r->keywords)
 			continue;
 		e = rename_flags(f, r, nf, nk, &from_new);
@@ -162,11 +145,5 @@ md_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_
 	if (err == 0)
 		err = e;
 	pthread_mutex_unlock(&f->mutex);
-	if (err < 0) {
-		free(mod);
-		return err;
-	}
-	*modified_r = mod;
-	*n_modified_r = n_mod;
-	return 0;
+	return err < 0 ? err : 0;
 }

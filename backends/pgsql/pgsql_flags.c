@@ -21,8 +21,7 @@ struct store_arg {
 	const uint32_t *uids;
 	size_t n;
 	const struct store_req *req;
-	uint32_t *modified;
-	size_t n_modified;
+	struct store_result *res;
 };
 
 static int
@@ -40,9 +39,7 @@ t_store(struct pg_txn *t, void *arg)
 	bool noselect;
 	int rc;
 
-	free(a->modified);
-	a->modified = NULL;
-	a->n_modified = 0;
+	storage_store_result_free(a->res);
 	if ((rc = pg_mbox_lock(t, id, &noselect)) != 0)
 		return rc;
 	if (noselect)
@@ -63,7 +60,6 @@ t_store(struct pg_txn *t, void *arg)
 	cu = xcalloc((size_t)PQntuples(res) + 1, sizeof(*cu));
 	cf = xcalloc((size_t)PQntuples(res) + 1, sizeof(*cf));
 	ck = xcalloc((size_t)PQntuples(res) + 1, sizeof(*ck));
-	a->modified = xcalloc((size_t)PQntuples(res) + 1, sizeof(*a->modified));
 	for (int i = 0; i < PQntuples(res); i++) {
 		uint32_t uid = (uint32_t)pg_int(res, i, 0), flags = (uint32_t)pg_int(res, i, 1);
 		uint64_t kw = (uint64_t)pg_int(res, i, 2), modseq = (uint64_t)pg_int(res, i, 3);
@@ -71,33 +67,17 @@ t_store(struct pg_txn *t, void *arg)
 		uint64_t nk;
 
 		if (req->unchanged_since != 0 && modseq > req->unchanged_since) {
-			a->modified[a->n_modified++] = uid;
+			storage_store_result_add(a->res, uid);
 			continue;
 		}
-		switch (req->mode) {
-		case STORE_ADD:
-			nf = flags | req->flags;
-			nk = kw | kwbits;
-			break;
-		case STORE_REMOVE:
-			nf = flags & ~req->flags;
-			nk = kw & ~kwbits;
-			break;
-		default:
-			nf = req->flags;
-			nk = kwbits;
-			break;
-		}
+		nf = (uint32_t)storage_store_bits(req->mode, flags, req->flags);
+		nk = storage_store_bits(req->mode, kw, kwbits);
 		if (nf == flags && nk == kw)
 			continue;
 		cu[nc] = uid;
 		cf[nc] = nf;
 		ck[nc] = nk;
 		nc++;
-	}
-	if (a->n_modified == 0) {
-		free(a->modified);
-		a->modified = NULL;
 	}
 	if (nc == 0)
 		goto out;
@@ -134,16 +114,9 @@ out:
 
 int
 pg_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-            uint32_t **modified_r, size_t *n_modified_r)
+            struct store_result *res)
 {
-	struct store_arg a = {.mb = mb, .uids = uids, .n = n, .req = req};
-	int rc = pg_run(PM(mb)->ps, PG_WRITE, t_store, &a);
+	struct store_arg a = {.mb = mb, .uids = uids, .n = n, .req = req, .res = res};
 
-	if (rc != 0) {
-		free(a.modified);
-		return rc;
-	}
-	*modified_r = a.modified;
-	*n_modified_r = a.n_modified;
-	return 0;
+	return pg_run(PM(mb)->ps, PG_WRITE, t_store, &a);
 }

@@ -241,7 +241,7 @@ int pg_op_read(struct mailbox *mb, uint32_t uid, struct msg_view *view_r);
 int pg_op_cache_get(struct mailbox *mb, uint32_t uid, struct buf *out);
 int pg_op_cache_set(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 int pg_op_store(struct mailbox *mb, const uint32_t *uids, size_t n, const struct store_req *req,
-                uint32_t **modified_r, size_t *n_modified_r);
+                struct store_result *res);
 int pg_op_expunge(struct mailbox *mb, const uint32_t *uids, size_t n);
 int pg_op_copy(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
                struct copy_result *res);

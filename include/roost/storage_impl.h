@@ -73,6 +73,16 @@ struct copy_result {
 	size_t n;
 };
 
+/* What ops->store hands back: the UIDs UNCHANGEDSINCE kept it from
+ * changing (RFC 7162 3.1.3's MODIFIED), ascending; modified is NULL when
+ * there are none. The wrapper passes it zeroed, gives modified to
+ * mailbox_store()'s caller on success and frees it after an error, so a
+ * backend may leave it allocated whatever it returns. */
+struct store_result {
+	uint32_t *modified;
+	size_t n_modified;
+};
+
 struct storage_ops {
 	const char *name;
 
@@ -120,7 +130,7 @@ struct storage_ops {
 	int (*cache_set)(struct mailbox *mb, uint32_t uid, const void *data, size_t len);
 	int (*append)(struct mailbox *mb, const struct msg_input *msg, uint32_t *uid_r);
 	int (*store)(struct mailbox *mb, const uint32_t *uids, size_t n,
-	             const struct store_req *req, uint32_t **modified_r, size_t *n_modified_r);
+	             const struct store_req *req, struct store_result *res);
 	int (*expunge)(struct mailbox *mb, const uint32_t *uids, size_t n);
 	int (*copy)(struct mailbox *mb, const uint32_t *uids, size_t n, const char *dest, bool move,
 	            struct copy_result *res);
@@ -175,6 +185,14 @@ struct storage_ops {
 /* Free res's arrays and zero it: for a backend's transaction that starts
  * over, and the wrapper after an error. */
 void storage_copy_result_free(struct copy_result *res);
+/* Append uid to res->modified, growing it as needed. */
+void storage_store_result_add(struct store_result *res, uint32_t uid);
+/* As storage_copy_result_free(), for a struct store_result. */
+void storage_store_result_free(struct store_result *res);
+/* What a STORE of mode with bits (req->flags, or req's keywords as the
+ * backend's bits) makes of a message's old flags or keywords: old | bits,
+ * old & ~bits, or bits. */
+uint64_t storage_store_bits(enum store_mode mode, uint64_t old, uint64_t bits);
 /* A new EMAILID (struct msg_record): 64 random bits, never 0. Thread-safe. */
 uint64_t storage_new_emailid(void);
 /* An EMAILID derived from bytes that identify a message for good where no

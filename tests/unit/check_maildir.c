@@ -729,11 +729,10 @@ appender(void *arg)
 			t->uids[i] = 0;
 		if (i % 5 == 4) {
 			struct store_req req = {.mode = STORE_ADD, .flags = MSG_SEEN};
-			uint32_t *mod;
-			size_t nm;
+			struct store_result res = {0};
 
-			ops->store(t->mb, &t->uids[i], 1, &req, &mod, &nm);
-			free(mod);
+			ops->store(t->mb, &t->uids[i], 1, &req, &res);
+			storage_store_result_free(&res);
 		}
 	}
 	return NULL;
@@ -1390,8 +1389,9 @@ START_TEST(stale_names)
 	struct store_req req = {.mode = STORE_ADD, .flags = MSG_ANSWERED};
 	struct mailbox *mb, *trash, *arch;
 	struct msg_record *recs;
-	uint32_t uids[STALE_N], *src, *dst, *mod;
-	size_t n, nmod;
+	uint32_t uids[STALE_N], *src, *dst;
+	struct store_result sres = {0};
+	size_t n;
 	uint64_t hms;
 
 	no_watcher();
@@ -1425,8 +1425,8 @@ START_TEST(stale_names)
 
 	/* flags */
 	rename_behind("");
-	ck_assert_int_eq(ops->store(mb, uids, STALE_N, &req, &mod, &nmod), 0);
-	free(mod);
+	ck_assert_int_eq(ops->store(mb, uids, STALE_N, &req, &sres), 0);
+	storage_store_result_free(&sres);
 	ck_assert_int_eq(ops->records(mb, &recs, &n, &hms), 0);
 	ck_assert_uint_eq(n, STALE_N);
 	for (size_t i = 0; i < n; i++)

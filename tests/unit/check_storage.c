@@ -1254,6 +1254,44 @@ START_TEST(status_store_copy)
 }
 END_TEST
 
+/* UNCHANGEDSINCE refusing more messages than a store_result's first
+ * allocation holds: every one listed, ascending, and none changed. */
+START_TEST(store_modified_many)
+{
+	struct store_req req = {.mode = STORE_ADD, .flags = MSG_FLAGGED};
+	struct mailbox_status s;
+	struct msg_record *recs;
+	struct mailbox *mb;
+	uint32_t u[40], *mod;
+	size_t n, nmod;
+	uint64_t hms;
+
+	setup_backend(_i);
+	for (int i = 0; i < 40; i++)
+		u[i] = append_simple("INBOX", i);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	ck_assert_int_eq(mailbox_store(mb, u, 40, &req, &mod, &nmod), 0);
+	ck_assert_uint_eq(nmod, 0);
+	ck_assert(mod == NULL);
+	req.flags = MSG_SEEN;
+	req.unchanged_since = s.highestmodseq;
+	ck_assert_int_eq(mailbox_store(mb, u, 40, &req, &mod, &nmod), 0);
+	ck_assert_uint_eq(nmod, 40);
+	for (int i = 0; i < 40; i++)
+		ck_assert_uint_eq(mod[i], u[i]);
+	free(mod);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, &hms), 0);
+	ck_assert_uint_eq(n, 40);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_eq(recs[i].flags, MSG_FLAGGED);
+	free(recs);
+	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /*
  * \Recent is claimed once: of several sessions on a mailbox, one gets each
  * new message, whichever claims first, and status counts only what nobody
@@ -4861,6 +4899,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
 	tcase_add_loop_test(tc, default_folders, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
+	tcase_add_loop_test(tc, store_modified_many, 0, n_backends);
 	tcase_add_loop_test(tc, object_ids, 0, n_backends);
 	tcase_add_loop_test(tc, metadata, 0, n_backends);
 	tcase_add_loop_test(tc, metadata_user_limit, 0, n_backends);

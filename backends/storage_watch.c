@@ -696,9 +696,9 @@ storage_watch(struct storage *st, const char *user, const char *mailbox, storage
 	struct acl_target t;
 	int rc;
 
-	if (!storage_user_valid(user) || cb == NULL)
+	if (cb == NULL)
 		return ROOST_EINVAL;
-	if ((rc = storage_name_canon(mailbox, canon)) != 0)
+	if ((rc = storage_user_name_canon(user, mailbox, canon)) != 0)
 		return rc;
 	/* another user's mailbox: the owner's changes wake it (storage_acl.c) */
 	if ((rc = storage_acl_resolve(st, user, canon, ACL_READ, &t)) == 0) {

@@ -358,20 +358,32 @@ md_quota_hold(struct md_folder *f)
 		(void)md_quota_begin(f->ms, f->user, &f->quota_fd);
 }
 
+/* The user's directory (the caller frees it), or NULL for a user the
+ * store has never seen, who has nothing. */
+static char *
+seen_user_dir(struct storage *st, const char *user)
+{
+	char *udir = md_user_dir(container_of(st, struct md_storage, st), user);
+	struct stat stb;
+
+	if (stat(udir, &stb) < 0) {
+		free(udir);
+		return NULL;
+	}
+	return udir;
+}
+
 int
 md_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
-	char *udir = md_user_dir(ms, user);
-	struct stat stb;
+	char *udir;
 	size_t size;
 	int err, fd;
 
 	memset(usage_r, 0, sizeof(*usage_r));
-	if (stat(udir, &stb) < 0) {
-		free(udir);
-		return 0; /* a user never seen has nothing */
-	}
+	if ((udir = seen_user_dir(st, user)) == NULL)
+		return 0;
 	if ((err = begin(ms, udir, true, &fd)) == 0) {
 		err = read_usage(udir, usage_r, &size);
 		close(fd);
@@ -385,17 +397,14 @@ md_quota_recalc(struct storage *st, const char *user, struct storage_usage *befo
                 struct storage_usage *after_r)
 {
 	struct md_storage *ms = container_of(st, struct md_storage, st);
-	char *udir = md_user_dir(ms, user);
-	struct stat stb;
+	char *udir;
 	size_t size;
 	int err, fd;
 
 	memset(before_r, 0, sizeof(*before_r));
 	memset(after_r, 0, sizeof(*after_r));
-	if (stat(udir, &stb) < 0) {
-		free(udir);
+	if ((udir = seen_user_dir(st, user)) == NULL)
 		return 0;
-	}
 	if ((err = lock_open(udir, LOCK_EX, &fd)) == 0) {
 		if (read_usage(udir, before_r, &size) < 0)
 			memset(before_r, 0, sizeof(*before_r));

@@ -433,7 +433,10 @@ int lmdb_op_status(struct storage *st, const char *user, const char *name,
 /* The \Recent boundary this process gave out for mailbox id, 0 when none
  * is waiting to be written (lmdb_recent.c). */
 uint32_t lmdb_claim_boundary(struct lmdb_shard *sh, uint64_t id);
-int lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
+/* The status of mailbox id, or (id 0) of user's mailbox name, in a read
+ * transaction of its own: ROOST_ENOTFOUND when it is gone or \Noselect.
+ * Backs ops->status and ops->mailbox_status. */
+int lmdb_status_read(struct lmdb_shard *sh, const char *user, const char *name, uint64_t id,
                      struct mailbox_status *status_r);
 
 int lmdb_op_deliver(struct storage *st, const struct msg_input *msg,

@@ -378,7 +378,7 @@ recent_claimed(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lm
 	return 0;
 }
 
-int
+static int
 lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct lmdb_mbox *rec,
                  struct mailbox_status *s)
 {
@@ -413,21 +413,30 @@ lmdb_status_fill(MDB_txn *txn, struct lmdb_shard *sh, uint64_t id, const struct 
 }
 
 int
-lmdb_op_status(struct storage *st, const char *user, const char *name,
-               struct mailbox_status *status_r)
+lmdb_status_read(struct lmdb_shard *sh, const char *user, const char *name, uint64_t id,
+                 struct mailbox_status *status_r)
 {
-	struct lmdb_shard *sh = lmdb_st_shard(st, user);
 	struct lmdb_mbox rec;
 	MDB_txn *txn;
-	uint64_t id;
 	int rc;
 
 	if ((rc = lmdb_rtxn_begin(sh, &txn)) != 0)
 		return rc;
-	if ((rc = lmdb_mbox_selectable(txn, sh, user, name, &id, &rec)) == 0)
+	if (id == 0)
+		rc = lmdb_mbox_selectable(txn, sh, user, name, &id, &rec);
+	else if ((rc = lmdb_mbox_get(txn, sh, id, &rec, NULL)) == 0 && rec.noselect)
+		rc = ROOST_ENOTFOUND;
+	if (rc == 0)
 		rc = lmdb_status_fill(txn, sh, id, &rec, status_r);
 	lmdb_rtxn_end(sh, txn);
 	return rc;
+}
+
+int
+lmdb_op_status(struct storage *st, const char *user, const char *name,
+               struct mailbox_status *status_r)
+{
+	return lmdb_status_read(lmdb_st_shard(st, user), user, name, 0, status_r);
 }
 
 struct uids_arg {

@@ -61,16 +61,8 @@ int
 lmdb_op_mailbox_status(struct mailbox *mb, struct mailbox_status *status_r)
 {
 	struct lmdb_mailbox *lm = lmdb_mb(mb);
-	struct lmdb_mbox rec;
-	MDB_txn *txn;
-	int rc;
 
-	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
-		return rc;
-	if ((rc = lmdb_cur_rec(txn, lm, &rec, NULL)) == 0)
-		rc = lmdb_status_fill(txn, lm->sh, lm->id, &rec, status_r);
-	lmdb_rtxn_end(lm->sh, txn);
-	return rc;
+	return lmdb_status_read(lm->sh, NULL, NULL, lm->id, status_r);
 }
 
 void

@@ -929,6 +929,20 @@ START_TEST(stop_with_wakeups_waiting)
 }
 END_TEST
 
+/* The stop of shutdown_with_wakeups_left_for_later, posted by the test: the
+ * loop's own stop_msg is posted again by the server's stop (tserver_stop()),
+ * and a message may be queued once at a time (posted twice it was linked
+ * to itself; and ThreadSanitizer saw the second post's write race with
+ * the ended loop's drain of the first). */
+static struct loop_msg test_stop_msg;
+static struct srv_loop *test_stop_loop;
+
+static void
+test_stop_arrived(struct loop_msg *m)
+{
+	conn_loop_stop(test_stop_loop);
+}
+
 START_TEST(shutdown_with_wakeups_left_for_later)
 {
 	/* The loop stops in the iteration that spent its wake-up allowance
@@ -959,7 +973,9 @@ START_TEST(shutdown_with_wakeups_left_for_later)
 	wait_gate_closed();
 	for (unsigned i = 0; i < N; i++)
 		conn_wake(c[i]);
-	loop_post(t.srv->loops[0].loop, &t.srv->loops[0].stop_msg);
+	test_stop_loop = &t.srv->loops[0];
+	test_stop_msg.fn = test_stop_arrived;
+	loop_post(t.srv->loops[0].loop, &test_stop_msg);
 	open_gate();
 	tserver_stop(&t);
 	for (unsigned i = 0; i < N; i++) {
@@ -1002,6 +1018,127 @@ START_TEST(connections_spread_over_the_loops)
 		close(cl[i].fd);
 	wait_until_freed(N);
 	free(cl);
+	tserver_stop(&t);
+}
+END_TEST
+
+/* A client of requests_sent_on_connect_are_answered: opens n connections
+ * one after the other, each sending its command at once (before the server
+ * accepted it, let alone greeted it), and reads the greeting and the
+ * answer. No Check assertion here (a thread); the first failure is kept. */
+struct burst {
+	pthread_t th;
+	int port;
+	unsigned id, n;
+	unsigned answered;
+	char failure[160];
+};
+
+/* Read into buf until it ends with want (the whole expected text), within
+ * 20 s. */
+static bool
+burst_expect(int fd, const char *want, char *got, size_t size)
+{
+	size_t len = strlen(want), have = 0;
+	uint64_t deadline = clock_ms() + 20000;
+
+	while (have < len && have + 1 < size) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		uint64_t now = clock_ms();
+		ssize_t r;
+
+		if (now >= deadline || poll(&p, 1, (int)(deadline - now)) != 1)
+			break;
+		r = recv(fd, got + have, size - 1 - have, 0);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
+	got[have] = '\0';
+	return have == len && memcmp(got, want, len) == 0;
+}
+
+static void *
+burst_thread(void *arg)
+{
+	struct burst *b = arg;
+
+	for (unsigned i = 0; i < b->n; i++) {
+		struct sockaddr_in sin;
+		char cmd[64], want[96], got[128];
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		bool ok;
+
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)b->port);
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+			snprintf(b->failure, sizeof(b->failure), "connect: %s", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return NULL;
+		}
+		/* Every other one runs on the loop (I), the rest on the worker. */
+		snprintf(cmd, sizeof(cmd), "%sECHO %u.%u\r\n", i % 2 ? "I" : "", b->id, i);
+		snprintf(want, sizeof(want), "+OK ready\r\n+OK %u.%u\r\n", b->id, i);
+		ok = send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) == (ssize_t)strlen(cmd) &&
+		     burst_expect(fd, want, got, sizeof(got));
+		close(fd);
+		if (!ok) {
+			snprintf(b->failure, sizeof(b->failure),
+			         "connection %u.%u: sent at connect, got \"%.60s\" within 20 s",
+			         b->id, i, got);
+			return NULL;
+		}
+		b->answered++;
+	}
+	return NULL;
+}
+
+/* Run threads burst clients of per connections each; every one answered. */
+static void
+run_bursts(int port, unsigned threads, unsigned per)
+{
+	struct burst b[4];
+
+	ck_assert_uint_le(threads, 4);
+	for (unsigned i = 0; i < threads; i++) {
+		memset(&b[i], 0, sizeof(b[i]));
+		b[i].port = port;
+		b[i].id = i;
+		b[i].n = per;
+		ck_assert_int_eq(pthread_create(&b[i].th, NULL, burst_thread, &b[i]), 0);
+	}
+	for (unsigned i = 0; i < threads; i++)
+		pthread_join(b[i].th, NULL);
+	for (unsigned i = 0; i < threads; i++) {
+		ck_assert_msg(b[i].failure[0] == '\0', "%s", b[i].failure);
+		ck_assert_uint_eq(b[i].answered, per);
+	}
+}
+
+START_TEST(requests_sent_on_connect_are_answered)
+{
+	/* Clients that send their command the moment they connect, against
+	 * two loops: whichever loop accepts, the connection goes to the one
+	 * holding fewer (a hand-off between the loops while the command is
+	 * already in the socket), its greeting runs on a worker, and the
+	 * command must be read and answered. The loops' quiet bound is 60 s
+	 * (each client gives up after 20 s), so every answer shows that the
+	 * loop was woken, not that it happened to look. First one client at
+	 * a time (nothing else wakes a loop that missed a wake-up), then four
+	 * at once (hand-offs both ways while both loops are busy). */
+	struct tserver t;
+
+	n_loops = 2;
+	quiet_bound_ms = 60000;
+	tserver_start(&t, 20);
+	n_loops = 0;
+	quiet_bound_ms = 0;
+	run_bursts(t.port, 1, 200);
+	run_bursts(t.port, 4, 200);
+	wait_until_freed(200 + 4 * 200);
 	tserver_stop(&t);
 }
 END_TEST
@@ -1093,6 +1230,7 @@ conn_suite(void)
 	tcase_add_test(tc, inline_wakeups_past_the_budget_lose_none);
 	tcase_add_test(tc, idle_timeout_after_a_quiet_hand_back);
 	tcase_add_test(tc, connections_spread_over_the_loops);
+	tcase_add_test(tc, requests_sent_on_connect_are_answered);
 	tcase_add_test(tc, stop_with_wakeups_waiting);
 	tcase_add_test(tc, shutdown_with_wakeups_left_for_later);
 	suite_add_tcase(s, tc);

@@ -125,6 +125,7 @@ struct md_folder {
 	bool locked;     /* we hold dovecot-uidlist.lock */
 	char *lock_tmpl; /* tmp/ file linked to take the lock */
 	pid_t lock_tmpl_pid;
+	time_t lock_tmpl_touched; /* its mtime, as we last set it */
 	bool tmp_cleaned;
 	uint32_t uidvalidity;
 	uint32_t nextuid;
@@ -190,8 +191,9 @@ struct md_folder {
 
 	/* quota usage this locked section changed, written to maildirsize
 	 * when the uidlist lock is released (maildir_quota.c); quota_fd is
-	 * the shared quota lock, -1 when not held */
-	int quota_fd;
+	 * the shared quota lock, -1 when not held, quota_file_fd maildirsize
+	 * open for the line (-1: none) */
+	int quota_fd, quota_file_fd;
 	int64_t quota_bytes, quota_messages;
 
 	/* cache file */
@@ -227,8 +229,6 @@ int md_errno_to_err(int e);
 /* Free v[0..n) and v. */
 void md_strv_free(char **v, size_t n);
 int md_fsync_dir(const char *path);
-/* fdatasync the file at path; 0 when there is none any more. */
-int md_fdatasync_path(const char *path);
 int md_mkdir(const char *path);
 int md_write_file(struct md_storage *ms, const char *dir, const char *name, const void *data,
                   size_t len, bool do_fsync);
@@ -263,14 +263,19 @@ int md_each_folder(struct md_storage *ms, md_folder_fn *fn, struct buf *report);
 /* ---- maildir_quota.c ---- */
 /* Take the user's quota lock shared before changing message files; *fd_r
  * is -1 when that failed (logged: the count may drift, the change goes
- * on). */
-int md_quota_begin(struct md_storage *ms, const char *user, int *fd_r);
-/* Write the change's line (bytes, messages signed) and release fd. With
- * sync false the line is not fdatasynced: true is returned when a line was
- * written, and the caller calls md_quota_sync() before it answers. */
-bool md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int64_t messages,
-                  bool sync);
-int md_quota_sync(struct md_storage *ms, const char *user);
+ * on). file_fd_r (NULL: not wanted) gets maildirsize open for the change's
+ * line, -1 when it could not be opened (md_quota_end() tries its path). */
+int md_quota_begin(struct md_storage *ms, const char *user, int *fd_r, int *file_fd_r);
+/* Write the change's line (bytes, messages signed) and release fd;
+ * file_fd (maildirsize from md_quota_begin(), or -1) is taken over. With
+ * sync false the line is not fdatasynced: the open file is returned when
+ * a line was written (else -1), and the caller passes it to
+ * md_quota_sync() before it answers. With sync true, -1. */
+int md_quota_end(struct md_storage *ms, const char *user, int fd, int file_fd, int64_t bytes,
+                 int64_t messages, bool sync);
+/* fdatasync (when the store fsyncs) and close what md_quota_end() returned
+ * (-1: nothing). */
+int md_quota_sync(struct md_storage *ms, int file_fd);
 /* In f's locked section: hold the quota lock until the uidlist lock goes. */
 void md_quota_hold(struct md_folder *f);
 /* Usage of the message files under folder (new/ and cur/). */
@@ -286,8 +291,10 @@ void md_uidlist_lock_forget(struct md_folder *f);
 void md_uidlist_unlock(struct md_folder *f);
 /* Read dovecot-uidlist into f (replaces recs' uid/base/ext). */
 int md_uidlist_read(struct md_folder *f);
-/* sync false: the caller fdatasyncs the file later (md_durable). */
-int md_uidlist_write(struct md_folder *f, bool sync);
+/* sync false: the caller fdatasyncs the file later: with fd_r, the file
+ * appended to is left open in *fd_r (-1: nothing appended) for
+ * md_durable_sync(). */
+int md_uidlist_write(struct md_folder *f, bool sync, int *fd_r);
 int md_uidlist_create(struct md_storage *ms, const char *dir, uint32_t uidvalidity);
 
 /* ---- maildir_keywords.c ---- */
@@ -357,14 +364,19 @@ int md_commit(struct md_folder *f);
  */
 struct md_durable {
 	bool newdir, curdir; /* a file was renamed into it */
-	bool uidlist;        /* records were appended */
 	bool folderdir;      /* a file of the folder was replaced */
-	bool quota;          /* a line was appended to the user's maildirsize */
+	int uidlist_fd;      /* records were appended to this dovecot-uidlist */
+	int quota_fd;        /* a line was appended to this maildirsize */
 };
+/* An empty *d (no descriptors). */
+void md_durable_init(struct md_durable *d);
 /* md_commit, leaving the fsyncs to md_durable_sync(). */
 int md_commit_deferred(struct md_folder *f, struct md_durable *d);
-/* f: a folder the caller holds a reference to (its path and user). */
-int md_durable_sync(struct md_folder *f, const struct md_durable *d);
+/* f: a folder the caller holds a reference to (its path and user). Syncs
+ * what *d lists and closes its descriptors. */
+int md_durable_sync(struct md_folder *f, struct md_durable *d);
+/* Close *d's descriptors without syncing (the change failed). */
+void md_durable_drop(struct md_durable *d);
 struct md_rec *md_rec_find(struct md_folder *f, uint32_t uid);
 /* A new zeroed record for uid at the end of f->recs (the caller keeps the
  * order ascending); valid until the next append. */

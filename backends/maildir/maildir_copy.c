@@ -166,10 +166,11 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 	struct copy_src *v;
 	size_t nv = 0, i;
 	uint32_t *su, *du;
-	struct md_durable d = {false, false, false, false, false};
+	struct md_durable d;
 	bool changed = false;
 	int err, e;
 
+	md_durable_init(&d);
 	v = xcalloc(n + 1, sizeof(*v));
 	pthread_mutex_lock(&src->mutex);
 	err = md_refresh(src, MD_SYNC_NORMAL, &changed);
@@ -200,6 +201,8 @@ copy_between(struct md_storage *ms, struct md_folder *src, struct md_folder *dst
 	pthread_mutex_unlock(&dst->mutex);
 	if (err == 0)
 		err = md_durable_sync(dst, &d);
+	else
+		md_durable_drop(&d);
 	if (err < 0) {
 		copy_srcs_free(v, nv);
 		return err;

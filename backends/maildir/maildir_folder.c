@@ -64,7 +64,7 @@ md_folder_alloc(struct md_storage *ms, const char *path)
 	f->ms = ms;
 	f->path = xstrdup(path);
 	f->cache_fd = -1;
-	f->quota_fd = -1;
+	f->quota_fd = f->quota_file_fd = -1;
 	f->dirfd = -1;
 	f->nextuid = 1;
 	f->recent_uid = 1;
@@ -82,6 +82,8 @@ md_folder_destroy(struct md_folder *f)
 
 	if (f->quota_fd >= 0)
 		close(f->quota_fd);
+	if (f->quota_file_fd >= 0)
+		close(f->quota_file_fd);
 	if (f->dirfd >= 0)
 		close(f->dirfd);
 	md_folder_reset(f);

@@ -189,7 +189,7 @@ md_delete(struct storage *st, const char *user, const char *name)
 		return ROOST_EPERM;
 	if ((err = md_user_lock(ms, user, &fd)) < 0)
 		return err;
-	(void)md_quota_begin(ms, user, &qfd);
+	(void)md_quota_begin(ms, user, &qfd, NULL);
 	udir = md_user_dir(ms, user);
 	path = md_folder_path(ms, user, name);
 	md_unique_base(ms, 0, base, sizeof(base));
@@ -209,7 +209,7 @@ md_delete(struct storage *st, const char *user, const char *name)
 		(void)md_quota_count_folder(trash, &gone);
 		md_rm_rf(trash);
 	}
-	md_quota_end(ms, user, qfd, -(int64_t)gone.bytes, -(int64_t)gone.messages, true);
+	(void)md_quota_end(ms, user, qfd, -1, -(int64_t)gone.bytes, -(int64_t)gone.messages, true);
 	md_user_unlock(fd);
 	free(trash);
 	free(path);

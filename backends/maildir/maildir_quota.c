@@ -234,57 +234,83 @@ repair_locked(struct md_storage *ms, const char *udir, bool force_recount, struc
 	return write_usage(ms, udir, u);
 }
 
-/* Does maildirsize exist within its length? One stat, for a change that
- * only appends its line: a file damaged inside is found by the next read
- * (md_quota_get()), which recounts it with that line and the others. */
+/* Is the maildirsize open on fd within its length? One fstat, for a change
+ * that only appends its line: a file damaged inside is found by the next
+ * read (md_quota_get()), which recounts it with that line and the others. */
 static bool
-usage_short(const char *udir)
+usage_short(int fd)
 {
-	char *path = md_path(udir, MAILDIRSIZE);
 	struct stat stb;
-	bool ok = stat(path, &stb) == 0 && S_ISREG(stb.st_mode) && stb.st_size > 0 &&
-	          stb.st_size <= MAILDIRSIZE_MAX;
 
-	free(path);
-	return ok;
+	return fstat(fd, &stb) == 0 && S_ISREG(stb.st_mode) && stb.st_size > 0 &&
+	       stb.st_size <= MAILDIRSIZE_MAX;
 }
 
-/* A shared lock on a usable maildirsize; read: check what it says (else
- * only that it is there and short). */
 static int
-begin(struct md_storage *ms, const char *udir, bool read, int *fd_r)
+usage_open(const char *udir)
+{
+	char *path = md_path(udir, MAILDIRSIZE);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+	free(path);
+	return fd;
+}
+
+/*
+ * A shared lock on a usable maildirsize; read: check what it says (else
+ * only that it is there and short). A change (file_fd_r not NULL) gets
+ * the file open for its line too: the descriptor that checked its length
+ * is the one md_quota_end() appends to and the delivery fdatasyncs, one
+ * open where there were three path walks. The shared lock keeps a recount
+ * from replacing the file until the line is written.
+ */
+static int
+begin(struct md_storage *ms, const char *udir, bool read, int *fd_r, int *file_fd_r)
 {
 	struct storage_usage u;
 	size_t size = 0;
-	int err, fd;
+	int err, fd, wfd = -1;
 
 	if ((err = lock_open(udir, LOCK_SH, &fd)) < 0)
 		return err;
-	if (!read && usage_short(udir)) {
-		*fd_r = fd;
-		return 0;
+	if (!read) {
+		wfd = usage_open(udir);
+		if (wfd >= 0 && usage_short(wfd))
+			goto ok;
+		if (wfd >= 0)
+			close(wfd);
+		wfd = -1;
 	}
 	err = read_usage(udir, &u, &size);
-	if (err == 0 && size <= MAILDIRSIZE_MAX) {
-		*fd_r = fd;
-		return 0;
-	}
+	if (err == 0 && size <= MAILDIRSIZE_MAX)
+		goto reopen;
 	/* make it again, then go back to sharing */
 	if (flock(fd, LOCK_EX) < 0 || (err = repair_locked(ms, udir, false, &u)) < 0 ||
 	    flock(fd, LOCK_SH) < 0) {
 		close(fd);
 		return err < 0 ? err : ROOST_EIO;
 	}
+reopen:
+	if (!read && file_fd_r != NULL)
+		wfd = usage_open(udir);
+ok:
+	if (file_fd_r != NULL)
+		*file_fd_r = wfd;
+	else if (wfd >= 0)
+		close(wfd);
 	*fd_r = fd;
 	return 0;
 }
 
 int
-md_quota_begin(struct md_storage *ms, const char *user, int *fd_r)
+md_quota_begin(struct md_storage *ms, const char *user, int *fd_r, int *file_fd_r)
 {
 	char *udir = md_user_dir(ms, user);
-	int err = begin(ms, udir, false, fd_r);
+	int err;
 
+	if (file_fd_r != NULL)
+		*file_fd_r = -1;
+	err = begin(ms, udir, false, fd_r, file_fd_r);
 	free(udir);
 	if (err < 0) {
 		*fd_r = -1;
@@ -296,22 +322,26 @@ md_quota_begin(struct md_storage *ms, const char *user, int *fd_r)
 	return err;
 }
 
-bool
-md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int64_t messages,
-             bool sync)
+int
+md_quota_end(struct md_storage *ms, const char *user, int fd, int file_fd, int64_t bytes,
+             int64_t messages, bool sync)
 {
-	char *udir, *path, line[64];
+	char *udir = NULL, *path = NULL, line[64];
 	bool written = false;
-	int len, wfd;
+	int len, wfd = file_fd;
 
-	if (fd < 0)
-		return false;
+	if (fd < 0) {
+		if (file_fd >= 0)
+			close(file_fd);
+		return -1;
+	}
 	if (bytes != 0 || messages != 0) {
 		udir = md_user_dir(ms, user);
 		path = md_path(udir, MAILDIRSIZE);
 		len = snprintf(line, sizeof(line), "%lld %lld\n", (long long)bytes,
 		               (long long)messages);
-		wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (wfd < 0)
+			wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 		if (wfd < 0 || write(wfd, line, (size_t)len) != len ||
 		    (sync && ms->fsync && fdatasync(wfd) < 0))
 			log_error(
@@ -320,34 +350,38 @@ md_quota_end(struct md_storage *ms, const char *user, int fd, int64_t bytes, int
 			    LOG_QUOTE(path), strerror(errno));
 		else
 			written = true;
-		if (wfd >= 0)
-			close(wfd);
-		free(path);
-		free(udir);
 	}
 	close(fd); /* releases the lock */
-	return written && !sync;
+	free(path);
+	free(udir);
+	if (written && !sync)
+		return wfd;
+	if (wfd >= 0)
+		close(wfd);
+	return -1;
 }
 
 /*
- * The fdatasync md_quota_end(sync false) left: with the other fsyncs of a
- * delivery, side by side (md_durable_sync()), not one after the other
- * under the folder lock. A file a recount replaced meanwhile was synced
- * by it (write_usage()).
+ * The fdatasync md_quota_end(sync false) left (file_fd, which is closed):
+ * with the other fsyncs of a delivery, side by side (md_durable_sync()),
+ * not one after the other under the folder lock. A file a recount
+ * replaced meanwhile was synced by it (write_usage()); this syncs the one
+ * the line went to.
  */
 int
-md_quota_sync(struct md_storage *ms, const char *user)
+md_quota_sync(struct md_storage *ms, int file_fd)
 {
-	char *udir, *path;
-	int err;
+	int err = 0;
 
-	if (!ms->fsync || user == NULL)
+	if (file_fd < 0)
 		return 0;
-	udir = md_user_dir(ms, user);
-	path = md_path(udir, MAILDIRSIZE);
-	err = md_fdatasync_path(path);
-	free(path);
-	free(udir);
+	if (ms->fsync && fdatasync(file_fd) < 0) {
+		log_error("event=storage_error backend=maildir op=fdatasync file=" MAILDIRSIZE
+		          " error=\"%s\"",
+		          strerror(errno));
+		err = ROOST_EIO;
+	}
+	close(file_fd);
 	return err;
 }
 
@@ -355,7 +389,7 @@ void
 md_quota_hold(struct md_folder *f)
 {
 	if (f->quota_fd < 0 && f->user != NULL)
-		(void)md_quota_begin(f->ms, f->user, &f->quota_fd);
+		(void)md_quota_begin(f->ms, f->user, &f->quota_fd, &f->quota_file_fd);
 }
 
 /* The user's directory (the caller frees it), or NULL for a user the
@@ -384,7 +418,7 @@ md_quota_get(struct storage *st, const char *user, struct storage_usage *usage_r
 	memset(usage_r, 0, sizeof(*usage_r));
 	if ((udir = seen_user_dir(st, user)) == NULL)
 		return 0;
-	if ((err = begin(ms, udir, true, &fd)) == 0) {
+	if ((err = begin(ms, udir, true, &fd, NULL)) == 0) {
 		err = read_usage(udir, usage_r, &size);
 		close(fd);
 	}

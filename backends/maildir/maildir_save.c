@@ -80,10 +80,10 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
 		rc = copy_fd(fd, msg->fd, msg->len);
 	else
 		rc = fdio_write_all(fd, msg->data, msg->len);
-	if (rc == 0 && ms->fsync)
-		rc = fdatasync(fd);
 	if (rc == 0) {
-		/* the internal date is the file's mtime, as Dovecot keeps it */
+		/* the internal date is the file's mtime, as Dovecot keeps it;
+		 * set before the fdatasync, which then writes it with the size
+		 * (after it, a crash could lose it) */
 		times[0].tv_sec = (time_t)p->idate;
 		times[0].tv_nsec = 0;
 		times[1] = times[0];
@@ -92,6 +92,8 @@ save_tmp(struct md_storage *ms, const char *dir, const struct msg_input *msg, in
 			    "event=storage_error backend=maildir op=futimens path=%s error=\"%s\"",
 			    LOG_QUOTE(p->tmppath), strerror(errno));
 	}
+	if (rc == 0 && ms->fsync)
+		rc = fdatasync(fd);
 	if (rc < 0) {
 		int err = md_errno_to_err(errno);
 
@@ -261,7 +263,7 @@ folder_commit_one(struct md_folder *f, struct md_pending *p, const struct msg_in
 {
 	int err, e;
 
-	memset(d, 0, sizeof(*d));
+	md_durable_init(d);
 	pthread_mutex_lock(&f->mutex);
 	err = md_lock_and_sync(f, MD_SYNC_LIGHT);
 	if (err == 0) {
@@ -289,54 +291,87 @@ folder_finish_one(struct md_folder *f, struct md_pending *p, const struct msg_in
 
 	if (err == 0)
 		err = md_durable_sync(f, &d);
+	else
+		md_durable_drop(&d);
 	return err;
 }
 
 /*
- * The fsyncs of a delivery to many recipients, issued together: one after
- * the other they cost two disk round trips per recipient before anyone is
- * answered or woken (a 50-recipient message waited for 100 fsyncs); side by
- * side the disk and the file system take them in parallel.
+ * A delivery to many recipients, one worker per recipient side by side:
+ * each recipient's folder takes its own locks, appends and fsyncs, and
+ * one after the other they cost a commit and two disk round trips per
+ * recipient before anyone is answered or woken (a 50-recipient message
+ * waited for 100 fsyncs, then for 50 commits); side by side the disk and
+ * the file system take them in parallel. No thread holds two folders.
  */
-#define SYNC_THREADS 16
+#define DELIVER_THREADS 16
 
-struct sync_all {
+struct deliver_all {
 	struct md_storage *ms;
+	const struct msg_input *msg;
+	/* the body: a name in the first target's tmp/ every target links
+	 * to (NULL: one target, whose own pending file it is) */
+	const char *src;
+	size_t first; /* targets before it failed to open */
 	struct md_folder **fs;
-	const struct md_durable *ds;
+	struct md_pending *ps;
 	struct delivery_target *t;
 	size_t n;
 	_Atomic size_t next;
 };
 
-static void *
-sync_some(void *arg)
+/* Open target i (unless done), link the body into it, commit, sync. */
+static void
+deliver_one(struct deliver_all *a, size_t i)
 {
-	struct sync_all *a = arg;
+	struct delivery_target *t = &a->t[i];
+	struct md_durable d;
+
+	if (i < a->first)
+		return;
+	if (a->fs[i] == NULL) {
+		t->result = md_folder_open(a->ms, t->user, t->mailbox, MD_SYNC_NONE, &a->fs[i]);
+		if (t->result < 0)
+			return;
+	}
+	if (a->src != NULL) {
+		t->result = md_link_tmp(a->ms, a->fs[i]->path, a->src, (uint64_t)a->msg->len,
+		                        a->msg, &a->ps[i]);
+		if (t->result < 0)
+			return;
+	}
+	t->result = folder_commit_one(a->fs[i], &a->ps[i], a->msg, &t->uidvalidity, &t->uid, &d);
+	if (t->result == 0)
+		t->result = md_durable_sync(a->fs[i], &d);
+	else
+		md_durable_drop(&d);
+}
+
+static void *
+deliver_some(void *arg)
+{
+	struct deliver_all *a = arg;
 	size_t i;
 
-	while ((i = atomic_fetch_add(&a->next, 1)) < a->n) {
-		if (a->t[i].result == 0)
-			a->t[i].result = md_durable_sync(a->fs[i], &a->ds[i]);
-	}
+	while ((i = atomic_fetch_add(&a->next, 1)) < a->n)
+		deliver_one(a, i);
 	return NULL;
 }
 
 static void
-durable_sync_all(struct md_storage *ms, struct md_folder **fs, const struct md_durable *ds,
-                 struct delivery_target *t, size_t n)
+deliver_all_run(struct deliver_all *a)
 {
-	struct sync_all a = {ms, fs, ds, t, n, 0};
-	pthread_t th[SYNC_THREADS - 1];
-	size_t k = 0;
+	pthread_t th[DELIVER_THREADS - 1];
+	size_t k = 0, todo = a->n - a->first;
 
-	if (ms->fsync) {
-		for (; k + 1 < n && k < SYNC_THREADS - 1; k++) {
-			if (pthread_create(&th[k], NULL, sync_some, &a) != 0)
+	atomic_store(&a->next, a->first);
+	if (a->ms->fsync) {
+		for (; k + 1 < todo && k < DELIVER_THREADS - 1; k++) {
+			if (pthread_create(&th[k], NULL, deliver_some, a) != 0)
 				break;
 		}
 	}
-	sync_some(&a);
+	deliver_some(a);
 	while (k-- > 0)
 		pthread_join(th[k], NULL);
 }
@@ -363,49 +398,42 @@ md_deliver(struct storage *st, const struct msg_input *in, struct delivery_targe
 	struct md_storage *ms = container_of(st, struct md_storage, st);
 	/* one date for every copy: the links share the first file's mtime */
 	struct msg_input dated = *in;
-	const struct msg_input *msg = &dated;
-	struct md_folder **fs = xcalloc(n + 1, sizeof(*fs));
-	struct md_pending *ps = xcalloc(n + 1, sizeof(*ps));
-	struct md_durable *ds = xcalloc(n + 1, sizeof(*ds));
-	const char *first = NULL;
-	uint64_t size = msg->len;
+	struct md_pending src = {NULL, "", 0, 0, 0};
+	struct deliver_all a = {ms, &dated, NULL, n, NULL, NULL, t, n, 0};
 	size_t i;
 	int err = 0;
 
+	a.fs = xcalloc(n + 1, sizeof(*a.fs));
+	a.ps = xcalloc(n + 1, sizeof(*a.ps));
 	dated.internal_date = msg_input_date(in);
 	dated.has_internal_date = true;
-	/* open every target and give each a name for the body */
+	/* the body, once, into the first target that opens */
 	for (i = 0; i < n; i++) {
 		/* A user without an INBOX gets ROOST_ENOTFOUND: the wrapper
 		 * sets the user up and retries. */
-		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_NONE, &fs[i]);
+		t[i].result = md_folder_open(ms, t[i].user, t[i].mailbox, MD_SYNC_NONE, &a.fs[i]);
 		if (t[i].result < 0)
 			continue;
-		if (first == NULL) {
-			t[i].result = save_tmp(ms, fs[i]->path, msg, -1, 0, &ps[i]);
-			if (t[i].result == 0)
-				first = ps[i].tmppath;
-		} else {
-			t[i].result = md_link_tmp(ms, fs[i]->path, first, size, msg, &ps[i]);
+		/* more to come: under a name of its own, which no target
+		 * renames away while the others link to it */
+		t[i].result =
+		    save_tmp(ms, a.fs[i]->path, &dated, -1, 0, i + 1 < n ? &src : &a.ps[i]);
+		if (t[i].result == 0) {
+			a.first = i;
+			a.src = src.tmppath;
+			break;
 		}
 	}
-	/* then move each into its mailbox; the first one last, since the
-	 * others link to it */
-	for (i = n; i-- > 0;) {
-		if (t[i].result < 0)
-			continue;
-		t[i].result =
-		    folder_commit_one(fs[i], &ps[i], msg, &t[i].uidvalidity, &t[i].uid, &ds[i]);
-	}
-	durable_sync_all(ms, fs, ds, t, n);
+	if (a.first < n)
+		deliver_all_run(&a);
 	for (i = 0; i < n; i++) {
 		if (t[i].result < 0 && err == 0)
 			err = t[i].result;
-		md_pending_drop(&ps[i]);
-		md_folder_put(ms, fs[i]);
+		md_pending_drop(&a.ps[i]);
+		md_folder_put(ms, a.fs[i]);
 	}
-	free(ds);
-	free(ps);
-	free(fs);
+	md_pending_drop(&src);
+	free(a.ps);
+	free(a.fs);
 	return err;
 }

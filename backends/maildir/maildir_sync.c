@@ -624,9 +624,7 @@ md_lock_and_sync(struct md_folder *f, int mode)
 static int
 commit(struct md_folder *f, struct md_durable *d)
 {
-	int err = 0, e;
-	bool appends = !f->uidlist_rewrite && f->uidlist_append_from != 0 && f->uidlist_id.exists &&
-	               f->uidlist_version == 3;
+	int err = 0, e, fd = -1;
 	bool need_dirsync = f->uidlist_rewrite || f->index_rewrite || !f->uidlist_id.exists ||
 	                    !f->index_id.exists || f->kw_dirty;
 
@@ -634,15 +632,26 @@ commit(struct md_folder *f, struct md_durable *d)
 		err = e;
 	if ((e = md_index_write(f)) < 0 && err == 0)
 		err = e;
-	if ((e = md_uidlist_write(f, d == NULL)) < 0 && err == 0)
+	if ((e = md_uidlist_write(f, d == NULL, d != NULL ? &fd : NULL)) < 0 && err == 0)
 		err = e;
 	if (d != NULL) {
-		d->uidlist |= appends;
+		if (fd >= 0) {
+			/* an earlier append's file was synced by whoever
+			 * replaced it, or is this one */
+			if (d->uidlist_fd >= 0)
+				close(d->uidlist_fd);
+			d->uidlist_fd = fd;
+		}
 		d->folderdir |= need_dirsync;
-		if (f->quota_fd >= 0) {
-			d->quota |= md_quota_end(f->ms, f->user, f->quota_fd, f->quota_bytes,
-			                         f->quota_messages, false);
-			f->quota_fd = -1;
+		if (f->quota_fd >= 0 || f->quota_file_fd >= 0) {
+			fd = md_quota_end(f->ms, f->user, f->quota_fd, f->quota_file_fd,
+			                  f->quota_bytes, f->quota_messages, false);
+			f->quota_fd = f->quota_file_fd = -1;
+			if (fd >= 0) {
+				if (d->quota_fd >= 0)
+					(void)md_quota_sync(f->ms, d->quota_fd);
+				d->quota_fd = fd;
+			}
 		}
 	} else if (need_dirsync && f->ms->fsync && err == 0) {
 		err = md_fsync_dir(f->path);
@@ -672,15 +681,34 @@ md_commit_deferred(struct md_folder *f, struct md_durable *d)
 	return commit(f, d);
 }
 
+void
+md_durable_init(struct md_durable *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->uidlist_fd = d->quota_fd = -1;
+}
+
+void
+md_durable_drop(struct md_durable *d)
+{
+	if (d->uidlist_fd >= 0)
+		close(d->uidlist_fd);
+	if (d->quota_fd >= 0)
+		close(d->quota_fd);
+	d->uidlist_fd = d->quota_fd = -1;
+}
+
 int
-md_durable_sync(struct md_folder *f, const struct md_durable *d)
+md_durable_sync(struct md_folder *f, struct md_durable *d)
 {
 	struct md_storage *ms = f->ms;
 	const char *path = f->path;
 	int err = 0, e;
 
-	if (!ms->fsync)
+	if (!ms->fsync) {
+		md_durable_drop(d);
 		return 0;
+	}
 	if (d->newdir || d->curdir) {
 		char *p = md_path(path, d->newdir ? "new" : "cur");
 
@@ -693,17 +721,19 @@ md_durable_sync(struct md_folder *f, const struct md_durable *d)
 			free(p);
 		}
 	}
-	if (d->uidlist) {
-		/* if it was replaced meanwhile, whoever replaced it synced it */
-		char *p = md_path(path, "dovecot-uidlist");
-
-		if ((e = md_fdatasync_path(p)) < 0 && err == 0)
-			err = e;
-		free(p);
+	/* if it was replaced meanwhile, whoever replaced it synced it */
+	if (d->uidlist_fd >= 0 && fdatasync(d->uidlist_fd) < 0) {
+		log_error("event=storage_error backend=maildir op=fdatasync path=%s "
+		          "file=dovecot-uidlist error=\"%s\"",
+		          LOG_QUOTE(path), strerror(errno));
+		if (err == 0)
+			err = ROOST_EIO;
 	}
 	if (d->folderdir && (e = md_fsync_dir(path)) < 0 && err == 0)
 		err = e;
-	if (d->quota && (e = md_quota_sync(ms, f->user)) < 0 && err == 0)
+	if ((e = md_quota_sync(ms, d->quota_fd)) < 0 && err == 0)
 		err = e;
+	d->quota_fd = -1;
+	md_durable_drop(d);
 	return err;
 }

@@ -37,6 +37,7 @@
 #define UIDLIST_LOCK "dovecot-uidlist.lock"
 #define LOCK_STALE_SECS 120
 #define LOCK_WAIT_SECS 60
+#define LOCK_TOUCH_SECS 30
 #define UIDLIST_MAX_SIZE (1024u * 1024 * 1024)
 
 static bool
@@ -79,7 +80,9 @@ lock_is_stale(struct md_folder *f, const char *path)
  * lock whose owner nobody can tell. The file is kept for the next lock
  * (creating files is the slow part) and touched before each use, so the
  * lock's mtime is fresh; one left by a killed process is removed by the
- * 36-hour tmp/ cleaning.
+ * 36-hour tmp/ cleaning. "Fresh" is within LOCK_TOUCH_SECS, far inside
+ * the 2 minutes after which others break a lock (ours is held for
+ * milliseconds): a touch per lock was one more path walk per delivery.
  */
 static int
 lock_template(struct md_folder *f, const char **path_r)
@@ -88,7 +91,14 @@ lock_template(struct md_folder *f, const char **path_r)
 	int fd, len;
 
 	if (f->lock_tmpl != NULL && f->lock_tmpl_pid == getpid()) {
+		time_t now = time(NULL);
+
+		if (now - f->lock_tmpl_touched < LOCK_TOUCH_SECS && now >= f->lock_tmpl_touched) {
+			*path_r = f->lock_tmpl;
+			return 0;
+		}
 		if (utimensat(AT_FDCWD, f->lock_tmpl, NULL, 0) == 0) {
+			f->lock_tmpl_touched = now;
 			*path_r = f->lock_tmpl;
 			return 0;
 		}
@@ -117,6 +127,7 @@ lock_template(struct md_folder *f, const char **path_r)
 		return err;
 	}
 	close(fd);
+	f->lock_tmpl_touched = time(NULL);
 	*path_r = f->lock_tmpl;
 	return 0;
 }
@@ -192,10 +203,10 @@ md_uidlist_unlock(struct md_folder *f)
 {
 	char *path;
 
-	if (f->quota_fd >= 0) {
-		(void)md_quota_end(f->ms, f->user, f->quota_fd, f->quota_bytes, f->quota_messages,
-		                   true);
-		f->quota_fd = -1;
+	if (f->quota_fd >= 0 || f->quota_file_fd >= 0) {
+		(void)md_quota_end(f->ms, f->user, f->quota_fd, f->quota_file_fd, f->quota_bytes,
+		                   f->quota_messages, true);
+		f->quota_fd = f->quota_file_fd = -1;
 	}
 	f->quota_bytes = f->quota_messages = 0;
 	if (!f->locked)
@@ -469,7 +480,7 @@ append_record(struct buf *b, const struct md_rec *r)
 
 /* Write what is pending: the whole file, or the new records appended. */
 int
-md_uidlist_write(struct md_folder *f, bool sync)
+md_uidlist_write(struct md_folder *f, bool sync, int *fd_r)
 {
 	struct buf b = BUF_INIT(0);
 	char *path = md_path(f->path, UIDLIST);
@@ -477,6 +488,8 @@ md_uidlist_write(struct md_folder *f, bool sync)
 	bool full;
 	int err = 0;
 
+	if (fd_r != NULL)
+		*fd_r = -1;
 	full = f->uidlist_rewrite || !f->uidlist_id.exists || f->uidlist_version != 3;
 	if (full) {
 		buf_printf(&b, "3 V%" PRIu32 " N%" PRIu32 " G%s\n", f->uidvalidity, f->nextuid,
@@ -515,8 +528,14 @@ md_uidlist_write(struct md_folder *f, bool sync)
 			} else {
 				f->uidlist_off += (off_t)b.len;
 				md_file_id_fd(fd, &f->uidlist_id);
+				/* the caller's, for its fdatasync */
+				if (fd_r != NULL) {
+					*fd_r = fd;
+					fd = -1;
+				}
 			}
-			close(fd);
+			if (fd >= 0)
+				close(fd);
 		}
 	} else {
 		goto out;

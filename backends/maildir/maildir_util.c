@@ -81,23 +81,6 @@ md_fsync_dir(const char *path)
 }
 
 int
-md_fdatasync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-
-	/* gone: whoever replaced or removed it synced what it put there */
-	if (fd < 0)
-		return 0;
-	if (fdatasync(fd) < 0) {
-		log_error("event=storage_error backend=maildir op=fdatasync path=%s error=\"%s\"",
-		          LOG_QUOTE(path), strerror(errno));
-		err = ROOST_EIO;
-	}
-	close(fd);
-	return err;
-}
-
-int
 md_mkdir(const char *path)
 {
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {

@@ -25,14 +25,7 @@
 #include "roost/xalloc.h"
 
 #include "jmap_impl.h"
-
-enum push_type {
-	PT_MAILBOX = 1 << 0,
-	PT_EMAIL = 1 << 1,
-	PT_THREAD = 1 << 2,
-	PT_DELIVERY = 1 << 3,
-	PT_ALL = 0xf,
-};
+#include "jmap_push_impl.h"
 
 struct push_watch {
 	char *name;
@@ -105,18 +98,7 @@ send_state(struct jmap_push *p, json_t *changed)
 
 	json_object_foreach(changed, acc, v)
 	{
-		const char *state = json_string_value(v);
-		json_t *ch = json_object();
-
-		if (p->types & PT_EMAIL)
-			json_object_set_new(ch, "Email", json_string(state));
-		if (p->types & PT_MAILBOX)
-			json_object_set_new(ch, "Mailbox", json_string(state));
-		if (p->types & PT_THREAD)
-			json_object_set_new(ch, "Thread", json_string(state));
-		if (p->types & PT_DELIVERY)
-			json_object_set_new(ch, "EmailDelivery", json_string(state));
-		json_object_set_new(all, acc, ch);
+		json_object_set_new(all, acc, jmap_push_changed(p->types, json_string_value(v)));
 	}
 	json_decref(changed);
 	ev = json_pack("{ssso}", "@type", "StateChange", "changed", all);
@@ -193,18 +175,11 @@ parse_types(const char *t)
 	unsigned m = 0;
 
 	if (strcmp(t, "*") == 0 || t[0] == '\0')
-		return PT_ALL;
+		return JMAP_PT_ALL;
 	while (*t != '\0') {
 		size_t n = strcspn(t, ",");
 
-		if (n == 5 && strncmp(t, "Email", 5) == 0)
-			m |= PT_EMAIL;
-		else if (n == 7 && strncmp(t, "Mailbox", 7) == 0)
-			m |= PT_MAILBOX;
-		else if (n == 6 && strncmp(t, "Thread", 6) == 0)
-			m |= PT_THREAD;
-		else if (n == 13 && strncmp(t, "EmailDelivery", 13) == 0)
-			m |= PT_DELIVERY;
+		m |= jmap_push_type_bit(t, n);
 		t += n;
 		if (*t == ',')
 			t++;
@@ -221,7 +196,7 @@ jmap_push_start(struct http_session *s)
 	json_t *changed;
 
 	p->s = s;
-	p->types = PT_ALL;
+	p->types = JMAP_PT_ALL;
 	if (http_query_param(s->req.query, "types", &types) == 0)
 		p->types = parse_types((const char *)types.data ?: "");
 	if (http_query_param(s->req.query, "closeafter", &close) == 0)

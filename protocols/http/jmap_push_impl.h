@@ -52,8 +52,14 @@ struct push_sub {
 	char *pushed_state;
 };
 
+/* The JMAP_PT_* bit of the type named name[0..len) ("Email", "Mailbox",
+ * "Thread", "EmailDelivery"); 0 for any other name. */
+unsigned jmap_push_type_bit(const char *name, size_t len);
 /* The JMAP_PT_* mask of a types value (null or not an array: all). */
 unsigned jmap_push_types(json_t *types);
+/* One account's "changed" object of a StateChange: state for each type
+ * in types (a JMAP_PT_* mask). New reference. */
+json_t *jmap_push_changed(unsigned types, const char *state);
 /* A new random id and verification code. */
 void jmap_push_new_id(char id[18], char code[33]);
 /* The object as /get shows it (stored = false: no url, verificationCode

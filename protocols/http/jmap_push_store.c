@@ -14,6 +14,39 @@
 #include "jmap_impl.h"
 #include "jmap_push_impl.h"
 
+/* The types a push names, in the order a StateChange lists them. */
+static const struct {
+	const char *name;
+	unsigned bit;
+} push_types[] = {
+    {"Email", JMAP_PT_EMAIL},
+    {"Mailbox", JMAP_PT_MAILBOX},
+    {"Thread", JMAP_PT_THREAD},
+    {"EmailDelivery", JMAP_PT_DELIVERY},
+};
+
+unsigned
+jmap_push_type_bit(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(push_types) / sizeof(push_types[0]); i++) {
+		if (strlen(push_types[i].name) == len && memcmp(push_types[i].name, name, len) == 0)
+			return push_types[i].bit;
+	}
+	return 0;
+}
+
+json_t *
+jmap_push_changed(unsigned types, const char *state)
+{
+	json_t *ch = json_object();
+
+	for (size_t i = 0; i < sizeof(push_types) / sizeof(push_types[0]); i++) {
+		if ((types & push_types[i].bit) != 0)
+			json_object_set_new(ch, push_types[i].name, json_string(state));
+	}
+	return ch;
+}
+
 unsigned
 jmap_push_types(json_t *types)
 {
@@ -27,16 +60,8 @@ jmap_push_types(json_t *types)
 	{
 		const char *n = json_string_value(t);
 
-		if (n == NULL)
-			continue;
-		if (strcmp(n, "Email") == 0)
-			m |= JMAP_PT_EMAIL;
-		else if (strcmp(n, "Mailbox") == 0)
-			m |= JMAP_PT_MAILBOX;
-		else if (strcmp(n, "Thread") == 0)
-			m |= JMAP_PT_THREAD;
-		else if (strcmp(n, "EmailDelivery") == 0)
-			m |= JMAP_PT_DELIVERY;
+		if (n != NULL)
+			m |= jmap_push_type_bit(n, strlen(n));
 	}
 	return m;
 }

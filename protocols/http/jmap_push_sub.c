@@ -413,18 +413,11 @@ current_state(struct jmap_pushd *d, const struct job *j, struct buf *out)
 static char *
 state_change_body(const struct job *j, const char *state)
 {
-	json_t *ch = json_object(), *ev;
+	json_t *ev;
 	char *text;
 
-	if (j->types & JMAP_PT_EMAIL)
-		json_object_set_new(ch, "Email", json_string(state));
-	if (j->types & JMAP_PT_MAILBOX)
-		json_object_set_new(ch, "Mailbox", json_string(state));
-	if (j->types & JMAP_PT_THREAD)
-		json_object_set_new(ch, "Thread", json_string(state));
-	if (j->types & JMAP_PT_DELIVERY)
-		json_object_set_new(ch, "EmailDelivery", json_string(state));
-	ev = json_pack("{sss{so}}", "@type", "StateChange", "changed", j->account, ch);
+	ev = json_pack("{sss{so}}", "@type", "StateChange", "changed", j->account,
+	               jmap_push_changed(j->types, state));
 	text = json_dumps(ev, JSON_COMPACT);
 	json_decref(ev);
 	return text;

@@ -335,6 +335,11 @@ class JmapMail(JmapBase):
         first = es.state_event()
         self.assertEqual(first["@type"], "StateChange")
         self.assertEqual(first["changed"][self.j.acc]["Email"], state)
+        # types= picks the types an event names
+        some = EventStream(self.port, self.j.auth,
+                           "types=Thread,Mailbox,Nope&closeafter=no&ping=0")
+        self.addCleanup(some.close)
+        self.assertEqual(set(some.state_event()["changed"][self.j.acc]), {"Mailbox", "Thread"})
         m = self.imap()
         m.select("INBOX")
         m.store("1", "+FLAGS", "(\\Flagged)")

@@ -83,17 +83,6 @@ imap_partial_format(struct buf *b, const struct imap_partial *p, const uint32_t 
 		buf_append_str(b, "NIL)");
 		return;
 	}
-	for (size_t i = from; i < to;) {
-		size_t j = i;
-		while (j + 1 < to && nums[j + 1] == nums[j] + 1)
-			j++;
-		if (i > from)
-			buf_append_byte(b, ',');
-		if (j == i)
-			buf_printf(b, "%u", nums[i]);
-		else
-			buf_printf(b, "%u:%u", nums[i], nums[j]);
-		i = j + 1;
-	}
+	seqset_format(nums + from, to - from, b);
 	buf_append_byte(b, ')');
 }

@@ -88,16 +88,24 @@ struct presence {
 	bool counted; /* the file system counts subdirectories */
 };
 
+/*
+ * The fields a wake-up reads come first, and the names live in the same
+ * allocation, right after them (names[]): a delivery to 50 users walked
+ * 1,000 watches on the delivering thread before any session was woken,
+ * and each watch's user and mailbox, allocated apart, were two more cache
+ * misses per watch (issue 20).
+ */
 struct storage_watch {
-	struct watch_registry *reg;
 	struct storage_watch *next;
-	struct notify_stamp seen; /* the notify file as last seen (polling mode) */
 	uint64_t uhash;
-	char *user;
-	char *mailbox; /* NULL: a user watch (storage_watch_user()), ucb set */
+	char *user;    /* in names[] */
+	char *mailbox; /* in names[]; NULL: a user watch (storage_watch_user()), ucb set */
 	storage_watch_fn *cb;
 	storage_watch_user_fn *ucb;
 	void *arg;
+	struct watch_registry *reg;
+	struct notify_stamp seen; /* the notify file as last seen (polling mode) */
+	char names[];
 };
 
 /*
@@ -515,8 +523,6 @@ storage_watch_registry_free(struct watch_registry **regp)
 			         "registered at close\"",
 			         LOG_QUOTE(w->user),
 			         LOG_QUOTE(w->mailbox != NULL ? w->mailbox : "*"));
-			free(w->user);
-			free(w->mailbox);
 			free(w);
 		}
 	}
@@ -669,11 +675,12 @@ static int
 watch_add(struct storage *st, const char *user, const char *mailbox, storage_watch_fn *cb,
           storage_watch_user_fn *ucb, void *arg, struct storage_watch **watch_r)
 {
-	struct storage_watch *w = xcalloc(1, sizeof(*w));
+	size_t ulen = strlen(user) + 1, mlen = mailbox != NULL ? strlen(mailbox) + 1 : 0;
+	struct storage_watch *w = xcalloc(1, sizeof(*w) + ulen + mlen);
 
 	w->uhash = storage_user_hash(user);
-	w->user = xstrdup(user);
-	w->mailbox = mailbox != NULL ? xstrdup(mailbox) : NULL;
+	w->user = memcpy(w->names, user, ulen);
+	w->mailbox = mailbox != NULL ? memcpy(w->names + ulen, mailbox, mlen) : NULL;
 	w->cb = cb;
 	w->ucb = ucb;
 	w->arg = arg;
@@ -737,7 +744,5 @@ storage_unwatch(struct storage_watch **watchp)
 		}
 	}
 	pthread_mutex_unlock(&w->reg->lock);
-	free(w->user);
-	free(w->mailbox);
 	free(w);
 }

@@ -105,6 +105,12 @@ storage_backend_name(const struct storage *st)
 	return st->ops->name;
 }
 
+bool
+storage_reads_nb(const struct storage *st)
+{
+	return st->ops->reads_nb;
+}
+
 static const struct {
 	const char *name;
 	unsigned special_use;

@@ -826,6 +826,7 @@ lmdb_stats(struct storage *st, struct storage_stats *stats_r)
 
 const struct storage_ops storage_lmdb_ops = {
     .name = "lmdb",
+    .reads_nb = true,
     .open = lmdb_open,
     .close = lmdb_close,
     .user_init = lmdb_op_user_init,

@@ -242,6 +242,13 @@ int storage_open(const struct roost_config *cfg, struct storage **st_r);
 void storage_close(struct storage **st);
 /* "lmdb" or "maildir": static, never freed. */
 const char *storage_backend_name(const struct storage *st);
+/* True when the store's reads never wait: storage_list(), storage_status(),
+ * mailbox_status(), the records and keywords of an open mailbox,
+ * mailbox_changes_since() and the metadata and ACL reads answer from memory
+ * and a read snapshot of a map (LMDB), so an event loop may run a command
+ * made only of them, when the work is small. False where a read may wait on
+ * a disk or a server (Maildir, PostgreSQL). Any thread. */
+bool storage_reads_nb(const struct storage *st);
 
 /* Create the user's INBOX and special-use folders (Drafts, Sent, Trash,
  * Junk, Archive) if absent. Idempotent and safe when two first logins race

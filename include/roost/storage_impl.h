@@ -85,6 +85,12 @@ struct store_result {
 
 struct storage_ops {
 	const char *name;
+	/* list, status, mailbox_status, records, keywords, changes_since and
+	 * meta_get answer from memory and a read snapshot of a map: they never
+	 * wait on a disk write, a lock held across I/O or a server (a page of
+	 * the map read in from disk aside), so a protocol may run a command
+	 * made only of them on its event loop (storage_reads_nb()). */
+	bool reads_nb;
 
 	/* Allocate the backend's struct (embedding struct storage, whose
 	 * ops/cfg the wrapper fills in) and open the store under

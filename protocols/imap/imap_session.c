@@ -736,31 +736,153 @@ out:
 	cmd_free(&cmd);
 }
 
-/* [loop] CAPABILITY, NOOP and LOGOUT outside a selected mailbox touch only
- * the session (no view to sync, no mailbox to close, no spooled literal):
- * run them on the loop. */
+/* Messages a selected mailbox may hold for its FETCH, SEARCH and NOOP to run
+ * on the loop: the view is in memory and the work is one pass over it. */
+#define INLINE_VIEW_MAX 2000
+/* ... and the longest such command: a SEARCH costs its keys times the
+ * messages. */
+#define INLINE_LINE_MAX 256
+
+/* The words of cmd after the verb, split at blanks and parentheses: true
+ * when each is a number, a sequence set or one of words (NULL-terminated).
+ * No quoted string, literal or anything else passes. */
+static bool
+args_only(const uint8_t *cmd, size_t len, size_t i, const char *const *words)
+{
+	while (i < len) {
+		size_t w;
+		bool set = true, known = false;
+
+		while (i < len && (cmd[i] == ' ' || cmd[i] == '(' || cmd[i] == ')' ||
+		                   cmd[i] == '\r' || cmd[i] == '\n'))
+			i++;
+		w = i;
+		while (i < len && cmd[i] != ' ' && cmd[i] != '(' && cmd[i] != ')' &&
+		       cmd[i] != '\r' && cmd[i] != '\n') {
+			if (cmd[i] == '"' || cmd[i] == '{')
+				return false;
+			if (!((cmd[i] >= '0' && cmd[i] <= '9') || cmd[i] == ':' || cmd[i] == ',' ||
+			      cmd[i] == '*' || cmd[i] == '$'))
+				set = false;
+			i++;
+		}
+		if (i == w || set)
+			continue;
+		for (size_t k = 0; words[k] != NULL && !known; k++)
+			known = i - w == strlen(words[k]) &&
+			        strncasecmp((const char *)cmd + w, words[k], i - w) == 0;
+		if (!known)
+			return false;
+	}
+	return true;
+}
+
+/* A SELECTED command may run on the loop: the view is small and its
+ * catching up with storage little work that needs no wait. */
+static bool
+view_inline_ok(const struct imap_session *s)
+{
+	const struct imap_view *v = &s->view;
+	struct mailbox_changes ch;
+
+	if (v->mb == NULL || v->n > INLINE_VIEW_MAX || v->contexts != NULL || v->claim_due ||
+	    v->sort_cache != NULL)
+		return false;
+	/* A look at what changed meanwhile (the command syncs at its end):
+	 * a few records from the map, or not here. */
+	if (mailbox_changes_since_nb(v->mb, v->modseq, 32, &ch) != 0)
+		return false;
+	mailbox_changes_free(&ch);
+	return true;
+}
+
+/*
+ * [loop] Commands that cannot block and whose work is small run on the
+ * loop, without the two thread switches of a worker's round trip:
+ *  - CAPABILITY, NOOP and LOGOUT outside a selected mailbox (the session
+ *    only);
+ *  - where the store's reads never wait (storage_reads_nb(): LMDB), LIST,
+ *    LSUB and STATUS outside a selected mailbox (one read of the mailbox
+ *    list or of one mailbox's counters; not STATUS DELETED, which reads
+ *    every record), and in a selected mailbox of at most INLINE_VIEW_MAX
+ *    messages with few changes to catch up on, NOOP, CHECK, and FETCH and
+ *    SEARCH (of at most INLINE_LINE_MAX bytes) of what the view holds in
+ *    memory (flags, UIDs, sizes, dates, MODSEQ: no envelope, structure or
+ *    body, nothing that sets \Seen, no search context).
+ * The rest (a login's hash, every write, anything reading a message) goes
+ * to a worker. Not with NOTIFY (its events look at other mailboxes).
+ */
 static bool
 imap_command_inline(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 {
-	static const char *const verbs[] = {"CAPABILITY", "NOOP", "LOGOUT"};
+	static const char *const session_verbs[] = {"CAPABILITY", "NOOP", "LOGOUT", NULL};
+	static const char *const list_verbs[] = {"CAPABILITY", "NOOP",   "LOGOUT", "LIST",
+	                                         "LSUB",       "STATUS", NULL};
+	static const char *const view_verbs[] = {"NOOP", "CHECK", "FETCH", "SEARCH", NULL};
+	static const char *const fetch_words[] = {
+	    "UID",     "FLAGS",    "INTERNALDATE", "RFC822.SIZE",  "MODSEQ",
+	    "EMAILID", "THREADID", "FAST",         "CHANGEDSINCE", NULL};
+	static const char *const search_words[] = {
+	    "ALL",    "ANSWERED", "DELETED",    "DRAFT",     "FLAGGED", "NEW",       "OLD",
+	    "RECENT", "SEEN",     "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN",
+	    "NOT",    "OR",       "UID",        "LARGER",    "SMALLER", NULL};
 	const struct imap_session *s = session;
+	const char *const *verbs;
 	size_t i = 0, v;
+	bool uid = false;
 
 	(void)c;
-	if (s == NULL || s->sasl != NULL || s->idling || s->fr.ready != NULL ||
-	    (s->state != IMAP_STATE_NOT_AUTH && s->state != IMAP_STATE_AUTH))
+	if (s == NULL || s->sasl != NULL || s->idling || s->fr.ready != NULL || s->notify != NULL)
 		return false;
+	switch (s->state) {
+	case IMAP_STATE_NOT_AUTH:
+		verbs = session_verbs;
+		break;
+	case IMAP_STATE_AUTH:
+		verbs = storage_reads_nb(s->sv->storage) ? list_verbs : session_verbs;
+		break;
+	case IMAP_STATE_SELECTED:
+		if (!storage_reads_nb(s->sv->storage))
+			return false;
+		verbs = view_verbs;
+		break;
+	default:
+		return false;
+	}
 	while (i < len && cmd[i] != ' ')
 		i++; /* the tag */
 	if (i == 0 || i >= len)
 		return false;
-	v = ++i;
-	while (i < len && cmd[i] != ' ' && cmd[i] != '\r' && cmd[i] != '\n')
-		i++;
-	for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++) {
-		if (i - v == strlen(verbs[k]) &&
-		    strncasecmp((const char *)cmd + v, verbs[k], i - v) == 0)
+	for (;;) {
+		v = ++i;
+		while (i < len && cmd[i] != ' ' && cmd[i] != '\r' && cmd[i] != '\n')
+			i++;
+		if (uid || s->state != IMAP_STATE_SELECTED || i - v != 3 ||
+		    strncasecmp((const char *)cmd + v, "UID", 3) != 0 || i >= len)
+			break;
+		uid = true; /* UID FETCH, UID SEARCH */
+	}
+	for (size_t k = 0; verbs[k] != NULL; k++) {
+		if (i - v != strlen(verbs[k]) ||
+		    strncasecmp((const char *)cmd + v, verbs[k], i - v) != 0)
+			continue;
+		if (verbs == session_verbs)
 			return true;
+		if (verbs == list_verbs) {
+			/* STATUS DELETED and DELETED-STORAGE count records;
+			 * LIST's RETURN (STATUS (DELETED)) too. */
+			for (size_t j = i; j + 7 <= len; j++)
+				if (strncasecmp((const char *)cmd + j, "DELETED", 7) == 0)
+					return false;
+			return true;
+		}
+		if ((uid && k < 2) || len > INLINE_LINE_MAX)
+			return false; /* no UID NOOP */
+		if (!view_inline_ok(s))
+			return false;
+		if (k < 2)
+			return true;
+		return args_only(cmd, len, i, k == 2 ? fetch_words : search_words);
 	}
 	return false;
 }

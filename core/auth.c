@@ -222,12 +222,38 @@ auth_reload(struct auth *auth)
 	return ret;
 }
 
+/* auth_lookups_from_memory() */
+static _Thread_local bool from_memory;
+
+void
+auth_lookups_from_memory(bool on)
+{
+	from_memory = on;
+}
+
+bool
+auth_changed(struct auth *auth)
+{
+	struct file_id id;
+	bool changed;
+
+	file_id_get(auth, &id);
+	/* Held across the file's read by a reload: then it is changing. */
+	if (pthread_mutex_trylock(&auth->reload_lock) != 0)
+		return true;
+	changed = !file_id_equal(&id, &auth->seen);
+	pthread_mutex_unlock(&auth->reload_lock);
+	return changed;
+}
+
 /* Re-read the file if it changed since it was last read (or tried). */
 static void
 maybe_reload(struct auth *auth)
 {
 	struct file_id id;
 
+	if (from_memory)
+		return;
 	file_id_get(auth, &id);
 	pthread_mutex_lock(&auth->reload_lock);
 	if (!file_id_equal(&id, &auth->seen))

@@ -185,6 +185,12 @@ conn_set_mailbox(struct conn *c, const char *mailbox)
 }
 
 bool
+conn_on_loop(const struct conn *c)
+{
+	return c->on_loop;
+}
+
+bool
 conn_is_kicked(const struct conn *c)
 {
 	return (atomic_load(&((struct conn *)c)->wake_bits) & WAKE_BIT_KICK) != 0;

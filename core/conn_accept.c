@@ -243,7 +243,9 @@ run_inline(struct conn *c)
 	metrics_command(conn_listener(c));
 	conn_enter(c, CONN_WORKER);
 	c->inline_left--;
+	c->on_loop = true;
 	c->lst->ops->on_command(c, c->session, c->in.data + c->in_off, c->cmd_len);
+	c->on_loop = false;
 	job_finish(c);
 }
 

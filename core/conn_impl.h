@@ -181,6 +181,7 @@ struct conn {
 	uint64_t timer_at;
 	uint64_t done_at; /* clock_ms() when the last hook returned */
 	bool timer_fired; /* WAKE_TIMER to deliver */
+	bool on_loop;     /* an inline command runs on the loop (conn_on_loop()) */
 	size_t input_max;
 	unsigned input_max_seq, input_max_seq_cmd;
 	size_t cmd_len;

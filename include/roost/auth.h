@@ -38,6 +38,16 @@ const char *auth_file_path(const struct auth *auth);
 /* Re-read the passwd file (SIGHUP); on error the old table stays. */
 int auth_reload(struct auth *auth);
 
+/* True when the passwd file changed since it was last read (one stat), or
+ * a reload is running: the next lookup reads it again. Never waits on a
+ * lock (an event loop may call it). Any thread. */
+bool auth_changed(struct auth *auth);
+/* [loop] While on, this thread's lookups answer from the table in memory
+ * without looking at the file (no stat, no reload, no lock held across a
+ * read): for an event loop running a command that checked auth_changed()
+ * just before. Off again with false. */
+void auth_lookups_from_memory(bool on);
+
 /* Does this user exist? On success copies the canonical name into
  * name_r (size namelen). ROOST_ENOTFOUND otherwise. */
 int auth_lookup(struct auth *auth, const char *user, char *name_r, size_t namelen);

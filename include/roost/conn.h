@@ -242,6 +242,9 @@ void conn_set_mailbox(struct conn *c, const char *mailbox);
 /* [worker] on_shutdown runs because an administrator closed the session
  * (`roost kick`), not because the server stops. */
 bool conn_is_kicked(const struct conn *c);
+/* True while on_command runs on the event loop (command_inline said so):
+ * what it calls must not block. */
+bool conn_on_loop(const struct conn *c);
 /* [worker] Override the idle timeout in seconds (0 = the configured default). */
 void conn_set_idle_timeout(struct conn *c, unsigned seconds);
 /* [worker] Hold output and input for ms milliseconds after the current hook returns,

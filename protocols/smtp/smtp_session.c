@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "roost/auth.h"
 #include "roost/config.h"
 #include "roost/conn.h"
 #include "roost/log.h"
@@ -22,6 +23,7 @@
 #include "roost/sasl.h"
 #include "roost/services.h"
 #include "roost/smtp.h"
+#include "roost/storage.h"
 #include "roost/xalloc.h"
 
 #include "smtp_impl.h"
@@ -304,7 +306,12 @@ smtp_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 	buf_reset(&s->line);
 	buf_append(&s->line, cmd, len);
 	s->bdat_taken = false;
+	/* An LMTP RCPT on the loop: smtp_command_inline() saw the passwd
+	 * file unchanged a moment ago. */
+	if (conn_on_loop(c) && len >= 4 && strncasecmp((const char *)cmd, "RCPT", 4) == 0)
+		auth_lookups_from_memory(true);
 	run_line(s, buf_cstr(&s->line));
+	auth_lookups_from_memory(false);
 	if (s->fr.line_bdat && !s->bdat_taken) {
 		/* The framer takes a chunk after every well-formed BDAT line,
 		 * also one sent as an AUTH response: read it, drop it, answer. */
@@ -323,7 +330,14 @@ smtp_on_command(struct conn *c, void *session, const uint8_t *cmd, size_t len)
  * work on the session's memory only: MAIL's checks read the configuration,
  * the alias table and the rate limiter, all in memory. Run them on the loop:
  * half of the thread hand-offs of a delivery. Not RSET (it may close a
- * spool file), nor anything during AUTH or a DATA/BDAT body. */
+ * spool file), nor anything during AUTH or a DATA/BDAT body.
+ *
+ * LMTP's RCPT too, where the store's reads never wait (storage_reads_nb():
+ * LMDB) and the passwd file has not changed since it was read: it looks the
+ * user up in memory (auth_lookups_from_memory(), so no re-read of the file
+ * on the loop), expands aliases (memory) and reads the user's quota usage
+ * from the map. A changed passwd file, Maildir's quota files and SMTP's
+ * RCPT (relay policy, its own checks) stay on workers. */
 static bool
 smtp_command_inline(struct conn *c, void *session, const uint8_t *cmd, size_t len)
 {
@@ -340,7 +354,9 @@ smtp_command_inline(struct conn *c, void *session, const uint8_t *cmd, size_t le
 		if (strncasecmp((const char *)cmd, verbs[i], 4) == 0)
 			return true;
 	}
-	return false;
+	return strncasecmp((const char *)cmd, "RCPT", 4) == 0 && s->d == &smtp_dialect_lmtp &&
+	       storage_reads_nb(s->sv->storage) && s->sv->auth != NULL &&
+	       !auth_changed(s->sv->auth);
 }
 
 static void

@@ -441,6 +441,24 @@ class SmtpTest(SharedServer, unittest.TestCase):
         self.assertEqual(r.cmd("NOOP")[0], 250)
         r.close()
 
+    def test_lmtp_sees_users_added_and_removed_while_running(self):
+        # An LMTP RCPT may run on the event loop (LMDB) from the user table
+        # in memory, but only while the passwd file is unchanged: a user
+        # added or removed by another process counts at the next RCPT.
+        who = "late-lmtp@example.org"
+        r = self.session("lmtp")
+        self.assertEqual(r.cmd("MAIL FROM:<s@remote.example>")[0], 250)
+        self.assertEqual(r.cmd("RCPT TO:<%s>" % who)[0], 550)
+        self.srv.add_user(who, "pw")
+        try:
+            for _ in range(2):
+                self.assertEqual(r.cmd("RCPT TO:<%s>" % who)[0], 250)
+        finally:
+            self.srv.cli("user", "del", who)
+        self.assertEqual(r.cmd("RCPT TO:<%s>" % who)[0], 550)
+        self.assertEqual(r.cmd("RSET")[0], 250)
+        r.close()
+
     def test_lmtp_data_without_recipients_is_503(self):
         # RFC 2033 4.2: with no successful RCPT, DATA MUST fail with 503
         # over LMTP (SMTP may answer 554 instead, and does).

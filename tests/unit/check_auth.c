@@ -506,6 +506,44 @@ START_TEST(reload_keeps_old_on_error)
 }
 END_TEST
 
+/* auth_changed() notices an edit (roost user add replaces the file) and
+ * auth_lookups_from_memory() answers from the table read before it,
+ * without reading the file; the next lookup outside reads it. A directory
+ * replaced under the server is seen at the next auth_reload(). */
+START_TEST(change_check_and_lookups_from_memory)
+{
+	struct auth *auth = NULL;
+	char name[64], old[300], cmd[600];
+
+	ck_assert_int_eq(auth_file_add(passwd_path(), "alice@example.org", "{PLAIN}a"), 0);
+	ck_assert_int_eq(auth_open(&cfg, &auth), 0);
+	ck_assert(!auth_changed(auth));
+	ck_assert_int_eq(auth_file_add(passwd_path(), "bob@example.org", "{PLAIN}b"), 0);
+	ck_assert(auth_changed(auth));
+	auth_lookups_from_memory(true);
+	ck_assert_int_eq(auth_lookup(auth, "bob@example.org", name, sizeof(name)), ROOST_ENOTFOUND);
+	ck_assert_int_eq(auth_lookup(auth, "alice@example.org", name, sizeof(name)), 0);
+	ck_assert(auth_changed(auth));
+	auth_lookups_from_memory(false);
+	ck_assert_int_eq(auth_lookup(auth, "bob@example.org", name, sizeof(name)), 0);
+	ck_assert(!auth_changed(auth));
+
+	/* The directory moved aside and a new one with a new file. */
+	snprintf(old, sizeof(old), "%s.old", tmpdir);
+	ck_assert_int_eq(rename(tmpdir, old), 0);
+	ck_assert_int_eq(mkdir(tmpdir, 0700), 0);
+	ck_assert_int_eq(auth_file_add(passwd_path(), "carol@example.org", "{PLAIN}c"), 0);
+	ck_assert_int_eq(auth_reload(auth), 0);
+	ck_assert_int_eq(auth_lookup(auth, "carol@example.org", name, sizeof(name)), 0);
+	ck_assert_int_eq(auth_lookup(auth, "bob@example.org", name, sizeof(name)), ROOST_ENOTFOUND);
+	ck_assert(!auth_changed(auth));
+	auth_free(&auth);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(rename(old, tmpdir), 0);
+}
+END_TEST
+
 START_TEST(password_change_invalidates_cache)
 {
 	struct auth *auth = NULL;
@@ -917,6 +955,7 @@ auth_suite(void)
 	tcase_add_test(db, cheap_hashes_pay_the_dummy);
 	tcase_add_test(db, bad_files_refused);
 	tcase_add_test(db, reload_keeps_old_on_error);
+	tcase_add_test(db, change_check_and_lookups_from_memory);
 	tcase_add_test(db, password_change_invalidates_cache);
 	tcase_add_test(db, file_edits);
 	tcase_add_test(db, quota_fields);

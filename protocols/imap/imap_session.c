@@ -808,7 +808,8 @@ view_inline_ok(const struct imap_session *s)
  *    messages with few changes to catch up on, NOOP, CHECK, and FETCH and
  *    SEARCH (of at most INLINE_LINE_MAX bytes) of what the view holds in
  *    memory (flags, UIDs, sizes, dates, MODSEQ: no envelope, structure or
- *    body, nothing that sets \Seen, no search context).
+ *    body, nothing that sets \Seen, no search context), and LOGOUT (the
+ *    view's memory freed, nothing read; any size).
  * The rest (a login's hash, every write, anything reading a message) goes
  * to a worker. Not with NOTIFY (its events look at other mailboxes).
  */
@@ -818,7 +819,8 @@ imap_command_inline(struct conn *c, void *session, const uint8_t *cmd, size_t le
 	static const char *const session_verbs[] = {"CAPABILITY", "NOOP", "LOGOUT", NULL};
 	static const char *const list_verbs[] = {"CAPABILITY", "NOOP",   "LOGOUT", "LIST",
 	                                         "LSUB",       "STATUS", NULL};
-	static const char *const view_verbs[] = {"NOOP", "CHECK", "FETCH", "SEARCH", NULL};
+	static const char *const view_verbs[] = {"NOOP",   "CHECK",  "FETCH",
+	                                         "SEARCH", "LOGOUT", NULL};
 	static const char *const fetch_words[] = {
 	    "UID",     "FLAGS",    "INTERNALDATE", "RFC822.SIZE",  "MODSEQ",
 	    "EMAILID", "THREADID", "FAST",         "CHANGEDSINCE", NULL};
@@ -876,9 +878,11 @@ imap_command_inline(struct conn *c, void *session, const uint8_t *cmd, size_t le
 					return false;
 			return true;
 		}
-		if ((uid && k < 2) || len > INLINE_LINE_MAX)
+		if (uid && (k < 2 || k == 4))
 			return false; /* no UID NOOP */
-		if (!view_inline_ok(s))
+		if (k == 4)           /* LOGOUT: the view is freed, nothing read */
+			return !s->view.claim_due;
+		if (len > INLINE_LINE_MAX || !view_inline_ok(s))
 			return false;
 		if (k < 2)
 			return true;

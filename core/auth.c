@@ -42,6 +42,7 @@
 #include "roost/error.h"
 #include "roost/hex.h"
 #include "roost/log.h"
+#include "roost/loop.h"
 #include "roost/xalloc.h"
 #include "roost/metrics.h"
 
@@ -95,15 +96,6 @@ mono_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec;
-}
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* The directory of path, opened O_PATH, or -1. */
@@ -514,7 +506,7 @@ auth_failure(struct auth *auth, const char *peer_ip)
 
 	metrics_auth_failure();
 	return auth_throttle_failure(auth->throttle, throttle_key(peer_ip, key, sizeof(key)),
-	                             mono_ms());
+	                             clock_ms());
 }
 
 unsigned
@@ -523,7 +515,7 @@ auth_success(struct auth *auth, const char *peer_ip)
 	char key[INET6_ADDRSTRLEN + 4];
 
 	return auth_throttle_success(auth->throttle, throttle_key(peer_ip, key, sizeof(key)),
-	                             mono_ms());
+	                             clock_ms());
 }
 
 bool

@@ -207,7 +207,7 @@ resolve(struct conn *c, const struct roost_config *cfg, const char *host, unsign
 		while (!r->done) {
 			struct pollfd pfd[16];
 			size_t n = dns_pollfds(dns, pfd, 16);
-			int64_t left = c->deadline - now_ms();
+			int64_t left = c->deadline - (int64_t)clock_ms();
 			int t;
 
 			if (left <= 0)
@@ -408,7 +408,7 @@ httpc_request(const char *method, const char *url, const char *const *headers,
 	const char *path;
 	unsigned port;
 	bool https;
-	int64_t start = now_ms(), end;
+	int64_t start = (int64_t)clock_ms(), end;
 	int rc;
 
 	memset(resp_r, 0, sizeof(*resp_r));

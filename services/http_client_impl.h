@@ -16,6 +16,7 @@
 
 #include "roost/error.h"
 #include "roost/http_client.h"
+#include "roost/loop.h"
 
 #define MAX_LINE 1024 /* a chunk-size or trailer line */
 
@@ -30,15 +31,6 @@ struct conn {
 	bool eof;
 };
 
-static inline int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static inline int
 fail(struct conn *c, int rc, const char *why)
 {
@@ -52,7 +44,7 @@ static inline int
 wait_fd(struct conn *c, short events)
 {
 	for (;;) {
-		int64_t left = c->deadline - now_ms();
+		int64_t left = c->deadline - (int64_t)clock_ms();
 		struct pollfd p = {.fd = c->fd, .events = events};
 		int n;
 

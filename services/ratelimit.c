@@ -14,6 +14,7 @@
 
 #include "roost/error.h"
 #include "roost/hash.h"
+#include "roost/loop.h"
 #include "roost/ratelimit.h"
 #include "roost/xalloc.h"
 
@@ -219,10 +220,7 @@ ratelimit_take(struct ratelimit *rl, const char *user, enum ratelimit_kind kind,
 int64_t
 ratelimit_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)clock_ms();
 }
 
 size_t

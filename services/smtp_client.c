@@ -33,6 +33,7 @@
 #include "roost/buf.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/loop.h"
 #include "roost/sasl.h"
 #include "roost/smtp_client.h"
 #include "roost/xalloc.h"
@@ -47,10 +48,7 @@ const char *const smtpc_state_names[] = {
 int64_t
 smtpc_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)clock_ms();
 }
 
 void

@@ -41,6 +41,7 @@
 #include "roost/http.h"
 #include "roost/http_client.h"
 #include "roost/log.h"
+#include "roost/loop.h"
 #include "roost/services.h"
 #include "roost/xalloc.h"
 
@@ -71,15 +72,6 @@ struct jmap_pushd {
 	bool loaded; /* the stored subscriptions were read */
 	bool stop;
 };
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 sub_free(struct push_sub *p)
@@ -486,7 +478,7 @@ post(struct jmap_pushd *d, const struct job *j, const char *body, const char *ki
 static struct push_sub *
 pick(struct jmap_pushd *d, int64_t *wait_ms_r, struct push_sub **expired_r)
 {
-	int64_t now = mono_ms(), wall = time(NULL), wait = 60000;
+	int64_t now = (int64_t)clock_ms(), wall = time(NULL), wait = 60000;
 
 	for (struct push_sub *p = d->subs, *next; p != NULL; p = next) {
 		next = p->next;
@@ -554,7 +546,7 @@ job_done(struct jmap_pushd *d, struct push_sub *p, const struct job *j, bool ok,
 	delay = (uint64_t)cfg->http_push_retry << (p->failures > 12 ? 12 : p->failures - 1);
 	if (delay > PUSH_MAX_BACKOFF_S)
 		delay = PUSH_MAX_BACKOFF_S;
-	p->next_try = mono_ms() + (int64_t)delay * 1000;
+	p->next_try = (int64_t)clock_ms() + (int64_t)delay * 1000;
 	return false;
 }
 

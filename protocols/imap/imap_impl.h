@@ -307,8 +307,6 @@ void imap_search_job_free(struct imap_search_job *j);
 
 /* INPROGRESS (RFC 9585, imap_progress.c): a command working for longer
  * than [imap] inprogress_interval says how far it got at most that often. */
-/* The monotonic clock in milliseconds. */
-uint64_t imap_progress_now_ms(void);
 /* When the current step of a long command should stop and report. */
 uint64_t imap_progress_deadline(const struct imap_session *s);
 /* "* OK [INPROGRESS ("tag" done total)] text" (total 0: NIL). */

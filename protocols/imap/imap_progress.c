@@ -11,23 +11,15 @@
 #include <time.h>
 
 #include "roost/config.h"
+#include "roost/loop.h"
 #include "roost/services.h"
 
 #include "imap_impl.h"
 
 uint64_t
-imap_progress_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t
 imap_progress_deadline(const struct imap_session *s)
 {
-	return imap_progress_now_ms() + imap_cfg(s)->imap_inprogress_interval;
+	return clock_ms() + imap_cfg(s)->imap_inprogress_interval;
 }
 
 void

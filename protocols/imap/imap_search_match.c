@@ -14,6 +14,7 @@
 #include "roost/date.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/loop.h"
 #include "roost/message.h"
 #include "roost/services.h"
 #include "roost/storage.h"
@@ -342,7 +343,7 @@ imap_search_job_run(struct imap_cmd *cmd, struct imap_search_job *j, uint64_t de
 		 * nothing, report the same progress again and could repeat
 		 * so without end. */
 		if (deadline_ms != UINT64_MAX && (m & 15) == 0 && m > first &&
-		    imap_progress_now_ms() >= deadline_ms)
+		    clock_ms() >= deadline_ms)
 			break;
 		if (v->msgs[m].expunged)
 			continue;

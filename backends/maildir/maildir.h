@@ -165,8 +165,15 @@ struct md_folder {
 	uint64_t own[MD_OWN_MAX];
 	size_t n_own;
 	/* The handle that claims the \Recent of messages a wake-up on the
-	 * event loop showed (md_changes_since_nb()); NULL: none */
+	 * event loop showed (md_changes_since_nb()); NULL: none. Its claim
+	 * is reserved: [claim_from, claim_to) are the UIDs it showed
+	 * unclaimed, which no other handle of this process claims. A claimer
+	 * that goes before its claim leaves recent_floor at claim_to: those
+	 * messages were shown to it first, so no session shows them as
+	 * \Recent later (RFC 3501 2.3.2: one session). All three mean UIDs of
+	 * UIDVALIDITY claim_uv, and nothing under another. */
 	struct md_mailbox *claimer;
+	uint32_t claim_uv, claim_from, claim_to, recent_floor;
 	/* Checks of the disk by mb_begin(), numbered as they start;
 	 * checked[0] is the newest that completed in at least MD_SYNC_LIGHT
 	 * mode, checked[1] in at least MD_SYNC_NORMAL (maildir_store.c). */
@@ -464,6 +471,9 @@ int md_status(struct storage *st, const char *user, const char *name,
 void md_folder_status(struct md_folder *f, struct mailbox_status *s);
 
 /* ---- maildir_mail.c ---- */
+/* The first UID no session of this process was shown unclaimed: the
+ * \Recent boundary on disk, or past it recent_floor; f->mutex held. */
+uint32_t md_recent_base(const struct md_folder *f);
 int md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned flags,
                     struct mailbox **mb_r);
 void md_mailbox_close(struct mailbox *mb);

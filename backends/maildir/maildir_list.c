@@ -392,6 +392,8 @@ md_folder_status(struct md_folder *f, struct mailbox_status *s)
 	/* dovecot-uidlist's G: made with the folder, moved with its
 	 * directory by a rename, read by Dovecot as its mailbox GUID */
 	storage_mailboxid_set(s->mailboxid, f->guid);
+	uint32_t recent = md_recent_base(f);
+
 	for (i = 0; i < f->n; i++) {
 		const struct md_rec *r = &f->recs[i];
 
@@ -400,7 +402,7 @@ md_folder_status(struct md_folder *f, struct mailbox_status *s)
 			if (s->first_unseen_uid == 0)
 				s->first_unseen_uid = r->uid;
 		}
-		if (r->uid >= f->recent_uid)
+		if (r->uid >= recent)
 			s->recent++;
 		s->size += r->size;
 	}

@@ -63,8 +63,12 @@ md_mailbox_close(struct mailbox *mb)
 		return;
 	m = container_of(mb, struct md_mailbox, mb);
 	pthread_mutex_lock(&m->f->mutex);
-	if (m->f->claimer == m)
+	if (m->f->claimer == m) {
+		/* gone before its claim: what it was shown stays claimed */
+		if (m->f->claim_uv == m->f->uidvalidity && m->f->claim_to > m->f->recent_floor)
+			m->f->recent_floor = m->f->claim_to;
 		m->f->claimer = NULL;
+	}
 	pthread_mutex_unlock(&m->f->mutex);
 	md_folder_put(container_of(mb->st, struct md_storage, st), m->f);
 	kw_view_free(m);
@@ -189,6 +193,42 @@ md_keywords(struct mailbox *mb, const char *const **names_r, size_t *n_r)
 	return 0;
 }
 
+uint32_t
+md_recent_base(const struct md_folder *f)
+{
+	if (f->claim_uv == f->uidvalidity && f->recent_floor > f->recent_uid)
+		return f->recent_floor;
+	return f->recent_uid;
+}
+
+/* The claim of m, f->mutex and the uidlist lock held, synced: [*first_r,
+ * *next_r), the boundary moved past it. A reservation of m's is its own
+ * whoever moved the boundary since; another handle's is skipped. */
+static void
+claim_locked(struct md_folder *f, struct md_mailbox *m, uint32_t *first_r, uint32_t *next_r)
+{
+	uint32_t base = md_recent_base(f), first = base, next = f->nextuid;
+	bool reserved = f->claimer != NULL && f->claim_uv == f->uidvalidity;
+
+	if (reserved && f->claimer == m) {
+		/* nobody moved the boundary since: everything up to now */
+		first = f->claim_from;
+		if (base != f->claim_from)
+			next = f->claim_to;
+		f->claimer = NULL;
+	} else if (reserved && first < f->claim_to) {
+		first = f->claim_to;
+	}
+	if (first > next)
+		first = next;
+	if (next > f->recent_uid) {
+		f->recent_uid = next;
+		md_index_log_recent(f);
+	}
+	*first_r = first;
+	*next_r = next;
+}
+
 /*
  * Claims what the folder in memory knows without looking at the disk first:
  * IMAP claims right after a sync (that looked), and a message another
@@ -216,14 +256,11 @@ md_claim_recent(struct mailbox *mb, uint32_t *first_recent_uid_r, uint32_t *next
 		if ((err = mb_begin(mb, MD_SYNC_LIGHT, &f)) < 0)
 			return err;
 	}
-	*first_recent_uid_r = *next_r = f->recent_uid;
-	if (!(mb->flags & MAILBOX_READONLY) && f->recent_uid != f->nextuid) {
+	*first_recent_uid_r = *next_r = md_recent_base(f);
+	if (!(mb->flags & MAILBOX_READONLY) && (f->claimer == m || *next_r != f->nextuid)) {
 		if ((err = md_lock_and_sync(f, MD_SYNC_LIGHT)) == 0) {
-			*first_recent_uid_r = f->recent_uid;
-			f->recent_uid = *next_r = f->nextuid;
-			md_index_log_recent(f);
+			claim_locked(f, m, first_recent_uid_r, next_r);
 			err = md_commit(f);
-			f->claimer = NULL; /* nothing left for the one reserved */
 		}
 	}
 	if (f->claimer == m)
@@ -355,6 +392,7 @@ md_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max, struct mail
 	struct md_folder *f = m->f;
 	struct md_expunge *exp;
 	bool unclaimed = false;
+	uint32_t base;
 	size_t i, n_changed = 0, n_exp = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -366,12 +404,13 @@ md_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max, struct mail
 	if (atomic_load(&f->watch_pending) || !f->loaded || !f->scanned || f->locked ||
 	    modseq < f->expunge_floor)
 		goto again;
+	base = md_recent_base(f);
 	for (i = f->n; i-- > 0;) {
 		if (f->recs[i].modseq <= modseq)
 			continue;
 		if (++n_changed > max)
 			goto again;
-		if (f->recs[i].uid >= f->recent_uid)
+		if (f->recs[i].uid >= base)
 			unclaimed = true;
 	}
 	for (i = 0; i < f->n_exp; i++) {
@@ -380,12 +419,21 @@ md_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max, struct mail
 	}
 	if (unclaimed && !(mb->flags & MAILBOX_READONLY) &&
 	    (f->claimer == NULL || f->claimer == m)) {
+		if (f->claimer == NULL) {
+			f->claim_uv = f->uidvalidity;
+			f->claim_from = base;
+		}
 		f->claimer = m;
+		f->claim_to = f->nextuid; /* what this answer shows */
 		m->claim_deferred = true;
 	} else {
-		/* read-only, nothing new, or another session claims it */
+		/* read-only, nothing new, or another session claims it: that
+		 * one's reservation covers what this answer shows without
+		 * \Recent, so no later claim of this handle takes it */
 		m->claim_ready = true;
-		m->claim_first = m->claim_next = f->recent_uid;
+		m->claim_first = m->claim_next = base;
+		if (unclaimed && f->claimer != NULL && f->claim_to < f->nextuid)
+			f->claim_to = f->nextuid;
 	}
 	changes_collect(f, modseq, c, &exp, &n_exp);
 	pthread_mutex_unlock(&f->mutex);

@@ -1817,6 +1817,87 @@ START_TEST(recent_claims)
 }
 END_TEST
 
+/* mailbox_changes_since_nb() answered for a (a wake-up on the event loop)
+ * until it stops saying ROOST_EAGAIN: Maildir's watch thread looks at the
+ * events of our own changes first (bounded). */
+static int
+nb_answer(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
+{
+	int rc = ROOST_EAGAIN;
+
+	for (int k = 0; k < 60000 && rc == ROOST_EAGAIN; k++) {
+		rc = mailbox_changes_since_nb(mb, modseq, 32, c);
+		if (rc == ROOST_EAGAIN) {
+			mailbox_changes_free(c);
+			usleep(1000);
+		}
+	}
+	return rc;
+}
+
+/*
+ * \Recent goes to one session even when the session that is to claim it
+ * after a wake-up (mailbox_claim_later()) closes first: b was shown x
+ * without \Recent, since a was to claim it, so no later claim of b's (nor
+ * anyone's) takes x; y, which came after, is b's. Where the claim is not
+ * left for later, every claim is made at once and this says nothing.
+ */
+START_TEST(recent_claimer_gone)
+{
+	struct mailbox *a, *b, *c;
+	struct mailbox_changes ch;
+	struct mailbox_status s;
+	uint32_t x, y, first, next;
+	uint64_t m0, m1;
+
+	setup_backend(_i);
+	(void)append_simple("INBOX", 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &a), 0);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &b), 0);
+	ck_assert_int_eq(mailbox_claim_recent(a, &first, &next), 0);
+	ck_assert_int_eq(mailbox_claim_recent(b, &first, &next), 0);
+	ck_assert_uint_eq(first, next);
+	ck_assert_int_eq(mailbox_status(a, &s), 0);
+	m0 = s.highestmodseq;
+	x = append_simple("INBOX", 1);
+	if (nb_answer(a, m0, &ch) != 0 || !mailbox_claim_later(a)) {
+		mailbox_changes_free(&ch);
+		goto out;
+	}
+	mailbox_changes_free(&ch);
+	/* b: x is a's to claim */
+	ck_assert_int_eq(nb_answer(b, m0, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 1);
+	ck_assert_uint_eq(ch.changed[0].uid, x);
+	m1 = ch.highestmodseq;
+	mailbox_changes_free(&ch);
+	ck_assert(!mailbox_claim_later(b));
+	ck_assert_int_eq(mailbox_claim_recent(b, &first, &next), 0);
+	ck_assert_uint_eq(first, next);
+	/* a goes before its claim */
+	mailbox_close(&a);
+	y = append_simple("INBOX", 2);
+	ck_assert_int_eq(nb_answer(b, m1, &ch), 0);
+	ck_assert_uint_eq(ch.n_changed, 1);
+	ck_assert_uint_eq(ch.changed[0].uid, y);
+	mailbox_changes_free(&ch);
+	ck_assert(mailbox_claim_later(b));
+	ck_assert_int_eq(mailbox_claim_recent(b, &first, &next), 0);
+	ck_assert_uint_gt(first, x);
+	ck_assert_uint_le(first, y);
+	ck_assert_uint_gt(next, y);
+	/* and nobody after */
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &c), 0);
+	ck_assert_int_eq(mailbox_claim_recent(c, &first, &next), 0);
+	ck_assert_uint_eq(first, next);
+	mailbox_close(&c);
+out:
+	mailbox_close(&a);
+	mailbox_close(&b);
+	teardown_backend();
+}
+END_TEST
+
 START_TEST(multi_recipient)
 {
 	struct delivery_target t[4] = {
@@ -4904,6 +4985,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, metadata, 0, n_backends);
 	tcase_add_loop_test(tc, metadata_user_limit, 0, n_backends);
 	tcase_add_loop_test(tc, recent_claims, 0, n_backends);
+	tcase_add_loop_test(tc, recent_claimer_gone, 0, n_backends);
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, stats, 0, n_backends);
 	tcase_add_loop_test(tc, deliver_once_per_mailbox, 0, n_backends);

@@ -101,7 +101,8 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, size_t max, uin
  * not). Sessions at other modseqs read as before. A copy, not a shared
  * reference: the caller owns and frees what it gets, as from a read, and
  * the memo stays bounded (MEMO_SLOTS answers of at most MEMO_MAX records
- * each, about 200 KB at most per shard).
+ * each, about 200 KB at most per shard). Lock rule: memo_lock protects
+ * memo[]; it is only ever tried, never waited for (a miss costs a read).
  */
 #define MEMO_SLOTS 64
 #define MEMO_MAX 32
@@ -171,7 +172,11 @@ memo_take(struct lmdb_shard *sh, uint64_t id, uint64_t since, size_t max, uint64
 	struct lmdb_changes_memo *m = memo_slot(sh, id);
 	bool hit;
 
-	pthread_mutex_lock(&sh->memo_lock);
+	/* Both loops wake the same mailbox's sessions at once: one that finds
+	 * the memo taken reads for itself rather than wait (a holder
+	 * preempted on a loaded machine held the other loop asleep). */
+	if (pthread_mutex_trylock(&sh->memo_lock) != 0)
+		return false;
 	hit = m->id == id && m->since == since && m->ch.n_changed <= max && m->ch.n_expunged <= max;
 	if (hit && rec == NULL)
 		hit = m->txnid == txnid;
@@ -196,7 +201,8 @@ memo_put(struct lmdb_shard *sh, uint64_t id, uint64_t since, uint64_t txnid,
 
 	if (!ch->expunged_complete || ch->n_changed > MEMO_MAX || ch->n_expunged > MEMO_MAX)
 		return;
-	pthread_mutex_lock(&sh->memo_lock);
+	if (pthread_mutex_trylock(&sh->memo_lock) != 0)
+		return; /* as in memo_take(): never wait for the memo */
 	/* an older snapshot's answer does not replace a newer one's */
 	if (m->id != id || m->since != since || txnid >= m->txnid) {
 		mailbox_changes_free(&m->ch);

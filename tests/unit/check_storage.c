@@ -12,6 +12,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -967,6 +968,122 @@ START_TEST(changes_since_nb_shared)
 	mailbox_changes_free(&ca);
 	mailbox_close(&a);
 	mailbox_close(&b);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
+/* Sessions of one mailbox asking from the same modseq while another
+ * handle changes it (LMDB shares their answers): every answer is the one
+ * snapshot's whole state, and never older than a change committed before
+ * the question was asked. A writer sets and clears \Seen on MEMO_RACE_N
+ * messages in turn; round r (from 0) leaves HIGHESTMODSEQ at m0 + r + 1,
+ * so the answer at HIGHESTMODSEQ m0 + k is known exactly. */
+#define MEMO_RACE_N 8
+#define MEMO_RACE_ROUNDS 400
+#define MEMO_RACE_READERS 4
+
+struct memo_race {
+	uint32_t uids[MEMO_RACE_N];
+	uint64_t m0;
+	_Atomic uint64_t committed; /* rounds done */
+	_Atomic bool stop;
+	_Atomic int bad;
+	_Atomic unsigned long answers;
+};
+
+/* The answer since m0 after k rounds: every message touched so far, each
+ * with the modseq and \Seen of the last round that touched it. */
+static bool
+memo_race_ok(const struct memo_race *r, const struct mailbox_changes *ch)
+{
+	uint64_t k = ch->highestmodseq - r->m0;
+	size_t want = k < MEMO_RACE_N ? (size_t)k : MEMO_RACE_N;
+
+	if (ch->highestmodseq < r->m0 || k > MEMO_RACE_ROUNDS || ch->n_changed != want ||
+	    ch->n_expunged != 0 || !ch->expunged_complete)
+		return false;
+	for (size_t i = 0; i < ch->n_changed; i++) {
+		uint64_t last = (k - 1) - ((k - 1 - i) % MEMO_RACE_N); /* last round on i */
+		bool seen = (last / MEMO_RACE_N) % 2 == 0;
+
+		if (ch->changed[i].uid != r->uids[i] || ch->changed[i].modseq != r->m0 + last + 1 ||
+		    ((ch->changed[i].flags & MSG_SEEN) != 0) != seen)
+			return false;
+	}
+	return true;
+}
+
+static void *
+memo_race_reader(void *arg)
+{
+	struct memo_race *r = arg;
+	struct mailbox *mb;
+
+	if (mailbox_open(st, USER, "INBOX", 0, &mb) != 0) {
+		atomic_fetch_add(&r->bad, 1);
+		return NULL;
+	}
+	while (!atomic_load(&r->stop)) {
+		uint64_t before = atomic_load(&r->committed);
+		struct mailbox_changes ch;
+		int rc = mailbox_changes_since_nb(mb, r->m0, 32, &ch);
+
+		if (rc != 0 || !memo_race_ok(r, &ch) || ch.highestmodseq < r->m0 + before)
+			atomic_fetch_add(&r->bad, 1);
+		atomic_fetch_add(&r->answers, 1);
+		mailbox_changes_free(&ch);
+	}
+	mailbox_close(&mb);
+	return NULL;
+}
+
+START_TEST(changes_since_nb_shared_race)
+{
+	static const struct store_req seen_del = {.mode = STORE_REMOVE, .flags = MSG_SEEN};
+	struct memo_race r = {.committed = 0};
+	pthread_t th[MEMO_RACE_READERS];
+	struct mailbox *mb;
+	struct mailbox_status s;
+	struct mailbox_changes ch;
+
+	setup_dir(_i);
+	if (strcmp(backend, "lmdb") != 0) { /* the others answer ROOST_EAGAIN */
+		teardown_backend();
+		return;
+	}
+	cfg.storage_fsync = false; /* the race is the point, not the disk */
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	for (int i = 0; i < MEMO_RACE_N; i++)
+		r.uids[i] = append_simple("INBOX", i);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_status(mb, &s), 0);
+	r.m0 = s.highestmodseq;
+	for (int i = 0; i < MEMO_RACE_READERS; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, memo_race_reader, &r), 0);
+	for (uint64_t k = 0; k < MEMO_RACE_ROUNDS; k++) {
+		uint32_t *mod;
+		size_t nmod;
+
+		ck_assert_int_eq(mailbox_store(mb, &r.uids[k % MEMO_RACE_N], 1,
+		                               (k / MEMO_RACE_N) % 2 == 0 ? &seen_add : &seen_del,
+		                               &mod, &nmod),
+		                 0);
+		free(mod);
+		atomic_store(&r.committed, k + 1);
+		/* a question between the rounds, from this thread too */
+		ck_assert_int_eq(mailbox_changes_since_nb(mb, r.m0, 32, &ch), 0);
+		ck_assert(memo_race_ok(&r, &ch));
+		ck_assert_uint_eq(ch.highestmodseq, r.m0 + k + 1);
+		mailbox_changes_free(&ch);
+	}
+	atomic_store(&r.stop, true);
+	for (int i = 0; i < MEMO_RACE_READERS; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(atomic_load(&r.bad), 0);
+	ck_assert_uint_gt(atomic_load(&r.answers), 0);
+	mailbox_close(&mb);
 	assert_clean();
 	teardown_backend();
 }
@@ -4977,6 +5094,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, changes_since, 0, n_backends);
 	tcase_add_loop_test(tc, changes_since_nb, 0, n_backends);
 	tcase_add_loop_test(tc, changes_since_nb_shared, 0, n_backends);
+	tcase_add_loop_test(tc, changes_since_nb_shared_race, 0, n_backends);
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
 	tcase_add_loop_test(tc, default_folders, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);

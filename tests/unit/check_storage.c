@@ -2076,6 +2076,57 @@ START_TEST(deliver_once_per_mailbox)
 }
 END_TEST
 
+/* One delivery to many folders of one user and to other users (Maildir:
+ * side by side, each folder on its own thread, one maildirsize): every
+ * copy is there, with its own UID, and the user's usage counts each one,
+ * also after a recount. */
+#define FANOUT_FOLDERS 12
+#define FANOUT_USERS 4
+#define FANOUT_ROUNDS 6
+
+START_TEST(deliver_fanout_one_user)
+{
+	struct delivery_target t[FANOUT_FOLDERS + FANOUT_USERS];
+	char names[FANOUT_FOLDERS][16], users[FANOUT_USERS][32];
+	const char *body = "Subject: fan\r\n\r\nout\r\n";
+	struct msg_input in = {.data = (const uint8_t *)body, .len = strlen(body), .fd = -1};
+	struct storage_quota q;
+	struct storage_usage before, after;
+	size_t n = FANOUT_FOLDERS + FANOUT_USERS;
+
+	setup_backend(_i);
+	for (int i = 0; i < FANOUT_FOLDERS; i++) {
+		snprintf(names[i], sizeof(names[i]), i == 0 ? "INBOX" : "f%d", i);
+		if (i > 0)
+			ck_assert_int_eq(storage_create(st, USER, names[i], 0), 0);
+		t[i] = (struct delivery_target){.user = USER, .mailbox = names[i]};
+	}
+	for (int i = 0; i < FANOUT_USERS; i++) {
+		snprintf(users[i], sizeof(users[i]), "fan%d@example.com", i);
+		t[FANOUT_FOLDERS + i] =
+		    (struct delivery_target){.user = users[i], .mailbox = "INBOX"};
+	}
+	for (uint32_t r = 1; r <= FANOUT_ROUNDS; r++) {
+		ck_assert_int_eq(storage_deliver(st, &in, t, n, 0), 0);
+		for (size_t i = 0; i < n; i++) {
+			ck_assert_int_eq(t[i].result, 0);
+			ck_assert_uint_eq(t[i].uid, r);
+		}
+	}
+	for (int i = 0; i < FANOUT_FOLDERS; i++)
+		ck_assert_uint_eq(messages_in(USER, names[i]), FANOUT_ROUNDS);
+	for (int i = 0; i < FANOUT_USERS; i++)
+		ck_assert_uint_eq(messages_in(users[i], "INBOX"), FANOUT_ROUNDS);
+	ck_assert_int_eq(storage_quota_get(st, USER, &q), 0);
+	ck_assert_uint_eq(q.usage.messages, FANOUT_FOLDERS * FANOUT_ROUNDS);
+	ck_assert_int_eq(storage_quota_recalc(st, USER, &before, &after), 0);
+	ck_assert_uint_eq(before.messages, after.messages);
+	ck_assert_uint_eq(before.bytes, after.bytes);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /* All or nothing: one recipient fails, so the copies already stored for
  * the others (a new user's among them) are taken back, and all results
  * carry the error. Their UIDs are not handed out again. */
@@ -5107,6 +5158,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, multi_recipient, 0, n_backends);
 	tcase_add_loop_test(tc, stats, 0, n_backends);
 	tcase_add_loop_test(tc, deliver_once_per_mailbox, 0, n_backends);
+	tcase_add_loop_test(tc, deliver_fanout_one_user, 0, n_backends);
 	tcase_add_loop_test(tc, deliver_atomic, 0, n_backends);
 	tcase_add_loop_test(tc, deliver_inbox_fallback, 0, n_backends);
 	tcase_add_loop_test(tc, threads, 0, n_backends);

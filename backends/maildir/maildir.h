@@ -47,7 +47,7 @@
 #include "roost/storage_impl.h"
 
 #define MD_MAX_KEYWORDS 26
-#define MD_OWN_MAX 64
+#define MD_OWN_MAX 128
 
 struct md_storage {
 	struct storage st;
@@ -495,11 +495,12 @@ void md_watch_add(struct md_storage *ms, struct md_folder *f);
 void md_watch_remove_locked(struct md_storage *ms, struct md_folder *f);
 /* Stop the thread (store closing). */
 void md_watch_stop(struct md_storage *ms);
-/* Before a rename of ours into f's new/ (is_new) or cur/ named name,
- * f->mutex held: the watch thread is to take its event as known. */
-void md_watch_own(struct md_folder *f, bool is_new, const char *name);
-/* The rename did not happen: forget it. */
-void md_watch_own_undo(struct md_folder *f, bool is_new, const char *name);
+/* Before a rename of ours into (appears) or out of f's new/ (is_new) or
+ * cur/ of the file name, or its unlink (appears false), f->mutex held: the
+ * watch thread is to take its event as known. */
+void md_watch_own(struct md_folder *f, bool is_new, bool appears, const char *name);
+/* The rename or unlink did not happen: forget it. */
+void md_watch_own_undo(struct md_folder *f, bool is_new, bool appears, const char *name);
 /*
  * For a thread that must not block, with f->watch_ok seen true: has the
  * watch thread read and synced every event the kernel queued so far

@@ -63,8 +63,11 @@ md_expunge_locked(struct md_folder *f, const uint32_t *uids, size_t n)
 			continue;
 		}
 		path = md_rec_path(f, r);
+		md_watch_own(f, r->in_new, false, r->fname);
 		if (unlink(path) < 0) {
 			int e = errno;
+
+			md_watch_own_undo(f, r->in_new, false, r->fname);
 
 			if (e == ENOENT && tries++ < MD_RESOLVE_TRIES) {
 				/* the rescan must not see our own unlinks as

@@ -44,8 +44,16 @@ rename_flags(struct md_folder *f, struct md_rec *r, uint32_t flags, uint64_t kw,
 	char *dst = md_path3(f->path, "cur", name);
 	int err = 0;
 
-	if (strcmp(src, dst) != 0 && rename(src, dst) < 0) {
+	bool moves = strcmp(src, dst) != 0;
+
+	if (moves) {
+		md_watch_own(f, r->in_new, false, r->fname);
+		md_watch_own(f, false, true, name);
+	}
+	if (moves && rename(src, dst) < 0) {
 		err = md_errno_to_err(errno);
+		md_watch_own_undo(f, r->in_new, false, r->fname);
+		md_watch_own_undo(f, false, true, name);
 		if (err != ROOST_ENOTFOUND)
 			log_error(
 			    "event=storage_error backend=maildir op=rename path=%s error=\"%s\"",

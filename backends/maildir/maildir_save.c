@@ -205,10 +205,10 @@ md_finish_save(struct md_folder *f, struct md_pending *p, uint32_t flags, const 
 	dst = md_path(dstdir, name);
 	md_quota_hold(f);
 	own = md_own_rename_begin(f, in_new);
-	md_watch_own(f, in_new, name);
+	md_watch_own(f, in_new, true, name);
 	if (rename(p->tmppath, dst) < 0) {
 		err = md_errno_to_err(errno);
-		md_watch_own_undo(f, in_new, name);
+		md_watch_own_undo(f, in_new, true, name);
 		log_error(
 		    "event=storage_error backend=maildir op=rename path=%s to=%s error=\"%s\"",
 		    LOG_QUOTE(p->tmppath), LOG_QUOTE(dst), strerror(errno));

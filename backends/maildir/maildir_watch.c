@@ -4,9 +4,11 @@
  * per store watches new/ and cur/ of every folder that has a mailbox open.
  *
  * Most events are our own doing (a delivery renamed into new/, a flag
- * rename in cur/). A save of ours says its name before the rename
- * (md_watch_own()), and the thread drops that event as it reads it,
- * without the folder mutex the woken sessions want. Other events are told
+ * rename in cur/, an expunge). A save, a flag rename and an expunge of
+ * ours say the names that appear and go before they do it
+ * (md_watch_own()), and the thread drops those events as it reads them,
+ * without the folder mutex the woken sessions want: the folder is not
+ * behind for the 20 ms of a batch after our own STORE or EXPUNGE. Other events are told
  * apart under the folder mutex: a name that appeared and is one of our
  * records, or a name that went away and is none of them, is already
  * known. Anything else (mutt renaming a file, procmail dropping one,
@@ -117,21 +119,23 @@ unwatch_locked(struct md_watcher *w, struct md_folder *f)
 	own_clear(f);
 }
 
+/* bit 0: in new/; bit 1: the name goes (moved away, removed) */
 static uint64_t
-own_key(bool is_new, const char *name)
+own_key(bool is_new, bool appears, const char *name)
 {
-	return (hash_fnv1a64(name, strlen(name), HASH_FNV1A64_INIT) & ~(uint64_t)1) | is_new;
+	return (hash_fnv1a64(name, strlen(name), HASH_FNV1A64_INIT) & ~(uint64_t)3) | is_new |
+	       (appears ? 0 : 2);
 }
 
 void
-md_watch_own(struct md_folder *f, bool is_new, const char *name)
+md_watch_own(struct md_folder *f, bool is_new, bool appears, const char *name)
 {
 	if (!atomic_load(&f->watch_ok))
 		return;
 	pthread_mutex_lock(&f->own_lock);
 	/* full (events lost): the event is looked at under the mutex */
 	if (f->n_own < MD_OWN_MAX)
-		f->own[f->n_own++] = own_key(is_new, name);
+		f->own[f->n_own++] = own_key(is_new, appears, name);
 	pthread_mutex_unlock(&f->own_lock);
 }
 
@@ -153,9 +157,9 @@ own_take(struct md_folder *f, uint64_t key)
 }
 
 void
-md_watch_own_undo(struct md_folder *f, bool is_new, const char *name)
+md_watch_own_undo(struct md_folder *f, bool is_new, bool appears, const char *name)
 {
-	(void)own_take(f, own_key(is_new, name));
+	(void)own_take(f, own_key(is_new, appears, name));
 }
 
 static void
@@ -230,8 +234,8 @@ drain(struct md_storage *ms, struct md_watcher *w, struct evlist *l)
 				} else if (e->len > 0 && e->name[0] != '.') {
 					bool appeared = (e->mask & (IN_CREATE | IN_MOVED_TO)) != 0;
 
-					if (appeared &&
-					    own_take(w->v[i].f, own_key(w->v[i].is_new, e->name)))
+					if (own_take(w->v[i].f,
+					             own_key(w->v[i].is_new, appeared, e->name)))
 						break;
 					ev_pending(l, w->v[i].f, w->v[i].is_new, appeared, e->name);
 				}

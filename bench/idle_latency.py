@@ -17,6 +17,11 @@ counted; the load generator's CPU over the same runs (its rusage) is shown
 beside it, since on one machine both share the cores every wake-up waits for. Runs of the binaries and backends alternate; each figure is the
 median over --runs. Needs build/bench/loadgen (make).
 
+--perf DIR adds, per backend and binary, one more run (not counted) whose
+wake-up rounds (4x --rounds) are recorded by `perf record -F 4000 -g`
+attached to the server; DIR/<binary>-<backend>.txt keeps the split by
+object and the top entries by self time (issue 20's note).
+
 10,000 idlers (issue 20): `--clients 10000 --rounds 3 --no-cpu` (a fresh server
 per run, as always; --no-cpu leaves out the CPU runs against the same server),
 or loadgen directly: `build/bench/loadgen idle-latency -c 10000 --users 50
@@ -30,10 +35,13 @@ the last run's sessions against max_connections.
 """
 import argparse
 import os
+import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -111,6 +119,8 @@ def one_run(binary, backend, a):
         per_wake = client_wake = float("nan")
         if a.cpu:
             per_wake, client_wake = cpu_per_wake(srv, idle, a)
+        if a.perf and a.profile_label:
+            perf_run(srv, idle, a, a.profile_label)
         return {"p50": float(r["p50_ms"]), "p90": float(r["p90_ms"]), "p99": float(r["p99_ms"]),
                 "max": float(r["max_ms"]), "wakeups": int(r["wakeups"]),
                 "cpu_us": per_wake * 1e6, "client_us": client_wake * 1e6, "ack": float(r.get("ack_p50_ms", "nan")),
@@ -127,6 +137,30 @@ def children_cpu_s():
     """User + system CPU seconds of this script's finished children (loadgen)."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+def perf_run(srv, idle, a, label):
+    """One profiled series of wake-up rounds against srv; the report's
+    split by object and top self entries go to a.perf/label.txt."""
+    data = os.path.join(a.perf, label + ".data")
+    p = subprocess.Popen(["perf", "record", "-F", "4000", "-g", "-o", data, "-p",
+                          str(srv.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf attaches asynchronously
+    try:
+        loadgen(*idle, "--rounds", a.rounds * 4)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait()
+    out = ["%s: %d clients, %d rounds" % (label, a.clients, a.rounds * 4)]
+    for sort in ("dso", "dso,symbol"):
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                              "--sort", sort, "-g", "none", "--percent-limit", "0.5"],
+                             capture_output=True, text=True)
+        out += [re.sub(r"\s+-\s+-\s*$", "", ln) for ln in rep.stdout.splitlines()
+                if ln.strip() and not ln.startswith("#")][:20]
+    with open(os.path.join(a.perf, label + ".txt"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    print("\n".join(out), file=sys.stderr)
 
 
 def cpu_per_wake(srv, idle, a):
@@ -154,15 +188,22 @@ def main():
     ap.add_argument("--no-cpu", dest="cpu", action="store_false",
                     help="skip the two runs that measure server CPU per wake-up (with 10,000 "
                          "clients they are 20,000 more sessions against one server)")
+    ap.add_argument("--perf", metavar="DIR",
+                    help="profile one more run of each backend and binary (not counted)")
     a = ap.parse_args()
+    if a.perf:
+        os.makedirs(a.perf, exist_ok=True)
     binaries = [("current", roosttest.ROOST_BIN)]
     if a.baseline:
         binaries.insert(0, ("baseline", os.path.abspath(a.baseline)))
     results = {}
-    for _ in range(a.runs):
+    for run in range(a.runs + (1 if a.perf else 0)):
         for backend in a.backends.split(","):
             for name, binary in binaries:
+                a.profile_label = "%s-%s" % (name, backend) if run == a.runs else None
                 r = one_run(binary, backend, a)
+                if a.profile_label:
+                    continue
                 results.setdefault((backend, name), []).append(r)
                 # ack: the delivery's first 250 (median round); after ack:
                 # the wake-ups timed from it (see loadgen_idle.c)

@@ -108,7 +108,8 @@ seq_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t since, size_t max, uin
 #define MEMO_MAX 32
 
 struct lmdb_changes_memo {
-	uint64_t id; /* 0: empty */
+	uint64_t id;          /* 0: empty */
+	uint32_t uidvalidity; /* the mailbox's when it gave this answer */
 	uint64_t since;
 	uint64_t txnid; /* the newest snapshot known to give this answer */
 	struct mailbox_changes ch;
@@ -166,9 +167,10 @@ memo_slot(struct lmdb_shard *sh, uint64_t id)
  * shows the mailbox as the memo's answer left it; then that snapshot
  * gives the same answer, and the memo says so for the next caller. */
 static bool
-memo_take(struct lmdb_shard *sh, uint64_t id, uint64_t since, size_t max, uint64_t txnid,
-          const struct lmdb_mbox *rec, struct mailbox_changes *ch)
+memo_take(struct lmdb_shard *sh, const struct lmdb_mailbox *lm, uint64_t since, size_t max,
+          uint64_t txnid, const struct lmdb_mbox *rec, struct mailbox_changes *ch)
 {
+	uint64_t id = lm->id;
 	struct lmdb_changes_memo *m = memo_slot(sh, id);
 	bool hit;
 
@@ -177,7 +179,10 @@ memo_take(struct lmdb_shard *sh, uint64_t id, uint64_t since, size_t max, uint64
 	 * preempted on a loaded machine held the other loop asleep). */
 	if (pthread_mutex_trylock(&sh->memo_lock) != 0)
 		return false;
-	hit = m->id == id && m->since == since && m->ch.n_changed <= max && m->ch.n_expunged <= max;
+	/* a handle of the mailbox as it was before it was deleted and made
+	 * again under its id (lmdb_cur_rec()) is not answered for the new one */
+	hit = m->id == id && m->uidvalidity == lm->uidvalidity && m->since == since &&
+	      m->ch.n_changed <= max && m->ch.n_expunged <= max;
 	if (hit && rec == NULL)
 		hit = m->txnid == txnid;
 	else if (hit)
@@ -194,9 +199,10 @@ memo_take(struct lmdb_shard *sh, uint64_t id, uint64_t since, size_t max, uint64
 
 /* Keep a copy of a complete, small answer read in snapshot txnid. */
 static void
-memo_put(struct lmdb_shard *sh, uint64_t id, uint64_t since, uint64_t txnid,
+memo_put(struct lmdb_shard *sh, const struct lmdb_mailbox *lm, uint64_t since, uint64_t txnid,
          const struct mailbox_changes *ch)
 {
+	uint64_t id = lm->id;
 	struct lmdb_changes_memo *m = memo_slot(sh, id);
 
 	if (!ch->expunged_complete || ch->n_changed > MEMO_MAX || ch->n_expunged > MEMO_MAX)
@@ -204,10 +210,12 @@ memo_put(struct lmdb_shard *sh, uint64_t id, uint64_t since, uint64_t txnid,
 	if (pthread_mutex_trylock(&sh->memo_lock) != 0)
 		return; /* as in memo_take(): never wait for the memo */
 	/* an older snapshot's answer does not replace a newer one's */
-	if (m->id != id || m->since != since || txnid >= m->txnid) {
+	if (m->id != id || m->uidvalidity != lm->uidvalidity || m->since != since ||
+	    txnid >= m->txnid) {
 		mailbox_changes_free(&m->ch);
 		changes_copy(&m->ch, ch);
 		m->id = id;
+		m->uidvalidity = lm->uidvalidity;
 		m->since = since;
 		m->txnid = txnid;
 	}
@@ -243,14 +251,14 @@ changes_read(struct mailbox *mb, uint64_t modseq, size_t max, struct mailbox_cha
 	int rc;
 
 	if (memo && (txnid = last_txnid(lm->sh)) != 0 &&
-	    memo_take(lm->sh, lm->id, modseq, max, txnid, NULL, ch))
+	    memo_take(lm->sh, lm, modseq, max, txnid, NULL, ch))
 		return 0;
 	if ((rc = lmdb_rtxn_begin(lm->sh, &txn)) != 0)
 		return rc;
 	txnid = mdb_txn_id(txn);
 	if ((rc = lmdb_cur_rec(txn, lm, &rec, NULL)) != 0)
 		goto out;
-	if (memo && memo_take(lm->sh, lm->id, modseq, max, txnid, &rec, ch))
+	if (memo && memo_take(lm->sh, lm, modseq, max, txnid, &rec, ch))
 		goto out;
 	ch->highestmodseq = rec.highestmodseq;
 	ch->uidnext = rec.uidnext;
@@ -296,7 +304,7 @@ changes_read(struct mailbox *mb, uint64_t modseq, size_t max, struct mailbox_cha
 	rc = seq_scan(txn, lm->sh->expunged, lm->id, modseq, max, &ch->expunged, &ch->n_expunged,
 	              &ch->expunged_emailids);
 	if (rc == 0 && memo)
-		memo_put(lm->sh, lm->id, modseq, txnid, ch);
+		memo_put(lm->sh, lm, modseq, txnid, ch);
 out:
 	lmdb_rtxn_end(lm->sh, txn);
 	free(uids);

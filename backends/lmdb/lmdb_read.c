@@ -46,13 +46,16 @@ lmdb_op_mailbox_close(struct mailbox *mb)
 }
 
 /* The mailbox record, or ROOST_ENOTFOUND once it was deleted (or renamed
- * over and re-created: ids are never reused). */
+ * over and re-created: ids are never reused), also when it was deleted
+ * with children and created again before this handle looked: that keeps
+ * the \Noselect parent's id under a new UIDVALIDITY (w_create()), and
+ * this handle's messages are gone. */
 int
 lmdb_cur_rec(MDB_txn *txn, struct lmdb_mailbox *lm, struct lmdb_mbox *rec, struct lmdb_kwtab *kw)
 {
 	int rc = lmdb_mbox_get(txn, lm->sh, lm->id, rec, kw);
 
-	if (rc == 0 && rec->noselect)
+	if (rc == 0 && (rec->noselect || rec->uidvalidity != lm->uidvalidity))
 		rc = ROOST_ENOTFOUND;
 	return rc;
 }

@@ -17,8 +17,13 @@
  * The connection runtime's private parts, shared by its files:
  *
  *   conn.c         accessors, settings, references and wake-ups, the state table
- *   conn_accept.c  accept, the hand-off between loop and workers, the step
- *                  that drives the state machine, shutdown
+ *   conn_accept.c  accept, the hand-off of accepted sockets between loops,
+ *                  a loop's shutdown of its connections
+ *   conn_step.c    the step that drives the state machine
+ *   conn_dispatch.c the hand-off between loop and workers: running a hook
+ *                  on a worker (or on the loop) and taking the connection back
+ *   conn_wake_inline.c wake-ups run on the loop, a bounded number per
+ *                  iteration, and those left for later iterations
  *   conn_io.c      buffered output and input, flushing, closing and lingering,
  *                  the plaintext transport
  *   conn_tls.c     the TLS transport and its handshake
@@ -112,7 +117,8 @@ enum conn_want {
 
 #define WAKE_BIT_NOTIFY 1u
 #define WAKE_BIT_KICK 2u /* conn_kick(): say goodbye and close */
-#define WAKE_BIT_IO 4u   /* a socket event came while a worker owned it (quiet_back()) */
+#define WAKE_BIT_IO                                                                                \
+	4u /* a socket event came while a worker owned it (quiet_back(), conn_dispatch.c) */
 
 struct conn {
 	/* Fixed from accept to free. */
@@ -306,13 +312,39 @@ void conn_init_wake(struct conn *c);
 void conn_kick(struct conn *c);
 
 /* conn_accept.c */
+/* Loop: end the loop once it stops and its last connection is gone. */
+void conn_loop_maybe_quit(struct srv_loop *sl);
+
+/* conn_step.c */
 /* Loop: push the connection as far as it goes (see enum conn_state) and
  * re-arm its deadline. */
 void conn_step(struct conn *c);
+/* Loop: the socket's epoll event (the connection's io.fn). */
+void conn_event(struct loop_io *io, uint32_t events);
+
+/* conn_dispatch.c */
 /* Loop: hand the connection to a worker for job. */
 void conn_dispatch(struct conn *c, enum conn_job job);
-/* Loop: end the loop once it stops and its last connection is gone. */
-void conn_loop_maybe_quit(struct srv_loop *sl);
+/* Worker: run the hook of c->job and post the connection back (work.fn). */
+void conn_work(struct work *w);
+/* Loop: a worker handed the connection back (back.fn). */
+void conn_back(struct loop_msg *m);
+/* Loop: the hook of c->job returned (on a worker, or on the loop): consume
+ * what it ran on and pick the next state from its requests. */
+void conn_job_finish(struct conn *c);
+/* Loop: run the framed command (c->cmd_len bytes) on the loop, as a worker
+ * would (proto_ops.command_inline said it cannot block). */
+void conn_run_inline(struct conn *c);
+
+/* conn_wake_inline.c */
+enum wake_where {
+	WAKE_RAN,    /* ran on the loop */
+	WAKE_LATER,  /* this iteration's allowance is spent: on the list */
+	WAKE_WORKER, /* for a worker (the protocol could not run it here) */
+};
+/* Loop, in CONN_READY with WAKE_BIT_NOTIFY set: run the wake-up here when
+ * the protocol can and this iteration's allowance is not spent. */
+enum wake_where conn_run_wake_inline(struct conn *c);
 
 /* conn_io.c */
 void in_consume(struct conn *c, size_t n);

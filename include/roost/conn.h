@@ -106,7 +106,7 @@ struct proto_ops {
 	 * when that never blocks and is small (the rule of command_inline):
 	 * true when it did; false when it did nothing (wrote nothing, changed
 	 * nothing), and on_wake then runs on a worker. The loop runs a
-	 * bounded number of these per iteration (conn_accept.c); past that,
+	 * bounded number of these per iteration (conn_wake_inline.c); past that,
 	 * on_wake runs on a worker. */
 	bool (*wake_inline)(struct conn *c, void *session);
 

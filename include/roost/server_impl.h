@@ -41,12 +41,12 @@ struct srv_loop {
 	bool quit_sent;
 	uint8_t *scratch; /* read buffer, SRV_SCRATCH bytes */
 	/* wake-ups run on the loop in its iteration wake_iter, and how many
-	 * it may run per iteration (0: the default; conn_accept.c) */
+	 * it may run per iteration (0: the default; conn_wake_inline.c) */
 	uint64_t wake_iter;
 	unsigned wake_inline;
 	unsigned wake_inline_max;
 	/* wake-ups past the allowance, run in the next iterations in the
-	 * order they came (conn_accept.c, wake_later()) */
+	 * order they came (conn_wake_inline.c, wake_later()) */
 	struct conn *later_head, *later_tail;
 	struct loop_msg later_msg;
 	bool later_posted;

@@ -19,6 +19,7 @@
 
 #include "roost/config.h"
 #include "roost/error.h"
+#include "roost/loop.h"
 #include "roost/storage.h"
 #include "roost/storage_bench.h"
 #include "roost/xalloc.h"
@@ -47,15 +48,6 @@ struct run {
 	int n_pg_dbs;
 	char pg_dsns[MAX_PG_DBS][1024];
 };
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- latency samples ---- */
 
@@ -251,16 +243,16 @@ deliver_main(void *arg)
 	/* Each writer its own user: contention is in the backend, not on one
 	 * mailbox's UID counter. */
 	snprintf(user, sizeof(user), "writer%u@bench", t->id);
-	while (now_s() < t->stop_at) {
+	while (clock_s() < t->stop_at) {
 		uint8_t *msg = make_message(t->size, t->id * 1000003u + i++);
 		struct msg_input in = {.data = msg, .len = t->size, .fd = -1};
 		uint32_t uidv, uid;
-		double t0 = now_s();
+		double t0 = clock_s();
 
 		if (storage_append(t->st, user, "INBOX", &in, &uidv, &uid) != 0)
 			t->failures++;
 		else
-			sample_add(&t->lat, now_s() - t0);
+			sample_add(&t->lat, clock_s() - t0);
 		free(msg);
 	}
 	return NULL;
@@ -295,7 +287,7 @@ bench_deliver(struct run *r, size_t size, unsigned writers, const char *tag, boo
 		storage_user_init(st, user);
 	}
 	storage_stats(st, &s0);
-	t0 = now_s();
+	t0 = clock_s();
 	for (unsigned w = 0; w < writers; w++) {
 		memset(&th[w], 0, sizeof(th[w]));
 		th[w].st = st;
@@ -311,7 +303,7 @@ bench_deliver(struct run *r, size_t size, unsigned writers, const char *tag, boo
 		free(th[w].lat.v);
 		failures += th[w].failures;
 	}
-	elapsed = now_s() - t0;
+	elapsed = clock_s() - t0;
 	/* Backends without counters report zeros: no ratio then. */
 	storage_stats(st, &s1);
 	if (s1.commits > s0.commits)
@@ -377,7 +369,7 @@ big_fill(struct run *r, struct roost_config *cfg, char *dir, size_t dlen)
 	if (st == NULL)
 		return NULL;
 	storage_user_init(st, "big@bench");
-	t0 = now_s();
+	t0 = clock_s();
 	for (unsigned i = 0; i < 8; i++) {
 		ft[i].st = st;
 		ft[i].from = r->prof->big / 8 * i;
@@ -393,7 +385,7 @@ big_fill(struct run *r, struct roost_config *cfg, char *dir, size_t dlen)
 	if (failed)
 		return NULL;
 	fprintf(stderr, "storage bench: %s: filled %u messages in %.1f s\n", r->backend,
-	        r->prof->big, now_s() - t0);
+	        r->prof->big, clock_s() - t0);
 	sync(); /* the fill's writeback is not part of what follows */
 	cfg->storage_fsync = true;
 	if ((rc = storage_open(cfg, &st)) != 0) {
@@ -417,34 +409,34 @@ big_workloads(struct run *r, struct storage *st, struct mailbox *mb, const uint3
 	{
 		unsigned long sum = 0;
 
-		t0 = now_s();
+		t0 = clock_s();
 		stop = t0 + secs;
-		while (now_s() < stop) {
+		while (clock_s() < stop) {
 			struct msg_view v;
-			double a = now_s();
+			double a = clock_s();
 
 			if (mailbox_read(mb, uids[rand_r(&seed) % n], &v) != 0)
 				goto fail;
 			for (size_t i = 0; i < v.len; i += 64)
 				sum += v.data[i];
 			msg_view_release(&v);
-			sample_add(&s, now_s() - a);
+			sample_add(&s, clock_s() - a);
 		}
 		(void)sum;
-		report(r, "read random 1 KB message", &s, now_s() - t0, NULL, false);
+		report(r, "read random 1 KB message", &s, clock_s() - t0, NULL, false);
 	}
 	/* status */
-	t0 = now_s();
+	t0 = clock_s();
 	stop = t0 + secs / 3;
-	while (now_s() < stop) {
+	while (clock_s() < stop) {
 		struct mailbox_status ms;
-		double a = now_s();
+		double a = clock_s();
 
 		if (storage_status(st, "big@bench", "INBOX", &ms) != 0)
 			goto fail;
-		sample_add(&s, now_s() - a);
+		sample_add(&s, clock_s() - a);
 	}
-	report(r, "status of the big mailbox", &s, now_s() - t0, NULL, false);
+	report(r, "status of the big mailbox", &s, clock_s() - t0, NULL, false);
 
 	/* flag updates: one message per STORE, durable each */
 	{
@@ -454,82 +446,82 @@ big_workloads(struct run *r, struct storage *st, struct mailbox *mb, const uint3
 			goto fail;
 		before_flags = ms.highestmodseq;
 	}
-	t0 = now_s();
+	t0 = clock_s();
 	stop = t0 + secs;
-	for (unsigned i = 0; now_s() < stop; i++) {
+	for (unsigned i = 0; clock_s() < stop; i++) {
 		struct store_req req = {.mode = (i & 1) ? STORE_REMOVE : STORE_ADD,
 		                        .flags = MSG_FLAGGED};
 		uint32_t uid = uids[rand_r(&seed) % n], *mod;
 		size_t nmod;
-		double a = now_s();
+		double a = clock_s();
 
 		if (mailbox_store(mb, &uid, 1, &req, &mod, &nmod) != 0)
 			goto fail;
 		free(mod);
-		sample_add(&s, now_s() - a);
+		sample_add(&s, clock_s() - a);
 	}
-	report(r, "flag update (1 message)", &s, now_s() - t0, NULL, false);
+	report(r, "flag update (1 message)", &s, clock_s() - t0, NULL, false);
 	/* flag a range: 1000 messages in one STORE */
-	t0 = now_s();
+	t0 = clock_s();
 	stop = t0 + secs;
-	for (unsigned i = 0; now_s() < stop && n > 1000; i++) {
+	for (unsigned i = 0; clock_s() < stop && n > 1000; i++) {
 		struct store_req req = {.mode = (i & 1) ? STORE_REMOVE : STORE_ADD,
 		                        .flags = MSG_SEEN};
 		size_t from = (size_t)rand_r(&seed) % (n - 1000);
 		uint32_t *mod;
 		size_t nmod;
-		double a = now_s();
+		double a = clock_s();
 
 		if (mailbox_store(mb, uids + from, 1000, &req, &mod, &nmod) != 0)
 			goto fail;
 		free(mod);
-		sample_add(&s, now_s() - a);
+		sample_add(&s, clock_s() - a);
 	}
-	report(r, "flag update (1000 messages)", &s, now_s() - t0, NULL, false);
+	report(r, "flag update (1000 messages)", &s, clock_s() - t0, NULL, false);
 
 	/* changes since the modseq before the flag updates */
 	{
 		struct mailbox_changes ch = {0};
 
-		t0 = now_s();
+		t0 = clock_s();
 		stop = t0 + secs / 3;
-		while (now_s() < stop) {
-			double a = now_s();
+		while (clock_s() < stop) {
+			double a = clock_s();
 
 			mailbox_changes_free(&ch);
 			if (mailbox_changes_since(mb, before_flags, &ch) != 0)
 				goto fail;
-			sample_add(&s, now_s() - a);
+			sample_add(&s, clock_s() - a);
 		}
 		snprintf(notes, sizeof(notes), "%zu changed", ch.n_changed);
 		mailbox_changes_free(&ch);
-		report(r, "changes-since (after the updates)", &s, now_s() - t0, notes, false);
-		t0 = now_s();
+		report(r, "changes-since (after the updates)", &s, clock_s() - t0, notes, false);
+		t0 = clock_s();
 		stop = t0 + secs / 3;
-		while (now_s() < stop) {
+		while (clock_s() < stop) {
 			struct mailbox_status ms;
-			double a = now_s();
+			double a = clock_s();
 
 			if (mailbox_status(mb, &ms) != 0 ||
 			    mailbox_changes_since(mb, ms.highestmodseq, &ch) != 0)
 				goto fail;
 			mailbox_changes_free(&ch);
-			sample_add(&s, now_s() - a);
+			sample_add(&s, clock_s() - a);
 		}
-		report(r, "changes-since (nothing new; NOOP)", &s, now_s() - t0, NULL, false);
+		report(r, "changes-since (nothing new; NOOP)", &s, clock_s() - t0, NULL, false);
 	}
 
 	/* expunge: one message per EXPUNGE, durable each */
-	t0 = now_s();
+	t0 = clock_s();
 	stop = t0 + secs;
-	for (size_t i = 0; i < n && now_s() < stop; i += 7) {
-		double a = now_s();
+	for (size_t i = 0; i < n && clock_s() < stop; i += 7) {
+		double a = clock_s();
 
 		if (mailbox_expunge(mb, &uids[i], 1) != 0)
 			goto fail;
-		sample_add(&s, now_s() - a);
+		sample_add(&s, clock_s() - a);
 	}
-	report(r, "expunge (1 message)", &s, now_s() - t0, NULL, false);
+	report(r, "expunge (1 message)", &s, clock_s() - t0, NULL, false);
 	return 0;
 fail:
 	fprintf(stderr, "storage bench: %s: the big mailbox's workloads failed\n", r->backend);
@@ -556,7 +548,7 @@ bench_big(struct run *r)
 		goto out;
 	/* open + list (SELECT): open, all records, close */
 	for (unsigned i = 0; i < r->prof->lists; i++) {
-		double a = now_s();
+		double a = clock_s();
 
 		free(recs);
 		recs = NULL;
@@ -566,7 +558,7 @@ bench_big(struct run *r)
 			mailbox_close(&mb);
 			goto out;
 		}
-		sample_add(&s, now_s() - a);
+		sample_add(&s, clock_s() - a);
 		mailbox_close(&mb);
 	}
 	for (size_t i = 0; i < s.n; i++)
@@ -610,26 +602,26 @@ bench_fanout(struct run *r)
 		snprintf(users[u], sizeof(users[u]), "rcpt%d@bench", u);
 		storage_user_init(st, users[u]);
 	}
-	t0 = now_s();
+	t0 = clock_s();
 	stop = t0 + r->prof->seconds;
-	while (now_s() < stop) {
+	while (clock_s() < stop) {
 		uint8_t *msg = make_message(50 * 1024, i++);
 		struct msg_input in = {.data = msg, .len = 50 * 1024, .fd = -1};
-		double a = now_s();
+		double a = clock_s();
 
 		for (int u = 0; u < 100; u++)
 			t[u] = (struct delivery_target){.user = users[u], .mailbox = "INBOX"};
 		if (storage_deliver(st, &in, t, 100, 0) != 0)
 			failures++;
 		else
-			sample_add(&s, now_s() - a);
+			sample_add(&s, clock_s() - a);
 		free(msg);
 	}
 	storage_close(&st);
 	storage_bench_rm_tree(dir);
 	if (failures > 0)
 		snprintf(notes, sizeof(notes), "%u FAILED", failures);
-	report(r, "deliver 50 KB to 100 recipients", &s, now_s() - t0, notes, failures > 0);
+	report(r, "deliver 50 KB to 100 recipients", &s, clock_s() - t0, notes, failures > 0);
 	return 0;
 }
 

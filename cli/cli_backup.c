@@ -28,6 +28,7 @@
 #include "roost/config.h"
 #include "roost/error.h"
 #include "roost/fdio.h"
+#include "roost/loop.h"
 #include "roost/storage.h"
 #include "roost/xalloc.h"
 
@@ -49,15 +50,6 @@ new_or_empty(const char *dir)
 	}
 	closedir(d);
 	return empty;
-}
-
-static double
-now_secs(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* The names now at the top of dir, NULL-terminated (the store's part,
@@ -100,7 +92,7 @@ cli_backup(struct cli *cli)
 	struct buf report = BUF_INIT(16u << 20);
 	const char *dir;
 	char **skip = NULL, *failed = NULL, manifest[4200];
-	double t0 = now_secs();
+	double t0 = clock_s();
 	FILE *mf;
 	int rc;
 
@@ -161,7 +153,7 @@ cli_backup(struct cli *cli)
 out:
 	if (rc == 0)
 		printf("roost backup: %s store and data directory %s copied to %s in %.1f s\n",
-		       cfg->storage_backend, cfg->data_dir, dir, now_secs() - t0);
+		       cfg->storage_backend, cfg->data_dir, dir, clock_s() - t0);
 	else
 		fprintf(stderr, "roost backup: failed (%s)\n", roost_strerror(rc));
 	free(failed);
@@ -182,7 +174,7 @@ cli_restore(struct cli *cli)
 	const char *const skip[] = {MANIFEST, NULL};
 	char manifest[4200], line[512], backend[64] = "";
 	char *failed = NULL;
-	double t0 = now_secs();
+	double t0 = clock_s();
 	FILE *mf;
 	int rc;
 
@@ -233,7 +225,7 @@ cli_restore(struct cli *cli)
 	}
 	if (rc == 0)
 		printf("roost restore: %s restored into %s in %.1f s; the store is consistent\n",
-		       dir, cfg->data_dir, now_secs() - t0);
+		       dir, cfg->data_dir, clock_s() - t0);
 	else
 		fprintf(stderr,
 		        "roost restore: restored, but the store does not check clean (%s)\n",

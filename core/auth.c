@@ -89,15 +89,6 @@ struct auth {
 	atomic_ulong dummy_checks;      /* statistics for tests */
 };
 
-static time_t
-mono_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
 /* The directory of path, opened O_PATH, or -1. */
 static int
 open_dir(const char *path)
@@ -445,7 +436,8 @@ auth_verify(struct auth *auth, const char *user, const char *password, size_t pa
 		goto out;
 	}
 	if (auth->cfg->auth_cache_ttl > 0 &&
-	    auth_cache_check(auth->cache, name, stored, password, password_len, mono_seconds())) {
+	    auth_cache_check(auth->cache, name, stored, password, password_len,
+	                     (time_t)(clock_ms() / 1000))) {
 		log_debug("event=auth_verify user=%s cache=hit", LOG_QUOTE(name));
 		ret = 0;
 	} else {
@@ -460,7 +452,8 @@ auth_verify(struct auth *auth, const char *user, const char *password, size_t pa
 			ret = ROOST_EAUTH;
 		} else if (auth->cfg->auth_cache_ttl > 0) {
 			auth_cache_put(auth->cache, name, stored, password, password_len,
-			               mono_seconds() + (time_t)auth->cfg->auth_cache_ttl);
+			               (time_t)(clock_ms() / 1000) +
+			                   (time_t)auth->cfg->auth_cache_ttl);
 		}
 	}
 	if (ret == 0)

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "roost/hash.h"
+#include "roost/loop.h"
 #include "roost/vacation.h"
 #include "roost/xalloc.h"
 
@@ -38,15 +39,6 @@ struct slot {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct slot slots[VACATION_CACHE_SLOTS];
 static uint64_t gen;
-
-static int64_t
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec;
-}
 
 static struct slot *
 slot_of(const char *user)
@@ -63,7 +55,7 @@ vacation_cache_off(const char *user, uint64_t *gen_r)
 	pthread_mutex_lock(&mu);
 	s = slot_of(user);
 	off = s->user != NULL && strcmp(s->user, user) == 0 &&
-	      now_mono() - s->read_at < VACATION_CACHE_TTL;
+	      (int64_t)(clock_ms() / 1000) - s->read_at < VACATION_CACHE_TTL;
 	*gen_r = gen;
 	pthread_mutex_unlock(&mu);
 	return off;
@@ -81,7 +73,7 @@ vacation_cache_note_off(const char *user, uint64_t begun)
 			free(s->user);
 			s->user = xstrdup(user);
 		}
-		s->read_at = now_mono();
+		s->read_at = (int64_t)(clock_ms() / 1000);
 	}
 	pthread_mutex_unlock(&mu);
 }

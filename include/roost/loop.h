@@ -39,6 +39,9 @@ struct loop_msg {
 
 /* Monotonic clock in milliseconds. Any thread. */
 uint64_t clock_ms(void);
+/* The same clock in seconds, to the nanosecond: for durations shorter than
+ * a millisecond (a benchmark's latencies) or printed in seconds. Any thread. */
+double clock_s(void);
 
 /* ROOST_EIO (logged) when epoll or eventfd cannot be created. */
 int loop_create(struct loop **l_r);

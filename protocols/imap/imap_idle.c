@@ -16,6 +16,7 @@
 #include "roost/conn.h"
 #include "roost/error.h"
 #include "roost/log.h"
+#include "roost/loop.h"
 #include "roost/services.h"
 #include "roost/storage.h"
 
@@ -52,15 +53,6 @@ tick_ms(const struct imap_session *s)
 	return (k < IDLE_POLL_S ? k : IDLE_POLL_S) * 1000u;
 }
 
-static double
-mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void
 cmd_idle(struct imap_cmd *cmd)
 {
@@ -85,7 +77,7 @@ cmd_idle(struct imap_cmd *cmd)
 	s->idling = true;
 	cmd->done = true;
 	conn_write_str(s->c, "+ idling\r\n");
-	s->idle_keepalive_at = mono_now() + keepalive_s(s);
+	s->idle_keepalive_at = clock_s() + keepalive_s(s);
 	conn_set_timer(s->c, tick_ms(s));
 }
 
@@ -141,7 +133,7 @@ imap_idle_wake(struct imap_session *s, bool timer)
 	else if (s->state == IMAP_STATE_SELECTED)
 		view_sync(s, true);
 	if (timer) {
-		double t = mono_now();
+		double t = clock_s();
 		if (t + 0.05 >= s->idle_keepalive_at) {
 			conn_write_str(s->c, "* OK Still here\r\n");
 			s->idle_keepalive_at = t + keepalive_s(s);

@@ -175,13 +175,14 @@ const struct roost_config *imap_cfg(const struct imap_session *s);
 /* Count a client error; past imap_max_bad_commands say BYE and close. */
 void imap_count_bad(struct imap_session *s);
 void imap_enter_state(struct imap_session *s, enum imap_state st);
+/* Turn CONDSTORE on (RFC 7162 3.1), with the untagged HIGHESTMODSEQ a
+ * selected mailbox then owes the client; nothing if it is on already. */
+void imap_condstore_enable(struct imap_session *s);
+/* Responses (imap_reply.c). */
 void imap_tagged(struct imap_cmd *cmd, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void imap_bad(struct imap_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void imap_reply_error(struct imap_cmd *cmd, int err, const char *what);
-/* Turn CONDSTORE on (RFC 7162 3.1), with the untagged HIGHESTMODSEQ a
- * selected mailbox then owes the client; nothing if it is on already. */
-void imap_condstore_enable(struct imap_session *s);
 void imap_untagged(struct imap_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Write a string as quoted or literal, whichever is legal. */

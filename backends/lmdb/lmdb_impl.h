@@ -100,10 +100,10 @@ struct lmdb_shard {
 	size_t n_pool;
 
 	/* The write queue, its committers and the writer thread; every field
-	 * here is protected by wq_lock (lmdb_env.c). */
+	 * here is protected by wq_lock (lmdb_write.c). */
 	pthread_mutex_t wq_lock;
 	pthread_cond_t wq_cond; /* writer: fire-and-forget work queued / stop */
-	struct lmdb_waiter *waiters_free, *waiters_all; /* lmdb_env.c */
+	struct lmdb_waiter *waiters_free, *waiters_all; /* lmdb_write.c */
 	struct lmdb_wreq *wq_head, *wq_tail;
 	size_t wq_async_bytes; /* queued fire-and-forget bytes */
 	size_t wq_sync;        /* queued requests whose callers wait */
@@ -239,6 +239,27 @@ typedef int lmdb_write_fn(struct lmdb_w *w, void *arg);
 int lmdb_shards_open(const struct roost_config *cfg, struct lmdb_storage *ls);
 void lmdb_shards_close(struct lmdb_storage *ls);
 struct lmdb_shard *lmdb_shard_of(struct lmdb_storage *ls, const char *user);
+/* Read transactions: begin returns 0 or ROOST_EIO/ROOST_ETEMP. */
+int lmdb_rtxn_begin(struct lmdb_shard *sh, MDB_txn **txn_r);
+void lmdb_rtxn_end(struct lmdb_shard *sh, MDB_txn *txn);
+/* Map an LMDB error to a roost code, logging what happened. */
+int lmdb_err(const char *what, int rc);
+/* Grow the map (grow) or adopt a size another process set (!grow); 0 or
+ * a roost error. Takes maplock exclusively: the caller holds no
+ * transaction and not maplock. */
+int lmdb_map_resize(struct lmdb_shard *sh, bool grow);
+/* Clear reader slots of processes that died holding them. */
+void lmdb_reader_check(struct lmdb_shard *sh);
+/* *ts = now (CLOCK_REALTIME) + sec + nsec, for pthread timed waits. */
+void lmdb_deadline(struct timespec *ts, long sec, long nsec);
+
+/* ---- lmdb_write.c ---- */
+/* Start the shard's writer thread (0 or ROOST_EIO); stop drains the queue
+ * and joins it (nothing if it never started). */
+int lmdb_writer_start(struct lmdb_shard *sh);
+void lmdb_writer_stop(struct lmdb_shard *sh);
+/* Free the shard's waiters, at close once no caller can write. */
+void lmdb_waiters_free(struct lmdb_shard *sh);
 /* Run fn(w, arg) in the next group commit, committed by this thread when no
  * commit is running (see "Writes" above); returns its result once the
  * commit is durable (ROOST_EIO/ROOST_ETEMP when the commit failed). */
@@ -246,11 +267,6 @@ int lmdb_write(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg);
 /* Queue fn without waiting (cache fills); arg is freed with free_arg. */
 void lmdb_write_async(struct lmdb_shard *sh, lmdb_write_fn *fn, void *arg, size_t bytes,
                       void (*free_arg)(void *));
-/* Read transactions: begin returns 0 or ROOST_EIO/ROOST_ETEMP. */
-int lmdb_rtxn_begin(struct lmdb_shard *sh, MDB_txn **txn_r);
-void lmdb_rtxn_end(struct lmdb_shard *sh, MDB_txn *txn);
-/* Map an LMDB error to a roost code, logging what happened. */
-int lmdb_err(const char *what, int rc);
 int lmdb_wput(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key, MDB_val *val, unsigned flags);
 int lmdb_wdel(struct lmdb_w *w, MDB_dbi dbi, MDB_val *key);
 

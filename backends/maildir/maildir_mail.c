@@ -161,7 +161,8 @@ md_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r, uint64_t
 		rec_out(&f->recs[i], &v[i]);
 	*recs_r = v;
 	*n_r = f->n;
-	*modseq_r = f->highestmodseq;
+	if (modseq_r != NULL)
+		*modseq_r = f->highestmodseq;
 	pthread_mutex_unlock(&f->mutex);
 	return 0;
 }

@@ -351,7 +351,8 @@ const char *mailbox_name(const struct mailbox *mb);
 int mailbox_status(struct mailbox *mb, struct mailbox_status *status_r);
 
 /* All records, ascending UID, and the HIGHESTMODSEQ they reflect (one
- * consistent snapshot). Caller frees *recs_r with free(). */
+ * consistent snapshot) in *modseq_r (NULL when not wanted; every backend
+ * accepts NULL). Caller frees *recs_r with free(). */
 int mailbox_records(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
                     uint64_t *modseq_r);
 /* Keyword table: index i is bit i of msg_record.keywords. Valid until the

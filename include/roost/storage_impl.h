@@ -125,6 +125,7 @@ struct storage_ops {
 	                    struct mailbox **mb_r);
 	void (*mailbox_close)(struct mailbox *mb);
 	int (*mailbox_status)(struct mailbox *mb, struct mailbox_status *status_r);
+	/* modseq_r may be NULL (mailbox_records()). */
 	int (*records)(struct mailbox *mb, struct msg_record **recs_r, size_t *n_r,
 	               uint64_t *modseq_r);
 	int (*keywords)(struct mailbox *mb, const char *const **names_r, size_t *n_r);

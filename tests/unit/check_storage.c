@@ -5159,6 +5159,37 @@ START_TEST(acl_watch)
 }
 END_TEST
 
+/* mailbox_records() with modseq_r NULL: the records alone, as with it. */
+START_TEST(records_without_modseq)
+{
+	struct mailbox *mb;
+	struct msg_record *recs, *again;
+	size_t n, n2;
+	uint64_t hms;
+	uint32_t a, b;
+
+	setup_dir(_i);
+	open_store();
+	ck_assert_int_eq(storage_user_init(st, USER), 0);
+	a = append_simple("INBOX", 1);
+	b = append_simple("INBOX", 2);
+	ck_assert_int_eq(mailbox_open(st, USER, "INBOX", 0, &mb), 0);
+	ck_assert_int_eq(mailbox_records(mb, &recs, &n, NULL), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(recs[0].uid, a);
+	ck_assert_uint_eq(recs[1].uid, b);
+	ck_assert_int_eq(mailbox_records(mb, &again, &n2, &hms), 0);
+	ck_assert_uint_eq(n2, n);
+	ck_assert_uint_eq(again[1].uid, b);
+	ck_assert_uint_gt(hms, 0);
+	free(again);
+	free(recs);
+	mailbox_close(&mb);
+	assert_clean();
+	teardown_backend();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -5212,6 +5243,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, changes_after_recreate_over_parent, 0, n_backends);
 	tcase_add_loop_test(tc, mailbox_tree, 0, n_backends);
 	tcase_add_loop_test(tc, default_folders, 0, n_backends);
+	tcase_add_loop_test(tc, records_without_modseq, 0, n_backends);
 	tcase_add_loop_test(tc, status_store_copy, 0, n_backends);
 	tcase_add_loop_test(tc, store_modified_many, 0, n_backends);
 	tcase_add_loop_test(tc, object_ids, 0, n_backends);

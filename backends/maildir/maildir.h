@@ -214,6 +214,10 @@ struct md_mailbox {
 	struct mailbox mb;
 	struct md_folder *f;
 	char *user, *name; /* ours; the wrapper's copies are in mb */
+	/* The folder's when opened: deleted with children (kept as their
+	 * \Noselect parent) and created again, the folder of the same path
+	 * has a new one, and this handle's messages are gone. */
+	uint32_t uidvalidity;
 	const char *kw_view[MD_MAX_KEYWORDS];
 	/* The \Recent claim the last md_changes_since_nb() decided for this
 	 * handle, so the claim after it needs no lock: claim_ready gives

@@ -35,6 +35,9 @@ md_mailbox_open(struct storage *st, const char *user, const char *name, unsigned
 	md_watch_add(ms, f);
 	m = xcalloc(1, sizeof(*m));
 	m->f = f;
+	pthread_mutex_lock(&f->mutex);
+	m->uidvalidity = f->uidvalidity;
+	pthread_mutex_unlock(&f->mutex);
 	m->user = xstrdup(user);
 	m->name = xstrdup(name);
 	m->mb.st = st;
@@ -363,6 +366,11 @@ md_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes *c)
 	m->claim_ready = m->claim_deferred = false;
 	if ((err = mb_begin(mb, MD_SYNC_NORMAL, &f)) < 0)
 		return err;
+	if (f->uidvalidity != m->uidvalidity) {
+		/* deleted and created again since this handle was opened */
+		pthread_mutex_unlock(&f->mutex);
+		return ROOST_ENOTFOUND;
+	}
 	changes_collect(f, modseq, c, &exp, &n);
 	pthread_mutex_unlock(&f->mutex);
 	changes_expunged(c, exp, n);
@@ -405,6 +413,11 @@ md_changes_since_nb(struct mailbox *mb, uint64_t modseq, size_t max, struct mail
 	if (atomic_load(&f->watch_pending) || !f->loaded || !f->scanned || f->locked ||
 	    modseq < f->expunge_floor)
 		goto again;
+	if (f->uidvalidity != m->uidvalidity) {
+		/* as in md_changes_since() */
+		pthread_mutex_unlock(&f->mutex);
+		return ROOST_ENOTFOUND;
+	}
 	base = md_recent_base(f);
 	for (i = f->n; i-- > 0;) {
 		if (f->recs[i].modseq <= modseq)

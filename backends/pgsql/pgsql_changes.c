@@ -45,6 +45,7 @@ struct flight {
 	uint64_t highestmodseq;
 	uint32_t uidnext;
 	uint32_t recent_first;
+	uint32_t uidvalidity; /* the mailbox row's */
 	uint64_t floor;
 	struct msg_record *changed; /* by UID, each with its MODSEQ */
 	size_t n_changed;
@@ -100,8 +101,9 @@ struct changes_arg {
 
 /*
  * The rows [first, end) of a changes query into f: the first is the
- * mailbox row (kind 0), the others changed records (kind 1) then expunged
- * UIDs (kind 2). ROOST_ENOTFOUND when the mailbox row is missing.
+ * mailbox row (kind 0, its UIDVALIDITY fifth), the others changed records
+ * (kind 1) then expunged UIDs (kind 2). ROOST_ENOTFOUND when the mailbox
+ * row is missing.
  */
 static int
 flight_fill(struct flight *f, const PGresult *res, int first, int end)
@@ -114,6 +116,7 @@ flight_fill(struct flight *f, const PGresult *res, int first, int end)
 	f->uidnext = (uint32_t)pg_int(res, first, 1);
 	f->floor = (uint64_t)pg_int(res, first, 2);
 	f->recent_first = (uint32_t)pg_int(res, first, 3);
+	f->uidvalidity = (uint32_t)pg_int(res, first, 4);
 	for (int i = first + 1; i < end; i++) {
 		if (pg_int(res, i, KIND_COL) == 1)
 			n_changed++;
@@ -161,8 +164,8 @@ t_changes(struct pg_txn *t, void *arg)
 	pg_p_int(&p, a->id);
 	pg_p_int(&p, (int64_t)f->since);
 	rc = pg_exec(t,
-	             "SELECT highestmodseq, uidnext, expunge_floor, recent_first, 0, 0, 0, 0, "
-	             "0 FROM mailboxes WHERE id = $1 AND NOT noselect "
+	             "SELECT highestmodseq, uidnext, expunge_floor, recent_first, uidvalidity, 0, "
+	             "0, 0, 0 FROM mailboxes WHERE id = $1 AND NOT noselect "
 	             "UNION ALL SELECT " REC_COLS ", 1 FROM messages WHERE mailbox_id = $1 AND "
 	             "modseq > $2 "
 	             "UNION ALL SELECT uid, coalesce(emailid, 0), modseq, 0, 0, 0, 0, 0, 2 FROM "
@@ -176,14 +179,20 @@ t_changes(struct pg_txn *t, void *arg)
 	return rc;
 }
 
-/* The caller's share of a landed flight: the rows above its MODSEQ. */
+/* The caller's share of a landed flight: the rows above its MODSEQ.
+ * A mailbox deleted with children keeps its id as their \Noselect parent
+ * and is given it back, under a new UIDVALIDITY, when created again: a
+ * handle of the old one (uidvalidity) is gone, its messages with it. */
 static int
-flight_take(const struct flight *f, uint64_t since, struct mailbox_changes *ch)
+flight_take(const struct flight *f, uint32_t uidvalidity, uint64_t since,
+            struct mailbox_changes *ch)
 {
 	size_t k = 0;
 
 	if (f->rc != 0)
 		return f->rc;
+	if (f->uidvalidity != uidvalidity)
+		return ROOST_ENOTFOUND;
 	ch->highestmodseq = f->highestmodseq;
 	ch->uidnext = f->uidnext;
 	ch->expunged_complete = since >= f->floor;
@@ -335,7 +344,7 @@ pg_op_changes_since(struct mailbox *mb, uint64_t modseq, struct mailbox_changes 
 		else
 			pthread_cond_wait(&ps->flights_cond, &ps->flights_lock);
 	}
-	rc = flight_take(f, modseq, changes_r);
+	rc = flight_take(f, pm->uidvalidity, modseq, changes_r);
 	pm->view_uidnext = rc == 0 ? f->uidnext : 0;
 	pm->view_recent = rc == 0 ? f->recent_first : 0;
 	flight_unref(f);
@@ -610,9 +619,9 @@ t_changes_multi(struct pg_txn *t, void *arg)
 	pg_p_str(&p, buf_cstr(&ids));
 	pg_p_str(&p, buf_cstr(&sinces));
 	rc = pg_exec(t,
-	             "SELECT m.highestmodseq, m.uidnext, m.expunge_floor, m.recent_first, 0, 0, 0, "
-	             "0, 0, x.i FROM unnest($1::bigint[], $2::bigint[]) AS x (i, s) JOIN "
-	             "mailboxes m ON m.id = x.i WHERE NOT m.noselect "
+	             "SELECT m.highestmodseq, m.uidnext, m.expunge_floor, m.recent_first, "
+	             "m.uidvalidity, 0, 0, 0, 0, x.i FROM unnest($1::bigint[], $2::bigint[]) AS x "
+	             "(i, s) JOIN mailboxes m ON m.id = x.i WHERE NOT m.noselect "
 	             "UNION ALL SELECT g.*, 1, x.i FROM unnest($1::bigint[], $2::bigint[]) AS x "
 	             "(i, s) CROSS JOIN LATERAL (SELECT " REC_COLS " FROM messages WHERE "
 	             "mailbox_id = x.i AND modseq > x.s) g "

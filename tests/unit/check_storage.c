@@ -1103,12 +1103,6 @@ START_TEST(changes_after_recreate_over_parent)
 	int rc;
 
 	setup_backend(_i);
-	/* Maildir and PostgreSQL answer the old handle too (reported by the
-	 * review, for their owners): LMDB only for now. */
-	if (strcmp(backend, "lmdb") != 0) {
-		teardown_backend();
-		return;
-	}
 	ck_assert_int_eq(storage_create(st, USER, "Foo", 0), 0);
 	ck_assert_int_eq(storage_create(st, USER, "Foo/Bar", 0), 0);
 	for (int i = 0; i < 3; i++)
@@ -1121,10 +1115,15 @@ START_TEST(changes_after_recreate_over_parent)
 	ck_assert_int_eq(storage_status(st, USER, "Foo", &s1), 0);
 	ck_assert_uint_ne(s1.uidvalidity, s0.uidvalidity);
 	/* a handle of the new mailbox asks from the same modseq first: its
-	 * answer (LMDB keeps it for the mailbox's id) is not the old one's */
+	 * answer (LMDB keeps it for the mailbox's id) is not the old one's.
+	 * (Maildir starts the new mailbox's MODSEQs again, PostgreSQL answers
+	 * only on a worker.) */
 	ck_assert_int_eq(mailbox_open(st, USER, "Foo", 0, &b), 0);
-	ck_assert_int_eq(mailbox_changes_since_nb(b, s0.highestmodseq, 32, &ch), 0);
-	ck_assert_uint_eq(ch.n_changed, 1);
+	rc = mailbox_changes_since_nb(b, s0.highestmodseq, 32, &ch);
+	if (rc == ROOST_EAGAIN)
+		rc = mailbox_changes_since(b, s0.highestmodseq, &ch);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(ch.n_changed, s1.highestmodseq > s0.highestmodseq ? 1 : 0);
 	mailbox_changes_free(&ch);
 	for (int k = 0; k < 2; k++) {
 		rc = k == 1 ? mailbox_changes_since(a, s0.highestmodseq, &ch)

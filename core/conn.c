@@ -13,7 +13,7 @@
 /*
  * What a protocol sees of its connection (accessors and settings), the
  * references and wake-ups any thread may use, and the state table. The
- * machine itself runs in conn_accept.c (see enum conn_state).
+ * machine itself runs in conn_step.c (see enum conn_state).
  */
 
 #define BIT(s) (1u << (s))

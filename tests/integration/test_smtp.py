@@ -14,7 +14,8 @@ import threading
 import time
 import unittest
 
-from roosttest import BACKENDS, LineClient, RoostServer, SharedServer, tls_context, wait_unix
+from roosttest import (BACKENDS, LineClient, RoostServer, SharedServer, tls_context, wait_log,
+                       wait_unix)
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -807,7 +808,10 @@ class LmtpDefaultSocketTest(unittest.TestCase):
             st = os.stat(path)
             self.assertTrue(stat.S_ISSOCK(st.st_mode))
             self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
-            self.assertRegex(srv.log(), r"event=listen proto=lmtp addr=unix:%s" % re.escape(path))
+            # the socket accepts once listen() returned; its log line
+            # follows (wait for it, or a loaded machine reads the log first)
+            self.assertTrue(wait_log(srv, r"event=listen proto=lmtp addr=unix:%s" % re.escape(path),
+                                     timeout=60), srv.log())
             self.assertNotRegex(srv.log(), r"proto=lmtp addr=[^u]")
             with smtplib.LMTP(path, timeout=15) as s:
                 s.sendmail("s@remote.example", [ALICE], message("default socket"))
